@@ -1,0 +1,171 @@
+# etsmgr: tables in POSIX shared memory that survive the crash of their owner.
+#
+#   make            build everything under build/
+#   make run        build, then run the whole system under etssup (foreground)
+#   make check      build and run every test (SANITIZE=1: with ASan+UBSan)
+#   make clean      remove build/
+#
+# Layout conventions, so that a new module needs no Makefile edit:
+#   common/*.c                 internal library, linked into everything
+#   client/lib/*.c             libetsmgr (with common/), public header client/etsmgr.h
+#   <program dir>/*.c          one program; main() lives in <dir>/main.c
+#   tests/test_*.c             check suites: test_NAME.c defines Suite *NAME_suite(void)
+#   tests/progs/*.c            helper programs the tests start (build/tests/bin/NAME)
+#   */*.mk, tests/*/*.mk       extra targets (bench, fuzz, crash, install ...)
+
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+
+VERSION := 0.1.0
+SOVERSION := 0
+
+# ---------------------------------------------------------------- dependencies
+# Debian packages found through pkg-config; installed on first use when absent.
+DEPS := libuv=libuv1-dev libcjson=libcjson-dev check=check
+NODEPS_GOALS := clean help
+ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
+DEPS_MISSING := $(shell sh common/deps.sh missing $(DEPS))
+ifneq ($(strip $(DEPS_MISSING)),)
+$(info etsmgr: installing missing Debian packages: $(DEPS_MISSING))
+DEPS_STATUS := $(shell sh common/deps.sh install $(DEPS_MISSING) >&2; echo $$?)
+ifneq ($(DEPS_STATUS),0)
+$(error etsmgr: could not install $(DEPS_MISSING); install them with apt-get and run make again)
+endif
+endif
+endif
+
+# ---------------------------------------------------------------- flags
+ifeq ($(SANITIZE),1)
+BUILD ?= build/sanitize
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT := -O1
+else
+BUILD ?= build
+SANFLAGS :=
+OPT := -O2
+endif
+BIN := $(BUILD)/bin
+LIBDIR_B := $(BUILD)/lib
+OBJ := $(BUILD)/obj
+
+CC ?= cc
+PKGS := libuv libcjson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+
+CFLAGS ?= $(OPT) -g
+CFLAGS += -std=c11 -Wall -Wextra -Werror -fPIC -D_GNU_SOURCE $(SANFLAGS)
+CPPFLAGS += -Icommon -Iclient $(PKG_CFLAGS) -DETSMGR_VERSION_STRING='"$(VERSION)"'
+LDFLAGS += $(SANFLAGS)
+LDLIBS += $(PKG_LIBS) -lpthread -lrt -lm
+
+# ---------------------------------------------------------------- libraries
+COMMON_SRCS := $(wildcard common/*.c)
+CLIENT_SRCS := $(wildcard client/lib/*.c)
+LIB_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(COMMON_SRCS) $(CLIENT_SRCS))
+LIB_A := $(LIBDIR_B)/libetsmgr.a
+LIB_SO := $(LIBDIR_B)/libetsmgr.so.$(SOVERSION)
+LIB_PC := $(LIBDIR_B)/pkgconfig/etsmgr.pc
+
+$(LIB_A): $(LIB_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(LIB_SO): $(LIB_OBJS)
+	@mkdir -p $(@D)
+	$(CC) -shared -Wl,-soname,libetsmgr.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	ln -sf libetsmgr.so.$(SOVERSION) $(LIBDIR_B)/libetsmgr.so
+
+# pkg-config file for a build-tree user (prefix = the build dir); install.mk
+# writes the installed one.
+$(LIB_PC): Makefile
+	@mkdir -p $(@D)
+	printf '%s\n' 'prefix=$(abspath $(BUILD))' 'libdir=$${prefix}/lib' \
+	  'includedir=$(abspath client)' '' 'Name: etsmgr' \
+	  'Description: tables in POSIX shared memory that survive their owner' \
+	  'Version: $(VERSION)' 'Requires: libuv' 'Requires.private: libcjson' \
+	  'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -letsmgr' \
+	  'Libs.private: -lpthread -lrt' > $@
+
+# ---------------------------------------------------------------- programs
+# name:directory; a directory with no .c files yet is skipped.
+PROGRAMS := etsmgrd:daemon etscounterd:client/etscounterd etscounter:client/etscounter \
+	etssup:supervisor/etssup etsmgrctl:supervisor/etsmgrctl \
+	etsmgr-crashlab:client/crashlab
+
+prog_name = $(word 1,$(subst :, ,$(1)))
+prog_dir = $(word 2,$(subst :, ,$(1)))
+prog_objs = $(patsubst %.c,$(OBJ)/%.o,$(wildcard $(call prog_dir,$(1))/*.c))
+
+define PROGRAM_RULE
+$(BIN)/$(call prog_name,$(1)): $(call prog_objs,$(1)) $(LIB_A)
+	@mkdir -p $$(@D)
+	$$(CC) $$(LDFLAGS) -o $$@ $(call prog_objs,$(1)) $(LIB_A) $$(LDLIBS)
+BUILT_PROGRAMS += $(BIN)/$(call prog_name,$(1))
+PROGRAM_OBJS += $(call prog_objs,$(1))
+endef
+$(foreach p,$(PROGRAMS),$(if $(wildcard $(call prog_dir,$(p))/*.c),$(eval $(call PROGRAM_RULE,$(p)))))
+
+# ---------------------------------------------------------------- objects
+$(OBJ)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+# ---------------------------------------------------------------- tests
+# One runner holds every suite, so make check ends with one check summary.
+TEST_SRCS := $(wildcard tests/test_*.c)
+TEST_LIB_SRCS := $(wildcard tests/lib/*.c)
+TEST_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(TEST_SRCS) $(TEST_LIB_SRCS))
+TEST_SUITES := $(patsubst tests/test_%.c,%,$(TEST_SRCS))
+TEST_RUNNER := $(BUILD)/tests/etsmgr-tests
+TEST_LIST := $(BUILD)/tests/suites.h
+# program internals (everything but main.c) are linkable from tests and fuzzers
+PROGRAM_LIB_OBJS := $(filter-out %/main.o,$(PROGRAM_OBJS))
+TEST_PROG_SRCS := $(wildcard tests/progs/*.c)
+TEST_PROGS := $(patsubst tests/progs/%.c,$(BUILD)/tests/bin/%,$(TEST_PROG_SRCS))
+
+$(TEST_LIST): $(TEST_SRCS) Makefile
+	@mkdir -p $(@D)
+	@{ for s in $(TEST_SUITES); do echo "SUITE($${s//-/_})"; done; } > $@.tmp && mv $@.tmp $@
+
+$(OBJ)/tests/runner.o: tests/runner.c $(TEST_LIST)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CHECK_CFLAGS) -I$(BUILD)/tests $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(OBJ)/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CHECK_CFLAGS) -Itests/lib $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(TEST_RUNNER): $(OBJ)/tests/runner.o $(TEST_OBJS) $(PROGRAM_LIB_OBJS) $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/bin/%: $(OBJ)/tests/progs/%.o $(patsubst %.c,$(OBJ)/%.o,$(TEST_LIB_SRCS)) $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# ---------------------------------------------------------------- targets
+.PHONY: all run check clean help
+all: $(LIB_A) $(LIB_SO) $(LIB_PC) $(BUILT_PROGRAMS)
+
+# Tests find the programs through these; CK_RUN_SUITE=NAME runs one suite.
+TEST_ENV = ETSMGR_BINDIR=$(abspath $(BIN)) ETSMGR_TEST_BINDIR=$(abspath $(BUILD)/tests/bin) \
+	ETSMGR_SRCDIR=$(abspath .) ETSMGR_LIBDIR=$(abspath $(LIBDIR_B))
+check: all $(TEST_RUNNER) $(TEST_PROGS)
+	$(TEST_ENV) $(TEST_RUNNER)
+
+# The runtime dir is the default one the CLIs resolve, so they need no options.
+run: all
+	@echo "etsmgr: starting etssup; in another terminal try: $(BIN)/etscounter count   (Ctrl-C stops everything)"
+	exec $(BIN)/etssup
+
+clean:
+	rm -rf build
+
+help:
+	@sed -n '2,7p' Makefile
+
+-include $(wildcard */*.mk tests/*/*.mk)
+-include $(shell find $(OBJ) -name '*.d' 2>/dev/null)

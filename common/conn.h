@@ -1,0 +1,53 @@
+/* conn.h: a libuv server for framed connections on a listening AF_UNIX
+ * socket, shared by etsmgrd, etscounterd and etssup.  It uses uv_poll and
+ * its own recvmsg/sendmsg (not uv_stream) so that file descriptors can travel
+ * in both directions as SCM_RIGHTS and every received fd is accounted for.
+ *
+ * Replies are queued and flushed once per loop iteration (one write for all
+ * the replies a read produced), in request order.  A peer that stops reading
+ * is not read from until its queue drains. */
+#ifndef ETSMGR_CONN_H
+#define ETSMGR_CONN_H
+#include <stddef.h>
+#include <sys/types.h>
+#include <uv.h>
+#include <cjson/cJSON.h>
+
+typedef struct conn conn;
+typedef struct conn_server conn_server;
+
+/* A whole frame arrived.  The callee owns fds[0..nfds) (close or keep them).
+ * payload is not NUL-terminated and is valid only during the call. */
+typedef void (*conn_frame_cb)(conn *c, const char *payload, size_t len, int *fds, int nfds, void *arg);
+/* The peer is gone or the connection was closed; c is freed after the call. */
+typedef void (*conn_close_cb)(conn *c, void *arg);
+typedef void (*conn_open_cb)(conn *c, void *arg);
+
+typedef struct conn_server_cfg {
+    int listen_fd;        /* listening, non-blocking; the server owns it */
+    size_t max_conns;     /* more are accepted and closed at once, with an error frame */
+    conn_open_cb on_open; /* may be NULL */
+    conn_frame_cb on_frame;
+    conn_close_cb on_close; /* may be NULL */
+    void *arg;
+} conn_server_cfg;
+
+int conn_server_start(conn_server **out, uv_loop_t *loop, const conn_server_cfg *cfg);
+/* Stops accepting, closes every connection (calling on_close) and the
+ * listening fd; the server is freed once libuv has closed its handles. */
+void conn_server_stop(conn_server *s);
+size_t conn_server_count(const conn_server *s);
+
+/* Queue one frame (fd >= 0: sent with it as SCM_RIGHTS; the caller keeps its
+ * own copy).  0, or -1 when the connection is closing or out of memory. */
+int conn_send(conn *c, const char *payload, size_t len, int fd);
+int conn_send_json(conn *c, const cJSON *obj, int fd);
+/* Close once the queued frames are written (or the peer is gone). */
+void conn_close(conn *c);
+
+pid_t conn_peer_pid(const conn *c);
+uid_t conn_peer_uid(const conn *c);
+gid_t conn_peer_gid(const conn *c);
+void conn_set_data(conn *c, void *data);
+void *conn_get_data(const conn *c);
+#endif

@@ -1,0 +1,42 @@
+/* frame.h: the wire framing shared by every socket of the project: a 4-byte
+ * big-endian length, then that many bytes of UTF-8 JSON (one object).
+ * Frames are at most FRAME_MAX bytes of payload.  File descriptors travel as
+ * SCM_RIGHTS ancillary data sent with the first byte of the frame they
+ * belong to. */
+#ifndef ETSMGR_FRAME_H
+#define ETSMGR_FRAME_H
+#include <stddef.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+
+#define FRAME_MAX 65536u
+#define FRAME_MAX_FDS 4 /* fds accepted with one frame; more are closed */
+
+/* Incremental decoder for event loops: feed bytes, take whole frames. */
+typedef struct frame_reader {
+    char *buf;
+    size_t len, cap, off;
+} frame_reader;
+void frame_reader_init(frame_reader *r);
+void frame_reader_free(frame_reader *r);
+/* 0, or -1 when out of memory */
+int frame_reader_feed(frame_reader *r, const void *data, size_t n);
+/* 1: a frame (payload/len valid until the next call), 0: need more bytes,
+ * -1: the length prefix exceeds FRAME_MAX (the stream cannot go on). */
+int frame_reader_next(frame_reader *r, const char **payload, size_t *len);
+
+/* Prefix + payload into one malloc'd buffer; NULL when len > FRAME_MAX. */
+char *frame_encode(const char *payload, size_t len, size_t *outlen);
+
+/* Blocking I/O for clients and CLIs (timeout_ms < 0: wait forever).
+ * frame_write sends fds (nfds <= FRAME_MAX_FDS) with the frame; 0 or -1/errno.
+ * frame_read returns 0 with a malloc'd NUL-terminated payload and any fds
+ * received (up to maxfds; extra ones are closed), or -1 with errno:
+ * ECONNRESET when the peer closed, ETIMEDOUT, EMSGSIZE for a frame over
+ * FRAME_MAX. */
+int frame_write(int fd, const char *payload, size_t len, const int *fds, int nfds);
+int frame_read(int fd, char **payload, size_t *len, int *fds, int *nfds, int maxfds, int timeout_ms);
+int frame_write_json(int fd, const cJSON *obj, const int *fds, int nfds);
+/* like frame_read, but parses: -1/EBADMSG when the payload is not a JSON object */
+int frame_read_json(int fd, cJSON **obj, int *fds, int *nfds, int maxfds, int timeout_ms);
+#endif

@@ -1,0 +1,29 @@
+/* log.h: one log line per event on stderr, as in the seed transcript:
+ *   2019-06-24T19:06:09.126790+01:00 notice: etscounterd: Counter 1.
+ * When JOURNAL_STREAM is set (stderr is journald's), each line instead starts
+ * with the syslog priority, "<5>etscounterd: Counter 1.", and journald adds
+ * the timestamp itself. */
+#ifndef ETSMGR_LOG_H
+#define ETSMGR_LOG_H
+
+enum log_level { LOG_LVL_DEBUG = 7, LOG_LVL_INFO = 6, LOG_LVL_NOTICE = 5,
+                 LOG_LVL_WARNING = 4, LOG_LVL_ERROR = 3 };
+
+/* ident names the program in each line; level is the lowest one printed. */
+void log_init(const char *ident, enum log_level level);
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+/* "debug", "info", "notice", "warning", "error" -> level; -1 when unknown */
+int log_level_parse(const char *name);
+const char *log_level_name(enum log_level level);
+
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)
+#define log_notice(...) log_msg(LOG_LVL_NOTICE, __VA_ARGS__)
+#define log_warning(...) log_msg(LOG_LVL_WARNING, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
+
+/* Formats the current time as ISO-8601 with microseconds and UTC offset. */
+void log_timestamp(char *buf, unsigned long len);
+#endif

@@ -1,0 +1,33 @@
+/* runtime.h: where an instance lives.  Every program resolves the runtime
+ * directory and instance name with rt_resolve, so a CLI finds the daemons
+ * without options:
+ *   dir:      --runtime-dir, else $ETSMGR_RUNTIME_DIR, else $XDG_RUNTIME_DIR/etsmgr,
+ *             else /run/etsmgr for root, else /tmp/etsmgr-$UID
+ *   instance: --instance, else $ETSMGR_INSTANCE, else "etsmgr"
+ * Shared-memory objects of an instance are "/<instance>.<table>". */
+#ifndef ETSMGR_RUNTIME_H
+#define ETSMGR_RUNTIME_H
+#include <stdbool.h>
+#include <stddef.h>
+
+#define RT_PATH_MAX 108 /* sun_path: socket paths must fit */
+#define RT_INSTANCE_MAX 64
+
+typedef struct rt_paths {
+    char dir[RT_PATH_MAX];
+    char instance[RT_INSTANCE_MAX + 1];
+} rt_paths;
+
+/* opt_dir / opt_instance: the command line's values or NULL.  Returns 0, or
+ * -1 with a message in err (instance name invalid, path too long). */
+int rt_resolve(const char *opt_dir, const char *opt_instance, rt_paths *out, char *err, size_t errlen);
+/* mkdir -p the runtime dir with mode 0700 (0 or -1 with a message). */
+int rt_ensure_dir(const rt_paths *rt, char *err, size_t errlen);
+/* DIR/<file> into buf; -1 when it does not fit a socket path. */
+int rt_path(const rt_paths *rt, const char *file, char *buf, size_t len);
+/* "/<instance>.<table>" into buf; -1 when the table name is invalid. */
+int rt_shm_name(const rt_paths *rt, const char *table, char *buf, size_t len);
+
+/* [A-Za-z0-9_.-]{1,64}, and not "." or ".." */
+bool rt_valid_name(const char *name, size_t len);
+#endif

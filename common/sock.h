@@ -1,0 +1,14 @@
+/* sock.h: AF_UNIX stream sockets. */
+#ifndef ETSMGR_SOCK_H
+#define ETSMGR_SOCK_H
+#include <stddef.h>
+/* Bind and listen at path with the given mode, replacing a stale socket file
+ * (callers hold the instance lock first, so a live one is never replaced).
+ * Non-blocking, close-on-exec.  fd, or -1 with a message in err. */
+int sock_listen_unix(const char *path, unsigned mode, int backlog, char *err, size_t errlen);
+/* Blocking connect; fd or -1 (errno kept: ENOENT/ECONNREFUSED mean "not up"). */
+int sock_connect_unix(const char *path);
+/* Take an exclusive lock on path (created 0600): fd, or -1 with errno
+ * EWOULDBLOCK when another process holds it. */
+int sock_lock_file(const char *path);
+#endif

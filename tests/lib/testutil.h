@@ -1,0 +1,49 @@
+/* testutil.h: what the suites share: a private runtime dir and instance per
+ * test, starting the real programs with readiness taken from a notify socket
+ * (never a sleep), and cleaning up processes and shm objects afterwards. */
+#ifndef ETSMGR_TESTUTIL_H
+#define ETSMGR_TESTUTIL_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct tu_env {
+    char dir[108];     /* fresh runtime dir (mkdtemp under /tmp) */
+    char instance[65]; /* unique: "t<pid>x<counter>" */
+} tu_env;
+
+/* Makes the dir and instance and exports ETSMGR_RUNTIME_DIR/ETSMGR_INSTANCE
+ * so programs and the client library find them. */
+void tu_env_init(tu_env *e);
+/* Kills what tu_spawn started and is still running, unlinks every shm object
+ * "/<instance>.*", removes the dir. */
+void tu_env_cleanup(tu_env *e);
+
+/* Path of a built program: $ETSMGR_BINDIR/name (or $ETSMGR_TEST_BINDIR for
+ * test helpers when test_prog is true). */
+const char *tu_bin(const char *name, bool test_prog);
+
+/* Starts argv (argv[0] resolved with tu_bin) with NOTIFY_SOCKET pointing at a
+ * socket of the test and waits up to timeout_ms for READY=1 from it.  Returns
+ * the pid, or -1 when it exited or timed out (the child is then killed). */
+pid_t tu_spawn_ready(tu_env *e, char *const argv[], int timeout_ms);
+/* Starts argv without waiting; pid. */
+pid_t tu_spawn(tu_env *e, char *const argv[]);
+/* SIGKILL and reap; returns the wait status. */
+int tu_kill9(pid_t pid);
+/* Waits up to timeout_ms for pid to exit; its wait status, or -1 on timeout. */
+int tu_wait(pid_t pid, int timeout_ms);
+/* Polls cond every 5 ms up to timeout_ms (for states with no signal). */
+bool tu_eventually(bool (*cond)(void *), void *arg, int timeout_ms);
+
+/* One request/reply on DIR/<sock>: sends json text, returns the reply text
+ * (malloc'd) or NULL; fds passed/received as SCM_RIGHTS. */
+char *tu_request(tu_env *e, const char *sock, const char *json, const int *fds, int nfds,
+                 int *rfds, int *nrfds);
+/* Number of open fds of pid (from /proc/PID/fd). */
+int tu_count_fds(pid_t pid);
+/* Number of /dev/shm objects whose name starts with "<instance>." */
+int tu_count_shm(const tu_env *e);
+/* True when some process is a zombie child of pid (from /proc). */
+bool tu_has_zombie_children(pid_t pid);
+#endif
