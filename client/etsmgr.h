@@ -131,6 +131,126 @@ int etsmgr_table_abort(etsmgr_table *t);
 /* (section owned by client/lib: connection, new_table, add_table, del_table,
  * give_away, info, and the libuv watch that reattaches after a daemon crash) */
 
+/* A connection to etsmgrd, the table manager.  The daemon creates tables,
+ * hands them to this process (it becomes their owner: the connection is its
+ * life line) and is their heir: when this process dies, the tables stay, and
+ * a restarted process gets them back, data intact, with etsmgr_new_table.
+ *
+ * The client holds every table it got (new_table, add_table, a transfer): the
+ * handles stay valid while etsmgrd is down (the mapping does not depend on
+ * it), and a reconnect (etsmgr_reconnect, or the watch below) registers them
+ * again with the new daemon.  Handles are freed by etsmgr_del_table,
+ * etsmgr_give_away or etsmgr_client_close.
+ *
+ * Synchronous calls block, up to the client's timeout (etsmgr_client_set_timeout,
+ * default 5000 ms).  A client is used by one thread at a time.  On
+ * ETSMGR_EREFUSED (and most other errors) etsmgr_client_message() says why,
+ * in the daemon's words; etsmgr_client_error() gives the daemon's error code
+ * ("owned", "not_found", "bad_fd" ... see docs/protocol.md). */
+typedef struct etsmgr_client etsmgr_client;
+
+/* runtime_dir / instance: NULL resolves them like every program of the
+ * project ($ETSMGR_RUNTIME_DIR, $XDG_RUNTIME_DIR/etsmgr, /run/etsmgr or
+ * /tmp/etsmgr-$UID; $ETSMGR_INSTANCE or "etsmgr").  Connects once and says
+ * hello: ETSMGR_ENOTCONN when etsmgrd is not there.  On failure *out is
+ * NULL, and when out_msg is not NULL it receives the reason (msglen bytes). */
+int etsmgr_connect(const char *runtime_dir, const char *instance, etsmgr_client **out,
+                   char *out_msg, size_t msglen);
+/* The counterpart of etsmgr:wait4etsmgr/2: tries to connect every poll_ms
+ * (0: 100) until it succeeds or timeout_ms passes (< 0: forever);
+ * ETSMGR_ETIMEDOUT then. */
+int etsmgr_wait(const char *runtime_dir, const char *instance, int poll_ms, int timeout_ms,
+                etsmgr_client **out, char *out_msg, size_t msglen);
+/* Closes the connection (the daemon becomes heir of the tables) and every
+ * table handle the client holds.  Stops the watch.  NULL is fine. */
+void etsmgr_client_close(etsmgr_client *c);
+void etsmgr_client_set_timeout(etsmgr_client *c, int timeout_ms);
+
+/* After ETSMGR_ENOTCONN (the daemon died) without a watch: wait for etsmgrd
+ * as etsmgr_wait does, then add_table every held table again.  ETSMGR_OK when
+ * all were registered; else the first error (the others are still tried). */
+int etsmgr_reconnect(etsmgr_client *c, int poll_ms, int timeout_ms);
+
+int etsmgr_client_connected(const etsmgr_client *c); /* 1 or 0 */
+pid_t etsmgr_client_daemon_pid(const etsmgr_client *c); /* 0 when not connected */
+const char *etsmgr_client_runtime_dir(const etsmgr_client *c);
+const char *etsmgr_client_instance(const etsmgr_client *c);
+/* The last failure: the daemon's error code ("" when none or when it was
+ * local) and words for a person (never NULL). */
+const char *etsmgr_client_error(const etsmgr_client *c);
+const char *etsmgr_client_message(const etsmgr_client *c);
+
+/* What new_table and transfers tell about the table received. */
+typedef struct etsmgr_grant {
+    int created;        /* 1: a new empty table; 0: an existing one, data intact */
+    pid_t from_pid;     /* who gave it (the daemon, or a give_away's sender) */
+    char data[256];     /* the giver's data ("etsmgr" for the daemon) */
+    uint64_t generation;
+} etsmgr_grant;
+
+/* Get the table name: create it, or take it over from the heir (the owner
+ * died).  ETSMGR_EOWNED when a living process owns it (its pid in
+ * grant->from_pid when grant is not NULL).  heir_data (NULL: the name) is
+ * what the daemon logs on transfers.  opts may be NULL.  grant may be NULL. */
+int etsmgr_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts *opts,
+                     const char *heir_data, etsmgr_table **out, etsmgr_grant *grant);
+/* Ask the daemon to manage a table this process already holds (it survived a
+ * daemon restart), from a handle (not held yet: the client takes it). */
+int etsmgr_add_table(etsmgr_client *c, etsmgr_table *t);
+/* End management of a held table and close the handle; with unlink, the
+ * shared-memory object and its data are removed too (like ets:delete). */
+int etsmgr_del_table(etsmgr_client *c, etsmgr_table *t, int unlink);
+/* Pass a held table to another connected process of the same uid; the handle
+ * is closed here on success.  data reaches the receiver (NULL: ""). */
+int etsmgr_give_away(etsmgr_client *c, etsmgr_table *t, pid_t pid, const char *data);
+/* Wait up to timeout_ms (< 0: forever) for a table given to this process
+ * (a give_away of another process); the client then holds it. */
+int etsmgr_take_transfer(etsmgr_client *c, int timeout_ms, etsmgr_table **out, etsmgr_grant *grant);
+
+/* The held tables: *n of them in a client-owned array valid until the next
+ * call that changes the set. */
+etsmgr_table *const *etsmgr_client_tables(const etsmgr_client *c, size_t *n);
+
+/* etsmgr:info(): every table the daemon manages. */
+typedef struct etsmgr_managed {
+    char name[ETSMGR_NAME_MAX + 1];
+    int owned;           /* 1: owned by owner_pid; 0: orphaned (the daemon is heir) */
+    pid_t owner_pid;
+    char heir_data[256];
+    uint64_t transfers, entries, capacity, bytes;
+    char created[64];    /* ISO-8601 */
+} etsmgr_managed;
+typedef struct etsmgr_info {
+    pid_t pid;           /* the daemon's */
+    char instance[ETSMGR_NAME_MAX + 1];
+    uint64_t connections;
+    size_t ntables;
+    etsmgr_managed *tables;
+} etsmgr_info;
+int etsmgr_info_get(etsmgr_client *c, etsmgr_info **out);
+void etsmgr_info_free(etsmgr_info *info);
+
+/* The watch: reattachment in one call, for an application with a libuv loop.
+ * It watches the connection without blocking the loop; when the daemon dies
+ * (the connection closes) it calls down, retries every retry_ms, and when a
+ * daemon answers again calls up, then add_table for every held table, calling
+ * readded or failed for each.  Table handles stay usable throughout.  Tables
+ * given to this process arrive through transfer (held from then on).
+ * Callbacks may be NULL and may call the synchronous functions above (except
+ * etsmgr_client_close).  The client must be connected when the watch starts. */
+struct uv_loop_s;
+typedef struct etsmgr_watch_cbs {
+    void (*down)(etsmgr_client *c, pid_t daemon_pid, const char *reason, void *arg);
+    void (*up)(etsmgr_client *c, pid_t daemon_pid, void *arg);
+    void (*readded)(etsmgr_client *c, etsmgr_table *t, void *arg);
+    void (*failed)(etsmgr_client *c, etsmgr_table *t, int err, const char *message, void *arg);
+    void (*transfer)(etsmgr_client *c, etsmgr_table *t, const etsmgr_grant *g, void *arg);
+    unsigned retry_ms; /* 0: 50 */
+} etsmgr_watch_cbs;
+int etsmgr_watch_start(etsmgr_client *c, struct uv_loop_s *loop, const etsmgr_watch_cbs *cbs, void *arg);
+/* Stops watching (the handles close on the loop's next iteration). */
+void etsmgr_watch_stop(etsmgr_client *c);
+
 #ifdef __cplusplus
 }
 #endif
