@@ -1,0 +1,152 @@
+/* log.c: one line per event on stderr.
+ *
+ * Each line is formatted completely in memory and handed to the kernel with a
+ * single write(2), so lines from several processes sharing one stderr (etssup
+ * and its children) never interleave mid-line, and a SIGKILL never leaves half
+ * a line behind.  No stdio: stderr's FILE buffer would split long lines.
+ *
+ * When $JOURNAL_STREAM is set at log_init, stderr goes to journald, which
+ * stamps lines itself and reads the "<N>" syslog prefix as the priority. */
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static char log_ident[64] = "etsmgr";
+static enum log_level log_level_cur = LOG_LVL_INFO;
+static int log_journal = -1; /* -1: not decided yet (log_init not called) */
+
+static const char *const log_names[8] = {
+    NULL, NULL, NULL, "error", "warning", "notice", "info", "debug",
+};
+
+void log_init(const char *ident, enum log_level level)
+{
+    if (ident) {
+        const char *base = strrchr(ident, '/');
+        snprintf(log_ident, sizeof log_ident, "%s", base ? base + 1 : ident);
+    }
+    log_level_cur = level;
+    const char *js = getenv("JOURNAL_STREAM");
+    log_journal = js && *js;
+}
+
+void log_set_level(enum log_level level) { log_level_cur = level; }
+enum log_level log_get_level(void) { return log_level_cur; }
+
+int log_level_parse(const char *name)
+{
+    if (!name)
+        return -1;
+    for (int i = LOG_LVL_ERROR; i <= LOG_LVL_DEBUG; i++)
+        if (strcasecmp(name, log_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+const char *log_level_name(enum log_level level)
+{
+    if ((int)level < LOG_LVL_ERROR || (int)level > LOG_LVL_DEBUG)
+        return "unknown";
+    return log_names[level];
+}
+
+void log_timestamp(char *buf, unsigned long len)
+{
+    struct timeval tv;
+    struct tm tm;
+    if (len == 0)
+        return;
+    gettimeofday(&tv, NULL);
+    if (!localtime_r(&tv.tv_sec, &tm)) {
+        snprintf(buf, len, "%lld.%06ld", (long long)tv.tv_sec, (long)tv.tv_usec);
+        return;
+    }
+    char date[32];
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    long off = tm.tm_gmtoff; /* seconds east of UTC */
+    char sign = off < 0 ? '-' : '+';
+    if (off < 0)
+        off = -off;
+    snprintf(buf, len, "%s.%06ld%c%02ld:%02ld", date, (long)tv.tv_usec, sign, off / 3600,
+             (off % 3600) / 60);
+}
+
+/* write(2) the whole line, retrying on EINTR and short writes. */
+static void log_write_all(const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return; /* nowhere left to report it */
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+    if ((int)level > (int)log_level_cur)
+        return;
+    int saved_errno = errno; /* callers log, then look at errno */
+    if (log_journal < 0) {
+        const char *js = getenv("JOURNAL_STREAM");
+        log_journal = js && *js;
+    }
+
+    char head[128];
+    int hl;
+    if (log_journal) {
+        hl = snprintf(head, sizeof head, "<%d>%s: ", (int)level, log_ident);
+    } else {
+        char ts[48];
+        log_timestamp(ts, sizeof ts);
+        hl = snprintf(head, sizeof head, "%s %s: %s: ", ts, log_level_name(level), log_ident);
+    }
+    if (hl < 0)
+        hl = 0;
+    if ((size_t)hl >= sizeof head)
+        hl = sizeof head - 1;
+
+    char stackbuf[2048];
+    char *line = stackbuf;
+    size_t cap = sizeof stackbuf;
+    va_list ap;
+    va_start(ap, fmt);
+    va_list ap2;
+    va_copy(ap2, ap);
+    int ml = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (ml < 0)
+        ml = 0;
+    size_t need = (size_t)hl + (size_t)ml + 2;
+    if (need > cap) {
+        char *big = malloc(need);
+        if (big) {
+            line = big;
+            cap = need;
+        }
+    }
+    memcpy(line, head, (size_t)hl);
+    vsnprintf(line + hl, cap - (size_t)hl - 1, fmt, ap);
+    va_end(ap);
+    size_t n = strlen(line + hl) + (size_t)hl;
+    /* a message's own trailing newline would make an empty line */
+    while (n > (size_t)hl && line[n - 1] == '\n')
+        n--;
+    line[n++] = '\n';
+    log_write_all(line, n);
+    if (line != stackbuf)
+        free(line);
+    errno = saved_errno;
+}

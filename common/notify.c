@@ -1,0 +1,151 @@
+/* notify.c: the sd_notify datagram protocol, both ends, without libsystemd.
+ *
+ * Sender: one datagram to $NOTIFY_SOCKET ("@name" is the abstract
+ * namespace).  No SCM_CREDENTIALS are attached by hand: the kernel adds the
+ * sender's real pid itself when the receiver has SO_PASSCRED, which is what
+ * lets a supervisor tell which child spoke, whatever the child claims.
+ *
+ * Receiver: any fds that arrive (FDSTORE=1 senders) are closed, since nobody
+ * here stores them and they would leak otherwise. */
+#include "notify.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* sockaddr for "path" or "@abstract"; its length, or 0 when invalid */
+static socklen_t notify_addr(const char *name, struct sockaddr_un *sa)
+{
+    size_t len = strlen(name);
+    if (len < 2 && name[0] == '@')
+        return 0;
+    if (len == 0 || len >= sizeof sa->sun_path)
+        return 0;
+    if (name[0] != '/' && name[0] != '@')
+        return 0;
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    memcpy(sa->sun_path, name, len);
+    if (name[0] == '@') {
+        sa->sun_path[0] = '\0';
+        return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+    }
+    return (socklen_t)sizeof *sa;
+}
+
+int notify_send(const char *msg)
+{
+    const char *name = getenv("NOTIFY_SOCKET");
+    if (!name || !*name)
+        return 0;
+    struct sockaddr_un sa;
+    socklen_t sl = notify_addr(name, &sa);
+    if (sl == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    ssize_t n;
+    do {
+        n = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa, sl);
+    } while (n < 0 && errno == EINTR);
+    int e = errno;
+    close(fd);
+    if (n < 0) {
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+int notify_sendf(const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return notify_send(buf); /* a longer STATUS= is cut, never refused */
+}
+
+int notify_listen(const char *path)
+{
+    struct sockaddr_un sa;
+    socklen_t sl = notify_addr(path, &sa);
+    if (sl == 0) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    if (path[0] == '/') {
+        struct stat st;
+        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+            unlink(path); /* stale from an earlier run */
+    }
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    if (bind(fd, (struct sockaddr *)&sa, sl) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+int notify_recv(int fd, char *buf, unsigned long len, int *pid)
+{
+    if (len == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int) * 16)];
+    } cbuf;
+    struct iovec iov = {.iov_base = buf, .iov_len = len - 1};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_control = cbuf.buf, .msg_controllen = sizeof cbuf.buf};
+    ssize_t n;
+    do {
+        n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -1;
+    if (pid)
+        *pid = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET)
+            continue;
+        if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
+            struct ucred uc;
+            memcpy(&uc, CMSG_DATA(c), sizeof uc);
+            if (pid)
+                *pid = (int)uc.pid;
+        } else if (c->cmsg_type == SCM_RIGHTS) {
+            size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < nfd; i++) {
+                int rfd;
+                memcpy(&rfd, CMSG_DATA(c) + i * sizeof(int), sizeof rfd);
+                close(rfd);
+            }
+        }
+    }
+    buf[n] = '\0';
+    return (int)n;
+}

@@ -1,0 +1,182 @@
+/* runtime.c: one resolution of "where does this instance live", shared by
+ * every program, so a CLI run with no options finds the daemons a supervisor
+ * started with none.
+ *
+ * The runtime dir holds the sockets and the instance lock, so it must be
+ * private: created 0700, and an existing one is refused when another user
+ * owns it or anyone else may write to it (someone else could then put their
+ * own socket where our clients connect).  A relative dir is made absolute
+ * at resolution, so every process of an instance agrees on it whatever its
+ * working directory. */
+#include "runtime.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* room kept after the dir for "/<file>" (the longest is "etscounter.sock") */
+#define RT_FILE_RESERVE 24
+#define PATH_MAX_RT_BUF 4096
+
+bool rt_valid_name(const char *name, size_t len)
+{
+    if (!name || len == 0 || len > RT_INSTANCE_MAX)
+        return false;
+    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = name[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '.' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+static const char *rt_env(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+int rt_resolve(const char *opt_dir, const char *opt_instance, rt_paths *out, char *err, size_t errlen)
+{
+    const char *inst = opt_instance ? opt_instance : rt_env("ETSMGR_INSTANCE");
+    if (!inst)
+        inst = "etsmgr";
+    if (!rt_valid_name(inst, strlen(inst))) {
+        snprintf(err, errlen,
+                 "invalid instance name \"%.80s\": use 1 to 64 of A-Z a-z 0-9 _ . - (not \".\" or \"..\")",
+                 inst);
+        return -1;
+    }
+
+    char dir[PATH_MAX_RT_BUF];
+    const char *d = opt_dir ? opt_dir : rt_env("ETSMGR_RUNTIME_DIR");
+    int n;
+    if (d) {
+        if (!*d) {
+            snprintf(err, errlen, "the runtime directory must not be empty");
+            return -1;
+        }
+        n = snprintf(dir, sizeof dir, "%s", d);
+    } else if ((d = rt_env("XDG_RUNTIME_DIR"))) {
+        n = snprintf(dir, sizeof dir, "%s/etsmgr", d);
+    } else if (geteuid() == 0) {
+        n = snprintf(dir, sizeof dir, "/run/etsmgr");
+    } else {
+        n = snprintf(dir, sizeof dir, "/tmp/etsmgr-%lu", (unsigned long)geteuid());
+    }
+    if (n < 0 || (size_t)n >= sizeof dir) {
+        snprintf(err, errlen, "runtime directory path is too long");
+        return -1;
+    }
+    if (dir[0] != '/') {
+        char cwd[PATH_MAX_RT_BUF], abs[PATH_MAX_RT_BUF];
+        if (!getcwd(cwd, sizeof cwd)) {
+            snprintf(err, errlen, "getcwd: %s (needed to make runtime dir \"%s\" absolute)",
+                     strerror(errno), dir);
+            return -1;
+        }
+        n = snprintf(abs, sizeof abs, "%s/%s", strcmp(cwd, "/") == 0 ? "" : cwd, dir);
+        if (n < 0 || (size_t)n >= sizeof abs) {
+            snprintf(err, errlen, "runtime directory path is too long");
+            return -1;
+        }
+        memcpy(dir, abs, (size_t)n + 1);
+    }
+    size_t dl = strlen(dir);
+    while (dl > 1 && dir[dl - 1] == '/')
+        dir[--dl] = '\0';
+    if (dl + RT_FILE_RESERVE >= RT_PATH_MAX) {
+        snprintf(err, errlen,
+                 "runtime directory \"%.200s\" is too long: socket paths must fit in %d bytes, "
+                 "so use a directory of at most %d characters",
+                 dir, RT_PATH_MAX, RT_PATH_MAX - RT_FILE_RESERVE - 1);
+        return -1;
+    }
+    memcpy(out->dir, dir, dl + 1);
+    snprintf(out->instance, sizeof out->instance, "%s", inst);
+    return 0;
+}
+
+/* The final directory must be ours and private enough. */
+static int rt_check_dir(const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    if (lstat(dir, &st) < 0) {
+        snprintf(err, errlen, "lstat %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "runtime directory %s exists but is not a directory", dir);
+        return -1;
+    }
+    if (st.st_uid != geteuid()) {
+        snprintf(err, errlen,
+                 "runtime directory %s belongs to uid %lu, not to us (uid %lu): use another "
+                 "--runtime-dir or ETSMGR_RUNTIME_DIR",
+                 dir, (unsigned long)st.st_uid, (unsigned long)geteuid());
+        return -1;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(err, errlen,
+                 "runtime directory %s is writable by group or others (mode %04o): "
+                 "run chmod 0700 %s, or use another directory",
+                 dir, (unsigned)(st.st_mode & 07777), dir);
+        return -1;
+    }
+    return 0;
+}
+
+int rt_ensure_dir(const rt_paths *rt, char *err, size_t errlen)
+{
+    char path[RT_PATH_MAX];
+    snprintf(path, sizeof path, "%s", rt->dir);
+    size_t len = strlen(path);
+    /* parents first (mkdir -p), with the usual 0755 */
+    for (size_t i = 1; i < len; i++) {
+        if (path[i] != '/')
+            continue;
+        path[i] = '\0';
+        if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+            snprintf(err, errlen, "mkdir %s: %s", path, strerror(errno));
+            return -1;
+        }
+        path[i] = '/';
+    }
+    if (mkdir(path, 0700) == 0) {
+        /* whatever the umask said */
+        if (chmod(path, 0700) < 0) {
+            snprintf(err, errlen, "chmod 0700 %s: %s", path, strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    if (errno != EEXIST) {
+        snprintf(err, errlen, "mkdir %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return rt_check_dir(path, err, errlen);
+}
+
+int rt_path(const rt_paths *rt, const char *file, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "%s/%s", rt->dir, file);
+    if (n < 0 || (size_t)n >= len || (size_t)n >= RT_PATH_MAX)
+        return -1;
+    return 0;
+}
+
+int rt_shm_name(const rt_paths *rt, const char *table, char *buf, size_t len)
+{
+    if (!table || !rt_valid_name(table, strlen(table)))
+        return -1;
+    int n = snprintf(buf, len, "/%s.%s", rt->instance, table);
+    if (n < 0 || (size_t)n >= len)
+        return -1;
+    return 0;
+}

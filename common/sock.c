@@ -1,0 +1,117 @@
+/* sock.c: AF_UNIX stream sockets and the instance lock.
+ *
+ * A socket file outlives a SIGKILLed daemon, so listening replaces a stale
+ * one; that is safe only because the caller holds the instance lock (an
+ * flock, which the kernel drops with its holder, unlike a pid file that has
+ * to be guessed about).  Only a socket is ever unlinked: a regular file at
+ * the path is a mistake to report, not something to delete.  The mode is set
+ * between bind and listen, so no client can connect before it applies. */
+#include "sock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int sock_addr(const char *path, struct sockaddr_un *sa)
+{
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof sa->sun_path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    memcpy(sa->sun_path, path, len + 1);
+    return 0;
+}
+
+int sock_listen_unix(const char *path, unsigned mode, int backlog, char *err, size_t errlen)
+{
+    struct sockaddr_un sa;
+    if (sock_addr(path, &sa) < 0) {
+        snprintf(err, errlen, "socket path %s is too long (at most %zu bytes)", path,
+                 sizeof sa.sun_path - 1);
+        return -1;
+    }
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(err, errlen, "%s exists and is not a socket; remove it or use another runtime dir",
+                     path);
+            return -1;
+        }
+        if (unlink(path) < 0 && errno != ENOENT) {
+            snprintf(err, errlen, "unlink stale socket %s: %s", path, strerror(errno));
+            return -1;
+        }
+    } else if (errno != ENOENT) {
+        snprintf(err, errlen, "lstat %s: %s", path, strerror(errno));
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket(AF_UNIX): %s", strerror(errno));
+        return -1;
+    }
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        snprintf(err, errlen, "bind %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (chmod(path, mode) < 0) {
+        snprintf(err, errlen, "chmod %04o %s: %s", mode, path, strerror(errno));
+        unlink(path);
+        close(fd);
+        return -1;
+    }
+    if (listen(fd, backlog) < 0) {
+        snprintf(err, errlen, "listen %s: %s", path, strerror(errno));
+        unlink(path);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int sock_connect_unix(const char *path)
+{
+    struct sockaddr_un sa;
+    if (sock_addr(path, &sa) < 0)
+        return -1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    for (;;) {
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+            return fd;
+        if (errno != EINTR)
+            break;
+    }
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
+int sock_lock_file(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -1;
+    for (;;) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            return fd;
+        if (errno != EINTR)
+            break;
+    }
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
