@@ -1,0 +1,91 @@
+# install.mk: `make install` and `make uninstall`, GNU style.
+#
+# Every path is a variable a packager may override (PREFIX, BINDIR, LIBDIR,
+# INCLUDEDIR, MANDIR, SYSCONFDIR, SYSTEMDUNITDIR) and DESTDIR is prepended to
+# each, so a package can be staged in a directory.  Files whose content
+# depends on the paths (the systemd unit, etsmgr.pc) are written straight
+# into their destination by the same command that knows the paths: nothing
+# path-dependent is shared in build/, so two installs with different
+# prefixes running at once (tests do that) cannot mix their files.
+#
+# uninstall removes exactly the files install writes, by name, and nothing
+# else; the one exception is a config file the administrator changed, which
+# both install and uninstall leave alone (like a Debian conffile).
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+# systemd reads units from /usr/local/lib/systemd/system as well as /usr/lib/...
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL ?= install
+
+INSTALL_PROGRAMS := etsmgrd etscounterd etscounter etssup etsmgrctl etsmgr-crashlab
+INSTALL_MANPAGES := $(wildcard docs/man/*.[0-9])
+INSTALL_CONFIG := supervisor/etssup.json
+UNIT_TEMPLATE := supervisor/etsmgr.service.in
+UNIT_BUILT := $(BUILD)/etsmgr.service
+
+# The one place the template's @VARS@ become paths.
+unit_subst = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	-e 's|@PREFIX@|$(PREFIX)|g' $(UNIT_TEMPLATE)
+
+# The unit for the default (or given) paths, to read or to copy by hand;
+# rewritten only when its content changes.
+$(UNIT_BUILT): $(UNIT_TEMPLATE) FORCE
+	@mkdir -p $(@D)
+	@$(unit_subst) > $@.tmp.$$$$ && { cmp -s $@.tmp.$$$$ $@ && rm -f $@.tmp.$$$$ || mv -f $@.tmp.$$$$ $@; }
+all: $(UNIT_BUILT)
+
+.PHONY: install uninstall FORCE
+FORCE:
+
+install: all
+	$(INSTALL) -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(LIBDIR)/pkgconfig' \
+	  '$(DESTDIR)$(INCLUDEDIR)' '$(DESTDIR)$(SYSCONFDIR)/etsmgr' '$(DESTDIR)$(SYSTEMDUNITDIR)'
+	@for p in $(INSTALL_PROGRAMS); do \
+	  if [ -x '$(BIN)'/$$p ]; then \
+	    echo "$(INSTALL) -m 0755 $(BIN)/$$p $(DESTDIR)$(BINDIR)/$$p"; \
+	    $(INSTALL) -m 0755 '$(BIN)'/$$p '$(DESTDIR)$(BINDIR)'/$$p || exit 1; \
+	  else echo "etsmgr: $$p is not built yet, not installed"; fi; \
+	done
+	$(INSTALL) -m 0644 $(LIB_A) '$(DESTDIR)$(LIBDIR)/libetsmgr.a'
+	$(INSTALL) -m 0755 $(LIB_SO) '$(DESTDIR)$(LIBDIR)/libetsmgr.so.$(SOVERSION)'
+	ln -sfn libetsmgr.so.$(SOVERSION) '$(DESTDIR)$(LIBDIR)/libetsmgr.so'
+	$(INSTALL) -m 0644 client/etsmgr.h '$(DESTDIR)$(INCLUDEDIR)/etsmgr.h'
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))' \
+	  'includedir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))' '' \
+	  'Name: etsmgr' 'Description: tables in POSIX shared memory that survive their owner' \
+	  'Version: $(VERSION)' 'Requires: libuv' 'Requires.private: libcjson' \
+	  'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -letsmgr' \
+	  'Libs.private: -lpthread -lrt' > '$(DESTDIR)$(LIBDIR)/pkgconfig/etsmgr.pc'
+	@for m in $(INSTALL_MANPAGES); do \
+	  d='$(DESTDIR)$(MANDIR)'/man$${m##*.}; \
+	  echo "$(INSTALL) -m 0644 $$m $$d/"; \
+	  $(INSTALL) -d "$$d" && $(INSTALL) -m 0644 $$m "$$d"/ || exit 1; \
+	done
+	@c='$(DESTDIR)$(SYSCONFDIR)/etsmgr/etssup.json'; \
+	if [ ! -f $(INSTALL_CONFIG) ]; then echo "etsmgr: $(INSTALL_CONFIG) does not exist yet, not installed"; \
+	elif [ -e "$$c" ] && ! cmp -s $(INSTALL_CONFIG) "$$c"; then \
+	  echo "etsmgr: keeping the changed $$c (the shipped one is $(INSTALL_CONFIG))"; \
+	else echo "$(INSTALL) -m 0644 $(INSTALL_CONFIG) $$c"; $(INSTALL) -m 0644 $(INSTALL_CONFIG) "$$c"; fi
+	$(unit_subst) > '$(DESTDIR)$(SYSTEMDUNITDIR)/etsmgr.service'
+	chmod 0644 '$(DESTDIR)$(SYSTEMDUNITDIR)/etsmgr.service'
+	@if [ -z '$(DESTDIR)' ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi; \
+	  echo "etsmgr: installed; start it with: systemctl daemon-reload && systemctl start etsmgr"; \
+	fi
+
+uninstall:
+	rm -f $(foreach p,$(INSTALL_PROGRAMS),'$(DESTDIR)$(BINDIR)/$(p)')
+	rm -f '$(DESTDIR)$(LIBDIR)/libetsmgr.a' '$(DESTDIR)$(LIBDIR)/libetsmgr.so.$(SOVERSION)' \
+	  '$(DESTDIR)$(LIBDIR)/libetsmgr.so' '$(DESTDIR)$(LIBDIR)/pkgconfig/etsmgr.pc' \
+	  '$(DESTDIR)$(INCLUDEDIR)/etsmgr.h' '$(DESTDIR)$(SYSTEMDUNITDIR)/etsmgr.service'
+	rm -f $(foreach m,$(INSTALL_MANPAGES),'$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m))')
+	@c='$(DESTDIR)$(SYSCONFDIR)/etsmgr/etssup.json'; \
+	if [ -e "$$c" ] && [ -f $(INSTALL_CONFIG) ] && ! cmp -s $(INSTALL_CONFIG) "$$c"; then \
+	  echo "etsmgr: keeping the changed $$c; remove it by hand"; \
+	else rm -f "$$c"; rmdir '$(DESTDIR)$(SYSCONFDIR)/etsmgr' 2>/dev/null || true; fi
+	@if [ -z '$(DESTDIR)' ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
