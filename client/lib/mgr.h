@@ -1,0 +1,89 @@
+/* mgr.h: the inside of libetsmgr's manager client, shared by the synchronous
+ * calls (mgr_client.c, mgr_ops.c) and the libuv watch (mgr_watch.c).
+ *
+ * One connection, one reader.  Every byte from etsmgrd goes through
+ * mc_recv_some into one frame_reader, whoever reads (a blocking call or the
+ * watch's poll callback), so the stream can never be split between two
+ * readers.  File descriptors arrive as SCM_RIGHTS with the first byte of the
+ * frame that carries them, hence no later than the frame itself is complete:
+ * a FIFO of received fds, popped by the frames that carry one (a new_table
+ * reply, a transfer event), pairs them up exactly. */
+#ifndef ETSMGR_MGR_H
+#define ETSMGR_MGR_H
+#include <stdint.h>
+#include <sys/types.h>
+#include <cjson/cJSON.h>
+#include "etsmgr.h"
+#include "frame.h"
+#include "runtime.h"
+
+#define MC_FDQ_MAX 64
+#define MC_DEFAULT_TIMEOUT_MS 5000
+#define MC_DEFAULT_POLL_MS 100
+
+typedef struct mc_transfer {
+    etsmgr_table *t;
+    etsmgr_grant g;
+} mc_transfer;
+
+struct mc_watch;
+
+struct etsmgr_client {
+    rt_paths rt;
+    char sock_path[RT_PATH_MAX];
+    int fd;           /* -1 when not connected */
+    pid_t daemon_pid; /* 0 when not connected */
+    int timeout_ms;
+    uint64_t next_id;
+    frame_reader rd;
+    int fdq[MC_FDQ_MAX];
+    int nfdq;
+    etsmgr_table **tables; /* held tables */
+    size_t ntables, captables;
+    mc_transfer *pending; /* transfers received, not yet handed out */
+    size_t npending, cappending;
+    char err_code[32];
+    char err_msg[256];
+    struct mc_watch *watch;
+};
+
+/* mgr_client.c: connection and frames */
+int mc_err(etsmgr_client *c, int err, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void mc_clear_err(etsmgr_client *c);
+/* Connects (non-blocking socket when nonblock) and resets the reader; 0 or
+ * ETSMGR_ENOTCONN with the reason recorded. */
+int mc_open(etsmgr_client *c, int nonblock);
+/* Drops the connection: closes the fd and queued fds, resets the reader. */
+void mc_drop(etsmgr_client *c);
+/* One recvmsg (flags: 0 or MSG_DONTWAIT) into the reader: bytes read, 0 at
+ * end of stream, -1 with errno. */
+ssize_t mc_recv_some(etsmgr_client *c, int flags);
+/* The next whole frame as JSON: 1 (*obj set), 0 need more bytes, -1 the
+ * stream is broken (reason recorded). */
+int mc_next_frame(etsmgr_client *c, cJSON **obj);
+int mc_pop_fd(etsmgr_client *c); /* -1 when none */
+/* Handles an unsolicited frame (it has "event"); 1 when it was one. */
+int mc_handle_event(etsmgr_client *c, cJSON *obj);
+/* Interprets a reply: ETSMGR_OK, or the daemon's error recorded and mapped. */
+int mc_reply_status(etsmgr_client *c, const cJSON *reply);
+/* A blocking request/reply (req is consumed; id added).  send_fd >= 0 goes
+ * with the frame; when want_fd, an ok reply must carry one (in *rfd). */
+int mc_call(etsmgr_client *c, cJSON *req, int send_fd, cJSON **reply, int want_fd, int *rfd);
+int mc_hello(etsmgr_client *c, int timeout_ms);
+uint64_t mc_id(const cJSON *obj); /* the reply's numeric id, 0 when none */
+
+/* held tables */
+int mc_hold(etsmgr_client *c, etsmgr_table *t);
+ssize_t mc_held_index(const etsmgr_client *c, const etsmgr_table *t);
+void mc_unhold(etsmgr_client *c, etsmgr_table *t);
+
+/* mgr_ops.c */
+cJSON *mc_add_table_req(etsmgr_table *t);
+int mc_grant_from(const cJSON *obj, const char *pid_field, etsmgr_grant *g);
+
+/* mgr_watch.c */
+void mc_watch_kick(etsmgr_client *c); /* deliver pending transfers soon */
+int mc_watch_busy(const etsmgr_client *c); /* the watch is (re)connecting */
+void mc_watch_free(etsmgr_client *c);
+#endif

@@ -1,0 +1,607 @@
+/* mgr_client.c: the connection to etsmgrd and the blocking request/reply.
+ *
+ * The socket stays in blocking mode so that the synchronous API can use
+ * frame_write (frame.h) as every CLI does; readers never block without a
+ * deadline, since they wait in poll(2) first, and the libuv watch reads with
+ * MSG_DONTWAIT so that the loop never blocks either.  All reading goes
+ * through mc_recv_some (see mgr.h for why there is a single reader).
+ *
+ * Replies are matched to requests by a numeric id; a reply that matches no
+ * waiting request (a call that timed out earlier) is dropped, and events
+ * (a table given to us) are queued for etsmgr_take_transfer or the watch.
+ * Nothing here prints or exits: failures are codes plus words kept in the
+ * client (etsmgr_client_message). */
+#include "mgr.h"
+#include "proto.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ errors */
+int mc_err(etsmgr_client *c, int err, const char *code, const char *fmt, ...)
+{
+    if (c) {
+        snprintf(c->err_code, sizeof c->err_code, "%s", code ? code : "");
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->err_msg, sizeof c->err_msg, fmt, ap);
+        va_end(ap);
+    }
+    return err;
+}
+
+void mc_clear_err(etsmgr_client *c)
+{
+    c->err_code[0] = '\0';
+    c->err_msg[0] = '\0';
+}
+
+const char *etsmgr_client_error(const etsmgr_client *c) { return c ? c->err_code : ""; }
+const char *etsmgr_client_message(const etsmgr_client *c)
+{
+    if (!c)
+        return "no client";
+    return c->err_msg[0] ? c->err_msg : "no error";
+}
+
+static int64_t mc_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------ connection */
+int mc_open(etsmgr_client *c, int nonblock)
+{
+    mc_drop(c);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    size_t plen = strlen(c->sock_path);
+    if (plen >= sizeof sa.sun_path)
+        return mc_err(c, ETSMGR_EINVAL, "", "socket path %s is too long", c->sock_path);
+    memcpy(sa.sun_path, c->sock_path, plen + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
+    if (fd < 0)
+        return mc_err(c, ETSMGR_ESYS, "", "socket(AF_UNIX): %s", strerror(errno));
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return mc_err(c, ETSMGR_ENOTCONN, "", "connect %s: %s (is etsmgrd running?)", c->sock_path,
+                      strerror(e));
+    }
+    /* Back to blocking for frame_write; the watch reads with MSG_DONTWAIT. */
+    if (nonblock) {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+            int e = errno;
+            close(fd);
+            return mc_err(c, ETSMGR_ESYS, "", "fcntl(O_NONBLOCK) on %s: %s", c->sock_path, strerror(e));
+        }
+    }
+    c->fd = fd;
+    return ETSMGR_OK;
+}
+
+void mc_drop(etsmgr_client *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    c->daemon_pid = 0;
+    for (int i = 0; i < c->nfdq; i++)
+        close(c->fdq[i]);
+    c->nfdq = 0;
+    frame_reader_free(&c->rd);
+    frame_reader_init(&c->rd);
+}
+
+ssize_t mc_recv_some(etsmgr_client *c, int flags)
+{
+    char buf[16384];
+    union {
+        struct cmsghdr h;
+        char b[CMSG_SPACE(sizeof(int) * FRAME_MAX_FDS)];
+    } cm;
+    struct iovec iov = { buf, sizeof buf };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b,
+                         .msg_controllen = sizeof cm.b };
+    ssize_t n;
+    do
+        n = recvmsg(c->fd, &mh, flags | MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -1;
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h)) {
+        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t nfd = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        int *fds = (int *)CMSG_DATA(h);
+        for (size_t i = 0; i < nfd; i++) {
+            if (c->nfdq < MC_FDQ_MAX)
+                c->fdq[c->nfdq++] = fds[i];
+            else
+                close(fds[i]);
+        }
+    }
+    if (n > 0 && frame_reader_feed(&c->rd, buf, (size_t)n) < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return n;
+}
+
+int mc_pop_fd(etsmgr_client *c)
+{
+    if (c->nfdq == 0)
+        return -1;
+    int fd = c->fdq[0];
+    memmove(c->fdq, c->fdq + 1, sizeof(int) * (size_t)(c->nfdq - 1));
+    c->nfdq--;
+    return fd;
+}
+
+int mc_next_frame(etsmgr_client *c, cJSON **obj)
+{
+    const char *p;
+    size_t len;
+    int r = frame_reader_next(&c->rd, &p, &len);
+    if (r < 0) {
+        mc_err(c, ETSMGR_EPROTO, "", "etsmgrd sent a frame longer than %u bytes", FRAME_MAX);
+        return -1;
+    }
+    if (r == 0)
+        return 0;
+    cJSON *o = cJSON_ParseWithLength(p, len);
+    if (!o || !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        mc_err(c, ETSMGR_EPROTO, "", "etsmgrd sent a frame that is not a JSON object");
+        return -1;
+    }
+    *obj = o;
+    return 1;
+}
+
+uint64_t mc_id(const cJSON *obj)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(obj, "id");
+    return cJSON_IsNumber(id) && id->valuedouble > 0 ? (uint64_t)id->valuedouble : 0;
+}
+
+int mc_reply_status(etsmgr_client *c, const cJSON *reply)
+{
+    const cJSON *ok = cJSON_GetObjectItemCaseSensitive(reply, "ok");
+    if (cJSON_IsTrue(ok))
+        return ETSMGR_OK;
+    if (!cJSON_IsFalse(ok))
+        return mc_err(c, ETSMGR_EPROTO, "", "etsmgrd sent a reply without \"ok\"");
+    const char *code = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(reply, "error"));
+    const char *msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(reply, "message"));
+    if (!code)
+        code = "unknown";
+    int err = ETSMGR_EREFUSED;
+    if (strcmp(code, "owned") == 0)
+        err = ETSMGR_EOWNED;
+    else if (strcmp(code, "bad_name") == 0)
+        err = ETSMGR_ENAME;
+    return mc_err(c, err, code, "etsmgrd: %s (%s)", msg ? msg : "refused", code);
+}
+
+/* The connection is gone.  With a watch, the watch owns the fd and will see
+ * the end of stream itself; without one, close it now. */
+static int mc_lost(etsmgr_client *c, const char *what, int e)
+{
+    if (!c->watch)
+        mc_drop(c);
+    if (e)
+        return mc_err(c, ETSMGR_ENOTCONN, "", "lost etsmgrd: %s: %s", what, strerror(e));
+    return mc_err(c, ETSMGR_ENOTCONN, "", "lost etsmgrd: %s", what);
+}
+
+/* Reads until a frame satisfying want arrives (or the deadline).  Events are
+ * queued on the way; other frames are dropped. */
+typedef int (*mc_want_fn)(etsmgr_client *c, cJSON *obj, void *arg);
+
+static int mc_read_until(etsmgr_client *c, int timeout_ms, mc_want_fn want, void *arg)
+{
+    int64_t deadline = timeout_ms < 0 ? -1 : mc_now_ms() + timeout_ms;
+    for (;;) {
+        cJSON *obj = NULL;
+        int r;
+        while ((r = mc_next_frame(c, &obj)) == 1) {
+            if (mc_handle_event(c, obj)) {
+                cJSON_Delete(obj);
+                if (want(c, NULL, arg))
+                    return ETSMGR_OK;
+                continue;
+            }
+            if (want(c, obj, arg))
+                return ETSMGR_OK; /* want took obj */
+            cJSON_Delete(obj);
+        }
+        if (r < 0) {
+            int err = ETSMGR_EPROTO;
+            if (!c->watch)
+                mc_drop(c);
+            return err;
+        }
+        int wait = -1;
+        if (deadline >= 0) {
+            int64_t left = deadline - mc_now_ms();
+            if (left <= 0)
+                return mc_err(c, ETSMGR_ETIMEDOUT, "", "etsmgrd did not answer within %d ms",
+                              timeout_ms);
+            wait = (int)left;
+        }
+        struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+        int pr = poll(&pfd, 1, wait);
+        if (pr < 0) {
+            if (errno == EINTR)
+                continue;
+            return mc_err(c, ETSMGR_ESYS, "", "poll on the etsmgrd socket: %s", strerror(errno));
+        }
+        if (pr == 0)
+            continue;
+        ssize_t n = mc_recv_some(c, MSG_DONTWAIT);
+        if (n == 0)
+            return mc_lost(c, "the connection closed", 0);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                continue;
+            return mc_lost(c, "recvmsg", errno);
+        }
+    }
+}
+
+struct mc_wait_reply {
+    uint64_t id;
+    cJSON *reply;
+};
+
+static int mc_want_reply(etsmgr_client *c, cJSON *obj, void *arg)
+{
+    (void)c;
+    struct mc_wait_reply *w = arg;
+    if (obj && mc_id(obj) == w->id) {
+        w->reply = obj;
+        return 1;
+    }
+    return 0;
+}
+
+int mc_call(etsmgr_client *c, cJSON *req, int send_fd, cJSON **reply, int want_fd, int *rfd)
+{
+    if (reply)
+        *reply = NULL;
+    if (rfd)
+        *rfd = -1;
+    if (!req)
+        return mc_err(c, ETSMGR_ENOMEM, "", "out of memory building a request");
+    if (c->fd < 0 || mc_watch_busy(c)) {
+        cJSON_Delete(req);
+        return mc_err(c, ETSMGR_ENOTCONN, "", "not connected to etsmgrd (%s)", c->sock_path);
+    }
+    mc_clear_err(c);
+    uint64_t id = ++c->next_id;
+    cJSON_AddNumberToObject(req, "id", (double)id);
+    int r = frame_write_json(c->fd, req, send_fd >= 0 ? &send_fd : NULL, send_fd >= 0 ? 1 : 0);
+    int e = errno;
+    cJSON_Delete(req);
+    if (r < 0)
+        return mc_lost(c, "sending a request", e);
+    struct mc_wait_reply w = { id, NULL };
+    int err = mc_read_until(c, c->timeout_ms, mc_want_reply, &w);
+    if (err)
+        return err;
+    err = mc_reply_status(c, w.reply);
+    if (err == ETSMGR_OK && want_fd) {
+        int fd = mc_pop_fd(c);
+        if (fd < 0) {
+            cJSON_Delete(w.reply);
+            return mc_err(c, ETSMGR_EPROTO, "", "etsmgrd's reply carries no table fd");
+        }
+        *rfd = fd;
+    }
+    if (reply)
+        *reply = w.reply;
+    else
+        cJSON_Delete(w.reply);
+    if (c->watch)
+        mc_watch_kick(c); /* frames read past the reply are the watch's */
+    return err;
+}
+
+int mc_hello(etsmgr_client *c, int timeout_ms)
+{
+    int saved = c->timeout_ms;
+    c->timeout_ms = timeout_ms;
+    cJSON *req = cJSON_CreateObject();
+    if (req)
+        cJSON_AddStringToObject(req, "op", "hello");
+    cJSON *rep = NULL;
+    int err = mc_call(c, req, -1, &rep, 0, NULL);
+    c->timeout_ms = saved;
+    if (err)
+        return err;
+    const cJSON *proto = cJSON_GetObjectItemCaseSensitive(rep, "protocol");
+    const cJSON *pid = cJSON_GetObjectItemCaseSensitive(rep, "pid");
+    if (!cJSON_IsNumber(proto) || proto->valueint != PROTO_VERSION || !cJSON_IsNumber(pid)) {
+        err = mc_err(c, ETSMGR_EPROTO, "", "etsmgrd speaks protocol %d, this library %d",
+                     cJSON_IsNumber(proto) ? proto->valueint : -1, PROTO_VERSION);
+        cJSON_Delete(rep);
+        mc_drop(c);
+        return err;
+    }
+    c->daemon_pid = (pid_t)pid->valueint;
+    cJSON_Delete(rep);
+    return ETSMGR_OK;
+}
+
+/* ------------------------------------------------------------------ public: life cycle */
+static int mc_new(const char *dir, const char *instance, etsmgr_client **out, char *msg, size_t msglen)
+{
+    etsmgr_client *c = calloc(1, sizeof *c);
+    if (!c) {
+        if (msg && msglen)
+            snprintf(msg, msglen, "out of memory");
+        return ETSMGR_ENOMEM;
+    }
+    c->fd = -1;
+    c->timeout_ms = MC_DEFAULT_TIMEOUT_MS;
+    frame_reader_init(&c->rd);
+    char err[200] = "";
+    if (rt_resolve(dir, instance, &c->rt, err, sizeof err) < 0 ||
+        rt_path(&c->rt, "etsmgrd.sock", c->sock_path, sizeof c->sock_path) < 0) {
+        if (msg && msglen)
+            snprintf(msg, msglen, "%s", err[0] ? err : "the runtime dir's path is too long for a socket");
+        frame_reader_free(&c->rd);
+        free(c);
+        return ETSMGR_EINVAL;
+    }
+    *out = c;
+    return ETSMGR_OK;
+}
+
+/* One attempt: connect and hello within timeout_ms. */
+static int mc_try(etsmgr_client *c, int timeout_ms)
+{
+    int err = mc_open(c, 1);
+    if (err)
+        return err;
+    err = mc_hello(c, timeout_ms < 0 ? MC_DEFAULT_TIMEOUT_MS : timeout_ms);
+    if (err)
+        mc_drop(c);
+    return err;
+}
+
+static int mc_wait_loop(etsmgr_client *c, int poll_ms, int timeout_ms)
+{
+    if (poll_ms <= 0)
+        poll_ms = MC_DEFAULT_POLL_MS;
+    int64_t deadline = timeout_ms < 0 ? -1 : mc_now_ms() + timeout_ms;
+    for (;;) {
+        int left = MC_DEFAULT_TIMEOUT_MS;
+        if (deadline >= 0) {
+            int64_t l = deadline - mc_now_ms();
+            left = l > 0 ? (int)l : 1;
+        }
+        int err = mc_try(c, left);
+        if (err == ETSMGR_OK)
+            return ETSMGR_OK;
+        if (err != ETSMGR_ENOTCONN && err != ETSMGR_ETIMEDOUT)
+            return err; /* not "not up yet": waiting will not help */
+        if (deadline >= 0 && mc_now_ms() + poll_ms > deadline) {
+            char why[sizeof c->err_msg];
+            snprintf(why, sizeof why, "%s", c->err_msg);
+            return mc_err(c, ETSMGR_ETIMEDOUT, "", "gave up waiting for etsmgrd after %d ms: %s",
+                          timeout_ms, why);
+        }
+        struct timespec ts = { poll_ms / 1000, (long)(poll_ms % 1000) * 1000000L };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+    }
+}
+
+static int mc_finish(etsmgr_client *c, int err, etsmgr_client **out, char *msg, size_t msglen)
+{
+    if (err) {
+        if (msg && msglen)
+            snprintf(msg, msglen, "%s", c->err_msg);
+        etsmgr_client_close(c);
+        *out = NULL;
+        return err;
+    }
+    *out = c;
+    return ETSMGR_OK;
+}
+
+int etsmgr_connect(const char *dir, const char *instance, etsmgr_client **out, char *msg, size_t msglen)
+{
+    if (!out)
+        return ETSMGR_EINVAL;
+    *out = NULL;
+    etsmgr_client *c;
+    int err = mc_new(dir, instance, &c, msg, msglen);
+    if (err)
+        return err;
+    return mc_finish(c, mc_try(c, c->timeout_ms), out, msg, msglen);
+}
+
+int etsmgr_wait(const char *dir, const char *instance, int poll_ms, int timeout_ms,
+                etsmgr_client **out, char *msg, size_t msglen)
+{
+    if (!out)
+        return ETSMGR_EINVAL;
+    *out = NULL;
+    etsmgr_client *c;
+    int err = mc_new(dir, instance, &c, msg, msglen);
+    if (err)
+        return err;
+    return mc_finish(c, mc_wait_loop(c, poll_ms, timeout_ms), out, msg, msglen);
+}
+
+int etsmgr_reconnect(etsmgr_client *c, int poll_ms, int timeout_ms)
+{
+    if (!c)
+        return ETSMGR_EINVAL;
+    if (c->watch)
+        return mc_err(c, ETSMGR_EINVAL, "", "etsmgr_reconnect: the watch reconnects this client");
+    int err = mc_wait_loop(c, poll_ms, timeout_ms);
+    if (err)
+        return err;
+    int first = ETSMGR_OK;
+    char first_msg[sizeof c->err_msg] = "";
+    for (size_t i = 0; i < c->ntables; i++) {
+        err = mc_call(c, mc_add_table_req(c->tables[i]), etsmgr_table_fd(c->tables[i]), NULL, 0, NULL);
+        if (err && first == ETSMGR_OK) {
+            first = err;
+            snprintf(first_msg, sizeof first_msg, "%.64s: %.180s", etsmgr_table_name(c->tables[i]), c->err_msg);
+        }
+    }
+    if (first)
+        mc_err(c, first, c->err_code, "%s", first_msg);
+    return first;
+}
+
+void etsmgr_client_close(etsmgr_client *c)
+{
+    if (!c)
+        return;
+    mc_watch_free(c);
+    mc_drop(c);
+    frame_reader_free(&c->rd);
+    for (size_t i = 0; i < c->ntables; i++)
+        etsmgr_table_close(c->tables[i]);
+    free(c->tables);
+    for (size_t i = 0; i < c->npending; i++)
+        etsmgr_table_close(c->pending[i].t);
+    free(c->pending);
+    free(c);
+}
+
+void etsmgr_client_set_timeout(etsmgr_client *c, int timeout_ms)
+{
+    if (c)
+        c->timeout_ms = timeout_ms;
+}
+
+int etsmgr_client_connected(const etsmgr_client *c) { return c && c->fd >= 0 && !mc_watch_busy(c); }
+pid_t etsmgr_client_daemon_pid(const etsmgr_client *c) { return c ? c->daemon_pid : 0; }
+const char *etsmgr_client_runtime_dir(const etsmgr_client *c) { return c ? c->rt.dir : ""; }
+const char *etsmgr_client_instance(const etsmgr_client *c) { return c ? c->rt.instance : ""; }
+
+/* ------------------------------------------------------------------ held tables */
+ssize_t mc_held_index(const etsmgr_client *c, const etsmgr_table *t)
+{
+    for (size_t i = 0; i < c->ntables; i++)
+        if (c->tables[i] == t)
+            return (ssize_t)i;
+    return -1;
+}
+
+int mc_hold(etsmgr_client *c, etsmgr_table *t)
+{
+    if (mc_held_index(c, t) >= 0)
+        return ETSMGR_OK;
+    if (c->ntables == c->captables) {
+        size_t cap = c->captables ? c->captables * 2 : 8;
+        etsmgr_table **n = realloc(c->tables, cap * sizeof *n);
+        if (!n)
+            return mc_err(c, ETSMGR_ENOMEM, "", "out of memory holding a table");
+        c->tables = n;
+        c->captables = cap;
+    }
+    c->tables[c->ntables++] = t;
+    return ETSMGR_OK;
+}
+
+void mc_unhold(etsmgr_client *c, etsmgr_table *t)
+{
+    ssize_t i = mc_held_index(c, t);
+    if (i < 0)
+        return;
+    memmove(c->tables + i, c->tables + i + 1, (c->ntables - (size_t)i - 1) * sizeof *c->tables);
+    c->ntables--;
+}
+
+etsmgr_table *const *etsmgr_client_tables(const etsmgr_client *c, size_t *n)
+{
+    if (n)
+        *n = c ? c->ntables : 0;
+    return c ? c->tables : NULL;
+}
+
+/* ------------------------------------------------------------------ events */
+int mc_handle_event(etsmgr_client *c, cJSON *obj)
+{
+    const char *ev = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(obj, "event"));
+    if (!ev)
+        return 0;
+    if (strcmp(ev, "transfer") != 0)
+        return 1; /* an event this library does not know: ignored */
+    int fd = mc_pop_fd(c);
+    if (fd < 0)
+        return 1;
+    etsmgr_table *t;
+    if (etsmgr_table_attach_fd(fd, &t) != ETSMGR_OK) {
+        close(fd);
+        return 1;
+    }
+    if (c->npending == c->cappending) {
+        size_t cap = c->cappending ? c->cappending * 2 : 4;
+        mc_transfer *n = realloc(c->pending, cap * sizeof *n);
+        if (!n) {
+            etsmgr_table_close(t);
+            return 1;
+        }
+        c->pending = n;
+        c->cappending = cap;
+    }
+    mc_transfer *p = &c->pending[c->npending++];
+    memset(p, 0, sizeof *p);
+    p->t = t;
+    mc_grant_from(obj, "from_pid", &p->g);
+    mc_watch_kick(c);
+    return 1;
+}
+
+static int mc_want_transfer(etsmgr_client *c, cJSON *obj, void *arg)
+{
+    (void)arg;
+    return obj == NULL && c->npending > 0;
+}
+
+int etsmgr_take_transfer(etsmgr_client *c, int timeout_ms, etsmgr_table **out, etsmgr_grant *grant)
+{
+    if (!c || !out)
+        return ETSMGR_EINVAL;
+    *out = NULL;
+    if (c->npending == 0) {
+        if (c->fd < 0 || mc_watch_busy(c))
+            return mc_err(c, ETSMGR_ENOTCONN, "", "not connected to etsmgrd (%s)", c->sock_path);
+        int err = mc_read_until(c, timeout_ms, mc_want_transfer, NULL);
+        if (err)
+            return err;
+    }
+    mc_transfer p = c->pending[0];
+    memmove(c->pending, c->pending + 1, (c->npending - 1) * sizeof *c->pending);
+    c->npending--;
+    int err = mc_hold(c, p.t);
+    if (err) {
+        etsmgr_table_close(p.t);
+        return err;
+    }
+    *out = p.t;
+    if (grant)
+        *grant = p.g;
+    return ETSMGR_OK;
+}

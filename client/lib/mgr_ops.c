@@ -1,0 +1,215 @@
+/* mgr_ops.c: the table operations of etsmgrd's protocol (docs/protocol.md),
+ * each one blocking request/reply through mc_call.
+ *
+ * The client keeps every table it received (mc_hold) so that a reconnect can
+ * register them again; a table leaves the set only when this process gives
+ * it up for good (del_table, give_away), never because the daemon went away.
+ * JSON stays inside the library: callers get plain C structs. */
+#include "mgr.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void mc_copy_str(char *dst, size_t cap, const cJSON *obj, const char *field)
+{
+    const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(obj, field));
+    snprintf(dst, cap, "%s", s ? s : "");
+}
+
+static uint64_t mc_u64(const cJSON *obj, const char *field)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, field);
+    return cJSON_IsNumber(v) && v->valuedouble > 0 ? (uint64_t)v->valuedouble : 0;
+}
+
+int mc_grant_from(const cJSON *obj, const char *pid_field, etsmgr_grant *g)
+{
+    memset(g, 0, sizeof *g);
+    g->created = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "created"));
+    g->from_pid = (pid_t)mc_u64(obj, pid_field);
+    mc_copy_str(g->data, sizeof g->data, obj, "data");
+    g->generation = mc_u64(obj, "generation");
+    return 0;
+}
+
+cJSON *mc_add_table_req(etsmgr_table *t)
+{
+    cJSON *req = cJSON_CreateObject();
+    if (!req)
+        return NULL;
+    if (!cJSON_AddStringToObject(req, "op", "add_table") ||
+        !cJSON_AddStringToObject(req, "name", etsmgr_table_name(t))) {
+        cJSON_Delete(req);
+        return NULL;
+    }
+    return req;
+}
+
+static cJSON *mc_req(const char *op, const char *name)
+{
+    cJSON *req = cJSON_CreateObject();
+    if (!req)
+        return NULL;
+    if (!cJSON_AddStringToObject(req, "op", op) || (name && !cJSON_AddStringToObject(req, "name", name))) {
+        cJSON_Delete(req);
+        return NULL;
+    }
+    return req;
+}
+
+int etsmgr_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts *opts,
+                     const char *heir_data, etsmgr_table **out, etsmgr_grant *grant)
+{
+    if (!c || !name || !out)
+        return ETSMGR_EINVAL;
+    *out = NULL;
+    if (grant)
+        memset(grant, 0, sizeof *grant);
+    if (!rt_valid_name(name, strlen(name)))
+        return mc_err(c, ETSMGR_ENAME, "bad_name",
+                      "table name \"%.80s\" is not 1 to 64 of [A-Za-z0-9_.-]", name);
+    cJSON *req = mc_req("new_table", name);
+    if (req && opts && (opts->size_hint || opts->max_bytes)) {
+        cJSON *o = cJSON_AddObjectToObject(req, "opts");
+        if (!o || !cJSON_AddNumberToObject(o, "size_hint", (double)opts->size_hint) ||
+            !cJSON_AddNumberToObject(o, "max_bytes", (double)opts->max_bytes)) {
+            cJSON_Delete(req);
+            req = NULL;
+        }
+    }
+    if (req && !cJSON_AddStringToObject(req, "heir_data", heir_data ? heir_data : name)) {
+        cJSON_Delete(req);
+        req = NULL;
+    }
+    cJSON *rep = NULL;
+    int fd = -1;
+    int err = mc_call(c, req, -1, &rep, 1, &fd);
+    if (err) {
+        if (err == ETSMGR_EOWNED && grant && rep)
+            grant->from_pid = (pid_t)mc_u64(rep, "owner_pid");
+        cJSON_Delete(rep);
+        return err;
+    }
+    etsmgr_grant g;
+    mc_grant_from(rep, "from_pid", &g);
+    cJSON_Delete(rep);
+    etsmgr_table *t;
+    err = etsmgr_table_attach_fd(fd, &t);
+    if (err) {
+        close(fd);
+        return mc_err(c, err, "", "the table %s that etsmgrd sent cannot be attached: %s", name,
+                      etsmgr_strerror(err));
+    }
+    err = mc_hold(c, t);
+    if (err) {
+        etsmgr_table_close(t);
+        return err;
+    }
+    *out = t;
+    if (grant)
+        *grant = g;
+    return ETSMGR_OK;
+}
+
+int etsmgr_add_table(etsmgr_client *c, etsmgr_table *t)
+{
+    if (!c || !t)
+        return ETSMGR_EINVAL;
+    int err = mc_call(c, mc_add_table_req(t), etsmgr_table_fd(t), NULL, 0, NULL);
+    if (err)
+        return err;
+    return mc_hold(c, t);
+}
+
+int etsmgr_del_table(etsmgr_client *c, etsmgr_table *t, int unlink)
+{
+    if (!c || !t)
+        return ETSMGR_EINVAL;
+    cJSON *req = mc_req("del_table", etsmgr_table_name(t));
+    if (req && !cJSON_AddBoolToObject(req, "unlink", unlink != 0)) {
+        cJSON_Delete(req);
+        req = NULL;
+    }
+    int err = mc_call(c, req, -1, NULL, 0, NULL);
+    if (err)
+        return err;
+    mc_unhold(c, t);
+    etsmgr_table_close(t);
+    return ETSMGR_OK;
+}
+
+int etsmgr_give_away(etsmgr_client *c, etsmgr_table *t, pid_t pid, const char *data)
+{
+    if (!c || !t || pid <= 0)
+        return ETSMGR_EINVAL;
+    cJSON *req = mc_req("give_away", etsmgr_table_name(t));
+    if (req && (!cJSON_AddNumberToObject(req, "pid", (double)pid) ||
+                !cJSON_AddStringToObject(req, "data", data ? data : ""))) {
+        cJSON_Delete(req);
+        req = NULL;
+    }
+    int err = mc_call(c, req, -1, NULL, 0, NULL);
+    if (err)
+        return err;
+    mc_unhold(c, t);
+    etsmgr_table_close(t);
+    return ETSMGR_OK;
+}
+
+int etsmgr_info_get(etsmgr_client *c, etsmgr_info **out)
+{
+    if (!c || !out)
+        return ETSMGR_EINVAL;
+    *out = NULL;
+    cJSON *rep = NULL;
+    int err = mc_call(c, mc_req("info", NULL), -1, &rep, 0, NULL);
+    if (err) {
+        cJSON_Delete(rep);
+        return err;
+    }
+    const cJSON *tabs = cJSON_GetObjectItemCaseSensitive(rep, "tables");
+    size_t n = cJSON_IsArray(tabs) ? (size_t)cJSON_GetArraySize(tabs) : 0;
+    etsmgr_info *info = calloc(1, sizeof *info);
+    etsmgr_managed *m = n ? calloc(n, sizeof *m) : NULL;
+    if (!info || (n && !m)) {
+        free(info);
+        free(m);
+        cJSON_Delete(rep);
+        return mc_err(c, ETSMGR_ENOMEM, "", "out of memory reading etsmgrd's info");
+    }
+    info->pid = (pid_t)mc_u64(rep, "pid");
+    mc_copy_str(info->instance, sizeof info->instance, rep, "instance");
+    info->connections = mc_u64(rep, "connections");
+    info->tables = m;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, tabs)
+    {
+        if (!cJSON_IsObject(e))
+            continue;
+        etsmgr_managed *x = &m[info->ntables++];
+        mc_copy_str(x->name, sizeof x->name, e, "name");
+        const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "state"));
+        x->owned = st && strcmp(st, "owned") == 0;
+        x->owner_pid = (pid_t)mc_u64(e, "owner_pid");
+        mc_copy_str(x->heir_data, sizeof x->heir_data, e, "heir_data");
+        x->transfers = mc_u64(e, "transfers");
+        x->entries = mc_u64(e, "entries");
+        x->capacity = mc_u64(e, "capacity");
+        x->bytes = mc_u64(e, "bytes");
+        mc_copy_str(x->created, sizeof x->created, e, "created");
+    }
+    cJSON_Delete(rep);
+    *out = info;
+    return ETSMGR_OK;
+}
+
+void etsmgr_info_free(etsmgr_info *info)
+{
+    if (!info)
+        return;
+    free(info->tables);
+    free(info);
+}
