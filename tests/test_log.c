@@ -1,0 +1,161 @@
+/* test_log.c: the log line format (seed transcript and journald forms),
+ * level filtering and parsing.  stderr is swapped for a pipe to read what a
+ * line really looks like on the wire. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <regex.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* Runs fn with stderr on a pipe; returns what it wrote (static buffer). */
+static const char *capture(void (*fn)(void))
+{
+    static char out[16384];
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    int saved = dup(2);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_eq(dup2(p[1], 2), 2);
+    close(p[1]);
+    fn();
+    dup2(saved, 2);
+    close(saved);
+    size_t n = 0;
+    ssize_t r;
+    while ((r = read(p[0], out + n, sizeof out - 1 - n)) > 0)
+        n += (size_t)r;
+    close(p[0]);
+    out[n] = '\0';
+    return out;
+}
+
+static void emit_plain(void)
+{
+    unsetenv("JOURNAL_STREAM");
+    log_init("/usr/bin/etscounterd", LOG_LVL_INFO);
+    log_notice("Counter %d.", 1);
+    log_debug("not shown");
+    errno = EPIPE;
+    log_error("broken: %s", "pipe");
+}
+
+START_TEST(test_log_plain_format)
+{
+    const char *out = capture(emit_plain);
+    regex_t re;
+    ck_assert_int_eq(regcomp(&re,
+                             "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{6}"
+                             "[+-][0-9]{2}:[0-9]{2} notice: etscounterd: Counter 1\\.\n"
+                             "[0-9T:.+-]+ error: etscounterd: broken: pipe\n$",
+                             REG_EXTENDED),
+                     0);
+    ck_assert_msg(regexec(&re, out, 0, NULL, 0) == 0, "unexpected log output: [%s]", out);
+    regfree(&re);
+}
+END_TEST
+
+static void emit_journal(void)
+{
+    setenv("JOURNAL_STREAM", "8:1234", 1);
+    log_init("etsmgrd", LOG_LVL_DEBUG);
+    log_warning("w");
+    log_debug("d\n");
+}
+
+START_TEST(test_log_journal_prefix)
+{
+    const char *out = capture(emit_journal);
+    ck_assert_str_eq(out, "<4>etsmgrd: w\n<7>etsmgrd: d\n");
+}
+END_TEST
+
+static void emit_long(void)
+{
+    setenv("JOURNAL_STREAM", "1:1", 1);
+    log_init("x", LOG_LVL_INFO);
+    char big[5000];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    log_info("%s", big);
+}
+
+START_TEST(test_log_long_line_whole)
+{
+    const char *out = capture(emit_long);
+    ck_assert_uint_eq(strlen(out), strlen("<6>x: ") + 4999 + 1);
+    ck_assert_int_eq(out[strlen(out) - 1], '\n');
+}
+END_TEST
+
+START_TEST(test_log_errno_preserved)
+{
+    int fd = open("/dev/null", O_WRONLY);
+    int saved = dup(2);
+    dup2(fd, 2);
+    log_init("t", LOG_LVL_DEBUG);
+    errno = ENOENT;
+    log_error("x");
+    ck_assert_int_eq(errno, ENOENT);
+    dup2(saved, 2);
+    close(saved);
+    close(fd);
+}
+END_TEST
+
+START_TEST(test_log_levels)
+{
+    ck_assert_int_eq(log_level_parse("debug"), LOG_LVL_DEBUG);
+    ck_assert_int_eq(log_level_parse("WARNING"), LOG_LVL_WARNING);
+    ck_assert_int_eq(log_level_parse("error"), LOG_LVL_ERROR);
+    ck_assert_int_eq(log_level_parse("loud"), -1);
+    ck_assert_int_eq(log_level_parse(NULL), -1);
+    ck_assert_str_eq(log_level_name(LOG_LVL_NOTICE), "notice");
+    log_set_level(LOG_LVL_WARNING);
+    ck_assert_int_eq(log_get_level(), LOG_LVL_WARNING);
+}
+END_TEST
+
+START_TEST(test_log_timestamp)
+{
+    char ts[64];
+    log_timestamp(ts, sizeof ts);
+    regex_t re;
+    ck_assert_int_eq(regcomp(&re, "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{6}[+-][0-9]{2}:[0-9]{2}$",
+                             REG_EXTENDED),
+                     0);
+    ck_assert_msg(regexec(&re, ts, 0, NULL, 0) == 0, "bad timestamp %s", ts);
+    regfree(&re);
+    /* POSIX TZ strings need no tzdata: offsets show with a colon */
+    setenv("TZ", "UTC0", 1);
+    tzset();
+    log_timestamp(ts, sizeof ts);
+    ck_assert_msg(strstr(ts, "+00:00"), "UTC offset in %s", ts);
+    setenv("TZ", "IST-05:30", 1);
+    tzset();
+    log_timestamp(ts, sizeof ts);
+    ck_assert_msg(strstr(ts, "+05:30"), "+05:30 offset in %s", ts);
+    setenv("TZ", "NST+03:30", 1);
+    tzset();
+    log_timestamp(ts, sizeof ts);
+    ck_assert_msg(strstr(ts, "-03:30"), "-03:30 offset in %s", ts);
+}
+END_TEST
+
+Suite *log_suite(void)
+{
+    Suite *s = suite_create("log");
+    TCase *tc = tcase_create("log");
+    tcase_add_test(tc, test_log_plain_format);
+    tcase_add_test(tc, test_log_journal_prefix);
+    tcase_add_test(tc, test_log_long_line_whole);
+    tcase_add_test(tc, test_log_errno_preserved);
+    tcase_add_test(tc, test_log_levels);
+    tcase_add_test(tc, test_log_timestamp);
+    suite_add_tcase(s, tc);
+    return s;
+}
