@@ -39,6 +39,7 @@ struct etsmgr_client {
     int fdq[MC_FDQ_MAX];
     int nfdq;
     etsmgr_table **tables; /* held tables */
+    char **heirs;          /* their heir_data (malloc'd), sent again on add_table */
     size_t ntables, captables;
     mc_transfer *pending; /* transfers received, not yet handed out */
     size_t npending, cappending;
@@ -74,12 +75,14 @@ int mc_hello(etsmgr_client *c, int timeout_ms);
 uint64_t mc_id(const cJSON *obj); /* the reply's numeric id, 0 when none */
 
 /* held tables */
-int mc_hold(etsmgr_client *c, etsmgr_table *t);
+/* heir_data NULL: keep what is recorded, else the table's name */
+int mc_hold(etsmgr_client *c, etsmgr_table *t, const char *heir_data);
 ssize_t mc_held_index(const etsmgr_client *c, const etsmgr_table *t);
+const char *mc_heir(const etsmgr_client *c, const etsmgr_table *t);
 void mc_unhold(etsmgr_client *c, etsmgr_table *t);
 
 /* mgr_ops.c */
-cJSON *mc_add_table_req(etsmgr_table *t);
+cJSON *mc_add_table_req(etsmgr_client *c, etsmgr_table *t);
 int mc_grant_from(const cJSON *obj, const char *pid_field, etsmgr_grant *g);
 
 /* mgr_watch.c */

@@ -461,7 +461,7 @@ int etsmgr_reconnect(etsmgr_client *c, int poll_ms, int timeout_ms)
     int first = ETSMGR_OK;
     char first_msg[sizeof c->err_msg] = "";
     for (size_t i = 0; i < c->ntables; i++) {
-        err = mc_call(c, mc_add_table_req(c->tables[i]), etsmgr_table_fd(c->tables[i]), NULL, 0, NULL);
+        err = mc_call(c, mc_add_table_req(c, c->tables[i]), etsmgr_table_fd(c->tables[i]), NULL, 0, NULL);
         if (err && first == ETSMGR_OK) {
             first = err;
             snprintf(first_msg, sizeof first_msg, "%.64s: %.180s", etsmgr_table_name(c->tables[i]), c->err_msg);
@@ -479,9 +479,12 @@ void etsmgr_client_close(etsmgr_client *c)
     mc_watch_free(c);
     mc_drop(c);
     frame_reader_free(&c->rd);
-    for (size_t i = 0; i < c->ntables; i++)
+    for (size_t i = 0; i < c->ntables; i++) {
         etsmgr_table_close(c->tables[i]);
+        free(c->heirs[i]);
+    }
     free(c->tables);
+    free(c->heirs);
     for (size_t i = 0; i < c->npending; i++)
         etsmgr_table_close(c->pending[i].t);
     free(c->pending);
@@ -508,20 +511,43 @@ ssize_t mc_held_index(const etsmgr_client *c, const etsmgr_table *t)
     return -1;
 }
 
-int mc_hold(etsmgr_client *c, etsmgr_table *t)
+int mc_hold(etsmgr_client *c, etsmgr_table *t, const char *heir_data)
 {
-    if (mc_held_index(c, t) >= 0)
+    ssize_t i = mc_held_index(c, t);
+    if (i >= 0) {
+        if (heir_data) {
+            char *h = strdup(heir_data);
+            if (!h)
+                return mc_err(c, ETSMGR_ENOMEM, "", "out of memory holding a table");
+            free(c->heirs[i]);
+            c->heirs[i] = h;
+        }
         return ETSMGR_OK;
+    }
     if (c->ntables == c->captables) {
         size_t cap = c->captables ? c->captables * 2 : 8;
         etsmgr_table **n = realloc(c->tables, cap * sizeof *n);
         if (!n)
             return mc_err(c, ETSMGR_ENOMEM, "", "out of memory holding a table");
         c->tables = n;
+        char **hn = realloc(c->heirs, cap * sizeof *hn);
+        if (!hn)
+            return mc_err(c, ETSMGR_ENOMEM, "", "out of memory holding a table");
+        c->heirs = hn;
         c->captables = cap;
     }
+    char *h = strdup(heir_data ? heir_data : etsmgr_table_name(t));
+    if (!h)
+        return mc_err(c, ETSMGR_ENOMEM, "", "out of memory holding a table");
+    c->heirs[c->ntables] = h;
     c->tables[c->ntables++] = t;
     return ETSMGR_OK;
+}
+
+const char *mc_heir(const etsmgr_client *c, const etsmgr_table *t)
+{
+    ssize_t i = mc_held_index(c, t);
+    return i >= 0 ? c->heirs[i] : etsmgr_table_name(t);
 }
 
 void mc_unhold(etsmgr_client *c, etsmgr_table *t)
@@ -529,7 +555,9 @@ void mc_unhold(etsmgr_client *c, etsmgr_table *t)
     ssize_t i = mc_held_index(c, t);
     if (i < 0)
         return;
+    free(c->heirs[i]);
     memmove(c->tables + i, c->tables + i + 1, (c->ntables - (size_t)i - 1) * sizeof *c->tables);
+    memmove(c->heirs + i, c->heirs + i + 1, (c->ntables - (size_t)i - 1) * sizeof *c->heirs);
     c->ntables--;
 }
 
@@ -595,7 +623,7 @@ int etsmgr_take_transfer(etsmgr_client *c, int timeout_ms, etsmgr_table **out, e
     mc_transfer p = c->pending[0];
     memmove(c->pending, c->pending + 1, (c->npending - 1) * sizeof *c->pending);
     c->npending--;
-    int err = mc_hold(c, p.t);
+    int err = mc_hold(c, p.t, NULL);
     if (err) {
         etsmgr_table_close(p.t);
         return err;

@@ -35,13 +35,14 @@ int mc_grant_from(const cJSON *obj, const char *pid_field, etsmgr_grant *g)
     return 0;
 }
 
-cJSON *mc_add_table_req(etsmgr_table *t)
+cJSON *mc_add_table_req(etsmgr_client *c, etsmgr_table *t)
 {
     cJSON *req = cJSON_CreateObject();
     if (!req)
         return NULL;
     if (!cJSON_AddStringToObject(req, "op", "add_table") ||
-        !cJSON_AddStringToObject(req, "name", etsmgr_table_name(t))) {
+        !cJSON_AddStringToObject(req, "name", etsmgr_table_name(t)) ||
+        !cJSON_AddStringToObject(req, "heir_data", mc_heir(c, t))) {
         cJSON_Delete(req);
         return NULL;
     }
@@ -103,7 +104,7 @@ int etsmgr_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts
         return mc_err(c, err, "", "the table %s that etsmgrd sent cannot be attached: %s", name,
                       etsmgr_strerror(err));
     }
-    err = mc_hold(c, t);
+    err = mc_hold(c, t, heir_data ? heir_data : name);
     if (err) {
         etsmgr_table_close(t);
         return err;
@@ -118,10 +119,10 @@ int etsmgr_add_table(etsmgr_client *c, etsmgr_table *t)
 {
     if (!c || !t)
         return ETSMGR_EINVAL;
-    int err = mc_call(c, mc_add_table_req(t), etsmgr_table_fd(t), NULL, 0, NULL);
+    int err = mc_call(c, mc_add_table_req(c, t), etsmgr_table_fd(t), NULL, 0, NULL);
     if (err)
         return err;
-    return mc_hold(c, t);
+    return mc_hold(c, t, NULL);
 }
 
 int etsmgr_del_table(etsmgr_client *c, etsmgr_table *t, int unlink)

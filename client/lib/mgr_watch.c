@@ -226,7 +226,7 @@ static void mc_retry_cb(uv_timer_t *h)
         mc_result *r = &w->res[w->nres++];
         r->t = c->tables[i];
         r->id = ++c->next_id;
-        bad = mc_queue(w, mc_add_table_req(r->t), r->id, etsmgr_table_fd(r->t)) < 0;
+        bad = mc_queue(w, mc_add_table_req(c, r->t), r->id, etsmgr_table_fd(r->t)) < 0;
     }
     if (bad || mc_flush(w) < 0 || mc_poll_set(w, UV_READABLE | (w->nout ? UV_WRITABLE : 0)) < 0) {
         mc_watch_down(w, "could not send the re-registration requests");
