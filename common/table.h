@@ -15,6 +15,10 @@ int tbl_unlink(const char *shm_name);
 /* Record owner and heir pids (diagnostics) and bump the generation. */
 int tbl_set_owner(etsmgr_table *t, int32_t owner_pid, int32_t heir_pid);
 
+/* Why the last attach/open/create on this thread failed validation, in
+ * words (e.g. "header says 8192 bytes, object has 4096"); "" when it did not. */
+const char *tbl_last_why(void);
+
 /* Test hook: when set, called at numbered steps inside every change
  * ("insert", "delete", "update_counter", "grow", "commit", ...).  A test
  * makes it _exit() at step N to simulate a SIGKILL there. */

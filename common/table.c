@@ -1,0 +1,484 @@
+/* table.c: a table's life (create, open, attach, close, unlink), its lock,
+ * and recovery after a holder died.
+ *
+ * A table is mapped twice: a fixed mapping of the header, which holds the
+ * robust mutex and so must never move while locked (glibc and the kernel
+ * keep the mutex's address on the thread's robust list), and a mapping of
+ * the whole object, which is remapped (and may move) when another process
+ * grew the table.  Attaching reads the header with pread, not through a
+ * mapping, so a truncated or garbage object is judged without touching a
+ * page that is not there (no SIGBUS).
+ *
+ * Recovery is the undo log (see table_int.h): the next locker restores the
+ * logged words in reverse and clears the log, then marks the mutex
+ * consistent.  It validates every record before applying any. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "table_int.h"
+
+void (*tbl_crashpoint)(const char *op, int step);
+
+static _Thread_local char tbl_why_buf[160];
+
+const char *tbl_last_why(void) { return tbl_why_buf; }
+
+static int tbl_why(int err, const char *fmt, unsigned long long a, unsigned long long b)
+{
+    snprintf(tbl_why_buf, sizeof tbl_why_buf, fmt, a, b);
+    return err;
+}
+
+int64_t tbl_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+bool tbl_valid_name(const char *name, size_t len)
+{
+    if (len == 0 || len > ETSMGR_NAME_MAX) return false;
+    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.')) return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------ validation */
+
+/* Check a header copy against the object's size.  Each failure has its own
+ * code; the reason is kept for tbl_last_why(). */
+int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize)
+{
+    if (h->magic != TBL_MAGIC) return tbl_why(ETSMGR_EBADMAGIC, "wrong magic %#llx%.0llu", h->magic, 0);
+    if (h->version != TBL_VERSION)
+        return tbl_why(ETSMGR_EVERSION, "layout version %llu, this library reads %llu", h->version,
+                       TBL_VERSION);
+    if (h->hdr_size != TBL_HDR_SIZE)
+        return tbl_why(ETSMGR_ECORRUPT, "header size %llu, expected %llu", h->hdr_size, TBL_HDR_SIZE);
+    if (h->total_bytes > objsize)
+        return tbl_why(ETSMGR_ETRUNCATED, "header says %llu bytes, object has %llu", h->total_bytes,
+                       objsize);
+    if (h->total_bytes < TBL_HDR_SIZE + 8u * TBL_MIN_CAP || (h->total_bytes & 7u) ||
+        h->total_bytes > (TBL_OFF_MASK << 3))
+        return tbl_why(ETSMGR_ECORRUPT, "table size %llu out of range%.0llu", h->total_bytes, 0);
+    if (h->max_bytes && h->max_bytes < h->total_bytes)
+        return tbl_why(ETSMGR_ECORRUPT, "max_bytes %llu below size %llu", h->max_bytes, h->total_bytes);
+    size_t nl = strnlen(h->name, sizeof h->name);
+    if (nl == sizeof h->name || !tbl_valid_name(h->name, nl))
+        return tbl_why(ETSMGR_ECORRUPT, "table name invalid%.0llu%.0llu", 0, 0);
+    uint64_t top = h->heap_top, mask = h->idx_mask, off = h->idx_off;
+    if (top < TBL_HDR_SIZE || top > h->total_bytes || (top & 7u))
+        return tbl_why(ETSMGR_ECORRUPT, "heap top %llu out of range (size %llu)", top, h->total_bytes);
+    if (mask > TBL_MAX_MASK || (mask & (mask + 1)) || mask + 1 < TBL_MIN_CAP)
+        return tbl_why(ETSMGR_ECORRUPT, "capacity %llu out of range%.0llu", mask + 1, 0);
+    if ((off & 7u) || off < TBL_HDR_SIZE || off > top || (mask + 1) * 8 > top - off)
+        return tbl_why(ETSMGR_ECORRUPT, "index at %llu outside the heap (top %llu)", off, top);
+    if (h->count > mask + 1 || h->tombs > mask + 1 || h->count + h->tombs > mask + 1)
+        return tbl_why(ETSMGR_ECORRUPT, "entry count %llu out of range (capacity %llu)", h->count,
+                       mask + 1);
+    if (h->live_bytes > top)
+        return tbl_why(ETSMGR_ECORRUPT, "bytes used %llu beyond heap top %llu", h->live_bytes, top);
+    if (h->undo_n > TBL_UNDO_MAX)
+        return tbl_why(ETSMGR_ECORRUPT, "undo log length %llu out of range%.0llu", h->undo_n, 0);
+    if (h->owner_pid > INT32_MAX || h->heir_pid > INT32_MAX)
+        return tbl_why(ETSMGR_ECORRUPT, "owner/heir pid out of range %llu %llu", h->owner_pid,
+                       h->heir_pid);
+    for (unsigned i = 0; i <= TBL_NCLASS; i++) {
+        uint64_t f = i < TBL_NCLASS ? h->free_head[i] : h->large_head;
+        if (f && (f < TBL_HDR_SIZE || f > top - 16 || (f & 7u)))
+            return tbl_why(ETSMGR_ECORRUPT, "free list %llu head %llu outside the heap", i, f);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ mapping */
+
+int tbl_map(etsmgr_table *t, uint64_t size)
+{
+    void *p;
+    if (t->base)
+        p = mremap(t->base, t->map_size, size, MREMAP_MAYMOVE);
+    else
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, t->fd, 0);
+    if (p == MAP_FAILED) return ETSMGR_ESYS;
+    t->base = p;
+    t->map_size = size;
+    return 0;
+}
+
+/* Make the mapping cover the header's total_bytes (checked against the
+ * object's real size, so a scribbled size cannot make us touch pages past
+ * its end). */
+int tbl_sync_map(etsmgr_table *t)
+{
+    uint64_t tot = t->h->total_bytes;
+    if (tot < TBL_HDR_SIZE + 8u * TBL_MIN_CAP || (tot & 7u) || tot > (TBL_OFF_MASK << 3))
+        return ETSMGR_ECORRUPT;
+    if (tot > t->map_size) {
+        struct stat st;
+        if (fstat(t->fd, &st) < 0) return ETSMGR_ESYS;
+        if ((uint64_t)st.st_size < tot) return ETSMGR_ECORRUPT;
+        int r = tbl_map(t, tot);
+        if (r) return r;
+    }
+    t->limit = tot;
+    return 0;
+}
+
+/* ------------------------------------------------------------ lock and recovery */
+
+/* Check every undo record, then restore them in reverse. */
+static int tbl_recover(etsmgr_table *t)
+{
+    struct tbl_hdr *h = t->h;
+    int r = tbl_sync_map(t);
+    if (r) return r;
+    uint64_t n = h->undo_n;
+    if (n > TBL_UNDO_MAX) return ETSMGR_ECORRUPT;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t off = h->undo[i].off;
+        if (off & 7u) return ETSMGR_ECORRUPT;
+        bool in_state = off >= TBL_STATE_BEGIN && off < TBL_STATE_END;
+        bool in_heap = off >= TBL_HDR_SIZE && off <= t->limit - 8;
+        if (!in_state && !in_heap) return ETSMGR_ECORRUPT;
+    }
+    for (uint64_t i = n; i-- > 0;) *tbl_word(t, h->undo[i].off) = h->undo[i].old;
+    atomic_signal_fence(memory_order_seq_cst);
+    h->undo_n = 0;
+    t->un = 0;
+    atomic_signal_fence(memory_order_seq_cst);
+    return tbl_sync_map(t);
+}
+
+void tbl_unlock(etsmgr_table *t) { pthread_mutex_unlock(&t->h->lock); }
+
+/* trylock said r: spin a while (the lock is held for tens of nanoseconds),
+ * then block; on EOWNERDEAD roll the dead holder's change back. */
+int tbl_lock_slow(etsmgr_table *t, int r)
+{
+    pthread_mutex_t *m = &t->h->lock;
+    if (r == EBUSY) {
+        for (int i = 0; i < 2000; i++) {
+#if defined(__GLIBC__)
+            if (__atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED) != 0) {
+#if defined(__x86_64__) || defined(__i386__)
+                __builtin_ia32_pause();
+#endif
+                continue;
+            }
+#endif
+            r = pthread_mutex_trylock(m);
+            if (r != EBUSY) break;
+        }
+        if (r == EBUSY) r = pthread_mutex_lock(m);
+    }
+    if (r == 0) return 0;
+    if (r == EOWNERDEAD) {
+        int rr = tbl_recover(t);
+        pthread_mutex_consistent(m);
+        if (rr) {
+            pthread_mutex_unlock(m);
+            return rr;
+        }
+        return 0;
+    }
+    if (r == ENOTRECOVERABLE || r == EINVAL) return ETSMGR_ECORRUPT;
+    errno = r;
+    return ETSMGR_ESYS;
+}
+
+/* Locked, but the undo log is not empty (someone scribbled, or a change
+ * was interrupted without the kernel noticing) or the table grew. */
+int tbl_fixup(etsmgr_table *t)
+{
+    int r = t->h->undo_n ? tbl_recover(t) : tbl_sync_map(t);
+    if (r) tbl_unlock(t);
+    return r;
+}
+
+int tbl_group_check(etsmgr_table *t, bool change)
+{
+    t->mark = t->un;
+    t->pend_mark = t->npend;
+    if (change) {
+        if (t->group_changes >= ETSMGR_GROUP_MAX) return ETSMGR_EGROUP;
+        if (t->un + TBL_OP_WORDS + 3u * (uint64_t)(t->npend + 4) > TBL_UNDO_MAX) return ETSMGR_EGROUP;
+        if (t->npend + 4 > TBL_PEND_MAX) return ETSMGR_EGROUP;
+        t->group_changes++;
+    }
+    return tbl_state(t);
+}
+
+void tbl_rollback_to(etsmgr_table *t, uint64_t mark)
+{
+    struct tbl_hdr *h = t->h;
+    for (uint64_t i = t->un; i-- > mark;) *tbl_word(t, h->undo[i].off) = h->undo[i].old;
+    atomic_signal_fence(memory_order_seq_cst);
+    h->undo_n = t->un = mark;
+    atomic_signal_fence(memory_order_seq_cst);
+    t->limit = h->total_bytes; /* never above map_size: it only shrinks back */
+    if (t->limit > t->map_size) t->limit = t->map_size;
+}
+
+/* ------------------------------------------------------------ life */
+
+static int tbl_attach(int fd, etsmgr_table **out)
+{
+    struct tbl_hdr *hc = malloc(sizeof *hc);
+    if (!hc) return ETSMGR_ENOMEM;
+    ssize_t got = pread(fd, hc, sizeof *hc, 0);
+    int r;
+    struct stat st;
+    if (got < 0 || fstat(fd, &st) < 0) {
+        free(hc);
+        return ETSMGR_ESYS;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        free(hc);
+        return tbl_why(ETSMGR_EBADMAGIC, "not a shared-memory object%.0llu%.0llu", 0, 0);
+    }
+    if ((size_t)got < sizeof hc->magic) {
+        free(hc);
+        return tbl_why(ETSMGR_ETRUNCATED, "object is %llu bytes%.0llu", (unsigned long long)got, 0);
+    }
+    if (hc->magic != TBL_MAGIC) {
+        r = tbl_why(ETSMGR_EBADMAGIC, "wrong magic %#llx%.0llu", hc->magic, 0);
+        free(hc);
+        return r;
+    }
+    if ((size_t)got < sizeof *hc || (uint64_t)st.st_size < TBL_HDR_SIZE) {
+        free(hc);
+        return tbl_why(ETSMGR_ETRUNCATED, "object is %llu bytes, a header needs %llu",
+                       (unsigned long long)st.st_size, TBL_HDR_SIZE);
+    }
+    r = tbl_check_header(hc, (uint64_t)st.st_size);
+    if (r) {
+        free(hc);
+        return r;
+    }
+    etsmgr_table *t = calloc(1, sizeof *t);
+    if (!t) {
+        free(hc);
+        return ETSMGR_ENOMEM;
+    }
+    t->fd = fd;
+    memcpy(t->name, hc->name, strnlen(hc->name, ETSMGR_NAME_MAX));
+    uint64_t tot = hc->total_bytes;
+    free(hc);
+    void *hp = mmap(NULL, TBL_HDR_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (hp == MAP_FAILED) {
+        free(t);
+        return ETSMGR_ESYS;
+    }
+    t->h = hp;
+    if ((r = tbl_map(t, tot)) != 0) {
+        munmap(hp, TBL_HDR_SIZE);
+        free(t);
+        return r;
+    }
+    t->limit = tot;
+    *out = t;
+    return 0;
+}
+
+int etsmgr_table_attach_fd(int fd, etsmgr_table **out)
+{
+    if (fd < 0 || !out) return ETSMGR_EINVAL;
+    tbl_why_buf[0] = 0;
+    return tbl_attach(fd, out);
+}
+
+int tbl_open(const char *shm_name, etsmgr_table **out)
+{
+    if (!shm_name || !out) return ETSMGR_EINVAL;
+    int fd = shm_open(shm_name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0) return errno == ENOENT ? ETSMGR_ENOTFOUND : ETSMGR_ESYS;
+    int r = etsmgr_table_attach_fd(fd, out);
+    if (r) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return r;
+}
+
+/* Extend fd to size with real pages, so that a full /dev/shm shows up here
+ * as ENOSPC and not later as SIGBUS. */
+int tbl_reserve(int fd, uint64_t from, uint64_t size)
+{
+    int e = posix_fallocate(fd, (off_t)from, (off_t)(size - from));
+    if (e == 0) return 0;
+    errno = e;
+    return e == ENOSPC || e == EFBIG || e == ENOMEM ? ETSMGR_EFULL : ETSMGR_ESYS;
+}
+
+int tbl_create(const char *shm_name, const char *table_name, const etsmgr_table_opts *opts,
+               etsmgr_table **out)
+{
+    if (!shm_name || !table_name || !out) return ETSMGR_EINVAL;
+    if (!tbl_valid_name(table_name, strlen(table_name))) return ETSMGR_ENAME;
+    etsmgr_table_opts o = {0};
+    if (opts) o = *opts;
+    unsigned mode = o.mode ? (o.mode & 0777u) : 0600u;
+    uint64_t size = o.size_hint ? o.size_hint : TBL_DEFAULT_SIZE;
+    const uint64_t min = TBL_HDR_SIZE + 4096u;
+    if (size < min) size = min;
+    if (size > (TBL_OFF_MASK << 3)) return ETSMGR_EINVAL;
+    size = (size + 4095u) & ~4095ull;
+    if (o.max_bytes) {
+        if (o.max_bytes < min) return ETSMGR_EINVAL;
+        if (size > o.max_bytes) size = o.max_bytes & ~7ull;
+    }
+    /* the initial index: room for the entries the size hint suggests */
+    uint64_t cap = TBL_MIN_CAP;
+    while (cap * 8 * 4 + cap * 24 * 3 < size - TBL_HDR_SIZE && cap < (1ull << 30)) cap *= 2;
+    while (cap > TBL_MIN_CAP && cap * 8 > size - TBL_HDR_SIZE) cap /= 2;
+
+    int fd = shm_open(shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0) return errno == EEXIST ? ETSMGR_EEXIST : ETSMGR_ESYS;
+    int r = 0;
+    if (fchmod(fd, mode) < 0) r = ETSMGR_ESYS;
+    if (!r) r = tbl_reserve(fd, 0, size);
+    struct tbl_hdr *h = NULL;
+    if (!r) {
+        h = mmap(NULL, TBL_HDR_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (h == MAP_FAILED) {
+            h = NULL;
+            r = ETSMGR_ESYS;
+        }
+    }
+    pthread_mutexattr_t ma;
+    if (!r) {
+        if (pthread_mutexattr_init(&ma) || pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED) ||
+            pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST) || pthread_mutex_init(&h->lock, &ma))
+            r = ETSMGR_ESYS;
+        pthread_mutexattr_destroy(&ma);
+    }
+    if (!r) {
+        h->version = TBL_VERSION;
+        h->hdr_size = TBL_HDR_SIZE;
+        h->ctime_us = tbl_now_us();
+        h->max_bytes = o.max_bytes;
+        memcpy(h->name, table_name, strlen(table_name) + 1);
+        h->total_bytes = size;
+        h->idx_off = TBL_HDR_SIZE;
+        h->idx_mask = cap - 1;
+        h->heap_top = TBL_HDR_SIZE + cap * 8;
+        h->live_bytes = cap * 8;
+        /* the index pages are zero already: a new object reads as zeros */
+        atomic_thread_fence(memory_order_seq_cst);
+        h->magic = TBL_MAGIC;
+        munmap(h, TBL_HDR_SIZE);
+        r = etsmgr_table_attach_fd(fd, out);
+    } else if (h) {
+        munmap(h, TBL_HDR_SIZE);
+    }
+    if (r) {
+        int e = errno;
+        close(fd);
+        shm_unlink(shm_name);
+        errno = e;
+    }
+    return r;
+}
+
+int tbl_unlink(const char *shm_name)
+{
+    if (!shm_name) return ETSMGR_EINVAL;
+    if (shm_unlink(shm_name) == 0) return 0;
+    return errno == ENOENT ? ETSMGR_ENOTFOUND : ETSMGR_ESYS;
+}
+
+void etsmgr_table_close(etsmgr_table *t)
+{
+    if (!t) return;
+    if (t->in_group) etsmgr_table_abort(t);
+    if (t->base) munmap(t->base, t->map_size);
+    if (t->h) munmap(t->h, TBL_HDR_SIZE);
+    close(t->fd);
+    free(t);
+}
+
+int etsmgr_table_fd(const etsmgr_table *t) { return t ? t->fd : -1; }
+const char *etsmgr_table_name(const etsmgr_table *t) { return t ? t->name : ""; }
+
+/* ------------------------------------------------------------ header */
+
+int tbl_set_owner(etsmgr_table *t, int32_t owner_pid, int32_t heir_pid)
+{
+    if (!t || owner_pid < 0 || heir_pid < 0) return ETSMGR_EINVAL;
+    int r = tbl_op_begin(t, "set_owner", true);
+    if (r) return r;
+    tbl_set(t, TBL_HOFF(owner_pid), (uint64_t)owner_pid);
+    tbl_set(t, TBL_HOFF(heir_pid), (uint64_t)heir_pid);
+    tbl_set(t, TBL_HOFF(generation), t->h->generation + 1);
+    return tbl_op_end(t, 0);
+}
+
+int etsmgr_table_info_get(etsmgr_table *t, etsmgr_table_info *out)
+{
+    if (!t || !out) return ETSMGR_EINVAL;
+    int r = tbl_op_begin(t, "info", false);
+    if (r) return r;
+    struct tbl_hdr *h = t->h;
+    memset(out, 0, sizeof *out);
+    memcpy(out->name, t->name, sizeof out->name);
+    out->entries = h->count;
+    out->capacity = (t->mask + 1) / 4 * 3;
+    out->bytes_used = TBL_HDR_SIZE + h->live_bytes;
+    out->bytes_total = t->limit;
+    out->max_bytes = h->max_bytes;
+    out->generation = h->generation;
+    out->ctime_us = h->ctime_us;
+    out->owner_pid = (int32_t)(h->owner_pid & 0x7fffffff);
+    out->heir_pid = (int32_t)(h->heir_pid & 0x7fffffff);
+    return tbl_op_end(t, 0);
+}
+
+/* ------------------------------------------------------------ groups */
+
+int etsmgr_table_begin(etsmgr_table *t)
+{
+    if (!t) return ETSMGR_EINVAL;
+    if (t->in_group) return ETSMGR_EGROUP;
+    int r = tbl_op_begin(t, "begin", false);
+    if (r) return r;
+    t->in_group = true;
+    t->group_changes = 0;
+    return 0;
+}
+
+int etsmgr_table_commit(etsmgr_table *t)
+{
+    if (!t) return ETSMGR_EINVAL;
+    if (!t->in_group) return ETSMGR_EGROUP;
+    t->in_group = false;
+    t->cp_op = "commit";
+    t->cp_step = 0;
+    t->mark = t->un;
+    t->pend_mark = t->npend;
+    return tbl_op_end(t, 0);
+}
+
+int etsmgr_table_abort(etsmgr_table *t)
+{
+    if (!t) return ETSMGR_EINVAL;
+    if (!t->in_group) return ETSMGR_EGROUP;
+    t->in_group = false;
+    tbl_rollback_to(t, 0);
+    t->npend = t->pend_mark = 0;
+    tbl_unlock(t);
+    return 0;
+}

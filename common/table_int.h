@@ -1,0 +1,319 @@
+/* table_int.h: the shared-memory layout of a table and the helpers every
+ * table_*.c file uses under the table's lock.
+ *
+ * One table is one POSIX shm object:
+ *
+ *   [0, TBL_HDR_SIZE)      header: identity, the robust mutex, the mutable
+ *                          state words, the undo log
+ *   [TBL_HDR_SIZE, top)    heap: entries, the index array, free blocks
+ *   [top, total)           not yet allocated
+ *
+ * The index is an array of 2^k 64-bit slots with linear probing: 0 is empty,
+ * 1 a tombstone, anything else (24-bit hash tag << 40 | entry offset / 8).
+ * Entries live in the heap, each exactly as big as it needs (8-byte header,
+ * key, value, each rounded to 8 bytes), so a small entry costs 24 bytes plus
+ * its share of the index.
+ *
+ * Crash safety rests on one rule: a word reachable from the header is only
+ * written through tbl_set(), which first appends (offset, old value) to the
+ * undo log in the header and bumps undo_n.  Memory that is not reachable
+ * (fresh heap above top, the inside of free blocks) is written freely.  The
+ * commit point of a change (or of a whole group) is undo_n = 0.  Whoever
+ * takes the lock and finds undo_n != 0 (EOWNERDEAD: the last holder died)
+ * restores the logged words in reverse order, which gives back exactly the
+ * state before the change; doing that twice is harmless, so dying during
+ * recovery is fine too.  Blocks freed by a change are only put on a free
+ * list at its commit, so nothing a rollback restores can have been reused.
+ *
+ * Every offset read from shared memory is checked against the mapped size
+ * before use: other processes can write anything there. */
+#ifndef ETSMGR_TABLE_INT_H
+#define ETSMGR_TABLE_INT_H
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "etsmgr.h"
+#include "table.h"
+
+#define TBL_MAGIC 0x314c42544d535445ull /* "ETSMTBL1" little-endian */
+#define TBL_VERSION 1u
+#define TBL_HDR_SIZE 20480u     /* header incl. undo log; the heap starts here */
+#define TBL_UNDO_MAX 1100u      /* undo records in the header */
+#define TBL_OP_WORDS 160u       /* most undo records one change can need */
+#define TBL_SMALL_MAX 512u      /* blocks up to this size have exact free lists */
+#define TBL_NCLASS (TBL_SMALL_MAX / 8u + 1u)
+#define TBL_LARGE_WALK 32       /* first-fit steps in the large free list */
+#define TBL_PEND_MAX 64         /* frees deferred to commit */
+#define TBL_MIN_CAP 16u         /* smallest index */
+#define TBL_MAX_MASK ((1ull << 36) - 1)
+#define TBL_DEFAULT_SIZE 65536u
+#define TBL_GROW_STEP 65536u
+
+#define TBL_SLOT_EMPTY 0ull
+#define TBL_SLOT_TOMB 1ull
+#define TBL_OFF_MASK ((1ull << 40) - 1)
+#define TBL_FREE_TAG 0xfee0000000000000ull /* word 0 of a free block: tag | size */
+#define TBL_FREE_TAGMASK 0xfff0000000000000ull
+
+struct tbl_undo {
+    uint64_t off;
+    uint64_t old;
+};
+
+/* The header.  Fields up to `lock` are written once at creation; the state
+ * words between state_begin and undo are the only header words tbl_set may
+ * write, and the only ones an undo record may name. */
+struct tbl_hdr {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t hdr_size;
+    int64_t ctime_us;
+    uint64_t max_bytes;
+    char name[ETSMGR_NAME_MAX + 8]; /* NUL-terminated */
+
+    alignas(64) pthread_mutex_t lock;
+    uint64_t undo_n; /* records of the change in progress; 0: none */
+
+    alignas(64) uint64_t total_bytes; /* size of the table (the object may be larger) */
+    uint64_t idx_off;                 /* index array: offset and slot mask */
+    uint64_t idx_mask;
+    uint64_t heap_top; /* bump pointer: [top, total) is unallocated */
+    uint64_t count;    /* live entries */
+    uint64_t tombs;    /* tombstone slots */
+    uint64_t live_bytes;
+    uint64_t generation;
+    uint64_t owner_pid;
+    uint64_t heir_pid;
+    uint64_t large_head;              /* free blocks > TBL_SMALL_MAX */
+    uint64_t free_head[TBL_NCLASS];   /* free blocks of exactly 8*i bytes */
+
+    alignas(64) struct tbl_undo undo[TBL_UNDO_MAX];
+};
+_Static_assert(sizeof(struct tbl_hdr) <= TBL_HDR_SIZE, "header too big");
+#define TBL_STATE_BEGIN offsetof(struct tbl_hdr, total_bytes)
+#define TBL_STATE_END offsetof(struct tbl_hdr, undo)
+
+/* An entry: header, key (klen bytes), value (int64 or vlen bytes), each part
+ * padded to 8 bytes. */
+struct tbl_ent {
+    uint8_t klen;
+    uint8_t type; /* ETSMGR_INT or ETSMGR_BYTES */
+    uint16_t pad;
+    uint32_t vlen; /* 8 for integers */
+};
+
+static inline uint64_t tbl_a8(uint64_t n) { return (n + 7u) & ~7ull; }
+static inline uint64_t tbl_ent_size(uint64_t klen, uint64_t vlen)
+{
+    return 8u + tbl_a8(klen) + tbl_a8(vlen);
+}
+
+struct tbl_pend {
+    uint64_t off, size;
+};
+
+struct etsmgr_table {
+    int fd;
+    struct tbl_hdr *h; /* header mapping: never moves (the mutex lives here) */
+    char *base;        /* whole-table mapping: moves when the table grows */
+    uint64_t map_size; /* bytes mapped at base */
+    uint64_t limit;    /* the header's total_bytes as last validated (<= map_size) */
+    /* per-operation view of the state, validated by tbl_state() */
+    uint64_t *idx;
+    uint64_t mask;
+    uint64_t top;
+    /* the change in progress */
+    uint64_t un;     /* == h->undo_n while we hold the lock */
+    uint64_t mark;   /* undo records before the current operation */
+    int npend, pend_mark;
+    struct tbl_pend pend[TBL_PEND_MAX];
+    bool in_group;
+    int group_changes;
+    const char *cp_op; /* crash-point bookkeeping */
+    int cp_step;
+    char name[ETSMGR_NAME_MAX + 1];
+};
+
+/* Hash of a key: 8 bytes at a time, multiply-xorshift mixing.  The low bits
+ * choose the slot, the top 24 bits are the tag. */
+static inline uint64_t tbl_hash(const void *key, size_t n)
+{
+    const unsigned char *p = key;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)n * 0xc2b2ae3d27d4eb4full);
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 29;
+        p += 8;
+        n -= 8;
+    }
+    if (n) {
+        uint64_t w = 0;
+        for (size_t i = 0; i < n; i++) w |= (uint64_t)p[i] << (8 * i);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 29;
+    }
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 32;
+    return h;
+}
+static inline uint64_t tbl_tag(uint64_t hv) { return hv >> 40; }
+
+static inline uint64_t *tbl_word(etsmgr_table *t, uint64_t off)
+{
+    return (uint64_t *)(void *)(t->base + off);
+}
+
+/* Crash points: a test hook called before and after every logged write and
+ * at the steps of growth and commit. */
+static inline void tbl_cp(etsmgr_table *t)
+{
+    if (__builtin_expect(tbl_crashpoint != NULL, 0)) tbl_crashpoint(t->cp_op, t->cp_step++);
+}
+
+/* Log the word at off, then write v there. */
+static inline void tbl_set(etsmgr_table *t, uint64_t off, uint64_t v)
+{
+    uint64_t *w = tbl_word(t, off);
+    uint64_t n = t->un;
+    t->h->undo[n].off = off;
+    t->h->undo[n].old = *w;
+    atomic_signal_fence(memory_order_seq_cst);
+    t->h->undo_n = t->un = n + 1;
+    atomic_signal_fence(memory_order_seq_cst);
+    tbl_cp(t);
+    *w = v;
+    atomic_signal_fence(memory_order_seq_cst);
+    tbl_cp(t);
+}
+#define TBL_HOFF(field) ((uint64_t)offsetof(struct tbl_hdr, field))
+
+/* Validate the state words the operations use and cache them in t.
+ * ETSMGR_ECORRUPT when any is out of range. */
+static inline int tbl_state(etsmgr_table *t)
+{
+    struct tbl_hdr *h = t->h;
+    uint64_t top = h->heap_top, off = h->idx_off, mask = h->idx_mask;
+    if (top > t->limit || top < TBL_HDR_SIZE || (off & 7u) || off < TBL_HDR_SIZE ||
+        mask > TBL_MAX_MASK || (mask & (mask + 1)) || mask + 1 < TBL_MIN_CAP ||
+        off > top || (mask + 1) * 8 > top - off)
+        return ETSMGR_ECORRUPT;
+    t->top = top;
+    t->mask = mask;
+    t->idx = tbl_word(t, off);
+    return 0;
+}
+
+/* The entry at off, checked to lie inside the heap and to be well formed;
+ * NULL otherwise. */
+static inline struct tbl_ent *tbl_ent_at(etsmgr_table *t, uint64_t off)
+{
+    if (off < TBL_HDR_SIZE || off > t->top - 16) return NULL;
+    struct tbl_ent *e = (struct tbl_ent *)(void *)(t->base + off);
+    if (e->klen == 0) return NULL;
+    if (e->type == ETSMGR_INT) {
+        if (e->vlen != 8) return NULL;
+    } else if (e->type != ETSMGR_BYTES || e->vlen > ETSMGR_VALUE_MAX) {
+        return NULL;
+    }
+    if (tbl_ent_size(e->klen, e->vlen) > t->top - off) return NULL;
+    return e;
+}
+static inline const unsigned char *tbl_ent_key(const struct tbl_ent *e)
+{
+    return (const unsigned char *)e + 8;
+}
+static inline uint64_t tbl_ent_voff(const struct tbl_ent *e) { return 8u + tbl_a8(e->klen); }
+
+/* Probe for key.  1: found at *pos; 0: absent, *pos is where it would go
+ * (the first tombstone or empty slot on its path); <0: error.  Bounded by
+ * the index size, so a scribbled index cannot loop forever. */
+static inline int tbl_find(etsmgr_table *t, const void *key, size_t klen, uint64_t hv,
+                           uint64_t *pos, struct tbl_ent **ep)
+{
+    uint64_t mask = t->mask, i = hv & mask, tag = tbl_tag(hv), fp = UINT64_MAX;
+    const uint64_t *idx = t->idx;
+    for (uint64_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
+        uint64_t s = idx[i];
+        if (s == TBL_SLOT_EMPTY) {
+            *pos = fp == UINT64_MAX ? i : fp;
+            return 0;
+        }
+        if (s == TBL_SLOT_TOMB) {
+            if (fp == UINT64_MAX) fp = i;
+            continue;
+        }
+        if ((s >> 40) != tag) continue;
+        struct tbl_ent *e = tbl_ent_at(t, (s & TBL_OFF_MASK) << 3);
+        if (!e) return ETSMGR_ECORRUPT;
+        if (e->klen == klen && memcmp(tbl_ent_key(e), key, klen) == 0) {
+            *pos = i;
+            *ep = e;
+            return 1;
+        }
+    }
+    return ETSMGR_ECORRUPT; /* a well-formed index always has an empty slot */
+}
+
+/* table.c */
+int tbl_lock_slow(etsmgr_table *t, int r);
+int tbl_fixup(etsmgr_table *t);
+int tbl_group_check(etsmgr_table *t, bool change);
+void tbl_rollback_to(etsmgr_table *t, uint64_t mark);
+void tbl_unlock(etsmgr_table *t);
+int64_t tbl_now_us(void);
+int tbl_reserve(int fd, uint64_t from, uint64_t size);
+int tbl_map(etsmgr_table *t, uint64_t size);
+int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize);
+bool tbl_valid_name(const char *name, size_t len);
+/* table_heap.c */
+int tbl_alloc(etsmgr_table *t, uint64_t size, uint64_t *off);
+int tbl_defer_free(etsmgr_table *t, uint64_t off, uint64_t size);
+void tbl_apply_frees(etsmgr_table *t);
+int tbl_rehash(etsmgr_table *t, uint64_t newcap);
+
+/* Take the lock (or, inside a group, just open a new operation), recover
+ * from a dead holder, remap if the table grew, validate the state.  change:
+ * the operation may write (it counts against the group's limits). */
+static inline int tbl_op_begin(etsmgr_table *t, const char *op, bool change)
+{
+    t->cp_op = op;
+    t->cp_step = 0;
+    if (t->in_group) return tbl_group_check(t, change);
+    int r = pthread_mutex_trylock(&t->h->lock);
+    if (__builtin_expect(r != 0, 0) && (r = tbl_lock_slow(t, r)) != 0) return r;
+    if (__builtin_expect(t->h->undo_n != 0 || t->h->total_bytes != t->limit, 0)) {
+        if ((r = tbl_fixup(t)) != 0) return r;
+    }
+    t->un = t->mark = 0;
+    t->npend = t->pend_mark = 0;
+    if (__builtin_expect((r = tbl_state(t)) != 0, 0)) tbl_unlock(t);
+    return r;
+}
+
+/* Finish an operation: on error undo what it wrote; outside a group commit
+ * (apply deferred frees, clear the undo log: the commit point) and unlock. */
+static inline int tbl_op_end(etsmgr_table *t, int rc)
+{
+    if (__builtin_expect(rc < 0, 0)) {
+        tbl_rollback_to(t, t->mark);
+        t->npend = t->pend_mark;
+    }
+    if (t->in_group) return rc;
+    if (t->npend) tbl_apply_frees(t);
+    atomic_signal_fence(memory_order_seq_cst);
+    tbl_cp(t);
+    if (t->un) {
+        t->h->undo_n = t->un = 0;
+        atomic_signal_fence(memory_order_seq_cst);
+    }
+    tbl_unlock(t);
+    return rc;
+}
+
+#endif
