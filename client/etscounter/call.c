@@ -1,0 +1,102 @@
+/* call.c: one request to etscounterd, retried while etscounterd restarts.
+ *
+ * A restart looks like one of: no socket file (ENOENT), nobody listening
+ * (ECONNREFUSED), a full backlog (EAGAIN), or a connection that closes before
+ * the reply comes (etscounterd died with our request in hand).  In each case
+ * the SAME request, with the same request id, is sent again after a short
+ * backoff (5 ms doubling to 100 ms), until the deadline.  Sending the same
+ * id again is what makes a retried count safe: etscounterd recorded the id
+ * with the increment, atomically, and answers a repeat with the recorded
+ * value instead of counting twice.
+ *
+ * A request that must not be repeated once sent (die: it would kill the
+ * restarted process too) is retried only while it could not be sent. */
+#include "etscounter.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "sock.h"
+
+static int64_t ec_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int ec_retryable_connect(int e)
+{
+    return e == ENOENT || e == ECONNREFUSED || e == EAGAIN || e == ECONNRESET || e == EINTR;
+}
+
+int ec_call(const char *path, const cJSON *req, int timeout_ms, int resend, cJSON **reply, char *why,
+            size_t whylen)
+{
+    int64_t start = ec_now_ms(), deadline = start + timeout_ms;
+    int attempts = 0, backoff = 5;
+    char last[200] = "nothing tried";
+    *reply = NULL;
+    for (;;) {
+        attempts++;
+        int fd = sock_connect_unix(path);
+        if (fd < 0) {
+            int e = errno;
+            snprintf(last, sizeof last, "connect: %s", strerror(e));
+            if (!ec_retryable_connect(e)) {
+                snprintf(why, whylen, "cannot connect to %s: %s", path, strerror(e));
+                return EC_FAIL;
+            }
+        } else {
+            int r = frame_write_json(fd, req, NULL, 0);
+            if (r < 0) {
+                snprintf(last, sizeof last, "sending the request: %s", strerror(errno));
+                close(fd);
+                /* not sent, or the peer died before reading: safe to send again */
+            } else {
+                int64_t left = deadline - ec_now_ms();
+                cJSON *rep = NULL;
+                r = frame_read_json(fd, &rep, NULL, NULL, 0, left > 0 ? (int)left : 1);
+                int e = errno;
+                close(fd);
+                if (r == 0) {
+                    *reply = rep;
+                    return EC_OK;
+                }
+                if (e == ETIMEDOUT) {
+                    snprintf(why, whylen,
+                             "no reply from etscounterd at %s within %d ms (%d attempt%s; the last one "
+                             "was sent and not answered)",
+                             path, timeout_ms, attempts, attempts == 1 ? "" : "s");
+                    return EC_UNAVAILABLE;
+                }
+                if (e == EBADMSG || e == EMSGSIZE) {
+                    snprintf(why, whylen, "etscounterd at %s sent a reply this program cannot read (%s)",
+                             path, strerror(e));
+                    return EC_FAIL;
+                }
+                snprintf(last, sizeof last, "the connection closed before the reply (%s)", strerror(e));
+                if (!resend) {
+                    snprintf(why, whylen, "%s: %s; not sent again", path, last);
+                    return EC_UNAVAILABLE;
+                }
+            }
+        }
+        int64_t now = ec_now_ms();
+        if (now + backoff > deadline) {
+            snprintf(why, whylen,
+                     "etscounterd at %s did not answer: %d attempt%s in %lld ms with the same request, "
+                     "the last one failed with %s (is etscounterd running? try --timeout)",
+                     path, attempts, attempts == 1 ? "" : "s", (long long)(now - start), last);
+            return EC_UNAVAILABLE;
+        }
+        struct timespec ts = { 0, (long)backoff * 1000000L };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+        backoff = backoff * 2 > 100 ? 100 : backoff * 2;
+    }
+}

@@ -1,0 +1,20 @@
+/* etscounter.h: the CLI's parts (main.c: options and output; call.c: the
+ * request with retries). */
+#ifndef ETSCOUNTER_H
+#define ETSCOUNTER_H
+#include <stddef.h>
+#include <cjson/cJSON.h>
+
+/* exit statuses (sysexits.h values; documented in etscounter(1)) */
+#define EC_OK 0
+#define EC_USAGE 64
+#define EC_UNAVAILABLE 69
+#define EC_FAIL 70
+
+/* Sends req to the socket at path and reads its reply, retrying the same
+ * request while etscounterd restarts, until timeout_ms.  resend: the request
+ * may be sent again after a connection closed without a reply.  EC_OK with
+ * *reply, else EC_UNAVAILABLE or EC_FAIL with words in why. */
+int ec_call(const char *path, const cJSON *req, int timeout_ms, int resend, cJSON **reply, char *why,
+            size_t whylen);
+#endif

@@ -1,0 +1,227 @@
+/* etscounter: the command line for etscounterd (count, check, die, ping),
+ * the C counterpart of calling etscounter_srv:count/0 and friends from the
+ * seed's Erlang shell.
+ *
+ * It is a one-shot client of DIR/etscounter.sock: one request, one reply,
+ * printed for people or (--json) for programs.  A count carries a random
+ * 128-bit request id from getrandom(2), and call.c sends the same id again
+ * while etscounterd restarts, so that "final count = number of `etscounter
+ * count` commands that exited 0" holds whatever is killed in between. */
+#include "etscounter.h"
+#include "runtime.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+static const char ec_usage[] =
+    "Usage: etscounter [OPTION]... count|check|die|ping\n"
+    "Talk to etscounterd, the counter kept in an etsmgr table.\n"
+    "\n"
+    "Commands:\n"
+    "  count    add one to the counter and print its new value\n"
+    "  check    print the table's entries\n"
+    "  die      ask etscounterd to kill itself (SIGKILL), for its supervisor to restart it\n"
+    "  ping     print etscounterd's pid\n"
+    "\n"
+    "Options:\n"
+    "  -d, --runtime-dir DIR   runtime directory (default: $ETSMGR_RUNTIME_DIR,\n"
+    "                          $XDG_RUNTIME_DIR/etsmgr, /run/etsmgr for root,\n"
+    "                          else /tmp/etsmgr-$UID)\n"
+    "  -i, --instance NAME     instance name (default: $ETSMGR_INSTANCE or etsmgr)\n"
+    "  -t, --timeout MS        retry while etscounterd restarts for up to MS\n"
+    "                          milliseconds (default 5000)\n"
+    "  -j, --json              print JSON: {\"count\":N}, {\"table\":...,\"data\":{...}}\n"
+    "  -h, --help              show this help and exit\n"
+    "  -V, --version           show the version and exit\n"
+    "\n"
+    "Exit status: 0 done, 64 usage error, 69 etscounterd did not answer within\n"
+    "--timeout, 70 any other failure.\n";
+
+static int ec_usage_error(const char *fmt, const char *arg)
+{
+    fputs("etscounter: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputs("\nTry 'etscounter --help' for more information.\n", stderr);
+    return EC_USAGE;
+}
+
+static int ec_new_rid(char hex[33])
+{
+    unsigned char b[16];
+    size_t got = 0;
+    while (got < sizeof b) {
+        ssize_t n = getrandom(b + got, sizeof b - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        got += (size_t)n;
+    }
+    for (size_t i = 0; i < sizeof b; i++)
+        snprintf(hex + 2 * i, 3, "%02x", b[i]);
+    return 0;
+}
+
+static void ec_print_json(const cJSON *o)
+{
+    char *s = cJSON_PrintUnformatted(o);
+    if (s) {
+        puts(s);
+        cJSON_free(s);
+    }
+}
+
+/* check, for people: one "key = value" line per entry */
+static void ec_print_check(const cJSON *rep)
+{
+    const char *table = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rep, "table"));
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(rep, "data");
+    printf("table %s:\n", table ? table : "?");
+    int n = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, data)
+    {
+        n++;
+        if (cJSON_IsNumber(e))
+            printf("  %s = %.0f\n", e->string, e->valuedouble);
+        else if (cJSON_IsString(e))
+            printf("  %s = \"%s\"\n", e->string, e->valuestring);
+        else {
+            char *s = cJSON_PrintUnformatted(e);
+            printf("  %s = %s\n", e->string, s ? s : "?");
+            cJSON_free(s);
+        }
+    }
+    if (n == 0)
+        printf("  (no entries)\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "runtime-dir", required_argument, NULL, 'd' },
+        { "instance", required_argument, NULL, 'i' },
+        { "timeout", required_argument, NULL, 't' },
+        { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *dir = NULL, *instance = NULL;
+    int timeout_ms = 5000, json = 0, o;
+    while ((o = getopt_long(argc, argv, "d:i:t:jhV", opts, NULL)) != -1) {
+        switch (o) {
+        case 'd': dir = optarg; break;
+        case 'i': instance = optarg; break;
+        case 't': {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (errno || *end || end == optarg || v < 0 || v > 86400000)
+                return ec_usage_error("--timeout takes milliseconds (0 to 86400000), not \"%s\"", optarg);
+            timeout_ms = (int)v;
+            break;
+        }
+        case 'j': json = 1; break;
+        case 'h': fputs(ec_usage, stdout); return EC_OK;
+        case 'V': printf("etscounter %s\n", ETSMGR_VERSION_STRING); return EC_OK;
+        default: fputs("Try 'etscounter --help' for more information.\n", stderr); return EC_USAGE;
+        }
+    }
+    if (optind >= argc)
+        return ec_usage_error("%s", "a command is needed: count, check, die or ping");
+    if (optind + 1 < argc)
+        return ec_usage_error("unexpected argument \"%s\"", argv[optind + 1]);
+    const char *cmd = argv[optind];
+    if (strcmp(cmd, "count") && strcmp(cmd, "check") && strcmp(cmd, "die") && strcmp(cmd, "ping"))
+        return ec_usage_error("unknown command \"%s\" (count, check, die or ping)", cmd);
+
+    rt_paths rt;
+    char err[256], path[RT_PATH_MAX];
+    if (rt_resolve(dir, instance, &rt, err, sizeof err) < 0)
+        return ec_usage_error("%s", err);
+    if (rt_path(&rt, "etscounter.sock", path, sizeof path) < 0)
+        return ec_usage_error("runtime dir \"%s\" is too long for a socket path", rt.dir);
+    signal(SIGPIPE, SIG_IGN);
+
+    cJSON *req = cJSON_CreateObject();
+    char rid[33];
+    if (!req || !cJSON_AddStringToObject(req, "op", cmd) || !cJSON_AddNumberToObject(req, "id", 1)) {
+        fprintf(stderr, "etscounter: out of memory\n");
+        return EC_FAIL;
+    }
+    if (strcmp(cmd, "count") == 0) {
+        if (ec_new_rid(rid) < 0) {
+            fprintf(stderr, "etscounter: getrandom: %s\n", strerror(errno));
+            return EC_FAIL;
+        }
+        cJSON_AddStringToObject(req, "rid", rid);
+    }
+    cJSON *rep = NULL;
+    char why[512];
+    int rc = ec_call(path, req, timeout_ms, strcmp(cmd, "die") != 0, &rep, why, sizeof why);
+    cJSON_Delete(req);
+    if (rc != EC_OK) {
+        fprintf(stderr, "etscounter: %s %s: %s\n", cmd, rc == EC_UNAVAILABLE ? "gave up" : "failed", why);
+        return rc;
+    }
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rep, "ok"))) {
+        const char *code = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rep, "error"));
+        const char *msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rep, "message"));
+        fprintf(stderr, "etscounter: %s failed: etscounterd says: %s (%s)\n", cmd, msg ? msg : "no message",
+                code ? code : "no error code");
+        cJSON_Delete(rep);
+        return EC_FAIL;
+    }
+    const cJSON *pid = cJSON_GetObjectItemCaseSensitive(rep, "pid");
+    int ipid = cJSON_IsNumber(pid) ? pid->valueint : 0;
+    if (strcmp(cmd, "count") == 0) {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(rep, "count");
+        if (!cJSON_IsNumber(n)) {
+            fprintf(stderr, "etscounter: count failed: the reply has no count\n");
+            cJSON_Delete(rep);
+            return EC_FAIL;
+        }
+        if (json)
+            printf("{\"count\":%.0f}\n", n->valuedouble);
+        else
+            printf("%.0f\n", n->valuedouble);
+    } else if (strcmp(cmd, "check") == 0) {
+        if (json) {
+            cJSON *out = cJSON_CreateObject();
+            cJSON *data = cJSON_DetachItemFromObjectCaseSensitive(rep, "data");
+            const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rep, "table"));
+            if (out && cJSON_AddStringToObject(out, "table", t ? t : "") && data &&
+                cJSON_AddItemToObject(out, "data", data))
+                data = NULL;
+            ec_print_json(out);
+            cJSON_Delete(out);
+            cJSON_Delete(data);
+        } else {
+            ec_print_check(rep);
+        }
+    } else if (strcmp(cmd, "die") == 0) {
+        if (json)
+            printf("{\"died\":true,\"pid\":%d}\n", ipid);
+        else
+            printf("etscounterd (pid %d) killed itself with SIGKILL; its supervisor restarts it.\n", ipid);
+    } else {
+        if (json)
+            printf("{\"pid\":%d}\n", ipid);
+        else
+            printf("etscounterd (pid %d) is serving %s\n", ipid, path);
+    }
+    cJSON_Delete(rep);
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "etscounter: writing the output: %s\n", strerror(errno));
+        return EC_FAIL;
+    }
+    return EC_OK;
+}
