@@ -1,0 +1,287 @@
+/* main.c: etssup, a small OTP-style supervisor (see etssup(8)).
+ *
+ * Order of start-up matters and is chosen so that a mistake costs nothing:
+ * options, then the whole configuration (exit 78 before anything exists),
+ * then the instance lock (so two supervisors of one instance never fight
+ * over sockets), then the held sockets, notify sockets and control socket,
+ * and only then the first child.  etssup is a child subreaper, so every
+ * process below it that loses its parent comes back to it and is reaped:
+ * nothing it started stays a zombie.  The loop is libuv: SIGCHLD, SIGTERM
+ * and SIGINT arrive as uv_signal callbacks, so no work is done in a signal
+ * handler. */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "runtime.h"
+#include "sock.h"
+#include "sup.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: etssup [--config FILE] [--runtime-dir DIR] [--instance NAME] [--log-level LEVEL]\n"
+            "       etssup --check-config [--config FILE]\n"
+            "       etssup --help | --version\n"
+            "\n"
+            "Start the children of the configuration in order, restart them by their\n"
+            "strategy (one_for_one, one_for_all, rest_for_one) and stop them in reverse\n"
+            "order on SIGTERM or SIGINT.  Without --config, the built-in default runs\n"
+            "etsmgrd then etscounterd, found next to the etssup binary.\n"
+            "\n"
+            "  -c, --config FILE       JSON configuration (see etssup(8))\n"
+            "  -d, --runtime-dir DIR   runtime directory (default: $ETSMGR_RUNTIME_DIR,\n"
+            "                          $XDG_RUNTIME_DIR/etsmgr, /run/etsmgr for root,\n"
+            "                          else /tmp/etsmgr-$UID)\n"
+            "  -i, --instance NAME     instance name (default: $ETSMGR_INSTANCE, else etsmgr)\n"
+            "  -l, --log-level LEVEL   debug, info, notice, warning or error (default info)\n"
+            "  -n, --check-config      validate the configuration and exit\n"
+            "  -h, --help              show this help\n"
+            "  -V, --version           show the version\n"
+            "\n"
+            "Exit status: 0 stopped on request, 1 could not run (lock, runtime dir,\n"
+            "sockets), 3 restart intensity reached, 4 a child failed its initial start,\n"
+            "64 usage error, 78 configuration error.\n");
+}
+
+static sup g_sup;
+
+static void sup_reap(uv_signal_t *h, int signum)
+{
+    sup *s = h->data;
+    (void)signum;
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid < 0 && errno == EINTR)
+            continue;
+        if (pid <= 0) {
+            if (pid < 0 && errno != ECHILD)
+                log_warning("waitpid: %s", strerror(errno));
+            return;
+        }
+        sup_child *c = NULL;
+        for (int i = 0; i < s->n && !c; i++)
+            if (s->children[i].pid == pid)
+                c = &s->children[i];
+        if (c)
+            sup_child_exited(c, status);
+        else {
+            char why[128];
+            sup_describe_status(status, why, sizeof why);
+            log_debug("reaped pid %d (a descendant adopted as subreaper): %s", (int)pid, why);
+        }
+    }
+}
+
+static void sup_on_term(uv_signal_t *h, int signum)
+{
+    sup *s = h->data;
+    const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+    if (!s->terminating) {
+        log_notice("got %s: stopping the children in reverse start order", name);
+        sup_terminate(s, SUP_EXIT_OK);
+        return;
+    }
+    log_warning("got %s again while stopping: killing every child with SIGKILL now", name);
+    for (int i = 0; i < s->n; i++)
+        if (s->children[i].pid > 0)
+            sup_child_stop(&s->children[i], true);
+}
+
+static void sup_close_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void sup_finish_cb(uv_timer_t *t)
+{
+    sup *s = t->data;
+    uv_close((uv_handle_t *)t, sup_close_cb);
+    sup_control_stop(s);
+    for (int i = 0; i < s->n; i++) {
+        sup_child *c = &s->children[i];
+        sup_child_notify_close(c);
+        uv_close((uv_handle_t *)&c->timer, sup_close_cb);
+    }
+    sup_sockets_close(s);
+    uv_close((uv_handle_t *)&s->sig_chld, sup_close_cb);
+    uv_close((uv_handle_t *)&s->sig_term, sup_close_cb);
+    uv_close((uv_handle_t *)&s->sig_int, sup_close_cb);
+}
+
+static uv_timer_t g_finish_timer;
+
+/* Everything is stopped.  The teardown waits one loop turn so that replies
+ * already queued (the answer to "stop") are written before the control
+ * socket closes. */
+void sup_finish(sup *s)
+{
+    if (s->finished)
+        return;
+    s->finished = true;
+    if (s->exit_code == SUP_EXIT_OK)
+        log_notice("all children stopped; exiting");
+    else
+        log_error("all children stopped; exiting with status %d (%s)", s->exit_code,
+                  s->exit_code == SUP_EXIT_INTENSITY ? "restart intensity reached"
+                  : s->exit_code == SUP_EXIT_START   ? "a child failed its initial start"
+                                                     : "failure");
+    uv_timer_init(s->loop, &g_finish_timer);
+    g_finish_timer.data = s;
+    uv_timer_start(&g_finish_timer, sup_finish_cb, 20, 0);
+}
+
+static char *sup_exe_dir(void)
+{
+    static char buf[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0)
+        return NULL;
+    buf[n] = 0;
+    return dirname(buf);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},   {"runtime-dir", required_argument, NULL, 'd'},
+        {"instance", required_argument, NULL, 'i'}, {"log-level", required_argument, NULL, 'l'},
+        {"check-config", no_argument, NULL, 'n'},   {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0}};
+    const char *config = NULL, *opt_dir = NULL, *opt_instance = NULL, *opt_level = NULL;
+    bool check_only = false;
+    int o;
+    while ((o = getopt_long(argc, argv, "c:d:i:l:nhV", opts, NULL)) != -1) {
+        switch (o) {
+        case 'c': config = optarg; break;
+        case 'd': opt_dir = optarg; break;
+        case 'i': opt_instance = optarg; break;
+        case 'l': opt_level = optarg; break;
+        case 'n': check_only = true; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("etssup %s\n", ETSMGR_VERSION_STRING); return 0;
+        default: usage(stderr); return SUP_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "etssup: unexpected argument \"%s\" (etssup takes options only)\n", argv[optind]);
+        usage(stderr);
+        return SUP_EXIT_USAGE;
+    }
+    int level = LOG_LVL_INFO;
+    if (opt_level && (level = log_level_parse(opt_level)) < 0) {
+        fprintf(stderr, "etssup: --log-level %s: must be debug, info, notice, warning or error\n", opt_level);
+        return SUP_EXIT_USAGE;
+    }
+    log_init("etssup", (enum log_level)level);
+
+    sup_config cfg;
+    int nerr = sup_config_load(config, sup_exe_dir(), &cfg, stderr);
+    if (nerr) {
+        fprintf(stderr, "etssup: %d mistake%s in the configuration%s%s; nothing was started\n", nerr,
+                nerr == 1 ? "" : "s", config ? " " : " (built-in default)", config ? config : "");
+        return SUP_EXIT_CONFIG;
+    }
+    if (check_only) {
+        printf("etssup: configuration %s is valid: %d children, strategy %s, intensity %d in %d s\n",
+               config ? config : "(built-in default)", cfg.nchildren, sup_strategy_name(cfg.strategy),
+               cfg.intensity, cfg.period_s);
+        sup_config_free(&cfg);
+        return 0;
+    }
+
+    sup *s = &g_sup;
+    char err[512];
+    if (rt_resolve(opt_dir, opt_instance, &s->rt, err, sizeof err) < 0 || rt_ensure_dir(&s->rt, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return SUP_EXIT_FAILURE;
+    }
+    char lock_path[RT_PATH_MAX];
+    if (rt_path(&s->rt, "etssup.lock", lock_path, sizeof lock_path) < 0) {
+        log_error("the runtime dir %s is too long for its socket paths; use a shorter one", s->rt.dir);
+        return SUP_EXIT_FAILURE;
+    }
+    s->lock_fd = sock_lock_file(lock_path);
+    if (s->lock_fd < 0) {
+        if (errno == EWOULDBLOCK)
+            log_error("another etssup is already running for instance %s (%s is locked); stop it first",
+                      s->rt.instance, lock_path);
+        else
+            log_error("cannot lock %s: %s", lock_path, strerror(errno));
+        return SUP_EXIT_FAILURE;
+    }
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+        log_warning("prctl(PR_SET_CHILD_SUBREAPER): %s; orphaned grandchildren will not be reaped here",
+                    strerror(errno));
+    signal(SIGPIPE, SIG_IGN);
+
+    s->loop = uv_default_loop();
+    s->cfg = &cfg;
+    s->pid = getpid();
+    s->n = cfg.nchildren;
+    s->children = calloc(s->n, sizeof *s->children);
+    s->restart_ms = calloc((size_t)cfg.intensity + 1, sizeof *s->restart_ms);
+    if (!s->children || !s->restart_ms) {
+        log_error("out of memory");
+        return SUP_EXIT_FAILURE;
+    }
+    for (int i = 0; i < s->n; i++) {
+        sup_child *c = &s->children[i];
+        c->cfg = &cfg.children[i];
+        c->sup = s;
+        c->index = i;
+        c->want_run = true;
+        c->notify_fd = -1;
+        uv_timer_init(s->loop, &c->timer);
+        c->timer.data = c;
+    }
+    uv_signal_init(s->loop, &s->sig_chld);
+    uv_signal_init(s->loop, &s->sig_term);
+    uv_signal_init(s->loop, &s->sig_int);
+    s->sig_chld.data = s->sig_term.data = s->sig_int.data = s;
+    int r = uv_signal_start(&s->sig_chld, sup_reap, SIGCHLD);
+    if (r == 0)
+        r = uv_signal_start(&s->sig_term, sup_on_term, SIGTERM);
+    if (r == 0)
+        r = uv_signal_start(&s->sig_int, sup_on_term, SIGINT);
+    if (r < 0) {
+        log_error("uv_signal_start: %s", uv_strerror(r));
+        return SUP_EXIT_FAILURE;
+    }
+    bool ok = sup_sockets_open(s) == 0;
+    for (int i = 0; ok && i < s->n; i++)
+        if (s->children[i].cfg->ready == SUP_READY_NOTIFY)
+            ok = sup_child_notify_open(&s->children[i]) == 0;
+    if (ok && sup_control_start(s, err, sizeof err) < 0) {
+        log_error("control socket: %s", err);
+        ok = false;
+    }
+    if (!ok) {
+        for (int i = 0; i < s->n; i++)
+            sup_child_notify_close(&s->children[i]);
+        sup_sockets_close(s);
+        sup_control_stop(s);
+        return SUP_EXIT_FAILURE;
+    }
+    log_notice("supervising %d children in %s, instance %s (strategy %s, intensity %d in %d s)", s->n, s->rt.dir,
+               s->rt.instance, sup_strategy_name(cfg.strategy), cfg.intensity, cfg.period_s);
+    sup_advance(s);
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    int code = s->exit_code;
+    uv_loop_close(s->loop);
+    free(s->children);
+    free(s->restart_ms);
+    sup_config_free(&cfg);
+    close(s->lock_fd);
+    return code;
+}

@@ -1,0 +1,321 @@
+/* strategy.c: OTP restart semantics, as one driver and a few event handlers.
+ *
+ * The events (a child was reaped, became ready, timed out, a restart was
+ * asked for) only change flags on the children: want_run (it should run)
+ * and pending_stop (it must be stopped first).  sup_advance then does the
+ * next single step, looking at the whole table:
+ *
+ *   1. the highest child that must stop (everyone while terminating) is
+ *      stopped, and nothing else happens until it is reaped: reverse order;
+ *   2. while a child is starting or being stopped, wait;
+ *   3. else the lowest child that should run and does not is started: start
+ *      order; with ready=notify the next one waits for its READY=1.
+ *
+ * So one_for_all is "mark every other child pending_stop", rest_for_one is
+ * "mark the later ones", one_for_one marks none, and the ordering falls out
+ * of the driver.  A temporary child stopped because of a sibling is not
+ * started again (OTP does the same).
+ *
+ * Intensity is OTP's: the times of the last intensity+1 restarts are kept
+ * in a ring; when the oldest of them is less than period seconds old, there
+ * were more than intensity restarts within period, and etssup gives up:
+ * it stops everything (reverse order) and exits SUP_EXIT_INTENSITY so that
+ * whatever supervises etssup (systemd Restart=) takes over.
+ *
+ * A child that fails its first start (exits or times out before READY=1)
+ * makes etssup give up at once with SUP_EXIT_START, like an OTP supervisor
+ * whose init fails; once everything has been up, a failed start is just
+ * another death and counts towards the intensity. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "log.h"
+#include "notify.h"
+#include "sup.h"
+
+uint64_t sup_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+const char *sup_state_name(sup_state st)
+{
+    switch (st) {
+    case SUP_ST_IDLE: return "stopped";
+    case SUP_ST_STARTING: return "starting";
+    case SUP_ST_RUNNING: return "running";
+    case SUP_ST_STOPPING: return "stopping";
+    }
+    return "?";
+}
+
+sup_child *sup_find_child(sup *s, const char *id)
+{
+    for (int i = 0; i < s->n; i++)
+        if (strcmp(s->children[i].cfg->id, id) == 0)
+            return &s->children[i];
+    return NULL;
+}
+
+void sup_notify_status(sup *s)
+{
+    int running = 0;
+    for (int i = 0; i < s->n; i++)
+        running += s->children[i].state == SUP_ST_RUNNING;
+    if (s->terminating)
+        notify_sendf("STOPPING=1\nSTATUS=stopping: %d of %d children still running", running, s->n);
+    else if (running == s->n)
+        notify_sendf("%sSTATUS=%d of %d children running, %u restarts", s->ready_once ? "" : "READY=1\n", running,
+                     s->n, s->nrestarts);
+    else
+        notify_sendf("STATUS=%d of %d children running, %u restarts", running, s->n, s->nrestarts);
+}
+
+/* Records a restart; true when it is one too many. */
+static bool sup_intensity_exceeded(sup *s)
+{
+    unsigned cap = (unsigned)s->cfg->intensity + 1;
+    uint64_t now = sup_now_ms();
+    s->restart_ms[s->nrestarts % cap] = now;
+    s->nrestarts++;
+    if (s->nrestarts < cap)
+        return false;
+    uint64_t oldest = s->restart_ms[s->nrestarts % cap];
+    return now - oldest < (uint64_t)s->cfg->period_s * 1000u;
+}
+
+/* restarts within the current period (for status) */
+unsigned sup_recent_restarts(sup *s)
+{
+    unsigned cap = (unsigned)s->cfg->intensity + 1, n = 0;
+    uint64_t now = sup_now_ms();
+    for (unsigned i = 0; i < cap && i < s->nrestarts; i++)
+        n += now - s->restart_ms[i] < (uint64_t)s->cfg->period_s * 1000u;
+    return n;
+}
+
+void sup_terminate(sup *s, int code)
+{
+    if (!s->terminating) {
+        s->terminating = true;
+        s->exit_code = code;
+        for (int i = 0; i < s->n; i++)
+            if (s->children[i].waiter)
+                sup_control_answer(&s->children[i], "stopping", "etssup is stopping; the child is not restarted");
+        sup_notify_status(s);
+    }
+    sup_advance(s);
+}
+
+void sup_advance(sup *s)
+{
+    for (;;) {
+        if (s->finished)
+            return;
+        for (int i = s->n - 1; i >= 0; i--) {
+            sup_child *c = &s->children[i];
+            if (c->state == SUP_ST_IDLE)
+                continue;
+            if (s->terminating || c->pending_stop) {
+                if (c->state != SUP_ST_STOPPING)
+                    sup_child_stop(c, false);
+                return; /* one at a time, highest first */
+            }
+        }
+        if (s->terminating) {
+            sup_finish(s);
+            return;
+        }
+        for (int i = 0; i < s->n; i++)
+            if (s->children[i].state == SUP_ST_STARTING || s->children[i].state == SUP_ST_STOPPING)
+                return;
+        sup_child *next = NULL;
+        for (int i = 0; i < s->n && !next; i++)
+            if (s->children[i].state == SUP_ST_IDLE && s->children[i].want_run)
+                next = &s->children[i];
+        if (!next) {
+            bool all = true;
+            for (int i = 0; i < s->n; i++)
+                all &= s->children[i].state == SUP_ST_RUNNING || !s->children[i].want_run;
+            if (all && !s->ready_once) {
+                sup_notify_status(s);
+                s->ready_once = true;
+                log_notice("all %d children are running (strategy %s, intensity %d in %d s)", s->n,
+                           sup_strategy_name(s->cfg->strategy), s->cfg->intensity, s->cfg->period_s);
+            } else if (all)
+                sup_notify_status(s);
+            return;
+        }
+        char err[512];
+        if (sup_child_spawn(next, err, sizeof err) < 0) {
+            log_error("cannot start child %s: %s", next->cfg->id, err);
+            snprintf(next->last_exit, sizeof next->last_exit, "failed to start");
+            if (!s->ready_once) {
+                log_error("child %s failed its initial start: stopping the others and exiting with status %d",
+                          next->cfg->id, SUP_EXIT_START);
+                next->want_run = false;
+                sup_terminate(s, SUP_EXIT_START);
+                return;
+            }
+            if (next->waiter)
+                sup_control_answer(next, "start_failed", err);
+            if (sup_intensity_exceeded(s)) {
+                log_error("reached the maximum restart intensity (more than %d restarts within %d s): stopping "
+                          "every child and exiting with status %d",
+                          s->cfg->intensity, s->cfg->period_s, SUP_EXIT_INTENSITY);
+                next->want_run = false;
+                sup_terminate(s, SUP_EXIT_INTENSITY);
+                return;
+            }
+            continue; /* try again: the intensity ends a loop of failures */
+        }
+        sup_child_started(next);
+        if (next->state == SUP_ST_STARTING)
+            return;
+    }
+}
+
+void sup_child_started(sup_child *c)
+{
+    if (c->cfg->ready == SUP_READY_NOTIFY) {
+        c->state = SUP_ST_STARTING;
+        log_info("started child %s (pid %d), waiting up to %d ms for READY=1", c->cfg->id, (int)c->pid,
+                 c->cfg->start_timeout_ms);
+        sup_child_timer(c, (uint64_t)c->cfg->start_timeout_ms);
+    } else {
+        log_info("started child %s (pid %d)", c->cfg->id, (int)c->pid);
+        c->state = SUP_ST_STARTING;
+        sup_child_ready(c);
+    }
+}
+
+void sup_child_ready(sup_child *c)
+{
+    uv_timer_stop(&c->timer);
+    c->state = SUP_ST_RUNNING;
+    if (c->cfg->ready == SUP_READY_NOTIFY)
+        log_info("child %s (pid %d) is ready", c->cfg->id, (int)c->pid);
+    if (c->waiter)
+        sup_control_answer(c, NULL, NULL);
+    sup_advance(c->sup);
+}
+
+void sup_start_timeout(sup_child *c)
+{
+    log_error("child %s (pid %d) did not send READY=1 within %d ms: killing it", c->cfg->id, (int)c->pid,
+              c->cfg->start_timeout_ms);
+    c->start_failed = true;
+    c->state = SUP_ST_STOPPING;
+    sup_child_kill(c, SIGKILL);
+}
+
+void sup_child_exited(sup_child *c, int status)
+{
+    sup *s = c->sup;
+    sup_state prev = c->state;
+    pid_t pid = c->pid;
+    bool timed_out = c->start_failed;
+    bool failed_start = timed_out || prev == SUP_ST_STARTING;
+    uv_timer_stop(&c->timer);
+    c->pid = 0;
+    c->state = SUP_ST_IDLE;
+    c->start_failed = false;
+    /* whatever is left of its process group goes with it */
+    kill(-pid, SIGKILL);
+
+    char why[128];
+    if (timed_out)
+        snprintf(why, sizeof why, "did not send READY=1 within %d ms", c->cfg->start_timeout_ms);
+    else
+        sup_describe_status(status, why, sizeof why);
+    snprintf(c->last_exit, sizeof c->last_exit, "%s", why);
+    const char *rname = sup_restart_name(c->cfg->restart);
+
+    if ((prev == SUP_ST_STOPPING || c->pending_stop) && !failed_start) {
+        log_info("child %s (pid %d) stopped: %s", c->cfg->id, (int)pid, why);
+        c->pending_stop = false;
+        sup_advance(s);
+        return;
+    }
+    if (s->terminating) {
+        log_warning("child %s (pid %d) %s while etssup is stopping", c->cfg->id, (int)pid, why);
+        sup_advance(s);
+        return;
+    }
+    if (failed_start && !s->ready_once) {
+        log_error("supervisor report: child %s (pid %d) failed to start: %s; restart type %s; action: stop the "
+                  "other children and exit with status %d (an initial start failed)",
+                  c->cfg->id, (int)pid, why, rname, SUP_EXIT_START);
+        c->want_run = false;
+        sup_terminate(s, SUP_EXIT_START);
+        return;
+    }
+    bool normal = !failed_start && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    bool restart = c->cfg->restart == SUP_PERMANENT || (c->cfg->restart == SUP_TRANSIENT && !normal);
+    if (!restart) {
+        log_msg(normal ? LOG_LVL_NOTICE : LOG_LVL_ERROR,
+                "supervisor report: child %s (pid %d) %s; restart type %s; action: none, it is not restarted",
+                c->cfg->id, (int)pid, why, rname);
+        c->want_run = false;
+        c->pending_stop = false;
+        if (c->waiter)
+            sup_control_answer(c, "exited", why);
+        sup_advance(s);
+        return;
+    }
+    if (sup_intensity_exceeded(s)) {
+        log_error("supervisor report: child %s (pid %d) %s; restart type %s; action: shutdown, the restart "
+                  "intensity is reached (more than %d restarts within %d s): stopping the remaining children in "
+                  "reverse start order, then exiting with status %d",
+                  c->cfg->id, (int)pid, why, rname, s->cfg->intensity, s->cfg->period_s, SUP_EXIT_INTENSITY);
+        sup_terminate(s, SUP_EXIT_INTENSITY);
+        return;
+    }
+    c->restarts++;
+    char also[512] = "";
+    for (int i = 0; i < s->n; i++) {
+        sup_child *o = &s->children[i];
+        bool hit = (s->cfg->strategy == SUP_ONE_FOR_ALL && i != c->index) ||
+                   (s->cfg->strategy == SUP_REST_FOR_ONE && i > c->index);
+        if (!hit || o->state == SUP_ST_IDLE)
+            continue;
+        o->pending_stop = true;
+        if (o->cfg->restart == SUP_TEMPORARY)
+            o->want_run = false;
+        else
+            o->restarts++;
+        size_t l = strlen(also);
+        snprintf(also + l, sizeof also - l, "%s%s%s", l ? ", " : "", o->cfg->id,
+                 o->cfg->restart == SUP_TEMPORARY ? " (stopped only: temporary)" : "");
+    }
+    log_error("supervisor report: child %s (pid %d) %s; restart type %s; action: restart %s%s%s (%s, restart %u "
+              "of at most %d within %d s)",
+              c->cfg->id, (int)pid, why, rname, c->cfg->id, *also ? " and its siblings " : "", also,
+              sup_strategy_name(s->cfg->strategy), sup_recent_restarts(s), s->cfg->intensity, s->cfg->period_s);
+    c->pending_stop = false;
+    sup_advance(s);
+}
+
+int sup_restart_child(sup_child *c, char *err, size_t errlen)
+{
+    sup *s = c->sup;
+    if (s->terminating) {
+        snprintf(err, errlen, "etssup is stopping");
+        return -1;
+    }
+    c->want_run = true;
+    if (c->state != SUP_ST_IDLE) {
+        log_notice("restarting child %s (pid %d) on request", c->cfg->id, (int)c->pid);
+        c->pending_stop = true;
+        c->restarts++;
+    } else
+        log_notice("starting child %s on request", c->cfg->id);
+    sup_advance(s);
+    return 0;
+}
