@@ -164,23 +164,42 @@ static int tbl_recover(etsmgr_table *t)
 
 void tbl_unlock(etsmgr_table *t) { pthread_mutex_unlock(&t->h->lock); }
 
+static inline void tbl_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+/* The lock word, read without writing (glibc's layout; elsewhere: "maybe
+ * free", and trylock decides). */
+static inline int tbl_lock_word(pthread_mutex_t *m)
+{
+#if defined(__GLIBC__)
+    return __atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED);
+#else
+    (void)m;
+    return 0;
+#endif
+}
+
 /* trylock said r: spin a while (the lock is held for tens of nanoseconds),
  * then block; on EOWNERDEAD roll the dead holder's change back. */
 int tbl_lock_slow(etsmgr_table *t, int r)
 {
     pthread_mutex_t *m = &t->h->lock;
     if (r == EBUSY) {
-        for (int i = 0; i < 2000; i++) {
-#if defined(__GLIBC__)
-            if (__atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED) != 0) {
-#if defined(__x86_64__) || defined(__i386__)
-                __builtin_ia32_pause();
-#endif
-                continue;
-            }
-#endif
+        /* Back off without touching the lock's line, so the holder keeps
+         * its lines and can run a few changes in a row: on two cores this
+         * gives more total throughput than handing the lock over each time. */
+        unsigned backoff = 16;
+        for (int i = 0; i < 200 && r == EBUSY; i++) {
+            for (unsigned k = 0; k < backoff; k++) tbl_pause();
+            if (backoff < 1024) backoff *= 2;
+            if (tbl_lock_word(m) != 0) continue;
             r = pthread_mutex_trylock(m);
-            if (r != EBUSY) break;
         }
         if (r == EBUSY) r = pthread_mutex_lock(m);
     }

@@ -65,7 +65,7 @@ struct tbl_undo {
 };
 
 /* The header.  Fields up to `lock` are written once at creation; the state
- * words between state_begin and undo are the only header words tbl_set may
+ * words from total_bytes to state_end are the only header words tbl_set may
  * write, and the only ones an undo record may name. */
 struct tbl_hdr {
     uint64_t magic;
@@ -75,8 +75,12 @@ struct tbl_hdr {
     uint64_t max_bytes;
     char name[ETSMGR_NAME_MAX + 8]; /* NUL-terminated */
 
+    /* the lock, the log length and the first undo record share one cache
+     * line: a change that logs one word (update_counter) moves only this
+     * line and the value's between processes */
     alignas(64) pthread_mutex_t lock;
     uint64_t undo_n; /* records of the change in progress; 0: none */
+    struct tbl_undo undo[TBL_UNDO_MAX];
 
     alignas(64) uint64_t total_bytes; /* size of the table (the object may be larger) */
     uint64_t idx_off;                 /* index array: offset and slot mask */
@@ -88,14 +92,13 @@ struct tbl_hdr {
     uint64_t generation;
     uint64_t owner_pid;
     uint64_t heir_pid;
-    uint64_t large_head;              /* free blocks > TBL_SMALL_MAX */
-    uint64_t free_head[TBL_NCLASS];   /* free blocks of exactly 8*i bytes */
-
-    alignas(64) struct tbl_undo undo[TBL_UNDO_MAX];
+    uint64_t large_head;            /* free blocks > TBL_SMALL_MAX */
+    uint64_t free_head[TBL_NCLASS]; /* free blocks of exactly 8*i bytes */
+    uint64_t state_end;             /* marks the end of the logged words */
 };
 _Static_assert(sizeof(struct tbl_hdr) <= TBL_HDR_SIZE, "header too big");
 #define TBL_STATE_BEGIN offsetof(struct tbl_hdr, total_bytes)
-#define TBL_STATE_END offsetof(struct tbl_hdr, undo)
+#define TBL_STATE_END offsetof(struct tbl_hdr, state_end)
 
 /* An entry: header, key (klen bytes), value (int64 or vlen bytes), each part
  * padded to 8 bytes. */

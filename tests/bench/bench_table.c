@@ -1,0 +1,216 @@
+/* bench_table.c: operations per second of the table store, next to the
+ * machine's limit measured in the same run: a bare atomic_fetch_add on a
+ * MAP_SHARED mapping (what any counter shared between processes costs at
+ * the least).  Two-process rows fork two workers on the same table (and the
+ * same key for update_counter) and count their total.  Last, the table's
+ * size at 1,000,000 entries with 8-byte keys and integer values.
+ *
+ *   build/tests/bench/bench_table [seconds-per-row]     (make bench-table)
+ *
+ * Not a test: numbers depend on the machine and its load. */
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "table.h"
+
+static double row_secs = 1.0;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+struct shared {
+    atomic_int go;
+    atomic_int ready;
+    _Alignas(64) atomic_uint_fast64_t ops[2];
+    _Alignas(64) atomic_uint_fast64_t ref;
+};
+static struct shared *sh;
+static etsmgr_table *tab;
+static char shm_name[64];
+
+typedef uint64_t (*work_fn)(int who, double secs);
+
+static void die(const char *what, int r)
+{
+    fprintf(stderr, "bench_table: %s: %s\n", what, etsmgr_strerror(r));
+    tbl_unlink(shm_name);
+    exit(1);
+}
+
+/* Run fn in nproc forked processes at once; total ops per second. */
+static double run(work_fn fn, int nproc)
+{
+    atomic_store(&sh->go, 0);
+    atomic_store(&sh->ready, 0);
+    pid_t pids[2];
+    for (int i = 0; i < nproc; i++) {
+        pids[i] = fork();
+        if (pids[i] < 0) {
+            perror("bench_table: fork");
+            exit(1);
+        }
+        if (pids[i] == 0) {
+            atomic_fetch_add(&sh->ready, 1);
+            while (!atomic_load(&sh->go)) {
+            }
+            atomic_store(&sh->ops[i], fn(i, row_secs));
+            _exit(0);
+        }
+    }
+    while (atomic_load(&sh->ready) < nproc) {
+    }
+    double t0 = now();
+    atomic_store(&sh->go, 1);
+    uint64_t total = 0;
+    for (int i = 0; i < nproc; i++) {
+        int st;
+        waitpid(pids[i], &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+            fprintf(stderr, "bench_table: worker failed\n");
+            exit(1);
+        }
+        total += atomic_load(&sh->ops[i]);
+    }
+    return (double)total / (now() - t0);
+}
+
+#define BATCH 4096
+
+static uint64_t w_ref(int who, double secs)
+{
+    (void)who;
+    uint64_t n = 0;
+    double end = now() + secs;
+    do {
+        for (int i = 0; i < BATCH; i++) atomic_fetch_add_explicit(&sh->ref, 1, memory_order_seq_cst);
+        n += BATCH;
+    } while (now() < end);
+    return n;
+}
+
+static uint64_t w_counter(int who, double secs)
+{
+    (void)who;
+    uint64_t n = 0;
+    int64_t v;
+    double end = now() + secs;
+    do {
+        for (int i = 0; i < BATCH; i++) {
+            int r = etsmgr_table_update_counter(tab, "counter!", 8, 1, 0, &v);
+            if (r) die("update_counter", r);
+        }
+        n += BATCH;
+    } while (now() < end);
+    return n;
+}
+
+#define NKEYS 1000000u
+
+static uint64_t key_of(uint64_t i) { return i * 0x9e3779b97f4a7c15ull; }
+
+static uint64_t ins_next[2];
+static uint64_t w_insert(int who, double secs)
+{
+    uint64_t n = 0, i = ins_next[who];
+    double end = now() + secs;
+    do {
+        for (int b = 0; b < BATCH; b++, i += 2) {
+            uint64_t k = key_of(i + 10 * NKEYS + (uint64_t)who);
+            etsmgr_value v = {.type = ETSMGR_INT, .i = (int64_t)i};
+            int r = etsmgr_table_insert(tab, &k, 8, &v);
+            if (r) die("insert", r);
+        }
+        n += BATCH;
+    } while (now() < end);
+    return n;
+}
+
+static uint64_t w_lookup(int who, double secs)
+{
+    uint64_t n = 0, x = 88172645463325252ull + (uint64_t)who;
+    double end = now() + secs;
+    do {
+        for (int b = 0; b < BATCH; b++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            uint64_t k = key_of(x % NKEYS);
+            etsmgr_value v;
+            int r = etsmgr_table_lookup(tab, &k, 8, &v, NULL, 0);
+            if (r) die("lookup", r);
+        }
+        n += BATCH;
+    } while (now() < end);
+    return n;
+}
+
+static void row(const char *name, double ops, double ref)
+{
+    printf("%-34s %12.2f M/s   ref %8.2f M/s   ratio %.2f\n", name, ops / 1e6, ref / 1e6, ops / ref);
+    fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1) row_secs = atof(argv[1]);
+    if (row_secs <= 0) row_secs = 1.0;
+    sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED) {
+        perror("bench_table: mmap");
+        return 1;
+    }
+    snprintf(shm_name, sizeof shm_name, "/bench%d.tbl", (int)getpid());
+    etsmgr_table_opts o = {0};
+    int r = tbl_create(shm_name, "bench", &o, &tab);
+    if (r) die("create", r);
+    int64_t v;
+    etsmgr_table_update_counter(tab, "counter!", 8, 1, 0, &v);
+
+    printf("table store benchmark: %.1f s per row; reference = bare atomic_fetch_add on a shared mapping\n",
+           row_secs);
+    double ref1 = run(w_ref, 1), ref2 = run(w_ref, 2);
+    row("update_counter, 1 process", run(w_counter, 1), ref1);
+    row("update_counter, 2 processes, 1 key", run(w_counter, 2), ref2);
+
+    /* 1,000,000 small entries, from the default (small) table */
+    double t0 = now();
+    for (uint64_t i = 0; i < NKEYS; i++) {
+        uint64_t k = key_of(i);
+        etsmgr_value val = {.type = ETSMGR_INT, .i = (int64_t)i};
+        if ((r = etsmgr_table_insert(tab, &k, 8, &val)) != 0) die("insert", r);
+    }
+    double fill = (double)NKEYS / (now() - t0);
+    etsmgr_table_info info;
+    etsmgr_table_info_get(tab, &info);
+    row("insert 1M new keys (with growth)", fill, ref1);
+    row("lookup, 1 process", run(w_lookup, 1), ref1);
+    row("lookup, 2 processes", run(w_lookup, 2), ref2);
+    double ins1 = run(w_insert, 1);
+    row("insert new keys, 1 process", ins1, ref1);
+    ins_next[0] = 1u << 30;
+    ins_next[1] = (1u << 30) + 1;
+    row("insert new keys, 2 processes", run(w_insert, 2), ref2);
+    printf("%-34s %12.1f bytes (object %llu bytes, %llu entries; used %.1f bytes/entry)\n",
+           "bytes per entry at 1,000,000", (double)info.bytes_total / (double)info.entries,
+           (unsigned long long)info.bytes_total, (unsigned long long)info.entries,
+           (double)info.bytes_used / (double)info.entries);
+    char why[200];
+    if ((r = etsmgr_table_verify(tab, why, sizeof why)) != 0) {
+        fprintf(stderr, "bench_table: verify: %s: %s\n", etsmgr_strerror(r), why);
+        tbl_unlink(shm_name);
+        return 1;
+    }
+    etsmgr_table_close(tab);
+    tbl_unlink(shm_name);
+    return 0;
+}

@@ -1,0 +1,12 @@
+# tests/bench/table.mk: `make bench-table`, the table store benchmark (not a
+# test; see tests/bench/bench_table.c).  BENCH_SECS sets the seconds per row.
+BENCH_TABLE := $(BUILD)/tests/bench/bench_table
+BENCH_SECS ?= 1
+
+$(BENCH_TABLE): $(OBJ)/tests/bench/bench_table.o $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+.PHONY: bench-table
+bench-table: $(BENCH_TABLE)
+	$(BENCH_TABLE) $(BENCH_SECS)
