@@ -1,0 +1,331 @@
+/* etscounterd: the example client of etsmgr, the C counterpart of the
+ * seed's etscounter_srv.  It keeps a counter in the table "etscounter" that
+ * etsmgrd manages, and serves count / check / die / ping on etscounter.sock.
+ *
+ * It is written against the public etsmgr.h only, to show what a user of the
+ * library writes: wait for the daemon (etsmgr_wait), get the table
+ * (etsmgr_new_table: a new one, or the one a previous incarnation of this
+ * process left to the heir, data intact), and call etsmgr_watch_start once;
+ * the watch then reattaches after any crash of the manager while this process
+ * goes on serving from its mapping.  The seed's etscounter_srv crashed with a
+ * badmatch when its manager restarted; here the manager's death is an event
+ * that is logged, not an error.
+ *
+ * The rest (options, socket, readiness, logging) uses the project's common
+ * infrastructure, like every daemon of the project. */
+#include "counter.h"
+#include "counterd.h"
+#include "listenfd.h"
+#include "log.h"
+#include "notify.h"
+#include "sock.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char ecd_usage[] =
+    "Usage: etscounterd [OPTION]...\n"
+    "Keep a counter in the etsmgr table \"etscounter\" and serve it on DIR/etscounter.sock.\n"
+    "\n"
+    "  -d, --runtime-dir DIR         runtime directory (default: $ETSMGR_RUNTIME_DIR,\n"
+    "                                $XDG_RUNTIME_DIR/etsmgr, /run/etsmgr for root,\n"
+    "                                else /tmp/etsmgr-$UID)\n"
+    "  -i, --instance NAME           instance name (default: $ETSMGR_INSTANCE or etsmgr)\n"
+    "  -l, --log-level LEVEL         debug, info, notice (default), warning or error;\n"
+    "                                each count is logged at notice\n"
+    "      --on-manager-death=WHAT   keep: go on serving and re-register the table when\n"
+    "                                etsmgrd is back (default); exit: exit with status 75\n"
+    "      --no-exactly-once         ignore request ids: a retried count counts again\n"
+    "  -w, --wait-timeout MS         give up when etsmgrd is not up within MS\n"
+    "                                milliseconds at start (default: wait forever)\n"
+    "  -h, --help                    show this help and exit\n"
+    "  -V, --version                 show the version and exit\n"
+    "\n"
+    "Exit status: 0 after SIGTERM or SIGINT, 64 usage error, 69 etsmgrd not up within\n"
+    "--wait-timeout, 70 cannot serve (see the log), 75 etsmgrd died and\n"
+    "--on-manager-death=exit was given.\n"
+    "Test only: ETSCOUNTERD_TEST_DIE_AFTER_COMMIT=N makes the N-th count with a request id\n"
+    "SIGKILL the process after its commit, before the reply.\n";
+
+static ecd D;
+static int ecd_own_socket; /* we created the socket file (not inherited) */
+static uv_signal_t ecd_sigterm, ecd_sigint;
+
+static void ecd_sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* ------------------------------------------------------------------ reattachment */
+static void ecd_mgr_down(etsmgr_client *c, pid_t pid, const char *reason, void *arg)
+{
+    (void)c;
+    ecd *d = arg;
+    log_warning("etsmgr (pid %d) has died, with Reason %s.", (int)pid, reason);
+    if (d->exit_on_manager_death) {
+        log_notice("exiting, as --on-manager-death=exit asks (status %d).", ECD_EXIT_MGR_DIED);
+        exit(ECD_EXIT_MGR_DIED);
+    }
+    log_notice("waiting for etsmgr to restart.");
+    notify_send("STATUS=serving; etsmgr is down, waiting for it to restart");
+}
+
+static void ecd_mgr_up(etsmgr_client *c, pid_t pid, void *arg)
+{
+    (void)c;
+    (void)arg;
+    log_info("etsmgr is back (pid %d); registering the table again.", (int)pid);
+}
+
+static void ecd_mgr_readded(etsmgr_client *c, etsmgr_table *t, void *arg)
+{
+    (void)arg;
+    log_notice("got a table %s from pid %d, with data etsmgr.", etsmgr_table_name(t),
+               (int)etsmgr_client_daemon_pid(c));
+    notify_send("STATUS=serving; table managed by etsmgr again");
+}
+
+static void ecd_mgr_failed(etsmgr_client *c, etsmgr_table *t, int err, const char *msg, void *arg)
+{
+    (void)c;
+    (void)err;
+    (void)arg;
+    log_error("etsmgr refused to manage table %s again: %s; still serving from the mapping, "
+              "will try again when etsmgr restarts.", etsmgr_table_name(t), msg);
+}
+
+static void ecd_mgr_transfer(etsmgr_client *c, etsmgr_table *t, const etsmgr_grant *g, void *arg)
+{
+    (void)c;
+    (void)arg;
+    log_notice("got a table %s from pid %d, with data %s (not used by etscounterd).",
+               etsmgr_table_name(t), (int)g->from_pid, g->data);
+}
+
+/* ------------------------------------------------------------------ start-up */
+static etsmgr_client *ecd_wait_mgr(const ecd *d, int wait_ms)
+{
+    etsmgr_client *c = NULL;
+    char msg[256];
+    if (etsmgr_connect(d->rt.dir, d->rt.instance, &c, msg, sizeof msg) == ETSMGR_OK)
+        return c;
+    log_notice("waiting for etsmgr to start (%s).", msg);
+    int err = etsmgr_wait(d->rt.dir, d->rt.instance, 20, wait_ms, &c, msg, sizeof msg);
+    if (err == ETSMGR_OK)
+        return c;
+    log_error("etsmgr is not available: %s", msg);
+    exit(err == ETSMGR_ETIMEDOUT ? ECD_EXIT_UNAVAILABLE : ECD_EXIT_SOFTWARE);
+}
+
+/* new_table, patiently: after our own SIGKILL the daemon may not yet have
+ * seen the old connection close, and answers "owned" by our dead
+ * predecessor for a moment; and the daemon itself may restart meanwhile. */
+static void ecd_get_table(ecd *d, int wait_ms)
+{
+    etsmgr_grant g;
+    int owned_ms = 0;
+    for (;;) {
+        int err = etsmgr_new_table(d->mgr, CTR_TABLE, NULL, CTR_TABLE, &d->t, &g);
+        if (err == ETSMGR_OK)
+            break;
+        if (err == ETSMGR_ENOTCONN || err == ETSMGR_ETIMEDOUT) {
+            log_warning("etsmgr went away while asking for table %s: %s", CTR_TABLE,
+                        etsmgr_client_message(d->mgr));
+            etsmgr_client_close(d->mgr);
+            d->mgr = ecd_wait_mgr(d, wait_ms);
+            continue;
+        }
+        if (err == ETSMGR_EOWNED && owned_ms < 10000) {
+            if (owned_ms == 0)
+                log_info("table %s is still owned by pid %d; waiting for etsmgr to see it is gone.",
+                         CTR_TABLE, (int)g.from_pid);
+            ecd_sleep_ms(20);
+            owned_ms += 20;
+            continue;
+        }
+        log_error("cannot get table %s from etsmgr: %s", CTR_TABLE, etsmgr_client_message(d->mgr));
+        exit(ECD_EXIT_SOFTWARE);
+    }
+    int64_t value;
+    int err = ctr_init(d->t, &value);
+    if (err) {
+        log_error("table %s: cannot read or create the entry %s: %s", CTR_TABLE, CTR_KEY,
+                  etsmgr_strerror(err));
+        exit(ECD_EXIT_SOFTWARE);
+    }
+    log_notice("got a table %s from pid %d, with data %s.", CTR_TABLE, (int)g.from_pid, g.data);
+    log_info("table %s %s; %s = %lld.", CTR_TABLE, g.created ? "created" : "taken back, data intact",
+             CTR_KEY, (long long)value);
+}
+
+static int ecd_listen(ecd *d)
+{
+    int fd = listenfd_take("etscounter");
+    if (fd >= 0) {
+        log_info("serving the inherited socket (socket activation) as %s.", d->sock_path);
+        return fd;
+    }
+    char err[256];
+    fd = sock_listen_unix(d->sock_path, 0600, 1024, err, sizeof err);
+    if (fd < 0) {
+        log_error("%s", err);
+        exit(ECD_EXIT_SOFTWARE);
+    }
+    ecd_own_socket = 1;
+    return fd;
+}
+
+static void ecd_close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void ecd_on_signal(uv_signal_t *h, int signum)
+{
+    (void)h;
+    log_notice("stopping on %s; table %s stays in shared memory with etsmgr as heir.",
+               signum == SIGTERM ? "SIGTERM" : "SIGINT", CTR_TABLE);
+    if (ecd_own_socket)
+        unlink(D.sock_path);
+    conn_server_stop(D.srv);
+    D.srv = NULL;
+    etsmgr_client_close(D.mgr); /* closes the watch and our connection: etsmgrd is heir */
+    D.mgr = NULL;
+    D.t = NULL;
+    uv_walk(D.loop, ecd_close_walk, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "runtime-dir", required_argument, NULL, 'd' },
+        { "instance", required_argument, NULL, 'i' },
+        { "log-level", required_argument, NULL, 'l' },
+        { "on-manager-death", required_argument, NULL, 'm' },
+        { "no-exactly-once", no_argument, NULL, 'n' },
+        { "wait-timeout", required_argument, NULL, 'w' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *dir = NULL, *instance = NULL;
+    int level = LOG_LVL_NOTICE, wait_ms = -1;
+    D.exactly_once = 1;
+    int o;
+    while ((o = getopt_long(argc, argv, "d:i:l:w:hV", opts, NULL)) != -1) {
+        switch (o) {
+        case 'd': dir = optarg; break;
+        case 'i': instance = optarg; break;
+        case 'l':
+            level = log_level_parse(optarg);
+            if (level < 0) {
+                fprintf(stderr, "etscounterd: unknown log level \"%s\" (debug, info, notice, warning, error)\n",
+                        optarg);
+                return ECD_EXIT_USAGE;
+            }
+            break;
+        case 'm':
+            if (strcmp(optarg, "keep") == 0)
+                D.exit_on_manager_death = 0;
+            else if (strcmp(optarg, "exit") == 0)
+                D.exit_on_manager_death = 1;
+            else {
+                fprintf(stderr, "etscounterd: --on-manager-death takes keep or exit, not \"%s\"\n", optarg);
+                return ECD_EXIT_USAGE;
+            }
+            break;
+        case 'n': D.exactly_once = 0; break;
+        case 'w': {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (errno || *end || end == optarg || v < 0 || v > 86400000) {
+                fprintf(stderr, "etscounterd: --wait-timeout takes milliseconds (0 to 86400000), not \"%s\"\n",
+                        optarg);
+                return ECD_EXIT_USAGE;
+            }
+            wait_ms = (int)v;
+            break;
+        }
+        case 'h': fputs(ecd_usage, stdout); return 0;
+        case 'V': printf("etscounterd %s\n", ETSMGR_VERSION_STRING); return 0;
+        default: fputs("Try 'etscounterd --help' for more information.\n", stderr); return ECD_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "etscounterd: unexpected argument \"%s\"\nTry 'etscounterd --help' for more information.\n",
+                argv[optind]);
+        return ECD_EXIT_USAGE;
+    }
+    log_init("etscounterd", (enum log_level)level);
+    signal(SIGPIPE, SIG_IGN);
+    const char *hook = getenv("ETSCOUNTERD_TEST_DIE_AFTER_COMMIT");
+    if (hook && *hook) {
+        D.die_after_commit = strtol(hook, NULL, 10);
+        if (D.die_after_commit > 0)
+            log_warning("test hook: SIGKILL after commit number %ld (ETSCOUNTERD_TEST_DIE_AFTER_COMMIT).",
+                        D.die_after_commit);
+    }
+
+    char err[256];
+    if (rt_resolve(dir, instance, &D.rt, err, sizeof err) < 0) {
+        fprintf(stderr, "etscounterd: %s\n", err);
+        return ECD_EXIT_USAGE;
+    }
+    if (rt_ensure_dir(&D.rt, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return ECD_EXIT_SOFTWARE;
+    }
+    char lock_path[RT_PATH_MAX];
+    if (rt_path(&D.rt, "etscounter.sock", D.sock_path, sizeof D.sock_path) < 0 ||
+        rt_path(&D.rt, "etscounterd.lock", lock_path, sizeof lock_path) < 0) {
+        log_error("runtime dir %s: path too long for a socket", D.rt.dir);
+        return ECD_EXIT_SOFTWARE;
+    }
+    if (sock_lock_file(lock_path) < 0) {
+        if (errno == EWOULDBLOCK)
+            log_error("another etscounterd serves instance %s (it holds %s)", D.rt.instance, lock_path);
+        else
+            log_error("lock %s: %s", lock_path, strerror(errno));
+        return ECD_EXIT_SOFTWARE;
+    }
+    int lfd = ecd_listen(&D);
+
+    D.mgr = ecd_wait_mgr(&D, wait_ms);
+    ecd_get_table(&D, wait_ms);
+
+    D.loop = uv_default_loop();
+    conn_server_cfg cfg = { .listen_fd = lfd, .max_conns = 1024, .on_frame = ecd_on_frame,
+                            .on_close = ecd_on_close, .arg = &D };
+    if (conn_server_start(&D.srv, D.loop, &cfg) < 0) {
+        log_error("cannot serve %s (conn_server_start failed)", D.sock_path);
+        return ECD_EXIT_SOFTWARE;
+    }
+    etsmgr_watch_cbs cbs = { .down = ecd_mgr_down, .up = ecd_mgr_up, .readded = ecd_mgr_readded,
+                             .failed = ecd_mgr_failed, .transfer = ecd_mgr_transfer, .retry_ms = 20 };
+    if (etsmgr_watch_start(D.mgr, D.loop, &cbs, &D) != ETSMGR_OK) {
+        log_error("cannot watch etsmgr: %s", etsmgr_client_message(D.mgr));
+        return ECD_EXIT_SOFTWARE;
+    }
+    uv_signal_init(D.loop, &ecd_sigterm);
+    uv_signal_init(D.loop, &ecd_sigint);
+    uv_signal_start(&ecd_sigterm, ecd_on_signal, SIGTERM);
+    uv_signal_start(&ecd_sigint, ecd_on_signal, SIGINT);
+
+    log_info("serving %s (exactly-once %s, on manager death: %s).", D.sock_path,
+             D.exactly_once ? "on" : "off", D.exit_on_manager_death ? "exit" : "keep serving");
+    notify_sendf("READY=1\nSTATUS=serving %s", D.sock_path);
+    uv_run(D.loop, UV_RUN_DEFAULT);
+    uv_loop_close(D.loop);
+    return 0;
+}
