@@ -123,7 +123,8 @@ static uv_timer_t g_finish_timer;
 
 /* Everything is stopped.  The teardown waits one loop turn so that replies
  * already queued (the answer to "stop") are written before the control
- * socket closes. */
+ * socket closes: conn.c flushes in the check phase of the iteration that
+ * queued them, and a 0 ms timer runs in the next one. */
 void sup_finish(sup *s)
 {
     if (s->finished)
@@ -138,7 +139,7 @@ void sup_finish(sup *s)
                                                      : "failure");
     uv_timer_init(s->loop, &g_finish_timer);
     g_finish_timer.data = s;
-    uv_timer_start(&g_finish_timer, sup_finish_cb, 20, 0);
+    uv_timer_start(&g_finish_timer, sup_finish_cb, 0, 0);
 }
 
 static char *sup_exe_dir(void)
