@@ -1,0 +1,419 @@
+/* test_table.c: every table operation and every error it can return, in one
+ * process (crash, corruption and growth have their own suites:
+ * table_crash, table_attach, table_grow). */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "test_table_util.h"
+
+static void teardown(void) { tt_cleanup(); }
+
+START_TEST(create_open_close_unlink)
+{
+    const char *name;
+    etsmgr_table *t = tt_create(&name, 0, 0);
+    ck_assert_str_eq(etsmgr_table_name(t), "test");
+    ck_assert_int_ge(etsmgr_table_fd(t), 0);
+    etsmgr_table *t2 = NULL;
+    etsmgr_table_opts o = {0};
+    ck_assert_int_eq(tbl_create(name, "test", &o, &t2), ETSMGR_EEXIST);
+    ck_assert_int_eq(tbl_open(name, &t2), 0);
+    etsmgr_value v = tt_int(42);
+    ck_assert_int_eq(etsmgr_table_insert(t, "a", 1, &v), 0);
+    int rc;
+    ck_assert_int_eq(tt_get_int(t2, "a", &rc), 42);
+    etsmgr_table_close(t2);
+    /* attach from a dup'd fd, as a client receiving it over a socket */
+    int fd = dup(etsmgr_table_fd(t));
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(etsmgr_table_attach_fd(fd, &t2), 0);
+    ck_assert_int_eq(tt_get_int(t2, "a", &rc), 42);
+    etsmgr_table_close(t2);
+    etsmgr_table_close(t);
+    ck_assert_int_eq(tbl_open(name, &t2), 0); /* data outlives every handle */
+    ck_assert_int_eq(tt_get_int(t2, "a", &rc), 42);
+    etsmgr_table_close(t2);
+    ck_assert_int_eq(tbl_unlink(name), 0);
+    ck_assert_int_eq(tbl_unlink(name), ETSMGR_ENOTFOUND);
+    ck_assert_int_eq(tbl_open(name, &t2), ETSMGR_ENOTFOUND);
+}
+END_TEST
+
+START_TEST(create_errors)
+{
+    etsmgr_table *t = NULL;
+    etsmgr_table_opts o = {0};
+    ck_assert_int_eq(tbl_create(tt_name(), "bad/name", &o, &t), ETSMGR_ENAME);
+    ck_assert_int_eq(tbl_create(tt_name(), "", &o, &t), ETSMGR_ENAME);
+    ck_assert_int_eq(tbl_create(tt_name(), "..", &o, &t), ETSMGR_ENAME);
+    char longname[80];
+    memset(longname, 'x', 65);
+    longname[65] = 0;
+    ck_assert_int_eq(tbl_create(tt_name(), longname, &o, &t), ETSMGR_ENAME);
+    longname[64] = 0;
+    const char *n = tt_name();
+    ck_assert_int_eq(tbl_create(n, longname, &o, &t), 0);
+    ck_assert_str_eq(etsmgr_table_name(t), longname);
+    etsmgr_table_close(t);
+    ck_assert_int_eq(tbl_create(NULL, "x", &o, &t), ETSMGR_EINVAL);
+    ck_assert_int_eq(tbl_create(tt_name(), "x", &o, NULL), ETSMGR_EINVAL);
+    o.max_bytes = 100; /* below the smallest table */
+    ck_assert_int_eq(tbl_create(tt_name(), "x", &o, &t), ETSMGR_EINVAL);
+    ck_assert_int_eq(tbl_open(NULL, &t), ETSMGR_EINVAL);
+    ck_assert_int_eq(etsmgr_table_attach_fd(-1, &t), ETSMGR_EINVAL);
+    ck_assert_int_eq(tbl_unlink(NULL), ETSMGR_EINVAL);
+    ck_assert_int_eq(tbl_open("no-slash-is-invalid/x", &t) < 0, 1);
+}
+END_TEST
+
+START_TEST(create_mode)
+{
+    const char *n = tt_name();
+    etsmgr_table *t = NULL;
+    etsmgr_table_opts o = {0};
+    ck_assert_int_eq(tbl_create(n, "m", &o, &t), 0);
+    struct stat st;
+    ck_assert_int_eq(fstat(etsmgr_table_fd(t), &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    etsmgr_table_close(t);
+    n = tt_name();
+    o.mode = 0660;
+    mode_t old = umask(077);
+    ck_assert_int_eq(tbl_create(n, "m", &o, &t), 0);
+    umask(old);
+    ck_assert_int_eq(fstat(etsmgr_table_fd(t), &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0660);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+START_TEST(insert_lookup_types)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    etsmgr_value v = tt_int(-5), out;
+    ck_assert_int_eq(etsmgr_table_insert(t, "int", 3, &v), 0);
+    char buf[16];
+    ck_assert_int_eq(etsmgr_table_lookup(t, "int", 3, &out, buf, sizeof buf), 0);
+    ck_assert_int_eq(out.type, ETSMGR_INT);
+    ck_assert_int_eq(out.i, -5);
+    v = tt_bytes("hello", 5);
+    ck_assert_int_eq(etsmgr_table_insert(t, "str", 3, &v), 0);
+    ck_assert_int_eq(etsmgr_table_lookup(t, "str", 3, &out, buf, sizeof buf), 0);
+    ck_assert_int_eq(out.type, ETSMGR_BYTES);
+    ck_assert_uint_eq(out.len, 5);
+    ck_assert_ptr_eq(out.data, buf);
+    ck_assert_int_eq(memcmp(buf, "hello", 5), 0);
+    /* buffer too small: ERANGE with the needed length */
+    ck_assert_int_eq(etsmgr_table_lookup(t, "str", 3, &out, buf, 4), ETSMGR_ERANGE);
+    ck_assert_uint_eq(out.len, 5);
+    ck_assert_int_eq(etsmgr_table_lookup(t, "str", 3, &out, NULL, 0), ETSMGR_ERANGE);
+    /* empty byte string */
+    v = tt_bytes(NULL, 0);
+    ck_assert_int_eq(etsmgr_table_insert(t, "empty", 5, &v), 0);
+    ck_assert_int_eq(etsmgr_table_lookup(t, "empty", 5, &out, NULL, 0), 0);
+    ck_assert_uint_eq(out.len, 0);
+    ck_assert_int_eq(out.type, ETSMGR_BYTES);
+    /* overwrite changes type both ways, and sizes */
+    v = tt_int(7);
+    ck_assert_int_eq(etsmgr_table_insert(t, "str", 3, &v), 0);
+    int rc;
+    ck_assert_int_eq(tt_get_int(t, "str", &rc), 7);
+    static char big[ETSMGR_VALUE_MAX];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (char)(i * 7);
+    v = tt_bytes(big, sizeof big);
+    ck_assert_int_eq(etsmgr_table_insert(t, "int", 3, &v), 0);
+    static char back[ETSMGR_VALUE_MAX];
+    ck_assert_int_eq(etsmgr_table_lookup(t, "int", 3, &out, back, sizeof back), 0);
+    ck_assert_uint_eq(out.len, sizeof big);
+    ck_assert_int_eq(memcmp(back, big, sizeof big), 0);
+    v = tt_bytes("x", 1);
+    ck_assert_int_eq(etsmgr_table_insert(t, "int", 3, &v), 0);
+    ck_assert_int_eq(etsmgr_table_lookup(t, "int", 3, &out, back, sizeof back), 0);
+    ck_assert_uint_eq(out.len, 1);
+    /* longest key; keys are bytes, NUL included */
+    char key[ETSMGR_KEY_MAX];
+    memset(key, 0, sizeof key);
+    key[100] = 1;
+    v = tt_int(255);
+    ck_assert_int_eq(etsmgr_table_insert(t, key, sizeof key, &v), 0);
+    ck_assert_int_eq(etsmgr_table_lookup(t, key, sizeof key, &out, NULL, 0), 0);
+    ck_assert_int_eq(out.i, 255);
+    ck_assert_int_eq(etsmgr_table_lookup(t, key, sizeof key - 1, &out, NULL, 0), ETSMGR_ENOTFOUND);
+    ck_assert_int_eq(etsmgr_table_lookup(t, "nope", 4, &out, NULL, 0), ETSMGR_ENOTFOUND);
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+START_TEST(insert_new_and_delete)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    etsmgr_value v = tt_int(1), w = tt_int(2);
+    ck_assert_int_eq(etsmgr_table_insert_new(t, "k", 1, &v), 0);
+    ck_assert_int_eq(etsmgr_table_insert_new(t, "k", 1, &w), ETSMGR_EEXIST);
+    int rc;
+    ck_assert_int_eq(tt_get_int(t, "k", &rc), 1);
+    ck_assert_int_eq(etsmgr_table_delete(t, "k", 1), 0);
+    ck_assert_int_eq(etsmgr_table_delete(t, "k", 1), ETSMGR_ENOTFOUND);
+    tt_get_int(t, "k", &rc);
+    ck_assert_int_eq(rc, ETSMGR_ENOTFOUND);
+    ck_assert_int_eq(etsmgr_table_insert_new(t, "k", 1, &w), 0);
+    ck_assert_int_eq(tt_get_int(t, "k", &rc), 2);
+    /* many deletes and reinserts: tombstones and reuse stay consistent */
+    char key[32];
+    for (int round = 0; round < 5; round++) {
+        for (long i = 0; i < 3000; i++) {
+            etsmgr_value x = round % 2 ? tt_bytes(key, (size_t)(i % 40)) : tt_int(i);
+            size_t kl = tt_key(key, sizeof key, "key", i);
+            ck_assert_int_eq(etsmgr_table_insert(t, key, kl, &x), 0);
+        }
+        for (long i = round % 3; i < 3000; i += 3) {
+            size_t kl = tt_key(key, sizeof key, "key", i);
+            ck_assert_int_eq(etsmgr_table_delete(t, key, kl), 0);
+        }
+        tt_check(t);
+    }
+    etsmgr_table_info info;
+    ck_assert_int_eq(etsmgr_table_info_get(t, &info), 0);
+    ck_assert_uint_eq(info.entries, 2000 + 1);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+START_TEST(update_counter)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t nv = 0;
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "c", 1, 5, 100, &nv), 0);
+    ck_assert_int_eq(nv, 105);
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "c", 1, -10, 100, &nv), 0);
+    ck_assert_int_eq(nv, 95);
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "c", 1, 1, 0, NULL), 0);
+    int rc;
+    ck_assert_int_eq(tt_get_int(t, "c", &rc), 96);
+    etsmgr_value v = tt_int(INT64_MAX);
+    ck_assert_int_eq(etsmgr_table_insert(t, "max", 3, &v), 0);
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "max", 3, 1, 0, &nv), 0);
+    ck_assert_int_eq(nv, INT64_MIN); /* wraps, documented */
+    v = tt_bytes("abc", 3);
+    ck_assert_int_eq(etsmgr_table_insert(t, "s", 1, &v), 0);
+    nv = 12345;
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "s", 1, 1, 0, &nv), ETSMGR_ETYPE);
+    ck_assert_int_eq(nv, 12345);
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "", 0, 1, 0, &nv), ETSMGR_EINVAL);
+    ck_assert_int_eq(etsmgr_table_update_counter(NULL, "c", 1, 1, 0, &nv), ETSMGR_EINVAL);
+    for (int i = 0; i < 100000; i++) ck_assert_int_eq(etsmgr_table_update_counter(t, "c", 1, 1, 0, &nv), 0);
+    ck_assert_int_eq(nv, 100096);
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+struct fe {
+    int n, ints, stop_at;
+    int64_t sum;
+};
+static int fe_cb(const void *key, size_t klen, const etsmgr_value *v, void *arg)
+{
+    struct fe *f = arg;
+    ck_assert_uint_ge(klen, 1);
+    ck_assert_ptr_nonnull(key);
+    f->n++;
+    if (v->type == ETSMGR_INT) {
+        f->ints++;
+        f->sum += v->i;
+    }
+    return f->stop_at && f->n == f->stop_at ? 99 : 0;
+}
+
+START_TEST(foreach_and_info)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    struct fe f = {0};
+    ck_assert_int_eq(etsmgr_table_foreach(t, fe_cb, &f), 0);
+    ck_assert_int_eq(f.n, 0);
+    char key[16];
+    for (long i = 1; i <= 100; i++) {
+        etsmgr_value v = i % 2 ? tt_int(i) : tt_bytes("b", 1);
+        ck_assert_int_eq(etsmgr_table_insert(t, key, tt_key(key, sizeof key, "k", i), &v), 0);
+    }
+    f = (struct fe){0};
+    ck_assert_int_eq(etsmgr_table_foreach(t, fe_cb, &f), 0);
+    ck_assert_int_eq(f.n, 100);
+    ck_assert_int_eq(f.ints, 50);
+    ck_assert_int_eq(f.sum, 2500);
+    f = (struct fe){.stop_at = 10};
+    ck_assert_int_eq(etsmgr_table_foreach(t, fe_cb, &f), 99);
+    ck_assert_int_eq(f.n, 10);
+    ck_assert_int_eq(etsmgr_table_foreach(t, NULL, &f), ETSMGR_EINVAL);
+    etsmgr_table_info info;
+    ck_assert_int_eq(etsmgr_table_info_get(t, &info), 0);
+    ck_assert_str_eq(info.name, "test");
+    ck_assert_uint_eq(info.entries, 100);
+    ck_assert_uint_ge(info.capacity, 100);
+    ck_assert_uint_gt(info.bytes_used, 100 * 24);
+    ck_assert_uint_ge(info.bytes_total, info.bytes_used);
+    ck_assert_uint_eq(info.max_bytes, 0);
+    ck_assert_uint_eq(info.generation, 0);
+    ck_assert_int_gt(info.ctime_us, 1600000000000000LL);
+    ck_assert_int_eq(info.owner_pid, 0);
+    ck_assert_int_eq(tbl_set_owner(t, 1234, 99), 0);
+    ck_assert_int_eq(tbl_set_owner(t, 1235, 99), 0);
+    ck_assert_int_eq(tbl_set_owner(t, -1, 99), ETSMGR_EINVAL);
+    ck_assert_int_eq(etsmgr_table_info_get(t, &info), 0);
+    ck_assert_uint_eq(info.generation, 2);
+    ck_assert_int_eq(info.owner_pid, 1235);
+    ck_assert_int_eq(info.heir_pid, 99);
+    ck_assert_int_eq(etsmgr_table_info_get(t, NULL), ETSMGR_EINVAL);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+START_TEST(argument_errors)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    etsmgr_value v = tt_int(1), out;
+    char key[ETSMGR_KEY_MAX + 1];
+    memset(key, 'k', sizeof key);
+    ck_assert_int_eq(etsmgr_table_insert(t, key, 0, &v), ETSMGR_EINVAL);
+    ck_assert_int_eq(etsmgr_table_insert(t, key, ETSMGR_KEY_MAX + 1, &v), ETSMGR_EINVAL);
+    ck_assert_int_eq(etsmgr_table_insert(t, NULL, 1, &v), ETSMGR_EINVAL);
+    ck_assert_int_eq(etsmgr_table_insert(t, key, 1, NULL), ETSMGR_EINVAL);
+    ck_assert_int_eq(etsmgr_table_insert(NULL, key, 1, &v), ETSMGR_EINVAL);
+    etsmgr_value bad = {.type = 9};
+    ck_assert_int_eq(etsmgr_table_insert(t, key, 1, &bad), ETSMGR_EINVAL);
+    static char big[ETSMGR_VALUE_MAX + 1];
+    bad = tt_bytes(big, sizeof big);
+    ck_assert_int_eq(etsmgr_table_insert_new(t, key, 1, &bad), ETSMGR_EINVAL);
+    bad = tt_bytes(NULL, 3);
+    ck_assert_int_eq(etsmgr_table_insert(t, key, 1, &bad), ETSMGR_EINVAL);
+    ck_assert_int_eq(etsmgr_table_lookup(t, key, 0, &out, NULL, 0), ETSMGR_EINVAL);
+    ck_assert_int_eq(etsmgr_table_lookup(t, key, 1, NULL, NULL, 0), ETSMGR_EINVAL);
+    ck_assert_int_eq(etsmgr_table_delete(t, key, 256), ETSMGR_EINVAL);
+    ck_assert_int_eq(etsmgr_table_delete(NULL, key, 1), ETSMGR_EINVAL);
+    ck_assert_int_eq(etsmgr_table_verify(NULL, NULL, 0), ETSMGR_EINVAL);
+    ck_assert_int_eq(etsmgr_table_begin(NULL), ETSMGR_EINVAL);
+    ck_assert_int_eq(etsmgr_table_commit(NULL), ETSMGR_EINVAL);
+    ck_assert_int_eq(etsmgr_table_abort(NULL), ETSMGR_EINVAL);
+    ck_assert_int_eq(etsmgr_table_fd(NULL), -1);
+    etsmgr_table_close(NULL);
+    tt_check(t);
+    ck_assert_int_eq(etsmgr_table_verify(t, NULL, 0), 0);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+START_TEST(groups)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int rc;
+    int64_t nv;
+    ck_assert_int_eq(etsmgr_table_commit(t), ETSMGR_EGROUP);
+    ck_assert_int_eq(etsmgr_table_abort(t), ETSMGR_EGROUP);
+    etsmgr_value v = tt_int(10), req = tt_bytes("req-1", 5);
+    ck_assert_int_eq(etsmgr_table_insert(t, "old", 3, &v), 0);
+    /* commit: every change lands */
+    ck_assert_int_eq(etsmgr_table_begin(t), 0);
+    ck_assert_int_eq(etsmgr_table_begin(t), ETSMGR_EGROUP);
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "ctr", 3, 1, 0, &nv), 0);
+    ck_assert_int_eq(etsmgr_table_insert(t, "last", 4, &req), 0);
+    ck_assert_int_eq(etsmgr_table_delete(t, "old", 3), 0);
+    ck_assert_int_eq(tt_get_int(t, "ctr", &rc), 1); /* reads see the group's own changes */
+    ck_assert_int_eq(etsmgr_table_commit(t), 0);
+    ck_assert_int_eq(tt_get_int(t, "ctr", &rc), 1);
+    tt_get_int(t, "old", &rc);
+    ck_assert_int_eq(rc, ETSMGR_ENOTFOUND);
+    /* abort: none lands */
+    ck_assert_int_eq(etsmgr_table_begin(t), 0);
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "ctr", 3, 1, 0, &nv), 0);
+    ck_assert_int_eq(etsmgr_table_insert(t, "old", 3, &v), 0);
+    ck_assert_int_eq(etsmgr_table_delete(t, "last", 4), 0);
+    ck_assert_int_eq(etsmgr_table_abort(t), 0);
+    ck_assert_int_eq(tt_get_int(t, "ctr", &rc), 1);
+    tt_get_int(t, "old", &rc);
+    ck_assert_int_eq(rc, ETSMGR_ENOTFOUND);
+    etsmgr_value out;
+    char buf[8];
+    ck_assert_int_eq(etsmgr_table_lookup(t, "last", 4, &out, buf, sizeof buf), 0);
+    /* too many changes: EGROUP, the group stays open and can be aborted */
+    ck_assert_int_eq(etsmgr_table_begin(t), 0);
+    for (int i = 0; i < ETSMGR_GROUP_MAX; i++)
+        ck_assert_int_eq(etsmgr_table_update_counter(t, "ctr", 3, 1, 0, &nv), 0);
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "ctr", 3, 1, 0, &nv), ETSMGR_EGROUP);
+    ck_assert_int_eq(etsmgr_table_lookup(t, "ctr", 3, &out, NULL, 0), 0); /* reads are not changes */
+    ck_assert_int_eq(out.i, 1 + ETSMGR_GROUP_MAX);
+    ck_assert_int_eq(etsmgr_table_commit(t), 0);
+    ck_assert_int_eq(tt_get_int(t, "ctr", &rc), 1 + ETSMGR_GROUP_MAX);
+    /* an error inside a group undoes that change only */
+    ck_assert_int_eq(etsmgr_table_begin(t), 0);
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "ctr", 3, 1, 0, &nv), 0);
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "last", 4, 1, 0, &nv), ETSMGR_ETYPE);
+    ck_assert_int_eq(etsmgr_table_insert_new(t, "ctr", 3, &v), ETSMGR_EEXIST);
+    ck_assert_int_eq(etsmgr_table_commit(t), 0);
+    ck_assert_int_eq(tt_get_int(t, "ctr", &rc), 2 + ETSMGR_GROUP_MAX);
+    /* a group that grows the index, then aborts */
+    etsmgr_table_info before, after;
+    ck_assert_int_eq(etsmgr_table_info_get(t, &before), 0);
+    ck_assert_int_eq(etsmgr_table_begin(t), 0);
+    static char big[60000];
+    for (int i = 0; i < ETSMGR_GROUP_MAX; i++) {
+        char key[16];
+        etsmgr_value b = tt_bytes(big, sizeof big);
+        ck_assert_int_eq(etsmgr_table_insert(t, key, tt_key(key, sizeof key, "g", i), &b), 0);
+    }
+    ck_assert_int_eq(etsmgr_table_abort(t), 0);
+    ck_assert_int_eq(etsmgr_table_info_get(t, &after), 0);
+    ck_assert_uint_eq(after.entries, before.entries);
+    ck_assert_uint_eq(after.bytes_used, before.bytes_used);
+    tt_check(t);
+    /* close inside a group aborts it */
+    ck_assert_int_eq(etsmgr_table_begin(t), 0);
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "ctr", 3, 1000, 0, &nv), 0);
+    int fd = dup(etsmgr_table_fd(t));
+    etsmgr_table_close(t);
+    ck_assert_int_eq(etsmgr_table_attach_fd(fd, &t), 0);
+    ck_assert_int_eq(tt_get_int(t, "ctr", &rc), 2 + ETSMGR_GROUP_MAX);
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+START_TEST(strerror_all)
+{
+    const char *seen[32] = {0};
+    for (int e = 0; e >= ETSMGR_ENAME; e--) {
+        const char *s = etsmgr_strerror(e);
+        ck_assert_ptr_nonnull(s);
+        ck_assert_int_gt(strlen(s), 3);
+        ck_assert_msg(strcmp(s, "unknown etsmgr error") != 0, "code %d has no words", e);
+        for (int j = 0; j < -e; j++) ck_assert_str_ne(s, seen[j]);
+        seen[-e] = s;
+    }
+    ck_assert_str_eq(etsmgr_strerror(-1000), "unknown etsmgr error");
+    ck_assert_str_eq(etsmgr_strerror(5), "unknown etsmgr error");
+}
+END_TEST
+
+Suite *table_suite(void)
+{
+    Suite *s = suite_create("table");
+    TCase *tc = tcase_create("ops");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, create_open_close_unlink);
+    tcase_add_test(tc, create_errors);
+    tcase_add_test(tc, create_mode);
+    tcase_add_test(tc, insert_lookup_types);
+    tcase_add_test(tc, insert_new_and_delete);
+    tcase_add_test(tc, update_counter);
+    tcase_add_test(tc, foreach_and_info);
+    tcase_add_test(tc, argument_errors);
+    tcase_add_test(tc, groups);
+    tcase_add_test(tc, strerror_all);
+    suite_add_tcase(s, tc);
+    return s;
+}
