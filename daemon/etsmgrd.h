@@ -1,0 +1,116 @@
+/* etsmgrd.h: what the daemon's files share.
+ *
+ * The daemon is one libuv loop and one struct mgrd.  Two tables of state
+ * live in it: the peers (one per connection, the "life line" of a client
+ * process) and the registry of managed tables.  A table is either owned by a
+ * peer or orphaned (the daemon is its heir); see docs/design.md, "Ownership
+ * state machine".  Every file keeps its symbols under the mgrd_ prefix
+ * because the program's objects (all but main.o) are also linked into the
+ * test runner next to the other programs'. */
+#ifndef ETSMGRD_H
+#define ETSMGRD_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+#include <cjson/cJSON.h>
+
+#include "conn.h"
+#include "etsmgr.h"
+#include "runtime.h"
+
+#define MGRD_DEFAULT_MAX_CONNS 1024
+#define MGRD_DEFAULT_MAX_TABLES 4096
+#define MGRD_HEIR_DATA_MAX 256   /* bytes of heir_data / give_away data */
+#define MGRD_SHM_NAME_MAX (2 + RT_INSTANCE_MAX + ETSMGR_NAME_MAX + 1)
+
+typedef struct mgrd_peer mgrd_peer;
+
+typedef enum mgrd_state { MGRD_OWNED = 1, MGRD_ORPHANED = 2 } mgrd_state;
+
+/* One managed table.  The daemon keeps its own attachment (t) for the whole
+ * time it manages the table: its fd is what new_table hands out, and its
+ * header gives the status (entries, capacity, bytes). */
+typedef struct mgrd_table {
+    char name[ETSMGR_NAME_MAX + 1];
+    char shm_name[MGRD_SHM_NAME_MAX];
+    etsmgr_table *t;
+    dev_t dev;               /* identity of the shm object we manage */
+    ino_t ino;
+    mgrd_state state;
+    mgrd_peer *owner;        /* NULL when orphaned */
+    pid_t owner_pid;         /* current owner, or the last one when orphaned */
+    uid_t uid;               /* the uid the table belongs to */
+    char heir_data[MGRD_HEIR_DATA_MAX + 1];
+    uint64_t transfers;      /* ownership changes seen by this daemon */
+    struct mgrd_table *next;
+} mgrd_table;
+
+/* One connection.  Its close is the death of the client as far as the
+ * daemon is concerned: the tables it owned become orphaned. */
+struct mgrd_peer {
+    conn *c;
+    pid_t pid;
+    uid_t uid;
+    size_t owned;            /* tables this peer owns */
+    mgrd_peer *next;
+};
+
+typedef struct mgrd {
+    rt_paths rt;
+    uv_loop_t *loop;
+    conn_server *srv;
+    pid_t pid;
+    size_t max_conns;
+    size_t max_tables;
+    bool stopping;           /* orderly exit: closing peers orphans nothing */
+    mgrd_table *tables;
+    size_t ntables;
+    mgrd_peer *peers;
+    size_t npeers;
+} mgrd;
+
+/* registry.c: the managed tables */
+mgrd_table *mgrd_reg_find(mgrd *m, const char *name);
+/* Takes ownership of t (an attachment of shm_name); NULL when out of memory
+ * (t is then left to the caller). */
+mgrd_table *mgrd_reg_add(mgrd *m, const char *name, const char *shm_name, etsmgr_table *t, uid_t uid);
+/* Forget a table: closes the daemon's attachment (the object stays). */
+void mgrd_reg_remove(mgrd *m, mgrd_table *rt);
+/* Ownership changes; each records the owner in the table header (bumping
+ * its generation) and counts a transfer. */
+void mgrd_reg_give(mgrd *m, mgrd_table *rt, mgrd_peer *to);
+void mgrd_reg_orphan(mgrd *m, mgrd_table *rt);
+/* Every table p owns becomes orphaned, logged as the seed's ETS-TRANSFER
+ * (during an orderly exit the owners stay owners: p is only forgotten). */
+void mgrd_reg_orphan_all(mgrd *m, mgrd_peer *p);
+/* The status object of one table (name, state, owner_pid, ...). */
+cJSON *mgrd_reg_status(mgrd *m, mgrd_table *rt);
+void mgrd_reg_free_all(mgrd *m);
+
+/* peers.c: connections */
+void mgrd_peer_open(conn *c, void *arg);
+void mgrd_peer_close(conn *c, void *arg);
+/* A connected peer of that pid and uid (the most recent one), or NULL. */
+mgrd_peer *mgrd_peer_find(mgrd *m, pid_t pid, uid_t uid);
+
+/* requests.c: the ops */
+void mgrd_req_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, void *arg);
+
+/* fdcheck.c: is fd that very shm object (same st_dev/st_ino as shm_name)?
+ * 0 with the object's owner in *obj_uid, or -1 with the protocol error code
+ * in *code and words in msg. */
+int mgrd_fd_check(const char *shm_name, int fd, uid_t *obj_uid, const char **code, char *msg,
+                  size_t msglen);
+/* st_dev/st_ino of fd; 0 or -1 (errno) */
+int mgrd_fd_ident(int fd, dev_t *dev, ino_t *ino, uid_t *uid);
+
+/* rediscover.c: manage the shm objects an earlier daemon left, as orphaned.
+ * Returns the number of tables taken over. */
+size_t mgrd_rediscover(mgrd *m);
+
+/* ISO-8601 with microseconds and the local offset, from microseconds since
+ * the epoch (for "created"). */
+void mgrd_iso8601(int64_t us, char *buf, size_t len);
+#endif

@@ -1,0 +1,292 @@
+/* main.c: etsmgrd's options, start-up and orderly exit.
+ *
+ * Start-up order matters and is the whole design of this file:
+ *   1. resolve DIR and instance like every program (rt_resolve);
+ *   2. take DIR/etsmgrd.lock (flock) before touching the socket: the lock,
+ *      not a guess from the socket file, says whether a daemon runs, and the
+ *      kernel drops it with its holder however it dies, so a stale socket of
+ *      a SIGKILLed daemon can be replaced safely;
+ *   3. rediscover the tables an earlier daemon left, so that no client can
+ *      ask for a table before the daemon knows it exists;
+ *   4. listen (or take the socket systemd or etssup hands in, named
+ *      "etsmgrd", whose backlog kept clients waiting across our restart);
+ *   5. READY=1 on $NOTIFY_SOCKET, only then.
+ * etsmgrd never detaches itself: supervisors (etssup, systemd, s6) want
+ * their child in the foreground; --foreground is accepted for scripts.
+ *
+ * Exit codes follow the s6 convention: 0 after SIGTERM/SIGINT, 100 for a
+ * usage error, 111 for a system failure (including "another daemon runs").
+ * Tables are never removed on exit: they belong to their owners. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include "etsmgrd.h"
+#include "listenfd.h"
+#include "log.h"
+#include "notify.h"
+#include "proto.h"
+#include "sock.h"
+
+#define EXIT_USAGE 100
+#define EXIT_SYSTEM 111
+#define MGRD_BACKLOG 512
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: etsmgrd [--runtime-dir DIR] [--instance NAME] [--foreground]\n"
+            "               [--log-level LEVEL] [--max-connections N] [--max-tables N]\n"
+            "       etsmgrd --help | --version\n"
+            "\n"
+            "The etsmgr table manager: creates tables in POSIX shared memory, hands them\n"
+            "to client processes over DIR/etsmgrd.sock and is their heir when they die.\n"
+            "\n"
+            "  -d, --runtime-dir DIR    sockets and lock file (default: $ETSMGR_RUNTIME_DIR,\n"
+            "                           else $XDG_RUNTIME_DIR/etsmgr, /run/etsmgr for root,\n"
+            "                           /tmp/etsmgr-$UID otherwise)\n"
+            "  -i, --instance NAME      instance name (default: $ETSMGR_INSTANCE, else etsmgr);\n"
+            "                           tables are the shm objects /NAME.<table>\n"
+            "  -f, --foreground         run in the foreground (always the case; accepted for scripts)\n"
+            "  -l, --log-level LEVEL    debug, info, notice (default), warning or error\n"
+            "  -c, --max-connections N  connections served at once (default %d)\n"
+            "  -t, --max-tables N       tables managed at once (default %d)\n"
+            "  -h, --help               this text\n"
+            "  -V, --version            the version\n"
+            "\n"
+            "Exit status: 0 after SIGTERM or SIGINT, 100 usage error, 111 system failure\n"
+            "(another etsmgrd runs for the instance, socket or runtime dir unusable).\n"
+            "See etsmgrd(8).\n",
+            MGRD_DEFAULT_MAX_CONNS, MGRD_DEFAULT_MAX_TABLES);
+}
+
+static int parse_count(const char *opt, const char *s, size_t max, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v == 0 || v > max) {
+        fprintf(stderr, "etsmgrd: %s wants a whole number from 1 to %zu, not \"%s\"\n", opt, max, s);
+        return -1;
+    }
+    *out = (size_t)v;
+    return 0;
+}
+
+typedef struct opts {
+    const char *dir;
+    const char *instance;
+    int log_level;
+    size_t max_conns;
+    size_t max_tables;
+} opts;
+
+/* 0: run; 1: done (help/version printed); -1: usage error (reported). */
+static int parse_args(int argc, char **argv, opts *o)
+{
+    static const struct option longopts[] = {
+        {"runtime-dir", required_argument, NULL, 'd'},
+        {"instance", required_argument, NULL, 'i'},
+        {"foreground", no_argument, NULL, 'f'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"max-connections", required_argument, NULL, 'c'},
+        {"max-tables", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":d:i:fl:c:t:hV", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'd':
+            o->dir = optarg;
+            break;
+        case 'i':
+            o->instance = optarg;
+            break;
+        case 'f':
+            break;
+        case 'l':
+            o->log_level = log_level_parse(optarg);
+            if (o->log_level < 0) {
+                fprintf(stderr, "etsmgrd: unknown log level \"%s\" (debug, info, notice, warning, error)\n",
+                        optarg);
+                return -1;
+            }
+            break;
+        case 'c':
+            if (parse_count("--max-connections", optarg, 1000000, &o->max_conns) < 0)
+                return -1;
+            break;
+        case 't':
+            if (parse_count("--max-tables", optarg, 1000000, &o->max_tables) < 0)
+                return -1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 1;
+        case 'V':
+            printf("etsmgrd %s (protocol %d)\n", ETSMGR_VERSION_STRING, PROTO_VERSION);
+            return 1;
+        case ':':
+            fprintf(stderr, "etsmgrd: option %s needs a value\n", argv[optind - 1]);
+            return -1;
+        default:
+            if (optopt)
+                fprintf(stderr, "etsmgrd: unknown option -%c\n", optopt);
+            else
+                fprintf(stderr, "etsmgrd: unknown option %s\n", argv[optind - 1]);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "etsmgrd: unexpected argument \"%s\"\n", argv[optind]);
+        return -1;
+    }
+    return 0;
+}
+
+static uv_signal_t sig_term, sig_int;
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    mgrd *m = h->data;
+    if (m->stopping)
+        return;
+    m->stopping = true;
+    log_notice("%s: exiting; %zu table(s) stay in shared memory for their owners.",
+               signum == SIGTERM ? "SIGTERM" : "SIGINT", m->ntables);
+    notify_send("STOPPING=1");
+    conn_server_stop(m->srv);
+    m->srv = NULL;
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    uv_close((uv_handle_t *)&sig_int, NULL);
+}
+
+/* An inherited listening socket may be blocking; conn.c needs it not to
+ * be.  (This changes the open file description etssup also holds, which is
+ * harmless: etssup never accepts on it.) */
+static int check_inherited(int fd)
+{
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) {
+        log_error("the inherited fd %d named etsmgrd is not a socket: %s", fd, strerror(errno));
+        return -1;
+    }
+    if (type != SOCK_STREAM) {
+        log_error("the inherited socket %d named etsmgrd is not a stream socket", fd);
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        log_error("fcntl(O_NONBLOCK) on the inherited socket failed: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    opts o = {.log_level = LOG_LVL_NOTICE, .max_conns = MGRD_DEFAULT_MAX_CONNS,
+              .max_tables = MGRD_DEFAULT_MAX_TABLES};
+    int pr = parse_args(argc, argv, &o);
+    if (pr != 0) {
+        if (pr < 0)
+            fprintf(stderr, "etsmgrd: try etsmgrd --help\n");
+        return pr > 0 ? 0 : EXIT_USAGE;
+    }
+    log_init("etsmgrd", (enum log_level)o.log_level);
+
+    static mgrd m;
+    m.pid = getpid();
+    m.max_conns = o.max_conns;
+    m.max_tables = o.max_tables;
+    char err[512];
+    if (rt_resolve(o.dir, o.instance, &m.rt, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return EXIT_USAGE;
+    }
+    if (rt_ensure_dir(&m.rt, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return EXIT_SYSTEM;
+    }
+
+    char lock_path[RT_PATH_MAX], sock_path[RT_PATH_MAX];
+    if (rt_path(&m.rt, "etsmgrd.lock", lock_path, sizeof lock_path) < 0 ||
+        rt_path(&m.rt, "etsmgrd.sock", sock_path, sizeof sock_path) < 0) {
+        log_error("runtime dir %s is too long for a socket path", m.rt.dir);
+        return EXIT_USAGE;
+    }
+    int lock_fd = sock_lock_file(lock_path);
+    if (lock_fd < 0) {
+        if (errno == EWOULDBLOCK)
+            log_error("another etsmgrd already runs for instance %s (it holds the lock %s); not starting",
+                      m.rt.instance, lock_path);
+        else
+            log_error("cannot take the instance lock %s: %s", lock_path, strerror(errno));
+        return EXIT_SYSTEM;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    m.loop = uv_default_loop();
+    size_t found = mgrd_rediscover(&m);
+
+    bool inherited = false;
+    int lfd = listenfd_take("etsmgrd");
+    if (lfd >= 0) {
+        if (check_inherited(lfd) < 0)
+            return EXIT_SYSTEM;
+        inherited = true;
+    } else {
+        lfd = sock_listen_unix(sock_path, 0600, MGRD_BACKLOG, err, sizeof err);
+        if (lfd < 0) {
+            log_error("%s", err);
+            return EXIT_SYSTEM;
+        }
+    }
+
+    conn_server_cfg cfg = {.listen_fd = lfd, .max_conns = m.max_conns, .on_open = mgrd_peer_open,
+                           .on_frame = mgrd_req_frame, .on_close = mgrd_peer_close, .arg = &m};
+    if (conn_server_start(&m.srv, m.loop, &cfg) < 0) {
+        log_error("cannot serve the socket: conn_server_start failed: %s", strerror(errno));
+        if (!inherited)
+            unlink(sock_path);
+        return EXIT_SYSTEM;
+    }
+    int rc1 = uv_signal_init(m.loop, &sig_term), rc2 = uv_signal_init(m.loop, &sig_int);
+    if (rc1 == 0)
+        rc1 = uv_signal_start(&sig_term, on_signal, SIGTERM);
+    if (rc2 == 0)
+        rc2 = uv_signal_start(&sig_int, on_signal, SIGINT);
+    if (rc1 < 0 || rc2 < 0) {
+        log_error("uv_signal_start failed: %s", uv_strerror(rc1 < 0 ? rc1 : rc2));
+        return EXIT_SYSTEM;
+    }
+    sig_term.data = sig_int.data = &m;
+
+    log_notice("etsmgrd %s started, pid=%d, instance=%s, %s %s, %zu table(s) rediscovered.",
+               ETSMGR_VERSION_STRING, (int)m.pid, m.rt.instance,
+               inherited ? "serving the inherited socket" : "listening on", inherited ? "etsmgrd" : sock_path,
+               found);
+    if (notify_sendf("READY=1\nSTATUS=managing %zu table(s) of instance %s", m.ntables, m.rt.instance) < 0)
+        log_warning("cannot send READY=1 to $NOTIFY_SOCKET: %s", strerror(errno));
+
+    uv_run(m.loop, UV_RUN_DEFAULT);
+
+    if (!inherited)
+        unlink(sock_path);
+    mgrd_reg_free_all(&m);
+    int rc = uv_loop_close(m.loop);
+    if (rc < 0)
+        log_debug("uv_loop_close: %s", uv_strerror(rc));
+    close(lock_fd);
+    return 0;
+}

@@ -1,0 +1,601 @@
+/* requests.c: the ops of etsmgrd's protocol (docs/protocol.md).
+ *
+ * One function per op.  Each returns its reply object (never NULL unless out
+ * of memory) and may name an fd to send with it.  The received fds are the
+ * dispatcher's: a handler that keeps one sets its slot to -1, and the
+ * dispatcher closes whatever is left, so no path can leak a descriptor, and
+ * an op that takes no fd gets `unexpected_fd` with its fds closed.
+ *
+ * Nothing a peer sends can stop the daemon: every field is checked for
+ * presence and type (proto_get_*), every table name against
+ * [A-Za-z0-9_.-]{1,64} before it becomes part of a shm name (proto.c has
+ * already refused NULs, which cJSON's C strings would silently cut short). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "etsmgrd.h"
+#include "log.h"
+#include "proto.h"
+#include "table.h"
+
+typedef struct req_ctx {
+    mgrd *m;
+    conn *c;
+    mgrd_peer *p;
+    const cJSON *req;
+    int *fds;
+    int nfds;
+    int reply_fd; /* sent with the reply; owned by the registry, not closed */
+} req_ctx;
+
+typedef cJSON *(*op_fn)(req_ctx *x);
+
+/* ------------------------------------------------------------ helpers */
+
+/* The required "name" field, a valid table name; on failure *err is the
+ * reply. */
+static const char *get_name(req_ctx *x, cJSON **err)
+{
+    const char *name = NULL;
+    char msg[160];
+    int rc = proto_get_string(x->req, "name", &name, msg, sizeof msg);
+    if (rc > 0) {
+        *err = proto_reply_err(x->req, "bad_request", "missing field \"name\" (a table name)");
+        return NULL;
+    }
+    if (rc < 0) {
+        *err = proto_reply_err(x->req, "bad_request", "%s", msg);
+        return NULL;
+    }
+    size_t len = strlen(name);
+    if (!rt_valid_name(name, len)) {
+        *err = proto_reply_err(x->req, "bad_name",
+                               "table name \"%.64s%s\" (%zu bytes) is invalid: it must match "
+                               "[A-Za-z0-9_.-]{1,64} and not be \".\" or \"..\"",
+                               name, len > 64 ? "..." : "", len);
+        return NULL;
+    }
+    return name;
+}
+
+/* An optional string field of at most MGRD_HEIR_DATA_MAX bytes. */
+static int get_short_string(req_ctx *x, const char *field, const char **out, cJSON **err)
+{
+    char msg[160];
+    int rc = proto_get_string(x->req, field, out, msg, sizeof msg);
+    if (rc < 0) {
+        *err = proto_reply_err(x->req, "bad_request", "%s", msg);
+        return -1;
+    }
+    if (rc == 0 && strlen(*out) > MGRD_HEIR_DATA_MAX) {
+        *err = proto_reply_err(x->req, "bad_request", "field \"%s\" is longer than %d bytes", field,
+                               MGRD_HEIR_DATA_MAX);
+        return -1;
+    }
+    return rc;
+}
+
+static cJSON *err_owned(req_ctx *x, mgrd_table *rt, const char *code)
+{
+    cJSON *r = proto_reply_err(x->req, code, "table %s is owned by the living process %d", rt->name,
+                               (int)rt->owner_pid);
+    if (r)
+        cJSON_AddNumberToObject(r, "owner_pid", (double)rt->owner_pid);
+    return r;
+}
+
+static cJSON *err_forbidden(req_ctx *x, mgrd_table *rt)
+{
+    return proto_reply_err(x->req, "forbidden", "table %s belongs to uid %u; the caller is uid %u",
+                           rt->name, (unsigned)rt->uid, (unsigned)x->p->uid);
+}
+
+static uint64_t table_generation(mgrd_table *rt)
+{
+    etsmgr_table_info info;
+    return etsmgr_table_info_get(rt->t, &info) == ETSMGR_OK ? info.generation : 0;
+}
+
+static void set_heir_data(mgrd_table *rt, const char *hd)
+{
+    if (hd)
+        snprintf(rt->heir_data, sizeof rt->heir_data, "%s", hd);
+}
+
+static cJSON *too_many_tables(req_ctx *x)
+{
+    return proto_reply_err(x->req, "too_many_tables",
+                           "the daemon manages %zu tables, its limit (--max-tables)", x->m->ntables);
+}
+
+/* ------------------------------------------------------------ ops */
+
+static cJSON *op_hello(req_ctx *x)
+{
+    cJSON *r = proto_reply_ok(x->req);
+    if (!r)
+        return NULL;
+    cJSON_AddNumberToObject(r, "protocol", PROTO_VERSION);
+    cJSON_AddNumberToObject(r, "pid", (double)x->m->pid);
+    cJSON_AddStringToObject(r, "instance", x->m->rt.instance);
+    cJSON_AddStringToObject(r, "version", ETSMGR_VERSION_STRING);
+    return r;
+}
+
+static int cmp_table_name(const void *a, const void *b)
+{
+    const mgrd_table *const *x = a, *const *y = b;
+    return strcmp((*x)->name, (*y)->name);
+}
+
+static cJSON *op_info(req_ctx *x)
+{
+    mgrd *m = x->m;
+    const char *only = NULL;
+    char msg[160];
+    if (proto_get_string(x->req, "name", &only, msg, sizeof msg) < 0)
+        return proto_reply_err(x->req, "bad_request", "%s", msg);
+    mgrd_table **v = calloc(m->ntables ? m->ntables : 1, sizeof *v);
+    if (!v)
+        return proto_reply_err(x->req, "internal", "out of memory");
+    size_t n = 0;
+    for (mgrd_table *rt = m->tables; rt; rt = rt->next)
+        if (!only || strcmp(only, rt->name) == 0)
+            v[n++] = rt;
+    if (only && n == 0) {
+        free(v);
+        return proto_reply_err(x->req, "not_found", "no table named \"%.64s\" is managed", only);
+    }
+    qsort(v, n, sizeof *v, cmp_table_name);
+    cJSON *r = proto_reply_ok(x->req);
+    cJSON *arr = r ? cJSON_AddArrayToObject(r, "tables") : NULL;
+    if (arr) {
+        cJSON_AddNumberToObject(r, "pid", (double)m->pid);
+        cJSON_AddStringToObject(r, "instance", m->rt.instance);
+        cJSON_AddNumberToObject(r, "connections", (double)m->npeers);
+        cJSON_AddNumberToObject(r, "max_connections", (double)m->max_conns);
+        cJSON_AddNumberToObject(r, "max_tables", (double)m->max_tables);
+        for (size_t i = 0; i < n; i++) {
+            cJSON *st = mgrd_reg_status(m, v[i]);
+            if (st)
+                cJSON_AddItemToArray(arr, st);
+        }
+    }
+    free(v);
+    return r;
+}
+
+static int get_opts(req_ctx *x, etsmgr_table_opts *opts, cJSON **err)
+{
+    memset(opts, 0, sizeof *opts);
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(x->req, "opts");
+    if (!o || cJSON_IsNull(o))
+        return 0;
+    if (!cJSON_IsObject(o)) {
+        *err = proto_reply_err(x->req, "bad_request", "field \"opts\" must be an object");
+        return -1;
+    }
+    char msg[160];
+    int64_t v;
+    int rc = proto_get_int(o, "size_hint", 0, INT64_MAX, &v, msg, sizeof msg);
+    if (rc < 0)
+        goto bad;
+    if (rc == 0)
+        opts->size_hint = (uint64_t)v;
+    rc = proto_get_int(o, "max_bytes", 0, INT64_MAX, &v, msg, sizeof msg);
+    if (rc < 0)
+        goto bad;
+    if (rc == 0)
+        opts->max_bytes = (uint64_t)v;
+    return 0;
+bad:
+    *err = proto_reply_err(x->req, "bad_request", "opts: %s", msg);
+    return -1;
+}
+
+static cJSON *reply_table(req_ctx *x, mgrd_table *rt, bool created)
+{
+    cJSON *r = proto_reply_ok(x->req);
+    if (!r)
+        return NULL;
+    cJSON_AddStringToObject(r, "name", rt->name);
+    cJSON_AddBoolToObject(r, "created", created);
+    cJSON_AddNumberToObject(r, "from_pid", (double)x->m->pid);
+    cJSON_AddStringToObject(r, "data", "etsmgr");
+    cJSON_AddNumberToObject(r, "generation", (double)table_generation(rt));
+    x->reply_fd = etsmgr_table_fd(rt->t);
+    return r;
+}
+
+/* An object named like the table exists but the daemon does not manage it
+ * (it appeared after the start-up scan, or was invalid then): adopt it if it
+ * is a valid table of the caller's uid. */
+static mgrd_table *adopt_existing(req_ctx *x, const char *name, const char *shm_name, cJSON **err)
+{
+    etsmgr_table *t = NULL;
+    int rc = tbl_open(shm_name, &t);
+    if (rc < 0) {
+        int e = errno;
+        *err = proto_reply_err(x->req, "invalid_table", "%s exists but is not a valid table: %s%s%s",
+                               shm_name, etsmgr_strerror(rc), rc == ETSMGR_ESYS ? ": " : "",
+                               rc == ETSMGR_ESYS ? strerror(e) : "");
+        return NULL;
+    }
+    dev_t dev;
+    ino_t ino;
+    uid_t uid;
+    if (mgrd_fd_ident(etsmgr_table_fd(t), &dev, &ino, &uid) < 0) {
+        *err = proto_reply_err(x->req, "internal", "fstat of %s failed: %s", shm_name, strerror(errno));
+        etsmgr_table_close(t);
+        return NULL;
+    }
+    if (uid != x->p->uid) {
+        *err = proto_reply_err(x->req, "forbidden", "%s belongs to uid %u; the caller is uid %u",
+                               shm_name, (unsigned)uid, (unsigned)x->p->uid);
+        etsmgr_table_close(t);
+        return NULL;
+    }
+    mgrd_table *rt = mgrd_reg_add(x->m, name, shm_name, t, uid);
+    if (!rt) {
+        etsmgr_table_close(t);
+        *err = proto_reply_err(x->req, "internal", "out of memory");
+    }
+    return rt;
+}
+
+static cJSON *op_new_table(req_ctx *x)
+{
+    mgrd *m = x->m;
+    cJSON *err = NULL;
+    const char *name = get_name(x, &err);
+    if (!name)
+        return err;
+    const char *heir_data = NULL;
+    if (get_short_string(x, "heir_data", &heir_data, &err) < 0)
+        return err;
+    etsmgr_table_opts opts;
+    if (get_opts(x, &opts, &err) < 0)
+        return err;
+
+    mgrd_table *rt = mgrd_reg_find(m, name);
+    if (rt) {
+        if (rt->uid != x->p->uid)
+            return err_forbidden(x, rt);
+        if (rt->state == MGRD_OWNED && rt->owner != x->p)
+            return err_owned(x, rt, "owned");
+        bool again = rt->owner == x->p;
+        mgrd_reg_give(m, rt, x->p);
+        set_heir_data(rt, heir_data);
+        etsmgr_table_info info;
+        unsigned long long entries = etsmgr_table_info_get(rt->t, &info) == ETSMGR_OK ? info.entries : 0;
+        log_notice("new_table: table=%s given %sto pid=%d with its data (%llu entries), heir_data=%s.",
+                   name, again ? "again " : "", (int)x->p->pid, entries,
+                   rt->heir_data[0] ? rt->heir_data : "none");
+        return reply_table(x, rt, false);
+    }
+
+    if (m->ntables >= m->max_tables)
+        return too_many_tables(x);
+    char shm_name[MGRD_SHM_NAME_MAX];
+    if (rt_shm_name(&m->rt, name, shm_name, sizeof shm_name) < 0)
+        return proto_reply_err(x->req, "bad_name", "table name \"%s\" is invalid", name);
+    etsmgr_table *t = NULL;
+    int rc = tbl_create(shm_name, name, &opts, &t);
+    if (rc == ETSMGR_EEXIST) {
+        rt = adopt_existing(x, name, shm_name, &err);
+        if (!rt)
+            return err;
+        mgrd_reg_give(m, rt, x->p);
+        set_heir_data(rt, heir_data);
+        log_notice("new_table: adopted the existing object %s; table=%s given to pid=%d with its data.",
+                   shm_name, name, (int)x->p->pid);
+        return reply_table(x, rt, false);
+    }
+    if (rc < 0) {
+        int e = errno;
+        switch (rc) {
+        case ETSMGR_EINVAL:
+            return proto_reply_err(x->req, "bad_request", "opts rejected by the table store: %s",
+                                   etsmgr_strerror(rc));
+        case ETSMGR_EFULL:
+            return proto_reply_err(x->req, "no_space", "cannot create table %s: %s", name,
+                                   etsmgr_strerror(rc));
+        case ETSMGR_ESYS:
+            return proto_reply_err(x->req, "internal", "cannot create %s: %s: %s", shm_name,
+                                   etsmgr_strerror(rc), strerror(e));
+        default:
+            return proto_reply_err(x->req, "internal", "cannot create %s: %s", shm_name,
+                                   etsmgr_strerror(rc));
+        }
+    }
+    /* A root daemon creating for another user hands the object to that
+     * user, so that the owner survives in the object itself (st_uid) across
+     * a daemon restart. */
+    if (geteuid() == 0 && x->p->uid != 0 &&
+        fchown(etsmgr_table_fd(t), x->p->uid, conn_peer_gid(x->c)) < 0)
+        log_warning("fchown(%s, %u) failed: %s; the table stays root's", shm_name, (unsigned)x->p->uid,
+                    strerror(errno));
+    rt = mgrd_reg_add(m, name, shm_name, t, x->p->uid);
+    if (!rt) {
+        etsmgr_table_close(t);
+        tbl_unlink(shm_name);
+        return proto_reply_err(x->req, "internal", "out of memory");
+    }
+    mgrd_reg_give(m, rt, x->p);
+    rt->transfers = 0; /* creation is not a transfer */
+    set_heir_data(rt, heir_data);
+    log_info("new_table: created table=%s for pid=%d, heir_data=%s.", name, (int)x->p->pid,
+             rt->heir_data[0] ? rt->heir_data : "none");
+    return reply_table(x, rt, true);
+}
+
+static cJSON *op_add_table(req_ctx *x)
+{
+    mgrd *m = x->m;
+    if (x->nfds == 0)
+        return proto_reply_err(x->req, "no_fd",
+                               "add_table needs the table's fd attached (SCM_RIGHTS); none came");
+    if (x->nfds > 1)
+        return proto_reply_err(x->req, "bad_fd", "add_table takes exactly one fd; %d came (all closed)",
+                               x->nfds);
+    cJSON *err = NULL;
+    const char *name = get_name(x, &err);
+    if (!name)
+        return err;
+    const char *heir_data = NULL;
+    if (get_short_string(x, "heir_data", &heir_data, &err) < 0)
+        return err;
+    char shm_name[MGRD_SHM_NAME_MAX];
+    if (rt_shm_name(&m->rt, name, shm_name, sizeof shm_name) < 0)
+        return proto_reply_err(x->req, "bad_name", "table name \"%s\" is invalid", name);
+
+    int fd = x->fds[0];
+    const char *code = NULL;
+    char msg[256];
+    uid_t obj_uid;
+    if (mgrd_fd_check(shm_name, fd, &obj_uid, &code, msg, sizeof msg) < 0)
+        return proto_reply_err(x->req, code, "%s", msg);
+
+    dev_t dev;
+    ino_t ino;
+    uid_t ignored;
+    if (mgrd_fd_ident(fd, &dev, &ino, &ignored) < 0)
+        return proto_reply_err(x->req, "bad_fd", "fstat of the received fd failed: %s", strerror(errno));
+
+    mgrd_table *rt = mgrd_reg_find(m, name);
+    if (rt && (rt->dev != dev || rt->ino != ino)) {
+        /* The object the daemon held was unlinked and the name reused: the
+         * received fd is the current one (fd_check said so). */
+        if (rt->state == MGRD_OWNED && rt->owner != x->p)
+            return err_owned(x, rt, "owned");
+        log_warning("add_table: table=%s was replaced by a new object; managing the new one", name);
+        mgrd_reg_remove(m, rt);
+        rt = NULL;
+    }
+    if (rt) {
+        if (rt->uid != x->p->uid)
+            return err_forbidden(x, rt);
+        if (rt->state == MGRD_OWNED && rt->owner != x->p)
+            return err_owned(x, rt, "owned");
+        etsmgr_table_info info;
+        int rc = etsmgr_table_info_get(rt->t, &info);
+        if (rc < 0)
+            return proto_reply_err(x->req, "invalid_table", "%s is no longer a valid table: %s", shm_name,
+                                   etsmgr_strerror(rc));
+        mgrd_reg_give(m, rt, x->p);
+    } else {
+        if (obj_uid != x->p->uid)
+            return proto_reply_err(x->req, "forbidden", "%s belongs to uid %u; the caller is uid %u",
+                                   shm_name, (unsigned)obj_uid, (unsigned)x->p->uid);
+        if (m->ntables >= m->max_tables)
+            return too_many_tables(x);
+        etsmgr_table *t = NULL;
+        int rc = etsmgr_table_attach_fd(fd, &t);
+        if (rc < 0)
+            return proto_reply_err(x->req, "invalid_table", "%s is not a valid table: %s", shm_name,
+                                   etsmgr_strerror(rc));
+        x->fds[0] = -1; /* the attachment owns it now */
+        rt = mgrd_reg_add(m, name, shm_name, t, obj_uid);
+        if (!rt) {
+            etsmgr_table_close(t);
+            return proto_reply_err(x->req, "internal", "out of memory");
+        }
+        mgrd_reg_give(m, rt, x->p);
+    }
+    set_heir_data(rt, heir_data);
+    log_notice("add_table: table=%s managed again, owner pid=%d, heir_data=%s.", name, (int)x->p->pid,
+               rt->heir_data[0] ? rt->heir_data : "none");
+    cJSON *r = proto_reply_ok(x->req);
+    if (r) {
+        cJSON_AddStringToObject(r, "name", name);
+        cJSON_AddNumberToObject(r, "generation", (double)table_generation(rt));
+    }
+    return r;
+}
+
+static cJSON *op_del_table(req_ctx *x)
+{
+    mgrd *m = x->m;
+    cJSON *err = NULL;
+    const char *name = get_name(x, &err);
+    if (!name)
+        return err;
+    bool unlink_it = false;
+    char msg[160];
+    if (proto_get_bool(x->req, "unlink", &unlink_it, msg, sizeof msg) < 0)
+        return proto_reply_err(x->req, "bad_request", "%s", msg);
+    mgrd_table *rt = mgrd_reg_find(m, name);
+    if (!rt)
+        return proto_reply_err(x->req, "not_found", "no table named %s is managed", name);
+    if (rt->uid != x->p->uid)
+        return err_forbidden(x, rt);
+    if (rt->state == MGRD_OWNED && rt->owner != x->p)
+        return err_owned(x, rt, "not_owner");
+    bool unlinked = false;
+    if (unlink_it) {
+        int rc = tbl_unlink(rt->shm_name);
+        if (rc == ETSMGR_OK) {
+            unlinked = true;
+        } else if (!(rc == ETSMGR_ESYS && errno == ENOENT) && rc != ETSMGR_ENOTFOUND) {
+            int e = errno;
+            return proto_reply_err(x->req, "internal", "cannot unlink %s: %s%s%s; the table stays managed",
+                                   rt->shm_name, etsmgr_strerror(rc), rc == ETSMGR_ESYS ? ": " : "",
+                                   rc == ETSMGR_ESYS ? strerror(e) : "");
+        }
+    }
+    log_info("del_table: table=%s no longer managed (pid=%d)%s.", name, (int)x->p->pid,
+             unlinked ? "; its shared-memory object is removed" : "; its data stays in shared memory");
+    mgrd_reg_remove(m, rt);
+    cJSON *r = proto_reply_ok(x->req);
+    if (r) {
+        cJSON_AddStringToObject(r, "name", name);
+        cJSON_AddBoolToObject(r, "unlinked", unlinked);
+    }
+    return r;
+}
+
+static cJSON *op_give_away(req_ctx *x)
+{
+    mgrd *m = x->m;
+    cJSON *err = NULL;
+    const char *name = get_name(x, &err);
+    if (!name)
+        return err;
+    char msg[160];
+    int64_t pid;
+    int rc = proto_get_int(x->req, "pid", 1, INT32_MAX, &pid, msg, sizeof msg);
+    if (rc > 0)
+        return proto_reply_err(x->req, "bad_request", "missing field \"pid\" (the receiving process)");
+    if (rc < 0)
+        return proto_reply_err(x->req, "bad_request", "%s", msg);
+    const char *data = NULL;
+    if (get_short_string(x, "data", &data, &err) < 0)
+        return err;
+    mgrd_table *rt = mgrd_reg_find(m, name);
+    if (!rt)
+        return proto_reply_err(x->req, "not_found", "no table named %s is managed", name);
+    if (rt->uid != x->p->uid)
+        return err_forbidden(x, rt);
+    if (rt->owner != x->p) {
+        if (rt->state == MGRD_OWNED)
+            return err_owned(x, rt, "not_owner");
+        return proto_reply_err(x->req, "not_owner", "table %s is orphaned; take it with new_table first",
+                               name);
+    }
+    mgrd_peer *to = mgrd_peer_find(m, (pid_t)pid, rt->uid);
+    if (!to)
+        return proto_reply_err(x->req, "no_such_pid",
+                               "no process %d of uid %u is connected to etsmgrd; it must connect first",
+                               (int)pid, (unsigned)rt->uid);
+    if (to != x->p) {
+        mgrd_reg_give(m, rt, to);
+        cJSON *ev = cJSON_CreateObject();
+        int sent = -1;
+        if (ev) {
+            cJSON_AddStringToObject(ev, "event", "transfer");
+            cJSON_AddStringToObject(ev, "name", rt->name);
+            cJSON_AddNumberToObject(ev, "from_pid", (double)x->p->pid);
+            if (data)
+                cJSON_AddStringToObject(ev, "data", data);
+            else
+                cJSON_AddNullToObject(ev, "data");
+            cJSON_AddNumberToObject(ev, "generation", (double)table_generation(rt));
+            sent = conn_send_json(to->c, ev, etsmgr_table_fd(rt->t));
+            cJSON_Delete(ev);
+        }
+        if (sent < 0) {
+            mgrd_reg_give(m, rt, x->p);
+            return proto_reply_err(x->req, "no_such_pid", "the connection of process %d is closing",
+                                   (int)pid);
+        }
+        log_notice("give_away: table=%s from pid=%d to pid=%d, data=%s.", name, (int)x->p->pid, (int)pid,
+                   data ? data : "none");
+    }
+    cJSON *r = proto_reply_ok(x->req);
+    if (r) {
+        cJSON_AddStringToObject(r, "name", name);
+        cJSON_AddNumberToObject(r, "pid", (double)pid);
+    }
+    return r;
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+static const struct {
+    const char *op;
+    op_fn fn;
+    bool takes_fd;
+} ops[] = {
+    {"hello", op_hello, false},         {"new_table", op_new_table, false},
+    {"add_table", op_add_table, true},  {"del_table", op_del_table, false},
+    {"give_away", op_give_away, false}, {"info", op_info, false},
+    {"tables", op_info, false},
+};
+
+static void close_fds(int *fds, int nfds)
+{
+    for (int i = 0; i < nfds; i++)
+        if (fds[i] >= 0) {
+            close(fds[i]);
+            fds[i] = -1;
+        }
+}
+
+static void send_reply(conn *c, cJSON *r, int fd)
+{
+    if (!r) {
+        log_error("out of memory building a reply; closing the connection");
+        conn_close(c);
+        return;
+    }
+    if (conn_send_json(c, r, fd) < 0)
+        log_debug("reply not sent: the connection is closing");
+    cJSON_Delete(r);
+}
+
+void mgrd_req_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, void *arg)
+{
+    mgrd *m = arg;
+    mgrd_peer *p = conn_get_data(c);
+    if (!p) {
+        close_fds(fds, nfds);
+        return;
+    }
+    const char *code = "bad_json";
+    char msg[200] = "";
+    cJSON *req = proto_parse_request(payload, len, &code, msg, sizeof msg);
+    if (!req) {
+        close_fds(fds, nfds);
+        log_debug("pid=%d sent a bad request: %s", (int)p->pid, msg);
+        send_reply(c, proto_reply_err(NULL, code, "%s", msg), -1);
+        return;
+    }
+    const char *op = proto_op(req);
+    op_fn fn = NULL;
+    bool takes_fd = false;
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        if (strcmp(ops[i].op, op) == 0) {
+            fn = ops[i].fn;
+            takes_fd = ops[i].takes_fd;
+            break;
+        }
+    }
+    cJSON *r;
+    req_ctx x = {.m = m, .c = c, .p = p, .req = req, .fds = fds, .nfds = nfds, .reply_fd = -1};
+    if (!fn) {
+        r = proto_reply_err(req, "unknown_op",
+                            "unknown op \"%.64s\"; etsmgrd knows hello, new_table, add_table, del_table, "
+                            "give_away, info, tables",
+                            op);
+    } else if (!takes_fd && nfds > 0) {
+        r = proto_reply_err(req, "unexpected_fd", "op %s takes no fd; the %d received were closed", op, nfds);
+    } else {
+        r = fn(&x);
+    }
+    close_fds(fds, nfds);
+    send_reply(c, r, x.reply_fd);
+    cJSON_Delete(req);
+}
