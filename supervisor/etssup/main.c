@@ -98,50 +98,6 @@ static void sup_on_term(uv_signal_t *h, int signum)
             sup_child_stop(&s->children[i], true);
 }
 
-static void sup_close_cb(uv_handle_t *h)
-{
-    (void)h;
-}
-
-static void sup_finish_cb(uv_timer_t *t)
-{
-    sup *s = t->data;
-    uv_close((uv_handle_t *)t, sup_close_cb);
-    sup_control_stop(s);
-    for (int i = 0; i < s->n; i++) {
-        sup_child *c = &s->children[i];
-        sup_child_notify_close(c);
-        uv_close((uv_handle_t *)&c->timer, sup_close_cb);
-    }
-    sup_sockets_close(s);
-    uv_close((uv_handle_t *)&s->sig_chld, sup_close_cb);
-    uv_close((uv_handle_t *)&s->sig_term, sup_close_cb);
-    uv_close((uv_handle_t *)&s->sig_int, sup_close_cb);
-}
-
-static uv_timer_t g_finish_timer;
-
-/* Everything is stopped.  The teardown waits one loop turn so that replies
- * already queued (the answer to "stop") are written before the control
- * socket closes: conn.c flushes in the check phase of the iteration that
- * queued them, and a 0 ms timer runs in the next one. */
-void sup_finish(sup *s)
-{
-    if (s->finished)
-        return;
-    s->finished = true;
-    if (s->exit_code == SUP_EXIT_OK)
-        log_notice("all children stopped; exiting");
-    else
-        log_error("all children stopped; exiting with status %d (%s)", s->exit_code,
-                  s->exit_code == SUP_EXIT_INTENSITY ? "restart intensity reached"
-                  : s->exit_code == SUP_EXIT_START   ? "a child failed its initial start"
-                                                     : "failure");
-    uv_timer_init(s->loop, &g_finish_timer);
-    g_finish_timer.data = s;
-    uv_timer_start(&g_finish_timer, sup_finish_cb, 0, 0);
-}
-
 static char *sup_exe_dir(void)
 {
     static char buf[PATH_MAX];

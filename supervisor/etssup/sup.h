@@ -171,7 +171,7 @@ int sup_restart_child(sup_child *c, char *err, size_t errlen);
 sup_child *sup_find_child(sup *s, const char *id);
 unsigned sup_recent_restarts(sup *s);
 void sup_notify_status(sup *s);
-/* called once everything is stopped while terminating (main.c) */
+/* called once everything is stopped while terminating: closes every handle so uv_run returns */
 void sup_finish(sup *s);
 
 /* control.c: DIR/etssup.sock */

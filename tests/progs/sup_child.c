@@ -11,6 +11,9 @@
  *   --exit-after MS    exit by itself after MS (with --exit-code N, default 0)
  *   --serve            answer frames on the inherited LISTEN_FDS socket (fd 3)
  *                      with {"ok":true,"id":...,"pid":PID}
+ *   --serve-delay MS   do not accept during the first MS (a slow restart)
+ *   --orphan MS        leave a grandchild that exits after MS, orphaned at
+ *                      once (it is reparented to the subreaper, etssup)
  *
  * The start line reports what it inherited: LISTEN_FDS, whether LISTEN_PID
  * is its own pid, LISTEN_FDNAMES, NOTIFY_SOCKET, the runtime dir/instance
@@ -24,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -95,7 +99,7 @@ static void serve_one(int lfd)
 int main(int argc, char **argv)
 {
     bool no_ready = false, ignore_term = false, serve = false;
-    long ready_delay = 0, exit_after = -1;
+    long ready_delay = 0, exit_after = -1, serve_delay = 0, orphan = -1;
     int exit_code = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -108,6 +112,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--exit-after") && v) exit_after = atol(v), i++;
         else if (!strcmp(a, "--exit-code") && v) exit_code = atoi(v), i++;
         else if (!strcmp(a, "--serve")) serve = true;
+        else if (!strcmp(a, "--serve-delay") && v) serve_delay = atol(v), i++;
+        else if (!strcmp(a, "--orphan") && v) orphan = atol(v), i++;
         else {
             fprintf(stderr, "sup_child: unknown argument %s\n", a);
             return 2;
@@ -131,6 +137,20 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
 
+    if (orphan >= 0) {
+        pid_t mid = fork();
+        if (mid == 0) {
+            if (fork() == 0) {
+                struct timespec ts = {orphan / 1000, (orphan % 1000) * 1000000L};
+                nanosleep(&ts, NULL);
+                _exit(0);
+            }
+            _exit(0);
+        }
+        if (mid > 0)
+            waitpid(mid, NULL, 0);
+    }
+
     long t0 = now_ms();
     bool ready_sent = no_ready;
     int lfd = serve && nfds >= 1 && pid_ok ? 3 : -1;
@@ -152,8 +172,11 @@ int main(int argc, char **argv)
             wait = exit_after - (now - t0);
         if (wait < 0)
             wait = 0;
+        bool serving = lfd >= 0 && now - t0 >= serve_delay;
+        if (lfd >= 0 && !serving && serve_delay - (now - t0) < wait)
+            wait = serve_delay - (now - t0);
         struct pollfd p[2] = {{.fd = g_sigpipe[0], .events = POLLIN}, {.fd = lfd, .events = POLLIN}};
-        int r = poll(p, lfd >= 0 ? 2 : 1, (int)wait);
+        int r = poll(p, serving ? 2 : 1, (int)wait);
         if (r < 0 && errno != EINTR)
             return 4;
         if (r > 0 && (p[0].revents & POLLIN)) {
@@ -166,7 +189,7 @@ int main(int argc, char **argv)
                 }
             }
         }
-        if (r > 0 && lfd >= 0 && (p[1].revents & POLLIN))
+        if (r > 0 && serving && (p[1].revents & POLLIN))
             serve_one(lfd);
     }
 }

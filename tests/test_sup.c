@@ -1,0 +1,395 @@
+/* test_sup.c: etssup against the sup_child stub: the three strategies, the
+ * intensity limit, readiness and its timeout, start and stop order, the
+ * shutdown timeout, PDEATHSIG, reaping (no zombies, orphans included) and
+ * the socket handoff.  Every test has its own runtime dir and instance;
+ * etssup is started with its stderr in a file of that dir (the log is part
+ * of what is checked) and waited for through its own READY=1. */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "frame.h"
+#include "runcap.h"
+#include "sock.h"
+#include "svcrun.h"
+#include "test_sup.h"
+
+START_TEST(test_strategies)
+{
+    static const char *const strategies[] = {"one_for_one", "one_for_all", "rest_for_one"};
+    const char *strategy = strategies[_i];
+    st_env e;
+    st_init(&e);
+    st_config(&e,
+              "{\"strategy\":\"%s\",\"intensity\":100,\"period\":10,\"children\":["
+              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\"]},"
+              "{\"id\":\"b\",\"argv\":[\"%s\",\"--id\",\"b\",\"--events\",\"%s\"],\"shutdown\":2000},"
+              "{\"id\":\"c\",\"argv\":[\"%s\",\"--id\",\"c\",\"--events\",\"%s\"],\"ready\":\"none\"}]}",
+              strategy, e.stub, e.events, e.stub, e.events, e.stub, e.events);
+    ck_assert_int_gt(st_start(&e, 15000), 0);
+    for (int k = 0; k < 3; k++) {
+        pid_t before[3], after[3];
+        st_pids(&e, before);
+        for (int i = 0; i < 3; i++)
+            ck_assert_int_gt(before[i], 0);
+        ck_assert_int_eq(kill(before[k], SIGKILL), 0);
+        ck_assert_msg(st_wait_settled(&e, k, before[k], 15000), "%s: child %d not restarted", strategy, k);
+        st_pids(&e, after);
+        ck_assert_int_ne(after[k], before[k]);
+        for (int i = 0; i < 3; i++) {
+            if (i == k)
+                continue;
+            bool restarted = strcmp(strategy, "one_for_all") == 0 || (strcmp(strategy, "rest_for_one") == 0 && i > k);
+            if (restarted)
+                ck_assert_msg(after[i] != before[i] && !sv_alive(before[i]),
+                              "%s: killing child %d should restart child %d", strategy, k, i);
+            else
+                ck_assert_msg(after[i] == before[i], "%s: killing child %d should leave child %d alone", strategy,
+                              k, i);
+        }
+        ck_assert(!st_has_zombies(e.pid));
+    }
+    /* the report names the child, its pid, the signal and the action */
+    char *log = rc_slurp(e.logpath);
+    ck_assert_ptr_nonnull(log);
+    ck_assert_ptr_nonnull(strstr(log, "supervisor report: child a (pid"));
+    ck_assert_ptr_nonnull(strstr(log, "killed by signal SIGKILL"));
+    ck_assert_ptr_nonnull(strstr(log, "action: restart"));
+    free(log);
+    cJSON *st = st_status(&e);
+    ck_assert_ptr_nonnull(st);
+    cJSON *ch = cJSON_GetArrayItem(cJSON_GetObjectItem(st, "children"), 2); /* killed last */
+    ck_assert_str_eq(cJSON_GetObjectItem(ch, "last_exit")->valuestring, "killed by signal SIGKILL (Killed)");
+    ck_assert_int_ge(cJSON_GetObjectItem(ch, "restarts")->valueint, 1);
+    ck_assert_str_eq(cJSON_GetObjectItem(st, "strategy")->valuestring, strategy);
+    cJSON_Delete(st);
+    st_cleanup(&e);
+}
+END_TEST
+
+START_TEST(test_intensity)
+{
+    st_env e;
+    st_init(&e);
+    st_config(&e,
+              "{\"strategy\":\"one_for_one\",\"intensity\":2,\"period\":30,\"children\":["
+              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\"]},"
+              "{\"id\":\"b\",\"argv\":[\"%s\",\"--id\",\"b\",\"--events\",\"%s\"]}]}",
+              e.stub, e.events, e.stub, e.events);
+    ck_assert_int_gt(st_start(&e, 15000), 0);
+    pid_t p[2];
+    for (int round = 0; round < 2; round++) {
+        st_pids(&e, p);
+        kill(p[1], SIGKILL);
+        ck_assert(st_wait_settled(&e, 1, p[1], 15000));
+    }
+    st_pids(&e, p);
+    kill(p[1], SIGKILL); /* the third restart within 30 s: one too many */
+    int status = st_wait_exit(&e, 15000);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 3, "etssup should exit 3, wait status 0x%x", status);
+    ck_assert(!sv_alive(p[0]));
+    char *log = rc_slurp(e.logpath), *ev = rc_slurp(e.events);
+    ck_assert_ptr_nonnull(strstr(log, "restart intensity is reached (more than 2 restarts within 30 s)"));
+    ck_assert_ptr_nonnull(strstr(log, "exiting with status 3"));
+    char line[64];
+    snprintf(line, sizeof line, "term a %d", (int)p[0]);
+    ck_assert_msg(strstr(ev, line) != NULL, "a was not stopped with SIGTERM:\n%s", ev);
+    free(log);
+    free(ev);
+    st_cleanup(&e);
+}
+END_TEST
+
+START_TEST(test_start_timeout)
+{
+    st_env e;
+    st_init(&e);
+    st_config(&e,
+              "{\"children\":["
+              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\"]},"
+              "{\"id\":\"b\",\"argv\":[\"%s\",\"--id\",\"b\",\"--events\",\"%s\",\"--no-ready\"],"
+              "\"start_timeout\":300},"
+              "{\"id\":\"c\",\"argv\":[\"%s\",\"--id\",\"c\",\"--events\",\"%s\"]}]}",
+              e.stub, e.events, e.stub, e.events, e.stub, e.events);
+    ck_assert_int_eq(st_start(&e, 15000), 0); /* exits instead of READY=1 */
+    int status = e.exit_status;
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 4, "etssup should exit 4, wait status 0x%x", status);
+    char *log = rc_slurp(e.logpath), *ev = rc_slurp(e.events);
+    ck_assert_ptr_nonnull(strstr(log, "child b (pid"));
+    ck_assert_ptr_nonnull(strstr(log, "did not send READY=1 within 300 ms"));
+    ck_assert_msg(strstr(ev, "term a ") != NULL, "a should be stopped:\n%s", ev);
+    ck_assert_msg(strstr(ev, "start c ") == NULL, "c must never start:\n%s", ev);
+    ck_assert_msg(strstr(ev, "ready b ") == NULL, "%s", ev);
+    free(log);
+    free(ev);
+    st_cleanup(&e);
+}
+END_TEST
+
+/* b is slow to get ready; c must not start before b's READY=1 */
+START_TEST(test_start_order)
+{
+    st_env e;
+    st_init(&e);
+    st_config(&e,
+              "{\"children\":["
+              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\",\"--ready-delay\",\"100\"]},"
+              "{\"id\":\"b\",\"argv\":[\"%s\",\"--id\",\"b\",\"--events\",\"%s\",\"--ready-delay\",\"300\"]},"
+              "{\"id\":\"c\",\"argv\":[\"%s\",\"--id\",\"c\",\"--events\",\"%s\"]}]}",
+              e.stub, e.events, e.stub, e.events, e.stub, e.events);
+    ck_assert_int_gt(st_start(&e, 15000), 0);
+    char *ev = rc_slurp(e.events);
+    const char *want[] = {"start a ", "ready a ", "start b ", "ready b ", "start c ", "ready c "};
+    const char *at = ev;
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        const char *f = strstr(at, want[i]);
+        ck_assert_msg(f != NULL, "\"%s\" missing or out of order in:\n%s", want[i], ev);
+        at = f;
+    }
+    /* what each child inherited */
+    ck_assert_ptr_nonnull(strstr(ev, "notify=1"));
+    ck_assert_ptr_null(strstr(ev, "pgid_ok=0"));
+    char want_rt[300];
+    snprintf(want_rt, sizeof want_rt, "rt=%s inst=%s", e.dir, e.instance);
+    ck_assert_msg(strstr(ev, want_rt) != NULL, "runtime dir/instance not exported:\n%s", ev);
+    free(ev);
+    st_cleanup(&e);
+}
+END_TEST
+
+START_TEST(test_shutdown_order)
+{
+    st_env e;
+    st_init(&e);
+    st_config(&e,
+              "{\"children\":["
+              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\"]},"
+              "{\"id\":\"b\",\"argv\":[\"%s\",\"--id\",\"b\",\"--events\",\"%s\",\"--ignore-term\"],"
+              "\"shutdown\":400},"
+              "{\"id\":\"c\",\"argv\":[\"%s\",\"--id\",\"c\",\"--events\",\"%s\"],\"shutdown\":\"brutal_kill\"},"
+              "{\"id\":\"d\",\"argv\":[\"%s\",\"--id\",\"d\",\"--events\",\"%s\"]}]}",
+              e.stub, e.events, e.stub, e.events, e.stub, e.events, e.stub, e.events);
+    ck_assert_int_gt(st_start(&e, 15000), 0);
+    pid_t p[4];
+    st_pids(&e, p);
+    long long t0 = st_now_ms();
+    kill(e.pid, SIGTERM);
+    int status = st_wait_exit(&e, 15000);
+    long long took = st_now_ms() - t0;
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "wait status 0x%x", status);
+    ck_assert_msg(took >= 400, "b ignores SIGTERM: etssup must wait its 400 ms (took %lld)", took);
+    for (int i = 0; i < 4; i++)
+        ck_assert(!sv_alive(p[i]));
+    char *ev = rc_slurp(e.events), *log = rc_slurp(e.logpath);
+    /* d, then c (brutal_kill: no SIGTERM), then b (ignores it), then a */
+    const char *d = strstr(ev, "term d "), *b = strstr(ev, "term b "), *a = strstr(ev, "term a ");
+    ck_assert_msg(d && b && a && d < b && b < a, "stop order wrong:\n%s", ev);
+    ck_assert_msg(strstr(ev, "term c ") == NULL, "brutal_kill must not send SIGTERM:\n%s", ev);
+    ck_assert_ptr_nonnull(strstr(log, "child b (pid"));
+    ck_assert_ptr_nonnull(strstr(log, "did not exit within 400 ms of SIGTERM: sending SIGKILL"));
+    const char *lc = strstr(log, "stopping child c"), *lb = strstr(log, "stopping child b");
+    ck_assert(lc && lb && lc < lb);
+    free(ev);
+    free(log);
+    st_cleanup(&e);
+}
+END_TEST
+
+/* kill -9 of etssup: PDEATHSIG takes the children; a new etssup starts */
+START_TEST(test_pdeathsig)
+{
+    st_env e;
+    st_init(&e);
+    st_config(&e,
+              "{\"children\":["
+              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--serve\"],"
+              "\"sockets\":[{\"name\":\"a\",\"path\":\"a.sock\"}]},"
+              "{\"id\":\"b\",\"argv\":[\"%s\",\"--id\",\"b\",\"--ignore-term\"]}]}",
+              e.stub, e.stub);
+    ck_assert_int_gt(st_start(&e, 15000), 0);
+    pid_t p[2];
+    st_pids(&e, p);
+    st_kill9_sup(&e);
+    for (int i = 0; i < 2; i++)
+        ck_assert_msg(st_wait_gone(p[i], 5000), "child %d (pid %d) outlived etssup", i, (int)p[i]);
+    ck_assert_int_gt(st_start(&e, 15000), 0);
+    pid_t q[2];
+    st_pids(&e, q);
+    ck_assert(q[0] > 0 && q[1] > 0 && q[0] != p[0]);
+    char err[256];
+    char path[300];
+    snprintf(path, sizeof path, "%s/a.sock", e.dir);
+    char *r = sv_request(path, "{\"op\":\"ping\",\"id\":1}", 5000, err, sizeof err);
+    ck_assert_msg(r != NULL, "%s", err);
+    free(r);
+    st_cleanup(&e);
+}
+END_TEST
+
+/* exits and orphans: everything below etssup is reaped */
+START_TEST(test_no_zombies)
+{
+    st_env e;
+    st_init(&e);
+    st_config(&e,
+              "{\"intensity\":1000,\"period\":1,\"children\":["
+              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--orphan\",\"50\"]},"
+              "{\"id\":\"t\",\"argv\":[\"%s\",\"--id\",\"t\",\"--exit-after\",\"50\",\"--exit-code\",\"0\"],"
+              "\"restart\":\"transient\"},"
+              "{\"id\":\"f\",\"argv\":[\"%s\",\"--id\",\"f\",\"--exit-after\",\"30\",\"--exit-code\",\"2\"],"
+              "\"restart\":\"temporary\"}]}",
+              e.stub, e.stub, e.stub);
+    ck_assert_int_gt(st_start(&e, 15000), 0);
+    /* t ends normally (transient: stays down), f fails (temporary: stays down) */
+    ck_assert(st_wait_state(&e, 1, "stopped", 5000));
+    ck_assert(st_wait_state(&e, 2, "stopped", 5000));
+    /* a's orphaned grandchild exits after 50 ms and must be reaped by etssup */
+    struct timespec ts = {0, 300 * 1000000};
+    nanosleep(&ts, NULL); /* nothing reports the grandchild's end: give it time, then look */
+    ck_assert(!st_has_zombies(e.pid));
+    cJSON *st = st_status(&e);
+    cJSON *arr = cJSON_GetObjectItem(st, "children");
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 1), "last_exit")->valuestring,
+                     "exited normally (status 0)");
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 2), "last_exit")->valuestring,
+                     "exited with status 2");
+    ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 1), "restarts")->valueint, 0);
+    cJSON_Delete(st);
+    char *log = rc_slurp(e.logpath);
+    ck_assert_ptr_nonnull(strstr(log, "child f (pid"));
+    ck_assert_ptr_nonnull(strstr(log, "restart type temporary; action: none, it is not restarted"));
+    free(log);
+    st_cleanup(&e);
+}
+END_TEST
+
+/* a client connecting while the child is down waits in the backlog and is
+ * served by the next incarnation, never refused */
+START_TEST(test_socket_handoff)
+{
+    st_env e;
+    st_init(&e);
+    st_config(&e,
+              "{\"children\":["
+              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\",\"--serve\",\"--serve-delay\","
+              "\"300\"],\"sockets\":[{\"name\":\"srv\",\"path\":\"a.sock\"},{\"name\":\"two\",\"path\":\"a2.sock\"}]}]}",
+              e.stub, e.events);
+    ck_assert_int_gt(st_start(&e, 15000), 0);
+    char *ev = rc_slurp(e.events);
+    ck_assert_msg(strstr(ev, "listen_fds=2 listen_pid_ok=1 fdnames=srv:two") != NULL, "%s", ev);
+    free(ev);
+    pid_t p[1];
+    st_pids(&e, p);
+    char path[300];
+    snprintf(path, sizeof path, "%s/a.sock", e.dir);
+    for (int round = 0; round < 3; round++) {
+        kill(p[0], SIGKILL);
+        ck_assert(st_wait_gone(p[0], 5000));
+        int fd = sock_connect_unix(path);
+        ck_assert_msg(fd >= 0, "connect while the child is down: %s", strerror(errno));
+        const char *req = "{\"op\":\"ping\",\"id\":7}";
+        ck_assert_int_eq(frame_write(fd, req, strlen(req), NULL, 0), 0);
+        char *reply = NULL;
+        size_t len;
+        ck_assert_int_eq(frame_read(fd, &reply, &len, NULL, NULL, 0, 10000), 0);
+        close(fd);
+        cJSON *r = cJSON_Parse(reply);
+        free(reply);
+        pid_t served = (pid_t)cJSON_GetObjectItem(r, "pid")->valueint;
+        cJSON_Delete(r);
+        ck_assert_int_ne(served, p[0]);
+        st_pids(&e, p);
+        ck_assert_int_eq(served, p[0]);
+    }
+    st_cleanup(&e);
+}
+END_TEST
+
+/* a restart of the control socket, and a second etssup of the same instance */
+START_TEST(test_control_and_lock)
+{
+    st_env e;
+    st_init(&e);
+    st_config(&e,
+              "{\"children\":["
+              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\"]},"
+              "{\"id\":\"b\",\"argv\":[\"%s\",\"--id\",\"b\"]}]}",
+              e.stub, e.stub);
+    ck_assert_int_gt(st_start(&e, 15000), 0);
+    pid_t p[2], q[2];
+    st_pids(&e, p);
+    char err[256], path[300];
+    snprintf(path, sizeof path, "%s/etssup.sock", e.dir);
+    char *r = sv_request(path, "{\"op\":\"restart\",\"id\":3,\"child\":\"a\"}", 10000, err, sizeof err);
+    ck_assert_msg(r != NULL, "%s", err);
+    cJSON *j = cJSON_Parse(r);
+    free(r);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(j, "ok")));
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "id")->valueint, 3);
+    pid_t newpid = (pid_t)cJSON_GetObjectItem(j, "pid")->valueint;
+    cJSON_Delete(j);
+    st_pids(&e, q);
+    ck_assert_int_eq(q[0], newpid);
+    ck_assert_int_ne(q[0], p[0]);
+    ck_assert_int_eq(q[1], p[1]); /* a manual restart touches that child only */
+    r = sv_request(path, "{\"op\":\"restart\",\"id\":4,\"child\":\"zz\"}", 10000, err, sizeof err);
+    ck_assert_ptr_nonnull(strstr(r, "\"not_found\""));
+    free(r);
+    r = sv_request(path, "{\"op\":\"frobnicate\",\"id\":5}", 10000, err, sizeof err);
+    ck_assert_ptr_nonnull(strstr(r, "\"unknown_op\""));
+    free(r);
+
+    /* a second supervisor of the same instance refuses to start */
+    char *argv[] = {(char *)e.sup_bin, "--config", e.config, "--runtime-dir", e.dir, "--instance", e.instance, NULL};
+    char *out = NULL;
+    int st = rc_run(argv, &out, 10000);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "second etssup: 0x%x %s", st, out);
+    ck_assert_ptr_nonnull(strstr(out, "another etssup is already running"));
+    free(out);
+    st_pids(&e, q);
+    ck_assert_int_eq(q[1], p[1]);
+
+    r = sv_request(path, "{\"op\":\"stop\",\"id\":6}", 10000, err, sizeof err);
+    ck_assert_ptr_nonnull(strstr(r, "\"ok\":true"));
+    free(r);
+    st = st_wait_exit(&e, 15000);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    ck_assert(!sv_alive(q[0]) && !sv_alive(q[1]));
+    snprintf(path, sizeof path, "%s/etssup.sock", e.dir);
+    ck_assert_int_ne(access(path, F_OK), 0);
+    st_cleanup(&e);
+}
+END_TEST
+
+Suite *sup_suite(void)
+{
+    Suite *s = suite_create("sup");
+    TCase *tc = tcase_create("strategies");
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, test_strategies, 0, 3);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("lifecycle");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_intensity);
+    tcase_add_test(tc, test_start_timeout);
+    tcase_add_test(tc, test_start_order);
+    tcase_add_test(tc, test_shutdown_order);
+    tcase_add_test(tc, test_pdeathsig);
+    tcase_add_test(tc, test_no_zombies);
+    tcase_add_test(tc, test_socket_handoff);
+    tcase_add_test(tc, test_control_and_lock);
+    suite_add_tcase(s, tc);
+    return s;
+}
