@@ -1,0 +1,38 @@
+# tests/bench/bench.mk: `make bench`, where the project stands against Redis,
+# the machine's limits and its own targets, measured in one run (issue 7;
+# docs/performance.md).  Not part of `make check`.
+#
+#   make bench                 everything, about 2-3 minutes; prints the table and
+#                              writes build/bench/results.json
+#   make bench BENCH_NET_SECS=5 BENCH_KILLS=200    longer windows, more kills
+#
+# redis-server and redis-tools are installed on first use, the way the build
+# installs its own dependencies (common/deps.sh).  bench-table (table.mk) is
+# run as part of it and its rows are folded into the same table.
+BENCH_DIR := $(BUILD)/tests/bench
+BENCH_PROGS := $(addprefix $(BENCH_DIR)/,loadgen recovery reattach proctime report)
+BENCH_UTIL_OBJ := $(OBJ)/tests/bench/benchutil.o
+BENCH_NET_SECS ?= 2
+BENCH_KILLS ?= 100
+BENCH_CLI_RUNS ?= 200
+BENCH_REATTACH_REPS ?= 20
+
+$(BENCH_PROGS): $(BENCH_DIR)/%: $(OBJ)/tests/bench/%.o $(BENCH_UTIL_OBJ) $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+.PHONY: bench bench-deps bench-progs
+bench-deps:
+	@missing=$$(sh common/deps.sh missing cmd:redis-server=redis-server cmd:redis-cli=redis-tools); \
+	if [ -n "$$missing" ]; then \
+	  echo "etsmgr: installing missing Debian packages: $$missing"; \
+	  sh common/deps.sh install $$missing || { echo "etsmgr: could not install $$missing; install them with apt-get and run make bench again" >&2; exit 1; }; \
+	fi
+
+# (bench_table: its rule is in table.mk, which may be read after this file)
+bench-progs: $(BENCH_PROGS) $(BENCH_DIR)/bench_table
+
+bench: bench-deps all bench-progs
+	BENCH_SECS=$(BENCH_SECS) BENCH_NET_SECS=$(BENCH_NET_SECS) BENCH_KILLS=$(BENCH_KILLS) \
+	  BENCH_CLI_RUNS=$(BENCH_CLI_RUNS) BENCH_REATTACH_REPS=$(BENCH_REATTACH_REPS) \
+	  bash tests/bench/run.sh $(abspath $(BIN)) $(abspath $(BENCH_DIR)) $(abspath $(BUILD)/bench)

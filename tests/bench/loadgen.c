@@ -1,0 +1,441 @@
+/* loadgen.c: the one load generator of `make bench`, for etscounterd and
+ * for Redis alike, so that the two columns of a comparison differ only in
+ * the server and its protocol, never in the client.
+ *
+ * One thread and one epoll set drive N connections to a Unix socket.  Each
+ * connection is closed-loop, like redis-benchmark: it writes P requests in
+ * one write(2), waits for their P replies, and writes the next P.  A
+ * request's latency is from the write of its batch to the arrival of its
+ * reply, so with P > 1 it includes its wait behind the others of the batch,
+ * as a pipelining user sees it.  One thread is deliberate: the machine has
+ * two cores, the server (etscounterd and redis-server are both
+ * single-threaded) gets one and the load generator the other.
+ *
+ * Protocols: "json" is the project's framing (4-byte big-endian length, then
+ * a JSON object; replies in request order) and "resp" is Redis's.  A reply
+ * is checked only as far as telling success from error ("ok":true; ':' or
+ * '+'): the reply's contents are the server's business, and parsing them
+ * fully would make the client, not the server, the thing measured.
+ *
+ * After --warmup seconds the window of --secs seconds opens; replies that
+ * arrive in it are counted and their latencies kept (all of them, sorted at
+ * the end for exact percentiles).  With --server-pid, the server's CPU time
+ * over the window is read from /proc, which says whether the server was the
+ * bottleneck (near 100% of one core) or was waiting on its clients.
+ *
+ * Output: one result row (see benchutil.h) on stdout.
+ * Exit status: 0, 64 usage error, 1 the run failed (connect, a connection
+ * closed by the server, an error reply). */
+#include "benchutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define LG_EX_USAGE 64
+#define LG_MAX_CONNS 1000
+#define LG_MAX_PIPELINE 1024
+
+enum lg_proto { LG_JSON, LG_RESP };
+
+typedef struct lg_conn {
+    int fd;
+    char *rbuf;
+    size_t rlen, rcap;
+    char *wbuf;
+    size_t wlen, woff, wcap;
+    int outstanding;
+    double sent_at;
+} lg_conn;
+
+typedef struct lg {
+    enum lg_proto proto;
+    const char *op;
+    int pipeline;
+    uint64_t rid_hi, rid_seq;
+    double win_start, win_end;
+    uint64_t done, errors;
+    double *lat;
+    size_t nlat, caplat;
+    char first_error[200];
+} lg;
+
+static void lg_die(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "loadgen: ");
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+static void *lg_xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n);
+    if (!p)
+        lg_die("%s", "out of memory");
+    return p;
+}
+
+static void lg_put(lg_conn *c, const char *data, size_t n)
+{
+    if (c->wlen + n > c->wcap) {
+        c->wcap = (c->wlen + n) * 2;
+        c->wbuf = lg_xrealloc(c->wbuf, c->wcap);
+    }
+    memcpy(c->wbuf + c->wlen, data, n);
+    c->wlen += n;
+}
+
+/* Appends one request of the run's op to c's output. */
+static void lg_put_request(lg *g, lg_conn *c)
+{
+    char body[160];
+    int n;
+    if (g->proto == LG_RESP) {
+        if (strcmp(g->op, "incr") == 0)
+            lg_put(c, "*2\r\n$4\r\nINCR\r\n$7\r\ncounter\r\n", 27);
+        else
+            lg_put(c, "*1\r\n$4\r\nPING\r\n", 14);
+        return;
+    }
+    if (strcmp(g->op, "count-rid") == 0)
+        n = snprintf(body, sizeof body, "{\"op\":\"count\",\"id\":1,\"rid\":\"%016" PRIx64 "%016" PRIx64 "\"}",
+                     g->rid_hi, g->rid_seq++);
+    else
+        n = snprintf(body, sizeof body, "{\"op\":\"%s\",\"id\":1}", g->op);
+    unsigned char len[4] = { (unsigned char)(n >> 24), (unsigned char)(n >> 16), (unsigned char)(n >> 8),
+                             (unsigned char)n };
+    lg_put(c, (const char *)len, 4);
+    lg_put(c, body, (size_t)n);
+}
+
+/* Writes what is pending; 0, or -1 when the connection failed. */
+static int lg_flush(lg_conn *c)
+{
+    while (c->woff < c->wlen) {
+        ssize_t n = write(c->fd, c->wbuf + c->woff, c->wlen - c->woff);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return 0; /* EPOLLOUT will tell */
+            return -1;
+        }
+        c->woff += (size_t)n;
+    }
+    c->woff = c->wlen = 0;
+    return 0;
+}
+
+static int lg_send_batch(lg *g, lg_conn *c)
+{
+    for (int i = 0; i < g->pipeline; i++)
+        lg_put_request(g, c);
+    c->outstanding = g->pipeline;
+    c->sent_at = bu_now();
+    return lg_flush(c);
+}
+
+static void lg_reply(lg *g, lg_conn *c, double t, int ok, const char *what, size_t len)
+{
+    c->outstanding--;
+    if (t < g->win_start || t >= g->win_end)
+        return;
+    g->done++;
+    if (!ok && g->errors++ == 0)
+        snprintf(g->first_error, sizeof g->first_error, "%.*s", (int)(len > 150 ? 150 : len), what);
+    if (g->nlat == g->caplat) {
+        g->caplat = g->caplat ? g->caplat * 2 : 1 << 16;
+        g->lat = lg_xrealloc(g->lat, g->caplat * sizeof *g->lat);
+    }
+    g->lat[g->nlat++] = (t - c->sent_at) * 1e6;
+}
+
+/* Consumes the whole replies in c's input; -1 on a reply this program cannot
+ * read (the stream is lost). */
+static int lg_parse(lg *g, lg_conn *c, double t)
+{
+    size_t off = 0;
+    for (;;) {
+        size_t avail = c->rlen - off;
+        const char *p = c->rbuf + off;
+        if (g->proto == LG_JSON) {
+            if (avail < 4)
+                break;
+            uint32_t n = ((uint32_t)(unsigned char)p[0] << 24) | ((uint32_t)(unsigned char)p[1] << 16) |
+                         ((uint32_t)(unsigned char)p[2] << 8) | (uint32_t)(unsigned char)p[3];
+            if (n > 65536)
+                return -1;
+            if (avail < 4 + (size_t)n)
+                break;
+            int ok = memmem(p + 4, n, "\"ok\":true", 9) != NULL;
+            lg_reply(g, c, t, ok, p + 4, n);
+            off += 4 + (size_t)n;
+        } else {
+            const char *eol = avail ? memmem(p, avail, "\r\n", 2) : NULL;
+            if (!eol)
+                break;
+            if (p[0] != ':' && p[0] != '+' && p[0] != '-')
+                return -1; /* no bulk or array replies to INCR or PING */
+            lg_reply(g, c, t, p[0] != '-', p, (size_t)(eol - p));
+            off += (size_t)(eol - p) + 2;
+        }
+    }
+    memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+    c->rlen -= off;
+    return 0;
+}
+
+static int lg_connect(const char *path)
+{
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof a.sun_path)
+        lg_die("socket path too long: %s", path);
+    strcpy(a.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        lg_die("socket: %s", strerror(errno));
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        fprintf(stderr, "loadgen: connect %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+    if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
+        lg_die("fcntl O_NONBLOCK: %s", strerror(errno));
+    return fd;
+}
+
+/* utime + stime of pid in seconds, from /proc/PID/stat; -1 when unreadable. */
+static double lg_cpu_of(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* the command may hold spaces */
+    if (!p)
+        return -1;
+    unsigned long ut, st;
+    /* after ")": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double lg_self_cpu(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+           (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
+static const char lg_usage[] =
+    "Usage: loadgen --socket PATH --proto json|resp --op OP --name NAME [OPTION]...\n"
+    "Drive a server on a Unix socket with N closed-loop connections, P pipelined\n"
+    "requests each, and print one result row (JSON) with req/s, p50 and p99.\n"
+    "\n"
+    "  -s, --socket PATH      the server's Unix socket\n"
+    "  -p, --proto P          json (etscounterd's framing) or resp (Redis)\n"
+    "  -o, --op OP            json: count, count-rid (with a fresh request id), ping;\n"
+    "                         resp: incr, ping\n"
+    "  -c, --conns N          connections (default 1)\n"
+    "  -P, --pipeline N       requests written at once per connection (default 1)\n"
+    "  -t, --secs S           measured seconds (default 2)\n"
+    "  -w, --warmup S         seconds before the window opens (default 0.3)\n"
+    "  -n, --name NAME        the row's name\n"
+    "  -r, --reference NAME   the row it is compared with (resolved by the report)\n"
+    "  -T, --target TEXT      the target, as words for the table\n"
+    "  -S, --server-pid PID   report the server's CPU use over the window\n"
+    "\n"
+    "Exit status: 0 done, 1 the run failed, 64 usage error.\n";
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "socket", required_argument, NULL, 's' },   { "proto", required_argument, NULL, 'p' },
+        { "op", required_argument, NULL, 'o' },       { "conns", required_argument, NULL, 'c' },
+        { "pipeline", required_argument, NULL, 'P' }, { "secs", required_argument, NULL, 't' },
+        { "warmup", required_argument, NULL, 'w' },   { "name", required_argument, NULL, 'n' },
+        { "reference", required_argument, NULL, 'r' }, { "target", required_argument, NULL, 'T' },
+        { "server-pid", required_argument, NULL, 'S' }, { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *path = NULL, *proto = NULL, *name = NULL, *ref = NULL, *target = NULL;
+    lg g = { .pipeline = 1 };
+    int nconns = 1;
+    long server_pid = 0;
+    double secs = 2, warmup = 0.3;
+    int o;
+    while ((o = getopt_long(argc, argv, "s:p:o:c:P:t:w:n:r:T:S:h", opts, NULL)) != -1) {
+        switch (o) {
+        case 's': path = optarg; break;
+        case 'p': proto = optarg; break;
+        case 'o': g.op = optarg; break;
+        case 'c': nconns = atoi(optarg); break;
+        case 'P': g.pipeline = atoi(optarg); break;
+        case 't': secs = atof(optarg); break;
+        case 'w': warmup = atof(optarg); break;
+        case 'n': name = optarg; break;
+        case 'r': ref = optarg; break;
+        case 'T': target = optarg; break;
+        case 'S': server_pid = atol(optarg); break;
+        case 'h': fputs(lg_usage, stdout); return 0;
+        default: fputs(lg_usage, stderr); return LG_EX_USAGE;
+        }
+    }
+    if (!path || !proto || !g.op || !name || optind < argc || nconns < 1 || nconns > LG_MAX_CONNS ||
+        g.pipeline < 1 || g.pipeline > LG_MAX_PIPELINE || !(secs > 0) || warmup < 0) {
+        fputs(lg_usage, stderr);
+        return LG_EX_USAGE;
+    }
+    if (strcmp(proto, "json") == 0) {
+        g.proto = LG_JSON;
+        if (strcmp(g.op, "count") && strcmp(g.op, "count-rid") && strcmp(g.op, "ping")) {
+            fprintf(stderr, "loadgen: op %s is not one of count, count-rid, ping for json\n", g.op);
+            return LG_EX_USAGE;
+        }
+    } else if (strcmp(proto, "resp") == 0) {
+        g.proto = LG_RESP;
+        if (strcmp(g.op, "incr") && strcmp(g.op, "ping")) {
+            fprintf(stderr, "loadgen: op %s is not one of incr, ping for resp\n", g.op);
+            return LG_EX_USAGE;
+        }
+    } else {
+        fprintf(stderr, "loadgen: protocol %s is not json or resp\n", proto);
+        return LG_EX_USAGE;
+    }
+    if (getrandom(&g.rid_hi, sizeof g.rid_hi, 0) != sizeof g.rid_hi)
+        lg_die("getrandom: %s", strerror(errno));
+
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0)
+        lg_die("epoll_create1: %s", strerror(errno));
+    lg_conn *cs = calloc((size_t)nconns, sizeof *cs);
+    if (!cs)
+        lg_die("%s", "out of memory");
+    for (int i = 0; i < nconns; i++) {
+        cs[i].fd = lg_connect(path);
+        cs[i].rcap = 65536 + 4;
+        cs[i].rbuf = lg_xrealloc(NULL, cs[i].rcap);
+        struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &cs[i] };
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev) < 0)
+            lg_die("epoll_ctl ADD: %s", strerror(errno));
+    }
+    double t0 = bu_now();
+    g.win_start = t0 + warmup;
+    g.win_end = g.win_start + secs;
+    double cpu0 = -1, cpu1 = -1, self0 = 0, self1 = 0;
+    int in_window = 0;
+    for (int i = 0; i < nconns; i++)
+        if (lg_send_batch(&g, &cs[i]) < 0)
+            lg_die("write: %s", strerror(errno));
+
+    struct epoll_event evs[64];
+    for (;;) {
+        double now = bu_now();
+        if (!in_window && now >= g.win_start) {
+            in_window = 1;
+            if (server_pid)
+                cpu0 = lg_cpu_of(server_pid);
+            self0 = lg_self_cpu();
+        }
+        if (now >= g.win_end)
+            break;
+        double until = (in_window ? g.win_end : g.win_start) - now;
+        int n = epoll_wait(ep, evs, 64, (int)(until * 1000) + 1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            lg_die("epoll_wait: %s", strerror(errno));
+        }
+        double t = bu_now();
+        for (int i = 0; i < n; i++) {
+            lg_conn *c = evs[i].data.ptr;
+            if (evs[i].events & EPOLLOUT) {
+                if (lg_flush(c) < 0)
+                    lg_die("write: %s", strerror(errno));
+                if (c->wlen == 0) {
+                    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+                    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+                }
+            }
+            if (!(evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                continue;
+            ssize_t r = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+            if (r < 0 && (errno == EAGAIN || errno == EINTR))
+                continue;
+            if (r < 0)
+                lg_die("read: %s", strerror(errno));
+            if (r == 0) {
+                fprintf(stderr, "loadgen: %s: the server closed a connection (%" PRIu64 " replies so far)\n",
+                        name, g.done);
+                return 1;
+            }
+            c->rlen += (size_t)r;
+            if (lg_parse(&g, c, t) < 0) {
+                fprintf(stderr, "loadgen: %s: a reply this program cannot read\n", name);
+                return 1;
+            }
+            if (c->outstanding == 0) {
+                if (lg_send_batch(&g, c) < 0)
+                    lg_die("write: %s", strerror(errno));
+                if (c->wlen) {
+                    struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = c };
+                    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+                }
+            }
+        }
+    }
+    if (server_pid)
+        cpu1 = lg_cpu_of(server_pid);
+    self1 = lg_self_cpu();
+    for (int i = 0; i < nconns; i++) {
+        close(cs[i].fd);
+        free(cs[i].rbuf);
+        free(cs[i].wbuf);
+    }
+    free(cs);
+    close(ep);
+
+    if (g.errors) {
+        fprintf(stderr, "loadgen: %s: %" PRIu64 " error replies, the first: %s\n", name, g.errors, g.first_error);
+        return 1;
+    }
+    double rps = (double)g.done / secs;
+    double p50 = bu_percentile(g.lat, g.nlat, 50), p99 = bu_percentile(g.lat, g.nlat, 99);
+    cJSON *row = bu_row(name, rps, "req/s", ref, -1);
+    cJSON_AddNumberToObject(row, "p50_us", p50);
+    cJSON_AddNumberToObject(row, "p99_us", p99);
+    cJSON_AddNumberToObject(row, "conns", nconns);
+    cJSON_AddNumberToObject(row, "pipeline", g.pipeline);
+    cJSON_AddNumberToObject(row, "secs", secs);
+    cJSON_AddNumberToObject(row, "requests", (double)g.done);
+    cJSON_AddStringToObject(row, "protocol", proto);
+    cJSON_AddStringToObject(row, "op", g.op);
+    if (cpu0 >= 0 && cpu1 >= 0) {
+        cJSON_AddNumberToObject(row, "server_cpu_pct", round((cpu1 - cpu0) / secs * 1000) / 10);
+        if (g.done)
+            cJSON_AddNumberToObject(row, "server_cpu_us_per_req", (cpu1 - cpu0) / (double)g.done * 1e6);
+    }
+    cJSON_AddNumberToObject(row, "client_cpu_pct", round((self1 - self0) / secs * 1000) / 10);
+    if (target)
+        cJSON_AddStringToObject(row, "target", target);
+    bu_row_print(row);
+    free(g.lat);
+    return 0;
+}
