@@ -154,11 +154,20 @@ static int tbl_recover(etsmgr_table *t)
         bool in_heap = off >= TBL_HDR_SIZE && off <= t->limit - 8;
         if (!in_state && !in_heap) return ETSMGR_ECORRUPT;
     }
-    for (uint64_t i = n; i-- > 0;) *tbl_word(t, h->undo[i].off) = h->undo[i].old;
+    const char *op = t->cp_op;
+    t->cp_op = "recover";
+    t->cp_step = 0;
+    for (uint64_t i = n; i-- > 0;) {
+        *tbl_word(t, h->undo[i].off) = h->undo[i].old;
+        atomic_signal_fence(memory_order_seq_cst);
+        tbl_cp(t);
+    }
     atomic_signal_fence(memory_order_seq_cst);
     h->undo_n = 0;
     t->un = 0;
     atomic_signal_fence(memory_order_seq_cst);
+    t->cp_op = op;
+    t->cp_step = 0;
     return tbl_sync_map(t);
 }
 

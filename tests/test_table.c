@@ -236,7 +236,7 @@ START_TEST(foreach_and_info)
     struct fe f = {0};
     ck_assert_int_eq(etsmgr_table_foreach(t, fe_cb, &f), 0);
     ck_assert_int_eq(f.n, 0);
-    char key[16];
+    char key[32];
     for (long i = 1; i <= 100; i++) {
         etsmgr_value v = i % 2 ? tt_int(i) : tt_bytes("b", 1);
         ck_assert_int_eq(etsmgr_table_insert(t, key, tt_key(key, sizeof key, "k", i), &v), 0);
@@ -361,7 +361,7 @@ START_TEST(groups)
     ck_assert_int_eq(etsmgr_table_begin(t), 0);
     static char big[60000];
     for (int i = 0; i < ETSMGR_GROUP_MAX; i++) {
-        char key[16];
+        char key[32];
         etsmgr_value b = tt_bytes(big, sizeof big);
         ck_assert_int_eq(etsmgr_table_insert(t, key, tt_key(key, sizeof key, "g", i), &b), 0);
     }

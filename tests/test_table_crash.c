@@ -1,0 +1,610 @@
+/* test_table_crash.c: a table survives the death of a writer at any point.
+ *
+ * Crash-point injection: tbl_crashpoint is called at every numbered step
+ * inside a change (before and after each logged write, around growth, at
+ * commit).  For one scenario, step by step, a forked child runs the change
+ * with a hook that _exits at step N; the parent then checks the table: it
+ * verifies (count = occupied slots, every key findable exactly once, the
+ * heap consistent), and each value is the old or the new one, never a mix;
+ * a group is all or nothing.  N grows until the child completes.
+ *
+ * Then a writer is SIGKILLed at random moments for a few seconds, and two
+ * processes count on one key at once. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "table_int.h"
+#include "test_table_util.h"
+
+static void teardown(void) { tt_cleanup(); }
+
+/* ------------------------------------------------------------ harness */
+
+static long cp_target, cp_calls;
+static void cp_hook(const char *op, int step)
+{
+    (void)op, (void)step;
+    if (cp_calls++ == cp_target) _exit(77);
+}
+
+struct scen {
+    const char *name;
+    uint64_t size_hint;
+    void (*setup)(etsmgr_table *t);
+    int (*action)(etsmgr_table *t); /* in the child: 0 or an error code */
+    void (*check)(etsmgr_table *t, bool done);
+};
+
+static int wait_child(pid_t pid)
+{
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st), "child died of signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    return WEXITSTATUS(st);
+}
+
+/* Returns how many crash points the action has. */
+static long crash_every_step(const struct scen *sc)
+{
+    const char *name = tt_name();
+    for (long step = 0;; step++) {
+        ck_assert_msg(step < 100000, "%s: no end of crash points", sc->name);
+        shm_unlink(name);
+        etsmgr_table_opts o = {.size_hint = sc->size_hint};
+        etsmgr_table *t;
+        ck_assert_int_eq(tbl_create(name, "crash", &o, &t), 0);
+        sc->setup(t);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            cp_target = step;
+            cp_calls = 0;
+            tbl_crashpoint = cp_hook;
+            int r = sc->action(t);
+            _exit(r == 0 ? 0 : 10);
+        }
+        int code = wait_child(pid);
+        ck_assert_msg(code == 0 || code == 77, "%s step %ld: action failed (%d)", sc->name, step, code);
+        sc->check(t, code == 0);
+        tt_check(t);
+        /* the table keeps working after the recovery */
+        int64_t nv;
+        ck_assert_int_eq(etsmgr_table_update_counter(t, "after", 5, 1, 0, &nv), 0);
+        tt_check(t);
+        etsmgr_table_close(t);
+        if (code == 0) {
+            shm_unlink(name);
+            return step;
+        }
+    }
+}
+
+static void expect_int(etsmgr_table *t, const char *key, int64_t a, int64_t b)
+{
+    int rc;
+    int64_t v = tt_get_int(t, key, &rc);
+    ck_assert_msg(rc == 0 && (v == a || v == b), "%s = %lld (rc %d), want %lld or %lld", key,
+                  (long long)v, rc, (long long)a, (long long)b);
+}
+
+static void expect_absent(etsmgr_table *t, const char *key)
+{
+    etsmgr_value v;
+    ck_assert_int_eq(etsmgr_table_lookup(t, key, strlen(key), &v, NULL, 0), ETSMGR_ENOTFOUND);
+}
+
+/* 1: absent, 2: old, 3: new (fails the test on anything else) */
+static int bytes_state(etsmgr_table *t, const char *key, const char *old, size_t oldlen, const char *nw,
+                       size_t newlen)
+{
+    static char buf[ETSMGR_VALUE_MAX];
+    etsmgr_value v;
+    int r = etsmgr_table_lookup(t, key, strlen(key), &v, buf, sizeof buf);
+    if (r == ETSMGR_ENOTFOUND) return 1;
+    ck_assert_int_eq(r, 0);
+    if (old && v.type == ETSMGR_BYTES && v.len == oldlen && memcmp(buf, old, oldlen) == 0) return 2;
+    if (nw && v.type == ETSMGR_BYTES && v.len == newlen && memcmp(buf, nw, newlen) == 0) return 3;
+    ck_abort_msg("%s holds a value that is neither old nor new (len %zu)", key, v.len);
+    return 0;
+}
+
+/* ------------------------------------------------------------ scenarios */
+
+static char old_b[50], new_b[300], big_b[2000];
+
+static void base_setup(etsmgr_table *t)
+{
+    char key[32];
+    for (long i = 0; i < 50; i++) {
+        etsmgr_value v = tt_int(i);
+        ck_assert_int_eq(etsmgr_table_insert(t, key, tt_key(key, sizeof key, "k", i), &v), 0);
+    }
+    memset(old_b, 'O', sizeof old_b);
+    memset(new_b, 'N', sizeof new_b);
+    memset(big_b, 'B', sizeof big_b);
+    etsmgr_value b = tt_bytes(old_b, sizeof old_b);
+    ck_assert_int_eq(etsmgr_table_insert(t, "b", 1, &b), 0);
+    /* some tombstones and free blocks, so the paths that reuse them run */
+    for (long i = 40; i < 50; i += 2)
+        ck_assert_int_eq(etsmgr_table_delete(t, key, tt_key(key, sizeof key, "k", i)), 0);
+}
+
+static void base_check(etsmgr_table *t)
+{
+    char key[32];
+    int rc;
+    for (long i = 0; i < 40; i++) {
+        tt_key(key, sizeof key, "k", i);
+        if (i == 3 || i == 5 || i == 7) continue; /* the scenarios' own keys */
+        ck_assert_int_eq(tt_get_int(t, key, &rc), i);
+    }
+}
+
+static int a_insert_new(etsmgr_table *t)
+{
+    etsmgr_value v = tt_bytes(new_b, sizeof new_b);
+    return etsmgr_table_insert(t, "new", 3, &v);
+}
+static void c_insert_new(etsmgr_table *t, bool done)
+{
+    base_check(t);
+    int s = bytes_state(t, "new", NULL, 0, new_b, sizeof new_b);
+    if (done) ck_assert_int_eq(s, 3);
+    bytes_state(t, "b", old_b, sizeof old_b, NULL, 0);
+}
+
+static int a_overwrite_bytes(etsmgr_table *t)
+{
+    etsmgr_value v = tt_bytes(new_b, sizeof new_b);
+    return etsmgr_table_insert(t, "b", 1, &v);
+}
+static void c_overwrite_bytes(etsmgr_table *t, bool done)
+{
+    base_check(t);
+    int s = bytes_state(t, "b", old_b, sizeof old_b, new_b, sizeof new_b);
+    ck_assert_int_ne(s, 1);
+    if (done) ck_assert_int_eq(s, 3);
+}
+
+static int a_overwrite_int(etsmgr_table *t)
+{
+    etsmgr_value v = tt_int(1000);
+    int r = etsmgr_table_insert(t, "k7", 2, &v);
+    /* int -> bytes and bytes -> int: a new entry and a freed one */
+    etsmgr_value b = tt_bytes(new_b, 20);
+    if (!r) r = etsmgr_table_insert(t, "k5", 2, &b);
+    return r;
+}
+static void c_overwrite_int(etsmgr_table *t, bool done)
+{
+    base_check(t);
+    expect_int(t, "k7", 7, 1000);
+    etsmgr_value v;
+    char buf[32];
+    ck_assert_int_eq(etsmgr_table_lookup(t, "k5", 2, &v, buf, sizeof buf), 0);
+    if (v.type == ETSMGR_INT)
+        ck_assert_int_eq(v.i, 5);
+    else
+        ck_assert(v.len == 20 && memcmp(buf, new_b, 20) == 0);
+    if (done) expect_int(t, "k7", 1000, 1000);
+}
+
+static int a_delete(etsmgr_table *t)
+{
+    int r = etsmgr_table_delete(t, "k3", 2);
+    return r ? r : etsmgr_table_delete(t, "b", 1);
+}
+static void c_delete(etsmgr_table *t, bool done)
+{
+    base_check(t);
+    int rc;
+    int64_t v = tt_get_int(t, "k3", &rc);
+    ck_assert(rc == ETSMGR_ENOTFOUND || (rc == 0 && v == 3));
+    int s = bytes_state(t, "b", old_b, sizeof old_b, NULL, 0);
+    if (done) {
+        ck_assert_int_eq(rc, ETSMGR_ENOTFOUND);
+        ck_assert_int_eq(s, 1);
+    }
+}
+
+static int a_counter(etsmgr_table *t)
+{
+    int64_t nv;
+    int r = etsmgr_table_update_counter(t, "k5", 2, 10, 0, &nv);
+    return r ? r : etsmgr_table_update_counter(t, "fresh", 5, 3, 100, &nv);
+}
+static void c_counter(etsmgr_table *t, bool done)
+{
+    base_check(t);
+    expect_int(t, "k5", 5, 15);
+    int rc;
+    int64_t v = tt_get_int(t, "fresh", &rc);
+    ck_assert(rc == ETSMGR_ENOTFOUND || (rc == 0 && v == 103));
+    if (done) {
+        expect_int(t, "k5", 15, 15);
+        expect_int(t, "fresh", 103, 103);
+    }
+}
+
+static void group_setup(etsmgr_table *t)
+{
+    base_setup(t);
+    etsmgr_value v = tt_int(10);
+    ck_assert_int_eq(etsmgr_table_insert(t, "ctr", 3, &v), 0);
+    v = tt_int(1);
+    ck_assert_int_eq(etsmgr_table_insert(t, "old", 3, &v), 0);
+}
+static int a_group(etsmgr_table *t)
+{
+    int64_t nv;
+    int r = etsmgr_table_begin(t);
+    etsmgr_value req = tt_bytes("r-11", 4), five = tt_int(5), big = tt_bytes(big_b, sizeof big_b);
+    if (!r) r = etsmgr_table_update_counter(t, "ctr", 3, 1, 0, &nv);
+    if (!r) r = etsmgr_table_insert(t, "req", 3, &req);
+    if (!r) r = etsmgr_table_delete(t, "old", 3);
+    if (!r) r = etsmgr_table_insert_new(t, "n", 1, &five);
+    if (!r) r = etsmgr_table_insert(t, "b", 1, &big);
+    if (!r) r = etsmgr_table_commit(t);
+    return r;
+}
+static void c_group(etsmgr_table *t, bool done)
+{
+    base_check(t);
+    int rc;
+    int64_t ctr = tt_get_int(t, "ctr", &rc);
+    ck_assert_int_eq(rc, 0);
+    ck_assert(ctr == 10 || ctr == 11);
+    bool after = ctr == 11;
+    if (done) ck_assert(after);
+    ck_assert_int_eq(bytes_state(t, "req", NULL, 0, "r-11", 4), after ? 3 : 1);
+    if (after) {
+        expect_absent(t, "old");
+        expect_int(t, "n", 5, 5);
+        ck_assert_int_eq(bytes_state(t, "b", old_b, sizeof old_b, big_b, sizeof big_b), 3);
+    } else {
+        expect_int(t, "old", 1, 1);
+        expect_absent(t, "n");
+        ck_assert_int_eq(bytes_state(t, "b", old_b, sizeof old_b, big_b, sizeof big_b), 2);
+    }
+}
+
+/* growth of the index: the table is one insert short of rehashing */
+static long grow_n;
+static void rehash_setup(etsmgr_table *t)
+{
+    etsmgr_table_info info;
+    char key[32];
+    for (grow_n = 0;; grow_n++) {
+        ck_assert_int_eq(etsmgr_table_info_get(t, &info), 0);
+        if (info.entries == info.capacity) break;
+        etsmgr_value v = tt_int(grow_n);
+        ck_assert_int_eq(etsmgr_table_insert(t, key, tt_key(key, sizeof key, "g", grow_n), &v), 0);
+    }
+}
+static int a_grow(etsmgr_table *t)
+{
+    etsmgr_value v = tt_int(-1);
+    return etsmgr_table_insert(t, "grow!", 5, &v);
+}
+static void c_grow(etsmgr_table *t, bool done)
+{
+    char key[32];
+    int rc;
+    for (long i = 0; i < grow_n; i++) {
+        tt_key(key, sizeof key, "g", i);
+        ck_assert_int_eq(tt_get_int(t, key, &rc), i);
+    }
+    int64_t v = tt_get_int(t, "grow!", &rc);
+    ck_assert(rc == ETSMGR_ENOTFOUND || (rc == 0 && v == -1));
+    if (done) ck_assert_int_eq(rc, 0);
+}
+
+/* growth of the object and of the index in one insert: one short of
+ * rehashing, and the heap too full for the new index */
+static void rehash_extend_setup(etsmgr_table *t)
+{
+    etsmgr_table_info info;
+    char key[32];
+    for (grow_n = 0;; grow_n++) {
+        ck_assert_int_eq(etsmgr_table_info_get(t, &info), 0);
+        if (info.entries + 1 == info.capacity) break;
+        etsmgr_value v = tt_int(grow_n);
+        ck_assert_int_eq(etsmgr_table_insert(t, key, tt_key(key, sizeof key, "g", grow_n), &v), 0);
+    }
+    uint64_t room = t->limit - t->h->heap_top, newidx = (t->h->idx_mask + 1) * 16;
+    ck_assert_uint_gt(room, 256);
+    ck_assert_uint_lt(room - 200, ETSMGR_VALUE_MAX);
+    static char fill[ETSMGR_VALUE_MAX];
+    etsmgr_value f = tt_bytes(fill, room - 200 - 16);
+    ck_assert_int_eq(etsmgr_table_insert(t, "filler", 6, &f), 0);
+    ck_assert_uint_lt(t->limit - t->h->heap_top, newidx);
+    ck_assert_int_eq(etsmgr_table_info_get(t, &info), 0);
+    ck_assert_uint_eq(info.entries, info.capacity);
+}
+static void c_rehash_extend(etsmgr_table *t, bool done)
+{
+    c_grow(t, done);
+    etsmgr_table_info info;
+    ck_assert_int_eq(etsmgr_table_info_get(t, &info), 0);
+    if (done) ck_assert_uint_gt(info.bytes_total, 24576);
+}
+
+/* growth of the object alone */
+static void extend_setup(etsmgr_table *t)
+{
+    static char fill[1000];
+    char key[32];
+    grow_n = 0;
+    while (t->limit - t->h->heap_top >= 1100) {
+        etsmgr_value f = tt_bytes(fill, sizeof fill);
+        ck_assert_int_eq(etsmgr_table_insert(t, key, tt_key(key, sizeof key, "f", grow_n++), &f), 0);
+    }
+}
+static int a_extend(etsmgr_table *t)
+{
+    etsmgr_value v = tt_bytes(big_b, sizeof big_b);
+    return etsmgr_table_insert(t, "big", 3, &v);
+}
+static void c_extend(etsmgr_table *t, bool done)
+{
+    etsmgr_table_info info;
+    ck_assert_int_eq(etsmgr_table_info_get(t, &info), 0);
+    ck_assert_uint_eq(info.entries, (uint64_t)grow_n + (done ? 1 : 0));
+    int s = bytes_state(t, "big", NULL, 0, big_b, sizeof big_b);
+    ck_assert_int_eq(info.entries, (uint64_t)grow_n + (s == 3));
+    if (done) ck_assert_int_eq(s, 3);
+}
+
+static const struct scen scenarios[] = {
+    {"insert new", 0, base_setup, a_insert_new, c_insert_new},
+    {"overwrite bytes", 0, base_setup, a_overwrite_bytes, c_overwrite_bytes},
+    {"overwrite int and type change", 0, base_setup, a_overwrite_int, c_overwrite_int},
+    {"delete", 0, base_setup, a_delete, c_delete},
+    {"update_counter", 0, base_setup, a_counter, c_counter},
+    {"group", 0, group_setup, a_group, c_group},
+    {"grow index", 0, rehash_setup, a_grow, c_grow},
+    {"grow index and object", 24576, rehash_extend_setup, a_grow, c_rehash_extend},
+    {"grow object", 24576, extend_setup, a_extend, c_extend},
+};
+
+START_TEST(crash_points)
+{
+    const struct scen *sc = &scenarios[_i];
+    long steps = crash_every_step(sc);
+    ck_assert_msg(steps >= 4, "%s: only %ld crash points", sc->name, steps);
+}
+END_TEST
+
+/* A writer dies in the middle of a group; then each reader that recovers
+ * dies at each step of the recovery; the last one finds the group undone. */
+START_TEST(crash_during_recovery)
+{
+    const char *name = tt_name();
+    for (long rstep = 0;; rstep++) {
+        ck_assert_int_lt(rstep, 10000);
+        shm_unlink(name);
+        etsmgr_table *t;
+        etsmgr_table_opts o = {0};
+        ck_assert_int_eq(tbl_create(name, "crash", &o, &t), 0);
+        group_setup(t);
+        pid_t pid = fork();
+        if (pid == 0) {
+            cp_target = 30; /* deep inside the group */
+            tbl_crashpoint = cp_hook;
+            a_group(t);
+            _exit(0);
+        }
+        ck_assert_int_eq(wait_child(pid), 77);
+        pid = fork();
+        if (pid == 0) {
+            cp_target = rstep;
+            tbl_crashpoint = cp_hook;
+            etsmgr_value v;
+            _exit(etsmgr_table_lookup(t, "ctr", 3, &v, NULL, 0) == 0 ? 0 : 10);
+        }
+        int code = wait_child(pid);
+        ck_assert(code == 0 || code == 77);
+        c_group(t, false);
+        expect_int(t, "ctr", 10, 10);
+        tt_check(t);
+        etsmgr_table_close(t);
+        if (code == 0) break;
+    }
+    shm_unlink(name);
+}
+END_TEST
+
+/* ------------------------------------------------------------ random kills */
+
+static uint64_t rnd_state = 88172645463325252ull;
+static uint64_t rnd(void)
+{
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 7;
+    rnd_state ^= rnd_state << 17;
+    return rnd_state;
+}
+
+/* x values are self-describing: len bytes of (len * 7) */
+static void writer(etsmgr_table *t, int wfd, uint64_t seed)
+{
+    rnd_state = seed | 1;
+    char key[32], val[400];
+    long y = 0;
+    for (;;) {
+        int64_t nv, g;
+        uint64_t op = rnd() % 16;
+        int r = 0;
+        if (op < 8) {
+            r = etsmgr_table_update_counter(t, "ctr", 3, 1, 0, &nv);
+            if (r == 0 && write(wfd, &nv, sizeof nv) != sizeof nv) _exit(3);
+        } else if (op < 10) {
+            r = etsmgr_table_begin(t);
+            etsmgr_value v;
+            if (!r) r = etsmgr_table_update_counter(t, "gctr", 4, 1, 0, &g);
+            v = tt_int(g);
+            if (!r) r = etsmgr_table_insert(t, "glast", 5, &v);
+            size_t len = rnd() % sizeof val;
+            memset(val, (int)(len * 7), len);
+            v = tt_bytes(val, len);
+            if (!r) r = etsmgr_table_insert(t, key, tt_key(key, sizeof key, "x", (long)(rnd() % 500)), &v);
+            if (!r) r = etsmgr_table_commit(t);
+        } else if (op < 13) {
+            size_t len = rnd() % sizeof val;
+            memset(val, (int)(len * 7), len);
+            etsmgr_value v = tt_bytes(val, len);
+            r = etsmgr_table_insert(t, key, tt_key(key, sizeof key, "x", (long)(rnd() % 500)), &v);
+        } else if (op < 15) {
+            r = etsmgr_table_delete(t, key, tt_key(key, sizeof key, "x", (long)(rnd() % 500)));
+            if (r == ETSMGR_ENOTFOUND) r = 0;
+        } else {
+            etsmgr_value v = tt_int(y);
+            r = etsmgr_table_insert(t, key, tt_key(key, sizeof key, "y", (long)(seed % 100000) * 100000 + y++), &v);
+        }
+        if (r) _exit(4);
+    }
+}
+
+static int x_cb(const void *key, size_t klen, const etsmgr_value *v, void *arg)
+{
+    (void)arg;
+    if (klen < 2 || ((const char *)key)[0] != 'x') return 0;
+    ck_assert_int_eq(v->type, ETSMGR_BYTES);
+    for (size_t i = 0; i < v->len; i++)
+        ck_assert_msg(((const unsigned char *)v->data)[i] == (unsigned char)(v->len * 7),
+                      "value of %.*s is a mix", (int)klen, (const char *)key);
+    return 0;
+}
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+START_TEST(random_sigkill)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t last = 0;
+    int rounds = 0;
+    double end = mono() + 2.5;
+    while (mono() < end) {
+        int p[2];
+        ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+        fcntl(p[0], F_SETPIPE_SZ, 1 << 20);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            close(p[0]);
+            writer(t, p[1], (uint64_t)rounds * 7919 + 1);
+            _exit(0);
+        }
+        close(p[1]);
+        /* read what the writer reports until a random moment, then kill */
+        double kill_at = mono() + (double)(rnd() % 20000) / 1e6;
+        struct pollfd pf = {.fd = p[0], .events = POLLIN};
+        int64_t buf[4096];
+        size_t partial = 0;
+        for (;;) {
+            double left = kill_at - mono();
+            if (left <= 0) break;
+            if (poll(&pf, 1, (int)(left * 1000) + 1) > 0) {
+                ssize_t n = read(p[0], (char *)buf + partial, sizeof buf - partial);
+                if (n <= 0) break;
+                partial += (size_t)n;
+                if (partial >= 8) last = buf[partial / 8 - 1];
+                size_t keep = partial % 8;
+                memmove(buf, (char *)buf + partial - keep, keep);
+                partial = keep;
+            }
+        }
+        kill(pid, SIGKILL);
+        int st;
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "writer failed: status %#x", st);
+        ssize_t n;
+        while ((n = read(p[0], (char *)buf + partial, sizeof buf - partial)) > 0) {
+            partial += (size_t)n;
+            if (partial >= 8) last = buf[partial / 8 - 1];
+            size_t keep = partial % 8;
+            memmove(buf, (char *)buf + partial - keep, keep);
+            partial = keep;
+        }
+        close(p[0]);
+        int rc;
+        int64_t ctr = tt_get_int(t, "ctr", &rc);
+        if (rc == ETSMGR_ENOTFOUND) ctr = 0;
+        ck_assert_msg(ctr == last || ctr == last + 1, "round %d: counter %lld, last committed %lld",
+                      rounds, (long long)ctr, (long long)last);
+        last = ctr;
+        int64_t g = tt_get_int(t, "gctr", &rc), gl = tt_get_int(t, "glast", &rc);
+        ck_assert_int_eq(g, gl); /* the group is atomic */
+        tt_check(t);
+        ck_assert_int_eq(etsmgr_table_foreach(t, x_cb, NULL), 0);
+        rounds++;
+    }
+    ck_assert_int_gt(rounds, 10);
+    ck_assert_int_gt(last, 1000);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+/* ------------------------------------------------------------ concurrency */
+
+START_TEST(two_counters_exact_total)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    const int n = 200000;
+    pid_t pids[2];
+    for (int w = 0; w < 2; w++) {
+        pids[w] = fork();
+        ck_assert_int_ge(pids[w], 0);
+        if (pids[w] == 0) {
+            char key[24];
+            for (int i = 0; i < n; i++) {
+                int64_t nv;
+                if (etsmgr_table_update_counter(t, "ctr", 3, 1, 0, &nv)) _exit(2);
+                /* the second one also grows the table under the other's feet */
+                etsmgr_value v = tt_int(i);
+                if (w == 1 && i % 8 == 0 && etsmgr_table_insert(t, key, tt_key(key, sizeof key, "k", i), &v))
+                    _exit(3);
+            }
+            _exit(0);
+        }
+    }
+    for (int w = 0; w < 2; w++) ck_assert_int_eq(wait_child(pids[w]), 0);
+    int rc;
+    ck_assert_int_eq(tt_get_int(t, "ctr", &rc), 2 * n);
+    etsmgr_table_info info;
+    ck_assert_int_eq(etsmgr_table_info_get(t, &info), 0);
+    ck_assert_uint_eq(info.entries, 1 + n / 8);
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+Suite *table_crash_suite(void)
+{
+    Suite *s = suite_create("table_crash");
+    TCase *tc = tcase_create("crash_points");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, crash_points, 0, (int)(sizeof scenarios / sizeof scenarios[0]));
+    tcase_add_test(tc, crash_during_recovery);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("kill");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, random_sigkill);
+    tcase_add_test(tc, two_counters_exact_total);
+    suite_add_tcase(s, tc);
+    return s;
+}
