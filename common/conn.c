@@ -1,0 +1,763 @@
+/* conn.c: the framed-connection server behind every socket of the project.
+ *
+ * Why uv_poll and not uv_stream: fds travel as SCM_RIGHTS both ways and each
+ * one must be accounted for (handed to on_frame, or closed), which needs our
+ * own recvmsg/sendmsg.  The loop only tells us when a socket is ready.
+ *
+ * Reading: up to CONN_READS_PER_EVENT recvmsg of CONN_READ_CHUNK per wakeup
+ * (fairness between connections), then every complete frame is dispatched.
+ * Which frame do received fds belong to?  The kernel ends a stream read
+ * right after the message (sendmsg) that carried fds, and senders attach fds
+ * to the first byte of a frame and put nothing after that frame in the same
+ * sendmsg (frame_write does one frame per call; this file's writer stops a
+ * batch at the end of an fd-carrying frame).  So the fds of a read belong to
+ * the frame holding the read's last byte.  Each read with fds is remembered
+ * as a group {stream offset of its end, fds} until that frame is complete.
+ *
+ * Writing: replies are queued as segments; the connection is put on the
+ * server's dirty list, and the list is flushed by a uv_check handle (right
+ * after the I/O callbacks of this iteration) and a uv_prepare handle (for
+ * sends from timers and other callbacks, before the loop blocks).  So all the
+ * replies one read produced leave in one sendmsg, in request order.  A batch
+ * stops before a segment carrying an fd; that segment goes alone, fd on its
+ * first byte.  EAGAIN arms UV_WRITABLE until the queue drains.
+ *
+ * Backpressure: once CONN_OUT_HIGH bytes are queued, frames stay in the
+ * reader and the socket is not read until the queue is empty again.  A peer
+ * that never reads while we keep queueing (events) is dropped at
+ * CONN_OUT_HARD.
+ *
+ * Lifetime: closing calls on_close at once and frees the struct only in the
+ * uv_close callback, so code that runs on after a user callback (which may
+ * have closed this connection or stopped the whole server) can still look
+ * at c->closed.  The server is freed once all of its handles are closed. */
+#include "conn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "log.h"
+
+#define CONN_READ_CHUNK 65536
+#define CONN_READS_PER_EVENT 4
+#define CONN_ACCEPTS_PER_EVENT 64
+#define CONN_OUT_HIGH (1u << 20)
+#define CONN_OUT_HARD (64u << 20)
+#define CONN_IOV_MAX 64
+#define CONN_FDGROUPS 8
+#define CONN_CMSG_FDS 32
+#define CONN_ACCEPT_BACKOFF_MS 100
+
+typedef struct conn_seg {
+    struct conn_seg *next;
+    size_t len, off;
+    int fd; /* our dup, closed once sent; -1: none */
+    char data[];
+} conn_seg;
+
+typedef struct conn_fdgroup {
+    uint64_t end; /* stream offset just past the read that brought them */
+    int n;
+    int fds[FRAME_MAX_FDS];
+} conn_fdgroup;
+
+struct conn {
+    uv_poll_t poll;
+    conn_server *srv;
+    int fd;
+    conn *prev, *next;             /* the server's connections */
+    conn *dirty_prev, *dirty_next; /* the server's flush list */
+    bool dirty;
+    frame_reader rd;
+    uint64_t rx_total, rx_consumed;
+    conn_fdgroup grp[CONN_FDGROUPS];
+    int ngrp;
+    conn_seg *out_head, *out_tail;
+    size_t out_bytes;
+    int events;      /* what uv_poll watches now */
+    bool want_write; /* the last sendmsg hit EAGAIN */
+    bool paused;     /* backpressure: not reading, frames wait in rd */
+    bool eof;        /* the peer will send nothing more */
+    bool closing;    /* close once the queue is written */
+    bool closed;     /* on_close done, uv_close pending */
+    bool in_process;
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+    void *data;
+};
+
+struct conn_server {
+    uv_loop_t *loop;
+    uv_poll_t lpoll;
+    uv_timer_t backoff;
+    uv_prepare_t prep;
+    uv_check_t check;
+    int listen_fd;
+    conn_server_cfg cfg;
+    conn *head;
+    size_t count;
+    conn *dirty_head;
+    bool flush_armed;
+    bool stopping;
+    int open_handles;
+    char *rbuf;
+};
+
+static void conn_close_now(conn *c);
+static void conn_process(conn *c);
+static void conn_on_poll(uv_poll_t *h, int status, int events);
+
+/* ------------------------------------------------------------ helpers */
+
+static void conn_update_events(conn *c)
+{
+    if (c->closed)
+        return;
+    int ev = 0;
+    if (!c->paused && !c->eof && !c->closing)
+        ev |= UV_READABLE;
+    if (c->want_write)
+        ev |= UV_WRITABLE;
+    if (ev == c->events)
+        return;
+    c->events = ev;
+    int r = ev ? uv_poll_start(&c->poll, ev, conn_on_poll) : uv_poll_stop(&c->poll);
+    if (r < 0) {
+        log_error("uv_poll_start on a connection (pid %ld): %s; closing it", (long)c->pid,
+                  uv_strerror(r));
+        conn_close_now(c);
+    }
+}
+
+static void srv_on_flush_prepare(uv_prepare_t *h);
+static void srv_on_flush_check(uv_check_t *h);
+
+static void conn_mark_dirty(conn *c)
+{
+    conn_server *s = c->srv;
+    if (c->dirty || c->closed)
+        return;
+    c->dirty = true;
+    c->dirty_prev = NULL;
+    c->dirty_next = s->dirty_head;
+    if (s->dirty_head)
+        s->dirty_head->dirty_prev = c;
+    s->dirty_head = c;
+    if (!s->flush_armed && !s->stopping) {
+        uv_prepare_start(&s->prep, srv_on_flush_prepare);
+        uv_check_start(&s->check, srv_on_flush_check);
+        s->flush_armed = true;
+    }
+}
+
+static void conn_unmark_dirty(conn *c)
+{
+    if (!c->dirty)
+        return;
+    if (c->dirty_prev)
+        c->dirty_prev->dirty_next = c->dirty_next;
+    else
+        c->srv->dirty_head = c->dirty_next;
+    if (c->dirty_next)
+        c->dirty_next->dirty_prev = c->dirty_prev;
+    c->dirty = false;
+    c->dirty_prev = c->dirty_next = NULL;
+}
+
+static void conn_free_output(conn *c)
+{
+    conn_seg *s = c->out_head;
+    while (s) {
+        conn_seg *n = s->next;
+        if (s->fd >= 0)
+            close(s->fd);
+        free(s);
+        s = n;
+    }
+    c->out_head = c->out_tail = NULL;
+    c->out_bytes = 0;
+}
+
+static void conn_close_groups(conn *c)
+{
+    for (int g = 0; g < c->ngrp; g++)
+        for (int i = 0; i < c->grp[g].n; i++)
+            close(c->grp[g].fds[i]);
+    c->ngrp = 0;
+}
+
+/* ------------------------------------------------------------ lifetime */
+
+static void srv_handle_closed(conn_server *s)
+{
+    if (--s->open_handles == 0) {
+        free(s->rbuf);
+        free(s);
+    }
+}
+
+static void conn_on_closed(uv_handle_t *h)
+{
+    conn *c = h->data;
+    conn_server *s = c->srv;
+    free(c);
+    srv_handle_closed(s);
+}
+
+static void conn_close_now(conn *c)
+{
+    if (c->closed)
+        return;
+    conn_server *s = c->srv;
+    c->closed = true;
+    conn_unmark_dirty(c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->count--;
+    conn_close_groups(c);
+    conn_free_output(c);
+    frame_reader_free(&c->rd);
+    if (s->cfg.on_close)
+        s->cfg.on_close(c, s->cfg.arg);
+    uv_close((uv_handle_t *)&c->poll, conn_on_closed); /* stops polling first */
+    close(c->fd);
+    c->fd = -1;
+}
+
+void conn_close(conn *c)
+{
+    if (!c || c->closed || c->closing)
+        return;
+    c->closing = true;
+    conn_update_events(c);
+    conn_mark_dirty(c); /* the flush closes it once the queue is out */
+}
+
+/* ------------------------------------------------------------ writing */
+
+static void conn_consume(conn *c, size_t n)
+{
+    c->out_bytes -= n;
+    while (n > 0 && c->out_head) {
+        conn_seg *s = c->out_head;
+        if (s->fd >= 0) { /* rode on the first byte, now sent */
+            close(s->fd);
+            s->fd = -1;
+        }
+        size_t left = s->len - s->off;
+        if (n < left) {
+            s->off += n;
+            return;
+        }
+        n -= left;
+        c->out_head = s->next;
+        if (!c->out_head)
+            c->out_tail = NULL;
+        free(s);
+    }
+}
+
+static void conn_flush(conn *c)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } cbuf;
+    while (!c->closed && c->out_head) {
+        struct iovec iov[CONN_IOV_MAX];
+        int niov = 0;
+        struct msghdr mh = {.msg_iov = iov};
+        conn_seg *s = c->out_head;
+        if (s->fd >= 0) {
+            iov[niov++] = (struct iovec){s->data + s->off, s->len - s->off};
+            memset(&cbuf, 0, sizeof cbuf);
+            mh.msg_control = cbuf.buf;
+            mh.msg_controllen = sizeof cbuf.buf;
+            struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+            cm->cmsg_level = SOL_SOCKET;
+            cm->cmsg_type = SCM_RIGHTS;
+            cm->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(cm), &s->fd, sizeof(int));
+        } else {
+            for (; s && s->fd < 0 && niov < CONN_IOV_MAX; s = s->next)
+                iov[niov++] = (struct iovec){s->data + s->off, s->len - s->off};
+        }
+        mh.msg_iovlen = (size_t)niov;
+        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                c->want_write = true;
+                conn_update_events(c);
+                return;
+            }
+            log_debug("sendmsg to pid %ld: %s; closing the connection", (long)c->pid, strerror(errno));
+            conn_close_now(c);
+            return;
+        }
+        conn_consume(c, (size_t)n);
+    }
+    if (c->closed)
+        return;
+    c->want_write = false;
+    if (c->closing) {
+        conn_close_now(c);
+        return;
+    }
+    if (c->paused) {
+        c->paused = false;
+        conn_process(c); /* frames that waited in the reader */
+    }
+    conn_update_events(c);
+}
+
+static void srv_flush_all(conn_server *s)
+{
+    conn *c;
+    while ((c = s->dirty_head)) {
+        conn_unmark_dirty(c);
+        if (!c->want_write) /* else UV_WRITABLE will call conn_flush */
+            conn_flush(c);
+    }
+    if (s->flush_armed && !s->stopping) {
+        uv_prepare_stop(&s->prep);
+        uv_check_stop(&s->check);
+        s->flush_armed = false;
+    }
+}
+
+static void srv_on_flush_prepare(uv_prepare_t *h) { srv_flush_all(h->data); }
+static void srv_on_flush_check(uv_check_t *h) { srv_flush_all(h->data); }
+
+int conn_send(conn *c, const char *payload, size_t len, int fd)
+{
+    if (!c || c->closed || c->closing) {
+        errno = EPIPE;
+        return -1;
+    }
+    if (len > FRAME_MAX) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+    conn_seg *s = malloc(sizeof *s + 4 + len);
+    if (!s)
+        return -1;
+    s->next = NULL;
+    s->len = 4 + len;
+    s->off = 0;
+    s->fd = -1;
+    if (fd >= 0) {
+        s->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (s->fd < 0) {
+            int e = errno;
+            log_error("fcntl(F_DUPFD_CLOEXEC) of an fd to send to pid %ld: %s", (long)c->pid,
+                      strerror(e));
+            free(s);
+            errno = e;
+            return -1;
+        }
+    }
+    s->data[0] = (char)(len >> 24);
+    s->data[1] = (char)(len >> 16);
+    s->data[2] = (char)(len >> 8);
+    s->data[3] = (char)len;
+    if (len)
+        memcpy(s->data + 4, payload, len);
+    if (c->out_tail)
+        c->out_tail->next = s;
+    else
+        c->out_head = s;
+    c->out_tail = s;
+    c->out_bytes += s->len;
+    if (c->out_bytes > CONN_OUT_HARD) {
+        log_warning("connection of pid %ld does not read its replies (%zu bytes queued); closing it",
+                    (long)c->pid, c->out_bytes);
+        conn_free_output(c);
+        c->closing = true;
+        conn_update_events(c);
+        conn_mark_dirty(c);
+        errno = ENOBUFS;
+        return -1;
+    }
+    conn_mark_dirty(c);
+    return 0;
+}
+
+int conn_send_json(conn *c, const cJSON *obj, int fd)
+{
+    char *s = cJSON_PrintUnformatted(obj);
+    if (!s) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int r = conn_send(c, s, strlen(s), fd);
+    int e = errno;
+    cJSON_free(s);
+    errno = e;
+    return r;
+}
+
+/* A complete error frame, for replies outside any request. */
+static int conn_error_frame(char *buf, size_t len, const char *code, const char *msg)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return -1;
+    cJSON_AddBoolToObject(o, "ok", false);
+    cJSON_AddNullToObject(o, "id");
+    cJSON_AddStringToObject(o, "error", code);
+    cJSON_AddStringToObject(o, "message", msg);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!s)
+        return -1;
+    int n = snprintf(buf, len, "%s", s);
+    cJSON_free(s);
+    return n < 0 || (size_t)n >= len ? -1 : n;
+}
+
+/* ------------------------------------------------------------ reading */
+
+static void conn_process(conn *c)
+{
+    if (c->in_process || c->closed)
+        return;
+    conn_server *s = c->srv;
+    c->in_process = true;
+    while (!c->closed && !c->closing) {
+        if (c->out_bytes >= CONN_OUT_HIGH) {
+            c->paused = true;
+            break;
+        }
+        const char *p;
+        size_t len;
+        int k = frame_reader_next(&c->rd, &p, &len);
+        if (k == 0)
+            break;
+        if (k < 0) {
+            const unsigned char *h = (const unsigned char *)c->rd.buf + c->rd.off;
+            uint32_t n = ((uint32_t)h[0] << 24) | ((uint32_t)h[1] << 16) | ((uint32_t)h[2] << 8) | h[3];
+            char msg[160], body[256];
+            snprintf(msg, sizeof msg,
+                     "frame length %lu exceeds the limit of %u bytes; closing the connection",
+                     (unsigned long)n, FRAME_MAX);
+            log_warning("pid %ld sent a frame of %lu bytes (limit %u); closing its connection",
+                        (long)c->pid, (unsigned long)n, FRAME_MAX);
+            int bl = conn_error_frame(body, sizeof body, "frame_too_large", msg);
+            if (bl > 0)
+                conn_send(c, body, (size_t)bl, -1);
+            conn_close_groups(c);
+            conn_close(c);
+            break;
+        }
+        uint64_t start = c->rx_consumed, end = start + 4 + len;
+        c->rx_consumed = end;
+        int fds[FRAME_MAX_FDS], nfds = 0;
+        int used = 0;
+        for (; used < c->ngrp && c->grp[used].end <= end; used++) {
+            conn_fdgroup *g = &c->grp[used];
+            for (int i = 0; i < g->n; i++) {
+                if (g->end > start && nfds < FRAME_MAX_FDS)
+                    fds[nfds++] = g->fds[i];
+                else
+                    close(g->fds[i]); /* over the limit, or no frame of its own */
+            }
+        }
+        if (used) {
+            memmove(c->grp, c->grp + used, sizeof c->grp[0] * (size_t)(c->ngrp - used));
+            c->ngrp -= used;
+        }
+        s->cfg.on_frame(c, p, len, fds, nfds, s->cfg.arg);
+    }
+    if (!c->closed && !c->closing && !c->paused && c->eof) {
+        /* half-closed peer: answer what it sent, then close */
+        c->closing = true;
+        conn_mark_dirty(c);
+    }
+    c->in_process = false;
+    conn_update_events(c);
+}
+
+static void conn_read(conn *c)
+{
+    conn_server *s = c->srv;
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * CONN_CMSG_FDS)];
+    } cbuf;
+    for (int i = 0; i < CONN_READS_PER_EVENT; i++) {
+        struct iovec iov = {s->rbuf, CONN_READ_CHUNK};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
+                            .msg_control = cbuf.buf, .msg_controllen = sizeof cbuf.buf};
+        ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            log_debug("recvmsg from pid %ld: %s; closing the connection", (long)c->pid,
+                      strerror(errno));
+            conn_close_now(c);
+            return;
+        }
+        int fds[CONN_CMSG_FDS], nfds = 0;
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+                continue;
+            size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t j = 0; j < k; j++) {
+                int fd;
+                memcpy(&fd, CMSG_DATA(cm) + j * sizeof(int), sizeof fd);
+                if (nfds < CONN_CMSG_FDS)
+                    fds[nfds++] = fd;
+                else
+                    close(fd);
+            }
+        }
+        if (n == 0) {
+            for (int j = 0; j < nfds; j++)
+                close(fds[j]);
+            c->eof = true;
+            break;
+        }
+        if (frame_reader_feed(&c->rd, s->rbuf, (size_t)n) < 0) {
+            log_error("out of memory buffering a request of pid %ld; closing its connection",
+                      (long)c->pid);
+            for (int j = 0; j < nfds; j++)
+                close(fds[j]);
+            conn_close_now(c);
+            return;
+        }
+        c->rx_total += (uint64_t)n;
+        if (nfds > 0) {
+            int keep = 0;
+            if (c->ngrp < CONN_FDGROUPS) {
+                conn_fdgroup *g = &c->grp[c->ngrp++];
+                g->end = c->rx_total;
+                g->n = 0;
+                for (; keep < nfds && keep < FRAME_MAX_FDS; keep++)
+                    g->fds[g->n++] = fds[keep];
+            }
+            for (int j = keep; j < nfds; j++)
+                close(fds[j]);
+        }
+        if ((size_t)n < CONN_READ_CHUNK)
+            break; /* drained; level-triggered poll tells us about more */
+    }
+    conn_process(c);
+}
+
+static void conn_on_poll(uv_poll_t *h, int status, int events)
+{
+    conn *c = h->data;
+    if (c->closed)
+        return;
+    if (status < 0) {
+        log_debug("poll on the connection of pid %ld: %s; closing it", (long)c->pid,
+                  uv_strerror(status));
+        conn_close_now(c);
+        return;
+    }
+    if (events & UV_WRITABLE) {
+        conn_flush(c);
+        if (c->closed)
+            return;
+    }
+    if ((events & UV_READABLE) && !c->paused && !c->eof && !c->closing)
+        conn_read(c);
+}
+
+/* ------------------------------------------------------------ accepting */
+
+static void srv_refuse(conn_server *s, int fd)
+{
+    char msg[128], body[256];
+    snprintf(msg, sizeof msg, "the connection limit (%zu) is reached; try again later",
+             s->cfg.max_conns);
+    int bl = conn_error_frame(body + 4, sizeof body - 4, "too_many_connections", msg);
+    if (bl > 0) {
+        body[0] = (char)(bl >> 24);
+        body[1] = (char)(bl >> 16);
+        body[2] = (char)(bl >> 8);
+        body[3] = (char)bl;
+        /* a fresh socket's buffer takes it whole; if not, the close says it */
+        if (send(fd, body, (size_t)bl + 4, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+            log_debug("send too_many_connections: %s", strerror(errno));
+    }
+    close(fd);
+}
+
+static void srv_accept_one(conn_server *s, int fd)
+{
+    conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        log_error("out of memory accepting a connection; closing it");
+        close(fd);
+        return;
+    }
+    struct ucred cr;
+    socklen_t cl = sizeof cr;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
+        c->pid = cr.pid;
+        c->uid = cr.uid;
+        c->gid = cr.gid;
+    } else {
+        log_warning("getsockopt(SO_PEERCRED): %s; the peer is treated as unknown", strerror(errno));
+        c->pid = 0;
+        c->uid = (uid_t)-1;
+        c->gid = (gid_t)-1;
+    }
+    int r = uv_poll_init(s->loop, &c->poll, fd);
+    if (r < 0) {
+        log_error("uv_poll_init on an accepted connection: %s; closing it", uv_strerror(r));
+        free(c);
+        close(fd);
+        return;
+    }
+    c->poll.data = c;
+    c->srv = s;
+    c->fd = fd;
+    frame_reader_init(&c->rd);
+    c->next = s->head;
+    if (s->head)
+        s->head->prev = c;
+    s->head = c;
+    s->count++;
+    s->open_handles++;
+    conn_update_events(c);
+    if (s->cfg.on_open && !c->closed)
+        s->cfg.on_open(c, s->cfg.arg);
+}
+
+static void srv_on_listen(uv_poll_t *h, int status, int events);
+
+static void srv_on_backoff(uv_timer_t *t)
+{
+    conn_server *s = t->data;
+    if (!s->stopping)
+        uv_poll_start(&s->lpoll, UV_READABLE, srv_on_listen);
+}
+
+static void srv_on_listen(uv_poll_t *h, int status, int events)
+{
+    conn_server *s = h->data;
+    (void)events;
+    if (status < 0) {
+        log_error("poll on the listening socket: %s", uv_strerror(status));
+        return;
+    }
+    for (int i = 0; i < CONN_ACCEPTS_PER_EVENT && !s->stopping; i++) {
+        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                log_warning("accept4: %s; not accepting connections for %d ms", strerror(errno),
+                            CONN_ACCEPT_BACKOFF_MS);
+                uv_poll_stop(&s->lpoll);
+                uv_timer_start(&s->backoff, srv_on_backoff, CONN_ACCEPT_BACKOFF_MS, 0);
+                return;
+            }
+            log_error("accept4: %s", strerror(errno));
+            break;
+        }
+        if (s->cfg.max_conns && s->count >= s->cfg.max_conns) {
+            log_warning("connection limit (%zu) reached; refusing a connection", s->cfg.max_conns);
+            srv_refuse(s, fd);
+            continue;
+        }
+        srv_accept_one(s, fd);
+    }
+}
+
+/* ------------------------------------------------------------ server */
+
+static void srv_on_handle_closed(uv_handle_t *h) { srv_handle_closed(h->data); }
+
+int conn_server_start(conn_server **out, uv_loop_t *loop, const conn_server_cfg *cfg)
+{
+    *out = NULL;
+    if (!cfg || !cfg->on_frame || cfg->listen_fd < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    int fl = fcntl(cfg->listen_fd, F_GETFL);
+    if (fl < 0 || fcntl(cfg->listen_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        log_error("fcntl(O_NONBLOCK) on the listening socket: %s", strerror(errno));
+        return -1;
+    }
+    conn_server *s = calloc(1, sizeof *s);
+    if (!s || !(s->rbuf = malloc(CONN_READ_CHUNK))) {
+        free(s);
+        errno = ENOMEM;
+        return -1;
+    }
+    s->loop = loop;
+    s->cfg = *cfg;
+    s->listen_fd = cfg->listen_fd;
+    int r = uv_poll_init(loop, &s->lpoll, s->listen_fd);
+    if (r < 0) {
+        log_error("uv_poll_init on the listening socket: %s", uv_strerror(r));
+        free(s->rbuf);
+        free(s);
+        errno = -r;
+        return -1;
+    }
+    uv_timer_init(loop, &s->backoff);
+    uv_prepare_init(loop, &s->prep);
+    uv_check_init(loop, &s->check);
+    s->lpoll.data = s->backoff.data = s->prep.data = s->check.data = s;
+    s->open_handles = 4;
+    uv_unref((uv_handle_t *)&s->backoff);
+    r = uv_poll_start(&s->lpoll, UV_READABLE, srv_on_listen);
+    if (r < 0) {
+        log_error("uv_poll_start on the listening socket: %s", uv_strerror(r));
+        s->listen_fd = -1; /* not ours after a failed start */
+        conn_server_stop(s);
+        errno = -r;
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+void conn_server_stop(conn_server *s)
+{
+    if (!s || s->stopping)
+        return;
+    s->stopping = true;
+    while (s->head)
+        conn_close_now(s->head);
+    uv_close((uv_handle_t *)&s->lpoll, srv_on_handle_closed);
+    uv_close((uv_handle_t *)&s->backoff, srv_on_handle_closed);
+    uv_close((uv_handle_t *)&s->prep, srv_on_handle_closed);
+    uv_close((uv_handle_t *)&s->check, srv_on_handle_closed);
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
+    s->listen_fd = -1;
+}
+
+size_t conn_server_count(const conn_server *s) { return s ? s->count : 0; }
+
+pid_t conn_peer_pid(const conn *c) { return c->pid; }
+uid_t conn_peer_uid(const conn *c) { return c->uid; }
+gid_t conn_peer_gid(const conn *c) { return c->gid; }
+void conn_set_data(conn *c, void *data) { c->data = data; }
+void *conn_get_data(const conn *c) { return c->data; }

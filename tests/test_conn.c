@@ -1,0 +1,588 @@
+/* test_conn.c: the libuv connection server against real clients.
+ *
+ * The server runs in the test process on its own loop; each client is a
+ * forked child using the blocking frame API, and reports by its exit status
+ * (0, or the failing line).  Every test counts /proc/self/fd before and
+ * after to prove that no received or queued fd leaks, whatever the path. */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "conn.h"
+#include "frame.h"
+#include "proto.h"
+#include "sock.h"
+
+#define CL_CHECK(c)                                                                                \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "client check failed at line %d: %s (errno %s)\n", __LINE__, #c,       \
+                    strerror(errno));                                                              \
+            _exit(__LINE__ % 250 + 1);                                                             \
+        }                                                                                          \
+    } while (0)
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1;
+}
+
+/* ------------------------------------------------------------ test server */
+
+typedef struct tsrv {
+    uv_loop_t loop;
+    conn_server *srv;
+    uv_timer_t guard;
+    uv_timer_t probe;
+    uv_poll_t sigpoll;
+    int sig_rd, go_wr; /* backpressure test: child says "written", we say "go" */
+    int frames, opens, closes, closes_wanted;
+    int frames_at_probe;
+    bool timed_out;
+    bool stopped;
+} tsrv;
+
+static void ts_stop(tsrv *t)
+{
+    if (t->stopped)
+        return;
+    t->stopped = true;
+    conn_server_stop(t->srv);
+    uv_close((uv_handle_t *)&t->guard, NULL);
+    if (t->sig_rd >= 0)
+        uv_close((uv_handle_t *)&t->sigpoll, NULL);
+    if (!uv_is_closing((uv_handle_t *)&t->probe))
+        uv_close((uv_handle_t *)&t->probe, NULL);
+}
+
+static void ts_on_open(conn *c, void *arg)
+{
+    tsrv *t = arg;
+    t->opens++;
+    conn_set_data(c, t);
+}
+
+static void ts_on_close(conn *c, void *arg)
+{
+    tsrv *t = arg;
+    ck_assert_ptr_eq(conn_get_data(c), t);
+    if (++t->closes == t->closes_wanted)
+        ts_stop(t);
+}
+
+static void ts_on_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, void *arg)
+{
+    tsrv *t = arg;
+    t->frames++;
+    const char *code;
+    char msg[256];
+    cJSON *req = proto_parse_request(payload, len, &code, msg, sizeof msg);
+    if (!req) {
+        cJSON *r = proto_reply_err(NULL, code, "%s", msg);
+        conn_send_json(c, r, -1);
+        cJSON_Delete(r);
+        for (int i = 0; i < nfds; i++)
+            close(fds[i]);
+        return;
+    }
+    const char *op = proto_op(req);
+    cJSON *r = proto_reply_ok(req);
+    cJSON_AddNumberToObject(r, "pid", conn_peer_pid(c));
+    cJSON_AddNumberToObject(r, "nfds", nfds);
+    int sendfd = -1;
+    if (strcmp(op, "fd") == 0 && nfds > 0)
+        sendfd = fds[0];
+    if (strcmp(op, "big") == 0) {
+        char *big = malloc(60000);
+        memset(big, 'b', 59999);
+        big[59999] = '\0';
+        cJSON_AddStringToObject(r, "big", big);
+        free(big);
+    }
+    ck_assert_int_eq(conn_send_json(c, r, sendfd), 0);
+    cJSON_Delete(r);
+    for (int i = 0; i < nfds; i++)
+        close(fds[i]);
+    if (strcmp(op, "close") == 0) {
+        conn_close(c);
+        ck_assert_int_eq(conn_send(c, "{}", 2, -1), -1); /* closing: refused */
+    }
+    if (strcmp(op, "stop") == 0)
+        ts_stop(t);
+    cJSON_Delete(req);
+}
+
+static void ts_on_guard(uv_timer_t *h)
+{
+    tsrv *t = h->data;
+    t->timed_out = true;
+    ts_stop(t);
+}
+
+static void ts_start_signal(tsrv *t);
+
+typedef void (*client_fn)(const char *path, int sig_wr, int go_rd);
+
+/* Runs the server until closes_wanted connections closed; the clients are
+ * forked before the loop exists.  Returns nothing: asserts inside. */
+static void run_case(client_fn client, int nclients, size_t max_conns, int closes_wanted,
+                     tsrv *t, bool with_signal)
+{
+    /* libuv keeps a process-wide signal lock pipe from the first loop on */
+    uv_loop_t warm;
+    ck_assert_int_eq(uv_loop_init(&warm), 0);
+    ck_assert_int_eq(uv_loop_close(&warm), 0);
+    int base = count_fds();
+    char dir[] = "/tmp/etsmgr-cnXXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[128], err[256];
+    snprintf(path, sizeof path, "%s/s.sock", dir);
+    int lfd = sock_listen_unix(path, 0600, 64, err, sizeof err);
+    ck_assert_msg(lfd >= 0, "%s", err);
+    int sigp[2] = {-1, -1}, gop[2] = {-1, -1};
+    if (with_signal) {
+        ck_assert_int_eq(pipe(sigp), 0);
+        ck_assert_int_eq(pipe(gop), 0);
+    }
+    pid_t pids[8];
+    for (int i = 0; i < nclients; i++) {
+        pids[i] = fork();
+        ck_assert_int_ge(pids[i], 0);
+        if (pids[i] == 0) {
+            close(lfd);
+            client(path, sigp[1], gop[0]);
+            _exit(0);
+        }
+    }
+    if (with_signal) {
+        close(sigp[1]);
+        close(gop[0]);
+    }
+    memset(t, 0, sizeof *t);
+    t->sig_rd = sigp[0];
+    t->go_wr = gop[1];
+    t->closes_wanted = closes_wanted;
+    ck_assert_int_eq(uv_loop_init(&t->loop), 0);
+    conn_server_cfg cfg = {.listen_fd = lfd, .max_conns = max_conns, .on_open = ts_on_open,
+                           .on_frame = ts_on_frame, .on_close = ts_on_close, .arg = t};
+    ck_assert_int_eq(conn_server_start(&t->srv, &t->loop, &cfg), 0);
+    uv_timer_init(&t->loop, &t->guard);
+    uv_timer_init(&t->loop, &t->probe);
+    t->guard.data = t->probe.data = t;
+    uv_timer_start(&t->guard, ts_on_guard, 15000, 0);
+    if (with_signal)
+        ts_start_signal(t);
+    uv_run(&t->loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&t->loop), 0);
+    ck_assert_msg(!t->timed_out, "server timed out (opens %d closes %d frames %d)", t->opens, t->closes, t->frames);
+    for (int i = 0; i < nclients; i++) {
+        int st;
+        ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client %d failed: status 0x%x (line %% 250 + 1)",
+                      i, st);
+    }
+    if (with_signal) {
+        close(sigp[0]);
+        close(gop[1]);
+    }
+    unlink(path);
+    rmdir(dir);
+    ck_assert_int_eq(count_fds(), base);
+}
+
+/* ------------------------------------------------------------ clients */
+
+static cJSON *cl_read(int fd, int *rfds, int *nr)
+{
+    cJSON *o = NULL;
+    int dummy[FRAME_MAX_FDS], dn;
+    CL_CHECK(frame_read_json(fd, &o, rfds ? rfds : dummy, nr ? nr : &dn, FRAME_MAX_FDS, 10000) == 0);
+    if (!rfds)
+        for (int i = 0; i < dn; i++)
+            close(dummy[i]);
+    return o;
+}
+
+static int cl_num(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, k);
+    return cJSON_IsNumber(v) ? v->valueint : -999;
+}
+
+static void cl_send(int fd, const char *json, const int *fds, int nfds)
+{
+    CL_CHECK(frame_write(fd, json, strlen(json), fds, nfds) == 0);
+}
+
+/* raw sendmsg: any number of fds on the given bytes */
+static void cl_sendraw(int fd, const void *buf, size_t len, const int *fds, int nfds)
+{
+    struct iovec iov = {(void *)buf, len};
+    char cb[CMSG_SPACE(sizeof(int) * 16)];
+    memset(cb, 0, sizeof cb);
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (nfds) {
+        mh.msg_control = cb;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
+    }
+    CL_CHECK(sendmsg(fd, &mh, MSG_NOSIGNAL) == (ssize_t)len);
+}
+
+static void cl_expect_eof(int fd)
+{
+    char *p;
+    size_t l;
+    int rf[4], nr;
+    for (;;) {
+        if (frame_read(fd, &p, &l, rf, &nr, 4, 10000) < 0) {
+            CL_CHECK(errno == ECONNRESET);
+            return;
+        }
+        free(p); /* replies before the close are fine */
+        for (int i = 0; i < nr; i++)
+            close(rf[i]);
+    }
+}
+
+static void client_pipeline(const char *path, int sig_wr, int go_rd)
+{
+    (void)sig_wr;
+    (void)go_rd;
+    int fd = sock_connect_unix(path);
+    CL_CHECK(fd >= 0);
+    /* 100 requests in one write: replies in order */
+    size_t cap = 100 * 64, n = 0;
+    char *buf = malloc(cap);
+    for (int i = 0; i < 100; i++) {
+        char js[48];
+        int l = snprintf(js, sizeof js, "{\"op\":\"echo\",\"id\":%d}", i);
+        size_t fl;
+        char *f = frame_encode(js, (size_t)l, &fl);
+        memcpy(buf + n, f, fl);
+        n += fl;
+        free(f);
+    }
+    CL_CHECK(write(fd, buf, n) == (ssize_t)n);
+    free(buf);
+    for (int i = 0; i < 100; i++) {
+        cJSON *o = cl_read(fd, NULL, NULL);
+        CL_CHECK(cJSON_IsTrue(cJSON_GetObjectItem(o, "ok")));
+        CL_CHECK(cl_num(o, "id") == i);
+        CL_CHECK(cl_num(o, "pid") == getpid());
+        cJSON_Delete(o);
+    }
+    /* fds both ways, interleaved with plain frames that the server may read
+     * in the same recvmsg: each fd must come back on its own reply */
+    int p[3][2];
+    for (int k = 0; k < 3; k++) {
+        CL_CHECK(pipe(p[k]) == 0);
+        cl_send(fd, "{\"op\":\"echo\",\"id\":\"x\"}", NULL, 0);
+        char js[48];
+        snprintf(js, sizeof js, "{\"op\":\"fd\",\"id\":%d}", k);
+        cl_send(fd, js, &p[k][1], 1);
+    }
+    for (int k = 0; k < 3; k++) {
+        cJSON *o = cl_read(fd, NULL, NULL);
+        CL_CHECK(cl_num(o, "nfds") == 0);
+        cJSON_Delete(o);
+        int rf[4], nr = 0;
+        o = cl_read(fd, rf, &nr);
+        CL_CHECK(cl_num(o, "id") == k);
+        CL_CHECK(cl_num(o, "nfds") == 1);
+        CL_CHECK(nr == 1);
+        char ch = (char)('a' + k), got = 0;
+        CL_CHECK(write(rf[0], &ch, 1) == 1);
+        CL_CHECK(read(p[k][0], &got, 1) == 1);
+        CL_CHECK(got == ch);
+        close(rf[0]);
+        cJSON_Delete(o);
+    }
+    /* six fds on one frame: the server gets FRAME_MAX_FDS, the rest closed */
+    int six[6] = {p[0][0], p[0][1], p[1][0], p[1][1], p[2][0], p[2][1]};
+    size_t fl;
+    char *f = frame_encode("{\"op\":\"echo\",\"id\":6}", 20, &fl);
+    cl_sendraw(fd, f, fl, six, 6);
+    free(f);
+    cJSON *o = cl_read(fd, NULL, NULL);
+    CL_CHECK(cl_num(o, "nfds") == FRAME_MAX_FDS);
+    cJSON_Delete(o);
+    /* bad JSON: an error reply, and the connection stays usable */
+    cl_send(fd, "{nope", NULL, 0);
+    o = cl_read(fd, NULL, NULL);
+    CL_CHECK(strcmp(cJSON_GetObjectItem(o, "error")->valuestring, "bad_json") == 0);
+    cJSON_Delete(o);
+    cl_send(fd, "{\"op\":\"echo\",\"id\":7}", NULL, 0);
+    o = cl_read(fd, NULL, NULL);
+    CL_CHECK(cl_num(o, "id") == 7);
+    cJSON_Delete(o);
+    /* half-close: what was sent is still answered */
+    cl_send(fd, "{\"op\":\"echo\",\"id\":8}", NULL, 0);
+    CL_CHECK(shutdown(fd, SHUT_WR) == 0);
+    o = cl_read(fd, NULL, NULL);
+    CL_CHECK(cl_num(o, "id") == 8);
+    cJSON_Delete(o);
+    cl_expect_eof(fd);
+    close(fd);
+}
+
+START_TEST(test_conn_pipeline_and_fds)
+{
+    tsrv t;
+    run_case(client_pipeline, 1, 0, 1, &t, false);
+    ck_assert_int_eq(t.opens, 1);
+    ck_assert_int_eq(t.frames, 100 + 6 + 1 + 1 + 1 + 1);
+}
+END_TEST
+
+static void client_too_large(const char *path, int sig_wr, int go_rd)
+{
+    (void)sig_wr;
+    (void)go_rd;
+    int fd = sock_connect_unix(path);
+    CL_CHECK(fd >= 0);
+    cl_send(fd, "{\"op\":\"echo\",\"id\":1}", NULL, 0);
+    int pp[2];
+    CL_CHECK(pipe(pp) == 0);
+    unsigned char hdr[8] = {0, 1, 0, 1, 'x', 'x', 'x', 'x'}; /* FRAME_MAX + 1 */
+    cl_sendraw(fd, hdr, sizeof hdr, pp, 2);
+    cJSON *o = cl_read(fd, NULL, NULL);
+    CL_CHECK(cl_num(o, "id") == 1);
+    cJSON_Delete(o);
+    o = cl_read(fd, NULL, NULL);
+    CL_CHECK(!cJSON_IsTrue(cJSON_GetObjectItem(o, "ok")));
+    CL_CHECK(cJSON_IsNull(cJSON_GetObjectItem(o, "id")));
+    CL_CHECK(strcmp(cJSON_GetObjectItem(o, "error")->valuestring, "frame_too_large") == 0);
+    CL_CHECK(strstr(cJSON_GetObjectItem(o, "message")->valuestring, "65537") != NULL);
+    cJSON_Delete(o);
+    cl_expect_eof(fd);
+    close(fd);
+}
+
+START_TEST(test_conn_frame_too_large)
+{
+    tsrv t;
+    run_case(client_too_large, 1, 0, 1, &t, false);
+    ck_assert_int_eq(t.frames, 1);
+}
+END_TEST
+
+static void client_abrupt(const char *path, int sig_wr, int go_rd)
+{
+    (void)sig_wr;
+    (void)go_rd;
+    int fd = sock_connect_unix(path);
+    CL_CHECK(fd >= 0);
+    cl_send(fd, "{\"op\":\"echo\",\"id\":1}", NULL, 0);
+    cJSON *o = cl_read(fd, NULL, NULL);
+    cJSON_Delete(o);
+    /* half a frame with fds attached, then gone */
+    int pp[2];
+    CL_CHECK(pipe(pp) == 0);
+    unsigned char part[6] = {0, 0, 0, 20, '{', '"'};
+    cl_sendraw(fd, part, sizeof part, pp, 2);
+    _exit(0);
+}
+
+START_TEST(test_conn_abrupt_close)
+{
+    tsrv t;
+    run_case(client_abrupt, 1, 0, 1, &t, false);
+    ck_assert_int_eq(t.closes, 1);
+    ck_assert_int_eq(t.frames, 1);
+}
+END_TEST
+
+static void client_close_and_stop(const char *path, int sig_wr, int go_rd)
+{
+    (void)sig_wr;
+    (void)go_rd;
+    /* "close" with frames behind it: the reply arrives, the rest is dropped */
+    int fd = sock_connect_unix(path);
+    CL_CHECK(fd >= 0);
+    int pp[2];
+    CL_CHECK(pipe(pp) == 0);
+    /* one sendmsg: the server may close before a second write (EPIPE) */
+    char buf[512];
+    size_t n = 0;
+    const char *creqs[] = {"{\"op\":\"close\",\"id\":1}", "{\"op\":\"echo\",\"id\":2}",
+                           "{\"op\":\"echo\",\"id\":3}"};
+    for (int i = 0; i < 3; i++) {
+        size_t fl;
+        char *f = frame_encode(creqs[i], strlen(creqs[i]), &fl);
+        memcpy(buf + n, f, fl);
+        n += fl;
+        free(f);
+    }
+    cl_sendraw(fd, buf, n, pp, 2);
+    cJSON *o = cl_read(fd, NULL, NULL);
+    CL_CHECK(cl_num(o, "id") == 1);
+    cJSON_Delete(o);
+    cl_expect_eof(fd);
+    close(fd);
+    /* "stop" from inside on_frame, with frames and fds still buffered */
+    fd = sock_connect_unix(path);
+    CL_CHECK(fd >= 0);
+    int fd2 = sock_connect_unix(path);
+    CL_CHECK(fd2 >= 0);
+    cl_send(fd2, "{\"op\":\"echo\",\"id\":0}", pp, 2);
+    o = cl_read(fd2, NULL, NULL); /* fd2 is open on the server */
+    cJSON_Delete(o);
+    n = 0;
+    const char *reqs[] = {"{\"op\":\"echo\",\"id\":1}", "{\"op\":\"stop\",\"id\":2}",
+                          "{\"op\":\"echo\",\"id\":3}", "{\"op\":\"echo\",\"id\":4}"};
+    for (int i = 0; i < 4; i++) {
+        size_t fl;
+        char *f = frame_encode(reqs[i], strlen(reqs[i]), &fl);
+        memcpy(buf + n, f, fl);
+        n += fl;
+        free(f);
+    }
+    cl_sendraw(fd, buf, n, pp, 2);
+    cl_expect_eof(fd);
+    cl_expect_eof(fd2);
+    close(fd);
+    close(fd2);
+}
+
+START_TEST(test_conn_close_and_stop_from_callback)
+{
+    tsrv t;
+    run_case(client_close_and_stop, 1, 0, 1000, &t, false);
+    ck_assert_int_eq(t.opens, 3);
+    ck_assert_int_eq(t.closes, 3);
+    ck_assert_int_eq(t.frames, 1 + 1 + 2); /* close; echo on fd2; echo, stop */
+}
+END_TEST
+
+static void client_too_many(const char *path, int sig_wr, int go_rd)
+{
+    (void)sig_wr;
+    (void)go_rd;
+    int a = sock_connect_unix(path);
+    CL_CHECK(a >= 0);
+    cl_send(a, "{\"op\":\"echo\",\"id\":1}", NULL, 0);
+    cJSON *o = cl_read(a, NULL, NULL);
+    CL_CHECK(cl_num(o, "id") == 1);
+    cJSON_Delete(o);
+    int b = sock_connect_unix(path);
+    CL_CHECK(b >= 0);
+    o = cl_read(b, NULL, NULL);
+    CL_CHECK(strcmp(cJSON_GetObjectItem(o, "error")->valuestring, "too_many_connections") == 0);
+    CL_CHECK(cJSON_IsNull(cJSON_GetObjectItem(o, "id")));
+    cJSON_Delete(o);
+    cl_expect_eof(b);
+    close(b);
+    /* the first one is still served */
+    cl_send(a, "{\"op\":\"echo\",\"id\":2}", NULL, 0);
+    o = cl_read(a, NULL, NULL);
+    CL_CHECK(cl_num(o, "id") == 2);
+    cJSON_Delete(o);
+    close(a);
+}
+
+START_TEST(test_conn_too_many)
+{
+    tsrv t;
+    run_case(client_too_many, 1, 1, 1, &t, false);
+    ck_assert_int_eq(t.opens, 1);
+}
+END_TEST
+
+/* Backpressure: 100 requests whose replies (60 KB each) the client does not
+ * read at first.  The server must stop short of answering them all, then
+ * answer every one, in order, once the client reads. */
+#define BP_REQS 100
+static void client_backpressure(const char *path, int sig_wr, int go_rd)
+{
+    int fd = sock_connect_unix(path);
+    CL_CHECK(fd >= 0);
+    for (int i = 0; i < BP_REQS; i++) {
+        char js[48];
+        snprintf(js, sizeof js, "{\"op\":\"big\",\"id\":%d}", i);
+        cl_send(fd, js, NULL, 0);
+    }
+    CL_CHECK(write(sig_wr, "w", 1) == 1);
+    char ch;
+    CL_CHECK(read(go_rd, &ch, 1) == 1);
+    for (int i = 0; i < BP_REQS; i++) {
+        cJSON *o = cl_read(fd, NULL, NULL);
+        CL_CHECK(cl_num(o, "id") == i);
+        CL_CHECK(strlen(cJSON_GetObjectItem(o, "big")->valuestring) == 59999);
+        cJSON_Delete(o);
+    }
+    close(fd);
+}
+
+static void ts_on_probe(uv_timer_t *h)
+{
+    tsrv *t = h->data;
+    t->frames_at_probe = t->frames;
+    if (getenv("CONN_TEST_VERBOSE"))
+        fprintf(stderr, "backpressure: %d frames answered before the client read\n", t->frames);
+    ck_assert_int_eq(write(t->go_wr, "g", 1), 1);
+}
+
+static void ts_on_signal(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    tsrv *t = h->data;
+    char ch;
+    ck_assert_int_eq(read(t->sig_rd, &ch, 1), 1);
+    uv_poll_stop(h);
+    /* give the server time to answer everything it would (it must not) */
+    uv_timer_start(&t->probe, ts_on_probe, 300, 0);
+}
+
+static void ts_start_signal(tsrv *t)
+{
+    uv_poll_init(&t->loop, &t->sigpoll, t->sig_rd);
+    t->sigpoll.data = t;
+    uv_poll_start(&t->sigpoll, UV_READABLE, ts_on_signal);
+}
+
+START_TEST(test_conn_backpressure)
+{
+    tsrv t;
+    run_case(client_backpressure, 1, 0, 1, &t, true);
+    ck_assert_int_eq(t.frames, BP_REQS);
+    ck_assert_msg(t.frames_at_probe > 0 && t.frames_at_probe < BP_REQS / 2,
+                  "server answered %d of %d requests while the client was not reading",
+                  t.frames_at_probe, BP_REQS);
+}
+END_TEST
+
+Suite *conn_suite(void)
+{
+    Suite *s = suite_create("conn");
+    TCase *tc = tcase_create("conn");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_conn_pipeline_and_fds);
+    tcase_add_test(tc, test_conn_frame_too_large);
+    tcase_add_test(tc, test_conn_abrupt_close);
+    tcase_add_test(tc, test_conn_close_and_stop_from_callback);
+    tcase_add_test(tc, test_conn_too_many);
+    tcase_add_test(tc, test_conn_backpressure);
+    suite_add_tcase(s, tc);
+    return s;
+}
