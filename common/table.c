@@ -139,6 +139,15 @@ int tbl_sync_map(etsmgr_table *t)
 
 /* ------------------------------------------------------------ lock and recovery */
 
+/* An undo record may name a state word of the header or a word of the heap,
+ * nothing else (never the mutex or the log itself). */
+static bool tbl_undo_off_ok(const etsmgr_table *t, uint64_t off)
+{
+    if (off & 7u) return false;
+    if (off >= TBL_STATE_BEGIN && off < TBL_STATE_END) return true;
+    return off >= TBL_HDR_SIZE && off <= t->limit - 8;
+}
+
 /* Check every undo record, then restore them in reverse. */
 static int tbl_recover(etsmgr_table *t)
 {
@@ -147,13 +156,8 @@ static int tbl_recover(etsmgr_table *t)
     if (r) return r;
     uint64_t n = h->undo_n;
     if (n > TBL_UNDO_MAX) return ETSMGR_ECORRUPT;
-    for (uint64_t i = 0; i < n; i++) {
-        uint64_t off = h->undo[i].off;
-        if (off & 7u) return ETSMGR_ECORRUPT;
-        bool in_state = off >= TBL_STATE_BEGIN && off < TBL_STATE_END;
-        bool in_heap = off >= TBL_HDR_SIZE && off <= t->limit - 8;
-        if (!in_state && !in_heap) return ETSMGR_ECORRUPT;
-    }
+    for (uint64_t i = 0; i < n; i++)
+        if (!tbl_undo_off_ok(t, h->undo[i].off)) return ETSMGR_ECORRUPT;
     const char *op = t->cp_op;
     t->cp_op = "recover";
     t->cp_step = 0;
@@ -252,7 +256,10 @@ int tbl_group_check(etsmgr_table *t, bool change)
 void tbl_rollback_to(etsmgr_table *t, uint64_t mark)
 {
     struct tbl_hdr *h = t->h;
-    for (uint64_t i = t->un; i-- > mark;) *tbl_word(t, h->undo[i].off) = h->undo[i].old;
+    for (uint64_t i = t->un; i-- > mark;) {
+        uint64_t off = h->undo[i].off; /* ours, but in memory others can write */
+        if (tbl_undo_off_ok(t, off)) *tbl_word(t, off) = h->undo[i].old;
+    }
     atomic_signal_fence(memory_order_seq_cst);
     h->undo_n = t->un = mark;
     atomic_signal_fence(memory_order_seq_cst);
@@ -266,16 +273,22 @@ static int tbl_attach(int fd, etsmgr_table **out)
 {
     struct tbl_hdr *hc = malloc(sizeof *hc);
     if (!hc) return ETSMGR_ENOMEM;
-    ssize_t got = pread(fd, hc, sizeof *hc, 0);
     int r;
     struct stat st;
-    if (got < 0 || fstat(fd, &st) < 0) {
+    if (fstat(fd, &st) < 0) {
         free(hc);
         return ETSMGR_ESYS;
     }
     if (!S_ISREG(st.st_mode)) {
         free(hc);
         return tbl_why(ETSMGR_EBADMAGIC, "not a shared-memory object%.0llu%.0llu", 0, 0);
+    }
+    /* the header first, then the size: a table growing meanwhile is only
+     * ever longer than the header read says */
+    ssize_t got = pread(fd, hc, sizeof *hc, 0);
+    if (got < 0 || fstat(fd, &st) < 0) {
+        free(hc);
+        return ETSMGR_ESYS;
     }
     if ((size_t)got < sizeof hc->magic) {
         free(hc);
