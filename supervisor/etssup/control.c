@@ -134,9 +134,15 @@ static void ctl_on_frame(conn *cn, const char *payload, size_t len, int *fds, in
             ctl_send(cn, proto_reply_err(req, "busy", "a restart of child %s is already in progress", id));
         else if (sup_restart_child(c, err, sizeof err) < 0)
             ctl_send(cn, proto_reply_err(req, "stopping", "%s", err));
-        else if (c->state == SUP_ST_RUNNING && !c->pending_stop)
-            ctl_send(cn, proto_reply_ok(req)); /* ready=none: already up; sup_child_ready answered nobody */
-        else {
+        else if (c->state == SUP_ST_RUNNING && !c->pending_stop) {
+            /* ready=none and it was stopped: already up again */
+            cJSON *r = proto_reply_ok(req);
+            if (r) {
+                cJSON_AddStringToObject(r, "child", c->cfg->id);
+                cJSON_AddNumberToObject(r, "pid", (double)c->pid);
+            }
+            ctl_send(cn, r);
+        } else {
             c->waiter = cn;
             c->waiter_req = req;
             conn_set_data(cn, c);
