@@ -39,8 +39,8 @@ static void et_cleanup(void)
     E_live = 0;
     /* etscounterd before etsmgrd, so that it does not log the manager's death */
     for (int i = 0; i < et_nctrs; i++)
-        if (kill(et_ctrs[i], SIGKILL) == 0)
-            waitpid(et_ctrs[i], NULL, 0);
+        if (waitpid(et_ctrs[i], NULL, WNOHANG) == 0) /* still running, not reaped */
+            tu_kill9(et_ctrs[i]);
     et_nctrs = 0;
     tu_env_cleanup(&E);
 }
@@ -361,8 +361,7 @@ static void et_pipeline(int fd, int first, int n, long base)
 
 static long et_entries(void)
 {
-    char *rep = tu_request(&E, "etsmgrd.sock", "{\"op\":\"tables\",\"id\":1,\"name\":\"etscounter\"}", NULL, 0,
-                           NULL, NULL);
+    char *rep = tu_request(&E, "etsmgrd.sock", "{\"op\":\"tables\",\"id\":1,\"name\":\"etscounter\"}", NULL, 0, NULL, NULL);
     ck_assert_ptr_nonnull(rep);
     cJSON *j = cJSON_Parse(rep);
     free(rep);
