@@ -195,9 +195,9 @@ static struct live live_table(int n)
 {
     struct live l;
     l.t = tt_create(NULL, 0, 0);
-    char key[32];
+    char key[32], val[64] = "value";
     for (long i = 0; i < n; i++) {
-        etsmgr_value v = i % 3 ? tt_int(i) : tt_bytes(key, (size_t)(i % 50));
+        etsmgr_value v = i % 3 ? tt_int(i) : tt_bytes(val, (size_t)(i % 50));
         ck_assert_int_eq(etsmgr_table_insert(l.t, key, tt_key(key, sizeof key, "k", i), &v), 0);
     }
     for (long i = 0; i < n; i += 5)
