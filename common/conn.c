@@ -271,36 +271,46 @@ static void conn_consume(conn *c, size_t n)
     }
 }
 
-static void conn_flush(conn *c)
+/* One sendmsg of the queue's head: a batch of plain segments, or one
+ * fd-carrying segment alone.  Bytes sent, or -1/errno. */
+static ssize_t conn_send_some(conn *c)
 {
     union {
         struct cmsghdr align;
         char buf[CMSG_SPACE(sizeof(int))];
     } cbuf;
-    while (!c->closed && c->out_head) {
-        struct iovec iov[CONN_IOV_MAX];
-        int niov = 0;
-        struct msghdr mh = {.msg_iov = iov};
-        conn_seg *s = c->out_head;
-        if (s->fd >= 0) {
+    struct iovec iov[CONN_IOV_MAX];
+    int niov = 0;
+    struct msghdr mh = {.msg_iov = iov};
+    conn_seg *s = c->out_head;
+    if (s->fd >= 0) {
+        iov[niov++] = (struct iovec){s->data + s->off, s->len - s->off};
+        memset(&cbuf, 0, sizeof cbuf);
+        mh.msg_control = cbuf.buf;
+        mh.msg_controllen = sizeof cbuf.buf;
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &s->fd, sizeof(int));
+    } else {
+        for (; s && s->fd < 0 && niov < CONN_IOV_MAX; s = s->next)
             iov[niov++] = (struct iovec){s->data + s->off, s->len - s->off};
-            memset(&cbuf, 0, sizeof cbuf);
-            mh.msg_control = cbuf.buf;
-            mh.msg_controllen = sizeof cbuf.buf;
-            struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-            cm->cmsg_level = SOL_SOCKET;
-            cm->cmsg_type = SCM_RIGHTS;
-            cm->cmsg_len = CMSG_LEN(sizeof(int));
-            memcpy(CMSG_DATA(cm), &s->fd, sizeof(int));
-        } else {
-            for (; s && s->fd < 0 && niov < CONN_IOV_MAX; s = s->next)
-                iov[niov++] = (struct iovec){s->data + s->off, s->len - s->off};
-        }
-        mh.msg_iovlen = (size_t)niov;
-        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
+    }
+    mh.msg_iovlen = (size_t)niov;
+    ssize_t n;
+    do {
+        n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n > 0)
+        conn_consume(c, (size_t)n);
+    return n;
+}
+
+static void conn_flush(conn *c)
+{
+    while (!c->closed && c->out_head) {
+        if (conn_send_some(c) < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 c->want_write = true;
                 conn_update_events(c);
@@ -310,7 +320,6 @@ static void conn_flush(conn *c)
             conn_close_now(c);
             return;
         }
-        conn_consume(c, (size_t)n);
     }
     if (c->closed)
         return;
@@ -743,6 +752,11 @@ void conn_server_stop(conn_server *s)
     if (!s || s->stopping)
         return;
     s->stopping = true;
+    /* what the socket buffers take now still goes out (say, the reply to
+     * the request that stopped us); nothing waits for a slow peer */
+    for (conn *c = s->head; c; c = c->next)
+        while (c->out_head && conn_send_some(c) > 0)
+            ;
     while (s->head)
         conn_close_now(s->head);
     uv_close((uv_handle_t *)&s->lpoll, srv_on_handle_closed);

@@ -56,7 +56,8 @@ int notify_send(const char *msg)
         return -1;
     ssize_t n;
     do {
-        n = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa, sl);
+        /* never block a daemon on a supervisor that does not read */
+        n = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&sa, sl);
     } while (n < 0 && errno == EINTR);
     int e = errno;
     close(fd);

@@ -1,0 +1,599 @@
+/* testutil.c: what every suite needs to run real programs without leftovers.
+ *
+ * Each test gets a fresh runtime dir and a unique instance, exported so the
+ * programs and the client library resolve them with no options.  Readiness
+ * comes from a notify socket made for each spawn (never a sleep); the child
+ * that exits first, or stays silent past the timeout, fails the spawn at once
+ * (a pidfd is polled next to the socket).
+ *
+ * Cleanup must work even when an assertion ends the test early: check runs
+ * each test in a forked process and a failed ck_assert calls exit(), so the
+ * envs are recorded here by value and an atexit handler (acting only in the
+ * process that made them) cleans what tu_env_cleanup did not.  Spawned pids
+ * get SIGTERM (so a supervisor stops its own children), then SIGKILL; any
+ * process still carrying ETSMGR_INSTANCE=<instance> in its environment (an
+ * orphaned grandchild) is killed too. */
+#include "testutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "notify.h"
+#include "sock.h"
+
+#define TU_MAX_ENVS 8
+#define TU_MAX_PIDS 128
+
+typedef struct tu_state {
+    bool used;
+    pid_t owner;
+    char dir[108];
+    char instance[65];
+    pid_t pids[TU_MAX_PIDS];
+    int npids;
+    int nspawn;
+} tu_state;
+
+static tu_state tu_states[TU_MAX_ENVS];
+static bool tu_atexit_set;
+static unsigned tu_counter;
+
+static long long tu_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void tu_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static tu_state *tu_find(const tu_env *e)
+{
+    for (int i = 0; i < TU_MAX_ENVS; i++)
+        if (tu_states[i].used && tu_states[i].owner == getpid() &&
+            strcmp(tu_states[i].instance, e->instance) == 0)
+            return &tu_states[i];
+    return NULL;
+}
+
+static void tu_track(tu_env *e, pid_t pid)
+{
+    tu_state *st = tu_find(e);
+    if (st && st->npids < TU_MAX_PIDS)
+        st->pids[st->npids++] = pid;
+}
+
+static void tu_untrack(pid_t pid)
+{
+    for (int i = 0; i < TU_MAX_ENVS; i++) {
+        tu_state *st = &tu_states[i];
+        for (int j = 0; j < st->npids; j++)
+            if (st->pids[j] == pid)
+                st->pids[j] = st->pids[--st->npids];
+    }
+}
+
+static void tu_state_cleanup(tu_state *st);
+
+static void tu_atexit(void)
+{
+    for (int i = 0; i < TU_MAX_ENVS; i++)
+        if (tu_states[i].used && tu_states[i].owner == getpid())
+            tu_state_cleanup(&tu_states[i]);
+}
+
+void tu_env_init(tu_env *e)
+{
+    memset(e, 0, sizeof *e);
+    snprintf(e->dir, sizeof e->dir, "/tmp/etsmgr-tXXXXXX");
+    if (!mkdtemp(e->dir)) {
+        fprintf(stderr, "tu_env_init: mkdtemp %s: %s\n", e->dir, strerror(errno));
+        abort();
+    }
+    snprintf(e->instance, sizeof e->instance, "t%ldx%u", (long)getpid(), tu_counter++);
+    setenv("ETSMGR_RUNTIME_DIR", e->dir, 1);
+    setenv("ETSMGR_INSTANCE", e->instance, 1);
+    tu_state *st = NULL;
+    for (int i = 0; i < TU_MAX_ENVS && !st; i++)
+        if (!tu_states[i].used || tu_states[i].owner != getpid())
+            st = &tu_states[i];
+    if (!st) {
+        fprintf(stderr, "tu_env_init: more than %d live envs in one test\n", TU_MAX_ENVS);
+        abort();
+    }
+    memset(st, 0, sizeof *st);
+    st->used = true;
+    st->owner = getpid();
+    memcpy(st->dir, e->dir, sizeof st->dir);
+    memcpy(st->instance, e->instance, sizeof st->instance);
+    if (!tu_atexit_set) {
+        atexit(tu_atexit);
+        tu_atexit_set = true;
+    }
+}
+
+/* true when pid's environment holds ETSMGR_INSTANCE=<instance> */
+static bool tu_proc_has_instance(pid_t pid, const char *instance)
+{
+    char path[64], want[128];
+    snprintf(path, sizeof path, "/proc/%ld/environ", (long)pid);
+    int n = snprintf(want, sizeof want, "ETSMGR_INSTANCE=%s", instance);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    static char buf[1 << 16];
+    ssize_t len = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (len <= 0)
+        return false;
+    buf[len] = '\0';
+    for (char *p = buf; p < buf + len; p += strlen(p) + 1)
+        if (strncmp(p, want, (size_t)n) == 0 && p[n] == '\0')
+            return true;
+    return false;
+}
+
+static pid_t tu_ppid_of(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    char *rp = strrchr(buf, ')'); /* comm may hold spaces and parens */
+    char state;
+    long ppid;
+    if (!rp || sscanf(rp + 1, " %c %ld", &state, &ppid) != 2)
+        return -1;
+    return (pid_t)ppid;
+}
+
+/* Kill processes of this instance that are not ours to wait for. */
+static void tu_kill_instance_strays(const char *instance)
+{
+    pid_t anc[64];
+    int nanc = 0;
+    for (pid_t p = getpid(); p > 1 && nanc < 64; p = tu_ppid_of(p))
+        anc[nanc++] = p;
+    for (int round = 0; round < 3; round++) {
+        DIR *d = opendir("/proc");
+        if (!d)
+            return;
+        int killed = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            char *end;
+            long pid = strtol(de->d_name, &end, 10);
+            bool mine = false;
+            for (int i = 0; i < nanc; i++)
+                mine = mine || anc[i] == (pid_t)pid;
+            if (*end || pid <= 1 || mine)
+                continue;
+            if (tu_proc_has_instance((pid_t)pid, instance)) {
+                kill((pid_t)pid, SIGKILL);
+                killed++;
+            }
+        }
+        closedir(d);
+        if (!killed)
+            return;
+        tu_sleep_ms(20);
+    }
+}
+
+static int tu_rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    if (remove(path) < 0 && errno != ENOENT)
+        fprintf(stderr, "tu_env_cleanup: remove %s: %s\n", path, strerror(errno));
+    return 0;
+}
+
+static void tu_unlink_shm(const char *instance)
+{
+    DIR *d = opendir("/dev/shm");
+    if (!d)
+        return;
+    size_t il = strlen(instance);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, instance, il) == 0 && de->d_name[il] == '.') {
+            char path[PATH_MAX];
+            snprintf(path, sizeof path, "/dev/shm/%s", de->d_name);
+            if (unlink(path) < 0 && errno != ENOENT)
+                fprintf(stderr, "tu_env_cleanup: unlink %s: %s\n", path, strerror(errno));
+        }
+    }
+    closedir(d);
+}
+
+static void tu_state_cleanup(tu_state *st)
+{
+    /* SIGTERM first, so a supervisor stops its children in order */
+    for (int i = 0; i < st->npids; i++)
+        kill(st->pids[i], SIGTERM);
+    long long deadline = tu_now_ms() + 3000;
+    while (st->npids > 0) {
+        for (int i = 0; i < st->npids;) {
+            int status;
+            pid_t r = waitpid(st->pids[i], &status, WNOHANG);
+            if (r == st->pids[i] || (r < 0 && errno == ECHILD))
+                st->pids[i] = st->pids[--st->npids];
+            else
+                i++;
+        }
+        if (st->npids == 0)
+            break;
+        if (tu_now_ms() >= deadline) {
+            for (int i = 0; i < st->npids; i++) {
+                kill(st->pids[i], SIGKILL);
+                waitpid(st->pids[i], NULL, 0);
+            }
+            st->npids = 0;
+            break;
+        }
+        tu_sleep_ms(5);
+    }
+    tu_kill_instance_strays(st->instance);
+    tu_unlink_shm(st->instance);
+    nftw(st->dir, tu_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    st->used = false;
+}
+
+void tu_env_cleanup(tu_env *e)
+{
+    tu_state *st = tu_find(e);
+    if (st) {
+        tu_state_cleanup(st);
+    } else { /* not made by tu_env_init in this process: files only */
+        tu_unlink_shm(e->instance);
+        nftw(e->dir, tu_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    }
+}
+
+/* ------------------------------------------------------------ programs */
+
+static const char *tu_default_dir(bool test_prog)
+{
+    static char dirs[2][PATH_MAX];
+    char *d = dirs[test_prog];
+    if (d[0])
+        return d;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return test_prog ? "build/tests/bin" : "build/bin";
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/'); /* <build>/tests/etsmgr-tests */
+    if (slash)
+        *slash = '\0';
+    if (test_prog) {
+        snprintf(d, PATH_MAX, "%.*s/bin", PATH_MAX - 8, exe);
+    } else {
+        slash = strrchr(exe, '/');
+        if (slash)
+            *slash = '\0';
+        snprintf(d, PATH_MAX, "%.*s/bin", PATH_MAX - 8, exe);
+    }
+    return d;
+}
+
+const char *tu_bin(const char *name, bool test_prog)
+{
+    static char bufs[8][PATH_MAX];
+    static unsigned next;
+    char *b = bufs[next++ % 8];
+    const char *dir = getenv(test_prog ? "ETSMGR_TEST_BINDIR" : "ETSMGR_BINDIR");
+    if (!dir || !*dir)
+        dir = tu_default_dir(test_prog);
+    snprintf(b, PATH_MAX, "%s/%s", dir, name);
+    return b;
+}
+
+/* argv[0]: a path as is, else a program, else a test helper */
+static const char *tu_resolve(const char *name)
+{
+    if (strchr(name, '/'))
+        return name;
+    const char *p = tu_bin(name, false);
+    if (access(p, X_OK) == 0)
+        return p;
+    return tu_bin(name, true);
+}
+
+static pid_t tu_fork_exec(char *const argv[], const char *notify_path)
+{
+    const char *path = tu_resolve(argv[0]);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "tu_spawn: fork: %s\n", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        if (notify_path)
+            setenv("NOTIFY_SOCKET", notify_path, 1);
+        else
+            unsetenv("NOTIFY_SOCKET");
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        execv(path, argv);
+        fprintf(stderr, "tu_spawn: execv %s: %s\n", path, strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+pid_t tu_spawn(tu_env *e, char *const argv[])
+{
+    pid_t pid = tu_fork_exec(argv, NULL);
+    if (pid > 0)
+        tu_track(e, pid);
+    return pid;
+}
+
+static bool tu_has_ready(const char *msg)
+{
+    for (const char *p = msg; p && *p;) {
+        if (strncmp(p, "READY=1", 7) == 0 && (p[7] == '\n' || p[7] == '\0'))
+            return true;
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    return false;
+}
+
+static void tu_describe_status(int status, char *buf, size_t len)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, len, "exited with code %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, len, "was killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else
+        snprintf(buf, len, "changed state 0x%x", status);
+}
+
+pid_t tu_spawn_ready(tu_env *e, char *const argv[], int timeout_ms)
+{
+    tu_state *st = tu_find(e);
+    char npath[128];
+    snprintf(npath, sizeof npath, "%s/notify-%d.sock", e->dir, st ? st->nspawn++ : (int)(tu_now_ms() % 100000));
+    int nfd = notify_listen(npath);
+    if (nfd < 0) {
+        fprintf(stderr, "tu_spawn_ready: notify socket %s: %s\n", npath, strerror(errno));
+        return -1;
+    }
+    pid_t pid = tu_fork_exec(argv, npath);
+    if (pid < 0) {
+        close(nfd);
+        unlink(npath);
+        return -1;
+    }
+    tu_track(e, pid);
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    long long deadline = tu_now_ms() + timeout_ms;
+    bool ready = false;
+    int status = 0;
+    bool exited = false;
+    while (!ready && !exited) {
+        long long left = deadline - tu_now_ms();
+        if (left <= 0)
+            break;
+        struct pollfd pf[2] = {{.fd = nfd, .events = POLLIN}, {.fd = pidfd, .events = POLLIN}};
+        /* without a pidfd, look at the child every 20 ms */
+        int t = pidfd >= 0 ? (int)left : (left < 20 ? (int)left : 20);
+        int r = poll(pf, pidfd >= 0 ? 2 : 1, t);
+        if (r < 0 && errno != EINTR)
+            break;
+        char msg[4096];
+        int spid;
+        while (notify_recv(nfd, msg, sizeof msg, &spid) >= 0)
+            if (tu_has_ready(msg))
+                ready = true;
+        if (!ready && waitpid(pid, &status, WNOHANG) == pid)
+            exited = true;
+    }
+    if (pidfd >= 0)
+        close(pidfd);
+    close(nfd);
+    unlink(npath);
+    if (ready)
+        return pid;
+    char what[128];
+    if (exited) {
+        tu_describe_status(status, what, sizeof what);
+        tu_untrack(pid);
+    } else {
+        snprintf(what, sizeof what, "sent no READY=1 within %d ms (killed)", timeout_ms);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        tu_untrack(pid);
+    }
+    fprintf(stderr, "tu_spawn_ready: %s (pid %ld) %s\n", argv[0], (long)pid, what);
+    return -1;
+}
+
+int tu_kill9(pid_t pid)
+{
+    int status = -1;
+    kill(pid, SIGKILL);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    tu_untrack(pid);
+    return status;
+}
+
+int tu_wait(pid_t pid, int timeout_ms)
+{
+    long long deadline = tu_now_ms() + timeout_ms;
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    for (;;) {
+        int status;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            if (pidfd >= 0)
+                close(pidfd);
+            tu_untrack(pid);
+            return status;
+        }
+        if (r < 0 && errno != EINTR)
+            break;
+        long long left = deadline - tu_now_ms();
+        if (left <= 0)
+            break;
+        if (pidfd >= 0) {
+            struct pollfd pf = {.fd = pidfd, .events = POLLIN};
+            poll(&pf, 1, (int)left);
+        } else {
+            tu_sleep_ms(left < 5 ? (int)left : 5);
+        }
+    }
+    if (pidfd >= 0)
+        close(pidfd);
+    return -1;
+}
+
+bool tu_eventually(bool (*cond)(void *), void *arg, int timeout_ms)
+{
+    long long deadline = tu_now_ms() + timeout_ms;
+    for (;;) {
+        if (cond(arg))
+            return true;
+        if (tu_now_ms() >= deadline)
+            return false;
+        tu_sleep_ms(5);
+    }
+}
+
+char *tu_request(tu_env *e, const char *sock, const char *json, const int *fds, int nfds, int *rfds,
+                 int *nrfds)
+{
+    char path[PATH_MAX];
+    if (nrfds)
+        *nrfds = 0;
+    if (sock[0] == '/')
+        snprintf(path, sizeof path, "%s", sock);
+    else
+        snprintf(path, sizeof path, "%s/%s", e->dir, sock);
+    int fd = sock_connect_unix(path);
+    if (fd < 0) {
+        fprintf(stderr, "tu_request: connect %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    if (frame_write(fd, json, strlen(json), fds, nfds) < 0) {
+        fprintf(stderr, "tu_request: write to %s: %s\n", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    char *reply = NULL;
+    size_t len;
+    int got[FRAME_MAX_FDS], ngot = 0;
+    if (frame_read(fd, &reply, &len, got, &ngot, FRAME_MAX_FDS, 10000) < 0) {
+        fprintf(stderr, "tu_request: read from %s: %s\n", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    close(fd);
+    for (int i = 0; i < ngot; i++) {
+        if (rfds)
+            rfds[i] = got[i];
+        else
+            close(got[i]);
+    }
+    if (nrfds && rfds)
+        *nrfds = ngot;
+    return reply;
+}
+
+int tu_count_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/fd", (long)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    if (pid == getpid())
+        n--; /* the DIR's own fd */
+    return n;
+}
+
+int tu_count_shm(const tu_env *e)
+{
+    DIR *d = opendir("/dev/shm");
+    if (!d)
+        return -1;
+    size_t il = strlen(e->instance);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (strncmp(de->d_name, e->instance, il) == 0 && de->d_name[il] == '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+bool tu_has_zombie_children(pid_t pid)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return false;
+    bool found = false;
+    struct dirent *de;
+    while (!found && (de = readdir(d))) {
+        char *end;
+        long p = strtol(de->d_name, &end, 10);
+        if (*end || p <= 0)
+            continue;
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%ld/stat", p);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        char *rp = strrchr(buf, ')');
+        char state;
+        long ppid;
+        if (rp && sscanf(rp + 1, " %c %ld", &state, &ppid) == 2 && ppid == (long)pid && state == 'Z')
+            found = true;
+    }
+    closedir(d);
+    return found;
+}

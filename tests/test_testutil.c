@@ -1,0 +1,245 @@
+/* test_testutil.c: the shared test helpers do what every other suite relies
+ * on: readiness from a notify socket (and a quick failure when the child dies
+ * or stays silent), cleanup that leaves no process, shm object or dir, and
+ * tu_request against a real conn_server process (with fd counts from /proc). */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool proc_gone(void *arg)
+{
+    pid_t pid = *(pid_t *)arg;
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return true;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return true;
+    buf[n] = '\0';
+    char *rp = strrchr(buf, ')');
+    return rp && rp[2] == 'Z'; /* a zombie of someone else is gone for us */
+}
+
+START_TEST(test_tu_env_and_ready)
+{
+    tu_env e;
+    tu_env_init(&e);
+    ck_assert_str_eq(getenv("ETSMGR_RUNTIME_DIR"), e.dir);
+    ck_assert_str_eq(getenv("ETSMGR_INSTANCE"), e.instance);
+    ck_assert_int_eq(access(e.dir, W_OK), 0);
+    tu_env e2;
+    tu_env_init(&e2);
+    ck_assert_str_ne(e.instance, e2.instance);
+    ck_assert_str_ne(e.dir, e2.dir);
+    tu_env_cleanup(&e2);
+    ck_assert_int_eq(access(e2.dir, F_OK), -1);
+
+    char *argv[] = {"notify_ready", NULL};
+    pid_t pid = tu_spawn_ready(&e, argv, 10000);
+    ck_assert_int_gt(pid, 0);
+    ck_assert_int_eq(kill(pid, 0), 0);
+    ck_assert_int_gt(tu_count_fds(pid), 2);
+    ck_assert(!tu_has_zombie_children(getpid()));
+    /* a shm object of the instance, and one of another */
+    char name[128];
+    snprintf(name, sizeof name, "/%s.tbl", e.instance);
+    int fd = shm_open(name, O_CREAT | O_RDWR, 0600);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(tu_count_shm(&e), 1);
+    FILE *f = fopen(tu_bin("x", false), "r"); /* just a path */
+    if (f)
+        fclose(f);
+    tu_env_cleanup(&e);
+    ck_assert_int_eq(tu_count_shm(&e), 0);
+    ck_assert_int_eq(access(e.dir, F_OK), -1);
+    ck_assert_int_eq(waitpid(pid, NULL, WNOHANG), -1); /* already reaped */
+    ck_assert_int_eq(errno, ECHILD);
+}
+END_TEST
+
+START_TEST(test_tu_spawn_failures)
+{
+    tu_env e;
+    tu_env_init(&e);
+    long long t0 = now_ms();
+    char *dies[] = {"notify_ready", "--exit-before-ready", "3", NULL};
+    ck_assert_int_eq(tu_spawn_ready(&e, dies, 10000), -1);
+    ck_assert_msg(now_ms() - t0 < 5000, "an exiting child must fail the spawn at once");
+    t0 = now_ms();
+    char *silent[] = {"notify_ready", "--never-ready", NULL};
+    ck_assert_int_eq(tu_spawn_ready(&e, silent, 300), -1);
+    ck_assert_int_ge(now_ms() - t0, 300);
+    ck_assert(!tu_has_zombie_children(getpid()));
+    char *missing[] = {"no-such-program-here", NULL};
+    ck_assert_int_eq(tu_spawn_ready(&e, missing, 5000), -1);
+    /* tu_spawn + tu_wait + tu_kill9 */
+    char *ok[] = {"notify_ready", "--exit-before-ready", "5", NULL};
+    pid_t pid = tu_spawn(&e, ok);
+    ck_assert_int_gt(pid, 0);
+    int st = tu_wait(pid, 10000);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 5);
+    char *stay[] = {"notify_ready", "--never-ready", NULL};
+    pid = tu_spawn(&e, stay);
+    ck_assert_int_eq(tu_wait(pid, 50), -1);
+    st = tu_kill9(pid);
+    ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+/* A child that ignores SIGTERM and leaves an orphan behind: cleanup still
+ * removes both. */
+START_TEST(test_tu_cleanup_escalates_and_strays)
+{
+    tu_env e;
+    tu_env_init(&e);
+    char script[1024];
+    snprintf(script, sizeof script, "sleep 1000 & echo $! > %s/sleep.pid; exec %s --ignore-term", e.dir,
+             tu_bin("notify_ready", true));
+    char *argv[] = {"/bin/sh", "-c", script, NULL};
+    pid_t pid = tu_spawn_ready(&e, argv, 10000);
+    ck_assert_int_gt(pid, 0);
+    char path[160];
+    snprintf(path, sizeof path, "%s/sleep.pid", e.dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    int spid = 0;
+    ck_assert_int_eq(fscanf(f, "%d", &spid), 1);
+    fclose(f);
+    ck_assert_int_eq(kill(spid, 0), 0);
+    tu_env_cleanup(&e);
+    ck_assert(proc_gone(&pid));
+    pid_t sp = spid;
+    ck_assert_msg(tu_eventually(proc_gone, &sp, 5000), "orphan %d survived cleanup", spid);
+}
+END_TEST
+
+/* A failed assertion exits the test process: the atexit cleanup runs. */
+static void fail_after_spawn(const char *dirfile)
+{
+    tu_env e;
+    tu_env_init(&e);
+    FILE *f = fopen(dirfile, "w");
+    char *argv[] = {"notify_ready", NULL};
+    pid_t pid = tu_spawn_ready(&e, argv, 10000);
+    fprintf(f, "%s %d\n", e.dir, (int)pid);
+    fclose(f);
+    exit(1); /* as ck_assert does */
+}
+
+START_TEST(test_tu_atexit_cleanup)
+{
+    char tmp[] = "/tmp/etsmgr-tuXXXXXX";
+    int fd = mkstemp(tmp);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0)
+        fail_after_spawn(tmp);
+    int st;
+    ck_assert_int_eq(waitpid(child, &st, 0), child);
+    FILE *f = fopen(tmp, "r");
+    char dir[128];
+    int pid = 0;
+    ck_assert_int_eq(fscanf(f, "%127s %d", dir, &pid), 2);
+    fclose(f);
+    unlink(tmp);
+    ck_assert_int_gt(pid, 0);
+    pid_t p = pid;
+    ck_assert(tu_eventually(proc_gone, &p, 5000));
+    ck_assert_int_eq(access(dir, F_OK), -1);
+}
+END_TEST
+
+static int server_fds(tu_env *e)
+{
+    char *r = tu_request(e, "echo.sock", "{\"op\":\"fds\"}", NULL, 0, NULL, NULL);
+    ck_assert_ptr_nonnull(r);
+    const char *p = strstr(r, "\"fds\":");
+    ck_assert_ptr_nonnull(p);
+    int n = atoi(p + 6);
+    free(r);
+    return n;
+}
+
+/* tu_request against conn_echo, a conn_server in its own process. */
+START_TEST(test_tu_request_conn_server_process)
+{
+    tu_env e;
+    tu_env_init(&e);
+    char *argv[] = {"conn_echo", NULL};
+    pid_t pid = tu_spawn_ready(&e, argv, 10000);
+    ck_assert_int_gt(pid, 0);
+    ck_assert_int_gt(tu_count_fds(pid), 3);
+    int base = server_fds(&e);
+    ck_assert_int_gt(base, 3);
+    char *r = tu_request(&e, "echo.sock", "{\"op\":\"ping\",\"id\":1}", NULL, 0, NULL, NULL);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_str_eq(r, "{\"ok\":true,\"id\":1,\"op\":\"ping\",\"nfds\":0}");
+    free(r);
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    for (int i = 0; i < 50; i++) {
+        int rfds[4], nr = 0;
+        int two[2] = {p[1], p[0]};
+        r = tu_request(&e, "echo.sock", "{\"op\":\"fd\",\"id\":2}", two, 2, rfds, &nr);
+        ck_assert_ptr_nonnull(r);
+        ck_assert_ptr_nonnull(strstr(r, "\"nfds\":2"));
+        ck_assert_int_eq(nr, 1);
+        ck_assert_int_eq(write(rfds[0], "z", 1), 1);
+        char ch;
+        ck_assert_int_eq(read(p[0], &ch, 1), 1);
+        close(rfds[0]);
+        free(r);
+    }
+    /* bad input keeps the server up and leaks nothing */
+    r = tu_request(&e, "echo.sock", "[]", p, 1, NULL, NULL);
+    ck_assert_ptr_nonnull(strstr(r, "bad_request"));
+    free(r);
+    ck_assert_int_eq(server_fds(&e), base);
+    r = tu_request(&e, "echo.sock", "{\"op\":\"exit\"}", NULL, 0, NULL, NULL);
+    ck_assert_ptr_nonnull(r);
+    free(r);
+    int st = tu_wait(pid, 10000);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(p[0]);
+    close(p[1]);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+Suite *testutil_suite(void)
+{
+    Suite *s = suite_create("testutil");
+    TCase *tc = tcase_create("testutil");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_tu_env_and_ready);
+    tcase_add_test(tc, test_tu_spawn_failures);
+    tcase_add_test(tc, test_tu_cleanup_escalates_and_strays);
+    tcase_add_test(tc, test_tu_atexit_cleanup);
+    tcase_add_test(tc, test_tu_request_conn_server_process);
+    suite_add_tcase(s, tc);
+    return s;
+}
