@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "runcap.h"
 #include "test_sup.h"
@@ -61,12 +64,66 @@ START_TEST(test_default_children)
 }
 END_TEST
 
+/* A new etssup started the instant the old one is SIGKILLed, while its
+ * children are still dying and holding their locks: it waits for them
+ * (the generation lock) instead of failing its first start. */
+START_TEST(test_restart_at_once_after_kill9)
+{
+    st_env e;
+    st_init(&e);
+    ck_assert_int_gt(st_start_ex(&e, true, 20000), 0);
+    ck_assert_int_eq(e2e_count(&e), 1);
+    for (long round = 2; round <= 6; round++) {
+        st_kill9_sup(&e);
+        ck_assert_msg(st_start_ex(&e, true, 20000) > 0, "etssup restarted at once failed in round %ld", round);
+        ck_assert_int_eq(e2e_count(&e), round);
+    }
+    st_cleanup(&e);
+}
+END_TEST
+
+/* The mechanism behind the test above, made deterministic: a process that
+ * still holds the generation lock (as a dying child of a SIGKILLed etssup
+ * does) makes a new etssup wait; it starts its children once that process
+ * is gone, not before. */
+START_TEST(test_waits_for_previous_generation)
+{
+    st_env e;
+    st_init(&e);
+    char gen[200];
+    snprintf(gen, sizeof gen, "%s/etssup.generation", e.dir);
+    int fd = open(gen, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(flock(fd, LOCK_SH), 0);
+    pid_t holder = fork();
+    ck_assert_int_ge(holder, 0);
+    if (holder == 0) { /* the lingering "old child": holds the lock 1 s */
+        st_nap(1000);
+        _exit(0);
+    }
+    close(fd); /* now only the holder keeps the lock */
+    long long t0 = st_now_ms();
+    ck_assert_int_gt(st_start_ex(&e, true, 20000), 0);
+    long long waited = st_now_ms() - t0;
+    int st;
+    ck_assert_int_eq(waitpid(holder, &st, WNOHANG), holder); /* it was gone first */
+    ck_assert_msg(waited >= 900, "etssup was ready after %lld ms, while the lock was still held", waited);
+    char *log = rc_slurp(e.logpath);
+    ck_assert_ptr_nonnull(strstr(log, "waiting for the children of an earlier etssup"));
+    free(log);
+    ck_assert_int_eq(e2e_count(&e), 1);
+    st_cleanup(&e);
+}
+END_TEST
+
 Suite *sup_e2e_suite(void)
 {
     Suite *s = suite_create("sup_e2e");
     TCase *tc = tcase_create("default");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_default_children);
+    tcase_add_test(tc, test_restart_at_once_after_kill9);
+    tcase_add_test(tc, test_waits_for_previous_generation);
     suite_add_tcase(s, tc);
     return s;
 }

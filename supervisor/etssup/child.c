@@ -313,6 +313,7 @@ int sup_child_spawn(sup_child *c, char *err, size_t errlen)
         int hi[SUP_MAX_SOCKETS];
         for (int j = 0; j < n; j++)
             hi[j] = fcntl(c->listen_fds[j], F_DUPFD_CLOEXEC, 3 + n);
+        int genfd = c->sup->gen_fd >= 0 ? fcntl(c->sup->gen_fd, F_DUPFD_CLOEXEC, 3 + n) : -1;
         for (int j = 0; j < n; j++)
             if (hi[j] < 0 || dup2(hi[j], 3 + j) < 0)
                 goto fail; /* dup2 clears close-on-exec on 3+j */
@@ -324,6 +325,8 @@ int sup_child_spawn(sup_child *c, char *err, size_t errlen)
                 if (fd != errfd)
                     fcntl(fd, F_SETFD, FD_CLOEXEC);
         }
+        if (genfd >= 0)
+            fcntl(genfd, F_SETFD, 0); /* the one fd kept on purpose */
         execve(cc->exe, cc->argv, env);
     fail:;
         int e = errno;

@@ -17,7 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -108,6 +111,55 @@ static char *sup_exe_dir(void)
     return dirname(buf);
 }
 
+/* The children of an etssup that was SIGKILLed die by PDEATHSIG a few
+ * milliseconds later, still holding their own instance locks meanwhile; a new
+ * etssup started in that window would see its etsmgrd refuse to start.  So
+ * every child inherits one shared flock on DIR/etssup.generation (the fd is
+ * deliberately not close-on-exec), and a new etssup first takes that lock
+ * exclusively: it gets it only once every child of the previous run is gone.
+ * Returns the fd, now held shared for our own children, or -1. */
+static int sup_generation_lock(const rt_paths *rt)
+{
+    char path[RT_PATH_MAX];
+    if (rt_path(rt, "etssup.generation", path, sizeof path) < 0) {
+        log_error("the runtime dir %s is too long for its file paths; use a shorter one", rt->dir);
+        return -1;
+    }
+    int fd = open(path, O_RDWR | O_CREAT, 0600);
+    if (fd < 0) {
+        log_error("open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    const int wait_ms = 5000;
+    bool told = false;
+    for (int waited = 0;; waited += 10) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            break;
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            log_error("flock %s: %s", path, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        if (waited >= wait_ms) {
+            log_error("processes started by an earlier etssup still hold %s after %d ms; "
+                      "find them with 'fuser %s' and stop them", path, wait_ms, path);
+            close(fd);
+            return -1;
+        }
+        if (!told) {
+            log_notice("waiting for the children of an earlier etssup to exit");
+            told = true;
+        }
+        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+    }
+    if (flock(fd, LOCK_SH) < 0) { /* converts: children share it with us */
+        log_error("flock %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -177,6 +229,9 @@ int main(int argc, char **argv)
             log_error("cannot lock %s: %s", lock_path, strerror(errno));
         return SUP_EXIT_FAILURE;
     }
+    s->gen_fd = sup_generation_lock(&s->rt);
+    if (s->gen_fd < 0)
+        return SUP_EXIT_FAILURE;
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
         log_warning("prctl(PR_SET_CHILD_SUBREAPER): %s; orphaned grandchildren will not be reaped here",
                     strerror(errno));
@@ -239,6 +294,7 @@ int main(int argc, char **argv)
     free(s->children);
     free(s->restart_ms);
     sup_config_free(&cfg);
+    close(s->gen_fd);
     close(s->lock_fd);
     return code;
 }

@@ -133,6 +133,7 @@ typedef struct sup {
     uint64_t *restart_ms; /* ring of the last intensity+1 restart times */
     unsigned nrestarts;
     int lock_fd;
+    int gen_fd; /* shared flock every child inherits: see sup_generation_lock */
     uv_signal_t sig_chld, sig_term, sig_int;
     conn_server *ctl;
     char ctl_path[RT_PATH_MAX];
