@@ -307,6 +307,18 @@ START_TEST(test_repeated_rid)
     ck_assert_int_eq((int)cJSON_GetObjectItem(r, "count")->valuedouble, 1);
     ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r, "duplicate")));
     cJSON_Delete(r);
+    /* past its deadline, a known rid still gets its value; an unknown one
+     * is refused as expired and not counted */
+    r = et_raw(fd, "{\"op\":\"count\",\"id\":4,\"deadline\":1000,\"rid\":\"00112233445566778899aabbccddeeff\"}");
+    ck_assert_int_eq((int)cJSON_GetObjectItem(r, "count")->valuedouble, 1);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r, "duplicate")));
+    cJSON_Delete(r);
+    r = et_raw(fd, "{\"op\":\"count\",\"id\":5,\"deadline\":1000,\"rid\":\"ffeeddccbbaa99887766554433221100\"}");
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(r, "error")), "expired");
+    cJSON_Delete(r);
+    r = et_raw(fd, "{\"op\":\"count\",\"id\":6,\"deadline\":\"soon\",\"rid\":\"ffeeddccbbaa99887766554433221100\"}");
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(r, "error")), "bad_request");
+    cJSON_Delete(r);
     /* a bad rid is refused, and the connection stays usable */
     r = et_raw(fd, "{\"op\":\"count\",\"id\":2,\"rid\":\"xyz\"}");
     ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(r, "error")), "bad_request");

@@ -10,7 +10,14 @@
  * value instead of counting twice.
  *
  * A request that must not be repeated once sent (die: it would kill the
- * restarted process too) is retried only while it could not be sent. */
+ * restarted process too) is retried only while it could not be sent.
+ *
+ * A count also carries its deadline, and etscounterd refuses to count an
+ * unknown request id past it (a request can wait in the backlog of a socket
+ * handed over by etssup and be read after we gave up).  So for grace_ms
+ * after the deadline we keep asking with the same id: the answer is then
+ * final, the recorded value (it was counted: success) or "expired" (it was
+ * not), and "etscounter count exited 0" stays exactly "it was counted". */
 #include "etscounter.h"
 
 #include <errno.h>
@@ -34,11 +41,11 @@ static int ec_retryable_connect(int e)
     return e == ENOENT || e == ECONNREFUSED || e == EAGAIN || e == ECONNRESET || e == EINTR;
 }
 
-int ec_call(const char *path, const cJSON *req, int timeout_ms, int resend, cJSON **reply, char *why,
-            size_t whylen)
+int ec_call(const char *path, const cJSON *req, int timeout_ms, int grace_ms, int resend, cJSON **reply,
+            char *why, size_t whylen)
 {
-    int64_t start = ec_now_ms(), deadline = start + timeout_ms;
-    int attempts = 0, backoff = 5;
+    int64_t start = ec_now_ms(), deadline = start + timeout_ms + grace_ms;
+    int attempts = 0, backoff = 5, sent = 0;
     char last[200] = "nothing tried";
     *reply = NULL;
     for (;;) {
@@ -55,9 +62,11 @@ int ec_call(const char *path, const cJSON *req, int timeout_ms, int resend, cJSO
             int r = frame_write_json(fd, req, NULL, 0);
             if (r < 0) {
                 snprintf(last, sizeof last, "sending the request: %s", strerror(errno));
+                sent = 1; /* part of it may have reached the socket */
                 close(fd);
                 /* not sent, or the peer died before reading: safe to send again */
             } else {
+                sent = 1;
                 int64_t left = deadline - ec_now_ms();
                 cJSON *rep = NULL;
                 r = frame_read_json(fd, &rep, NULL, NULL, 0, left > 0 ? (int)left : 1);
@@ -70,8 +79,9 @@ int ec_call(const char *path, const cJSON *req, int timeout_ms, int resend, cJSO
                 if (e == ETIMEDOUT) {
                     snprintf(why, whylen,
                              "no reply from etscounterd at %s within %d ms (%d attempt%s; the last one "
-                             "was sent and not answered)",
-                             path, timeout_ms, attempts, attempts == 1 ? "" : "s");
+                             "was sent and not answered%s)",
+                             path, timeout_ms + grace_ms, attempts, attempts == 1 ? "" : "s",
+                             grace_ms ? "" : "; it may have been applied");
                     return EC_UNAVAILABLE;
                 }
                 if (e == EBADMSG || e == EMSGSIZE) {
@@ -90,8 +100,9 @@ int ec_call(const char *path, const cJSON *req, int timeout_ms, int resend, cJSO
         if (now + backoff > deadline) {
             snprintf(why, whylen,
                      "etscounterd at %s did not answer: %d attempt%s in %lld ms with the same request, "
-                     "the last one failed with %s (is etscounterd running? try --timeout)",
-                     path, attempts, attempts == 1 ? "" : "s", (long long)(now - start), last);
+                     "the last one failed with %s%s (is etscounterd running? try --timeout)",
+                     path, attempts, attempts == 1 ? "" : "s", (long long)(now - start), last,
+                     sent ? "; a sent attempt may have been applied before etscounterd died" : "");
             return EC_UNAVAILABLE;
         }
         struct timespec ts = { 0, (long)backoff * 1000000L };

@@ -12,9 +12,12 @@
 #define EC_FAIL 70
 
 /* Sends req to the socket at path and reads its reply, retrying the same
- * request while etscounterd restarts, until timeout_ms.  resend: the request
- * may be sent again after a connection closed without a reply.  EC_OK with
- * *reply, else EC_UNAVAILABLE or EC_FAIL with words in why. */
-int ec_call(const char *path, const cJSON *req, int timeout_ms, int resend, cJSON **reply, char *why,
-            size_t whylen);
+ * request while etscounterd restarts, until timeout_ms + grace_ms (the grace
+ * is for requests that carry a deadline of timeout_ms, see call.c).  resend:
+ * the request may be sent again after a connection closed without a reply.
+ * EC_OK with *reply (which may be an error reply), else EC_UNAVAILABLE or
+ * EC_FAIL with words in why. */
+#define EC_GRACE_MS 1000
+int ec_call(const char *path, const cJSON *req, int timeout_ms, int grace_ms, int resend, cJSON **reply,
+            char *why, size_t whylen);
 #endif

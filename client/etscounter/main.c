@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 static const char ec_usage[] =
     "Usage: etscounter [OPTION]... count|check|die|ping\n"
@@ -162,11 +163,19 @@ int main(int argc, char **argv)
             fprintf(stderr, "etscounter: getrandom: %s\n", strerror(errno));
             return EC_FAIL;
         }
-        cJSON_AddStringToObject(req, "rid", rid);
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        double deadline = (double)now.tv_sec * 1000 + (double)(now.tv_nsec / 1000000) + timeout_ms;
+        if (!cJSON_AddStringToObject(req, "rid", rid) || !cJSON_AddNumberToObject(req, "deadline", deadline)) {
+            fprintf(stderr, "etscounter: out of memory\n");
+            return EC_FAIL;
+        }
     }
     cJSON *rep = NULL;
     char why[512];
-    int rc = ec_call(path, req, timeout_ms, strcmp(cmd, "die") != 0, &rep, why, sizeof why);
+    int is_count = strcmp(cmd, "count") == 0;
+    int rc = ec_call(path, req, timeout_ms, is_count ? EC_GRACE_MS : 0, strcmp(cmd, "die") != 0, &rep, why,
+                     sizeof why);
     cJSON_Delete(req);
     if (rc != EC_OK) {
         fprintf(stderr, "etscounter: %s %s: %s\n", cmd, rc == EC_UNAVAILABLE ? "gave up" : "failed", why);
@@ -175,6 +184,13 @@ int main(int argc, char **argv)
     if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rep, "ok"))) {
         const char *code = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rep, "error"));
         const char *msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rep, "message"));
+        if (code && strcmp(code, "expired") == 0) {
+            /* etscounterd came back too late: it did not count, for sure */
+            fprintf(stderr, "etscounter: count gave up: etscounterd at %s did not count within %d ms; it was "
+                            "not counted\n", path, timeout_ms);
+            cJSON_Delete(rep);
+            return EC_UNAVAILABLE;
+        }
         fprintf(stderr, "etscounter: %s failed: etscounterd says: %s (%s)\n", cmd, msg ? msg : "no message",
                 code ? code : "no error code");
         cJSON_Delete(rep);

@@ -15,7 +15,14 @@
  * a ring: recording request v evicts the rid of request v - 4096.  Exactly
  * the last 4096 rids are remembered, in 2 x 4096 small entries, with no
  * separate cursor to keep consistent.  One count is 4 changes in a group
- * (update_counter, delete the evicted rid, insert rid, insert slot). */
+ * (update_counter, delete the evicted rid, insert rid, insert slot).
+ *
+ * A request may carry a deadline: the time after which its sender stops
+ * waiting.  A request that waited in a socket's backlog (etscounterd was
+ * restarting) and arrives after its sender gave up must not count, or the
+ * sender's "failed" would be a lie.  So an unrecorded rid past its deadline
+ * is refused, while a recorded one still gets its value: the sender can
+ * retry after its deadline to learn, for sure, whether it was counted. */
 #include "counter.h"
 
 #include <signal.h>
@@ -23,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CTR_RID_KEY_LEN (2 + CTR_RID_LEN)
 #define CTR_SLOT_KEY_LEN 4
@@ -79,7 +87,15 @@ int ctr_parse_rid(const char *hex, uint8_t rid[CTR_RID_LEN])
     return 0;
 }
 
-int ctr_count(etsmgr_table *t, const uint8_t *rid, int64_t *value, int *dup, int die_after_commit)
+static int64_t ctr_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int ctr_count(etsmgr_table *t, const uint8_t *rid, int64_t deadline_ms, int64_t *value, int *dup,
+              int die_after_commit)
 {
     *dup = 0;
     if (!rid)
@@ -100,6 +116,10 @@ int ctr_count(etsmgr_table *t, const uint8_t *rid, int64_t *value, int *dup, int
     }
     if (err != ETSMGR_OK && err != ETSMGR_ENOTFOUND)
         goto fail;
+    if (deadline_ms > 0 && ctr_wall_ms() > deadline_ms) {
+        etsmgr_table_abort(t);
+        return CTR_EXPIRED;
+    }
     err = etsmgr_table_update_counter(t, CTR_KEY, strlen(CTR_KEY), 1, 0, value);
     if (err)
         goto fail;

@@ -22,8 +22,12 @@ int ctr_parse_rid(const char *hex, uint8_t rid[CTR_RID_LEN]);
 /* Counts once.  With rid (not NULL): the increment and the record rid ->
  * value are one atomic group; a rid already recorded returns its value with
  * *dup = 1 and changes nothing.  Without rid: a plain update_counter.
+ * deadline_ms (wall clock, ms since the epoch; 0: none): a rid not recorded
+ * yet is not counted once the deadline has passed; CTR_EXPIRED then.
  * die_after_commit: raise(SIGKILL) right after the commit (test hook). */
-int ctr_count(etsmgr_table *t, const uint8_t *rid, int64_t *value, int *dup, int die_after_commit);
+#define CTR_EXPIRED 1
+int ctr_count(etsmgr_table *t, const uint8_t *rid, int64_t deadline_ms, int64_t *value, int *dup,
+              int die_after_commit);
 
 /* The user entries (bookkeeping hidden) into data (a JSON object) and, in
  * the seed's Erlang notation, into erl ("[{count,2}]").  Verifies the table

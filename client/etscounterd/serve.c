@@ -14,6 +14,7 @@
 #include "proto.h"
 
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -47,11 +48,22 @@ static void ecd_count(ecd *d, conn *c, const cJSON *req)
                                     "field \"rid\" must be 32 hex digits (a 128-bit request id)"));
         return;
     }
+    int64_t deadline = 0;
+    if (proto_get_int(req, "deadline", 0, INT64_MAX, &deadline, msg, sizeof msg) < 0) {
+        ecd_send(c, proto_reply_err(req, "bad_request", "%s", msg));
+        return;
+    }
     int use_rid = r == 0 && d->exactly_once;
     int die = use_rid && d->die_after_commit > 0 && --d->die_after_commit == 0;
     int64_t value;
     int dup;
-    int err = ctr_count(d->t, use_rid ? rid : NULL, &value, &dup, die);
+    int err = ctr_count(d->t, use_rid ? rid : NULL, use_rid ? deadline : 0, &value, &dup, die);
+    if (err == CTR_EXPIRED) {
+        log_info("request %s arrived after its deadline: not counted.", hex);
+        ecd_send(c, proto_reply_err(req, "expired",
+                                    "the request's deadline passed before it was counted: it was not counted"));
+        return;
+    }
     if (err) {
         log_error("count failed on table %s: %s", CTR_TABLE, etsmgr_strerror(err));
         ecd_send(c, proto_reply_err(req, err == ETSMGR_EFULL ? "table_full" : "table_error",
