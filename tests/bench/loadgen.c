@@ -259,7 +259,8 @@ static const char lg_usage[] =
     "  -w, --warmup S         seconds before the window opens (default 0.3)\n"
     "  -n, --name NAME        the row's name\n"
     "  -r, --reference NAME   the row it is compared with (resolved by the report)\n"
-    "  -T, --target TEXT      the target, as words for the table\n"
+    "  -T, --target T         the target, \"OP N\" on the ratio (see report.c)\n"
+    "  -A, --also REF[|T]     compare with another row too (repeatable, up to 4)\n"
     "  -S, --server-pid PID   report the server's CPU use over the window\n"
     "\n"
     "Exit status: 0 done, 1 the run failed, 64 usage error.\n";
@@ -272,16 +273,18 @@ int main(int argc, char **argv)
         { "pipeline", required_argument, NULL, 'P' }, { "secs", required_argument, NULL, 't' },
         { "warmup", required_argument, NULL, 'w' },   { "name", required_argument, NULL, 'n' },
         { "reference", required_argument, NULL, 'r' }, { "target", required_argument, NULL, 'T' },
-        { "server-pid", required_argument, NULL, 'S' }, { "help", no_argument, NULL, 'h' },
+        { "server-pid", required_argument, NULL, 'S' }, { "also", required_argument, NULL, 'A' },
+        { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const char *path = NULL, *proto = NULL, *name = NULL, *ref = NULL, *target = NULL;
     lg g = { .pipeline = 1 };
-    int nconns = 1;
+    int nconns = 1, nalso = 0;
+    const char *also[4];
     long server_pid = 0;
     double secs = 2, warmup = 0.3;
     int o;
-    while ((o = getopt_long(argc, argv, "s:p:o:c:P:t:w:n:r:T:S:h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "s:p:o:c:P:t:w:n:r:T:S:A:h", opts, NULL)) != -1) {
         switch (o) {
         case 's': path = optarg; break;
         case 'p': proto = optarg; break;
@@ -294,6 +297,13 @@ int main(int argc, char **argv)
         case 'r': ref = optarg; break;
         case 'T': target = optarg; break;
         case 'S': server_pid = atol(optarg); break;
+        case 'A':
+            if (nalso == 4) {
+                fputs("loadgen: at most 4 --also\n", stderr);
+                return LG_EX_USAGE;
+            }
+            also[nalso++] = optarg;
+            break;
         case 'h': fputs(lg_usage, stdout); return 0;
         default: fputs(lg_usage, stderr); return LG_EX_USAGE;
         }
@@ -435,6 +445,17 @@ int main(int argc, char **argv)
     cJSON_AddNumberToObject(row, "client_cpu_pct", round((self1 - self0) / secs * 1000) / 10);
     if (target)
         cJSON_AddStringToObject(row, "target", target);
+    cJSON *arr = nalso ? cJSON_AddArrayToObject(row, "also") : NULL;
+    for (int i = 0; arr && i < nalso; i++) {
+        cJSON *a = cJSON_CreateObject();
+        const char *bar = strchr(also[i], '|');
+        char refname[256];
+        snprintf(refname, sizeof refname, "%.*s", bar ? (int)(bar - also[i]) : 255, also[i]);
+        cJSON_AddStringToObject(a, "reference", refname);
+        if (bar)
+            cJSON_AddStringToObject(a, "target", bar + 1);
+        cJSON_AddItemToArray(arr, a);
+    }
     bu_row_print(row);
     free(g.lat);
     return 0;

@@ -1,0 +1,276 @@
+/* recovery.c: how long a SIGKILL costs, measured from the outside as a user
+ * sees it, next to the machine's floor for starting any process.
+ *
+ * The system runs under etssup (the driver starts it with both sockets held
+ * by the supervisor), so every restart here is the supervisor's, not a loop
+ * of this program.  For each of --kills rounds:
+ *
+ *  - floor: fork + execve("/bin/true") + waitpid, the least any restart can
+ *    cost on this machine (measured here, once before each kill, so that the
+ *    floor and the kills see the same load);
+ *  - etscounterd: its pid from `ping`, SIGKILL, then a count (with a fresh
+ *    request id, sent again unchanged if a connection breaks, like the CLI)
+ *    until one is acknowledged.  Because etssup holds the listening socket,
+ *    the connect succeeds at once and the request waits in the backlog for
+ *    the new etscounterd: no polling, the time is the system's alone.  The
+ *    new pid is checked afterwards (a count from the old process would be a
+ *    measuring error, not a fast restart);
+ *  - etsmgrd: its pid from `hello`, SIGKILL, then `tables {name: etscounter}`
+ *    on etsmgrd.sock until a new daemon (another pid) says the table is
+ *    owned by the running etscounterd.  The daemon answers before
+ *    etscounterd has registered the table again, so this one polls, every
+ *    --poll-ms (0.5 ms by default; the figure's resolution).  The time of
+ *    the new daemon's first answer is kept too: it separates the daemon's
+ *    own restart from the client's reattachment.
+ *
+ * Output: result rows (benchutil.h) on stdout.
+ * Exit status: 0, 1 a round failed (a process did not come back within
+ * 10 s, or answered wrongly), 64 usage error. */
+#include "benchutil.h"
+#include "frame.h"
+#include "sock.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define RC_EX_USAGE 64
+#define RC_DEADLINE_S 10.0
+
+static char rc_counter_sock[256], rc_mgr_sock[256];
+static double rc_poll_ms = 0.5;
+
+static void rc_fail(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "recovery: ");
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+/* One request on a fresh connection; the reply, or NULL (errno) when the
+ * connect, the write or the read failed. */
+static cJSON *rc_call(const char *path, const char *json, int timeout_ms)
+{
+    int fd = sock_connect_unix(path);
+    if (fd < 0)
+        return NULL;
+    cJSON *rep = NULL;
+    if (frame_write(fd, json, strlen(json), NULL, 0) == 0 && frame_read_json(fd, &rep, NULL, NULL, 0, timeout_ms) < 0)
+        rep = NULL;
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rep;
+}
+
+static int rc_ok(const cJSON *rep)
+{
+    return rep && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rep, "ok"));
+}
+
+static pid_t rc_pid_of(const char *path, const char *json)
+{
+    cJSON *rep = rc_call(path, json, 10000);
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(rep, "pid");
+    pid_t pid = rc_ok(rep) && cJSON_IsNumber(p) ? (pid_t)p->valuedouble : 0;
+    cJSON_Delete(rep);
+    if (pid <= 0)
+        rc_fail("no pid from %s", path);
+    return pid;
+}
+
+static double rc_floor_once(void)
+{
+    double t0 = bu_now();
+    pid_t pid = fork();
+    if (pid < 0)
+        rc_fail("fork: %s", strerror(errno));
+    if (pid == 0) {
+        char *const argv[] = { "/bin/true", NULL };
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            rc_fail("waitpid: %s", strerror(errno));
+    double t = bu_now() - t0;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        rc_fail("%s did not exit 0", "/bin/true");
+    return t * 1e3;
+}
+
+/* SIGKILL etscounterd; ms until a count is acknowledged. */
+static double rc_kill_counterd(void)
+{
+    pid_t old = rc_pid_of(rc_counter_sock, "{\"op\":\"ping\",\"id\":1}");
+    uint64_t rid[2];
+    if (getrandom(rid, sizeof rid, 0) != sizeof rid)
+        rc_fail("getrandom: %s", strerror(errno));
+    char req[160];
+    snprintf(req, sizeof req, "{\"op\":\"count\",\"id\":1,\"rid\":\"%016" PRIx64 "%016" PRIx64 "\"}", rid[0], rid[1]);
+    double t0 = bu_now();
+    if (kill(old, SIGKILL) < 0)
+        rc_fail("kill etscounterd: %s", strerror(errno));
+    double t;
+    for (;;) {
+        cJSON *rep = rc_call(rc_counter_sock, req, 10000);
+        t = bu_now();
+        int ok = rc_ok(rep);
+        if (rep && !ok) {
+            char *s = cJSON_PrintUnformatted(rep);
+            rc_fail("count refused after the kill: %s", s ? s : "?");
+        }
+        cJSON_Delete(rep);
+        if (ok)
+            break;
+        if (t - t0 > RC_DEADLINE_S)
+            rc_fail("%s", "etscounterd did not answer a count within 10 s of its SIGKILL (is etssup running?)");
+        if (errno == ENOENT || errno == ECONNREFUSED)
+            bu_sleep_ms(rc_poll_ms); /* no held socket: the restart is a poll away */
+    }
+    pid_t now = rc_pid_of(rc_counter_sock, "{\"op\":\"ping\",\"id\":2}");
+    if (now == old)
+        rc_fail("%s", "the count after SIGKILL was answered by the killed etscounterd (pid unchanged)");
+    return (t - t0) * 1e3;
+}
+
+/* SIGKILL etsmgrd; ms until a new daemon shows the table owned by
+ * etscounterd, and in *first_ms its first answer. */
+static double rc_kill_mgrd(double *first_ms)
+{
+    pid_t counterd = rc_pid_of(rc_counter_sock, "{\"op\":\"ping\",\"id\":1}");
+    pid_t old = rc_pid_of(rc_mgr_sock, "{\"op\":\"hello\",\"id\":1}");
+    const char *req = "{\"op\":\"tables\",\"id\":1,\"name\":\"etscounter\"}";
+    double t0 = bu_now();
+    *first_ms = -1;
+    if (kill(old, SIGKILL) < 0)
+        rc_fail("kill etsmgrd: %s", strerror(errno));
+    for (;;) {
+        cJSON *rep = rc_call(rc_mgr_sock, req, 10000);
+        double t = bu_now();
+        const cJSON *pid = cJSON_GetObjectItemCaseSensitive(rep, "pid");
+        int fresh = rep && cJSON_IsNumber(pid) && (pid_t)pid->valuedouble != old;
+        if (rep && !fresh && !cJSON_IsNumber(pid)) {
+            /* an error reply (not_found) carries no pid: it came from a daemon
+             * that has not got the table yet, which can only be the new one */
+            fresh = 1;
+        }
+        if (fresh && *first_ms < 0)
+            *first_ms = (t - t0) * 1e3;
+        const cJSON *tabs = cJSON_GetObjectItemCaseSensitive(rep, "tables");
+        const cJSON *t1 = cJSON_IsArray(tabs) ? cJSON_GetArrayItem(tabs, 0) : NULL;
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(t1, "state");
+        const cJSON *own = cJSON_GetObjectItemCaseSensitive(t1, "owner_pid");
+        int done = fresh && rc_ok(rep) && cJSON_IsString(st) && strcmp(st->valuestring, "owned") == 0 &&
+                   cJSON_IsNumber(own) && (pid_t)own->valuedouble == counterd;
+        cJSON_Delete(rep);
+        if (done)
+            return (t - t0) * 1e3;
+        if (t - t0 > RC_DEADLINE_S)
+            rc_fail("%s", "table etscounter was not owned again within 10 s of etsmgrd's SIGKILL");
+        bu_sleep_ms(rc_poll_ms);
+    }
+}
+
+static void rc_rows(const char *what, const char *unit_name, double *v, size_t n, const char *ref_med,
+                    const char *ref_p99, const char *target)
+{
+    char name[200];
+    double med = bu_percentile(v, n, 50), p99 = bu_percentile(v, n, 99);
+    snprintf(name, sizeof name, "%s, median", what);
+    cJSON *r = bu_row(name, med, unit_name, ref_med, -1);
+    cJSON_AddNumberToObject(r, "samples", (double)n);
+    cJSON_AddNumberToObject(r, "min", v[0]);
+    cJSON_AddNumberToObject(r, "max", v[n - 1]);
+    if (target)
+        cJSON_AddStringToObject(r, "target", target);
+    bu_row_print(r);
+    snprintf(name, sizeof name, "%s, p99", what);
+    r = bu_row(name, p99, unit_name, ref_p99, -1);
+    cJSON_AddNumberToObject(r, "samples", (double)n);
+    bu_row_print(r);
+}
+
+static const char rc_usage[] =
+    "Usage: recovery --runtime-dir DIR [--kills N] [--poll-ms MS] [--only counterd|mgrd]\n"
+    "SIGKILL etscounterd, then etsmgrd, N times each under etssup, and print the\n"
+    "time to the next acknowledged count and to the table being managed again,\n"
+    "next to a bare fork+exec of /bin/true (result rows, JSON, on stdout).\n"
+    "Exit status: 0 done, 1 a round failed, 64 usage error.\n";
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "runtime-dir", required_argument, NULL, 'd' }, { "kills", required_argument, NULL, 'k' },
+        { "poll-ms", required_argument, NULL, 'p' },     { "only", required_argument, NULL, 'o' },
+        { "help", no_argument, NULL, 'h' },              { NULL, 0, NULL, 0 },
+    };
+    const char *dir = NULL, *only = NULL;
+    int kills = 100, o;
+    while ((o = getopt_long(argc, argv, "d:k:p:o:h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'd': dir = optarg; break;
+        case 'k': kills = atoi(optarg); break;
+        case 'p': rc_poll_ms = atof(optarg); break;
+        case 'o': only = optarg; break;
+        case 'h': fputs(rc_usage, stdout); return 0;
+        default: fputs(rc_usage, stderr); return RC_EX_USAGE;
+        }
+    }
+    if (!dir || kills < 1 || optind < argc || rc_poll_ms < 0 ||
+        (only && strcmp(only, "counterd") && strcmp(only, "mgrd"))) {
+        fputs(rc_usage, stderr);
+        return RC_EX_USAGE;
+    }
+    snprintf(rc_counter_sock, sizeof rc_counter_sock, "%s/etscounter.sock", dir);
+    snprintf(rc_mgr_sock, sizeof rc_mgr_sock, "%s/etsmgrd.sock", dir);
+    int do_c = !only || strcmp(only, "counterd") == 0, do_m = !only || strcmp(only, "mgrd") == 0;
+
+    size_t nf = 0;
+    double *fl = calloc((size_t)kills * 2, sizeof *fl), *kc = calloc((size_t)kills, sizeof *kc),
+           *km = calloc((size_t)kills, sizeof *km), *kf = calloc((size_t)kills, sizeof *kf);
+    if (!fl || !kc || !km || !kf)
+        rc_fail("%s", "out of memory");
+    double t0 = bu_now();
+    for (int i = 0; do_c && i < kills; i++) {
+        fl[nf++] = rc_floor_once();
+        kc[i] = rc_kill_counterd();
+    }
+    if (do_c)
+        fprintf(stderr, "recovery: %d SIGKILLs of etscounterd in %.1f s\n", kills, bu_now() - t0);
+    t0 = bu_now();
+    for (int i = 0; do_m && i < kills; i++) {
+        fl[nf++] = rc_floor_once();
+        km[i] = rc_kill_mgrd(&kf[i]);
+    }
+    if (do_m)
+        fprintf(stderr, "recovery: %d SIGKILLs of etsmgrd in %.1f s\n", kills, bu_now() - t0);
+
+    const char *floor = "fork+exec+wait of /bin/true";
+    rc_rows(floor, "ms", fl, nf, NULL, NULL, NULL);
+    char fmed[100], fp99[100];
+    snprintf(fmed, sizeof fmed, "%s, median", floor);
+    snprintf(fp99, sizeof fp99, "%s, p99", floor);
+    if (do_c)
+        rc_rows("SIGKILL etscounterd -> next count acked", "ms", kc, (size_t)kills, fmed, fp99,
+                "< 3");
+    if (do_m) {
+        rc_rows("SIGKILL etsmgrd -> new etsmgrd answers", "ms", kf, (size_t)kills, fmed, fp99, NULL);
+        rc_rows("SIGKILL etsmgrd -> table owned again", "ms", km, (size_t)kills, fmed, fp99,
+                NULL);
+    }
+    free(fl);
+    free(kc);
+    free(km);
+    free(kf);
+    return 0;
+}

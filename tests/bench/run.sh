@@ -1,0 +1,219 @@
+#!/bin/bash
+# run.sh: the driver of `make bench` (issue 7, docs/performance.md).
+#
+# Usage: tests/bench/run.sh BINDIR BENCHBINDIR OUTDIR
+#   BINDIR       the built programs (build/bin)
+#   BENCHBINDIR  the bench programs (build/tests/bench)
+#   OUTDIR       where rows.jsonl, results.json and the logs go (build/bench)
+# Environment: BENCH_SECS (seconds per bench-table row, 1), BENCH_NET_SECS
+# (seconds per socket row, 2), BENCH_KILLS (100), BENCH_CLI_RUNS (200),
+# BENCH_REATTACH_REPS (20).
+#
+# Everything is measured in this one run on this machine, so each ratio
+# compares two things that saw the same load.  Each bench program prints
+# result rows (JSON lines) that are appended to OUTDIR/rows.jsonl, and
+# report.c turns them into the table and results.json at the end.
+#
+# The project runs as in production: etssup supervising etsmgrd and
+# etscounterd, both at --log-level warning (a count is logged at notice, so
+# this is the setting where counts are not logged), in a private runtime dir
+# and instance.  Redis runs as a private redis-server on a Unix socket in the
+# same dir, port 0 (no TCP), first without persistence, then with appendonly
+# everysec.  Whatever happens, the EXIT trap stops every process this script
+# started (by pid) and removes the instance's shm objects and the dir.
+#
+# Exit status: 0 every step ran; 1 a step failed (the table still shows what
+# was measured, and the failure is said in it).
+set -u
+
+BIN=${1:?usage: run.sh BINDIR BENCHBINDIR OUTDIR}
+BB=${2:?usage: run.sh BINDIR BENCHBINDIR OUTDIR}
+OUT=${3:?usage: run.sh BINDIR BENCHBINDIR OUTDIR}
+SECS=${BENCH_SECS:-1}
+NET=${BENCH_NET_SECS:-2}
+KILLS=${BENCH_KILLS:-100}
+CLI_RUNS=${BENCH_CLI_RUNS:-200}
+REPS=${BENCH_REATTACH_REPS:-20}
+
+for p in "$BIN"/etssup "$BIN"/etsmgrd "$BIN"/etscounterd "$BIN"/etscounter "$BB"/loadgen "$BB"/recovery \
+         "$BB"/reattach "$BB"/proctime "$BB"/report "$BB"/bench_table; do
+    [ -x "$p" ] || { echo "bench: $p is not built; run make bench" >&2; exit 1; }
+done
+for p in redis-server redis-cli; do
+    command -v $p >/dev/null || { echo "bench: $p not found; make bench installs it (redis-server, redis-tools)" >&2; exit 1; }
+done
+
+mkdir -p "$OUT" || exit 1
+ROWS=$OUT/rows.jsonl
+: > "$ROWS"
+DIR=$(mktemp -d /tmp/etsmgr-bench.XXXXXX) || exit 1
+export ETSMGR_RUNTIME_DIR=$DIR
+export ETSMGR_INSTANCE=bench$$
+unset NOTIFY_SOCKET LISTEN_FDS LISTEN_PID LISTEN_FDNAMES JOURNAL_STREAM
+SUP= REDIS= FAILED=0
+T_START=$(date +%s)
+
+cleanup() {
+    if [ -n "$REDIS" ] && kill -0 "$REDIS" 2>/dev/null; then
+        kill -TERM "$REDIS" 2>/dev/null
+        wait "$REDIS" 2>/dev/null
+    fi
+    if [ -n "$SUP" ] && kill -0 "$SUP" 2>/dev/null; then
+        local kids
+        kids=$(pgrep -P "$SUP" 2>/dev/null)
+        kill -TERM "$SUP" 2>/dev/null
+        for _ in $(seq 100); do kill -0 "$SUP" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$SUP" 2>/dev/null
+        wait "$SUP" 2>/dev/null
+        for pid in $kids; do kill -KILL "$pid" 2>/dev/null; done
+    fi
+    rm -f /dev/shm/"$ETSMGR_INSTANCE".*
+    # keep the daemons' logs with the results, for a look after a failure
+    cp "$DIR"/*.log "$OUT"/ 2>/dev/null
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+jstr() { # a JSON string of $1
+    local s=${1//\\/\\\\}
+    s=${s//\"/\\\"}
+    printf '"%s"' "$s"
+}
+section() { printf '{"section":%s}\n' "$(jstr "$1")" >> "$ROWS"; echo "bench: $1" >&2; }
+note() { printf '{"note":%s}\n' "$(jstr "$1")" >> "$ROWS"; }
+fail() { note "FAILED: $1"; echo "bench: FAILED: $1" >&2; FAILED=1; }
+# rows CMD...: run a bench program, its rows into ROWS
+rows() { "$@" >> "$ROWS" || fail "$(basename "$1") ${*:2}"; }
+
+# ---------------------------------------------------------------- the machine
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+section "machine: $(nproc) cores ($cpu), $(uname -sr), load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+note "$(redis-server --version | cut -d' ' -f1-3); etsmgr $("$BIN"/etsmgrd --version 2>/dev/null | awk '{print $2}')"
+
+# ---------------------------------------------------------------- 1. table ops
+section "1. table operations in process (bench-table, $SECS s per row)"
+if "$BB"/bench_table "$SECS" > "$OUT"/bench_table.txt; then
+    # bench_table prints "NAME  X M/s   ref Y M/s   ratio Z" and one bytes-per-entry line
+    sed -nE 's/^(.*[^ ]) +([0-9.]+) M\/s +ref +([0-9.]+) M\/s +ratio +([0-9.]+)$/\1|\2|\3/p' "$OUT"/bench_table.txt |
+    while IFS='|' read -r name v ref; do
+        case $name in *"2 processes"*) rn="bare atomic_fetch_add on a shared mapping, 2 processes" ;;
+                      *) rn="bare atomic_fetch_add on a shared mapping, 1 process" ;; esac
+        tg=
+        [ "$name" = "update_counter, 1 process" ] && tg=',"target":"value > 30","note":"Erlang ETS: 27 M/s on this machine (the issue'"'"'s figure; Erlang is not installed by the bench)"'
+        printf '{"name":%s,"value":%s,"unit":"M ops/s","reference":%s,"reference_value":%s%s}\n' \
+            "$(jstr "table: $name")" "$v" "$(jstr "$rn")" "$ref" "$tg" >> "$ROWS"
+    done
+    bpe=$(sed -nE 's/^bytes per entry at 1,000,000 +([0-9.]+) bytes.*/\1/p' "$OUT"/bench_table.txt)
+    if [ -n "$bpe" ]; then
+        printf '{"name":"table: bytes per entry at 1,000,000 small entries","value":%s,"unit":"bytes","reference":"Erlang ETS small entry (the issue'"'"'s figure)","reference_value":64,"target":"value <= 64"}\n' "$bpe" >> "$ROWS"
+    fi
+    grep -q '"table: ' "$ROWS" || fail "bench_table's output format changed; see $OUT/bench_table.txt"
+else
+    fail "bench_table (see its messages above)"
+fi
+
+# ---------------------------------------------------------------- the system under etssup
+cat > "$DIR"/etssup.json <<EOF
+{"strategy": "one_for_one", "intensity": 100000, "period": 1, "start_timeout": 10000,
+ "children": [
+  {"id": "etsmgrd", "argv": ["$BIN/etsmgrd", "--log-level", "warning"], "restart": "permanent",
+   "shutdown": 5000, "ready": "notify", "sockets": [{"name": "etsmgrd", "path": "etsmgrd.sock"}]},
+  {"id": "etscounterd", "argv": ["$BIN/etscounterd", "--log-level", "warning"], "restart": "permanent",
+   "shutdown": 5000, "ready": "notify", "sockets": [{"name": "etscounter", "path": "etscounter.sock"}]}]}
+EOF
+"$BIN"/etssup --config "$DIR"/etssup.json --log-level warning 2> "$DIR"/etssup.log &
+SUP=$!
+# the CLI retries until etscounterd serves, which it does only once etsmgrd gave it the table
+if ! "$BIN"/etscounter -t 20000 ping > /dev/null; then
+    fail "etssup did not bring etsmgrd and etscounterd up within 20 s (see $OUT/etssup.log)"
+    exit 1
+fi
+cpid() { "$BIN"/etscounter --json ping | sed -nE 's/.*"pid":([0-9]+).*/\1/p'; }
+
+# ---------------------------------------------------------------- 2. count over the socket
+C1="etscounterd count, 1 conn" C50="etscounterd count, 50 conns" CP="etscounterd count, 50 conns x 16 pipelined"
+PING="etscounterd ping (empty request and reply), 1 conn"
+R1N="Redis INCR, 1 conn, no persistence" R50N="Redis INCR, 50 conns, no persistence"
+RPN="Redis INCR, 50 conns x 16 pipelined, no persistence"
+R1A="Redis INCR, 1 conn, appendonly everysec" R50A="Redis INCR, 50 conns, appendonly everysec"
+RPA="Redis INCR, 50 conns x 16 pipelined, appendonly everysec"
+LG=("$BB"/loadgen -t "$NET")
+
+section "2. count over a Unix socket ($NET s per row, one load generator for both: tests/bench/loadgen.c)"
+note "etscounterd and etsmgrd run under etssup at --log-level warning (counts are logged at notice, so not logged here)"
+S=$DIR/etscounter.sock
+P=$(cpid)
+rows "${LG[@]}" -s "$S" -p json -o ping -c 1 -S "$P" -n "$PING"
+rows "${LG[@]}" -s "$S" -p json -o count -c 1 -S "$P" -n "$C1" -r "$PING" -T ">= 0.9" -A "$R1N" -A "$R1A"
+rows "${LG[@]}" -s "$S" -p json -o count -c 50 -S "$P" -n "$C50" -r "$R50N" -T ">= 1.0" -A "$R50A|> 1.0"
+rows "${LG[@]}" -s "$S" -p json -o count -c 50 -P 16 -S "$P" -n "$CP" -r "$RPN" -T ">= 1.0" -A "$RPA"
+rows "${LG[@]}" -s "$S" -p json -o count-rid -c 50 -S "$P" -n "etscounterd count + request id (exactly-once), 50 conns" -r "$R50N"
+
+# start_redis NAME ARGS...: a private redis-server on DIR/NAME.sock, pid in REDIS
+start_redis() {
+    local name=$1; shift
+    mkdir -p "$DIR/$name"
+    redis-server --port 0 --unixsocket "$DIR/$name.sock" --unixsocketperm 700 --dir "$DIR/$name" \
+        --logfile "$DIR/$name.log" --daemonize no "$@" &
+    REDIS=$!
+    for _ in $(seq 200); do
+        [ "$(redis-cli -s "$DIR/$name.sock" ping 2>/dev/null)" = PONG ] && return 0
+        kill -0 "$REDIS" 2>/dev/null || break
+        sleep 0.025
+    done
+    fail "redis-server $* did not answer PING (see $OUT/$name.log)"
+    return 1
+}
+stop_redis() {
+    kill -TERM "$REDIS" 2>/dev/null
+    wait "$REDIS" 2>/dev/null
+    REDIS=
+}
+
+if start_redis redis-nopersist --save '' --appendonly no; then
+    RS=$DIR/redis-nopersist.sock
+    rows "${LG[@]}" -s "$RS" -p resp -o ping -c 1 -S "$REDIS" -n "Redis PING, 1 conn, no persistence" -r "$PING"
+    rows "${LG[@]}" -s "$RS" -p resp -o incr -c 1 -S "$REDIS" -n "$R1N"
+    rows "${LG[@]}" -s "$RS" -p resp -o incr -c 50 -S "$REDIS" -n "$R50N"
+    rows "${LG[@]}" -s "$RS" -p resp -o incr -c 50 -P 16 -S "$REDIS" -n "$RPN"
+
+    # ------------------------------------------------------------ 5. the CLI (needs a Redis)
+    section "5. the CLI: whole-process time, median of $CLI_RUNS runs (fork, exec, connect, one request, exit)"
+    rows "$BB"/proctime -n "$CLI_RUNS" -N "redis-cli incr" -- redis-cli -s "$RS" incr clicounter
+    rows "$BB"/proctime -n "$CLI_RUNS" -N "etscounter count" -r "redis-cli incr" -- "$BIN"/etscounter count
+    stop_redis
+fi
+section "2. (continued) Redis with appendonly yes, appendfsync everysec (survives kill -9 of the server)"
+if start_redis redis-aof --save '' --appendonly yes --appendfsync everysec; then
+    RS=$DIR/redis-aof.sock
+    rows "${LG[@]}" -s "$RS" -p resp -o incr -c 1 -S "$REDIS" -n "$R1A"
+    rows "${LG[@]}" -s "$RS" -p resp -o incr -c 50 -S "$REDIS" -n "$R50A"
+    rows "${LG[@]}" -s "$RS" -p resp -o incr -c 50 -P 16 -S "$REDIS" -n "$RPA"
+    stop_redis
+fi
+
+# ---------------------------------------------------------------- 3. recovery
+section "3. recovery after SIGKILL, $KILLS kills each, restarts by etssup (sockets held by etssup)"
+rows "$BB"/recovery -d "$DIR" --kills "$KILLS"
+
+# ---------------------------------------------------------------- 4. reattach
+section "4. reattach: a restarted client gets its table back (connect + new_table + attach + first lookup), median of $REPS"
+rows "$BB"/reattach --reps "$REPS"
+
+# ---------------------------------------------------------------- stop and report
+kill -TERM "$SUP" 2>/dev/null
+wait "$SUP"
+st=$?
+SUP=
+[ $st -eq 0 ] || fail "etssup exited with status $st on SIGTERM (see $OUT/etssup.log)"
+left=$(ls /dev/shm | grep -c "^$ETSMGR_INSTANCE\." || true)
+[ "$left" -eq 0 ] || note "$left shm object(s) of the instance left after the run (removed by the driver)"
+note "total time of the run: $(( $(date +%s) - T_START )) s"
+
+echo
+echo "etsmgr benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ)); targets from issue 7, as ratios unless marked value"
+"$BB"/report "$ROWS" "$OUT"/results.json || FAILED=1
+echo
+echo "rows: $OUT/results.json; logs: $OUT/*.log"
+exit $FAILED
