@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -152,6 +153,42 @@ int rc_sh(char **out, int timeout_ms, const char *fmt, ...)
 int rc_ok(int status)
 {
     return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+const char *rc_srcdir(void)
+{
+    const char *s = getenv("ETSMGR_SRCDIR");
+    return s && *s ? s : ".";
+}
+
+int rc_make(char **out, int timeout_ms, const char *args)
+{
+    /* ETSMGR_BINDIR is <build>/bin; the Makefile's defaults are build and,
+     * with SANITIZE=1, build/sanitize: name those the way the Makefile does
+     * so its dependency files (relative paths) keep applying. */
+    const char *bin = getenv("ETSMGR_BINDIR");
+    char bdir[4096], def[4096 + 16], vars[4096 + 32];
+    snprintf(bdir, sizeof bdir, "%s", bin && *bin ? bin : "build/bin");
+    char *slash = strrchr(bdir, '/');
+    if (slash) {
+        *slash = '\0';
+    }
+    char *abs = realpath(bdir, NULL), *src = realpath(rc_srcdir(), NULL);
+    snprintf(vars, sizeof vars, "BUILD='%s'", abs ? abs : bdir);
+    if (abs && src) {
+        snprintf(def, sizeof def, "%s/build", src);
+        if (strcmp(abs, def) == 0) {
+            vars[0] = '\0';
+        }
+        snprintf(def, sizeof def, "%s/build/sanitize", src);
+        if (strcmp(abs, def) == 0) {
+            snprintf(vars, sizeof vars, "SANITIZE=1");
+        }
+    }
+    free(abs);
+    free(src);
+    return rc_sh(out, timeout_ms, "cd '%s' && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s %s %s 2>&1",
+                 rc_srcdir(), vars, args);
 }
 
 char *rc_slurp(const char *path)

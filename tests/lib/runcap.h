@@ -14,6 +14,13 @@ int rc_run(char *const argv[], char **out, int timeout_ms);
 int rc_sh(char **out, int timeout_ms, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* True when status is a normal exit with code 0. */
 int rc_ok(int status);
+/* The source tree ($ETSMGR_SRCDIR, else "."). */
+const char *rc_srcdir(void);
+/* `make` in the source tree for the build this runner comes from (the one
+ * $ETSMGR_BINDIR is in: build/, build/sanitize/ or another BUILD=), with the
+ * caller's MAKEFLAGS removed so an enclosing `make check` does not leak its
+ * jobserver into it.  args are appended as they are (shell words). */
+int rc_make(char **out, int timeout_ms, const char *args);
 /* Reads a whole file (malloc'd, NUL-ended) or NULL. */
 char *rc_slurp(const char *path);
 #endif
