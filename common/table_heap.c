@@ -151,6 +151,12 @@ int tbl_rehash(etsmgr_table *t, uint64_t newcap)
     tbl_cp(t);
     const uint64_t *oidx = tbl_word(t, old_off);
     for (uint64_t i = 0; i < old_cap; i++) {
+        /* entries are scattered: ask for the one a few slots ahead now, so
+         * the misses overlap instead of following each other */
+        if (i + 16 < old_cap) {
+            uint64_t a = (oidx[i + 16] & TBL_OFF_MASK) << 3;
+            if (a >= TBL_HDR_SIZE && a < t->top) __builtin_prefetch(t->base + a);
+        }
         uint64_t s = oidx[i];
         if (s == TBL_SLOT_EMPTY || s == TBL_SLOT_TOMB) continue;
         struct tbl_ent *e = tbl_ent_at(t, (s & TBL_OFF_MASK) << 3);

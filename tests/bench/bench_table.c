@@ -137,6 +137,7 @@ static uint64_t w_insert(int who, double secs)
     return n;
 }
 
+static uint64_t lookup_keys = NKEYS;
 static uint64_t w_lookup(int who, double secs)
 {
     uint64_t n = 0, x = 88172645463325252ull + (uint64_t)who;
@@ -144,7 +145,7 @@ static uint64_t w_lookup(int who, double secs)
     do {
         for (int b = 0; b < BATCH; b++) {
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-            uint64_t k = key_of(x % NKEYS);
+            uint64_t k = key_of(x % lookup_keys);
             etsmgr_value v;
             int r = etsmgr_table_lookup(tab, &k, 8, &v, NULL, 0);
             if (r) die("lookup", r);
@@ -156,7 +157,7 @@ static uint64_t w_lookup(int who, double secs)
 
 static void row(const char *name, double ops, double ref)
 {
-    printf("%-34s %12.2f M/s   ref %8.2f M/s   ratio %.2f\n", name, ops / 1e6, ref / 1e6, ops / ref);
+    printf("%-36s %8.2f M/s   ref %8.2f M/s   ratio %.2f\n", name, ops / 1e6, ref / 1e6, ops / ref);
     fflush(stdout);
 }
 
@@ -193,14 +194,17 @@ int main(int argc, char **argv)
     etsmgr_table_info info;
     etsmgr_table_info_get(tab, &info);
     row("insert 1M new keys (with growth)", fill, ref1);
-    row("lookup, 1 process", run(w_lookup, 1), ref1);
-    row("lookup, 2 processes", run(w_lookup, 2), ref2);
+    row("lookup 1M keys at random, 1 proc", run(w_lookup, 1), ref1);
+    row("lookup 1M keys at random, 2 procs", run(w_lookup, 2), ref2);
+    lookup_keys = 1000;
+    row("lookup 1,000 hot keys, 1 proc", run(w_lookup, 1), ref1);
+    row("lookup 1,000 hot keys, 2 procs", run(w_lookup, 2), ref2);
     double ins1 = run(w_insert, 1);
-    row("insert new keys, 1 process", ins1, ref1);
+    row("insert new keys (1M+), 1 proc", ins1, ref1);
     ins_next[0] = 1u << 30;
     ins_next[1] = (1u << 30) + 1;
-    row("insert new keys, 2 processes", run(w_insert, 2), ref2);
-    printf("%-34s %12.1f bytes (object %llu bytes, %llu entries; used %.1f bytes/entry)\n",
+    row("insert new keys (1M+), 2 procs", run(w_insert, 2), ref2);
+    printf("%-36s %8.1f bytes (object %llu bytes, %llu entries; used %.1f bytes/entry)\n",
            "bytes per entry at 1,000,000", (double)info.bytes_total / (double)info.entries,
            (unsigned long long)info.bytes_total, (unsigned long long)info.entries,
            (double)info.bytes_used / (double)info.entries);
