@@ -1,0 +1,60 @@
+# tests/fuzz/fuzz.mk: libFuzzer harnesses (clang), built apart from the
+# rest under build/fuzz with ASan+UBSan and libFuzzer's coverage.
+#
+#   make fuzz                     build and run every harness FUZZ_SECONDS (30) each
+#   make fuzz FUZZ_SECONDS=N      the same, N seconds each
+#   make fuzz-build               build only
+#   make fuzz-HARNESS             run one, e.g. make fuzz-sup_config FUZZ_SECONDS=600
+#
+# Each run starts from the seeds in tests/fuzz/corpus/<harness>/ plus what
+# earlier runs found (build/fuzz/corpus/<harness>/, not committed), and fails
+# on any crash, sanitizer report, leak, fd leak, or a time-out (an input that
+# takes over FUZZ_TIMEOUT seconds).  A failing input is saved as
+# build/fuzz/artifacts/<harness>-crash-*; rerun it with
+#   build/fuzz/<harness> build/fuzz/artifacts/<harness>-crash-...
+# The harnesses that drive the daemons' request handlers link
+# tests/fuzz/fake_conn.c instead of common/conn.c (see that file).
+
+FUZZ_SECONDS ?= 30
+FUZZ_TIMEOUT ?= 10
+FZ_DIR := build/fuzz
+FZ_CC := clang
+FZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FZ_CFLAGS := -std=c11 -g -O1 -Wall -Wextra -Wno-unknown-warning-option -D_GNU_SOURCE \
+	-DETSMGR_VERSION_STRING='"$(VERSION)"' $(FZ_SAN) -fsanitize=fuzzer-no-link \
+	-Icommon -Iclient -Idaemon -Iclient/etscounterd -Isupervisor/etssup -Itests/fuzz \
+	$(PKG_CFLAGS)
+FZ_LDFLAGS := $(FZ_SAN) -fsanitize=fuzzer
+FZ_LDLIBS := $(PKG_LIBS) -lpthread -lrt -lm
+
+FZ_BASE_SRCS := $(filter-out common/conn.c,$(wildcard common/*.c))
+FZ_HARNESSES := frame_proto etsmgrd_req etscounterd_req sup_config table_attach
+FZ_SRCS_frame_proto :=
+FZ_SRCS_etsmgrd_req := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) tests/fuzz/fake_conn.c
+FZ_SRCS_etscounterd_req := client/etscounterd/serve.c client/etscounterd/counter.c tests/fuzz/fake_conn.c
+FZ_SRCS_sup_config := supervisor/etssup/config.c
+FZ_SRCS_table_attach := client/etscounterd/counter.c
+FZ_BINS := $(addprefix $(FZ_DIR)/,$(FZ_HARNESSES))
+
+$(FZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(FZ_CC) $(FZ_CFLAGS) -MMD -MP -c -o $@ $<
+
+fz_objs = $(patsubst %.c,$(FZ_DIR)/obj/%.o,$(FZ_BASE_SRCS) $(FZ_SRCS_$(1)) tests/fuzz/fuzz_$(1).c)
+
+define FZ_RULE
+$(FZ_DIR)/$(1): $(call fz_objs,$(1))
+	$(FZ_CC) $(FZ_LDFLAGS) -o $$@ $$^ $(FZ_LDLIBS)
+.PHONY: fuzz-$(1)
+fuzz-$(1): $(FZ_DIR)/$(1)
+	sh tests/fuzz/run.sh $(1) $(FUZZ_SECONDS) $(FUZZ_TIMEOUT)
+endef
+$(foreach h,$(FZ_HARNESSES),$(eval $(call FZ_RULE,$(h))))
+
+.PHONY: fuzz fuzz-build
+fuzz-build: $(FZ_BINS)
+fuzz: fuzz-build
+	@rc=0; for h in $(FZ_HARNESSES); do sh tests/fuzz/run.sh $$h $(FUZZ_SECONDS) $(FUZZ_TIMEOUT) || rc=1; done; \
+	cat $(FZ_DIR)/summary.txt; exit $$rc
+
+-include $(shell find $(FZ_DIR)/obj -name '*.d' 2>/dev/null)
