@@ -1,0 +1,710 @@
+/* test_daemon.c: etsmgrd's ops against the real daemon: start-up and
+ * readiness, options, create, transfer on the owner's death, name conflict,
+ * give_away, del_table, limits, fds where none belong.  Also the helpers the
+ * other daemon suites share (test_daemon.h).
+ *
+ * Every test starts its own daemon on a fresh runtime dir and instance
+ * (tu_env), waits for its READY=1 rather than sleeping, and reaches a state
+ * with no signal of its own (an owner's death being noticed) by polling the
+ * daemon's own answer to `tables`.  Owners are forked children that talk the
+ * protocol with plain calls and report over a pipe. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "notify.h"
+#include "runcap.h"
+#include "sock.h"
+#include "test_daemon.h"
+
+/* ------------------------------------------------------------ helpers */
+
+pid_t dt_start(tu_env *e, ...)
+{
+    char *argv[32] = {"etsmgrd"};
+    int n = 1;
+    va_list ap;
+    va_start(ap, e);
+    char *a;
+    while ((a = va_arg(ap, char *)) != NULL && n < 30)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    char path[256];
+    snprintf(path, sizeof path, "%s/etsmgrd.log", e->dir);
+    int lf = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    ck_assert_msg(lf >= 0, "open %s: %s", path, strerror(errno));
+    fflush(stderr);
+    int saved = dup(2);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_ge(dup2(lf, 2), 0);
+    pid_t pid = tu_spawn_ready(e, argv, DT_TIMEOUT_MS);
+    dup2(saved, 2);
+    close(saved);
+    close(lf);
+    if (pid <= 0) {
+        char *log = dt_log(e);
+        ck_abort_msg("etsmgrd did not send READY=1; its log:\n%s", log);
+    }
+    return pid;
+}
+
+char *dt_log(const tu_env *e)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/etsmgrd.log", e->dir);
+    char *s = rc_slurp(path);
+    return s ? s : strdup("");
+}
+
+bool dt_log_has(const tu_env *e, const char *needle)
+{
+    char *s = dt_log(e);
+    bool r = strstr(s, needle) != NULL;
+    free(s);
+    return r;
+}
+
+int dt_connect(const tu_env *e)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/etsmgrd.sock", e->dir);
+    int fd = sock_connect_unix(path);
+    ck_assert_msg(fd >= 0, "connect %s: %s", path, strerror(errno));
+    return fd;
+}
+
+cJSON *dt_call(int fd, const char *json, const int *fds, int nfds, int *rfd)
+{
+    ck_assert_msg(frame_write(fd, json, strlen(json), fds, nfds) == 0, "frame_write %s: %s", json,
+                  strerror(errno));
+    cJSON *r = NULL;
+    int got[FRAME_MAX_FDS], ngot = 0;
+    int rc = frame_read_json(fd, &r, got, &ngot, FRAME_MAX_FDS, DT_TIMEOUT_MS);
+    ck_assert_msg(rc == 0, "no reply to %s: %s", json, strerror(errno));
+    if (rfd)
+        *rfd = ngot > 0 ? got[0] : -1;
+    for (int i = rfd ? 1 : 0; i < ngot; i++)
+        close(got[i]);
+    return r;
+}
+
+cJSON *dt_callf(int fd, int *rfd, const char *fmt, ...)
+{
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return dt_call(fd, buf, NULL, 0, rfd);
+}
+
+const char *dt_str(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+double dt_num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+bool dt_bool(const cJSON *o, const char *key)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key));
+}
+
+void dt_expect_err(cJSON *r, const char *code)
+{
+    char *s = cJSON_PrintUnformatted(r);
+    ck_assert_msg(!dt_bool(r, "ok") && strcmp(dt_str(r, "error"), code) == 0, "expected error %s, got %s",
+                  code, s);
+    ck_assert_msg(dt_str(r, "message")[0] != '\0', "error %s without a message: %s", code, s);
+    free(s);
+    cJSON_Delete(r);
+}
+
+void dt_expect_ok(cJSON *r)
+{
+    char *s = cJSON_PrintUnformatted(r);
+    ck_assert_msg(dt_bool(r, "ok"), "expected ok, got %s", s);
+    free(s);
+    cJSON_Delete(r);
+}
+
+etsmgr_table *dt_new_table(int fd, const char *name, const char *heir_data, bool *created)
+{
+    int tfd = -1;
+    cJSON *r = dt_callf(fd, &tfd, "{\"op\":\"new_table\",\"id\":\"n\",\"name\":\"%s\",\"heir_data\":\"%s\"}", name,
+                        heir_data ? heir_data : name);
+    char *s = cJSON_PrintUnformatted(r);
+    ck_assert_msg(dt_bool(r, "ok") && tfd >= 0, "new_table %s: %s (fd %d)", name, s, tfd);
+    ck_assert_str_eq(dt_str(r, "id"), "n");
+    ck_assert_str_eq(dt_str(r, "name"), name);
+    ck_assert_str_eq(dt_str(r, "data"), "etsmgr");
+    ck_assert_int_gt((int)dt_num(r, "from_pid"), 0);
+    if (created)
+        *created = dt_bool(r, "created");
+    free(s);
+    cJSON_Delete(r);
+    etsmgr_table *t = NULL;
+    int rc = etsmgr_table_attach_fd(tfd, &t);
+    ck_assert_msg(rc == ETSMGR_OK, "attach %s: %s", name, etsmgr_strerror(rc));
+    ck_assert_str_eq(etsmgr_table_name(t), name);
+    return t;
+}
+
+cJSON *dt_status(int fd, const char *name)
+{
+    cJSON *r = dt_callf(fd, NULL, "{\"op\":\"tables\",\"id\":1}");
+    ck_assert_msg(dt_bool(r, "ok"), "tables failed");
+    cJSON *found = NULL, *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(r, "tables"))
+    {
+        if (strcmp(dt_str(it, "name"), name) == 0)
+            found = cJSON_Duplicate(it, 1);
+    }
+    cJSON_Delete(r);
+    return found;
+}
+
+void dt_hello_ok(const tu_env *e, pid_t daemon_pid)
+{
+    int fd = dt_connect(e);
+    cJSON *r = dt_callf(fd, NULL, "{\"op\":\"hello\",\"id\":42}");
+    ck_assert_msg(dt_bool(r, "ok"), "hello failed on a fresh connection");
+    ck_assert_int_eq((int)dt_num(r, "id"), 42);
+    ck_assert_int_eq((int)dt_num(r, "protocol"), 1);
+    ck_assert_str_eq(dt_str(r, "instance"), e->instance);
+    if (daemon_pid > 0)
+        ck_assert_int_eq((int)dt_num(r, "pid"), daemon_pid);
+    cJSON_Delete(r);
+    close(fd);
+}
+
+bool dt_shm_exists(const tu_env *e, const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/dev/shm/%s.%s", e->instance, name);
+    return access(path, F_OK) == 0;
+}
+
+int64_t dt_get_count(etsmgr_table *t, const char *key)
+{
+    etsmgr_value v;
+    char buf[64];
+    int rc = etsmgr_table_lookup(t, key, strlen(key), &v, buf, sizeof buf);
+    ck_assert_msg(rc == ETSMGR_OK, "lookup %s: %s", key, etsmgr_strerror(rc));
+    ck_assert_int_eq(v.type, ETSMGR_INT);
+    return v.i;
+}
+
+/* ------------------------------------------------------------ owners in children */
+
+/* A child process that owns table name: it connects, new_table, adds add to
+ * "count", writes 'K' on its pipe (or 'F' on any failure) and waits to be
+ * killed.  The parent gets the pid once 'K' arrived. */
+pid_t dt_fork_owner(const tu_env *e, const char *name, const char *heir, int64_t add)
+{
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(p[0]);
+        char path[256], req[512];
+        snprintf(path, sizeof path, "%s/etsmgrd.sock", e->dir);
+        int fd = sock_connect_unix(path);
+        snprintf(req, sizeof req, "{\"op\":\"new_table\",\"id\":1,\"name\":\"%s\",\"heir_data\":\"%s\"}", name,
+                 heir);
+        cJSON *r = NULL;
+        int tfd = -1, n = 0;
+        etsmgr_table *t = NULL;
+        int64_t v;
+        if (fd < 0 || frame_write(fd, req, strlen(req), NULL, 0) < 0 ||
+            frame_read_json(fd, &r, &tfd, &n, 1, DT_TIMEOUT_MS) < 0 || n != 1 ||
+            etsmgr_table_attach_fd(tfd, &t) != ETSMGR_OK ||
+            etsmgr_table_update_counter(t, "count", 5, add, 0, &v) != ETSMGR_OK) {
+            (void)!write(p[1], "F", 1);
+            _exit(1);
+        }
+        (void)!write(p[1], "K", 1);
+        for (;;)
+            pause();
+    }
+    close(p[1]);
+    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+    char c = 0;
+    ck_assert_msg(poll(&pfd, 1, DT_TIMEOUT_MS) == 1 && read(p[0], &c, 1) == 1, "owner child did not report");
+    close(p[0]);
+    if (c != 'K') {
+        tu_kill9(pid);
+        ck_abort_msg("owner child could not get table %s", name);
+    }
+    return pid;
+}
+
+bool dt_is_orphaned(void *arg)
+{
+    dt_wait *w = arg;
+    cJSON *st = dt_status(w->fd, w->name);
+    bool r = st && strcmp(dt_str(st, "state"), "orphaned") == 0;
+    cJSON_Delete(st);
+    return r;
+}
+
+/* ------------------------------------------------------------ tests */
+
+START_TEST(test_ready_and_hello)
+{
+    tu_env e;
+    tu_env_init(&e);
+    pid_t d = dt_start(&e, NULL);
+    dt_hello_ok(&e, d);
+    struct stat st;
+    char path[256];
+    snprintf(path, sizeof path, "%s/etsmgrd.sock", e.dir);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_msg(S_ISSOCK(st.st_mode), "etsmgrd.sock is not a socket");
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    snprintf(path, sizeof path, "%s/etsmgrd.lock", e.dir);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_msg(dt_log_has(&e, "started"), "no start-up line in the log");
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+/* The notify datagram itself, the options winning over the environment,
+ * and an orderly SIGTERM that keeps tables and removes the socket. */
+START_TEST(test_notify_options_sigterm)
+{
+    tu_env e;
+    tu_env_init(&e);
+    char npath[256], sock[256];
+    snprintf(npath, sizeof npath, "%s/notify", e.dir);
+    snprintf(sock, sizeof sock, "%s/etsmgrd.sock", e.dir);
+    int nfd = notify_listen(npath);
+    ck_assert_msg(nfd >= 0, "notify_listen: %s", strerror(errno));
+    const char *bin = tu_bin("etsmgrd", false);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        char logp[256];
+        snprintf(logp, sizeof logp, "%s/etsmgrd.log", e.dir);
+        int l = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (l >= 0)
+            dup2(l, 2);
+        setenv("NOTIFY_SOCKET", npath, 1);
+        setenv("ETSMGR_INSTANCE", "not-this-one", 1);
+        setenv("ETSMGR_RUNTIME_DIR", "/nonexistent/not/this", 1);
+        execl(bin, "etsmgrd", "--runtime-dir", e.dir, "--instance", e.instance, "--foreground", (char *)NULL);
+        _exit(127);
+    }
+    struct pollfd pfd = {.fd = nfd, .events = POLLIN};
+    char buf[512] = "";
+    int from = 0;
+    bool ready = false;
+    while (!ready && poll(&pfd, 1, DT_TIMEOUT_MS) == 1) {
+        int n = notify_recv(nfd, buf, sizeof buf, &from);
+        if (n > 0 && strstr(buf, "READY=1"))
+            ready = true;
+    }
+    ck_assert_msg(ready, "no READY=1 from etsmgrd");
+    ck_assert_int_eq(from, pid);
+    ck_assert_msg(strstr(buf, "STATUS="), "READY=1 without STATUS=: %s", buf);
+    /* READY=1 means listening: the socket answers at once. */
+    dt_hello_ok(&e, pid);
+
+    int fd = dt_connect(&e);
+    etsmgr_table *t = dt_new_table(fd, "kept", NULL, NULL);
+    ck_assert_int_eq(kill(pid, SIGTERM), 0);
+    int status = tu_wait(pid, DT_TIMEOUT_MS);
+    ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "etsmgrd after SIGTERM: status %d",
+                  status);
+    ck_assert_msg(dt_shm_exists(&e, "kept"), "SIGTERM removed a table");
+    ck_assert_msg(access(sock, F_OK) != 0, "socket left after an orderly exit");
+    etsmgr_table_close(t);
+    close(fd);
+    close(nfd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(test_help_version_usage)
+{
+    const char *bin = tu_bin("etsmgrd", false);
+    char *out = NULL;
+    char *help[] = {(char *)bin, "--help", NULL};
+    int st = rc_run(help, &out, 10000);
+    ck_assert_msg(rc_ok(st), "--help: status %d", st);
+    ck_assert_msg(strstr(out, "--max-tables") && strstr(out, "--runtime-dir") && strstr(out, "111"),
+                  "--help lacks options or exit codes:\n%s", out);
+    free(out);
+    char *ver[] = {(char *)bin, "--version", NULL};
+    st = rc_run(ver, &out, 10000);
+    ck_assert_msg(rc_ok(st) && strncmp(out, "etsmgrd ", 8) == 0, "--version: %d %s", st, out);
+    free(out);
+    static const char *bad[][4] = {
+        {"--bogus", NULL}, {"--max-tables", "0", NULL}, {"--max-connections", "x", NULL},
+        {"--log-level", "loud", NULL}, {"extra-argument", NULL}, {"--instance", "a/b", NULL},
+        {"--runtime-dir", NULL},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *argv[6] = {(char *)bin};
+        for (int k = 0; bad[i][k]; k++)
+            argv[k + 1] = (char *)bad[i][k];
+        st = rc_run(argv, &out, 10000);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 100, "etsmgrd %s: expected exit 100, status %d:\n%s",
+                      bad[i][0], st, out);
+        ck_assert_msg(strstr(out, "etsmgrd"), "usage error without a message: %s", out);
+        free(out);
+    }
+}
+END_TEST
+
+START_TEST(test_create)
+{
+    tu_env e;
+    tu_env_init(&e);
+    dt_start(&e, NULL);
+    int fd = dt_connect(&e);
+    bool created = false;
+    etsmgr_table *t = dt_new_table(fd, "t1", "h1", &created);
+    ck_assert(created);
+    etsmgr_value v = {.type = ETSMGR_INT, .i = 41};
+    ck_assert_int_eq(etsmgr_table_insert(t, "k", 1, &v), ETSMGR_OK);
+    ck_assert(dt_shm_exists(&e, "t1"));
+    struct stat st;
+    char path[256];
+    snprintf(path, sizeof path, "/dev/shm/%s.t1", e.instance);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+
+    cJSON *s = dt_status(fd, "t1");
+    ck_assert_ptr_nonnull(s);
+    ck_assert_str_eq(dt_str(s, "state"), "owned");
+    ck_assert_int_eq((int)dt_num(s, "owner_pid"), getpid());
+    ck_assert_str_eq(dt_str(s, "heir_data"), "h1");
+    ck_assert_int_eq((int)dt_num(s, "entries"), 1);
+    ck_assert_int_eq((int)dt_num(s, "transfers"), 0);
+    ck_assert_int_gt((int)dt_num(s, "capacity"), 0);
+    ck_assert_int_gt((int)dt_num(s, "bytes"), 0);
+    ck_assert_msg(strlen(dt_str(s, "created")) >= 26, "created is not ISO-8601: %s", dt_str(s, "created"));
+    cJSON_Delete(s);
+
+    /* Asking again on the same connection: the same table. */
+    etsmgr_table *t2 = dt_new_table(fd, "t1", "h1", &created);
+    ck_assert(!created);
+    ck_assert_int_eq(dt_get_count(t2, "k"), 41);
+    etsmgr_table_close(t2);
+    etsmgr_table_close(t);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(test_transfer_on_death)
+{
+    tu_env e;
+    tu_env_init(&e);
+    pid_t d = dt_start(&e, NULL);
+    pid_t owner = dt_fork_owner(&e, "etscounter", "etscounter", 5);
+    int fd = dt_connect(&e);
+    cJSON *s = dt_status(fd, "etscounter");
+    ck_assert_ptr_nonnull(s);
+    ck_assert_str_eq(dt_str(s, "state"), "owned");
+    ck_assert_int_eq((int)dt_num(s, "owner_pid"), owner);
+    cJSON_Delete(s);
+
+    tu_kill9(owner);
+    dt_wait w = {fd, "etscounter"};
+    ck_assert_msg(tu_eventually(dt_is_orphaned, &w, DT_TIMEOUT_MS), "the owner's death was not noticed");
+    char line[256];
+    snprintf(line, sizeof line, "ETS-TRANSFER: for table=etscounter, from pid=%d, heir_data=etscounter.",
+             (int)owner);
+    ck_assert_msg(dt_log_has(&e, line), "no seed-like transfer line in the log:\n%s", dt_log(&e));
+    snprintf(line, sizeof line, "EXIT: from pid=%d.", (int)owner);
+    ck_assert_msg(dt_log_has(&e, line), "no EXIT line in the log");
+
+    /* A new client gets the same table with its data. */
+    bool created = true;
+    etsmgr_table *t = dt_new_table(fd, "etscounter", "etscounter", &created);
+    ck_assert(!created);
+    ck_assert_int_eq(dt_get_count(t, "count"), 5);
+    s = dt_status(fd, "etscounter");
+    ck_assert_str_eq(dt_str(s, "state"), "owned");
+    ck_assert_int_eq((int)dt_num(s, "owner_pid"), getpid());
+    ck_assert_int_eq((int)dt_num(s, "transfers"), 2);
+    cJSON_Delete(s);
+    etsmgr_table_info info;
+    ck_assert_int_eq(etsmgr_table_info_get(t, &info), ETSMGR_OK);
+    ck_assert_int_eq(info.owner_pid, getpid());
+    ck_assert_int_eq(info.heir_pid, d);
+    etsmgr_table_close(t);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(test_name_conflict)
+{
+    tu_env e;
+    tu_env_init(&e);
+    dt_start(&e, NULL);
+    pid_t owner = dt_fork_owner(&e, "shared", "x", 1);
+    int fd = dt_connect(&e);
+    cJSON *r = dt_callf(fd, NULL, "{\"op\":\"new_table\",\"id\":2,\"name\":\"shared\"}");
+    ck_assert_int_eq((int)dt_num(r, "owner_pid"), owner);
+    dt_expect_err(r, "owned");
+    /* add_table of a living owner's table is refused the same way. */
+    char path[256];
+    snprintf(path, sizeof path, "/%s.shared", e.instance);
+    int sfd = shm_open(path, O_RDWR, 0);
+    ck_assert_int_ge(sfd, 0);
+    r = dt_call(fd, "{\"op\":\"add_table\",\"id\":3,\"name\":\"shared\"}", &sfd, 1, NULL);
+    dt_expect_err(r, "owned");
+    close(sfd);
+    /* The connection is still usable, and once the owner dies it is ours. */
+    tu_kill9(owner);
+    dt_wait w = {fd, "shared"};
+    ck_assert(tu_eventually(dt_is_orphaned, &w, DT_TIMEOUT_MS));
+    etsmgr_table *t = dt_new_table(fd, "shared", NULL, NULL);
+    ck_assert_int_eq(dt_get_count(t, "count"), 1);
+    etsmgr_table_close(t);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(test_give_away)
+{
+    tu_env e;
+    tu_env_init(&e);
+    dt_start(&e, NULL);
+    int fd = dt_connect(&e);
+    etsmgr_table *t = dt_new_table(fd, "gift", NULL, NULL);
+    int64_t v;
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "count", 5, 77, 0, &v), ETSMGR_OK);
+
+    /* The receiver: connects, says it is there, waits for the event. */
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t rcv = fork();
+    ck_assert_int_ge(rcv, 0);
+    if (rcv == 0) {
+        close(p[0]);
+        char path[256];
+        snprintf(path, sizeof path, "%s/etsmgrd.sock", e.dir);
+        int c = sock_connect_unix(path);
+        const char *hello = "{\"op\":\"hello\",\"id\":1}";
+        cJSON *r = NULL, *ev = NULL;
+        int tfd = -1, n = 0;
+        if (c < 0 || frame_write(c, hello, strlen(hello), NULL, 0) < 0 ||
+            frame_read_json(c, &r, NULL, NULL, 0, DT_TIMEOUT_MS) < 0)
+            _exit(1);
+        (void)!write(p[1], "R", 1);
+        if (frame_read_json(c, &ev, &tfd, &n, 1, DT_TIMEOUT_MS) < 0 || n != 1)
+            _exit(2);
+        const cJSON *evn = cJSON_GetObjectItemCaseSensitive(ev, "event");
+        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(ev, "name");
+        const cJSON *dt = cJSON_GetObjectItemCaseSensitive(ev, "data");
+        const cJSON *fp = cJSON_GetObjectItemCaseSensitive(ev, "from_pid");
+        etsmgr_table *rt = NULL;
+        char val[64];
+        etsmgr_value got;
+        if (!cJSON_IsString(evn) || strcmp(evn->valuestring, "transfer") || !cJSON_IsString(nm) ||
+            strcmp(nm->valuestring, "gift") || !cJSON_IsString(dt) || strcmp(dt->valuestring, "present") ||
+            !cJSON_IsNumber(fp) || (pid_t)fp->valuedouble != getppid())
+            _exit(3);
+        if (etsmgr_table_attach_fd(tfd, &rt) != ETSMGR_OK ||
+            etsmgr_table_lookup(rt, "count", 5, &got, val, sizeof val) != ETSMGR_OK || got.i != 77)
+            _exit(4);
+        (void)!write(p[1], "G", 1);
+        for (;;)
+            pause();
+    }
+    close(p[1]);
+    char c = 0;
+    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+    ck_assert(poll(&pfd, 1, DT_TIMEOUT_MS) == 1 && read(p[0], &c, 1) == 1 && c == 'R');
+
+    /* Refusals first: an unconnected pid, a bad pid type. */
+    dt_expect_err(dt_callf(fd, NULL, "{\"op\":\"give_away\",\"id\":1,\"name\":\"gift\",\"pid\":%d}", 1),
+                  "no_such_pid");
+    dt_expect_err(dt_callf(fd, NULL, "{\"op\":\"give_away\",\"id\":1,\"name\":\"nope\",\"pid\":%d}", (int)rcv),
+                  "not_found");
+    cJSON *r = dt_callf(fd, NULL, "{\"op\":\"give_away\",\"id\":2,\"name\":\"gift\",\"pid\":%d,\"data\":\"present\"}",
+                        (int)rcv);
+    ck_assert_int_eq((int)dt_num(r, "pid"), rcv);
+    dt_expect_ok(r);
+    ck_assert_msg(poll(&pfd, 1, DT_TIMEOUT_MS) == 1 && read(p[0], &c, 1) == 1 && c == 'G',
+                  "the receiver did not get the table with its data (status %d)", tu_wait(rcv, 1000));
+    cJSON *s = dt_status(fd, "gift");
+    ck_assert_int_eq((int)dt_num(s, "owner_pid"), rcv);
+    ck_assert_int_eq((int)dt_num(s, "transfers"), 1);
+    cJSON_Delete(s);
+    /* The giver is no longer the owner. */
+    r = dt_callf(fd, NULL, "{\"op\":\"give_away\",\"id\":3,\"name\":\"gift\",\"pid\":%d}", (int)getpid());
+    ck_assert_int_eq((int)dt_num(r, "owner_pid"), rcv);
+    dt_expect_err(r, "not_owner");
+    dt_expect_err(dt_callf(fd, NULL, "{\"op\":\"del_table\",\"id\":4,\"name\":\"gift\"}"), "not_owner");
+    /* The receiver's death orphans it. */
+    tu_kill9(rcv);
+    dt_wait w = {fd, "gift"};
+    ck_assert(tu_eventually(dt_is_orphaned, &w, DT_TIMEOUT_MS));
+    close(p[0]);
+    etsmgr_table_close(t);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(test_del_table)
+{
+    tu_env e;
+    tu_env_init(&e);
+    dt_start(&e, NULL);
+    int fd = dt_connect(&e);
+    etsmgr_table *t = dt_new_table(fd, "d1", NULL, NULL);
+    int64_t v;
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "count", 5, 3, 0, &v), ETSMGR_OK);
+    etsmgr_table_close(t);
+
+    cJSON *r = dt_callf(fd, NULL, "{\"op\":\"del_table\",\"id\":1,\"name\":\"d1\"}");
+    ck_assert(!dt_bool(r, "unlinked"));
+    dt_expect_ok(r);
+    ck_assert_ptr_null(dt_status(fd, "d1"));
+    ck_assert_msg(dt_shm_exists(&e, "d1"), "del_table without unlink removed the object");
+    dt_expect_err(dt_callf(fd, NULL, "{\"op\":\"del_table\",\"id\":2,\"name\":\"d1\"}"), "not_found");
+
+    /* The object left in shared memory is adopted again, data intact. */
+    bool created = true;
+    t = dt_new_table(fd, "d1", NULL, &created);
+    ck_assert(!created);
+    ck_assert_int_eq(dt_get_count(t, "count"), 3);
+    etsmgr_table_close(t);
+
+    r = dt_callf(fd, NULL, "{\"op\":\"del_table\",\"id\":3,\"name\":\"d1\",\"unlink\":true}");
+    ck_assert(dt_bool(r, "unlinked"));
+    dt_expect_ok(r);
+    ck_assert_msg(!dt_shm_exists(&e, "d1"), "del_table with unlink left the object");
+    ck_assert_ptr_null(dt_status(fd, "d1"));
+    /* A new table of that name starts empty. */
+    t = dt_new_table(fd, "d1", NULL, &created);
+    ck_assert(created);
+    etsmgr_value got;
+    char buf[16];
+    ck_assert_int_eq(etsmgr_table_lookup(t, "count", 5, &got, buf, sizeof buf), ETSMGR_ENOTFOUND);
+    etsmgr_table_close(t);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(test_unexpected_fd_no_leak)
+{
+    tu_env e;
+    tu_env_init(&e);
+    pid_t d = dt_start(&e, NULL);
+    int fd = dt_connect(&e);
+    dt_expect_ok(dt_callf(fd, NULL, "{\"op\":\"hello\",\"id\":0}"));
+    int before = tu_count_fds(d);
+    ck_assert_int_gt(before, 0);
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    int two[2] = {p[0], p[1]};
+    for (int i = 0; i < 20; i++) {
+        dt_expect_err(dt_call(fd, "{\"op\":\"hello\",\"id\":1}", two, 2, NULL), "unexpected_fd");
+        dt_expect_err(dt_call(fd, "{\"op\":\"tables\",\"id\":2}", two, 1, NULL), "unexpected_fd");
+        dt_expect_err(dt_call(fd, "{\"op\":\"new_table\",\"id\":3,\"name\":\"x\"}", two, 1, NULL),
+                      "unexpected_fd");
+        dt_expect_err(dt_call(fd, "{not json", two, 2, NULL), "bad_json");
+        dt_expect_err(dt_call(fd, "{\"op\":\"nope\",\"id\":4}", two, 1, NULL), "unknown_op");
+        dt_expect_err(dt_call(fd, "{\"op\":\"add_table\",\"id\":5,\"name\":\"x\"}", two, 2, NULL), "bad_fd");
+    }
+    ck_assert_ptr_null(dt_status(fd, "x"));
+    ck_assert_int_eq(tu_count_fds(d), before);
+    close(p[0]);
+    close(p[1]);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+static bool few_connections(void *arg)
+{
+    cJSON *r = dt_callf(*(int *)arg, NULL, "{\"op\":\"info\"}");
+    bool ok = dt_num(r, "connections") == 1;
+    cJSON_Delete(r);
+    return ok;
+}
+
+START_TEST(test_limits)
+{
+    tu_env e;
+    tu_env_init(&e);
+    dt_start(&e, "--max-tables", "2", "--max-connections", "3", NULL);
+    int fd = dt_connect(&e);
+    etsmgr_table *a = dt_new_table(fd, "a", NULL, NULL);
+    etsmgr_table *b = dt_new_table(fd, "b", NULL, NULL);
+    dt_expect_err(dt_callf(fd, NULL, "{\"op\":\"new_table\",\"id\":1,\"name\":\"c\"}"), "too_many_tables");
+    ck_assert(!dt_shm_exists(&e, "c"));
+    cJSON *r = dt_callf(fd, NULL, "{\"op\":\"info\",\"id\":1}");
+    ck_assert_int_eq((int)dt_num(r, "max_tables"), 2);
+    ck_assert_int_eq((int)dt_num(r, "max_connections"), 3);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "tables")), 2);
+    cJSON_Delete(r);
+
+    int c2 = dt_connect(&e), c3 = dt_connect(&e);
+    dt_expect_ok(dt_callf(c3, NULL, "{\"op\":\"hello\"}"));
+    int c4 = dt_connect(&e); /* accepted by the kernel, refused by the daemon */
+    cJSON *rr = NULL;
+    int rc = frame_read_json(c4, &rr, NULL, NULL, 0, DT_TIMEOUT_MS);
+    ck_assert_msg(rc == 0, "no refusal frame on the connection over the limit: %s", strerror(errno));
+    dt_expect_err(rr, "too_many_connections");
+    char ch;
+    ck_assert_int_eq(read(c4, &ch, 1), 0);
+    close(c4);
+    close(c3);
+    close(c2);
+    /* Room again once others left (the daemon notices the closes). */
+    ck_assert_msg(tu_eventually(few_connections, &fd, DT_TIMEOUT_MS), "the closes were not noticed");
+    dt_hello_ok(&e, 0);
+    etsmgr_table_close(a);
+    etsmgr_table_close(b);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+Suite *daemon_suite(void)
+{
+    Suite *s = suite_create("daemon");
+    TCase *tc = tcase_create("ops");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_ready_and_hello);
+    tcase_add_test(tc, test_notify_options_sigterm);
+    tcase_add_test(tc, test_help_version_usage);
+    tcase_add_test(tc, test_create);
+    tcase_add_test(tc, test_transfer_on_death);
+    tcase_add_test(tc, test_name_conflict);
+    tcase_add_test(tc, test_give_away);
+    tcase_add_test(tc, test_del_table);
+    tcase_add_test(tc, test_unexpected_fd_no_leak);
+    tcase_add_test(tc, test_limits);
+    suite_add_tcase(s, tc);
+    return s;
+}
