@@ -4,16 +4,19 @@
 #   make fuzz                     build and run every harness FUZZ_SECONDS (30) each
 #   make fuzz FUZZ_SECONDS=N      the same, N seconds each
 #   make fuzz-build               build only
-#   make fuzz-HARNESS             run one, e.g. make fuzz-sup_config FUZZ_SECONDS=600
+#   make fuzz_NAME                run one, e.g. make fuzz_sup_config FUZZ_SECONDS=600
 #
-# Each run starts from the seeds in tests/fuzz/corpus/<harness>/ plus what
-# earlier runs found (build/fuzz/corpus/<harness>/, not committed), and fails
-# on any crash, sanitizer report, leak, fd leak, or a time-out (an input that
-# takes over FUZZ_TIMEOUT seconds).  A failing input is saved as
-# build/fuzz/artifacts/<harness>-crash-*; rerun it with
-#   build/fuzz/<harness> build/fuzz/artifacts/<harness>-crash-...
-# The harnesses that drive the daemons' request handlers link
-# tests/fuzz/fake_conn.c instead of common/conn.c (see that file).
+# Every tests/fuzz/fuzz_NAME.c is a harness (build/fuzz/bin/fuzz_NAME),
+# linked with common/ (but conn.c) and the program sources its
+# FZ_SRCS_fuzz_NAME names; the daemons' request handlers are linked with
+# tests/fuzz/fake_conn.c, which stands in for conn.c (see that file).
+# A run starts from the seeds in tests/fuzz/corpus/fuzz_NAME/ plus what
+# earlier runs found (build/fuzz/corpus/fuzz_NAME/, not committed), and
+# fails on any crash, sanitizer report, leak, fd leak, or an input that
+# takes over FUZZ_TIMEOUT seconds; the input is kept in
+# build/fuzz/artifacts/fuzz_NAME/ (rerun: build/fuzz/bin/fuzz_NAME FILE).
+# tests/fuzz/run.sh does one run; build/fuzz/summary.txt collects the
+# executions of each.
 
 FUZZ_SECONDS ?= 30
 FUZZ_TIMEOUT ?= 10
@@ -28,25 +31,26 @@ FZ_LDFLAGS := $(FZ_SAN) -fsanitize=fuzzer
 FZ_LDLIBS := $(PKG_LIBS) -lpthread -lrt -lm
 
 FZ_BASE_SRCS := $(filter-out common/conn.c,$(wildcard common/*.c))
-FZ_HARNESSES := frame_proto etsmgrd_req etscounterd_req sup_config table_attach
-FZ_SRCS_frame_proto :=
-FZ_SRCS_etsmgrd_req := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) tests/fuzz/fake_conn.c
-FZ_SRCS_etscounterd_req := client/etscounterd/serve.c client/etscounterd/counter.c tests/fuzz/fake_conn.c
-FZ_SRCS_sup_config := supervisor/etssup/config.c
-FZ_SRCS_table_attach := client/etscounterd/counter.c
-FZ_BINS := $(addprefix $(FZ_DIR)/,$(FZ_HARNESSES))
+FZ_HARNESSES := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FZ_SRCS_fuzz_etsmgrd_req := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) tests/fuzz/fake_conn.c
+FZ_SRCS_fuzz_etscounterd_req := client/etscounterd/serve.c client/etscounterd/counter.c \
+	tests/fuzz/fake_conn.c
+FZ_SRCS_fuzz_sup_config := supervisor/etssup/config.c
+FZ_SRCS_fuzz_table_attach := client/etscounterd/counter.c
+FZ_BINS := $(addprefix $(FZ_DIR)/bin/,$(FZ_HARNESSES))
 
 $(FZ_DIR)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(FZ_CC) $(FZ_CFLAGS) -MMD -MP -c -o $@ $<
 
-fz_objs = $(patsubst %.c,$(FZ_DIR)/obj/%.o,$(FZ_BASE_SRCS) $(FZ_SRCS_$(1)) tests/fuzz/fuzz_$(1).c)
+fz_objs = $(patsubst %.c,$(FZ_DIR)/obj/%.o,$(FZ_BASE_SRCS) $(FZ_SRCS_$(1)) tests/fuzz/$(1).c)
 
 define FZ_RULE
-$(FZ_DIR)/$(1): $(call fz_objs,$(1))
+$(FZ_DIR)/bin/$(1): $(call fz_objs,$(1))
+	@mkdir -p $$(@D)
 	$(FZ_CC) $(FZ_LDFLAGS) -o $$@ $$^ $(FZ_LDLIBS)
-.PHONY: fuzz-$(1)
-fuzz-$(1): $(FZ_DIR)/$(1)
+.PHONY: $(1)
+$(1): $(FZ_DIR)/bin/$(1)
 	sh tests/fuzz/run.sh $(1) $(FUZZ_SECONDS) $(FUZZ_TIMEOUT)
 endef
 $(foreach h,$(FZ_HARNESSES),$(eval $(call FZ_RULE,$(h))))
@@ -54,7 +58,8 @@ $(foreach h,$(FZ_HARNESSES),$(eval $(call FZ_RULE,$(h))))
 .PHONY: fuzz fuzz-build
 fuzz-build: $(FZ_BINS)
 fuzz: fuzz-build
-	@rc=0; for h in $(FZ_HARNESSES); do sh tests/fuzz/run.sh $$h $(FUZZ_SECONDS) $(FUZZ_TIMEOUT) || rc=1; done; \
-	cat $(FZ_DIR)/summary.txt; exit $$rc
+	@rm -f $(FZ_DIR)/summary.txt; rc=0; \
+	for h in $(FZ_HARNESSES); do sh tests/fuzz/run.sh $$h $(FUZZ_SECONDS) $(FUZZ_TIMEOUT) || rc=1; done; \
+	echo "fuzz: $(FUZZ_SECONDS) s per harness:"; cat $(FZ_DIR)/summary.txt; exit $$rc
 
 -include $(shell find $(FZ_DIR)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,95 @@
+/* fuzz_etscounterd_req: etscounterd's request handling (ecd_on_frame:
+ * count with and without request ids, check, ping, die, unknown ops, fds
+ * on a socket that takes none) on a real counter table, driven through
+ * fake_conn.c.  The table is a fresh copy of a template for every input (a
+ * memfd: nothing in /dev/shm), so inputs are independent; after the input
+ * the table must still verify (no request may corrupt it) and every fd sent
+ * along must have been closed.
+ *
+ * Input: records of [ctl byte][length byte][payload]; ctl picks whether a
+ * fresh connection is used and whether an fd comes along. */
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "counter.h"
+#include "counterd.h"
+#include "fake_conn.h"
+#include "fuzz_util.h"
+#include "log.h"
+#include "table.h"
+
+static char *tmpl;
+static size_t tmpl_len;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    fz_limit_files();
+    log_init("etscounterd-fuzz", (enum log_level)(LOG_LVL_ERROR - 1));
+    char shm[80];
+    snprintf(shm, sizeof shm, "/fz%dctr.etscounter", (int)getpid());
+    etsmgr_table *t = NULL;
+    int64_t v;
+    if (tbl_create(shm, CTR_TABLE, NULL, &t) < 0 || ctr_init(t, &v) < 0) {
+        fprintf(stderr, "fuzz: cannot make the template table %s\n", shm);
+        abort();
+    }
+    tbl_unlink(shm);
+    int fd = etsmgr_table_fd(t);
+    tmpl_len = (size_t)lseek(fd, 0, SEEK_END);
+    tmpl = malloc(tmpl_len);
+    if (!tmpl || pread(fd, tmpl, tmpl_len, 0) != (ssize_t)tmpl_len)
+        abort();
+    etsmgr_table_close(t);
+    return 0;
+}
+
+static etsmgr_table *fresh_table(void)
+{
+    int fd = memfd_create("etscounter", MFD_CLOEXEC);
+    if (fd < 0 || pwrite(fd, tmpl, tmpl_len, 0) != (ssize_t)tmpl_len)
+        abort();
+    etsmgr_table *t = NULL;
+    if (etsmgr_table_attach_fd(fd, &t) < 0)
+        abort();
+    return t;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    int before = fz_count_fds();
+    ecd d = {.t = fresh_table(), .exactly_once = 1};
+    conn *c = fz_conn_new(getpid(), getuid(), getgid());
+    fz_in in = {data, size};
+    while (in.n >= 2) {
+        unsigned ctl = fz_u8(&in);
+        size_t len = fz_u8(&in) * 2u + (ctl >> 7);
+        const unsigned char *p = fz_take(&in, &len);
+        if ((ctl & 3) == 3) { /* a new connection */
+            fz_conn_free(c);
+            c = fz_conn_new(getpid(), getuid(), getgid());
+        }
+        d.exactly_once = !(ctl & 4);
+        int fds[2], nfds = 0;
+        if (ctl & 8)
+            fds[nfds++] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (ctl & 16)
+            fds[nfds++] = memfd_create("x", MFD_CLOEXEC);
+        ecd_on_frame(c, (const char *)p, len, fds, nfds, &d);
+    }
+    fz_conn_free(c);
+    char why[256] = "";
+    if (etsmgr_table_verify(d.t, why, sizeof why) != ETSMGR_OK) {
+        fprintf(stderr, "fuzz: requests left the counter table corrupt: %s\n", why);
+        abort();
+    }
+    etsmgr_table_close(d.t);
+    fz_check_fds(before, "one input");
+    return 0;
+}
