@@ -92,7 +92,9 @@ const char *etsmgr_table_name(const etsmgr_table *t);
 
 /* Set semantics, like an ETS set.  Each call takes the table's robust lock,
  * remaps first if another process grew the table, and is atomic against
- * SIGKILL of any process at any point. */
+ * SIGKILL of any process at any point.  A handle is for one thread at a
+ * time (attach one handle per thread); any number of processes and handles
+ * may share the table. */
 int etsmgr_table_insert(etsmgr_table *t, const void *key, size_t klen, const etsmgr_value *v);
 int etsmgr_table_insert_new(etsmgr_table *t, const void *key, size_t klen, const etsmgr_value *v);
 /* Copies the value out: an integer into out->i; bytes into buf (cap bytes),
@@ -102,7 +104,8 @@ int etsmgr_table_lookup(etsmgr_table *t, const void *key, size_t klen, etsmgr_va
                         void *buf, size_t cap);
 int etsmgr_table_delete(etsmgr_table *t, const void *key, size_t klen);
 /* Adds incr to the integer at key and stores the result in *newval; a missing
- * key starts at dflt (so the first call stores dflt + incr). */
+ * key starts at dflt (so the first call stores dflt + incr).  The sum wraps
+ * around like int64 hardware arithmetic. */
 int etsmgr_table_update_counter(etsmgr_table *t, const void *key, size_t klen, int64_t incr,
                                 int64_t dflt, int64_t *newval);
 
