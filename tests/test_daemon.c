@@ -690,6 +690,88 @@ START_TEST(test_limits)
 }
 END_TEST
 
+/* In a child running as uid 65534: send req, write the reply's error code
+ * (or "ok") on out. */
+static void other_uid_call(int fd, int out, const char *req)
+{
+    cJSON *r = NULL;
+    char line[128];
+    if (frame_write(fd, req, strlen(req), NULL, 0) < 0 || frame_read_json(fd, &r, NULL, NULL, 0, DT_TIMEOUT_MS) < 0) {
+        snprintf(line, sizeof line, "io-error\n");
+    } else {
+        const cJSON *ok = cJSON_GetObjectItemCaseSensitive(r, "ok");
+        const cJSON *code = cJSON_GetObjectItemCaseSensitive(r, "error");
+        snprintf(line, sizeof line, "%s\n", cJSON_IsTrue(ok) ? "ok" : cJSON_IsString(code) ? code->valuestring : "?");
+    }
+    cJSON_Delete(r);
+    (void)!write(out, line, strlen(line));
+}
+
+/* A table belongs to the uid that created it; SO_PEERCRED says who asks. */
+START_TEST(test_other_uid)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "test_other_uid: skipped, needs root to run a client as uid 65534\n");
+        return;
+    }
+    tu_env e;
+    tu_env_init(&e);
+    dt_start(&e, NULL);
+    int fd = dt_connect(&e);
+    etsmgr_table *t = dt_new_table(fd, "roots", NULL, NULL);
+    /* Let uid 65534 reach the socket (the test owns both). */
+    char sock[256];
+    snprintf(sock, sizeof sock, "%s/etsmgrd.sock", e.dir);
+    ck_assert_int_eq(chmod(e.dir, 0711), 0);
+    ck_assert_int_eq(chmod(sock, 0666), 0);
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        close(p[0]);
+        if (setgid(65534) < 0 || setuid(65534) < 0)
+            _exit(1);
+        int c = sock_connect_unix(sock);
+        if (c < 0)
+            _exit(2);
+        char req[256];
+        other_uid_call(c, p[1], "{\"op\":\"new_table\",\"name\":\"roots\"}");
+        other_uid_call(c, p[1], "{\"op\":\"del_table\",\"name\":\"roots\",\"unlink\":true}");
+        other_uid_call(c, p[1], "{\"op\":\"new_table\",\"name\":\"nobodys\"}");
+        snprintf(req, sizeof req, "{\"op\":\"give_away\",\"name\":\"nobodys\",\"pid\":%d}", (int)getppid());
+        other_uid_call(c, p[1], req);
+        _exit(0);
+    }
+    close(p[1]);
+    int st = tu_wait(child, DT_TIMEOUT_MS);
+    ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "uid 65534 client: status %d", st);
+    char buf[256] = "";
+    ssize_t n = read(p[0], buf, sizeof buf - 1);
+    close(p[0]);
+    ck_assert_int_gt(n, 0);
+    buf[n] = '\0';
+    /* root's table is refused both ways; its own table is created and can
+     * only go to a process of its uid. */
+    ck_assert_str_eq(buf, "forbidden\nforbidden\nok\nno_such_pid\n");
+    ck_assert(dt_shm_exists(&e, "roots"));
+    struct stat sst;
+    char path[256];
+    snprintf(path, sizeof path, "/dev/shm/%s.nobodys", e.instance);
+    ck_assert_int_eq(stat(path, &sst), 0);
+    ck_assert_int_eq(sst.st_uid, 65534); /* so a restarted daemon knows whose it is */
+    cJSON *s = dt_status(fd, "nobodys");
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq((int)dt_num(s, "uid"), 65534);
+    cJSON_Delete(s);
+    /* and root may not take it either */
+    dt_expect_err(dt_callf(fd, NULL, "{\"op\":\"new_table\",\"id\":1,\"name\":\"nobodys\"}"), "forbidden");
+    etsmgr_table_close(t);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 Suite *daemon_suite(void)
 {
     Suite *s = suite_create("daemon");
@@ -705,6 +787,7 @@ Suite *daemon_suite(void)
     tcase_add_test(tc, test_del_table);
     tcase_add_test(tc, test_unexpected_fd_no_leak);
     tcase_add_test(tc, test_limits);
+    tcase_add_test(tc, test_other_uid);
     suite_add_tcase(s, tc);
     return s;
 }
