@@ -24,6 +24,10 @@
 #include <unistd.h>
 
 #define FRAME_CMSG_FDS 32 /* room for fds per recvmsg; the kernel closes any beyond */
+/* an idle reader keeps at most this much buffer: a server holds one reader
+ * per connection, and a thousand idle peers must not each pin a burst's
+ * worth of memory */
+#define FRAME_READER_KEEP 65536
 
 void frame_reader_init(frame_reader *r) { memset(r, 0, sizeof *r); }
 
@@ -61,7 +65,7 @@ int frame_reader_next(frame_reader *r, const char **payload, size_t *len)
 {
     size_t avail = r->len - r->off;
     if (avail < 4) {
-        if (avail == 0 && r->cap > 4 * (FRAME_MAX + 4)) {
+        if (avail == 0 && r->cap > FRAME_READER_KEEP) {
             /* a burst grew the buffer: give the memory back when idle */
             free(r->buf);
             r->buf = NULL;
@@ -78,7 +82,7 @@ int frame_reader_next(frame_reader *r, const char **payload, size_t *len)
     *payload = r->buf + r->off + 4;
     *len = n;
     r->off += 4 + (size_t)n;
-    if (r->off == r->len && r->cap <= 4 * (FRAME_MAX + 4)) {
+    if (r->off == r->len && r->cap <= FRAME_READER_KEEP) {
         /* all consumed: the next feed needs no memmove (payload stays valid:
          * the bytes are not touched until then) */
         r->off = r->len = 0;
