@@ -240,7 +240,8 @@ void etsmgr_info_free(etsmgr_info *info);
  * readded or failed for each.  Table handles stay usable throughout.  Tables
  * given to this process arrive through transfer (held from then on).
  * Callbacks may be NULL and may call the synchronous functions above (except
- * etsmgr_client_close).  The client must be connected when the watch starts. */
+ * etsmgr_client_close).  The client must be connected when the watch starts.
+ * The watch's handles are unref'd: they do not keep uv_run going alone. */
 struct uv_loop_s;
 typedef struct etsmgr_watch_cbs {
     void (*down)(etsmgr_client *c, pid_t daemon_pid, const char *reason, void *arg);

@@ -18,7 +18,9 @@
  * never touched: the mapping stays valid whatever the daemon does.
  *
  * The uv handles are allocated and freed through uv_close callbacks, so
- * etsmgr_watch_stop (or closing the client) is safe from inside a callback. */
+ * etsmgr_watch_stop (or closing the client) is safe from inside a callback.
+ * They are unref'd: the watch serves the application's loop, it is not a
+ * reason for the loop to go on once the application has nothing else. */
 #include "mgr.h"
 
 #include <errno.h>
@@ -106,6 +108,7 @@ static int mc_poll_set(struct mc_watch *w, int events)
         }
         w->poll->data = w;
         w->poll_events = 0;
+        uv_unref((uv_handle_t *)w->poll); /* the watch alone does not keep the loop running */
     }
     if (events != w->poll_events || !uv_is_active((uv_handle_t *)w->poll)) {
         if (uv_poll_start(w->poll, events, mc_poll_cb) < 0)
@@ -458,6 +461,8 @@ int etsmgr_watch_start(etsmgr_client *c, struct uv_loop_s *loop, const etsmgr_wa
     }
     uv_timer_init(loop, w->retry);
     uv_timer_init(loop, w->kick);
+    uv_unref((uv_handle_t *)w->retry);
+    uv_unref((uv_handle_t *)w->kick);
     w->retry->data = w;
     w->kick->data = w;
     c->watch = w;
