@@ -39,7 +39,23 @@ FZ_SRCS_fuzz_sup_config := supervisor/etssup/config.c
 FZ_SRCS_fuzz_table_attach := client/etscounterd/counter.c
 FZ_BINS := $(addprefix $(FZ_DIR)/bin/,$(FZ_HARNESSES))
 
-$(FZ_DIR)/obj/%.o: %.c
+# clang, and libFuzzer's runtime (Debian ships it apart, libclang-rt-N-dev),
+# installed on first use through common/deps.sh as the build does.
+.PHONY: fuzz-deps
+fuzz-deps:
+	@missing=$$(sh common/deps.sh missing cmd:clang=clang); \
+	if [ -n "$$missing" ]; then \
+	  echo "etsmgr: installing missing Debian packages: $$missing"; \
+	  sh common/deps.sh install $$missing || { echo "etsmgr: could not install $$missing" >&2; exit 1; }; \
+	fi; \
+	probe='int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; (void)n; return 0; }'; \
+	if ! echo "$$probe" | $(FZ_CC) -x c -fsanitize=fuzzer -o /dev/null - >/dev/null 2>&1; then \
+	  v=$$($(FZ_CC) -dumpversion | cut -d. -f1); \
+	  echo "etsmgr: installing libFuzzer's runtime: libclang-rt-$$v-dev"; \
+	  sh common/deps.sh install libclang-rt-$$v-dev || { echo "etsmgr: could not install libclang-rt-$$v-dev" >&2; exit 1; }; \
+	fi
+
+$(FZ_DIR)/obj/%.o: %.c | fuzz-deps
 	@mkdir -p $(@D)
 	$(FZ_CC) $(FZ_CFLAGS) -MMD -MP -c -o $@ $<
 
