@@ -99,10 +99,10 @@ check() { step "check"; run_cli "count[^0-9]*$1([^0-9]|\$)" check; }
 
 child_pid() { pgrep -P "$SUP" -x "$1" 2>/dev/null | head -1; }
 
-# wait_new_pid NAME OLDPID: prints the pid of NAME's successor.
+# wait_new_pid NAME OLDPID: prints the pid of NAME's successor (30 s at most).
 wait_new_pid() {
     local p
-    for _ in $(seq 200); do
+    for _ in $(seq 600); do
         p=$(child_pid "$1")
         if [ -n "$p" ] && [ "$p" != "$2" ]; then echo "$p"; return 0; fi
         sleep 0.05
@@ -138,7 +138,7 @@ kill9() { # kill9 NAME...: SIGKILLs the named children at once, waits for succes
             verdict OK "etssup restarted $name: pid ${olds[$i]} -> $new"
         else
             show_log
-            verdict FAIL "no new $name within 10 s"
+            verdict FAIL "no new $name within 30 s"
         fi
         i=$((i + 1))
     done
@@ -171,7 +171,7 @@ if new=$(wait_new_pid etscounterd "$old"); then
     verdict OK "etscounterd pid $old -> $new"
 else
     show_log
-    verdict FAIL "no new etscounterd within 10 s"
+    verdict FAIL "no new etscounterd within 30 s"
 fi
 check 2
 count 3
