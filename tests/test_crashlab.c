@@ -1,0 +1,352 @@
+/* test_crashlab.c: etsmgr-crashlab, both ways round.
+ *
+ * A short real experiment (200 kills of every target, fewer under the
+ * sanitizers, whose programs are slower; ETSMGR_CRASHLAB_KILLS overrides)
+ * must pass: exit 0 and a JSON report with lost = duplicated = 0.  That the
+ * lab would notice a failure is shown three ways: a real one (exactly-once
+ * off and etscounterd killed under load from 8 clients: replies are lost
+ * after their increment, retries count again, and the lab must say
+ * "duplicated" and exit 1), the lab's own fault hooks (an unacknowledged
+ * increment, a value acknowledged twice), and the verdict functions on
+ * made-up records.  Each run gets its own temp dir for the report and the
+ * log; the lab makes and removes its own runtime dir and instance. */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "crashlab/lab.h"
+#include "runcap.h"
+
+static char lab_tmp[64];
+
+static void lab_setup(void)
+{
+    snprintf(lab_tmp, sizeof lab_tmp, "/tmp/etsmgr-tcrashlab.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(lab_tmp));
+}
+
+static void lab_teardown(void)
+{
+    char *out = NULL;
+    rc_sh(&out, 10000, "rm -rf '%s'", lab_tmp);
+    free(out);
+}
+
+static const char *lab_bin(void)
+{
+    static char path[PATH_MAX];
+    const char *d = getenv("ETSMGR_BINDIR");
+    snprintf(path, sizeof path, "%s/etsmgr-crashlab", d && *d ? d : "build/bin");
+    return path;
+}
+
+static bool lab_sanitized(void)
+{
+    const char *d = getenv("ETSMGR_BINDIR");
+    return d && strstr(d, "sanitize");
+}
+
+/* runs the lab with extra args, JSON report into lab_tmp; returns the exit
+ * code and the parsed report (NULL when none) */
+static int lab_run(char **extra, int nextra, cJSON **report, char **out)
+{
+    static char json[128], log[128];
+    snprintf(json, sizeof json, "%s/report.json", lab_tmp);
+    snprintf(log, sizeof log, "%s/etssup.log", lab_tmp);
+    char *argv[64];
+    int n = 0;
+    argv[n++] = (char *)lab_bin();
+    argv[n++] = "--json";
+    argv[n++] = json;
+    argv[n++] = "--log";
+    argv[n++] = log;
+    for (int i = 0; i < nextra && n < 63; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    unlink(json);
+    int st = rc_run(argv, out, 100000);
+    ck_assert_msg(st != -1, "etsmgr-crashlab did not run or timed out: %s", *out ? *out : "");
+    ck_assert_msg(WIFEXITED(st), "etsmgr-crashlab died of signal %d: %s", WTERMSIG(st), *out ? *out : "");
+    char *text = rc_slurp(json);
+    *report = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    return WEXITSTATUS(st);
+}
+
+static double lab_num(const cJSON *r, const char *a, const char *b)
+{
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(r, a);
+    if (b)
+        o = cJSON_GetObjectItemCaseSensitive(o, b);
+    ck_assert_msg(cJSON_IsNumber(o), "report has no number %s%s%s", a, b ? "." : "", b ? b : "");
+    return o->valuedouble;
+}
+
+START_TEST(test_short_experiment_passes)
+{
+    const char *env = getenv("ETSMGR_CRASHLAB_KILLS");
+    long kills = env && *env ? strtol(env, NULL, 10) : lab_sanitized() ? 40 : 200;
+    if (kills < 1)
+        kills = 1;
+    char k[32];
+    snprintf(k, sizeof k, "%ld", kills);
+    /* --start-timeout: etssup may wait for a child that waits for etsmgrd
+     * (both killed at once); 1.5 s bounds what that costs the test */
+    char *extra[] = { "--kills", k, "--interval", "2:10", "--seed", "4242", "--start-timeout", "1500",
+                      "--recovery-timeout", "20000" };
+    cJSON *r = NULL;
+    char *out = NULL;
+    int rc = lab_run(extra, 10, &r, &out);
+    ck_assert_msg(rc == 0, "etsmgr-crashlab exited %d, expected 0:\n%s", rc, out);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "verdict")), "pass");
+    ck_assert_double_eq(lab_num(r, "counts", "lost"), 0);
+    ck_assert_double_eq(lab_num(r, "counts", "duplicated"), 0);
+    ck_assert_double_eq(lab_num(r, "kills", "total"), (double)kills);
+    double acked = lab_num(r, "counts", "acknowledged");
+    ck_assert_msg(acked > 0, "no count was acknowledged");
+    ck_assert_double_eq(lab_num(r, "counts", "final") - lab_num(r, "counts", "initial"), acked);
+    ck_assert_double_eq(lab_num(r, "zombies", "unreaped"), 0);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "leftovers")), 0);
+    ck_assert_ptr_nonnull(strstr(out, "verdict: PASS"));
+    cJSON_Delete(r);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_detects_duplicates_without_exactly_once)
+{
+    char *extra[] = { "--no-exactly-once", "--targets", "etscounterd", "--workers", "8", "--kills", "30",
+                      "--interval", "2:10", "--seed", "7" };
+    cJSON *r = NULL;
+    char *out = NULL;
+    int rc = lab_run(extra, 11, &r, &out);
+    ck_assert_msg(rc == 1, "etsmgr-crashlab exited %d, expected 1 (duplicates):\n%s", rc, out);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "verdict")), "fail");
+    ck_assert_msg(lab_num(r, "counts", "duplicated") > 0, "no duplicate reported:\n%s", out);
+    ck_assert_double_eq(lab_num(r, "counts", "lost"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "duplicated:"));
+    ck_assert_ptr_nonnull(strstr(out, "verdict: FAIL"));
+    cJSON_Delete(r);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_fault_hook_unacknowledged_increment)
+{
+    setenv("ETSMGR_CRASHLAB_TEST_FAULT", "dup:20", 1);
+    char *extra[] = { "--targets", "etsmgrd", "--kills", "2", "--interval", "2:10" };
+    cJSON *r = NULL;
+    char *out = NULL;
+    int rc = lab_run(extra, 6, &r, &out);
+    ck_assert_msg(rc == 1, "exited %d, expected 1:\n%s", rc, out);
+    ck_assert_double_eq(lab_num(r, "counts", "duplicated"), 1);
+    ck_assert_double_eq(lab_num(r, "counts", "lost"), 0);
+    cJSON_Delete(r);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_fault_hook_value_twice)
+{
+    setenv("ETSMGR_CRASHLAB_TEST_FAULT", "lose:20", 1);
+    char *extra[] = { "--targets", "etscounterd", "--kills", "2", "--interval", "2:10" };
+    cJSON *r = NULL;
+    char *out = NULL;
+    int rc = lab_run(extra, 6, &r, &out);
+    ck_assert_msg(rc == 1, "exited %d, expected 1:\n%s", rc, out);
+    ck_assert_double_eq(lab_num(r, "counts", "lost"), 1);
+    ck_assert_double_eq(lab_num(r, "counts", "duplicated"), 0);
+    const cJSON *w0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "workers"), 0);
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(w0, "strictly_increasing")));
+    ck_assert_ptr_nonnull(strstr(out, "did not increase"));
+    cJSON_Delete(r);
+    free(out);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ verdict on made-up records */
+START_TEST(test_tally_exact)
+{
+    int64_t v[] = { 5, 3, 4, 1, 2 };
+    lab_tally t;
+    lab_tally_compute(0, 5, v, 5, &t);
+    ck_assert_uint_eq(t.acked, 5);
+    ck_assert_uint_eq(t.distinct, 5);
+    ck_assert_uint_eq(t.lost, 0);
+    ck_assert_uint_eq(t.duplicated, 0);
+}
+END_TEST
+
+START_TEST(test_tally_duplicated)
+{
+    /* 3 was applied, its reply lost, the retry got 4: nobody was told 3 */
+    int64_t v[] = { 11, 12, 14, 15 };
+    lab_tally t;
+    lab_tally_compute(10, 15, v, 4, &t);
+    ck_assert_uint_eq(t.duplicated, 1);
+    ck_assert_uint_eq(t.lost, 0);
+}
+END_TEST
+
+START_TEST(test_tally_lost)
+{
+    /* the counter went back: 2 told twice, and it ended below a value told */
+    int64_t v[] = { 1, 2, 2, 3, 4 };
+    lab_tally t;
+    lab_tally_compute(0, 3, v, 5, &t);
+    ck_assert_uint_eq(t.repeated, 1);
+    ck_assert_uint_eq(t.out_of_range, 1);
+    ck_assert_uint_eq(t.lost, 2);
+    ck_assert_uint_eq(t.duplicated, 0);
+}
+END_TEST
+
+START_TEST(test_tally_both_do_not_cancel)
+{
+    /* final - initial = acked = 4, yet one increment is lost and one
+     * duplicated: the counts alone would say all is well */
+    int64_t v[] = { 1, 2, 2, 4 };
+    lab_tally t;
+    lab_tally_compute(0, 4, v, 4, &t);
+    ck_assert_uint_eq(t.lost, 1);
+    ck_assert_uint_eq(t.duplicated, 1);
+}
+END_TEST
+
+START_TEST(test_tally_empty_and_below)
+{
+    lab_tally t;
+    lab_tally_compute(7, 7, NULL, 0, &t);
+    ck_assert_uint_eq(t.lost + t.duplicated + t.acked, 0);
+    int64_t v[] = { 7 }; /* a value not above the initial count */
+    lab_tally_compute(7, 8, v, 1, &t);
+    ck_assert_uint_eq(t.out_of_range, 1);
+    ck_assert_uint_eq(t.lost, 1);
+    ck_assert_uint_eq(t.duplicated, 1);
+}
+END_TEST
+
+START_TEST(test_stats)
+{
+    double ms[200];
+    for (int i = 0; i < 200; i++)
+        ms[i] = 200 - i; /* 200 .. 1, unsorted */
+    lab_stats s;
+    lab_stats_compute(ms, 200, &s);
+    ck_assert_uint_eq(s.n, 200);
+    ck_assert_double_eq(s.min, 1);
+    ck_assert_double_eq(s.max, 200);
+    ck_assert_double_eq(s.median, 100);
+    ck_assert_double_eq(s.p99, 198);
+    double one[] = { 4.5 };
+    lab_stats_compute(one, 1, &s);
+    ck_assert_double_eq(s.min, 4.5);
+    ck_assert_double_eq(s.median, 4.5);
+    ck_assert_double_eq(s.p99, 4.5);
+    lab_stats_compute(NULL, 0, &s);
+    ck_assert_uint_eq(s.n, 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ command line */
+START_TEST(test_usage)
+{
+    char *out = NULL;
+    char *help[] = { (char *)lab_bin(), "--help", NULL };
+    int st = rc_run(help, &out, 10000);
+    ck_assert(rc_ok(st));
+    ck_assert_ptr_nonnull(strstr(out, "--targets"));
+    /* every long option of --help is in the man page */
+    const char *src = getenv("ETSMGR_SRCDIR");
+    char man[PATH_MAX];
+    snprintf(man, sizeof man, "%s/docs/man/etsmgr-crashlab.1", src && *src ? src : ".");
+    char *page = rc_slurp(man);
+    ck_assert_msg(page != NULL, "cannot read %s", man);
+    for (char *p = out; (p = strstr(p, "--")) != NULL;) {
+        char opt[64], esc[80];
+        int n = 0;
+        p += 2;
+        while (n < 60 && (p[n] == '-' || (p[n] >= 'a' && p[n] <= 'z')))
+            n++;
+        if (n == 0)
+            continue;
+        snprintf(opt, sizeof opt, "%.*s", n, p);
+        char *e = esc;
+        e += sprintf(e, "\\-\\-");
+        for (int i = 0; i < n; i++)
+            e += opt[i] == '-' ? sprintf(e, "\\-") : sprintf(e, "%c", opt[i]);
+        ck_assert_msg(strstr(page, esc), "--%s is in --help but not in %s", opt, man);
+        p += n;
+    }
+    free(page);
+    free(out);
+
+    struct {
+        char *args[4];
+        int code;
+    } cases[] = {
+        { { "--bogus" }, 64 },
+        { { "--workers", "0" }, 64 },
+        { { "--interval", "10:5" }, 64 },
+        { { "--targets", "init" }, 64 },
+        { { "--strategy", "one_for_some" }, 64 },
+        { { "--attach", "--targets", "etssup" }, 64 },
+        { { "--instance", "x" }, 64 },
+        { { "--attach", "--runtime-dir", lab_tmp, "--kills" }, 64 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *argv[8] = { (char *)lab_bin() };
+        int n = 1;
+        for (int j = 0; j < 4 && cases[i].args[j]; j++)
+            argv[n++] = cases[i].args[j];
+        argv[n] = NULL;
+        out = NULL;
+        st = rc_run(argv, &out, 10000);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == cases[i].code, "%s %s: status %d, expected %d: %s",
+                      argv[1], argv[2] ? argv[2] : "", WIFEXITED(st) ? WEXITSTATUS(st) : -1, cases[i].code,
+                      out);
+        free(out);
+    }
+    /* --attach to nothing: 69, and words saying what is missing */
+    char *att[] = { (char *)lab_bin(), "--attach", "--runtime-dir", lab_tmp, "--instance", "nobody", NULL };
+    out = NULL;
+    st = rc_run(att, &out, 10000);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 69, "--attach to nothing: %s", out);
+    ck_assert_ptr_nonnull(strstr(out, "etssup"));
+    free(out);
+}
+END_TEST
+
+Suite *crashlab_suite(void)
+{
+    Suite *s = suite_create("crashlab");
+    TCase *v = tcase_create("verdict");
+    tcase_add_test(v, test_tally_exact);
+    tcase_add_test(v, test_tally_duplicated);
+    tcase_add_test(v, test_tally_lost);
+    tcase_add_test(v, test_tally_both_do_not_cancel);
+    tcase_add_test(v, test_tally_empty_and_below);
+    tcase_add_test(v, test_stats);
+    suite_add_tcase(s, v);
+    TCase *c = tcase_create("cli");
+    tcase_add_checked_fixture(c, lab_setup, lab_teardown);
+    tcase_set_timeout(c, 60);
+    tcase_add_test(c, test_usage);
+    suite_add_tcase(s, c);
+    TCase *x = tcase_create("experiment");
+    tcase_add_checked_fixture(x, lab_setup, lab_teardown);
+    tcase_set_timeout(x, 120);
+    tcase_add_test(x, test_short_experiment_passes);
+    tcase_add_test(x, test_detects_duplicates_without_exactly_once);
+    tcase_add_test(x, test_fault_hook_unacknowledged_increment);
+    tcase_add_test(x, test_fault_hook_value_twice);
+    suite_add_tcase(s, x);
+    return s;
+}
