@@ -1,0 +1,18 @@
+# crash.mk: `make crash`, a kill -9 experiment of CRASH_SECONDS (60) seconds
+# on a fresh system under etssup, killing every target (etscounterd,
+# etsmgrd, both, etssup) at random, then the report; it fails when an
+# invariant does not hold.  The JSON report, the SVG plot and the logs stay
+# in $(BUILD)/crash/.  CRASH_ARGS adds options, e.g.
+#   make crash CRASH_ARGS="--strategy one_for_all --on-manager-death exit"
+# (see etsmgr-crashlab(1) and docs/crash-experiments.md).
+CRASH_SECONDS ?= 60
+CRASH_ARGS ?=
+CRASH_OUT := $(BUILD)/crash
+
+.PHONY: crash
+crash: all
+	@mkdir -p $(CRASH_OUT)
+	@rm -f $(CRASH_OUT)/etssup.log
+	$(BIN)/etsmgr-crashlab --duration $(CRASH_SECONDS) --targets all \
+	  --json $(CRASH_OUT)/report.json --plot $(CRASH_OUT)/crash.svg --log $(CRASH_OUT)/etssup.log $(CRASH_ARGS)
+	@echo "crash: report $(CRASH_OUT)/report.json, plot $(CRASH_OUT)/crash.svg, logs $(CRASH_OUT)/etssup.log"
