@@ -44,7 +44,7 @@ cleanup() {
         kill -TERM "$SUP" 2>/dev/null
         for _ in $(seq 100); do kill -0 "$SUP" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$SUP" 2>/dev/null
-        wait "$SUP" 2>/dev/null
+        { wait "$SUP"; } 2>/dev/null
     fi
     for pid in $kids; do kill -KILL "$pid" 2>/dev/null; done
     rm -f /dev/shm/"$ETSMGR_INSTANCE".*
@@ -201,7 +201,7 @@ step "kill -9 etssup (its children die with it), then start it again"
 olds="$(child_pid etsmgrd) $(child_pid etscounterd)"
 printf '$ kill -9 %s\n' "$SUP"
 kill -KILL "$SUP"
-wait "$SUP" 2>/dev/null
+{ wait "$SUP"; } 2>/dev/null # no "Killed" job notice
 SUP=
 gone=1
 for _ in $(seq 100); do
