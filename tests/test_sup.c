@@ -373,6 +373,46 @@ START_TEST(test_control_and_lock)
 }
 END_TEST
 
+/* Both children die, the later one first: while it is restarting (waiting
+ * for its READY=1, which in real life may need the earlier child, as
+ * etscounterd needs etsmgrd), the earlier one is restarted at once, not
+ * after the later one's start. */
+START_TEST(test_earlier_child_not_held_by_later_start)
+{
+    st_env e;
+    st_init(&e);
+    st_config(&e,
+              "{\"strategy\":\"one_for_one\",\"intensity\":100,\"period\":10,\"children\":["
+              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\"]},"
+              "{\"id\":\"b\",\"argv\":[\"%s\",\"--id\",\"b\",\"--events\",\"%s\",\"--ready-delay\",\"4000\"],"
+              "\"start_timeout\":20000}]}",
+              e.stub, e.events, e.stub, e.events);
+    ck_assert_int_gt(st_start(&e, 20000), 0);
+    pid_t p[2];
+    ck_assert_int_eq(st_pids(&e, p), 2);
+    kill(p[1], SIGKILL);
+    ck_assert(st_wait_state(&e, 1, "starting", 5000));
+    long long t0 = st_now_ms();
+    kill(p[0], SIGKILL);
+    /* a is running again with a new pid while b is still starting */
+    bool a_back = false;
+    while (!a_back && st_now_ms() - t0 < 3000) {
+        cJSON *st = st_status(&e);
+        cJSON *a = st ? cJSON_GetArrayItem(cJSON_GetObjectItem(st, "children"), 0) : NULL;
+        cJSON *b = st ? cJSON_GetArrayItem(cJSON_GetObjectItem(st, "children"), 1) : NULL;
+        a_back = a && b && strcmp(cJSON_GetObjectItem(a, "state")->valuestring, "running") == 0 &&
+                 cJSON_GetObjectItem(a, "pid")->valueint != p[0] &&
+                 strcmp(cJSON_GetObjectItem(b, "state")->valuestring, "starting") == 0;
+        cJSON_Delete(st);
+        if (!a_back)
+            st_nap(10);
+    }
+    ck_assert_msg(a_back, "child a was not restarted while b was still starting");
+    ck_assert(st_wait_settled(&e, 1, p[1], 15000));
+    st_cleanup(&e);
+}
+END_TEST
+
 Suite *sup_suite(void)
 {
     Suite *s = suite_create("sup");
@@ -385,6 +425,7 @@ Suite *sup_suite(void)
     tcase_add_test(tc, test_intensity);
     tcase_add_test(tc, test_start_timeout);
     tcase_add_test(tc, test_start_order);
+    tcase_add_test(tc, test_earlier_child_not_held_by_later_start);
     tcase_add_test(tc, test_shutdown_order);
     tcase_add_test(tc, test_pdeathsig);
     tcase_add_test(tc, test_no_zombies);

@@ -7,9 +7,11 @@
  *
  *   1. the highest child that must stop (everyone while terminating) is
  *      stopped, and nothing else happens until it is reaped: reverse order;
- *   2. while a child is starting or being stopped, wait;
- *   3. else the lowest child that should run and does not is started: start
- *      order; with ready=notify the next one waits for its READY=1.
+ *   2. while a child is being stopped, wait;
+ *   3. else the lowest child that is not up decides: if it is starting
+ *      (ready=notify, no READY=1 yet), the later ones wait for it; if it is
+ *      idle and should run, it is started, even while a later child is still
+ *      starting (that child may be waiting for this one).
  *
  * So one_for_all is "mark every other child pending_stop", rest_for_one is
  * "mark the later ones", one_for_one marks none, and the ordering falls out
@@ -177,12 +179,20 @@ void sup_advance(sup *s)
             return;
         }
         for (int i = 0; i < s->n; i++)
-            if (s->children[i].state == SUP_ST_STARTING || s->children[i].state == SUP_ST_STOPPING)
+            if (s->children[i].state == SUP_ST_STOPPING)
                 return;
+        /* The lowest child that is not up decides: one still starting makes
+         * the later ones wait; an idle one is started now, even while a
+         * later child waits for its READY=1, since that child may be waiting
+         * for this one (etscounterd waits for etsmgrd): waiting in turn
+         * would stall both until the start timeout. */
         sup_child *next = NULL;
-        for (int i = 0; i < s->n && !next; i++)
+        for (int i = 0; i < s->n && !next; i++) {
+            if (s->children[i].state == SUP_ST_STARTING)
+                return;
             if (s->children[i].state == SUP_ST_IDLE && s->children[i].want_run)
                 next = &s->children[i];
+        }
         if (!next) {
             bool all = true;
             for (int i = 0; i < s->n; i++)
