@@ -41,6 +41,7 @@ typedef enum etsmgr_err {
     ETSMGR_EOWNED = -17,    /* new_table: a living process owns that table */
     ETSMGR_EREFUSED = -18,  /* etsmgrd refused; etsmgr_client_message() says why */
     ETSMGR_ENAME = -19,     /* table name not [A-Za-z0-9_.-]{1,64} */
+    ETSMGR_ELOCKED = -20,   /* the lock timeout passed: another process holds the lock (stopped?) */
 } etsmgr_err;
 
 /* Words for an error code; never NULL. */
@@ -117,6 +118,12 @@ typedef int (*etsmgr_foreach_cb)(const void *key, size_t klen, const etsmgr_valu
 int etsmgr_table_foreach(etsmgr_table *t, etsmgr_foreach_cb cb, void *arg);
 
 int etsmgr_table_info_get(etsmgr_table *t, etsmgr_table_info *out);
+/* How long a call on this handle waits for the table's lock before it gives
+ * up with ETSMGR_ELOCKED; 0 (the default) waits as long as it takes.  A lock
+ * holder that dies is noticed at once either way (robust mutex); the timeout
+ * is for one that is alive but stuck, e.g. stopped with SIGSTOP.  Servers that
+ * must stay responsive (etsmgrd) set it. */
+void etsmgr_table_set_lock_timeout(etsmgr_table *t, unsigned ms);
 /* A full consistency check of header, index and entries (a read-only walk).
  * ETSMGR_ECORRUPT with a reason in why (when why != NULL) if anything is off. */
 int etsmgr_table_verify(etsmgr_table *t, char *why, size_t whylen);

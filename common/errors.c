@@ -24,6 +24,7 @@ const char *etsmgr_strerror(int err)
     case ETSMGR_EPROTO: return "etsmgrd sent a reply this library cannot read (protocol error)";
     case ETSMGR_EOWNED: return "the table is owned by another living process";
     case ETSMGR_EREFUSED: return "etsmgrd refused the request";
+    case ETSMGR_ELOCKED: return "the table's lock is held by another process that does not let go (stopped or stuck?)";
     case ETSMGR_ENAME: return "invalid table name (use 1 to 64 of A-Z a-z 0-9 _ . -)";
     }
     return "unknown etsmgr error";

@@ -214,7 +214,19 @@ int tbl_lock_slow(etsmgr_table *t, int r)
             if (tbl_lock_word(m) != 0) continue;
             r = pthread_mutex_trylock(m);
         }
-        if (r == EBUSY) r = pthread_mutex_lock(m);
+        if (r == EBUSY && t->lock_timeout_ms == 0) r = pthread_mutex_lock(m);
+        else if (r == EBUSY) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += t->lock_timeout_ms / 1000;
+            until.tv_nsec += (long)(t->lock_timeout_ms % 1000) * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            r = pthread_mutex_timedlock(m, &until);
+            if (r == ETIMEDOUT) return ETSMGR_ELOCKED;
+        }
     }
     if (r == 0) return 0;
     if (r == EOWNERDEAD) {
@@ -453,6 +465,11 @@ void etsmgr_table_close(etsmgr_table *t)
 }
 
 int etsmgr_table_fd(const etsmgr_table *t) { return t ? t->fd : -1; }
+
+void etsmgr_table_set_lock_timeout(etsmgr_table *t, unsigned ms)
+{
+    if (t) t->lock_timeout_ms = ms;
+}
 const char *etsmgr_table_name(const etsmgr_table *t) { return t ? t->name : ""; }
 
 /* ------------------------------------------------------------ header */

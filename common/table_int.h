@@ -136,6 +136,7 @@ struct etsmgr_table {
     struct tbl_pend pend[TBL_PEND_MAX];
     bool in_group;
     int group_changes;
+    unsigned lock_timeout_ms; /* 0: wait as long as it takes */
     const char *cp_op; /* crash-point bookkeeping */
     int cp_step;
     char name[ETSMGR_NAME_MAX + 1];

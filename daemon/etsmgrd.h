@@ -22,6 +22,9 @@
 
 #define MGRD_DEFAULT_MAX_CONNS 1024
 #define MGRD_DEFAULT_MAX_TABLES 4096
+/* The daemon reads table headers (status, owner pids) under the table's lock;
+ * an owner stopped while holding it must not freeze the daemon. */
+#define MGRD_LOCK_TIMEOUT_MS 100
 #define MGRD_HEIR_DATA_MAX 256   /* bytes of heir_data / give_away data */
 #define MGRD_SHM_NAME_MAX (2 + RT_INSTANCE_MAX + ETSMGR_NAME_MAX + 1)
 

@@ -70,6 +70,7 @@ size_t mgrd_rediscover(mgrd *m)
             invalid++;
             continue;
         }
+        etsmgr_table_set_lock_timeout(t, MGRD_LOCK_TIMEOUT_MS);
         dev_t dev;
         ino_t ino;
         uid_t uid = 0;

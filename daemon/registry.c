@@ -36,6 +36,7 @@ mgrd_table *mgrd_reg_add(mgrd *m, const char *name, const char *shm_name, etsmgr
     snprintf(rt->name, sizeof rt->name, "%s", name);
     snprintf(rt->shm_name, sizeof rt->shm_name, "%s", shm_name);
     rt->t = t;
+    etsmgr_table_set_lock_timeout(t, MGRD_LOCK_TIMEOUT_MS);
     rt->uid = uid;
     rt->state = MGRD_ORPHANED;
     uid_t ignored;
