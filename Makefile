@@ -11,7 +11,7 @@
 #   <program dir>/*.c          one program; main() lives in <dir>/main.c
 #   tests/test_*.c             check suites: test_NAME.c defines Suite *NAME_suite(void)
 #   tests/progs/*.c            helper programs the tests start (build/tests/bin/NAME)
-#   */*.mk, tests/*/*.mk       extra targets (bench, fuzz, crash, install ...)
+#   */*.mk, tests/*/*.mk, client/*/*.mk   extra targets (bench, fuzz, crash, install ...)
 
 .DEFAULT_GOAL := all
 SHELL := /bin/bash
@@ -167,5 +167,5 @@ clean:
 help:
 	@sed -n '2,7p' Makefile
 
--include $(wildcard */*.mk tests/*/*.mk)
+-include $(wildcard */*.mk tests/*/*.mk client/*/*.mk)
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
