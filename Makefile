@@ -159,7 +159,7 @@ check: all $(TEST_RUNNER) $(TEST_PROGS)
 # The runtime dir is the default one the CLIs resolve, so they need no options.
 run: all
 	@echo "etsmgr: starting etssup; in another terminal try: $(BIN)/etscounter count   (Ctrl-C stops everything)"
-	exec $(BIN)/etssup
+	@exec $(BIN)/etssup
 
 clean:
 	rm -rf build
