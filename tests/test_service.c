@@ -386,6 +386,9 @@ START_TEST(test_journal_priorities)
     buf[len] = '\0';
     close(pfd[0]);
     bool saw_sup = false, saw_mgrd = false, saw_ctrd = false;
+    /* levels map to syslog priorities: notice is 5, info is 6 */
+    ck_assert_msg(strstr(buf, "<5>etsmgrd: ") && strstr(buf, "<6>etssup: started child"),
+                  "expected etsmgrd's notices as <5> and etssup's info lines as <6> in:\n%s", buf);
     for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
         ck_assert_msg(line[0] == '<' && line[1] >= '0' && line[1] <= '7' && line[2] == '>',
                       "a log line without a syslog priority prefix under JOURNAL_STREAM: %s", line);
