@@ -9,6 +9,7 @@
 #define TEST_HOSTILE_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <cjson/cJSON.h>
 
