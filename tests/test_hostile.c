@@ -385,9 +385,16 @@ START_TEST(test_flood_connections)
          * held, and a second flood costs nothing more than the first */
         ck_assert_msg(rss_peak[0] - rss0 < 200 * 1024, "%s: RSS %ld -> %ld KiB during the flood",
                       daemon_names[d], rss0, rss_peak[0]);
+#if defined(__SANITIZE_ADDRESS__)
+        /* ASan keeps freed memory in quarantine and does not reuse it at
+         * once: RSS grows flood after flood by design, so only the peak
+         * bound above holds (the daemons are built like this runner) */
+        (void)rss_after;
+#else
         ck_assert_msg(rss_after[1] <= rss_after[0] + 8192 && rss_peak[1] <= rss_peak[0] + 8192,
                       "%s: memory grows flood after flood (%ld/%ld KiB held, %ld/%ld after)", daemon_names[d],
                       rss_peak[0], rss_peak[1], rss_after[0], rss_after[1]);
+#endif
     }
     free(held);
     tu_env_cleanup(&e);
