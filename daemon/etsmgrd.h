@@ -72,6 +72,8 @@ typedef struct mgrd {
     size_t ntables;
     mgrd_peer *peers;
     size_t npeers;
+    bool shared;             /* --group: dir 0750, socket and tables 0660 of gid */
+    gid_t gid;
 } mgrd;
 
 /* registry.c: the managed tables */

@@ -25,7 +25,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "etsmgrd.h"
 #include "listenfd.h"
@@ -43,6 +45,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: etsmgrd [--runtime-dir DIR] [--instance NAME] [--foreground]\n"
             "               [--log-level LEVEL] [--max-connections N] [--max-tables N]\n"
+            "               [--group GROUP]\n"
             "       etsmgrd --help | --version\n"
             "\n"
             "The etsmgr table manager: creates tables in POSIX shared memory, hands them\n"
@@ -57,6 +60,9 @@ static void usage(FILE *f)
             "  -l, --log-level LEVEL    debug, info, notice (default), warning or error\n"
             "  -c, --max-connections N  connections served at once (default %d)\n"
             "  -t, --max-tables N       tables managed at once (default %d)\n"
+            "  -g, --group GROUP        share the instance with GROUP: runtime dir 0750, socket\n"
+            "                           and new tables 0660, of that group (default: private,\n"
+            "                           0700 and 0600; a client still acts only on its uid's tables)\n"
             "  -h, --help               this text\n"
             "  -V, --version            the version\n"
             "\n"
@@ -85,6 +91,7 @@ typedef struct opts {
     int log_level;
     size_t max_conns;
     size_t max_tables;
+    const char *group;
 } opts;
 
 /* 0: run; 1: done (help/version printed); -1: usage error (reported). */
@@ -97,13 +104,14 @@ static int parse_args(int argc, char **argv, opts *o)
         {"log-level", required_argument, NULL, 'l'},
         {"max-connections", required_argument, NULL, 'c'},
         {"max-tables", required_argument, NULL, 't'},
+        {"group", required_argument, NULL, 'g'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     int ch;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":d:i:fl:c:t:hV", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":d:i:fl:c:t:g:hV", longopts, NULL)) != -1) {
         switch (ch) {
         case 'd':
             o->dir = optarg;
@@ -128,6 +136,9 @@ static int parse_args(int argc, char **argv, opts *o)
         case 't':
             if (parse_count("--max-tables", optarg, 1000000, &o->max_tables) < 0)
                 return -1;
+            break;
+        case 'g':
+            o->group = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -193,6 +204,40 @@ static int check_inherited(int fd)
     return 0;
 }
 
+/* --group: a group name or number. */
+static int resolve_group(const char *name, gid_t *gid)
+{
+    errno = 0;
+    struct group *g = getgrnam(name);
+    if (g) {
+        *gid = g->gr_gid;
+        return 0;
+    }
+    char *end;
+    unsigned long v = strtoul(name, &end, 10);
+    if (*name && !*end && name[0] != '-' && v < (unsigned long)(gid_t)-1) {
+        *gid = (gid_t)v;
+        return 0;
+    }
+    fprintf(stderr, "etsmgrd: --group %s: no such group%s%s\n", name, errno ? ": " : "",
+            errno ? strerror(errno) : "");
+    return -1;
+}
+
+/* Group access to a path we made: chown to the group, then the mode. */
+static int share_path(const char *path, gid_t gid, mode_t mode)
+{
+    if (chown(path, (uid_t)-1, gid) < 0) {
+        log_error("--group: chown(%s, group %u) failed: %s", path, (unsigned)gid, strerror(errno));
+        return -1;
+    }
+    if (chmod(path, mode) < 0) {
+        log_error("--group: chmod(%s, %04o) failed: %s", path, (unsigned)mode, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     opts o = {.log_level = LOG_LVL_NOTICE, .max_conns = MGRD_DEFAULT_MAX_CONNS,
@@ -207,6 +252,9 @@ int main(int argc, char **argv)
 
     static mgrd m;
     m.pid = getpid();
+    if (o.group && resolve_group(o.group, &m.gid) < 0)
+        return EXIT_USAGE;
+    m.shared = o.group != NULL;
     m.max_conns = o.max_conns;
     m.max_tables = o.max_tables;
     char err[512];
@@ -218,6 +266,8 @@ int main(int argc, char **argv)
         log_error("%s", err);
         return EXIT_SYSTEM;
     }
+    if (m.shared && share_path(m.rt.dir, m.gid, 0750) < 0)
+        return EXIT_SYSTEM;
 
     char lock_path[RT_PATH_MAX], sock_path[RT_PATH_MAX];
     if (rt_path(&m.rt, "etsmgrd.lock", lock_path, sizeof lock_path) < 0 ||
@@ -249,6 +299,10 @@ int main(int argc, char **argv)
         lfd = sock_listen_unix(sock_path, 0600, MGRD_BACKLOG, err, sizeof err);
         if (lfd < 0) {
             log_error("%s", err);
+            return EXIT_SYSTEM;
+        }
+        if (m.shared && share_path(sock_path, m.gid, 0660) < 0) {
+            unlink(sock_path);
             return EXIT_SYSTEM;
         }
     }

@@ -259,6 +259,8 @@ static cJSON *op_new_table(req_ctx *x)
     etsmgr_table_opts opts;
     if (get_opts(x, &opts, &err) < 0)
         return err;
+    if (m->shared)
+        opts.mode = 0660; /* --group: the group may map it; acting on it is still the uid's */
 
     mgrd_table *rt = mgrd_reg_find(m, name);
     if (rt) {
@@ -314,7 +316,10 @@ static cJSON *op_new_table(req_ctx *x)
     /* A root daemon creating for another user hands the object to that
      * user, so that the owner survives in the object itself (st_uid) across
      * a daemon restart. */
-    if (geteuid() == 0 && x->p->uid != 0 &&
+    if (m->shared && fchown(etsmgr_table_fd(t), geteuid() == 0 ? x->p->uid : (uid_t)-1, m->gid) < 0)
+        log_warning("--group: fchown(%s, %u, group %u) failed: %s", shm_name, (unsigned)x->p->uid,
+                    (unsigned)m->gid, strerror(errno));
+    else if (!m->shared && geteuid() == 0 && x->p->uid != 0 &&
         fchown(etsmgr_table_fd(t), x->p->uid, conn_peer_gid(x->c)) < 0)
         log_warning("fchown(%s, %u) failed: %s; the table stays root's", shm_name, (unsigned)x->p->uid,
                     strerror(errno));
