@@ -437,6 +437,93 @@ START_TEST(test_other_uid)
 }
 END_TEST
 
+/* --group: the instance is shared with a group.  A member (uid 65534, gid
+ * nogroup) reaches the daemon and gets its own table, 0660 of the group; a
+ * process outside the group cannot even connect. */
+static void group_child(const char *sock, gid_t gid, int wfd)
+{
+    if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(NOBODY, NOBODY, NOBODY) < 0) {
+        child_report(wfd, "skip %s%s\n", strerror(errno), "");
+        _exit(0);
+    }
+    int fd = sock_connect_unix(sock);
+    if (fd < 0) {
+        child_report(wfd, "connect %s%s\n", strerror(errno), "");
+        _exit(0);
+    }
+    char code[100];
+    int tfd;
+    child_call(fd, "{\"op\":\"new_table\",\"name\":\"g\"}", code, sizeof code, &tfd);
+    child_report(wfd, "new_table-g %s%s\n", code, tfd >= 0 ? " fd" : "");
+    _exit(0);
+}
+
+static void run_group_child(const char *sock, gid_t gid, char *line, size_t len)
+{
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t c = fork();
+    ck_assert_int_ge(c, 0);
+    if (c == 0) {
+        close(p[0]);
+        group_child(sock, gid, p[1]);
+    }
+    close(p[1]);
+    ssize_t n = read(p[0], line, len - 1);
+    line[n > 0 ? n : 0] = '\0';
+    line[strcspn(line, "\n")] = '\0';
+    close(p[0]);
+    tu_wait(c, HS_TIMEOUT_MS);
+}
+
+START_TEST(test_group_access)
+{
+    struct group *g = getgrnam("nogroup");
+    if (geteuid() != 0 || !g) {
+        fprintf(stderr, "hostile: SKIP --group: needs root and the group nogroup\n");
+        return;
+    }
+    gid_t gid = g->gr_gid;
+    tu_env e;
+    tu_env_init(&e);
+    ck_assert_int_eq(chmod(e.dir, 0711), 0); /* the test's dir: let others through to the shared one */
+    char run[200], path[300];
+    snprintf(run, sizeof run, "%s/shared", e.dir);
+    setenv("ETSMGR_RUNTIME_DIR", run, 1);
+    const char *const extra[] = {"--group", "nogroup", NULL};
+    pid_t d = hs_start_mgrd(&e, extra);
+    struct stat st;
+    expect_mode(run, S_IFDIR, 0750);
+    ck_assert_int_eq(stat(run, &st), 0);
+    ck_assert_int_eq(st.st_gid, gid);
+    char sock[300];
+    snprintf(sock, sizeof sock, "%s/etsmgrd.sock", run);
+    expect_mode(sock, S_IFSOCK, 0660);
+    ck_assert_int_eq(stat(sock, &st), 0);
+    ck_assert_int_eq(st.st_gid, gid);
+    snprintf(path, sizeof path, "%s/etsmgrd.lock", run);
+    expect_mode(path, S_IFREG, 0600);
+
+    char line[300];
+    run_group_child(sock, gid, line, sizeof line);
+    if (strncmp(line, "skip", 4) == 0) {
+        fprintf(stderr, "hostile: SKIP --group: %s\n", line);
+        tu_env_cleanup(&e);
+        return;
+    }
+    ck_assert_msg(strcmp(line, "new_table-g ok fd") == 0, "a member of the group: %s", line);
+    snprintf(path, sizeof path, "/dev/shm/%s.g", e.instance);
+    expect_mode(path, S_IFREG, 0660);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_uid, NOBODY);
+    ck_assert_int_eq(st.st_gid, gid);
+    run_group_child(sock, gid - 1, line, sizeof line);
+    ck_assert_msg(strcmp(line, "connect Permission denied") == 0, "outside the group: %s", line);
+    ck_assert(hs_alive(d));
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 Suite *hostile_shm_suite(void)
 {
     Suite *s = suite_create("hostile_shm");
@@ -448,6 +535,7 @@ Suite *hostile_shm_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_default_modes);
     tcase_add_test(tc, test_other_uid);
+    tcase_add_test(tc, test_group_access);
     suite_add_tcase(s, tc);
     return s;
 }
