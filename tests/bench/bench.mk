@@ -4,7 +4,8 @@
 #
 #   make bench                 everything, about 2-3 minutes; prints the table and
 #                              writes build/bench/results.json
-#   make bench BENCH_NET_SECS=5 BENCH_KILLS=200    longer windows, more kills
+#   make bench BENCH_NET_SECS=3 BENCH_ROUNDS=5 BENCH_KILLS=200   longer, more
+#   make bench BENCH_ETSCOUNTERD=/path/etscounterd  measure a patched etscounterd
 #
 # redis-server and redis-tools are installed on first use, the way the build
 # installs its own dependencies (common/deps.sh).  bench-table (table.mk) is
@@ -12,7 +13,8 @@
 BENCH_DIR := $(BUILD)/tests/bench
 BENCH_PROGS := $(addprefix $(BENCH_DIR)/,loadgen recovery reattach proctime report)
 BENCH_UTIL_OBJ := $(OBJ)/tests/bench/benchutil.o
-BENCH_NET_SECS ?= 2
+BENCH_NET_SECS ?= 1
+BENCH_ROUNDS ?= 3
 BENCH_KILLS ?= 100
 BENCH_CLI_RUNS ?= 200
 BENCH_REATTACH_REPS ?= 20
@@ -36,6 +38,7 @@ bench-progs: $(BENCH_PROGS) $(BENCH_DIR)/bench_table
 # elsewhere in the tree does not stop it
 BENCH_SYSTEM := $(addprefix $(BIN)/,etssup etsmgrd etscounterd etscounter)
 bench: bench-deps bench-progs $(BENCH_SYSTEM)
-	BENCH_SECS=$(BENCH_SECS) BENCH_NET_SECS=$(BENCH_NET_SECS) BENCH_KILLS=$(BENCH_KILLS) \
+	BENCH_SECS=$(BENCH_SECS) BENCH_NET_SECS=$(BENCH_NET_SECS) BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_KILLS=$(BENCH_KILLS) \
 	  BENCH_CLI_RUNS=$(BENCH_CLI_RUNS) BENCH_REATTACH_REPS=$(BENCH_REATTACH_REPS) \
+	  BENCH_ETSCOUNTERD=$(BENCH_ETSCOUNTERD) \
 	  bash tests/bench/run.sh $(abspath $(BIN)) $(abspath $(BENCH_DIR)) $(abspath $(BUILD)/bench)

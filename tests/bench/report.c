@@ -5,7 +5,9 @@
  *
  * ROWS.jsonl holds, one JSON object per line, in the order the driver ran
  * them: result rows (benchutil.h), headings {"section": "..."} and notes
- * {"note": "..."} (printed, not kept in results.json).  A row whose
+ * {"note": "..."} (printed, not kept in results.json).  A row measured in
+ * several rounds appears once per round; the round with the median value
+ * is kept, with all the values in "rounds".  A row whose
  * "reference" names another row of the file and has no reference_value gets
  * that row's value, and its ratio; so a comparison can span two programs
  * (etscounterd's row and Redis's row come from two loadgen runs).
@@ -154,6 +156,57 @@ int main(int argc, char **argv)
     }
     free(line);
     fclose(f);
+
+    /* rows measured in several rounds (the same name more than once): the
+     * round with the median value stands for them all, in the place of the
+     * first, with every round's value in "rounds" */
+    cJSON *merged = cJSON_CreateArray();
+    int nall = cJSON_GetArraySize(all);
+    char *used = calloc((size_t)nall + 1, 1);
+    double *vals = calloc((size_t)nall + 1, sizeof *vals);
+    int *idx = calloc((size_t)nall + 1, sizeof *idx);
+    if (!merged || !used || !vals || !idx) {
+        fprintf(stderr, "report: out of memory\n");
+        return 1;
+    }
+    for (int i = 0; i < nall; i++) {
+        if (used[i])
+            continue;
+        cJSON *o = cJSON_GetArrayItem(all, i);
+        const char *name = rp_str(o, "name");
+        int k = 0;
+        for (int j = i; j < nall; j++) {
+            const char *nj = rp_str(cJSON_GetArrayItem(all, j), "name");
+            if (j == i || (name && nj && strcmp(name, nj) == 0)) {
+                used[j] = 1;
+                idx[k++] = j;
+            }
+        }
+        /* sort the k rounds by value (insertion sort: a handful) */
+        for (int a = 0; a < k; a++)
+            vals[a] = rp_num(cJSON_GetArrayItem(all, idx[a]), "value");
+        for (int a = 1; a < k; a++)
+            for (int b = a; b > 0 && vals[b] < vals[b - 1]; b--) {
+                double tv = vals[b];
+                vals[b] = vals[b - 1];
+                vals[b - 1] = tv;
+                int ti = idx[b];
+                idx[b] = idx[b - 1];
+                idx[b - 1] = ti;
+            }
+        cJSON *pick = cJSON_Duplicate(cJSON_GetArrayItem(all, idx[(k - 1) / 2]), 1);
+        if (k > 1) {
+            cJSON *arr = cJSON_AddArrayToObject(pick, "rounds");
+            for (int a = 0; a < k; a++)
+                cJSON_AddItemToArray(arr, cJSON_CreateNumber(vals[a]));
+        }
+        cJSON_AddItemToArray(merged, pick);
+    }
+    free(used);
+    free(vals);
+    free(idx);
+    cJSON_Delete(all);
+    all = merged;
 
     /* a row compared with several others: one more row per comparison,
      * right after it, with the same measurement */

@@ -6,8 +6,9 @@
 #   BENCHBINDIR  the bench programs (build/tests/bench)
 #   OUTDIR       where rows.jsonl, results.json and the logs go (build/bench)
 # Environment: BENCH_SECS (seconds per bench-table row, 1), BENCH_NET_SECS
-# (seconds per socket row, 2), BENCH_KILLS (100), BENCH_CLI_RUNS (200),
-# BENCH_REATTACH_REPS (20).
+# (seconds per socket row, 1), BENCH_ROUNDS (rounds of the socket rows, 3), BENCH_KILLS (100), BENCH_CLI_RUNS (200),
+# BENCH_REATTACH_REPS (20); BENCH_ETSCOUNTERD, another etscounterd binary to
+# measure instead of BINDIR's (to try a patch: the table then says which).
 #
 # Everything is measured in this one run on this machine, so each ratio
 # compares two things that saw the same load.  Each bench program prints
@@ -30,10 +31,13 @@ BIN=${1:?usage: run.sh BINDIR BENCHBINDIR OUTDIR}
 BB=${2:?usage: run.sh BINDIR BENCHBINDIR OUTDIR}
 OUT=${3:?usage: run.sh BINDIR BENCHBINDIR OUTDIR}
 SECS=${BENCH_SECS:-1}
-NET=${BENCH_NET_SECS:-2}
+NET=${BENCH_NET_SECS:-1}
+ROUNDS=${BENCH_ROUNDS:-3}
 KILLS=${BENCH_KILLS:-100}
 CLI_RUNS=${BENCH_CLI_RUNS:-200}
 REPS=${BENCH_REATTACH_REPS:-20}
+ECD=${BENCH_ETSCOUNTERD:-$BIN/etscounterd}
+[ -x "$ECD" ] || { echo "bench: $ECD is not an executable" >&2; exit 1; }
 
 for p in "$BIN"/etssup "$BIN"/etsmgrd "$BIN"/etscounterd "$BIN"/etscounter "$BB"/loadgen "$BB"/recovery \
          "$BB"/reattach "$BB"/proctime "$BB"/report "$BB"/bench_table; do
@@ -54,10 +58,10 @@ SUP= REDIS= FAILED=0
 T_START=$(date +%s)
 
 cleanup() {
-    if [ -n "$REDIS" ] && kill -0 "$REDIS" 2>/dev/null; then
-        kill -TERM "$REDIS" 2>/dev/null
-        wait "$REDIS" 2>/dev/null
-    fi
+    for pid in $REDIS; do
+        kill -TERM "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
     if [ -n "$SUP" ] && kill -0 "$SUP" 2>/dev/null; then
         local kids
         kids=$(pgrep -P "$SUP" 2>/dev/null)
@@ -89,7 +93,8 @@ rows() { "$@" >> "$ROWS" || fail "$(basename "$1") ${*:2}"; }
 # ---------------------------------------------------------------- the machine
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 section "machine: $(nproc) cores ($cpu), $(uname -sr), load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
-note "$(redis-server --version | cut -d' ' -f1-3); etsmgr $("$BIN"/etsmgrd --version 2>/dev/null | awk '{print $2}')"
+note "$(redis-server --version | cut -d' ' -f1-3); etsmgr $("$BIN"/etsmgrd --version 2>/dev/null | awk '{print $2}') at commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+[ "$ECD" = "$BIN/etscounterd" ] || note "etscounterd under test: $ECD (BENCH_ETSCOUNTERD), not the tree's"
 
 # ---------------------------------------------------------------- 1. table ops
 section "1. table operations in process (bench-table, $SECS s per row)"
@@ -97,7 +102,7 @@ if "$BB"/bench_table "$SECS" > "$OUT"/bench_table.txt; then
     # bench_table prints "NAME  X M/s   ref Y M/s   ratio Z" and one bytes-per-entry line
     sed -nE 's/^(.*[^ ]) +([0-9.]+) M\/s +ref +([0-9.]+) M\/s +ratio +([0-9.]+)$/\1|\2|\3/p' "$OUT"/bench_table.txt |
     while IFS='|' read -r name v ref; do
-        case $name in *"2 processes"*) rn="bare atomic_fetch_add on a shared mapping, 2 processes" ;;
+        case $name in *"2 proc"*) rn="bare atomic_fetch_add on a shared mapping, 2 processes" ;;
                       *) rn="bare atomic_fetch_add on a shared mapping, 1 process" ;; esac
         tg=
         [ "$name" = "update_counter, 1 process" ] && tg=',"target":"value > 30","note":"Erlang ETS: 27 M/s on this machine (the issue'"'"'s figure; Erlang is not installed by the bench)"'
@@ -119,7 +124,7 @@ cat > "$DIR"/etssup.json <<EOF
  "children": [
   {"id": "etsmgrd", "argv": ["$BIN/etsmgrd", "--log-level", "warning"], "restart": "permanent",
    "shutdown": 5000, "ready": "notify", "sockets": [{"name": "etsmgrd", "path": "etsmgrd.sock"}]},
-  {"id": "etscounterd", "argv": ["$BIN/etscounterd", "--log-level", "warning"], "restart": "permanent",
+  {"id": "etscounterd", "argv": ["$ECD", "--log-level", "warning"], "restart": "permanent",
    "shutdown": 5000, "ready": "notify", "sockets": [{"name": "etscounter", "path": "etscounter.sock"}]}]}
 EOF
 "$BIN"/etssup --config "$DIR"/etssup.json --log-level warning 2> "$DIR"/etssup.log &
@@ -138,60 +143,60 @@ R1N="Redis INCR, 1 conn, no persistence" R50N="Redis INCR, 50 conns, no persiste
 RPN="Redis INCR, 50 conns x 16 pipelined, no persistence"
 R1A="Redis INCR, 1 conn, appendonly everysec" R50A="Redis INCR, 50 conns, appendonly everysec"
 RPA="Redis INCR, 50 conns x 16 pipelined, appendonly everysec"
+CRID="etscounterd count + request id (exactly-once), 50 conns"
 LG=("$BB"/loadgen -t "$NET")
 
-section "2. count over a Unix socket ($NET s per row, one load generator for both: tests/bench/loadgen.c)"
-note "etscounterd and etsmgrd run under etssup at --log-level warning (counts are logged at notice, so not logged here)"
-S=$DIR/etscounter.sock
-P=$(cpid)
-rows "${LG[@]}" -s "$S" -p json -o ping -c 1 -S "$P" -n "$PING"
-rows "${LG[@]}" -s "$S" -p json -o count -c 1 -S "$P" -n "$C1" -r "$PING" -T ">= 0.9" -A "$R1N" -A "$R1A"
-rows "${LG[@]}" -s "$S" -p json -o count -c 50 -S "$P" -n "$C50" -r "$R50N" -T ">= 1.0" -A "$R50A|> 1.0"
-rows "${LG[@]}" -s "$S" -p json -o count -c 50 -P 16 -S "$P" -n "$CP" -r "$RPN" -T ">= 1.0" -A "$RPA"
-rows "${LG[@]}" -s "$S" -p json -o count-rid -c 50 -S "$P" -n "etscounterd count + request id (exactly-once), 50 conns" -r "$R50N"
-
-# start_redis NAME ARGS...: a private redis-server on DIR/NAME.sock, pid in REDIS
+# start_redis NAME ARGS...: a private redis-server on DIR/NAME.sock; its pid
+# is added to REDIS
 start_redis() {
-    local name=$1; shift
+    local name=$1 pid; shift
     mkdir -p "$DIR/$name"
     redis-server --port 0 --unixsocket "$DIR/$name.sock" --unixsocketperm 700 --dir "$DIR/$name" \
         --logfile "$DIR/$name.log" --daemonize no "$@" &
-    REDIS=$!
+    pid=$!
+    REDIS="$REDIS $pid"
     for _ in $(seq 200); do
         [ "$(redis-cli -s "$DIR/$name.sock" ping 2>/dev/null)" = PONG ] && return 0
-        kill -0 "$REDIS" 2>/dev/null || break
+        kill -0 "$pid" 2>/dev/null || break
         sleep 0.025
     done
     fail "redis-server $* did not answer PING (see $OUT/$name.log)"
     return 1
 }
-stop_redis() {
-    kill -TERM "$REDIS" 2>/dev/null
-    wait "$REDIS" 2>/dev/null
-    REDIS=
-}
+rpid() { redis-cli -s "$1" info server | sed -nE 's/^process_id:([0-9]+).*/\1/p'; }
 
-if start_redis redis-nopersist --save '' --appendonly no; then
-    RS=$DIR/redis-nopersist.sock
-    rows "${LG[@]}" -s "$RS" -p resp -o ping -c 1 -S "$REDIS" -n "Redis PING, 1 conn, no persistence" -r "$PING"
-    rows "${LG[@]}" -s "$RS" -p resp -o incr -c 1 -S "$REDIS" -n "$R1N"
-    rows "${LG[@]}" -s "$RS" -p resp -o incr -c 50 -S "$REDIS" -n "$R50N"
-    rows "${LG[@]}" -s "$RS" -p resp -o incr -c 50 -P 16 -S "$REDIS" -n "$RPN"
+section "2. count over a Unix socket: $ROUNDS rounds of $NET s per row, the median round shown; one load generator for both (tests/bench/loadgen.c)"
+note "etscounterd and etsmgrd run under etssup at --log-level warning (counts are logged at notice, so not logged here)"
+note "Redis: two private redis-servers on Unix sockets, --save '' with --appendonly no, and --appendonly yes --appendfsync everysec (what survives a kill -9 of the server)"
+S=$DIR/etscounter.sock RN=$DIR/redis-nopersist.sock RA=$DIR/redis-aof.sock
+if start_redis redis-nopersist --save '' --appendonly no && \
+   start_redis redis-aof --save '' --appendonly yes --appendfsync everysec; then
+    P=$(cpid) PN=$(rpid "$RN") PA=$(rpid "$RA")
+    # the rows of one comparison run back to back, and the rounds repeat the
+    # whole set, so that a change of load on the machine hits both sides
+    for round in $(seq "$ROUNDS"); do
+        echo "bench: round $round of $ROUNDS" >&2
+        rows "${LG[@]}" -s "$S" -p json -o ping -c 1 -S "$P" -n "$PING"
+        rows "${LG[@]}" -s "$RN" -p resp -o ping -c 1 -S "$PN" -n "Redis PING, 1 conn, no persistence" -r "$PING"
+        rows "${LG[@]}" -s "$S" -p json -o count -c 1 -S "$P" -n "$C1" -r "$PING" -T ">= 0.9" -A "$R1N" -A "$R1A"
+        rows "${LG[@]}" -s "$RN" -p resp -o incr -c 1 -S "$PN" -n "$R1N"
+        rows "${LG[@]}" -s "$RA" -p resp -o incr -c 1 -S "$PA" -n "$R1A"
+        rows "${LG[@]}" -s "$S" -p json -o count -c 50 -S "$P" -n "$C50" -r "$R50N" -T ">= 1.0" -A "$R50A|> 1.0"
+        rows "${LG[@]}" -s "$RN" -p resp -o incr -c 50 -S "$PN" -n "$R50N"
+        rows "${LG[@]}" -s "$RA" -p resp -o incr -c 50 -S "$PA" -n "$R50A"
+        rows "${LG[@]}" -s "$S" -p json -o count -c 50 -P 16 -S "$P" -n "$CP" -r "$RPN" -T ">= 1.0" -A "$RPA"
+        rows "${LG[@]}" -s "$RN" -p resp -o incr -c 50 -P 16 -S "$PN" -n "$RPN"
+        rows "${LG[@]}" -s "$RA" -p resp -o incr -c 50 -P 16 -S "$PA" -n "$RPA"
+        rows "${LG[@]}" -s "$S" -p json -o count-rid -c 50 -S "$P" -n "$CRID" -r "$R50N"
+    done
 
-    # ------------------------------------------------------------ 5. the CLI (needs a Redis)
+    # ------------------------------------------------------------ 5. the CLI
     section "5. the CLI: whole-process time, median of $CLI_RUNS runs (fork, exec, connect, one request, exit)"
-    rows "$BB"/proctime -n "$CLI_RUNS" -N "redis-cli incr" -- redis-cli -s "$RS" incr clicounter
+    rows "$BB"/proctime -n "$CLI_RUNS" -N "redis-cli incr" -- redis-cli -s "$RN" incr clicounter
     rows "$BB"/proctime -n "$CLI_RUNS" -N "etscounter count" -r "redis-cli incr" -- "$BIN"/etscounter count
-    stop_redis
 fi
-section "2. (continued) Redis with appendonly yes, appendfsync everysec (survives kill -9 of the server)"
-if start_redis redis-aof --save '' --appendonly yes --appendfsync everysec; then
-    RS=$DIR/redis-aof.sock
-    rows "${LG[@]}" -s "$RS" -p resp -o incr -c 1 -S "$REDIS" -n "$R1A"
-    rows "${LG[@]}" -s "$RS" -p resp -o incr -c 50 -S "$REDIS" -n "$R50A"
-    rows "${LG[@]}" -s "$RS" -p resp -o incr -c 50 -P 16 -S "$REDIS" -n "$RPA"
-    stop_redis
-fi
+for pid in $REDIS; do kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+REDIS=
 
 # ---------------------------------------------------------------- 3. recovery
 section "3. recovery after SIGKILL, $KILLS kills each, restarts by etssup (sockets held by etssup)"
@@ -207,8 +212,9 @@ wait "$SUP"
 st=$?
 SUP=
 [ $st -eq 0 ] || fail "etssup exited with status $st on SIGTERM (see $OUT/etssup.log)"
-left=$(ls /dev/shm | grep -c "^$ETSMGR_INSTANCE\." || true)
-[ "$left" -eq 0 ] || note "$left shm object(s) of the instance left after the run (removed by the driver)"
+left=$(cd /dev/shm && ls -d "$ETSMGR_INSTANCE".* 2>/dev/null | sed "s/^$ETSMGR_INSTANCE\.//" | tr '\n' ' ')
+[ "$left" = "etscounter " ] && note "after etssup stopped, table etscounter stays in /dev/shm, as designed (the driver removes it)"
+[ -n "$left" ] && [ "$left" != "etscounter " ] && note "shm objects left after etssup stopped: $left(the driver removes them)"
 note "total time of the run: $(( $(date +%s) - T_START )) s"
 
 echo
