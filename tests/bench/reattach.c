@@ -13,7 +13,9 @@
  * the fd passing and the attach with its validation), and a lookup of probe
  * (the first touch of the mapping).  The child then exits without closing,
  * as a crash would, and the parent waits until the daemon shows the table
- * orphaned again before the next repetition.
+ * orphaned again before the next repetition.  All the tables exist at once
+ * and the sizes take turns, repetition by repetition, so that a change of
+ * load on the machine does not land on one size only.
  *
  * 1 GiB needs that much free in /dev/shm (and memory): when statvfs says
  * there is not, the largest size is halved until it fits, and the row says
@@ -114,32 +116,37 @@ static void ra_child(const char *name, int wfd)
     _exit(0); /* no close: the kernel closes the connection, as after a crash */
 }
 
-/* One size: fill, measure reps times, remove; prints the row. */
-static void ra_measure(uint64_t size, int reps, const char *ref, const char *target, const char *note)
-{
-    char label[32], name[64], rowname[200];
-    ra_size_label(size, label, sizeof label);
-    snprintf(name, sizeof name, "bench-reattach-%" PRIu64, size);
+/* One table of the run. */
+typedef struct ra_tab {
+    uint64_t size;
+    char label[32], name[64];
+    etsmgr_table_info info;
+    double *tot, *conn, *nt, *lk;
+} ra_tab;
 
+/* Creates x's table through etsmgrd and fills it; the daemon is left heir. */
+static void ra_fill(ra_tab *x)
+{
+    ra_size_label(x->size, x->label, sizeof x->label);
+    snprintf(x->name, sizeof x->name, "bench-reattach-%" PRIu64, x->size);
     etsmgr_client *owner = ra_connect();
     etsmgr_table *t;
-    etsmgr_table_opts o = { .size_hint = size };
+    etsmgr_table_opts o = { .size_hint = x->size };
     etsmgr_grant g;
-    if (etsmgr_new_table(owner, name, &o, NULL, &t, &g))
+    if (etsmgr_new_table(owner, x->name, &o, NULL, &t, &g))
         ra_fail("new_table", etsmgr_client_message(owner));
     if (!g.created)
-        ra_fail(name, "a table of that name was left over by an earlier run; remove it first");
+        ra_fail(x->name, "a table of that name was left over by an earlier run; remove it first");
     etsmgr_value probe = { .type = ETSMGR_INT, .i = 42 };
     if (etsmgr_table_insert(t, "probe", 5, &probe))
-        ra_fail(name, "insert of probe failed");
+        ra_fail(x->name, "insert of probe failed");
     char *val = malloc(RA_VALUE_BYTES);
     if (!val)
         ra_fail("malloc", strerror(ENOMEM));
     double f0 = bu_now();
-    etsmgr_table_info info;
     for (uint32_t i = 0;; i++) {
-        etsmgr_table_info_get(t, &info);
-        if (info.bytes_used + 2u * RA_VALUE_BYTES + 4096u > info.bytes_total)
+        etsmgr_table_info_get(t, &x->info);
+        if (x->info.bytes_used + 2u * RA_VALUE_BYTES + 4096u > x->info.bytes_total)
             break; /* the next one could make it grow */
         char key[16];
         int kl = snprintf(key, sizeof key, "v%08" PRIu32, i);
@@ -150,75 +157,65 @@ static void ra_measure(uint64_t size, int reps, const char *ref, const char *tar
             ra_fail("filling the table", etsmgr_strerror(r));
     }
     free(val);
-    etsmgr_table_info_get(t, &info);
+    etsmgr_table_info_get(t, &x->info);
     fprintf(stderr, "reattach: %s table: %" PRIu64 " entries, %" PRIu64 " bytes used of %" PRIu64
                     " (filled in %.2f s)\n",
-            label, info.entries, info.bytes_used, info.bytes_total, bu_now() - f0);
+            x->label, x->info.entries, x->info.bytes_used, x->info.bytes_total, bu_now() - f0);
     etsmgr_client_close(owner); /* the daemon is heir now */
+}
 
-    etsmgr_client *obs = ra_connect();
-    ra_wait_orphaned(obs, name);
-    double *tot = calloc((size_t)reps, sizeof *tot), *conn = calloc((size_t)reps, sizeof *conn),
-           *nt = calloc((size_t)reps, sizeof *nt), *lk = calloc((size_t)reps, sizeof *lk);
-    if (!tot || !conn || !nt || !lk)
-        ra_fail("calloc", strerror(ENOMEM));
-    for (int i = 0; i < reps; i++) {
-        int p[2];
-        if (pipe(p) < 0)
-            ra_fail("pipe", strerror(errno));
-        fflush(NULL);
-        pid_t pid = fork();
-        if (pid < 0)
-            ra_fail("fork", strerror(errno));
-        if (pid == 0) {
-            close(p[0]);
-            ra_child(name, p[1]);
-        }
-        close(p[1]);
-        double tt[3];
-        ssize_t n = read(p[0], tt, sizeof tt);
+/* One restarted client for x's table: repetition i. */
+static void ra_once(ra_tab *x, int i, etsmgr_client *obs)
+{
+    int p[2];
+    if (pipe(p) < 0)
+        ra_fail("pipe", strerror(errno));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        ra_fail("fork", strerror(errno));
+    if (pid == 0) {
         close(p[0]);
-        int st;
-        waitpid(pid, &st, 0);
-        if (n != (ssize_t)sizeof tt || !WIFEXITED(st) || WEXITSTATUS(st))
-            ra_fail(name, "the restarted client failed (see above)");
-        conn[i] = tt[0];
-        nt[i] = tt[1];
-        lk[i] = tt[2];
-        tot[i] = tt[0] + tt[1] + tt[2];
-        ra_wait_orphaned(obs, name);
+        ra_child(x->name, p[1]);
     }
-    /* remove it: take it back, then delete with unlink */
-    etsmgr_table *mine;
-    if (etsmgr_new_table(obs, name, NULL, NULL, &mine, NULL) || etsmgr_del_table(obs, mine, 1))
-        fprintf(stderr, "reattach: could not remove table %s: %s\n", name, etsmgr_client_message(obs));
-    etsmgr_client_close(obs);
+    close(p[1]);
+    double tt[3];
+    ssize_t n = read(p[0], tt, sizeof tt);
+    close(p[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    if (n != (ssize_t)sizeof tt || !WIFEXITED(st) || WEXITSTATUS(st))
+        ra_fail(x->name, "the restarted client failed (see above)");
+    x->conn[i] = tt[0];
+    x->nt[i] = tt[1];
+    x->lk[i] = tt[2];
+    x->tot[i] = tt[0] + tt[1] + tt[2];
+    ra_wait_orphaned(obs, x->name);
+}
 
-    snprintf(rowname, sizeof rowname, "reattach a %s table, median", label);
-    double med = bu_percentile(tot, (size_t)reps, 50);
+static void ra_row(ra_tab *x, int reps, const char *ref, const char *target, const char *note)
+{
+    char rowname[200], small[160];
+    snprintf(rowname, sizeof rowname, "reattach a %s table, median", x->label);
+    double med = bu_percentile(x->tot, (size_t)reps, 50);
     cJSON *row = bu_row(rowname, med, "ms", ref, -1);
-    cJSON_AddNumberToObject(row, "p99", bu_percentile(tot, (size_t)reps, 99));
-    cJSON_AddNumberToObject(row, "connect_ms", bu_percentile(conn, (size_t)reps, 50));
-    cJSON_AddNumberToObject(row, "new_table_ms", bu_percentile(nt, (size_t)reps, 50));
-    cJSON_AddNumberToObject(row, "first_lookup_ms", bu_percentile(lk, (size_t)reps, 50));
+    cJSON_AddNumberToObject(row, "p99", bu_percentile(x->tot, (size_t)reps, 99));
+    cJSON_AddNumberToObject(row, "connect_ms", bu_percentile(x->conn, (size_t)reps, 50));
+    cJSON_AddNumberToObject(row, "new_table_ms", bu_percentile(x->nt, (size_t)reps, 50));
+    cJSON_AddNumberToObject(row, "first_lookup_ms", bu_percentile(x->lk, (size_t)reps, 50));
     cJSON_AddNumberToObject(row, "samples", reps);
-    cJSON_AddNumberToObject(row, "bytes_total", (double)info.bytes_total);
-    cJSON_AddNumberToObject(row, "entries", (double)info.entries);
+    cJSON_AddNumberToObject(row, "bytes_total", (double)x->info.bytes_total);
+    cJSON_AddNumberToObject(row, "entries", (double)x->info.entries);
     if (target)
         cJSON_AddStringToObject(row, "target", target);
-    char small[160];
-    if (!note && info.bytes_total != size) {
+    if (!note && x->info.bytes_total != x->size) {
         snprintf(small, sizeof small, "the object is %" PRIu64 " bytes: the smallest table the store makes",
-                 info.bytes_total);
+                 x->info.bytes_total);
         note = small;
     }
     if (note)
         cJSON_AddStringToObject(row, "note", note);
     bu_row_print(row);
-    free(tot);
-    free(conn);
-    free(nt);
-    free(lk);
 }
 
 static const char ra_usage[] =
@@ -251,11 +248,12 @@ int main(int argc, char **argv)
         return RA_EX_USAGE;
     }
     char note[256] = "";
+    /* all the tables exist at once: room for the largest and the others */
     struct statvfs sv;
     if (statvfs("/dev/shm", &sv) < 0)
         ra_fail("statvfs /dev/shm", strerror(errno));
     uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize, want = max;
-    while (max > (1ull << 20) && max + max / 4 + (64ull << 20) > avail)
+    while (max > (1ull << 20) && max + max / 4 + (80ull << 20) > avail)
         max /= 2;
     if (max != want) {
         char a[32], b[32];
@@ -265,18 +263,44 @@ int main(int argc, char **argv)
         fprintf(stderr, "reattach: %s; the largest table is %s\n", note, b);
     }
     const uint64_t sizes[] = { 4096, 1ull << 20, 64ull << 20, max };
-    char ref[200];
+    ra_tab tabs[4];
+    int nt = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-        if (i > 0 && sizes[i] <= sizes[i - 1])
-            continue;
-        if (i == 0) {
-            ra_measure(sizes[0], reps, NULL, NULL, NULL);
-            char l[32];
-            ra_size_label(sizes[0], l, sizeof l);
-            snprintf(ref, sizeof ref, "reattach a %s table, median", l);
-        } else {
-            ra_measure(sizes[i], reps, ref, i == 3 ? "<= 2" : NULL, i == 3 && note[0] ? note : NULL);
-        }
+        uint64_t sz = sizes[i] < max ? sizes[i] : max;
+        if (nt > 0 && sz <= tabs[nt - 1].size)
+            continue; /* sized down onto a smaller one */
+        ra_tab *x = &tabs[nt++];
+        memset(x, 0, sizeof *x);
+        x->size = sz;
+        x->tot = calloc((size_t)reps, sizeof(double));
+        x->conn = calloc((size_t)reps, sizeof(double));
+        x->nt = calloc((size_t)reps, sizeof(double));
+        x->lk = calloc((size_t)reps, sizeof(double));
+        if (!x->tot || !x->conn || !x->nt || !x->lk)
+            ra_fail("calloc", strerror(ENOMEM));
+        ra_fill(x);
     }
+    /* the sizes take turns, so that a change of load hits them all alike */
+    etsmgr_client *obs = ra_connect();
+    for (int x = 0; x < nt; x++)
+        ra_wait_orphaned(obs, tabs[x].name);
+    for (int i = 0; i < reps; i++)
+        for (int x = 0; x < nt; x++)
+            ra_once(&tabs[x], i, obs);
+    char ref[200];
+    snprintf(ref, sizeof ref, "reattach a %s table, median", tabs[0].label);
+    for (int x = 0; x < nt; x++) {
+        ra_row(&tabs[x], reps, x ? ref : NULL, x == nt - 1 && x > 0 ? "<= 2" : NULL,
+               x == nt - 1 && note[0] ? note : NULL);
+        /* remove it: take it back, then delete with unlink */
+        etsmgr_table *mine;
+        if (etsmgr_new_table(obs, tabs[x].name, NULL, NULL, &mine, NULL) || etsmgr_del_table(obs, mine, 1))
+            fprintf(stderr, "reattach: could not remove table %s: %s\n", tabs[x].name, etsmgr_client_message(obs));
+        free(tabs[x].tot);
+        free(tabs[x].conn);
+        free(tabs[x].nt);
+        free(tabs[x].lk);
+    }
+    etsmgr_client_close(obs);
     return 0;
 }
