@@ -29,10 +29,12 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "frame.h"
+#include "runcap.h"
 #include "runtime.h"
 #include "sock.h"
 #include "table.h"
@@ -323,6 +325,7 @@ END_TEST
  * measured time.  Twice, so that growth between rounds shows: the RSS
  * after the second flood must stay near the first's. */
 #define HS_FLOOD 1000
+#define HS_ROUNDS 3
 START_TEST(test_flood_connections)
 {
     if (!hs_raise_nofile(HS_FLOOD + 1024)) {
@@ -341,10 +344,10 @@ START_TEST(test_flood_connections)
     ck_assert_ptr_nonnull(held);
     for (int d = 0; d < 2; d++) {
         int fd0 = tu_count_fds(pids[d]);
-        long rss0 = hs_rss_kb(pids[d]), rss_peak[2] = {0, 0}, rss_after[2] = {0, 0};
+        long rss0 = hs_rss_kb(pids[d]), rss_peak[HS_ROUNDS] = {0}, rss_after[HS_ROUNDS] = {0};
         double worst = 0, sum = 0;
         int n = 0;
-        for (int round = 0; round < 2; round++) {
+        for (int round = 0; round < HS_ROUNDS; round++) {
             double t0 = hs_now_ms();
             for (int i = 0; i < HS_FLOOD; i++) {
                 held[i] = hs_connect(&e, daemon_socks[d]);
@@ -382,21 +385,38 @@ START_TEST(test_flood_connections)
         ck_assert_msg(worst < 3000, "%s took %.0f ms to serve a client during the flood", daemon_names[d], worst);
         ck_assert(hs_alive(pids[d]));
         /* bounded: 1,000 half frames cost at most ~64 MiB + overhead while
-         * held, and a second flood costs nothing more than the first */
+         * held.  Later floods reuse the first one's memory: malloc's
+         * fragmentation adds a few MiB at first, then levels off (measured:
+         * 20.7, 23-29, 24-26 MiB held in rounds 1-3), while a leaked buffer
+         * per unfinished frame would add 16 MiB per round. */
         ck_assert_msg(rss_peak[0] - rss0 < 200 * 1024, "%s: RSS %ld -> %ld KiB during the flood",
                       daemon_names[d], rss0, rss_peak[0]);
 #if defined(__SANITIZE_ADDRESS__)
         /* ASan keeps freed memory in quarantine and does not reuse it at
-         * once: RSS grows flood after flood by design, so only the peak
-         * bound above holds (the daemons are built like this runner) */
+         * once, so RSS grows flood after flood by design (the daemons are
+         * built like this runner); LeakSanitizer at the daemon's exit below
+         * is the leak check instead */
         (void)rss_after;
 #else
-        ck_assert_msg(rss_after[1] <= rss_after[0] + 8192 && rss_peak[1] <= rss_peak[0] + 8192,
-                      "%s: memory grows flood after flood (%ld/%ld KiB held, %ld/%ld after)", daemon_names[d],
-                      rss_peak[0], rss_peak[1], rss_after[0], rss_after[1]);
+        ck_assert_msg(rss_peak[HS_ROUNDS - 1] <= rss_peak[0] + 16384,
+                      "%s: memory grows flood after flood (%ld, %ld, %ld KiB held; %ld, %ld, %ld after)",
+                      daemon_names[d], rss_peak[0], rss_peak[1], rss_peak[2], rss_after[0], rss_after[1],
+                      rss_after[2]);
 #endif
     }
     free(held);
+    /* an orderly exit frees everything: under ASan, LeakSanitizer reports
+     * whatever the floods left unreachable and makes the exit status 23 */
+    for (int d = 1; d >= 0; d--) {
+        ck_assert_int_eq(kill(pids[d], SIGTERM), 0);
+        int st = tu_wait(pids[d], HS_TIMEOUT_MS);
+        char log[300], *text;
+        snprintf(log, sizeof log, "%s/%s.log", e.dir, daemon_names[d]);
+        text = rc_slurp(log);
+        ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && !(text && strstr(text, "LeakSanitizer")),
+                      "%s after the floods and SIGTERM: status %d, log:\n%s", daemon_names[d], st, text ? text : "");
+        free(text);
+    }
     tu_env_cleanup(&e);
 }
 END_TEST
