@@ -2,7 +2,7 @@
 # the machine's limits and its own targets, measured in one run (issue 7;
 # docs/performance.md).  Not part of `make check`.
 #
-#   make bench                 everything, about 2-3 minutes; prints the table and
+#   make bench                 everything, about 70 s; prints the table and
 #                              writes build/bench/results.json
 #   make bench BENCH_NET_SECS=3 BENCH_ROUNDS=5 BENCH_KILLS=200   longer, more
 #   make bench BENCH_ETSCOUNTERD=/path/etscounterd  measure a patched etscounterd

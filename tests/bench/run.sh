@@ -6,9 +6,10 @@
 #   BENCHBINDIR  the bench programs (build/tests/bench)
 #   OUTDIR       where rows.jsonl, results.json and the logs go (build/bench)
 # Environment: BENCH_SECS (seconds per bench-table row, 1), BENCH_NET_SECS
-# (seconds per socket row, 1), BENCH_ROUNDS (rounds of the socket rows, 3), BENCH_KILLS (100), BENCH_CLI_RUNS (200),
-# BENCH_REATTACH_REPS (20); BENCH_ETSCOUNTERD, another etscounterd binary to
-# measure instead of BINDIR's (to try a patch: the table then says which).
+# (seconds per socket row, 1), BENCH_ROUNDS (rounds of the socket rows, 3),
+# BENCH_KILLS (100), BENCH_CLI_RUNS (200), BENCH_REATTACH_REPS (20);
+# BENCH_ETSCOUNTERD, another etscounterd binary to measure instead of
+# BINDIR's (to try a patch: the table then says which).
 #
 # Everything is measured in this one run on this machine, so each ratio
 # compares two things that saw the same load.  Each bench program prints
@@ -18,9 +19,10 @@
 # The project runs as in production: etssup supervising etsmgrd and
 # etscounterd, both at --log-level warning (a count is logged at notice, so
 # this is the setting where counts are not logged), in a private runtime dir
-# and instance.  Redis runs as a private redis-server on a Unix socket in the
-# same dir, port 0 (no TCP), first without persistence, then with appendonly
-# everysec.  Whatever happens, the EXIT trap stops every process this script
+# and instance.  Redis runs as two private redis-servers on Unix sockets in
+# the same dir, port 0 (no TCP), one without persistence and one with
+# appendonly everysec; the socket rows of the three servers run back to back
+# for each concurrency, in rounds, and the report keeps the median round.  Whatever happens, the EXIT trap stops every process this script
 # started (by pid) and removes the instance's shm objects and the dir.
 #
 # Exit status: 0 every step ran; 1 a step failed (the table still shows what
