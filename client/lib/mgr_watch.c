@@ -131,7 +131,9 @@ static void mc_watch_down(struct mc_watch *w, const char *reason)
     w->nres = 0;
     mc_drop(c);
     w->state = W_DOWN;
-    uv_timer_start(w->retry, mc_retry_cb, w->retry_ms, w->retry_ms);
+    /* the first try at once: under a supervisor that holds the socket the
+     * connect succeeds and waits in the backlog for the new daemon */
+    uv_timer_start(w->retry, mc_retry_cb, announce ? 0 : w->retry_ms, w->retry_ms);
     mc_err(c, ETSMGR_ENOTCONN, "", "etsmgrd (pid %d) is gone: %s", (int)old, reason);
     if (announce && w->cbs.down)
         w->cbs.down(c, old, reason, w->arg);
