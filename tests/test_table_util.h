@@ -29,6 +29,9 @@ static inline const char *tt_name(void)
     ck_assert_int_lt(tt_nnames, TT_MAX_NAMES);
     char *n = tt_names[tt_nnames];
     snprintf(n, sizeof tt_names[0], "/t%dx%d.tbl", (int)getpid(), tt_nnames);
+    /* the name carries our pid: an object by that name was left by a dead
+     * process that had this pid before (a test killed mid-way) */
+    shm_unlink(n);
     tt_nnames++;
     return n;
 }
