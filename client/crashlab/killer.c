@@ -171,10 +171,19 @@ void lab_killer_run(lab *l)
             l->sup_killed_by_us = true;
             pthread_mutex_unlock(&l->mu);
         }
+        /* "both" must be both at once for etssup too: were the lab
+         * descheduled between the two kill() calls, etssup could already
+         * have reacted to the first death (one_for_all stops the other
+         * child itself).  So etssup is stopped for the two calls. */
+        pid_t frozen = tg == LAB_T_BOTH && sup_pid > 0 && kill(sup_pid, SIGSTOP) == 0 ? sup_pid : 0;
         kl.t_ns = lab_now_ns();
         for (int i = 0; i < kl.npids; i++)
             if (kill(kl.pids[i], SIGKILL) < 0)
-                lab_note(l, "kill %ld: kill(%d, SIGKILL): %s", k + 1, (int)kl.pids[i], strerror(errno));
+                lab_note(l, "kill %ld (%s): kill(%d, SIGKILL): %s: it had exited already", k + 1,
+                         lab_target_name(tg), (int)kl.pids[i], strerror(errno));
+        if (frozen && kill(frozen, SIGCONT) < 0)
+            lab_fail(l, "kill(%d, SIGCONT) to let etssup go on after killing both: %s", (int)frozen,
+                     strerror(errno));
         lab_log(l, "kill %ld: SIGKILL %s (pid %d%s)", k + 1, lab_target_name(tg), (int)kl.pids[0],
                 kl.npids > 1 ? " and another" : "");
         int r;
