@@ -4,6 +4,7 @@
 #   make run        build, then run the whole system under etssup (foreground)
 #   make check      build and run every test (SANITIZE=1: with ASan+UBSan)
 #   make clean      remove build/
+#   make deps       install the Debian packages the build and tests need
 #
 # Layout conventions, so that a new module needs no Makefile edit:
 #   common/*.c                 internal library, linked into everything
@@ -20,16 +21,28 @@ VERSION := 0.1.0
 SOVERSION := 0
 
 # ---------------------------------------------------------------- dependencies
-# Debian packages found through pkg-config; installed on first use when absent.
-DEPS := libuv=libuv1-dev libcjson=libcjson-dev check=check
-NODEPS_GOALS := clean help
-ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
-DEPS_MISSING := $(shell sh common/deps.sh missing $(DEPS))
+# Debian packages found through pkg-config (common/deps.sh).  Plain `make`
+# and `make install` never run apt-get or sudo: a missing package stops them
+# with one line naming it and `make deps`, which installs them.  The goals
+# that run things (run, check, bench ...) install what they lack themselves,
+# as the README promises, so a fresh CI machine needs no preparation.
+BUILD_DEPS := libuv=libuv1-dev libcjson=libcjson-dev
+TEST_DEPS := check=check
+NODEPS_GOALS := clean help deps
+AUTODEPS_GOALS := run check bench bench-table demo crash memcheck fuzz check-systemd
+GOALS := $(or $(MAKECMDGOALS),all)
+ifneq ($(filter-out $(NODEPS_GOALS),$(GOALS)),)
+DEPS_MISSING := $(shell sh common/deps.sh missing $(BUILD_DEPS) \
+	$(if $(filter $(AUTODEPS_GOALS),$(GOALS)),$(TEST_DEPS)))
 ifneq ($(strip $(DEPS_MISSING)),)
+ifneq ($(filter $(AUTODEPS_GOALS),$(GOALS)),)
 $(info etsmgr: installing missing Debian packages: $(DEPS_MISSING))
 DEPS_STATUS := $(shell sh common/deps.sh install $(DEPS_MISSING) >&2; echo $$?)
 ifneq ($(DEPS_STATUS),0)
 $(error etsmgr: could not install $(DEPS_MISSING); install them with apt-get and run make again)
+endif
+else
+$(error missing Debian packages: $(DEPS_MISSING); run `make deps` (it uses apt-get, with sudo when not root))
 endif
 endif
 endif
@@ -147,7 +160,7 @@ $(BUILD)/tests/bin/%: $(OBJ)/tests/progs/%.o $(patsubst %.c,$(OBJ)/%.o,$(TEST_LI
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # ---------------------------------------------------------------- targets
-.PHONY: all run check clean help
+.PHONY: all run check clean help deps
 all: $(LIB_A) $(LIB_SO) $(LIB_PC) $(BUILT_PROGRAMS)
 
 # Tests find the programs through these; CK_RUN_SUITE=NAME runs one suite.
@@ -161,11 +174,18 @@ run: all
 	@echo "etsmgr: starting etssup; in another terminal try: $(BIN)/etscounter count   (Ctrl-C stops everything)"
 	@exec $(BIN)/etssup
 
+# The one goal besides run/check/bench allowed to run apt-get (with sudo
+# when not root): every package the build and the tests need.
+deps:
+	@m=$$(sh common/deps.sh missing $(BUILD_DEPS) $(TEST_DEPS)); \
+	if [ -z "$$m" ]; then echo "etsmgr: every Debian package the build and tests need is installed"; \
+	else echo "etsmgr: installing $$m"; sh common/deps.sh install $$m; fi
+
 clean:
 	rm -rf build
 
 help:
-	@sed -n '2,7p' Makefile
+	@sed -n '2,8p' Makefile
 
 -include $(wildcard */*.mk tests/*/*.mk client/*/*.mk)
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
