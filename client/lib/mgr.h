@@ -5,9 +5,14 @@
  * mc_recv_some into one frame_reader, whoever reads (a blocking call or the
  * watch's poll callback), so the stream can never be split between two
  * readers.  File descriptors arrive as SCM_RIGHTS with the first byte of the
- * frame that carries them, hence no later than the frame itself is complete:
- * a FIFO of received fds, popped by the frames that carry one (a new_table
- * reply, a transfer event), pairs them up exactly. */
+ * frame that carries them, and the kernel ends a stream read right after
+ * the message that carried fds, so the fds of one read belong to the frame
+ * holding that read's last byte (the same rule as common/conn.c).  Each read
+ * with fds is kept as a group {stream offset of its end, fds}; when a frame
+ * is decoded, the groups ending inside it become that frame's fds, and every
+ * fd is closed with its frame unless a handler takes it (mc_pop_fd).  So a
+ * late reply to a call that timed out takes its table fd with it when it is
+ * dropped, instead of leaving it for the next call to pick up. */
 #ifndef ETSMGR_MGR_H
 #define ETSMGR_MGR_H
 #include <stdint.h>
@@ -17,9 +22,16 @@
 #include "frame.h"
 #include "runtime.h"
 
-#define MC_FDQ_MAX 64
+#define MC_FDGROUPS 8
 #define MC_DEFAULT_TIMEOUT_MS 5000
 #define MC_DEFAULT_POLL_MS 100
+
+/* fds of one read, until the frame holding its last byte is decoded */
+typedef struct mc_fdgroup {
+    uint64_t end; /* stream offset just past the read that brought them */
+    int n;
+    int fds[FRAME_MAX_FDS];
+} mc_fdgroup;
 
 typedef struct mc_transfer {
     etsmgr_table *t;
@@ -36,8 +48,11 @@ struct etsmgr_client {
     int timeout_ms;
     uint64_t next_id;
     frame_reader rd;
-    int fdq[MC_FDQ_MAX];
-    int nfdq;
+    uint64_t rx_total, rx_consumed; /* stream offsets: bytes read, bytes decoded */
+    mc_fdgroup grp[MC_FDGROUPS];
+    int ngrp;
+    int frame_fds[FRAME_MAX_FDS]; /* the fds of the frame mc_next_frame returned last */
+    int frame_nfds;
     etsmgr_table **tables; /* held tables */
     char **heirs;          /* their heir_data (malloc'd), sent again on add_table */
     size_t ntables, captables;
@@ -61,9 +76,12 @@ void mc_drop(etsmgr_client *c);
  * end of stream, -1 with errno. */
 ssize_t mc_recv_some(etsmgr_client *c, int flags);
 /* The next whole frame as JSON: 1 (*obj set), 0 need more bytes, -1 the
- * stream is broken (reason recorded). */
+ * stream is broken (reason recorded).  The fds that came with it wait in
+ * frame_fds until mc_pop_fd takes one or the next frame (or mc_frame_done)
+ * closes them. */
 int mc_next_frame(etsmgr_client *c, cJSON **obj);
-int mc_pop_fd(etsmgr_client *c); /* -1 when none */
+int mc_pop_fd(etsmgr_client *c); /* the current frame's next fd; -1 when none */
+void mc_frame_done(etsmgr_client *c); /* closes the current frame's fds not taken */
 /* Handles an unsolicited frame (it has "event"); 1 when it was one. */
 int mc_handle_event(etsmgr_client *c, cJSON *obj);
 /* Interprets a reply: ETSMGR_OK, or the daemon's error recorded and mapped. */

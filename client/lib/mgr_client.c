@@ -26,6 +26,10 @@
 #include <time.h>
 #include <unistd.h>
 
+/* fds taken from one recvmsg; more are closed (a frame carries at most
+ * FRAME_MAX_FDS) */
+#define CONN_CMSG_FDS_CLIENT 16
+
 /* ------------------------------------------------------------------ errors */
 int mc_err(etsmgr_client *c, int err, const char *code, const char *fmt, ...)
 {
@@ -98,9 +102,12 @@ void mc_drop(etsmgr_client *c)
         close(c->fd);
     c->fd = -1;
     c->daemon_pid = 0;
-    for (int i = 0; i < c->nfdq; i++)
-        close(c->fdq[i]);
-    c->nfdq = 0;
+    mc_frame_done(c);
+    for (int g = 0; g < c->ngrp; g++)
+        for (int i = 0; i < c->grp[g].n; i++)
+            close(c->grp[g].fds[i]);
+    c->ngrp = 0;
+    c->rx_total = c->rx_consumed = 0;
     frame_reader_free(&c->rd);
     frame_reader_init(&c->rd);
 }
@@ -110,7 +117,7 @@ ssize_t mc_recv_some(etsmgr_client *c, int flags)
     char buf[16384];
     union {
         struct cmsghdr h;
-        char b[CMSG_SPACE(sizeof(int) * FRAME_MAX_FDS)];
+        char b[CMSG_SPACE(sizeof(int) * CONN_CMSG_FDS_CLIENT)];
     } cm;
     struct iovec iov = { buf, sizeof buf };
     struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b,
@@ -121,39 +128,87 @@ ssize_t mc_recv_some(etsmgr_client *c, int flags)
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return -1;
+    int fds[CONN_CMSG_FDS_CLIENT], nfds = 0;
     for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h)) {
         if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
             continue;
         size_t nfd = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        int *fds = (int *)CMSG_DATA(h);
         for (size_t i = 0; i < nfd; i++) {
-            if (c->nfdq < MC_FDQ_MAX)
-                c->fdq[c->nfdq++] = fds[i];
+            int fd;
+            memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
+            if (nfds < CONN_CMSG_FDS_CLIENT)
+                fds[nfds++] = fd;
             else
-                close(fds[i]);
+                close(fd);
         }
     }
     if (n > 0 && frame_reader_feed(&c->rd, buf, (size_t)n) < 0) {
+        for (int i = 0; i < nfds; i++)
+            close(fds[i]);
         errno = ENOMEM;
         return -1;
+    }
+    c->rx_total += (uint64_t)n;
+    if (nfds > 0) {
+        /* No byte read, or no room to remember them: they can belong to no
+         * frame we will decode, so they go now. */
+        int keep = 0;
+        if (n > 0 && c->ngrp < MC_FDGROUPS) {
+            mc_fdgroup *g = &c->grp[c->ngrp++];
+            g->end = c->rx_total;
+            g->n = 0;
+            for (; keep < nfds && keep < FRAME_MAX_FDS; keep++)
+                g->fds[g->n++] = fds[keep];
+        }
+        for (int i = keep; i < nfds; i++)
+            close(fds[i]);
     }
     return n;
 }
 
 int mc_pop_fd(etsmgr_client *c)
 {
-    if (c->nfdq == 0)
+    if (c->frame_nfds == 0)
         return -1;
-    int fd = c->fdq[0];
-    memmove(c->fdq, c->fdq + 1, sizeof(int) * (size_t)(c->nfdq - 1));
-    c->nfdq--;
+    int fd = c->frame_fds[0];
+    memmove(c->frame_fds, c->frame_fds + 1, sizeof(int) * (size_t)(c->frame_nfds - 1));
+    c->frame_nfds--;
     return fd;
+}
+
+void mc_frame_done(etsmgr_client *c)
+{
+    for (int i = 0; i < c->frame_nfds; i++)
+        close(c->frame_fds[i]);
+    c->frame_nfds = 0;
+}
+
+/* The frame [start, end) of the stream takes the fds of the reads whose
+ * last byte lies in it; reads that ended before it had no frame of their
+ * own (a peer sending fds mid-frame): closed. */
+static void mc_assign_fds(etsmgr_client *c, uint64_t start, uint64_t end)
+{
+    int used = 0;
+    for (; used < c->ngrp && c->grp[used].end <= end; used++) {
+        mc_fdgroup *g = &c->grp[used];
+        for (int i = 0; i < g->n; i++) {
+            if (g->end > start && c->frame_nfds < FRAME_MAX_FDS)
+                c->frame_fds[c->frame_nfds++] = g->fds[i];
+            else
+                close(g->fds[i]);
+        }
+    }
+    if (used) {
+        memmove(c->grp, c->grp + used, sizeof c->grp[0] * (size_t)(c->ngrp - used));
+        c->ngrp -= used;
+    }
 }
 
 int mc_next_frame(etsmgr_client *c, cJSON **obj)
 {
     const char *p;
     size_t len;
+    mc_frame_done(c); /* the previous frame's fds nobody took */
     int r = frame_reader_next(&c->rd, &p, &len);
     if (r < 0) {
         mc_err(c, ETSMGR_EPROTO, "", "etsmgrd sent a frame longer than %u bytes", FRAME_MAX);
@@ -161,6 +216,9 @@ int mc_next_frame(etsmgr_client *c, cJSON **obj)
     }
     if (r == 0)
         return 0;
+    uint64_t start = c->rx_consumed;
+    c->rx_consumed = start + 4 + len;
+    mc_assign_fds(c, start, c->rx_consumed);
     cJSON *o = cJSON_ParseWithLength(p, len);
     if (!o || !cJSON_IsObject(o)) {
         cJSON_Delete(o);
@@ -225,8 +283,9 @@ static int mc_read_until(etsmgr_client *c, int timeout_ms, mc_want_fn want, void
                 continue;
             }
             if (want(c, obj, arg))
-                return ETSMGR_OK; /* want took obj */
+                return ETSMGR_OK; /* want took obj (and may pop its fds) */
             cJSON_Delete(obj);
+            mc_frame_done(c); /* a late reply: its fds go with it */
         }
         if (r < 0) {
             int err = ETSMGR_EPROTO;
@@ -311,6 +370,7 @@ int mc_call(etsmgr_client *c, cJSON *req, int send_fd, cJSON **reply, int want_f
         }
         *rfd = fd;
     }
+    mc_frame_done(c); /* fds the reply carried beyond the one wanted */
     if (reply)
         *reply = w.reply;
     else
@@ -582,6 +642,11 @@ int mc_handle_event(etsmgr_client *c, cJSON *obj)
     etsmgr_table *t;
     if (etsmgr_table_attach_fd(fd, &t) != ETSMGR_OK) {
         close(fd);
+        return 1;
+    }
+    const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(obj, "name"));
+    if (!name || strcmp(name, etsmgr_table_name(t)) != 0) {
+        etsmgr_table_close(t); /* the event names another table than the fd is */
         return 1;
     }
     if (c->npending == c->cappending) {

@@ -104,6 +104,15 @@ int etsmgr_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts
         return mc_err(c, err, "", "the table %s that etsmgrd sent cannot be attached: %s", name,
                       etsmgr_strerror(err));
     }
+    /* The fd came with this very reply (mgr.h), and the table says its own
+     * name: a daemon that answered with another table is refused, not
+     * believed. */
+    if (strcmp(etsmgr_table_name(t), name) != 0) {
+        err = mc_err(c, ETSMGR_EPROTO, "", "etsmgrd answered new_table %s with the table %.64s; refused",
+                     name, etsmgr_table_name(t));
+        etsmgr_table_close(t);
+        return err;
+    }
     err = mc_hold(c, t, heir_data ? heir_data : name);
     if (err) {
         etsmgr_table_close(t);

@@ -342,6 +342,7 @@ static int mc_drain(struct mc_watch *w)
             return -1;
         }
         cJSON_Delete(obj); /* a late reply to a call that timed out */
+        mc_frame_done(w->c); /* and its fds with it */
     }
     if (r < 0) {
         mc_watch_down(w, "etsmgrd sent an unreadable frame");
