@@ -7,8 +7,15 @@
 #   make deps       install the Debian packages the build and tests need
 #
 # Layout conventions, so that a new module needs no Makefile edit:
-#   common/*.c                 internal library, linked into everything
-#   client/lib/*.c             libetsmgr (with common/), public header client/etsmgr.h
+#   client/include/etsmgr.h    the public header, the only one installed
+#   client/lib/*.c             libetsmgr's own sources: the manager client and
+#                              the table store (internal headers beside them)
+#   common/*.c                 the lowest layer, shared by libetsmgr and the
+#                              programs (framing, protocol, runtime dir); in
+#                              libetsmgr; includes nothing from client/
+#   common/prog/*.c            code only the programs share (connections,
+#                              logging, sd_notify, socket activation, sockets):
+#                              build/lib/libetsprog.a, never in libetsmgr
 #   <program dir>/*.c          one program; main() lives in <dir>/main.c
 #   tests/test_*.c             check suites: test_NAME.c defines Suite *NAME_suite(void)
 #   tests/progs/*.c            helper programs the tests start (build/tests/bin/NAME)
@@ -70,7 +77,14 @@ CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 
 CFLAGS ?= $(OPT) -g
 CFLAGS += -std=c11 -Wall -Wextra -Werror -fPIC -D_GNU_SOURCE $(SANFLAGS)
-CPPFLAGS += -Icommon -Iclient $(PKG_CFLAGS) -DETSMGR_VERSION_STRING='"$(VERSION)"'
+CPPFLAGS += $(PKG_CFLAGS) -DETSMGR_VERSION_STRING='"$(VERSION)"'
+# Include paths by layer, so that a wrong-way include fails to compile:
+# common/ sees only itself, libetsmgr does not see common/prog/, and the
+# programs and tests see everything.
+INC_COMMON := -Icommon
+INC_LIB := -Icommon -Iclient/include -Iclient/lib
+INC_ALL := -Icommon -Icommon/prog -Iclient/include -Iclient/lib -Iclient
+inc_for = $(if $(filter common/prog/%,$(1)),-Icommon -Icommon/prog,$(if $(filter common/%,$(1)),$(INC_COMMON),$(if $(filter client/lib/%,$(1)),$(INC_LIB),$(INC_ALL))))
 LDFLAGS += $(SANFLAGS)
 LDLIBS += $(PKG_LIBS) -lpthread -lrt -lm
 
@@ -79,10 +93,16 @@ COMMON_SRCS := $(wildcard common/*.c)
 CLIENT_SRCS := $(wildcard client/lib/*.c)
 LIB_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(COMMON_SRCS) $(CLIENT_SRCS))
 LIB_A := $(LIBDIR_B)/libetsmgr.a
+PROG_SRCS := $(wildcard common/prog/*.c)
+PROG_A := $(LIBDIR_B)/libetsprog.a
 LIB_SO := $(LIBDIR_B)/libetsmgr.so.$(SOVERSION)
 LIB_PC := $(LIBDIR_B)/pkgconfig/etsmgr.pc
 
 $(LIB_A): $(LIB_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(PROG_A): $(patsubst %.c,$(OBJ)/%.o,$(PROG_SRCS))
 	@mkdir -p $(@D)
 	rm -f $@ && $(AR) rcs $@ $^
 
@@ -96,7 +116,7 @@ $(LIB_SO): $(LIB_OBJS)
 $(LIB_PC): Makefile
 	@mkdir -p $(@D)
 	printf '%s\n' 'prefix=$(abspath $(BUILD))' 'libdir=$${prefix}/lib' \
-	  'includedir=$(abspath client)' '' 'Name: etsmgr' \
+	  'includedir=$(abspath client/include)' '' 'Name: etsmgr' \
 	  'Description: tables in POSIX shared memory that survive their owner' \
 	  'Version: $(VERSION)' 'Requires: libuv' 'Requires.private: libcjson' \
 	  'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -letsmgr' \
@@ -113,9 +133,9 @@ prog_dir = $(word 2,$(subst :, ,$(1)))
 prog_objs = $(patsubst %.c,$(OBJ)/%.o,$(wildcard $(call prog_dir,$(1))/*.c))
 
 define PROGRAM_RULE
-$(BIN)/$(call prog_name,$(1)): $(call prog_objs,$(1)) $(LIB_A)
+$(BIN)/$(call prog_name,$(1)): $(call prog_objs,$(1)) $(PROG_A) $(LIB_A)
 	@mkdir -p $$(@D)
-	$$(CC) $$(LDFLAGS) -o $$@ $(call prog_objs,$(1)) $(LIB_A) $$(LDLIBS)
+	$$(CC) $$(LDFLAGS) -o $$@ $(call prog_objs,$(1)) $(PROG_A) $(LIB_A) $$(LDLIBS)
 BUILT_PROGRAMS += $(BIN)/$(call prog_name,$(1))
 PROGRAM_OBJS += $(call prog_objs,$(1))
 endef
@@ -124,7 +144,7 @@ $(foreach p,$(PROGRAMS),$(if $(wildcard $(call prog_dir,$(p))/*.c),$(eval $(call
 # ---------------------------------------------------------------- objects
 $(OBJ)/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(call inc_for,$<) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 # ---------------------------------------------------------------- tests
 # One runner holds every suite, so make check ends with one check summary.
@@ -145,23 +165,23 @@ $(TEST_LIST): $(TEST_SRCS) Makefile
 
 $(OBJ)/tests/runner.o: tests/runner.c $(TEST_LIST)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CHECK_CFLAGS) -I$(BUILD)/tests $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(INC_ALL) $(CPPFLAGS) $(CHECK_CFLAGS) -I$(BUILD)/tests $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(OBJ)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CHECK_CFLAGS) -Itests/lib $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(INC_ALL) $(CPPFLAGS) $(CHECK_CFLAGS) -Itests/lib $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(TEST_RUNNER): $(OBJ)/tests/runner.o $(TEST_OBJS) $(PROGRAM_LIB_OBJS) $(LIB_A)
+$(TEST_RUNNER): $(OBJ)/tests/runner.o $(TEST_OBJS) $(PROGRAM_LIB_OBJS) $(PROG_A) $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
 
-$(BUILD)/tests/bin/%: $(OBJ)/tests/progs/%.o $(patsubst %.c,$(OBJ)/%.o,$(TEST_LIB_SRCS)) $(LIB_A)
+$(BUILD)/tests/bin/%: $(OBJ)/tests/progs/%.o $(patsubst %.c,$(OBJ)/%.o,$(TEST_LIB_SRCS)) $(PROG_A) $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # ---------------------------------------------------------------- targets
 .PHONY: all run check clean help deps
-all: $(LIB_A) $(LIB_SO) $(LIB_PC) $(BUILT_PROGRAMS)
+all: $(LIB_A) $(LIB_SO) $(LIB_PC) $(PROG_A) $(BUILT_PROGRAMS)
 
 # Tests find the programs through these; CK_RUN_SUITE=NAME runs one suite.
 TEST_ENV = ETSMGR_BINDIR=$(abspath $(BIN)) ETSMGR_TEST_BINDIR=$(abspath $(BUILD)/tests/bin) \

@@ -54,7 +54,7 @@ install: all
 	$(INSTALL) -m 0644 $(LIB_A) '$(DESTDIR)$(LIBDIR)/libetsmgr.a'
 	$(INSTALL) -m 0755 $(LIB_SO) '$(DESTDIR)$(LIBDIR)/libetsmgr.so.$(SOVERSION)'
 	ln -sfn libetsmgr.so.$(SOVERSION) '$(DESTDIR)$(LIBDIR)/libetsmgr.so'
-	$(INSTALL) -m 0644 client/etsmgr.h '$(DESTDIR)$(INCLUDEDIR)/etsmgr.h'
+	$(INSTALL) -m 0644 client/include/etsmgr.h '$(DESTDIR)$(INCLUDEDIR)/etsmgr.h'
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))' \
 	  'includedir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))' '' \
 	  'Name: etsmgr' 'Description: tables in POSIX shared memory that survive their owner' \

@@ -7,7 +7,7 @@
  * readers.  File descriptors arrive as SCM_RIGHTS with the first byte of the
  * frame that carries them, and the kernel ends a stream read right after
  * the message that carried fds, so the fds of one read belong to the frame
- * holding that read's last byte (the same rule as common/conn.c).  Each read
+ * holding that read's last byte (the same rule as common/prog/conn.c).  Each read
  * with fds is kept as a group {stream offset of its end, fds}; when a frame
  * is decoded, the groups ending inside it become that frame's fds, and every
  * fd is closed with its frame unless a handler takes it (mc_pop_fd).  So a

@@ -19,7 +19,7 @@ BENCH_KILLS ?= 100
 BENCH_CLI_RUNS ?= 200
 BENCH_REATTACH_REPS ?= 20
 
-$(BENCH_PROGS): $(BENCH_DIR)/%: $(OBJ)/tests/bench/%.o $(BENCH_UTIL_OBJ) $(LIB_A)
+$(BENCH_PROGS): $(BENCH_DIR)/%: $(OBJ)/tests/bench/%.o $(BENCH_UTIL_OBJ) $(PROG_A) $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -3,7 +3,7 @@
 BENCH_TABLE := $(BUILD)/tests/bench/bench_table
 BENCH_SECS ?= 1
 
-$(BENCH_TABLE): $(OBJ)/tests/bench/bench_table.o $(LIB_A)
+$(BENCH_TABLE): $(OBJ)/tests/bench/bench_table.o $(PROG_A) $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -1,4 +1,4 @@
-/* fake_conn.c: a stand-in for common/conn.c, so that the request handlers of
+/* fake_conn.c: a stand-in for common/prog/conn.c, so that the request handlers of
  * etsmgrd (mgrd_req_frame) and etscounterd (ecd_on_frame) can be fuzzed
  * without a socket or an event loop.  The handlers only ever talk to a
  * connection through conn.h, so linking this file instead of conn.c gives

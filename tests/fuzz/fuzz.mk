@@ -7,7 +7,8 @@
 #   make fuzz_NAME                run one, e.g. make fuzz_sup_config FUZZ_SECONDS=600
 #
 # Every tests/fuzz/fuzz_NAME.c is a harness (build/fuzz/bin/fuzz_NAME),
-# linked with common/ (but conn.c) and the program sources its
+# linked with libetsmgr's sources (common/, client/lib/), common/prog/
+# (but conn.c) and the program sources its
 # FZ_SRCS_fuzz_NAME names; the daemons' request handlers are linked with
 # tests/fuzz/fake_conn.c, which stands in for conn.c (see that file).
 # A run starts from the seeds in tests/fuzz/corpus/fuzz_NAME/ plus what
@@ -25,12 +26,12 @@ FZ_CC := clang
 FZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FZ_CFLAGS := -std=c11 -g -O1 -Wall -Wextra -Wno-unknown-warning-option -D_GNU_SOURCE \
 	-DETSMGR_VERSION_STRING='"$(VERSION)"' $(FZ_SAN) -fsanitize=fuzzer-no-link \
-	-Icommon -Iclient -Idaemon -Iclient/etscounterd -Isupervisor/etssup -Itests/fuzz \
+	-Icommon -Icommon/prog -Iclient/include -Iclient/lib -Iclient -Idaemon -Iclient/etscounterd -Isupervisor/etssup -Itests/fuzz \
 	$(PKG_CFLAGS)
 FZ_LDFLAGS := $(FZ_SAN) -fsanitize=fuzzer
 FZ_LDLIBS := $(PKG_LIBS) -lpthread -lrt -lm
 
-FZ_BASE_SRCS := $(filter-out common/conn.c,$(wildcard common/*.c))
+FZ_BASE_SRCS := $(filter-out common/prog/conn.c,$(wildcard common/*.c client/lib/*.c common/prog/*.c))
 FZ_HARNESSES := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FZ_SRCS_fuzz_etsmgrd_req := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) tests/fuzz/fake_conn.c
 FZ_SRCS_fuzz_etscounterd_req := client/etscounterd/serve.c client/etscounterd/counter.c \
