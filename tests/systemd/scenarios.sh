@@ -1,0 +1,138 @@
+# SPDX-License-Identifier: Apache-2.0
+# scenarios.sh: what check-systemd.sh runs once systemd is up, sourced by it
+# (it provides `inside`, which runs a command inside, and `say`).  Each scenario
+# is a shell function; the first failed expectation prints what it saw and
+# the journal's last lines, and ends the run (the exit trap cleans up).
+#
+# No sleeps as synchronisation: `systemctl start` returns once etssup sent
+# READY=1 (Type=notify), and what has no signal (systemd restarting a killed
+# service) is polled with a deadline.
+
+n_ok=0
+fail() {
+    say "FAILED: $*"
+    inside journalctl --no-pager -n 40 -o short-monotonic 2>/dev/null | sed 's/^/    | /'
+    exit 1
+}
+ok() { n_ok=$((n_ok + 1)); say "ok $n_ok - $*"; }
+expect_eq() { # got want what
+    [ "$1" = "$2" ] || fail "$3: got '$1', expected '$2'"
+}
+# until DEADLINE_S CMD...: run CMD until it succeeds, at most DEADLINE_S s.
+until_ok() {
+    local end=$(($(date +%s%N) / 1000000 + $1 * 1000))
+    shift
+    while ! "$@" >/dev/null 2>&1; do
+        [ $(($(date +%s%N) / 1000000)) -lt $end ] || return 1
+        sleep 0.05
+    done
+}
+prop() { inside systemctl show -P "$2" "$1"; } # unit property
+active_with_new_pid() { # unit oldpid
+    [ "$(prop "$1" ActiveState)" = active ] && [ "$(prop "$1" MainPID)" != "$2" ] &&
+        [ "$(prop "$1" MainPID)" != 0 ]
+}
+# journal_has PATTERN JOURNALCTL-ARGS...: journald reads the streams on its
+# own time, so a line written a moment ago is waited for (10 s at most).
+journal_grep() { local pat=$1; shift; inside journalctl --no-pager -o cat "$@" | grep -q -- "$pat"; }
+journal_has() { until_ok 10 journal_grep "$@"; }
+count() { inside etscounter "$@" count; }
+child_pid() { # unit program: the pid of program in unit's cgroup
+    local cg
+    cg=$(prop "$1" ControlGroup)
+    for p in $(inside cat "/sys/fs/cgroup$cg/cgroup.procs"); do
+        [ "$(inside cat /proc/$p/comm)" = "$2" ] && { echo "$p"; return 0; }
+    done
+    return 1
+}
+
+sc_install() {
+    inside make --no-print-directory -s install PREFIX=/usr >/dev/null || fail "make install PREFIX=/usr"
+    inside systemctl daemon-reload
+    ok "make install PREFIX=/usr, inside the overlays"
+}
+
+# The seed's story, through systemctl.
+sc_seed_story() {
+    inside systemctl start etsmgr || fail "systemctl start etsmgr"
+    # Type=notify: start returned, so both sockets answer at once
+    expect_eq "$(count -t 0)" 1 "the first count, right after systemctl start"
+    expect_eq "$(count)" 2 "the second count"
+    ok "Type=notify: systemctl start returns with etsmgrd and etscounterd answering"
+
+    local p
+    for prog in etsmgrd etscounterd; do
+        p=$(child_pid etsmgr $prog) || fail "no $prog in the service's cgroup"
+        inside kill -KILL "$p"
+        local want=$(($(inside etscounter -j check | sed -n 's/.*"count": *\([0-9]*\).*/\1/p') + 1))
+        expect_eq "$(count)" "$want" "the count after kill -9 of $prog"
+    done
+    ok "kill -9 of etsmgrd, then of etscounterd: etssup restarts each, the count goes on"
+
+    local main
+    main=$(prop etsmgr MainPID)
+    local before
+    before=$(count)
+    inside kill -KILL "$main"
+    until_ok 20 active_with_new_pid etsmgr "$main" || fail "systemd did not restart etsmgr after kill -9 of etssup"
+    expect_eq "$(count)" $((before + 1)) "the count after kill -9 of etssup"
+    ok "kill -9 of etssup: systemd restarts the service (Restart=on-failure), the count goes on"
+
+    before=$(count)
+    inside systemctl restart etsmgr || fail "systemctl restart etsmgr"
+    expect_eq "$(count)" $((before + 1)) "the count after systemctl restart"
+    ok "systemctl restart keeps the count"
+}
+
+# etssup gives up after more than `intensity` restarts in `period`; systemd's
+# Restart= takes over, and the count still goes on.
+sc_intensity() {
+    local before main restarts
+    before=$(count)
+    main=$(prop etsmgr MainPID)
+    restarts=$(prop etsmgr NRestarts)
+    local i last=
+    for i in $(seq 12); do
+        local p=
+        until_ok 10 child_pid etsmgr etsmgrd || break
+        p=$(child_pid etsmgr etsmgrd) || break
+        [ "$p" = "$last" ] && { sleep 0.02; continue; }
+        inside kill -KILL "$p" 2>/dev/null
+        last=$p
+        [ "$(prop etsmgr MainPID)" = "$main" ] || break
+    done
+    until_ok 20 active_with_new_pid etsmgr "$main" ||
+        fail "etssup did not give up after repeated kills of etsmgrd, or systemd did not restart it"
+    [ "$(prop etsmgr NRestarts)" -gt "$restarts" ] || fail "NRestarts did not grow"
+    journal_has "intensity" -u etsmgr ||
+        fail "no journal line says the restart intensity was reached"
+    expect_eq "$(count)" $((before + 1)) "the count after etssup gave up and systemd restarted it"
+    ok "restart intensity exceeded: etssup exits, systemd's Restart= starts it again, the count goes on"
+}
+
+# Priorities: a killed child is a warning or worse, a count a notice.
+sc_journal_priorities() {
+    journal_has "killed by signal SIGKILL" -u etsmgr -p warning ||
+        fail "no warning-or-worse line in the journal for a child killed by SIGKILL"
+    journal_has "Counter" -u etsmgr -p notice..notice ||
+        fail "no notice-priority 'Counter N.' line in the journal"
+    ok "journal priorities: deaths are warnings or errors, counts are notices"
+}
+
+sc_stop() {
+    inside systemctl stop etsmgr || fail "systemctl stop etsmgr"
+    expect_eq "$(prop etsmgr ActiveState)" inactive "state after systemctl stop"
+    for prog in etssup etsmgrd etscounterd; do
+        inside pgrep -x $prog >/dev/null && fail "$prog outlived systemctl stop"
+    done
+    inside sh -c 'ls /dev/shm/etsmgr.*' >/dev/null 2>&1 || fail "the tables did not outlive the stop"
+    ok "systemctl stop: nothing left running, the tables stay in /dev/shm"
+}
+
+run_scenarios() {
+    sc_install
+    sc_seed_story
+    sc_intensity
+    sc_journal_priorities
+    sc_stop
+}
