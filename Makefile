@@ -17,6 +17,8 @@
 #                              logging, sd_notify, socket activation, sockets):
 #                              build/lib/libetsprog.a, never in libetsmgr
 #   <program dir>/*.c          one program; main() lives in <dir>/main.c
+#   client/examples/NAME.c     an example program, built against the public
+#                              header and etsmgr.pc only (build/examples/NAME)
 #   tests/test_*.c             check suites: test_NAME.c defines Suite *NAME_suite(void)
 #   tests/progs/*.c            helper programs the tests start (build/tests/bin/NAME)
 #   */*.mk, tests/*/*.mk, client/*/*.mk   extra targets (bench, fuzz, crash, install ...)
@@ -111,16 +113,23 @@ $(LIB_SO): $(LIB_OBJS)
 	$(CC) -shared -Wl,-soname,libetsmgr.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 	ln -sf libetsmgr.so.$(SOVERSION) $(LIBDIR_B)/libetsmgr.so
 
-# pkg-config file for a build-tree user (prefix = the build dir); install.mk
-# writes the installed one.
-$(LIB_PC): Makefile
-	@mkdir -p $(@D)
-	printf '%s\n' 'prefix=$(abspath $(BUILD))' 'libdir=$${prefix}/lib' \
-	  'includedir=$(abspath client/include)' '' 'Name: etsmgr' \
+# The text of etsmgr.pc: $(1) prefix, $(2) libdir, $(3) includedir, $(4)
+# extra Libs.  `pkg-config --static` puts Cflags.private in front of Libs on
+# one cc command line, so -Bstatic there makes -letsmgr take the archive while
+# its dependencies (and libc) stay shared: Libs switches back right after it.
+pc_text = printf '%s\n' 'prefix=$(1)' 'libdir=$(2)' 'includedir=$(3)' '' 'Name: etsmgr' \
 	  'Description: tables in POSIX shared memory that survive their owner' \
 	  'Version: $(VERSION)' 'Requires: libuv' 'Requires.private: libcjson' \
-	  'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -letsmgr' \
-	  'Libs.private: -lpthread -lrt' > $@
+	  'Cflags: -I$${includedir}' 'Cflags.private: -Wl,-Bstatic' \
+	  'Libs: -L$${libdir} $(4)-letsmgr -Wl,-Bdynamic' 'Libs.private: -lpthread -lrt'
+
+# pkg-config file for a build-tree user (prefix = the build dir); install.mk
+# writes the installed one.  This one carries an rpath, so that a program
+# linked with it runs from the build tree as is, without LD_LIBRARY_PATH.
+PC_RPATH := -Wl,-rpath,$${libdir} 
+$(LIB_PC): Makefile
+	@mkdir -p $(@D)
+	@$(call pc_text,$(abspath $(BUILD)),$${prefix}/lib,$(abspath client/include),$(PC_RPATH)) > $@
 
 # ---------------------------------------------------------------- programs
 # name:directory; a directory with no .c files yet is skipped.
@@ -140,6 +149,15 @@ BUILT_PROGRAMS += $(BIN)/$(call prog_name,$(1))
 PROGRAM_OBJS += $(call prog_objs,$(1))
 endef
 $(foreach p,$(PROGRAMS),$(if $(wildcard $(call prog_dir,$(p))/*.c),$(eval $(call PROGRAM_RULE,$(p)))))
+
+# ---------------------------------------------------------------- examples
+# client/examples/NAME.c -> $(BUILD)/examples/NAME, built the way etsmgr(3)
+# tells a user to build a program: the public header and the build tree's
+# etsmgr.pc, nothing else.
+EXAMPLES := $(patsubst client/examples/%.c,$(BUILD)/examples/%,$(wildcard client/examples/*.c))
+$(BUILD)/examples/%: client/examples/%.c $(LIB_SO) $(LIB_PC)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $$(PKG_CONFIG_PATH=$(LIBDIR_B)/pkgconfig pkg-config --cflags --libs etsmgr)
 
 # ---------------------------------------------------------------- objects
 $(OBJ)/%.o: %.c
@@ -161,7 +179,7 @@ TEST_PROGS := $(patsubst tests/progs/%.c,$(BUILD)/tests/bin/%,$(TEST_PROG_SRCS))
 
 $(TEST_LIST): $(TEST_SRCS) Makefile
 	@mkdir -p $(@D)
-	@{ for s in $(TEST_SUITES); do echo "SUITE($${s//-/_})"; done; } > $@.tmp && mv $@.tmp $@
+	@{ for s in $(TEST_SUITES); do echo "SUITE($${s//-/_})"; done; } > $@.tmp && { cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@; }
 
 $(OBJ)/tests/runner.o: tests/runner.c $(TEST_LIST)
 	@mkdir -p $(@D)
@@ -181,7 +199,10 @@ $(BUILD)/tests/bin/%: $(OBJ)/tests/progs/%.o $(patsubst %.c,$(OBJ)/%.o,$(TEST_LI
 
 # ---------------------------------------------------------------- targets
 .PHONY: all run check clean help deps
-all: $(LIB_A) $(LIB_SO) $(LIB_PC) $(PROG_A) $(BUILT_PROGRAMS)
+# Objects made through a chain of rules (tests/progs) are kept: deleting them
+# would make the next `make check` compile them again.
+.SECONDARY:
+all: $(LIB_A) $(LIB_SO) $(LIB_PC) $(PROG_A) $(BUILT_PROGRAMS) $(EXAMPLES)
 
 # Tests find the programs through these; CK_RUN_SUITE=NAME runs one suite.
 TEST_ENV = ETSMGR_BINDIR=$(abspath $(BIN)) ETSMGR_TEST_BINDIR=$(abspath $(BUILD)/tests/bin) \

@@ -55,12 +55,7 @@ install: all
 	$(INSTALL) -m 0755 $(LIB_SO) '$(DESTDIR)$(LIBDIR)/libetsmgr.so.$(SOVERSION)'
 	ln -sfn libetsmgr.so.$(SOVERSION) '$(DESTDIR)$(LIBDIR)/libetsmgr.so'
 	$(INSTALL) -m 0644 client/include/etsmgr.h '$(DESTDIR)$(INCLUDEDIR)/etsmgr.h'
-	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))' \
-	  'includedir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))' '' \
-	  'Name: etsmgr' 'Description: tables in POSIX shared memory that survive their owner' \
-	  'Version: $(VERSION)' 'Requires: libuv' 'Requires.private: libcjson' \
-	  'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -letsmgr' \
-	  'Libs.private: -lpthread -lrt' > '$(DESTDIR)$(LIBDIR)/pkgconfig/etsmgr.pc'
+	$(call pc_text,$(PREFIX),$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR)),$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))) > '$(DESTDIR)$(LIBDIR)/pkgconfig/etsmgr.pc'
 	@for m in $(INSTALL_MANPAGES); do \
 	  d='$(DESTDIR)$(MANDIR)'/man$${m##*.}; \
 	  echo "$(INSTALL) -m 0644 $$m $$d/"; \
