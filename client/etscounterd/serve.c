@@ -6,20 +6,36 @@
  * never wait for etsmgrd: the counter lives in our mapping, which stays valid
  * whatever happens to the manager, so count and check go on while it is down.
  *
+ * Requests of the usual shapes (count, check, ping with an integer id) are
+ * read by fastparse.c without building a cJSON tree; everything else goes
+ * through cJSON.  Both readings end in an ecd_req, and the handlers look
+ * only at that, so a request gets the same reply whichever parser read it.
+ *
  * die must reply before dying: the reply is queued, the connection is closed
  * after its queue is written, and the close callback raises SIGKILL. */
 #include "counterd.h"
 #include "counter.h"
+#include "fastparse.h"
 #include "log.h"
 #include "proto.h"
 
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 static char ECD_DYING; /* conn data marker: SIGKILL ourselves on close */
+
+_Static_assert(FP_RID_LEN == CTR_RID_LEN, "a request id is the same size for both parsers");
+
+/* A request as the handlers see it: the cJSON tree (general path) or the
+ * fast path's reading, exactly one of them. */
+typedef struct ecd_req {
+    const cJSON *json;
+    const fp_req *fast;
+} ecd_req;
 
 static void ecd_send(conn *c, cJSON *reply)
 {
@@ -31,6 +47,55 @@ static void ecd_send(conn *c, cJSON *reply)
     if (conn_send_json(c, reply, -1) < 0)
         log_debug("a reply was dropped: the connection is closing");
     cJSON_Delete(reply);
+}
+
+/* The request as a cJSON object for the replies built with cJSON: the tree
+ * itself, or for a fast-path request a new {"id": ...} in *tmp (the only
+ * field proto_reply_ok/err read).  NULL when out of memory. */
+static const cJSON *ecd_req_json(const ecd_req *r, cJSON **tmp)
+{
+    *tmp = NULL;
+    if (r->json)
+        return r->json;
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    int ok = 1;
+    if (r->fast->id_kind == FP_ID_NULL)
+        ok = cJSON_AddNullToObject(o, "id") != NULL;
+    else if (r->fast->id_kind == FP_ID_INT)
+        ok = cJSON_AddNumberToObject(o, "id", (double)r->fast->id) != NULL;
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return *tmp = o;
+}
+
+static void ecd_ok(conn *c, const ecd_req *r, cJSON *(*fill)(cJSON *rep, void *arg), void *arg)
+{
+    cJSON *tmp;
+    const cJSON *req = ecd_req_json(r, &tmp);
+    cJSON *rep = req ? proto_reply_ok(req) : NULL;
+    if (rep && fill)
+        rep = fill(rep, arg); /* NULL (and rep freed) when out of memory */
+    ecd_send(c, rep);
+    cJSON_Delete(tmp);
+}
+
+static void ecd_err(conn *c, const ecd_req *r, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void ecd_err(conn *c, const ecd_req *r, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cJSON *tmp;
+    const cJSON *req = ecd_req_json(r, &tmp);
+    ecd_send(c, req ? proto_reply_err(req, code, "%s", msg) : NULL);
+    cJSON_Delete(tmp);
 }
 
 /* The count reply is written by hand rather than through cJSON: printing
@@ -60,9 +125,14 @@ static char *ecd_put(char *p, const char *s, size_t n)
 /* The request's id as JSON text: an integer (the usual case) by hand,
  * anything else through cJSON.  Returns the length, or -1 when it does not
  * fit (the caller then falls back to cJSON for the whole reply). */
-static int ecd_id_text(const cJSON *req, char *buf, size_t len)
+static int ecd_id_text(const ecd_req *r, char *buf, size_t len)
 {
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
+    if (r->fast) {
+        if (r->fast->id_kind != FP_ID_INT)
+            return (int)(ecd_put(buf, "null", 4) - buf);
+        return (int)(ecd_put_i64(buf, r->fast->id) - buf);
+    }
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(r->json, "id");
     int n;
     if (!id)
         n = snprintf(buf, len, "null");
@@ -77,49 +147,43 @@ static int ecd_id_text(const cJSON *req, char *buf, size_t len)
     return n >= 0 && (size_t)n < len ? n : -1;
 }
 
-static void ecd_count(ecd *d, conn *c, const cJSON *req)
+static cJSON *ecd_fill_count(cJSON *rep, void *arg)
 {
-    char msg[200];
-    const char *hex = NULL;
-    int r = proto_get_string(req, "rid", &hex, msg, sizeof msg);
-    if (r < 0) {
-        ecd_send(c, proto_reply_err(req, "bad_request", "%s", msg));
-        return;
+    const long long *vd = arg; /* {value, dup} */
+    if (!cJSON_AddNumberToObject(rep, "count", (double)vd[0]) || !cJSON_AddBoolToObject(rep, "duplicate", vd[1] != 0)) {
+        cJSON_Delete(rep);
+        return NULL;
     }
-    uint8_t rid[CTR_RID_LEN];
-    if (r == 0 && ctr_parse_rid(hex, rid) < 0) {
-        ecd_send(c, proto_reply_err(req, "bad_request",
-                                    "field \"rid\" must be 32 hex digits (a 128-bit request id)"));
-        return;
-    }
-    int64_t deadline = 0;
-    if (proto_get_int(req, "deadline", 0, INT64_MAX, &deadline, msg, sizeof msg) < 0) {
-        ecd_send(c, proto_reply_err(req, "bad_request", "%s", msg));
-        return;
-    }
-    int use_rid = r == 0 && d->exactly_once;
+    return rep;
+}
+
+/* The count itself, once the request is read.  rid: NULL for a plain count;
+ * hex: its text for the log. */
+static void ecd_count_run(ecd *d, conn *c, const ecd_req *r, const uint8_t *rid, const char *hex,
+                          int64_t deadline)
+{
+    int use_rid = rid && d->exactly_once;
     int die = use_rid && d->die_after_commit > 0 && --d->die_after_commit == 0;
     int64_t value;
     int dup;
     int err = ctr_count(d->t, use_rid ? rid : NULL, use_rid ? deadline : 0, &value, &dup, die);
     if (err == CTR_EXPIRED) {
-        log_info("request %s arrived after its deadline: not counted.", hex);
-        ecd_send(c, proto_reply_err(req, "expired",
-                                    "the request's deadline passed before it was counted: it was not counted"));
+        log_info("request %.32s arrived after its deadline: not counted.", hex);
+        ecd_err(c, r, "expired", "the request's deadline passed before it was counted: it was not counted");
         return;
     }
     if (err) {
         log_error("count failed on table %s: %s", CTR_TABLE, etsmgr_strerror(err));
-        ecd_send(c, proto_reply_err(req, err == ETSMGR_EFULL ? "table_full" : "table_error",
-                                    "count failed on table %s: %s", CTR_TABLE, etsmgr_strerror(err)));
+        ecd_err(c, r, err == ETSMGR_EFULL ? "table_full" : "table_error", "count failed on table %s: %s",
+                CTR_TABLE, etsmgr_strerror(err));
         return;
     }
     if (dup)
-        log_notice("Counter %lld (request %s seen before: not counted again).", (long long)value, hex);
+        log_notice("Counter %lld (request %.32s seen before: not counted again).", (long long)value, hex);
     else
         log_notice("Counter %lld.", (long long)value);
     char idt[256], out[400];
-    int il = ecd_id_text(req, idt, sizeof idt);
+    int il = ecd_id_text(r, idt, sizeof idt);
     if (il >= 0) {
         char *p = ecd_put(out, "{\"ok\":true,\"id\":", 16);
         p = ecd_put(p, idt, (size_t)il);
@@ -130,41 +194,71 @@ static void ecd_count(ecd *d, conn *c, const cJSON *req)
             log_debug("a reply was dropped: the connection is closing");
         return;
     }
-    cJSON *rep = proto_reply_ok(req);
-    if (rep && (!cJSON_AddNumberToObject(rep, "count", (double)value) ||
-                !cJSON_AddBoolToObject(rep, "duplicate", dup != 0))) {
-        cJSON_Delete(rep);
-        rep = NULL;
-    }
-    ecd_send(c, rep);
+    long long vd[2] = {(long long)value, dup};
+    ecd_ok(c, r, ecd_fill_count, vd);
 }
 
-static void ecd_check(ecd *d, conn *c, const cJSON *req)
+/* count read by cJSON: its fields checked, with the reasons in words */
+static void ecd_count(ecd *d, conn *c, const cJSON *req)
 {
-    cJSON *rep = proto_reply_ok(req);
+    ecd_req r = {.json = req};
+    char msg[200];
+    const char *hex = NULL;
+    int got = proto_get_string(req, "rid", &hex, msg, sizeof msg);
+    if (got < 0) {
+        ecd_err(c, &r, "bad_request", "%s", msg);
+        return;
+    }
+    uint8_t rid[CTR_RID_LEN];
+    if (got == 0 && ctr_parse_rid(hex, rid) < 0) {
+        ecd_err(c, &r, "bad_request", "field \"rid\" must be 32 hex digits (a 128-bit request id)");
+        return;
+    }
+    int64_t deadline = 0;
+    if (proto_get_int(req, "deadline", 0, INT64_MAX, &deadline, msg, sizeof msg) < 0) {
+        ecd_err(c, &r, "bad_request", "%s", msg);
+        return;
+    }
+    ecd_count_run(d, c, &r, got == 0 ? rid : NULL, hex, deadline);
+}
+
+static cJSON *ecd_fill_check(cJSON *rep, void *arg)
+{
+    cJSON *data = arg;
+    if (!cJSON_AddStringToObject(rep, "table", CTR_TABLE) || !cJSON_AddItemToObject(rep, "data", data)) {
+        cJSON_Delete(rep);
+        cJSON_Delete(data); /* data is rep's only once the last add succeeded */
+        return NULL;
+    }
+    return rep;
+}
+
+static void ecd_check(ecd *d, conn *c, const ecd_req *r)
+{
     cJSON *data = cJSON_CreateObject();
     char erl[1024], why[256] = "";
     int err = data ? ctr_check(d->t, data, erl, sizeof erl, why, sizeof why) : ETSMGR_ENOMEM;
     if (err) {
-        cJSON_Delete(rep);
         cJSON_Delete(data);
         if (err == ETSMGR_ECORRUPT) {
             log_error("Table: %s is corrupted: %s.", CTR_TABLE, why);
-            ecd_send(c, proto_reply_err(req, "corrupt", "table %s is corrupted: %s", CTR_TABLE, why));
+            ecd_err(c, r, "corrupt", "table %s is corrupted: %s", CTR_TABLE, why);
         } else {
             log_error("check of table %s failed: %s", CTR_TABLE, etsmgr_strerror(err));
-            ecd_send(c, proto_reply_err(req, "table_error", "check of table %s failed: %s", CTR_TABLE,
-                                        etsmgr_strerror(err)));
+            ecd_err(c, r, "table_error", "check of table %s failed: %s", CTR_TABLE, etsmgr_strerror(err));
         }
         return;
     }
     log_notice("Table: %s, Data %s.", CTR_TABLE, erl);
-    if (!rep || !cJSON_AddStringToObject(rep, "table", CTR_TABLE) || !cJSON_AddItemToObject(rep, "data", data)) {
-        cJSON_Delete(rep); /* data is rep's only once the last add succeeded */
+    cJSON *tmp;
+    const cJSON *req = ecd_req_json(r, &tmp);
+    cJSON *rep = req ? proto_reply_ok(req) : NULL;
+    if (rep)
+        rep = ecd_fill_check(rep, data);
+    else
         cJSON_Delete(data);
-        rep = NULL;
-    }
     ecd_send(c, rep);
+    cJSON_Delete(tmp);
 }
 
 static void ecd_die(conn *c, const cJSON *req)
@@ -182,14 +276,31 @@ static void ecd_die(conn *c, const cJSON *req)
     conn_close(c); /* ecd_on_close raises SIGKILL once the reply is written */
 }
 
-static void ecd_ping(conn *c, const cJSON *req)
+static cJSON *ecd_fill_ping(cJSON *rep, void *arg)
 {
-    cJSON *rep = proto_reply_ok(req);
-    if (rep && !cJSON_AddNumberToObject(rep, "pid", (double)getpid())) {
+    (void)arg;
+    if (!cJSON_AddNumberToObject(rep, "pid", (double)getpid())) {
         cJSON_Delete(rep);
-        rep = NULL;
+        return NULL;
     }
-    ecd_send(c, rep);
+    return rep;
+}
+
+/* A request the fast path read: it has no fd, and its fields are valid. */
+static void ecd_serve_fast(ecd *d, conn *c, const fp_req *f)
+{
+    ecd_req r = {.fast = f};
+    switch (f->op) {
+    case FP_COUNT:
+        ecd_count_run(d, c, &r, f->has_rid ? f->rid : NULL, f->rid_hex, f->has_deadline ? f->deadline : 0);
+        break;
+    case FP_CHECK:
+        ecd_check(d, c, &r);
+        break;
+    case FP_PING:
+        ecd_ok(c, &r, ecd_fill_ping, NULL);
+        break;
+    }
 }
 
 void ecd_on_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, void *arg)
@@ -199,6 +310,12 @@ void ecd_on_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, 
         close(fds[i]); /* no op of this socket takes fds */
     if (conn_get_data(c) == &ECD_DYING)
         return; /* dying: nothing after die is answered */
+    fp_req f;
+    if (nfds == 0 && fp_parse(payload, len, &f)) {
+        d->served++;
+        ecd_serve_fast(d, c, &f);
+        return;
+    }
     const char *code = NULL;
     char msg[200];
     cJSON *req = proto_parse_request(payload, len, &code, msg, sizeof msg);
@@ -208,16 +325,17 @@ void ecd_on_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, 
     }
     d->served++;
     const char *op = proto_op(req);
+    ecd_req r = {.json = req};
     if (nfds > 0)
         ecd_send(c, proto_reply_err(req, "unexpected_fd", "op %s takes no file descriptor; it was closed", op));
     else if (strcmp(op, "count") == 0)
         ecd_count(d, c, req);
     else if (strcmp(op, "check") == 0)
-        ecd_check(d, c, req);
+        ecd_check(d, c, &r);
     else if (strcmp(op, "die") == 0)
         ecd_die(c, req);
     else if (strcmp(op, "ping") == 0)
-        ecd_ping(c, req);
+        ecd_ok(c, &r, ecd_fill_ping, NULL);
     else
         ecd_send(c, proto_reply_err(req, "unknown_op", "unknown op \"%.64s\": etscounterd answers count, check, die, ping", op));
     cJSON_Delete(req);

@@ -35,8 +35,9 @@ FZ_BASE_SRCS := $(filter-out common/prog/conn.c,$(wildcard common/*.c client/lib
 FZ_HARNESSES := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FZ_SRCS_fuzz_etsmgrd_req := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) tests/fuzz/fake_conn.c
 FZ_SRCS_fuzz_etscounterd_req := client/etscounterd/serve.c client/etscounterd/counter.c \
-	tests/fuzz/fake_conn.c
+	client/etscounterd/fastparse.c 	tests/fuzz/fake_conn.c
 FZ_SRCS_fuzz_sup_config := supervisor/etssup/config.c
+FZ_SRCS_fuzz_fastparse := client/etscounterd/fastparse.c client/etscounterd/counter.c
 FZ_SRCS_fuzz_table_attach := client/etscounterd/counter.c
 FZ_BINS := $(addprefix $(FZ_DIR)/bin/,$(FZ_HARNESSES))
 
