@@ -331,6 +331,61 @@ START_TEST(test_repeated_rid)
 }
 END_TEST
 
+/* The raw reply to one request (the bytes, not their meaning). */
+static char *et_raw_text(int fd, const char *json)
+{
+    ck_assert_int_eq(frame_write(fd, json, strlen(json), NULL, 0), 0);
+    char *p = NULL;
+    size_t n;
+    ck_assert_int_eq(frame_read(fd, &p, &n, NULL, NULL, 0, 10000), 0);
+    return p;
+}
+
+/* The fast path (fastparse.c) and cJSON read the usual requests; a request
+ * must get the same reply, byte for byte, whichever reads it.  The second of
+ * each pair has a shape only cJSON reads (an extra field, 7.0 for 7). */
+START_TEST(test_fast_and_general_replies_match)
+{
+    et_mgr();
+    et_ctr();
+    int fd = et_connect_ctr();
+    static const char *const same[][2] = {
+        {"{\"op\":\"ping\",\"id\":7}", "{\"id\":7.0,\"op\":\"ping\",\"x\":0}"},
+        {"{\"op\":\"ping\",\"id\":null}", "{\"op\":\"ping\",\"id\":null,\"y\":[]}"},
+        {"{\"op\":\"ping\"}", "{\"op\":\"ping\",\"z\":1}"},
+        {"{\"op\":\"check\",\"id\":-3}", "{\"op\":\"check\",\"id\":-3e0}"},
+        /* the first counts, then both are duplicates of it */
+        {"{\"op\":\"count\",\"id\":1,\"rid\":\"00112233445566778899aabbccddeeff\"}",
+         "{\"op\":\"count\",\"id\":1,\"rid\":\"00112233445566778899aabbccddeeff\",\"x\":1}"},
+        {"{\"op\":\"count\",\"id\":1,\"rid\":\"00112233445566778899aabbccddeeff\"}",
+         "{\"op\":\"count\",\"id\":1,\"rid\":\"00112233445566778899aabbccddeeff\",\"x\":1}"},
+        /* an error reply: an unknown rid past its deadline */
+        {"{\"op\":\"count\",\"id\":5,\"deadline\":1000,\"rid\":\"ffeeddccbbaa99887766554433221100\"}",
+         "{\"op\":\"count\",\"id\":5,\"deadline\":1000.0,\"rid\":\"ffeeddccbbaa99887766554433221100\"}"},
+    };
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        char *a = et_raw_text(fd, same[i][0]), *b = et_raw_text(fd, same[i][1]);
+        if (i == 4) { /* the first of the pair counted; the second is its duplicate */
+            ck_assert_str_eq(a, "{\"ok\":true,\"id\":1,\"count\":1,\"duplicate\":false}");
+            ck_assert_str_eq(b, "{\"ok\":true,\"id\":1,\"count\":1,\"duplicate\":true}");
+        } else {
+            ck_assert_msg(strcmp(a, b) == 0, "%s -> %s\nbut %s -> %s", same[i][0], a, same[i][1], b);
+        }
+        free(a);
+        free(b);
+    }
+    /* plain counts: the same reply but for the value */
+    char *a = et_raw_text(fd, "{\"op\":\"count\",\"id\":123456789012345}");
+    char *b = et_raw_text(fd, "{\"op\":\"count\",\"id\":123456789012345.0}");
+    ck_assert_str_eq(a, "{\"ok\":true,\"id\":123456789012345,\"count\":2,\"duplicate\":false}");
+    ck_assert_str_eq(b, "{\"ok\":true,\"id\":123456789012345,\"count\":3,\"duplicate\":false}");
+    free(a);
+    free(b);
+    close(fd);
+    ck_assert_int_eq(et_check(), 3);
+}
+END_TEST
+
 static void et_write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
@@ -579,6 +634,7 @@ Suite *etscounter_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_exactly_once_lost_reply);
     tcase_add_test(tc, test_repeated_rid);
+    tcase_add_test(tc, test_fast_and_general_replies_match);
     tcase_add_test(tc, test_no_exactly_once);
     suite_add_tcase(s, tc);
     tc = tcase_create("serve");
