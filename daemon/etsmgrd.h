@@ -26,6 +26,9 @@
  * an owner stopped while holding it must not freeze the daemon. */
 #define MGRD_LOCK_TIMEOUT_MS 100
 #define MGRD_HEIR_DATA_MAX 256   /* bytes of heir_data / give_away data */
+/* bytes of table statuses in one info reply: the rest of the frame (64 KiB)
+ * is left for the other fields, which are short and bounded */
+#define MGRD_INFO_BUDGET 60000
 #define MGRD_SHM_NAME_MAX (2 + RT_INSTANCE_MAX + ETSMGR_NAME_MAX + 1)
 
 typedef struct mgrd_peer mgrd_peer;
@@ -108,6 +111,16 @@ void mgrd_req_frame(conn *c, const char *payload, size_t len, int *fds, int nfds
  * in *code and words in msg. */
 int mgrd_fd_check(const char *shm_name, int fd, uid_t *obj_uid, const char **code, char *msg,
                   size_t msglen);
+/* stat of the object shm_name (/dev/shm/...): 0 or -1 (errno) */
+struct stat;
+int mgrd_shm_stat(const char *shm_name, struct stat *st);
+/* The reply for a table that could not be opened (rc, errno e from the table
+ * store): a system failure (EMFILE, ENOMEM, ...) says so ("internal"),
+ * a permission failure says whose object it is ("forbidden"), and only a
+ * bad header is "invalid_table". */
+cJSON *mgrd_open_error(const cJSON *req, const char *shm_name, int rc, int e);
+/* The same classification in words, for log lines. */
+void mgrd_open_why(const char *shm_name, int rc, int e, char *buf, size_t len);
 /* st_dev/st_ino of fd; 0 or -1 (errno) */
 int mgrd_fd_ident(int fd, dev_t *dev, ino_t *ino, uid_t *uid);
 

@@ -17,6 +17,10 @@
 #include <unistd.h>
 
 #include "etsmgrd.h"
+#include "proto.h"
+#include "table.h"
+
+#define SHM_DIR "/dev/shm"
 
 int mgrd_fd_ident(int fd, dev_t *dev, ino_t *ino, uid_t *uid)
 {
@@ -86,4 +90,43 @@ int mgrd_fd_check(const char *shm_name, int fd, uid_t *obj_uid, const char **cod
     }
     *obj_uid = want.st_uid;
     return 0;
+}
+
+int mgrd_shm_stat(const char *shm_name, struct stat *st)
+{
+    char path[sizeof SHM_DIR + MGRD_SHM_NAME_MAX];
+    snprintf(path, sizeof path, "%s%s", SHM_DIR, shm_name);
+    return lstat(path, st);
+}
+
+void mgrd_open_why(const char *shm_name, int rc, int e, char *buf, size_t len)
+{
+    struct stat st;
+    bool have = mgrd_shm_stat(shm_name, &st) == 0;
+    if (rc == ETSMGR_ESYS && (e == EACCES || e == EPERM))
+        snprintf(buf, len, "%s cannot be opened: %s; it belongs to uid %ld (mode %04o), not to this daemon "
+                 "(uid %u): another user's object, so use another instance (--instance, ETSMGR_INSTANCE)",
+                 shm_name, strerror(e), have ? (long)st.st_uid : -1L, have ? (unsigned)(st.st_mode & 07777) : 0u,
+                 (unsigned)geteuid());
+    else if (rc == ETSMGR_ESYS || rc == ETSMGR_ENOMEM)
+        snprintf(buf, len, "cannot open %s: %s (a system failure in etsmgrd, not a fault of the table)",
+                 shm_name, rc == ETSMGR_ESYS ? strerror(e) : etsmgr_strerror(rc));
+    else if (rc == ETSMGR_ENOTFOUND)
+        snprintf(buf, len, "%s disappeared while it was opened (removed by someone)", shm_name);
+    else
+        snprintf(buf, len, "%s exists but is not a valid table: %s%s%s (owner uid %ld)", shm_name,
+                 etsmgr_strerror(rc), tbl_last_why()[0] ? ": " : "", tbl_last_why(),
+                 have ? (long)st.st_uid : -1L);
+}
+
+cJSON *mgrd_open_error(const cJSON *req, const char *shm_name, int rc, int e)
+{
+    char why[400];
+    mgrd_open_why(shm_name, rc, e, why, sizeof why);
+    const char *code = "invalid_table";
+    if (rc == ETSMGR_ESYS && (e == EACCES || e == EPERM))
+        code = "forbidden";
+    else if (rc == ETSMGR_ESYS || rc == ETSMGR_ENOMEM || rc == ETSMGR_ENOTFOUND)
+        code = "internal";
+    return proto_reply_err(req, code, "%s", why);
 }

@@ -63,10 +63,9 @@ size_t mgrd_rediscover(mgrd *m)
         etsmgr_table *t = NULL;
         int rc = tbl_open(shm_name, &t);
         if (rc < 0) {
-            int e = errno;
-            log_warning("rediscovery: %s/%s is not a valid table: %s%s%s; left untouched", SHM_DIR, ent,
-                        etsmgr_strerror(rc), rc == ETSMGR_ESYS ? ": " : "",
-                        rc == ETSMGR_ESYS ? strerror(e) : "");
+            char why[400];
+            mgrd_open_why(shm_name, rc, errno, why, sizeof why);
+            log_warning("rediscovery: %s; left untouched", why);
             invalid++;
             continue;
         }

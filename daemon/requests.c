@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "etsmgrd.h"
 #include "log.h"
@@ -29,6 +30,11 @@ typedef struct req_ctx {
     int *fds;
     int nfds;
     int reply_fd; /* sent with the reply; owned by the registry, not closed */
+    /* What new_table did, undone when its reply cannot be sent with the fd
+     * (the daemon at its fd limit): the caller hears of a failure and the
+     * table is as it was. */
+    enum { UNDO_NONE, UNDO_CREATED, UNDO_ADOPTED, UNDO_GIVEN } undo;
+    mgrd_table *undo_rt;
 } req_ctx;
 
 typedef cJSON *(*op_fn)(req_ctx *x);
@@ -131,39 +137,68 @@ static int cmp_table_name(const void *a, const void *b)
     return strcmp((*x)->name, (*y)->name);
 }
 
+/* Who sees a table in info: its own uid, and root. */
+static bool may_see(const req_ctx *x, const mgrd_table *rt)
+{
+    return x->p->uid == 0 || rt->uid == x->p->uid;
+}
+
+/* info/tables.  A page holds the tables sorted by name after "after" (all
+ * of them when absent) as long as the reply stays under MGRD_INFO_BUDGET
+ * bytes, so that 4096 tables with the longest names and heir data list in
+ * frames under FRAME_MAX; "more" says a next page exists (ask again with
+ * "after" = the last name).  A client that does not know "more" sees the
+ * first page, a daemon that does not know "after" answers everything. */
 static cJSON *op_info(req_ctx *x)
 {
     mgrd *m = x->m;
-    const char *only = NULL;
+    const char *only = NULL, *after = NULL;
     char msg[160];
-    if (proto_get_string(x->req, "name", &only, msg, sizeof msg) < 0)
+    if (proto_get_string(x->req, "name", &only, msg, sizeof msg) < 0 ||
+        proto_get_string(x->req, "after", &after, msg, sizeof msg) < 0)
         return proto_reply_err(x->req, "bad_request", "%s", msg);
     mgrd_table **v = calloc(m->ntables ? m->ntables : 1, sizeof *v);
     if (!v)
         return proto_reply_err(x->req, "internal", "out of memory");
     size_t n = 0;
     for (mgrd_table *rt = m->tables; rt; rt = rt->next)
-        if (!only || strcmp(only, rt->name) == 0)
+        if (may_see(x, rt) && (!only || strcmp(only, rt->name) == 0) &&
+            (!after || strcmp(rt->name, after) > 0))
             v[n++] = rt;
-    if (only && n == 0) {
+    if (only && n == 0 && !after) {
         free(v);
-        return proto_reply_err(x->req, "not_found", "no table named \"%.64s\" is managed", only);
+        return proto_reply_err(x->req, "not_found", "no table named \"%.64s\" of uid %u is managed", only,
+                               (unsigned)x->p->uid);
     }
     qsort(v, n, sizeof *v, cmp_table_name);
     cJSON *r = proto_reply_ok(x->req);
     cJSON *arr = r ? cJSON_AddArrayToObject(r, "tables") : NULL;
-    if (arr) {
-        cJSON_AddNumberToObject(r, "pid", (double)m->pid);
-        cJSON_AddStringToObject(r, "instance", m->rt.instance);
-        cJSON_AddNumberToObject(r, "connections", (double)m->npeers);
-        cJSON_AddNumberToObject(r, "max_connections", (double)m->max_conns);
-        cJSON_AddNumberToObject(r, "max_tables", (double)m->max_tables);
-        for (size_t i = 0; i < n; i++) {
-            cJSON *st = mgrd_reg_status(m, v[i]);
-            if (st)
-                cJSON_AddItemToArray(arr, st);
-        }
+    if (!arr) {
+        free(v);
+        cJSON_Delete(r);
+        return NULL;
     }
+    cJSON_AddNumberToObject(r, "pid", (double)m->pid);
+    cJSON_AddStringToObject(r, "instance", m->rt.instance);
+    cJSON_AddNumberToObject(r, "connections", (double)m->npeers);
+    cJSON_AddNumberToObject(r, "max_connections", (double)m->max_conns);
+    cJSON_AddNumberToObject(r, "max_tables", (double)m->max_tables);
+    size_t used = 0, i = 0;
+    for (; i < n; i++) {
+        cJSON *st = mgrd_reg_status(m, v[i]);
+        if (!st)
+            break;
+        char *txt = cJSON_PrintUnformatted(st);
+        size_t len = txt ? strlen(txt) + 1 : 0;
+        cJSON_free(txt);
+        if (!txt || (i > 0 && used + len > MGRD_INFO_BUDGET)) {
+            cJSON_Delete(st);
+            break;
+        }
+        used += len;
+        cJSON_AddItemToArray(arr, st);
+    }
+    cJSON_AddBoolToObject(r, "more", i < n);
     free(v);
     return r;
 }
@@ -215,13 +250,18 @@ static cJSON *reply_table(req_ctx *x, mgrd_table *rt, bool created)
  * is a valid table of the caller's uid. */
 static mgrd_table *adopt_existing(req_ctx *x, const char *name, const char *shm_name, cJSON **err)
 {
+    struct stat st;
+    if (mgrd_shm_stat(shm_name, &st) == 0 && st.st_uid != x->p->uid) {
+        *err = proto_reply_err(x->req, "forbidden",
+                               "%s belongs to uid %u, not to the caller (uid %u): another user's table "
+                               "of the same instance; use another instance (--instance, ETSMGR_INSTANCE)",
+                               shm_name, (unsigned)st.st_uid, (unsigned)x->p->uid);
+        return NULL;
+    }
     etsmgr_table *t = NULL;
     int rc = tbl_open(shm_name, &t);
     if (rc < 0) {
-        int e = errno;
-        *err = proto_reply_err(x->req, "invalid_table", "%s exists but is not a valid table: %s%s%s",
-                               shm_name, etsmgr_strerror(rc), rc == ETSMGR_ESYS ? ": " : "",
-                               rc == ETSMGR_ESYS ? strerror(e) : "");
+        *err = mgrd_open_error(x->req, shm_name, rc, errno);
         return NULL;
     }
     dev_t dev;
@@ -269,6 +309,10 @@ static cJSON *op_new_table(req_ctx *x)
         if (rt->state == MGRD_OWNED && rt->owner != x->p)
             return err_owned(x, rt, "owned");
         bool again = rt->owner == x->p;
+        if (!again) {
+            x->undo = UNDO_GIVEN; /* it was orphaned */
+            x->undo_rt = rt;
+        }
         mgrd_reg_give(m, rt, x->p);
         set_heir_data(rt, heir_data);
         etsmgr_table_info info;
@@ -291,6 +335,8 @@ static cJSON *op_new_table(req_ctx *x)
         if (!rt)
             return err;
         mgrd_reg_give(m, rt, x->p);
+        x->undo = UNDO_ADOPTED;
+        x->undo_rt = rt;
         set_heir_data(rt, heir_data);
         log_notice("new_table: adopted the existing object %s; table=%s given to pid=%d with its data.",
                    shm_name, name, (int)x->p->pid);
@@ -331,6 +377,8 @@ static cJSON *op_new_table(req_ctx *x)
     }
     mgrd_reg_give(m, rt, x->p);
     rt->transfers = 0; /* creation is not a transfer */
+    x->undo = UNDO_CREATED;
+    x->undo_rt = rt;
     set_heir_data(rt, heir_data);
     log_info("new_table: created table=%s for pid=%d, heir_data=%s.", name, (int)x->p->pid,
              rt->heir_data[0] ? rt->heir_data : "none");
@@ -400,8 +448,7 @@ static cJSON *op_add_table(req_ctx *x)
         etsmgr_table *t = NULL;
         int rc = etsmgr_table_attach_fd(fd, &t);
         if (rc < 0)
-            return proto_reply_err(x->req, "invalid_table", "%s is not a valid table: %s", shm_name,
-                                   etsmgr_strerror(rc));
+            return mgrd_open_error(x->req, shm_name, rc, errno);
         x->fds[0] = -1; /* the attachment owns it now */
         rt = mgrd_reg_add(m, name, shm_name, t, obj_uid);
         if (!rt) {
@@ -561,6 +608,43 @@ static void send_reply(conn *c, cJSON *r, int fd)
     cJSON_Delete(r);
 }
 
+/* The reply could not be queued while the connection is fine (no fd left to
+ * duplicate the table's, no memory, too long): undo what new_table did, so
+ * the table is as before the request, and say so. */
+static cJSON *undo_and_explain(req_ctx *x, int e)
+{
+    mgrd *m = x->m;
+    mgrd_table *rt = x->undo_rt;
+    const char *what = "nothing was changed";
+    switch (x->undo) {
+    case UNDO_CREATED: {
+        char shm_name[MGRD_SHM_NAME_MAX];
+        snprintf(shm_name, sizeof shm_name, "%s", rt->shm_name);
+        mgrd_reg_remove(m, rt);
+        int rc = tbl_unlink(shm_name);
+        if (rc < 0 && rc != ETSMGR_ENOTFOUND)
+            log_warning("new_table: cannot remove %s after the failed reply: %s", shm_name,
+                        strerror(errno));
+        what = "the table was not created";
+        break;
+    }
+    case UNDO_ADOPTED:
+        mgrd_reg_remove(m, rt);
+        what = "the existing object stays as it was, unmanaged";
+        break;
+    case UNDO_GIVEN:
+        mgrd_reg_orphan(m, rt);
+        what = "the table stays orphaned";
+        break;
+    case UNDO_NONE:
+        break;
+    }
+    log_error("%s from pid=%d: the reply could not be sent: %s; %s", proto_op(x->req), (int)x->p->pid,
+              strerror(e), what);
+    return proto_reply_err(x->req, "internal", "etsmgrd could not send its reply%s: %s; %s",
+                           x->reply_fd >= 0 ? " with the table's fd" : "", strerror(e), what);
+}
+
 void mgrd_req_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, void *arg)
 {
     mgrd *m = arg;
@@ -601,6 +685,16 @@ void mgrd_req_frame(conn *c, const char *payload, size_t len, int *fds, int nfds
         r = fn(&x);
     }
     close_fds(fds, nfds);
-    send_reply(c, r, x.reply_fd);
+    if (r && conn_send_json(c, r, x.reply_fd) < 0 && errno != EPIPE && errno != ENOBUFS) {
+        /* EPIPE/ENOBUFS: the connection is closing, its tables are orphaned
+         * with it; anything else, it still waits for an answer. */
+        int e = errno;
+        cJSON_Delete(r);
+        send_reply(c, undo_and_explain(&x, e), -1);
+    } else if (r) {
+        cJSON_Delete(r);
+    } else {
+        send_reply(c, NULL, -1);
+    }
     cJSON_Delete(req);
 }

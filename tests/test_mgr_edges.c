@@ -3,6 +3,12 @@
  *
  *  - a late reply's fd belongs to that reply: after a new_table timed out,
  *    the next new_table gets its own table, and the stale fd is closed;
+ *  - at its fd limit the daemon still answers new_table, and the table it
+ *    could not hand over is not left created;
+ *  - 4,096 tables list (info comes in pages under the frame limit);
+ *  - info shows a peer only its own uid's tables (root sees all);
+ *  - errors say what happened: a system failure is "internal", another
+ *    user's object is "forbidden" with its owner and the --instance hint;
  *
  * Each test runs its own etsmgrd on a private runtime dir and instance
  * (testutil), and waits on readiness or replies, never on sleeps. */
@@ -12,11 +18,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <cjson/cJSON.h>
 
 #include "etsmgr.h"
+#include "frame.h"
+#include "sock.h"
 #include "testutil.h"
+#include "../daemon/etsmgrd.h"
 
 #define ME_SPAWN_MS 15000
 
@@ -83,6 +98,238 @@ START_TEST(test_late_reply_fd_goes_with_it)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------------ raw requests */
+static int me_sock(const tu_env *e)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/etsmgrd.sock", e->dir);
+    int fd = sock_connect_unix(path);
+    ck_assert_msg(fd >= 0, "connect %s: %s", path, strerror(errno));
+    return fd;
+}
+
+/* One request; the reply (caller frees); received fds are closed. */
+static cJSON *me_call(int fd, const char *json)
+{
+    ck_assert_int_eq(frame_write(fd, json, strlen(json), NULL, 0), 0);
+    cJSON *r = NULL;
+    int fds[FRAME_MAX_FDS], nfds = 0;
+    int rc = frame_read_json(fd, &r, fds, &nfds, FRAME_MAX_FDS, 10000);
+    ck_assert_msg(rc == 0, "no reply to %s: %s", json, strerror(errno));
+    for (int i = 0; i < nfds; i++)
+        close(fds[i]);
+    return r;
+}
+
+static const char *me_str(const cJSON *o, const char *f)
+{
+    const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, f));
+    return s ? s : "";
+}
+
+/* ------------------------------------------------------------------ item 10 */
+/* the two lowest fd numbers free in pid */
+static void me_free_fds(pid_t pid, int *h1, int *h2)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/fd", (long)pid);
+    bool used[4096] = {false};
+    DIR *d = opendir(path);
+    ck_assert_ptr_nonnull(d);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        int n = atoi(de->d_name);
+        if (de->d_name[0] != '.' && n >= 0 && n < 4096)
+            used[n] = true;
+    }
+    closedir(d);
+    int k = 0;
+    for (int i = 0; i < 4096 && k < 2; i++) {
+        if (used[i])
+            continue;
+        if (k++ == 0)
+            *h1 = i;
+        else
+            *h2 = i;
+    }
+}
+
+/* The daemon can create the table but not duplicate its fd for the reply
+ * (EMFILE): it must answer, and not leave the table created and owned. */
+START_TEST(test_new_table_at_fd_limit_answers)
+{
+    pid_t d = me_mgr();
+    etsmgr_client *c = me_connect();
+    etsmgr_client_set_timeout(c, 5000);
+    int h1 = -1, h2 = -1;
+    me_free_fds(d, &h1, &h2);
+    struct rlimit old, lim;
+    ck_assert_int_eq(prlimit(d, RLIMIT_NOFILE, NULL, &old), 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)h2; /* one free fd: the table's; none for its copy */
+    ck_assert_int_eq(prlimit(d, RLIMIT_NOFILE, &lim, NULL), 0);
+    etsmgr_table *t = NULL;
+    int err = etsmgr_new_table(c, "t", NULL, NULL, &t, NULL);
+    ck_assert_msg(err == ETSMGR_EREFUSED, "new_table at the fd limit: %s (%s)", etsmgr_strerror(err),
+                  etsmgr_client_message(c));
+    ck_assert_str_eq(etsmgr_client_error(c), "internal");
+    ck_assert_msg(strstr(etsmgr_client_message(c), "Too many open files") &&
+                      strstr(etsmgr_client_message(c), "not created"),
+                  "%s", etsmgr_client_message(c));
+    ck_assert_int_eq(tu_count_shm(&E), 0); /* rolled back */
+    ck_assert_int_eq(prlimit(d, RLIMIT_NOFILE, &old, NULL), 0);
+    etsmgr_grant g;
+    err = etsmgr_new_table(c, "t", NULL, NULL, &t, &g);
+    ck_assert_msg(err == ETSMGR_OK, "new_table after the limit is raised: %s", etsmgr_client_message(c));
+    ck_assert_int_eq(g.created, 1);
+    etsmgr_client_close(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ item 11 */
+START_TEST(test_info_lists_4096_tables)
+{
+    me_mgr();
+    int fd = me_sock(&E);
+    /* heir data escaped six-fold in JSON: the longest status a table has */
+    char hd[MGRD_HEIR_DATA_MAX * 6 + 1] = "";
+    for (int i = 0; i < MGRD_HEIR_DATA_MAX; i++)
+        strcat(hd, "\\u0001");
+    enum { N = 4096 };
+    char *req = malloc(8192);
+    ck_assert_ptr_nonnull(req);
+    for (int i = 0; i < N; i++) {
+        snprintf(req, 8192,
+                 "{\"op\":\"new_table\",\"id\":%d,\"name\":\"t%063d\",\"heir_data\":\"%s\","
+                 "\"opts\":{\"size_hint\":1}}",
+                 i, i, hd);
+        cJSON *r = me_call(fd, req);
+        ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok")), "table %d: %s", i,
+                      me_str(r, "message"));
+        cJSON_Delete(r);
+    }
+    free(req);
+    /* a page is a frame under the limit and says there is more */
+    cJSON *r = me_call(fd, "{\"op\":\"tables\",\"id\":1}");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok")));
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "more")));
+    ck_assert_int_gt(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "tables")), 0);
+    cJSON_Delete(r);
+    /* and the library puts the pages together */
+    etsmgr_client *c = me_connect();
+    etsmgr_info *info = NULL;
+    int err = etsmgr_info_get(c, &info);
+    ck_assert_msg(err == ETSMGR_OK, "info: %s", etsmgr_client_message(c));
+    ck_assert_int_eq(info->ntables, N);
+    for (size_t i = 0; i < info->ntables; i++) {
+        char want[80];
+        snprintf(want, sizeof want, "t%063zu", i);
+        ck_assert_str_eq(info->tables[i].name, want);
+    }
+    etsmgr_info_free(info);
+    etsmgr_client_close(c);
+    close(fd);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ other uids */
+/* Runs fn in a child as uid/gid 65534; its output lines come back. */
+static void me_as_nobody(void (*fn)(int out, void *arg), void *arg, char *buf, size_t len)
+{
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        close(p[0]);
+        if (setgid(65534) < 0 || setuid(65534) < 0)
+            _exit(1);
+        fn(p[1], arg);
+        _exit(0);
+    }
+    close(p[1]);
+    int st = tu_wait(child, 15000);
+    ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "uid 65534 child: status %d", st);
+    size_t got = 0;
+    ssize_t n;
+    while (got + 1 < len && (n = read(p[0], buf + got, len - 1 - got)) > 0)
+        got += (size_t)n;
+    buf[got] = '\0';
+    close(p[0]);
+}
+
+static void nobody_info(int out, void *arg)
+{
+    const char *sock = arg;
+    int fd = sock_connect_unix(sock);
+    if (fd < 0)
+        _exit(2);
+    const char *req = "{\"op\":\"new_table\",\"id\":1,\"name\":\"mine\"}";
+    cJSON *r = NULL;
+    int fds[FRAME_MAX_FDS], nfds = 0;
+    if (frame_write(fd, req, strlen(req), NULL, 0) < 0 ||
+        frame_read_json(fd, &r, fds, &nfds, FRAME_MAX_FDS, 10000) < 0)
+        _exit(3);
+    cJSON_Delete(r);
+    req = "{\"op\":\"info\",\"id\":2}";
+    if (frame_write(fd, req, strlen(req), NULL, 0) < 0 || frame_read_json(fd, &r, NULL, NULL, 0, 10000) < 0)
+        _exit(4);
+    const cJSON *tb;
+    cJSON_ArrayForEach(tb, cJSON_GetObjectItemCaseSensitive(r, "tables"))
+        dprintf(out, "%s\n", me_str(tb, "name"));
+    cJSON_Delete(r);
+    req = "{\"op\":\"info\",\"id\":3,\"name\":\"roots\"}";
+    if (frame_write(fd, req, strlen(req), NULL, 0) < 0 || frame_read_json(fd, &r, NULL, NULL, 0, 10000) < 0)
+        _exit(5);
+    dprintf(out, "%s\n", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok")) ? "ok" : me_str(r, "error"));
+    cJSON_Delete(r);
+}
+
+/* info shows a peer the tables of its own uid; root sees every table. */
+START_TEST(test_info_shows_own_tables_only)
+{
+    me_mgr();
+    int fd = me_sock(&E);
+    cJSON_Delete(me_call(fd, "{\"op\":\"new_table\",\"id\":1,\"name\":\"roots\"}"));
+    char sock[256];
+    snprintf(sock, sizeof sock, "%s/etsmgrd.sock", E.dir);
+    ck_assert_int_eq(chmod(E.dir, 0711), 0);
+    ck_assert_int_eq(chmod(sock, 0666), 0);
+    char buf[512];
+    me_as_nobody(nobody_info, sock, buf, sizeof buf);
+    ck_assert_str_eq(buf, "mine\nnot_found\n");
+    cJSON *r = me_call(fd, "{\"op\":\"info\",\"id\":2}");
+    cJSON *tabs = cJSON_GetObjectItemCaseSensitive(r, "tables");
+    ck_assert_int_eq(cJSON_GetArraySize(tabs), 2);
+    ck_assert_str_eq(me_str(cJSON_GetArrayItem(tabs, 0), "name"), "mine");
+    ck_assert_str_eq(me_str(cJSON_GetArrayItem(tabs, 1), "name"), "roots");
+    cJSON_Delete(r);
+    close(fd);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ item 12 */
+/* A system failure while opening a table is not "invalid_table". */
+START_TEST(test_open_error_classified)
+{
+    cJSON *req = cJSON_Parse("{\"op\":\"new_table\",\"id\":1}");
+    cJSON *r = mgrd_open_error(req, "/nowhere:t", ETSMGR_ESYS, EMFILE);
+    ck_assert_str_eq(me_str(r, "error"), "internal");
+    ck_assert_msg(strstr(me_str(r, "message"), "Too many open files") &&
+                      strstr(me_str(r, "message"), "system failure"),
+                  "%s", me_str(r, "message"));
+    cJSON_Delete(r);
+    r = mgrd_open_error(req, "/nowhere:t", ETSMGR_ENOMEM, 0);
+    ck_assert_str_eq(me_str(r, "error"), "internal");
+    cJSON_Delete(r);
+    r = mgrd_open_error(req, "/nowhere:t", ETSMGR_EBADMAGIC, 0);
+    ck_assert_str_eq(me_str(r, "error"), "invalid_table");
+    cJSON_Delete(r);
+    cJSON_Delete(req);
+}
+END_TEST
+
 Suite *mgr_edges_suite(void)
 {
     Suite *s = suite_create("mgr_edges");
@@ -90,6 +337,14 @@ Suite *mgr_edges_suite(void)
     tcase_add_checked_fixture(tc, me_setup, me_cleanup);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_late_reply_fd_goes_with_it);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("daemon");
+    tcase_add_checked_fixture(tc, me_setup, me_cleanup);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_new_table_at_fd_limit_answers);
+    tcase_add_test(tc, test_info_lists_4096_tables);
+    tcase_add_test(tc, test_info_shows_own_tables_only);
+    tcase_add_test(tc, test_open_error_classified);
     suite_add_tcase(s, tc);
     return s;
 }

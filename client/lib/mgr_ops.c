@@ -169,49 +169,78 @@ int etsmgr_give_away(etsmgr_client *c, etsmgr_table *t, pid_t pid, const char *d
     return ETSMGR_OK;
 }
 
+static void mc_managed_from(etsmgr_managed *x, const cJSON *e)
+{
+    mc_copy_str(x->name, sizeof x->name, e, "name");
+    const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "state"));
+    x->owned = st && strcmp(st, "owned") == 0;
+    x->owner_pid = (pid_t)mc_u64(e, "owner_pid");
+    mc_copy_str(x->heir_data, sizeof x->heir_data, e, "heir_data");
+    x->transfers = mc_u64(e, "transfers");
+    x->entries = mc_u64(e, "entries");
+    x->capacity = mc_u64(e, "capacity");
+    x->bytes = mc_u64(e, "bytes");
+    mc_copy_str(x->created, sizeof x->created, e, "created");
+}
+
+/* info comes in pages ("more": ask again after the last name); a daemon
+ * that does not page answers everything at once and says no "more". */
 int etsmgr_info_get(etsmgr_client *c, etsmgr_info **out)
 {
     if (!c || !out)
         return ETSMGR_EINVAL;
     *out = NULL;
-    cJSON *rep = NULL;
-    int err = mc_call(c, mc_req("info", NULL), -1, &rep, 0, NULL);
-    if (err) {
-        cJSON_Delete(rep);
-        return err;
-    }
-    const cJSON *tabs = cJSON_GetObjectItemCaseSensitive(rep, "tables");
-    size_t n = cJSON_IsArray(tabs) ? (size_t)cJSON_GetArraySize(tabs) : 0;
     etsmgr_info *info = calloc(1, sizeof *info);
-    etsmgr_managed *m = n ? calloc(n, sizeof *m) : NULL;
-    if (!info || (n && !m)) {
-        free(info);
-        free(m);
-        cJSON_Delete(rep);
+    if (!info)
         return mc_err(c, ETSMGR_ENOMEM, "", "out of memory reading etsmgrd's info");
+    size_t cap = 0;
+    char after[ETSMGR_NAME_MAX + 1] = "";
+    for (;;) {
+        cJSON *req = mc_req("info", NULL);
+        if (req && after[0] && !cJSON_AddStringToObject(req, "after", after)) {
+            cJSON_Delete(req);
+            req = NULL;
+        }
+        cJSON *rep = NULL;
+        int err = mc_call(c, req, -1, &rep, 0, NULL);
+        if (err) {
+            cJSON_Delete(rep);
+            etsmgr_info_free(info);
+            return err;
+        }
+        const cJSON *tabs = cJSON_GetObjectItemCaseSensitive(rep, "tables");
+        size_t n = cJSON_IsArray(tabs) ? (size_t)cJSON_GetArraySize(tabs) : 0;
+        if (info->ntables + n > cap) {
+            size_t ncap = info->ntables + n;
+            etsmgr_managed *m = realloc(info->tables, (ncap ? ncap : 1) * sizeof *m);
+            if (!m) {
+                cJSON_Delete(rep);
+                etsmgr_info_free(info);
+                return mc_err(c, ETSMGR_ENOMEM, "", "out of memory reading etsmgrd's info");
+            }
+            info->tables = m;
+            cap = ncap;
+        }
+        info->pid = (pid_t)mc_u64(rep, "pid");
+        mc_copy_str(info->instance, sizeof info->instance, rep, "instance");
+        info->connections = mc_u64(rep, "connections");
+        const cJSON *e;
+        cJSON_ArrayForEach(e, tabs)
+        {
+            if (!cJSON_IsObject(e))
+                continue;
+            etsmgr_managed *x = &info->tables[info->ntables++];
+            memset(x, 0, sizeof *x);
+            mc_managed_from(x, e);
+        }
+        int more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rep, "more"));
+        cJSON_Delete(rep);
+        /* a page must move on, or a confused daemon would keep us here */
+        if (!more || info->ntables == 0 ||
+            strcmp(info->tables[info->ntables - 1].name, after) <= 0)
+            break;
+        snprintf(after, sizeof after, "%s", info->tables[info->ntables - 1].name);
     }
-    info->pid = (pid_t)mc_u64(rep, "pid");
-    mc_copy_str(info->instance, sizeof info->instance, rep, "instance");
-    info->connections = mc_u64(rep, "connections");
-    info->tables = m;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, tabs)
-    {
-        if (!cJSON_IsObject(e))
-            continue;
-        etsmgr_managed *x = &m[info->ntables++];
-        mc_copy_str(x->name, sizeof x->name, e, "name");
-        const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "state"));
-        x->owned = st && strcmp(st, "owned") == 0;
-        x->owner_pid = (pid_t)mc_u64(e, "owner_pid");
-        mc_copy_str(x->heir_data, sizeof x->heir_data, e, "heir_data");
-        x->transfers = mc_u64(e, "transfers");
-        x->entries = mc_u64(e, "entries");
-        x->capacity = mc_u64(e, "capacity");
-        x->bytes = mc_u64(e, "bytes");
-        mc_copy_str(x->created, sizeof x->created, e, "created");
-    }
-    cJSON_Delete(rep);
     *out = info;
     return ETSMGR_OK;
 }

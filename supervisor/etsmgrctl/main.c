@@ -237,15 +237,46 @@ static int ctl_status(const rt_paths *rt, int timeout)
     return 0;
 }
 
+/* etsmgrd answers tables in pages of about 60 KB ("more": ask again after
+ * the last name); the pages are put back together into one reply, so
+ * --json prints one object with every table, as before paging. */
 static int ctl_tables(const rt_paths *rt, int timeout)
 {
-    cJSON *req = cJSON_CreateObject(), *reply = NULL;
-    cJSON_AddStringToObject(req, "op", "tables");
-    cJSON_AddNumberToObject(req, "id", 1);
-    int rc = ctl_call(rt, "etsmgrd.sock", "etsmgrd", req, timeout, NULL, &reply);
-    cJSON_Delete(req);
-    if (rc)
-        return rc;
+    cJSON *reply = NULL;
+    for (int page = 1;; page++) {
+        cJSON *req = cJSON_CreateObject(), *part = NULL;
+        cJSON_AddStringToObject(req, "op", "tables");
+        cJSON_AddNumberToObject(req, "id", page);
+        const cJSON *all = reply ? cJSON_GetObjectItemCaseSensitive(reply, "tables") : NULL;
+        int have = all ? cJSON_GetArraySize(all) : 0;
+        const char *last = have ? ctl_str(cJSON_GetArrayItem(all, have - 1), "name", "") : "";
+        if (reply)
+            cJSON_AddStringToObject(req, "after", last);
+        int rc = ctl_call(rt, "etsmgrd.sock", "etsmgrd", req, timeout, NULL, &part);
+        cJSON_Delete(req);
+        if (rc) {
+            cJSON_Delete(reply);
+            return rc;
+        }
+        bool more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(part, "more"));
+        cJSON *tabs = cJSON_GetObjectItemCaseSensitive(part, "tables");
+        int got = cJSON_IsArray(tabs) ? cJSON_GetArraySize(tabs) : 0;
+        if (!reply) {
+            reply = part;
+        } else {
+            cJSON *dst = cJSON_GetObjectItemCaseSensitive(reply, "tables");
+            cJSON *tb;
+            got = 0;
+            while ((tb = cJSON_DetachItemFromArray(tabs, 0)) != NULL) {
+                cJSON_AddItemToArray(dst, tb);
+                got++;
+            }
+            cJSON_Delete(part);
+        }
+        if (!more || got == 0)
+            break;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(reply, "more");
     if (g_json) {
         ctl_print_json(reply);
         cJSON_Delete(reply);
