@@ -114,7 +114,7 @@ void mgrd_open_why(const char *shm_name, int rc, int e, char *buf, size_t len)
     else if (rc == ETSMGR_ENOTFOUND)
         snprintf(buf, len, "%s disappeared while it was opened (removed by someone)", shm_name);
     else
-        snprintf(buf, len, "%s exists but is not a valid table: %s%s%s (owner uid %ld)", shm_name,
+        snprintf(buf, len, "%s is not a valid table: %s%s%s (owner uid %ld)", shm_name,
                  etsmgr_strerror(rc), tbl_last_why()[0] ? ": " : "", tbl_last_why(),
                  have ? (long)st.st_uid : -1L);
 }
