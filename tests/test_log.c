@@ -5,8 +5,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <regex.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,9 +61,19 @@ START_TEST(test_log_plain_format)
 }
 END_TEST
 
+/* JOURNAL_STREAM naming the current stderr, as systemd sets it. */
+static void set_journal_stream_to_stderr(void)
+{
+    struct stat st;
+    ck_assert_int_eq(fstat(2, &st), 0);
+    char v[64];
+    snprintf(v, sizeof v, "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+    setenv("JOURNAL_STREAM", v, 1);
+}
+
 static void emit_journal(void)
 {
-    setenv("JOURNAL_STREAM", "8:1234", 1);
+    set_journal_stream_to_stderr();
     log_init("etsmgrd", LOG_LVL_DEBUG);
     log_warning("w");
     log_debug("d\n");
@@ -70,13 +82,31 @@ static void emit_journal(void)
 START_TEST(test_log_journal_prefix)
 {
     const char *out = capture(emit_journal);
-    ck_assert_str_eq(out, "<4>etsmgrd: w\n<7>etsmgrd: d\n");
+    /* journald shows the stream's identifier: no program name repeated */
+    ck_assert_str_eq(out, "<4>w\n<7>d\n");
+}
+END_TEST
+
+/* A JOURNAL_STREAM inherited across a redirection of stderr names another
+ * file: the line is then for a person, with time and program name. */
+static void emit_stale_journal(void)
+{
+    setenv("JOURNAL_STREAM", "8:1234", 1);
+    log_init("etsmgrd", LOG_LVL_INFO);
+    log_warning("w");
+}
+
+START_TEST(test_log_stale_journal_stream_ignored)
+{
+    const char *out = capture(emit_stale_journal);
+    ck_assert_msg(out[0] != '<' && strstr(out, " warning: etsmgrd: w\n") != NULL,
+                  "a JOURNAL_STREAM that is not stderr was taken for journald: [%s]", out);
 }
 END_TEST
 
 static void emit_long(void)
 {
-    setenv("JOURNAL_STREAM", "1:1", 1);
+    set_journal_stream_to_stderr();
     log_init("x", LOG_LVL_INFO);
     char big[5000];
     memset(big, 'a', sizeof big - 1);
@@ -87,7 +117,7 @@ static void emit_long(void)
 START_TEST(test_log_long_line_whole)
 {
     const char *out = capture(emit_long);
-    ck_assert_uint_eq(strlen(out), strlen("<6>x: ") + 4999 + 1);
+    ck_assert_uint_eq(strlen(out), strlen("<6>") + 4999 + 1);
     ck_assert_int_eq(out[strlen(out) - 1], '\n');
 }
 END_TEST
@@ -152,6 +182,7 @@ Suite *log_suite(void)
     TCase *tc = tcase_create("log");
     tcase_add_test(tc, test_log_plain_format);
     tcase_add_test(tc, test_log_journal_prefix);
+    tcase_add_test(tc, test_log_stale_journal_stream_ignored);
     tcase_add_test(tc, test_log_long_line_whole);
     tcase_add_test(tc, test_log_errno_preserved);
     tcase_add_test(tc, test_log_levels);

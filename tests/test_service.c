@@ -27,7 +27,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -354,21 +356,69 @@ START_TEST(test_execstart_ready_after_children)
 }
 END_TEST
 
-START_TEST(test_journal_priorities)
+/* The streams a fake journald (a listening socket of the test, named by
+ * ETSMGR_JOURNAL_SOCKET) was given: each connection's text, header and all,
+ * in buf, one after the other, NUL-separated; returns how many. */
+static int ts_drain_streams(int lfd, char *buf, size_t cap)
+{
+    int n = 0;
+    size_t len = 0;
+    for (int fd; (fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0; n++) {
+        ssize_t r;
+        while (len + 2 < cap && (r = read(fd, buf + len, cap - 2 - len)) > 0)
+            len += (size_t)r;
+        buf[len++] = '\0';
+        close(fd);
+    }
+    buf[len] = '\0';
+    return n;
+}
+
+/* Every line of text is "<N>message" with N a syslog priority, and message
+ * does not start with "prog: " (journald shows the identifier already). */
+static void ts_check_journal_lines(char *text, const char *who)
+{
+    char copy[65536];
+    snprintf(copy, sizeof copy, "%s", text);
+    char *save = NULL;
+    for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        ck_assert_msg(line[0] == '<' && line[1] >= '0' && line[1] <= '7' && line[2] == '>',
+                      "a line of %s without a syslog priority prefix under JOURNAL_STREAM: %s", who, line);
+        const char *names[] = {"etssup: ", "etsmgrd: ", "etscounterd: ", NULL};
+        for (const char **nm = names; *nm; nm++)
+            ck_assert_msg(strncmp(line + 3, *nm, strlen(*nm)) != 0,
+                          "a line of %s repeats the program name after the priority: %s", who, line);
+    }
+}
+
+START_TEST(test_journal_streams)
 {
     ts_service s;
     memset(&s, 0, sizeof s);
     ts_prepare(&s);
+    /* a stand-in for journald's stdout socket */
+    char jpath[PATH_MAX];
+    snprintf(jpath, sizeof jpath, "%s/journal.sock", s.e.dir);
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    ck_assert_int_ge(lfd, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    ck_assert_uint_lt(strlen(jpath), sizeof sa.sun_path);
+    strcpy(sa.sun_path, jpath);
+    ck_assert_msg(bind(lfd, (struct sockaddr *)&sa, sizeof sa) == 0, "bind %s: %s", jpath, strerror(errno));
+    ck_assert_int_eq(listen(lfd, 64), 0);
+    ck_assert_int_eq(setenv("ETSMGR_JOURNAL_SOCKET", jpath, 1), 0);
+
     int pfd[2];
     ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
     struct stat pst;
     ck_assert_int_eq(fstat(pfd[1], &pst), 0);
     /* what systemd sets when stderr is its journal stream */
     char js[64];
-    snprintf(js, sizeof js, "%lu:%lu", (unsigned long)pst.st_dev, (unsigned long)pst.st_ino);
+    snprintf(js, sizeof js, "%llu:%llu", (unsigned long long)pst.st_dev, (unsigned long long)pst.st_ino);
     ck_assert_int_eq(setenv("JOURNAL_STREAM", js, 1), 0);
     ts_start(&s, pfd[1]);
     unsetenv("JOURNAL_STREAM");
+    unsetenv("ETSMGR_JOURNAL_SOCKET");
     close(pfd[1]);
     char nlog[4096] = "";
     int sender = sv_wait_ready(&s.p, 30000, nlog, sizeof nlog);
@@ -377,26 +427,55 @@ START_TEST(test_journal_priorities)
     ck_assert_msg(ws != -1 && WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "etssup did not exit 0 on SIGTERM (status %d)",
                   ws);
 
-    char buf[65536];
+    /* etssup's own stream: its lines only, priority first, no name */
+    static char buf[65536];
     size_t len = 0;
     ssize_t r;
-    while (len + 1 < sizeof buf && (r = read(pfd[0], buf + len, sizeof buf - 1 - len)) > 0) {
+    while (len + 1 < sizeof buf && (r = read(pfd[0], buf + len, sizeof buf - 1 - len)) > 0)
         len += (size_t)r;
-    }
     buf[len] = '\0';
     close(pfd[0]);
-    bool saw_sup = false, saw_mgrd = false, saw_ctrd = false;
-    /* levels map to syslog priorities: notice is 5, info is 6 */
-    ck_assert_msg(strstr(buf, "<5>etsmgrd: ") && strstr(buf, "<6>etssup: started child"),
-                  "expected etsmgrd's notices as <5> and etssup's info lines as <6> in:\n%s", buf);
-    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
-        ck_assert_msg(line[0] == '<' && line[1] >= '0' && line[1] <= '7' && line[2] == '>',
-                      "a log line without a syslog priority prefix under JOURNAL_STREAM: %s", line);
-        saw_sup |= strncmp(line + 3, "etssup:", 7) == 0;
-        saw_mgrd |= strncmp(line + 3, "etsmgrd:", 8) == 0;
-        saw_ctrd |= strncmp(line + 3, "etscounterd:", 12) == 0;
+    ck_assert_msg(strstr(buf, "<6>started child etsmgrd"), "expected etssup's info lines as <6>... in:\n%s", buf);
+    ck_assert_msg(!strstr(buf, "Counter") && !strstr(buf, "ETS-TRANSFER") && !strstr(buf, "got a table"),
+                  "a child's line came through etssup's stream:\n%s", buf);
+    ts_check_journal_lines(buf, "etssup");
+
+    /* one stream per child, named after its program */
+    static char streams[131072];
+    int n = ts_drain_streams(lfd, streams, sizeof streams);
+    close(lfd);
+    bool saw_mgrd = false, saw_ctrd = false;
+    char *p = streams;
+    for (int i = 0; i < n; i++) {
+        char *next = p + strlen(p) + 1; /* before the header is cut up */
+        char *body = p;
+        char *hdr[7];
+        for (int h = 0; h < 7; h++) {
+            hdr[h] = body;
+            char *nl = strchr(body, '\n');
+            ck_assert_msg(nl != NULL, "journal stream %d of %d has a short header: [%s]", i, n, p);
+            *nl = '\0';
+            body = nl + 1;
+        }
+        bool mgrd = strcmp(hdr[0], "etsmgrd") == 0, ctrd = strcmp(hdr[0], "etscounterd") == 0;
+        ck_assert_msg(mgrd || ctrd, "a journal stream with identifier '%s'", hdr[0]);
+        /* unit from the cgroup, default priority info, "<N>" read, no forwarding */
+        ck_assert_msg(!strcmp(hdr[1], "") && !strcmp(hdr[2], "6") && !strcmp(hdr[3], "1") && !strcmp(hdr[4], "0") &&
+                          !strcmp(hdr[5], "0") && !strcmp(hdr[6], "0"),
+                      "unexpected journal stream header for %s", hdr[0]);
+        ts_check_journal_lines(body, hdr[0]);
+        if (mgrd) {
+            saw_mgrd = true;
+            ck_assert_msg(strstr(body, "<5>etsmgrd 0") != NULL, "etsmgrd's start notice not at <5> in:\n%s", body);
+        } else {
+            saw_ctrd = true;
+            ck_assert_msg(strstr(body, "<5>got a table etscounter") != NULL,
+                          "etscounterd's notice not at <5> in:\n%s", body);
+        }
+        p = next;
     }
-    ck_assert_msg(saw_sup && saw_mgrd && saw_ctrd, "expected lines of etssup, etsmgrd and etscounterd in:\n%s", buf);
+    ck_assert_msg(saw_mgrd && saw_ctrd, "expected a journal stream of etsmgrd and one of etscounterd (got %d streams)",
+                  n);
     ts_finish(&s);
 }
 END_TEST
@@ -408,7 +487,7 @@ Suite *service_suite(void)
     tcase_set_timeout(tc, 900); /* make install first brings the build up to date */
     tcase_add_test(tc, test_unit_verifies);
     tcase_add_test(tc, test_execstart_ready_after_children);
-    tcase_add_test(tc, test_journal_priorities);
+    tcase_add_test(tc, test_journal_streams);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -5,8 +5,13 @@
  * and its children) never interleave mid-line, and a SIGKILL never leaves half
  * a line behind.  No stdio: stderr's FILE buffer would split long lines.
  *
- * When $JOURNAL_STREAM is set at log_init, stderr goes to journald, which
- * stamps lines itself and reads the "<N>" syslog prefix as the priority. */
+ * When $JOURNAL_STREAM names stderr itself (its "device:inode", as
+ * systemd's documentation asks us to check, so a stale variable inherited
+ * across a redirection is ignored), stderr goes to journald, which stamps
+ * lines itself, reads the "<N>" syslog prefix as the priority and tags each
+ * line with the stream's identifier: the line then carries neither time nor
+ * program name, which journald already shows.  etssup gives each child a
+ * stream of its own, named after the program (journalctl -t etsmgrd). */
 #include "log.h"
 
 #include <errno.h>
@@ -15,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,8 +40,20 @@ void log_init(const char *ident, enum log_level level)
         snprintf(log_ident, sizeof log_ident, "%s", base ? base + 1 : ident);
     }
     log_level_cur = level;
+    log_journal = log_stderr_is_journal();
+}
+
+int log_stderr_is_journal(void)
+{
     const char *js = getenv("JOURNAL_STREAM");
-    log_journal = js && *js;
+    unsigned long long dev, ino;
+    int used = 0;
+    if (!js || sscanf(js, "%llu:%llu%n", &dev, &ino, &used) != 2 || js[used] != '\0')
+        return 0;
+    struct stat st;
+    if (fstat(STDERR_FILENO, &st) < 0)
+        return 0;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }
 
 void log_set_level(enum log_level level) { log_level_cur = level; }
@@ -99,15 +117,13 @@ void log_msg(enum log_level level, const char *fmt, ...)
     if ((int)level > (int)log_level_cur)
         return;
     int saved_errno = errno; /* callers log, then look at errno */
-    if (log_journal < 0) {
-        const char *js = getenv("JOURNAL_STREAM");
-        log_journal = js && *js;
-    }
+    if (log_journal < 0)
+        log_journal = log_stderr_is_journal();
 
     char head[128];
     int hl;
     if (log_journal) {
-        hl = snprintf(head, sizeof head, "<%d>%s: ", (int)level, log_ident);
+        hl = snprintf(head, sizeof head, "<%d>", (int)level);
     } else {
         char ts[48];
         log_timestamp(ts, sizeof ts);

@@ -1,8 +1,8 @@
 /* log.h: one log line per event on stderr, as in the seed transcript:
  *   2019-06-24T19:06:09.126790+01:00 notice: etscounterd: Counter 1.
- * When JOURNAL_STREAM is set (stderr is journald's), each line instead starts
- * with the syslog priority, "<5>etscounterd: Counter 1.", and journald adds
- * the timestamp itself. */
+ * When JOURNAL_STREAM names stderr (stderr is a journald stream), each line
+ * is the syslog priority and the message, "<5>Counter 1.": journald adds the
+ * timestamp and the stream's identifier (the program) itself. */
 #ifndef ETSMGR_LOG_H
 #define ETSMGR_LOG_H
 
@@ -23,6 +23,9 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 #define log_notice(...) log_msg(LOG_LVL_NOTICE, __VA_ARGS__)
 #define log_warning(...) log_msg(LOG_LVL_WARNING, __VA_ARGS__)
 #define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
+
+/* 1 when $JOURNAL_STREAM is the "device:inode" of stderr, else 0. */
+int log_stderr_is_journal(void);
 
 /* Formats the current time as ISO-8601 with microseconds and UTC offset. */
 void log_timestamp(char *buf, unsigned long len);

@@ -4,7 +4,8 @@
  * needs things uv_spawn cannot do between fork and exec: its own process
  * group, PR_SET_PDEATHSIG (so a kill -9 of etssup takes it down: the
  * re-check of getppid() closes the race where etssup dies before the prctl),
- * LISTEN_PID set to its own pid, and the held sockets at fd 3 and up.
+ * LISTEN_PID set to its own pid, the held sockets at fd 3 and up, and its
+ * own journald stream connected from its own pid (journal.c).
  * Everything that allocates (the environment) is prepared before fork; the
  * child only makes async-signal-safe calls.  Signals are blocked across fork
  * so that no libuv signal handler can run in the child and write into the
@@ -205,7 +206,8 @@ static bool child_env_ours(const char *e)
 {
     static const char *const ours[] = {"NOTIFY_SOCKET=", "LISTEN_PID=",        "LISTEN_FDS=",
                                        "LISTEN_FDNAMES=", "ETSMGR_RUNTIME_DIR=", "ETSMGR_INSTANCE=",
-                                       "WATCHDOG_PID=",   "WATCHDOG_USEC=",      NULL};
+                                       "WATCHDOG_PID=",   "WATCHDOG_USEC=",      "JOURNAL_STREAM=",
+                                       NULL};
     for (const char *const *o = ours; *o; o++)
         if (strncmp(e, *o, strlen(*o)) == 0)
             return true;
@@ -243,7 +245,7 @@ int sup_child_spawn(sup_child *c, char *err, size_t errlen)
     int nenv = 0;
     while (environ && environ[nenv])
         nenv++;
-    char **env = calloc(nenv + 8, sizeof *env);
+    char **env = calloc(nenv + 9, sizeof *env);
     if (!env) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -259,7 +261,11 @@ int sup_child_spawn(sup_child *c, char *err, size_t errlen)
         snprintf(fdnames + l, sizeof fdnames - l, "%s%s", j ? ":" : "", cc->sockets[j].name);
     }
     char *listen_pid = NULL;
+    sup_journal jr;
+    sup_journal_prepare(cc, &jr);
     bool oom = asprintf(&env[k++], "ETSMGR_RUNTIME_DIR=%s", s->rt.dir) < 0;
+    if (jr.fd >= 0)
+        oom |= (env[k++] = strdup(jr.env)) == NULL;
     oom |= asprintf(&env[k++], "ETSMGR_INSTANCE=%s", s->rt.instance) < 0;
     if (cc->ready == SUP_READY_NOTIFY)
         oom |= asprintf(&env[k++], "NOTIFY_SOCKET=%s", c->notify_path) < 0;
@@ -272,6 +278,8 @@ int sup_child_spawn(sup_child *c, char *err, size_t errlen)
     if (oom) {
         snprintf(err, errlen, "out of memory");
         child_free_env(env, first_own);
+        if (jr.fd >= 0)
+            close(jr.fd);
         return -1;
     }
 
@@ -287,6 +295,8 @@ int sup_child_spawn(sup_child *c, char *err, size_t errlen)
     if (pipe2(pfd, O_CLOEXEC) < 0) {
         snprintf(err, errlen, "pipe2: %s", strerror(errno));
         child_free_env(env, first_own);
+        if (jr.fd >= 0)
+            close(jr.fd);
         return -1;
     }
     pid_t parent = getpid();
@@ -314,9 +324,11 @@ int sup_child_spawn(sup_child *c, char *err, size_t errlen)
         for (int j = 0; j < n; j++)
             hi[j] = fcntl(c->listen_fds[j], F_DUPFD_CLOEXEC, 3 + n);
         int genfd = c->sup->gen_fd >= 0 ? fcntl(c->sup->gen_fd, F_DUPFD_CLOEXEC, 3 + n) : -1;
+        int jfd = jr.fd >= 0 ? fcntl(jr.fd, F_DUPFD_CLOEXEC, 3 + n) : -1;
         for (int j = 0; j < n; j++)
             if (hi[j] < 0 || dup2(hi[j], 3 + j) < 0)
                 goto fail; /* dup2 clears close-on-exec on 3+j */
+        sup_journal_attach(&jr, jfd);
         if (listen_pid)
             child_fmt_pid(listen_pid + strlen("LISTEN_PID="), getpid());
         /* nothing else of etssup's leaks into the child */
@@ -337,6 +349,8 @@ int sup_child_spawn(sup_child *c, char *err, size_t errlen)
     int fork_errno = errno;
     sigprocmask(SIG_SETMASK, &old, NULL);
     close(pfd[1]);
+    if (jr.fd >= 0)
+        close(jr.fd); /* the child's now */
     if (pid < 0) {
         close(pfd[0]);
         child_free_env(env, first_own);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <uv.h>
 #include <cjson/cJSON.h>
 
@@ -70,6 +71,22 @@ typedef struct sup_config {
     sup_child_cfg *children;
     int nchildren;
 } sup_config;
+
+/* journal.c: a journald stream per child (only when etssup's own stderr
+ * is one).  prepare runs before fork (fd -1: the child keeps etssup's
+ * stderr; env is then ""), attach in the child after fork on fd, the
+ * prepared socket moved where it is safe. */
+typedef struct sup_journal {
+    int fd;
+    struct sockaddr_un addr;
+    char header[160];
+    size_t hlen;
+    char env[64]; /* "JOURNAL_STREAM=dev:ino" */
+    char failmsg[256];
+    size_t faillen;
+} sup_journal;
+int sup_journal_prepare(const sup_child_cfg *cc, sup_journal *j);
+void sup_journal_attach(const sup_journal *j, int fd);
 
 /* config.c */
 extern const char sup_default_config[];

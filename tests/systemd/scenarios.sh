@@ -55,8 +55,13 @@ sc_install() {
 # The seed's story, through systemctl.
 sc_seed_story() {
     inside systemctl start etsmgr || fail "systemctl start etsmgr"
-    # Type=notify: start returned, so both sockets answer at once
-    expect_eq "$(count -t 0)" 1 "the first count, right after systemctl start"
+    # Type=notify: start returned, so etssup reports both children running
+    # and etsmgrd lists the table as owned by etscounterd, before any retry
+    local st
+    st=$(inside etsmgrctl status) || fail "etsmgrctl status, right after systemctl start"
+    [ "$(grep -c running <<< "$st")" -ge 2 ] || fail "not both children running right after systemctl start: $st"
+    inside etsmgrctl tables | grep -q etscounter || fail "no table etscounter right after systemctl start"
+    expect_eq "$(count)" 1 "the first count"
     expect_eq "$(count)" 2 "the second count"
     ok "Type=notify: systemctl start returns with etsmgrd and etscounterd answering"
 
@@ -117,6 +122,16 @@ sc_journal_priorities() {
     journal_has "Counter" -u etsmgr -p notice..notice ||
         fail "no notice-priority 'Counter N.' line in the journal"
     ok "journal priorities: deaths are warnings or errors, counts are notices"
+
+    journal_has "Counter" -t etscounterd || fail "journalctl -t etscounterd has no 'Counter N.' line"
+    journal_has "started, pid=" -t etsmgrd || fail "journalctl -t etsmgrd has no start line"
+    journal_has "supervising" -t etssup || fail "journalctl -t etssup has no start line"
+    inside journalctl -t etssup --no-pager -o cat | grep -q "Counter" &&
+        fail "a line of etscounterd is filed under etssup"
+    inside journalctl -u etsmgr --no-pager -o cat | grep -E -q "^(etssup|etsmgrd|etscounterd): " &&
+        fail "a journal line repeats its program's name: $(inside journalctl -u etsmgr --no-pager -o cat |
+            grep -E -m1 "^(etssup|etsmgrd|etscounterd): ")"
+    ok "journal identifiers: journalctl -t etsmgrd, -t etscounterd, -t etssup each find their program's lines, with no name repeated"
 }
 
 sc_stop() {
