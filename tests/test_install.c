@@ -249,7 +249,7 @@ START_TEST(test_install_file_list_and_uninstall)
     snprintf(p, sizeof p, "%s" TI_PREFIX "/lib/systemd/system/etsmgr.service", dest);
     char *unit = rc_slurp(p);
     ck_assert_ptr_nonnull(unit);
-    ck_assert_msg(strstr(unit, "\nExecStart=" TI_PREFIX "/bin/etssup --config " TI_PREFIX "/etc/etsmgr/etssup.json\n"),
+    ck_assert_msg(strstr(unit, "\nExecStart=" TI_PREFIX "/bin/etssup --config " TI_PREFIX "/etc/etsmgr/etssup.json "),
                   "the installed unit's ExecStart does not run the installed etssup with the installed config:\n%s",
                   unit);
     ck_assert_msg(!strstr(unit, "@BINDIR@") && !strstr(unit, "@SYSCONFDIR@"), "unsubstituted template variable");
