@@ -12,6 +12,7 @@
  * arrives is either handed to the caller or closed, on every path, error
  * paths included: a client must not be able to exhaust our fd table. */
 #include "frame.h"
+#include "fdpass.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -23,7 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FRAME_CMSG_FDS 32 /* room for fds per recvmsg; the kernel closes any beyond */
 /* an idle reader keeps at most this much buffer: a server holds one reader
  * per connection, and a thousand idle peers must not each pin a burst's
  * worth of memory */
@@ -161,10 +161,6 @@ int frame_write(int fd, const char *payload, size_t len, const int *fds, int nfd
     char hdr[4];
     frame_put_len(hdr, (uint32_t)len);
     size_t total = 4 + len, sent = 0;
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int) * FRAME_MAX_FDS)];
-    } cbuf;
     bool is_sock = true;
     while (sent < total) {
         struct iovec iov[2];
@@ -179,18 +175,7 @@ int frame_write(int fd, const char *payload, size_t len, const int *fds, int nfd
         }
         ssize_t n;
         if (is_sock) {
-            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)niov};
-            if (sent == 0 && nfds > 0) {
-                memset(&cbuf, 0, sizeof cbuf);
-                mh.msg_control = cbuf.buf;
-                mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-                memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
-            }
-            n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+            n = fdpass_send(fd, iov, niov, 0, fds, sent == 0 ? nfds : 0);
             if (n < 0 && errno == ENOTSOCK && nfds == 0) {
                 is_sock = false;
                 continue;
@@ -221,26 +206,8 @@ typedef struct frame_fdacc {
 
 static void frame_fdacc_close(frame_fdacc *a)
 {
-    for (int i = 0; i < a->n; i++)
-        close(a->fds[i]);
+    fdpass_close_all(a->fds, a->n);
     a->n = 0;
-}
-
-static void frame_take_cmsgs(struct msghdr *mh, frame_fdacc *a)
-{
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < nfd; i++) {
-            int rfd;
-            memcpy(&rfd, CMSG_DATA(c) + i * sizeof(int), sizeof rfd);
-            if (a->fds && a->n < a->max)
-                a->fds[a->n++] = rfd;
-            else
-                close(rfd);
-        }
-    }
 }
 
 /* Read exactly n bytes (collecting fds) before deadline; 0 or -1/errno. */
@@ -248,19 +215,14 @@ static int frame_read_exact(int fd, char *buf, size_t n, long long deadline, fra
                             bool *is_sock)
 {
     size_t got = 0;
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int) * FRAME_CMSG_FDS)];
-    } cbuf;
     while (got < n) {
         ssize_t r;
         if (*is_sock) {
-            struct iovec iov = {.iov_base = buf + got, .iov_len = n - got};
-            struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
-                                .msg_control = cbuf.buf, .msg_controllen = sizeof cbuf.buf};
-            r = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+            int k = 0;
+            r = fdpass_recv(fd, buf + got, n - got, MSG_DONTWAIT, a->fds ? a->fds + a->n : NULL,
+                            a->max - a->n, &k, NULL);
             if (r >= 0)
-                frame_take_cmsgs(&mh, a);
+                a->n += k;
             else if (errno == ENOTSOCK) {
                 *is_sock = false;
                 continue;
@@ -355,8 +317,7 @@ int frame_read_json(int fd, cJSON **obj, int *fds, int *nfds, int maxfds, int ti
     free(p);
     if (!j || !cJSON_IsObject(j)) {
         cJSON_Delete(j);
-        for (int i = 0; i < n; i++)
-            close(fds[i]);
+        fdpass_close_all(fds, n);
         errno = EBADMSG;
         return -1;
     }
@@ -364,7 +325,6 @@ int frame_read_json(int fd, cJSON **obj, int *fds, int *nfds, int maxfds, int ti
     if (nfds)
         *nfds = n;
     else
-        for (int i = 0; i < n; i++)
-            close(fds[i]);
+        fdpass_close_all(fds, n);
     return 0;
 }

@@ -8,9 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cjson/cJSON.h>
+#include "fdpass.h"
 
 #define FRAME_MAX 65536u
-#define FRAME_MAX_FDS 4 /* fds accepted with one frame; more are closed */
+#define FRAME_MAX_FDS FDPASS_FRAME_MAX /* fds accepted with one frame; more are closed */
 
 /* Incremental decoder for event loops: feed bytes, take whole frames. */
 typedef struct frame_reader {

@@ -18,7 +18,7 @@
 #   make memcheck                      the unit suites below
 #   make memcheck MEMCHECK_SUITES=NAME one suite
 
-MEMCHECK_SUITES ?= frame proto log runtime notify conn table table_attach table_grow sup_config
+MEMCHECK_SUITES ?= fdpass frame proto log runtime notify conn table table_attach table_grow sup_config
 VALGRIND_FLAGS := --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	--show-leak-kinds=definite,indirect --error-exitcode=1 --track-fds=no
 

@@ -233,19 +233,7 @@ static void cl_send(int fd, const char *json, const int *fds, int nfds)
 static void cl_sendraw(int fd, const void *buf, size_t len, const int *fds, int nfds)
 {
     struct iovec iov = {(void *)buf, len};
-    char cb[CMSG_SPACE(sizeof(int) * 16)];
-    memset(cb, 0, sizeof cb);
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (nfds) {
-        mh.msg_control = cb;
-        mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-        memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
-    }
-    CL_CHECK(sendmsg(fd, &mh, MSG_NOSIGNAL) == (ssize_t)len);
+    CL_CHECK(fdpass_send(fd, &iov, 1, 0, fds, nfds) == (ssize_t)len);
 }
 
 static void cl_expect_eof(int fd)

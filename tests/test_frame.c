@@ -172,19 +172,7 @@ START_TEST(test_frame_read_errors)
     ck_assert_int_eq(pipe(p), 0);
     unsigned char hdr[6] = {0, 0, 0, 10, '{', '}'};
     struct iovec iov = {hdr, sizeof hdr};
-    union {
-        struct cmsghdr a;
-        char b[CMSG_SPACE(sizeof(int))];
-    } cb;
-    memset(&cb, 0, sizeof cb); /* no uninitialised padding reaches the kernel */
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.b,
-                        .msg_controllen = sizeof cb.b};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &p[0], sizeof(int));
-    ck_assert_int_eq(sendmsg(sp[0], &mh, 0), 6);
+    ck_assert_int_eq(fdpass_send(sp[0], &iov, 1, 0, &p[0], 1), 6);
     close(p[0]);
     close(p[1]);
     ck_assert_int_eq(frame_read(sp[1], &pl, &len, fds, &nfds, 4, 50), -1);

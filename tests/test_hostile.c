@@ -172,18 +172,8 @@ void hs_write_all(int fd, const void *p, size_t n)
 
 void hs_send_with_fds(int fd, const void *p, size_t n, const int *fds, int nfds)
 {
-    size_t clen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-    char *cbuf = calloc(1, clen);
-    ck_assert_ptr_nonnull(cbuf);
     struct iovec iov = {(void *)p, n};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = clen};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-    memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
-    ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
-    free(cbuf);
+    ssize_t w = fdpass_send(fd, &iov, 1, 0, fds, nfds);
     ck_assert_msg(w == (ssize_t)n, "sendmsg with %d fds: %s", nfds, strerror(errno));
 }
 

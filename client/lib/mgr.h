@@ -5,14 +5,12 @@
  * mc_recv_some into one frame_reader, whoever reads (a blocking call or the
  * watch's poll callback), so the stream can never be split between two
  * readers.  File descriptors arrive as SCM_RIGHTS with the first byte of the
- * frame that carries them, and the kernel ends a stream read right after
- * the message that carried fds, so the fds of one read belong to the frame
- * holding that read's last byte (the same rule as common/prog/conn.c).  Each read
- * with fds is kept as a group {stream offset of its end, fds}; when a frame
- * is decoded, the groups ending inside it become that frame's fds, and every
- * fd is closed with its frame unless a handler takes it (mc_pop_fd).  So a
- * late reply to a call that timed out takes its table fd with it when it is
- * dropped, instead of leaving it for the next call to pick up. */
+ * frame that carries them; the fds of one read wait in a ledger (fdpass.h,
+ * the same rule as common/prog/conn.c) until the frame they belong to is
+ * decoded, and every fd is closed with its frame unless a handler takes it
+ * (mc_pop_fd).  So a late reply to a call that timed out takes its table fd
+ * with it when it is dropped, instead of leaving it for the next call to
+ * pick up. */
 #ifndef ETSMGR_MGR_H
 #define ETSMGR_MGR_H
 #include <stdint.h>
@@ -22,16 +20,8 @@
 #include "frame.h"
 #include "runtime.h"
 
-#define MC_FDGROUPS 8
 #define MC_DEFAULT_TIMEOUT_MS 5000
 #define MC_DEFAULT_POLL_MS 100
-
-/* fds of one read, until the frame holding its last byte is decoded */
-typedef struct mc_fdgroup {
-    uint64_t end; /* stream offset just past the read that brought them */
-    int n;
-    int fds[FRAME_MAX_FDS];
-} mc_fdgroup;
 
 typedef struct mc_transfer {
     etsmgr_table *t;
@@ -49,8 +39,7 @@ struct etsmgr_client {
     uint64_t next_id;
     frame_reader rd;
     uint64_t rx_total, rx_consumed; /* stream offsets: bytes read, bytes decoded */
-    mc_fdgroup grp[MC_FDGROUPS];
-    int ngrp;
+    fdpass_ledger fdl;              /* fds read, waiting for their frame */
     int frame_fds[FRAME_MAX_FDS]; /* the fds of the frame mc_next_frame returned last */
     int frame_nfds;
     etsmgr_table **tables; /* held tables */

@@ -26,10 +26,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* fds taken from one recvmsg; more are closed (a frame carries at most
- * FRAME_MAX_FDS) */
-#define CONN_CMSG_FDS_CLIENT 16
-
 /* ------------------------------------------------------------------ errors */
 int mc_err(etsmgr_client *c, int err, const char *code, const char *fmt, ...)
 {
@@ -103,10 +99,7 @@ void mc_drop(etsmgr_client *c)
     c->fd = -1;
     c->daemon_pid = 0;
     mc_frame_done(c);
-    for (int g = 0; g < c->ngrp; g++)
-        for (int i = 0; i < c->grp[g].n; i++)
-            close(c->grp[g].fds[i]);
-    c->ngrp = 0;
+    fdpass_ledger_close(&c->fdl);
     c->rx_total = c->rx_consumed = 0;
     frame_reader_free(&c->rd);
     frame_reader_init(&c->rd);
@@ -115,54 +108,17 @@ void mc_drop(etsmgr_client *c)
 ssize_t mc_recv_some(etsmgr_client *c, int flags)
 {
     char buf[16384];
-    union {
-        struct cmsghdr h;
-        char b[CMSG_SPACE(sizeof(int) * CONN_CMSG_FDS_CLIENT)];
-    } cm;
-    struct iovec iov = { buf, sizeof buf };
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b,
-                         .msg_controllen = sizeof cm.b };
-    ssize_t n;
-    do
-        n = recvmsg(c->fd, &mh, flags | MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
+    int fds[FDPASS_RECV_ROOM], nfds = 0;
+    ssize_t n = fdpass_recv(c->fd, buf, sizeof buf, flags, fds, FDPASS_RECV_ROOM, &nfds, NULL);
     if (n < 0)
         return -1;
-    int fds[CONN_CMSG_FDS_CLIENT], nfds = 0;
-    for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h)) {
-        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t nfd = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < nfd; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
-            if (nfds < CONN_CMSG_FDS_CLIENT)
-                fds[nfds++] = fd;
-            else
-                close(fd);
-        }
-    }
     if (n > 0 && frame_reader_feed(&c->rd, buf, (size_t)n) < 0) {
-        for (int i = 0; i < nfds; i++)
-            close(fds[i]);
+        fdpass_close_all(fds, nfds);
         errno = ENOMEM;
         return -1;
     }
     c->rx_total += (uint64_t)n;
-    if (nfds > 0) {
-        /* No byte read, or no room to remember them: they can belong to no
-         * frame we will decode, so they go now. */
-        int keep = 0;
-        if (n > 0 && c->ngrp < MC_FDGROUPS) {
-            mc_fdgroup *g = &c->grp[c->ngrp++];
-            g->end = c->rx_total;
-            g->n = 0;
-            for (; keep < nfds && keep < FRAME_MAX_FDS; keep++)
-                g->fds[g->n++] = fds[keep];
-        }
-        for (int i = keep; i < nfds; i++)
-            close(fds[i]);
-    }
+    fdpass_ledger_add(&c->fdl, c->rx_total, fds, nfds); /* (none when n == 0) */
     return n;
 }
 
@@ -178,30 +134,8 @@ int mc_pop_fd(etsmgr_client *c)
 
 void mc_frame_done(etsmgr_client *c)
 {
-    for (int i = 0; i < c->frame_nfds; i++)
-        close(c->frame_fds[i]);
+    fdpass_close_all(c->frame_fds, c->frame_nfds);
     c->frame_nfds = 0;
-}
-
-/* The frame [start, end) of the stream takes the fds of the reads whose
- * last byte lies in it; reads that ended before it had no frame of their
- * own (a peer sending fds mid-frame): closed. */
-static void mc_assign_fds(etsmgr_client *c, uint64_t start, uint64_t end)
-{
-    int used = 0;
-    for (; used < c->ngrp && c->grp[used].end <= end; used++) {
-        mc_fdgroup *g = &c->grp[used];
-        for (int i = 0; i < g->n; i++) {
-            if (g->end > start && c->frame_nfds < FRAME_MAX_FDS)
-                c->frame_fds[c->frame_nfds++] = g->fds[i];
-            else
-                close(g->fds[i]);
-        }
-    }
-    if (used) {
-        memmove(c->grp, c->grp + used, sizeof c->grp[0] * (size_t)(c->ngrp - used));
-        c->ngrp -= used;
-    }
 }
 
 int mc_next_frame(etsmgr_client *c, cJSON **obj)
@@ -218,7 +152,7 @@ int mc_next_frame(etsmgr_client *c, cJSON **obj)
         return 0;
     uint64_t start = c->rx_consumed;
     c->rx_consumed = start + 4 + len;
-    mc_assign_fds(c, start, c->rx_consumed);
+    c->frame_nfds = fdpass_ledger_take(&c->fdl, start, c->rx_consumed, c->frame_fds, FRAME_MAX_FDS);
     cJSON *o = cJSON_ParseWithLength(p, len);
     if (!o || !cJSON_IsObject(o)) {
         cJSON_Delete(o);

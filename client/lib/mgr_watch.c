@@ -174,25 +174,9 @@ static int mc_flush(struct mc_watch *w)
     while (done < w->nout) {
         mc_out *o = &w->out[done];
         struct iovec iov = { o->buf + o->off, o->len - o->off };
-        union {
-            struct cmsghdr h;
-            char b[CMSG_SPACE(sizeof(int))];
-        } cm;
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-        if (o->off == 0 && o->fd >= 0) {
-            memset(&cm, 0, sizeof cm);
-            mh.msg_control = cm.b;
-            mh.msg_controllen = sizeof cm.b;
-            struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
-            h->cmsg_level = SOL_SOCKET;
-            h->cmsg_type = SCM_RIGHTS;
-            h->cmsg_len = CMSG_LEN(sizeof(int));
-            memcpy(CMSG_DATA(h), &o->fd, sizeof(int));
-        }
-        ssize_t n = sendmsg(w->c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        int nfds = o->off == 0 && o->fd >= 0 ? 1 : 0; /* with the frame's first byte */
+        ssize_t n = fdpass_send(w->c->fd, &iov, 1, MSG_DONTWAIT, &o->fd, nfds);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
             return -1;

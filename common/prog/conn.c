@@ -53,8 +53,6 @@
 #define CONN_OUT_HIGH (1u << 20)
 #define CONN_OUT_HARD (64u << 20)
 #define CONN_IOV_MAX 64
-#define CONN_FDGROUPS 8
-#define CONN_CMSG_FDS 32
 #define CONN_ACCEPT_BACKOFF_MS 100
 
 typedef struct conn_seg {
@@ -63,12 +61,6 @@ typedef struct conn_seg {
     int fd; /* our dup, closed once sent; -1: none */
     char data[];
 } conn_seg;
-
-typedef struct conn_fdgroup {
-    uint64_t end; /* stream offset just past the read that brought them */
-    int n;
-    int fds[FRAME_MAX_FDS];
-} conn_fdgroup;
 
 struct conn {
     uv_poll_t poll;
@@ -79,8 +71,7 @@ struct conn {
     bool dirty;
     frame_reader rd;
     uint64_t rx_total, rx_consumed;
-    conn_fdgroup grp[CONN_FDGROUPS];
-    int ngrp;
+    fdpass_ledger fdl; /* fds received, waiting for their frame */
     conn_seg *out_head, *out_tail;
     size_t out_bytes;
     int events;      /* what uv_poll watches now */
@@ -188,14 +179,6 @@ static void conn_free_output(conn *c)
     c->out_bytes = 0;
 }
 
-static void conn_close_groups(conn *c)
-{
-    for (int g = 0; g < c->ngrp; g++)
-        for (int i = 0; i < c->grp[g].n; i++)
-            close(c->grp[g].fds[i]);
-    c->ngrp = 0;
-}
-
 /* ------------------------------------------------------------ lifetime */
 
 static void srv_handle_closed(conn_server *s)
@@ -228,7 +211,7 @@ static void conn_close_now(conn *c)
     if (c->next)
         c->next->prev = c->prev;
     s->count--;
-    conn_close_groups(c);
+    fdpass_ledger_close(&c->fdl);
     conn_free_output(c);
     frame_reader_free(&c->rd);
     if (s->cfg.on_close)
@@ -275,33 +258,17 @@ static void conn_consume(conn *c, size_t n)
  * fd-carrying segment alone.  Bytes sent, or -1/errno. */
 static ssize_t conn_send_some(conn *c)
 {
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } cbuf;
     struct iovec iov[CONN_IOV_MAX];
     int niov = 0;
-    struct msghdr mh = {.msg_iov = iov};
     conn_seg *s = c->out_head;
-    if (s->fd >= 0) {
+    int fd = s->fd;
+    if (fd >= 0) {
         iov[niov++] = (struct iovec){s->data + s->off, s->len - s->off};
-        memset(&cbuf, 0, sizeof cbuf);
-        mh.msg_control = cbuf.buf;
-        mh.msg_controllen = sizeof cbuf.buf;
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &s->fd, sizeof(int));
     } else {
         for (; s && s->fd < 0 && niov < CONN_IOV_MAX; s = s->next)
             iov[niov++] = (struct iovec){s->data + s->off, s->len - s->off};
     }
-    mh.msg_iovlen = (size_t)niov;
-    ssize_t n;
-    do {
-        n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
+    ssize_t n = fdpass_send(c->fd, iov, niov, MSG_DONTWAIT, &fd, fd >= 0 ? 1 : 0);
     if (n > 0)
         conn_consume(c, (size_t)n);
     return n;
@@ -470,27 +437,14 @@ static void conn_process(conn *c)
             int bl = conn_error_frame(body, sizeof body, "frame_too_large", msg);
             if (bl > 0)
                 conn_send(c, body, (size_t)bl, -1);
-            conn_close_groups(c);
+            fdpass_ledger_close(&c->fdl);
             conn_close(c);
             break;
         }
         uint64_t start = c->rx_consumed, end = start + 4 + len;
         c->rx_consumed = end;
-        int fds[FRAME_MAX_FDS], nfds = 0;
-        int used = 0;
-        for (; used < c->ngrp && c->grp[used].end <= end; used++) {
-            conn_fdgroup *g = &c->grp[used];
-            for (int i = 0; i < g->n; i++) {
-                if (g->end > start && nfds < FRAME_MAX_FDS)
-                    fds[nfds++] = g->fds[i];
-                else
-                    close(g->fds[i]); /* over the limit, or no frame of its own */
-            }
-        }
-        if (used) {
-            memmove(c->grp, c->grp + used, sizeof c->grp[0] * (size_t)(c->ngrp - used));
-            c->ngrp -= used;
-        }
+        int fds[FRAME_MAX_FDS];
+        int nfds = fdpass_ledger_take(&c->fdl, start, end, fds, FRAME_MAX_FDS);
         s->cfg.on_frame(c, p, len, fds, nfds, s->cfg.arg);
     }
     if (!c->closed && !c->closing && !c->paused && c->eof) {
@@ -505,18 +459,11 @@ static void conn_process(conn *c)
 static void conn_read(conn *c)
 {
     conn_server *s = c->srv;
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int) * CONN_CMSG_FDS)];
-    } cbuf;
     for (int i = 0; i < CONN_READS_PER_EVENT; i++) {
-        struct iovec iov = {s->rbuf, CONN_READ_CHUNK};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
-                            .msg_control = cbuf.buf, .msg_controllen = sizeof cbuf.buf};
-        ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        int fds[FDPASS_RECV_ROOM], nfds = 0;
+        ssize_t n = fdpass_recv(c->fd, s->rbuf, CONN_READ_CHUNK, MSG_DONTWAIT, fds,
+                                FDPASS_RECV_ROOM, &nfds, NULL);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
             log_debug("recvmsg from pid %ld: %s; closing the connection", (long)c->pid,
@@ -524,47 +471,19 @@ static void conn_read(conn *c)
             conn_close_now(c);
             return;
         }
-        int fds[CONN_CMSG_FDS], nfds = 0;
-        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-                continue;
-            size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (size_t j = 0; j < k; j++) {
-                int fd;
-                memcpy(&fd, CMSG_DATA(cm) + j * sizeof(int), sizeof fd);
-                if (nfds < CONN_CMSG_FDS)
-                    fds[nfds++] = fd;
-                else
-                    close(fd);
-            }
-        }
         if (n == 0) {
-            for (int j = 0; j < nfds; j++)
-                close(fds[j]);
-            c->eof = true;
+            c->eof = true; /* (fdpass_recv closed any fds: no byte, no frame) */
             break;
         }
         if (frame_reader_feed(&c->rd, s->rbuf, (size_t)n) < 0) {
             log_error("out of memory buffering a request of pid %ld; closing its connection",
                       (long)c->pid);
-            for (int j = 0; j < nfds; j++)
-                close(fds[j]);
+            fdpass_close_all(fds, nfds);
             conn_close_now(c);
             return;
         }
         c->rx_total += (uint64_t)n;
-        if (nfds > 0) {
-            int keep = 0;
-            if (c->ngrp < CONN_FDGROUPS) {
-                conn_fdgroup *g = &c->grp[c->ngrp++];
-                g->end = c->rx_total;
-                g->n = 0;
-                for (; keep < nfds && keep < FRAME_MAX_FDS; keep++)
-                    g->fds[g->n++] = fds[keep];
-            }
-            for (int j = keep; j < nfds; j++)
-                close(fds[j]);
-        }
+        fdpass_ledger_add(&c->fdl, c->rx_total, fds, nfds);
         if ((size_t)n < CONN_READ_CHUNK)
             break; /* drained; level-triggered poll tells us about more */
     }

@@ -8,6 +8,7 @@
  * Receiver: any fds that arrive (FDSTORE=1 senders) are closed, since nobody
  * here stores them and they would leak otherwise. */
 #include "notify.h"
+#include "fdpass.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -115,38 +116,13 @@ int notify_recv(int fd, char *buf, unsigned long len, int *pid)
         errno = EINVAL;
         return -1;
     }
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int) * 16)];
-    } cbuf;
-    struct iovec iov = {.iov_base = buf, .iov_len = len - 1};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
-                        .msg_control = cbuf.buf, .msg_controllen = sizeof cbuf.buf};
-    ssize_t n;
-    do {
-        n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
+    pid_t from = 0;
+    /* no room for fds: fdpass_recv closes any that came (see the top) */
+    ssize_t n = fdpass_recv(fd, buf, len - 1, MSG_DONTWAIT, NULL, 0, NULL, &from);
     if (n < 0)
         return -1;
     if (pid)
-        *pid = 0;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-        if (c->cmsg_level != SOL_SOCKET)
-            continue;
-        if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
-            struct ucred uc;
-            memcpy(&uc, CMSG_DATA(c), sizeof uc);
-            if (pid)
-                *pid = (int)uc.pid;
-        } else if (c->cmsg_type == SCM_RIGHTS) {
-            size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (size_t i = 0; i < nfd; i++) {
-                int rfd;
-                memcpy(&rfd, CMSG_DATA(c) + i * sizeof(int), sizeof rfd);
-                close(rfd);
-            }
-        }
-    }
+        *pid = (int)from;
     buf[n] = '\0';
     return (int)n;
 }
