@@ -35,6 +35,21 @@ typedef struct mgrd_peer mgrd_peer;
 
 typedef enum mgrd_state { MGRD_OWNED = 1, MGRD_ORPHANED = 2 } mgrd_state;
 
+/* What a peer asks to do to a table, for the one actor check
+ * (mgrd_reg_may; the table of rules is at the top of registry.c). */
+typedef enum mgrd_act {
+    MGRD_ACT_TAKE,    /* new_table of a known name, add_table of the same object */
+    MGRD_ACT_REPLACE, /* add_table of a new object under a managed name */
+    MGRD_ACT_DELETE,  /* del_table */
+    MGRD_ACT_GIVE,    /* give_away */
+} mgrd_act;
+typedef enum mgrd_verdict {
+    MGRD_MAY = 0,
+    MGRD_NOT_UID,      /* the table belongs to another uid */
+    MGRD_OWNED_BY_OTHER, /* another living process owns it */
+    MGRD_NOT_HELD,     /* orphaned, and the act needs the owner */
+} mgrd_verdict;
+
 /* One managed table.  The daemon keeps its own attachment (t) for the whole
  * time it manages the table: its fd is what new_table hands out, and its
  * header gives the status (entries, capacity, bytes). */
@@ -44,8 +59,7 @@ typedef struct mgrd_table {
     etsmgr_table *t;
     dev_t dev;               /* identity of the shm object we manage */
     ino_t ino;
-    mgrd_state state;
-    mgrd_peer *owner;        /* NULL when orphaned */
+    mgrd_peer *owner;        /* NULL when orphaned: the state is derived from it */
     pid_t owner_pid;         /* current owner, or the last one when orphaned */
     uid_t uid;               /* the uid the table belongs to */
     char heir_data[MGRD_HEIR_DATA_MAX + 1];
@@ -86,12 +100,17 @@ mgrd_table *mgrd_reg_find(mgrd *m, const char *name);
 mgrd_table *mgrd_reg_add(mgrd *m, const char *name, const char *shm_name, etsmgr_table *t, uid_t uid);
 /* Forget a table: closes the daemon's attachment (the object stays). */
 void mgrd_reg_remove(mgrd *m, mgrd_table *rt);
+/* The table's state: owned exactly when it has an owner peer. */
+mgrd_state mgrd_reg_state(const mgrd_table *rt);
+/* May peer p do act to rt?  MGRD_MAY, or why not. */
+mgrd_verdict mgrd_reg_may(const mgrd_table *rt, const mgrd_peer *p, mgrd_act act);
 /* Ownership changes; each records the owner in the table header (bumping
  * its generation) and counts a transfer. */
 void mgrd_reg_give(mgrd *m, mgrd_table *rt, mgrd_peer *to);
 void mgrd_reg_orphan(mgrd *m, mgrd_table *rt);
-/* Every table p owns becomes orphaned, logged as the seed's ETS-TRANSFER
- * (during an orderly exit the owners stay owners: p is only forgotten). */
+/* Every table p owns becomes orphaned, logged as the seed's ETS-TRANSFER.
+ * During an orderly exit nothing is recorded or logged (the header keeps
+ * its owner, the next daemon decides): the daemon only lets go of p. */
 void mgrd_reg_orphan_all(mgrd *m, mgrd_peer *p);
 /* The status object of one table (name, state, owner_pid, ...). */
 cJSON *mgrd_reg_status(mgrd *m, mgrd_table *rt);

@@ -1,4 +1,38 @@
-/* registry.c: the tables etsmgrd manages and who owns each.
+/* registry.c: the tables etsmgrd manages, who owns each, and who may act on
+ * each: the ownership rules live here and only here (docs/design.md,
+ * "Ownership state machine").
+ *
+ *               new_table, name unknown: created
+ *                            |
+ *                            v
+ *                     +-------------+   give_away {pid}: the receiver gets
+ *                     |    owned    |---+ the event "transfer" with the fd
+ *                     | (owner pid) |<--+
+ *                     +-------------+
+ *      the owner's      |       ^   new_table by a process of the table's
+ *      connection       |       |   uid (data intact, created:false), or
+ *      closes:          v       |   add_table by its holder, with the fd
+ *      ETS-TRANSFER   +-------------+
+ *      EXIT           |  orphaned   |<--- daemon start: a valid object of
+ *                     | (heir: the  |     the instance found in /dev/shm
+ *                     |   daemon)   |
+ *                     +-------------+
+ *      del_table (by the owner, or by the table's uid when orphaned): no
+ *      longer managed; with unlink the shared-memory object is removed.
+ *
+ * The state is not stored: a table is owned exactly when it has an owner
+ * peer (mgrd_reg_state), so the two cannot disagree.  Only mgrd_reg_give
+ * sets an owner and only reg_let_go clears one.
+ *
+ * Who may act (mgrd_reg_may), like s6-supervise's table of actions: one row
+ * per act, read left to right; the first column that refuses decides.
+ *
+ *   act       caller's uid must be   when owned by another   when orphaned
+ *   TAKE      the table's            OWNED_BY_OTHER          may
+ *   REPLACE   (the new object's,     OWNED_BY_OTHER          may
+ *              checked by the caller)
+ *   DELETE    the table's            OWNED_BY_OTHER          may
+ *   GIVE      the table's            OWNED_BY_OTHER          NOT_HELD
  *
  * A plain singly linked list: at most --max-tables entries (4096 by
  * default), looked up by name a few times per request, so a hash would buy
@@ -28,6 +62,40 @@ mgrd_table *mgrd_reg_find(mgrd *m, const char *name)
     return NULL;
 }
 
+mgrd_state mgrd_reg_state(const mgrd_table *rt)
+{
+    return rt->owner ? MGRD_OWNED : MGRD_ORPHANED;
+}
+
+static const struct {
+    bool same_uid;     /* the caller must be of the table's uid */
+    bool needs_owner;  /* an orphaned table refuses (NOT_HELD) */
+} reg_rules[] = {
+    [MGRD_ACT_TAKE] = {true, false},
+    [MGRD_ACT_REPLACE] = {false, false},
+    [MGRD_ACT_DELETE] = {true, false},
+    [MGRD_ACT_GIVE] = {true, true},
+};
+
+mgrd_verdict mgrd_reg_may(const mgrd_table *rt, const mgrd_peer *p, mgrd_act act)
+{
+    if (reg_rules[act].same_uid && rt->uid != p->uid)
+        return MGRD_NOT_UID;
+    if (rt->owner && rt->owner != p)
+        return MGRD_OWNED_BY_OTHER;
+    if (!rt->owner && reg_rules[act].needs_owner)
+        return MGRD_NOT_HELD;
+    return MGRD_MAY;
+}
+
+/* The owner goes; nothing else changes (the callers record and log). */
+static void reg_let_go(mgrd_table *rt)
+{
+    if (rt->owner)
+        rt->owner->owned--;
+    rt->owner = NULL;
+}
+
 mgrd_table *mgrd_reg_add(mgrd *m, const char *name, const char *shm_name, etsmgr_table *t, uid_t uid)
 {
     mgrd_table *rt = calloc(1, sizeof *rt);
@@ -38,7 +106,6 @@ mgrd_table *mgrd_reg_add(mgrd *m, const char *name, const char *shm_name, etsmgr
     rt->t = t;
     etsmgr_table_set_lock_timeout(t, MGRD_LOCK_TIMEOUT_MS);
     rt->uid = uid;
-    rt->state = MGRD_ORPHANED;
     uid_t ignored;
     if (mgrd_fd_ident(etsmgr_table_fd(t), &rt->dev, &rt->ino, &ignored) < 0)
         log_warning("fstat of table %s failed: %s", name, strerror(errno));
@@ -56,8 +123,7 @@ void mgrd_reg_remove(mgrd *m, mgrd_table *rt)
             break;
         }
     }
-    if (rt->owner)
-        rt->owner->owned--;
+    reg_let_go(rt);
     m->ntables--;
     etsmgr_table_close(rt->t);
     free(rt);
@@ -75,11 +141,9 @@ void mgrd_reg_give(mgrd *m, mgrd_table *rt, mgrd_peer *to)
 {
     if (rt->owner == to)
         return;
-    if (rt->owner)
-        rt->owner->owned--;
+    reg_let_go(rt);
     rt->owner = to;
     rt->owner_pid = to->pid;
-    rt->state = MGRD_OWNED;
     to->owned++;
     rt->transfers++;
     reg_record_owner(m, rt, to->pid);
@@ -87,12 +151,9 @@ void mgrd_reg_give(mgrd *m, mgrd_table *rt, mgrd_peer *to)
 
 void mgrd_reg_orphan(mgrd *m, mgrd_table *rt)
 {
-    if (rt->state == MGRD_ORPHANED)
+    if (!rt->owner)
         return;
-    if (rt->owner)
-        rt->owner->owned--;
-    rt->owner = NULL;
-    rt->state = MGRD_ORPHANED;
+    reg_let_go(rt);
     rt->transfers++;
     reg_record_owner(m, rt, 0);
 }
@@ -103,9 +164,11 @@ void mgrd_reg_orphan_all(mgrd *m, mgrd_peer *p)
         if (rt->owner != p)
             continue;
         if (m->stopping) {
-            /* Orderly exit: the owner still owns it; only forget the peer. */
-            rt->owner = NULL;
-            p->owned--;
+            /* Orderly exit: the header keeps its owner and no transfer is
+             * counted, but the daemon holds no life line any more, so in
+             * its memory the table is orphaned, like the next daemon will
+             * see it (it used to stay "owned" by a freed peer). */
+            reg_let_go(rt);
             continue;
         }
         mgrd_reg_orphan(m, rt);
@@ -141,8 +204,9 @@ cJSON *mgrd_reg_status(mgrd *m, mgrd_table *rt)
     if (!o)
         return NULL;
     cJSON_AddStringToObject(o, "name", rt->name);
-    cJSON_AddStringToObject(o, "state", rt->state == MGRD_OWNED ? "owned" : "orphaned");
-    cJSON_AddNumberToObject(o, "owner_pid", rt->state == MGRD_OWNED ? (double)rt->owner_pid : 0);
+    bool owned = mgrd_reg_state(rt) == MGRD_OWNED;
+    cJSON_AddStringToObject(o, "state", owned ? "owned" : "orphaned");
+    cJSON_AddNumberToObject(o, "owner_pid", owned ? (double)rt->owner_pid : 0);
     cJSON_AddStringToObject(o, "heir_data", rt->heir_data);
     cJSON_AddNumberToObject(o, "transfers", (double)rt->transfers);
     cJSON_AddNumberToObject(o, "uid", (double)rt->uid);

@@ -99,6 +99,29 @@ static cJSON *err_forbidden(req_ctx *x, mgrd_table *rt)
                            rt->name, (unsigned)rt->uid, (unsigned)x->p->uid);
 }
 
+/* The one actor check (the rules are in registry.c): false when the caller
+ * may do act to rt, else true with the refusal in *err.  Only the words
+ * differ by act: taking a table owned by another is a name conflict
+ * ("owned"), deleting or giving it is "not_owner". */
+static bool refused(req_ctx *x, mgrd_table *rt, mgrd_act act, cJSON **err)
+{
+    switch (mgrd_reg_may(rt, x->p, act)) {
+    case MGRD_MAY:
+        return false;
+    case MGRD_NOT_UID:
+        *err = err_forbidden(x, rt);
+        break;
+    case MGRD_OWNED_BY_OTHER:
+        *err = err_owned(x, rt, act == MGRD_ACT_TAKE || act == MGRD_ACT_REPLACE ? "owned" : "not_owner");
+        break;
+    case MGRD_NOT_HELD:
+        *err = proto_reply_err(x->req, "not_owner", "table %s is orphaned; take it with new_table first",
+                               rt->name);
+        break;
+    }
+    return true;
+}
+
 static uint64_t table_generation(mgrd_table *rt)
 {
     etsmgr_table_info info;
@@ -304,10 +327,8 @@ static cJSON *op_new_table(req_ctx *x)
 
     mgrd_table *rt = mgrd_reg_find(m, name);
     if (rt) {
-        if (rt->uid != x->p->uid)
-            return err_forbidden(x, rt);
-        if (rt->state == MGRD_OWNED && rt->owner != x->p)
-            return err_owned(x, rt, "owned");
+        if (refused(x, rt, MGRD_ACT_TAKE, &err))
+            return err;
         bool again = rt->owner == x->p;
         if (!again) {
             x->undo = UNDO_GIVEN; /* it was orphaned */
@@ -422,17 +443,15 @@ static cJSON *op_add_table(req_ctx *x)
     if (rt && (rt->dev != dev || rt->ino != ino)) {
         /* The object the daemon held was unlinked and the name reused: the
          * received fd is the current one (fd_check said so). */
-        if (rt->state == MGRD_OWNED && rt->owner != x->p)
-            return err_owned(x, rt, "owned");
+        if (refused(x, rt, MGRD_ACT_REPLACE, &err))
+            return err;
         log_warning("add_table: table=%s was replaced by a new object; managing the new one", name);
         mgrd_reg_remove(m, rt);
         rt = NULL;
     }
     if (rt) {
-        if (rt->uid != x->p->uid)
-            return err_forbidden(x, rt);
-        if (rt->state == MGRD_OWNED && rt->owner != x->p)
-            return err_owned(x, rt, "owned");
+        if (refused(x, rt, MGRD_ACT_TAKE, &err))
+            return err;
         etsmgr_table_info info;
         int rc = etsmgr_table_info_get(rt->t, &info);
         if (rc < 0)
@@ -482,10 +501,8 @@ static cJSON *op_del_table(req_ctx *x)
     mgrd_table *rt = mgrd_reg_find(m, name);
     if (!rt)
         return proto_reply_err(x->req, "not_found", "no table named %s is managed", name);
-    if (rt->uid != x->p->uid)
-        return err_forbidden(x, rt);
-    if (rt->state == MGRD_OWNED && rt->owner != x->p)
-        return err_owned(x, rt, "not_owner");
+    if (refused(x, rt, MGRD_ACT_DELETE, &err))
+        return err;
     bool unlinked = false;
     if (unlink_it) {
         int rc = tbl_unlink(rt->shm_name);
@@ -529,14 +546,8 @@ static cJSON *op_give_away(req_ctx *x)
     mgrd_table *rt = mgrd_reg_find(m, name);
     if (!rt)
         return proto_reply_err(x->req, "not_found", "no table named %s is managed", name);
-    if (rt->uid != x->p->uid)
-        return err_forbidden(x, rt);
-    if (rt->owner != x->p) {
-        if (rt->state == MGRD_OWNED)
-            return err_owned(x, rt, "not_owner");
-        return proto_reply_err(x->req, "not_owner", "table %s is orphaned; take it with new_table first",
-                               name);
-    }
+    if (refused(x, rt, MGRD_ACT_GIVE, &err))
+        return err;
     mgrd_peer *to = mgrd_peer_find(m, (pid_t)pid, rt->uid);
     if (!to)
         return proto_reply_err(x->req, "no_such_pid",
