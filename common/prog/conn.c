@@ -18,7 +18,10 @@
  * server's dirty list, and the list is flushed by a uv_check handle (right
  * after the I/O callbacks of this iteration) and a uv_prepare handle (for
  * sends from timers and other callbacks, before the loop blocks).  So all the
- * replies one read produced leave in one sendmsg, in request order.  A batch
+ * replies one read produced leave in one sendmsg, in request order.  Small
+ * frames are appended to the tail segment while it has room, so a pipelined
+ * batch of replies is one allocation and one iovec rather than one per
+ * reply (the kernel's per-iovec cost showed in profiles).  A batch
  * stops before a segment carrying an fd; that segment goes alone, fd on its
  * first byte.  EAGAIN arms UV_WRITABLE until the queue drains.
  *
@@ -55,10 +58,15 @@
 #define CONN_IOV_MAX 64
 #define CONN_ACCEPT_BACKOFF_MS 100
 
+/* Small replies share a segment of this size, so a pipelined batch of
+ * replies costs one malloc and leaves as one iovec, not one of each per
+ * reply (docs/performance.md). */
+#define CONN_SEG_MIN 4096
+
 typedef struct conn_seg {
     struct conn_seg *next;
-    size_t len, off;
-    int fd; /* our dup, closed once sent; -1: none */
+    size_t len, off, cap; /* bytes queued in data, of them sent, allocated */
+    int fd; /* our dup, closed once sent; -1: none (then frames may follow) */
     char data[];
 } conn_seg;
 
@@ -320,6 +328,17 @@ static void srv_flush_all(conn_server *s)
 static void srv_on_flush_prepare(uv_prepare_t *h) { srv_flush_all(h->data); }
 static void srv_on_flush_check(uv_check_t *h) { srv_flush_all(h->data); }
 
+/* length prefix and payload at p */
+static void conn_put_frame(char *p, const char *payload, size_t len)
+{
+    p[0] = (char)(len >> 24);
+    p[1] = (char)(len >> 16);
+    p[2] = (char)(len >> 8);
+    p[3] = (char)len;
+    if (len)
+        memcpy(p + 4, payload, len);
+}
+
 int conn_send(conn *c, const char *payload, size_t len, int fd)
 {
     if (!c || c->closed || c->closing) {
@@ -330,36 +349,41 @@ int conn_send(conn *c, const char *payload, size_t len, int fd)
         errno = EMSGSIZE;
         return -1;
     }
-    conn_seg *s = malloc(sizeof *s + 4 + len);
-    if (!s)
-        return -1;
-    s->next = NULL;
-    s->len = 4 + len;
-    s->off = 0;
-    s->fd = -1;
-    if (fd >= 0) {
-        s->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-        if (s->fd < 0) {
-            int e = errno;
-            log_error("fcntl(F_DUPFD_CLOEXEC) of an fd to send to pid %ld: %s", (long)c->pid,
-                      strerror(e));
-            free(s);
-            errno = e;
+    conn_seg *s = c->out_tail;
+    if (fd < 0 && s && s->fd < 0 && s->cap - s->len >= 4 + len) {
+        /* after the frames already queued, in the same segment */
+        conn_put_frame(s->data + s->len, payload, len);
+        s->len += 4 + len;
+        c->out_bytes += 4 + len;
+    } else {
+        size_t cap = fd < 0 && 4 + len < CONN_SEG_MIN ? CONN_SEG_MIN : 4 + len;
+        s = malloc(sizeof *s + cap);
+        if (!s)
             return -1;
+        s->next = NULL;
+        s->len = 4 + len;
+        s->off = 0;
+        s->cap = cap;
+        s->fd = -1;
+        if (fd >= 0) {
+            s->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+            if (s->fd < 0) {
+                int e = errno;
+                log_error("fcntl(F_DUPFD_CLOEXEC) of an fd to send to pid %ld: %s", (long)c->pid,
+                          strerror(e));
+                free(s);
+                errno = e;
+                return -1;
+            }
         }
+        conn_put_frame(s->data, payload, len);
+        if (c->out_tail)
+            c->out_tail->next = s;
+        else
+            c->out_head = s;
+        c->out_tail = s;
+        c->out_bytes += s->len;
     }
-    s->data[0] = (char)(len >> 24);
-    s->data[1] = (char)(len >> 16);
-    s->data[2] = (char)(len >> 8);
-    s->data[3] = (char)len;
-    if (len)
-        memcpy(s->data + 4, payload, len);
-    if (c->out_tail)
-        c->out_tail->next = s;
-    else
-        c->out_head = s;
-    c->out_tail = s;
-    c->out_bytes += s->len;
     if (c->out_bytes > CONN_OUT_HARD) {
         log_warning("connection of pid %ld does not read its replies (%zu bytes queued); closing it",
                     (long)c->pid, c->out_bytes);
