@@ -126,7 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
     for (mgrd_table *rt = M.tables; rt; rt = rt->next)
-        if (rt->state != MGRD_ORPHANED || rt->owner) {
+        if (mgrd_reg_state(rt) != MGRD_ORPHANED || rt->owner) {
             fprintf(stderr, "fuzz: table %s still owned after its owner closed\n", rt->name);
             abort();
         }
