@@ -1,14 +1,16 @@
 # tests/bench/bench.mk: `make bench`, where the project stands against Redis,
-# the machine's limits and its own targets, measured in one run (issue 7;
-# docs/performance.md).  Not part of `make check`.
+# Erlang's ETS, the machine's limits and its own targets, measured in one run
+# (docs/performance.md).  Not part of `make check`.
 #
-#   make bench                 everything, about 70 s; prints the table and
-#                              writes build/bench/results.json
+#   make bench                 everything, about 3 minutes; prints the table
+#                              and writes build/bench/results.json
 #   make bench BENCH_NET_SECS=3 BENCH_ROUNDS=5 BENCH_KILLS=200   longer, more
 #   make bench BENCH_ETSCOUNTERD=/path/etscounterd  measure a patched etscounterd
 #
 # redis-server and redis-tools are installed on first use, the way the build
-# installs its own dependencies (common/deps.sh).  bench-table (table.mk) is
+# installs its own dependencies (common/deps.sh); so are Erlang (erlang-base,
+# for the ETS rows) and perf (linux-perf, for the profile), but without those
+# two the bench goes on and says what it skipped.  bench-table (table.mk) is
 # run as part of it and its rows are folded into the same table.
 BENCH_DIR := $(BUILD)/tests/bench
 BENCH_PROGS := $(addprefix $(BENCH_DIR)/,loadgen recovery reattach proctime report)
@@ -29,6 +31,13 @@ bench-deps:
 	if [ -n "$$missing" ]; then \
 	  echo "etsmgr: installing missing Debian packages: $$missing"; \
 	  sh common/deps.sh install $$missing || { echo "etsmgr: could not install $$missing; install them with apt-get and run make bench again" >&2; exit 1; }; \
+	fi
+	@# Erlang (the ETS rows) and perf (the profile) are optional: without
+	@# them the bench says so and skips only what needs them
+	@missing=$$(sh common/deps.sh missing cmd:escript=erlang-base cmd:perf=linux-perf); \
+	if [ -n "$$missing" ]; then \
+	  echo "etsmgr: installing for the bench: $$missing"; \
+	  sh common/deps.sh install $$missing || echo "etsmgr: could not install $$missing; the bench goes on without (it says what it skips)" >&2; \
 	fi
 
 # (bench_table: its rule is in table.mk, which may be read after this file)

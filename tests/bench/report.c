@@ -22,6 +22,7 @@
  * Exit status: 0, 1 a file cannot be read or written, 64 usage error. */
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,97 @@ static const char *rp_verdict(const char *target, double value, double ratio, in
     else
         return "";
     return *met ? "met" : "MISSED";
+}
+
+#define RP_NAMEW 44 /* the row column; longer names take a line of their own */
+#define RP_REFW 22  /* the reference column, after what it shares with the row */
+#define RP_COLS 100 /* notes are wrapped to this width */
+
+/* text after first, then continuation lines after cont, words wrapped */
+static void rp_wrap(const char *first, const char *text, const char *cont)
+{
+    size_t col = strlen(first);
+    fputs(first, stdout);
+    size_t at_start = col;
+    const char *p = text;
+    int opened = strcmp(first + strlen(first) - 1, "(") == 0;
+    while (*p) {
+        while (*p == ' ')
+            p++;
+        size_t w = strcspn(p, " ");
+        if (!w)
+            break;
+        if (col > at_start && col + 1 + w > RP_COLS) {
+            printf("\n%s", cont);
+            col = at_start = strlen(cont);
+        } else if (col > at_start) {
+            putchar(' ');
+            col++;
+        }
+        fwrite(p, 1, w, stdout);
+        col += w;
+        p += w;
+    }
+    printf("%s\n", opened ? ")" : "");
+}
+
+/* a value in a few characters: 986k/s, 1.23M/s, 28.6 M/s, 1.17 ms */
+static void rp_short(double v, const char *unit, char *buf, size_t len)
+{
+    if (!isfinite(v))
+        snprintf(buf, len, "-");
+    else if (strcmp(unit, "req/s") == 0)
+        snprintf(buf, len, v >= 1e6 ? "%.2fM/s" : "%.0fk/s", v >= 1e6 ? v / 1e6 : v / 1e3);
+    else if (strcmp(unit, "bytes") == 0)
+        snprintf(buf, len, "%.1f B", v);
+    else if (strcmp(unit, "M ops/s") == 0)
+        snprintf(buf, len, "%.3g M/s", v);
+    else
+        rp_fmt(v, unit, buf, len);
+}
+
+/* The reference as the table shows it: without the end it shares with the
+ * row's name from a ", " or ": " on ("Redis INCR, 50 conns" next to
+ * "count, 50 conns" is "Redis INCR"); cut to the column. */
+static void rp_ref_label(const char *ref, const char *name, char *buf, size_t len)
+{
+    size_t rl = strlen(ref), nl = strlen(name), k = 0;
+    while (k < rl && k < nl && ref[rl - 1 - k] == name[nl - 1 - k])
+        k++;
+    size_t cut = rl;
+    for (size_t i = rl - k; i + 1 < rl; i++)
+        if ((ref[i] == ',' || ref[i] == ':') && ref[i + 1] == ' ' && i > 0) {
+            cut = i;
+            break;
+        }
+    if (cut >= len)
+        snprintf(buf, len, "%.*s...", (int)(len - 4), ref);
+    else
+        snprintf(buf, len, "%.*s", (int)cut, ref);
+}
+
+/* a profile row: where the server's time went, by part, then the top symbols */
+static void rp_profile(const char *name, const cJSON *prof)
+{
+    char line[2048];
+    size_t n = 0;
+    const cJSON *g;
+    n += (size_t)snprintf(line + n, sizeof line - n, "%s (%s):", name, rp_str(prof, "event") ? rp_str(prof, "event") : "perf");
+    int i = 0;
+    cJSON_ArrayForEach(g, cJSON_GetObjectItemCaseSensitive(prof, "groups"))
+    if (n < sizeof line)
+        n += (size_t)snprintf(line + n, sizeof line - n, "%s %s %.0f%%", i++ ? "," : "", rp_str(g, "part"),
+                              rp_num(g, "pct"));
+    rp_wrap("  ", line, "      ");
+    n = 0;
+    i = 0;
+    line[0] = 0;
+    cJSON_ArrayForEach(g, cJSON_GetObjectItemCaseSensitive(prof, "top"))
+    if (n < sizeof line && i < 8)
+        n += (size_t)snprintf(line + n, sizeof line - n, "%s%s %.1f%%", i++ ? ", " : "top symbols: ",
+                              rp_str(g, "symbol"), rp_num(g, "pct"));
+    if (i)
+        rp_wrap("    ", line, "      ");
 }
 
 int main(int argc, char **argv)
@@ -268,51 +360,95 @@ int main(int argc, char **argv)
     }
 
     /* the table */
+    int nmet = 0, nmissed = 0;
+    cJSON *missed = cJSON_CreateArray();
+    const char *prev_name = "";
+    bool header = false; /* the column heads, before a section's first row */
     cJSON_ArrayForEach(r, all)
     {
         const char *sec = rp_str(r, "section"), *note = rp_str(r, "note"), *name = rp_str(r, "name");
         if (!name) {
-            if (sec)
-                printf("\n== %s\n", sec);
+            if (sec) {
+                printf("\n");
+                rp_wrap("== ", sec, "   ");
+                header = true;
+            }
             if (note)
-                printf("   (%s)\n", note);
+                rp_wrap("   (", note, "    ");
+            continue;
+        }
+        if (header) {
+            printf("  %-*s %10s %7s  %-*s %6s  %s\n", RP_NAMEW, "row", "value", "cpu", RP_REFW, "vs", "ratio",
+                   "target");
+            header = false;
+        }
+        const cJSON *prof = cJSON_GetObjectItemCaseSensitive(r, "profile");
+        if (prof) {
+            rp_profile(name, prof);
             continue;
         }
         const char *unit = rp_str(r, "unit") ? rp_str(r, "unit") : "";
-        char val[64], extra[96] = "", refv[64] = "", ratio[32] = "", tg[64] = "";
-        rp_fmt(rp_num(r, "value"), unit, val, sizeof val);
-        if (isfinite(rp_num(r, "p50_us")))
-            snprintf(extra, sizeof extra, "p50 %.0f us, p99 %.0f us", rp_num(r, "p50_us"), rp_num(r, "p99_us"));
-        else if (isfinite(rp_num(r, "p99")))
-            snprintf(extra, sizeof extra, "p99 %.3g %s", rp_num(r, "p99"), unit);
-        const char *ref = rp_str(r, "reference");
-        if (isfinite(rp_num(r, "reference_value"))) {
-            const char *ru = rp_str(r, "reference_unit") ? rp_str(r, "reference_unit") : unit;
-            rp_fmt(rp_num(r, "reference_value"), ru, refv, sizeof refv);
+        bool same = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "same_measurement"));
+        char val[64] = "", cpu[16] = "", ratio[16] = "", tg[48] = "", refs[RP_REFW + 1] = "";
+        if (!same) {
+            rp_short(rp_num(r, "value"), unit, val, sizeof val);
+            double us = rp_num(r, "server_cpu_us_per_req");
+            if (isfinite(us))
+                snprintf(cpu, sizeof cpu, "%.2fus", us);
+            prev_name = name;
         }
+        const char *ref = rp_str(r, "reference");
+        if (ref)
+            rp_ref_label(ref, same ? prev_name : name, refs, sizeof refs);
         if (isfinite(rp_num(r, "ratio")))
             snprintf(ratio, sizeof ratio, "%.2fx", rp_num(r, "ratio"));
         const char *target = rp_str(r, "target");
-        int met;
-        if (target)
-            snprintf(tg, sizeof tg, "%s%s: %s", target, strncmp(target, "value", 5) ? "x" : "",
-                     rp_verdict(target, rp_num(r, "value"), rp_num(r, "ratio"), &met));
-        /* a second comparison of the row above: said as such, to keep the
-         * name column narrow (results.json has the full name) */
-        const char *shown = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "same_measurement"))
-                                ? "  \" (same measurement)"
-                                : name;
-        if (strlen(shown) > 62)
-            printf("  %s\n  %-62s", shown, "");
+        int met = 0;
+        if (target) {
+            const char *v = rp_verdict(target, rp_num(r, "value"), rp_num(r, "ratio"), &met);
+            snprintf(tg, sizeof tg, "%s %s", target, v);
+            if (*v) {
+                if (met)
+                    nmet++;
+                else {
+                    nmissed++;
+                    cJSON_AddItemToArray(missed, cJSON_Duplicate(r, 1));
+                }
+            }
+        }
+        const char *shown = same ? "" : name;
+        if (strlen(shown) > RP_NAMEW)
+            printf("  %s\n  %-*s", shown, RP_NAMEW, "");
         else
-            printf("  %-62s", shown);
-        printf(" %16s  %-26s %7s  %-22s", val, extra, ratio, tg);
-        if (ref)
-            printf("  vs %s%s%s%s", ref, refv[0] ? " (" : "", refv, refv[0] ? ")" : "");
-        printf("\n");
+            printf("  %-*s", RP_NAMEW, shown);
+        printf(" %10s %7s  %-*s %6s  %s\n", val, cpu, RP_REFW, refs, ratio, tg);
         if (rp_str(r, "note"))
-            printf("  %-62s (%s)\n", "", rp_str(r, "note"));
+            rp_wrap("    (", rp_str(r, "note"), "     ");
     }
+
+    /* the verdict, plainly, last */
+    printf("\n");
+    if (nmet + nmissed == 0)
+        printf("No targets in this run.\n");
+    else if (nmissed == 0)
+        printf("Targets: all %d met.\n", nmet);
+    else {
+        printf("Targets: %d met, %d MISSED:\n", nmet, nmissed);
+        cJSON_ArrayForEach(r, missed)
+        {
+            char val[64], line[600];
+            const char *target = rp_str(r, "target");
+            if (strncmp(target, "value", 5) == 0) {
+                rp_short(rp_num(r, "value"), rp_str(r, "unit") ? rp_str(r, "unit") : "", val, sizeof val);
+                snprintf(line, sizeof line, "%s: %s (target %s)", rp_str(r, "name"), val, target);
+            } else {
+                snprintf(line, sizeof line, "%s: %.2fx %s (target %s)", rp_str(r, "name"), rp_num(r, "ratio"),
+                         rp_str(r, "reference") ? rp_str(r, "reference") : "", target);
+            }
+            rp_wrap("  - ", line, "    ");
+        }
+    }
+    cJSON_Delete(missed);
 
     cJSON *rows = cJSON_CreateArray();
     cJSON_ArrayForEach(r, all)

@@ -1,0 +1,119 @@
+#!/usr/bin/env escript
+%%! +sbwt none +sbwtdcpu none +sbwtdio none
+%% ets_bench.escript: the operations of bench_table.c, done in Erlang's ETS
+%% in the same `make bench` run, so that the table rows compare with ETS
+%% measured on this machine at this moment rather than with a quoted figure.
+%%
+%%   escript tests/bench/ets_bench.escript [SECONDS-PER-ROW]
+%%
+%% Prints one result row per line (JSON, the shape of benchutil.h's rows):
+%% update_counter on one key from 1 and 2 processes, insert of 1,000,000
+%% new small keys into a fresh table (with its growth), lookups of those
+%% keys at random from 1 process and from 2 (the table has read_concurrency,
+%% as a table read from several processes would), and the
+%% bytes per entry at 1,000,000 entries.  Keys and values are small
+%% integers, ETS's cheapest entry, as bench_table's are 8-byte keys with
+%% integer values.  Random keys come from a 32-bit LCG, not rand:uniform,
+%% so the loop costs little next to the ETS call, as xorshift does in C.
+%% Timing rows run for SECONDS (1 by default); 2-process rows start both
+%% workers together and sum their counts.  Compiled (mode(compile)), so
+%% BEAM runs it as it runs any module, JIT included where the VM has one.
+%% The %%! line turns off the schedulers' busy-waiting: on 2 shared cores
+%% an idle scheduler spinning takes the CPU the measured one needs (it
+%% halved every figure here), and C's side does not spin either.
+-mode(compile).
+
+-define(NKEYS, 1000000).
+-define(BATCH, 1000).
+
+main(Args) ->
+    Secs = case Args of
+               [S] -> list_to_float_any(S);
+               _ -> 1.0
+           end,
+    WordSize = erlang:system_info(wordsize),
+    Sched = erlang:system_info(schedulers_online),
+    note(io_lib:format("Erlang/OTP ~s, ERTS ~s, ~b schedulers online, JIT: ~s",
+                       [erlang:system_info(otp_release), erlang:system_info(version), Sched,
+                        jit()])),
+    %% update_counter on one key
+    C = ets:new(c, [set, public, {write_concurrency, true}]),
+    ets:insert(C, {counter, 0}),
+    row("ETS: update_counter, 1 process", run(fun(_) -> counter_loop(C, deadline(Secs), 0) end, 1, Secs)),
+    row("ETS: update_counter, 2 processes, 1 key",
+        run(fun(_) -> counter_loop(C, deadline(Secs), 0) end, 2, Secs)),
+    ets:delete(C),
+    %% 1,000,000 new keys into a fresh table, growth included
+    T = ets:new(t, [set, public, {read_concurrency, true}]),
+    T0 = erlang:monotonic_time(),
+    insert_loop(T, 0),
+    Fill = ?NKEYS / seconds_since(T0),
+    row("ETS: insert 1M new keys (with growth)", Fill / 1.0e6),
+    row("ETS: lookup 1M keys at random, 1 proc",
+        run(fun(W) -> lookup_loop(T, deadline(Secs), 88172645 + W, 0) end, 1, Secs)),
+    row("ETS: lookup 1M keys at random, 2 procs",
+        run(fun(W) -> lookup_loop(T, deadline(Secs), 88172645 + W, 0) end, 2, Secs)),
+    Bytes = ets:info(T, memory) * WordSize,
+    io:format("{\"name\":\"ETS: bytes per entry, 1M small entries\",\"value\":~.2f,"
+              "\"unit\":\"bytes\",\"table_bytes\":~b,\"entries\":~b}~n",
+              [Bytes / ets:info(T, size), Bytes, ets:info(T, size)]),
+    ets:delete(T),
+    ok.
+
+jit() ->
+    try erlang:system_info(emu_flavor) of F -> atom_to_list(F)
+    catch _:_ -> "unknown"
+    end.
+
+list_to_float_any(S) ->
+    try list_to_float(S) catch _:_ -> float(list_to_integer(S)) end.
+
+deadline(Secs) -> erlang:monotonic_time() + erlang:convert_time_unit(round(Secs * 1.0e6), microsecond, native).
+
+seconds_since(T0) ->
+    erlang:convert_time_unit(erlang:monotonic_time() - T0, native, microsecond) / 1.0e6.
+
+%% N workers at once, each returning its count of operations; M ops/s in all.
+run(Fun, N, Secs) ->
+    Parent = self(),
+    Pids = [spawn_opt(fun() -> receive go -> Parent ! {done, self(), Fun(W)} end end, [link])
+            || W <- lists:seq(1, N)],
+    [P ! go || P <- Pids],
+    Total = lists:sum([receive {done, P, Ops} -> Ops end || P <- Pids]),
+    Total / Secs / 1.0e6.
+
+counter_loop(C, End, N) ->
+    counter_batch(C, ?BATCH),
+    case erlang:monotonic_time() < End of
+        true -> counter_loop(C, End, N + ?BATCH);
+        false -> N + ?BATCH
+    end.
+
+counter_batch(_, 0) -> ok;
+counter_batch(C, I) ->
+    ets:update_counter(C, counter, 1),
+    counter_batch(C, I - 1).
+
+insert_loop(_, ?NKEYS) -> ok;
+insert_loop(T, I) ->
+    true = ets:insert(T, {I, I}),
+    insert_loop(T, I + 1).
+
+lookup_loop(T, End, X, N) ->
+    X2 = lookup_batch(T, X, ?BATCH),
+    case erlang:monotonic_time() < End of
+        true -> lookup_loop(T, End, X2, N + ?BATCH);
+        false -> N + ?BATCH
+    end.
+
+lookup_batch(_, X, 0) -> X;
+lookup_batch(T, X, I) ->
+    X2 = (X * 69069 + 1) band 16#FFFFFFFF, % stays a small integer (no bignum)
+    [_] = ets:lookup(T, X2 rem ?NKEYS),
+    lookup_batch(T, X2, I - 1).
+
+row(Name, MOps) ->
+    io:format("{\"name\":\"~s\",\"value\":~.3f,\"unit\":\"M ops/s\"}~n", [Name, MOps]).
+
+note(Text) ->
+    io:format("{\"note\":\"~s\"}~n", [lists:flatten(Text)]).
