@@ -56,6 +56,7 @@ int rt_resolve(const char *opt_dir, const char *opt_instance, rt_paths *out, cha
 
     char dir[PATH_MAX_RT_BUF];
     const char *d = opt_dir ? opt_dir : rt_env("ETSMGR_RUNTIME_DIR");
+    bool chosen = d != NULL; /* given, not a default */
     int n;
     if (d) {
         if (!*d) {
@@ -70,6 +71,10 @@ int rt_resolve(const char *opt_dir, const char *opt_instance, rt_paths *out, cha
     } else {
         n = snprintf(dir, sizeof dir, "/tmp/etsmgr-%lu", (unsigned long)geteuid());
     }
+    /* a default dir of its own for every other instance, the one etsmgr@NAME
+     * .service uses, so --instance NAME alone finds it */
+    if (!chosen && n >= 0 && (size_t)n < sizeof dir && strcmp(inst, "etsmgr") != 0)
+        n += snprintf(dir + n, sizeof dir - (size_t)n, "@%s", inst);
     if (n < 0 || (size_t)n >= sizeof dir) {
         snprintf(err, errlen, "runtime directory path is too long");
         return -1;

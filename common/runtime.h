@@ -2,7 +2,9 @@
  * directory and instance name with rt_resolve, so a CLI finds the daemons
  * without options:
  *   dir:      --runtime-dir, else $ETSMGR_RUNTIME_DIR, else $XDG_RUNTIME_DIR/etsmgr,
- *             else /run/etsmgr for root, else /tmp/etsmgr-$UID
+ *             else /run/etsmgr for root, else /tmp/etsmgr-$UID; a default dir
+ *             gets "@NAME" appended for an instance NAME other than etsmgr
+ *             (/run/etsmgr@NAME: etsmgr@NAME.service's)
  *   instance: --instance, else $ETSMGR_INSTANCE, else "etsmgr"
  * Shared-memory objects of an instance are "/<instance>.<table>". */
 #ifndef ETSMGR_RUNTIME_H

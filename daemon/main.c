@@ -62,7 +62,8 @@ static void usage(FILE *f)
             "  -t, --max-tables N       tables managed at once (default %d)\n"
             "  -g, --group GROUP        share the instance with GROUP: runtime dir 0750, socket\n"
             "                           and new tables 0660, of that group (default: private,\n"
-            "                           0700 and 0600; a client still acts only on its uid's tables)\n"
+            "                           0700 and 0600; a client still acts only on its uid's tables;\n"
+            "                           default: $ETSMGR_GROUP, which etsmgr.service sets)\n"
             "  -h, --help               this text\n"
             "  -V, --version            the version\n"
             "\n"
@@ -252,6 +253,9 @@ int main(int argc, char **argv)
 
     static mgrd m;
     m.pid = getpid();
+    /* the unit sets ETSMGR_GROUP: --group without editing etssup.json */
+    if (!o.group && getenv("ETSMGR_GROUP") && *getenv("ETSMGR_GROUP"))
+        o.group = getenv("ETSMGR_GROUP");
     if (o.group && resolve_group(o.group, &m.gid) < 0)
         return EXIT_USAGE;
     m.shared = o.group != NULL;
@@ -290,7 +294,14 @@ int main(int argc, char **argv)
     size_t found = mgrd_rediscover(&m);
 
     bool inherited = false;
-    int lfd = listenfd_take("etsmgrd");
+    int lfd = listenfd_take("etsmgrd", sock_path);
+    char extra[1024];
+    if (listenfd_leftover(extra, sizeof extra) > 0) {
+        log_error("refusing to start: inherited socket(s) %s are not etsmgrd's; etsmgrd serves the one named "
+                  "etsmgrd (FileDescriptorName=etsmgrd) or bound to %s",
+                  extra, sock_path);
+        return EXIT_SYSTEM;
+    }
     if (lfd >= 0) {
         if (check_inherited(lfd) < 0)
             return EXIT_SYSTEM;

@@ -1,7 +1,7 @@
 # install.mk: `make install` and `make uninstall`, GNU style.
 #
 # Every path is a variable a packager may override (PREFIX, BINDIR, LIBDIR,
-# INCLUDEDIR, MANDIR, SYSCONFDIR, SYSTEMDUNITDIR) and DESTDIR is prepended to
+# INCLUDEDIR, MANDIR, SYSCONFDIR, SYSTEMDUNITDIR, SYSUSERSDIR) and DESTDIR is prepended to
 # each, so a package can be staged in a directory.  Files whose content
 # depends on the paths (the systemd unit, etsmgr.pc) are written straight
 # into their destination by the same command that knows the paths: nothing
@@ -20,6 +20,8 @@ MANDIR ?= $(PREFIX)/share/man
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 # systemd reads units from /usr/local/lib/systemd/system as well as /usr/lib/...
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+# systemd-sysusers reads /usr/local/lib/sysusers.d as well as /usr/lib/...
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 INSTALL ?= install
 
 INSTALL_PROGRAMS := etsmgrd etscounterd etscounter etssup etsmgrctl etsmgr-crashlab
@@ -28,9 +30,26 @@ INSTALL_CONFIG := supervisor/etssup.json
 UNIT_TEMPLATE := supervisor/etsmgr.service.in
 UNIT_BUILT := $(BUILD)/etsmgr.service
 
+# The user is created at install only when the file lands where
+# systemd-sysusers looks at boot: an install into a scratch PREFIX (tests)
+# must not add users to the machine.
+sysusers_reads = case '$(SYSUSERSDIR)' in /usr/lib/sysusers.d|/usr/local/lib/sysusers.d|/etc/sysusers.d|/lib/sysusers.d) true;; *) false;; esac
+SOCKET_UNIT := supervisor/etsmgr.socket
+SYSUSERS_CONF := supervisor/etsmgr.sysusers
+UNIT_FILES := etsmgr.service etsmgr.socket etsmgr@.service etsmgr@.socket
+
 # The one place the template's @VARS@ become paths.
 unit_subst = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 	-e 's|@PREFIX@|$(PREFIX)|g' $(UNIT_TEMPLATE)
+# etsmgr@NAME.service and .socket: the default units with instance NAME
+# (%i) in the runtime dir, the instance and the socket unit, so that both
+# stay one text; rt_resolve finds /run/etsmgr@NAME from --instance NAME.
+instance_sed := -e 's|^\(Description=.*\)|\1, instance %i|' \
+	-e 's|^Sockets=etsmgr.socket$$|Sockets=etsmgr@%i.socket|' \
+	-e 's|^Environment=ETSMGR_RUNTIME_DIR=%t/etsmgr$$|Environment=ETSMGR_RUNTIME_DIR=%t/etsmgr@%i ETSMGR_INSTANCE=%i|' \
+	-e 's|^RuntimeDirectory=etsmgr$$|RuntimeDirectory=etsmgr@%i|' \
+	-e 's|^ListenStream=%t/etsmgr/|ListenStream=%t/etsmgr@%i/|' \
+	-e 's,^\# etsmgr\.\(service\|socket\): ,\# etsmgr@.\1 (made from etsmgr.\1 by install.mk): ,'
 
 # The unit for the default (or given) paths, to read or to copy by hand;
 # rewritten only when its content changes.
@@ -67,17 +86,26 @@ install: all
 	  echo "etsmgr: keeping the changed $$c (the shipped one is $(INSTALL_CONFIG))"; \
 	else echo "$(INSTALL) -m 0644 $(INSTALL_CONFIG) $$c"; $(INSTALL) -m 0644 $(INSTALL_CONFIG) "$$c"; fi
 	$(unit_subst) > '$(DESTDIR)$(SYSTEMDUNITDIR)/etsmgr.service'
-	chmod 0644 '$(DESTDIR)$(SYSTEMDUNITDIR)/etsmgr.service'
+	$(unit_subst) | sed $(instance_sed) > '$(DESTDIR)$(SYSTEMDUNITDIR)/etsmgr@.service'
+	sed $(instance_sed) $(SOCKET_UNIT) > '$(DESTDIR)$(SYSTEMDUNITDIR)/etsmgr@.socket'
+	$(INSTALL) -m 0644 $(SOCKET_UNIT) '$(DESTDIR)$(SYSTEMDUNITDIR)/etsmgr.socket'
+	chmod 0644 $(foreach u,$(UNIT_FILES),'$(DESTDIR)$(SYSTEMDUNITDIR)/$(u)')
+	$(INSTALL) -d '$(DESTDIR)$(SYSUSERSDIR)'
+	$(INSTALL) -m 0644 $(SYSUSERS_CONF) '$(DESTDIR)$(SYSUSERSDIR)/etsmgr.conf'
 	@if [ -z '$(DESTDIR)' ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi; \
-	  echo "etsmgr: installed; start it with: systemctl daemon-reload && systemctl start etsmgr"; \
+	  if [ "$$(id -u)" = 0 ] && command -v systemd-sysusers >/dev/null && $(sysusers_reads); then \
+	    echo "systemd-sysusers $(SYSUSERSDIR)/etsmgr.conf"; systemd-sysusers '$(SYSUSERSDIR)/etsmgr.conf' || exit 1; \
+	  else echo "etsmgr: create the user etsmgr (systemd-sysusers $(SYSUSERSDIR)/etsmgr.conf) before starting the service"; fi; \
+	  echo "etsmgr: installed; start it with: systemctl daemon-reload && systemctl enable --now etsmgr"; \
 	fi
 
 uninstall:
 	rm -f $(foreach p,$(INSTALL_PROGRAMS),'$(DESTDIR)$(BINDIR)/$(p)')
 	rm -f '$(DESTDIR)$(LIBDIR)/libetsmgr.a' '$(DESTDIR)$(LIBDIR)/libetsmgr.so.$(SOVERSION)' \
 	  '$(DESTDIR)$(LIBDIR)/libetsmgr.so' '$(DESTDIR)$(LIBDIR)/pkgconfig/etsmgr.pc' \
-	  '$(DESTDIR)$(INCLUDEDIR)/etsmgr.h' '$(DESTDIR)$(SYSTEMDUNITDIR)/etsmgr.service'
+	  '$(DESTDIR)$(INCLUDEDIR)/etsmgr.h' '$(DESTDIR)$(SYSUSERSDIR)/etsmgr.conf' \
+	  $(foreach u,$(UNIT_FILES),'$(DESTDIR)$(SYSTEMDUNITDIR)/$(u)')
 	rm -f $(foreach m,$(INSTALL_MANPAGES),'$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m))')
 	@c='$(DESTDIR)$(SYSCONFDIR)/etsmgr/etssup.json'; \
 	if [ -e "$$c" ] && [ -f $(INSTALL_CONFIG) ] && ! cmp -s $(INSTALL_CONFIG) "$$c"; then \

@@ -143,6 +143,10 @@ static void ti_expected(ti_list *l)
     ti_list_add(l, TI_PREFIX "/include/etsmgr.h");
     ti_list_add(l, TI_PREFIX "/etc/etsmgr/etssup.json");
     ti_list_add(l, TI_PREFIX "/lib/systemd/system/etsmgr.service");
+    ti_list_add(l, TI_PREFIX "/lib/systemd/system/etsmgr.socket");
+    ti_list_add(l, TI_PREFIX "/lib/systemd/system/etsmgr@.service");
+    ti_list_add(l, TI_PREFIX "/lib/systemd/system/etsmgr@.socket");
+    ti_list_add(l, TI_PREFIX "/lib/sysusers.d/etsmgr.conf");
     char *pages = NULL;
     int st = rc_sh(&pages, 10000, "cd '%s/docs/man' && ls *.[0-9]", ti_srcdir());
     ck_assert_msg(rc_ok(st), "no man pages in docs/man: %s", pages ? pages : "");

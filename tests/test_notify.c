@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -136,15 +137,15 @@ static void lf_named(void)
     LF_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == 0);
     LF_CHECK(dup2(sp[0], 3) == 3 && dup2(sp[1], 4) == 4);
     set_env("2", "etsmgrd:etscounterd", getpid());
-    LF_CHECK(listenfd_take("etscounterd") == 4);
+    LF_CHECK(listenfd_take("etscounterd", NULL) == 4);
     LF_CHECK(getenv("LISTEN_PID") == NULL && getenv("LISTEN_FDS") == NULL &&
              getenv("LISTEN_FDNAMES") == NULL);
     LF_CHECK(fcntl(4, F_GETFD) & FD_CLOEXEC);
     LF_CHECK(fcntl(3, F_GETFD) & FD_CLOEXEC);
-    LF_CHECK(listenfd_take("etscounterd") == -1); /* handed out once */
-    LF_CHECK(listenfd_take("other") == -1);
-    LF_CHECK(listenfd_take(NULL) == -1); /* two fds: ambiguous */
-    LF_CHECK(listenfd_take("etsmgrd") == 3);
+    LF_CHECK(listenfd_take("etscounterd", NULL) == -1); /* handed out once */
+    LF_CHECK(listenfd_take("other", NULL) == -1);
+    LF_CHECK(listenfd_take(NULL, NULL) == -1); /* two fds: ambiguous */
+    LF_CHECK(listenfd_take("etsmgrd", NULL) == 3);
 }
 
 static void lf_single_unnamed(void)
@@ -153,7 +154,7 @@ static void lf_single_unnamed(void)
     LF_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == 0);
     LF_CHECK(dup2(sp[0], 3) == 3);
     set_env("1", NULL, getpid());
-    LF_CHECK(listenfd_take("etsmgrd") == 3);
+    LF_CHECK(listenfd_take("etsmgrd", NULL) == 3);
 }
 
 static void lf_other_pid(void)
@@ -162,16 +163,68 @@ static void lf_other_pid(void)
     LF_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == 0);
     LF_CHECK(dup2(sp[0], 3) == 3);
     set_env("1", "etsmgrd", getppid());
-    LF_CHECK(listenfd_take("etsmgrd") == -1);
+    LF_CHECK(listenfd_take("etsmgrd", NULL) == -1);
     LF_CHECK(getenv("LISTEN_PID") == NULL); /* still removed for children */
+}
+
+/* systemd's default name is the socket unit's: "etsmgrd.socket" */
+static void lf_default_name(void)
+{
+    int sp[2];
+    LF_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == 0);
+    LF_CHECK(dup2(sp[0], 3) == 3 && dup2(sp[1], 4) == 4);
+    set_env("2", "etscounter.socket:etsmgrd.socket", getpid());
+    LF_CHECK(listenfd_take("etsmgrd", NULL) == 4);
+    LF_CHECK(listenfd_take("etscounter", NULL) == 3);
+    char msg[256];
+    LF_CHECK(listenfd_leftover(msg, sizeof msg) == 0);
+}
+
+/* One socket unit, two ListenStream=, one name: told apart by their paths;
+ * an exact name wins over a path. */
+static void lf_by_path(void)
+{
+    char dir[] = "/tmp/etsmgr-lf.XXXXXX";
+    LF_CHECK(mkdtemp(dir) != NULL);
+    char pa[128], pb[128];
+    snprintf(pa, sizeof pa, "%s/etsmgrd.sock", dir);
+    snprintf(pb, sizeof pb, "%s/etscounter.sock", dir);
+    const char *paths[2] = {pa, pb};
+    for (int i = 0; i < 2; i++) {
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", paths[i]);
+        LF_CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+        LF_CHECK(dup2(fd, 3 + i) == 3 + i);
+    }
+    set_env("2", "etsmgr:etsmgr", getpid());
+    LF_CHECK(listenfd_take("etscounter", pb) == 4);
+    LF_CHECK(listenfd_take("etsmgrd", "/elsewhere.sock") == -1);
+    LF_CHECK(listenfd_take("etsmgrd", pa) == 3);
+    unlink(pa);
+    unlink(pb);
+    rmdir(dir);
+}
+
+/* An fd no one asked for is reported, with its name and path. */
+static void lf_leftover(void)
+{
+    int sp[2];
+    LF_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == 0);
+    LF_CHECK(dup2(sp[0], 3) == 3 && dup2(sp[1], 4) == 4);
+    set_env("2", "etsmgrd:stranger", getpid());
+    LF_CHECK(listenfd_take("etsmgrd", "/nonexistent/etsmgrd.sock") == 3);
+    char msg[256];
+    LF_CHECK(listenfd_leftover(msg, sizeof msg) == 1);
+    LF_CHECK(strstr(msg, "fd 4") && strstr(msg, "stranger"));
 }
 
 static void lf_none(void)
 {
     unsetenv("LISTEN_PID");
     unsetenv("LISTEN_FDS");
-    LF_CHECK(listenfd_take("etsmgrd") == -1);
-    LF_CHECK(listenfd_take(NULL) == -1);
+    LF_CHECK(listenfd_take("etsmgrd", NULL) == -1);
+    LF_CHECK(listenfd_take(NULL, NULL) == -1);
 }
 
 START_TEST(test_listenfd)
@@ -180,6 +233,9 @@ START_TEST(test_listenfd)
     ck_assert_int_eq(run_child(lf_single_unnamed), 0);
     ck_assert_int_eq(run_child(lf_other_pid), 0);
     ck_assert_int_eq(run_child(lf_none), 0);
+    ck_assert_int_eq(run_child(lf_default_name), 0);
+    ck_assert_int_eq(run_child(lf_by_path), 0);
+    ck_assert_int_eq(run_child(lf_leftover), 0);
 }
 END_TEST
 

@@ -44,9 +44,19 @@ START_TEST(test_rt_resolve_order)
         snprintf(want, sizeof want, "/tmp/etsmgr-%lu", (unsigned long)geteuid());
         ck_assert_str_eq(rt.dir, want);
     }
+    /* another instance gets a default dir of its own (etsmgr@NAME.service's) */
+    ck_assert_int_eq(rt_resolve(NULL, "blue", &rt, err, sizeof err), 0);
+    if (geteuid() == 0)
+        ck_assert_str_eq(rt.dir, "/run/etsmgr@blue");
     setenv("XDG_RUNTIME_DIR", "/run/user/1000", 1);
     ck_assert_int_eq(rt_resolve(NULL, NULL, &rt, err, sizeof err), 0);
     ck_assert_str_eq(rt.dir, "/run/user/1000/etsmgr");
+    setenv("ETSMGR_INSTANCE", "blue", 1);
+    ck_assert_int_eq(rt_resolve(NULL, NULL, &rt, err, sizeof err), 0);
+    ck_assert_str_eq(rt.dir, "/run/user/1000/etsmgr@blue");
+    ck_assert_int_eq(rt_resolve(NULL, "etsmgr", &rt, err, sizeof err), 0);
+    ck_assert_str_eq(rt.dir, "/run/user/1000/etsmgr");
+    unsetenv("ETSMGR_INSTANCE");
     setenv("ETSMGR_RUNTIME_DIR", "/var/tmp/x/", 1);
     setenv("ETSMGR_INSTANCE", "inst-1", 1);
     ck_assert_int_eq(rt_resolve(NULL, NULL, &rt, err, sizeof err), 0);

@@ -168,7 +168,14 @@ static void ecd_get_table(ecd *d, int wait_ms)
 
 static int ecd_listen(ecd *d)
 {
-    int fd = listenfd_take("etscounter");
+    int fd = listenfd_take("etscounter", d->sock_path);
+    char extra[1024];
+    if (listenfd_leftover(extra, sizeof extra) > 0) {
+        log_error("refusing to start: inherited socket(s) %s are not etscounterd's; it serves the one named "
+                  "etscounter (FileDescriptorName=etscounter) or bound to %s",
+                  extra, d->sock_path);
+        exit(ECD_EXIT_SOFTWARE);
+    }
     if (fd >= 0) {
         log_info("serving the inherited socket (socket activation) as %s.", d->sock_path);
         return fd;

@@ -6,14 +6,29 @@
  * could reuse our pid number).  The parsed table is kept, so a program that
  * takes several named sockets can call listenfd_take once per name; each fd
  * is handed out once.  Every inherited fd is set close-on-exec, as
- * sd_listen_fds does, so the sockets never leak into children. */
+ * sd_listen_fds does, so the sockets never leak into children.
+ *
+ * Which inherited fd is whose: the one whose LISTEN_FDNAMES entry is the
+ * name asked for (systemd's FileDescriptorName=, etssup's socket name);
+ * failing that, by convention, the one named "<name>.socket" (systemd's
+ * default name, the socket unit's, when FileDescriptorName= is not set), or
+ * the one bound to the path the program would have bound itself (a socket
+ * unit with several ListenStream= gives them all one name, so the path is
+ * what tells them apart).  An fd nobody takes is reported by
+ * listenfd_leftover, and the programs refuse to start over it: a socket
+ * silently ignored while the program binds its own file over the path
+ * leaves the activating client waiting forever. */
 #include "listenfd.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define LISTENFD_START 3
@@ -74,25 +89,85 @@ static void lf_parse(void)
     }
 }
 
-int listenfd_take(const char *name)
+/* The path an AF_UNIX socket is bound to, or "" (abstract, unbound, not a
+ * Unix socket, not a socket). */
+static void lf_bound_path(int fd, char *buf, size_t len)
+{
+    struct sockaddr_un sa;
+    socklen_t sl = sizeof sa;
+    buf[0] = '\0';
+    memset(&sa, 0, sizeof sa);
+    if (getsockname(fd, (struct sockaddr *)&sa, &sl) < 0 || sa.sun_family != AF_UNIX ||
+        sl <= offsetof(struct sockaddr_un, sun_path) || sa.sun_path[0] == '\0')
+        return;
+    size_t n = strnlen(sa.sun_path, sl - offsetof(struct sockaddr_un, sun_path));
+    if (n >= len)
+        n = len - 1;
+    memcpy(buf, sa.sun_path, n);
+    buf[n] = '\0';
+}
+
+static bool lf_matches(int i, const char *name, const char *path)
+{
+    if (name && lf_named) {
+        if (strcmp(lf_names[i], name) == 0)
+            return true;
+        size_t nl = strlen(name);
+        if (strncmp(lf_names[i], name, nl) == 0 && strcmp(lf_names[i] + nl, ".socket") == 0)
+            return true;
+    }
+    if (path && *path) {
+        char bound[sizeof ((struct sockaddr_un *)0)->sun_path + 1];
+        lf_bound_path(LISTENFD_START + i, bound, sizeof bound);
+        if (strcmp(bound, path) == 0)
+            return true;
+    }
+    return !lf_named && lf_count == 1; /* unnamed: only an unambiguous single fd */
+}
+
+int listenfd_take(const char *name, const char *path)
 {
     if (!lf_parsed)
         lf_parse();
+    /* an exact name first, so a conventional match cannot steal another's fd */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < lf_count; i++) {
+            if (lf_taken[i])
+                continue;
+            bool match = pass == 0 ? name && lf_named && strcmp(lf_names[i], name) == 0 : lf_matches(i, name, path);
+            if (!match)
+                continue;
+            int fd = LISTENFD_START + i;
+            if (fcntl(fd, F_GETFD) < 0)
+                return -1; /* announced but not open */
+            lf_taken[i] = true;
+            return fd;
+        }
+    }
+    return -1;
+}
+
+int listenfd_leftover(char *msg, size_t len)
+{
+    if (!lf_parsed)
+        lf_parse();
+    int n = 0;
+    size_t used = 0;
+    if (len)
+        msg[0] = '\0';
     for (int i = 0; i < lf_count; i++) {
         if (lf_taken[i])
             continue;
-        bool match;
-        if (name && lf_named)
-            match = strcmp(lf_names[i], name) == 0;
-        else
-            match = lf_count == 1; /* unnamed: only an unambiguous single fd */
-        if (!match)
-            continue;
-        int fd = LISTENFD_START + i;
-        if (fcntl(fd, F_GETFD) < 0)
-            return -1; /* announced but not open */
-        lf_taken[i] = true;
-        return fd;
+        char bound[sizeof ((struct sockaddr_un *)0)->sun_path + 1];
+        lf_bound_path(LISTENFD_START + i, bound, sizeof bound);
+        if (used < len) {
+            int w = snprintf(msg + used, len - used, "%sfd %d (name \"%s\", %s%s)", n ? "; " : "",
+                             LISTENFD_START + i, lf_named ? lf_names[i] : "", bound[0] ? "bound to " : "not bound to a path",
+                             bound);
+            if (w > 0)
+                used += (size_t)w;
+        }
+        n++;
     }
-    return -1;
+    return n;
 }

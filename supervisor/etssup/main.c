@@ -270,7 +270,8 @@ int main(int argc, char **argv)
         log_error("uv_signal_start: %s", uv_strerror(r));
         return SUP_EXIT_FAILURE;
     }
-    bool ok = sup_sockets_open(s) == 0;
+    int so = sup_sockets_open(s);
+    bool ok = so == 0;
     for (int i = 0; ok && i < s->n; i++)
         if (s->children[i].cfg->ready == SUP_READY_NOTIFY)
             ok = sup_child_notify_open(&s->children[i]) == 0;
@@ -283,7 +284,7 @@ int main(int argc, char **argv)
             sup_child_notify_close(&s->children[i]);
         sup_sockets_close(s);
         sup_control_stop(s);
-        return SUP_EXIT_FAILURE;
+        return so == -2 ? SUP_EXIT_CONFIG : SUP_EXIT_FAILURE;
     }
     log_notice("supervising %d children in %s, instance %s (strategy %s, intensity %d in %d s)", s->n, s->rt.dir,
                s->rt.instance, sup_strategy_name(cfg.strategy), cfg.intensity, cfg.period_s);

@@ -8,12 +8,20 @@
  * that connect meanwhile wait in the kernel's backlog and are served by the
  * next incarnation.  The backlog is SOMAXCONN so a burst of waiting clients
  * is not refused either.  Our own copies are close-on-exec; child.c places
- * the ones a child needs at fd 3 and up. */
+ * the ones a child needs at fd 3 and up.
+ *
+ * Under socket activation (etsmgr.socket) systemd made the sockets and
+ * passed them to etssup: each is taken by its name or, as one socket unit
+ * gives all its sockets one name, by the path it is bound to (listenfd.h).
+ * Those are systemd's: etssup never unlinks them, or the next activation
+ * would find no file to connect to.  An inherited socket that matches no
+ * configured one stops etssup with a configuration error naming it. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "listenfd.h"
 #include "log.h"
 #include "sock.h"
 #include "sup.h"
@@ -40,14 +48,28 @@ int sup_sockets_open(sup *s)
                           cc->sockets[j].name, cc->id, s->rt.dir, cc->sockets[j].path, RT_PATH_MAX - 1);
                 return -1;
             }
-            int fd = sock_listen_unix(path, 0600, SOMAXCONN, err, sizeof err);
-            if (fd < 0) {
-                log_error("socket %s of child %s: %s", cc->sockets[j].name, cc->id, err);
-                return -1;
+            int fd = listenfd_take(cc->sockets[j].name, path);
+            if (fd >= 0) {
+                c->inherited |= 1u << j;
+                log_info("holding the socket systemd passed for %s (fd %d, name %s) for child %s", path, fd,
+                         cc->sockets[j].name, cc->id);
+            } else {
+                fd = sock_listen_unix(path, 0600, SOMAXCONN, err, sizeof err);
+                if (fd < 0) {
+                    log_error("socket %s of child %s: %s", cc->sockets[j].name, cc->id, err);
+                    return -1;
+                }
+                log_debug("holding %s (fd %d, name %s) for child %s", path, fd, cc->sockets[j].name, cc->id);
             }
             c->listen_fds[j] = fd;
-            log_debug("holding %s (fd %d, name %s) for child %s", path, fd, cc->sockets[j].name, cc->id);
         }
+    }
+    char extra[1024];
+    if (listenfd_leftover(extra, sizeof extra) > 0) {
+        log_error("inherited socket(s) %s match no socket of the configuration (by name or path): check the "
+                  "socket unit's ListenStream= and FileDescriptorName= against the children's \"sockets\"",
+                  extra);
+        return -2;
     }
     return 0;
 }
@@ -64,7 +86,7 @@ void sup_sockets_close(sup *s)
             if (c->listen_fds[j] < 0)
                 continue;
             char path[RT_PATH_MAX];
-            if (rt_path(&s->rt, c->cfg->sockets[j].path, path, sizeof path) == 0)
+            if (!(c->inherited & (1u << j)) && rt_path(&s->rt, c->cfg->sockets[j].path, path, sizeof path) == 0)
                 unlink(path);
             close(c->listen_fds[j]);
         }

@@ -128,6 +128,7 @@ typedef struct sup_child {
     char status[128];   /* last STATUS= it sent */
     uint64_t started_ms;
     int *listen_fds;    /* sockets.c: one per cfg->sockets */
+    unsigned inherited; /* bit j: listen_fds[j] came from systemd (never unlinked) */
     int notify_fd;
     char notify_path[RT_PATH_MAX];
     uv_poll_t notify_poll;
@@ -158,7 +159,8 @@ typedef struct sup {
 
 uint64_t sup_now_ms(void);
 
-/* sockets.c: the listening sockets etssup holds for its children */
+/* sockets.c: the listening sockets etssup holds for its children; 0, -1 on
+ * a system error, -2 when an inherited socket matches no configured one */
 int sup_sockets_open(sup *s);
 void sup_sockets_close(sup *s);
 

@@ -47,14 +47,80 @@ child_pid() { # unit program: the pid of program in unit's cgroup
 }
 
 sc_install() {
-    inside make --no-print-directory -s install PREFIX=/usr >/dev/null || fail "make install PREFIX=/usr"
+    inside make --no-print-directory -s install PREFIX=/usr >/dev/null 2>&1 || fail "make install PREFIX=/usr"
     inside systemctl daemon-reload
-    ok "make install PREFIX=/usr, inside the overlays"
+    inside getent passwd etsmgr >/dev/null || fail "make install did not create the user etsmgr (sysusers.d)"
+    ok "make install PREFIX=/usr, inside the overlays, creates the user etsmgr through sysusers.d"
+}
+
+uid_of() { inside awk '/^Uid:/ { print $2 }' "/proc/$1/status"; }
+owner() { inside stat -c '%U:%G %a' "$1"; }
+
+# systemctl enable --now etsmgr: the service runs as etsmgr, its files are
+# etsmgr's and shared with the group, members of the group can count and
+# nobody else can.
+sc_user_and_group() {
+    local u main p
+    u=$(inside id -u etsmgr)
+    main=$(prop etsmgr MainPID)
+    expect_eq "$(uid_of "$main")" "$u" "uid of etssup"
+    for prog in etsmgrd etscounterd; do
+        p=$(child_pid etsmgr $prog) || fail "no $prog running"
+        expect_eq "$(uid_of "$p")" "$u" "uid of $prog"
+    done
+    expect_eq "$(owner /run/etsmgr)" "etsmgr:etsmgr 750" "owner and mode of /run/etsmgr"
+    expect_eq "$(owner /run/etsmgr/etscounter.sock)" "etsmgr:etsmgr 660" "owner and mode of etscounter.sock"
+    expect_eq "$(owner /dev/shm/etsmgr.etscounter)" "etsmgr:etsmgr 660" "owner and mode of the table"
+    ok "systemctl enable --now etsmgr: etssup, etsmgrd, etscounterd run as etsmgr; dir 0750, sockets and table 0660 of group etsmgr"
+
+    inside useradd -M -G etsmgr alice || fail "useradd alice"
+    inside useradd -M bob || fail "useradd bob"
+    local before out
+    before=$(count)
+    out=$(inside runuser -u alice -- env ETSMGR_RUNTIME_DIR=/run/etsmgr etscounter count 2>&1) ||
+        fail "alice, in group etsmgr, could not count: $out"
+    expect_eq "$out" $((before + 1)) "alice's count"
+    out=$(inside runuser -u bob -- env ETSMGR_RUNTIME_DIR=/run/etsmgr etscounter -t 500 count 2>&1) &&
+        fail "bob, not in group etsmgr, counted: $out"
+    grep -qi "permission denied" <<< "$out" || fail "bob's refusal does not say why: $out"
+    expect_eq "$(count)" $((before + 2)) "the count after bob's refused attempt"
+    ok "a member of group etsmgr counts; anyone else is refused ('${out//$'\n'/ }')"
+}
+
+# The sockets are systemd's: with the service stopped, the first count
+# starts it (etsmgr.socket), and the count goes on.
+sc_socket_activation() {
+    local before
+    before=$(count)
+    inside systemctl stop etsmgr 2>/dev/null || fail "systemctl stop etsmgr"
+    expect_eq "$(prop etsmgr.socket ActiveState)" active "etsmgr.socket with the service stopped"
+    expect_eq "$(prop etsmgr ActiveState)" inactive "etsmgr.service after stop"
+    expect_eq "$(count)" $((before + 1)) "the first count with the service stopped"
+    expect_eq "$(prop etsmgr ActiveState)" active "etsmgr.service after a client connected"
+    ok "socket activation: with etsmgr.service stopped, etscounter count starts it through etsmgr.socket and is answered"
+}
+
+# etsmgr@NAME: an instance of its own, found by --instance alone.
+sc_instances() {
+    inside systemctl start etsmgr@blue.socket || fail "systemctl start etsmgr@blue.socket"
+    expect_eq "$(inside etscounter --instance blue count)" 1 "the first count of instance blue (socket-activated)"
+    expect_eq "$(inside env ETSMGR_INSTANCE=blue etscounter count)" 2 "the second count of instance blue (ETSMGR_INSTANCE)"
+    expect_eq "$(prop etsmgr@blue ActiveState)" active "etsmgr@blue.service"
+    inside test -S /run/etsmgr@blue/etscounter.sock || fail "no /run/etsmgr@blue/etscounter.sock"
+    inside test -e /dev/shm/blue.etscounter || fail "no table /dev/shm/blue.etscounter"
+    local main
+    main=$(prop etsmgr@blue MainPID)
+    expect_eq "$(uid_of "$main")" "$(inside id -u etsmgr)" "uid of etsmgr@blue's etssup"
+    local dflt
+    dflt=$(inside etscounter -j check | sed -n 's/.*"count": *\([0-9]*\).*/\1/p')
+    [ "$dflt" -gt 2 ] || fail "the default instance's count ($dflt) was disturbed by instance blue"
+    inside systemctl stop etsmgr@blue.service etsmgr@blue.socket || fail "stop etsmgr@blue"
+    ok "etsmgr@blue: its own runtime dir /run/etsmgr@blue and tables /dev/shm/blue.*, found by --instance blue or ETSMGR_INSTANCE=blue"
 }
 
 # The seed's story, through systemctl.
 sc_seed_story() {
-    inside systemctl start etsmgr || fail "systemctl start etsmgr"
+    inside systemctl enable --now etsmgr 2>/dev/null || fail "systemctl enable --now etsmgr"
     # Type=notify: start returned, so etssup reports both children running
     # and etsmgrd lists the table as owned by etscounterd, before any retry
     local st
@@ -135,7 +201,7 @@ sc_journal_priorities() {
 }
 
 sc_stop() {
-    inside systemctl stop etsmgr || fail "systemctl stop etsmgr"
+    inside systemctl stop etsmgr.socket etsmgr || fail "systemctl stop etsmgr.socket etsmgr"
     expect_eq "$(prop etsmgr ActiveState)" inactive "state after systemctl stop"
     for prog in etssup etsmgrd etscounterd; do
         inside pgrep -x $prog >/dev/null && fail "$prog outlived systemctl stop"
@@ -147,7 +213,10 @@ sc_stop() {
 run_scenarios() {
     sc_install
     sc_seed_story
+    sc_user_and_group
+    sc_socket_activation
     sc_intensity
     sc_journal_priorities
+    sc_instances
     sc_stop
 }
