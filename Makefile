@@ -183,7 +183,7 @@ $(TEST_LIST): $(TEST_SRCS) Makefile
 
 $(OBJ)/tests/runner.o: tests/runner.c $(TEST_LIST)
 	@mkdir -p $(@D)
-	$(CC) $(INC_ALL) $(CPPFLAGS) $(CHECK_CFLAGS) -I$(BUILD)/tests $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(INC_ALL) $(CPPFLAGS) $(CHECK_CFLAGS) -I$(BUILD)/tests -Itests/lib $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(OBJ)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
@@ -208,7 +208,7 @@ all: $(LIB_A) $(LIB_SO) $(LIB_PC) $(PROG_A) $(BUILT_PROGRAMS) $(EXAMPLES)
 TEST_ENV = ETSMGR_BINDIR=$(abspath $(BIN)) ETSMGR_TEST_BINDIR=$(abspath $(BUILD)/tests/bin) \
 	ETSMGR_SRCDIR=$(abspath .) ETSMGR_LIBDIR=$(abspath $(LIBDIR_B))
 check: all $(TEST_RUNNER) $(TEST_PROGS)
-	$(TEST_ENV) $(TEST_RUNNER)
+	@$(TEST_ENV) $(TEST_RUNNER)
 
 # The runtime dir is the default one the CLIs resolve, so they need no options.
 run: all

@@ -1,22 +1,271 @@
 /* runner.c: the one test program; it runs every suite listed in suites.h,
  * which the Makefile generates from tests/test_*.c.  Each test runs in a
  * forked child (check's default), so a crash fails one test, not the run.
- * CK_RUN_SUITE=NAME / CK_RUN_CASE=NAME select a part (check's own variables). */
+ * CK_RUN_SUITE=NAME / CK_RUN_CASE=NAME select a part (check's own variables).
+ *
+ * Quiet by default: many tests provoke errors on purpose, and the programs
+ * they start say so on stderr.  Everything the tests print goes to a log
+ * file (<build>/tests/last-run.log), each test's output followed by check's
+ * result line for it.  The terminal gets one line per suite and, for a
+ * failed test, its name, check's reason and its output.
+ * ETSMGR_TEST_OUTPUT=all shows everything as it happens instead (and does
+ * not sweep).
+ *
+ * After each test the runner removes what the test registered and left
+ * (tests/lib/testutil: instances with their processes, shm objects and
+ * runtime dirs; table names): a failed assertion ends a test with _exit()
+ * and a timeout with SIGKILL, where the tests' own atexit cleanup cannot
+ * run.  A test that passed and still left something fails the run. */
 #include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
 
 #define SUITE(name) Suite *name##_suite(void);
 #include "suites.h"
 #undef SUITE
 
-int main(void)
-{
-    SRunner *sr = srunner_create(NULL);
-#define SUITE(name) srunner_add_suite(sr, name##_suite());
+typedef struct suite_entry {
+    const char *name;
+    Suite *(*make)(void);
+} suite_entry;
+
+static const suite_entry suites[] = {
+#define SUITE(name) {#name, name##_suite},
 #include "suites.h"
 #undef SUITE
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* <build>/tests/last-run.log, beside this program */
+static void log_path(char *buf, size_t len)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) {
+        snprintf(buf, len, "etsmgr-tests-last-run.log");
+        return;
+    }
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash)
+        *slash = '\0';
+    snprintf(buf, len, "%.*s/last-run.log", (int)(len > 32 ? len - 32 : 0), exe);
+}
+
+/* ------------------------------------------------------------ capture
+ * check writes its result line for a test right after the test's process
+ * has exited, so the output in the log since the previous result line is
+ * that test's.  check's log goes to stdout ("-"), which is swapped for a
+ * stream that notes where each test's output ends in the log (and writes the
+ * line there too).  The forked tests inherit that stream: in them it passes
+ * their text through to the log unchanged. */
+typedef struct span {
+    long from, to;     /* the test's output in the log */
+    char name[160];    /* tcase:test from check's line */
+    bool passed;
+    char *left;        /* what the sweep found after it (malloc'd) or NULL */
+} span;
+
+static pid_t runner_pid;
+static span *spans;
+static size_t nspans, capspans;
+static long seg_start;
+
+static void write_all(const char *text)
+{
+    size_t n = strlen(text), done = 0;
+    while (done < n) {
+        ssize_t w = write(STDOUT_FILENO, text + done, n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        done += (size_t)w;
+    }
+}
+
+static ssize_t log_write(void *cookie, const char *buf, size_t n)
+{
+    (void)cookie;
+    long end = lseek(STDOUT_FILENO, 0, SEEK_END);
+    if (getpid() == runner_pid && n > 2 && strchr(buf, ':') && memchr(buf, '\n', n)) {
+        /* "file:line:R:..." with R = P, F or E starts a result */
+        const char *c = strchr(buf, ':');
+        size_t k = 1;
+        while (c[k] >= '0' && c[k] <= '9')
+            k++;
+        if (k > 1 && c[k] == ':' && strchr("PFE", c[k + 1]) && c[k + 2] == ':') {
+            if (nspans == capspans) {
+                capspans = capspans ? 2 * capspans : 256;
+                spans = realloc(spans, capspans * sizeof *spans);
+                if (!spans)
+                    abort();
+            }
+            span *sp = &spans[nspans++];
+            *sp = (span){.from = seg_start, .to = end, .passed = c[k + 1] == 'P'};
+            /* "file:line:R:tcase:test:iteration: message" */
+            const char *name = c + k + 3, *stop = name;
+            for (int colons = 0; *stop && *stop != '\n' && colons < 2; stop++)
+                colons += *stop == ':';
+            snprintf(sp->name, sizeof sp->name, "%.*s", (int)(stop - name - 1 > 0 ? stop - name - 1 : 0), name);
+            /* the test's process has exited: whatever it made is debris now */
+            size_t len = 0;
+            FILE *m = open_memstream(&sp->left, &len);
+            if (m) {
+                int found = tu_sweep_collect(m);
+                fclose(m);
+                if (!found) {
+                    free(sp->left);
+                    sp->left = NULL;
+                }
+            }
+        }
+    }
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(STDOUT_FILENO, buf + done, n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return done ? (ssize_t)done : -1;
+        done += (size_t)w;
+    }
+    if (getpid() == runner_pid) {
+        if (nspans > 0 && spans[nspans - 1].left && spans[nspans - 1].to == end) /* into the log too */
+            write_all(spans[nspans - 1].left);
+        seg_start = lseek(STDOUT_FILENO, 0, SEEK_END);
+    }
+    return (ssize_t)n;
+}
+
+/* A failed test: its name, check's reason, and its output from the log. */
+static void show_failure(TestResult *tr, const span *sp, FILE *tty)
+{
+    fprintf(tty, "\nFAILED %s (%s:%d): %s\n", sp ? sp->name : tr_tcname(tr), tr_lfile(tr), tr_lno(tr), tr_msg(tr));
+    if (!sp) {
+        fprintf(tty, "(its output is in the log)\n");
+        return;
+    }
+    if (sp->left) /* after the output below; said first, as it is short */
+        fprintf(tty, "%s", sp->left);
+    long len = sp->to - sp->from;
+    if (len <= 0) {
+        fprintf(tty, "(it printed nothing)\n");
+        return;
+    }
+    /* the end is what explains a failure; the log has it all */
+    const long max = 12000;
+    long from = len > max ? sp->to - max : sp->from;
+    char *text = malloc((size_t)(sp->to - from) + 1);
+    ssize_t got = text ? pread(STDOUT_FILENO, text, (size_t)(sp->to - from), from) : -1;
+    if (got < 0) {
+        fprintf(tty, "(its output is in the log)\n");
+        free(text);
+        return;
+    }
+    text[got] = '\0';
+    fprintf(tty, "--- its output%s:\n%s%s--- end of its output\n", len > max ? " (the end; all of it is in the log)" : "",
+            text, got > 0 && text[got - 1] != '\n' ? "\n" : "");
+    free(text);
+}
+
+int main(void)
+{
+    const char *mode = getenv("ETSMGR_TEST_OUTPUT");
+    bool capture = !(mode && strcmp(mode, "all") == 0);
+    char logp[PATH_MAX];
+    log_path(logp, sizeof logp);
+    char sweepp[PATH_MAX + 16];
+    snprintf(sweepp, sizeof sweepp, "%s.created", logp);
+    if (capture && tu_sweep_begin(sweepp) < 0)
+        return EXIT_FAILURE;
+
+    /* the terminal stays on a copy of stdout; fds 1 and 2 go to the log */
+    FILE *tty = stdout;
+    if (capture) {
+        /* close-on-exec: the programs the tests start must not inherit it */
+        int ttyfd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+        int fd = open(logp, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+        if (ttyfd < 0 || fd < 0 || !(tty = fdopen(ttyfd, "w"))) {
+            fprintf(stderr, "etsmgr-tests: cannot write the log %s: %s\n", logp, strerror(errno));
+            return EXIT_FAILURE;
+        }
+        fflush(stdout);
+        if (dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0) {
+            fprintf(stderr, "etsmgr-tests: dup2: %s\n", strerror(errno));
+            return EXIT_FAILURE;
+        }
+        close(fd);
+        runner_pid = getpid();
+        FILE *logf = fopencookie(NULL, "w", (cookie_io_functions_t){.write = log_write});
+        if (!logf) {
+            fprintf(stderr, "etsmgr-tests: fopencookie: %s\n", strerror(errno));
+            return EXIT_FAILURE;
+        }
+        /* each of check's lines reaches the log before the next test runs,
+         * and the forked tests inherit no unwritten text */
+        setvbuf(logf, NULL, _IONBF, 0);
+        setvbuf(tty, NULL, _IOLBF, 0);
+        stdout = logf;
+        fprintf(tty, "etsmgr-tests: the tests' output goes to %s; shown here for a failed test\n", logp);
+    }
+
+    int total = 0, failed = 0, leaks = 0;
+    double start = now_s();
+    for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {
+        /* suite names are their files' names (test_NAME.c) */
+        const char *only = getenv("CK_RUN_SUITE");
+        if (only && *only && strcmp(only, suites[i].name) != 0)
+            continue;
+        nspans = 0;
+        SRunner *sr = srunner_create(suites[i].make());
+        if (capture)
+            srunner_set_log(sr, "-");
+        double t0 = now_s();
+        srunner_run_all(sr, capture ? CK_SILENT : CK_NORMAL);
+        int n = srunner_ntests_run(sr), nf = srunner_ntests_failed(sr);
+        if (n > 0) { /* else not selected by CK_RUN_SUITE / CK_RUN_CASE */
+            total += n;
+            failed += nf;
+        }
+        if (n > 0 && capture) {
+            fprintf(tty, "  %-20s %3d test%s %s %6.1f s\n", suites[i].name, n, n == 1 ? " " : "s",
+                    nf ? "FAILED" : "ok    ", now_s() - t0);
+            TestResult **res = srunner_results(sr);
+            for (int k = 0; res && k < n; k++)
+                if (tr_rtype(res[k]) != CK_PASS)
+                    show_failure(res[k], (size_t)n == nspans ? &spans[k] : NULL, tty);
+            free(res);
+            /* a test that passed but left something: a bug of the test */
+            for (size_t k = 0; k < nspans; k++)
+                if (spans[k].passed && spans[k].left) {
+                    fprintf(tty, "\nLEFT BEHIND by %s, which passed:\n%s", spans[k].name, spans[k].left);
+                    leaks++;
+                }
+        }
+        for (size_t k = 0; k < nspans; k++)
+            free(spans[k].left);
+        srunner_free(sr);
+    }
+    int pct = total ? (total - failed) * 100 / total : 0;
+    fprintf(tty, "%d%%: Checks: %d, Failures: %d (%.0f s)%s\n", pct, total, failed, now_s() - start,
+            leaks ? "; and passing tests left things behind (above)" : "");
+    if ((failed || leaks) && capture)
+        fprintf(tty, "etsmgr-tests: every test's output is in %s\n", logp);
+    return failed == 0 && leaks == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -40,7 +40,7 @@ static void ct_setup(void)
 {
     tu_env_init(&E);
     E_live = 1;
-    atexit(ct_cleanup); /* a failed check ends the test with exit() */
+    atexit(ct_cleanup); /* a test that exits early; after a failed check, the runner cleans up */
 }
 
 static pid_t ct_mgr(void)

@@ -45,7 +45,8 @@ static void et_cleanup(void)
     tu_env_cleanup(&E);
 }
 
-/* check's fork mode ends a failed test with exit(): atexit still cleans up */
+/* a failed check ends the test with _exit(): the runner cleans up after it
+ * (tu_sweep_collect); atexit covers a test that calls exit() */
 static void et_setup(void)
 {
     tu_env_init(&E);

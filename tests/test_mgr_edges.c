@@ -50,7 +50,7 @@ static void me_setup(void)
 {
     tu_env_init(&E);
     E_live = 1;
-    atexit(me_cleanup); /* a failed check ends the test with exit() */
+    atexit(me_cleanup); /* a test that exits early; after a failed check, the runner cleans up */
 }
 
 static pid_t me_mgr(void)

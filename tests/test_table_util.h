@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "table.h"
+#include "testutil.h"
 
 #define TT_MAX_NAMES 64
 static char tt_names[TT_MAX_NAMES][48];
@@ -33,6 +34,7 @@ static inline const char *tt_name(void)
      * process that had this pid before (a test killed mid-way) */
     shm_unlink(n);
     tt_nnames++;
+    tu_sweep_note("shm", n, NULL);
     return n;
 }
 

@@ -6,13 +6,16 @@
  * that exits first, or stays silent past the timeout, fails the spawn at once
  * (a pidfd is polled next to the socket).
  *
- * Cleanup must work even when an assertion ends the test early: check runs
- * each test in a forked process and a failed ck_assert calls exit(), so the
- * envs are recorded here by value and an atexit handler (acting only in the
- * process that made them) cleans what tu_env_cleanup did not.  Spawned pids
- * get SIGTERM (so a supervisor stops its own children), then SIGKILL; any
- * process still carrying ETSMGR_INSTANCE=<instance> in its environment (an
- * orphaned grandchild) is killed too. */
+ * Cleanup must work even when a test ends early.  The envs are recorded
+ * here by value and an atexit handler (acting only in the process that made
+ * them) cleans what tu_env_cleanup did not, for a test that calls exit().
+ * check itself ends a failed assertion with _exit() and a timed-out test
+ * with SIGKILL, where no atexit runs: for those, tu_env_init also notes the
+ * instance and dir in the runner's record (tu_sweep_note), and the runner
+ * cleans up after each test (tu_sweep_collect).  Spawned pids get SIGTERM
+ * (so a supervisor stops its own children), then SIGKILL; any process still
+ * carrying ETSMGR_INSTANCE=<instance> in its environment (an orphaned
+ * grandchild) is killed too. */
 #include "testutil.h"
 
 #include <dirent.h>
@@ -25,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -129,6 +133,7 @@ void tu_env_init(tu_env *e)
         atexit(tu_atexit);
         tu_atexit_set = true;
     }
+    tu_sweep_note("instance", e->instance, e->dir);
 }
 
 /* true when pid's environment holds ETSMGR_INSTANCE=<instance> */
@@ -173,8 +178,9 @@ static pid_t tu_ppid_of(pid_t pid)
 }
 
 /* Kill processes of this instance that are not ours to wait for. */
-static void tu_kill_instance_strays(const char *instance)
+static int tu_kill_instance_strays(const char *instance)
 {
+    int total = 0;
     pid_t anc[64];
     int nanc = 0;
     for (pid_t p = getpid(); p > 1 && nanc < 64; p = tu_ppid_of(p))
@@ -182,7 +188,7 @@ static void tu_kill_instance_strays(const char *instance)
     for (int round = 0; round < 3; round++) {
         DIR *d = opendir("/proc");
         if (!d)
-            return;
+            return total;
         int killed = 0;
         struct dirent *de;
         while ((de = readdir(d))) {
@@ -199,10 +205,12 @@ static void tu_kill_instance_strays(const char *instance)
             }
         }
         closedir(d);
+        total += killed;
         if (!killed)
-            return;
+            return total;
         tu_sleep_ms(20);
     }
+    return total;
 }
 
 static int tu_rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -215,22 +223,26 @@ static int tu_rm_cb(const char *path, const struct stat *sb, int flag, struct FT
     return 0;
 }
 
-static void tu_unlink_shm(const char *instance)
+/* unlinks /dev/shm/<instance>.*; how many there were */
+static int tu_unlink_shm(const char *instance)
 {
     DIR *d = opendir("/dev/shm");
     if (!d)
-        return;
+        return 0;
     size_t il = strlen(instance);
+    int n = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
         if (strncmp(de->d_name, instance, il) == 0 && de->d_name[il] == '.') {
             char path[PATH_MAX];
             snprintf(path, sizeof path, "/dev/shm/%s", de->d_name);
+            n++;
             if (unlink(path) < 0 && errno != ENOENT)
                 fprintf(stderr, "tu_env_cleanup: unlink %s: %s\n", path, strerror(errno));
         }
     }
     closedir(d);
+    return n;
 }
 
 static void tu_state_cleanup(tu_state *st)
@@ -595,5 +607,78 @@ bool tu_has_zombie_children(pid_t pid)
             found = true;
     }
     closedir(d);
+    return found;
+}
+
+/* ------------------------------------------------------------ the runner's sweep */
+
+#define TU_SWEEP_ENV "ETSMGR_TEST_SWEEP"
+
+int tu_sweep_begin(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "etsmgr-tests: cannot create %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    return setenv(TU_SWEEP_ENV, path, 1);
+}
+
+void tu_sweep_note(const char *kind, const char *name, const char *dir)
+{
+    static char path[PATH_MAX];
+    if (!path[0]) { /* kept: a test may change its environment later */
+        const char *p = getenv(TU_SWEEP_ENV);
+        if (!p || !*p)
+            return;
+        snprintf(path, sizeof path, "%s", p);
+    }
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    /* one write per line: concurrent tests' lines do not mix (O_APPEND) */
+    char line[PATH_MAX + 256];
+    int n = snprintf(line, sizeof line, "%s %s %s\n", kind, name, dir && *dir ? dir : "-");
+    if (n > 0 && (size_t)n < sizeof line && write(fd, line, (size_t)n) != n)
+        fprintf(stderr, "tu_sweep_note: write %s: %s\n", path, strerror(errno));
+    close(fd);
+}
+
+int tu_sweep_collect(FILE *out)
+{
+    static long done; /* the record is read once, in order */
+    const char *path = getenv(TU_SWEEP_ENV);
+    FILE *f = path ? fopen(path, "re") : NULL;
+    if (!f)
+        return 0;
+    if (fseek(f, done, SEEK_SET) < 0) {
+        fclose(f);
+        return 0;
+    }
+    int found = 0;
+    char line[PATH_MAX + 320], kind[32], name[256], dir[PATH_MAX];
+    while (fgets(line, sizeof line, f) && strchr(line, '\n')) {
+        done = ftell(f);
+        if (sscanf(line, "%31s %255s %4095s", kind, name, dir) != 3)
+            continue;
+        int procs = 0, shm = 0, dirs = 0;
+        if (strcmp(kind, "instance") == 0) {
+            procs = tu_kill_instance_strays(name);
+            shm = tu_unlink_shm(name);
+            struct stat st;
+            if (dir[0] == '/' && lstat(dir, &st) == 0) {
+                dirs = 1;
+                nftw(dir, tu_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+            }
+        } else if (strcmp(kind, "shm") == 0) {
+            shm = shm_unlink(name) == 0;
+        }
+        if (procs + shm + dirs > 0)
+            fprintf(out, "left behind: %s %s: %d process(es), %d shm object(s), %d runtime dir (%s); removed now\n",
+                    kind, name, procs, shm, dirs, dir);
+        found += procs + shm + dirs;
+    }
+    fclose(f);
     return found;
 }

@@ -5,6 +5,7 @@
 #define ETSMGR_TESTUTIL_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 typedef struct tu_env {
@@ -46,4 +47,15 @@ int tu_count_fds(pid_t pid);
 int tu_count_shm(const tu_env *e);
 /* True when some process is a zombie child of pid (from /proc). */
 bool tu_has_zombie_children(pid_t pid);
+
+/* The runner's record of what tests create, so that it can remove and report
+ * what a test left behind: a failed check assertion ends the test with
+ * _exit() and a timed-out test is SIGKILLed, so no atexit handler runs.
+ * tu_sweep_begin makes the record and exports its path; tu_sweep_note adds
+ * one thing ("instance NAME DIR", "shm /NAME -"), a no-op outside the
+ * runner; tu_sweep_collect removes what is left of the things noted since
+ * its last call, says so on out and returns how many it found. */
+int tu_sweep_begin(const char *path);
+void tu_sweep_note(const char *kind, const char *name, const char *dir);
+int tu_sweep_collect(FILE *out);
 #endif
