@@ -5,7 +5,7 @@
  *
  * Quiet by default: many tests provoke errors on purpose, and the programs
  * they start say so on stderr.  Everything the tests print goes to a log
- * file (<build>/tests/last-run.log), each test's output followed by check's
+ * file (<build>/tests/last-run.log, or $ETSMGR_TEST_LOG), each test's output followed by check's
  * result line for it.  The terminal gets one line per suite and, for a
  * failed test, its name, check's reason and its output.
  * ETSMGR_TEST_OUTPUT=all shows everything as it happens instead (and does
@@ -51,9 +51,14 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* <build>/tests/last-run.log, beside this program */
+/* $ETSMGR_TEST_LOG, else <build>/tests/last-run.log, beside this program */
 static void log_path(char *buf, size_t len)
 {
+    const char *env = getenv("ETSMGR_TEST_LOG");
+    if (env && *env) {
+        snprintf(buf, len, "%s", env);
+        return;
+    }
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0) {

@@ -1,7 +1,9 @@
 /* test_testutil.c: the shared test helpers do what every other suite relies
  * on: readiness from a notify socket (and a quick failure when the child dies
  * or stays silent), cleanup that leaves no process, shm object or dir, and
- * tu_request against a real conn_server process (with fd counts from /proc). */
+ * tu_request against a real conn_server process (with fd counts from /proc);
+ * and the runner shows a failed test's name, reason and output, hides a
+ * passing one's, and removes what a failed or leaking test left. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -230,6 +232,136 @@ START_TEST(test_tu_request_conn_server_process)
 }
 END_TEST
 
+/* ------------------------------------------------------------ the runner
+ * The runner (tests/runner.c) runs itself on the "probe" case: one test that
+ * prints, starts a process, makes a shm object and fails; one that passes
+ * but leaves a registered shm object; one that passes quietly.  The probes
+ * act only when ETSMGR_RUNNER_PROBE names the file where they write what
+ * they made; in a normal run they pass at once. */
+static const char *probe_file(void)
+{
+    const char *f = getenv("ETSMGR_RUNNER_PROBE");
+    return f && *f ? f : NULL;
+}
+
+static void probe_note(const char *fmt, const char *a, long b)
+{
+    FILE *f = fopen(probe_file(), "a");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, fmt, a, b);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+START_TEST(probe_fails)
+{
+    if (!probe_file())
+        return;
+    tu_env e;
+    tu_env_init(&e);
+    char *argv[] = {"notify_ready", "--ignore-term", NULL};
+    pid_t pid = tu_spawn_ready(&e, argv, 10000);
+    ck_assert_int_gt(pid, 0);
+    char shm[128];
+    snprintf(shm, sizeof shm, "/%s.probe", e.instance);
+    int fd = shm_open(shm, O_RDWR | O_CREAT | O_EXCL, 0600);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    probe_note("fails %s %ld\n", e.instance, (long)pid);
+    probe_note("dir %s %ld\n", e.dir, 0);
+    fprintf(stderr, "probe: what the failing test printed\n");
+    ck_assert_msg(0, "the probe fails on purpose");
+}
+END_TEST
+
+START_TEST(probe_leaks)
+{
+    if (!probe_file())
+        return;
+    char shm[64];
+    snprintf(shm, sizeof shm, "/probe%ldleak", (long)getpid());
+    tu_sweep_note("shm", shm, NULL);
+    int fd = shm_open(shm, O_RDWR | O_CREAT | O_EXCL, 0600);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    probe_note("leaks %s %ld\n", shm, 0);
+}
+END_TEST
+
+START_TEST(probe_passes)
+{
+    if (probe_file())
+        fprintf(stderr, "probe: what the passing test printed\n");
+}
+END_TEST
+
+START_TEST(test_runner_captures_and_sweeps)
+{
+    char dir[] = "/tmp/etsmgr-probe.XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char made[sizeof dir + 16], log[sizeof dir + 16], exe[4096];
+    snprintf(made, sizeof made, "%s/made", dir);
+    snprintf(log, sizeof log, "%s/log", dir);
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1); /* the runner: check forked us */
+    ck_assert_int_gt(n, 0);
+    exe[n] = '\0';
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "CK_RUN_SUITE=testutil CK_RUN_CASE=probe ETSMGR_RUNNER_PROBE=%s ETSMGR_TEST_LOG=%s '%s' 2>&1", made,
+             log, exe);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    static char out[65536];
+    size_t len = fread(out, 1, sizeof out - 1, p);
+    out[len] = '\0';
+    int st = pclose(p);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "the runner exited %#x, not 1:\n%s", st, out);
+    /* a failed test: its name, its reason, what it printed */
+    ck_assert_msg(strstr(out, "FAILED probe:probe_fails") && strstr(out, "the probe fails on purpose") &&
+                      strstr(out, "probe: what the failing test printed"),
+                  "the failure is not shown with name, reason and output:\n%s", out);
+    /* a passing test's output stays in the log */
+    ck_assert_msg(!strstr(out, "what the passing test printed"), "a passing test's output was shown:\n%s", out);
+    char *logtext = NULL;
+    size_t loglen = 0;
+    FILE *lf = fopen(log, "r");
+    ck_assert_ptr_nonnull(lf);
+    ck_assert_int_gt(getdelim(&logtext, &loglen, '\0', lf), 0);
+    fclose(lf);
+    ck_assert_msg(strstr(logtext, "what the passing test printed"), "the log lacks a test's output");
+    free(logtext);
+    ck_assert_msg(strstr(out, "LEFT BEHIND by probe:probe_leaks"), "a passing test's leftover is not reported:\n%s",
+                  out);
+    /* nothing of either is left */
+    FILE *m = fopen(made, "r");
+    ck_assert_ptr_nonnull(m);
+    char kind[16], name[256];
+    long pid;
+    int seen = 0;
+    while (fscanf(m, "%15s %255s %ld", kind, name, &pid) == 3) {
+        char shm[300];
+        if (strcmp(kind, "fails") == 0) {
+            snprintf(shm, sizeof shm, "/dev/shm/%s.probe", name);
+            pid_t pp = (pid_t)pid;
+            ck_assert_msg(proc_gone(&pp), "the failed test's process %ld is still running", pid);
+        } else if (strcmp(kind, "leaks") == 0) {
+            snprintf(shm, sizeof shm, "/dev/shm%s", name);
+        } else {
+            snprintf(shm, sizeof shm, "%s", name); /* the runtime dir */
+        }
+        ck_assert_msg(access(shm, F_OK) < 0, "%s is still there", shm);
+        seen++;
+    }
+    fclose(m);
+    ck_assert_int_eq(seen, 3);
+    unlink(made);
+    unlink(log);
+    char logc[sizeof log + 16];
+    snprintf(logc, sizeof logc, "%s.created", log);
+    unlink(logc);
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 Suite *testutil_suite(void)
 {
     Suite *s = suite_create("testutil");
@@ -240,6 +372,16 @@ Suite *testutil_suite(void)
     tcase_add_test(tc, test_tu_cleanup_escalates_and_strays);
     tcase_add_test(tc, test_tu_atexit_cleanup);
     tcase_add_test(tc, test_tu_request_conn_server_process);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("runner");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_runner_captures_and_sweeps);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("probe");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, probe_fails);
+    tcase_add_test(tc, probe_leaks);
+    tcase_add_test(tc, probe_passes);
     suite_add_tcase(s, tc);
     return s;
 }
