@@ -26,8 +26,10 @@
 .DEFAULT_GOAL := all
 SHELL := /bin/bash
 
-VERSION := 0.1.0
-SOVERSION := 0
+# The version lives in the public header (ETSMGR_VERSION_*), read here.
+ver_part = $(shell sed -n 's/^\#define ETSMGR_VERSION_$(1) \([0-9]*\)$$/\1/p' client/include/etsmgr.h)
+VERSION := $(call ver_part,MAJOR).$(call ver_part,MINOR).$(call ver_part,PATCH)
+SOVERSION := $(call ver_part,MAJOR)
 
 # ---------------------------------------------------------------- dependencies
 # Debian packages found through pkg-config (common/deps.sh).  Plain `make`
@@ -97,7 +99,8 @@ LIB_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(COMMON_SRCS) $(CLIENT_SRCS))
 LIB_A := $(LIBDIR_B)/libetsmgr.a
 PROG_SRCS := $(wildcard common/prog/*.c)
 PROG_A := $(LIBDIR_B)/libetsprog.a
-LIB_SO := $(LIBDIR_B)/libetsmgr.so.$(SOVERSION)
+LIB_SO := $(LIBDIR_B)/libetsmgr.so.$(VERSION)
+LIB_MAP := client/lib/libetsmgr.map
 LIB_PC := $(LIBDIR_B)/pkgconfig/etsmgr.pc
 
 $(LIB_A): $(LIB_OBJS)
@@ -108,9 +111,16 @@ $(PROG_A): $(patsubst %.c,$(OBJ)/%.o,$(PROG_SRCS))
 	@mkdir -p $(@D)
 	rm -f $@ && $(AR) rcs $@ $^
 
-$(LIB_SO): $(LIB_OBJS)
+# The library's objects export nothing by default: etsmgr.h marks its
+# declarations visible, and the version script keeps the rest local.
+$(LIB_OBJS): CFLAGS += -fvisibility=hidden
+
+# libetsmgr.so.MAJOR.MINOR.PATCH, soname libetsmgr.so.MAJOR, and the two links.
+$(LIB_SO): $(LIB_OBJS) $(LIB_MAP)
 	@mkdir -p $(@D)
-	$(CC) -shared -Wl,-soname,libetsmgr.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) -shared -Wl,-soname,libetsmgr.so.$(SOVERSION) -Wl,--version-script=$(LIB_MAP) -Wl,-z,defs \
+	  $(LDFLAGS) -o $@ $(LIB_OBJS) $(LDLIBS)
+	ln -sf libetsmgr.so.$(VERSION) $(LIBDIR_B)/libetsmgr.so.$(SOVERSION)
 	ln -sf libetsmgr.so.$(SOVERSION) $(LIBDIR_B)/libetsmgr.so
 
 # The text of etsmgr.pc: $(1) prefix, $(2) libdir, $(3) includedir, $(4)

@@ -14,7 +14,10 @@
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
-LIBDIR ?= $(PREFIX)/lib
+# Under /usr, the Debian multiarch directory (/usr/lib/x86_64-linux-gnu), as
+# a distribution package installs it; elsewhere PREFIX/lib.
+MULTIARCH ?= $(shell $(CC) -print-multiarch 2>/dev/null)
+LIBDIR ?= $(PREFIX)/lib$(if $(and $(filter /usr,$(PREFIX)),$(MULTIARCH)),/$(MULTIARCH))
 INCLUDEDIR ?= $(PREFIX)/include
 MANDIR ?= $(PREFIX)/share/man
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
@@ -71,7 +74,8 @@ install: all
 	  else echo "etsmgr: $$p is not built yet, not installed"; fi; \
 	done
 	$(INSTALL) -m 0644 $(LIB_A) '$(DESTDIR)$(LIBDIR)/libetsmgr.a'
-	$(INSTALL) -m 0755 $(LIB_SO) '$(DESTDIR)$(LIBDIR)/libetsmgr.so.$(SOVERSION)'
+	$(INSTALL) -m 0644 $(LIB_SO) '$(DESTDIR)$(LIBDIR)/libetsmgr.so.$(VERSION)'
+	ln -sfn libetsmgr.so.$(VERSION) '$(DESTDIR)$(LIBDIR)/libetsmgr.so.$(SOVERSION)'
 	ln -sfn libetsmgr.so.$(SOVERSION) '$(DESTDIR)$(LIBDIR)/libetsmgr.so'
 	$(INSTALL) -m 0644 client/include/etsmgr.h '$(DESTDIR)$(INCLUDEDIR)/etsmgr.h'
 	$(call pc_text,$(PREFIX),$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR)),$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))) > '$(DESTDIR)$(LIBDIR)/pkgconfig/etsmgr.pc'
@@ -103,6 +107,7 @@ install: all
 uninstall:
 	rm -f $(foreach p,$(INSTALL_PROGRAMS),'$(DESTDIR)$(BINDIR)/$(p)')
 	rm -f '$(DESTDIR)$(LIBDIR)/libetsmgr.a' '$(DESTDIR)$(LIBDIR)/libetsmgr.so.$(SOVERSION)' \
+	  '$(DESTDIR)$(LIBDIR)/libetsmgr.so.$(VERSION)' \
 	  '$(DESTDIR)$(LIBDIR)/libetsmgr.so' '$(DESTDIR)$(LIBDIR)/pkgconfig/etsmgr.pc' \
 	  '$(DESTDIR)$(INCLUDEDIR)/etsmgr.h' '$(DESTDIR)$(SYSUSERSDIR)/etsmgr.conf' \
 	  $(foreach u,$(UNIT_FILES),'$(DESTDIR)$(SYSTEMDUNITDIR)/$(u)')

@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "etsmgr.h"
 #include "runcap.h"
 #include "svcrun.h"
 #include "testutil.h"
@@ -137,6 +138,9 @@ static void ti_expected(ti_list *l)
         }
     }
     ti_list_add(l, TI_PREFIX "/lib/libetsmgr.a");
+    char so[64];
+    snprintf(so, sizeof so, TI_PREFIX "/lib/libetsmgr.so.%s", etsmgr_version());
+    ti_list_add(l, so);
     ti_list_add(l, TI_PREFIX "/lib/libetsmgr.so.0");
     ti_list_add(l, TI_PREFIX "/lib/libetsmgr.so");
     ti_list_add(l, TI_PREFIX "/lib/pkgconfig/etsmgr.pc");
@@ -235,6 +239,17 @@ START_TEST(test_install_file_list_and_uninstall)
     ck_assert_msg(ll > 0, "%s is not a symlink", p);
     link[ll] = '\0';
     ck_assert_str_eq(link, "libetsmgr.so.0");
+    /* the soname links to the full version; a library is data: 0644 */
+    snprintf(p, sizeof p, "%s" TI_PREFIX "/lib/libetsmgr.so.0", dest);
+    ll = readlink(p, link, sizeof link - 1);
+    ck_assert_msg(ll > 0, "%s is not a symlink", p);
+    link[ll] = '\0';
+    char want_so[64];
+    snprintf(want_so, sizeof want_so, "libetsmgr.so.%s", etsmgr_version());
+    ck_assert_str_eq(link, want_so);
+    snprintf(p, sizeof p, "%s" TI_PREFIX "/lib/%s", dest, want_so);
+    ck_assert_int_eq(stat(p, &st), 0);
+    ck_assert_msg((st.st_mode & 0777) == 0644, "%s installed with mode %o", want_so, st.st_mode & 0777);
     char *out = NULL;
     int rs = rc_sh(&out, 10000, "readelf -d '%s" TI_PREFIX "/lib/libetsmgr.so.0' | grep SONAME", dest);
     ck_assert_msg(rc_ok(rs) && strstr(out, "[libetsmgr.so.0]"), "installed library has no soname libetsmgr.so.0:\n%s",

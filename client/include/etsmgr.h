@@ -19,6 +19,19 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility: only what this header
+ * declares is exported (and client/lib/libetsmgr.map keeps it so). */
+#pragma GCC visibility push(default)
+
+/* ----------------------------------------------------------------- version */
+/* The version of this header; etsmgr_version() is the library's, which may
+ * be newer (same major: compatible). */
+#define ETSMGR_VERSION_MAJOR 0
+#define ETSMGR_VERSION_MINOR 1
+#define ETSMGR_VERSION_PATCH 0
+/* "MAJOR.MINOR.PATCH" of the library actually loaded */
+const char *etsmgr_version(void);
+
 /* ------------------------------------------------------------------ errors */
 typedef enum etsmgr_err {
     ETSMGR_OK = 0,
@@ -261,6 +274,8 @@ typedef struct etsmgr_watch_cbs {
 int etsmgr_watch_start(etsmgr_client *c, struct uv_loop_s *loop, const etsmgr_watch_cbs *cbs, void *arg);
 /* Stops watching (the handles close on the loop's next iteration). */
 void etsmgr_watch_stop(etsmgr_client *c);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }
