@@ -150,6 +150,16 @@ int etsmgr_table_begin(etsmgr_table *t);
 int etsmgr_table_commit(etsmgr_table *t);
 int etsmgr_table_abort(etsmgr_table *t);
 
+/* Save a point-in-time image of the table to the file path (format:
+ * docs/image-format.md).  The image is a consistent cut: every atomic group
+ * is wholly in it or wholly out.  The table's lock is held only while the
+ * used part of the table is copied in memory; encoding and writing happen
+ * after.  Crash-safe: a temporary file in the same directory is written,
+ * fsynced and renamed over path, then the directory is fsynced, so a
+ * SIGKILL or a full disk (ETSMGR_EFULL) at any moment leaves the previous
+ * file intact.  ETSMGR_ESYS: errno says why. */
+int etsmgr_table_save(etsmgr_table *t, const char *path);
+
 /* ------------------------------------------------------------------ manager client */
 /* (section owned by client/lib: connection, new_table, add_table, del_table,
  * give_away, info, and the libuv watch that reattaches after a daemon crash) */
@@ -229,6 +239,21 @@ int etsmgr_give_away(etsmgr_client *c, etsmgr_table *t, pid_t pid, const char *d
 /* Wait up to timeout_ms (< 0: forever) for a table given to this process
  * (a give_away of another process); the client then holds it. */
 int etsmgr_take_transfer(etsmgr_client *c, int timeout_ms, etsmgr_table **out, etsmgr_grant *grant);
+
+/* Create a table from an image file (etsmgr_table_save) through etsmgrd:
+ * this process becomes its owner, as with etsmgr_new_table.  name NULL: the
+ * name saved in the image.  The file is read and validated whole before
+ * anything is created; a truncated (ETSMGR_ETRUNCATED), foreign
+ * (ETSMGR_EBADMAGIC), newer (ETSMGR_EVERSION) or damaged (ETSMGR_ECORRUPT)
+ * file is refused with words in etsmgr_client_message().  A table of that
+ * name that exists is refused (ETSMGR_EEXIST) unless flags has
+ * ETSMGR_LOAD_REPLACE and the table is orphaned: it is then removed (its
+ * shared memory and its snapshot) and replaced; an owned one stays
+ * ETSMGR_EOWNED.  A load killed halfway leaves a partly filled table,
+ * orphaned: load again with ETSMGR_LOAD_REPLACE. */
+#define ETSMGR_LOAD_REPLACE 1u
+int etsmgr_table_load(etsmgr_client *c, const char *path, const char *name, unsigned flags,
+                      etsmgr_table **out);
 
 /* The held tables: *n of them in a client-owned array valid until the next
  * call that changes the set. */

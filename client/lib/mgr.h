@@ -89,6 +89,13 @@ const char *mc_heir(const etsmgr_client *c, const etsmgr_table *t);
 void mc_unhold(etsmgr_client *c, etsmgr_table *t);
 
 /* mgr_ops.c */
+/* new_table; create: 0 get or create, MC_CREATE_EXCLUSIVE only create
+ * (ETSMGR_EEXIST when the name exists), MC_CREATE_REPLACE create, replacing
+ * an orphaned table of that name. */
+#define MC_CREATE_EXCLUSIVE 1
+#define MC_CREATE_REPLACE 2
+int mc_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts *opts,
+                 const char *heir_data, int create, etsmgr_table **out, etsmgr_grant *grant);
 cJSON *mc_add_table_req(etsmgr_client *c, etsmgr_table *t);
 int mc_grant_from(const cJSON *obj, const char *pid_field, etsmgr_grant *g);
 

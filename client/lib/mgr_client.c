@@ -185,6 +185,8 @@ int mc_reply_status(etsmgr_client *c, const cJSON *reply)
         err = ETSMGR_EOWNED;
     else if (strcmp(code, "bad_name") == 0)
         err = ETSMGR_ENAME;
+    else if (strcmp(code, "exists") == 0)
+        err = ETSMGR_EEXIST;
     return mc_err(c, err, code, "etsmgrd: %s (%s)", msg ? msg : "refused", code);
 }
 

@@ -64,6 +64,12 @@ static cJSON *mc_req(const char *op, const char *name)
 int etsmgr_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts *opts,
                      const char *heir_data, etsmgr_table **out, etsmgr_grant *grant)
 {
+    return mc_new_table(c, name, opts, heir_data, 0, out, grant);
+}
+
+int mc_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts *opts,
+                 const char *heir_data, int create, etsmgr_table **out, etsmgr_grant *grant)
+{
     if (!c || !name || !out)
         return ETSMGR_EINVAL;
     *out = NULL;
@@ -80,6 +86,11 @@ int etsmgr_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts
             cJSON_Delete(req);
             req = NULL;
         }
+    }
+    if (req && create && (!cJSON_AddBoolToObject(req, "exclusive", 1) ||
+                          (create == MC_CREATE_REPLACE && !cJSON_AddBoolToObject(req, "replace", 1)))) {
+        cJSON_Delete(req);
+        req = NULL;
     }
     if (req && !cJSON_AddStringToObject(req, "heir_data", heir_data ? heir_data : name)) {
         cJSON_Delete(req);

@@ -1,0 +1,54 @@
+/* mgr_load.c: etsmgr_table_load, a table created from an image file through
+ * etsmgrd.
+ *
+ * Order matters: the file is read and validated whole first (table_image.c),
+ * so a bad file is refused before anything exists or anything is replaced;
+ * only then does the daemon create the table (new_table with "exclusive",
+ * and "replace" to drop an orphaned one of that name), which makes this
+ * process its owner, and the entries are inserted.  A failure while filling
+ * deletes the new table again, so a load either gives a complete table or
+ * none; only a load killed halfway can leave a partial table (orphaned, and
+ * replaceable with ETSMGR_LOAD_REPLACE). */
+#include "mgr.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "table_image.h"
+
+int etsmgr_table_load(etsmgr_client *c, const char *path, const char *name, unsigned flags,
+                      etsmgr_table **out)
+{
+    if (!c || !path || !out || (flags & ~ETSMGR_LOAD_REPLACE))
+        return ETSMGR_EINVAL;
+    *out = NULL;
+    img *im = NULL;
+    char why[256];
+    int r = img_read(path, &im, why, sizeof why);
+    if (r) {
+        int e = errno;
+        mc_err(c, r, "", "%s: %s", path, why);
+        errno = e;
+        return r;
+    }
+    if (!name)
+        name = im->info.name;
+    etsmgr_table_opts o;
+    img_table_opts(im, &o);
+    etsmgr_table *t = NULL;
+    r = mc_new_table(c, name, &o, NULL, flags & ETSMGR_LOAD_REPLACE ? MC_CREATE_REPLACE : MC_CREATE_EXCLUSIVE,
+                     &t, NULL);
+    if (r) {
+        img_free(im);
+        return r;
+    }
+    r = img_fill(t, im, why, sizeof why);
+    img_free(im);
+    if (r) {
+        /* leave nothing half-loaded behind (the daemon unlinks it) */
+        etsmgr_del_table(c, t, 1);
+        return mc_err(c, r, "", "%s: %s", path, why);
+    }
+    *out = t;
+    return ETSMGR_OK;
+}

@@ -1,0 +1,622 @@
+/* table_image.c: saving a live table to a file and reading it back
+ * (docs/image-format.md has the format).
+ *
+ * A save is a consistent cut because it copies the table while holding the
+ * table's lock, the same lock every change and every atomic group holds
+ * from begin to commit: a group is in the copy whole or not at all.  The
+ * lock is held only for one memcpy of the used part of the object
+ * ([0, heap_top)) into memory that was allocated and faulted in before the
+ * lock was taken; walking the entries, encoding, checksumming and writing
+ * happen afterwards on the private copy, with the owner running.  That is
+ * the design around a long stall: the stall is a memory copy (about 0.1 s
+ * per GiB here, see docs/performance.md), never disk I/O.
+ *
+ * The copy is read through a second etsmgr_table view whose mapping is the
+ * copy, so the same bounds-checked accessors (tbl_state, tbl_ent_at) judge
+ * it: the table's memory is shared with other processes and may hold
+ * anything.
+ *
+ * Crash safety is the usual file dance: write a temporary file in the same
+ * directory, fsync it, rename it over the target, fsync the directory.  A
+ * SIGKILL or a full disk at any step leaves the old file as it was (the
+ * rename is the commit point); a killed save may leave its temporary file
+ * (".NAME.tmp-PID-N"), never a damaged target.  The steps are crash points
+ * "save" for the tests (tbl_crashpoint). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "table_image.h"
+#include "table_int.h"
+
+static _Thread_local uint64_t img_lock_ns;
+
+uint64_t img_last_lock_ns(void) { return img_lock_ns; }
+
+static int img_why(char *why, size_t whylen, int err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int img_why(char *why, size_t whylen, int err, const char *fmt, ...)
+{
+    if (why && whylen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, whylen, fmt, ap);
+        va_end(ap);
+    }
+    return err;
+}
+
+/* ------------------------------------------------------------ CRC-32C */
+
+/* Slice-by-8 tables, built once (the polynomial is reflected 0x1EDC6F41). */
+static uint32_t crc_tab[8][256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+        crc_tab[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++)
+        for (int s = 1; s < 8; s++) crc_tab[s][i] = (crc_tab[s - 1][i] >> 8) ^ crc_tab[0][crc_tab[s - 1][i] & 0xff];
+}
+
+uint32_t img_crc32c(uint32_t crc, const void *data, size_t len)
+{
+    pthread_once(&crc_once, crc_init);
+    const unsigned char *p = data;
+    crc = ~crc;
+    while (len >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        w ^= crc; /* little-endian: the low byte is the first */
+        crc = crc_tab[7][w & 0xff] ^ crc_tab[6][(w >> 8) & 0xff] ^ crc_tab[5][(w >> 16) & 0xff] ^
+              crc_tab[4][(w >> 24) & 0xff] ^ crc_tab[3][(w >> 32) & 0xff] ^ crc_tab[2][(w >> 40) & 0xff] ^
+              crc_tab[1][(w >> 48) & 0xff] ^ crc_tab[0][w >> 56];
+        p += 8;
+        len -= 8;
+    }
+    while (len--) crc = (crc >> 8) ^ crc_tab[0][(crc ^ *p++) & 0xff];
+    return ~crc;
+}
+
+/* ------------------------------------------------------------ encoding */
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static void put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static uint32_t get32(const unsigned char *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+static uint64_t get64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* Header offsets (docs/image-format.md). */
+enum {
+    H_MAGIC = 0, H_VERSION = 8, H_HDRSIZE = 12, H_FLAGS = 16, H_ENTRIES = 24, H_RECBYTES = 32,
+    H_CTIME = 40, H_SAVED = 48, H_MAXBYTES = 56, H_BYTESTOTAL = 64, H_MODE = 72, H_UID = 76,
+    H_NAMELEN = 80, H_NAME = 81, H_CRC = IMG_HDR_SIZE - 4,
+};
+#define IMG_END_TAG "END\n"
+
+static void img_encode_header(unsigned char *h, const img_info *in)
+{
+    memset(h, 0, IMG_HDR_SIZE);
+    memcpy(h + H_MAGIC, IMG_MAGIC, 8);
+    put32(h + H_VERSION, IMG_VERSION);
+    put32(h + H_HDRSIZE, IMG_HDR_SIZE);
+    put64(h + H_ENTRIES, in->entries);
+    put64(h + H_RECBYTES, in->records_bytes);
+    put64(h + H_CTIME, (uint64_t)in->ctime_us);
+    put64(h + H_SAVED, (uint64_t)in->saved_us);
+    put64(h + H_MAXBYTES, in->max_bytes);
+    put64(h + H_BYTESTOTAL, in->bytes_total);
+    put32(h + H_MODE, in->mode);
+    put32(h + H_UID, in->uid);
+    size_t nl = strlen(in->name);
+    h[H_NAMELEN] = (unsigned char)nl;
+    memcpy(h + H_NAME, in->name, nl);
+    put32(h + H_CRC, img_crc32c(0, h, H_CRC));
+}
+
+/* ------------------------------------------------------------ parsing */
+
+int img_parse(const void *data, size_t len, img_info *info, char *why, size_t whylen)
+{
+    const unsigned char *p = data;
+    if (!p && len) return ETSMGR_EINVAL;
+    if (len < 8) {
+        if (len == 0 || memcmp(p, IMG_MAGIC, len) == 0)
+            return img_why(why, whylen, ETSMGR_ETRUNCATED, "truncated: the file is %zu bytes, "
+                           "less than an image's magic number", len);
+        return img_why(why, whylen, ETSMGR_EBADMAGIC, "not a table image: it does not start "
+                       "with an image's magic number");
+    }
+    if (memcmp(p, IMG_MAGIC, 8) != 0)
+        return img_why(why, whylen, ETSMGR_EBADMAGIC, "not a table image: wrong magic number "
+                       "(a table image starts with \\x89ETSIMG\\n)");
+    if (len < 16)
+        return img_why(why, whylen, ETSMGR_ETRUNCATED, "truncated: the file is %zu bytes, a header "
+                       "needs %u", len, IMG_HDR_SIZE);
+    uint32_t ver = get32(p + H_VERSION);
+    if (ver > IMG_VERSION)
+        return img_why(why, whylen, ETSMGR_EVERSION, "image format version %u is newer than this "
+                       "etsmgr reads (%u): load it with a newer etsmgr", ver, IMG_VERSION);
+    if (ver == 0)
+        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: format version 0 does not exist");
+    if (len < IMG_HDR_SIZE)
+        return img_why(why, whylen, ETSMGR_ETRUNCATED, "truncated: the file is %zu bytes, a header "
+                       "needs %u", len, IMG_HDR_SIZE);
+    if (get32(p + H_HDRSIZE) != IMG_HDR_SIZE)
+        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: header size %u, version %u has %u",
+                       get32(p + H_HDRSIZE), ver, IMG_HDR_SIZE);
+    uint32_t hcrc = img_crc32c(0, p, H_CRC);
+    if (hcrc != get32(p + H_CRC))
+        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: wrong header checksum (%08x, the "
+                       "header says %08x)", hcrc, get32(p + H_CRC));
+    img_info in;
+    memset(&in, 0, sizeof in);
+    uint64_t flags = get64(p + H_FLAGS);
+    in.entries = get64(p + H_ENTRIES);
+    in.records_bytes = get64(p + H_RECBYTES);
+    in.ctime_us = (int64_t)get64(p + H_CTIME);
+    in.saved_us = (int64_t)get64(p + H_SAVED);
+    in.max_bytes = get64(p + H_MAXBYTES);
+    in.bytes_total = get64(p + H_BYTESTOTAL);
+    in.mode = get32(p + H_MODE);
+    in.uid = get32(p + H_UID);
+    unsigned nl = p[H_NAMELEN];
+    if (flags != 0)
+        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: unknown flags %#llx",
+                       (unsigned long long)flags);
+    if (nl == 0 || nl > ETSMGR_NAME_MAX || !tbl_valid_name((const char *)p + H_NAME, nl))
+        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: the table name is not 1 to 64 of "
+                       "[A-Za-z0-9_.-]");
+    for (unsigned i = H_NAME + nl; i < H_CRC; i++)
+        if (p[i])
+            return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: reserved header byte %u is not 0", i);
+    memcpy(in.name, p + H_NAME, nl);
+    if (in.mode & ~0777u)
+        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: mode %#o is not permission bits", in.mode);
+    /* no table holds more than 2^43 bytes (offsets are 40 bits of 8 bytes) */
+    if (in.records_bytes > (TBL_OFF_MASK << 3) || in.entries > in.records_bytes / (IMG_REC_HDR + 1))
+        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: %llu entries in %llu bytes of records "
+                       "is impossible", (unsigned long long)in.entries,
+                       (unsigned long long)in.records_bytes);
+    uint64_t want = IMG_HDR_SIZE + in.records_bytes + IMG_TRAILER_SIZE;
+    if (len < want)
+        return img_why(why, whylen, ETSMGR_ETRUNCATED, "truncated: the file is %zu bytes, its header "
+                       "says %llu", len, (unsigned long long)want);
+    if (len > want)
+        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: %llu bytes follow the end of the image",
+                       (unsigned long long)(len - want));
+    const unsigned char *rec = p + IMG_HDR_SIZE, *end = rec + in.records_bytes;
+    if (memcmp(end + 4, IMG_END_TAG, 4) != 0)
+        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: the end marker is missing");
+    uint32_t rcrc = img_crc32c(0, rec, (size_t)in.records_bytes);
+    if (rcrc != get32(end))
+        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: wrong checksum of the entries (%08x, "
+                       "the file says %08x): the file was changed or damaged", rcrc, get32(end));
+    /* a matching checksum is not trust: the file may have been made to match */
+    uint64_t n = 0;
+    while (rec < end) {
+        if ((size_t)(end - rec) < IMG_REC_HDR)
+            return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: entry %llu is cut short",
+                           (unsigned long long)n);
+        unsigned klen = rec[0], type = rec[1];
+        uint32_t vlen = get32(rec + 4);
+        if (klen == 0 || rec[2] || rec[3] ||
+            !(type == ETSMGR_INT ? vlen == 8 : type == ETSMGR_BYTES && vlen <= ETSMGR_VALUE_MAX))
+            return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: entry %llu has key length %u, "
+                           "type %u, value length %u", (unsigned long long)n, klen, type, vlen);
+        if ((uint64_t)(end - rec) < IMG_REC_HDR + (uint64_t)klen + vlen)
+            return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: entry %llu runs past the end",
+                           (unsigned long long)n);
+        rec += IMG_REC_HDR + klen + vlen;
+        n++;
+    }
+    if (n != in.entries)
+        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: %llu entries, the header says %llu",
+                       (unsigned long long)n, (unsigned long long)in.entries);
+    if (info) *info = in;
+    return 0;
+}
+
+int img_read(const char *path, img **out, char *why, size_t whylen)
+{
+    if (!path || !out) return ETSMGR_EINVAL;
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        img_why(why, whylen, ETSMGR_ESYS, "cannot open %s: %s", path, strerror(e));
+        errno = e;
+        return e == ENOENT ? ETSMGR_ENOTFOUND : ETSMGR_ESYS;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        int e = S_ISREG(st.st_mode) ? errno : EINVAL;
+        close(fd);
+        errno = e;
+        return img_why(why, whylen, e == EINVAL ? ETSMGR_EBADMAGIC : ETSMGR_ESYS, "%s: %s", path,
+                       e == EINVAL ? "not a regular file" : strerror(e));
+    }
+    img *im = calloc(1, sizeof *im);
+    size_t cap = (size_t)st.st_size + 1; /* +1: notice a file that grows while read */
+    unsigned char *buf = im ? malloc(cap) : NULL;
+    if (!buf) {
+        free(im);
+        close(fd);
+        return img_why(why, whylen, ETSMGR_ENOMEM, "no memory to read %s (%lld bytes)", path,
+                       (long long)st.st_size);
+    }
+    size_t got = 0;
+    while (got < cap) {
+        ssize_t n = read(fd, buf + got, cap - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            int e = errno;
+            free(buf);
+            free(im);
+            close(fd);
+            errno = e;
+            return img_why(why, whylen, ETSMGR_ESYS, "reading %s: %s", path, strerror(e));
+        }
+        if (n == 0) break;
+        got += (size_t)n;
+    }
+    close(fd);
+    int r = img_parse(buf, got, &im->info, why, whylen);
+    if (r) {
+        free(buf);
+        free(im);
+        return r;
+    }
+    im->buf = buf;
+    im->len = got;
+    *out = im;
+    return 0;
+}
+
+void img_free(img *im)
+{
+    if (!im) return;
+    free(im->buf);
+    free(im);
+}
+
+void img_table_opts(const img *im, etsmgr_table_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    /* entries cost their bytes rounded to 8, an 8-byte header and about two
+     * index slots each: room for all without growing or rehashing */
+    uint64_t est = TBL_HDR_SIZE + im->info.records_bytes + im->info.entries * 48u + 65536u;
+    if (im->info.max_bytes && est > im->info.max_bytes) est = im->info.max_bytes;
+    o->size_hint = est;
+    o->max_bytes = im->info.max_bytes;
+    o->mode = im->info.mode;
+}
+
+int img_fill(etsmgr_table *t, const img *im, char *why, size_t whylen)
+{
+    const unsigned char *rec = im->buf + IMG_HDR_SIZE, *end = rec + im->info.records_bytes;
+    uint64_t n = 0;
+    while (rec < end) {
+        unsigned klen = rec[0], type = rec[1];
+        uint32_t vlen = get32(rec + 4);
+        const unsigned char *key = rec + IMG_REC_HDR, *val = key + klen;
+        etsmgr_value v = {.type = (etsmgr_type)type};
+        if (type == ETSMGR_INT) {
+            v.i = (int64_t)get64(val);
+        } else {
+            v.data = val;
+            v.len = vlen;
+        }
+        int r = etsmgr_table_insert_new(t, key, klen, &v);
+        if (r == ETSMGR_EEXIST)
+            return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: entry %llu repeats an earlier key",
+                           (unsigned long long)n);
+        if (r)
+            return img_why(why, whylen, r, "inserting entry %llu: %s", (unsigned long long)n,
+                           etsmgr_strerror(r));
+        rec = val + vlen;
+        n++;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ saving */
+
+static uint64_t img_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Copy [0, heap_top) under the lock into *buf (an anonymous mapping of
+ * *cap bytes, faulted in before the lock is taken; grown and tried again
+ * when the table outgrew it meanwhile). */
+static int img_copy(etsmgr_table *t, unsigned char **buf, size_t *cap, uint64_t *top)
+{
+    *buf = NULL;
+    *cap = 0;
+    int r = 0;
+    for (int tries = 0;; tries++) {
+        uint64_t want = __atomic_load_n(&t->h->heap_top, __ATOMIC_RELAXED);
+        want += want / 8 + 65536u;
+        want <<= tries < 4 ? 0 : tries - 3;
+        if (want > (TBL_OFF_MASK << 3)) want = TBL_OFF_MASK << 3;
+        want = (want + 4095u) & ~(uint64_t)4095u;
+        if (want > *cap) {
+            if (*buf) munmap(*buf, *cap);
+            void *p = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+                           -1, 0);
+            if (p == MAP_FAILED) {
+                *buf = NULL;
+                *cap = 0;
+                return errno == ENOMEM ? ETSMGR_ENOMEM : ETSMGR_ESYS;
+            }
+            *buf = p;
+            *cap = want;
+        }
+        r = tbl_op_begin(t, "save", false);
+        if (r) break;
+        uint64_t t0 = img_now_ns();
+        uint64_t used = t->top;
+        bool fits = used <= *cap;
+        if (fits) memcpy(*buf, t->base, used);
+        img_lock_ns = img_now_ns() - t0;
+        tbl_op_end(t, 0);
+        if (fits) {
+            *top = used;
+            return 0;
+        }
+        if (tries >= 40) {
+            r = ETSMGR_ECORRUPT;
+            break;
+        }
+    }
+    munmap(*buf, *cap);
+    *buf = NULL;
+    return r;
+}
+
+/* A buffered writer that checksums what passes. */
+typedef struct img_out {
+    int fd;
+    unsigned char *buf;
+    size_t n, cap;
+    uint32_t crc;
+    uint64_t bytes;
+} img_out;
+
+static int img_write_all(int fd, const unsigned char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int img_flush(img_out *o)
+{
+    if (o->n == 0) return 0;
+    if (img_write_all(o->fd, o->buf, o->n) < 0) return -1;
+    o->n = 0;
+    if (tbl_crashpoint) tbl_crashpoint("save", 100);
+    return 0;
+}
+
+static int img_put(img_out *o, const void *p, size_t n)
+{
+    o->crc = img_crc32c(o->crc, p, n);
+    o->bytes += n;
+    while (n) {
+        size_t k = o->cap - o->n < n ? o->cap - o->n : n;
+        memcpy(o->buf + o->n, p, k);
+        o->n += k;
+        p = (const char *)p + k;
+        n -= k;
+        if (o->n == o->cap && img_flush(o) < 0) return -1;
+    }
+    return 0;
+}
+
+/* Encode every entry of the copy (a view over it) into o. */
+static int img_encode_entries(const unsigned char *copy, uint64_t top, img_out *o, uint64_t *count)
+{
+    etsmgr_table v;
+    memset(&v, 0, sizeof v);
+    v.h = (struct tbl_hdr *)(void *)copy;
+    v.base = (char *)(void *)copy;
+    v.map_size = v.limit = top;
+    int r = tbl_state(&v);
+    if (r) return r;
+    uint64_t n = 0;
+    for (uint64_t i = 0; i <= v.mask; i++) {
+        uint64_t s = v.idx[i];
+        if (s == TBL_SLOT_EMPTY || s == TBL_SLOT_TOMB) continue;
+        struct tbl_ent *e = tbl_ent_at(&v, (s & TBL_OFF_MASK) << 3);
+        if (!e) return ETSMGR_ECORRUPT;
+        unsigned char rh[IMG_REC_HDR] = {e->klen, e->type, 0, 0};
+        put32(rh + 4, e->vlen);
+        const unsigned char *val = (const unsigned char *)e + tbl_ent_voff(e);
+        unsigned char ival[8];
+        if (e->type == ETSMGR_INT) {
+            int64_t x;
+            memcpy(&x, val, 8);
+            put64(ival, (uint64_t)x);
+            val = ival;
+        }
+        if (img_put(o, rh, sizeof rh) < 0 || img_put(o, tbl_ent_key(e), e->klen) < 0 ||
+            img_put(o, val, e->vlen) < 0)
+            return ETSMGR_ESYS;
+        n++;
+    }
+    *count = n;
+    return 0;
+}
+
+static void img_cp(int step)
+{
+    if (tbl_crashpoint) tbl_crashpoint("save", step);
+}
+
+static int img_sys_err(int e)
+{
+    errno = e;
+    return e == ENOSPC || e == EDQUOT || e == EFBIG ? ETSMGR_EFULL : ETSMGR_ESYS;
+}
+
+int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size_t whylen)
+{
+    if (!t || !path || !*path) return ETSMGR_EINVAL;
+    if (t->in_group)
+        return img_why(why, whylen, ETSMGR_EGROUP, "cannot save inside an atomic group (commit first)");
+    img_lock_ns = 0;
+    /* the temporary file: same directory as path, so rename is atomic */
+    static _Atomic unsigned seq;
+    const char *slash = strrchr(path, '/');
+    size_t dlen = slash ? (size_t)(slash - path) : 0;
+    const char *base = slash ? slash + 1 : path;
+    if (!*base) return img_why(why, whylen, ETSMGR_EINVAL, "%s names a directory, not a file", path);
+    char dir[PATH_MAX], tmp[PATH_MAX];
+    if (dlen >= sizeof dir) return img_why(why, whylen, ETSMGR_EINVAL, "path too long");
+    if (slash) {
+        memcpy(dir, path, dlen ? dlen : 1);
+        dir[dlen ? dlen : 1] = 0;
+    } else {
+        strcpy(dir, ".");
+    }
+    if (snprintf(tmp, sizeof tmp, "%.*s%s.%s.tmp-%d-%u", (int)dlen, path, slash ? "/" : "", base,
+                 (int)getpid(), seq++) >= (int)sizeof tmp)
+        return img_why(why, whylen, ETSMGR_EINVAL, "path too long");
+
+    struct stat st;
+    if (fstat(t->fd, &st) < 0) {
+        int e = errno;
+        return img_why(why, whylen, img_sys_err(e), "fstat of the table: %s", strerror(e));
+    }
+    unsigned char *copy;
+    size_t cap;
+    uint64_t top;
+    int r = img_copy(t, &copy, &cap, &top);
+    if (r) return img_why(why, whylen, r, "copying table %s: %s", t->name, etsmgr_strerror(r));
+    img_info in;
+    memset(&in, 0, sizeof in);
+    const struct tbl_hdr *ch = (const struct tbl_hdr *)(void *)copy;
+    snprintf(in.name, sizeof in.name, "%s", t->name);
+    in.ctime_us = ch->ctime_us;
+    in.saved_us = tbl_now_us();
+    in.max_bytes = ch->max_bytes;
+    in.bytes_total = ch->total_bytes;
+    in.mode = st.st_mode & 0777u;
+    in.uid = st.st_uid;
+
+    img_out o = {.fd = -1, .cap = 1u << 20};
+    o.buf = malloc(o.cap);
+    int fd = -1, e = 0;
+    if (!o.buf) {
+        r = img_why(why, whylen, ETSMGR_ENOMEM, "out of memory");
+        goto out;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        e = errno;
+        r = img_why(why, whylen, img_sys_err(e), "cannot create %s: %s", tmp, strerror(e));
+        goto out;
+    }
+    o.fd = fd;
+    img_cp(0);
+    unsigned char hdr[IMG_HDR_SIZE] = {0};
+    if (img_write_all(fd, hdr, sizeof hdr) < 0) goto io_err;
+    o.crc = 0;
+    r = img_encode_entries(copy, top, &o, &in.entries);
+    if (r == ETSMGR_ESYS) goto io_err;
+    if (r) {
+        r = img_why(why, whylen, r, "table %s fails validation while saved: %s", t->name,
+                    etsmgr_strerror(r));
+        goto out;
+    }
+    in.records_bytes = o.bytes;
+    unsigned char trailer[IMG_TRAILER_SIZE];
+    put32(trailer, o.crc);
+    memcpy(trailer + 4, IMG_END_TAG, 4);
+    if (img_flush(&o) < 0 || img_write_all(fd, trailer, sizeof trailer) < 0) goto io_err;
+    img_cp(1);
+    img_encode_header(hdr, &in);
+    if (pwrite(fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr) {
+        if (errno == 0) errno = EIO;
+        goto io_err;
+    }
+    img_cp(2);
+    if (fsync(fd) < 0) goto io_err;
+    img_cp(3);
+    if (close(fd) < 0) {
+        fd = -1;
+        goto io_err;
+    }
+    fd = -1;
+    img_cp(4);
+    if (rename(tmp, path) < 0) {
+        e = errno;
+        r = img_why(why, whylen, img_sys_err(e), "cannot rename %s to %s: %s", tmp, path, strerror(e));
+        goto out;
+    }
+    tmp[0] = 0; /* the temporary file is the target now */
+    img_cp(5);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) < 0) {
+        e = errno;
+        if (dfd >= 0) close(dfd);
+        r = img_why(why, whylen, img_sys_err(e), "%s is written, but fsync of its directory %s "
+                    "failed: %s", path, dir, strerror(e));
+        goto out;
+    }
+    close(dfd);
+    img_cp(6);
+    if (saved) *saved = in;
+    r = 0;
+    goto out;
+io_err:
+    e = errno;
+    r = img_why(why, whylen, img_sys_err(e), "writing %s: %s", tmp, strerror(e));
+out:
+    if (fd >= 0) close(fd);
+    if (r && tmp[0]) unlink(tmp);
+    free(o.buf);
+    munmap(copy, cap);
+    if (r) errno = e;
+    return r;
+}
+
+int etsmgr_table_save(etsmgr_table *t, const char *path)
+{
+    return img_save(t, path, NULL, NULL, 0);
+}

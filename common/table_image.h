@@ -1,0 +1,71 @@
+/* table_image.h: a table as a file (docs/image-format.md), the inside of
+ * etsmgr_table_save / etsmgr_table_load and of etsmgrd's snapshots.
+ *
+ * An image is a logical dump: a header with the table's options, then one
+ * record per entry, then a checksum.  It does not copy the shared-memory
+ * layout, so an image outlives a change of that layout (TBL_VERSION), and
+ * loading it rebuilds a compact table with a fresh lock and an empty undo
+ * log.
+ *
+ * Reading validates the whole file (sizes, both checksums, every record)
+ * before anything is created from it, so a bad file never leaves a half
+ * table behind; each kind of damage has its own code and words:
+ *   ETSMGR_ETRUNCATED  shorter than its header says
+ *   ETSMGR_EBADMAGIC   not an image at all
+ *   ETSMGR_EVERSION    written by a newer etsmgr
+ *   ETSMGR_ECORRUPT    a checksum or a field is wrong (the words say which) */
+#ifndef ETSMGR_TABLE_IMAGE_H
+#define ETSMGR_TABLE_IMAGE_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "etsmgr.h"
+
+#define IMG_MAGIC "\x89" "ETSIMG\n"
+#define IMG_VERSION 1u
+#define IMG_HDR_SIZE 192u
+#define IMG_TRAILER_SIZE 8u
+#define IMG_REC_HDR 8u
+
+typedef struct img_info {
+    char name[ETSMGR_NAME_MAX + 1];
+    uint64_t entries;
+    uint64_t records_bytes;
+    int64_t ctime_us;    /* the table's creation */
+    int64_t saved_us;    /* when the image was taken */
+    uint64_t max_bytes;  /* the table's option (0: unbounded) */
+    uint64_t bytes_total; /* the table's size when saved: a size hint */
+    uint32_t mode;       /* permission bits of the shm object */
+    uint32_t uid;        /* owner of the shm object */
+} img_info;
+
+/* A whole image file in memory, validated. */
+typedef struct img {
+    img_info info;
+    unsigned char *buf;
+    size_t len;
+} img;
+
+/* CRC-32C (Castagnoli), continuing from crc (0 to start). */
+uint32_t img_crc32c(uint32_t crc, const void *data, size_t len);
+
+/* Validate an image held in memory: header, sizes, both checksums and every
+ * record.  0 with *info filled, or an error with words in why. */
+int img_parse(const void *data, size_t len, img_info *info, char *why, size_t whylen);
+/* Read and validate the file at path (img_parse).  ETSMGR_ESYS: errno. */
+int img_read(const char *path, img **out, char *why, size_t whylen);
+void img_free(img *im);
+
+/* Insert every record of a validated image into t (normally empty).  A key
+ * that appears twice is ETSMGR_ECORRUPT. */
+int img_fill(etsmgr_table *t, const img *im, char *why, size_t whylen);
+/* Options to create a table an image fits in without growing. */
+void img_table_opts(const img *im, etsmgr_table_opts *o);
+
+/* etsmgr_table_save with words: the steps are crash points "save" 0..N for
+ * tbl_crashpoint.  *saved (may be NULL) receives what was written. */
+int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size_t whylen);
+
+/* The longest the last img_save on this thread held the table's lock, ns. */
+uint64_t img_last_lock_ns(void);
+#endif

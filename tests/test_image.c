@@ -1,0 +1,589 @@
+/* test_image.c: table images (etsmgr_table_save, the image reader), without
+ * a daemon: round trips compared entry by entry, a save while a writer runs
+ * atomic groups (the image must be a consistent cut), a SIGKILL at every
+ * step of a save (crash-point injection), a full disk (a 1 MiB tmpfs in a
+ * private mount namespace), and every kind of damaged file.
+ *
+ * Loading goes through img_read + img_fill into a table made with
+ * tbl_create here; etsmgr_table_load, which asks etsmgrd for the table, is
+ * tested in test_snapshot.c. */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "table_image.h"
+#include "table_int.h"
+#include "test_table_util.h"
+
+static char T_dir[64];
+
+static void rm_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *de;
+    char p[512];
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static void setup(void)
+{
+    snprintf(T_dir, sizeof T_dir, "/tmp/etsimg-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(T_dir));
+}
+
+static void teardown(void)
+{
+    tt_cleanup();
+    rm_dir(T_dir);
+}
+
+static const char *tpath(const char *name)
+{
+    static char p[4][128];
+    static int n;
+    char *b = p[n++ % 4];
+    snprintf(b, 128, "%s/%s", T_dir, name);
+    return b;
+}
+
+static int count_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) n++;
+    closedir(d);
+    return n;
+}
+
+/* Load the image at path into a fresh table (the reader's path). */
+static etsmgr_table *load_plain(const char *path, int *rc, char *why, size_t whylen)
+{
+    img *im = NULL;
+    *rc = img_read(path, &im, why, whylen);
+    if (*rc) return NULL;
+    etsmgr_table_opts o;
+    img_table_opts(im, &o);
+    etsmgr_table *t = NULL;
+    ck_assert_int_eq(tbl_create(tt_name(), im->info.name, &o, &t), 0);
+    *rc = img_fill(t, im, why, whylen);
+    img_free(im);
+    if (*rc) {
+        etsmgr_table_close(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* Every entry of a is in b with the same value, and both have as many. */
+struct cmp {
+    etsmgr_table *other;
+    uint64_t n;
+    unsigned char *buf;
+};
+static int cmp_cb(const void *key, size_t klen, const etsmgr_value *v, void *arg)
+{
+    struct cmp *c = arg;
+    c->n++;
+    etsmgr_value w;
+    int r = etsmgr_table_lookup(c->other, key, klen, &w, c->buf, ETSMGR_VALUE_MAX);
+    if (r) return 1000 + (-r);
+    if (w.type != v->type) return 2;
+    if (v->type == ETSMGR_INT) return v->i == w.i ? 0 : 3;
+    return v->len == w.len && memcmp(v->data, w.data, v->len) == 0 ? 0 : 4;
+}
+static void assert_same(etsmgr_table *a, etsmgr_table *b)
+{
+    struct cmp c = {.other = b, .buf = malloc(ETSMGR_VALUE_MAX)};
+    int r = etsmgr_table_foreach(a, cmp_cb, &c);
+    free(c.buf);
+    ck_assert_msg(r == 0, "entry %llu differs (%d)", (unsigned long long)c.n, r);
+    etsmgr_table_info ia, ib;
+    ck_assert_int_eq(etsmgr_table_info_get(a, &ia), 0);
+    ck_assert_int_eq(etsmgr_table_info_get(b, &ib), 0);
+    ck_assert_uint_eq(ia.entries, ib.entries);
+    ck_assert_uint_eq(ia.max_bytes, ib.max_bytes);
+    tt_check(b);
+}
+
+static void roundtrip(etsmgr_table *t)
+{
+    const char *p = tpath("rt.etsimg");
+    char why[256] = "";
+    int r = img_save(t, p, NULL, why, sizeof why);
+    ck_assert_msg(r == 0, "save: %s: %s", etsmgr_strerror(r), why);
+    ck_assert_int_eq(count_files(T_dir), 1); /* no temporary file left */
+    etsmgr_table *u = load_plain(p, &r, why, sizeof why);
+    ck_assert_msg(u != NULL, "load: %s: %s", etsmgr_strerror(r), why);
+    assert_same(t, u);
+    assert_same(u, t);
+    etsmgr_table_close(u);
+}
+
+START_TEST(test_roundtrip_empty)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 1u << 20);
+    roundtrip(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+START_TEST(test_roundtrip_small)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    char k[32], v[100];
+    for (long i = 0; i < 100; i++) {
+        size_t kl = tt_key(k, sizeof k, "k", i);
+        etsmgr_value val = i % 2 ? tt_int(i * -7) : tt_bytes(v, (size_t)snprintf(v, sizeof v, "v%ld", i));
+        ck_assert_int_eq(etsmgr_table_insert(t, k, kl, &val), 0);
+    }
+    for (long i = 0; i < 100; i += 3) { /* holes and tombstones */
+        size_t kl = tt_key(k, sizeof k, "k", i);
+        ck_assert_int_eq(etsmgr_table_delete(t, k, kl), 0);
+    }
+    etsmgr_value e = tt_bytes("", 0); /* an empty value */
+    ck_assert_int_eq(etsmgr_table_insert(t, "\0empty", 6, &e), 0);
+    roundtrip(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+START_TEST(test_roundtrip_grown)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    char k[32];
+    for (long i = 0; i < 1000000; i++) {
+        size_t kl = tt_key(k, sizeof k, "key", i);
+        etsmgr_value v = tt_int(i);
+        ck_assert_int_eq(etsmgr_table_insert(t, k, kl, &v), 0);
+    }
+    roundtrip(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+START_TEST(test_roundtrip_values)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    unsigned char *v = malloc(ETSMGR_VALUE_MAX);
+    char k[ETSMGR_KEY_MAX + 1];
+    for (long i = 0; i < 64; i++) {
+        size_t vl = i == 0 ? ETSMGR_VALUE_MAX : (size_t)(i * 997) % ETSMGR_VALUE_MAX;
+        for (size_t j = 0; j < vl; j++) v[j] = (unsigned char)(j * 31 + (size_t)i);
+        memset(k, 'a' + (int)(i % 26), sizeof k);
+        size_t kl = i == 1 ? ETSMGR_KEY_MAX : tt_key(k, sizeof k, "big", i);
+        etsmgr_value val = tt_bytes(v, vl);
+        ck_assert_int_eq(etsmgr_table_insert(t, k, kl, &val), 0);
+    }
+    free(v);
+    roundtrip(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+/* ------------------------------------------------------------ consistent cut */
+
+/* The writer: atomic groups that set a<i> and b<i> to the same new value;
+ * a save that cut a group in two would show a<i> != b<i>. */
+static void pair_writer(etsmgr_table *t, int ready_fd)
+{
+    char ka[16], kb[16];
+    for (int64_t n = 1;; n++) {
+        int i = (int)(n % 97);
+        size_t la = tt_key(ka, sizeof ka, "a", i), lb = tt_key(kb, sizeof kb, "b", i);
+        etsmgr_value v = tt_int(n);
+        if (etsmgr_table_begin(t) || etsmgr_table_insert(t, ka, la, &v)) _exit(3);
+        /* a bytes value too, so that groups also allocate and free */
+        char s[40];
+        etsmgr_value sv = tt_bytes(s, (size_t)snprintf(s, sizeof s, "%lld", (long long)n));
+        if (etsmgr_table_insert(t, "s", 1, &sv) || etsmgr_table_insert(t, kb, lb, &v) ||
+            etsmgr_table_commit(t))
+            _exit(4);
+        if (n == 200 && write(ready_fd, "r", 1) != 1) _exit(5);
+    }
+}
+
+START_TEST(test_consistent_cut)
+{
+    const char *name;
+    etsmgr_table *t = tt_create(&name, 0, 0);
+    int pfd[2];
+    ck_assert_int_eq(pipe(pfd), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        etsmgr_table *w;
+        if (tbl_open(name, &w)) _exit(2);
+        pair_writer(w, pfd[1]);
+    }
+    close(pfd[1]);
+    char c;
+    ck_assert_int_eq(read(pfd[0], &c, 1), 1);
+    close(pfd[0]);
+    const char *p = tpath("cut.etsimg");
+    char ka[16], kb[16], why[256] = "";
+    for (int round = 0; round < 30; round++) {
+        int r = img_save(t, p, NULL, why, sizeof why);
+        ck_assert_msg(r == 0, "save: %s: %s", etsmgr_strerror(r), why);
+        etsmgr_table *u = load_plain(p, &r, why, sizeof why);
+        ck_assert_msg(u != NULL, "load: %s", why);
+        int pairs = 0;
+        for (int i = 0; i < 97; i++) {
+            int ra, rb;
+            tt_key(ka, sizeof ka, "a", i);
+            tt_key(kb, sizeof kb, "b", i);
+            int64_t a = tt_get_int(u, ka, &ra), b = tt_get_int(u, kb, &rb);
+            ck_assert_int_eq(ra, rb); /* both there or both absent */
+            ck_assert_msg(a == b, "round %d: a%d = %lld but b%d = %lld", round, i, (long long)a, i,
+                          (long long)b);
+            pairs += ra == 0;
+        }
+        ck_assert_int_gt(pairs, 0);
+        etsmgr_table_close(u);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+/* ------------------------------------------------------------ crash points */
+
+static long cp_target, cp_calls;
+static void cp_hook(const char *op, int step)
+{
+    (void)op, (void)step;
+    if (cp_calls++ == cp_target) _exit(77);
+}
+
+static int64_t image_gen(const char *path)
+{
+    int r;
+    char why[256] = "";
+    etsmgr_table *u = load_plain(path, &r, why, sizeof why);
+    ck_assert_msg(u != NULL, "after a crash the file at %s is not an image: %s: %s", path,
+                  etsmgr_strerror(r), why);
+    int64_t g = tt_get_int(u, "gen", &r);
+    ck_assert_int_eq(r, 0);
+    etsmgr_table_close(u);
+    return g;
+}
+
+START_TEST(test_save_crash_points)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    etsmgr_value g1 = tt_int(1);
+    ck_assert_int_eq(etsmgr_table_insert(t, "gen", 3, &g1), 0);
+    const char *p = tpath("crash.etsimg");
+    ck_assert_int_eq(etsmgr_table_save(t, p), 0);
+    /* the new version: big enough for several write buffers */
+    unsigned char *v = calloc(1, ETSMGR_VALUE_MAX);
+    char k[16];
+    for (long i = 0; i < 40; i++) {
+        etsmgr_value val = tt_bytes(v, ETSMGR_VALUE_MAX);
+        ck_assert_int_eq(etsmgr_table_insert(t, k, tt_key(k, sizeof k, "v", i), &val), 0);
+    }
+    free(v);
+    etsmgr_value g2 = tt_int(2);
+    ck_assert_int_eq(etsmgr_table_insert(t, "gen", 3, &g2), 0);
+    long step;
+    int olds = 0;
+    for (step = 0;; step++) {
+        ck_assert_msg(step < 1000, "no end of crash points");
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            cp_target = step;
+            cp_calls = 0;
+            tbl_crashpoint = cp_hook;
+            _exit(etsmgr_table_save(t, p) == 0 ? 0 : 10);
+        }
+        int st;
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        ck_assert(WIFEXITED(st));
+        int code = WEXITSTATUS(st);
+        ck_assert_msg(code == 0 || code == 77, "step %ld: save failed (%d)", step, code);
+        int64_t g = image_gen(p); /* old and whole, or new and whole */
+        ck_assert_msg(g == 1 || g == 2, "step %ld: gen %lld", step, (long long)g);
+        if (code == 0) {
+            ck_assert_int_eq(g, 2);
+            break;
+        }
+        olds += g == 1;
+        if (g == 2) { /* a crash after the rename: put the old one back for the next step */
+            ck_assert_int_eq(etsmgr_table_insert(t, "gen", 3, &g1), 0);
+            ck_assert_int_eq(etsmgr_table_save(t, p), 0);
+            ck_assert_int_eq(etsmgr_table_insert(t, "gen", 3, &g2), 0);
+        }
+        tt_check(t);
+    }
+    ck_assert_int_gt(step, 8); /* the save has its steps, each was tried */
+    ck_assert_int_gt(olds, 5);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+/* ------------------------------------------------------------ full disk */
+
+START_TEST(test_save_full_disk)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    etsmgr_value g1 = tt_int(1);
+    ck_assert_int_eq(etsmgr_table_insert(t, "gen", 3, &g1), 0);
+    int pfd[2];
+    ck_assert_int_eq(pipe(pfd), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        /* a private mount namespace: the tmpfs is ours alone and goes
+         * away with this process */
+        close(pfd[0]);
+        char msg[200] = "";
+        int code = 0;
+        if (unshare(CLONE_NEWNS) < 0) {
+            snprintf(msg, sizeof msg, "unshare(CLONE_NEWNS): %s", strerror(errno));
+            code = 99;
+        } else if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+                   mount("etsimg-test", T_dir, "tmpfs", 0, "size=1m,mode=0700") < 0) {
+            snprintf(msg, sizeof msg, "mount tmpfs: %s", strerror(errno));
+            code = 99;
+        }
+        if (code == 0) {
+            const char *p = tpath("full.etsimg");
+            if (etsmgr_table_save(t, p) != 0) code = 10; /* the old snapshot fits */
+            unsigned char *v = calloc(1, ETSMGR_VALUE_MAX);
+            char k[16];
+            etsmgr_value g2 = tt_int(2);
+            for (long i = 0; code == 0 && i < 40; i++) {
+                etsmgr_value val = tt_bytes(v, ETSMGR_VALUE_MAX);
+                if (etsmgr_table_insert(t, k, tt_key(k, sizeof k, "v", i), &val)) code = 11;
+            }
+            if (code == 0 && etsmgr_table_insert(t, "gen", 3, &g2)) code = 12;
+            int r = code ? 0 : etsmgr_table_save(t, p);
+            if (code == 0 && r != ETSMGR_EFULL) {
+                snprintf(msg, sizeof msg, "save on a full disk gave %d (%s), not ETSMGR_EFULL", r,
+                         etsmgr_strerror(r));
+                code = 13;
+            }
+            if (code == 0 && image_gen(p) != 1) code = 14;
+            if (code == 0 && count_files(T_dir) != 1) code = 15; /* the temporary file is gone */
+            free(v);
+        }
+        if (write(pfd[1], msg, strlen(msg)) < 0) code = 16;
+        _exit(code);
+    }
+    close(pfd[1]);
+    char msg[201] = "";
+    ssize_t n = read(pfd[0], msg, 200);
+    close(pfd[0]);
+    if (n > 0) msg[n] = 0;
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st));
+    if (WEXITSTATUS(st) == 99) {
+        printf("test_save_full_disk: SKIPPED: no private mount namespace here (%s)\n", msg);
+        fflush(stdout);
+    } else {
+        ck_assert_msg(WEXITSTATUS(st) == 0, "full-disk check %d failed %s", WEXITSTATUS(st), msg);
+    }
+    etsmgr_table_close(t);
+}
+END_TEST
+
+/* ------------------------------------------------------------ damaged files */
+
+static unsigned char *good_image(size_t *len)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    char k[16];
+    for (long i = 0; i < 50; i++) {
+        etsmgr_value v = i % 2 ? tt_int(i) : tt_bytes("hello", 5);
+        ck_assert_int_eq(etsmgr_table_insert(t, k, tt_key(k, sizeof k, "k", i), &v), 0);
+    }
+    const char *p = tpath("good.etsimg");
+    ck_assert_int_eq(etsmgr_table_save(t, p), 0);
+    etsmgr_table_close(t);
+    FILE *f = fopen(p, "rb");
+    ck_assert_ptr_nonnull(f);
+    unsigned char *b = malloc(1 << 20);
+    *len = fread(b, 1, 1 << 20, f);
+    fclose(f);
+    return b;
+}
+
+static void fix_header_crc(unsigned char *b)
+{
+    uint32_t c = img_crc32c(0, b, IMG_HDR_SIZE - 4);
+    for (int i = 0; i < 4; i++) b[IMG_HDR_SIZE - 4 + i] = (unsigned char)(c >> (8 * i));
+}
+static void fix_records_crc(unsigned char *b, size_t len)
+{
+    uint32_t c = img_crc32c(0, b + IMG_HDR_SIZE, len - IMG_HDR_SIZE - IMG_TRAILER_SIZE);
+    for (int i = 0; i < 4; i++) b[len - 8 + i] = (unsigned char)(c >> (8 * i));
+}
+static void put64le(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* The file variant: written, read back with img_read: code and words. */
+static void expect_file(const unsigned char *b, size_t len, int want, const char *words)
+{
+    const char *p = tpath("bad.etsimg");
+    FILE *f = fopen(p, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(b, 1, len, f), len);
+    fclose(f);
+    char why[256] = "";
+    int r;
+    etsmgr_table *u = load_plain(p, &r, why, sizeof why);
+    ck_assert_msg(u == NULL && r == want, "wanted %s, got %d (%s): %s", etsmgr_strerror(want), r,
+                  etsmgr_strerror(r), why);
+    ck_assert_msg(strstr(why, words) != NULL, "the words \"%s\" do not say \"%s\"", why, words);
+}
+
+START_TEST(test_damaged_files)
+{
+    size_t len;
+    unsigned char *g = good_image(&len), *b = malloc(len + 64);
+    img_info in;
+    char why[256];
+    ck_assert_int_eq(img_parse(g, len, &in, why, sizeof why), 0);
+    ck_assert_uint_eq(in.entries, 50);
+    ck_assert_str_eq(in.name, "test");
+
+    /* truncated anywhere */
+    size_t cuts[] = {0, 3, 8, 15, 100, IMG_HDR_SIZE, IMG_HDR_SIZE + 9, len / 2, len - 1};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        memcpy(b, g, len);
+        expect_file(b, cuts[i], ETSMGR_ETRUNCATED, "truncated");
+    }
+    /* not an image */
+    memcpy(b, g, len);
+    b[1] = 'X';
+    expect_file(b, len, ETSMGR_EBADMAGIC, "magic");
+    expect_file((const unsigned char *)"hello, world\n", 13, ETSMGR_EBADMAGIC, "magic");
+    /* newer version */
+    memcpy(b, g, len);
+    b[8] = 2;
+    fix_header_crc(b);
+    expect_file(b, len, ETSMGR_EVERSION, "newer");
+    b[8] = 200; /* even with a header this version cannot read */
+    expect_file(b, 40, ETSMGR_EVERSION, "newer");
+    /* a flipped bit in the header, in an entry */
+    memcpy(b, g, len);
+    b[50] ^= 4;
+    expect_file(b, len, ETSMGR_ECORRUPT, "header checksum");
+    memcpy(b, g, len);
+    b[IMG_HDR_SIZE + 20] ^= 1;
+    expect_file(b, len, ETSMGR_ECORRUPT, "checksum of the entries");
+    /* absurd counts, checksums made to match */
+    memcpy(b, g, len);
+    put64le(b + 24, UINT64_C(1) << 60);
+    fix_header_crc(b);
+    expect_file(b, len, ETSMGR_ECORRUPT, "impossible");
+    memcpy(b, g, len);
+    put64le(b + 32, UINT64_C(1) << 62);
+    fix_header_crc(b);
+    expect_file(b, len, ETSMGR_ECORRUPT, "impossible");
+    memcpy(b, g, len);
+    put64le(b + 32, UINT64_C(1) << 40); /* plausible count, far more than the file */
+    fix_header_crc(b);
+    expect_file(b, len, ETSMGR_ETRUNCATED, "truncated");
+    memcpy(b, g, len);
+    put64le(b + 24, 49);
+    fix_header_crc(b);
+    expect_file(b, len, ETSMGR_ECORRUPT, "entries, the header says 49");
+    memcpy(b, g, len);
+    b[IMG_HDR_SIZE] = 0; /* the first key length */
+    fix_records_crc(b, len);
+    expect_file(b, len, ETSMGR_ECORRUPT, "key length 0");
+    memcpy(b, g, len);
+    b[IMG_HDR_SIZE + 4] = 0xff; /* the first value length */
+    b[IMG_HDR_SIZE + 5] = 0xff;
+    fix_records_crc(b, len);
+    expect_file(b, len, ETSMGR_ECORRUPT, "value length");
+    /* the same key twice: a later key of the same length made equal to the first */
+    memcpy(b, g, len);
+    unsigned char *r0 = b + IMG_HDR_SIZE, *r1 = r0 + IMG_REC_HDR + r0[0] + r0[4];
+    while (r1[0] != r0[0]) r1 += IMG_REC_HDR + r1[0] + r1[4];
+    ck_assert(r1 < b + len - IMG_TRAILER_SIZE);
+    memcpy(r1 + IMG_REC_HDR, r0 + IMG_REC_HDR, r0[0]);
+    fix_records_crc(b, len);
+    expect_file(b, len, ETSMGR_ECORRUPT, "repeats");
+    /* garbage after the end, an invalid name */
+    memcpy(b, g, len);
+    memset(b + len, 'x', 10);
+    expect_file(b, len + 10, ETSMGR_ECORRUPT, "follow the end");
+    memcpy(b, g, len);
+    b[81] = '/';
+    fix_header_crc(b);
+    expect_file(b, len, ETSMGR_ECORRUPT, "name");
+    /* a directory, a missing file */
+    char w2[256];
+    img *im;
+    ck_assert_int_eq(img_read(T_dir, &im, w2, sizeof w2), ETSMGR_EBADMAGIC);
+    ck_assert_int_eq(img_read(tpath("nothing"), &im, w2, sizeof w2), ETSMGR_ENOTFOUND);
+    free(g);
+    free(b);
+}
+END_TEST
+
+START_TEST(test_save_errors)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    ck_assert_int_eq(etsmgr_table_save(t, "/nonexistent-dir/x"), ETSMGR_ESYS);
+    ck_assert_int_eq(errno, ENOENT);
+    ck_assert_int_eq(etsmgr_table_save(t, ""), ETSMGR_EINVAL);
+    ck_assert_int_eq(etsmgr_table_begin(t), 0);
+    ck_assert_int_eq(etsmgr_table_save(t, tpath("g")), ETSMGR_EGROUP);
+    ck_assert_int_eq(etsmgr_table_commit(t), 0);
+    /* the file is private: it holds the table's data */
+    ck_assert_int_eq(etsmgr_table_save(t, tpath("m")), 0);
+    struct stat st;
+    ck_assert_int_eq(stat(tpath("m"), &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+Suite *image_suite(void)
+{
+    Suite *s = suite_create("image");
+    TCase *tc = tcase_create("roundtrip");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_roundtrip_empty);
+    tcase_add_test(tc, test_roundtrip_small);
+    tcase_add_test(tc, test_roundtrip_grown);
+    tcase_add_test(tc, test_roundtrip_values);
+    tcase_add_test(tc, test_consistent_cut);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("safety");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_save_crash_points);
+    tcase_add_test(tc, test_save_full_disk);
+    tcase_add_test(tc, test_damaged_files);
+    tcase_add_test(tc, test_save_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
