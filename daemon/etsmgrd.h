@@ -64,6 +64,7 @@ typedef struct mgrd_table {
     uid_t uid;               /* the uid the table belongs to */
     char heir_data[MGRD_HEIR_DATA_MAX + 1];
     uint64_t transfers;      /* ownership changes seen by this daemon */
+    int64_t orphaned_us;     /* since when orphaned (µs, wall clock); 0 when owned */
     struct mgrd_table *next;
 } mgrd_table;
 
@@ -91,6 +92,9 @@ typedef struct mgrd {
     size_t npeers;
     bool shared;             /* --group: dir 0750, socket and tables 0660 of gid */
     gid_t gid;
+    char *snap_dir;          /* --snapshot-dir DIR/<instance>; NULL: no snapshots */
+    unsigned snap_interval;  /* --snapshot-interval seconds; 0: none */
+    unsigned orphan_ttl;     /* --orphan-ttl seconds; 0: orphans stay */
 } mgrd;
 
 /* registry.c: the managed tables */
@@ -146,6 +150,33 @@ int mgrd_fd_ident(int fd, dev_t *dev, ino_t *ino, uid_t *uid);
 /* rediscover.c: manage the shm objects an earlier daemon left, as orphaned.
  * Returns the number of tables taken over. */
 size_t mgrd_rediscover(mgrd *m);
+
+/* snapshot.c: --snapshot-dir.  setup makes DIR/<instance> (0700) and removes
+ * the temporary files of saves that were killed; -1 with the reason logged. */
+int mgrd_snap_setup(mgrd *m, const char *dir);
+/* At start, after rediscovery: every snapshot whose table has no shm object
+ * is restored as an orphaned table.  Returns how many. */
+size_t mgrd_snap_restore(mgrd *m);
+/* Save every managed table now (why: "SIGTERM", "interval", "etsmgrctl
+ * snapshot").  Returns the number of failures; report (may be NULL) gets
+ * "saved", "failed" and "tables". */
+size_t mgrd_snap_all(mgrd *m, const char *why, cJSON *report);
+/* The snapshot file of a table goes (it was deleted); quiet when none. */
+void mgrd_snap_remove(mgrd *m, const char *name);
+/* Starts the --snapshot-interval and --orphan-ttl timers (unref'd). */
+int mgrd_timers_start(mgrd *m);
+void mgrd_timers_stop(mgrd *m);
+
+/* orphans.c: remove a table for good: its shm object, its snapshot, its
+ * registry entry (rt is freed).  why goes to the log.  0, or -1 with errno
+ * when the object could not be unlinked (the table then stays managed). */
+int mgrd_table_destroy(mgrd *m, mgrd_table *rt, const char *why);
+/* --orphan-ttl: remove the tables orphaned for longer; how many. */
+size_t mgrd_orphans_expire(mgrd *m, int64_t now_us);
+/* wall clock, µs since the epoch */
+int64_t mgrd_now_us(void);
+/* "4.2 s", "3 min 20 s", "5 h 2 min", "2 d 3 h" */
+void mgrd_fmt_age(int64_t us, char *buf, size_t len);
 
 /* ISO-8601 with microseconds and the local offset, from microseconds since
  * the epoch (for "created"). */

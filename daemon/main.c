@@ -45,7 +45,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: etsmgrd [--runtime-dir DIR] [--instance NAME] [--foreground]\n"
             "               [--log-level LEVEL] [--max-connections N] [--max-tables N]\n"
-            "               [--group GROUP]\n"
+            "               [--group GROUP] [--snapshot-dir DIR [--snapshot-interval SECONDS]]\n"
+            "               [--orphan-ttl SECONDS]\n"
             "       etsmgrd --help | --version\n"
             "\n"
             "The etsmgr table manager: creates tables in POSIX shared memory, hands them\n"
@@ -64,6 +65,12 @@ static void usage(FILE *f)
             "                           and new tables 0660, of that group (default: private,\n"
             "                           0700 and 0600; a client still acts only on its uid's tables;\n"
             "                           default: $ETSMGR_GROUP, which etsmgr.service sets)\n"
+            "      --snapshot-dir DIR   save every table to DIR/<instance>/<table>.etsimg on SIGTERM,\n"
+            "                           SIGINT and etsmgrctl snapshot; at start, restore (as orphaned)\n"
+            "                           the tables that have a snapshot but no shared memory (a reboot)\n"
+            "      --snapshot-interval SECONDS  also save every SECONDS (default: only at stop)\n"
+            "      --orphan-ttl SECONDS remove tables orphaned for longer than SECONDS, with their\n"
+            "                           shared memory and snapshot (default: keep them)\n"
             "  -h, --help               this text\n"
             "  -V, --version            the version\n"
             "\n"
@@ -93,6 +100,9 @@ typedef struct opts {
     size_t max_conns;
     size_t max_tables;
     const char *group;
+    const char *snap_dir;
+    size_t snap_interval;
+    size_t orphan_ttl;
 } opts;
 
 /* 0: run; 1: done (help/version printed); -1: usage error (reported). */
@@ -106,6 +116,9 @@ static int parse_args(int argc, char **argv, opts *o)
         {"max-connections", required_argument, NULL, 'c'},
         {"max-tables", required_argument, NULL, 't'},
         {"group", required_argument, NULL, 'g'},
+        {"snapshot-dir", required_argument, NULL, 1001},
+        {"snapshot-interval", required_argument, NULL, 1002},
+        {"orphan-ttl", required_argument, NULL, 1003},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -141,6 +154,21 @@ static int parse_args(int argc, char **argv, opts *o)
         case 'g':
             o->group = optarg;
             break;
+        case 1001:
+            if (!*optarg) {
+                fprintf(stderr, "etsmgrd: --snapshot-dir wants a directory\n");
+                return -1;
+            }
+            o->snap_dir = optarg;
+            break;
+        case 1002:
+            if (parse_count("--snapshot-interval", optarg, 31536000, &o->snap_interval) < 0)
+                return -1;
+            break;
+        case 1003:
+            if (parse_count("--orphan-ttl", optarg, 315360000, &o->orphan_ttl) < 0)
+                return -1;
+            break;
         case 'h':
             usage(stdout);
             return 1;
@@ -162,6 +190,10 @@ static int parse_args(int argc, char **argv, opts *o)
         fprintf(stderr, "etsmgrd: unexpected argument \"%s\"\n", argv[optind]);
         return -1;
     }
+    if (o->snap_interval && !o->snap_dir) {
+        fprintf(stderr, "etsmgrd: --snapshot-interval needs --snapshot-dir\n");
+        return -1;
+    }
     return 0;
 }
 
@@ -173,6 +205,8 @@ static void on_signal(uv_signal_t *h, int signum)
     if (m->stopping)
         return;
     m->stopping = true;
+    mgrd_timers_stop(m);
+    mgrd_snap_all(m, signum == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
     log_notice("%s: exiting; %zu table(s) stay in shared memory for their owners.",
                signum == SIGTERM ? "SIGTERM" : "SIGINT", m->ntables);
     notify_send("STOPPING=1");
@@ -261,6 +295,8 @@ int main(int argc, char **argv)
     m.shared = o.group != NULL;
     m.max_conns = o.max_conns;
     m.max_tables = o.max_tables;
+    m.snap_interval = (unsigned)o.snap_interval;
+    m.orphan_ttl = (unsigned)o.orphan_ttl;
     char err[512];
     if (rt_resolve(o.dir, o.instance, &m.rt, err, sizeof err) < 0) {
         log_error("%s", err);
@@ -291,7 +327,10 @@ int main(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
     m.loop = uv_default_loop();
+    if (o.snap_dir && mgrd_snap_setup(&m, o.snap_dir) < 0)
+        return EXIT_SYSTEM;
     size_t found = mgrd_rediscover(&m);
+    size_t restored = mgrd_snap_restore(&m);
 
     bool inherited = false;
     int lfd = listenfd_take("etsmgrd", sock_path);
@@ -336,11 +375,13 @@ int main(int argc, char **argv)
         return EXIT_SYSTEM;
     }
     sig_term.data = sig_int.data = &m;
+    if (mgrd_timers_start(&m) < 0)
+        return EXIT_SYSTEM;
 
-    log_notice("etsmgrd %s started, pid=%d, instance=%s, %s %s, %zu table(s) rediscovered.",
+    log_notice("etsmgrd %s started, pid=%d, instance=%s, %s %s, %zu table(s) rediscovered%s.",
                ETSMGR_VERSION_STRING, (int)m.pid, m.rt.instance,
                inherited ? "serving the inherited socket" : "listening on", inherited ? "etsmgrd" : sock_path,
-               found);
+               found, restored ? ", some restored from snapshots (see above)" : "");
     if (notify_sendf("READY=1\nSTATUS=managing %zu table(s) of instance %s", m.ntables, m.rt.instance) < 0)
         log_warning("cannot send READY=1 to $NOTIFY_SOCKET: %s", strerror(errno));
 
@@ -349,6 +390,7 @@ int main(int argc, char **argv)
     if (!inherited)
         unlink(sock_path);
     mgrd_reg_free_all(&m);
+    free(m.snap_dir);
     int rc = uv_loop_close(m.loop);
     if (rc < 0)
         log_debug("uv_loop_close: %s", uv_strerror(rc));

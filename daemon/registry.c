@@ -91,8 +91,10 @@ mgrd_verdict mgrd_reg_may(const mgrd_table *rt, const mgrd_peer *p, mgrd_act act
 /* The owner goes; nothing else changes (the callers record and log). */
 static void reg_let_go(mgrd_table *rt)
 {
-    if (rt->owner)
+    if (rt->owner) {
         rt->owner->owned--;
+        rt->orphaned_us = mgrd_now_us();
+    }
     rt->owner = NULL;
 }
 
@@ -106,6 +108,7 @@ mgrd_table *mgrd_reg_add(mgrd *m, const char *name, const char *shm_name, etsmgr
     rt->t = t;
     etsmgr_table_set_lock_timeout(t, MGRD_LOCK_TIMEOUT_MS);
     rt->uid = uid;
+    rt->orphaned_us = mgrd_now_us(); /* it starts orphaned */
     uid_t ignored;
     if (mgrd_fd_ident(etsmgr_table_fd(t), &rt->dev, &rt->ino, &ignored) < 0)
         log_warning("fstat of table %s failed: %s", name, strerror(errno));
@@ -144,6 +147,7 @@ void mgrd_reg_give(mgrd *m, mgrd_table *rt, mgrd_peer *to)
     reg_let_go(rt);
     rt->owner = to;
     rt->owner_pid = to->pid;
+    rt->orphaned_us = 0;
     to->owned++;
     rt->transfers++;
     reg_record_owner(m, rt, to->pid);
@@ -210,6 +214,13 @@ cJSON *mgrd_reg_status(mgrd *m, mgrd_table *rt)
     cJSON_AddStringToObject(o, "heir_data", rt->heir_data);
     cJSON_AddNumberToObject(o, "transfers", (double)rt->transfers);
     cJSON_AddNumberToObject(o, "uid", (double)rt->uid);
+    if (mgrd_reg_state(rt) == MGRD_ORPHANED && rt->orphaned_us) {
+        char since[64];
+        mgrd_iso8601(rt->orphaned_us, since, sizeof since);
+        cJSON_AddStringToObject(o, "orphaned_since", since);
+    } else {
+        cJSON_AddNullToObject(o, "orphaned_since");
+    }
     etsmgr_table_info info;
     int rc = etsmgr_table_info_get(rt->t, &info);
     if (rc == ETSMGR_OK) {

@@ -324,8 +324,30 @@ static cJSON *op_new_table(req_ctx *x)
         return err;
     if (m->shared)
         opts.mode = 0660; /* --group: the group may map it; acting on it is still the uid's */
+    /* exclusive (a load): only create; replace: an orphaned table of that
+     * name is removed first, with its snapshot */
+    bool exclusive = false, replace = false;
+    char bmsg[160];
+    if (proto_get_bool(x->req, "exclusive", &exclusive, bmsg, sizeof bmsg) < 0 ||
+        proto_get_bool(x->req, "replace", &replace, bmsg, sizeof bmsg) < 0)
+        return proto_reply_err(x->req, "bad_request", "%s", bmsg);
 
     mgrd_table *rt = mgrd_reg_find(m, name);
+    if (rt && exclusive) {
+        if (rt->uid != x->p->uid)
+            return err_forbidden(x, rt);
+        if (!replace)
+            return proto_reply_err(x->req, "exists", "table %s exists (%s); replacing it takes "
+                                   "\"replace\" (etsmgrctl load --replace), and only an orphaned one",
+                                   name, rt->owner ? "owned" : "orphaned");
+        if (rt->owner) /* even by the caller: a load replaces only an orphan */
+            return err_owned(x, rt, "owned");
+        if (mgrd_table_destroy(m, rt, "new_table replace") < 0)
+            return proto_reply_err(x->req, "internal", "cannot remove the orphaned table %s: %s", name,
+                                   strerror(errno));
+        log_notice("new_table: the orphaned table=%s is replaced (by pid=%d).", name, (int)x->p->pid);
+        rt = NULL;
+    }
     if (rt) {
         if (refused(x, rt, MGRD_ACT_TAKE, &err))
             return err;
@@ -351,6 +373,9 @@ static cJSON *op_new_table(req_ctx *x)
         return proto_reply_err(x->req, "bad_name", "table name \"%s\" is invalid", name);
     etsmgr_table *t = NULL;
     int rc = tbl_create(shm_name, name, &opts, &t);
+    if (rc == ETSMGR_EEXIST && exclusive)
+        return proto_reply_err(x->req, "exists", "%s exists in shared memory but is not managed "
+                               "(not a valid table?); it is left untouched", shm_name);
     if (rc == ETSMGR_EEXIST) {
         rt = adopt_existing(x, name, shm_name, &err);
         if (!rt)
@@ -494,14 +519,19 @@ static cJSON *op_del_table(req_ctx *x)
     const char *name = get_name(x, &err);
     if (!name)
         return err;
-    bool unlink_it = false;
+    bool unlink_it = false, force = false;
     char msg[160];
-    if (proto_get_bool(x->req, "unlink", &unlink_it, msg, sizeof msg) < 0)
+    if (proto_get_bool(x->req, "unlink", &unlink_it, msg, sizeof msg) < 0 ||
+        proto_get_bool(x->req, "force", &force, msg, sizeof msg) < 0)
         return proto_reply_err(x->req, "bad_request", "%s", msg);
     mgrd_table *rt = mgrd_reg_find(m, name);
     if (!rt)
         return proto_reply_err(x->req, "not_found", "no table named %s is managed", name);
-    if (refused(x, rt, MGRD_ACT_DELETE, &err))
+    if (force && rt->uid == x->p->uid && rt->owner && rt->owner != x->p)
+        log_warning("del_table: table=%s owned by pid=%d is deleted by pid=%d (force); the owner "
+                    "keeps its mapping, but its changes are lost when it closes it.", name,
+                    (int)rt->owner_pid, (int)x->p->pid);
+    else if (refused(x, rt, MGRD_ACT_DELETE, &err))
         return err;
     bool unlinked = false;
     if (unlink_it) {
@@ -517,6 +547,8 @@ static cJSON *op_del_table(req_ctx *x)
     }
     log_info("del_table: table=%s no longer managed (pid=%d)%s.", name, (int)x->p->pid,
              unlinked ? "; its shared-memory object is removed" : "; its data stays in shared memory");
+    if (unlink_it)
+        mgrd_snap_remove(m, name);
     mgrd_reg_remove(m, rt);
     cJSON *r = proto_reply_ok(x->req);
     if (r) {
@@ -585,6 +617,23 @@ static cJSON *op_give_away(req_ctx *x)
     return r;
 }
 
+static cJSON *op_snapshot(req_ctx *x)
+{
+    if (!x->m->snap_dir)
+        return proto_reply_err(x->req, "no_snapshot_dir", "etsmgrd runs without --snapshot-dir: "
+                               "there is nowhere to save snapshots");
+    cJSON *r = proto_reply_ok(x->req);
+    if (!r)
+        return NULL;
+    size_t failed = mgrd_snap_all(x->m, "etsmgrctl snapshot", r);
+    if (failed) {
+        cJSON_Delete(r);
+        return proto_reply_err(x->req, "snapshot_failed", "%zu table(s) could not be saved (the "
+                               "daemon's log says why); their previous snapshots stay", failed);
+    }
+    return r;
+}
+
 /* ------------------------------------------------------------ dispatch */
 
 static const struct {
@@ -595,7 +644,7 @@ static const struct {
     {"hello", op_hello, false},         {"new_table", op_new_table, false},
     {"add_table", op_add_table, true},  {"del_table", op_del_table, false},
     {"give_away", op_give_away, false}, {"info", op_info, false},
-    {"tables", op_info, false},
+    {"tables", op_info, false},         {"snapshot", op_snapshot, false},
 };
 
 static void close_fds(int *fds, int nfds)
@@ -688,7 +737,7 @@ void mgrd_req_frame(conn *c, const char *payload, size_t len, int *fds, int nfds
     if (!fn) {
         r = proto_reply_err(req, "unknown_op",
                             "unknown op \"%.64s\"; etsmgrd knows hello, new_table, add_table, del_table, "
-                            "give_away, info, tables",
+                            "give_away, info, tables, snapshot",
                             op);
     } else if (!takes_fd && nfds > 0) {
         r = proto_reply_err(req, "unexpected_fd", "op %s takes no fd; the %d received were closed", op, nfds);

@@ -17,16 +17,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ctl.h"
 #include "frame.h"
 #include "runtime.h"
 #include "sock.h"
 
-#define CTL_EXIT_OK 0
-#define CTL_EXIT_USAGE 64
-#define CTL_EXIT_UNAVAILABLE 69
-#define CTL_EXIT_SOFTWARE 70
-
-static bool g_json;
 
 static void ctl_usage(FILE *f)
 {
@@ -39,6 +34,13 @@ static void ctl_usage(FILE *f)
             "  tables        the tables etsmgrd manages, like etsmgr:info() (asks etsmgrd)\n"
             "  restart ID    stop child ID if it runs and start it again; returns once it is up\n"
             "  stop          stop every child in reverse order, then etssup; returns once done\n"
+            "  save TABLE FILE      save the table to FILE (a table image; works without etsmgrd)\n"
+            "  load FILE [--as NAME] [--replace]\n"
+            "                load a table image through etsmgrd; the table is then orphaned until\n"
+            "                its owner claims it; --replace replaces an orphaned table of that name\n"
+            "  snapshot      etsmgrd saves every table to its --snapshot-dir now\n"
+            "  del TABLE [--force]  remove an orphaned table: its shared memory and its snapshot;\n"
+            "                --force also removes an owned one (its owner's changes are then lost)\n"
             "\n"
             "Options:\n"
             "  -d, --runtime-dir DIR   runtime directory (default: $ETSMGR_RUNTIME_DIR,\n"
@@ -47,89 +49,15 @@ static void ctl_usage(FILE *f)
             "  -i, --instance NAME     instance name (default: $ETSMGR_INSTANCE, else etsmgr)\n"
             "  -j, --json              machine-readable output (one JSON object)\n"
             "  -t, --timeout MS        how long to wait for the answer (default 5000 for\n"
-            "                          status and tables, 60000 for restart and stop)\n"
+            "                          status, tables and del, 60000 for restart, stop, save,\n"
+            "                          load and snapshot)\n"
             "  -h, --help              show this help\n"
             "  -V, --version           show the version\n"
             "\n"
-            "Exit status: 0 success, 64 usage error, 69 etssup or etsmgrd not reachable,\n"
-            "70 any other failure (an error reply, a bad reply, a timeout).\n");
-}
-
-/* One request; 0 with *reply, else an exit status (message printed). */
-static int ctl_call(const rt_paths *rt, const char *sockname, const char *who, cJSON *req, int timeout_ms,
-                    int *conn_fd, cJSON **reply)
-{
-    char path[RT_PATH_MAX];
-    if (rt_path(rt, sockname, path, sizeof path) < 0) {
-        fprintf(stderr, "etsmgrctl: the runtime dir %s is too long for a socket path\n", rt->dir);
-        return CTL_EXIT_SOFTWARE;
-    }
-    int fd = sock_connect_unix(path);
-    if (fd < 0) {
-        int e = errno;
-        if (e == ENOENT || e == ECONNREFUSED || e == ENOTDIR)
-            fprintf(stderr, "etsmgrctl: %s is not running for instance %s (connect %s: %s)\n", who, rt->instance,
-                    path, strerror(e));
-        else
-            fprintf(stderr, "etsmgrctl: cannot reach %s: connect %s: %s\n", who, path, strerror(e));
-        return CTL_EXIT_UNAVAILABLE;
-    }
-    if (frame_write_json(fd, req, NULL, 0) < 0) {
-        int e = errno;
-        close(fd);
-        fprintf(stderr, "etsmgrctl: sending the request to %s (%s): %s\n", who, path, strerror(e));
-        return e == EPIPE || e == ECONNRESET ? CTL_EXIT_UNAVAILABLE : CTL_EXIT_SOFTWARE;
-    }
-    int nfds = 0;
-    if (frame_read_json(fd, reply, NULL, &nfds, 0, timeout_ms) < 0) {
-        int e = errno;
-        close(fd);
-        if (e == ECONNRESET) {
-            fprintf(stderr, "etsmgrctl: %s closed the connection before answering (it may be restarting)\n", who);
-            return CTL_EXIT_UNAVAILABLE;
-        }
-        if (e == ETIMEDOUT)
-            fprintf(stderr, "etsmgrctl: no answer from %s within %d ms\n", who, timeout_ms);
-        else
-            fprintf(stderr, "etsmgrctl: reading the answer of %s: %s\n", who, strerror(e));
-        return CTL_EXIT_SOFTWARE;
-    }
-    if (conn_fd)
-        *conn_fd = fd;
-    else
-        close(fd);
-    cJSON *ok = cJSON_GetObjectItemCaseSensitive(*reply, "ok");
-    if (!cJSON_IsBool(ok)) {
-        fprintf(stderr, "etsmgrctl: %s sent a reply without \"ok\"\n", who);
-        goto fail;
-    }
-    if (!cJSON_IsTrue(ok)) {
-        cJSON *code = cJSON_GetObjectItemCaseSensitive(*reply, "error");
-        cJSON *msg = cJSON_GetObjectItemCaseSensitive(*reply, "message");
-        fprintf(stderr, "etsmgrctl: %s: %s (%s)\n", who, cJSON_IsString(msg) ? msg->valuestring : "failed",
-                cJSON_IsString(code) ? code->valuestring : "no error code");
-        goto fail;
-    }
-    return 0;
-fail:
-    if (conn_fd) {
-        close(*conn_fd);
-        *conn_fd = -1;
-    }
-    cJSON_Delete(*reply);
-    *reply = NULL;
-    return CTL_EXIT_SOFTWARE;
-}
-
-static void ctl_print_json(cJSON *reply)
-{
-    cJSON_DeleteItemFromObjectCaseSensitive(reply, "ok");
-    cJSON_DeleteItemFromObjectCaseSensitive(reply, "id");
-    char *s = cJSON_PrintUnformatted(reply);
-    if (s) {
-        printf("%s\n", s);
-        free(s);
-    }
+            "Exit status: 0 success, 64 usage error, 65 load: not a good table image,\n"
+            "66 load: cannot open the file, save: no such table, 69 etssup or etsmgrd not\n"
+            "reachable, 73 save: cannot write the file, 70 any other failure (an error\n"
+            "reply, a bad reply, a timeout).\n");
 }
 
 static const char *ctl_str(const cJSON *o, const char *k, const char *dflt)
@@ -158,7 +86,7 @@ static void ctl_duration(double secs, char *buf, size_t len)
 }
 
 /* A table of strings printed with columns as wide as their widest cell. */
-#define CTL_MAXCOL 9
+#define CTL_MAXCOL 10
 typedef struct ctl_table {
     int ncol, nrow;
     char *(*cells)[CTL_MAXCOL];
@@ -291,9 +219,9 @@ static int ctl_tables(const rt_paths *rt, int timeout)
         cJSON_Delete(reply);
         return 0;
     }
-    ctl_table t = {.ncol = 9};
+    ctl_table t = {.ncol = 10};
     const char *hdr[] = {"NAME", "STATE", "OWNER", "ENTRIES", "CAPACITY", "BYTES", "TRANSFERS", "HEIR DATA",
-                         "CREATED"};
+                         "CREATED", "ORPHANED SINCE"};
     ctl_row(&t, hdr);
     const cJSON *tb;
     cJSON_ArrayForEach(tb, tabs) {
@@ -306,7 +234,7 @@ static int ctl_tables(const rt_paths *rt, int timeout)
         snprintf(tr, sizeof tr, "%.0f", ctl_num(tb, "transfers"));
         const char *hd = ctl_str(tb, "heir_data", "");
         const char *row[] = {ctl_str(tb, "name", "?"), ctl_str(tb, "state", "?"), owner, entries, cap, bytes, tr,
-                             *hd ? hd : "-", ctl_str(tb, "created", "-")};
+                             *hd ? hd : "-", ctl_str(tb, "created", "-"), ctl_str(tb, "orphaned_since", "-")};
         ctl_row(&t, row);
     }
     ctl_table_print(&t);
@@ -371,7 +299,12 @@ int main(int argc, char **argv)
                                          {"timeout", required_argument, NULL, 't'},
                                          {"help", no_argument, NULL, 'h'},
                                          {"version", no_argument, NULL, 'V'},
+                                         {"as", required_argument, NULL, 1001},
+                                         {"replace", no_argument, NULL, 1002},
+                                         {"force", no_argument, NULL, 1003},
                                          {NULL, 0, NULL, 0}};
+    const char *opt_as = NULL;
+    bool opt_replace = false, opt_force = false;
     const char *opt_dir = NULL, *opt_instance = NULL;
     int timeout = -1, o;
     while ((o = getopt_long(argc, argv, "d:i:jt:hV", opts, NULL)) != -1) {
@@ -392,6 +325,9 @@ int main(int argc, char **argv)
         }
         case 'h': ctl_usage(stdout); return 0;
         case 'V': printf("etsmgrctl %s\n", ETSMGR_VERSION_STRING); return 0;
+        case 1001: opt_as = optarg; break;
+        case 1002: opt_replace = true; break;
+        case 1003: opt_force = true; break;
         default: ctl_usage(stderr); return CTL_EXIT_USAGE;
         }
     }
@@ -403,11 +339,32 @@ int main(int argc, char **argv)
     const char *cmd = argv[optind];
     int nargs = argc - optind - 1;
     bool is_restart = strcmp(cmd, "restart") == 0;
-    if (strcmp(cmd, "status") && strcmp(cmd, "tables") && strcmp(cmd, "stop") && !is_restart) {
-        fprintf(stderr, "etsmgrctl: unknown command \"%s\" (status, tables, restart ID or stop)\n", cmd);
+    static const struct { const char *cmd, *args; int n; } data_cmds[] = {
+        {"save", "TABLE FILE", 2}, {"load", "FILE [--as NAME] [--replace]", 1},
+        {"snapshot", "", 0}, {"del", "TABLE [--force]", 1},
+    };
+    int dc = -1;
+    for (int i = 0; i < 4; i++)
+        if (strcmp(cmd, data_cmds[i].cmd) == 0)
+            dc = i;
+    if (strcmp(cmd, "status") && strcmp(cmd, "tables") && strcmp(cmd, "stop") && !is_restart && dc < 0) {
+        fprintf(stderr, "etsmgrctl: unknown command \"%s\" (status, tables, restart ID, stop, save, load, "
+                "snapshot or del)\n", cmd);
         return CTL_EXIT_USAGE;
     }
-    if (nargs != (is_restart ? 1 : 0)) {
+    if ((opt_as || opt_replace) && strcmp(cmd, "load") != 0) {
+        fprintf(stderr, "etsmgrctl: --as and --replace go with load\n");
+        return CTL_EXIT_USAGE;
+    }
+    if (opt_force && strcmp(cmd, "del") != 0) {
+        fprintf(stderr, "etsmgrctl: --force goes with del\n");
+        return CTL_EXIT_USAGE;
+    }
+    if (dc >= 0 && nargs != data_cmds[dc].n) {
+        fprintf(stderr, "etsmgrctl: usage: etsmgrctl %s %s\n", cmd, data_cmds[dc].args);
+        return CTL_EXIT_USAGE;
+    }
+    if (dc < 0 && nargs != (is_restart ? 1 : 0)) {
         if (is_restart)
             fprintf(stderr, "etsmgrctl: restart takes one child id, e.g. etsmgrctl restart etscounterd\n");
         else
@@ -420,9 +377,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "etsmgrctl: %s\n", err);
         return CTL_EXIT_USAGE;
     }
-    bool slow = is_restart || strcmp(cmd, "stop") == 0;
+    bool slow = is_restart || strcmp(cmd, "stop") == 0 || (dc >= 0 && strcmp(cmd, "del") != 0);
     if (timeout < 0)
         timeout = slow ? 60000 : 5000;
+    if (strcmp(cmd, "save") == 0)
+        return ctl_save(&rt, argv[optind + 1], argv[optind + 2], timeout);
+    if (strcmp(cmd, "load") == 0)
+        return ctl_load(&rt, argv[optind + 1], opt_as, opt_replace, timeout);
+    if (strcmp(cmd, "snapshot") == 0)
+        return ctl_snapshot(&rt, timeout);
+    if (strcmp(cmd, "del") == 0)
+        return ctl_del(&rt, argv[optind + 1], opt_force, timeout);
     if (strcmp(cmd, "status") == 0)
         return ctl_status(&rt, timeout);
     if (strcmp(cmd, "tables") == 0)

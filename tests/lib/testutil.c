@@ -223,6 +223,10 @@ static int tu_rm_cb(const char *path, const struct stat *sb, int flag, struct FT
     return 0;
 }
 
+static int tu_unlink_shm(const char *instance);
+
+void tu_remove_shm(const tu_env *e) { tu_unlink_shm(e->instance); }
+
 /* unlinks /dev/shm/<instance>.*; how many there were */
 static int tu_unlink_shm(const char *instance)
 {

@@ -43,6 +43,8 @@ char *tu_request(tu_env *e, const char *sock, const char *json, const int *fds, 
                  int *rfds, int *nrfds);
 /* Number of open fds of pid (from /proc/PID/fd). */
 int tu_count_fds(pid_t pid);
+/* Unlinks every shm object of the instance (what a reboot does to them). */
+void tu_remove_shm(const tu_env *e);
 /* Number of /dev/shm objects whose name starts with "<instance>." */
 int tu_count_shm(const tu_env *e);
 /* True when some process is a zombie child of pid (from /proc). */

@@ -1,0 +1,83 @@
+/* orphans.c: tables that nobody will claim again.
+ *
+ * An orphaned table waits for its owner to come back (new_table), possibly
+ * forever: that is the point of an heir.  Two ways end the wait for good:
+ * `etsmgrctl del TABLE` (del_table with unlink) and, when the operator asks
+ * for it, --orphan-ttl SECONDS, which removes every table orphaned for
+ * longer.  Removing a table means its shared memory and its snapshot: a
+ * snapshot left behind would bring the table back after the next reboot.
+ *
+ * "Orphaned since" is this daemon's memory (mgrd_table.orphaned_us): a
+ * table rediscovered or restored at start counts from the daemon's start,
+ * since nothing records when its owner really went away. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "etsmgrd.h"
+#include "log.h"
+#include "table.h"
+
+int64_t mgrd_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void mgrd_fmt_age(int64_t us, char *buf, size_t len)
+{
+    if (us < 0) {
+        snprintf(buf, len, "from the future (the clock went back %.1f s)", (double)-us / 1e6);
+        return;
+    }
+    int64_t s = us / 1000000;
+    if (s < 120)
+        snprintf(buf, len, "%.1f s", (double)us / 1e6);
+    else if (s < 7200)
+        snprintf(buf, len, "%lld min %lld s", (long long)(s / 60), (long long)(s % 60));
+    else if (s < 172800)
+        snprintf(buf, len, "%lld h %lld min", (long long)(s / 3600), (long long)(s % 3600 / 60));
+    else
+        snprintf(buf, len, "%lld d %lld h", (long long)(s / 86400), (long long)(s % 86400 / 3600));
+}
+
+int mgrd_table_destroy(mgrd *m, mgrd_table *rt, const char *why)
+{
+    int rc = tbl_unlink(rt->shm_name);
+    if (rc != ETSMGR_OK && rc != ETSMGR_ENOTFOUND) {
+        int e = errno;
+        log_error("%s: cannot unlink %s: %s; table=%s stays managed", why, rt->shm_name, strerror(e),
+                  rt->name);
+        errno = e;
+        return -1;
+    }
+    mgrd_snap_remove(m, rt->name);
+    mgrd_reg_remove(m, rt);
+    return 0;
+}
+
+size_t mgrd_orphans_expire(mgrd *m, int64_t now_us)
+{
+    if (!m->orphan_ttl)
+        return 0;
+    int64_t ttl_us = (int64_t)m->orphan_ttl * 1000000;
+    size_t n = 0;
+    mgrd_table *next;
+    for (mgrd_table *rt = m->tables; rt; rt = next) {
+        next = rt->next;
+        if (rt->owner || !rt->orphaned_us || now_us - rt->orphaned_us < ttl_us)
+            continue;
+        char since[64], age[48], name[ETSMGR_NAME_MAX + 1];
+        mgrd_iso8601(rt->orphaned_us, since, sizeof since);
+        mgrd_fmt_age(now_us - rt->orphaned_us, age, sizeof age);
+        snprintf(name, sizeof name, "%s", rt->name);
+        if (mgrd_table_destroy(m, rt, "orphan-ttl") == 0) {
+            log_notice("orphan-ttl: removed table=%s, orphaned since %s (%s, over --orphan-ttl %u s): "
+                       "its shared memory and snapshot are gone.", name, since, age, m->orphan_ttl);
+            n++;
+        }
+    }
+    return n;
+}

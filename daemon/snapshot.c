@@ -1,0 +1,363 @@
+/* snapshot.c: etsmgrd --snapshot-dir, tables that survive a reboot.
+ *
+ * Shared memory is gone after a reboot; a snapshot is a table image
+ * (docs/image-format.md) of every managed table in DIR/<instance>/<table>.etsimg,
+ * written on SIGTERM/SIGINT (a clean stop, including a shutdown), every
+ * --snapshot-interval seconds, and on `etsmgrctl snapshot`.  Each file is
+ * replaced atomically (table_image.c), so a power cut during a snapshot
+ * leaves the previous one.
+ *
+ * At start, after rediscovery, a snapshot whose table has no shm object
+ * (the machine rebooted, or someone removed the object) is restored as an
+ * orphaned table, exactly as if it had been rediscovered; its owner claims
+ * it with new_table.  A table still in shared memory always wins: it is at
+ * least as new as any snapshot of it.  A restored table is built under a
+ * temporary shm name and renamed into place only when complete
+ * (RENAME_NOREPLACE), so a daemon killed during a restore never leaves a
+ * partial table that the next start would then prefer to the snapshot.
+ *
+ * Saves run on the daemon's loop, one table after the other: each holds
+ * the table's lock only for an in-memory copy (see table_image.c), but the
+ * writing blocks the loop, so requests wait for the snapshot of big tables
+ * (docs/performance.md has the times). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "etsmgrd.h"
+#include "log.h"
+#include "table.h"
+#include "table_image.h"
+
+#define SNAP_SUFFIX ".etsimg"
+#define SNAP_SHM_DIR "/dev/shm"
+#define SNAP_RESTORE_TAG "#restore"
+
+static int snap_path(const mgrd *m, const char *name, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "%s/%s%s", m->snap_dir, name, SNAP_SUFFIX);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+int mgrd_snap_setup(mgrd *m, const char *dir)
+{
+    size_t len = strlen(dir) + 1 + strlen(m->rt.instance) + 1;
+    m->snap_dir = malloc(len);
+    if (!m->snap_dir) {
+        log_error("--snapshot-dir: out of memory");
+        return -1;
+    }
+    snprintf(m->snap_dir, len, "%s/%s", dir, m->rt.instance);
+    if (mkdir_p(m->snap_dir, 0700) < 0) {
+        log_error("--snapshot-dir: cannot create %s: %s", m->snap_dir, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (stat(m->snap_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        log_error("--snapshot-dir: %s is not a directory", m->snap_dir);
+        return -1;
+    }
+    if (st.st_uid != geteuid() || (st.st_mode & 0022)) {
+        log_error("--snapshot-dir: %s must belong to uid %u and not be writable by others "
+                  "(it is uid %u, mode %04o): anyone who can write there decides what tables "
+                  "come back after a reboot", m->snap_dir, (unsigned)geteuid(), (unsigned)st.st_uid,
+                  (unsigned)(st.st_mode & 07777));
+        return -1;
+    }
+    /* what saves killed mid-way left behind (we hold the instance lock:
+     * no other daemon of this instance is saving now) */
+    DIR *d = opendir(m->snap_dir);
+    if (!d) {
+        log_error("--snapshot-dir: cannot open %s: %s", m->snap_dir, strerror(errno));
+        return -1;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] != '.' || !strstr(de->d_name, ".tmp-"))
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+            log_info("snapshot: removed %s/%s, left by a save that was interrupted", m->snap_dir,
+                     de->d_name);
+    }
+    closedir(d);
+    return 0;
+}
+
+/* ------------------------------------------------------------ restore */
+
+static int snap_restore_one(mgrd *m, const char *file, const char *name)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/%s", m->snap_dir, file) >= (int)sizeof path)
+        return -1;
+    struct stat st;
+    if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+        log_warning("snapshot %s not restored: not a regular file of uid %u", path, (unsigned)geteuid());
+        return -1;
+    }
+    img *im = NULL;
+    char why[256];
+    int rc = img_read(path, &im, why, sizeof why);
+    if (rc) {
+        log_error("snapshot %s not restored: %s; the file is left as it is", path, why);
+        return -1;
+    }
+    if (strcmp(im->info.name, name) != 0) {
+        log_error("snapshot %s not restored: it holds table %s, not %s; left as it is", path,
+                  im->info.name, name);
+        img_free(im);
+        return -1;
+    }
+    char shm_name[MGRD_SHM_NAME_MAX], tmp_name[MGRD_SHM_NAME_MAX + sizeof SNAP_RESTORE_TAG];
+    if (rt_shm_name(&m->rt, name, shm_name, sizeof shm_name) < 0) {
+        img_free(im);
+        return -1;
+    }
+    snprintf(tmp_name, sizeof tmp_name, "%s%s", shm_name, SNAP_RESTORE_TAG);
+    tbl_unlink(tmp_name); /* from a restore that was killed */
+    etsmgr_table_opts o;
+    img_table_opts(im, &o);
+    if (m->shared)
+        o.mode = 0660;
+    etsmgr_table *t = NULL;
+    rc = tbl_create(tmp_name, name, &o, &t);
+    if (rc == 0)
+        rc = img_fill(t, im, why, sizeof why);
+    else
+        snprintf(why, sizeof why, "creating the shared-memory object: %s%s%s", etsmgr_strerror(rc),
+                 rc == ETSMGR_ESYS ? ": " : "", rc == ETSMGR_ESYS ? strerror(errno) : "");
+    uid_t uid = geteuid();
+    if (rc == 0) {
+        uid_t want_uid = uid == 0 ? (uid_t)im->info.uid : (uid_t)-1;
+        gid_t want_gid = m->shared ? m->gid : (gid_t)-1;
+        if ((want_uid != (uid_t)-1 || want_gid != (gid_t)-1) &&
+            fchown(etsmgr_table_fd(t), want_uid, want_gid) < 0)
+            log_warning("snapshot: fchown of restored table %s to uid %u failed: %s", name,
+                        (unsigned)im->info.uid, strerror(errno));
+        (void)tbl_set_owner(t, 0, (int32_t)m->pid);
+        char from[4096 + 16], to[4096 + 16];
+        snprintf(from, sizeof from, SNAP_SHM_DIR "%s", tmp_name);
+        snprintf(to, sizeof to, SNAP_SHM_DIR "%s", shm_name);
+        if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) < 0) {
+            rc = ETSMGR_ESYS;
+            snprintf(why, sizeof why, "%s", errno == EEXIST ? "an object of that name appeared in "
+                     "shared memory (not a valid table?); it wins and is left untouched" : strerror(errno));
+        }
+    }
+    if (rc) {
+        log_error("snapshot %s not restored: %s", path, why);
+        if (t)
+            etsmgr_table_close(t);
+        tbl_unlink(tmp_name);
+        img_free(im);
+        return -1;
+    }
+    dev_t dev;
+    ino_t ino;
+    if (mgrd_fd_ident(etsmgr_table_fd(t), &dev, &ino, &uid) < 0)
+        uid = geteuid();
+    mgrd_table *rt = mgrd_reg_add(m, name, shm_name, t, uid);
+    if (!rt) {
+        log_error("snapshot: out of memory registering restored table %s (it stays in shared memory)",
+                  name);
+        etsmgr_table_close(t);
+        img_free(im);
+        return -1;
+    }
+    char saved[64], age[48];
+    mgrd_iso8601(im->info.saved_us, saved, sizeof saved);
+    mgrd_fmt_age(mgrd_now_us() - im->info.saved_us, age, sizeof age);
+    log_notice("restored table=%s (%llu entries, uid=%u) from the snapshot %s taken %s, %s old: "
+               "orphaned until its owner claims it.", name, (unsigned long long)im->info.entries,
+               (unsigned)uid, path, saved, age);
+    img_free(im);
+    return 0;
+}
+
+size_t mgrd_snap_restore(mgrd *m)
+{
+    if (!m->snap_dir)
+        return 0;
+    DIR *d = opendir(m->snap_dir);
+    if (!d) {
+        log_error("snapshot: cannot list %s: %s; nothing restored", m->snap_dir, strerror(errno));
+        return 0;
+    }
+    size_t restored = 0, kept = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *f = de->d_name;
+        size_t fl = strlen(f), sl = strlen(SNAP_SUFFIX);
+        if (f[0] == '.' || fl <= sl || strcmp(f + fl - sl, SNAP_SUFFIX) != 0)
+            continue;
+        char name[ETSMGR_NAME_MAX + 1];
+        if (fl - sl > ETSMGR_NAME_MAX || !rt_valid_name(f, fl - sl)) {
+            log_warning("snapshot: %s/%s is not named like a table's snapshot; ignored", m->snap_dir, f);
+            continue;
+        }
+        memcpy(name, f, fl - sl);
+        name[fl - sl] = 0;
+        if (mgrd_reg_find(m, name)) {
+            log_info("snapshot of table=%s not restored: the table is still in shared memory, "
+                     "which is newer", name);
+            kept++;
+            continue;
+        }
+        if (m->ntables >= m->max_tables) {
+            log_error("snapshot of table=%s not restored: the limit of %zu tables is reached "
+                      "(raise --max-tables)", name, m->max_tables);
+            continue;
+        }
+        if (snap_restore_one(m, f, name) == 0)
+            restored++;
+    }
+    closedir(d);
+    if (restored || kept)
+        log_notice("snapshot: %zu table(s) restored from %s, %zu still in shared memory.", restored,
+                   m->snap_dir, kept);
+    return restored;
+}
+
+/* ------------------------------------------------------------ save */
+
+size_t mgrd_snap_all(mgrd *m, const char *why, cJSON *report)
+{
+    if (!m->snap_dir)
+        return 0;
+    int64_t t0 = mgrd_now_us();
+    size_t saved = 0, failed = 0;
+    uint64_t bytes = 0, max_lock_ns = 0;
+    cJSON *arr = report ? cJSON_AddArrayToObject(report, "tables") : NULL;
+    for (mgrd_table *rt = m->tables; rt; rt = rt->next) {
+        char path[4096], words[256] = "";
+        img_info info;
+        int rc = snap_path(m, rt->name, path, sizeof path) < 0 ? ETSMGR_EINVAL
+                 : img_save(rt->t, path, &info, words, sizeof words);
+        cJSON *o = arr ? cJSON_CreateObject() : NULL;
+        if (o) {
+            cJSON_AddStringToObject(o, "name", rt->name);
+            cJSON_AddStringToObject(o, "path", path);
+            cJSON_AddItemToArray(arr, o);
+        }
+        if (rc) {
+            failed++;
+            log_error("snapshot (%s): table=%s not saved, the previous snapshot stays: %s", why, rt->name,
+                      words[0] ? words : etsmgr_strerror(rc));
+            if (o)
+                cJSON_AddStringToObject(o, "error", words[0] ? words : etsmgr_strerror(rc));
+            continue;
+        }
+        saved++;
+        uint64_t sz = IMG_HDR_SIZE + info.records_bytes + IMG_TRAILER_SIZE;
+        bytes += sz;
+        if (img_last_lock_ns() > max_lock_ns)
+            max_lock_ns = img_last_lock_ns();
+        log_debug("snapshot (%s): table=%s, %llu entries, %llu bytes, lock held %.3f ms", why, rt->name,
+                  (unsigned long long)info.entries, (unsigned long long)sz, img_last_lock_ns() / 1e6);
+        if (o) {
+            cJSON_AddNumberToObject(o, "entries", (double)info.entries);
+            cJSON_AddNumberToObject(o, "bytes", (double)sz);
+        }
+    }
+    double ms = (double)(mgrd_now_us() - t0) / 1000.0;
+    if (saved || failed)
+        log_notice("snapshot (%s): %zu table(s) saved to %s (%llu bytes, %.1f ms, longest lock hold "
+                   "%.3f ms)%s%zu failed.", why, saved, m->snap_dir, (unsigned long long)bytes, ms,
+                   max_lock_ns / 1e6, failed ? "; " : ", ", failed);
+    if (report) {
+        cJSON_AddStringToObject(report, "dir", m->snap_dir);
+        cJSON_AddNumberToObject(report, "saved", (double)saved);
+        cJSON_AddNumberToObject(report, "failed", (double)failed);
+    }
+    return failed;
+}
+
+void mgrd_snap_remove(mgrd *m, const char *name)
+{
+    if (!m->snap_dir)
+        return;
+    char path[4096];
+    if (snap_path(m, name, path, sizeof path) < 0)
+        return;
+    if (unlink(path) == 0)
+        log_info("snapshot %s removed with its table", path);
+    else if (errno != ENOENT)
+        log_warning("cannot remove the snapshot %s: %s; remove it by hand, or the table comes back "
+                    "after a reboot", path, strerror(errno));
+}
+
+/* ------------------------------------------------------------ timers */
+
+static uv_timer_t snap_timer, ttl_timer;
+static bool snap_timer_on, ttl_timer_on;
+
+static void on_snap_timer(uv_timer_t *h)
+{
+    mgrd_snap_all(h->data, "interval", NULL);
+}
+
+static void on_ttl_timer(uv_timer_t *h)
+{
+    mgrd_orphans_expire(h->data, mgrd_now_us());
+}
+
+int mgrd_timers_start(mgrd *m)
+{
+    int rc;
+    if (m->snap_dir && m->snap_interval) {
+        uint64_t ms = (uint64_t)m->snap_interval * 1000u;
+        if ((rc = uv_timer_init(m->loop, &snap_timer)) < 0 ||
+            (rc = uv_timer_start(&snap_timer, on_snap_timer, ms, ms)) < 0) {
+            log_error("--snapshot-interval: uv_timer_start: %s", uv_strerror(rc));
+            return -1;
+        }
+        snap_timer.data = m;
+        snap_timer_on = true;
+    }
+    if (m->orphan_ttl) {
+        /* the TTL is whole seconds: a look every second is precise enough */
+        if ((rc = uv_timer_init(m->loop, &ttl_timer)) < 0 ||
+            (rc = uv_timer_start(&ttl_timer, on_ttl_timer, 1000, 1000)) < 0) {
+            log_error("--orphan-ttl: uv_timer_start: %s", uv_strerror(rc));
+            return -1;
+        }
+        ttl_timer.data = m;
+        ttl_timer_on = true;
+    }
+    return 0;
+}
+
+void mgrd_timers_stop(mgrd *m)
+{
+    (void)m;
+    if (snap_timer_on)
+        uv_close((uv_handle_t *)&snap_timer, NULL);
+    if (ttl_timer_on)
+        uv_close((uv_handle_t *)&ttl_timer, NULL);
+    snap_timer_on = ttl_timer_on = false;
+}

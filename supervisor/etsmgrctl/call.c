@@ -1,0 +1,92 @@
+/* call.c: one request/reply on an instance socket, for every etsmgrctl
+ * command: the connection, the reply's "ok", and the exit status that tells a
+ * script what went wrong (69 nobody answers, 70 an error reply or nonsense). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "frame.h"
+#include "sock.h"
+
+bool g_json;
+
+/* One request; 0 with *reply, else an exit status (message printed). */
+int ctl_call(const rt_paths *rt, const char *sockname, const char *who, cJSON *req, int timeout_ms,
+             int *conn_fd, cJSON **reply)
+{
+    char path[RT_PATH_MAX];
+    if (rt_path(rt, sockname, path, sizeof path) < 0) {
+        fprintf(stderr, "etsmgrctl: the runtime dir %s is too long for a socket path\n", rt->dir);
+        return CTL_EXIT_SOFTWARE;
+    }
+    int fd = sock_connect_unix(path);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT || e == ECONNREFUSED || e == ENOTDIR)
+            fprintf(stderr, "etsmgrctl: %s is not running for instance %s (connect %s: %s)\n", who, rt->instance,
+                    path, strerror(e));
+        else
+            fprintf(stderr, "etsmgrctl: cannot reach %s: connect %s: %s\n", who, path, strerror(e));
+        return CTL_EXIT_UNAVAILABLE;
+    }
+    if (frame_write_json(fd, req, NULL, 0) < 0) {
+        int e = errno;
+        close(fd);
+        fprintf(stderr, "etsmgrctl: sending the request to %s (%s): %s\n", who, path, strerror(e));
+        return e == EPIPE || e == ECONNRESET ? CTL_EXIT_UNAVAILABLE : CTL_EXIT_SOFTWARE;
+    }
+    int nfds = 0;
+    if (frame_read_json(fd, reply, NULL, &nfds, 0, timeout_ms) < 0) {
+        int e = errno;
+        close(fd);
+        if (e == ECONNRESET) {
+            fprintf(stderr, "etsmgrctl: %s closed the connection before answering (it may be restarting)\n", who);
+            return CTL_EXIT_UNAVAILABLE;
+        }
+        if (e == ETIMEDOUT)
+            fprintf(stderr, "etsmgrctl: no answer from %s within %d ms\n", who, timeout_ms);
+        else
+            fprintf(stderr, "etsmgrctl: reading the answer of %s: %s\n", who, strerror(e));
+        return CTL_EXIT_SOFTWARE;
+    }
+    if (conn_fd)
+        *conn_fd = fd;
+    else
+        close(fd);
+    cJSON *ok = cJSON_GetObjectItemCaseSensitive(*reply, "ok");
+    if (!cJSON_IsBool(ok)) {
+        fprintf(stderr, "etsmgrctl: %s sent a reply without \"ok\"\n", who);
+        goto fail;
+    }
+    if (!cJSON_IsTrue(ok)) {
+        cJSON *code = cJSON_GetObjectItemCaseSensitive(*reply, "error");
+        cJSON *msg = cJSON_GetObjectItemCaseSensitive(*reply, "message");
+        fprintf(stderr, "etsmgrctl: %s: %s (%s)\n", who, cJSON_IsString(msg) ? msg->valuestring : "failed",
+                cJSON_IsString(code) ? code->valuestring : "no error code");
+        goto fail;
+    }
+    return 0;
+fail:
+    if (conn_fd) {
+        close(*conn_fd);
+        *conn_fd = -1;
+    }
+    cJSON_Delete(*reply);
+    *reply = NULL;
+    return CTL_EXIT_SOFTWARE;
+}
+
+void ctl_print_json(cJSON *reply)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(reply, "ok");
+    cJSON_DeleteItemFromObjectCaseSensitive(reply, "id");
+    char *s = cJSON_PrintUnformatted(reply);
+    if (s) {
+        printf("%s\n", s);
+        free(s);
+    }
+}
+

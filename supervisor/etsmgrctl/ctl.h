@@ -1,0 +1,30 @@
+/* ctl.h: what etsmgrctl's files share: the exit codes, one request/reply
+ * on an instance socket, printing a reply as JSON. */
+#ifndef ETSMGRCTL_CTL_H
+#define ETSMGRCTL_CTL_H
+#include <stdbool.h>
+#include <cjson/cJSON.h>
+
+#include "runtime.h"
+
+#define CTL_EXIT_OK 0
+#define CTL_EXIT_USAGE 64
+#define CTL_EXIT_DATAERR 65 /* load: the file is not a good image */
+#define CTL_EXIT_NOINPUT 66 /* load: the file cannot be opened */
+#define CTL_EXIT_UNAVAILABLE 69
+#define CTL_EXIT_SOFTWARE 70
+#define CTL_EXIT_CANTCREAT 73 /* save: the file cannot be written */
+
+extern bool g_json;
+
+/* One request; 0 with *reply, else an exit status (message printed). */
+int ctl_call(const rt_paths *rt, const char *sockname, const char *who, cJSON *req, int timeout_ms,
+             int *conn_fd, cJSON **reply);
+void ctl_print_json(cJSON *reply);
+
+/* data.c: the data lifecycle commands */
+int ctl_save(const rt_paths *rt, const char *table, const char *file, int timeout);
+int ctl_load(const rt_paths *rt, const char *file, const char *as, bool replace, int timeout);
+int ctl_snapshot(const rt_paths *rt, int timeout);
+int ctl_del(const rt_paths *rt, const char *table, bool force, int timeout);
+#endif

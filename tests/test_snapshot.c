@@ -1,0 +1,431 @@
+/* test_snapshot.c: the data lifecycle with the real programs: loading an
+ * image through etsmgrd, etsmgrd --snapshot-dir across a "reboot" (a stop,
+ * then the instance's /dev/shm objects removed, then a start), a table still
+ * in shared memory winning over an older snapshot, etsmgrctl snapshot, save,
+ * load and del, --orphan-ttl, and "orphaned since" in etsmgrctl tables.
+ *
+ * etsmgrd's log goes to a file of the test (its stderr), because several
+ * checks are about what the log says.  Readiness comes from READY=1, and a
+ * state with no signal (an interval snapshot taken, an orphan expired) is
+ * waited for with tu_eventually, never a sleep. */
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "etsmgr.h"
+#include "runcap.h"
+#include "testutil.h"
+
+#define SP_SPAWN_MS 15000
+
+static tu_env E;
+static int E_live;
+static char S_dir[160], S_log[160];
+
+static void sp_cleanup(void)
+{
+    if (!E_live)
+        return;
+    E_live = 0;
+    tu_env_cleanup(&E);
+}
+
+static void sp_setup(void)
+{
+    tu_env_init(&E);
+    E_live = 1;
+    atexit(sp_cleanup);
+    snprintf(S_dir, sizeof S_dir, "%s/snap", E.dir);
+    snprintf(S_log, sizeof S_log, "%s/etsmgrd.log", E.dir);
+}
+
+/* etsmgrd with extra options, its stderr appended to S_log. */
+static pid_t sp_mgr(const char *extra)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "exec \"$0\" --log-level info %s 2>>%s", extra ? extra : "", S_log);
+    char *argv[] = {"/bin/sh", "-c", cmd, (char *)tu_bin("etsmgrd", false), NULL};
+    pid_t p = tu_spawn_ready(&E, argv, SP_SPAWN_MS);
+    ck_assert_msg(p > 0, "etsmgrd %s did not become ready: %s", extra ? extra : "", rc_slurp(S_log));
+    return p;
+}
+
+static pid_t sp_ctr(void)
+{
+    char *argv[] = {"etscounterd", "--log-level", "error", NULL};
+    pid_t p = tu_spawn_ready(&E, argv, SP_SPAWN_MS);
+    ck_assert_msg(p > 0, "etscounterd did not become ready");
+    return p;
+}
+
+static void sp_stop(pid_t pid)
+{
+    ck_assert_int_eq(kill(pid, SIGTERM), 0);
+    int st = tu_wait(pid, 20000);
+    ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "pid %d did not stop cleanly (%d)",
+                  (int)pid, st);
+}
+
+static int sp_sh(char **out, const char *fmt, const char *a, const char *b)
+{
+    char args[600];
+    snprintf(args, sizeof args, fmt, a ? a : "", b ? b : "");
+    char *o = NULL;
+    int st = rc_sh(&o, 60000, "%s", args);
+    if (out)
+        *out = o;
+    else
+        free(o);
+    return st;
+}
+
+static long sp_count(void)
+{
+    char *out;
+    int st = sp_sh(&out, "%s count", tu_bin("etscounter", false), NULL);
+    ck_assert_msg(rc_ok(st), "etscounter count failed: %s", out ? out : "");
+    long v = strtol(out, NULL, 10);
+    free(out);
+    return v;
+}
+
+static long sp_check(void)
+{
+    char *out;
+    int st = sp_sh(&out, "%s --json check", tu_bin("etscounter", false), NULL);
+    ck_assert_msg(rc_ok(st), "etscounter check failed: %s", out ? out : "");
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_msg(j != NULL, "check printed %s", out);
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "data"), "count");
+    ck_assert_msg(cJSON_IsNumber(c), "check printed %s", out);
+    long v = (long)c->valuedouble;
+    cJSON_Delete(j);
+    free(out);
+    return v;
+}
+
+/* count with a request id over the socket: the value and whether it was a
+ * duplicate */
+#define SP_RID "0123456789abcdef0123456789abcdef"
+static long sp_count_rid(int *dup)
+{
+    char *r = tu_request(&E, "etscounter.sock", "{\"op\":\"count\",\"id\":1,\"rid\":\"" SP_RID "\"}", NULL, 0,
+                         NULL, NULL);
+    ck_assert_ptr_nonnull(r);
+    cJSON *j = cJSON_Parse(r);
+    ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "ok")), "count: %s", r);
+    long v = (long)cJSON_GetObjectItemCaseSensitive(j, "count")->valuedouble;
+    *dup = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "duplicate"));
+    cJSON_Delete(j);
+    free(r);
+    return v;
+}
+
+static int sp_ctl(char **out, const char *args)
+{
+    return sp_sh(out, "%s %s", tu_bin("etsmgrctl", false), args);
+}
+
+static int count_lines(const char *needle)
+{
+    char *log = rc_slurp(S_log);
+    int n = 0;
+    for (char *p = log; p && (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    free(log);
+    return n;
+}
+
+static bool log_has(const char *needle) { return count_lines(needle) > 0; }
+
+/* ------------------------------------------------------------ the reboot */
+
+START_TEST(test_reboot_after_clean_stop)
+{
+    char opt[256];
+    snprintf(opt, sizeof opt, "--snapshot-dir %s", S_dir);
+    pid_t mgr = sp_mgr(opt), ctr = sp_ctr();
+    for (int i = 1; i <= 4; i++)
+        ck_assert_int_eq(sp_count(), i);
+    int dup;
+    ck_assert_int_eq(sp_count_rid(&dup), 5); /* the fifth, with a request id */
+    ck_assert(!dup);
+    /* a clean stop: the application, then the manager (its SIGTERM snapshot) */
+    sp_stop(ctr);
+    sp_stop(mgr);
+    ck_assert(log_has("snapshot (SIGTERM): 1 table(s) saved"));
+    /* the reboot */
+    tu_remove_shm(&E);
+    ck_assert_int_eq(tu_count_shm(&E), 0);
+    mgr = sp_mgr(opt);
+    ck_assert_msg(log_has("restored table=etscounter (") && log_has(" old: orphaned until its owner claims it"),
+                  "%s", rc_slurp(S_log));
+    ctr = sp_ctr();
+    ck_assert_int_eq(sp_check(), 5);
+    /* exactly-once across the reboot: the request id store came back with
+     * the table, so the retry of request 5 is not counted again */
+    ck_assert_int_eq(sp_count_rid(&dup), 5);
+    ck_assert(dup);
+    ck_assert_int_eq(sp_count(), 6);
+}
+END_TEST
+
+static int interval_base;
+static bool two_interval_snapshots(void *arg)
+{
+    (void)arg;
+    return count_lines("snapshot (interval)") >= interval_base + 2;
+}
+
+START_TEST(test_reboot_after_kill9)
+{
+    char opt[256];
+    snprintf(opt, sizeof opt, "--snapshot-dir %s --snapshot-interval 1", S_dir);
+    pid_t mgr = sp_mgr(opt), ctr = sp_ctr();
+    for (int i = 1; i <= 3; i++)
+        ck_assert_int_eq(sp_count(), i);
+    /* two interval snapshots after count 3: the second began after it */
+    interval_base = count_lines("snapshot (interval)");
+    ck_assert_msg(tu_eventually(two_interval_snapshots, NULL, 20000), "no interval snapshots: %s",
+                  rc_slurp(S_log));
+    /* no more snapshots from here: freeze etsmgrd, count on (the table is
+     * etscounterd's to write), then the power cut */
+    ck_assert_int_eq(kill(mgr, SIGSTOP), 0);
+    ck_assert_int_eq(sp_count(), 4);
+    ck_assert_int_eq(sp_count(), 5);
+    tu_kill9(ctr);
+    tu_kill9(mgr);
+    tu_remove_shm(&E);
+    mgr = sp_mgr(opt);
+    ck_assert_msg(log_has("restored table=etscounter ("), "%s", rc_slurp(S_log));
+    char *log = rc_slurp(S_log);
+    char *line = strstr(log, "restored table=etscounter (");
+    ck_assert_msg(strstr(line, " s old: ") != NULL, "the log does not say the snapshot's age: %s", line);
+    free(log);
+    ctr = sp_ctr();
+    ck_assert_int_eq(sp_check(), 3);
+    ck_assert_int_eq(sp_count(), 4);
+    (void)mgr;
+}
+END_TEST
+
+START_TEST(test_shm_wins_over_snapshot)
+{
+    char opt[256];
+    snprintf(opt, sizeof opt, "--snapshot-dir %s", S_dir);
+    pid_t mgr = sp_mgr(opt), ctr = sp_ctr();
+    ck_assert_int_eq(sp_count(), 1);
+    ck_assert_int_eq(sp_count(), 2);
+    char *out;
+    ck_assert_msg(rc_ok(sp_ctl(&out, "snapshot")), "%s", out);
+    ck_assert_msg(strstr(out, "saved 1 table(s)") && strstr(out, "etscounter"), "%s", out);
+    free(out);
+    ck_assert_int_eq(sp_count(), 3);
+    ck_assert_int_eq(sp_count(), 4);
+    /* everything dies, the shared memory stays: it is newer than the snapshot */
+    tu_kill9(ctr);
+    tu_kill9(mgr);
+    mgr = sp_mgr(opt);
+    ck_assert(log_has("not restored: the table is still in shared memory"));
+    ctr = sp_ctr();
+    ck_assert_int_eq(sp_check(), 4);
+}
+END_TEST
+
+/* ------------------------------------------------------------ save / load */
+
+START_TEST(test_load_through_daemon)
+{
+    sp_mgr(NULL);
+    etsmgr_client *c = NULL;
+    char msg[256];
+    ck_assert_int_eq(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg), 0);
+    etsmgr_table *t;
+    ck_assert_int_eq(etsmgr_new_table(c, "src", NULL, NULL, &t, NULL), 0);
+    for (int i = 0; i < 1000; i++) {
+        char k[16];
+        int kl = snprintf(k, sizeof k, "k%d", i);
+        etsmgr_value v = {.type = ETSMGR_INT, .i = i};
+        ck_assert_int_eq(etsmgr_table_insert(t, k, (size_t)kl, &v), 0);
+    }
+    char path[200];
+    snprintf(path, sizeof path, "%s/src.etsimg", E.dir);
+    ck_assert_int_eq(etsmgr_table_save(t, path), 0);
+
+    etsmgr_table *u;
+    ck_assert_int_eq(etsmgr_table_load(c, path, "copy", 0, &u), 0);
+    etsmgr_table_info info;
+    ck_assert_int_eq(etsmgr_table_info_get(u, &info), 0);
+    ck_assert_uint_eq(info.entries, 1000);
+    ck_assert_str_eq(etsmgr_table_name(u), "copy");
+    /* a name that exists: refused, replaced only when orphaned */
+    ck_assert_int_eq(etsmgr_table_load(c, path, NULL, 0, &u), ETSMGR_EEXIST);
+    ck_assert_int_eq(etsmgr_table_load(c, path, "src", ETSMGR_LOAD_REPLACE, &u), ETSMGR_EOWNED);
+    /* a truncated file: refused with words, nothing created */
+    char bad[200];
+    snprintf(bad, sizeof bad, "%s/bad.etsimg", E.dir);
+    ck_assert(rc_ok(rc_sh(NULL, 5000, "head -c 300 %s > %s", path, bad)));
+    ck_assert_int_eq(etsmgr_table_load(c, bad, "fresh", 0, &u), ETSMGR_ETRUNCATED);
+    ck_assert_msg(strstr(etsmgr_client_message(c), "truncated"), "%s", etsmgr_client_message(c));
+    etsmgr_info *inf;
+    ck_assert_int_eq(etsmgr_info_get(c, &inf), 0);
+    ck_assert_uint_eq(inf->ntables, 2); /* src and copy, no "fresh" */
+    etsmgr_info_free(inf);
+    etsmgr_client_close(c); /* src and copy are orphaned now */
+
+    ck_assert_int_eq(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg), 0);
+    ck_assert_int_eq(etsmgr_table_load(c, path, "copy", ETSMGR_LOAD_REPLACE, &u), 0);
+    ck_assert_int_eq(etsmgr_table_info_get(u, &info), 0);
+    ck_assert_uint_eq(info.entries, 1000);
+    etsmgr_client_close(c);
+}
+END_TEST
+
+START_TEST(test_ctl_save_load_del)
+{
+    char opt[256];
+    snprintf(opt, sizeof opt, "--snapshot-dir %s", S_dir);
+    sp_mgr(opt);
+    pid_t ctr = sp_ctr();
+    ck_assert_int_eq(sp_count(), 1);
+    ck_assert_int_eq(sp_count(), 2);
+    char *out, args[400], img[200];
+    snprintf(img, sizeof img, "%s/ctr.etsimg", E.dir);
+    snprintf(args, sizeof args, "save etscounter %s", img);
+    ck_assert_msg(rc_ok(sp_ctl(&out, args)), "%s", out);
+    ck_assert_msg(strstr(out, "saved table etscounter"), "%s", out);
+    free(out);
+    /* load under another name; etsmgrctl exits, so it is orphaned */
+    snprintf(args, sizeof args, "load %s --as copy", img);
+    ck_assert_msg(rc_ok(sp_ctl(&out, args)), "%s", out);
+    free(out);
+    ck_assert(rc_ok(sp_ctl(&out, "--json tables")));
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_ptr_nonnull(j);
+    const cJSON *tb;
+    int seen = 0;
+    cJSON_ArrayForEach(tb, cJSON_GetObjectItemCaseSensitive(j, "tables")) {
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tb, "name"));
+        const cJSON *since = cJSON_GetObjectItemCaseSensitive(tb, "orphaned_since");
+        if (strcmp(name, "copy") == 0) {
+            ck_assert_msg(cJSON_IsString(since) && strlen(since->valuestring) > 19, "%s", out);
+            seen++;
+        } else {
+            ck_assert_msg(cJSON_IsNull(since), "an owned table has orphaned_since: %s", out);
+            seen++;
+        }
+    }
+    ck_assert_int_eq(seen, 2);
+    cJSON_Delete(j);
+    free(out);
+    ck_assert(rc_ok(sp_ctl(&out, "tables")));
+    ck_assert_msg(strstr(out, "ORPHANED SINCE"), "%s", out);
+    free(out);
+    /* a damaged file: exit 65 and words, nothing replaced */
+    char bad[200];
+    snprintf(bad, sizeof bad, "%s/bad.etsimg", E.dir);
+    ck_assert(rc_ok(rc_sh(NULL, 5000, "cp %s %s && printf x | dd of=%s bs=1 seek=250 conv=notrunc 2>/dev/null",
+                          img, bad, bad)));
+    snprintf(args, sizeof args, "load %s --as copy --replace", bad);
+    int st = sp_ctl(&out, args);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 65, "%d %s", st, out);
+    ck_assert_msg(strstr(out, "checksum"), "%s", out);
+    free(out);
+    /* the snapshot of "copy" exists, and goes with del */
+    ck_assert(rc_ok(sp_ctl(NULL, "snapshot")));
+    char snap[300];
+    snprintf(snap, sizeof snap, "%s/%s/copy.etsimg", S_dir, E.instance);
+    struct stat sb;
+    ck_assert_int_eq(stat(snap, &sb), 0);
+    /* del refuses an owned table, removes an orphaned one */
+    st = sp_ctl(&out, "del etscounter");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 70, "%d %s", st, out);
+    ck_assert_msg(strstr(out, "owned by the living process"), "%s", out);
+    free(out);
+    ck_assert_int_eq(sp_check(), 2);
+    ck_assert_msg(rc_ok(sp_ctl(&out, "del copy")), "%s", out);
+    free(out);
+    ck_assert_int_eq(stat(snap, &sb), -1);
+    ck_assert_int_eq(tu_count_shm(&E), 1);
+    /* --force: the owner keeps its mapping; the table is gone for others */
+    ck_assert_msg(rc_ok(sp_ctl(&out, "del etscounter --force")), "%s", out);
+    free(out);
+    ck_assert_int_eq(tu_count_shm(&E), 0);
+    ck_assert(log_has("is deleted by pid="));
+    (void)ctr;
+}
+END_TEST
+
+START_TEST(test_snapshot_needs_dir)
+{
+    sp_mgr(NULL);
+    char *out;
+    int st = sp_ctl(&out, "snapshot");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 70 && strstr(out, "no_snapshot_dir"), "%d %s", st, out);
+    free(out);
+    st = sp_sh(&out, "%s --snapshot-interval 5 2>&1", tu_bin("etsmgrd", false), NULL);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 100 && strstr(out, "needs --snapshot-dir"), "%s", out);
+    free(out);
+}
+END_TEST
+
+/* ------------------------------------------------------------ orphans */
+
+static bool orphan_gone(void *arg)
+{
+    (void)arg;
+    return log_has("orphan-ttl: removed table=old");
+}
+
+START_TEST(test_orphan_ttl)
+{
+    sp_mgr("--orphan-ttl 1");
+    etsmgr_client *c = NULL, *k = NULL;
+    char msg[256];
+    etsmgr_table *t;
+    ck_assert_int_eq(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg), 0);
+    ck_assert_int_eq(etsmgr_new_table(c, "old", NULL, NULL, &t, NULL), 0);
+    ck_assert_int_eq(etsmgr_connect(NULL, NULL, &k, msg, sizeof msg), 0);
+    ck_assert_int_eq(etsmgr_new_table(k, "kept", NULL, NULL, &t, NULL), 0);
+    etsmgr_client_close(c); /* "old" is orphaned from now on */
+    ck_assert_msg(tu_eventually(orphan_gone, NULL, 15000), "%s", rc_slurp(S_log));
+    /* it is gone, shared memory included; the owned one stays */
+    etsmgr_info *inf;
+    ck_assert_int_eq(etsmgr_info_get(k, &inf), 0);
+    ck_assert_uint_eq(inf->ntables, 1);
+    ck_assert_str_eq(inf->tables[0].name, "kept");
+    etsmgr_info_free(inf);
+    ck_assert_int_eq(tu_count_shm(&E), 1);
+    ck_assert(log_has("over --orphan-ttl 1 s"));
+    etsmgr_client_close(k);
+}
+END_TEST
+
+Suite *snapshot_suite(void)
+{
+    Suite *s = suite_create("snapshot");
+    TCase *tc = tcase_create("reboot");
+    tcase_add_checked_fixture(tc, sp_setup, sp_cleanup);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_reboot_after_clean_stop);
+    tcase_add_test(tc, test_reboot_after_kill9);
+    tcase_add_test(tc, test_shm_wins_over_snapshot);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("data");
+    tcase_add_checked_fixture(tc, sp_setup, sp_cleanup);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_load_through_daemon);
+    tcase_add_test(tc, test_ctl_save_load_del);
+    tcase_add_test(tc, test_snapshot_needs_dir);
+    tcase_add_test(tc, test_orphan_ttl);
+    suite_add_tcase(s, tc);
+    return s;
+}
