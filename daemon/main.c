@@ -65,7 +65,8 @@ static void usage(FILE *f)
             "                           and new tables 0660, of that group (default: private,\n"
             "                           0700 and 0600; a client still acts only on its uid's tables;\n"
             "                           default: $ETSMGR_GROUP, which etsmgr.service sets)\n"
-            "      --snapshot-dir DIR   save every table to DIR/<instance>/<table>.etsimg on SIGTERM,\n"
+            "      --snapshot-dir DIR   (default: $ETSMGR_SNAPSHOT_DIR, else none)\n"
+            "                           save every table to DIR/<instance>/<table>.etsimg on SIGTERM,\n"
             "                           SIGINT and etsmgrctl snapshot; at start, restore (as orphaned)\n"
             "                           the tables that have a snapshot but no shared memory (a reboot)\n"
             "      --snapshot-interval SECONDS  also save every SECONDS (default: only at stop)\n"
@@ -190,10 +191,6 @@ static int parse_args(int argc, char **argv, opts *o)
         fprintf(stderr, "etsmgrd: unexpected argument \"%s\"\n", argv[optind]);
         return -1;
     }
-    if (o->snap_interval && !o->snap_dir) {
-        fprintf(stderr, "etsmgrd: --snapshot-interval needs --snapshot-dir\n");
-        return -1;
-    }
     return 0;
 }
 
@@ -284,6 +281,13 @@ int main(int argc, char **argv)
         return pr > 0 ? 0 : EXIT_USAGE;
     }
     log_init("etsmgrd", (enum log_level)o.log_level);
+    /* the systemd unit passes its StateDirectory this way, through etssup */
+    if (!o.snap_dir && getenv("ETSMGR_SNAPSHOT_DIR") && *getenv("ETSMGR_SNAPSHOT_DIR"))
+        o.snap_dir = getenv("ETSMGR_SNAPSHOT_DIR");
+    if (o.snap_interval && !o.snap_dir) {
+        log_error("--snapshot-interval needs --snapshot-dir (or $ETSMGR_SNAPSHOT_DIR)");
+        return EXIT_USAGE;
+    }
 
     static mgrd m;
     m.pid = getpid();
