@@ -14,11 +14,13 @@
  *      closes:          v       |   add_table by its holder, with the fd
  *      ETS-TRANSFER   +-------------+
  *      EXIT           |  orphaned   |<--- daemon start: a valid object of
- *                     | (heir: the  |     the instance found in /dev/shm
- *                     |   daemon)   |
- *                     +-------------+
- *      del_table (by the owner, or by the table's uid when orphaned): no
- *      longer managed; with unlink the shared-memory object is removed.
+ *                     | (heir: the  |     the instance found in /dev/shm, or
+ *                     |   daemon)   |     a snapshot of a table that has none
+ *                     +-------------+     (snapshot.c)
+ *      del_table (by the owner, or by the table's uid when orphaned; with
+ *      force also when owned by another): no longer managed; with unlink
+ *      the shared-memory object and its snapshot are removed.  --orphan-ttl
+ *      does that to tables orphaned for too long (orphans.c).
  *
  * The state is not stored: a table is owned exactly when it has an owner
  * peer (mgrd_reg_state), so the two cannot disagree.  Only mgrd_reg_give
