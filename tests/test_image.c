@@ -388,6 +388,7 @@ START_TEST(test_save_full_disk)
             free(v);
         }
         if (write(pfd[1], msg, strlen(msg)) < 0) code = 16;
+        tt_cleanup(); /* the tables image_gen made here; _exit runs no atexit */
         _exit(code);
     }
     close(pfd[1]);
