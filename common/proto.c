@@ -40,22 +40,49 @@ static bool proto_has_nul_escape(const char *p, size_t len)
     return false;
 }
 
-cJSON *proto_parse_request(const char *payload, size_t len, const char **code, char *msg, size_t msglen)
+static const struct {
+    const char *code, *words;
+} proto_errs[PROTO_E_COUNT] = {
+    [PROTO_OK] = {NULL, ""},
+#define PROTO_ERR_ROW(name, code, err, words) [PROTO_E_##name] = {code, words},
+    PROTO_ERRORS(PROTO_ERR_ROW)
+#undef PROTO_ERR_ROW
+};
+
+const char *proto_err_code(proto_err e)
+{
+    return e > PROTO_OK && e < PROTO_E_COUNT ? proto_errs[e].code : NULL;
+}
+
+const char *proto_err_words(proto_err e)
+{
+    return e > PROTO_OK && e < PROTO_E_COUNT ? proto_errs[e].words : "";
+}
+
+proto_err proto_err_find(const char *code)
+{
+    for (int e = PROTO_OK + 1; code && e < PROTO_E_COUNT; e++)
+        if (strcmp(proto_errs[e].code, code) == 0)
+            return (proto_err)e;
+    return PROTO_OK;
+}
+
+cJSON *proto_parse_request(const char *payload, size_t len, proto_err *code, char *msg, size_t msglen)
 {
     if (len == 0) {
-        *code = "bad_json";
+        *code = PROTO_E_BAD_JSON;
         proto_msg(msg, msglen, "empty payload: a request is a JSON object");
         return NULL;
     }
     if (memchr(payload, '\0', len)) {
-        *code = "bad_json";
+        *code = PROTO_E_BAD_JSON;
         proto_msg(msg, msglen, "payload contains a NUL byte");
         return NULL;
     }
     const char *end = NULL;
     cJSON *req = cJSON_ParseWithLengthOpts(payload, len, &end, false);
     if (!req) {
-        *code = "bad_json";
+        *code = PROTO_E_BAD_JSON;
         size_t at = end && end >= payload && end <= payload + len ? (size_t)(end - payload) : 0;
         proto_msg(msg, msglen, "payload is not valid JSON (error near byte %zu)", at);
         return NULL;
@@ -65,7 +92,7 @@ cJSON *proto_parse_request(const char *payload, size_t len, const char **code, c
         for (const char *q = end; q < e; q++) {
             if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r') {
                 cJSON_Delete(req);
-                *code = "bad_json";
+                *code = PROTO_E_BAD_JSON;
                 proto_msg(msg, msglen, "unexpected bytes after the JSON value (at byte %zu)",
                           (size_t)(q - payload));
                 return NULL;
@@ -74,26 +101,26 @@ cJSON *proto_parse_request(const char *payload, size_t len, const char **code, c
     }
     if (!cJSON_IsObject(req)) {
         cJSON_Delete(req);
-        *code = "bad_request";
+        *code = PROTO_E_BAD_REQUEST;
         proto_msg(msg, msglen, "a request must be a JSON object");
         return NULL;
     }
     if (proto_has_nul_escape(payload, len)) {
         cJSON_Delete(req);
-        *code = "bad_request";
+        *code = PROTO_E_BAD_REQUEST;
         proto_msg(msg, msglen, "strings must not contain NUL (\\u0000)");
         return NULL;
     }
     const cJSON *op = cJSON_GetObjectItemCaseSensitive(req, "op");
     if (!op) {
         cJSON_Delete(req);
-        *code = "bad_request";
+        *code = PROTO_E_BAD_REQUEST;
         proto_msg(msg, msglen, "field \"op\" is missing: a request names its operation in \"op\"");
         return NULL;
     }
     if (!cJSON_IsString(op) || !op->valuestring) {
         cJSON_Delete(req);
-        *code = "bad_request";
+        *code = PROTO_E_BAD_REQUEST;
         proto_msg(msg, msglen, "field \"op\" must be a string");
         return NULL;
     }
@@ -125,9 +152,10 @@ static cJSON *proto_reply(const cJSON *req, bool ok)
 
 cJSON *proto_reply_ok(const cJSON *req) { return proto_reply(req, true); }
 
-cJSON *proto_reply_err(const cJSON *req, const char *code, const char *fmt, ...)
+cJSON *proto_reply_err(const cJSON *req, proto_err e, const char *fmt, ...)
 {
-    cJSON *r = proto_reply(req, false);
+    const char *code = proto_err_code(e);
+    cJSON *r = code ? proto_reply(req, false) : NULL; /* (PROTO_OK is no error code) */
     if (!r)
         return NULL;
     char msg[512];

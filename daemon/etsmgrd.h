@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "conn.h"
+#include "proto.h"
 #include "etsmgr.h"
 #include "runtime.h"
 
@@ -41,13 +42,17 @@ typedef enum mgrd_act {
     MGRD_ACT_TAKE,    /* new_table of a known name, add_table of the same object */
     MGRD_ACT_REPLACE, /* add_table of a new object under a managed name */
     MGRD_ACT_DELETE,  /* del_table */
+    MGRD_ACT_FORCE_DELETE, /* del_table with force: even from a living owner */
     MGRD_ACT_GIVE,    /* give_away */
+    MGRD_ACT_LOAD,    /* new_table exclusive of a managed name (then "exists") */
+    MGRD_ACT_LOAD_REPLACE, /* new_table exclusive+replace: only an orphan */
 } mgrd_act;
 typedef enum mgrd_verdict {
     MGRD_MAY = 0,
     MGRD_NOT_UID,      /* the table belongs to another uid */
     MGRD_OWNED_BY_OTHER, /* another living process owns it */
     MGRD_NOT_HELD,     /* orphaned, and the act needs the owner */
+    MGRD_NOT_ORPHAN,   /* owned, even by the caller, and the act needs an orphan */
 } mgrd_verdict;
 
 /* One managed table.  The daemon keeps its own attachment (t) for the whole
@@ -132,7 +137,7 @@ void mgrd_req_frame(conn *c, const char *payload, size_t len, int *fds, int nfds
 /* fdcheck.c: is fd that very shm object (same st_dev/st_ino as shm_name)?
  * 0 with the object's owner in *obj_uid, or -1 with the protocol error code
  * in *code and words in msg. */
-int mgrd_fd_check(const char *shm_name, int fd, uid_t *obj_uid, const char **code, char *msg,
+int mgrd_fd_check(const char *shm_name, int fd, uid_t *obj_uid, proto_err *code, char *msg,
                   size_t msglen);
 /* stat of the object shm_name (/dev/shm/...): 0 or -1 (errno) */
 struct stat;

@@ -50,17 +50,17 @@ static const char *fd_kind(mode_t mode)
     return "not a regular file";
 }
 
-int mgrd_fd_check(const char *shm_name, int fd, uid_t *obj_uid, const char **code, char *msg,
+int mgrd_fd_check(const char *shm_name, int fd, uid_t *obj_uid, proto_err *code, char *msg,
                   size_t msglen)
 {
     struct stat got, want;
     if (fstat(fd, &got) < 0) {
-        *code = "bad_fd";
+        *code = PROTO_E_BAD_FD;
         snprintf(msg, msglen, "fstat of the received fd failed: %s", strerror(errno));
         return -1;
     }
     if (!S_ISREG(got.st_mode)) {
-        *code = "bad_fd";
+        *code = PROTO_E_BAD_FD;
         snprintf(msg, msglen, "the received fd is %s, not the shared-memory object %s",
                  fd_kind(got.st_mode), shm_name);
         return -1;
@@ -68,7 +68,7 @@ int mgrd_fd_check(const char *shm_name, int fd, uid_t *obj_uid, const char **cod
     int sfd = shm_open(shm_name, O_RDONLY | O_CLOEXEC, 0);
     if (sfd < 0) {
         int e = errno;
-        *code = e == ENOENT ? "bad_fd" : "internal";
+        *code = e == ENOENT ? PROTO_E_BAD_FD : PROTO_E_INTERNAL;
         snprintf(msg, msglen, "shm_open(%s) failed: %s%s", shm_name, strerror(e),
                  e == ENOENT ? " (the object was unlinked; the received fd cannot be that table)" : "");
         return -1;
@@ -77,12 +77,12 @@ int mgrd_fd_check(const char *shm_name, int fd, uid_t *obj_uid, const char **cod
     int e = errno;
     close(sfd);
     if (rc < 0) {
-        *code = "internal";
+        *code = PROTO_E_INTERNAL;
         snprintf(msg, msglen, "fstat of %s failed: %s", shm_name, strerror(e));
         return -1;
     }
     if (got.st_dev != want.st_dev || got.st_ino != want.st_ino) {
-        *code = "bad_fd";
+        *code = PROTO_E_BAD_FD;
         snprintf(msg, msglen,
                  "the received fd is not the shared-memory object %s (another file or another table)",
                  shm_name);
@@ -123,10 +123,10 @@ cJSON *mgrd_open_error(const cJSON *req, const char *shm_name, int rc, int e)
 {
     char why[400];
     mgrd_open_why(shm_name, rc, e, why, sizeof why);
-    const char *code = "invalid_table";
+    proto_err code = PROTO_E_INVALID_TABLE;
     if (rc == ETSMGR_ESYS && (e == EACCES || e == EPERM))
-        code = "forbidden";
+        code = PROTO_E_FORBIDDEN;
     else if (rc == ETSMGR_ESYS || rc == ETSMGR_ENOMEM || rc == ETSMGR_ENOTFOUND)
-        code = "internal";
+        code = PROTO_E_INTERNAL;
     return proto_reply_err(req, code, "%s", why);
 }

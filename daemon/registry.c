@@ -29,12 +29,15 @@
  * Who may act (mgrd_reg_may), like s6-supervise's table of actions: one row
  * per act, read left to right; the first column that refuses decides.
  *
- *   act       caller's uid must be   when owned by another   when orphaned
- *   TAKE      the table's            OWNED_BY_OTHER          may
- *   REPLACE   (the new object's,     OWNED_BY_OTHER          may
- *              checked by the caller)
- *   DELETE    the table's            OWNED_BY_OTHER          may
- *   GIVE      the table's            OWNED_BY_OTHER          NOT_HELD
+ *   act           caller's uid   owned by another  owned by the caller  orphaned
+ *   TAKE          the table's    OWNED_BY_OTHER    may                  may
+ *   REPLACE       (any: the new  OWNED_BY_OTHER    may                  may
+ *                  object's uid is checked by the caller)
+ *   DELETE        the table's    OWNED_BY_OTHER    may                  may
+ *   FORCE_DELETE  the table's    may               may                  may
+ *   GIVE          the table's    OWNED_BY_OTHER    may                  NOT_HELD
+ *   LOAD          the table's    may               may                  may
+ *   LOAD_REPLACE  the table's    OWNED_BY_OTHER    NOT_ORPHAN           may
  *
  * A plain singly linked list: at most --max-tables entries (4096 by
  * default), looked up by name a few times per request, so a hash would buy
@@ -69,25 +72,27 @@ mgrd_state mgrd_reg_state(const mgrd_table *rt)
     return rt->owner ? MGRD_OWNED : MGRD_ORPHANED;
 }
 
+/* The table above, as data: the caller's uid, then the verdict by state. */
 static const struct {
-    bool same_uid;     /* the caller must be of the table's uid */
-    bool needs_owner;  /* an orphaned table refuses (NOT_HELD) */
+    bool same_uid;
+    mgrd_verdict other, self, orphan;
 } reg_rules[] = {
-    [MGRD_ACT_TAKE] = {true, false},
-    [MGRD_ACT_REPLACE] = {false, false},
-    [MGRD_ACT_DELETE] = {true, false},
-    [MGRD_ACT_GIVE] = {true, true},
+    [MGRD_ACT_TAKE] = {true, MGRD_OWNED_BY_OTHER, MGRD_MAY, MGRD_MAY},
+    [MGRD_ACT_REPLACE] = {false, MGRD_OWNED_BY_OTHER, MGRD_MAY, MGRD_MAY},
+    [MGRD_ACT_DELETE] = {true, MGRD_OWNED_BY_OTHER, MGRD_MAY, MGRD_MAY},
+    [MGRD_ACT_FORCE_DELETE] = {true, MGRD_MAY, MGRD_MAY, MGRD_MAY},
+    [MGRD_ACT_GIVE] = {true, MGRD_OWNED_BY_OTHER, MGRD_MAY, MGRD_NOT_HELD},
+    [MGRD_ACT_LOAD] = {true, MGRD_MAY, MGRD_MAY, MGRD_MAY},
+    [MGRD_ACT_LOAD_REPLACE] = {true, MGRD_OWNED_BY_OTHER, MGRD_NOT_ORPHAN, MGRD_MAY},
 };
 
 mgrd_verdict mgrd_reg_may(const mgrd_table *rt, const mgrd_peer *p, mgrd_act act)
 {
     if (reg_rules[act].same_uid && rt->uid != p->uid)
         return MGRD_NOT_UID;
-    if (rt->owner && rt->owner != p)
-        return MGRD_OWNED_BY_OTHER;
-    if (!rt->owner && reg_rules[act].needs_owner)
-        return MGRD_NOT_HELD;
-    return MGRD_MAY;
+    if (!rt->owner)
+        return reg_rules[act].orphan;
+    return rt->owner == p ? reg_rules[act].self : reg_rules[act].other;
 }
 
 /* The owner goes; nothing else changes (the callers record and log). */

@@ -49,16 +49,16 @@ static const char *get_name(req_ctx *x, cJSON **err)
     char msg[160];
     int rc = proto_get_string(x->req, "name", &name, msg, sizeof msg);
     if (rc > 0) {
-        *err = proto_reply_err(x->req, "bad_request", "missing field \"name\" (a table name)");
+        *err = proto_reply_err(x->req, PROTO_E_BAD_REQUEST, "missing field \"name\" (a table name)");
         return NULL;
     }
     if (rc < 0) {
-        *err = proto_reply_err(x->req, "bad_request", "%s", msg);
+        *err = proto_reply_err(x->req, PROTO_E_BAD_REQUEST, "%s", msg);
         return NULL;
     }
     size_t len = strlen(name);
     if (!rt_valid_name(name, len)) {
-        *err = proto_reply_err(x->req, "bad_name",
+        *err = proto_reply_err(x->req, PROTO_E_BAD_NAME,
                                "table name \"%.64s%s\" (%zu bytes) is invalid: it must match "
                                "[A-Za-z0-9_.-]{1,64} and not be \".\" or \"..\"",
                                name, len > 64 ? "..." : "", len);
@@ -73,18 +73,18 @@ static int get_short_string(req_ctx *x, const char *field, const char **out, cJS
     char msg[160];
     int rc = proto_get_string(x->req, field, out, msg, sizeof msg);
     if (rc < 0) {
-        *err = proto_reply_err(x->req, "bad_request", "%s", msg);
+        *err = proto_reply_err(x->req, PROTO_E_BAD_REQUEST, "%s", msg);
         return -1;
     }
     if (rc == 0 && strlen(*out) > MGRD_HEIR_DATA_MAX) {
-        *err = proto_reply_err(x->req, "bad_request", "field \"%s\" is longer than %d bytes", field,
+        *err = proto_reply_err(x->req, PROTO_E_BAD_REQUEST, "field \"%s\" is longer than %d bytes", field,
                                MGRD_HEIR_DATA_MAX);
         return -1;
     }
     return rc;
 }
 
-static cJSON *err_owned(req_ctx *x, mgrd_table *rt, const char *code)
+static cJSON *err_owned(req_ctx *x, mgrd_table *rt, proto_err code)
 {
     cJSON *r = proto_reply_err(x->req, code, "table %s is owned by the living process %d", rt->name,
                                (int)rt->owner_pid);
@@ -95,14 +95,14 @@ static cJSON *err_owned(req_ctx *x, mgrd_table *rt, const char *code)
 
 static cJSON *err_forbidden(req_ctx *x, mgrd_table *rt)
 {
-    return proto_reply_err(x->req, "forbidden", "table %s belongs to uid %u; the caller is uid %u",
+    return proto_reply_err(x->req, PROTO_E_FORBIDDEN, "table %s belongs to uid %u; the caller is uid %u",
                            rt->name, (unsigned)rt->uid, (unsigned)x->p->uid);
 }
 
 /* The one actor check (the rules are in registry.c): false when the caller
  * may do act to rt, else true with the refusal in *err.  Only the words
- * differ by act: taking a table owned by another is a name conflict
- * ("owned"), deleting or giving it is "not_owner". */
+ * differ by act: taking or loading a table owned by a living process is a
+ * name conflict ("owned"), deleting or giving it is "not_owner". */
 static bool refused(req_ctx *x, mgrd_table *rt, mgrd_act act, cJSON **err)
 {
     switch (mgrd_reg_may(rt, x->p, act)) {
@@ -112,10 +112,11 @@ static bool refused(req_ctx *x, mgrd_table *rt, mgrd_act act, cJSON **err)
         *err = err_forbidden(x, rt);
         break;
     case MGRD_OWNED_BY_OTHER:
-        *err = err_owned(x, rt, act == MGRD_ACT_TAKE || act == MGRD_ACT_REPLACE ? "owned" : "not_owner");
+    case MGRD_NOT_ORPHAN:
+        *err = err_owned(x, rt, act == MGRD_ACT_DELETE || act == MGRD_ACT_GIVE ? PROTO_E_NOT_OWNER : PROTO_E_OWNED);
         break;
     case MGRD_NOT_HELD:
-        *err = proto_reply_err(x->req, "not_owner", "table %s is orphaned; take it with new_table first",
+        *err = proto_reply_err(x->req, PROTO_E_NOT_OWNER, "table %s is orphaned; take it with new_table first",
                                rt->name);
         break;
     }
@@ -136,7 +137,7 @@ static void set_heir_data(mgrd_table *rt, const char *hd)
 
 static cJSON *too_many_tables(req_ctx *x)
 {
-    return proto_reply_err(x->req, "too_many_tables",
+    return proto_reply_err(x->req, PROTO_E_TOO_MANY_TABLES,
                            "the daemon manages %zu tables, its limit (--max-tables)", x->m->ntables);
 }
 
@@ -179,10 +180,10 @@ static cJSON *op_info(req_ctx *x)
     char msg[160];
     if (proto_get_string(x->req, "name", &only, msg, sizeof msg) < 0 ||
         proto_get_string(x->req, "after", &after, msg, sizeof msg) < 0)
-        return proto_reply_err(x->req, "bad_request", "%s", msg);
+        return proto_reply_err(x->req, PROTO_E_BAD_REQUEST, "%s", msg);
     mgrd_table **v = calloc(m->ntables ? m->ntables : 1, sizeof *v);
     if (!v)
-        return proto_reply_err(x->req, "internal", "out of memory");
+        return proto_reply_err(x->req, PROTO_E_INTERNAL, "out of memory");
     size_t n = 0;
     for (mgrd_table *rt = m->tables; rt; rt = rt->next)
         if (may_see(x, rt) && (!only || strcmp(only, rt->name) == 0) &&
@@ -190,7 +191,7 @@ static cJSON *op_info(req_ctx *x)
             v[n++] = rt;
     if (only && n == 0 && !after) {
         free(v);
-        return proto_reply_err(x->req, "not_found", "no table named \"%.64s\" of uid %u is managed", only,
+        return proto_reply_err(x->req, PROTO_E_NOT_FOUND, "no table named \"%.64s\" of uid %u is managed", only,
                                (unsigned)x->p->uid);
     }
     qsort(v, n, sizeof *v, cmp_table_name);
@@ -233,7 +234,7 @@ static int get_opts(req_ctx *x, etsmgr_table_opts *opts, cJSON **err)
     if (!o || cJSON_IsNull(o))
         return 0;
     if (!cJSON_IsObject(o)) {
-        *err = proto_reply_err(x->req, "bad_request", "field \"opts\" must be an object");
+        *err = proto_reply_err(x->req, PROTO_E_BAD_REQUEST, "field \"opts\" must be an object");
         return -1;
     }
     char msg[160];
@@ -250,7 +251,7 @@ static int get_opts(req_ctx *x, etsmgr_table_opts *opts, cJSON **err)
         opts->max_bytes = (uint64_t)v;
     return 0;
 bad:
-    *err = proto_reply_err(x->req, "bad_request", "opts: %s", msg);
+    *err = proto_reply_err(x->req, PROTO_E_BAD_REQUEST, "opts: %s", msg);
     return -1;
 }
 
@@ -275,7 +276,7 @@ static mgrd_table *adopt_existing(req_ctx *x, const char *name, const char *shm_
 {
     struct stat st;
     if (mgrd_shm_stat(shm_name, &st) == 0 && st.st_uid != x->p->uid) {
-        *err = proto_reply_err(x->req, "forbidden",
+        *err = proto_reply_err(x->req, PROTO_E_FORBIDDEN,
                                "%s belongs to uid %u, not to the caller (uid %u): another user's table "
                                "of the same instance; use another instance (--instance, ETSMGR_INSTANCE)",
                                shm_name, (unsigned)st.st_uid, (unsigned)x->p->uid);
@@ -291,12 +292,12 @@ static mgrd_table *adopt_existing(req_ctx *x, const char *name, const char *shm_
     ino_t ino;
     uid_t uid;
     if (mgrd_fd_ident(etsmgr_table_fd(t), &dev, &ino, &uid) < 0) {
-        *err = proto_reply_err(x->req, "internal", "fstat of %s failed: %s", shm_name, strerror(errno));
+        *err = proto_reply_err(x->req, PROTO_E_INTERNAL, "fstat of %s failed: %s", shm_name, strerror(errno));
         etsmgr_table_close(t);
         return NULL;
     }
     if (uid != x->p->uid) {
-        *err = proto_reply_err(x->req, "forbidden", "%s belongs to uid %u; the caller is uid %u",
+        *err = proto_reply_err(x->req, PROTO_E_FORBIDDEN, "%s belongs to uid %u; the caller is uid %u",
                                shm_name, (unsigned)uid, (unsigned)x->p->uid);
         etsmgr_table_close(t);
         return NULL;
@@ -304,7 +305,7 @@ static mgrd_table *adopt_existing(req_ctx *x, const char *name, const char *shm_
     mgrd_table *rt = mgrd_reg_add(x->m, name, shm_name, t, uid);
     if (!rt) {
         etsmgr_table_close(t);
-        *err = proto_reply_err(x->req, "internal", "out of memory");
+        *err = proto_reply_err(x->req, PROTO_E_INTERNAL, "out of memory");
     }
     return rt;
 }
@@ -330,20 +331,18 @@ static cJSON *op_new_table(req_ctx *x)
     char bmsg[160];
     if (proto_get_bool(x->req, "exclusive", &exclusive, bmsg, sizeof bmsg) < 0 ||
         proto_get_bool(x->req, "replace", &replace, bmsg, sizeof bmsg) < 0)
-        return proto_reply_err(x->req, "bad_request", "%s", bmsg);
+        return proto_reply_err(x->req, PROTO_E_BAD_REQUEST, "%s", bmsg);
 
     mgrd_table *rt = mgrd_reg_find(m, name);
     if (rt && exclusive) {
-        if (rt->uid != x->p->uid)
-            return err_forbidden(x, rt);
+        if (refused(x, rt, replace ? MGRD_ACT_LOAD_REPLACE : MGRD_ACT_LOAD, &err))
+            return err;
         if (!replace)
-            return proto_reply_err(x->req, "exists", "table %s exists (%s); replacing it takes "
+            return proto_reply_err(x->req, PROTO_E_EXISTS, "table %s exists (%s); replacing it takes "
                                    "\"replace\" (etsmgrctl load --replace), and only an orphaned one",
                                    name, rt->owner ? "owned" : "orphaned");
-        if (rt->owner) /* even by the caller: a load replaces only an orphan */
-            return err_owned(x, rt, "owned");
         if (mgrd_table_destroy(m, rt, "new_table replace") < 0)
-            return proto_reply_err(x->req, "internal", "cannot remove the orphaned table %s: %s", name,
+            return proto_reply_err(x->req, PROTO_E_INTERNAL, "cannot remove the orphaned table %s: %s", name,
                                    strerror(errno));
         log_notice("new_table: the orphaned table=%s is replaced (by pid=%d).", name, (int)x->p->pid);
         rt = NULL;
@@ -370,11 +369,11 @@ static cJSON *op_new_table(req_ctx *x)
         return too_many_tables(x);
     char shm_name[MGRD_SHM_NAME_MAX];
     if (rt_shm_name(&m->rt, name, shm_name, sizeof shm_name) < 0)
-        return proto_reply_err(x->req, "bad_name", "table name \"%s\" is invalid", name);
+        return proto_reply_err(x->req, PROTO_E_BAD_NAME, "table name \"%s\" is invalid", name);
     etsmgr_table *t = NULL;
     int rc = tbl_create(shm_name, name, &opts, &t);
     if (rc == ETSMGR_EEXIST && exclusive)
-        return proto_reply_err(x->req, "exists", "%s exists in shared memory but is not managed "
+        return proto_reply_err(x->req, PROTO_E_EXISTS, "%s exists in shared memory but is not managed "
                                "(not a valid table?); it is left untouched", shm_name);
     if (rc == ETSMGR_EEXIST) {
         rt = adopt_existing(x, name, shm_name, &err);
@@ -392,16 +391,16 @@ static cJSON *op_new_table(req_ctx *x)
         int e = errno;
         switch (rc) {
         case ETSMGR_EINVAL:
-            return proto_reply_err(x->req, "bad_request", "opts rejected by the table store: %s",
+            return proto_reply_err(x->req, PROTO_E_BAD_REQUEST, "opts rejected by the table store: %s",
                                    etsmgr_strerror(rc));
         case ETSMGR_EFULL:
-            return proto_reply_err(x->req, "no_space", "cannot create table %s: %s", name,
+            return proto_reply_err(x->req, PROTO_E_NO_SPACE, "cannot create table %s: %s", name,
                                    etsmgr_strerror(rc));
         case ETSMGR_ESYS:
-            return proto_reply_err(x->req, "internal", "cannot create %s: %s: %s", shm_name,
+            return proto_reply_err(x->req, PROTO_E_INTERNAL, "cannot create %s: %s: %s", shm_name,
                                    etsmgr_strerror(rc), strerror(e));
         default:
-            return proto_reply_err(x->req, "internal", "cannot create %s: %s", shm_name,
+            return proto_reply_err(x->req, PROTO_E_INTERNAL, "cannot create %s: %s", shm_name,
                                    etsmgr_strerror(rc));
         }
     }
@@ -419,7 +418,7 @@ static cJSON *op_new_table(req_ctx *x)
     if (!rt) {
         etsmgr_table_close(t);
         tbl_unlink(shm_name);
-        return proto_reply_err(x->req, "internal", "out of memory");
+        return proto_reply_err(x->req, PROTO_E_INTERNAL, "out of memory");
     }
     mgrd_reg_give(m, rt, x->p);
     rt->transfers = 0; /* creation is not a transfer */
@@ -435,10 +434,10 @@ static cJSON *op_add_table(req_ctx *x)
 {
     mgrd *m = x->m;
     if (x->nfds == 0)
-        return proto_reply_err(x->req, "no_fd",
+        return proto_reply_err(x->req, PROTO_E_NO_FD,
                                "add_table needs the table's fd attached (SCM_RIGHTS); none came");
     if (x->nfds > 1)
-        return proto_reply_err(x->req, "bad_fd", "add_table takes exactly one fd; %d came (all closed)",
+        return proto_reply_err(x->req, PROTO_E_BAD_FD, "add_table takes exactly one fd; %d came (all closed)",
                                x->nfds);
     cJSON *err = NULL;
     const char *name = get_name(x, &err);
@@ -449,10 +448,10 @@ static cJSON *op_add_table(req_ctx *x)
         return err;
     char shm_name[MGRD_SHM_NAME_MAX];
     if (rt_shm_name(&m->rt, name, shm_name, sizeof shm_name) < 0)
-        return proto_reply_err(x->req, "bad_name", "table name \"%s\" is invalid", name);
+        return proto_reply_err(x->req, PROTO_E_BAD_NAME, "table name \"%s\" is invalid", name);
 
     int fd = x->fds[0];
-    const char *code = NULL;
+    proto_err code = PROTO_OK;
     char msg[256];
     uid_t obj_uid;
     if (mgrd_fd_check(shm_name, fd, &obj_uid, &code, msg, sizeof msg) < 0)
@@ -462,7 +461,7 @@ static cJSON *op_add_table(req_ctx *x)
     ino_t ino;
     uid_t ignored;
     if (mgrd_fd_ident(fd, &dev, &ino, &ignored) < 0)
-        return proto_reply_err(x->req, "bad_fd", "fstat of the received fd failed: %s", strerror(errno));
+        return proto_reply_err(x->req, PROTO_E_BAD_FD, "fstat of the received fd failed: %s", strerror(errno));
 
     mgrd_table *rt = mgrd_reg_find(m, name);
     if (rt && (rt->dev != dev || rt->ino != ino)) {
@@ -480,12 +479,12 @@ static cJSON *op_add_table(req_ctx *x)
         etsmgr_table_info info;
         int rc = etsmgr_table_info_get(rt->t, &info);
         if (rc < 0)
-            return proto_reply_err(x->req, "invalid_table", "%s is no longer a valid table: %s", shm_name,
+            return proto_reply_err(x->req, PROTO_E_INVALID_TABLE, "%s is no longer a valid table: %s", shm_name,
                                    etsmgr_strerror(rc));
         mgrd_reg_give(m, rt, x->p);
     } else {
         if (obj_uid != x->p->uid)
-            return proto_reply_err(x->req, "forbidden", "%s belongs to uid %u; the caller is uid %u",
+            return proto_reply_err(x->req, PROTO_E_FORBIDDEN, "%s belongs to uid %u; the caller is uid %u",
                                    shm_name, (unsigned)obj_uid, (unsigned)x->p->uid);
         if (m->ntables >= m->max_tables)
             return too_many_tables(x);
@@ -497,7 +496,7 @@ static cJSON *op_add_table(req_ctx *x)
         rt = mgrd_reg_add(m, name, shm_name, t, obj_uid);
         if (!rt) {
             etsmgr_table_close(t);
-            return proto_reply_err(x->req, "internal", "out of memory");
+            return proto_reply_err(x->req, PROTO_E_INTERNAL, "out of memory");
         }
         mgrd_reg_give(m, rt, x->p);
     }
@@ -523,16 +522,16 @@ static cJSON *op_del_table(req_ctx *x)
     char msg[160];
     if (proto_get_bool(x->req, "unlink", &unlink_it, msg, sizeof msg) < 0 ||
         proto_get_bool(x->req, "force", &force, msg, sizeof msg) < 0)
-        return proto_reply_err(x->req, "bad_request", "%s", msg);
+        return proto_reply_err(x->req, PROTO_E_BAD_REQUEST, "%s", msg);
     mgrd_table *rt = mgrd_reg_find(m, name);
     if (!rt)
-        return proto_reply_err(x->req, "not_found", "no table named %s is managed", name);
-    if (force && rt->uid == x->p->uid && rt->owner && rt->owner != x->p)
+        return proto_reply_err(x->req, PROTO_E_NOT_FOUND, "no table named %s is managed", name);
+    if (refused(x, rt, force ? MGRD_ACT_FORCE_DELETE : MGRD_ACT_DELETE, &err))
+        return err;
+    if (rt->owner && rt->owner != x->p) /* (only a force gets here so) */
         log_warning("del_table: table=%s owned by pid=%d is deleted by pid=%d (force); the owner "
                     "keeps its mapping, but its changes are lost when it closes it.", name,
                     (int)rt->owner_pid, (int)x->p->pid);
-    else if (refused(x, rt, MGRD_ACT_DELETE, &err))
-        return err;
     bool unlinked = false;
     if (unlink_it) {
         int rc = tbl_unlink(rt->shm_name);
@@ -540,7 +539,7 @@ static cJSON *op_del_table(req_ctx *x)
             unlinked = true;
         } else if (!(rc == ETSMGR_ESYS && errno == ENOENT) && rc != ETSMGR_ENOTFOUND) {
             int e = errno;
-            return proto_reply_err(x->req, "internal", "cannot unlink %s: %s%s%s; the table stays managed",
+            return proto_reply_err(x->req, PROTO_E_INTERNAL, "cannot unlink %s: %s%s%s; the table stays managed",
                                    rt->shm_name, etsmgr_strerror(rc), rc == ETSMGR_ESYS ? ": " : "",
                                    rc == ETSMGR_ESYS ? strerror(e) : "");
         }
@@ -569,20 +568,20 @@ static cJSON *op_give_away(req_ctx *x)
     int64_t pid;
     int rc = proto_get_int(x->req, "pid", 1, INT32_MAX, &pid, msg, sizeof msg);
     if (rc > 0)
-        return proto_reply_err(x->req, "bad_request", "missing field \"pid\" (the receiving process)");
+        return proto_reply_err(x->req, PROTO_E_BAD_REQUEST, "missing field \"pid\" (the receiving process)");
     if (rc < 0)
-        return proto_reply_err(x->req, "bad_request", "%s", msg);
+        return proto_reply_err(x->req, PROTO_E_BAD_REQUEST, "%s", msg);
     const char *data = NULL;
     if (get_short_string(x, "data", &data, &err) < 0)
         return err;
     mgrd_table *rt = mgrd_reg_find(m, name);
     if (!rt)
-        return proto_reply_err(x->req, "not_found", "no table named %s is managed", name);
+        return proto_reply_err(x->req, PROTO_E_NOT_FOUND, "no table named %s is managed", name);
     if (refused(x, rt, MGRD_ACT_GIVE, &err))
         return err;
     mgrd_peer *to = mgrd_peer_find(m, (pid_t)pid, rt->uid);
     if (!to)
-        return proto_reply_err(x->req, "no_such_pid",
+        return proto_reply_err(x->req, PROTO_E_NO_SUCH_PID,
                                "no process %d of uid %u is connected to etsmgrd; it must connect first",
                                (int)pid, (unsigned)rt->uid);
     if (to != x->p) {
@@ -603,7 +602,7 @@ static cJSON *op_give_away(req_ctx *x)
         }
         if (sent < 0) {
             mgrd_reg_give(m, rt, x->p);
-            return proto_reply_err(x->req, "no_such_pid", "the connection of process %d is closing",
+            return proto_reply_err(x->req, PROTO_E_NO_SUCH_PID, "the connection of process %d is closing",
                                    (int)pid);
         }
         log_notice("give_away: table=%s from pid=%d to pid=%d, data=%s.", name, (int)x->p->pid, (int)pid,
@@ -620,7 +619,7 @@ static cJSON *op_give_away(req_ctx *x)
 static cJSON *op_snapshot(req_ctx *x)
 {
     if (!x->m->snap_dir)
-        return proto_reply_err(x->req, "no_snapshot_dir", "etsmgrd runs without --snapshot-dir: "
+        return proto_reply_err(x->req, PROTO_E_NO_SNAPSHOT_DIR, "etsmgrd runs without --snapshot-dir: "
                                "there is nowhere to save snapshots");
     cJSON *r = proto_reply_ok(x->req);
     if (!r)
@@ -628,7 +627,7 @@ static cJSON *op_snapshot(req_ctx *x)
     size_t failed = mgrd_snap_all(x->m, "etsmgrctl snapshot", r);
     if (failed) {
         cJSON_Delete(r);
-        return proto_reply_err(x->req, "snapshot_failed", "%zu table(s) could not be saved (the "
+        return proto_reply_err(x->req, PROTO_E_SNAPSHOT_FAILED, "%zu table(s) could not be saved (the "
                                "daemon's log says why); their previous snapshots stay", failed);
     }
     return r;
@@ -701,7 +700,7 @@ static cJSON *undo_and_explain(req_ctx *x, int e)
     }
     log_error("%s from pid=%d: the reply could not be sent: %s; %s", proto_op(x->req), (int)x->p->pid,
               strerror(e), what);
-    return proto_reply_err(x->req, "internal", "etsmgrd could not send its reply%s: %s; %s",
+    return proto_reply_err(x->req, PROTO_E_INTERNAL, "etsmgrd could not send its reply%s: %s; %s",
                            x->reply_fd >= 0 ? " with the table's fd" : "", strerror(e), what);
 }
 
@@ -713,7 +712,7 @@ void mgrd_req_frame(conn *c, const char *payload, size_t len, int *fds, int nfds
         close_fds(fds, nfds);
         return;
     }
-    const char *code = "bad_json";
+    proto_err code = PROTO_E_BAD_JSON;
     char msg[200] = "";
     cJSON *req = proto_parse_request(payload, len, &code, msg, sizeof msg);
     if (!req) {
@@ -735,12 +734,12 @@ void mgrd_req_frame(conn *c, const char *payload, size_t len, int *fds, int nfds
     cJSON *r;
     req_ctx x = {.m = m, .c = c, .p = p, .req = req, .fds = fds, .nfds = nfds, .reply_fd = -1};
     if (!fn) {
-        r = proto_reply_err(req, "unknown_op",
+        r = proto_reply_err(req, PROTO_E_UNKNOWN_OP,
                             "unknown op \"%.64s\"; etsmgrd knows hello, new_table, add_table, del_table, "
                             "give_away, info, tables, snapshot",
                             op);
     } else if (!takes_fd && nfds > 0) {
-        r = proto_reply_err(req, "unexpected_fd", "op %s takes no fd; the %d received were closed", op, nfds);
+        r = proto_reply_err(req, PROTO_E_UNEXPECTED_FD, "op %s takes no fd; the %d received were closed", op, nfds);
     } else {
         r = fn(&x);
     }

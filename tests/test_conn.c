@@ -89,7 +89,7 @@ static void ts_on_frame(conn *c, const char *payload, size_t len, int *fds, int 
 {
     tsrv *t = arg;
     t->frames++;
-    const char *code;
+    proto_err code;
     char msg[256];
     cJSON *req = proto_parse_request(payload, len, &code, msg, sizeof msg);
     if (!req) {

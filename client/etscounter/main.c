@@ -8,6 +8,7 @@
  * while etscounterd restarts, so that "final count = number of `etscounter
  * count` commands that exited 0" holds whatever is killed in between. */
 #include "etscounter.h"
+#include "proto.h"
 #include "runtime.h"
 
 #include <errno.h>
@@ -184,7 +185,7 @@ int main(int argc, char **argv)
     if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rep, "ok"))) {
         const char *code = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rep, "error"));
         const char *msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rep, "message"));
-        if (code && strcmp(code, "expired") == 0) {
+        if (proto_err_find(code) == PROTO_E_EXPIRED) {
             /* etscounterd came back too late: it did not count, for sure */
             fprintf(stderr, "etscounter: count gave up: etscounterd at %s did not count within %d ms; it was "
                             "not counted\n", path, timeout_ms);

@@ -83,9 +83,9 @@ static void ecd_ok(conn *c, const ecd_req *r, cJSON *(*fill)(cJSON *rep, void *a
     cJSON_Delete(tmp);
 }
 
-static void ecd_err(conn *c, const ecd_req *r, const char *code, const char *fmt, ...)
+static void ecd_err(conn *c, const ecd_req *r, proto_err code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-static void ecd_err(conn *c, const ecd_req *r, const char *code, const char *fmt, ...)
+static void ecd_err(conn *c, const ecd_req *r, proto_err code, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -169,12 +169,12 @@ static void ecd_count_run(ecd *d, conn *c, const ecd_req *r, const uint8_t *rid,
     int err = ctr_count(d->t, use_rid ? rid : NULL, use_rid ? deadline : 0, &value, &dup, die);
     if (err == CTR_EXPIRED) {
         log_info("request %.32s arrived after its deadline: not counted.", hex);
-        ecd_err(c, r, "expired", "the request's deadline passed before it was counted: it was not counted");
+        ecd_err(c, r, PROTO_E_EXPIRED, "the request's deadline passed before it was counted: it was not counted");
         return;
     }
     if (err) {
         log_error("count failed on table %s: %s", CTR_TABLE, etsmgr_strerror(err));
-        ecd_err(c, r, err == ETSMGR_EFULL ? "table_full" : "table_error", "count failed on table %s: %s",
+        ecd_err(c, r, err == ETSMGR_EFULL ? PROTO_E_TABLE_FULL : PROTO_E_TABLE_ERROR, "count failed on table %s: %s",
                 CTR_TABLE, etsmgr_strerror(err));
         return;
     }
@@ -206,17 +206,17 @@ static void ecd_count(ecd *d, conn *c, const cJSON *req)
     const char *hex = NULL;
     int got = proto_get_string(req, "rid", &hex, msg, sizeof msg);
     if (got < 0) {
-        ecd_err(c, &r, "bad_request", "%s", msg);
+        ecd_err(c, &r, PROTO_E_BAD_REQUEST, "%s", msg);
         return;
     }
     uint8_t rid[CTR_RID_LEN];
     if (got == 0 && ctr_parse_rid(hex, rid) < 0) {
-        ecd_err(c, &r, "bad_request", "field \"rid\" must be 32 hex digits (a 128-bit request id)");
+        ecd_err(c, &r, PROTO_E_BAD_REQUEST, "field \"rid\" must be 32 hex digits (a 128-bit request id)");
         return;
     }
     int64_t deadline = 0;
     if (proto_get_int(req, "deadline", 0, INT64_MAX, &deadline, msg, sizeof msg) < 0) {
-        ecd_err(c, &r, "bad_request", "%s", msg);
+        ecd_err(c, &r, PROTO_E_BAD_REQUEST, "%s", msg);
         return;
     }
     ecd_count_run(d, c, &r, got == 0 ? rid : NULL, hex, deadline);
@@ -242,10 +242,10 @@ static void ecd_check(ecd *d, conn *c, const ecd_req *r)
         cJSON_Delete(data);
         if (err == ETSMGR_ECORRUPT) {
             log_error("Table: %s is corrupted: %s.", CTR_TABLE, why);
-            ecd_err(c, r, "corrupt", "table %s is corrupted: %s", CTR_TABLE, why);
+            ecd_err(c, r, PROTO_E_CORRUPT, "table %s is corrupted: %s", CTR_TABLE, why);
         } else {
             log_error("check of table %s failed: %s", CTR_TABLE, etsmgr_strerror(err));
-            ecd_err(c, r, "table_error", "check of table %s failed: %s", CTR_TABLE, etsmgr_strerror(err));
+            ecd_err(c, r, PROTO_E_TABLE_ERROR, "check of table %s failed: %s", CTR_TABLE, etsmgr_strerror(err));
         }
         return;
     }
@@ -316,7 +316,7 @@ void ecd_on_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, 
         ecd_serve_fast(d, c, &f);
         return;
     }
-    const char *code = NULL;
+    proto_err code = PROTO_OK;
     char msg[200];
     cJSON *req = proto_parse_request(payload, len, &code, msg, sizeof msg);
     if (!req) {
@@ -327,7 +327,7 @@ void ecd_on_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, 
     const char *op = proto_op(req);
     ecd_req r = {.json = req};
     if (nfds > 0)
-        ecd_send(c, proto_reply_err(req, "unexpected_fd", "op %s takes no file descriptor; it was closed", op));
+        ecd_send(c, proto_reply_err(req, PROTO_E_UNEXPECTED_FD, "op %s takes no file descriptor; it was closed", op));
     else if (strcmp(op, "count") == 0)
         ecd_count(d, c, req);
     else if (strcmp(op, "check") == 0)
@@ -337,7 +337,7 @@ void ecd_on_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, 
     else if (strcmp(op, "ping") == 0)
         ecd_ok(c, &r, ecd_fill_ping, NULL);
     else
-        ecd_send(c, proto_reply_err(req, "unknown_op", "unknown op \"%.64s\": etscounterd answers count, check, die, ping", op));
+        ecd_send(c, proto_reply_err(req, PROTO_E_UNKNOWN_OP, "unknown op \"%.64s\": etscounterd answers count, check, die, ping", op));
     cJSON_Delete(req);
 }
 

@@ -169,6 +169,19 @@ uint64_t mc_id(const cJSON *obj)
     return cJSON_IsNumber(id) && id->valuedouble > 0 ? (uint64_t)id->valuedouble : 0;
 }
 
+/* The etsmgr_err of a protocol error code: the third column of proto.h's
+ * table; a code this library does not know yet is a refusal. */
+static int mc_code_err(const char *code)
+{
+    static const int errs[PROTO_E_COUNT] = {
+        [PROTO_OK] = ETSMGR_EREFUSED,
+#define MC_ERR_ROW(name, str, err, words) [PROTO_E_##name] = err,
+        PROTO_ERRORS(MC_ERR_ROW)
+#undef MC_ERR_ROW
+    };
+    return errs[proto_err_find(code)];
+}
+
 int mc_reply_status(etsmgr_client *c, const cJSON *reply)
 {
     const cJSON *ok = cJSON_GetObjectItemCaseSensitive(reply, "ok");
@@ -180,14 +193,7 @@ int mc_reply_status(etsmgr_client *c, const cJSON *reply)
     const char *msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(reply, "message"));
     if (!code)
         code = "unknown";
-    int err = ETSMGR_EREFUSED;
-    if (strcmp(code, "owned") == 0)
-        err = ETSMGR_EOWNED;
-    else if (strcmp(code, "bad_name") == 0)
-        err = ETSMGR_ENAME;
-    else if (strcmp(code, "exists") == 0)
-        err = ETSMGR_EEXIST;
-    return mc_err(c, err, code, "etsmgrd: %s (%s)", msg ? msg : "refused", code);
+    return mc_err(c, mc_code_err(code), code, "etsmgrd: %s (%s)", msg ? msg : "refused", code);
 }
 
 /* The connection is gone.  With a watch, the watch owns the fd and will see

@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "proto.h"
 #include "log.h"
 
 #define CONN_READ_CHUNK 65536
@@ -413,14 +414,14 @@ int conn_send_json(conn *c, const cJSON *obj, int fd)
 }
 
 /* A complete error frame, for replies outside any request. */
-static int conn_error_frame(char *buf, size_t len, const char *code, const char *msg)
+static int conn_error_frame(char *buf, size_t len, proto_err code, const char *msg)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return -1;
     cJSON_AddBoolToObject(o, "ok", false);
     cJSON_AddNullToObject(o, "id");
-    cJSON_AddStringToObject(o, "error", code);
+    cJSON_AddStringToObject(o, "error", proto_err_code(code));
     cJSON_AddStringToObject(o, "message", msg);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
@@ -458,7 +459,7 @@ static void conn_process(conn *c)
                      (unsigned long)n, FRAME_MAX);
             log_warning("pid %ld sent a frame of %lu bytes (limit %u); closing its connection",
                         (long)c->pid, (unsigned long)n, FRAME_MAX);
-            int bl = conn_error_frame(body, sizeof body, "frame_too_large", msg);
+            int bl = conn_error_frame(body, sizeof body, PROTO_E_FRAME_TOO_LARGE, msg);
             if (bl > 0)
                 conn_send(c, body, (size_t)bl, -1);
             fdpass_ledger_close(&c->fdl);
@@ -541,7 +542,7 @@ static void srv_refuse(conn_server *s, int fd)
     char msg[128], body[256];
     snprintf(msg, sizeof msg, "the connection limit (%zu) is reached; try again later",
              s->cfg.max_conns);
-    int bl = conn_error_frame(body + 4, sizeof body - 4, "too_many_connections", msg);
+    int bl = conn_error_frame(body + 4, sizeof body - 4, PROTO_E_TOO_MANY_CONNECTIONS, msg);
     if (bl > 0) {
         body[0] = (char)(bl >> 24);
         body[1] = (char)(bl >> 16);

@@ -64,7 +64,7 @@ int sup_status_add(sup *s, cJSON *r)
     return arr && cJSON_GetArraySize(arr) == s->n ? 0 : -1;
 }
 
-void sup_control_answer(sup_child *c, const char *errcode, const char *msg)
+void sup_control_answer(sup_child *c, proto_err errcode, const char *msg)
 {
     conn *w = c->waiter;
     cJSON *req = c->waiter_req;
@@ -76,7 +76,7 @@ void sup_control_answer(sup_child *c, const char *errcode, const char *msg)
     }
     conn_set_data(w, NULL);
     cJSON *r;
-    if (errcode)
+    if (errcode != PROTO_OK)
         r = proto_reply_err(req, errcode, "child %s: %s", c->cfg->id, msg);
     else {
         r = proto_reply_ok(req);
@@ -94,7 +94,7 @@ static void ctl_on_frame(conn *cn, const char *payload, size_t len, int *fds, in
     sup *s = arg;
     for (int i = 0; i < nfds; i++)
         close(fds[i]);
-    const char *code;
+    proto_err code;
     char msg[256];
     cJSON *req = proto_parse_request(payload, len, &code, msg, sizeof msg);
     if (!req) {
@@ -103,12 +103,12 @@ static void ctl_on_frame(conn *cn, const char *payload, size_t len, int *fds, in
     }
     const char *op = proto_op(req);
     if (nfds > 0) {
-        ctl_send(cn, proto_reply_err(req, "unexpected_fd", "etssup takes no file descriptors"));
+        ctl_send(cn, proto_reply_err(req, PROTO_E_UNEXPECTED_FD, "etssup takes no file descriptors"));
     } else if (strcmp(op, "status") == 0) {
         cJSON *r = proto_reply_ok(req);
         if (!r || sup_status_add(s, r) < 0) {
             cJSON_Delete(r);
-            r = proto_reply_err(req, "internal", "out of memory");
+            r = proto_reply_err(req, PROTO_E_INTERNAL, "out of memory");
         }
         ctl_send(cn, r);
     } else if (strcmp(op, "hello") == 0) {
@@ -126,14 +126,14 @@ static void ctl_on_frame(conn *cn, const char *payload, size_t len, int *fds, in
         sup_child *c = g == 0 ? sup_find_child(s, id) : NULL;
         char err[256];
         if (g != 0)
-            ctl_send(cn, proto_reply_err(req, "bad_request", "%s",
+            ctl_send(cn, proto_reply_err(req, PROTO_E_BAD_REQUEST, "%s",
                                          g > 0 ? "restart needs \"child\": the id of the child to restart" : msg));
         else if (!c)
-            ctl_send(cn, proto_reply_err(req, "not_found", "no child with id \"%s\"", id));
+            ctl_send(cn, proto_reply_err(req, PROTO_E_NOT_FOUND, "no child with id \"%s\"", id));
         else if (c->waiter || conn_get_data(cn))
-            ctl_send(cn, proto_reply_err(req, "busy", "a restart of child %s is already in progress", id));
+            ctl_send(cn, proto_reply_err(req, PROTO_E_BUSY, "a restart of child %s is already in progress", id));
         else if (sup_restart_child(c, err, sizeof err) < 0)
-            ctl_send(cn, proto_reply_err(req, "stopping", "%s", err));
+            ctl_send(cn, proto_reply_err(req, PROTO_E_STOPPING, "%s", err));
         else if (c->state == SUP_ST_RUNNING && !c->pending_stop) {
             /* ready=none and it was stopped: already up again */
             cJSON *r = proto_reply_ok(req);
@@ -156,7 +156,7 @@ static void ctl_on_frame(conn *cn, const char *payload, size_t len, int *fds, in
         log_notice("stop requested over the control socket (peer pid %d)", (int)conn_peer_pid(cn));
         sup_terminate(s, SUP_EXIT_OK);
     } else {
-        ctl_send(cn, proto_reply_err(req, "unknown_op", "unknown op \"%s\" (etssup knows status, restart, stop, hello)",
+        ctl_send(cn, proto_reply_err(req, PROTO_E_UNKNOWN_OP, "unknown op \"%s\" (etssup knows status, restart, stop, hello)",
                                      op));
     }
     cJSON_Delete(req);
@@ -200,7 +200,7 @@ void sup_control_stop(sup *s)
 {
     for (int i = 0; i < s->n; i++)
         if (s->children[i].waiter)
-            sup_control_answer(&s->children[i], "stopping", "etssup is stopping");
+            sup_control_answer(&s->children[i], PROTO_E_STOPPING, "etssup is stopping");
     if (s->ctl) {
         conn_server_stop(s->ctl);
         s->ctl = NULL;

@@ -109,7 +109,7 @@ void sup_terminate(sup *s, int code)
         s->exit_code = code;
         for (int i = 0; i < s->n; i++)
             if (s->children[i].waiter)
-                sup_control_answer(&s->children[i], "stopping", "etssup is stopping; the child is not restarted");
+                sup_control_answer(&s->children[i], PROTO_E_STOPPING, "etssup is stopping; the child is not restarted");
         sup_notify_status(s);
     }
     sup_advance(s);
@@ -218,7 +218,7 @@ void sup_advance(sup *s)
                 return;
             }
             if (next->waiter)
-                sup_control_answer(next, "start_failed", err);
+                sup_control_answer(next, PROTO_E_START_FAILED, err);
             if (sup_intensity_exceeded(s)) {
                 log_error("reached the maximum restart intensity (more than %d restarts within %d s): stopping "
                           "every child and exiting with status %d",
@@ -256,7 +256,7 @@ void sup_child_ready(sup_child *c)
     if (c->cfg->ready == SUP_READY_NOTIFY)
         log_info("child %s (pid %d) is ready", c->cfg->id, (int)c->pid);
     if (c->waiter)
-        sup_control_answer(c, NULL, NULL);
+        sup_control_answer(c, PROTO_OK, NULL);
     sup_advance(c->sup);
 }
 
@@ -319,7 +319,7 @@ void sup_child_exited(sup_child *c, int status)
         c->want_run = false;
         c->pending_stop = false;
         if (c->waiter)
-            sup_control_answer(c, "exited", why);
+            sup_control_answer(c, PROTO_E_EXITED, why);
         sup_advance(s);
         return;
     }

@@ -22,6 +22,7 @@
 #include <cjson/cJSON.h>
 
 #include "conn.h"
+#include "proto.h"
 #include "runtime.h"
 
 /* Exit statuses of etssup (documented in etssup(8)). */
@@ -200,5 +201,5 @@ void sup_control_stop(sup *s);
 /* adds pid, instance, state, strategy, intensity, period, children[] to r */
 int sup_status_add(sup *s, cJSON *r);
 /* answer a restart waiter: ok with the child's pid, or an error */
-void sup_control_answer(sup_child *c, const char *errcode, const char *msg);
+void sup_control_answer(sup_child *c, proto_err errcode, const char *msg); /* PROTO_OK: the ok reply */
 #endif

@@ -20,7 +20,7 @@
 static inline const char *fp_oracle(const char *payload, size_t len, const fp_req *f)
 {
     static char why[240];
-    const char *code = NULL;
+    proto_err code = PROTO_OK;
     char msg[200];
     cJSON *req = proto_parse_request(payload, len, &code, msg, sizeof msg);
     if (!req)

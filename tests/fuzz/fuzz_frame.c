@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             /* the payload is the bytes of the stream at that place */
             if (len && memcmp(p, data + consumed - len, len) != 0)
                 abort();
-            const char *code;
+            proto_err code;
             char msg[128];
             cJSON *req = proto_parse_request(p, len, &code, msg, sizeof msg);
             cJSON *rep = req ? proto_reply_ok(req) : proto_reply_err(NULL, code, "%s", msg);

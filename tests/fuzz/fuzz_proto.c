@@ -12,11 +12,11 @@ static const char *const fields[] = {"op", "id", "name", "pid", "unlink", "opts"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    const char *code = NULL;
+    proto_err code = PROTO_OK;
     char msg[256];
     cJSON *req = proto_parse_request((const char *)data, size, &code, msg, sizeof msg);
     if (!req) {
-        if (!code || (strcmp(code, "bad_json") != 0 && strcmp(code, "bad_request") != 0))
+        if (code != PROTO_E_BAD_JSON && code != PROTO_E_BAD_REQUEST)
             abort();
         if (!memchr(msg, '\0', sizeof msg))
             abort();
@@ -42,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
     }
     cJSON *ok = proto_reply_ok(req);
-    cJSON *err = proto_reply_err(req, "unknown_op", "no op %s", proto_op(req));
+    cJSON *err = proto_reply_err(req, PROTO_E_UNKNOWN_OP, "no op %s", proto_op(req));
     if (!ok || !err)
         abort();
     /* compared as printed: cJSON_Compare says inf != inf (1e999 parses) */

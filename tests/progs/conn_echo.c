@@ -40,7 +40,7 @@ static int ce_count_fds(void)
 static void ce_on_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, void *arg)
 {
     (void)arg;
-    const char *code;
+    proto_err code;
     char msg[256];
     cJSON *req = proto_parse_request(payload, len, &code, msg, sizeof msg);
     cJSON *r = req ? proto_reply_ok(req) : proto_reply_err(NULL, code, "%s", msg);
