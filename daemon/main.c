@@ -207,6 +207,7 @@ static void on_signal(uv_signal_t *h, int signum)
     log_notice("%s: exiting; %zu table(s) stay in shared memory for their owners.",
                signum == SIGTERM ? "SIGTERM" : "SIGINT", m->ntables);
     notify_send("STOPPING=1");
+    notify_watchdog_stop();
     conn_server_stop(m->srv);
     m->srv = NULL;
     uv_close((uv_handle_t *)&sig_term, NULL);
@@ -386,6 +387,8 @@ int main(int argc, char **argv)
                ETSMGR_VERSION_STRING, (int)m.pid, m.rt.instance,
                inherited ? "serving the inherited socket" : "listening on", inherited ? "etsmgrd" : sock_path,
                found, restored ? ", some restored from snapshots (see above)" : "");
+    if (notify_watchdog_start(m.loop) < 0)
+        log_warning("cannot start the watchdog timer: %s", strerror(errno));
     if (notify_sendf("READY=1\nSTATUS=managing %zu table(s) of instance %s", m.ntables, m.rt.instance) < 0)
         log_warning("cannot send READY=1 to $NOTIFY_SOCKET: %s", strerror(errno));
 

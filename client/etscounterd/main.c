@@ -209,6 +209,7 @@ static void ecd_on_signal(uv_signal_t *h, int signum)
     etsmgr_client_close(D.mgr); /* closes the watch and our connection: etsmgrd is heir */
     D.mgr = NULL;
     D.t = NULL;
+    notify_watchdog_stop();
     uv_walk(D.loop, ecd_close_walk, NULL);
 }
 
@@ -331,6 +332,8 @@ int main(int argc, char **argv)
 
     log_info("serving %s (exactly-once %s, on manager death: %s).", D.sock_path,
              D.exactly_once ? "on" : "off", D.exit_on_manager_death ? "exit" : "keep serving");
+    if (notify_watchdog_start(D.loop) < 0)
+        log_warning("cannot start the watchdog timer: %s", strerror(errno));
     notify_sendf("READY=1\nSTATUS=serving %s", D.sock_path);
     uv_run(D.loop, UV_RUN_DEFAULT);
     uv_loop_close(D.loop);

@@ -6,12 +6,17 @@
  * lets a supervisor tell which child spoke, whatever the child claims.
  *
  * Receiver: any fds that arrive (FDSTORE=1 senders) are closed, since nobody
- * here stores them and they would leak otherwise. */
+ * here stores them and they would leak otherwise.
+ *
+ * Watchdog: the pings come from a timer of the program's own event loop,
+ * never from a thread, so they stop exactly when the loop is stuck. */
 #include "notify.h"
 #include "fdpass.h"
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +25,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <uv.h>
 
 /* sockaddr for "path" or "@abstract"; its length, or 0 when invalid */
 static socklen_t notify_addr(const char *name, struct sockaddr_un *sa)
@@ -125,4 +131,58 @@ int notify_recv(int fd, char *buf, unsigned long len, int *pid)
         *pid = (int)from;
     buf[n] = '\0';
     return (int)n;
+}
+
+unsigned long long notify_watchdog_usec(void)
+{
+    const char *us = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
+    if (!us || !*us)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(us, &end, 10);
+    if (errno || *end || v == 0)
+        return 0;
+    if (pid && *pid) {
+        long p = strtol(pid, &end, 10);
+        if (*end || p != (long)getpid())
+            return 0;
+    }
+    return v;
+}
+
+static uv_timer_t notify_wd_timer;
+static bool notify_wd_on;
+
+static void notify_wd_cb(uv_timer_t *t)
+{
+    (void)t;
+    notify_send("WATCHDOG=1");
+}
+
+long long notify_watchdog_start(struct uv_loop_s *loop)
+{
+    unsigned long long us = notify_watchdog_usec();
+    if (us == 0 || notify_wd_on)
+        return notify_wd_on ? (long long)us : 0;
+    uint64_t every_ms = us / 2000 ? us / 2000 : 1;
+    int r = uv_timer_init(loop, &notify_wd_timer);
+    if (r == 0)
+        r = uv_timer_start(&notify_wd_timer, notify_wd_cb, 0, every_ms);
+    if (r < 0) {
+        errno = -r;
+        return -1;
+    }
+    uv_unref((uv_handle_t *)&notify_wd_timer);
+    notify_wd_on = true;
+    return (long long)us;
+}
+
+void notify_watchdog_stop(void)
+{
+    if (!notify_wd_on)
+        return;
+    notify_wd_on = false;
+    if (!uv_is_closing((uv_handle_t *)&notify_wd_timer))
+        uv_close((uv_handle_t *)&notify_wd_timer, NULL);
 }

@@ -136,6 +136,8 @@ static void child_notify_cb(uv_poll_t *h, int status, int events)
                 *next++ = 0;
             if (strcmp(line, "READY=1") == 0)
                 ready = true;
+            else if (strcmp(line, "WATCHDOG=1") == 0)
+                c->wd_last_ms = sup_now_ms();
             else if (strncmp(line, "STATUS=", 7) == 0)
                 snprintf(c->status, sizeof c->status, "%s", line + 7);
         }
@@ -245,7 +247,7 @@ int sup_child_spawn(sup_child *c, char *err, size_t errlen)
     int nenv = 0;
     while (environ && environ[nenv])
         nenv++;
-    char **env = calloc(nenv + 9, sizeof *env);
+    char **env = calloc(nenv + 10, sizeof *env);
     if (!env) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -269,6 +271,9 @@ int sup_child_spawn(sup_child *c, char *err, size_t errlen)
     oom |= asprintf(&env[k++], "ETSMGR_INSTANCE=%s", s->rt.instance) < 0;
     if (cc->ready == SUP_READY_NOTIFY)
         oom |= asprintf(&env[k++], "NOTIFY_SOCKET=%s", c->notify_path) < 0;
+    /* the child pings etssup as often as systemd wants etssup to (watchdog.c) */
+    if (cc->ready == SUP_READY_NOTIFY && s->wd_usec)
+        oom |= asprintf(&env[k++], "WATCHDOG_USEC=%llu", s->wd_usec) < 0;
     if (cc->nsockets) {
         oom |= asprintf(&env[k++], "LISTEN_FDS=%d", cc->nsockets) < 0;
         oom |= asprintf(&env[k++], "LISTEN_FDNAMES=%s", fdnames) < 0;

@@ -275,6 +275,8 @@ int main(int argc, char **argv)
     for (int i = 0; ok && i < s->n; i++)
         if (s->children[i].cfg->ready == SUP_READY_NOTIFY)
             ok = sup_child_notify_open(&s->children[i]) == 0;
+    if (ok && sup_watchdog_start(s) < 0)
+        ok = false;
     if (ok && sup_control_start(s, err, sizeof err) < 0) {
         log_error("control socket: %s", err);
         ok = false;
@@ -284,6 +286,7 @@ int main(int argc, char **argv)
             sup_child_notify_close(&s->children[i]);
         sup_sockets_close(s);
         sup_control_stop(s);
+        sup_watchdog_stop(s);
         return so == -2 ? SUP_EXIT_CONFIG : SUP_EXIT_FAILURE;
     }
     log_notice("supervising %d children in %s, instance %s (strategy %s, intensity %d in %d s)", s->n, s->rt.dir,

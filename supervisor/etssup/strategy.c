@@ -125,6 +125,7 @@ static void sup_finish_cb(uv_timer_t *t)
     sup *s = t->data;
     uv_close((uv_handle_t *)t, sup_close_cb);
     sup_control_stop(s);
+    sup_watchdog_stop(s);
     for (int i = 0; i < s->n; i++) {
         sup_child *c = &s->children[i];
         sup_child_notify_close(c);

@@ -134,6 +134,8 @@ typedef struct sup_child {
     char notify_path[RT_PATH_MAX];
     uv_poll_t notify_poll;
     uv_timer_t timer;   /* start timeout, or SIGKILL after shutdown time */
+    uint64_t wd_last_ms; /* its last WATCHDOG=1 (watchdog.c) */
+    bool wd_silent;      /* already reported as not pinging */
     conn *waiter;       /* control "restart" waiting for its readiness */
     cJSON *waiter_req;
 } sup_child;
@@ -153,12 +155,18 @@ typedef struct sup {
     unsigned nrestarts;
     int lock_fd;
     int gen_fd; /* shared flock every child inherits: see sup_generation_lock */
+    unsigned long long wd_usec; /* systemd's WATCHDOG_USEC for etssup, 0: off */
     uv_signal_t sig_chld, sig_term, sig_int;
     conn_server *ctl;
     char ctl_path[RT_PATH_MAX];
 } sup;
 
 uint64_t sup_now_ms(void);
+
+/* watchdog.c: WATCHDOG=1 to systemd while the loop turns and every running
+ * child pings (0, or -1 when the timer cannot start) */
+int sup_watchdog_start(sup *s);
+void sup_watchdog_stop(sup *s);
 
 /* sockets.c: the listening sockets etssup holds for its children; 0, -1 on
  * a system error, -2 when an inherited socket matches no configured one */

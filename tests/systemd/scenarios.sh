@@ -210,12 +210,40 @@ sc_stop() {
     ok "systemctl stop: nothing left running, the tables stay in /dev/shm"
 }
 
+# WatchdogSec= (shortened by a drop-in, to keep the run short): a SIGSTOPped
+# etssup, then a SIGSTOPped etsmgrd (etssup withholds its ping), gets the
+# service killed and restarted by systemd, and the count goes on.
+sc_watchdog() {
+    inside mkdir -p /run/systemd/system/etsmgr.service.d
+    printf '[Service]\nWatchdogSec=2s\nTimeoutAbortSec=2s\n' |
+        inside tee /run/systemd/system/etsmgr.service.d/watchdog.conf >/dev/null
+    inside systemctl daemon-reload
+    inside systemctl restart etsmgr || fail "systemctl restart etsmgr with WatchdogSec=2s"
+    local before main p
+    for what in etssup etsmgrd; do
+        before=$(count)
+        main=$(prop etsmgr MainPID)
+        if [ $what = etssup ]; then p=$main; else p=$(child_pid etsmgr etsmgrd) || fail "no etsmgrd"; fi
+        inside kill -STOP "$p"
+        until_ok 30 active_with_new_pid etsmgr "$main" ||
+            fail "systemd did not restart etsmgr with $what stopped (WatchdogSec=2s)"
+        expect_eq "$(count)" $((before + 1)) "the count after the watchdog restart ($what stopped)"
+    done
+    journal_has "sent no WATCHDOG=1" -t etssup || fail "etssup did not say which child stopped pinging"
+    journal_has "Watchdog timeout" -u etsmgr || fail "systemd did not log a watchdog timeout"
+    inside rm -r /run/systemd/system/etsmgr.service.d
+    inside systemctl daemon-reload
+    inside systemctl restart etsmgr || fail "systemctl restart etsmgr without the drop-in"
+    ok "watchdog: a SIGSTOPped etssup, and a SIGSTOPped etsmgrd (etssup withholds WATCHDOG=1), get the service restarted; the count goes on"
+}
+
 run_scenarios() {
     sc_install
     sc_seed_story
     sc_user_and_group
     sc_socket_activation
     sc_intensity
+    sc_watchdog
     sc_journal_priorities
     sc_instances
     sc_stop
