@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -88,6 +89,12 @@ static int et_cli(char **out, const char *args)
     else
         free(o);
     return st;
+}
+
+static bool et_file_has_text(void *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && st.st_size > 0;
 }
 
 static long et_count(void)
@@ -578,11 +585,25 @@ START_TEST(test_cli_usage)
     st = et_cli(&out, "--help");
     ck_assert_msg(rc_ok(st) && strstr(out, "Usage: etscounter") && strstr(out, "--timeout MS"), "--help: %s", out);
     free(out);
-    /* nobody serves: exit 69 after --timeout, saying what was tried */
-    st = et_cli(&out, "--timeout 300 count");
+    /* nothing runs and nothing restarts it: 69 at once, not after --timeout
+     * (et_cli gives up after 20 s), saying where it looked and what to do */
+    st = et_cli(&out, "--timeout 600000 count");
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 69, "no server: 0x%x %s", st, out);
-    ck_assert_msg(strstr(out, "etscounter.sock") && strstr(out, "attempts") && strstr(out, "No such file"),
-                  "the message does not say what was tried: %s", out);
+    ck_assert_msg(strstr(out, "not running") && strstr(out, E.instance) && strstr(out, E.dir) &&
+                      strstr(out, "does not exist") && strstr(out, "etssup"),
+                  "the message does not say what is missing, where, and how to start it: %s", out);
+    ck_assert_msg(!strstr(out, "waiting"), "it waited: %s", out);
+    free(out);
+    /* a stale socket file (a daemon killed with no supervisor): the same */
+    char sockp[256];
+    snprintf(sockp, sizeof sockp, "%s/etscounter.sock", E.dir);
+    char err[256];
+    int lfd = sock_listen_unix(sockp, 0600, 1, err, sizeof err);
+    ck_assert_msg(lfd >= 0, "%s", err);
+    close(lfd); /* the file stays, nobody listens */
+    st = et_cli(&out, "--timeout 600000 count");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 69 && strstr(out, "refuses connections"), "stale: 0x%x %s",
+                  st, out);
     free(out);
 
     const char *d = tu_bin("etscounterd", false);
@@ -602,6 +623,41 @@ START_TEST(test_cli_usage)
     st = rc_sh(&out, 10000, "%s --wait-timeout 200", d);
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 69, "no etsmgrd: 0x%x %s", st, out);
     free(out);
+}
+END_TEST
+
+/* A supervisor holds the instance's lock while it restarts etscounterd: the
+ * CLI keeps trying, says once after a second what it waits for, and counts
+ * when etscounterd comes. */
+START_TEST(test_cli_waits_for_a_restart)
+{
+    char lockp[256];
+    snprintf(lockp, sizeof lockp, "%s/etssup.lock", E.dir);
+    int lk = sock_lock_file(lockp); /* we play etssup */
+    ck_assert_msg(lk >= 0, "lock %s: %s", lockp, strerror(errno));
+    char *out;
+    int st = et_cli(&out, "--timeout 1500 count");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 69, "no server, lock held: 0x%x %s", st, out);
+    int said = 0;
+    for (const char *w = out; (w = strstr(w, "waiting for etscounterd")); w++)
+        said++;
+    ck_assert_msg(said == 1 && strstr(out, "attempts"), "not said once what it waits for: %s", out);
+    free(out);
+    /* it counts once etscounterd comes, with the wait said on stderr */
+    et_mgr();
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s --timeout 30000 count > %s/out 2> %s/err", tu_bin("etscounter", false), E.dir,
+             E.dir);
+    char *sh[] = {"/bin/sh", "-c", cmd, NULL};
+    pid_t cli = tu_spawn(&E, sh);
+    ck_assert_int_gt(cli, 0);
+    char errp[300];
+    snprintf(errp, sizeof errp, "%s/err", E.dir);
+    ck_assert_msg(tu_eventually(et_file_has_text, errp, 20000), "no word on stderr while waiting");
+    et_ctr();
+    st = tu_wait(cli, 30000);
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "count after the restart: 0x%x", st);
+    close(lk);
 }
 END_TEST
 
@@ -650,6 +706,7 @@ Suite *etscounter_suite(void)
     tcase_add_checked_fixture(tc, et_setup, et_cleanup);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_cli_usage);
+    tcase_add_test(tc, test_cli_waits_for_a_restart);
     tcase_add_test(tc, test_cli_json);
     suite_add_tcase(s, tc);
     return s;

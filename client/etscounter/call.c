@@ -17,7 +17,13 @@
  * handed over by etssup and be read after we gave up).  So for grace_ms
  * after the deadline we keep asking with the same id: the answer is then
  * final, the recorded value (it was counted: success) or "expired" (it was
- * not), and "etscounter count exited 0" stays exactly "it was counted". */
+ * not), and "etscounter count exited 0" stays exactly "it was counted".
+ *
+ * Retrying is for a restart, not for a system that is not running: when the
+ * socket is missing or refuses and no process holds the instance's locks
+ * (etssup's, which restarts etscounterd, or etscounterd's own), nobody will
+ * come, and the answer is given at once.  A wait longer than a second is
+ * said once on stderr, so that a person knows what the silence is. */
 #include "etscounter.h"
 
 #include <errno.h>
@@ -27,6 +33,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "runtime.h"
 #include "sock.h"
 
 static int64_t ec_now_ms(void)
@@ -41,11 +48,29 @@ static int ec_retryable_connect(int e)
     return e == ENOENT || e == ECONNREFUSED || e == EAGAIN || e == ECONNRESET || e == EINTR;
 }
 
-int ec_call(const char *path, const cJSON *req, int timeout_ms, int grace_ms, int resend, cJSON **reply,
-            char *why, size_t whylen)
+/* Is anyone serving or restarting this instance's etscounterd?  1 yes, 0 no,
+ * -1 cannot tell (another user's locks): then behave as if yes. */
+static int ec_someone_serves(const rt_paths *rt)
+{
+    static const char *locks[] = {"etssup.lock", "etscounterd.lock"};
+    int unsure = 0;
+    for (size_t i = 0; i < sizeof locks / sizeof locks[0]; i++) {
+        char p[RT_PATH_MAX];
+        if (rt_path(rt, locks[i], p, sizeof p) < 0)
+            return -1;
+        int h = sock_lock_held(p);
+        if (h == 1)
+            return 1;
+        unsure |= h < 0;
+    }
+    return unsure ? -1 : 0;
+}
+
+int ec_call(const rt_paths *rt, const char *path, const cJSON *req, int timeout_ms, int grace_ms, int resend,
+            cJSON **reply, char *why, size_t whylen)
 {
     int64_t start = ec_now_ms(), deadline = start + timeout_ms + grace_ms;
-    int attempts = 0, backoff = 5, sent = 0;
+    int attempts = 0, backoff = 5, sent = 0, told = 0;
     char last[200] = "nothing tried";
     *reply = NULL;
     for (;;) {
@@ -57,6 +82,14 @@ int ec_call(const char *path, const cJSON *req, int timeout_ms, int grace_ms, in
             if (!ec_retryable_connect(e)) {
                 snprintf(why, whylen, "cannot connect to %s: %s", path, strerror(e));
                 return EC_FAIL;
+            }
+            if ((e == ENOENT || e == ECONNREFUSED) && ec_someone_serves(rt) == 0) {
+                snprintf(why, whylen,
+                         "etscounterd is not running: %s %s and no etssup or etscounterd holds the "
+                         "instance's lock; start it with etssup (make run in the source tree), or see "
+                         "`etsmgrctl env` if it runs elsewhere",
+                         path, e == ENOENT ? "does not exist" : "refuses connections");
+                return EC_UNAVAILABLE;
             }
         } else {
             int r = frame_write_json(fd, req, NULL, 0);
@@ -104,6 +137,11 @@ int ec_call(const char *path, const cJSON *req, int timeout_ms, int grace_ms, in
                      path, attempts, attempts == 1 ? "" : "s", (long long)(now - start), last,
                      sent ? "; a sent attempt may have been applied before etscounterd died" : "");
             return EC_UNAVAILABLE;
+        }
+        if (!told && now - start >= 1000) {
+            told = 1;
+            fprintf(stderr, "etscounter: waiting for etscounterd at %s (instance %s; %s), for up to %lld ms more\n",
+                    path, rt->instance, last, (long long)(deadline - now));
         }
         struct timespec ts = { 0, (long)backoff * 1000000L };
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)

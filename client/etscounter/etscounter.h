@@ -16,8 +16,10 @@
  * is for requests that carry a deadline of timeout_ms, see call.c).  resend:
  * the request may be sent again after a connection closed without a reply.
  * EC_OK with *reply (which may be an error reply), else EC_UNAVAILABLE or
- * EC_FAIL with words in why. */
+ * EC_FAIL with words in why.  EC_UNAVAILABLE at once when nothing serves the
+ * instance rt and nothing will (no socket, no lock held). */
 #define EC_GRACE_MS 1000
-int ec_call(const char *path, const cJSON *req, int timeout_ms, int grace_ms, int resend, cJSON **reply,
-            char *why, size_t whylen);
+struct rt_paths;
+int ec_call(const struct rt_paths *rt, const char *path, const cJSON *req, int timeout_ms, int grace_ms, int resend,
+            cJSON **reply, char *why, size_t whylen);
 #endif

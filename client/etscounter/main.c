@@ -42,7 +42,8 @@ static const char ec_usage[] =
     "  -h, --help              show this help and exit\n"
     "  -V, --version           show the version and exit\n"
     "\n"
-    "Exit status: 0 done, 64 usage error, 69 etscounterd did not answer within\n"
+    "Exit status: 0 done, 64 usage error, 69 etscounterd is not running (said at\n"
+    "once when nothing holds the instance's lock) or did not answer within\n"
     "--timeout, 70 any other failure.\n";
 
 static int ec_usage_error(const char *fmt, const char *arg)
@@ -175,11 +176,12 @@ int main(int argc, char **argv)
     cJSON *rep = NULL;
     char why[512];
     int is_count = strcmp(cmd, "count") == 0;
-    int rc = ec_call(path, req, timeout_ms, is_count ? EC_GRACE_MS : 0, strcmp(cmd, "die") != 0, &rep, why,
+    int rc = ec_call(&rt, path, req, timeout_ms, is_count ? EC_GRACE_MS : 0, strcmp(cmd, "die") != 0, &rep, why,
                      sizeof why);
     cJSON_Delete(req);
     if (rc != EC_OK) {
-        fprintf(stderr, "etscounter: %s %s: %s\n", cmd, rc == EC_UNAVAILABLE ? "gave up" : "failed", why);
+        fprintf(stderr, "etscounter: %s %s (instance %s, runtime dir %s): %s\n", cmd,
+                rc == EC_UNAVAILABLE ? "gave up" : "failed", rt.instance, rt.dir, why);
         return rc;
     }
     if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rep, "ok"))) {

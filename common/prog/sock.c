@@ -11,10 +11,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -114,4 +116,31 @@ int sock_lock_file(const char *path)
     close(fd);
     errno = e;
     return -1;
+}
+
+/* /proc/locks rather than trying the lock: a probe that held it even for a
+ * moment could make a daemon starting at that moment fail its own take. */
+int sock_lock_held(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -1;
+    FILE *f = fopen("/proc/locks", "re");
+    if (!f)
+        return -1;
+    char line[256];
+    int held = 0;
+    /* "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF" (major:minor in hex) */
+    while (!held && fgets(line, sizeof line, f)) {
+        char type[16], dev[64];
+        if (sscanf(line, "%*[^:]: %15s %*s %*s %*s %63s", type, dev) != 2 || strcmp(type, "FLOCK") != 0)
+            continue;
+        unsigned maj, min;
+        unsigned long long ino;
+        if (sscanf(dev, "%x:%x:%llu", &maj, &min, &ino) == 3 && ino == (unsigned long long)st.st_ino &&
+            maj == major(st.st_dev) && min == minor(st.st_dev))
+            held = 1;
+    }
+    fclose(f);
+    return held;
 }

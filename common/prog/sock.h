@@ -11,4 +11,8 @@ int sock_connect_unix(const char *path);
 /* Take an exclusive lock on path (created 0600): fd, or -1 with errno
  * EWOULDBLOCK when another process holds it. */
 int sock_lock_file(const char *path);
+/* Whether some process holds an flock on path (taken with sock_lock_file):
+ * 1 yes, 0 no (or no such file), -1 cannot tell (errno).  Looks without
+ * taking the lock. */
+int sock_lock_held(const char *path);
 #endif
