@@ -45,6 +45,7 @@ static const char *rt_env(const char *name)
 int rt_resolve(const char *opt_dir, const char *opt_instance, rt_paths *out, char *err, size_t errlen)
 {
     const char *inst = opt_instance ? opt_instance : rt_env("ETSMGR_INSTANCE");
+    out->instance_from = opt_instance ? "--instance" : inst ? "$ETSMGR_INSTANCE" : "the default";
     if (!inst)
         inst = "etsmgr";
     if (!rt_valid_name(inst, strlen(inst))) {
@@ -63,18 +64,26 @@ int rt_resolve(const char *opt_dir, const char *opt_instance, rt_paths *out, cha
             snprintf(err, errlen, "the runtime directory must not be empty");
             return -1;
         }
+        out->dir_from = opt_dir ? "--runtime-dir" : "$ETSMGR_RUNTIME_DIR";
         n = snprintf(dir, sizeof dir, "%s", d);
     } else if ((d = rt_env("XDG_RUNTIME_DIR"))) {
+        out->dir_from = "$XDG_RUNTIME_DIR/etsmgr ($ETSMGR_RUNTIME_DIR is not set)";
         n = snprintf(dir, sizeof dir, "%s/etsmgr", d);
     } else if (geteuid() == 0) {
+        out->dir_from = "root's default ($ETSMGR_RUNTIME_DIR and $XDG_RUNTIME_DIR are not set)";
         n = snprintf(dir, sizeof dir, "/run/etsmgr");
     } else {
+        out->dir_from = "the default for this uid ($ETSMGR_RUNTIME_DIR and $XDG_RUNTIME_DIR are not set)";
         n = snprintf(dir, sizeof dir, "/tmp/etsmgr-%lu", (unsigned long)geteuid());
     }
     /* a default dir of its own for every other instance, the one etsmgr@NAME
      * .service uses, so --instance NAME alone finds it */
-    if (!chosen && n >= 0 && (size_t)n < sizeof dir && strcmp(inst, "etsmgr") != 0)
+    if (!chosen && n >= 0 && (size_t)n < sizeof dir && strcmp(inst, "etsmgr") != 0) {
         n += snprintf(dir + n, sizeof dir - (size_t)n, "@%s", inst);
+        out->dir_from = rt_env("XDG_RUNTIME_DIR") ? "$XDG_RUNTIME_DIR/etsmgr@INSTANCE (not the default instance)"
+                        : geteuid() == 0           ? "root's default, @INSTANCE (not the default instance)"
+                                                   : "the default for this uid, @INSTANCE (not the default instance)";
+    }
     if (n < 0 || (size_t)n >= sizeof dir) {
         snprintf(err, errlen, "runtime directory path is too long");
         return -1;

@@ -18,6 +18,9 @@
 typedef struct rt_paths {
     char dir[RT_PATH_MAX];
     char instance[RT_INSTANCE_MAX + 1];
+    /* where each came from, for people (etsmgrctl env): "--runtime-dir",
+     * "$ETSMGR_RUNTIME_DIR", "$XDG_RUNTIME_DIR/etsmgr" ...; static strings */
+    const char *dir_from, *instance_from;
 } rt_paths;
 
 /* opt_dir / opt_instance: the command line's values or NULL.  Returns 0, or

@@ -1,6 +1,6 @@
 /* test_etsmgrctl.c: etsmgrctl against etssup (stub children) and the real
- * etsmgrd: aligned human output, --json, restart, stop, and the exit
- * statuses 64 (usage), 69 (not reachable), 70 (error reply). */
+ * etsmgrd: aligned human output, --json, restart, stop, kill, env, and the
+ * exit statuses 64 (usage), 69 (not reachable), 70 (error reply). */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +65,20 @@ START_TEST(test_ctl_status_restart_stop)
     ck_assert_int_eq(q[0], p[0]);
     ck_assert_int_ne(q[1], p[1]);
 
+    /* kill: the pid from etssup, the signal given; etssup restarts it */
+    ck_assert_int_eq(ctl(&e, &out, "kill", "alpha", "--signal=KILL"), 0);
+    char want[64];
+    snprintf(want, sizeof want, "sent SIGKILL to alpha (pid %d)", (int)q[0]);
+    ck_assert_msg(strstr(out, want), "%s", out);
+    free(out);
+    ck_assert_msg(st_wait_settled(&e, 0, q[0], 15000), "etssup did not restart alpha after etsmgrctl kill");
+    ck_assert_int_eq(ctl(&e, &out, "kill", "nope", NULL), 64);
+    ck_assert_ptr_nonnull(strstr(out, "no child \"nope\""));
+    free(out);
+    ck_assert_int_eq(ctl(&e, &out, "kill", "alpha", "--signal=LOUD"), 64);
+    free(out);
+    st_pids(&e, q);
+
     ck_assert_int_eq(ctl(&e, &out, "restart", "nope", NULL), 70);
     ck_assert_ptr_nonnull(strstr(out, "no child with id \"nope\""));
     free(out);
@@ -110,6 +124,40 @@ START_TEST(test_ctl_tables)
 }
 END_TEST
 
+/* env: what a program would resolve, and from where */
+START_TEST(test_ctl_env)
+{
+    st_env e;
+    st_init(&e);
+    char *out = NULL;
+    ck_assert_int_eq(ctl(&e, &out, "env", NULL, NULL), 0);
+    ck_assert_msg(strstr(out, e.dir) && strstr(out, e.instance) && strstr(out, "from --runtime-dir") &&
+                      strstr(out, "from --instance"),
+                  "%s", out);
+    free(out);
+    int st = rc_sh(&out, 10000, "env -u ETSMGR_RUNTIME_DIR -u ETSMGR_INSTANCE XDG_RUNTIME_DIR=/nonexistent/x %s env",
+                   e.ctl_bin);
+    ck_assert_msg(rc_ok(st) && strstr(out, "/nonexistent/x/etsmgr\n") && strstr(out, "from $XDG_RUNTIME_DIR") &&
+                      strstr(out, "from the default"),
+                  "%s", out);
+    free(out);
+    st = rc_sh(&out, 10000, "ETSMGR_RUNTIME_DIR=/tmp/elsewhere ETSMGR_INSTANCE=other %s --json env", e.ctl_bin);
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_msg(rc_ok(st) && j, "%s", out);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "runtime_dir")->valuestring, "/tmp/elsewhere");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "runtime_dir_from")->valuestring, "$ETSMGR_RUNTIME_DIR");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "instance")->valuestring, "other");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "instance_from")->valuestring, "$ETSMGR_INSTANCE");
+    cJSON_Delete(j);
+    free(out);
+    /* an error names the instance and the runtime dir it tried */
+    ck_assert_int_eq(ctl(&e, &out, "status", NULL, NULL), 69);
+    ck_assert_msg(strstr(out, e.instance) && strstr(out, e.dir) && strstr(out, "etsmgrctl env"), "%s", out);
+    free(out);
+    st_cleanup(&e);
+}
+END_TEST
+
 START_TEST(test_ctl_help_version)
 {
     st_env e;
@@ -142,6 +190,7 @@ Suite *etsmgrctl_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_ctl_status_restart_stop);
     tcase_add_test(tc, test_ctl_tables);
+    tcase_add_test(tc, test_ctl_env);
     tcase_add_test(tc, test_ctl_help_version);
     suite_add_tcase(s, tc);
     return s;

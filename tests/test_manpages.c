@@ -262,6 +262,8 @@ START_TEST(test_pages_render_without_warnings)
     char *probe = NULL;
     bool mandoc = rc_ok(rc_sh(&probe, 5000, "command -v mandoc"));
     free(probe);
+    bool man = rc_ok(rc_sh(&probe, 5000, "command -v man"));
+    free(probe);
     char dir[512];
     snprintf(dir, sizeof dir, "%s/docs/man", mp_srcdir());
     DIR *d = opendir(dir);
@@ -284,6 +286,14 @@ START_TEST(test_pages_render_without_warnings)
                    out ? out : "(no output)");
         }
         free(out);
+        /* and as a reader sees it: man on an 80-column terminal (troff's
+         * "cannot adjust line" shows only there) */
+        if (man) {
+            st = rc_sh(&out, 20000, "MANWIDTH=80 MAN_KEEP_FORMATTING= man --warnings -l '%s' 2>&1 >/dev/null", path);
+            if (!rc_ok(st) || (out && *out))
+                mp_add(&r, "%s: man --warnings says:\n%s", de->d_name, out ? out : "(no output)");
+            free(out);
+        }
         rendered++;
     }
     closedir(d);

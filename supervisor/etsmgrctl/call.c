@@ -26,10 +26,13 @@ int ctl_call(const rt_paths *rt, const char *sockname, const char *who, cJSON *r
     if (fd < 0) {
         int e = errno;
         if (e == ENOENT || e == ECONNREFUSED || e == ENOTDIR)
-            fprintf(stderr, "etsmgrctl: %s is not running for instance %s (connect %s: %s)\n", who, rt->instance,
-                    path, strerror(e));
+            fprintf(stderr,
+                    "etsmgrctl: %s is not running for instance %s in runtime dir %s (connect %s: %s); "
+                    "`etsmgrctl env` says where these come from\n",
+                    who, rt->instance, rt->dir, path, strerror(e));
         else
-            fprintf(stderr, "etsmgrctl: cannot reach %s: connect %s: %s\n", who, path, strerror(e));
+            fprintf(stderr, "etsmgrctl: cannot reach %s of instance %s: connect %s: %s\n", who, rt->instance, path,
+                    strerror(e));
         return CTL_EXIT_UNAVAILABLE;
     }
     if (frame_write_json(fd, req, NULL, 0) < 0) {

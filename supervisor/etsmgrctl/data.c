@@ -70,7 +70,8 @@ int ctl_load(const rt_paths *rt, const char *file, const char *as, bool replace,
     char msg[256];
     int rc = etsmgr_connect(rt->dir, rt->instance, &c, msg, sizeof msg);
     if (rc) {
-        fprintf(stderr, "etsmgrctl: etsmgrd is not running for instance %s: %s\n", rt->instance, msg);
+        fprintf(stderr, "etsmgrctl: etsmgrd is not running for instance %s in runtime dir %s: %s\n", rt->instance,
+                rt->dir, msg);
         return CTL_EXIT_UNAVAILABLE;
     }
     etsmgr_client_set_timeout(c, timeout);

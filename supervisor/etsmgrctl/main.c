@@ -6,15 +6,19 @@
  * like every program of the project, so it needs no options next to a
  * running system.  Human output is aligned columns sized to the data;
  * --json prints the daemon's reply (without "ok" and "id") on one line for
- * scripts.  The exit status tells a script what went wrong: 69 when nobody
+ * scripts.  kill takes the pid from etssup's status (so it hits this
+ * instance's child, never another user's), env tells what a program run here
+ * would resolve.  The exit status tells a script what went wrong: 69 when nobody
  * answers (not running, or it went away), 70 when it answered with an error
  * or nonsense, 64 for a usage mistake. */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "ctl.h"
@@ -41,6 +45,9 @@ static void ctl_usage(FILE *f)
             "  snapshot      etsmgrd saves every table to its --snapshot-dir now\n"
             "  del TABLE [--force]  remove an orphaned table: its shared memory and its snapshot;\n"
             "                --force also removes an owned one (its owner's changes are then lost)\n"
+            "  kill ID       send a signal (--signal, default TERM) to child ID of this\n"
+            "                instance's etssup, or to etssup itself (ID etssup): for experiments\n"
+            "  env           print the runtime dir and instance a program would use here, and why\n"
             "\n"
             "Options:\n"
             "  -d, --runtime-dir DIR   runtime directory (default: $ETSMGR_RUNTIME_DIR,\n"
@@ -48,6 +55,7 @@ static void ctl_usage(FILE *f)
             "                          else /tmp/etsmgr-$UID)\n"
             "  -i, --instance NAME     instance name (default: $ETSMGR_INSTANCE, else etsmgr)\n"
             "  -j, --json              machine-readable output (one JSON object)\n"
+            "  -s, --signal SIG        kill's signal: a name (KILL, SIGKILL) or a number\n"
             "  -t, --timeout MS        how long to wait for the answer (default 5000 for\n"
             "                          status, tables and del, 60000 for restart, stop, save,\n"
             "                          load and snapshot)\n"
@@ -260,6 +268,122 @@ static int ctl_restart(const rt_paths *rt, const char *id, int timeout)
     return 0;
 }
 
+/* The pid of child id (or of etssup for "etssup"), from etssup's status;
+ * 0 when it does not run; an exit status < 0 ... see ctl_kill. */
+static int ctl_child_pid(const rt_paths *rt, const char *id, int timeout, pid_t *pid, pid_t *sup)
+{
+    cJSON *req = cJSON_CreateObject(), *reply = NULL;
+    cJSON_AddStringToObject(req, "op", "status");
+    cJSON_AddNumberToObject(req, "id", 1);
+    int rc = ctl_call(rt, "etssup.sock", "etssup", req, timeout, NULL, &reply);
+    cJSON_Delete(req);
+    if (rc)
+        return rc;
+    *sup = (pid_t)ctl_num(reply, "pid");
+    bool found = strcmp(id, "etssup") == 0;
+    *pid = found ? *sup : 0;
+    const cJSON *ch;
+    cJSON_ArrayForEach(ch, cJSON_GetObjectItemCaseSensitive(reply, "children")) {
+        if (!found && strcmp(ctl_str(ch, "id", ""), id) == 0) {
+            found = true;
+            *pid = (pid_t)ctl_num(ch, "pid");
+        }
+    }
+    if (!found) {
+        fprintf(stderr, "etsmgrctl: etssup of instance %s has no child \"%s\" (see etsmgrctl status)\n",
+                rt->instance, id);
+        rc = CTL_EXIT_USAGE;
+    }
+    cJSON_Delete(reply);
+    return rc;
+}
+
+/* The parent pid of pid from /proc, or -1. */
+static pid_t ctl_ppid(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *rp = strrchr(buf, ')'); /* the name may hold spaces and parens */
+    long ppid;
+    char state;
+    return rp && sscanf(rp + 1, " %c %ld", &state, &ppid) == 2 ? (pid_t)ppid : -1;
+}
+
+/* kill ID: the pid comes from this instance's etssup, and must still be its
+ * child when the signal goes (not another user's or instance's process, as
+ * a pgrep would find). */
+static int ctl_kill(const rt_paths *rt, const char *id, int sig, int timeout)
+{
+    pid_t pid = 0, sup = 0;
+    int rc = ctl_child_pid(rt, id, timeout, &pid, &sup);
+    if (rc)
+        return rc;
+    if (pid <= 0) {
+        fprintf(stderr, "etsmgrctl: child %s of instance %s is not running now\n", id, rt->instance);
+        return CTL_EXIT_UNAVAILABLE;
+    }
+    if (pid != sup && ctl_ppid(pid) != sup) {
+        fprintf(stderr, "etsmgrctl: pid %ld is no longer etssup's child %s (it was just restarted?); try again\n",
+                (long)pid, id);
+        return CTL_EXIT_UNAVAILABLE;
+    }
+    if (kill(pid, sig) < 0) {
+        fprintf(stderr, "etsmgrctl: kill %ld (%s): %s\n", (long)pid, id, strerror(errno));
+        return errno == ESRCH ? CTL_EXIT_UNAVAILABLE : CTL_EXIT_SOFTWARE;
+    }
+    if (g_json)
+        printf("{\"killed\":\"%s\",\"pid\":%ld,\"signal\":%d}\n", id, (long)pid, sig);
+    else
+        printf("sent SIG%s to %s (pid %ld)\n", sigabbrev_np(sig) ? sigabbrev_np(sig) : "?", id, (long)pid);
+    return 0;
+}
+
+/* KILL, SIGKILL, kill or 9 */
+static int ctl_parse_signal(const char *s)
+{
+    char *end;
+    long n = strtol(s, &end, 10);
+    if (*s && !*end)
+        return n > 0 && n < NSIG ? (int)n : -1;
+    if (strncasecmp(s, "SIG", 3) == 0)
+        s += 3;
+    for (int i = 1; i < NSIG; i++) {
+        const char *a = sigabbrev_np(i);
+        if (a && strcasecmp(a, s) == 0)
+            return i;
+    }
+    return -1;
+}
+
+/* etsmgrctl env: what rt_resolve gives here, and from where. */
+static int ctl_env(const rt_paths *rt)
+{
+    if (g_json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "runtime_dir", rt->dir);
+        cJSON_AddStringToObject(o, "runtime_dir_from", rt->dir_from);
+        cJSON_AddStringToObject(o, "instance", rt->instance);
+        cJSON_AddStringToObject(o, "instance_from", rt->instance_from);
+        ctl_print_json(o);
+        cJSON_Delete(o);
+        return 0;
+    }
+    printf("runtime dir  %s\n             from %s\n", rt->dir, rt->dir_from);
+    printf("instance     %s\n             from %s\n", rt->instance, rt->instance_from);
+    printf("sockets      %s/{etssup,etsmgrd,etscounter}.sock\n", rt->dir);
+    printf("Every program and libetsmgr resolve these the same way: --runtime-dir and\n"
+           "--instance, else $ETSMGR_RUNTIME_DIR and $ETSMGR_INSTANCE, else the defaults.\n"
+           "Two shells with a different XDG_RUNTIME_DIR or ETSMGR_INSTANCE talk to\n"
+           "different systems.\n");
+    return 0;
+}
+
 static int ctl_stop(const rt_paths *rt, int timeout)
 {
     cJSON *req = cJSON_CreateObject(), *reply = NULL;
@@ -297,6 +421,7 @@ int main(int argc, char **argv)
                                          {"instance", required_argument, NULL, 'i'},
                                          {"json", no_argument, NULL, 'j'},
                                          {"timeout", required_argument, NULL, 't'},
+                                         {"signal", required_argument, NULL, 's'},
                                          {"help", no_argument, NULL, 'h'},
                                          {"version", no_argument, NULL, 'V'},
                                          {"as", required_argument, NULL, 1001},
@@ -306,9 +431,15 @@ int main(int argc, char **argv)
     const char *opt_as = NULL;
     bool opt_replace = false, opt_force = false;
     const char *opt_dir = NULL, *opt_instance = NULL;
-    int timeout = -1, o;
-    while ((o = getopt_long(argc, argv, "d:i:jt:hV", opts, NULL)) != -1) {
+    int timeout = -1, o, sig = SIGTERM;
+    while ((o = getopt_long(argc, argv, "d:i:jt:s:hV", opts, NULL)) != -1) {
         switch (o) {
+        case 's':
+            if ((sig = ctl_parse_signal(optarg)) < 0) {
+                fprintf(stderr, "etsmgrctl: --signal %s: not a signal name (KILL, TERM ...) or number\n", optarg);
+                return CTL_EXIT_USAGE;
+            }
+            break;
         case 'd': opt_dir = optarg; break;
         case 'i': opt_instance = optarg; break;
         case 'j': g_json = true; break;
@@ -338,7 +469,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[optind];
     int nargs = argc - optind - 1;
-    bool is_restart = strcmp(cmd, "restart") == 0;
+    bool is_restart = strcmp(cmd, "restart") == 0, is_kill = strcmp(cmd, "kill") == 0;
     static const struct { const char *cmd, *args; int n; } data_cmds[] = {
         {"save", "TABLE FILE", 2}, {"load", "FILE [--as NAME] [--replace]", 1},
         {"snapshot", "", 0}, {"del", "TABLE [--force]", 1},
@@ -347,9 +478,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < 4; i++)
         if (strcmp(cmd, data_cmds[i].cmd) == 0)
             dc = i;
-    if (strcmp(cmd, "status") && strcmp(cmd, "tables") && strcmp(cmd, "stop") && !is_restart && dc < 0) {
-        fprintf(stderr, "etsmgrctl: unknown command \"%s\" (status, tables, restart ID, stop, save, load, "
-                "snapshot or del)\n", cmd);
+    if (strcmp(cmd, "status") && strcmp(cmd, "tables") && strcmp(cmd, "stop") && strcmp(cmd, "env") &&
+        !is_restart && !is_kill && dc < 0) {
+        fprintf(stderr, "etsmgrctl: unknown command \"%s\" (status, tables, restart ID, stop, kill ID, env, save, "
+                "load, snapshot or del)\n", cmd);
         return CTL_EXIT_USAGE;
     }
     if ((opt_as || opt_replace) && strcmp(cmd, "load") != 0) {
@@ -364,9 +496,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "etsmgrctl: usage: etsmgrctl %s %s\n", cmd, data_cmds[dc].args);
         return CTL_EXIT_USAGE;
     }
-    if (dc < 0 && nargs != (is_restart ? 1 : 0)) {
-        if (is_restart)
-            fprintf(stderr, "etsmgrctl: restart takes one child id, e.g. etsmgrctl restart etscounterd\n");
+    if (dc < 0 && nargs != (is_restart || is_kill ? 1 : 0)) {
+        if (is_restart || is_kill)
+            fprintf(stderr, "etsmgrctl: %s takes one child id, e.g. etsmgrctl %s etscounterd\n", cmd, cmd);
         else
             fprintf(stderr, "etsmgrctl: %s takes no argument (got \"%s\")\n", cmd, argv[optind + 1]);
         return CTL_EXIT_USAGE;
@@ -394,5 +526,9 @@ int main(int argc, char **argv)
         return ctl_tables(&rt, timeout);
     if (is_restart)
         return ctl_restart(&rt, argv[optind + 1], timeout);
+    if (is_kill)
+        return ctl_kill(&rt, argv[optind + 1], sig, timeout);
+    if (strcmp(cmd, "env") == 0)
+        return ctl_env(&rt);
     return ctl_stop(&rt, timeout);
 }
