@@ -14,8 +14,9 @@
  * etsmgrd never detaches itself: supervisors (etssup, systemd, s6) want
  * their child in the foreground; --foreground is accepted for scripts.
  *
- * Exit codes follow the s6 convention: 0 after SIGTERM/SIGINT, 100 for a
- * usage error, 111 for a system failure (including "another daemon runs").
+ * Exit codes are sysexits', like every program of the project: 0 after
+ * SIGTERM/SIGINT, 64 for a usage error, 70 when it cannot serve (another
+ * daemon runs, the runtime dir or socket cannot be made).
  * Tables are never removed on exit: they belong to their owners. */
 #include <errno.h>
 #include <getopt.h>
@@ -36,14 +37,14 @@
 #include "proto.h"
 #include "sock.h"
 
-#define EXIT_USAGE 100
-#define EXIT_SYSTEM 111
+#define EXIT_USAGE 64  /* EX_USAGE */
+#define EXIT_SYSTEM 70 /* EX_SOFTWARE: cannot serve, as etscounterd */
 #define MGRD_BACKLOG 512
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: etsmgrd [--runtime-dir DIR] [--instance NAME] [--foreground]\n"
+            "Usage: etsmgrd [--runtime-dir DIR] [--instance NAME] [--foreground]\n"
             "               [--log-level LEVEL] [--max-connections N] [--max-tables N]\n"
             "               [--group GROUP] [--snapshot-dir DIR [--snapshot-interval SECONDS]]\n"
             "               [--orphan-ttl SECONDS]\n"
@@ -75,7 +76,7 @@ static void usage(FILE *f)
             "  -h, --help               this text\n"
             "  -V, --version            the version\n"
             "\n"
-            "Exit status: 0 after SIGTERM or SIGINT, 100 usage error, 111 system failure\n"
+            "Exit status: 0 after SIGTERM or SIGINT, 64 usage error, 70 cannot serve\n"
             "(another etsmgrd runs for the instance, socket or runtime dir unusable).\n"
             "See etsmgrd(8).\n",
             MGRD_DEFAULT_MAX_CONNS, MGRD_DEFAULT_MAX_TABLES);

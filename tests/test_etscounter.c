@@ -612,6 +612,7 @@ START_TEST(test_cli_usage)
     free(out);
     st = rc_sh(&out, 10000, "%s --help", d);
     ck_assert_msg(rc_ok(st) && strstr(out, "--on-manager-death") && strstr(out, "--no-exactly-once"), "%s", out);
+    ck_assert_msg(!strstr(out, "TEST"), "--help shows a test-only variable: %s", out);
     free(out);
     st = rc_sh(&out, 10000, "%s --on-manager-death=maybe", d);
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 64, "bad option value: 0x%x %s", st, out);

@@ -49,9 +49,7 @@ static const char ecd_usage[] =
     "\n"
     "Exit status: 0 after SIGTERM or SIGINT, 64 usage error, 69 etsmgrd not up within\n"
     "--wait-timeout, 70 cannot serve (see the log), 75 etsmgrd died and\n"
-    "--on-manager-death=exit was given.\n"
-    "Test only: ETSCOUNTERD_TEST_DIE_AFTER_COMMIT=N makes the N-th count with a request id\n"
-    "SIGKILL the process after its commit, before the reply.\n";
+    "--on-manager-death=exit was given.\n";
 
 static ecd D;
 static int ecd_own_socket; /* we created the socket file (not inherited) */
