@@ -88,9 +88,12 @@ size_t mgrd_rediscover(mgrd *m)
         etsmgr_table_info info;
         if (etsmgr_table_info_get(t, &info) == ETSMGR_OK) {
             rt->owner_pid = info.owner_pid;
-            log_notice("rediscovered table=%s (%llu entries, last owner pid=%d, uid=%u): orphaned "
-                       "until its owner claims it.", name, (unsigned long long)info.entries,
-                       (int)info.owner_pid, (unsigned)uid);
+            /* pid 0: the owner let go (a clean stop), so there is no pid to name */
+            char last[48] = "released by its owner";
+            if (info.owner_pid > 0)
+                snprintf(last, sizeof last, "last owner pid=%d", (int)info.owner_pid);
+            log_notice("rediscovered table=%s (%llu entries, %s, uid=%u): orphaned until its owner claims it.",
+                       name, (unsigned long long)info.entries, last, (unsigned)uid);
         } else {
             log_notice("rediscovered table=%s (uid=%u): orphaned until its owner claims it.", name,
                        (unsigned)uid);

@@ -124,6 +124,43 @@ END_TEST
 
 /* Owner and daemon SIGKILLed at once: the restarted daemon rediscovers, the
  * restarted client takes the table back with new_table. */
+static bool orphaned_c(void *arg)
+{
+    int fd = dt_connect(arg);
+    cJSON *s = dt_status(fd, "c");
+    bool o = s && strcmp(dt_str(s, "state"), "orphaned") == 0;
+    cJSON_Delete(s);
+    close(fd);
+    return o;
+}
+
+/* After a clean stop (the owner let go, the daemon got SIGTERM) there is no
+ * last owner: the next daemon says so instead of "last owner pid=0". */
+START_TEST(test_clean_stop_no_pid_zero)
+{
+    tu_env e;
+    tu_env_init(&e);
+    pid_t d1 = dt_start(&e, NULL);
+    int fd = dt_connect(&e);
+    etsmgr_table *t = dt_new_table(fd, "c", NULL, NULL);
+    close(fd); /* the owner goes: etsmgrd is heir */
+    etsmgr_table_close(t);
+    ck_assert_msg(tu_eventually(orphaned_c, &e, 10000), "etsmgrd did not see the owner go");
+    kill(d1, SIGTERM);
+    int st = tu_wait(d1, 10000);
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "etsmgrd on SIGTERM: %#x", st);
+    dt_start(&e, NULL);
+    fd = dt_connect(&e);
+    cJSON *s = dt_status(fd, "c");
+    ck_assert_msg(s != NULL, "table c was not rediscovered:\n%s", dt_log(&e));
+    cJSON_Delete(s);
+    close(fd);
+    ck_assert_msg(dt_log_has(&e, "rediscovered table=c ") && !dt_log_has(&e, "pid=0"),
+                  "the log names a pid 0:\n%s", dt_log(&e));
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 START_TEST(test_both_killed)
 {
     tu_env e;
@@ -331,6 +368,7 @@ Suite *daemon_recovery_suite(void)
     TCase *tc = tcase_create("recovery");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_daemon_killed_client_holds);
+    tcase_add_test(tc, test_clean_stop_no_pid_zero);
     tcase_add_test(tc, test_both_killed);
     tcase_add_test(tc, test_two_daemons);
     tcase_add_test(tc, test_stale_socket);
