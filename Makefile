@@ -1,10 +1,18 @@
 # etsmgr: tables in POSIX shared memory that survive the crash of their owner.
 #
-#   make            build everything under build/
-#   make run        build, then run the whole system under etssup (foreground)
-#   make check      build and run every test (SANITIZE=1: with ASan+UBSan)
-#   make clean      remove build/
-#   make deps       install the Debian packages the build and tests need
+#   make               build everything under build/
+#   make run           build, then run the whole system under etssup (foreground)
+#   make check         build and run every test (SANITIZE=1: with ASan+UBSan)
+#   make demo          play the README's session (kills included) by itself
+#   make crash         60 s of kill -9 experiments (etsmgr-crashlab), with a verdict
+#   make bench         measure tables, counter, recovery and CLI next to Redis
+#   make bench-table   the table benchmark alone
+#   make memcheck      the suites under valgrind;  make fuzz: the fuzz harnesses
+#   make check-systemd the systemd unit under a real systemd, in namespaces
+#   make install       programs, library, man pages, unit (PREFIX, DESTDIR)
+#   make uninstall     remove exactly what make install wrote
+#   make deps          install the Debian packages the build and tests need
+#   make clean         remove build/
 #
 # Layout conventions, so that a new module needs no Makefile edit:
 #   client/include/etsmgr.h    the public header, the only one installed
@@ -236,7 +244,7 @@ clean:
 	rm -rf build
 
 help:
-	@sed -n '2,8p' Makefile
+	@sed -n '3,/^#$$/p' Makefile | sed '$$d'
 
 -include $(wildcard */*.mk tests/*/*.mk client/*/*.mk)
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
