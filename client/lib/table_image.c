@@ -355,6 +355,23 @@ static uint64_t img_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Map the table's pages into this process before the lock is taken: a
+ * fresh attachment (etsmgrd's, etsmgrctl's) has none mapped yet, and a
+ * minor fault per 4 KiB page inside the locked copy would make the owner's
+ * stall several times longer.  Only page tables change: no data is read
+ * that matters, so no lock is needed.  Best effort (kernels before 5.14
+ * lack MADV_POPULATE_READ). */
+static void img_prefault(etsmgr_table *t, uint64_t want)
+{
+#ifdef MADV_POPULATE_READ
+    uint64_t n = want < t->map_size ? want : t->map_size;
+    (void)madvise(t->base, (size_t)n & ~(size_t)4095, MADV_POPULATE_READ);
+#else
+    (void)t;
+    (void)want;
+#endif
+}
+
 /* Copy [0, heap_top) under the lock into *buf (an anonymous mapping of
  * *cap bytes, faulted in before the lock is taken; grown and tried again
  * when the table outgrew it meanwhile). */
@@ -381,6 +398,7 @@ static int img_copy(etsmgr_table *t, unsigned char **buf, size_t *cap, uint64_t 
             *buf = p;
             *cap = want;
         }
+        img_prefault(t, want);
         r = tbl_op_begin(t, "save", false);
         if (r) break;
         uint64_t t0 = img_now_ns();
