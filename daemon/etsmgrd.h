@@ -152,6 +152,16 @@ void mgrd_open_why(const char *shm_name, int rc, int e, char *buf, size_t len);
 /* st_dev/st_ino of fd; 0 or -1 (errno) */
 int mgrd_fd_ident(int fd, dev_t *dev, ino_t *ino, uid_t *uid);
 
+/* access.c: open_table and recover (the caller found rt by name).
+ * open_table may set *reply_fd to an fd of its own, to close once sent
+ * (*close_fd), or to the registry's. */
+cJSON *mgrd_open_table(mgrd *m, const mgrd_peer *p, const cJSON *req, mgrd_table *rt, int *reply_fd,
+                       bool *close_fd);
+cJSON *mgrd_recover(mgrd *m, const mgrd_peer *p, const cJSON *req, mgrd_table *rt);
+/* "private", "protected", "public" and back (-1: none of them) */
+const char *mgrd_access_name(int access);
+int mgrd_access_parse(const char *s);
+
 /* rediscover.c: manage the shm objects an earlier daemon left, as orphaned.
  * Returns the number of tables taken over. */
 size_t mgrd_rediscover(mgrd *m);

@@ -35,6 +35,7 @@ typedef struct req_ctx {
      * table is as it was. */
     enum { UNDO_NONE, UNDO_CREATED, UNDO_ADOPTED, UNDO_GIVEN } undo;
     mgrd_table *undo_rt;
+    bool close_reply_fd; /* ... unless this says it was opened for the reply */
 } req_ctx;
 
 typedef cJSON *(*op_fn)(req_ctx *x);
@@ -249,6 +250,20 @@ static int get_opts(req_ctx *x, etsmgr_table_opts *opts, cJSON **err)
         goto bad;
     if (rc == 0)
         opts->max_bytes = (uint64_t)v;
+    const char *access = NULL;
+    rc = proto_get_string(o, "access", &access, msg, sizeof msg);
+    if (rc < 0)
+        goto bad;
+    if (rc == 0) {
+        int a = mgrd_access_parse(access);
+        if (a < 0) {
+            *err = proto_reply_err(x->req, "bad_request",
+                                   "opts: access must be \"private\", \"protected\" or \"public\", not \"%.32s\"",
+                                   access);
+            return -1;
+        }
+        opts->access = (etsmgr_access)a;
+    }
     return 0;
 bad:
     *err = proto_reply_err(x->req, PROTO_E_BAD_REQUEST, "opts: %s", msg);
@@ -633,6 +648,31 @@ static cJSON *op_snapshot(req_ctx *x)
     return r;
 }
 
+/* A managed table others may open (access.c decides). */
+static cJSON *op_open_table(req_ctx *x)
+{
+    cJSON *err = NULL;
+    const char *name = get_name(x, &err);
+    if (!name)
+        return err;
+    mgrd_table *rt = mgrd_reg_find(x->m, name);
+    if (!rt)
+        return proto_reply_err(x->req, "not_found", "no table named %s is managed", name);
+    return mgrd_open_table(x->m, x->p, x->req, rt, &x->reply_fd, &x->close_reply_fd);
+}
+
+static cJSON *op_recover(req_ctx *x)
+{
+    cJSON *err = NULL;
+    const char *name = get_name(x, &err);
+    if (!name)
+        return err;
+    mgrd_table *rt = mgrd_reg_find(x->m, name);
+    if (!rt)
+        return proto_reply_err(x->req, "not_found", "no table named %s is managed", name);
+    return mgrd_recover(x->m, x->p, x->req, rt);
+}
+
 /* ------------------------------------------------------------ dispatch */
 
 static const struct {
@@ -644,6 +684,7 @@ static const struct {
     {"add_table", op_add_table, true},  {"del_table", op_del_table, false},
     {"give_away", op_give_away, false}, {"info", op_info, false},
     {"tables", op_info, false},         {"snapshot", op_snapshot, false},
+    {"open_table", op_open_table, false}, {"recover", op_recover, false},
 };
 
 static void close_fds(int *fds, int nfds)
@@ -736,7 +777,7 @@ void mgrd_req_frame(conn *c, const char *payload, size_t len, int *fds, int nfds
     if (!fn) {
         r = proto_reply_err(req, PROTO_E_UNKNOWN_OP,
                             "unknown op \"%.64s\"; etsmgrd knows hello, new_table, add_table, del_table, "
-                            "give_away, info, tables, snapshot",
+                            "give_away, info, tables, snapshot, open_table, recover",
                             op);
     } else if (!takes_fd && nfds > 0) {
         r = proto_reply_err(req, PROTO_E_UNEXPECTED_FD, "op %s takes no fd; the %d received were closed", op, nfds);
@@ -755,5 +796,7 @@ void mgrd_req_frame(conn *c, const char *payload, size_t len, int *fds, int nfds
     } else {
         send_reply(c, NULL, -1);
     }
+    if (x.close_reply_fd)
+        close(x.reply_fd);
     cJSON_Delete(req);
 }

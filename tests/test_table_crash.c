@@ -356,7 +356,8 @@ static void c_extend(etsmgr_table *t, bool done)
 {
     etsmgr_table_info info;
     ck_assert_int_eq(etsmgr_table_info_get(t, &info), 0);
-    ck_assert_uint_eq(info.entries, (uint64_t)grow_n + (done ? 1 : 0));
+    /* a crash after the commit point (readers not yet released) is not
+     * "done" but has the entry */
     int s = bytes_state(t, "big", NULL, 0, big_b, sizeof big_b);
     ck_assert_int_eq(info.entries, (uint64_t)grow_n + (s == 3));
     if (done) ck_assert_int_eq(s, 3);
@@ -477,9 +478,10 @@ static int x_cb(const void *key, size_t klen, const etsmgr_value *v, void *arg)
     (void)arg;
     if (klen < 2 || ((const char *)key)[0] != 'x') return 0;
     ck_assert_int_eq(v->type, ETSMGR_BYTES);
-    for (size_t i = 0; i < v->len; i++)
-        ck_assert_msg(((const unsigned char *)v->data)[i] == (unsigned char)(v->len * 7),
-                      "value of %.*s is a mix", (int)klen, (const char *)key);
+    /* one assertion per value: each ck_assert is a write to check's pipe */
+    size_t i = 0;
+    while (i < v->len && ((const unsigned char *)v->data)[i] == (unsigned char)(v->len * 7)) i++;
+    ck_assert_msg(i == v->len, "value of %.*s is a mix", (int)klen, (const char *)key);
     return 0;
 }
 

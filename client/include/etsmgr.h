@@ -55,6 +55,8 @@ typedef enum etsmgr_err {
     ETSMGR_EREFUSED = -18,  /* etsmgrd refused; etsmgr_client_message() says why */
     ETSMGR_ENAME = -19,     /* table name not [A-Za-z0-9_.-]{1,64} */
     ETSMGR_ELOCKED = -20,   /* the lock timeout passed: another process holds the lock (stopped?) */
+    ETSMGR_EPERM = -23,     /* a write on a read handle, or an open the table's access mode refuses */
+    ETSMGR_EDEADWRITER = -24, /* a writer died mid-change and nobody rolled it back (etsmgrd down?) */
 } etsmgr_err;
 
 /* Words for an error code; never NULL. */
@@ -67,10 +69,19 @@ const char *etsmgr_strerror(int err);
 
 typedef struct etsmgr_table etsmgr_table;
 
+/* Who may use a table besides its owner, as in ETS; fixed at creation and
+ * recorded in the table's header.  Others open it with etsmgr_open_table. */
+typedef enum etsmgr_access {
+    ETSMGR_PROTECTED = 0, /* the owner writes, others read (the default) */
+    ETSMGR_PRIVATE = 1,   /* the owner only */
+    ETSMGR_PUBLIC = 2,    /* others read and write */
+} etsmgr_access;
+
 typedef struct etsmgr_table_opts {
     uint64_t size_hint; /* bytes to reserve at creation; 0: a small default */
     uint64_t max_bytes; /* upper bound of the object's size; 0: no bound */
     unsigned mode;      /* permission bits of the shm object; 0: 0600 */
+    etsmgr_access access; /* 0: ETSMGR_PROTECTED */
 } etsmgr_table_opts;
 
 typedef enum etsmgr_type { ETSMGR_INT = 1, ETSMGR_BYTES = 2 } etsmgr_type;
@@ -93,6 +104,8 @@ typedef struct etsmgr_table_info {
     int64_t ctime_us;     /* creation, microseconds since the epoch */
     int32_t owner_pid;    /* diagnostics only: 0 when none */
     int32_t heir_pid;
+    etsmgr_access access;
+    int writable;         /* 0: a read handle (etsmgr_open_table with ETSMGR_READ) */
 } etsmgr_table_info;
 
 /* Attach to the table behind fd (as received from etsmgrd).  Validates the
@@ -104,16 +117,25 @@ void etsmgr_table_close(etsmgr_table *t);
 int etsmgr_table_fd(const etsmgr_table *t);
 const char *etsmgr_table_name(const etsmgr_table *t);
 
-/* Set semantics, like an ETS set.  Each call takes the table's robust lock,
- * remaps first if another process grew the table, and is atomic against
- * SIGKILL of any process at any point.  A handle is for one thread at a
- * time (attach one handle per thread); any number of processes and handles
- * may share the table. */
+/* Set semantics, like an ETS set.  Each change takes the table's robust
+ * lock, remaps first if another process grew the table, and is atomic
+ * against SIGKILL of any process at any point.  Lookups and foreach take no
+ * lock and write nothing to the table (see below).  A handle is for one
+ * thread at a time (attach one handle per thread); any number of processes
+ * and handles may share the table.  On a read handle every change returns
+ * ETSMGR_EPERM. */
 int etsmgr_table_insert(etsmgr_table *t, const void *key, size_t klen, const etsmgr_value *v);
 int etsmgr_table_insert_new(etsmgr_table *t, const void *key, size_t klen, const etsmgr_value *v);
 /* Copies the value out: an integer into out->i; bytes into buf (cap bytes),
  * with out->data = buf and out->len = the value's length.  ETSMGR_ERANGE when
- * cap is too small (out->len still tells the length needed). */
+ * cap is too small (out->len still tells the length needed).  Lock-free: the
+ * value is one that was committed, never a mix of two, never one a writer
+ * that then died had half written.  While a change of a key of the same
+ * stripe is in progress it waits (spins, then sleeps); a writer that died
+ * mid-change is rolled back by this handle if it may write, else by
+ * etsmgrd when the handle came from etsmgr_open_table: ETSMGR_EDEADWRITER
+ * when nobody did within 10 ms.  A live writer that holds on longer than
+ * the handle's lock timeout gives ETSMGR_ELOCKED. */
 int etsmgr_table_lookup(etsmgr_table *t, const void *key, size_t klen, etsmgr_value *out,
                         void *buf, size_t cap);
 int etsmgr_table_delete(etsmgr_table *t, const void *key, size_t klen);
@@ -123,13 +145,20 @@ int etsmgr_table_delete(etsmgr_table *t, const void *key, size_t klen);
 int etsmgr_table_update_counter(etsmgr_table *t, const void *key, size_t klen, int64_t incr,
                                 int64_t dflt, int64_t *newval);
 
-/* Calls cb for each entry, under the table's lock: key and value point into
- * the table and are valid only during the call; cb must not call table
- * functions.  cb returns 0 to go on, anything else to stop (that value is
- * returned). */
+/* Calls cb for each entry, lock-free like lookup: key and value are copies,
+ * valid only during the call, and cb may call table functions (except
+ * inside a group of this handle, where the walk runs under the group's lock
+ * and cb must not).  Every entry that exists for the whole walk is seen
+ * exactly once, with a committed value; an entry inserted, overwritten or
+ * deleted during the walk may or may not be seen, and no key is seen twice
+ * (entries come in the order of their keys' hashes).  ETS's safe_fixtable
+ * semantics, without fixing anything: writers are never held up.  cb
+ * returns 0 to go on, anything else to stop (that value is returned). */
 typedef int (*etsmgr_foreach_cb)(const void *key, size_t klen, const etsmgr_value *v, void *arg);
 int etsmgr_table_foreach(etsmgr_table *t, etsmgr_foreach_cb cb, void *arg);
 
+/* Under the lock on a handle that may write; on a read handle the counters
+ * are read without it (each exact, together possibly from two moments). */
 int etsmgr_table_info_get(etsmgr_table *t, etsmgr_table_info *out);
 /* How long a call on this handle waits for the table's lock before it gives
  * up with ETSMGR_ELOCKED; 0 (the default) waits as long as it takes.  A lock
@@ -137,7 +166,8 @@ int etsmgr_table_info_get(etsmgr_table *t, etsmgr_table_info *out);
  * is for one that is alive but stuck, e.g. stopped with SIGSTOP.  Servers that
  * must stay responsive (etsmgrd) set it. */
 void etsmgr_table_set_lock_timeout(etsmgr_table *t, unsigned ms);
-/* A full consistency check of header, index and entries (a read-only walk).
+/* A full consistency check of header, index and entries (a read-only walk
+ * under the lock: ETSMGR_EPERM on a read handle).
  * ETSMGR_ECORRUPT with a reason in why (when why != NULL) if anything is off. */
 int etsmgr_table_verify(etsmgr_table *t, char *why, size_t whylen);
 
@@ -227,6 +257,22 @@ typedef struct etsmgr_grant {
  * what the daemon logs on transfers.  opts may be NULL.  grant may be NULL. */
 int etsmgr_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts *opts,
                      const char *heir_data, etsmgr_table **out, etsmgr_grant *grant);
+/* Open a table another process owns, as ETS lets any process use a
+ * protected or public table.  mode: ETSMGR_READ, or ETSMGR_WRITE (reads
+ * too; a public table only).  etsmgrd checks the table's access mode and
+ * this process's uid and group, then sends an fd: for ETSMGR_READ one
+ * opened O_RDONLY and mapped PROT_READ, so the kernel itself refuses writes
+ * (the write calls return ETSMGR_EPERM before trying).  ETSMGR_EPERM with
+ * the daemon's words in etsmgr_client_message() when refused.  The handle
+ * is this process's, not the client's: an opener is not an owner, its
+ * death changes nothing, and the handle keeps working (following growth)
+ * across restarts of the owner and of etsmgrd; close it with
+ * etsmgr_table_close.  A read handle asks etsmgrd (on a short connection of
+ * its own, to the socket this client used) to roll back a writer that died
+ * mid-change (see lookup). */
+#define ETSMGR_READ 1
+#define ETSMGR_WRITE 2
+int etsmgr_open_table(etsmgr_client *c, const char *name, int mode, etsmgr_table **out);
 /* Ask the daemon to manage a table this process already holds (it survived a
  * daemon restart), from a handle (not held yet: the client takes it). */
 int etsmgr_add_table(etsmgr_client *c, etsmgr_table *t);
@@ -267,6 +313,7 @@ typedef struct etsmgr_managed {
     char heir_data[256];
     uint64_t transfers, entries, capacity, bytes;
     char created[64];    /* ISO-8601 */
+    etsmgr_access access;
 } etsmgr_managed;
 typedef struct etsmgr_info {
     pid_t pid;           /* the daemon's */

@@ -7,6 +7,9 @@
  * JSON stays inside the library: callers get plain C structs. */
 #include "mgr.h"
 
+#include "sock.h"
+#include "table.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,11 +81,16 @@ int mc_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts *op
     if (!rt_valid_name(name, strlen(name)))
         return mc_err(c, ETSMGR_ENAME, "bad_name",
                       "table name \"%.80s\" is not 1 to 64 of [A-Za-z0-9_.-]", name);
+    if (opts && (unsigned)opts->access > ETSMGR_PUBLIC)
+        return mc_err(c, ETSMGR_EINVAL, "", "access mode %d is none of ETSMGR_PRIVATE, ETSMGR_PROTECTED, ETSMGR_PUBLIC",
+                      (int)opts->access);
     cJSON *req = mc_req("new_table", name);
-    if (req && opts && (opts->size_hint || opts->max_bytes)) {
+    if (req && opts && (opts->size_hint || opts->max_bytes || opts->access)) {
+        static const char *const access[] = {"protected", "private", "public"};
         cJSON *o = cJSON_AddObjectToObject(req, "opts");
         if (!o || !cJSON_AddNumberToObject(o, "size_hint", (double)opts->size_hint) ||
-            !cJSON_AddNumberToObject(o, "max_bytes", (double)opts->max_bytes)) {
+            !cJSON_AddNumberToObject(o, "max_bytes", (double)opts->max_bytes) ||
+            !cJSON_AddStringToObject(o, "access", access[opts->access])) {
             cJSON_Delete(req);
             req = NULL;
         }
@@ -132,6 +140,60 @@ int mc_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts *op
     *out = t;
     if (grant)
         *grant = g;
+    return ETSMGR_OK;
+}
+
+/* A read handle's way to have a dead writer rolled back: its own short
+ * connection (the client it was opened with may be gone or busy). */
+static int mc_recover_cb(const char *sock, const char *table, int timeout_ms)
+{
+    int fd = sock_connect_unix(sock);
+    if (fd < 0)
+        return ETSMGR_ENOTCONN;
+    cJSON *req = mc_req("recover", table), *rep = NULL;
+    int r = req && frame_write_json(fd, req, NULL, 0) == 0 &&
+                    frame_read_json(fd, &rep, NULL, NULL, 0, timeout_ms) == 0 &&
+                    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rep, "ok"))
+                ? ETSMGR_OK
+                : ETSMGR_EREFUSED;
+    cJSON_Delete(req);
+    cJSON_Delete(rep);
+    close(fd);
+    return r;
+}
+
+int etsmgr_open_table(etsmgr_client *c, const char *name, int mode, etsmgr_table **out)
+{
+    if (!c || !name || !out || (mode != ETSMGR_READ && mode != ETSMGR_WRITE))
+        return ETSMGR_EINVAL;
+    *out = NULL;
+    if (!rt_valid_name(name, strlen(name)))
+        return mc_err(c, ETSMGR_ENAME, "bad_name", "table name \"%.80s\" is not 1 to 64 of [A-Za-z0-9_.-]", name);
+    cJSON *req = mc_req("open_table", name);
+    if (req && !cJSON_AddStringToObject(req, "mode", mode == ETSMGR_WRITE ? "write" : "read")) {
+        cJSON_Delete(req);
+        req = NULL;
+    }
+    int fd = -1;
+    int err = mc_call(c, req, -1, NULL, 1, &fd);
+    if (err) {
+        const char *code = etsmgr_client_error(c);
+        if (err == ETSMGR_EREFUSED && (strcmp(code, "not_permitted") == 0 || strcmp(code, "forbidden") == 0))
+            err = ETSMGR_EPERM;
+        return err;
+    }
+    etsmgr_table *t;
+    err = mode == ETSMGR_WRITE ? etsmgr_table_attach_fd(fd, &t) : tbl_attach_fd_ro(fd, &t);
+    if (err) {
+        close(fd);
+        return mc_err(c, err, "", "the table %s that etsmgrd sent cannot be attached: %s", name,
+                      etsmgr_strerror(err));
+    }
+    if ((err = tbl_set_recover(t, c->sock_path, mc_recover_cb)) != 0) {
+        etsmgr_table_close(t);
+        return mc_err(c, err, "", "out of memory");
+    }
+    *out = t;
     return ETSMGR_OK;
 }
 
@@ -192,6 +254,10 @@ static void mc_managed_from(etsmgr_managed *x, const cJSON *e)
     x->capacity = mc_u64(e, "capacity");
     x->bytes = mc_u64(e, "bytes");
     mc_copy_str(x->created, sizeof x->created, e, "created");
+    const char *acc = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "access"));
+    x->access = acc && strcmp(acc, "private") == 0  ? ETSMGR_PRIVATE
+                : acc && strcmp(acc, "public") == 0 ? ETSMGR_PUBLIC
+                                                    : ETSMGR_PROTECTED;
 }
 
 /* info comes in pages ("more": ask again after the last name); a daemon

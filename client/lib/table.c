@@ -92,6 +92,8 @@ int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize)
         return tbl_why(ETSMGR_ECORRUPT, "bytes used %llu beyond heap top %llu", h->live_bytes, top);
     if (h->undo_n > TBL_UNDO_MAX)
         return tbl_why(ETSMGR_ECORRUPT, "undo log length %llu out of range%.0llu", h->undo_n, 0);
+    if (h->access > ETSMGR_PUBLIC)
+        return tbl_why(ETSMGR_ECORRUPT, "access mode %llu out of range%.0llu", h->access, 0);
     if (h->owner_pid > INT32_MAX || h->heir_pid > INT32_MAX)
         return tbl_why(ETSMGR_ECORRUPT, "owner/heir pid out of range %llu %llu", h->owner_pid,
                        h->heir_pid);
@@ -111,10 +113,11 @@ int tbl_map(etsmgr_table *t, uint64_t size)
     if (t->base)
         p = mremap(t->base, t->map_size, size, MREMAP_MAYMOVE);
     else
-        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, t->fd, 0);
+        p = mmap(NULL, size, t->rdonly ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, t->fd, 0);
     if (p == MAP_FAILED) return ETSMGR_ESYS;
     t->base = p;
     t->map_size = size;
+    t->r_lay = 1; /* the readers' cached pointers were into the old mapping */
     return 0;
 }
 
@@ -170,33 +173,17 @@ static int tbl_recover(etsmgr_table *t)
     h->undo_n = 0;
     t->un = 0;
     atomic_signal_fence(memory_order_seq_cst);
+    /* the dead change's stripes (and ours, none yet) are released only now
+     * that the rolled-back state is complete */
+    tbl_even_all(t);
+    t->ntouch = 0;
+    t->touch_layout = false;
     t->cp_op = op;
     t->cp_step = 0;
     return tbl_sync_map(t);
 }
 
 void tbl_unlock(etsmgr_table *t) { pthread_mutex_unlock(&t->h->lock); }
-
-static inline void tbl_pause(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#else
-    atomic_signal_fence(memory_order_seq_cst);
-#endif
-}
-
-/* The lock word, read without writing (glibc's layout; elsewhere: "maybe
- * free", and trylock decides). */
-static inline int tbl_lock_word(pthread_mutex_t *m)
-{
-#if defined(__GLIBC__)
-    return __atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED);
-#else
-    (void)m;
-    return 0;
-#endif
-}
 
 /* trylock said r: spin a while (the lock is held for tens of nanoseconds),
  * then block; on EOWNERDEAD roll the dead holder's change back. */
@@ -279,9 +266,21 @@ void tbl_rollback_to(etsmgr_table *t, uint64_t mark)
     if (t->limit > t->map_size) t->limit = t->map_size;
 }
 
+/* Take the lock (which rolls back a dead holder's change) and release the
+ * readers: with the lock ours and nothing changed yet, a sequence word left
+ * odd can only be a dead writer's (or a scribble). */
+int tbl_recover_now(etsmgr_table *t)
+{
+    if (!t) return ETSMGR_EINVAL;
+    int r = tbl_op_begin(t, "recover", false);
+    if (r) return r;
+    if (!t->in_group) tbl_even_all(t);
+    return tbl_op_end(t, 0);
+}
+
 /* ------------------------------------------------------------ life */
 
-static int tbl_attach(int fd, etsmgr_table **out)
+static int tbl_attach(int fd, bool rdonly, etsmgr_table **out)
 {
     struct tbl_hdr *hc = malloc(sizeof *hc);
     if (!hc) return ETSMGR_ENOMEM;
@@ -327,10 +326,12 @@ static int tbl_attach(int fd, etsmgr_table **out)
         return ETSMGR_ENOMEM;
     }
     t->fd = fd;
+    t->rdonly = rdonly;
+    t->r_lay = 1; /* odd: nothing cached */
     memcpy(t->name, hc->name, strnlen(hc->name, ETSMGR_NAME_MAX));
     uint64_t tot = hc->total_bytes;
     free(hc);
-    void *hp = mmap(NULL, TBL_HDR_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void *hp = mmap(NULL, TBL_HDR_SIZE, rdonly ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (hp == MAP_FAILED) {
         free(t);
         return ETSMGR_ESYS;
@@ -350,7 +351,28 @@ int etsmgr_table_attach_fd(int fd, etsmgr_table **out)
 {
     if (fd < 0 || !out) return ETSMGR_EINVAL;
     tbl_why_buf[0] = 0;
-    return tbl_attach(fd, out);
+    /* an fd opened O_RDONLY can only be mapped for reading */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0) return ETSMGR_ESYS;
+    return tbl_attach(fd, (fl & O_ACCMODE) == O_RDONLY, out);
+}
+
+int tbl_attach_fd_ro(int fd, etsmgr_table **out)
+{
+    if (fd < 0 || !out) return ETSMGR_EINVAL;
+    tbl_why_buf[0] = 0;
+    return tbl_attach(fd, true, out);
+}
+
+int tbl_set_recover(etsmgr_table *t, const char *sock,
+                    int (*cb)(const char *sock, const char *table, int timeout_ms))
+{
+    char *c = sock ? strdup(sock) : NULL;
+    if (sock && !c) return ETSMGR_ENOMEM;
+    free(t->rsock);
+    t->rsock = c;
+    t->recover_cb = cb;
+    return 0;
 }
 
 int tbl_open(const char *shm_name, etsmgr_table **out)
@@ -384,6 +406,7 @@ int tbl_create(const char *shm_name, const char *table_name, const etsmgr_table_
     if (!tbl_valid_name(table_name, strlen(table_name))) return ETSMGR_ENAME;
     etsmgr_table_opts o = {0};
     if (opts) o = *opts;
+    if ((unsigned)o.access > ETSMGR_PUBLIC) return ETSMGR_EINVAL;
     unsigned mode = o.mode ? (o.mode & 0777u) : 0600u;
     uint64_t size = o.size_hint ? o.size_hint : TBL_DEFAULT_SIZE;
     const uint64_t min = TBL_HDR_SIZE + 4096u;
@@ -424,6 +447,7 @@ int tbl_create(const char *shm_name, const char *table_name, const etsmgr_table_
         h->hdr_size = TBL_HDR_SIZE;
         h->ctime_us = tbl_now_us();
         h->max_bytes = o.max_bytes;
+        h->access = (uint32_t)o.access;
         memcpy(h->name, table_name, strlen(table_name) + 1);
         h->total_bytes = size;
         h->idx_off = TBL_HDR_SIZE;
@@ -461,6 +485,7 @@ void etsmgr_table_close(etsmgr_table *t)
     if (t->base) munmap(t->base, t->map_size);
     if (t->h) munmap(t->h, TBL_HDR_SIZE);
     close(t->fd);
+    free(t->rsock);
     free(t);
 }
 
@@ -488,13 +513,13 @@ int tbl_set_owner(etsmgr_table *t, int32_t owner_pid, int32_t heir_pid)
 int etsmgr_table_info_get(etsmgr_table *t, etsmgr_table_info *out)
 {
     if (!t || !out) return ETSMGR_EINVAL;
-    int r = tbl_op_begin(t, "info", false);
+    int r = t->rdonly ? tbl_rd_sync(t) : tbl_op_begin(t, "info", false);
     if (r) return r;
     struct tbl_hdr *h = t->h;
     memset(out, 0, sizeof *out);
     memcpy(out->name, t->name, sizeof out->name);
     out->entries = h->count;
-    out->capacity = (t->mask + 1) / 4 * 3;
+    out->capacity = ((t->rdonly ? t->r_mask : t->mask) + 1) / 4 * 3;
     out->bytes_used = TBL_HDR_SIZE + h->live_bytes;
     out->bytes_total = t->limit;
     out->max_bytes = h->max_bytes;
@@ -502,7 +527,9 @@ int etsmgr_table_info_get(etsmgr_table *t, etsmgr_table_info *out)
     out->ctime_us = h->ctime_us;
     out->owner_pid = (int32_t)(h->owner_pid & 0x7fffffff);
     out->heir_pid = (int32_t)(h->heir_pid & 0x7fffffff);
-    return tbl_op_end(t, 0);
+    out->access = h->access <= ETSMGR_PUBLIC ? (etsmgr_access)h->access : ETSMGR_PRIVATE;
+    out->writable = !t->rdonly;
+    return t->rdonly ? 0 : tbl_op_end(t, 0);
 }
 
 /* ------------------------------------------------------------ groups */
@@ -537,6 +564,7 @@ int etsmgr_table_abort(etsmgr_table *t)
     t->in_group = false;
     tbl_rollback_to(t, 0);
     t->npend = t->pend_mark = 0;
+    tbl_untouch(t);
     tbl_unlock(t);
     return 0;
 }

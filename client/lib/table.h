@@ -10,7 +10,20 @@
 int tbl_create(const char *shm_name, const char *table_name, const etsmgr_table_opts *opts,
                etsmgr_table **out);
 int tbl_open(const char *shm_name, etsmgr_table **out);
+/* Attach for reading only (PROT_READ mappings; every change: ETSMGR_EPERM),
+ * whatever fd's access mode.  On failure fd is left open. */
+int tbl_attach_fd_ro(int fd, etsmgr_table **out);
+/* Where a read handle asks for the rollback of a dead writer's change: cb
+ * sends etsmgrd's "recover" request for table to the socket sock and waits
+ * at most timeout_ms.  sock NULL: nowhere. */
+int tbl_set_recover(etsmgr_table *t, const char *sock,
+                    int (*cb)(const char *sock, const char *table, int timeout_ms));
 int tbl_unlink(const char *shm_name);
+
+/* Roll back a dead writer's change now and release the lock-free readers
+ * it held up (etsmgrd's "recover" request; a writable handle's reader does
+ * it by itself).  Harmless when there is nothing to do. */
+int tbl_recover_now(etsmgr_table *t);
 
 /* Record owner and heir pids (diagnostics) and bump the generation. */
 int tbl_set_owner(etsmgr_table *t, int32_t owner_pid, int32_t heir_pid);

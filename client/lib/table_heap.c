@@ -12,8 +12,9 @@
  * two leaves an object longer than its header says, which is harmless.
  *
  * The index grows by building a complete new array in fresh space, then
- * switching idx_off/idx_mask through the undo log; the old array is freed at
- * commit.  A crash before commit rolls the switch back, and the old array,
+ * switching idx_off/idx_mask through the undo log, the layout word odd
+ * from just before the switch until after the commit (lock-free readers
+ * use the old array until then); the old array is freed at commit.  A crash before commit rolls the switch back, and the old array,
  * never touched, is the index again.
  *
  * Frees are deferred to the commit of the change (or group) so that no
@@ -147,6 +148,7 @@ int tbl_rehash(etsmgr_table *t, uint64_t newcap)
     int r = tbl_alloc(t, bytes, &noff);
     if (r) return r;
     uint64_t *nidx = tbl_word(t, noff), nmask = newcap - 1, n = 0;
+    unsigned nshift = 64u - (unsigned)__builtin_popcountll(nmask);
     memset(nidx, 0, bytes);
     tbl_cp(t);
     const uint64_t *oidx = tbl_word(t, old_off);
@@ -161,7 +163,7 @@ int tbl_rehash(etsmgr_table *t, uint64_t newcap)
         if (s == TBL_SLOT_EMPTY || s == TBL_SLOT_TOMB) continue;
         struct tbl_ent *e = tbl_ent_at(t, (s & TBL_OFF_MASK) << 3);
         if (!e) return ETSMGR_ECORRUPT;
-        uint64_t hv = tbl_hash(tbl_ent_key(e), e->klen), j = hv & nmask, k;
+        uint64_t hv = tbl_hash(tbl_ent_key(e), e->klen), j = tbl_home(hv, nshift), k;
         for (k = 0; k < newcap && nidx[j]; k++) j = (j + 1) & nmask;
         if (k == newcap) return ETSMGR_ECORRUPT;
         nidx[j] = (tbl_tag(hv) << 40) | (s & TBL_OFF_MASK);
@@ -169,6 +171,7 @@ int tbl_rehash(etsmgr_table *t, uint64_t newcap)
     }
     if (n != h->count) return ETSMGR_ECORRUPT;
     tbl_cp(t);
+    tbl_touch_layout(t);
     tbl_set(t, TBL_HOFF(idx_off), noff);
     tbl_set(t, TBL_HOFF(idx_mask), nmask);
     if (h->tombs) tbl_set(t, TBL_HOFF(tombs), 0);

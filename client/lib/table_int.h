@@ -8,8 +8,11 @@
  *   [TBL_HDR_SIZE, top)    heap: entries, the index array, free blocks
  *   [top, total)           not yet allocated
  *
- * The index is an array of 2^k 64-bit slots with linear probing: 0 is empty,
- * 1 a tombstone, anything else (24-bit hash tag << 40 | entry offset / 8).
+ * The index is an array of 2^k 64-bit slots with linear probing from the
+ * key's home slot, the top k bits of its hash (so doubling the index keeps
+ * the order of homes, which the lock-free foreach relies on): 0 is empty,
+ * 1 a tombstone, anything else (24-bit tag << 40 | entry offset / 8), the
+ * tag being the low 24 bits of the hash.
  * Entries live in the heap, each exactly as big as it needs (8-byte header,
  * key, value, each rounded to 8 bytes), so a small entry costs 24 bytes plus
  * its share of the index.
@@ -24,6 +27,12 @@
  * state before the change; doing that twice is harmless, so dying during
  * recovery is fine too.  Blocks freed by a change are only put on a free
  * list at its commit, so nothing a rollback restores can have been reused.
+ *
+ * Readers take no lock (table_read.c): a change also makes the sequence
+ * word of its key's stripe (and, when it switches the index, the layout
+ * word) odd before its first write a reader could see, and even again only
+ * after its commit point; a reader validates what it read against those
+ * words.  Recovery makes every odd word even.  See docs/design.md.
  *
  * Every offset read from shared memory is checked against the mapped size
  * before use: other processes can write anything there. */
@@ -40,8 +49,11 @@
 #include "table.h"
 
 #define TBL_MAGIC 0x314c42544d535445ull /* "ETSMTBL1" little-endian */
-#define TBL_VERSION 1u
-#define TBL_HDR_SIZE 20480u     /* header incl. undo log; the heap starts here */
+#define TBL_VERSION 3u          /* 3: stripes and homes by the hash's top bits */
+#define TBL_HDR_SIZE 36864u     /* header incl. undo log and stripes; the heap starts here */
+#define TBL_NSTRIPES 2048u      /* sequence words readers validate against */
+#define TBL_TOUCH_MAX 32        /* stripes one change or group may make odd */
+#define TBL_TAG_MASK 0xffffffull
 #define TBL_UNDO_MAX 1100u      /* undo records in the header */
 #define TBL_OP_WORDS 160u       /* most undo records one change can need */
 #define TBL_SMALL_MAX 512u      /* blocks up to this size have exact free lists */
@@ -74,6 +86,8 @@ struct tbl_hdr {
     int64_t ctime_us;
     uint64_t max_bytes;
     char name[ETSMGR_NAME_MAX + 8]; /* NUL-terminated */
+    uint32_t access;                /* etsmgr_access, fixed at creation */
+    uint32_t pad0;
 
     /* the lock, the log length and the first undo record share one cache
      * line: a change that logs one word (update_counter) moves only this
@@ -95,6 +109,13 @@ struct tbl_hdr {
     uint64_t large_head;            /* free blocks > TBL_SMALL_MAX */
     uint64_t free_head[TBL_NCLASS]; /* free blocks of exactly 8*i bytes */
     uint64_t state_end;             /* marks the end of the logged words */
+
+    /* Not logged, never restored: odd while a change a reader could see is
+     * in progress (from before its first such write until after its commit
+     * point).  layout: the index switch of a rehash; stripe[tag % N]: a
+     * change of a key with that tag. */
+    alignas(64) uint64_t layout_seq;
+    alignas(64) uint64_t stripe[TBL_NSTRIPES];
 };
 _Static_assert(sizeof(struct tbl_hdr) <= TBL_HDR_SIZE, "header too big");
 #define TBL_STATE_BEGIN offsetof(struct tbl_hdr, total_bytes)
@@ -128,7 +149,22 @@ struct etsmgr_table {
     /* per-operation view of the state, validated by tbl_state() */
     uint64_t *idx;
     uint64_t mask;
+    unsigned shift; /* 64 - log2(mask + 1): home = hash >> shift */
     uint64_t top;
+    bool rdonly;     /* O_RDONLY fd, PROT_READ mappings: every write is ETSMGR_EPERM */
+    /* the readers' cached view, valid while layout_seq == r_lay */
+    uint64_t r_lay;
+    uint64_t *r_idx;
+    uint64_t r_mask;
+    unsigned r_shift;
+    /* stripes (and the layout word) this change or group made odd */
+    int ntouch;
+    bool touch_layout;
+    uint16_t touch[TBL_TOUCH_MAX];
+    /* a read-only handle asks etsmgrd at this socket (malloc'd; NULL: none)
+     * to roll back a dead writer's change, through recover_cb */
+    char *rsock;
+    int (*recover_cb)(const char *sock, const char *table, int timeout_ms);
     /* the change in progress */
     uint64_t un;     /* == h->undo_n while we hold the lock */
     uint64_t mark;   /* undo records before the current operation */
@@ -166,7 +202,8 @@ static inline uint64_t tbl_hash(const void *key, size_t n)
     h ^= h >> 32;
     return h;
 }
-static inline uint64_t tbl_tag(uint64_t hv) { return hv >> 40; }
+static inline uint64_t tbl_tag(uint64_t hv) { return hv & TBL_TAG_MASK; }
+static inline uint64_t tbl_home(uint64_t hv, unsigned shift) { return hv >> shift; }
 
 static inline uint64_t *tbl_word(etsmgr_table *t, uint64_t off)
 {
@@ -197,6 +234,46 @@ static inline void tbl_set(etsmgr_table *t, uint64_t off, uint64_t v)
 }
 #define TBL_HOFF(field) ((uint64_t)offsetof(struct tbl_hdr, field))
 
+/* Make a sequence word odd (it is even whenever the lock is free). */
+static inline void tbl_seq_odd(uint64_t *w)
+{
+    uint64_t v = __atomic_load_n(w, __ATOMIC_RELAXED);
+    if (!(v & 1u)) __atomic_store_n(w, v + 1, __ATOMIC_RELAXED);
+    /* readers that see a later write see the odd word too */
+    atomic_thread_fence(memory_order_release);
+}
+static inline void tbl_seq_even(uint64_t *w)
+{
+    uint64_t v = __atomic_load_n(w, __ATOMIC_RELAXED);
+    if (v & 1u) __atomic_store_n(w, v + 1, __ATOMIC_RELEASE);
+}
+
+/* Before the first write readers could see for a key with this hash. */
+static inline int tbl_touch(etsmgr_table *t, uint64_t hv)
+{
+    uint16_t s = (uint16_t)(hv & (TBL_NSTRIPES - 1));
+    for (int i = 0; i < t->ntouch; i++)
+        if (t->touch[i] == s) return 0;
+    if (t->ntouch == TBL_TOUCH_MAX) return ETSMGR_EGROUP;
+    t->touch[t->ntouch++] = s;
+    tbl_seq_odd(&t->h->stripe[s]);
+    return 0;
+}
+static inline void tbl_touch_layout(etsmgr_table *t)
+{
+    if (t->touch_layout) return;
+    t->touch_layout = true;
+    tbl_seq_odd(&t->h->layout_seq);
+}
+/* After the commit point (undo_n = 0) or a complete rollback. */
+static inline void tbl_untouch(etsmgr_table *t)
+{
+    for (int i = 0; i < t->ntouch; i++) tbl_seq_even(&t->h->stripe[t->touch[i]]);
+    t->ntouch = 0;
+    if (t->touch_layout) tbl_seq_even(&t->h->layout_seq);
+    t->touch_layout = false;
+}
+
 /* Validate the state words the operations use and cache them in t.
  * ETSMGR_ECORRUPT when any is out of range. */
 static inline int tbl_state(etsmgr_table *t)
@@ -209,6 +286,7 @@ static inline int tbl_state(etsmgr_table *t)
         return ETSMGR_ECORRUPT;
     t->top = top;
     t->mask = mask;
+    t->shift = 64u - (unsigned)__builtin_popcountll(mask);
     t->idx = tbl_word(t, off);
     return 0;
 }
@@ -240,7 +318,7 @@ static inline uint64_t tbl_ent_voff(const struct tbl_ent *e) { return 8u + tbl_a
 static inline int tbl_find(etsmgr_table *t, const void *key, size_t klen, uint64_t hv,
                            uint64_t *pos, struct tbl_ent **ep)
 {
-    uint64_t mask = t->mask, i = hv & mask, tag = tbl_tag(hv), fp = UINT64_MAX;
+    uint64_t mask = t->mask, i = tbl_home(hv, t->shift), tag = tbl_tag(hv), fp = UINT64_MAX;
     const uint64_t *idx = t->idx;
     for (uint64_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
         uint64_t s = idx[i];
@@ -264,9 +342,31 @@ static inline int tbl_find(etsmgr_table *t, const void *key, size_t klen, uint64
     return ETSMGR_ECORRUPT; /* a well-formed index always has an empty slot */
 }
 
+static inline void tbl_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+/* The lock word, read without writing (glibc's layout; elsewhere: "maybe
+ * free", and trylock decides). */
+static inline int tbl_lock_word(pthread_mutex_t *m)
+{
+#if defined(__GLIBC__)
+    return __atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED);
+#else
+    (void)m;
+    return 0;
+#endif
+}
+
 /* table.c */
 int tbl_lock_slow(etsmgr_table *t, int r);
 int tbl_fixup(etsmgr_table *t);
+int tbl_sync_map(etsmgr_table *t);
 int tbl_group_check(etsmgr_table *t, bool change);
 void tbl_rollback_to(etsmgr_table *t, uint64_t mark);
 void tbl_unlock(etsmgr_table *t);
@@ -280,6 +380,9 @@ int tbl_alloc(etsmgr_table *t, uint64_t size, uint64_t *off);
 int tbl_defer_free(etsmgr_table *t, uint64_t off, uint64_t size);
 void tbl_apply_frees(etsmgr_table *t);
 int tbl_rehash(etsmgr_table *t, uint64_t newcap);
+/* table_read.c */
+void tbl_even_all(etsmgr_table *t);
+int tbl_rd_sync(etsmgr_table *t);
 
 /* Take the lock (or, inside a group, just open a new operation), recover
  * from a dead holder, remap if the table grew, validate the state.  change:
@@ -288,6 +391,7 @@ static inline int tbl_op_begin(etsmgr_table *t, const char *op, bool change)
 {
     t->cp_op = op;
     t->cp_step = 0;
+    if (__builtin_expect(t->rdonly, 0)) return ETSMGR_EPERM;
     if (t->in_group) return tbl_group_check(t, change);
     int r = pthread_mutex_trylock(&t->h->lock);
     if (__builtin_expect(r != 0, 0) && (r = tbl_lock_slow(t, r)) != 0) return r;
@@ -315,6 +419,10 @@ static inline int tbl_op_end(etsmgr_table *t, int rc)
     if (t->un) {
         t->h->undo_n = t->un = 0;
         atomic_signal_fence(memory_order_seq_cst);
+    }
+    if (t->ntouch || t->touch_layout) {
+        tbl_cp(t); /* committed, readers still held off: recovery must release them */
+        tbl_untouch(t);
     }
     tbl_unlock(t);
     return rc;

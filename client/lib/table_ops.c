@@ -10,6 +10,10 @@
  * one lock/unlock, one hash, a probe of usually one slot and one undo
  * record.
  *
+ * Every change makes its key's stripe odd (tbl_touch) before the first
+ * write a lock-free reader could see; lookup and foreach themselves are in
+ * table_read.c.
+ *
  * Pointers into the mapping are never kept across tbl_alloc or tbl_rehash:
  * growing the object may move the mapping. */
 #include "table_int.h"
@@ -63,7 +67,8 @@ static int tbl_put_new(etsmgr_table *t, const void *key, size_t klen, uint64_t h
 {
     struct tbl_hdr *h = t->h;
     uint64_t cap = t->mask + 1;
-    if ((h->count + h->tombs + 1) * 4 > cap * 3) {
+    /* reusing a tombstone leaves count + tombs as it was: no rehash needed */
+    if (t->idx[pos] != TBL_SLOT_TOMB && (h->count + h->tombs + 1) * 4 > cap * 3) {
         uint64_t ncap = (h->count + 1) * 8 > cap * 3 ? cap * 2 : cap;
         struct tbl_ent *e;
         int r = tbl_rehash(t, ncap);
@@ -76,6 +81,7 @@ static int tbl_put_new(etsmgr_table *t, const void *key, size_t klen, uint64_t h
     if (rc) return rc;
     tbl_ent_write(t, off, key, klen, v);
     tbl_cp(t);
+    if ((rc = tbl_touch(t, hv)) != 0) return rc;
     uint64_t so = tbl_slot_off(t, pos), old = t->idx[pos];
     tbl_set(t, so, (tbl_tag(hv) << 40) | (off >> 3));
     if (old == TBL_SLOT_TOMB) tbl_set(t, TBL_HOFF(tombs), h->tombs - 1);
@@ -90,6 +96,8 @@ static int tbl_put_over(etsmgr_table *t, const void *key, size_t klen, uint64_t 
 {
     uint64_t eoff = (uint64_t)((char *)e - t->base);
     if (e->type == ETSMGR_INT && v->type == ETSMGR_INT) {
+        int rc = tbl_touch(t, hv);
+        if (rc) return rc;
         tbl_set(t, eoff + tbl_ent_voff(e), (uint64_t)v->i);
         return 0;
     }
@@ -98,6 +106,7 @@ static int tbl_put_over(etsmgr_table *t, const void *key, size_t klen, uint64_t 
     if (rc) return rc;
     tbl_ent_write(t, off, key, klen, v);
     tbl_cp(t);
+    if ((rc = tbl_touch(t, hv)) != 0) return rc;
     tbl_set(t, tbl_slot_off(t, pos), (tbl_tag(hv) << 40) | (off >> 3));
     tbl_set(t, TBL_HOFF(live_bytes), t->h->live_bytes + size - oldsize);
     return tbl_defer_free(t, eoff, oldsize);
@@ -145,8 +154,8 @@ int etsmgr_table_update_counter(etsmgr_table *t, const void *key, size_t klen, i
         } else {
             uint64_t voff = (uint64_t)((char *)e - t->base) + tbl_ent_voff(e);
             nv = (int64_t)(*tbl_word(t, voff) + (uint64_t)incr); /* wraps like the hardware */
-            tbl_set(t, voff, (uint64_t)nv);
-            r = 0;
+            r = tbl_touch(t, hv);
+            if (r == 0) tbl_set(t, voff, (uint64_t)nv);
         }
     } else if (r == 0) {
         etsmgr_value v = {.type = ETSMGR_INT, .i = (int64_t)((uint64_t)dflt + (uint64_t)incr)};
@@ -156,39 +165,6 @@ int etsmgr_table_update_counter(etsmgr_table *t, const void *key, size_t klen, i
     r = tbl_op_end(t, r);
     if (r == 0 && newval) *newval = nv;
     return r;
-}
-
-int etsmgr_table_lookup(etsmgr_table *t, const void *key, size_t klen, etsmgr_value *out,
-                        void *buf, size_t cap)
-{
-    if (!t || !out || tbl_check_key(key, klen)) return ETSMGR_EINVAL;
-    uint64_t hv = tbl_hash(key, klen), pos;
-    int r = tbl_op_begin(t, "lookup", false);
-    if (r) return r;
-    struct tbl_ent *e = NULL;
-    r = tbl_find(t, key, klen, hv, &pos, &e);
-    if (r == 1) {
-        const char *vp = (const char *)e + tbl_ent_voff(e);
-        out->type = (etsmgr_type)e->type;
-        r = 0;
-        if (e->type == ETSMGR_INT) {
-            out->i = *(const int64_t *)(const void *)vp;
-            out->data = NULL;
-            out->len = 0;
-        } else {
-            out->i = 0;
-            out->len = e->vlen;
-            out->data = buf;
-            if (e->vlen > cap || (e->vlen && !buf))
-                r = ETSMGR_ERANGE;
-            else if (e->vlen)
-                memcpy(buf, vp, e->vlen);
-        }
-    } else if (r == 0) {
-        r = ETSMGR_ENOTFOUND;
-    }
-    /* ERANGE and ENOTFOUND changed nothing: nothing to roll back */
-    return tbl_op_end(t, r);
 }
 
 int etsmgr_table_delete(etsmgr_table *t, const void *key, size_t klen)
@@ -203,6 +179,7 @@ int etsmgr_table_delete(etsmgr_table *t, const void *key, size_t klen)
         struct tbl_hdr *h = t->h;
         uint64_t eoff = (uint64_t)((char *)e - t->base), size = tbl_ent_size(e->klen, e->vlen);
         uint64_t so = tbl_slot_off(t, pos);
+        if ((r = tbl_touch(t, hv)) != 0) return tbl_op_end(t, r);
         /* no tombstone needed when the chain ends right after this slot */
         if (t->idx[(pos + 1) & t->mask] == TBL_SLOT_EMPTY) {
             tbl_set(t, so, TBL_SLOT_EMPTY);
@@ -217,32 +194,4 @@ int etsmgr_table_delete(etsmgr_table *t, const void *key, size_t klen)
         r = ETSMGR_ENOTFOUND;
     }
     return tbl_op_end(t, r);
-}
-
-int etsmgr_table_foreach(etsmgr_table *t, etsmgr_foreach_cb cb, void *arg)
-{
-    if (!t || !cb) return ETSMGR_EINVAL;
-    int r = tbl_op_begin(t, "foreach", false);
-    if (r) return r;
-    for (uint64_t i = 0; i <= t->mask && r == 0; i++) {
-        uint64_t s = t->idx[i];
-        if (s == TBL_SLOT_EMPTY || s == TBL_SLOT_TOMB) continue;
-        struct tbl_ent *e = tbl_ent_at(t, (s & TBL_OFF_MASK) << 3);
-        if (!e) {
-            r = ETSMGR_ECORRUPT;
-            break;
-        }
-        const char *vp = (const char *)e + tbl_ent_voff(e);
-        etsmgr_value v = {.type = (etsmgr_type)e->type};
-        if (e->type == ETSMGR_INT) {
-            v.i = *(const int64_t *)(const void *)vp;
-        } else {
-            v.data = vp;
-            v.len = e->vlen;
-        }
-        r = cb(tbl_ent_key(e), e->klen, &v, arg);
-    }
-    /* the callback's value is returned but is not a failure to roll back */
-    int rr = tbl_op_end(t, 0);
-    return r ? r : rr;
 }

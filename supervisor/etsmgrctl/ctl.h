@@ -27,4 +27,7 @@ int ctl_save(const rt_paths *rt, const char *table, const char *file, int timeou
 int ctl_load(const rt_paths *rt, const char *file, const char *as, bool replace, int timeout);
 int ctl_snapshot(const rt_paths *rt, int timeout);
 int ctl_del(const rt_paths *rt, const char *table, bool force, int timeout);
+
+/* dump.c: etsmgrctl dump TABLE; an exit status */
+int ctl_dump(const rt_paths *rt, const char *name, int timeout, bool json);
 #endif

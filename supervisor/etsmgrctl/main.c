@@ -36,6 +36,8 @@ static void ctl_usage(FILE *f)
             "Commands:\n"
             "  status        the supervisor's strategy and each child's state (asks etssup)\n"
             "  tables        the tables etsmgrd manages, like etsmgr:info() (asks etsmgrd)\n"
+            "  dump TABLE    every entry of a live table, read without stopping its owner\n"
+            "                (--json: one object mapping each key to its value)\n"
             "  restart ID    stop child ID if it runs and start it again; returns once it is up\n"
             "  stop          stop every child in reverse order, then etssup; returns once done\n"
             "  save TABLE FILE      save the table to FILE (a table image; works without etsmgrd)\n"
@@ -57,8 +59,8 @@ static void ctl_usage(FILE *f)
             "  -j, --json              machine-readable output (one JSON object)\n"
             "  -s, --signal SIG        kill's signal: a name (KILL, SIGKILL) or a number\n"
             "  -t, --timeout MS        how long to wait for the answer (default 5000 for\n"
-            "                          status, tables and del, 60000 for restart, stop, save,\n"
-            "                          load and snapshot)\n"
+            "                          status, tables, dump and del, 60000 for restart, stop,\n"
+            "                          save, load and snapshot)\n"
             "  -h, --help              show this help\n"
             "  -V, --version           show the version\n"
             "\n"
@@ -94,7 +96,7 @@ static void ctl_duration(double secs, char *buf, size_t len)
 }
 
 /* A table of strings printed with columns as wide as their widest cell. */
-#define CTL_MAXCOL 10
+#define CTL_MAXCOL 11
 typedef struct ctl_table {
     int ncol, nrow;
     char *(*cells)[CTL_MAXCOL];
@@ -227,9 +229,9 @@ static int ctl_tables(const rt_paths *rt, int timeout)
         cJSON_Delete(reply);
         return 0;
     }
-    ctl_table t = {.ncol = 10};
-    const char *hdr[] = {"NAME", "STATE", "OWNER", "ENTRIES", "CAPACITY", "BYTES", "TRANSFERS", "HEIR DATA",
-                         "CREATED", "ORPHANED SINCE"};
+    ctl_table t = {.ncol = 11};
+    const char *hdr[] = {"NAME", "STATE", "OWNER", "ACCESS", "ENTRIES", "CAPACITY", "BYTES", "TRANSFERS",
+                         "HEIR DATA", "CREATED", "ORPHANED SINCE"};
     ctl_row(&t, hdr);
     const cJSON *tb;
     cJSON_ArrayForEach(tb, tabs) {
@@ -241,8 +243,9 @@ static int ctl_tables(const rt_paths *rt, int timeout)
         snprintf(bytes, sizeof bytes, "%.0f", ctl_num(tb, "bytes"));
         snprintf(tr, sizeof tr, "%.0f", ctl_num(tb, "transfers"));
         const char *hd = ctl_str(tb, "heir_data", "");
-        const char *row[] = {ctl_str(tb, "name", "?"), ctl_str(tb, "state", "?"), owner, entries, cap, bytes, tr,
-                             *hd ? hd : "-", ctl_str(tb, "created", "-"), ctl_str(tb, "orphaned_since", "-")};
+        const char *row[] = {ctl_str(tb, "name", "?"), ctl_str(tb, "state", "?"), owner,
+                             ctl_str(tb, "access", "-"), entries, cap, bytes, tr, *hd ? hd : "-",
+                             ctl_str(tb, "created", "-"), ctl_str(tb, "orphaned_since", "-")};
         ctl_row(&t, row);
     }
     ctl_table_print(&t);
@@ -463,7 +466,7 @@ int main(int argc, char **argv)
         }
     }
     if (optind >= argc) {
-        fprintf(stderr, "etsmgrctl: a command is needed: status, tables, restart ID or stop\n");
+        fprintf(stderr, "etsmgrctl: a command is needed: status, tables, dump TABLE, restart ID or stop\n");
         ctl_usage(stderr);
         return CTL_EXIT_USAGE;
     }
@@ -472,15 +475,15 @@ int main(int argc, char **argv)
     bool is_restart = strcmp(cmd, "restart") == 0, is_kill = strcmp(cmd, "kill") == 0;
     static const struct { const char *cmd, *args; int n; } data_cmds[] = {
         {"save", "TABLE FILE", 2}, {"load", "FILE [--as NAME] [--replace]", 1},
-        {"snapshot", "", 0}, {"del", "TABLE [--force]", 1},
+        {"snapshot", "", 0}, {"del", "TABLE [--force]", 1}, {"dump", "TABLE", 1},
     };
     int dc = -1;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if (strcmp(cmd, data_cmds[i].cmd) == 0)
             dc = i;
     if (strcmp(cmd, "status") && strcmp(cmd, "tables") && strcmp(cmd, "stop") && strcmp(cmd, "env") &&
         !is_restart && !is_kill && dc < 0) {
-        fprintf(stderr, "etsmgrctl: unknown command \"%s\" (status, tables, restart ID, stop, kill ID, env, save, "
+        fprintf(stderr, "etsmgrctl: unknown command \"%s\" (status, tables, dump, restart ID, stop, kill ID, env, save, "
                 "load, snapshot or del)\n", cmd);
         return CTL_EXIT_USAGE;
     }
@@ -509,7 +512,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "etsmgrctl: %s\n", err);
         return CTL_EXIT_USAGE;
     }
-    bool slow = is_restart || strcmp(cmd, "stop") == 0 || (dc >= 0 && strcmp(cmd, "del") != 0);
+    bool slow = is_restart || strcmp(cmd, "stop") == 0 ||
+                (dc >= 0 && strcmp(cmd, "del") != 0 && strcmp(cmd, "dump") != 0);
     if (timeout < 0)
         timeout = slow ? 60000 : 5000;
     if (strcmp(cmd, "save") == 0)
@@ -530,5 +534,7 @@ int main(int argc, char **argv)
         return ctl_kill(&rt, argv[optind + 1], sig, timeout);
     if (strcmp(cmd, "env") == 0)
         return ctl_env(&rt);
+    if (strcmp(cmd, "dump") == 0)
+        return ctl_dump(&rt, argv[optind + 1], timeout, g_json);
     return ctl_stop(&rt, timeout);
 }
