@@ -100,7 +100,7 @@ cJSON *mgrd_open_table(mgrd *m, const mgrd_peer *p, const cJSON *req, mgrd_table
         cJSON_AddStringToObject(r, "name", rt->name);
         cJSON_AddStringToObject(r, "mode", write ? "write" : "read");
         cJSON_AddStringToObject(r, "access", mgrd_access_name(info.access));
-        cJSON_AddNumberToObject(r, "owner_pid", rt->state == MGRD_OWNED ? (double)rt->owner_pid : 0);
+        cJSON_AddNumberToObject(r, "owner_pid", mgrd_reg_state(rt) == MGRD_OWNED ? (double)rt->owner_pid : 0);
     }
     return r;
 }

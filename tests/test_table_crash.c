@@ -12,6 +12,7 @@
  * processes count on one key at once. */
 #include <check.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -24,6 +25,13 @@
 #include "test_table_util.h"
 
 static void teardown(void) { tt_cleanup(); }
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 /* ------------------------------------------------------------ harness */
 
@@ -385,6 +393,253 @@ END_TEST
 
 /* A writer dies in the middle of a group; then each reader that recovers
  * dies at each step of the recovery; the last one finds the group undone. */
+/* ------------------------------------------------------------ readers at every step */
+
+/* Lock-free readers run while a change is made, dies at step N, and is
+ * rolled back (or found committed).  Each reader process looks up every
+ * key the table had before and walks the table, again and again, noting
+ * every value it met per key (a fingerprint; 0: absent).  Afterwards each
+ * value must be the key's value before the change or after the recovery:
+ * the only two ever committed (a torn value, an uncommitted one, a phantom
+ * key all fail).  A key the change did not touch must be seen exactly once
+ * by every complete walk. */
+
+#define RK_SLOTS 4096
+#define RK_FPS 4
+struct rk_key {
+    uint8_t used, klen, nfp;
+    char key[48];
+    uint64_t fp[RK_FPS];
+    uint64_t walks, last_walk;
+};
+struct rk_map {
+    struct rk_key k[RK_SLOTS];
+};
+struct rk_area {
+    atomic_int stop;
+    atomic_ulong iters;
+    uint64_t walks; /* complete ones */
+    int fail;
+    char why[200];
+    struct rk_map m;
+};
+
+static uint64_t rk_fp(const etsmgr_value *v)
+{
+    if (v->type == ETSMGR_INT) return tbl_hash(&v->i, 8) << 2 | 1;
+    return tbl_hash(v->data ? v->data : "", v->len) << 2 | 2;
+}
+
+static struct rk_key *rk_find(struct rk_map *m, const void *key, size_t klen, bool add)
+{
+    if (klen >= sizeof m->k[0].key) return NULL;
+    uint64_t i = tbl_hash(key, klen) & (RK_SLOTS - 1);
+    for (int n = 0; n < RK_SLOTS; n++, i = (i + 1) & (RK_SLOTS - 1)) {
+        struct rk_key *k = &m->k[i];
+        if (!k->used) {
+            if (!add) return NULL;
+            k->used = 1;
+            k->klen = (uint8_t)klen;
+            memcpy(k->key, key, klen);
+            return k;
+        }
+        if (k->klen == klen && memcmp(k->key, key, klen) == 0) return k;
+    }
+    return NULL;
+}
+
+static int rk_snap_cb(const void *key, size_t klen, const etsmgr_value *v, void *arg)
+{
+    struct rk_key *k = rk_find(arg, key, klen, true);
+    ck_assert_ptr_nonnull(k);
+    k->fp[0] = rk_fp(v);
+    k->nfp = 1;
+    return 0;
+}
+
+static struct rk_map *rk_snapshot(etsmgr_table *t)
+{
+    struct rk_map *m = calloc(1, sizeof *m);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_int_eq(etsmgr_table_foreach(t, rk_snap_cb, m), 0);
+    return m;
+}
+
+static uint64_t rk_value_of(struct rk_map *m, const char *key, size_t klen)
+{
+    struct rk_key *k = rk_find(m, key, klen, false);
+    return k ? k->fp[0] : 0;
+}
+
+static void rk_fail(struct rk_area *a, const char *fmt, const char *key, int klen, int err)
+{
+    if (a->fail++) return;
+    snprintf(a->why, sizeof a->why, fmt, klen, key, err);
+}
+
+static void rk_note(struct rk_area *a, const void *key, size_t klen, uint64_t fp)
+{
+    struct rk_key *k = rk_find(&a->m, key, klen, true);
+    if (!k) {
+        rk_fail(a, "no room for key %.*s (%d)", key, (int)klen, 0);
+        return;
+    }
+    for (int i = 0; i < k->nfp; i++)
+        if (k->fp[i] == fp) return;
+    if (k->nfp < RK_FPS) k->fp[k->nfp++] = fp;
+    else rk_fail(a, "key %.*s had more than 4 values (%d)", key, (int)klen, RK_FPS);
+}
+
+struct rk_walk {
+    struct rk_area *a;
+    uint64_t id;
+};
+
+static int rk_walk_cb(const void *key, size_t klen, const etsmgr_value *v, void *arg)
+{
+    struct rk_walk *w = arg;
+    rk_note(w->a, key, klen, rk_fp(v));
+    struct rk_key *k = rk_find(&w->a->m, key, klen, false);
+    if (k && k->last_walk == w->id) rk_fail(w->a, "a walk met %.*s twice (%d)", key, (int)klen, 0);
+    if (k) k->last_walk = w->id;
+    return 0;
+}
+
+/* A reader process: until told to stop, look up every key of before and
+ * walk the table. */
+static void rk_reader(const char *name, struct rk_map *before, struct rk_area *a)
+{
+    int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+    etsmgr_table *t = NULL;
+    if (fd < 0 || etsmgr_table_attach_fd(fd, &t) != 0) _exit(20);
+    static char buf[ETSMGR_VALUE_MAX];
+    for (uint64_t id = 1; !atomic_load(&a->stop); id++) {
+        for (int i = 0; i < RK_SLOTS; i++) {
+            const struct rk_key *k = &before->k[i];
+            if (!k->used) continue;
+            etsmgr_value v;
+            int r = etsmgr_table_lookup(t, k->key, k->klen, &v, buf, sizeof buf);
+            if (r == 0) rk_note(a, k->key, k->klen, rk_fp(&v));
+            else if (r == ETSMGR_ENOTFOUND) rk_note(a, k->key, k->klen, 0);
+            else if (r != ETSMGR_EDEADWRITER) rk_fail(a, "lookup %.*s: %d", k->key, k->klen, r);
+        }
+        struct rk_walk w = {a, id};
+        int r = etsmgr_table_foreach(t, rk_walk_cb, &w);
+        if (r == 0) {
+            a->walks++;
+            for (int i = 0; i < RK_SLOTS; i++)
+                if (a->m.k[i].used && a->m.k[i].last_walk == id) a->m.k[i].walks++;
+        } else if (r != ETSMGR_EDEADWRITER) {
+            rk_fail(a, "walk: %.*s%d", "", 0, r);
+        }
+        atomic_fetch_add(&a->iters, 1);
+    }
+    etsmgr_table_close(t);
+    _exit(0);
+}
+
+/* Wait until every reader did n more iterations (bounded). */
+static void rk_progress(struct rk_area *a, int nr, unsigned long n)
+{
+    unsigned long start[4];
+    for (int i = 0; i < nr; i++) start[i] = atomic_load(&a[i].iters);
+    double end = mono() + 10;
+    for (int i = 0; i < nr; i++)
+        while (atomic_load(&a[i].iters) < start[i] + n && mono() < end) usleep(50);
+}
+
+static void rk_check(struct rk_area *a, struct rk_map *before, struct rk_map *after, const char *scen, long step)
+{
+    ck_assert_msg(!a->fail, "%s step %ld: reader: %s", scen, step, a->why);
+    for (int i = 0; i < RK_SLOTS; i++) {
+        struct rk_key *k = &a->m.k[i];
+        if (!k->used) continue;
+        uint64_t b = rk_value_of(before, k->key, k->klen), f = rk_value_of(after, k->key, k->klen);
+        for (int j = 0; j < k->nfp; j++)
+            ck_assert_msg(k->fp[j] == b || k->fp[j] == f,
+                          "%s step %ld: a reader got a value of %.*s never committed (%s)", scen, step,
+                          (int)k->klen, k->key, k->fp[j] ? "present" : "absent");
+    }
+    for (int i = 0; i < RK_SLOTS; i++) {
+        struct rk_key *k = &before->k[i];
+        if (!k->used || rk_value_of(after, k->key, k->klen) != k->fp[0]) continue;
+        struct rk_key *r = rk_find(&a->m, k->key, k->klen, false);
+        ck_assert_msg(r && r->walks == a->walks, "%s step %ld: %.*s, untouched, was seen by %llu of %llu walks",
+                      scen, step, (int)k->klen, k->key, r ? (unsigned long long)r->walks : 0ull,
+                      (unsigned long long)a->walks);
+    }
+}
+
+static void cp_hook_linger(const char *op, int step)
+{
+    (void)op, (void)step;
+    if (cp_calls++ == cp_target) {
+        usleep(300); /* readers meet the change in progress */
+        _exit(77);
+    }
+}
+
+/* crash_every_step, with two readers at every step. */
+static long crash_every_step_read(const struct scen *sc)
+{
+    enum { NR = 2 };
+    const char *name = tt_name();
+    struct rk_area *a = mmap(NULL, NR * sizeof *a, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(a, MAP_FAILED);
+    for (long step = 0;; step++) {
+        ck_assert_msg(step < 100000, "%s: no end of crash points", sc->name);
+        shm_unlink(name);
+        etsmgr_table_opts o = {.size_hint = sc->size_hint};
+        etsmgr_table *t;
+        ck_assert_int_eq(tbl_create(name, "crash", &o, &t), 0);
+        sc->setup(t);
+        struct rk_map *before = rk_snapshot(t);
+        memset(a, 0, NR * sizeof *a);
+        pid_t rp[NR];
+        for (int i = 0; i < NR; i++) {
+            rp[i] = fork();
+            ck_assert_int_ge(rp[i], 0);
+            if (rp[i] == 0) rk_reader(name, before, &a[i]);
+        }
+        rk_progress(a, NR, 1);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            cp_target = step;
+            cp_calls = 0;
+            tbl_crashpoint = cp_hook_linger;
+            int r = sc->action(t);
+            _exit(r == 0 ? 0 : 10);
+        }
+        int code = wait_child(pid);
+        ck_assert_msg(code == 0 || code == 77, "%s step %ld: action failed (%d)", sc->name, step, code);
+        usleep(300); /* readers meet the dead writer's change */
+        ck_assert_int_eq(tbl_recover_now(t), 0);
+        rk_progress(a, NR, 2); /* a whole iteration after the recovery */
+        for (int i = 0; i < NR; i++) atomic_store(&a[i].stop, 1);
+        for (int i = 0; i < NR; i++) ck_assert_int_eq(wait_child(rp[i]), 0);
+        sc->check(t, code == 0);
+        struct rk_map *after = rk_snapshot(t);
+        for (int i = 0; i < NR; i++) rk_check(&a[i], before, after, sc->name, step);
+        free(before);
+        free(after);
+        etsmgr_table_close(t);
+        if (code == 0) {
+            shm_unlink(name);
+            munmap(a, NR * sizeof *a);
+            return step;
+        }
+    }
+}
+
+START_TEST(crash_points_with_readers)
+{
+    const struct scen *sc = &scenarios[_i];
+    long steps = crash_every_step_read(sc);
+    ck_assert_int_gt(steps, 0);
+}
+END_TEST
+
 START_TEST(crash_during_recovery)
 {
     const char *name = tt_name();
@@ -485,12 +740,6 @@ static int x_cb(const void *key, size_t klen, const etsmgr_value *v, void *arg)
     return 0;
 }
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 START_TEST(random_sigkill)
 {
@@ -604,6 +853,11 @@ Suite *table_crash_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, crash_points, 0, (int)(sizeof scenarios / sizeof scenarios[0]));
     tcase_add_test(tc, crash_during_recovery);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("readers");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, crash_points_with_readers, 0, (int)(sizeof scenarios / sizeof scenarios[0]));
     suite_add_tcase(s, tc);
     tc = tcase_create("kill");
     tcase_add_checked_fixture(tc, NULL, teardown);

@@ -7,11 +7,12 @@
  * JSON stays inside the library: callers get plain C structs. */
 #include "mgr.h"
 
-#include "sock.h"
 #include "table.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -147,9 +148,17 @@ int mc_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts *op
  * connection (the client it was opened with may be gone or busy). */
 static int mc_recover_cb(const char *sock, const char *table, int timeout_ms)
 {
-    int fd = sock_connect_unix(sock);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(sock) >= sizeof sa.sun_path)
+        return ETSMGR_EINVAL;
+    memcpy(sa.sun_path, sock, strlen(sock) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
+        return ETSMGR_ESYS;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        close(fd);
         return ETSMGR_ENOTCONN;
+    }
     cJSON *req = mc_req("recover", table), *rep = NULL;
     int r = req && frame_write_json(fd, req, NULL, 0) == 0 &&
                     frame_read_json(fd, &rep, NULL, NULL, 0, timeout_ms) == 0 &&
