@@ -45,6 +45,8 @@
     X(NO_SUCH_PID, "no_such_pid", ETSMGR_EREFUSED, "no connection of that pid and uid")           \
     X(NO_SNAPSHOT_DIR, "no_snapshot_dir", ETSMGR_EREFUSED, "etsmgrd runs without --snapshot-dir") \
     X(SNAPSHOT_FAILED, "snapshot_failed", ETSMGR_EREFUSED, "some tables could not be saved")      \
+    X(NOT_PERMITTED, "not_permitted", ETSMGR_EPERM, "the table's access mode refuses the open")   \
+    X(LOCKED, "locked", ETSMGR_ELOCKED, "a live process holds the table's lock and does not let go") \
     /* etscounterd */                                                                              \
     X(EXPIRED, "expired", ETSMGR_EREFUSED, "the request's deadline passed; it was not counted")   \
     X(TABLE_ERROR, "table_error", ETSMGR_EREFUSED, "an operation on the table failed")            \

@@ -54,27 +54,27 @@ cJSON *mgrd_open_table(mgrd *m, const mgrd_peer *p, const cJSON *req, mgrd_table
     const char *mode = "read";
     char msg[160];
     if (proto_get_string(req, "mode", &mode, msg, sizeof msg) < 0)
-        return proto_reply_err(req, "bad_request", "%s", msg);
+        return proto_reply_err(req, PROTO_E_BAD_REQUEST, "%s", msg);
     bool write = strcmp(mode, "write") == 0;
     if (!write && strcmp(mode, "read") != 0)
-        return proto_reply_err(req, "bad_request", "field \"mode\" must be \"read\" or \"write\", not \"%.32s\"",
+        return proto_reply_err(req, PROTO_E_BAD_REQUEST, "field \"mode\" must be \"read\" or \"write\", not \"%.32s\"",
                                mode);
     etsmgr_table_info info;
     int rc = etsmgr_table_info_get(rt->t, &info);
     if (rc < 0)
-        return proto_reply_err(req, "invalid_table", "table %s cannot be read: %s", rt->name, etsmgr_strerror(rc));
+        return proto_reply_err(req, PROTO_E_INVALID_TABLE, "table %s cannot be read: %s", rt->name, etsmgr_strerror(rc));
     bool owner = rt->owner == p;
     if (!owner) {
         if (!may_reach(m, rt, p))
-            return proto_reply_err(req, "forbidden", "table %s belongs to uid %u; the caller is uid %u", rt->name,
+            return proto_reply_err(req, PROTO_E_FORBIDDEN, "table %s belongs to uid %u; the caller is uid %u", rt->name,
                                    (unsigned)rt->uid, (unsigned)p->uid);
         if (info.access == ETSMGR_PRIVATE)
-            return proto_reply_err(req, "not_permitted",
+            return proto_reply_err(req, PROTO_E_NOT_PERMITTED,
                                    "table %s is private: only its owner uses it (create it protected or "
                                    "public to share it)",
                                    rt->name);
         if (write && info.access != ETSMGR_PUBLIC)
-            return proto_reply_err(req, "not_permitted",
+            return proto_reply_err(req, PROTO_E_NOT_PERMITTED,
                                    "table %s is protected: its owner writes, others only read (open it for "
                                    "reading)",
                                    rt->name);
@@ -87,10 +87,10 @@ cJSON *mgrd_open_table(mgrd *m, const mgrd_peer *p, const cJSON *req, mgrd_table
         ino_t ino;
         uid_t uid;
         if (fd < 0)
-            return proto_reply_err(req, "internal", "cannot open %s for reading: %s", rt->shm_name, strerror(errno));
+            return proto_reply_err(req, PROTO_E_INTERNAL, "cannot open %s for reading: %s", rt->shm_name, strerror(errno));
         if (mgrd_fd_ident(fd, &dev, &ino, &uid) < 0 || dev != rt->dev || ino != rt->ino) {
             close(fd);
-            return proto_reply_err(req, "invalid_table", "%s was replaced by another object", rt->shm_name);
+            return proto_reply_err(req, PROTO_E_INVALID_TABLE, "%s was replaced by another object", rt->shm_name);
         }
         *reply_fd = fd;
         *close_fd = true;
@@ -108,14 +108,14 @@ cJSON *mgrd_open_table(mgrd *m, const mgrd_peer *p, const cJSON *req, mgrd_table
 cJSON *mgrd_recover(mgrd *m, const mgrd_peer *p, const cJSON *req, mgrd_table *rt)
 {
     if (!may_reach(m, rt, p))
-        return proto_reply_err(req, "forbidden", "table %s belongs to uid %u; the caller is uid %u", rt->name,
+        return proto_reply_err(req, PROTO_E_FORBIDDEN, "table %s belongs to uid %u; the caller is uid %u", rt->name,
                                (unsigned)rt->uid, (unsigned)p->uid);
     int rc = tbl_recover_now(rt->t);
     if (rc == ETSMGR_ELOCKED)
-        return proto_reply_err(req, "locked", "table %s: its lock is held by a live process that does not let go",
+        return proto_reply_err(req, PROTO_E_LOCKED, "table %s: its lock is held by a live process that does not let go",
                                rt->name);
     if (rc < 0)
-        return proto_reply_err(req, "invalid_table", "table %s: %s", rt->name, etsmgr_strerror(rc));
+        return proto_reply_err(req, PROTO_E_INVALID_TABLE, "table %s: %s", rt->name, etsmgr_strerror(rc));
     cJSON *r = proto_reply_ok(req);
     if (r)
         cJSON_AddStringToObject(r, "name", rt->name);

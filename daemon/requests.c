@@ -257,7 +257,7 @@ static int get_opts(req_ctx *x, etsmgr_table_opts *opts, cJSON **err)
     if (rc == 0) {
         int a = mgrd_access_parse(access);
         if (a < 0) {
-            *err = proto_reply_err(x->req, "bad_request",
+            *err = proto_reply_err(x->req, PROTO_E_BAD_REQUEST,
                                    "opts: access must be \"private\", \"protected\" or \"public\", not \"%.32s\"",
                                    access);
             return -1;
@@ -657,7 +657,7 @@ static cJSON *op_open_table(req_ctx *x)
         return err;
     mgrd_table *rt = mgrd_reg_find(x->m, name);
     if (!rt)
-        return proto_reply_err(x->req, "not_found", "no table named %s is managed", name);
+        return proto_reply_err(x->req, PROTO_E_NOT_FOUND, "no table named %s is managed", name);
     return mgrd_open_table(x->m, x->p, x->req, rt, &x->reply_fd, &x->close_reply_fd);
 }
 
@@ -669,7 +669,7 @@ static cJSON *op_recover(req_ctx *x)
         return err;
     mgrd_table *rt = mgrd_reg_find(x->m, name);
     if (!rt)
-        return proto_reply_err(x->req, "not_found", "no table named %s is managed", name);
+        return proto_reply_err(x->req, PROTO_E_NOT_FOUND, "no table named %s is managed", name);
     return mgrd_recover(x->m, x->p, x->req, rt);
 }
 

@@ -187,7 +187,7 @@ int etsmgr_open_table(etsmgr_client *c, const char *name, int mode, etsmgr_table
     int err = mc_call(c, req, -1, NULL, 1, &fd);
     if (err) {
         const char *code = etsmgr_client_error(c);
-        if (err == ETSMGR_EREFUSED && (strcmp(code, "not_permitted") == 0 || strcmp(code, "forbidden") == 0))
+        if (err == ETSMGR_EREFUSED && strcmp(code, "forbidden") == 0) /* for an opener: no permission */
             err = ETSMGR_EPERM;
         return err;
     }

@@ -160,7 +160,7 @@ int tbl_rehash(etsmgr_table *t, uint64_t newcap)
             if (a >= TBL_HDR_SIZE && a < t->top) __builtin_prefetch(t->base + a);
         }
         uint64_t s = oidx[i];
-        if (s == TBL_SLOT_EMPTY || s == TBL_SLOT_TOMB) continue;
+        if (tbl_unused(s)) continue;
         struct tbl_ent *e = tbl_ent_at(t, (s & TBL_OFF_MASK) << 3);
         if (!e) return ETSMGR_ECORRUPT;
         uint64_t hv = tbl_hash(tbl_ent_key(e), e->klen), j = tbl_home(hv, nshift), k;

@@ -479,7 +479,7 @@ static int img_encode_entries(const unsigned char *copy, uint64_t top, img_out *
     uint64_t n = 0;
     for (uint64_t i = 0; i <= v.mask; i++) {
         uint64_t s = v.idx[i];
-        if (s == TBL_SLOT_EMPTY || s == TBL_SLOT_TOMB) continue;
+        if (tbl_unused(s)) continue;
         struct tbl_ent *e = tbl_ent_at(&v, (s & TBL_OFF_MASK) << 3);
         if (!e) return ETSMGR_ECORRUPT;
         unsigned char rh[IMG_REC_HDR] = {e->klen, e->type, 0, 0};

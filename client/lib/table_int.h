@@ -11,8 +11,8 @@
  * The index is an array of 2^k 64-bit slots with linear probing from the
  * key's home slot, the top k bits of its hash (so doubling the index keeps
  * the order of homes, which the lock-free foreach relies on): 0 is empty,
- * 1 a tombstone, anything else (24-bit tag << 40 | entry offset / 8), the
- * tag being the low 24 bits of the hash.
+ * tag << 40 | 1 a tombstone, anything else (24-bit tag << 40 | entry
+ * offset / 8), the tag being the low 24 bits of the hash.
  * Entries live in the heap, each exactly as big as it needs (8-byte header,
  * key, value, each rounded to 8 bytes), so a small entry costs 24 bytes plus
  * its share of the index.
@@ -66,7 +66,7 @@
 #define TBL_GROW_STEP 65536u
 
 #define TBL_SLOT_EMPTY 0ull
-#define TBL_SLOT_TOMB 1ull
+#define TBL_SLOT_TOMB 1ull /* in the offset field; the tag field keeps the deleted key's tag */
 #define TBL_OFF_MASK ((1ull << 40) - 1)
 #define TBL_FREE_TAG 0xfee0000000000000ull /* word 0 of a free block: tag | size */
 #define TBL_FREE_TAGMASK 0xfff0000000000000ull
@@ -203,6 +203,10 @@ static inline uint64_t tbl_hash(const void *key, size_t n)
     return h;
 }
 static inline uint64_t tbl_tag(uint64_t hv) { return hv & TBL_TAG_MASK; }
+/* A tombstone keeps the tag of the key deleted there, so that a lock-free
+ * walk can tell, from that key's stripe, whether the delete is committed. */
+static inline bool tbl_tomb(uint64_t s) { return (s & TBL_OFF_MASK) == TBL_SLOT_TOMB; }
+static inline bool tbl_unused(uint64_t s) { return s == TBL_SLOT_EMPTY || tbl_tomb(s); }
 static inline uint64_t tbl_home(uint64_t hv, unsigned shift) { return hv >> shift; }
 
 static inline uint64_t *tbl_word(etsmgr_table *t, uint64_t off)
@@ -326,7 +330,7 @@ static inline int tbl_find(etsmgr_table *t, const void *key, size_t klen, uint64
             *pos = fp == UINT64_MAX ? i : fp;
             return 0;
         }
-        if (s == TBL_SLOT_TOMB) {
+        if (tbl_tomb(s)) {
             if (fp == UINT64_MAX) fp = i;
             continue;
         }

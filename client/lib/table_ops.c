@@ -68,7 +68,7 @@ static int tbl_put_new(etsmgr_table *t, const void *key, size_t klen, uint64_t h
     struct tbl_hdr *h = t->h;
     uint64_t cap = t->mask + 1;
     /* reusing a tombstone leaves count + tombs as it was: no rehash needed */
-    if (t->idx[pos] != TBL_SLOT_TOMB && (h->count + h->tombs + 1) * 4 > cap * 3) {
+    if (!tbl_tomb(t->idx[pos]) && (h->count + h->tombs + 1) * 4 > cap * 3) {
         uint64_t ncap = (h->count + 1) * 8 > cap * 3 ? cap * 2 : cap;
         struct tbl_ent *e;
         int r = tbl_rehash(t, ncap);
@@ -84,7 +84,7 @@ static int tbl_put_new(etsmgr_table *t, const void *key, size_t klen, uint64_t h
     if ((rc = tbl_touch(t, hv)) != 0) return rc;
     uint64_t so = tbl_slot_off(t, pos), old = t->idx[pos];
     tbl_set(t, so, (tbl_tag(hv) << 40) | (off >> 3));
-    if (old == TBL_SLOT_TOMB) tbl_set(t, TBL_HOFF(tombs), h->tombs - 1);
+    if (tbl_tomb(old)) tbl_set(t, TBL_HOFF(tombs), h->tombs - 1);
     tbl_set(t, TBL_HOFF(count), h->count + 1);
     tbl_set(t, TBL_HOFF(live_bytes), h->live_bytes + size);
     return 0;
@@ -180,13 +180,11 @@ int etsmgr_table_delete(etsmgr_table *t, const void *key, size_t klen)
         uint64_t eoff = (uint64_t)((char *)e - t->base), size = tbl_ent_size(e->klen, e->vlen);
         uint64_t so = tbl_slot_off(t, pos);
         if ((r = tbl_touch(t, hv)) != 0) return tbl_op_end(t, r);
-        /* no tombstone needed when the chain ends right after this slot */
-        if (t->idx[(pos + 1) & t->mask] == TBL_SLOT_EMPTY) {
-            tbl_set(t, so, TBL_SLOT_EMPTY);
-        } else {
-            tbl_set(t, so, TBL_SLOT_TOMB);
-            tbl_set(t, TBL_HOFF(tombs), h->tombs + 1);
-        }
+        /* always a tombstone, with the key's tag: a lock-free walk that meets
+         * it checks that stripe, and so never takes an uncommitted delete
+         * (rolled back later) for an empty slot */
+        tbl_set(t, so, (tbl_tag(hv) << 40) | TBL_SLOT_TOMB);
+        tbl_set(t, TBL_HOFF(tombs), h->tombs + 1);
         tbl_set(t, TBL_HOFF(count), h->count - 1);
         tbl_set(t, TBL_HOFF(live_bytes), h->live_bytes - size);
         r = tbl_defer_free(t, eoff, size);

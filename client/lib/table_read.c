@@ -225,7 +225,7 @@ static int tbl_rd_find(etsmgr_table *t, const void *key, size_t klen, uint64_t h
     for (uint64_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
         uint64_t s = ld(&idx[i]);
         if (s == TBL_SLOT_EMPTY) return RD_ABSENT;
-        if (s == TBL_SLOT_TOMB || (s >> 40) != tag) continue;
+        if (tbl_tomb(s) || (s >> 40) != tag) continue;
         int r = tbl_rd_entry(t, (s & TBL_OFF_MASK) << 3, g);
         /* another key's entry with our tag may be mid-change: only our own
          * stripe is validated, so its oddities are not ours to judge */
@@ -365,10 +365,18 @@ static int tbl_slot_hash(struct tbl_walk *w, uint64_t L, uint64_t j, uint64_t *s
         if (L2 != L) return 2;
         uint64_t v = ld(&t->r_idx[j]);
         *s = v;
-        if (v == TBL_SLOT_EMPTY || v == TBL_SLOT_TOMB) return 0;
+        /* an empty slot is never the work of a change in progress (deletes
+         * leave tombstones); a tombstone is, until its key's stripe says
+         * the delete is committed */
+        if (v == TBL_SLOT_EMPTY) return 0;
         const uint64_t *sp = &t->h->stripe[(v >> 40) & (TBL_NSTRIPES - 1)];
         if ((r = tbl_even(t, sp, &q, &w->ws)) != 0) return r;
         if (ld(&t->r_idx[j]) != v) continue;
+        if (tbl_tomb(v)) {
+            atomic_thread_fence(memory_order_acquire);
+            if (ld(sp) != q || ld(&t->h->layout_seq) != L) continue;
+            return 0;
+        }
         struct tbl_got g;
         int f = tbl_rd_entry(t, (v & TBL_OFF_MASK) << 3, &g);
         uint64_t h = f == RD_FOUND ? tbl_hash(g.key, g.klen) : 0;
@@ -441,7 +449,7 @@ static int tbl_report(struct tbl_walk *w, uint64_t L, const struct tbl_cand *c, 
         struct tbl_got g;
         int f = RD_ABSENT;
         etsmgr_value v = {0};
-        if (s != TBL_SLOT_EMPTY && s != TBL_SLOT_TOMB && (s >> 40) == tbl_tag(c->hv)) {
+        if (!tbl_unused(s) && (s >> 40) == tbl_tag(c->hv)) {
             f = tbl_rd_entry(t, (s & TBL_OFF_MASK) << 3, &g);
             if (f == RD_FOUND) {
                 memcpy(w->key, g.key, g.klen);
@@ -507,7 +515,7 @@ static int tbl_foreach_locked(etsmgr_table *t, etsmgr_foreach_cb cb, void *arg)
     if (r) return r;
     for (uint64_t i = 0; i <= t->mask && r == 0; i++) {
         uint64_t s = t->idx[i];
-        if (s == TBL_SLOT_EMPTY || s == TBL_SLOT_TOMB) continue;
+        if (tbl_unused(s)) continue;
         struct tbl_ent *e = tbl_ent_at(t, (s & TBL_OFF_MASK) << 3);
         if (!e) {
             r = ETSMGR_ECORRUPT;

@@ -58,7 +58,7 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
     for (uint64_t i = 0; i <= t->mask && !r; i++) {
         uint64_t s = t->idx[i], pos;
         if (s == TBL_SLOT_EMPTY) continue;
-        if (s == TBL_SLOT_TOMB) {
+        if (tbl_tomb(s)) {
             tombs++;
             continue;
         }
