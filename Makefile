@@ -229,9 +229,15 @@ check: all $(TEST_RUNNER) $(TEST_PROGS)
 	@$(TEST_ENV) $(TEST_RUNNER)
 
 # The runtime dir is the default one the CLIs resolve, so they need no options.
+# etssup's exit status 3 is OTP's "restart intensity reached": say what to
+# change, since killing things by hand is what make run invites.
 run: all
 	@echo "etsmgr: starting etssup; in another terminal try: $(BIN)/etscounter count   (Ctrl-C stops everything)"
-	@exec $(BIN)/etssup
+	@echo "etsmgr: kill children with $(BIN)/etsmgrctl kill ID --signal KILL; more than 10 restarts in 10 s stop everything"
+	@$(BIN)/etssup; rc=$$?; if [ $$rc = 3 ]; then \
+	  echo "etsmgr: etssup stopped: more than 10 restarts within 10 s (its restart intensity, as in OTP)."; \
+	  echo "etsmgr: kill more slowly, or run etssup --config FILE with a higher \"intensity\" or \"period\" (see supervisor/etssup.json, etssup(8))."; \
+	fi; exit $$rc
 
 # The one goal besides run/check/bench allowed to run apt-get (with sudo
 # when not root): every package the build and the tests need.

@@ -221,8 +221,8 @@ void sup_advance(sup *s)
             if (next->waiter)
                 sup_control_answer(next, PROTO_E_START_FAILED, err);
             if (sup_intensity_exceeded(s)) {
-                log_error("reached the maximum restart intensity (more than %d restarts within %d s): stopping "
-                          "every child and exiting with status %d",
+                log_error("restart intensity reached (more than %d restarts in %d s; raise \"intensity\" or "
+                          "\"period\" in the config): stopping every child, then exiting %d",
                           s->cfg->intensity, s->cfg->period_s, SUP_EXIT_INTENSITY);
                 next->want_run = false;
                 sup_terminate(s, SUP_EXIT_INTENSITY);
@@ -325,10 +325,9 @@ void sup_child_exited(sup_child *c, int status)
         return;
     }
     if (sup_intensity_exceeded(s)) {
-        log_error("supervisor report: child %s (pid %d) %s; restart type %s; action: shutdown, the restart "
-                  "intensity is reached (more than %d restarts within %d s): stopping the remaining children in "
-                  "reverse start order, then exiting with status %d",
-                  c->cfg->id, (int)pid, why, rname, s->cfg->intensity, s->cfg->period_s, SUP_EXIT_INTENSITY);
+        log_error("child %s (pid %d) %s; restart intensity reached (more than %d restarts in %d s; raise "
+                  "\"intensity\" or \"period\" in the config): stopping the others, then exiting %d",
+                  c->cfg->id, (int)pid, why, s->cfg->intensity, s->cfg->period_s, SUP_EXIT_INTENSITY);
         sup_terminate(s, SUP_EXIT_INTENSITY);
         return;
     }
