@@ -1,6 +1,7 @@
 /* test_log.c: the log line format (seed transcript and journald forms),
- * level filtering and parsing.  stderr is swapped for a pipe to read what a
- * line really looks like on the wire. */
+ * level filtering and parsing.  stderr is swapped for a pipe (or a
+ * pseudo-terminal, for the short terminal form) to read what a line really
+ * looks like on the wire. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -176,6 +178,44 @@ START_TEST(test_log_timestamp)
 }
 END_TEST
 
+/* On a terminal: the short local time.  stderr is swapped for the slave
+ * side of a pseudo-terminal and the line read from the master. */
+START_TEST(test_log_tty_short_time)
+{
+    int m = posix_openpt(O_RDWR | O_NOCTTY);
+    ck_assert_int_ge(m, 0);
+    ck_assert_int_eq(grantpt(m), 0);
+    ck_assert_int_eq(unlockpt(m), 0);
+    int sl = open(ptsname(m), O_RDWR | O_NOCTTY);
+    ck_assert_int_ge(sl, 0);
+    struct termios t;
+    ck_assert_int_eq(tcgetattr(sl, &t), 0);
+    t.c_oflag &= ~(tcflag_t)OPOST; /* no \n -> \r\n */
+    ck_assert_int_eq(tcsetattr(sl, TCSANOW, &t), 0);
+    int saved = dup(2);
+    ck_assert_int_eq(dup2(sl, 2), 2);
+    unsetenv("JOURNAL_STREAM");
+    setenv("TZ", "UTC0", 1);
+    tzset();
+    log_init("etssup", LOG_LVL_INFO);
+    log_notice("Counter %d.", 7);
+    dup2(saved, 2);
+    close(saved);
+    close(sl);
+    char out[512];
+    ssize_t n = read(m, out, sizeof out - 1);
+    close(m);
+    ck_assert_int_gt(n, 0);
+    out[n] = '\0';
+    regex_t re;
+    ck_assert_int_eq(regcomp(&re, "^[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3} notice: etssup: Counter 7\\.\n$", REG_EXTENDED),
+                     0);
+    ck_assert_msg(regexec(&re, out, 0, NULL, 0) == 0, "not the short form on a terminal: [%s]", out);
+    regfree(&re);
+    log_init("etssup", LOG_LVL_INFO); /* stderr is no terminal again */
+}
+END_TEST
+
 Suite *log_suite(void)
 {
     Suite *s = suite_create("log");
@@ -187,6 +227,7 @@ Suite *log_suite(void)
     tcase_add_test(tc, test_log_errno_preserved);
     tcase_add_test(tc, test_log_levels);
     tcase_add_test(tc, test_log_timestamp);
+    tcase_add_test(tc, test_log_tty_short_time);
     suite_add_tcase(s, tc);
     return s;
 }

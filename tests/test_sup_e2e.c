@@ -4,6 +4,7 @@
  * children down, the table stays in shared memory, and a new etssup starts
  * cleanly and the counter goes on from where it was. */
 #include <check.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,8 +58,15 @@ START_TEST(test_default_children)
     ck_assert_int_gt(st_start_ex(&e, true, 20000), 0);
     ck_assert_int_eq(e2e_count(&e), 5);
     char *log = rc_slurp(e.logpath);
-    ck_assert_ptr_nonnull(strstr(log, "supervisor report: child etscounterd"));
-    ck_assert_ptr_nonnull(strstr(log, "supervisor report: child etsmgrd"));
+    regex_t re;
+    ck_assert_int_eq(regcomp(&re, "child etscounterd \\(pid [0-9]+\\) killed by signal SIGKILL[^\n]*: restarting it",
+                             REG_EXTENDED | REG_NEWLINE), 0);
+    ck_assert_msg(regexec(&re, log, 0, NULL, 0) == 0, "no report of etscounterd's death:\n%s", log);
+    regfree(&re);
+    ck_assert_int_eq(regcomp(&re, "child etsmgrd \\(pid [0-9]+\\) killed by signal SIGKILL[^\n]*: restarting it",
+                             REG_EXTENDED | REG_NEWLINE), 0);
+    ck_assert_msg(regexec(&re, log, 0, NULL, 0) == 0, "no report of etsmgrd's death:\n%s", log);
+    regfree(&re);
     free(log);
     st_cleanup(&e);
 }

@@ -11,7 +11,12 @@
  * lines itself, reads the "<N>" syslog prefix as the priority and tags each
  * line with the stream's identifier: the line then carries neither time nor
  * program name, which journald already shows.  etssup gives each child a
- * stream of its own, named after the program (journalctl -t etsmgrd). */
+ * stream of its own, named after the program (journalctl -t etsmgrd).
+ *
+ * On a terminal a person reads the lines as they come: the time is the
+ * short local "23:17:28.238", so that a line fits 80 columns more often.
+ * Anywhere else (a file, a pipe) it is the full ISO 8601 timestamp with
+ * microseconds and offset, for logs read later or by programs. */
 #include "log.h"
 
 #include <errno.h>
@@ -28,6 +33,7 @@
 static char log_ident[64] = "etsmgr";
 static enum log_level log_level_cur = LOG_LVL_INFO;
 static int log_journal = -1; /* -1: not decided yet (log_init not called) */
+static int log_tty = -1;     /* stderr is a terminal: short times */
 
 static const char *const log_names[8] = {
     NULL, NULL, NULL, "error", "warning", "notice", "info", "debug",
@@ -41,6 +47,7 @@ void log_init(const char *ident, enum log_level level)
     }
     log_level_cur = level;
     log_journal = log_stderr_is_journal();
+    log_tty = isatty(STDERR_FILENO);
 }
 
 int log_stderr_is_journal(void)
@@ -97,6 +104,20 @@ void log_timestamp(char *buf, unsigned long len)
              (off % 3600) / 60);
 }
 
+void log_timestamp_short(char *buf, unsigned long len)
+{
+    struct timeval tv;
+    struct tm tm;
+    if (len == 0)
+        return;
+    gettimeofday(&tv, NULL);
+    if (!localtime_r(&tv.tv_sec, &tm)) {
+        snprintf(buf, len, "%lld.%03ld", (long long)tv.tv_sec, (long)tv.tv_usec / 1000);
+        return;
+    }
+    snprintf(buf, len, "%02d:%02d:%02d.%03ld", tm.tm_hour, tm.tm_min, tm.tm_sec, (long)tv.tv_usec / 1000);
+}
+
 /* write(2) the whole line, retrying on EINTR and short writes. */
 static void log_write_all(const char *p, size_t n)
 {
@@ -117,8 +138,10 @@ void log_msg(enum log_level level, const char *fmt, ...)
     if ((int)level > (int)log_level_cur)
         return;
     int saved_errno = errno; /* callers log, then look at errno */
-    if (log_journal < 0)
+    if (log_journal < 0) {
         log_journal = log_stderr_is_journal();
+        log_tty = isatty(STDERR_FILENO);
+    }
 
     char head[128];
     int hl;
@@ -126,7 +149,10 @@ void log_msg(enum log_level level, const char *fmt, ...)
         hl = snprintf(head, sizeof head, "<%d>", (int)level);
     } else {
         char ts[48];
-        log_timestamp(ts, sizeof ts);
+        if (log_tty > 0)
+            log_timestamp_short(ts, sizeof ts);
+        else
+            log_timestamp(ts, sizeof ts);
         hl = snprintf(head, sizeof head, "%s %s: %s: ", ts, log_level_name(level), log_ident);
     }
     if (hl < 0)

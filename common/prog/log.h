@@ -29,4 +29,6 @@ int log_stderr_is_journal(void);
 
 /* Formats the current time as ISO-8601 with microseconds and UTC offset. */
 void log_timestamp(char *buf, unsigned long len);
+/* "23:17:28.238": local time to the millisecond, for a terminal. */
+void log_timestamp_short(char *buf, unsigned long len);
 #endif

@@ -348,10 +348,10 @@ void sup_child_exited(sup_child *c, int status)
         snprintf(also + l, sizeof also - l, "%s%s%s", l ? ", " : "", o->cfg->id,
                  o->cfg->restart == SUP_TEMPORARY ? " (stopped only: temporary)" : "");
     }
-    log_error("supervisor report: child %s (pid %d) %s; restart type %s; action: restart %s%s%s (%s, restart %u "
-              "of at most %d within %d s)",
-              c->cfg->id, (int)pid, why, rname, c->cfg->id, *also ? " and its siblings " : "", also,
-              sup_strategy_name(s->cfg->strategy), sup_recent_restarts(s), s->cfg->intensity, s->cfg->period_s);
+    /* the OTP supervisor report's facts, in a line that a terminal wraps less */
+    log_error("child %s (pid %d) %s: restarting it%s%s (%s, %s; restart %u of at most %d in %d s)", c->cfg->id,
+              (int)pid, why, *also ? " and its siblings " : "", also, rname, sup_strategy_name(s->cfg->strategy),
+              sup_recent_restarts(s), s->cfg->intensity, s->cfg->period_s);
     c->pending_stop = false;
     sup_advance(s);
 }
