@@ -200,8 +200,9 @@ count 9
 step "kill -9 etssup (its children die with it), then start it again"
 olds="$(child_pid etsmgrd) $(child_pid etscounterd)"
 printf '$ kill -9 %s\n' "$SUP"
-kill -KILL "$SUP"
-{ wait "$SUP"; } 2>/dev/null # no "Killed" job notice
+# bash prints its "Killed" job notice when it notices the death, which may
+# be during the kill itself: both go under the same redirection
+{ kill -KILL "$SUP"; wait "$SUP"; } 2>/dev/null
 SUP=
 gone=1
 for _ in $(seq 100); do

@@ -25,6 +25,7 @@
 #include "sock.h"
 #include "svcrun.h"
 #include "test_sup.h"
+#include "testutil.h"
 
 START_TEST(test_strategies)
 {
@@ -166,6 +167,41 @@ START_TEST(test_start_order)
     snprintf(want_rt, sizeof want_rt, "rt=%s inst=%s", e.dir, e.instance);
     ck_assert_msg(strstr(ev, want_rt) != NULL, "runtime dir/instance not exported:\n%s", ev);
     free(ev);
+    st_cleanup(&e);
+}
+END_TEST
+
+static bool st_term_b_seen(void *arg)
+{
+    char *ev = rc_slurp(arg);
+    bool seen = ev && strstr(ev, "term b ");
+    free(ev);
+    return seen;
+}
+
+/* A second SIGTERM while stopping changes nothing, as in OTP: the child that
+ * ignores SIGTERM still gets its shutdown time before SIGKILL. */
+START_TEST(test_second_sigterm_keeps_timeouts)
+{
+    st_env e;
+    st_init(&e);
+    st_config(&e,
+              "{\"children\":["
+              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\"]},"
+              "{\"id\":\"b\",\"argv\":[\"%s\",\"--id\",\"b\",\"--events\",\"%s\",\"--ignore-term\"],"
+              "\"shutdown\":1500}]}",
+              e.stub, e.events, e.stub, e.events);
+    ck_assert_int_gt(st_start(&e, 15000), 0);
+    kill(e.pid, SIGTERM);
+    ck_assert_msg(tu_eventually(st_term_b_seen, e.events, 10000), "b got no SIGTERM");
+    kill(e.pid, SIGTERM);
+    int status = st_wait_exit(&e, 15000);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "wait status 0x%x", status);
+    char *log = rc_slurp(e.logpath);
+    ck_assert_msg(strstr(log, "did not exit within 1500 ms of SIGTERM: sending SIGKILL") &&
+                      strstr(log, "again while stopping"),
+                  "b was not given its shutdown time after the second SIGTERM:\n%s", log);
+    free(log);
     st_cleanup(&e);
 }
 END_TEST
@@ -428,6 +464,7 @@ Suite *sup_suite(void)
     tcase_add_test(tc, test_start_order);
     tcase_add_test(tc, test_earlier_child_not_held_by_later_start);
     tcase_add_test(tc, test_shutdown_order);
+    tcase_add_test(tc, test_second_sigterm_keeps_timeouts);
     tcase_add_test(tc, test_pdeathsig);
     tcase_add_test(tc, test_no_zombies);
     tcase_add_test(tc, test_socket_handoff);
