@@ -19,7 +19,7 @@
 #define PH 480
 #define ML 80
 #define MR 20
-#define MT 50
+#define MT 70
 #define MB 70
 
 static double lab_nice_step(double span, int ticks)
@@ -72,11 +72,14 @@ int lab_plot_svg(lab *l, const lab_tally *t, const char *path, char *err, size_t
     fprintf(f, "<text x=\"%d\" y=\"22\" font-size=\"15\" font-weight=\"bold\">etsmgr-crashlab: the counter over "
                "time, %zu kills, %s</text>\n",
             ML, l->nkills, l->nfailures ? "FAIL" : "PASS");
+    /* two lines: at 12 px one line of both ran past the right edge */
     fprintf(f, "<text x=\"%d\" y=\"40\" fill=\"#555\">strategy %s, on manager death %s, exactly-once %s, %d "
-               "workers, seed %llu; final %lld, acknowledged %llu, lost %llu, duplicated %llu</text>\n",
+               "workers, seed %llu</text>\n",
             ML, l->o.attach ? "(attached)" : l->o.strategy, l->o.exit_on_manager_death ? "exit" : "keep",
-            l->o.exactly_once ? "on" : "off", l->o.workers, (unsigned long long)l->o.seed,
-            (long long)(l->have_final ? t->final : -1), (unsigned long long)t->acked,
+            l->o.exactly_once ? "on" : "off", l->o.workers, (unsigned long long)l->o.seed);
+    fprintf(f, "<text x=\"%d\" y=\"56\" fill=\"#555\">final %lld, acknowledged %llu, lost %llu, duplicated "
+               "%llu</text>\n",
+            ML, (long long)(l->have_final ? t->final : -1), (unsigned long long)t->acked,
             (unsigned long long)t->lost, (unsigned long long)t->duplicated);
     /* axes and ticks */
     fprintf(f, "<g stroke=\"#000\" stroke-width=\"1\"><line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"/>"

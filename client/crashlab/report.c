@@ -142,9 +142,11 @@ void lab_report_text(lab *l, const lab_tally *t, FILE *f)
             unanswered ? "FAIL" : "ok", unanswered);
     fprintf(f, "  %-5s every kill was recovered from within %d ms\n", l->recovery_failed ? "FAIL" : "ok",
             l->o.recovery_timeout_ms);
-    fprintf(f, "  %-5s no zombie was ever seen (%lu left unreaped over %d ms; %lu reaped in time)\n",
-            l->persistent_zombies ? "FAIL" : "ok", l->persistent_zombies, l->o.zombie_grace_ms,
-            l->transient_zombies);
+    /* a zombie for the moment before its parent reaps it is normal: the
+     * invariant is about ones that stay */
+    fprintf(f, "  %-5s every zombie was reaped within %d ms (%lu seen briefly, %lu left longer)\n",
+            l->persistent_zombies ? "FAIL" : "ok", l->o.zombie_grace_ms, l->transient_zombies,
+            l->persistent_zombies);
     if (l->o.attach)
         fprintf(f, "  %-5s nothing left behind (not checked with --attach)\n", "-");
     else
