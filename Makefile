@@ -48,7 +48,7 @@ SOVERSION := $(call ver_part,MAJOR)
 BUILD_DEPS := libuv=libuv1-dev libcjson=libcjson-dev
 TEST_DEPS := check=check
 NODEPS_GOALS := clean help deps
-AUTODEPS_GOALS := run check bench bench-table demo crash memcheck fuzz check-systemd
+AUTODEPS_GOALS := run check bench bench-table demo crash memcheck fuzz check-systemd check-deb
 GOALS := $(or $(MAKECMDGOALS),all)
 ifneq ($(filter-out $(NODEPS_GOALS),$(GOALS)),)
 DEPS_MISSING := $(shell sh common/deps.sh missing $(BUILD_DEPS) \

@@ -51,6 +51,8 @@ instance_sed := -e 's|^\(Description=.*\)|\1, instance %i|' \
 	-e 's|^Sockets=etsmgr.socket$$|Sockets=etsmgr@%i.socket|' \
 	-e 's|^Environment=ETSMGR_RUNTIME_DIR=%t/etsmgr$$|Environment=ETSMGR_RUNTIME_DIR=%t/etsmgr@%i ETSMGR_INSTANCE=%i|' \
 	-e 's|^RuntimeDirectory=etsmgr$$|RuntimeDirectory=etsmgr@%i|' \
+	-e 's|^StateDirectory=etsmgr$$|StateDirectory=etsmgr@%i|' \
+	-e 's|^Environment=ETSMGR_SNAPSHOT_DIR=/var/lib/etsmgr$$|Environment=ETSMGR_SNAPSHOT_DIR=/var/lib/etsmgr@%i|' \
 	-e 's|^ListenStream=%t/etsmgr/|ListenStream=%t/etsmgr@%i/|' \
 	-e 's,^\# etsmgr\.\(service\|socket\): ,\# etsmgr@.\1 (made from etsmgr.\1 by install.mk): ,'
 
