@@ -240,6 +240,35 @@ START_TEST(test_shm_wins_over_snapshot)
 }
 END_TEST
 
+/* A restore killed half-way leaves its temporary object; a damaged snapshot
+ * is reported and left alone; neither stops the start. */
+START_TEST(test_restore_leftovers)
+{
+    char opt[256];
+    snprintf(opt, sizeof opt, "--snapshot-dir %s", S_dir);
+    pid_t mgr = sp_mgr(opt), ctr = sp_ctr();
+    ck_assert_int_eq(sp_count(), 1);
+    ck_assert_int_eq(sp_count(), 2);
+    sp_stop(ctr);
+    sp_stop(mgr);
+    tu_remove_shm(&E);
+    char tmp[200], bad[300];
+    snprintf(tmp, sizeof tmp, "/dev/shm/%s.etscounter#restore", E.instance);
+    ck_assert(rc_ok(rc_sh(NULL, 5000, "printf 'half a table' > '%s'", tmp)));
+    snprintf(bad, sizeof bad, "%s/%s/broken.etsimg", S_dir, E.instance);
+    ck_assert(rc_ok(rc_sh(NULL, 5000, "printf 'not an image at all' > '%s'", bad)));
+    mgr = sp_mgr(opt);
+    ck_assert_msg(log_has("snapshot " ) && log_has("broken.etsimg not restored: not a table image"), "%s",
+                  rc_slurp(S_log));
+    struct stat sb;
+    ck_assert_int_eq(stat(bad, &sb), 0); /* left alone */
+    ck_assert_int_eq(stat(tmp, &sb), -1); /* the half restore is gone */
+    ck_assert_int_eq(tu_count_shm(&E), 1);
+    ctr = sp_ctr();
+    ck_assert_int_eq(sp_check(), 2);
+}
+END_TEST
+
 /* ------------------------------------------------------------ save / load */
 
 START_TEST(test_load_through_daemon)
@@ -387,7 +416,9 @@ static bool orphan_gone(void *arg)
 
 START_TEST(test_orphan_ttl)
 {
-    sp_mgr("--orphan-ttl 1");
+    char opt[256];
+    snprintf(opt, sizeof opt, "--orphan-ttl 1 --snapshot-dir %s", S_dir);
+    sp_mgr(opt);
     etsmgr_client *c = NULL, *k = NULL;
     char msg[256];
     etsmgr_table *t;
@@ -395,6 +426,12 @@ START_TEST(test_orphan_ttl)
     ck_assert_int_eq(etsmgr_new_table(c, "old", NULL, NULL, &t, NULL), 0);
     ck_assert_int_eq(etsmgr_connect(NULL, NULL, &k, msg, sizeof msg), 0);
     ck_assert_int_eq(etsmgr_new_table(k, "kept", NULL, NULL, &t, NULL), 0);
+    ck_assert(rc_ok(sp_ctl(NULL, "snapshot")));
+    char snap_old[300], snap_kept[300];
+    snprintf(snap_old, sizeof snap_old, "%s/%s/old.etsimg", S_dir, E.instance);
+    snprintf(snap_kept, sizeof snap_kept, "%s/%s/kept.etsimg", S_dir, E.instance);
+    struct stat sb;
+    ck_assert_int_eq(stat(snap_old, &sb), 0);
     etsmgr_client_close(c); /* "old" is orphaned from now on */
     ck_assert_msg(tu_eventually(orphan_gone, NULL, 15000), "%s", rc_slurp(S_log));
     /* it is gone, shared memory included; the owned one stays */
@@ -405,6 +442,9 @@ START_TEST(test_orphan_ttl)
     etsmgr_info_free(inf);
     ck_assert_int_eq(tu_count_shm(&E), 1);
     ck_assert(log_has("over --orphan-ttl 1 s"));
+    /* its snapshot went with it: a reboot does not bring it back */
+    ck_assert_int_eq(stat(snap_old, &sb), -1);
+    ck_assert_int_eq(stat(snap_kept, &sb), 0);
     etsmgr_client_close(k);
 }
 END_TEST
@@ -418,6 +458,7 @@ Suite *snapshot_suite(void)
     tcase_add_test(tc, test_reboot_after_clean_stop);
     tcase_add_test(tc, test_reboot_after_kill9);
     tcase_add_test(tc, test_shm_wins_over_snapshot);
+    tcase_add_test(tc, test_restore_leftovers);
     suite_add_tcase(s, tc);
     tc = tcase_create("data");
     tcase_add_checked_fixture(tc, sp_setup, sp_cleanup);
