@@ -89,7 +89,8 @@ START_TEST(test_wait_gives_up)
     int err = etsmgr_connect(NULL, NULL, &c, msg, sizeof msg);
     ck_assert_int_eq(err, ETSMGR_ENOTCONN);
     ck_assert_ptr_null(c);
-    ck_assert_msg(strstr(msg, "etsmgrd.sock"), "the message does not name the socket: %s", msg);
+    ck_assert_msg(strstr(msg, E.dir) && strstr(msg, "etsmgrd.sock") && strstr(msg, E.instance),
+                  "the message does not name the runtime dir, socket and instance: %s", msg);
     int64_t t0 = ct_now_ms();
     err = etsmgr_wait(NULL, NULL, 20, 300, &c, msg, sizeof msg);
     int64_t took = ct_now_ms() - t0;

@@ -76,8 +76,8 @@ int mc_open(etsmgr_client *c, int nonblock)
         int e = errno;
         close(fd);
         errno = e;
-        return mc_err(c, ETSMGR_ENOTCONN, "", "connect %s: %s (is etsmgrd running?)", c->sock_path,
-                      strerror(e));
+        return mc_err(c, ETSMGR_ENOTCONN, "", "connect %s: %s (is etsmgrd of instance %s running?)", c->sock_path,
+                      strerror(e), c->rt.instance);
     }
     /* Back to blocking for frame_write; the watch reads with MSG_DONTWAIT. */
     if (nonblock) {
