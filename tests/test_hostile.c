@@ -18,6 +18,7 @@
  * "one byte a second" client sends a byte every 10 ms so the test stays
  * short, which is the same situation for an event loop. */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -208,10 +209,33 @@ static bool fds_at_most(void *arg)
     int n = tu_count_fds(w->pid);
     return n >= 0 && n <= w->want;
 }
-static bool fds_at_least(void *arg)
+/* The daemon's sockets only: a connection is one, while a transient fd (the
+ * dup of a table fd queued with a reply to etscounterd at start) is not,
+ * and counted in a baseline it made "accepted only 999 of 1000" when it
+ * closed during the flood. */
+static int hs_count_socks(pid_t pid)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char path[64 + sizeof de->d_name], target[64];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        ssize_t l = readlink(path, target, sizeof target - 1);
+        if (l > 0 && (target[l] = '\0', strncmp(target, "socket:", 7) == 0))
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+static bool socks_at_least(void *arg)
 {
     fd_wait *w = arg;
-    return tu_count_fds(w->pid) >= w->want;
+    return hs_count_socks(w->pid) >= w->want;
 }
 /* No more fds than want (a daemon may have fewer: a transient one, such as
  * the dup of an fd queued with a reply, may have been counted in want). */
@@ -252,9 +276,15 @@ START_TEST(test_frame_too_large)
                           hdrs[h][0], hdrs[h][1], hdrs[h][2], hdrs[h][3], strerror(errno));
             ck_assert_str_eq(hs_code(r), "frame_too_large");
             cJSON_Delete(r);
+            /* closed: end of file, or ECONNRESET when our extra bytes were
+             * still unread in the daemon's socket as it closed it (AF_UNIX
+             * reports that to the peer once the queued reply is read; seen
+             * under SANITIZE=1, where the daemon is slower to close) */
             char c;
-            ck_assert_msg(read(fd, &c, 1) == 0, "%s kept the connection open after frame_too_large",
-                          daemon_names[d]);
+            ssize_t got = read(fd, &c, 1);
+            ck_assert_msg(got == 0 || (got < 0 && errno == ECONNRESET),
+                          "%s kept the connection open after frame_too_large (read %zd: %s)", daemon_names[d], got,
+                          got < 0 ? strerror(errno) : "a byte");
             close(fd);
             ck_assert(hs_alive(pids[d]));
             hs_request_ms(&e, daemon_socks[d], good_req[d]);
@@ -333,7 +363,7 @@ START_TEST(test_flood_connections)
     int *held = calloc(HS_FLOOD, sizeof *held);
     ck_assert_ptr_nonnull(held);
     for (int d = 0; d < 2; d++) {
-        int fd0 = tu_count_fds(pids[d]);
+        int fd0 = tu_count_fds(pids[d]), socks0 = hs_count_socks(pids[d]);
         long rss0 = hs_rss_kb(pids[d]), rss_peak[HS_ROUNDS] = {0}, rss_after[HS_ROUNDS] = {0};
         double worst = 0, sum = 0;
         int n = 0;
@@ -344,9 +374,9 @@ START_TEST(test_flood_connections)
                 if (i % 2)
                     hs_write_all(held[i], half, sizeof half);
             }
-            fd_wait w = {pids[d], fd0 + HS_FLOOD};
-            ck_assert_msg(tu_eventually(fds_at_least, &w, 30000), "%s accepted only %d of %d connections",
-                          daemon_names[d], tu_count_fds(pids[d]) - fd0, HS_FLOOD);
+            fd_wait w = {pids[d], socks0 + HS_FLOOD};
+            ck_assert_msg(tu_eventually(socks_at_least, &w, 30000), "%s accepted only %d of %d connections",
+                          daemon_names[d], hs_count_socks(pids[d]) - socks0, HS_FLOOD);
             double t_open = hs_now_ms() - t0;
             for (int k = 0; k < 5; k++) {
                 double ms = hs_request_ms(&e, daemon_socks[d], good_req[d]);
