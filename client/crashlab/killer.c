@@ -11,7 +11,9 @@
  * failure reported in words, not a hang.
  *
  * The pids come from etssup's status op just before each kill.  "both"
- * sends SIGKILL to etsmgrd and then to etscounterd with nothing in between.
+ * sends SIGKILL to etsmgrd and then to etscounterd while etssup is held in
+ * SIGSTOP, and lets etssup go on only once both are dead, so that it sees
+ * the two deaths at once.
  * "etssup" kills the supervisor, whose children die of their PDEATHSIG; the
  * lab then starts a new etssup with the same config and times its READY=1.
  *
@@ -26,11 +28,61 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 /* a recovery this slow is worth a note in the report (not a failure) */
 #define LAB_SLOW_NS 1000000000LL
+/* how long "both" holds etssup stopped, at most, waiting for the two deaths */
+#define LAB_BOTH_WAIT_MS 5000
+
+/* A pidfd for pid (-1 when the kernel has none: then /proc is asked). */
+static int lab_pidfd_open(pid_t pid)
+{
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+/* Has pid exited (a zombie or reaped)?  From /proc: gone, or state Z. */
+static bool lab_proc_dead(pid_t pid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return true;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the name may hold spaces and parens */
+    return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
+/* Waits until pid has exited (true), at most ms. */
+static bool lab_wait_dead(int pidfd, pid_t pid, int ms)
+{
+    int64_t deadline = lab_now_ns() + (int64_t)ms * 1000000;
+    for (;;) {
+        if (pidfd >= 0) {
+            struct pollfd p = { .fd = pidfd, .events = POLLIN };
+            int left = (int)((deadline - lab_now_ns()) / 1000000);
+            int r = poll(&p, 1, left > 0 ? left : 0);
+            if (r > 0)
+                return true;
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r == 0)
+                return false;
+            pidfd = -1; /* poll failed: ask /proc */
+        }
+        if (lab_proc_dead(pid))
+            return true;
+        if (lab_now_ns() > deadline)
+            return false;
+        lab_sleep_ms(1);
+    }
+}
 
 static int lab_add_kill(lab *l, const lab_kill *k)
 {
@@ -171,19 +223,43 @@ void lab_killer_run(lab *l)
             l->sup_killed_by_us = true;
             pthread_mutex_unlock(&l->mu);
         }
-        /* "both" must be both at once for etssup too: were the lab
-         * descheduled between the two kill() calls, etssup could already
-         * have reacted to the first death (one_for_all stops the other
-         * child itself).  So etssup is stopped for the two calls. */
-        pid_t frozen = tg == LAB_T_BOTH && sup_pid > 0 && kill(sup_pid, SIGSTOP) == 0 ? sup_pid : 0;
+        /* "both" must be both at once for etssup too: were etssup to run
+         * between the two deaths, it would react to the first one alone
+         * (one_for_all stops the other child itself).  kill() only queues
+         * a SIGKILL, and the victim dies when next scheduled, so stopping
+         * etssup around the two kill() calls is not enough: it is held in
+         * SIGSTOP until both are really dead (their pidfds, opened before
+         * the kills, turn readable at exit), and then sees both deaths in
+         * one waitpid round. */
+        int pfd[2] = { -1, -1 };
+        pid_t frozen = 0;
+        if (tg == LAB_T_BOTH && sup_pid > 0) {
+            for (int i = 0; i < kl.npids; i++)
+                pfd[i] = lab_pidfd_open(kl.pids[i]);
+            if (kill(sup_pid, SIGSTOP) == 0)
+                frozen = sup_pid;
+            else
+                lab_note(l, "kill %ld (both): kill(%d, SIGSTOP) of etssup: %s; the two kills are not "
+                         "hidden from it", k + 1, (int)sup_pid, strerror(errno));
+        }
         kl.t_ns = lab_now_ns();
         for (int i = 0; i < kl.npids; i++)
             if (kill(kl.pids[i], SIGKILL) < 0)
                 lab_note(l, "kill %ld (%s): kill(%d, SIGKILL): %s: it had exited already", k + 1,
                          lab_target_name(tg), (int)kl.pids[i], strerror(errno));
-        if (frozen && kill(frozen, SIGCONT) < 0)
-            lab_fail(l, "kill(%d, SIGCONT) to let etssup go on after killing both: %s", (int)frozen,
-                     strerror(errno));
+        if (frozen) {
+            for (int i = 0; i < kl.npids; i++)
+                if (!lab_wait_dead(pfd[i], kl.pids[i], LAB_BOTH_WAIT_MS))
+                    lab_note(l, "kill %ld (both): pid %d was not dead %d ms after SIGKILL; etssup was let go "
+                             "on anyway, and may have seen the two deaths apart", k + 1, (int)kl.pids[i],
+                             LAB_BOTH_WAIT_MS);
+            if (kill(frozen, SIGCONT) < 0)
+                lab_fail(l, "kill(%d, SIGCONT) to let etssup go on after killing both: %s", (int)frozen,
+                         strerror(errno));
+        }
+        for (int i = 0; i < 2; i++)
+            if (pfd[i] >= 0)
+                close(pfd[i]);
         lab_log(l, "kill %ld: SIGKILL %s (pid %d%s)", k + 1, lab_target_name(tg), (int)kl.pids[0],
                 kl.npids > 1 ? " and another" : "");
         int r;
