@@ -48,7 +48,11 @@
     X(NOT_PERMITTED, "not_permitted", ETSMGR_EPERM, "the table's access mode refuses the open")   \
     X(LOCKED, "locked", ETSMGR_ELOCKED, "a live process holds the table's lock and does not let go") \
     /* etscounterd */                                                                              \
-    X(EXPIRED, "expired", ETSMGR_EREFUSED, "the request's deadline passed; it was not counted")   \
+    X(EXPIRED, "expired", ETSMGR_EEXPIRED, "the request's deadline passed; it was not counted")   \
+    X(RID_STORE_FULL, "rid_store_full", ETSMGR_ERIDFULL,                                           \
+      "too many request ids are still kept; it was not counted")                                   \
+    X(TABLE_BUSY, "table_busy", ETSMGR_ELOCKED,                                                    \
+      "another process held the table's lock past --lock-timeout; nothing was done")               \
     X(TABLE_ERROR, "table_error", ETSMGR_EREFUSED, "an operation on the table failed")            \
     X(TABLE_FULL, "table_full", ETSMGR_EREFUSED, "the table reached its max_bytes")               \
     X(CORRUPT, "corrupt", ETSMGR_EREFUSED, "the table failed validation")                         \

@@ -23,6 +23,8 @@
 
 #include "frame.h"
 #include "runcap.h"
+#include "runtime.h"
+#include "table.h"
 #include "sock.h"
 #include "testutil.h"
 
@@ -447,33 +449,78 @@ static long et_entries(void)
     return n;
 }
 
-START_TEST(test_pipelined_and_rid_ring)
+/* Issue 12, item 1: a rid is remembered for as long as its sender may
+ * retry it, not for the last 4096 counts.  5000 counts pipelined, then
+ * rid 1 again: still a duplicate (the old ring of 4096 had forgotten it and
+ * counted it a second time).  The records are no table entries. */
+START_TEST(test_pipelined_rids_kept)
 {
     et_mgr();
     et_ctr();
     int fd = et_connect_ctr();
-    /* 4097 distinct rids, pipelined in batches: replies in order */
     int done = 0;
-    while (done < 4097) {
-        int n = 4097 - done < 512 ? 4097 - done : 512;
+    while (done < 5000) {
+        int n = 5000 - done < 512 ? 5000 - done : 512;
         et_pipeline(fd, done + 1, n, done);
         done += n;
     }
-    /* count, plus 4096 remembered rids and their 4096 ring slots: no more */
-    ck_assert_int_eq(et_entries(), 1 + 4096 + 4096);
-    /* rid 1 was forgotten (4096 newer ones since): it counts again (4098),
-     * which evicts rid 2; rid 3 is still known */
+    ck_assert_int_eq(et_entries(), 1);
     cJSON *r = et_raw(fd, "{\"op\":\"count\",\"id\":1,\"rid\":\"00000000000000000000000000000001\"}");
-    ck_assert_int_eq((long)cJSON_GetObjectItem(r, "count")->valuedouble, 4098);
-    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(r, "duplicate")));
-    cJSON_Delete(r);
-    r = et_raw(fd, "{\"op\":\"count\",\"id\":2,\"rid\":\"00000000000000000000000000000003\"}");
-    ck_assert_int_eq((long)cJSON_GetObjectItem(r, "count")->valuedouble, 3);
+    ck_assert_int_eq((long)cJSON_GetObjectItem(r, "count")->valuedouble, 1);
     ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r, "duplicate")));
     cJSON_Delete(r);
     close(fd);
-    ck_assert_int_eq(et_check(), 4098);
-    ck_assert_int_eq(et_entries(), 1 + 4096 + 4096);
+    ck_assert_int_eq(et_check(), 5000);
+}
+END_TEST
+
+/* One count on fd with rid number i and extra fields; the reply. */
+static cJSON *et_count_rid(int fd, int i, const char *extra)
+{
+    char req[256];
+    snprintf(req, sizeof req, "{\"op\":\"count\",\"id\":%d,\"rid\":\"%032x\"%s}", i, i, extra);
+    return et_raw(fd, req);
+}
+
+/* Issue 12, item 1: a full store refuses a new rid with a clear error and
+ * forgets none early; records past their sender's retry time make room. */
+START_TEST(test_rid_store_full)
+{
+    et_mgr();
+    char *args[] = { "--max-request-ids", "100", NULL };
+    et_ctr_args(args);
+    int fd = et_connect_ctr();
+    /* 300 rids whose senders retry no more (retry_until_mono in the past) */
+    for (int i = 1; i <= 300; i++) {
+        cJSON *r = et_count_rid(fd, i, ",\"retry_until_mono\":1");
+        ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")), "count %d refused", i);
+        cJSON_Delete(r);
+    }
+    /* 100 kept for a minute (no deadline): the store is full then */
+    for (int i = 1001; i <= 1100; i++) {
+        cJSON *r = et_count_rid(fd, i, "");
+        ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")), "count %d refused", i);
+        cJSON_Delete(r);
+    }
+    cJSON *r = et_count_rid(fd, 2000, "");
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(r, "error")), "rid_store_full");
+    ck_assert_msg(strstr(cJSON_GetStringValue(cJSON_GetObjectItem(r, "message")), "not counted"),
+                  "message does not say it was not counted");
+    cJSON_Delete(r);
+    /* every kept rid is still known */
+    for (int i = 1001; i <= 1100; i++) {
+        r = et_count_rid(fd, i, "");
+        ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(r, "duplicate")), "rid %d was forgotten", i);
+        ck_assert_int_eq((long)cJSON_GetObjectItem(r, "count")->valuedouble, 300 + i - 1000);
+        cJSON_Delete(r);
+    }
+    close(fd);
+    ck_assert_int_eq(et_check(), 400);
+    char *out;
+    ck_assert_int_eq(WEXITSTATUS(et_cli(&out, "count")), 69);
+    ck_assert_msg(strstr(out, "rid_store_full"), "the CLI said: %s", out);
+    free(out);
+    ck_assert_int_eq(et_check(), 400);
 }
 END_TEST
 
@@ -679,6 +726,96 @@ START_TEST(test_cli_json)
 }
 END_TEST
 
+/* Issue 12, item 1, as found: a count commits, etscounterd dies before
+ * replying, the CLI is stopped while 5000 other counts happen, then goes
+ * on and retries with the same rid.  It must get its value back as a
+ * duplicate, not be counted twice (the old ring of 4096 rids had forgotten
+ * it by then). */
+START_TEST(test_lost_reply_retried_after_5000)
+{
+    et_mgr();
+    setenv("ETSCOUNTERD_TEST_DIE_AFTER_COMMIT", "2", 1);
+    pid_t ctr = et_ctr();
+    unsetenv("ETSCOUNTERD_TEST_DIE_AFTER_COMMIT");
+    ck_assert_int_eq(et_count(), 1);
+    int rd;
+    pid_t cli = et_cli_bg("count", &rd);
+    et_expect_sigkill(ctr); /* count 2 is committed, its reply lost */
+    ck_assert_int_eq(kill(cli, SIGSTOP), 0);
+    et_ctr();
+    int fd = et_connect_ctr();
+    for (int done = 0; done < 5000; done += 500)
+        et_pipeline(fd, 100000 + done, 500, 2 + done);
+    close(fd);
+    ck_assert_int_eq(kill(cli, SIGCONT), 0);
+    char buf[64] = "";
+    ssize_t n, got = 0;
+    while ((n = read(rd, buf + got, sizeof buf - 1 - (size_t)got)) > 0)
+        got += n;
+    close(rd);
+    int st = tu_wait(cli, 20000);
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the CLI's retry failed (0x%x)", st);
+    ck_assert_msg(strcmp(buf, "2\n") == 0, "the retried count printed \"%s\", not 2", buf);
+    ck_assert_int_eq(et_check(), 5002);
+}
+END_TEST
+
+/* Issue 12, item 5: etscounterd stopped inside a count, after its deadline
+ * check, for longer than the CLI waits.  The CLI cannot know the outcome:
+ * it exits 75 and says "may have been counted" (it said 69, "did not
+ * answer").  When etscounterd goes on, the deadline check just before the
+ * commit refuses the count, so it is not counted late. */
+START_TEST(test_stalled_in_commit)
+{
+    et_mgr();
+    setenv("ETSCOUNTERD_TEST_STOP_IN_COMMIT", "1", 1);
+    pid_t ctr = et_ctr();
+    unsetenv("ETSCOUNTERD_TEST_STOP_IN_COMMIT");
+    char *out;
+    int st = et_cli(&out, "--timeout 300 count");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 75, "the CLI exited 0x%x: %s", st, out);
+    ck_assert_msg(strstr(out, "may have been counted"), "the CLI said: %s", out);
+    free(out);
+    /* etscounterd stopped itself inside the change */
+    int ws;
+    ck_assert_int_eq(waitpid(ctr, &ws, WUNTRACED | WNOHANG), ctr);
+    ck_assert(WIFSTOPPED(ws));
+    ck_assert_int_eq(kill(ctr, SIGCONT), 0);
+    ck_assert_int_eq(et_check(), 0); /* the late commit was refused */
+    ck_assert_int_eq(et_count(), 1);
+}
+END_TEST
+
+/* Issue 12: a process that may attach the table takes its lock and stops.
+ * etscounterd answers table_busy after its --lock-timeout instead of
+ * freezing, and counts again once the lock is free. */
+START_TEST(test_table_busy)
+{
+    et_mgr();
+    char *args[] = { "--lock-timeout", "200", NULL };
+    et_ctr_args(args);
+    ck_assert_int_eq(et_count(), 1);
+    rt_paths rt;
+    char err[200], name[300];
+    ck_assert_int_eq(rt_resolve(E.dir, E.instance, &rt, err, sizeof err), 0);
+    ck_assert_int_eq(rt_shm_name(&rt, "etscounter", name, sizeof name), 0);
+    etsmgr_table *t = NULL;
+    ck_assert_int_eq(tbl_open(name, &t), ETSMGR_OK);
+    ck_assert_int_eq(etsmgr_table_begin(t), ETSMGR_OK); /* holds the lock */
+    char *out;
+    int st = et_cli(&out, "--timeout 3000 count");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 69, "the CLI exited 0x%x: %s", st, out);
+    ck_assert_msg(strstr(out, "table_busy"), "the CLI said: %s", out);
+    free(out);
+    st = et_cli(&out, "--timeout 3000 check");
+    ck_assert_msg(strstr(out, "table_busy"), "check said: %s", out);
+    free(out);
+    ck_assert_int_eq(etsmgr_table_abort(t), ETSMGR_OK);
+    etsmgr_table_close(t);
+    ck_assert_int_eq(et_count(), 2);
+}
+END_TEST
+
 Suite *etscounter_suite(void)
 {
     Suite *s = suite_create("etscounter");
@@ -694,11 +831,15 @@ Suite *etscounter_suite(void)
     tcase_add_test(tc, test_repeated_rid);
     tcase_add_test(tc, test_fast_and_general_replies_match);
     tcase_add_test(tc, test_no_exactly_once);
+    tcase_add_test(tc, test_lost_reply_retried_after_5000);
+    tcase_add_test(tc, test_stalled_in_commit);
+    tcase_add_test(tc, test_table_busy);
     suite_add_tcase(s, tc);
     tc = tcase_create("serve");
     tcase_add_checked_fixture(tc, et_setup, et_cleanup);
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_pipelined_and_rid_ring);
+    tcase_add_test(tc, test_pipelined_rids_kept);
+    tcase_add_test(tc, test_rid_store_full);
     tcase_add_test(tc, test_concurrent_clients);
     tcase_add_test(tc, test_on_manager_death_exit);
     tcase_add_test(tc, test_second_instance_refused);

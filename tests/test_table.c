@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "table_int.h"
 #include "test_table_util.h"
 
 static void teardown(void) { tt_cleanup(); }
@@ -382,10 +383,100 @@ START_TEST(groups)
 }
 END_TEST
 
+/* exactly-once update_counter: a known rid answers its value and changes
+ * nothing; a deadline refuses unknown rids only; records outlive 3/4 fills
+ * (rebuilds) until their keep time; max_records refuses, never forgets;
+ * the table stays valid (verify) and becomes layout version 2. */
+static etsmgr_once once_of(uint64_t i, int64_t keep)
+{
+    etsmgr_once o = {.keep_until_ms = keep};
+    memcpy(o.rid, &i, sizeof i);
+    return o;
+}
+
+START_TEST(update_counter_once)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int dup;
+    ck_assert_uint_eq(t->h->version, 1);
+    etsmgr_once o = once_of(1, far);
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 5, &o, &v, &dup), 0);
+    ck_assert_int_eq(v, 5);
+    ck_assert_int_eq(dup, 0);
+    ck_assert_uint_eq(t->h->version, 2);
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 5, &o, &v, &dup), 0);
+    ck_assert_int_eq(v, 5);
+    ck_assert_int_eq(dup, 1);
+    /* past its deadline: known rid -> its value; unknown -> refused */
+    o.deadline_ms = 1;
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 5, &o, &v, &dup), 0);
+    ck_assert_int_eq(dup, 1);
+    etsmgr_once late = once_of(2, far);
+    late.deadline_ms = 1;
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 5, &late, &v, &dup), ETSMGR_EEXPIRED);
+    ck_assert_int_eq(tt_get_int(t, "c", &dup), 5);
+    /* bad arguments */
+    etsmgr_once bad = once_of(3, 0);
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &bad, &v, &dup), ETSMGR_EINVAL);
+    bad = once_of(3, 10);
+    bad.deadline_ms = 20;
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &bad, &v, &dup), ETSMGR_EINVAL);
+    /* 20000 more, each kept: all remembered through the rebuilds */
+    for (uint64_t i = 10; i < 20010; i++) {
+        o = once_of(i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        ck_assert_int_eq(dup, 0);
+    }
+    for (uint64_t i = 10; i < 20010; i += 7) {
+        o = once_of(i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        ck_assert_int_eq(dup, 1);
+        ck_assert_int_eq(v, 5 + (int64_t)(i - 9));
+    }
+    tt_check(t);
+    etsmgr_table_info info;
+    ck_assert_int_eq(etsmgr_table_info_get(t, &info), 0);
+    ck_assert_uint_eq(info.entries, 1); /* the records are not entries */
+    etsmgr_table_close(t);
+}
+END_TEST
+
+START_TEST(update_counter_once_limit)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int dup;
+    /* expired records (keep time passed) make room */
+    for (uint64_t i = 0; i < 1000; i++) {
+        etsmgr_once o = once_of(i, 1);
+        o.max_records = 50;
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    for (uint64_t i = 1000; i < 1050; i++) {
+        etsmgr_once o = once_of(i, far);
+        o.max_records = 50;
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    etsmgr_once o = once_of(5000, far);
+    o.max_records = 50;
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), ETSMGR_ERIDFULL);
+    ck_assert_int_eq(tt_get_int(t, "c", &dup), 1050);
+    for (uint64_t i = 1000; i < 1050; i++) {
+        o = once_of(i, far);
+        o.max_records = 50;
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        ck_assert_int_eq(dup, 1);
+    }
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 START_TEST(strerror_all)
 {
     const char *seen[32] = {0};
-    for (int e = 0; e >= ETSMGR_ENAME; e--) {
+    for (int e = 0; e >= ETSMGR_ERIDFULL; e--) {
         const char *s = etsmgr_strerror(e);
         ck_assert_ptr_nonnull(s);
         ck_assert_int_gt(strlen(s), 3);
@@ -413,6 +504,8 @@ Suite *table_suite(void)
     tcase_add_test(tc, foreach_and_info);
     tcase_add_test(tc, argument_errors);
     tcase_add_test(tc, groups);
+    tcase_add_test(tc, update_counter_once);
+    tcase_add_test(tc, update_counter_once_limit);
     tcase_add_test(tc, strerror_all);
     suite_add_tcase(s, tc);
     return s;

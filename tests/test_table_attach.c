@@ -120,7 +120,8 @@ struct field_case {
 #define F(field) offsetof(struct tbl_hdr, field)
 static const struct field_case fields[] = {
     {"magic", F(magic), 8, 1, 0, ETSMGR_EBADMAGIC},
-    {"version", F(version), 4, 1, 0, ETSMGR_EVERSION},
+    {"version", F(version), 4, 2, 0, ETSMGR_EVERSION}, /* 1 -> 3: 2 is the one with request-id records */
+    {"once_off in a version 1 table", F(once_off), 8, 1ll << 16, 1, ETSMGR_ECORRUPT},
     {"version 0", F(version), 4, 0, 1, ETSMGR_EVERSION},
     {"hdr_size", F(hdr_size), 4, 4096, 1, ETSMGR_ECORRUPT},
     {"total_bytes past the object", F(total_bytes), 8, 4096, 0, ETSMGR_ETRUNCATED},

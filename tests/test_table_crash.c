@@ -371,7 +371,73 @@ static void c_extend(etsmgr_table *t, bool done)
     if (done) ck_assert_int_eq(s, 3);
 }
 
+/* exactly-once counting (table_once.c): the increment and the record of
+ * its rid are one change; the first record also creates the region, and
+ * the 49th fills it past 3/4 and rebuilds it */
+static etsmgr_once once_req(int i, int64_t keep)
+{
+    etsmgr_once o = {.keep_until_ms = keep};
+    snprintf((char *)o.rid, sizeof o.rid, "rid%012d", i);
+    return o;
+}
+/* the value rid i got, or -1 when it is unknown (asking past a deadline
+ * changes nothing either way) */
+static int64_t once_value(etsmgr_table *t, int i)
+{
+    etsmgr_once o = once_req(i, 2);
+    o.deadline_ms = 1;
+    int64_t v = 0;
+    int dup = 0, r = etsmgr_table_update_counter_once(t, "ctr", 3, 1, &o, &v, &dup);
+    if (r == ETSMGR_EEXPIRED) return -1;
+    ck_assert_int_eq(r, 0);
+    ck_assert_int_eq(dup, 1);
+    return v;
+}
+static int once_n;
+static void once_setup(etsmgr_table *t)
+{
+    group_setup(t);
+    int64_t v;
+    int dup;
+    for (int i = 0; i < once_n; i++) {
+        etsmgr_once o = once_req(i, INT64_MAX / 4);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "ctr", 3, 1, &o, &v, &dup), 0);
+    }
+}
+static void once_first_setup(etsmgr_table *t)
+{
+    once_n = 0;
+    once_setup(t);
+}
+static void once_rebuild_setup(etsmgr_table *t)
+{
+    once_n = 48;
+    once_setup(t);
+}
+static int a_once(etsmgr_table *t)
+{
+    etsmgr_once o = once_req(1000, INT64_MAX / 4);
+    int64_t v;
+    int dup;
+    int r = etsmgr_table_update_counter_once(t, "ctr", 3, 1, &o, &v, &dup);
+    return r ? r : dup;
+}
+static void c_once(etsmgr_table *t, bool done)
+{
+    base_check(t);
+    int rc;
+    int64_t ctr = tt_get_int(t, "ctr", &rc);
+    ck_assert_int_eq(rc, 0);
+    ck_assert(ctr == 10 + once_n || ctr == 11 + once_n);
+    if (done) ck_assert_int_eq(ctr, 11 + once_n);
+    /* the record exists exactly when the increment does */
+    ck_assert_int_eq(once_value(t, 1000), ctr == 11 + once_n ? ctr : -1);
+    for (int i = 0; i < once_n; i++) ck_assert_int_eq(once_value(t, i), 11 + i);
+}
+
 static const struct scen scenarios[] = {
+    {"count_once, first record", 0, once_first_setup, a_once, c_once},
+    {"count_once, region rebuilt", 0, once_rebuild_setup, a_once, c_once},
     {"insert new", 0, base_setup, a_insert_new, c_insert_new},
     {"overwrite bytes", 0, base_setup, a_overwrite_bytes, c_overwrite_bytes},
     {"overwrite int and type change", 0, base_setup, a_overwrite_int, c_overwrite_int},

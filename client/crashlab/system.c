@@ -143,6 +143,10 @@ static int lab_write_config(lab *l, char *err, size_t errlen)
                                                                                      : "--on-manager-death=keep"));
             if (!l->o.exactly_once)
                 cJSON_AddItemToArray(argv, cJSON_CreateString("--no-exactly-once"));
+            /* the workers keep a rid for --recovery-timeout (30 s), at tens
+             * of thousands of counts a second: more than the default */
+            cJSON_AddItemToArray(argv, cJSON_CreateString("--max-request-ids"));
+            cJSON_AddItemToArray(argv, cJSON_CreateString("8388608"));
         }
         cJSON_AddStringToObject(k, "restart", "permanent");
         cJSON_AddNumberToObject(k, "shutdown", 5000);

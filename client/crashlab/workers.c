@@ -91,8 +91,13 @@ static int lab_count(lab_worker *w, int *fd, int64_t *conn_ns, long id, int64_t 
         uint64_t x = lab_rand(w->rng);
         snprintf(rid + 16 * i, 17, "%016llx", (unsigned long long)x);
     }
-    int len = snprintf(payload, sizeof payload, "{\"op\":\"count\",\"id\":%ld,\"rid\":\"%s\"}", id, rid);
+    /* no deadline (a count must go through, however long the recovery),
+     * but the moment this worker stops retrying: etscounterd remembers the
+     * rid until then, and no longer */
     int64_t deadline = lab_now_ns() + (int64_t)l->o.recovery_timeout_ms * 1000000;
+    int len = snprintf(payload, sizeof payload,
+                       "{\"op\":\"count\",\"id\":%ld,\"rid\":\"%s\",\"retry_until_mono\":%lld}", id, rid,
+                       (long long)(deadline / 1000000 + 1));
     int backoff = 1;
     bool sent = false;
     for (;;) {

@@ -23,7 +23,11 @@
  * socket is missing or refuses and no process holds the instance's locks
  * (etssup's, which restarts etscounterd, or etscounterd's own), nobody will
  * come, and the answer is given at once.  A wait longer than a second is
- * said once on stderr, so that a person knows what the silence is. */
+ * said once on stderr, so that a person knows what the silence is.
+ *
+ * When no answer at all came after a request was sent (etscounterd dead,
+ * or stopped, for the whole time), nobody can say: the caller reports
+ * "may have been counted" with its own exit status. */
 #include "etscounter.h"
 
 #include <errno.h>
@@ -67,12 +71,13 @@ static int ec_someone_serves(const rt_paths *rt)
 }
 
 int ec_call(const rt_paths *rt, const char *path, const cJSON *req, int timeout_ms, int grace_ms, int resend,
-            cJSON **reply, char *why, size_t whylen)
+            cJSON **reply, int *sentp, char *why, size_t whylen)
 {
     int64_t start = ec_now_ms(), deadline = start + timeout_ms + grace_ms;
-    int attempts = 0, backoff = 5, sent = 0, told = 0;
+    int attempts = 0, backoff = 5, told = 0;
     char last[200] = "nothing tried";
     *reply = NULL;
+    *sentp = 0;
     for (;;) {
         attempts++;
         int fd = sock_connect_unix(path);
@@ -95,11 +100,11 @@ int ec_call(const rt_paths *rt, const char *path, const cJSON *req, int timeout_
             int r = frame_write_json(fd, req, NULL, 0);
             if (r < 0) {
                 snprintf(last, sizeof last, "sending the request: %s", strerror(errno));
-                sent = 1; /* part of it may have reached the socket */
+                *sentp = 1; /* part of it may have reached the socket */
                 close(fd);
                 /* not sent, or the peer died before reading: safe to send again */
             } else {
-                sent = 1;
+                *sentp = 1;
                 int64_t left = deadline - ec_now_ms();
                 cJSON *rep = NULL;
                 r = frame_read_json(fd, &rep, NULL, NULL, 0, left > 0 ? (int)left : 1);
@@ -112,9 +117,8 @@ int ec_call(const rt_paths *rt, const char *path, const cJSON *req, int timeout_
                 if (e == ETIMEDOUT) {
                     snprintf(why, whylen,
                              "no reply from etscounterd at %s within %d ms (%d attempt%s; the last one "
-                             "was sent and not answered%s)",
-                             path, timeout_ms + grace_ms, attempts, attempts == 1 ? "" : "s",
-                             grace_ms ? "" : "; it may have been applied");
+                             "was sent and not answered)",
+                             path, timeout_ms + grace_ms, attempts, attempts == 1 ? "" : "s");
                     return EC_UNAVAILABLE;
                 }
                 if (e == EBADMSG || e == EMSGSIZE) {
@@ -133,9 +137,8 @@ int ec_call(const rt_paths *rt, const char *path, const cJSON *req, int timeout_
         if (now + backoff > deadline) {
             snprintf(why, whylen,
                      "etscounterd at %s did not answer: %d attempt%s in %lld ms with the same request, "
-                     "the last one failed with %s%s (is etscounterd running? try --timeout)",
-                     path, attempts, attempts == 1 ? "" : "s", (long long)(now - start), last,
-                     sent ? "; a sent attempt may have been applied before etscounterd died" : "");
+                     "the last one failed with %s (is etscounterd running? try --timeout)",
+                     path, attempts, attempts == 1 ? "" : "s", (long long)(now - start), last);
             return EC_UNAVAILABLE;
         }
         if (!told && now - start >= 1000) {

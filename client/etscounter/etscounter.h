@@ -10,16 +10,19 @@
 #define EC_USAGE 64
 #define EC_UNAVAILABLE 69
 #define EC_FAIL 70
+#define EC_MAYBE 75 /* count: sent, and no final answer: it may have been counted */
 
 /* Sends req to the socket at path and reads its reply, retrying the same
  * request while etscounterd restarts, until timeout_ms + grace_ms (the grace
  * is for requests that carry a deadline of timeout_ms, see call.c).  resend:
  * the request may be sent again after a connection closed without a reply.
  * EC_OK with *reply (which may be an error reply), else EC_UNAVAILABLE or
- * EC_FAIL with words in why.  EC_UNAVAILABLE at once when nothing serves the
- * instance rt and nothing will (no socket, no lock held). */
+ * EC_FAIL with words in why; *sent tells whether the request may have
+ * reached etscounterd (then a count may have been applied).  EC_UNAVAILABLE
+ * at once when nothing serves the instance rt and nothing will (no socket,
+ * no lock held). */
 #define EC_GRACE_MS 1000
 struct rt_paths;
 int ec_call(const struct rt_paths *rt, const char *path, const cJSON *req, int timeout_ms, int grace_ms, int resend,
-            cJSON **reply, char *why, size_t whylen);
+            cJSON **reply, int *sent, char *why, size_t whylen);
 #endif

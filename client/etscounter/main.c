@@ -42,9 +42,10 @@ static const char ec_usage[] =
     "  -h, --help              show this help and exit\n"
     "  -V, --version           show the version and exit\n"
     "\n"
-    "Exit status: 0 done, 64 usage error, 69 etscounterd is not running (said at\n"
-    "once when nothing holds the instance's lock) or did not answer within\n"
-    "--timeout, 70 any other failure.\n";
+    "Exit status: 0 done (a count was counted, once), 64 usage error, 69 etscounterd\n"
+    "is not running (said at once when nothing holds the instance's lock) or did not\n"
+    "answer within --timeout (a count was not counted), 70 any other failure, 75 count\n"
+    "only: it was sent but no answer came, so it may have been counted.\n";
 
 static int ec_usage_error(const char *fmt, const char *arg)
 {
@@ -165,10 +166,16 @@ int main(int argc, char **argv)
             fprintf(stderr, "etscounter: getrandom: %s\n", strerror(errno));
             return EC_FAIL;
         }
-        struct timespec now;
+        /* the deadline on the monotonic clock, which etscounterd reads too
+         * and no clock step moves; the wall-clock one for older etscounterds */
+        struct timespec mono, now;
+        clock_gettime(CLOCK_MONOTONIC, &mono);
         clock_gettime(CLOCK_REALTIME, &now);
+        double mono_ms = (double)mono.tv_sec * 1000 + (double)(mono.tv_nsec / 1000000);
         double deadline = (double)now.tv_sec * 1000 + (double)(now.tv_nsec / 1000000) + timeout_ms;
-        if (!cJSON_AddStringToObject(req, "rid", rid) || !cJSON_AddNumberToObject(req, "deadline", deadline)) {
+        if (!cJSON_AddStringToObject(req, "rid", rid) || !cJSON_AddNumberToObject(req, "deadline", deadline) ||
+            !cJSON_AddNumberToObject(req, "deadline_mono", mono_ms + timeout_ms) ||
+            !cJSON_AddNumberToObject(req, "retry_until_mono", mono_ms + timeout_ms + EC_GRACE_MS)) {
             fprintf(stderr, "etscounter: out of memory\n");
             return EC_FAIL;
         }
@@ -176,9 +183,15 @@ int main(int argc, char **argv)
     cJSON *rep = NULL;
     char why[512];
     int is_count = strcmp(cmd, "count") == 0;
-    int rc = ec_call(&rt, path, req, timeout_ms, is_count ? EC_GRACE_MS : 0, strcmp(cmd, "die") != 0, &rep, why,
+    int sent = 0;
+    int rc = ec_call(&rt, path, req, timeout_ms, is_count ? EC_GRACE_MS : 0, strcmp(cmd, "die") != 0, &rep, &sent, why,
                      sizeof why);
     cJSON_Delete(req);
+    if (rc == EC_UNAVAILABLE && is_count && sent) {
+        fprintf(stderr, "etscounter: count unknown: %s; it may have been counted (etscounter check shows the "
+                        "count)\n", why);
+        return EC_MAYBE;
+    }
     if (rc != EC_OK) {
         fprintf(stderr, "etscounter: %s %s (instance %s, runtime dir %s): %s\n", cmd,
                 rc == EC_UNAVAILABLE ? "gave up" : "failed", rt.instance, rt.dir, why);
@@ -191,6 +204,13 @@ int main(int argc, char **argv)
             /* etscounterd came back too late: it did not count, for sure */
             fprintf(stderr, "etscounter: count gave up: etscounterd at %s did not count within %d ms; it was "
                             "not counted\n", path, timeout_ms);
+            cJSON_Delete(rep);
+            return EC_UNAVAILABLE;
+        }
+        if (code && (proto_err_find(code) == PROTO_E_RID_STORE_FULL || proto_err_find(code) == PROTO_E_TABLE_BUSY)) {
+            /* refused before anything was written: not counted, for sure */
+            fprintf(stderr, "etscounter: %s gave up: etscounterd says: %s (%s)\n", cmd, msg ? msg : "no message",
+                    code);
             cJSON_Delete(rep);
             return EC_UNAVAILABLE;
         }

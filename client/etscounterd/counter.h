@@ -9,8 +9,7 @@
 
 #define CTR_TABLE "etscounter"
 #define CTR_KEY "count"
-#define CTR_RID_LEN 16     /* a request id: 128 bits, 32 hex digits on the wire */
-#define CTR_RID_KEEP 4096u /* request ids remembered */
+#define CTR_RID_LEN ETSMGR_RID_LEN /* a request id: 128 bits, 32 hex digits on the wire */
 
 /* Creates count = 0 when it is missing (a new table, or one whose creator
  * died before the first insert).  *value: the current count. */
@@ -19,15 +18,21 @@ int ctr_init(etsmgr_table *t, int64_t *value);
 /* 32 hex digits -> 16 bytes; -1 when the text is not that. */
 int ctr_parse_rid(const char *hex, uint8_t rid[CTR_RID_LEN]);
 
-/* Counts once.  With rid (not NULL): the increment and the record rid ->
- * value are one atomic group; a rid already recorded returns its value with
- * *dup = 1 and changes nothing.  Without rid: a plain update_counter.
- * deadline_ms (wall clock, ms since the epoch; 0: none): a rid not recorded
- * yet is not counted once the deadline has passed; CTR_EXPIRED then.
- * die_after_commit: raise(SIGKILL) right after the commit (test hook). */
-#define CTR_EXPIRED 1
-int ctr_count(etsmgr_table *t, const uint8_t *rid, int64_t deadline_ms, int64_t *value, int *dup,
-              int die_after_commit);
+/* One count.  With rid (not NULL): exactly once (see counter.c): the
+ * increment and the record rid -> value are one atomic change; a rid
+ * already recorded returns its value with *dup = 1 and changes nothing.
+ * Without rid: a plain update_counter.  Errors are etsmgr's:
+ * ETSMGR_EEXPIRED (deadline passed, not counted), ETSMGR_ERIDFULL (too
+ * many rids still kept, not counted), ETSMGR_ELOCKED (lock timeout). */
+typedef struct ctr_req {
+    const uint8_t *rid;      /* NULL: no exactly-once */
+    int64_t deadline_ms;     /* CLOCK_MONOTONIC ms; 0: none */
+    int64_t keep_until_ms;   /* CLOCK_MONOTONIC ms: remember rid until then */
+    uint64_t max_records;    /* rids kept at once, at most */
+    int die_after_commit;    /* test hook: SIGKILL right after the commit */
+    int stop_in_commit;      /* test hook: SIGSTOP inside the change, after the deadline check */
+} ctr_req;
+int ctr_count(etsmgr_table *t, const ctr_req *q, int64_t *value, int *dup);
 
 /* The user entries (bookkeeping hidden) into data (a JSON object) and, in
  * the seed's Erlang notation, into erl ("[{count,2}]").  Verifies the table

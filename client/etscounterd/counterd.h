@@ -13,6 +13,15 @@
 #define ECD_EXIT_SOFTWARE 70    /* anything else that stops it from serving */
 #define ECD_EXIT_MGR_DIED 75    /* --on-manager-death=exit and etsmgrd died */
 
+/* A count's record is kept until its sender may no longer send it again:
+ * retry_until_mono when the request says, else its deadline plus this grace
+ * (the CLI retries for 1 s after its deadline), else, with no deadline at
+ * all, this long from its arrival. */
+#define ECD_RETRY_GRACE_MS 5000
+#define ECD_DEFAULT_KEEP_MS 60000
+#define ECD_DEFAULT_MAX_RIDS 1048576ul
+#define ECD_DEFAULT_LOCK_TIMEOUT_MS 2000u
+
 typedef struct ecd {
     uv_loop_t *loop;
     etsmgr_client *mgr;
@@ -23,6 +32,9 @@ typedef struct ecd {
     int exactly_once;
     int exit_on_manager_death;
     long die_after_commit; /* test hook: SIGKILL after this many commits (0: off) */
+    long stop_in_commit;   /* test hook: SIGSTOP inside this many-th count (0: off) */
+    unsigned long max_rids;   /* --max-request-ids */
+    unsigned lock_timeout_ms; /* --lock-timeout */
     unsigned long served;
 } ecd;
 

@@ -5,8 +5,9 @@
  * instructions once the reply no longer went through cJSON
  * (docs/performance.md).  The requests a client sends in a loop have one
  * shape: an object with "op" ("count", "check" or "ping"), an integer or
- * null "id", and for an exactly-once count a "rid" of 32 hex digits and an
- * integer "deadline".  This file reads exactly that shape, and nothing
+ * null "id", and for an exactly-once count a "rid" of 32 hex digits and the
+ * integers "deadline_mono", "retry_until_mono" and (older clients)
+ * "deadline".  This file reads exactly that shape, and nothing
  * else: it accepts a strict subset of JSON and answers "not mine" (0) for
  * anything outside it, which then goes through cJSON as before, with its
  * error messages.  So the fast path never has to explain a bad request.
@@ -160,6 +161,20 @@ static int fp_member(fp_in *in, fp_req *r, unsigned *seen)
             return 0;
         r->deadline = v;
         r->has_deadline = 1;
+    } else if (fp_key_is(k, kn, "deadline_mono")) {
+        bit = 16;
+        long long v;
+        if (!fp_int(in, 0, &v))
+            return 0;
+        r->deadline_mono = v;
+        r->has_deadline_mono = 1;
+    } else if (fp_key_is(k, kn, "retry_until_mono")) {
+        bit = 32;
+        long long v;
+        if (!fp_int(in, 0, &v))
+            return 0;
+        r->retry_until = v;
+        r->has_retry_until = 1;
     } else {
         return 0;
     }

@@ -18,8 +18,12 @@ typedef struct fp_req {
     int has_rid;
     uint8_t rid[FP_RID_LEN];
     const char *rid_hex; /* the 32 digits inside the payload (not NUL-terminated) */
-    int has_deadline;
+    int has_deadline; /* wall clock, from older clients */
     int64_t deadline;
+    int has_deadline_mono;
+    int64_t deadline_mono;
+    int has_retry_until;
+    int64_t retry_until; /* "retry_until_mono" */
 } fp_req;
 
 /* 1: payload[0..len) is a request of a known shape and *out says all it

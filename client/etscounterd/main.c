@@ -42,6 +42,11 @@ static const char ecd_usage[] =
     "      --on-manager-death=WHAT   keep: go on serving and re-register the table when\n"
     "                                etsmgrd is back (default); exit: exit with status 75\n"
     "      --no-exactly-once         ignore request ids: a retried count counts again\n"
+    "      --max-request-ids N       remember at most N request ids at once, each until\n"
+    "                                its sender may retry it; more are refused, none is\n"
+    "                                forgotten early (default 1048576)\n"
+    "      --lock-timeout MS         give up a request with table_busy when the table's\n"
+    "                                lock is held longer than MS ms (default 2000)\n"
     "  -w, --wait-timeout MS         give up when etsmgrd is not up within MS\n"
     "                                milliseconds at start (default: wait forever)\n"
     "  -h, --help                    show this help and exit\n"
@@ -152,6 +157,9 @@ static void ecd_get_table(ecd *d, int wait_ms)
         log_error("cannot get table %s from etsmgr: %s", CTR_TABLE, etsmgr_client_message(d->mgr));
         exit(ECD_EXIT_SOFTWARE);
     }
+    /* a process that may attach the table (same uid) can take its lock and
+     * sit stopped; we answer table_busy then rather than freeze */
+    etsmgr_table_set_lock_timeout(d->t, d->lock_timeout_ms);
     int64_t value;
     int err = ctr_init(d->t, &value);
     if (err) {
@@ -220,6 +228,8 @@ int main(int argc, char **argv)
         { "on-manager-death", required_argument, NULL, 'm' },
         { "no-exactly-once", no_argument, NULL, 'n' },
         { "wait-timeout", required_argument, NULL, 'w' },
+        { "max-request-ids", required_argument, NULL, 'R' },
+        { "lock-timeout", required_argument, NULL, 'L' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -227,6 +237,8 @@ int main(int argc, char **argv)
     const char *dir = NULL, *instance = NULL;
     int level = LOG_LVL_NOTICE, wait_ms = -1;
     D.exactly_once = 1;
+    D.max_rids = ECD_DEFAULT_MAX_RIDS;
+    D.lock_timeout_ms = ECD_DEFAULT_LOCK_TIMEOUT_MS;
     int o;
     while ((o = getopt_long(argc, argv, "d:i:l:w:hV", opts, NULL)) != -1) {
         switch (o) {
@@ -263,6 +275,24 @@ int main(int argc, char **argv)
             wait_ms = (int)v;
             break;
         }
+        case 'R':
+        case 'L': {
+            char *end;
+            errno = 0;
+            long long v = strtoll(optarg, &end, 10);
+            long long max = o == 'R' ? (1ll << 27) : 3600000;
+            if (errno || *end || end == optarg || v < 1 || v > max) {
+                fprintf(stderr, "etscounterd: %s takes %s (1 to %lld), not \"%s\"\n",
+                        o == 'R' ? "--max-request-ids" : "--lock-timeout",
+                        o == 'R' ? "a number of request ids" : "milliseconds", max, optarg);
+                return ECD_EXIT_USAGE;
+            }
+            if (o == 'R')
+                D.max_rids = (unsigned long)v;
+            else
+                D.lock_timeout_ms = (unsigned)v;
+            break;
+        }
         case 'h': fputs(ecd_usage, stdout); return 0;
         case 'V': printf("etscounterd %s\n", ETSMGR_VERSION_STRING); return 0;
         default: fputs("Try 'etscounterd --help' for more information.\n", stderr); return ECD_EXIT_USAGE;
@@ -275,6 +305,13 @@ int main(int argc, char **argv)
     }
     log_init("etscounterd", (enum log_level)level);
     signal(SIGPIPE, SIG_IGN);
+    const char *stop = getenv("ETSCOUNTERD_TEST_STOP_IN_COMMIT");
+    if (stop && *stop) {
+        D.stop_in_commit = strtol(stop, NULL, 10);
+        if (D.stop_in_commit > 0)
+            log_warning("test hook: SIGSTOP inside count number %ld (ETSCOUNTERD_TEST_STOP_IN_COMMIT).",
+                        D.stop_in_commit);
+    }
     const char *hook = getenv("ETSCOUNTERD_TEST_DIE_AFTER_COMMIT");
     if (hook && *hook) {
         D.die_after_commit = strtol(hook, NULL, 10);

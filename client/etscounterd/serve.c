@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static char ECD_DYING; /* conn data marker: SIGKILL ourselves on close */
@@ -157,19 +158,90 @@ static cJSON *ecd_fill_count(cJSON *rep, void *arg)
     return rep;
 }
 
+/* A count's time fields as either parser read them (has: present). */
+typedef struct ecd_times {
+    int has_mono, has_wall, has_retry;
+    int64_t mono, wall, retry;
+} ecd_times;
+
+/* Far enough for any real deadline, and room to add a grace without
+ * overflow. */
+#define ECD_TIME_MAX (INT64_MAX / 4)
+
+/* The count's deadline and how long its record is kept, in CLOCK_MONOTONIC
+ * ms (see docs/protocol.md):
+ *   deadline_mono     the sender's deadline on the shared monotonic clock;
+ *   deadline          the same in wall-clock ms (older clients), turned
+ *                     into monotonic time on arrival;
+ *   retry_until_mono  the last moment the sender may send the rid again;
+ *                     absent: the deadline plus ECD_RETRY_GRACE_MS, or with
+ *                     no deadline at all, now plus ECD_DEFAULT_KEEP_MS.
+ * 0, or -1 with the reason in msg. */
+static int ecd_count_times(const ecd_times *tm, ctr_req *q, char *msg, size_t msglen)
+{
+    int64_t now = etsmgr_mono_ms();
+    if (tm->has_mono && tm->mono > 0) {
+        q->deadline_ms = tm->mono < ECD_TIME_MAX ? tm->mono : ECD_TIME_MAX;
+    } else if (tm->has_wall && tm->wall > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t wall = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        int64_t left = (tm->wall < ECD_TIME_MAX ? tm->wall : ECD_TIME_MAX) - wall;
+        q->deadline_ms = left > ECD_TIME_MAX - now ? ECD_TIME_MAX : now + left;
+        if (q->deadline_ms < 1)
+            q->deadline_ms = 1; /* long past: expired, not "no deadline" */
+    }
+    if (tm->has_retry && tm->retry > 0) {
+        if (q->deadline_ms && tm->retry < q->deadline_ms) {
+            snprintf(msg, msglen, "field \"retry_until_mono\" must not be before the deadline");
+            return -1;
+        }
+        q->keep_until_ms = tm->retry < ECD_TIME_MAX ? tm->retry : ECD_TIME_MAX;
+    } else {
+        q->keep_until_ms = q->deadline_ms ? q->deadline_ms + ECD_RETRY_GRACE_MS : now + ECD_DEFAULT_KEEP_MS;
+    }
+    return 0;
+}
+
 /* The count itself, once the request is read.  rid: NULL for a plain count;
  * hex: its text for the log. */
 static void ecd_count_run(ecd *d, conn *c, const ecd_req *r, const uint8_t *rid, const char *hex,
-                          int64_t deadline)
+                          const ecd_times *tm)
 {
-    int use_rid = rid && d->exactly_once;
-    int die = use_rid && d->die_after_commit > 0 && --d->die_after_commit == 0;
+    char msg[200];
+    ctr_req q = { .max_records = d->max_rids };
+    if (ecd_count_times(tm, &q, msg, sizeof msg) < 0) {
+        ecd_err(c, r, PROTO_E_BAD_REQUEST, "%s", msg);
+        return;
+    }
+    if (rid && d->exactly_once) {
+        q.rid = rid;
+        q.die_after_commit = d->die_after_commit > 0 && --d->die_after_commit == 0;
+        q.stop_in_commit = d->stop_in_commit > 0 && --d->stop_in_commit == 0;
+    }
     int64_t value;
     int dup;
-    int err = ctr_count(d->t, use_rid ? rid : NULL, use_rid ? deadline : 0, &value, &dup, die);
-    if (err == CTR_EXPIRED) {
+    int err = ctr_count(d->t, &q, &value, &dup);
+    if (err == ETSMGR_EEXPIRED) {
         log_info("request %.32s arrived after its deadline: not counted.", hex);
         ecd_err(c, r, PROTO_E_EXPIRED, "the request's deadline passed before it was counted: it was not counted");
+        return;
+    }
+    if (err == ETSMGR_ERIDFULL) {
+        log_warning("request %.32s refused: %lu request ids are still remembered (--max-request-ids); not counted.",
+                    hex, (unsigned long)d->max_rids);
+        ecd_err(c, r, PROTO_E_RID_STORE_FULL,
+                "etscounterd already remembers %lu request ids, each until its sender may retry it: this count "
+                "was not counted; try again later (or raise etscounterd --max-request-ids)",
+                (unsigned long)d->max_rids);
+        return;
+    }
+    if (err == ETSMGR_ELOCKED) {
+        log_error("count: table %s is locked by another process for more than %u ms (stopped?); not counted.",
+                  CTR_TABLE, d->lock_timeout_ms);
+        ecd_err(c, r, PROTO_E_TABLE_BUSY,
+                "table %s is locked by another process for more than %u ms (stopped or stuck?): not counted",
+                CTR_TABLE, d->lock_timeout_ms);
         return;
     }
     if (err) {
@@ -214,12 +286,18 @@ static void ecd_count(ecd *d, conn *c, const cJSON *req)
         ecd_err(c, &r, PROTO_E_BAD_REQUEST, "field \"rid\" must be 32 hex digits (a 128-bit request id)");
         return;
     }
-    int64_t deadline = 0;
-    if (proto_get_int(req, "deadline", 0, INT64_MAX, &deadline, msg, sizeof msg) < 0) {
+    ecd_times tm = {0};
+    int hm = proto_get_int(req, "deadline_mono", 0, INT64_MAX, &tm.mono, msg, sizeof msg);
+    int hw = hm < 0 ? 0 : proto_get_int(req, "deadline", 0, INT64_MAX, &tm.wall, msg, sizeof msg);
+    int hr = hm < 0 || hw < 0 ? 0 : proto_get_int(req, "retry_until_mono", 0, INT64_MAX, &tm.retry, msg, sizeof msg);
+    if (hm < 0 || hw < 0 || hr < 0) {
         ecd_err(c, &r, PROTO_E_BAD_REQUEST, "%s", msg);
         return;
     }
-    ecd_count_run(d, c, &r, got == 0 ? rid : NULL, hex, deadline);
+    tm.has_mono = hm == 0;
+    tm.has_wall = hw == 0;
+    tm.has_retry = hr == 0;
+    ecd_count_run(d, c, &r, got == 0 ? rid : NULL, hex, &tm);
 }
 
 static cJSON *ecd_fill_check(cJSON *rep, void *arg)
@@ -240,7 +318,12 @@ static void ecd_check(ecd *d, conn *c, const ecd_req *r)
     int err = data ? ctr_check(d->t, data, erl, sizeof erl, why, sizeof why) : ETSMGR_ENOMEM;
     if (err) {
         cJSON_Delete(data);
-        if (err == ETSMGR_ECORRUPT) {
+        if (err == ETSMGR_ELOCKED) {
+            log_error("check: table %s is locked by another process for more than %u ms (stopped?).", CTR_TABLE,
+                      d->lock_timeout_ms);
+            ecd_err(c, r, PROTO_E_TABLE_BUSY, "table %s is locked by another process for more than %u ms (stopped or stuck?)",
+                    CTR_TABLE, d->lock_timeout_ms);
+        } else if (err == ETSMGR_ECORRUPT) {
             log_error("Table: %s is corrupted: %s.", CTR_TABLE, why);
             ecd_err(c, r, PROTO_E_CORRUPT, "table %s is corrupted: %s", CTR_TABLE, why);
         } else {
@@ -292,8 +375,12 @@ static void ecd_serve_fast(ecd *d, conn *c, const fp_req *f)
     ecd_req r = {.fast = f};
     switch (f->op) {
     case FP_COUNT:
-        ecd_count_run(d, c, &r, f->has_rid ? f->rid : NULL, f->rid_hex, f->has_deadline ? f->deadline : 0);
+    {
+        ecd_times tm = { .has_mono = f->has_deadline_mono, .has_wall = f->has_deadline, .has_retry = f->has_retry_until,
+                         .mono = f->deadline_mono, .wall = f->deadline, .retry = f->retry_until };
+        ecd_count_run(d, c, &r, f->has_rid ? f->rid : NULL, f->rid_hex, &tm);
         break;
+    }
     case FP_CHECK:
         ecd_check(d, c, &r);
         break;

@@ -55,6 +55,8 @@ typedef enum etsmgr_err {
     ETSMGR_EREFUSED = -18,  /* etsmgrd refused; etsmgr_client_message() says why */
     ETSMGR_ENAME = -19,     /* table name not [A-Za-z0-9_.-]{1,64} */
     ETSMGR_ELOCKED = -20,   /* the lock timeout passed: another process holds the lock (stopped?) */
+    ETSMGR_EEXPIRED = -21,  /* update_counter_once: the deadline passed first; nothing changed */
+    ETSMGR_ERIDFULL = -22,  /* update_counter_once: max_records ids are all still kept; nothing changed */
     ETSMGR_EPERM = -23,     /* a write on a read handle, or an open the table's access mode refuses */
     ETSMGR_EDEADWRITER = -24, /* a writer died mid-change and nobody rolled it back (etsmgrd down?) */
 } etsmgr_err;
@@ -144,6 +146,33 @@ int etsmgr_table_delete(etsmgr_table *t, const void *key, size_t klen);
  * around like int64 hardware arithmetic. */
 int etsmgr_table_update_counter(etsmgr_table *t, const void *key, size_t klen, int64_t incr,
                                 int64_t dflt, int64_t *newval);
+
+/* Exactly-once update_counter.  The sender of a request names it with a
+ * random request id (rid); the table remembers "rid -> the value it got" in
+ * the same atomic change as the increment, so a sender that lost the reply
+ * (the server died) can send the same rid again and get the same value with
+ * *dup = 1, counted once.  A rid is remembered at least until keep_until_ms:
+ * the sender must not send it again after that.  A rid not yet recorded is
+ * not counted once deadline_ms has passed (ETSMGR_EEXPIRED; checked again
+ * just before the commit).  Times are CLOCK_MONOTONIC milliseconds, the
+ * clock every process of the machine shares and no clock step moves.  The
+ * records live in one region of the table (fixed-size records, open
+ * addressing), grown as needed; when max_records rids (0: no limit but the
+ * table's size) would be live at once, nothing changes and the call fails
+ * with ETSMGR_ERIDFULL: a rid is never forgotten before its keep_until_ms.
+ * A table with such records has layout version 4 (libraries that read
+ * only version 3 refuse it with ETSMGR_EVERSION). */
+#define ETSMGR_RID_LEN 16
+typedef struct etsmgr_once {
+    uint8_t rid[ETSMGR_RID_LEN];
+    int64_t deadline_ms;   /* 0: no deadline */
+    int64_t keep_until_ms; /* >= deadline_ms */
+    uint64_t max_records;
+} etsmgr_once;
+int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t klen, int64_t incr,
+                                     const etsmgr_once *once, int64_t *newval, int *dup);
+/* CLOCK_MONOTONIC in milliseconds: the clock of deadline_ms and keep_until_ms. */
+int64_t etsmgr_mono_ms(void);
 
 /* Calls cb for each entry, lock-free like lookup: key and value are copies,
  * valid only during the call, and cb may call table functions (except

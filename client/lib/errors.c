@@ -25,6 +25,9 @@ const char *etsmgr_strerror(int err)
     case ETSMGR_EOWNED: return "the table is owned by another living process";
     case ETSMGR_EREFUSED: return "etsmgrd refused the request";
     case ETSMGR_ELOCKED: return "the table's lock is held by another process that does not let go (stopped or stuck?)";
+    case ETSMGR_EEXPIRED: return "the request's deadline passed before it was applied: it was not applied";
+    case ETSMGR_ERIDFULL: return "too many request ids are still remembered (each until its sender's retry time): "
+                                 "not applied, try again later";
     case ETSMGR_EPERM: return "not permitted: a write on a table opened for reading, or the table's access mode (private, protected) refuses this";
     case ETSMGR_EDEADWRITER: return "a writer died in the middle of a change and nobody rolled it back (is etsmgrd running? a handle that may write can do it too)";
     case ETSMGR_ENAME: return "invalid table name (use 1 to 64 of A-Z a-z 0-9 _ . -)";

@@ -62,9 +62,9 @@ bool tbl_valid_name(const char *name, size_t len)
 int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize)
 {
     if (h->magic != TBL_MAGIC) return tbl_why(ETSMGR_EBADMAGIC, "wrong magic %#llx%.0llu", h->magic, 0);
-    if (h->version != TBL_VERSION)
-        return tbl_why(ETSMGR_EVERSION, "layout version %llu, this library reads %llu", h->version,
-                       TBL_VERSION);
+    if (h->version != TBL_VERSION && h->version != TBL_VERSION_ONCE)
+        return tbl_why(ETSMGR_EVERSION, "layout version %llu, this library reads %llu and 4 (with request-id records)",
+                       h->version, TBL_VERSION);
     if (h->hdr_size != TBL_HDR_SIZE)
         return tbl_why(ETSMGR_ECORRUPT, "header size %llu, expected %llu", h->hdr_size, TBL_HDR_SIZE);
     if (h->total_bytes > objsize)
@@ -97,6 +97,9 @@ int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize)
     if (h->owner_pid > INT32_MAX || h->heir_pid > INT32_MAX)
         return tbl_why(ETSMGR_ECORRUPT, "owner/heir pid out of range %llu %llu", h->owner_pid,
                        h->heir_pid);
+    if (h->once_off && (h->version != TBL_VERSION_ONCE || (h->once_off & 7u) || h->once_off < TBL_HDR_SIZE ||
+                        h->once_off > top - 64))
+        return tbl_why(ETSMGR_ECORRUPT, "request-id records at %llu outside the heap (top %llu)", h->once_off, top);
     for (unsigned i = 0; i <= TBL_NCLASS; i++) {
         uint64_t f = i < TBL_NCLASS ? h->free_head[i] : h->large_head;
         if (f && (f < TBL_HDR_SIZE || f > top - 16 || (f & 7u)))

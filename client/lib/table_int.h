@@ -50,6 +50,7 @@
 
 #define TBL_MAGIC 0x314c42544d535445ull /* "ETSMTBL1" little-endian */
 #define TBL_VERSION 3u          /* 3: stripes and homes by the hash's top bits */
+#define TBL_VERSION_ONCE 4u     /* 3 with request-id records (once_off != 0): a v3 reader refuses it */
 #define TBL_HDR_SIZE 36864u     /* header incl. undo log and stripes; the heap starts here */
 #define TBL_NSTRIPES 2048u      /* sequence words readers validate against */
 #define TBL_TOUCH_MAX 32        /* stripes one change or group may make odd */
@@ -108,6 +109,9 @@ struct tbl_hdr {
     uint64_t heir_pid;
     uint64_t large_head;            /* free blocks > TBL_SMALL_MAX */
     uint64_t free_head[TBL_NCLASS]; /* free blocks of exactly 8*i bytes */
+    uint64_t once_off;              /* request-id records (table_once.c); 0: none.  A
+                                     * version 3 table has 0 here: the word was past
+                                     * its header struct, zero since creation */
     uint64_t state_end;             /* marks the end of the logged words */
 
     /* Not logged, never restored: odd while a change a reader could see is
@@ -387,6 +391,13 @@ int tbl_rehash(etsmgr_table *t, uint64_t newcap);
 /* table_read.c */
 void tbl_even_all(etsmgr_table *t);
 int tbl_rd_sync(etsmgr_table *t);
+/* table_ops.c: insert a key known to be absent at *pos (from tbl_find) */
+int tbl_put_new(etsmgr_table *t, const void *key, size_t klen, uint64_t hv, uint64_t pos,
+                const etsmgr_value *v);
+/* table_once.c: the request-id region's size (0 when once_off is not a
+ * well-formed region inside the heap) and its verification */
+uint64_t tbl_once_bytes(etsmgr_table *t, uint64_t off);
+int tbl_once_verify(etsmgr_table *t, char *why, size_t whylen);
 
 /* Take the lock (or, inside a group, just open a new operation), recover
  * from a dead holder, remap if the table grew, validate the state.  change:

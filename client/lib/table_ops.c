@@ -62,7 +62,7 @@ static uint64_t tbl_slot_off(etsmgr_table *t, uint64_t pos)
 }
 
 /* Insert a key known to be absent (*pos from tbl_find). */
-static int tbl_put_new(etsmgr_table *t, const void *key, size_t klen, uint64_t hv, uint64_t pos,
+int tbl_put_new(etsmgr_table *t, const void *key, size_t klen, uint64_t hv, uint64_t pos,
                        const etsmgr_value *v)
 {
     struct tbl_hdr *h = t->h;

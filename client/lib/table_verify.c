@@ -6,8 +6,10 @@
  *     tag is its key's, and a lookup of its key lands on that very slot
  *     (so each key is findable, and exactly once);
  *   - count, tombs and live_bytes equal what the walk counted;
- *   - entries, the index and the free blocks never overlap and lie in the
- *     heap (a sort of all blocks by offset).
+ *   - the request-id records (table_once.c), when there are any, are one
+ *     well-formed block whose used count matches its records;
+ *   - entries, the index, the request-id records and the free blocks never
+ *     overlap and lie in the heap (a sort of all blocks by offset).
  * The walk is bounded by the sizes it validated first, so a scribbled
  * table gives ETSMGR_ECORRUPT, never a loop or a fault. */
 #include <stdarg.h>
@@ -49,8 +51,8 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
                                            (unsigned long long)h->undo_n, (unsigned long long)t->un);
     uint64_t live = 0, tombs = 0, bytes = (t->mask + 1) * 8, nblk = 0;
     /* blocks: the entries, the index, and the free blocks (bounded below) */
-    uint64_t maxblk = h->count + 1 + (t->top - TBL_HDR_SIZE) / 16 + 1;
-    if (maxblk > h->count + 1 + (1u << 24)) maxblk = h->count + 1 + (1u << 24);
+    uint64_t maxblk = h->count + 2 + (t->top - TBL_HDR_SIZE) / 16 + 1;
+    if (maxblk > h->count + 2 + (1u << 24)) maxblk = h->count + 2 + (1u << 24);
     struct tbl_blk *blk = malloc(maxblk * sizeof *blk);
     if (!blk) return ETSMGR_ENOMEM;
     blk[nblk++] = (struct tbl_blk){(uint64_t)((char *)t->idx - t->base), bytes};
@@ -88,6 +90,20 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
         blk[nblk++] = (struct tbl_blk){off, size};
         live++;
         bytes += size;
+    }
+    if (!r && h->once_off) {
+        /* the request-id records (table_once.c): one block, every filled
+         * record counted in its used word */
+        uint64_t osz = tbl_once_bytes(t, h->once_off);
+        if (!osz)
+            r = tbl_bad(why, whylen, "request-id records at %llu malformed or outside the heap",
+                        (unsigned long long)h->once_off);
+        else if (tbl_once_verify(t, why, whylen))
+            r = tbl_bad(why, whylen, "request-id records: the used count does not match the records");
+        else {
+            blk[nblk++] = (struct tbl_blk){h->once_off, osz};
+            bytes += osz;
+        }
     }
     if (!r && live != h->count)
         r = tbl_bad(why, whylen, "count says %llu entries, index holds %llu",

@@ -6,8 +6,8 @@
  * For a payload fp_parse accepted, the general path (proto_parse_request,
  * then the getters the handlers use) must accept it too and find the same
  * op, the same id (absent, null, or the same integer, printed as the same
- * digits in the reply), the same rid bytes and text, the same deadline, and
- * no other field.  Returns NULL when they agree, else what differs. */
+ * digits in the reply), the same rid bytes and text, the same deadlines
+ * (deadline, deadline_mono) and retry_until_mono, and no other field.  Returns NULL when they agree, else what differs. */
 #ifndef ETSMGR_FASTPARSE_ORACLE_H
 #define ETSMGR_FASTPARSE_ORACLE_H
 #include <stdio.h>
@@ -33,6 +33,9 @@ static inline const char *fp_oracle(const char *payload, size_t len, const fp_re
     int got_rid = proto_get_string(req, "rid", &hex, msg, sizeof msg);
     int64_t deadline = -1;
     int got_dl = proto_get_int(req, "deadline", 0, INT64_MAX, &deadline, msg, sizeof msg);
+    int64_t dl_mono = -1, retry = -1;
+    int got_dm = proto_get_int(req, "deadline_mono", 0, INT64_MAX, &dl_mono, msg, sizeof msg);
+    int got_rt = proto_get_int(req, "retry_until_mono", 0, INT64_MAX, &retry, msg, sizeof msg);
     uint8_t rid[CTR_RID_LEN];
     if (f->op < FP_COUNT || f->op > FP_PING || strcmp(proto_op(req), ops[f->op]) != 0)
         res = "op differs";
@@ -49,6 +52,11 @@ static inline const char *fp_oracle(const char *payload, size_t len, const fp_re
         res = "rid differs";
     else if (got_dl < 0 || (got_dl == 0) != (f->has_deadline != 0) || (f->has_deadline && deadline != f->deadline))
         res = "deadline differs";
+    else if (got_dm < 0 || (got_dm == 0) != (f->has_deadline_mono != 0) ||
+             (f->has_deadline_mono && dl_mono != f->deadline_mono))
+        res = "deadline_mono differs";
+    else if (got_rt < 0 || (got_rt == 0) != (f->has_retry_until != 0) || (f->has_retry_until && retry != f->retry_until))
+        res = "retry_until_mono differs";
     if (!res && f->id_kind == FP_ID_INT) {
         /* the reply echoes the id: cJSON's printing and ours must match */
         char *s = cJSON_PrintUnformatted(id), mine[32];
@@ -60,6 +68,8 @@ static inline const char *fp_oracle(const char *payload, size_t len, const fp_re
     fields += f->id_kind != FP_ID_ABSENT;
     fields += f->has_rid != 0;
     fields += f->has_deadline != 0;
+    fields += f->has_deadline_mono != 0;
+    fields += f->has_retry_until != 0;
     if (!res && cJSON_GetArraySize(req) != fields)
         res = "cJSON sees other fields";
     cJSON_Delete(req);

@@ -1,0 +1,271 @@
+/* table_once.c: exactly-once update_counter, with the request-id records in
+ * one fixed-layout region of the table.
+ *
+ * Why a region and not entries: a count that records "rid -> value" as
+ * ordinary entries costs four changes (the counter, evict an old rid, insert
+ * the rid, insert a ring slot), each hashing, probing and allocating.  Here
+ * the records are fixed-size words in one heap block, found by open
+ * addressing on the rid itself, so a count is: one lock, one probe of the
+ * counter, one probe of the records, and five or six undo-logged word writes
+ * (the record's four words, perhaps the used count, the counter).  It stays
+ * one atomic change of the table (table_int.h): a SIGKILL anywhere inside
+ * leaves neither the increment nor the record.
+ *
+ * The region (its offset is the header's state word once_off):
+ *   word 0  magic          word 1  cap (records, a power of two)
+ *   word 2  used           (records ever filled since the last rebuild)
+ *   words 3-4  a random key for the slot hash, so that a sender cannot
+ *           choose rids that all land on one probe chain
+ *   words 5-7  zero
+ *   then cap records of 4 words: rid (2 words), value, keep_until.
+ * A record with keep_until == 0 is empty; one with keep_until < now is
+ * expired: it may be overwritten by a new rid, and a rebuild drops it.  A
+ * record is never dropped or overwritten before its keep_until: a sender
+ * may still send that rid again until then.  Expired records still answer
+ * a lookup of their rid while they are there (they are still true).
+ *
+ * Lookup probes from hash(rid) to the first empty record.  Insertion takes
+ * the first expired record on that path, else the empty one; when that
+ * would fill more than 3/4 of the records, the region is rebuilt first:
+ * a new block sized for twice the live records (at least ONCE_MIN_CAP) is
+ * filled in unreachable space, then once_off is switched through the undo
+ * log and the old block freed at commit, like the index's rehash.  A
+ * rebuild also comes first when the filled records would exceed
+ * max_records (filled counts expired ones too, so live <= filled <=
+ * max_records always); when more than max_records would be live even after
+ * it, nothing changes: ETSMGR_ERIDFULL.  At that limit every refused
+ * request costs a scan of the region: the limit is a safety bound, sized
+ * well above the expected load.
+ *
+ * Deadlines: an unrecorded rid is refused once its deadline has passed,
+ * checked before any write and again as the last step before the commit
+ * (after the writes), so that a process stopped or descheduled inside the
+ * change cannot commit a count its sender has given up on when it comes
+ * back.  (Between that last check and the commit store there are a few
+ * instructions; docs/design.md says what a sender can conclude.)  Times
+ * are CLOCK_MONOTONIC: one clock for every process of the machine, which
+ * a wall-clock step does not move, and a table lives in /dev/shm, which
+ * does not outlive the boot that clock counts from. */
+#include <errno.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "table_int.h"
+
+#define ONCE_MAGIC 0x31454f4e4f4d5445ull /* "ETMONOE1" little-endian */
+#define ONCE_HDR_WORDS 8u
+#define ONCE_REC_WORDS 4u
+#define ONCE_MIN_CAP 64u
+#define ONCE_MAX_CAP (1ull << 28)
+
+int64_t etsmgr_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t once_size(uint64_t cap) { return 8u * (ONCE_HDR_WORDS + ONCE_REC_WORDS * cap); }
+
+uint64_t tbl_once_bytes(etsmgr_table *t, uint64_t off)
+{
+    if (!off || (off & 7u) || off < TBL_HDR_SIZE || off > t->top - 64) return 0;
+    const uint64_t *w = tbl_word(t, off);
+    uint64_t cap = w[1];
+    if (w[0] != ONCE_MAGIC || cap < ONCE_MIN_CAP || cap > ONCE_MAX_CAP || (cap & (cap - 1))) return 0;
+    uint64_t size = once_size(cap);
+    if (size > t->top - off || w[2] > cap) return 0;
+    return size;
+}
+
+/* murmur3's 64-bit finaliser: every input bit moves every output bit (rids
+ * differ anywhere: the CLI's are random, a load generator's may count up
+ * in their last bytes, which are the top bits of the second word) */
+static uint64_t once_mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
+static uint64_t once_slot(const uint64_t *reg, uint64_t r0, uint64_t r1)
+{
+    return once_mix(once_mix(r0 ^ reg[3]) ^ r1 ^ reg[4]) & (reg[1] - 1);
+}
+
+static uint64_t *once_rec(uint64_t *reg, uint64_t i) { return reg + ONCE_HDR_WORDS + ONCE_REC_WORDS * i; }
+
+/* 1: rid found at *pos; 0: absent, *pos the empty record ending its chain
+ * and *reuse the first expired one before it (UINT64_MAX: none); <0: the
+ * region has no empty record (scribbled). */
+static int once_find(uint64_t *reg, uint64_t r0, uint64_t r1, int64_t now, uint64_t *pos, uint64_t *reuse)
+{
+    uint64_t cap = reg[1], mask = cap - 1, i = once_slot(reg, r0, r1);
+    *reuse = UINT64_MAX;
+    for (uint64_t n = 0; n < cap; n++, i = (i + 1) & mask) {
+        const uint64_t *rec = once_rec(reg, i);
+        if (rec[3] == 0) {
+            *pos = i;
+            return 0;
+        }
+        if (rec[0] == r0 && rec[1] == r1) {
+            *pos = i;
+            return 1;
+        }
+        if (*reuse == UINT64_MAX && (int64_t)rec[3] < now) *reuse = i;
+    }
+    return ETSMGR_ECORRUPT;
+}
+
+/* A new region for the live records of the old one (old_off 0: none) plus
+ * one more; switches once_off to it through the undo log. */
+static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t max_records)
+{
+    struct tbl_hdr *h = t->h;
+    uint64_t live = 0, old_cap = 0, old_size = 0, seed[2];
+    if (old_off) {
+        uint64_t *old = tbl_word(t, old_off);
+        old_cap = old[1];
+        old_size = once_size(old_cap);
+        for (uint64_t i = 0; i < old_cap; i++) {
+            uint64_t k = once_rec(old, i)[3];
+            if (k && (int64_t)k >= now) live++;
+        }
+        seed[0] = old[3];
+        seed[1] = old[4];
+    } else if (getrandom(seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
+        /* no entropy yet (early boot): any key works, it only spreads chains */
+        seed[0] = (uint64_t)now * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)t;
+        seed[1] = (uint64_t)tbl_now_us() * 0xc2b2ae3d27d4eb4full;
+    }
+    if (max_records && live + 1 > max_records) return ETSMGR_ERIDFULL;
+    uint64_t cap = ONCE_MIN_CAP;
+    while (cap < 2 * (live + 1) && cap < ONCE_MAX_CAP) cap *= 2;
+    if (cap < 2 * (live + 1)) return ETSMGR_ERIDFULL;
+    uint64_t size = once_size(cap), noff;
+    const char *op = t->cp_op;
+    t->cp_op = "once_rebuild";
+    int r = tbl_alloc(t, size, &noff); /* may move the mapping */
+    if (r) return r;
+    uint64_t *nw = tbl_word(t, noff);
+    memset(nw, 0, size);
+    nw[0] = ONCE_MAGIC;
+    nw[1] = cap;
+    nw[2] = live;
+    nw[3] = seed[0];
+    nw[4] = seed[1];
+    if (old_off) {
+        uint64_t *old = tbl_word(t, old_off);
+        for (uint64_t i = 0; i < old_cap; i++) {
+            const uint64_t *rec = once_rec(old, i);
+            if (!rec[3] || (int64_t)rec[3] < now) continue;
+            uint64_t j = once_slot(nw, rec[0], rec[1]), k;
+            for (k = 0; k < cap && once_rec(nw, j)[3]; k++) j = (j + 1) & (cap - 1);
+            if (k == cap) return ETSMGR_ECORRUPT;
+            memcpy(once_rec(nw, j), rec, 8 * ONCE_REC_WORDS);
+        }
+    }
+    tbl_cp(t);
+    tbl_set(t, TBL_HOFF(once_off), noff);
+    tbl_set(t, TBL_HOFF(live_bytes), h->live_bytes + size - old_size);
+    if (old_off && (r = tbl_defer_free(t, old_off, old_size)) != 0) return r;
+    t->cp_op = op;
+    return 0;
+}
+
+int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t klen, int64_t incr,
+                                     const etsmgr_once *once, int64_t *newval, int *dup)
+{
+    if (!t || !key || klen < 1 || klen > ETSMGR_KEY_MAX || !once || once->keep_until_ms <= 0 ||
+        once->deadline_ms < 0 || (once->deadline_ms && once->keep_until_ms < once->deadline_ms))
+        return ETSMGR_EINVAL;
+    uint64_t r0, r1, hv = tbl_hash(key, klen), pos, rpos, reuse;
+    memcpy(&r0, once->rid, 8);
+    memcpy(&r1, once->rid + 8, 8);
+    int64_t now = etsmgr_mono_ms();
+    if (dup) *dup = 0;
+    int r = tbl_op_begin(t, "count_once", true);
+    if (r) return r;
+    struct tbl_hdr *h = t->h;
+    uint64_t off = h->once_off;
+    int found = 0;
+    if (off) {
+        if (!tbl_once_bytes(t, off)) return tbl_op_end(t, ETSMGR_ECORRUPT);
+        found = once_find(tbl_word(t, off), r0, r1, now, &rpos, &reuse);
+        if (found < 0) return tbl_op_end(t, found);
+        if (found) {
+            int64_t v = (int64_t)once_rec(tbl_word(t, off), rpos)[2];
+            r = tbl_op_end(t, 0);
+            if (r == 0) {
+                if (newval) *newval = v;
+                if (dup) *dup = 1;
+            }
+            return r;
+        }
+    }
+    if (once->deadline_ms && now > once->deadline_ms) return tbl_op_end(t, ETSMGR_EEXPIRED);
+    tbl_cp(t); /* step 0: checked, nothing written yet (a test stops the process here) */
+    struct tbl_ent *e = NULL;
+    r = tbl_find(t, key, klen, hv, &pos, &e);
+    if (r == 1 && e->type != ETSMGR_INT) r = ETSMGR_ETYPE;
+    if (r < 0) return tbl_op_end(t, r);
+    int have_counter = r == 1;
+    /* a rebuild first when the new record would fill the region past 3/4,
+     * or make the filled records (live or expired) exceed max_records: the
+     * rebuild drops the expired ones and says whether there is room */
+    uint64_t used = off ? tbl_word(t, off)[2] : 0;
+    if (!off || (reuse == UINT64_MAX && ((used + 1) * 4 > tbl_word(t, off)[1] * 3 ||
+                                         (once->max_records && used + 1 > once->max_records)))) {
+        if (!off && h->version != TBL_VERSION_ONCE) h->version = TBL_VERSION_ONCE; /* see table_int.h */
+        r = once_rebuild(t, off, now, once->max_records);
+        if (r) return tbl_op_end(t, r);
+        off = h->once_off;
+        found = once_find(tbl_word(t, off), r0, r1, now, &rpos, &reuse);
+        if (found != 0) return tbl_op_end(t, ETSMGR_ECORRUPT);
+        /* the counter entry may have moved with the mapping */
+        if (have_counter && tbl_find(t, key, klen, hv, &pos, &e) != 1) return tbl_op_end(t, ETSMGR_ECORRUPT);
+        if (!have_counter && tbl_find(t, key, klen, hv, &pos, &e) != 0) return tbl_op_end(t, ETSMGR_ECORRUPT);
+    }
+    int64_t nv;
+    if (have_counter) {
+        uint64_t voff = (uint64_t)((char *)e - t->base) + tbl_ent_voff(e);
+        nv = (int64_t)(*tbl_word(t, voff) + (uint64_t)incr);
+        int rt = tbl_touch(t, hv); /* lock-free readers of the counter */
+        if (rt) return tbl_op_end(t, rt);
+        tbl_set(t, voff, (uint64_t)nv);
+    } else {
+        etsmgr_value v = {.type = ETSMGR_INT, .i = incr};
+        nv = incr;
+        r = tbl_put_new(t, key, klen, hv, pos, &v);
+        if (r) return tbl_op_end(t, r);
+        off = h->once_off; /* unchanged, but the mapping may have moved */
+    }
+    uint64_t slot = reuse != UINT64_MAX ? reuse : rpos;
+    uint64_t roff = off + 8u * (ONCE_HDR_WORDS + ONCE_REC_WORDS * slot);
+    if (reuse == UINT64_MAX) tbl_set(t, off + 16, tbl_word(t, off)[2] + 1);
+    tbl_set(t, roff, r0);
+    tbl_set(t, roff + 8, r1);
+    tbl_set(t, roff + 16, (uint64_t)nv);
+    tbl_set(t, roff + 24, (uint64_t)once->keep_until_ms);
+    /* the last step before the commit: has the deadline passed meanwhile? */
+    if (once->deadline_ms && etsmgr_mono_ms() > once->deadline_ms) return tbl_op_end(t, ETSMGR_EEXPIRED);
+    r = tbl_op_end(t, 0);
+    if (r == 0 && newval) *newval = nv;
+    return r;
+}
+
+int tbl_once_verify(etsmgr_table *t, char *why, size_t whylen)
+{
+    (void)why;
+    (void)whylen;
+    uint64_t off = t->h->once_off;
+    if (!off) return 0;
+    if (!tbl_once_bytes(t, off)) return ETSMGR_ECORRUPT;
+    uint64_t *reg = tbl_word(t, off), used = 0;
+    for (uint64_t i = 0; i < reg[1]; i++)
+        if (once_rec(reg, i)[3]) used++;
+    return used == reg[2] ? 0 : ETSMGR_ECORRUPT;
+}
