@@ -54,6 +54,16 @@ START_TEST(test_fastparse_shapes)
     ck_assert_int_eq(take("{\"op\":\"count\",\"id\":-999999999999999,\"deadline\":999999999999999}", &f), 1);
     ck_assert_int_eq(f.id, -999999999999999LL);
     ck_assert_int_eq(f.deadline, 999999999999999LL);
+    /* what the CLI sends now: both deadlines and the retry window */
+    ck_assert_int_eq(take("{\"op\":\"count\",\"id\":1,\"rid\":\"00112233445566778899aabbccddeeff\","
+                          "\"deadline\":1795000000123,\"deadline_mono\":86405000,\"retry_until_mono\":86406000}", &f),
+                     1);
+    ck_assert_int_eq(f.has_deadline_mono, 1);
+    ck_assert_int_eq(f.deadline_mono, 86405000);
+    ck_assert_int_eq(f.has_retry_until, 1);
+    ck_assert_int_eq(f.retry_until, 86406000);
+    ck_assert_int_eq(take("{\"op\":\"count\",\"deadline_mono\":1,\"deadline_mono\":2}", &f), 0);
+    ck_assert_int_eq(take("{\"op\":\"count\",\"retry_until_mono\":-1}", &f), 0);
 }
 END_TEST
 
