@@ -80,7 +80,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     for (int i = 0; i < 10; i++) {
         uint8_t rid[CTR_RID_LEN];
         memset(rid, i, sizeof rid);
-        if (ctr_count(t, rid, 0, &v, &dup, 0) < 0)
+        ctr_req q = {.rid = rid, .keep_until_ms = INT64_MAX / 4};
+        if (ctr_count(t, &q, &v, &dup) < 0)
             abort();
     }
     snapshot(t, 1);
@@ -124,6 +125,13 @@ static void use_table(etsmgr_table *t, fz_in *in)
     etsmgr_value iv = {.type = ETSMGR_INT, .i = 7};
     etsmgr_value bv = {.type = ETSMGR_BYTES, .data = "hostile", .len = 7};
     (void)etsmgr_table_update_counter(t, "count", 5, 1, 0, &nv);
+    /* the request-id records: a known rid, a new one (may rebuild them) */
+    for (int i = 0; i < 3; i++) {
+        etsmgr_once o = {.keep_until_ms = INT64_MAX / 4, .max_records = 100};
+        memset(o.rid, i == 2 ? 0xee : i, sizeof o.rid);
+        int dup;
+        (void)etsmgr_table_update_counter_once(t, "count", 5, 1, &o, &nv, &dup);
+    }
     (void)etsmgr_table_insert(t, "new", 3, &bv);
     (void)etsmgr_table_insert_new(t, "key3", 4, &iv);
     (void)etsmgr_table_delete(t, "key5", 4);
