@@ -165,6 +165,40 @@ START_TEST(test_roundtrip_small)
 }
 END_TEST
 
+/* The request-id records (etsmgr_table_update_counter_once) are no
+ * entries; an image keeps the ones still within their keep time, a load puts
+ * them back: a retry of a request counted before the save is not counted
+ * again after the load.  An expired one is not carried. */
+START_TEST(test_roundtrip_request_ids)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int dup;
+    for (uint64_t i = 0; i < 500; i++) {
+        etsmgr_once o = {.keep_until_ms = i == 7 ? 1 : far};
+        memcpy(o.rid, &i, sizeof i);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "count", 5, 1, &o, &v, &dup), 0);
+    }
+    roundtrip(t); /* the entries: count only */
+    const char *p = tpath("rid.etsimg");
+    char why[256] = "";
+    ck_assert_int_eq(img_save(t, p, NULL, why, sizeof why), 0);
+    int r;
+    etsmgr_table *u = load_plain(p, &r, why, sizeof why);
+    ck_assert_msg(u != NULL, "load: %s: %s", etsmgr_strerror(r), why);
+    for (uint64_t i = 0; i < 500; i++) {
+        etsmgr_once o = {.keep_until_ms = far};
+        memcpy(o.rid, &i, sizeof i);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(u, "count", 5, 1, &o, &v, &dup), 0);
+        ck_assert_msg(dup == (i != 7), "rid %llu: dup %d", (unsigned long long)i, dup);
+        if (i != 7) ck_assert_int_eq(v, (int64_t)i + 1);
+    }
+    tt_check(u);
+    etsmgr_table_close(u);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 START_TEST(test_roundtrip_grown)
 {
     etsmgr_table *t = tt_create(NULL, 0, 0);
@@ -574,6 +608,7 @@ Suite *image_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_roundtrip_empty);
     tcase_add_test(tc, test_roundtrip_small);
+    tcase_add_test(tc, test_roundtrip_request_ids);
     tcase_add_test(tc, test_roundtrip_grown);
     tcase_add_test(tc, test_roundtrip_values);
     tcase_add_test(tc, test_consistent_cut);

@@ -318,6 +318,22 @@ void img_table_opts(const img *im, etsmgr_table_opts *o)
     o->mode = im->info.mode;
 }
 
+/* The request-id records of etsmgr_table_update_counter_once (table_once.c)
+ * are no entries; an image carries each one still kept as a record with a
+ * reserved key, IMG_RID_PREFIX + the 16-byte rid, and a 16-byte value: the
+ * count it got and the milliseconds it is still to be kept (a monotonic
+ * time means nothing to another boot).  A load puts them back into the
+ * region (docs/image-format.md). */
+#define IMG_RID_PREFIX "\0etsmgr.rid\0"
+#define IMG_RID_PREFIX_LEN 12u
+#define IMG_RID_KEY_LEN (IMG_RID_PREFIX_LEN + ETSMGR_RID_LEN)
+
+static int img_is_rid_record(const unsigned char *key, unsigned klen, unsigned type, uint32_t vlen)
+{
+    return klen == IMG_RID_KEY_LEN && type == ETSMGR_BYTES && vlen == 16 &&
+           memcmp(key, IMG_RID_PREFIX, IMG_RID_PREFIX_LEN) == 0;
+}
+
 int img_fill(etsmgr_table *t, const img *im, char *why, size_t whylen)
 {
     const unsigned char *rec = im->buf + IMG_HDR_SIZE, *end = rec + im->info.records_bytes;
@@ -333,7 +349,15 @@ int img_fill(etsmgr_table *t, const img *im, char *why, size_t whylen)
             v.data = val;
             v.len = vlen;
         }
-        int r = etsmgr_table_insert_new(t, key, klen, &v);
+        int r;
+        if (img_is_rid_record(key, klen, type, vlen)) {
+            uint64_t left = get64(val + 8);
+            int64_t now = etsmgr_mono_ms();
+            r = tbl_once_put(t, key + IMG_RID_PREFIX_LEN, (int64_t)get64(val),
+                             left < (uint64_t)(INT64_MAX / 4) ? now + (int64_t)left : INT64_MAX / 4);
+        } else {
+            r = etsmgr_table_insert_new(t, key, klen, &v);
+        }
         if (r == ETSMGR_EEXIST)
             return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: entry %llu repeats an earlier key",
                            (unsigned long long)n);
@@ -466,6 +490,26 @@ static int img_put(img_out *o, const void *p, size_t n)
     return 0;
 }
 
+struct img_rid_out {
+    img_out *o;
+    int64_t now;
+    uint64_t n;
+};
+
+static int img_encode_rid(const uint8_t rid[ETSMGR_RID_LEN], int64_t value, int64_t keep, void *arg)
+{
+    struct img_rid_out *ro = arg;
+    unsigned char rh[8] = {IMG_RID_KEY_LEN, ETSMGR_BYTES, 0, 0, 16, 0, 0, 0}, key[IMG_RID_KEY_LEN], val[16];
+    memcpy(key, IMG_RID_PREFIX, IMG_RID_PREFIX_LEN);
+    memcpy(key + IMG_RID_PREFIX_LEN, rid, ETSMGR_RID_LEN);
+    put64(val, (uint64_t)value);
+    put64(val + 8, (uint64_t)(keep - ro->now));
+    if (img_put(ro->o, rh, sizeof rh) < 0 || img_put(ro->o, key, sizeof key) < 0 || img_put(ro->o, val, sizeof val) < 0)
+        return ETSMGR_ESYS;
+    ro->n++;
+    return 0;
+}
+
 /* Encode every entry of the copy (a view over it) into o. */
 static int img_encode_entries(const unsigned char *copy, uint64_t top, img_out *o, uint64_t *count)
 {
@@ -497,7 +541,10 @@ static int img_encode_entries(const unsigned char *copy, uint64_t top, img_out *
             return ETSMGR_ESYS;
         n++;
     }
-    *count = n;
+    struct img_rid_out ro = {o, etsmgr_mono_ms(), 0};
+    r = tbl_once_each(&v, ro.now, img_encode_rid, &ro);
+    if (r) return r;
+    *count = n + ro.n;
     return 0;
 }
 

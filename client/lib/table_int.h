@@ -398,6 +398,13 @@ int tbl_put_new(etsmgr_table *t, const void *key, size_t klen, uint64_t hv, uint
  * well-formed region inside the heap) and its verification */
 uint64_t tbl_once_bytes(etsmgr_table *t, uint64_t off);
 int tbl_once_verify(etsmgr_table *t, char *why, size_t whylen);
+/* for images (table_image.c): put one record back (no counter changes;
+ * ETSMGR_EEXIST when rid is there), and visit the records still kept at
+ * now (t may be a view over a copy; cb's non-zero stops and is returned) */
+int tbl_once_put(etsmgr_table *t, const uint8_t rid[ETSMGR_RID_LEN], int64_t value, int64_t keep_until);
+int tbl_once_each(etsmgr_table *t, int64_t now,
+                  int (*cb)(const uint8_t rid[ETSMGR_RID_LEN], int64_t value, int64_t keep_until, void *arg),
+                  void *arg);
 
 /* Take the lock (or, inside a group, just open a new operation), recover
  * from a dead holder, remap if the table grew, validate the state.  change:

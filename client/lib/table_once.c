@@ -176,6 +176,46 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
     return 0;
 }
 
+/* Under the lock, rid (r0, r1) known to be absent: makes room for its
+ * record (a rebuild first when needed, which may move the mapping) and
+ * says where it goes: *off the region, *slot the record, *fresh whether
+ * it fills an empty record (else it overwrites an expired one). */
+static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, uint64_t max_records, uint64_t *off,
+                      uint64_t *slot, int *fresh)
+{
+    struct tbl_hdr *h = t->h;
+    uint64_t o = h->once_off, pos = 0, reuse = UINT64_MAX;
+    if (o && once_find(tbl_word(t, o), r0, r1, now, &pos, &reuse) != 0) return ETSMGR_ECORRUPT;
+    /* a rebuild first when the new record would fill the region past 3/4,
+     * or make the filled records (live or expired) exceed max_records: the
+     * rebuild drops the expired ones and says whether there is room */
+    uint64_t used = o ? tbl_word(t, o)[2] : 0;
+    if (!o || (reuse == UINT64_MAX &&
+               ((used + 1) * 4 > tbl_word(t, o)[1] * 3 || (max_records && used + 1 > max_records)))) {
+        if (!o && h->version != TBL_VERSION_ONCE) h->version = TBL_VERSION_ONCE; /* see table_int.h */
+        int r = once_rebuild(t, o, now, max_records);
+        if (r) return r;
+        o = h->once_off;
+        if (once_find(tbl_word(t, o), r0, r1, now, &pos, &reuse) != 0) return ETSMGR_ECORRUPT;
+    }
+    *off = o;
+    *slot = reuse != UINT64_MAX ? reuse : pos;
+    *fresh = reuse == UINT64_MAX;
+    return 0;
+}
+
+/* Writes the record at slot of the region at off (see once_place). */
+static void once_write(etsmgr_table *t, uint64_t off, uint64_t slot, int fresh, uint64_t r0, uint64_t r1,
+                       int64_t value, int64_t keep)
+{
+    uint64_t roff = off + 8u * (ONCE_HDR_WORDS + ONCE_REC_WORDS * slot);
+    if (fresh) tbl_set(t, off + 16, tbl_word(t, off)[2] + 1);
+    tbl_set(t, roff, r0);
+    tbl_set(t, roff + 8, r1);
+    tbl_set(t, roff + 16, (uint64_t)value);
+    tbl_set(t, roff + 24, (uint64_t)keep);
+}
+
 int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t klen, int64_t incr,
                                      const etsmgr_once *once, int64_t *newval, int *dup)
 {
@@ -191,10 +231,9 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
     if (r) return r;
     struct tbl_hdr *h = t->h;
     uint64_t off = h->once_off;
-    int found = 0;
     if (off) {
         if (!tbl_once_bytes(t, off)) return tbl_op_end(t, ETSMGR_ECORRUPT);
-        found = once_find(tbl_word(t, off), r0, r1, now, &rpos, &reuse);
+        int found = once_find(tbl_word(t, off), r0, r1, now, &rpos, &reuse);
         if (found < 0) return tbl_op_end(t, found);
         if (found) {
             int64_t v = (int64_t)once_rec(tbl_word(t, off), rpos)[2];
@@ -208,53 +247,75 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
     }
     if (once->deadline_ms && now > once->deadline_ms) return tbl_op_end(t, ETSMGR_EEXPIRED);
     tbl_cp(t); /* step 0: checked, nothing written yet (a test stops the process here) */
+    uint64_t slot;
+    int fresh;
+    r = once_place(t, r0, r1, now, once->max_records, &off, &slot, &fresh);
+    if (r) return tbl_op_end(t, r);
+    /* the counter, found after any rebuild (the mapping may have moved) */
     struct tbl_ent *e = NULL;
     r = tbl_find(t, key, klen, hv, &pos, &e);
-    if (r == 1 && e->type != ETSMGR_INT) r = ETSMGR_ETYPE;
-    if (r < 0) return tbl_op_end(t, r);
-    int have_counter = r == 1;
-    /* a rebuild first when the new record would fill the region past 3/4,
-     * or make the filled records (live or expired) exceed max_records: the
-     * rebuild drops the expired ones and says whether there is room */
-    uint64_t used = off ? tbl_word(t, off)[2] : 0;
-    if (!off || (reuse == UINT64_MAX && ((used + 1) * 4 > tbl_word(t, off)[1] * 3 ||
-                                         (once->max_records && used + 1 > once->max_records)))) {
-        if (!off && h->version != TBL_VERSION_ONCE) h->version = TBL_VERSION_ONCE; /* see table_int.h */
-        r = once_rebuild(t, off, now, once->max_records);
-        if (r) return tbl_op_end(t, r);
-        off = h->once_off;
-        found = once_find(tbl_word(t, off), r0, r1, now, &rpos, &reuse);
-        if (found != 0) return tbl_op_end(t, ETSMGR_ECORRUPT);
-        /* the counter entry may have moved with the mapping */
-        if (have_counter && tbl_find(t, key, klen, hv, &pos, &e) != 1) return tbl_op_end(t, ETSMGR_ECORRUPT);
-        if (!have_counter && tbl_find(t, key, klen, hv, &pos, &e) != 0) return tbl_op_end(t, ETSMGR_ECORRUPT);
-    }
-    int64_t nv;
-    if (have_counter) {
+    int64_t nv = incr;
+    if (r == 1 && e->type != ETSMGR_INT) {
+        r = ETSMGR_ETYPE;
+    } else if (r == 1) {
         uint64_t voff = (uint64_t)((char *)e - t->base) + tbl_ent_voff(e);
-        nv = (int64_t)(*tbl_word(t, voff) + (uint64_t)incr);
-        int rt = tbl_touch(t, hv); /* lock-free readers of the counter */
-        if (rt) return tbl_op_end(t, rt);
-        tbl_set(t, voff, (uint64_t)nv);
-    } else {
-        etsmgr_value v = {.type = ETSMGR_INT, .i = incr};
-        nv = incr;
-        r = tbl_put_new(t, key, klen, hv, pos, &v);
+        nv = (int64_t)(*tbl_word(t, voff) + (uint64_t)incr); /* wraps like the hardware */
+        r = tbl_touch(t, hv); /* lock-free readers of the counter */
         if (r) return tbl_op_end(t, r);
-        off = h->once_off; /* unchanged, but the mapping may have moved */
+        tbl_set(t, voff, (uint64_t)nv);
+        r = 0;
+    } else if (r == 0) {
+        etsmgr_value v = {.type = ETSMGR_INT, .i = incr};
+        r = tbl_put_new(t, key, klen, hv, pos, &v); /* may grow and move the mapping */
     }
-    uint64_t slot = reuse != UINT64_MAX ? reuse : rpos;
-    uint64_t roff = off + 8u * (ONCE_HDR_WORDS + ONCE_REC_WORDS * slot);
-    if (reuse == UINT64_MAX) tbl_set(t, off + 16, tbl_word(t, off)[2] + 1);
-    tbl_set(t, roff, r0);
-    tbl_set(t, roff + 8, r1);
-    tbl_set(t, roff + 16, (uint64_t)nv);
-    tbl_set(t, roff + 24, (uint64_t)once->keep_until_ms);
+    if (r) return tbl_op_end(t, r);
+    once_write(t, h->once_off, slot, fresh, r0, r1, nv, once->keep_until_ms);
     /* the last step before the commit: has the deadline passed meanwhile? */
     if (once->deadline_ms && etsmgr_mono_ms() > once->deadline_ms) return tbl_op_end(t, ETSMGR_EEXPIRED);
     r = tbl_op_end(t, 0);
     if (r == 0 && newval) *newval = nv;
     return r;
+}
+
+int tbl_once_put(etsmgr_table *t, const uint8_t rid[ETSMGR_RID_LEN], int64_t value, int64_t keep_until)
+{
+    if (!t || !rid || keep_until <= 0) return ETSMGR_EINVAL;
+    uint64_t r0, r1, pos, reuse, off, slot;
+    memcpy(&r0, rid, 8);
+    memcpy(&r1, rid + 8, 8);
+    int64_t now = etsmgr_mono_ms();
+    int fresh, r = tbl_op_begin(t, "once_put", true);
+    if (r) return r;
+    off = t->h->once_off;
+    if (off) {
+        if (!tbl_once_bytes(t, off)) return tbl_op_end(t, ETSMGR_ECORRUPT);
+        r = once_find(tbl_word(t, off), r0, r1, now, &pos, &reuse);
+        if (r) return tbl_op_end(t, r < 0 ? r : ETSMGR_EEXIST);
+    }
+    r = once_place(t, r0, r1, now, 0, &off, &slot, &fresh);
+    if (r) return tbl_op_end(t, r);
+    once_write(t, off, slot, fresh, r0, r1, value, keep_until);
+    return tbl_op_end(t, 0);
+}
+
+int tbl_once_each(etsmgr_table *t, int64_t now,
+                  int (*cb)(const uint8_t rid[ETSMGR_RID_LEN], int64_t value, int64_t keep_until, void *arg),
+                  void *arg)
+{
+    uint64_t off = t->h->once_off;
+    if (!off) return 0;
+    if (!tbl_once_bytes(t, off)) return ETSMGR_ECORRUPT;
+    uint64_t *reg = tbl_word(t, off), cap = reg[1];
+    for (uint64_t i = 0; i < cap; i++) {
+        const uint64_t *rec = once_rec(reg, i);
+        if (!rec[3] || (int64_t)rec[3] < now) continue;
+        uint8_t rid[ETSMGR_RID_LEN];
+        memcpy(rid, &rec[0], 8);
+        memcpy(rid + 8, &rec[1], 8);
+        int r = cb(rid, (int64_t)rec[2], (int64_t)rec[3], arg);
+        if (r) return r;
+    }
+    return 0;
 }
 
 int tbl_once_verify(etsmgr_table *t, char *why, size_t whylen)
