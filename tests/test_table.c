@@ -386,7 +386,7 @@ END_TEST
 /* exactly-once update_counter: a known rid answers its value and changes
  * nothing; a deadline refuses unknown rids only; records outlive 3/4 fills
  * (rebuilds) until their keep time; max_records refuses, never forgets;
- * the table stays valid (verify) and becomes layout version 2. */
+ * the table stays valid (verify) and becomes layout version 4. */
 static etsmgr_once once_of(uint64_t i, int64_t keep)
 {
     etsmgr_once o = {.keep_until_ms = keep};
@@ -399,12 +399,12 @@ START_TEST(update_counter_once)
     etsmgr_table *t = tt_create(NULL, 0, 0);
     int64_t v, far = etsmgr_mono_ms() + 3600000;
     int dup;
-    ck_assert_uint_eq(t->h->version, 1);
+    ck_assert_uint_eq(t->h->version, 3);
     etsmgr_once o = once_of(1, far);
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 5, &o, &v, &dup), 0);
     ck_assert_int_eq(v, 5);
     ck_assert_int_eq(dup, 0);
-    ck_assert_uint_eq(t->h->version, 2);
+    ck_assert_uint_eq(t->h->version, 4);
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 5, &o, &v, &dup), 0);
     ck_assert_int_eq(v, 5);
     ck_assert_int_eq(dup, 1);
