@@ -52,24 +52,6 @@ static int ec_retryable_connect(int e)
     return e == ENOENT || e == ECONNREFUSED || e == EAGAIN || e == ECONNRESET || e == EINTR;
 }
 
-/* Is anyone serving or restarting this instance's etscounterd?  1 yes, 0 no,
- * -1 cannot tell (another user's locks): then behave as if yes. */
-static int ec_someone_serves(const rt_paths *rt)
-{
-    static const char *locks[] = {"etssup.lock", "etscounterd.lock"};
-    int unsure = 0;
-    for (size_t i = 0; i < sizeof locks / sizeof locks[0]; i++) {
-        char p[RT_PATH_MAX];
-        if (rt_path(rt, locks[i], p, sizeof p) < 0)
-            return -1;
-        int h = sock_lock_held(p);
-        if (h == 1)
-            return 1;
-        unsure |= h < 0;
-    }
-    return unsure ? -1 : 0;
-}
-
 int ec_call(const rt_paths *rt, const char *path, const cJSON *req, int timeout_ms, int grace_ms, int resend,
             cJSON **reply, int *sentp, char *why, size_t whylen)
 {
@@ -88,7 +70,7 @@ int ec_call(const rt_paths *rt, const char *path, const cJSON *req, int timeout_
                 snprintf(why, whylen, "cannot connect to %s: %s", path, strerror(e));
                 return EC_FAIL;
             }
-            if ((e == ENOENT || e == ECONNREFUSED) && ec_someone_serves(rt) == 0) {
+            if ((e == ENOENT || e == ECONNREFUSED) && sock_instance_served(rt->dir, "etscounterd") == 0) {
                 snprintf(why, whylen,
                          "etscounterd is not running: %s %s and no etssup or etscounterd holds the "
                          "instance's lock; start it with etssup (make run in the source tree), or see "

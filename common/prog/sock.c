@@ -144,3 +144,19 @@ int sock_lock_held(const char *path)
     fclose(f);
     return held;
 }
+
+int sock_instance_served(const char *dir, const char *daemon)
+{
+    const char *owners[] = {"etssup", daemon};
+    int unsure = 0;
+    for (size_t i = 0; i < sizeof owners / sizeof owners[0]; i++) {
+        char p[4096];
+        if (snprintf(p, sizeof p, "%s/%s.lock", dir, owners[i]) >= (int)sizeof p)
+            return -1;
+        int h = sock_lock_held(p);
+        if (h == 1)
+            return 1;
+        unsure |= h < 0;
+    }
+    return unsure ? -1 : 0;
+}

@@ -15,4 +15,9 @@ int sock_lock_file(const char *path);
  * 1 yes, 0 no (or no such file), -1 cannot tell (errno).  Looks without
  * taking the lock. */
 int sock_lock_held(const char *path);
+/* Is anyone serving daemon ("etscounterd", "etsmgrd") of the instance whose
+ * runtime dir is dir, or restarting it: a process holding DIR/etssup.lock
+ * (its supervisor) or DIR/<daemon>.lock.  1 yes, 0 no (a client may say
+ * "not running" at once), -1 cannot tell (another user's locks). */
+int sock_instance_served(const char *dir, const char *daemon);
 #endif
