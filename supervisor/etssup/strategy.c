@@ -201,8 +201,7 @@ void sup_advance(sup *s)
             if (all && !s->ready_once) {
                 sup_notify_status(s);
                 s->ready_once = true;
-                log_notice("all %d children are running (strategy %s, intensity %d in %d s)", s->n,
-                           sup_strategy_name(s->cfg->strategy), s->cfg->intensity, s->cfg->period_s);
+                log_notice("all %d children are running", s->n);
             } else if (all)
                 sup_notify_status(s);
             return;
