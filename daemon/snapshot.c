@@ -16,12 +16,19 @@
  * (RENAME_NOREPLACE), so a daemon killed during a restore never leaves a
  * partial table that the next start would then prefer to the snapshot.
  *
- * Saves run on the daemon's loop, one table after the other: each holds
- * the table's lock only for an in-memory copy (see table_image.c), but the
- * writing blocks the loop, so requests wait for the snapshot of big tables
- * (docs/performance.md has the times). */
+ * Each save holds the table's lock only for an in-memory copy (see
+ * table_image.c); the writing and fsyncs take much longer (seconds for a
+ * GiB).  Interval snapshots therefore run on a libuv worker thread, with
+ * their own attachments of the tables (a handle is for one thread), so the
+ * daemon keeps answering: a client restarting meanwhile gets its table at
+ * once.  The stop snapshot (SIGTERM) and `etsmgrctl snapshot` run on the
+ * loop, and first wait for an interval snapshot in flight (snap_lock), so
+ * that an older image can never be renamed over a newer one.  A table
+ * deleted while the worker saved it has its new snapshot removed when the
+ * worker is done (on the loop), or a reboot would bring it back. */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,10 +252,15 @@ size_t mgrd_snap_restore(mgrd *m)
 
 /* ------------------------------------------------------------ save */
 
+/* Held by whoever saves snapshots: the worker for a whole interval
+ * snapshot, the loop for the others. */
+static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
+
 size_t mgrd_snap_all(mgrd *m, const char *why, cJSON *report)
 {
     if (!m->snap_dir)
         return 0;
+    pthread_mutex_lock(&snap_lock);
     int64_t t0 = mgrd_now_us();
     size_t saved = 0, failed = 0;
     uint64_t bytes = 0, max_lock_ns = 0;
@@ -294,7 +306,124 @@ size_t mgrd_snap_all(mgrd *m, const char *why, cJSON *report)
         cJSON_AddNumberToObject(report, "saved", (double)saved);
         cJSON_AddNumberToObject(report, "failed", (double)failed);
     }
+    pthread_mutex_unlock(&snap_lock);
     return failed;
+}
+
+/* ------------------------------------------------------------ interval, off the loop */
+
+typedef struct snap_item {
+    char name[ETSMGR_NAME_MAX + 1];
+    char path[4096];
+    etsmgr_table *t; /* the worker's own attachment */
+    dev_t dev;
+    ino_t ino;
+    int rc;
+    img_info info;
+    uint64_t lock_ns;
+    char why[256];
+} snap_item;
+
+typedef struct snap_job {
+    uv_work_t w;
+    mgrd *m;
+    size_t n;
+    snap_item *items;
+    int64_t t0;
+} snap_job;
+
+static snap_job *snap_running; /* at most one interval snapshot at a time */
+
+static void snap_work(uv_work_t *w)
+{
+    snap_job *j = w->data;
+    pthread_mutex_lock(&snap_lock);
+    for (size_t i = 0; i < j->n; i++) {
+        snap_item *it = &j->items[i];
+        it->rc = img_save(it->t, it->path, &it->info, it->why, sizeof it->why);
+        it->lock_ns = img_last_lock_ns();
+    }
+    pthread_mutex_unlock(&snap_lock);
+}
+
+static void snap_done(uv_work_t *w, int status)
+{
+    snap_job *j = w->data;
+    mgrd *m = j->m;
+    size_t saved = 0, failed = 0;
+    uint64_t bytes = 0, max_lock_ns = 0;
+    for (size_t i = 0; i < j->n; i++) {
+        snap_item *it = &j->items[i];
+        etsmgr_table_close(it->t);
+        if (status < 0 || it->rc) {
+            failed++;
+            log_error("snapshot (interval): table=%s not saved, the previous snapshot stays: %s", it->name,
+                      status < 0 ? uv_strerror(status) : it->why[0] ? it->why : etsmgr_strerror(it->rc));
+            continue;
+        }
+        mgrd_table *rt = mgrd_reg_find(m, it->name);
+        if (!rt || rt->dev != it->dev || rt->ino != it->ino) {
+            /* deleted (or replaced) while we saved it */
+            if (unlink(it->path) == 0)
+                log_info("snapshot (interval): table=%s went away during the save; its new snapshot "
+                         "is removed", it->name);
+            continue;
+        }
+        saved++;
+        bytes += IMG_HDR_SIZE + it->info.records_bytes + IMG_TRAILER_SIZE;
+        if (it->lock_ns > max_lock_ns)
+            max_lock_ns = it->lock_ns;
+    }
+    if (saved || failed)
+        log_notice("snapshot (interval): %zu table(s) saved to %s (%llu bytes, %.1f ms, longest lock hold "
+                   "%.3f ms)%s%zu failed.", saved, m->snap_dir, (unsigned long long)bytes,
+                   (double)(mgrd_now_us() - j->t0) / 1000.0, max_lock_ns / 1e6, failed ? "; " : ", ", failed);
+    free(j->items);
+    free(j);
+    snap_running = NULL;
+}
+
+/* Starts an interval snapshot on a worker thread; false when it could not
+ * (then the caller saves on the loop). */
+static bool snap_start_job(mgrd *m)
+{
+    snap_job *j = calloc(1, sizeof *j);
+    snap_item *items = j && m->ntables ? calloc(m->ntables, sizeof *items) : NULL;
+    if (!j || (m->ntables && !items)) {
+        free(j);
+        free(items);
+        return false;
+    }
+    j->m = m;
+    j->items = items;
+    j->t0 = mgrd_now_us();
+    for (mgrd_table *rt = m->tables; rt && j->n < m->ntables; rt = rt->next) {
+        snap_item *it = &items[j->n];
+        int fd = fcntl(etsmgr_table_fd(rt->t), F_DUPFD_CLOEXEC, 0);
+        if (fd < 0 || snap_path(m, rt->name, it->path, sizeof it->path) < 0 ||
+            etsmgr_table_attach_fd(fd, &it->t) != 0) {
+            log_error("snapshot (interval): table=%s skipped: cannot attach it again: %s", rt->name,
+                      fd < 0 ? strerror(errno) : "invalid table");
+            if (fd >= 0)
+                close(fd);
+            continue;
+        }
+        etsmgr_table_set_lock_timeout(it->t, MGRD_LOCK_TIMEOUT_MS);
+        snprintf(it->name, sizeof it->name, "%s", rt->name);
+        it->dev = rt->dev;
+        it->ino = rt->ino;
+        j->n++;
+    }
+    j->w.data = j;
+    if (uv_queue_work(m->loop, &j->w, snap_work, snap_done) < 0) {
+        for (size_t i = 0; i < j->n; i++)
+            etsmgr_table_close(items[i].t);
+        free(items);
+        free(j);
+        return false;
+    }
+    snap_running = j;
+    return true;
 }
 
 void mgrd_snap_remove(mgrd *m, const char *name)
@@ -318,7 +447,14 @@ static bool snap_timer_on, ttl_timer_on;
 
 static void on_snap_timer(uv_timer_t *h)
 {
-    mgrd_snap_all(h->data, "interval", NULL);
+    mgrd *m = h->data;
+    if (snap_running) {
+        log_warning("snapshot (interval): the previous one is still being written; this one is skipped "
+                    "(--snapshot-interval %u s is shorter than a snapshot takes)", m->snap_interval);
+        return;
+    }
+    if (!snap_start_job(m))
+        mgrd_snap_all(m, "interval", NULL);
 }
 
 static void on_ttl_timer(uv_timer_t *h)
