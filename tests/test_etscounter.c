@@ -240,6 +240,19 @@ START_TEST(test_transcript)
 END_TEST
 
 /* ------------------------------------------------------------------ exactly once */
+/* A test that restarts etscounterd by hand while a CLI retries plays its
+ * supervisor: it holds DIR/etssup.lock, as etssup does, so that the CLI
+ * knows someone will bring etscounterd back (without it, the CLI rightly
+ * says at once that nothing runs). */
+static int et_play_supervisor(void)
+{
+    char lockp[256];
+    snprintf(lockp, sizeof lockp, "%s/etssup.lock", E.dir);
+    int fd = sock_lock_file(lockp);
+    ck_assert_msg(fd >= 0, "lock %s: %s", lockp, strerror(errno));
+    return fd;
+}
+
 /* Starts the CLI with stdout on a pipe; *rd gets the read end. */
 static pid_t et_cli_bg(const char *cmd, int *rd)
 {
@@ -261,6 +274,7 @@ static pid_t et_cli_bg(const char *cmd, int *rd)
 
 START_TEST(test_exactly_once_lost_reply)
 {
+    int sup = et_play_supervisor();
     et_mgr();
     setenv("ETSCOUNTERD_TEST_DIE_AFTER_COMMIT", "2", 1);
     pid_t ctr = et_ctr();
@@ -282,6 +296,7 @@ START_TEST(test_exactly_once_lost_reply)
     ck_assert_msg(strcmp(buf, "2\n") == 0, "the retried count printed \"%s\", not 2", buf);
     ck_assert_int_eq(et_check(), 2); /* counted once, not twice */
     ck_assert_int_eq(et_count(), 3);
+    close(sup);
 }
 END_TEST
 
@@ -733,6 +748,7 @@ END_TEST
  * it by then). */
 START_TEST(test_lost_reply_retried_after_5000)
 {
+    int sup = et_play_supervisor();
     et_mgr();
     setenv("ETSCOUNTERD_TEST_DIE_AFTER_COMMIT", "2", 1);
     pid_t ctr = et_ctr();
@@ -757,6 +773,7 @@ START_TEST(test_lost_reply_retried_after_5000)
     ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the CLI's retry failed (0x%x)", st);
     ck_assert_msg(strcmp(buf, "2\n") == 0, "the retried count printed \"%s\", not 2", buf);
     ck_assert_int_eq(et_check(), 5002);
+    close(sup);
 }
 END_TEST
 

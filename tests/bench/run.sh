@@ -169,7 +169,10 @@ cat > "$DIR"/etssup.json <<EOF
 EOF
 "$BIN"/etssup --config "$DIR"/etssup.json --log-level warning 2> "$DIR"/etssup.log &
 SUP=$!
-# the CLI retries until etscounterd serves, which it does only once etsmgrd gave it the table
+# etscounter answers at once when nothing holds the instance's lock, so wait
+# for etssup to be there (its control socket comes after its lock); then the
+# CLI retries until etscounterd serves, once etsmgrd gave it the table
+for _ in $(seq 400); do [ -S "$DIR"/etssup.sock ] && break; sleep 0.05; done
 if ! "$BIN"/etscounter -t 20000 ping > /dev/null; then
     fail "etssup did not bring etsmgrd and etscounterd up within 20 s (see $OUT/etssup.log)"
     exit 1
