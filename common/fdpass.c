@@ -128,19 +128,32 @@ ssize_t fdpass_recv(int sock, void *buf, size_t len, int flags, int *fds, int ma
 
 /* ------------------------------------------------------------ the ledger */
 
-void fdpass_ledger_init(fdpass_ledger *l) { l->ngrp = 0; }
+void fdpass_ledger_init(fdpass_ledger *l)
+{
+    l->ngrp = 0;
+    l->held = 0;
+}
 
-void fdpass_ledger_add(fdpass_ledger *l, uint64_t end, const int *fds, int nfds)
+int fdpass_ledger_add(fdpass_ledger *l, uint64_t begin, uint64_t end, uint64_t frame_start, const int *fds,
+                      int nfds)
 {
     int keep = 0;
-    if (nfds > 0 && l->ngrp < FDPASS_GROUPS) {
-        l->grp[l->ngrp].end = end;
-        l->grp[l->ngrp].n = 0;
-        for (; keep < nfds && keep < FDPASS_FRAME_MAX; keep++)
-            l->grp[l->ngrp].fds[l->grp[l->ngrp].n++] = fds[keep];
-        l->ngrp++;
+    if (nfds > 0 && frame_start >= begin && frame_start < end && l->ngrp < FDPASS_GROUPS) {
+        int room = FDPASS_HELD_MAX - l->held;
+        int want = nfds < FDPASS_FRAME_MAX ? nfds : FDPASS_FRAME_MAX;
+        if (want > room)
+            want = room > 0 ? room : 0;
+        if (want > 0) {
+            l->grp[l->ngrp].end = end;
+            l->grp[l->ngrp].n = 0;
+            for (; keep < want; keep++)
+                l->grp[l->ngrp].fds[l->grp[l->ngrp].n++] = fds[keep];
+            l->ngrp++;
+            l->held += keep;
+        }
     }
     fdpass_close_all(fds + keep, nfds - keep);
+    return keep;
 }
 
 int fdpass_ledger_take(fdpass_ledger *l, uint64_t start, uint64_t end, int *fds, int max)
@@ -155,6 +168,8 @@ int fdpass_ledger_take(fdpass_ledger *l, uint64_t start, uint64_t end, int *fds,
                 close(fd); /* over the limit, or no frame of its own */
         }
     }
+    for (int g = 0; g < used; g++)
+        l->held -= l->grp[g].n;
     if (used) {
         memmove(l->grp, l->grp + used, sizeof l->grp[0] * (size_t)(l->ngrp - used));
         l->ngrp -= used;
@@ -167,4 +182,5 @@ void fdpass_ledger_close(fdpass_ledger *l)
     for (int g = 0; g < l->ngrp; g++)
         fdpass_close_all(l->grp[g].fds, l->grp[g].n);
     l->ngrp = 0;
+    l->held = 0;
 }

@@ -8,11 +8,17 @@
  * Stream rule (the ledger).  A sender attaches a frame's fds to that frame's
  * first byte, and the kernel ends a stream read right after the message that
  * carried fds, so the fds of one read belong to the frame holding that
- * read's last byte.  A reader that decodes frames from a buffer records each
- * read with fds as a group {stream offset just past the read, fds}; when it
- * decodes the frame [start, end), fdpass_ledger_take gives it the groups
- * that end inside the frame and closes those that ended before it (fds sent
- * mid-frame, which have no frame of their own). */
+ * read's last byte, and that frame must have begun within the read (its
+ * first byte came with it).  A reader that decodes frames from a buffer
+ * records each read with fds as a group {stream offset just past the read,
+ * fds}; when it decodes the frame [start, end), fdpass_ledger_take gives it
+ * the groups that end inside the frame and closes those that ended before it.
+ *
+ * Bounds (issue 12: a peer sending 4-byte frame prefixes, then one-byte
+ * messages with 4 fds each, pinned 27 fds per connection).  fds that came
+ * with a read in which their frame did not begin cannot belong to any frame
+ * and are closed on arrival; a frame keeps at most FDPASS_FRAME_MAX; a
+ * ledger (one per connection) holds at most FDPASS_HELD_MAX in all. */
 #ifndef ETSMGR_FDPASS_H
 #define ETSMGR_FDPASS_H
 #include <stddef.h>
@@ -24,6 +30,7 @@
 #define FDPASS_RECV_ROOM 32  /* fds one recvmsg makes room for; the kernel closes any beyond */
 #define FDPASS_SEND_MAX 253  /* Linux's SCM_MAX_FD */
 #define FDPASS_GROUPS 8      /* reads with fds a ledger remembers */
+#define FDPASS_HELD_MAX 8    /* fds one ledger (connection) holds at most */
 
 /* One sendmsg of iov with fds attached (nfds 0..FDPASS_SEND_MAX; 0: none).
  * MSG_NOSIGNAL is always added to flags (a gone peer is EPIPE, not a
@@ -58,12 +65,19 @@ typedef struct fdpass_ledger {
         int fds[FDPASS_FRAME_MAX];
     } grp[FDPASS_GROUPS];
     int ngrp;
+    int held; /* fds in the groups */
 } fdpass_ledger;
 
 void fdpass_ledger_init(fdpass_ledger *l);
-/* Records the fds of a read that ended at stream offset end: up to
- * FDPASS_FRAME_MAX are kept while the ledger has room, the rest closed. */
-void fdpass_ledger_add(fdpass_ledger *l, uint64_t end, const int *fds, int nfds);
+/* Records the fds of a read of the stream bytes [begin, end) whose last
+ * byte lies in the frame that begins at frame_start (see
+ * frame_reader_tail_start).  When frame_start < begin the fds came after
+ * their frame's first byte: all are closed.  Otherwise up to
+ * FDPASS_FRAME_MAX are kept while the ledger holds fewer than
+ * FDPASS_HELD_MAX and has a free group, the rest closed.  Returns how many
+ * were kept. */
+int fdpass_ledger_add(fdpass_ledger *l, uint64_t begin, uint64_t end, uint64_t frame_start, const int *fds,
+                      int nfds);
 /* The frame [start, end) takes the fds of the groups that end inside it (up
  * to max into fds; returns how many); groups that ended at or before start
  * belong to no frame and are closed, as are fds beyond max. */

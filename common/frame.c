@@ -90,6 +90,21 @@ int frame_reader_next(frame_reader *r, const char **payload, size_t *len)
     return 1;
 }
 
+uint64_t frame_reader_tail_start(const frame_reader *r, uint64_t consumed, uint64_t *scan)
+{
+    uint64_t total = consumed + (r->len - r->off);
+    if (*scan < consumed)
+        *scan = consumed; /* frames given out since: consumed is a frame start */
+    while (*scan + 4 <= total) {
+        const unsigned char *h = (const unsigned char *)r->buf + r->off + (*scan - consumed);
+        uint64_t end = *scan + 4 + (((uint64_t)h[0] << 24) | ((uint64_t)h[1] << 16) | ((uint64_t)h[2] << 8) | h[3]);
+        if (end >= total)
+            break; /* this frame holds the last byte */
+        *scan = end;
+    }
+    return *scan;
+}
+
 static void frame_put_len(char *p, uint32_t n)
 {
     p[0] = (char)(n >> 24);

@@ -26,6 +26,18 @@ int frame_reader_feed(frame_reader *r, const void *data, size_t n);
  * -1: the length prefix exceeds FRAME_MAX (the stream cannot go on). */
 int frame_reader_next(frame_reader *r, const char **payload, size_t *len);
 
+/* The stream offset at which the frame holding the last byte fed so far
+ * begins (for fdpass_ledger_add: fds belong to a frame only when they came
+ * with its first byte).  consumed: the stream offset of the first byte still
+ * in r (the bytes frame_reader_next has given out, counted by the caller).
+ * *scan: the caller's cursor, 0 at first and kept between calls, so each
+ * frame's header is read once.  Nothing fed yet: consumed. */
+uint64_t frame_reader_tail_start(const frame_reader *r, uint64_t consumed, uint64_t *scan);
+
+/* Bytes fed and not yet given out by frame_reader_next (a whole frame may
+ * be among them). */
+static inline size_t frame_reader_pending(const frame_reader *r) { return r->len - r->off; }
+
 /* Prefix + payload into one malloc'd buffer; NULL when len > FRAME_MAX. */
 char *frame_encode(const char *payload, size_t len, size_t *outlen);
 

@@ -29,6 +29,8 @@
     X(TOO_MANY_CONNECTIONS, "too_many_connections", ETSMGR_EREFUSED,                               \
       "the connection limit is reached")                                                           \
     X(UNEXPECTED_FD, "unexpected_fd", ETSMGR_EREFUSED, "an fd came with an op that takes none")   \
+    X(TOO_MANY_FDS, "too_many_fds", ETSMGR_EREFUSED,                                               \
+      "the server holds its limit of fds of unfinished frames; the connection is closed")          \
     X(NOT_FOUND, "not_found", ETSMGR_EREFUSED, "no such table, or no such child")                 \
     X(INTERNAL, "internal", ETSMGR_EREFUSED, "a system call failed in the server")                \
     /* etsmgrd */                                                                                  \

@@ -197,26 +197,59 @@ START_TEST(test_fdpass_ledger_frames)
     nulls(a, 2);
     nulls(b, 6);
     nulls(c, 1);
-    /* a read ending at 10: the first frame decoded below starts at 10, so
-     * this read ended inside an earlier frame that took no fds (sent
-     * mid-frame): it belongs to no frame */
-    fdpass_ledger_add(&l, 10, a, 2);
-    /* a read of 6 fds ending at 25: FDPASS_FRAME_MAX kept, 2 closed now */
-    fdpass_ledger_add(&l, 25, b, 6);
+    /* a read [5, 10) whose frame began at 5: kept for now */
+    ck_assert_int_eq(fdpass_ledger_add(&l, 5, 10, 5, a, 2), 2);
+    /* a read [10, 25) of 6 fds whose frame began at 10: FDPASS_FRAME_MAX
+     * kept, 2 closed now */
+    ck_assert_int_eq(fdpass_ledger_add(&l, 10, 25, 10, b, 6), FDPASS_FRAME_MAX);
     ck_assert_int_eq(count_fds(), base + 2 + FDPASS_FRAME_MAX + 1);
-    fdpass_ledger_add(&l, 40, c, 1);
-    /* frame [10, 30): the group ending at 10 had no frame (closed); the one
-     * ending at 25 is this frame's; room for 3: the 4th closed */
+    ck_assert_int_eq(l.held, 2 + FDPASS_FRAME_MAX);
+    ck_assert_int_eq(fdpass_ledger_add(&l, 35, 40, 35, c, 1), 1);
+    /* frame [10, 30): the group ending at 10 ended before it (its frame was
+     * [5, 10), decoded by nobody here): closed; the one ending at 25 is this
+     * frame's; room for 3: the 4th closed */
     int n = fdpass_ledger_take(&l, 10, 30, out, 3);
     ck_assert_int_eq(n, 3);
     ck_assert_int_eq(out[0], b[0]);
     ck_assert_int_eq(out[2], b[2]);
     ck_assert_int_eq(count_fds(), base + 3 + 1);
+    ck_assert_int_eq(l.held, 1);
     fdpass_close_all(out, n);
     /* frame [30, 35): nothing ends inside it */
     ck_assert_int_eq(fdpass_ledger_take(&l, 30, 35, out, FDPASS_FRAME_MAX), 0);
     ck_assert_int_eq(count_fds(), base + 1);
     /* the connection goes away: what waits is closed */
+    fdpass_ledger_close(&l);
+    ck_assert_int_eq(count_fds(), base);
+    ck_assert_int_eq(l.held, 0);
+}
+END_TEST
+
+/* Issue 12, item 8: fds that arrive after their frame's first byte (a
+ * 4-byte prefix, then one-byte messages with 4 fds each) belong to no
+ * frame and are closed on arrival; a ledger never holds more than
+ * FDPASS_HELD_MAX. */
+START_TEST(test_fdpass_ledger_bounds)
+{
+    int base = count_fds();
+    fdpass_ledger l;
+    fdpass_ledger_init(&l);
+    /* the frame began at 0; reads [4, 5), [5, 6) ... came after its first byte */
+    for (uint64_t i = 4; i < 20; i++) {
+        int four[4];
+        nulls(four, 4);
+        ck_assert_int_eq(fdpass_ledger_add(&l, i, i + 1, 0, four, 4), 0);
+    }
+    ck_assert_int_eq(count_fds(), base);
+    ck_assert_int_eq(l.held, 0);
+    /* frames that each begin in their own read: at most FDPASS_HELD_MAX in all */
+    for (uint64_t i = 0; i < 5; i++) {
+        int four[4];
+        nulls(four, 4);
+        fdpass_ledger_add(&l, 100 * i, 100 * i + 10, 100 * i, four, 4);
+    }
+    ck_assert_int_eq(l.held, FDPASS_HELD_MAX);
+    ck_assert_int_eq(count_fds(), base + FDPASS_HELD_MAX);
     fdpass_ledger_close(&l);
     ck_assert_int_eq(count_fds(), base);
 }
@@ -230,10 +263,10 @@ START_TEST(test_fdpass_ledger_full)
     for (int i = 0; i < FDPASS_GROUPS + 3; i++) {
         int fd;
         nulls(&fd, 1);
-        fdpass_ledger_add(&l, (uint64_t)(i + 1), &fd, 1);
+        fdpass_ledger_add(&l, (uint64_t)i, (uint64_t)(i + 1), (uint64_t)i, &fd, 1);
     }
     /* a full ledger closes what it cannot remember */
-    ck_assert_int_eq(count_fds(), base + FDPASS_GROUPS);
+    ck_assert_int_eq(count_fds(), base + FDPASS_HELD_MAX);
     int out[FDPASS_FRAME_MAX];
     ck_assert_int_eq(fdpass_ledger_take(&l, 0, 1, out, FDPASS_FRAME_MAX), 1);
     close(out[0]);
@@ -293,6 +326,7 @@ Suite *fdpass_suite(void)
     tcase_add_test(tc, test_fdpass_credentials);
     tcase_add_test(tc, test_fdpass_send_limits);
     tcase_add_test(tc, test_fdpass_ledger_frames);
+    tcase_add_test(tc, test_fdpass_ledger_bounds);
     tcase_add_test(tc, test_fdpass_ledger_full);
     tcase_add_test(tc, test_fdpass_parse_hostile);
     suite_add_tcase(s, tc);

@@ -311,8 +311,19 @@ static cJSON *ecd_fill_check(cJSON *rep, void *arg)
     return rep;
 }
 
+/* A check walks (and first verifies) the whole table: it costs the
+ * connection's turn in proportion, so a peer pipelining checks gives the
+ * others their turn (conn_charge; issue 12, item 9). */
+static void ecd_charge_walk(ecd *d, conn *c)
+{
+    etsmgr_table_info info;
+    if (etsmgr_table_info_get(d->t, &info) == ETSMGR_OK)
+        conn_charge(c, (unsigned)(info.entries / 128u < 1000u ? info.entries / 128u : 1000u));
+}
+
 static void ecd_check(ecd *d, conn *c, const ecd_req *r)
 {
+    ecd_charge_walk(d, c);
     cJSON *data = cJSON_CreateObject();
     char erl[1024], why[256] = "";
     int err = data ? ctr_check(d->t, data, erl, sizeof erl, why, sizeof why) : ETSMGR_ENOMEM;

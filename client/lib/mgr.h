@@ -39,6 +39,7 @@ struct etsmgr_client {
     uint64_t next_id;
     frame_reader rd;
     uint64_t rx_total, rx_consumed; /* stream offsets: bytes read, bytes decoded */
+    uint64_t scan;                  /* frame_reader_tail_start's cursor */
     fdpass_ledger fdl;              /* fds read, waiting for their frame */
     int frame_fds[FRAME_MAX_FDS]; /* the fds of the frame mc_next_frame returned last */
     int frame_nfds;

@@ -100,7 +100,7 @@ void mc_drop(etsmgr_client *c)
     c->daemon_pid = 0;
     mc_frame_done(c);
     fdpass_ledger_close(&c->fdl);
-    c->rx_total = c->rx_consumed = 0;
+    c->rx_total = c->rx_consumed = c->scan = 0;
     frame_reader_free(&c->rd);
     frame_reader_init(&c->rd);
 }
@@ -117,8 +117,11 @@ ssize_t mc_recv_some(etsmgr_client *c, int flags)
         errno = ENOMEM;
         return -1;
     }
+    uint64_t begin = c->rx_total;
     c->rx_total += (uint64_t)n;
-    fdpass_ledger_add(&c->fdl, c->rx_total, fds, nfds); /* (none when n == 0) */
+    if (nfds > 0) /* (none when n == 0) */
+        fdpass_ledger_add(&c->fdl, begin, c->rx_total, frame_reader_tail_start(&c->rd, c->rx_consumed, &c->scan),
+                          fds, nfds);
     return n;
 }
 

@@ -58,6 +58,12 @@
 #define CONN_OUT_HARD (64u << 20)
 #define CONN_IOV_MAX 64
 #define CONN_ACCEPT_BACKOFF_MS 100
+/* fds all connections together may hold for frames not yet complete, when
+ * the config does not say (fdpass.h bounds each connection to 8) */
+#define CONN_HELD_FDS_DEFAULT 256
+/* work one connection may do in one loop turn: each frame costs 1, and a
+ * handler adds what its request really cost (conn_charge) */
+#define CONN_TURN_BUDGET 64
 
 /* Small replies share a segment of this size, so a pipelined batch of
  * replies costs one malloc and leaves as one iovec, not one of each per
@@ -80,7 +86,12 @@ struct conn {
     bool dirty;
     frame_reader rd;
     uint64_t rx_total, rx_consumed;
+    uint64_t scan;     /* frame_reader_tail_start's cursor */
     fdpass_ledger fdl; /* fds received, waiting for their frame */
+    int held_seen;     /* fdl.held as counted in the server's held_fds */
+    unsigned spent;    /* work done in this turn (CONN_TURN_BUDGET) */
+    bool backlog;      /* frames wait for the next turn: on the server's list */
+    conn *bl_prev, *bl_next;
     conn_seg *out_head, *out_tail;
     size_t out_bytes;
     int events;      /* what uv_poll watches now */
@@ -111,6 +122,9 @@ struct conn_server {
     bool stopping;
     int open_handles;
     char *rbuf;
+    size_t held_fds;  /* fds held by every connection's ledger */
+    conn *bl_head;    /* connections with frames left for the next turn */
+    uv_idle_t idle;   /* runs while bl_head is not empty: no blocking poll */
 };
 
 static void conn_close_now(conn *c);
@@ -124,7 +138,7 @@ static void conn_update_events(conn *c)
     if (c->closed)
         return;
     int ev = 0;
-    if (!c->paused && !c->eof && !c->closing)
+    if (!c->paused && !c->eof && !c->closing && !c->backlog)
         ev |= UV_READABLE;
     if (c->want_write)
         ev |= UV_WRITABLE;
@@ -206,6 +220,48 @@ static void conn_on_closed(uv_handle_t *h)
     srv_handle_closed(s);
 }
 
+/* The server's count of held fds follows this connection's ledger. */
+static void conn_held_sync(conn *c)
+{
+    c->srv->held_fds += (size_t)c->fdl.held;
+    c->srv->held_fds -= (size_t)c->held_seen;
+    c->held_seen = c->fdl.held;
+}
+
+static void srv_on_idle(uv_idle_t *h);
+
+static void conn_backlog_add(conn *c)
+{
+    conn_server *s = c->srv;
+    if (c->backlog)
+        return;
+    c->backlog = true;
+    c->bl_prev = NULL;
+    c->bl_next = s->bl_head;
+    if (s->bl_head)
+        s->bl_head->bl_prev = c;
+    else if (!s->stopping)
+        uv_idle_start(&s->idle, srv_on_idle);
+    s->bl_head = c;
+}
+
+static void conn_backlog_remove(conn *c)
+{
+    conn_server *s = c->srv;
+    if (!c->backlog)
+        return;
+    if (c->bl_prev)
+        c->bl_prev->bl_next = c->bl_next;
+    else
+        s->bl_head = c->bl_next;
+    if (c->bl_next)
+        c->bl_next->bl_prev = c->bl_prev;
+    c->backlog = false;
+    c->bl_prev = c->bl_next = NULL;
+    if (!s->bl_head && !s->stopping)
+        uv_idle_stop(&s->idle);
+}
+
 static void conn_close_now(conn *c)
 {
     if (c->closed)
@@ -220,7 +276,9 @@ static void conn_close_now(conn *c)
     if (c->next)
         c->next->prev = c->prev;
     s->count--;
+    conn_backlog_remove(c);
     fdpass_ledger_close(&c->fdl);
+    conn_held_sync(c);
     conn_free_output(c);
     frame_reader_free(&c->rd);
     if (s->cfg.on_close)
@@ -434,15 +492,70 @@ static int conn_error_frame(char *buf, size_t len, proto_err code, const char *m
 
 /* ------------------------------------------------------------ reading */
 
+/* The server-wide bound on fds held for unfinished frames is reached:
+ * this connection gets an error frame and is closed. */
+static void conn_refuse_fds(conn *c, size_t budget)
+{
+    char msg[200], body[320];
+    snprintf(msg, sizeof msg,
+             "the server already holds %zu file descriptors of unfinished frames (its limit); closing the "
+             "connection", budget);
+    log_warning("pid %ld sent fds while %zu of unfinished frames are held (limit %zu); closing its connection",
+                (long)c->pid, c->srv->held_fds, budget);
+    int bl = conn_error_frame(body, sizeof body, PROTO_E_TOO_MANY_FDS, msg);
+    if (bl > 0)
+        conn_send(c, body, (size_t)bl, -1);
+    fdpass_ledger_close(&c->fdl);
+    conn_held_sync(c);
+    conn_close(c);
+}
+
+/* One more turn for each connection that had frames left (its list is
+ * taken whole first: a connection that again has frames left goes on the
+ * next turn's list, after the I/O of this one). */
+static void srv_on_idle(uv_idle_t *h)
+{
+    conn_server *s = h->data;
+    conn *c = s->bl_head;
+    s->bl_head = NULL;
+    while (c) {
+        conn *n = c->bl_next;
+        c->backlog = false;
+        c->bl_prev = c->bl_next = NULL;
+        if (!c->closed) {
+            conn_process(c);
+        }
+        c = n;
+    }
+    if (!s->bl_head && !s->stopping)
+        uv_idle_stop(&s->idle);
+}
+
+void conn_charge(conn *c, unsigned units)
+{
+    if (c)
+        c->spent = units > CONN_TURN_BUDGET ? CONN_TURN_BUDGET : c->spent + units; /* no overflow */
+}
+
 static void conn_process(conn *c)
 {
     if (c->in_process || c->closed)
         return;
     conn_server *s = c->srv;
     c->in_process = true;
+    conn_backlog_remove(c);
+    c->spent = 0;
     while (!c->closed && !c->closing) {
         if (c->out_bytes >= CONN_OUT_HIGH) {
             c->paused = true;
+            break;
+        }
+        if (c->spent >= CONN_TURN_BUDGET) {
+            /* this connection had its turn: what it sent waits for the
+             * next loop turn, after every other connection's (item 9 of
+             * issue 12: one pipelining peer stalled all others) */
+            if (frame_reader_pending(&c->rd))
+                conn_backlog_add(c);
             break;
         }
         const char *p;
@@ -463,6 +576,7 @@ static void conn_process(conn *c)
             if (bl > 0)
                 conn_send(c, body, (size_t)bl, -1);
             fdpass_ledger_close(&c->fdl);
+            conn_held_sync(c);
             conn_close(c);
             break;
         }
@@ -470,9 +584,11 @@ static void conn_process(conn *c)
         c->rx_consumed = end;
         int fds[FRAME_MAX_FDS];
         int nfds = fdpass_ledger_take(&c->fdl, start, end, fds, FRAME_MAX_FDS);
+        conn_held_sync(c);
+        c->spent++;
         s->cfg.on_frame(c, p, len, fds, nfds, s->cfg.arg);
     }
-    if (!c->closed && !c->closing && !c->paused && c->eof) {
+    if (!c->closed && !c->closing && !c->paused && !c->backlog && c->eof) {
         /* half-closed peer: answer what it sent, then close */
         c->closing = true;
         conn_mark_dirty(c);
@@ -507,8 +623,21 @@ static void conn_read(conn *c)
             conn_close_now(c);
             return;
         }
+        uint64_t begin = c->rx_total;
         c->rx_total += (uint64_t)n;
-        fdpass_ledger_add(&c->fdl, c->rx_total, fds, nfds);
+        if (nfds > 0) {
+            uint64_t fstart = frame_reader_tail_start(&c->rd, c->rx_consumed, &c->scan);
+            size_t budget = s->cfg.max_held_fds ? s->cfg.max_held_fds : CONN_HELD_FDS_DEFAULT;
+            size_t want = (size_t)(nfds < FRAME_MAX_FDS ? nfds : FRAME_MAX_FDS);
+            if (fstart >= begin && s->held_fds + want > budget) {
+                /* peers together hold too many fds of unfinished frames */
+                fdpass_close_all(fds, nfds);
+                conn_refuse_fds(c, budget);
+                return;
+            }
+            fdpass_ledger_add(&c->fdl, begin, c->rx_total, fstart, fds, nfds);
+            conn_held_sync(c);
+        }
         if ((size_t)n < CONN_READ_CHUNK)
             break; /* drained; level-triggered poll tells us about more */
     }
@@ -676,8 +805,9 @@ int conn_server_start(conn_server **out, uv_loop_t *loop, const conn_server_cfg 
     uv_timer_init(loop, &s->backoff);
     uv_prepare_init(loop, &s->prep);
     uv_check_init(loop, &s->check);
-    s->lpoll.data = s->backoff.data = s->prep.data = s->check.data = s;
-    s->open_handles = 4;
+    uv_idle_init(loop, &s->idle);
+    s->lpoll.data = s->backoff.data = s->prep.data = s->check.data = s->idle.data = s;
+    s->open_handles = 5;
     uv_unref((uv_handle_t *)&s->backoff);
     r = uv_poll_start(&s->lpoll, UV_READABLE, srv_on_listen);
     if (r < 0) {
@@ -707,6 +837,7 @@ void conn_server_stop(conn_server *s)
     uv_close((uv_handle_t *)&s->backoff, srv_on_handle_closed);
     uv_close((uv_handle_t *)&s->prep, srv_on_handle_closed);
     uv_close((uv_handle_t *)&s->check, srv_on_handle_closed);
+    uv_close((uv_handle_t *)&s->idle, srv_on_handle_closed);
     if (s->listen_fd >= 0)
         close(s->listen_fd);
     s->listen_fd = -1;

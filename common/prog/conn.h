@@ -30,6 +30,8 @@ typedef struct conn_server_cfg {
     conn_frame_cb on_frame;
     conn_close_cb on_close; /* may be NULL */
     void *arg;
+    size_t max_held_fds; /* fds all connections may hold for unfinished frames (0: 256);
+                          * past it a connection that sends more is closed */
 } conn_server_cfg;
 
 int conn_server_start(conn_server **out, uv_loop_t *loop, const conn_server_cfg *cfg);
@@ -42,6 +44,10 @@ size_t conn_server_count(const conn_server *s);
  * own copy).  0, or -1 when the connection is closing or out of memory. */
 int conn_send(conn *c, const char *payload, size_t len, int fd);
 int conn_send_json(conn *c, const cJSON *obj, int fd);
+/* A handler says its request cost units more than an ordinary one (say,
+ * a walk of the whole table): the connection's turn ends sooner, and its
+ * further frames wait for the next loop turn, after other connections. */
+void conn_charge(conn *c, unsigned units);
 /* Close once the queued frames are written (or the peer is gone). */
 void conn_close(conn *c);
 

@@ -87,8 +87,13 @@ static void fuzz_stream(const uint8_t *data, size_t size)
             for (int k = 0; k < n; k++)
                 check_fd(fds[k]);
             if (r > 0) {
+                /* the frame holding the read's last byte began at some
+                 * point the input picks: inside this read, or before it */
+                uint64_t begin = rx, fstart = a & 1 ? begin + (uint64_t)(b % (unsigned)r) : begin - (b % 3u < begin ? b % 3u : 0);
                 rx += (uint64_t)r;
-                fdpass_ledger_add(&l, rx, fds, n);
+                int kept = fdpass_ledger_add(&l, begin, rx, fstart, fds, n);
+                if (kept < 0 || kept > n || kept > FDPASS_FRAME_MAX || l.held > FDPASS_HELD_MAX)
+                    abort();
             }
         } else {
             uint64_t end = consumed + a % 64u;
