@@ -65,17 +65,17 @@
  * handler adds what its request really cost (conn_charge) */
 #define CONN_TURN_BUDGET 64
 
-/* Small replies share a segment of this size, so a pipelined batch of
- * replies costs one malloc and leaves as one iovec, not one of each per
- * reply (docs/performance.md). */
-#define CONN_SEG_MIN 4096
-
 typedef struct conn_seg {
     struct conn_seg *next;
     size_t len, off, cap; /* bytes queued in data, of them sent, allocated */
     int fd; /* our dup, closed once sent; -1: none (then frames may follow) */
     char data[];
 } conn_seg;
+/* Small replies share a segment of this many bytes, so a pipelined batch of
+ * replies costs one malloc and leaves as one iovec, not one of each per
+ * reply (docs/performance.md).  With its header a segment is 1 KiB, a size
+ * glibc serves from its per-thread cache (up to 1032 bytes). */
+#define CONN_SEG_MIN (1024 - sizeof(conn_seg))
 
 struct conn {
     uv_poll_t poll;
