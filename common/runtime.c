@@ -46,8 +46,15 @@ int rt_resolve(const char *opt_dir, const char *opt_instance, rt_paths *out, cha
 {
     const char *inst = opt_instance ? opt_instance : rt_env("ETSMGR_INSTANCE");
     out->instance_from = opt_instance ? "--instance" : inst ? "$ETSMGR_INSTANCE" : "the default";
+    /* root's is the system's instance; any other user gets one of its own,
+     * so two users' services never meet on a table name */
+    char dflt[32];
+    if (geteuid() == 0)
+        snprintf(dflt, sizeof dflt, "etsmgr");
+    else
+        snprintf(dflt, sizeof dflt, "etsmgr-%lu", (unsigned long)geteuid());
     if (!inst)
-        inst = "etsmgr";
+        inst = dflt;
     if (!rt_valid_name(inst, strlen(inst))) {
         snprintf(err, errlen,
                  "invalid instance name \"%.80s\": use 1 to 64 of A-Z a-z 0-9 _ . - (not \".\" or \"..\")",
@@ -78,7 +85,7 @@ int rt_resolve(const char *opt_dir, const char *opt_instance, rt_paths *out, cha
     }
     /* a default dir of its own for every other instance, the one etsmgr@NAME
      * .service uses, so --instance NAME alone finds it */
-    if (!chosen && n >= 0 && (size_t)n < sizeof dir && strcmp(inst, "etsmgr") != 0) {
+    if (!chosen && n >= 0 && (size_t)n < sizeof dir && strcmp(inst, dflt) != 0) {
         n += snprintf(dir + n, sizeof dir - (size_t)n, "@%s", inst);
         out->dir_from = rt_env("XDG_RUNTIME_DIR") ? "$XDG_RUNTIME_DIR/etsmgr@INSTANCE (not the default instance)"
                         : geteuid() == 0           ? "root's default, @INSTANCE (not the default instance)"
@@ -185,12 +192,64 @@ int rt_path(const rt_paths *rt, const char *file, char *buf, size_t len)
     return 0;
 }
 
-int rt_shm_name(const rt_paths *rt, const char *table, char *buf, size_t len)
+int rt_shm_name(const rt_paths *rt, unsigned long uid, const char *table, char *buf, size_t len)
 {
     if (!table || !rt_valid_name(table, strlen(table)))
         return -1;
-    int n = snprintf(buf, len, "/%s.%s", rt->instance, table);
+    int n = snprintf(buf, len, "/%s%c%lu%c%s", rt->instance, RT_SHM_SEP, uid, RT_SHM_SEP, table);
     if (n < 0 || (size_t)n >= len)
         return -1;
     return 0;
+}
+
+/* [0-9a-f]{16} */
+static bool rt_hex16(const char *s)
+{
+    for (int i = 0; i < 16; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return s[16] == '\0';
+}
+
+rt_shm_kind rt_shm_parse(const char *instance, const char *ent, unsigned long *uid, char *table)
+{
+    size_t il = strlen(instance);
+    if (strncmp(ent, instance, il) != 0)
+        return RT_SHM_OTHER;
+    const char *p = ent + il;
+    if (*p == '.') { /* before 0.2: "<instance>.<table>" */
+        size_t tl = strlen(p + 1);
+        if (!rt_valid_name(p + 1, tl))
+            return RT_SHM_OTHER;
+        memcpy(table, p + 1, tl + 1);
+        *uid = 0;
+        return RT_SHM_LEGACY;
+    }
+    if (*p++ != RT_SHM_SEP)
+        return RT_SHM_OTHER;
+    /* the uid: canonical decimal, so that one uid has one spelling */
+    const char *u = p;
+    unsigned long long v = 0;
+    while (*p >= '0' && *p <= '9' && p - u < 10)
+        v = v * 10 + (unsigned long long)(*p++ - '0');
+    if (p == u || *p != RT_SHM_SEP || (u[0] == '0' && p - u > 1) || v > 0xfffffffeull)
+        return RT_SHM_OTHER;
+    p++;
+    const char *t = p, *end = strchr(t, RT_SHM_SEP);
+    size_t tl = end ? (size_t)(end - t) : strlen(t);
+    if (!rt_valid_name(t, tl))
+        return RT_SHM_OTHER;
+    rt_shm_kind kind = RT_SHM_TABLE;
+    if (end) {
+        if (strncmp(end + 1, "new-", 4) == 0 && rt_hex16(end + 5))
+            kind = RT_SHM_PARTIAL;
+        else if (rt_hex16(end + 1))
+            kind = RT_SHM_PLACED;
+        else
+            return RT_SHM_OTHER;
+    }
+    memcpy(table, t, tl);
+    table[tl] = '\0';
+    *uid = (unsigned long)v;
+    return kind;
 }

@@ -5,8 +5,10 @@
  *             else /run/etsmgr for root, else /tmp/etsmgr-$UID; a default dir
  *             gets "@NAME" appended for an instance NAME other than etsmgr
  *             (/run/etsmgr@NAME: etsmgr@NAME.service's)
- *   instance: --instance, else $ETSMGR_INSTANCE, else "etsmgr"
- * Shared-memory objects of an instance are "/<instance>.<table>". */
+ *   instance: --instance, else $ETSMGR_INSTANCE, else "etsmgr" for root and
+ *             "etsmgr-<uid>" for any other user (so that users' instances,
+ *             and their tables, stay apart by default)
+ * Shared-memory objects of an instance are "/<instance>:<uid>:<table>". */
 #ifndef ETSMGR_RUNTIME_H
 #define ETSMGR_RUNTIME_H
 #include <stdbool.h>
@@ -30,8 +32,32 @@ int rt_resolve(const char *opt_dir, const char *opt_instance, rt_paths *out, cha
 int rt_ensure_dir(const rt_paths *rt, char *err, size_t errlen);
 /* DIR/<file> into buf; -1 when it does not fit a socket path. */
 int rt_path(const rt_paths *rt, const char *file, char *buf, size_t len);
-/* "/<instance>.<table>" into buf; -1 when the table name is invalid. */
-int rt_shm_name(const rt_paths *rt, const char *table, char *buf, size_t len);
+/* Shared-memory object names (docs/design.md, "Object names").  ':' is in
+ * neither an instance nor a table name, so (instance, uid, table) maps to one
+ * name and a name parses back to one triple:
+ *   /<instance>:<uid>:<table>                  table <table> of uid <uid>
+ *   /<instance>:<uid>:<table>:<16 hex>         the same, placed beside a name
+ *                                              another user's object took first
+ *   /<instance>:<uid>:<table>:new-<16 hex>     being created; renamed into place
+ *                                              once complete
+ *   /<instance>.<table>                        the naming before version 0.2
+ *                                              (ambiguous: read only to migrate)
+ * <uid> is decimal without leading zeros. */
+#define RT_SHM_SEP ':'
+/* "/<instance>:<uid>:<table>" into buf; -1 when the table name is invalid or
+ * it does not fit. */
+int rt_shm_name(const rt_paths *rt, unsigned long uid, const char *table, char *buf, size_t len);
+typedef enum rt_shm_kind {
+    RT_SHM_OTHER = 0, /* not an object of this instance */
+    RT_SHM_TABLE,     /* /<instance>:<uid>:<table> */
+    RT_SHM_PLACED,    /* /<instance>:<uid>:<table>:<16 hex> */
+    RT_SHM_PARTIAL,   /* /<instance>:<uid>:<table>:new-<16 hex> */
+    RT_SHM_LEGACY,    /* /<instance>.<table> */
+} rt_shm_kind;
+/* What the /dev/shm entry ent (no leading slash) is for instance; uid and
+ * table (ETSMGR_NAME_MAX + 1 bytes) are filled for every kind but OTHER
+ * (uid: 0 for LEGACY). */
+rt_shm_kind rt_shm_parse(const char *instance, const char *ent, unsigned long *uid, char *table);
 
 /* [A-Za-z0-9_.-]{1,64}, and not "." or ".." */
 bool rt_valid_name(const char *name, size_t len);

@@ -30,7 +30,8 @@
 /* bytes of table statuses in one info reply: the rest of the frame (64 KiB)
  * is left for the other fields, which are short and bounded */
 #define MGRD_INFO_BUDGET 60000
-#define MGRD_SHM_NAME_MAX (2 + RT_INSTANCE_MAX + ETSMGR_NAME_MAX + 1)
+/* "/<instance>:<uid>:<table>:<16 hex>" and a NUL; a temporary name adds "new-" (see shmobj.c) */
+#define MGRD_SHM_NAME_MAX (1 + RT_INSTANCE_MAX + 1 + 10 + 1 + ETSMGR_NAME_MAX + 1 + 20 + 1)
 
 typedef struct mgrd_peer mgrd_peer;
 
@@ -134,10 +135,10 @@ mgrd_peer *mgrd_peer_find(mgrd *m, pid_t pid, uid_t uid);
 /* requests.c: the ops */
 void mgrd_req_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, void *arg);
 
-/* fdcheck.c: is fd that very shm object (same st_dev/st_ino as shm_name)?
- * 0 with the object's owner in *obj_uid, or -1 with the protocol error code
- * in *code and words in msg. */
-int mgrd_fd_check(const char *shm_name, int fd, uid_t *obj_uid, proto_err *code, char *msg,
+/* fdcheck.c: is fd an own object of table (shmobj.c)?  0 with the object in
+ * *out, or -1 with the protocol error code in *code and words in msg. */
+struct mgrd_obj;
+int mgrd_fd_check(mgrd *m, const char *table, int fd, struct mgrd_obj *out, proto_err *code, char *msg,
                   size_t msglen);
 /* stat of the object shm_name (/dev/shm/...): 0 or -1 (errno) */
 struct stat;
@@ -161,6 +162,41 @@ cJSON *mgrd_recover(mgrd *m, const mgrd_peer *p, const cJSON *req, mgrd_table *r
 /* "private", "protected", "public" and back (-1: none of them) */
 const char *mgrd_access_name(int access);
 int mgrd_access_parse(const char *s);
+
+/* shmobj.c: the objects behind the tables (names, ownership, creation) */
+typedef struct mgrd_obj {
+    char shm_name[MGRD_SHM_NAME_MAX];
+    uid_t uid; /* the table's uid, from the name */
+    dev_t dev;
+    ino_t ino;
+} mgrd_obj;
+struct stat;
+/* Made by this daemon: a regular file owned by its uid (nobody else can
+ * make one, and the daemon never gives one away). */
+bool mgrd_obj_own(const struct stat *st);
+/* An own object of table (plain or placed name; any uid in the name), or
+ * with match, the one with match's dev/ino: 1 found (*out), 0 none, -1
+ * listing /dev/shm failed (errno). */
+int mgrd_obj_find(mgrd *m, const char *table, const mgrd_obj *match, mgrd_obj *out);
+/* Build table of uid under a temporary name and rename it into place (or
+ * beside another user's object that holds the name).  ETSMGR_OK with *out
+ * and its name in shm_name; ETSMGR_EEXIST when an own object of that name
+ * exists (its name in shm_name: adopt it); else the table store's error. */
+int mgrd_obj_create(mgrd *m, uid_t uid, const char *table, const etsmgr_table_opts *opts,
+                    etsmgr_table **out, char *shm_name, size_t len);
+/* The temporary name a table of base is built under (base:new-<16 hex>). */
+void mgrd_obj_tmp_name(const char *base, char *buf, size_t len);
+/* Rename the complete table at tmp into place: base, or beside base when
+ * another user's object holds it (logged).  ETSMGR_OK with the name in
+ * shm_name; ETSMGR_EEXIST when an own object holds base (tmp is left to
+ * the caller); ETSMGR_ESYS (errno). */
+int mgrd_obj_place(const char *tmp, const char *base, const char *table, char *shm_name, size_t len);
+/* Remove a half-made object when it is our own; true when removed. */
+bool mgrd_obj_reclaim(const char *shm_name);
+/* Rename an object named before 0.2 to its name now (not replacing):
+ * 0, or -1 with errno. */
+int mgrd_obj_migrate(mgrd *m, const char *legacy, uid_t uid, const char *table, char *shm_name,
+                     size_t len);
 
 /* rediscover.c: manage the shm objects an earlier daemon left, as orphaned.
  * Returns the number of tables taken over. */

@@ -1,15 +1,19 @@
-/* fdcheck.c: is a received fd really the table it is said to be?
+/* fdcheck.c: is a received fd really the table it is said to be?  And in
+ * what words to say why an object could not be opened.
  *
  * add_table trusts nothing about the fd a client attaches: it could be a
- * pipe, a socket, a regular file, another instance's table or another
- * table of this instance.  On Linux a POSIX shm object is a regular file on
- * the tmpfs mounted at /dev/shm, so the fd must be S_ISREG and have the same
- * st_dev/st_ino as what shm_open("/<instance>.<name>") opens now.  Identity,
- * not content, decides: a copy of a table's bytes in another file is not the
- * table.  The object's owner uid (as the kernel records it) goes back to the
- * caller, which decides who may act on it. */
+ * pipe, a socket, a regular file, another instance's table, another table of
+ * this instance, or an object someone else made under a table's name.  On
+ * Linux a POSIX shm object is a regular file on the tmpfs mounted at
+ * /dev/shm, so the fd must be S_ISREG and have the same st_dev/st_ino as an
+ * own object of that table listed in /dev/shm now (shmobj.c).  Identity, not
+ * content, decides: a copy of a table's bytes in another file is not the
+ * table.  The table's uid (from the object's name, which only this daemon's
+ * uid can have made) goes back to the caller, which decides who may act on
+ * it. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -50,10 +54,10 @@ static const char *fd_kind(mode_t mode)
     return "not a regular file";
 }
 
-int mgrd_fd_check(const char *shm_name, int fd, uid_t *obj_uid, proto_err *code, char *msg,
+int mgrd_fd_check(mgrd *m, const char *table, int fd, mgrd_obj *out, proto_err *code, char *msg,
                   size_t msglen)
 {
-    struct stat got, want;
+    struct stat got;
     if (fstat(fd, &got) < 0) {
         *code = PROTO_E_BAD_FD;
         snprintf(msg, msglen, "fstat of the received fd failed: %s", strerror(errno));
@@ -61,34 +65,25 @@ int mgrd_fd_check(const char *shm_name, int fd, uid_t *obj_uid, proto_err *code,
     }
     if (!S_ISREG(got.st_mode)) {
         *code = PROTO_E_BAD_FD;
-        snprintf(msg, msglen, "the received fd is %s, not the shared-memory object %s",
-                 fd_kind(got.st_mode), shm_name);
+        snprintf(msg, msglen, "the received fd is %s, not a shared-memory object of table %s",
+                 fd_kind(got.st_mode), table);
         return -1;
     }
-    int sfd = shm_open(shm_name, O_RDONLY | O_CLOEXEC, 0);
-    if (sfd < 0) {
-        int e = errno;
-        *code = e == ENOENT ? PROTO_E_BAD_FD : PROTO_E_INTERNAL;
-        snprintf(msg, msglen, "shm_open(%s) failed: %s%s", shm_name, strerror(e),
-                 e == ENOENT ? " (the object was unlinked; the received fd cannot be that table)" : "");
-        return -1;
-    }
-    int rc = fstat(sfd, &want);
-    int e = errno;
-    close(sfd);
-    if (rc < 0) {
+    mgrd_obj want = {.dev = got.st_dev, .ino = got.st_ino};
+    int f = mgrd_obj_find(m, table, &want, out);
+    if (f < 0) {
         *code = PROTO_E_INTERNAL;
-        snprintf(msg, msglen, "fstat of %s failed: %s", shm_name, strerror(e));
+        snprintf(msg, msglen, "cannot list %s: %s", SHM_DIR, strerror(errno));
         return -1;
     }
-    if (got.st_dev != want.st_dev || got.st_ino != want.st_ino) {
+    if (f == 0) {
         *code = PROTO_E_BAD_FD;
         snprintf(msg, msglen,
-                 "the received fd is not the shared-memory object %s (another file or another table)",
-                 shm_name);
+                 "the received fd is not a shared-memory object of table %s of instance %s made by this "
+                 "daemon's uid (another file, another table, another user's object, or one unlinked)",
+                 table, m->rt.instance);
         return -1;
     }
-    *obj_uid = want.st_uid;
     return 0;
 }
 
@@ -104,17 +99,17 @@ void mgrd_open_why(const char *shm_name, int rc, int e, char *buf, size_t len)
     struct stat st;
     bool have = mgrd_shm_stat(shm_name, &st) == 0;
     if (rc == ETSMGR_ESYS && (e == EACCES || e == EPERM))
-        snprintf(buf, len, "%s cannot be opened: %s; it belongs to uid %ld (mode %04o), not to this daemon "
+        snprintf(buf, len, "%s%s cannot be opened: %s; it belongs to uid %ld (mode %04o), not to this daemon "
                  "(uid %u): another user's object, so use another instance (--instance, ETSMGR_INSTANCE)",
-                 shm_name, strerror(e), have ? (long)st.st_uid : -1L, have ? (unsigned)(st.st_mode & 07777) : 0u,
+                 SHM_DIR, shm_name, strerror(e), have ? (long)st.st_uid : -1L, have ? (unsigned)(st.st_mode & 07777) : 0u,
                  (unsigned)geteuid());
     else if (rc == ETSMGR_ESYS || rc == ETSMGR_ENOMEM)
-        snprintf(buf, len, "cannot open %s: %s (a system failure in etsmgrd, not a fault of the table)",
-                 shm_name, rc == ETSMGR_ESYS ? strerror(e) : etsmgr_strerror(rc));
+        snprintf(buf, len, "cannot open %s%s: %s (a system failure in etsmgrd, not a fault of the table)",
+                 SHM_DIR, shm_name, rc == ETSMGR_ESYS ? strerror(e) : etsmgr_strerror(rc));
     else if (rc == ETSMGR_ENOTFOUND)
-        snprintf(buf, len, "%s disappeared while it was opened (removed by someone)", shm_name);
+        snprintf(buf, len, "%s%s disappeared while it was opened (removed by someone)", SHM_DIR, shm_name);
     else
-        snprintf(buf, len, "%s is not a valid table: %s%s%s (owner uid %ld)", shm_name,
+        snprintf(buf, len, "%s%s is not a valid table: %s%s%s (owner uid %ld)", SHM_DIR, shm_name,
                  etsmgr_strerror(rc), tbl_last_why()[0] ? ": " : "", tbl_last_why(),
                  have ? (long)st.st_uid : -1L);
 }

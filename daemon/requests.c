@@ -96,7 +96,9 @@ static cJSON *err_owned(req_ctx *x, mgrd_table *rt, proto_err code)
 
 static cJSON *err_forbidden(req_ctx *x, mgrd_table *rt)
 {
-    return proto_reply_err(x->req, PROTO_E_FORBIDDEN, "table %s belongs to uid %u; the caller is uid %u",
+    return proto_reply_err(x->req, PROTO_E_FORBIDDEN,
+                           "table %s belongs to uid %u; the caller is uid %u. Tables of one instance share "
+                           "names: use another instance (--instance, ETSMGR_INSTANCE)",
                            rt->name, (unsigned)rt->uid, (unsigned)x->p->uid);
 }
 
@@ -284,45 +286,42 @@ static cJSON *reply_table(req_ctx *x, mgrd_table *rt, bool created)
     return r;
 }
 
-/* An object named like the table exists but the daemon does not manage it
- * (it appeared after the start-up scan, or was invalid then): adopt it if it
- * is a valid table of the caller's uid. */
-static mgrd_table *adopt_existing(req_ctx *x, const char *name, const char *shm_name, cJSON **err)
+/* An own object of the table exists but the daemon does not manage it (it
+ * was let go with del_table, or appeared after the start-up scan, or was
+ * invalid then): adopt it if it is a valid table of the caller's uid. */
+static mgrd_table *adopt_existing(req_ctx *x, const char *name, const mgrd_obj *o, cJSON **err)
 {
-    struct stat st;
-    if (mgrd_shm_stat(shm_name, &st) == 0 && st.st_uid != x->p->uid) {
+    if (o->uid != x->p->uid) {
         *err = proto_reply_err(x->req, PROTO_E_FORBIDDEN,
-                               "%s belongs to uid %u, not to the caller (uid %u): another user's table "
-                               "of the same instance; use another instance (--instance, ETSMGR_INSTANCE)",
-                               shm_name, (unsigned)st.st_uid, (unsigned)x->p->uid);
+                               "table %s belongs to uid %u (its object is /dev/shm%s); the caller is uid %u. "
+                               "Tables of one instance share names: use another instance (--instance, "
+                               "ETSMGR_INSTANCE)",
+                               name, (unsigned)o->uid, o->shm_name, (unsigned)x->p->uid);
         return NULL;
     }
     etsmgr_table *t = NULL;
-    int rc = tbl_open(shm_name, &t);
+    int rc = tbl_open(o->shm_name, &t);
     if (rc < 0) {
-        *err = mgrd_open_error(x->req, shm_name, rc, errno);
+        *err = mgrd_open_error(x->req, o->shm_name, rc, errno);
         return NULL;
     }
-    dev_t dev;
-    ino_t ino;
-    uid_t uid;
-    if (mgrd_fd_ident(etsmgr_table_fd(t), &dev, &ino, &uid) < 0) {
-        *err = proto_reply_err(x->req, PROTO_E_INTERNAL, "fstat of %s failed: %s", shm_name, strerror(errno));
+    if (strcmp(etsmgr_table_name(t), name) != 0) {
+        *err = proto_reply_err(x->req, PROTO_E_INVALID_TABLE, "/dev/shm%s holds table %.64s, not %s",
+                               o->shm_name, etsmgr_table_name(t), name);
         etsmgr_table_close(t);
         return NULL;
     }
-    if (uid != x->p->uid) {
-        *err = proto_reply_err(x->req, PROTO_E_FORBIDDEN, "%s belongs to uid %u; the caller is uid %u",
-                               shm_name, (unsigned)uid, (unsigned)x->p->uid);
-        etsmgr_table_close(t);
-        return NULL;
-    }
-    mgrd_table *rt = mgrd_reg_add(x->m, name, shm_name, t, uid);
+    mgrd_table *rt = mgrd_reg_add(x->m, name, o->shm_name, t, o->uid);
     if (!rt) {
         etsmgr_table_close(t);
         *err = proto_reply_err(x->req, PROTO_E_INTERNAL, "out of memory");
     }
     return rt;
+}
+
+static cJSON *err_listing(req_ctx *x)
+{
+    return proto_reply_err(x->req, PROTO_E_INTERNAL, "cannot list /dev/shm: %s", strerror(errno));
 }
 
 static cJSON *op_new_table(req_ctx *x)
@@ -382,16 +381,25 @@ static cJSON *op_new_table(req_ctx *x)
 
     if (m->ntables >= m->max_tables)
         return too_many_tables(x);
+    mgrd_obj o;
+    int f = mgrd_obj_find(m, name, NULL, &o);
+    if (f < 0)
+        return err_listing(x);
     char shm_name[MGRD_SHM_NAME_MAX];
-    if (rt_shm_name(&m->rt, name, shm_name, sizeof shm_name) < 0)
-        return proto_reply_err(x->req, PROTO_E_BAD_NAME, "table name \"%s\" is invalid", name);
     etsmgr_table *t = NULL;
-    int rc = tbl_create(shm_name, name, &opts, &t);
+    int rc = ETSMGR_EEXIST;
+    if (f == 0)
+        rc = mgrd_obj_create(m, x->p->uid, name, &opts, &t, shm_name, sizeof shm_name);
     if (rc == ETSMGR_EEXIST && exclusive)
-        return proto_reply_err(x->req, PROTO_E_EXISTS, "%s exists in shared memory but is not managed "
-                               "(not a valid table?); it is left untouched", shm_name);
+        return proto_reply_err(x->req, PROTO_E_EXISTS, "table %s exists in shared memory but is not managed "
+                               "(not a valid table?); it is left untouched", name);
     if (rc == ETSMGR_EEXIST) {
-        rt = adopt_existing(x, name, shm_name, &err);
+        /* an own object of that name, not managed: it keeps its data */
+        if (f == 0 && (f = mgrd_obj_find(m, name, NULL, &o)) <= 0)
+            return f < 0 ? err_listing(x)
+                         : proto_reply_err(x->req, PROTO_E_INTERNAL, "table %s appeared and vanished while it was "
+                                           "created; try again", name);
+        rt = adopt_existing(x, name, &o, &err);
         if (!rt)
             return err;
         mgrd_reg_give(m, rt, x->p);
@@ -399,7 +407,7 @@ static cJSON *op_new_table(req_ctx *x)
         x->undo_rt = rt;
         set_heir_data(rt, heir_data);
         log_notice("new_table: adopted the existing object %s; table=%s given to pid=%d with its data.",
-                   shm_name, name, (int)x->p->pid);
+                   o.shm_name, name, (int)x->p->pid);
         return reply_table(x, rt, false);
     }
     if (rc < 0) {
@@ -412,23 +420,13 @@ static cJSON *op_new_table(req_ctx *x)
             return proto_reply_err(x->req, PROTO_E_NO_SPACE, "cannot create table %s: %s", name,
                                    etsmgr_strerror(rc));
         case ETSMGR_ESYS:
-            return proto_reply_err(x->req, PROTO_E_INTERNAL, "cannot create %s: %s: %s", shm_name,
+            return proto_reply_err(x->req, PROTO_E_INTERNAL, "cannot create table %s: %s: %s", name,
                                    etsmgr_strerror(rc), strerror(e));
         default:
-            return proto_reply_err(x->req, PROTO_E_INTERNAL, "cannot create %s: %s", shm_name,
+            return proto_reply_err(x->req, PROTO_E_INTERNAL, "cannot create table %s: %s", name,
                                    etsmgr_strerror(rc));
         }
     }
-    /* A root daemon creating for another user hands the object to that
-     * user, so that the owner survives in the object itself (st_uid) across
-     * a daemon restart. */
-    if (m->shared && fchown(etsmgr_table_fd(t), geteuid() == 0 ? x->p->uid : (uid_t)-1, m->gid) < 0)
-        log_warning("--group: fchown(%s, %u, group %u) failed: %s", shm_name, (unsigned)x->p->uid,
-                    (unsigned)m->gid, strerror(errno));
-    else if (!m->shared && geteuid() == 0 && x->p->uid != 0 &&
-        fchown(etsmgr_table_fd(t), x->p->uid, conn_peer_gid(x->c)) < 0)
-        log_warning("fchown(%s, %u) failed: %s; the table stays root's", shm_name, (unsigned)x->p->uid,
-                    strerror(errno));
     rt = mgrd_reg_add(m, name, shm_name, t, x->p->uid);
     if (!rt) {
         etsmgr_table_close(t);
@@ -461,27 +459,20 @@ static cJSON *op_add_table(req_ctx *x)
     const char *heir_data = NULL;
     if (get_short_string(x, "heir_data", &heir_data, &err) < 0)
         return err;
-    char shm_name[MGRD_SHM_NAME_MAX];
-    if (rt_shm_name(&m->rt, name, shm_name, sizeof shm_name) < 0)
-        return proto_reply_err(x->req, PROTO_E_BAD_NAME, "table name \"%s\" is invalid", name);
-
     int fd = x->fds[0];
-    proto_err code = PROTO_OK;
-    char msg[256];
-    uid_t obj_uid;
-    if (mgrd_fd_check(shm_name, fd, &obj_uid, &code, msg, sizeof msg) < 0)
-        return proto_reply_err(x->req, code, "%s", msg);
-
-    dev_t dev;
-    ino_t ino;
-    uid_t ignored;
-    if (mgrd_fd_ident(fd, &dev, &ino, &ignored) < 0)
-        return proto_reply_err(x->req, PROTO_E_BAD_FD, "fstat of the received fd failed: %s", strerror(errno));
-
     mgrd_table *rt = mgrd_reg_find(m, name);
-    if (rt && (rt->dev != dev || rt->ino != ino)) {
-        /* The object the daemon held was unlinked and the name reused: the
-         * received fd is the current one (fd_check said so). */
+    if (rt && rt->uid != x->p->uid)
+        return err_forbidden(x, rt);
+    /* Which object is the fd?  Identity decides (fdcheck.c): it must be an
+     * own object of this table. */
+    proto_err code = PROTO_OK;
+    char msg[300];
+    mgrd_obj o;
+    if (mgrd_fd_check(m, name, fd, &o, &code, msg, sizeof msg) < 0)
+        return proto_reply_err(x->req, code, "%s", msg);
+    if (rt && (rt->dev != o.dev || rt->ino != o.ino)) {
+        /* The object the daemon held was let go and another one of the
+         * table made meanwhile: the received fd's is the one to manage. */
         if (refused(x, rt, MGRD_ACT_REPLACE, &err))
             return err;
         log_warning("add_table: table=%s was replaced by a new object; managing the new one", name);
@@ -494,21 +485,27 @@ static cJSON *op_add_table(req_ctx *x)
         etsmgr_table_info info;
         int rc = etsmgr_table_info_get(rt->t, &info);
         if (rc < 0)
-            return proto_reply_err(x->req, PROTO_E_INVALID_TABLE, "%s is no longer a valid table: %s", shm_name,
+            return proto_reply_err(x->req, PROTO_E_INVALID_TABLE, "%s is no longer a valid table: %s", rt->shm_name,
                                    etsmgr_strerror(rc));
         mgrd_reg_give(m, rt, x->p);
     } else {
-        if (obj_uid != x->p->uid)
-            return proto_reply_err(x->req, PROTO_E_FORBIDDEN, "%s belongs to uid %u; the caller is uid %u",
-                                   shm_name, (unsigned)obj_uid, (unsigned)x->p->uid);
+        if (o.uid != x->p->uid)
+            return proto_reply_err(x->req, PROTO_E_FORBIDDEN, "table %s (/dev/shm%s) belongs to uid %u; the caller "
+                                   "is uid %u", name, o.shm_name, (unsigned)o.uid, (unsigned)x->p->uid);
         if (m->ntables >= m->max_tables)
             return too_many_tables(x);
         etsmgr_table *t = NULL;
         int rc = etsmgr_table_attach_fd(fd, &t);
         if (rc < 0)
-            return mgrd_open_error(x->req, shm_name, rc, errno);
+            return mgrd_open_error(x->req, o.shm_name, rc, errno);
         x->fds[0] = -1; /* the attachment owns it now */
-        rt = mgrd_reg_add(m, name, shm_name, t, obj_uid);
+        if (strcmp(etsmgr_table_name(t), name) != 0) {
+            cJSON *r = proto_reply_err(x->req, PROTO_E_INVALID_TABLE, "/dev/shm%s holds table %.64s, not %s",
+                                       o.shm_name, etsmgr_table_name(t), name);
+            etsmgr_table_close(t);
+            return r;
+        }
+        rt = mgrd_reg_add(m, name, o.shm_name, t, o.uid);
         if (!rt) {
             etsmgr_table_close(t);
             return proto_reply_err(x->req, PROTO_E_INTERNAL, "out of memory");

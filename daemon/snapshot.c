@@ -42,8 +42,6 @@
 #include "table_image.h"
 
 #define SNAP_SUFFIX ".etsimg"
-#define SNAP_SHM_DIR "/dev/shm"
-#define SNAP_RESTORE_TAG "#restore"
 
 static int snap_path(const mgrd *m, const char *name, char *buf, size_t len)
 {
@@ -140,13 +138,15 @@ static int snap_restore_one(mgrd *m, const char *file, const char *name)
         img_free(im);
         return -1;
     }
-    char shm_name[MGRD_SHM_NAME_MAX], tmp_name[MGRD_SHM_NAME_MAX + sizeof SNAP_RESTORE_TAG];
-    if (rt_shm_name(&m->rt, name, shm_name, sizeof shm_name) < 0) {
+    /* built under a temporary name (a restore killed half-way leaves only
+     * that, which rediscovery removes) and renamed into place (shmobj.c) */
+    char base[MGRD_SHM_NAME_MAX], shm_name[MGRD_SHM_NAME_MAX], tmp_name[MGRD_SHM_NAME_MAX + 24];
+    uid_t uid = (uid_t)im->info.uid;
+    if (rt_shm_name(&m->rt, (unsigned long)uid, name, base, sizeof base) < 0) {
         img_free(im);
         return -1;
     }
-    snprintf(tmp_name, sizeof tmp_name, "%s%s", shm_name, SNAP_RESTORE_TAG);
-    tbl_unlink(tmp_name); /* from a restore that was killed */
+    mgrd_obj_tmp_name(base, tmp_name, sizeof tmp_name);
     etsmgr_table_opts o;
     img_table_opts(im, &o);
     if (m->shared)
@@ -158,23 +158,19 @@ static int snap_restore_one(mgrd *m, const char *file, const char *name)
     else
         snprintf(why, sizeof why, "creating the shared-memory object: %s%s%s", etsmgr_strerror(rc),
                  rc == ETSMGR_ESYS ? ": " : "", rc == ETSMGR_ESYS ? strerror(errno) : "");
-    uid_t uid = geteuid();
     if (rc == 0) {
-        uid_t want_uid = uid == 0 ? (uid_t)im->info.uid : (uid_t)-1;
-        gid_t want_gid = m->shared ? m->gid : (gid_t)-1;
-        if ((want_uid != (uid_t)-1 || want_gid != (gid_t)-1) &&
-            fchown(etsmgr_table_fd(t), want_uid, want_gid) < 0)
-            log_warning("snapshot: fchown of restored table %s to uid %u failed: %s", name,
-                        (unsigned)im->info.uid, strerror(errno));
+        /* the object stays this daemon's (its uid is in its name); --group
+         * lets the group map it */
+        if (m->shared && fchown(etsmgr_table_fd(t), (uid_t)-1, m->gid) < 0)
+            log_warning("snapshot: fchown of restored table %s to group %u failed: %s", name,
+                        (unsigned)m->gid, strerror(errno));
         (void)tbl_set_owner(t, 0, (int32_t)m->pid);
-        char from[4096 + 16], to[4096 + 16];
-        snprintf(from, sizeof from, SNAP_SHM_DIR "%s", tmp_name);
-        snprintf(to, sizeof to, SNAP_SHM_DIR "%s", shm_name);
-        if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) < 0) {
-            rc = ETSMGR_ESYS;
-            snprintf(why, sizeof why, "%s", errno == EEXIST ? "an object of that name appeared in "
-                     "shared memory (not a valid table?); it wins and is left untouched" : strerror(errno));
-        }
+        rc = mgrd_obj_place(tmp_name, base, name, shm_name, sizeof shm_name);
+        if (rc == ETSMGR_EEXIST)
+            snprintf(why, sizeof why, "an object of that name appeared in shared memory (not a valid "
+                     "table?); it wins and is left untouched");
+        else if (rc)
+            snprintf(why, sizeof why, "%s", strerror(errno));
     }
     if (rc) {
         log_error("snapshot %s not restored: %s", path, why);
@@ -184,10 +180,6 @@ static int snap_restore_one(mgrd *m, const char *file, const char *name)
         img_free(im);
         return -1;
     }
-    dev_t dev;
-    ino_t ino;
-    if (mgrd_fd_ident(etsmgr_table_fd(t), &dev, &ino, &uid) < 0)
-        uid = geteuid();
     mgrd_table *rt = mgrd_reg_add(m, name, shm_name, t, uid);
     if (!rt) {
         log_error("snapshot: out of memory registering restored table %s (it stays in shared memory)",

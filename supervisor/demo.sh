@@ -47,7 +47,7 @@ cleanup() {
         { wait "$SUP"; } 2>/dev/null
     fi
     for pid in $kids; do kill -KILL "$pid" 2>/dev/null; done
-    rm -f /dev/shm/"$ETSMGR_INSTANCE".*
+    rm -f /dev/shm/"$ETSMGR_INSTANCE".* /dev/shm/"$ETSMGR_INSTANCE":*
     rm -rf "$DIR"
 }
 trap cleanup EXIT
@@ -216,7 +216,7 @@ if [ $gone = 1 ]; then
 else
     verdict FAIL "a child of the killed etssup is still running"
 fi
-printf '    shared memory left behind: %s\n' "$(cd /dev/shm && ls -d "$ETSMGR_INSTANCE".* 2>/dev/null | tr '\n' ' ')"
+printf '    shared memory left behind: %s\n' "$(cd /dev/shm && ls -d "$ETSMGR_INSTANCE":* 2>/dev/null | tr '\n' ' ')"
 start_sup
 show_log
 count 10

@@ -198,7 +198,7 @@ void dt_hello_ok(const tu_env *e, pid_t daemon_pid)
 bool dt_shm_exists(const tu_env *e, const char *name)
 {
     char path[256];
-    snprintf(path, sizeof path, "/dev/shm/%s.%s", e->instance, name);
+    tu_shm_path(e, geteuid(), name, path, sizeof path);
     return access(path, F_OK) == 0;
 }
 
@@ -389,7 +389,7 @@ START_TEST(test_create)
     ck_assert(dt_shm_exists(&e, "t1"));
     struct stat st;
     char path[256];
-    snprintf(path, sizeof path, "/dev/shm/%s.t1", e.instance);
+    tu_shm_path(&e, geteuid(), "t1", path, sizeof path);
     ck_assert_int_eq(stat(path, &st), 0);
     ck_assert_int_eq(st.st_mode & 0777, 0600);
 
@@ -471,7 +471,7 @@ START_TEST(test_name_conflict)
     dt_expect_err(r, "owned");
     /* add_table of a living owner's table is refused the same way. */
     char path[256];
-    snprintf(path, sizeof path, "/%s.shared", e.instance);
+    snprintf(path, sizeof path, "/%s:%lu:shared", e.instance, (unsigned long)geteuid());
     int sfd = shm_open(path, O_RDWR, 0);
     ck_assert_int_ge(sfd, 0);
     r = dt_call(fd, "{\"op\":\"add_table\",\"id\":3,\"name\":\"shared\"}", &sfd, 1, NULL);
@@ -757,9 +757,9 @@ START_TEST(test_other_uid)
     ck_assert(dt_shm_exists(&e, "roots"));
     struct stat sst;
     char path[256];
-    snprintf(path, sizeof path, "/dev/shm/%s.nobodys", e.instance);
+    tu_shm_path(&e, 65534, "nobodys", path, sizeof path); /* the name says whose it is */
     ck_assert_int_eq(stat(path, &sst), 0);
-    ck_assert_int_eq(sst.st_uid, 65534); /* so a restarted daemon knows whose it is */
+    ck_assert_int_eq(sst.st_uid, geteuid()); /* made by the daemon, never given away */
     cJSON *s = dt_status(fd, "nobodys");
     ck_assert_ptr_nonnull(s);
     ck_assert_int_eq((int)dt_num(s, "uid"), 65534);

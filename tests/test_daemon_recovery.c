@@ -70,7 +70,7 @@ START_TEST(test_daemon_killed_client_holds)
     char path[256];
     snprintf(path, sizeof path, "%s/copy-of-r", e.dir);
     char *cmd = NULL;
-    int st = rc_sh(&cmd, 10000, "cp /dev/shm/%s.r %s", e.instance, path);
+    int st = rc_sh(&cmd, 10000, "cp /dev/shm/%s:%lu:r %s", e.instance, (unsigned long)geteuid(), path);
     ck_assert_msg(rc_ok(st), "cp: %s", cmd);
     free(cmd);
     int reg = open(path, O_RDWR);
@@ -83,7 +83,7 @@ START_TEST(test_daemon_killed_client_holds)
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
     add_table_refused(fd, &sp[0], 1, "bad_fd");
     char foreign[160];
-    snprintf(foreign, sizeof foreign, "/%sz.r", e.instance);
+    snprintf(foreign, sizeof foreign, "/%sz:%lu:r", e.instance, (unsigned long)geteuid());
     etsmgr_table *ft = NULL;
     ck_assert_int_eq(tbl_create(foreign, "r", NULL, &ft), ETSMGR_OK);
     int ffd = etsmgr_table_fd(ft);
@@ -220,7 +220,7 @@ END_TEST
 static void write_shm(const tu_env *e, const char *name, const void *data, size_t len)
 {
     char path[256];
-    snprintf(path, sizeof path, "/%s.%s", e->instance, name);
+    snprintf(path, sizeof path, "/%s:%lu:%s", e->instance, (unsigned long)geteuid(), name);
     int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
     ck_assert_msg(fd >= 0, "shm_open %s: %s", path, strerror(errno));
     ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
@@ -230,7 +230,7 @@ static void write_shm(const tu_env *e, const char *name, const void *data, size_
 static char *read_shm(const tu_env *e, const char *name)
 {
     char path[256];
-    snprintf(path, sizeof path, "/dev/shm/%s.%s", e->instance, name);
+    tu_shm_path(e, geteuid(), name, path, sizeof path);
     return rc_slurp(path);
 }
 
@@ -245,7 +245,7 @@ START_TEST(test_rediscover_invalid_untouched)
     write_shm(&e, "junk", junk, sizeof junk - 1);
     write_shm(&e, "empty", "", 0);
     char shm[160];
-    snprintf(shm, sizeof shm, "/%s.good", e.instance);
+    snprintf(shm, sizeof shm, "/%s:%lu:good", e.instance, (unsigned long)geteuid());
     etsmgr_table *g = NULL;
     ck_assert_int_eq(tbl_create(shm, "good", NULL, &g), ETSMGR_OK);
     etsmgr_value v = {.type = ETSMGR_INT, .i = 3};
@@ -262,7 +262,7 @@ START_TEST(test_rediscover_invalid_untouched)
     ck_assert_ptr_null(dt_status(fd, "junk"));
     ck_assert_ptr_null(dt_status(fd, "empty"));
     char *log = dt_log(&e);
-    ck_assert_msg(strstr(log, ".junk is not a valid table:") && strstr(log, ".empty is not a valid table:"),
+    ck_assert_msg(strstr(log, ":junk is not a valid table:") && strstr(log, ":empty is not a valid table:"),
                   "invalid objects not reported with a reason:\n%s", log);
     free(log);
     /* Asking for it by name does not touch it either. */

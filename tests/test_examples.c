@@ -267,7 +267,7 @@ START_TEST(test_wordcount_exact_after_kill9)
     pid_t pid = tu_spawn(&E, sh);
     ck_assert_int_gt(pid, 0);
     tx_progress p = {.offset = -1};
-    snprintf(p.shm, sizeof p.shm, "/%s.wordcount", E.instance);
+    snprintf(p.shm, sizeof p.shm, "/%s:%lu:wordcount", E.instance, (unsigned long)geteuid());
     snprintf(p.key, sizeof p.key, "@%s", input);
     ck_assert_msg(tu_eventually(tx_started, &p, 30000), "wordcount counted nothing within 30 s");
     int st = tu_kill9(pid);

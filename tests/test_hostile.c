@@ -767,7 +767,7 @@ START_TEST(test_fd_abuse)
     hs_expect(fd, add_t, strlen(add_t), &t2fd, 1, "bad_fd"); /* another table */
     /* another instance's table of the same name */
     char other[160];
-    snprintf(other, sizeof other, "/%sx.t", e.instance);
+    snprintf(other, sizeof other, "/%sx:%lu:t", e.instance, (unsigned long)geteuid());
     etsmgr_table *ot = NULL;
     ck_assert_int_eq(tbl_create(other, "t", NULL, &ot), 0);
     int ofd = etsmgr_table_fd(ot);
@@ -776,7 +776,7 @@ START_TEST(test_fd_abuse)
     tbl_unlink(other);
     /* an unlinked table of this instance, under its old name */
     char gone[160];
-    snprintf(gone, sizeof gone, "/%s.gone", e.instance);
+    snprintf(gone, sizeof gone, "/%s:%lu:gone", e.instance, (unsigned long)geteuid());
     etsmgr_table *gt = NULL;
     ck_assert_int_eq(tbl_create(gone, "gone", NULL, &gt), 0);
     tbl_unlink(gone);

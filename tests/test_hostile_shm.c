@@ -101,7 +101,7 @@ START_TEST(test_scribble_live_table)
         hs_expect(cfd, req, strlen(req), NULL, 0, "");
     }
     char shm[160], msg[600], why[300];
-    snprintf(shm, sizeof shm, "/%s.etscounter", e.instance);
+    snprintf(shm, sizeof shm, "/%s:%lu:etscounter", e.instance, (unsigned long)geteuid());
     int fd = shm_open(shm, O_RDWR | O_CLOEXEC, 0);
     ck_assert_msg(fd >= 0, "shm_open %s: %s", shm, strerror(errno));
     struct stat st;
@@ -225,7 +225,7 @@ START_TEST(test_default_modes)
     expect_mode(path, S_IFREG, 0600);
     snprintf(path, sizeof path, "%s/etscounterd.lock", run);
     expect_mode(path, S_IFREG, 0600);
-    snprintf(path, sizeof path, "/dev/shm/%s.etscounter", e.instance);
+    tu_shm_path(&e, geteuid(), "etscounter", path, sizeof path);
     expect_mode(path, S_IFREG, 0600);
 
     snprintf(run, sizeof run, "%s/sup", e.dir);
@@ -241,11 +241,11 @@ START_TEST(test_default_modes)
         snprintf(path, sizeof path, "%s/%s", run, socks[i]);
         expect_mode(path, S_IFSOCK, 0600);
     }
-    snprintf(path, sizeof path, "/dev/shm/%s2.etscounter", e.instance);
+    snprintf(path, sizeof path, "/dev/shm/%s2:%lu:etscounter", e.instance, (unsigned long)geteuid());
     expect_mode(path, S_IFREG, 0600);
     umask(old);
     tu_env_cleanup(&e);
-    snprintf(path, sizeof path, "/%s2.etscounter", e.instance);
+    snprintf(path, sizeof path, "/%s2:%lu:etscounter", e.instance, (unsigned long)geteuid());
     shm_unlink(path);
 }
 END_TEST
@@ -323,7 +323,7 @@ static void nobody_client(const tu_env *e, int wfd, int rfd)
         child_report(wfd, "%s %s\n", steps[i][0], code);
     }
     char shm[160];
-    snprintf(shm, sizeof shm, "/%s.mine", e->instance);
+    snprintf(shm, sizeof shm, "/%s:0:mine", e->instance);
     int sfd = shm_open(shm, O_RDWR, 0);
     child_report(wfd, "shm_open-mine %s%s\n", sfd < 0 ? strerror(errno) : "opened", "");
     child_report(wfd, "theirs-fd %s%s\n", tfd >= 0 ? "received" : "none", "");
@@ -401,13 +401,14 @@ START_TEST(test_other_uid)
     expect_line(f, "theirs-fd", "received");
     expect_line(f, "ready", "");
 
-    /* the table it created is its own, private to it */
-    snprintf(path, sizeof path, "/dev/shm/%s.theirs", e.instance);
+    /* the table it created is its own (its name says so), private: the
+     * daemon's object, mode 0600, reached only through the fd it was given */
+    tu_shm_path(&e, NOBODY, "theirs", path, sizeof path);
     struct stat st;
     ck_assert_int_eq(stat(path, &st), 0);
-    ck_assert_int_eq(st.st_uid, NOBODY);
+    ck_assert_int_eq(st.st_uid, 0);
     ck_assert_int_eq(st.st_mode & 07777, 0600);
-    snprintf(path, sizeof path, "/dev/shm/%s.mine", e.instance);
+    tu_shm_path(&e, 0, "mine", path, sizeof path);
     ck_assert_int_eq(stat(path, &st), 0);
     ck_assert_int_eq(st.st_uid, 0);
     /* and root may not take it either: identity is the uid, not privilege */
@@ -415,7 +416,7 @@ START_TEST(test_other_uid)
     hs_expect(fd, "{\"op\":\"new_table\",\"name\":\"theirs\"}", strlen("{\"op\":\"new_table\",\"name\":\"theirs\"}"),
               NULL, 0, "forbidden");
     char shm[160];
-    snprintf(shm, sizeof shm, "/%s.theirs", e.instance);
+    snprintf(shm, sizeof shm, "/%s:%d:theirs", e.instance, NOBODY);
     int tfd = shm_open(shm, O_RDWR | O_CLOEXEC, 0);
     ck_assert_int_ge(tfd, 0);
     hs_expect(fd, "{\"op\":\"add_table\",\"name\":\"theirs\"}", strlen("{\"op\":\"add_table\",\"name\":\"theirs\"}"),
@@ -512,10 +513,10 @@ START_TEST(test_group_access)
         return;
     }
     ck_assert_msg(strcmp(line, "new_table-g ok fd") == 0, "a member of the group: %s", line);
-    snprintf(path, sizeof path, "/dev/shm/%s.g", e.instance);
+    tu_shm_path(&e, NOBODY, "g", path, sizeof path);
     expect_mode(path, S_IFREG, 0660);
     ck_assert_int_eq(stat(path, &st), 0);
-    ck_assert_int_eq(st.st_uid, NOBODY);
+    ck_assert_int_eq(st.st_uid, 0); /* the daemon's object; the group may map it */
     ck_assert_int_eq(st.st_gid, gid);
     run_group_child(sock, gid - 1, line, sizeof line);
     ck_assert_msg(strcmp(line, "connect Permission denied") == 0, "outside the group: %s", line);

@@ -9,6 +9,10 @@
  *  - info shows a peer only its own uid's tables (root sees all);
  *  - errors say what happened: a system failure is "internal", another
  *    user's object is "forbidden" with its owner and the --instance hint;
+ *  - instances whose names share a dot prefix (P, P.q) share no table;
+ *  - a daemon killed while it creates a table blocks nothing: the next one
+ *    removes the half-made object and creates the table;
+ *  - another uid's object under a table's name does not stop the service;
  *
  * Each test runs its own etsmgrd on a private runtime dir and instance
  * (testutil), and waits on readiness or replies, never on sleeps. */
@@ -330,6 +334,134 @@ START_TEST(test_open_error_classified)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ item 3 */
+static pid_t me_mgr_at(const char *dir, const char *instance)
+{
+    char *argv[] = {"etsmgrd", "--log-level", "warning", "--runtime-dir", (char *)dir, "--instance",
+                    (char *)instance, NULL};
+    pid_t p = tu_spawn_ready(&E, argv, ME_SPAWN_MS);
+    ck_assert_msg(p > 0, "etsmgrd for %s did not become ready", instance);
+    return p;
+}
+
+static etsmgr_client *me_connect_to(const char *dir, const char *instance)
+{
+    etsmgr_client *c = NULL;
+    char msg[256] = "";
+    int err = etsmgr_connect(dir, instance, &c, msg, sizeof msg);
+    ck_assert_msg(err == ETSMGR_OK, "etsmgr_connect %s: %s", instance, msg);
+    return c;
+}
+
+/* Instance P's table "q.etscounter" and instance P.q's table "etscounter"
+ * are two tables: P's daemon neither rediscovers nor hands out P.q's. */
+START_TEST(test_dot_prefix_instances_apart)
+{
+    char dp[160], dq[160], inst_q[80];
+    snprintf(dp, sizeof dp, "%s/p", E.dir);
+    snprintf(dq, sizeof dq, "%s/q", E.dir);
+    snprintf(inst_q, sizeof inst_q, "%s.q", E.instance);
+    me_mgr_at(dq, inst_q);
+    etsmgr_client *cq = me_connect_to(dq, inst_q);
+    etsmgr_table *tq = NULL;
+    ck_assert_int_eq(etsmgr_new_table(cq, "etscounter", NULL, NULL, &tq, NULL), ETSMGR_OK);
+    int64_t v = 0;
+    ck_assert_int_eq(etsmgr_table_update_counter(tq, "count", 5, 7, 0, &v), ETSMGR_OK);
+
+    me_mgr_at(dp, E.instance);
+    etsmgr_client *cp = me_connect_to(dp, E.instance);
+    etsmgr_info *info = NULL;
+    ck_assert_int_eq(etsmgr_info_get(cp, &info), ETSMGR_OK);
+    ck_assert_msg(info->ntables == 0, "instance %s rediscovered %zu table(s), first %s", E.instance,
+                  info->ntables, info->ntables ? info->tables[0].name : "");
+    etsmgr_info_free(info);
+    etsmgr_table *tp = NULL;
+    etsmgr_grant g;
+    ck_assert_int_eq(etsmgr_new_table(cp, "q.etscounter", NULL, NULL, &tp, &g), ETSMGR_OK);
+    ck_assert_msg(g.created, "P's q.etscounter was not created: it is P.q's etscounter");
+    etsmgr_value val;
+    ck_assert_int_eq(etsmgr_table_lookup(tp, "count", 5, &val, NULL, 0), ETSMGR_ENOTFOUND);
+    etsmgr_client_close(cp);
+    etsmgr_client_close(cq);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ item 6 */
+/* The daemon dies in the middle of creating a table (a file size limit
+ * makes its posix_fallocate raise SIGXFSZ).  The next daemon must create
+ * the table, and leave no half-made object behind. */
+START_TEST(test_killed_while_creating_blocks_nothing)
+{
+    pid_t d = me_mgr();
+    struct rlimit lim = {65536, 65536};
+    ck_assert_int_eq(prlimit(d, RLIMIT_FSIZE, &lim, NULL), 0);
+    int fd = me_sock(&E);
+    const char *req = "{\"op\":\"new_table\",\"id\":1,\"name\":\"t\",\"opts\":{\"size_hint\":1048576}}";
+    ck_assert_int_eq(frame_write(fd, req, strlen(req), NULL, 0), 0);
+    int st = tu_wait(d, 10000);
+    ck_assert_msg(st >= 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGXFSZ,
+                  "etsmgrd did not die of SIGXFSZ while creating (status %#x)", st);
+    close(fd);
+    me_mgr();
+    etsmgr_client *c = me_connect();
+    etsmgr_table *t = NULL;
+    etsmgr_grant g;
+    int err = etsmgr_new_table(c, "t", NULL, NULL, &t, &g);
+    ck_assert_msg(err == ETSMGR_OK, "new_table after a daemon died creating it: %s", etsmgr_client_message(c));
+    ck_assert(g.created);
+    ck_assert_int_eq(tu_count_shm(&E), 1); /* the table, and no half-made object */
+    etsmgr_client_close(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ item 7 */
+static void me_squat(const char *path)
+{
+    int fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+    ck_assert_msg(fd >= 0, "create %s: %s", path, strerror(errno));
+    ck_assert_int_eq(fchown(fd, 65534, 65534), 0);
+    close(fd);
+}
+
+/* Another uid creates an object under the table's name before the service
+ * does (old and new naming both): the service still gets its table, keeps
+ * it across a daemon restart, and leaves the other object alone. */
+START_TEST(test_foreign_object_does_not_stop_service)
+{
+    char now[256], old[256];
+    tu_shm_path(&E, geteuid(), "etscounter", now, sizeof now);
+    snprintf(old, sizeof old, "/dev/shm/%s.etscounter", E.instance);
+    me_squat(now);
+    me_squat(old);
+    pid_t d = me_mgr();
+    etsmgr_client *c = me_connect();
+    etsmgr_table *t = NULL;
+    etsmgr_grant g;
+    int err = etsmgr_new_table(c, "etscounter", NULL, NULL, &t, &g);
+    ck_assert_msg(err == ETSMGR_OK, "new_table with another uid's object under its name: %s",
+                  etsmgr_client_message(c));
+    ck_assert(g.created);
+    int64_t v = 0;
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "count", 5, 3, 0, &v), ETSMGR_OK);
+    etsmgr_client_close(c);
+    /* a new daemon finds the table again, beside the squatter's object */
+    tu_kill9(d);
+    me_mgr();
+    c = me_connect();
+    err = etsmgr_new_table(c, "etscounter", NULL, NULL, &t, &g);
+    ck_assert_msg(err == ETSMGR_OK, "new_table after a restart: %s", etsmgr_client_message(c));
+    ck_assert(!g.created);
+    etsmgr_value val;
+    ck_assert_int_eq(etsmgr_table_lookup(t, "count", 5, &val, NULL, 0), ETSMGR_OK);
+    ck_assert_int_eq(val.i, 3);
+    etsmgr_client_close(c);
+    struct stat st;
+    ck_assert_int_eq(stat(now, &st), 0);
+    ck_assert_int_eq(st.st_uid, 65534);
+    ck_assert_int_eq(st.st_size, 0);
+}
+END_TEST
+
 Suite *mgr_edges_suite(void)
 {
     Suite *s = suite_create("mgr_edges");
@@ -345,6 +477,9 @@ Suite *mgr_edges_suite(void)
     tcase_add_test(tc, test_info_lists_4096_tables);
     tcase_add_test(tc, test_info_shows_own_tables_only);
     tcase_add_test(tc, test_open_error_classified);
+    tcase_add_test(tc, test_dot_prefix_instances_apart);
+    tcase_add_test(tc, test_killed_while_creating_blocks_nothing);
+    tcase_add_test(tc, test_foreign_object_does_not_stop_service);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -108,10 +108,10 @@ START_TEST(test_rt_names)
     rt_paths rt;
     char err[256], buf[256];
     ck_assert_int_eq(rt_resolve("/tmp/d", "inst", &rt, err, sizeof err), 0);
-    ck_assert_int_eq(rt_shm_name(&rt, "counter", buf, sizeof buf), 0);
-    ck_assert_str_eq(buf, "/inst.counter");
-    ck_assert_int_eq(rt_shm_name(&rt, "../x", buf, sizeof buf), -1);
-    ck_assert_int_eq(rt_shm_name(&rt, "a/b", buf, sizeof buf), -1);
+    ck_assert_int_eq(rt_shm_name(&rt, 1000, "counter", buf, sizeof buf), 0);
+    ck_assert_str_eq(buf, "/inst:1000:counter");
+    ck_assert_int_eq(rt_shm_name(&rt, 0, "../x", buf, sizeof buf), -1);
+    ck_assert_int_eq(rt_shm_name(&rt, 0, "a/b", buf, sizeof buf), -1);
     ck_assert_int_eq(rt_path(&rt, "etsmgrd.sock", buf, sizeof buf), 0);
     ck_assert_str_eq(buf, "/tmp/d/etsmgrd.sock");
     char longfile[200];

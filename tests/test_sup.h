@@ -314,7 +314,7 @@ static inline void st_cleanup(st_env *e)
             kill(kids[i], SIGKILL);
     }
     char *out = NULL;
-    rc_sh(&out, 10000, "rm -rf '%s'; rm -f /dev/shm/'%s'.*", e->dir, e->instance);
+    rc_sh(&out, 10000, "rm -rf '%s'; rm -f /dev/shm/'%s'.* /dev/shm/'%s':*", e->dir, e->instance, e->instance);
     free(out);
 }
 #endif

@@ -64,7 +64,7 @@ START_TEST(test_tu_env_and_ready)
     ck_assert(!tu_has_zombie_children(getpid()));
     /* a shm object of the instance, and one of another */
     char name[128];
-    snprintf(name, sizeof name, "/%s.tbl", e.instance);
+    snprintf(name, sizeof name, "/%s:0:tbl", e.instance);
     int fd = shm_open(name, O_CREAT | O_RDWR, 0600);
     ck_assert_int_ge(fd, 0);
     close(fd);

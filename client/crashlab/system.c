@@ -766,7 +766,7 @@ void lab_sys_shutdown(lab *l)
     /* shared memory: the counter's table is expected (it outlives its
      * processes by design); anything else of the instance is a leak */
     char prefix[RT_INSTANCE_MAX + 2];
-    int pl = snprintf(prefix, sizeof prefix, "%s.", l->rt.instance);
+    int pl = snprintf(prefix, sizeof prefix, "%s%c", l->rt.instance, RT_SHM_SEP);
     d = opendir("/dev/shm");
     int tables = 0;
     if (!d)
@@ -774,9 +774,12 @@ void lab_sys_shutdown(lab *l)
     else {
         struct dirent *e;
         while ((e = readdir(d))) {
-            if (strncmp(e->d_name, prefix, (size_t)pl) != 0)
+            unsigned long uid;
+            char tname[RT_INSTANCE_MAX + 1]; /* table names are as long as instance names */
+            rt_shm_kind k = rt_shm_parse(l->rt.instance, e->d_name, &uid, tname);
+            if (k == RT_SHM_OTHER)
                 continue;
-            if (strcmp(e->d_name + pl, LAB_TABLE) == 0)
+            if (k == RT_SHM_TABLE && strcmp(tname, LAB_TABLE) == 0)
                 tables++;
             else
                 lab_leftover(l, "shared-memory object /dev/shm/%s is not a table of the run", e->d_name);
@@ -787,8 +790,8 @@ void lab_sys_shutdown(lab *l)
         }
         closedir(d);
         if (tables == 0)
-            lab_fail(l, "the table /dev/shm/%s%s was gone after the run: the counter's data did not survive",
-                     prefix, LAB_TABLE);
+            lab_fail(l, "the table %s of instance %s was gone from /dev/shm after the run: the counter's data "
+                     "did not survive", LAB_TABLE, l->rt.instance);
         d = opendir("/dev/shm");
         while (d && (e = readdir(d)))
             if (strncmp(e->d_name, prefix, (size_t)pl) == 0)

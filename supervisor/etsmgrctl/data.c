@@ -4,7 +4,10 @@
  * save opens the table's shared-memory object itself and saves it with
  * etsmgr_table_save: it needs no help from etsmgrd (a save works while the
  * daemon is down) and the kernel's permission check on the object is the
- * access control.  load goes through etsmgrd (etsmgr_table_load): this
+ * access control.  The object is the caller's uid's table
+ * "/<instance>:<uid>:<table>", made by the daemon under the daemon's own
+ * uid: a user of its own daemon can save it, a user of a root daemon asks
+ * the daemon (snapshot) instead.  load goes through etsmgrd (etsmgr_table_load): this
  * process becomes the owner, then exits, so the loaded table is orphaned,
  * waiting for its application to claim it with new_table.  snapshot and
  * del are requests to etsmgrd. */
@@ -12,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ctl.h"
 #include "etsmgr.h"
@@ -20,8 +24,8 @@
 
 int ctl_save(const rt_paths *rt, const char *table, const char *file, int timeout)
 {
-    char shm[RT_INSTANCE_MAX + ETSMGR_NAME_MAX + 4];
-    if (rt_shm_name(rt, table, shm, sizeof shm) < 0) {
+    char shm[RT_INSTANCE_MAX + ETSMGR_NAME_MAX + 16];
+    if (rt_shm_name(rt, (unsigned long)geteuid(), table, shm, sizeof shm) < 0) {
         fprintf(stderr, "etsmgrctl: \"%s\" is not a table name ([A-Za-z0-9_.-]{1,64})\n", table);
         return CTL_EXIT_USAGE;
     }

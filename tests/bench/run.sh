@@ -86,7 +86,7 @@ cleanup() {
         wait "$SUP" 2>/dev/null
         for pid in $kids; do kill -KILL "$pid" 2>/dev/null; done
     fi
-    rm -f /dev/shm/"$ETSMGR_INSTANCE".*
+    rm -f /dev/shm/"$ETSMGR_INSTANCE".* /dev/shm/"$ETSMGR_INSTANCE":*
     # keep the daemons' logs with the results, for a look after a failure
     cp "$DIR"/*.log "$OUT"/ 2>/dev/null
     rm -rf "$DIR"
@@ -260,7 +260,7 @@ wait "$SUP"
 st=$?
 SUP=
 [ $st -eq 0 ] || fail "etssup exited with status $st on SIGTERM (see $OUT/etssup.log)"
-left=$(cd /dev/shm && ls -d "$ETSMGR_INSTANCE".* 2>/dev/null | sed "s/^$ETSMGR_INSTANCE\.//" | tr '\n' ' ')
+left=$(cd /dev/shm && ls -d "$ETSMGR_INSTANCE":* 2>/dev/null | sed "s/^$ETSMGR_INSTANCE:[0-9]*://" | tr '\n' ' ')
 [ "$left" = "etscounter " ] && note "after etssup stopped, table etscounter stays in /dev/shm, as designed (the driver removes it)"
 [ -n "$left" ] && [ "$left" != "etscounter " ] && note "shm objects left after etssup stopped: $left(the driver removes them)"
 note "total time of the run: $(( $(date +%s) - T_START )) s"

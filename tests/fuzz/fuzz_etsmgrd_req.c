@@ -80,7 +80,7 @@ static int make_fds(unsigned kind, int *fds)
         break;
     case 5: /* the shm object of table "t" or "etscounter", when it exists */
     case 6:
-        if (rt_shm_name(&M.rt, kind % 8 == 5 ? "t" : "etscounter", shm, sizeof shm) == 0) {
+        if (rt_shm_name(&M.rt, (unsigned long)geteuid(), kind % 8 == 5 ? "t" : "etscounter", shm, sizeof shm) == 0) {
             fds[n] = shm_open(shm, O_RDWR | O_CLOEXEC, 0);
             n += fds[n] >= 0;
         }

@@ -237,7 +237,7 @@ static int tu_unlink_shm(const char *instance)
     int n = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
-        if (strncmp(de->d_name, instance, il) == 0 && de->d_name[il] == '.') {
+        if (strncmp(de->d_name, instance, il) == 0 && (de->d_name[il] == '.' || de->d_name[il] == ':')) {
             char path[PATH_MAX];
             snprintf(path, sizeof path, "/dev/shm/%s", de->d_name);
             n++;
@@ -576,10 +576,15 @@ int tu_count_shm(const tu_env *e)
     int n = 0;
     struct dirent *de;
     while ((de = readdir(d)))
-        if (strncmp(de->d_name, e->instance, il) == 0 && de->d_name[il] == '.')
+        if (strncmp(de->d_name, e->instance, il) == 0 && (de->d_name[il] == '.' || de->d_name[il] == ':'))
             n++;
     closedir(d);
     return n;
+}
+
+void tu_shm_path(const tu_env *e, unsigned long uid, const char *table, char *buf, size_t len)
+{
+    snprintf(buf, len, "/dev/shm/%s:%lu:%s", e->instance, uid, table);
 }
 
 bool tu_has_zombie_children(pid_t pid)

@@ -17,7 +17,7 @@ typedef struct tu_env {
  * so programs and the client library find them. */
 void tu_env_init(tu_env *e);
 /* Kills what tu_spawn started and is still running, unlinks every shm object
- * "/<instance>.*", removes the dir. */
+ * "/<instance>:*" (and "/<instance>.*"), removes the dir. */
 void tu_env_cleanup(tu_env *e);
 
 /* Path of a built program: $ETSMGR_BINDIR/name (or $ETSMGR_TEST_BINDIR for
@@ -45,8 +45,12 @@ char *tu_request(tu_env *e, const char *sock, const char *json, const int *fds, 
 int tu_count_fds(pid_t pid);
 /* Unlinks every shm object of the instance (what a reboot does to them). */
 void tu_remove_shm(const tu_env *e);
-/* Number of /dev/shm objects whose name starts with "<instance>." */
+/* Number of /dev/shm objects of the instance ("<instance>:..." and the
+ * names before 0.2, "<instance>.<table>") */
 int tu_count_shm(const tu_env *e);
+/* "/dev/shm/<instance>:<uid>:<table>", the object of a table of uid (a
+ * daemon makes it under its own uid; docs/design.md, "Object names") */
+void tu_shm_path(const tu_env *e, unsigned long uid, const char *table, char *buf, size_t len);
 /* True when some process is a zombie child of pid (from /proc). */
 bool tu_has_zombie_children(pid_t pid);
 

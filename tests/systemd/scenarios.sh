@@ -206,7 +206,7 @@ sc_stop() {
     for prog in etssup etsmgrd etscounterd; do
         inside pgrep -x $prog >/dev/null && fail "$prog outlived systemctl stop"
     done
-    inside sh -c 'ls /dev/shm/etsmgr.*' >/dev/null 2>&1 || fail "the tables did not outlive the stop"
+    inside sh -c 'ls /dev/shm/etsmgr:*' >/dev/null 2>&1 || fail "the tables did not outlive the stop"
     ok "systemctl stop: nothing left running, the tables stay in /dev/shm"
 }
 
