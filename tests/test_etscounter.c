@@ -815,7 +815,7 @@ START_TEST(test_table_busy)
     rt_paths rt;
     char err[200], name[300];
     ck_assert_int_eq(rt_resolve(E.dir, E.instance, &rt, err, sizeof err), 0);
-    ck_assert_int_eq(rt_shm_name(&rt, "etscounter", name, sizeof name), 0);
+    ck_assert_int_eq(rt_shm_name(&rt, (unsigned long)geteuid(), "etscounter", name, sizeof name), 0);
     etsmgr_table *t = NULL;
     ck_assert_int_eq(tbl_open(name, &t), ETSMGR_OK);
     ck_assert_int_eq(etsmgr_table_begin(t), ETSMGR_OK); /* holds the lock */

@@ -253,7 +253,7 @@ START_TEST(test_restore_leftovers)
     sp_stop(mgr);
     tu_remove_shm(&E);
     char tmp[200], bad[300];
-    snprintf(tmp, sizeof tmp, "/dev/shm/%s.etscounter#restore", E.instance);
+    snprintf(tmp, sizeof tmp, "/dev/shm/%s:%lu:etscounter:new-0123456789abcdef", E.instance, (unsigned long)geteuid());
     ck_assert(rc_ok(rc_sh(NULL, 5000, "printf 'half a table' > '%s'", tmp)));
     snprintf(bad, sizeof bad, "%s/%s/broken.etsimg", S_dir, E.instance);
     ck_assert(rc_ok(rc_sh(NULL, 5000, "printf 'not an image at all' > '%s'", bad)));

@@ -5,7 +5,7 @@
 #define ETSMGR_TABLE_H
 #include "etsmgr.h"
 
-/* shm_name is "/<instance>.<table>" (see rt_shm_name); table_name is stored
+/* shm_name is "/<instance>:<uid>:<table>" (see rt_shm_name); table_name is stored
  * in the header.  create fails with ETSMGR_EEXIST when the object exists. */
 int tbl_create(const char *shm_name, const char *table_name, const etsmgr_table_opts *opts,
                etsmgr_table **out);
