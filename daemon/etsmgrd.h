@@ -92,6 +92,10 @@ typedef struct mgrd {
     size_t max_conns;
     size_t max_tables;
     bool stopping;           /* orderly exit: closing peers orphans nothing */
+    /* Own objects may exist that the registry does not hold (let go with
+     * del_table, invalid or doubled at rediscovery): only then must a
+     * lookup list /dev/shm; else a table's object is at its plain name. */
+    bool obj_unmanaged;
     mgrd_table *tables;
     size_t ntables;
     mgrd_peer *peers;
@@ -136,9 +140,12 @@ mgrd_peer *mgrd_peer_find(mgrd *m, pid_t pid, uid_t uid);
 void mgrd_req_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, void *arg);
 
 /* fdcheck.c: is fd an own object of table (shmobj.c)?  0 with the object in
- * *out, or -1 with the protocol error code in *code and words in msg. */
+ * *out, or -1 with the protocol error code in *code and words in msg.
+ * known (may be NULL): the registered table, checked first without listing
+ * /dev/shm. */
 struct mgrd_obj;
-int mgrd_fd_check(mgrd *m, const char *table, int fd, struct mgrd_obj *out, proto_err *code, char *msg,
+int mgrd_fd_check(mgrd *m, const char *table, const mgrd_table *known, int fd, struct mgrd_obj *out,
+                  proto_err *code, char *msg,
                   size_t msglen);
 /* stat of the object shm_name (/dev/shm/...): 0 or -1 (errno) */
 struct stat;
@@ -176,8 +183,9 @@ struct stat;
 bool mgrd_obj_own(const struct stat *st);
 /* An own object of table (plain or placed name; any uid in the name), or
  * with match, the one with match's dev/ino: 1 found (*out), 0 none, -1
- * listing /dev/shm failed (errno). */
-int mgrd_obj_find(mgrd *m, const char *table, const mgrd_obj *match, mgrd_obj *out);
+ * listing /dev/shm failed (errno).  Without match it looks at the plain
+ * name of uid first and lists /dev/shm only when m->obj_unmanaged. */
+int mgrd_obj_find(mgrd *m, const char *table, uid_t uid, const mgrd_obj *match, mgrd_obj *out);
 /* Build table of uid under a temporary name and rename it into place (or
  * beside another user's object that holds the name).  ETSMGR_OK with *out
  * and its name in shm_name; ETSMGR_EEXIST when an own object of that name

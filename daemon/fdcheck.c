@@ -54,7 +54,8 @@ static const char *fd_kind(mode_t mode)
     return "not a regular file";
 }
 
-int mgrd_fd_check(mgrd *m, const char *table, int fd, mgrd_obj *out, proto_err *code, char *msg,
+int mgrd_fd_check(mgrd *m, const char *table, const mgrd_table *known, int fd, mgrd_obj *out,
+                  proto_err *code, char *msg,
                   size_t msglen)
 {
     struct stat got;
@@ -69,8 +70,17 @@ int mgrd_fd_check(mgrd *m, const char *table, int fd, mgrd_obj *out, proto_err *
                  fd_kind(got.st_mode), table);
         return -1;
     }
+    if (known && known->dev == got.st_dev && known->ino == got.st_ino) {
+        /* the very object the daemon manages (a client re-registering after
+         * a daemon restart): no need to list /dev/shm */
+        snprintf(out->shm_name, sizeof out->shm_name, "%s", known->shm_name);
+        out->uid = known->uid;
+        out->dev = known->dev;
+        out->ino = known->ino;
+        return 0;
+    }
     mgrd_obj want = {.dev = got.st_dev, .ino = got.st_ino};
-    int f = mgrd_obj_find(m, table, &want, out);
+    int f = mgrd_obj_find(m, table, 0, &want, out);
     if (f < 0) {
         *code = PROTO_E_INTERNAL;
         snprintf(msg, msglen, "cannot list %s: %s", SHM_DIR, strerror(errno));

@@ -5,7 +5,9 @@
  *   2. take DIR/etsmgrd.lock (flock) before touching the socket: the lock,
  *      not a guess from the socket file, says whether a daemon runs, and the
  *      kernel drops it with its holder however it dies, so a stale socket of
- *      a SIGKILLed daemon can be replaced safely;
+ *      a SIGKILLed daemon can be replaced safely; then the instance's
+ *      machine-wide lock (instlock.c), which keeps out a second daemon of the
+ *      same instance whatever runtime dir it uses;
  *   3. rediscover the tables an earlier daemon left, so that no client can
  *      ask for a table before the daemon knows it exists;
  *   4. listen (or take the socket systemd or etssup hands in, named
@@ -31,6 +33,7 @@
 #include <sys/stat.h>
 
 #include "etsmgrd.h"
+#include "instlock.h"
 #include "listenfd.h"
 #include "log.h"
 #include "notify.h"
@@ -196,6 +199,17 @@ static int parse_args(int argc, char **argv, opts *o)
 }
 
 static uv_signal_t sig_term, sig_int;
+static uv_poll_t inst_poll; /* the machine-wide instance lock */
+
+/* Another process checked who holds the lock: let its probe go. */
+static void on_lock_probe(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)h, &fd) == 0)
+        instlock_drain(fd);
+}
 
 static void on_signal(uv_signal_t *h, int signum)
 {
@@ -213,6 +227,7 @@ static void on_signal(uv_signal_t *h, int signum)
     m->srv = NULL;
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
+    uv_close((uv_handle_t *)&inst_poll, NULL); /* the lock itself is held until exit */
 }
 
 /* An inherited listening socket may be blocking; conn.c needs it not to
@@ -331,8 +346,23 @@ int main(int argc, char **argv)
         return EXIT_SYSTEM;
     }
 
+    pid_t holder = 0;
+    int inst_fd = instlock_take("etsmgrd", m.rt.instance, &holder, err, sizeof err);
+    if (inst_fd < 0) {
+        log_error("%s; not starting (the tables of an instance have one manager, whatever its runtime dir)",
+                  err);
+        return EXIT_SYSTEM;
+    }
+
     signal(SIGPIPE, SIG_IGN);
     m.loop = uv_default_loop();
+    int pr2 = uv_poll_init(m.loop, &inst_poll, inst_fd);
+    if (pr2 == 0)
+        pr2 = uv_poll_start(&inst_poll, UV_READABLE, on_lock_probe);
+    if (pr2 < 0) {
+        log_error("cannot watch the instance lock: %s", uv_strerror(pr2));
+        return EXIT_SYSTEM;
+    }
     if (o.snap_dir && mgrd_snap_setup(&m, o.snap_dir) < 0)
         return EXIT_SYSTEM;
     size_t found = mgrd_rediscover(&m);
@@ -402,6 +432,7 @@ int main(int argc, char **argv)
     int rc = uv_loop_close(m.loop);
     if (rc < 0)
         log_debug("uv_loop_close: %s", uv_strerror(rc));
+    close(inst_fd);
     close(lock_fd);
     return 0;
 }

@@ -134,6 +134,8 @@ size_t mgrd_rediscover(mgrd *m)
         mgrd_table *known = mgrd_reg_find(m, name);
         if (known && strcmp(known->shm_name, shm_name) == 0)
             continue; /* renamed above, and listed again under its name now */
+        bool unmanaged = m->obj_unmanaged;
+        m->obj_unmanaged = true; /* until it is registered below */
         if (known) {
             log_warning("rediscovery: %s%s is another object of table %s (managed: %s%s); left untouched",
                         SHM_DIR, shm_name, name, SHM_DIR, known->shm_name);
@@ -144,10 +146,12 @@ size_t mgrd_rediscover(mgrd *m)
                       "(raise --max-tables)", name, m->max_tables);
             continue;
         }
-        if (take_over(m, shm_name, name, (uid_t)uid))
+        if (take_over(m, shm_name, name, (uid_t)uid)) {
             found++;
-        else
+            m->obj_unmanaged = unmanaged;
+        } else {
             invalid++;
+        }
     }
     if (read_errno != 0)
         log_warning("readdir(%s) failed: %s; rediscovery may be incomplete", SHM_DIR, strerror(read_errno));

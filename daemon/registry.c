@@ -135,6 +135,7 @@ void mgrd_reg_remove(mgrd *m, mgrd_table *rt)
     }
     reg_let_go(rt);
     m->ntables--;
+    m->obj_unmanaged = true; /* its object may stay (shmobj.c looks for it then) */
     etsmgr_table_close(rt->t);
     free(rt);
 }

@@ -382,7 +382,7 @@ static cJSON *op_new_table(req_ctx *x)
     if (m->ntables >= m->max_tables)
         return too_many_tables(x);
     mgrd_obj o;
-    int f = mgrd_obj_find(m, name, NULL, &o);
+    int f = mgrd_obj_find(m, name, x->p->uid, NULL, &o);
     if (f < 0)
         return err_listing(x);
     char shm_name[MGRD_SHM_NAME_MAX];
@@ -395,7 +395,7 @@ static cJSON *op_new_table(req_ctx *x)
                                "(not a valid table?); it is left untouched", name);
     if (rc == ETSMGR_EEXIST) {
         /* an own object of that name, not managed: it keeps its data */
-        if (f == 0 && (f = mgrd_obj_find(m, name, NULL, &o)) <= 0)
+        if (f == 0 && (f = mgrd_obj_find(m, name, x->p->uid, NULL, &o)) <= 0)
             return f < 0 ? err_listing(x)
                          : proto_reply_err(x->req, PROTO_E_INTERNAL, "table %s appeared and vanished while it was "
                                            "created; try again", name);
@@ -468,7 +468,7 @@ static cJSON *op_add_table(req_ctx *x)
     proto_err code = PROTO_OK;
     char msg[300];
     mgrd_obj o;
-    if (mgrd_fd_check(m, name, fd, &o, &code, msg, sizeof msg) < 0)
+    if (mgrd_fd_check(m, name, rt, fd, &o, &code, msg, sizeof msg) < 0)
         return proto_reply_err(x->req, code, "%s", msg);
     if (rt && (rt->dev != o.dev || rt->ino != o.ino)) {
         /* The object the daemon held was let go and another one of the

@@ -77,8 +77,21 @@ static int obj_rename(const char *from, const char *to)
     return 0;
 }
 
-int mgrd_obj_find(mgrd *m, const char *table, const mgrd_obj *match, mgrd_obj *out)
+int mgrd_obj_find(mgrd *m, const char *table, uid_t uid, const mgrd_obj *match, mgrd_obj *out)
 {
+    if (!match) {
+        /* the usual case, with no listing: the plain name of the caller's uid */
+        struct stat st;
+        if (rt_shm_name(&m->rt, (unsigned long)uid, table, out->shm_name, sizeof out->shm_name) == 0 &&
+            mgrd_shm_stat(out->shm_name, &st) == 0 && mgrd_obj_own(&st)) {
+            out->uid = uid;
+            out->dev = st.st_dev;
+            out->ino = st.st_ino;
+            return 1;
+        }
+        if (!m->obj_unmanaged)
+            return 0;
+    }
     DIR *d = opendir(SHM_DIR);
     if (!d)
         return -1;

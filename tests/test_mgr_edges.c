@@ -13,6 +13,8 @@
  *  - a daemon killed while it creates a table blocks nothing: the next one
  *    removes the half-made object and creates the table;
  *  - another uid's object under a table's name does not stop the service;
+ *  - one etsmgrd per instance on the machine, whatever its runtime dir, and
+ *    another uid holding the lock's name does not keep it from starting;
  *
  * Each test runs its own etsmgrd on a private runtime dir and instance
  * (testutil), and waits on readiness or replies, never on sleeps. */
@@ -26,7 +28,10 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <stddef.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
@@ -462,6 +467,79 @@ START_TEST(test_foreign_object_does_not_stop_service)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ item 4 */
+/* A second etsmgrd of the same instance with another runtime dir refuses to
+ * start (exit 70, naming the first), and the first keeps its table. */
+START_TEST(test_second_daemon_other_dir_refused)
+{
+    char d1[160], d2[160];
+    snprintf(d1, sizeof d1, "%s/one", E.dir);
+    snprintf(d2, sizeof d2, "%s/two", E.dir);
+    pid_t first = me_mgr_at(d1, E.instance);
+    etsmgr_client *c = me_connect_to(d1, E.instance);
+    etsmgr_table *t = NULL;
+    ck_assert_int_eq(etsmgr_new_table(c, "t", NULL, NULL, &t, NULL), ETSMGR_OK);
+    char *argv[] = {"etsmgrd", "--log-level", "warning", "--runtime-dir", d2, "--instance", E.instance, NULL};
+    pid_t second = tu_spawn(&E, argv);
+    ck_assert_int_gt(second, 0);
+    int st = tu_wait(second, 10000);
+    ck_assert_msg(st >= 0, "a second etsmgrd of instance %s (another runtime dir) kept running", E.instance);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 70, "the second etsmgrd: status %#x", st);
+    ck_assert_int_eq(kill(first, 0), 0);
+    long owner = -1;
+    etsmgr_info *info = NULL;
+    ck_assert_int_eq(etsmgr_info_get(c, &info), ETSMGR_OK);
+    if (info->ntables == 1)
+        owner = info->tables[0].owned ? info->tables[0].owner_pid : 0;
+    etsmgr_info_free(info);
+    ck_assert_int_eq(owner, getpid());
+    etsmgr_client_close(c);
+}
+END_TEST
+
+/* uid 65534 binds the first name of the lock and listens: etsmgrd still
+ * starts (it takes the next name), and a second one is still refused. */
+START_TEST(test_lock_squatter_routed_around)
+{
+    int up[2], down[2];
+    ck_assert_int_eq(pipe(up), 0);
+    ck_assert_int_eq(pipe(down), 0);
+    pid_t sq = fork();
+    ck_assert_int_ge(sq, 0);
+    if (sq == 0) {
+        close(up[0]);
+        close(down[1]);
+        if (setgid(65534) < 0 || setuid(65534) < 0)
+            _exit(1);
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int n = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "etsmgr/etsmgrd/%s/0", E.instance);
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (fd < 0 || bind(fd, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
+                                                                  (size_t)n)) < 0 || listen(fd, 4) < 0)
+            _exit(2);
+        if (write(up[1], "r", 1) != 1)
+            _exit(3);
+        char go;
+        (void)!read(down[0], &go, 1);
+        _exit(0);
+    }
+    close(up[1]);
+    close(down[0]);
+    char r;
+    ck_assert_int_eq(read(up[0], &r, 1), 1);
+    me_mgr(); /* ready in spite of the squatter */
+    char d2[160];
+    snprintf(d2, sizeof d2, "%s/two", E.dir);
+    char *argv[] = {"etsmgrd", "--log-level", "warning", "--runtime-dir", d2, NULL};
+    pid_t second = tu_spawn(&E, argv);
+    int st = tu_wait(second, 10000);
+    ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 70, "the second etsmgrd: status %#x", st);
+    close(down[1]);
+    close(up[0]);
+    tu_wait(sq, 10000);
+}
+END_TEST
+
 Suite *mgr_edges_suite(void)
 {
     Suite *s = suite_create("mgr_edges");
@@ -480,6 +558,8 @@ Suite *mgr_edges_suite(void)
     tcase_add_test(tc, test_dot_prefix_instances_apart);
     tcase_add_test(tc, test_killed_while_creating_blocks_nothing);
     tcase_add_test(tc, test_foreign_object_does_not_stop_service);
+    tcase_add_test(tc, test_second_daemon_other_dir_refused);
+    tcase_add_test(tc, test_lock_squatter_routed_around);
     suite_add_tcase(s, tc);
     return s;
 }
