@@ -918,7 +918,7 @@ START_TEST(test_pipelined_checks_fair)
     rt_paths rt;
     char err[200], name[300];
     ck_assert_int_eq(rt_resolve(e.dir, e.instance, &rt, err, sizeof err), 0);
-    ck_assert_int_eq(rt_shm_name(&rt, "etscounter", name, sizeof name), 0);
+    ck_assert_int_eq(rt_shm_name(&rt, (unsigned long)geteuid(), "etscounter", name, sizeof name), 0);
     etsmgr_table *t = NULL;
     ck_assert_int_eq(tbl_open(name, &t), ETSMGR_OK);
     for (int i = 0; i < 8000; i++) {
