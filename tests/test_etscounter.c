@@ -344,6 +344,19 @@ START_TEST(test_repeated_rid)
     r = et_raw(fd, "{\"op\":\"count\",\"id\":6,\"deadline\":\"soon\",\"rid\":\"ffeeddccbbaa99887766554433221100\"}");
     ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(r, "error")), "bad_request");
     cJSON_Delete(r);
+    /* the monotonic fields: an integer each, and no retry window that ends
+     * before the deadline */
+    r = et_raw(fd, "{\"op\":\"count\",\"id\":7,\"deadline_mono\":\"soon\",\"rid\":\"ffeeddccbbaa99887766554433221100\"}");
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(r, "error")), "bad_request");
+    cJSON_Delete(r);
+    r = et_raw(fd, "{\"op\":\"count\",\"id\":8,\"deadline_mono\":9000000000,\"retry_until_mono\":5,"
+                   "\"rid\":\"ffeeddccbbaa99887766554433221100\"}");
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(r, "error")), "bad_request");
+    cJSON_Delete(r);
+    /* a monotonic deadline in the past: an unknown rid is refused */
+    r = et_raw(fd, "{\"op\":\"count\",\"id\":9,\"deadline_mono\":1,\"rid\":\"ffeeddccbbaa99887766554433221100\"}");
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(r, "error")), "expired");
+    cJSON_Delete(r);
     /* a bad rid is refused, and the connection stays usable */
     r = et_raw(fd, "{\"op\":\"count\",\"id\":2,\"rid\":\"xyz\"}");
     ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(r, "error")), "bad_request");
