@@ -225,6 +225,9 @@ all: $(LIB_A) $(LIB_SO) $(LIB_PC) $(PROG_A) $(BUILT_PROGRAMS) $(EXAMPLES)
 # Tests find the programs through these; CK_RUN_SUITE=NAME runs one suite.
 TEST_ENV = ETSMGR_BINDIR=$(abspath $(BIN)) ETSMGR_TEST_BINDIR=$(abspath $(BUILD)/tests/bin) \
 	ETSMGR_SRCDIR=$(abspath .) ETSMGR_LIBDIR=$(abspath $(LIBDIR_B))
+# what make check builds (and a test builds again, to see that nothing is redone)
+.PHONY: build-tests
+build-tests: $(TEST_RUNNER) $(TEST_PROGS)
 check: all $(TEST_RUNNER) $(TEST_PROGS)
 	@$(TEST_ENV) $(TEST_RUNNER)
 

@@ -8,7 +8,8 @@
  * with no LD_LIBRARY_PATH; the --static one must not need libetsmgr.so.
  *
  * The word-count example is then killed with SIGKILL in the middle of a
- * stream; run again it finishes the file, and every count is exact. */
+ * stream; run again it finishes the file, and every count is exact.  And
+ * a second make has nothing to build. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -288,6 +289,21 @@ START_TEST(test_wordcount_exact_after_kill9)
 }
 END_TEST
 
+/* make check, run again, compiles nothing: this runner comes from an
+ * up-to-date build, so make for the same build has nothing to compile, link
+ * or delete (chained objects are kept, not removed as intermediates). */
+START_TEST(test_second_make_compiles_nothing)
+{
+    char *out = NULL;
+    int st = rc_make(&out, 600000, "all build-tests");
+    ck_assert_msg(rc_ok(st), "make all build-tests failed:\n%s", out ? out : "");
+    for (const char *l = out; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        ck_assert_msg(strncmp(l, "cc ", 3) != 0 && strncmp(l, "ar ", 3) != 0 && strncmp(l, "rm ", 3) != 0,
+                      "an up-to-date build did work again:\n%s", out);
+    free(out);
+}
+END_TEST
+
 Suite *examples_suite(void)
 {
     Suite *s = suite_create("examples");
@@ -296,6 +312,7 @@ Suite *examples_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_documented_build_runs_as_is);
     tcase_add_test(tc, test_wordcount_exact_after_kill9);
+    tcase_add_test(tc, test_second_make_compiles_nothing);
     suite_add_tcase(s, tc);
     return s;
 }
