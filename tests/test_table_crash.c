@@ -807,6 +807,65 @@ static int x_cb(const void *key, size_t klen, const etsmgr_value *v, void *arg)
 }
 
 
+/* A lock-free lookup that meets a dead writer's odd stripe rolls the change
+ * back itself, and that may remap the table (the writer had grown it): the
+ * lookup must then not read through its view of the old mapping.  A page
+ * kept right after the mapping makes the remap move it, as it sometimes did
+ * in random_sigkill (a SEGV 1 run in 15, at once under ASan). */
+static etsmgr_table *rm_t;
+static uint64_t rm_hv;
+static void rm_hook(const char *op, int step)
+{
+    (void)step;
+    if (strcmp(op, "insert") == 0 && (rm_t->h->stripe[rm_hv & (TBL_NSTRIPES - 1)] & 1u))
+        _exit(77); /* dead in the middle of changing "k" */
+}
+
+START_TEST(lookup_after_rollback_remap)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    etsmgr_value one = tt_int(1), got;
+    ck_assert_int_eq(etsmgr_table_insert(t, "k", 1, &one), 0);
+    ck_assert_int_eq(etsmgr_table_lookup(t, "k", 1, &got, NULL, 0), 0); /* the view is cached */
+    uint64_t mapped = t->map_size;
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        static char big[32768];
+        char key[16];
+        for (int i = 0; t->h->total_bytes <= mapped + 65536 && i < 1000; i++) {
+            snprintf(key, sizeof key, "big%d", i);
+            etsmgr_value v = tt_bytes(big, sizeof big);
+            if (etsmgr_table_insert(t, key, strlen(key), &v) != 0)
+                _exit(1);
+        }
+        rm_t = t;
+        rm_hv = tbl_hash("k", 1);
+        tbl_crashpoint = rm_hook;
+        etsmgr_value two = tt_int(2);
+        etsmgr_table_insert(t, "k", 1, &two);
+        _exit(0);
+    }
+    ck_assert_int_eq(wait_child(pid), 77);
+    ck_assert_msg(t->h->total_bytes > t->map_size, "the writer did not grow the table past our mapping");
+    /* move our mapping in front of a page of our own, so growing it must
+     * move it again (t->h, the header's own mapping, stays) */
+    char *region = mmap(NULL, t->map_size + 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert(region != MAP_FAILED);
+    void *moved = mremap(t->base, t->map_size, t->map_size, MREMAP_MAYMOVE | MREMAP_FIXED, region);
+    ck_assert_msg(moved == region, "mremap: %s", strerror(errno));
+    t->base = moved;
+    t->r_lay = 1; /* what tbl_map does after a move */
+    int rc = etsmgr_table_lookup(t, "k", 1, &got, NULL, 0);
+    ck_assert_msg(rc == 0 && got.i == 1, "lookup after the rollback: %s, value %lld", etsmgr_strerror(rc),
+                  (long long)got.i);
+    ck_assert_msg(t->base != region, "the rollback's remap did not move the mapping: the test proves nothing");
+    munmap(region + mapped, 4096);
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 START_TEST(random_sigkill)
 {
     etsmgr_table *t = tt_create(NULL, 0, 0);
@@ -928,6 +987,7 @@ Suite *table_crash_suite(void)
     tc = tcase_create("kill");
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, lookup_after_rollback_remap);
     tcase_add_test(tc, random_sigkill);
     tcase_add_test(tc, two_counters_exact_total);
     suite_add_tcase(s, tc);

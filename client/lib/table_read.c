@@ -15,7 +15,9 @@
  * odd for a while with the lock's holder dead (the kernel marked the robust
  * mutex) is rolled back by this handle when it may write, else etsmgrd is
  * asked (tbl_set_recover), and after 10 ms the reader gives up with
- * ETSMGR_EDEADWRITER instead of hanging.
+ * ETSMGR_EDEADWRITER instead of hanging.  That rollback may remap the table
+ * (tbl_sync_map), which moves every pointer of the cached view: after any
+ * wait on a sequence word the view is checked again (r_lay) before use.
  *
  * foreach visits entries in the order of their keys' hashes.  Homes are the
  * hash's top bits, so that order survives a rehash: the walk remembers only
@@ -288,6 +290,7 @@ int etsmgr_table_lookup(etsmgr_table *t, const void *key, size_t klen, etsmgr_va
         int r = tbl_layout(t, &L, &ws);
         if (!r) r = tbl_even(t, sp, &q, &ws);
         if (r) return r;
+        if (t->r_lay != L) continue; /* tbl_even rolled a dead writer back and remapped: view gone */
         struct tbl_got g;
         int f = tbl_rd_find(t, key, klen, hv, &g);
         int rc = f == RD_FOUND ? tbl_copy_value(&g, out, buf, cap) : 0;
@@ -371,6 +374,7 @@ static int tbl_slot_hash(struct tbl_walk *w, uint64_t L, uint64_t j, uint64_t *s
         if (v == TBL_SLOT_EMPTY) return 0;
         const uint64_t *sp = &t->h->stripe[(v >> 40) & (TBL_NSTRIPES - 1)];
         if ((r = tbl_even(t, sp, &q, &w->ws)) != 0) return r;
+        if (t->r_lay != L) continue; /* remapped by a rollback: r_idx is stale */
         if (ld(&t->r_idx[j]) != v) continue;
         if (tbl_tomb(v)) {
             atomic_thread_fence(memory_order_acquire);
@@ -445,6 +449,7 @@ static int tbl_report(struct tbl_walk *w, uint64_t L, const struct tbl_cand *c, 
         if ((r = tbl_layout(t, &L2, &w->ws)) != 0) return r;
         if (L2 != L) return 2;
         if ((r = tbl_even(t, sp, &q, &w->ws)) != 0) return r;
+        if (t->r_lay != L) continue; /* remapped by a rollback: r_idx is stale */
         uint64_t s = ld(&t->r_idx[c->slot]);
         struct tbl_got g;
         int f = RD_ABSENT;
