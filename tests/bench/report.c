@@ -350,6 +350,12 @@ int main(int argc, char **argv)
                     cJSON_AddStringToObject(r, "reference_unit", rp_str(other, "unit"));
             }
         }
+        /* CPU per request against the reference's (> 1: this row needs less
+         * CPU), which a loaded machine moves less than the throughput */
+        const cJSON *other = ref ? rp_find(all, ref) : NULL;
+        double cr = rp_num(r, "server_cpu_us_per_req"), co = other ? rp_num(other, "server_cpu_us_per_req") : NAN;
+        if (isfinite(cr) && isfinite(co) && cr > 0)
+            rp_set_num(r, "server_cpu_ratio", co / cr);
         double v = rp_num(r, "value");
         if (!isfinite(rp_num(r, "ratio")))
             rp_set_num(r, "ratio", ref && isfinite(rv) && rv != 0 ? v / rv : NAN);
