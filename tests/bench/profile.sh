@@ -59,7 +59,7 @@ awk -v name="$NAME" -v why="$WHY" -v row="$(cat "$TMP"/row.json)" '
 BEGIN { ntop = 0; total = 0 }
 function group(sym, kern) {
     if (kern) return "kernel (system calls, wake-ups)"
-    if (sym ~ /^(etsmgr_table_|tbl_)/) return "table store (the count and its request record)"
+    if (sym ~ /^(etsmgr_table_|tbl_|once_)/) return "table store (the count and its request record)"
     if (sym ~ /^(fp_|cJSON|proto_|parse_|frame_reader)/) return "reading requests"
     if (sym ~ /^(ecd_|ctr_)/) return "etscounterd handlers and replies"
     if (sym ~ /^(conn_|srv_|uv_|uv__|epoll)/) return "connections and event loop"
