@@ -7,7 +7,11 @@
  * them: result rows (benchutil.h), headings {"section": "..."} and notes
  * {"note": "..."} (printed, not kept in results.json).  A row measured in
  * several rounds appears once per round; the round with the median value
- * is kept, with all the values in "rounds".  A row whose
+ * is kept, with all the values in "rounds" (sorted) and "rounds_in_order".
+ * Two rows measured round for round (etscounterd's and Redis's, back to
+ * back in each round) have as ratio the median of the per-round ratios
+ * ("round_ratios"), which a change of load between rounds does not move.
+ * A row whose
  * "reference" names another row of the file and has no reference_value gets
  * that row's value, and its ratio; so a comparison can span two programs
  * (etscounterd's row and Redis's row come from two loadgen runs).
@@ -218,6 +222,36 @@ static void rp_profile(const char *name, const cJSON *prof)
         rp_wrap("    ", line, "      ");
 }
 
+/* Two rows measured in the same rounds (run back to back in each): the
+ * median of the per-round ratios, so that a change of the machine's load
+ * between rounds cancels out (the ratio of the two medians mixes rounds);
+ * NAN when they were not measured round for round. */
+static double rp_round_ratio(cJSON *r, const cJSON *other)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(r, "rounds_in_order");
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(other, "rounds_in_order");
+    int k = cJSON_GetArraySize(a);
+    if (k < 2 || k != cJSON_GetArraySize(b) || k > 64)
+        return NAN;
+    double q[64];
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; i < k; i++) {
+        double x = cJSON_GetArrayItem(a, i)->valuedouble, y = cJSON_GetArrayItem(b, i)->valuedouble;
+        q[i] = y != 0 ? x / y : NAN;
+        cJSON_AddItemToArray(arr, cJSON_CreateNumber(q[i]));
+        for (int j = i; j > 0 && q[j] < q[j - 1]; j--) {
+            double t = q[j];
+            q[j] = q[j - 1];
+            q[j - 1] = t;
+        }
+    }
+    if (cJSON_GetObjectItemCaseSensitive(r, "round_ratios"))
+        cJSON_ReplaceItemInObjectCaseSensitive(r, "round_ratios", arr);
+    else
+        cJSON_AddItemToObject(r, "round_ratios", arr);
+    return k % 2 ? q[k / 2] : (q[k / 2 - 1] + q[k / 2]) / 2;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -274,6 +308,10 @@ int main(int argc, char **argv)
                 idx[k++] = j;
             }
         }
+        /* the values in the order they were measured, for per-round ratios */
+        cJSON *inorder = k > 1 ? cJSON_CreateArray() : NULL;
+        for (int a = 0; a < k; a++)
+            cJSON_AddItemToArray(inorder, cJSON_CreateNumber(rp_num(cJSON_GetArrayItem(all, idx[a]), "value")));
         /* sort the k rounds by value (insertion sort: a handful) */
         for (int a = 0; a < k; a++)
             vals[a] = rp_num(cJSON_GetArrayItem(all, idx[a]), "value");
@@ -291,6 +329,7 @@ int main(int argc, char **argv)
             cJSON *arr = cJSON_AddArrayToObject(pick, "rounds");
             for (int a = 0; a < k; a++)
                 cJSON_AddItemToArray(arr, cJSON_CreateNumber(vals[a]));
+            cJSON_AddItemToObject(pick, "rounds_in_order", inorder);
         }
         cJSON_AddItemToArray(merged, pick);
     }
@@ -357,8 +396,9 @@ int main(int argc, char **argv)
         if (isfinite(cr) && isfinite(co) && cr > 0)
             rp_set_num(r, "server_cpu_ratio", co / cr);
         double v = rp_num(r, "value");
+        double pr = other ? rp_round_ratio(r, other) : NAN;
         if (!isfinite(rp_num(r, "ratio")))
-            rp_set_num(r, "ratio", ref && isfinite(rv) && rv != 0 ? v / rv : NAN);
+            rp_set_num(r, "ratio", isfinite(pr) ? pr : ref && isfinite(rv) && rv != 0 ? v / rv : NAN);
         const char *target = rp_str(r, "target");
         int met = 0;
         if (target && *rp_verdict(target, v, rp_num(r, "ratio"), &met))
