@@ -936,6 +936,179 @@ START_TEST(random_sigkill)
 }
 END_TEST
 
+/* ------------------------------------------------------------ random kills, with readers */
+
+/* The writer above is SIGKILLed at random moments while two lock-free
+ * reader processes read.  Each reader checks what it gets: "ctr" never goes
+ * down (an uncommitted increment that was rolled back would), every x value
+ * is whole (len bytes of len * 7), every walk meets each of the 200 "s"
+ * keys nobody writes exactly once and no key twice, and the "y" keys it met
+ * (a sample, they are never deleted) are all there at the end (no phantom
+ * of an insert that was rolled back).  ETSMGR_READERS_SOAK_S makes it run
+ * longer (make crash). */
+struct rs_area {
+    atomic_int stop;
+    atomic_ulong iters;
+    uint64_t walks, lookups;
+    int fail;
+    char why[200];
+    struct rk_map ys;
+};
+
+struct rs_walk {
+    struct rs_area *a;
+    int s_seen[200];
+    int ny;
+};
+
+static void rs_fail(struct rs_area *a, const char *what, const void *key, size_t klen)
+{
+    if (a->fail++) return;
+    snprintf(a->why, sizeof a->why, "%s: %.*s", what, (int)klen, (const char *)key);
+}
+
+static bool rs_whole(const etsmgr_value *v)
+{
+    if (v->type != ETSMGR_BYTES) return false;
+    size_t i = 0;
+    while (i < v->len && ((const unsigned char *)v->data)[i] == (unsigned char)(v->len * 7)) i++;
+    return i == v->len;
+}
+
+static int rs_walk_cb(const void *key, size_t klen, const etsmgr_value *v, void *arg)
+{
+    struct rs_walk *w = arg;
+    const char *k = key;
+    if (klen >= 2 && k[0] == 'x' && !rs_whole(v)) rs_fail(w->a, "a walk met a torn value", key, klen);
+    if (klen >= 2 && klen < 16 && k[0] == 's') {
+        char num[16]; /* the key is not NUL-terminated */
+        memcpy(num, k + 1, klen - 1);
+        num[klen - 1] = 0;
+        long i = strtol(num, NULL, 10);
+        if (i >= 0 && i < 200 && w->s_seen[i]++) rs_fail(w->a, "a walk met a key twice", key, klen);
+    }
+    if (klen >= 2 && k[0] == 'y' && (tbl_hash(key, klen) & 15) == 0 && w->ny < RK_SLOTS / 2) {
+        struct rk_key *r = rk_find(&w->a->ys, key, klen, true);
+        if (r && !r->nfp) {
+            r->nfp = 1;
+            w->ny++;
+        }
+    }
+    return 0;
+}
+
+static void rs_reader(const char *name, struct rs_area *a)
+{
+    int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+    etsmgr_table *t = NULL;
+    if (fd < 0 || etsmgr_table_attach_fd(fd, &t) != 0) _exit(20);
+    static char buf[ETSMGR_VALUE_MAX];
+    int64_t ctr = 0;
+    char key[32];
+    int ny = 0;
+    for (uint64_t n = 0; !atomic_load(&a->stop); n++) {
+        etsmgr_value v;
+        int r = etsmgr_table_lookup(t, "ctr", 3, &v, NULL, 0);
+        if (r == 0) {
+            if (v.i < ctr) rs_fail(a, "ctr went down", "ctr", 3);
+            ctr = v.i;
+        } else if (r != ETSMGR_ENOTFOUND && r != ETSMGR_EDEADWRITER) {
+            rs_fail(a, "lookup failed", "ctr", 3);
+        }
+        size_t kl = tt_key(key, sizeof key, "x", (long)(n % 500));
+        r = etsmgr_table_lookup(t, key, kl, &v, buf, sizeof buf);
+        if (r == 0 && !rs_whole(&v)) rs_fail(a, "a torn value", key, kl);
+        else if (r && r != ETSMGR_ENOTFOUND && r != ETSMGR_EDEADWRITER) rs_fail(a, "lookup failed", key, kl);
+        a->lookups += 2;
+        if (n % 64 == 0) {
+            struct rs_walk w = {.a = a, .ny = ny};
+            r = etsmgr_table_foreach(t, rs_walk_cb, &w);
+            ny = w.ny;
+            if (r == 0) {
+                a->walks++;
+                for (int i = 0; i < 200; i++)
+                    if (w.s_seen[i] != 1) {
+                        char sk[16];
+                        rs_fail(a, "a walk did not meet, once, a key nobody writes", sk,
+                                tt_key(sk, sizeof sk, "s", i));
+                        break;
+                    }
+            } else if (r != ETSMGR_EDEADWRITER) {
+                rs_fail(a, "walk failed", "", 0);
+            }
+        }
+        atomic_fetch_add(&a->iters, 1);
+    }
+    etsmgr_table_close(t);
+    _exit(0);
+}
+
+START_TEST(random_sigkill_readers)
+{
+    const char *name;
+    etsmgr_table *t = tt_create(&name, 0, 0);
+    char key[32];
+    for (long i = 0; i < 200; i++) {
+        etsmgr_value v = tt_int(i);
+        ck_assert_int_eq(etsmgr_table_insert(t, key, tt_key(key, sizeof key, "s", i), &v), 0);
+    }
+    enum { NR = 2 };
+    struct rs_area *a = mmap(NULL, NR * sizeof *a, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(a, MAP_FAILED);
+    memset(a, 0, NR * sizeof *a);
+    pid_t rp[NR];
+    for (int i = 0; i < NR; i++) {
+        rp[i] = fork();
+        ck_assert_int_ge(rp[i], 0);
+        if (rp[i] == 0) rs_reader(name, &a[i]);
+    }
+    const char *soak = getenv("ETSMGR_READERS_SOAK_S");
+    double secs = soak && atof(soak) > 0 ? atof(soak) : 2.5;
+    int rounds = 0;
+    double end = mono() + secs;
+    while (mono() < end || rounds < 10) {
+        int p[2];
+        ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            close(p[0]);
+            writer(t, p[1], (uint64_t)rounds * 7919 + 5);
+            _exit(0);
+        }
+        close(p[1]);
+        close(p[0]); /* the counter's values are random_sigkill's business */
+        usleep((useconds_t)(rnd() % 20000));
+        kill(pid, SIGKILL);
+        int st;
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        ck_assert_msg(WIFSIGNALED(st), "writer failed: status %#x", st);
+        ck_assert_int_eq(tbl_recover_now(t), 0); /* as etsmgrd would, at once */
+        tt_check(t);
+        rounds++;
+    }
+    for (int i = 0; i < NR; i++) atomic_store(&a[i].stop, 1);
+    for (int i = 0; i < NR; i++) ck_assert_int_eq(wait_child(rp[i]), 0);
+    for (int i = 0; i < NR; i++) {
+        ck_assert_msg(!a[i].fail, "reader %d: %s", i, a[i].why);
+        ck_assert_msg(a[i].walks > 0 && a[i].lookups > 1000, "reader %d read little: %llu walks, %llu lookups", i,
+                      (unsigned long long)a[i].walks, (unsigned long long)a[i].lookups);
+        for (int k = 0; k < RK_SLOTS; k++) {
+            struct rk_key *y = &a[i].ys.k[k];
+            if (!y->used) continue;
+            etsmgr_value v;
+            ck_assert_msg(etsmgr_table_lookup(t, y->key, y->klen, &v, NULL, 0) == 0,
+                          "reader %d met %.*s, which was never committed", i, (int)y->klen, y->key);
+        }
+    }
+    fprintf(stderr, "random_sigkill_readers: %d kills; readers: %llu+%llu walks, %llu+%llu lookups\n", rounds,
+            (unsigned long long)a[0].walks, (unsigned long long)a[1].walks, (unsigned long long)a[0].lookups,
+            (unsigned long long)a[1].lookups);
+    munmap(a, NR * sizeof *a);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 /* ------------------------------------------------------------ concurrency */
 
 START_TEST(two_counters_exact_total)
@@ -990,6 +1163,12 @@ Suite *table_crash_suite(void)
     tcase_add_test(tc, lookup_after_rollback_remap);
     tcase_add_test(tc, random_sigkill);
     tcase_add_test(tc, two_counters_exact_total);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("kill_readers");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    const char *soak = getenv("ETSMGR_READERS_SOAK_S");
+    tcase_set_timeout(tc, 60 + (soak ? atof(soak) : 0));
+    tcase_add_test(tc, random_sigkill_readers);
     suite_add_tcase(s, tc);
     return s;
 }
