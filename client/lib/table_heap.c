@@ -148,7 +148,7 @@ int tbl_rehash(etsmgr_table *t, uint64_t newcap)
     int r = tbl_alloc(t, bytes, &noff);
     if (r) return r;
     uint64_t *nidx = tbl_word(t, noff), nmask = newcap - 1, n = 0;
-    unsigned nshift = 64u - (unsigned)__builtin_popcountll(nmask);
+    unsigned nshift = 64u - (unsigned)__builtin_ctzll(nmask + 1);
     memset(nidx, 0, bytes);
     tbl_cp(t);
     const uint64_t *oidx = tbl_word(t, old_off);

@@ -144,8 +144,14 @@ struct tbl_pend {
     uint64_t off, size;
 };
 
+/* A handle.  The fields every operation touches come first, so that a
+ * change reads and writes as few of the handle's cache lines as it can. */
 struct etsmgr_table {
     int fd;
+    bool rdonly;     /* O_RDONLY fd, PROT_READ mappings: every write is ETSMGR_EPERM */
+    bool in_group;
+    bool touch_layout; /* this change or group made the layout word odd */
+    unsigned shift;  /* 64 - log2(mask + 1): home = hash >> shift */
     struct tbl_hdr *h; /* header mapping: never moves (the mutex lives here) */
     char *base;        /* whole-table mapping: moves when the table grows */
     uint64_t map_size; /* bytes mapped at base */
@@ -153,32 +159,28 @@ struct etsmgr_table {
     /* per-operation view of the state, validated by tbl_state() */
     uint64_t *idx;
     uint64_t mask;
-    unsigned shift; /* 64 - log2(mask + 1): home = hash >> shift */
     uint64_t top;
-    bool rdonly;     /* O_RDONLY fd, PROT_READ mappings: every write is ETSMGR_EPERM */
+    /* the change in progress */
+    uint64_t un;     /* == h->undo_n while we hold the lock */
+    uint64_t mark;   /* undo records before the current operation */
+    int npend, pend_mark;
+    const char *cp_op; /* crash-point bookkeeping */
+    int cp_step;
+    /* stripes this change or group made odd */
+    int ntouch;
+    uint16_t touch[TBL_TOUCH_MAX];
     /* the readers' cached view, valid while layout_seq == r_lay */
     uint64_t r_lay;
     uint64_t *r_idx;
     uint64_t r_mask;
     unsigned r_shift;
-    /* stripes (and the layout word) this change or group made odd */
-    int ntouch;
-    bool touch_layout;
-    uint16_t touch[TBL_TOUCH_MAX];
+    int group_changes;
+    unsigned lock_timeout_ms; /* 0: wait as long as it takes */
     /* a read-only handle asks etsmgrd at this socket (malloc'd; NULL: none)
      * to roll back a dead writer's change, through recover_cb */
     char *rsock;
     int (*recover_cb)(const char *sock, const char *table, int timeout_ms);
-    /* the change in progress */
-    uint64_t un;     /* == h->undo_n while we hold the lock */
-    uint64_t mark;   /* undo records before the current operation */
-    int npend, pend_mark;
     struct tbl_pend pend[TBL_PEND_MAX];
-    bool in_group;
-    int group_changes;
-    unsigned lock_timeout_ms; /* 0: wait as long as it takes */
-    const char *cp_op; /* crash-point bookkeeping */
-    int cp_step;
     char name[ETSMGR_NAME_MAX + 1];
 };
 
@@ -260,9 +262,11 @@ static inline void tbl_seq_even(uint64_t *w)
 static inline int tbl_touch(etsmgr_table *t, uint64_t hv)
 {
     uint16_t s = (uint16_t)(hv & (TBL_NSTRIPES - 1));
-    for (int i = 0; i < t->ntouch; i++)
-        if (t->touch[i] == s) return 0;
-    if (t->ntouch == TBL_TOUCH_MAX) return ETSMGR_EGROUP;
+    if (__builtin_expect(t->ntouch != 0, 0)) { /* a group, or a change of several words */
+        for (int i = 0; i < t->ntouch; i++)
+            if (t->touch[i] == s) return 0;
+        if (t->ntouch == TBL_TOUCH_MAX) return ETSMGR_EGROUP;
+    }
     t->touch[t->ntouch++] = s;
     tbl_seq_odd(&t->h->stripe[s]);
     return 0;
@@ -293,8 +297,10 @@ static inline int tbl_state(etsmgr_table *t)
         off > top || (mask + 1) * 8 > top - off)
         return ETSMGR_ECORRUPT;
     t->top = top;
-    t->mask = mask;
-    t->shift = 64u - (unsigned)__builtin_popcountll(mask);
+    if (__builtin_expect(mask != t->mask, 0)) {
+        t->mask = mask;
+        t->shift = 64u - (unsigned)__builtin_ctzll(mask + 1);
+    }
     t->idx = tbl_word(t, off);
     return 0;
 }
@@ -413,8 +419,10 @@ static inline int tbl_op_begin(etsmgr_table *t, const char *op, bool change)
 {
     t->cp_op = op;
     t->cp_step = 0;
-    if (__builtin_expect(t->rdonly, 0)) return ETSMGR_EPERM;
-    if (t->in_group) return tbl_group_check(t, change);
+    if (__builtin_expect(t->rdonly | t->in_group, 0)) {
+        if (t->rdonly) return ETSMGR_EPERM;
+        return tbl_group_check(t, change);
+    }
     int r = pthread_mutex_trylock(&t->h->lock);
     if (__builtin_expect(r != 0, 0) && (r = tbl_lock_slow(t, r)) != 0) return r;
     if (__builtin_expect(t->h->undo_n != 0 || t->h->total_bytes != t->limit, 0)) {

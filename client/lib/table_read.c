@@ -160,7 +160,7 @@ static int tbl_layout(etsmgr_table *t, uint64_t *lay, struct tbl_wait *ws)
         }
         t->r_idx = tbl_word(t, off);
         t->r_mask = mask;
-        t->r_shift = 64u - (unsigned)__builtin_popcountll(mask);
+        t->r_shift = 64u - (unsigned)__builtin_ctzll(mask + 1);
         t->r_lay = L;
         *lay = L;
         return 0;
