@@ -111,8 +111,9 @@ typedef struct etsmgr_table_info {
 } etsmgr_table_info;
 
 /* Attach to the table behind fd (as received from etsmgrd).  Validates the
- * object before trusting it (magic, version, sizes, counts).  On success the
- * table owns fd; on failure fd is left open for the caller. */
+ * object before trusting it (magic, version, sizes, counts).  An fd opened
+ * O_RDONLY gives a read handle (mapped PROT_READ; changes: ETSMGR_EPERM).
+ * On success the table owns fd; on failure fd is left open for the caller. */
 int etsmgr_table_attach_fd(int fd, etsmgr_table **out);
 /* Unmap and close.  The shared-memory object and its data stay. */
 void etsmgr_table_close(etsmgr_table *t);
