@@ -44,6 +44,7 @@
     X(TOO_MANY_TABLES, "too_many_tables", ETSMGR_EREFUSED, "the --max-tables limit is reached")   \
     X(INVALID_TABLE, "invalid_table", ETSMGR_EREFUSED, "the object is not a valid table")         \
     X(NO_SPACE, "no_space", ETSMGR_EREFUSED, "no shared memory left, or max_bytes too small")     \
+    X(TOO_LARGE, "too_large", ETSMGR_EREFUSED, "over --max-table-bytes or --max-uid-bytes")        \
     X(NO_SUCH_PID, "no_such_pid", ETSMGR_EREFUSED, "no connection of that pid and uid")           \
     X(NO_SNAPSHOT_DIR, "no_snapshot_dir", ETSMGR_EREFUSED, "etsmgrd runs without --snapshot-dir") \
     X(SNAPSHOT_FAILED, "snapshot_failed", ETSMGR_EREFUSED, "some tables could not be saved")      \

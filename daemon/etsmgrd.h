@@ -26,6 +26,8 @@
 /* The daemon reads table headers (status, owner pids) under the table's lock;
  * an owner stopped while holding it must not freeze the daemon. */
 #define MGRD_LOCK_TIMEOUT_MS 100
+/* what a table without size_hint takes at creation (the table store's default) */
+#define MGRD_TABLE_DEFAULT_BYTES 65536
 #define MGRD_HEIR_DATA_MAX 256   /* bytes of heir_data / give_away data */
 /* bytes of table statuses in one info reply: the rest of the frame (64 KiB)
  * is left for the other fields, which are short and bounded */
@@ -96,6 +98,8 @@ typedef struct mgrd {
      * del_table, invalid or doubled at rediscovery): only then must a
      * lookup list /dev/shm; else a table's object is at its plain name. */
     bool obj_unmanaged;
+    uint64_t max_table_bytes; /* size_hint and max_bytes of a new table (limits.c) */
+    uint64_t max_uid_bytes;   /* one uid's tables together */
     mgrd_table *tables;
     size_t ntables;
     mgrd_peer *peers;
@@ -205,6 +209,13 @@ bool mgrd_obj_reclaim(const char *shm_name);
  * 0, or -1 with errno. */
 int mgrd_obj_migrate(mgrd *m, const char *legacy, uid_t uid, const char *table, char *shm_name,
                      size_t len);
+
+/* limits.c: size limits of new tables.  table/uid 0: the defaults (a
+ * quarter and a half of /dev/shm). */
+void mgrd_size_limits(mgrd *m, uint64_t table, uint64_t uid);
+/* May uid create a table with opts (dflt: its size when size_hint is 0)?
+ * 0, or -1 with words in msg. */
+int mgrd_size_check(mgrd *m, uid_t uid, const etsmgr_table_opts *o, uint64_t dflt, char *msg, size_t len);
 
 /* rediscover.c: manage the shm objects an earlier daemon left, as orphaned.
  * Returns the number of tables taken over. */

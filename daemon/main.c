@@ -50,7 +50,7 @@ static void usage(FILE *f)
             "Usage: etsmgrd [--runtime-dir DIR] [--instance NAME] [--foreground]\n"
             "               [--log-level LEVEL] [--max-connections N] [--max-tables N]\n"
             "               [--group GROUP] [--snapshot-dir DIR [--snapshot-interval SECONDS]]\n"
-            "               [--orphan-ttl SECONDS]\n"
+            "               [--orphan-ttl SECONDS] [--max-table-bytes SIZE] [--max-uid-bytes SIZE]\n"
             "       etsmgrd --help | --version\n"
             "\n"
             "The etsmgr table manager: creates tables in POSIX shared memory, hands them\n"
@@ -58,14 +58,21 @@ static void usage(FILE *f)
             "\n"
             "  -d, --runtime-dir DIR    sockets and lock file (default: $ETSMGR_RUNTIME_DIR,\n"
             "                           else $XDG_RUNTIME_DIR/etsmgr, /run/etsmgr for root,\n"
-            "                           /tmp/etsmgr-$UID otherwise;\n"
-            "                           @NAME appended for an instance NAME other than etsmgr)\n"
-            "  -i, --instance NAME      instance name (default: $ETSMGR_INSTANCE, else etsmgr);\n"
-            "                           tables are the shm objects /NAME.<table>\n"
+            "                           /tmp/etsmgr-$UID otherwise; @NAME appended for an\n"
+            "                           instance NAME other than the default)\n"
+            "  -i, --instance NAME      instance name (default: $ETSMGR_INSTANCE, else etsmgr for\n"
+            "                           root, etsmgr-$UID for other users); the tables are the\n"
+            "                           shm objects /NAME:<uid>:<table>; one etsmgrd per instance\n"
+            "                           on the machine\n"
             "  -f, --foreground         run in the foreground (always the case; accepted for scripts)\n"
             "  -l, --log-level LEVEL    debug, info, notice (default), warning or error\n"
             "  -c, --max-connections N  connections served at once (default %d)\n"
             "  -t, --max-tables N       tables managed at once (default %d)\n"
+            "      --max-table-bytes SIZE  largest size_hint and max_bytes a new table may ask\n"
+            "                           for; a table asking no max_bytes gets this one (default:\n"
+            "                           a quarter of /dev/shm); SIZE in bytes, or with K, M, G, T\n"
+            "      --max-uid-bytes SIZE the shared memory one uid's tables may take together, a\n"
+            "                           new table's size included (default: half of /dev/shm)\n"
             "  -g, --group GROUP        share the instance with GROUP: runtime dir 0750, socket\n"
             "                           and new tables 0660, of that group (default: private,\n"
             "                           0700 and 0600; a client still acts only on its uid's tables;\n"
@@ -109,7 +116,31 @@ typedef struct opts {
     const char *snap_dir;
     size_t snap_interval;
     size_t orphan_ttl;
+    uint64_t max_table_bytes, max_uid_bytes; /* 0: the default */
 } opts;
+
+/* A size: bytes, or with a K, M, G or T suffix (powers of 1024). */
+static int parse_size(const char *opt, const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    unsigned shift = 0;
+    if (*end && !end[1]) {
+        const char *units = "KMGT", *u = strchr(units, *end == 'k' ? 'K' : *end);
+        if (u && *u) {
+            shift = 10 * (unsigned)(u - units + 1);
+            end++;
+        }
+    }
+    if (errno || end == s || *end || s[0] == '-' || v == 0 || (shift && v > (UINT64_MAX >> shift))) {
+        fprintf(stderr, "etsmgrd: %s wants a size in bytes (a whole number, K, M, G or T after it), not \"%s\"\n",
+                opt, s);
+        return -1;
+    }
+    *out = (uint64_t)v << shift;
+    return 0;
+}
 
 /* 0: run; 1: done (help/version printed); -1: usage error (reported). */
 static int parse_args(int argc, char **argv, opts *o)
@@ -125,6 +156,8 @@ static int parse_args(int argc, char **argv, opts *o)
         {"snapshot-dir", required_argument, NULL, 1001},
         {"snapshot-interval", required_argument, NULL, 1002},
         {"orphan-ttl", required_argument, NULL, 1003},
+        {"max-table-bytes", required_argument, NULL, 1004},
+        {"max-uid-bytes", required_argument, NULL, 1005},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -173,6 +206,14 @@ static int parse_args(int argc, char **argv, opts *o)
             break;
         case 1003:
             if (parse_count("--orphan-ttl", optarg, 315360000, &o->orphan_ttl) < 0)
+                return -1;
+            break;
+        case 1004:
+            if (parse_size("--max-table-bytes", optarg, &o->max_table_bytes) < 0)
+                return -1;
+            break;
+        case 1005:
+            if (parse_size("--max-uid-bytes", optarg, &o->max_uid_bytes) < 0)
                 return -1;
             break;
         case 'h':
@@ -317,6 +358,7 @@ int main(int argc, char **argv)
     m.shared = o.group != NULL;
     m.max_conns = o.max_conns;
     m.max_tables = o.max_tables;
+    mgrd_size_limits(&m, o.max_table_bytes, o.max_uid_bytes);
     m.snap_interval = (unsigned)o.snap_interval;
     m.orphan_ttl = (unsigned)o.orphan_ttl;
     char err[512];

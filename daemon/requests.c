@@ -210,6 +210,8 @@ static cJSON *op_info(req_ctx *x)
     cJSON_AddNumberToObject(r, "connections", (double)m->npeers);
     cJSON_AddNumberToObject(r, "max_connections", (double)m->max_conns);
     cJSON_AddNumberToObject(r, "max_tables", (double)m->max_tables);
+    cJSON_AddNumberToObject(r, "max_table_bytes", (double)m->max_table_bytes);
+    cJSON_AddNumberToObject(r, "max_uid_bytes", (double)m->max_uid_bytes);
     size_t used = 0, i = 0;
     for (; i < n; i++) {
         cJSON *st = mgrd_reg_status(m, v[i]);
@@ -385,6 +387,11 @@ static cJSON *op_new_table(req_ctx *x)
     int f = mgrd_obj_find(m, name, x->p->uid, NULL, &o);
     if (f < 0)
         return err_listing(x);
+    if (f == 0) {
+        char lmsg[300];
+        if (mgrd_size_check(m, x->p->uid, &opts, MGRD_TABLE_DEFAULT_BYTES, lmsg, sizeof lmsg) < 0)
+            return proto_reply_err(x->req, PROTO_E_TOO_LARGE, "table %s not created: %s", name, lmsg);
+    }
     char shm_name[MGRD_SHM_NAME_MAX];
     etsmgr_table *t = NULL;
     int rc = ETSMGR_EEXIST;

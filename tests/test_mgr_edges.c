@@ -15,6 +15,8 @@
  *  - another uid's object under a table's name does not stop the service;
  *  - one etsmgrd per instance on the machine, whatever its runtime dir, and
  *    another uid holding the lock's name does not keep it from starting;
+ *  - size_hint and max_bytes are bounded per table, and a uid's tables
+ *    together, by default and by option;
  *
  * Each test runs its own etsmgrd on a private runtime dir and instance
  * (testutil), and waits on readiness or replies, never on sleeps. */
@@ -31,6 +33,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -540,6 +543,66 @@ START_TEST(test_lock_squatter_routed_around)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ size limits */
+static const char *me_code(cJSON *r)
+{
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok")))
+        return "ok";
+    return me_str(r, "error");
+}
+
+static void me_expect(int fd, const char *json, const char *code)
+{
+    cJSON *r = me_call(fd, json);
+    ck_assert_msg(strcmp(me_code(r), code) == 0, "%s: expected %s, got %s (%s)", json, code, me_code(r),
+                  me_str(r, "message"));
+    cJSON_Delete(r);
+}
+
+/* By default a peer cannot ask for more than a quarter of /dev/shm.  (The
+ * max_bytes request comes first: a daemon without the bound creates that
+ * table cheaply, where it would fallocate a size_hint.) */
+START_TEST(test_size_hint_bounded_by_default)
+{
+    struct statvfs sv;
+    ck_assert_int_eq(statvfs("/dev/shm", &sv), 0);
+    unsigned long long over = (unsigned long long)sv.f_blocks * sv.f_frsize / 4 + (1u << 20);
+    me_mgr();
+    int fd = me_sock(&E);
+    char req[200];
+    snprintf(req, sizeof req, "{\"op\":\"new_table\",\"id\":1,\"name\":\"huge\",\"opts\":{\"max_bytes\":%llu}}", over);
+    me_expect(fd, req, "too_large");
+    snprintf(req, sizeof req, "{\"op\":\"new_table\",\"id\":2,\"name\":\"huge\",\"opts\":{\"size_hint\":%llu}}", over);
+    me_expect(fd, req, "too_large");
+    ck_assert_int_eq(tu_count_shm(&E), 0);
+    me_expect(fd, "{\"op\":\"new_table\",\"id\":3,\"name\":\"small\"}", "ok");
+    close(fd);
+}
+END_TEST
+
+/* --max-table-bytes and --max-uid-bytes: the per-uid sum counts the tables'
+ * sizes now, the new one's included. */
+START_TEST(test_size_limits_by_option)
+{
+    char *argv[] = {"etsmgrd", "--log-level", "warning", "--max-table-bytes", "1M", "--max-uid-bytes", "3M",
+                    NULL};
+    ck_assert_int_gt(tu_spawn_ready(&E, argv, ME_SPAWN_MS), 0);
+    int fd = me_sock(&E);
+    me_expect(fd, "{\"op\":\"new_table\",\"id\":1,\"name\":\"a\",\"opts\":{\"size_hint\":2097152}}", "too_large");
+    me_expect(fd, "{\"op\":\"new_table\",\"id\":2,\"name\":\"a\",\"opts\":{\"size_hint\":1048576}}", "ok");
+    me_expect(fd, "{\"op\":\"new_table\",\"id\":3,\"name\":\"b\",\"opts\":{\"size_hint\":1048576}}", "ok");
+    me_expect(fd, "{\"op\":\"new_table\",\"id\":4,\"name\":\"c\",\"opts\":{\"size_hint\":1048576}}", "ok");
+    me_expect(fd, "{\"op\":\"new_table\",\"id\":5,\"name\":\"d\",\"opts\":{\"size_hint\":1048576}}", "too_large");
+    /* an existing table is given back whatever the limits */
+    me_expect(fd, "{\"op\":\"new_table\",\"id\":6,\"name\":\"a\"}", "ok");
+    cJSON *r = me_call(fd, "{\"op\":\"info\",\"id\":7}");
+    ck_assert_int_eq((int64_t)cJSON_GetObjectItemCaseSensitive(r, "max_table_bytes")->valuedouble, 1 << 20);
+    ck_assert_int_eq((int64_t)cJSON_GetObjectItemCaseSensitive(r, "max_uid_bytes")->valuedouble, 3 << 20);
+    cJSON_Delete(r);
+    close(fd);
+}
+END_TEST
+
 Suite *mgr_edges_suite(void)
 {
     Suite *s = suite_create("mgr_edges");
@@ -560,6 +623,8 @@ Suite *mgr_edges_suite(void)
     tcase_add_test(tc, test_foreign_object_does_not_stop_service);
     tcase_add_test(tc, test_second_daemon_other_dir_refused);
     tcase_add_test(tc, test_lock_squatter_routed_around);
+    tcase_add_test(tc, test_size_hint_bounded_by_default);
+    tcase_add_test(tc, test_size_limits_by_option);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -43,10 +43,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "fuzz: %s\n", err);
         abort();
     }
-    snprintf(prefix, sizeof prefix, "%s.", inst);
+    snprintf(prefix, sizeof prefix, "%s:", inst);
     M.pid = getpid();
     M.max_conns = 1024;
     M.max_tables = 6;
+    mgrd_size_limits(&M, 64u << 20, 256u << 20); /* size_hint claims stay small */
     return 0;
 }
 
