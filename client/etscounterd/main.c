@@ -45,7 +45,7 @@ static const char ecd_usage[] =
     "      --no-exactly-once         ignore request ids: a retried count counts again\n"
     "      --max-request-ids N       remember at most N request ids at once, each until\n"
     "                                its sender may retry it; more are refused, none is\n"
-    "                                forgotten early (default 1048576)\n"
+    "                                forgotten early (default 4194304)\n"
     "      --lock-timeout MS         give up a request with table_busy when the table's\n"
     "                                lock is held longer than MS ms (default 2000)\n"
     "  -w, --wait-timeout MS         give up when etsmgrd is not up within MS\n"
