@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -442,6 +444,56 @@ START_TEST(test_dead_writer)
 }
 END_TEST
 
+/* etsmgrd stopped (SIGSTOP) with its backlog full: asking it to recover
+ * must not hold the reader (a blocking connect would wait for the daemon
+ * to accept, for ever); the reader says ETSMGR_EDEADWRITER in bounded time. */
+START_TEST(test_dead_writer_daemon_stopped)
+{
+    pid_t d = rd_mgr();
+    etsmgr_client *owner = rd_connect(), *c = rd_connect();
+    etsmgr_table *t = rd_new(owner, "dws", ETSMGR_PUBLIC);
+    rd_put(t, "n", 5);
+    etsmgr_table *r = rd_open(c, "dws", ETSMGR_READ);
+    ck_assert_int_eq(kill(d, SIGSTOP), 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char path[256];
+    snprintf(path, sizeof path, "%s/etsmgrd.sock", E.dir);
+    ck_assert_uint_lt(strlen(path), sizeof sa.sun_path);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    static int fill[5000];
+    int nfill = 0;
+    while (nfill < 5000) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(fd, 0);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+            ck_assert_msg(errno == EAGAIN, "connect: %s", strerror(errno));
+            close(fd);
+            break;
+        }
+        fill[nfill++] = fd;
+    }
+    ck_assert_int_lt(nfill, 5000);
+    rd_kill_writer_mid_update(t);
+    int rc;
+    double t0 = rd_now();
+    ck_assert_int_eq(rd_int(r, "n", &rc), -1);
+    ck_assert_int_eq(rc, ETSMGR_EDEADWRITER);
+    ck_assert_msg(rd_now() - t0 < 5, "the reader waited %.3f s", rd_now() - t0);
+    for (int i = 0; i < nfill; i++)
+        close(fill[i]);
+    ck_assert_int_eq(kill(d, SIGCONT), 0);
+    /* etsmgrd is back and rolls it back, once it has drained the backlog */
+    double end = rd_now() + 20;
+    int64_t n;
+    while ((n = rd_int(r, "n", &rc)) == -1 && rc == ETSMGR_EDEADWRITER && rd_now() < end)
+        usleep(1000);
+    ck_assert_int_eq(n, 5);
+    etsmgr_table_close(r);
+    etsmgr_client_close(c);
+    etsmgr_client_close(owner);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ dump */
 
 START_TEST(test_dump)
@@ -487,6 +539,7 @@ Suite *readers_suite(void)
     tcase_add_test(tc, test_public_two_writers);
     tcase_add_test(tc, test_reader_survives_kills);
     tcase_add_test(tc, test_dead_writer);
+    tcase_add_test(tc, test_dead_writer_daemon_stopped);
     tcase_add_test(tc, test_dump);
     suite_add_tcase(s, tc);
     return s;

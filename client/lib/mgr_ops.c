@@ -10,6 +10,7 @@
 #include "table.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -152,10 +153,15 @@ static int mc_recover_cb(const char *sock, const char *table, int timeout_ms)
     if (strlen(sock) >= sizeof sa.sun_path)
         return ETSMGR_EINVAL;
     memcpy(sa.sun_path, sock, strlen(sock) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* non-blocking connect: a full backlog (etsmgrd stopped) must not
+     * hold the reader past its 10 ms; then blocking for frame_write, whose
+     * small frame fits the socket buffer, and a bounded read */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return ETSMGR_ESYS;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    int fl;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || (fl = fcntl(fd, F_GETFL)) < 0 ||
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
         close(fd);
         return ETSMGR_ENOTCONN;
     }
