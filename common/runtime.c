@@ -46,13 +46,10 @@ int rt_resolve(const char *opt_dir, const char *opt_instance, rt_paths *out, cha
 {
     const char *inst = opt_instance ? opt_instance : rt_env("ETSMGR_INSTANCE");
     out->instance_from = opt_instance ? "--instance" : inst ? "$ETSMGR_INSTANCE" : "the default";
-    /* root's is the system's instance; any other user gets one of its own,
-     * so two users' services never meet on a table name */
-    char dflt[32];
-    if (geteuid() == 0)
-        snprintf(dflt, sizeof dflt, "etsmgr");
-    else
-        snprintf(dflt, sizeof dflt, "etsmgr-%lu", (unsigned long)geteuid());
+    /* One default for every user: users' tables stay apart anyway, since a
+     * table's object name holds its uid and a daemon takes only objects of
+     * its own uid (docs/design.md, "Object names"). */
+    const char *dflt = "etsmgr";
     if (!inst)
         inst = dflt;
     if (!rt_valid_name(inst, strlen(inst))) {

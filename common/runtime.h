@@ -5,9 +5,9 @@
  *             else /run/etsmgr for root, else /tmp/etsmgr-$UID; a default dir
  *             gets "@NAME" appended for an instance NAME other than etsmgr
  *             (/run/etsmgr@NAME: etsmgr@NAME.service's)
- *   instance: --instance, else $ETSMGR_INSTANCE, else "etsmgr" for root and
- *             "etsmgr-<uid>" for any other user (so that users' instances,
- *             and their tables, stay apart by default)
+ *   instance: --instance, else $ETSMGR_INSTANCE, else "etsmgr" (users stay
+ *             apart all the same: a table's object name holds its uid, and
+ *             a daemon takes only objects of its own uid)
  * Shared-memory objects of an instance are "/<instance>:<uid>:<table>". */
 #ifndef ETSMGR_RUNTIME_H
 #define ETSMGR_RUNTIME_H
