@@ -272,20 +272,24 @@ static pid_t et_cli_bg(const char *cmd, int *rd)
     return pid;
 }
 
-START_TEST(test_exactly_once_lost_reply)
+/* Count 1, then a CLI's count 2 that etscounterd commits and dies before
+ * answering (ETSCOUNTERD_TEST_DIE_AFTER_COMMIT); the CLI is retrying when
+ * this returns (its stdout on *rd), and no etscounterd runs. */
+static pid_t et_lose_reply_of_count_2(int *rd)
 {
-    int sup = et_play_supervisor();
     et_mgr();
     setenv("ETSCOUNTERD_TEST_DIE_AFTER_COMMIT", "2", 1);
     pid_t ctr = et_ctr();
     unsetenv("ETSCOUNTERD_TEST_DIE_AFTER_COMMIT");
     ck_assert_int_eq(et_count(), 1);
-
-    /* the second count is applied, then etscounterd dies before replying */
-    int rd;
-    pid_t cli = et_cli_bg("count", &rd);
+    pid_t cli = et_cli_bg("count", rd);
     et_expect_sigkill(ctr);
-    et_ctr(); /* the CLI is retrying the same request id meanwhile */
+    return cli;
+}
+
+/* The CLI's retry of count 2 ends: exit 0, and it printed 2. */
+static void et_expect_retry_got_2(pid_t cli, int rd)
+{
     char buf[64] = "";
     ssize_t n, got = 0;
     while ((n = read(rd, buf + got, sizeof buf - 1 - (size_t)got)) > 0)
@@ -294,6 +298,15 @@ START_TEST(test_exactly_once_lost_reply)
     int st = tu_wait(cli, 20000);
     ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the CLI's retry failed (0x%x)", st);
     ck_assert_msg(strcmp(buf, "2\n") == 0, "the retried count printed \"%s\", not 2", buf);
+}
+
+START_TEST(test_exactly_once_lost_reply)
+{
+    int sup = et_play_supervisor();
+    int rd;
+    pid_t cli = et_lose_reply_of_count_2(&rd);
+    et_ctr(); /* the CLI is retrying the same request id meanwhile */
+    et_expect_retry_got_2(cli, rd);
     ck_assert_int_eq(et_check(), 2); /* counted once, not twice */
     ck_assert_int_eq(et_count(), 3);
     close(sup);
@@ -762,14 +775,8 @@ END_TEST
 START_TEST(test_lost_reply_retried_after_5000)
 {
     int sup = et_play_supervisor();
-    et_mgr();
-    setenv("ETSCOUNTERD_TEST_DIE_AFTER_COMMIT", "2", 1);
-    pid_t ctr = et_ctr();
-    unsetenv("ETSCOUNTERD_TEST_DIE_AFTER_COMMIT");
-    ck_assert_int_eq(et_count(), 1);
     int rd;
-    pid_t cli = et_cli_bg("count", &rd);
-    et_expect_sigkill(ctr); /* count 2 is committed, its reply lost */
+    pid_t cli = et_lose_reply_of_count_2(&rd); /* count 2 is committed, its reply lost */
     ck_assert_int_eq(kill(cli, SIGSTOP), 0);
     et_ctr();
     int fd = et_connect_ctr();
@@ -777,14 +784,7 @@ START_TEST(test_lost_reply_retried_after_5000)
         et_pipeline(fd, 100000 + done, 500, 2 + done);
     close(fd);
     ck_assert_int_eq(kill(cli, SIGCONT), 0);
-    char buf[64] = "";
-    ssize_t n, got = 0;
-    while ((n = read(rd, buf + got, sizeof buf - 1 - (size_t)got)) > 0)
-        got += n;
-    close(rd);
-    int st = tu_wait(cli, 20000);
-    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the CLI's retry failed (0x%x)", st);
-    ck_assert_msg(strcmp(buf, "2\n") == 0, "the retried count printed \"%s\", not 2", buf);
+    et_expect_retry_got_2(cli, rd);
     ck_assert_int_eq(et_check(), 5002);
     close(sup);
 }

@@ -10,6 +10,7 @@
 
 #include "table_int.h"
 #include "test_table_util.h"
+#include "testutil.h"
 
 static void teardown(void) { tt_cleanup(); }
 
@@ -462,6 +463,8 @@ START_TEST(update_counter_once_limit)
     o.max_records = 50;
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), ETSMGR_ERIDFULL);
     ck_assert_int_eq(tt_get_int(t, "c", &dup), 1050);
+    /* refused again, at once (the handle knows it is full until a keep time) */
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), ETSMGR_ERIDFULL);
     for (uint64_t i = 1000; i < 1050; i++) {
         o = once_of(i, far);
         o.max_records = 50;
@@ -470,6 +473,38 @@ START_TEST(update_counter_once_limit)
     }
     tt_check(t);
     etsmgr_table_close(t);
+}
+END_TEST
+
+/* A full store gets room when its first record's keep time passes. */
+static etsmgr_table *room_t;
+static bool once_room(void *arg)
+{
+    (void)arg;
+    etsmgr_once o = once_of(999999, etsmgr_mono_ms() + 3600000);
+    o.max_records = 10;
+    int64_t v;
+    int dup;
+    return etsmgr_table_update_counter_once(room_t, "c", 1, 1, &o, &v, &dup) == ETSMGR_OK;
+}
+
+START_TEST(update_counter_once_room_later)
+{
+    room_t = tt_create(NULL, 0, 0);
+    int64_t v, now = etsmgr_mono_ms();
+    int dup;
+    for (uint64_t i = 0; i < 10; i++) {
+        etsmgr_once o = once_of(i, i == 0 ? now + 300 : now + 3600000);
+        o.max_records = 10;
+        ck_assert_int_eq(etsmgr_table_update_counter_once(room_t, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    etsmgr_once o = once_of(999999, now + 3600000);
+    o.max_records = 10;
+    ck_assert_int_eq(etsmgr_table_update_counter_once(room_t, "c", 1, 1, &o, &v, &dup), ETSMGR_ERIDFULL);
+    ck_assert_msg(tu_eventually(once_room, NULL, 10000), "no room after the first keep time passed");
+    ck_assert_int_eq(tt_get_int(room_t, "c", &dup), 11);
+    tt_check(room_t);
+    etsmgr_table_close(room_t);
 }
 END_TEST
 
@@ -506,6 +541,7 @@ Suite *table_suite(void)
     tcase_add_test(tc, groups);
     tcase_add_test(tc, update_counter_once);
     tcase_add_test(tc, update_counter_once_limit);
+    tcase_add_test(tc, update_counter_once_room_later);
     tcase_add_test(tc, strerror_all);
     suite_add_tcase(s, tc);
     return s;

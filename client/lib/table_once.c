@@ -33,9 +33,9 @@
  * rebuild also comes first when the filled records would exceed
  * max_records (filled counts expired ones too, so live <= filled <=
  * max_records always); when more than max_records would be live even after
- * it, nothing changes: ETSMGR_ERIDFULL.  At that limit every refused
- * request costs a scan of the region: the limit is a safety bound, sized
- * well above the expected load.
+ * it, nothing changes: ETSMGR_ERIDFULL.  A full region is known to stay
+ * full until its earliest keep time (the handle remembers it), so the
+ * requests refused meanwhile cost no scan.
  *
  * Deadlines: an unrecorded rid is refused once its deadline has passed,
  * checked before any write and again as the last step before the commit
@@ -126,13 +126,17 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
 {
     struct tbl_hdr *h = t->h;
     uint64_t live = 0, old_cap = 0, old_size = 0, seed[2];
+    int64_t first_expiry = INT64_MAX;
     if (old_off) {
         uint64_t *old = tbl_word(t, old_off);
         old_cap = old[1];
         old_size = once_size(old_cap);
         for (uint64_t i = 0; i < old_cap; i++) {
             uint64_t k = once_rec(old, i)[3];
-            if (k && (int64_t)k >= now) live++;
+            if (k && (int64_t)k >= now) {
+                live++;
+                if ((int64_t)k < first_expiry) first_expiry = (int64_t)k;
+            }
         }
         seed[0] = old[3];
         seed[1] = old[4];
@@ -141,7 +145,14 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
         seed[0] = (uint64_t)now * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)t;
         seed[1] = (uint64_t)tbl_now_us() * 0xc2b2ae3d27d4eb4full;
     }
-    if (max_records && live + 1 > max_records) return ETSMGR_ERIDFULL;
+    if (max_records && live + 1 > max_records) {
+        /* no record can go before the first keep time: until then, refuse
+         * without scanning again (a peer at the limit must not make each
+         * of its counts cost a walk of the whole region) */
+        t->once_full_until = first_expiry;
+        t->once_full_max = max_records;
+        return ETSMGR_ERIDFULL;
+    }
     uint64_t cap = ONCE_MIN_CAP;
     while (cap < 2 * (live + 1) && cap < ONCE_MAX_CAP) cap *= 2;
     if (cap < 2 * (live + 1)) return ETSMGR_ERIDFULL;
@@ -190,6 +201,9 @@ static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, ui
      * or make the filled records (live or expired) exceed max_records: the
      * rebuild drops the expired ones and says whether there is room */
     uint64_t used = o ? tbl_word(t, o)[2] : 0;
+    if (o && reuse == UINT64_MAX && max_records && used + 1 > max_records && max_records <= t->once_full_max &&
+        now <= t->once_full_until)
+        return ETSMGR_ERIDFULL; /* full, and nothing has expired since it was found so */
     if (!o || (reuse == UINT64_MAX &&
                ((used + 1) * 4 > tbl_word(t, o)[1] * 3 || (max_records && used + 1 > max_records)))) {
         if (!o && h->version != TBL_VERSION_ONCE) h->version = TBL_VERSION_ONCE; /* see table_int.h */
