@@ -49,7 +49,7 @@ unit_subst = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
 # stay one text; rt_resolve finds /run/etsmgr@NAME from --instance NAME.
 instance_sed := -e 's|^\(Description=.*\)|\1, instance %i|' \
 	-e 's|^Sockets=etsmgr.socket$$|Sockets=etsmgr@%i.socket|' \
-	-e 's|^Environment=ETSMGR_RUNTIME_DIR=%t/etsmgr$$|Environment=ETSMGR_RUNTIME_DIR=%t/etsmgr@%i ETSMGR_INSTANCE=%i|' \
+	-e 's|^Environment=ETSMGR_RUNTIME_DIR=%t/etsmgr ETSMGR_INSTANCE=etsmgr$$|Environment=ETSMGR_RUNTIME_DIR=%t/etsmgr@%i ETSMGR_INSTANCE=%i|' \
 	-e 's|^RuntimeDirectory=etsmgr$$|RuntimeDirectory=etsmgr@%i|' \
 	-e 's|^StateDirectory=etsmgr$$|StateDirectory=etsmgr@%i|' \
 	-e 's|^Environment=ETSMGR_SNAPSHOT_DIR=/var/lib/etsmgr$$|Environment=ETSMGR_SNAPSHOT_DIR=/var/lib/etsmgr@%i|' \

@@ -184,6 +184,9 @@ static void ts_prepare(ts_service *s)
         ts_specifiers(line, s->runtime_root, exp, sizeof exp);
         int nw = ts_split(exp, words, 8);
         for (int i = 0; i < nw && ne < 7; i++) {
+            /* the test's own instance (added below) replaces the unit's */
+            if (strncmp(words[i], "ETSMGR_INSTANCE=", 16) == 0)
+                continue;
             /* the unit's group (etsmgr, made by sysusers at install) stands
              * for the test's own, which exists here */
             if (strncmp(words[i], "ETSMGR_GROUP=", 13) == 0) {

@@ -70,7 +70,8 @@ sc_user_and_group() {
     done
     expect_eq "$(owner /run/etsmgr)" "etsmgr:etsmgr 750" "owner and mode of /run/etsmgr"
     expect_eq "$(owner /run/etsmgr/etscounter.sock)" "etsmgr:etsmgr 660" "owner and mode of etscounter.sock"
-    expect_eq "$(owner /dev/shm/etsmgr.etscounter)" "etsmgr:etsmgr 660" "owner and mode of the table"
+    expect_eq "$(owner "/dev/shm/etsmgr:$u:etscounter")" "etsmgr:etsmgr 660" \
+        "owner and mode of the table (/dev/shm: $(inside ls /dev/shm | tr '\n' ' '))"
     ok "systemctl enable --now etsmgr: etssup, etsmgrd, etscounterd run as etsmgr; dir 0750, sockets and table 0660 of group etsmgr"
 
     inside useradd -M -G etsmgr alice || fail "useradd alice"
@@ -107,7 +108,9 @@ sc_instances() {
     expect_eq "$(inside env ETSMGR_INSTANCE=blue etscounter count)" 2 "the second count of instance blue (ETSMGR_INSTANCE)"
     expect_eq "$(prop etsmgr@blue ActiveState)" active "etsmgr@blue.service"
     inside test -S /run/etsmgr@blue/etscounter.sock || fail "no /run/etsmgr@blue/etscounter.sock"
-    inside test -e /dev/shm/blue.etscounter || fail "no table /dev/shm/blue.etscounter"
+    local u
+    u=$(inside id -u etsmgr)
+    inside test -e "/dev/shm/blue:$u:etscounter" || fail "no table /dev/shm/blue:$u:etscounter"
     local main
     main=$(prop etsmgr@blue MainPID)
     expect_eq "$(uid_of "$main")" "$(inside id -u etsmgr)" "uid of etsmgr@blue's etssup"
@@ -115,7 +118,7 @@ sc_instances() {
     dflt=$(inside etscounter -j check | sed -n 's/.*"count": *\([0-9]*\).*/\1/p')
     [ "$dflt" -gt 2 ] || fail "the default instance's count ($dflt) was disturbed by instance blue"
     inside systemctl stop etsmgr@blue.service etsmgr@blue.socket || fail "stop etsmgr@blue"
-    ok "etsmgr@blue: its own runtime dir /run/etsmgr@blue and tables /dev/shm/blue.*, found by --instance blue or ETSMGR_INSTANCE=blue"
+    ok "etsmgr@blue: its own runtime dir /run/etsmgr@blue and tables /dev/shm/blue:*, found by --instance blue or ETSMGR_INSTANCE=blue"
 }
 
 # The seed's story, through systemctl.
