@@ -73,6 +73,11 @@ typedef struct mgrd_table {
     char heir_data[MGRD_HEIR_DATA_MAX + 1];
     uint64_t transfers;      /* ownership changes seen by this daemon */
     int64_t orphaned_us;     /* since when orphaned (µs, wall clock); 0 when owned */
+    /* Found at start (rediscovery, restore), not orphaned by a death this
+     * daemon saw: its last owner may still be alive and about to add it
+     * back, so waiters do not take it while that pid lives (waiters.c). */
+    bool found_at_start;
+    struct mgrd_waiter *waiters; /* processes queued as its next owner, first first */
     struct mgrd_table *next;
 } mgrd_table;
 
@@ -102,6 +107,7 @@ typedef struct mgrd {
     uint64_t max_uid_bytes;   /* one uid's tables together */
     mgrd_table *tables;
     size_t ntables;
+    size_t nwaiters;         /* queued new_table waiters over all tables */
     mgrd_peer *peers;
     size_t npeers;
     bool shared;             /* --group: dir 0750, socket and tables 0660 of gid */
@@ -216,6 +222,32 @@ void mgrd_size_limits(mgrd *m, uint64_t table, uint64_t uid);
 /* May uid create a table with opts (dflt: its size when size_hint is 0)?
  * 0, or -1 with words in msg. */
 int mgrd_size_check(mgrd *m, uid_t uid, const etsmgr_table_opts *o, uint64_t dflt, char *msg, size_t len);
+
+/* waiters.c: processes queued to own a table next (new_table with "wait").
+ * add queues p with its request (copied for the reply); the reply comes
+ * when the table is handed over (or the table goes).  serve hands an
+ * orphaned table to its first waiter, now: true when one took it. */
+int mgrd_wait_add(mgrd *m, mgrd_table *rt, mgrd_peer *p, const cJSON *req, const char *heir_data);
+bool mgrd_wait_serve(mgrd *m, mgrd_table *rt);
+/* p leaves rt's queue (cancel_wait). */
+void mgrd_wait_drop(mgrd *m, mgrd_table *rt, mgrd_peer *p);
+/* The peer went: it leaves every queue. */
+void mgrd_wait_drop_peer(mgrd *m, mgrd_peer *p);
+/* The table goes: every waiter is answered with code and words. */
+void mgrd_wait_fail_all(mgrd *m, mgrd_table *rt, proto_err code, const char *why);
+/* The waiters' pids, first first, for the status (a new array). */
+cJSON *mgrd_wait_status(const mgrd_table *rt);
+/* May a waiter take the orphaned rt now?  False while a table found at start
+ * still has its last owner alive. */
+bool mgrd_wait_may_take(mgrd_table *rt);
+/* Hands over tables whose found-at-start owner has died meanwhile (a timer
+ * in main.c calls it while any table has waiters). */
+void mgrd_wait_poll(mgrd *m);
+/* Closes the poll timer (at exit). */
+void mgrd_wait_stop(void);
+/* The new_table reply that hands rt to its new owner (the fd to send with
+ * it in *fd, the registry's own). */
+cJSON *mgrd_reply_table(mgrd *m, const cJSON *req, mgrd_table *rt, bool created, int *fd);
 
 /* rediscover.c: manage the shm objects an earlier daemon left, as orphaned.
  * Returns the number of tables taken over. */

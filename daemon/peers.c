@@ -48,6 +48,7 @@ void mgrd_peer_close(conn *c, void *arg)
         }
     }
     m->npeers--;
+    mgrd_wait_drop_peer(m, p);
     if (p->owned > 0) {
         bool log_exit = !m->stopping;
         mgrd_reg_orphan_all(m, p);

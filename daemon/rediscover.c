@@ -61,6 +61,7 @@ static bool take_over(mgrd *m, const char *shm_name, const char *name, uid_t uid
     etsmgr_table_info info;
     if (etsmgr_table_info_get(t, &info) == ETSMGR_OK) {
         rt->owner_pid = info.owner_pid;
+        rt->found_at_start = true; /* waiters.c: its owner may be about to add it back */
         /* pid 0: the owner let go (a clean stop), so there is no pid to name */
         char last[48] = "released by its owner";
         if (info.owner_pid > 0)

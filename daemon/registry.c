@@ -133,6 +133,7 @@ void mgrd_reg_remove(mgrd *m, mgrd_table *rt)
             break;
         }
     }
+    mgrd_wait_fail_all(m, rt, PROTO_E_NOT_FOUND, "it was deleted while this process waited for it");
     reg_let_go(rt);
     m->ntables--;
     m->obj_unmanaged = true; /* its object may stay (shmobj.c looks for it then) */
@@ -155,6 +156,7 @@ void mgrd_reg_give(mgrd *m, mgrd_table *rt, mgrd_peer *to)
     reg_let_go(rt);
     rt->owner = to;
     rt->owner_pid = to->pid;
+    rt->found_at_start = false;
     rt->orphaned_us = 0;
     to->owned++;
     rt->transfers++;
@@ -184,6 +186,8 @@ void mgrd_reg_orphan_all(mgrd *m, mgrd_peer *p)
             continue;
         }
         mgrd_reg_orphan(m, rt);
+        /* a waiting standby gets it before anything else happens */
+        mgrd_wait_serve(m, rt);
         /* The seed's words, so a person comparing transcripts finds them. */
         log_notice("ETS-TRANSFER: for table=%s, from pid=%d, heir_data=%s.", rt->name, (int)p->pid,
                    rt->heir_data[0] ? rt->heir_data : "none");
@@ -222,6 +226,9 @@ cJSON *mgrd_reg_status(mgrd *m, mgrd_table *rt)
     cJSON_AddStringToObject(o, "heir_data", rt->heir_data);
     cJSON_AddNumberToObject(o, "transfers", (double)rt->transfers);
     cJSON_AddNumberToObject(o, "uid", (double)rt->uid);
+    cJSON *waiters = mgrd_wait_status(rt);
+    if (waiters)
+        cJSON_AddItemToObject(o, "waiters", waiters);
     if (mgrd_reg_state(rt) == MGRD_ORPHANED && rt->orphaned_us) {
         char since[64];
         mgrd_iso8601(rt->orphaned_us, since, sizeof since);

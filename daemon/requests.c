@@ -36,6 +36,7 @@ typedef struct req_ctx {
     enum { UNDO_NONE, UNDO_CREATED, UNDO_ADOPTED, UNDO_GIVEN } undo;
     mgrd_table *undo_rt;
     bool close_reply_fd; /* ... unless this says it was opened for the reply */
+    bool deferred; /* no reply now: queued as a waiter (waiters.c answers later) */
 } req_ctx;
 
 typedef cJSON *(*op_fn)(req_ctx *x);
@@ -274,18 +275,33 @@ bad:
     return -1;
 }
 
-static cJSON *reply_table(req_ctx *x, mgrd_table *rt, bool created)
+cJSON *mgrd_reply_table(mgrd *m, const cJSON *req, mgrd_table *rt, bool created, int *fd)
 {
-    cJSON *r = proto_reply_ok(x->req);
+    cJSON *r = proto_reply_ok(req);
     if (!r)
         return NULL;
     cJSON_AddStringToObject(r, "name", rt->name);
     cJSON_AddBoolToObject(r, "created", created);
-    cJSON_AddNumberToObject(r, "from_pid", (double)x->m->pid);
+    cJSON_AddNumberToObject(r, "from_pid", (double)m->pid);
     cJSON_AddStringToObject(r, "data", "etsmgr");
     cJSON_AddNumberToObject(r, "generation", (double)table_generation(rt));
-    x->reply_fd = etsmgr_table_fd(rt->t);
+    *fd = etsmgr_table_fd(rt->t);
     return r;
+}
+
+static cJSON *reply_table(req_ctx *x, mgrd_table *rt, bool created)
+{
+    return mgrd_reply_table(x->m, x->req, rt, created, &x->reply_fd);
+}
+
+/* new_table with "wait": queue the caller as the table's next owner (no
+ * reply until it gets the table, or the table goes). */
+static cJSON *queue_waiter(req_ctx *x, mgrd_table *rt, const char *heir_data)
+{
+    if (mgrd_wait_add(x->m, rt, x->p, x->req, heir_data) < 0)
+        return proto_reply_err(x->req, PROTO_E_INTERNAL, "out of memory queueing the wait for table %s", rt->name);
+    x->deferred = true;
+    return NULL;
 }
 
 /* An own object of the table exists but the daemon does not manage it (it
@@ -343,9 +359,10 @@ static cJSON *op_new_table(req_ctx *x)
         opts.mode = 0660; /* --group: the group may map it; acting on it is still the uid's */
     /* exclusive (a load): only create; replace: an orphaned table of that
      * name is removed first, with its snapshot */
-    bool exclusive = false, replace = false;
+    bool exclusive = false, replace = false, wait = false;
     char bmsg[160];
-    if (proto_get_bool(x->req, "exclusive", &exclusive, bmsg, sizeof bmsg) < 0 ||
+    if (proto_get_bool(x->req, "wait", &wait, bmsg, sizeof bmsg) < 0 ||
+        proto_get_bool(x->req, "exclusive", &exclusive, bmsg, sizeof bmsg) < 0 ||
         proto_get_bool(x->req, "replace", &replace, bmsg, sizeof bmsg) < 0)
         return proto_reply_err(x->req, PROTO_E_BAD_REQUEST, "%s", bmsg);
 
@@ -362,6 +379,13 @@ static cJSON *op_new_table(req_ctx *x)
                                    strerror(errno));
         log_notice("new_table: the orphaned table=%s is replaced (by pid=%d).", name, (int)x->p->pid);
         rt = NULL;
+    }
+    if (rt && wait && !exclusive) {
+        /* a standby: wait where a plain new_table would hear "owned", and
+         * for a table found at start while its last owner still lives */
+        mgrd_verdict v = mgrd_reg_may(rt, x->p, MGRD_ACT_TAKE);
+        if ((v == MGRD_OWNED_BY_OTHER) || (v == MGRD_MAY && !rt->owner && !mgrd_wait_may_take(rt)))
+            return queue_waiter(x, rt, heir_data);
     }
     if (rt) {
         if (refused(x, rt, MGRD_ACT_TAKE, &err))
@@ -665,6 +689,32 @@ static cJSON *op_open_table(req_ctx *x)
     return mgrd_open_table(x->m, x->p, x->req, rt, &x->reply_fd, &x->close_reply_fd);
 }
 
+/* A waiter whose etsmgr_new_table_wait timed out: out of the queue; or, if
+ * the table was handed to it meanwhile (a reply it will never read), let
+ * go again, to the next waiter. */
+static cJSON *op_cancel_wait(req_ctx *x)
+{
+    cJSON *err = NULL;
+    const char *name = get_name(x, &err);
+    if (!name)
+        return err;
+    mgrd_table *rt = mgrd_reg_find(x->m, name);
+    bool released = false;
+    if (rt && rt->owner == x->p) {
+        mgrd_reg_orphan(x->m, rt);
+        log_notice("new_table: pid=%d gave up waiting; table=%s goes on to the next waiter.", (int)x->p->pid,
+                   name);
+        mgrd_wait_serve(x->m, rt);
+        released = true;
+    } else if (rt) {
+        mgrd_wait_drop(x->m, rt, x->p);
+    }
+    cJSON *r = proto_reply_ok(x->req);
+    if (r)
+        cJSON_AddBoolToObject(r, "released", released);
+    return r;
+}
+
 static cJSON *op_recover(req_ctx *x)
 {
     cJSON *err = NULL;
@@ -689,6 +739,7 @@ static const struct {
     {"give_away", op_give_away, false}, {"info", op_info, false},
     {"tables", op_info, false},         {"snapshot", op_snapshot, false},
     {"open_table", op_open_table, false}, {"recover", op_recover, false},
+    {"cancel_wait", op_cancel_wait, false},
 };
 
 static void close_fds(int *fds, int nfds)
@@ -781,7 +832,7 @@ void mgrd_req_frame(conn *c, const char *payload, size_t len, int *fds, int nfds
     if (!fn) {
         r = proto_reply_err(req, PROTO_E_UNKNOWN_OP,
                             "unknown op \"%.64s\"; etsmgrd knows hello, new_table, add_table, del_table, "
-                            "give_away, info, tables, snapshot, open_table, recover",
+                            "give_away, info, tables, snapshot, open_table, recover, cancel_wait",
                             op);
     } else if (!takes_fd && nfds > 0) {
         r = proto_reply_err(req, PROTO_E_UNEXPECTED_FD, "op %s takes no fd; the %d received were closed", op, nfds);
@@ -789,6 +840,10 @@ void mgrd_req_frame(conn *c, const char *payload, size_t len, int *fds, int nfds
         r = fn(&x);
     }
     close_fds(fds, nfds);
+    if (!r && x.deferred) {
+        cJSON_Delete(req);
+        return;
+    }
     if (r && conn_send_json(c, r, x.reply_fd) < 0 && errno != EPIPE && errno != ENOBUFS) {
         /* EPIPE/ENOBUFS: the connection is closing, its tables are orphaned
          * with it; anything else, it still waits for an answer. */

@@ -35,6 +35,7 @@ typedef struct ecd {
     long stop_in_commit;   /* test hook: SIGSTOP inside this many-th count (0: off) */
     unsigned long max_rids;   /* --max-request-ids */
     unsigned lock_timeout_ms; /* --lock-timeout */
+    int standby;              /* --standby: wait to take the table over, then serve */
     unsigned long served;
 } ecd;
 

@@ -50,6 +50,10 @@ static const char ecd_usage[] =
     "                                lock is held longer than MS ms (default 2000)\n"
     "  -w, --wait-timeout MS         give up when etsmgrd is not up within MS\n"
     "                                milliseconds at start (default: wait forever)\n"
+    "      --standby                 hot standby: connect, queue for the table while\n"
+    "                                another etscounterd owns it, and take it over the\n"
+    "                                moment that one dies; only then listen and send\n"
+    "                                READY=1\n"
     "  -h, --help                    show this help and exit\n"
     "  -V, --version                 show the version and exit\n"
     "\n"
@@ -136,8 +140,14 @@ static void ecd_get_table(ecd *d, int wait_ms)
 {
     etsmgr_grant g;
     int owned_ms = 0;
+    if (d->standby)
+        log_notice("standby: waiting to take table %s over.", CTR_TABLE);
     for (;;) {
-        int err = etsmgr_new_table(d->mgr, CTR_TABLE, NULL, CTR_TABLE, &d->t, &g);
+        /* a standby is queued by etsmgrd as the table's next owner and gets
+         * it the moment the active one dies; after a restart of etsmgrd it
+         * reconnects and queues again (below) */
+        int err = d->standby ? etsmgr_new_table_wait(d->mgr, CTR_TABLE, NULL, CTR_TABLE, -1, &d->t, &g)
+                             : etsmgr_new_table(d->mgr, CTR_TABLE, NULL, CTR_TABLE, &d->t, &g);
         if (err == ETSMGR_OK)
             break;
         if (err == ETSMGR_ENOTCONN || err == ETSMGR_ETIMEDOUT) {
@@ -171,6 +181,25 @@ static void ecd_get_table(ecd *d, int wait_ms)
     log_notice("got a table %s from pid %d, with data %s.", CTR_TABLE, (int)g.from_pid, g.data);
     log_info("table %s %s; %s = %lld.", CTR_TABLE, g.created ? "created" : "taken back, data intact",
              CTR_KEY, (long long)value);
+}
+
+/* The instance's etscounterd lock; a standby that just took the table over
+ * waits up to wait_ms for its dead predecessor's lock to be released. */
+static void ecd_lock(const ecd *d, const char *lock_path, int wait_ms)
+{
+    for (int waited = 0;; waited++) {
+        if (sock_lock_file(lock_path) >= 0)
+            return; /* held until we exit */
+        if (errno != EWOULDBLOCK) {
+            log_error("lock %s: %s", lock_path, strerror(errno));
+            exit(ECD_EXIT_SOFTWARE);
+        }
+        if (waited >= wait_ms) {
+            log_error("another etscounterd serves instance %s (it holds %s)", d->rt.instance, lock_path);
+            exit(ECD_EXIT_SOFTWARE);
+        }
+        ecd_sleep_ms(1);
+    }
 }
 
 static int ecd_listen(ecd *d)
@@ -231,6 +260,7 @@ int main(int argc, char **argv)
         { "wait-timeout", required_argument, NULL, 'w' },
         { "max-request-ids", required_argument, NULL, 'R' },
         { "lock-timeout", required_argument, NULL, 'L' },
+        { "standby", no_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -264,6 +294,7 @@ int main(int argc, char **argv)
             }
             break;
         case 'n': D.exactly_once = 0; break;
+        case 'S': D.standby = 1; break;
         case 'w': {
             char *end;
             errno = 0;
@@ -336,17 +367,21 @@ int main(int argc, char **argv)
         log_error("runtime dir %s: path too long for a socket", D.rt.dir);
         return ECD_EXIT_SOFTWARE;
     }
-    if (sock_lock_file(lock_path) < 0) {
-        if (errno == EWOULDBLOCK)
-            log_error("another etscounterd serves instance %s (it holds %s)", D.rt.instance, lock_path);
-        else
-            log_error("lock %s: %s", lock_path, strerror(errno));
-        return ECD_EXIT_SOFTWARE;
+    int lfd = -1;
+    if (!D.standby) {
+        ecd_lock(&D, lock_path, 0);
+        lfd = ecd_listen(&D);
     }
-    int lfd = ecd_listen(&D);
 
     D.mgr = ecd_wait_mgr(&D, wait_ms);
     ecd_get_table(&D, wait_ms);
+    if (D.standby) {
+        /* the table is ours, so the active one is dead: its lock and its
+         * socket go with its last fds, a moment after etsmgrd saw it die */
+        ecd_lock(&D, lock_path, 2000);
+        lfd = ecd_listen(&D);
+        log_notice("standby: took table %s over; serving.", CTR_TABLE);
+    }
 
     D.loop = uv_default_loop();
     conn_server_cfg cfg = { .listen_fd = lfd, .max_conns = 1024, .on_frame = ecd_on_frame,

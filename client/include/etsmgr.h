@@ -287,6 +287,18 @@ typedef struct etsmgr_grant {
  * what the daemon logs on transfers.  opts may be NULL.  grant may be NULL. */
 int etsmgr_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts *opts,
                      const char *heir_data, etsmgr_table **out, etsmgr_grant *grant);
+/* new_table as a hot standby: where etsmgr_new_table would return
+ * ETSMGR_EOWNED, wait instead, queued as the table's next owner.  The
+ * moment the owner dies, etsmgrd hands the table to the first waiter
+ * (before anything else it does for that death): nothing has to start.
+ * Waiters are served in order; one that disconnects leaves the queue.
+ * timeout_ms < 0 waits forever; on ETSMGR_ETIMEDOUT the wait is cancelled
+ * (a table handed over meanwhile is let go again for the next waiter).
+ * ETSMGR_ENOTCONN when etsmgrd went away: connect again and wait again.
+ * The same rules as etsmgr_new_table decide whether the caller may own the
+ * table at all (its uid); refusals come at once. */
+int etsmgr_new_table_wait(etsmgr_client *c, const char *name, const etsmgr_table_opts *opts,
+                          const char *heir_data, int timeout_ms, etsmgr_table **out, etsmgr_grant *grant);
 /* Open a table another process owns, as ETS lets any process use a
  * protected or public table.  mode: ETSMGR_READ, or ETSMGR_WRITE (reads
  * too; a public table only).  etsmgrd checks the table's access mode and

@@ -95,6 +95,9 @@ void mc_unhold(etsmgr_client *c, etsmgr_table *t);
  * an orphaned table of that name. */
 #define MC_CREATE_EXCLUSIVE 1
 #define MC_CREATE_REPLACE 2
+/* ... or queue as the next owner of a table a living process owns
+ * (etsmgr_new_table_wait); not with the two above */
+#define MC_CREATE_WAIT 4
 int mc_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts *opts,
                  const char *heir_data, int create, etsmgr_table **out, etsmgr_grant *grant);
 cJSON *mc_add_table_req(etsmgr_client *c, etsmgr_table *t);

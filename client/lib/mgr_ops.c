@@ -97,7 +97,11 @@ int mc_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts *op
             req = NULL;
         }
     }
-    if (req && create && (!cJSON_AddBoolToObject(req, "exclusive", 1) ||
+    if (req && create == MC_CREATE_WAIT && !cJSON_AddBoolToObject(req, "wait", 1)) {
+        cJSON_Delete(req);
+        req = NULL;
+    }
+    if (req && create && create != MC_CREATE_WAIT && (!cJSON_AddBoolToObject(req, "exclusive", 1) ||
                           (create == MC_CREATE_REPLACE && !cJSON_AddBoolToObject(req, "replace", 1)))) {
         cJSON_Delete(req);
         req = NULL;
@@ -143,6 +147,35 @@ int mc_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts *op
     if (grant)
         *grant = g;
     return ETSMGR_OK;
+}
+
+/* A wait that timed out: the daemon takes the caller out of the queue, or,
+ * when the table was handed over meanwhile (its reply is dropped unread,
+ * its fd closed with it: mc_read_until), lets go of it again for the next
+ * waiter.  Either way the caller owns nothing it was not told of. */
+static void mc_cancel_wait(etsmgr_client *c, const char *name)
+{
+    if (c->fd < 0)
+        return;
+    char saved[sizeof c->err_msg];
+    memcpy(saved, c->err_msg, sizeof saved);
+    int err = mc_call(c, mc_req("cancel_wait", name), -1, NULL, 0, NULL);
+    memcpy(c->err_msg, saved, sizeof saved); /* the caller hears of the timeout */
+    (void)err;
+}
+
+int etsmgr_new_table_wait(etsmgr_client *c, const char *name, const etsmgr_table_opts *opts,
+                          const char *heir_data, int timeout_ms, etsmgr_table **out, etsmgr_grant *grant)
+{
+    if (!c)
+        return ETSMGR_EINVAL;
+    int saved = c->timeout_ms;
+    c->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
+    int err = mc_new_table(c, name, opts, heir_data, MC_CREATE_WAIT, out, grant);
+    c->timeout_ms = saved;
+    if (err == ETSMGR_ETIMEDOUT)
+        mc_cancel_wait(c, name);
+    return err;
 }
 
 /* A read handle's way to have a dead writer rolled back: its own short

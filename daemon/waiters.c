@@ -1,0 +1,197 @@
+/* waiters.c: hot standby.  A process that asks new_table with "wait" for a
+ * table a living process owns is queued as its next owner instead of being
+ * refused "owned".  When the owner's connection closes, the table goes to
+ * the first waiter at once -- before the daemon logs or does anything else
+ * for that death -- as the reply to the request it has been waiting on, fd
+ * and all.  Nothing has to start: this is Erlang's heir receiving the table
+ * the instant the owner dies, which no restart (OTP, systemd, s6 all exec a
+ * process) can match.
+ *
+ * The queue is per table, first come first served.  A waiter is a peer (a
+ * connection), so a waiter that dies or disconnects leaves its queues with
+ * its connection (mgrd_wait_drop_peer from peers.c).  A waiter must be a
+ * process that may take the table (same uid, the actor check in
+ * requests.c): waiting changes only *when* it gets the table, never
+ * *whether*.
+ *
+ * One corner: after a restart of etsmgrd, every table is orphaned until its
+ * owner adds it back (its watch does so within milliseconds).  A waiter
+ * must not snatch it in between, so a table found at start whose last owner
+ * pid (from its header: a hint, used only to delay a waiter, never to grant
+ * anything) is still alive stays with its owner; mgrd_wait_poll hands it
+ * over once that pid is gone. */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "etsmgrd.h"
+#include "log.h"
+
+/* While a table found at start has waiters and a live last owner, a look
+ * every 20 ms hands it over once that owner is gone (no event tells us:
+ * that process has no connection to this daemon). */
+#define WAIT_POLL_MS 20
+static uv_timer_t wait_timer;
+static bool wait_timer_on;
+
+static void on_wait_timer(uv_timer_t *h)
+{
+    mgrd *m = h->data;
+    mgrd_wait_poll(m);
+    if (!m->nwaiters)
+        uv_timer_stop(h);
+}
+
+static void wait_timer_arm(mgrd *m)
+{
+    if (!wait_timer_on) {
+        int rc = uv_timer_init(m->loop, &wait_timer);
+        if (rc < 0) {
+            log_warning("waiters: uv_timer_init: %s; a waiter gets a table found at start only when its "
+                        "owner comes back and goes", uv_strerror(rc));
+            return;
+        }
+        wait_timer.data = m;
+        uv_unref((uv_handle_t *)&wait_timer);
+        wait_timer_on = true;
+    }
+    if (!uv_is_active((uv_handle_t *)&wait_timer))
+        uv_timer_start(&wait_timer, on_wait_timer, WAIT_POLL_MS, WAIT_POLL_MS);
+}
+
+void mgrd_wait_stop(void)
+{
+    if (wait_timer_on)
+        uv_close((uv_handle_t *)&wait_timer, NULL);
+    wait_timer_on = false;
+}
+
+typedef struct mgrd_waiter {
+    mgrd_peer *p;
+    cJSON *req; /* the request waited on; its id goes into the reply */
+    char heir_data[MGRD_HEIR_DATA_MAX + 1];
+    struct mgrd_waiter *next;
+} mgrd_waiter;
+
+int mgrd_wait_add(mgrd *m, mgrd_table *rt, mgrd_peer *p, const cJSON *req, const char *heir_data)
+{
+    mgrd_waiter *w = calloc(1, sizeof *w);
+    if (!w)
+        return -1;
+    w->req = cJSON_Duplicate(req, 1);
+    if (!w->req) {
+        free(w);
+        return -1;
+    }
+    w->p = p;
+    snprintf(w->heir_data, sizeof w->heir_data, "%s", heir_data ? heir_data : "");
+    mgrd_waiter **pp = &rt->waiters;
+    size_t pos = 1;
+    while (*pp) {
+        pp = &(*pp)->next;
+        pos++;
+    }
+    *pp = w;
+    m->nwaiters++;
+    if (rt->found_at_start)
+        wait_timer_arm(m);
+    log_info("new_table: pid=%d waits for table=%s (owned by pid=%d), number %zu in its queue.", (int)p->pid,
+             rt->name, (int)rt->owner_pid, pos);
+    return 0;
+}
+
+static void wait_free(mgrd *m, mgrd_waiter *w)
+{
+    cJSON_Delete(w->req);
+    free(w);
+    m->nwaiters--;
+}
+
+bool mgrd_wait_may_take(mgrd_table *rt)
+{
+    if (!rt->found_at_start || rt->owner_pid <= 0)
+        return true;
+    /* EPERM: alive, another uid's; ESRCH: gone */
+    return kill(rt->owner_pid, 0) < 0 && errno == ESRCH;
+}
+
+bool mgrd_wait_serve(mgrd *m, mgrd_table *rt)
+{
+    while (rt->waiters && !rt->owner) {
+        if (!mgrd_wait_may_take(rt))
+            return false;
+        mgrd_waiter *w = rt->waiters;
+        rt->waiters = w->next;
+        pid_t from = rt->owner_pid;
+        mgrd_reg_give(m, rt, w->p);
+        if (w->heir_data[0])
+            snprintf(rt->heir_data, sizeof rt->heir_data, "%s", w->heir_data);
+        int fd = -1;
+        cJSON *r = mgrd_reply_table(m, w->req, rt, false, &fd);
+        if (r && conn_send_json(w->p->c, r, fd) == 0) {
+            log_notice("new_table: table=%s handed at once to the waiting pid=%d (from pid=%d).", rt->name,
+                       (int)w->p->pid, (int)from);
+            cJSON_Delete(r);
+            wait_free(m, w);
+            return true;
+        }
+        /* cannot tell it: it does not get the table; the next one may */
+        log_warning("new_table: the waiting pid=%d could not be sent table=%s: %s; trying the next waiter.",
+                    (int)w->p->pid, rt->name, r ? strerror(errno) : "out of memory");
+        cJSON_Delete(r);
+        mgrd_reg_orphan(m, rt);
+        wait_free(m, w);
+    }
+    return false;
+}
+
+void mgrd_wait_drop(mgrd *m, mgrd_table *rt, mgrd_peer *p)
+{
+    for (mgrd_waiter **pp = &rt->waiters; *pp;) {
+        mgrd_waiter *w = *pp;
+        if (w->p != p) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        log_info("new_table: pid=%d no longer waits for table=%s.", (int)p->pid, rt->name);
+        wait_free(m, w);
+    }
+}
+
+void mgrd_wait_drop_peer(mgrd *m, mgrd_peer *p)
+{
+    for (mgrd_table *rt = m->tables; rt && m->nwaiters; rt = rt->next)
+        mgrd_wait_drop(m, rt, p);
+}
+
+void mgrd_wait_fail_all(mgrd *m, mgrd_table *rt, proto_err code, const char *why)
+{
+    while (rt->waiters) {
+        mgrd_waiter *w = rt->waiters;
+        rt->waiters = w->next;
+        cJSON *r = proto_reply_err(w->req, code, "table %s: %s", rt->name, why);
+        if (r)
+            conn_send_json(w->p->c, r, -1);
+        cJSON_Delete(r);
+        wait_free(m, w);
+    }
+}
+
+cJSON *mgrd_wait_status(const mgrd_table *rt)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (const mgrd_waiter *w = rt->waiters; a && w; w = w->next)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber((double)w->p->pid));
+    return a;
+}
+
+void mgrd_wait_poll(mgrd *m)
+{
+    if (!m->nwaiters)
+        return;
+    for (mgrd_table *rt = m->tables; rt; rt = rt->next)
+        if (rt->waiters && !rt->owner)
+            mgrd_wait_serve(m, rt);
+}

@@ -1,0 +1,383 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_standby.c: hot standby (docs/design.md, "Hot standby").  Waiters
+ * queued by new_table "wait" get the table the moment its owner dies, in
+ * order; a waiter that goes leaves the queue; a waiter that may not own the
+ * table is refused at once; a wait that times out is cancelled.  Then
+ * etscounterd --standby: it takes over from a SIGKILLed active one with
+ * nothing lost or doubled, its own death goes unnoticed by the active one,
+ * and it queues again after a restart of etsmgrd. */
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "runcap.h"
+#include "test_daemon.h"
+#include "testutil.h"
+
+#define SB_MS 10000
+
+/* A forked waiter: connects with the library, waits for table name (up to
+ * wait_ms, -1 forever) and reports on its pipe "G<count>" when it got the
+ * table (holding it until killed), or "E<etsmgr error>". */
+typedef struct sb_waiter {
+    pid_t pid;
+    int rd;
+} sb_waiter;
+
+static sb_waiter sb_fork_waiter(const tu_env *e, const char *name, int wait_ms, uid_t as_uid)
+{
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(p[0]);
+        if (as_uid && (setgid(as_uid) < 0 || setuid(as_uid) < 0))
+            _exit(3);
+        etsmgr_client *c = NULL;
+        char msg[256], line[64];
+        if (etsmgr_connect(e->dir, e->instance, &c, msg, sizeof msg) != ETSMGR_OK)
+            _exit(2);
+        etsmgr_table *t = NULL;
+        int err = etsmgr_new_table_wait(c, name, NULL, "standby", wait_ms, &t, NULL);
+        if (err == ETSMGR_OK) {
+            etsmgr_value v;
+            char buf[32];
+            int64_t n = -1;
+            if (etsmgr_table_lookup(t, "count", 5, &v, buf, sizeof buf) == ETSMGR_OK && v.type == ETSMGR_INT)
+                n = v.i;
+            snprintf(line, sizeof line, "G%lld\n", (long long)n);
+            (void)!write(p[1], line, strlen(line));
+            for (;;)
+                pause();
+        }
+        snprintf(line, sizeof line, "E%d\n", err);
+        (void)!write(p[1], line, strlen(line));
+        etsmgr_client_close(c);
+        _exit(0);
+    }
+    close(p[1]);
+    return (sb_waiter){pid, p[0]};
+}
+
+/* The waiter's report, or "" when none came within ms. */
+static void sb_report(const sb_waiter *w, int ms, char *buf, size_t len)
+{
+    struct pollfd pfd = {.fd = w->rd, .events = POLLIN};
+    buf[0] = '\0';
+    if (poll(&pfd, 1, ms) == 1) {
+        ssize_t n = read(w->rd, buf, len - 1);
+        buf[n > 0 ? n : 0] = '\0';
+    }
+}
+
+static bool sb_silent(const sb_waiter *w)
+{
+    struct pollfd pfd = {.fd = w->rd, .events = POLLIN};
+    return poll(&pfd, 1, 0) == 0;
+}
+
+/* Table name's waiters as etsmgrd shows them, "pid,pid" ("" when none). */
+typedef struct sb_want {
+    int fd;
+    const char *name;
+    char waiters[128];
+    long owner;
+    const char *expect;
+} sb_want;
+
+static void sb_read_status(sb_want *s)
+{
+    cJSON *st = dt_status(s->fd, s->name);
+    s->waiters[0] = '\0';
+    s->owner = -1;
+    if (!st)
+        return;
+    s->owner = strcmp(dt_str(st, "state"), "owned") == 0 ? (long)dt_num(st, "owner_pid") : 0;
+    const cJSON *w;
+    cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(st, "waiters"))
+    {
+        size_t l = strlen(s->waiters);
+        snprintf(s->waiters + l, sizeof s->waiters - l, "%s%d", l ? "," : "", (int)w->valuedouble);
+    }
+    cJSON_Delete(st);
+}
+
+static bool sb_waiters_are(void *arg)
+{
+    sb_want *s = arg;
+    sb_read_status(s);
+    return strcmp(s->waiters, s->expect) == 0;
+}
+
+static void sb_expect_waiters(int fd, const char *name, const char *expect)
+{
+    sb_want s = {.fd = fd, .name = name, .expect = expect};
+    ck_assert_msg(tu_eventually(sb_waiters_are, &s, SB_MS), "table %s: waiters [%s], expected [%s]", name, s.waiters,
+                  expect);
+}
+
+static void sb_expect_owner(int fd, const char *name, pid_t pid)
+{
+    sb_want s = {.fd = fd, .name = name};
+    sb_read_status(&s);
+    ck_assert_msg(s.owner == (long)pid, "table %s is owned by %ld, not %d", name, s.owner, (int)pid);
+}
+
+START_TEST(test_queue_order)
+{
+    tu_env e;
+    tu_env_init(&e);
+    dt_start(&e, NULL);
+    int fd = dt_connect(&e);
+    pid_t owner = dt_fork_owner(&e, "q", "q", 6);
+    sb_waiter w1 = sb_fork_waiter(&e, "q", -1, 0);
+    char exp[64];
+    snprintf(exp, sizeof exp, "%d", (int)w1.pid);
+    sb_expect_waiters(fd, "q", exp);
+    sb_waiter w2 = sb_fork_waiter(&e, "q", -1, 0);
+    snprintf(exp, sizeof exp, "%d,%d", (int)w1.pid, (int)w2.pid);
+    sb_expect_waiters(fd, "q", exp);
+    ck_assert(sb_silent(&w1) && sb_silent(&w2)); /* nobody got it while the owner lives */
+
+    tu_kill9(owner);
+    char rep[64];
+    sb_report(&w1, SB_MS, rep, sizeof rep);
+    ck_assert_str_eq(rep, "G6\n"); /* the first waiter, data intact */
+    ck_assert(sb_silent(&w2));
+    sb_expect_owner(fd, "q", w1.pid);
+    snprintf(exp, sizeof exp, "%d", (int)w2.pid);
+    sb_expect_waiters(fd, "q", exp);
+
+    tu_kill9(w1.pid);
+    sb_report(&w2, SB_MS, rep, sizeof rep);
+    ck_assert_str_eq(rep, "G6\n");
+    sb_expect_owner(fd, "q", w2.pid);
+    sb_expect_waiters(fd, "q", "");
+    ck_assert(dt_log_has(&e, "handed at once to the waiting pid"));
+    tu_kill9(w2.pid);
+    close(w1.rd);
+    close(w2.rd);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+START_TEST(test_waiter_disconnects)
+{
+    tu_env e;
+    tu_env_init(&e);
+    dt_start(&e, NULL);
+    int fd = dt_connect(&e);
+    pid_t owner = dt_fork_owner(&e, "d", "d", 2);
+    sb_waiter w1 = sb_fork_waiter(&e, "d", -1, 0);
+    char exp[64];
+    snprintf(exp, sizeof exp, "%d", (int)w1.pid);
+    sb_expect_waiters(fd, "d", exp);
+    sb_waiter w2 = sb_fork_waiter(&e, "d", -1, 0);
+    snprintf(exp, sizeof exp, "%d,%d", (int)w1.pid, (int)w2.pid);
+    sb_expect_waiters(fd, "d", exp);
+    tu_kill9(w1.pid); /* the first one goes before the owner dies */
+    snprintf(exp, sizeof exp, "%d", (int)w2.pid);
+    sb_expect_waiters(fd, "d", exp);
+    tu_kill9(owner);
+    char rep[64];
+    sb_report(&w2, SB_MS, rep, sizeof rep);
+    ck_assert_str_eq(rep, "G2\n");
+    sb_expect_owner(fd, "d", w2.pid);
+    tu_kill9(w2.pid);
+    close(w1.rd);
+    close(w2.rd);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+/* A wait that times out leaves the queue: the table, when its owner dies,
+ * is orphaned (nobody is handed a table it does not know of). */
+START_TEST(test_wait_timeout_cancels)
+{
+    tu_env e;
+    tu_env_init(&e);
+    dt_start(&e, NULL);
+    int fd = dt_connect(&e);
+    pid_t owner = dt_fork_owner(&e, "to", "to", 1);
+    sb_waiter w = sb_fork_waiter(&e, "to", 200, 0);
+    char rep[64];
+    sb_report(&w, SB_MS, rep, sizeof rep);
+    snprintf(rep + 32, 32, "E%d\n", ETSMGR_ETIMEDOUT);
+    ck_assert_str_eq(rep, rep + 32);
+    ck_assert_int_ge(tu_wait(w.pid, SB_MS), 0);
+    sb_expect_waiters(fd, "to", "");
+    tu_kill9(owner);
+    dt_wait dw = {fd, "to"};
+    ck_assert(tu_eventually(dt_is_orphaned, &dw, SB_MS));
+    close(w.rd);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+/* Waiting changes when a process gets a table, never whether: another
+ * uid's table is refused at once, not queued. */
+START_TEST(test_waiter_other_uid_refused)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "test_waiter_other_uid_refused: skipped, needs root to run a client as uid 65534\n");
+        return;
+    }
+    tu_env e;
+    tu_env_init(&e);
+    dt_start(&e, NULL);
+    int fd = dt_connect(&e);
+    pid_t owner = dt_fork_owner(&e, "mine", "mine", 1);
+    char sock[256];
+    snprintf(sock, sizeof sock, "%s/etsmgrd.sock", e.dir);
+    ck_assert_int_eq(chmod(e.dir, 0711), 0);
+    ck_assert_int_eq(chmod(sock, 0666), 0);
+    sb_waiter w = sb_fork_waiter(&e, "mine", -1, 65534);
+    char rep[64], want[32];
+    sb_report(&w, SB_MS, rep, sizeof rep);
+    snprintf(want, sizeof want, "E%d\n", ETSMGR_EREFUSED);
+    ck_assert_str_eq(rep, want);
+    sb_expect_waiters(fd, "mine", "");
+    tu_kill9(owner);
+    tu_wait(w.pid, SB_MS);
+    close(w.rd);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+/* ------------------------------------------------------------ etscounterd --standby */
+
+static long sb_cli_number(const tu_env *e, const char *args)
+{
+    (void)e;
+    char *out = NULL;
+    int st = rc_sh(&out, 20000, "%s %s", tu_bin("etscounter", false), args);
+    ck_assert_msg(rc_ok(st), "etscounter %s failed: %s", args, out ? out : "");
+    const char *num = strstr(out, "count = "); /* check prints "table etscounter:\n  count = N" */
+    long v = strtol(num ? num + 8 : out, NULL, 10);
+    free(out);
+    return v;
+}
+
+static pid_t sb_counterd(tu_env *e, bool standby)
+{
+    char *ready[] = {"etscounterd", "--log-level", "error", NULL};
+    char *sb[] = {"etscounterd", "--log-level", "error", "--standby", NULL};
+    if (!standby) {
+        pid_t p = tu_spawn_ready(e, ready, SB_MS);
+        ck_assert_msg(p > 0, "etscounterd did not become ready");
+        return p;
+    }
+    pid_t p = tu_spawn(e, sb);
+    ck_assert_int_gt(p, 0);
+    return p;
+}
+
+START_TEST(test_counterd_standby_takes_over)
+{
+    tu_env e;
+    tu_env_init(&e);
+    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
+    ck_assert_int_gt(tu_spawn_ready(&e, mgr, SB_MS), 0);
+    int fd = dt_connect(&e);
+    pid_t active = sb_counterd(&e, false);
+    for (long i = 1; i <= 3; i++)
+        ck_assert_int_eq(sb_cli_number(&e, "count"), i);
+    pid_t standby = sb_counterd(&e, true);
+    char exp[32];
+    snprintf(exp, sizeof exp, "%d", (int)standby);
+    sb_expect_waiters(fd, "etscounter", exp);
+    ck_assert_int_eq(sb_cli_number(&e, "count"), 4); /* the active one still serves */
+
+    tu_kill9(active);
+    ck_assert_int_eq(sb_cli_number(&e, "count"), 5); /* served by the standby: nothing lost or doubled */
+    sb_expect_owner(fd, "etscounter", standby);
+    ck_assert_int_eq(sb_cli_number(&e, "check"), 5);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+/* The standby dies: the active one never notices. */
+START_TEST(test_counterd_standby_killed)
+{
+    tu_env e;
+    tu_env_init(&e);
+    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
+    ck_assert_int_gt(tu_spawn_ready(&e, mgr, SB_MS), 0);
+    int fd = dt_connect(&e);
+    pid_t active = sb_counterd(&e, false);
+    ck_assert_int_eq(sb_cli_number(&e, "count"), 1);
+    pid_t standby = sb_counterd(&e, true);
+    char exp[32];
+    snprintf(exp, sizeof exp, "%d", (int)standby);
+    sb_expect_waiters(fd, "etscounter", exp);
+    tu_kill9(standby);
+    sb_expect_waiters(fd, "etscounter", "");
+    ck_assert_int_eq(sb_cli_number(&e, "count"), 2);
+    sb_expect_owner(fd, "etscounter", active);
+    ck_assert_int_eq(kill(active, 0), 0);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+/* etsmgrd is killed while a standby waits: the active one adds its table
+ * back (its watch), the standby queues again and still takes over. */
+START_TEST(test_counterd_standby_mgr_restart)
+{
+    tu_env e;
+    tu_env_init(&e);
+    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
+    pid_t d = tu_spawn_ready(&e, mgr, SB_MS);
+    ck_assert_int_gt(d, 0);
+    pid_t active = sb_counterd(&e, false);
+    ck_assert_int_eq(sb_cli_number(&e, "count"), 1);
+    pid_t standby = sb_counterd(&e, true);
+    char exp[32];
+    snprintf(exp, sizeof exp, "%d", (int)standby);
+    int fd = dt_connect(&e);
+    sb_expect_waiters(fd, "etscounter", exp);
+    close(fd);
+
+    tu_kill9(d);
+    ck_assert_int_gt(tu_spawn_ready(&e, mgr, SB_MS), 0);
+    fd = dt_connect(&e);
+    sb_expect_waiters(fd, "etscounter", exp);
+    sb_expect_owner(fd, "etscounter", active); /* the standby did not snatch it */
+    ck_assert_int_eq(sb_cli_number(&e, "count"), 2);
+
+    tu_kill9(active);
+    ck_assert_int_eq(sb_cli_number(&e, "count"), 3);
+    sb_expect_owner(fd, "etscounter", standby);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+Suite *standby_suite(void)
+{
+    Suite *s = suite_create("standby");
+    TCase *tc = tcase_create("standby");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_queue_order);
+    tcase_add_test(tc, test_waiter_disconnects);
+    tcase_add_test(tc, test_wait_timeout_cancels);
+    tcase_add_test(tc, test_waiter_other_uid_refused);
+    tcase_add_test(tc, test_counterd_standby_takes_over);
+    tcase_add_test(tc, test_counterd_standby_killed);
+    tcase_add_test(tc, test_counterd_standby_mgr_restart);
+    suite_add_tcase(s, tc);
+    return s;
+}
