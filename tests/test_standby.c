@@ -299,6 +299,10 @@ START_TEST(test_counterd_standby_takes_over)
     snprintf(exp, sizeof exp, "%d", (int)standby);
     sb_expect_waiters(fd, "etscounter", exp);
     ck_assert_int_eq(sb_cli_number(&e, "count"), 4); /* the active one still serves */
+    char *out = NULL;
+    int st = rc_sh(&out, 20000, "%s tables", tu_bin("etsmgrctl", false));
+    ck_assert_msg(rc_ok(st) && strstr(out, "WAITERS") && strstr(out, exp), "etsmgrctl tables: %s", out);
+    free(out);
 
     tu_kill9(active);
     ck_assert_int_eq(sb_cli_number(&e, "count"), 5); /* served by the standby: nothing lost or doubled */

@@ -11,6 +11,7 @@
  * would resolve.  The exit status tells a script what went wrong: 69 when nobody
  * answers (not running, or it went away), 70 when it answered with an error
  * or nonsense, 64 for a usage mistake. */
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -97,7 +98,7 @@ static void ctl_duration(double secs, char *buf, size_t len)
 }
 
 /* A table of strings printed with columns as wide as their widest cell. */
-#define CTL_MAXCOL 11
+#define CTL_MAXCOL 12
 typedef struct ctl_table {
     int ncol, nrow;
     char *(*cells)[CTL_MAXCOL];
@@ -105,6 +106,7 @@ typedef struct ctl_table {
 
 static void ctl_row(ctl_table *t, const char *const *vals)
 {
+    assert(t->ncol <= CTL_MAXCOL);
     void *n = realloc(t->cells, (size_t)(t->nrow + 1) * sizeof *t->cells);
     if (!n)
         return;
@@ -230,21 +232,28 @@ static int ctl_tables(const rt_paths *rt, int timeout)
         cJSON_Delete(reply);
         return 0;
     }
-    ctl_table t = {.ncol = 11};
-    const char *hdr[] = {"NAME", "STATE", "OWNER", "ACCESS", "ENTRIES", "CAPACITY", "BYTES", "TRANSFERS",
-                         "HEIR DATA", "CREATED", "ORPHANED SINCE"};
+    ctl_table t = {.ncol = 12};
+    const char *hdr[] = {"NAME", "STATE", "OWNER", "WAITERS", "ACCESS", "ENTRIES", "CAPACITY", "BYTES",
+                         "TRANSFERS", "HEIR DATA", "CREATED", "ORPHANED SINCE"};
     ctl_row(&t, hdr);
     const cJSON *tb;
     cJSON_ArrayForEach(tb, tabs) {
-        char owner[24], entries[24], cap[24], bytes[24], tr[24];
+        char owner[24], entries[24], cap[24], bytes[24], tr[24], waiters[64] = "-";
         double o = ctl_num(tb, "owner_pid");
         snprintf(owner, sizeof owner, o > 0 ? "%.0f" : "-", o);
         snprintf(entries, sizeof entries, "%.0f", ctl_num(tb, "entries"));
         snprintf(cap, sizeof cap, "%.0f", ctl_num(tb, "capacity"));
         snprintf(bytes, sizeof bytes, "%.0f", ctl_num(tb, "bytes"));
         snprintf(tr, sizeof tr, "%.0f", ctl_num(tb, "transfers"));
+        const cJSON *w;
+        size_t wl = 0;
+        cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(tb, "waiters")) {
+            if (wl + 12 >= sizeof waiters)
+                break;
+            wl += (size_t)snprintf(waiters + wl, sizeof waiters - wl, "%s%.0f", wl ? "," : "", w->valuedouble);
+        }
         const char *hd = ctl_str(tb, "heir_data", "");
-        const char *row[] = {ctl_str(tb, "name", "?"), ctl_str(tb, "state", "?"), owner,
+        const char *row[] = {ctl_str(tb, "name", "?"), ctl_str(tb, "state", "?"), owner, waiters,
                              ctl_str(tb, "access", "-"), entries, cap, bytes, tr, *hd ? hd : "-",
                              ctl_str(tb, "created", "-"), ctl_str(tb, "orphaned_since", "-")};
         ctl_row(&t, row);
