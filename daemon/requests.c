@@ -676,17 +676,24 @@ static cJSON *op_snapshot(req_ctx *x)
     return r;
 }
 
+/* The managed table the request names; NULL with the reply in *err. */
+static mgrd_table *get_managed(req_ctx *x, cJSON **err)
+{
+    const char *name = get_name(x, err);
+    if (!name)
+        return NULL;
+    mgrd_table *rt = mgrd_reg_find(x->m, name);
+    if (!rt)
+        *err = proto_reply_err(x->req, PROTO_E_NOT_FOUND, "no table named %s is managed", name);
+    return rt;
+}
+
 /* A managed table others may open (access.c decides). */
 static cJSON *op_open_table(req_ctx *x)
 {
     cJSON *err = NULL;
-    const char *name = get_name(x, &err);
-    if (!name)
-        return err;
-    mgrd_table *rt = mgrd_reg_find(x->m, name);
-    if (!rt)
-        return proto_reply_err(x->req, PROTO_E_NOT_FOUND, "no table named %s is managed", name);
-    return mgrd_open_table(x->m, x->p, x->req, rt, &x->reply_fd, &x->close_reply_fd);
+    mgrd_table *rt = get_managed(x, &err);
+    return rt ? mgrd_open_table(x->m, x->p, x->req, rt, &x->reply_fd, &x->close_reply_fd) : err;
 }
 
 /* A waiter whose etsmgr_new_table_wait timed out: out of the queue; or, if
@@ -718,13 +725,8 @@ static cJSON *op_cancel_wait(req_ctx *x)
 static cJSON *op_recover(req_ctx *x)
 {
     cJSON *err = NULL;
-    const char *name = get_name(x, &err);
-    if (!name)
-        return err;
-    mgrd_table *rt = mgrd_reg_find(x->m, name);
-    if (!rt)
-        return proto_reply_err(x->req, PROTO_E_NOT_FOUND, "no table named %s is managed", name);
-    return mgrd_recover(x->m, x->p, x->req, rt);
+    mgrd_table *rt = get_managed(x, &err);
+    return rt ? mgrd_recover(x->m, x->p, x->req, rt) : err;
 }
 
 /* ------------------------------------------------------------ dispatch */
