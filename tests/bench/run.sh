@@ -123,7 +123,7 @@ if command -v escript >/dev/null 2>&1; then
         fail "the ETS rows: escript tests/bench/ets_bench.escript failed (see $OUT/ets_bench.err)"
     fi
 else
-    note "ETS rows skipped: Erlang (escript) is not installed and could not be installed (make bench tries apt-get install erlang-base)"
+    note "ETS rows skipped: Erlang (escript) is not installed; make bench installs erlang-base when it can"
 fi
 # ets NAME: an "also" comparison with the ETS row NAME, when Erlang ran
 ets() { [ $ETS_OK = 1 ] && printf ',"also":[{"reference":%s}]' "$(jstr "ETS: $1")"; }
