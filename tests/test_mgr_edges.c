@@ -17,6 +17,8 @@
  *    another uid holding the lock's name does not keep it from starting;
  *  - size_hint and max_bytes are bounded per table, and a uid's tables
  *    together, by default and by option;
+ *  - two users' daemons of one instance (the default's case) run side by
+ *    side, each with its own table of the same name;
  *
  * Each test runs its own etsmgrd on a private runtime dir and instance
  * (testutil), and waits on readiness or replies, never on sleeps. */
@@ -28,6 +30,7 @@
 #include <string.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <stddef.h>
@@ -603,6 +606,62 @@ START_TEST(test_size_limits_by_option)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ users apart */
+/* Root's daemon and uid 65534's daemon, same instance, each its own runtime
+ * dir: both run, and each gets its own "etscounter" (before, the second
+ * met the first one's object: "not a valid table: Permission denied"). */
+START_TEST(test_two_users_same_instance_apart)
+{
+    char dn[160];
+    snprintf(dn, sizeof dn, "%s/nobody", E.dir);
+    ck_assert_int_eq(chmod(E.dir, 0711), 0);
+    ck_assert_int_eq(mkdir(dn, 0700), 0);
+    ck_assert_int_eq(chown(dn, 65534, 65534), 0);
+    me_mgr();
+    etsmgr_client *c = me_connect();
+    etsmgr_table *t = NULL;
+    ck_assert_int_eq(etsmgr_new_table(c, "etscounter", NULL, NULL, &t, NULL), ETSMGR_OK);
+    int64_t v = 0;
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "count", 5, 10, 0, &v), ETSMGR_OK);
+
+    pid_t d = fork();
+    ck_assert_int_ge(d, 0);
+    if (d == 0) {
+        if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+            _exit(1);
+        execl(tu_bin("etsmgrd", false), "etsmgrd", "--log-level", "warning", "--runtime-dir", dn,
+              "--instance", E.instance, (char *)NULL);
+        _exit(127);
+    }
+    etsmgr_client *cn = NULL;
+    char msg[256] = "";
+    int err = etsmgr_wait(dn, E.instance, 20, 15000, &cn, msg, sizeof msg);
+    if (err != ETSMGR_OK) {
+        kill(d, SIGKILL);
+        tu_wait(d, 5000);
+    }
+    ck_assert_msg(err == ETSMGR_OK, "uid 65534's etsmgrd of instance %s: %s", E.instance, msg);
+    /* uid 65534's daemon serves root's request, as a daemon of its own uid:
+     * its table is its own object, not root's */
+    etsmgr_table *tn = NULL;
+    etsmgr_grant g;
+    err = etsmgr_new_table(cn, "etscounter", NULL, NULL, &tn, &g);
+    ck_assert_msg(err == ETSMGR_OK, "the second daemon's new_table: %s", etsmgr_client_message(cn));
+    ck_assert(g.created);
+    etsmgr_value val;
+    ck_assert_int_eq(etsmgr_table_lookup(tn, "count", 5, &val, NULL, 0), ETSMGR_ENOTFOUND);
+    struct stat st;
+    ck_assert_int_eq(fstat(etsmgr_table_fd(tn), &st), 0);
+    ck_assert_int_eq(st.st_uid, 65534);
+    ck_assert_int_eq(fstat(etsmgr_table_fd(t), &st), 0);
+    ck_assert_int_eq(st.st_uid, 0);
+    etsmgr_client_close(cn);
+    etsmgr_client_close(c);
+    kill(d, SIGTERM);
+    ck_assert_int_ge(tu_wait(d, 10000), 0);
+}
+END_TEST
+
 Suite *mgr_edges_suite(void)
 {
     Suite *s = suite_create("mgr_edges");
@@ -625,6 +684,7 @@ Suite *mgr_edges_suite(void)
     tcase_add_test(tc, test_lock_squatter_routed_around);
     tcase_add_test(tc, test_size_hint_bounded_by_default);
     tcase_add_test(tc, test_size_limits_by_option);
+    tcase_add_test(tc, test_two_users_same_instance_apart);
     suite_add_tcase(s, tc);
     return s;
 }
