@@ -174,15 +174,25 @@ static void rp_short(double v, const char *unit, char *buf, size_t len)
         snprintf(buf, len, "%.1f B", v);
     else if (strcmp(unit, "M ops/s") == 0)
         snprintf(buf, len, "%.3g M/s", v);
+    else if (strcmp(unit, "x per free core") == 0)
+        snprintf(buf, len, "%.2fx/core", v);
     else
         rp_fmt(v, unit, buf, len);
 }
 
 /* The reference as the table shows it: without the end it shares with the
  * row's name from a ", " or ": " on ("Redis INCR, 50 conns" next to
- * "count, 50 conns" is "Redis INCR"); cut to the column. */
+ * "count, 50 conns" is "Redis INCR"), and without a "prefix: " both begin
+ * with; cut to the column. */
 static void rp_ref_label(const char *ref, const char *name, char *buf, size_t len)
 {
+    /* a "table: " both begin with says nothing either */
+    size_t skip = 0;
+    const char *colon = strstr(ref, ": ");
+    if (colon && strncmp(ref, name, (size_t)(colon - ref) + 2) == 0)
+        skip = (size_t)(colon - ref) + 2;
+    ref += skip;
+    name += skip <= strlen(name) ? skip : 0;
     size_t rl = strlen(ref), nl = strlen(name), k = 0;
     while (k < rl && k < nl && ref[rl - 1 - k] == name[nl - 1 - k])
         k++;

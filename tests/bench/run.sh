@@ -128,11 +128,16 @@ fi
 # ets NAME: an "also" comparison with the ETS row NAME, when Erlang ran
 ets() { [ $ETS_OK = 1 ] && printf ',"also":[{"reference":%s}]' "$(jstr "ETS: $1")"; }
 if "$BB"/bench_table "$SECS" > "$OUT"/bench_table.txt; then
-    # bench_table prints "NAME  X M/s   ref Y M/s   ratio Z" and one bytes-per-entry line
-    sed -nE 's/^(.*[^ ]) +([0-9.]+) M\/s +ref +([0-9.]+) M\/s +ratio +([0-9.]+)$/\1|\2|\3/p' "$OUT"/bench_table.txt |
-    while IFS='|' read -r name v ref; do
+    # bench_table prints "NAME  X M/s   ref Y M/s   ratio Z   (W M per CPU-s)" rows,
+    # "NAME  X.XXx wall   Y.YYx per free core   (target T)" ratios of two of
+    # its rows (judged per free core: the wall clock needs an idle core per
+    # process), and one bytes-per-entry line
+    sed -nE 's/^(.*[^ ]) +([0-9.]+) M\/s +ref +([0-9.]+) M\/s +ratio +([0-9.]+)( +\(([0-9.]+) M per CPU-s\))?$/\1|\2|\3|\6/p' \
+        "$OUT"/bench_table.txt |
+    while IFS='|' read -r name v ref percpu; do
         case $name in *"2 proc"*) rn="atomic add, 2 procs" ;;
                       *) rn="atomic add, 1 proc" ;; esac
+        refv=',"reference_value":'$ref
         ex=
         case $name in
         "update_counter, 1 process") ex=',"target":"value > 30"'$(ets "update_counter, 1 process") ;;
@@ -140,9 +145,19 @@ if "$BB"/bench_table "$SECS" > "$OUT"/bench_table.txt; then
         "insert 1M new keys (with growth)") ex=$(ets "insert 1M new keys (with growth)") ;;
         "lookup 1M keys at random, 1 proc") ex=$(ets "lookup 1M keys at random, 1 proc") ;;
         "lookup 1M keys at random, 2 procs") ex=$(ets "lookup 1M keys at random, 2 procs") ;;
+        # readers with a writer: compared with the same lookups without one
+        "readers: 1M random, 2 + a writer") rn="table: lookup 1M keys at random, 2 procs" refv= ;;
+        "readers: 1,000 hot, 2 + a writer") rn="table: lookup 1,000 hot keys, 2 procs" refv= ;;
         esac
-        printf '{"name":%s,"value":%s,"unit":"M ops/s","reference":%s,"reference_value":%s%s}\n' \
-            "$(jstr "table: $name")" "$v" "$(jstr "$rn")" "$ref" "$ex" >> "$ROWS"
+        [ -n "$percpu" ] && ex="$ex,\"per_cpu_second\":$percpu"
+        printf '{"name":%s,"value":%s,"unit":"M ops/s","reference":%s%s%s}\n' \
+            "$(jstr "table: $name")" "$v" "$(jstr "$rn")" "$refv" "$ex" >> "$ROWS"
+    done
+    sed -nE 's/^(.*[^ ]) +([0-9.]+)x wall +([0-9.]+)x per free core +\(target (>=|>|<=|<) *([0-9.]+)x\)$/\1|\2|\3|\4 \5/p' \
+        "$OUT"/bench_table.txt |
+    while IFS='|' read -r name wall core tg; do
+        printf '{"name":%s,"value":%s,"unit":"x per free core","wall_ratio":%s,"target":"value %s"}\n' \
+            "$(jstr "table: $name")" "$core" "$wall" "$tg" >> "$ROWS"
     done
     bpe=$(sed -nE 's/^bytes per entry at 1,000,000 +([0-9.]+) bytes.*/\1/p' "$OUT"/bench_table.txt)
     if [ -n "$bpe" ]; then
