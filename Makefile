@@ -88,8 +88,14 @@ CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 
 CFLAGS ?= $(OPT) -g
-CFLAGS += -std=c11 -Wall -Wextra -Werror -fPIC -D_GNU_SOURCE $(SANFLAGS)
-CPPFLAGS += $(PKG_CFLAGS) -DETSMGR_VERSION_STRING='"$(VERSION)"'
+CFLAGS += -std=c11 -Wall -Wextra -Wmissing-prototypes -Werror -fPIC -D_GNU_SOURCE $(SANFLAGS)
+CPPFLAGS += $(PKG_CFLAGS) -DETSMGR_VERSION_STRING='"$(VERSION)"' $(MUTEX_PEEK)
+# compat: does this libc keep a mutex's lock word where client/lib/compat.h
+# peeks (glibc's __data.__lock)?  Probed once per make, never assumed.
+HASH := \#
+MUTEX_PEEK := $(shell printf '%s\n' '$(HASH)include <pthread.h>' \
+	'int f(pthread_mutex_t *m) { return __atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED); }' | \
+	$(CC) -x c -fsyntax-only - >/dev/null 2>&1 && echo -DETSMGR_HAVE_MUTEX_PEEK)
 # Include paths by layer, so that a wrong-way include fails to compile:
 # common/ sees only itself, libetsmgr does not see common/prog/, and the
 # programs and tests see everything.
@@ -206,6 +212,13 @@ $(OBJ)/tests/runner.o: tests/runner.c $(TEST_LIST)
 $(OBJ)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
 	$(CC) $(INC_ALL) $(CPPFLAGS) $(CHECK_CFLAGS) -Itests/lib $(CFLAGS) -MMD -MP -c -o $@ $<
+
+# a suite file gets its NAME_suite prototype (-Wmissing-prototypes) from
+# tests/lib/suite_decl.h, force-included
+$(OBJ)/tests/test_%.o: tests/test_%.c
+	@mkdir -p $(@D)
+	$(CC) $(INC_ALL) $(CPPFLAGS) $(CHECK_CFLAGS) -Itests/lib -DETSMGR_SUITE=$(subst -,_,$*) \
+	  -include tests/lib/suite_decl.h $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(TEST_RUNNER): $(OBJ)/tests/runner.o $(TEST_OBJS) $(PROGRAM_LIB_OBJS) $(PROG_A) $(LIB_A)
 	@mkdir -p $(@D)

@@ -23,7 +23,7 @@
 
 bool rt_valid_name(const char *name, size_t len)
 {
-    if (!name || len == 0 || len > RT_INSTANCE_MAX)
+    if (!name || len == 0 || len > RT_NAME_MAX)
         return false;
     if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
         return false;

@@ -15,7 +15,8 @@
 #include <stddef.h>
 
 #define RT_PATH_MAX 108 /* sun_path: socket paths must fit */
-#define RT_INSTANCE_MAX 64
+#define RT_NAME_MAX 64  /* instance and table names (etsmgr.h's ETSMGR_NAME_MAX) */
+#define RT_INSTANCE_MAX RT_NAME_MAX
 
 typedef struct rt_paths {
     char dir[RT_PATH_MAX];
@@ -59,6 +60,8 @@ typedef enum rt_shm_kind {
  * (uid: 0 for LEGACY). */
 rt_shm_kind rt_shm_parse(const char *instance, const char *ent, unsigned long *uid, char *table);
 
-/* [A-Za-z0-9_.-]{1,64}, and not "." or ".." */
+/* The one name rule, for instances and tables alike (the table store checks
+ * table names with it too): [A-Za-z0-9_.-]{1,64}, and not "." or "..", so a
+ * name is a safe file and shm name component. */
 bool rt_valid_name(const char *name, size_t len);
 #endif

@@ -14,6 +14,7 @@
  * consistent.  It validates every record before applying any. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -21,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "compat.h"
+#include "runtime.h"
 #include "table_int.h"
 
 void (*tbl_crashpoint)(const char *op, int step);
@@ -29,11 +32,18 @@ static _Thread_local char tbl_why_buf[160];
 
 const char *tbl_last_why(void) { return tbl_why_buf; }
 
-static int tbl_why(int err, const char *fmt, unsigned long long a, unsigned long long b)
+/* Records why (printf-style) for tbl_last_why() and returns err.  The
+ * numbers are header fields, uint64_t: callers pass them through ULL(). */
+static int tbl_why(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int tbl_why(int err, const char *fmt, ...)
 {
-    snprintf(tbl_why_buf, sizeof tbl_why_buf, fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tbl_why_buf, sizeof tbl_why_buf, fmt, ap);
+    va_end(ap);
     return err;
 }
+#define ULL(x) ((unsigned long long)(x))
 
 int64_t tbl_now_us(void)
 {
@@ -42,18 +52,7 @@ int64_t tbl_now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-bool tbl_valid_name(const char *name, size_t len)
-{
-    if (len == 0 || len > ETSMGR_NAME_MAX) return false;
-    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.')) return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '-'))
-            return false;
-    }
-    return true;
-}
+_Static_assert(ETSMGR_NAME_MAX == RT_NAME_MAX, "table names follow runtime.h's one name rule");
 
 /* ------------------------------------------------------------ validation */
 
@@ -61,49 +60,53 @@ bool tbl_valid_name(const char *name, size_t len)
  * code; the reason is kept for tbl_last_why(). */
 int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize)
 {
-    if (h->magic != TBL_MAGIC) return tbl_why(ETSMGR_EBADMAGIC, "wrong magic %#llx%.0llu", h->magic, 0);
+    if (h->magic != TBL_MAGIC) return tbl_why(ETSMGR_EBADMAGIC, "wrong magic %#llx", ULL(h->magic));
     if (h->version != TBL_VERSION && h->version != TBL_VERSION_ONCE)
         return tbl_why(ETSMGR_EVERSION, "layout version %llu, this library reads %llu and 4 (with request-id records)",
-                       h->version, TBL_VERSION);
+                       ULL(h->version), ULL(TBL_VERSION));
     if (h->hdr_size != TBL_HDR_SIZE)
-        return tbl_why(ETSMGR_ECORRUPT, "header size %llu, expected %llu", h->hdr_size, TBL_HDR_SIZE);
+        return tbl_why(ETSMGR_ECORRUPT, "header size %llu, expected %llu", ULL(h->hdr_size),
+                       ULL(TBL_HDR_SIZE));
     if (h->total_bytes > objsize)
-        return tbl_why(ETSMGR_ETRUNCATED, "header says %llu bytes, object has %llu", h->total_bytes,
-                       objsize);
+        return tbl_why(ETSMGR_ETRUNCATED, "header says %llu bytes, object has %llu", ULL(h->total_bytes),
+                       ULL(objsize));
     if (h->total_bytes < TBL_HDR_SIZE + 8u * TBL_MIN_CAP || (h->total_bytes & 7u) ||
         h->total_bytes > (TBL_OFF_MASK << 3))
-        return tbl_why(ETSMGR_ECORRUPT, "table size %llu out of range%.0llu", h->total_bytes, 0);
+        return tbl_why(ETSMGR_ECORRUPT, "table size %llu out of range", ULL(h->total_bytes));
     if (h->max_bytes && h->max_bytes < h->total_bytes)
-        return tbl_why(ETSMGR_ECORRUPT, "max_bytes %llu below size %llu", h->max_bytes, h->total_bytes);
+        return tbl_why(ETSMGR_ECORRUPT, "max_bytes %llu below size %llu", ULL(h->max_bytes),
+                       ULL(h->total_bytes));
     size_t nl = strnlen(h->name, sizeof h->name);
-    if (nl == sizeof h->name || !tbl_valid_name(h->name, nl))
-        return tbl_why(ETSMGR_ECORRUPT, "table name invalid%.0llu%.0llu", 0, 0);
+    if (nl == sizeof h->name || !rt_valid_name(h->name, nl))
+        return tbl_why(ETSMGR_ECORRUPT, "table name invalid");
     uint64_t top = h->heap_top, mask = h->idx_mask, off = h->idx_off;
     if (top < TBL_HDR_SIZE || top > h->total_bytes || (top & 7u))
-        return tbl_why(ETSMGR_ECORRUPT, "heap top %llu out of range (size %llu)", top, h->total_bytes);
+        return tbl_why(ETSMGR_ECORRUPT, "heap top %llu out of range (size %llu)", ULL(top),
+                       ULL(h->total_bytes));
     if (mask > TBL_MAX_MASK || (mask & (mask + 1)) || mask + 1 < TBL_MIN_CAP)
-        return tbl_why(ETSMGR_ECORRUPT, "capacity %llu out of range%.0llu", mask + 1, 0);
+        return tbl_why(ETSMGR_ECORRUPT, "capacity %llu out of range", ULL(mask + 1));
     if ((off & 7u) || off < TBL_HDR_SIZE || off > top || (mask + 1) * 8 > top - off)
-        return tbl_why(ETSMGR_ECORRUPT, "index at %llu outside the heap (top %llu)", off, top);
+        return tbl_why(ETSMGR_ECORRUPT, "index at %llu outside the heap (top %llu)", ULL(off), ULL(top));
     if (h->count > mask + 1 || h->tombs > mask + 1 || h->count + h->tombs > mask + 1)
-        return tbl_why(ETSMGR_ECORRUPT, "entry count %llu out of range (capacity %llu)", h->count,
-                       mask + 1);
+        return tbl_why(ETSMGR_ECORRUPT, "entry count %llu out of range (capacity %llu)", ULL(h->count),
+                       ULL(mask + 1));
     if (h->live_bytes > top)
-        return tbl_why(ETSMGR_ECORRUPT, "bytes used %llu beyond heap top %llu", h->live_bytes, top);
+        return tbl_why(ETSMGR_ECORRUPT, "bytes used %llu beyond heap top %llu", ULL(h->live_bytes), ULL(top));
     if (h->undo_n > TBL_UNDO_MAX)
-        return tbl_why(ETSMGR_ECORRUPT, "undo log length %llu out of range%.0llu", h->undo_n, 0);
+        return tbl_why(ETSMGR_ECORRUPT, "undo log length %llu out of range", ULL(h->undo_n));
     if (h->access > ETSMGR_PUBLIC)
-        return tbl_why(ETSMGR_ECORRUPT, "access mode %llu out of range%.0llu", h->access, 0);
+        return tbl_why(ETSMGR_ECORRUPT, "access mode %llu out of range", ULL(h->access));
     if (h->owner_pid > INT32_MAX || h->heir_pid > INT32_MAX)
-        return tbl_why(ETSMGR_ECORRUPT, "owner/heir pid out of range %llu %llu", h->owner_pid,
-                       h->heir_pid);
+        return tbl_why(ETSMGR_ECORRUPT, "owner/heir pid out of range %llu %llu", ULL(h->owner_pid),
+                       ULL(h->heir_pid));
     if (h->once_off && (h->version != TBL_VERSION_ONCE || (h->once_off & 7u) || h->once_off < TBL_HDR_SIZE ||
                         h->once_off > top - 64))
-        return tbl_why(ETSMGR_ECORRUPT, "request-id records at %llu outside the heap (top %llu)", h->once_off, top);
+        return tbl_why(ETSMGR_ECORRUPT, "request-id records at %llu outside the heap (top %llu)", ULL(h->once_off),
+                       ULL(top));
     for (unsigned i = 0; i <= TBL_NCLASS; i++) {
         uint64_t f = i < TBL_NCLASS ? h->free_head[i] : h->large_head;
         if (f && (f < TBL_HDR_SIZE || f > top - 16 || (f & 7u)))
-            return tbl_why(ETSMGR_ECORRUPT, "free list %llu head %llu outside the heap", i, f);
+            return tbl_why(ETSMGR_ECORRUPT, "free list %llu head %llu outside the heap", ULL(i), ULL(f));
     }
     return 0;
 }
@@ -201,7 +204,7 @@ int tbl_lock_slow(etsmgr_table *t, int r)
          * (exponential backoff starved slow critical sections). */
         for (int i = 0; i < 4000 && r == EBUSY; i++) {
             for (unsigned k = 0; k < 16; k++) tbl_pause();
-            if (tbl_lock_word(m) != 0) continue;
+            if (compat_mutex_word(m) != 0) continue; /* a look that does not write */
             r = pthread_mutex_trylock(m);
         }
         if (r == EBUSY && t->lock_timeout_ms == 0) r = pthread_mutex_lock(m);
@@ -295,7 +298,7 @@ static int tbl_attach(int fd, bool rdonly, etsmgr_table **out)
     }
     if (!S_ISREG(st.st_mode)) {
         free(hc);
-        return tbl_why(ETSMGR_EBADMAGIC, "not a shared-memory object%.0llu%.0llu", 0, 0);
+        return tbl_why(ETSMGR_EBADMAGIC, "not a shared-memory object");
     }
     /* the header first, then the size: a table growing meanwhile is only
      * ever longer than the header read says */
@@ -306,17 +309,17 @@ static int tbl_attach(int fd, bool rdonly, etsmgr_table **out)
     }
     if ((size_t)got < sizeof hc->magic) {
         free(hc);
-        return tbl_why(ETSMGR_ETRUNCATED, "object is %llu bytes%.0llu", (unsigned long long)got, 0);
+        return tbl_why(ETSMGR_ETRUNCATED, "object is %llu bytes", ULL(got));
     }
     if (hc->magic != TBL_MAGIC) {
-        r = tbl_why(ETSMGR_EBADMAGIC, "wrong magic %#llx%.0llu", hc->magic, 0);
+        r = tbl_why(ETSMGR_EBADMAGIC, "wrong magic %#llx", ULL(hc->magic));
         free(hc);
         return r;
     }
     if ((size_t)got < sizeof *hc || (uint64_t)st.st_size < TBL_HDR_SIZE) {
         free(hc);
-        return tbl_why(ETSMGR_ETRUNCATED, "object is %llu bytes, a header needs %llu",
-                       (unsigned long long)st.st_size, TBL_HDR_SIZE);
+        return tbl_why(ETSMGR_ETRUNCATED, "object is %llu bytes, a header needs %llu", ULL(st.st_size),
+                       ULL(TBL_HDR_SIZE));
     }
     r = tbl_check_header(hc, (uint64_t)st.st_size);
     if (r) {
@@ -406,7 +409,7 @@ int tbl_create(const char *shm_name, const char *table_name, const etsmgr_table_
                etsmgr_table **out)
 {
     if (!shm_name || !table_name || !out) return ETSMGR_EINVAL;
-    if (!tbl_valid_name(table_name, strlen(table_name))) return ETSMGR_ENAME;
+    if (!rt_valid_name(table_name, strlen(table_name))) return ETSMGR_ENAME;
     etsmgr_table_opts o = {0};
     if (opts) o = *opts;
     if ((unsigned)o.access > ETSMGR_PUBLIC) return ETSMGR_EINVAL;

@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime.h"
 #include "table_image.h"
 #include "table_int.h"
 
@@ -190,7 +191,7 @@ int img_parse(const void *data, size_t len, img_info *info, char *why, size_t wh
     if (flags != 0)
         return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: unknown flags %#llx",
                        (unsigned long long)flags);
-    if (nl == 0 || nl > ETSMGR_NAME_MAX || !tbl_valid_name((const char *)p + H_NAME, nl))
+    if (nl == 0 || nl > ETSMGR_NAME_MAX || !rt_valid_name((const char *)p + H_NAME, nl))
         return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: the table name is not 1 to 64 of "
                        "[A-Za-z0-9_.-]");
     for (unsigned i = H_NAME + nl; i < H_CRC; i++)

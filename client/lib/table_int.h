@@ -46,6 +46,7 @@
 #include <string.h>
 
 #include "etsmgr.h"
+#include "compat.h"
 #include "table.h"
 
 #define TBL_MAGIC 0x314c42544d535445ull /* "ETSMTBL1" little-endian */
@@ -367,17 +368,7 @@ static inline void tbl_pause(void)
 #endif
 }
 
-/* The lock word, read without writing (glibc's layout; elsewhere: "maybe
- * free", and trylock decides). */
-static inline int tbl_lock_word(pthread_mutex_t *m)
-{
-#if defined(__GLIBC__)
-    return __atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED);
-#else
-    (void)m;
-    return 0;
-#endif
-}
+/* (The mutex's lock word: compat_mutex_word, in compat.h.) */
 
 /* table.c */
 int tbl_lock_slow(etsmgr_table *t, int r);
@@ -390,7 +381,6 @@ int64_t tbl_now_us(void);
 int tbl_reserve(int fd, uint64_t from, uint64_t size);
 int tbl_map(etsmgr_table *t, uint64_t size);
 int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize);
-bool tbl_valid_name(const char *name, size_t len);
 /* table_heap.c */
 int tbl_alloc(etsmgr_table *t, uint64_t size, uint64_t *off);
 int tbl_defer_free(etsmgr_table *t, uint64_t off, uint64_t size);

@@ -72,8 +72,8 @@ struct tbl_wait {
  * while a sequence word is odd (only a dead holder leaves that). */
 static bool tbl_holder_dead(etsmgr_table *t)
 {
-#if defined(__GLIBC__)
-    unsigned lw = (unsigned)tbl_lock_word(&t->h->lock);
+#if COMPAT_MUTEX_WORD
+    unsigned lw = compat_mutex_word(&t->h->lock);
     return (lw & FUTEX_OWNER_DIED) || (lw & FUTEX_TID_MASK) == 0;
 #else
     (void)t;

@@ -24,7 +24,7 @@ FUZZ_TIMEOUT ?= 10
 FZ_DIR := build/fuzz
 FZ_CC := clang
 FZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-FZ_CFLAGS := -std=c11 -g -O1 -Wall -Wextra -Wno-unknown-warning-option -D_GNU_SOURCE \
+FZ_CFLAGS := -std=c11 -g -O1 -Wall -Wextra -Wno-unknown-warning-option -D_GNU_SOURCE $(MUTEX_PEEK) \
 	-DETSMGR_VERSION_STRING='"$(VERSION)"' $(FZ_SAN) -fsanitize=fuzzer-no-link \
 	-Icommon -Icommon/prog -Iclient/include -Iclient/lib -Iclient -Idaemon -Iclient/etscounterd -Isupervisor/etssup -Itests/fuzz \
 	$(PKG_CFLAGS)

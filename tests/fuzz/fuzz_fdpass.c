@@ -76,8 +76,8 @@ static void fuzz_stream(const uint8_t *data, size_t size)
         uint8_t op = data[i], a = data[i + 1], b = data[i + 2];
         if (op % 3 == 0) {
             struct iovec iov = {buf, 1 + a % 64u};
-            if (fdpass_send(sp[0], &iov, 1, MSG_DONTWAIT, many, b % 41) < 0 &&
-                errno != EAGAIN && errno != EWOULDBLOCK && errno != ETOOMANYREFS)
+            if (fdpass_send(sp[0], &iov, 1, MSG_DONTWAIT, many, b % 41) < 0 && errno != EAGAIN &&
+                errno != EWOULDBLOCK && errno != ETOOMANYREFS)
                 abort();
         } else if (op % 3 == 1) {
             int fds[8], n = -1, room = a % 8;
