@@ -21,6 +21,7 @@
 #include "sock.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/file.h>
 
 static const char ecd_usage[] =
     "Usage: etscounterd [OPTION]...\n"
@@ -368,7 +370,18 @@ int main(int argc, char **argv)
         return ECD_EXIT_SOFTWARE;
     }
     int lfd = -1;
-    if (!D.standby) {
+    if (D.standby) {
+        /* shared, held for life: tells a CLI that someone is about to serve
+         * (sock_instance_served), so it waits through the takeover */
+        char sb_lock[RT_PATH_MAX];
+        int sfd = rt_path(&D.rt, "etscounterd.standby.lock", sb_lock, sizeof sb_lock) < 0
+                      ? -1
+                      : open(sb_lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (sfd < 0 || flock(sfd, LOCK_SH) < 0) {
+            log_error("standby lock %s: %s", sb_lock, strerror(errno));
+            return ECD_EXIT_SOFTWARE;
+        }
+    } else {
         ecd_lock(&D, lock_path, 0);
         lfd = ecd_listen(&D);
     }

@@ -147,7 +147,12 @@ int sock_lock_held(const char *path)
 
 int sock_instance_served(const char *dir, const char *daemon)
 {
-    const char *owners[] = {"etssup", daemon};
+    /* a hot standby (etscounterd --standby) holds <daemon>.standby.lock
+     * shared: between the active one's death and its own listen, a client
+     * should wait for it rather than give up */
+    char standby[128];
+    snprintf(standby, sizeof standby, "%s.standby", daemon);
+    const char *owners[] = {"etssup", daemon, standby};
     int unsure = 0;
     for (size_t i = 0; i < sizeof owners / sizeof owners[0]; i++) {
         char p[4096];

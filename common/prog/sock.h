@@ -17,7 +17,8 @@ int sock_lock_file(const char *path);
 int sock_lock_held(const char *path);
 /* Is anyone serving daemon ("etscounterd", "etsmgrd") of the instance whose
  * runtime dir is dir, or restarting it: a process holding DIR/etssup.lock
- * (its supervisor) or DIR/<daemon>.lock.  1 yes, 0 no (a client may say
+ * (its supervisor), DIR/<daemon>.lock, or DIR/<daemon>.standby.lock (a hot
+ * standby about to take over).  1 yes, 0 no (a client may say
  * "not running" at once), -1 cannot tell (another user's locks). */
 int sock_instance_served(const char *dir, const char *daemon);
 #endif
