@@ -44,6 +44,7 @@
 
 #include "etsmgr.h"
 #include "frame.h"
+#include "runcap.h"
 #include "sock.h"
 #include "testutil.h"
 #include "../daemon/etsmgrd.h"
@@ -245,6 +246,16 @@ START_TEST(test_info_lists_4096_tables)
     etsmgr_info_free(info);
     etsmgr_client_close(c);
     close(fd);
+    /* etsmgrctl tables --json: one object with every table, no "more" */
+    char *out = NULL;
+    int st = rc_sh(&out, 60000, "'%s' --json tables", tu_bin("etsmgrctl", false));
+    ck_assert_msg(rc_ok(st), "etsmgrctl --json tables failed: %.300s", out ? out : "");
+    cJSON *all = cJSON_Parse(out);
+    free(out);
+    ck_assert_ptr_nonnull(all);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(all, "tables")), N);
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(all, "more"));
+    cJSON_Delete(all);
 }
 END_TEST
 
