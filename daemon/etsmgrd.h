@@ -48,6 +48,7 @@ typedef enum mgrd_act {
     MGRD_ACT_FORCE_DELETE, /* del_table with force: even from a living owner */
     MGRD_ACT_GIVE,    /* give_away */
     MGRD_ACT_LOAD,    /* new_table exclusive of a managed name (then "exists") */
+    MGRD_ACT_ADD,     /* add_table's first look, before the fd says which object */
     MGRD_ACT_LOAD_REPLACE, /* new_table exclusive+replace: only an orphan */
 } mgrd_act;
 typedef enum mgrd_verdict {

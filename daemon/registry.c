@@ -37,6 +37,7 @@
  *   FORCE_DELETE  the table's    may               may                  may
  *   GIVE          the table's    OWNED_BY_OTHER    may                  NOT_HELD
  *   LOAD          the table's    may               may                  may
+ *   ADD           the table's    may               may                  may
  *   LOAD_REPLACE  the table's    OWNED_BY_OTHER    NOT_ORPHAN           may
  *
  * A plain singly linked list: at most --max-tables entries (4096 by
@@ -83,6 +84,7 @@ static const struct {
     [MGRD_ACT_FORCE_DELETE] = {true, MGRD_MAY, MGRD_MAY, MGRD_MAY},
     [MGRD_ACT_GIVE] = {true, MGRD_OWNED_BY_OTHER, MGRD_MAY, MGRD_NOT_HELD},
     [MGRD_ACT_LOAD] = {true, MGRD_MAY, MGRD_MAY, MGRD_MAY},
+    [MGRD_ACT_ADD] = {true, MGRD_MAY, MGRD_MAY, MGRD_MAY},
     [MGRD_ACT_LOAD_REPLACE] = {true, MGRD_OWNED_BY_OTHER, MGRD_NOT_ORPHAN, MGRD_MAY},
 };
 

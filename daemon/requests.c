@@ -492,8 +492,8 @@ static cJSON *op_add_table(req_ctx *x)
         return err;
     int fd = x->fds[0];
     mgrd_table *rt = mgrd_reg_find(m, name);
-    if (rt && rt->uid != x->p->uid)
-        return err_forbidden(x, rt);
+    if (rt && refused(x, rt, MGRD_ACT_ADD, &err))
+        return err;
     /* Which object is the fd?  Identity decides (fdcheck.c): it must be an
      * own object of this table. */
     proto_err code = PROTO_OK;

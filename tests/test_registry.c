@@ -72,17 +72,17 @@ static const char *status_state(void)
 
 START_TEST(test_registry_actor_rules)
 {
-    enum { N = 7 };
+    enum { N = 8 };
     static const mgrd_act acts[N] = {MGRD_ACT_TAKE,         MGRD_ACT_REPLACE, MGRD_ACT_DELETE,
                                      MGRD_ACT_FORCE_DELETE, MGRD_ACT_GIVE,    MGRD_ACT_LOAD,
-                                     MGRD_ACT_LOAD_REPLACE};
+                                     MGRD_ACT_LOAD_REPLACE, MGRD_ACT_ADD};
     /* orphaned: anyone of the uid may do anything but give it away;
      * another uid may only replace (its new object is checked) */
     ck_assert_int_eq(mgrd_reg_state(T), MGRD_ORPHANED);
     const mgrd_verdict orphaned[N] = {MGRD_MAY,      MGRD_MAY, MGRD_MAY, MGRD_MAY,
-                                      MGRD_NOT_HELD, MGRD_MAY, MGRD_MAY};
+                                      MGRD_NOT_HELD, MGRD_MAY, MGRD_MAY, MGRD_MAY};
     const mgrd_verdict other_uid[N] = {MGRD_NOT_UID, MGRD_MAY,     MGRD_NOT_UID, MGRD_NOT_UID,
-                                       MGRD_NOT_UID, MGRD_NOT_UID, MGRD_NOT_UID};
+                                       MGRD_NOT_UID, MGRD_NOT_UID, MGRD_NOT_UID, MGRD_NOT_UID};
     for (int i = 0; i < N; i++) {
         ck_assert_int_eq(mgrd_reg_may(T, &P1, acts[i]), orphaned[i]);
         ck_assert_int_eq(mgrd_reg_may(T, &OTHER, acts[i]), other_uid[i]);
@@ -92,14 +92,14 @@ START_TEST(test_registry_actor_rules)
      * refused for its uid first, except REPLACE */
     mgrd_reg_give(&M, T, &P1);
     ck_assert_int_eq(mgrd_reg_state(T), MGRD_OWNED);
-    const mgrd_verdict self[N] = {MGRD_MAY, MGRD_MAY, MGRD_MAY,       MGRD_MAY,
-                                  MGRD_MAY, MGRD_MAY, MGRD_NOT_ORPHAN};
+    const mgrd_verdict self[N] = {MGRD_MAY, MGRD_MAY, MGRD_MAY,        MGRD_MAY,
+                                  MGRD_MAY, MGRD_MAY, MGRD_NOT_ORPHAN, MGRD_MAY};
     const mgrd_verdict other[N] = {MGRD_OWNED_BY_OTHER, MGRD_OWNED_BY_OTHER,
                                    MGRD_OWNED_BY_OTHER, MGRD_MAY,
                                    MGRD_OWNED_BY_OTHER, MGRD_MAY,
-                                   MGRD_OWNED_BY_OTHER};
+                                   MGRD_OWNED_BY_OTHER, MGRD_MAY};
     const mgrd_verdict other_uid_owned[N] = {MGRD_NOT_UID, MGRD_OWNED_BY_OTHER, MGRD_NOT_UID, MGRD_NOT_UID,
-                                             MGRD_NOT_UID, MGRD_NOT_UID,        MGRD_NOT_UID};
+                                             MGRD_NOT_UID, MGRD_NOT_UID,        MGRD_NOT_UID, MGRD_NOT_UID};
     for (int i = 0; i < N; i++) {
         ck_assert_int_eq(mgrd_reg_may(T, &P1, acts[i]), self[i]);
         ck_assert_int_eq(mgrd_reg_may(T, &P2, acts[i]), other[i]);

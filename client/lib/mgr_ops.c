@@ -6,6 +6,7 @@
  * it up for good (del_table, give_away), never because the daemon went away.
  * JSON stays inside the library: callers get plain C structs. */
 #include "mgr.h"
+#include "proto.h"
 
 #include "table.h"
 
@@ -226,7 +227,7 @@ int etsmgr_open_table(etsmgr_client *c, const char *name, int mode, etsmgr_table
     int err = mc_call(c, req, -1, NULL, 1, &fd);
     if (err) {
         const char *code = etsmgr_client_error(c);
-        if (err == ETSMGR_EREFUSED && strcmp(code, "forbidden") == 0) /* for an opener: no permission */
+        if (err == ETSMGR_EREFUSED && proto_err_find(code) == PROTO_E_FORBIDDEN) /* for an opener: no permission */
             err = ETSMGR_EPERM;
         return err;
     }
