@@ -2,7 +2,9 @@
  * etscounterd found next to it.  Counting goes on across a SIGKILL of each
  * child, and across a SIGKILL of etssup itself: PDEATHSIG takes both
  * children down, the table stays in shared memory, and a new etssup starts
- * cleanly and the counter goes on from where it was. */
+ * cleanly and the counter goes on from where it was.  The default keeps a
+ * hot standby of etscounterd: the standby tests kill the active one, the
+ * standby, both, and etsmgrd while the standby waits. */
 #include <check.h>
 #include <regex.h>
 #include <stdio.h>
@@ -59,7 +61,8 @@ START_TEST(test_default_children)
     ck_assert_int_eq(e2e_count(&e), 5);
     char *log = rc_slurp(e.logpath);
     regex_t re;
-    ck_assert_int_eq(regcomp(&re, "child etscounterd \\(pid [0-9]+\\) killed by signal SIGKILL[^\n]*: restarting it",
+    ck_assert_int_eq(regcomp(&re, "child etscounterd \\(pid [0-9]+\\) killed by signal SIGKILL[^\n]*: its standby "
+                                  "\\(pid [0-9]+\\) takes over",
                              REG_EXTENDED | REG_NEWLINE), 0);
     ck_assert_msg(regexec(&re, log, 0, NULL, 0) == 0, "no report of etscounterd's death:\n%s", log);
     regfree(&re);
@@ -124,6 +127,178 @@ START_TEST(test_waits_for_previous_generation)
 }
 END_TEST
 
+/* the standby pid of child k in etssup's status (0: none) */
+static pid_t e2e_standby(st_env *e, int k)
+{
+    cJSON *st = st_status(e);
+    ck_assert_ptr_nonnull(st);
+    const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(st, "children"), k);
+    const cJSON *sb = c ? cJSON_GetObjectItem(c, "standby_pid") : NULL;
+    pid_t pid = cJSON_IsNumber(sb) ? (pid_t)sb->valueint : -1;
+    cJSON_Delete(st);
+    return pid;
+}
+
+/* etsmgrd's waiters of table etscounter, as "pid,pid" ("" when none) */
+static void e2e_waiters(st_env *e, char *out, size_t len)
+{
+    out[0] = 0;
+    cJSON *r = st_request(e, "etsmgrd.sock", "{\"op\":\"tables\",\"id\":1}");
+    const cJSON *t, *w;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(r, "tables")) {
+        const cJSON *n = cJSON_GetObjectItem(t, "name");
+        if (!cJSON_IsString(n) || strcmp(n->valuestring, "etscounter") != 0)
+            continue;
+        cJSON_ArrayForEach(w, cJSON_GetObjectItem(t, "waiters")) {
+            size_t l = strlen(out);
+            snprintf(out + l, len - l, "%s%d", l ? "," : "", (int)w->valuedouble);
+        }
+    }
+    cJSON_Delete(r);
+}
+
+/* waits until etscounterd (child 1) has a standby other than old that
+ * etsmgrd has queued for the table; returns it */
+static pid_t e2e_wait_standby(st_env *e, pid_t old, int timeout_ms)
+{
+    long long deadline = st_now_ms() + timeout_ms;
+    char w[64] = "", want[32] = "";
+    pid_t sb = 0;
+    while (st_now_ms() < deadline) {
+        sb = e2e_standby(e, 1);
+        if (sb > 0 && sb != old) {
+            snprintf(want, sizeof want, "%d", (int)sb);
+            e2e_waiters(e, w, sizeof w);
+            if (strcmp(w, want) == 0)
+                return sb;
+        }
+        st_nap(10);
+    }
+    ck_abort_msg("no new standby of etscounterd queued within %d ms (standby %d, waiters [%s])", timeout_ms, (int)sb,
+                 w);
+    return 0;
+}
+
+/* The active etscounterd is SIGKILLed: its standby is the child now, it
+ * serves the next count with nothing lost or doubled, the restart counts,
+ * and a new standby is started. */
+START_TEST(test_standby_takes_over)
+{
+    st_env e;
+    st_init(&e);
+    ck_assert_int_gt(st_start_ex(&e, true, 20000), 0);
+    ck_assert_int_eq(e2e_count(&e), 1);
+    ck_assert_int_eq(e2e_count(&e), 2);
+    pid_t p[2];
+    ck_assert_int_eq(st_pids(&e, p), 2);
+    pid_t sb = e2e_wait_standby(&e, 0, 15000);
+    ck_assert_int_ne(sb, p[1]);
+
+    kill(p[1], SIGKILL);
+    ck_assert_int_eq(e2e_count(&e), 3); /* nothing lost, nothing doubled */
+    ck_assert(st_wait_settled(&e, 1, p[1], 15000));
+    pid_t now[2];
+    st_pids(&e, now);
+    ck_assert_int_eq(now[1], sb); /* the standby, not a fresh fork */
+    ck_assert_int_eq(now[0], p[0]);
+    pid_t sb2 = e2e_wait_standby(&e, sb, 15000);
+    ck_assert_int_ne(sb2, p[1]);
+    cJSON *st = st_status(&e);
+    ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(st, "children"), 1), "restarts")->valueint,
+                     1);
+    cJSON_Delete(st);
+    ck_assert_int_eq(e2e_count(&e), 4);
+    /* and again, with the new standby */
+    kill(sb, SIGKILL);
+    ck_assert_int_eq(e2e_count(&e), 5);
+    ck_assert(st_wait_settled(&e, 1, sb, 15000));
+    st_pids(&e, now);
+    ck_assert_int_eq(now[1], sb2);
+    ck_assert(!st_has_zombies(e.pid));
+    st_cleanup(&e);
+}
+END_TEST
+
+/* The standby is SIGKILLed: a new standby is queued, and the active one
+ * keeps its pid and counts on. */
+START_TEST(test_standby_killed)
+{
+    st_env e;
+    st_init(&e);
+    ck_assert_int_gt(st_start_ex(&e, true, 20000), 0);
+    ck_assert_int_eq(e2e_count(&e), 1);
+    pid_t p[2];
+    st_pids(&e, p);
+    pid_t sb = e2e_wait_standby(&e, 0, 15000);
+    kill(sb, SIGKILL);
+    pid_t sb2 = e2e_wait_standby(&e, sb, 15000);
+    ck_assert_int_ne(sb2, p[1]);
+    pid_t now[2];
+    st_pids(&e, now);
+    ck_assert_int_eq(now[1], p[1]);
+    ck_assert_int_eq(e2e_count(&e), 2);
+    cJSON *st = st_status(&e);
+    const cJSON *c1 = cJSON_GetArrayItem(cJSON_GetObjectItem(st, "children"), 1);
+    ck_assert_int_eq(cJSON_GetObjectItem(c1, "restarts")->valueint, 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(c1, "state")->valuestring, "running");
+    cJSON_Delete(st);
+    st_cleanup(&e);
+}
+END_TEST
+
+/* Both are SIGKILLed at once: an ordinary restart, the count goes on, and
+ * a standby is there again. */
+START_TEST(test_standby_both_killed)
+{
+    st_env e;
+    st_init(&e);
+    ck_assert_int_gt(st_start_ex(&e, true, 20000), 0);
+    ck_assert_int_eq(e2e_count(&e), 1);
+    pid_t p[2];
+    st_pids(&e, p);
+    pid_t sb = e2e_wait_standby(&e, 0, 15000);
+    kill(sb, SIGKILL);
+    kill(p[1], SIGKILL);
+    ck_assert(st_wait_settled(&e, 1, p[1], 15000));
+    pid_t now[2];
+    st_pids(&e, now);
+    ck_assert_int_ne(now[1], sb);
+    ck_assert_int_eq(e2e_count(&e), 2);
+    pid_t sb2 = e2e_wait_standby(&e, sb, 15000);
+    ck_assert_int_ne(sb2, now[1]);
+    ck_assert(!st_has_zombies(e.pid));
+    st_cleanup(&e);
+}
+END_TEST
+
+/* etsmgrd is SIGKILLed while the standby waits: once etssup restarted it,
+ * the active one still owns the table, the standby is queued again, and it
+ * still takes over when the active one dies. */
+START_TEST(test_standby_mgr_killed)
+{
+    st_env e;
+    st_init(&e);
+    ck_assert_int_gt(st_start_ex(&e, true, 20000), 0);
+    ck_assert_int_eq(e2e_count(&e), 1);
+    pid_t p[2];
+    st_pids(&e, p);
+    pid_t sb = e2e_wait_standby(&e, 0, 15000);
+    kill(p[0], SIGKILL);
+    ck_assert(st_wait_settled(&e, 0, p[0], 15000));
+    ck_assert_int_eq(e2e_count(&e), 2);
+    ck_assert_int_eq(e2e_wait_standby(&e, 0, 15000), sb); /* the same one, queued again */
+    pid_t now[2];
+    st_pids(&e, now);
+    ck_assert_int_eq(now[1], p[1]);
+    kill(p[1], SIGKILL);
+    ck_assert_int_eq(e2e_count(&e), 3);
+    ck_assert(st_wait_settled(&e, 1, p[1], 15000));
+    st_pids(&e, now);
+    ck_assert_int_eq(now[1], sb);
+    st_cleanup(&e);
+}
+END_TEST
+
 Suite *sup_e2e_suite(void)
 {
     Suite *s = suite_create("sup_e2e");
@@ -132,6 +307,10 @@ Suite *sup_e2e_suite(void)
     tcase_add_test(tc, test_default_children);
     tcase_add_test(tc, test_restart_at_once_after_kill9);
     tcase_add_test(tc, test_waits_for_previous_generation);
+    tcase_add_test(tc, test_standby_takes_over);
+    tcase_add_test(tc, test_standby_killed);
+    tcase_add_test(tc, test_standby_both_killed);
+    tcase_add_test(tc, test_standby_mgr_killed);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -156,20 +156,21 @@ static int ctl_status(const rt_paths *rt, int timeout)
            ctl_num(reply, "pid"), ctl_str(reply, "instance", "?"), ctl_str(reply, "state", "?"),
            ctl_str(reply, "strategy", "?"), ctl_num(reply, "intensity"), ctl_num(reply, "period"),
            ctl_num(reply, "recent_restarts"));
-    ctl_table t = {.ncol = 7};
-    const char *hdr[] = {"ID", "PID", "STATE", "RESTART", "RESTARTS", "UPTIME", "LAST EXIT"};
+    ctl_table t = {.ncol = 8};
+    const char *hdr[] = {"ID", "PID", "STANDBY", "STATE", "RESTART", "RESTARTS", "UPTIME", "LAST EXIT"};
     ctl_row(&t, hdr);
     const cJSON *ch;
     cJSON_ArrayForEach(ch, cJSON_GetObjectItemCaseSensitive(reply, "children")) {
-        char pid[24], restarts[24], up[24];
-        double p = ctl_num(ch, "pid");
+        char pid[24], sb[24], restarts[24], up[24];
+        double p = ctl_num(ch, "pid"), sp = ctl_num(ch, "standby_pid");
         snprintf(pid, sizeof pid, p > 0 ? "%.0f" : "-", p);
+        snprintf(sb, sizeof sb, sp > 0 ? "%.0f" : "-", sp); /* "-": none configured or none running */
         snprintf(restarts, sizeof restarts, "%.0f", ctl_num(ch, "restarts"));
         if (p > 0)
             ctl_duration(ctl_num(ch, "uptime_s"), up, sizeof up);
         else
             snprintf(up, sizeof up, "-");
-        const char *row[] = {ctl_str(ch, "id", "?"), pid, ctl_str(ch, "state", "?"), ctl_str(ch, "restart", "?"),
+        const char *row[] = {ctl_str(ch, "id", "?"), pid, sb, ctl_str(ch, "state", "?"), ctl_str(ch, "restart", "?"),
                              restarts, up, ctl_str(ch, "last_exit", "-")};
         ctl_row(&t, row);
     }

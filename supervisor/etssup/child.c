@@ -16,7 +16,9 @@
  * Readiness comes over a datagram socket of the child's own
  * (DIR/etssup-<id>.notify, its NOTIFY_SOCKET); a message counts only when
  * its SCM_CREDENTIALS pid is the child's, so a late message from a previous
- * incarnation cannot make a new one look ready. */
+ * incarnation cannot make a new one look ready.  A child's hot standby
+ * (argv + "--standby") shares that socket: its READY=1, sent once it owns
+ * what the child owned, is kept aside (sb_ready) until it is promoted. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -123,6 +125,15 @@ static void child_notify_cb(uv_poll_t *h, int status, int events)
             if (errno == EINTR)
                 continue;
             return;
+        }
+        if (c->sb_pid > 0 && pid == (int)c->sb_pid) {
+            /* the standby took over; its READY=1 may come before the old
+             * child is reaped, so it is remembered for the promotion */
+            if (strstr(buf, "READY=1")) {
+                c->sb_ready = true;
+                log_debug("child %s: its standby (pid %d) sent READY=1", c->cfg->id, pid);
+            }
+            continue;
         }
         if (c->pid <= 0 || pid != (int)c->pid) {
             log_debug("ignoring a notify message for child %s from pid %d (the child is pid %d)", c->cfg->id, pid,
@@ -240,7 +251,7 @@ static void child_free_env(char **env, int from)
     free(env);
 }
 
-int sup_child_spawn(sup_child *c, char *err, size_t errlen)
+static int child_spawn(sup_child *c, char *const *argv, bool standby, pid_t *out, char *err, size_t errlen)
 {
     const sup_child_cfg *cc = c->cfg;
     sup *s = c->sup;
@@ -288,8 +299,9 @@ int sup_child_spawn(sup_child *c, char *err, size_t errlen)
         return -1;
     }
 
-    /* a late datagram from a previous incarnation is of no interest */
-    if (c->notify_fd >= 0) {
+    /* a late datagram from a previous incarnation is of no interest (but
+     * the running child's are, when this is its standby) */
+    if (c->notify_fd >= 0 && !standby) {
         char buf[256];
         int pid;
         while (notify_recv(c->notify_fd, buf, sizeof buf, &pid) >= 0)
@@ -344,7 +356,7 @@ int sup_child_spawn(sup_child *c, char *err, size_t errlen)
         }
         if (genfd >= 0)
             fcntl(genfd, F_SETFD, 0); /* the one fd kept on purpose */
-        execve(cc->exe, cc->argv, env);
+        execve(cc->exe, argv, env);
     fail:;
         int e = errno;
         if (errfd >= 0 && write(errfd, &e, sizeof e) < 0)
@@ -378,9 +390,30 @@ int sup_child_spawn(sup_child *c, char *err, size_t errlen)
         snprintf(err, errlen, "execve %s: %s", cc->exe, strerror(child_errno));
         return -1;
     }
+    *out = pid;
+    return 0;
+}
+
+int sup_child_spawn(sup_child *c, char *err, size_t errlen)
+{
+    pid_t pid;
+    if (child_spawn(c, c->cfg->argv, false, &pid, err, errlen) < 0)
+        return -1;
     c->pid = pid;
     c->started_ms = sup_now_ms();
     c->ever_started = true;
     c->status[0] = 0;
+    return 0;
+}
+
+int sup_child_spawn_standby(sup_child *c, char *err, size_t errlen)
+{
+    pid_t pid;
+    if (child_spawn(c, c->cfg->standby_argv, true, &pid, err, errlen) < 0)
+        return -1;
+    c->sb_pid = pid;
+    c->sb_started_ms = sup_now_ms();
+    c->sb_ready = false;
+    c->sb_stopping = false;
     return 0;
 }

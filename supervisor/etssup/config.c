@@ -48,6 +48,7 @@ const char sup_default_config[] =
     "      \"restart\": \"permanent\",\n"
     "      \"shutdown\": 5000,\n"
     "      \"ready\": \"notify\",\n"
+    "      \"standby\": true,\n"
     "      \"sockets\": [{\"name\": \"etscounter\", \"path\": \"etscounter.sock\"}]\n"
     "    }\n"
     "  ]\n"
@@ -276,7 +277,7 @@ static void cfg_sockets(cfg_ctx *x, const cJSON *arr, const char *path, sup_chil
 static void cfg_child(cfg_ctx *x, const cJSON *o, const char *path, const sup_config *cfg, sup_child_cfg *c)
 {
     static const char *const known[] = {"id", "argv", "restart", "shutdown", "ready", "start_timeout", "sockets",
-                                        NULL};
+                                        "standby", NULL};
     char p[256];
     c->restart = SUP_PERMANENT;
     c->shutdown_ms = SUP_DEFAULT_SHUTDOWN;
@@ -350,6 +351,26 @@ static void cfg_child(cfg_ctx *x, const cJSON *o, const char *path, const sup_co
         cfg_int(x, o, "shutdown", path, 0, 3600000, "milliseconds", &c->shutdown_ms);
 
     cfg_int(x, o, "start_timeout", path, 1, 3600000, "milliseconds", &c->start_timeout_ms);
+
+    /* a standby is the same command with --standby appended; it only means
+     * something for a child that says when it took over (READY=1) */
+    const cJSON *sb = cJSON_GetObjectItemCaseSensitive(o, "standby");
+    snprintf(p, sizeof p, "%s.standby", path);
+    if (sb && !cJSON_IsBool(sb))
+        cfg_err(x, p, "must be true or false, not %s", cfg_type_name(sb));
+    else if (cJSON_IsTrue(sb) && c->ready != SUP_READY_NOTIFY)
+        cfg_err(x, p, "needs \"ready\": \"notify\" (a standby's READY=1 is the sign it took over)");
+    else if (cJSON_IsTrue(sb) && c->argv) {
+        c->standby = true;
+        c->standby_argv = calloc(c->argc + 2, sizeof *c->standby_argv);
+        if (!c->standby_argv)
+            cfg_err(x, p, "out of memory");
+        else {
+            for (int i = 0; i < c->argc; i++)
+                c->standby_argv[i] = c->argv[i]; /* borrowed: freed with argv */
+            c->standby_argv[c->argc] = "--standby";
+        }
+    }
 
     const cJSON *socks = cJSON_GetObjectItemCaseSensitive(o, "sockets");
     if (socks) {
@@ -530,6 +551,7 @@ void sup_config_free(sup_config *cfg)
         for (int j = 0; c->argv && j < c->argc; j++)
             free(c->argv[j]);
         free(c->argv);
+        free(c->standby_argv);
         free(c->exe);
         for (int j = 0; c->sockets && j < c->nsockets; j++) {
             free(c->sockets[j].name);

@@ -60,6 +60,8 @@ int sup_status_add(sup *s, cJSON *r)
             cJSON_AddNullToObject(o, "last_exit");
         cJSON_AddNumberToObject(o, "uptime_s", c->pid > 0 ? (double)((now - c->started_ms) / 1000u) : 0);
         cJSON_AddStringToObject(o, "status", c->status);
+        if (c->cfg->standby) /* 0: none running at the moment */
+            cJSON_AddNumberToObject(o, "standby_pid", c->sb_pid > 0 && !c->sb_stopping ? (double)c->sb_pid : 0);
     }
     return arr && cJSON_GetArraySize(arr) == s->n ? 0 : -1;
 }

@@ -77,8 +77,14 @@ static void sup_reap(uv_signal_t *h, int signum)
         for (int i = 0; i < s->n && !c; i++)
             if (s->children[i].pid == pid)
                 c = &s->children[i];
+        sup_child *sb = NULL;
+        for (int i = 0; i < s->n && !c && !sb; i++)
+            if (s->children[i].sb_pid == pid)
+                sb = &s->children[i];
         if (c)
             sup_child_exited(c, status);
+        else if (sb)
+            sup_standby_exited(sb, status);
         else {
             char why[128];
             sup_describe_status(status, why, sizeof why);

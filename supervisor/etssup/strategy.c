@@ -27,7 +27,21 @@
  * A child that fails its first start (exits or times out before READY=1)
  * makes etssup give up at once with SUP_EXIT_START, like an OTP supervisor
  * whose init fails; once everything has been up, a failed start is just
- * another death and counts towards the intensity. */
+ * another death and counts towards the intensity.
+ *
+ * Hot standby (a child with "standby": true): once the child runs, a second
+ * process of the same command with --standby appended is kept beside it,
+ * sharing its listening and notify sockets.  When the child dies and the
+ * strategy restarts it alone, the standby is promoted instead of a fork:
+ * its pid becomes the child's, the child is "starting" until the standby's
+ * READY=1 (sent once it owns the table; it may arrive before the old child
+ * is reaped, hence sb_ready), the restart counts against the intensity as
+ * usual, and a fresh standby is started once the child runs again.  A
+ * standby that dies is replaced (that also counts: a standby that cannot
+ * start must not loop for ever) and the child never notices.  Whenever the
+ * child itself is to be stopped (terminating, restart on request, a sibling's
+ * strategy) its standby is SIGKILLed first and reaped, so it cannot take over
+ * from the child being stopped; it holds nothing of its own while waiting. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -160,6 +174,25 @@ void sup_finish(sup *s)
     uv_timer_start(&g_finish_timer, sup_finish_cb, 0, 0);
 }
 
+static void standby_kill(sup_child *c);
+
+/* A standby for every running child that should have one and has none. */
+static void sup_standby_fill(sup *s)
+{
+    for (int i = 0; i < s->n; i++) {
+        sup_child *c = &s->children[i];
+        if (!c->cfg->standby || c->sb_pid > 0 || c->state != SUP_ST_RUNNING || c->pending_stop)
+            continue;
+        char err[512];
+        if (sup_child_spawn_standby(c, err, sizeof err) < 0) {
+            /* the child still runs; the next change of state tries again */
+            log_error("cannot start the standby of child %s: %s", c->cfg->id, err);
+            continue;
+        }
+        log_info("started a standby for child %s (pid %d)", c->cfg->id, (int)c->sb_pid);
+    }
+}
+
 void sup_advance(sup *s)
 {
     for (;;) {
@@ -167,11 +200,17 @@ void sup_advance(sup *s)
             return;
         for (int i = s->n - 1; i >= 0; i--) {
             sup_child *c = &s->children[i];
-            if (c->state == SUP_ST_IDLE)
+            if (c->state == SUP_ST_IDLE && c->sb_pid <= 0)
                 continue;
             if (s->terminating || c->pending_stop) {
-                if (c->state != SUP_ST_STOPPING)
+                if (c->sb_pid > 0) {
+                    standby_kill(c);
+                    return; /* its standby first: it must not take over */
+                }
+                if (c->state != SUP_ST_STOPPING && c->state != SUP_ST_IDLE)
                     sup_child_stop(c, false);
+                if (c->state == SUP_ST_IDLE)
+                    continue;
                 return; /* one at a time, highest first */
             }
         }
@@ -182,6 +221,7 @@ void sup_advance(sup *s)
         for (int i = 0; i < s->n; i++)
             if (s->children[i].state == SUP_ST_STOPPING)
                 return;
+        sup_standby_fill(s);
         /* The lowest child that is not up decides: one still starting makes
          * the later ones wait; an idle one is started now, even while a
          * later child waits for its READY=1, since that child may be waiting
@@ -191,6 +231,8 @@ void sup_advance(sup *s)
         for (int i = 0; i < s->n && !next; i++) {
             if (s->children[i].state == SUP_ST_STARTING)
                 return;
+            if (s->children[i].state == SUP_ST_IDLE && s->children[i].want_run && s->children[i].sb_pid > 0)
+                return; /* its old standby first goes, or it would own the table */
             if (s->children[i].state == SUP_ST_IDLE && s->children[i].want_run)
                 next = &s->children[i];
         }
@@ -269,6 +311,95 @@ void sup_start_timeout(sup_child *c)
     sup_child_kill(c, SIGKILL);
 }
 
+/* True when c has a standby that can be promoted.  One already dead but
+ * not yet reaped (both killed at once) is reaped here, so the caller falls
+ * back to an ordinary restart. */
+static bool standby_alive(sup_child *c)
+{
+    if (c->sb_pid <= 0 || c->sb_stopping)
+        return false;
+    int st;
+    pid_t r;
+    while ((r = waitpid(c->sb_pid, &st, WNOHANG)) < 0 && errno == EINTR)
+        ;
+    if (r == 0)
+        return true;
+    char why[128];
+    if (r == c->sb_pid)
+        sup_describe_status(st, why, sizeof why);
+    else
+        snprintf(why, sizeof why, "is gone (waitpid: %s)", strerror(errno));
+    log_warning("the standby of child %s (pid %d) %s as well: an ordinary restart", c->cfg->id, (int)c->sb_pid,
+                why);
+    c->sb_pid = 0;
+    return false;
+}
+
+/* SIGKILL of c's standby, reaped later by sup_standby_exited */
+static void standby_kill(sup_child *c)
+{
+    if (c->sb_pid <= 0 || c->sb_stopping)
+        return;
+    log_info("stopping the standby of child %s (pid %d) with SIGKILL", c->cfg->id, (int)c->sb_pid);
+    c->sb_stopping = true;
+    if (kill(c->sb_pid, SIGKILL) < 0 && errno != ESRCH)
+        log_warning("kill(%d, SIGKILL) of the standby of %s: %s", (int)c->sb_pid, c->cfg->id, strerror(errno));
+}
+
+/* The standby becomes the child: starting until its READY=1. */
+static void sup_standby_promote(sup_child *c)
+{
+    c->pid = c->sb_pid;
+    c->started_ms = c->sb_started_ms;
+    c->sb_pid = 0;
+    c->state = SUP_ST_STARTING;
+    c->ever_started = true;
+    c->status[0] = 0;
+    c->wd_last_ms = sup_now_ms();
+    c->wd_silent = false;
+    sup_child_timer(c, (uint64_t)c->cfg->start_timeout_ms);
+}
+
+void sup_standby_exited(sup_child *c, int status)
+{
+    sup *s = c->sup;
+    pid_t pid = c->sb_pid;
+    bool ours = c->sb_stopping;
+    c->sb_pid = 0;
+    c->sb_stopping = false;
+    c->sb_ready = false;
+    char why[128];
+    sup_describe_status(status, why, sizeof why);
+    if (ours || s->terminating || c->pending_stop) {
+        log_info("the standby of child %s (pid %d) stopped: %s", c->cfg->id, (int)pid, why);
+        sup_advance(s);
+        return;
+    }
+    /* the child may have died at the same moment: then it is restarted the
+     * ordinary way, now that there is no standby to promote */
+    if (c->pid > 0) {
+        int st;
+        pid_t r;
+        while ((r = waitpid(c->pid, &st, WNOHANG)) < 0 && errno == EINTR)
+            ;
+        if (r == c->pid) {
+            log_warning("the standby of child %s (pid %d) %s", c->cfg->id, (int)pid, why);
+            sup_child_exited(c, st);
+            return;
+        }
+    }
+    if (sup_intensity_exceeded(s)) {
+        log_error("the standby of child %s (pid %d) %s; restart intensity reached (more than %d restarts in %d s): "
+                  "stopping every child, then exiting %d",
+                  c->cfg->id, (int)pid, why, s->cfg->intensity, s->cfg->period_s, SUP_EXIT_INTENSITY);
+        sup_terminate(s, SUP_EXIT_INTENSITY);
+        return;
+    }
+    log_error("the standby of child %s (pid %d) %s: starting a new standby (restart %u of at most %d in %d s)",
+              c->cfg->id, (int)pid, why, sup_recent_restarts(s), s->cfg->intensity, s->cfg->period_s);
+    sup_advance(s);
+}
+
 void sup_child_exited(sup_child *c, int status)
 {
     sup *s = c->sup;
@@ -318,6 +449,7 @@ void sup_child_exited(sup_child *c, int status)
                 c->cfg->id, (int)pid, why, rname);
         c->want_run = false;
         c->pending_stop = false;
+        standby_kill(c);
         if (c->waiter)
             sup_control_answer(c, PROTO_E_EXITED, why);
         sup_advance(s);
@@ -347,11 +479,23 @@ void sup_child_exited(sup_child *c, int status)
         snprintf(also + l, sizeof also - l, "%s%s%s", l ? ", " : "", o->cfg->id,
                  o->cfg->restart == SUP_TEMPORARY ? " (stopped only: temporary)" : "");
     }
+    c->pending_stop = false;
+    if (!*also && standby_alive(c)) {
+        sup_standby_promote(c);
+        log_error("child %s (pid %d) %s: its standby (pid %d) takes over (%s, %s; restart %u of at most %d in %d s)",
+                  c->cfg->id, (int)pid, why, (int)c->pid, rname, sup_strategy_name(s->cfg->strategy),
+                  sup_recent_restarts(s), s->cfg->intensity, s->cfg->period_s);
+        if (c->sb_ready)
+            sup_child_ready(c); /* it took over before we reaped the old one */
+        else
+            sup_advance(s);
+        return;
+    }
+    standby_kill(c); /* restarted with its siblings: a fresh standby follows */
     /* the OTP supervisor report's facts, in a line that a terminal wraps less */
     log_error("child %s (pid %d) %s: restarting it%s%s (%s, %s; restart %u of at most %d in %d s)", c->cfg->id,
               (int)pid, why, *also ? " and its siblings " : "", also, rname, sup_strategy_name(s->cfg->strategy),
               sup_recent_restarts(s), s->cfg->intensity, s->cfg->period_s);
-    c->pending_stop = false;
     sup_advance(s);
 }
 

@@ -62,6 +62,8 @@ typedef struct sup_child_cfg {
     int start_timeout_ms;
     sup_socket_cfg *sockets;
     int nsockets;
+    bool standby;        /* keep a hot standby: argv + "--standby" */
+    char **standby_argv; /* NULL-terminated; strings borrowed from argv */
 } sup_child_cfg;
 
 typedef struct sup_config {
@@ -136,6 +138,13 @@ typedef struct sup_child {
     uv_timer_t timer;   /* start timeout, or SIGKILL after shutdown time */
     uint64_t wd_last_ms; /* its last WATCHDOG=1 (watchdog.c) */
     bool wd_silent;      /* already reported as not pinging */
+    /* its hot standby (cfg->standby): a second process of the same command
+     * plus --standby, sharing the listening sockets and notify socket; it
+     * sends READY=1 once it owns what the child owned (strategy.c) */
+    pid_t sb_pid;
+    uint64_t sb_started_ms;
+    bool sb_ready;      /* READY=1 came from sb_pid before the child was reaped */
+    bool sb_stopping;   /* SIGKILLed by us: not a failure */
     conn *waiter;       /* control "restart" waiting for its readiness */
     cJSON *waiter_req;
 } sup_child;
@@ -178,6 +187,8 @@ int sup_child_notify_open(sup_child *c); /* when ready=notify */
 void sup_child_notify_close(sup_child *c);
 /* fork+exec; 0 with c->pid set, or -1 with a message in err */
 int sup_child_spawn(sup_child *c, char *err, size_t errlen);
+/* the same with --standby appended; 0 with c->sb_pid set */
+int sup_child_spawn_standby(sup_child *c, char *err, size_t errlen);
 /* SIGTERM (then SIGKILL after the shutdown time) or SIGKILL at once */
 void sup_child_stop(sup_child *c, bool brutal);
 /* (re)arm the child's timer: start timeout or SIGKILL, by its state */
@@ -192,6 +203,7 @@ void sup_advance(sup *s);
 void sup_child_started(sup_child *c);             /* spawned (state set by spawn) */
 void sup_child_ready(sup_child *c);               /* READY=1 or ready=none */
 void sup_child_exited(sup_child *c, int status);  /* reaped */
+void sup_standby_exited(sup_child *c, int status); /* its standby reaped */
 void sup_start_timeout(sup_child *c);
 /* begin an orderly stop of everything; code is etssup's exit status */
 void sup_terminate(sup *s, int code);
