@@ -37,10 +37,11 @@ active_with_new_pid() { # unit oldpid
 journal_grep() { local pat=$1; shift; inside journalctl --no-pager -o cat "$@" | grep -q -- "$pat"; }
 journal_has() { until_ok 10 journal_grep "$@"; }
 count() { inside etscounter "$@" count; }
-child_pid() { # unit program: the pid of program in unit's cgroup
+child_pid() { # unit program: the pid of program in unit's cgroup (not a --standby)
     local cg
     cg=$(prop "$1" ControlGroup)
     for p in $(inside cat "/sys/fs/cgroup$cg/cgroup.procs"); do
+        case "$(inside cat /proc/$p/cmdline | tr '\0' ' ')" in *--standby*) continue ;; esac
         [ "$(inside cat /proc/$p/comm)" = "$2" ] && { echo "$p"; return 0; }
     done
     return 1
