@@ -502,16 +502,18 @@ START_TEST(test_journal_streams)
         if (mgrd) {
             saw_mgrd = true;
             ck_assert_msg(strstr(body, "<5>etsmgrd 0") != NULL, "etsmgrd's start notice not at <5> in:\n%s", body);
-        } else {
+        } else if (strstr(body, "<5>got a table etscounter") != NULL) {
             saw_ctrd = true;
-            /* the standby's stream says it waits instead */
-            ck_assert_msg(strstr(body, "<5>got a table etscounter") != NULL ||
-                              strstr(body, "<5>standby: waiting to take table etscounter over") != NULL,
+        } else {
+            /* the standby (etssup(8), "Hot standby"), started at READY=1 and
+             * SIGKILLed first on stop, may not have written a line yet */
+            ck_assert_msg(!*body || strstr(body, "<5>standby: waiting to take table etscounter over") != NULL,
                           "etscounterd's notice not at <5> in:\n%s", body);
         }
         p = next;
     }
-    ck_assert_msg(saw_mgrd && saw_ctrd, "expected a journal stream of etsmgrd and one of etscounterd (got %d streams)",
+    ck_assert_msg(saw_mgrd && saw_ctrd,
+                  "expected a journal stream of etsmgrd and one of etscounterd with its notice at <5> (got %d streams)",
                   n);
     ts_finish(&s);
 }
