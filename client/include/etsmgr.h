@@ -79,11 +79,20 @@ typedef enum etsmgr_access {
     ETSMGR_PUBLIC = 2,    /* others read and write */
 } etsmgr_access;
 
+/* A table's type, fixed at creation and recorded in its header.  An
+ * ordered set keeps its keys in bytewise order (memcmp; a key that is a
+ * prefix of another comes first) for first/last/next/prev and ranges. */
+typedef enum etsmgr_table_type {
+    ETSMGR_SET = 0,         /* hashed (the default) */
+    ETSMGR_ORDERED_SET = 1, /* hashed and ordered */
+} etsmgr_table_type;
+
 typedef struct etsmgr_table_opts {
     uint64_t size_hint; /* bytes to reserve at creation; 0: a small default */
     uint64_t max_bytes; /* upper bound of the object's size; 0: no bound */
     unsigned mode;      /* permission bits of the shm object; 0: 0600 */
     etsmgr_access access; /* 0: ETSMGR_PROTECTED */
+    etsmgr_table_type type; /* 0: ETSMGR_SET */
 } etsmgr_table_opts;
 
 typedef enum etsmgr_type { ETSMGR_INT = 1, ETSMGR_BYTES = 2 } etsmgr_type;
@@ -108,6 +117,7 @@ typedef struct etsmgr_table_info {
     int32_t heir_pid;
     etsmgr_access access;
     int writable;         /* 0: a read handle (etsmgr_open_table with ETSMGR_READ) */
+    etsmgr_table_type type;
 } etsmgr_table_info;
 
 /* Attach to the table behind fd (as received from etsmgrd).  Validates the
@@ -186,6 +196,22 @@ int64_t etsmgr_mono_ms(void);
  * returns 0 to go on, anything else to stop (that value is returned). */
 typedef int (*etsmgr_foreach_cb)(const void *key, size_t klen, const etsmgr_value *v, void *arg);
 int etsmgr_table_foreach(etsmgr_table *t, etsmgr_foreach_cb cb, void *arg);
+
+/* Ordered tables (ETSMGR_ORDERED_SET), lock-free like lookup.  first/last:
+ * the smallest/greatest key; next/prev: the first key greater / the last
+ * key smaller than key (which need not exist).  The key is copied to
+ * key/out (cap bytes; ETSMGR_ERANGE when it does not fit, with the length
+ * set); ETSMGR_ENOTFOUND past either end.  foreach_range walks from `from`
+ * (inclusive) up to `to` (exclusive) in key order, NULL meaning that end is
+ * open, with foreach's guarantees (and in order).  foreach itself walks an
+ * ordered table in key order.  On a set: first gives some key, last, next,
+ * prev and foreach_range give ETSMGR_EINVAL. */
+int etsmgr_table_first(etsmgr_table *t, void *key, size_t cap, size_t *klen);
+int etsmgr_table_last(etsmgr_table *t, void *key, size_t cap, size_t *klen);
+int etsmgr_table_next(etsmgr_table *t, const void *key, size_t klen, void *out, size_t cap, size_t *outlen);
+int etsmgr_table_prev(etsmgr_table *t, const void *key, size_t klen, void *out, size_t cap, size_t *outlen);
+int etsmgr_table_foreach_range(etsmgr_table *t, const void *from, size_t flen, const void *to, size_t tlen,
+                               etsmgr_foreach_cb cb, void *arg);
 
 /* Under the lock on a handle that may write; on a read handle the counters
  * are read without it (each exact, together possibly from two moments). */

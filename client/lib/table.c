@@ -61,8 +61,9 @@ _Static_assert(ETSMGR_NAME_MAX == RT_NAME_MAX, "table names follow runtime.h's o
 int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize)
 {
     if (h->magic != TBL_MAGIC) return tbl_why(ETSMGR_EBADMAGIC, "wrong magic %#llx", ULL(h->magic));
-    if (h->version != TBL_VERSION && h->version != TBL_VERSION_ONCE)
-        return tbl_why(ETSMGR_EVERSION, "layout version %llu, this library reads %llu and 4 (with request-id records)",
+    if (h->version != TBL_VERSION && h->version != TBL_VERSION_ONCE && h->version != TBL_VERSION_ORDERED)
+        return tbl_why(ETSMGR_EVERSION,
+                       "layout version %llu, this library reads %llu, 4 (with request-id records) and 5 (ordered)",
                        ULL(h->version), ULL(TBL_VERSION));
     if (h->hdr_size != TBL_HDR_SIZE)
         return tbl_why(ETSMGR_ECORRUPT, "header size %llu, expected %llu", ULL(h->hdr_size),
@@ -99,7 +100,14 @@ int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize)
     if (h->owner_pid > INT32_MAX || h->heir_pid > INT32_MAX)
         return tbl_why(ETSMGR_ECORRUPT, "owner/heir pid out of range %llu %llu", ULL(h->owner_pid),
                        ULL(h->heir_pid));
-    if (h->once_off && (h->version != TBL_VERSION_ONCE || (h->once_off & 7u) || h->once_off < TBL_HDR_SIZE ||
+    if ((h->ttype == ETSMGR_ORDERED_SET) != (h->version == TBL_VERSION_ORDERED) || h->ttype > ETSMGR_ORDERED_SET)
+        return tbl_why(ETSMGR_ECORRUPT, "table type %llu does not match layout version %llu", ULL(h->ttype),
+                       ULL(h->version));
+    if (h->ttype == ETSMGR_ORDERED_SET &&
+        ((h->ord_head & 7u) || h->ord_head < TBL_HDR_SIZE || h->ord_head > top - tbl_ord_head_size()))
+        return tbl_why(ETSMGR_ECORRUPT, "ordered index head at %llu outside the heap (top %llu)", ULL(h->ord_head),
+                       ULL(top));
+    if (h->once_off && (h->version == TBL_VERSION || (h->once_off & 7u) || h->once_off < TBL_HDR_SIZE ||
                         h->once_off > top - 64))
         return tbl_why(ETSMGR_ECORRUPT, "request-id records at %llu outside the heap (top %llu)", ULL(h->once_off),
                        ULL(top));
@@ -333,6 +341,7 @@ static int tbl_attach(int fd, bool rdonly, etsmgr_table **out)
     }
     t->fd = fd;
     t->rdonly = rdonly;
+    t->ordered = hc->ttype == ETSMGR_ORDERED_SET;
     t->r_lay = 1; /* odd: nothing cached */
     memcpy(t->name, hc->name, strnlen(hc->name, ETSMGR_NAME_MAX));
     uint64_t tot = hc->total_bytes;
@@ -412,7 +421,7 @@ int tbl_create(const char *shm_name, const char *table_name, const etsmgr_table_
     if (!rt_valid_name(table_name, strlen(table_name))) return ETSMGR_ENAME;
     etsmgr_table_opts o = {0};
     if (opts) o = *opts;
-    if ((unsigned)o.access > ETSMGR_PUBLIC) return ETSMGR_EINVAL;
+    if ((unsigned)o.access > ETSMGR_PUBLIC || (unsigned)o.type > ETSMGR_ORDERED_SET) return ETSMGR_EINVAL;
     unsigned mode = o.mode ? (o.mode & 0777u) : 0600u;
     uint64_t size = o.size_hint ? o.size_hint : TBL_DEFAULT_SIZE;
     const uint64_t min = TBL_HDR_SIZE + 4096u;
@@ -460,6 +469,15 @@ int tbl_create(const char *shm_name, const char *table_name, const etsmgr_table_
         h->idx_mask = cap - 1;
         h->heap_top = TBL_HDR_SIZE + cap * 8;
         h->live_bytes = cap * 8;
+        if (o.type == ETSMGR_ORDERED_SET) {
+            /* the skiplist's head: an empty node of full height, zero like
+             * the index pages, right after the index */
+            h->version = TBL_VERSION_ORDERED;
+            h->ttype = ETSMGR_ORDERED_SET;
+            h->ord_head = h->heap_top;
+            h->heap_top += tbl_ord_head_size();
+            h->live_bytes += tbl_ord_head_size();
+        }
         /* the index pages are zero already: a new object reads as zeros */
         atomic_thread_fence(memory_order_seq_cst);
         h->magic = TBL_MAGIC;
@@ -535,6 +553,7 @@ int etsmgr_table_info_get(etsmgr_table *t, etsmgr_table_info *out)
     out->heir_pid = (int32_t)(h->heir_pid & 0x7fffffff);
     out->access = h->access <= ETSMGR_PUBLIC ? (etsmgr_access)h->access : ETSMGR_PRIVATE;
     out->writable = !t->rdonly;
+    out->type = t->ordered ? ETSMGR_ORDERED_SET : ETSMGR_SET;
     return t->rdonly ? 0 : tbl_op_end(t, 0);
 }
 

@@ -52,6 +52,7 @@
 #define TBL_MAGIC 0x314c42544d535445ull /* "ETSMTBL1" little-endian */
 #define TBL_VERSION 3u          /* 3: stripes and homes by the hash's top bits */
 #define TBL_VERSION_ONCE 4u     /* 3 with request-id records (once_off != 0): a v3 reader refuses it */
+#define TBL_VERSION_ORDERED 5u  /* 4 with ttype = ETSMGR_ORDERED_SET and its skiplist: older readers refuse it */
 #define TBL_HDR_SIZE 36864u     /* header incl. undo log and stripes; the heap starts here */
 #define TBL_NSTRIPES 2048u      /* sequence words readers validate against */
 #define TBL_TOUCH_MAX 32        /* stripes one change or group may make odd */
@@ -89,7 +90,7 @@ struct tbl_hdr {
     uint64_t max_bytes;
     char name[ETSMGR_NAME_MAX + 8]; /* NUL-terminated */
     uint32_t access;                /* etsmgr_access, fixed at creation */
-    uint32_t pad0;
+    uint32_t ttype;                 /* etsmgr_table_type, fixed at creation (was padding: 0 = set) */
 
     /* the lock, the log length and the first undo record share one cache
      * line: a change that logs one word (update_counter) moves only this
@@ -113,6 +114,8 @@ struct tbl_hdr {
     uint64_t once_off;              /* request-id records (table_once.c); 0: none.  A
                                      * version 3 table has 0 here: the word was past
                                      * its header struct, zero since creation */
+    uint64_t ord_head;              /* ordered tables: the skiplist's head node
+                                     * (table_ordered.c), set at creation; 0 in a set */
     uint64_t state_end;             /* marks the end of the logged words */
 
     /* Not logged, never restored: odd while a change a reader could see is
@@ -121,6 +124,9 @@ struct tbl_hdr {
      * change of a key with that tag. */
     alignas(64) uint64_t layout_seq;
     alignas(64) uint64_t stripe[TBL_NSTRIPES];
+    /* ordered tables: odd while any change is in progress (readers of the
+     * key order validate against it, table_ordered.c) */
+    alignas(64) uint64_t ord_seq;
 };
 _Static_assert(sizeof(struct tbl_hdr) <= TBL_HDR_SIZE, "header too big");
 #define TBL_STATE_BEGIN offsetof(struct tbl_hdr, total_bytes)
@@ -152,6 +158,8 @@ struct etsmgr_table {
     bool rdonly;     /* O_RDONLY fd, PROT_READ mappings: every write is ETSMGR_EPERM */
     bool in_group;
     bool touch_layout; /* this change or group made the layout word odd */
+    bool ordered;      /* the header's ttype is ETSMGR_ORDERED_SET (cached at attach) */
+    bool touch_ord;    /* this change or group made ord_seq odd */
     unsigned shift;  /* 64 - log2(mask + 1): home = hash >> shift */
     struct tbl_hdr *h; /* header mapping: never moves (the mutex lives here) */
     char *base;        /* whole-table mapping: moves when the table grows */
@@ -272,6 +280,10 @@ static inline int tbl_touch(etsmgr_table *t, uint64_t hv)
     }
     t->touch[t->ntouch++] = s;
     tbl_seq_odd(&t->h->stripe[s]);
+    if (__builtin_expect(t->ordered && !t->touch_ord, 0)) { /* readers of the order, too */
+        t->touch_ord = true;
+        tbl_seq_odd(&t->h->ord_seq);
+    }
     return 0;
 }
 static inline void tbl_touch_layout(etsmgr_table *t)
@@ -287,6 +299,8 @@ static inline void tbl_untouch(etsmgr_table *t)
     t->ntouch = 0;
     if (t->touch_layout) tbl_seq_even(&t->h->layout_seq);
     t->touch_layout = false;
+    if (t->touch_ord) tbl_seq_even(&t->h->ord_seq);
+    t->touch_ord = false;
 }
 
 /* Validate the state words the operations use and cache them in t.
@@ -392,6 +406,21 @@ int tbl_rd_sync(etsmgr_table *t);
 /* table_ops.c: insert a key known to be absent at *pos (from tbl_find) */
 int tbl_put_new(etsmgr_table *t, const void *key, size_t klen, uint64_t hv, uint64_t pos,
                 const etsmgr_value *v);
+/* table_ordered.c: keep the skiplist in step with the index (under the
+ * lock, on ordered tables only), create its head, check it for verify */
+int tbl_ord_insert(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff);
+int tbl_ord_replace(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff);
+int tbl_ord_remove(etsmgr_table *t, const void *key, size_t klen);
+uint64_t tbl_ord_head_size(void);
+int tbl_ord_foreach(etsmgr_table *t, etsmgr_foreach_cb cb, void *arg);
+struct tbl_blk {
+    uint64_t off, size;
+};
+int tbl_ord_verify(etsmgr_table *t, struct tbl_blk *blk, uint64_t *nblk, uint64_t maxblk,
+                   uint64_t *bytes, char *why, size_t whylen);
+/* table_read.c: an even value of a sequence word, waiting (and recovering
+ * a dead writer's change) like the lock-free lookups do; ws: zeroed per call */
+int tbl_rd_wait_even(etsmgr_table *t, const uint64_t *w, uint64_t *out, int64_t ws[2]);
 /* table_once.c: the request-id region's size (0 when once_off is not a
  * well-formed region inside the heap) and its verification */
 uint64_t tbl_once_bytes(etsmgr_table *t, uint64_t off);
@@ -442,7 +471,7 @@ static inline int tbl_op_end(etsmgr_table *t, int rc)
         t->h->undo_n = t->un = 0;
         atomic_signal_fence(memory_order_seq_cst);
     }
-    if (t->ntouch || t->touch_layout) {
+    if (t->ntouch || t->touch_layout || t->touch_ord) {
         tbl_cp(t); /* committed, readers still held off: recovery must release them */
         tbl_untouch(t);
     }

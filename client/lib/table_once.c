@@ -206,7 +206,7 @@ static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, ui
         return ETSMGR_ERIDFULL; /* full, and nothing has expired since it was found so */
     if (!o || (reuse == UINT64_MAX &&
                ((used + 1) * 4 > tbl_word(t, o)[1] * 3 || (max_records && used + 1 > max_records)))) {
-        if (!o && h->version != TBL_VERSION_ONCE) h->version = TBL_VERSION_ONCE; /* see table_int.h */
+        if (!o && h->version == TBL_VERSION) h->version = TBL_VERSION_ONCE; /* see table_int.h */
         int r = once_rebuild(t, o, now, max_records);
         if (r) return r;
         o = h->once_off;

@@ -10,6 +10,9 @@
  * one lock/unlock, one hash, a probe of usually one slot and one undo
  * record.
  *
+ * On an ordered table each change also keeps the skiplist in step
+ * (tbl_ord_*, table_ordered.c) inside the same logged change.
+ *
  * Every change makes its key's stripe odd (tbl_touch) before the first
  * write a lock-free reader could see; lookup and foreach themselves are in
  * table_read.c.
@@ -87,7 +90,7 @@ int tbl_put_new(etsmgr_table *t, const void *key, size_t klen, uint64_t hv, uint
     if (tbl_tomb(old)) tbl_set(t, TBL_HOFF(tombs), h->tombs - 1);
     tbl_set(t, TBL_HOFF(count), h->count + 1);
     tbl_set(t, TBL_HOFF(live_bytes), h->live_bytes + size);
-    return 0;
+    return t->ordered ? tbl_ord_insert(t, key, klen, off) : 0;
 }
 
 /* Replace the value of the entry in slot pos. */
@@ -109,6 +112,7 @@ static int tbl_put_over(etsmgr_table *t, const void *key, size_t klen, uint64_t 
     if ((rc = tbl_touch(t, hv)) != 0) return rc;
     tbl_set(t, tbl_slot_off(t, pos), (tbl_tag(hv) << 40) | (off >> 3));
     tbl_set(t, TBL_HOFF(live_bytes), t->h->live_bytes + size - oldsize);
+    if (t->ordered && (rc = tbl_ord_replace(t, key, klen, off)) != 0) return rc;
     return tbl_defer_free(t, eoff, oldsize);
 }
 
@@ -188,6 +192,7 @@ int etsmgr_table_delete(etsmgr_table *t, const void *key, size_t klen)
         tbl_set(t, TBL_HOFF(count), h->count - 1);
         tbl_set(t, TBL_HOFF(live_bytes), h->live_bytes - size);
         r = tbl_defer_free(t, eoff, size);
+        if (r == 0 && t->ordered) r = tbl_ord_remove(t, key, klen); /* table_ordered.c */
     } else if (r == 0) {
         r = ETSMGR_ENOTFOUND;
     }

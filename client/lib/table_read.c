@@ -42,6 +42,7 @@ void tbl_even_all(etsmgr_table *t)
 {
     for (unsigned i = 0; i < TBL_NSTRIPES; i++) tbl_seq_even(&t->h->stripe[i]);
     tbl_seq_even(&t->h->layout_seq);
+    tbl_seq_even(&t->h->ord_seq);
 }
 
 static inline uint64_t ld_acq(const uint64_t *w) { return __atomic_load_n(w, __ATOMIC_ACQUIRE); }
@@ -540,8 +541,18 @@ static int tbl_foreach_locked(etsmgr_table *t, etsmgr_foreach_cb cb, void *arg)
     return r ? r : rr;
 }
 
+int tbl_rd_wait_even(etsmgr_table *t, const uint64_t *w, uint64_t *out, int64_t ws[2])
+{
+    struct tbl_wait s = {ws[0], ws[1] != 0};
+    int r = tbl_even(t, w, out, &s);
+    ws[0] = s.t0;
+    ws[1] = s.asked;
+    return r;
+}
+
 int etsmgr_table_foreach(etsmgr_table *t, etsmgr_foreach_cb cb, void *arg)
 {
+    if (t && cb && t->ordered) return tbl_ord_foreach(t, cb, arg); /* key order: table_ordered.c */
     if (!t || !cb) return ETSMGR_EINVAL;
     if (t->in_group) return tbl_foreach_locked(t, cb, arg);
     struct tbl_walk w = {.t = t};

@@ -6,6 +6,8 @@
  *     tag is its key's, and a lookup of its key lands on that very slot
  *     (so each key is findable, and exactly once);
  *   - count, tombs and live_bytes equal what the walk counted;
+ *   - on an ordered table, the skiplist (table_ordered.c) holds exactly the
+ *     indexed entries, keys strictly increasing, every level a sub-list;
  *   - the request-id records (table_once.c), when there are any, are one
  *     well-formed block whose used count matches its records;
  *   - entries, the index, the request-id records and the free blocks never
@@ -18,10 +20,6 @@
 #include <sys/stat.h>
 
 #include "table_int.h"
-
-struct tbl_blk {
-    uint64_t off, size;
-};
 
 static int tbl_blk_cmp(const void *a, const void *b)
 {
@@ -51,8 +49,8 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
                                            (unsigned long long)h->undo_n, (unsigned long long)t->un);
     uint64_t live = 0, tombs = 0, bytes = (t->mask + 1) * 8, nblk = 0;
     /* blocks: the entries, the index, and the free blocks (bounded below) */
-    uint64_t maxblk = h->count + 2 + (t->top - TBL_HDR_SIZE) / 16 + 1;
-    if (maxblk > h->count + 2 + (1u << 24)) maxblk = h->count + 2 + (1u << 24);
+    uint64_t maxblk = 2 * h->count + 3 + (t->top - TBL_HDR_SIZE) / 16 + 1;
+    if (maxblk > 2 * h->count + 3 + (1u << 24)) maxblk = 2 * h->count + 3 + (1u << 24);
     struct tbl_blk *blk = malloc(maxblk * sizeof *blk);
     if (!blk) return ETSMGR_ENOMEM;
     blk[nblk++] = (struct tbl_blk){(uint64_t)((char *)t->idx - t->base), bytes};
@@ -105,6 +103,8 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
             bytes += osz;
         }
     }
+    if (!r && t->ordered) /* the skiplist: its nodes, order, and agreement with the index */
+        r = tbl_ord_verify(t, blk, &nblk, maxblk, &bytes, why, whylen);
     if (!r && live != h->count)
         r = tbl_bad(why, whylen, "count says %llu entries, index holds %llu",
                     (unsigned long long)h->count, (unsigned long long)live);
