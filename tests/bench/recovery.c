@@ -23,6 +23,13 @@
  *    the new daemon's first answer is kept too: it separates the daemon's
  *    own restart from the client's reattachment.
  *
+ * With --standby (etscounterd has a hot standby under etssup: "standby":
+ * true), each etscounterd round first waits until etsmgrd lists a waiter
+ * for table etscounter, so that every kill meets a standby that is queued
+ * (the steady state; a kill right after a takeover would measure the
+ * replacement standby's start instead), and the rows are named "with
+ * standby", beside the floor measured in the same run.
+ *
  * Output: result rows (benchutil.h) on stdout.
  * Exit status: 0, 1 a round failed (a process did not come back within
  * 10 s, or answered wrongly), 64 usage error. */
@@ -46,6 +53,7 @@
 
 static char rc_counter_sock[256], rc_mgr_sock[256];
 static double rc_poll_ms = 0.5;
+static int rc_standby;
 
 static void rc_fail(const char *fmt, const char *arg)
 {
@@ -108,9 +116,29 @@ static double rc_floor_once(void)
     return t * 1e3;
 }
 
+/* --standby: until etsmgrd lists a waiter for table etscounter */
+static void rc_wait_standby(void)
+{
+    double t0 = bu_now();
+    for (;;) {
+        cJSON *rep = rc_call(rc_mgr_sock, "{\"op\":\"tables\",\"id\":1,\"name\":\"etscounter\"}", 10000);
+        const cJSON *tabs = cJSON_GetObjectItemCaseSensitive(rep, "tables");
+        const cJSON *t1 = cJSON_IsArray(tabs) ? cJSON_GetArrayItem(tabs, 0) : NULL;
+        int n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(t1, "waiters"));
+        cJSON_Delete(rep);
+        if (n > 0)
+            return;
+        if (bu_now() - t0 > RC_DEADLINE_S)
+            rc_fail("%s", "no standby queued for table etscounter within 10 s (is \"standby\": true set?)");
+        bu_sleep_ms(1);
+    }
+}
+
 /* SIGKILL etscounterd; ms until a count is acknowledged. */
 static double rc_kill_counterd(void)
 {
+    if (rc_standby)
+        rc_wait_standby();
     pid_t old = rc_pid_of(rc_counter_sock, "{\"op\":\"ping\",\"id\":1}");
     uint64_t rid[2];
     if (getrandom(rid, sizeof rid, 0) != sizeof rid)
@@ -182,7 +210,7 @@ static double rc_kill_mgrd(double *first_ms)
 }
 
 static void rc_rows(const char *what, const char *unit_name, double *v, size_t n, const char *ref_med,
-                    const char *ref_p99, const char *target)
+                    const char *ref_p99, const char *target, const char *target_p99)
 {
     char name[200];
     double med = bu_percentile(v, n, 50), p99 = bu_percentile(v, n, 99);
@@ -197,11 +225,13 @@ static void rc_rows(const char *what, const char *unit_name, double *v, size_t n
     snprintf(name, sizeof name, "%s, p99", what);
     r = bu_row(name, p99, unit_name, ref_p99, -1);
     cJSON_AddNumberToObject(r, "samples", (double)n);
+    if (target_p99)
+        cJSON_AddStringToObject(r, "target", target_p99);
     bu_row_print(r);
 }
 
 static const char rc_usage[] =
-    "Usage: recovery --runtime-dir DIR [--kills N] [--poll-ms MS] [--only counterd|mgrd]\n"
+    "Usage: recovery --runtime-dir DIR [--kills N] [--poll-ms MS] [--only counterd|mgrd] [--standby]\n"
     "SIGKILL etscounterd, then etsmgrd, N times each under etssup, and print the\n"
     "time to the next acknowledged count and to the table being managed again,\n"
     "next to a bare fork+exec of /bin/true (result rows, JSON, on stdout).\n"
@@ -212,16 +242,18 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         { "runtime-dir", required_argument, NULL, 'd' }, { "kills", required_argument, NULL, 'k' },
         { "poll-ms", required_argument, NULL, 'p' },     { "only", required_argument, NULL, 'o' },
+        { "standby", no_argument, NULL, 's' },
         { "help", no_argument, NULL, 'h' },              { NULL, 0, NULL, 0 },
     };
     const char *dir = NULL, *only = NULL;
     int kills = 100, o;
-    while ((o = getopt_long(argc, argv, "d:k:p:o:h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "d:k:p:o:sh", opts, NULL)) != -1) {
         switch (o) {
         case 'd': dir = optarg; break;
         case 'k': kills = atoi(optarg); break;
         case 'p': rc_poll_ms = atof(optarg); break;
         case 'o': only = optarg; break;
+        case 's': rc_standby = 1; break;
         case 'h': fputs(rc_usage, stdout); return 0;
         default: fputs(rc_usage, stderr); return RC_EX_USAGE;
         }
@@ -255,18 +287,22 @@ int main(int argc, char **argv)
     if (do_m)
         fprintf(stderr, "recovery: %d SIGKILLs of etsmgrd in %.1f s\n", kills, bu_now() - t0);
 
-    const char *floor = "fork+exec+wait of /bin/true";
-    rc_rows(floor, "ms", fl, nf, NULL, NULL, NULL);
+    const char *floor = rc_standby ? "fork+exec+wait of /bin/true (standby run)" : "fork+exec+wait of /bin/true";
+    rc_rows(floor, "ms", fl, nf, NULL, NULL, NULL, NULL);
     char fmed[100], fp99[100];
     snprintf(fmed, sizeof fmed, "%s, median", floor);
     snprintf(fp99, sizeof fp99, "%s, p99", floor);
-    if (do_c)
+    if (do_c && rc_standby) {
+        /* issue 17: a standby beats any fork: median below half a bare
+         * fork+exec's, p99 below its p99 (report.c judges both rows) */
+        rc_rows("SIGKILL etscounterd -> next count acked, with standby", "ms", kc, (size_t)kills, fmed, fp99,
+                "< 0.5", "< 1");
+    } else if (do_c)
         rc_rows("SIGKILL etscounterd -> next count acked", "ms", kc, (size_t)kills, fmed, fp99,
-                "< 3");
+                "< 3", NULL);
     if (do_m) {
-        rc_rows("SIGKILL etsmgrd -> new etsmgrd answers", "ms", kf, (size_t)kills, fmed, fp99, NULL);
-        rc_rows("SIGKILL etsmgrd -> table owned again", "ms", km, (size_t)kills, fmed, fp99,
-                NULL);
+        rc_rows("SIGKILL etsmgrd -> new etsmgrd answers", "ms", kf, (size_t)kills, fmed, fp99, NULL, NULL);
+        rc_rows("SIGKILL etsmgrd -> table owned again", "ms", km, (size_t)kills, fmed, fp99, NULL, NULL);
     }
     free(fl);
     free(kc);

@@ -269,6 +269,26 @@ fi
 for pid in $REDIS; do kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
 REDIS=
 
+# ---------------------------------------------------------------- 6. hot standby
+# the same system again, with "standby": true for etscounterd (issue 17):
+# a kill meets a standby already queued, and no process has to start
+kill -TERM "$SUP" 2>/dev/null
+wait "$SUP"
+st=$?
+SUP=
+[ $st -eq 0 ] || fail "etssup exited with status $st on SIGTERM (see $OUT/etssup.log)"
+sed 's/"ready": "notify", "sockets": \[{"name": "etscounter"/"ready": "notify", "standby": true, "sockets": [{"name": "etscounter"/' \
+    "$DIR"/etssup.json > "$DIR"/etssup-standby.json
+section "6. recovery with a hot standby of etscounterd (\"standby\": true), $KILLS kills, each once the standby is queued"
+"$BIN"/etssup --config "$DIR"/etssup-standby.json --log-level warning 2> "$DIR"/etssup-standby.log &
+SUP=$!
+for _ in $(seq 400); do [ -S "$DIR"/etssup.sock ] && break; sleep 0.05; done
+if "$BIN"/etscounter -t 20000 ping > /dev/null; then
+    rows "$BB"/recovery -d "$DIR" --kills "$KILLS" --only counterd --standby
+else
+    fail "etssup with a standby did not bring etscounterd up within 20 s (see $OUT/etssup-standby.log)"
+fi
+
 # ---------------------------------------------------------------- stop and report
 kill -TERM "$SUP" 2>/dev/null
 wait "$SUP"
