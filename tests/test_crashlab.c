@@ -119,6 +119,30 @@ START_TEST(test_short_experiment_passes)
 }
 END_TEST
 
+/* The standby scheme (etssup keeps "etscounterd --standby"): kills of
+ * etscounterd are taken over by the waiting standby; nothing is lost or
+ * counted twice, and the report names the scheme. */
+START_TEST(test_standby_scheme_passes)
+{
+    char *extra[] = { "--standby", "--targets", "etscounterd,etsmgrd", "--kills", "30", "--interval", "2:10",
+                      "--seed", "17", "--recovery-timeout", "20000" };
+    cJSON *r = NULL;
+    char *out = NULL;
+    int rc = lab_run(extra, 11, &r, &out);
+    ck_assert_msg(rc == 0, "etsmgr-crashlab --standby exited %d, expected 0:\n%s", rc, out);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_double_eq(lab_num(r, "counts", "lost"), 0);
+    ck_assert_double_eq(lab_num(r, "counts", "duplicated"), 0);
+    ck_assert_msg(lab_num(r, "counts", "acknowledged") > 0, "no count was acknowledged");
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(r, "config");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, "standby")));
+    ck_assert_ptr_nonnull(strstr(out, "standby: on"));
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "leftovers")), 0);
+    cJSON_Delete(r);
+    free(out);
+}
+END_TEST
+
 START_TEST(test_detects_duplicates_without_exactly_once)
 {
     char *extra[] = { "--no-exactly-once", "--targets", "etscounterd", "--workers", "8", "--kills", "30",
@@ -344,6 +368,7 @@ Suite *crashlab_suite(void)
     tcase_add_checked_fixture(x, lab_setup, lab_teardown);
     tcase_set_timeout(x, 120);
     tcase_add_test(x, test_short_experiment_passes);
+    tcase_add_test(x, test_standby_scheme_passes);
     tcase_add_test(x, test_detects_duplicates_without_exactly_once);
     tcase_add_test(x, test_fault_hook_unacknowledged_increment);
     tcase_add_test(x, test_fault_hook_value_twice);

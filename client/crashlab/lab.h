@@ -48,6 +48,7 @@ typedef struct lab_opts {
     const char *strategy;      /* one_for_one, one_for_all, rest_for_one */
     bool exit_on_manager_death;
     bool exactly_once;
+    bool standby;              /* "standby": true for etscounterd (etssup(8)) */
     int intensity, period_s;   /* the generated etssup config */
     int start_timeout_ms;
     bool attach;

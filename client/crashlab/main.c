@@ -47,6 +47,9 @@ static const char lab_usage[] =
     "                              (default); exit: it exits and etssup restarts it\n"
     "  -n, --no-exactly-once       etscounterd ignores request ids: a retried count\n"
     "                              counts again (to see what goes wrong without it)\n"
+    "      --standby               etssup keeps a hot standby of etscounterd\n"
+    "                              (\"standby\": true): a killed one is replaced by the\n"
+    "                              standby already waiting, not by a new process\n"
     "      --intensity N           etssup's restart intensity (default 1000)\n"
     "      --period S              etssup's intensity period in seconds (default 10)\n"
     "      --start-timeout MS      etssup's start_timeout: a child not ready within MS is\n"
@@ -123,7 +126,7 @@ static int lab_parse_targets(const char *s, unsigned *out)
     return *out ? 0 : -1;
 }
 
-enum { OPT_INTENSITY = 256, OPT_PERIOD, OPT_START, OPT_RECOVERY, OPT_GRACE };
+enum { OPT_INTENSITY = 256, OPT_PERIOD, OPT_START, OPT_RECOVERY, OPT_GRACE, OPT_STANDBY };
 
 static int lab_parse(lab *l, int argc, char **argv)
 {
@@ -137,6 +140,7 @@ static int lab_parse(lab *l, int argc, char **argv)
         { "strategy", required_argument, NULL, 'S' },
         { "on-manager-death", required_argument, NULL, 'm' },
         { "no-exactly-once", no_argument, NULL, 'n' },
+        { "standby", no_argument, NULL, OPT_STANDBY },
         { "intensity", required_argument, NULL, OPT_INTENSITY },
         { "period", required_argument, NULL, OPT_PERIOD },
         { "start-timeout", required_argument, NULL, OPT_START },
@@ -234,6 +238,7 @@ static int lab_parse(lab *l, int argc, char **argv)
                 return lab_usage_error("--on-manager-death takes keep or exit, not \"%s\"", optarg);
             break;
         case 'n': o->exactly_once = false; break;
+        case OPT_STANDBY: o->standby = true; break;
         case OPT_INTENSITY:
             if (lab_parse_long(optarg, 0, 100000000, &v) < 0)
                 return lab_usage_error("--intensity takes a non-negative number, not \"%s\"", optarg);

@@ -88,9 +88,10 @@ void lab_report_text(lab *l, const lab_tally *t, FILE *f)
     fprintf(f, "  run        %.1f s%s, %d worker%s, seed %llu, instance %s (%s)\n", secs,
             l->interrupted ? " (interrupted)" : "", l->o.workers, l->o.workers == 1 ? "" : "s",
             (unsigned long long)l->o.seed, l->rt.instance, l->o.attach ? "attached" : "fresh, under etssup");
-    fprintf(f, "  scheme     strategy %s, on manager death: %s, exactly-once: %s\n",
+    fprintf(f, "  scheme     strategy %s, on manager death: %s, exactly-once: %s, standby: %s\n",
             l->o.attach ? "(as configured)" : l->o.strategy, l->o.attach ? "(as configured)" : l->o.exit_on_manager_death ? "exit" : "keep",
-            l->o.attach ? "(as configured)" : l->o.exactly_once ? "on" : "off");
+            l->o.attach ? "(as configured)" : l->o.exactly_once ? "on" : "off",
+            l->o.attach ? "(as configured)" : l->o.standby ? "on" : "off");
     fprintf(f, "  kills      %zu (%s), pause %d..%d ms after each recovery\n", l->nkills, tg,
             l->o.interval_min_ms, l->o.interval_max_ms);
     fprintf(f, "\ncounts\n");
@@ -209,10 +210,12 @@ int lab_report_json(lab *l, const lab_tally *t, const char *path, char *err, siz
         cJSON_AddNullToObject(c, "strategy");
         cJSON_AddNullToObject(c, "on_manager_death");
         cJSON_AddNullToObject(c, "exactly_once");
+        cJSON_AddNullToObject(c, "standby");
     } else {
         cJSON_AddStringToObject(c, "strategy", l->o.strategy);
         cJSON_AddStringToObject(c, "on_manager_death", l->o.exit_on_manager_death ? "exit" : "keep");
         cJSON_AddBoolToObject(c, "exactly_once", l->o.exactly_once);
+        cJSON_AddBoolToObject(c, "standby", l->o.standby);
     }
     cJSON_AddNumberToObject(c, "workers", l->o.workers);
     cJSON *tg = cJSON_AddArrayToObject(c, "targets");

@@ -151,6 +151,8 @@ static int lab_write_config(lab *l, char *err, size_t errlen)
         cJSON_AddStringToObject(k, "restart", "permanent");
         cJSON_AddNumberToObject(k, "shutdown", 5000);
         cJSON_AddStringToObject(k, "ready", "notify");
+        if (i == 1 && l->o.standby)
+            cJSON_AddBoolToObject(k, "standby", true);
         cJSON *socks = cJSON_AddArrayToObject(k, "sockets");
         cJSON *s = cJSON_CreateObject();
         cJSON_AddItemToArray(socks, s);
