@@ -187,16 +187,17 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
     return 0;
 }
 
-/* Under the lock, rid (r0, r1) known to be absent: makes room for its
- * record (a rebuild first when needed, which may move the mapping) and
- * says where it goes: *off the region, *slot the record, *fresh whether
+/* Under the lock, rid (r0, r1) known to be absent: pos and reuse are what
+ * once_find said of the region at once_off (unused when there is none), so
+ * that a new rid's chain is walked once, not again here.  Makes room for
+ * its record (a rebuild first when needed, which may move the mapping)
+ * and says where it goes: *off the region, *slot the record, *fresh whether
  * it fills an empty record (else it overwrites an expired one). */
-static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, uint64_t max_records, uint64_t *off,
-                      uint64_t *slot, int *fresh)
+static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, uint64_t max_records, uint64_t pos,
+                      uint64_t reuse, uint64_t *off, uint64_t *slot, int *fresh)
 {
     struct tbl_hdr *h = t->h;
-    uint64_t o = h->once_off, pos = 0, reuse = UINT64_MAX;
-    if (o && once_find(tbl_word(t, o), r0, r1, now, &pos, &reuse) != 0) return ETSMGR_ECORRUPT;
+    uint64_t o = h->once_off;
     /* a rebuild first when the new record would fill the region past 3/4,
      * or make the filled records (live or expired) exceed max_records: the
      * rebuild drops the expired ones and says whether there is room */
@@ -236,7 +237,7 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
     if (!t || !key || klen < 1 || klen > ETSMGR_KEY_MAX || !once || once->keep_until_ms <= 0 ||
         once->deadline_ms < 0 || (once->deadline_ms && once->keep_until_ms < once->deadline_ms))
         return ETSMGR_EINVAL;
-    uint64_t r0, r1, hv = tbl_hash(key, klen), pos, rpos, reuse;
+    uint64_t r0, r1, hv = tbl_hash(key, klen), pos, rpos = 0, reuse = UINT64_MAX;
     memcpy(&r0, once->rid, 8);
     memcpy(&r1, once->rid + 8, 8);
     int64_t now = etsmgr_mono_ms();
@@ -263,7 +264,7 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
     tbl_cp(t); /* step 0: checked, nothing written yet (a test stops the process here) */
     uint64_t slot;
     int fresh;
-    r = once_place(t, r0, r1, now, once->max_records, &off, &slot, &fresh);
+    r = once_place(t, r0, r1, now, once->max_records, rpos, reuse, &off, &slot, &fresh);
     if (r) return tbl_op_end(t, r);
     /* the counter, found after any rebuild (the mapping may have moved) */
     struct tbl_ent *e = NULL;
@@ -294,7 +295,7 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
 int tbl_once_put(etsmgr_table *t, const uint8_t rid[ETSMGR_RID_LEN], int64_t value, int64_t keep_until)
 {
     if (!t || !rid || keep_until <= 0) return ETSMGR_EINVAL;
-    uint64_t r0, r1, pos, reuse, off, slot;
+    uint64_t r0, r1, pos = 0, reuse = UINT64_MAX, off, slot;
     memcpy(&r0, rid, 8);
     memcpy(&r1, rid + 8, 8);
     int64_t now = etsmgr_mono_ms();
@@ -306,7 +307,7 @@ int tbl_once_put(etsmgr_table *t, const uint8_t rid[ETSMGR_RID_LEN], int64_t val
         r = once_find(tbl_word(t, off), r0, r1, now, &pos, &reuse);
         if (r) return tbl_op_end(t, r < 0 ? r : ETSMGR_EEXIST);
     }
-    r = once_place(t, r0, r1, now, 0, &off, &slot, &fresh);
+    r = once_place(t, r0, r1, now, 0, pos, reuse, &off, &slot, &fresh);
     if (r) return tbl_op_end(t, r);
     once_write(t, off, slot, fresh, r0, r1, value, keep_until);
     return tbl_op_end(t, 0);
