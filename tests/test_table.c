@@ -443,6 +443,33 @@ START_TEST(update_counter_once)
 }
 END_TEST
 
+/* A count with a deadline takes this handle's previous clock read for now
+ * (one clock read per count, see table_once.c).  That read is early: it
+ * must not make an expired record look live where that matters, refusing
+ * a full region with ETSMGR_ERIDFULL that has room. */
+START_TEST(update_counter_once_stale_clock)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int dup;
+    etsmgr_once a = once_of(1, 1); /* no deadline, kept until 1 ms: expired */
+    a.max_records = 1;
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &a, &v, &dup), 0);
+    t->once_now = 1; /* as if the handle's last read were long ago */
+    etsmgr_once b = once_of(2, far);
+    b.deadline_ms = far - 1;
+    b.max_records = 1;
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &b, &v, &dup), 0);
+    ck_assert_int_eq(v, 2);
+    ck_assert_int_eq(dup, 0);
+    ck_assert_int_gt(t->once_now, 1); /* the clock was read again */
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &b, &v, &dup), 0);
+    ck_assert_int_eq(dup, 1);
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 START_TEST(update_counter_once_limit)
 {
     etsmgr_table *t = tt_create(NULL, 0, 0);
@@ -541,6 +568,7 @@ Suite *table_suite(void)
     tcase_add_test(tc, groups);
     tcase_add_test(tc, update_counter_once);
     tcase_add_test(tc, update_counter_once_limit);
+    tcase_add_test(tc, update_counter_once_stale_clock);
     tcase_add_test(tc, update_counter_once_room_later);
     tcase_add_test(tc, strerror_all);
     suite_add_tcase(s, tc);

@@ -187,6 +187,7 @@ struct etsmgr_table {
     unsigned lock_timeout_ms; /* 0: wait as long as it takes */
     int64_t once_full_until;  /* table_once.c: the records hold once_full_max live ones */
     uint64_t once_full_max;   /* until then at least (0: not known to be full) */
+    int64_t once_now;         /* table_once.c: this handle's last clock read (0: none) */
     /* a read-only handle asks etsmgrd at this socket (malloc'd; NULL: none)
      * to roll back a dead writer's change, through recover_cb */
     char *rsock;

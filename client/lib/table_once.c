@@ -202,12 +202,23 @@ static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, ui
      * or make the filled records (live or expired) exceed max_records: the
      * rebuild drops the expired ones and says whether there is room */
     uint64_t used = o ? tbl_word(t, o)[2] : 0;
+    if (o && reuse == UINT64_MAX && ((used + 1) * 4 > tbl_word(t, o)[1] * 3 || (max_records && used + 1 > max_records))) {
+        /* about to rebuild or refuse: now may be this handle's last clock
+         * read (see etsmgr_table_update_counter_once), too early to see
+         * records that have expired since; read the clock and look again */
+        int64_t fresh_now = etsmgr_mono_ms();
+        if (fresh_now > now) {
+            now = t->once_now = fresh_now;
+            if (once_find(tbl_word(t, o), r0, r1, now, &pos, &reuse) != 0) return ETSMGR_ECORRUPT;
+        }
+    }
     if (o && reuse == UINT64_MAX && max_records && used + 1 > max_records && max_records <= t->once_full_max &&
         now <= t->once_full_until)
         return ETSMGR_ERIDFULL; /* full, and nothing has expired since it was found so */
     if (!o || (reuse == UINT64_MAX &&
                ((used + 1) * 4 > tbl_word(t, o)[1] * 3 || (max_records && used + 1 > max_records)))) {
         if (!o && h->version == TBL_VERSION) h->version = TBL_VERSION_ONCE; /* see table_int.h */
+        if (!o) now = t->once_now = etsmgr_mono_ms();
         int r = once_rebuild(t, o, now, max_records);
         if (r) return r;
         o = h->once_off;
@@ -240,10 +251,19 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
     uint64_t r0, r1, hv = tbl_hash(key, klen), pos, rpos = 0, reuse = UINT64_MAX;
     memcpy(&r0, once->rid, 8);
     memcpy(&r1, once->rid + 8, 8);
-    int64_t now = etsmgr_mono_ms();
     if (dup) *dup = 0;
     int r = tbl_op_begin(t, "count_once", true);
     if (r) return r;
+    /* One clock read per count (on a VM each costs hundreds of ns).  With a
+     * deadline the read that counts is the last step before the commit,
+     * below; until then this handle's previous read stands in for now.  It
+     * is earlier than the true time, so it can only take a record for
+     * live that has expired (kept longer, never dropped early) and pass a
+     * deadline the last check then refuses; once_place reads the clock
+     * before it rebuilds or refuses a full region.  Read under the lock:
+     * the handle's threads share once_now. */
+    int64_t now = t->once_now;
+    if (!once->deadline_ms || now <= 0) now = t->once_now = etsmgr_mono_ms();
     struct tbl_hdr *h = t->h;
     uint64_t off = h->once_off;
     if (off) {
@@ -286,7 +306,8 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
     if (r) return tbl_op_end(t, r);
     once_write(t, h->once_off, slot, fresh, r0, r1, nv, once->keep_until_ms);
     /* the last step before the commit: has the deadline passed meanwhile? */
-    if (once->deadline_ms && etsmgr_mono_ms() > once->deadline_ms) return tbl_op_end(t, ETSMGR_EEXPIRED);
+    if (once->deadline_ms && (t->once_now = etsmgr_mono_ms()) > once->deadline_ms)
+        return tbl_op_end(t, ETSMGR_EEXPIRED);
     r = tbl_op_end(t, 0);
     if (r == 0 && newval) *newval = nv;
     return r;
