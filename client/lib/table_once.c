@@ -41,7 +41,13 @@
  * checked before any write and again as the last step before the commit
  * (after the writes), so that a process stopped or descheduled inside the
  * change cannot commit a count its sender has given up on when it comes
- * back.  (Between that last check and the commit store there are a few
+ * back.  Only that last check reads the clock; the first, and the expiry
+ * of records, use the handle's previous read (once_now), which is earlier
+ * than the truth and so errs towards keeping records and towards the
+ * last check refusing (one clock read per count: on a VM each read costs
+ * hundreds of ns).  Before a rebuild or a rid_store_full refusal the
+ * clock is read again, so that an old read never refuses a region with
+ * room.  (Between that last check and the commit store there are a few
  * instructions; docs/design.md says what a sender can conclude.)  Times
  * are CLOCK_MONOTONIC: one clock for every process of the machine, which
  * a wall-clock step does not move, and a table lives in /dev/shm, which
