@@ -208,7 +208,8 @@ static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, ui
      * or make the filled records (live or expired) exceed max_records: the
      * rebuild drops the expired ones and says whether there is room */
     uint64_t used = o ? tbl_word(t, o)[2] : 0;
-    if (o && reuse == UINT64_MAX && ((used + 1) * 4 > tbl_word(t, o)[1] * 3 || (max_records && used + 1 > max_records))) {
+    bool crowded = o && ((used + 1) * 4 > tbl_word(t, o)[1] * 3 || (max_records && used + 1 > max_records));
+    if (reuse == UINT64_MAX && crowded) {
         /* about to rebuild or refuse: now may be this handle's last clock
          * read (see etsmgr_table_update_counter_once), too early to see
          * records that have expired since; read the clock and look again */
@@ -221,8 +222,7 @@ static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, ui
     if (o && reuse == UINT64_MAX && max_records && used + 1 > max_records && max_records <= t->once_full_max &&
         now <= t->once_full_until)
         return ETSMGR_ERIDFULL; /* full, and nothing has expired since it was found so */
-    if (!o || (reuse == UINT64_MAX &&
-               ((used + 1) * 4 > tbl_word(t, o)[1] * 3 || (max_records && used + 1 > max_records)))) {
+    if (!o || (reuse == UINT64_MAX && crowded)) {
         if (!o && h->version == TBL_VERSION) h->version = TBL_VERSION_ONCE; /* see table_int.h */
         if (!o) now = t->once_now = etsmgr_mono_ms();
         int r = once_rebuild(t, o, now, max_records);
