@@ -50,6 +50,7 @@
     X(SNAPSHOT_FAILED, "snapshot_failed", ETSMGR_EREFUSED, "some tables could not be saved")      \
     X(NOT_PERMITTED, "not_permitted", ETSMGR_EPERM, "the table's access mode refuses the open")   \
     X(LOCKED, "locked", ETSMGR_ELOCKED, "a live process holds the table's lock and does not let go") \
+    X(WRONG_TYPE, "wrong_type", ETSMGR_EREFUSED, "new_table: the table exists with another type")  \
     /* etscounterd */                                                                              \
     X(EXPIRED, "expired", ETSMGR_EEXPIRED, "the request's deadline passed; it was not counted")   \
     X(RID_STORE_FULL, "rid_store_full", ETSMGR_ERIDFULL,                                           \

@@ -250,6 +250,7 @@ cJSON *mgrd_reg_status(mgrd *m, mgrd_table *rt)
         cJSON_AddNumberToObject(o, "max_bytes", (double)info.max_bytes);
         cJSON_AddNumberToObject(o, "generation", (double)info.generation);
         cJSON_AddStringToObject(o, "access", mgrd_access_name(info.access));
+        cJSON_AddStringToObject(o, "type", info.type == ETSMGR_ORDERED_SET ? "ordered_set" : "set");
         cJSON_AddStringToObject(o, "created", created);
     } else {
         cJSON_AddStringToObject(o, "error", etsmgr_strerror(rc));

@@ -269,10 +269,40 @@ static int get_opts(req_ctx *x, etsmgr_table_opts *opts, cJSON **err)
         }
         opts->access = (etsmgr_access)a;
     }
+    const char *type = NULL;
+    rc = proto_get_string(o, "type", &type, msg, sizeof msg);
+    if (rc < 0)
+        goto bad;
+    if (rc == 0) {
+        if (strcmp(type, "set") == 0) {
+            opts->type = ETSMGR_SET;
+        } else if (strcmp(type, "ordered_set") == 0) {
+            opts->type = ETSMGR_ORDERED_SET;
+        } else {
+            *err = proto_reply_err(x->req, PROTO_E_BAD_REQUEST,
+                                   "opts: type must be \"set\" or \"ordered_set\", not \"%.32s\"", type);
+            return -1;
+        }
+    }
     return 0;
 bad:
     *err = proto_reply_err(x->req, PROTO_E_BAD_REQUEST, "opts: %s", msg);
     return -1;
+}
+
+/* A table keeps the type it was created with: asking for the other one is
+ * refused, in words, rather than handing out a table that behaves otherwise
+ * than the caller expects.  NULL: the types agree. */
+static cJSON *wrong_type(req_ctx *x, etsmgr_table *t, const char *name, const etsmgr_table_opts *opts)
+{
+    etsmgr_table_info info;
+    if (etsmgr_table_info_get(t, &info) != ETSMGR_OK || info.type == opts->type)
+        return NULL;
+    static const char *const names[] = {"set", "ordered_set"};
+    return proto_reply_err(x->req, PROTO_E_WRONG_TYPE, "table %s exists as an %s%s, not an %s%s; "
+                           "delete it (del_table with unlink) to create it with the other type",
+                           name, info.type == ETSMGR_ORDERED_SET ? "" : "ordinary ", names[info.type & 1],
+                           opts->type == ETSMGR_ORDERED_SET ? "" : "ordinary ", names[opts->type & 1]);
 }
 
 cJSON *mgrd_reply_table(mgrd *m, const cJSON *req, mgrd_table *rt, bool created, int *fd)
@@ -390,6 +420,8 @@ static cJSON *op_new_table(req_ctx *x)
     if (rt) {
         if (refused(x, rt, MGRD_ACT_TAKE, &err))
             return err;
+        if ((err = wrong_type(x, rt->t, name, &opts)) != NULL)
+            return err;
         bool again = rt->owner == x->p;
         if (!again) {
             x->undo = UNDO_GIVEN; /* it was orphaned */
@@ -433,6 +465,10 @@ static cJSON *op_new_table(req_ctx *x)
         rt = adopt_existing(x, name, &o, &err);
         if (!rt)
             return err;
+        if ((err = wrong_type(x, rt->t, name, &opts)) != NULL) {
+            /* adopted, not given: it stays an orphan under management */
+            return err;
+        }
         mgrd_reg_give(m, rt, x->p);
         x->undo = UNDO_ADOPTED;
         x->undo_rt = rt;

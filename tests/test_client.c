@@ -120,6 +120,42 @@ START_TEST(test_wait_for_late_daemon)
 END_TEST
 
 /* ------------------------------------------------------------------ tables */
+/* new_table carries the type; the other type for an existing name is
+ * refused with words (wrong_type), and the table is left as it was */
+START_TEST(test_table_type)
+{
+    ct_mgr();
+    etsmgr_client *c = ct_connect();
+    etsmgr_table *t, *u = NULL;
+    etsmgr_table_opts o = {.type = ETSMGR_ORDERED_SET};
+    int err = etsmgr_new_table(c, "ord", &o, NULL, &t, NULL);
+    ck_assert_msg(err == ETSMGR_OK, "%s", etsmgr_client_message(c));
+    etsmgr_table_info info;
+    ck_assert_int_eq(etsmgr_table_info_get(t, &info), 0);
+    ck_assert_int_eq(info.type, ETSMGR_ORDERED_SET);
+    etsmgr_value v = {.type = ETSMGR_INT, .i = 1};
+    ck_assert_int_eq(etsmgr_table_insert(t, "b", 1, &v), 0);
+    ck_assert_int_eq(etsmgr_table_insert(t, "a", 1, &v), 0);
+    char k[8];
+    size_t kl;
+    ck_assert_int_eq(etsmgr_table_first(t, k, sizeof k, &kl), 0);
+    ck_assert_mem_eq(k, "a", 1);
+    etsmgr_client_close(c); /* orphaned */
+    c = ct_connect();
+    err = etsmgr_new_table(c, "ord", NULL, NULL, &u, NULL); /* a set asked for */
+    ck_assert_int_eq(err, ETSMGR_EREFUSED);
+    ck_assert_msg(strstr(etsmgr_client_message(c), "ordered_set") != NULL, "%s", etsmgr_client_message(c));
+    ck_assert_ptr_null(u);
+    err = etsmgr_new_table(c, "ord", &o, NULL, &u, NULL);
+    ck_assert_msg(err == ETSMGR_OK, "%s", etsmgr_client_message(c));
+    ck_assert_int_eq(etsmgr_table_last(u, k, sizeof k, &kl), 0);
+    ck_assert_mem_eq(k, "b", 1);
+    o.type = 7;
+    ck_assert_int_eq(etsmgr_new_table(c, "other", &o, NULL, &t, NULL), ETSMGR_EINVAL);
+    etsmgr_client_close(c);
+}
+END_TEST
+
 START_TEST(test_table_comes_back)
 {
     ct_mgr();
@@ -458,6 +494,7 @@ Suite *client_suite(void)
     tcase_add_checked_fixture(tc, ct_setup, ct_cleanup);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_table_comes_back);
+    tcase_add_test(tc, test_table_type);
     tcase_add_test(tc, test_owned_by_another);
     tcase_add_test(tc, test_give_away);
     suite_add_tcase(s, tc);

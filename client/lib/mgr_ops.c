@@ -88,12 +88,16 @@ int mc_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts *op
         return mc_err(c, ETSMGR_EINVAL, "", "access mode %d is none of ETSMGR_PRIVATE, ETSMGR_PROTECTED, ETSMGR_PUBLIC",
                       (int)opts->access);
     cJSON *req = mc_req("new_table", name);
-    if (req && opts && (opts->size_hint || opts->max_bytes || opts->access)) {
+    if (opts && (unsigned)opts->type > ETSMGR_ORDERED_SET)
+        return mc_err(c, ETSMGR_EINVAL, "", "table type %d is neither ETSMGR_SET nor ETSMGR_ORDERED_SET",
+                      (int)opts->type);
+    if (req && opts && (opts->size_hint || opts->max_bytes || opts->access || opts->type)) {
         static const char *const access[] = {"protected", "private", "public"};
         cJSON *o = cJSON_AddObjectToObject(req, "opts");
         if (!o || !cJSON_AddNumberToObject(o, "size_hint", (double)opts->size_hint) ||
             !cJSON_AddNumberToObject(o, "max_bytes", (double)opts->max_bytes) ||
-            !cJSON_AddStringToObject(o, "access", access[opts->access])) {
+            !cJSON_AddStringToObject(o, "access", access[opts->access]) ||
+            (opts->type && !cJSON_AddStringToObject(o, "type", "ordered_set"))) {
             cJSON_Delete(req);
             req = NULL;
         }

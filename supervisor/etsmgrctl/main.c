@@ -98,7 +98,7 @@ static void ctl_duration(double secs, char *buf, size_t len)
 }
 
 /* A table of strings printed with columns as wide as their widest cell. */
-#define CTL_MAXCOL 12
+#define CTL_MAXCOL 13
 typedef struct ctl_table {
     int ncol, nrow;
     char *(*cells)[CTL_MAXCOL];
@@ -233,8 +233,8 @@ static int ctl_tables(const rt_paths *rt, int timeout)
         cJSON_Delete(reply);
         return 0;
     }
-    ctl_table t = {.ncol = 12};
-    const char *hdr[] = {"NAME", "STATE", "OWNER", "WAITERS", "ACCESS", "ENTRIES", "CAPACITY", "BYTES",
+    ctl_table t = {.ncol = 13};
+    const char *hdr[] = {"NAME", "STATE", "OWNER", "WAITERS", "ACCESS", "TYPE", "ENTRIES", "CAPACITY", "BYTES",
                          "TRANSFERS", "HEIR DATA", "CREATED", "ORPHANED SINCE"};
     ctl_row(&t, hdr);
     const cJSON *tb;
@@ -255,7 +255,7 @@ static int ctl_tables(const rt_paths *rt, int timeout)
         }
         const char *hd = ctl_str(tb, "heir_data", "");
         const char *row[] = {ctl_str(tb, "name", "?"), ctl_str(tb, "state", "?"), owner, waiters,
-                             ctl_str(tb, "access", "-"), entries, cap, bytes, tr, *hd ? hd : "-",
+                             ctl_str(tb, "access", "-"), ctl_str(tb, "type", "set"), entries, cap, bytes, tr, *hd ? hd : "-",
                              ctl_str(tb, "created", "-"), ctl_str(tb, "orphaned_since", "-")};
         ctl_row(&t, row);
     }
