@@ -4,7 +4,7 @@
  * before answering) retries with the same request id; to answer that retry
  * without counting again, the increment and the note "rid -> new value" are
  * ONE atomic change of the table: etsmgr_table_update_counter_once, whose
- * records live in a region of the table (common/table_once.c).  A SIGKILL
+ * records live in a region of the table (client/lib/table_once.c).  A SIGKILL
  * inside the change leaves neither, after the commit leaves both.
  *
  * How long a rid is remembered is the sender's to say: until the last
