@@ -82,6 +82,18 @@ fail:
     return CTL_EXIT_SOFTWARE;
 }
 
+int ctl_call_op(const rt_paths *rt, const char *who, const char *op, int timeout_ms, cJSON **reply)
+{
+    char sockname[32];
+    snprintf(sockname, sizeof sockname, "%s.sock", who);
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "op", op);
+    cJSON_AddNumberToObject(req, "id", 1);
+    int rc = ctl_call(rt, sockname, who, req, timeout_ms, NULL, reply);
+    cJSON_Delete(req);
+    return rc;
+}
+
 void ctl_print_json(cJSON *reply)
 {
     cJSON_DeleteItemFromObjectCaseSensitive(reply, "ok");

@@ -20,6 +20,9 @@ extern bool g_json;
 /* One request; 0 with *reply, else an exit status (message printed). */
 int ctl_call(const rt_paths *rt, const char *sockname, const char *who, cJSON *req, int timeout_ms,
              int *conn_fd, cJSON **reply);
+/* The same for a request that is only its op, {"op": op, "id": 1}, to
+ * who ("etssup" or "etsmgrd", whose socket is who.sock). */
+int ctl_call_op(const rt_paths *rt, const char *who, const char *op, int timeout_ms, cJSON **reply);
 void ctl_print_json(cJSON *reply);
 
 /* data.c: the data lifecycle commands */

@@ -121,11 +121,8 @@ int ctl_load(const rt_paths *rt, const char *file, const char *as, bool replace,
 
 int ctl_snapshot(const rt_paths *rt, int timeout)
 {
-    cJSON *req = cJSON_CreateObject(), *reply = NULL;
-    cJSON_AddStringToObject(req, "op", "snapshot");
-    cJSON_AddNumberToObject(req, "id", 1);
-    int rc = ctl_call(rt, "etsmgrd.sock", "etsmgrd", req, timeout, NULL, &reply);
-    cJSON_Delete(req);
+    cJSON *reply = NULL;
+    int rc = ctl_call_op(rt, "etsmgrd", "snapshot", timeout, &reply);
     if (rc)
         return rc;
     if (g_json) {

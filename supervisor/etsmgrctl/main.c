@@ -140,11 +140,8 @@ static void ctl_table_print(ctl_table *t)
 
 static int ctl_status(const rt_paths *rt, int timeout)
 {
-    cJSON *req = cJSON_CreateObject(), *reply = NULL;
-    cJSON_AddStringToObject(req, "op", "status");
-    cJSON_AddNumberToObject(req, "id", 1);
-    int rc = ctl_call(rt, "etssup.sock", "etssup", req, timeout, NULL, &reply);
-    cJSON_Delete(req);
+    cJSON *reply = NULL;
+    int rc = ctl_call_op(rt, "etssup", "status", timeout, &reply);
     if (rc)
         return rc;
     if (g_json) {
@@ -286,11 +283,8 @@ static int ctl_restart(const rt_paths *rt, const char *id, int timeout)
  * 0 when it does not run; an exit status < 0 ... see ctl_kill. */
 static int ctl_child_pid(const rt_paths *rt, const char *id, int timeout, pid_t *pid, pid_t *sup)
 {
-    cJSON *req = cJSON_CreateObject(), *reply = NULL;
-    cJSON_AddStringToObject(req, "op", "status");
-    cJSON_AddNumberToObject(req, "id", 1);
-    int rc = ctl_call(rt, "etssup.sock", "etssup", req, timeout, NULL, &reply);
-    cJSON_Delete(req);
+    cJSON *reply = NULL;
+    int rc = ctl_call_op(rt, "etssup", "status", timeout, &reply);
     if (rc)
         return rc;
     *sup = (pid_t)ctl_num(reply, "pid");
