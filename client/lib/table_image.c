@@ -25,7 +25,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -40,19 +39,6 @@
 static _Thread_local uint64_t img_lock_ns;
 
 uint64_t img_last_lock_ns(void) { return img_lock_ns; }
-
-static int img_why(char *why, size_t whylen, int err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int img_why(char *why, size_t whylen, int err, const char *fmt, ...)
-{
-    if (why && whylen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, whylen, fmt, ap);
-        va_end(ap);
-    }
-    return err;
-}
 
 /* ------------------------------------------------------------ CRC-32C */
 
@@ -149,32 +135,32 @@ int img_parse(const void *data, size_t len, img_info *info, char *why, size_t wh
     if (!p && len) return ETSMGR_EINVAL;
     if (len < 8) {
         if (len == 0 || memcmp(p, IMG_MAGIC, len) == 0)
-            return img_why(why, whylen, ETSMGR_ETRUNCATED, "truncated: the file is %zu bytes, "
+            return tbl_say(why, whylen, ETSMGR_ETRUNCATED, "truncated: the file is %zu bytes, "
                            "less than an image's magic number", len);
-        return img_why(why, whylen, ETSMGR_EBADMAGIC, "not a table image: it does not start "
+        return tbl_say(why, whylen, ETSMGR_EBADMAGIC, "not a table image: it does not start "
                        "with an image's magic number");
     }
     if (memcmp(p, IMG_MAGIC, 8) != 0)
-        return img_why(why, whylen, ETSMGR_EBADMAGIC, "not a table image: wrong magic number "
+        return tbl_say(why, whylen, ETSMGR_EBADMAGIC, "not a table image: wrong magic number "
                        "(a table image starts with \\x89ETSIMG\\n)");
     if (len < 16)
-        return img_why(why, whylen, ETSMGR_ETRUNCATED, "truncated: the file is %zu bytes, a header "
+        return tbl_say(why, whylen, ETSMGR_ETRUNCATED, "truncated: the file is %zu bytes, a header "
                        "needs %u", len, IMG_HDR_SIZE);
     uint32_t ver = get32(p + H_VERSION);
     if (ver > IMG_VERSION)
-        return img_why(why, whylen, ETSMGR_EVERSION, "image format version %u is newer than this "
+        return tbl_say(why, whylen, ETSMGR_EVERSION, "image format version %u is newer than this "
                        "etsmgr reads (%u): load it with a newer etsmgr", ver, IMG_VERSION);
     if (ver == 0)
-        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: format version 0 does not exist");
+        return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: format version 0 does not exist");
     if (len < IMG_HDR_SIZE)
-        return img_why(why, whylen, ETSMGR_ETRUNCATED, "truncated: the file is %zu bytes, a header "
+        return tbl_say(why, whylen, ETSMGR_ETRUNCATED, "truncated: the file is %zu bytes, a header "
                        "needs %u", len, IMG_HDR_SIZE);
     if (get32(p + H_HDRSIZE) != IMG_HDR_SIZE)
-        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: header size %u, version %u has %u",
+        return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: header size %u, version %u has %u",
                        get32(p + H_HDRSIZE), ver, IMG_HDR_SIZE);
     uint32_t hcrc = img_crc32c(0, p, H_CRC);
     if (hcrc != get32(p + H_CRC))
-        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: wrong header checksum (%08x, the "
+        return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: wrong header checksum (%08x, the "
                        "header says %08x)", hcrc, get32(p + H_CRC));
     img_info in;
     memset(&in, 0, sizeof in);
@@ -189,56 +175,56 @@ int img_parse(const void *data, size_t len, img_info *info, char *why, size_t wh
     in.uid = get32(p + H_UID);
     unsigned nl = p[H_NAMELEN];
     if (flags != 0)
-        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: unknown flags %#llx",
+        return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: unknown flags %#llx",
                        (unsigned long long)flags);
     if (nl == 0 || nl > ETSMGR_NAME_MAX || !rt_valid_name((const char *)p + H_NAME, nl))
-        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: the table name is not 1 to 64 of "
+        return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: the table name is not 1 to 64 of "
                        "[A-Za-z0-9_.-]");
     for (unsigned i = H_NAME + nl; i < H_CRC; i++)
         if (p[i])
-            return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: reserved header byte %u is not 0", i);
+            return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: reserved header byte %u is not 0", i);
     memcpy(in.name, p + H_NAME, nl);
     if (in.mode & ~0777u)
-        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: mode %#o is not permission bits", in.mode);
+        return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: mode %#o is not permission bits", in.mode);
     /* no table holds more than 2^43 bytes (offsets are 40 bits of 8 bytes) */
     if (in.records_bytes > (TBL_OFF_MASK << 3) || in.entries > in.records_bytes / (IMG_REC_HDR + 1))
-        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: %llu entries in %llu bytes of records "
+        return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: %llu entries in %llu bytes of records "
                        "is impossible", (unsigned long long)in.entries,
                        (unsigned long long)in.records_bytes);
     uint64_t want = IMG_HDR_SIZE + in.records_bytes + IMG_TRAILER_SIZE;
     if (len < want)
-        return img_why(why, whylen, ETSMGR_ETRUNCATED, "truncated: the file is %zu bytes, its header "
+        return tbl_say(why, whylen, ETSMGR_ETRUNCATED, "truncated: the file is %zu bytes, its header "
                        "says %llu", len, (unsigned long long)want);
     if (len > want)
-        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: %llu bytes follow the end of the image",
+        return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: %llu bytes follow the end of the image",
                        (unsigned long long)(len - want));
     const unsigned char *rec = p + IMG_HDR_SIZE, *end = rec + in.records_bytes;
     if (memcmp(end + 4, IMG_END_TAG, 4) != 0)
-        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: the end marker is missing");
+        return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: the end marker is missing");
     uint32_t rcrc = img_crc32c(0, rec, (size_t)in.records_bytes);
     if (rcrc != get32(end))
-        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: wrong checksum of the entries (%08x, "
+        return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: wrong checksum of the entries (%08x, "
                        "the file says %08x): the file was changed or damaged", rcrc, get32(end));
     /* a matching checksum is not trust: the file may have been made to match */
     uint64_t n = 0;
     while (rec < end) {
         if ((size_t)(end - rec) < IMG_REC_HDR)
-            return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: entry %llu is cut short",
+            return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: entry %llu is cut short",
                            (unsigned long long)n);
         unsigned klen = rec[0], type = rec[1];
         uint32_t vlen = get32(rec + 4);
         if (klen == 0 || rec[2] || rec[3] ||
             !(type == ETSMGR_INT ? vlen == 8 : type == ETSMGR_BYTES && vlen <= ETSMGR_VALUE_MAX))
-            return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: entry %llu has key length %u, "
+            return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: entry %llu has key length %u, "
                            "type %u, value length %u", (unsigned long long)n, klen, type, vlen);
         if ((uint64_t)(end - rec) < IMG_REC_HDR + (uint64_t)klen + vlen)
-            return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: entry %llu runs past the end",
+            return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: entry %llu runs past the end",
                            (unsigned long long)n);
         rec += IMG_REC_HDR + klen + vlen;
         n++;
     }
     if (n != in.entries)
-        return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: %llu entries, the header says %llu",
+        return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: %llu entries, the header says %llu",
                        (unsigned long long)n, (unsigned long long)in.entries);
     if (info) *info = in;
     return 0;
@@ -251,7 +237,7 @@ int img_read(const char *path, img **out, char *why, size_t whylen)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        img_why(why, whylen, ETSMGR_ESYS, "cannot open %s: %s", path, strerror(e));
+        tbl_say(why, whylen, ETSMGR_ESYS, "cannot open %s: %s", path, strerror(e));
         errno = e;
         return e == ENOENT ? ETSMGR_ENOTFOUND : ETSMGR_ESYS;
     }
@@ -260,7 +246,7 @@ int img_read(const char *path, img **out, char *why, size_t whylen)
         int e = S_ISREG(st.st_mode) ? errno : EINVAL;
         close(fd);
         errno = e;
-        return img_why(why, whylen, e == EINVAL ? ETSMGR_EBADMAGIC : ETSMGR_ESYS, "%s: %s", path,
+        return tbl_say(why, whylen, e == EINVAL ? ETSMGR_EBADMAGIC : ETSMGR_ESYS, "%s: %s", path,
                        e == EINVAL ? "not a regular file" : strerror(e));
     }
     img *im = calloc(1, sizeof *im);
@@ -269,7 +255,7 @@ int img_read(const char *path, img **out, char *why, size_t whylen)
     if (!buf) {
         free(im);
         close(fd);
-        return img_why(why, whylen, ETSMGR_ENOMEM, "no memory to read %s (%lld bytes)", path,
+        return tbl_say(why, whylen, ETSMGR_ENOMEM, "no memory to read %s (%lld bytes)", path,
                        (long long)st.st_size);
     }
     size_t got = 0;
@@ -282,7 +268,7 @@ int img_read(const char *path, img **out, char *why, size_t whylen)
             free(im);
             close(fd);
             errno = e;
-            return img_why(why, whylen, ETSMGR_ESYS, "reading %s: %s", path, strerror(e));
+            return tbl_say(why, whylen, ETSMGR_ESYS, "reading %s: %s", path, strerror(e));
         }
         if (n == 0) break;
         got += (size_t)n;
@@ -360,10 +346,10 @@ int img_fill(etsmgr_table *t, const img *im, char *why, size_t whylen)
             r = etsmgr_table_insert_new(t, key, klen, &v);
         }
         if (r == ETSMGR_EEXIST)
-            return img_why(why, whylen, ETSMGR_ECORRUPT, "corrupt: entry %llu repeats an earlier key",
+            return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: entry %llu repeats an earlier key",
                            (unsigned long long)n);
         if (r)
-            return img_why(why, whylen, r, "inserting entry %llu: %s", (unsigned long long)n,
+            return tbl_say(why, whylen, r, "inserting entry %llu: %s", (unsigned long long)n,
                            etsmgr_strerror(r));
         rec = val + vlen;
         n++;
@@ -564,16 +550,16 @@ int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size
 {
     if (!t || !path || !*path) return ETSMGR_EINVAL;
     if (t->in_group)
-        return img_why(why, whylen, ETSMGR_EGROUP, "cannot save inside an atomic group (commit first)");
+        return tbl_say(why, whylen, ETSMGR_EGROUP, "cannot save inside an atomic group (commit first)");
     img_lock_ns = 0;
     /* the temporary file: same directory as path, so rename is atomic */
     static _Atomic unsigned seq;
     const char *slash = strrchr(path, '/');
     size_t dlen = slash ? (size_t)(slash - path) : 0;
     const char *base = slash ? slash + 1 : path;
-    if (!*base) return img_why(why, whylen, ETSMGR_EINVAL, "%s names a directory, not a file", path);
+    if (!*base) return tbl_say(why, whylen, ETSMGR_EINVAL, "%s names a directory, not a file", path);
     char dir[PATH_MAX], tmp[PATH_MAX];
-    if (dlen >= sizeof dir) return img_why(why, whylen, ETSMGR_EINVAL, "path too long");
+    if (dlen >= sizeof dir) return tbl_say(why, whylen, ETSMGR_EINVAL, "path too long");
     if (slash) {
         memcpy(dir, path, dlen ? dlen : 1);
         dir[dlen ? dlen : 1] = 0;
@@ -582,18 +568,18 @@ int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size
     }
     if (snprintf(tmp, sizeof tmp, "%.*s%s.%s.tmp-%d-%u", (int)dlen, path, slash ? "/" : "", base,
                  (int)getpid(), seq++) >= (int)sizeof tmp)
-        return img_why(why, whylen, ETSMGR_EINVAL, "path too long");
+        return tbl_say(why, whylen, ETSMGR_EINVAL, "path too long");
 
     struct stat st;
     if (fstat(t->fd, &st) < 0) {
         int e = errno;
-        return img_why(why, whylen, img_sys_err(e), "fstat of the table: %s", strerror(e));
+        return tbl_say(why, whylen, img_sys_err(e), "fstat of the table: %s", strerror(e));
     }
     unsigned char *copy;
     size_t cap;
     uint64_t top;
     int r = img_copy(t, &copy, &cap, &top);
-    if (r) return img_why(why, whylen, r, "copying table %s: %s", t->name, etsmgr_strerror(r));
+    if (r) return tbl_say(why, whylen, r, "copying table %s: %s", t->name, etsmgr_strerror(r));
     img_info in;
     memset(&in, 0, sizeof in);
     const struct tbl_hdr *ch = (const struct tbl_hdr *)(void *)copy;
@@ -609,13 +595,13 @@ int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size
     o.buf = malloc(o.cap);
     int fd = -1, e = 0;
     if (!o.buf) {
-        r = img_why(why, whylen, ETSMGR_ENOMEM, "out of memory");
+        r = tbl_say(why, whylen, ETSMGR_ENOMEM, "out of memory");
         goto out;
     }
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
         e = errno;
-        r = img_why(why, whylen, img_sys_err(e), "cannot create %s: %s", tmp, strerror(e));
+        r = tbl_say(why, whylen, img_sys_err(e), "cannot create %s: %s", tmp, strerror(e));
         goto out;
     }
     o.fd = fd;
@@ -626,7 +612,7 @@ int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size
     r = img_encode_entries(copy, top, &o, &in.entries);
     if (r == ETSMGR_ESYS) goto io_err;
     if (r) {
-        r = img_why(why, whylen, r, "table %s fails validation while saved: %s", t->name,
+        r = tbl_say(why, whylen, r, "table %s fails validation while saved: %s", t->name,
                     etsmgr_strerror(r));
         goto out;
     }
@@ -652,7 +638,7 @@ int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size
     img_cp(4);
     if (rename(tmp, path) < 0) {
         e = errno;
-        r = img_why(why, whylen, img_sys_err(e), "cannot rename %s to %s: %s", tmp, path, strerror(e));
+        r = tbl_say(why, whylen, img_sys_err(e), "cannot rename %s to %s: %s", tmp, path, strerror(e));
         goto out;
     }
     tmp[0] = 0; /* the temporary file is the target now */
@@ -661,7 +647,7 @@ int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size
     if (dfd < 0 || fsync(dfd) < 0) {
         e = errno;
         if (dfd >= 0) close(dfd);
-        r = img_why(why, whylen, img_sys_err(e), "%s is written, but fsync of its directory %s "
+        r = tbl_say(why, whylen, img_sys_err(e), "%s is written, but fsync of its directory %s "
                     "failed: %s", path, dir, strerror(e));
         goto out;
     }
@@ -672,7 +658,7 @@ int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size
     goto out;
 io_err:
     e = errno;
-    r = img_why(why, whylen, img_sys_err(e), "writing %s: %s", tmp, strerror(e));
+    r = tbl_say(why, whylen, img_sys_err(e), "writing %s: %s", tmp, strerror(e));
 out:
     if (fd >= 0) close(fd);
     if (r && tmp[0]) unlink(tmp);

@@ -396,6 +396,9 @@ int64_t tbl_now_us(void);
 int tbl_reserve(int fd, uint64_t from, uint64_t size);
 int tbl_map(etsmgr_table *t, uint64_t size);
 int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize);
+/* table_verify.c: err, with the reason printed into why (when given); the
+ * one way the checks of a table and of an image say what is wrong */
+int tbl_say(char *why, size_t whylen, int err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* table_heap.c */
 int tbl_alloc(etsmgr_table *t, uint64_t size, uint64_t *off);
 int tbl_defer_free(etsmgr_table *t, uint64_t off, uint64_t size);

@@ -27,7 +27,7 @@ static int tbl_blk_cmp(const void *a, const void *b)
     return x->off < y->off ? -1 : x->off > y->off;
 }
 
-static int tbl_bad(char *why, size_t whylen, const char *fmt, ...)
+int tbl_say(char *why, size_t whylen, int err, const char *fmt, ...)
 {
     if (why && whylen) {
         va_list ap;
@@ -35,7 +35,7 @@ static int tbl_bad(char *why, size_t whylen, const char *fmt, ...)
         vsnprintf(why, whylen, fmt, ap);
         va_end(ap);
     }
-    return ETSMGR_ECORRUPT;
+    return err;
 }
 
 static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
@@ -44,8 +44,8 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
     struct stat st;
     if (fstat(t->fd, &st) < 0) return ETSMGR_ESYS;
     int r = tbl_check_header(h, (uint64_t)st.st_size);
-    if (r) return tbl_bad(why, whylen, "header: %s", tbl_last_why());
-    if (h->undo_n != t->un) return tbl_bad(why, whylen, "undo log has %llu records, expected %llu",
+    if (r) return tbl_say(why, whylen, ETSMGR_ECORRUPT, "header: %s", tbl_last_why());
+    if (h->undo_n != t->un) return tbl_say(why, whylen, ETSMGR_ECORRUPT, "undo log has %llu records, expected %llu",
                                            (unsigned long long)h->undo_n, (unsigned long long)t->un);
     uint64_t live = 0, tombs = 0, bytes = (t->mask + 1) * 8, nblk = 0;
     /* blocks: the entries, the index, and the free blocks (bounded below) */
@@ -65,24 +65,24 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
         uint64_t off = (s & TBL_OFF_MASK) << 3;
         struct tbl_ent *e = tbl_ent_at(t, off), *f = NULL;
         if (!e) {
-            r = tbl_bad(why, whylen, "slot %llu: entry at %llu malformed or outside the heap",
+            r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "slot %llu: entry at %llu malformed or outside the heap",
                         (unsigned long long)i, (unsigned long long)off);
             break;
         }
         uint64_t hv = tbl_hash(tbl_ent_key(e), e->klen);
         if (tbl_tag(hv) != s >> 40) {
-            r = tbl_bad(why, whylen, "slot %llu: tag does not match its key", (unsigned long long)i);
+            r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "slot %llu: tag does not match its key", (unsigned long long)i);
             break;
         }
         int fr = tbl_find(t, tbl_ent_key(e), e->klen, hv, &pos, &f);
         if (fr != 1 || pos != i) {
-            r = tbl_bad(why, whylen, "slot %llu: key %s", (unsigned long long)i,
+            r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "slot %llu: key %s", (unsigned long long)i,
                         fr == 1 ? "is stored twice" : "cannot be found from its hash");
             break;
         }
         uint64_t size = tbl_ent_size(e->klen, e->vlen);
         if (live + 1 >= maxblk) {
-            r = tbl_bad(why, whylen, "more live slots than the heap can hold");
+            r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "more live slots than the heap can hold");
             break;
         }
         blk[nblk++] = (struct tbl_blk){off, size};
@@ -94,10 +94,10 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
          * record counted in its used word */
         uint64_t osz = tbl_once_bytes(t, h->once_off);
         if (!osz)
-            r = tbl_bad(why, whylen, "request-id records at %llu malformed or outside the heap",
+            r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "request-id records at %llu malformed or outside the heap",
                         (unsigned long long)h->once_off);
         else if (tbl_once_verify(t, why, whylen))
-            r = tbl_bad(why, whylen, "request-id records: the used count does not match the records");
+            r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "request-id records: the used count does not match the records");
         else {
             blk[nblk++] = (struct tbl_blk){h->once_off, osz};
             bytes += osz;
@@ -106,20 +106,20 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
     if (!r && t->ordered) /* the skiplist: its nodes, order, and agreement with the index */
         r = tbl_ord_verify(t, blk, &nblk, maxblk, &bytes, why, whylen);
     if (!r && live != h->count)
-        r = tbl_bad(why, whylen, "count says %llu entries, index holds %llu",
+        r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "count says %llu entries, index holds %llu",
                     (unsigned long long)h->count, (unsigned long long)live);
     if (!r && tombs != h->tombs)
-        r = tbl_bad(why, whylen, "tombstone count says %llu, index holds %llu",
+        r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "tombstone count says %llu, index holds %llu",
                     (unsigned long long)h->tombs, (unsigned long long)tombs);
     if (!r && bytes != h->live_bytes)
-        r = tbl_bad(why, whylen, "bytes used says %llu, entries and index take %llu",
+        r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "bytes used says %llu, entries and index take %llu",
                     (unsigned long long)h->live_bytes, (unsigned long long)bytes);
     for (unsigned c = 0; c <= TBL_NCLASS && !r; c++) {
         uint64_t f = c < TBL_NCLASS ? h->free_head[c] : h->large_head;
         while (f && !r) {
             uint64_t w0, w1, size;
             if ((f & 7u) || f < TBL_HDR_SIZE || f > t->top - 16) {
-                r = tbl_bad(why, whylen, "free list %u: block %llu outside the heap", c,
+                r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "free list %u: block %llu outside the heap", c,
                             (unsigned long long)f);
                 break;
             }
@@ -128,11 +128,11 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
             size = w0 & ~TBL_FREE_TAGMASK;
             if ((w0 & TBL_FREE_TAGMASK) != TBL_FREE_TAG || size < 16 || (size & 7u) ||
                 size > t->top - f || (c < TBL_NCLASS && size != c * 8u)) {
-                r = tbl_bad(why, whylen, "free list %u: block %llu malformed", c, (unsigned long long)f);
+                r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "free list %u: block %llu malformed", c, (unsigned long long)f);
                 break;
             }
             if (nblk >= maxblk) {
-                r = tbl_bad(why, whylen, "free list %u loops or is too long", c);
+                r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "free list %u loops or is too long", c);
                 break;
             }
             blk[nblk++] = (struct tbl_blk){f, size};
@@ -143,9 +143,9 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
         qsort(blk, nblk, sizeof *blk, tbl_blk_cmp);
         for (uint64_t i = 0; i < nblk && !r; i++) {
             if (blk[i].off < TBL_HDR_SIZE || blk[i].size > t->top - blk[i].off)
-                r = tbl_bad(why, whylen, "block at %llu outside the heap", (unsigned long long)blk[i].off);
+                r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "block at %llu outside the heap", (unsigned long long)blk[i].off);
             else if (i + 1 < nblk && blk[i].off + blk[i].size > blk[i + 1].off)
-                r = tbl_bad(why, whylen, "blocks at %llu and %llu overlap", (unsigned long long)blk[i].off,
+                r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "blocks at %llu and %llu overlap", (unsigned long long)blk[i].off,
                             (unsigned long long)blk[i + 1].off);
         }
     }
@@ -158,7 +158,7 @@ int etsmgr_table_verify(etsmgr_table *t, char *why, size_t whylen)
     if (!t) return ETSMGR_EINVAL;
     if (why && whylen) why[0] = 0;
     int r = tbl_op_begin(t, "verify", false);
-    if (r == ETSMGR_ECORRUPT) return tbl_bad(why, whylen, "header state out of range");
+    if (r == ETSMGR_ECORRUPT) return tbl_say(why, whylen, ETSMGR_ECORRUPT, "header state out of range");
     if (r) return r;
     r = tbl_verify_locked(t, why, whylen);
     int rr = tbl_op_end(t, 0);
