@@ -108,13 +108,15 @@ static ssize_t log_write(void *cookie, const char *buf, size_t n)
 {
     (void)cookie;
     long end = lseek(STDOUT_FILENO, 0, SEEK_END);
-    if (getpid() == runner_pid && n > 2 && strchr(buf, ':') && memchr(buf, '\n', n)) {
+    /* buf holds n bytes, not a C string: every look stays below lim */
+    const char *lim = buf + n;
+    const char *c = n > 2 ? memchr(buf, ':', n) : NULL;
+    if (getpid() == runner_pid && c && memchr(buf, '\n', n)) {
         /* "file:line:R:..." with R = P, F or E starts a result */
-        const char *c = strchr(buf, ':');
         size_t k = 1;
-        while (c[k] >= '0' && c[k] <= '9')
+        while (c + k < lim && c[k] >= '0' && c[k] <= '9')
             k++;
-        if (k > 1 && c[k] == ':' && strchr("PFE", c[k + 1]) && c[k + 2] == ':') {
+        if (k > 1 && c + k + 2 < lim && c[k] == ':' && c[k + 1] && strchr("PFE", c[k + 1]) && c[k + 2] == ':') {
             if (nspans == capspans) {
                 capspans = capspans ? 2 * capspans : 256;
                 spans = realloc(spans, capspans * sizeof *spans);
@@ -125,7 +127,7 @@ static ssize_t log_write(void *cookie, const char *buf, size_t n)
             *sp = (span){.from = seg_start, .to = end, .passed = c[k + 1] == 'P'};
             /* "file:line:R:tcase:test:iteration: message" */
             const char *name = c + k + 3, *stop = name;
-            for (int colons = 0; *stop && *stop != '\n' && colons < 2; stop++)
+            for (int colons = 0; stop < lim && *stop && *stop != '\n' && colons < 2; stop++)
                 colons += *stop == ':';
             snprintf(sp->name, sizeof sp->name, "%.*s", (int)(stop - name - 1 > 0 ? stop - name - 1 : 0), name);
             /* the test's process has exited: whatever it made is debris now */
