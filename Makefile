@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # etsmgr: tables in POSIX shared memory that survive the crash of their owner.
 #
 #   make               build everything under build/
@@ -266,7 +267,7 @@ clean:
 	rm -rf build
 
 help:
-	@sed -n '3,/^#$$/p' Makefile | sed '$$d'
+	@sed -n '4,/^#$$/p' Makefile | sed '$$d'
 
 -include $(wildcard */*.mk tests/*/*.mk client/*/*.mk)
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)

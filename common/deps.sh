@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # deps.sh: find and install the Debian packages the build needs.
 #   deps.sh missing PKG...   print the Debian packages whose pkg-config module
 #                            or command is absent (nothing when all are there)

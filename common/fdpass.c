@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fdpass.c: SCM_RIGHTS messages built, parsed and accounted for in one place
  * (see fdpass.h for the stream rule).
  *

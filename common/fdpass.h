@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fdpass.h: file descriptors over Unix sockets (SCM_RIGHTS), in one place.
  *
  * Every program and the library send and receive fds only through these

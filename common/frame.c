@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* frame.c: length-prefixed JSON frames, for event loops and blocking clients.
  *
  * The incremental reader keeps one buffer and a read offset; consumed bytes

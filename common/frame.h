@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* frame.h: the wire framing shared by every socket of the project: a 4-byte
  * big-endian length, then that many bytes of UTF-8 JSON (one object).
  * Frames are at most FRAME_MAX bytes of payload.  File descriptors travel as

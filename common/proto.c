@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* proto.c: request parsing and reply building for the framed JSON protocol.
  *
  * A payload is untrusted bytes with an explicit length, never a C string:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* proto.h: requests and replies of the framed JSON protocol (docs/protocol.md).
  * A request is an object with a string "op" and an "id" (any JSON value) that
  * the reply echoes.  A reply is {"ok":true,"id":...,...} or

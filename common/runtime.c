@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* runtime.c: one resolution of "where does this instance live", shared by
  * every program, so a CLI run with no options finds the daemons a supervisor
  * started with none.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* runtime.h: where an instance lives.  Every program resolves the runtime
  * directory and instance name with rt_resolve, so a CLI finds the daemons
  * without options:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* access.c: other processes' use of a table (ETS access modes), and the
  * rollback of a writer that died mid-change, on a reader's request.
  *

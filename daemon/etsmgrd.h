@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* etsmgrd.h: what the daemon's files share.
  *
  * The daemon is one libuv loop and one struct mgrd.  Two tables of state

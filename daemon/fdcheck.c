@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fdcheck.c: is a received fd really the table it is said to be?  And in
  * what words to say why an object could not be opened.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* limits.c: how much shared memory a peer may make etsmgrd take.
  *
  * /dev/shm is shared by the whole machine, and every byte a new table

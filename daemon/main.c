@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* main.c: etsmgrd's options, start-up and orderly exit.
  *
  * Start-up order matters and is the whole design of this file:

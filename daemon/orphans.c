@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* orphans.c: tables that nobody will claim again.
  *
  * An orphaned table waits for its owner to come back (new_table), possibly

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* peers.c: one mgrd_peer per connection.
  *
  * The connection is the client's life line, the C counterpart of the Erlang

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rediscover.c: take over the tables an earlier daemon left behind.
  *
  * A daemon killed with SIGKILL loses its memory of who owns what, but the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* registry.c: the tables etsmgrd manages, who owns each, and who may act on
  * each: the ownership rules live here and only here (docs/design.md,
  * "Ownership state machine").

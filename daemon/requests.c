@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* requests.c: the ops of etsmgrd's protocol (docs/protocol.md).
  *
  * One function per op.  Each returns its reply object (never NULL unless out

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* shmobj.c: the shared-memory objects behind the tables, as /dev/shm files.
  *
  * Three promises live here (docs/design.md, "Object names"):

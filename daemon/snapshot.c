@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* snapshot.c: etsmgrd --snapshot-dir, tables that survive a reboot.
  *
  * Shared memory is gone after a reboot; a snapshot is a table image

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* waiters.c: hot standby.  A process that asks new_table with "wait" for a
  * table a living process owns is queued as its next owner instead of being
  * refused "owned".  When the owner's connection closes, the table goes to

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # demo.sh: plays the seed's etscounter transcript by itself with the real
 # programs, so a newcomer sees in one minute what the project is for.
 #

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # install.mk: `make install` and `make uninstall`, GNU style.
 #
 # Every path is a variable a packager may override (PREFIX, BINDIR, LIBDIR,

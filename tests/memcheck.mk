@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # tests/memcheck.mk: make memcheck runs the unit suites under valgrind's
 # memcheck: any invalid access, use of uninitialised memory, or memory
 # definitely or indirectly lost at exit fails the run.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* runner.c: the one test program; it runs every suite listed in suites.h,
  * which the Makefile generates from tests/test_*.c.  Each test runs in a
  * forked child (check's default), so a crash fails one test, not the run.

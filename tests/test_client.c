@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_client.c: libetsmgr's manager client against the real etsmgrd.
  *
  * What an application relies on: waiting for the daemon (and giving up on

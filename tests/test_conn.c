@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_conn.c: the libuv connection server against real clients.
  *
  * The server runs in the test process on its own loop; each client is a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_crashlab.c: etsmgr-crashlab, both ways round.
  *
  * A short real experiment (200 kills of every target, fewer under the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_daemon.c: etsmgrd's ops against the real daemon: start-up and
  * readiness, options, create, transfer on the owner's death, name conflict,
  * give_away, del_table, limits, fds where none belong.  Also the helpers the

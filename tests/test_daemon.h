@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_daemon.h: helpers the etsmgrd suites share (defined in
  * test_daemon.c): a small blocking protocol client on frame.h, so the
  * daemon's tests do not depend on the client library, and a way to start

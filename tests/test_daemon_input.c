@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_daemon_input.c: every malformed input the protocol names, against
  * the real etsmgrd.  Each bad request gets its error code (and a message),
  * the connection stays usable when the stream is still in step, and after

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_daemon_recovery.c: etsmgrd dying and coming back.
  *
  * The daemon is SIGKILLed while a client holds a table (the mapping keeps

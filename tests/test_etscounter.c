@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_etscounter.c: etscounterd and the etscounter CLI, run for real.
  *
  * Each test starts the real etsmgrd and etscounterd on a private runtime dir

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_etsmgrctl.c: etsmgrctl against etssup (stub children) and the real
  * etsmgrd: aligned human output, --json, restart, stop, kill, env, and the
  * exit statuses 64 (usage), 69 (not reachable), 70 (error reply). */

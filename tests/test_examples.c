@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_examples.c: what a new user does first, done literally.
  *
  * The build commands are taken from README.md and etsmgr(3) themselves (the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_fastparse.c: etscounterd's request fast path (fastparse.c): what it
  * takes, what it leaves to cJSON, and that whatever it takes, cJSON reads
  * the same (fuzz/fastparse_oracle.h; fuzz_fastparse does it on random

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_fdpass.c: the one module that sends, receives and accounts for fds
  * (common/fdpass.c).  Each test counts this process's open fds around what
  * it does: every fd that arrives must be handed over or closed, and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_frame.c: the incremental reader (byte at a time, oversize prefix),
  * blocking frame_read/frame_write over a socketpair with fds both within and
  * beyond the caller's limit, timeouts, EOF, and no fd leaks on any path. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_hostile.c: hostile peers against the real etsmgrd and etscounterd.
  *
  * Each test plays a peer no well-behaved client would be: a frame that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_hostile.h: helpers the hostile-input suites share (defined in
  * test_hostile.c).  A hostile test talks to the real daemons with plain
  * sockets and frame.h, never through the client library, because it must be

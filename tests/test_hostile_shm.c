@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_hostile_shm.c: what a hostile process can do besides talking on a
  * socket: write into a live table's shared memory, or be another user.
  *

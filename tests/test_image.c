@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_image.c: table images (etsmgr_table_save, the image reader), without
  * a daemon: round trips compared entry by entry, a save while a writer runs
  * atomic groups (the image must be a consistent cut), a SIGKILL at every

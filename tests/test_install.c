@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_install.c: `make install DESTDIR=...` installs exactly the files a
  * user and a packager expect, the installed tree works on its own, and
  * `make uninstall` takes every one of them away again.

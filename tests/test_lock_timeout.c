@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_lock_timeout.c: a process that holds a table's lock and does not let
  * go (stopped with SIGSTOP, not dead, so the robust mutex does not help)
  * must not freeze a server that reads the table: a handle with a lock

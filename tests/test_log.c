@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_log.c: the log line format (seed transcript and journald forms),
  * level filtering and parsing.  stderr is swapped for a pipe (or a
  * pseudo-terminal, for the short terminal form) to read what a line really

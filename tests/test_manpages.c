@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_manpages.c: the man pages render without a single warning, have the
  * sections a reader looks for, and agree with each program's --help.
  *

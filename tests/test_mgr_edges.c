@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_mgr_edges.c: the manager's corners that adversarial testing broke
  * (issue 12), each a regression test that failed before its fix.
  *

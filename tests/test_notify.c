@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_notify.c: sd_notify both ways (path and abstract socket), the kernel's
  * sender pid, and socket activation (listenfd).  listenfd tests run in a
  * forked child: they must own fds 3 and up, which the check framework may

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_ordered.c: ordered_set tables (table_ordered.c).
  *
  * - api: order (bytewise, a prefix first), first/last/next/prev at and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_proto.c: what a request may be, what replies look like, the typed
  * field getters' three answers (present, absent, wrong), and the table of
  * error codes: each code once, found back from its string, and documented

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_readers.c: other processes using a table, through etsmgrd (ETS
  * access modes, etsmgr_open_table), against the real daemon.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_registry.c: etsmgrd's ownership rules (daemon/registry.c) on their
  * own, without a socket: the registry is driven with peers made up here and
  * a real table, so each rule of the actor table and each transition is

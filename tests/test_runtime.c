@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_runtime.c: runtime dir / instance resolution order, the private dir
  * checks, socket paths, lock file and stale-socket replacement (sock.c). */
 #include <check.h>

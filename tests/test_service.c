@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_service.c: the systemd unit is valid, and what its ExecStart= runs
  * behaves as Type=notify promises: READY=1 comes from etssup itself, and
  * only once both children are ready.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_snapshot.c: the data lifecycle with the real programs: loading an
  * image through etsmgrd, etsmgrd --snapshot-dir across a "reboot" (a stop,
  * then the instance's /dev/shm objects removed, then a start), a table still

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_snapshot_sup.c: the reboot test with the whole stack as it runs in
  * production: etssup with its built-in default (etsmgrd, then etscounterd),
  * the snapshot directory given the way the systemd unit gives it

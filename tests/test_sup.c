@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_sup.c: etssup against the sup_child stub: the three strategies, the
  * intensity limit, readiness and its timeout, start and stop order, the
  * shutdown timeout, PDEATHSIG, reaping (no zombies, orphans included) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_sup.h: what the etssup and etsmgrctl suites share (header-only, so
  * it adds no suite): a private runtime dir and instance per test, etssup
  * started with its stderr in a log file and its READY=1 awaited on a notify

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_sup_config.c: every kind of configuration mistake makes etssup exit
  * 78 naming the field's JSON path, before it creates anything; and the
  * built-in default is exactly supervisor/etssup.json. */

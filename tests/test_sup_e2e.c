@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_sup_e2e.c: etssup with its built-in default, the real etsmgrd and
  * etscounterd found next to it.  Counting goes on across a SIGKILL of each
  * child, and across a SIGKILL of etssup itself: PDEATHSIG takes both

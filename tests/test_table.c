@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_table.c: every table operation and every error it can return, in one
  * process (crash, corruption and growth have their own suites:
  * table_crash, table_attach, table_grow). */

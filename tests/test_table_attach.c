@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_table_attach.c: attaching validates everything before trusting it,
  * and a table scribbled on after attach gives ETSMGR_ECORRUPT, never a
  * crash or a hang: random bytes, truncated objects, each header field

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_table_crash.c: a table survives the death of a writer at any point.
  *
  * Crash-point injection: tbl_crashpoint is called at every numbered step

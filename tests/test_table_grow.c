@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_table_grow.c: tables grow without anyone guessing a capacity, other
  * handles follow the growth, and a table that cannot grow (its max_bytes,
  * or no shared memory left) says ETSMGR_EFULL and keeps what it has.

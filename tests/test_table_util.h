@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_table_util.h: what the table suites share: unique shm names that are
  * unlinked at the end of each test, a checked create, and the invariant
  * check every crash test ends with (verify passes, the entry count equals

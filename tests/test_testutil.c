@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_testutil.c: the shared test helpers do what every other suite relies
  * on: readiness from a notify socket (and a quick failure when the child dies
  * or stays silent), cleanup that leaves no process, shm object or dir, and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # crash.mk: `make crash`, a kill -9 experiment of CRASH_SECONDS (60) seconds
 # on a fresh system under etssup, killing every target (etscounterd,
 # etsmgrd, both, etssup) at random, then the report; it fails when an

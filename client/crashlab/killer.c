@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* killer.c: the kills, one at a time, each with its recovery measured.
  *
  * The schedule (the target of each kill and the pause before it) comes from

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lab.h: what the files of etsmgr-crashlab share.
  *
  * The lab is a handful of threads around one struct lab:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* etsmgr-crashlab: kill -9 experiments with a verdict (etsmgr-crashlab(1)).
  *
  * People run this project to kill its processes and see whether anything

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* plot.c: --plot FILE.svg, the experiment at a glance.
  *
  * The counter's acknowledged values over time as one line, and each kill as

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* report.c: the report, for a person (a table on stdout) and for a program
  * (--json FILE, the same facts).
  *

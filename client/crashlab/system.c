@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* system.c: the system under test: etssup with etsmgrd and etscounterd.
  *
  * In the default (fresh) mode the lab owns everything: a private temp dir

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* util.c: the lab's clock, its random numbers and its lists of words.
  *
  * One clock for everything (CLOCK_MONOTONIC in nanoseconds), so kill times,

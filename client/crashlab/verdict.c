@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* verdict.c: what the records say, in numbers and in words.
  *
  * The counter is checked against the set of acknowledged values, not just

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* workers.c: the counting clients.
  *
  * Each worker is a thread with one blocking connection to etscounter.sock,

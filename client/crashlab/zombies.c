@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* zombies.c: watching for zombies during the whole run.
  *
  * A process killed with SIGKILL is a zombie until its parent reaps it, so a

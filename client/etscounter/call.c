@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* call.c: one request to etscounterd, retried while etscounterd restarts.
  *
  * A restart looks like one of: no socket file (ENOENT), nobody listening

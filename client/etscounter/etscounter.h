@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* etscounter.h: the CLI's parts (main.c: options and output; call.c: the
  * request with retries). */
 #ifndef ETSCOUNTER_H

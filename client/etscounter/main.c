@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* etscounter: the command line for etscounterd (count, check, die, ping),
  * the C counterpart of calling etscounter_srv:count/0 and friends from the
  * seed's Erlang shell.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* counter.c: exactly-once counting on top of the table store.
  *
  * A CLI that lost its reply (etscounterd was SIGKILLed after counting but

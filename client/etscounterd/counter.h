@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* counter.h: the counter kept in the table "etscounter", with exactly-once
  * request records (see counter.c for the key layout). */
 #ifndef ETSCOUNTERD_COUNTER_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* counterd.h: etscounterd's state, shared by main.c (start-up, options,
  * reattachment callbacks) and serve.c (the requests on etscounter.sock). */
 #ifndef ETSCOUNTERD_H

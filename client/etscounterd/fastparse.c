@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fastparse.c: a non-allocating reader for etscounterd's usual requests.
  *
  * cJSON builds a tree with a malloc per value and converts every number

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fastparse.h: etscounterd's request fast path: the usual count, check and
  * ping requests read without building a cJSON tree (see fastparse.c). */
 #ifndef ETSCOUNTERD_FASTPARSE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* etscounterd: the example client of etsmgr, the C counterpart of the
  * seed's etscounter_srv.  It keeps a counter in the table "etscounter" that
  * etsmgrd manages, and serves count / check / die / ping on etscounter.sock.

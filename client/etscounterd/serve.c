@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* serve.c: the requests etscounterd answers on etscounter.sock.
  *
  * Every handler runs to completion inside the frame callback, so replies are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* wordcount.c: the shortest honest use of libetsmgr: word counts that survive
  * kill -9.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* etsmgr.h: the one header an application includes.
  *
  * Two parts:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* compat.h: the one place libetsmgr looks inside a libc structure.  Fenced
  * here, with a fallback, so a libc that differs costs speed or a shortcut,
  * never correctness.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* errors.c: words for every etsmgr_err code, written for the person who
  * reads them in a log: what went wrong and, where it helps, what to do. */
 #include "etsmgr.h"

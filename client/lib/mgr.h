@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mgr.h: the inside of libetsmgr's manager client, shared by the synchronous
  * calls (mgr_client.c, mgr_ops.c) and the libuv watch (mgr_watch.c).
  *

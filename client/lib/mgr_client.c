@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mgr_client.c: the connection to etsmgrd and the blocking request/reply.
  *
  * The socket stays in blocking mode so that the synchronous API can use

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mgr_load.c: etsmgr_table_load, a table created from an image file through
  * etsmgrd.
  *

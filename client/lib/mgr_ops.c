@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mgr_ops.c: the table operations of etsmgrd's protocol (docs/protocol.md),
  * each one blocking request/reply through mc_call.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mgr_watch.c: reattachment to etsmgrd inside the application's libuv loop.
  *
  * The connection is the client's life line, so its end is how we learn that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* table.c: a table's life (create, open, attach, close, unlink), its lock,
  * and recovery after a holder died.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* table.h: the table store's internal side (the public one is etsmgr.h):
  * creating, opening and removing tables by shm name, ownership bookkeeping in
  * the header, and the crash-point hook used by the tests. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* table_heap.c: space inside a table: allocation, deferred frees, growth of
  * the object and of the index.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* table_image.c: saving a live table to a file and reading it back
  * (docs/image-format.md has the format).
  *

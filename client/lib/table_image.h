@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* table_image.h: a table as a file (docs/image-format.md), the inside of
  * etsmgr_table_save / etsmgr_table_load and of etsmgrd's snapshots.
  *

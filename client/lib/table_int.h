@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* table_int.h: the shared-memory layout of a table and the helpers every
  * table_*.c file uses under the table's lock.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* table_once.c: exactly-once update_counter, with the request-id records in
  * one fixed-layout region of the table.
  *

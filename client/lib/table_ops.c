@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* table_ops.c: the set operations (insert, insert_new, lookup, delete,
  * update_counter, foreach).
  *

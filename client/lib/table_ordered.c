@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* table_ordered.c: ordered_set tables, a skiplist over the entries.
  *
  * An ordered table is a set (the hash index finds keys, lock-free, exactly

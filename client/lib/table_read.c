@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* table_read.c: lookup and foreach without the lock, on any handle.
  *
  * A reader never writes to the mapping (a read handle's is PROT_READ).  It

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* table_verify.c: etsmgr_table_verify, a read-only walk that checks every
  * invariant the store relies on, under the lock (so after recovery of a
  * dead holder's change):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* conn.c: the framed-connection server behind every socket of the project.
  *
  * Why uv_poll and not uv_stream: fds travel as SCM_RIGHTS both ways and each

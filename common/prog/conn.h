@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* conn.h: a libuv server for framed connections on a listening AF_UNIX
  * socket, shared by etsmgrd, etscounterd and etssup.  It uses uv_poll and
  * its own recvmsg/sendmsg (not uv_stream) so that file descriptors can travel

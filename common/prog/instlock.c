@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* instlock.c: one manager per instance on the whole machine.
  *
  * The lock file in the runtime dir only keeps out a second daemon that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* instlock.h: the machine-wide lock of an instance (instlock.c says how). */
 #ifndef ETSMGR_INSTLOCK_H
 #define ETSMGR_INSTLOCK_H

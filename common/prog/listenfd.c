@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* listenfd.c: taking sockets handed in by socket activation (sd_listen_fds(3)).
  *
  * The LISTEN_* variables are read once, on the first call, and removed from

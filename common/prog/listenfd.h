@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* listenfd.h: the systemd socket-activation protocol (sd_listen_fds(3)):
  * LISTEN_PID = our pid, LISTEN_FDS = n, fds 3..3+n-1, LISTEN_FDNAMES =
  * "a:b".  Both systemd .socket units and etssup hand sockets in this way. */

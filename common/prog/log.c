@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* log.c: one line per event on stderr.
  *
  * Each line is formatted completely in memory and handed to the kernel with a

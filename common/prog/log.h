@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* log.h: one log line per event on stderr, as in the seed transcript:
  *   2019-06-24T19:06:09.126790+01:00 notice: etscounterd: Counter 1.
  * When JOURNAL_STREAM names stderr (stderr is a journald stream), each line

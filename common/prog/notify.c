@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* notify.c: the sd_notify datagram protocol, both ends, without libsystemd.
  *
  * Sender: one datagram to $NOTIFY_SOCKET ("@name" is the abstract

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* notify.h: the sd_notify protocol, written here so the daemons need no
  * libsystemd: a datagram "READY=1\nSTATUS=..." to the AF_UNIX socket named
  * by $NOTIFY_SOCKET (a path, or "@name" for the abstract namespace).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sock.c: AF_UNIX stream sockets and the instance lock.
  *
  * A socket file outlives a SIGKILLed daemon, so listening replaces a stale

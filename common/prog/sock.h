@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sock.h: AF_UNIX stream sockets. */
 #ifndef ETSMGR_SOCK_H
 #define ETSMGR_SOCK_H

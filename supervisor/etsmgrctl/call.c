@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* call.c: one request/reply on an instance socket, for every etsmgrctl
  * command: the connection, the reply's "ok", and the exit status that tells a
  * script what went wrong (69 nobody answers, 70 an error reply or nonsense). */

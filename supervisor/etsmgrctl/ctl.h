@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ctl.h: what etsmgrctl's files share: the exit codes, one request/reply
  * on an instance socket, printing a reply as JSON. */
 #ifndef ETSMGRCTL_CTL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* data.c: etsmgrctl save, load, snapshot and del: a table's data beyond the
  * life of its shared memory.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* dump.c: etsmgrctl dump TABLE, every user entry of a live table.
  *
  * It opens the table for reading through etsmgrd (open_table: an O_RDONLY

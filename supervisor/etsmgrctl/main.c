@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* main.c: etsmgrctl, the operator's view of an instance (see etsmgrctl(1)).
  *
  * One request per run over the instance's sockets: status, restart and stop

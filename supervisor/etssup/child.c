@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* child.c: starting and stopping one child process.
  *
  * Spawning is fork+execve by hand rather than uv_spawn because the child

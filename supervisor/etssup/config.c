@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config.c: etssup's JSON configuration, parsed and validated in one pass.
  *
  * A supervisor that starts half of its children and then trips over a typo

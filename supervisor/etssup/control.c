@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* control.c: etssup's control socket, DIR/etssup.sock (mode 0600).
  *
  * The same framing and request/reply shape as every socket of the project

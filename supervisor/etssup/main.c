@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* main.c: etssup, a small OTP-style supervisor (see etssup(8)).
  *
  * Order of start-up matters and is chosen so that a mistake costs nothing:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sockets.c: the listening sockets etssup holds on behalf of its children.
  *
  * A daemon that binds its own socket takes it down with it when it dies:

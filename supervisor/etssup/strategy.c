@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* strategy.c: OTP restart semantics, as one driver and a few event handlers.
  *
  * The events (a child was reaped, became ready, timed out, a restart was

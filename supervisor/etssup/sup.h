@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sup.h: what etssup's files share.
  *
  * etssup is one libuv loop and one struct sup.  The configuration (config.c)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # tests/bench/bench.mk: `make bench`, where the project stands against Redis,
 # Erlang's ETS, the machine's limits and its own targets, measured in one run
 # (docs/performance.md).  Not part of `make check`.

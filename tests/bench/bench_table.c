@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_table.c: operations per second of the table store, next to the
  * machine's limit measured in the same run: a bare atomic_fetch_add on a
  * MAP_SHARED mapping (what any counter shared between processes costs at

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* benchutil.c: see benchutil.h.  Percentiles are nearest-rank over the
  * whole sample (the samples are kept, not bucketed: a run holds at most a few
  * million of them), so p99 of 100 kills is the 99th slowest, no guess. */

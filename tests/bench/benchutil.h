@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* benchutil.h: what the benchmark programs of tests/bench share: a monotonic
  * clock, percentiles of a sample, and the result row.
  *

@@ -1,5 +1,6 @@
 #!/usr/bin/env escript
 %%! +sbwt none +sbwtdcpu none +sbwtdio none
+%% SPDX-License-Identifier: Apache-2.0
 %% ets_bench.escript: the operations of bench_table.c, done in Erlang's ETS
 %% in the same `make bench` run, so that the table rows compare with ETS
 %% measured on this machine at this moment rather than with a quoted figure.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* loadgen.c: the one load generator of `make bench`, for etscounterd and
  * for Redis alike, so that the two columns of a comparison differ only in
  * the server and its protocol, never in the client.

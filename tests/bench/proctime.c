@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* proctime.c: the whole-process time of a command, as a shell user pays it:
  * fork, exec, the program's own start-up, its work and its exit, until
  * waitpid returns.  Run --runs times in a row (stdout and stderr to

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # profile.sh: where a server's CPU time goes under one load, from perf's
 # samples, as one row for the bench report (docs/performance.md).
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* reattach.c: what it costs a restarted client to get its table back, for
  * tables of growing size.  The promise of the design is that this does not
  * grow with the table: the data never moves, the new process only maps the

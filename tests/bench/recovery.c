@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* recovery.c: how long a SIGKILL costs, measured from the outside as a user
  * sees it, next to the machine's floor for starting any process.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* report.c: turns the rows of one bench run into the table people read and
  * the results.json programs read.
  *

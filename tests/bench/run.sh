@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # run.sh: the driver of `make bench` (docs/performance.md).
 #
 # Usage: tests/bench/run.sh BINDIR BENCHBINDIR OUTDIR

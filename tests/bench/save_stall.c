@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* save_stall.c: how long etsmgr_table_save stalls the table's owner
  * (`make bench-save`; not a test, numbers are printed, never asserted).
  *

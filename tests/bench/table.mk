@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # tests/bench/table.mk: `make bench-table`, the table store benchmark (not a
 # test; see tests/bench/bench_table.c).  BENCH_SECS sets the seconds per row.
 BENCH_TABLE := $(BUILD)/tests/bench/bench_table

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fake_conn.c: a stand-in for common/prog/conn.c, so that the request handlers of
  * etsmgrd (mgrd_req_frame) and etscounterd (ecd_on_frame) can be fuzzed
  * without a socket or an event loop.  The handlers only ever talk to a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fake_conn.h: the connections fake_conn.c makes up for the harnesses. */
 #ifndef ETSMGR_FAKE_CONN_H
 #define ETSMGR_FAKE_CONN_H

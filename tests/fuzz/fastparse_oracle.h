@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fastparse_oracle.h: does etscounterd's fast path read a request as cJSON
  * does?  Shared by the unit tests (tests/test_fastparse.c) and the fuzz
  * harness (fuzz_fastparse.c), so both hold the fast path to one definition

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # tests/fuzz/fuzz.mk: libFuzzer harnesses (clang), built apart from the
 # rest under build/fuzz with ASan+UBSan and libFuzzer's coverage.
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_client_read: the blocking reader the clients use (libetsmgr, the
  * CLIs: every frame_read_json caller) on any
  * byte stream a peer could send back: the input is written into a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_etscounterd_req: etscounterd's request handling (ecd_on_frame:
  * count with and without request ids, check, ping, die, unknown ops, fds
  * on a socket that takes none) on a real counter table, driven through

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_etsmgrd_req: etsmgrd's whole request handling (mgrd_req_frame and
  * every op behind it, the registry, the fd checks), driven without a socket
  * through fake_conn.c.  Three made-up peers share one daemon state: two of
@@ -81,7 +82,8 @@ static int make_fds(unsigned kind, int *fds)
         break;
     case 5: /* the shm object of table "t" or "etscounter", when it exists */
     case 6:
-        if (rt_shm_name(&M.rt, (unsigned long)geteuid(), kind % 8 == 5 ? "t" : "etscounter", shm, sizeof shm) == 0) {
+        if (rt_shm_name(&M.rt, (unsigned long)geteuid(), kind % 8 == 5 ? "t" : "etscounter", shm,
+                        sizeof shm) == 0) {
             fds[n] = shm_open(shm, O_RDWR | O_CLOEXEC, 0);
             n += fds[n] >= 0;
         }

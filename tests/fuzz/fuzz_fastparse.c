@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_fastparse: etscounterd's request fast path against cJSON.  For any
  * bytes, fp_parse either declines them (they go through cJSON) or reads
  * them exactly as cJSON and the handlers' getters do (fastparse_oracle.h);

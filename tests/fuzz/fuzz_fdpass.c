@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_fdpass.c: common/fdpass.c, on which "every fd is accounted for"
  * rests, two ways chosen by the first byte.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_frame.c: the incremental frame reader on arbitrary bytes, fed in
  * pieces whose sizes come from the input itself (so frames split at every
  * possible place), with each frame's payload sent through the request

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_image_load: the table-image reader (table_image.c) on hostile files.
  * An image comes from a disk, a copy between machines or etsmgrd's snapshot
  * directory; whatever its bytes, reading must end in a code and words, never

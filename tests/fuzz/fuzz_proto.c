@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_proto.c: the request parser and the typed field getters on arbitrary
  * payloads, and the replies built from whatever parsed.  Checks: a parsed
  * request is an object with a string op; every getter answers 0, 1 or -1

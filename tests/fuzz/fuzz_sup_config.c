@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_sup_config: etssup's configuration parser on any text.  A config
  * file is written by a person, not a peer, but it is parsed by a process
  * that then supervises everything, so it must refuse any text with

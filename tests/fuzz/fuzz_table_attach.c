@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_table_attach: a table whose bytes another process wrote, attached
  * and used.  Any process that can open a table's shm object can scribble
  * on it, so attach_fd must refuse what it cannot trust and every operation

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_util.h: what the libFuzzer harnesses share.
  *
  * A harness must find more than crashes: a descriptor or a shm object left

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # run.sh HARNESS SECONDS TIMEOUT: one bounded libFuzzer run of
 # build/fuzz/bin/HARNESS from its seeds (tests/fuzz/corpus/HARNESS) and the
 # corpus earlier runs grew (build/fuzz/corpus/HARNESS).  Exit 0 when the

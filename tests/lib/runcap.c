@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* runcap.c: fork, exec, read one pipe until EOF or the deadline.  Both
  * stdout and stderr go into the same pipe so warnings and errors keep
  * their place among the normal output.  The child gets its own process

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* runcap.h: run a command and capture what it prints, for the tests that
  * drive external tools (make, groff, pkg-config, cc, systemd-analyze) and
  * the programs' --help.  Output is stdout and stderr merged, in order, as a

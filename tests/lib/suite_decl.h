@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* suite_decl.h: the prototype of a suite file's one exported function,
  * Suite *NAME_suite(void), which the runner calls (runner.c declares them
  * all from the generated suites.h).  The Makefile force-includes this into

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* svcrun.c: fork/exec with an exact argv and environment, a notify socket
  * read with poll, and /proc for the process tree.  Nothing here resolves a
  * program by name: the point of the tests using it is to run exactly the

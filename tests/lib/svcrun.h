@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* svcrun.h: run a program the way a service manager does, for the tests
  * that start etssup from an installed tree or from a unit's ExecStart=:
  * an exact argv (no PATH lookup, no name resolution), extra environment,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* testutil.c: what every suite needs to run real programs without leftovers.
  *
  * Each test gets a fresh runtime dir and a unique instance, exported so the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* testutil.h: what the suites share: a private runtime dir and instance per
  * test, starting the real programs with readiness taken from a notify socket
  * (never a sleep), and cleaning up processes and shm objects afterwards. */

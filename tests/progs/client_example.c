@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* client_example: a program that uses libetsmgr as an application would,
  * through etsmgr.h only, built by the tests with
  *     cc client_example.c $(pkg-config --cflags --libs etsmgr)

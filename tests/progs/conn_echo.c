@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* conn_echo.c: a conn_server in its own process, for tests that look at a
  * server from outside (fd counts in /proc, tu_request): listens on
  * $ETSMGR_RUNTIME_DIR/echo.sock, says READY=1, and answers each request

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* notify_ready.c: the smallest well-behaved daemon, for testutil's tests:
  * sends READY=1 to $NOTIFY_SOCKET and waits for SIGTERM (exit 0).
  *   notify_ready [--exit-before-ready CODE | --never-ready | --ignore-term]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sup_child.c: a stand-in child for the etssup tests, with every behaviour
  * the tests need to provoke, chosen on the command line:
  *
