@@ -88,10 +88,10 @@ int mc_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts *op
     if (opts && (unsigned)opts->access > ETSMGR_PUBLIC)
         return mc_err(c, ETSMGR_EINVAL, "", "access mode %d is none of ETSMGR_PRIVATE, ETSMGR_PROTECTED, ETSMGR_PUBLIC",
                       (int)opts->access);
-    cJSON *req = mc_req("new_table", name);
     if (opts && (unsigned)opts->type > ETSMGR_ORDERED_SET)
         return mc_err(c, ETSMGR_EINVAL, "", "table type %d is neither ETSMGR_SET nor ETSMGR_ORDERED_SET",
                       (int)opts->type);
+    cJSON *req = mc_req("new_table", name);
     if (req && opts && (opts->size_hint || opts->max_bytes || opts->access || opts->type)) {
         static const char *const access[] = {"protected", "private", "public"};
         cJSON *o = cJSON_AddObjectToObject(req, "opts");
