@@ -8,6 +8,9 @@
  * Agreement with --help is checked both ways on option names: every option
  * the OPTIONS section lists as a .TP/.IP tag must appear in --help, and
  * every --long option --help prints must appear somewhere in the page.
+ * Every error code etsmgr.h declares must be in etsmgr(3)'s EXIT STATUS
+ * list and have its own words from etsmgr_strerror(); the codes are read
+ * from the header itself, so a code added there is checked at once.
  * Each test collects every problem before failing, so one run lists all. */
 #include <check.h>
 #include <ctype.h>
@@ -20,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "etsmgr.h"
 #include "runcap.h"
 #include "testutil.h"
 
@@ -401,6 +405,73 @@ START_TEST(test_help_agrees_with_page)
 }
 END_TEST
 
+/* The text of the page's section `name` (up to the next .SH), or NULL. */
+static char *mp_section_text(const char *page, const char *name)
+{
+    char head[128];
+    snprintf(head, sizeof head, "\n.SH %s\n", name);
+    const char *start = strstr(page, head);
+    if (!start) {
+        return NULL;
+    }
+    start += strlen(head);
+    const char *end = strstr(start, "\n.SH ");
+    size_t l = end ? (size_t)(end - start) : strlen(start);
+    char *out = malloc(l + 1);
+    ck_assert_ptr_nonnull(out);
+    memcpy(out, start, l);
+    out[l] = '\0';
+    return out;
+}
+
+START_TEST(test_every_error_documented)
+{
+    char hpath[512], mpath[512];
+    snprintf(hpath, sizeof hpath, "%s/client/include/etsmgr.h", mp_srcdir());
+    snprintf(mpath, sizeof mpath, "%s/docs/man/etsmgr.3", mp_srcdir());
+    char *header = rc_slurp(hpath), *raw = rc_slurp(mpath);
+    ck_assert_msg(header != NULL, "cannot read %s", hpath);
+    ck_assert_msg(raw != NULL, "cannot read %s", mpath);
+    char *page = mp_unescape(raw);
+    char *status = mp_section_text(page, "EXIT STATUS");
+    ck_assert_msg(status != NULL, "etsmgr.3 has no EXIT STATUS section");
+    mp_report r = {0};
+    const char *words[64] = {0};
+    int codes = 0;
+    /* the enum's lines: "    ETSMGR_EXXX = -N, ..." */
+    for (const char *p = strstr(header, "\n    ETSMGR_E"); p; p = strstr(p + 1, "\n    ETSMGR_E")) {
+        char name[64];
+        int code, used = 0;
+        if (sscanf(p + 5, "%63[A-Z_] = %d,%n", name, &code, &used) != 2 || used == 0) {
+            continue;
+        }
+        codes++;
+        if (!mp_has_token(status, name)) {
+            mp_add(&r, "%s is in etsmgr.h but not in etsmgr(3)'s EXIT STATUS list", name);
+        }
+        const char *w = etsmgr_strerror(code);
+        if (strcmp(w, etsmgr_strerror(-100000)) == 0 || strlen(w) < 4) {
+            mp_add(&r, "%s (%d) has no words from etsmgr_strerror", name, code);
+        } else if (code < 0 && -code < 64) {
+            for (int j = 0; j < 64; j++) {
+                if (words[j] && strcmp(words[j], w) == 0) {
+                    mp_add(&r, "%s (%d) has the same words as code %d: %s", name, code, -j, w);
+                }
+            }
+            words[-code] = w;
+        } else {
+            mp_add(&r, "%s = %d: codes are expected in -1..-63", name, code);
+        }
+    }
+    ck_assert_msg(codes >= 20, "found only %d error codes in %s: did its enum's layout change?", codes, hpath);
+    free(status);
+    free(page);
+    free(raw);
+    free(header);
+    mp_finish(&r);
+}
+END_TEST
+
 Suite *manpages_suite(void)
 {
     Suite *s = suite_create("manpages");
@@ -410,6 +481,7 @@ Suite *manpages_suite(void)
     tcase_add_test(tc, test_pages_render_without_warnings);
     tcase_add_test(tc, test_pages_have_sections);
     tcase_add_test(tc, test_help_agrees_with_page);
+    tcase_add_test(tc, test_every_error_documented);
     suite_add_tcase(s, tc);
     return s;
 }
