@@ -233,6 +233,74 @@ START_TEST(test_roundtrip_values)
 }
 END_TEST
 
+/* An ordered table comes back ordered, with its keys in the same order,
+ * and every table keeps its access mode (both were lost by version 1). */
+struct keys {
+    size_t n;
+    char k[600][16];
+    size_t kl[600];
+};
+static int keys_cb(const void *key, size_t klen, const etsmgr_value *v, void *arg)
+{
+    (void)v;
+    struct keys *ks = arg;
+    if (ks->n == 600 || klen > 16) return 1;
+    memcpy(ks->k[ks->n], key, klen);
+    ks->kl[ks->n++] = klen;
+    return 0;
+}
+START_TEST(test_roundtrip_ordered)
+{
+    etsmgr_table_opts o = {.type = ETSMGR_ORDERED_SET, .access = ETSMGR_PUBLIC};
+    etsmgr_table *t = NULL;
+    ck_assert_int_eq(tbl_create(tt_name(), "ord", &o, &t), 0);
+    char k[16];
+    for (long i = 0; i < 500; i++) { /* inserted out of order, and with a prefix key */
+        long j = (i * 7919) % 500;
+        etsmgr_value v = tt_int(j);
+        ck_assert_int_eq(etsmgr_table_insert(t, k, tt_key(k, sizeof k, "k", j), &v), 0);
+    }
+    etsmgr_value v = tt_int(-1);
+    ck_assert_int_eq(etsmgr_table_insert(t, "k", 1, &v), 0);
+    roundtrip(t);
+    const char *p = tpath("ord.etsimg");
+    char why[256] = "";
+    ck_assert_int_eq(img_save(t, p, NULL, why, sizeof why), 0);
+    int r;
+    etsmgr_table *u = load_plain(p, &r, why, sizeof why);
+    ck_assert_msg(u != NULL, "load: %s: %s", etsmgr_strerror(r), why);
+    etsmgr_table_info iu;
+    ck_assert_int_eq(etsmgr_table_info_get(u, &iu), 0);
+    ck_assert_int_eq(iu.type, ETSMGR_ORDERED_SET);
+    ck_assert_int_eq(iu.access, ETSMGR_PUBLIC);
+    static struct keys a, b;
+    a.n = b.n = 0;
+    ck_assert_int_eq(etsmgr_table_foreach(t, keys_cb, &a), 0);
+    ck_assert_int_eq(etsmgr_table_foreach(u, keys_cb, &b), 0);
+    ck_assert_uint_eq(a.n, 501);
+    ck_assert_uint_eq(b.n, 501);
+    for (size_t i = 0; i < a.n; i++)
+        ck_assert_msg(a.kl[i] == b.kl[i] && memcmp(a.k[i], b.k[i], a.kl[i]) == 0, "key %zu differs", i);
+    ck_assert_uint_eq(b.kl[0], 1); /* "k" first: the order is the key order, not the hashes' */
+    size_t kl;
+    ck_assert_int_eq(etsmgr_table_last(u, k, sizeof k, &kl), 0);
+    ck_assert(kl == a.kl[500] && memcmp(k, a.k[500], kl) == 0);
+    etsmgr_table_close(u);
+    etsmgr_table_close(t);
+    /* a set keeps its access mode too */
+    etsmgr_table_opts o2 = {.access = ETSMGR_PRIVATE};
+    ck_assert_int_eq(tbl_create(tt_name(), "priv", &o2, &t), 0);
+    ck_assert_int_eq(img_save(t, p, NULL, why, sizeof why), 0);
+    u = load_plain(p, &r, why, sizeof why);
+    ck_assert_ptr_nonnull(u);
+    ck_assert_int_eq(etsmgr_table_info_get(u, &iu), 0);
+    ck_assert_int_eq(iu.type, ETSMGR_SET);
+    ck_assert_int_eq(iu.access, ETSMGR_PRIVATE);
+    etsmgr_table_close(u);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 /* ------------------------------------------------------------ consistent cut */
 
 /* The writer: atomic groups that set a<i> and b<i> to the same new value;
@@ -519,7 +587,7 @@ START_TEST(test_damaged_files)
     expect_file((const unsigned char *)"hello, world\n", 13, ETSMGR_EBADMAGIC, "magic");
     /* newer version */
     memcpy(b, g, len);
-    b[8] = 2;
+    b[8] = IMG_VERSION + 1;
     fix_header_crc(b);
     expect_file(b, len, ETSMGR_EVERSION, "newer");
     b[8] = 200; /* even with a header this version cannot read */
@@ -573,6 +641,35 @@ START_TEST(test_damaged_files)
     b[81] = '/';
     fix_header_crc(b);
     expect_file(b, len, ETSMGR_ECORRUPT, "name");
+    /* version 2's fields: out of range, or in a version 1 file (where they
+     * were reserved); a version 1 file without them loads as a protected set */
+    memcpy(b, g, len);
+    b[148] = 3;
+    fix_header_crc(b);
+    expect_file(b, len, ETSMGR_ECORRUPT, "access mode 3");
+    memcpy(b, g, len);
+    b[152] = 2;
+    fix_header_crc(b);
+    expect_file(b, len, ETSMGR_ECORRUPT, "table type 2");
+    memcpy(b, g, len);
+    b[163] = 0x80;
+    fix_header_crc(b);
+    expect_file(b, len, ETSMGR_ECORRUPT, "before 1970");
+    memcpy(b, g, len);
+    b[170] = 1;
+    fix_header_crc(b);
+    expect_file(b, len, ETSMGR_ECORRUPT, "reserved header byte 170");
+    memcpy(b, g, len);
+    b[8] = 1;
+    b[152] = 1;
+    fix_header_crc(b);
+    expect_file(b, len, ETSMGR_ECORRUPT, "reserved header byte 152");
+    b[152] = 0;
+    fix_header_crc(b);
+    ck_assert_int_eq(img_parse(b, len, &in, why, sizeof why), 0);
+    ck_assert_uint_eq(in.type, ETSMGR_SET);
+    ck_assert_uint_eq(in.access, ETSMGR_PROTECTED);
+    ck_assert_uint_eq(in.entries, 50);
     /* a directory, a missing file */
     char w2[256];
     img *im;
@@ -612,6 +709,7 @@ Suite *image_suite(void)
     tcase_add_test(tc, test_roundtrip_request_ids);
     tcase_add_test(tc, test_roundtrip_grown);
     tcase_add_test(tc, test_roundtrip_values);
+    tcase_add_test(tc, test_roundtrip_ordered);
     tcase_add_test(tc, test_consistent_cut);
     suite_add_tcase(s, tc);
     tc = tcase_create("safety");

@@ -241,6 +241,55 @@ START_TEST(test_shm_wins_over_snapshot)
 }
 END_TEST
 
+/* A table's type and access mode come back with it: an ordered table is
+ * restored ordered (an image of version 1 made it a set). */
+START_TEST(test_reboot_keeps_type)
+{
+    char opt[256];
+    snprintf(opt, sizeof opt, "--snapshot-dir %s", S_dir);
+    pid_t mgr = sp_mgr(opt);
+    etsmgr_client *c = NULL;
+    char msg[256];
+    ck_assert_int_eq(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg), 0);
+    etsmgr_table_opts o = {.type = ETSMGR_ORDERED_SET, .access = ETSMGR_PUBLIC};
+    etsmgr_table *t;
+    ck_assert_int_eq(etsmgr_new_table(c, "ord", &o, NULL, &t, NULL), 0);
+    for (int i = 99; i >= 0; i--) {
+        char k[16];
+        int kl = snprintf(k, sizeof k, "k%03d", i);
+        etsmgr_value v = {.type = ETSMGR_INT, .i = i};
+        ck_assert_int_eq(etsmgr_table_insert(t, k, (size_t)kl, &v), 0);
+    }
+    etsmgr_client_close(c);
+    sp_stop(mgr);
+    tu_remove_shm(&E);
+    sp_mgr(opt);
+    ck_assert_msg(log_has("restored table=ord ("), "%s", rc_slurp(S_log));
+    ck_assert_int_eq(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg), 0);
+    /* claimed as what it is (new_table refuses the other type) */
+    ck_assert_msg(etsmgr_new_table(c, "ord", &o, NULL, &t, NULL) == 0, "%s", etsmgr_client_message(c));
+    etsmgr_table_info info;
+    ck_assert_int_eq(etsmgr_table_info_get(t, &info), 0);
+    ck_assert_uint_eq(info.entries, 100);
+    ck_assert_int_eq(info.type, ETSMGR_ORDERED_SET);
+    ck_assert_int_eq(info.access, ETSMGR_PUBLIC);
+    char k[16], prev[16];
+    size_t kl, pl;
+    ck_assert_int_eq(etsmgr_table_first(t, k, sizeof k, &kl), 0);
+    ck_assert(kl == 4 && memcmp(k, "k000", 4) == 0);
+    for (int i = 1; i < 100; i++) {
+        memcpy(prev, k, kl);
+        pl = kl;
+        ck_assert_int_eq(etsmgr_table_next(t, prev, pl, k, sizeof k, &kl), 0);
+        char want[16];
+        snprintf(want, sizeof want, "k%03d", i);
+        ck_assert(kl == 4 && memcmp(k, want, 4) == 0);
+    }
+    ck_assert_int_eq(etsmgr_table_next(t, k, kl, prev, sizeof prev, &pl), ETSMGR_ENOTFOUND);
+    etsmgr_client_close(c);
+}
+END_TEST
+
 /* A restore killed half-way leaves its temporary object; a damaged snapshot
  * is reported and left alone; neither stops the start. */
 START_TEST(test_restore_leftovers)
@@ -460,6 +509,7 @@ Suite *snapshot_suite(void)
     tcase_add_test(tc, test_reboot_after_kill9);
     tcase_add_test(tc, test_shm_wins_over_snapshot);
     tcase_add_test(tc, test_restore_leftovers);
+    tcase_add_test(tc, test_reboot_keeps_type);
     suite_add_tcase(s, tc);
     tc = tcase_create("data");
     tcase_add_checked_fixture(tc, sp_setup, sp_cleanup);

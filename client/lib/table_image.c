@@ -104,7 +104,8 @@ static uint64_t get64(const unsigned char *p)
 enum {
     H_MAGIC = 0, H_VERSION = 8, H_HDRSIZE = 12, H_FLAGS = 16, H_ENTRIES = 24, H_RECBYTES = 32,
     H_CTIME = 40, H_SAVED = 48, H_MAXBYTES = 56, H_BYTESTOTAL = 64, H_MODE = 72, H_UID = 76,
-    H_NAMELEN = 80, H_NAME = 81, H_CRC = IMG_HDR_SIZE - 4,
+    H_NAMELEN = 80, H_NAME = 81, H_ACCESS = 148, H_TYPE = 152, H_ORPHANED = 156, H_RESERVED2 = 164,
+    H_CRC = IMG_HDR_SIZE - 4,
 };
 #define IMG_END_TAG "END\n"
 
@@ -122,6 +123,9 @@ static void img_encode_header(unsigned char *h, const img_info *in)
     put64(h + H_BYTESTOTAL, in->bytes_total);
     put32(h + H_MODE, in->mode);
     put32(h + H_UID, in->uid);
+    put32(h + H_ACCESS, in->access);
+    put32(h + H_TYPE, in->type);
+    put64(h + H_ORPHANED, (uint64_t)in->orphaned_us);
     size_t nl = strlen(in->name);
     h[H_NAMELEN] = (unsigned char)nl;
     memcpy(h + H_NAME, in->name, nl);
@@ -181,10 +185,26 @@ int img_parse(const void *data, size_t len, img_info *info, char *why, size_t wh
     if (nl == 0 || nl > ETSMGR_NAME_MAX || !rt_valid_name((const char *)p + H_NAME, nl))
         return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: the table name is not 1 to 64 of "
                        "[A-Za-z0-9_.-]");
+    /* version 1 has no access mode, type or orphaned time: its tables were
+     * protected sets (what a version 1 writer could not record, it lost) */
     for (unsigned i = H_NAME + nl; i < H_CRC; i++)
-        if (p[i])
+        if (p[i] && (ver == 1 || i < H_ACCESS || i >= H_RESERVED2))
             return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: reserved header byte %u is not 0", i);
     memcpy(in.name, p + H_NAME, nl);
+    if (ver >= 2) {
+        in.access = get32(p + H_ACCESS);
+        in.type = get32(p + H_TYPE);
+        in.orphaned_us = (int64_t)get64(p + H_ORPHANED);
+        if (in.access > ETSMGR_PUBLIC)
+            return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: access mode %u is none of "
+                           "protected (0), private (1), public (2)", in.access);
+        if (in.type > ETSMGR_ORDERED_SET)
+            return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: table type %u is neither set (0) "
+                           "nor ordered_set (1)", in.type);
+        if (in.orphaned_us < 0)
+            return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: orphaned since %lld µs, before 1970",
+                           (long long)in.orphaned_us);
+    }
     if (in.mode & ~0777u)
         return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: mode %#o is not permission bits", in.mode);
     /* no table holds more than 2^43 bytes (offsets are 40 bits of 8 bytes) */
@@ -298,12 +318,17 @@ void img_table_opts(const img *im, etsmgr_table_opts *o)
 {
     memset(o, 0, sizeof *o);
     /* entries cost their bytes rounded to 8, an 8-byte header and about two
-     * index slots each: room for all without growing or rehashing */
-    uint64_t est = TBL_HDR_SIZE + im->info.records_bytes + im->info.entries * 48u + 65536u;
+     * index slots each (an ordered table's skiplist node, 16 bytes and 4/3
+     * links on average, rounded to 40): room for all without growing or
+     * rehashing */
+    uint64_t per = im->info.type == ETSMGR_ORDERED_SET ? 88u : 48u;
+    uint64_t est = TBL_HDR_SIZE + im->info.records_bytes + im->info.entries * per + 65536u;
     if (im->info.max_bytes && est > im->info.max_bytes) est = im->info.max_bytes;
     o->size_hint = est;
     o->max_bytes = im->info.max_bytes;
     o->mode = im->info.mode;
+    o->access = (etsmgr_access)im->info.access;
+    o->type = (etsmgr_table_type)im->info.type;
 }
 
 /* The request-id records of etsmgr_table_update_counter_once (table_once.c)
@@ -591,6 +616,11 @@ int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size
     in.bytes_total = ch->total_bytes;
     in.mode = st.st_mode & 0777u;
     in.uid = st.st_uid;
+    /* fixed at creation and checked at attach, but shared memory may hold
+     * anything since: the handle's view of the type, and an access mode out
+     * of range read as the strictest, as etsmgr_table_info_get does */
+    in.access = ch->access <= ETSMGR_PUBLIC ? ch->access : ETSMGR_PRIVATE;
+    in.type = t->ordered ? ETSMGR_ORDERED_SET : ETSMGR_SET;
 
     img_out o = {.fd = -1, .cap = 1u << 20};
     o.buf = malloc(o.cap);

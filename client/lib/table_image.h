@@ -23,7 +23,7 @@
 #include "etsmgr.h"
 
 #define IMG_MAGIC "\x89" "ETSIMG\n"
-#define IMG_VERSION 1u
+#define IMG_VERSION 2u /* 2: the access mode, the type and the orphaned-since time */
 #define IMG_HDR_SIZE 192u
 #define IMG_TRAILER_SIZE 8u
 #define IMG_REC_HDR 8u
@@ -38,6 +38,9 @@ typedef struct img_info {
     uint64_t bytes_total; /* the table's size when saved: a size hint */
     uint32_t mode;       /* permission bits of the shm object */
     uint32_t uid;        /* owner of the shm object */
+    uint32_t access;     /* etsmgr_access (version 1: ETSMGR_PROTECTED) */
+    uint32_t type;       /* etsmgr_table_type (version 1: ETSMGR_SET) */
+    int64_t orphaned_us; /* orphaned since (µs since the epoch); 0: owned, or not known */
 } img_info;
 
 /* A whole image file in memory, validated. */
