@@ -8,9 +8,16 @@
  * longer.  Removing a table means its shared memory and its snapshot: a
  * snapshot left behind would bring the table back after the next reboot.
  *
- * "Orphaned since" is this daemon's memory (mgrd_table.orphaned_us): a
- * table rediscovered or restored at start counts from the daemon's start,
- * since nothing records when its owner really went away. */
+ * "Orphaned since" (mgrd_table.orphaned_us) outlives the daemon: the daemon
+ * writes it into the table's header when it orphans the table, in the same
+ * logged change as the owner pid (tbl_set_owner), so a crash leaves either
+ * both or neither; an image carries it (docs/image-format.md).  So a table
+ * rediscovered or restored at start keeps the moment its owner went, and
+ * --orphan-ttl removes it on time across restarts.  Only a table whose
+ * owner was alive when it was last recorded (a daemon killed or stopped
+ * while the owner ran; a snapshot of an owned table) counts from this
+ * daemon's start: nobody saw its owner go, and counting from the snapshot
+ * would let --orphan-ttl remove it at boot before its owner could claim it. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>

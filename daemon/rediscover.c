@@ -59,6 +59,12 @@ static bool take_over(mgrd *m, const char *shm_name, const char *name, uid_t uid
         etsmgr_table_close(t);
         return false;
     }
+    /* orphaned before this start: the header says since when (written when
+     * it was orphaned); a table whose header names a living owner, or an
+     * owner that went while no daemon ran, counts from now */
+    int64_t since = tbl_orphaned_since(t), now = mgrd_now_us();
+    if (since > 0)
+        rt->orphaned_us = since < now ? since : now;
     etsmgr_table_info info;
     if (etsmgr_table_info_get(t, &info) == ETSMGR_OK) {
         rt->owner_pid = info.owner_pid;

@@ -146,7 +146,7 @@ void mgrd_reg_remove(mgrd *m, mgrd_table *rt)
 
 static void reg_record_owner(mgrd *m, mgrd_table *rt, pid_t owner)
 {
-    int rc = tbl_set_owner(rt->t, (int32_t)owner, (int32_t)m->pid);
+    int rc = tbl_set_owner(rt->t, (int32_t)owner, (int32_t)m->pid, owner ? 0 : rt->orphaned_us);
     if (rc < 0)
         log_warning("table %s: could not record owner pid %d in its header: %s", rt->name, (int)owner,
                     etsmgr_strerror(rc));

@@ -148,6 +148,14 @@ static int snap_restore_one(mgrd *m, const char *file, const char *name)
         return -1;
     }
     mgrd_obj_tmp_name(base, tmp_name, sizeof tmp_name);
+    /* orphaned since then when it was orphaned at the snapshot; one that was
+     * owned then had a living owner at least until the snapshot, and lost it
+     * with the machine: it counts from this start, the first moment its
+     * owner could claim it back (not from the snapshot, or --orphan-ttl
+     * would remove it at boot, before its owner's service even started) */
+    int64_t now = mgrd_now_us(), since = im->info.orphaned_us;
+    if (since <= 0 || since > now)
+        since = now;
     etsmgr_table_opts o;
     img_table_opts(im, &o);
     if (m->shared)
@@ -165,7 +173,7 @@ static int snap_restore_one(mgrd *m, const char *file, const char *name)
         if (m->shared && fchown(etsmgr_table_fd(t), (uid_t)-1, m->gid) < 0)
             log_warning("snapshot: fchown of restored table %s to group %u failed: %s", name,
                         (unsigned)m->gid, strerror(errno));
-        (void)tbl_set_owner(t, 0, (int32_t)m->pid);
+        (void)tbl_set_owner(t, 0, (int32_t)m->pid, since);
         rc = mgrd_obj_place(tmp_name, base, name, shm_name, sizeof shm_name);
         if (rc == ETSMGR_EEXIST)
             snprintf(why, sizeof why, "an object of that name appeared in shared memory (not a valid "
@@ -189,6 +197,7 @@ static int snap_restore_one(mgrd *m, const char *file, const char *name)
         img_free(im);
         return -1;
     }
+    rt->orphaned_us = since;
     char saved[64], age[48];
     mgrd_iso8601(im->info.saved_us, saved, sizeof saved);
     mgrd_fmt_age(mgrd_now_us() - im->info.saved_us, age, sizeof age);

@@ -499,6 +499,76 @@ START_TEST(test_orphan_ttl)
 }
 END_TEST
 
+/* "orphaned_since" of table name in etsmgrctl --json tables (malloc'd; NULL
+ * when the table is not there or owned) */
+static char *orphaned_since(const char *name)
+{
+    char *out;
+    ck_assert(rc_ok(sp_ctl(&out, "--json tables")));
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_msg(j != NULL, "%s", out);
+    char *since = NULL;
+    const cJSON *tb;
+    cJSON_ArrayForEach(tb, cJSON_GetObjectItemCaseSensitive(j, "tables")) {
+        const char *n = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tb, "name"));
+        const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tb, "orphaned_since"));
+        if (n && s && strcmp(n, name) == 0)
+            since = strdup(s);
+    }
+    cJSON_Delete(j);
+    free(out);
+    return since;
+}
+
+static char since_line[300];
+static bool since_removed(void *arg)
+{
+    (void)arg;
+    return log_has(since_line);
+}
+
+/* Since when a table is orphaned outlives etsmgrd: a restart (kill -9, the
+ * table rediscovered) and a reboot (a clean stop, the table restored from
+ * its snapshot) keep the moment its owner went, and --orphan-ttl removes it
+ * counting from then, not from the restart (it used to). */
+START_TEST(test_orphan_since_survives_restart)
+{
+    char opt[256];
+    snprintf(opt, sizeof opt, "--snapshot-dir %s", S_dir);
+    pid_t mgr = sp_mgr(opt);
+    etsmgr_client *c = NULL;
+    char msg[256];
+    etsmgr_table *t;
+    ck_assert_int_eq(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg), 0);
+    ck_assert_int_eq(etsmgr_new_table(c, "old", NULL, NULL, &t, NULL), 0);
+    etsmgr_client_close(c);
+    char *since = orphaned_since("old");
+    ck_assert_ptr_nonnull(since);
+    /* the daemon dies: the table stays in shared memory */
+    tu_kill9(mgr);
+    mgr = sp_mgr(opt);
+    ck_assert_msg(log_has("rediscovered table=old"), "%s", rc_slurp(S_log));
+    char *s2 = orphaned_since("old");
+    ck_assert_msg(s2 && strcmp(s2, since) == 0, "orphaned since %s, after a restart %s", since, s2);
+    free(s2);
+    /* the reboot: a clean stop (its snapshot), the shared memory gone */
+    sp_stop(mgr);
+    tu_remove_shm(&E);
+    mgr = sp_mgr(opt);
+    ck_assert_msg(log_has("restored table=old ("), "%s", rc_slurp(S_log));
+    s2 = orphaned_since("old");
+    ck_assert_msg(s2 && strcmp(s2, since) == 0, "orphaned since %s, after a reboot %s", since, s2);
+    free(s2);
+    /* and the TTL counts from then: its removal says so */
+    sp_stop(mgr);
+    snprintf(opt, sizeof opt, "--snapshot-dir %s --orphan-ttl 1", S_dir);
+    sp_mgr(opt);
+    snprintf(since_line, sizeof since_line, "orphan-ttl: removed table=old, orphaned since %s (", since);
+    ck_assert_msg(tu_eventually(since_removed, NULL, 15000), "no line \"%s\": %s", since_line, rc_slurp(S_log));
+    free(since);
+}
+END_TEST
+
 Suite *snapshot_suite(void)
 {
     Suite *s = suite_create("snapshot");
@@ -518,6 +588,7 @@ Suite *snapshot_suite(void)
     tcase_add_test(tc, test_ctl_save_load_del);
     tcase_add_test(tc, test_snapshot_needs_dir);
     tcase_add_test(tc, test_orphan_ttl);
+    tcase_add_test(tc, test_orphan_since_survives_restart);
     suite_add_tcase(s, tc);
     return s;
 }

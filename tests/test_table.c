@@ -264,13 +264,20 @@ START_TEST(foreach_and_info)
     ck_assert_uint_eq(info.generation, 0);
     ck_assert_int_gt(info.ctime_us, 1600000000000000LL);
     ck_assert_int_eq(info.owner_pid, 0);
-    ck_assert_int_eq(tbl_set_owner(t, 1234, 99), 0);
-    ck_assert_int_eq(tbl_set_owner(t, 1235, 99), 0);
-    ck_assert_int_eq(tbl_set_owner(t, -1, 99), ETSMGR_EINVAL);
+    ck_assert_int_eq(tbl_orphaned_since(t), 0);
+    ck_assert_int_eq(tbl_set_owner(t, 1234, 99, 0), 0);
+    ck_assert_int_eq(tbl_set_owner(t, 1235, 99, 5), 0);
+    ck_assert_int_eq(tbl_orphaned_since(t), 0); /* owned: no orphaned time */
+    ck_assert_int_eq(tbl_set_owner(t, -1, 99, 0), ETSMGR_EINVAL);
     ck_assert_int_eq(etsmgr_table_info_get(t, &info), 0);
     ck_assert_uint_eq(info.generation, 2);
     ck_assert_int_eq(info.owner_pid, 1235);
     ck_assert_int_eq(info.heir_pid, 99);
+    ck_assert_int_eq(tbl_set_owner(t, 0, 99, 1700000000123456), 0);
+    ck_assert_int_eq(tbl_orphaned_since(t), 1700000000123456);
+    ck_assert_int_eq(tbl_set_owner(t, 0, 99, -1), ETSMGR_EINVAL);
+    ck_assert_int_eq(tbl_set_owner(t, 7, 99, 0), 0);
+    ck_assert_int_eq(tbl_orphaned_since(t), 0);
     ck_assert_int_eq(etsmgr_table_info_get(t, NULL), ETSMGR_EINVAL);
     etsmgr_table_close(t);
 }

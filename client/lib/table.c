@@ -524,15 +524,27 @@ const char *etsmgr_table_name(const etsmgr_table *t) { return t ? t->name : ""; 
 
 /* ------------------------------------------------------------ header */
 
-int tbl_set_owner(etsmgr_table *t, int32_t owner_pid, int32_t heir_pid)
+int tbl_set_owner(etsmgr_table *t, int32_t owner_pid, int32_t heir_pid, int64_t orphaned_us)
 {
-    if (!t || owner_pid < 0 || heir_pid < 0) return ETSMGR_EINVAL;
+    if (!t || owner_pid < 0 || heir_pid < 0 || orphaned_us < 0) return ETSMGR_EINVAL;
     int r = tbl_op_begin(t, "set_owner", true);
     if (r) return r;
+    /* one change: a crash leaves the old owner and time, or the new ones */
     tbl_set(t, TBL_HOFF(owner_pid), (uint64_t)owner_pid);
     tbl_set(t, TBL_HOFF(heir_pid), (uint64_t)heir_pid);
+    tbl_set(t, TBL_HOFF(orphaned_us), owner_pid ? 0 : (uint64_t)orphaned_us);
     tbl_set(t, TBL_HOFF(generation), t->h->generation + 1);
     return tbl_op_end(t, 0);
+}
+
+int64_t tbl_orphaned_since(etsmgr_table *t)
+{
+    if (!t) return ETSMGR_EINVAL;
+    int r = tbl_op_begin(t, "info", false);
+    if (r) return r;
+    uint64_t v = t->h->owner_pid ? 0 : t->h->orphaned_us;
+    tbl_op_end(t, 0);
+    return v > (uint64_t)INT64_MAX ? 0 : (int64_t)v;
 }
 
 int etsmgr_table_info_get(etsmgr_table *t, etsmgr_table_info *out)

@@ -26,8 +26,13 @@ int tbl_unlink(const char *shm_name);
  * it by itself).  Harmless when there is nothing to do. */
 int tbl_recover_now(etsmgr_table *t);
 
-/* Record owner and heir pids (diagnostics) and bump the generation. */
-int tbl_set_owner(etsmgr_table *t, int32_t owner_pid, int32_t heir_pid);
+/* Record owner and heir pids (diagnostics), bump the generation, and record
+ * since when the table is orphaned: orphaned_us (µs since the epoch) when
+ * owner_pid is 0, else nothing (the word becomes 0).  The header keeps it
+ * across a restart of etsmgrd, so --orphan-ttl counts from the real moment. */
+int tbl_set_owner(etsmgr_table *t, int32_t owner_pid, int32_t heir_pid, int64_t orphaned_us);
+/* The header's orphaned-since time (0: owned, or not known; <0: error). */
+int64_t tbl_orphaned_since(etsmgr_table *t);
 
 /* Why the last attach/open/create on this thread failed validation, in
  * words (e.g. "header says 8192 bytes, object has 4096"); "" when it did not. */

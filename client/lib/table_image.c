@@ -621,6 +621,8 @@ int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size
      * of range read as the strictest, as etsmgr_table_info_get does */
     in.access = ch->access <= ETSMGR_PUBLIC ? ch->access : ETSMGR_PRIVATE;
     in.type = t->ordered ? ETSMGR_ORDERED_SET : ETSMGR_SET;
+    /* etsmgrd wrote it when it orphaned the table (tbl_set_owner) */
+    in.orphaned_us = ch->owner_pid == 0 && ch->orphaned_us <= (uint64_t)INT64_MAX ? (int64_t)ch->orphaned_us : 0;
 
     img_out o = {.fd = -1, .cap = 1u << 20};
     o.buf = malloc(o.cap);

@@ -117,6 +117,9 @@ struct tbl_hdr {
                                      * its header struct, zero since creation */
     uint64_t ord_head;              /* ordered tables: the skiplist's head node
                                      * (table_ordered.c), set at creation; 0 in a set */
+    uint64_t orphaned_us;           /* since when etsmgrd holds the table as orphaned (µs,
+                                     * wall clock; tbl_set_owner); 0: owned, or not known.
+                                     * Was state_end before: 0 in older tables */
     uint64_t state_end;             /* marks the end of the logged words */
 
     /* Not logged, never restored: odd while a change a reader could see is
@@ -130,6 +133,10 @@ struct tbl_hdr {
     alignas(64) uint64_t ord_seq;
 };
 _Static_assert(sizeof(struct tbl_hdr) <= TBL_HDR_SIZE, "header too big");
+/* The words readers use live in tables made by every version: a new state
+ * word must not move them (there is room for none after orphaned_us) */
+_Static_assert(offsetof(struct tbl_hdr, layout_seq) == offsetof(struct tbl_hdr, total_bytes) + 640,
+               "a state word moved layout_seq");
 #define TBL_STATE_BEGIN offsetof(struct tbl_hdr, total_bytes)
 #define TBL_STATE_END offsetof(struct tbl_hdr, state_end)
 
