@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_etsmgrctl.c: etsmgrctl against etssup (stub children) and the real
- * etsmgrd: aligned human output, --json, restart, stop, kill, env, and the
+ * etsmgrd: aligned human output, --json, restart, stop, kill, env, dump of
+ * an ordered_set in key order and of its ranges (--from/--to), and the
  * exit statuses 64 (usage), 69 (not reachable), 70 (error reply). */
 #include <check.h>
 #include <stdio.h>
@@ -10,8 +11,10 @@
 
 #include <cjson/cJSON.h>
 
+#include "etsmgr.h"
 #include "runcap.h"
 #include "test_sup.h"
+#include "testutil.h"
 
 static int ctl(st_env *e, char **out, const char *a1, const char *a2, const char *a3)
 {
@@ -159,6 +162,141 @@ START_TEST(test_ctl_env)
 }
 END_TEST
 
+/* dump of an ordered_set: key order (bytewise, a prefix first), ranges
+ * [from, to) with either end open, \xNN in a bound; a range of a set and
+ * malformed bounds are usage errors (64).  Against etsmgrd alone. */
+static tu_env D_env;
+static int D_live;
+
+static void d_cleanup(void)
+{
+    if (D_live) {
+        D_live = 0;
+        tu_env_cleanup(&D_env);
+    }
+}
+
+/* etsmgrctl dump ARGS... (NULL-terminated); the exit status, -1 if killed */
+static int d_dump(char **out, const char *table, ...)
+{
+    char *argv[16] = {(char *)tu_bin("etsmgrctl", false), "dump", (char *)table};
+    int n = 3;
+    va_list ap;
+    va_start(ap, table);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && n < 15)
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    int st = rc_run(argv, out, 30000);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void d_put(etsmgr_table *t, const char *key, size_t klen, const char *bytes, int64_t i)
+{
+    etsmgr_value v = bytes ? (etsmgr_value){.type = ETSMGR_BYTES, .data = bytes, .len = strlen(bytes)}
+                           : (etsmgr_value){.type = ETSMGR_INT, .i = i};
+    ck_assert_int_eq(etsmgr_table_insert(t, key, klen, &v), 0);
+}
+
+START_TEST(test_ctl_dump_ordered)
+{
+    tu_env_init(&D_env);
+    D_live = 1;
+    atexit(d_cleanup); /* a failed check ends the test with exit() */
+    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
+    ck_assert_msg(tu_spawn_ready(&D_env, mgr, 15000) > 0, "etsmgrd did not become ready");
+    etsmgr_client *c = NULL;
+    char msg[256] = "";
+    ck_assert_msg(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg) == 0, "%s", msg);
+    etsmgr_table_opts o = {.access = ETSMGR_PROTECTED, .type = ETSMGR_ORDERED_SET};
+    etsmgr_table *t = NULL, *set = NULL;
+    ck_assert_msg(etsmgr_new_table(c, "jobs", &o, NULL, &t, NULL) == 0, "%s", etsmgr_client_message(c));
+    o.type = ETSMGR_SET;
+    ck_assert_msg(etsmgr_new_table(c, "plain", &o, NULL, &set, NULL) == 0, "%s", etsmgr_client_message(c));
+    /* inserted out of order */
+    d_put(t, "c", 1, "three", 0);
+    d_put(t, "ab", 2, NULL, 12);
+    d_put(t, "\xff" "z", 2, NULL, 255);
+    d_put(t, "b", 1, NULL, 2);
+    d_put(t, "a", 1, NULL, 1);
+    d_put(t, "\0hidden", 7, NULL, 0); /* bookkeeping: never printed */
+    d_put(set, "x", 1, NULL, 1);
+
+    char *out = NULL;
+    ck_assert_int_eq(d_dump(&out, "jobs", NULL), 0);
+    ck_assert_msg(strcmp(out, "table jobs:\n  a = 1\n  ab = 12\n  b = 2\n  c = \"three\"\n  \\xffz = 255\n") == 0,
+                  "%s", out);
+    free(out);
+    ck_assert_int_eq(d_dump(&out, "jobs", "--json", NULL), 0);
+    ck_assert_msg(strcmp(out, "{\"a\":1,\"ab\":12,\"b\":2,\"c\":\"three\",\"\xff" "z\":255}\n") == 0, "%s", out);
+    free(out);
+    /* [ab, c): the bounds need not be keys of the table */
+    ck_assert_int_eq(d_dump(&out, "jobs", "--json", "--from", "ab", "--to", "c", NULL), 0);
+    ck_assert_msg(strcmp(out, "{\"ab\":12,\"b\":2}\n") == 0, "%s", out);
+    free(out);
+    ck_assert_int_eq(d_dump(&out, "jobs", "--json", "--from", "aa", "--to", "bb", NULL), 0);
+    ck_assert_msg(strcmp(out, "{\"ab\":12,\"b\":2}\n") == 0, "%s", out);
+    free(out);
+    /* open ends */
+    ck_assert_int_eq(d_dump(&out, "jobs", "--json", "--to", "b", NULL), 0);
+    ck_assert_msg(strcmp(out, "{\"a\":1,\"ab\":12}\n") == 0, "%s", out);
+    free(out);
+    ck_assert_int_eq(d_dump(&out, "jobs", "--from", "b", NULL), 0);
+    ck_assert_msg(strcmp(out, "table jobs, keys from b:\n  b = 2\n  c = \"three\"\n  \\xffz = 255\n") == 0, "%s",
+                  out);
+    free(out);
+    /* \xNN in a bound: what dump prints can be pasted back */
+    ck_assert_int_eq(d_dump(&out, "jobs", "--from", "\\xffz", NULL), 0);
+    ck_assert_msg(strcmp(out, "table jobs, keys from \\xffz:\n  \\xffz = 255\n") == 0, "%s", out);
+    free(out);
+    ck_assert_int_eq(d_dump(&out, "jobs", "--from", "c", "--to", "\\xFF", NULL), 0);
+    ck_assert_msg(strcmp(out, "table jobs, keys from c up to \\xff (not included):\n  c = \"three\"\n") == 0, "%s",
+                  out);
+    free(out);
+    /* an empty range */
+    ck_assert_int_eq(d_dump(&out, "jobs", "--from", "c", "--to", "a", NULL), 0);
+    ck_assert_msg(strstr(out, "(no entries)"), "%s", out);
+    free(out);
+    ck_assert_int_eq(d_dump(&out, "jobs", "--json", "--from", "\\xff\\xff", NULL), 0);
+    ck_assert_str_eq(out, "{}\n");
+    free(out);
+
+    /* a set: whole dumps work, a range is a usage error that says why */
+    ck_assert_int_eq(d_dump(&out, "plain", NULL), 0);
+    ck_assert_msg(strstr(out, "  x = 1\n"), "%s", out);
+    free(out);
+    ck_assert_int_eq(d_dump(&out, "plain", "--from", "a", NULL), 64);
+    ck_assert_msg(strstr(out, "plain is a set") && strstr(out, "ordered_set"), "%s", out);
+    free(out);
+    ck_assert_int_eq(d_dump(&out, "plain", "--to", "a", "--json", NULL), 64);
+    ck_assert_msg(strstr(out, "plain is a set") && !strchr(out, '{'), "%s", out);
+    free(out);
+    /* bad bounds, and --from elsewhere: usage errors before any request */
+    ck_assert_int_eq(d_dump(&out, "jobs", "--from", "", NULL), 64);
+    ck_assert_msg(strstr(out, "1 to 255 bytes"), "%s", out);
+    free(out);
+    ck_assert_int_eq(d_dump(&out, "jobs", "--to", "a\\q", NULL), 64);
+    ck_assert_msg(strstr(out, "\\xNN"), "%s", out);
+    free(out);
+    ck_assert_int_eq(d_dump(&out, "jobs", "--to", "\\x4", NULL), 64);
+    free(out);
+    char big[300];
+    memset(big, 'k', 256);
+    big[256] = 0;
+    ck_assert_int_eq(d_dump(&out, "jobs", "--from", big, NULL), 64);
+    ck_assert_msg(strstr(out, "at most 255 bytes"), "%s", out);
+    free(out);
+    char *tb[] = {(char *)tu_bin("etsmgrctl", false), "tables", "--from", "a", NULL};
+    int st = rc_run(tb, &out, 30000);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 64 && strstr(out, "--from and --to go with dump"), "%s", out);
+    free(out);
+
+    etsmgr_client_close(c); /* and the tables it holds */
+    d_cleanup();
+}
+END_TEST
+
 START_TEST(test_ctl_help_version)
 {
     st_env e;
@@ -192,6 +330,7 @@ Suite *etsmgrctl_suite(void)
     tcase_add_test(tc, test_ctl_status_restart_stop);
     tcase_add_test(tc, test_ctl_tables);
     tcase_add_test(tc, test_ctl_env);
+    tcase_add_test(tc, test_ctl_dump_ordered);
     tcase_add_test(tc, test_ctl_help_version);
     suite_add_tcase(s, tc);
     return s;

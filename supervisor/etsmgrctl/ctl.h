@@ -32,6 +32,7 @@ int ctl_load(const rt_paths *rt, const char *file, const char *as, bool replace,
 int ctl_snapshot(const rt_paths *rt, int timeout);
 int ctl_del(const rt_paths *rt, const char *table, bool force, int timeout);
 
-/* dump.c: etsmgrctl dump TABLE; an exit status */
-int ctl_dump(const rt_paths *rt, const char *name, int timeout, bool json);
+/* dump.c: etsmgrctl dump TABLE [--from KEY] [--to KEY] (NULL: that end
+ * open); an exit status */
+int ctl_dump(const rt_paths *rt, const char *name, const char *from, const char *to, int timeout, bool json);
 #endif

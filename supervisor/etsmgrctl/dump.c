@@ -9,9 +9,18 @@
  * written here, not with cJSON: keys and values are bytes, and every byte
  * must come out (control bytes and NULs as \u00XX escapes, others as
  * they are).  Integers print as numbers, byte strings as strings: the shape
- * of etscounter --json check's "data". */
+ * of etscounter --json check's "data".
+ *
+ * An ordered_set table comes out in key order (its foreach walks the
+ * skiplist); --from/--to print the range [from, to) with
+ * etsmgr_table_foreach_range, either end open when not given.  A range of a
+ * set has no meaning (its keys have no order), so it is refused as a usage
+ * error once the table's type is known.  A KEY on the command line is its
+ * bytes, with \xNN for any byte: the text output's own escape, so a key
+ * printed by dump can be pasted back as a bound. */
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ctl.h"
@@ -77,8 +86,55 @@ static int dump_cb(const void *key, size_t klen, const etsmgr_value *v, void *ar
     return 0;
 }
 
-int ctl_dump(const rt_paths *rt, const char *name, int timeout, bool json)
+static int hexval(char c)
 {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* A KEY argument to its bytes: \xNN is byte NN, \\ a backslash, the rest
+ * as it is.  0, or -1 after saying what is wrong. */
+static int parse_key(const char *opt, const char *s, unsigned char *out, size_t *len)
+{
+    size_t n = 0;
+    for (const char *p = s; *p; n++) {
+        if (n == ETSMGR_KEY_MAX) {
+            fprintf(stderr, "etsmgrctl: %s: a key is at most %u bytes\n", opt, ETSMGR_KEY_MAX);
+            return -1;
+        }
+        if (*p != '\\') {
+            out[n] = (unsigned char)*p++;
+        } else if (p[1] == '\\') {
+            out[n] = '\\';
+            p += 2;
+        } else if (p[1] == 'x' && hexval(p[2]) >= 0 && hexval(p[3]) >= 0) {
+            out[n] = (unsigned char)(hexval(p[2]) * 16 + hexval(p[3]));
+            p += 4;
+        } else {
+            fprintf(stderr, "etsmgrctl: %s \"%s\": a backslash starts \\xNN (a byte in hex) or \\\\\n", opt, s);
+            return -1;
+        }
+    }
+    if (n == 0) {
+        fprintf(stderr, "etsmgrctl: %s: a key is 1 to %u bytes (leave %s out for an open end)\n", opt,
+                ETSMGR_KEY_MAX, opt);
+        return -1;
+    }
+    *len = n;
+    return 0;
+}
+
+int ctl_dump(const rt_paths *rt, const char *name, const char *from, const char *to, int timeout, bool json)
+{
+    unsigned char fk[ETSMGR_KEY_MAX], tk[ETSMGR_KEY_MAX];
+    size_t fl = 0, tl = 0;
+    if ((from && parse_key("--from", from, fk, &fl) < 0) || (to && parse_key("--to", to, tk, &tl) < 0))
+        return CTL_EXIT_USAGE;
     etsmgr_client *c = NULL;
     char msg[300];
     int r = etsmgr_connect(rt->dir, rt->instance, &c, msg, sizeof msg);
@@ -96,10 +152,32 @@ int ctl_dump(const rt_paths *rt, const char *name, int timeout, bool json)
     }
     /* a writer stopped mid-change must not hold a person's terminal forever */
     etsmgr_table_set_lock_timeout(t, (unsigned)timeout);
+    bool range = from || to;
+    etsmgr_table_info info;
+    if (range && (r = etsmgr_table_info_get(t, &info)) == 0 && info.type != ETSMGR_ORDERED_SET) {
+        fprintf(stderr, "etsmgrctl: dump %s: --from and --to need an ordered_set table; %s is a set, "
+                "whose keys have no order (dump it whole)\n", name, name);
+        etsmgr_table_close(t);
+        etsmgr_client_close(c);
+        return CTL_EXIT_USAGE;
+    }
     struct dump d = {.json = json};
-    if (!json)
-        printf("table %s:\n", name);
-    r = etsmgr_table_foreach(t, dump_cb, &d);
+    if (!json) {
+        printf("table %s", name);
+        if (from) {
+            printf(", keys from ");
+            put_text(fk, fl);
+        }
+        if (to) {
+            printf(from ? " up to " : ", keys up to ");
+            put_text(tk, tl);
+            printf(" (not included)");
+        }
+        printf(":\n");
+    }
+    if (r == 0)
+        r = range ? etsmgr_table_foreach_range(t, from ? fk : NULL, fl, to ? tk : NULL, tl, dump_cb, &d)
+                  : etsmgr_table_foreach(t, dump_cb, &d);
     if (json)
         printf("%s\n", d.n ? "}" : "{}");
     else if (d.n == 0 && r == 0)

@@ -38,8 +38,11 @@ static void ctl_usage(FILE *f)
             "Commands:\n"
             "  status        the supervisor's strategy and each child's state (asks etssup)\n"
             "  tables        the tables etsmgrd manages, like etsmgr:info() (asks etsmgrd)\n"
-            "  dump TABLE    every entry of a live table, read without stopping its owner\n"
-            "                (--json: one object mapping each key to its value)\n"
+            "  dump TABLE [--from KEY] [--to KEY]\n"
+            "                every entry of a live table, read without stopping its owner (an\n"
+            "                ordered_set in key order); --from, --to (ordered_set only): the keys\n"
+            "                from --from's on, up to but not including --to's; \\xNN in a KEY\n"
+            "                is any byte (--json: one object mapping each key to its value)\n"
             "  restart ID    stop child ID if it runs and start it again; returns once it is up\n"
             "  stop          stop every child in reverse order, then etssup; returns once done\n"
             "  save TABLE FILE      save the table to FILE (a table image; works without etsmgrd)\n"
@@ -436,8 +439,10 @@ int main(int argc, char **argv)
                                          {"as", required_argument, NULL, 1001},
                                          {"replace", no_argument, NULL, 1002},
                                          {"force", no_argument, NULL, 1003},
+                                         {"from", required_argument, NULL, 1004},
+                                         {"to", required_argument, NULL, 1005},
                                          {NULL, 0, NULL, 0}};
-    const char *opt_as = NULL;
+    const char *opt_as = NULL, *opt_from = NULL, *opt_to = NULL;
     bool opt_replace = false, opt_force = false;
     const char *opt_dir = NULL, *opt_instance = NULL;
     int timeout = -1, o, sig = SIGTERM;
@@ -468,6 +473,8 @@ int main(int argc, char **argv)
         case 1001: opt_as = optarg; break;
         case 1002: opt_replace = true; break;
         case 1003: opt_force = true; break;
+        case 1004: opt_from = optarg; break;
+        case 1005: opt_to = optarg; break;
         default: ctl_usage(stderr); return CTL_EXIT_USAGE;
         }
     }
@@ -481,7 +488,7 @@ int main(int argc, char **argv)
     bool is_restart = strcmp(cmd, "restart") == 0, is_kill = strcmp(cmd, "kill") == 0;
     static const struct { const char *cmd, *args; int n; } data_cmds[] = {
         {"save", "TABLE FILE", 2}, {"load", "FILE [--as NAME] [--replace]", 1},
-        {"snapshot", "", 0}, {"del", "TABLE [--force]", 1}, {"dump", "TABLE", 1},
+        {"snapshot", "", 0}, {"del", "TABLE [--force]", 1}, {"dump", "TABLE [--from KEY] [--to KEY]", 1},
     };
     int dc = -1;
     for (int i = 0; i < 5; i++)
@@ -499,6 +506,10 @@ int main(int argc, char **argv)
     }
     if (opt_force && strcmp(cmd, "del") != 0) {
         fprintf(stderr, "etsmgrctl: --force goes with del\n");
+        return CTL_EXIT_USAGE;
+    }
+    if ((opt_from || opt_to) && strcmp(cmd, "dump") != 0) {
+        fprintf(stderr, "etsmgrctl: --from and --to go with dump\n");
         return CTL_EXIT_USAGE;
     }
     if (dc >= 0 && nargs != data_cmds[dc].n) {
@@ -541,6 +552,6 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "env") == 0)
         return ctl_env(&rt);
     if (strcmp(cmd, "dump") == 0)
-        return ctl_dump(&rt, argv[optind + 1], timeout, g_json);
+        return ctl_dump(&rt, argv[optind + 1], opt_from, opt_to, timeout, g_json);
     return ctl_stop(&rt, timeout);
 }
