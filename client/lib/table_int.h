@@ -141,18 +141,25 @@ _Static_assert(offsetof(struct tbl_hdr, layout_seq) == offsetof(struct tbl_hdr, 
 #define TBL_STATE_END offsetof(struct tbl_hdr, state_end)
 
 /* An entry: header, key (klen bytes), value (int64 or vlen bytes), each part
- * padded to 8 bytes. */
+ * padded to 8 bytes; in an ordered table then `links` words, the entry's
+ * skiplist links (table_ordered.c; 0 words in a set). */
 struct tbl_ent {
     uint8_t klen;
-    uint8_t type; /* ETSMGR_INT or ETSMGR_BYTES */
-    uint16_t pad;
-    uint32_t vlen; /* 8 for integers */
+    uint8_t type;   /* ETSMGR_INT or ETSMGR_BYTES */
+    uint16_t links; /* ordered tables: 1..TBL_LINKS_MAX; sets: 0 */
+    uint32_t vlen;  /* 8 for integers */
 };
+#define TBL_LINKS_MAX 24u
 
 static inline uint64_t tbl_a8(uint64_t n) { return (n + 7u) & ~7ull; }
 static inline uint64_t tbl_ent_size(uint64_t klen, uint64_t vlen)
 {
     return 8u + tbl_a8(klen) + tbl_a8(vlen);
+}
+/* The whole block of an entry, its links included. */
+static inline uint64_t tbl_ent_block(const struct tbl_ent *e)
+{
+    return tbl_ent_size(e->klen, e->vlen) + 8u * e->links;
 }
 
 struct tbl_pend {
@@ -343,7 +350,7 @@ static inline struct tbl_ent *tbl_ent_at(etsmgr_table *t, uint64_t off)
     } else if (e->type != ETSMGR_BYTES || e->vlen > ETSMGR_VALUE_MAX) {
         return NULL;
     }
-    if (tbl_ent_size(e->klen, e->vlen) > t->top - off) return NULL;
+    if (e->links > TBL_LINKS_MAX || tbl_ent_block(e) > t->top - off) return NULL;
     return e;
 }
 static inline const unsigned char *tbl_ent_key(const struct tbl_ent *e)
@@ -419,7 +426,10 @@ int tbl_rd_sync(etsmgr_table *t);
 int tbl_put_new(etsmgr_table *t, const void *key, size_t klen, uint64_t hv, uint64_t pos,
                 const etsmgr_value *v);
 /* table_ordered.c: keep the skiplist in step with the index (under the
- * lock, on ordered tables only), create its head, check it for verify */
+ * lock, on ordered tables only; eoff: an entry block written whole, with
+ * its links words, in unreachable space), create its head, check it for
+ * verify */
+unsigned tbl_ord_rand_height(void); /* the links of a new entry */
 int tbl_ord_insert(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff);
 int tbl_ord_replace(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff);
 int tbl_ord_remove(etsmgr_table *t, const void *key, size_t klen);

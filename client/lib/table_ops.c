@@ -38,15 +38,16 @@ static int tbl_check_value(const etsmgr_value *v)
 
 static uint64_t tbl_vlen(const etsmgr_value *v) { return v->type == ETSMGR_INT ? 8u : v->len; }
 
-/* Write a complete entry into unreachable space at off. */
+/* Write a complete entry into unreachable space at off (its links, when
+ * it has any, are table_ordered.c's to fill). */
 static void tbl_ent_write(etsmgr_table *t, uint64_t off, const void *key, size_t klen,
-                          const etsmgr_value *v)
+                          const etsmgr_value *v, unsigned links)
 {
     char *p = t->base + off;
     struct tbl_ent *e = (struct tbl_ent *)(void *)p;
     e->klen = (uint8_t)klen;
     e->type = (uint8_t)v->type;
-    e->pad = 0;
+    e->links = (uint16_t)links;
     e->vlen = (uint32_t)tbl_vlen(v);
     uint64_t ka = tbl_a8(klen);
     memset(p + 8 + ka - 8, 0, 8); /* padding after the key */
@@ -80,10 +81,11 @@ int tbl_put_new(etsmgr_table *t, const void *key, size_t klen, uint64_t hv, uint
         int f = tbl_find(t, key, klen, hv, &pos, &e);
         if (f != 0) return f < 0 ? f : ETSMGR_ECORRUPT;
     }
-    uint64_t size = tbl_ent_size(klen, tbl_vlen(v)), off;
+    unsigned links = t->ordered ? tbl_ord_rand_height() : 0;
+    uint64_t size = tbl_ent_size(klen, tbl_vlen(v)) + 8u * links, off;
     int rc = tbl_alloc(t, size, &off);
     if (rc) return rc;
-    tbl_ent_write(t, off, key, klen, v);
+    tbl_ent_write(t, off, key, klen, v, links);
     tbl_cp(t);
     if ((rc = tbl_touch(t, hv)) != 0) return rc;
     uint64_t so = tbl_slot_off(t, pos), old = t->idx[pos];
@@ -105,10 +107,12 @@ static int tbl_put_over(etsmgr_table *t, const void *key, size_t klen, uint64_t 
         tbl_set(t, eoff + tbl_ent_voff(e), (uint64_t)v->i);
         return 0;
     }
-    uint64_t oldsize = tbl_ent_size(e->klen, e->vlen), size = tbl_ent_size(klen, tbl_vlen(v)), off;
+    /* the new block takes the old one's place in the skiplist too: same links */
+    unsigned links = e->links;
+    uint64_t oldsize = tbl_ent_block(e), size = tbl_ent_size(klen, tbl_vlen(v)) + 8u * links, off;
     int rc = tbl_alloc(t, size, &off);
     if (rc) return rc;
-    tbl_ent_write(t, off, key, klen, v);
+    tbl_ent_write(t, off, key, klen, v, links);
     tbl_cp(t);
     if ((rc = tbl_touch(t, hv)) != 0) return rc;
     tbl_set(t, tbl_slot_off(t, pos), (tbl_tag(hv) << 40) | (off >> 3));
@@ -182,7 +186,7 @@ int etsmgr_table_delete(etsmgr_table *t, const void *key, size_t klen)
     r = tbl_find(t, key, klen, hv, &pos, &e);
     if (r == 1) {
         struct tbl_hdr *h = t->h;
-        uint64_t eoff = (uint64_t)((char *)e - t->base), size = tbl_ent_size(e->klen, e->vlen);
+        uint64_t eoff = (uint64_t)((char *)e - t->base), size = tbl_ent_block(e);
         uint64_t so = tbl_slot_off(t, pos);
         if ((r = tbl_touch(t, hv)) != 0) return tbl_op_end(t, r);
         /* always a tombstone, with the key's tag: a lock-free walk that meets

@@ -3,22 +3,26 @@
  *
  * An ordered table is a set (the hash index finds keys, lock-free, exactly
  * as in table_ops.c/table_read.c) plus a skiplist that links every entry in
- * bytewise key order (memcmp, a prefix first).  A node lives in the heap:
+ * bytewise key order (memcmp, a prefix first).  The skiplist's node is the
+ * entry itself: an ordered table's entry block carries, after its value,
+ * h link words (next entry at levels 0..h-1; 0: the end), h being kept in
+ * the entry header's links field (0 in a set: tbl_ent_block).  So a small
+ * entry costs 24 + 8h bytes, and a step of a search reads the links and
+ * the key it compares from one block, usually one cache line.
  *
- *   word 0: height h (1..ORD_MAX)    word 1: the entry's offset
- *   words 2..2+h: next node at each level (0: the end)
+ * The head (h->ord_head, allocated zeroed at creation) is a separate block
+ * of ORD_MAX links after two unused words.  Heights are random with p = 1/4
+ * per level, so the links of an entry average 8 * 4/3 bytes.
  *
- * The head node (h->ord_head, allocated zeroed at creation) has ORD_MAX
- * levels and no entry.  Heights are random with p = 1/4 per level, so a
- * node averages 16 + 8 * 4/3 bytes.
- *
- * Crash safety is the set's (table_int.h): a new node is written whole in
- * unreachable space, then linked by logged writes (tbl_set) of its
- * predecessors' next words, lowest level first; an unlink is the same
- * logged writes the other way, and the node's block is freed only at
- * commit.  So every step of an insert, a delete or a group is undone by
- * the next locker, and nothing else is needed: there are no splits, merges
- * or rebalancing, and growth of the table is the heap's (already logged).
+ * Crash safety is the set's (table_int.h): a new entry is written whole,
+ * links included, in unreachable space, then linked by logged writes
+ * (tbl_set) of its predecessors' links, lowest level first; an unlink is
+ * the same logged writes the other way, and the block is freed only at
+ * commit.  A value replaced by one of another size is a new block of the
+ * same height that takes the old one's place at every level.  So every
+ * step of an insert, a delete or a group is undone by the next locker, and
+ * nothing else is needed: there are no splits, merges or rebalancing, and
+ * growth of the table is the heap's (already logged).
  *
  * Readers take no lock: every change on an ordered table makes ord_seq odd
  * (tbl_touch) until after its commit; a reader copies what it needs (a
@@ -36,7 +40,7 @@
 
 #include "table_int.h"
 
-#define ORD_MAX 24
+#define ORD_MAX TBL_LINKS_MAX
 #define ORD_BATCH 64                                           /* entries per batch of a walk */
 #define ORD_BUF 16384u                                         /* bytes per batch, at first */
 #define ORD_BUF_MAX (ETSMGR_KEY_MAX + ETSMGR_VALUE_MAX)      /* enough for any one entry */
@@ -45,66 +49,84 @@ static inline uint64_t ld(const uint64_t *w) { return __atomic_load_n(w, __ATOMI
 
 uint64_t tbl_ord_head_size(void) { return 16u + 8u * ORD_MAX; }
 
-static int ord_cmp(const unsigned char *a, size_t al, const unsigned char *b, size_t bl)
+/* memcmp order, a prefix first: 8 bytes at a time as big-endian words (a
+ * search compares small keys at every step; memcmp's call was a seventh
+ * of an insert). */
+static inline int ord_cmp(const unsigned char *a, size_t al, const unsigned char *b, size_t bl)
 {
-    int c = memcmp(a, b, al < bl ? al : bl);
+    size_t n = al < bl ? al : bl, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, y;
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        if (x != y) return __builtin_bswap64(x) < __builtin_bswap64(y) ? -1 : 1;
+    }
+    int c = i < n ? memcmp(a + i, b + i, n - i) : 0;
     return c ? c : (al > bl) - (al < bl);
 }
 
-/* The height of node n, 0 when it is not a well-formed node below lim. */
-static unsigned ord_height(etsmgr_table *t, uint64_t n, uint64_t lim)
+/* Where node n's links start (its height in *hg), 0 when n is not a
+ * well-formed node below lim.  Unvalidated reads: the caller validates by
+ * ord_seq or holds the lock.  The header word is read whole (the layout of
+ * struct tbl_ent, as table_read.c reads it). */
+static inline uint64_t ord_links(etsmgr_table *t, uint64_t n, uint64_t lim, unsigned *hg)
 {
-    if (n == ld(&t->h->ord_head)) return ORD_MAX;
+    if (__builtin_expect(n == ld(&t->h->ord_head), 0)) {
+        *hg = ORD_MAX;
+        return n + 16u;
+    }
     if ((n & 7u) || n < TBL_HDR_SIZE || lim < 16 || n > lim - 16) return 0;
-    uint64_t hg = ld(tbl_word(t, n));
-    if (hg < 1 || hg > ORD_MAX || 16u + 8u * hg > lim - n) return 0;
-    return (unsigned)hg;
-}
-
-/* The entry of node n: its key, or NULL when malformed (unvalidated reads:
- * the caller validates by ord_seq or holds the lock). */
-static const struct tbl_ent *ord_ent(etsmgr_table *t, uint64_t n, uint64_t lim)
-{
-    uint64_t e = ld(tbl_word(t, n) + 1);
-    if ((e & 7u) || e < TBL_HDR_SIZE || lim < 16 || e > lim - 16) return NULL;
-    const struct tbl_ent *p = (const struct tbl_ent *)(const void *)(t->base + e);
-    struct tbl_ent c;
-    memcpy(&c, p, sizeof c);
-    if (c.klen == 0 || c.vlen > ETSMGR_VALUE_MAX || tbl_ent_size(c.klen, c.vlen) > lim - e) return NULL;
-    return p;
+    uint64_t w = ld(tbl_word(t, n)), kl = w & 0xffu, ty = (w >> 8) & 0xffu, h = (w >> 16) & 0xffffu, vl = w >> 32;
+    if (!kl || h < 1 || h > ORD_MAX || (ty == ETSMGR_INT ? vl != 8 : ty != ETSMGR_BYTES || vl > ETSMGR_VALUE_MAX))
+        return 0;
+    uint64_t es = tbl_ent_size(kl, vl);
+    if (es + 8u * h > lim - n) return 0;
+    *hg = (unsigned)h;
+    return n + es;
 }
 
 enum { ORD_GE, ORD_GT, ORD_LT, ORD_LAST };
 
-/* Descend from the head.  preds[i]: the last node at level i before the
- * position mode asks for (ORD_GE: keys < key; ORD_GT, ORD_LT with key
- * NULL = ORD_LAST: keys <= key).  1: done; 0: malformed (a torn read or a
- * scribbled table: the caller decides). */
+/* Descend from the head.  preds[i]: where the links start of the last node
+ * at level i before the position mode asks for (ORD_GE: keys < key;
+ * ORD_GT, ORD_LT with key NULL = ORD_LAST: keys <= key); *last: that node
+ * at level 0 (the head when none).  1: done; 0: malformed (a torn read or
+ * a scribbled table: the caller decides). */
 static int ord_descend(etsmgr_table *t, int mode, const void *key, size_t klen, uint64_t lim,
-                       uint64_t preds[ORD_MAX])
+                       uint64_t preds[ORD_MAX], uint64_t *last)
 {
     uint64_t x = ld(&t->h->ord_head), steps = 0;
     uint64_t bound = (ld(&t->h->count) + 64) * (ORD_MAX + 1);
     if (bound > (lim / 16 + 64) * (ORD_MAX + 1)) bound = (lim / 16 + 64) * (ORD_MAX + 1);
-    if (!ord_height(t, x, lim) || x > lim - tbl_ord_head_size()) return 0;
+    if ((x & 7u) || x < TBL_HDR_SIZE || lim < tbl_ord_head_size() || x > lim - tbl_ord_head_size()) return 0;
+    uint64_t xl = x + 16u;
     for (int i = ORD_MAX - 1; i >= 0; i--) {
         for (;;) {
-            uint64_t nx = ld(tbl_word(t, x) + 2 + i);
+            uint64_t nx = ld(tbl_word(t, xl) + i);
             if (!nx) break;
+            /* a search is a chain of cache misses: when nx stops us, the
+             * next node one level down is the next miss; ask for it now so
+             * that the two overlap (x's links are in cache already) */
+            if (i > 0) {
+                uint64_t dn = ld(tbl_word(t, xl) + i - 1);
+                if (dn != nx && dn < lim) __builtin_prefetch(t->base + dn);
+            }
             if (++steps > bound) return 0;
-            unsigned hg = ord_height(t, nx, lim);
-            if (hg <= (unsigned)i) return 0;
-            const struct tbl_ent *e = ord_ent(t, nx, lim);
-            if (!e) return 0;
+            unsigned hg;
+            uint64_t nl = ord_links(t, nx, lim, &hg);
+            if (!nl || hg <= (unsigned)i) return 0;
+            const struct tbl_ent *e = (const struct tbl_ent *)(const void *)(t->base + nx);
             int c = mode == ORD_LAST ? -1 : !key ? 1 : ord_cmp(tbl_ent_key(e), e->klen, key, klen);
             if (c < 0 || (c == 0 && mode != ORD_GE && mode != ORD_LT)) {
                 x = nx;
+                xl = nl;
                 continue;
             }
             break;
         }
-        preds[i] = x;
+        preds[i] = xl;
     }
+    *last = x;
     return 1;
 }
 
@@ -124,26 +146,25 @@ static uint64_t ord_rand(void)
     return s;
 }
 
-static unsigned ord_rand_height(void)
+unsigned tbl_ord_rand_height(void)
 {
-    uint64_t r = ord_rand();
-    unsigned h = 1;
-    while (h < ORD_MAX && (r & 3u) == 0) {
-        h++;
-        r >>= 2;
-    }
-    return h;
+    /* two bits per level: the count of trailing zero pairs, at most ORD_MAX - 1 */
+    uint64_t r = ord_rand() | (1ull << (2 * (ORD_MAX - 1)));
+    return 1u + (unsigned)__builtin_ctzll(r) / 2u;
 }
 
-/* Under the lock: the predecessors of key and the node holding it (0: none). */
-static int ord_search(etsmgr_table *t, const void *key, size_t klen, uint64_t preds[ORD_MAX], uint64_t *hit)
+/* Under the lock: the predecessors of key (link starts) and the node
+ * holding it (0: none; *hl: its links, *hg its height). */
+static int ord_search(etsmgr_table *t, const void *key, size_t klen, uint64_t preds[ORD_MAX], uint64_t *hit,
+                      uint64_t *hl, unsigned *hg)
 {
-    if (!ord_descend(t, ORD_GE, key, klen, t->top, preds)) return ETSMGR_ECORRUPT;
-    uint64_t nx = *(tbl_word(t, preds[0]) + 2);
+    uint64_t last;
+    if (!ord_descend(t, ORD_GE, key, klen, t->top, preds, &last)) return ETSMGR_ECORRUPT;
+    uint64_t nx = *tbl_word(t, preds[0]);
     *hit = 0;
     if (nx) {
-        const struct tbl_ent *e = ord_ent(t, nx, t->top);
-        if (!e || !ord_height(t, nx, t->top)) return ETSMGR_ECORRUPT;
+        if (!(*hl = ord_links(t, nx, t->top, hg))) return ETSMGR_ECORRUPT;
+        const struct tbl_ent *e = (const struct tbl_ent *)(const void *)(t->base + nx);
         if (ord_cmp(tbl_ent_key(e), e->klen, key, klen) == 0) *hit = nx;
     }
     return 0;
@@ -151,46 +172,50 @@ static int ord_search(etsmgr_table *t, const void *key, size_t klen, uint64_t pr
 
 int tbl_ord_insert(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff)
 {
-    unsigned hg = ord_rand_height();
-    uint64_t size = 16u + 8u * hg, n, preds[ORD_MAX], hit;
-    int r = tbl_alloc(t, size, &n); /* may grow the table and move the mapping */
+    uint64_t preds[ORD_MAX], hit, hl;
+    unsigned hg, nh;
+    int r = ord_search(t, key, klen, preds, &hit, &hl, &hg);
     if (r) return r;
-    if ((r = ord_search(t, key, klen, preds, &hit)) != 0) return r;
     if (hit) return ETSMGR_ECORRUPT; /* the index said absent */
-    uint64_t *p = tbl_word(t, n); /* unreachable yet: written freely */
-    p[0] = hg;
-    p[1] = eoff;
-    for (unsigned i = 0; i < hg; i++) p[2 + i] = *(tbl_word(t, preds[i]) + 2 + i);
+    uint64_t nl = ord_links(t, eoff, t->top, &nh);
+    if (!nl) return ETSMGR_ECORRUPT;
+    uint64_t *p = tbl_word(t, nl); /* unreachable yet: written freely */
+    for (unsigned i = 0; i < nh; i++) p[i] = *tbl_word(t, preds[i] + 8u * i);
     tbl_cp(t);
-    for (unsigned i = 0; i < hg; i++) tbl_set(t, preds[i] + 16u + 8u * i, n);
-    tbl_set(t, TBL_HOFF(live_bytes), t->h->live_bytes + size);
+    for (unsigned i = 0; i < nh; i++) tbl_set(t, preds[i] + 8u * i, eoff);
     return 0;
 }
 
 int tbl_ord_replace(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff)
 {
-    uint64_t preds[ORD_MAX], hit;
-    int r = ord_search(t, key, klen, preds, &hit);
+    uint64_t preds[ORD_MAX], hit, hl;
+    unsigned hg, nh;
+    int r = ord_search(t, key, klen, preds, &hit, &hl, &hg);
     if (r) return r;
-    if (!hit) return ETSMGR_ECORRUPT;
-    tbl_set(t, hit + 8u, eoff);
+    uint64_t nl = ord_links(t, eoff, t->top, &nh);
+    if (!hit || !nl || nh != hg) return ETSMGR_ECORRUPT;
+    uint64_t *p = tbl_word(t, nl); /* unreachable yet: written freely */
+    for (unsigned i = 0; i < nh; i++) p[i] = *tbl_word(t, hl + 8u * i);
+    tbl_cp(t);
+    for (unsigned i = 0; i < nh; i++) {
+        if (*tbl_word(t, preds[i] + 8u * i) != hit) return ETSMGR_ECORRUPT;
+        tbl_set(t, preds[i] + 8u * i, eoff);
+    }
     return 0;
 }
 
 int tbl_ord_remove(etsmgr_table *t, const void *key, size_t klen)
 {
-    uint64_t preds[ORD_MAX], hit;
-    int r = ord_search(t, key, klen, preds, &hit);
+    uint64_t preds[ORD_MAX], hit, hl;
+    unsigned hg;
+    int r = ord_search(t, key, klen, preds, &hit, &hl, &hg);
     if (r) return r;
     if (!hit) return ETSMGR_ECORRUPT;
-    unsigned hg = ord_height(t, hit, t->top);
     for (unsigned i = 0; i < hg; i++) {
-        if (*(tbl_word(t, preds[i]) + 2 + i) != hit) return ETSMGR_ECORRUPT;
-        tbl_set(t, preds[i] + 16u + 8u * i, *(tbl_word(t, hit) + 2 + i));
+        if (*tbl_word(t, preds[i] + 8u * i) != hit) return ETSMGR_ECORRUPT;
+        tbl_set(t, preds[i] + 8u * i, *tbl_word(t, hl + 8u * i));
     }
-    uint64_t size = 16u + 8u * hg;
-    tbl_set(t, TBL_HOFF(live_bytes), t->h->live_bytes - size);
-    return tbl_defer_free(t, hit, size);
+    return 0; /* the block, links included, is the entry's: its delete frees it */
 }
 
 static int ord_bad(char *why, size_t whylen, const char *what, uint64_t at)
@@ -203,16 +228,17 @@ int tbl_ord_verify(etsmgr_table *t, struct tbl_blk *blk, uint64_t *nblk, uint64_
                    char *why, size_t whylen)
 {
     uint64_t head = t->h->ord_head, lim = t->top, n = 0;
-    if (!ord_height(t, head, lim) || head > lim - tbl_ord_head_size()) return ord_bad(why, whylen, "head outside the heap", head);
+    if ((head & 7u) || head < TBL_HDR_SIZE || lim < tbl_ord_head_size() || head > lim - tbl_ord_head_size())
+        return ord_bad(why, whylen, "head outside the heap", head);
     if (*nblk >= maxblk) return ord_bad(why, whylen, "too many blocks", head);
     blk[(*nblk)++] = (struct tbl_blk){head, tbl_ord_head_size()};
-    *bytes += tbl_ord_head_size();
+    *bytes += tbl_ord_head_size(); /* the nodes' links are in their entries' blocks */
     uint64_t above[ORD_MAX] = {0}; /* nodes seen at level 0 with a level i */
     const struct tbl_ent *prev = NULL;
-    for (uint64_t x = *(tbl_word(t, head) + 2); x; x = *(tbl_word(t, x) + 2)) {
-        unsigned hg = ord_height(t, x, lim);
-        const struct tbl_ent *e = hg ? ord_ent(t, x, lim) : NULL;
-        if (!e) return ord_bad(why, whylen, "malformed node or entry", x);
+    unsigned hg;
+    for (uint64_t x = *tbl_word(t, head + 16u), xl; x; x = *tbl_word(t, xl)) {
+        if (!(xl = ord_links(t, x, lim, &hg)) || x == head) return ord_bad(why, whylen, "malformed node", x);
+        const struct tbl_ent *e = (const struct tbl_ent *)(const void *)(t->base + x);
         if (++n > t->h->count) return ord_bad(why, whylen, "more nodes than entries", x);
         if (prev && ord_cmp(tbl_ent_key(prev), prev->klen, tbl_ent_key(e), e->klen) >= 0)
             return ord_bad(why, whylen, "keys not strictly increasing", x);
@@ -222,19 +248,16 @@ int tbl_ord_verify(etsmgr_table *t, struct tbl_blk *blk, uint64_t *nblk, uint64_
             (const struct tbl_ent *)f != e)
             return ord_bad(why, whylen, "node's entry is not the indexed one", x);
         for (unsigned i = 1; i < hg; i++) above[i]++;
-        if (*nblk >= maxblk) return ord_bad(why, whylen, "too many blocks", x);
-        blk[(*nblk)++] = (struct tbl_blk){x, 16u + 8u * hg};
-        *bytes += 16u + 8u * hg;
         prev = e;
     }
     if (n != t->h->count) return ord_bad(why, whylen, "fewer nodes than entries", n);
     for (unsigned i = 1; i < ORD_MAX; i++) {
         uint64_t m = 0;
         const struct tbl_ent *pe = NULL;
-        for (uint64_t x = *(tbl_word(t, head) + 2 + i); x; x = *(tbl_word(t, x) + 2 + i)) {
-            unsigned hg = ord_height(t, x, lim);
-            const struct tbl_ent *e = hg > i ? ord_ent(t, x, lim) : NULL;
-            if (!e || ++m > above[i]) return ord_bad(why, whylen, "upper level is not a sub-list", x);
+        for (uint64_t x = *tbl_word(t, head + 16u + 8u * i), xl; x; x = *tbl_word(t, xl + 8u * i)) {
+            if (!(xl = ord_links(t, x, lim, &hg)) || x == head || hg <= i || ++m > above[i])
+                return ord_bad(why, whylen, "upper level is not a sub-list", x);
+            const struct tbl_ent *e = (const struct tbl_ent *)(const void *)(t->base + x);
             if (pe && ord_cmp(tbl_ent_key(pe), pe->klen, tbl_ent_key(e), e->klen) >= 0)
                 return ord_bad(why, whylen, "upper level out of order", x);
             pe = e;
@@ -261,12 +284,11 @@ struct ord_batch {
     size_t cap, used;
 };
 
-/* Copy node n's entry into b.  0: no room (not copied; with b->n == 0 the
+/* Copy node n's entry (checked by ord_links) into b.  0: no room (not copied; with b->n == 0 the
  * buffer must grow); 1: copied; -1: malformed. */
-static int ord_copy(etsmgr_table *t, uint64_t n, uint64_t lim, struct ord_batch *b)
+static int ord_copy(etsmgr_table *t, uint64_t n, struct ord_batch *b)
 {
-    const struct tbl_ent *e = ord_ent(t, n, lim);
-    if (!e) return -1;
+    const struct tbl_ent *e = (const struct tbl_ent *)(const void *)(t->base + n);
     struct tbl_ent c;
     memcpy(&c, e, sizeof c);
     if (c.klen == 0) return -1;
@@ -301,23 +323,28 @@ static int ord_copy(etsmgr_table *t, uint64_t n, uint64_t lim, struct ord_batch 
  * 2: the first entry does not fit the buffer; 0: malformed. */
 static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, struct ord_batch *b)
 {
-    uint64_t lim = t->limit, preds[ORD_MAX];
+    uint64_t lim = t->limit, preds[ORD_MAX], last;
+    unsigned hg;
     b->n = 0;
     b->used = 0;
     b->end = false;
-    if (!ord_descend(t, mode, key, klen, lim, preds)) return 0;
-    uint64_t head = ld(&t->h->ord_head);
+    if (!ord_descend(t, mode, key, klen, lim, preds, &last)) return 0;
     if (mode == ORD_LT || mode == ORD_LAST) {
         b->end = true;
-        return preds[0] == head ? 1 : ord_copy(t, preds[0], lim, b) == 1;
+        return last == ld(&t->h->ord_head) ? 1 : ord_copy(t, last, b) == 1;
     }
-    uint64_t x = ld(tbl_word(t, preds[0]) + 2);
+    uint64_t x = ld(tbl_word(t, preds[0]));
     for (uint64_t steps = 0; x; steps++) {
-        if (!ord_height(t, x, lim) || steps > lim / 16) return 0;
-        int c = ord_copy(t, x, lim, b);
+        uint64_t xl = ord_links(t, x, lim, &hg);
+        if (!xl || steps > lim / 16) return 0;
+        uint64_t nx = ld(tbl_word(t, xl));
+        /* the next entry is a cache miss of its own: ask for it now, so
+         * that it overlaps the copy of this one */
+        if (nx < lim) __builtin_prefetch(t->base + nx);
+        int c = ord_copy(t, x, b);
         if (c < 0) return 0;
         if (c == 0) return b->n ? 1 : 2;
-        x = ld(tbl_word(t, x) + 2);
+        x = nx;
     }
     b->end = true;
     return 1;

@@ -81,7 +81,12 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
                         fr == 1 ? "is stored twice" : "cannot be found from its hash");
             break;
         }
-        uint64_t size = tbl_ent_size(e->klen, e->vlen);
+        if ((e->links != 0) != t->ordered) {
+            r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "slot %llu: entry has %u skiplist links in %s table",
+                        (unsigned long long)i, (unsigned)e->links, t->ordered ? "an ordered" : "a set");
+            break;
+        }
+        uint64_t size = tbl_ent_block(e);
         if (live + 1 >= maxblk) {
             r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "more live slots than the heap can hold");
             break;

@@ -6,6 +6,13 @@
  * same key for update_counter) and count their total.  Last, the table's
  * size at 1,000,000 entries with 8-byte keys and integer values.
  *
+ * The "ordered_set" rows do the same on an ETSMGR_ORDERED_SET table (issue
+ * 15): insert of 1,000,000 keys in random order, random lookups, an
+ * in-order walk (foreach) of all of them, the bytes per entry, and walks
+ * of 100 keys from a random key in tables of 10,000, 1,000,000 and
+ * 10,000,000 entries (the last is the 1M table grown in place: about
+ * 640 MB of /dev/shm for a few seconds), with the ratios of their times.
+ *
  * The "readers:" rows are about lock-free reads (docs/design.md, "Readers
  * without locks"): lookups in 2 processes against 1 (how they scale, with
  * no lock and no shared write between them), and readers while another
@@ -210,6 +217,53 @@ static uint64_t w_lookup(int who, double secs)
     return n;
 }
 
+static int walk_cb(const void *key, size_t klen, const etsmgr_value *v, void *arg)
+{
+    (void)key, (void)klen, (void)v;
+    ++*(uint64_t *)arg;
+    return 0;
+}
+
+/* In-order walks of the whole table, counting entries. */
+static uint64_t w_walk(int who, double secs)
+{
+    (void)who;
+    uint64_t n = 0;
+    double end = now() + secs;
+    do {
+        uint64_t before = n;
+        int r = etsmgr_table_foreach(tab, walk_cb, &n);
+        if (r) die("foreach", r);
+        if (n - before != lookup_keys) die("foreach (entries missed)", ETSMGR_ECORRUPT);
+    } while (now() < end);
+    return n;
+}
+
+#define RANGE_N 100
+static int range_cb(const void *key, size_t klen, const etsmgr_value *v, void *arg)
+{
+    (void)key, (void)klen, (void)v;
+    return ++*(uint64_t *)arg % RANGE_N == 0; /* stop after RANGE_N */
+}
+
+/* Walks of RANGE_N keys from a random key; keys walked counted. */
+static uint64_t w_range(int who, double secs)
+{
+    uint64_t n = 0, seen = 0, x = 88172645463325252ull + (uint64_t)who;
+    double end = now() + secs;
+    do {
+        for (int b = 0; b < 64; b++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            uint64_t before = seen;
+            int r = etsmgr_table_foreach_range(tab, &x, 8, NULL, 0, range_cb, &seen);
+            if (r < 0) die("foreach_range", r);
+            if (seen - before < RANGE_N) seen = before + RANGE_N; /* ran off the end: rare */
+        }
+        n += 64 * RANGE_N;
+    } while (now() < end);
+    return n;
+}
+
 static void row(const char *name, double ops, double ref)
 {
     printf("%-36s %8.2f M/s   ref %8.2f M/s   ratio %.2f   (%.2f M per CPU-s)\n", name, ops / 1e6, ref / 1e6,
@@ -221,6 +275,16 @@ static void row(const char *name, double ops, double ref)
  * clock, and from the rows' rates per CPU-second (what the ratio would be
  * with a free core for every process; on a loaded machine the wall-clock
  * one mostly measures the load).  cpus_a/cpus_b: processes of each row. */
+static void fill_table(uint64_t from, uint64_t to)
+{
+    for (uint64_t i = from; i < to; i++) {
+        uint64_t k = key_of(i);
+        etsmgr_value val = {.type = ETSMGR_INT, .i = (int64_t)i};
+        int r = etsmgr_table_insert(tab, &k, 8, &val);
+        if (r) die("insert", r);
+    }
+}
+
 static void ratio_row(const char *name, double a, double ca, int cpus_a, double b, double cb, int cpus_b,
                       const char *target)
 {
@@ -236,6 +300,66 @@ static double run_with_writer(int nproc)
     double ops = run(w_lookup, nproc);
     bg_stop(w);
     return ops;
+}
+
+static etsmgr_table *new_ordered(const char *name)
+{
+    snprintf(shm_name, sizeof shm_name, "/bench%d%s.tbl", (int)getpid(), name);
+    etsmgr_table_opts o = {.type = ETSMGR_ORDERED_SET};
+    etsmgr_table *t;
+    int r = tbl_create(shm_name, name, &o, &t);
+    if (r) die("create (ordered)", r);
+    return t;
+}
+
+static void verify_drop(void)
+{
+    char why[200];
+    int r = etsmgr_table_verify(tab, why, sizeof why);
+    if (r) {
+        fprintf(stderr, "bench_table: verify (ordered): %s: %s\n", etsmgr_strerror(r), why);
+        tbl_unlink(shm_name);
+        exit(1);
+    }
+    etsmgr_table_close(tab);
+    tbl_unlink(shm_name);
+}
+
+/* The ordered_set rows (issue 15), each on a fresh ordered table. */
+static void bench_ordered(double ref1)
+{
+    /* ranges in a small table first, then drop it */
+    tab = new_ordered("o10k");
+    fill_table(0, 10000);
+    double rg_small = run(w_range, 1), c_small = cpu_rate;
+    row("ordered_set range walks of 100 keys, 10K entries", rg_small, ref1);
+    verify_drop();
+
+    tab = new_ordered("o1m");
+    double t0 = now(), c0 = cpu_now();
+    fill_table(0, NKEYS);
+    double fill = (double)NKEYS / (now() - t0);
+    cpu_rate = (double)NKEYS / (cpu_now() - c0);
+    row("ordered_set insert 1M random keys", fill, ref1);
+    etsmgr_table_info info;
+    etsmgr_table_info_get(tab, &info);
+    lookup_keys = NKEYS;
+    row("ordered_set lookup 1M keys at random, 1 proc", run(w_lookup, 1), ref1);
+    row("ordered_set walk 1M entries in order (foreach)", run(w_walk, 1), ref1);
+    printf("%-36s %8.1f bytes (object %llu bytes, %llu entries; used %.1f bytes/entry)\n",
+           "ordered_set bytes per entry at 1,000,000", (double)info.bytes_total / (double)info.entries,
+           (unsigned long long)info.bytes_total, (unsigned long long)info.entries,
+           (double)info.bytes_used / (double)info.entries);
+    double rg_1m = run(w_range, 1), c_1m = cpu_rate;
+    row("ordered_set range walks of 100 keys, 1M entries", rg_1m, ref1);
+    /* the same table grown to 10M (built once: several seconds) */
+    fill_table(NKEYS, 10 * (uint64_t)NKEYS);
+    double rg_10m = run(w_range, 1), c_10m = cpu_rate;
+    row("ordered_set range walks of 100 keys, 10M entries", rg_10m, ref1);
+    /* times, so the slower is the larger: rates the other way round */
+    ratio_row("ordered_set range time, 1M / 10K entries", rg_small, c_small, 1, rg_1m, c_1m, 1, "<= 2.0x");
+    ratio_row("ordered_set range time, 10M / 10K entries", rg_small, c_small, 1, rg_10m, c_10m, 1, "<= 2.0x");
+    verify_drop();
 }
 
 int main(int argc, char **argv)
@@ -261,13 +385,10 @@ int main(int argc, char **argv)
     row("update_counter, 2 processes, 1 key", run(w_counter, 2), ref2);
 
     /* 1,000,000 small entries, from the default (small) table */
-    double t0 = now();
-    for (uint64_t i = 0; i < NKEYS; i++) {
-        uint64_t k = key_of(i);
-        etsmgr_value val = {.type = ETSMGR_INT, .i = (int64_t)i};
-        if ((r = etsmgr_table_insert(tab, &k, 8, &val)) != 0) die("insert", r);
-    }
+    double t0 = now(), c0 = cpu_now();
+    fill_table(0, NKEYS);
     double fill = (double)NKEYS / (now() - t0);
+    cpu_rate = (double)NKEYS / (cpu_now() - c0);
     etsmgr_table_info info;
     etsmgr_table_info_get(tab, &info);
     row("insert 1M new keys (with growth)", fill, ref1);
@@ -309,5 +430,6 @@ int main(int argc, char **argv)
     }
     etsmgr_table_close(tab);
     tbl_unlink(shm_name);
+    bench_ordered(ref1);
     return 0;
 }

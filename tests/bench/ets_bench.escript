@@ -12,7 +12,9 @@
 %% new small keys into a fresh table (with its growth), lookups of those
 %% keys at random from 1 process and from 2 (the table has read_concurrency,
 %% as a table read from several processes would), and the
-%% bytes per entry at 1,000,000 entries.  Keys and values are small
+%% bytes per entry at 1,000,000 entries; then the same on an ordered_set
+%% (keys inserted in random order, as bench_table's ordered rows do),
+%% with ets:foldl over all of it for the in-order walk.  Keys and values are small
 %% integers, ETS's cheapest entry, as bench_table's are 8-byte keys with
 %% integer values.  Random keys come from a 32-bit LCG, not rand:uniform,
 %% so the loop costs little next to the ETS call, as xorshift does in C.
@@ -59,7 +61,56 @@ main(Args) ->
               "\"unit\":\"bytes\",\"table_bytes\":~b,\"entries\":~b}~n",
               [Bytes / ets:info(T, size), Bytes, ets:info(T, size)]),
     ets:delete(T),
+    ordered(Secs, WordSize),
     ok.
+
+%% The ordered_set rows: 1,000,000 keys in random order (a bijection of
+%% 0..2^32-1, so no two collide), random lookups of them, in-order walks
+%% (ets:foldl) for SECONDS, the bytes per entry.
+ordered(Secs, WordSize) ->
+    T = ets:new(o, [ordered_set, public, {read_concurrency, true}]),
+    T0 = erlang:monotonic_time(),
+    oinsert_loop(T, 0),
+    row("ETS: ordered_set insert 1M random keys", ?NKEYS / seconds_since(T0) / 1.0e6),
+    row("ETS: ordered_set lookup 1M keys at random, 1 proc",
+        run(fun(W) -> olookup_loop(T, deadline(Secs), 88172645 + W, 0) end, 1, Secs)),
+    %% timed by itself: one walk may take longer than SECONDS
+    T1 = erlang:monotonic_time(),
+    Walked = walk_loop(T, deadline(Secs), 0),
+    row("ETS: ordered_set walk 1M entries in order (foldl)", Walked / seconds_since(T1) / 1.0e6),
+    Bytes = ets:info(T, memory) * WordSize,
+    io:format("{\"name\":\"ETS: ordered_set bytes per entry, 1M small entries\",\"value\":~.2f,"
+              "\"unit\":\"bytes\",\"table_bytes\":~b,\"entries\":~b}~n",
+              [Bytes / ets:info(T, size), Bytes, ets:info(T, size)]),
+    ets:delete(T).
+
+okey(I) -> (I * 2654435761) band 16#FFFFFFFF.
+
+oinsert_loop(_, ?NKEYS) -> ok;
+oinsert_loop(T, I) ->
+    true = ets:insert(T, {okey(I), I}),
+    oinsert_loop(T, I + 1).
+
+olookup_loop(T, End, X, N) ->
+    X2 = olookup_batch(T, X, ?BATCH),
+    case erlang:monotonic_time() < End of
+        true -> olookup_loop(T, End, X2, N + ?BATCH);
+        false -> N + ?BATCH
+    end.
+
+olookup_batch(_, X, 0) -> X;
+olookup_batch(T, X, I) ->
+    X2 = (X * 69069 + 1) band 16#FFFFFFFF,
+    [_] = ets:lookup(T, okey(X2 rem ?NKEYS)),
+    olookup_batch(T, X2, I - 1).
+
+%% Entries walked, in whole walks (at least one), until the deadline.
+walk_loop(T, End, N) ->
+    ?NKEYS = ets:foldl(fun(_, A) -> A + 1 end, 0, T),
+    case erlang:monotonic_time() < End of
+        true -> walk_loop(T, End, N + ?NKEYS);
+        false -> N + ?NKEYS
+    end.
 
 jit() ->
     try erlang:system_info(emu_flavor) of F -> atom_to_list(F)

@@ -128,6 +128,8 @@ else
 fi
 # ets NAME: an "also" comparison with the ETS row NAME, when Erlang ran
 ets() { [ $ETS_OK = 1 ] && printf ',"also":[{"reference":%s}]' "$(jstr "ETS: $1")"; }
+# etst NAME TARGET: the same, with a target on the ratio to it
+etst() { [ $ETS_OK = 1 ] && printf ',"also":[{"reference":%s,"target":%s}]' "$(jstr "ETS: $1")" "$(jstr "$2")"; }
 if "$BB"/bench_table "$SECS" > "$OUT"/bench_table.txt; then
     # bench_table prints "NAME  X M/s   ref Y M/s   ratio Z   (W M per CPU-s)" rows,
     # "NAME  X.XXx wall   Y.YYx per free core   (target T)" ratios of two of
@@ -146,6 +148,10 @@ if "$BB"/bench_table "$SECS" > "$OUT"/bench_table.txt; then
         "insert 1M new keys (with growth)") ex=$(ets "insert 1M new keys (with growth)") ;;
         "lookup 1M keys at random, 1 proc") ex=$(ets "lookup 1M keys at random, 1 proc") ;;
         "lookup 1M keys at random, 2 procs") ex=$(ets "lookup 1M keys at random, 2 procs") ;;
+        # ordered tables against ETS ordered_set (issue 15's targets)
+        "ordered_set insert 1M random keys") ex=$(etst "ordered_set insert 1M random keys" ">= 2.0") ;;
+        "ordered_set lookup 1M keys at random, 1 proc") ex=$(etst "ordered_set lookup 1M keys at random, 1 proc" ">= 2.0") ;;
+        "ordered_set walk 1M entries in order (foreach)") ex=$(etst "ordered_set walk 1M entries in order (foldl)" ">= 1.0") ;;
         # readers with a writer: compared with the same lookups without one
         "readers: 1M random, 2 + a writer") rn="table: lookup 1M keys at random, 2 procs" refv= ;;
         "readers: 1,000 hot, 2 + a writer") rn="table: lookup 1,000 hot keys, 2 procs" refv= ;;
@@ -168,6 +174,10 @@ if "$BB"/bench_table "$SECS" > "$OUT"/bench_table.txt; then
             printf '{"name":"table: bytes per entry, 1M small entries","value":%s,"unit":"bytes","target":"value <= 64"}\n' "$bpe" >> "$ROWS"
         fi
     fi
+    bpe=$(sed -nE 's/^ordered_set bytes per entry at 1,000,000 +([0-9.]+) bytes.*/\1/p' "$OUT"/bench_table.txt)
+    [ -n "$bpe" ] &&
+        printf '{"name":"table: ordered_set bytes per entry, 1M small entries","value":%s,"unit":"bytes","target":"value <= 64"%s}\n' \
+            "$bpe" "$(ets "ordered_set bytes per entry, 1M small entries")" >> "$ROWS"
     grep -q '"table: ' "$ROWS" || fail "bench_table's output format changed; see $OUT/bench_table.txt"
 else
     fail "bench_table (see its messages above)"
