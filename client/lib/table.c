@@ -247,11 +247,47 @@ int tbl_lock_slow(etsmgr_table *t, int r)
 
 /* Locked, but the undo log is not empty (someone scribbled, or a change
  * was interrupted without the kernel noticing) or the table grew. */
-int tbl_fixup(etsmgr_table *t)
+/* tbl_op_begin past its common case: r from the trylock (wait for the
+ * lock, or take it from a dead holder), then roll back a dead holder's
+ * change or remap a table that grew, then as tbl_op_begin. */
+int tbl_op_begin_slow(etsmgr_table *t, int r)
 {
-    int r = t->h->undo_n ? tbl_recover(t) : tbl_sync_map(t);
-    if (r) tbl_unlock(t);
+    if (r != 0 && (r = tbl_lock_slow(t, r)) != 0) return r;
+    if (t->h->undo_n != 0 || t->h->total_bytes != t->limit) {
+        r = t->h->undo_n ? tbl_recover(t) : tbl_sync_map(t);
+        if (r) {
+            tbl_unlock(t);
+            return r;
+        }
+    }
+    t->un = t->mark = 0;
+    t->npend = t->pend_mark = 0;
+    if ((r = tbl_state(t)) != 0) tbl_unlock(t);
     return r;
+}
+
+/* tbl_op_end when the operation failed, is inside a group, logged words,
+ * deferred frees or touched sequence words. */
+int tbl_op_end_full(etsmgr_table *t, int rc)
+{
+    if (rc < 0) {
+        tbl_rollback_to(t, t->mark);
+        t->npend = t->pend_mark;
+    }
+    if (t->in_group) return rc;
+    if (t->npend) tbl_apply_frees(t);
+    atomic_signal_fence(memory_order_seq_cst);
+    tbl_cp(t);
+    if (t->un) {
+        t->h->undo_n = t->un = 0;
+        atomic_signal_fence(memory_order_seq_cst);
+    }
+    if (t->ntouch || t->touch_layout || t->touch_ord) {
+        tbl_cp(t); /* committed, readers still held off: recovery must release them */
+        tbl_untouch(t);
+    }
+    tbl_unlock(t);
+    return rc;
 }
 
 int tbl_group_check(etsmgr_table *t, bool change)

@@ -271,6 +271,22 @@ static inline void tbl_set(etsmgr_table *t, uint64_t off, uint64_t v)
 }
 #define TBL_HOFF(field) ((uint64_t)offsetof(struct tbl_hdr, field))
 
+/* A change that is one aligned word of an entry and nothing else (an
+ * integer value in place), outside a group: write it with one store, no
+ * undo record and no odd sequence word.  A SIGKILL lands before or after a
+ * single 8-byte store, never inside it, so that store is the change's
+ * commit point: before it the old value is committed, after it the new one,
+ * and there is no moment with anything to roll back, nor anything
+ * uncommitted for a reader to see (readers load such a word whole, with one
+ * atomic load).  docs/design.md, "One-word changes". */
+static inline void tbl_set_one(etsmgr_table *t, uint64_t off, uint64_t v)
+{
+    tbl_cp(t);
+    __atomic_store_n(tbl_word(t, off), v, __ATOMIC_RELAXED);
+    atomic_signal_fence(memory_order_seq_cst);
+    tbl_cp(t);
+}
+
 /* Make a sequence word odd (it is even whenever the lock is free). */
 static inline void tbl_seq_odd(uint64_t *w)
 {
@@ -402,7 +418,8 @@ static inline void tbl_pause(void)
 
 /* table.c */
 int tbl_lock_slow(etsmgr_table *t, int r);
-int tbl_fixup(etsmgr_table *t);
+int tbl_op_begin_slow(etsmgr_table *t, int r);
+int tbl_op_end_full(etsmgr_table *t, int rc);
 int tbl_sync_map(etsmgr_table *t);
 int tbl_group_check(etsmgr_table *t, bool change);
 void tbl_rollback_to(etsmgr_table *t, uint64_t mark);
@@ -457,7 +474,10 @@ int tbl_once_each(etsmgr_table *t, int64_t now,
 
 /* Take the lock (or, inside a group, just open a new operation), recover
  * from a dead holder, remap if the table grew, validate the state.  change:
- * the operation may write (it counts against the group's limits). */
+ * the operation may write (it counts against the group's limits).  Inline
+ * is only the common case (the lock free, nothing to recover, the same
+ * size): everything else is tbl_op_begin_slow, so the hot path stays small
+ * enough to be inlined into each operation. */
 static inline int tbl_op_begin(etsmgr_table *t, const char *op, bool change)
 {
     t->cp_op = op;
@@ -467,10 +487,8 @@ static inline int tbl_op_begin(etsmgr_table *t, const char *op, bool change)
         return tbl_group_check(t, change);
     }
     int r = pthread_mutex_trylock(&t->h->lock);
-    if (__builtin_expect(r != 0, 0) && (r = tbl_lock_slow(t, r)) != 0) return r;
-    if (__builtin_expect(t->h->undo_n != 0 || t->h->total_bytes != t->limit, 0)) {
-        if ((r = tbl_fixup(t)) != 0) return r;
-    }
+    if (__builtin_expect(r != 0 || t->h->undo_n != 0 || t->h->total_bytes != t->limit, 0))
+        return tbl_op_begin_slow(t, r);
     t->un = t->mark = 0;
     t->npend = t->pend_mark = 0;
     if (__builtin_expect((r = tbl_state(t)) != 0, 0)) tbl_unlock(t);
@@ -478,25 +496,18 @@ static inline int tbl_op_begin(etsmgr_table *t, const char *op, bool change)
 }
 
 /* Finish an operation: on error undo what it wrote; outside a group commit
- * (apply deferred frees, clear the undo log: the commit point) and unlock. */
+ * (apply deferred frees, clear the undo log: the commit point), make the
+ * sequence words it touched even, unlock.  Inline is only the case of an
+ * operation that logged nothing and touched no word (a read, a one-word
+ * change, tbl_set_one): crash point, unlock.  The rest: tbl_op_end_full. */
 static inline int tbl_op_end(etsmgr_table *t, int rc)
 {
-    if (__builtin_expect(rc < 0, 0)) {
-        tbl_rollback_to(t, t->mark);
-        t->npend = t->pend_mark;
-    }
-    if (t->in_group) return rc;
-    if (t->npend) tbl_apply_frees(t);
+    if (__builtin_expect(rc < 0 || t->in_group || t->npend || t->un || t->ntouch || t->touch_layout ||
+                             t->touch_ord,
+                         0))
+        return tbl_op_end_full(t, rc);
     atomic_signal_fence(memory_order_seq_cst);
-    tbl_cp(t);
-    if (t->un) {
-        t->h->undo_n = t->un = 0;
-        atomic_signal_fence(memory_order_seq_cst);
-    }
-    if (t->ntouch || t->touch_layout || t->touch_ord) {
-        tbl_cp(t); /* committed, readers still held off: recovery must release them */
-        tbl_untouch(t);
-    }
+    tbl_cp(t); /* the commit step, as in tbl_op_end_full */
     tbl_unlock(t);
     return rc;
 }

@@ -102,6 +102,10 @@ static int tbl_put_over(etsmgr_table *t, const void *key, size_t klen, uint64_t 
 {
     uint64_t eoff = (uint64_t)((char *)e - t->base);
     if (e->type == ETSMGR_INT && v->type == ETSMGR_INT) {
+        if (!t->in_group) {
+            tbl_set_one(t, eoff + tbl_ent_voff(e), (uint64_t)v->i); /* the store is the commit point */
+            return 0;
+        }
         int rc = tbl_touch(t, hv);
         if (rc) return rc;
         tbl_set(t, eoff + tbl_ent_voff(e), (uint64_t)v->i);
@@ -163,8 +167,13 @@ int etsmgr_table_update_counter(etsmgr_table *t, const void *key, size_t klen, i
         } else {
             uint64_t voff = (uint64_t)((char *)e - t->base) + tbl_ent_voff(e);
             nv = (int64_t)(*tbl_word(t, voff) + (uint64_t)incr); /* wraps like the hardware */
-            r = tbl_touch(t, hv);
-            if (r == 0) tbl_set(t, voff, (uint64_t)nv);
+            if (__builtin_expect(!t->in_group, 1)) {
+                tbl_set_one(t, voff, (uint64_t)nv); /* the store is the commit point */
+                r = 0;
+            } else {
+                r = tbl_touch(t, hv);
+                if (r == 0) tbl_set(t, voff, (uint64_t)nv);
+            }
         }
     } else if (r == 0) {
         etsmgr_value v = {.type = ETSMGR_INT, .i = (int64_t)((uint64_t)dflt + (uint64_t)incr)};
