@@ -28,12 +28,16 @@
  * state before the change; doing that twice is harmless, so dying during
  * recovery is fine too.  Blocks freed by a change are only put on a free
  * list at its commit, so nothing a rollback restores can have been reused.
+ * The one exception: a change that is a single word of an entry (an integer
+ * in place, outside a group) is one store, which is its own commit point
+ * (tbl_set_one): a SIGKILL lands before it or after it.
  *
  * Readers take no lock (table_read.c): a change also makes the sequence
  * word of its key's stripe (and, when it switches the index, the layout
  * word) odd before its first write a reader could see, and even again only
  * after its commit point; a reader validates what it read against those
- * words.  Recovery makes every odd word even.  See docs/design.md.
+ * words.  Recovery makes every odd word even.  A one-word change needs no
+ * odd word: it never has an uncommitted moment.  See docs/design.md.
  *
  * Every offset read from shared memory is checked against the mapped size
  * before use: other processes can write anything there. */

@@ -6,16 +6,17 @@
  * through tbl_set (undo-logged), finish (tbl_op_end: commit or roll back).
  * A new entry is written completely in unreachable space before the one
  * logged slot write that makes it visible; an overwrite of an integer with
- * an integer is one logged word in place; any other overwrite writes a new
- * entry and frees the old one at commit.  The update_counter fast path is
- * one lock/unlock, one hash, a probe of usually one slot and one undo
- * record.
+ * an integer is one word in place (outside a group one plain store, its own
+ * commit point: tbl_set_one; inside, logged); any other overwrite writes a
+ * new entry and frees the old one at commit.  The update_counter fast path
+ * is one lock/unlock, one hash, a probe of usually one slot and one store:
+ * no undo record and no sequence word, as before the lock-free readers.
  *
  * On an ordered table each change also keeps the skiplist in step
  * (tbl_ord_*, table_ordered.c) inside the same logged change.
  *
- * Every change makes its key's stripe odd (tbl_touch) before the first
- * write a lock-free reader could see; lookup and foreach themselves are in
+ * Every change of more than that one word makes its key's stripe odd
+ * (tbl_touch) before the first write a lock-free reader could see; lookup and foreach themselves are in
  * table_read.c.
  *
  * Pointers into the mapping are never kept across tbl_alloc or tbl_rehash:

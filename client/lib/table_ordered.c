@@ -25,7 +25,8 @@
  * growth of the table is the heap's (already logged).
  *
  * Readers take no lock: every change on an ordered table makes ord_seq odd
- * (tbl_touch) until after its commit; a reader copies what it needs (a
+ * (tbl_touch) until after its commit (but an integer in place outside a
+ * group: one store, its own commit point, tbl_set_one, read with one load); a reader copies what it needs (a
  * batch of entries, bounded in bytes) between two even, equal readings of
  * ord_seq and retries otherwise.  Every pointer it follows is checked
  * against the mapping first, so a torn read gives a retry, never a fault.

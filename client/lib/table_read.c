@@ -7,7 +7,10 @@
  * again: equal means no change of a key of that stripe (and no index
  * switch) overlapped the read, so what it read was committed and whole.
  * Writers make the word odd before the first write a reader could see and
- * even only after the commit point (table_int.h, tbl_touch/tbl_untouch);
+ * even only after the commit point (table_int.h, tbl_touch/tbl_untouch),
+ * except for an integer written in place outside a group, which is one
+ * store and its own commit point (tbl_set_one): an integer value is
+ * therefore always read with one atomic load, old or new, never a mix;
  * an entry a reader may be reading is freed, and so reused, only by a
  * change of its own key, which moves the stripe word.  Probing past other
  * keys' slots needs no validation: while a key exists, the slots between
