@@ -6,9 +6,12 @@
  *   ends, foreach in order, what a set answers.
  * - model: random inserts, overwrites (int and bytes), deletes and counter
  *   updates against a sorted in-memory model; after every operation its
- *   result, a lookup, first/last/next/prev of a random key and (every few
- *   steps) a range are compared with the model, and the whole table every
- *   10,000 steps (verify included).
+ *   result, a lookup, next/prev of a random key, and every 16 operations
+ *   first/last and a range are compared with the model, and the whole table
+ *   every 10,000 (verify included).  1,000,000 operations in make check,
+ *   with or without SANITIZE=1 (about 1.5 s of CPU, 3 s under ASan: the
+ *   checks in its loop call check only on failure, see M_TRUE);
+ *   ETSMGR_MODEL_OPS sets the number (make crash: CRASH_MODEL_OPS, 5M).
  * - crash points: for insert, overwrite, delete, update_counter, a group and
  *   an insert that grows the index and the table, a forked child dies at
  *   each numbered step in turn; the parent then checks verify (which walks
@@ -140,6 +143,20 @@ END_TEST
 
 #define MK 1500 /* distinct keys: key i is a variable-length byte string */
 
+/* check's ck_assert_* write the assertion's place to the runner's pipe
+ * every time one passes (a write(2) each: most of the model test's time at
+ * a million operations); these call check only when the condition fails. */
+static long m_step; /* the operation being checked, for the messages */
+#define M_TRUE(expr, ...)                                                                          \
+    do {                                                                                           \
+        if (!(expr)) ck_assert_msg(expr, __VA_ARGS__);                                             \
+    } while (0)
+#define M_EQ(x, y)                                                                                 \
+    do {                                                                                           \
+        long long x_ = (long long)(x), y_ = (long long)(y);                                        \
+        if (x_ != y_) ck_abort_msg("step %ld: %s == %s failed: %lld != %lld", m_step, #x, #y, x_, y_); \
+    } while (0)
+
 struct mval {
     bool live;
     bool isint;
@@ -202,9 +219,9 @@ static int model_next(int rank, int dir) /* first live at rank+dir.., or -1 */
 static void expect_key(int rc, const char *out, size_t n, int id, const char *what, long step)
 {
     if (id < 0) {
-        ck_assert_msg(rc == ETSMGR_ENOTFOUND, "step %ld %s: rc %d, want none", step, what, rc);
+        M_TRUE(rc == ETSMGR_ENOTFOUND, "step %ld %s: rc %d, want none", step, what, rc);
     } else {
-        ck_assert_msg(rc == 0 && n == mklen[id] && memcmp(out, mkeys[id], n) == 0, "step %ld %s: rc %d, wrong key",
+        M_TRUE(rc == 0 && n == mklen[id] && memcmp(out, mkeys[id], n) == 0, "step %ld %s: rc %d, wrong key",
                       step, what, rc);
     }
 }
@@ -220,13 +237,13 @@ static int range_cb(const void *key, size_t klen, const etsmgr_value *v, void *a
 {
     struct rwalk *w = arg;
     int id = model_next(w->rank - 1, 1);
-    ck_assert_msg(id >= 0 && mrank[id] < w->end, "step %ld: range gave an extra key", w->step);
-    ck_assert_msg(klen == mklen[id] && memcmp(key, mkeys[id], klen) == 0, "step %ld: range key differs", w->step);
+    M_TRUE(id >= 0 && mrank[id] < w->end, "step %ld: range gave an extra key", w->step);
+    M_TRUE(klen == mklen[id] && memcmp(key, mkeys[id], klen) == 0, "step %ld: range key differs", w->step);
     const struct mval *m = &model[id];
     if (m->isint)
-        ck_assert_msg(v->type == ETSMGR_INT && v->i == m->i, "step %ld: range value differs", w->step);
+        M_TRUE(v->type == ETSMGR_INT && v->i == m->i, "step %ld: range value differs", w->step);
     else
-        ck_assert_msg(v->type == ETSMGR_BYTES && v->len == m->blen && memcmp(v->data, m->b, m->blen) == 0,
+        M_TRUE(v->type == ETSMGR_BYTES && v->len == m->blen && memcmp(v->data, m->b, m->blen) == 0,
                       "step %ld: range bytes differ", w->step);
     w->rank = mrank[id] + 1;
     return 0;
@@ -238,20 +255,18 @@ static void model_compare_range(etsmgr_table *t, int a, int b, long step)
     struct rwalk w = {.rank = a < 0 ? 0 : mrank[a], .end = b < 0 ? MK : mrank[b], .step = step};
     int r = etsmgr_table_foreach_range(t, a < 0 ? NULL : mkeys[a], a < 0 ? 0 : mklen[a], b < 0 ? NULL : mkeys[b],
                                        b < 0 ? 0 : mklen[b], range_cb, &w);
-    ck_assert_int_eq(r, 0);
+    M_EQ(r, 0);
     int id = model_next(w.rank - 1, 1);
-    ck_assert_msg(id < 0 || mrank[id] >= w.end, "step %ld: range stopped early", step);
+    M_TRUE(id < 0 || mrank[id] >= w.end, "step %ld: range stopped early", step);
 }
 
+/* The issue asks for at least a million in make check; ASan+UBSan cost
+ * about 2x here, so SANITIZE=1 runs as many. */
 static long model_ops(void)
 {
     const char *e = getenv("ETSMGR_MODEL_OPS");
-#if defined(__SANITIZE_ADDRESS__)
-    const long dflt = 50000; /* ASan+UBSan are ~10x slower: make check SANITIZE=1 stays in minutes */
-#else
-    const long dflt = 250000;
-#endif
-    return e ? atol(e) : dflt; /* 1,000,000 and more: ETSMGR_MODEL_OPS=1000000 */
+    long n = e && *e ? atol(e) : 0;
+    return n > 0 ? n : 1000000;
 }
 
 START_TEST(model_based)
@@ -264,41 +279,42 @@ START_TEST(model_based)
     char out[ETSMGR_KEY_MAX];
     size_t n;
     for (long step = 0; step < nops; step++) {
+        m_step = step;
         int id = (int)(rnd() % MK);
         struct mval *m = &model[id];
         unsigned op = (unsigned)(rnd() % 100);
         int rc;
         if (op < 35) { /* insert an integer */
             etsmgr_value v = tt_int((int64_t)rnd());
-            ck_assert_int_eq(etsmgr_table_insert(t, mkeys[id], mklen[id], &v), 0);
+            M_EQ(etsmgr_table_insert(t, mkeys[id], mklen[id], &v), 0);
             *m = (struct mval){.live = true, .isint = true, .i = v.i};
         } else if (op < 45) { /* insert bytes */
             struct mval nv = {.live = true, .blen = (uint16_t)(rnd() % 25)};
             for (int j = 0; j < nv.blen; j++) nv.b[j] = (unsigned char)rnd();
             etsmgr_value v = tt_bytes(nv.b, nv.blen);
-            ck_assert_int_eq(etsmgr_table_insert(t, mkeys[id], mklen[id], &v), 0);
+            M_EQ(etsmgr_table_insert(t, mkeys[id], mklen[id], &v), 0);
             *m = nv;
         } else if (op < 75) {
             rc = etsmgr_table_delete(t, mkeys[id], mklen[id]);
-            ck_assert_int_eq(rc, m->live ? 0 : ETSMGR_ENOTFOUND);
+            M_EQ(rc, m->live ? 0 : ETSMGR_ENOTFOUND);
             m->live = false;
         } else {
             int64_t nv;
             rc = etsmgr_table_update_counter(t, mkeys[id], mklen[id], 3, 100, &nv);
             if (m->live && !m->isint) {
-                ck_assert_int_eq(rc, ETSMGR_ETYPE);
+                M_EQ(rc, ETSMGR_ETYPE);
             } else {
-                ck_assert_int_eq(rc, 0);
+                M_EQ(rc, 0);
                 m->i = m->live ? m->i + 3 : 103;
                 m->live = m->isint = true;
-                ck_assert_int_eq(nv, m->i);
+                M_EQ(nv, m->i);
             }
         }
         /* after every step: the key, and the neighbours of a random key */
         etsmgr_value v;
         unsigned char vb[32];
         rc = etsmgr_table_lookup(t, mkeys[id], mklen[id], &v, vb, sizeof vb);
-        ck_assert_int_eq(rc, m->live ? 0 : ETSMGR_ENOTFOUND);
+        M_EQ(rc, m->live ? 0 : ETSMGR_ENOTFOUND);
         int q = (int)(rnd() % MK);
         rc = etsmgr_table_next(t, mkeys[q], mklen[q], out, sizeof out, &n);
         expect_key(rc, out, n, model_next(mrank[q], 1), "next", step);
@@ -526,8 +542,13 @@ Suite *ordered_suite(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, api);
-    tcase_add_test(tc, model_based);
     tcase_add_loop_test(tc, crash_points, 0, (int)(sizeof oscens / sizeof oscens[0]));
     suite_add_tcase(s, tc);
+    /* a case of its own, so that make crash runs it alone, longer */
+    TCase *model_tc = tcase_create("model");
+    tcase_add_checked_fixture(model_tc, NULL, teardown);
+    tcase_set_timeout(model_tc, 600);
+    tcase_add_test(model_tc, model_based);
+    suite_add_tcase(s, model_tc);
     return s;
 }
