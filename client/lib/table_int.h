@@ -132,8 +132,9 @@ struct tbl_hdr {
      * change of a key with that tag. */
     alignas(64) uint64_t layout_seq;
     alignas(64) uint64_t stripe[TBL_NSTRIPES];
-    /* ordered tables: odd while any change is in progress (readers of the
-     * key order validate against it, table_ordered.c) */
+    /* ordered tables: odd while a change of the skiplist's links is in
+     * progress (readers of the key order validate against it, and integer
+     * values against their stripes, table_ordered.c) */
     alignas(64) uint64_t ord_seq;
 };
 _Static_assert(sizeof(struct tbl_hdr) <= TBL_HDR_SIZE, "header too big");
@@ -316,11 +317,15 @@ static inline int tbl_touch(etsmgr_table *t, uint64_t hv)
     }
     t->touch[t->ntouch++] = s;
     tbl_seq_odd(&t->h->stripe[s]);
-    if (__builtin_expect(t->ordered && !t->touch_ord, 0)) { /* readers of the order, too */
-        t->touch_ord = true;
-        tbl_seq_odd(&t->h->ord_seq);
-    }
     return 0;
+}
+/* Before the first write of a skiplist link (table_ordered.c): the readers
+ * of the order validate against ord_seq. */
+static inline void tbl_touch_ord(etsmgr_table *t)
+{
+    if (t->touch_ord) return;
+    t->touch_ord = true;
+    tbl_seq_odd(&t->h->ord_seq);
 }
 static inline void tbl_touch_layout(etsmgr_table *t)
 {

@@ -24,16 +24,22 @@
  * nothing else is needed: there are no splits, merges or rebalancing, and
  * growth of the table is the heap's (already logged).
  *
- * Readers take no lock: every change on an ordered table makes ord_seq odd
- * (tbl_touch) until after its commit (but an integer in place outside a
- * group: one store, its own commit point, tbl_set_one, read with one load); a reader copies what it needs (a
- * batch of entries, bounded in bytes) between two even, equal readings of
- * ord_seq and retries otherwise.  Every pointer it follows is checked
- * against the mapping first, so a torn read gives a retry, never a fault.
- * A walk continues after the last key of its previous batch: every entry
- * present throughout is seen exactly once, in order, with a committed
- * value.  Writers are never held up; a reader under a constant stream of
- * writes retries (the cost of one sequence word for the whole order). */
+ * Readers take no lock: every change of the skiplist (a link, so also every
+ * block that is freed) makes ord_seq odd (tbl_touch_ord) until after its
+ * commit; a reader copies what it needs (a batch of entries, bounded in
+ * bytes) between two even, equal readings of ord_seq and retries
+ * otherwise.  The one change that is not the skiplist's, an integer value
+ * written in place (update_counter, an integer over an integer), never
+ * moves ord_seq: outside a group it is one store, its own commit point
+ * (tbl_set_one), read with one load; inside a group it moves only its
+ * key's stripe, as for a set, so the reader checks each integer it copied
+ * against that stripe and reads again the few that moved.  So no stream of
+ * counter updates makes a walk start over; a stream of inserts or deletes
+ * still can (one sequence word for the whole order).  Every pointer a
+ * reader follows is checked against the mapping first, so a torn read
+ * gives a retry, never a fault.  A walk continues after the last key of
+ * its previous batch: every entry present throughout is seen exactly
+ * once, in order, with a committed value.  Writers are never held up. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -183,6 +189,7 @@ int tbl_ord_insert(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff)
     uint64_t *p = tbl_word(t, nl); /* unreachable yet: written freely */
     for (unsigned i = 0; i < nh; i++) p[i] = *tbl_word(t, preds[i] + 8u * i);
     tbl_cp(t);
+    tbl_touch_ord(t);
     for (unsigned i = 0; i < nh; i++) tbl_set(t, preds[i] + 8u * i, eoff);
     return 0;
 }
@@ -198,6 +205,7 @@ int tbl_ord_replace(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff
     uint64_t *p = tbl_word(t, nl); /* unreachable yet: written freely */
     for (unsigned i = 0; i < nh; i++) p[i] = *tbl_word(t, hl + 8u * i);
     tbl_cp(t);
+    tbl_touch_ord(t);
     for (unsigned i = 0; i < nh; i++) {
         if (*tbl_word(t, preds[i] + 8u * i) != hit) return ETSMGR_ECORRUPT;
         tbl_set(t, preds[i] + 8u * i, eoff);
@@ -212,6 +220,7 @@ int tbl_ord_remove(etsmgr_table *t, const void *key, size_t klen)
     int r = ord_search(t, key, klen, preds, &hit, &hl, &hg);
     if (r) return r;
     if (!hit) return ETSMGR_ECORRUPT;
+    tbl_touch_ord(t);
     for (unsigned i = 0; i < hg; i++) {
         if (*tbl_word(t, preds[i] + 8u * i) != hit) return ETSMGR_ECORRUPT;
         tbl_set(t, preds[i] + 8u * i, *tbl_word(t, hl + 8u * i));
@@ -274,6 +283,10 @@ struct ord_rec {
     size_t koff, klen, voff, vlen;
     int type;
     int64_t i;
+    /* an integer value is changed in place (update_counter) under its
+     * key's stripe only: where it is, the stripe, its reading before */
+    uint64_t iw, q;
+    uint32_t stripe;
 };
 
 struct ord_batch {
@@ -308,6 +321,9 @@ static int ord_copy(etsmgr_table *t, uint64_t n, struct ord_batch *b)
         const char *v = (const char *)e + tbl_ent_voff(&c);
         if (c.type == ETSMGR_INT) {
             if (c.vlen != 8) return -1;
+            r->stripe = (uint32_t)(tbl_hash(tbl_ent_key(e), c.klen) & (TBL_NSTRIPES - 1));
+            r->q = __atomic_load_n(&t->h->stripe[r->stripe], __ATOMIC_ACQUIRE);
+            r->iw = (uint64_t)(v - t->base);
             r->i = (int64_t)ld((const uint64_t *)(const void *)v);
         } else if (c.type == ETSMGR_BYTES) {
             memcpy(b->buf + b->used, v, c.vlen);
@@ -351,8 +367,33 @@ static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, stru
     return 1;
 }
 
+/* The integer values of a batch whose stripes moved (or were odd) while
+ * they were copied, read again one at a time like a lookup does.  The
+ * entries themselves stay put while ord_seq does (the caller checks it
+ * again after this).  0, or an error of the wait. */
+static int ord_fix_ints(etsmgr_table *t, struct ord_batch *b, int64_t ws[2])
+{
+    for (int i = 0; i < b->n; i++) {
+        struct ord_rec *r = &b->rec[i];
+        if (!b->values || r->type != ETSMGR_INT) continue;
+        const uint64_t *sp = &t->h->stripe[r->stripe];
+        if (!(r->q & 1u) && ld(sp) == r->q) continue;
+        for (;;) {
+            int e = tbl_rd_wait_even(t, sp, &r->q, ws);
+            if (e) return e;
+            if (r->iw > t->limit - 8) return ETSMGR_ECORRUPT; /* checked at copy time */
+            r->i = (int64_t)ld(tbl_word(t, r->iw));
+            atomic_thread_fence(memory_order_acquire);
+            if (ld(sp) == r->q) break;
+        }
+    }
+    return 0;
+}
+
 /* A consistent batch: tries until one ran between two equal even readings
- * of ord_seq (inside a group the lock is ours and the state is our own). */
+ * of ord_seq, every integer value also between two equal even readings of
+ * its key's stripe (inside a group the lock is ours and the state is our
+ * own). */
 static int ord_read(etsmgr_table *t, int mode, const void *key, size_t klen, struct ord_batch *b)
 {
     int64_t ws[2] = {0, 0};
@@ -363,6 +404,11 @@ static int ord_read(etsmgr_table *t, int mode, const void *key, size_t klen, str
         int k = ord_try(t, mode, key, klen, b);
         atomic_thread_fence(memory_order_acquire);
         if (!t->in_group && __atomic_load_n(&t->h->ord_seq, __ATOMIC_RELAXED) != s0) continue;
+        if (!t->in_group && k == 1) {
+            if ((r = ord_fix_ints(t, b, ws)) != 0) return r;
+            atomic_thread_fence(memory_order_acquire);
+            if (__atomic_load_n(&t->h->ord_seq, __ATOMIC_RELAXED) != s0) continue;
+        }
         if (k == 2) { /* a value bigger than the batch buffer: make room for any */
             unsigned char *nb = b->cap < ORD_BUF_MAX ? realloc(b->buf, ORD_BUF_MAX) : NULL;
             if (!nb) return ETSMGR_ENOMEM;
