@@ -680,6 +680,23 @@ START_TEST(test_damaged_files)
 }
 END_TEST
 
+/* The CPU's crc32 instruction (when there is one) and the tables agree,
+ * on the standard check value and on every length and split. */
+START_TEST(test_crc32c)
+{
+    ck_assert_uint_eq(img_crc32c(0, "123456789", 9), 0xe3069283u);
+    ck_assert_uint_eq(img_crc32c_portable(0, "123456789", 9), 0xe3069283u);
+    unsigned char b[300];
+    for (size_t i = 0; i < sizeof b; i++) b[i] = (unsigned char)(i * 131 + 7);
+    for (size_t len = 0; len <= sizeof b; len++) {
+        uint32_t want = img_crc32c_portable(0, b, len);
+        ck_assert_uint_eq(img_crc32c(0, b, len), want);
+        size_t cut = len / 3;
+        ck_assert_uint_eq(img_crc32c(img_crc32c(0, b, cut), b + cut, len - cut), want);
+    }
+}
+END_TEST
+
 START_TEST(test_save_errors)
 {
     etsmgr_table *t = tt_create(NULL, 0, 0);
@@ -719,6 +736,7 @@ Suite *image_suite(void)
     tcase_add_test(tc, test_save_full_disk);
     tcase_add_test(tc, test_damaged_files);
     tcase_add_test(tc, test_save_errors);
+    tcase_add_test(tc, test_crc32c);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -52,6 +52,8 @@ typedef struct img {
 
 /* CRC-32C (Castagnoli), continuing from crc (0 to start). */
 uint32_t img_crc32c(uint32_t crc, const void *data, size_t len);
+/* The same without the CPU's crc32 instruction (tables; for the tests). */
+uint32_t img_crc32c_portable(uint32_t crc, const void *data, size_t len);
 
 /* Validate an image held in memory: header, sizes, both checksums and every
  * record.  0 with *info filled, or an error with words in why. */
@@ -72,4 +74,12 @@ int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size
 
 /* The longest the last img_save on this thread held the table's lock, ns. */
 uint64_t img_last_lock_ns(void);
+/* Where the last img_save on this thread spent its time, ns (for
+ * `make bench-save`): copying the table, encoding and writing the file,
+ * fsync of the file, rename and fsync of the directory. */
+enum { IMG_PH_COPY, IMG_PH_WRITE, IMG_PH_FSYNC, IMG_PH_RENAME, IMG_NPHASES };
+uint64_t img_last_phase_ns(int phase);
+/* The same in this thread's CPU time: the difference is waiting (for the
+ * disk, for a CPU, for the lock). */
+uint64_t img_last_phase_cpu_ns(int phase);
 #endif

@@ -137,6 +137,11 @@ static void one(const char *dir, const char *label, uint64_t data_bytes)
     uint64_t t0 = now_ns();
     int rc = etsmgr_table_save(s, path);
     uint64_t save_ns = now_ns() - t0, lock_ns = img_last_lock_ns();
+    uint64_t ph[IMG_NPHASES], pc[IMG_NPHASES];
+    for (int i = 0; i < IMG_NPHASES; i++) {
+        ph[i] = img_last_phase_ns(i);
+        pc[i] = img_last_phase_cpu_ns(i);
+    }
     window(cmd[1], res[0], 'w', &w1, &n1); /* during the save */
     sleep_ns(save_ns);
     window(cmd[1], res[0], 'q', &qw, &qn); /* a quiet window as long */
@@ -147,6 +152,10 @@ static void one(const char *dir, const char *label, uint64_t data_bytes)
            "owner's longest call: %8.3f ms during the save, %6.3f ms in a quiet window  file %7.1f MiB%s\n",
            label, (unsigned long long)info.entries, info.bytes_used / 1048576.0, save_ns / 1e6, lock_ns / 1e6,
            w1 / 1e6, qw / 1e6, st.st_size / 1048576.0, rc ? "  (save FAILED)" : "");
+    printf("%-8s   the save's time (CPU time): copy %.1f ms (%.1f), encode and write %.1f ms (%.1f), "
+           "fsync %.1f ms (%.1f), rename and directory fsync %.1f ms (%.1f)\n", "", ph[IMG_PH_COPY] / 1e6,
+           pc[IMG_PH_COPY] / 1e6, ph[IMG_PH_WRITE] / 1e6, pc[IMG_PH_WRITE] / 1e6, ph[IMG_PH_FSYNC] / 1e6,
+           pc[IMG_PH_FSYNC] / 1e6, ph[IMG_PH_RENAME] / 1e6, pc[IMG_PH_RENAME] / 1e6);
     fflush(stdout);
     unlink(path);
     etsmgr_table_close(s);
