@@ -305,9 +305,11 @@ END_TEST
 
 /* The writer: atomic groups that set a<i> and b<i> to the same new value;
  * a save that cut a group in two would show a<i> != b<i>. */
-static void pair_writer(etsmgr_table *t, int ready_fd)
+/* grow: each group also inserts a new key and deletes an older one, so
+ * the table grows, rehashes and reuses freed blocks while it is saved */
+static void pair_writer(etsmgr_table *t, int ready_fd, bool grow)
 {
-    char ka[16], kb[16];
+    char ka[16], kb[16], kf[16];
     for (int64_t n = 1;; n++) {
         int i = (int)(n % 97);
         size_t la = tt_key(ka, sizeof ka, "a", i), lb = tt_key(kb, sizeof kb, "b", i);
@@ -316,15 +318,25 @@ static void pair_writer(etsmgr_table *t, int ready_fd)
         /* a bytes value too, so that groups also allocate and free */
         char s[40];
         etsmgr_value sv = tt_bytes(s, (size_t)snprintf(s, sizeof s, "%lld", (long long)n));
-        if (etsmgr_table_insert(t, "s", 1, &sv) || etsmgr_table_insert(t, kb, lb, &v) ||
-            etsmgr_table_commit(t))
-            _exit(4);
+        if (etsmgr_table_insert(t, "s", 1, &sv)) _exit(4);
+        if (grow) {
+            etsmgr_value fv = tt_bytes(s, 40);
+            if (etsmgr_table_insert(t, kf, tt_key(kf, sizeof kf, "f", (long)n), &fv)) _exit(6);
+            int dr = n > 3000 ? etsmgr_table_delete(t, kf, tt_key(kf, sizeof kf, "f", (long)n - 3000)) : 0;
+            if (dr && dr != ETSMGR_ENOTFOUND) _exit(7);
+        }
+        if (etsmgr_table_insert(t, kb, lb, &v) || etsmgr_table_commit(t)) _exit(4);
         if (n == 200 && write(ready_fd, "r", 1) != 1) _exit(5);
     }
 }
 
+/* Saves while a writer runs atomic groups: every image has each pair
+ * whole.  Both ways of copying (the lock-free rounds with a fix-up under
+ * the lock, and one copy under the lock), with a writer that only updates
+ * and one that also grows the table, rehashes and frees. */
 START_TEST(test_consistent_cut)
 {
+    bool locked = _i & 1, grow = _i & 2;
     const char *name;
     etsmgr_table *t = tt_create(&name, 0, 0);
     int pfd[2];
@@ -335,16 +347,23 @@ START_TEST(test_consistent_cut)
         close(pfd[0]);
         etsmgr_table *w;
         if (tbl_open(name, &w)) _exit(2);
-        pair_writer(w, pfd[1]);
+        pair_writer(w, pfd[1], grow);
     }
     close(pfd[1]);
     char c;
     ck_assert_int_eq(read(pfd[0], &c, 1), 1);
     close(pfd[0]);
+    img_force_locked_copy = locked;
     const char *p = tpath("cut.etsimg");
     char ka[16], kb[16], why[256] = "";
+    uint64_t rounds_total = 0;
     for (int round = 0; round < 30; round++) {
         int r = img_save(t, p, NULL, why, sizeof why);
+        uint64_t rounds;
+        bool fell_back;
+        img_last_copy_stats(NULL, &rounds, &fell_back);
+        rounds_total += rounds;
+        ck_assert(!locked || fell_back); /* forced: always the locked copy */
         ck_assert_msg(r == 0, "save: %s: %s", etsmgr_strerror(r), why);
         etsmgr_table *u = load_plain(p, &r, why, sizeof why);
         ck_assert_msg(u != NULL, "load: %s", why);
@@ -362,8 +381,126 @@ START_TEST(test_consistent_cut)
         ck_assert_int_gt(pairs, 0);
         etsmgr_table_close(u);
     }
+    img_force_locked_copy = false;
+    if (!locked) ck_assert_uint_gt(rounds_total, 0); /* the rounds ran */
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+/* A save while the owner keeps changing one key copies little while it
+ * holds the lock: the changed stripe's entries, the index and the header,
+ * not the whole table (what a save copied under the lock before). */
+START_TEST(test_save_copies_little_under_lock)
+{
+    const char *name;
+    etsmgr_table *t = tt_create(&name, 0, 0);
+    char k[16];
+    unsigned char val[1000] = {0};
+    for (long i = 0; i < 8000; i++) {
+        etsmgr_value v = tt_bytes(val, sizeof val);
+        ck_assert_int_eq(etsmgr_table_insert(t, k, tt_key(k, sizeof k, "k", i), &v), 0);
+    }
+    int pfd[2];
+    ck_assert_int_eq(pipe(pfd), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        etsmgr_table *w;
+        if (tbl_open(name, &w)) _exit(2);
+        for (long n = 1;; n++) {
+            int64_t v;
+            if (etsmgr_table_update_counter(w, "hot", 3, 1, 0, &v)) _exit(3);
+            if (n == 1000 && write(pfd[1], "r", 1) != 1) _exit(4);
+        }
+    }
+    close(pfd[1]);
+    char c;
+    ck_assert_int_eq(read(pfd[0], &c, 1), 1);
+    close(pfd[0]);
+    etsmgr_table_info info;
+    ck_assert_int_eq(etsmgr_table_info_get(t, &info), 0);
+    char why[256] = "";
+    const char *p = tpath("hot.etsimg");
+    for (int i = 0; i < 5; i++) {
+        ck_assert_msg(img_save(t, p, NULL, why, sizeof why) == 0, "%s", why);
+        uint64_t locked;
+        bool fell_back;
+        img_last_copy_stats(&locked, NULL, &fell_back);
+        ck_assert(!fell_back);
+        ck_assert_msg(locked < info.bytes_used / 4, "%llu bytes copied under the lock of %llu",
+                      (unsigned long long)locked, (unsigned long long)info.bytes_used);
+        int r;
+        etsmgr_table *u = load_plain(p, &r, why, sizeof why);
+        ck_assert_msg(u != NULL, "%s", why);
+        ck_assert_int_gt(tt_get_int(u, "hot", &r), 0);
+        ck_assert_int_eq(r, 0);
+        etsmgr_table_close(u);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+/* A writer SIGKILLed in the middle of an atomic group while saves run:
+ * every image is still a consistent cut (the save's last step takes the
+ * lock and so rolls the dead writer's group back first). */
+static long wd_calls;
+static void wd_hook(const char *op, int step)
+{
+    (void)op, (void)step;
+    if (++wd_calls == 150000) _exit(78); /* somewhere inside a group */
+}
+START_TEST(test_save_with_writer_killed)
+{
+    const char *name;
+    etsmgr_table *t = tt_create(&name, 0, 0);
+    int pfd[2];
+    ck_assert_int_eq(pipe(pfd), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        etsmgr_table *w;
+        if (tbl_open(name, &w)) _exit(2);
+        tbl_crashpoint = wd_hook;
+        pair_writer(w, pfd[1], true);
+    }
+    close(pfd[1]);
+    char c;
+    ck_assert_int_eq(read(pfd[0], &c, 1), 1);
+    close(pfd[0]);
+    const char *p = tpath("kill.etsimg");
+    char ka[16], kb[16], why[256] = "";
+    bool dead = false;
+    for (int round = 0; round < 400 && !dead; round++) {
+        int st;
+        dead = waitpid(pid, &st, WNOHANG) == pid; /* one more save after its death */
+        if (dead) ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 78, "writer: %d", st);
+        ck_assert_msg(img_save(t, p, NULL, why, sizeof why) == 0, "%s", why);
+        int r;
+        etsmgr_table *u = load_plain(p, &r, why, sizeof why);
+        ck_assert_msg(u != NULL, "%s", why);
+        for (int i = 0; i < 97; i++) {
+            int ra, rb;
+            tt_key(ka, sizeof ka, "a", i);
+            tt_key(kb, sizeof kb, "b", i);
+            int64_t a = tt_get_int(u, ka, &ra), b = tt_get_int(u, kb, &rb);
+            ck_assert_int_eq(ra, rb);
+            ck_assert_msg(a == b, "round %d: a%d = %lld but b%d = %lld", round, i, (long long)a, i, (long long)b);
+        }
+        etsmgr_table_close(u);
+    }
+    if (!dead) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    ck_assert_msg(dead, "the writer did not reach its crash point");
+    tt_check(t);
     etsmgr_table_close(t);
 }
 END_TEST
@@ -416,6 +553,7 @@ START_TEST(test_save_crash_points)
         if (pid == 0) {
             cp_target = step;
             cp_calls = 0;
+            img_force_locked_copy = _i; /* the rounds and fix-up, or one locked copy */
             tbl_crashpoint = cp_hook;
             _exit(etsmgr_table_save(t, p) == 0 ? 0 : 10);
         }
@@ -431,6 +569,9 @@ START_TEST(test_save_crash_points)
             break;
         }
         olds += g == 1;
+        /* a saver that died holding the table's lock left it usable: the
+         * next locker (this change) recovers */
+        ck_assert_int_eq(etsmgr_table_insert(t, "gen", 3, &g2), 0);
         if (g == 2) { /* a crash after the rename: put the old one back for the next step */
             ck_assert_int_eq(etsmgr_table_insert(t, "gen", 3, &g1), 0);
             ck_assert_int_eq(etsmgr_table_save(t, p), 0);
@@ -727,12 +868,14 @@ Suite *image_suite(void)
     tcase_add_test(tc, test_roundtrip_grown);
     tcase_add_test(tc, test_roundtrip_values);
     tcase_add_test(tc, test_roundtrip_ordered);
-    tcase_add_test(tc, test_consistent_cut);
+    tcase_add_loop_test(tc, test_consistent_cut, 0, 4);
+    tcase_add_test(tc, test_save_copies_little_under_lock);
+    tcase_add_test(tc, test_save_with_writer_killed);
     suite_add_tcase(s, tc);
     tc = tcase_create("safety");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_save_crash_points);
+    tcase_add_loop_test(tc, test_save_crash_points, 0, 2);
     tcase_add_test(tc, test_save_full_disk);
     tcase_add_test(tc, test_damaged_files);
     tcase_add_test(tc, test_save_errors);

@@ -38,6 +38,16 @@
 #include "table_int.h"
 
 static _Thread_local uint64_t img_lock_ns, img_phase[IMG_NPHASES], img_phase_cpu[IMG_NPHASES];
+static _Thread_local uint64_t img_locked_bytes, img_rounds;
+static _Thread_local bool img_fell_back;
+bool img_force_locked_copy;
+
+void img_last_copy_stats(uint64_t *locked_bytes, uint64_t *rounds, bool *fell_back)
+{
+    if (locked_bytes) *locked_bytes = img_locked_bytes;
+    if (rounds) *rounds = img_rounds;
+    if (fell_back) *fell_back = img_fell_back;
+}
 
 uint64_t img_last_lock_ns(void) { return img_lock_ns; }
 uint64_t img_last_phase_ns(int phase) { return phase >= 0 && phase < IMG_NPHASES ? img_phase[phase] : 0; }
@@ -457,6 +467,11 @@ static void img_prefault(etsmgr_table *t, uint64_t want)
 #endif
 }
 
+static void img_cp(int step)
+{
+    if (tbl_crashpoint) tbl_crashpoint("save", step);
+}
+
 /* Fault in an anonymous buffer before the lock is taken.  (Not in huge
  * pages: with the usual defrag=madvise, MADV_HUGEPAGE makes the faults
  * compact memory directly, which took seconds for a GiB here.) */
@@ -470,8 +485,8 @@ static void img_populate(void *p, size_t len)
 
 /* Copy [0, heap_top) under the lock into *buf (an anonymous mapping of
  * *cap bytes, faulted in before the lock is taken; grown and tried again
- * when the table outgrew it meanwhile). */
-static int img_copy(etsmgr_table *t, unsigned char **buf, size_t *cap, uint64_t *top)
+ * when the table outgrew it meanwhile).  The fallback of img_precopy. */
+static int img_copy_locked(etsmgr_table *t, unsigned char **buf, size_t *cap, uint64_t *top)
 {
     *buf = NULL;
     *cap = 0;
@@ -501,7 +516,10 @@ static int img_copy(etsmgr_table *t, unsigned char **buf, size_t *cap, uint64_t 
         uint64_t used = t->top;
         bool fits = used <= *cap;
         if (fits) memcpy(*buf, t->base, used);
-        img_lock_ns = img_now_ns() - t0;
+        img_cp(13);
+        uint64_t held = img_now_ns() - t0;
+        if (held > img_lock_ns) img_lock_ns = held;
+        if (fits) img_locked_bytes += used;
         tbl_op_end(t, 0);
         if (fits) {
             *top = used;
@@ -514,6 +532,219 @@ static int img_copy(etsmgr_table *t, unsigned char **buf, size_t *cap, uint64_t 
     }
     munmap(*buf, *cap);
     *buf = NULL;
+    return r;
+}
+
+/* ------------------------------------------------------------ the copy, without a long stall */
+
+/* The save copies the table in rounds without the lock and fixes the copy
+ * up at the end under the lock, so that it is the table at that instant.
+ * What makes the fix-up small is a fact the lock-free readers already rely
+ * on: every change makes its key's stripe word odd before its first write
+ * a reader could see and even after its commit (table_int.h), so a stripe
+ * word that reads the same, even, at two moments proves that no key of
+ * that stripe (one in TBL_NSTRIPES, by hash) changed in between: not its
+ * value, not its slot, not its entry's block, which can only be freed and
+ * reused after the key was deleted or replaced.  Other writes into the
+ * heap go to memory no index slot reaches (free blocks, fresh heap), and
+ * entries never move (a rehash builds a new index over the same entries).
+ *
+ *  1. Under the lock, briefly: the stripe words (seen[]), the index's
+ *     layout word and heap_top.  Then, without it, copy [0, heap_top).
+ *  2. Rounds without the lock: for each stripe whose word moved since
+ *     seen[], copy again the entries the live index shows for it, and take
+ *     the word as read before that copy as its new seen[] (the slots of
+ *     those keys go into the copy's index too; not if the index
+ *     was rehashed meanwhile, or an entry lay out of reach: then the
+ *     stripe stays "changed").  Until few stripes changed during a round.
+ *  3. Under the lock (recovering a dead writer's change first): copy the
+ *     header, the request-id region, and one pass over the index copies
+ *     the slots (all of them when it was rehashed since step 1, else only
+ *     those that are free or of a changed stripe) and the entries of every
+ *     stripe whose word is not seen[] now.  The copy now holds the table as
+ *     it is at this instant for every word the encoder reads: a consistent
+ *     cut, taken while the lock is held, like the whole copy before.
+ *
+ * The owner's stall is steps 1 and 3: the index and the entries of the
+ * stripes it changed during the last round, instead of the whole table.
+ * Nothing is written into the table and writers do nothing differently,
+ * so a writer killed during a save is recovered as always (step 3 takes
+ * the lock), and a saver killed anywhere leaves nothing behind.  When many
+ * stripes changed during the last round (bulk writes to keys all over the
+ * table) step 3 copies everything, as the lock-held copy always did. */
+#define IMG_ROUNDS_MAX 4
+#define IMG_ROUND_ENOUGH 16u              /* changed stripes that need no further round */
+#define IMG_FINAL_MAX (TBL_NSTRIPES / 4u) /* above: the last step copies everything */
+#define IMG_CHG_NO 0
+#define IMG_CHG_YES 1
+#define IMG_CHG_OUT 2 /* changed, and an entry was out of reach: copy it under the lock */
+
+static inline uint64_t img_ld(const uint64_t *w) { return __atomic_load_n(w, __ATOMIC_ACQUIRE); }
+static inline unsigned img_stripe(uint64_t slot) { return (unsigned)((slot >> 40) & (TBL_NSTRIPES - 1u)); }
+
+/* Step 2, one round; how many stripes had changed since seen[]. */
+static unsigned img_round(etsmgr_table *t, unsigned char *buf, uint64_t lim, uint64_t lay0, uint64_t *seen,
+                          uint64_t *now, unsigned char *chg)
+{
+    struct tbl_hdr *h = t->h;
+    unsigned n = 0;
+    for (unsigned s = 0; s < TBL_NSTRIPES; s++) {
+        now[s] = img_ld(&h->stripe[s]);
+        chg[s] = now[s] != seen[s] ? IMG_CHG_YES : IMG_CHG_NO;
+        n += chg[s];
+    }
+    uint64_t lay = img_ld(&h->layout_seq);
+    if (n == 0 || (lay & 1u)) return n;
+    uint64_t off = img_ld(&h->idx_off), mask = img_ld(&h->idx_mask);
+    if (off < TBL_HDR_SIZE || (off & 7u) || mask > TBL_MAX_MASK || (mask & (mask + 1)) || off > lim ||
+        (mask + 1) * 8 > lim - off)
+        return n;
+    const uint64_t *idx = (const uint64_t *)(const void *)(t->base + off);
+    /* the copy's index is the one of step 1 while there was no rehash: the
+     * changed stripes' slots go into it too (step 3 keeps the others) */
+    uint64_t *bidx = lay == lay0 ? (uint64_t *)(void *)(buf + off) : NULL;
+    for (uint64_t i = 0; i <= mask; i++) {
+        uint64_t sl = __atomic_load_n(&idx[i], __ATOMIC_RELAXED);
+        unsigned s = img_stripe(sl);
+        if (tbl_unused(sl) || chg[s] == IMG_CHG_NO) continue;
+        if (bidx) bidx[i] = sl;
+        /* read without the lock: anything may be half written, so every
+         * size is checked against what is mapped and copied */
+        uint64_t eo = (sl & TBL_OFF_MASK) << 3;
+        struct tbl_ent e;
+        if (eo >= TBL_HDR_SIZE && eo <= lim - 16) memcpy(&e, t->base + eo, sizeof e);
+        uint64_t sz = eo >= TBL_HDR_SIZE && eo <= lim - 16 ? tbl_ent_size(e.klen, e.vlen) : UINT64_MAX;
+        if (sz > lim - eo) {
+            chg[s] = IMG_CHG_OUT;
+            continue;
+        }
+        memcpy(buf + eo, t->base + eo, sz);
+    }
+    /* a rehash meanwhile may have moved slots past the walk: trust nothing */
+    if (img_ld(&h->layout_seq) != lay) return n;
+    for (unsigned s = 0; s < TBL_NSTRIPES; s++)
+        if (chg[s] == IMG_CHG_YES) seen[s] = now[s];
+    return n;
+}
+
+/* Step 3 under the lock; false: copy everything instead.  The copy's
+ * index (when there was no rehash since step 1) holds every slot of a
+ * stripe unchanged since seen[] as it is now: step 1 copied it, or the
+ * round that last took the stripe's word as seen[] did; the others are
+ * copied here. */
+static bool img_fixup(etsmgr_table *t, unsigned char *buf, const uint64_t *seen, unsigned char *chg, uint64_t lay0)
+{
+    struct tbl_hdr *h = t->h;
+    unsigned n = 0;
+    for (unsigned s = 0; s < TBL_NSTRIPES; s++) {
+        chg[s] = h->stripe[s] != seen[s];
+        n += chg[s];
+    }
+    if (n > IMG_FINAL_MAX) return false;
+    memcpy(buf, t->base, TBL_HDR_SIZE);
+    img_locked_bytes += TBL_HDR_SIZE;
+    bool same = h->layout_seq == lay0;
+    uint64_t *bidx = (uint64_t *)(void *)(buf + ((uint64_t)((const char *)t->idx - t->base)));
+    for (uint64_t i = 0; i <= t->mask; i++) {
+        uint64_t sl = t->idx[i];
+        bool mine = !tbl_unused(sl) && chg[img_stripe(sl)];
+        if (mine) {
+            uint64_t eo = (sl & TBL_OFF_MASK) << 3;
+            struct tbl_ent *e = tbl_ent_at(t, eo);
+            if (!e) return false; /* let the whole copy and the encoder judge it */
+            uint64_t sz = tbl_ent_size(e->klen, e->vlen);
+            memcpy(buf + eo, e, sz);
+            img_locked_bytes += sz;
+        }
+        if (!same || mine || tbl_unused(sl)) bidx[i] = sl;
+    }
+    img_locked_bytes += (t->mask + 1) * 8;
+    uint64_t ob = h->once_off ? tbl_once_bytes(t, h->once_off) : 0;
+    if (ob) {
+        memcpy(buf + h->once_off, t->base + h->once_off, ob);
+        img_locked_bytes += ob;
+    }
+    return true;
+}
+
+static int img_copy(etsmgr_table *t, unsigned char **buf, size_t *cap, uint64_t *top)
+{
+    img_locked_bytes = img_rounds = 0;
+    img_fell_back = false;
+    *buf = NULL;
+    *cap = 0;
+    if (img_force_locked_copy) {
+        img_fell_back = true;
+        goto locked;
+    }
+    uint64_t want = __atomic_load_n(&t->h->heap_top, __ATOMIC_RELAXED);
+    want += want / 8 + 65536u;
+    if (want > (TBL_OFF_MASK << 3)) want = TBL_OFF_MASK << 3;
+    want = (want + 4095u) & ~(uint64_t)4095u;
+    uint64_t *seen = malloc(2 * TBL_NSTRIPES * sizeof *seen);
+    unsigned char *chg = malloc(TBL_NSTRIPES);
+    void *p = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (!seen || !chg || p == MAP_FAILED) {
+        free(seen);
+        free(chg);
+        if (p != MAP_FAILED) munmap(p, want);
+        return p == MAP_FAILED && errno != ENOMEM ? ETSMGR_ESYS : ETSMGR_ENOMEM;
+    }
+    *buf = p;
+    *cap = want;
+    img_populate(p, want);
+    img_prefault(t, want);
+    /* step 1 */
+    int r = tbl_op_begin(t, "save", false);
+    if (r) goto fail;
+    uint64_t t0 = img_now_ns();
+    uint64_t top0 = t->top, lim = t->limit < want ? t->limit : want, lay0 = t->h->layout_seq;
+    for (unsigned s = 0; s < TBL_NSTRIPES; s++) seen[s] = t->h->stripe[s];
+    img_cp(10);
+    img_lock_ns = img_now_ns() - t0;
+    tbl_op_end(t, 0);
+    if (top0 > lim) goto too_small;
+    memcpy(*buf, t->base, top0);
+    /* step 2 */
+    while (img_rounds < IMG_ROUNDS_MAX) {
+        img_rounds++;
+        if (img_round(t, *buf, lim, lay0, seen, seen + TBL_NSTRIPES, chg) <= IMG_ROUND_ENOUGH) break;
+    }
+    img_cp(11);
+    /* step 3 */
+    if ((r = tbl_op_begin(t, "save", false)) != 0) goto fail;
+    t0 = img_now_ns();
+    uint64_t top1 = t->top;
+    bool ok = top1 <= want && img_fixup(t, *buf, seen, chg, lay0);
+    if (!ok && top1 <= want) { /* everything, as the lock-held copy */
+        memcpy(*buf, t->base, top1);
+        img_locked_bytes += top1;
+        ok = true;
+    }
+    img_cp(12);
+    uint64_t held = img_now_ns() - t0;
+    if (held > img_lock_ns) img_lock_ns = held;
+    tbl_op_end(t, 0);
+    if (!ok) goto too_small;
+    free(seen);
+    free(chg);
+    *top = top1;
+    return 0;
+too_small: /* the table outgrew the buffer meanwhile: the lock-held copy sizes it again */
+    img_fell_back = true;
+    free(seen);
+    free(chg);
+    munmap(*buf, *cap);
+    *buf = NULL;
+    *cap = 0;
+locked:
+    return img_copy_locked(t, buf, cap, top);
+fail:
+    free(seen);
+    free(chg);
+    munmap(*buf, *cap);
+    *buf = NULL;
+    *cap = 0;
     return r;
 }
 
@@ -637,10 +868,6 @@ static int img_encode_entries(const unsigned char *copy, uint64_t top, img_out *
     return 0;
 }
 
-static void img_cp(int step)
-{
-    if (tbl_crashpoint) tbl_crashpoint("save", step);
-}
 
 static int img_sys_err(int e)
 {

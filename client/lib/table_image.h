@@ -17,6 +17,7 @@
  *   ETSMGR_ECORRUPT    a checksum or a field is wrong (the words say which) */
 #ifndef ETSMGR_TABLE_IMAGE_H
 #define ETSMGR_TABLE_IMAGE_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,6 +72,13 @@ void img_table_opts(const img *im, etsmgr_table_opts *o);
 /* etsmgr_table_save with words: the steps are crash points "save" 0..N for
  * tbl_crashpoint.  *saved (may be NULL) receives what was written. */
 int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size_t whylen);
+
+/* How the last img_save on this thread copied the table: bytes copied
+ * while it held the lock, lock-free rounds, whether it fell back to one
+ * copy under the lock (the table outgrew the buffer meanwhile). */
+void img_last_copy_stats(uint64_t *locked_bytes, uint64_t *rounds, bool *fell_back);
+/* Tests: copy the whole table under the lock, as before the rounds. */
+extern bool img_force_locked_copy;
 
 /* The longest the last img_save on this thread held the table's lock, ns. */
 uint64_t img_last_lock_ns(void);

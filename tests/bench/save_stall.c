@@ -137,6 +137,9 @@ static void one(const char *dir, const char *label, uint64_t data_bytes)
     uint64_t t0 = now_ns();
     int rc = etsmgr_table_save(s, path);
     uint64_t save_ns = now_ns() - t0, lock_ns = img_last_lock_ns();
+    uint64_t locked_bytes, rounds;
+    bool fell_back;
+    img_last_copy_stats(&locked_bytes, &rounds, &fell_back);
     uint64_t ph[IMG_NPHASES], pc[IMG_NPHASES];
     for (int i = 0; i < IMG_NPHASES; i++) {
         ph[i] = img_last_phase_ns(i);
@@ -152,6 +155,8 @@ static void one(const char *dir, const char *label, uint64_t data_bytes)
            "owner's longest call: %8.3f ms during the save, %6.3f ms in a quiet window  file %7.1f MiB%s\n",
            label, (unsigned long long)info.entries, info.bytes_used / 1048576.0, save_ns / 1e6, lock_ns / 1e6,
            w1 / 1e6, qw / 1e6, st.st_size / 1048576.0, rc ? "  (save FAILED)" : "");
+    printf("%-8s   copied while holding the lock: %.2f MiB (%llu lock-free round(s)%s)\n", "",
+           locked_bytes / 1048576.0, (unsigned long long)rounds, fell_back ? ", fell back to one locked copy" : "");
     printf("%-8s   the save's time (CPU time): copy %.1f ms (%.1f), encode and write %.1f ms (%.1f), "
            "fsync %.1f ms (%.1f), rename and directory fsync %.1f ms (%.1f)\n", "", ph[IMG_PH_COPY] / 1e6,
            pc[IMG_PH_COPY] / 1e6, ph[IMG_PH_WRITE] / 1e6, pc[IMG_PH_WRITE] / 1e6, ph[IMG_PH_FSYNC] / 1e6,
