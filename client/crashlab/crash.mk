@@ -8,8 +8,10 @@
 # (see etsmgr-crashlab(1) and docs/crash-experiments.md).
 # Then the table store's own loop of CRASH_READERS_SECONDS (30): a writer
 # SIGKILLed at random while lock-free readers check every value they get
-# (table_crash/random_sigkill_readers, 2.5 s of it in make check).  Last,
-# the ordered_set model test with CRASH_MODEL_OPS operations (1M in make check).
+# (table_crash/random_sigkill_readers, 2.5 s of it in make check), and as
+# long the same for an ordered_set, its readers walking in key order
+# (ordered_kill).  Last, the ordered_set model test with CRASH_MODEL_OPS
+# operations (1M in make check).
 CRASH_SECONDS ?= 60
 CRASH_READERS_SECONDS ?= 30
 CRASH_MODEL_OPS ?= 5000000
@@ -24,5 +26,6 @@ crash: all $(TEST_RUNNER)
 	  --json $(CRASH_OUT)/report.json --plot $(CRASH_OUT)/crash.svg --log $(CRASH_OUT)/etssup.log $(CRASH_ARGS)
 	$(TEST_ENV) ETSMGR_READERS_SOAK_S=$(CRASH_READERS_SECONDS) CK_RUN_SUITE=table_crash \
 	  CK_RUN_CASE=kill_readers $(TEST_RUNNER)
+	$(TEST_ENV) ETSMGR_READERS_SOAK_S=$(CRASH_READERS_SECONDS) CK_RUN_SUITE=ordered_kill $(TEST_RUNNER)
 	$(TEST_ENV) ETSMGR_MODEL_OPS=$(CRASH_MODEL_OPS) CK_RUN_SUITE=ordered CK_RUN_CASE=model $(TEST_RUNNER)
 	@echo "crash: report $(CRASH_OUT)/report.json, plot $(CRASH_OUT)/crash.svg, logs $(CRASH_OUT)/etssup.log"
