@@ -9,6 +9,8 @@
  * torn down the way a real peer's disconnect and a daemon exit do it, and
  * the harness checks that every received fd was closed or kept by a table
  * (no fd leak) and every reply was a well-formed frame (fake_conn.c).
+ * It runs in a /dev/shm of its own (fz_private_shm), so that the daemon's
+ * listings of /dev/shm see this run's objects only, not the machine's.
  *
  * Input: records of [peer+fd byte][length byte][payload]; the payload is
  * the JSON of one request. */
@@ -36,6 +38,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
+    fz_private_shm();
     fz_limit_files();
     log_init("etsmgrd-fuzz", (enum log_level)(LOG_LVL_ERROR - 1)); /* silent: refusals log by design */
     char inst[40], err[200];

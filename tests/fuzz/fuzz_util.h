@@ -10,11 +10,15 @@
 #ifndef ETSMGR_FUZZ_UTIL_H
 #define ETSMGR_FUZZ_UTIL_H
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -60,6 +64,57 @@ static inline void fz_unlink_shm(const char *prefix)
         shm_unlink(name);
     }
     closedir(d);
+}
+
+static inline int fz_write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, text, strlen(text));
+    int e = errno;
+    close(fd);
+    errno = e;
+    return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+/* Gives this process a /dev/shm of its own: a fresh tmpfs in a private
+ * mount namespace.  etsmgrd's new_table lists /dev/shm to find a table's
+ * objects, and fz_unlink_shm lists it after every input; on a machine whose
+ * /dev/shm holds thousands of other programs' objects those listings, not
+ * the code under test, set the pace (fuzz_etsmgrd_req: 35 executions/s with
+ * 20,000 foreign objects, thousands with none).  Private, it holds only this
+ * run's objects, which vanish with the process even when it crashes, and an
+ * input cannot fill the machine's /dev/shm.  Needs CAP_SYS_ADMIN or
+ * unprivileged user namespaces, and must run before any thread starts
+ * (LLVMFuzzerInitialize); without them the run goes on in the shared
+ * /dev/shm, slower, and says so. */
+static inline void fz_private_shm(void)
+{
+    char map[64];
+    unsigned long uid = (unsigned long)geteuid(), gid = (unsigned long)getegid();
+    if (unshare(CLONE_NEWNS) < 0) {
+        /* not privileged: a user namespace where this uid is itself */
+        if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0)
+            goto shared;
+        snprintf(map, sizeof map, "%lu %lu 1\n", uid, uid);
+        if (fz_write_file("/proc/self/uid_map", map) < 0)
+            goto shared;
+        if (fz_write_file("/proc/self/setgroups", "deny") < 0 && errno != ENOENT)
+            goto shared;
+        snprintf(map, sizeof map, "%lu %lu 1\n", gid, gid);
+        if (fz_write_file("/proc/self/gid_map", map) < 0)
+            goto shared;
+    }
+    /* private first, or the tmpfs would show in the namespace we came from */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount("fuzz-shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=1g") < 0)
+        goto shared;
+    return;
+shared:
+    fprintf(stderr,
+            "fuzz: no private /dev/shm (%s); running in the shared one, slower when it holds many objects\n",
+            strerror(errno));
 }
 
 /* Tables may be asked to grow to any size: cap files at 64 MiB (EFBIG, not
