@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "procstat.h"
 #include "runcap.h"
 #include "runtime.h"
 #include "sock.h"
@@ -149,16 +150,8 @@ long hs_rss_kb(pid_t pid)
 
 bool hs_alive(pid_t pid)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+    proc_stat st;
+    return proc_stat_read(pid, &st) == 0 && st.state != 'Z' && st.state != 'X';
 }
 
 void hs_write_all(int fd, const void *p, size_t n)

@@ -61,7 +61,7 @@ START_TEST(test_strategies)
                 ck_assert_msg(after[i] == before[i], "%s: killing child %d should leave child %d alone", strategy,
                               k, i);
         }
-        ck_assert(!st_has_zombies(e.pid));
+        ck_assert(!tu_has_zombie_children(e.pid));
     }
     /* the report names the child, its pid, the signal and the action */
     char *log = rc_slurp(e.logpath);
@@ -296,7 +296,7 @@ START_TEST(test_no_zombies)
     /* a's orphaned grandchild exits after 50 ms and must be reaped by etssup */
     struct timespec ts = {0, 300 * 1000000};
     nanosleep(&ts, NULL); /* nothing reports the grandchild's end: give it time, then look */
-    ck_assert(!st_has_zombies(e.pid));
+    ck_assert(!tu_has_zombie_children(e.pid));
     cJSON *st = st_status(&e);
     cJSON *arr = cJSON_GetObjectItem(st, "children");
     ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 1), "last_exit")->valuestring,

@@ -28,6 +28,7 @@
 #include "notify.h"
 #include "runcap.h"
 #include "svcrun.h"
+#include "testutil.h"
 
 typedef struct st_env {
     char dir[108];
@@ -269,37 +270,6 @@ static inline bool st_wait_gone(pid_t pid, int timeout_ms)
         st_nap(5);
     }
     return true;
-}
-
-/* Some process whose parent is pid is a zombie (from /proc). */
-static inline bool st_has_zombies(pid_t pid)
-{
-    DIR *d = opendir("/proc");
-    if (!d)
-        return false;
-    bool found = false;
-    struct dirent *de;
-    while (!found && (de = readdir(d))) {
-        if (de->d_name[0] < '0' || de->d_name[0] > '9')
-            continue;
-        char path[300], buf[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n <= 0)
-            continue;
-        buf[n] = 0;
-        char *rp = strrchr(buf, ')');
-        char state;
-        int ppid;
-        if (rp && sscanf(rp + 1, " %c %d", &state, &ppid) == 2 && ppid == pid && state == 'Z')
-            found = true;
-    }
-    closedir(d);
-    return found;
 }
 
 /* Kills etssup (its children follow by PDEATHSIG), waits for them, removes

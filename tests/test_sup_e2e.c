@@ -50,7 +50,7 @@ START_TEST(test_default_children)
     kill(p[0], SIGKILL); /* etsmgrd */
     ck_assert(st_wait_settled(&e, 0, p[0], 15000));
     ck_assert_int_eq(e2e_count(&e), 4);
-    ck_assert(!st_has_zombies(e.pid));
+    ck_assert(!tu_has_zombie_children(e.pid));
 
     /* kill -9 of etssup: no child remains */
     st_pids(&e, p);
@@ -215,7 +215,7 @@ START_TEST(test_standby_takes_over)
     ck_assert(st_wait_settled(&e, 1, sb, 15000));
     st_pids(&e, now);
     ck_assert_int_eq(now[1], sb2);
-    ck_assert(!st_has_zombies(e.pid));
+    ck_assert(!tu_has_zombie_children(e.pid));
     st_cleanup(&e);
 }
 END_TEST
@@ -267,7 +267,7 @@ START_TEST(test_standby_both_killed)
     ck_assert_int_eq(e2e_count(&e), 2);
     pid_t sb2 = e2e_wait_standby(&e, sb, 15000);
     ck_assert_int_ne(sb2, now[1]);
-    ck_assert(!st_has_zombies(e.pid));
+    ck_assert(!tu_has_zombie_children(e.pid));
     st_cleanup(&e);
 }
 END_TEST

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "procstat.h"
 #include "testutil.h"
 
 static long long now_ms(void)
@@ -28,19 +29,7 @@ static long long now_ms(void)
 
 static bool proc_gone(void *arg)
 {
-    pid_t pid = *(pid_t *)arg;
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return true;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return true;
-    buf[n] = '\0';
-    char *rp = strrchr(buf, ')');
-    return rp && rp[2] == 'Z'; /* a zombie of someone else is gone for us */
+    return proc_exited(*(pid_t *)arg); /* a zombie of someone else is gone for us */
 }
 
 START_TEST(test_tu_env_and_ready)

@@ -23,6 +23,7 @@
  * only a reply that came on a connection opened after the kill counts, since
  * a reply the old process wrote just before dying may still be read after. */
 #include "lab.h"
+#include "procstat.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -45,21 +46,6 @@ static int lab_pidfd_open(pid_t pid)
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
-/* Has pid exited (a zombie or reaped)?  From /proc: gone, or state Z. */
-static bool lab_proc_dead(pid_t pid)
-{
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return true;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); /* the name may hold spaces and parens */
-    return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
-}
-
 /* Waits until pid has exited (true), at most ms. */
 static bool lab_wait_dead(int pidfd, pid_t pid, int ms)
 {
@@ -77,7 +63,7 @@ static bool lab_wait_dead(int pidfd, pid_t pid, int ms)
                 return false;
             pidfd = -1; /* poll failed: ask /proc */
         }
-        if (lab_proc_dead(pid))
+        if (proc_exited(pid))
             return true;
         if (lab_now_ns() > deadline)
             return false;

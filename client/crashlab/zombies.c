@@ -12,35 +12,11 @@
 #include "lab.h"
 
 #include <dirent.h>
+
+#include "procstat.h"
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* "pid (comm) S ppid ...": comm may hold spaces and parentheses */
-static int lab_read_stat(pid_t pid, char *state, pid_t *ppid, char *comm, size_t commlen)
-{
-    char p[64], buf[1024];
-    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(p, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *open = strchr(buf, '('), *close = strrchr(buf, ')');
-    if (!open || !close || close < open)
-        return -1;
-    int ppid_i;
-    if (sscanf(close + 1, " %c %d", state, &ppid_i) != 2)
-        return -1;
-    *ppid = ppid_i;
-    size_t cl = (size_t)(close - open - 1);
-    if (cl >= commlen)
-        cl = commlen - 1;
-    memcpy(comm, open + 1, cl);
-    comm[cl] = 0;
-    return 0;
-}
 
 static void lab_zscan_once(lab *l)
 {
@@ -58,10 +34,10 @@ static void lab_zscan_once(lab *l)
         long pid = strtol(e->d_name, &end, 10);
         if (*end || pid <= 0)
             continue;
-        char state, comm[32];
-        pid_t ppid;
-        if (lab_read_stat((pid_t)pid, &state, &ppid, comm, sizeof comm) < 0 || state != 'Z')
+        proc_stat st;
+        if (proc_stat_read((pid_t)pid, &st) < 0 || st.state != 'Z')
             continue;
+        pid_t ppid = st.ppid;
         if (ppid != me && (sup <= 0 || ppid != sup))
             continue;
         size_t i;
@@ -79,7 +55,7 @@ static void lab_zscan_once(lab *l)
             }
             lab_zombie *z = &l->zombies[l->nzombies++];
             *z = (lab_zombie){ .pid = (pid_t)pid, .ppid = ppid, .first_ns = now, .last_ns = now };
-            snprintf(z->comm, sizeof z->comm, "%s", comm);
+            snprintf(z->comm, sizeof z->comm, "%s", st.comm);
             continue;
         }
         lab_zombie *z = &l->zombies[i];

@@ -21,6 +21,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,14 +85,20 @@ const char *log_level_name(enum log_level level)
     return log_names[level];
 }
 
+/* Now, as local time; false (tv still set) when there is no local time. */
+static bool log_now(struct timeval *tv, struct tm *tm)
+{
+    gettimeofday(tv, NULL);
+    return localtime_r(&tv->tv_sec, tm) != NULL;
+}
+
 void log_timestamp(char *buf, unsigned long len)
 {
     struct timeval tv;
     struct tm tm;
     if (len == 0)
         return;
-    gettimeofday(&tv, NULL);
-    if (!localtime_r(&tv.tv_sec, &tm)) {
+    if (!log_now(&tv, &tm)) {
         snprintf(buf, len, "%lld.%06ld", (long long)tv.tv_sec, (long)tv.tv_usec);
         return;
     }
@@ -111,8 +118,7 @@ void log_timestamp_short(char *buf, unsigned long len)
     struct tm tm;
     if (len == 0)
         return;
-    gettimeofday(&tv, NULL);
-    if (!localtime_r(&tv.tv_sec, &tm)) {
+    if (!log_now(&tv, &tm)) {
         snprintf(buf, len, "%lld.%03ld", (long long)tv.tv_sec, (long)tv.tv_usec / 1000);
         return;
     }

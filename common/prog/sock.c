@@ -82,6 +82,15 @@ int sock_listen_unix(const char *path, unsigned mode, int backlog, char *err, si
     return fd;
 }
 
+/* Closes fd after a failed call on it, keeping that call's errno: -1. */
+static int sock_fail(int fd)
+{
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
 int sock_connect_unix(const char *path)
 {
     struct sockaddr_un sa;
@@ -90,16 +99,10 @@ int sock_connect_unix(const char *path)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    for (;;) {
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
-            return fd;
+    while (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
         if (errno != EINTR)
-            break;
-    }
-    int e = errno;
-    close(fd);
-    errno = e;
-    return -1;
+            return sock_fail(fd);
+    return fd;
 }
 
 int sock_lock_file(const char *path)
@@ -107,16 +110,10 @@ int sock_lock_file(const char *path)
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return -1;
-    for (;;) {
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-            return fd;
+    while (flock(fd, LOCK_EX | LOCK_NB) < 0)
         if (errno != EINTR)
-            break;
-    }
-    int e = errno;
-    close(fd);
-    errno = e;
-    return -1;
+            return sock_fail(fd);
+    return fd;
 }
 
 /* /proc/locks rather than trying the lock: a probe that held it even for a

@@ -25,6 +25,7 @@
 
 #include "ctl.h"
 #include "frame.h"
+#include "procstat.h"
 #include "runtime.h"
 #include "sock.h"
 
@@ -310,23 +311,6 @@ static int ctl_child_pid(const rt_paths *rt, const char *id, int timeout, pid_t 
     return rc;
 }
 
-/* The parent pid of pid from /proc, or -1. */
-static pid_t ctl_ppid(pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *rp = strrchr(buf, ')'); /* the name may hold spaces and parens */
-    long ppid;
-    char state;
-    return rp && sscanf(rp + 1, " %c %ld", &state, &ppid) == 2 ? (pid_t)ppid : -1;
-}
-
 /* kill ID: the pid comes from this instance's etssup, and must still be its
  * child when the signal goes (not another user's or instance's process, as
  * a pgrep would find). */
@@ -340,7 +324,7 @@ static int ctl_kill(const rt_paths *rt, const char *id, int sig, int timeout)
         fprintf(stderr, "etsmgrctl: child %s of instance %s is not running now\n", id, rt->instance);
         return CTL_EXIT_UNAVAILABLE;
     }
-    if (pid != sup && ctl_ppid(pid) != sup) {
+    if (pid != sup && proc_ppid(pid) != sup) {
         fprintf(stderr, "etsmgrctl: pid %ld is no longer etssup's child %s (it was just restarted?); try again\n",
                 (long)pid, id);
         return CTL_EXIT_UNAVAILABLE;

@@ -19,6 +19,8 @@
  * grandchild) is killed too. */
 #include "testutil.h"
 
+#include "procstat.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -158,33 +160,13 @@ static bool tu_proc_has_instance(pid_t pid, const char *instance)
     return false;
 }
 
-static pid_t tu_ppid_of(pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    char *rp = strrchr(buf, ')'); /* comm may hold spaces and parens */
-    char state;
-    long ppid;
-    if (!rp || sscanf(rp + 1, " %c %ld", &state, &ppid) != 2)
-        return -1;
-    return (pid_t)ppid;
-}
-
 /* Kill processes of this instance that are not ours to wait for. */
 static int tu_kill_instance_strays(const char *instance)
 {
     int total = 0;
     pid_t anc[64];
     int nanc = 0;
-    for (pid_t p = getpid(); p > 1 && nanc < 64; p = tu_ppid_of(p))
+    for (pid_t p = getpid(); p > 1 && nanc < 64; p = proc_ppid(p))
         anc[nanc++] = p;
     for (int round = 0; round < 3; round++) {
         DIR *d = opendir("/proc");
@@ -600,20 +582,8 @@ bool tu_has_zombie_children(pid_t pid)
         long p = strtol(de->d_name, &end, 10);
         if (*end || p <= 0)
             continue;
-        char path[64], buf[512];
-        snprintf(path, sizeof path, "/proc/%ld/stat", p);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n <= 0)
-            continue;
-        buf[n] = '\0';
-        char *rp = strrchr(buf, ')');
-        char state;
-        long ppid;
-        if (rp && sscanf(rp + 1, " %c %ld", &state, &ppid) == 2 && ppid == (long)pid && state == 'Z')
+        proc_stat st;
+        if (proc_stat_read((pid_t)p, &st) == 0 && st.ppid == pid && st.state == 'Z')
             found = true;
     }
     closedir(d);
