@@ -591,6 +591,15 @@ static cJSON *op_add_table(req_ctx *x)
     return r;
 }
 
+/* The managed table called name; NULL with the reply in *err. */
+static mgrd_table *find_managed(req_ctx *x, const char *name, cJSON **err)
+{
+    mgrd_table *rt = mgrd_reg_find(x->m, name);
+    if (!rt)
+        *err = proto_reply_err(x->req, PROTO_E_NOT_FOUND, "no table named %s is managed", name);
+    return rt;
+}
+
 static cJSON *op_del_table(req_ctx *x)
 {
     mgrd *m = x->m;
@@ -603,9 +612,9 @@ static cJSON *op_del_table(req_ctx *x)
     if (proto_get_bool(x->req, "unlink", &unlink_it, msg, sizeof msg) < 0 ||
         proto_get_bool(x->req, "force", &force, msg, sizeof msg) < 0)
         return proto_reply_err(x->req, PROTO_E_BAD_REQUEST, "%s", msg);
-    mgrd_table *rt = mgrd_reg_find(m, name);
+    mgrd_table *rt = find_managed(x, name, &err);
     if (!rt)
-        return proto_reply_err(x->req, PROTO_E_NOT_FOUND, "no table named %s is managed", name);
+        return err;
     if (refused(x, rt, force ? MGRD_ACT_FORCE_DELETE : MGRD_ACT_DELETE, &err))
         return err;
     if (rt->owner && rt->owner != x->p) /* (only a force gets here so) */
@@ -654,9 +663,9 @@ static cJSON *op_give_away(req_ctx *x)
     const char *data = NULL;
     if (get_short_string(x, "data", &data, &err) < 0)
         return err;
-    mgrd_table *rt = mgrd_reg_find(m, name);
+    mgrd_table *rt = find_managed(x, name, &err);
     if (!rt)
-        return proto_reply_err(x->req, PROTO_E_NOT_FOUND, "no table named %s is managed", name);
+        return err;
     if (refused(x, rt, MGRD_ACT_GIVE, &err))
         return err;
     mgrd_peer *to = mgrd_peer_find(m, (pid_t)pid, rt->uid);
@@ -717,12 +726,7 @@ static cJSON *op_snapshot(req_ctx *x)
 static mgrd_table *get_managed(req_ctx *x, cJSON **err)
 {
     const char *name = get_name(x, err);
-    if (!name)
-        return NULL;
-    mgrd_table *rt = mgrd_reg_find(x->m, name);
-    if (!rt)
-        *err = proto_reply_err(x->req, PROTO_E_NOT_FOUND, "no table named %s is managed", name);
-    return rt;
+    return name ? find_managed(x, name, err) : NULL;
 }
 
 /* A managed table others may open (access.c decides). */

@@ -320,9 +320,7 @@ START_TEST(test_info_shows_own_tables_only)
     int fd = me_sock(&E);
     cJSON_Delete(me_call(fd, "{\"op\":\"new_table\",\"id\":1,\"name\":\"roots\"}"));
     char sock[256];
-    snprintf(sock, sizeof sock, "%s/etsmgrd.sock", E.dir);
-    ck_assert_int_eq(chmod(E.dir, 0711), 0);
-    ck_assert_int_eq(chmod(sock, 0666), 0);
+    tu_open_mgr_sock(&E, sock, sizeof sock);
     char buf[512];
     me_as_nobody(nobody_info, sock, buf, sizeof buf);
     ck_assert_str_eq(buf, "mine\nnot_found\n");

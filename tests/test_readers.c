@@ -214,17 +214,13 @@ END_TEST
 /* Uid 65534 (no group) is refused a root table, whatever its access. */
 START_TEST(test_other_uid_refused)
 {
-    if (geteuid() != 0) {
-        fprintf(stderr, "test_other_uid_refused: skipped, needs root to run a client as uid 65534\n");
+    if (!tu_root_or_skip("test_other_uid_refused"))
         return;
-    }
     rd_mgr();
     etsmgr_client *owner = rd_connect();
     rd_new(owner, "pub", ETSMGR_PUBLIC);
     char sock[256];
-    snprintf(sock, sizeof sock, "%s/etsmgrd.sock", E.dir);
-    ck_assert_int_eq(chmod(E.dir, 0711), 0);
-    ck_assert_int_eq(chmod(sock, 0666), 0);
+    tu_open_mgr_sock(&E, sock, sizeof sock);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {

@@ -243,19 +243,15 @@ END_TEST
  * uid's table is refused at once, not queued. */
 START_TEST(test_waiter_other_uid_refused)
 {
-    if (geteuid() != 0) {
-        fprintf(stderr, "test_waiter_other_uid_refused: skipped, needs root to run a client as uid 65534\n");
+    if (!tu_root_or_skip("test_waiter_other_uid_refused"))
         return;
-    }
     tu_env e;
     tu_env_init(&e);
     dt_start(&e, NULL);
     int fd = dt_connect(&e);
     pid_t owner = dt_fork_owner(&e, "mine", "mine", 1);
     char sock[256];
-    snprintf(sock, sizeof sock, "%s/etsmgrd.sock", e.dir);
-    ck_assert_int_eq(chmod(e.dir, 0711), 0);
-    ck_assert_int_eq(chmod(sock, 0666), 0);
+    tu_open_mgr_sock(&e, sock, sizeof sock);
     sb_waiter w = sb_fork_waiter(&e, "mine", -1, 65534);
     char rep[64], want[32];
     sb_report(&w, SB_MS, rep, sizeof rep);

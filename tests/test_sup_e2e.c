@@ -180,6 +180,17 @@ static pid_t e2e_wait_standby(st_env *e, pid_t old, int timeout_ms)
     return 0;
 }
 
+/* etssup with etscounterd's standby, one count made: the children's pids
+ * in p; returns the standby's pid once etsmgrd has queued it */
+static pid_t e2e_start_standby(st_env *e, pid_t p[2])
+{
+    st_init(e);
+    ck_assert_int_gt(st_start_ex(e, true, 20000), 0);
+    ck_assert_int_eq(e2e_count(e), 1);
+    st_pids(e, p);
+    return e2e_wait_standby(e, 0, 15000);
+}
+
 /* The active etscounterd is SIGKILLed: its standby is the child now, it
  * serves the next count with nothing lost or doubled, the restart counts,
  * and a new standby is started. */
@@ -225,12 +236,8 @@ END_TEST
 START_TEST(test_standby_killed)
 {
     st_env e;
-    st_init(&e);
-    ck_assert_int_gt(st_start_ex(&e, true, 20000), 0);
-    ck_assert_int_eq(e2e_count(&e), 1);
     pid_t p[2];
-    st_pids(&e, p);
-    pid_t sb = e2e_wait_standby(&e, 0, 15000);
+    pid_t sb = e2e_start_standby(&e, p);
     kill(sb, SIGKILL);
     pid_t sb2 = e2e_wait_standby(&e, sb, 15000);
     ck_assert_int_ne(sb2, p[1]);
@@ -252,12 +259,8 @@ END_TEST
 START_TEST(test_standby_both_killed)
 {
     st_env e;
-    st_init(&e);
-    ck_assert_int_gt(st_start_ex(&e, true, 20000), 0);
-    ck_assert_int_eq(e2e_count(&e), 1);
     pid_t p[2];
-    st_pids(&e, p);
-    pid_t sb = e2e_wait_standby(&e, 0, 15000);
+    pid_t sb = e2e_start_standby(&e, p);
     kill(sb, SIGKILL);
     kill(p[1], SIGKILL);
     ck_assert(st_wait_settled(&e, 1, p[1], 15000));
@@ -278,12 +281,8 @@ END_TEST
 START_TEST(test_standby_mgr_killed)
 {
     st_env e;
-    st_init(&e);
-    ck_assert_int_gt(st_start_ex(&e, true, 20000), 0);
-    ck_assert_int_eq(e2e_count(&e), 1);
     pid_t p[2];
-    st_pids(&e, p);
-    pid_t sb = e2e_wait_standby(&e, 0, 15000);
+    pid_t sb = e2e_start_standby(&e, p);
     kill(p[0], SIGKILL);
     ck_assert(st_wait_settled(&e, 0, p[0], 15000));
     ck_assert_int_eq(e2e_count(&e), 2);

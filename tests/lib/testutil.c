@@ -570,6 +570,23 @@ void tu_shm_path(const tu_env *e, unsigned long uid, const char *table, char *bu
     snprintf(buf, len, "/dev/shm/%s:%lu:%s", e->instance, uid, table);
 }
 
+bool tu_root_or_skip(const char *test)
+{
+    if (geteuid() == 0)
+        return true;
+    fprintf(stderr, "%s: skipped, needs root to run a client as uid 65534\n", test);
+    return false;
+}
+
+void tu_open_mgr_sock(const tu_env *e, char *sock, size_t len)
+{
+    snprintf(sock, len, "%s/etsmgrd.sock", e->dir);
+    if (chmod(e->dir, 0711) < 0 || chmod(sock, 0666) < 0) {
+        fprintf(stderr, "tu_open_mgr_sock: chmod %s or %s: %s\n", e->dir, sock, strerror(errno));
+        abort();
+    }
+}
+
 bool tu_has_zombie_children(pid_t pid)
 {
     DIR *d = opendir("/proc");

@@ -55,6 +55,13 @@ void tu_shm_path(const tu_env *e, unsigned long uid, const char *table, char *bu
 /* True when some process is a zombie child of pid (from /proc). */
 bool tu_has_zombie_children(pid_t pid);
 
+/* Tests that run a client as another uid (65534) need root: true as root,
+ * else false after saying on stderr that test is skipped. */
+bool tu_root_or_skip(const char *test);
+/* Lets other uids reach the instance's etsmgrd socket (the dir 0711, the
+ * socket 0666; the test owns both) and puts its path in sock. */
+void tu_open_mgr_sock(const tu_env *e, char *sock, size_t len);
+
 /* The runner's record of what tests create, so that it can remove and report
  * what a test left behind: a failed check assertion ends the test with
  * _exit() and a timed-out test is SIGKILLed, so no atexit handler runs.
