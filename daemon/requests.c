@@ -337,8 +337,12 @@ static cJSON *queue_waiter(req_ctx *x, mgrd_table *rt, const char *heir_data)
 
 /* An own object of the table exists but the daemon does not manage it (it
  * was let go with del_table, or appeared after the start-up scan, or was
- * invalid then): adopt it if it is a valid table of the caller's uid. */
-static mgrd_table *adopt_existing(req_ctx *x, const char *name, const mgrd_obj *o, cJSON **err)
+ * invalid then): adopt it if it is a valid table of the caller's uid and
+ * of the type asked for.  Every check comes before the registration: a
+ * refused request leaves the object as unmanaged as it found it (adopted,
+ * it would be an orphan that --orphan-ttl may remove, data and all). */
+static mgrd_table *adopt_existing(req_ctx *x, const char *name, const mgrd_obj *o, const etsmgr_table_opts *opts,
+                                  cJSON **err)
 {
     if (o->uid != x->p->uid) {
         *err = proto_reply_err(x->req, PROTO_E_FORBIDDEN,
@@ -357,6 +361,10 @@ static mgrd_table *adopt_existing(req_ctx *x, const char *name, const mgrd_obj *
     if (strcmp(etsmgr_table_name(t), name) != 0) {
         *err = proto_reply_err(x->req, PROTO_E_INVALID_TABLE, "/dev/shm%s holds table %.64s, not %s",
                                o->shm_name, etsmgr_table_name(t), name);
+        etsmgr_table_close(t);
+        return NULL;
+    }
+    if ((*err = wrong_type(x, t, name, opts)) != NULL) {
         etsmgr_table_close(t);
         return NULL;
     }
@@ -463,13 +471,9 @@ static cJSON *op_new_table(req_ctx *x)
             return f < 0 ? err_listing(x)
                          : proto_reply_err(x->req, PROTO_E_INTERNAL, "table %s appeared and vanished while it was "
                                            "created; try again", name);
-        rt = adopt_existing(x, name, &o, &err);
+        rt = adopt_existing(x, name, &o, &opts, &err);
         if (!rt)
             return err;
-        if ((err = wrong_type(x, rt->t, name, &opts)) != NULL) {
-            /* adopted, not given: it stays an orphan under management */
-            return err;
-        }
         mgrd_reg_give(m, rt, x->p);
         x->undo = UNDO_ADOPTED;
         x->undo_rt = rt;

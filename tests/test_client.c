@@ -157,6 +157,45 @@ START_TEST(test_table_type)
 }
 END_TEST
 
+/* new_table of the other type for a table the daemon does not manage (let
+ * go with del_table without unlink): refused as wrong_type and nothing
+ * changes, the object is not adopted (it was: an orphan under management,
+ * that --orphan-ttl could then remove); the right type adopts it, data and all */
+START_TEST(test_table_type_unmanaged)
+{
+    ct_mgr();
+    etsmgr_client *c = ct_connect();
+    etsmgr_table *t, *u = NULL;
+    etsmgr_table_opts o = {.type = ETSMGR_ORDERED_SET};
+    int err = etsmgr_new_table(c, "loose", &o, NULL, &t, NULL);
+    ck_assert_msg(err == ETSMGR_OK, "%s", etsmgr_client_message(c));
+    etsmgr_value v = {.type = ETSMGR_INT, .i = 7};
+    ck_assert_int_eq(etsmgr_table_insert(t, "a", 1, &v), 0);
+    err = etsmgr_del_table(c, t, 0); /* let go: the object and its data stay */
+    ck_assert_msg(err == ETSMGR_OK, "%s", etsmgr_client_message(c));
+    ck_assert_int_eq(ct_owner(c, "loose"), -1);
+    ck_assert_int_eq(tu_count_shm(&E), 1);
+
+    err = etsmgr_new_table(c, "loose", NULL, NULL, &u, NULL); /* a set asked for */
+    ck_assert_int_eq(err, ETSMGR_EREFUSED);
+    ck_assert_str_eq(etsmgr_client_error(c), "wrong_type");
+    ck_assert_ptr_null(u);
+    ck_assert_msg(ct_owner(c, "loose") == -1, "a refused new_table left the table managed (owner %ld)",
+                  ct_owner(c, "loose"));
+    ck_assert_int_eq(tu_count_shm(&E), 1);
+
+    etsmgr_grant g;
+    err = etsmgr_new_table(c, "loose", &o, NULL, &u, &g);
+    ck_assert_msg(err == ETSMGR_OK, "%s", etsmgr_client_message(c));
+    ck_assert_int_eq(g.created, 0);
+    ck_assert_int_eq(ct_owner(c, "loose"), getpid());
+    etsmgr_value got;
+    ck_assert_int_eq(etsmgr_table_lookup(u, "a", 1, &got, NULL, 0), 0);
+    ck_assert_int_eq(got.i, 7);
+    etsmgr_client_close(c);
+}
+END_TEST
+
 START_TEST(test_table_comes_back)
 {
     ct_mgr();
@@ -496,6 +535,7 @@ Suite *client_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_table_comes_back);
     tcase_add_test(tc, test_table_type);
+    tcase_add_test(tc, test_table_type_unmanaged);
     tcase_add_test(tc, test_owned_by_another);
     tcase_add_test(tc, test_give_away);
     suite_add_tcase(s, tc);
