@@ -413,7 +413,7 @@ START_TEST(update_counter_once)
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 5, &o, &v, &dup), 0);
     ck_assert_int_eq(v, 5);
     ck_assert_int_eq(dup, 0);
-    ck_assert_uint_eq(t->h->version, 4);
+    ck_assert_uint_eq(t->h->version, TBL_VERSION_ONCE2); /* request-id records of layout 2 */
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 5, &o, &v, &dup), 0);
     ck_assert_int_eq(v, 5);
     ck_assert_int_eq(dup, 1);
@@ -511,6 +511,85 @@ START_TEST(update_counter_once_limit)
 }
 END_TEST
 
+/* Keep times out of arrival order: the ring's tail stops at a kept record,
+ * the ring fills with expired ones behind it and is rebuilt without them;
+ * every kept rid stays known through it all, and the store stays within
+ * max_records. */
+START_TEST(update_counter_once_mixed_keep)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int dup;
+    for (uint64_t i = 0; i < 6000; i++) {
+        etsmgr_once o = once_of(i, i % 3 == 0 ? far : 1);
+        o.max_records = 2500;
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        ck_assert_int_eq(dup, 0);
+    }
+    for (uint64_t i = 0; i < 6000; i += 3) {
+        etsmgr_once o = once_of(i, far);
+        o.max_records = 2500;
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        ck_assert_int_eq(dup, 1);
+        ck_assert_int_eq(v, (int64_t)i + 1);
+    }
+    ck_assert_int_eq(tt_get_int(t, "c", &dup), 6000);
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+/* A table written by an older library, its records in layout 1 (32-byte
+ * records open-addressed, table version 4): its rids are still known, the
+ * first count rebuilds the region into layout 2, and the table then says
+ * version 6. */
+START_TEST(update_counter_once_layout1)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int dup;
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "c", 1, 10, 0, &v), 0);
+    /* the old region by hand: magic, cap, used, key, then 64 records */
+    uint64_t off, size = 8 * (8 + 4 * 64);
+    ck_assert_int_eq(tbl_op_begin(t, "old", true), 0);
+    ck_assert_int_eq(tbl_alloc(t, size, &off), 0);
+    uint64_t *w = tbl_word(t, off);
+    memset(w, 0, size);
+    w[0] = 0x31454f4e4f4d5445ull; /* "ETMONOE1" */
+    w[1] = 64;
+    w[2] = 3;
+    for (uint64_t i = 0; i < 3; i++) {
+        uint64_t *rec = w + 8 + 4 * (i * 17);
+        etsmgr_once o = once_of(100 + i, far);
+        memcpy(&rec[0], o.rid, 8);
+        memcpy(&rec[1], o.rid + 8, 8);
+        rec[2] = 1000 + i;
+        rec[3] = (uint64_t)(i == 2 ? 1 : far); /* the last one expired */
+    }
+    tbl_set(t, TBL_HOFF(once_off), off);
+    tbl_set(t, TBL_HOFF(live_bytes), t->h->live_bytes + size);
+    t->h->version = TBL_VERSION_ONCE;
+    ck_assert_int_eq(tbl_op_end(t, 0), 0);
+    tt_check(t);
+    etsmgr_once o = once_of(101, far);
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    ck_assert_int_eq(dup, 1);
+    ck_assert_int_eq(v, 1001);
+    ck_assert_uint_eq(t->h->version, TBL_VERSION_ONCE2);
+    ck_assert_uint_ne(t->h->once_off, off);
+    o = once_of(100, far);
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    ck_assert_int_eq(dup, 1);
+    ck_assert_int_eq(v, 1000);
+    o = once_of(102, far); /* expired: dropped by the rebuild, counted anew */
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    ck_assert_int_eq(dup, 0);
+    ck_assert_int_eq(v, 11);
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 /* A full store gets room when its first record's keep time passes. */
 static etsmgr_table *room_t;
 static bool once_room(void *arg)
@@ -572,6 +651,8 @@ Suite *table_suite(void)
     tcase_add_test(tc, update_counter_once_limit);
     tcase_add_test(tc, update_counter_once_stale_clock);
     tcase_add_test(tc, update_counter_once_room_later);
+    tcase_add_test(tc, update_counter_once_mixed_keep);
+    tcase_add_test(tc, update_counter_once_layout1);
     tcase_add_test(tc, strerror_all);
     suite_add_tcase(s, tc);
     return s;

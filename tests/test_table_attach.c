@@ -121,10 +121,12 @@ struct field_case {
 #define F(field) offsetof(struct tbl_hdr, field)
 static const struct field_case fields[] = {
     {"magic", F(magic), 8, 1, 0, ETSMGR_EBADMAGIC},
-    {"version", F(version), 4, 3, 0, ETSMGR_EVERSION}, /* 3 -> 6: 4 has request-id records, 5 is ordered */
+    /* 3 -> 8: 4 and 6 have request-id records, 5 and 7 are ordered */
+    {"version", F(version), 4, 5, 0, ETSMGR_EVERSION},
     {"ordered type in a version 3 table", F(ttype), 4, 1, 1, ETSMGR_ECORRUPT},
     {"table type out of range", F(ttype), 4, 7, 1, ETSMGR_ECORRUPT},
     {"version 5 (ordered) in a set", F(version), 4, 5, 1, ETSMGR_ECORRUPT},
+    {"version 7 (ordered, request-id records of layout 2) in a set", F(version), 4, 7, 1, ETSMGR_ECORRUPT},
     {"once_off in a version 1 table", F(once_off), 8, 1ll << 16, 1, ETSMGR_ECORRUPT},
     {"version 0", F(version), 4, 0, 1, ETSMGR_EVERSION},
     {"hdr_size", F(hdr_size), 4, 4096, 1, ETSMGR_ECORRUPT},

@@ -412,7 +412,7 @@ static void once_first_setup(etsmgr_table *t)
 }
 static void once_rebuild_setup(etsmgr_table *t)
 {
-    once_n = 48;
+    once_n = 64; /* the first region's ring is full: the next count rebuilds it */
     once_setup(t);
 }
 static int a_once(etsmgr_table *t)

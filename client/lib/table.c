@@ -62,10 +62,11 @@ _Static_assert(ETSMGR_NAME_MAX == RT_NAME_MAX, "table names follow runtime.h's o
 int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize)
 {
     if (h->magic != TBL_MAGIC) return tbl_why(ETSMGR_EBADMAGIC, "wrong magic %#llx", ULL(h->magic));
-    if (h->version != TBL_VERSION && h->version != TBL_VERSION_ONCE && h->version != TBL_VERSION_ORDERED)
+    if (h->version < TBL_VERSION || h->version > TBL_VERSION_ORDERED_ONCE2)
         return tbl_why(ETSMGR_EVERSION,
-                       "layout version %llu, this library reads %llu, 4 (with request-id records) and 5 (ordered)",
-                       ULL(h->version), ULL(TBL_VERSION));
+                       "layout version %llu, this library reads %llu to %llu (4 and 6 with request-id records, 5 and 7 "
+                       "ordered)",
+                       ULL(h->version), ULL(TBL_VERSION), ULL(TBL_VERSION_ORDERED_ONCE2));
     if (h->hdr_size != TBL_HDR_SIZE)
         return tbl_why(ETSMGR_ECORRUPT, "header size %llu, expected %llu", ULL(h->hdr_size),
                        ULL(TBL_HDR_SIZE));
@@ -101,7 +102,9 @@ int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize)
     if (h->owner_pid > INT32_MAX || h->heir_pid > INT32_MAX)
         return tbl_why(ETSMGR_ECORRUPT, "owner/heir pid out of range %llu %llu", ULL(h->owner_pid),
                        ULL(h->heir_pid));
-    if ((h->ttype == ETSMGR_ORDERED_SET) != (h->version == TBL_VERSION_ORDERED) || h->ttype > ETSMGR_ORDERED_SET)
+    if ((h->ttype == ETSMGR_ORDERED_SET) !=
+            (h->version == TBL_VERSION_ORDERED || h->version == TBL_VERSION_ORDERED_ONCE2) ||
+        h->ttype > ETSMGR_ORDERED_SET)
         return tbl_why(ETSMGR_ECORRUPT, "table type %llu does not match layout version %llu", ULL(h->ttype),
                        ULL(h->version));
     if (h->ttype == ETSMGR_ORDERED_SET &&

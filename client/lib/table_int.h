@@ -58,6 +58,8 @@
 #define TBL_VERSION 3u          /* 3: stripes and homes by the hash's top bits */
 #define TBL_VERSION_ONCE 4u     /* 3 with request-id records (once_off != 0): a v3 reader refuses it */
 #define TBL_VERSION_ORDERED 5u  /* 4 with ttype = ETSMGR_ORDERED_SET and its skiplist: older readers refuse it */
+#define TBL_VERSION_ONCE2 6u    /* 4 with the request-id records of layout 2 (table_once.c): older readers refuse it */
+#define TBL_VERSION_ORDERED_ONCE2 7u /* 5 with the request-id records of layout 2 */
 #define TBL_HDR_SIZE 36864u     /* header incl. undo log and stripes; the heap starts here */
 #define TBL_NSTRIPES 2048u      /* sequence words readers validate against */
 #define TBL_TOUCH_MAX 32        /* stripes one change or group may make odd */

@@ -5,38 +5,65 @@
  * Why a region and not entries: a count that records "rid -> value" as
  * ordinary entries costs four changes (the counter, evict an old rid, insert
  * the rid, insert a ring slot), each hashing, probing and allocating.  Here
- * the records are fixed-size words in one heap block, found by open
- * addressing on the rid itself, so a count is: one lock, one probe of the
- * counter, one probe of the records, and five or six undo-logged word writes
- * (the record's four words, perhaps the used count, the counter).  It stays
- * one atomic change of the table (table_int.h): a SIGKILL anywhere inside
- * leaves neither the increment nor the record.
+ * a count is: one lock, one probe of the counter, one probe of the index
+ * below, and three or four undo-logged word writes (the index entry, the
+ * filled count, the ring head, perhaps the ring tail) plus the record's four
+ * plain stores.  It stays one atomic change of the table (table_int.h): a
+ * SIGKILL anywhere inside leaves neither the increment nor the record.
+ *
+ * Why this layout (layout 2): nearly every count brings a new rid, and with
+ * records kept for seconds at a million counts a second the region is far
+ * bigger than the caches, so what a count costs is the cache lines it
+ * misses.  Layout 1 (32-byte records open-addressed on the rid, probed to
+ * the first empty one at up to 3/4 load) walked several records, often
+ * across lines: 43% of etscounterd's time under the pipelined bench
+ * (docs/performance.md).  Layout 2 keeps the records in arrival order in a
+ * ring, which a count appends to (the head's line is warm), and finds them
+ * through a compact index of 64-byte buckets, each one cache line of eight
+ * (32-bit hash tag, ring slot) entries, at most half full: a new rid's
+ * lookup reads one line and ends at an empty entry in it; a record is read
+ * only when its tag matches (a retry, or a 1 in 2^32 false match).
  *
  * The region (its offset is the header's state word once_off):
- *   word 0  magic          word 1  cap (records, a power of two)
- *   word 2  used           (records ever filled since the last rebuild)
- *   words 3-4  a random key for the slot hash, so that a sender cannot
- *           choose rids that all land on one probe chain
- *   words 5-7  zero
- *   then cap records of 4 words: rid (2 words), value, keep_until.
- * A record with keep_until == 0 is empty; one with keep_until < now is
- * expired: it may be overwritten by a new rid, and a rebuild drops it.  A
- * record is never dropped or overwritten before its keep_until: a sender
- * may still send that rid again until then.  Expired records still answer
- * a lookup of their rid while they are there (they are still true).
+ *   word 0  magic ("ETMONOE2")     word 1  R: ring records, a power of two
+ *   word 2  head   word 3  tail: records appended since the rebuild, and
+ *           dropped from the ring's start; the ring holds [tail, head),
+ *           slot = position mod R
+ *   words 4-5  a random key for the hash, so that a sender cannot choose
+ *           rids that all land in one bucket
+ *   word 6  filled: index entries used (those of dropped records too)
+ *   word 7  zero
+ *   then R records of 4 words: rid (2 words), value, keep_until;
+ *   then the index, 4R entries of 8 bytes (R/2 buckets), at the first
+ *   64-byte boundary after the records: an entry is tag << 32 | (slot + 1),
+ *   0 empty.
+ * Only the records in [tail, head) are the store.  A record is written
+ * with plain stores into the slot at head (outside that window, so no one
+ * reads it) and becomes part of the store when the logged head moves over
+ * it; a rollback restores head and the slot drops out of the window again.
+ * Index entries are never removed one by one: an entry whose slot is out
+ * of the window, or holds another rid by now, is skipped.  So the index
+ * fills, and at half full (filled = 2R) the region is rebuilt.
  *
- * Lookup probes from hash(rid) to the first empty record.  Insertion takes
- * the first expired record on that path, else the empty one; when that
- * would fill more than 3/4 of the records, the region is rebuilt first:
- * a new block sized for twice the live records (at least ONCE_MIN_CAP) is
- * filled in unreachable space, then once_off is switched through the undo
- * log and the old block freed at commit, like the index's rehash.  A
- * rebuild also comes first when the filled records would exceed
- * max_records (filled counts expired ones too, so live <= filled <=
- * max_records always); when more than max_records would be live even after
- * it, nothing changes: ETSMGR_ERIDFULL.  A full region is known to stay
- * full until its earliest keep time (the handle remembers it), so the
- * requests refused meanwhile cost no scan.
+ * A record is never dropped before its keep_until: a sender may still send
+ * that rid again until then.  Each count first drops up to ONCE_TAIL_STEPS
+ * records at the tail whose keep time has passed (keep times mostly come
+ * in arrival order); when the ring is full all it can; when it is still
+ * full, or the index half full, the region is rebuilt: a new block sized
+ * for twice the live records (at least ONCE_MIN_CAP) is filled in
+ * unreachable space with the live records in order and their index, then
+ * once_off is switched through the undo log and the old block freed at
+ * commit, like the index's rehash.  A rebuild also comes first when the
+ * window's records (expired ones too, so live <= window <= max_records
+ * always) would exceed max_records; when more than max_records would be
+ * live even after it, nothing changes: ETSMGR_ERIDFULL.  A full region is
+ * known to stay full until its earliest keep time (the handle remembers
+ * it), so the requests refused meanwhile cost no scan.
+ *
+ * Layout 1 regions (tables of layout version 4, or 5 when ordered, written
+ * by older libraries) are read, and rebuilt into layout 2 by the first
+ * change that meets them; the table's version then says 6 (7 when ordered),
+ * which older libraries refuse in words rather than misread.
  *
  * Deadlines: an unrecorded rid is refused once its deadline has passed,
  * checked before any write and again as the last step before the commit
@@ -54,16 +81,21 @@
  * a wall-clock step does not move, and a table lives in /dev/shm, which
  * does not outlive the boot that clock counts from. */
 #include <errno.h>
+#include <stdio.h>
 #include <sys/random.h>
 #include <time.h>
 
 #include "table_int.h"
 
-#define ONCE_MAGIC 0x31454f4e4f4d5445ull /* "ETMONOE1" little-endian */
+#define ONCE_MAGIC1 0x31454f4e4f4d5445ull /* "ETMONOE1" little-endian: layout 1 */
+#define ONCE_MAGIC 0x32454f4e4f4d5445ull  /* "ETMONOE2": layout 2 */
 #define ONCE_HDR_WORDS 8u
 #define ONCE_REC_WORDS 4u
 #define ONCE_MIN_CAP 64u
 #define ONCE_MAX_CAP (1ull << 28)
+#define ONCE_IDX_PER_REC 4u /* index entries per ring record */
+#define ONCE_BUCKET 8u      /* index entries per 64-byte bucket */
+#define ONCE_TAIL_STEPS 4u  /* expired records a count drops at most */
 
 int64_t etsmgr_mono_ms(void)
 {
@@ -72,16 +104,31 @@ int64_t etsmgr_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static uint64_t once_size(uint64_t cap) { return 8u * (ONCE_HDR_WORDS + ONCE_REC_WORDS * cap); }
+
+static uint64_t once_size1(uint64_t cap) { return 8u * (ONCE_HDR_WORDS + ONCE_REC_WORDS * cap); }
+/* header, ring, up to 56 bytes to align the index, index (+8: rounding) */
+static uint64_t once_size(uint64_t cap) { return 8u * (ONCE_HDR_WORDS + ONCE_REC_WORDS * cap) + 64u + 8u * ONCE_IDX_PER_REC * cap; }
+
+static uint64_t *once_rec(uint64_t *reg, uint64_t slot) { return reg + ONCE_HDR_WORDS + ONCE_REC_WORDS * slot; }
+
+/* The index of the layout 2 region at off: the first 64-byte boundary after
+ * its records (the mapping is page-aligned, so offsets align as addresses). */
+static uint64_t once_idx_off(uint64_t off, uint64_t cap)
+{
+    return (off + 8u * (ONCE_HDR_WORDS + ONCE_REC_WORDS * cap) + 63u) & ~(uint64_t)63u;
+}
 
 uint64_t tbl_once_bytes(etsmgr_table *t, uint64_t off)
 {
     if (!off || (off & 7u) || off < TBL_HDR_SIZE || off > t->top - 64) return 0;
     const uint64_t *w = tbl_word(t, off);
     uint64_t cap = w[1];
-    if (w[0] != ONCE_MAGIC || cap < ONCE_MIN_CAP || cap > ONCE_MAX_CAP || (cap & (cap - 1))) return 0;
-    uint64_t size = once_size(cap);
-    if (size > t->top - off || w[2] > cap) return 0;
+    if ((w[0] != ONCE_MAGIC && w[0] != ONCE_MAGIC1) || cap < ONCE_MIN_CAP || cap > ONCE_MAX_CAP || (cap & (cap - 1)))
+        return 0;
+    uint64_t size = w[0] == ONCE_MAGIC ? once_size(cap) : once_size1(cap);
+    if (size > t->top - off) return 0;
+    if (w[0] == ONCE_MAGIC1) return w[2] > cap ? 0 : size;
+    if (w[3] > w[2] || w[2] - w[3] > cap || w[6] > ONCE_IDX_PER_REC * cap) return 0;
     return size;
 }
 
@@ -98,57 +145,87 @@ static uint64_t once_mix(uint64_t h)
     return h;
 }
 
-static uint64_t once_slot(const uint64_t *reg, uint64_t r0, uint64_t r1)
+/* the low bits pick the bucket, the high 32 are the tag */
+static uint64_t once_hash(const uint64_t *reg, uint64_t r0, uint64_t r1)
 {
-    return once_mix(once_mix(r0 ^ reg[3]) ^ r1 ^ reg[4]) & (reg[1] - 1);
+    return once_mix(once_mix(r0 ^ reg[4]) ^ r1 ^ reg[5]);
 }
 
-static uint64_t *once_rec(uint64_t *reg, uint64_t i) { return reg + ONCE_HDR_WORDS + ONCE_REC_WORDS * i; }
-
-/* 1: rid found at *pos; 0: absent, *pos the empty record ending its chain
- * and *reuse the first expired one before it (UINT64_MAX: none); <0: the
- * region has no empty record (scribbled). */
-static int once_find(uint64_t *reg, uint64_t r0, uint64_t r1, int64_t now, uint64_t *pos, uint64_t *reuse)
+/* The next record at or after position *i that is kept at now (INT64_MIN:
+ * any record), in either layout; NULL after the last.  Start with *i = 0. */
+static const uint64_t *once_next(uint64_t *reg, uint64_t *i, int64_t now)
 {
-    uint64_t cap = reg[1], mask = cap - 1, i = once_slot(reg, r0, r1);
-    *reuse = UINT64_MAX;
-    for (uint64_t n = 0; n < cap; n++, i = (i + 1) & mask) {
-        const uint64_t *rec = once_rec(reg, i);
-        if (rec[3] == 0) {
-            *pos = i;
-            return 0;
+    bool ring = reg[0] == ONCE_MAGIC;
+    uint64_t end = ring ? reg[2] : reg[1];
+    if (ring && *i < reg[3]) *i = reg[3];
+    while (*i < end) {
+        const uint64_t *rec = once_rec(reg, *i & (reg[1] - 1));
+        ++*i;
+        if (rec[3] && (int64_t)rec[3] >= now) return rec;
+    }
+    return NULL;
+}
+
+/* In the layout 2 region at off: 1, rid (r0, r1) is in the store, its
+ * record at ring slot *slot; 0, absent, *ent the empty index entry ending
+ * its probe; <0, no empty entry at all (scribbled). */
+static int once_find(etsmgr_table *t, uint64_t off, uint64_t r0, uint64_t r1, uint64_t *ent, uint64_t *slot)
+{
+    uint64_t *reg = tbl_word(t, off), cap = reg[1], nb = cap * ONCE_IDX_PER_REC / ONCE_BUCKET;
+    uint64_t head = reg[2], tail = reg[3], h = once_hash(reg, r0, r1), b = h & (nb - 1);
+    const uint64_t *idx = tbl_word(t, once_idx_off(off, cap));
+    uint32_t tag = (uint32_t)(h >> 32);
+    for (uint64_t n = 0; n < nb; n++, b = (b + 1) & (nb - 1)) {
+        const uint64_t *bk = idx + ONCE_BUCKET * b;
+        for (unsigned j = 0; j < ONCE_BUCKET; j++) {
+            uint64_t e = bk[j];
+            if (!e) {
+                *ent = ONCE_BUCKET * b + j;
+                return 0;
+            }
+            if ((uint32_t)(e >> 32) != tag) continue;
+            uint64_t s = (uint32_t)e - 1u;
+            if (s >= cap || ((s - tail) & (cap - 1)) >= head - tail) continue; /* dropped */
+            const uint64_t *rec = once_rec(reg, s);
+            if (rec[0] == r0 && rec[1] == r1 && rec[3]) {
+                *slot = s;
+                return 1;
+            }
         }
-        if (rec[0] == r0 && rec[1] == r1) {
-            *pos = i;
-            return 1;
-        }
-        if (*reuse == UINT64_MAX && (int64_t)rec[3] < now) *reuse = i;
     }
     return ETSMGR_ECORRUPT;
 }
 
-/* A new region for the live records of the old one (old_off 0: none) plus
- * one more; switches once_off to it through the undo log. */
+/* A rid's entry in the index being built (unreachable: plain stores). */
+static int once_index_add(uint64_t *idx, uint64_t nb, uint64_t h, uint64_t slot)
+{
+    uint64_t b = h & (nb - 1);
+    for (uint64_t n = 0; n < nb; n++, b = (b + 1) & (nb - 1))
+        for (unsigned j = 0; j < ONCE_BUCKET; j++)
+            if (!idx[ONCE_BUCKET * b + j]) {
+                idx[ONCE_BUCKET * b + j] = (h >> 32) << 32 | (slot + 1u);
+                return 0;
+            }
+    return ETSMGR_ECORRUPT;
+}
+
+/* A new layout 2 region for the live records of the old one (old_off 0:
+ * none; either layout) plus one more; switches once_off to it through the
+ * undo log. */
 static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t max_records)
 {
     struct tbl_hdr *h = t->h;
-    uint64_t live = 0, old_cap = 0, old_size = 0, seed[2];
+    uint64_t live = 0, old_size = 0, seed[2], i = 0;
     int64_t first_expiry = INT64_MAX;
     if (old_off) {
         uint64_t *old = tbl_word(t, old_off);
-        old_cap = old[1];
-        old_size = once_size(old_cap);
-        for (uint64_t i = 0; i < old_cap; i++) {
-            uint64_t k = once_rec(old, i)[3];
-            if (k && (int64_t)k >= now) {
-                live++;
-                if ((int64_t)k < first_expiry) first_expiry = (int64_t)k;
-            }
-        }
-        seed[0] = old[3];
-        seed[1] = old[4];
+        old_size = tbl_once_bytes(t, old_off);
+        for (const uint64_t *rec; (rec = once_next(old, &i, now)) != NULL; live++)
+            if ((int64_t)rec[3] < first_expiry) first_expiry = (int64_t)rec[3];
+        seed[0] = old[0] == ONCE_MAGIC ? old[4] : old[3];
+        seed[1] = old[0] == ONCE_MAGIC ? old[5] : old[4];
     } else if (getrandom(seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
-        /* no entropy yet (early boot): any key works, it only spreads chains */
+        /* no entropy yet (early boot): any key works, it only spreads buckets */
         seed[0] = (uint64_t)now * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)t;
         seed[1] = (uint64_t)tbl_now_us() * 0xc2b2ae3d27d4eb4full;
     }
@@ -168,24 +245,29 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
     t->cp_op = "once_rebuild";
     int r = tbl_alloc(t, size, &noff); /* may move the mapping */
     if (r) return r;
-    uint64_t *nw = tbl_word(t, noff);
-    memset(nw, 0, size);
+    uint64_t *nw = tbl_word(t, noff), ioff = once_idx_off(noff, cap), nb = cap * ONCE_IDX_PER_REC / ONCE_BUCKET;
+    uint64_t *idx = tbl_word(t, ioff);
+    /* the header and the index start empty; ring slots past head are never
+     * read, so they need no clearing */
+    memset(nw, 0, 8u * ONCE_HDR_WORDS);
+    memset(idx, 0, 8u * ONCE_IDX_PER_REC * cap);
     nw[0] = ONCE_MAGIC;
     nw[1] = cap;
-    nw[2] = live;
-    nw[3] = seed[0];
-    nw[4] = seed[1];
+    nw[4] = seed[0];
+    nw[5] = seed[1];
     if (old_off) {
-        uint64_t *old = tbl_word(t, old_off);
-        for (uint64_t i = 0; i < old_cap; i++) {
-            const uint64_t *rec = once_rec(old, i);
-            if (!rec[3] || (int64_t)rec[3] < now) continue;
-            uint64_t j = once_slot(nw, rec[0], rec[1]), k;
-            for (k = 0; k < cap && once_rec(nw, j)[3]; k++) j = (j + 1) & (cap - 1);
-            if (k == cap) return ETSMGR_ECORRUPT;
-            memcpy(once_rec(nw, j), rec, 8 * ONCE_REC_WORDS);
+        uint64_t *old = tbl_word(t, old_off), n = 0;
+        i = 0;
+        for (const uint64_t *rec; (rec = once_next(old, &i, now)) != NULL && n < live; n++) {
+            memcpy(once_rec(nw, n), rec, 8 * ONCE_REC_WORDS);
+            if (once_index_add(idx, nb, once_hash(nw, rec[0], rec[1]), n)) return ETSMGR_ECORRUPT;
         }
+        nw[2] = nw[6] = n;
     }
+    if (h->version == TBL_VERSION || h->version == TBL_VERSION_ONCE)
+        h->version = TBL_VERSION_ONCE2; /* see table_int.h */
+    else if (h->version == TBL_VERSION_ORDERED)
+        h->version = TBL_VERSION_ORDERED_ONCE2;
     tbl_cp(t);
     tbl_set(t, TBL_HOFF(once_off), noff);
     tbl_set(t, TBL_HOFF(live_bytes), h->live_bytes + size - old_size);
@@ -194,59 +276,102 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
     return 0;
 }
 
-/* Under the lock, rid (r0, r1) known to be absent: pos and reuse are what
- * once_find said of the region at once_off (unused when there is none), so
- * that a new rid's chain is walked once, not again here.  Makes room for
- * its record (a rebuild first when needed, which may move the mapping)
- * and says where it goes: *off the region, *slot the record, *fresh whether
- * it fills an empty record (else it overwrites an expired one). */
-static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, uint64_t max_records, uint64_t pos,
-                      uint64_t reuse, uint64_t *off, uint64_t *slot, int *fresh)
+/* Where a new record goes (once_place), written by once_write. */
+struct once_spot {
+    uint64_t off;  /* the region */
+    uint64_t ent;  /* its empty index entry ending the rid's probe */
+    uint64_t tail; /* the ring's tail after dropping expired records */
+};
+
+/* Drops expired records from the ring's tail, at most steps of them; the
+ * new tail (not written: once_write logs it with the rest). */
+static uint64_t once_drop(uint64_t *reg, int64_t now, uint64_t steps)
+{
+    uint64_t tail = reg[3], head = reg[2], cap = reg[1];
+    for (; steps && tail < head; steps--, tail++)
+        if ((int64_t)once_rec(reg, tail & (cap - 1))[3] >= now) break;
+    return tail;
+}
+
+/* Under the lock, rid (r0, r1) known to be absent from the layout 2 region
+ * at once_off (if any), ent what once_find said of it.  Makes room for its
+ * record (a rebuild first when needed, which may move the mapping) and
+ * says where it goes. */
+static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, uint64_t max_records, uint64_t ent,
+                      struct once_spot *sp)
 {
     struct tbl_hdr *h = t->h;
-    uint64_t o = h->once_off;
-    /* a rebuild first when the new record would fill the region past 3/4,
-     * or make the filled records (live or expired) exceed max_records: the
-     * rebuild drops the expired ones and says whether there is room */
-    uint64_t used = o ? tbl_word(t, o)[2] : 0;
-    bool crowded = o && ((used + 1) * 4 > tbl_word(t, o)[1] * 3 || (max_records && used + 1 > max_records));
-    if (reuse == UINT64_MAX && crowded) {
-        /* about to rebuild or refuse: now may be this handle's last clock
-         * read (see etsmgr_table_update_counter_once), too early to see
-         * records that have expired since; read the clock and look again */
-        int64_t fresh_now = etsmgr_mono_ms();
-        if (fresh_now > now) {
-            now = t->once_now = fresh_now;
-            if (once_find(tbl_word(t, o), r0, r1, now, &pos, &reuse) != 0) return ETSMGR_ECORRUPT;
+    uint64_t o = h->once_off, slot;
+    bool again = false;
+    for (;;) {
+        if (o) {
+            uint64_t *reg = tbl_word(t, o), cap = reg[1];
+            uint64_t tail = once_drop(reg, now, ONCE_TAIL_STEPS);
+            bool full = reg[2] - tail == cap || (max_records && reg[2] - tail + 1 > max_records);
+            if (full) tail = once_drop(reg, now, cap); /* all it can, before anything dearer */
+            full = reg[2] - tail == cap || (max_records && reg[2] - tail + 1 > max_records);
+            bool crowded = reg[6] + 1 > cap * ONCE_IDX_PER_REC / 2;
+            if (!full && !crowded) {
+                *sp = (struct once_spot){.off = o, .ent = ent, .tail = tail};
+                return 0;
+            }
+            if (full && !again) {
+                /* about to rebuild or refuse: now may be this handle's last
+                 * clock read (see etsmgr_table_update_counter_once), too
+                 * early to see records that have expired since; read the
+                 * clock and look again */
+                again = true;
+                int64_t fresh_now = etsmgr_mono_ms();
+                if (fresh_now > now) {
+                    now = t->once_now = fresh_now;
+                    continue;
+                }
+            }
+            if (full && max_records && reg[2] - tail + 1 > max_records && max_records <= t->once_full_max &&
+                now <= t->once_full_until)
+                return ETSMGR_ERIDFULL; /* full, and nothing has expired since it was found so */
+        } else {
+            now = t->once_now = etsmgr_mono_ms();
         }
-    }
-    if (o && reuse == UINT64_MAX && max_records && used + 1 > max_records && max_records <= t->once_full_max &&
-        now <= t->once_full_until)
-        return ETSMGR_ERIDFULL; /* full, and nothing has expired since it was found so */
-    if (!o || (reuse == UINT64_MAX && crowded)) {
-        if (!o && h->version == TBL_VERSION) h->version = TBL_VERSION_ONCE; /* see table_int.h */
-        if (!o) now = t->once_now = etsmgr_mono_ms();
         int r = once_rebuild(t, o, now, max_records);
         if (r) return r;
         o = h->once_off;
-        if (once_find(tbl_word(t, o), r0, r1, now, &pos, &reuse) != 0) return ETSMGR_ECORRUPT;
+        r = once_find(t, o, r0, r1, &ent, &slot);
+        if (r != 0) return ETSMGR_ECORRUPT;
+        *sp = (struct once_spot){.off = o, .ent = ent, .tail = 0};
+        return 0;
     }
-    *off = o;
-    *slot = reuse != UINT64_MAX ? reuse : pos;
-    *fresh = reuse == UINT64_MAX;
-    return 0;
 }
 
-/* Writes the record at slot of the region at off (see once_place). */
-static void once_write(etsmgr_table *t, uint64_t off, uint64_t slot, int fresh, uint64_t r0, uint64_t r1,
-                       int64_t value, int64_t keep)
+/* Appends the record at the ring's head of the region once_place chose. */
+static void once_write(etsmgr_table *t, const struct once_spot *sp, uint64_t r0, uint64_t r1, int64_t value,
+                       int64_t keep)
 {
-    uint64_t roff = off + 8u * (ONCE_HDR_WORDS + ONCE_REC_WORDS * slot);
-    if (fresh) tbl_set(t, off + 16, tbl_word(t, off)[2] + 1);
-    tbl_set(t, roff, r0);
-    tbl_set(t, roff + 8, r1);
-    tbl_set(t, roff + 16, (uint64_t)value);
-    tbl_set(t, roff + 24, (uint64_t)keep);
+    uint64_t *reg = tbl_word(t, sp->off), cap = reg[1], head = reg[2], slot = head & (cap - 1);
+    uint64_t *rec = once_rec(reg, slot);
+    /* outside the window [tail, head): nobody reads it until head moves */
+    rec[0] = r0;
+    rec[1] = r1;
+    rec[2] = (uint64_t)value;
+    rec[3] = (uint64_t)keep;
+    tbl_cp(t);
+    uint64_t h = once_hash(reg, r0, r1);
+    tbl_set(t, once_idx_off(sp->off, cap) + 8u * sp->ent, (h >> 32) << 32 | (slot + 1u));
+    tbl_set(t, sp->off + 48, reg[6] + 1);
+    if (sp->tail != reg[3]) tbl_set(t, sp->off + 24, sp->tail);
+    tbl_set(t, sp->off + 16, head + 1);
+}
+
+/* The layout 2 region of the table (0: none), a layout 1 one rebuilt first. */
+static int once_region(etsmgr_table *t, int64_t now, uint64_t *off)
+{
+    *off = t->h->once_off;
+    if (!*off) return 0;
+    if (!tbl_once_bytes(t, *off)) return ETSMGR_ECORRUPT;
+    if (*tbl_word(t, *off) == ONCE_MAGIC) return 0;
+    int r = once_rebuild(t, *off, now, 0);
+    *off = t->h->once_off;
+    return r;
 }
 
 int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t klen, int64_t incr,
@@ -255,7 +380,7 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
     if (!t || !key || klen < 1 || klen > ETSMGR_KEY_MAX || !once || once->keep_until_ms <= 0 ||
         once->deadline_ms < 0 || (once->deadline_ms && once->keep_until_ms < once->deadline_ms))
         return ETSMGR_EINVAL;
-    uint64_t r0, r1, hv = tbl_hash(key, klen), pos, rpos = 0, reuse = UINT64_MAX;
+    uint64_t r0, r1, hv = tbl_hash(key, klen), pos, ent = 0, slot;
     memcpy(&r0, once->rid, 8);
     memcpy(&r1, once->rid + 8, 8);
     if (dup) *dup = 0;
@@ -271,14 +396,13 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
      * the handle's threads share once_now. */
     int64_t now = t->once_now;
     if (!once->deadline_ms || now <= 0) now = t->once_now = etsmgr_mono_ms();
-    struct tbl_hdr *h = t->h;
-    uint64_t off = h->once_off;
+    uint64_t off;
+    if ((r = once_region(t, now, &off)) != 0) return tbl_op_end(t, r);
     if (off) {
-        if (!tbl_once_bytes(t, off)) return tbl_op_end(t, ETSMGR_ECORRUPT);
-        int found = once_find(tbl_word(t, off), r0, r1, now, &rpos, &reuse);
+        int found = once_find(t, off, r0, r1, &ent, &slot);
         if (found < 0) return tbl_op_end(t, found);
         if (found) {
-            int64_t v = (int64_t)once_rec(tbl_word(t, off), rpos)[2];
+            int64_t v = (int64_t)once_rec(tbl_word(t, off), slot)[2];
             r = tbl_op_end(t, 0);
             if (r == 0) {
                 if (newval) *newval = v;
@@ -289,9 +413,8 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
     }
     if (once->deadline_ms && now > once->deadline_ms) return tbl_op_end(t, ETSMGR_EEXPIRED);
     tbl_cp(t); /* step 0: checked, nothing written yet (a test stops the process here) */
-    uint64_t slot;
-    int fresh;
-    r = once_place(t, r0, r1, now, once->max_records, rpos, reuse, &off, &slot, &fresh);
+    struct once_spot sp;
+    r = once_place(t, r0, r1, now, once->max_records, ent, &sp);
     if (r) return tbl_op_end(t, r);
     /* the counter, found after any rebuild (the mapping may have moved) */
     struct tbl_ent *e = NULL;
@@ -311,7 +434,7 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
         r = tbl_put_new(t, key, klen, hv, pos, &v); /* may grow and move the mapping */
     }
     if (r) return tbl_op_end(t, r);
-    once_write(t, h->once_off, slot, fresh, r0, r1, nv, once->keep_until_ms);
+    once_write(t, &sp, r0, r1, nv, once->keep_until_ms);
     /* the last step before the commit: has the deadline passed meanwhile? */
     if (once->deadline_ms && (t->once_now = etsmgr_mono_ms()) > once->deadline_ms)
         return tbl_op_end(t, ETSMGR_EEXPIRED);
@@ -323,21 +446,21 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
 int tbl_once_put(etsmgr_table *t, const uint8_t rid[ETSMGR_RID_LEN], int64_t value, int64_t keep_until)
 {
     if (!t || !rid || keep_until <= 0) return ETSMGR_EINVAL;
-    uint64_t r0, r1, pos = 0, reuse = UINT64_MAX, off, slot;
+    uint64_t r0, r1, ent = 0, slot, off;
     memcpy(&r0, rid, 8);
     memcpy(&r1, rid + 8, 8);
     int64_t now = etsmgr_mono_ms();
-    int fresh, r = tbl_op_begin(t, "once_put", true);
+    int r = tbl_op_begin(t, "once_put", true);
     if (r) return r;
-    off = t->h->once_off;
+    if ((r = once_region(t, now, &off)) != 0) return tbl_op_end(t, r);
     if (off) {
-        if (!tbl_once_bytes(t, off)) return tbl_op_end(t, ETSMGR_ECORRUPT);
-        r = once_find(tbl_word(t, off), r0, r1, now, &pos, &reuse);
+        r = once_find(t, off, r0, r1, &ent, &slot);
         if (r) return tbl_op_end(t, r < 0 ? r : ETSMGR_EEXIST);
     }
-    r = once_place(t, r0, r1, now, 0, pos, reuse, &off, &slot, &fresh);
+    struct once_spot sp;
+    r = once_place(t, r0, r1, now, 0, ent, &sp);
     if (r) return tbl_op_end(t, r);
-    once_write(t, off, slot, fresh, r0, r1, value, keep_until);
+    once_write(t, &sp, r0, r1, value, keep_until);
     return tbl_op_end(t, 0);
 }
 
@@ -345,13 +468,11 @@ int tbl_once_each(etsmgr_table *t, int64_t now,
                   int (*cb)(const uint8_t rid[ETSMGR_RID_LEN], int64_t value, int64_t keep_until, void *arg),
                   void *arg)
 {
-    uint64_t off = t->h->once_off;
+    uint64_t off = t->h->once_off, i = 0;
     if (!off) return 0;
     if (!tbl_once_bytes(t, off)) return ETSMGR_ECORRUPT;
-    uint64_t *reg = tbl_word(t, off), cap = reg[1];
-    for (uint64_t i = 0; i < cap; i++) {
-        const uint64_t *rec = once_rec(reg, i);
-        if (!rec[3] || (int64_t)rec[3] < now) continue;
+    uint64_t *reg = tbl_word(t, off);
+    for (const uint64_t *rec; (rec = once_next(reg, &i, now)) != NULL;) {
         uint8_t rid[ETSMGR_RID_LEN];
         memcpy(rid, &rec[0], 8);
         memcpy(rid + 8, &rec[1], 8);
@@ -363,13 +484,36 @@ int tbl_once_each(etsmgr_table *t, int64_t now,
 
 int tbl_once_verify(etsmgr_table *t, char *why, size_t whylen)
 {
-    (void)why;
-    (void)whylen;
     uint64_t off = t->h->once_off;
     if (!off) return 0;
     if (!tbl_once_bytes(t, off)) return ETSMGR_ECORRUPT;
-    uint64_t *reg = tbl_word(t, off), used = 0;
-    for (uint64_t i = 0; i < reg[1]; i++)
-        if (once_rec(reg, i)[3]) used++;
-    return used == reg[2] ? 0 : ETSMGR_ECORRUPT;
+    uint64_t *reg = tbl_word(t, off), cap = reg[1], used = 0;
+    if (reg[0] == ONCE_MAGIC1) {
+        for (uint64_t i = 0; i < cap; i++)
+            if (once_rec(reg, i)[3]) used++;
+        if (used == reg[2]) return 0;
+        snprintf(why, whylen, "request-id records: %llu filled, the region says %llu", (unsigned long long)used,
+                 (unsigned long long)reg[2]);
+        return ETSMGR_ECORRUPT;
+    }
+    /* every record of the ring is filled and found through the index; the
+     * index's used entries are as many as it says */
+    const uint64_t *idx = tbl_word(t, once_idx_off(off, cap));
+    for (uint64_t i = 0; i < cap * ONCE_IDX_PER_REC; i++)
+        if (idx[i]) used++;
+    if (used != reg[6]) {
+        snprintf(why, whylen, "request-id index: %llu entries used, the region says %llu",
+                 (unsigned long long)used, (unsigned long long)reg[6]);
+        return ETSMGR_ECORRUPT;
+    }
+    for (uint64_t p = reg[3]; p < reg[2]; p++) {
+        const uint64_t *rec = once_rec(reg, p & (cap - 1));
+        uint64_t ent, slot;
+        if (!rec[3] || once_find(t, off, rec[0], rec[1], &ent, &slot) != 1) {
+            snprintf(why, whylen, "request-id record %llu of the ring is empty or not indexed",
+                     (unsigned long long)p);
+            return ETSMGR_ECORRUPT;
+        }
+    }
+    return 0;
 }

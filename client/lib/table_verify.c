@@ -96,14 +96,14 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
         bytes += size;
     }
     if (!r && h->once_off) {
-        /* the request-id records (table_once.c): one block, every filled
-         * record counted in its used word */
+        /* the request-id records (table_once.c): one block, its counts
+         * and index matching its records */
         uint64_t osz = tbl_once_bytes(t, h->once_off);
         if (!osz)
             r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "request-id records at %llu malformed or outside the heap",
                         (unsigned long long)h->once_off);
         else if (tbl_once_verify(t, why, whylen))
-            r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "request-id records: the used count does not match the records");
+            r = ETSMGR_ECORRUPT; /* why says what does not match */
         else {
             blk[nblk++] = (struct tbl_blk){h->once_off, osz};
             bytes += osz;
