@@ -35,6 +35,19 @@ int frame_reader_next(frame_reader *r, const char **payload, size_t *len);
  * frame's header is read once.  Nothing fed yet: consumed. */
 uint64_t frame_reader_tail_start(const frame_reader *r, uint64_t consumed, uint64_t *scan);
 
+/* 1: the frame frame_reader_next would give next is whole in r, at
+ * payload/len (valid until r is fed or read again); 0: not (yet). */
+static inline int frame_reader_peek(const frame_reader *r, const char **payload, size_t *len)
+{
+    if (r->len - r->off < 4) return 0;
+    const unsigned char *p = (const unsigned char *)r->buf + r->off;
+    uint32_t n = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+    if (n > FRAME_MAX || r->len - r->off - 4 < (size_t)n) return 0;
+    *payload = r->buf + r->off + 4;
+    *len = n;
+    return 1;
+}
+
 /* Bytes fed and not yet given out by frame_reader_next (a whole frame may
  * be among them). */
 static inline size_t frame_reader_pending(const frame_reader *r) { return r->len - r->off; }

@@ -43,4 +43,5 @@ typedef struct ecd {
 /* serve.c */
 void ecd_on_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, void *arg);
 void ecd_on_close(conn *c, void *arg);
+void ecd_on_ahead(conn *c, const char *payload, size_t len, void *arg);
 #endif

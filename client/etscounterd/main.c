@@ -399,7 +399,7 @@ int main(int argc, char **argv)
 
     D.loop = uv_default_loop();
     conn_server_cfg cfg = { .listen_fd = lfd, .max_conns = 1024, .on_frame = ecd_on_frame,
-                            .on_close = ecd_on_close, .arg = &D };
+                            .on_close = ecd_on_close, .on_ahead = ecd_on_ahead, .arg = &D };
     if (conn_server_start(&D.srv, D.loop, &cfg) < 0) {
         log_error("cannot serve %s (conn_server_start failed)", D.sock_path);
         return ECD_EXIT_SOFTWARE;

@@ -42,4 +42,8 @@ const char *tbl_last_why(void);
  * ("insert", "delete", "update_counter", "grow", "commit", ...).  A test
  * makes it _exit() at step N to simulate a SIGKILL there. */
 extern void (*tbl_crashpoint)(const char *op, int step);
+/* A hint, without the lock: start loading the index line a count with this
+ * request id will read (table_once.c).  A caller that knows its next count
+ * while doing this one overlaps the two counts' cache misses. */
+void tbl_once_prefetch(etsmgr_table *t, const uint8_t rid[ETSMGR_RID_LEN]);
 #endif

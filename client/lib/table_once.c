@@ -517,3 +517,21 @@ int tbl_once_verify(etsmgr_table *t, char *why, size_t whylen)
     }
     return 0;
 }
+
+void tbl_once_prefetch(etsmgr_table *t, const uint8_t rid[ETSMGR_RID_LEN])
+{
+    /* without the lock: every word read here may be changing, so each is
+     * checked against the mapping before use, and the worst a torn read
+     * does is fetch a useless line */
+    uint64_t off = __atomic_load_n(&t->h->once_off, __ATOMIC_RELAXED), lim = t->map_size;
+    if (!off || (off & 7u) || off < TBL_HDR_SIZE || off > lim - 64) return;
+    const uint64_t *reg = (const uint64_t *)(t->base + off);
+    uint64_t cap = __atomic_load_n(&reg[1], __ATOMIC_RELAXED), r0, r1;
+    if (reg[0] != ONCE_MAGIC || cap < ONCE_MIN_CAP || cap > ONCE_MAX_CAP || (cap & (cap - 1)) ||
+        once_size(cap) > lim - off)
+        return;
+    memcpy(&r0, rid, 8);
+    memcpy(&r1, rid + 8, 8);
+    uint64_t b = once_hash(reg, r0, r1) & (cap * ONCE_IDX_PER_REC / ONCE_BUCKET - 1);
+    __builtin_prefetch(t->base + once_idx_off(off, cap) + 8u * ONCE_BUCKET * b, 1, 3);
+}

@@ -587,6 +587,10 @@ static void conn_process(conn *c)
         int nfds = fdpass_ledger_take(&c->fdl, start, end, fds, FRAME_MAX_FDS);
         conn_held_sync(c);
         c->spent++;
+        const char *np;
+        size_t nlen;
+        if (s->cfg.on_ahead && c->spent < CONN_TURN_BUDGET && frame_reader_peek(&c->rd, &np, &nlen))
+            s->cfg.on_ahead(c, np, nlen, s->cfg.arg);
         s->cfg.on_frame(c, p, len, fds, nfds, s->cfg.arg);
     }
     if (!c->closed && !c->closing && !c->paused && !c->backlog && c->eof) {

@@ -20,6 +20,11 @@ typedef struct conn_server conn_server;
 /* A whole frame arrived.  The callee owns fds[0..nfds) (close or keep them).
  * payload is not NUL-terminated and is valid only during the call. */
 typedef void (*conn_frame_cb)(conn *c, const char *payload, size_t len, int *fds, int nfds, void *arg);
+/* A hint: the frame after the one on_frame gets next is already whole in
+ * the buffer (it may still never be dispatched: the connection may close
+ * first).  A server can start on it early, e.g. prefetch what it will
+ * touch.  payload is valid only during the call. */
+typedef void (*conn_ahead_cb)(conn *c, const char *payload, size_t len, void *arg);
 /* The peer is gone or the connection was closed; c is freed after the call. */
 typedef void (*conn_close_cb)(conn *c, void *arg);
 typedef void (*conn_open_cb)(conn *c, void *arg);
@@ -30,6 +35,7 @@ typedef struct conn_server_cfg {
     conn_open_cb on_open; /* may be NULL */
     conn_frame_cb on_frame;
     conn_close_cb on_close; /* may be NULL */
+    conn_ahead_cb on_ahead; /* may be NULL */
     void *arg;
     size_t max_held_fds; /* fds all connections may hold for unfinished frames (0: 256);
                           * past it a connection that sends more is closed */
