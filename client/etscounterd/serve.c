@@ -171,7 +171,10 @@ typedef struct ecd_times {
 #define ECD_TIME_MAX (INT64_MAX / 4)
 
 /* The count's deadline and how long its record is kept, in CLOCK_MONOTONIC
- * ms (see docs/protocol.md):
+ * ms (see docs/protocol.md), given now, the event loop's time of this turn
+ * (uv_now: read once per turn, not per request; it is the same clock, a
+ * little early, which only makes a converted deadline earlier and a
+ * default keep time shorter by as much, never a deadline later):
  *   deadline_mono     the sender's deadline on the shared monotonic clock;
  *   deadline          the same in wall-clock ms (older clients), turned
  *                     into monotonic time on arrival;
@@ -179,9 +182,8 @@ typedef struct ecd_times {
  *                     absent: the deadline plus ECD_RETRY_GRACE_MS, or with
  *                     no deadline at all, now plus ECD_DEFAULT_KEEP_MS.
  * 0, or -1 with the reason in msg. */
-static int ecd_count_times(const ecd_times *tm, ctr_req *q, char *msg, size_t msglen)
+static int ecd_count_times(int64_t now, const ecd_times *tm, ctr_req *q, char *msg, size_t msglen)
 {
-    int64_t now = etsmgr_mono_ms();
     if (tm->has_mono && tm->mono > 0) {
         q->deadline_ms = tm->mono < ECD_TIME_MAX ? tm->mono : ECD_TIME_MAX;
     } else if (tm->has_wall && tm->wall > 0) {
@@ -212,7 +214,7 @@ static void ecd_count_run(ecd *d, conn *c, const ecd_req *r, const uint8_t *rid,
 {
     char msg[200];
     ctr_req q = { .max_records = d->max_rids };
-    if (ecd_count_times(tm, &q, msg, sizeof msg) < 0) {
+    if (ecd_count_times((int64_t)uv_now(d->loop), tm, &q, msg, sizeof msg) < 0) {
         ecd_err(c, r, PROTO_E_BAD_REQUEST, "%s", msg);
         return;
     }
@@ -444,7 +446,7 @@ static int ecd_ahead_take(const char *payload, size_t len, fp_req *f)
 {
     for (int i = 0; i < 2; i++) {
         ecd_ahead *a = &ecd_ah[i];
-        if (a->len != len || memcmp(a->bytes, payload, len) != 0)
+        if (a->len == 0 || a->len != len || memcmp(a->bytes, payload, len) != 0) /* 0: an empty slot */
             continue;
         *f = a->f;
         if (f->rid_hex)
