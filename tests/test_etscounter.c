@@ -516,6 +516,56 @@ START_TEST(test_pipelined_rids_kept)
 }
 END_TEST
 
+/* etscounterd reads the frame after the one it serves ahead of time (to
+ * prefetch its request-id record) and keeps that reading: in one write, the
+ * same count three times (identical bytes), an empty frame and garbage
+ * between them, and a new rid last.  Each gets its own right reply, in
+ * order: the first counted, the repeats duplicates of it, the empty and the
+ * garbage frames bad_json (an empty frame once got no reply at all: an
+ * empty look-ahead slot matched it). */
+START_TEST(test_pipelined_lookahead)
+{
+    et_mgr();
+    et_ctr();
+    int fd = et_connect_ctr();
+    const char *reqs[] = {
+        "{\"op\":\"count\",\"id\":7,\"rid\":\"000000000000000000000000000000aa\"}",
+        "{\"op\":\"count\",\"id\":7,\"rid\":\"000000000000000000000000000000aa\"}",
+        "",
+        "{\"op\":\"count\",\"id\":7,\"rid\":\"000000000000000000000000000000aa\"}",
+        "{\"op\":",
+        "{\"op\":\"count\",\"id\":8,\"rid\":\"000000000000000000000000000000bb\"}",
+    };
+    const char *want[] = {"1", "1 dup", "bad_json", "1 dup", "bad_json", "2"};
+    char buf[1024];
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+        size_t fl;
+        char *f = frame_encode(reqs[i], strlen(reqs[i]), &fl);
+        ck_assert_ptr_nonnull(f);
+        memcpy(buf + len, f, fl);
+        len += fl;
+        free(f);
+    }
+    et_write_all(fd, buf, len);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        cJSON *r = NULL;
+        ck_assert_int_eq(frame_read_json(fd, &r, NULL, NULL, 0, 10000), 0);
+        char got[64];
+        const cJSON *err = cJSON_GetObjectItem(r, "error");
+        if (cJSON_IsString(err))
+            snprintf(got, sizeof got, "%s", err->valuestring);
+        else
+            snprintf(got, sizeof got, "%ld%s", (long)cJSON_GetObjectItem(r, "count")->valuedouble,
+                     cJSON_IsTrue(cJSON_GetObjectItem(r, "duplicate")) ? " dup" : "");
+        ck_assert_msg(strcmp(got, want[i]) == 0, "reply %zu: %s, expected %s", i, got, want[i]);
+        cJSON_Delete(r);
+    }
+    close(fd);
+    ck_assert_int_eq(et_check(), 2);
+}
+END_TEST
+
 /* One count on fd with rid number i and extra fields; the reply. */
 static cJSON *et_count_rid(int fd, int i, const char *extra)
 {
@@ -870,6 +920,7 @@ Suite *etscounter_suite(void)
     tcase_add_checked_fixture(tc, et_setup, et_cleanup);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_pipelined_rids_kept);
+    tcase_add_test(tc, test_pipelined_lookahead);
     tcase_add_test(tc, test_rid_store_full);
     tcase_add_test(tc, test_concurrent_clients);
     tcase_add_test(tc, test_on_manager_death_exit);
