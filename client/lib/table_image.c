@@ -565,8 +565,18 @@ static int img_copy_locked(etsmgr_table *t, unsigned char **buf, size_t *cap, ui
  *     it is at this instant for every word the encoder reads: a consistent
  *     cut, taken while the lock is held, like the whole copy before.
  *
- * The owner's stall is steps 1 and 3: the index and the entries of the
- * stripes it changed during the last round, instead of the whole table.
+ * One kind of change moves no stripe word: an integer written in place
+ * outside a group is a single store, its own commit point (tbl_set_one,
+ * table_ops.c).  So the save keeps a list of where the integer values are
+ * (from its walk of the copy after step 1, and every integer entry a round
+ * copies; a key inserted later is in a changed stripe, so a round or step 3
+ * copies it), and step 3 copies those words again, before anything else
+ * (a stale place in the list may now be another entry's, copied whole
+ * after it, or free space: either way harmless).
+ *
+ * The owner's stall is steps 1 and 3: the index, the integer values and
+ * the entries of the stripes it changed during the last round, instead of
+ * the whole table.
  * Nothing is written into the table and writers do nothing differently,
  * so a writer killed during a save is recovered as always (step 3 takes
  * the lock), and a saver killed anywhere leaves nothing behind.  When many
@@ -580,11 +590,52 @@ static int img_copy_locked(etsmgr_table *t, unsigned char **buf, size_t *cap, ui
 #define IMG_CHG_OUT 2 /* changed, and an entry was out of reach: copy it under the lock */
 
 static inline uint64_t img_ld(const uint64_t *w) { return __atomic_load_n(w, __ATOMIC_ACQUIRE); }
+
+/* Where integer values are (offsets of their words). */
+typedef struct img_ints {
+    uint64_t *off;
+    size_t n, cap;
+    bool lost; /* out of memory: step 3 copies everything */
+} img_ints;
+
+static void img_ints_add(img_ints *l, uint64_t off)
+{
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? 2 * l->cap : 1024;
+        uint64_t *p = l->lost ? NULL : realloc(l->off, nc * sizeof *p);
+        if (!p) {
+            l->lost = true;
+            return;
+        }
+        l->off = p;
+        l->cap = nc;
+    }
+    l->off[l->n++] = off;
+}
+
+/* The integer entries of the copy made in step 1 (its index as it was at
+ * step 1: idx_off, mask; a slot of a stripe that changed may be anything,
+ * which at worst adds a harmless place). */
+static void img_ints_scan(const unsigned char *buf, uint64_t top, uint64_t idx_off, uint64_t mask, img_ints *l)
+{
+    const uint64_t *idx = (const uint64_t *)(const void *)(buf + idx_off);
+    for (uint64_t i = 0; i <= mask; i++) {
+        if (i + 16 <= mask) {
+            uint64_t ahead = (idx[i + 16] & TBL_OFF_MASK) << 3;
+            if (ahead < top) __builtin_prefetch(buf + ahead);
+        }
+        uint64_t sl = idx[i], eo = (sl & TBL_OFF_MASK) << 3;
+        if (tbl_unused(sl) || eo < TBL_HDR_SIZE || eo + 24 > top) continue;
+        const struct tbl_ent *e = (const struct tbl_ent *)(const void *)(buf + eo);
+        if (e->type == ETSMGR_INT && e->vlen == 8 && e->klen && eo + tbl_ent_size(e->klen, 8) <= top)
+            img_ints_add(l, eo + tbl_ent_voff(e));
+    }
+}
 static inline unsigned img_stripe(uint64_t slot) { return (unsigned)((slot >> 40) & (TBL_NSTRIPES - 1u)); }
 
 /* Step 2, one round; how many stripes had changed since seen[]. */
 static unsigned img_round(etsmgr_table *t, unsigned char *buf, uint64_t lim, uint64_t lay0, uint64_t *seen,
-                          uint64_t *now, unsigned char *chg)
+                          uint64_t *now, unsigned char *chg, img_ints *ints)
 {
     struct tbl_hdr *h = t->h;
     unsigned n = 0;
@@ -619,6 +670,7 @@ static unsigned img_round(etsmgr_table *t, unsigned char *buf, uint64_t lim, uin
             continue;
         }
         memcpy(buf + eo, t->base + eo, sz);
+        if (e.type == ETSMGR_INT && e.vlen == 8) img_ints_add(ints, eo + tbl_ent_voff(&e));
     }
     /* a rehash meanwhile may have moved slots past the walk: trust nothing */
     if (img_ld(&h->layout_seq) != lay) return n;
@@ -632,7 +684,8 @@ static unsigned img_round(etsmgr_table *t, unsigned char *buf, uint64_t lim, uin
  * stripe unchanged since seen[] as it is now: step 1 copied it, or the
  * round that last took the stripe's word as seen[] did; the others are
  * copied here. */
-static bool img_fixup(etsmgr_table *t, unsigned char *buf, const uint64_t *seen, unsigned char *chg, uint64_t lay0)
+static bool img_fixup(etsmgr_table *t, unsigned char *buf, const uint64_t *seen, unsigned char *chg, uint64_t lay0,
+                      const img_ints *ints)
 {
     struct tbl_hdr *h = t->h;
     unsigned n = 0;
@@ -640,7 +693,15 @@ static bool img_fixup(etsmgr_table *t, unsigned char *buf, const uint64_t *seen,
         chg[s] = h->stripe[s] != seen[s];
         n += chg[s];
     }
-    if (n > IMG_FINAL_MAX) return false;
+    /* more than that, and copying everything is as fast (a value is a
+     * cache line read at random) */
+    if (n > IMG_FINAL_MAX || ints->lost || ints->n > t->top / 256) return false;
+    for (size_t i = 0; i < ints->n; i++) {
+        if (i + 16 < ints->n && ints->off[i + 16] + 8 <= t->top) __builtin_prefetch(t->base + ints->off[i + 16]);
+        uint64_t o = ints->off[i];
+        if (o + 8 <= t->top) memcpy(buf + o, t->base + o, 8);
+    }
+    img_locked_bytes += 8 * ints->n;
     memcpy(buf, t->base, TBL_HDR_SIZE);
     img_locked_bytes += TBL_HDR_SIZE;
     bool same = h->layout_seq == lay0;
@@ -681,10 +742,12 @@ static int img_copy(etsmgr_table *t, unsigned char **buf, size_t *cap, uint64_t 
     want += want / 8 + 65536u;
     if (want > (TBL_OFF_MASK << 3)) want = TBL_OFF_MASK << 3;
     want = (want + 4095u) & ~(uint64_t)4095u;
+    img_ints ints = {0};
     uint64_t *seen = malloc(2 * TBL_NSTRIPES * sizeof *seen);
     unsigned char *chg = malloc(TBL_NSTRIPES);
     void *p = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (!seen || !chg || p == MAP_FAILED) {
+        free(ints.off);
         free(seen);
         free(chg);
         if (p != MAP_FAILED) munmap(p, want);
@@ -699,23 +762,25 @@ static int img_copy(etsmgr_table *t, unsigned char **buf, size_t *cap, uint64_t 
     if (r) goto fail;
     uint64_t t0 = img_now_ns();
     uint64_t top0 = t->top, lim = t->limit < want ? t->limit : want, lay0 = t->h->layout_seq;
+    uint64_t idx0 = (uint64_t)((const char *)t->idx - t->base), mask0 = t->mask;
     for (unsigned s = 0; s < TBL_NSTRIPES; s++) seen[s] = t->h->stripe[s];
     img_cp(10);
     img_lock_ns = img_now_ns() - t0;
     tbl_op_end(t, 0);
     if (top0 > lim) goto too_small;
     memcpy(*buf, t->base, top0);
+    img_ints_scan(*buf, top0, idx0, mask0, &ints);
     /* step 2 */
     while (img_rounds < IMG_ROUNDS_MAX) {
         img_rounds++;
-        if (img_round(t, *buf, lim, lay0, seen, seen + TBL_NSTRIPES, chg) <= IMG_ROUND_ENOUGH) break;
+        if (img_round(t, *buf, lim, lay0, seen, seen + TBL_NSTRIPES, chg, &ints) <= IMG_ROUND_ENOUGH) break;
     }
     img_cp(11);
     /* step 3 */
     if ((r = tbl_op_begin(t, "save", false)) != 0) goto fail;
     t0 = img_now_ns();
     uint64_t top1 = t->top;
-    bool ok = top1 <= want && img_fixup(t, *buf, seen, chg, lay0);
+    bool ok = top1 <= want && img_fixup(t, *buf, seen, chg, lay0, &ints);
     if (!ok && top1 <= want) { /* everything, as the lock-held copy */
         memcpy(*buf, t->base, top1);
         img_locked_bytes += top1;
@@ -728,12 +793,14 @@ static int img_copy(etsmgr_table *t, unsigned char **buf, size_t *cap, uint64_t 
     if (!ok) goto too_small;
     free(seen);
     free(chg);
+    free(ints.off);
     *top = top1;
     return 0;
 too_small: /* the table outgrew the buffer meanwhile: the lock-held copy sizes it again */
     img_fell_back = true;
     free(seen);
     free(chg);
+    free(ints.off);
     munmap(*buf, *cap);
     *buf = NULL;
     *cap = 0;
@@ -742,6 +809,7 @@ locked:
 fail:
     free(seen);
     free(chg);
+    free(ints.off);
     munmap(*buf, *cap);
     *buf = NULL;
     *cap = 0;
