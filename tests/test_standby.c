@@ -15,9 +15,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runcap.h"
+#include "sock.h"
 #include "test_daemon.h"
 #include "testutil.h"
 
@@ -380,6 +382,82 @@ START_TEST(test_counterd_standby_mgr_restart)
 }
 END_TEST
 
+/* The standby got the table while its predecessor's etscounterd.lock is
+ * still held (the kernel releases a dead process's lock with its last fds,
+ * a moment after etsmgrd saw its connection close).  Here the test is that
+ * predecessor: it owns the table through the library and holds the lock.
+ * The standby gets the table, waits on the lock (blocked in flock, not
+ * polling), and serves as soon as the lock is free; held for good, it gives
+ * up after its 2 s with status 70 and says why. */
+static long long sb_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sb_lock_case(bool release)
+{
+    tu_env e;
+    tu_env_init(&e);
+    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
+    ck_assert_int_gt(tu_spawn_ready(&e, mgr, SB_MS), 0);
+    int fd = dt_connect(&e);
+    char lockp[300], sockp[300];
+    snprintf(lockp, sizeof lockp, "%s/etscounterd.lock", e.dir);
+    snprintf(sockp, sizeof sockp, "%s/etscounter.sock", e.dir);
+    int lk = sock_lock_file(lockp);
+    ck_assert_int_ge(lk, 0);
+    etsmgr_client *c = NULL;
+    etsmgr_table *t = NULL;
+    char msg[256];
+    ck_assert_int_eq(etsmgr_connect(e.dir, e.instance, &c, msg, sizeof msg), ETSMGR_OK);
+    ck_assert_int_eq(etsmgr_new_table(c, "etscounter", NULL, "etscounter", &t, NULL), ETSMGR_OK);
+    pid_t standby = sb_counterd(&e, true);
+    char exp[32];
+    snprintf(exp, sizeof exp, "%d", (int)standby);
+    sb_expect_waiters(fd, "etscounter", exp);
+
+    long long t0 = sb_now_ms();
+    etsmgr_client_close(c); /* our "death": the standby gets the table */
+    sb_expect_owner(fd, "etscounter", standby);
+    if (release) {
+        /* not a synchronisation: the time the lock stays held */
+        struct timespec hold = {0, 300 * 1000000L};
+        nanosleep(&hold, NULL);
+        struct stat st;
+        ck_assert_msg(stat(sockp, &st) < 0, "the standby served while the lock was held");
+        ck_assert_int_eq(kill(standby, 0), 0);
+        close(lk);
+        ck_assert_int_eq(sb_cli_number(&e, "count"), 1);
+        char *out = NULL;
+        ck_assert(rc_ok(rc_sh(&out, 20000, "%s ping", tu_bin("etscounter", false))));
+        const char *pid = strstr(out, "(pid "); /* "etscounterd (pid N) is serving ..." */
+        ck_assert_msg(pid && strtol(pid + 5, NULL, 10) == standby, "etscounter ping: %s", out);
+        free(out);
+    } else {
+        int st = tu_wait(standby, SB_MS);
+        long long took = sb_now_ms() - t0;
+        ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 70, "standby: wait status 0x%x", st);
+        ck_assert_msg(took >= 1900, "the standby gave up the lock after %lld ms, not 2 s", took);
+        close(lk);
+    }
+    close(fd);
+    tu_env_cleanup(&e);
+}
+
+START_TEST(test_counterd_standby_waits_for_lock)
+{
+    sb_lock_case(true);
+}
+END_TEST
+
+START_TEST(test_counterd_standby_lock_timeout)
+{
+    sb_lock_case(false);
+}
+END_TEST
+
 Suite *standby_suite(void)
 {
     Suite *s = suite_create("standby");
@@ -392,6 +470,8 @@ Suite *standby_suite(void)
     tcase_add_test(tc, test_counterd_standby_takes_over);
     tcase_add_test(tc, test_counterd_standby_killed);
     tcase_add_test(tc, test_counterd_standby_mgr_restart);
+    tcase_add_test(tc, test_counterd_standby_waits_for_lock);
+    tcase_add_test(tc, test_counterd_standby_lock_timeout);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -6,9 +6,10 @@
  * the simplest client there is, which is what makes its record trustworthy.
  * Like the etscounter CLI, every count carries its own 128-bit request id,
  * and when the connection fails before the reply (etscounterd was killed,
- * the socket is gone while etssup restarts) the SAME request is sent again
- * after a short backoff (1 ms doubling to 32 ms; the CLI's 5 to 100 ms
- * would blur the recovery times the lab measures).  A request is abandoned
+ * the socket is gone while etssup restarts) the SAME request is sent again,
+ * the first time at once (the socket etssup holds queues it for the next
+ * etscounterd), then after a short backoff (1 ms doubling to 32 ms; the
+ * CLI's up to 100 ms would blur the recovery times the lab measures).  A request is abandoned
  * only after the recovery timeout, and that is a failure of the run.
  *
  * Every acknowledged value is recorded with the time its reply arrived and
@@ -99,7 +100,7 @@ static int lab_count(lab_worker *w, int *fd, int64_t *conn_ns, long id, int64_t 
     int len = snprintf(payload, sizeof payload,
                        "{\"op\":\"count\",\"id\":%ld,\"rid\":\"%s\",\"retry_until_mono\":%lld}", id, rid,
                        (long long)(deadline / 1000000 + 1));
-    int backoff = 1;
+    int backoff = 0;
     bool sent = false;
     for (;;) {
         if (*fd < 0) {
@@ -149,8 +150,8 @@ static int lab_count(lab_worker *w, int *fd, int64_t *conn_ns, long id, int64_t 
                            "never answered", l->o.recovery_timeout_ms);
             return -1;
         }
-        lab_sleep_ms(backoff);
-        backoff = backoff * 2 > 32 ? 32 : backoff * 2;
+        lab_sleep_ms(backoff); /* 0: at once */
+        backoff = backoff == 0 ? 1 : backoff * 2 > 32 ? 32 : backoff * 2;
     }
 }
 

@@ -4,8 +4,14 @@
  * A restart looks like one of: no socket file (ENOENT), nobody listening
  * (ECONNREFUSED), a full backlog (EAGAIN), or a connection that closes before
  * the reply comes (etscounterd died with our request in hand).  In each case
- * the SAME request, with the same request id, is sent again after a short
- * backoff (5 ms doubling to 100 ms), until the deadline.  Sending the same
+ * the SAME request, with the same request id, is sent again: the first
+ * time at once, then after a backoff of 1 ms doubling to 100 ms, until the
+ * deadline.  At once, because under etssup (or systemd) the listening
+ * socket outlives etscounterd: the new connection waits in its backlog for
+ * the hot standby or the restarted process, which answers it the moment it
+ * serves; a first sleep (it was 5 ms) was most of what a client counting in
+ * a loop lost to a kill (docs/performance.md, "Hot standby").  The backoff
+ * is for a socket nobody holds (ENOENT, ECONNREFUSED).  Sending the same
  * id again is what makes a retried count safe: etscounterd recorded the id
  * with the increment, atomically, and answers a repeat with the recorded
  * value instead of counting twice.
@@ -57,7 +63,7 @@ int ec_call(const rt_paths *rt, const char *path, const cJSON *req, int timeout_
             cJSON **reply, int *sentp, char *why, size_t whylen)
 {
     int64_t start = ec_now_ms(), deadline = start + timeout_ms + grace_ms;
-    int attempts = 0, backoff = 5, told = 0;
+    int attempts = 0, backoff = 0, told = 0;
     char last[200] = "nothing tried";
     *reply = NULL;
     *sentp = 0;
@@ -83,11 +89,11 @@ int ec_call(const rt_paths *rt, const char *path, const cJSON *req, int timeout_
             int r = frame_write_json(fd, req, NULL, 0);
             if (r < 0) {
                 snprintf(last, sizeof last, "sending the request: %s", strerror(errno));
-                *sentp = 1; /* part of it may have reached the socket */
+                ++*sentp; /* part of it may have reached the socket */
                 close(fd);
                 /* not sent, or the peer died before reading: safe to send again */
             } else {
-                *sentp = 1;
+                ++*sentp;
                 int64_t left = deadline - ec_now_ms();
                 cJSON *rep = NULL;
                 r = frame_read_json(fd, &rep, NULL, NULL, 0, left > 0 ? (int)left : 1);
@@ -130,8 +136,8 @@ int ec_call(const rt_paths *rt, const char *path, const cJSON *req, int timeout_
                     path, rt->instance, last, (long long)(deadline - now));
         }
         struct timespec ts = { 0, (long)backoff * 1000000L };
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        while (backoff > 0 && nanosleep(&ts, &ts) < 0 && errno == EINTR)
             ;
-        backoff = backoff * 2 > 100 ? 100 : backoff * 2;
+        backoff = backoff == 0 ? 1 : backoff * 2 > 100 ? 100 : backoff * 2;
     }
 }

@@ -18,8 +18,9 @@
  * is for requests that carry a deadline of timeout_ms, see call.c).  resend:
  * the request may be sent again after a connection closed without a reply.
  * EC_OK with *reply (which may be an error reply), else EC_UNAVAILABLE or
- * EC_FAIL with words in why; *sent tells whether the request may have
- * reached etscounterd (then a count may have been applied).  EC_UNAVAILABLE
+ * EC_FAIL with words in why; *sent counts the times the request was
+ * sent, in part or whole: 0, it never reached etscounterd; more, a count
+ * may have been applied (2 or more: a connection broke with it in hand).  EC_UNAVAILABLE
  * at once when nothing serves the instance rt and nothing will (no socket,
  * no lock held). */
 #define EC_GRACE_MS 1000

@@ -263,6 +263,8 @@ int main(int argc, char **argv)
         c->notify_fd = -1;
         uv_timer_init(s->loop, &c->timer);
         c->timer.data = c;
+        uv_timer_init(s->loop, &c->sb_timer);
+        c->sb_timer.data = c;
     }
     uv_signal_init(s->loop, &s->sig_chld);
     uv_signal_init(s->loop, &s->sig_term);

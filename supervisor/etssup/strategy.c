@@ -145,6 +145,7 @@ static void sup_finish_cb(uv_timer_t *t)
         sup_child *c = &s->children[i];
         sup_child_notify_close(c);
         uv_close((uv_handle_t *)&c->timer, sup_close_cb);
+        uv_close((uv_handle_t *)&c->sb_timer, sup_close_cb);
     }
     sup_sockets_close(s);
     uv_close((uv_handle_t *)&s->sig_chld, sup_close_cb);
@@ -177,13 +178,26 @@ void sup_finish(sup *s)
 
 static void standby_kill(sup_child *c);
 
-/* A standby for every running child that should have one and has none. */
+static void sup_standby_due(uv_timer_t *t)
+{
+    sup_child *c = t->data;
+    sup_advance(c->sup);
+}
+
+/* A standby for every running child that should have one and has none;
+ * after a takeover, only SUP_STANDBY_DELAY_MS later. */
 static void sup_standby_fill(sup *s)
 {
+    uint64_t now = sup_now_ms();
     for (int i = 0; i < s->n; i++) {
         sup_child *c = &s->children[i];
         if (!c->cfg->standby || c->sb_pid > 0 || c->state != SUP_ST_RUNNING || c->pending_stop)
             continue;
+        if (now < c->sb_after_ms) {
+            if (!uv_is_active((uv_handle_t *)&c->sb_timer))
+                uv_timer_start(&c->sb_timer, sup_standby_due, c->sb_after_ms - now, 0);
+            continue;
+        }
         char err[512];
         if (sup_child_spawn_standby(c, err, sizeof err) < 0) {
             /* the child still runs; the next change of state tries again */
@@ -350,6 +364,7 @@ static void standby_kill(sup_child *c)
 /* The standby becomes the child: starting until its READY=1. */
 static void sup_standby_promote(sup_child *c)
 {
+    c->sb_after_ms = sup_now_ms() + SUP_STANDBY_DELAY_MS;
     c->pid = c->sb_pid;
     c->started_ms = c->sb_started_ms;
     c->sb_pid = 0;

@@ -38,6 +38,12 @@
 #define SUP_DEFAULT_INTENSITY 10
 #define SUP_DEFAULT_PERIOD 10          /* seconds */
 #define SUP_DEFAULT_START_TIMEOUT 10000 /* ms */
+/* After a takeover, the child's next standby starts this long after the
+ * death, not the instant the promoted standby is ready: it is then answering
+ * the requests that waited through the takeover, and a fork+exec beside it
+ * (a millisecond of CPU on a small machine) would delay them by as much.
+ * The cost: for these 20 ms, a second death is an ordinary restart. */
+#define SUP_STANDBY_DELAY_MS 20
 #define SUP_DEFAULT_SHUTDOWN 5000      /* ms */
 #define SUP_MAX_CHILDREN 64
 #define SUP_MAX_SOCKETS 8              /* per child */
@@ -146,6 +152,8 @@ typedef struct sup_child {
     uint64_t sb_started_ms;
     bool sb_ready;      /* READY=1 came from sb_pid before the child was reaped */
     bool sb_stopping;   /* SIGKILLed by us: not a failure */
+    uint64_t sb_after_ms; /* no standby starts before (SUP_STANDBY_DELAY_MS) */
+    uv_timer_t sb_timer;  /* wakes sup_advance at sb_after_ms */
     conn *waiter;       /* control "restart" waiting for its readiness */
     cJSON *waiter_req;
 } sup_child;
