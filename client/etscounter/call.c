@@ -40,6 +40,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -52,6 +53,55 @@ static int64_t ec_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int ec_new_rid(char hex[33])
+{
+    unsigned char b[16];
+    size_t got = 0;
+    while (got < sizeof b) {
+        ssize_t n = getrandom(b + got, sizeof b - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        got += (size_t)n;
+    }
+    for (size_t i = 0; i < sizeof b; i++)
+        snprintf(hex + 2 * i, 3, "%02x", b[i]);
+    return 0;
+}
+
+cJSON *ec_request(const char *cmd, double id, int timeout_ms, char *why, size_t whylen)
+{
+    cJSON *req = cJSON_CreateObject();
+    if (!req || !cJSON_AddStringToObject(req, "op", cmd) || !cJSON_AddNumberToObject(req, "id", id))
+        goto oom;
+    if (strcmp(cmd, "count") == 0) {
+        char rid[33];
+        if (ec_new_rid(rid) < 0) {
+            snprintf(why, whylen, "getrandom: %s", strerror(errno));
+            cJSON_Delete(req);
+            return NULL;
+        }
+        /* the deadline on the monotonic clock, which etscounterd reads too
+         * and no clock step moves; the wall-clock one for older etscounterds */
+        struct timespec mono, now;
+        clock_gettime(CLOCK_MONOTONIC, &mono);
+        clock_gettime(CLOCK_REALTIME, &now);
+        double mono_ms = (double)mono.tv_sec * 1000 + (double)(mono.tv_nsec / 1000000);
+        double deadline = (double)now.tv_sec * 1000 + (double)(now.tv_nsec / 1000000) + timeout_ms;
+        if (!cJSON_AddStringToObject(req, "rid", rid) || !cJSON_AddNumberToObject(req, "deadline", deadline) ||
+            !cJSON_AddNumberToObject(req, "deadline_mono", mono_ms + timeout_ms) ||
+            !cJSON_AddNumberToObject(req, "retry_until_mono", mono_ms + timeout_ms + EC_GRACE_MS))
+            goto oom;
+    }
+    return req;
+oom:
+    snprintf(why, whylen, "out of memory");
+    cJSON_Delete(req);
+    return NULL;
 }
 
 static int ec_retryable_connect(int e)

@@ -24,6 +24,10 @@
  * at once when nothing serves the instance rt and nothing will (no socket,
  * no lock held). */
 #define EC_GRACE_MS 1000
+/* The request etscounter sends for cmd (count, check, die, ping) with this
+ * id; a count carries a fresh random request id and its deadlines
+ * (timeout_ms from now, and the grace after).  NULL with words in why. */
+cJSON *ec_request(const char *cmd, double id, int timeout_ms, char *why, size_t whylen);
 struct rt_paths;
 int ec_call(const struct rt_paths *rt, const char *path, const cJSON *req, int timeout_ms, int grace_ms, int resend,
             cJSON **reply, int *sent, char *why, size_t whylen);

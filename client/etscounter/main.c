@@ -57,24 +57,6 @@ static int ec_usage_error(const char *fmt, const char *arg)
     return EC_USAGE;
 }
 
-static int ec_new_rid(char hex[33])
-{
-    unsigned char b[16];
-    size_t got = 0;
-    while (got < sizeof b) {
-        ssize_t n = getrandom(b + got, sizeof b - got, 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        got += (size_t)n;
-    }
-    for (size_t i = 0; i < sizeof b; i++)
-        snprintf(hex + 2 * i, 3, "%02x", b[i]);
-    return 0;
-}
-
 static void ec_print_json(const cJSON *o)
 {
     char *s = cJSON_PrintUnformatted(o);
@@ -157,33 +139,13 @@ int main(int argc, char **argv)
         return ec_usage_error("runtime dir \"%s\" is too long for a socket path", rt.dir);
     signal(SIGPIPE, SIG_IGN);
 
-    cJSON *req = cJSON_CreateObject();
-    char rid[33];
-    if (!req || !cJSON_AddStringToObject(req, "op", cmd) || !cJSON_AddNumberToObject(req, "id", 1)) {
-        fprintf(stderr, "etscounter: out of memory\n");
+    char why[512];
+    cJSON *req = ec_request(cmd, 1, timeout_ms, why, sizeof why);
+    if (!req) {
+        fprintf(stderr, "etscounter: %s\n", why);
         return EC_FAIL;
     }
-    if (strcmp(cmd, "count") == 0) {
-        if (ec_new_rid(rid) < 0) {
-            fprintf(stderr, "etscounter: getrandom: %s\n", strerror(errno));
-            return EC_FAIL;
-        }
-        /* the deadline on the monotonic clock, which etscounterd reads too
-         * and no clock step moves; the wall-clock one for older etscounterds */
-        struct timespec mono, now;
-        clock_gettime(CLOCK_MONOTONIC, &mono);
-        clock_gettime(CLOCK_REALTIME, &now);
-        double mono_ms = (double)mono.tv_sec * 1000 + (double)(mono.tv_nsec / 1000000);
-        double deadline = (double)now.tv_sec * 1000 + (double)(now.tv_nsec / 1000000) + timeout_ms;
-        if (!cJSON_AddStringToObject(req, "rid", rid) || !cJSON_AddNumberToObject(req, "deadline", deadline) ||
-            !cJSON_AddNumberToObject(req, "deadline_mono", mono_ms + timeout_ms) ||
-            !cJSON_AddNumberToObject(req, "retry_until_mono", mono_ms + timeout_ms + EC_GRACE_MS)) {
-            fprintf(stderr, "etscounter: out of memory\n");
-            return EC_FAIL;
-        }
-    }
     cJSON *rep = NULL;
-    char why[512];
     int is_count = strcmp(cmd, "count") == 0;
     int sent = 0;
     int rc = ec_call(&rt, path, req, timeout_ms, is_count ? EC_GRACE_MS : 0, strcmp(cmd, "die") != 0, &rep, &sent, why,
