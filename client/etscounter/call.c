@@ -104,6 +104,8 @@ oom:
     return NULL;
 }
 
+void (*ec_reply_hook)(int fd);
+
 static int ec_retryable_connect(int e)
 {
     return e == ENOENT || e == ECONNREFUSED || e == EAGAIN || e == ECONNRESET || e == EINTR;
@@ -148,6 +150,8 @@ int ec_call(const rt_paths *rt, const char *path, const cJSON *req, int timeout_
                 cJSON *rep = NULL;
                 r = frame_read_json(fd, &rep, NULL, NULL, 0, left > 0 ? (int)left : 1);
                 int e = errno;
+                if (r == 0 && ec_reply_hook)
+                    ec_reply_hook(fd);
                 close(fd);
                 if (r == 0) {
                     *reply = rep;

@@ -28,6 +28,10 @@
  * id; a count carries a fresh random request id and its deadlines
  * (timeout_ms from now, and the grace after).  NULL with words in why. */
 cJSON *ec_request(const char *cmd, double id, int timeout_ms, char *why, size_t whylen);
+/* Bench hook (tests/bench/recovery.c): when set, called with the connection
+ * a reply came on, before it is closed (the bench looks whether the process
+ * that answered has closed its end: it was the one it killed). */
+extern void (*ec_reply_hook)(int fd);
 struct rt_paths;
 int ec_call(const struct rt_paths *rt, const char *path, const cJSON *req, int timeout_ms, int grace_ms, int resend,
             cJSON **reply, int *sent, char *why, size_t whylen);

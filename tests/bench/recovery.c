@@ -17,13 +17,18 @@
  *    count for a random 0.2 to 1.2 ms, SIGKILLs etscounterd (its pid from
  *    `ping`) at whatever point of a request the thread is, and takes the
  *    time to the first acknowledged count the killed process cannot have
- *    answered: one whose call began after the process had exited, or was
- *    sent again after a broken connection, or was read after the process
- *    had exited (its pidfd).  That last rule counts a reply the old process
- *    wrote just before dying, if the thread only read it after the death:
- *    the client did get an ack then, and the case needs the thread held
- *    off a core for as long as the dying takes.  The counting pauses while
- *    the floor is measured, so the floor is not slowed by our own load;
+ *    answered: one sent again after a broken connection, or one read after
+ *    the killed process had closed its sockets on a connection whose other
+ *    end is still open.  The killed process's sockets: a connection it
+ *    accepted before the kill (a ping, then kept open) closes with its
+ *    other fds, when etsmgrd too sees it die (a pidfd says it later: the
+ *    process becomes a zombie only after more of its teardown).  The reply's
+ *    connection, looked at through call.c's ec_reply_hook: a reply the
+ *    killed process wrote just before dying comes on a connection it has
+ *    closed by then, one from the new process on a connection still open
+ *    (under load the thread may read the old reply a good while later: in
+ *    8 of 100 rounds without this look).  The counting pauses while the
+ *    floor is measured, so the floor is not slowed by our own load;
  *  - etscounterd again, the old figure: SIGKILL, then one count sent on a
  *    fresh connection after the kill (rc_call, sent again unchanged if a
  *    connection breaks), timed to its ack.  Because etssup holds the
@@ -68,7 +73,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -202,16 +206,26 @@ static struct {
     rt_paths rt;
     bool pause, paused, stop, failed;
     char why[600];
-    /* the round: the killed process's pidfd (-1: none) and the kill time;
-     * found: the time of the first ack it cannot have answered */
+    /* the round: a connection the killed process accepted (-1: none) and
+     * the kill time; found: the time of the first ack it cannot have
+     * answered */
     int victim;
     double t_kill, found;
 } L = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .victim = -1 };
 
-static bool rc_exited(int pidfd)
+/* The process at the other end of fd has closed it (it died). */
+static bool rc_exited(int fd)
 {
-    struct pollfd p = { .fd = pidfd, .events = POLLIN };
-    return pidfd >= 0 && poll(&p, 1, 0) == 1;
+    struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+    return fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/* ec_reply_hook: whether the reply's connection was closed at the other
+ * end (only the loop thread calls ec_call) */
+static bool rc_reply_peer_closed;
+static void rc_reply_hook(int fd)
+{
+    rc_reply_peer_closed = rc_exited(fd);
 }
 
 static void *rc_loop(void *arg)
@@ -225,19 +239,17 @@ static void *rc_loop(void *arg)
             pthread_cond_wait(&L.cv, &L.mu);
         }
         L.paused = false;
-        int victim = L.victim;
         bool stop = L.stop;
         pthread_mutex_unlock(&L.mu);
         if (stop)
             return NULL;
         char why[512];
         cJSON *req = ec_request("count", id, 10000, why, sizeof why), *rep = NULL;
-        bool dead_before = rc_exited(victim);
         int sent = 0;
+        rc_reply_peer_closed = false;
         int rc = req ? ec_call(&L.rt, rc_counter_sock, req, 10000, EC_GRACE_MS, 1, &rep, &sent, why, sizeof why)
                      : EC_FAIL;
         double t = bu_now();
-        bool dead_after = rc_exited(victim);
         bool ok = rc == EC_OK && rc_ok(rep);
         if (rc == EC_OK && !ok) {
             char *s = cJSON_PrintUnformatted(rep);
@@ -254,8 +266,10 @@ static void *rc_loop(void *arg)
             pthread_mutex_unlock(&L.mu);
             return NULL;
         }
-        if (victim >= 0 && victim == L.victim && L.found < 0 && t > L.t_kill &&
-            (dead_before || sent >= 2 || dead_after)) {
+        /* the round's connection is looked at under the lock: the main
+         * thread closes it only after clearing L.victim */
+        if (L.victim >= 0 && L.found < 0 && t > L.t_kill &&
+            (sent >= 2 || (rc_exited(L.victim) && !rc_reply_peer_closed))) {
             L.found = t;
             pthread_cond_broadcast(&L.cv);
         }
@@ -280,10 +294,19 @@ static void rc_loop_pause(bool pause)
  * new process. */
 static double rc_kill_counterd_loop(void)
 {
-    pid_t old = rc_pid_of(rc_counter_sock, "{\"op\":\"ping\",\"id\":1}");
-    int pidfd = (int)syscall(SYS_pidfd_open, old, 0);
-    if (pidfd < 0)
-        rc_fail("pidfd_open: %s", strerror(errno));
+    /* the ping's connection stays open: the killed process's end of it
+     * closes when it dies */
+    int sentinel = sock_connect_unix(rc_counter_sock);
+    const char *ping = "{\"op\":\"ping\",\"id\":1}";
+    cJSON *rep = NULL;
+    if (sentinel < 0 || frame_write(sentinel, ping, strlen(ping), NULL, 0) < 0 ||
+        frame_read_json(sentinel, &rep, NULL, NULL, 0, 10000) < 0)
+        rc_fail("ping etscounterd: %s", strerror(errno));
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(rep, "pid");
+    pid_t old = rc_ok(rep) && cJSON_IsNumber(p) ? (pid_t)p->valuedouble : 0;
+    cJSON_Delete(rep);
+    if (old <= 0)
+        rc_fail("%s", "no pid from etscounterd's ping");
     uint32_t r;
     if (getrandom(&r, sizeof r, 0) != sizeof r)
         rc_fail("getrandom: %s", strerror(errno));
@@ -292,7 +315,7 @@ static double rc_kill_counterd_loop(void)
     pthread_mutex_lock(&L.mu);
     L.found = -1;
     L.t_kill = bu_now();
-    L.victim = pidfd;
+    L.victim = sentinel;
     pthread_mutex_unlock(&L.mu);
     if (kill(old, SIGKILL) < 0)
         rc_fail("kill etscounterd: %s", strerror(errno));
@@ -312,7 +335,7 @@ static double rc_kill_counterd_loop(void)
     if (!found)
         rc_fail("%s", "the counting client had no count acknowledged within 10 s of the SIGKILL (is etssup running?)");
     rc_loop_pause(true);
-    close(pidfd);
+    close(sentinel);
     pid_t now = rc_pid_of(rc_counter_sock, "{\"op\":\"ping\",\"id\":2}");
     if (now == old)
         rc_fail("%s", "the counting client's ack after SIGKILL came from the killed etscounterd (pid unchanged)");
@@ -428,6 +451,7 @@ int main(int argc, char **argv)
             rc_fail("%s", err);
         pthread_t th;
         L.pause = true;
+        ec_reply_hook = rc_reply_hook;
         if (pthread_create(&th, NULL, rc_loop, NULL) != 0)
             rc_fail("%s", "pthread_create failed");
         rc_loop_pause(true);
