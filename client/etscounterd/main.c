@@ -486,12 +486,13 @@ int main(int argc, char **argv)
              D.exactly_once ? "on" : "off", D.exit_on_manager_death ? "exit" : "keep serving");
     if (notify_watchdog_start(D.loop) < 0)
         log_warning("cannot start the watchdog timer: %s", strerror(errno));
-    /* One turn of the loop without blocking before READY=1: the requests
+    /* Two turns of the loop without blocking before READY=1: the requests
      * that waited in the socket's backlog (through a takeover or a restart)
-     * are accepted, read and answered in it (conn.c reads a new connection
-     * at once and flushes its replies in the same turn), ahead of the
-     * supervisor's wake-up, which READY=1 causes and which costs as much
-     * as answering them on a small machine. */
+     * are accepted in the first and read and answered in the second (conn.c
+     * flushes replies within the turn), ahead of the supervisor's wake-up,
+     * which READY=1 causes and which costs as much as answering them on a
+     * small machine. */
+    uv_run(D.loop, UV_RUN_NOWAIT);
     uv_run(D.loop, UV_RUN_NOWAIT);
     notify_sendf("READY=1\nSTATUS=serving %s", D.sock_path);
     uv_run(D.loop, UV_RUN_DEFAULT);

@@ -729,12 +729,6 @@ static void srv_accept_one(conn_server *s, int fd)
     conn_update_events(c);
     if (s->cfg.on_open && !c->closed)
         s->cfg.on_open(c, s->cfg.arg);
-    /* A client writes its request right after connect, so it is usually
-     * here already: read it now rather than a loop turn later (an epoll
-     * round trip on every new connection; after a takeover, the requests
-     * that waited in the backlog are answered in the first turn). */
-    if (!c->closed && !c->paused && !c->eof && !c->closing)
-        conn_read(c);
 }
 
 static void srv_on_listen(uv_poll_t *h, int status, int events);
