@@ -261,6 +261,18 @@ int etsmgr_add_table(etsmgr_client *c, etsmgr_table *t)
     return mc_hold(c, t, NULL);
 }
 
+/* Sends req (del_table, give_away) about t; once etsmgrd agreed, t is no
+ * longer this process's: unheld and closed.  On an error t stays as it was. */
+static int mc_call_let_go(etsmgr_client *c, cJSON *req, etsmgr_table *t)
+{
+    int err = mc_call(c, req, -1, NULL, 0, NULL);
+    if (err)
+        return err;
+    mc_unhold(c, t);
+    etsmgr_table_close(t);
+    return ETSMGR_OK;
+}
+
 int etsmgr_del_table(etsmgr_client *c, etsmgr_table *t, int unlink)
 {
     if (!c || !t)
@@ -270,12 +282,7 @@ int etsmgr_del_table(etsmgr_client *c, etsmgr_table *t, int unlink)
         cJSON_Delete(req);
         req = NULL;
     }
-    int err = mc_call(c, req, -1, NULL, 0, NULL);
-    if (err)
-        return err;
-    mc_unhold(c, t);
-    etsmgr_table_close(t);
-    return ETSMGR_OK;
+    return mc_call_let_go(c, req, t);
 }
 
 int etsmgr_give_away(etsmgr_client *c, etsmgr_table *t, pid_t pid, const char *data)
@@ -288,12 +295,7 @@ int etsmgr_give_away(etsmgr_client *c, etsmgr_table *t, pid_t pid, const char *d
         cJSON_Delete(req);
         req = NULL;
     }
-    int err = mc_call(c, req, -1, NULL, 0, NULL);
-    if (err)
-        return err;
-    mc_unhold(c, t);
-    etsmgr_table_close(t);
-    return ETSMGR_OK;
+    return mc_call_let_go(c, req, t);
 }
 
 static void mc_managed_from(etsmgr_managed *x, const cJSON *e)
