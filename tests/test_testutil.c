@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -352,6 +353,57 @@ START_TEST(test_runner_captures_and_sweeps)
 }
 END_TEST
 
+/* common/prog/procstat.c on a child whose name holds ") Z 1 (": the fields
+ * come from after the last ')', so the name cannot pose as a zombie of
+ * init; then the same child as a real zombie, then reaped. */
+START_TEST(test_proc_stat_read)
+{
+    static const char name[] = "x) Z 1 (y";
+    int ready[2], hold[2];
+    ck_assert_int_eq(pipe(ready), 0);
+    ck_assert_int_eq(pipe(hold), 0);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        close(ready[0]);
+        close(hold[1]);
+        if (prctl(PR_SET_NAME, name) < 0)
+            _exit(1);
+        (void)!write(ready[1], "r", 1);
+        char c;
+        (void)!read(hold[0], &c, 1); /* until the parent closes hold[1] or kills us */
+        _exit(0);
+    }
+    close(ready[1]);
+    close(hold[0]);
+    char c;
+    ck_assert_int_eq(read(ready[0], &c, 1), 1);
+    proc_stat st;
+    ck_assert_int_eq(proc_stat_read(child, &st), 0);
+    ck_assert_str_eq(st.comm, name);
+    ck_assert_msg(st.state == 'S' || st.state == 'R', "state %c", st.state);
+    ck_assert_int_eq(st.ppid, getpid());
+    ck_assert_int_eq(proc_ppid(child), getpid());
+    ck_assert(!proc_exited(child));
+    /* a zombie: exited, not yet reaped (WNOWAIT leaves it so) */
+    ck_assert_int_eq(kill(child, SIGKILL), 0);
+    siginfo_t si;
+    ck_assert_int_eq(waitid(P_PID, (id_t)child, &si, WEXITED | WNOWAIT), 0);
+    ck_assert_int_eq(proc_stat_read(child, &st), 0);
+    ck_assert_int_eq(st.state, 'Z');
+    ck_assert(proc_exited(child));
+    /* reaped: no such process */
+    ck_assert_int_eq(waitpid(child, NULL, 0), child);
+    errno = 0;
+    ck_assert_int_eq(proc_stat_read(child, &st), -1);
+    ck_assert_int_eq(errno, ENOENT);
+    ck_assert(proc_exited(child));
+    ck_assert_int_eq(proc_ppid(child), -1);
+    close(ready[0]);
+    close(hold[1]);
+}
+END_TEST
+
 Suite *testutil_suite(void)
 {
     Suite *s = suite_create("testutil");
@@ -362,6 +414,7 @@ Suite *testutil_suite(void)
     tcase_add_test(tc, test_tu_cleanup_escalates_and_strays);
     tcase_add_test(tc, test_tu_atexit_cleanup);
     tcase_add_test(tc, test_tu_request_conn_server_process);
+    tcase_add_test(tc, test_proc_stat_read);
     suite_add_tcase(s, tc);
     tc = tcase_create("runner");
     tcase_set_timeout(tc, 120);
