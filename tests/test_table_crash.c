@@ -373,8 +373,9 @@ static void c_extend(etsmgr_table *t, bool done)
 }
 
 /* exactly-once counting (table_once.c): the increment and the record of
- * its rid are one change; the first record also creates the region, and
- * the 49th fills it past 3/4 and rebuilds it */
+ * its rid are one change; the first record also creates the region, the
+ * 65th finds its ring full and rebuilds it, and the first count in a table
+ * of an older library converts its layout 1 region */
 static etsmgr_once once_req(int i, int64_t keep)
 {
     etsmgr_once o = {.keep_until_ms = keep};
@@ -415,6 +416,34 @@ static void once_rebuild_setup(etsmgr_table *t)
     once_n = 64; /* the first region's ring is full: the next count rebuilds it */
     once_setup(t);
 }
+/* once_n records in a layout 1 region written by hand, as an older
+ * library left them (table version 4): rid i -> 11 + i, kept for good */
+static void once_layout1_setup(etsmgr_table *t)
+{
+    once_n = 5;
+    group_setup(t);
+    int64_t v;
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "ctr", 3, once_n, 0, &v), 0);
+    uint64_t off, size = 8 * (8 + 4 * 64);
+    ck_assert_int_eq(tbl_op_begin(t, "old", true), 0);
+    ck_assert_int_eq(tbl_alloc(t, size, &off), 0);
+    uint64_t *w = tbl_word(t, off);
+    memset(w, 0, size);
+    w[0] = 0x31454f4e4f4d5445ull; /* "ETMONOE1" */
+    w[1] = 64;
+    w[2] = (uint64_t)once_n;
+    for (int i = 0; i < once_n; i++) {
+        uint64_t *rec = w + 8 + 4 * (7 * i + 3); /* anywhere: a conversion reads every record */
+        etsmgr_once o = once_req(i, INT64_MAX / 4);
+        memcpy(rec, o.rid, 16);
+        rec[2] = (uint64_t)(11 + i);
+        rec[3] = INT64_MAX / 4;
+    }
+    tbl_set(t, TBL_HOFF(once_off), off);
+    tbl_set(t, TBL_HOFF(live_bytes), t->h->live_bytes + size);
+    t->h->version = TBL_VERSION_ONCE;
+    ck_assert_int_eq(tbl_op_end(t, 0), 0);
+}
 static int a_once(etsmgr_table *t)
 {
     etsmgr_once o = once_req(1000, INT64_MAX / 4);
@@ -439,6 +468,7 @@ static void c_once(etsmgr_table *t, bool done)
 static const struct scen scenarios[] = {
     {"count_once, first record", 0, once_first_setup, a_once, c_once},
     {"count_once, region rebuilt", 0, once_rebuild_setup, a_once, c_once},
+    {"count_once, layout 1 region converted", 0, once_layout1_setup, a_once, c_once},
     {"insert new", 0, base_setup, a_insert_new, c_insert_new},
     {"overwrite bytes", 0, base_setup, a_overwrite_bytes, c_overwrite_bytes},
     {"overwrite int and type change", 0, base_setup, a_overwrite_int, c_overwrite_int},
