@@ -2,15 +2,16 @@
 /* table_image.c: saving a live table to a file and reading it back
  * (docs/image-format.md has the format).
  *
- * A save is a consistent cut because it copies the table while holding the
- * table's lock, the same lock every change and every atomic group holds
- * from begin to commit: a group is in the copy whole or not at all.  The
- * lock is held only for one memcpy of the used part of the object
- * ([0, heap_top)) into memory that was allocated and faulted in before the
- * lock was taken; walking the entries, encoding, checksumming and writing
- * happen afterwards on the private copy, with the owner running.  That is
- * the design around a long stall: the stall is a memory copy (about 0.1 s
- * per GiB here, see docs/performance.md), never disk I/O.
+ * A save is a consistent cut: the image is the table as it was at one
+ * instant while the save held the table's lock, the same lock every change
+ * and every atomic group holds from begin to commit, so a group is in it
+ * whole or not at all.  The save does not hold the lock while it copies
+ * the table, though: it copies in rounds without it and fixes the copy up
+ * under the lock at the end, using the stripe words to know what changed
+ * (see "the copy, without a long stall" below), so the owner's stall is a
+ * short fix-up, not a copy of the whole table; walking the entries,
+ * encoding, checksumming and writing happen afterwards on the private copy,
+ * with the owner running (docs/performance.md has the numbers).
  *
  * The copy is read through a second etsmgr_table view whose mapping is the
  * copy, so the same bounds-checked accessors (tbl_state, tbl_ent_at) judge
@@ -563,7 +564,9 @@ static int img_copy_locked(etsmgr_table *t, unsigned char **buf, size_t *cap, ui
  *     those that are free or of a changed stripe) and the entries of every
  *     stripe whose word is not seen[] now.  The copy now holds the table as
  *     it is at this instant for every word the encoder reads: a consistent
- *     cut, taken while the lock is held, like the whole copy before.
+ *     cut, taken while the lock is held, like the whole copy before.  When
+ *     no stripe word moved since it was last looked at and there was no
+ *     rehash, the index pass is skipped: every slot is as the copy has it.
  *
  * One kind of change moves no stripe word: an integer written in place
  * outside a group is a single store, its own commit point (tbl_set_one,
@@ -705,6 +708,10 @@ static bool img_fixup(etsmgr_table *t, unsigned char *buf, const uint64_t *seen,
     memcpy(buf, t->base, TBL_HDR_SIZE);
     img_locked_bytes += TBL_HDR_SIZE;
     bool same = h->layout_seq == lay0;
+    /* no stripe changed and no rehash: every slot is as the copy has it
+     * (slots change only with their key's stripe), and only the integers
+     * may have moved; the common case of an owner updating counters */
+    if (same && n == 0) goto once;
     uint64_t *bidx = (uint64_t *)(void *)(buf + ((uint64_t)((const char *)t->idx - t->base)));
     for (uint64_t i = 0; i <= t->mask; i++) {
         uint64_t sl = t->idx[i];
@@ -720,6 +727,7 @@ static bool img_fixup(etsmgr_table *t, unsigned char *buf, const uint64_t *seen,
         if (!same || mine || tbl_unused(sl)) bidx[i] = sl;
     }
     img_locked_bytes += (t->mask + 1) * 8;
+once:;
     uint64_t ob = h->once_off ? tbl_once_bytes(t, h->once_off) : 0;
     if (ob) {
         memcpy(buf + h->once_off, t->base + h->once_off, ob);

@@ -3,16 +3,20 @@
  * (`make bench-save`; not a test, numbers are printed, never asserted).
  *
  * For tables of about 4 KiB, 64 MiB and 1 GiB of data: a forked "owner"
- * runs update_counter in a loop and records the longest single call, first
- * for a quiet window as long as the save, then while this process saves
- * the table to a file.  The owner's longest call during the save is its
- * stall: it waits for the lock while the save copies the table in memory.
- * Also printed: the save's own lock hold (img_last_lock_ns), the whole
- * save's time and the file's size.  The save runs on a fresh attachment
+ * runs update_counter in a loop (then, for 64 MiB and 1 GiB again, also
+ * rewriting a bytes value, a change that moves its key's stripe word) and
+ * records the longest single call, first for a quiet window as long as the
+ * save, then while this process saves the table to a file.  The owner's
+ * longest call during the save is its stall: it waits for the lock while
+ * the save takes the stripe words and while it fixes up its copy
+ * (table_image.c).  Also printed: the save's own lock hold
+ * (img_last_lock_ns), what it copied while holding it, where the save's
+ * time went (wall and CPU), the whole save's time and the file's size.  The save runs on a fresh attachment
  * (its pages not mapped in yet), as in etsmgrd and etsmgrctl.
  *
  *   bench_save [DIR]   DIR: where the image files go (default /tmp) */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -36,7 +40,9 @@ static uint64_t now_ns(void)
 
 /* The owner: counts until told to stop (a byte on cmd), then writes the
  * longest call and the number of calls. */
-static void owner(const char *shm, int cmd, int res)
+/* bytes: each call also rewrites a bytes value (a new block, its key's
+ * stripe moves), so the save's last step must look through the index */
+static void owner(const char *shm, int cmd, int res, bool bytes)
 {
     etsmgr_table *t;
     if (tbl_open(shm, &t))
@@ -50,6 +56,9 @@ static void owner(const char *shm, int cmd, int res)
                 uint64_t t0 = now_ns();
                 int64_t v;
                 if (etsmgr_table_update_counter(t, "owner", 5, 1, 0, &v))
+                    _exit(3);
+                etsmgr_value b = {.type = ETSMGR_BYTES, .data = &v, .len = sizeof v};
+                if (bytes && etsmgr_table_insert(t, "owner-bytes", 11, &b))
                     _exit(3);
                 uint64_t d = now_ns() - t0;
                 if (d > worst)
@@ -82,7 +91,7 @@ static void sleep_ns(uint64_t ns)
     nanosleep(&ts, NULL);
 }
 
-static void one(const char *dir, const char *label, uint64_t data_bytes)
+static void one(const char *dir, const char *label, uint64_t data_bytes, bool bytes)
 {
     char shm[64], path[512];
     snprintf(shm, sizeof shm, "/benchsave%d.t", (int)getpid());
@@ -123,7 +132,7 @@ static void one(const char *dir, const char *label, uint64_t data_bytes)
     if (pid == 0) {
         close(cmd[1]);
         close(res[0]);
-        owner(shm, cmd[0], res[1]);
+        owner(shm, cmd[0], res[1], bytes);
     }
     close(cmd[0]);
     close(res[1]);
@@ -173,8 +182,12 @@ static void one(const char *dir, const char *label, uint64_t data_bytes)
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "/tmp";
-    one(dir, "4 KiB", 4096);
-    one(dir, "64 MiB", 64ull << 20);
-    one(dir, "1 GiB", 1ull << 30);
+    printf("the owner: update_counter of one key\n");
+    one(dir, "4 KiB", 4096, false);
+    one(dir, "64 MiB", 64ull << 20, false);
+    one(dir, "1 GiB", 1ull << 30, false);
+    printf("the owner: update_counter and a bytes value rewritten (its stripe moves)\n");
+    one(dir, "64 MiB", 64ull << 20, true);
+    one(dir, "1 GiB", 1ull << 30, true);
     return 0;
 }
