@@ -101,10 +101,15 @@ typedef struct mgrd {
     size_t max_conns;
     size_t max_tables;
     bool stopping;           /* orderly exit: closing peers orphans nothing */
-    /* Own objects may exist that the registry does not hold (let go with
-     * del_table, invalid or doubled at rediscovery): only then must a
-     * lookup list /dev/shm; else a table's object is at its plain name. */
-    bool obj_unmanaged;
+    /* Tables whose own object may exist while the registry does not hold
+     * it (let go by del_table without unlink, invalid or doubled at
+     * rediscovery): only a lookup of one of these names lists /dev/shm;
+     * any other table's object is at its plain name (shmobj.c).  A name
+     * leaves the list when a listing finds no object of it. */
+    char (*unmanaged)[ETSMGR_NAME_MAX + 1];
+    size_t n_unmanaged, cap_unmanaged;
+    bool unmanaged_all;       /* the list could not grow: every lookup lists */
+    unsigned long obj_listings; /* /dev/shm listings by lookups (tests count them) */
     uint64_t max_table_bytes; /* size_hint and max_bytes of a new table (limits.c) */
     uint64_t max_uid_bytes;   /* one uid's tables together */
     mgrd_table *tables;
@@ -196,8 +201,13 @@ bool mgrd_obj_own(const struct stat *st);
 /* An own object of table (plain or placed name; any uid in the name), or
  * with match, the one with match's dev/ino: 1 found (*out), 0 none, -1
  * listing /dev/shm failed (errno).  Without match it looks at the plain
- * name of uid first and lists /dev/shm only when m->obj_unmanaged. */
+ * name of uid first and lists /dev/shm only when an own object of table
+ * may be unmanaged (mgrd_obj_unmanaged); a listing that finds none drops
+ * table from that list. */
 int mgrd_obj_find(mgrd *m, const char *table, uid_t uid, const mgrd_obj *match, mgrd_obj *out);
+/* An own object of table may stay while the registry does not hold it. */
+void mgrd_obj_unmanaged(mgrd *m, const char *table);
+void mgrd_obj_unmanaged_free(mgrd *m);
 /* Build table of uid under a temporary name and rename it into place (or
  * beside another user's object that holds the name).  ETSMGR_OK with *out
  * and its name in shm_name; ETSMGR_EEXIST when an own object of that name

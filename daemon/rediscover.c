@@ -142,22 +142,22 @@ size_t mgrd_rediscover(mgrd *m)
         mgrd_table *known = mgrd_reg_find(m, name);
         if (known && strcmp(known->shm_name, shm_name) == 0)
             continue; /* renamed above, and listed again under its name now */
-        bool unmanaged = m->obj_unmanaged;
-        m->obj_unmanaged = true; /* until it is registered below */
         if (known) {
+            mgrd_obj_unmanaged(m, name);
             log_warning("rediscovery: %s%s is another object of table %s (managed: %s%s); left untouched",
                         SHM_DIR, shm_name, name, SHM_DIR, known->shm_name);
             continue;
         }
         if (m->ntables >= m->max_tables) {
+            mgrd_obj_unmanaged(m, name);
             log_error("rediscovery: table %s not managed: the limit of %zu tables is reached "
                       "(raise --max-tables)", name, m->max_tables);
             continue;
         }
         if (take_over(m, shm_name, name, (uid_t)uid)) {
             found++;
-            m->obj_unmanaged = unmanaged;
         } else {
+            mgrd_obj_unmanaged(m, name);
             invalid++;
         }
     }

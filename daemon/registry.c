@@ -55,6 +55,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "etsmgrd.h"
@@ -139,7 +140,11 @@ void mgrd_reg_remove(mgrd *m, mgrd_table *rt)
     mgrd_wait_fail_all(m, rt, PROTO_E_NOT_FOUND, "it was deleted while this process waited for it");
     reg_let_go(rt);
     m->ntables--;
-    m->obj_unmanaged = true; /* its object may stay (shmobj.c looks for it then) */
+    /* an object left in place (del_table without unlink, an adoption
+     * undone) is one a later new_table of the name must look for */
+    struct stat st;
+    if (mgrd_shm_stat(rt->shm_name, &st) == 0 && st.st_dev == rt->dev && st.st_ino == rt->ino)
+        mgrd_obj_unmanaged(m, rt->name);
     etsmgr_table_close(rt->t);
     free(rt);
 }
@@ -261,6 +266,8 @@ cJSON *mgrd_reg_status(mgrd *m, mgrd_table *rt)
 
 void mgrd_reg_free_all(mgrd *m)
 {
+    m->unmanaged_all = true; /* the end: no lookup follows, nothing to note */
     while (m->tables)
         mgrd_reg_remove(m, m->tables);
+    mgrd_obj_unmanaged_free(m);
 }

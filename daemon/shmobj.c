@@ -78,6 +78,50 @@ static int obj_rename(const char *from, const char *to)
     return 0;
 }
 
+static size_t unmanaged_index(const mgrd *m, const char *table)
+{
+    for (size_t i = 0; i < m->n_unmanaged; i++)
+        if (strcmp(m->unmanaged[i], table) == 0)
+            return i;
+    return (size_t)-1;
+}
+
+void mgrd_obj_unmanaged(mgrd *m, const char *table)
+{
+    if (m->unmanaged_all || unmanaged_index(m, table) != (size_t)-1)
+        return;
+    if (m->n_unmanaged == m->cap_unmanaged) {
+        size_t cap = m->cap_unmanaged ? 2 * m->cap_unmanaged : 16;
+        void *p = realloc(m->unmanaged, cap * sizeof *m->unmanaged);
+        if (!p) {
+            /* no memory to remember the name: every lookup lists, as safe as before */
+            m->unmanaged_all = true;
+            return;
+        }
+        m->unmanaged = p;
+        m->cap_unmanaged = cap;
+    }
+    snprintf(m->unmanaged[m->n_unmanaged++], sizeof *m->unmanaged, "%s", table);
+}
+
+/* A listing found no own object of table: nothing of it is left unmanaged. */
+static void unmanaged_drop(mgrd *m, const char *table)
+{
+    size_t i = unmanaged_index(m, table);
+    if (i == (size_t)-1)
+        return;
+    m->n_unmanaged--;
+    if (i != m->n_unmanaged)
+        memcpy(m->unmanaged[i], m->unmanaged[m->n_unmanaged], sizeof *m->unmanaged);
+}
+
+void mgrd_obj_unmanaged_free(mgrd *m)
+{
+    free(m->unmanaged);
+    m->unmanaged = NULL;
+    m->n_unmanaged = m->cap_unmanaged = 0;
+}
+
 int mgrd_obj_find(mgrd *m, const char *table, uid_t uid, const mgrd_obj *match, mgrd_obj *out)
 {
     if (!match) {
@@ -90,12 +134,13 @@ int mgrd_obj_find(mgrd *m, const char *table, uid_t uid, const mgrd_obj *match, 
             out->ino = st.st_ino;
             return 1;
         }
-        if (!m->obj_unmanaged)
+        if (!m->unmanaged_all && unmanaged_index(m, table) == (size_t)-1)
             return 0;
     }
     DIR *d = opendir(SHM_DIR);
     if (!d)
         return -1;
+    m->obj_listings++;
     int found = 0;
     struct dirent *de;
     errno = 0;
@@ -130,6 +175,8 @@ int mgrd_obj_find(mgrd *m, const char *table, uid_t uid, const mgrd_obj *match, 
         errno = e;
         return -1;
     }
+    if (!found && !match)
+        unmanaged_drop(m, table);
     return found;
 }
 
