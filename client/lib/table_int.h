@@ -16,7 +16,8 @@
  * offset / 8), the tag being the low 24 bits of the hash.
  * Entries live in the heap, each exactly as big as it needs (8-byte header,
  * key, value, each rounded to 8 bytes), so a small entry costs 24 bytes plus
- * its share of the index.
+ * its share of the index; an ordered table's entries also carry their
+ * skiplist links after the value (table_ordered.c).
  *
  * Crash safety rests on one rule: a word reachable from the header is only
  * written through tbl_set(), which first appends (offset, old value) to the
