@@ -165,7 +165,7 @@ END_TEST
 
 START_TEST(test_fault_hook_unacknowledged_increment)
 {
-    setenv("ETSMGR_CRASHLAB_TEST_FAULT", "dup:20", 1);
+    setenv("ETSMGR_CRASHLAB_TEST_FAULT", "dup:3000", 1);
     char *extra[] = { "--targets", "etsmgrd", "--kills", "2", "--interval", "2:10" };
     cJSON *r = NULL;
     char *out = NULL;
@@ -180,7 +180,7 @@ END_TEST
 
 START_TEST(test_fault_hook_value_twice)
 {
-    setenv("ETSMGR_CRASHLAB_TEST_FAULT", "lose:20", 1);
+    setenv("ETSMGR_CRASHLAB_TEST_FAULT", "lose:3000", 1);
     char *extra[] = { "--targets", "etscounterd", "--kills", "2", "--interval", "2:10" };
     cJSON *r = NULL;
     char *out = NULL;

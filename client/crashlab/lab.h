@@ -142,6 +142,7 @@ typedef struct lab {
     /* load */
     lab_worker *w;
     atomic_bool stop_load;
+    atomic_bool fault_done; /* worker 0 has misbehaved as ETSMGR_CRASHLAB_TEST_FAULT asked */
     atomic_llong last_ack_ns;
     atomic_llong acked_total;
     int64_t initial_count, final_count;

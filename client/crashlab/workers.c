@@ -180,6 +180,7 @@ static void *lab_worker_main(void *arg)
             } else if (lab_record(w, v, t, conn_ns) < 0) {
                 break;
             }
+            atomic_store(&l->fault_done, true);
         }
     }
     if (fd >= 0)
@@ -219,6 +220,12 @@ int lab_workers_start(lab *l, char *err, size_t errlen)
 
 void lab_workers_stop(lab *l)
 {
+    /* A test fault must happen before the load stops, or the verdict it is
+     * meant to show is missing: a short run on a loaded machine could end
+     * before worker 0 reached its N-th ack. */
+    for (int64_t until = lab_now_ns() + (int64_t)l->o.recovery_timeout_ms * 1000000;
+         l->o.fault_kind && !atomic_load(&l->fault_done) && lab_now_ns() < until;)
+        lab_sleep_ms(1);
     atomic_store(&l->stop_load, true);
     for (int i = 0; l->w && i < l->o.workers; i++)
         if (l->w[i].started) {
