@@ -564,6 +564,58 @@ START_TEST(test_save_with_writer_killed)
 }
 END_TEST
 
+/* A key deleted after the save's first copy whose block a new key then
+ * takes: the rounds copy the new key through its own slot, so the old slot
+ * must leave the copy's index too (it pointed at the same block: the image
+ * had the new key twice, "repeats an earlier key", seen once in
+ * consistent_cut with the growing writer). */
+static etsmgr_table *mv_table;
+static bool mv_done;
+static void mv_hook(const char *op, int step)
+{
+    if (mv_done || strcmp(op, "save") != 0 || step != 14) return;
+    mv_done = true;
+    char v[40];
+    memset(v, 'x', sizeof v);
+    etsmgr_value bv = tt_bytes(v, sizeof v);
+    for (int i = 0; i < 40; i += 2) { /* every other one: the deleted blocks are taken again */
+        char k[16];
+        ck_assert_int_eq(etsmgr_table_delete(mv_table, k, tt_key(k, sizeof k, "f", i)), 0);
+        ck_assert_int_eq(etsmgr_table_insert(mv_table, k, tt_key(k, sizeof k, "g", i), &bv), 0);
+    }
+}
+START_TEST(test_cut_block_taken_by_new_key)
+{
+    const char *name;
+    mv_table = tt_create(&name, 0, 0);
+    char v[40], k[16], why[256] = "";
+    memset(v, 'x', sizeof v);
+    etsmgr_value bv = tt_bytes(v, sizeof v);
+    for (int i = 0; i < 40; i++)
+        ck_assert_int_eq(etsmgr_table_insert(mv_table, k, tt_key(k, sizeof k, "f", i), &bv), 0);
+    mv_done = false;
+    tbl_crashpoint = mv_hook;
+    const char *p = tpath("moved.etsimg");
+    int r = img_save(mv_table, p, NULL, why, sizeof why);
+    tbl_crashpoint = NULL;
+    ck_assert(mv_done);
+    ck_assert_msg(r == 0, "save: %s", why);
+    etsmgr_table *u = load_plain(p, &r, why, sizeof why);
+    ck_assert_msg(u != NULL, "load: %s", why);
+    for (int i = 0; i < 40; i++) {
+        etsmgr_value out;
+        char buf[64];
+        int ef = etsmgr_table_lookup(u, k, tt_key(k, sizeof k, "f", i), &out, buf, sizeof buf);
+        int eg = etsmgr_table_lookup(u, k, tt_key(k, sizeof k, "g", i), &out, buf, sizeof buf);
+        ck_assert_msg(i % 2 ? ef == 0 && eg == ETSMGR_ENOTFOUND : ef == ETSMGR_ENOTFOUND && eg == 0,
+                      "key %d: f %d g %d", i, ef, eg);
+    }
+    tt_check(u);
+    etsmgr_table_close(u);
+    etsmgr_table_close(mv_table);
+}
+END_TEST
+
 /* ------------------------------------------------------------ crash points */
 
 static long cp_target, cp_calls;
@@ -929,6 +981,7 @@ Suite *image_suite(void)
     tcase_add_test(tc, test_roundtrip_ordered);
     tcase_add_loop_test(tc, test_consistent_cut, 0, 4);
     tcase_add_test(tc, test_save_copies_little_under_lock);
+    tcase_add_test(tc, test_cut_block_taken_by_new_key);
     tcase_add_test(tc, test_consistent_cut_counters);
     tcase_add_test(tc, test_save_with_writer_killed);
     suite_add_tcase(s, tc);

@@ -659,8 +659,16 @@ static unsigned img_round(etsmgr_table *t, unsigned char *buf, uint64_t lim, uin
     uint64_t *bidx = lay == lay0 ? (uint64_t *)(void *)(buf + off) : NULL;
     for (uint64_t i = 0; i <= mask; i++) {
         uint64_t sl = __atomic_load_n(&idx[i], __ATOMIC_RELAXED);
+        /* a free slot goes into the copy whatever its stripe: a key deleted
+         * since step 1 must leave the copy's index too, or its slot points
+         * at a block that may by now hold another key (copied through its
+         * own slot: the image would have that key twice) */
+        if (tbl_unused(sl)) {
+            if (bidx) bidx[i] = sl;
+            continue;
+        }
         unsigned s = img_stripe(sl);
-        if (tbl_unused(sl) || chg[s] == IMG_CHG_NO) continue;
+        if (chg[s] == IMG_CHG_NO) continue;
         if (bidx) bidx[i] = sl;
         /* read without the lock: anything may be half written, so every
          * size is checked against what is mapped and copied */
@@ -778,6 +786,7 @@ static int img_copy(etsmgr_table *t, unsigned char **buf, size_t *cap, uint64_t 
     if (top0 > lim) goto too_small;
     memcpy(*buf, t->base, top0);
     img_ints_scan(*buf, top0, idx0, mask0, &ints);
+    img_cp(14); /* between the copy and the rounds: tests change the table here */
     /* step 2 */
     while (img_rounds < IMG_ROUNDS_MAX) {
         img_rounds++;
