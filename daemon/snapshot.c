@@ -294,7 +294,8 @@ size_t mgrd_snap_all(mgrd *m, const char *why, cJSON *report)
         log_debug("snapshot (%s): table=%s, %llu entries, %llu bytes, lock held %.3f ms", why, rt->name,
                   (unsigned long long)info.entries, (unsigned long long)sz, img_last_lock_ns() / 1e6);
         if (o) {
-            cJSON_AddNumberToObject(o, "entries", (double)info.entries);
+            /* the table's entries, as list_tables counts them: not its request ids */
+            cJSON_AddNumberToObject(o, "entries", (double)(info.entries - info.rids));
             cJSON_AddNumberToObject(o, "bytes", (double)sz);
         }
     }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_etsmgrctl.c: etsmgrctl against etssup (stub children) and the real
  * etsmgrd: aligned human output, --json, restart, stop, kill, env, dump of
- * an ordered_set in key order and of its ranges (--from/--to), and the
+ * an ordered_set in key order and of its ranges (--from/--to), the entry
+ * counts of save, snapshot, load and tables (the same, "1 entry"), and the
  * exit statuses 64 (usage), 69 (not reachable), 70 (error reply). */
 #include <check.h>
 #include <stdio.h>
@@ -297,6 +298,97 @@ START_TEST(test_ctl_dump_ordered)
 }
 END_TEST
 
+/* etsmgrctl ARGS... (NULL-terminated) against D_env; the exit status */
+static int d_ctl(char **out, const char *a1, ...)
+{
+    char *argv[16] = {(char *)tu_bin("etsmgrctl", false), (char *)a1};
+    int n = 2;
+    va_list ap;
+    va_start(ap, a1);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && n < 15)
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    int st = rc_run(argv, out, 30000);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* the "entries" of the --json object in out, or of its tables[0] */
+static double d_json_entries(const char *out)
+{
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_msg(j != NULL, "%s", out);
+    const cJSON *o = cJSON_GetObjectItem(j, "tables") ? cJSON_GetArrayItem(cJSON_GetObjectItem(j, "tables"), 0) : j;
+    const cJSON *e = cJSON_GetObjectItem(o, "entries");
+    ck_assert_msg(cJSON_IsNumber(e), "%s", out);
+    double v = e->valuedouble;
+    cJSON_Delete(j);
+    return v;
+}
+
+/* Regression: save and snapshot counted the request-id records of
+ * update_counter_once as entries ("4 entries" for a counter with 3 ids
+ * kept) while load and tables said 1, and printed "1 entries".  Every
+ * command counts the entries now, in words and in --json. */
+START_TEST(test_ctl_entry_counts)
+{
+    tu_env_init(&D_env);
+    D_live = 1;
+    atexit(d_cleanup);
+    char snapdir[200], file[200];
+    snprintf(snapdir, sizeof snapdir, "%s/snap", D_env.dir);
+    snprintf(file, sizeof file, "%s/counts.etsimg", D_env.dir);
+    char *mgr[] = {"etsmgrd", "--log-level", "warning", "--snapshot-dir", snapdir, NULL};
+    ck_assert_msg(tu_spawn_ready(&D_env, mgr, 15000) > 0, "etsmgrd did not become ready");
+    etsmgr_client *c = NULL;
+    char msg[256] = "";
+    ck_assert_msg(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg) == 0, "%s", msg);
+    etsmgr_table_opts o = {.access = ETSMGR_PROTECTED};
+    etsmgr_table *t = NULL;
+    ck_assert_msg(etsmgr_new_table(c, "counts", &o, NULL, &t, NULL) == 0, "%s", etsmgr_client_message(c));
+    for (int i = 0; i < 3; i++) {
+        etsmgr_once once = {.keep_until_ms = etsmgr_mono_ms() + 600000};
+        once.rid[0] = (uint8_t)(i + 1);
+        int64_t v;
+        int dup;
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "n", 1, 1, &once, &v, &dup), 0);
+    }
+
+    char *out = NULL;
+    ck_assert_int_eq(d_ctl(&out, "save", "counts", file, NULL), 0);
+    ck_assert_msg(strstr(out, "saved table counts (1 entry) to "), "%s", out);
+    free(out);
+    ck_assert_int_eq(d_ctl(&out, "--json", "save", "counts", file, NULL), 0);
+    ck_assert_int_eq((int)d_json_entries(out), 1);
+    free(out);
+    ck_assert_int_eq(d_ctl(&out, "snapshot", NULL), 0);
+    ck_assert_msg(strstr(out, "  counts: 1 entry\n"), "%s", out);
+    free(out);
+    ck_assert_int_eq(d_ctl(&out, "--json", "snapshot", NULL), 0);
+    ck_assert_int_eq((int)d_json_entries(out), 1);
+    free(out);
+    ck_assert_int_eq(d_ctl(&out, "--json", "tables", NULL), 0);
+    ck_assert_int_eq((int)d_json_entries(out), 1);
+    free(out);
+    ck_assert_int_eq(d_ctl(&out, "load", file, "--as", "copy", NULL), 0);
+    ck_assert_msg(strstr(out, "loaded table copy (1 entry) from "), "%s", out);
+    free(out);
+    ck_assert_int_eq(d_ctl(&out, "--json", "load", file, "--as", "copy2", NULL), 0);
+    ck_assert_int_eq((int)d_json_entries(out), 1);
+    free(out);
+    /* and more than one: "entries" */
+    etsmgr_value two = {.type = ETSMGR_INT, .i = 2};
+    ck_assert_int_eq(etsmgr_table_insert(t, "m", 1, &two), 0);
+    ck_assert_int_eq(d_ctl(&out, "save", "counts", file, NULL), 0);
+    ck_assert_msg(strstr(out, "saved table counts (2 entries) to "), "%s", out);
+    free(out);
+
+    etsmgr_client_close(c);
+    d_cleanup();
+}
+END_TEST
+
 START_TEST(test_ctl_help_version)
 {
     st_env e;
@@ -331,6 +423,7 @@ Suite *etsmgrctl_suite(void)
     tcase_add_test(tc, test_ctl_tables);
     tcase_add_test(tc, test_ctl_env);
     tcase_add_test(tc, test_ctl_dump_ordered);
+    tcase_add_test(tc, test_ctl_entry_counts);
     tcase_add_test(tc, test_ctl_help_version);
     suite_add_tcase(s, tc);
     return s;

@@ -908,8 +908,10 @@ static int img_encode_rid(const uint8_t rid[ETSMGR_RID_LEN], int64_t value, int6
     return 0;
 }
 
-/* Encode every entry of the copy (a view over it) into o. */
-static int img_encode_entries(const unsigned char *copy, uint64_t top, img_out *o, uint64_t *count)
+/* Encode every entry of the copy (a view over it) into o; *count records,
+ * *rids of them request ids. */
+static int img_encode_entries(const unsigned char *copy, uint64_t top, img_out *o, uint64_t *count,
+                              uint64_t *rids)
 {
     etsmgr_table v;
     memset(&v, 0, sizeof v);
@@ -950,6 +952,7 @@ static int img_encode_entries(const unsigned char *copy, uint64_t top, img_out *
     r = tbl_once_each(&v, ro.now, img_encode_rid, &ro);
     if (r) return r;
     *count = n + ro.n;
+    *rids = ro.n;
     return 0;
 }
 
@@ -1035,7 +1038,7 @@ int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size
     unsigned char hdr[IMG_HDR_SIZE] = {0};
     if (img_write_all(fd, hdr, sizeof hdr) < 0) goto io_err;
     o.crc = 0;
-    r = img_encode_entries(copy, top, &o, &in.entries);
+    r = img_encode_entries(copy, top, &o, &in.entries, &in.rids);
     if (r == ETSMGR_ESYS) goto io_err;
     if (r) {
         r = tbl_say(why, whylen, r, "table %s fails validation while saved: %s", t->name,

@@ -31,7 +31,8 @@
 
 typedef struct img_info {
     char name[ETSMGR_NAME_MAX + 1];
-    uint64_t entries;
+    uint64_t entries;    /* records in the image: the entries and the request ids */
+    uint64_t rids;       /* of those, request-id records (set by img_save only) */
     uint64_t records_bytes;
     int64_t ctime_us;    /* the table's creation */
     int64_t saved_us;    /* when the image was taken */

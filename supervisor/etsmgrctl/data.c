@@ -23,6 +23,12 @@
 #include "table.h"
 #include "table_image.h"
 
+/* "1 entry", "5 entries" */
+static const char *entries_word(unsigned long long n)
+{
+    return n == 1 ? "entry" : "entries";
+}
+
 int ctl_save(const rt_paths *rt, const char *table, const char *file, int timeout)
 {
     char shm[RT_INSTANCE_MAX + ETSMGR_NAME_MAX + 16];
@@ -54,17 +60,20 @@ int ctl_save(const rt_paths *rt, const char *table, const char *file, int timeou
         return rc == ETSMGR_ESYS || rc == ETSMGR_EFULL ? CTL_EXIT_CANTCREAT : CTL_EXIT_SOFTWARE;
     }
     unsigned long long bytes = IMG_HDR_SIZE + info.records_bytes + IMG_TRAILER_SIZE;
+    /* the entries, as tables and load count them: the image also carries
+     * the request ids of update_counter_once, which are no entries */
+    unsigned long long entries = info.entries - info.rids;
     if (g_json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "name", table);
         cJSON_AddStringToObject(o, "file", file);
-        cJSON_AddNumberToObject(o, "entries", (double)info.entries);
+        cJSON_AddNumberToObject(o, "entries", (double)entries);
         cJSON_AddNumberToObject(o, "bytes", (double)bytes);
         ctl_print_json(o);
         cJSON_Delete(o);
     } else {
-        printf("saved table %s (%llu entries) to %s (%llu bytes)\n", table, (unsigned long long)info.entries,
-               file, bytes);
+        printf("saved table %s (%llu %s) to %s (%llu bytes)\n", table, entries, entries_word(entries), file,
+               bytes);
     }
     return 0;
 }
@@ -114,8 +123,8 @@ int ctl_load(const rt_paths *rt, const char *file, const char *as, bool replace,
         ctl_print_json(o);
         cJSON_Delete(o);
     } else {
-        printf("loaded table %s (%llu entries) from %s; it is orphaned until its owner claims it\n", name,
-               (unsigned long long)info.entries, file);
+        printf("loaded table %s (%llu %s) from %s; it is orphaned until its owner claims it\n", name,
+               (unsigned long long)info.entries, entries_word(info.entries), file);
     }
     return 0;
 }
@@ -137,8 +146,9 @@ int ctl_snapshot(const rt_paths *rt, int timeout)
         cJSON_ArrayForEach(tb, cJSON_GetObjectItemCaseSensitive(reply, "tables")) {
             const cJSON *n = cJSON_GetObjectItemCaseSensitive(tb, "name");
             const cJSON *e = cJSON_GetObjectItemCaseSensitive(tb, "entries");
-            printf("  %s: %.0f entries\n", cJSON_IsString(n) ? n->valuestring : "?",
-                   cJSON_IsNumber(e) ? e->valuedouble : 0);
+            double k = cJSON_IsNumber(e) ? e->valuedouble : 0;
+            printf("  %s: %.0f %s\n", cJSON_IsString(n) ? n->valuestring : "?", k,
+                   entries_word((unsigned long long)k));
         }
     }
     cJSON_Delete(reply);
