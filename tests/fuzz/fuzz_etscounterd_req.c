@@ -62,10 +62,26 @@ static etsmgr_table *fresh_table(void)
     return t;
 }
 
+/* etscounterd takes the time of a count from its loop (uv_now: the loop's
+ * time of this turn), so the handlers need one, though nothing runs on it */
+static uv_loop_t *fuzz_loop(void)
+{
+    static uv_loop_t loop;
+    static int ready;
+    if (!ready) {
+        if (uv_loop_init(&loop) != 0)
+            abort();
+        ready = 1;
+    }
+    uv_update_time(&loop);
+    return &loop;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    uv_loop_t *loop = fuzz_loop();
     int before = fz_count_fds();
-    ecd d = {.t = fresh_table(), .exactly_once = 1};
+    ecd d = {.t = fresh_table(), .exactly_once = 1, .loop = loop};
     conn *c = fz_conn_new(getpid(), getuid(), getgid());
     fz_in in = {data, size};
     while (in.n >= 2) {
