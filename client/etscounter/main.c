@@ -5,8 +5,8 @@
  *
  * It is a one-shot client of DIR/etscounter.sock: one request, one reply,
  * printed for people or (--json) for programs.  A count carries a random
- * 128-bit request id from getrandom(2), and call.c sends the same id again
- * while etscounterd restarts, so that "final count = number of `etscounter
+ * 128-bit request id from getrandom(2) (call.c's ec_request), and call.c
+ * sends the same id again while etscounterd restarts, so that "final count = number of `etscounter
  * count` commands that exited 0" holds whatever is killed in between. */
 #include "etscounter.h"
 #include "proto.h"
@@ -19,8 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
 static const char ec_usage[] =
     "Usage: etscounter [OPTION]... count|check|die|ping\n"
