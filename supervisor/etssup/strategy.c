@@ -405,8 +405,8 @@ void sup_standby_exited(sup_child *c, int status)
         }
     }
     if (sup_intensity_exceeded(s)) {
-        log_error("the standby of child %s (pid %d) %s; restart intensity reached (more than %d restarts in %d s): "
-                  "stopping every child, then exiting %d",
+        log_error("the standby of child %s (pid %d) %s; restart intensity reached (more than %d restarts in %d s; "
+                  "raise \"intensity\" or \"period\" in the config): stopping every child, then exiting %d",
                   c->cfg->id, (int)pid, why, s->cfg->intensity, s->cfg->period_s, SUP_EXIT_INTENSITY);
         sup_terminate(s, SUP_EXIT_INTENSITY);
         return;
