@@ -421,9 +421,10 @@ int main(int argc, char **argv)
         log_error("%s", err);
         return ECD_EXIT_SOFTWARE;
     }
-    char lock_path[RT_PATH_MAX];
+    char lock_path[RT_PATH_MAX], sb_lock[RT_PATH_MAX];
     if (rt_path(&D.rt, "etscounter.sock", D.sock_path, sizeof D.sock_path) < 0 ||
-        rt_path(&D.rt, "etscounterd.lock", lock_path, sizeof lock_path) < 0) {
+        rt_path(&D.rt, "etscounterd.lock", lock_path, sizeof lock_path) < 0 ||
+        (D.standby && rt_path(&D.rt, "etscounterd.standby.lock", sb_lock, sizeof sb_lock) < 0)) {
         log_error("runtime dir %s: path too long for a socket", D.rt.dir);
         return ECD_EXIT_SOFTWARE;
     }
@@ -431,10 +432,7 @@ int main(int argc, char **argv)
     if (D.standby) {
         /* shared, held for life: tells a CLI that someone is about to serve
          * (sock_instance_served), so it waits through the takeover */
-        char sb_lock[RT_PATH_MAX];
-        int sfd = rt_path(&D.rt, "etscounterd.standby.lock", sb_lock, sizeof sb_lock) < 0
-                      ? -1
-                      : open(sb_lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        int sfd = open(sb_lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (sfd < 0 || flock(sfd, LOCK_SH) < 0) {
             log_error("standby lock %s: %s", sb_lock, strerror(errno));
             return ECD_EXIT_SOFTWARE;
