@@ -147,6 +147,19 @@ static void sb_expect_owner(int fd, const char *name, pid_t pid)
                   (int)pid);
 }
 
+/* Two waiters for table name, queued in this order (each seen in the
+ * queue before the next is forked, so the order is theirs). */
+static void sb_queue_two(const tu_env *e, int fd, const char *name, sb_waiter *w1, sb_waiter *w2)
+{
+    char exp[64];
+    *w1 = sb_fork_waiter(e, name, -1, 0);
+    snprintf(exp, sizeof exp, "%d", (int)w1->pid);
+    sb_expect_waiters(fd, name, exp);
+    *w2 = sb_fork_waiter(e, name, -1, 0);
+    snprintf(exp, sizeof exp, "%d,%d", (int)w1->pid, (int)w2->pid);
+    sb_expect_waiters(fd, name, exp);
+}
+
 START_TEST(test_queue_order)
 {
     tu_env e;
@@ -154,13 +167,9 @@ START_TEST(test_queue_order)
     dt_start(&e, NULL);
     int fd = dt_connect(&e);
     pid_t owner = dt_fork_owner(&e, "q", "q", 6);
-    sb_waiter w1 = sb_fork_waiter(&e, "q", -1, 0);
+    sb_waiter w1, w2;
+    sb_queue_two(&e, fd, "q", &w1, &w2);
     char exp[64];
-    snprintf(exp, sizeof exp, "%d", (int)w1.pid);
-    sb_expect_waiters(fd, "q", exp);
-    sb_waiter w2 = sb_fork_waiter(&e, "q", -1, 0);
-    snprintf(exp, sizeof exp, "%d,%d", (int)w1.pid, (int)w2.pid);
-    sb_expect_waiters(fd, "q", exp);
     ck_assert(sb_silent(&w1) && sb_silent(&w2)); /* nobody got it while the owner lives */
 
     tu_kill9(owner);
@@ -193,13 +202,9 @@ START_TEST(test_waiter_disconnects)
     dt_start(&e, NULL);
     int fd = dt_connect(&e);
     pid_t owner = dt_fork_owner(&e, "d", "d", 2);
-    sb_waiter w1 = sb_fork_waiter(&e, "d", -1, 0);
+    sb_waiter w1, w2;
+    sb_queue_two(&e, fd, "d", &w1, &w2);
     char exp[64];
-    snprintf(exp, sizeof exp, "%d", (int)w1.pid);
-    sb_expect_waiters(fd, "d", exp);
-    sb_waiter w2 = sb_fork_waiter(&e, "d", -1, 0);
-    snprintf(exp, sizeof exp, "%d,%d", (int)w1.pid, (int)w2.pid);
-    sb_expect_waiters(fd, "d", exp);
     tu_kill9(w1.pid); /* the first one goes before the owner dies */
     snprintf(exp, sizeof exp, "%d", (int)w2.pid);
     sb_expect_waiters(fd, "d", exp);
@@ -270,9 +275,8 @@ END_TEST
 
 /* ------------------------------------------------------------ etscounterd --standby */
 
-static long sb_cli_number(const tu_env *e, const char *args)
+static long sb_cli_number(const char *args)
 {
-    (void)e;
     char *out = NULL;
     int st = rc_sh(&out, 20000, "%s %s", tu_bin("etscounter", false), args);
     ck_assert_msg(rc_ok(st), "etscounter %s failed: %s", args, out ? out : "");
@@ -305,21 +309,21 @@ START_TEST(test_counterd_standby_takes_over)
     int fd = dt_connect(&e);
     pid_t active = sb_counterd(&e, false);
     for (long i = 1; i <= 3; i++)
-        ck_assert_int_eq(sb_cli_number(&e, "count"), i);
+        ck_assert_int_eq(sb_cli_number("count"), i);
     pid_t standby = sb_counterd(&e, true);
     char exp[32];
     snprintf(exp, sizeof exp, "%d", (int)standby);
     sb_expect_waiters(fd, "etscounter", exp);
-    ck_assert_int_eq(sb_cli_number(&e, "count"), 4); /* the active one still serves */
+    ck_assert_int_eq(sb_cli_number("count"), 4); /* the active one still serves */
     char *out = NULL;
     int st = rc_sh(&out, 20000, "%s tables", tu_bin("etsmgrctl", false));
     ck_assert_msg(rc_ok(st) && strstr(out, "WAITERS") && strstr(out, exp), "etsmgrctl tables: %s", out);
     free(out);
 
     tu_kill9(active);
-    ck_assert_int_eq(sb_cli_number(&e, "count"), 5); /* served by the standby: nothing lost or doubled */
+    ck_assert_int_eq(sb_cli_number("count"), 5); /* served by the standby: nothing lost or doubled */
     sb_expect_owner(fd, "etscounter", standby);
-    ck_assert_int_eq(sb_cli_number(&e, "check"), 5);
+    ck_assert_int_eq(sb_cli_number("check"), 5);
     close(fd);
     tu_env_cleanup(&e);
 }
@@ -334,14 +338,14 @@ START_TEST(test_counterd_standby_killed)
     ck_assert_int_gt(tu_spawn_ready(&e, mgr, SB_MS), 0);
     int fd = dt_connect(&e);
     pid_t active = sb_counterd(&e, false);
-    ck_assert_int_eq(sb_cli_number(&e, "count"), 1);
+    ck_assert_int_eq(sb_cli_number("count"), 1);
     pid_t standby = sb_counterd(&e, true);
     char exp[32];
     snprintf(exp, sizeof exp, "%d", (int)standby);
     sb_expect_waiters(fd, "etscounter", exp);
     tu_kill9(standby);
     sb_expect_waiters(fd, "etscounter", "");
-    ck_assert_int_eq(sb_cli_number(&e, "count"), 2);
+    ck_assert_int_eq(sb_cli_number("count"), 2);
     sb_expect_owner(fd, "etscounter", active);
     ck_assert_int_eq(kill(active, 0), 0);
     close(fd);
@@ -359,7 +363,7 @@ START_TEST(test_counterd_standby_mgr_restart)
     pid_t d = tu_spawn_ready(&e, mgr, SB_MS);
     ck_assert_int_gt(d, 0);
     pid_t active = sb_counterd(&e, false);
-    ck_assert_int_eq(sb_cli_number(&e, "count"), 1);
+    ck_assert_int_eq(sb_cli_number("count"), 1);
     pid_t standby = sb_counterd(&e, true);
     char exp[32];
     snprintf(exp, sizeof exp, "%d", (int)standby);
@@ -372,10 +376,10 @@ START_TEST(test_counterd_standby_mgr_restart)
     fd = dt_connect(&e);
     sb_expect_waiters(fd, "etscounter", exp);
     sb_expect_owner(fd, "etscounter", active); /* the standby did not snatch it */
-    ck_assert_int_eq(sb_cli_number(&e, "count"), 2);
+    ck_assert_int_eq(sb_cli_number("count"), 2);
 
     tu_kill9(active);
-    ck_assert_int_eq(sb_cli_number(&e, "count"), 3);
+    ck_assert_int_eq(sb_cli_number("count"), 3);
     sb_expect_owner(fd, "etscounter", standby);
     close(fd);
     tu_env_cleanup(&e);
@@ -429,7 +433,7 @@ static void sb_lock_case(bool release)
         ck_assert_msg(stat(sockp, &st) < 0, "the standby served while the lock was held");
         ck_assert_int_eq(kill(standby, 0), 0);
         close(lk);
-        ck_assert_int_eq(sb_cli_number(&e, "count"), 1);
+        ck_assert_int_eq(sb_cli_number("count"), 1);
         char *out = NULL;
         ck_assert(rc_ok(rc_sh(&out, 20000, "%s ping", tu_bin("etscounter", false))));
         const char *pid = strstr(out, "(pid "); /* "etscounterd (pid N) is serving ..." */
