@@ -248,11 +248,10 @@ int tbl_lock_slow(etsmgr_table *t, int r)
     return ETSMGR_ESYS;
 }
 
-/* Locked, but the undo log is not empty (someone scribbled, or a change
- * was interrupted without the kernel noticing) or the table grew. */
 /* tbl_op_begin past its common case: r from the trylock (wait for the
- * lock, or take it from a dead holder), then roll back a dead holder's
- * change or remap a table that grew, then as tbl_op_begin. */
+ * lock, or take it from a dead holder), then roll back a change left in
+ * the undo log (a dead holder's, or one interrupted without the kernel
+ * noticing) or remap a table that grew, then as tbl_op_begin. */
 int tbl_op_begin_slow(etsmgr_table *t, int r)
 {
     if (r != 0 && (r = tbl_lock_slow(t, r)) != 0) return r;
