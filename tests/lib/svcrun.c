@@ -19,6 +19,7 @@
 
 #include "frame.h"
 #include "notify.h"
+#include "procstat.h"
 #include "sock.h"
 
 static long long sv_now_ms(void)
@@ -175,21 +176,7 @@ void sv_comm(pid_t pid, char *buf, size_t len)
 
 bool sv_alive(pid_t pid)
 {
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        return false;
-    }
-    bool alive = true;
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "State:", 6) == 0) {
-            alive = strchr(line, 'Z') == NULL && strchr(line, 'X') == NULL;
-            break;
-        }
-    }
-    fclose(f);
-    return alive;
+    return !proc_exited(pid);
 }
 
 char *sv_request(const char *path, const char *json, int timeout_ms, char *err, size_t errlen)
