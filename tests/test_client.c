@@ -27,22 +27,12 @@
 #define CT_SPAWN_MS 15000
 
 static tu_env E;
-static int E_live;
 
-static void ct_cleanup(void)
-{
-    if (E_live) {
-        E_live = 0;
-        tu_env_cleanup(&E);
-    }
-}
+/* the fixture: tu_env_init, and tu_env_cleanup after each test; a test
+ * that ends with exit() is cleaned by testutil's own atexit handler */
+static void ct_setup(void) { tu_env_init(&E); }
 
-static void ct_setup(void)
-{
-    tu_env_init(&E);
-    E_live = 1;
-    atexit(ct_cleanup); /* a test that exits early; after a failed check, the runner cleans up */
-}
+static void ct_cleanup(void) { tu_env_cleanup(&E); }
 
 static pid_t ct_mgr(void)
 {

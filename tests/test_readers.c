@@ -35,22 +35,12 @@
 #define RD_SPAWN_MS 15000
 
 static tu_env E;
-static int E_live;
 
-static void rd_cleanup(void)
-{
-    if (E_live) {
-        E_live = 0;
-        tu_env_cleanup(&E);
-    }
-}
+/* the fixture: tu_env_init, and tu_env_cleanup after each test; a test
+ * that ends with exit() is cleaned by testutil's own atexit handler */
+static void rd_setup(void) { tu_env_init(&E); }
 
-static void rd_setup(void)
-{
-    tu_env_init(&E);
-    E_live = 1;
-    atexit(rd_cleanup); /* a failed check ends the test with exit() */
-}
+static void rd_cleanup(void) { tu_env_cleanup(&E); }
 
 static pid_t rd_mgr(void)
 {
