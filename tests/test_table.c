@@ -403,6 +403,14 @@ static etsmgr_once once_of(uint64_t i, int64_t keep)
     return o;
 }
 
+/* once_of with a bound on the records kept */
+static etsmgr_once once_cap(uint64_t i, int64_t keep, uint64_t max_records)
+{
+    etsmgr_once o = once_of(i, keep);
+    o.max_records = max_records;
+    return o;
+}
+
 START_TEST(update_counter_once)
 {
     etsmgr_table *t = tt_create(NULL, 0, 0);
@@ -460,8 +468,7 @@ START_TEST(update_counter_once_stale_clock)
     etsmgr_table *t = tt_create(NULL, 0, 0);
     int64_t v, far = etsmgr_mono_ms() + 3600000;
     int dup;
-    etsmgr_once a = once_of(1, 1); /* no deadline, kept until 1 ms: expired */
-    a.max_records = 1;
+    etsmgr_once a = once_cap(1, 1, 1); /* no deadline, kept until 1 ms: expired */
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &a, &v, &dup), 0);
     t->once_now = 1; /* as if the handle's last read were long ago */
     etsmgr_once b = once_of(2, far);
@@ -485,24 +492,20 @@ START_TEST(update_counter_once_limit)
     int dup;
     /* expired records (keep time passed) make room */
     for (uint64_t i = 0; i < 1000; i++) {
-        etsmgr_once o = once_of(i, 1);
-        o.max_records = 50;
+        etsmgr_once o = once_cap(i, 1, 50);
         ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
     }
     for (uint64_t i = 1000; i < 1050; i++) {
-        etsmgr_once o = once_of(i, far);
-        o.max_records = 50;
+        etsmgr_once o = once_cap(i, far, 50);
         ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
     }
-    etsmgr_once o = once_of(5000, far);
-    o.max_records = 50;
+    etsmgr_once o = once_cap(5000, far, 50);
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), ETSMGR_ERIDFULL);
     ck_assert_int_eq(tt_get_int(t, "c", &dup), 1050);
     /* refused again, at once (the handle knows it is full until a keep time) */
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), ETSMGR_ERIDFULL);
     for (uint64_t i = 1000; i < 1050; i++) {
-        o = once_of(i, far);
-        o.max_records = 50;
+        o = once_cap(i, far, 50);
         ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
         ck_assert_int_eq(dup, 1);
     }
@@ -521,14 +524,12 @@ START_TEST(update_counter_once_mixed_keep)
     int64_t v, far = etsmgr_mono_ms() + 3600000;
     int dup;
     for (uint64_t i = 0; i < 6000; i++) {
-        etsmgr_once o = once_of(i, i % 3 == 0 ? far : 1);
-        o.max_records = 2500;
+        etsmgr_once o = once_cap(i, i % 3 == 0 ? far : 1, 2500);
         ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
         ck_assert_int_eq(dup, 0);
     }
     for (uint64_t i = 0; i < 6000; i += 3) {
-        etsmgr_once o = once_of(i, far);
-        o.max_records = 2500;
+        etsmgr_once o = once_cap(i, far, 2500);
         ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
         ck_assert_int_eq(dup, 1);
         ck_assert_int_eq(v, (int64_t)i + 1);
@@ -595,8 +596,7 @@ static etsmgr_table *room_t;
 static bool once_room(void *arg)
 {
     (void)arg;
-    etsmgr_once o = once_of(999999, etsmgr_mono_ms() + 3600000);
-    o.max_records = 10;
+    etsmgr_once o = once_cap(999999, etsmgr_mono_ms() + 3600000, 10);
     int64_t v;
     int dup;
     return etsmgr_table_update_counter_once(room_t, "c", 1, 1, &o, &v, &dup) == ETSMGR_OK;
@@ -608,12 +608,10 @@ START_TEST(update_counter_once_room_later)
     int64_t v, now = etsmgr_mono_ms();
     int dup;
     for (uint64_t i = 0; i < 10; i++) {
-        etsmgr_once o = once_of(i, i == 0 ? now + 300 : now + 3600000);
-        o.max_records = 10;
+        etsmgr_once o = once_cap(i, i == 0 ? now + 300 : now + 3600000, 10);
         ck_assert_int_eq(etsmgr_table_update_counter_once(room_t, "c", 1, 1, &o, &v, &dup), 0);
     }
-    etsmgr_once o = once_of(999999, now + 3600000);
-    o.max_records = 10;
+    etsmgr_once o = once_cap(999999, now + 3600000, 10);
     ck_assert_int_eq(etsmgr_table_update_counter_once(room_t, "c", 1, 1, &o, &v, &dup), ETSMGR_ERIDFULL);
     ck_assert_msg(tu_eventually(once_room, NULL, 10000), "no room after the first keep time passed");
     ck_assert_int_eq(tt_get_int(room_t, "c", &dup), 11);
