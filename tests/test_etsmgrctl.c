@@ -177,13 +177,13 @@ static void d_cleanup(void)
     }
 }
 
-/* etsmgrctl dump ARGS... (NULL-terminated); the exit status, -1 if killed */
-static int d_dump(char **out, const char *table, ...)
+/* etsmgrctl ARGS... (NULL-terminated) against D_env; the exit status, -1 if killed */
+static int d_ctl(char **out, const char *a1, ...)
 {
-    char *argv[16] = {(char *)tu_bin("etsmgrctl", false), "dump", (char *)table};
-    int n = 3;
+    char *argv[16] = {(char *)tu_bin("etsmgrctl", false), (char *)a1};
+    int n = 2;
     va_list ap;
-    va_start(ap, table);
+    va_start(ap, a1);
     const char *a;
     while ((a = va_arg(ap, const char *)) != NULL && n < 15)
         argv[n++] = (char *)a;
@@ -225,94 +225,77 @@ START_TEST(test_ctl_dump_ordered)
     d_put(set, "x", 1, NULL, 1);
 
     char *out = NULL;
-    ck_assert_int_eq(d_dump(&out, "jobs", NULL), 0);
+    ck_assert_int_eq(d_ctl(&out, "dump", "jobs", NULL), 0);
     ck_assert_msg(strcmp(out, "table jobs:\n  a = 1\n  ab = 12\n  b = 2\n  c = \"three\"\n  \\xffz = 255\n") == 0,
                   "%s", out);
     free(out);
-    ck_assert_int_eq(d_dump(&out, "jobs", "--json", NULL), 0);
+    ck_assert_int_eq(d_ctl(&out, "dump", "jobs", "--json", NULL), 0);
     ck_assert_msg(strcmp(out, "{\"a\":1,\"ab\":12,\"b\":2,\"c\":\"three\",\"\xff" "z\":255}\n") == 0, "%s", out);
     free(out);
     /* [ab, c): the bounds need not be keys of the table */
-    ck_assert_int_eq(d_dump(&out, "jobs", "--json", "--from", "ab", "--to", "c", NULL), 0);
+    ck_assert_int_eq(d_ctl(&out, "dump", "jobs", "--json", "--from", "ab", "--to", "c", NULL), 0);
     ck_assert_msg(strcmp(out, "{\"ab\":12,\"b\":2}\n") == 0, "%s", out);
     free(out);
-    ck_assert_int_eq(d_dump(&out, "jobs", "--json", "--from", "aa", "--to", "bb", NULL), 0);
+    ck_assert_int_eq(d_ctl(&out, "dump", "jobs", "--json", "--from", "aa", "--to", "bb", NULL), 0);
     ck_assert_msg(strcmp(out, "{\"ab\":12,\"b\":2}\n") == 0, "%s", out);
     free(out);
     /* open ends */
-    ck_assert_int_eq(d_dump(&out, "jobs", "--json", "--to", "b", NULL), 0);
+    ck_assert_int_eq(d_ctl(&out, "dump", "jobs", "--json", "--to", "b", NULL), 0);
     ck_assert_msg(strcmp(out, "{\"a\":1,\"ab\":12}\n") == 0, "%s", out);
     free(out);
-    ck_assert_int_eq(d_dump(&out, "jobs", "--from", "b", NULL), 0);
+    ck_assert_int_eq(d_ctl(&out, "dump", "jobs", "--from", "b", NULL), 0);
     ck_assert_msg(strcmp(out, "table jobs, keys from b:\n  b = 2\n  c = \"three\"\n  \\xffz = 255\n") == 0, "%s",
                   out);
     free(out);
     /* \xNN in a bound: what dump prints can be pasted back */
-    ck_assert_int_eq(d_dump(&out, "jobs", "--from", "\\xffz", NULL), 0);
+    ck_assert_int_eq(d_ctl(&out, "dump", "jobs", "--from", "\\xffz", NULL), 0);
     ck_assert_msg(strcmp(out, "table jobs, keys from \\xffz:\n  \\xffz = 255\n") == 0, "%s", out);
     free(out);
-    ck_assert_int_eq(d_dump(&out, "jobs", "--from", "c", "--to", "\\xFF", NULL), 0);
+    ck_assert_int_eq(d_ctl(&out, "dump", "jobs", "--from", "c", "--to", "\\xFF", NULL), 0);
     ck_assert_msg(strcmp(out, "table jobs, keys from c up to \\xff (not included):\n  c = \"three\"\n") == 0, "%s",
                   out);
     free(out);
     /* an empty range */
-    ck_assert_int_eq(d_dump(&out, "jobs", "--from", "c", "--to", "a", NULL), 0);
+    ck_assert_int_eq(d_ctl(&out, "dump", "jobs", "--from", "c", "--to", "a", NULL), 0);
     ck_assert_msg(strstr(out, "(no entries)"), "%s", out);
     free(out);
-    ck_assert_int_eq(d_dump(&out, "jobs", "--json", "--from", "\\xff\\xff", NULL), 0);
+    ck_assert_int_eq(d_ctl(&out, "dump", "jobs", "--json", "--from", "\\xff\\xff", NULL), 0);
     ck_assert_str_eq(out, "{}\n");
     free(out);
 
     /* a set: whole dumps work, a range is a usage error that says why */
-    ck_assert_int_eq(d_dump(&out, "plain", NULL), 0);
+    ck_assert_int_eq(d_ctl(&out, "dump", "plain", NULL), 0);
     ck_assert_msg(strstr(out, "  x = 1\n"), "%s", out);
     free(out);
-    ck_assert_int_eq(d_dump(&out, "plain", "--from", "a", NULL), 64);
+    ck_assert_int_eq(d_ctl(&out, "dump", "plain", "--from", "a", NULL), 64);
     ck_assert_msg(strstr(out, "plain is a set") && strstr(out, "ordered_set"), "%s", out);
     free(out);
-    ck_assert_int_eq(d_dump(&out, "plain", "--to", "a", "--json", NULL), 64);
+    ck_assert_int_eq(d_ctl(&out, "dump", "plain", "--to", "a", "--json", NULL), 64);
     ck_assert_msg(strstr(out, "plain is a set") && !strchr(out, '{'), "%s", out);
     free(out);
     /* bad bounds, and --from elsewhere: usage errors before any request */
-    ck_assert_int_eq(d_dump(&out, "jobs", "--from", "", NULL), 64);
+    ck_assert_int_eq(d_ctl(&out, "dump", "jobs", "--from", "", NULL), 64);
     ck_assert_msg(strstr(out, "1 to 255 bytes"), "%s", out);
     free(out);
-    ck_assert_int_eq(d_dump(&out, "jobs", "--to", "a\\q", NULL), 64);
+    ck_assert_int_eq(d_ctl(&out, "dump", "jobs", "--to", "a\\q", NULL), 64);
     ck_assert_msg(strstr(out, "\\xNN"), "%s", out);
     free(out);
-    ck_assert_int_eq(d_dump(&out, "jobs", "--to", "\\x4", NULL), 64);
+    ck_assert_int_eq(d_ctl(&out, "dump", "jobs", "--to", "\\x4", NULL), 64);
     free(out);
     char big[300];
     memset(big, 'k', 256);
     big[256] = 0;
-    ck_assert_int_eq(d_dump(&out, "jobs", "--from", big, NULL), 64);
+    ck_assert_int_eq(d_ctl(&out, "dump", "jobs", "--from", big, NULL), 64);
     ck_assert_msg(strstr(out, "at most 255 bytes"), "%s", out);
     free(out);
-    char *tb[] = {(char *)tu_bin("etsmgrctl", false), "tables", "--from", "a", NULL};
-    int st = rc_run(tb, &out, 30000);
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 64 && strstr(out, "--from and --to go with dump"), "%s", out);
+    ck_assert_msg(d_ctl(&out, "tables", "--from", "a", NULL) == 64 && strstr(out, "--from and --to go with dump"), "%s",
+                  out);
     free(out);
 
     etsmgr_client_close(c); /* and the tables it holds */
     d_cleanup();
 }
 END_TEST
-
-/* etsmgrctl ARGS... (NULL-terminated) against D_env; the exit status */
-static int d_ctl(char **out, const char *a1, ...)
-{
-    char *argv[16] = {(char *)tu_bin("etsmgrctl", false), (char *)a1};
-    int n = 2;
-    va_list ap;
-    va_start(ap, a1);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL && n < 15)
-        argv[n++] = (char *)a;
-    va_end(ap);
-    argv[n] = NULL;
-    int st = rc_run(argv, out, 30000);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* the "entries" of the --json object in out, or of its tables[0] */
 static double d_json_entries(const char *out)
