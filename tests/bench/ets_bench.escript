@@ -58,10 +58,7 @@ main(Args) ->
         run(fun(W) -> lookup_loop(T, deadline(Secs), 88172645 + W, 0) end, 1, Secs)),
     row("ETS: lookup 1M keys at random, 2 procs",
         run(fun(W) -> lookup_loop(T, deadline(Secs), 88172645 + W, 0) end, 2, Secs)),
-    Bytes = ets:info(T, memory) * WordSize,
-    io:format("{\"name\":\"ETS: bytes per entry, 1M small entries\",\"value\":~.2f,"
-              "\"unit\":\"bytes\",\"table_bytes\":~b,\"entries\":~b}~n",
-              [Bytes / ets:info(T, size), Bytes, ets:info(T, size)]),
+    bytes_row("ETS: bytes per entry, 1M small entries", T, WordSize),
     ets:delete(T),
     ordered(Secs, WordSize),
     ok.
@@ -83,10 +80,7 @@ ordered(Secs, WordSize) ->
     T1 = erlang:monotonic_time(),
     Walked = walk_loop(T, deadline(Secs), 0),
     cpu_row("ETS: ordered_set walk 1M entries in order (foldl)", Walked / seconds_since(T1) / 1.0e6, Walked, C2),
-    Bytes = ets:info(T, memory) * WordSize,
-    io:format("{\"name\":\"ETS: ordered_set bytes per entry, 1M small entries\",\"value\":~.2f,"
-              "\"unit\":\"bytes\",\"table_bytes\":~b,\"entries\":~b}~n",
-              [Bytes / ets:info(T, size), Bytes, ets:info(T, size)]),
+    bytes_row("ETS: ordered_set bytes per entry, 1M small entries", T, WordSize),
     ets:delete(T).
 
 %% The VM's CPU time (all schedulers), in ms: a row's operations per
@@ -198,6 +192,12 @@ lookup_batch(T, X, I) ->
 
 row(Name, MOps) ->
     io:format("{\"name\":\"~s\",\"value\":~.3f,\"unit\":\"M ops/s\"}~n", [Name, MOps]).
+
+%% Table T's memory per entry, and the figures it comes from.
+bytes_row(Name, T, WordSize) ->
+    Bytes = ets:info(T, memory) * WordSize,
+    io:format("{\"name\":\"~s\",\"value\":~.2f,\"unit\":\"bytes\",\"table_bytes\":~b,\"entries\":~b}~n",
+              [Name, Bytes / ets:info(T, size), Bytes, ets:info(T, size)]).
 
 note(Text) ->
     io:format("{\"note\":\"~s\"}~n", [lists:flatten(Text)]).
