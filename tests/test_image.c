@@ -307,8 +307,9 @@ END_TEST
  * a save that cut a group in two would show a<i> != b<i>. */
 /* grow: each group also inserts a new key and deletes an older one, so
  * the table grows, rehashes and reuses freed blocks while it is saved */
-static void pair_writer(etsmgr_table *t, int ready_fd, bool grow)
+static void pair_writer(etsmgr_table *t, int ready_fd, const void *grow_p)
 {
+    bool grow = *(const bool *)grow_p;
     char ka[16], kb[16], kf[16];
     for (int64_t n = 1;; n++) {
         int i = (int)(n % 97);
@@ -330,6 +331,63 @@ static void pair_writer(etsmgr_table *t, int ready_fd, bool grow)
     }
 }
 
+/* What a forked writer runs on its own handle of the table: it writes one
+ * byte to ready_fd once it has been running a while, and never returns. */
+typedef void writer_fn(etsmgr_table *w, int ready_fd, const void *arg);
+
+/* Forks a writer on the table called name and returns its pid once the
+ * writer says it is under way, so that the saves that follow race it. */
+static pid_t start_writer(const char *name, writer_fn *run, const void *arg)
+{
+    int pfd[2];
+    ck_assert_int_eq(pipe(pfd), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        etsmgr_table *w;
+        if (tbl_open(name, &w)) _exit(2);
+        run(w, pfd[1], arg);
+        _exit(9);
+    }
+    close(pfd[1]);
+    char c;
+    ck_assert_int_eq(read(pfd[0], &c, 1), 1);
+    close(pfd[0]);
+    return pid;
+}
+
+/* Every pair a<i>, b<i> of pair_writer in the image u is whole: both
+ * there with one value, or both absent.  Returns how many are there. */
+static int assert_pairs_whole(etsmgr_table *u, int round)
+{
+    char ka[16], kb[16];
+    int pairs = 0;
+    for (int i = 0; i < 97; i++) {
+        int ra, rb;
+        tt_key(ka, sizeof ka, "a", i);
+        tt_key(kb, sizeof kb, "b", i);
+        int64_t a = tt_get_int(u, ka, &ra), b = tt_get_int(u, kb, &rb);
+        ck_assert_int_eq(ra, rb); /* both there or both absent */
+        ck_assert_msg(a == b, "round %d: a%d = %lld but b%d = %lld", round, i, (long long)a, i, (long long)b);
+        pairs += ra == 0;
+    }
+    return pairs;
+}
+
+/* Fills t with n keys k<i> of vlen zero bytes: a table big enough that a
+ * save of it takes a while. */
+static void fill_zeros(etsmgr_table *t, long n, size_t vlen)
+{
+    static const unsigned char zeros[1000];
+    ck_assert_uint_le(vlen, sizeof zeros);
+    char k[16];
+    for (long i = 0; i < n; i++) {
+        etsmgr_value v = tt_bytes(zeros, vlen);
+        ck_assert_int_eq(etsmgr_table_insert(t, k, tt_key(k, sizeof k, "k", i), &v), 0);
+    }
+}
+
 /* Saves while a writer runs atomic groups: every image has each pair
  * whole.  Both ways of copying (the lock-free rounds with a fix-up under
  * the lock, and one copy under the lock), with a writer that only updates
@@ -339,23 +397,10 @@ START_TEST(test_consistent_cut)
     bool locked = _i & 1, grow = _i & 2;
     const char *name;
     etsmgr_table *t = tt_create(&name, 0, 0);
-    int pfd[2];
-    ck_assert_int_eq(pipe(pfd), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        close(pfd[0]);
-        etsmgr_table *w;
-        if (tbl_open(name, &w)) _exit(2);
-        pair_writer(w, pfd[1], grow);
-    }
-    close(pfd[1]);
-    char c;
-    ck_assert_int_eq(read(pfd[0], &c, 1), 1);
-    close(pfd[0]);
+    pid_t pid = start_writer(name, pair_writer, &grow);
     img_force_locked_copy = locked;
     const char *p = tpath("cut.etsimg");
-    char ka[16], kb[16], why[256] = "";
+    char why[256] = "";
     uint64_t rounds_total = 0;
     for (int round = 0; round < 30; round++) {
         int r = img_save(t, p, NULL, why, sizeof why);
@@ -367,18 +412,7 @@ START_TEST(test_consistent_cut)
         ck_assert_msg(r == 0, "save: %s: %s", etsmgr_strerror(r), why);
         etsmgr_table *u = load_plain(p, &r, why, sizeof why);
         ck_assert_msg(u != NULL, "load: %s", why);
-        int pairs = 0;
-        for (int i = 0; i < 97; i++) {
-            int ra, rb;
-            tt_key(ka, sizeof ka, "a", i);
-            tt_key(kb, sizeof kb, "b", i);
-            int64_t a = tt_get_int(u, ka, &ra), b = tt_get_int(u, kb, &rb);
-            ck_assert_int_eq(ra, rb); /* both there or both absent */
-            ck_assert_msg(a == b, "round %d: a%d = %lld but b%d = %lld", round, i, (long long)a, i,
-                          (long long)b);
-            pairs += ra == 0;
-        }
-        ck_assert_int_gt(pairs, 0);
+        ck_assert_int_gt(assert_pairs_whole(u, round), 0);
         etsmgr_table_close(u);
     }
     img_force_locked_copy = false;
@@ -390,6 +424,17 @@ START_TEST(test_consistent_cut)
 }
 END_TEST
 
+/* The writer: counts one key, "hot", for ever. */
+static void hot_writer(etsmgr_table *w, int ready_fd, const void *arg)
+{
+    (void)arg;
+    for (long n = 1;; n++) {
+        int64_t v;
+        if (etsmgr_table_update_counter(w, "hot", 3, 1, 0, &v)) _exit(3);
+        if (n == 1000 && write(ready_fd, "r", 1) != 1) _exit(4);
+    }
+}
+
 /* A save while the owner keeps changing one key copies little while it
  * holds the lock: the changed stripe's entries, the index and the header,
  * not the whole table (what a save copied under the lock before). */
@@ -397,30 +442,8 @@ START_TEST(test_save_copies_little_under_lock)
 {
     const char *name;
     etsmgr_table *t = tt_create(&name, 0, 0);
-    char k[16];
-    unsigned char val[1000] = {0};
-    for (long i = 0; i < 8000; i++) {
-        etsmgr_value v = tt_bytes(val, sizeof val);
-        ck_assert_int_eq(etsmgr_table_insert(t, k, tt_key(k, sizeof k, "k", i), &v), 0);
-    }
-    int pfd[2];
-    ck_assert_int_eq(pipe(pfd), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        close(pfd[0]);
-        etsmgr_table *w;
-        if (tbl_open(name, &w)) _exit(2);
-        for (long n = 1;; n++) {
-            int64_t v;
-            if (etsmgr_table_update_counter(w, "hot", 3, 1, 0, &v)) _exit(3);
-            if (n == 1000 && write(pfd[1], "r", 1) != 1) _exit(4);
-        }
-    }
-    close(pfd[1]);
-    char c;
-    ck_assert_int_eq(read(pfd[0], &c, 1), 1);
-    close(pfd[0]);
+    fill_zeros(t, 8000, 1000);
+    pid_t pid = start_writer(name, hot_writer, NULL);
     etsmgr_table_info info;
     ck_assert_int_eq(etsmgr_table_info_get(t, &info), 0);
     char why[256] = "";
@@ -451,36 +474,23 @@ END_TEST
  * counts c, then writes the count it got into d as bytes (a change that
  * does move d's stripe), so at every instant c >= d; an image with c < d
  * kept c from before d's change. */
+static void count_writer(etsmgr_table *w, int ready_fd, const void *arg)
+{
+    (void)arg;
+    for (long n = 1;; n++) {
+        int64_t c;
+        if (etsmgr_table_update_counter(w, "c", 1, 1, 0, &c)) _exit(3);
+        etsmgr_value d = tt_bytes(&c, sizeof c);
+        if (etsmgr_table_insert(w, "d", 1, &d)) _exit(4);
+        if (n == 1000 && write(ready_fd, "r", 1) != 1) _exit(5);
+    }
+}
 START_TEST(test_consistent_cut_counters)
 {
     const char *name;
     etsmgr_table *t = tt_create(&name, 0, 0);
-    char k[16];
-    unsigned char val[200] = {0};
-    for (long i = 0; i < 20000; i++) { /* a table big enough to take a while */
-        etsmgr_value v = tt_bytes(val, sizeof val);
-        ck_assert_int_eq(etsmgr_table_insert(t, k, tt_key(k, sizeof k, "k", i), &v), 0);
-    }
-    int pfd[2];
-    ck_assert_int_eq(pipe(pfd), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        close(pfd[0]);
-        etsmgr_table *w;
-        if (tbl_open(name, &w)) _exit(2);
-        for (long n = 1;; n++) {
-            int64_t c;
-            if (etsmgr_table_update_counter(w, "c", 1, 1, 0, &c)) _exit(3);
-            etsmgr_value d = tt_bytes(&c, sizeof c);
-            if (etsmgr_table_insert(w, "d", 1, &d)) _exit(4);
-            if (n == 1000 && write(pfd[1], "r", 1) != 1) _exit(5);
-        }
-    }
-    close(pfd[1]);
-    char ch;
-    ck_assert_int_eq(read(pfd[0], &ch, 1), 1);
-    close(pfd[0]);
+    fill_zeros(t, 20000, 200);
+    pid_t pid = start_writer(name, count_writer, NULL);
     const char *p = tpath("ctr.etsimg");
     char why[256] = "";
     for (int round = 0; round < 20; round++) {
@@ -514,27 +524,20 @@ static void wd_hook(const char *op, int step)
     (void)op, (void)step;
     if (++wd_calls == 150000) _exit(78); /* somewhere inside a group */
 }
+static void dying_pair_writer(etsmgr_table *w, int ready_fd, const void *arg)
+{
+    (void)arg;
+    static const bool grow = true;
+    tbl_crashpoint = wd_hook;
+    pair_writer(w, ready_fd, &grow);
+}
 START_TEST(test_save_with_writer_killed)
 {
     const char *name;
     etsmgr_table *t = tt_create(&name, 0, 0);
-    int pfd[2];
-    ck_assert_int_eq(pipe(pfd), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        close(pfd[0]);
-        etsmgr_table *w;
-        if (tbl_open(name, &w)) _exit(2);
-        tbl_crashpoint = wd_hook;
-        pair_writer(w, pfd[1], true);
-    }
-    close(pfd[1]);
-    char c;
-    ck_assert_int_eq(read(pfd[0], &c, 1), 1);
-    close(pfd[0]);
+    pid_t pid = start_writer(name, dying_pair_writer, NULL);
     const char *p = tpath("kill.etsimg");
-    char ka[16], kb[16], why[256] = "";
+    char why[256] = "";
     bool dead = false;
     for (int round = 0; round < 400 && !dead; round++) {
         int st;
@@ -544,14 +547,7 @@ START_TEST(test_save_with_writer_killed)
         int r;
         etsmgr_table *u = load_plain(p, &r, why, sizeof why);
         ck_assert_msg(u != NULL, "%s", why);
-        for (int i = 0; i < 97; i++) {
-            int ra, rb;
-            tt_key(ka, sizeof ka, "a", i);
-            tt_key(kb, sizeof kb, "b", i);
-            int64_t a = tt_get_int(u, ka, &ra), b = tt_get_int(u, kb, &rb);
-            ck_assert_int_eq(ra, rb);
-            ck_assert_msg(a == b, "round %d: a%d = %lld but b%d = %lld", round, i, (long long)a, i, (long long)b);
-        }
+        assert_pairs_whole(u, round);
         etsmgr_table_close(u);
     }
     if (!dead) {
