@@ -486,7 +486,7 @@ static void img_populate(void *p, size_t len)
 
 /* Copy [0, heap_top) under the lock into *buf (an anonymous mapping of
  * *cap bytes, faulted in before the lock is taken; grown and tried again
- * when the table outgrew it meanwhile).  The fallback of img_precopy. */
+ * when the table outgrew it meanwhile).  The fallback of img_copy's rounds. */
 static int img_copy_locked(etsmgr_table *t, unsigned char **buf, size_t *cap, uint64_t *top)
 {
     *buf = NULL;
@@ -955,7 +955,6 @@ static int img_encode_entries(const unsigned char *copy, uint64_t top, img_out *
     *rids = ro.n;
     return 0;
 }
-
 
 static int img_sys_err(int e)
 {
