@@ -775,7 +775,7 @@ static int img_copy(etsmgr_table *t, unsigned char **buf, size_t *cap, uint64_t 
     img_prefault(t, want);
     /* step 1 */
     int r = tbl_op_begin(t, "save", false);
-    if (r) goto fail;
+    if (r) goto out;
     uint64_t t0 = img_now_ns();
     uint64_t top0 = t->top, lim = t->limit < want ? t->limit : want, lay0 = t->h->layout_seq;
     uint64_t idx0 = (uint64_t)((const char *)t->idx - t->base), mask0 = t->mask;
@@ -783,7 +783,10 @@ static int img_copy(etsmgr_table *t, unsigned char **buf, size_t *cap, uint64_t 
     img_cp(10);
     img_lock_ns = img_now_ns() - t0;
     tbl_op_end(t, 0);
-    if (top0 > lim) goto too_small;
+    if (top0 > lim) {
+        img_fell_back = true;
+        goto out;
+    }
     memcpy(*buf, t->base, top0);
     img_ints_scan(*buf, top0, idx0, mask0, &ints);
     img_cp(14); /* between the copy and the rounds: tests change the table here */
@@ -794,7 +797,7 @@ static int img_copy(etsmgr_table *t, unsigned char **buf, size_t *cap, uint64_t 
     }
     img_cp(11);
     /* step 3 */
-    if ((r = tbl_op_begin(t, "save", false)) != 0) goto fail;
+    if ((r = tbl_op_begin(t, "save", false)) != 0) goto out;
     t0 = img_now_ns();
     uint64_t top1 = t->top;
     bool ok = top1 <= want && img_fixup(t, *buf, seen, chg, lay0, &ints);
@@ -807,30 +810,21 @@ static int img_copy(etsmgr_table *t, unsigned char **buf, size_t *cap, uint64_t 
     uint64_t held = img_now_ns() - t0;
     if (held > img_lock_ns) img_lock_ns = held;
     tbl_op_end(t, 0);
-    if (!ok) goto too_small;
+    if (ok)
+        *top = top1;
+    else /* the table outgrew the buffer meanwhile: the lock-held copy sizes it again */
+        img_fell_back = true;
+out:
     free(seen);
     free(chg);
     free(ints.off);
-    *top = top1;
-    return 0;
-too_small: /* the table outgrew the buffer meanwhile: the lock-held copy sizes it again */
-    img_fell_back = true;
-    free(seen);
-    free(chg);
-    free(ints.off);
+    if (!r && !img_fell_back) return 0;
     munmap(*buf, *cap);
     *buf = NULL;
     *cap = 0;
+    if (r) return r;
 locked:
     return img_copy_locked(t, buf, cap, top);
-fail:
-    free(seen);
-    free(chg);
-    free(ints.off);
-    munmap(*buf, *cap);
-    *buf = NULL;
-    *cap = 0;
-    return r;
 }
 
 /* A buffered writer that checksums what passes. */
