@@ -258,6 +258,29 @@ size_t mgrd_snap_restore(mgrd *m)
  * snapshot, the loop for the others. */
 static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* What a snapshot run (on the loop or the worker) logs of one table that
+ * failed, and of the whole run. */
+static void snap_log_failed(const char *why, const char *name, int rc, const char *words)
+{
+    log_error("snapshot (%s): table=%s not saved, the previous snapshot stays: %s", why, name,
+              words[0] ? words : etsmgr_strerror(rc));
+}
+
+static void snap_log_run(const mgrd *m, const char *why, size_t saved, size_t failed, uint64_t bytes, int64_t t0,
+                         uint64_t max_lock_ns)
+{
+    if (saved || failed)
+        log_notice("snapshot (%s): %zu table(s) saved to %s (%llu bytes, %.1f ms, longest lock hold "
+                   "%.3f ms)%s%zu failed.", why, saved, m->snap_dir, (unsigned long long)bytes,
+                   (double)(mgrd_now_us() - t0) / 1000.0, max_lock_ns / 1e6, failed ? "; " : ", ", failed);
+}
+
+/* The size of an image file. */
+static uint64_t snap_file_bytes(const img_info *info)
+{
+    return IMG_HDR_SIZE + info->records_bytes + IMG_TRAILER_SIZE;
+}
+
 size_t mgrd_snap_all(mgrd *m, const char *why, cJSON *report)
 {
     if (!m->snap_dir)
@@ -280,14 +303,13 @@ size_t mgrd_snap_all(mgrd *m, const char *why, cJSON *report)
         }
         if (rc) {
             failed++;
-            log_error("snapshot (%s): table=%s not saved, the previous snapshot stays: %s", why, rt->name,
-                      words[0] ? words : etsmgr_strerror(rc));
+            snap_log_failed(why, rt->name, rc, words);
             if (o)
                 cJSON_AddStringToObject(o, "error", words[0] ? words : etsmgr_strerror(rc));
             continue;
         }
         saved++;
-        uint64_t sz = IMG_HDR_SIZE + info.records_bytes + IMG_TRAILER_SIZE;
+        uint64_t sz = snap_file_bytes(&info);
         bytes += sz;
         if (img_last_lock_ns() > max_lock_ns)
             max_lock_ns = img_last_lock_ns();
@@ -299,11 +321,7 @@ size_t mgrd_snap_all(mgrd *m, const char *why, cJSON *report)
             cJSON_AddNumberToObject(o, "bytes", (double)sz);
         }
     }
-    double ms = (double)(mgrd_now_us() - t0) / 1000.0;
-    if (saved || failed)
-        log_notice("snapshot (%s): %zu table(s) saved to %s (%llu bytes, %.1f ms, longest lock hold "
-                   "%.3f ms)%s%zu failed.", why, saved, m->snap_dir, (unsigned long long)bytes, ms,
-                   max_lock_ns / 1e6, failed ? "; " : ", ", failed);
+    snap_log_run(m, why, saved, failed, bytes, t0, max_lock_ns);
     if (report) {
         cJSON_AddStringToObject(report, "dir", m->snap_dir);
         cJSON_AddNumberToObject(report, "saved", (double)saved);
@@ -360,8 +378,7 @@ static void snap_done(uv_work_t *w, int status)
         etsmgr_table_close(it->t);
         if (status < 0 || it->rc) {
             failed++;
-            log_error("snapshot (interval): table=%s not saved, the previous snapshot stays: %s", it->name,
-                      status < 0 ? uv_strerror(status) : it->why[0] ? it->why : etsmgr_strerror(it->rc));
+            snap_log_failed("interval", it->name, it->rc, status < 0 ? uv_strerror(status) : it->why);
             continue;
         }
         mgrd_table *rt = mgrd_reg_find(m, it->name);
@@ -373,14 +390,11 @@ static void snap_done(uv_work_t *w, int status)
             continue;
         }
         saved++;
-        bytes += IMG_HDR_SIZE + it->info.records_bytes + IMG_TRAILER_SIZE;
+        bytes += snap_file_bytes(&it->info);
         if (it->lock_ns > max_lock_ns)
             max_lock_ns = it->lock_ns;
     }
-    if (saved || failed)
-        log_notice("snapshot (interval): %zu table(s) saved to %s (%llu bytes, %.1f ms, longest lock hold "
-                   "%.3f ms)%s%zu failed.", saved, m->snap_dir, (unsigned long long)bytes,
-                   (double)(mgrd_now_us() - j->t0) / 1000.0, max_lock_ns / 1e6, failed ? "; " : ", ", failed);
+    snap_log_run(m, "interval", saved, failed, bytes, j->t0, max_lock_ns);
     free(j->items);
     free(j);
     snap_running = NULL;
