@@ -40,8 +40,13 @@ static void on_wait_timer(uv_timer_t *h)
 {
     mgrd *m = h->data;
     mgrd_wait_poll(m);
-    if (!m->nwaiters)
-        uv_timer_stop(h);
+    /* once every such table is owned again (its owner added it back, or a
+     * waiter got it), events serve its waiters: the look is not needed
+     * even while they wait, for as long as a standby lives */
+    for (const mgrd_table *rt = m->tables; rt; rt = rt->next)
+        if (rt->waiters && rt->found_at_start && !rt->owner)
+            return;
+    uv_timer_stop(h);
 }
 
 static void wait_timer_arm(mgrd *m)
