@@ -416,11 +416,16 @@ static bool snap_start_job(mgrd *m)
     j->t0 = mgrd_now_us();
     for (mgrd_table *rt = m->tables; rt && j->n < m->ntables; rt = rt->next) {
         snap_item *it = &items[j->n];
+        if (snap_path(m, rt->name, it->path, sizeof it->path) < 0) {
+            log_error("snapshot (interval): table=%s skipped: its snapshot path under %s is too long; "
+                      "give etsmgrd a shorter --snapshot-dir", rt->name, m->snap_dir);
+            continue;
+        }
         int fd = fcntl(etsmgr_table_fd(rt->t), F_DUPFD_CLOEXEC, 0);
-        if (fd < 0 || snap_path(m, rt->name, it->path, sizeof it->path) < 0 ||
-            etsmgr_table_attach_fd(fd, &it->t) != 0) {
+        int rc = fd < 0 ? 0 : etsmgr_table_attach_fd(fd, &it->t);
+        if (fd < 0 || rc != 0) {
             log_error("snapshot (interval): table=%s skipped: cannot attach it again: %s", rt->name,
-                      fd < 0 ? strerror(errno) : "invalid table");
+                      fd < 0 ? strerror(errno) : etsmgr_strerror(rc));
             if (fd >= 0)
                 close(fd);
             continue;
