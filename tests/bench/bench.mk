@@ -7,6 +7,8 @@
 #                              and writes build/bench/results.json
 #   make bench BENCH_NET_SECS=3 BENCH_ROUNDS=5 BENCH_KILLS=200   longer, more
 #   make bench BENCH_ETSCOUNTERD=/path/etscounterd  measure a patched etscounterd
+#   make bench BENCH_ONLY=recovery  only the recovery sections (3 and 6), about
+#                              a minute; BENCH_ONLY=standby: section 6 only
 #
 # redis-server and redis-tools are installed on first use, the way the build
 # installs its own dependencies (common/deps.sh); so are Erlang (erlang-base,
@@ -21,6 +23,7 @@ BENCH_ROUNDS ?= 3
 BENCH_KILLS ?= 100
 BENCH_CLI_RUNS ?= 200
 BENCH_REATTACH_REPS ?= 20
+BENCH_ONLY ?=
 
 $(BENCH_PROGS): $(BENCH_DIR)/%: $(OBJ)/tests/bench/%.o $(BENCH_UTIL_OBJ) $(PROG_A) $(LIB_A)
 	@mkdir -p $(@D)
@@ -52,5 +55,5 @@ BENCH_SYSTEM := $(addprefix $(BIN)/,etssup etsmgrd etscounterd etscounter)
 bench: bench-deps bench-progs $(BENCH_SYSTEM)
 	BENCH_SECS=$(BENCH_SECS) BENCH_NET_SECS=$(BENCH_NET_SECS) BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_KILLS=$(BENCH_KILLS) \
 	  BENCH_CLI_RUNS=$(BENCH_CLI_RUNS) BENCH_REATTACH_REPS=$(BENCH_REATTACH_REPS) \
-	  BENCH_ETSCOUNTERD=$(BENCH_ETSCOUNTERD) \
+	  BENCH_ETSCOUNTERD=$(BENCH_ETSCOUNTERD) BENCH_ONLY=$(BENCH_ONLY) \
 	  bash tests/bench/run.sh $(abspath $(BIN)) $(abspath $(BENCH_DIR)) $(abspath $(BUILD)/bench)

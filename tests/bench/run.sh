@@ -11,7 +11,9 @@
 # (seconds per socket row, 1), BENCH_ROUNDS (rounds of the socket rows, 3),
 # BENCH_KILLS (100), BENCH_CLI_RUNS (200), BENCH_REATTACH_REPS (20);
 # BENCH_ETSCOUNTERD, another etscounterd binary to measure instead of
-# BINDIR's (to try a patch: the table then says which).
+# BINDIR's (to try a patch: the table then says which); BENCH_ONLY, empty
+# for every section, "recovery" for sections 3 and 6 only (about a minute,
+# for work on recovery), "standby" for section 6 only.
 #
 # Everything is measured in this one run on this machine, so each ratio
 # compares two things that saw the same load.  Each bench program prints
@@ -52,6 +54,19 @@ KILLS=${BENCH_KILLS:-100}
 CLI_RUNS=${BENCH_CLI_RUNS:-200}
 REPS=${BENCH_REATTACH_REPS:-20}
 ECD=${BENCH_ETSCOUNTERD:-$BIN/etscounterd}
+ONLY=${BENCH_ONLY:-}
+case $ONLY in
+"" | recovery | standby) ;;
+*) echo "bench: BENCH_ONLY=$ONLY: say recovery (sections 3 and 6), standby (section 6) or nothing (all)" >&2; exit 1 ;;
+esac
+# want N: whether section N runs
+want() {
+    case $ONLY in
+    recovery) [ "$1" = 3 ] || [ "$1" = 6 ] ;;
+    standby) [ "$1" = 6 ] ;;
+    *) true ;;
+    esac
+}
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 [ -x "$ECD" ] || { echo "bench: $ECD is not an executable" >&2; exit 1; }
 
@@ -111,13 +126,16 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 section "machine: $(nproc) cores ($cpu), $(uname -sr), load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
 note "$(redis-server --version | cut -d' ' -f1-3); etsmgr $("$BIN"/etsmgrd --version 2>/dev/null | awk '{print $2}') at commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 [ "$ECD" = "$BIN/etscounterd" ] || note "etscounterd under test: $ECD (BENCH_ETSCOUNTERD), not the tree's"
+[ -z "$ONLY" ] || note "BENCH_ONLY=$ONLY: only some sections ran"
 
 # ---------------------------------------------------------------- 1. table ops
-section "1. table operations in process: the table store (bench-table) and Erlang's ETS, $SECS s per row"
-note "each table row is compared with the machine's floor, a bare atomic_fetch_add on a shared mapping (atomic add), and with the same operation in ETS (ETS: ...; 2-process lookups with read_concurrency)"
+want 1 && section "1. table operations in process: the table store (bench-table) and Erlang's ETS, $SECS s per row"
+want 1 && note "each table row is compared with the machine's floor, a bare atomic_fetch_add on a shared mapping (atomic add), and with the same operation in ETS (ETS: ...; 2-process lookups with read_concurrency)"
 # ETS first, so that each table row can name its ETS counterpart
 ETS_OK=0
-if command -v escript >/dev/null 2>&1; then
+if ! want 1; then
+    :
+elif command -v escript >/dev/null 2>&1; then
     if escript "$SRC"/tests/bench/ets_bench.escript "$SECS" > "$OUT"/ets_bench.jsonl 2> "$OUT"/ets_bench.err; then
         ETS_OK=1
     else
@@ -130,7 +148,9 @@ fi
 ets() { [ $ETS_OK = 1 ] && printf ',"also":[{"reference":%s}]' "$(jstr "ETS: $1")"; }
 # etst NAME TARGET: the same, with a target on the ratio to it
 etst() { [ $ETS_OK = 1 ] && printf ',"also":[{"reference":%s,"target":%s}]' "$(jstr "ETS: $1")" "$(jstr "$2")"; }
-if "$BB"/bench_table "$SECS" > "$OUT"/bench_table.txt; then
+if ! want 1; then
+    :
+elif "$BB"/bench_table "$SECS" > "$OUT"/bench_table.txt; then
     # bench_table prints "NAME  X M/s   ref Y M/s   ratio Z   (W M per CPU-s)" rows,
     # "NAME  X.XXx wall   Y.YYx per free core   (target T)" ratios of two of
     # its rows (judged per free core: the wall clock needs an idle core per
@@ -228,15 +248,17 @@ start_redis() {
 }
 rpid() { redis-cli -s "$1" info server | sed -nE 's/^process_id:([0-9]+).*/\1/p'; }
 
-section "2. count over a Unix socket, etscounterd against Redis: $ROUNDS rounds of $NET s per row, the median round shown; cpu: the server's CPU time per request"
-note "one load generator for both (tests/bench/loadgen.c); etsmgrd and etscounterd under etssup at --log-level warning (counts are logged at notice); exactly-once: every count carries a new request id, as etscounter sends"
-note "Redis: two private redis-servers on Unix sockets: --save '' --appendonly no (Redis INCR) and --appendonly yes --appendfsync everysec (Redis INCR everysec, what survives a kill -9 of the server)"
+want 2 && section "2. count over a Unix socket, etscounterd against Redis: $ROUNDS rounds of $NET s per row, the median round shown; cpu: the server's CPU time per request"
+want 2 && note "one load generator for both (tests/bench/loadgen.c); etsmgrd and etscounterd under etssup at --log-level warning (counts are logged at notice); exactly-once: every count carries a new request id, as etscounter sends"
+want 2 && note "Redis: two private redis-servers on Unix sockets: --save '' --appendonly no (Redis INCR) and --appendonly yes --appendfsync everysec (Redis INCR everysec, what survives a kill -9 of the server)"
 S=$DIR/etscounter.sock RN=$DIR/redis-nopersist.sock RA=$DIR/redis-aof.sock
 REDIS_UP=0
-if start_redis redis-nopersist --save '' --appendonly no && \
-   start_redis redis-aof --save '' --appendonly yes --appendfsync everysec; then
-    REDIS_UP=1
-    P=$(cpid) PN=$(rpid "$RN") PA=$(rpid "$RA")
+if want 2 || want 5; then
+    start_redis redis-nopersist --save '' --appendonly no &&
+        start_redis redis-aof --save '' --appendonly yes --appendfsync everysec && REDIS_UP=1
+fi
+if [ $REDIS_UP = 1 ] && want 2; then
+    P=$(cpid) PN=$(rpid "$RN") PA=$(rpid "$RA") redis-nopersist --save '' --appendonly no && \
     # the rows of one load run back to back, and the rounds repeat the whole
     # set, so that a change of load on the machine hits both sides of a ratio
     for round in $(seq "$ROUNDS"); do
@@ -264,16 +286,20 @@ if start_redis redis-nopersist --save '' --appendonly no && \
 fi
 
 # ---------------------------------------------------------------- 3. recovery
-section "3. recovery after SIGKILL, $KILLS kills each, restarts by etssup (sockets held by etssup)"
-rows "$BB"/recovery -d "$DIR" --kills "$KILLS"
+if want 3; then
+    section "3. recovery after SIGKILL, $KILLS kills each, restarts by etssup (sockets held by etssup)"
+    rows "$BB"/recovery -d "$DIR" --kills "$KILLS"
+fi
 
 # ---------------------------------------------------------------- 4. reattach
-section "4. reattach: a restarted client gets its table back (connect + new_table + attach + first lookup), median of $REPS"
-rows "$BB"/reattach --reps "$REPS"
+if want 4; then
+    section "4. reattach: a restarted client gets its table back (connect + new_table + attach + first lookup), median of $REPS"
+    rows "$BB"/reattach --reps "$REPS"
+fi
 
 # ---------------------------------------------------------------- 5. the CLI
-section "5. the CLI: whole-process time, median of $CLI_RUNS runs (fork, exec, connect, one request, exit)"
-if [ $REDIS_UP = 1 ]; then
+want 5 && section "5. the CLI: whole-process time, median of $CLI_RUNS runs (fork, exec, connect, one request, exit)"
+if [ $REDIS_UP = 1 ] && want 5; then
     rows "$BB"/proctime -n "$CLI_RUNS" -N "redis-cli incr" -- redis-cli -s "$RN" incr clicounter
     rows "$BB"/proctime -n "$CLI_RUNS" -N "etscounter count" -r "redis-cli incr" -- "$BIN"/etscounter count
 fi
