@@ -33,6 +33,9 @@
 /* bytes of table statuses in one info reply: the rest of the frame (64 KiB)
  * is left for the other fields, which are short and bounded */
 #define MGRD_INFO_BUDGET 60000
+/* where glibc's shm_open keeps POSIX shared memory: the daemon lists,
+ * renames and stats its objects there, and names them so in its messages */
+#define MGRD_SHM_DIR "/dev/shm"
 /* "/<instance>:<uid>:<table>:<16 hex>" and a NUL; a temporary name adds "new-" (see shmobj.c) */
 #define MGRD_SHM_NAME_MAX (1 + RT_INSTANCE_MAX + 1 + 10 + 1 + ETSMGR_NAME_MAX + 1 + 20 + 1)
 

@@ -25,8 +25,6 @@
 #include "proto.h"
 #include "table.h"
 
-#define SHM_DIR "/dev/shm"
-
 int mgrd_fd_ident(int fd, dev_t *dev, ino_t *ino, uid_t *uid)
 {
     struct stat st;
@@ -84,7 +82,7 @@ int mgrd_fd_check(mgrd *m, const char *table, const mgrd_table *known, int fd, m
     int f = mgrd_obj_find(m, table, 0, &want, out);
     if (f < 0) {
         *code = PROTO_E_INTERNAL;
-        snprintf(msg, msglen, "cannot list %s: %s", SHM_DIR, strerror(errno));
+        snprintf(msg, msglen, "cannot list %s: %s", MGRD_SHM_DIR, strerror(errno));
         return -1;
     }
     if (f == 0) {
@@ -100,8 +98,8 @@ int mgrd_fd_check(mgrd *m, const char *table, const mgrd_table *known, int fd, m
 
 int mgrd_shm_stat(const char *shm_name, struct stat *st)
 {
-    char path[sizeof SHM_DIR + MGRD_SHM_NAME_MAX];
-    snprintf(path, sizeof path, "%s%s", SHM_DIR, shm_name);
+    char path[sizeof MGRD_SHM_DIR + MGRD_SHM_NAME_MAX];
+    snprintf(path, sizeof path, "%s%s", MGRD_SHM_DIR, shm_name);
     return lstat(path, st);
 }
 
@@ -112,15 +110,15 @@ void mgrd_open_why(const char *shm_name, int rc, int e, char *buf, size_t len)
     if (rc == ETSMGR_ESYS && (e == EACCES || e == EPERM))
         snprintf(buf, len, "%s%s cannot be opened: %s; it belongs to uid %ld (mode %04o), not to this daemon "
                  "(uid %u): another user's object, so use another instance (--instance, ETSMGR_INSTANCE)",
-                 SHM_DIR, shm_name, strerror(e), have ? (long)st.st_uid : -1L, have ? (unsigned)(st.st_mode & 07777) : 0u,
+                 MGRD_SHM_DIR, shm_name, strerror(e), have ? (long)st.st_uid : -1L, have ? (unsigned)(st.st_mode & 07777) : 0u,
                  (unsigned)geteuid());
     else if (rc == ETSMGR_ESYS || rc == ETSMGR_ENOMEM)
         snprintf(buf, len, "cannot open %s%s: %s (a system failure in etsmgrd, not a fault of the table)",
-                 SHM_DIR, shm_name, rc == ETSMGR_ESYS ? strerror(e) : etsmgr_strerror(rc));
+                 MGRD_SHM_DIR, shm_name, rc == ETSMGR_ESYS ? strerror(e) : etsmgr_strerror(rc));
     else if (rc == ETSMGR_ENOTFOUND)
-        snprintf(buf, len, "%s%s disappeared while it was opened (removed by someone)", SHM_DIR, shm_name);
+        snprintf(buf, len, "%s%s disappeared while it was opened (removed by someone)", MGRD_SHM_DIR, shm_name);
     else
-        snprintf(buf, len, "%s%s is not a valid table: %s%s%s (owner uid %ld)", SHM_DIR, shm_name,
+        snprintf(buf, len, "%s%s is not a valid table: %s%s%s (owner uid %ld)", MGRD_SHM_DIR, shm_name,
                  etsmgr_strerror(rc), tbl_last_why()[0] ? ": " : "", tbl_last_why(),
                  have ? (long)st.st_uid : -1L);
 }

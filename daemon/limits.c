@@ -24,17 +24,16 @@
 #include "etsmgrd.h"
 #include "log.h"
 
-#define SHM_DIR "/dev/shm"
 #define LIMIT_FALLBACK_TABLE (1ull << 30) /* when /dev/shm cannot be measured */
 
 void mgrd_size_limits(mgrd *m, uint64_t table, uint64_t uid)
 {
     struct statvfs sv;
     uint64_t total = 0;
-    if (statvfs(SHM_DIR, &sv) == 0)
+    if (statvfs(MGRD_SHM_DIR, &sv) == 0)
         total = (uint64_t)sv.f_blocks * (uint64_t)sv.f_frsize;
     else
-        log_warning("statvfs(%s) failed: %s; default size limits of %llu MiB per table", SHM_DIR,
+        log_warning("statvfs(%s) failed: %s; default size limits of %llu MiB per table", MGRD_SHM_DIR,
                     strerror(errno), (unsigned long long)(LIMIT_FALLBACK_TABLE >> 20));
     m->max_table_bytes = table ? table : total ? total / 4 : LIMIT_FALLBACK_TABLE;
     m->max_uid_bytes = uid ? uid : total ? total / 2 : 4 * LIMIT_FALLBACK_TABLE;

@@ -33,8 +33,6 @@
 #include "log.h"
 #include "table.h"
 
-#define SHM_DIR "/dev/shm"
-
 /* Opens and registers one own object of table `name` of uid; false when it
  * is not a valid table of that name (logged). */
 static bool take_over(mgrd *m, const char *shm_name, const char *name, uid_t uid)
@@ -48,7 +46,7 @@ static bool take_over(mgrd *m, const char *shm_name, const char *name, uid_t uid
         return false;
     }
     if (strcmp(etsmgr_table_name(t), name) != 0) {
-        log_warning("rediscovery: %s%s holds table %s, not %s as its name says; left untouched", SHM_DIR,
+        log_warning("rediscovery: %s%s holds table %s, not %s as its name says; left untouched", MGRD_SHM_DIR,
                     shm_name, etsmgr_table_name(t), name);
         etsmgr_table_close(t);
         return false;
@@ -84,10 +82,10 @@ static bool take_over(mgrd *m, const char *shm_name, const char *name, uid_t uid
 
 size_t mgrd_rediscover(mgrd *m)
 {
-    DIR *d = opendir(SHM_DIR);
+    DIR *d = opendir(MGRD_SHM_DIR);
     if (!d) {
         log_warning("opendir(%s) failed: %s; tables left by an earlier daemon are not rediscovered",
-                    SHM_DIR, strerror(errno));
+                    MGRD_SHM_DIR, strerror(errno));
         return 0;
     }
     size_t found = 0, invalid = 0;
@@ -112,13 +110,13 @@ size_t mgrd_rediscover(mgrd *m)
             continue; /* gone meanwhile */
         if (!mgrd_obj_own(&st)) {
             log_warning("rediscovery: %s%s belongs to uid %u, not to this daemon (uid %u): another user's "
-                        "object, left alone", SHM_DIR, shm_name, (unsigned)st.st_uid, (unsigned)geteuid());
+                        "object, left alone", MGRD_SHM_DIR, shm_name, (unsigned)st.st_uid, (unsigned)geteuid());
             continue;
         }
         if (kind == RT_SHM_PARTIAL) {
             if (mgrd_obj_reclaim(shm_name))
                 log_notice("rediscovery: removed %s%s, a table a daemon was building when it died",
-                           SHM_DIR, shm_name);
+                           MGRD_SHM_DIR, shm_name);
             continue;
         }
         if (kind == RT_SHM_LEGACY) {
@@ -132,10 +130,10 @@ size_t mgrd_rediscover(mgrd *m)
                 continue; /* another table's, or not a table: not provably ours */
             if (mgrd_obj_migrate(m, shm_name, st.st_uid, name, now, sizeof now) < 0) {
                 log_warning("rediscovery: cannot rename %s%s (named before 0.2) to %s%s: %s; left untouched",
-                            SHM_DIR, shm_name, SHM_DIR, now, strerror(errno));
+                            MGRD_SHM_DIR, shm_name, MGRD_SHM_DIR, now, strerror(errno));
                 continue;
             }
-            log_notice("rediscovery: renamed %s%s (named before 0.2) to %s%s", SHM_DIR, shm_name, SHM_DIR, now);
+            log_notice("rediscovery: renamed %s%s (named before 0.2) to %s%s", MGRD_SHM_DIR, shm_name, MGRD_SHM_DIR, now);
             snprintf(shm_name, sizeof shm_name, "%s", now);
             uid = st.st_uid;
         }
@@ -145,7 +143,7 @@ size_t mgrd_rediscover(mgrd *m)
         if (known) {
             mgrd_obj_unmanaged(m, name);
             log_warning("rediscovery: %s%s is another object of table %s (managed: %s%s); left untouched",
-                        SHM_DIR, shm_name, name, SHM_DIR, known->shm_name);
+                        MGRD_SHM_DIR, shm_name, name, MGRD_SHM_DIR, known->shm_name);
             continue;
         }
         if (m->ntables >= m->max_tables) {
@@ -162,7 +160,7 @@ size_t mgrd_rediscover(mgrd *m)
         }
     }
     if (read_errno != 0)
-        log_warning("readdir(%s) failed: %s; rediscovery may be incomplete", SHM_DIR, strerror(read_errno));
+        log_warning("readdir(%s) failed: %s; rediscovery may be incomplete", MGRD_SHM_DIR, strerror(read_errno));
     closedir(d);
     if (invalid > 0)
         log_warning("rediscovery: %zu object(s) of instance %s are not valid tables (see above)", invalid,

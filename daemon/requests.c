@@ -359,8 +359,8 @@ static mgrd_table *adopt_existing(req_ctx *x, const char *name, const mgrd_obj *
         return NULL;
     }
     if (strcmp(etsmgr_table_name(t), name) != 0) {
-        *err = proto_reply_err(x->req, PROTO_E_INVALID_TABLE, "/dev/shm%s holds table %.64s, not %s",
-                               o->shm_name, etsmgr_table_name(t), name);
+        *err = proto_reply_err(x->req, PROTO_E_INVALID_TABLE, "%s%s holds table %.64s, not %s",
+                               MGRD_SHM_DIR, o->shm_name, etsmgr_table_name(t), name);
         etsmgr_table_close(t);
         return NULL;
     }
@@ -572,8 +572,8 @@ static cJSON *op_add_table(req_ctx *x)
             return mgrd_open_error(x->req, o.shm_name, rc, errno);
         x->fds[0] = -1; /* the attachment owns it now */
         if (strcmp(etsmgr_table_name(t), name) != 0) {
-            cJSON *r = proto_reply_err(x->req, PROTO_E_INVALID_TABLE, "/dev/shm%s holds table %.64s, not %s",
-                                       o.shm_name, etsmgr_table_name(t), name);
+            cJSON *r = proto_reply_err(x->req, PROTO_E_INVALID_TABLE, "%s%s holds table %.64s, not %s",
+                                       MGRD_SHM_DIR, o.shm_name, etsmgr_table_name(t), name);
             etsmgr_table_close(t);
             return r;
         }

@@ -40,7 +40,6 @@
 #include "log.h"
 #include "table.h"
 
-#define SHM_DIR "/dev/shm"
 #define OBJ_TRIES 8 /* fresh random names tried before giving up */
 
 bool mgrd_obj_own(const struct stat *st)
@@ -63,9 +62,9 @@ static uint64_t obj_random(void)
 /* Rename without replacing: 0, or -1 with errno (EEXIST: to is taken). */
 static int obj_rename(const char *from, const char *to)
 {
-    char a[sizeof SHM_DIR + MGRD_SHM_NAME_MAX], b[sizeof SHM_DIR + MGRD_SHM_NAME_MAX];
-    snprintf(a, sizeof a, "%s%s", SHM_DIR, from);
-    snprintf(b, sizeof b, "%s%s", SHM_DIR, to);
+    char a[sizeof MGRD_SHM_DIR + MGRD_SHM_NAME_MAX], b[sizeof MGRD_SHM_DIR + MGRD_SHM_NAME_MAX];
+    snprintf(a, sizeof a, "%s%s", MGRD_SHM_DIR, from);
+    snprintf(b, sizeof b, "%s%s", MGRD_SHM_DIR, to);
     if (renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_NOREPLACE) == 0)
         return 0;
     if (errno != EINVAL && errno != ENOSYS)
@@ -137,7 +136,7 @@ int mgrd_obj_find(mgrd *m, const char *table, uid_t uid, const mgrd_obj *match, 
         if (!m->unmanaged_all && unmanaged_index(m, table) == (size_t)-1)
             return 0;
     }
-    DIR *d = opendir(SHM_DIR);
+    DIR *d = opendir(MGRD_SHM_DIR);
     if (!d)
         return -1;
     m->obj_listings++;
@@ -212,7 +211,7 @@ int mgrd_obj_place(const char *tmp, const char *base, const char *table, char *s
             return ETSMGR_ESYS;
         log_warning("table %s: %s%s belongs to uid %u, not to this daemon (uid %u): someone else took the "
                     "name; the table is %s%s instead (remove that object to get the plain name back)",
-                    table, SHM_DIR, base, (unsigned)st.st_uid, (unsigned)geteuid(), SHM_DIR, alt);
+                    table, MGRD_SHM_DIR, base, (unsigned)st.st_uid, (unsigned)geteuid(), MGRD_SHM_DIR, alt);
         placed = alt;
     }
     if ((size_t)snprintf(shm_name, len, "%s", placed) >= len) {
@@ -260,7 +259,7 @@ bool mgrd_obj_reclaim(const char *shm_name)
     if (mgrd_shm_stat(shm_name, &st) < 0 || !mgrd_obj_own(&st))
         return false;
     if (tbl_unlink(shm_name) < 0) {
-        log_warning("cannot remove the half-made object %s%s: %s", SHM_DIR, shm_name, strerror(errno));
+        log_warning("cannot remove the half-made object %s%s: %s", MGRD_SHM_DIR, shm_name, strerror(errno));
         return false;
     }
     return true;
