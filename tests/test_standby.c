@@ -417,7 +417,9 @@ static void sb_lock_case(bool release)
     char msg[256];
     ck_assert_int_eq(etsmgr_connect(e.dir, e.instance, &c, msg, sizeof msg), ETSMGR_OK);
     ck_assert_int_eq(etsmgr_new_table(c, "etscounter", NULL, "etscounter", &t, NULL), ETSMGR_OK);
-    pid_t standby = sb_counterd(&e, true);
+    char *sb[] = {"etscounterd", "--log-level", "error", "--standby", NULL};
+    pid_t standby = tu_spawn_logged(&e, sb, "standby.log", 0);
+    ck_assert_int_gt(standby, 0);
     char exp[32];
     snprintf(exp, sizeof exp, "%d", (int)standby);
     sb_expect_waiters(fd, "etscounter", exp);
@@ -444,6 +446,12 @@ static void sb_lock_case(bool release)
         long long took = sb_now_ms() - t0;
         ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 70, "standby: wait status 0x%x", st);
         ck_assert_msg(took >= 1900, "the standby gave up the lock after %lld ms, not 2 s", took);
+        /* says what happened: it did take the table, and someone else holds the lock */
+        char *log = tu_log(&e, "standby.log");
+        ck_assert_msg(strstr(log, "standby: took table etscounter over, but ") && strstr(log, "fuser -v ") &&
+                          !strstr(log, "another etscounterd serves"),
+                      "the standby's log: %s", log);
+        free(log);
         close(lk);
     }
     close(fd);

@@ -225,7 +225,17 @@ static void ecd_lock(const ecd *d, const char *lock_path, int wait_ms)
         log_error("lock %s: %s", lock_path, strerror(e));
         exit(ECD_EXIT_SOFTWARE);
     }
-    log_error("another etscounterd serves instance %s (it holds %s)", d->rt.instance, lock_path);
+    if (wait_ms > 0)
+        /* etsmgrd gave us the table, so the active one is gone: whoever
+         * holds the lock now is not the etscounterd we replace */
+        log_error("standby: took table %s over, but %s was still locked after %d ms: a process other "
+                  "than the etscounterd it replaces holds it (etsmgrd saw that one go), such as a second "
+                  "etscounterd or a child that inherited the lock's fd; not serving beside it. Stop that "
+                  "process (fuser -v %s names it), then start etscounterd again; the table stays in "
+                  "shared memory with etsmgr as heir.",
+                  CTR_TABLE, lock_path, wait_ms, lock_path);
+    else
+        log_error("another etscounterd serves instance %s (it holds %s)", d->rt.instance, lock_path);
     exit(ECD_EXIT_SOFTWARE);
 }
 

@@ -20,6 +20,7 @@
 #include "testutil.h"
 
 #include "procstat.h"
+#include "runcap.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -438,6 +439,41 @@ pid_t tu_spawn_ready(tu_env *e, char *const argv[], int timeout_ms)
     }
     fprintf(stderr, "tu_spawn_ready: %s (pid %ld) %s\n", argv[0], (long)pid, what);
     return -1;
+}
+
+pid_t tu_spawn_logged(tu_env *e, char *const argv[], const char *log, int timeout_ms)
+{
+    char path[sizeof e->dir + 64];
+    snprintf(path, sizeof path, "%s/%s", e->dir, log);
+    int lf = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (lf < 0) {
+        fprintf(stderr, "tu_spawn_logged: open %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    /* the child inherits fd 2: ours goes to the log for the fork's moment */
+    fflush(stderr);
+    int saved = dup(2);
+    if (saved < 0 || dup2(lf, 2) < 0) {
+        fprintf(stderr, "tu_spawn_logged: dup2: %s\n", strerror(errno));
+        if (saved >= 0)
+            close(saved);
+        close(lf);
+        return -1;
+    }
+    pid_t pid = timeout_ms > 0 ? tu_spawn_ready(e, argv, timeout_ms) : tu_spawn(e, argv);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(lf);
+    return pid;
+}
+
+char *tu_log(const tu_env *e, const char *log)
+{
+    char path[sizeof e->dir + 64];
+    snprintf(path, sizeof path, "%s/%s", e->dir, log);
+    char *s = rc_slurp(path);
+    return s ? s : strdup("");
 }
 
 int tu_kill9(pid_t pid)

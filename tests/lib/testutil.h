@@ -31,6 +31,12 @@ const char *tu_bin(const char *name, bool test_prog);
 pid_t tu_spawn_ready(tu_env *e, char *const argv[], int timeout_ms);
 /* Starts argv without waiting; pid. */
 pid_t tu_spawn(tu_env *e, char *const argv[]);
+/* tu_spawn_ready (timeout_ms > 0) or tu_spawn (timeout_ms <= 0) with the
+ * program's stderr appended to DIR/<log>, for a test that reads what it
+ * logged (tu_log). */
+pid_t tu_spawn_logged(tu_env *e, char *const argv[], const char *log, int timeout_ms);
+/* DIR/<log> as text (malloc'd, "" when there is none). */
+char *tu_log(const tu_env *e, const char *log);
 /* SIGKILL and reap; returns the wait status. */
 int tu_kill9(pid_t pid);
 /* Waits up to timeout_ms for pid to exit; its wait status, or -1 on timeout. */
