@@ -3,12 +3,16 @@
  * etsmgrd: aligned human output, --json, restart, stop, kill, env, dump of
  * an ordered_set in key order and of its ranges (--from/--to), the entry
  * counts of save, snapshot, load and tables (the same, "1 entry"), and the
- * exit statuses 64 (usage), 69 (not reachable), 70 (error reply). */
+ * exit statuses 64 (usage), 69 (not reachable), 70 (error reply); a
+ * WAITERS cell too long for the column says how many it left out. */
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -372,6 +376,79 @@ START_TEST(test_ctl_entry_counts)
 }
 END_TEST
 
+/* the waiters' count in `tables --json` (the table "q") */
+static bool d_waiters_are(void *arg)
+{
+    char *out = NULL;
+    int want = *(int *)arg, got = -1;
+    if (d_ctl(&out, "--json", "tables", NULL) == 0) {
+        cJSON *j = cJSON_Parse(out);
+        const cJSON *tb = j ? cJSON_GetArrayItem(cJSON_GetObjectItem(j, "tables"), 0) : NULL;
+        got = tb ? cJSON_GetArraySize(cJSON_GetObjectItem(tb, "waiters")) : -1;
+        cJSON_Delete(j);
+    }
+    free(out);
+    return got == want;
+}
+
+/* Regression: WAITERS cut a long queue at 64 characters with no mark, so
+ * 12 standbys read as 7 or so; now the cell ends with "(+N more)" and N is
+ * what it left out, while --json still lists them all. */
+START_TEST(test_ctl_waiters_cut)
+{
+    enum { NKIDS = 13 }; /* the first owns "q", twelve wait */
+    tu_env_init(&D_env);
+    D_live = 1;
+    atexit(d_cleanup);
+    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
+    ck_assert_msg(tu_spawn_ready(&D_env, mgr, 15000) > 0, "etsmgrd did not become ready");
+    pid_t kids[NKIDS];
+    for (int i = 0; i < NKIDS; i++) {
+        kids[i] = fork();
+        ck_assert_int_ge(kids[i], 0);
+        if (kids[i] == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test leaves none behind */
+            etsmgr_client *c = NULL;
+            etsmgr_table *t = NULL;
+            char msg[256];
+            if (etsmgr_connect(NULL, NULL, &c, msg, sizeof msg) != 0 ||
+                etsmgr_new_table_wait(c, "q", NULL, NULL, -1, &t, NULL) != 0)
+                _exit(1);
+            for (;;)
+                pause();
+        }
+        /* one at a time: the first owns the table before the next asks */
+        int want = i;
+        ck_assert_msg(tu_eventually(d_waiters_are, &want, 15000), "%d waiters did not show", want);
+    }
+    char *out = NULL;
+    ck_assert_int_eq(d_ctl(&out, "tables", NULL), 0);
+    const char *hdr = strstr(out, "NAME "), *row = strstr(out, "\nq ");
+    ck_assert_msg(hdr && row, "%s", out);
+    /* the cell (at WAITERS' column): the queue's first pids in order, then
+     * the mark counting the rest */
+    const char *cell = row + 1 + (strstr(hdr, "WAITERS") - hdr), *p = cell;
+    int shown = 0;
+    while (shown < NKIDS - 1 && strtol(p, (char **)&p, 10) == kids[shown + 1]) {
+        shown++;
+        if (*p != ',')
+            break;
+        p++;
+    }
+    char mark[32];
+    snprintf(mark, sizeof mark, " (+%d more) ", NKIDS - 1 - shown);
+    ck_assert_msg(shown > 0 && shown < NKIDS - 1 && strncmp(p, mark, strlen(mark)) == 0,
+                  "%d pids, then not \"%s\": %s", shown, mark, out);
+    ck_assert_int_le(p + strlen(mark) - 1 - cell, 63); /* the cell's 64 bytes, with its NUL */
+    free(out);
+    int all = NKIDS - 1;
+    ck_assert(d_waiters_are(&all));
+    for (int i = 0; i < NKIDS; i++)
+        tu_kill9(kids[i]);
+    d_cleanup();
+}
+END_TEST
+
 START_TEST(test_ctl_help_version)
 {
     st_env e;
@@ -407,6 +484,7 @@ Suite *etsmgrctl_suite(void)
     tcase_add_test(tc, test_ctl_env);
     tcase_add_test(tc, test_ctl_dump_ordered);
     tcase_add_test(tc, test_ctl_entry_counts);
+    tcase_add_test(tc, test_ctl_waiters_cut);
     tcase_add_test(tc, test_ctl_help_version);
     suite_add_tcase(s, tc);
     return s;

@@ -181,6 +181,35 @@ static int ctl_status(const rt_paths *rt, int timeout)
     return 0;
 }
 
+/* The WAITERS cell: the queue's pids in order, "-" for none; a queue too
+ * long for the cell ends with how many were left out ("1,2,3 (+4 more)"),
+ * so that it is not taken for the whole queue (--json lists every one). */
+static void ctl_waiters(const cJSON *list, char *buf, size_t len)
+{
+    int n = cJSON_GetArraySize(list), shown = 0;
+    size_t wl = 0;
+    snprintf(buf, len, "-");
+    const cJSON *w;
+    cJSON_ArrayForEach(w, list) {
+        char one[24];
+        size_t ol = (size_t)snprintf(one, sizeof one, "%s%.0f", shown ? "," : "", w->valuedouble);
+        if (wl + ol >= len)
+            break;
+        memcpy(buf + wl, one, ol + 1);
+        wl += ol;
+        shown++;
+    }
+    /* cut short: the last pids give way to the mark */
+    while (shown > 0 && shown < n && wl + (size_t)snprintf(NULL, 0, " (+%d more)", n - shown) >= len) {
+        char *comma = strrchr(buf, ',');
+        wl = comma ? (size_t)(comma - buf) : 0;
+        buf[wl] = '\0';
+        shown--;
+    }
+    if (shown < n)
+        snprintf(buf + wl, len - wl, "%s(+%d more)", shown ? " " : "", n - shown);
+}
+
 /* etsmgrd answers tables in pages of about 60 KB ("more": ask again after
  * the last name); the pages are put back together into one reply, so
  * --json prints one object with every table, as before paging. */
@@ -248,13 +277,7 @@ static int ctl_tables(const rt_paths *rt, int timeout)
         snprintf(cap, sizeof cap, "%.0f", ctl_num(tb, "capacity"));
         snprintf(bytes, sizeof bytes, "%.0f", ctl_num(tb, "bytes"));
         snprintf(tr, sizeof tr, "%.0f", ctl_num(tb, "transfers"));
-        const cJSON *w;
-        size_t wl = 0;
-        cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(tb, "waiters")) {
-            if (wl + 12 >= sizeof waiters)
-                break;
-            wl += (size_t)snprintf(waiters + wl, sizeof waiters - wl, "%s%.0f", wl ? "," : "", w->valuedouble);
-        }
+        ctl_waiters(cJSON_GetObjectItemCaseSensitive(tb, "waiters"), waiters, sizeof waiters);
         const char *hd = ctl_str(tb, "heir_data", "");
         const char *row[] = {ctl_str(tb, "name", "?"), ctl_str(tb, "state", "?"), owner, waiters,
                              ctl_str(tb, "access", "-"), ctl_str(tb, "type", "set"), entries, cap, bytes, tr, *hd ? hd : "-",
