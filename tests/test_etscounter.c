@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "frame.h"
@@ -616,6 +617,75 @@ START_TEST(test_rid_store_full)
 }
 END_TEST
 
+/* utime + stime of pid, in clock ticks (/proc/PID/stat fields 14 and 15,
+ * counted after the last ')': comm may hold spaces) */
+static long et_cpu_ticks(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    ck_assert_msg(p != NULL, "cannot read %s: %s", path, buf);
+    unsigned long ut = 0, st = 0;
+    /* state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+    int got = sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
+    ck_assert_msg(got == 2, "cannot read the CPU times in %s: %s", path, p);
+    return (long)(ut + st);
+}
+
+/* ticks of CPU pid used over ms milliseconds (a measuring window: what is
+ * asserted is whether it ran, not how fast) */
+static long et_cpu_over(pid_t pid, int ms)
+{
+    long t0 = et_cpu_ticks(pid);
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+    return et_cpu_ticks(pid) - t0;
+}
+
+static pid_t et_quiet_pid;
+static bool et_is_quiet(void *arg)
+{
+    (void)arg;
+    return et_cpu_over(et_quiet_pid, 500) <= 1; /* a stray tick of the watch's timers, at most */
+}
+
+/* Issue 18: --poll-us keeps etscounterd polling after a request (so it
+ * spins, using CPU, within the window) and then sleeps again: an idle
+ * server costs no CPU however long the window was. */
+START_TEST(test_poll_us_sleeps_when_idle)
+{
+    et_mgr();
+    char *args[] = { "--poll-us", "1000000", NULL }; /* a 1 s window: long enough to see it spin */
+    pid_t ctr = et_ctr_args(args);
+    ck_assert_msg(et_cpu_over(ctr, 300) <= 1, "etscounterd spins before any request");
+    int fd = et_connect_ctr();
+    for (int i = 1; i <= 200; i++) {
+        cJSON *r = et_count_rid(fd, i, "");
+        ck_assert_int_eq((long)cJSON_GetObjectItem(r, "count")->valuedouble, i);
+        cJSON_Delete(r);
+    }
+    /* within the window: polling, so running (30 ticks if it had a core to
+     * itself; other tests share the machine) */
+    long spin = et_cpu_over(ctr, 300);
+    ck_assert_msg(spin >= 3, "etscounterd used %ld ticks in the 300 ms after a request with --poll-us 1000000: "
+                  "it does not poll", spin);
+    /* after it: asleep in epoll_wait again, the connection still open */
+    et_quiet_pid = ctr;
+    ck_assert_msg(tu_eventually(et_is_quiet, NULL, 10000), "etscounterd still uses CPU %s after its last request",
+                  "10 s");
+    cJSON *r = et_count_rid(fd, 1000, "");
+    ck_assert_int_eq((long)cJSON_GetObjectItem(r, "count")->valuedouble, 201);
+    cJSON_Delete(r);
+    close(fd);
+}
+END_TEST
+
 START_TEST(test_concurrent_clients)
 {
     et_mgr();
@@ -755,6 +825,13 @@ START_TEST(test_cli_usage)
     free(out);
     st = rc_sh(&out, 10000, "%s --on-manager-death=maybe", d);
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 64, "bad option value: 0x%x %s", st, out);
+    free(out);
+    st = rc_sh(&out, 10000, "%s --poll-us -1", d);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 64 && strstr(out, "--poll-us takes microseconds"),
+                  "bad --poll-us: 0x%x %s", st, out);
+    free(out);
+    st = rc_sh(&out, 10000, "%s --poll-us 1000001", d);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 64, "--poll-us above 1 s: 0x%x %s", st, out);
     free(out);
     st = rc_sh(&out, 10000, "%s --log-level loud", d);
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 64, "bad log level: 0x%x %s", st, out);
@@ -923,6 +1000,7 @@ Suite *etscounter_suite(void)
     tcase_add_test(tc, test_pipelined_lookahead);
     tcase_add_test(tc, test_rid_store_full);
     tcase_add_test(tc, test_concurrent_clients);
+    tcase_add_test(tc, test_poll_us_sleeps_when_idle);
     tcase_add_test(tc, test_on_manager_death_exit);
     tcase_add_test(tc, test_second_instance_refused);
     suite_add_tcase(s, tc);

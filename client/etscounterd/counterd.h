@@ -22,6 +22,8 @@
 #define ECD_DEFAULT_KEEP_MS 60000
 #define ECD_DEFAULT_MAX_RIDS 4194304ul /* 350,000 counts/s (the 50 x 16 bench) x the CLI's 6 s: 2.1 M */
 #define ECD_DEFAULT_LOCK_TIMEOUT_MS 2000u
+#define ECD_DEFAULT_POLL_US 0u /* --poll-us: keep polling this long after a request (busypoll.c) */
+#define ECD_MAX_POLL_US 1000000u
 
 typedef struct ecd {
     uv_loop_t *loop;
@@ -37,6 +39,7 @@ typedef struct ecd {
     unsigned long max_rids;   /* --max-request-ids */
     unsigned lock_timeout_ms; /* --lock-timeout */
     int standby;              /* --standby: wait to take the table over, then serve */
+    unsigned poll_us;         /* --poll-us (0: sleep in epoll_wait at once) */
     unsigned long served;
 } ecd;
 
@@ -44,4 +47,8 @@ typedef struct ecd {
 void ecd_on_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, void *arg);
 void ecd_on_close(conn *c, void *arg);
 void ecd_on_ahead(conn *c, const char *payload, size_t len, void *arg);
+
+/* busypoll.c: after a turn that served a request, poll without sleeping
+ * for poll_us µs (0: off); -1 when libuv refused a handle */
+int ecd_busypoll_start(uv_loop_t *loop, const unsigned long *served, unsigned poll_us);
 #endif

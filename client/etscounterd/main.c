@@ -52,6 +52,10 @@ static const char ecd_usage[] =
     "                                forgotten early (default 4194304)\n"
     "      --lock-timeout MS         give up a request with table_busy when the table's\n"
     "                                lock is held longer than MS ms (default 2000)\n"
+    "      --poll-us N               after serving a request, keep polling the sockets\n"
+    "                                without sleeping for N microseconds, so that a\n"
+    "                                client's next request needs no wake-up; costs CPU\n"
+    "                                only while clients are active (0: off; default 0)\n"
     "  -w, --wait-timeout MS         give up when etsmgrd is not up within MS\n"
     "                                milliseconds at start (default: wait forever)\n"
     "      --standby                 hot standby: connect, queue for the table while\n"
@@ -331,6 +335,7 @@ int main(int argc, char **argv)
         { "max-request-ids", required_argument, NULL, 'R' },
         { "lock-timeout", required_argument, NULL, 'L' },
         { "standby", no_argument, NULL, 'S' },
+        { "poll-us", required_argument, NULL, 'P' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -340,6 +345,7 @@ int main(int argc, char **argv)
     D.exactly_once = 1;
     D.max_rids = ECD_DEFAULT_MAX_RIDS;
     D.lock_timeout_ms = ECD_DEFAULT_LOCK_TIMEOUT_MS;
+    D.poll_us = ECD_DEFAULT_POLL_US;
     int o;
     while ((o = getopt_long(argc, argv, "d:i:l:w:hV", opts, NULL)) != -1) {
         switch (o) {
@@ -378,21 +384,26 @@ int main(int argc, char **argv)
             break;
         }
         case 'R':
-        case 'L': {
+        case 'L':
+        case 'P': {
             char *end;
             errno = 0;
             long long v = strtoll(optarg, &end, 10);
-            long long max = o == 'R' ? (1ll << 27) : 3600000;
-            if (errno || *end || end == optarg || v < 1 || v > max) {
-                fprintf(stderr, "etscounterd: %s takes %s (1 to %lld), not \"%s\"\n",
-                        o == 'R' ? "--max-request-ids" : "--lock-timeout",
-                        o == 'R' ? "a number of request ids" : "milliseconds", max, optarg);
+            long long min = o == 'P' ? 0 : 1;
+            long long max = o == 'R' ? (1ll << 27) : o == 'L' ? 3600000 : ECD_MAX_POLL_US;
+            const char *name = o == 'R' ? "--max-request-ids" : o == 'L' ? "--lock-timeout" : "--poll-us";
+            const char *what = o == 'R' ? "a number of request ids" : o == 'L' ? "milliseconds" : "microseconds";
+            if (errno || *end || end == optarg || v < min || v > max) {
+                fprintf(stderr, "etscounterd: %s takes %s (%lld to %lld), not \"%s\"\n", name, what, min, max,
+                        optarg);
                 return ECD_EXIT_USAGE;
             }
             if (o == 'R')
                 D.max_rids = (unsigned long)v;
-            else
+            else if (o == 'L')
                 D.lock_timeout_ms = (unsigned)v;
+            else
+                D.poll_us = (unsigned)v;
             break;
         }
         case 'h': fputs(ecd_usage, stdout); return 0;
@@ -489,9 +500,14 @@ int main(int argc, char **argv)
     uv_signal_init(D.loop, &ecd_sigint);
     uv_signal_start(&ecd_sigterm, ecd_on_signal, SIGTERM);
     uv_signal_start(&ecd_sigint, ecd_on_signal, SIGINT);
+    /* only now: a standby must not spin while it waits for the table */
+    if (ecd_busypoll_start(D.loop, &D.served, D.poll_us) < 0) {
+        log_error("cannot set up --poll-us (a libuv handle)");
+        return ECD_EXIT_SOFTWARE;
+    }
 
-    log_info("serving %s (exactly-once %s, on manager death: %s).", D.sock_path,
-             D.exactly_once ? "on" : "off", D.exit_on_manager_death ? "exit" : "keep serving");
+    log_info("serving %s (exactly-once %s, on manager death: %s, polling %u µs after a request).", D.sock_path,
+             D.exactly_once ? "on" : "off", D.exit_on_manager_death ? "exit" : "keep serving", D.poll_us);
     if (notify_watchdog_start(D.loop) < 0)
         log_warning("cannot start the watchdog timer: %s", strerror(errno));
     /* Two turns of the loop without blocking before READY=1: the requests
