@@ -567,6 +567,79 @@ START_TEST(test_pipelined_lookahead)
 }
 END_TEST
 
+/* etscounterd reads every ready connection of a loop turn before serving
+ * any, and reads (and prefetches for) the first frame of each as it goes,
+ * keeping the reading by connection and payload.  Written while it is
+ * stopped, so that one turn finds them all ready: the same count on four
+ * connections (identical bytes), three other counts, and on an eighth a
+ * garbage frame followed by a count.  Each connection gets its own right
+ * reply: of the four identical ones exactly one counted and the others
+ * are its duplicates, every other count counted once, the garbage
+ * bad_json. */
+START_TEST(test_lookahead_across_connections)
+{
+    et_mgr();
+    pid_t ctr = et_ctr();
+    int fd[8];
+    for (int i = 0; i < 8; i++)
+        fd[i] = et_connect_ctr();
+    ck_assert_int_eq(kill(ctr, SIGSTOP), 0);
+    char req[128];
+    for (int i = 0; i < 8; i++) {
+        char buf[512];
+        size_t len = 0, fl;
+        if (i < 4)
+            snprintf(req, sizeof req, "{\"op\":\"count\",\"id\":7,\"rid\":\"%032x\"}", 0xaa);
+        else
+            snprintf(req, sizeof req, "{\"op\":\"count\",\"id\":%d,\"rid\":\"%032x\"}", i, 0xb0 + i);
+        if (i == 7) {
+            char *g = frame_encode("{\"op\":", 6, &fl);
+            ck_assert_ptr_nonnull(g);
+            memcpy(buf, g, fl);
+            len = fl;
+            free(g);
+        }
+        char *f = frame_encode(req, strlen(req), &fl);
+        ck_assert_ptr_nonnull(f);
+        memcpy(buf + len, f, fl);
+        len += fl;
+        free(f);
+        et_write_all(fd[i], buf, len);
+    }
+    ck_assert_int_eq(kill(ctr, SIGCONT), 0);
+    long shared = -1, seen[6] = {0};
+    int counted = 0;
+    for (int i = 0; i < 8; i++) {
+        cJSON *r = NULL;
+        if (i == 7) {
+            ck_assert_int_eq(frame_read_json(fd[i], &r, NULL, NULL, 0, 10000), 0);
+            ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(r, "error")), "bad_json");
+            cJSON_Delete(r);
+        }
+        ck_assert_int_eq(frame_read_json(fd[i], &r, NULL, NULL, 0, 10000), 0);
+        ck_assert_int_eq((int)cJSON_GetObjectItem(r, "id")->valuedouble, i < 4 ? 7 : i);
+        long v = (long)cJSON_GetObjectItem(r, "count")->valuedouble;
+        bool dup = cJSON_IsTrue(cJSON_GetObjectItem(r, "duplicate"));
+        ck_assert_msg(v >= 1 && v <= 5, "connection %d: count %ld", i, v);
+        if (i < 4) {
+            ck_assert_msg(shared < 0 || shared == v, "connection %d: count %ld, another said %ld", i, v, shared);
+            shared = v;
+        } else {
+            ck_assert_msg(!dup, "connection %d: a new rid taken for a duplicate", i);
+        }
+        if (!dup) {
+            ck_assert_msg(seen[v] == 0, "count %ld given twice", v);
+            seen[v] = 1;
+            counted++;
+        }
+        cJSON_Delete(r);
+        close(fd[i]);
+    }
+    ck_assert_int_eq(counted, 5);
+    ck_assert_int_eq(et_check(), 5);
+}
+END_TEST
+
 /* One count on fd with rid number i and extra fields; the reply. */
 static cJSON *et_count_rid(int fd, int i, const char *extra)
 {
@@ -998,6 +1071,7 @@ Suite *etscounter_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_pipelined_rids_kept);
     tcase_add_test(tc, test_pipelined_lookahead);
+    tcase_add_test(tc, test_lookahead_across_connections);
     tcase_add_test(tc, test_rid_store_full);
     tcase_add_test(tc, test_concurrent_clients);
     tcase_add_test(tc, test_poll_us_sleeps_when_idle);

@@ -405,32 +405,43 @@ static void ecd_serve_fast(ecd *d, conn *c, const fp_req *f)
     }
 }
 
-/* Looking ahead.  While frame k is served, conn.c shows us frame k+1 when
- * a pipelining peer already sent it: we read it then and ask the table to
- * start loading the index line its count will touch (tbl_once_prefetch),
- * so that the cache miss of k+1 overlaps the work of k instead of
- * following it (the request-id store is far bigger than the caches: that
- * miss is most of what a count costs).  The reading is kept for on_frame,
- * which then does not parse again.  Two are kept (k+1 is read before k is
- * served), each with the frame's bytes: on_frame takes one only when its
- * payload is the same bytes, so a frame never dispatched, or a buffer
- * reused, can only miss, never answer wrongly. */
+/* Looking ahead.  conn.c shows us a frame before it is served: the first
+ * frame of each connection read in a loop turn, once all of the turn's
+ * ready connections are read and before any is served, and, while frame k
+ * is served, frame k+1 when a pipelining peer already sent it.  We read it
+ * then and ask the table to start loading the index line its count will
+ * touch (tbl_once_prefetch), so that its cache miss overlaps the reading
+ * of other connections or the work of frame k instead of following it
+ * (the request-id store is far bigger than the caches: that miss is most
+ * of what a count costs).  The reading is kept for on_frame, which then
+ * does not parse again: in a slot chosen by the connection and the
+ * payload's address (50 connections read in one turn each keep theirs),
+ * with the frame's bytes.  on_frame takes a slot only when its payload is
+ * the same bytes, so a frame never dispatched, a buffer reused or two
+ * frames sharing a slot can only miss (and parse again), never answer
+ * wrongly. */
 #define ECD_AHEAD_MAX 256
+#define ECD_AHEAD_BITS 8 /* 256 slots */
 typedef struct ecd_ahead {
     size_t len; /* 0: empty */
     size_t rid_at; /* f.rid_hex's offset in the payload */
     fp_req f;
     char bytes[ECD_AHEAD_MAX];
 } ecd_ahead;
-static ecd_ahead ecd_ah[2];
-static unsigned ecd_ah_next;
+static ecd_ahead ecd_ah[1u << ECD_AHEAD_BITS];
+
+static ecd_ahead *ecd_ahead_slot(const conn *c, const char *payload)
+{
+    uint64_t k = ((uint64_t)(uintptr_t)c ^ ((uint64_t)(uintptr_t)payload << 16)) * 0x9e3779b97f4a7c15ull;
+    return &ecd_ah[k >> (64 - ECD_AHEAD_BITS)];
+}
 
 void ecd_on_ahead(conn *c, const char *payload, size_t len, void *arg)
 {
     ecd *d = arg;
     if (len == 0 || len > ECD_AHEAD_MAX || conn_get_data(c) == &ECD_DYING)
         return;
-    ecd_ahead *a = &ecd_ah[ecd_ah_next++ & 1];
+    ecd_ahead *a = ecd_ahead_slot(c, payload);
     a->len = 0;
     if (!fp_parse(payload, len, &a->f))
         return;
@@ -442,19 +453,16 @@ void ecd_on_ahead(conn *c, const char *payload, size_t len, void *arg)
 }
 
 /* 1: on_ahead read this payload already, *f its reading */
-static int ecd_ahead_take(const char *payload, size_t len, fp_req *f)
+static int ecd_ahead_take(const conn *c, const char *payload, size_t len, fp_req *f)
 {
-    for (int i = 0; i < 2; i++) {
-        ecd_ahead *a = &ecd_ah[i];
-        if (a->len == 0 || a->len != len || memcmp(a->bytes, payload, len) != 0) /* 0: an empty slot */
-            continue;
-        *f = a->f;
-        if (f->rid_hex)
-            f->rid_hex = payload + a->rid_at;
-        a->len = 0;
-        return 1;
-    }
-    return 0;
+    ecd_ahead *a = ecd_ahead_slot(c, payload);
+    if (a->len == 0 || a->len != len || memcmp(a->bytes, payload, len) != 0) /* 0: an empty slot */
+        return 0;
+    *f = a->f;
+    if (f->rid_hex)
+        f->rid_hex = payload + a->rid_at;
+    a->len = 0;
+    return 1;
 }
 
 void ecd_on_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, void *arg)
@@ -465,7 +473,7 @@ void ecd_on_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, 
     if (conn_get_data(c) == &ECD_DYING)
         return; /* dying: nothing after die is answered */
     fp_req f;
-    if (nfds == 0 && (ecd_ahead_take(payload, len, &f) || fp_parse(payload, len, &f))) {
+    if (nfds == 0 && (ecd_ahead_take(c, payload, len, &f) || fp_parse(payload, len, &f))) {
         d->served++;
         ecd_serve_fast(d, c, &f);
         return;

@@ -7,6 +7,12 @@
  *
  * Reading: up to CONN_READS_PER_EVENT recvmsg of CONN_READ_CHUNK per wakeup
  * (fairness between connections), then every complete frame is dispatched.
+ * A server with on_ahead (etscounterd) is served in two steps instead: each
+ * ready connection is read and its first frame shown to on_ahead in the
+ * poll callback, and all of the turn's reads are dispatched together at the
+ * end of the I/O callbacks (the flush's check handle, before the flush), so
+ * the cache misses the server starts for each frame overlap the reading of
+ * the others rather than following one another (docs/performance.md).
  * Which frame do received fds belong to?  The kernel ends a stream read
  * right after the message (sendmsg) that carried fds, and senders attach fds
  * to the first byte of a frame and put nothing after that frame in the same
@@ -93,6 +99,8 @@ struct conn {
     unsigned spent;    /* work done in this turn (CONN_TURN_BUDGET) */
     bool backlog;      /* frames wait for the next turn: on the server's list */
     conn *bl_prev, *bl_next;
+    bool ready;        /* read in this turn, served at its end (look-ahead) */
+    conn *rd_prev, *rd_next;
     conn_seg *out_head, *out_tail;
     size_t out_bytes;
     int events;      /* what uv_poll watches now */
@@ -126,6 +134,7 @@ struct conn_server {
     size_t held_fds;  /* fds held by every connection's ledger */
     conn *bl_head;    /* connections with frames left for the next turn */
     uv_idle_t idle;   /* runs while bl_head is not empty: no blocking poll */
+    conn *rd_head, *rd_tail; /* read in this turn, not yet served (on_ahead) */
 };
 
 static void conn_close_now(conn *c);
@@ -157,6 +166,18 @@ static void conn_update_events(conn *c)
 static void srv_on_flush_prepare(uv_prepare_t *h);
 static void srv_on_flush_check(uv_check_t *h);
 
+/* The flush (and the serving of connections read in this turn) runs at
+ * the end of the turn's I/O callbacks (check) or before the loop blocks
+ * (prepare). */
+static void srv_arm(conn_server *s)
+{
+    if (!s->flush_armed && !s->stopping) {
+        uv_prepare_start(&s->prep, srv_on_flush_prepare);
+        uv_check_start(&s->check, srv_on_flush_check);
+        s->flush_armed = true;
+    }
+}
+
 static void conn_mark_dirty(conn *c)
 {
     conn_server *s = c->srv;
@@ -168,11 +189,7 @@ static void conn_mark_dirty(conn *c)
     if (s->dirty_head)
         s->dirty_head->dirty_prev = c;
     s->dirty_head = c;
-    if (!s->flush_armed && !s->stopping) {
-        uv_prepare_start(&s->prep, srv_on_flush_prepare);
-        uv_check_start(&s->check, srv_on_flush_check);
-        s->flush_armed = true;
-    }
+    srv_arm(s);
 }
 
 static void conn_unmark_dirty(conn *c)
@@ -263,6 +280,47 @@ static void conn_backlog_remove(conn *c)
         uv_idle_stop(&s->idle);
 }
 
+/* Read in this turn, served at its end (srv_serve_ready), after every
+ * connection the turn's poll reported was read: the server is shown the
+ * first frame now (on_ahead), so that what it will touch for each of them
+ * is being loaded while the others are read. */
+static void conn_ready_add(conn *c)
+{
+    conn_server *s = c->srv;
+    if (c->ready || c->closed)
+        return;
+    c->ready = true;
+    c->rd_next = NULL;
+    c->rd_prev = s->rd_tail;
+    if (s->rd_tail)
+        s->rd_tail->rd_next = c;
+    else
+        s->rd_head = c;
+    s->rd_tail = c;
+    srv_arm(s);
+    const char *p;
+    size_t len;
+    if (frame_reader_peek(&c->rd, &p, &len))
+        s->cfg.on_ahead(c, p, len, s->cfg.arg);
+}
+
+static void conn_ready_remove(conn *c)
+{
+    conn_server *s = c->srv;
+    if (!c->ready)
+        return;
+    if (c->rd_prev)
+        c->rd_prev->rd_next = c->rd_next;
+    else
+        s->rd_head = c->rd_next;
+    if (c->rd_next)
+        c->rd_next->rd_prev = c->rd_prev;
+    else
+        s->rd_tail = c->rd_prev;
+    c->ready = false;
+    c->rd_prev = c->rd_next = NULL;
+}
+
 static void conn_close_now(conn *c)
 {
     if (c->closed)
@@ -278,6 +336,7 @@ static void conn_close_now(conn *c)
         c->next->prev = c->prev;
     s->count--;
     conn_backlog_remove(c);
+    conn_ready_remove(c);
     fdpass_ledger_close(&c->fdl);
     conn_held_sync(c);
     conn_free_output(c);
@@ -373,6 +432,10 @@ static void conn_flush(conn *c)
 static void srv_flush_all(conn_server *s)
 {
     conn *c;
+    while ((c = s->rd_head)) { /* read in this turn: served first, in the order read */
+        conn_ready_remove(c);
+        conn_process(c);
+    }
     while ((c = s->dirty_head)) {
         conn_unmark_dirty(c);
         if (!c->want_write) /* else UV_WRITABLE will call conn_flush */
@@ -646,7 +709,10 @@ static void conn_read(conn *c)
         if ((size_t)n < CONN_READ_CHUNK)
             break; /* drained; level-triggered poll tells us about more */
     }
-    conn_process(c);
+    if (s->cfg.on_ahead)
+        conn_ready_add(c); /* served once the turn's other connections are read */
+    else
+        conn_process(c);
 }
 
 static void conn_on_poll(uv_poll_t *h, int status, int events)

@@ -20,10 +20,14 @@ typedef struct conn_server conn_server;
 /* A whole frame arrived.  The callee owns fds[0..nfds) (close or keep them).
  * payload is not NUL-terminated and is valid only during the call. */
 typedef void (*conn_frame_cb)(conn *c, const char *payload, size_t len, int *fds, int nfds, void *arg);
-/* A hint: the frame after the one on_frame gets next is already whole in
- * the buffer (it may still never be dispatched: the connection may close
- * first).  A server can start on it early, e.g. prefetch what it will
- * touch.  payload is valid only during the call. */
+/* A hint: a frame on_frame will get is already whole in the buffer (it may
+ * still never be dispatched: the connection may close first).  Shown: the
+ * frame after the one on_frame gets next, and the first frame of each
+ * connection read in a loop turn; with on_ahead set, the connections read
+ * in a turn are served only once all of them are read (at the end of the
+ * turn's I/O callbacks), so the server sees the first frame of every one
+ * before serving any.  A server can start on it early, e.g. prefetch what
+ * it will touch.  payload is valid only during the call. */
 typedef void (*conn_ahead_cb)(conn *c, const char *payload, size_t len, void *arg);
 /* The peer is gone or the connection was closed; c is freed after the call. */
 typedef void (*conn_close_cb)(conn *c, void *arg);
