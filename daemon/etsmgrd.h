@@ -39,6 +39,13 @@
 /* "/<instance>:<uid>:<table>:<16 hex>" and a NUL; a temporary name adds "new-" (see shmobj.c) */
 #define MGRD_SHM_NAME_MAX (1 + RT_INSTANCE_MAX + 1 + 10 + 1 + ETSMGR_NAME_MAX + 1 + 20 + 1)
 
+/* "entry" or "entries": the log lines that count a table's entries (never
+ * its request-id records, which an image holds as records too) */
+static inline const char *mgrd_entries_word(unsigned long long n)
+{
+    return n == 1 ? "entry" : "entries";
+}
+
 typedef struct mgrd_peer mgrd_peer;
 
 typedef enum mgrd_state { MGRD_OWNED = 1, MGRD_ORPHANED = 2 } mgrd_state;

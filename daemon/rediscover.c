@@ -71,8 +71,8 @@ static bool take_over(mgrd *m, const char *shm_name, const char *name, uid_t uid
         char last[48] = "released by its owner";
         if (info.owner_pid > 0)
             snprintf(last, sizeof last, "last owner pid=%d", (int)info.owner_pid);
-        log_notice("rediscovered table=%s (%llu entries, %s, uid=%u): orphaned until its owner claims it.",
-                   name, (unsigned long long)info.entries, last, (unsigned)uid);
+        log_notice("rediscovered table=%s (%llu %s, %s, uid=%u): orphaned until its owner claims it.",
+                   name, (unsigned long long)info.entries, mgrd_entries_word(info.entries), last, (unsigned)uid);
     } else {
         log_notice("rediscovered table=%s (uid=%u): orphaned until its owner claims it.", name,
                    (unsigned)uid);

@@ -440,8 +440,8 @@ static cJSON *op_new_table(req_ctx *x)
         set_heir_data(rt, heir_data);
         etsmgr_table_info info;
         unsigned long long entries = etsmgr_table_info_get(rt->t, &info) == ETSMGR_OK ? info.entries : 0;
-        log_notice("new_table: table=%s given %sto pid=%d with its data (%llu entries), heir_data=%s.",
-                   name, again ? "again " : "", (int)x->p->pid, entries,
+        log_notice("new_table: table=%s given %sto pid=%d with its data (%llu %s), heir_data=%s.",
+                   name, again ? "again " : "", (int)x->p->pid, entries, mgrd_entries_word(entries),
                    rt->heir_data[0] ? rt->heir_data : "none");
         return reply_table(x, rt, false);
     }

@@ -198,12 +198,16 @@ static int snap_restore_one(mgrd *m, const char *file, const char *name)
         return -1;
     }
     rt->orphaned_us = since;
+    /* the image's records include the request ids: the filled table counts
+     * only its entries */
+    etsmgr_table_info ti;
+    unsigned long long n = etsmgr_table_info_get(t, &ti) == ETSMGR_OK ? ti.entries : 0;
     char saved[64], age[48];
     mgrd_iso8601(im->info.saved_us, saved, sizeof saved);
     mgrd_fmt_age(mgrd_now_us() - im->info.saved_us, age, sizeof age);
-    log_notice("restored table=%s (%llu entries, uid=%u) from the snapshot %s taken %s, %s old: "
-               "orphaned until its owner claims it.", name, (unsigned long long)im->info.entries,
-               (unsigned)uid, path, saved, age);
+    log_notice("restored table=%s (%llu %s, uid=%u) from the snapshot %s taken %s, %s old: "
+               "orphaned until its owner claims it.", name, n, mgrd_entries_word(n), (unsigned)uid, path,
+               saved, age);
     img_free(im);
     return 0;
 }
@@ -313,11 +317,12 @@ size_t mgrd_snap_all(mgrd *m, const char *why, cJSON *report)
         bytes += sz;
         if (img_last_lock_ns() > max_lock_ns)
             max_lock_ns = img_last_lock_ns();
-        log_debug("snapshot (%s): table=%s, %llu entries, %llu bytes, lock held %.3f ms", why, rt->name,
-                  (unsigned long long)info.entries, (unsigned long long)sz, img_last_lock_ns() / 1e6);
+        /* the table's entries, as list_tables counts them: not its request ids */
+        unsigned long long n = info.entries - info.rids;
+        log_debug("snapshot (%s): table=%s, %llu %s, %llu bytes, lock held %.3f ms", why, rt->name, n,
+                  mgrd_entries_word(n), (unsigned long long)sz, img_last_lock_ns() / 1e6);
         if (o) {
-            /* the table's entries, as list_tables counts them: not its request ids */
-            cJSON_AddNumberToObject(o, "entries", (double)(info.entries - info.rids));
+            cJSON_AddNumberToObject(o, "entries", (double)n);
             cJSON_AddNumberToObject(o, "bytes", (double)sz);
         }
     }

@@ -151,9 +151,10 @@ static bool log_has(const char *needle) { return count_lines(needle) > 0; }
 
 START_TEST(test_reboot_after_clean_stop)
 {
-    char opt[256];
+    char opt[256], dbg[300];
     snprintf(opt, sizeof opt, "--snapshot-dir %s", S_dir);
-    pid_t mgr = sp_mgr(opt), ctr = sp_ctr();
+    snprintf(dbg, sizeof dbg, "%s --log-level debug", opt);
+    pid_t mgr = sp_mgr(dbg), ctr = sp_ctr();
     for (int i = 1; i <= 4; i++)
         ck_assert_int_eq(sp_count(), i);
     int dup;
@@ -163,11 +164,14 @@ START_TEST(test_reboot_after_clean_stop)
     sp_stop(ctr);
     sp_stop(mgr);
     ck_assert(log_has("snapshot (SIGTERM): 1 table(s) saved"));
+    /* regression: the log counted the request id as an entry ("2 entries") */
+    ck_assert_msg(log_has("snapshot (SIGTERM): table=etscounter, 1 entry, "), "%s", rc_slurp(S_log));
     /* the reboot */
     tu_remove_shm(&E);
     ck_assert_int_eq(tu_count_shm(&E), 0);
     mgr = sp_mgr(opt);
-    ck_assert_msg(log_has("restored table=etscounter (") && log_has(" old: orphaned until its owner claims it"),
+    ck_assert_msg(log_has("restored table=etscounter (1 entry, uid=") &&
+                      log_has(" old: orphaned until its owner claims it"),
                   "%s", rc_slurp(S_log));
     ctr = sp_ctr();
     ck_assert_int_eq(sp_check(), 5);
