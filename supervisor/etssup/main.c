@@ -53,9 +53,9 @@ static void usage(FILE *f)
             "  -h, --help              show this help\n"
             "  -V, --version           show the version\n"
             "\n"
-            "Exit status: 0 stopped on request, 1 could not run (lock, runtime dir,\n"
-            "sockets), 3 restart intensity reached, 4 a child failed its initial start,\n"
-            "64 usage error, 78 configuration error.\n");
+            "Exit status: 0 stopped on request, 3 restart intensity reached, 4 a child\n"
+            "failed its initial start, 64 usage error, 70 could not run (lock, runtime\n"
+            "dir, sockets), 78 configuration error.\n");
 }
 
 static sup g_sup;

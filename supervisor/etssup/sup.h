@@ -28,7 +28,9 @@
 
 /* Exit statuses of etssup (documented in etssup(8)). */
 #define SUP_EXIT_OK 0
-#define SUP_EXIT_FAILURE 1    /* runtime dir, lock, sockets, out of memory */
+/* could not run (runtime dir, lock, sockets, out of memory): EX_SOFTWARE,
+ * as etsmgrd and etscounterd say they cannot serve for the same reasons */
+#define SUP_EXIT_FAILURE 70
 #define SUP_EXIT_INTENSITY 3  /* more than intensity restarts within period */
 #define SUP_EXIT_START 4      /* a child failed its initial start */
 #define SUP_EXIT_USAGE 64
