@@ -22,7 +22,7 @@
 #define ECD_DEFAULT_KEEP_MS 60000
 #define ECD_DEFAULT_MAX_RIDS 4194304ul /* 350,000 counts/s (the 50 x 16 bench) x the CLI's 6 s: 2.1 M */
 #define ECD_DEFAULT_LOCK_TIMEOUT_MS 2000u
-#define ECD_DEFAULT_POLL_US 0u /* --poll-us: keep polling this long after a request (busypoll.c) */
+#define ECD_DEFAULT_POLL_US 50u /* --poll-us: keep polling this long after a request (busypoll.c) */
 #define ECD_MAX_POLL_US 1000000u
 
 typedef struct ecd {

@@ -55,7 +55,7 @@ static const char ecd_usage[] =
     "      --poll-us N               after serving a request, keep polling the sockets\n"
     "                                without sleeping for N microseconds, so that a\n"
     "                                client's next request needs no wake-up; costs CPU\n"
-    "                                only while clients are active (0: off; default 0)\n"
+    "                                only while clients are active (0: off; default 50)\n"
     "  -w, --wait-timeout MS         give up when etsmgrd is not up within MS\n"
     "                                milliseconds at start (default: wait forever)\n"
     "      --standby                 hot standby: connect, queue for the table while\n"

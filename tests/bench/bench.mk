@@ -8,7 +8,8 @@
 #   make bench BENCH_NET_SECS=3 BENCH_ROUNDS=5 BENCH_KILLS=200   longer, more
 #   make bench BENCH_ETSCOUNTERD=/path/etscounterd  measure a patched etscounterd
 #   make bench BENCH_ONLY=recovery  only the recovery sections (3 and 6), about
-#                              a minute; BENCH_ONLY=standby: section 6 only
+#                              a minute; BENCH_ONLY=standby: section 6 only;
+#                              BENCH_ONLY=redis: section 2 only (Redis), 90 s
 #
 # redis-server and redis-tools are installed on first use, the way the build
 # installs its own dependencies (common/deps.sh); so are Erlang (erlang-base,

@@ -13,7 +13,8 @@
 # BENCH_ETSCOUNTERD, another etscounterd binary to measure instead of
 # BINDIR's (to try a patch: the table then says which); BENCH_ONLY, empty
 # for every section, "recovery" for sections 3 and 6 only (about a minute,
-# for work on recovery), "standby" for section 6 only.
+# for work on recovery), "standby" for section 6 only, "redis" for section
+# 2 only (the Redis comparison, about 90 s).
 #
 # Everything is measured in this one run on this machine, so each ratio
 # compares two things that saw the same load.  Each bench program prints
@@ -56,14 +57,15 @@ REPS=${BENCH_REATTACH_REPS:-20}
 ECD=${BENCH_ETSCOUNTERD:-$BIN/etscounterd}
 ONLY=${BENCH_ONLY:-}
 case $ONLY in
-"" | recovery | standby) ;;
-*) echo "bench: BENCH_ONLY=$ONLY: say recovery (sections 3 and 6), standby (section 6) or nothing (all)" >&2; exit 1 ;;
+"" | recovery | standby | redis) ;;
+*) echo "bench: BENCH_ONLY=$ONLY: say recovery (sections 3 and 6), standby (section 6), redis (section 2) or nothing (all)" >&2; exit 1 ;;
 esac
 # want N: whether section N runs
 want() {
     case $ONLY in
     recovery) [ "$1" = 3 ] || [ "$1" = 6 ] ;;
     standby) [ "$1" = 6 ] ;;
+    redis) [ "$1" = 2 ] ;;
     *) true ;;
     esac
 }
@@ -85,10 +87,11 @@ DIR=$(mktemp -d /tmp/etsmgr-bench.XXXXXX) || exit 1
 export ETSMGR_RUNTIME_DIR=$DIR
 export ETSMGR_INSTANCE=bench$$
 unset NOTIFY_SOCKET LISTEN_FDS LISTEN_PID LISTEN_FDNAMES JOURNAL_STREAM
-SUP= REDIS= FAILED=0
+SUP= REDIS= OFF= FAILED=0
 T_START=$(date +%s)
 
 cleanup() {
+    [ -z "$OFF" ] || stop_off
     for pid in $REDIS; do
         kill -TERM "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
@@ -227,6 +230,37 @@ cpid() { "$BIN"/etscounter --json ping | sed -nE 's/.*"pid":([0-9]+).*/\1/p'; }
 
 # ---------------------------------------------------------------- 2. count over the socket
 PING="ping, 1 conn"
+# The same system with --poll-us 0 (etsmgrd and etscounterd of another
+# instance in DIR/off, idle but for its own rows): the 1-connection rows
+# with polling off, beside the default's.
+OFF_INST=${ETSMGR_INSTANCE}off
+start_off() {
+    mkdir -p "$DIR"/off || return 1
+    local m c
+    ETSMGR_RUNTIME_DIR=$DIR/off ETSMGR_INSTANCE=$OFF_INST "$BIN"/etsmgrd --log-level warning 2> "$DIR"/off-etsmgrd.log &
+    m=$!
+    ETSMGR_RUNTIME_DIR=$DIR/off ETSMGR_INSTANCE=$OFF_INST "$ECD" --log-level warning --poll-us 0 \
+        2> "$DIR"/off-etscounterd.log &
+    c=$!
+    OFF="$c $m"
+    for _ in $(seq 400); do
+        ETSMGR_RUNTIME_DIR=$DIR/off ETSMGR_INSTANCE=$OFF_INST "$BIN"/etscounter -t 1000 ping > /dev/null 2>&1 && return 0
+        kill -0 "$c" 2>/dev/null || break
+        sleep 0.05
+    done
+    fail "etscounterd --poll-us 0 did not come up (see $OUT/off-etscounterd.log); no rows with polling off"
+    stop_off
+    return 1
+}
+stop_off() { # etscounterd first, so that it does not log the manager's death
+    local pid
+    for pid in $OFF; do
+        kill -TERM "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    OFF=
+    rm -f /dev/shm/"$OFF_INST".* /dev/shm/"$OFF_INST":*
+}
 LG=("$BB"/loadgen -t "$NET")
 
 # start_redis NAME ARGS...: a private redis-server on DIR/NAME.sock; its pid
@@ -246,10 +280,14 @@ start_redis() {
     fail "redis-server $* did not answer PING (see $OUT/$name.log)"
     return 1
 }
+# cputicks PID: its user + system CPU time in clock ticks (/proc/PID/stat
+# fields 14 and 15, counted after the ')' that ends the command name)
+cputicks() { local st; st=$(cat /proc/"$1"/stat) || return 1; st=${st##*) }; set -- $st; echo $(( ${12} + ${13} )); }
 rpid() { redis-cli -s "$1" info server | sed -nE 's/^process_id:([0-9]+).*/\1/p'; }
 
 want 2 && section "2. count over a Unix socket, etscounterd against Redis: $ROUNDS rounds of $NET s per row, the median round shown; cpu: the server's CPU time per request"
 want 2 && note "one load generator for both (tests/bench/loadgen.c); etsmgrd and etscounterd under etssup at --log-level warning (counts are logged at notice); exactly-once: every count carries a new request id, as etscounter sends"
+want 2 && note "etscounterd runs with its default --poll-us (it polls for that long after a request instead of sleeping at once); the rows named --poll-us 0 are the same system with polling off, beside the default's"
 want 2 && note "Redis: two private redis-servers on Unix sockets: --save '' --appendonly no (Redis INCR) and --appendonly yes --appendfsync everysec (Redis INCR everysec, what survives a kill -9 of the server)"
 S=$DIR/etscounter.sock RN=$DIR/redis-nopersist.sock RA=$DIR/redis-aof.sock
 REDIS_UP=0
@@ -258,7 +296,8 @@ if want 2 || want 5; then
         start_redis redis-aof --save '' --appendonly yes --appendfsync everysec && REDIS_UP=1
 fi
 if [ $REDIS_UP = 1 ] && want 2; then
-    P=$(cpid) PN=$(rpid "$RN") PA=$(rpid "$RA") redis-nopersist --save '' --appendonly no && \
+    P=$(cpid) PN=$(rpid "$RN") PA=$(rpid "$RA")
+    start_off && PO=$(ETSMGR_RUNTIME_DIR=$DIR/off ETSMGR_INSTANCE=$OFF_INST cpid)
     # the rows of one load run back to back, and the rounds repeat the whole
     # set, so that a change of load on the machine hits both sides of a ratio
     for round in $(seq "$ROUNDS"); do
@@ -276,8 +315,25 @@ if [ $REDIS_UP = 1 ] && want 2; then
                 -r "Redis INCR, $L" -T ">= 1.0" -A "Redis INCR everysec, $L|>= 1.3"
             rows "${LG[@]}" -s "$RN" -p resp -o incr "${LA[@]}" -S "$PN" -n "Redis INCR, $L"
             rows "${LG[@]}" -s "$RA" -p resp -o incr "${LA[@]}" -S "$PA" -n "Redis INCR everysec, $L"
+            # what etscounterd's default --poll-us buys and costs: the same
+            # 1-connection rows with it off, beside the rows above
+            if [ "$L" = "1 conn" ] && [ -n "$OFF" ]; then
+                rows "${LG[@]}" -s "$DIR/off/etscounter.sock" -p json -o count -c 1 -S "$PO" \
+                    -n "count, 1 conn, --poll-us 0" -r "Redis INCR, 1 conn" -A "count, 1 conn"
+                rows "${LG[@]}" -s "$DIR/off/etscounter.sock" -p json -o count-rid -c 1 -S "$PO" \
+                    -n "count exactly-once, 1 conn, --poll-us 0" -r "Redis INCR, 1 conn" \
+                    -A "count exactly-once, 1 conn"
+            fi
         done
     done
+    stop_off
+    # back asleep once the load stopped: its CPU time over a second of idle
+    # (it polls for --poll-us after the last request, then sleeps)
+    sleep 0.1
+    t0=$(cputicks "$P") && sleep 1 && t1=$(cputicks "$P") &&
+        printf '{"name":"etscounterd idle: its CPU time over 1 s after the rows","value":%s,"unit":"ms","target":"value <= 10"}\n' \
+            "$(( (t1 - t0) * 1000 / $(getconf CLK_TCK) ))" >> "$ROWS" ||
+        fail "cannot read etscounterd's CPU time in /proc/$P/stat"
     # where the exactly-once count's time goes, for the next person
     bash "$SRC"/tests/bench/profile.sh "$P" "$NET" "$OUT"/profile.txt \
         "profile: count exactly-once, 50 conns x16 pipelined" -- \
@@ -314,24 +370,26 @@ wait "$SUP"
 st=$?
 SUP=
 [ $st -eq 0 ] || fail "etssup exited with status $st on SIGTERM (see $OUT/etssup.log)"
-sed 's/"ready": "notify", "sockets": \[{"name": "etscounter"/"ready": "notify", "standby": true, "sockets": [{"name": "etscounter"/' \
-    "$DIR"/etssup.json > "$DIR"/etssup-standby.json
-section "6. recovery with a hot standby of etscounterd (\"standby\": true), $KILLS kills, each once the standby is queued"
-"$BIN"/etssup --config "$DIR"/etssup-standby.json --log-level warning 2> "$DIR"/etssup-standby.log &
-SUP=$!
-for _ in $(seq 400); do [ -S "$DIR"/etssup.sock ] && break; sleep 0.05; done
-if "$BIN"/etscounter -t 20000 ping > /dev/null; then
-    rows "$BB"/recovery -d "$DIR" --kills "$KILLS" --only counterd --standby
-else
-    fail "etssup with a standby did not bring etscounterd up within 20 s (see $OUT/etssup-standby.log)"
+if want 6; then
+    sed 's/"ready": "notify", "sockets": \[{"name": "etscounter"/"ready": "notify", "standby": true, "sockets": [{"name": "etscounter"/' \
+        "$DIR"/etssup.json > "$DIR"/etssup-standby.json
+    section "6. recovery with a hot standby of etscounterd (\"standby\": true), $KILLS kills, each once the standby is queued"
+    "$BIN"/etssup --config "$DIR"/etssup-standby.json --log-level warning 2> "$DIR"/etssup-standby.log &
+    SUP=$!
+    for _ in $(seq 400); do [ -S "$DIR"/etssup.sock ] && break; sleep 0.05; done
+    if "$BIN"/etscounter -t 20000 ping > /dev/null; then
+        rows "$BB"/recovery -d "$DIR" --kills "$KILLS" --only counterd --standby
+    else
+        fail "etssup with a standby did not bring etscounterd up within 20 s (see $OUT/etssup-standby.log)"
+    fi
+    kill -TERM "$SUP" 2>/dev/null
+    wait "$SUP"
+    st=$?
+    SUP=
+    [ $st -eq 0 ] || fail "etssup exited with status $st on SIGTERM (see $OUT/etssup-standby.log)"
 fi
 
 # ---------------------------------------------------------------- stop and report
-kill -TERM "$SUP" 2>/dev/null
-wait "$SUP"
-st=$?
-SUP=
-[ $st -eq 0 ] || fail "etssup exited with status $st on SIGTERM (see $OUT/etssup.log)"
 left=$(cd /dev/shm && ls -d "$ETSMGR_INSTANCE":* 2>/dev/null | sed "s/^$ETSMGR_INSTANCE:[0-9]*://" | tr '\n' ' ')
 [ "$left" = "etscounter " ] && note "after etssup stopped, table etscounter stays in /dev/shm, as designed (the driver removes it)"
 [ -n "$left" ] && [ "$left" != "etscounter " ] && note "shm objects left after etssup stopped: $left(the driver removes them)"
