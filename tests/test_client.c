@@ -51,13 +51,6 @@ static etsmgr_client *ct_connect(void)
     return c;
 }
 
-static int64_t ct_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* the daemon's view of a table: owner pid when owned, 0 orphaned, -1 absent */
 static long ct_owner(etsmgr_client *c, const char *name)
 {
@@ -82,9 +75,9 @@ START_TEST(test_wait_gives_up)
     ck_assert_ptr_null(c);
     ck_assert_msg(strstr(msg, E.dir) && strstr(msg, "etsmgrd.sock") && strstr(msg, E.instance),
                   "the message does not name the runtime dir, socket and instance: %s", msg);
-    int64_t t0 = ct_now_ms();
+    int64_t t0 = tu_now_ms();
     err = etsmgr_wait(NULL, NULL, 20, 300, &c, msg, sizeof msg);
-    int64_t took = ct_now_ms() - t0;
+    int64_t took = tu_now_ms() - t0;
     ck_assert_int_eq(err, ETSMGR_ETIMEDOUT);
     ck_assert_msg(took >= 250 && took < 5000, "waited %lld ms for a 300 ms timeout", (long long)took);
     ck_assert_msg(strstr(msg, "300 ms"), "%s", msg);
@@ -388,8 +381,8 @@ static int ct_run_until(uv_loop_t *loop, const int *counter, int want, int timeo
     uv_timer_t tick;
     uv_timer_init(loop, &tick);
     uv_timer_start(&tick, ct_tick, 5, 5);
-    int64_t end = ct_now_ms() + timeout_ms;
-    while (*counter < want && ct_now_ms() < end)
+    int64_t end = tu_now_ms() + timeout_ms;
+    while (*counter < want && tu_now_ms() < end)
         uv_run(loop, UV_RUN_ONCE);
     uv_close((uv_handle_t *)&tick, NULL);
     uv_run(loop, UV_RUN_NOWAIT);

@@ -42,18 +42,7 @@ pid_t dt_start(tu_env *e, ...)
         argv[n++] = a;
     va_end(ap);
     argv[n] = NULL;
-    char path[256];
-    snprintf(path, sizeof path, "%s/etsmgrd.log", e->dir);
-    int lf = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    ck_assert_msg(lf >= 0, "open %s: %s", path, strerror(errno));
-    fflush(stderr);
-    int saved = dup(2);
-    ck_assert_int_ge(saved, 0);
-    ck_assert_int_ge(dup2(lf, 2), 0);
-    pid_t pid = tu_spawn_ready(e, argv, DT_TIMEOUT_MS);
-    dup2(saved, 2);
-    close(saved);
-    close(lf);
+    pid_t pid = tu_spawn_logged(e, argv, "etsmgrd.log", DT_TIMEOUT_MS);
     if (pid <= 0) {
         char *log = dt_log(e);
         ck_abort_msg("etsmgrd did not send READY=1; its log:\n%s", log);
@@ -63,10 +52,7 @@ pid_t dt_start(tu_env *e, ...)
 
 char *dt_log(const tu_env *e)
 {
-    char path[256];
-    snprintf(path, sizeof path, "%s/etsmgrd.log", e->dir);
-    char *s = rc_slurp(path);
-    return s ? s : strdup("");
+    return tu_log(e, "etsmgrd.log");
 }
 
 bool dt_log_has(const tu_env *e, const char *needle)

@@ -57,14 +57,12 @@ double hs_now_ms(void)
 static pid_t hs_start_logged(tu_env *e, const char *prog, const char *log, const char *const *extra)
 {
     signal(SIGPIPE, SIG_IGN); /* a daemon that closes first makes a write fail, not the test die */
-    char script[300];
-    snprintf(script, sizeof script, "exec \"$0\" \"$@\" 2>>'%s/%s'", e->dir, log);
-    const char *argv[24] = {"/bin/sh", "-c", script, tu_bin(prog, false)};
-    int n = 4;
+    const char *argv[24] = {prog};
+    int n = 1;
     for (int i = 0; extra && extra[i] && n < 23; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
-    pid_t pid = tu_spawn_ready(e, (char *const *)argv, HS_TIMEOUT_MS);
+    pid_t pid = tu_spawn_logged(e, (char *const *)argv, log, HS_TIMEOUT_MS);
     ck_assert_msg(pid > 0, "%s did not become ready (see %s/%s)", prog, e->dir, log);
     return pid;
 }

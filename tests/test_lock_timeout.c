@@ -15,13 +15,6 @@
 #include "test_daemon.h"
 #include "testutil.h"
 
-static long long lt_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 /* Forks a child that takes t's lock (an open group) and stops itself;
  * returns once it holds the lock. */
 static pid_t lt_fork_holder(etsmgr_table *t)
@@ -66,11 +59,11 @@ START_TEST(test_table_lock_timeout)
 
     pid_t holder = lt_fork_holder(t);
     etsmgr_table_set_lock_timeout(t, 50);
-    long long t0 = lt_now_ms();
+    long long t0 = tu_now_ms();
     ck_assert_int_eq(etsmgr_table_update_counter(t, "count", 5, 1, 0, &v), ETSMGR_ELOCKED);
     etsmgr_table_info info;
     ck_assert_int_eq(etsmgr_table_info_get(t, &info), ETSMGR_ELOCKED);
-    long long took = lt_now_ms() - t0;
+    long long took = tu_now_ms() - t0;
     ck_assert_msg(took >= 90 && took < 5000, "two 50 ms timeouts took %lld ms", took);
     ck_assert_str_ne(etsmgr_strerror(ETSMGR_ELOCKED), "");
 
@@ -94,13 +87,13 @@ START_TEST(test_daemon_answers_while_owner_stopped_in_lock)
     ck_assert(created);
 
     pid_t holder = lt_fork_holder(t);
-    long long t0 = lt_now_ms();
+    long long t0 = tu_now_ms();
     cJSON *s = dt_status(fd, "stuck"); /* answered, with the reason */
     ck_assert_ptr_nonnull(s);
     ck_assert_msg(strstr(dt_str(s, "error"), "lock") != NULL, "status error: \"%s\"", dt_str(s, "error"));
     cJSON_Delete(s);
     dt_hello_ok(&e, daemon); /* and it serves others meanwhile */
-    ck_assert_msg(lt_now_ms() - t0 < 5000, "etsmgrd was slow to answer while a lock was held");
+    ck_assert_msg(tu_now_ms() - t0 < 5000, "etsmgrd was slow to answer while a lock was held");
 
     lt_kill_holder(holder);
     s = dt_status(fd, "stuck");

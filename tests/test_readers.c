@@ -90,13 +90,6 @@ static void rd_put(etsmgr_table *t, const char *key, int64_t i)
     ck_assert_msg(err == 0, "insert %s: %s", key, etsmgr_strerror(err));
 }
 
-static double rd_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* ------------------------------------------------------------------ modes */
 
 static void rd_segv(int sig)
@@ -320,8 +313,8 @@ static int64_t rd_see_progress(etsmgr_table *r, int64_t from)
 {
     int rc;
     int64_t v = 0;
-    double end = rd_now() + 20;
-    while ((v = rd_int(r, "tick", &rc)) <= from + 1000 && rd_now() < end)
+    double end = tu_mono_s() + 20;
+    while ((v = rd_int(r, "tick", &rc)) <= from + 1000 && tu_mono_s() < end)
         ck_assert_msg(rc == 0 || rc == ETSMGR_ENOTFOUND, "lookup: %s", etsmgr_strerror(rc));
     ck_assert_msg(v > from + 1000, "tick stays at %lld", (long long)v);
     /* key m went in before tick moved past m */
@@ -411,18 +404,18 @@ START_TEST(test_dead_writer)
     /* etsmgrd runs: the read handle has it rolled back */
     rd_kill_writer_mid_update(t);
     int rc;
-    double t0 = rd_now();
+    double t0 = tu_mono_s();
     ck_assert_int_eq(rd_int(r, "n", &rc), 5);
     ck_assert_int_eq(rc, 0);
-    double took = rd_now() - t0;
+    double took = tu_mono_s() - t0;
     ck_assert_msg(took < 5, "the reader waited %.3f s", took); /* no hang; the bound is 10 ms plus a round trip */
     /* no etsmgrd: a clear error, never a hang */
     tu_kill9(d);
     rd_kill_writer_mid_update(t);
-    t0 = rd_now();
+    t0 = tu_mono_s();
     ck_assert_int_eq(rd_int(r, "n", &rc), -1);
     ck_assert_int_eq(rc, ETSMGR_EDEADWRITER);
-    took = rd_now() - t0;
+    took = tu_mono_s() - t0;
     ck_assert_msg(took < 5, "the reader waited %.3f s", took);
     /* a handle that may write rolls it back itself; then the reader goes on */
     ck_assert_int_eq(rd_int(t, "n", &rc), 5);
@@ -465,17 +458,17 @@ START_TEST(test_dead_writer_daemon_stopped)
     ck_assert_int_lt(nfill, 5000);
     rd_kill_writer_mid_update(t);
     int rc;
-    double t0 = rd_now();
+    double t0 = tu_mono_s();
     ck_assert_int_eq(rd_int(r, "n", &rc), -1);
     ck_assert_int_eq(rc, ETSMGR_EDEADWRITER);
-    ck_assert_msg(rd_now() - t0 < 5, "the reader waited %.3f s", rd_now() - t0);
+    ck_assert_msg(tu_mono_s() - t0 < 5, "the reader waited %.3f s", tu_mono_s() - t0);
     for (int i = 0; i < nfill; i++)
         close(fill[i]);
     ck_assert_int_eq(kill(d, SIGCONT), 0);
     /* etsmgrd is back and rolls it back, once it has drained the backlog */
-    double end = rd_now() + 20;
+    double end = tu_mono_s() + 20;
     int64_t n;
-    while ((n = rd_int(r, "n", &rc)) == -1 && rc == ETSMGR_EDEADWRITER && rd_now() < end)
+    while ((n = rd_int(r, "n", &rc)) == -1 && rc == ETSMGR_EDEADWRITER && tu_mono_s() < end)
         usleep(1000);
     ck_assert_int_eq(n, 5);
     etsmgr_table_close(r);

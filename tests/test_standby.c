@@ -393,13 +393,6 @@ END_TEST
  * The standby gets the table, waits on the lock (blocked in flock, not
  * polling), and serves as soon as the lock is free; held for good, it gives
  * up after its 2 s with status 70 and says why. */
-static long long sb_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sb_lock_case(bool release)
 {
     tu_env e;
@@ -424,7 +417,7 @@ static void sb_lock_case(bool release)
     snprintf(exp, sizeof exp, "%d", (int)standby);
     sb_expect_waiters(fd, "etscounter", exp);
 
-    long long t0 = sb_now_ms();
+    long long t0 = tu_now_ms();
     etsmgr_client_close(c); /* our "death": the standby gets the table */
     sb_expect_owner(fd, "etscounter", standby);
     if (release) {
@@ -443,7 +436,7 @@ static void sb_lock_case(bool release)
         free(out);
     } else {
         int st = tu_wait(standby, SB_MS);
-        long long took = sb_now_ms() - t0;
+        long long took = tu_now_ms() - t0;
         ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 70, "standby: wait status 0x%x", st);
         ck_assert_msg(took >= 1900, "the standby gave up the lock after %lld ms, not 2 s", took);
         /* says what happened: it did take the table, and someone else holds the lock */

@@ -24,15 +24,9 @@
 
 #include "table_int.h"
 #include "test_table_util.h"
+#include "testutil.h"
 
 static void teardown(void) { tt_cleanup(); }
-
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ------------------------------------------------------------ harness */
 
@@ -640,9 +634,9 @@ static void rk_progress(struct rk_area *a, int nr, unsigned long n)
 {
     unsigned long start[4];
     for (int i = 0; i < nr; i++) start[i] = atomic_load(&a[i].iters);
-    double end = mono() + 10;
+    double end = tu_mono_s() + 10;
     for (int i = 0; i < nr; i++)
-        while (atomic_load(&a[i].iters) < start[i] + n && mono() < end) usleep(50);
+        while (atomic_load(&a[i].iters) < start[i] + n && tu_mono_s() < end) usleep(50);
 }
 
 static void rk_check(struct rk_area *a, struct rk_map *before, struct rk_map *after, const char *scen, long step)
@@ -907,8 +901,8 @@ START_TEST(random_sigkill)
     /* 2.5 s of rounds, and on a slow or busy machine (a sanitizer build,
      * other tests on both cores) as many more as it takes to reach the
      * amounts asserted below: they are the test's strength, not its speed */
-    double end = mono() + 2.5, hard_end = end + 20;
-    while (mono() < end || ((rounds <= 10 || last <= 1000) && mono() < hard_end)) {
+    double end = tu_mono_s() + 2.5, hard_end = end + 20;
+    while (tu_mono_s() < end || ((rounds <= 10 || last <= 1000) && tu_mono_s() < hard_end)) {
         int p[2];
         ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
         fcntl(p[0], F_SETPIPE_SZ, 1 << 20);
@@ -921,12 +915,12 @@ START_TEST(random_sigkill)
         }
         close(p[1]);
         /* read what the writer reports until a random moment, then kill */
-        double kill_at = mono() + (double)(rnd() % 20000) / 1e6;
+        double kill_at = tu_mono_s() + (double)(rnd() % 20000) / 1e6;
         struct pollfd pf = {.fd = p[0], .events = POLLIN};
         int64_t buf[4096];
         size_t partial = 0;
         for (;;) {
-            double left = kill_at - mono();
+            double left = kill_at - tu_mono_s();
             if (left <= 0) break;
             if (poll(&pf, 1, (int)(left * 1000) + 1) > 0) {
                 ssize_t n = read(p[0], (char *)buf + partial, sizeof buf - partial);
@@ -1098,8 +1092,8 @@ START_TEST(random_sigkill_readers)
     const char *soak = getenv("ETSMGR_READERS_SOAK_S");
     double secs = soak && atof(soak) > 0 ? atof(soak) : 2.5;
     int rounds = 0;
-    double end = mono() + secs;
-    while (mono() < end || rounds < 10) {
+    double end = tu_mono_s() + secs;
+    while (tu_mono_s() < end || rounds < 10) {
         int p[2];
         ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
         pid_t pid = fork();

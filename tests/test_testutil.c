@@ -21,13 +21,6 @@
 #include "procstat.h"
 #include "testutil.h"
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static bool proc_gone(void *arg)
 {
     return proc_exited(*(pid_t *)arg); /* a zombie of someone else is gone for us */
@@ -75,14 +68,14 @@ START_TEST(test_tu_spawn_failures)
 {
     tu_env e;
     tu_env_init(&e);
-    long long t0 = now_ms();
+    long long t0 = tu_now_ms();
     char *dies[] = {"notify_ready", "--exit-before-ready", "3", NULL};
     ck_assert_int_eq(tu_spawn_ready(&e, dies, 10000), -1);
-    ck_assert_msg(now_ms() - t0 < 5000, "an exiting child must fail the spawn at once");
-    t0 = now_ms();
+    ck_assert_msg(tu_now_ms() - t0 < 5000, "an exiting child must fail the spawn at once");
+    t0 = tu_now_ms();
     char *silent[] = {"notify_ready", "--never-ready", NULL};
     ck_assert_int_eq(tu_spawn_ready(&e, silent, 300), -1);
-    ck_assert_int_ge(now_ms() - t0, 300);
+    ck_assert_int_ge(tu_now_ms() - t0, 300);
     ck_assert(!tu_has_zombie_children(getpid()));
     char *missing[] = {"no-such-program-here", NULL};
     ck_assert_int_eq(tu_spawn_ready(&e, missing, 5000), -1);

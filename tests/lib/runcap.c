@@ -4,6 +4,7 @@
  * their place among the normal output.  The child gets its own process
  * group so that a timeout kills what it started too (make runs cc, ...). */
 #include "runcap.h"
+#include "testutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,13 +18,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static long long rc_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void rc_set_out(char **out, const char *msg)
 {
@@ -65,10 +59,10 @@ int rc_run(char *const argv[], char **out, int timeout_ms)
     close(p[1]);
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
-    long long deadline = rc_now_ms() + timeout_ms;
+    long long deadline = tu_now_ms() + timeout_ms;
     int timed_out = 0;
     for (;;) {
-        long long left = deadline - rc_now_ms();
+        long long left = deadline - tu_now_ms();
         if (left <= 0) {
             timed_out = 1;
             break;

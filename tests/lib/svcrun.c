@@ -21,13 +21,7 @@
 #include "notify.h"
 #include "procstat.h"
 #include "sock.h"
-
-static long long sv_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "testutil.h"
 
 int sv_start(sv_proc *p, char *const argv[], char *const env_add[], const char *notify_path,
              int stderr_fd, char *err, size_t errlen)
@@ -70,14 +64,14 @@ int sv_start(sv_proc *p, char *const argv[], char *const env_add[], const char *
 
 int sv_wait_ready(sv_proc *p, int timeout_ms, char *log, size_t loglen)
 {
-    long long deadline = sv_now_ms() + timeout_ms;
+    long long deadline = tu_now_ms() + timeout_ms;
     for (;;) {
         int st;
         if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
             p->pid = -1;
             return 0;
         }
-        long long left = deadline - sv_now_ms();
+        long long left = deadline - tu_now_ms();
         if (left <= 0) {
             return -1;
         }
@@ -114,7 +108,7 @@ int sv_stop(sv_proc *p, int sig, int timeout_ms)
     int ret = -1;
     if (p->pid > 0) {
         kill(p->pid, sig);
-        long long deadline = sv_now_ms() + timeout_ms;
+        long long deadline = tu_now_ms() + timeout_ms;
         for (;;) {
             int st;
             pid_t w = waitpid(p->pid, &st, WNOHANG);
@@ -125,7 +119,7 @@ int sv_stop(sv_proc *p, int sig, int timeout_ms)
             if (w < 0 && errno != EINTR) {
                 break;
             }
-            if (sv_now_ms() >= deadline) {
+            if (tu_now_ms() >= deadline) {
                 kill(p->pid, SIGKILL);
                 waitpid(p->pid, &st, 0);
                 break;

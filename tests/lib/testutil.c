@@ -60,11 +60,18 @@ static tu_state tu_states[TU_MAX_ENVS];
 static bool tu_atexit_set;
 static unsigned tu_counter;
 
-static long long tu_now_ms(void)
+long long tu_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+double tu_mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static void tu_sleep_ms(int ms)

@@ -41,6 +41,10 @@ char *tu_log(const tu_env *e, const char *log);
 int tu_kill9(pid_t pid);
 /* Waits up to timeout_ms for pid to exit; its wait status, or -1 on timeout. */
 int tu_wait(pid_t pid, int timeout_ms);
+/* The monotonic clock, in milliseconds and in seconds (for deadlines and
+ * for how long something took). */
+long long tu_now_ms(void);
+double tu_mono_s(void);
 /* Polls cond every 5 ms up to timeout_ms (for states with no signal). */
 bool tu_eventually(bool (*cond)(void *), void *arg, int timeout_ms);
 
