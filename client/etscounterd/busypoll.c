@@ -14,9 +14,11 @@
  * check handle (run after each poll) sees whether the turn served a request
  * (d->served moved): then it notes the time and starts the idle handle;
  * once N µs passed since the last request, it stops it, and the loop sleeps
- * in epoll_wait as without this option.  So the cost is CPU while a client
- * is active (up to N µs of spinning after each request), and none when
- * idle: nothing spins before the first request, nor N µs after the last.
+ * in epoll_wait as without this option.  It also stops as soon as a turn
+ * finds its core shared (bp_on_idle): polling only pays when the client
+ * runs on another core.  So the cost is CPU while a client is active (up
+ * to N µs of spinning after each request), and none when idle: nothing
+ * spins before the first request, nor N µs after the last.
  * A standby spins neither: it waits for the table outside the loop and only
  * runs the loop once it serves.
  *
@@ -38,16 +40,20 @@ static struct {
 } bp;
 
 /* Its being active is what makes uv_run poll without sleeping.  Each
- * turn of the spin also yields the core: on a small machine the client may
- * run on the same core, and a spinning server would take the time that
- * client needs to send the next request (measured with both pinned to one
- * core: 10 -> 6 µs of server CPU per request, the throughput of no polling
- * instead of 0.7x of it).  With nothing else runnable, sched_yield returns
- * at once. */
+ * turn of the spin also yields the core, and stops spinning when the yield
+ * ran something else: then the core is shared (with the client itself, on
+ * a small or loaded machine), so the next request can only come once we
+ * give the core up, and spinning would only delay it and the others;
+ * sleeping in epoll_wait is what is left, as without polling, until the
+ * next request starts a new window.  With nothing else runnable,
+ * sched_yield returns at once (under a microsecond here). */
+#define BP_SHARED_NS 5000u
 static void bp_on_idle(uv_idle_t *h)
 {
-    (void)h;
+    uint64_t t = uv_hrtime();
     sched_yield();
+    if (uv_hrtime() - t > BP_SHARED_NS)
+        uv_idle_stop(h);
 }
 
 static void bp_on_check(uv_check_t *h)
