@@ -136,6 +136,7 @@ bool mgrd_wait_serve(mgrd *m, mgrd_table *rt)
         int fd = -1;
         cJSON *r = mgrd_reply_table(m, w->req, rt, false, &fd);
         if (r && conn_send_json(w->p->c, r, fd) == 0) {
+            conn_flush_now(w->p->c); /* before anything else this turn does */
             log_notice("new_table: table=%s handed at once to the waiting pid=%d (from pid=%d).", rt->name,
                        (int)w->p->pid, (int)from);
             cJSON_Delete(r);

@@ -439,6 +439,24 @@ static void conn_flush(conn *c)
     conn_update_events(c);
 }
 
+void conn_flush_now(conn *c)
+{
+    /* only the sending: what else conn_flush may do (close, resume a paused
+     * reader and so call on_frame) waits for the turn's flush, so that no
+     * callback runs from inside the caller's */
+    if (c->closed || c->want_write || c->closing || c->paused)
+        return;
+    while (c->out_head) {
+        if (conn_send_some(c) < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                c->want_write = true;
+                conn_update_events(c);
+            }
+            return; /* any other error: the turn's flush meets it and closes */
+        }
+    }
+}
+
 static void srv_flush_all(conn_server *s)
 {
     conn *c;

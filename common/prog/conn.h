@@ -55,6 +55,10 @@ size_t conn_server_count(const conn_server *s);
  * own copy).  0, or -1 when the connection is closing or out of memory. */
 int conn_send(conn *c, const char *payload, size_t len, int fd);
 int conn_send_json(conn *c, const cJSON *obj, int fd);
+/* Write what is queued now rather than at the end of the loop turn (a
+ * frame whose every microsecond counts: etsmgrd's hand-over to a waiter);
+ * what cannot go now goes as ever. */
+void conn_flush_now(conn *c);
 /* A handler says its request cost units more than an ordinary one (say,
  * a walk of the whole table): the connection's turn ends sooner, and its
  * further frames wait for the next loop turn, after other connections. */

@@ -68,6 +68,12 @@ int conn_send_json(conn *c, const cJSON *obj, int fd)
     return r;
 }
 
+/* nothing is queued here: conn_send has already "sent" */
+void conn_flush_now(conn *c)
+{
+    (void)c;
+}
+
 /* no turns to end here: each input is one frame at a time */
 void conn_charge(conn *c, unsigned units)
 {
