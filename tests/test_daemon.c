@@ -206,12 +206,10 @@ int64_t dt_get_count(etsmgr_table *t, const char *key)
  * killed.  The parent gets the pid once 'K' arrived. */
 pid_t dt_fork_owner(const tu_env *e, const char *name, const char *heir, int64_t add)
 {
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    pid_t pid = fork();
+    int pipe_fd;
+    pid_t pid = tu_fork_pipe(&pipe_fd);
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        close(p[0]);
         char path[256], req[512];
         snprintf(path, sizeof path, "%s/etsmgrd.sock", e->dir);
         int fd = sock_connect_unix(path);
@@ -225,18 +223,17 @@ pid_t dt_fork_owner(const tu_env *e, const char *name, const char *heir, int64_t
             frame_read_json(fd, &r, &tfd, &n, 1, DT_TIMEOUT_MS) < 0 || n != 1 ||
             etsmgr_table_attach_fd(tfd, &t) != ETSMGR_OK ||
             etsmgr_table_update_counter(t, "count", 5, add, 0, &v) != ETSMGR_OK) {
-            (void)!write(p[1], "F", 1);
+            (void)!write(pipe_fd, "F", 1);
             _exit(1);
         }
-        (void)!write(p[1], "K", 1);
+        (void)!write(pipe_fd, "K", 1);
         for (;;)
             pause();
     }
-    close(p[1]);
-    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+    struct pollfd pfd = {.fd = pipe_fd, .events = POLLIN};
     char c = 0;
-    ck_assert_msg(poll(&pfd, 1, DT_TIMEOUT_MS) == 1 && read(p[0], &c, 1) == 1, "owner child did not report");
-    close(p[0]);
+    ck_assert_msg(poll(&pfd, 1, DT_TIMEOUT_MS) == 1 && read(pipe_fd, &c, 1) == 1, "owner child did not report");
+    close(pipe_fd);
     if (c != 'K') {
         tu_kill9(pid);
         ck_abort_msg("owner child could not get table %s", name);
@@ -487,12 +484,10 @@ START_TEST(test_give_away)
     ck_assert_int_eq(etsmgr_table_update_counter(t, "count", 5, 77, 0, &v), ETSMGR_OK);
 
     /* The receiver: connects, says it is there, waits for the event. */
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    pid_t rcv = fork();
+    int pipe_fd;
+    pid_t rcv = tu_fork_pipe(&pipe_fd);
     ck_assert_int_ge(rcv, 0);
     if (rcv == 0) {
-        close(p[0]);
         char path[256];
         snprintf(path, sizeof path, "%s/etsmgrd.sock", e.dir);
         int c = sock_connect_unix(path);
@@ -502,7 +497,7 @@ START_TEST(test_give_away)
         if (c < 0 || frame_write(c, hello, strlen(hello), NULL, 0) < 0 ||
             frame_read_json(c, &r, NULL, NULL, 0, DT_TIMEOUT_MS) < 0)
             _exit(1);
-        (void)!write(p[1], "R", 1);
+        (void)!write(pipe_fd, "R", 1);
         if (frame_read_json(c, &ev, &tfd, &n, 1, DT_TIMEOUT_MS) < 0 || n != 1)
             _exit(2);
         const cJSON *evn = cJSON_GetObjectItemCaseSensitive(ev, "event");
@@ -519,14 +514,13 @@ START_TEST(test_give_away)
         if (etsmgr_table_attach_fd(tfd, &rt) != ETSMGR_OK ||
             etsmgr_table_lookup(rt, "count", 5, &got, val, sizeof val) != ETSMGR_OK || got.i != 77)
             _exit(4);
-        (void)!write(p[1], "G", 1);
+        (void)!write(pipe_fd, "G", 1);
         for (;;)
             pause();
     }
-    close(p[1]);
     char c = 0;
-    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
-    ck_assert(poll(&pfd, 1, DT_TIMEOUT_MS) == 1 && read(p[0], &c, 1) == 1 && c == 'R');
+    struct pollfd pfd = {.fd = pipe_fd, .events = POLLIN};
+    ck_assert(poll(&pfd, 1, DT_TIMEOUT_MS) == 1 && read(pipe_fd, &c, 1) == 1 && c == 'R');
 
     /* Refusals first: an unconnected pid, a bad pid type. */
     dt_expect_err(dt_callf(fd, NULL, "{\"op\":\"give_away\",\"id\":1,\"name\":\"gift\",\"pid\":%d}", 1),
@@ -537,7 +531,7 @@ START_TEST(test_give_away)
                         (int)rcv);
     ck_assert_int_eq((int)dt_num(r, "pid"), rcv);
     dt_expect_ok(r);
-    ck_assert_msg(poll(&pfd, 1, DT_TIMEOUT_MS) == 1 && read(p[0], &c, 1) == 1 && c == 'G',
+    ck_assert_msg(poll(&pfd, 1, DT_TIMEOUT_MS) == 1 && read(pipe_fd, &c, 1) == 1 && c == 'G',
                   "the receiver did not get the table with its data (status %d)", tu_wait(rcv, 1000));
     cJSON *s = dt_status(fd, "gift");
     ck_assert_int_eq((int)dt_num(s, "owner_pid"), rcv);
@@ -552,7 +546,7 @@ START_TEST(test_give_away)
     tu_kill9(rcv);
     dt_wait w = {fd, "gift"};
     ck_assert(tu_eventually(dt_is_orphaned, &w, DT_TIMEOUT_MS));
-    close(p[0]);
+    close(pipe_fd);
     etsmgr_table_close(t);
     close(fd);
     tu_env_cleanup(&e);
@@ -706,31 +700,28 @@ START_TEST(test_other_uid)
     etsmgr_table *t = dt_new_table(fd, "roots", NULL, NULL);
     char sock[256];
     tu_open_mgr_sock(&e, sock, sizeof sock);
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    pid_t child = fork();
+    int pipe_fd;
+    pid_t child = tu_fork_pipe(&pipe_fd);
     ck_assert_int_ge(child, 0);
     if (child == 0) {
-        close(p[0]);
         if (setgid(65534) < 0 || setuid(65534) < 0)
             _exit(1);
         int c = sock_connect_unix(sock);
         if (c < 0)
             _exit(2);
         char req[256];
-        other_uid_call(c, p[1], "{\"op\":\"new_table\",\"name\":\"roots\"}");
-        other_uid_call(c, p[1], "{\"op\":\"del_table\",\"name\":\"roots\",\"unlink\":true}");
-        other_uid_call(c, p[1], "{\"op\":\"new_table\",\"name\":\"nobodys\"}");
+        other_uid_call(c, pipe_fd, "{\"op\":\"new_table\",\"name\":\"roots\"}");
+        other_uid_call(c, pipe_fd, "{\"op\":\"del_table\",\"name\":\"roots\",\"unlink\":true}");
+        other_uid_call(c, pipe_fd, "{\"op\":\"new_table\",\"name\":\"nobodys\"}");
         snprintf(req, sizeof req, "{\"op\":\"give_away\",\"name\":\"nobodys\",\"pid\":%d}", (int)getppid());
-        other_uid_call(c, p[1], req);
+        other_uid_call(c, pipe_fd, req);
         _exit(0);
     }
-    close(p[1]);
     int st = tu_wait(child, DT_TIMEOUT_MS);
     ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "uid 65534 client: status %d", st);
     char buf[256] = "";
-    ssize_t n = read(p[0], buf, sizeof buf - 1);
-    close(p[0]);
+    ssize_t n = read(pipe_fd, buf, sizeof buf - 1);
+    close(pipe_fd);
     ck_assert_int_gt(n, 0);
     buf[n] = '\0';
     /* root's table is refused both ways; its own table is created and can

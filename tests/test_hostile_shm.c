@@ -462,19 +462,16 @@ static void group_child(const char *sock, gid_t gid, int wfd)
 
 static void run_group_child(const char *sock, gid_t gid, char *line, size_t len)
 {
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    pid_t c = fork();
+    int pipe_fd;
+    pid_t c = tu_fork_pipe(&pipe_fd);
     ck_assert_int_ge(c, 0);
     if (c == 0) {
-        close(p[0]);
-        group_child(sock, gid, p[1]);
+        group_child(sock, gid, pipe_fd);
     }
-    close(p[1]);
-    ssize_t n = read(p[0], line, len - 1);
+    ssize_t n = read(pipe_fd, line, len - 1);
     line[n > 0 ? n : 0] = '\0';
     line[strcspn(line, "\n")] = '\0';
-    close(p[0]);
+    close(pipe_fd);
     tu_wait(c, HS_TIMEOUT_MS);
 }
 

@@ -19,25 +19,22 @@
  * returns once it holds the lock. */
 static pid_t lt_fork_holder(etsmgr_table *t)
 {
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    pid_t pid = fork();
+    int pipe_fd;
+    pid_t pid = tu_fork_pipe(&pipe_fd);
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        close(p[0]);
         if (etsmgr_table_begin(t) != ETSMGR_OK)
             _exit(1);
         int64_t v;
         etsmgr_table_update_counter(t, "count", 5, 1000, 0, &v); /* uncommitted */
-        if (write(p[1], "x", 1) != 1)
+        if (write(pipe_fd, "x", 1) != 1)
             _exit(1);
         raise(SIGSTOP);
         _exit(0);
     }
-    close(p[1]);
     char c;
-    ck_assert_int_eq(read(p[0], &c, 1), 1);
-    close(p[0]);
+    ck_assert_int_eq(read(pipe_fd, &c, 1), 1);
+    close(pipe_fd);
     return pid;
 }
 

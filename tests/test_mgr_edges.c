@@ -254,26 +254,23 @@ END_TEST
 /* Runs fn in a child as uid/gid 65534; its output lines come back. */
 static void me_as_nobody(void (*fn)(int out, void *arg), void *arg, char *buf, size_t len)
 {
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    pid_t child = fork();
+    int pipe_fd;
+    pid_t child = tu_fork_pipe(&pipe_fd);
     ck_assert_int_ge(child, 0);
     if (child == 0) {
-        close(p[0]);
         if (setgid(65534) < 0 || setuid(65534) < 0)
             _exit(1);
-        fn(p[1], arg);
+        fn(pipe_fd, arg);
         _exit(0);
     }
-    close(p[1]);
     int st = tu_wait(child, 15000);
     ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "uid 65534 child: status %d", st);
     size_t got = 0;
     ssize_t n;
-    while (got + 1 < len && (n = read(p[0], buf + got, len - 1 - got)) > 0)
+    while (got + 1 < len && (n = read(pipe_fd, buf + got, len - 1 - got)) > 0)
         got += (size_t)n;
     buf[got] = '\0';
-    close(p[0]);
+    close(pipe_fd);
 }
 
 static void nobody_info(int out, void *arg)

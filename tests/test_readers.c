@@ -268,12 +268,10 @@ END_TEST
  * once it holds the table. */
 static pid_t rd_fork_owner(void)
 {
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    pid_t pid = fork();
+    int pipe_fd;
+    pid_t pid = tu_fork_pipe(&pipe_fd);
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        close(p[0]);
         etsmgr_client *c = NULL;
         etsmgr_table *t = NULL;
         if (etsmgr_wait(NULL, NULL, 10, 10000, &c, NULL, 0) != 0)
@@ -285,7 +283,7 @@ static pid_t rd_fork_owner(void)
             usleep(10000); /* the daemon has not yet seen the last owner's death */
         if (r)
             _exit(11);
-        if (write(p[1], "x", 1) != 1)
+        if (write(pipe_fd, "x", 1) != 1)
             _exit(12);
         char key[32];
         for (int64_t i = 0;; i++) {
@@ -300,10 +298,9 @@ static pid_t rd_fork_owner(void)
             }
         }
     }
-    close(p[1]);
     char x;
-    ck_assert_int_eq(read(p[0], &x, 1), 1);
-    close(p[0]);
+    ck_assert_int_eq(read(pipe_fd, &x, 1), 1);
+    close(pipe_fd);
     return pid;
 }
 

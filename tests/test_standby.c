@@ -35,12 +35,10 @@ typedef struct sb_waiter {
 
 static sb_waiter sb_fork_waiter(const tu_env *e, const char *name, int wait_ms, uid_t as_uid)
 {
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    pid_t pid = fork();
+    int pipe_fd;
+    pid_t pid = tu_fork_pipe(&pipe_fd);
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        close(p[0]);
         if (as_uid && (setgid(as_uid) < 0 || setuid(as_uid) < 0))
             _exit(3);
         etsmgr_client *c = NULL;
@@ -56,17 +54,16 @@ static sb_waiter sb_fork_waiter(const tu_env *e, const char *name, int wait_ms, 
             if (etsmgr_table_lookup(t, "count", 5, &v, buf, sizeof buf) == ETSMGR_OK && v.type == ETSMGR_INT)
                 n = v.i;
             snprintf(line, sizeof line, "G%lld\n", (long long)n);
-            (void)!write(p[1], line, strlen(line));
+            (void)!write(pipe_fd, line, strlen(line));
             for (;;)
                 pause();
         }
         snprintf(line, sizeof line, "E%d\n", err);
-        (void)!write(p[1], line, strlen(line));
+        (void)!write(pipe_fd, line, strlen(line));
         etsmgr_client_close(c);
         _exit(0);
     }
-    close(p[1]);
-    return (sb_waiter){pid, p[0]};
+    return (sb_waiter){pid, pipe_fd};
 }
 
 /* The waiter's report, or "" when none came within ms. */

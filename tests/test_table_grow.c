@@ -209,21 +209,18 @@ START_TEST(sigkill_while_growing)
      * (a slow machine or valgrind inserts less between two kills): the
      * rounds, not the clock, decide */
     for (int round = 0; round < 8 || (done <= 1000 && round < 2000); round++) {
-        int p[2];
-        ck_assert_int_eq(pipe(p), 0);
-        pid_t pid = fork();
+        int pipe_fd;
+        pid_t pid = tu_fork_pipe(&pipe_fd);
         ck_assert_int_ge(pid, 0);
         if (pid == 0) {
-            close(p[0]);
             for (uint64_t i = done;; i++) {
                 uint64_t k = key_of(i);
                 etsmgr_value v = tt_int((int64_t)i);
                 int r = etsmgr_table_insert(t, &k, 8, &v);
                 if (r) _exit(2);
-                if (write(p[1], &i, sizeof i) != sizeof i) _exit(3);
+                if (write(pipe_fd, &i, sizeof i) != sizeof i) _exit(3);
             }
         }
-        close(p[1]);
         struct timespec ts = {0, (long)(1 + round * 7 % 13) * 1000000L};
         nanosleep(&ts, NULL); /* a random moment, not a synchronisation */
         kill(pid, SIGKILL);
@@ -232,8 +229,8 @@ START_TEST(sigkill_while_growing)
         ck_assert(WIFSIGNALED(st));
         uint64_t i, last = done;
         bool any = false;
-        while (read(p[0], &i, sizeof i) == sizeof i) last = i, any = true;
-        close(p[0]);
+        while (read(pipe_fd, &i, sizeof i) == sizeof i) last = i, any = true;
+        close(pipe_fd);
         uint64_t reported = any ? last + 1 : done;
         etsmgr_table_info info;
         ck_assert_int_eq(etsmgr_table_info_get(t, &info), 0);

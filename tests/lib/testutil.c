@@ -483,6 +483,25 @@ char *tu_log(const tu_env *e, const char *log)
     return s ? s : strdup("");
 }
 
+pid_t tu_fork_pipe(int *fd)
+{
+    int p[2];
+    if (pipe(p) < 0) {
+        fprintf(stderr, "tu_fork_pipe: pipe: %s\n", strerror(errno));
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "tu_fork_pipe: fork: %s\n", strerror(errno));
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
+    close(p[pid == 0 ? 0 : 1]);
+    *fd = p[pid == 0 ? 1 : 0];
+    return pid;
+}
+
 int tu_kill9(pid_t pid)
 {
     int status = -1;

@@ -37,6 +37,11 @@ pid_t tu_spawn(tu_env *e, char *const argv[]);
 pid_t tu_spawn_logged(tu_env *e, char *const argv[], const char *log, int timeout_ms);
 /* DIR/<log> as text (malloc'd, "" when there is none). */
 char *tu_log(const tu_env *e, const char *log);
+/* fork() with a pipe from the child to the parent, for a child that
+ * reports as it goes (that it is ready, what it saw): 0 in the child with
+ * *fd the write end, the child's pid in the parent with *fd the read end;
+ * -1 when the pipe or the fork failed (said on stderr). */
+pid_t tu_fork_pipe(int *fd);
 /* SIGKILL and reap; returns the wait status. */
 int tu_kill9(pid_t pid);
 /* Waits up to timeout_ms for pid to exit; its wait status, or -1 on timeout. */
