@@ -6,7 +6,6 @@
  * (0, or the failing line).  Every test counts /proc/self/fd before and
  * after to prove that no received or queued fd leaks, whatever the path. */
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 #include "frame.h"
 #include "proto.h"
 #include "sock.h"
+#include "testutil.h"
 
 #define CL_CHECK(c)                                                                                \
     do {                                                                                           \
@@ -29,19 +29,6 @@
             _exit(__LINE__ % 250 + 1);                                                             \
         }                                                                                          \
     } while (0)
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    ck_assert_ptr_nonnull(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1;
-}
 
 /* ------------------------------------------------------------ test server */
 
@@ -174,7 +161,7 @@ static void run_case(client_fn client, int nclients, size_t max_conns, int close
     uv_loop_t warm;
     ck_assert_int_eq(uv_loop_init(&warm), 0);
     ck_assert_int_eq(uv_loop_close(&warm), 0);
-    int base = count_fds();
+    int base = tu_count_fds(getpid());
     char dir[] = "/tmp/etsmgr-cnXXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
     char path[128], err[256];
@@ -232,7 +219,7 @@ static void run_case(client_fn client, int nclients, size_t max_conns, int close
     }
     unlink(path);
     rmdir(dir);
-    ck_assert_int_eq(count_fds(), base);
+    ck_assert_int_eq(tu_count_fds(getpid()), base);
 }
 
 /* ------------------------------------------------------------ clients */

@@ -3,7 +3,6 @@
  * blocking frame_read/frame_write over a socketpair with fds both within and
  * beyond the caller's limit, timeouts, EOF, and no fd leaks on any path. */
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -14,19 +13,7 @@
 #include <unistd.h>
 
 #include "frame.h"
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    ck_assert_ptr_nonnull(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1; /* the DIR's own fd */
-}
+#include "testutil.h"
 
 START_TEST(test_frame_reader_bytewise)
 {
@@ -105,7 +92,7 @@ END_TEST
 
 START_TEST(test_frame_rw_with_fds)
 {
-    int base = count_fds();
+    int base = tu_count_fds(getpid());
     int sp[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
     int p[2];
@@ -152,13 +139,13 @@ START_TEST(test_frame_rw_with_fds)
     close(p[1]);
     close(sp[0]);
     close(sp[1]);
-    ck_assert_int_eq(count_fds(), base);
+    ck_assert_int_eq(tu_count_fds(getpid()), base);
 }
 END_TEST
 
 START_TEST(test_frame_read_errors)
 {
-    int base = count_fds();
+    int base = tu_count_fds(getpid());
     int sp[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
     char *pl = (char *)1;
@@ -200,7 +187,7 @@ START_TEST(test_frame_read_errors)
     free(body);
     close(sp[0]);
     close(sp[1]);
-    ck_assert_int_eq(count_fds(), base);
+    ck_assert_int_eq(tu_count_fds(getpid()), base);
 }
 END_TEST
 

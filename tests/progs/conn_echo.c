@@ -7,7 +7,6 @@
  * op "fds" also reports "fds": the process's open fds less one per open
  * connection, a number that stays put unless something leaks.
  * op "exit" replies and stops the server; SIGTERM stops it too. */
-#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,23 +19,10 @@
 #include "proto.h"
 #include "runtime.h"
 #include "sock.h"
+#include "testutil.h"
 
 static conn_server *ce_srv;
 static uv_signal_t ce_sig;
-
-static int ce_count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1;
-}
 
 static void ce_on_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, void *arg)
 {
@@ -49,7 +35,7 @@ static void ce_on_frame(conn *c, const char *payload, size_t len, int *fds, int 
         cJSON_AddStringToObject(r, "op", proto_op(req));
     cJSON_AddNumberToObject(r, "nfds", nfds);
     if (req && strcmp(proto_op(req), "fds") == 0)
-        cJSON_AddNumberToObject(r, "fds", ce_count_fds() - nfds - (int)conn_server_count(ce_srv));
+        cJSON_AddNumberToObject(r, "fds", tu_count_fds(getpid()) - nfds - (int)conn_server_count(ce_srv));
     conn_send_json(c, r, nfds > 0 ? fds[0] : -1);
     cJSON_Delete(r);
     for (int i = 0; i < nfds; i++)
