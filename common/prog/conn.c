@@ -280,10 +280,10 @@ static void conn_backlog_remove(conn *c)
         uv_idle_stop(&s->idle);
 }
 
-/* Read in this turn, served at its end (srv_serve_ready), after every
- * connection the turn's poll reported was read: the server is shown the
- * first frame now (on_ahead), so that what it will touch for each of them
- * is being loaded while the others are read. */
+/* Read in this turn, served at its end (srv_flush_all, before the flush),
+ * after every connection the turn's poll reported was read: the server is
+ * shown the first frame now (on_ahead), so that what it will touch for
+ * each of them is being loaded while the others are read. */
 static void conn_ready_add(conn *c)
 {
     conn_server *s = c->srv;
