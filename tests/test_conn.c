@@ -352,7 +352,7 @@ static void client_pipeline(const char *path, int sig_wr, int go_rd)
 
 START_TEST(test_conn_pipeline_and_fds)
 {
-    tsrv t;
+    tsrv t = {0};
     run_case(client_pipeline, 1, 0, 1, &t, false);
     ck_assert_int_eq(t.opens, 1);
     ck_assert_int_eq(t.frames, 100 + 6 + 1 + 1 + 1 + 1);
@@ -433,7 +433,7 @@ static void client_too_large(const char *path, int sig_wr, int go_rd)
 
 START_TEST(test_conn_frame_too_large)
 {
-    tsrv t;
+    tsrv t = {0};
     run_case(client_too_large, 1, 0, 1, &t, false);
     ck_assert_int_eq(t.frames, 1);
 }
@@ -458,7 +458,7 @@ static void client_abrupt(const char *path, int sig_wr, int go_rd)
 
 START_TEST(test_conn_abrupt_close)
 {
-    tsrv t;
+    tsrv t = {0};
     run_case(client_abrupt, 1, 0, 1, &t, false);
     ck_assert_int_eq(t.closes, 1);
     ck_assert_int_eq(t.frames, 1);
@@ -519,7 +519,7 @@ static void client_close_and_stop(const char *path, int sig_wr, int go_rd)
 
 START_TEST(test_conn_close_and_stop_from_callback)
 {
-    tsrv t;
+    tsrv t = {0};
     run_case(client_close_and_stop, 1, 0, 1000, &t, false);
     ck_assert_int_eq(t.opens, 3);
     ck_assert_int_eq(t.closes, 3);
@@ -555,7 +555,7 @@ static void client_too_many(const char *path, int sig_wr, int go_rd)
 
 START_TEST(test_conn_too_many)
 {
-    tsrv t;
+    tsrv t = {0};
     run_case(client_too_many, 1, 1, 1, &t, false);
     ck_assert_int_eq(t.opens, 1);
 }
@@ -616,7 +616,7 @@ static void ts_start_signal(tsrv *t)
 
 START_TEST(test_conn_backpressure)
 {
-    tsrv t;
+    tsrv t = {0};
     run_case(client_backpressure, 1, 0, 1, &t, true);
     ck_assert_int_eq(t.frames, BP_REQS);
     ck_assert_msg(t.frames_at_probe > 0 && t.frames_at_probe < BP_REQS / 2,
