@@ -26,7 +26,10 @@
 #      are skipped, and the table says so;
 #   2. count over the socket against Redis: plain and exactly-once counts at
 #      1, 50 and 50 x 16 pipelined connections, with the server's CPU time
-#      per request, and a perf profile of the exactly-once count
+#      per request; the 1-connection counts again on a second instance with
+#      --poll-us 0 (what the default's polling buys and costs); etscounterd's
+#      CPU over a second of idle after the rows; and a perf profile of the
+#      exactly-once count
 #      (profile.sh; said and skipped where perf cannot sample);
 #   3. recovery after SIGKILL; 4. reattach; 5. the CLIs' whole-process time.
 #
