@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "procstat.h"
 #include "runcap.h"
 #include "runtime.h"
 #include "table.h"
@@ -690,24 +691,11 @@ START_TEST(test_rid_store_full)
 }
 END_TEST
 
-/* utime + stime of pid, in clock ticks (/proc/PID/stat fields 14 and 15,
- * counted after the last ')': comm may hold spaces) */
 static long et_cpu_ticks(pid_t pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    ck_assert_msg(p != NULL, "cannot read %s: %s", path, buf);
-    unsigned long ut = 0, st = 0;
-    /* state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
-    int got = sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
-    ck_assert_msg(got == 2, "cannot read the CPU times in %s: %s", path, p);
-    return (long)(ut + st);
+    proc_stat st;
+    ck_assert_msg(proc_stat_read(pid, &st) == 0, "/proc/%d/stat: %s", (int)pid, strerror(errno));
+    return (long)st.cpu_ticks;
 }
 
 /* ticks of CPU pid used over ms milliseconds (a measuring window: what is

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "procstat.h"
 #include "runcap.h"
 #include "sock.h"
 #include "test_daemon.h"
@@ -312,6 +313,16 @@ START_TEST(test_counterd_standby_takes_over)
     snprintf(exp, sizeof exp, "%d", (int)standby);
     sb_expect_waiters(fd, "etscounter", exp);
     ck_assert_int_eq(sb_cli_number("count"), 4); /* the active one still serves */
+    /* queued, the standby blocks: no CPU while it waits (it does not run
+     * its loop, so --poll-us cannot make it spin) */
+    proc_stat p0, p1;
+    ck_assert_int_eq(proc_stat_read(standby, &p0), 0);
+    struct timespec wait = {0, 300 * 1000000L};
+    while (nanosleep(&wait, &wait) < 0 && errno == EINTR)
+        ;
+    ck_assert_int_eq(proc_stat_read(standby, &p1), 0);
+    ck_assert_msg(p1.cpu_ticks - p0.cpu_ticks <= 1, "the queued standby used %llu ticks of CPU in 300 ms",
+                  p1.cpu_ticks - p0.cpu_ticks);
     char *out = NULL;
     int st = rc_sh(&out, 20000, "%s tables", tu_bin("etsmgrctl", false));
     ck_assert_msg(rc_ok(st) && strstr(out, "WAITERS") && strstr(out, exp), "etsmgrctl tables: %s", out);

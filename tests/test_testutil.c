@@ -346,6 +346,33 @@ START_TEST(test_runner_captures_and_sweeps)
 }
 END_TEST
 
+/* proc_stat's cpu_ticks (utime + stime, fields 14 and 15) against the
+ * process's own CPU clock, after using 100 ms of CPU: the two agree within
+ * a few ticks, so the right fields are read (the fields around them, the
+ * page fault counts and the children's times, would not). */
+static double tt_cpu_s(void)
+{
+    struct timespec ts;
+    ck_assert_int_eq(clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts), 0);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+START_TEST(test_proc_stat_cpu_ticks)
+{
+    double until = tt_cpu_s() + 0.1;
+    volatile unsigned long spin = 0;
+    while (tt_cpu_s() < until)
+        for (int i = 0; i < 10000; i++)
+            spin++;
+    double cpu = tt_cpu_s();
+    proc_stat st;
+    ck_assert_int_eq(proc_stat_read(getpid(), &st), 0);
+    double ticks_s = (double)st.cpu_ticks / (double)sysconf(_SC_CLK_TCK);
+    ck_assert_msg(ticks_s > cpu - 0.05 && ticks_s < cpu + 0.05, "cpu_ticks says %.3f s of CPU, the CPU clock %.3f s",
+                  ticks_s, cpu);
+}
+END_TEST
+
 /* common/prog/procstat.c on a child whose name holds ") Z 1 (": the fields
  * come from after the last ')', so the name cannot pose as a zombie of
  * init; then the same child as a real zombie, then reaped. */
@@ -408,6 +435,7 @@ Suite *testutil_suite(void)
     tcase_add_test(tc, test_tu_atexit_cleanup);
     tcase_add_test(tc, test_tu_request_conn_server_process);
     tcase_add_test(tc, test_proc_stat_read);
+    tcase_add_test(tc, test_proc_stat_cpu_ticks);
     suite_add_tcase(s, tc);
     tc = tcase_create("runner");
     tcase_set_timeout(tc, 120);

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* procstat.h: the one reader of /proc/PID/stat, for the programs and the
  * tests that ask about another process (is it gone, a zombie, whose child
- * is it).  The line is "pid (comm) S ppid ...", and comm may itself hold
- * spaces and parentheses: the fields after it are found from the last ')',
- * which is what every reader must do and is why this is in one place. */
+ * is it, how much CPU it used).  The line is "pid (comm) S ppid ...", and
+ * comm may itself hold spaces and parentheses: the fields after it are
+ * found from the last ')', which is what every reader must do and is why
+ * this is in one place. */
 #ifndef ETSMGR_PROCSTAT_H
 #define ETSMGR_PROCSTAT_H
 #include <stdbool.h>
@@ -13,6 +14,7 @@ typedef struct proc_stat {
     char state;    /* R, S, D, T, Z (zombie), X (dead), ... */
     pid_t ppid;    /* the parent */
     char comm[32]; /* the name as the kernel keeps it (at most 15 bytes) */
+    unsigned long long cpu_ticks; /* utime + stime, in clock ticks (sysconf(_SC_CLK_TCK)) */
 } proc_stat;
 
 /* Reads pid's stat line into *st: 0, or -1 with errno (ENOENT: no such
