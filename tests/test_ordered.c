@@ -1,23 +1,34 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* test_ordered.c: ordered_set tables (table_ordered.c).
+/* test_ordered.c: ordered_set tables (table_ordered.c, a B+tree).
  *
  * - api: order (bytewise, a prefix first), first/last/next/prev at and
  *   between keys and past either end, ERANGE, ranges with open and closed
  *   ends, foreach in order, what a set answers.
+ * - shared_prefix: keys alike in their first bytes, in a tree of two
+ *   levels (a regression test).
  * - model: random inserts, overwrites (int and bytes), deletes and counter
  *   updates against a sorted in-memory model; after every operation its
  *   result, a lookup, next/prev of a random key, and every 16 operations
  *   first/last and a range are compared with the model, and the whole table
  *   every 10,000 (verify included).  1,000,000 operations in make check,
- *   with or without SANITIZE=1 (about 1.5 s of CPU, 3 s under ASan: the
- *   checks in its loop call check only on failure, see M_TRUE);
+ *   with or without SANITIZE=1, on nodes of 3 slots (tbl_ord_fill: a tree
+ *   five to seven levels deep that splits, removes nodes, grows and
+ *   shrinks its root all the time), then a quarter as many on full-size
+ *   nodes (the checks in its loop call check only on failure, see M_TRUE);
  *   ETSMGR_MODEL_OPS sets the number (make crash: CRASH_MODEL_OPS, 5M).
  * - crash points: for insert, overwrite, delete, update_counter, a group and
  *   an insert that grows the index and the table, a forked child dies at
  *   each numbered step in turn; the parent then checks verify (which walks
- *   the skiplist: count = reachable nodes, keys strictly increasing, every
- *   node's entry the indexed one), and that the table in key order is
- *   exactly the state before or the state after the change. */
+ *   the B+tree: count = reachable slots, keys strictly increasing and
+ *   within their separators, every slot's entry the indexed one, the leaf
+ *   links), and that the table in key order is exactly the state before or
+ *   the state after the change.  On nodes of 3 slots: one insert that
+ *   splits a leaf, its parent and grandparent and grows the root
+ *   (split_all), one delete that removes a leaf and the three inner nodes
+ *   above it and shrinks the root (merge_all), and two long runs, 120
+ *   inserts (splits at every level) and deletes of every key (removals
+ *   and root shrinks at every level), where the state after each crash
+ *   must be the one after some prefix of the operations. */
 #include <check.h>
 #include <stdint.h>
 #include <sys/mman.h>
@@ -139,6 +150,38 @@ START_TEST(api)
 }
 END_TEST
 
+/* Keys that share their first 4 bytes (the prefix a node keeps) are told
+ * apart by reading them; memcmp's result is any int, and a comparison that
+ * passed it on as is once took 2 ('2' - '0') for "malformed" (fails then:
+ * next gives ETSMGR_ECORRUPT). */
+START_TEST(shared_prefix)
+{
+    etsmgr_table *t = oc_create(NULL, 0);
+    char k[16], out[16];
+    size_t n;
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%06d", i);
+        put_int(t, k, i);
+    }
+    for (int i = 0; i < 99; i++) {
+        snprintf(k, sizeof k, "k%06d", i);
+        ck_assert_int_eq(etsmgr_table_next(t, k, 7, out, sizeof out, &n), 0);
+        snprintf(k, sizeof k, "k%06d", i + 1);
+        ck_assert_mem_eq(out, k, 7);
+        etsmgr_value b = tt_bytes("xyz", 3); /* a new block in the leaf's slot */
+        ck_assert_int_eq(etsmgr_table_insert(t, k, 7, &b), 0);
+    }
+    tt_check(t);
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%06d", (i * 37) % 100);
+        ck_assert_int_eq(etsmgr_table_delete(t, k, 7), 0);
+    }
+    ck_assert_int_eq(etsmgr_table_first(t, out, sizeof out, &n), ETSMGR_ENOTFOUND);
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 /* ------------------------------------------------------------ model */
 
 #define MK 1500 /* distinct keys: key i is a variable-length byte string */
@@ -192,7 +235,7 @@ static void model_keys(void)
     for (int i = 0; i < MK; i++) {
         /* 1..5 bytes from a small alphabet, including 0x00 and 0xff, so
          * that prefixes and bytes above 0x7f are common */
-        static const unsigned char al[] = {0x00, 0x01, 'a', 'b', 0x7f, 0x80, 0xff};
+        static const unsigned char al[] = {0x00, 0x01, 'a', 'b', 'c', 0x7f, 0x80, 0xff};
         for (;;) {
             mklen[i] = 1 + rnd() % 5;
             for (size_t j = 0; j < mklen[i]; j++) mkeys[i][j] = al[rnd() % sizeof al];
@@ -271,11 +314,13 @@ static long model_ops(void)
 
 START_TEST(model_based)
 {
+    /* _i 0: nodes of 3 slots, deep trees; 1: full nodes, a quarter as many */
+    tbl_ord_fill = _i == 0 ? 3 : 0;
     model_keys();
     for (int r = 0; r < MK; r++) mrank[morder[r]] = r;
     memset(model, 0, sizeof model);
     etsmgr_table *t = oc_create(NULL, 0);
-    long nops = model_ops();
+    long nops = _i == 0 ? model_ops() : model_ops() / 4;
     char out[ETSMGR_KEY_MAX];
     size_t n;
     for (long step = 0; step < nops; step++) {
@@ -335,6 +380,7 @@ START_TEST(model_based)
     }
     tt_check(t);
     etsmgr_table_close(t);
+    tbl_ord_fill = 0;
 }
 END_TEST
 
@@ -418,7 +464,13 @@ struct oscen {
     uint64_t size_hint;
     int nsetup;                       /* keys "k<i>" = i before the change */
     int (*action)(etsmgr_table *t); /* in the child */
+    unsigned fill;                    /* != 0: nodes of this many slots, and the keys "k%03d", in order */
+    bool multi;                       /* many changes: the state after any prefix of them is fine */
 };
+
+/* Multi-change actions call this after each change (the parent's dry run
+ * collects the states). */
+static void (*after_change)(etsmgr_table *t);
 
 static int a_insert(etsmgr_table *t)
 {
@@ -457,14 +509,54 @@ static int a_grow(etsmgr_table *t)
     return 0;
 }
 
+/* nodes of 3 slots, 81 keys in order: 27 full leaves under 9 full nodes
+ * under 3 under a full root; one insert in the middle splits all four
+ * levels and grows the root */
+static int a_split_all(etsmgr_table *t)
+{
+    etsmgr_value v = tt_int(-1);
+    return etsmgr_table_insert(t, "k040x", 5, &v);
+}
+/* 82 keys in order: the 82nd grew the root, whose right child is a chain
+ * of one-child nodes down to a leaf of one key; deleting it removes the
+ * leaf and the three nodes above it, and the root shrinks */
+static int a_merge_all(etsmgr_table *t) { return etsmgr_table_delete(t, "k081", 4); }
+static int a_many_inserts(etsmgr_table *t)
+{
+    for (int i = 0; i < 120; i++) {
+        char k[16];
+        etsmgr_value v = tt_int(i);
+        snprintf(k, sizeof k, "m%03d", (i * 37) % 120); /* not in order */
+        int r = etsmgr_table_insert(t, k, strlen(k), &v);
+        if (r) return r;
+        if (after_change) after_change(t);
+    }
+    return 0;
+}
+static int a_delete_all(etsmgr_table *t)
+{
+    for (int i = 0; i < 90; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%03d", (i * 7) % 90);
+        int r = etsmgr_table_delete(t, k, strlen(k));
+        if (r) return r;
+        if (after_change) after_change(t);
+    }
+    return 0;
+}
+
 static const struct oscen oscens[] = {
-    {"insert", 0, 200, a_insert},
-    {"overwrite_bytes", 0, 200, a_overwrite_bytes},
-    {"delete", 0, 200, a_delete},
-    {"counter_new", 0, 200, a_counter_new},
-    {"counter_old", 0, 200, a_counter_old},
-    {"group", 0, 200, a_group},
-    {"grow", 1, 8, a_grow}, /* the smallest table: the index rehashes and the object grows */
+    {"insert", 0, 200, a_insert, 0, false},
+    {"overwrite_bytes", 0, 200, a_overwrite_bytes, 0, false},
+    {"delete", 0, 200, a_delete, 0, false},
+    {"counter_new", 0, 200, a_counter_new, 0, false},
+    {"counter_old", 0, 200, a_counter_old, 0, false},
+    {"group", 0, 200, a_group, 0, false},
+    {"grow", 1, 8, a_grow, 0, false}, /* the smallest table: the index rehashes and the object grows */
+    {"split_all", 0, 81, a_split_all, 3, false},
+    {"merge_all", 0, 82, a_merge_all, 3, false},
+    {"many_inserts", 0, 30, a_many_inserts, 3, true},
+    {"delete_all", 0, 90, a_delete_all, 3, true},
 };
 
 static etsmgr_table *oscen_table(const char *name, const struct oscen *sc)
@@ -473,11 +565,32 @@ static etsmgr_table *oscen_table(const char *name, const struct oscen *sc)
     etsmgr_table *t;
     shm_unlink(name);
     ck_assert_int_eq(tbl_create(name, "crash", &o, &t), 0);
+    tbl_ord_fill = sc->fill;
     for (int i = 0; i < sc->nsetup; i++) {
         char k[16];
-        put_int(t, (tt_key(k, sizeof k, "k", i), k), i);
+        if (sc->fill)
+            snprintf(k, sizeof k, "k%03d", i);
+        else
+            tt_key(k, sizeof k, "k", i);
+        put_int(t, k, i);
     }
     return t;
+}
+
+/* the tree's height: the root's level + 1 (0: no root) */
+static unsigned tree_height(etsmgr_table *t)
+{
+    uint64_t root = t->h->ord_head;
+    return root ? (unsigned)((*(const uint64_t *)(const void *)(t->base + root) >> 16) & 0xffffu) + 1 : 0;
+}
+
+static char **states;
+static int nstates;
+static void collect_state(etsmgr_table *t)
+{
+    states = realloc(states, sizeof *states * (size_t)(nstates + 1));
+    ck_assert_ptr_nonnull(states);
+    states[nstates++] = dump_table(t);
 }
 
 START_TEST(crash_points)
@@ -487,8 +600,17 @@ START_TEST(crash_points)
     /* the states before and after, in key order */
     etsmgr_table *t = oscen_table(name, sc);
     char *before = dump_table(t);
+    unsigned h0 = tree_height(t);
+    nstates = 0;
+    collect_state(t);
+    after_change = sc->multi ? collect_state : NULL;
     ck_assert_int_eq(sc->action(t), 0);
+    after_change = NULL;
     char *after = dump_table(t);
+    /* the two cascades do what they are meant to */
+    if (sc->action == a_split_all) ck_assert_uint_eq(tree_height(t), h0 + 1);
+    if (sc->action == a_merge_all) ck_assert_uint_eq(tree_height(t), h0 - 1);
+    if (sc->action == a_split_all) ck_assert_uint_eq(h0, 4);
     etsmgr_table_close(t);
     ck_assert_str_ne(before, after);
     long step;
@@ -513,9 +635,14 @@ START_TEST(crash_points)
         bool done = WEXITSTATUS(st) == 0;
         /* a grow scenario is many changes: any prefix of them is a state;
          * a single change or a group is before or after, nothing between */
-        if (sc->action == a_grow)
+        if (sc->action == a_grow) {
             ck_assert_msg(!done || strcmp(now, after) == 0, "%s step %ld", sc->name, step);
-        else
+        } else if (sc->multi) {
+            int k = 0;
+            while (k < nstates && strcmp(now, states[k]) != 0) k++;
+            ck_assert_msg(k < nstates && (!done || k == nstates - 1), "%s step %ld: not a state after a prefix",
+                          sc->name, step);
+        } else
             ck_assert_msg(strcmp(now, done ? after : before) == 0 || strcmp(now, after) == 0,
                           "%s step %ld: neither the old nor the new state", sc->name, step);
         free(now);
@@ -529,6 +656,11 @@ START_TEST(crash_points)
     /* a one-word change (an integer in place) has three: before its one
      * store, after it, the commit; every other change more */
     ck_assert_int_gt(step, sc->action == a_counter_old ? 2 : 3);
+    tbl_ord_fill = 0;
+    for (int k = 0; k < nstates; k++) free(states[k]);
+    free(states);
+    states = NULL;
+    nstates = 0;
     shm_unlink(name);
     free(before);
     free(after);
@@ -542,13 +674,14 @@ Suite *ordered_suite(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, api);
+    tcase_add_test(tc, shared_prefix);
     tcase_add_loop_test(tc, crash_points, 0, (int)(sizeof oscens / sizeof oscens[0]));
     suite_add_tcase(s, tc);
     /* a case of its own, so that make crash runs it alone, longer */
     TCase *model_tc = tcase_create("model");
     tcase_add_checked_fixture(model_tc, NULL, teardown);
     tcase_set_timeout(model_tc, 600);
-    tcase_add_test(model_tc, model_based);
+    tcase_add_loop_test(model_tc, model_based, 0, 2);
     suite_add_tcase(s, model_tc);
     return s;
 }

@@ -62,11 +62,17 @@ _Static_assert(ETSMGR_NAME_MAX == RT_NAME_MAX, "table names follow runtime.h's o
 int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize)
 {
     if (h->magic != TBL_MAGIC) return tbl_why(ETSMGR_EBADMAGIC, "wrong magic %#llx", ULL(h->magic));
-    if (h->version < TBL_VERSION || h->version > TBL_VERSION_ORDERED_ONCE2)
+    if (h->version == TBL_VERSION_ORDERED || h->version == TBL_VERSION_ORDERED_ONCE2)
         return tbl_why(ETSMGR_EVERSION,
-                       "layout version %llu, this library reads %llu to %llu (4 and 6 with request-id records, 5 and 7 "
-                       "ordered)",
-                       ULL(h->version), ULL(TBL_VERSION), ULL(TBL_VERSION_ORDERED_ONCE2));
+                       "layout version %llu is an ordered_set of an older build (a skiplist); this library's ordered "
+                       "tables are B+trees: save the table with the older build (etsmgrctl save) and load the image "
+                       "with this one (etsmgrctl load)",
+                       ULL(h->version));
+    if (h->version < TBL_VERSION || h->version > TBL_VERSION_BTREE_ONCE2)
+        return tbl_why(ETSMGR_EVERSION,
+                       "layout version %llu, this library reads %llu to %llu (4, 6 and 9 with request-id records, 8 "
+                       "and 9 ordered; not 5 and 7, an older build's ordered tables)",
+                       ULL(h->version), ULL(TBL_VERSION), ULL(TBL_VERSION_BTREE_ONCE2));
     if (h->hdr_size != TBL_HDR_SIZE)
         return tbl_why(ETSMGR_ECORRUPT, "header size %llu, expected %llu", ULL(h->hdr_size),
                        ULL(TBL_HDR_SIZE));
@@ -103,11 +109,11 @@ int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize)
         return tbl_why(ETSMGR_ECORRUPT, "owner/heir pid out of range %llu %llu", ULL(h->owner_pid),
                        ULL(h->heir_pid));
     if ((h->ttype == ETSMGR_ORDERED_SET) !=
-            (h->version == TBL_VERSION_ORDERED || h->version == TBL_VERSION_ORDERED_ONCE2) ||
+            (h->version == TBL_VERSION_BTREE || h->version == TBL_VERSION_BTREE_ONCE2) ||
         h->ttype > ETSMGR_ORDERED_SET)
         return tbl_why(ETSMGR_ECORRUPT, "table type %llu does not match layout version %llu", ULL(h->ttype),
                        ULL(h->version));
-    if (h->ttype == ETSMGR_ORDERED_SET &&
+    if (h->ttype == ETSMGR_ORDERED_SET && h->ord_head &&
         ((h->ord_head & 7u) || h->ord_head < TBL_HDR_SIZE || h->ord_head > top - tbl_ord_head_size()))
         return tbl_why(ETSMGR_ECORRUPT, "ordered index head at %llu outside the heap (top %llu)", ULL(h->ord_head),
                        ULL(top));
@@ -509,13 +515,9 @@ int tbl_create(const char *shm_name, const char *table_name, const etsmgr_table_
         h->heap_top = TBL_HDR_SIZE + cap * 8;
         h->live_bytes = cap * 8;
         if (o.type == ETSMGR_ORDERED_SET) {
-            /* the skiplist's head: an empty node of full height, zero like
-             * the index pages, right after the index */
-            h->version = TBL_VERSION_ORDERED;
+            /* the B+tree's root comes with the first key (ord_head 0) */
+            h->version = TBL_VERSION_BTREE;
             h->ttype = ETSMGR_ORDERED_SET;
-            h->ord_head = h->heap_top;
-            h->heap_top += tbl_ord_head_size();
-            h->live_bytes += tbl_ord_head_size();
         }
         /* the index pages are zero already: a new object reads as zeros */
         atomic_thread_fence(memory_order_seq_cst);

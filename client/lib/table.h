@@ -42,6 +42,10 @@ const char *tbl_last_why(void);
  * ("insert", "delete", "update_counter", "grow", "commit", ...).  A test
  * makes it _exit() at step N to simulate a SIGKILL there. */
 extern void (*tbl_crashpoint)(const char *op, int step);
+/* Test hook: the slots an ordered table's B+tree node may fill in this
+ * process, 2 up to the node's size (0, the default: all), so that small
+ * tests build deep trees and split, merge and shrink them often. */
+extern unsigned tbl_ord_fill;
 /* A hint, without the lock: start loading the index line a count with this
  * request id will read (table_once.c).  A caller that knows its next count
  * while doing this one overlaps the two counts' cache misses. */

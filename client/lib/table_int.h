@@ -16,8 +16,8 @@
  * offset / 8), the tag being the low 24 bits of the hash.
  * Entries live in the heap, each exactly as big as it needs (8-byte header,
  * key, value, each rounded to 8 bytes), so a small entry costs 24 bytes plus
- * its share of the index; an ordered table's entries also carry their
- * skiplist links after the value (table_ordered.c).
+ * its share of the index; an ordered table also keeps a B+tree whose
+ * leaves point at its entries (table_ordered.c).
  *
  * Crash safety rests on one rule: a word reachable from the header is only
  * written through tbl_set(), which first appends (offset, old value) to the
@@ -61,6 +61,10 @@
 #define TBL_VERSION_ORDERED 5u  /* 4 with ttype = ETSMGR_ORDERED_SET and its skiplist: older readers refuse it */
 #define TBL_VERSION_ONCE2 6u    /* 4 with the request-id records of layout 2 (table_once.c): older readers refuse it */
 #define TBL_VERSION_ORDERED_ONCE2 7u /* 5 with the request-id records of layout 2 */
+/* 5 and 7 are refused since the B+tree (an older build's skiplist: save it
+ * with that build, load the image with this one) */
+#define TBL_VERSION_BTREE 8u       /* 6 with ttype = ETSMGR_ORDERED_SET and its B+tree (table_ordered.c) */
+#define TBL_VERSION_BTREE_ONCE2 9u /* 8 with the request-id records of layout 2 */
 #define TBL_HDR_SIZE 36864u     /* header incl. undo log and stripes; the heap starts here */
 #define TBL_NSTRIPES 2048u      /* sequence words readers validate against */
 #define TBL_TOUCH_MAX 32        /* stripes one change or group may make odd */
@@ -122,8 +126,8 @@ struct tbl_hdr {
     uint64_t once_off;              /* request-id records (table_once.c); 0: none.  A
                                      * version 3 table has 0 here: the word was past
                                      * its header struct, zero since creation */
-    uint64_t ord_head;              /* ordered tables: the skiplist's head node
-                                     * (table_ordered.c), set at creation; 0 in a set */
+    uint64_t ord_head;              /* ordered tables: the B+tree's root node
+                                     * (table_ordered.c); 0: none yet, and in a set */
     uint64_t orphaned_us;           /* since when etsmgrd holds the table as orphaned (µs,
                                      * wall clock; tbl_set_owner); 0: owned, or not known.
                                      * Was state_end before: 0 in older tables */
@@ -135,7 +139,7 @@ struct tbl_hdr {
      * change of a key with that tag. */
     alignas(64) uint64_t layout_seq;
     alignas(64) uint64_t stripe[TBL_NSTRIPES];
-    /* ordered tables: odd while a change of the skiplist's links is in
+    /* ordered tables: odd while a change of the B+tree is in
      * progress (readers of the key order validate against it, and integer
      * values against their stripes, table_ordered.c) */
     alignas(64) uint64_t ord_seq;
@@ -149,12 +153,12 @@ _Static_assert(offsetof(struct tbl_hdr, layout_seq) == offsetof(struct tbl_hdr, 
 #define TBL_STATE_END offsetof(struct tbl_hdr, state_end)
 
 /* An entry: header, key (klen bytes), value (int64 or vlen bytes), each part
- * padded to 8 bytes; in an ordered table then `links` words, the entry's
- * skiplist links (table_ordered.c; 0 words in a set). */
+ * padded to 8 bytes; then `links` words, which only the skiplist of layouts
+ * 5 and 7 used (0 in every table this library reads). */
 struct tbl_ent {
     uint8_t klen;
     uint8_t type;   /* ETSMGR_INT or ETSMGR_BYTES */
-    uint16_t links; /* ordered tables: 1..TBL_LINKS_MAX; sets: 0 */
+    uint16_t links; /* 0 (layouts 5 and 7: skiplist links) */
     uint32_t vlen;  /* 8 for integers */
 };
 #define TBL_LINKS_MAX 24u
@@ -322,7 +326,7 @@ static inline int tbl_touch(etsmgr_table *t, uint64_t hv)
     tbl_seq_odd(&t->h->stripe[s]);
     return 0;
 }
-/* Before the first write of a skiplist link (table_ordered.c): the readers
+/* Before the first write of a B+tree word (table_ordered.c): the readers
  * of the order validate against ord_seq. */
 static inline void tbl_touch_ord(etsmgr_table *t)
 {
@@ -454,11 +458,10 @@ int tbl_rd_sync(etsmgr_table *t);
 /* table_ops.c: insert a key known to be absent at *pos (from tbl_find) */
 int tbl_put_new(etsmgr_table *t, const void *key, size_t klen, uint64_t hv, uint64_t pos,
                 const etsmgr_value *v);
-/* table_ordered.c: keep the skiplist in step with the index (under the
- * lock, on ordered tables only; eoff: an entry block written whole, with
- * its links words, in unreachable space), create its head, check it for
- * verify */
-unsigned tbl_ord_rand_height(void); /* the links of a new entry */
+/* table_ordered.c: keep the B+tree in step with the index (under the
+ * lock, on ordered tables only; eoff: an entry block written whole in
+ * unreachable space), the smallest node (for attach's checks), check it
+ * for verify */
 int tbl_ord_insert(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff);
 int tbl_ord_replace(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff);
 int tbl_ord_remove(etsmgr_table *t, const void *key, size_t klen);

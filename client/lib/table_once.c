@@ -299,8 +299,8 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
     }
     if (h->version == TBL_VERSION || h->version == TBL_VERSION_ONCE)
         h->version = TBL_VERSION_ONCE2; /* see table_int.h */
-    else if (h->version == TBL_VERSION_ORDERED)
-        h->version = TBL_VERSION_ORDERED_ONCE2;
+    else if (h->version == TBL_VERSION_BTREE)
+        h->version = TBL_VERSION_BTREE_ONCE2;
     tbl_cp(t);
     tbl_set(t, TBL_HOFF(once_off), noff);
     tbl_set(t, TBL_HOFF(live_bytes), h->live_bytes + size - old_size);

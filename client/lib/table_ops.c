@@ -12,7 +12,7 @@
  * is one lock/unlock, one hash, a probe of usually one slot and one store:
  * no undo record and no sequence word, as before the lock-free readers.
  *
- * On an ordered table each change also keeps the skiplist in step
+ * On an ordered table each change also keeps the B+tree in step
  * (tbl_ord_*, table_ordered.c) inside the same logged change.
  *
  * Every change of more than that one word makes its key's stripe odd
@@ -39,16 +39,15 @@ static int tbl_check_value(const etsmgr_value *v)
 
 static uint64_t tbl_vlen(const etsmgr_value *v) { return v->type == ETSMGR_INT ? 8u : v->len; }
 
-/* Write a complete entry into unreachable space at off (its links, when
- * it has any, are table_ordered.c's to fill). */
+/* Write a complete entry into unreachable space at off. */
 static void tbl_ent_write(etsmgr_table *t, uint64_t off, const void *key, size_t klen,
-                          const etsmgr_value *v, unsigned links)
+                          const etsmgr_value *v)
 {
     char *p = t->base + off;
     struct tbl_ent *e = (struct tbl_ent *)(void *)p;
     e->klen = (uint8_t)klen;
     e->type = (uint8_t)v->type;
-    e->links = (uint16_t)links;
+    e->links = 0;
     e->vlen = (uint32_t)tbl_vlen(v);
     uint64_t ka = tbl_a8(klen);
     memset(p + 8 + ka - 8, 0, 8); /* padding after the key */
@@ -82,11 +81,10 @@ int tbl_put_new(etsmgr_table *t, const void *key, size_t klen, uint64_t hv, uint
         int f = tbl_find(t, key, klen, hv, &pos, &e);
         if (f != 0) return f < 0 ? f : ETSMGR_ECORRUPT;
     }
-    unsigned links = t->ordered ? tbl_ord_rand_height() : 0;
-    uint64_t size = tbl_ent_size(klen, tbl_vlen(v)) + 8u * links, off;
+    uint64_t size = tbl_ent_size(klen, tbl_vlen(v)), off;
     int rc = tbl_alloc(t, size, &off);
     if (rc) return rc;
-    tbl_ent_write(t, off, key, klen, v, links);
+    tbl_ent_write(t, off, key, klen, v);
     tbl_cp(t);
     if ((rc = tbl_touch(t, hv)) != 0) return rc;
     uint64_t so = tbl_slot_off(t, pos), old = t->idx[pos];
@@ -112,12 +110,11 @@ static int tbl_put_over(etsmgr_table *t, const void *key, size_t klen, uint64_t 
         tbl_set(t, eoff + tbl_ent_voff(e), (uint64_t)v->i);
         return 0;
     }
-    /* the new block takes the old one's place in the skiplist too: same links */
-    unsigned links = e->links;
-    uint64_t oldsize = tbl_ent_block(e), size = tbl_ent_size(klen, tbl_vlen(v)) + 8u * links, off;
+    /* the new block takes the old one's place in the B+tree's leaf too */
+    uint64_t oldsize = tbl_ent_block(e), size = tbl_ent_size(klen, tbl_vlen(v)), off;
     int rc = tbl_alloc(t, size, &off);
     if (rc) return rc;
-    tbl_ent_write(t, off, key, klen, v, links);
+    tbl_ent_write(t, off, key, klen, v);
     tbl_cp(t);
     if ((rc = tbl_touch(t, hv)) != 0) return rc;
     tbl_set(t, tbl_slot_off(t, pos), (tbl_tag(hv) << 40) | (off >> 3));

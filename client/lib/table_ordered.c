@@ -1,64 +1,111 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* table_ordered.c: ordered_set tables, a skiplist over the entries.
+/* table_ordered.c: ordered_set tables, a B+tree over the entries.
  *
  * An ordered table is a set (the hash index finds keys, lock-free, exactly
- * as in table_ops.c/table_read.c) plus a skiplist that links every entry in
- * bytewise key order (memcmp, a prefix first).  The skiplist's node is the
- * entry itself: an ordered table's entry block carries, after its value,
- * h link words (next entry at levels 0..h-1; 0: the end), h being kept in
- * the entry header's links field (0 in a set: tbl_ent_block).  So a small
- * entry costs 24 + 8h bytes, and a step of a search reads the links and
- * the key it compares from one block, usually one cache line.
+ * as in table_ops.c/table_read.c) plus a B+tree that holds every entry in
+ * bytewise key order (memcmp, a prefix first).  The entries stay where the
+ * set puts them; the tree only points at them, so the index, images and
+ * the entry blocks are the set's.
  *
- * The head (h->ord_head, allocated zeroed at creation) is a separate block
- * of ORD_MAX links after two unused words.  Heights are random with p = 1/4
- * per level, so the links of an entry average 8 * 4/3 bytes.
+ * Nodes are heap blocks (struct ord_node).  A leaf holds up to ORD_CAP
+ * slots in key order, each the entry's offset and the first 4 bytes of its
+ * key as a big-endian number (its prefix), and links to the leaves before
+ * and after it, so that a walk goes leaf to leaf and asks for all of a
+ * leaf's entries at once (their cache misses overlap instead of following
+ * each other, as a skiplist's did).  An inner node holds up to ORD_CAP
+ * children and, for each child i > 0, a separator: every key under child
+ * i - 1 is smaller than separator i, every key under child i is at least
+ * that.  A separator is a copy of a key in a small block of its own (made
+ * when a leaf splits: the first key of the new right leaf), so it never
+ * dangles when its entry goes, and a delete never has to touch an inner
+ * node unless a node goes away.  A search compares prefixes first (4
+ * bytes, one of a node's lines) and reads a key only on a tie.  Slots are
+ * 12 bytes: at the ~70 % fill of random inserts a small entry costs the
+ * tree about 19 bytes, within the issue's 64 bytes per entry with the
+ * entry (24) and the index (about 16).
  *
- * Crash safety is the set's (table_int.h): a new entry is written whole,
- * links included, in unreachable space, then linked by logged writes
- * (tbl_set) of its predecessors' links, lowest level first; an unlink is
- * the same logged writes the other way, and the block is freed only at
- * commit.  A value replaced by one of another size is a new block of the
- * same height that takes the old one's place at every level.  So every
- * step of an insert, a delete or a group is undone by the next locker, and
- * nothing else is needed: there are no splits, merges or rebalancing, and
- * growth of the table is the heap's (already logged).
+ * Changes: a node changes by building its new image in local memory and
+ * writing, through the undo log (tbl_set), every word that differs (so a
+ * slot inserted at the front of a leaf logs the words it shifts: at most
+ * 1.5 words a slot).  A split writes the new right node (and a separator
+ * block, and for root growth the new root) whole in unreachable space,
+ * then makes it reachable with logged writes: the left node's image (its
+ * count, its next link), the right neighbour's prev link, the parent's new
+ * slot (splitting the parent in turn when full) or the header's root word.
+ * A sequential insert at the right end of the tree splits unevenly (the
+ * left node keeps everything), so ascending keys fill nodes.  Deletes
+ * merge only when a node becomes empty: a leaf that loses its last entry
+ * is unlinked from its neighbours and removed from its parent (with the
+ * separator of its slot), a parent left with no child goes the same way,
+ * and a root with one child is replaced by that child (root shrink).  So
+ * nodes never rebalance, and a tree that shrank may be sparse; it stays
+ * correct, and every node still holds at least one key.  Freed nodes and
+ * separators are freed at commit (tbl_defer_free).  Every step of all of
+ * it is a logged write or a write to unreachable space, so the next locker
+ * rolls back any prefix of it: nothing is ever half split or half merged.
+ * Before it writes, a change checks that its worst case fits the undo log
+ * (and the deferred frees) left in its group; ETSMGR_EGROUP otherwise.
  *
- * Readers take no lock: every change of the skiplist (a link, so also every
- * block that is freed) makes ord_seq odd (tbl_touch_ord) until after its
- * commit; a reader copies what it needs (a batch of entries, bounded in
- * bytes) between two even, equal readings of ord_seq and retries
- * otherwise.  The one change that is not the skiplist's, an integer value
- * written in place (update_counter, an integer over an integer), never
- * moves ord_seq: outside a group it is one store, its own commit point
- * (tbl_set_one), read with one load; inside a group it moves only its
- * key's stripe, as for a set, so the reader checks each integer it copied
- * against that stripe and reads again the few that moved.  So no stream of
- * counter updates makes a walk start over; a stream of inserts or deletes
- * still can (one sequence word for the whole order).  Every pointer a
- * reader follows is checked against the mapping first, so a torn read
- * gives a retry, never a fault.  A walk continues after the last key of
- * its previous batch: every entry present throughout is seen exactly
- * once, in order, with a committed value.  Writers are never held up. */
+ * Readers take no lock: every change of the tree makes ord_seq odd
+ * (tbl_touch_ord) until after its commit; a reader copies what it needs (a
+ * batch of entries, bounded in bytes) between two even, equal readings of
+ * ord_seq and retries otherwise.  The one change that is not the tree's,
+ * an integer value written in place (update_counter, an integer over an
+ * integer), never moves ord_seq: outside a group it is one store, its own
+ * commit point (tbl_set_one), read with one load; inside a group it moves
+ * only its key's stripe, as for a set, so the reader checks each integer
+ * it copied against that stripe and reads again the few that moved.  So no
+ * stream of counter updates makes a walk start over; a stream of inserts
+ * or deletes still can (one sequence word for the whole order).  Every
+ * offset a reader follows is checked against the mapping first, node
+ * levels must step down by one and the walk is bounded, so a torn read
+ * gives a retry, never a fault or a loop.  A walk continues after the
+ * last key of its previous batch: every entry present throughout is seen
+ * exactly once, in order, with a committed value.  Writers are never held
+ * up.  docs/design.md, "Ordered tables", has the argument in full. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "table_int.h"
 
-#define ORD_MAX TBL_LINKS_MAX
-#define ORD_BATCH 64                                           /* entries per batch of a walk */
-#define ORD_BUF 16384u                                         /* bytes per batch, at first */
-#define ORD_BUF_MAX (ETSMGR_KEY_MAX + ETSMGR_VALUE_MAX)      /* enough for any one entry */
+#define ORD_BATCH 64                                      /* entries per batch of a walk */
+#define ORD_BUF 16384u                                    /* bytes per batch, at first */
+#define ORD_BUF_MAX (ETSMGR_KEY_MAX + ETSMGR_VALUE_MAX) /* enough for any one entry */
+
+#define ORD_CAP 24                 /* slots of a node */
+#define ORD_DEPTH 40               /* levels a path may have (a bound for torn reads) */
+#define ORD_NMAGIC 0x6f72000000000000ull /* "or" in a node's top bytes */
+#define ORD_SMAGIC 0x7370000000000000ull /* "sp": a separator block */
+#define ORD_MMASK 0xffff000000000000ull
+
+/* A node.  hdr: ORD_NMAGIC | level << 16 | n (level 0: a leaf).  Leaves
+ * end after ptr (ORD_LEAF_SIZE); inner nodes have sep too. */
+struct ord_node {
+    uint64_t hdr;
+    uint64_t next, prev;    /* leaves: the neighbours in key order (0: none) */
+    uint32_t pfx[ORD_CAP];  /* slot i's key prefix (inner: separator i's; slot 0 unused) */
+    uint64_t ptr[ORD_CAP];  /* leaf: entry offsets; inner: children */
+    uint64_t sep[ORD_CAP];  /* inner: separator blocks (slot 0 unused: 0) */
+};
+#define ORD_LEAF_SIZE ((uint64_t)offsetof(struct ord_node, sep))
+#define ORD_INNER_SIZE ((uint64_t)sizeof(struct ord_node))
+_Static_assert(ORD_INNER_SIZE <= TBL_SMALL_MAX, "nodes come from the exact free lists");
+_Static_assert(ORD_LEAF_SIZE % 8 == 0, "nodes are words");
+
+unsigned tbl_ord_fill; /* test hook (table.h): slots a node may fill, 2..ORD_CAP; 0: ORD_CAP */
 
 static inline uint64_t ld(const uint64_t *w) { return __atomic_load_n(w, __ATOMIC_RELAXED); }
+static inline unsigned ord_fill(void)
+{
+    unsigned f = tbl_ord_fill;
+    return f >= 2 && f <= ORD_CAP ? f : ORD_CAP;
+}
+static inline uint64_t ord_nsize(unsigned level) { return level ? ORD_INNER_SIZE : ORD_LEAF_SIZE; }
+static inline uint64_t ord_ssize(size_t klen) { return 8u + tbl_a8(klen); }
 
-uint64_t tbl_ord_head_size(void) { return 16u + 8u * ORD_MAX; }
+uint64_t tbl_ord_head_size(void) { return ORD_LEAF_SIZE; }
 
-/* memcmp order, a prefix first: 8 bytes at a time as big-endian words (a
- * search compares small keys at every step; memcmp's call was a seventh
- * of an insert). */
+/* memcmp order, a prefix first: 8 bytes at a time as big-endian words. */
 static inline int ord_cmp(const unsigned char *a, size_t al, const unsigned char *b, size_t bl)
 {
     size_t n = al < bl ? al : bl, i = 0;
@@ -69,211 +116,510 @@ static inline int ord_cmp(const unsigned char *a, size_t al, const unsigned char
         if (x != y) return __builtin_bswap64(x) < __builtin_bswap64(y) ? -1 : 1;
     }
     int c = i < n ? memcmp(a + i, b + i, n - i) : 0;
-    return c ? c : (al > bl) - (al < bl);
+    return c ? (c > 0) - (c < 0) : (al > bl) - (al < bl); /* -1, 0 or 1: ORD_BAD is none of them */
 }
 
-/* Where node n's links start (its height in *hg), 0 when n is not a
- * well-formed node below lim.  Unvalidated reads: the caller validates by
- * ord_seq or holds the lock.  The header word is read whole (the layout of
- * struct tbl_ent, as table_read.c reads it). */
-static inline uint64_t ord_links(etsmgr_table *t, uint64_t n, uint64_t lim, unsigned *hg)
+/* The first 4 bytes of a key, zero-padded, as a number: prefixes compare
+ * like the keys do, except that equal prefixes say nothing. */
+static inline uint32_t ord_pfx(const unsigned char *k, size_t kl)
 {
-    if (__builtin_expect(n == ld(&t->h->ord_head), 0)) {
-        *hg = ORD_MAX;
-        return n + 16u;
+    if (kl >= 4) {
+        uint32_t w;
+        memcpy(&w, k, 4);
+        return __builtin_bswap32(w);
     }
-    if ((n & 7u) || n < TBL_HDR_SIZE || lim < 16 || n > lim - 16) return 0;
-    uint64_t w = ld(tbl_word(t, n)), kl = w & 0xffu, ty = (w >> 8) & 0xffu, h = (w >> 16) & 0xffffu, vl = w >> 32;
-    if (!kl || h < 1 || h > ORD_MAX || (ty == ETSMGR_INT ? vl != 8 : ty != ETSMGR_BYTES || vl > ETSMGR_VALUE_MAX))
-        return 0;
-    uint64_t es = tbl_ent_size(kl, vl);
-    if (es + 8u * h > lim - n) return 0;
-    *hg = (unsigned)h;
-    return n + es;
+    uint32_t p = 0;
+    for (size_t i = 0; i < 4; i++) p = p << 8 | (i < kl ? k[i] : 0u);
+    return p;
 }
 
-enum { ORD_GE, ORD_GT, ORD_LT, ORD_LAST };
-
-/* Descend from the head.  preds[i]: where the links start of the last node
- * at level i before the position mode asks for (ORD_GE: keys < key;
- * ORD_GT, ORD_LT with key NULL = ORD_LAST: keys <= key); *last: that node
- * at level 0 (the head when none).  1: done; 0: malformed (a torn read or
- * a scribbled table: the caller decides). */
-static int ord_descend(etsmgr_table *t, int mode, const void *key, size_t klen, uint64_t lim,
-                       uint64_t preds[ORD_MAX], uint64_t *last)
+/* The node at off, checked to lie below lim, to be a node of the level
+ * asked (-1: any) with at most ORD_CAP slots; NULL otherwise.  Unvalidated
+ * reads: the caller validates by ord_seq or holds the lock. */
+static inline const struct ord_node *ord_node_at(etsmgr_table *t, uint64_t off, uint64_t lim, int level)
 {
-    uint64_t x = ld(&t->h->ord_head), steps = 0;
-    uint64_t bound = (ld(&t->h->count) + 64) * (ORD_MAX + 1);
-    if (bound > (lim / 16 + 64) * (ORD_MAX + 1)) bound = (lim / 16 + 64) * (ORD_MAX + 1);
-    if ((x & 7u) || x < TBL_HDR_SIZE || lim < tbl_ord_head_size() || x > lim - tbl_ord_head_size()) return 0;
-    uint64_t xl = x + 16u;
-    for (int i = ORD_MAX - 1; i >= 0; i--) {
-        for (;;) {
-            uint64_t nx = ld(tbl_word(t, xl) + i);
-            if (!nx) break;
-            /* a search is a chain of cache misses: when nx stops us, the
-             * next node one level down is the next miss; ask for it now so
-             * that the two overlap (x's links are in cache already) */
-            if (i > 0) {
-                uint64_t dn = ld(tbl_word(t, xl) + i - 1);
-                if (dn != nx && dn < lim) __builtin_prefetch(t->base + dn);
-            }
-            if (++steps > bound) return 0;
-            unsigned hg;
-            uint64_t nl = ord_links(t, nx, lim, &hg);
-            if (!nl || hg <= (unsigned)i) return 0;
-            const struct tbl_ent *e = (const struct tbl_ent *)(const void *)(t->base + nx);
-            int c = mode == ORD_LAST ? -1 : !key ? 1 : ord_cmp(tbl_ent_key(e), e->klen, key, klen);
-            if (c < 0 || (c == 0 && mode != ORD_GE && mode != ORD_LT)) {
-                x = nx;
-                xl = nl;
-                continue;
-            }
-            break;
-        }
-        preds[i] = xl;
+    if ((off & 7u) || off < TBL_HDR_SIZE || lim < ORD_LEAF_SIZE || off > lim - ORD_LEAF_SIZE) return NULL;
+    const struct ord_node *nd = (const struct ord_node *)(const void *)(t->base + off);
+    uint64_t h = ld(&nd->hdr), lv = (h >> 16) & 0xffffffffu;
+    if ((h & ORD_MMASK) != ORD_NMAGIC || (h & 0xffffu) > ORD_CAP || lv >= ORD_DEPTH) return NULL;
+    if (level >= 0 ? lv != (uint64_t)level : false) return NULL;
+    if (lv && off > lim - ORD_INNER_SIZE) return NULL;
+    return nd;
+}
+static inline unsigned ord_n(const struct ord_node *nd) { return (unsigned)(ld(&nd->hdr) & 0xffffu); }
+static inline unsigned ord_level(const struct ord_node *nd) { return (unsigned)((ld(&nd->hdr) >> 16) & 0xffffu); }
+
+/* The entry at off (in an ordered table: no skiplist links), checked to
+ * lie below lim; NULL otherwise.  Its header word is read whole. */
+static inline const struct tbl_ent *ord_ent(etsmgr_table *t, uint64_t off, uint64_t lim)
+{
+    if ((off & 7u) || off < TBL_HDR_SIZE || lim < 16 || off > lim - 16) return NULL;
+    uint64_t w = ld(tbl_word(t, off)), kl = w & 0xffu, ty = (w >> 8) & 0xffu, lk = (w >> 16) & 0xffffu, vl = w >> 32;
+    if (!kl || lk || (ty == ETSMGR_INT ? vl != 8 : ty != ETSMGR_BYTES || vl > ETSMGR_VALUE_MAX)) return NULL;
+    if (tbl_ent_size(kl, vl) > lim - off) return NULL;
+    return (const struct tbl_ent *)(const void *)(t->base + off);
+}
+
+/* A separator block's key (its length in *kl), NULL when malformed. */
+static inline const unsigned char *ord_sep(etsmgr_table *t, uint64_t off, uint64_t lim, size_t *kl)
+{
+    if ((off & 7u) || off < TBL_HDR_SIZE || lim < 16 || off > lim - 16) return NULL;
+    uint64_t w = ld(tbl_word(t, off)), l = w & 0xffffu;
+    if ((w & ~0xffffull) != ORD_SMAGIC || !l || l > ETSMGR_KEY_MAX || ord_ssize(l) > lim - off) return NULL;
+    *kl = (size_t)l;
+    return (const unsigned char *)t->base + off + 8;
+}
+
+/* The key of slot i (a leaf's entry, an inner node's separator) compared
+ * with key: <0, 0, >0; ORD_BAD when the slot is malformed. */
+#define ORD_BAD 2
+static int ord_cmp_slot(etsmgr_table *t, const struct ord_node *nd, bool leaf, unsigned i, uint32_t kp,
+                        const unsigned char *key, size_t klen, uint64_t lim)
+{
+    uint32_t p = __atomic_load_n(&nd->pfx[i], __ATOMIC_RELAXED);
+    if (p != kp) return p < kp ? -1 : 1;
+    if (leaf) {
+        const struct tbl_ent *e = ord_ent(t, ld(&nd->ptr[i]), lim);
+        if (!e) return ORD_BAD;
+        return ord_cmp(tbl_ent_key(e), e->klen, key, klen);
     }
-    *last = x;
-    return 1;
+    size_t sl;
+    const unsigned char *s = ord_sep(t, ld(&nd->sep[i]), lim, &sl);
+    if (!s) return ORD_BAD;
+    return ord_cmp(s, sl, key, klen);
+}
+
+/* The child of an inner node of n >= 1 children that key belongs under:
+ * the last one whose separator is <= key.  -1: malformed. */
+static int ord_child(etsmgr_table *t, const struct ord_node *nd, unsigned n, uint32_t kp, const unsigned char *key,
+                     size_t klen, uint64_t lim)
+{
+    unsigned i = 1;
+    for (; i < n; i++) {
+        int c = ord_cmp_slot(t, nd, false, i, kp, key, klen, lim);
+        if (c == ORD_BAD) return -1;
+        if (c > 0) break;
+    }
+    return (int)i - 1;
+}
+
+/* The first slot of a leaf of n whose key is >= key (gt: > key); n when
+ * none; -1: malformed. */
+static int ord_lpos(etsmgr_table *t, const struct ord_node *nd, unsigned n, uint32_t kp, const unsigned char *key,
+                    size_t klen, uint64_t lim, bool gt)
+{
+    unsigned i = 0;
+    for (; i < n; i++) {
+        int c = ord_cmp_slot(t, nd, true, i, kp, key, klen, lim);
+        if (c == ORD_BAD) return -1;
+        if (c > 0 || (c == 0 && !gt)) break;
+    }
+    return (int)i;
 }
 
 /* ------------------------------------------------------------ writers */
 
-static uint64_t ord_rand(void)
+/* A root-to-leaf path: node[0] the root, node[d - 1] the leaf; idx[k] the
+ * child taken at inner node k, idx[d - 1] the key's position in the leaf
+ * (the first slot >= key).  hit: the leaf's slot holds key. */
+struct ord_path {
+    int d;
+    bool hit;
+    bool rightmost; /* every step took the last child */
+    uint64_t node[ORD_DEPTH];
+    int idx[ORD_DEPTH];
+};
+
+static inline struct ord_node *ord_w(etsmgr_table *t, uint64_t off)
 {
-    static _Thread_local uint64_t s;
-    if (!s) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        s = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)&s ^ 0x9e3779b97f4a7c15ull;
-    }
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    return s;
+    return (struct ord_node *)(void *)(t->base + off);
 }
 
-unsigned tbl_ord_rand_height(void)
+/* Under the lock: the path to key (p->d == 0: the tree is empty). */
+static int ord_wpath(etsmgr_table *t, const unsigned char *key, size_t klen, struct ord_path *p)
 {
-    /* two bits per level: the count of trailing zero pairs, at most ORD_MAX - 1 */
-    uint64_t r = ord_rand() | (1ull << (2 * (ORD_MAX - 1)));
-    return 1u + (unsigned)__builtin_ctzll(r) / 2u;
+    uint64_t x = t->h->ord_head, lim = t->top;
+    uint32_t kp = ord_pfx(key, klen);
+    p->d = 0;
+    p->hit = false;
+    p->rightmost = true;
+    if (!x) return 0;
+    int level = -1;
+    for (;;) {
+        const struct ord_node *nd = ord_node_at(t, x, lim, level);
+        if (!nd || p->d >= ORD_DEPTH) return ETSMGR_ECORRUPT;
+        unsigned n = ord_n(nd), lv = ord_level(nd);
+        if (p->d == 0 && lv >= ORD_DEPTH - 1) return ETSMGR_ECORRUPT;
+        p->node[p->d] = x;
+        if (lv == 0) {
+            int i = ord_lpos(t, nd, n, kp, key, klen, lim, false);
+            if (i < 0) return ETSMGR_ECORRUPT;
+            p->idx[p->d++] = i;
+            if (i < (int)n) {
+                int c = ord_cmp_slot(t, nd, true, (unsigned)i, kp, key, klen, lim);
+                p->hit = c == 0;
+            }
+            if (nd->next) p->rightmost = false;
+            return 0;
+        }
+        if (n == 0) return ETSMGR_ECORRUPT;
+        int c = ord_child(t, nd, n, kp, key, klen, lim);
+        if (c < 0) return ETSMGR_ECORRUPT;
+        if (c != (int)n - 1) p->rightmost = false;
+        p->idx[p->d++] = c;
+        x = nd->ptr[c];
+        level = (int)lv - 1;
+    }
 }
 
-/* Under the lock: the predecessors of key (link starts) and the node
- * holding it (0: none; *hl: its links, *hg its height). */
-static int ord_search(etsmgr_table *t, const void *key, size_t klen, uint64_t preds[ORD_MAX], uint64_t *hit,
-                      uint64_t *hl, unsigned *hg)
+/* Write img over the node at off (bytes long), logging only the words
+ * that differ. */
+static void ord_put(etsmgr_table *t, uint64_t off, const struct ord_node *img, uint64_t bytes)
 {
-    uint64_t last;
-    if (!ord_descend(t, ORD_GE, key, klen, t->top, preds, &last)) return ETSMGR_ECORRUPT;
-    uint64_t nx = *tbl_word(t, preds[0]);
-    *hit = 0;
-    if (nx) {
-        if (!(*hl = ord_links(t, nx, t->top, hg))) return ETSMGR_ECORRUPT;
-        const struct tbl_ent *e = (const struct tbl_ent *)(const void *)(t->base + nx);
-        if (ord_cmp(tbl_ent_key(e), e->klen, key, klen) == 0) *hit = nx;
+    const uint64_t *nw = (const uint64_t *)(const void *)img;
+    for (uint64_t w = 0; w < bytes / 8; w++)
+        if (*tbl_word(t, off + 8 * w) != nw[w]) tbl_set(t, off + 8 * w, nw[w]);
+}
+
+static int ord_bytes(etsmgr_table *t, int64_t delta)
+{
+    if (delta) tbl_set(t, TBL_HOFF(live_bytes), t->h->live_bytes + (uint64_t)delta);
+    return 0;
+}
+
+/* Undo records and deferred frees a change may take, at worst: a node's
+ * image (1.5 words a leaf slot, 2.5 an inner one, the header, the links),
+ * an allocation (4), a neighbour's link; per level. */
+#define ORD_W_LEAF (4 + (3 * ORD_CAP + 1) / 2)
+#define ORD_W_INNER (2 + (5 * ORD_CAP + 1) / 2)
+#define ORD_W_ALLOC 4
+static int ord_room(etsmgr_table *t, uint64_t words, int frees)
+{
+    if (t->un + words + 3u * (uint64_t)(t->npend + frees + 4) > TBL_UNDO_MAX || t->npend + frees + 4 > TBL_PEND_MAX)
+        return ETSMGR_EGROUP;
+    return 0;
+}
+
+/* Allocate a node block and write its header (the rest: the caller's). */
+static int ord_alloc(etsmgr_table *t, unsigned level, uint64_t *off, int64_t *db)
+{
+    int r = tbl_alloc(t, ord_nsize(level), off);
+    if (r) return r;
+    *db += (int64_t)ord_nsize(level);
+    memset(t->base + *off, 0, ord_nsize(level));
+    ord_w(t, *off)->hdr = ORD_NMAGIC | (uint64_t)level << 16;
+    return 0;
+}
+
+static inline void ord_set_n(struct ord_node *nd, unsigned n)
+{
+    nd->hdr = (nd->hdr & ~0xffffull) | n;
+}
+
+/* Insert (pfx, ptr, sep) as slot i of the node at level k of path p,
+ * splitting it (and so on up) when full.  For a leaf sep is unused. */
+static int ord_ins(etsmgr_table *t, struct ord_path *p, int k, unsigned i, uint32_t pf, uint64_t pt, uint64_t sp,
+                   int64_t *db)
+{
+    uint64_t off = p->node[k];
+    struct ord_node img;
+    unsigned level = ord_level(ord_w(t, off));
+    bool leaf = level == 0;
+    uint64_t size = ord_nsize(level);
+    memcpy(&img, ord_w(t, off), size);
+    unsigned n = ord_n(&img);
+    uint32_t P[ORD_CAP + 1];
+    uint64_t C[ORD_CAP + 1], S[ORD_CAP + 1];
+    for (unsigned j = 0, s = 0; j <= n; j++) {
+        if (j == i) {
+            P[j] = pf, C[j] = pt, S[j] = sp;
+            continue;
+        }
+        P[j] = img.pfx[s], C[j] = img.ptr[s], S[j] = leaf ? 0 : img.sep[s];
+        s++;
     }
+    if (n + 1 <= ord_fill()) {
+        for (unsigned j = i; j <= n; j++) {
+            img.pfx[j] = P[j], img.ptr[j] = C[j];
+            if (!leaf) img.sep[j] = S[j];
+        }
+        ord_set_n(&img, n + 1);
+        ord_put(t, off, &img, size);
+        return 0;
+    }
+    /* split: the left keeps [0, m), a new right node takes [m, n]; at the
+     * right end of the tree the left keeps all it had (ascending keys) */
+    unsigned m = p->rightmost && i == n ? n : (n + 1) / 2;
+    uint64_t roff, soff = 0;
+    int r = ord_alloc(t, level, &roff, db);
+    if (r) return r;
+    uint32_t upp = P[m];
+    uint64_t ups = S[m];
+    if (leaf) { /* the separator: a copy of the right leaf's first key */
+        const struct tbl_ent *e = ord_ent(t, C[m], t->top);
+        if (!e) return ETSMGR_ECORRUPT;
+        size_t kl = e->klen;
+        if ((r = tbl_alloc(t, ord_ssize(kl), &soff)) != 0) return r;
+        *db += (int64_t)ord_ssize(kl);
+        e = (const struct tbl_ent *)(const void *)(t->base + C[m]); /* the mapping may have moved */
+        uint64_t *sw = tbl_word(t, soff);
+        sw[ord_ssize(kl) / 8 - 1] = 0;
+        sw[0] = ORD_SMAGIC | kl;
+        memcpy(sw + 1, tbl_ent_key(e), kl);
+        ups = soff;
+        upp = ord_pfx(tbl_ent_key(e), kl);
+    }
+    struct ord_node *rn = ord_w(t, roff); /* unreachable yet: written freely */
+    for (unsigned j = m; j <= n; j++) {
+        rn->pfx[j - m] = P[j], rn->ptr[j - m] = C[j];
+        if (!leaf) rn->sep[j - m] = S[j];
+    }
+    if (!leaf) rn->pfx[0] = 0, rn->sep[0] = 0;
+    ord_set_n(rn, n + 1 - m);
+    if (leaf) {
+        rn->next = img.next;
+        rn->prev = off;
+    }
+    tbl_cp(t);
+    for (unsigned j = i; j < m; j++) {
+        img.pfx[j] = P[j], img.ptr[j] = C[j];
+        if (!leaf) img.sep[j] = S[j];
+    }
+    ord_set_n(&img, m);
+    if (leaf) {
+        uint64_t nx = img.next;
+        img.next = roff;
+        if (nx) {
+            if (!ord_node_at(t, nx, t->top, 0)) return ETSMGR_ECORRUPT;
+            tbl_set(t, nx + offsetof(struct ord_node, prev), roff);
+        }
+    }
+    ord_put(t, off, &img, size);
+    if (k > 0) return ord_ins(t, p, k - 1, (unsigned)p->idx[k - 1] + 1, upp, roff, ups, db);
+    /* root growth: a new root over the two */
+    uint64_t nr;
+    if ((r = ord_alloc(t, level + 1, &nr, db)) != 0) return r;
+    struct ord_node *root = ord_w(t, nr);
+    root->ptr[0] = off;
+    root->ptr[1] = roff;
+    root->pfx[1] = upp;
+    root->sep[1] = ups;
+    ord_set_n(root, 2);
+    tbl_cp(t);
+    tbl_set(t, TBL_HOFF(ord_head), nr);
     return 0;
 }
 
 int tbl_ord_insert(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff)
 {
-    uint64_t preds[ORD_MAX], hit, hl;
-    unsigned hg, nh;
-    int r = ord_search(t, key, klen, preds, &hit, &hl, &hg);
+    struct ord_path p;
+    int64_t db = 0;
+    int r = ord_wpath(t, key, klen, &p);
     if (r) return r;
-    if (hit) return ETSMGR_ECORRUPT; /* the index said absent */
-    uint64_t nl = ord_links(t, eoff, t->top, &nh);
-    if (!nl) return ETSMGR_ECORRUPT;
-    uint64_t *p = tbl_word(t, nl); /* unreachable yet: written freely */
-    for (unsigned i = 0; i < nh; i++) p[i] = *tbl_word(t, preds[i] + 8u * i);
-    tbl_cp(t);
+    if (p.hit) return ETSMGR_ECORRUPT; /* the index said absent */
+    /* the worst case: every node on the path splits, and the root grows */
+    if ((r = ord_room(t, ORD_W_LEAF + ORD_W_ALLOC * 2 + (uint64_t)p.d * (ORD_W_INNER + ORD_W_ALLOC) + 8, 0)) != 0)
+        return r;
+    uint32_t kp = ord_pfx(key, klen);
     tbl_touch_ord(t);
-    for (unsigned i = 0; i < nh; i++) tbl_set(t, preds[i] + 8u * i, eoff);
-    return 0;
+    if (p.d == 0) { /* the first key: a root leaf */
+        uint64_t off;
+        if ((r = ord_alloc(t, 0, &off, &db)) != 0) return r;
+        struct ord_node *nd = ord_w(t, off);
+        nd->pfx[0] = kp;
+        nd->ptr[0] = eoff;
+        ord_set_n(nd, 1);
+        tbl_cp(t);
+        tbl_set(t, TBL_HOFF(ord_head), off);
+    } else if ((r = ord_ins(t, &p, p.d - 1, (unsigned)p.idx[p.d - 1], kp, eoff, 0, &db)) != 0) {
+        return r;
+    }
+    return ord_bytes(t, db);
 }
 
 int tbl_ord_replace(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff)
 {
-    uint64_t preds[ORD_MAX], hit, hl;
-    unsigned hg, nh;
-    int r = ord_search(t, key, klen, preds, &hit, &hl, &hg);
+    struct ord_path p;
+    int r = ord_wpath(t, key, klen, &p);
     if (r) return r;
-    uint64_t nl = ord_links(t, eoff, t->top, &nh);
-    if (!hit || !nl || nh != hg) return ETSMGR_ECORRUPT;
-    uint64_t *p = tbl_word(t, nl); /* unreachable yet: written freely */
-    for (unsigned i = 0; i < nh; i++) p[i] = *tbl_word(t, hl + 8u * i);
-    tbl_cp(t);
+    if (!p.hit) return ETSMGR_ECORRUPT;
     tbl_touch_ord(t);
-    for (unsigned i = 0; i < nh; i++) {
-        if (*tbl_word(t, preds[i] + 8u * i) != hit) return ETSMGR_ECORRUPT;
-        tbl_set(t, preds[i] + 8u * i, eoff);
-    }
+    tbl_set(t, p.node[p.d - 1] + offsetof(struct ord_node, ptr) + 8u * (unsigned)p.idx[p.d - 1], eoff);
     return 0;
+}
+
+/* Remove slot i of the node at level k of path p; a node left empty (not
+ * the root) goes too, from its parent, and so on up. */
+static int ord_del(etsmgr_table *t, struct ord_path *p, int k, unsigned i, int64_t *db)
+{
+    uint64_t off = p->node[k];
+    struct ord_node img;
+    unsigned level = ord_level(ord_w(t, off));
+    bool leaf = level == 0;
+    uint64_t size = ord_nsize(level);
+    memcpy(&img, ord_w(t, off), size);
+    unsigned n = ord_n(&img);
+    if (i >= n) return ETSMGR_ECORRUPT;
+    if (n > 1 || k == 0) {
+        int r;
+        if (!leaf) { /* the separator of the slot that goes (of slot 1 when slot 0 goes) */
+            unsigned s = i ? i : 1;
+            if (s < n) {
+                size_t sl;
+                if (!ord_sep(t, img.sep[s], t->top, &sl)) return ETSMGR_ECORRUPT;
+                if ((r = tbl_defer_free(t, img.sep[s], ord_ssize(sl))) != 0) return r;
+                *db -= (int64_t)ord_ssize(sl);
+            }
+        }
+        for (unsigned j = i; j + 1 < n; j++) {
+            img.pfx[j] = img.pfx[j + 1], img.ptr[j] = img.ptr[j + 1];
+            if (!leaf) img.sep[j] = img.sep[j + 1];
+        }
+        if (!leaf) img.pfx[0] = 0, img.sep[0] = 0;
+        ord_set_n(&img, n - 1);
+        ord_put(t, off, &img, size);
+        if (n - 1 == 0 && !leaf) { /* the root lost its last child: the tree is empty */
+            tbl_set(t, TBL_HOFF(ord_head), 0);
+            *db -= (int64_t)size;
+            return tbl_defer_free(t, off, size);
+        }
+        return 0;
+    }
+    /* the node's last slot: the node goes */
+    if (leaf) {
+        uint64_t pv = img.prev, nx = img.next;
+        if (pv) {
+            if (!ord_node_at(t, pv, t->top, 0)) return ETSMGR_ECORRUPT;
+            tbl_set(t, pv + offsetof(struct ord_node, next), nx);
+        }
+        if (nx) {
+            if (!ord_node_at(t, nx, t->top, 0)) return ETSMGR_ECORRUPT;
+            tbl_set(t, nx + offsetof(struct ord_node, prev), pv);
+        }
+    }
+    int r = tbl_defer_free(t, off, size);
+    if (r) return r;
+    *db -= (int64_t)size;
+    return ord_del(t, p, k - 1, (unsigned)p->idx[k - 1], db);
 }
 
 int tbl_ord_remove(etsmgr_table *t, const void *key, size_t klen)
 {
-    uint64_t preds[ORD_MAX], hit, hl;
-    unsigned hg;
-    int r = ord_search(t, key, klen, preds, &hit, &hl, &hg);
+    struct ord_path p;
+    int64_t db = 0;
+    int r = ord_wpath(t, key, klen, &p);
     if (r) return r;
-    if (!hit) return ETSMGR_ECORRUPT;
+    if (!p.hit) return ETSMGR_ECORRUPT;
+    if ((r = ord_room(t, ORD_W_LEAF + (uint64_t)p.d * (ORD_W_INNER + 4) + 8, 3 * p.d + 2)) != 0) return r;
     tbl_touch_ord(t);
-    for (unsigned i = 0; i < hg; i++) {
-        if (*tbl_word(t, preds[i] + 8u * i) != hit) return ETSMGR_ECORRUPT;
-        tbl_set(t, preds[i] + 8u * i, *tbl_word(t, hl + 8u * i));
+    if ((r = ord_del(t, &p, p.d - 1, (unsigned)p.idx[p.d - 1], &db)) != 0) return r;
+    /* root shrink: a root with one child gives way to it */
+    for (int steps = 0; steps < ORD_DEPTH; steps++) {
+        uint64_t root = t->h->ord_head;
+        const struct ord_node *nd = root ? ord_node_at(t, root, t->top, -1) : NULL;
+        if (!nd || ord_level(nd) == 0 || ord_n(nd) != 1) break;
+        tbl_set(t, TBL_HOFF(ord_head), nd->ptr[0]);
+        if ((r = tbl_defer_free(t, root, ORD_INNER_SIZE)) != 0) return r;
+        db -= (int64_t)ORD_INNER_SIZE;
     }
-    return 0; /* the block, links included, is the entry's: its delete frees it */
+    return ord_bytes(t, db);
 }
 
-static int ord_bad(char *why, size_t whylen, const char *what, uint64_t at)
+/* ------------------------------------------------------------ verify */
+
+struct ord_vfy {
+    etsmgr_table *t;
+    struct tbl_blk *blk;
+    uint64_t *nblk, maxblk, *bytes, entries, leaf_prev;
+    const struct tbl_ent *last; /* the previous entry in key order */
+    int depth;                  /* the leaves' depth, once known (-1) */
+    char *why;
+    size_t whylen;
+};
+
+static int ord_bad(struct ord_vfy *v, const char *what, uint64_t at)
 {
-    if (why && whylen) snprintf(why, whylen, "ordered index: %s (node %llu)", what, (unsigned long long)at);
-    return ETSMGR_ECORRUPT;
+    return tbl_say(v->why, v->whylen, ETSMGR_ECORRUPT, "ordered index: %s (node %llu)", what, (unsigned long long)at);
+}
+
+static int ord_vblk(struct ord_vfy *v, uint64_t off, uint64_t size)
+{
+    if (*v->nblk >= v->maxblk) return ord_bad(v, "too many blocks", off);
+    v->blk[(*v->nblk)++] = (struct tbl_blk){off, size};
+    *v->bytes += size;
+    return 0;
+}
+
+/* The subtree at off, its keys in [lo, hi) (NULL: open). */
+static int ord_vnode(struct ord_vfy *v, uint64_t off, int level, int d, const unsigned char *lo, size_t lol,
+                     const unsigned char *hi, size_t hil)
+{
+    etsmgr_table *t = v->t;
+    uint64_t lim = t->top;
+    const struct ord_node *nd = ord_node_at(t, off, lim, level);
+    if (!nd) return ord_bad(v, "malformed node", off);
+    unsigned n = ord_n(nd), lv = ord_level(nd);
+    int r = ord_vblk(v, off, ord_nsize(lv));
+    if (r) return r;
+    if (n == 0 && !(d == 0 && lv == 0)) return ord_bad(v, "empty node below the root", off);
+    if (d == 0 && lv > 0 && n < 2) return ord_bad(v, "root with one child", off);
+    if (lv == 0) {
+        if (v->depth >= 0 && v->depth != d) return ord_bad(v, "leaves at different depths", off);
+        v->depth = d;
+        if (nd->prev != v->leaf_prev) return ord_bad(v, "leaf's prev link is not the leaf before", off);
+        if (v->leaf_prev && ord_w(t, v->leaf_prev)->next != off)
+            return ord_bad(v, "leaf's next link is not the leaf after", v->leaf_prev);
+        v->leaf_prev = off;
+        for (unsigned i = 0; i < n; i++) {
+            const struct tbl_ent *e = ord_ent(t, nd->ptr[i], lim);
+            if (!e) return ord_bad(v, "slot's entry malformed", off);
+            const unsigned char *k = tbl_ent_key(e);
+            if (nd->pfx[i] != ord_pfx(k, e->klen)) return ord_bad(v, "slot's prefix is not its key's", off);
+            if (v->last && ord_cmp(tbl_ent_key(v->last), v->last->klen, k, e->klen) >= 0)
+                return ord_bad(v, "keys not strictly increasing", off);
+            if ((lo && ord_cmp(k, e->klen, lo, lol) < 0) || (hi && ord_cmp(k, e->klen, hi, hil) >= 0))
+                return ord_bad(v, "key outside its separators", off);
+            struct tbl_ent *f = NULL;
+            uint64_t pos;
+            if (tbl_find(t, k, e->klen, tbl_hash(k, e->klen), &pos, &f) != 1 || (const struct tbl_ent *)f != e)
+                return ord_bad(v, "slot's entry is not the indexed one", off);
+            if (++v->entries > t->h->count) return ord_bad(v, "more slots than entries", off);
+            v->last = e;
+        }
+        return 0;
+    }
+    if (d + 1 >= ORD_DEPTH) return ord_bad(v, "too deep", off);
+    for (unsigned i = 0; i < n; i++) {
+        const unsigned char *a = lo, *b = hi;
+        size_t al = lol, bl = hil;
+        if (i > 0) {
+            if (!(a = ord_sep(t, nd->sep[i], lim, &al))) return ord_bad(v, "separator malformed", off);
+            if (nd->pfx[i] != ord_pfx(a, al)) return ord_bad(v, "separator's prefix is not its key's", off);
+            if ((r = ord_vblk(v, nd->sep[i], ord_ssize(al))) != 0) return r;
+            if ((lo && ord_cmp(a, al, lo, lol) <= 0) || (hi && ord_cmp(a, al, hi, hil) >= 0))
+                return ord_bad(v, "separator outside its parent's", off);
+        } else if (nd->sep[0] || nd->pfx[0]) {
+            return ord_bad(v, "slot 0 has a separator", off);
+        }
+        if (i + 1 < n) {
+            if (!(b = ord_sep(t, nd->sep[i + 1], lim, &bl))) return ord_bad(v, "separator malformed", off);
+            if (i > 0 && ord_cmp(a, al, b, bl) >= 0) return ord_bad(v, "separators not increasing", off);
+        }
+        if ((r = ord_vnode(v, nd->ptr[i], (int)lv - 1, d + 1, a, al, b, bl)) != 0) return r;
+    }
+    return 0;
 }
 
 int tbl_ord_verify(etsmgr_table *t, struct tbl_blk *blk, uint64_t *nblk, uint64_t maxblk, uint64_t *bytes,
                    char *why, size_t whylen)
 {
-    uint64_t head = t->h->ord_head, lim = t->top, n = 0;
-    if ((head & 7u) || head < TBL_HDR_SIZE || lim < tbl_ord_head_size() || head > lim - tbl_ord_head_size())
-        return ord_bad(why, whylen, "head outside the heap", head);
-    if (*nblk >= maxblk) return ord_bad(why, whylen, "too many blocks", head);
-    blk[(*nblk)++] = (struct tbl_blk){head, tbl_ord_head_size()};
-    *bytes += tbl_ord_head_size(); /* the nodes' links are in their entries' blocks */
-    uint64_t above[ORD_MAX] = {0}; /* nodes seen at level 0 with a level i */
-    const struct tbl_ent *prev = NULL;
-    unsigned hg;
-    for (uint64_t x = *tbl_word(t, head + 16u), xl; x; x = *tbl_word(t, xl)) {
-        if (!(xl = ord_links(t, x, lim, &hg)) || x == head) return ord_bad(why, whylen, "malformed node", x);
-        const struct tbl_ent *e = (const struct tbl_ent *)(const void *)(t->base + x);
-        if (++n > t->h->count) return ord_bad(why, whylen, "more nodes than entries", x);
-        if (prev && ord_cmp(tbl_ent_key(prev), prev->klen, tbl_ent_key(e), e->klen) >= 0)
-            return ord_bad(why, whylen, "keys not strictly increasing", x);
-        struct tbl_ent *f = NULL;
-        uint64_t pos;
-        if (tbl_find(t, tbl_ent_key(e), e->klen, tbl_hash(tbl_ent_key(e), e->klen), &pos, &f) != 1 ||
-            (const struct tbl_ent *)f != e)
-            return ord_bad(why, whylen, "node's entry is not the indexed one", x);
-        for (unsigned i = 1; i < hg; i++) above[i]++;
-        prev = e;
-    }
-    if (n != t->h->count) return ord_bad(why, whylen, "fewer nodes than entries", n);
-    for (unsigned i = 1; i < ORD_MAX; i++) {
-        uint64_t m = 0;
-        const struct tbl_ent *pe = NULL;
-        for (uint64_t x = *tbl_word(t, head + 16u + 8u * i), xl; x; x = *tbl_word(t, xl + 8u * i)) {
-            if (!(xl = ord_links(t, x, lim, &hg)) || x == head || hg <= i || ++m > above[i])
-                return ord_bad(why, whylen, "upper level is not a sub-list", x);
-            const struct tbl_ent *e = (const struct tbl_ent *)(const void *)(t->base + x);
-            if (pe && ord_cmp(tbl_ent_key(pe), pe->klen, tbl_ent_key(e), e->klen) >= 0)
-                return ord_bad(why, whylen, "upper level out of order", x);
-            pe = e;
-        }
-        if (m != above[i]) return ord_bad(why, whylen, "upper level misses nodes", i);
-    }
+    struct ord_vfy v = {.t = t, .blk = blk, .nblk = nblk, .maxblk = maxblk, .bytes = bytes, .depth = -1,
+                        .why = why, .whylen = whylen};
+    uint64_t root = t->h->ord_head;
+    int r = root ? ord_vnode(&v, root, -1, 0, NULL, 0, NULL, 0) : 0;
+    if (r) return r;
+    if (v.leaf_prev && ord_w(t, v.leaf_prev)->next) return ord_bad(&v, "last leaf has a next link", v.leaf_prev);
+    if (v.entries != t->h->count) return ord_bad(&v, "fewer slots than entries", v.entries);
     return 0;
 }
 
@@ -298,7 +644,7 @@ struct ord_batch {
     size_t cap, used;
 };
 
-/* Copy node n's entry (checked by ord_links) into b.  0: no room (not copied; with b->n == 0 the
+/* Copy the entry at n (checked by ord_ent) into b.  0: no room (not copied; with b->n == 0 the
  * buffer must grow); 1: copied; -1: malformed. */
 static int ord_copy(etsmgr_table *t, uint64_t n, struct ord_batch *b)
 {
@@ -336,35 +682,79 @@ static int ord_copy(etsmgr_table *t, uint64_t n, struct ord_batch *b)
     return 1;
 }
 
+enum { ORD_GE, ORD_GT, ORD_LT, ORD_LAST };
+
 /* One unvalidated try: fill b from the position mode asks for.  1: done;
- * 2: the first entry does not fit the buffer; 0: malformed. */
+ * 2: the first entry does not fit the buffer; 0: malformed (a torn read or
+ * a scribbled table: the caller decides). */
 static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, struct ord_batch *b)
 {
-    uint64_t lim = t->limit, preds[ORD_MAX], last;
-    unsigned hg;
+    uint64_t lim = t->limit, x = ld(&t->h->ord_head);
     b->n = 0;
     b->used = 0;
     b->end = false;
-    if (!ord_descend(t, mode, key, klen, lim, preds, &last)) return 0;
+    if (!x) {
+        b->end = true;
+        return 1;
+    }
+    uint32_t kp = key ? ord_pfx(key, klen) : 0;
+    const struct ord_node *nd;
+    int level = -1;
+    for (int d = 0;; d++) {
+        if (d >= ORD_DEPTH || !(nd = ord_node_at(t, x, lim, level))) return 0;
+        unsigned n = ord_n(nd), lv = ord_level(nd);
+        if (lv == 0) break;
+        if (n == 0) return 0;
+        int c = mode == ORD_LAST ? (int)n - 1 : !key ? 0 : ord_child(t, nd, n, kp, key, klen, lim);
+        if (c < 0) return 0;
+        x = ld(&nd->ptr[c]);
+        level = (int)lv - 1;
+        __builtin_prefetch(t->base + (x < lim ? x : 0));
+    }
+    unsigned n = ord_n(nd);
+    int pos = mode == ORD_LAST ? (int)n : !key ? 0 : ord_lpos(t, nd, n, kp, key, klen, lim, mode == ORD_GT);
+    if (pos < 0) return 0;
+    uint64_t hops = 0, maxhops = lim / ORD_LEAF_SIZE;
     if (mode == ORD_LT || mode == ORD_LAST) {
         b->end = true;
-        return last == ld(&t->h->ord_head) ? 1 : ord_copy(t, last, b) == 1;
+        while (pos == 0) { /* the last key of the leaves before */
+            if (!(x = ld(&nd->prev))) return 1;
+            if (++hops > maxhops || !(nd = ord_node_at(t, x, lim, 0))) return 0;
+            pos = (int)ord_n(nd);
+        }
+        const struct tbl_ent *e = ord_ent(t, ld(&nd->ptr[pos - 1]), lim);
+        return e && ord_copy(t, (uint64_t)((const char *)e - t->base), b) == 1;
     }
-    uint64_t x = ld(tbl_word(t, preds[0]));
-    for (uint64_t steps = 0; x; steps++) {
-        uint64_t xl = ord_links(t, x, lim, &hg);
-        if (!xl || steps > lim / 16) return 0;
-        uint64_t nx = ld(tbl_word(t, xl));
-        /* the next entry is a cache miss of its own: ask for it now, so
-         * that it overlaps the copy of this one */
-        if (nx < lim) __builtin_prefetch(t->base + nx);
-        int c = ord_copy(t, x, b);
+    for (bool fresh = true;;) {
+        if ((unsigned)pos >= n) {
+            if (!(x = ld(&nd->next))) {
+                b->end = true;
+                return 1;
+            }
+            if (++hops > maxhops || !(nd = ord_node_at(t, x, lim, 0))) return 0;
+            n = ord_n(nd);
+            pos = 0;
+            fresh = true;
+            continue;
+        }
+        if (fresh) {
+            /* the leaf's entries are scattered: ask for all of them (and
+             * the next leaf) now, so that their misses overlap */
+            for (unsigned j = (unsigned)pos; j < n; j++) {
+                uint64_t eo = ld(&nd->ptr[j]);
+                if (eo < lim) __builtin_prefetch(t->base + eo);
+            }
+            uint64_t nx = ld(&nd->next);
+            if (nx && nx < lim) __builtin_prefetch(t->base + nx);
+            fresh = false;
+        }
+        const struct tbl_ent *e = ord_ent(t, ld(&nd->ptr[pos]), lim);
+        if (!e) return 0;
+        int c = ord_copy(t, (uint64_t)((const char *)e - t->base), b);
         if (c < 0) return 0;
         if (c == 0) return b->n ? 1 : 2;
-        x = nx;
+        pos++;
     }
-    b->end = true;
-    return 1;
 }
 
 /* The integer values of a batch whose stripes moved (or were odd) while

@@ -7,8 +7,10 @@
  *     tag is its key's, and a lookup of its key lands on that very slot
  *     (so each key is findable, and exactly once);
  *   - count, tombs and live_bytes equal what the walk counted;
- *   - on an ordered table, the skiplist (table_ordered.c) holds exactly the
- *     indexed entries, keys strictly increasing, every level a sub-list;
+ *   - on an ordered table, the B+tree (table_ordered.c) holds exactly the
+ *     indexed entries, keys strictly increasing, every key between its
+ *     separators, every node well formed, leaves at one depth and linked
+ *     both ways in order, its blocks counted in the bytes used;
  *   - the request-id records (table_once.c), when there are any, are one
  *     well-formed block whose used count matches its records;
  *   - entries, the index, the request-id records and the free blocks never
@@ -50,8 +52,8 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
                                            (unsigned long long)h->undo_n, (unsigned long long)t->un);
     uint64_t live = 0, tombs = 0, bytes = (t->mask + 1) * 8, nblk = 0;
     /* blocks: the entries, the index, and the free blocks (bounded below) */
-    uint64_t maxblk = 2 * h->count + 3 + (t->top - TBL_HDR_SIZE) / 16 + 1;
-    if (maxblk > 2 * h->count + 3 + (1u << 24)) maxblk = 2 * h->count + 3 + (1u << 24);
+    uint64_t maxblk = 3 * h->count + 3 + (t->top - TBL_HDR_SIZE) / 16 + 1;
+    if (maxblk > 3 * h->count + 3 + (1u << 24)) maxblk = 3 * h->count + 3 + (1u << 24);
     struct tbl_blk *blk = malloc(maxblk * sizeof *blk);
     if (!blk) return ETSMGR_ENOMEM;
     blk[nblk++] = (struct tbl_blk){(uint64_t)((char *)t->idx - t->base), bytes};
@@ -81,9 +83,9 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
                         fr == 1 ? "is stored twice" : "cannot be found from its hash");
             break;
         }
-        if ((e->links != 0) != t->ordered) {
-            r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "slot %llu: entry has %u skiplist links in %s table",
-                        (unsigned long long)i, (unsigned)e->links, t->ordered ? "an ordered" : "a set");
+        if (e->links != 0) {
+            r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "slot %llu: entry has %u skiplist links",
+                        (unsigned long long)i, (unsigned)e->links);
             break;
         }
         uint64_t size = tbl_ent_block(e);
@@ -109,7 +111,7 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
             bytes += osz;
         }
     }
-    if (!r && t->ordered) /* the skiplist: its nodes, order, and agreement with the index */
+    if (!r && t->ordered) /* the B+tree: its nodes, order, and agreement with the index */
         r = tbl_ord_verify(t, blk, &nblk, maxblk, &bytes, why, whylen);
     if (!r && live != h->count)
         r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "count says %llu entries, index holds %llu",
