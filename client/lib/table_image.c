@@ -377,9 +377,9 @@ void img_table_opts(const img *im, etsmgr_table_opts *o)
 {
     memset(o, 0, sizeof *o);
     /* entries cost their bytes rounded to 8, an 8-byte header and about two
-     * index slots each (an ordered table's skiplist node, 16 bytes and 4/3
-     * links on average, rounded to 40): room for all without growing or
-     * rehashing */
+     * index slots each (an ordered table's B+tree, about 19 bytes an entry
+     * in leaves 70 % full, 26 in half-full ones, rounded to 40): room for
+     * all without growing or rehashing */
     uint64_t per = im->info.type == ETSMGR_ORDERED_SET ? 88u : 48u;
     uint64_t est = TBL_HDR_SIZE + im->info.records_bytes + im->info.entries * per + 65536u;
     if (im->info.max_bytes && est > im->info.max_bytes) est = im->info.max_bytes;

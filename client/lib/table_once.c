@@ -60,10 +60,11 @@
  * known to stay full until its earliest keep time (the handle remembers
  * it), so the requests refused meanwhile cost no scan.
  *
- * Layout 1 regions (tables of layout version 4, or 5 when ordered, written
- * by older libraries) are read, and rebuilt into layout 2 by the first
- * change that meets them; the table's version then says 6 (7 when ordered),
- * which older libraries refuse in words rather than misread.
+ * Layout 1 regions (tables of layout version 4, written by older
+ * libraries; their ordered tables, 5, are no longer read at all) are
+ * read, and rebuilt into layout 2 by the first change that meets them; the
+ * table's version then says 6 (9 when a B+tree ordered table, 8), which
+ * older libraries refuse in words rather than misread.
  *
  * Deadlines: an unrecorded rid is refused once its deadline has passed,
  * checked before any write and again as the last step before the commit

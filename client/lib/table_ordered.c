@@ -78,17 +78,27 @@
 #define ORD_SMAGIC 0x7370000000000000ull /* "sp": a separator block */
 #define ORD_MMASK 0xffff000000000000ull
 
-/* A node.  hdr: ORD_NMAGIC | level << 16 | n (level 0: a leaf).  Leaves
- * end after ptr (ORD_LEAF_SIZE); inner nodes have sep too. */
+/* A node.  hdr: ORD_NMAGIC | level << 16 | n (level 0: a leaf).  A leaf's
+ * slot is one word, like an index slot: the key's prefix without its last
+ * byte (3 bytes) << 40 | the entry's offset / 8; it ends after its slots
+ * (ORD_LEAF_SIZE).  An inner node's slot i is a 4-byte prefix, a child and
+ * a separator. */
 struct ord_node {
     uint64_t hdr;
-    uint64_t next, prev;    /* leaves: the neighbours in key order (0: none) */
-    uint32_t pfx[ORD_CAP];  /* slot i's key prefix (inner: separator i's; slot 0 unused) */
-    uint64_t ptr[ORD_CAP];  /* leaf: entry offsets; inner: children */
-    uint64_t sep[ORD_CAP];  /* inner: separator blocks (slot 0 unused: 0) */
+    uint64_t next, prev; /* leaves: the neighbours in key order (0: none) */
+    union {
+        uint64_t ls[ORD_CAP]; /* leaf: slots */
+        struct {
+            uint32_t pfx[ORD_CAP]; /* separator i's prefix (slot 0: none, 0) */
+            uint64_t ptr[ORD_CAP]; /* children */
+            uint64_t sep[ORD_CAP]; /* separator blocks (slot 0: none, 0) */
+        };
+    };
 };
-#define ORD_LEAF_SIZE ((uint64_t)offsetof(struct ord_node, sep))
+#define ORD_LEAF_SIZE ((uint64_t)offsetof(struct ord_node, ls) + 8u * ORD_CAP)
 #define ORD_INNER_SIZE ((uint64_t)sizeof(struct ord_node))
+static inline uint64_t ord_lslot(uint32_t pfx, uint64_t eoff) { return (uint64_t)(pfx >> 8) << 40 | eoff >> 3; }
+static inline uint64_t ord_lent(uint64_t slot) { return (slot & TBL_OFF_MASK) << 3; }
 _Static_assert(ORD_INNER_SIZE <= TBL_SMALL_MAX, "nodes come from the exact free lists");
 _Static_assert(ORD_LEAF_SIZE % 8 == 0, "nodes are words");
 
@@ -176,13 +186,15 @@ static inline const unsigned char *ord_sep(etsmgr_table *t, uint64_t off, uint64
 static int ord_cmp_slot(etsmgr_table *t, const struct ord_node *nd, bool leaf, unsigned i, uint32_t kp,
                         const unsigned char *key, size_t klen, uint64_t lim)
 {
-    uint32_t p = __atomic_load_n(&nd->pfx[i], __ATOMIC_RELAXED);
-    if (p != kp) return p < kp ? -1 : 1;
     if (leaf) {
-        const struct tbl_ent *e = ord_ent(t, ld(&nd->ptr[i]), lim);
+        uint64_t s = ld(&nd->ls[i]);
+        if ((s >> 40) != kp >> 8) return (s >> 40) < kp >> 8 ? -1 : 1;
+        const struct tbl_ent *e = ord_ent(t, ord_lent(s), lim);
         if (!e) return ORD_BAD;
         return ord_cmp(tbl_ent_key(e), e->klen, key, klen);
     }
+    uint32_t p = __atomic_load_n(&nd->pfx[i], __ATOMIC_RELAXED);
+    if (p != kp) return p < kp ? -1 : 1;
     size_t sl;
     const unsigned char *s = ord_sep(t, ld(&nd->sep[i]), lim, &sl);
     if (!s) return ORD_BAD;
@@ -316,6 +328,16 @@ static inline void ord_set_n(struct ord_node *nd, unsigned n)
     nd->hdr = (nd->hdr & ~0xffffull) | n;
 }
 
+/* Slot j of a node image: a leaf's slot word c, or an inner node's (p, c, s). */
+static inline void ord_put_slot(struct ord_node *nd, bool leaf, unsigned j, uint32_t p, uint64_t c, uint64_t s)
+{
+    if (leaf) {
+        nd->ls[j] = c;
+        return;
+    }
+    nd->pfx[j] = p, nd->ptr[j] = c, nd->sep[j] = s;
+}
+
 /* Insert (pfx, ptr, sep) as slot i of the node at level k of path p,
  * splitting it (and so on up) when full.  For a leaf sep is unused. */
 static int ord_ins(etsmgr_table *t, struct ord_path *p, int k, unsigned i, uint32_t pf, uint64_t pt, uint64_t sp,
@@ -330,19 +352,20 @@ static int ord_ins(etsmgr_table *t, struct ord_path *p, int k, unsigned i, uint3
     unsigned n = ord_n(&img);
     uint32_t P[ORD_CAP + 1];
     uint64_t C[ORD_CAP + 1], S[ORD_CAP + 1];
+    /* leaves: C holds the slot words, P and S are unused */
     for (unsigned j = 0, s = 0; j <= n; j++) {
         if (j == i) {
             P[j] = pf, C[j] = pt, S[j] = sp;
             continue;
         }
-        P[j] = img.pfx[s], C[j] = img.ptr[s], S[j] = leaf ? 0 : img.sep[s];
+        if (leaf)
+            P[j] = 0, C[j] = img.ls[s], S[j] = 0;
+        else
+            P[j] = img.pfx[s], C[j] = img.ptr[s], S[j] = img.sep[s];
         s++;
     }
     if (n + 1 <= ord_fill()) {
-        for (unsigned j = i; j <= n; j++) {
-            img.pfx[j] = P[j], img.ptr[j] = C[j];
-            if (!leaf) img.sep[j] = S[j];
-        }
+        for (unsigned j = i; j <= n; j++) ord_put_slot(&img, leaf, j, P[j], C[j], S[j]);
         ord_set_n(&img, n + 1);
         ord_put(t, off, &img, size);
         return 0;
@@ -356,12 +379,12 @@ static int ord_ins(etsmgr_table *t, struct ord_path *p, int k, unsigned i, uint3
     uint32_t upp = P[m];
     uint64_t ups = S[m];
     if (leaf) { /* the separator: a copy of the right leaf's first key */
-        const struct tbl_ent *e = ord_ent(t, C[m], t->top);
+        const struct tbl_ent *e = ord_ent(t, ord_lent(C[m]), t->top);
         if (!e) return ETSMGR_ECORRUPT;
         size_t kl = e->klen;
         if ((r = tbl_alloc(t, ord_ssize(kl), &soff)) != 0) return r;
         *db += (int64_t)ord_ssize(kl);
-        e = (const struct tbl_ent *)(const void *)(t->base + C[m]); /* the mapping may have moved */
+        e = (const struct tbl_ent *)(const void *)(t->base + ord_lent(C[m])); /* the mapping may have moved */
         uint64_t *sw = tbl_word(t, soff);
         sw[ord_ssize(kl) / 8 - 1] = 0;
         sw[0] = ORD_SMAGIC | kl;
@@ -370,10 +393,7 @@ static int ord_ins(etsmgr_table *t, struct ord_path *p, int k, unsigned i, uint3
         upp = ord_pfx(tbl_ent_key(e), kl);
     }
     struct ord_node *rn = ord_w(t, roff); /* unreachable yet: written freely */
-    for (unsigned j = m; j <= n; j++) {
-        rn->pfx[j - m] = P[j], rn->ptr[j - m] = C[j];
-        if (!leaf) rn->sep[j - m] = S[j];
-    }
+    for (unsigned j = m; j <= n; j++) ord_put_slot(rn, leaf, j - m, P[j], C[j], S[j]);
     if (!leaf) rn->pfx[0] = 0, rn->sep[0] = 0;
     ord_set_n(rn, n + 1 - m);
     if (leaf) {
@@ -381,10 +401,7 @@ static int ord_ins(etsmgr_table *t, struct ord_path *p, int k, unsigned i, uint3
         rn->prev = off;
     }
     tbl_cp(t);
-    for (unsigned j = i; j < m; j++) {
-        img.pfx[j] = P[j], img.ptr[j] = C[j];
-        if (!leaf) img.sep[j] = S[j];
-    }
+    for (unsigned j = i; j < m; j++) ord_put_slot(&img, leaf, j, P[j], C[j], S[j]);
     ord_set_n(&img, m);
     if (leaf) {
         uint64_t nx = img.next;
@@ -426,12 +443,11 @@ int tbl_ord_insert(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff)
         uint64_t off;
         if ((r = ord_alloc(t, 0, &off, &db)) != 0) return r;
         struct ord_node *nd = ord_w(t, off);
-        nd->pfx[0] = kp;
-        nd->ptr[0] = eoff;
+        nd->ls[0] = ord_lslot(kp, eoff);
         ord_set_n(nd, 1);
         tbl_cp(t);
         tbl_set(t, TBL_HOFF(ord_head), off);
-    } else if ((r = ord_ins(t, &p, p.d - 1, (unsigned)p.idx[p.d - 1], kp, eoff, 0, &db)) != 0) {
+    } else if ((r = ord_ins(t, &p, p.d - 1, (unsigned)p.idx[p.d - 1], 0, ord_lslot(kp, eoff), 0, &db)) != 0) {
         return r;
     }
     return ord_bytes(t, db);
@@ -444,7 +460,8 @@ int tbl_ord_replace(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff
     if (r) return r;
     if (!p.hit) return ETSMGR_ECORRUPT;
     tbl_touch_ord(t);
-    tbl_set(t, p.node[p.d - 1] + offsetof(struct ord_node, ptr) + 8u * (unsigned)p.idx[p.d - 1], eoff);
+    tbl_set(t, p.node[p.d - 1] + offsetof(struct ord_node, ls) + 8u * (unsigned)p.idx[p.d - 1],
+            ord_lslot(ord_pfx(key, klen), eoff));
     return 0;
 }
 
@@ -472,8 +489,10 @@ static int ord_del(etsmgr_table *t, struct ord_path *p, int k, unsigned i, int64
             }
         }
         for (unsigned j = i; j + 1 < n; j++) {
-            img.pfx[j] = img.pfx[j + 1], img.ptr[j] = img.ptr[j + 1];
-            if (!leaf) img.sep[j] = img.sep[j + 1];
+            if (leaf)
+                img.ls[j] = img.ls[j + 1];
+            else
+                img.pfx[j] = img.pfx[j + 1], img.ptr[j] = img.ptr[j + 1], img.sep[j] = img.sep[j + 1];
         }
         if (!leaf) img.pfx[0] = 0, img.sep[0] = 0;
         ord_set_n(&img, n - 1);
@@ -571,10 +590,11 @@ static int ord_vnode(struct ord_vfy *v, uint64_t off, int level, int d, const un
             return ord_bad(v, "leaf's next link is not the leaf after", v->leaf_prev);
         v->leaf_prev = off;
         for (unsigned i = 0; i < n; i++) {
-            const struct tbl_ent *e = ord_ent(t, nd->ptr[i], lim);
+            const struct tbl_ent *e = ord_ent(t, ord_lent(nd->ls[i]), lim);
             if (!e) return ord_bad(v, "slot's entry malformed", off);
             const unsigned char *k = tbl_ent_key(e);
-            if (nd->pfx[i] != ord_pfx(k, e->klen)) return ord_bad(v, "slot's prefix is not its key's", off);
+            if (nd->ls[i] != ord_lslot(ord_pfx(k, e->klen), ord_lent(nd->ls[i])))
+                return ord_bad(v, "slot's prefix is not its key's", off);
             if (v->last && ord_cmp(tbl_ent_key(v->last), v->last->klen, k, e->klen) >= 0)
                 return ord_bad(v, "keys not strictly increasing", off);
             if ((lo && ord_cmp(k, e->klen, lo, lol) < 0) || (hi && ord_cmp(k, e->klen, hi, hil) >= 0))
@@ -722,7 +742,7 @@ static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, stru
             if (++hops > maxhops || !(nd = ord_node_at(t, x, lim, 0))) return 0;
             pos = (int)ord_n(nd);
         }
-        const struct tbl_ent *e = ord_ent(t, ld(&nd->ptr[pos - 1]), lim);
+        const struct tbl_ent *e = ord_ent(t, ord_lent(ld(&nd->ls[pos - 1])), lim);
         return e && ord_copy(t, (uint64_t)((const char *)e - t->base), b) == 1;
     }
     for (bool fresh = true;;) {
@@ -741,14 +761,14 @@ static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, stru
             /* the leaf's entries are scattered: ask for all of them (and
              * the next leaf) now, so that their misses overlap */
             for (unsigned j = (unsigned)pos; j < n; j++) {
-                uint64_t eo = ld(&nd->ptr[j]);
+                uint64_t eo = ord_lent(ld(&nd->ls[j]));
                 if (eo < lim) __builtin_prefetch(t->base + eo);
             }
             uint64_t nx = ld(&nd->next);
             if (nx && nx < lim) __builtin_prefetch(t->base + nx);
             fresh = false;
         }
-        const struct tbl_ent *e = ord_ent(t, ld(&nd->ptr[pos]), lim);
+        const struct tbl_ent *e = ord_ent(t, ord_lent(ld(&nd->ls[pos])), lim);
         if (!e) return 0;
         int c = ord_copy(t, (uint64_t)((const char *)e - t->base), b);
         if (c < 0) return 0;

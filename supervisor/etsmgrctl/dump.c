@@ -12,7 +12,7 @@
  * of etscounter --json check's "data".
  *
  * An ordered_set table comes out in key order (its foreach walks the
- * skiplist); --from/--to print the range [from, to) with
+ * B+tree); --from/--to print the range [from, to) with
  * etsmgr_table_foreach_range, either end open when not given.  A range of a
  * set has no meaning (its keys have no order), so it is refused as a usage
  * error once the table's type is known.  A KEY on the command line is its

@@ -18,7 +18,9 @@
  * no lock and no shared write between them), and readers while another
  * process runs update_counter in a loop, against the same readers alone.
  *
- *   build/tests/bench/bench_table [seconds-per-row]     (make bench-table)
+ *   build/tests/bench/bench_table [seconds-per-row [ordered]]     (make bench-table)
+ *
+ * "ordered": the ordered_set rows only (make bench-table BENCH_ONLY=ordered).
  *
  * Not a test: numbers depend on the machine and its load. */
 #include <signal.h>
@@ -395,6 +397,12 @@ int main(int argc, char **argv)
     printf("table store benchmark: %.1f s per row; reference = bare atomic_fetch_add on a shared mapping\n",
            row_secs);
     double ref1 = run(w_ref, 1), ref2 = run(w_ref, 2);
+    if (argc > 2 && strcmp(argv[2], "ordered") == 0) { /* the ordered_set rows alone */
+        etsmgr_table_close(tab);
+        tbl_unlink(shm_name);
+        bench_ordered(ref1);
+        return 0;
+    }
     row("update_counter, 1 process", run(w_counter, 1), ref1);
     row("update_counter, 2 processes, 1 key", run(w_counter, 2), ref2);
 
