@@ -25,7 +25,8 @@
  *   the state after the change.  On nodes of 3 slots: one insert that
  *   splits a leaf, its parent and grandparent and grows the root
  *   (split_all), one delete that removes a leaf and the three inner nodes
- *   above it and shrinks the root (merge_all), and two long runs, 120
+ *   above it and shrinks the root (merge_all), an insert into a full leaf
+ *   whose neighbour takes a slot instead of a split (lend), and two long runs, 120
  *   inserts (splits at every level) and deletes of every key (removals
  *   and root shrinks at every level), where the state after each crash
  *   must be the one after some prefix of the operations. */
@@ -521,6 +522,14 @@ static int a_split_all(etsmgr_table *t)
  * of one-child nodes down to a leaf of one key; deleting it removes the
  * leaf and the three nodes above it, and the root shrinks */
 static int a_merge_all(etsmgr_table *t) { return etsmgr_table_delete(t, "k081", 4); }
+/* 4 keys in order: leaves [k000 k001 k002] [k003]; an insert into the
+ * full first one moves k002 over to the second (no split: the root keeps
+ * its two children) and makes a new separator */
+static int a_lend(etsmgr_table *t)
+{
+    etsmgr_value v = tt_int(-1);
+    return etsmgr_table_insert(t, "k001x", 5, &v);
+}
 static int a_many_inserts(etsmgr_table *t)
 {
     for (int i = 0; i < 120; i++) {
@@ -555,6 +564,7 @@ static const struct oscen oscens[] = {
     {"grow", 1, 8, a_grow, 0, false}, /* the smallest table: the index rehashes and the object grows */
     {"split_all", 0, 81, a_split_all, 3, false},
     {"merge_all", 0, 82, a_merge_all, 3, false},
+    {"lend", 0, 4, a_lend, 3, false},
     {"many_inserts", 0, 30, a_many_inserts, 3, true},
     {"delete_all", 0, 90, a_delete_all, 3, true},
 };
@@ -582,6 +592,12 @@ static unsigned tree_height(etsmgr_table *t)
 {
     uint64_t root = t->h->ord_head;
     return root ? (unsigned)((*(const uint64_t *)(const void *)(t->base + root) >> 16) & 0xffffu) + 1 : 0;
+}
+/* the root's slots */
+static unsigned root_slots(etsmgr_table *t)
+{
+    uint64_t root = t->h->ord_head;
+    return root ? (unsigned)(*(const uint64_t *)(const void *)(t->base + root) & 0xffffu) : 0;
 }
 
 static char **states;
@@ -611,6 +627,7 @@ START_TEST(crash_points)
     if (sc->action == a_split_all) ck_assert_uint_eq(tree_height(t), h0 + 1);
     if (sc->action == a_merge_all) ck_assert_uint_eq(tree_height(t), h0 - 1);
     if (sc->action == a_split_all) ck_assert_uint_eq(h0, 4);
+    if (sc->action == a_lend) ck_assert_uint_eq(root_slots(t), 2);
     etsmgr_table_close(t);
     ck_assert_str_ne(before, after);
     long step;

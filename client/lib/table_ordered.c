@@ -338,6 +338,86 @@ static inline void ord_put_slot(struct ord_node *nd, bool leaf, unsigned j, uint
     nd->pfx[j] = p, nd->ptr[j] = c, nd->sep[j] = s;
 }
 
+/* A new separator block (*soff, its prefix *pfx): a copy of the key of the
+ * entry of leaf slot word slot, written while unreachable. */
+static int ord_newsep(etsmgr_table *t, uint64_t slot, uint64_t *soff, uint32_t *pfx, int64_t *db)
+{
+    const struct tbl_ent *e = ord_ent(t, ord_lent(slot), t->top);
+    if (!e) return ETSMGR_ECORRUPT;
+    size_t kl = e->klen;
+    int r = tbl_alloc(t, ord_ssize(kl), soff);
+    if (r) return r;
+    *db += (int64_t)ord_ssize(kl);
+    e = (const struct tbl_ent *)(const void *)(t->base + ord_lent(slot)); /* the mapping may have moved */
+    uint64_t *sw = tbl_word(t, *soff);
+    sw[ord_ssize(kl) / 8 - 1] = 0;
+    sw[0] = ORD_SMAGIC | kl;
+    memcpy(sw + 1, tbl_ent_key(e), kl);
+    *pfx = ord_pfx(tbl_ent_key(e), kl);
+    return 0;
+}
+
+/* A full leaf (the node at level k of p, its n1 = fill + 1 slot words
+ * with the new one in C) that a neighbour under the same parent has room
+ * for: half the difference moves over, the separator between the two
+ * becomes a new copy of the right one's first key (the old one is freed),
+ * and no node is added.  Random inserts then fill leaves to about 80 %
+ * instead of the 70 % of splits alone (the bytes per entry).  1: done;
+ * 0: no neighbour has room (at least 2 free slots); <0: error. */
+static int ord_lend(etsmgr_table *t, struct ord_path *p, int k, const uint64_t *C, unsigned n1, int64_t *db)
+{
+    unsigned fill = ord_fill();
+    uint64_t poff = p->node[k - 1], off = p->node[k];
+    unsigned c = (unsigned)p->idx[k - 1];
+    struct ord_node pimg, img, simg;
+    memcpy(&pimg, ord_w(t, poff), ORD_INNER_SIZE);
+    unsigned pn = ord_n(&pimg);
+    if (c >= pn) return ETSMGR_ECORRUPT;
+    bool right;
+    uint64_t soff;
+    const struct ord_node *sn = NULL;
+    if (c + 1 < pn && (sn = ord_node_at(t, pimg.ptr[c + 1], t->top, 0)) != NULL && ord_n(sn) + 2 <= fill) {
+        right = true;
+        soff = pimg.ptr[c + 1];
+    } else if (c > 0 && (sn = ord_node_at(t, pimg.ptr[c - 1], t->top, 0)) != NULL && ord_n(sn) + 2 <= fill) {
+        right = false;
+        soff = pimg.ptr[c - 1];
+    } else {
+        return 0;
+    }
+    unsigned sn_n = ord_n(sn), q = (n1 - sn_n) / 2; /* slots that move */
+    unsigned sepi = right ? c + 1 : c;              /* the separator between the two */
+    size_t osl;
+    uint64_t osep = pimg.sep[sepi];
+    if (!ord_sep(t, osep, t->top, &osl)) return ETSMGR_ECORRUPT;
+    uint64_t nsep;
+    uint32_t npf;
+    int r = ord_newsep(t, C[right ? n1 - q : q], &nsep, &npf, db); /* may move the mapping */
+    if (r) return r;
+    memcpy(&img, ord_w(t, off), ORD_LEAF_SIZE);
+    memcpy(&simg, ord_w(t, soff), ORD_LEAF_SIZE);
+    if (right) { /* this leaf keeps C[0, n1 - q); the right one gets C[n1 - q, n1) before its own */
+        for (unsigned j = 0; j < n1 - q; j++) img.ls[j] = C[j];
+        ord_set_n(&img, n1 - q);
+        for (unsigned j = sn_n; j-- > 0;) simg.ls[j + q] = simg.ls[j];
+        for (unsigned j = 0; j < q; j++) simg.ls[j] = C[n1 - q + j];
+    } else { /* the left one gets C[0, q) after its own; this leaf keeps C[q, n1) */
+        for (unsigned j = 0; j < q; j++) simg.ls[sn_n + j] = C[j];
+        for (unsigned j = q; j < n1; j++) img.ls[j - q] = C[j];
+        ord_set_n(&img, n1 - q);
+    }
+    ord_set_n(&simg, sn_n + q);
+    tbl_cp(t);
+    ord_put(t, off, &img, ORD_LEAF_SIZE);
+    ord_put(t, soff, &simg, ORD_LEAF_SIZE);
+    pimg.pfx[sepi] = npf;
+    pimg.sep[sepi] = nsep;
+    ord_put(t, poff, &pimg, ORD_INNER_SIZE);
+    *db -= (int64_t)ord_ssize(osl);
+    if ((r = tbl_defer_free(t, osep, ord_ssize(osl))) != 0) return r;
+    return 1;
+}
+
 /* Insert (pfx, ptr, sep) as slot i of the node at level k of path p,
  * splitting it (and so on up) when full.  For a leaf sep is unused. */
 static int ord_ins(etsmgr_table *t, struct ord_path *p, int k, unsigned i, uint32_t pf, uint64_t pt, uint64_t sp,
@@ -370,27 +450,21 @@ static int ord_ins(etsmgr_table *t, struct ord_path *p, int k, unsigned i, uint3
         ord_put(t, off, &img, size);
         return 0;
     }
+    int r;
+    if (leaf && k > 0 && !(p->rightmost && i == n)) { /* a neighbour with room takes some */
+        if ((r = ord_lend(t, p, k, C, n + 1, db)) != 0) return r < 0 ? r : 0;
+    }
     /* split: the left keeps [0, m), a new right node takes [m, n]; at the
      * right end of the tree the left keeps all it had (ascending keys) */
     unsigned m = p->rightmost && i == n ? n : (n + 1) / 2;
     uint64_t roff, soff = 0;
-    int r = ord_alloc(t, level, &roff, db);
+    r = ord_alloc(t, level, &roff, db);
     if (r) return r;
     uint32_t upp = P[m];
     uint64_t ups = S[m];
     if (leaf) { /* the separator: a copy of the right leaf's first key */
-        const struct tbl_ent *e = ord_ent(t, ord_lent(C[m]), t->top);
-        if (!e) return ETSMGR_ECORRUPT;
-        size_t kl = e->klen;
-        if ((r = tbl_alloc(t, ord_ssize(kl), &soff)) != 0) return r;
-        *db += (int64_t)ord_ssize(kl);
-        e = (const struct tbl_ent *)(const void *)(t->base + ord_lent(C[m])); /* the mapping may have moved */
-        uint64_t *sw = tbl_word(t, soff);
-        sw[ord_ssize(kl) / 8 - 1] = 0;
-        sw[0] = ORD_SMAGIC | kl;
-        memcpy(sw + 1, tbl_ent_key(e), kl);
+        if ((r = ord_newsep(t, C[m], &soff, &upp, db)) != 0) return r;
         ups = soff;
-        upp = ord_pfx(tbl_ent_key(e), kl);
     }
     struct ord_node *rn = ord_w(t, roff); /* unreachable yet: written freely */
     for (unsigned j = m; j <= n; j++) ord_put_slot(rn, leaf, j - m, P[j], C[j], S[j]);
@@ -435,7 +509,7 @@ int tbl_ord_insert(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff)
     if (r) return r;
     if (p.hit) return ETSMGR_ECORRUPT; /* the index said absent */
     /* the worst case: every node on the path splits, and the root grows */
-    if ((r = ord_room(t, ORD_W_LEAF + ORD_W_ALLOC * 2 + (uint64_t)p.d * (ORD_W_INNER + ORD_W_ALLOC) + 8, 0)) != 0)
+    if ((r = ord_room(t, 2 * ORD_W_LEAF + ORD_W_ALLOC * 2 + (uint64_t)p.d * (ORD_W_INNER + ORD_W_ALLOC) + 8, 1)) != 0)
         return r;
     uint32_t kp = ord_pfx(key, klen);
     tbl_touch_ord(t);
