@@ -229,6 +229,18 @@ static int ord_lpos(etsmgr_table *t, const struct ord_node *nd, unsigned n, uint
     return (int)i;
 }
 
+/* Ask for every line of the node at off (level: its level) at once: a
+ * descent is a chain of misses, one per level, and a node's lines would
+ * otherwise come one after the other as the scan reaches them. */
+static inline void ord_prefetch(etsmgr_table *t, uint64_t off, unsigned level, uint64_t lim)
+{
+    uint64_t size = ord_nsize(level);
+    if (off >= lim || size > lim - off) return;
+    const char *p = t->base + off;
+    for (uint64_t b = 0; b < size; b += 64) __builtin_prefetch(p + b);
+    __builtin_prefetch(p + size - 1);
+}
+
 /* ------------------------------------------------------------ writers */
 
 /* A root-to-leaf path: node[0] the root, node[d - 1] the leaf; idx[k] the
@@ -281,6 +293,7 @@ static int ord_wpath(etsmgr_table *t, const unsigned char *key, size_t klen, str
         p->idx[p->d++] = c;
         x = nd->ptr[c];
         level = (int)lv - 1;
+        ord_prefetch(t, x, (unsigned)level, lim);
     }
 }
 
@@ -803,7 +816,7 @@ static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, stru
         if (c < 0) return 0;
         x = ld(&nd->ptr[c]);
         level = (int)lv - 1;
-        __builtin_prefetch(t->base + (x < lim ? x : 0));
+        ord_prefetch(t, x, (unsigned)level, lim);
     }
     unsigned n = ord_n(nd);
     int pos = mode == ORD_LAST ? (int)n : !key ? 0 : ord_lpos(t, nd, n, kp, key, klen, lim, mode == ORD_GT);
