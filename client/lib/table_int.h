@@ -463,6 +463,10 @@ int tbl_put_new(etsmgr_table *t, const void *key, size_t klen, uint64_t hv, uint
  * unreachable space), the smallest node (for attach's checks), check it
  * for verify */
 int tbl_ord_insert(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff);
+/* an insert finds its path before its index probe (the two overlap);
+ * tbl_ord_insert of the same key in the same call uses it, _done drops it */
+void tbl_ord_pre(etsmgr_table *t, const void *key, size_t klen, uint64_t hv);
+void tbl_ord_pre_done(void);
 int tbl_ord_replace(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff);
 int tbl_ord_remove(etsmgr_table *t, const void *key, size_t klen);
 uint64_t tbl_ord_head_size(void);

@@ -131,11 +131,13 @@ static int tbl_insert(etsmgr_table *t, const void *key, size_t klen, const etsmg
     int r = tbl_op_begin(t, only_new ? "insert_new" : "insert", true);
     if (r) return r;
     struct tbl_ent *e = NULL;
+    if (t->ordered) tbl_ord_pre(t, key, klen, hv); /* the tree's misses overlap the probe's */
     r = tbl_find(t, key, klen, hv, &pos, &e);
     if (r == 0)
         r = tbl_put_new(t, key, klen, hv, pos, v);
     else if (r == 1)
         r = only_new ? ETSMGR_EEXIST : tbl_put_over(t, key, klen, hv, pos, e, v);
+    if (t->ordered) tbl_ord_pre_done();
     return tbl_op_end(t, r);
 }
 

@@ -68,7 +68,7 @@
 
 #include "table_int.h"
 
-#define ORD_BATCH 64                                      /* entries per batch of a walk */
+#define ORD_BATCH 128                                     /* entries per batch of a walk */
 #define ORD_BUF 16384u                                    /* bytes per batch, at first */
 #define ORD_BUF_MAX (ETSMGR_KEY_MAX + ETSMGR_VALUE_MAX) /* enough for any one entry */
 
@@ -235,7 +235,7 @@ static int ord_lpos(etsmgr_table *t, const struct ord_node *nd, unsigned n, uint
 static inline void ord_prefetch(etsmgr_table *t, uint64_t off, unsigned level, uint64_t lim)
 {
     uint64_t size = ord_nsize(level);
-    if (off >= lim || size > lim - off) return;
+    if (!off || off >= lim || size > lim - off) return;
     const char *p = t->base + off;
     for (uint64_t b = 0; b < size; b += 64) __builtin_prefetch(p + b);
     __builtin_prefetch(p + size - 1);
@@ -514,12 +514,42 @@ static int ord_ins(etsmgr_table *t, struct ord_path *p, int k, unsigned i, uint3
     return 0;
 }
 
+/* The path of the insert in progress on this thread, found before the
+ * index probe (tbl_ord_pre) so that the probe's cache miss overlaps the
+ * descent's instead of following them.  Valid only from tbl_ord_pre to the
+ * tbl_ord_insert or tbl_ord_pre_done of the same call, under the same
+ * lock: nothing between them changes the tree (a rehash or the heap's
+ * growth moves no node; offsets survive a remap). */
+static _Thread_local struct {
+    bool ok;
+    etsmgr_table *t;
+    const void *key;
+    size_t klen;
+    struct ord_path p;
+} ord_pre;
+
+void tbl_ord_pre(etsmgr_table *t, const void *key, size_t klen, uint64_t hv)
+{
+    __builtin_prefetch(&t->idx[tbl_home(hv, t->shift)]);
+    ord_pre.ok = ord_wpath(t, key, klen, &ord_pre.p) == 0;
+    ord_pre.t = t;
+    ord_pre.key = key;
+    ord_pre.klen = klen;
+}
+
+void tbl_ord_pre_done(void) { ord_pre.ok = false; }
+
 int tbl_ord_insert(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff)
 {
     struct ord_path p;
     int64_t db = 0;
-    int r = ord_wpath(t, key, klen, &p);
-    if (r) return r;
+    int r = 0;
+    if (ord_pre.ok && ord_pre.t == t && ord_pre.key == key && ord_pre.klen == klen) {
+        p = ord_pre.p;
+        ord_pre.ok = false;
+    } else if ((r = ord_wpath(t, key, klen, &p)) != 0) {
+        return r;
+    }
     if (p.hit) return ETSMGR_ECORRUPT; /* the index said absent */
     /* the worst case: every node on the path splits, and the root grows */
     if ((r = ord_room(t, 2 * ORD_W_LEAF + ORD_W_ALLOC * 2 + (uint64_t)p.d * (ORD_W_INNER + ORD_W_ALLOC) + 8, 1)) != 0)
@@ -791,6 +821,16 @@ static int ord_copy(etsmgr_table *t, uint64_t n, struct ord_batch *b)
 
 enum { ORD_GE, ORD_GT, ORD_LT, ORD_LAST };
 
+/* Ask for the entries of slots [from, n) of leaf nd. */
+static inline void ord_prefetch_ents(etsmgr_table *t, const struct ord_node *nd, unsigned from, unsigned n,
+                                     uint64_t lim)
+{
+    for (unsigned j = from; j < n && j < ORD_CAP; j++) {
+        uint64_t eo = ord_lent(ld(&nd->ls[j]));
+        if (eo < lim) __builtin_prefetch(t->base + eo);
+    }
+}
+
 /* One unvalidated try: fill b from the position mode asks for.  1: done;
  * 2: the first entry does not fit the buffer; 0: malformed (a torn read or
  * a scribbled table: the caller decides). */
@@ -832,7 +872,9 @@ static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, stru
         const struct tbl_ent *e = ord_ent(t, ord_lent(ld(&nd->ls[pos - 1])), lim);
         return e && ord_copy(t, (uint64_t)((const char *)e - t->base), b) == 1;
     }
-    for (bool fresh = true;;) {
+    /* ahead: the leaf whose entries were asked for a leaf early (0: none) */
+    uint64_t ahead = 0;
+    for (bool fresh = true, first = true;;) {
         if ((unsigned)pos >= n) {
             if (!(x = ld(&nd->next))) {
                 b->end = true;
@@ -845,15 +887,21 @@ static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, stru
             continue;
         }
         if (fresh) {
-            /* the leaf's entries are scattered: ask for all of them (and
-             * the next leaf) now, so that their misses overlap */
-            for (unsigned j = (unsigned)pos; j < n; j++) {
-                uint64_t eo = ord_lent(ld(&nd->ls[j]));
-                if (eo < lim) __builtin_prefetch(t->base + eo);
-            }
+            /* a leaf's entries are scattered: ask for all of them at once,
+             * so that their misses overlap, and a leaf ahead: the next
+             * leaf's entries (its node was asked for a leaf ago) and the
+             * node after it */
+            if (x != ahead) ord_prefetch_ents(t, nd, (unsigned)pos, n, lim);
             uint64_t nx = ld(&nd->next);
-            if (nx && nx < lim) __builtin_prefetch(t->base + nx);
-            fresh = false;
+            const struct ord_node *nn;
+            if (first) {
+                ord_prefetch(t, nx, 0, lim);
+            } else if (nx && (nn = ord_node_at(t, nx, lim, 0)) != NULL) {
+                ord_prefetch_ents(t, nn, 0, ord_n(nn), lim);
+                ord_prefetch(t, ld(&nn->next), 0, lim);
+                ahead = nx;
+            }
+            fresh = first = false;
         }
         const struct tbl_ent *e = ord_ent(t, ord_lent(ld(&nd->ls[pos])), lim);
         if (!e) return 0;
