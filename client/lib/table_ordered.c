@@ -8,26 +8,29 @@
  * the entry blocks are the set's.
  *
  * Nodes are heap blocks (struct ord_node).  A leaf holds up to ORD_CAP
- * slots in key order, each the entry's offset and the first 4 bytes of its
- * key as a big-endian number (its prefix), and links to the leaves before
- * and after it, so that a walk goes leaf to leaf and asks for all of a
- * leaf's entries at once (their cache misses overlap instead of following
- * each other, as a skiplist's did).  An inner node holds up to ORD_CAP
+ * slots in key order, each one word like an index slot: the first 3 bytes
+ * of the key as a big-endian number (its prefix) << 40 | the entry's
+ * offset / 8; and links to the leaves before and after it, so that a walk
+ * goes leaf to leaf and asks for all of a leaf's entries (and the next
+ * leaf's) at once: their cache misses overlap instead of following each
+ * other, as a skiplist's did.  An inner node holds up to ORD_CAP
  * children and, for each child i > 0, a separator: every key under child
  * i - 1 is smaller than separator i, every key under child i is at least
- * that.  A separator is a copy of a key in a small block of its own (made
- * when a leaf splits: the first key of the new right leaf), so it never
- * dangles when its entry goes, and a delete never has to touch an inner
- * node unless a node goes away.  A search compares prefixes first (4
- * bytes, one of a node's lines) and reads a key only on a tie.  Slots are
- * 12 bytes: at the ~70 % fill of random inserts a small entry costs the
- * tree about 19 bytes, within the issue's 64 bytes per entry with the
- * entry (24) and the index (about 16).
+ * that (inner slots: a 4-byte prefix, a child, a separator).  A separator
+ * is a copy of a key in a small block of its own (made when a leaf splits
+ * or lends: the first key of the right leaf), so it never dangles when its
+ * entry goes, and a delete never has to touch an inner node unless a node
+ * goes away.  A search compares prefixes first and reads a key only on a
+ * tie.  A full leaf first lends half the difference to a neighbour under
+ * the same parent with room, and splits only when neither has: random
+ * inserts leave leaves about 80 % full, so a small entry costs the tree
+ * about 13 bytes, within the issue's 64 bytes per entry with the entry
+ * (24) and the index (about 17).
  *
  * Changes: a node changes by building its new image in local memory and
  * writing, through the undo log (tbl_set), every word that differs (so a
- * slot inserted at the front of a leaf logs the words it shifts: at most
- * 1.5 words a slot).  A split writes the new right node (and a separator
+ * slot inserted at the front of a leaf logs the words it shifts, one a
+ * slot).  A lend logs both leaves' images and the parent's separator.  A split writes the new right node (and a separator
  * block, and for root growth the new root) whole in unreachable space,
  * then makes it reachable with logged writes: the left node's image (its
  * count, its next link), the right neighbour's prev link, the parent's new
