@@ -74,13 +74,15 @@
  * of records, use the handle's previous read (once_now), which is earlier
  * than the truth and so errs towards keeping records and towards the
  * last check refusing (one clock read per count: on a VM each read costs
- * hundreds of ns), and that read is of the coarse clock, taken as
- * late as it may be (once_clock: the last tick plus its resolution), so
- * the check may refuse a count a tick before its deadline but never
- * commit one after it.  Before a rebuild or a rid_store_full refusal the
- * clock is read again (precisely), so that an old read never refuses a region with
- * room.  (Between that last check and the commit store there are a few
- * instructions; docs/design.md says what a sender can conclude.)  Times
+ * hundreds of ns).  A count without a deadline reads the coarse clock
+ * for that (once_early_ms), which is behind the truth too.  The last
+ * check reads the precise clock: the coarse one lags by more than its
+ * resolution (3 to 7 ms here, up to 30 ms under load, with ticks of 4 ms),
+ * so no bound of it is sure to be at least the true time.  Before a
+ * rebuild or a rid_store_full refusal the clock is read again (precisely),
+ * so that an old read never refuses a region with room.  (Between that
+ * last check and the commit store there are a few instructions;
+ * docs/design.md says what a sender can conclude.)  Times
  * are CLOCK_MONOTONIC: one clock for every process of the machine, which
  * a wall-clock step does not move, and a table lives in /dev/shm, which
  * does not outlive the boot that clock counts from. */
@@ -108,34 +110,18 @@ int64_t etsmgr_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The store's own reads of CLOCK_MONOTONIC, through its coarse variant: the
- * time of the last tick, which the vDSO returns without reading the TSC
- * (about a quarter of the cost on this project's VMs, where a full read
- * showed as 3 % of a pipelined exactly-once count).  It is behind the true
- * time by less than its resolution, so *early is a lower bound (what record
- * expiry and the first deadline check may use: they only keep records
- * longer) and *late, early plus the resolution rounded up, an upper bound
- * (what the last deadline check uses: it may refuse a count up to one tick
- * before its deadline, never commit one after it).  When the coarse clock
- * is not there, both are the precise read. */
-static int64_t once_res_ms = -1; /* the coarse clock's resolution, ms; 0: not used */
-
-static void once_clock(int64_t *early, int64_t *late)
+/* CLOCK_MONOTONIC as of the last tick (the coarse clock: the vDSO returns
+ * it without reading the TSC, a quarter of the cost on this project's
+ * VMs): never ahead of the true time, so what record expiry and the first
+ * deadline check may use (they only keep records longer or leave the
+ * refusal to the last check); never the last check, which needs a time at
+ * least the true one.  Without the coarse clock, the precise read. */
+static int64_t once_early_ms(void)
 {
     struct timespec ts;
-    int64_t res = __atomic_load_n(&once_res_ms, __ATOMIC_RELAXED);
-    if (res < 0) {
-        res = 0;
-        if (clock_getres(CLOCK_MONOTONIC_COARSE, &ts) == 0 && ts.tv_sec == 0)
-            res = (ts.tv_nsec + 999999) / 1000000;
-        __atomic_store_n(&once_res_ms, res, __ATOMIC_RELAXED);
-    }
-    if (res > 0 && clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0) {
-        *early = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-        *late = *early + res + 1; /* +1: the ms truncated away */
-        return;
-    }
-    *early = *late = etsmgr_mono_ms();
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0)
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return etsmgr_mono_ms();
 }
 
 
@@ -429,11 +415,7 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
      * before it rebuilds or refuses a full region.  Read under the lock:
      * the handle's threads share once_now. */
     int64_t now = t->once_now;
-    if (!once->deadline_ms || now <= 0) {
-        int64_t late;
-        once_clock(&now, &late);
-        t->once_now = now;
-    }
+    if (!once->deadline_ms || now <= 0) now = t->once_now = once_early_ms();
     uint64_t off;
     if ((r = once_region(t, now, &off)) != 0) return tbl_op_end(t, r);
     if (off) {
@@ -474,13 +456,9 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
     if (r) return tbl_op_end(t, r);
     once_write(t, &sp, r0, r1, nv, once->keep_until_ms);
     /* the last step before the commit: has the deadline passed meanwhile?
-     * (late: at least the true time, so a count is never committed after
-     * its deadline; once_now, for the next count, is early) */
-    if (once->deadline_ms) {
-        int64_t late;
-        once_clock(&t->once_now, &late);
-        if (late > once->deadline_ms) return tbl_op_end(t, ETSMGR_EEXPIRED);
-    }
+     * (the precise clock: a coarse read may be behind by several ms) */
+    if (once->deadline_ms && (t->once_now = etsmgr_mono_ms()) > once->deadline_ms)
+        return tbl_op_end(t, ETSMGR_EEXPIRED);
     r = tbl_op_end(t, 0);
     if (r == 0 && newval) *newval = nv;
     return r;
