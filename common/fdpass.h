@@ -33,9 +33,10 @@
 #define FDPASS_GROUPS 8      /* reads with fds a ledger remembers */
 #define FDPASS_HELD_MAX 8    /* fds one ledger (connection) holds at most */
 
-/* One sendmsg of iov with fds attached (nfds 0..FDPASS_SEND_MAX; 0: none).
- * MSG_NOSIGNAL is always added to flags (a gone peer is EPIPE, not a
- * signal); EINTR is retried.  Bytes sent, or -1/errno (EINVAL for a bad
+/* One sendmsg of iov with fds attached (nfds 0..FDPASS_SEND_MAX; 0: none;
+ * one buffer without fds goes by send, which costs less).  MSG_NOSIGNAL
+ * is always added to flags (a gone peer is EPIPE, not a signal); EINTR is
+ * retried.  Bytes sent, or -1/errno (EINVAL for a bad
  * nfds).  The caller keeps its fds: the kernel installs copies. */
 ssize_t fdpass_send(int sock, const struct iovec *iov, int niov, int flags, const int *fds,
                     int nfds);

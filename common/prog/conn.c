@@ -395,17 +395,8 @@ static ssize_t conn_send_some(conn *c)
         for (; s && s->fd < 0 && niov < CONN_IOV_MAX; s = s->next)
             iov[niov++] = (struct iovec){s->data + s->off, s->len - s->off};
     }
-    ssize_t n;
-    if (fd < 0 && niov == 1) {
-        /* the usual batch (replies share a segment): send(2) takes one
-         * buffer, where sendmsg(2) first copies in a msghdr and an iovec
-         * array, a measurable part of a small reply's system call */
-        do
-            n = send(c->fd, iov[0].iov_base, iov[0].iov_len, MSG_DONTWAIT | MSG_NOSIGNAL);
-        while (n < 0 && errno == EINTR);
-    } else {
-        n = fdpass_send(c->fd, iov, niov, MSG_DONTWAIT, &fd, fd >= 0 ? 1 : 0);
-    }
+    /* the usual batch, replies sharing one segment, goes by send(2) there */
+    ssize_t n = fdpass_send(c->fd, iov, niov, MSG_DONTWAIT, &fd, fd >= 0 ? 1 : 0);
     if (n > 0)
         conn_consume(c, (size_t)n);
     return n;
