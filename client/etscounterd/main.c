@@ -528,7 +528,8 @@ int main(int argc, char **argv)
     uv_signal_start(&ecd_sigint, ecd_on_signal, SIGINT);
     /* only now: a standby must not spin while it waits for the table */
     if (ecd_busypoll_start(D.loop, &D.served, D.poll_us) < 0) {
-        log_error("cannot set up --poll-us (a libuv handle)");
+        log_error("cannot set up --poll-us %u (libuv refused a handle); start etscounterd with --poll-us 0 "
+                  "to serve without polling", D.poll_us);
         return ECD_EXIT_SOFTWARE;
     }
 
