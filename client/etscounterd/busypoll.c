@@ -16,11 +16,17 @@
  * once N µs passed since the last request, it stops it, and the loop sleeps
  * in epoll_wait as without this option.  It also stops as soon as a turn
  * finds its core shared, and opens no window for a millisecond then
- * (bp_on_idle): polling only pays when the client runs on another core.  So the cost is CPU while a client is active (up
- * to N µs of spinning after each request), and none when idle: nothing
- * spins before the first request, nor N µs after the last.
- * A standby spins neither: it waits for the table outside the loop and only
- * runs the loop once it serves.
+ * (bp_on_idle): polling only pays when the client runs on another core.
+ * So the cost is CPU while a client is active (up to N µs of spinning
+ * after each request), and none when idle: nothing spins before the first
+ * request, nor N µs after the last.  A standby does not spin either: it
+ * waits for the table outside the loop and only runs the loop once it
+ * serves.
+ *
+ * The requests of a turn are served in conn.c's own check handle (the
+ * look-ahead across connections), so ours must run after it: libuv runs
+ * the check handles last started first, and conn.c starts its handle anew
+ * in every turn that reads a request, while ours was started once.
  *
  * The clock is read (vDSO, no system call) once per turn that served
  * requests or spun, never per request; with N = 0 nothing here is set up
