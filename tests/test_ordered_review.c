@@ -464,6 +464,117 @@ START_TEST(walk_across_splits)
 }
 END_TEST
 
+/* ------------------------------------------------------------ full */
+
+/* A table at its max_bytes: an insert fails with EFULL at whichever
+ * allocation runs out, the entry's or, after the tree began to change, a
+ * split's (a node, a separator, a new root: counted as mid, at least one);
+ * every failure, alone or inside a group that goes on and commits, leaves
+ * the tree whole and the table as it was (model: the keys that went in). */
+START_TEST(full_mid_split)
+{
+    tbl_ord_fill = 3;
+    const char *n = tt_name();
+    etsmgr_table_opts o = {.type = ETSMGR_ORDERED_SET, .max_bytes = 256 * 1024};
+    etsmgr_table *t = NULL;
+    int r = tbl_create(n, "ordered", &o, &t);
+    ck_assert_msg(r == 0, "tbl_create: %s", etsmgr_strerror(r));
+    enum { NK = 20000 };
+    static unsigned char in[NK];
+    memset(in, 0, sizeof in);
+    int fulls = 0, fulls_group = 0, mid = 0;
+    char big[200];
+    memset(big, 'b', sizeof big);
+    for (int i = 0; i < NK && fulls < 200; i++) {
+        unsigned j = (unsigned)i * 7919u % NK;
+        char k[16];
+        snprintf(k, sizeof k, "f%05u", j);
+        etsmgr_value v = i % 5 ? tt_int(j) : tt_bytes(big, 1 + j % sizeof big);
+        bool group = i % 4 == 0;
+        if (group) ck_assert_int_eq(etsmgr_table_begin(t), 0);
+        uint64_t seq0 = t->h->ord_seq;
+        r = etsmgr_table_insert(t, k, strlen(k), &v);
+        /* outside a group, ord_seq moved: the tree had begun to change */
+        if (r == ETSMGR_EFULL && !group && t->h->ord_seq != seq0) mid++;
+        ck_assert_msg(r == 0 || r == ETSMGR_EFULL, "insert %s: %s", k, etsmgr_strerror(r));
+        if (r == 0) in[j] = 1;
+        if (group) {
+            /* the group goes on after its failed change, and commits */
+            if (j % 3 == 0 && in[(j + 1) % NK]) {
+                char d[16];
+                snprintf(d, sizeof d, "f%05u", (j + 1) % NK);
+                ck_assert_int_eq(etsmgr_table_delete(t, d, strlen(d)), 0);
+                in[(j + 1) % NK] = 0;
+            }
+            ck_assert_int_eq(etsmgr_table_commit(t), 0);
+        }
+        if (r == ETSMGR_EFULL) {
+            fulls++;
+            fulls_group += group;
+            if (fulls % 20 == 1) {
+                verify_ok(t, "after EFULL");
+                int64_t got = 0;
+                for (unsigned x = 0; x < NK; x++) {
+                    if (!in[x]) continue;
+                    char q[16];
+                    snprintf(q, sizeof q, "f%05u", x);
+                    etsmgr_value lv;
+                    char lb[sizeof big];
+                    int lr = etsmgr_table_lookup(t, q, strlen(q), &lv, lb, sizeof lb);
+                    ck_assert_msg(lr == 0, "%s lost: %s", q, etsmgr_strerror(lr));
+                    got++;
+                }
+                etsmgr_table_info info;
+                ck_assert_int_eq(etsmgr_table_info_get(t, &info), 0);
+                ck_assert_int_eq((int64_t)info.entries, got);
+            }
+            /* make a little room: later inserts fail at other points */
+            if (fulls % 3 == 0)
+                for (unsigned x = j % 97; x < NK; x += 97)
+                    if (in[x]) {
+                        char d[16];
+                        snprintf(d, sizeof d, "f%05u", x);
+                        ck_assert_int_eq(etsmgr_table_delete(t, d, strlen(d)), 0);
+                        in[x] = 0;
+                        break;
+                    }
+        }
+    }
+    ck_assert_int_ge(fulls, 20);
+    ck_assert_int_ge(fulls_group, 1);
+    ck_assert_msg(mid >= 1, "no EFULL came after the tree began to change (%d EFULL)", fulls);
+    verify_ok(t, "at the end");
+    struct hw w = {0};
+    ck_assert_int_eq(etsmgr_table_foreach(t, hw_cb, &w), 0);
+    ck_assert_int_eq(w.bad, 0);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+/* ------------------------------------------------------------ old layouts */
+
+/* A table of an older build's ordered layout (5, 7: a skiplist) is refused
+ * with words that say what to do (save with the old build, load with
+ * this one), naming commands that exist. */
+START_TEST(old_layouts_refused)
+{
+    static const uint64_t vers[] = {5, 7};
+    for (int i = 0; i < 2; i++) {
+        const char *n;
+        etsmgr_table *t = rv_create(&n);
+        fill_keys(t, 3);
+        t->h->version = vers[i];
+        etsmgr_table_close(t);
+        etsmgr_table *o = NULL;
+        int r = tbl_open(n, &o);
+        ck_assert_msg(r == ETSMGR_EVERSION, "version %llu: %s", (unsigned long long)vers[i], etsmgr_strerror(r));
+        const char *why = tbl_last_why();
+        ck_assert_msg(strstr(why, "etsmgrctl save") && strstr(why, "etsmgrctl load") && strstr(why, "older build"),
+                      "version %llu: %s", (unsigned long long)vers[i], why);
+    }
+}
+END_TEST
+
 Suite *ordered_review_suite(void)
 {
     Suite *s = suite_create("ordered_review");
@@ -476,6 +587,8 @@ Suite *ordered_review_suite(void)
     tcase_add_test(tc, group_abort_after_splits);
     tcase_add_test(tc, group_empty_and_refill);
     tcase_add_test(tc, walk_across_splits);
+    tcase_add_test(tc, full_mid_split);
+    tcase_add_test(tc, old_layouts_refused);
     suite_add_tcase(s, tc);
     return s;
 }

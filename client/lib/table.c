@@ -29,7 +29,7 @@
 
 void (*tbl_crashpoint)(const char *op, int step);
 
-static _Thread_local char tbl_why_buf[160];
+static _Thread_local char tbl_why_buf[320]; /* the longest reason (layout 5/7: what to do) is ~215 */
 
 const char *tbl_last_why(void) { return tbl_why_buf; }
 
