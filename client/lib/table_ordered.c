@@ -211,6 +211,11 @@ static int ord_child(etsmgr_table *t, const struct ord_node *nd, unsigned n, uin
 {
     unsigned i = 1;
     for (; i < n; i++) {
+        uint32_t p = __atomic_load_n(&nd->pfx[i], __ATOMIC_RELAXED);
+        if (p != kp) { /* the prefixes decide: no call, no key read */
+            if (p > kp) break;
+            continue;
+        }
         int c = ord_cmp_slot(t, nd, false, i, kp, key, klen, lim);
         if (c == ORD_BAD) return -1;
         if (c > 0) break;
@@ -224,7 +229,13 @@ static int ord_lpos(etsmgr_table *t, const struct ord_node *nd, unsigned n, uint
                     size_t klen, uint64_t lim, bool gt)
 {
     unsigned i = 0;
+    uint64_t k24 = kp >> 8;
     for (; i < n; i++) {
+        uint64_t p = ld(&nd->ls[i]) >> 40;
+        if (p != k24) { /* the prefixes decide: no call, no key read */
+            if (p > k24) break;
+            continue;
+        }
         int c = ord_cmp_slot(t, nd, true, i, kp, key, klen, lim);
         if (c == ORD_BAD) return -1;
         if (c > 0 || (c == 0 && !gt)) break;
