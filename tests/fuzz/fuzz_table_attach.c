@@ -8,15 +8,18 @@
  *
  * Input byte 0 picks the object:
  *   raw      the remaining bytes are the whole object;
- *   patched  a real table (a generic one, or the counter etscounterd keeps,
- *            with request records) with the remaining bytes applied as
+ *   patched  a real table (a generic one, an ordered_set whose B+tree has
+ *            nodes of 3 slots so that 40 keys make a tree of several
+ *            levels, or the counter etscounterd keeps, with request
+ *            records) with the remaining bytes applied as
  *            patches [3-byte offset][length][bytes], optionally cut short.
  * Patches never touch the pthread mutex: a scribbled lock word can make
  * every user wait forever (see docs/security.md); everything else is fair
  * game, the undo log included, so recovery from hostile undo records runs.
  *
  * Then: every read op (info, lookup, foreach touching each byte, verify,
- * the counter's check), then writes (insert, update_counter, delete, a
+ * the counter's check, an ordered table's first/last/next/prev/range),
+ * then writes (insert, update_counter, delete, a
  * group), then verify again. */
 #include <fcntl.h>
 #include <stddef.h>
@@ -31,7 +34,7 @@
 #include "fuzz_util.h"
 #include "table_int.h"
 
-#define NTMPL 2
+#define NTMPL 3
 static char *tmpl[NTMPL];
 static size_t tmpl_len[NTMPL];
 
@@ -87,6 +90,31 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     snapshot(t, 1);
     etsmgr_table_close(t);
+    /* an ordered_set: a B+tree of small nodes, some leaves emptied (gone) */
+    snprintf(shm, sizeof shm, "/fz%dtab.o", (int)getpid());
+    etsmgr_table_opts oo = {.type = ETSMGR_ORDERED_SET};
+    tbl_ord_fill = 3;
+    if (tbl_create(shm, "o", &oo, &t) < 0)
+        abort();
+    tbl_unlink(shm);
+    for (int i = 0; i < 40; i++) {
+        char k[16], b[32];
+        int kl = snprintf(k, sizeof k, "key%d", i);
+        memset(b, 'a' + i % 26, sizeof b);
+        etsmgr_value val = i % 2 ? (etsmgr_value){.type = ETSMGR_INT, .i = i}
+                                 : (etsmgr_value){.type = ETSMGR_BYTES, .data = b, .len = (size_t)i % 32};
+        if (etsmgr_table_insert(t, k, (size_t)kl, &val) < 0)
+            abort();
+    }
+    for (int i = 10; i < 16; i++) {
+        char k[16];
+        int kl = snprintf(k, sizeof k, "key%d", i);
+        if (etsmgr_table_delete(t, k, (size_t)kl) < 0)
+            abort();
+    }
+    tbl_ord_fill = 0;
+    snapshot(t, 2);
+    etsmgr_table_close(t);
     return 0;
 }
 
@@ -116,6 +144,16 @@ static void use_table(etsmgr_table *t, fz_in *in)
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         (void)etsmgr_table_lookup(t, keys[i], strlen(keys[i]), &out, buf, sizeof buf);
     (void)etsmgr_table_foreach(t, touch, NULL);
+    /* the ordered readers (EINVAL on a set) */
+    char kb[ETSMGR_KEY_MAX];
+    size_t kl;
+    (void)etsmgr_table_first(t, kb, sizeof kb, &kl);
+    (void)etsmgr_table_last(t, kb, sizeof kb, &kl);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        (void)etsmgr_table_next(t, keys[i], strlen(keys[i]), kb, sizeof kb, &kl);
+        (void)etsmgr_table_prev(t, keys[i], strlen(keys[i]), kb, sizeof kb, &kl);
+    }
+    (void)etsmgr_table_foreach_range(t, "key2", 4, "key35", 5, touch, NULL);
     cJSON *data = cJSON_CreateObject();
     char erl[1024];
     (void)ctr_check(t, data, erl, sizeof erl, why, sizeof why);
@@ -167,7 +205,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (in.n && write(fd, in.p, in.n) != (ssize_t)in.n)
             abort();
     } else {
-        int w = mode % 4 == 3;
+        int w = mode % 4 == 3 ? 1 : mode % 4 == 2 ? 2 : 0; /* 1: generic, 2: ordered, 3: counter */
         char *b = malloc(tmpl_len[w]);
         if (!b)
             abort();
