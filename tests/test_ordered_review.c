@@ -73,6 +73,13 @@ static uint64_t leftmost_leaf(etsmgr_table *t)
     return x;
 }
 
+static uint64_t last_leaf(etsmgr_table *t)
+{
+    uint64_t x = leftmost_leaf(t);
+    while (*word(t, x + N_NEXT)) x = *word(t, x + N_NEXT);
+    return x;
+}
+
 /* ------------------------------------------------------------ hostile */
 
 struct hw {
@@ -153,6 +160,34 @@ static void readers_survive(etsmgr_table *t, int n, const char *what)
     r = etsmgr_table_insert(t, "k0001x", 6, &v);
     ck_assert_msg(r == 0 || r == ETSMGR_ECORRUPT, "%s: insert: %s", what, etsmgr_strerror(r));
 }
+
+/* one leaf (the root) whose next link is itself */
+START_TEST(hostile_leaf_self_link)
+{
+    etsmgr_table *t = rv_create(NULL);
+    fill_keys(t, 3);
+    uint64_t root = t->h->ord_head;
+    ck_assert_uint_eq(n_level(t, root), 0);
+    *word(t, root + N_NEXT) = root;
+    readers_survive(t, 3, "leaf linked to itself");
+    etsmgr_table_close(t);
+}
+END_TEST
+
+/* several leaves: the last one's next link goes back to the first */
+START_TEST(hostile_leaf_cycle)
+{
+    tbl_ord_fill = 3;
+    etsmgr_table *t = rv_create(NULL);
+    fill_keys(t, 12);
+    ck_assert_uint_ge(n_level(t, t->h->ord_head), 1);
+    uint64_t first = leftmost_leaf(t), last = last_leaf(t);
+    ck_assert_uint_ne(first, last);
+    *word(t, last + N_NEXT) = first;
+    readers_survive(t, 12, "last leaf linked to the first");
+    etsmgr_table_close(t);
+}
+END_TEST
 
 /* an inner node whose first child is itself */
 START_TEST(hostile_child_self)
@@ -581,6 +616,8 @@ Suite *ordered_review_suite(void)
     TCase *tc = tcase_create("ordered_review");
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, hostile_leaf_self_link);
+    tcase_add_test(tc, hostile_leaf_cycle);
     tcase_add_test(tc, hostile_child_self);
     tcase_add_test(tc, hostile_depth);
     tcase_add_test(tc, hostile_prev_self);

@@ -231,7 +231,10 @@ int etsmgr_table_verify(etsmgr_table *t, char *why, size_t whylen);
 /* Atomic groups: between begin and commit the ordinary calls above act on the
  * table under one lock and one recovery record, so that a SIGKILL anywhere
  * inside leaves none of the group's changes (the next locker rolls it back).
- * abort rolls back on purpose.  At most ETSMGR_GROUP_MAX changes per group. */
+ * abort rolls back on purpose.  At most ETSMGR_GROUP_MAX changes per group;
+ * in an ordered table an insert or delete reserves its worst case first and
+ * may get ETSMGR_EGROUP earlier (that change not done, the group intact:
+ * etsmgr(3), "Ordered tables"). */
 #define ETSMGR_GROUP_MAX 16
 int etsmgr_table_begin(etsmgr_table *t);
 int etsmgr_table_commit(etsmgr_table *t);

@@ -845,6 +845,27 @@ static inline void ord_prefetch_ents(etsmgr_table *t, const struct ord_node *nd,
     }
 }
 
+/* Whether the entry just copied into b stands where mode asked: after the
+ * one copied before it, and after (ORD_GT), at or after (ORD_GE) or before
+ * (ORD_LT) key.  Bounding the hops of one try is not enough: a scribbled
+ * leaf linked back to itself or to an earlier leaf would fill every batch
+ * with keys a walk has already seen, so the walk would go round for ever
+ * and next() could answer a smaller key.  Checked on every entry, the keys
+ * a reader sees only increase, a walk ends after at most count entries,
+ * and a stable disorder is ECORRUPT (ord_read). */
+static bool ord_in_order(const struct ord_batch *b, int mode, const void *key, size_t klen)
+{
+    const struct ord_rec *r = &b->rec[b->n - 1];
+    const unsigned char *k = b->buf + r->koff;
+    if (b->n > 1) {
+        const struct ord_rec *p = r - 1;
+        return ord_cmp(b->buf + p->koff, p->klen, k, r->klen) < 0;
+    }
+    if (!key) return true;
+    int c = ord_cmp(k, r->klen, key, klen);
+    return mode == ORD_GT ? c > 0 : mode == ORD_GE ? c >= 0 : mode == ORD_LT ? c < 0 : true;
+}
+
 /* One unvalidated try: fill b from the position mode asks for.  1: done;
  * 2: the first entry does not fit the buffer; 0: malformed (a torn read or
  * a scribbled table: the caller decides). */
@@ -884,7 +905,7 @@ static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, stru
             pos = (int)ord_n(nd);
         }
         const struct tbl_ent *e = ord_ent(t, ord_lent(ld(&nd->ls[pos - 1])), lim);
-        return e && ord_copy(t, (uint64_t)((const char *)e - t->base), b) == 1;
+        return e && ord_copy(t, (uint64_t)((const char *)e - t->base), b) == 1 && ord_in_order(b, mode, key, klen);
     }
     /* ahead: the leaf whose entries were asked for a leaf early (0: none) */
     uint64_t ahead = 0;
@@ -922,6 +943,7 @@ static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, stru
         int c = ord_copy(t, (uint64_t)((const char *)e - t->base), b);
         if (c < 0) return 0;
         if (c == 0) return b->n ? 1 : 2;
+        if (!ord_in_order(b, mode, key, klen)) return 0;
         pos++;
     }
 }
