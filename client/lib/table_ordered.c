@@ -802,7 +802,9 @@ static int ord_copy(etsmgr_table *t, uint64_t n, struct ord_batch *b)
     const struct tbl_ent *e = (const struct tbl_ent *)(const void *)(t->base + n);
     struct tbl_ent c;
     memcpy(&c, e, sizeof c);
-    if (c.klen == 0) return -1;
+    /* read again since ord_ent checked it: a block reused meanwhile must
+     * not size a copy that runs past the mapping (the try is retried) */
+    if (c.klen == 0 || tbl_ent_size(c.klen, c.vlen) > t->limit - n) return -1;
     size_t need = c.klen + (b->values && c.type == ETSMGR_BYTES ? c.vlen : 0);
     if (need > ORD_BUF_MAX) return -1;
     if (b->n == b->max || b->used + need > b->cap) return 0;
