@@ -16,7 +16,8 @@
  *   values by others of another size and type, or empties the whole tree;
  *   aborted, it leaves the table exactly as before (same root, ord_seq
  *   even: the readers not held up); committed, the table is what the
- *   group saw inside it, and verifies.
+ *   group saw inside it, and verifies; killed at any numbered step, it is
+ *   wholly there or wholly gone after recovery (group_crash_points).
  * - walk_across_splits: a forked writer inserts keys between the keys of
  *   a fixed set and deletes them again (small nodes: splits, lends,
  *   merges, root growth and shrink all the time) while this process walks:
@@ -285,30 +286,37 @@ static void verify_ok(etsmgr_table *t, const char *what)
 
 /* a group of 16 changes that split (leaves and inner nodes, the root
  * grows), empty leaves, and replace values by others of another size */
-static void big_group(etsmgr_table *t)
+static int big_group_rc(etsmgr_table *t)
 {
     char big[300];
     memset(big, 'v', sizeof big);
+    int r;
     for (int i = 0; i < 8; i++) { /* between existing keys: splits, lends */
         char k[16];
         snprintf(k, sizeof k, "k%04d5", i * 3);
         etsmgr_value v = tt_bytes(big, 40 + (size_t)i * 30);
-        ck_assert_int_eq(etsmgr_table_insert(t, k, strlen(k), &v), 0);
+        if ((r = etsmgr_table_insert(t, k, strlen(k), &v)) != 0) return r;
     }
     for (int i = 20; i < 24; i++) { /* a run of deletes: leaves empty, nodes go */
         char k[16];
         snprintf(k, sizeof k, "k%04d", i);
-        ck_assert_int_eq(etsmgr_table_delete(t, k, strlen(k)), 0);
+        if ((r = etsmgr_table_delete(t, k, strlen(k))) != 0) return r;
     }
     etsmgr_value b = tt_bytes(big, sizeof big); /* int -> bytes */
-    ck_assert_int_eq(etsmgr_table_insert(t, "k0001", 5, &b), 0);
+    if ((r = etsmgr_table_insert(t, "k0001", 5, &b)) != 0) return r;
     etsmgr_value i = tt_int(-7); /* bytes -> int, then bytes of another size */
-    ck_assert_int_eq(etsmgr_table_insert(t, "k00005", 6, &i), 0);
+    if ((r = etsmgr_table_insert(t, "k00005", 6, &i)) != 0) return r;
     etsmgr_value s = tt_bytes("x", 1);
-    ck_assert_int_eq(etsmgr_table_insert(t, "k00035", 6, &s), 0);
+    if ((r = etsmgr_table_insert(t, "k00035", 6, &s)) != 0) return r;
     int64_t nv = 0;
-    ck_assert_int_eq(etsmgr_table_update_counter(t, "k0002", 5, 5, 0, &nv), 0);
-    ck_assert_int_eq(nv, 7);
+    if ((r = etsmgr_table_update_counter(t, "k0002", 5, 5, 0, &nv)) != 0) return r;
+    return nv == 7 ? 0 : ETSMGR_ECORRUPT;
+}
+
+static void big_group(etsmgr_table *t)
+{
+    int r = big_group_rc(t);
+    ck_assert_msg(r == 0, "the group: %s", etsmgr_strerror(r));
 }
 
 START_TEST(group_abort_after_splits)
@@ -340,6 +348,84 @@ START_TEST(group_abort_after_splits)
     verify_ok(t, "after commit");
     free(before), free(inside), free(after), free(committed);
     etsmgr_table_close(t);
+}
+END_TEST
+
+/* The same group killed at every numbered step (tbl_crashpoint): after
+ * the next locker's recovery the table is exactly the state before or
+ * after the whole group, verifies, and every key is found once. */
+static long cp_target, cp_calls;
+static void cp_hook(const char *op, int step)
+{
+    (void)op, (void)step;
+    if (cp_calls++ == cp_target) _exit(77);
+}
+
+static etsmgr_table *crash_table(const char *name)
+{
+    shm_unlink(name);
+    etsmgr_table_opts o = {.type = ETSMGR_ORDERED_SET};
+    etsmgr_table *t = NULL;
+    int r = tbl_create(name, "ordered", &o, &t);
+    ck_assert_msg(r == 0, "tbl_create: %s", etsmgr_strerror(r));
+    fill_keys(t, 30);
+    return t;
+}
+
+START_TEST(group_crash_points)
+{
+    tbl_ord_fill = 3;
+    const char *name = tt_name();
+    etsmgr_table *t = crash_table(name);
+    char *before = dump(t);
+    ck_assert_int_eq(etsmgr_table_begin(t), 0);
+    big_group(t);
+    ck_assert_int_eq(etsmgr_table_commit(t), 0);
+    char *after = dump(t);
+    etsmgr_table_close(t);
+    long step, mid = 0;
+    for (step = 0;; step++) {
+        ck_assert_msg(step < 100000, "no end of crash points");
+        t = crash_table(name);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            cp_target = step;
+            cp_calls = 0;
+            tbl_crashpoint = cp_hook;
+            int r = etsmgr_table_begin(t);
+            if (!r) r = big_group_rc(t);
+            if (!r) r = etsmgr_table_commit(t);
+            _exit(r == 0 ? 0 : 10);
+        }
+        int st;
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        ck_assert_msg(WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 77), "step %ld: child failed (%d)",
+                      step, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        bool done = WEXITSTATUS(st) == 0;
+        /* the first use takes the lock and rolls back (or finds it whole) */
+        verify_ok(t, "after the kill");
+        char *now = dump(t);
+        ck_assert_msg(strcmp(now, after) == 0 || (!done && strcmp(now, before) == 0),
+                      "step %ld: neither the state before nor after the group", step);
+        mid += strcmp(now, before) == 0;
+        /* every key of the walk is found by a lookup and by next from its predecessor */
+        struct hw w = {0};
+        ck_assert_int_eq(etsmgr_table_foreach(t, hw_cb, &w), 0);
+        ck_assert_int_eq(w.bad, 0);
+        etsmgr_table_info info;
+        ck_assert_int_eq(etsmgr_table_info_get(t, &info), 0);
+        ck_assert_int_eq((int)info.entries, w.calls);
+        free(now);
+        ck_assert_int_eq(etsmgr_table_update_counter(t, "zz", 2, 1, 0, NULL), 0);
+        verify_ok(t, "a change after the recovery");
+        etsmgr_table_close(t);
+        if (done) break;
+    }
+    ck_assert_int_gt(step, 100); /* the group is long: splits, lends, removals */
+    ck_assert_int_ge(mid, step - 3); /* killed before its commit point: rolled back */
+    shm_unlink(name);
+    free(before), free(after);
 }
 END_TEST
 
@@ -623,6 +709,7 @@ Suite *ordered_review_suite(void)
     tcase_add_test(tc, hostile_prev_self);
     tcase_add_test(tc, group_abort_after_splits);
     tcase_add_test(tc, group_empty_and_refill);
+    tcase_add_test(tc, group_crash_points);
     tcase_add_test(tc, walk_across_splits);
     tcase_add_test(tc, full_mid_split);
     tcase_add_test(tc, old_layouts_refused);
