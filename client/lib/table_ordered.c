@@ -311,6 +311,16 @@ static int ord_wpath(etsmgr_table *t, const unsigned char *key, size_t klen, str
     }
 }
 
+/* A private image of the node at off, to change and ord_put back: its
+ * level (0: a leaf), its size in *size. */
+static unsigned ord_get(etsmgr_table *t, uint64_t off, struct ord_node *img, uint64_t *size)
+{
+    unsigned level = ord_level(ord_w(t, off));
+    *size = ord_nsize(level);
+    memcpy(img, ord_w(t, off), *size);
+    return level;
+}
+
 /* Write img over the node at off (bytes long), logging only the words
  * that differ. */
 static void ord_put(etsmgr_table *t, uint64_t off, const struct ord_node *img, uint64_t bytes)
@@ -450,12 +460,10 @@ static int ord_lend(etsmgr_table *t, struct ord_path *p, int k, const uint64_t *
 static int ord_ins(etsmgr_table *t, struct ord_path *p, int k, unsigned i, uint32_t pf, uint64_t pt, uint64_t sp,
                    int64_t *db)
 {
-    uint64_t off = p->node[k];
+    uint64_t off = p->node[k], size;
     struct ord_node img;
-    unsigned level = ord_level(ord_w(t, off));
+    unsigned level = ord_get(t, off, &img, &size);
     bool leaf = level == 0;
-    uint64_t size = ord_nsize(level);
-    memcpy(&img, ord_w(t, off), size);
     unsigned n = ord_n(&img);
     uint32_t P[ORD_CAP + 1];
     uint64_t C[ORD_CAP + 1], S[ORD_CAP + 1];
@@ -600,12 +608,10 @@ int tbl_ord_replace(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff
  * the root) goes too, from its parent, and so on up. */
 static int ord_del(etsmgr_table *t, struct ord_path *p, int k, unsigned i, int64_t *db)
 {
-    uint64_t off = p->node[k];
+    uint64_t off = p->node[k], size;
     struct ord_node img;
-    unsigned level = ord_level(ord_w(t, off));
+    unsigned level = ord_get(t, off, &img, &size);
     bool leaf = level == 0;
-    uint64_t size = ord_nsize(level);
-    memcpy(&img, ord_w(t, off), size);
     unsigned n = ord_n(&img);
     if (i >= n) return ETSMGR_ECORRUPT;
     if (n > 1 || k == 0) {
