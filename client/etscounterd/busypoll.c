@@ -98,3 +98,8 @@ int ecd_busypoll_start(uv_loop_t *loop, const unsigned long *served, unsigned po
     uv_unref((uv_handle_t *)&bp.check);
     return 0;
 }
+
+int ecd_busypoll_polling(void)
+{
+    return bp.served && uv_is_active((uv_handle_t *)&bp.idle);
+}

@@ -51,4 +51,6 @@ void ecd_on_ahead(conn *c, const char *payload, size_t len, void *arg);
 /* busypoll.c: after a turn that served a request, poll without sleeping
  * for poll_us µs (0: off); -1 when libuv refused a handle */
 int ecd_busypoll_start(uv_loop_t *loop, const unsigned long *served, unsigned poll_us);
+/* whether the loop polls without sleeping now (a window is open) */
+int ecd_busypoll_polling(void);
 #endif
