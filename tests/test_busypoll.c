@@ -22,6 +22,20 @@ static void turn_serving(uv_loop_t *loop, uv_timer_t *tm)
     uv_run(loop, UV_RUN_ONCE);
 }
 
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+/* every handle closed (busypoll's too) and the loop with them */
+static void loop_end(uv_loop_t *loop)
+{
+    uv_walk(loop, close_walk, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(loop), 0);
+}
+
 START_TEST(test_busypoll_opens_after_a_request)
 {
     uv_loop_t loop;
@@ -36,6 +50,7 @@ START_TEST(test_busypoll_opens_after_a_request)
     turn_serving(&loop, &tm);
     ck_assert_uint_eq(served, 1);
     ck_assert_msg(ecd_busypoll_polling(), "no polling window after a turn that served a request");
+    loop_end(&loop);
 }
 END_TEST
 
@@ -51,6 +66,7 @@ START_TEST(test_busypoll_off_never_polls)
     turn_serving(&loop, &tm);
     ck_assert_uint_eq(served, 1);
     ck_assert_msg(!ecd_busypoll_polling(), "--poll-us 0 polls");
+    loop_end(&loop);
 }
 END_TEST
 
