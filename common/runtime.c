@@ -215,7 +215,7 @@ rt_shm_kind rt_shm_parse(const char *instance, const char *ent, unsigned long *u
     if (strncmp(ent, instance, il) != 0)
         return RT_SHM_OTHER;
     const char *p = ent + il;
-    if (*p == '.') { /* before 0.2: "<instance>.<table>" */
+    if (*p == '.') { /* a version-1 name: "<instance>.<table>" */
         size_t tl = strlen(p + 1);
         if (!rt_valid_name(p + 1, tl))
             return RT_SHM_OTHER;

@@ -42,7 +42,7 @@ int rt_path(const rt_paths *rt, const char *file, char *buf, size_t len);
  *                                              another user's object took first
  *   /<instance>:<uid>:<table>:new-<16 hex>     being created; renamed into place
  *                                              once complete
- *   /<instance>.<table>                        the naming before version 0.2
+ *   /<instance>.<table>                        version-1 names (development builds before 0.1.0)
  *                                              (ambiguous: read only to migrate)
  * <uid> is decimal without leading zeros. */
 #define RT_SHM_SEP ':'

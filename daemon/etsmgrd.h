@@ -233,7 +233,7 @@ void mgrd_obj_tmp_name(const char *base, char *buf, size_t len);
 int mgrd_obj_place(const char *tmp, const char *base, const char *table, char *shm_name, size_t len);
 /* Remove a half-made object when it is our own; true when removed. */
 bool mgrd_obj_reclaim(const char *shm_name);
-/* Rename an object named before 0.2 to its name now (not replacing):
+/* Rename an object with a version-1 name to its name now (not replacing):
  * 0, or -1 with errno. */
 int mgrd_obj_migrate(mgrd *m, const char *legacy, uid_t uid, const char *table, char *shm_name,
                      size_t len);

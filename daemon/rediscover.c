@@ -15,7 +15,7 @@
  *  - An object of another uid is left alone with a log line: it may be
  *    another user's table, or someone squatting a name; either way it is
  *    not ours to manage, and it never stops the daemon.
- *  - An object named before 0.2 ("<instance>.<table>") is renamed to its
+ *  - An object with a version-1 name ("<instance>.<table>", development builds before 0.1.0) is renamed to its
  *    name now when it is our own and its header names that table (the old
  *    naming was ambiguous; the header says which table it is).
  *
@@ -120,7 +120,7 @@ size_t mgrd_rediscover(mgrd *m)
             continue;
         }
         if (kind == RT_SHM_LEGACY) {
-            /* before 0.2 a root daemon gave each table to its uid; ours are ours */
+            /* a version-1 root daemon gave each table to its uid; ours are ours */
             char now[MGRD_SHM_NAME_MAX];
             etsmgr_table *t = NULL;
             int rc = tbl_open(shm_name, &t);
@@ -129,11 +129,11 @@ size_t mgrd_rediscover(mgrd *m)
             if (!same)
                 continue; /* another table's, or not a table: not provably ours */
             if (mgrd_obj_migrate(m, shm_name, st.st_uid, name, now, sizeof now) < 0) {
-                log_warning("rediscovery: cannot rename %s%s (named before 0.2) to %s%s: %s; left untouched",
+                log_warning("rediscovery: cannot rename %s%s (a version-1 name) to %s%s: %s; left untouched",
                             MGRD_SHM_DIR, shm_name, MGRD_SHM_DIR, now, strerror(errno));
                 continue;
             }
-            log_notice("rediscovery: renamed %s%s (named before 0.2) to %s%s", MGRD_SHM_DIR, shm_name, MGRD_SHM_DIR, now);
+            log_notice("rediscovery: renamed %s%s (a version-1 name) to %s%s", MGRD_SHM_DIR, shm_name, MGRD_SHM_DIR, now);
             snprintf(shm_name, sizeof shm_name, "%s", now);
             uid = st.st_uid;
         }

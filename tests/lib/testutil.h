@@ -62,7 +62,7 @@ int tu_count_fds(pid_t pid);
 /* Unlinks every shm object of the instance (what a reboot does to them). */
 void tu_remove_shm(const tu_env *e);
 /* Number of /dev/shm objects of the instance ("<instance>:..." and the
- * names before 0.2, "<instance>.<table>") */
+ * version-1 names, "<instance>.<table>") */
 int tu_count_shm(const tu_env *e);
 /* "/dev/shm/<instance>:<uid>:<table>", the object of a table of uid (a
  * daemon makes it under its own uid; docs/design.md, "Object names") */
