@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "table_int.h"
+#include "test_table_once.h"
 #include "test_table_util.h"
 #include "testutil.h"
 
@@ -422,7 +423,7 @@ START_TEST(update_counter_once)
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 5, &o, &v, &dup), 0);
     ck_assert_int_eq(v, 5);
     ck_assert_int_eq(dup, 0);
-    ck_assert_uint_eq(t->h->version, TBL_VERSION_ONCE2); /* request-id records of layout 2 */
+    ck_assert_uint_eq(t->h->version, TBL_VERSION_ONCE3); /* request-id records of layout 3 */
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 5, &o, &v, &dup), 0);
     ck_assert_int_eq(v, 5);
     ck_assert_int_eq(dup, 1);
@@ -571,8 +572,8 @@ END_TEST
 
 /* A table written by an older library, its records in layout 1 (32-byte
  * records open-addressed, table version 4): its rids are still known, the
- * first count rebuilds the region into layout 2, and the table then says
- * version 6. */
+ * first count rebuilds the region into layout 3, and the table then says
+ * version 10. */
 START_TEST(update_counter_once_layout1)
 {
     etsmgr_table *t = tt_create(NULL, 0, 0);
@@ -605,7 +606,7 @@ START_TEST(update_counter_once_layout1)
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
     ck_assert_int_eq(dup, 1);
     ck_assert_int_eq(v, 1001);
-    ck_assert_uint_eq(t->h->version, TBL_VERSION_ONCE2);
+    ck_assert_uint_eq(t->h->version, TBL_VERSION_ONCE3);
     ck_assert_uint_ne(t->h->once_off, off);
     o = once_of(100, far);
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
@@ -617,6 +618,244 @@ START_TEST(update_counter_once_layout1)
     ck_assert_int_eq(v, 11);
     tt_check(t);
     etsmgr_table_close(t);
+}
+END_TEST
+
+/* Many senders, each numbering its rids (a random prefix and a counter, as
+ * docs/design.md recommends for high-rate senders), interleaved: every rid
+ * is counted once and found again with its value through the rebuilds, and
+ * a sender's four consecutive rids (a group: the counter without its low 2
+ * bits) have their index entries in one bucket or the next, the locality
+ * layout 3 is for (with the whole rid's hash deciding, as in layout 2,
+ * groups would land in random buckets). */
+#define SENDERS 64
+#define PER_SENDER 300
+START_TEST(update_counter_once_senders)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int dup;
+    uint64_t base = 0x5eed000000000000ull, next[SENDERS] = {0}, rng = 12345;
+    static int64_t got[SENDERS][PER_SENDER];
+    for (uint64_t n = 0; n < (uint64_t)SENDERS * PER_SENDER;) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t s = (rng >> 33) % SENDERS;
+        if (next[s] == PER_SENDER) continue;
+        etsmgr_once o = to_seq_rid(base + s, next[s], far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        ck_assert_int_eq(dup, 0);
+        ck_assert_int_eq(v, (int64_t)++n);
+        got[s][next[s]++] = v;
+    }
+    tt_check(t);
+    for (uint64_t s = 0; s < SENDERS; s++)
+        for (uint64_t q = 0; q < PER_SENDER; q++) {
+            etsmgr_once o = to_seq_rid(base + s, q, far);
+            ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+            ck_assert_int_eq(dup, 1);
+            ck_assert_int_eq(v, got[s][q]);
+        }
+    /* where each rid's entry is */
+    static uint64_t bucket[SENDERS][PER_SENDER];
+    uint64_t *reg = to_reg(t), *idx = to_idx(t), nb = to_buckets(t), seen = 0;
+    for (uint64_t i = 0; i < nb * TO_BUCKET; i++) {
+        if (!idx[i]) continue;
+        uint64_t *rec = to_rec(reg, (uint32_t)idx[i] - 1u), s = rec[0] - base, q = __builtin_bswap64(rec[1]);
+        ck_assert(s < SENDERS && q < PER_SENDER);
+        bucket[s][q] = i / TO_BUCKET;
+        seen++;
+    }
+    ck_assert_uint_eq(seen, (uint64_t)SENDERS * PER_SENDER);
+    unsigned together = 0, groups = 0;
+    for (uint64_t s = 0; s < SENDERS; s++)
+        for (uint64_t q = 0; q + 4 <= PER_SENDER; q += 4, groups++) {
+            bool near = true;
+            for (unsigned k = 1; k < 4; k++)
+                near = near && ((bucket[s][q + k] - bucket[s][q]) & (nb - 1)) <= 1;
+            together += near;
+        }
+    ck_assert_msg(together * 10 >= groups * 9, "only %u of %u groups of 4 consecutive rids share a bucket", together,
+                  groups);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+/* The longest run of full buckets in the table's index. */
+static uint64_t once_full_run(etsmgr_table *t)
+{
+    uint64_t *idx = to_idx(t), nb = to_buckets(t), run = 0, longest = 0;
+    for (uint64_t b = 0; b < 2 * nb; b++) { /* twice round: a run may wrap */
+        bool full = true;
+        for (unsigned j = 0; j < TO_BUCKET; j++) full = full && idx[TO_BUCKET * (b & (nb - 1)) + j];
+        run = full ? run + 1 : 0;
+        if (run > longest) longest = run;
+    }
+    return longest;
+}
+
+/* A sender who picks rids to pile them into one bucket: the home bucket
+ * is a keyed hash of the prefix and the counter's group, so rids that
+ * differ only in the prefix, or only in the counter's high bits, or whose
+ * counter is the prefix again, still spread like random ones: no long run
+ * of full buckets (each such run lengthens every probe through it), and
+ * every rid is still found. */
+START_TEST(update_counter_once_hostile)
+{
+    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int dup;
+    for (int pattern = 0; pattern < 3; pattern++) {
+        etsmgr_table *t = tt_create(NULL, 0, 0);
+        for (uint64_t i = 0; i < 6000; i++) {
+            etsmgr_once o = pattern == 0   ? to_seq_rid(i, 7, far)          /* one counter, many prefixes */
+                            : pattern == 1 ? to_seq_rid(7, i << 40, far)    /* counters far apart */
+                                           : to_seq_rid(i << 2, i << 2, far); /* counter = prefix */
+            ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+            ck_assert_int_eq(dup, 0);
+        }
+        uint64_t run = once_full_run(t);
+        ck_assert_msg(run <= 6, "pattern %d: %llu full buckets in a row", pattern, (unsigned long long)run);
+        for (uint64_t i = 0; i < 6000; i += 11) {
+            etsmgr_once o = pattern == 0   ? to_seq_rid(i, 7, far)
+                            : pattern == 1 ? to_seq_rid(7, i << 40, far)
+                                           : to_seq_rid(i << 2, i << 2, far);
+            ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+            ck_assert_int_eq(dup, 1);
+            ck_assert_int_eq(v, (int64_t)i + 1);
+        }
+        tt_check(t);
+        etsmgr_table_close(t);
+    }
+}
+END_TEST
+
+/* After a burst whose records have expired, the region is rebuilt smaller
+ * by the first count that looks (once a second per handle, not before),
+ * and every record still kept is found after it. */
+START_TEST(update_counter_once_shrink)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int dup;
+    for (uint64_t i = 0; i < 5000; i++) { /* the burst */
+        etsmgr_once o = to_seq_rid(1, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    for (uint64_t i = 0; i < 20; i++) { /* kept */
+        etsmgr_once o = to_seq_rid(2, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    uint64_t cap = to_cap(t), off = t->h->once_off, live = t->h->live_bytes;
+    ck_assert_uint_ge(cap, 8192);
+    to_set_keep(t, to_reg(t)[3], to_reg(t)[3] + 5000, 1); /* the burst's keep time has passed */
+    /* not yet time to look: the region stays as it is */
+    t->once_check_ms = etsmgr_mono_ms() + 60000;
+    etsmgr_once o = to_seq_rid(3, 0, far);
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    ck_assert_uint_eq(t->h->once_off, off);
+    /* time to look: rebuilt at twice the 22 live records (the smallest region) */
+    t->once_check_ms = 0;
+    o = to_seq_rid(3, 1, far);
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    ck_assert_int_eq(v, 5022);
+    ck_assert_uint_ne(t->h->once_off, off);
+    ck_assert_uint_eq(to_cap(t), 64);
+    ck_assert_uint_lt(t->h->live_bytes, live);
+    ck_assert_int_gt(t->once_check_ms, etsmgr_mono_ms()); /* the next look is a while off */
+    tt_check(t);
+    for (uint64_t i = 0; i < 20; i++) { /* retries after the shrink */
+        o = to_seq_rid(2, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        ck_assert_int_eq(dup, 1);
+        ck_assert_int_eq(v, 5001 + (int64_t)i);
+    }
+    o = to_seq_rid(1, 4999, far); /* expired: gone, counted anew */
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    ck_assert_int_eq(dup, 0);
+    ck_assert_int_eq(v, 5023);
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+/* Hysteresis: a steady load (one count a millisecond, each kept 1 s: about
+ * 1,000 live records) with the region looked at on every count settles
+ * on one size and stays there, through the rebuilds that clear its index;
+ * when the load falls to one count in 20 ms (about 50 live) the region
+ * shrinks, and grows again when the load comes back.  The handle's clock
+ * is simulated (a count with a deadline takes the handle's last read for
+ * now, see table_once.c), so the test does not depend on the machine's
+ * speed. */
+START_TEST(update_counter_once_steady)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t v, now = etsmgr_mono_ms();
+    int dup;
+    uint64_t seq = 0, settled = 0;
+    for (int phase = 0; phase < 3; phase++) {
+        int64_t step = phase == 1 ? 20 : 1;
+        uint64_t lo = UINT64_MAX, hi = 0;
+        for (int i = 0; i < 20000; i++, now += step) {
+            etsmgr_once o = to_seq_rid(9, seq++, now + 1000);
+            o.deadline_ms = now + 1000; /* the real clock is behind the simulated one */
+            t->once_now = now;
+            t->once_check_ms = 0;
+            ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+            ck_assert_int_eq(dup, 0);
+            if (i >= 5000) { /* settled */
+                uint64_t c = to_cap(t);
+                lo = c < lo ? c : lo;
+                hi = c > hi ? c : hi;
+            }
+        }
+        ck_assert_msg(lo == hi, "phase %d: the region went between %llu and %llu records", phase,
+                      (unsigned long long)lo, (unsigned long long)hi);
+        if (phase == 0) settled = lo;
+        if (phase == 1) ck_assert_uint_le(lo * 8, settled);
+        if (phase == 2) ck_assert_uint_eq(lo, settled);
+    }
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+/* A table whose records a library of layout 2 wrote (table version 6; 9
+ * for an ordered set): verify reads it, the first count (a retry here)
+ * rebuilds it into layout 3 (version 10; 11), and every rid is still
+ * known after. */
+START_TEST(update_counter_once_layout2)
+{
+    for (int ordered = 0; ordered < 2; ordered++) {
+        etsmgr_table *t = NULL;
+        etsmgr_table_opts opts = {.type = ordered ? ETSMGR_ORDERED_SET : ETSMGR_SET};
+        ck_assert_int_eq(tbl_create(tt_name(), "test", &opts, &t), 0);
+        int64_t v, far = etsmgr_mono_ms() + 3600000;
+        int dup;
+        for (uint64_t i = 0; i < 300; i++) {
+            etsmgr_once o = to_seq_rid(i % 3, i, far);
+            ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        }
+        ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE3 : TBL_VERSION_ONCE3);
+        uint64_t off = t->h->once_off;
+        to_make_layout2(t);
+        ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE2 : TBL_VERSION_ONCE2);
+        tt_check(t); /* verify finds each record through layout 2's index */
+        ck_assert_uint_eq(to_reg(t)[0], TO_MAGIC2);
+        etsmgr_once o = to_seq_rid(2, 299, far); /* a retry: the region is converted first */
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        ck_assert_int_eq(dup, 1);
+        ck_assert_int_eq(v, 300);
+        ck_assert_uint_ne(t->h->once_off, off);
+        ck_assert_uint_eq(to_reg(t)[0], TO_MAGIC3);
+        ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE3 : TBL_VERSION_ONCE3);
+        for (uint64_t i = 0; i < 300; i++) {
+            o = to_seq_rid(i % 3, i, far);
+            ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+            ck_assert_int_eq(dup, 1);
+            ck_assert_int_eq(v, (int64_t)i + 1);
+        }
+        tt_check(t);
+        etsmgr_table_close(t);
+    }
 }
 END_TEST
 
@@ -681,6 +920,11 @@ Suite *table_suite(void)
     tcase_add_test(tc, update_counter_once_room_later);
     tcase_add_test(tc, update_counter_once_mixed_keep);
     tcase_add_test(tc, update_counter_once_layout1);
+    tcase_add_test(tc, update_counter_once_layout2);
+    tcase_add_test(tc, update_counter_once_senders);
+    tcase_add_test(tc, update_counter_once_hostile);
+    tcase_add_test(tc, update_counter_once_shrink);
+    tcase_add_test(tc, update_counter_once_steady);
     tcase_add_test(tc, strerror_all);
     suite_add_tcase(s, tc);
     return s;

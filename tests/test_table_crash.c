@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "table_int.h"
+#include "test_table_once.h"
 #include "test_table_util.h"
 #include "testutil.h"
 
@@ -368,8 +369,10 @@ static void c_extend(etsmgr_table *t, bool done)
 
 /* exactly-once counting (table_once.c): the increment and the record of
  * its rid are one change; the first record also creates the region, the
- * 65th finds its ring full and rebuilds it, and the first count in a table
- * of an older library converts its layout 1 region */
+ * 65th finds its ring full and rebuilds it, the first count in a table of
+ * an older library converts its layout 1 or layout 2 region, and the
+ * first count that looks at a region far bigger than its live records
+ * rebuilds it smaller */
 static etsmgr_once once_req(int i, int64_t keep)
 {
     etsmgr_once o = {.keep_until_ms = keep};
@@ -390,11 +393,16 @@ static int64_t once_value(etsmgr_table *t, int i)
     return v;
 }
 static int once_n;
+static int once_burst; /* counts of expired rids before the once_n kept ones */
 static void once_setup(etsmgr_table *t)
 {
     group_setup(t);
     int64_t v;
     int dup;
+    for (int i = 0; i < once_burst; i++) {
+        etsmgr_once o = to_seq_rid(77, (uint64_t)i, INT64_MAX / 4);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "ctr", 3, 1, &o, &v, &dup), 0);
+    }
     for (int i = 0; i < once_n; i++) {
         etsmgr_once o = once_req(i, INT64_MAX / 4);
         ck_assert_int_eq(etsmgr_table_update_counter_once(t, "ctr", 3, 1, &o, &v, &dup), 0);
@@ -403,18 +411,43 @@ static void once_setup(etsmgr_table *t)
 static void once_first_setup(etsmgr_table *t)
 {
     once_n = 0;
+    once_burst = 0;
     once_setup(t);
 }
 static void once_rebuild_setup(etsmgr_table *t)
 {
     once_n = 64; /* the first region's ring is full: the next count rebuilds it */
+    once_burst = 0;
     once_setup(t);
+}
+/* once_n records written by this library, the region then rewritten as
+ * layout 2 (table version 6), as a library before layout 3 left it */
+static void once_layout2_setup(etsmgr_table *t)
+{
+    once_n = 40;
+    once_burst = 0;
+    once_setup(t);
+    to_make_layout2(t);
+}
+/* once_n kept records after a burst of 600 whose keep time has passed:
+ * the region (1,024 records) is eight times what it keeps, so the next
+ * count that looks rebuilds it at 64 */
+static void once_shrink_setup(etsmgr_table *t)
+{
+    once_n = 20;
+    once_burst = 600;
+    once_setup(t);
+    uint64_t *reg = to_reg(t);
+    ck_assert_uint_eq(reg[1], 1024);
+    ck_assert_uint_eq(reg[2] - reg[3], (uint64_t)(once_burst + once_n));
+    to_set_keep(t, reg[3], reg[3] + (uint64_t)once_burst, 1);
 }
 /* once_n records in a layout 1 region written by hand, as an older
  * library left them (table version 4): rid i -> 11 + i, kept for good */
 static void once_layout1_setup(etsmgr_table *t)
 {
     once_n = 5;
+    once_burst = 0;
     group_setup(t);
     int64_t v;
     ck_assert_int_eq(etsmgr_table_update_counter(t, "ctr", 3, once_n, 0, &v), 0);
@@ -440,6 +473,7 @@ static void once_layout1_setup(etsmgr_table *t)
 }
 static int a_once(etsmgr_table *t)
 {
+    t->once_check_ms = 0; /* this count looks whether the region is sparse */
     etsmgr_once o = once_req(1000, INT64_MAX / 4);
     int64_t v;
     int dup;
@@ -452,17 +486,23 @@ static void c_once(etsmgr_table *t, bool done)
     int rc;
     int64_t ctr = tt_get_int(t, "ctr", &rc);
     ck_assert_int_eq(rc, 0);
-    ck_assert(ctr == 10 + once_n || ctr == 11 + once_n);
-    if (done) ck_assert_int_eq(ctr, 11 + once_n);
+    int base = 10 + once_n + once_burst;
+    ck_assert(ctr == base || ctr == base + 1);
+    if (done) ck_assert_int_eq(ctr, base + 1);
     /* the record exists exactly when the increment does */
-    ck_assert_int_eq(once_value(t, 1000), ctr == 11 + once_n ? ctr : -1);
-    for (int i = 0; i < once_n; i++) ck_assert_int_eq(once_value(t, i), 11 + i);
+    ck_assert_int_eq(once_value(t, 1000), ctr == base + 1 ? ctr : -1);
+    for (int i = 0; i < once_n; i++) ck_assert_int_eq(once_value(t, i), 11 + once_burst + i);
+    if (ctr == base + 1) ck_assert_uint_eq(to_reg(t)[0], TO_MAGIC3); /* converted with the count */
+    if (once_burst && ctr == base + 1) ck_assert_uint_eq(to_cap(t), 64); /* shrunk with the count */
+    if (once_burst && ctr == base) ck_assert_uint_eq(to_cap(t), 1024);
 }
 
 static const struct scen scenarios[] = {
     {"count_once, first record", 0, once_first_setup, a_once, c_once},
     {"count_once, region rebuilt", 0, once_rebuild_setup, a_once, c_once},
     {"count_once, layout 1 region converted", 0, once_layout1_setup, a_once, c_once},
+    {"count_once, layout 2 region converted", 0, once_layout2_setup, a_once, c_once},
+    {"count_once, region shrunk after a burst", 0, once_shrink_setup, a_once, c_once},
     {"insert new", 0, base_setup, a_insert_new, c_insert_new},
     {"overwrite bytes", 0, base_setup, a_overwrite_bytes, c_overwrite_bytes},
     {"overwrite int and type change", 0, base_setup, a_overwrite_int, c_overwrite_int},

@@ -160,7 +160,11 @@ int etsmgr_table_update_counter(etsmgr_table *t, const void *key, size_t klen, i
                                 int64_t dflt, int64_t *newval);
 
 /* Exactly-once update_counter.  The sender of a request names it with a
- * random request id (rid); the table remembers "rid -> the value it got" in
+ * request id (rid) it never uses for another request: 16 random bytes for
+ * a one-off request; a sender of many should draw 8 random bytes once and
+ * number its requests in the last 8 (big-endian), which the store files
+ * together (four consecutive rids share one cache line of its index), so
+ * its counts cost less.  The table remembers "rid -> the value it got" in
  * the same atomic change as the increment, so a sender that lost the reply
  * (the server died) can send the same rid again and get the same value with
  * *dup = 1, counted once.  A rid is remembered at least until keep_until_ms:
@@ -168,12 +172,13 @@ int etsmgr_table_update_counter(etsmgr_table *t, const void *key, size_t klen, i
  * not counted once deadline_ms has passed (ETSMGR_EEXPIRED; checked again
  * just before the commit).  Times are CLOCK_MONOTONIC milliseconds, the
  * clock every process of the machine shares and no clock step moves.  The
- * records live in one region of the table (fixed-size records, open
- * addressing), grown as needed; when max_records rids (0: no limit but the
- * table's size) would be live at once, nothing changes and the call fails
- * with ETSMGR_ERIDFULL: a rid is never forgotten before its keep_until_ms.
- * A table with such records has layout version 4 (libraries that read
- * only version 3 refuse it with ETSMGR_EVERSION). */
+ * records live in one region of the table (fixed-size records in a ring,
+ * a hashed index), grown as needed and shrunk after a burst; when
+ * max_records rids (0: no limit but the table's size) would be live at
+ * once, nothing changes and the call fails with ETSMGR_ERIDFULL: a rid is
+ * never forgotten before its keep_until_ms.  A table with such records has
+ * layout version 10 (11 when ordered; older libraries refuse it with
+ * ETSMGR_EVERSION). */
 #define ETSMGR_RID_LEN 16
 typedef struct etsmgr_once {
     uint8_t rid[ETSMGR_RID_LEN];

@@ -65,6 +65,11 @@
  * with that build, load the image with this one) */
 #define TBL_VERSION_BTREE 8u       /* 6 with ttype = ETSMGR_ORDERED_SET and its B+tree (table_ordered.c) */
 #define TBL_VERSION_BTREE_ONCE2 9u /* 8 with the request-id records of layout 2 */
+/* layout 3 of the request-id records files a sender's consecutive rids in
+ * one index bucket: a library of layout 2 would look for them in the wrong
+ * bucket and count a retry again, so it must refuse these */
+#define TBL_VERSION_ONCE3 10u       /* 6 with the request-id records of layout 3 (table_once.c) */
+#define TBL_VERSION_BTREE_ONCE3 11u /* 9 with the request-id records of layout 3 */
 #define TBL_HDR_SIZE 36864u     /* header incl. undo log and stripes; the heap starts here */
 #define TBL_NSTRIPES 2048u      /* sequence words readers validate against */
 #define TBL_TOUCH_MAX 32        /* stripes one change or group may make odd */
@@ -215,6 +220,7 @@ struct etsmgr_table {
     int64_t once_full_until;  /* table_once.c: the records hold once_full_max live ones */
     uint64_t once_full_max;   /* until then at least (0: not known to be full) */
     int64_t once_now;         /* table_once.c: this handle's last clock read (0: none) */
+    int64_t once_check_ms;    /* table_once.c: when this handle next checks the region for a shrink */
     /* a read-only handle asks etsmgrd at this socket (malloc'd; NULL: none)
      * to roll back a dead writer's change, through recover_cb */
     char *rsock;

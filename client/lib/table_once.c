@@ -11,10 +11,10 @@
  * plain stores.  It stays one atomic change of the table (table_int.h): a
  * SIGKILL anywhere inside leaves neither the increment nor the record.
  *
- * Why this layout (layout 2): nearly every count brings a new rid, and with
- * records kept for seconds at a million counts a second the region is far
- * bigger than the caches, so what a count costs is the cache lines it
- * misses.  Layout 1 (32-byte records open-addressed on the rid, probed to
+ * Why this layout (layout 2's, which layout 3 keeps): nearly every count
+ * brings a new rid, and with records kept for seconds at a million counts
+ * a second the region is far bigger than the caches, so what a count costs
+ * is the cache lines it misses.  Layout 1 (32-byte records open-addressed on the rid, probed to
  * the first empty one at up to 3/4 load) walked several records, often
  * across lines: 43% of etscounterd's time under the pipelined bench
  * (docs/performance.md).  Layout 2 keeps the records in arrival order in a
@@ -24,8 +24,25 @@
  * lookup reads one line and ends at an empty entry in it; a record is read
  * only when its tag matches (a retry, or a 1 in 2^32 false match).
  *
+ * Layout 3 (this one) differs from layout 2 only in which bucket is a
+ * rid's home.  In layout 2 the bucket came from the whole rid's hash: every
+ * new rid a random line of an index of hundreds of MB, and so, with 4 KiB
+ * pages, a cache miss, a TLB miss and a page walk per count (the profile's
+ * top symbol at 50 x 16).  A high-rate sender numbers its rids (a random
+ * 8-byte prefix and a big-endian counter in the last 8 bytes, what
+ * docs/design.md recommends and the bench's load generator sends), so
+ * layout 3 takes the bucket from a keyed hash of the prefix and the
+ * counter without its low ONCE_SHARE_BITS: four consecutive rids share a
+ * line and a page.  The tag still hashes the whole rid.  Groups fill
+ * buckets unevenly, so more probes go on to the next bucket (at half full:
+ * 1.23 lines a new rid against 1.01), which is why groups are four: eight
+ * cost 1.64 lines, a group of 64 spread over one page 1.7 (whole pages
+ * overflow).  The key keeps a sender from piling more than its own group
+ * into a bucket.  Random rids (the CLI's) land at random as before.
+ *
  * The region (its offset is the header's state word once_off):
- *   word 0  magic ("ETMONOE2")     word 1  R: ring records, a power of two
+ *   word 0  magic ("ETMONOE3"; "ETMONOE2": layout 2)
+ *   word 1  R: ring records, a power of two
  *   word 2  head   word 3  tail: records appended since the rebuild, and
  *           dropped from the ring's start; the ring holds [tail, head),
  *           slot = position mod R
@@ -53,7 +70,13 @@
  * for twice the live records (at least ONCE_MIN_CAP) is filled in
  * unreachable space with the live records in order and their index, then
  * once_off is switched through the undo log and the old block freed at
- * commit, like the index's rehash.  A rebuild also comes first when the
+ * commit, like the index's rehash.  Shrinking: once a second (per handle,
+ * on a count) every expired record at the tail is dropped, and when the
+ * window holds fewer than R/8 records the region is rebuilt the same way
+ * at twice them; after a rebuild they fill R/4 to R/2, so a steady load
+ * neither shrinks (needs 4x fewer) nor grows (2x more) again.  Without
+ * it a region sized for a burst stays that big for 2R more counts, each
+ * touching a random page of it.  A rebuild also comes first when the
  * window's records (expired ones too, so live <= window <= max_records
  * always) would exceed max_records; when more than max_records would be
  * live even after it, nothing changes: ETSMGR_ERIDFULL.  A full region is
@@ -61,10 +84,12 @@
  * it), so the requests refused meanwhile cost no scan.
  *
  * Layout 1 regions (tables of layout version 4, written by older
- * libraries; their ordered tables, 5, are no longer read at all) are
- * read, and rebuilt into layout 2 by the first change that meets them; the
- * table's version then says 6 (9 when a B+tree ordered table, 8), which
- * older libraries refuse in words rather than misread.
+ * libraries; their ordered tables, 5, are no longer read at all) and
+ * layout 2 ones (versions 6 and 9) are read, and rebuilt into layout 3 by
+ * the first change that meets them; the table's version then says 10 (11
+ * when a B+tree ordered table), which older libraries refuse in words
+ * rather than misread: a library of layout 2 would look for a rid in the
+ * wrong bucket and count its retry again.
  *
  * Deadlines: an unrecorded rid is refused once its deadline has passed,
  * checked before any write and again as the last step before the commit
@@ -94,7 +119,11 @@
 #include "table_int.h"
 
 #define ONCE_MAGIC1 0x31454f4e4f4d5445ull /* "ETMONOE1" little-endian: layout 1 */
-#define ONCE_MAGIC 0x32454f4e4f4d5445ull  /* "ETMONOE2": layout 2 */
+#define ONCE_MAGIC2 0x32454f4e4f4d5445ull /* "ETMONOE2": layout 2 */
+#define ONCE_MAGIC 0x33454f4e4f4d5445ull  /* "ETMONOE3": layout 3 */
+#ifndef ONCE_SHARE_BITS
+#define ONCE_SHARE_BITS 2u /* layout 3: 2^this consecutive rids of a sender share a home bucket */
+#endif
 #define ONCE_HDR_WORDS 8u
 #define ONCE_REC_WORDS 4u
 #define ONCE_MIN_CAP 64u
@@ -102,6 +131,8 @@
 #define ONCE_IDX_PER_REC 4u /* index entries per ring record */
 #define ONCE_BUCKET 8u      /* index entries per 64-byte bucket */
 #define ONCE_TAIL_STEPS 4u  /* expired records a count drops at most */
+#define ONCE_CHECK_MS 1000  /* how often a handle looks whether its region has become sparse */
+#define ONCE_SPARSE 8u      /* ... which it is below 1/this of its records live: rebuilt smaller */
 
 int64_t etsmgr_mono_ms(void)
 {
@@ -131,8 +162,9 @@ static uint64_t once_size(uint64_t cap) { return 8u * (ONCE_HDR_WORDS + ONCE_REC
 
 static uint64_t *once_rec(uint64_t *reg, uint64_t slot) { return reg + ONCE_HDR_WORDS + ONCE_REC_WORDS * slot; }
 
-/* The index of the layout 2 region at off: the first 64-byte boundary after
- * its records (the mapping is page-aligned, so offsets align as addresses). */
+/* The index of the layout 2 or 3 region at off: the first 64-byte boundary
+ * after its records (the mapping is page-aligned, so offsets align as
+ * addresses). */
 static uint64_t once_idx_off(uint64_t off, uint64_t cap)
 {
     return (off + 8u * (ONCE_HDR_WORDS + ONCE_REC_WORDS * cap) + 63u) & ~(uint64_t)63u;
@@ -143,9 +175,10 @@ uint64_t tbl_once_bytes(etsmgr_table *t, uint64_t off)
     if (!off || (off & 7u) || off < TBL_HDR_SIZE || off > t->top - 64) return 0;
     const uint64_t *w = tbl_word(t, off);
     uint64_t cap = w[1];
-    if ((w[0] != ONCE_MAGIC && w[0] != ONCE_MAGIC1) || cap < ONCE_MIN_CAP || cap > ONCE_MAX_CAP || (cap & (cap - 1)))
+    if ((w[0] != ONCE_MAGIC && w[0] != ONCE_MAGIC2 && w[0] != ONCE_MAGIC1) || cap < ONCE_MIN_CAP ||
+        cap > ONCE_MAX_CAP || (cap & (cap - 1)))
         return 0;
-    uint64_t size = w[0] == ONCE_MAGIC ? once_size(cap) : once_size1(cap);
+    uint64_t size = w[0] != ONCE_MAGIC1 ? once_size(cap) : once_size1(cap);
     if (size > t->top - off) return 0;
     if (w[0] == ONCE_MAGIC1) return w[2] > cap ? 0 : size;
     if (w[3] > w[2] || w[2] - w[3] > cap || w[6] > ONCE_IDX_PER_REC * cap) return 0;
@@ -165,17 +198,52 @@ static uint64_t once_mix(uint64_t h)
     return h;
 }
 
-/* the low bits pick the bucket, the high 32 are the tag */
-static uint64_t once_hash(const uint64_t *reg, uint64_t r0, uint64_t r1)
+/* A rid's sequence number, for layout 3: its last 8 bytes read as a
+ * big-endian number, which is how the wire's 32 hex digits print it (a
+ * high-rate sender's rid is a random prefix and a counter, see
+ * docs/design.md) */
+static uint64_t once_seq(uint64_t r1)
 {
-    return once_mix(once_mix(r0 ^ reg[4]) ^ r1 ^ reg[5]);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return r1;
+#else
+    return __builtin_bswap64(r1);
+#endif
+}
+
+/* Where a rid goes in the index of region reg: *home's low bits pick its
+ * home bucket, *tag (the high 32 bits of the whole rid's keyed hash) marks
+ * its entry.  Layout 2: the bucket from that same hash.  Layout 3: from a
+ * keyed hash of the rid's first 8 bytes and its sequence number without
+ * its low ONCE_SHARE_BITS, so that a sender's consecutive rids share one
+ * bucket (one cache line, one page) instead of each taking a random one;
+ * rids that are random throughout (the CLI's) land at random as before,
+ * and a sender who does not know the key can put no more rids in one
+ * bucket than the 2^ONCE_SHARE_BITS of one group. */
+/* layout 3's home, a = once_mix(r0 ^ reg[4]) */
+static uint64_t once_home3(const uint64_t *reg, uint64_t a, uint64_t r1)
+{
+    return once_mix(a ^ (once_seq(r1) >> ONCE_SHARE_BITS) ^ reg[5]);
+}
+
+static void once_hash(const uint64_t *reg, uint64_t r0, uint64_t r1, uint64_t *home, uint32_t *tag)
+{
+    uint64_t a = once_mix(r0 ^ reg[4]), h = once_mix(a ^ r1 ^ reg[5]);
+    *tag = (uint32_t)(h >> 32);
+    *home = reg[0] == ONCE_MAGIC2 ? h : once_home3(reg, a, r1);
+}
+
+/* once_hash's tag alone */
+static uint32_t once_tag(const uint64_t *reg, uint64_t r0, uint64_t r1)
+{
+    return (uint32_t)(once_mix(once_mix(r0 ^ reg[4]) ^ r1 ^ reg[5]) >> 32);
 }
 
 /* The next record at or after position *i that is kept at now (INT64_MIN:
  * any record), in either layout; NULL after the last.  Start with *i = 0. */
 static const uint64_t *once_next(uint64_t *reg, uint64_t *i, int64_t now)
 {
-    bool ring = reg[0] == ONCE_MAGIC;
+    bool ring = reg[0] != ONCE_MAGIC1;
     uint64_t end = ring ? reg[2] : reg[1];
     if (ring && *i < reg[3]) *i = reg[3];
     while (*i < end) {
@@ -186,15 +254,17 @@ static const uint64_t *once_next(uint64_t *reg, uint64_t *i, int64_t now)
     return NULL;
 }
 
-/* In the layout 2 region at off: 1, rid (r0, r1) is in the store, its
+/* In the layout 2 or 3 region at off: 1, rid (r0, r1) is in the store, its
  * record at ring slot *slot; 0, absent, *ent the empty index entry ending
  * its probe; <0, no empty entry at all (scribbled). */
 static int once_find(etsmgr_table *t, uint64_t off, uint64_t r0, uint64_t r1, uint64_t *ent, uint64_t *slot)
 {
     uint64_t *reg = tbl_word(t, off), cap = reg[1], nb = cap * ONCE_IDX_PER_REC / ONCE_BUCKET;
-    uint64_t head = reg[2], tail = reg[3], h = once_hash(reg, r0, r1), b = h & (nb - 1);
+    uint64_t head = reg[2], tail = reg[3], home;
+    uint32_t tag;
+    once_hash(reg, r0, r1, &home, &tag);
+    uint64_t b = home & (nb - 1);
     const uint64_t *idx = tbl_word(t, once_idx_off(off, cap));
-    uint32_t tag = (uint32_t)(h >> 32);
     for (uint64_t n = 0; n < nb; n++, b = (b + 1) & (nb - 1)) {
         const uint64_t *bk = idx + ONCE_BUCKET * b;
         for (unsigned j = 0; j < ONCE_BUCKET; j++) {
@@ -217,33 +287,35 @@ static int once_find(etsmgr_table *t, uint64_t off, uint64_t r0, uint64_t r1, ui
 }
 
 /* A rid's entry in the index being built (unreachable: plain stores). */
-static int once_index_add(uint64_t *idx, uint64_t nb, uint64_t h, uint64_t slot)
+static int once_index_add(uint64_t *idx, uint64_t nb, uint64_t home, uint32_t tag, uint64_t slot)
 {
-    uint64_t b = h & (nb - 1);
+    uint64_t b = home & (nb - 1);
     for (uint64_t n = 0; n < nb; n++, b = (b + 1) & (nb - 1))
         for (unsigned j = 0; j < ONCE_BUCKET; j++)
             if (!idx[ONCE_BUCKET * b + j]) {
-                idx[ONCE_BUCKET * b + j] = (h >> 32) << 32 | (slot + 1u);
+                idx[ONCE_BUCKET * b + j] = (uint64_t)tag << 32 | (slot + 1u);
                 return 0;
             }
     return ETSMGR_ECORRUPT;
 }
 
-/* A new layout 2 region for the live records of the old one (old_off 0:
- * none; either layout) plus one more; switches once_off to it through the
- * undo log. */
-static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t max_records)
+/* A new layout 3 region for the live records of the old one (old_off 0:
+ * none; any layout) plus one more; switches once_off to it through the
+ * undo log.  from: a ring position of the old region before which every
+ * record is known to have expired (0: none known), so that they are not
+ * read twice. */
+static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t max_records, uint64_t from)
 {
     struct tbl_hdr *h = t->h;
-    uint64_t live = 0, old_size = 0, seed[2], i = 0;
+    uint64_t live = 0, old_size = 0, seed[2], i = from;
     int64_t first_expiry = INT64_MAX;
     if (old_off) {
         uint64_t *old = tbl_word(t, old_off);
         old_size = tbl_once_bytes(t, old_off);
         for (const uint64_t *rec; (rec = once_next(old, &i, now)) != NULL; live++)
             if ((int64_t)rec[3] < first_expiry) first_expiry = (int64_t)rec[3];
-        seed[0] = old[0] == ONCE_MAGIC ? old[4] : old[3];
-        seed[1] = old[0] == ONCE_MAGIC ? old[5] : old[4];
+        seed[0] = old[0] != ONCE_MAGIC1 ? old[4] : old[3];
+        seed[1] = old[0] != ONCE_MAGIC1 ? old[5] : old[4];
     } else if (getrandom(seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
         /* no entropy yet (early boot): any key works, it only spreads buckets */
         seed[0] = (uint64_t)now * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)t;
@@ -264,7 +336,10 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
     const char *op = t->cp_op;
     t->cp_op = "once_rebuild";
     int r = tbl_alloc(t, size, &noff); /* may move the mapping */
-    if (r) return r;
+    if (r) {
+        t->cp_op = op;
+        return r;
+    }
     uint64_t *nw = tbl_word(t, noff), ioff = once_idx_off(noff, cap), nb = cap * ONCE_IDX_PER_REC / ONCE_BUCKET;
     uint64_t *idx = tbl_word(t, ioff);
     /* the header and the index start empty; ring slots past head are never
@@ -277,17 +352,20 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
     nw[5] = seed[1];
     if (old_off) {
         uint64_t *old = tbl_word(t, old_off), n = 0;
-        i = 0;
+        i = from;
         for (const uint64_t *rec; (rec = once_next(old, &i, now)) != NULL && n < live; n++) {
             memcpy(once_rec(nw, n), rec, 8 * ONCE_REC_WORDS);
-            if (once_index_add(idx, nb, once_hash(nw, rec[0], rec[1]), n)) return ETSMGR_ECORRUPT;
+            uint64_t home;
+            uint32_t tag;
+            once_hash(nw, rec[0], rec[1], &home, &tag);
+            if (once_index_add(idx, nb, home, tag, n)) return ETSMGR_ECORRUPT;
         }
         nw[2] = nw[6] = n;
     }
-    if (h->version == TBL_VERSION || h->version == TBL_VERSION_ONCE)
-        h->version = TBL_VERSION_ONCE2; /* see table_int.h */
-    else if (h->version == TBL_VERSION_BTREE)
-        h->version = TBL_VERSION_BTREE_ONCE2;
+    if (h->version == TBL_VERSION || h->version == TBL_VERSION_ONCE || h->version == TBL_VERSION_ONCE2)
+        h->version = TBL_VERSION_ONCE3; /* see table_int.h */
+    else if (h->version == TBL_VERSION_BTREE || h->version == TBL_VERSION_BTREE_ONCE2)
+        h->version = TBL_VERSION_BTREE_ONCE3;
     tbl_cp(t);
     tbl_set(t, TBL_HOFF(once_off), noff);
     tbl_set(t, TBL_HOFF(live_bytes), h->live_bytes + size - old_size);
@@ -313,7 +391,7 @@ static uint64_t once_drop(uint64_t *reg, int64_t now, uint64_t steps)
     return tail;
 }
 
-/* Under the lock, rid (r0, r1) known to be absent from the layout 2 region
+/* Under the lock, rid (r0, r1) known to be absent from the layout 3 region
  * at once_off (if any), ent what once_find said of it.  Makes room for its
  * record (a rebuild first when needed, which may move the mapping) and
  * says where it goes. */
@@ -324,14 +402,43 @@ static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, ui
     uint64_t o = h->once_off, slot;
     bool again = false;
     for (;;) {
+        uint64_t tail = 0;
         if (o) {
             uint64_t *reg = tbl_word(t, o), cap = reg[1];
-            uint64_t tail = once_drop(reg, now, ONCE_TAIL_STEPS);
+            tail = once_drop(reg, now, ONCE_TAIL_STEPS);
+            bool sparse = false;
+            if (now >= t->once_check_ms) {
+                /* now and then (once a second per handle): after a burst
+                 * the region keeps the burst's size, and each count would
+                 * touch a random page of it.  Drop every expired record at
+                 * the tail (each is dropped once, so this costs no more
+                 * than the tail steps would) and see how many are left;
+                 * below 1/8 of the ring, rebuild at twice the live records
+                 * (a quarter of the size or less).  The next shrink needs
+                 * the live records to fall by 4x again, and growth comes
+                 * only at a full ring: a steady load never flaps. */
+                t->once_check_ms = now + ONCE_CHECK_MS;
+                tail = once_drop(reg, now, cap);
+                sparse = cap > ONCE_MIN_CAP && reg[2] - tail < cap / ONCE_SPARSE &&
+                         (!max_records || reg[2] - tail + 1 <= max_records);
+            }
             bool full = reg[2] - tail == cap || (max_records && reg[2] - tail + 1 > max_records);
             if (full) tail = once_drop(reg, now, cap); /* all it can, before anything dearer */
             full = reg[2] - tail == cap || (max_records && reg[2] - tail + 1 > max_records);
             bool crowded = reg[6] + 1 > cap * ONCE_IDX_PER_REC / 2;
-            if (!full && !crowded) {
+            if (!full && !crowded && !sparse) {
+                *sp = (struct once_spot){.off = o, .ent = ent, .tail = tail};
+                return 0;
+            }
+            if (sparse && !full && !crowded) {
+                int r = once_rebuild(t, o, now, max_records, tail);
+                if (r && (r == ETSMGR_ECORRUPT || h->once_off != o)) return r;
+                if (r == 0) {
+                    o = h->once_off;
+                    if (once_find(t, o, r0, r1, &ent, &slot) != 0) return ETSMGR_ECORRUPT;
+                    tail = 0;
+                }
+                /* no room for the smaller block: the region as it is will do */
                 *sp = (struct once_spot){.off = o, .ent = ent, .tail = tail};
                 return 0;
             }
@@ -353,7 +460,7 @@ static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, ui
         } else {
             now = t->once_now = etsmgr_mono_ms();
         }
-        int r = once_rebuild(t, o, now, max_records);
+        int r = once_rebuild(t, o, now, max_records, tail);
         if (r) return r;
         o = h->once_off;
         r = once_find(t, o, r0, r1, &ent, &slot);
@@ -375,21 +482,21 @@ static void once_write(etsmgr_table *t, const struct once_spot *sp, uint64_t r0,
     rec[2] = (uint64_t)value;
     rec[3] = (uint64_t)keep;
     tbl_cp(t);
-    uint64_t h = once_hash(reg, r0, r1);
-    tbl_set(t, once_idx_off(sp->off, cap) + 8u * sp->ent, (h >> 32) << 32 | (slot + 1u));
+    uint64_t tag = once_tag(reg, r0, r1);
+    tbl_set(t, once_idx_off(sp->off, cap) + 8u * sp->ent, tag << 32 | (slot + 1u));
     tbl_set(t, sp->off + 48, reg[6] + 1);
     if (sp->tail != reg[3]) tbl_set(t, sp->off + 24, sp->tail);
     tbl_set(t, sp->off + 16, head + 1);
 }
 
-/* The layout 2 region of the table (0: none), a layout 1 one rebuilt first. */
+/* The layout 3 region of the table (0: none), an older one rebuilt first. */
 static int once_region(etsmgr_table *t, int64_t now, uint64_t *off)
 {
     *off = t->h->once_off;
     if (!*off) return 0;
     if (!tbl_once_bytes(t, *off)) return ETSMGR_ECORRUPT;
     if (*tbl_word(t, *off) == ONCE_MAGIC) return 0;
-    int r = once_rebuild(t, *off, now, 0);
+    int r = once_rebuild(t, *off, now, 0, 0);
     *off = t->h->once_off;
     return r;
 }
@@ -553,6 +660,6 @@ void tbl_once_prefetch(etsmgr_table *t, const uint8_t rid[ETSMGR_RID_LEN])
         return;
     memcpy(&r0, rid, 8);
     memcpy(&r1, rid + 8, 8);
-    uint64_t b = once_hash(reg, r0, r1) & (cap * ONCE_IDX_PER_REC / ONCE_BUCKET - 1);
+    uint64_t b = once_home3(reg, once_mix(r0 ^ reg[4]), r1) & (cap * ONCE_IDX_PER_REC / ONCE_BUCKET - 1);
     __builtin_prefetch(t->base + once_idx_off(off, cap) + 8u * ONCE_BUCKET * b, 1, 3);
 }

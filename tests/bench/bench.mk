@@ -9,7 +9,8 @@
 #   make bench BENCH_ETSCOUNTERD=/path/etscounterd  measure a patched etscounterd
 #   make bench BENCH_ONLY=recovery  only the recovery sections (3 and 6), about
 #                              a minute; BENCH_ONLY=standby: section 6 only;
-#                              BENCH_ONLY=redis: section 2 only (Redis), 90 s
+#                              BENCH_ONLY=redis: section 2 only (Redis), 90 s;
+#                              several joined by commas: BENCH_ONLY=redis,standby
 #
 # redis-server and redis-tools are installed on first use, the way the build
 # installs its own dependencies (common/deps.sh); so are Erlang (erlang-base,

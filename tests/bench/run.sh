@@ -14,7 +14,9 @@
 # BINDIR's (to try a patch: the table then says which); BENCH_ONLY, empty
 # for every section, "recovery" for sections 3 and 6 only (about a minute,
 # for work on recovery), "standby" for section 6 only, "redis" for section
-# 2 only (the Redis comparison, about 90 s).
+# 2 only (the Redis comparison, about 90 s), or several of those joined by
+# commas ("redis,standby": the standby's takeover right after the Redis
+# rows' burst of request ids, in the table they left).
 #
 # Everything is measured in this one run on this machine, so each ratio
 # compares two things that saw the same load.  Each bench program prints
@@ -59,18 +61,24 @@ CLI_RUNS=${BENCH_CLI_RUNS:-200}
 REPS=${BENCH_REATTACH_REPS:-20}
 ECD=${BENCH_ETSCOUNTERD:-$BIN/etscounterd}
 ONLY=${BENCH_ONLY:-}
-case $ONLY in
-"" | recovery | standby | redis) ;;
-*) echo "bench: BENCH_ONLY=$ONLY: say recovery (sections 3 and 6), standby (section 6), redis (section 2) or nothing (all)" >&2; exit 1 ;;
-esac
+for o in ${ONLY//,/ }; do
+    case $o in
+    recovery | standby | redis) ;;
+    *) echo "bench: BENCH_ONLY=$ONLY: say recovery (sections 3 and 6), standby (section 6), redis (section 2), several joined by commas, or nothing (all)" >&2; exit 1 ;;
+    esac
+done
 # want N: whether section N runs
 want() {
-    case $ONLY in
-    recovery) [ "$1" = 3 ] || [ "$1" = 6 ] ;;
-    standby) [ "$1" = 6 ] ;;
-    redis) [ "$1" = 2 ] ;;
-    *) true ;;
-    esac
+    [ -z "$ONLY" ] && return 0
+    local o
+    for o in ${ONLY//,/ }; do
+        case $o in
+        recovery) [ "$1" = 3 ] || [ "$1" = 6 ] && return 0 ;;
+        standby) [ "$1" = 6 ] && return 0 ;;
+        redis) [ "$1" = 2 ] && return 0 ;;
+        esac
+    done
+    return 1
 }
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 [ -x "$ECD" ] || { echo "bench: $ECD is not an executable" >&2; exit 1; }

@@ -11,7 +11,9 @@
  *   patched  a real table (a generic one, an ordered_set whose B+tree has
  *            nodes of 3 slots so that 40 keys make a tree of several
  *            levels, or the counter etscounterd keeps, with request
- *            records) with the remaining bytes applied as
+ *            records: 200 numbered ones, expired, then 10 random-looking
+ *            ones, so that the first count shrinks the region) with the
+ *            remaining bytes applied as
  *            patches [3-byte offset][length][bytes], optionally cut short.
  * Patches never touch the pthread mutex: a scribbled lock word can make
  * every user wait forever (see docs/security.md); everything else is fair
@@ -81,6 +83,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     int dup;
     if (ctr_init(t, &v) < 0)
         abort();
+    for (int i = 0; i < 200; i++) { /* a sender's numbered rids: prefix, big-endian counter */
+        uint8_t rid[CTR_RID_LEN] = {0x5e, 0xed};
+        rid[14] = (uint8_t)(i >> 8);
+        rid[15] = (uint8_t)i;
+        ctr_req q = {.rid = rid, .keep_until_ms = INT64_MAX / 4};
+        if (ctr_count(t, &q, &v, &dup) < 0)
+            abort();
+    }
     for (int i = 0; i < 10; i++) {
         uint8_t rid[CTR_RID_LEN];
         memset(rid, i, sizeof rid);
@@ -88,6 +98,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         if (ctr_count(t, &q, &v, &dup) < 0)
             abort();
     }
+    /* the numbered ones expire (their keep time, by hand): the region is
+     * then 8x what it keeps, which the first count that looks shrinks */
+    uint64_t *reg = tbl_word(t, t->h->once_off);
+    for (uint64_t p = reg[3]; p < reg[3] + 200; p++)
+        reg[8 + 4 * (p & (reg[1] - 1)) + 3] = 1;
     snapshot(t, 1);
     etsmgr_table_close(t);
     /* an ordered_set: a B+tree of small nodes, some leaves emptied (gone) */
