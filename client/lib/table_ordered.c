@@ -290,6 +290,12 @@ static int ord_wpath(etsmgr_table *t, const unsigned char *key, size_t klen, str
         if (p->d == 0 && lv >= ORD_DEPTH - 1) return ETSMGR_ECORRUPT;
         p->node[p->d] = x;
         if (lv == 0) {
+            if (n >= ord_fill() && p->d > 0) { /* an insert here lends to a neighbour or splits: ask for them */
+                const struct ord_node *par = ord_w(t, p->node[p->d - 1]);
+                int c = p->idx[p->d - 1];
+                if (c > 0) ord_prefetch(t, par->ptr[c - 1], 0, lim);
+                if (c + 1 < (int)ord_n(par)) ord_prefetch(t, par->ptr[c + 1], 0, lim);
+            }
             int i = ord_lpos(t, nd, n, kp, key, klen, lim, false);
             if (i < 0) return ETSMGR_ECORRUPT;
             p->idx[p->d++] = i;
@@ -375,22 +381,36 @@ static inline void ord_put_slot(struct ord_node *nd, bool leaf, unsigned j, uint
     nd->pfx[j] = p, nd->ptr[j] = c, nd->sep[j] = s;
 }
 
-/* A new separator block (*soff, its prefix *pfx): a copy of the key of the
- * entry of leaf slot word slot, written while unreachable. */
-static int ord_newsep(etsmgr_table *t, uint64_t slot, uint64_t *soff, uint32_t *pfx, int64_t *db)
+/* A new separator block (*soff, its prefix *pfx) between two neighbour
+ * leaf slots (slot words lslot < rslot), written while unreachable.  Any
+ * key s with lkey < s <= rkey separates them.  When the slots' 3-byte
+ * prefixes differ, rkey's prefix without its trailing zero bytes is one
+ * (a prefix of rkey, so <= it; and were lkey >= it, lkey's own prefix
+ * would be at least rkey's), found without reading an entry: the miss
+ * that the copy of rkey cost on every split and lend.  Otherwise it is a
+ * copy of rkey. */
+static int ord_newsep(etsmgr_table *t, uint64_t lslot, uint64_t rslot, uint64_t *soff, uint32_t *pfx, int64_t *db)
 {
-    const struct tbl_ent *e = ord_ent(t, ord_lent(slot), t->top);
-    if (!e) return ETSMGR_ECORRUPT;
-    size_t kl = e->klen;
+    uint64_t rp = rslot >> 40;
+    unsigned char pk[3] = {(unsigned char)(rp >> 16), (unsigned char)(rp >> 8), (unsigned char)rp};
+    const unsigned char *k = pk;
+    size_t kl = 3;
+    const struct tbl_ent *e = NULL;
+    if ((lslot >> 40) < rp) {
+        while (!pk[kl - 1]) kl--; /* rp > 0: one byte at least is not zero */
+    } else {
+        if (!(e = ord_ent(t, ord_lent(rslot), t->top))) return ETSMGR_ECORRUPT;
+        kl = e->klen;
+    }
     int r = tbl_alloc(t, ord_ssize(kl), soff);
     if (r) return r;
     *db += (int64_t)ord_ssize(kl);
-    e = (const struct tbl_ent *)(const void *)(t->base + ord_lent(slot)); /* the mapping may have moved */
+    if (e) k = tbl_ent_key((const struct tbl_ent *)(const void *)(t->base + ord_lent(rslot))); /* the mapping may have moved */
     uint64_t *sw = tbl_word(t, *soff);
     sw[ord_ssize(kl) / 8 - 1] = 0;
     sw[0] = ORD_SMAGIC | kl;
-    memcpy(sw + 1, tbl_ent_key(e), kl);
-    *pfx = ord_pfx(tbl_ent_key(e), kl);
+    memcpy(sw + 1, k, kl);
+    *pfx = ord_pfx(k, kl);
     return 0;
 }
 
@@ -429,7 +449,8 @@ static int ord_lend(etsmgr_table *t, struct ord_path *p, int k, const uint64_t *
     if (!ord_sep(t, osep, t->top, &osl)) return ETSMGR_ECORRUPT;
     uint64_t nsep;
     uint32_t npf;
-    int r = ord_newsep(t, C[right ? n1 - q : q], &nsep, &npf, db); /* may move the mapping */
+    unsigned fr = right ? n1 - q : q; /* the first slot of the right one */
+    int r = ord_newsep(t, C[fr - 1], C[fr], &nsep, &npf, db); /* may move the mapping */
     if (r) return r;
     memcpy(&img, ord_w(t, off), ORD_LEAF_SIZE);
     memcpy(&simg, ord_w(t, soff), ORD_LEAF_SIZE);
@@ -461,6 +482,20 @@ static int ord_ins(etsmgr_table *t, struct ord_path *p, int k, unsigned i, uint3
                    int64_t *db)
 {
     uint64_t off = p->node[k], size;
+    struct ord_node *w = ord_w(t, off);
+    uint64_t h = w->hdr;
+    if (!((h >> 16) & 0xffffu) && (h & 0xffffu) + 1 <= ord_fill()) {
+        /* a leaf with room, the common case: the slots after i move up
+         * one (the last first, each word logged as it is overwritten),
+         * then the new slot and the count; no image to build and compare */
+        unsigned n = (unsigned)(h & 0xffffu);
+        if (i > n) return ETSMGR_ECORRUPT;
+        uint64_t ls = off + offsetof(struct ord_node, ls);
+        for (unsigned j = n; j > i; j--) tbl_set(t, ls + 8u * j, w->ls[j - 1]);
+        tbl_set(t, ls + 8u * i, pt);
+        tbl_set(t, off, h + 1);
+        return 0;
+    }
     struct ord_node img;
     unsigned level = ord_get(t, off, &img, &size);
     bool leaf = level == 0;
@@ -498,7 +533,7 @@ static int ord_ins(etsmgr_table *t, struct ord_path *p, int k, unsigned i, uint3
     uint32_t upp = P[m];
     uint64_t ups = S[m];
     if (leaf) { /* the separator: a copy of the right leaf's first key */
-        if ((r = ord_newsep(t, C[m], &soff, &upp, db)) != 0) return r;
+        if ((r = ord_newsep(t, C[m - 1], C[m], &soff, &upp, db)) != 0) return r;
         ups = soff;
     }
     struct ord_node *rn = ord_w(t, roff); /* unreachable yet: written freely */
@@ -563,22 +598,22 @@ void tbl_ord_pre_done(void) { ord_pre.ok = false; }
 
 int tbl_ord_insert(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff)
 {
-    struct ord_path p;
+    struct ord_path own, *pp = &ord_pre.p; /* the path found by tbl_ord_pre, not copied: 0.5 KB */
     int64_t db = 0;
     int r = 0;
     if (ord_pre.ok && ord_pre.t == t && ord_pre.key == key && ord_pre.klen == klen) {
-        p = ord_pre.p;
         ord_pre.ok = false;
-    } else if ((r = ord_wpath(t, key, klen, &p)) != 0) {
+    } else if ((r = ord_wpath(t, key, klen, pp = &own)) != 0) {
         return r;
     }
-    if (p.hit) return ETSMGR_ECORRUPT; /* the index said absent */
+    struct ord_path *const p = pp;
+    if (p->hit) return ETSMGR_ECORRUPT; /* the index said absent */
     /* the worst case: every node on the path splits, and the root grows */
-    if ((r = ord_room(t, 2 * ORD_W_LEAF + ORD_W_ALLOC * 2 + (uint64_t)p.d * (ORD_W_INNER + ORD_W_ALLOC) + 8, 1)) != 0)
+    if ((r = ord_room(t, 2 * ORD_W_LEAF + ORD_W_ALLOC * 2 + (uint64_t)p->d * (ORD_W_INNER + ORD_W_ALLOC) + 8, 1)) != 0)
         return r;
     uint32_t kp = ord_pfx(key, klen);
     tbl_touch_ord(t);
-    if (p.d == 0) { /* the first key: a root leaf */
+    if (p->d == 0) { /* the first key: a root leaf */
         uint64_t off;
         if ((r = ord_alloc(t, 0, &off, &db)) != 0) return r;
         struct ord_node *nd = ord_w(t, off);
@@ -586,7 +621,7 @@ int tbl_ord_insert(etsmgr_table *t, const void *key, size_t klen, uint64_t eoff)
         ord_set_n(nd, 1);
         tbl_cp(t);
         tbl_set(t, TBL_HOFF(ord_head), off);
-    } else if ((r = ord_ins(t, &p, p.d - 1, (unsigned)p.idx[p.d - 1], 0, ord_lslot(kp, eoff), 0, &db)) != 0) {
+    } else if ((r = ord_ins(t, p, p->d - 1, (unsigned)p->idx[p->d - 1], 0, ord_lslot(kp, eoff), 0, &db)) != 0) {
         return r;
     }
     return ord_bytes(t, db);
