@@ -6,6 +6,11 @@
  *   ends, foreach in order, what a set answers.
  * - shared_prefix: keys alike in their first bytes, in a tree of two
  *   levels (a regression test).
+ * - short_separators: every key of 1 to 4 bytes over {0x00, 0x01, 'a'}, in
+ *   a scrambled order, on nodes of 3 slots: separators made from the
+ *   3-byte prefixes of leaf slots must drop their trailing zero bytes (the
+ *   prefix of "a" is "a\0\0", which is above "a"), or verify finds keys
+ *   outside their separators and walks lose keys.
  * - model: random inserts, overwrites (int and bytes), deletes and counter
  *   updates against a sorted in-memory model; after every operation its
  *   result, a lookup, next/prev of a random key, and every 16 operations
@@ -180,6 +185,59 @@ START_TEST(shared_prefix)
     }
     ck_assert_int_eq(etsmgr_table_first(t, out, sizeof out, &n), ETSMGR_ENOTFOUND);
     tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+START_TEST(short_separators)
+{
+    enum { NK = 3 + 9 + 27 + 81 };
+    static const unsigned char al[] = {0x00, 0x01, 'a'};
+    unsigned char keys[NK][4];
+    size_t lens[NK];
+    int nk = 0;
+    for (size_t len = 1; len <= 4; len++) {
+        int count = 1;
+        for (size_t j = 0; j < len; j++) count *= 3;
+        for (int c = 0; c < count; c++, nk++) {
+            for (size_t j = 0, x = (size_t)c; j < len; j++, x /= 3) keys[nk][len - 1 - j] = al[x % 3];
+            lens[nk] = len;
+        }
+    }
+    tbl_ord_fill = 3;
+    etsmgr_table *t = oc_create(NULL, 0);
+    for (int i = 0; i < NK; i++) {
+        int k = (i * 47) % NK; /* 47 is prime to 120: every key once, scrambled */
+        etsmgr_value v = tt_int(k);
+        ck_assert_int_eq(etsmgr_table_insert(t, keys[k], lens[k], &v), 0);
+    }
+    tt_check(t);
+    /* in order: each key's next is the smallest key above it */
+    unsigned char cur[ETSMGR_KEY_MAX];
+    size_t cl, seen = 0;
+    int r = etsmgr_table_first(t, cur, sizeof cur, &cl);
+    while (r == 0) {
+        seen++;
+        size_t nl;
+        unsigned char nx[ETSMGR_KEY_MAX];
+        r = etsmgr_table_next(t, cur, cl, nx, sizeof nx, &nl);
+        if (r == 0) {
+            size_t m = cl < nl ? cl : nl;
+            int c = memcmp(cur, nx, m);
+            ck_assert_msg(c < 0 || (c == 0 && cl < nl), "next is not above its key");
+            memcpy(cur, nx, nl);
+            cl = nl;
+        }
+    }
+    ck_assert_int_eq(r, ETSMGR_ENOTFOUND);
+    ck_assert_uint_eq(seen, NK);
+    for (int i = 0; i < NK; i++) { /* and every key is found through the tree */
+        unsigned char pv[ETSMGR_KEY_MAX];
+        size_t pl;
+        int rp = etsmgr_table_prev(t, keys[i], lens[i], pv, sizeof pv, &pl);
+        ck_assert_int_eq(rp, lens[i] == 1 && keys[i][0] == 0 ? ETSMGR_ENOTFOUND : 0);
+    }
+    tbl_ord_fill = 0;
     etsmgr_table_close(t);
 }
 END_TEST
@@ -696,6 +754,7 @@ Suite *ordered_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, api);
     tcase_add_test(tc, shared_prefix);
+    tcase_add_test(tc, short_separators);
     tcase_add_loop_test(tc, crash_points, 0, (int)(sizeof oscens / sizeof oscens[0]));
     suite_add_tcase(s, tc);
     /* a case of its own, so that make crash runs it alone, longer */

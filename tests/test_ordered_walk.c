@@ -20,7 +20,14 @@
  *   writing a counter in place, before its commit; a walk then reports the old value
  *   (the value's stripe is checked and the dead change rolled back), never
  *   the uncommitted one (fails when a walk trusts ord_seq alone for
- *   integer values). */
+ *   integer values).
+ * - walk_changes_between_batches: a walk whose callback inserts and
+ *   deletes keys ahead of it (the tree changes between batches, leaves
+ *   ahead empty and go, their blocks are reused by splits), on leaves of 3
+ *   slots and of 24: keys come strictly increasing and every key present
+ *   throughout is seen once.  A batch ends with its leaf and the next one
+ *   starts at the leaf after without a descent only while ord_seq is
+ *   unchanged: this fails when the next batch starts there regardless. */
 #include <check.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -209,6 +216,75 @@ START_TEST(walk_after_dead_counter_writer)
 }
 END_TEST
 
+#define CB_KEYS 2000
+struct cb_walk {
+    etsmgr_table *t;
+    long last;            /* the last key number seen; -1: none */
+    bool gone[CB_KEYS + 8]; /* deleted by the callback */
+    unsigned char seen[CB_KEYS + 8];
+    int bad;
+    char why[120];
+};
+
+static int changing_cb(const void *key, size_t klen, const etsmgr_value *v, void *arg)
+{
+    struct cb_walk *w = arg;
+    (void)v;
+    char k[16];
+    long i = klen > 1 && klen < sizeof k ? strtol((const char *)key + 1, NULL, 10) : -1;
+    if (i < 0 || i >= CB_KEYS || i <= w->last) {
+        if (!w->bad++) snprintf(w->why, sizeof w->why, "key %.*s after k%06ld", (int)klen, (const char *)key, w->last);
+        return 1;
+    }
+    w->last = i;
+    w->seen[i]++;
+    /* delete an even key ahead, insert the odd one right after this one
+     * (not for a key deleted already: a batch copied before the delete
+     * may still give it) */
+    if (i % 2 == 0 && !w->gone[i]) {
+        int kl = snprintf(k, sizeof k, "k%06ld", i + 6);
+        int r = etsmgr_table_delete(w->t, k, (size_t)kl);
+        if (r == 0) w->gone[i + 6] = true;
+        kl = snprintf(k, sizeof k, "k%06ld", i + 1);
+        etsmgr_value nv = tt_int(i + 1);
+        if (etsmgr_table_insert(w->t, k, (size_t)kl, &nv) != 0 && !w->bad++) snprintf(w->why, sizeof w->why, "insert");
+    }
+    return 0;
+}
+
+START_TEST(walk_changes_between_batches)
+{
+    tbl_ord_fill = _i == 0 ? 3 : 0;
+    etsmgr_table_opts o = {.type = ETSMGR_ORDERED_SET};
+    etsmgr_table *t = NULL;
+    int r = tbl_create(tt_name(), "ordered", &o, &t);
+    ck_assert_msg(r == 0, "tbl_create: %s", etsmgr_strerror(r));
+    for (int i = 0; i < CB_KEYS; i += 2) {
+        char k[16];
+        int kl = snprintf(k, sizeof k, "k%06d", i);
+        etsmgr_value v = tt_int(i);
+        ck_assert_int_eq(etsmgr_table_insert(t, k, (size_t)kl, &v), 0);
+    }
+    struct cb_walk *w = calloc(1, sizeof *w);
+    ck_assert_ptr_nonnull(w);
+    w->t = t;
+    w->last = -1;
+    ck_assert_int_eq(etsmgr_table_foreach(t, changing_cb, w), 0);
+    ck_assert_msg(w->bad == 0, "%s", w->why);
+    int evens = 0;
+    for (int i = 0; i < CB_KEYS; i += 2) {
+        if (w->gone[i]) continue;
+        ck_assert_msg(w->seen[i] == 1, "k%06d, present throughout, seen %d times", i, w->seen[i]);
+        evens++;
+    }
+    ck_assert_int_gt(evens, CB_KEYS / 8); /* the walk went the whole way */
+    tbl_ord_fill = 0;
+    tt_check(t);
+    free(w);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 Suite *ordered_walk_suite(void)
 {
     Suite *s = suite_create("ordered_walk");
@@ -218,6 +294,7 @@ Suite *ordered_walk_suite(void)
     tcase_add_test(tc, counters_leave_ord_seq);
     tcase_add_test(tc, walk_against_counter_writer);
     tcase_add_test(tc, walk_after_dead_counter_writer);
+    tcase_add_loop_test(tc, walk_changes_between_batches, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

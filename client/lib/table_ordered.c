@@ -17,10 +17,11 @@
  * children and, for each child i > 0, a separator: every key under child
  * i - 1 is smaller than separator i, every key under child i is at least
  * that (inner slots: a 4-byte prefix, a child, a separator).  A separator
- * is a copy of a key in a small block of its own (made when a leaf splits
- * or lends: the first key of the right leaf), so it never dangles when its
- * entry goes, and a delete never has to touch an inner node unless a node
- * goes away.  A search compares prefixes first and reads a key only on a
+ * is a key in a small block of its own, made when a leaf splits or lends:
+ * the right leaf's first key, or only its first bytes when they already
+ * tell the two leaves apart (ord_newsep: no entry read).  So it never
+ * dangles when an entry goes, and a delete never has to touch an inner
+ * node unless a node goes away.  A search compares prefixes first and reads a key only on a
  * tie.  A full leaf first lends half the difference to a neighbour under
  * the same parent with room, and splits only when neither has: random
  * inserts leave leaves about 80 % full, so a small entry costs the tree
@@ -28,9 +29,9 @@
  * (24) and the index (about 17).
  *
  * Changes: a node changes by building its new image in local memory and
- * writing, through the undo log (tbl_set), every word that differs (so a
- * slot inserted at the front of a leaf logs the words it shifts, one a
- * slot).  A lend logs both leaves' images and the parent's separator.  A split writes the new right node (and a separator
+ * writing, through the undo log (tbl_set), every word that differs; the
+ * common change, a slot into a leaf with room, writes the words it shifts
+ * in place (logged, one a slot) without an image.  A lend logs both leaves' images and the parent's separator.  A split writes the new right node (and a separator
  * block, and for root growth the new root) whole in unreachable space,
  * then makes it reachable with logged writes: the left node's image (its
  * count, its next link), the right neighbour's prev link, the parent's new
@@ -62,9 +63,12 @@
  * or deletes still can (one sequence word for the whole order).  Every
  * offset a reader follows is checked against the mapping first, node
  * levels must step down by one and the walk is bounded, so a torn read
- * gives a retry, never a fault or a loop.  A walk continues after the
- * last key of its previous batch: every entry present throughout is seen
- * exactly once, in order, with a committed value.  Writers are never held
+ * gives a retry, never a fault or a loop.  A walk's batch ends with a
+ * leaf, so a walk its callback stops early copies (and waits for) at most
+ * a leaf beyond what it delivers; the next batch starts at the next leaf
+ * with no descent while ord_seq reads as it did, and otherwise descends to
+ * the key after the last one delivered: every entry present throughout is
+ * seen exactly once, in order, with a committed value.  Writers are never held
  * up.  docs/design.md, "Ordered tables", has the argument in full. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -834,6 +838,10 @@ struct ord_batch {
     bool values;   /* copy values too */
     unsigned char *buf;
     size_t cap, used;
+    /* a forward batch ends with a leaf: the next batch starts at the leaf
+     * after it (next), with no descent, if ord_seq still reads seq, the
+     * value the batch was validated with (the tree is the same bytes) */
+    uint64_t next, seq;
 };
 
 /* Copy the entry at n (checked by ord_ent) into b.  0: no room (not copied; with b->n == 0 the
@@ -912,19 +920,20 @@ static bool ord_in_order(const struct ord_batch *b, int mode, const void *key, s
 /* One unvalidated try: fill b from the position mode asks for.  1: done;
  * 2: the first entry does not fit the buffer; 0: malformed (a torn read or
  * a scribbled table: the caller decides). */
-static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, struct ord_batch *b)
+static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, struct ord_batch *b, uint64_t from)
 {
-    uint64_t lim = t->limit, x = ld(&t->h->ord_head);
+    uint64_t lim = t->limit, x = from ? from : ld(&t->h->ord_head);
     b->n = 0;
     b->used = 0;
     b->end = false;
+    b->next = 0;
     if (!x) {
         b->end = true;
         return 1;
     }
     uint32_t kp = key ? ord_pfx(key, klen) : 0;
     const struct ord_node *nd;
-    int level = -1;
+    int level = from ? 0 : -1;
     for (int d = 0;; d++) {
         if (d >= ORD_DEPTH || !(nd = ord_node_at(t, x, lim, level))) return 0;
         unsigned n = ord_n(nd), lv = ord_level(nd);
@@ -935,9 +944,11 @@ static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, stru
         x = ld(&nd->ptr[c]);
         level = (int)lv - 1;
         ord_prefetch(t, x, (unsigned)level, lim);
+        if (lv == 1 && b->max > 1 && (mode == ORD_GE || mode == ORD_GT) && (unsigned)c + 1 < n)
+            ord_prefetch(t, ld(&nd->ptr[c + 1]), 0, lim); /* a walk's second leaf, with its first */
     }
     unsigned n = ord_n(nd);
-    int pos = mode == ORD_LAST ? (int)n : !key ? 0 : ord_lpos(t, nd, n, kp, key, klen, lim, mode == ORD_GT);
+    int pos = mode == ORD_LAST ? (int)n : !key || from ? 0 : ord_lpos(t, nd, n, kp, key, klen, lim, mode == ORD_GT);
     if (pos < 0) return 0;
     uint64_t hops = 0, maxhops = lim / ORD_LEAF_SIZE;
     if (mode == ORD_LT || mode == ORD_LAST) {
@@ -952,10 +963,14 @@ static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, stru
     }
     /* ahead: the leaf whose entries were asked for a leaf early (0: none) */
     uint64_t ahead = 0;
-    for (bool fresh = true, first = true;;) {
+    for (bool fresh = true;;) {
         if ((unsigned)pos >= n) {
             if (!(x = ld(&nd->next))) {
                 b->end = true;
+                return 1;
+            }
+            if (b->n && b->max > 1) { /* a batch ends with its leaf: a walk copies no more than it is asked for */
+                b->next = x;
                 return 1;
             }
             if (++hops > maxhops || !(nd = ord_node_at(t, x, lim, 0))) return 0;
@@ -967,19 +982,22 @@ static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, stru
         if (fresh) {
             /* a leaf's entries are scattered: ask for all of them at once,
              * so that their misses overlap, and a leaf ahead: the next
-             * leaf's entries (its node was asked for a leaf ago) and the
-             * node after it */
+             * leaf's entries (its node was asked for a leaf ago, or with
+             * the first leaf: the descent's parent has both) and the node
+             * after it, so that a walk keeps one leaf of misses in flight
+             * across its batches too (the batch before asked for this
+             * leaf's entries already) */
             if (x != ahead) ord_prefetch_ents(t, nd, (unsigned)pos, n, lim);
             uint64_t nx = ld(&nd->next);
             const struct ord_node *nn;
-            if (first) {
+            if (b->max == 1) {
                 ord_prefetch(t, nx, 0, lim);
             } else if (nx && (nn = ord_node_at(t, nx, lim, 0)) != NULL) {
                 ord_prefetch_ents(t, nn, 0, ord_n(nn), lim);
                 ord_prefetch(t, ld(&nn->next), 0, lim);
                 ahead = nx;
             }
-            fresh = first = false;
+            fresh = false;
         }
         const struct tbl_ent *e = ord_ent(t, ord_lent(ld(&nd->ls[pos])), lim);
         if (!e) return 0;
@@ -1021,11 +1039,13 @@ static int ord_fix_ints(etsmgr_table *t, struct ord_batch *b, int64_t ws[2])
 static int ord_read(etsmgr_table *t, int mode, const void *key, size_t klen, struct ord_batch *b)
 {
     int64_t ws[2] = {0, 0};
+    uint64_t from = mode == ORD_GT ? b->next : 0;
     for (;;) {
         uint64_t s0 = 0;
         int r;
         if (!t->in_group && (r = tbl_rd_wait_even(t, &t->h->ord_seq, &s0, ws)) != 0) return r;
-        int k = ord_try(t, mode, key, klen, b);
+        if (t->in_group || s0 != b->seq) from = 0; /* in a group the callback may have changed the tree */
+        int k = ord_try(t, mode, key, klen, b, from);
         atomic_thread_fence(memory_order_acquire);
         if (!t->in_group && __atomic_load_n(&t->h->ord_seq, __ATOMIC_RELAXED) != s0) continue;
         if (!t->in_group && k == 1) {
@@ -1040,7 +1060,10 @@ static int ord_read(etsmgr_table *t, int mode, const void *key, size_t klen, str
             b->cap = ORD_BUF_MAX;
             continue;
         }
-        if (k) return 0;
+        if (k) {
+            b->seq = s0;
+            return 0;
+        }
         uint64_t lim = t->limit; /* stable but malformed: did the table grow past our mapping? */
         if ((r = tbl_sync_map(t)) != 0) return r;
         if (t->limit > lim) continue;
@@ -1057,7 +1080,12 @@ static int ord_check_key(const void *key, size_t klen)
 static int ord_one(etsmgr_table *t, int mode, const void *key, size_t klen, void *out, size_t cap, size_t *outlen)
 {
     unsigned char kb[ETSMGR_KEY_MAX];
-    struct ord_batch b = {.max = 1, .values = false, .buf = kb, .cap = sizeof kb};
+    struct ord_batch b; /* not zeroed whole: 8 KB of records for one */
+    b.max = 1;
+    b.values = false;
+    b.buf = kb;
+    b.cap = sizeof kb;
+    b.next = b.seq = 0;
     int r = ord_read(t, mode, key, klen, &b);
     if (r) return r;
     if (b.n == 0) return ETSMGR_ENOTFOUND;
@@ -1127,7 +1155,11 @@ int etsmgr_table_foreach_range(etsmgr_table *t, const void *from, size_t flen, c
         free(buf);
         return ETSMGR_ENOMEM;
     }
-    *b = (struct ord_batch){.max = ORD_BATCH, .values = true, .buf = buf, .cap = ORD_BUF};
+    b->max = ORD_BATCH; /* not zeroed whole: 8 KB of records */
+    b->values = true;
+    b->buf = buf;
+    b->cap = ORD_BUF;
+    b->next = b->seq = 0;
     unsigned char cur[ETSMGR_KEY_MAX];
     size_t clen = 0;
     int mode = ORD_GE, r = 0;
