@@ -5,7 +5,9 @@
 %% in the same `make bench` run, so that the table rows compare with ETS
 %% measured on this machine at this moment rather than with a quoted figure.
 %%
-%%   escript tests/bench/ets_bench.escript [SECONDS-PER-ROW]
+%%   escript tests/bench/ets_bench.escript [SECONDS-PER-ROW [ordered]]
+%%
+%% ("ordered": the ordered_set rows only, as make bench-table BENCH_ONLY=ordered)
 %%
 %% Prints one result row per line (JSON, the shape of benchutil.h's rows):
 %% update_counter on one key from 1 and 2 processes, insert of 1,000,000
@@ -14,8 +16,11 @@
 %% as a table read from several processes would), and the
 %% bytes per entry at 1,000,000 entries; then the same on an ordered_set
 %% (keys inserted in random order, as bench_table's ordered rows do),
-%% with ets:foldl over all of it for the in-order walk; these rows also
-%% give their operations per CPU-second of the VM, as bench_table does.
+%% with ets:foldl over all of it for the in-order walk, and walks of 100
+%% keys (ets:next from a random key) in tables of 10,000, 1,000,000 and
+%% 10,000,000 entries: how ETS's own range walks scale with the table, for
+%% context beside bench_table's; these rows also give their operations per
+%% CPU-second of the VM, as bench_table does.
 %% Keys and values are small integers, ETS's cheapest entry, as
 %% bench_table's are 8-byte keys with integer values.  Random keys come
 %% from a 32-bit LCG, not rand:uniform, so the loop costs little next to
@@ -33,9 +38,15 @@
 
 main(Args) ->
     Secs = case Args of
-               [S] -> list_to_float_any(S);
+               [S | _] -> list_to_float_any(S);
                _ -> 1.0
            end,
+    case Args of
+        [_, "ordered"] -> ordered(Secs, erlang:system_info(wordsize));
+        _ -> all(Secs)
+    end.
+
+all(Secs) ->
     WordSize = erlang:system_info(wordsize),
     Sched = erlang:system_info(schedulers_online),
     note(io_lib:format("Erlang/OTP ~s, ERTS ~s, ~b schedulers online, JIT: ~s",
@@ -81,7 +92,73 @@ ordered(Secs, WordSize) ->
     Walked = walk_loop(T, deadline(Secs), 0),
     cpu_row("ETS: ordered_set walk 1M entries in order (foldl)", Walked / seconds_since(T1) / 1.0e6, Walked, C2),
     bytes_row("ETS: ordered_set bytes per entry, 1M small entries", T, WordSize),
+    oranges(Secs, T),
     ets:delete(T).
+
+%% Walks of 100 keys from a random key (ets:next, keys only: each step is
+%% a search from the root, as ETS's next is), in tables of 10K entries, the
+%% 1M one above, and 10M (about 1 GB of the VM for the time of its row);
+%% the 10K and 10M tables' keys are a 40-bit bijection of 0..N-1, random in
+%% key order as the 1M table's are.  Then the time of a walk at 1M and
+%% 10M over its time at 10K, per CPU-second, as bench_table prints its own.
+oranges(Secs, T1M) ->
+    Small = ets:new(os, [ordered_set, public]),
+    ofill(Small, 0, 10000),
+    R1 = range_row("ETS: ordered_set range walks of 100 keys (ets:next), 10K entries", Small, Secs),
+    ets:delete(Small),
+    R2 = range_row("ETS: ordered_set range walks of 100 keys (ets:next), 1M entries", T1M, Secs),
+    Big = ets:new(ob, [ordered_set, public]),
+    ofill(Big, 0, 10 * ?NKEYS),
+    R3 = range_row("ETS: ordered_set range walks of 100 keys (ets:next), 10M entries", Big, Secs),
+    ets:delete(Big),
+    ratio_row("ETS: ordered_set range time, 1M / 10K entries", R1 / R2),
+    ratio_row("ETS: ordered_set range time, 10M / 10K entries", R1 / R3).
+
+ofill(_, N, N) -> ok;
+ofill(T, I, N) ->
+    true = ets:insert(T, {mix40(I), I}),
+    ofill(T, I + 1, N).
+
+%% A bijection of 40-bit integers (a 3-round Feistel network on 20-bit
+%% halves; every product stays a small integer).
+mix40(X) -> feistel(X bsr 20, X band 16#FFFFF, 3).
+
+feistel(L, R, 0) -> (L bsl 20) bor R;
+feistel(L, R, N) ->
+    F = ((R * 16#9E3779B1 + N * 16#7F4A7C15) bsr 11) band 16#FFFFF,
+    feistel(R, L bxor F, N - 1).
+
+%% Keys walked per CPU-second (the row also prints M keys/s on the clock).
+range_row(Name, T, Secs) ->
+    C0 = cpu_ms(),
+    T0 = erlang:monotonic_time(),
+    Keys = range_loop(T, deadline(Secs), 88172645, 0),
+    Cpu = max(cpu_ms() - C0, 1) / 1000,
+    cpu_row(Name, Keys / seconds_since(T0) / 1.0e6, Keys, C0),
+    Keys / Cpu.
+
+range_loop(T, End, X, N) ->
+    X2 = range_batch(T, X, 64),
+    case erlang:monotonic_time() < End of
+        true -> range_loop(T, End, X2, N + 64 * 100);
+        false -> N + 64 * 100
+    end.
+
+range_batch(_, X, 0) -> X;
+range_batch(T, X, I) ->
+    X2 = (X * 69069 + 1) band 16#FFFFFFFF,
+    walk_next(T, X2 bsl 8, 100), % a random 40-bit start, present or not
+    range_batch(T, X2, I - 1).
+
+walk_next(_, _, 0) -> ok;
+walk_next(T, K, N) ->
+    case ets:next(T, K) of
+        '$end_of_table' -> ok;
+        K2 -> walk_next(T, K2, N - 1)
+    end.
+
+ratio_row(Name, X) ->
+    io:format("{\"name\":\"~s\",\"value\":~.2f,\"unit\":\"x per CPU-second\"}~n", [Name, X]).
 
 %% The VM's CPU time (all schedulers), in ms: a row's operations per
 %% CPU-second compare with bench_table's on a loaded machine, where the

@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # tests/bench/table.mk: `make bench-table`, the table store benchmark (not a
 # test; see tests/bench/bench_table.c).  BENCH_SECS sets the seconds per row;
-# BENCH_ONLY=ordered runs only the ordered_set rows.
+# BENCH_ONLY=ordered runs only the ordered_set rows.  With Erlang installed
+# (escript), ETS's same rows follow from ets_bench.escript, in the same run
+# (JSON lines; make bench puts both in one table).
 BENCH_TABLE := $(BUILD)/tests/bench/bench_table
 BENCH_SECS ?= 1
 BENCH_ONLY ?=
@@ -13,3 +15,7 @@ $(BENCH_TABLE): $(OBJ)/tests/bench/bench_table.o $(PROG_A) $(LIB_A)
 .PHONY: bench-table
 bench-table: $(BENCH_TABLE)
 	$(BENCH_TABLE) $(BENCH_SECS) $(BENCH_ONLY)
+	@if command -v escript >/dev/null 2>&1; then \
+	    echo "ETS (tests/bench/ets_bench.escript), the same rows:"; \
+	    escript tests/bench/ets_bench.escript $(BENCH_SECS) $(BENCH_ONLY); \
+	else echo "ETS rows skipped: Erlang (escript) is not installed"; fi
