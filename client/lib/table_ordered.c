@@ -190,6 +190,7 @@ static inline const unsigned char *ord_sep(etsmgr_table *t, uint64_t off, uint64
 /* The key of slot i (a leaf's entry, an inner node's separator) compared
  * with key: <0, 0, >0; ORD_BAD when the slot is malformed. */
 #define ORD_BAD 2
+__attribute__((noinline)) /* rare (ties of prefixes): kept out of the searches, which inline */
 static int ord_cmp_slot(etsmgr_table *t, const struct ord_node *nd, bool leaf, unsigned i, uint32_t kp,
                         const unsigned char *key, size_t klen, uint64_t lim)
 {
@@ -210,16 +211,23 @@ static int ord_cmp_slot(etsmgr_table *t, const struct ord_node *nd, bool leaf, u
 
 /* The child of an inner node of n >= 1 children that key belongs under:
  * the last one whose separator is <= key.  -1: malformed. */
-static int ord_child(etsmgr_table *t, const struct ord_node *nd, unsigned n, uint32_t kp, const unsigned char *key,
+static inline int ord_child(etsmgr_table *t, const struct ord_node *nd, unsigned n, uint32_t kp, const unsigned char *key,
                      size_t klen, uint64_t lim)
 {
-    unsigned i = 1;
-    for (; i < n; i++) {
-        uint32_t p = __atomic_load_n(&nd->pfx[i], __ATOMIC_RELAXED);
-        if (p != kp) { /* the prefixes decide: no call, no key read */
-            if (p > kp) break;
-            continue;
-        }
+    /* the first separator whose prefix is not below key's, by a binary
+     * search without branches on the data (a compare-and-move a step:
+     * a scan's exit, a coin toss for the branch predictor, cost more than
+     * the scan); the prefixes of a well-formed node do not decrease, and
+     * a torn read still gives a slot of [1, n] */
+    unsigned i = 1, len = n > ORD_CAP ? ORD_CAP - 1 : n - 1;
+    while (len > 1) {
+        unsigned half = len / 2;
+        i = __atomic_load_n(&nd->pfx[i + half - 1], __ATOMIC_RELAXED) < kp ? i + half : i;
+        len -= half;
+    }
+    i += len == 1 && __atomic_load_n(&nd->pfx[i], __ATOMIC_RELAXED) < kp;
+    /* then the ties: the keys decide */
+    for (; i < n && __atomic_load_n(&nd->pfx[i], __ATOMIC_RELAXED) == kp; i++) {
         int c = ord_cmp_slot(t, nd, false, i, kp, key, klen, lim);
         if (c == ORD_BAD) return -1;
         if (c > 0) break;
@@ -229,17 +237,18 @@ static int ord_child(etsmgr_table *t, const struct ord_node *nd, unsigned n, uin
 
 /* The first slot of a leaf of n whose key is >= key (gt: > key); n when
  * none; -1: malformed. */
-static int ord_lpos(etsmgr_table *t, const struct ord_node *nd, unsigned n, uint32_t kp, const unsigned char *key,
+static inline int ord_lpos(etsmgr_table *t, const struct ord_node *nd, unsigned n, uint32_t kp, const unsigned char *key,
                     size_t klen, uint64_t lim, bool gt)
 {
-    unsigned i = 0;
+    unsigned i = 0, len = n > ORD_CAP ? ORD_CAP : n; /* as in ord_child */
     uint64_t k24 = kp >> 8;
-    for (; i < n; i++) {
-        uint64_t p = ld(&nd->ls[i]) >> 40;
-        if (p != k24) { /* the prefixes decide: no call, no key read */
-            if (p > k24) break;
-            continue;
-        }
+    while (len > 1) {
+        unsigned half = len / 2;
+        i = (ld(&nd->ls[i + half - 1]) >> 40) < k24 ? i + half : i;
+        len -= half;
+    }
+    i += len == 1 && (ld(&nd->ls[i]) >> 40) < k24;
+    for (; i < n && (ld(&nd->ls[i]) >> 40) == k24; i++) {
         int c = ord_cmp_slot(t, nd, true, i, kp, key, klen, lim);
         if (c == ORD_BAD) return -1;
         if (c > 0 || (c == 0 && !gt)) break;
@@ -886,13 +895,21 @@ static int ord_copy(etsmgr_table *t, uint64_t n, struct ord_batch *b)
 
 enum { ORD_GE, ORD_GT, ORD_LT, ORD_LAST };
 
-/* Ask for the entries of slots [from, n) of leaf nd. */
+/* Ask for the entries of slots [from, n) of leaf nd: each one's first 24
+ * bytes (a small entry whole), which straddle two cache lines for a
+ * quarter of them (entries are 8-byte aligned); asking only for the first
+ * line left that quarter's second line a miss waited for, one after the
+ * other, as the copy reached each (a 100-key range at 1M entries took
+ * 5.9 us against 4.1 with both lines asked for). */
 static inline void ord_prefetch_ents(etsmgr_table *t, const struct ord_node *nd, unsigned from, unsigned n,
                                      uint64_t lim)
 {
     for (unsigned j = from; j < n && j < ORD_CAP; j++) {
         uint64_t eo = ord_lent(ld(&nd->ls[j]));
-        if (eo < lim) __builtin_prefetch(t->base + eo);
+        if (eo < lim && lim - eo >= 24) {
+            __builtin_prefetch(t->base + eo);
+            __builtin_prefetch(t->base + eo + 23);
+        }
     }
 }
 
