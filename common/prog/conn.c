@@ -83,6 +83,13 @@ typedef struct conn_seg {
  * reply (docs/performance.md).  With its header a segment is 1 KiB, a size
  * glibc serves from its per-thread cache (up to 1032 bytes). */
 #define CONN_SEG_MIN (1024 - sizeof(conn_seg))
+/* Sent small segments the server keeps for the next replies instead of
+ * freeing them: at 50 connections a loop turn queues one reply on each, and
+ * glibc's per-thread cache holds only 7 chunks of a size, so the others
+ * went through malloc's slower bins (a sixth of etscounterd's instructions
+ * for a count at 50 connections, callgrind; docs/performance.md).  Bounded,
+ * so an idle server holds at most this many KiB. */
+#define CONN_SEG_CACHE 128
 
 struct conn {
     uv_poll_t poll;
@@ -135,6 +142,8 @@ struct conn_server {
     conn *bl_head;    /* connections with frames left for the next turn */
     uv_idle_t idle;   /* runs while bl_head is not empty: no blocking poll */
     conn *rd_head, *rd_tail; /* read in this turn, not yet served (on_ahead) */
+    conn_seg *seg_free;      /* sent small segments kept for reuse (CONN_SEG_CACHE) */
+    unsigned nseg_free;
 };
 
 static void conn_close_now(conn *c);
@@ -206,6 +215,30 @@ static void conn_unmark_dirty(conn *c)
     c->dirty_prev = c->dirty_next = NULL;
 }
 
+/* A segment of cap bytes: a kept one when it is of the small size. */
+static conn_seg *srv_seg_get(conn_server *s, size_t cap)
+{
+    conn_seg *g = s->seg_free;
+    if (cap == CONN_SEG_MIN && g) {
+        s->seg_free = g->next;
+        s->nseg_free--;
+        return g;
+    }
+    return malloc(sizeof *g + cap);
+}
+
+/* A segment no longer queued (its fd, if any, already closed). */
+static void srv_seg_put(conn_server *s, conn_seg *g)
+{
+    if (g->cap == CONN_SEG_MIN && s->nseg_free < CONN_SEG_CACHE) {
+        g->next = s->seg_free;
+        s->seg_free = g;
+        s->nseg_free++;
+    } else {
+        free(g);
+    }
+}
+
 static void conn_free_output(conn *c)
 {
     conn_seg *s = c->out_head;
@@ -213,7 +246,7 @@ static void conn_free_output(conn *c)
         conn_seg *n = s->next;
         if (s->fd >= 0)
             close(s->fd);
-        free(s);
+        srv_seg_put(c->srv, s);
         s = n;
     }
     c->out_head = c->out_tail = NULL;
@@ -225,6 +258,11 @@ static void conn_free_output(conn *c)
 static void srv_handle_closed(conn_server *s)
 {
     if (--s->open_handles == 0) {
+        while (s->seg_free) {
+            conn_seg *g = s->seg_free;
+            s->seg_free = g->next;
+            free(g);
+        }
         free(s->rbuf);
         free(s);
     }
@@ -377,7 +415,7 @@ static void conn_consume(conn *c, size_t n)
         c->out_head = s->next;
         if (!c->out_head)
             c->out_tail = NULL;
-        free(s);
+        srv_seg_put(c->srv, s);
     }
 }
 
@@ -499,7 +537,7 @@ int conn_send(conn *c, const char *payload, size_t len, int fd)
         c->out_bytes += 4 + len;
     } else {
         size_t cap = fd < 0 && 4 + len < CONN_SEG_MIN ? CONN_SEG_MIN : 4 + len;
-        s = malloc(sizeof *s + cap);
+        s = srv_seg_get(c->srv, cap);
         if (!s)
             return -1;
         s->next = NULL;
@@ -513,7 +551,7 @@ int conn_send(conn *c, const char *payload, size_t len, int fd)
                 int e = errno;
                 log_error("fcntl(F_DUPFD_CLOEXEC) of an fd to send to pid %ld: %s", (long)c->pid,
                           strerror(e));
-                free(s);
+                srv_seg_put(c->srv, s);
                 errno = e;
                 return -1;
             }
