@@ -388,6 +388,40 @@ static void client_ten(const char *path, int sig_wr, int go_rd)
     close(fd);
 }
 
+/* Request after request, one at a time, on several connections at once:
+ * the server keeps sent reply segments and reuses them for the next
+ * replies, of any connection (conn.c, CONN_SEG_CACHE).  Each reply must be
+ * whole and its own, whatever segment carried a longer or shorter reply
+ * before; a large reply (a segment of its own size) comes in between. */
+static void client_rounds(const char *path, int sig_wr, int go_rd)
+{
+    (void)sig_wr;
+    (void)go_rd;
+    int fd = sock_connect_unix(path);
+    CL_CHECK(fd >= 0);
+    for (int i = 0; i < 300; i++) {
+        int id = (i * 7919) % (i % 3 == 0 ? 10 : 1000000);
+        char js[64];
+        snprintf(js, sizeof js, i % 50 == 25 ? "{\"op\":\"big\",\"id\":%d}" : "{\"op\":\"echo\",\"id\":%d}", id);
+        cl_send(fd, js, NULL, 0);
+        cJSON *o = cl_read(fd, NULL, NULL);
+        CL_CHECK(cJSON_IsTrue(cJSON_GetObjectItem(o, "ok")));
+        CL_CHECK(cl_num(o, "id") == id);
+        CL_CHECK(cl_num(o, "pid") == getpid());
+        CL_CHECK((i % 50 == 25) == (cJSON_GetObjectItem(o, "big") != NULL));
+        cJSON_Delete(o);
+    }
+    close(fd);
+}
+
+START_TEST(test_conn_reply_segments_reused)
+{
+    tsrv t = {0};
+    run_case(client_rounds, 5, 0, 5, &t, false);
+    ck_assert_int_eq(t.frames, 5 * 300);
+}
+END_TEST
+
 /* A server with on_ahead (etscounterd, which prefetches what a count will
  * touch) is shown every frame before it is served: the first frame of each
  * connection read in a loop turn too, which it gets once all of the turn's
@@ -632,6 +666,7 @@ Suite *conn_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_conn_pipeline_and_fds);
     tcase_add_test(tc, test_conn_ahead_shows_every_frame);
+    tcase_add_test(tc, test_conn_reply_segments_reused);
     tcase_add_test(tc, test_conn_frame_too_large);
     tcase_add_test(tc, test_conn_abrupt_close);
     tcase_add_test(tc, test_conn_close_and_stop_from_callback);

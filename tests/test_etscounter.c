@@ -435,8 +435,20 @@ START_TEST(test_fast_and_general_replies_match)
     ck_assert_str_eq(b, "{\"ok\":true,\"id\":123456789012345,\"count\":3,\"duplicate\":false}");
     free(a);
     free(b);
+    /* the reply's integers are written two digits at a time (serve.c): ids
+     * of every length and sign, at both ends of each pair of digits */
+    static const long long ids[] = {0, 9, 10, 99, 100, 101, 999, 1000, -1, -9, -10, -99, -100, -1000,
+                                    12345, -98765, 100000000000000, 999999999999999, -999999999999999};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        char req[96], want[160];
+        snprintf(req, sizeof req, "{\"op\":\"count\",\"id\":%lld}", ids[i]);
+        snprintf(want, sizeof want, "{\"ok\":true,\"id\":%lld,\"count\":%zu,\"duplicate\":false}", ids[i], 4 + i);
+        a = et_raw_text(fd, req);
+        ck_assert_str_eq(a, want);
+        free(a);
+    }
     close(fd);
-    ck_assert_int_eq(et_check(), 3);
+    ck_assert_int_eq(et_check(), 3 + (int)(sizeof ids / sizeof ids[0]));
 }
 END_TEST
 
