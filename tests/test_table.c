@@ -859,6 +859,53 @@ START_TEST(update_counter_once_layout2)
 }
 END_TEST
 
+/* Pages of [p, p + len) present in this process's page tables
+ * (/proc/self/pagemap, bit 63 of each page's word). */
+static uint64_t present_pages(const char *p, uint64_t len)
+{
+    int fd = open("/proc/self/pagemap", O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    uint64_t n = 0;
+    for (uint64_t a = (uint64_t)(uintptr_t)p & ~4095ull; a < (uint64_t)(uintptr_t)p + len; a += 4096) {
+        uint64_t w;
+        ck_assert_int_eq(pread(fd, &w, 8, (off_t)(a / 4096 * 8)), 8);
+        n += w >> 63;
+    }
+    close(fd);
+    return n;
+}
+
+/* A region replaced by a rebuild leaves the page tables of the process
+ * that replaced it (a process that served a burst would otherwise keep
+ * every page of it mapped, and its exit tear them down one by one); the
+ * bytes stay in the object. */
+START_TEST(update_counter_once_unmaps_old_region)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int dup;
+    uint64_t i = 0;
+    for (; t->h->once_off == 0 || to_cap(t) < 16384; i++) {
+        etsmgr_once o = to_seq_rid(4, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    uint64_t off = t->h->once_off, len = tbl_once_bytes(t, off);
+    ck_assert_uint_ge(len, 1u << 20);
+    ck_assert_uint_gt(present_pages(t->base + off, len), len / 4096 / 4); /* its ring, written */
+    while (t->h->once_off == off) { /* until the ring is full and the region rebuilt */
+        etsmgr_once o = to_seq_rid(4, i++, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    ck_assert_uint_le(present_pages(t->base + off + 4096, len - 8192), 0);
+    etsmgr_once o = to_seq_rid(4, 0, far); /* what was in it is still known */
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    ck_assert_int_eq(dup, 1);
+    ck_assert_int_eq(v, 1);
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 /* A full store gets room when its first record's keep time passes. */
 static etsmgr_table *room_t;
 static bool once_room(void *arg)
@@ -925,6 +972,7 @@ Suite *table_suite(void)
     tcase_add_test(tc, update_counter_once_hostile);
     tcase_add_test(tc, update_counter_once_shrink);
     tcase_add_test(tc, update_counter_once_steady);
+    tcase_add_test(tc, update_counter_once_unmaps_old_region);
     tcase_add_test(tc, strerror_all);
     suite_add_tcase(s, tc);
     return s;

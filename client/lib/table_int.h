@@ -221,6 +221,8 @@ struct etsmgr_table {
     uint64_t once_full_max;   /* until then at least (0: not known to be full) */
     int64_t once_now;         /* table_once.c: this handle's last clock read (0: none) */
     int64_t once_check_ms;    /* table_once.c: when this handle next checks the region for a shrink */
+    uint64_t once_unmap_off;  /* table_once.c: a region this handle replaced, to drop from its */
+    uint64_t once_unmap_len;  /* page tables once the change is over (0: none) */
     /* a read-only handle asks etsmgrd at this socket (malloc'd; NULL: none)
      * to roll back a dead writer's change, through recover_cb */
     char *rsock;

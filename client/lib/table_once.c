@@ -113,6 +113,7 @@
  * does not outlive the boot that clock counts from. */
 #include <errno.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -133,6 +134,7 @@
 #define ONCE_TAIL_STEPS 4u  /* expired records a count drops at most */
 #define ONCE_CHECK_MS 1000  /* how often a handle looks whether its region has become sparse */
 #define ONCE_SPARSE 8u      /* ... which it is below 1/this of its records live: rebuilt smaller */
+#define ONCE_UNMAP_MIN (1u << 20) /* replaced regions this big leave this process's page tables */
 
 int64_t etsmgr_mono_ms(void)
 {
@@ -370,8 +372,30 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
     tbl_set(t, TBL_HOFF(once_off), noff);
     tbl_set(t, TBL_HOFF(live_bytes), h->live_bytes + size - old_size);
     if (old_off && (r = tbl_defer_free(t, old_off, old_size)) != 0) return r;
+    if (old_size >= ONCE_UNMAP_MIN) {
+        t->once_unmap_off = old_off;
+        t->once_unmap_len = old_size;
+    }
     t->cp_op = op;
     return 0;
+}
+
+/* After the change that replaced a big region: its pages leave this
+ * process's page tables (MADV_DONTNEED on a shared mapping drops only the
+ * mappings; the object keeps the bytes, so it is safe whatever happened to
+ * the change, and a later use of those bytes faults them in again).  A
+ * process that served a burst otherwise keeps hundreds of MB of the old
+ * region mapped, which its exit (a SIGKILL before a standby's takeover)
+ * must tear down page by page; a process that shrank a region it never
+ * served (a fresh etscounterd) would keep the old ring it just read. */
+static void once_unmap(etsmgr_table *t)
+{
+    uint64_t off = t->once_unmap_off, end = off + t->once_unmap_len;
+    t->once_unmap_off = t->once_unmap_len = 0;
+    off = (off + 4095u) & ~(uint64_t)4095u;
+    end &= ~(uint64_t)4095u;
+    if (end > t->map_size) end = t->map_size & ~(uint64_t)4095u;
+    if (off < end) (void)madvise(t->base + off, end - off, MADV_DONTNEED); /* a hint: nothing to do if refused */
 }
 
 /* Where a new record goes (once_place), written by once_write. */
@@ -565,8 +589,9 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
     /* the last step before the commit: has the deadline passed meanwhile?
      * (the precise clock: a coarse read may be behind by several ms) */
     if (once->deadline_ms && (t->once_now = etsmgr_mono_ms()) > once->deadline_ms)
-        return tbl_op_end(t, ETSMGR_EEXPIRED);
-    r = tbl_op_end(t, 0);
+        r = ETSMGR_EEXPIRED;
+    r = tbl_op_end(t, r);
+    if (t->once_unmap_len) once_unmap(t);
     if (r == 0 && newval) *newval = nv;
     return r;
 }
@@ -589,7 +614,9 @@ int tbl_once_put(etsmgr_table *t, const uint8_t rid[ETSMGR_RID_LEN], int64_t val
     r = once_place(t, r0, r1, now, 0, ent, &sp);
     if (r) return tbl_op_end(t, r);
     once_write(t, &sp, r0, r1, value, keep_until);
-    return tbl_op_end(t, 0);
+    r = tbl_op_end(t, 0);
+    if (t->once_unmap_len) once_unmap(t);
+    return r;
 }
 
 int tbl_once_each(etsmgr_table *t, int64_t now,
