@@ -5,7 +5,8 @@
  * children down, the table stays in shared memory, and a new etssup starts
  * cleanly and the counter goes on from where it was.  The default keeps a
  * hot standby of etscounterd: the standby tests kill the active one, the
- * standby, both, and etsmgrd while the standby waits. */
+ * standby, both, and etsmgrd while the standby waits, and stop etssup
+ * just after a takeover. */
 #include <check.h>
 #include <regex.h>
 #include <stdio.h>
@@ -275,6 +276,25 @@ START_TEST(test_standby_both_killed)
 }
 END_TEST
 
+/* SIGTERM to etssup right after the active one's SIGKILL, while etssup
+ * still holds back handling that death (SUP_STANDBY_REAP_DELAY_MS): it
+ * stops everything in order and exits 0, leaving no process behind. */
+START_TEST(test_standby_takeover_then_stop)
+{
+    st_env e;
+    pid_t p[2];
+    pid_t sb = e2e_start_standby(&e, p);
+    kill(p[1], SIGKILL);
+    kill(e.pid, SIGTERM);
+    int st = st_wait_exit(&e, 15000);
+    ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "etssup: wait status 0x%x", st);
+    ck_assert(st_wait_gone(p[0], 3000));
+    ck_assert(st_wait_gone(p[1], 3000));
+    ck_assert(st_wait_gone(sb, 3000));
+    st_cleanup(&e);
+}
+END_TEST
+
 /* etsmgrd is SIGKILLed while the standby waits: once etssup restarted it,
  * the active one still owns the table, the standby is queued again, and it
  * still takes over when the active one dies. */
@@ -311,6 +331,7 @@ Suite *sup_e2e_suite(void)
     tcase_add_test(tc, test_standby_killed);
     tcase_add_test(tc, test_standby_both_killed);
     tcase_add_test(tc, test_standby_mgr_killed);
+    tcase_add_test(tc, test_standby_takeover_then_stop);
     suite_add_tcase(s, tc);
     return s;
 }

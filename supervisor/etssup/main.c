@@ -73,10 +73,8 @@ static int sup_give_up(sup *s, sup_config *cfg, int code)
     return code;
 }
 
-static void sup_reap(uv_signal_t *h, int signum)
+static void sup_reap_all(sup *s)
 {
-    sup *s = h->data;
-    (void)signum;
     for (;;) {
         int status;
         pid_t pid = waitpid(-1, &status, WNOHANG);
@@ -105,6 +103,36 @@ static void sup_reap(uv_signal_t *h, int signum)
             log_debug("reaped pid %d (a descendant adopted as subreaper): %s", (int)pid, why);
         }
     }
+}
+
+static void sup_on_reap_timer(uv_timer_t *t)
+{
+    sup *s = t->data;
+    s->reap_deferred = false;
+    sup_reap_all(s);
+}
+
+/* SIGCHLD.  A child with a standby is reaped SUP_STANDBY_REAP_DELAY_MS
+ * later (sup.h says why), and every other death with it; any other death
+ * at once.  waitid WNOWAIT names a dead child without reaping it. */
+static void sup_reap(uv_signal_t *h, int signum)
+{
+    sup *s = h->data;
+    (void)signum;
+    if (s->reap_deferred)
+        return;
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (!s->terminating && waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid > 0) {
+        for (int i = 0; i < s->n; i++) {
+            if (s->children[i].pid == si.si_pid && s->children[i].sb_pid > 0) {
+                s->reap_deferred = true;
+                uv_timer_start(&s->reap_timer, sup_on_reap_timer, SUP_STANDBY_REAP_DELAY_MS, 0);
+                return;
+            }
+        }
+    }
+    sup_reap_all(s);
 }
 
 static void sup_on_term(uv_signal_t *h, int signum)
@@ -283,6 +311,8 @@ int main(int argc, char **argv)
     uv_signal_init(s->loop, &s->sig_term);
     uv_signal_init(s->loop, &s->sig_int);
     s->sig_chld.data = s->sig_term.data = s->sig_int.data = s;
+    uv_timer_init(s->loop, &s->reap_timer);
+    s->reap_timer.data = s;
     int r = uv_signal_start(&s->sig_chld, sup_reap, SIGCHLD);
     if (r == 0)
         r = uv_signal_start(&s->sig_term, sup_on_term, SIGTERM);

@@ -149,6 +149,7 @@ static void sup_finish_cb(uv_timer_t *t)
     }
     sup_sockets_close(s);
     uv_close((uv_handle_t *)&s->sig_chld, sup_close_cb);
+    uv_close((uv_handle_t *)&s->reap_timer, sup_close_cb);
     uv_close((uv_handle_t *)&s->sig_term, sup_close_cb);
     uv_close((uv_handle_t *)&s->sig_int, sup_close_cb);
 }

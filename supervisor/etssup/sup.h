@@ -46,6 +46,13 @@
  * (a millisecond of CPU on a small machine) would delay them by as much.
  * The cost: for these 20 ms, a second death is an ordinary restart. */
 #define SUP_STANDBY_DELAY_MS 20
+/* The death of a child whose standby waits is handled (reaped, logged, the
+ * standby recorded as the child) this long after SIGCHLD: the SIGCHLD comes
+ * in the middle of the takeover, and on a small machine etssup's 0.06 ms of
+ * work then ran before the standby's first answers in most takeovers
+ * (docs/performance.md, "Hot standby").  Nothing waits for it: the standby
+ * serves on its own, and its READY=1 may come first (child.c). */
+#define SUP_STANDBY_REAP_DELAY_MS 2
 #define SUP_DEFAULT_SHUTDOWN 5000      /* ms */
 #define SUP_MAX_CHILDREN 64
 #define SUP_MAX_SOCKETS 8              /* per child */
@@ -177,6 +184,8 @@ typedef struct sup {
     int gen_fd; /* shared flock every child inherits: see sup_generation_lock */
     unsigned long long wd_usec; /* systemd's WATCHDOG_USEC for etssup, 0: off */
     uv_signal_t sig_chld, sig_term, sig_int;
+    uv_timer_t reap_timer; /* SUP_STANDBY_REAP_DELAY_MS */
+    bool reap_deferred;
     conn_server *ctl;
     char ctl_path[RT_PATH_MAX];
 } sup;
