@@ -393,7 +393,8 @@ static int64_t once_value(etsmgr_table *t, int i)
     return v;
 }
 static int once_n;
-static int once_burst; /* counts of expired rids before the once_n kept ones */
+static int once_burst;   /* counts of expired rids before the once_n kept ones */
+static int once_expired; /* of the once_n kept ones, how many first have expired since */
 static void once_setup(etsmgr_table *t)
 {
     group_setup(t);
@@ -412,13 +413,29 @@ static void once_first_setup(etsmgr_table *t)
 {
     once_n = 0;
     once_burst = 0;
+    once_expired = 0;
     once_setup(t);
 }
 static void once_rebuild_setup(etsmgr_table *t)
 {
     once_n = 64; /* the first region's ring is full: the next count rebuilds it */
     once_burst = 0;
+    once_expired = 0;
     once_setup(t);
+}
+/* the ring is full and its oldest record has expired: the count drops it
+ * and writes its record into that same slot, a slot of the window until
+ * the commit moves the tail (a rollback must give the old record back, not
+ * leave the new rid in the window without its increment) */
+static void once_wrap_setup(etsmgr_table *t)
+{
+    once_n = 64;
+    once_burst = 0;
+    once_expired = 1;
+    once_setup(t);
+    uint64_t *reg = to_reg(t);
+    ck_assert_uint_eq(reg[2] - reg[3], reg[1]);
+    to_set_keep(t, reg[3], reg[3] + (uint64_t)once_expired, 1);
 }
 /* once_n records written by this library, the region then rewritten as
  * layout 2 (table version 6), as a library before layout 3 left it */
@@ -426,6 +443,7 @@ static void once_layout2_setup(etsmgr_table *t)
 {
     once_n = 40;
     once_burst = 0;
+    once_expired = 0;
     once_setup(t);
     to_make_layout2(t);
 }
@@ -436,6 +454,7 @@ static void once_shrink_setup(etsmgr_table *t)
 {
     once_n = 20;
     once_burst = 600;
+    once_expired = 0;
     once_setup(t);
     uint64_t *reg = to_reg(t);
     ck_assert_uint_eq(reg[1], 1024);
@@ -448,6 +467,7 @@ static void once_layout1_setup(etsmgr_table *t)
 {
     once_n = 5;
     once_burst = 0;
+    once_expired = 0;
     group_setup(t);
     int64_t v;
     ck_assert_int_eq(etsmgr_table_update_counter(t, "ctr", 3, once_n, 0, &v), 0);
@@ -480,6 +500,15 @@ static int a_once(etsmgr_table *t)
     int r = etsmgr_table_update_counter_once(t, "ctr", 3, 1, &o, &v, &dup);
     return r ? r : dup;
 }
+/* tbl_once_each's callback: counts the records of rid 1000 (what an
+ * image or a rebuild would carry on) */
+static int once_count_1000(const uint8_t rid[ETSMGR_RID_LEN], int64_t value, int64_t keep_until, void *arg)
+{
+    (void)value, (void)keep_until;
+    etsmgr_once o = once_req(1000, 2);
+    if (memcmp(rid, o.rid, ETSMGR_RID_LEN) == 0) ++*(int *)arg;
+    return 0;
+}
 static void c_once(etsmgr_table *t, bool done)
 {
     base_check(t);
@@ -491,7 +520,10 @@ static void c_once(etsmgr_table *t, bool done)
     if (done) ck_assert_int_eq(ctr, base + 1);
     /* the record exists exactly when the increment does */
     ck_assert_int_eq(once_value(t, 1000), ctr == base + 1 ? ctr : -1);
-    for (int i = 0; i < once_n; i++) ck_assert_int_eq(once_value(t, i), 11 + once_burst + i);
+    int recs = 0;
+    ck_assert_int_eq(tbl_once_each(t, 2, once_count_1000, &recs), 0);
+    ck_assert_int_eq(recs, ctr == base + 1);
+    for (int i = once_expired; i < once_n; i++) ck_assert_int_eq(once_value(t, i), 11 + once_burst + i);
     if (ctr == base + 1) ck_assert_uint_eq(to_reg(t)[0], TO_MAGIC3); /* converted with the count */
     if (once_burst && ctr == base + 1) ck_assert_uint_eq(to_cap(t), 64); /* shrunk with the count */
     if (once_burst && ctr == base) ck_assert_uint_eq(to_cap(t), 1024);
@@ -500,6 +532,7 @@ static void c_once(etsmgr_table *t, bool done)
 static const struct scen scenarios[] = {
     {"count_once, first record", 0, once_first_setup, a_once, c_once},
     {"count_once, region rebuilt", 0, once_rebuild_setup, a_once, c_once},
+    {"count_once, full ring's expired oldest slot reused", 0, once_wrap_setup, a_once, c_once},
     {"count_once, layout 1 region converted", 0, once_layout1_setup, a_once, c_once},
     {"count_once, layout 2 region converted", 0, once_layout2_setup, a_once, c_once},
     {"count_once, region shrunk after a burst", 0, once_shrink_setup, a_once, c_once},

@@ -58,6 +58,10 @@
  * with plain stores into the slot at head (outside that window, so no one
  * reads it) and becomes part of the store when the logged head moves over
  * it; a rollback restores head and the slot drops out of the window again.
+ * Except in a full ring whose oldest records the count drops: the slot at
+ * head is then the tail's, in the window until the commit, so the record
+ * is written through the undo log there (a rollback gives the old one
+ * back).
  * Index entries are never removed one by one: an entry whose slot is out
  * of the window, or holds another rid by now, is skipped.  So the index
  * fills, and at half full (filled = 2R) the region is rebuilt.
@@ -500,11 +504,25 @@ static void once_write(etsmgr_table *t, const struct once_spot *sp, uint64_t r0,
 {
     uint64_t *reg = tbl_word(t, sp->off), cap = reg[1], head = reg[2], slot = head & (cap - 1);
     uint64_t *rec = once_rec(reg, slot);
-    /* outside the window [tail, head): nobody reads it until head moves */
-    rec[0] = r0;
-    rec[1] = r1;
-    rec[2] = (uint64_t)value;
-    rec[3] = (uint64_t)keep;
+    if (head - reg[3] < cap) {
+        /* outside the window [tail, head): nobody reads it until head moves */
+        rec[0] = r0;
+        rec[1] = r1;
+        rec[2] = (uint64_t)value;
+        rec[3] = (uint64_t)keep;
+    } else {
+        /* a full ring whose oldest records this count drops (sp->tail):
+         * the slot at head is the tail's, in the window until the commit
+         * moves the tail, so its old record must come back with a
+         * rollback, not stay there as a record of this rid without its
+         * increment (a rebuild or an image would then answer its retry
+         * as done) */
+        uint64_t roff = sp->off + 8u * (ONCE_HDR_WORDS + ONCE_REC_WORDS * slot);
+        tbl_set(t, roff, r0);
+        tbl_set(t, roff + 8, r1);
+        tbl_set(t, roff + 16, (uint64_t)value);
+        tbl_set(t, roff + 24, (uint64_t)keep);
+    }
     tbl_cp(t);
     uint64_t tag = once_tag(reg, r0, r1);
     tbl_set(t, once_idx_off(sp->off, cap) + 8u * sp->ent, tag << 32 | (slot + 1u));
