@@ -1209,6 +1209,160 @@ START_TEST(random_sigkill_readers)
 }
 END_TEST
 
+/* ------------------------------------------------------------ exactly-once, at random */
+
+/* Exactly-once counting against a model, with the clock simulated (the
+ * handle's once_now) and a quarter of the counts SIGKILLed at a random
+ * crash point in a child: new rids (numbered, in a few senders' runs, and
+ * random ones) and retries of old ones, keep times mostly under 0.3 s, a
+ * max_records now and then, and the sparse check asked for now and then,
+ * so that the ring fills, drops, grows and, after each burst of 400 counts
+ * when the clock leaps 3.5 s, shrinks.  After every count:
+ * the counter is the model's total; a retry of a rid kept at the time is
+ * answered as done, with its value; nothing else answers as done; a
+ * refusal for a full store comes only with as many live records as the
+ * limit; and the table verifies after every kill and every 64 counts. */
+struct or_rid {
+    etsmgr_once o;
+    int64_t value;
+    bool counted;
+};
+#define OR_N 1200
+#ifndef OR_STEPS
+#define OR_STEPS 2500
+#endif
+static uint64_t or_rnd(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+START_TEST(once_random_crashes)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    static struct or_rid m[OR_N];
+    static uint64_t seqs[4];
+    int nr = 0, kills = 0, dups = 0, shrinks = 0;
+    int64_t total = 0, T = etsmgr_mono_ms() + 1000;
+    uint64_t seed = 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid(), cap_hi = 0;
+    for (int step = 0; step < OR_STEPS; step++) {
+        if (or_rnd(&seed) % 4 == 0) T += (int64_t)(or_rnd(&seed) % 20);
+        if (step % 400 == 399) T += 3500; /* after a burst: a quiet spell */
+        struct or_rid *x;
+        if (nr < OR_N && (nr == 0 || or_rnd(&seed) % 3 != 0)) {
+            x = &m[nr++];
+            uint64_t who = or_rnd(&seed) % 5;
+            int64_t keep = T + (int64_t)(or_rnd(&seed) % (or_rnd(&seed) % 4 ? 300 : 3000));
+            if (who < 4) {
+                x->o = to_seq_rid(who + 1, seqs[who]++, keep);
+            } else {
+                x->o = (etsmgr_once){.keep_until_ms = keep};
+                for (int b = 0; b < ETSMGR_RID_LEN; b++) x->o.rid[b] = (uint8_t)or_rnd(&seed);
+            }
+            x->counted = false;
+        } else {
+            x = &m[or_rnd(&seed) % (uint64_t)nr];
+        }
+        etsmgr_once o = x->o;
+        o.deadline_ms = o.keep_until_ms;
+        o.max_records = or_rnd(&seed) % 4 == 0 ? 20 + or_rnd(&seed) % 300 : 0;
+        if (or_rnd(&seed) % 16 == 0) t->once_check_ms = 0;
+        t->once_now = T;
+        uint64_t off0 = t->h->once_off, cap0 = off0 ? to_cap(t) : 0;
+        int r, dup = 0;
+        int64_t v = 0;
+        if (or_rnd(&seed) % 4 == 0) {
+            long target = (long)(or_rnd(&seed) % 24);
+            pid_t pid = fork();
+            ck_assert_int_ge(pid, 0);
+            if (pid == 0) {
+                cp_target = target;
+                cp_calls = 0;
+                tbl_crashpoint = cp_hook;
+                int cr = etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup);
+                _exit(cr == 0 ? dup : cr == ETSMGR_EEXPIRED ? 2 : cr == ETSMGR_ERIDFULL ? 3 : 10);
+            }
+            int code = wait_child(pid);
+            ck_assert_msg(code <= 3 || code == 77, "step %d: the count failed in the child (%d)", step, code);
+            int rc;
+            int64_t ctr = tt_get_int(t, "c", &rc);
+            if (total == 0 && rc == ETSMGR_ENOTFOUND) ctr = 0, rc = 0;
+            ck_assert_int_eq(rc, 0);
+            ck_assert_msg(ctr == total || ctr == total + 1, "step %d: counter %lld, model %lld", step,
+                          (long long)ctr, (long long)total);
+            if (code == 77) {
+                kills++;
+                tt_check(t); /* the rollback left the region whole */
+                r = 0;
+                dup = ctr == total; /* not counted: nothing to check of it but the count */
+                if (!dup) v = ctr;
+                else if (!x->counted) {
+                    tt_check(t);
+                    continue;
+                } else {
+                    v = x->value;
+                }
+            } else {
+                r = code == 2 ? ETSMGR_EEXPIRED : code == 3 ? ETSMGR_ERIDFULL : 0;
+                dup = code == 1;
+                v = dup ? x->value : ctr; /* a dup's value: checked again below */
+                if (code == 1) {
+                    etsmgr_once q = x->o;
+                    q.deadline_ms = 1; /* asks without counting */
+                    t->once_now = T;
+                    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &q, &v, &dup), 0);
+                    ck_assert_int_eq(dup, 1);
+                }
+            }
+        } else {
+            r = etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup);
+        }
+        bool kept = x->counted && x->o.keep_until_ms >= T;
+        if (r == 0 && dup) {
+            ck_assert_msg(x->counted, "step %d: a rid never counted answered as done", step);
+            ck_assert_int_eq(v, x->value);
+            dups++;
+        } else if (r == 0) {
+            ck_assert_msg(!kept, "step %d: a retry within its keep time counted again", step);
+            ck_assert_int_eq(v, total + 1);
+            total++;
+            x->counted = true;
+            x->value = v;
+        } else if (r == ETSMGR_EEXPIRED) {
+            ck_assert_msg(!kept, "step %d: a retry within its keep time refused as late", step);
+        } else if (r == ETSMGR_ERIDFULL) {
+            uint64_t live = 0;
+            for (int i = 0; i < nr; i++) live += m[i].counted && m[i].o.keep_until_ms >= T;
+            ck_assert_msg(o.max_records && live + 1 > o.max_records,
+                          "step %d: refused as full with %llu live records, limit %llu", step,
+                          (unsigned long long)live, (unsigned long long)o.max_records);
+        } else {
+            ck_abort_msg("step %d: %s", step, etsmgr_strerror(r));
+        }
+        if (t->h->once_off && t->h->once_off != off0 && to_cap(t) < cap0) shrinks++;
+        if (t->h->once_off && to_cap(t) > cap_hi) cap_hi = to_cap(t);
+        if (step % 64 == 0) tt_check(t);
+    }
+    tt_check(t);
+    for (int i = 0; i < nr; i++) { /* every rid kept now is known, with its value */
+        if (!m[i].counted || m[i].o.keep_until_ms < T) continue;
+        etsmgr_once q = m[i].o;
+        q.deadline_ms = 1;
+        int64_t v;
+        int dup = 0;
+        t->once_now = T;
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &q, &v, &dup), 0);
+        ck_assert_int_eq(dup, 1);
+        ck_assert_int_eq(v, m[i].value);
+    }
+    fprintf(stderr, "once_random_crashes: %d rids, %lld counted, %d dups, %d kills, %d shrinks, up to %llu records\n",
+            nr, (long long)total, dups, kills, shrinks, (unsigned long long)cap_hi);
+    ck_assert_int_gt(kills, 100);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 /* ------------------------------------------------------------ concurrency */
 
 START_TEST(two_counters_exact_total)
@@ -1251,6 +1405,7 @@ Suite *table_crash_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, crash_points, 0, (int)(sizeof scenarios / sizeof scenarios[0]));
     tcase_add_test(tc, crash_during_recovery);
+    tcase_add_test(tc, once_random_crashes);
     suite_add_tcase(s, tc);
     tc = tcase_create("readers");
     tcase_add_checked_fixture(tc, NULL, teardown);
