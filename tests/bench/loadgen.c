@@ -65,6 +65,10 @@ typedef struct lg {
     enum lg_proto proto;
     const char *op;
     int pipeline;
+    /* request ids as docs/design.md recommends to a high-rate sender: a
+     * random prefix for the process, then a counter (printed big-endian in
+     * the last 16 hex digits), whose consecutive values etscounterd files
+     * in one bucket of its request-id index */
     uint64_t rid_hi, rid_seq;
     double win_start, win_end;
     uint64_t done, errors;
