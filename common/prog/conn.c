@@ -4,6 +4,11 @@
  * Why uv_poll and not uv_stream: fds travel as SCM_RIGHTS both ways and each
  * one must be accounted for (handed to on_frame, or closed), which needs our
  * own recvmsg/sendmsg.  The loop only tells us when a socket is ready.
+ * Reads are recvmsg even where no op takes an fd (etscounterd): recv costs
+ * about 200 ns less a call here, but closes a peer's fds without a trace,
+ * and such a request must be refused (unexpected_fd); a NULL control
+ * buffer, which would still say MSG_CTRUNC, is no cheaper than ours
+ * (docs/performance.md, "The 50-connection rows").
  *
  * Reading: up to CONN_READS_PER_EVENT recvmsg of CONN_READ_CHUNK per wakeup
  * (fairness between connections), then every complete frame is dispatched.
@@ -28,7 +33,10 @@
  * replies one read produced leave in one sendmsg, in request order.  Small
  * frames are appended to the tail segment while it has room, so a pipelined
  * batch of replies is one allocation and one iovec rather than one per
- * reply (the kernel's per-iovec cost showed in profiles).  A batch
+ * reply (the kernel's per-iovec cost showed in profiles).  Sent segments
+ * of that small size are kept by the server (up to CONN_SEG_CACHE) for the
+ * next replies of any connection: at 50 connections, a reply each per
+ * turn, malloc's per-thread cache was too small for them.  A batch
  * stops before a segment carrying an fd; that segment goes alone, fd on its
  * first byte.  EAGAIN arms UV_WRITABLE until the queue drains.
  *
