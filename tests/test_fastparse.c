@@ -114,6 +114,22 @@ START_TEST(test_fastparse_declines)
         "{\"op\":\"count\",\"id\":1}\x01",
         "{\"op\":\"co\tunt\"}",                                /* a control character in a string */
         "{\"op\":\"c\xc3\xa9\"}",                              /* non-ASCII */
+        /* keys and words that begin or end like a known one (fastparse.c
+         * compares them at once, without looking for the closing quote) */
+        "{\"op\":\"count\",\"deadline_mon\":1}",
+        "{\"op\":\"count\",\"deadline_monos\":1}",
+        "{\"op\":\"count\",\"deadlin\":1}",
+        "{\"op\":\"count\",\"ri\":1}",
+        "{\"op\":\"count\",\"retry_until_mon\":1}",
+        "{\"op\":\"count\",\"r\":1}",
+        "{\"opp\":\"count\"}",
+        "{\"o\":\"count\"}",
+        "{\"op\":\"pin\"}",
+        "{\"op\":\"pingg\"}",
+        "{\"op\":\"count",
+        "{\"op",
+        "{\"",
+        "{\"op\":\"count\",\"id",
     };
     fp_req f;
     for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)

@@ -55,39 +55,23 @@ static int fp_lit(fp_in *in, char ch)
     return 0;
 }
 
-/* A string's text in [*s, *s + *n), up to the first '"'.  No escape is
- * decoded and none needs to be: every string this file takes must equal a
- * fixed word or be 32 hex digits, so a text holding a backslash (or any
- * other byte outside those) is declined by the caller's comparison, and for
- * a text without a backslash the first '"' is its real end. */
-static int fp_string(fp_in *in, const char **s, size_t *n)
-{
-    if (!fp_lit(in, '"'))
-        return 0;
-    const char *start = in->p, *q = start;
-    while (q < in->end && *q != '"')
-        q++;
-    if (q == in->end)
-        return 0;
-    *s = start;
-    *n = (size_t)(q - start);
-    in->p = q + 1;
-    return 1;
-}
-
 /* 0 | [1-9][0-9]{0,14}, with a '-' in front when neg_ok (but not "-0"). */
 static int fp_int(fp_in *in, int neg_ok, long long *out)
 {
     int neg = neg_ok && fp_lit(in, '-');
-    const char *start = in->p;
+    const char *start = in->p, *p = start;
+    /* one digit past the longest taken, so that a longer one is seen */
+    const char *lim = in->end - start > FP_INT_DIGITS ? start + FP_INT_DIGITS + 1 : in->end;
     long long v = 0;
-    while (in->p < in->end && *in->p >= '0' && *in->p <= '9') {
-        if (in->p - start == FP_INT_DIGITS)
-            return 0;
-        v = v * 10 + (*in->p - '0');
-        in->p++;
+    unsigned d;
+    while (p < lim && (d = (unsigned)(unsigned char)*p - '0') <= 9) {
+        v = v * 10 + d;
+        p++;
     }
-    size_t n = (size_t)(in->p - start);
+    in->p = p;
+    if (p - start > FP_INT_DIGITS)
+        return 0;
+    size_t n = (size_t)(p - start);
     if (n == 0 || (start[0] == '0' && (n > 1 || neg)))
         return 0;
     /* a fraction or an exponent makes it a number of another shape */
@@ -122,38 +106,65 @@ static int fp_rid(fp_in *in, fp_req *r)
     return 1;
 }
 
-static int fp_is(const char *k, size_t n, const char *word, size_t wn)
+/* 1 and past it when the input at in->p is the string "word" (its
+ * quotes included; lit is the word with its closing quote).  No escape is
+ * decoded and none needs to be: every string this file takes (but the
+ * rid, fp_rid) must equal a fixed word, so a text holding a backslash or
+ * any other byte is declined here; and as a word holds no quote, the
+ * string's first quote, its real end, is the one right after it.  So the
+ * closing quote is never looked for: the bytes are compared at once. */
+static int fp_word(fp_in *in, const char *lit, size_t litlen)
 {
-    return n == wn && memcmp(k, word, wn) == 0;
+    if ((size_t)(in->end - in->p) <= litlen || in->p[0] != '"' || memcmp(in->p + 1, lit, litlen) != 0)
+        return 0;
+    in->p += 1 + litlen;
+    return 1;
 }
-#define FP_IS(k, n, lit) fp_is(k, n, lit, sizeof lit - 1)
+#define FP_WORD(in, w) fp_word(in, w "\"", sizeof w)
+
+/* The key at in->p (quotes included) as the bit fp_member gives it, or 0
+ * for any other string or none.  Chosen by the first letter, then one
+ * comparison: no scan for the closing quote (that scan and a comparison
+ * for each candidate key were a fifth of an exactly-once count's parse,
+ * callgrind). */
+static unsigned fp_key(fp_in *in)
+{
+    if (in->end - in->p < 2)
+        return 0;
+    switch (in->p[1]) {
+    case 'o':
+        return FP_WORD(in, "op") ? 1 : 0;
+    case 'i':
+        return FP_WORD(in, "id") ? 2 : 0;
+    case 'r':
+        return FP_WORD(in, "rid") ? 4 : FP_WORD(in, "retry_until_mono") ? 32 : 0;
+    case 'd':
+        return FP_WORD(in, "deadline") ? 8 : FP_WORD(in, "deadline_mono") ? 16 : 0;
+    default:
+        return 0;
+    }
+}
 
 /* One "key": value.  seen: the keys read so far (a bit each). */
 static int fp_member(fp_in *in, fp_req *r, unsigned *seen)
 {
-    const char *k, *s;
-    size_t kn, n;
-    if (!fp_string(in, &k, &kn))
+    unsigned bit = fp_key(in);
+    if (!bit)
         return 0;
     fp_ws(in);
     if (!fp_lit(in, ':'))
         return 0;
     fp_ws(in);
-    unsigned bit;
-    if (FP_IS(k, kn, "op")) {
-        bit = 1;
-        if (!fp_string(in, &s, &n))
-            return 0;
-        if (FP_IS(s, n, "count"))
+    if (bit == 1) {
+        if (FP_WORD(in, "count"))
             r->op = FP_COUNT;
-        else if (FP_IS(s, n, "check"))
+        else if (FP_WORD(in, "check"))
             r->op = FP_CHECK;
-        else if (FP_IS(s, n, "ping"))
+        else if (FP_WORD(in, "ping"))
             r->op = FP_PING;
         else
             return 0;
-    } else if (FP_IS(k, kn, "id")) {
-        bit = 2;
+    } else if (bit == 2) {
         if (in->end - in->p >= 4 && memcmp(in->p, "null", 4) == 0) {
             in->p += 4;
             r->id_kind = FP_ID_NULL;
@@ -162,33 +173,27 @@ static int fp_member(fp_in *in, fp_req *r, unsigned *seen)
         } else {
             return 0;
         }
-    } else if (FP_IS(k, kn, "rid")) {
-        bit = 4;
+    } else if (bit == 4) {
         if (!fp_rid(in, r))
             return 0;
-    } else if (FP_IS(k, kn, "deadline")) {
-        bit = 8;
+    } else if (bit == 8) {
         long long v;
         if (!fp_int(in, 0, &v))
             return 0;
         r->deadline = v;
         r->has_deadline = 1;
-    } else if (FP_IS(k, kn, "deadline_mono")) {
-        bit = 16;
+    } else if (bit == 16) {
         long long v;
         if (!fp_int(in, 0, &v))
             return 0;
         r->deadline_mono = v;
         r->has_deadline_mono = 1;
-    } else if (FP_IS(k, kn, "retry_until_mono")) {
-        bit = 32;
+    } else { /* 32 */
         long long v;
         if (!fp_int(in, 0, &v))
             return 0;
         r->retry_until = v;
         r->has_retry_until = 1;
-    } else {
-        return 0;
     }
     if (*seen & bit)
         return 0;
