@@ -875,32 +875,41 @@ static uint64_t present_pages(const char *p, uint64_t len)
     return n;
 }
 
-/* A region replaced by a rebuild leaves the page tables of the process
- * that replaced it (a process that served a burst would otherwise keep
- * every page of it mapped, and its exit tear them down one by one); the
- * bytes stay in the object. */
+/* A region replaced by a smaller one (a shrink) leaves the page tables of
+ * the process that replaced it (a process that served a burst would
+ * otherwise keep every page of it mapped, and its exit tear them down one
+ * by one); one replaced by growth stays mapped (this process will use its
+ * pages again); the bytes stay in the object either way. */
 START_TEST(update_counter_once_unmaps_old_region)
 {
     etsmgr_table *t = tt_create(NULL, 0, 0);
     int64_t v, far = etsmgr_mono_ms() + 3600000;
     int dup;
-    uint64_t i = 0;
-    for (; t->h->once_off == 0 || to_cap(t) < 16384; i++) {
+    uint64_t i = 0, off = 0, len = 0;
+    for (; t->h->once_off == 0 || to_cap(t) < 32768; i++) {
+        if (t->h->once_off && to_cap(t) == 16384) {
+            off = t->h->once_off;
+            len = tbl_once_bytes(t, off);
+        }
         etsmgr_once o = to_seq_rid(4, i, far);
         ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
     }
-    uint64_t off = t->h->once_off, len = tbl_once_bytes(t, off);
-    ck_assert_uint_ge(len, 1u << 20);
-    ck_assert_uint_gt(present_pages(t->base + off, len), len / 4096 / 4); /* its ring, written */
-    while (t->h->once_off == off) { /* until the ring is full and the region rebuilt */
-        etsmgr_once o = to_seq_rid(4, i++, far);
-        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
-    }
+    ck_assert_uint_ge(len, 1u << 20); /* grown from it: still mapped */
+    ck_assert_uint_gt(present_pages(t->base + off, len), len / 4096 / 4);
+    /* all but the last 10 expire; the next count that looks shrinks the region */
+    to_set_keep(t, to_reg(t)[3], to_reg(t)[2] - 10, 1);
+    off = t->h->once_off;
+    len = tbl_once_bytes(t, off);
+    ck_assert_uint_gt(present_pages(t->base + off, len), len / 4096 / 4);
+    t->once_check_ms = 0;
+    etsmgr_once o = to_seq_rid(4, i, far);
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    ck_assert_uint_eq(to_cap(t), 64);
     ck_assert_uint_le(present_pages(t->base + off + 4096, len - 8192), 0);
-    etsmgr_once o = to_seq_rid(4, 0, far); /* what was in it is still known */
+    o = to_seq_rid(4, i - 1, far); /* what was in it is still known */
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
     ck_assert_int_eq(dup, 1);
-    ck_assert_int_eq(v, 1);
+    ck_assert_int_eq(v, (int64_t)i);
     tt_check(t);
     etsmgr_table_close(t);
 }

@@ -138,7 +138,7 @@
 #define ONCE_TAIL_STEPS 4u  /* expired records a count drops at most */
 #define ONCE_CHECK_MS 1000  /* how often a handle looks whether its region has become sparse */
 #define ONCE_SPARSE 8u      /* ... which it is below 1/this of its records live: rebuilt smaller */
-#define ONCE_UNMAP_MIN (1u << 20) /* replaced regions this big leave this process's page tables */
+#define ONCE_UNMAP_MIN (1u << 20) /* regions this big replaced by smaller ones leave this process's page tables */
 
 int64_t etsmgr_mono_ms(void)
 {
@@ -376,7 +376,7 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
     tbl_set(t, TBL_HOFF(once_off), noff);
     tbl_set(t, TBL_HOFF(live_bytes), h->live_bytes + size - old_size);
     if (old_off && (r = tbl_defer_free(t, old_off, old_size)) != 0) return r;
-    if (old_size >= ONCE_UNMAP_MIN) {
+    if (old_size >= ONCE_UNMAP_MIN && size < old_size) {
         t->once_unmap_off = old_off;
         t->once_unmap_len = old_size;
     }
@@ -384,14 +384,17 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
     return 0;
 }
 
-/* After the change that replaced a big region: its pages leave this
- * process's page tables (MADV_DONTNEED on a shared mapping drops only the
- * mappings; the object keeps the bytes, so it is safe whatever happened to
- * the change, and a later use of those bytes faults them in again).  A
- * process that served a burst otherwise keeps hundreds of MB of the old
- * region mapped, which its exit (a SIGKILL before a standby's takeover)
- * must tear down page by page; a process that shrank a region it never
- * served (a fresh etscounterd) would keep the old ring it just read. */
+/* After the change that replaced a big region by a smaller one (a shrink):
+ * the old one's pages leave this process's page tables (MADV_DONTNEED on a
+ * shared mapping drops only the mappings; the object keeps the bytes, so
+ * it is safe whatever happened to the change, and a later use of those
+ * bytes faults them in again).  A process that served a burst otherwise
+ * keeps hundreds of MB of the old region mapped, which its exit (a SIGKILL
+ * before a standby's takeover) must tear down page by page; a process that
+ * shrank a region it never served (a fresh etscounterd) would keep the old
+ * ring it just read.  Not after growth or a same-size rebuild: under a
+ * steady high rate those alternate between blocks that this process will
+ * use again, and each reuse would fault every page back in. */
 static void once_unmap(etsmgr_table *t)
 {
     uint64_t off = t->once_unmap_off, end = off + t->once_unmap_len;
