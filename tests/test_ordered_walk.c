@@ -27,11 +27,19 @@
  *   slots and of 24: keys come strictly increasing and every key present
  *   throughout is seen once.  A batch ends with its leaf and the next one
  *   starts at the leaf after without a descent only while ord_seq is
- *   unchanged: this fails when the next batch starts there regardless. */
+ *   unchanged: this fails when the next batch starts there regardless.
+ * - walk_node_header_loaded_once: a node's header changes between a
+ *   reader's loads of it (a hardware watchpoint makes it certain); the
+ *   reader goes by the header it checked, and so never reads past the
+ *   node (fails, a SIGSEGV, when the slot count is loaded again). */
 #include <check.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/user.h>
 #include <sys/wait.h>
 
 #include "table_int.h"
@@ -285,6 +293,93 @@ START_TEST(walk_changes_between_batches)
 }
 END_TEST
 
+/* A node's header word changing between a reader's loads of it (a node
+ * freed and its block reused meanwhile, or a scribbler): the reader checks
+ * the header it loads (at most 24 slots, a level) and must then go by what
+ * it checked, not load the word again, or a count of 65535 walks it past
+ * the node and the mapping.  Made certain here with a hardware watchpoint
+ * on the header (x86-64; ptrace): the test stops the reader after each of
+ * its loads of the word and flips the count between 24 and 65535.  The
+ * one-leaf tree's leaf (24 keys) is copied to end right before a page the
+ * reader has made unreadable, so a slot read past the node is a SIGSEGV.
+ * A reader that loads the header once per node sees 24, then ends its
+ * walk with the 24 keys. */
+#define OW_LEAF_SIZE 216u /* table_ordered.c: a leaf's header, links and 24 slots */
+static int ow_count_cb(const void *key, size_t klen, const etsmgr_value *v, void *arg)
+{
+    (void)key, (void)klen, (void)v;
+    ++*(int *)arg;
+    return 0;
+}
+START_TEST(walk_node_header_loaded_once)
+{
+#if defined(__x86_64__)
+    etsmgr_table_opts o = {.type = ETSMGR_ORDERED_SET, .size_hint = 1u << 20};
+    etsmgr_table *t = NULL;
+    int r = tbl_create(tt_name(), "ordered", &o, &t);
+    ck_assert_msg(r == 0, "tbl_create: %s", etsmgr_strerror(r));
+    for (int i = 0; i < 24; i++) {
+        char k[16];
+        int kl = snprintf(k, sizeof k, "k%06d", i);
+        etsmgr_value v = tt_int(i);
+        ck_assert_int_eq(etsmgr_table_insert(t, k, (size_t)kl, &v), 0);
+    }
+    uint64_t root = t->h->ord_head, h0 = *tbl_word(t, root);
+    ck_assert_uint_eq(h0 & 0xffffffffu, 24); /* one leaf (level 0) of 24 slots */
+    uint64_t pg = ((t->top + 4095u) & ~(uint64_t)4095u) + 4096u, leaf = pg - OW_LEAF_SIZE;
+    ck_assert_uint_le(pg + 4096u, t->limit);
+    memcpy(t->base + leaf, t->base + root, OW_LEAF_SIZE);
+    t->h->ord_head = leaf;
+    uint64_t *hw = tbl_word(t, leaf);
+    pid_t rd = fork();
+    ck_assert_int_ge(rd, 0);
+    if (rd == 0) {
+        if (mprotect(t->base + pg, 4096, PROT_NONE) != 0) _exit(2);
+        if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0) _exit(4);
+        raise(SIGSTOP);
+        int n = 0;
+        int wr = etsmgr_table_foreach(t, ow_count_cb, &n);
+        _exit(wr == 0 && n == 24 ? 0 : wr == ETSMGR_ECORRUPT ? 5 : 3);
+    }
+    int st, traps = 0;
+    ck_assert_int_eq(waitpid(rd, &st, 0), rd);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 4) { /* no ptrace here (a sandbox): nothing to test */
+        fprintf(stderr, "walk_node_header_loaded_once: ptrace refused, not run\n");
+        etsmgr_table_close(t);
+        return;
+    }
+    ck_assert_msg(WIFSTOPPED(st), "the reader did not stop (status %#x)", st);
+    /* DR0: the header's address (the same in the child); DR7: enabled
+     * (L0), on reads and writes (RW0 = 11), 8 bytes (LEN0 = 10) */
+    ck_assert_int_eq(ptrace(PTRACE_POKEUSER, rd, (void *)offsetof(struct user, u_debugreg[0]), (void *)hw), 0);
+    ck_assert_int_eq(ptrace(PTRACE_POKEUSER, rd, (void *)offsetof(struct user, u_debugreg[7]),
+                            (void *)(uintptr_t)(1u | 3u << 16 | 2u << 18)),
+                     0);
+    ck_assert_int_eq(ptrace(PTRACE_CONT, rd, NULL, NULL), 0);
+    int fault = 0;
+    for (;;) {
+        ck_assert_int_eq(waitpid(rd, &st, 0), rd);
+        if (!WIFSTOPPED(st)) break;
+        int sig = WSTOPSIG(st);
+        if (sig == SIGTRAP) { /* the reader has just loaded the header: flip it */
+            traps++;
+            __atomic_store_n(hw, *hw == h0 ? (h0 | 0xffffu) : h0, __ATOMIC_RELAXED);
+            sig = 0;
+        } else {
+            fault = sig;
+        }
+        ck_assert_int_eq(ptrace(PTRACE_CONT, rd, NULL, (void *)(intptr_t)sig), 0);
+    }
+    ck_assert_msg(!fault, "the reader got signal %d after %d loads of the header (it read past the node)", fault,
+                  traps);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the reader: status %#x after %d loads of the header", st,
+                  traps);
+    ck_assert_int_ge(traps, 1);
+    etsmgr_table_close(t);
+#endif
+}
+END_TEST
+
 Suite *ordered_walk_suite(void)
 {
     Suite *s = suite_create("ordered_walk");
@@ -295,6 +390,7 @@ Suite *ordered_walk_suite(void)
     tcase_add_test(tc, walk_against_counter_writer);
     tcase_add_test(tc, walk_after_dead_counter_writer);
     tcase_add_loop_test(tc, walk_changes_between_batches, 0, 2);
+    tcase_add_test(tc, walk_node_header_loaded_once);
     suite_add_tcase(s, tc);
     return s;
 }

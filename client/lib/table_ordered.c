@@ -62,9 +62,10 @@
  * it copied against that stripe and reads again the few that moved.  So no
  * stream of counter updates makes a walk start over; a stream of inserts
  * or deletes still can (one sequence word for the whole order).  Every
- * offset a reader follows is checked against the mapping first, node
- * levels must step down by one and the walk is bounded, so a torn read
- * gives a retry, never a fault or a loop.  A walk's batch ends with a
+ * offset a reader follows is checked against the mapping first, a node's
+ * header is loaded once and checked (ord_node_hdr), node levels must step
+ * down by one and the walk is bounded, so a torn read gives a retry, never
+ * a fault or a loop.  A walk's batch ends with a
  * leaf, so a walk its callback stops early copies (and waits for) at most
  * a leaf beyond what it delivers; the next batch starts at the next leaf
  * with no descent while ord_seq reads as it did, and otherwise descends to
@@ -152,9 +153,13 @@ static inline uint32_t ord_pfx(const unsigned char *k, size_t kl)
 }
 
 /* The node at off, checked to lie below lim, to be a node of the level
- * asked (-1: any) with at most ORD_CAP slots; NULL otherwise.  Unvalidated
- * reads: the caller validates by ord_seq or holds the lock. */
-static inline const struct ord_node *ord_node_at(etsmgr_table *t, uint64_t off, uint64_t lim, int level)
+ * asked (-1: any) with at most ORD_CAP slots; NULL otherwise.  *hdr: the
+ * header word that was checked.  Unvalidated reads: the caller validates
+ * by ord_seq or holds the lock; a lock-free reader must then go by *hdr,
+ * not load the word again (a node freed and its block reused meanwhile
+ * may say anything by then: a count of 65535 would walk it off the node;
+ * test ordered_walk/walk_node_header_loaded_once). */
+static inline const struct ord_node *ord_node_hdr(etsmgr_table *t, uint64_t off, uint64_t lim, int level, uint64_t *hdr)
 {
     if ((off & 7u) || off < TBL_HDR_SIZE || lim < ORD_LEAF_SIZE || off > lim - ORD_LEAF_SIZE) return NULL;
     const struct ord_node *nd = (const struct ord_node *)(const void *)(t->base + off);
@@ -162,7 +167,13 @@ static inline const struct ord_node *ord_node_at(etsmgr_table *t, uint64_t off, 
     if ((h & ORD_MMASK) != ORD_NMAGIC || (h & 0xffffu) > ORD_CAP || lv >= ORD_DEPTH) return NULL;
     if (level >= 0 ? lv != (uint64_t)level : false) return NULL;
     if (lv && off > lim - ORD_INNER_SIZE) return NULL;
+    *hdr = h;
     return nd;
+}
+static inline const struct ord_node *ord_node_at(etsmgr_table *t, uint64_t off, uint64_t lim, int level)
+{
+    uint64_t h;
+    return ord_node_hdr(t, off, lim, level, &h);
 }
 static inline unsigned ord_n(const struct ord_node *nd) { return (unsigned)(ld(&nd->hdr) & 0xffffu); }
 static inline unsigned ord_level(const struct ord_node *nd) { return (unsigned)((ld(&nd->hdr) >> 16) & 0xffffu); }
@@ -298,9 +309,10 @@ static int ord_wpath(etsmgr_table *t, const unsigned char *key, size_t klen, str
     if (!x) return 0;
     int level = -1;
     for (;;) {
-        const struct ord_node *nd = ord_node_at(t, x, lim, level);
+        uint64_t hd;
+        const struct ord_node *nd = ord_node_hdr(t, x, lim, level, &hd);
         if (!nd || p->d >= ORD_DEPTH) return ETSMGR_ECORRUPT;
-        unsigned n = ord_n(nd), lv = ord_level(nd);
+        unsigned n = (unsigned)(hd & 0xffffu), lv = (unsigned)((hd >> 16) & 0xffffu);
         if (p->d == 0 && lv >= ORD_DEPTH - 1) return ETSMGR_ECORRUPT;
         p->node[p->d] = x;
         if (lv == 0) {
@@ -957,10 +969,11 @@ static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, stru
     }
     uint32_t kp = key ? ord_pfx(key, klen) : 0;
     const struct ord_node *nd;
+    uint64_t hd; /* nd's header as checked: its count and level (never loaded again) */
     int level = from ? 0 : -1;
     for (int d = 0;; d++) {
-        if (d >= ORD_DEPTH || !(nd = ord_node_at(t, x, lim, level))) return 0;
-        unsigned n = ord_n(nd), lv = ord_level(nd);
+        if (d >= ORD_DEPTH || !(nd = ord_node_hdr(t, x, lim, level, &hd))) return 0;
+        unsigned n = (unsigned)(hd & 0xffffu), lv = (unsigned)((hd >> 16) & 0xffffu);
         if (lv == 0) break;
         if (n == 0) return 0;
         int c = mode == ORD_LAST ? (int)n - 1 : !key ? 0 : ord_child(t, nd, n, kp, key, klen, lim);
@@ -971,7 +984,7 @@ static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, stru
         if (lv == 1 && b->max > 1 && (mode == ORD_GE || mode == ORD_GT) && (unsigned)c + 1 < n)
             ord_prefetch(t, ld(&nd->ptr[c + 1]), 0, lim); /* a walk's second leaf, with its first */
     }
-    unsigned n = ord_n(nd);
+    unsigned n = (unsigned)(hd & 0xffffu);
     int pos = mode == ORD_LAST ? (int)n : !key || from ? 0 : ord_lpos(t, nd, n, kp, key, klen, lim, mode == ORD_GT);
     if (pos < 0) return 0;
     uint64_t hops = 0, maxhops = lim / ORD_LEAF_SIZE;
@@ -979,8 +992,8 @@ static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, stru
         b->end = true;
         while (pos == 0) { /* the last key of the leaves before */
             if (!(x = ld(&nd->prev))) return 1;
-            if (++hops > maxhops || !(nd = ord_node_at(t, x, lim, 0))) return 0;
-            pos = (int)ord_n(nd);
+            if (++hops > maxhops || !(nd = ord_node_hdr(t, x, lim, 0, &hd))) return 0;
+            pos = (int)(hd & 0xffffu);
         }
         const struct tbl_ent *e = ord_ent(t, ord_lent(ld(&nd->ls[pos - 1])), lim);
         return e && ord_copy(t, (uint64_t)((const char *)e - t->base), b) == 1 && ord_in_order(b, mode, key, klen);
@@ -997,8 +1010,8 @@ static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, stru
                 b->next = x;
                 return 1;
             }
-            if (++hops > maxhops || !(nd = ord_node_at(t, x, lim, 0))) return 0;
-            n = ord_n(nd);
+            if (++hops > maxhops || !(nd = ord_node_hdr(t, x, lim, 0, &hd))) return 0;
+            n = (unsigned)(hd & 0xffffu);
             pos = 0;
             fresh = true;
             continue;
