@@ -28,10 +28,11 @@
  *   throughout is seen once.  A batch ends with its leaf and the next one
  *   starts at the leaf after without a descent only while ord_seq is
  *   unchanged: this fails when the next batch starts there regardless.
- * - walk_node_header_loaded_once: a node's header changes between a
- *   reader's loads of it (a hardware watchpoint makes it certain); the
- *   reader goes by the header it checked, and so never reads past the
- *   node (fails, a SIGSEGV, when the slot count is loaded again). */
+ * - walk_node_header_loaded_once, compare_entry_header_loaded_once: a
+ *   node's header, an entry's, changes between a reader's loads of it (a
+ *   hardware watchpoint makes it certain); the reader goes by the word it
+ *   checked, and so never reads past the block (they fail, a SIGSEGV,
+ *   when the slot count or the key length is loaded again). */
 #include <check.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -293,17 +294,14 @@ START_TEST(walk_changes_between_batches)
 }
 END_TEST
 
-/* A node's header word changing between a reader's loads of it (a node
- * freed and its block reused meanwhile, or a scribbler): the reader checks
- * the header it loads (at most 24 slots, a level) and must then go by what
- * it checked, not load the word again, or a count of 65535 walks it past
- * the node and the mapping.  Made certain here with a hardware watchpoint
- * on the header (x86-64; ptrace): the test stops the reader after each of
- * its loads of the word and flips the count between 24 and 65535.  The
- * one-leaf tree's leaf (24 keys) is copied to end right before a page the
- * reader has made unreadable, so a slot read past the node is a SIGSEGV.
- * A reader that loads the header once per node sees 24, then ends its
- * walk with the 24 keys. */
+/* Words changing between a reader's loads of them (a node or an entry
+ * freed and its block reused meanwhile, or a scribbler): a reader checks
+ * the word it loads and must then go by what it checked, not load it
+ * again, or a bad second load walks it off the block and the mapping.
+ * Made certain here with a hardware watchpoint (x86-64; ptrace): the test
+ * stops the reader after each of its loads of the word and flips the word
+ * between a good and a bad value.  The reader's process makes the page
+ * after the block unreadable, so a read past the block is a SIGSEGV. */
 #define OW_LEAF_SIZE 216u /* table_ordered.c: a leaf's header, links and 24 slots */
 static int ow_count_cb(const void *key, size_t klen, const etsmgr_value *v, void *arg)
 {
@@ -311,9 +309,10 @@ static int ow_count_cb(const void *key, size_t klen, const etsmgr_value *v, void
     ++*(int *)arg;
     return 0;
 }
-START_TEST(walk_node_header_loaded_once)
+/* An ordered table of 1 MiB with keys k000000..k000023 (one leaf); *pg: a
+ * page above its heap, free to scribble on. */
+static etsmgr_table *ow_one_leaf(uint64_t *pg)
 {
-#if defined(__x86_64__)
     etsmgr_table_opts o = {.type = ETSMGR_ORDERED_SET, .size_hint = 1u << 20};
     etsmgr_table *t = NULL;
     int r = tbl_create(tt_name(), "ordered", &o, &t);
@@ -324,57 +323,112 @@ START_TEST(walk_node_header_loaded_once)
         etsmgr_value v = tt_int(i);
         ck_assert_int_eq(etsmgr_table_insert(t, k, (size_t)kl, &v), 0);
     }
-    uint64_t root = t->h->ord_head, h0 = *tbl_word(t, root);
-    ck_assert_uint_eq(h0 & 0xffffffffu, 24); /* one leaf (level 0) of 24 slots */
-    uint64_t pg = ((t->top + 4095u) & ~(uint64_t)4095u) + 4096u, leaf = pg - OW_LEAF_SIZE;
-    ck_assert_uint_le(pg + 4096u, t->limit);
-    memcpy(t->base + leaf, t->base + root, OW_LEAF_SIZE);
-    t->h->ord_head = leaf;
-    uint64_t *hw = tbl_word(t, leaf);
+    ck_assert_uint_eq(*tbl_word(t, t->h->ord_head) & 0xffffffffu, 24); /* one leaf (level 0) of 24 slots */
+    *pg = ((t->top + 4095u) & ~(uint64_t)4095u) + 4096u;
+    ck_assert_uint_le(*pg + 4096u, t->limit);
+    return t;
+}
+/* Runs action(t) in a child whose page pg of the table is unreadable,
+ * with *w flipped between good and bad after each of the child's loads of
+ * it.  0: the child exited 0; -1: ptrace refused (a sandbox); otherwise
+ * fails the test, saying how the child ended. */
+static int ow_flip_watched(etsmgr_table *t, uint64_t pg, uint64_t *w, uint64_t good, uint64_t bad,
+                           int (*action)(etsmgr_table *t))
+{
+    *w = good;
     pid_t rd = fork();
     ck_assert_int_ge(rd, 0);
     if (rd == 0) {
         if (mprotect(t->base + pg, 4096, PROT_NONE) != 0) _exit(2);
         if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0) _exit(4);
         raise(SIGSTOP);
-        int n = 0;
-        int wr = etsmgr_table_foreach(t, ow_count_cb, &n);
-        _exit(wr == 0 && n == 24 ? 0 : wr == ETSMGR_ECORRUPT ? 5 : 3);
+        _exit(action(t));
     }
-    int st, traps = 0;
+    int st, traps = 0, fault = 0;
     ck_assert_int_eq(waitpid(rd, &st, 0), rd);
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 4) { /* no ptrace here (a sandbox): nothing to test */
-        fprintf(stderr, "walk_node_header_loaded_once: ptrace refused, not run\n");
-        etsmgr_table_close(t);
-        return;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 4) {
+        fprintf(stderr, "ptrace refused: a reader under a watchpoint not run\n");
+        return -1;
     }
     ck_assert_msg(WIFSTOPPED(st), "the reader did not stop (status %#x)", st);
-    /* DR0: the header's address (the same in the child); DR7: enabled
-     * (L0), on reads and writes (RW0 = 11), 8 bytes (LEN0 = 10) */
-    ck_assert_int_eq(ptrace(PTRACE_POKEUSER, rd, (void *)offsetof(struct user, u_debugreg[0]), (void *)hw), 0);
+    /* DR0: the word's address (the same in the child); DR7: enabled (L0),
+     * on reads and writes (RW0 = 11), 8 bytes (LEN0 = 10) */
+    ck_assert_int_eq(ptrace(PTRACE_POKEUSER, rd, (void *)offsetof(struct user, u_debugreg[0]), (void *)w), 0);
     ck_assert_int_eq(ptrace(PTRACE_POKEUSER, rd, (void *)offsetof(struct user, u_debugreg[7]),
                             (void *)(uintptr_t)(1u | 3u << 16 | 2u << 18)),
                      0);
     ck_assert_int_eq(ptrace(PTRACE_CONT, rd, NULL, NULL), 0);
-    int fault = 0;
     for (;;) {
         ck_assert_int_eq(waitpid(rd, &st, 0), rd);
         if (!WIFSTOPPED(st)) break;
         int sig = WSTOPSIG(st);
-        if (sig == SIGTRAP) { /* the reader has just loaded the header: flip it */
+        if (sig == SIGTRAP) { /* the reader has just loaded the word: flip it */
             traps++;
-            __atomic_store_n(hw, *hw == h0 ? (h0 | 0xffffu) : h0, __ATOMIC_RELAXED);
+            __atomic_store_n(w, *w == good ? bad : good, __ATOMIC_RELAXED);
             sig = 0;
         } else {
             fault = sig;
         }
         ck_assert_int_eq(ptrace(PTRACE_CONT, rd, NULL, (void *)(intptr_t)sig), 0);
     }
-    ck_assert_msg(!fault, "the reader got signal %d after %d loads of the header (it read past the node)", fault,
+    *w = good;
+    ck_assert_msg(!fault, "the reader got signal %d after %d loads of the word (it read past the block)", fault,
                   traps);
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the reader: status %#x after %d loads of the header", st,
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the reader: status %#x after %d loads of the word", st,
                   traps);
     ck_assert_int_ge(traps, 1);
+    return 0;
+}
+
+/* A walk of the one leaf, moved to end right before the page, its slot
+ * count flipped between 24 and 65535 (fails, a SIGSEGV, when ord_try loads
+ * the count again after checking it). */
+static int ow_walk(etsmgr_table *t)
+{
+    int n = 0, r = etsmgr_table_foreach(t, ow_count_cb, &n);
+    return r == 0 && n == 24 ? 0 : 3;
+}
+START_TEST(walk_node_header_loaded_once)
+{
+#if defined(__x86_64__)
+    uint64_t pg;
+    etsmgr_table *t = ow_one_leaf(&pg);
+    uint64_t leaf = pg - OW_LEAF_SIZE, h0 = *tbl_word(t, t->h->ord_head);
+    memcpy(t->base + leaf, t->base + t->h->ord_head, OW_LEAF_SIZE);
+    t->h->ord_head = leaf;
+    ow_flip_watched(t, pg, tbl_word(t, leaf), h0, h0 | 0xffffu, ow_walk);
+    etsmgr_table_close(t);
+#endif
+}
+END_TEST
+
+/* next() after k000010 with a 32-byte key that begins with k000010's
+ * 16 bytes of key and value: k000010's entry is moved to end right before
+ * the page, and its key length flipped between 7 and 255 (fails, a
+ * SIGSEGV, when the leaf search's compare loads the length again after
+ * ord_ent checked it: the compare then reads on past the entry). */
+static unsigned char ow_q[32];
+static int ow_next(etsmgr_table *t)
+{
+    char k[ETSMGR_KEY_MAX];
+    size_t kl;
+    int r = etsmgr_table_next(t, ow_q, sizeof ow_q, k, sizeof k, &kl);
+    return r == 0 && kl == 7 && memcmp(k, "k000011", 7) == 0 ? 0 : 3;
+}
+START_TEST(compare_entry_header_loaded_once)
+{
+#if defined(__x86_64__)
+    uint64_t pg;
+    etsmgr_table *t = ow_one_leaf(&pg);
+    uint64_t leaf = t->h->ord_head, *slot = tbl_word(t, leaf + 24u + 8u * 10);
+    uint64_t eoff = (*slot & TBL_OFF_MASK) << 3, noff = pg - 24u;
+    uint64_t h0 = *tbl_word(t, eoff);
+    ck_assert_uint_eq(h0 & 0xffu, 7); /* "k000010": 8 bytes of header, 8 of key, 8 of value */
+    memcpy(t->base + noff, t->base + eoff, 24);
+    *slot = (*slot & ~TBL_OFF_MASK) | noff >> 3;
+    memcpy(ow_q, t->base + noff + 8, 16);
+    memset(ow_q + 16, 'z', sizeof ow_q - 16);
+    ow_flip_watched(t, pg, tbl_word(t, noff), h0, h0 | 0xffu, ow_next);
     etsmgr_table_close(t);
 #endif
 }
@@ -391,6 +445,7 @@ Suite *ordered_walk_suite(void)
     tcase_add_test(tc, walk_after_dead_counter_writer);
     tcase_add_loop_test(tc, walk_changes_between_batches, 0, 2);
     tcase_add_test(tc, walk_node_header_loaded_once);
+    tcase_add_test(tc, compare_entry_header_loaded_once);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -179,14 +179,23 @@ static inline unsigned ord_n(const struct ord_node *nd) { return (unsigned)(ld(&
 static inline unsigned ord_level(const struct ord_node *nd) { return (unsigned)((ld(&nd->hdr) >> 16) & 0xffffu); }
 
 /* The entry at off (in an ordered table: no skiplist links), checked to
- * lie below lim; NULL otherwise.  Its header word is read whole. */
-static inline const struct tbl_ent *ord_ent(etsmgr_table *t, uint64_t off, uint64_t lim)
+ * lie below lim; NULL otherwise.  Its header word is read whole, once:
+ * *klen is the key length checked, which a lock-free reader must use
+ * rather than load e->klen again (the block may be reused meanwhile; test
+ * ordered_walk/compare_entry_header_loaded_once). */
+static inline const struct tbl_ent *ord_ent_kl(etsmgr_table *t, uint64_t off, uint64_t lim, size_t *klen)
 {
     if ((off & 7u) || off < TBL_HDR_SIZE || lim < 16 || off > lim - 16) return NULL;
     uint64_t w = ld(tbl_word(t, off)), kl = w & 0xffu, ty = (w >> 8) & 0xffu, lk = (w >> 16) & 0xffffu, vl = w >> 32;
     if (!kl || lk || (ty == ETSMGR_INT ? vl != 8 : ty != ETSMGR_BYTES || vl > ETSMGR_VALUE_MAX)) return NULL;
     if (tbl_ent_size(kl, vl) > lim - off) return NULL;
+    *klen = (size_t)kl;
     return (const struct tbl_ent *)(const void *)(t->base + off);
+}
+static inline const struct tbl_ent *ord_ent(etsmgr_table *t, uint64_t off, uint64_t lim)
+{
+    size_t kl;
+    return ord_ent_kl(t, off, lim, &kl);
 }
 
 /* A separator block's key (its length in *kl), NULL when malformed. */
@@ -209,9 +218,10 @@ static int ord_cmp_slot(etsmgr_table *t, const struct ord_node *nd, bool leaf, u
     if (leaf) {
         uint64_t s = ld(&nd->ls[i]);
         if ((s >> 40) != kp >> 8) return (s >> 40) < kp >> 8 ? -1 : 1;
-        const struct tbl_ent *e = ord_ent(t, ord_lent(s), lim);
+        size_t ekl;
+        const struct tbl_ent *e = ord_ent_kl(t, ord_lent(s), lim, &ekl);
         if (!e) return ORD_BAD;
-        return ord_cmp(tbl_ent_key(e), e->klen, key, klen);
+        return ord_cmp(tbl_ent_key(e), ekl, key, klen);
     }
     uint32_t p = __atomic_load_n(&nd->pfx[i], __ATOMIC_RELAXED);
     if (p != kp) return p < kp ? -1 : 1;
