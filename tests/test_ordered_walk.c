@@ -32,7 +32,10 @@
  *   node's header, an entry's, changes between a reader's loads of it (a
  *   hardware watchpoint makes it certain); the reader goes by the word it
  *   checked, and so never reads past the block (they fail, a SIGSEGV,
- *   when the slot count or the key length is loaded again). */
+ *   when the slot count or the key length is loaded again).
+ * - insert_node_header_changing: the same for an insert into a full leaf
+ *   (a writer, under the lock, that a scribbler need not take): it ends
+ *   (done or ECORRUPT) and never copies 65536 slots into its arrays. */
 #include <check.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -434,6 +437,29 @@ START_TEST(compare_entry_header_loaded_once)
 }
 END_TEST
 
+/* An insert into the full leaf (under the lock, but a scribbler need not
+ * take it), its slot count flipped between 24 and 65535: the insert ends
+ * (done, or ECORRUPT) and never copies 65536 slots into its 25-slot
+ * arrays (fails, a SIGSEGV or a sanitizer's report, when the count is
+ * taken from a second copy of the header). */
+static int ow_insert(etsmgr_table *t)
+{
+    etsmgr_value v = tt_int(-1);
+    int r = etsmgr_table_insert(t, "k000010x", 8, &v);
+    return r == 0 || r == ETSMGR_ECORRUPT ? 0 : 3;
+}
+START_TEST(insert_node_header_changing)
+{
+#if defined(__x86_64__)
+    uint64_t pg;
+    etsmgr_table *t = ow_one_leaf(&pg);
+    uint64_t leaf = t->h->ord_head, h0 = *tbl_word(t, leaf);
+    ow_flip_watched(t, pg, tbl_word(t, leaf), h0, h0 | 0xffffu, ow_insert);
+    etsmgr_table_close(t);
+#endif
+}
+END_TEST
+
 Suite *ordered_walk_suite(void)
 {
     Suite *s = suite_create("ordered_walk");
@@ -446,6 +472,7 @@ Suite *ordered_walk_suite(void)
     tcase_add_loop_test(tc, walk_changes_between_batches, 0, 2);
     tcase_add_test(tc, walk_node_header_loaded_once);
     tcase_add_test(tc, compare_entry_header_loaded_once);
+    tcase_add_test(tc, insert_node_header_changing);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -483,6 +483,7 @@ static int ord_lend(etsmgr_table *t, struct ord_path *p, int k, const uint64_t *
     const struct ord_node *sn = right ? rs : ls;
     uint64_t soff = right ? pimg.ptr[c + 1] : pimg.ptr[c - 1];
     unsigned sn_n = ord_n(sn), q = (n1 - sn_n) / 2; /* slots that move */
+    if (sn_n + 2 > fill) return ETSMGR_ECORRUPT; /* not what its room said a moment ago: a scribbler */
     unsigned sepi = right ? c + 1 : c;              /* the separator between the two */
     size_t osl;
     uint64_t osep = pimg.sep[sepi];
@@ -542,6 +543,7 @@ static int ord_ins(etsmgr_table *t, struct ord_path *p, int k, unsigned i, uint3
     unsigned level = ord_get(t, off, &img, &size);
     bool leaf = level == 0;
     unsigned n = ord_n(&img);
+    if (n > ORD_CAP) return ETSMGR_ECORRUPT; /* the copy's header, not the one checked: a scribbler's */
     uint32_t P[ORD_CAP + 1];
     uint64_t C[ORD_CAP + 1], S[ORD_CAP + 1];
     /* leaves: C holds the slot words, P and S are unused */
@@ -690,7 +692,7 @@ static int ord_del(etsmgr_table *t, struct ord_path *p, int k, unsigned i, int64
     unsigned level = ord_get(t, off, &img, &size);
     bool leaf = level == 0;
     unsigned n = ord_n(&img);
-    if (i >= n) return ETSMGR_ECORRUPT;
+    if (i >= n || n > ORD_CAP) return ETSMGR_ECORRUPT;
     if (n > 1 || k == 0) {
         int r;
         if (!leaf) { /* the separator of the slot that goes (of slot 1 when slot 0 goes) */
