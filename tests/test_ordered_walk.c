@@ -37,6 +37,7 @@
  *   (a writer, under the lock, that a scribbler need not take): it ends
  *   (done or ECORRUPT) and never copies 65536 slots into its arrays. */
 #include <check.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -356,10 +357,15 @@ static int ow_flip_watched(etsmgr_table *t, uint64_t pg, uint64_t *w, uint64_t g
     ck_assert_msg(WIFSTOPPED(st), "the reader did not stop (status %#x)", st);
     /* DR0: the word's address (the same in the child); DR7: enabled (L0),
      * on reads and writes (RW0 = 11), 8 bytes (LEN0 = 10) */
-    ck_assert_int_eq(ptrace(PTRACE_POKEUSER, rd, (void *)offsetof(struct user, u_debugreg[0]), (void *)w), 0);
-    ck_assert_int_eq(ptrace(PTRACE_POKEUSER, rd, (void *)offsetof(struct user, u_debugreg[7]),
-                            (void *)(uintptr_t)(1u | 3u << 16 | 2u << 18)),
-                     0);
+    if (ptrace(PTRACE_POKEUSER, rd, (void *)offsetof(struct user, u_debugreg[0]), (void *)w) != 0 ||
+        ptrace(PTRACE_POKEUSER, rd, (void *)offsetof(struct user, u_debugreg[7]),
+               (void *)(uintptr_t)(1u | 3u << 16 | 2u << 18)) != 0) {
+        /* no debug registers here (some hypervisors): nothing to test */
+        fprintf(stderr, "no hardware watchpoint (%s): a reader under a watchpoint not run\n", strerror(errno));
+        kill(rd, SIGKILL);
+        ck_assert_int_eq(waitpid(rd, &st, 0), rd);
+        return -1;
+    }
     ck_assert_int_eq(ptrace(PTRACE_CONT, rd, NULL, NULL), 0);
     for (;;) {
         ck_assert_int_eq(waitpid(rd, &st, 0), rd);
