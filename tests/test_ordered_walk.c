@@ -33,9 +33,10 @@
  *   hardware watchpoint makes it certain); the reader goes by the word it
  *   checked, and so never reads past the block (they fail, a SIGSEGV,
  *   when the slot count or the key length is loaded again).
- * - insert_node_header_changing: the same for an insert into a full leaf
- *   (a writer, under the lock, that a scribbler need not take): it ends
- *   (done or ECORRUPT) and never copies 65536 slots into its arrays. */
+ * - insert_node_header_changing, insert_node_level_changing: the same for
+ *   an insert into a full leaf (a writer, under the lock, that a scribbler
+ *   need not take): it ends (done or ECORRUPT) and never copies 65536
+ *   slots into its arrays, nor an inner node's size from a leaf. */
 #include <check.h>
 #include <errno.h>
 #include <signal.h>
@@ -336,8 +337,17 @@ static etsmgr_table *ow_one_leaf(uint64_t *pg)
  * with *w flipped between good and bad after each of the child's loads of
  * it.  0: the child exited 0; -1: ptrace refused (a sandbox); otherwise
  * fails the test, saying how the child ended. */
+static int ow_flip_watched_at(etsmgr_table *t, uint64_t pg, uint64_t *w, uint64_t good, uint64_t bad,
+                              int (*action)(etsmgr_table *t), unsigned long flips);
 static int ow_flip_watched(etsmgr_table *t, uint64_t pg, uint64_t *w, uint64_t good, uint64_t bad,
                            int (*action)(etsmgr_table *t))
+{
+    return ow_flip_watched_at(t, pg, w, good, bad, action, 0);
+}
+/* The same, flipping only after the loads whose bits are set in flips
+ * (bit 0: the first load), 0: after every load. */
+static int ow_flip_watched_at(etsmgr_table *t, uint64_t pg, uint64_t *w, uint64_t good, uint64_t bad,
+                              int (*action)(etsmgr_table *t), unsigned long flips)
 {
     *w = good;
     pid_t rd = fork();
@@ -373,7 +383,8 @@ static int ow_flip_watched(etsmgr_table *t, uint64_t pg, uint64_t *w, uint64_t g
         int sig = WSTOPSIG(st);
         if (sig == SIGTRAP) { /* the reader has just loaded the word: flip it */
             traps++;
-            __atomic_store_n(w, *w == good ? bad : good, __ATOMIC_RELAXED);
+            if (!flips || (traps <= 64 && (flips >> (traps - 1) & 1u)))
+                __atomic_store_n(w, *w == good ? bad : good, __ATOMIC_RELAXED);
             sig = 0;
         } else {
             fault = sig;
@@ -466,6 +477,28 @@ START_TEST(insert_node_header_changing)
 }
 END_TEST
 
+/* An insert into the full leaf, moved to end right before the page, its
+ * level flipped from 0 to 1 after the insert has loaded the header twice
+ * (the descent's check, the in-place test) and back after the next load:
+ * the private copy of the node is taken at the level the descent checked,
+ * or refused (ECORRUPT), and never at an inner node's 504 bytes from a
+ * leaf's 216 (fails, a SIGSEGV, when the copy's size comes from a third,
+ * unchecked load). */
+START_TEST(insert_node_level_changing)
+{
+#if defined(__x86_64__)
+    uint64_t pg;
+    etsmgr_table *t = ow_one_leaf(&pg);
+    uint64_t leaf = pg - OW_LEAF_SIZE, h0 = *tbl_word(t, t->h->ord_head);
+    memcpy(t->base + leaf, t->base + t->h->ord_head, OW_LEAF_SIZE);
+    t->h->ord_head = leaf;
+    t->h->heap_top = pg + 4096u; /* a writer looks below the heap's top only */
+    ow_flip_watched_at(t, pg, tbl_word(t, leaf), h0, h0 | 1u << 16, ow_insert, 1u << 1 | 1u << 2);
+    etsmgr_table_close(t);
+#endif
+}
+END_TEST
+
 Suite *ordered_walk_suite(void)
 {
     Suite *s = suite_create("ordered_walk");
@@ -479,6 +512,7 @@ Suite *ordered_walk_suite(void)
     tcase_add_test(tc, walk_node_header_loaded_once);
     tcase_add_test(tc, compare_entry_header_loaded_once);
     tcase_add_test(tc, insert_node_header_changing);
+    tcase_add_test(tc, insert_node_level_changing);
     suite_add_tcase(s, tc);
     return s;
 }

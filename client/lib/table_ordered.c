@@ -353,14 +353,18 @@ static int ord_wpath(etsmgr_table *t, const unsigned char *key, size_t klen, str
     }
 }
 
-/* A private image of the node at off, to change and ord_put back: its
- * level (0: a leaf), its size in *size. */
-static unsigned ord_get(etsmgr_table *t, uint64_t off, struct ord_node *img, uint64_t *size)
+/* A private image of the node at off, to change and ord_put back, of the
+ * level its path says (0: a leaf; its size in *size).  The header is
+ * checked again for that level, so that the copy is never an inner node's
+ * size taken from a leaf's block (a scribbler need not take the lock);
+ * the caller still checks the copy's slot count.  0 or ETSMGR_ECORRUPT. */
+static int ord_get(etsmgr_table *t, uint64_t off, unsigned level, struct ord_node *img, uint64_t *size)
 {
-    unsigned level = ord_level(ord_w(t, off));
+    uint64_t h;
+    if (!ord_node_hdr(t, off, t->top, (int)level, &h)) return ETSMGR_ECORRUPT;
     *size = ord_nsize(level);
     memcpy(img, ord_w(t, off), *size);
-    return level;
+    return 0;
 }
 
 /* Write bytes [from, to) of img (rounded out to words) over the node at
@@ -540,7 +544,8 @@ static int ord_ins(etsmgr_table *t, struct ord_path *p, int k, unsigned i, uint3
         return 0;
     }
     struct ord_node img;
-    unsigned level = ord_get(t, off, &img, &size);
+    unsigned level = (unsigned)(p->d - 1 - k);
+    if (ord_get(t, off, level, &img, &size)) return ETSMGR_ECORRUPT;
     bool leaf = level == 0;
     unsigned n = ord_n(&img);
     if (n > ORD_CAP) return ETSMGR_ECORRUPT; /* the copy's header, not the one checked: a scribbler's */
@@ -689,7 +694,8 @@ static int ord_del(etsmgr_table *t, struct ord_path *p, int k, unsigned i, int64
 {
     uint64_t off = p->node[k], size;
     struct ord_node img;
-    unsigned level = ord_get(t, off, &img, &size);
+    unsigned level = (unsigned)(p->d - 1 - k);
+    if (ord_get(t, off, level, &img, &size)) return ETSMGR_ECORRUPT;
     bool leaf = level == 0;
     unsigned n = ord_n(&img);
     if (i >= n || n > ORD_CAP) return ETSMGR_ECORRUPT;
