@@ -350,6 +350,100 @@ static void client_pipeline(const char *path, int sig_wr, int go_rd)
     close(fd);
 }
 
+/* A server that takes no fd (etscounterd, cfg.no_fds): its socket refuses
+ * them where the kernel can (SO_PASSRIGHTS off, Linux 6.16), so a peer's
+ * sendmsg with an fd fails with EPERM and sends nothing, and its reads are
+ * recv.  A connection made before the server started was made with the
+ * option on: its fds still reach the handler, which refuses them
+ * (etscounterd's unexpected_fd). */
+typedef struct nf_srv {
+    int frames;
+    bool timed_out;
+} nf_srv;
+
+static void nf_on_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, void *arg)
+{
+    nf_srv *n = arg;
+    (void)payload;
+    (void)len;
+    char reply[32];
+    int l = snprintf(reply, sizeof reply, "{\"nfds\":%d}", nfds);
+    for (int i = 0; i < nfds; i++)
+        close(fds[i]);
+    n->frames++;
+    ck_assert_int_eq(conn_send(c, reply, (size_t)l, -1), 0);
+}
+
+static void nf_on_guard(uv_timer_t *h) { ((nf_srv *)h->data)->timed_out = true; }
+
+static int nf_reply_nfds(int fd)
+{
+    cJSON *o = NULL;
+    int fds[FRAME_MAX_FDS], nf = 0;
+    ck_assert_int_eq(frame_read_json(fd, &o, fds, &nf, FRAME_MAX_FDS, 10000), 0);
+    ck_assert_int_eq(nf, 0);
+    int v = cl_num(o, "nfds");
+    cJSON_Delete(o);
+    return v;
+}
+
+START_TEST(test_conn_no_fds_refused_at_socket)
+{
+    char dir[] = "/tmp/etsmgr-cnXXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[128], err[256];
+    snprintf(path, sizeof path, "%s/s.sock", dir);
+    int lfd = sock_listen_unix(path, 0600, 64, err, sizeof err);
+    ck_assert_msg(lfd >= 0, "%s", err);
+    int early = sock_connect_unix(path); /* before the server set the option */
+    ck_assert_int_ge(early, 0);
+    uv_loop_t loop;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    nf_srv n = {0};
+    conn_server *srv = NULL;
+    conn_server_cfg cfg = {.listen_fd = lfd, .max_conns = 8, .on_frame = nf_on_frame, .arg = &n, .no_fds = true};
+    ck_assert_int_eq(conn_server_start(&srv, &loop, &cfg), 0);
+    int late = sock_connect_unix(path);
+    ck_assert_int_ge(late, 0);
+    int probe = socket(AF_UNIX, SOCK_STREAM, 0), v = 0;
+    socklen_t vl = sizeof v;
+    bool kernel_refuses = getsockopt(probe, SOL_SOCKET, 83 /* SO_PASSRIGHTS */, &v, &vl) == 0;
+    close(probe);
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    ck_assert_int_eq(frame_write(early, "{}", 2, &p[0], 1), 0);
+    errno = 0;
+    int w = frame_write(late, "{}", 2, &p[0], 1);
+    if (kernel_refuses) {
+        ck_assert_msg(w == -1 && errno == EPERM, "a frame with an fd to a no_fds server: %d (%s), not EPERM", w,
+                      strerror(errno));
+        ck_assert_int_eq(frame_write(late, "{}", 2, NULL, 0), 0);
+    } else {
+        ck_assert_int_eq(w, 0);
+    }
+    close(p[0]);
+    close(p[1]);
+    uv_timer_t guard;
+    uv_timer_init(&loop, &guard);
+    guard.data = &n;
+    uv_timer_start(&guard, nf_on_guard, 10000, 0);
+    while (n.frames < 2 && !n.timed_out)
+        uv_run(&loop, UV_RUN_ONCE);
+    ck_assert_msg(!n.timed_out, "the server saw %d of the 2 frames", n.frames);
+    uv_run(&loop, UV_RUN_NOWAIT); /* the replies' flush */
+    ck_assert_int_eq(nf_reply_nfds(early), 1);          /* read with recvmsg: the fd reached the handler */
+    ck_assert_int_eq(nf_reply_nfds(late), kernel_refuses ? 0 : 1);
+    close(early);
+    close(late);
+    conn_server_stop(srv);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
 START_TEST(test_conn_pipeline_and_fds)
 {
     tsrv t = {0};
@@ -665,6 +759,7 @@ Suite *conn_suite(void)
     TCase *tc = tcase_create("conn");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_conn_pipeline_and_fds);
+    tcase_add_test(tc, test_conn_no_fds_refused_at_socket);
     tcase_add_test(tc, test_conn_ahead_shows_every_frame);
     tcase_add_test(tc, test_conn_reply_segments_reused);
     tcase_add_test(tc, test_conn_frame_too_large);

@@ -481,7 +481,8 @@ int main(int argc, char **argv)
      * between the takeover and its first answer */
     D.loop = uv_default_loop();
     conn_server_cfg cfg = { .listen_fd = lfd, .max_conns = 1024, .on_frame = ecd_on_frame,
-                            .on_close = ecd_on_close, .on_ahead = ecd_on_ahead, .arg = &D };
+                            .on_close = ecd_on_close, .on_ahead = ecd_on_ahead, .arg = &D,
+                            .no_fds = true };
     if (lfd >= 0)
         ecd_serve(&cfg);
     if (D.standby)

@@ -4,11 +4,19 @@
  * Why uv_poll and not uv_stream: fds travel as SCM_RIGHTS both ways and each
  * one must be accounted for (handed to on_frame, or closed), which needs our
  * own recvmsg/sendmsg.  The loop only tells us when a socket is ready.
- * Reads are recvmsg even where no op takes an fd (etscounterd): recv costs
+ * Reads are recvmsg, except on the connections of a server that takes no
+ * fd at all (etscounterd, cfg.no_fds) whose socket refuses them: recv costs
  * about 200 ns less a call here, but closes a peer's fds without a trace,
- * and such a request must be refused (unexpected_fd); a NULL control
- * buffer, which would still say MSG_CTRUNC, is no cheaper than ours
- * (docs/performance.md, "The 50-connection rows").
+ * and such a request must not be served as if they were not there; a NULL
+ * control buffer, which would still say MSG_CTRUNC, is no cheaper than
+ * ours (docs/performance.md, "The 50-connection rows").  So a no_fds
+ * server turns SO_PASSRIGHTS off on its listening socket (Linux 6.16 and
+ * later): a peer's sendmsg with fds then fails with EPERM and sends
+ * nothing.  The option is copied to each connection when the peer
+ * connects, so a connection accepted with it off can never have carried
+ * an fd, and it alone is read with recv; one made before it was set
+ * (queued while the server started), or any on an older kernel, is read
+ * with recvmsg and its fds refused by the server (unexpected_fd) as ever.
  *
  * Reading: up to CONN_READS_PER_EVENT recvmsg of CONN_READ_CHUNK per wakeup
  * (fairness between connections), then every complete frame is dispatched.
@@ -98,6 +106,13 @@ typedef struct conn_seg {
  * for a count at 50 connections, callgrind; docs/performance.md).  Bounded,
  * so an idle server holds at most this many KiB. */
 #define CONN_SEG_CACHE 128
+/* Linux 6.16's SO_PASSRIGHTS, which older headers lack; an older kernel
+ * refuses the option (ENOPROTOOPT) and nothing changes. */
+#ifdef SO_PASSRIGHTS
+#define CONN_SO_PASSRIGHTS SO_PASSRIGHTS
+#else
+#define CONN_SO_PASSRIGHTS 83
+#endif
 
 struct conn {
     uv_poll_t poll;
@@ -125,6 +140,7 @@ struct conn {
     bool closing;    /* close once the queue is written */
     bool closed;     /* on_close done, uv_close pending */
     bool in_process;
+    bool plain_reads; /* SO_PASSRIGHTS off since its connect: recv (above) */
     pid_t pid;
     uid_t uid;
     gid_t gid;
@@ -735,8 +751,9 @@ static void conn_read(conn *c)
     conn_server *s = c->srv;
     for (int i = 0; i < CONN_READS_PER_EVENT; i++) {
         int fds[FDPASS_RECV_ROOM], nfds = 0;
-        ssize_t n = fdpass_recv(c->fd, s->rbuf, CONN_READ_CHUNK, MSG_DONTWAIT, fds,
-                                FDPASS_RECV_ROOM, &nfds, NULL);
+        ssize_t n = c->plain_reads ? recv(c->fd, s->rbuf, CONN_READ_CHUNK, MSG_DONTWAIT)
+                                   : fdpass_recv(c->fd, s->rbuf, CONN_READ_CHUNK, MSG_DONTWAIT, fds,
+                                                 FDPASS_RECV_ROOM, &nfds, NULL);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
@@ -850,6 +867,11 @@ static void srv_accept_one(conn_server *s, int fd)
     c->poll.data = c;
     c->srv = s;
     c->fd = fd;
+    if (s->cfg.no_fds) {
+        int pass = 1;
+        socklen_t pl = sizeof pass;
+        c->plain_reads = getsockopt(fd, SOL_SOCKET, CONN_SO_PASSRIGHTS, &pass, &pl) == 0 && pass == 0;
+    }
     frame_reader_init(&c->rd);
     c->next = s->head;
     if (s->head)
@@ -930,6 +952,13 @@ int conn_server_start(conn_server **out, uv_loop_t *loop, const conn_server_cfg 
     s->loop = loop;
     s->cfg = *cfg;
     s->listen_fd = cfg->listen_fd;
+    if (cfg->no_fds) {
+        int off = 0;
+        if (setsockopt(s->listen_fd, SOL_SOCKET, CONN_SO_PASSRIGHTS, &off, sizeof off) < 0)
+            log_debug("setsockopt(SO_PASSRIGHTS) on the listening socket: %s; fds that come are refused "
+                      "by the server instead",
+                      strerror(errno));
+    }
     int r = uv_poll_init(loop, &s->lpoll, s->listen_fd);
     if (r < 0) {
         log_error("uv_poll_init on the listening socket: %s", uv_strerror(r));

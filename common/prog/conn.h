@@ -9,6 +9,7 @@
  * is not read from until its queue drains. */
 #ifndef ETSMGR_CONN_H
 #define ETSMGR_CONN_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <uv.h>
@@ -43,6 +44,9 @@ typedef struct conn_server_cfg {
     void *arg;
     size_t max_held_fds; /* fds all connections may hold for unfinished frames (0: 256);
                           * past it a connection that sends more is closed */
+    bool no_fds;         /* no op takes an fd: the socket refuses them where the kernel
+                          * can (SO_PASSRIGHTS off: the peer's sendmsg fails with EPERM),
+                          * and such connections are read with recv (conn.c) */
 } conn_server_cfg;
 
 int conn_server_start(conn_server **out, uv_loop_t *loop, const conn_server_cfg *cfg);
