@@ -106,11 +106,14 @@ typedef struct conn_seg {
  * for a count at 50 connections, callgrind; docs/performance.md).  Bounded,
  * so an idle server holds at most this many KiB. */
 #define CONN_SEG_CACHE 128
-/* Linux 6.16's SO_PASSRIGHTS, which older headers lack; an older kernel
+/* Linux 6.16's SO_PASSRIGHTS, which older headers lack: 83 where the
+ * architecture numbers socket options as asm-generic does (alpha, mips,
+ * parisc and sparc have numbers of their own, and there 83 may be another
+ * option: without the header's name, nothing is set).  An older kernel
  * refuses the option (ENOPROTOOPT) and nothing changes. */
-#ifdef SO_PASSRIGHTS
+#if defined(SO_PASSRIGHTS)
 #define CONN_SO_PASSRIGHTS SO_PASSRIGHTS
-#else
+#elif !defined(__alpha__) && !defined(__mips__) && !defined(__hppa__) && !defined(__sparc__)
 #define CONN_SO_PASSRIGHTS 83
 #endif
 
@@ -867,11 +870,13 @@ static void srv_accept_one(conn_server *s, int fd)
     c->poll.data = c;
     c->srv = s;
     c->fd = fd;
+#ifdef CONN_SO_PASSRIGHTS
     if (s->cfg.no_fds) {
         int pass = 1;
         socklen_t pl = sizeof pass;
         c->plain_reads = getsockopt(fd, SOL_SOCKET, CONN_SO_PASSRIGHTS, &pass, &pl) == 0 && pass == 0;
     }
+#endif
     frame_reader_init(&c->rd);
     c->next = s->head;
     if (s->head)
@@ -952,6 +957,7 @@ int conn_server_start(conn_server **out, uv_loop_t *loop, const conn_server_cfg 
     s->loop = loop;
     s->cfg = *cfg;
     s->listen_fd = cfg->listen_fd;
+#ifdef CONN_SO_PASSRIGHTS
     if (cfg->no_fds) {
         int off = 0;
         if (setsockopt(s->listen_fd, SOL_SOCKET, CONN_SO_PASSRIGHTS, &off, sizeof off) < 0)
@@ -959,6 +965,7 @@ int conn_server_start(conn_server **out, uv_loop_t *loop, const conn_server_cfg 
                       "by the server instead",
                       strerror(errno));
     }
+#endif
     int r = uv_poll_init(loop, &s->lpoll, s->listen_fd);
     if (r < 0) {
         log_error("uv_poll_init on the listening socket: %s", uv_strerror(r));
