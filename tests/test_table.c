@@ -728,6 +728,49 @@ START_TEST(update_counter_once_hostile)
 }
 END_TEST
 
+/* The look for a shrink is neither a fresh handle's first count (a process
+ * that just took the table over, a hot standby, answers at once; after a
+ * burst the sweep cost milliseconds on its first count) nor unbounded: a
+ * look drops at most ONCE_SWEEP (65,536) expired records, and a shrink
+ * is decided only by a look that reached a kept one. */
+START_TEST(update_counter_once_sweep_bounded)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int dup;
+    enum { BURST = 100000 };
+    for (uint64_t i = 0; i < BURST; i++) {
+        etsmgr_once o = to_seq_rid(1, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    uint64_t off = t->h->once_off, tail0 = to_reg(t)[3];
+    to_set_keep(t, tail0, tail0 + BURST, 1); /* the burst's keep time has passed */
+    /* a handle that has not counted yet (as after a takeover) */
+    t->once_armed = false;
+    t->once_check_ms = 0;
+    etsmgr_once o = to_seq_rid(2, 0, far);
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    ck_assert_uint_le(to_reg(t)[3] - tail0, 4); /* the tail steps only */
+    ck_assert_uint_eq(t->h->once_off, off);
+    ck_assert_int_gt(t->once_check_ms, etsmgr_mono_ms());
+    /* a look: 65,536 records dropped at most, no shrink decided yet */
+    int looks = 0;
+    do {
+        uint64_t before = to_reg(t)[3];
+        t->once_check_ms = 0;
+        o = to_seq_rid(2, (uint64_t)++looks, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        if (t->h->once_off == off)
+            ck_assert_uint_le(to_reg(t)[3] - before, 65536 + 4);
+    } while (t->h->once_off == off && looks < 10);
+    ck_assert_int_eq(looks, 2); /* 100,000 expired: two looks */
+    ck_assert_uint_eq(to_cap(t), 64);
+    ck_assert_int_eq(v, BURST + 3);
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 /* After a burst whose records have expired, the region is rebuilt smaller
  * by the first count that looks (once a second per handle, not before),
  * and every record still kept is found after it. */
@@ -980,6 +1023,7 @@ Suite *table_suite(void)
     tcase_add_test(tc, update_counter_once_senders);
     tcase_add_test(tc, update_counter_once_hostile);
     tcase_add_test(tc, update_counter_once_shrink);
+    tcase_add_test(tc, update_counter_once_sweep_bounded);
     tcase_add_test(tc, update_counter_once_steady);
     tcase_add_test(tc, update_counter_once_unmaps_old_region);
     tcase_add_test(tc, strerror_all);

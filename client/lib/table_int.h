@@ -221,6 +221,7 @@ struct etsmgr_table {
     uint64_t once_full_max;   /* until then at least (0: not known to be full) */
     int64_t once_now;         /* table_once.c: this handle's last clock read (0: none) */
     int64_t once_check_ms;    /* table_once.c: when this handle next checks the region for a shrink */
+    bool once_armed;          /* table_once.c: once_check_ms set by a count of this handle */
     uint64_t once_unmap_off;  /* table_once.c: a region this handle replaced, to drop from its */
     uint64_t once_unmap_len;  /* page tables once the change is over (0: none) */
     /* a read-only handle asks etsmgrd at this socket (malloc'd; NULL: none)

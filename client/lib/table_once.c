@@ -138,6 +138,7 @@
 #define ONCE_TAIL_STEPS 4u  /* expired records a count drops at most */
 #define ONCE_CHECK_MS 1000  /* how often a handle looks whether its region has become sparse */
 #define ONCE_SPARSE 8u      /* ... which it is below 1/this of its records live: rebuilt smaller */
+#define ONCE_SWEEP 65536u   /* expired records a look drops at most (2 MB of the ring read) */
 #define ONCE_UNMAP_MIN (1u << 20) /* regions this big replaced by smaller ones leave this process's page tables */
 
 int64_t etsmgr_mono_ms(void)
@@ -438,6 +439,15 @@ static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, ui
             uint64_t *reg = tbl_word(t, o), cap = reg[1];
             tail = once_drop(reg, now, ONCE_TAIL_STEPS);
             bool sparse = false;
+            if (!t->once_armed) {
+                /* a handle's first count: its first look comes a check
+                 * interval later, so that a process that just took the
+                 * table over (a hot standby, a restart) answers its first
+                 * counts without the sweep below, which after a burst can
+                 * cost milliseconds (docs/performance.md, issue 17) */
+                t->once_armed = true;
+                if (t->once_check_ms == 0) t->once_check_ms = now + ONCE_CHECK_MS;
+            }
             if (now >= t->once_check_ms) {
                 /* now and then (once a second per handle): after a burst
                  * the region keeps the burst's size, and each count would
@@ -449,8 +459,12 @@ static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, ui
                  * the live records to fall by 4x again, and growth comes
                  * only at a full ring: a steady load never flaps. */
                 t->once_check_ms = now + ONCE_CHECK_MS;
-                tail = once_drop(reg, now, cap);
-                sparse = cap > ONCE_MIN_CAP && reg[2] - tail < cap / ONCE_SPARSE &&
+                /* at most ONCE_SWEEP records a look (about a millisecond):
+                 * the rest at the next looks; the live count is known, and
+                 * a shrink decided, only once a look reached a kept record */
+                tail = once_drop(reg, now, cap < ONCE_SWEEP ? cap : ONCE_SWEEP);
+                bool swept = tail == reg[2] || (int64_t)once_rec(reg, tail & (cap - 1))[3] >= now;
+                sparse = swept && cap > ONCE_MIN_CAP && reg[2] - tail < cap / ONCE_SPARSE &&
                          (!max_records || reg[2] - tail + 1 <= max_records);
             }
             bool full = reg[2] - tail == cap || (max_records && reg[2] - tail + 1 > max_records);
