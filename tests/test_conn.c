@@ -152,6 +152,18 @@ static void ts_start_signal(tsrv *t);
 
 typedef void (*client_fn)(const char *path, int sig_wr, int go_rd);
 
+/* A listening socket s.sock in a new temporary directory (dir: a mkdtemp
+ * template, made in place); its path in path. */
+static int tc_listen(char *dir, char *path, size_t cap)
+{
+    char err[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, cap, "%s/s.sock", dir);
+    int lfd = sock_listen_unix(path, 0600, 64, err, sizeof err);
+    ck_assert_msg(lfd >= 0, "%s", err);
+    return lfd;
+}
+
 /* Runs the server until closes_wanted connections closed; the clients are
  * forked before the loop exists.  Returns nothing: asserts inside. */
 static void run_case(client_fn client, int nclients, size_t max_conns, int closes_wanted,
@@ -162,12 +174,8 @@ static void run_case(client_fn client, int nclients, size_t max_conns, int close
     ck_assert_int_eq(uv_loop_init(&warm), 0);
     ck_assert_int_eq(uv_loop_close(&warm), 0);
     int base = tu_count_fds(getpid());
-    char dir[] = "/tmp/etsmgr-cnXXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    char path[128], err[256];
-    snprintf(path, sizeof path, "%s/s.sock", dir);
-    int lfd = sock_listen_unix(path, 0600, 64, err, sizeof err);
-    ck_assert_msg(lfd >= 0, "%s", err);
+    char dir[] = "/tmp/etsmgr-cnXXXXXX", path[128];
+    int lfd = tc_listen(dir, path, sizeof path);
     int sigp[2] = {-1, -1}, gop[2] = {-1, -1};
     if (with_signal) {
         ck_assert_int_eq(pipe(sigp), 0);
@@ -389,12 +397,8 @@ static int nf_reply_nfds(int fd)
 
 START_TEST(test_conn_no_fds_refused_at_socket)
 {
-    char dir[] = "/tmp/etsmgr-cnXXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    char path[128], err[256];
-    snprintf(path, sizeof path, "%s/s.sock", dir);
-    int lfd = sock_listen_unix(path, 0600, 64, err, sizeof err);
-    ck_assert_msg(lfd >= 0, "%s", err);
+    char dir[] = "/tmp/etsmgr-cnXXXXXX", path[128];
+    int lfd = tc_listen(dir, path, sizeof path);
     int early = sock_connect_unix(path); /* before the server set the option */
     ck_assert_int_ge(early, 0);
     uv_loop_t loop;
