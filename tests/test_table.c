@@ -728,6 +728,47 @@ START_TEST(update_counter_once_hostile)
 }
 END_TEST
 
+/* tbl_once_tidy, etscounterd's look for a shrink off the count path (once
+ * its first answers are out): after a burst whose records expired, the
+ * region is rebuilt small without a count, every kept record is found
+ * after it, and the handle's own next look is a check interval off. */
+START_TEST(update_counter_once_tidy)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int dup;
+    ck_assert_int_eq(tbl_once_tidy(t), 0); /* no region yet: nothing to do */
+    for (uint64_t i = 0; i < 5000; i++) {
+        etsmgr_once o = to_seq_rid(1, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    for (uint64_t i = 0; i < 20; i++) {
+        etsmgr_once o = to_seq_rid(2, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    uint64_t off = t->h->once_off;
+    ck_assert_uint_ge(to_cap(t), 8192);
+    to_set_keep(t, to_reg(t)[3], to_reg(t)[3] + 5000, 1);
+    ck_assert_int_eq(tbl_once_tidy(t), 0);
+    ck_assert_uint_ne(t->h->once_off, off);
+    ck_assert_uint_eq(to_cap(t), 64);
+    ck_assert_int_gt(t->once_check_ms, etsmgr_mono_ms());
+    ck_assert_int_eq(tt_get_int(t, "c", &dup), 5020); /* nothing counted */
+    tt_check(t);
+    for (uint64_t i = 0; i < 20; i++) {
+        etsmgr_once o = to_seq_rid(2, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        ck_assert_int_eq(dup, 1);
+        ck_assert_int_eq(v, 5001 + (int64_t)i);
+    }
+    /* a region with nothing to drop stays as it is */
+    off = t->h->once_off;
+    ck_assert_int_eq(tbl_once_tidy(t), 0);
+    ck_assert_uint_eq(t->h->once_off, off);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 /* The look for a shrink is neither a fresh handle's first count (a process
  * that just took the table over, a hot standby, answers at once; after a
  * burst the sweep cost milliseconds on its first count) nor unbounded: a
@@ -1024,6 +1065,7 @@ Suite *table_suite(void)
     tcase_add_test(tc, update_counter_once_hostile);
     tcase_add_test(tc, update_counter_once_shrink);
     tcase_add_test(tc, update_counter_once_sweep_bounded);
+    tcase_add_test(tc, update_counter_once_tidy);
     tcase_add_test(tc, update_counter_once_steady);
     tcase_add_test(tc, update_counter_once_unmaps_old_region);
     tcase_add_test(tc, strerror_all);

@@ -529,6 +529,19 @@ static void c_once(etsmgr_table *t, bool done)
     if (once_burst && ctr == base) ck_assert_uint_eq(to_cap(t), 1024);
 }
 
+/* tbl_once_tidy (etscounterd's look for a shrink off the count path) */
+static int a_tidy(etsmgr_table *t) { return tbl_once_tidy(t); }
+static void c_tidy(etsmgr_table *t, bool done)
+{
+    base_check(t);
+    int rc;
+    ck_assert_int_eq(tt_get_int(t, "ctr", &rc), 10 + once_n + once_burst); /* nothing counted */
+    ck_assert_int_eq(rc, 0);
+    for (int i = once_expired; i < once_n; i++) ck_assert_int_eq(once_value(t, i), 11 + once_burst + i);
+    ck_assert(to_cap(t) == 64 || to_cap(t) == 1024);
+    if (done) ck_assert_uint_eq(to_cap(t), 64);
+}
+
 static const struct scen scenarios[] = {
     {"count_once, first record", 0, once_first_setup, a_once, c_once},
     {"count_once, region rebuilt", 0, once_rebuild_setup, a_once, c_once},
@@ -536,6 +549,7 @@ static const struct scen scenarios[] = {
     {"count_once, layout 1 region converted", 0, once_layout1_setup, a_once, c_once},
     {"count_once, layout 2 region converted", 0, once_layout2_setup, a_once, c_once},
     {"count_once, region shrunk after a burst", 0, once_shrink_setup, a_once, c_once},
+    {"once_tidy, region shrunk after a burst", 0, once_shrink_setup, a_tidy, c_tidy},
     {"insert new", 0, base_setup, a_insert_new, c_insert_new},
     {"overwrite bytes", 0, base_setup, a_overwrite_bytes, c_overwrite_bytes},
     {"overwrite int and type change", 0, base_setup, a_overwrite_int, c_overwrite_int},

@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "table.h" /* the crash-point hook, for the stop-in-commit test hook only */
+#include "table_int.h" /* tbl_once_tidy */
 
 int ctr_init(etsmgr_table *t, int64_t *value)
 {
@@ -198,3 +199,5 @@ int ctr_check(etsmgr_table *t, cJSON *data, char *erl, size_t erllen, char *why,
         return err;
     return w.oom ? ETSMGR_ENOMEM : ETSMGR_OK;
 }
+
+int ctr_tidy(etsmgr_table *t) { return tbl_once_tidy(t); }

@@ -39,4 +39,8 @@ int ctr_count(etsmgr_table *t, const ctr_req *q, int64_t *value, int *dup);
  * the seed's Erlang notation, into erl ("[{count,2}]").  Verifies the table
  * first: ETSMGR_ECORRUPT with the reason in why. */
 int ctr_check(etsmgr_table *t, cJSON *data, char *erl, size_t erllen, char *why, size_t whylen);
+/* One bounded look at the request-id records for a shrink after a burst,
+ * as a change of its own: called once the first answers are out, off the
+ * path of any count (client/lib/table_once.c, tbl_once_tidy). */
+int ctr_tidy(etsmgr_table *t);
 #endif

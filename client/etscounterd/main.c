@@ -81,6 +81,12 @@ static void ecd_on_ready_timer(uv_timer_t *h)
 {
     (void)h;
     notify_sendf("READY=1\nSTATUS=serving %s", D.sock_path);
+    /* a region of request ids left sparse by a burst is made small now,
+     * after the first answers, rather than by a count a second later: an
+     * owner promoted after each of many kills may not live that long, and
+     * each would touch random pages of a huge index */
+    int r = D.t ? ctr_tidy(D.t) : 0;
+    if (r) log_warning("tidying the request ids of table %s: %s", CTR_TABLE, etsmgr_strerror(r));
 }
 
 static void ecd_sleep_ms(int ms)

@@ -631,6 +631,37 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
     return r;
 }
 
+/* One look for a shrink (once_place's, with the same bounds) as a change of
+ * its own, not inside a count: what a process calls off its requests'
+ * path, so that a region left sparse by a burst is made small even by
+ * owners that live less than a check interval (a hot standby promoted
+ * after each of many kills: etscounterd calls it once its first answers
+ * are out).  The handle's own next look is a check interval later. */
+int tbl_once_tidy(etsmgr_table *t)
+{
+    if (!t) return ETSMGR_EINVAL;
+    int r = tbl_op_begin(t, "once_tidy", true);
+    if (r) return r;
+    int64_t now = t->once_now = etsmgr_mono_ms();
+    t->once_armed = true;
+    t->once_check_ms = now + ONCE_CHECK_MS;
+    uint64_t off;
+    if ((r = once_region(t, now, &off)) != 0 || !off) return tbl_op_end(t, r);
+    uint64_t *reg = tbl_word(t, off), cap = reg[1];
+    uint64_t tail = once_drop(reg, now, cap < ONCE_SWEEP ? cap : ONCE_SWEEP);
+    bool swept = tail == reg[2] || (int64_t)once_rec(reg, tail & (cap - 1))[3] >= now;
+    if (swept && cap > ONCE_MIN_CAP && reg[2] - tail < cap / ONCE_SPARSE) {
+        r = once_rebuild(t, off, now, 0, tail);
+        if (r && r != ETSMGR_ECORRUPT && t->h->once_off == off) r = 0; /* no room for it: as it is */
+        reg = tbl_word(t, off); /* the mapping may have moved */
+    }
+    /* the region kept: the expired records dropped (one logged word) */
+    if (r == 0 && t->h->once_off == off && tail != reg[3]) tbl_set(t, off + 24, tail);
+    r = tbl_op_end(t, r);
+    if (t->once_unmap_len) once_unmap(t);
+    return r;
+}
+
 int tbl_once_put(etsmgr_table *t, const uint8_t rid[ETSMGR_RID_LEN], int64_t value, int64_t keep_until)
 {
     if (!t || !rid || keep_until <= 0) return ETSMGR_EINVAL;
