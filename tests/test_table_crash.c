@@ -493,7 +493,8 @@ static void once_layout1_setup(etsmgr_table *t)
 }
 static int a_once(etsmgr_table *t)
 {
-    t->once_check_ms = 0; /* this count looks whether the region is sparse */
+    t->once_check_ms = 0;     /* this count looks whether the region is sparse */
+    t->once_sparse_since = 1; /* ... and it has been for long */
     etsmgr_once o = once_req(1000, INT64_MAX / 4);
     int64_t v;
     int dup;

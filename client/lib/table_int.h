@@ -222,6 +222,8 @@ struct etsmgr_table {
     int64_t once_now;         /* table_once.c: this handle's last clock read (0: none) */
     int64_t once_check_ms;    /* table_once.c: when this handle next checks the region for a shrink */
     bool once_armed;          /* table_once.c: once_check_ms set by a count of this handle */
+    int64_t once_sparse_since; /* table_once.c: the first of this handle's looks since which the
+                                * region was sparse at every look (0: it was not, at the last) */
     uint64_t once_unmap_off;  /* table_once.c: a region this handle replaced, to drop from its */
     uint64_t once_unmap_len;  /* page tables once the change is over (0: none) */
     /* a read-only handle asks etsmgrd at this socket (malloc'd; NULL: none)

@@ -75,9 +75,11 @@
  * unreachable space with the live records in order and their index, then
  * once_off is switched through the undo log and the old block freed at
  * commit, like the index's rehash.  Shrinking: once a second (per handle,
- * on a count) every expired record at the tail is dropped, and when the
- * window holds fewer than R/8 records the region is rebuilt the same way
- * at twice them; after a rebuild they fill R/4 to R/2, so a steady load
+ * on a count, not its first) up to ONCE_SWEEP expired records at the tail
+ * are dropped, and when the window holds fewer than R/8 records, and has
+ * at every look for ONCE_SPARSE_MS, the region is rebuilt the same way
+ * at twice them (tbl_once_tidy: one such look as a change of its own,
+ * without the wait, for a process that just took the table over); after a rebuild they fill R/4 to R/2, so a steady load
  * neither shrinks (needs 4x fewer) nor grows (2x more) again.  Without
  * it a region sized for a burst stays that big for 2R more counts, each
  * touching a random page of it.  A rebuild also comes first when the
@@ -139,6 +141,7 @@
 #define ONCE_CHECK_MS 1000  /* how often a handle looks whether its region has become sparse */
 #define ONCE_SPARSE 8u      /* ... which it is below 1/this of its records live: rebuilt smaller */
 #define ONCE_SWEEP 65536u   /* expired records a look drops at most (2 MB of the ring read) */
+#define ONCE_SPARSE_MS 30000 /* how long a count's looks must find it sparse before it shrinks */
 #define ONCE_UNMAP_MIN (1u << 20) /* regions this big replaced by smaller ones leave this process's page tables */
 
 int64_t etsmgr_mono_ms(void)
@@ -466,6 +469,14 @@ static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, ui
                 bool swept = tail == reg[2] || (int64_t)once_rec(reg, tail & (cap - 1))[3] >= now;
                 sparse = swept && cap > ONCE_MIN_CAP && reg[2] - tail < cap / ONCE_SPARSE &&
                          (!max_records || reg[2] - tail + 1 <= max_records);
+                /* and sparse for a while: a sender that bursts every few
+                 * seconds would otherwise see the region shrink between its
+                 * bursts and regrow in each (rebuilding millions of index
+                 * entries, about 0.1 s each time); tbl_once_tidy, called by
+                 * a process that just took the table over, does not wait */
+                if (!sparse) t->once_sparse_since = 0;
+                else if (!t->once_sparse_since) t->once_sparse_since = now, sparse = false;
+                else if (now - t->once_sparse_since < ONCE_SPARSE_MS) sparse = false;
             }
             bool full = reg[2] - tail == cap || (max_records && reg[2] - tail + 1 > max_records);
             if (full) tail = once_drop(reg, now, cap); /* all it can, before anything dearer */
