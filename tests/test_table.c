@@ -728,6 +728,24 @@ START_TEST(update_counter_once_hostile)
 }
 END_TEST
 
+/* A burst of 5000 counts (sender 1) whose keep time has passed, then 20
+ * kept (sender 2, values 5001..5020): a region left sparse by a burst. */
+static void to_expired_burst(etsmgr_table *t, int64_t far)
+{
+    int64_t v;
+    int dup;
+    for (uint64_t i = 0; i < 5000; i++) { /* the burst */
+        etsmgr_once o = to_seq_rid(1, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    for (uint64_t i = 0; i < 20; i++) { /* kept */
+        etsmgr_once o = to_seq_rid(2, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    ck_assert_uint_ge(to_cap(t), 8192);
+    to_set_keep(t, to_reg(t)[3], to_reg(t)[3] + 5000, 1); /* the burst's keep time has passed */
+}
+
 /* tbl_once_tidy, etscounterd's look for a shrink off the count path (once
  * its first answers are out): after a burst whose records expired, the
  * region is rebuilt small without a count, every kept record is found
@@ -738,17 +756,8 @@ START_TEST(update_counter_once_tidy)
     int64_t v, far = etsmgr_mono_ms() + 3600000;
     int dup;
     ck_assert_int_eq(tbl_once_tidy(t), 0); /* no region yet: nothing to do */
-    for (uint64_t i = 0; i < 5000; i++) {
-        etsmgr_once o = to_seq_rid(1, i, far);
-        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
-    }
-    for (uint64_t i = 0; i < 20; i++) {
-        etsmgr_once o = to_seq_rid(2, i, far);
-        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
-    }
+    to_expired_burst(t, far);
     uint64_t off = t->h->once_off;
-    ck_assert_uint_ge(to_cap(t), 8192);
-    to_set_keep(t, to_reg(t)[3], to_reg(t)[3] + 5000, 1);
     ck_assert_int_eq(tbl_once_tidy(t), 0);
     ck_assert_uint_ne(t->h->once_off, off);
     ck_assert_uint_eq(to_cap(t), 64);
@@ -821,17 +830,8 @@ START_TEST(update_counter_once_shrink)
     etsmgr_table *t = tt_create(NULL, 0, 0);
     int64_t v, far = etsmgr_mono_ms() + 3600000;
     int dup;
-    for (uint64_t i = 0; i < 5000; i++) { /* the burst */
-        etsmgr_once o = to_seq_rid(1, i, far);
-        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
-    }
-    for (uint64_t i = 0; i < 20; i++) { /* kept */
-        etsmgr_once o = to_seq_rid(2, i, far);
-        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
-    }
-    uint64_t cap = to_cap(t), off = t->h->once_off, live = t->h->live_bytes;
-    ck_assert_uint_ge(cap, 8192);
-    to_set_keep(t, to_reg(t)[3], to_reg(t)[3] + 5000, 1); /* the burst's keep time has passed */
+    to_expired_burst(t, far);
+    uint64_t off = t->h->once_off, live = t->h->live_bytes;
     /* not yet time to look: the region stays as it is */
     t->once_check_ms = etsmgr_mono_ms() + 60000;
     etsmgr_once o = to_seq_rid(3, 0, far);
