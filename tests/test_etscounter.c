@@ -29,6 +29,7 @@
 #include "runtime.h"
 #include "table.h"
 #include "sock.h"
+#include "log.h"
 #include "testutil.h"
 
 #define ET_SPAWN_MS 15000
@@ -703,6 +704,38 @@ START_TEST(test_rid_store_full)
 }
 END_TEST
 
+/* A flood of refusals costs a bounded number of log lines (log_limited):
+ * at most LOG_LIMIT_BURST a second of each kind, not one per request. */
+START_TEST(test_rid_store_full_logs_limited)
+{
+    et_mgr();
+    char *argv[] = { "etscounterd", "--log-level", "warning", "--max-request-ids", "64", NULL };
+    pid_t p = tu_spawn_logged(&E, argv, "ctr.log", ET_SPAWN_MS);
+    ck_assert_msg(p > 0, "etscounterd did not become ready");
+    et_ctrs[et_nctrs++] = p;
+    int fd = et_connect_ctr();
+    for (int i = 1; i <= 64; i++) {
+        cJSON *r = et_count_rid(fd, i, "");
+        ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")), "count %d refused", i);
+        cJSON_Delete(r);
+    }
+    for (int i = 1001; i <= 1040; i++) {
+        cJSON *r = et_count_rid(fd, i, "");
+        ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(r, "error")), "rid_store_full");
+        cJSON_Delete(r);
+    }
+    close(fd);
+    ck_assert_int_eq(et_check(), 64); /* a round trip: every refusal's line is written by now */
+    char *log = tu_log(&E, "ctr.log");
+    int lines = 0;
+    for (const char *w = log; (w = strstr(w, "request ids are still remembered")); w++)
+        lines++;
+    /* 40 refusals within a few seconds: one or two windows of at most 10 */
+    ck_assert_msg(lines >= 1 && lines <= 2 * (int)LOG_LIMIT_BURST, "%d lines for 40 refusals: %.1500s", lines, log);
+    free(log);
+}
+END_TEST
+
 static long et_cpu_ticks(pid_t pid)
 {
     proc_stat st;
@@ -1069,6 +1102,7 @@ Suite *etscounter_suite(void)
     tcase_add_test(tc, test_pipelined_lookahead);
     tcase_add_test(tc, test_lookahead_across_connections);
     tcase_add_test(tc, test_rid_store_full);
+    tcase_add_test(tc, test_rid_store_full_logs_limited);
     tcase_add_test(tc, test_concurrent_clients);
     tcase_add_test(tc, test_poll_us_sleeps_when_idle);
     tcase_add_test(tc, test_on_manager_death_exit);

@@ -217,6 +217,38 @@ START_TEST(test_log_tty_short_time)
 }
 END_TEST
 
+static void emit_limited(void)
+{
+    unsetenv("JOURNAL_STREAM");
+    log_init("etscounterd", LOG_LVL_INFO);
+    struct log_limit l = {0}, other = {0};
+    for (int i = 0; i < 25; i++)
+        log_limited(&l, 5000, LOG_LVL_WARNING, "refused %d", i);
+    log_limited(&other, 5100, LOG_LVL_ERROR, "another kind"); /* its own budget */
+    log_limited(&l, 5999, LOG_LVL_WARNING, "refused late");  /* same window: left out */
+    log_limited(&l, 6000, LOG_LVL_WARNING, "refused %d", 99); /* a new window: the tally, then it */
+    log_limited(&l, 6001, LOG_LVL_DEBUG, "below the level");
+}
+
+/* A message that comes once per request is limited per window, and the
+ * lines left out are counted in the next window's first line. */
+START_TEST(test_log_limited)
+{
+    const char *out = capture(emit_limited);
+    int lines = 0;
+    for (const char *p = out; (p = strchr(p, '\n')) != NULL; p++) lines++;
+    ck_assert_msg(lines == (int)LOG_LIMIT_BURST + 3, "expected %u lines, got %d: [%s]", LOG_LIMIT_BURST + 3, lines, out);
+    ck_assert_ptr_nonnull(strstr(out, "refused 9\n"));
+    ck_assert_ptr_null(strstr(out, "refused 10\n"));
+    ck_assert_ptr_nonnull(strstr(out, "another kind\n"));
+    ck_assert_ptr_null(strstr(out, "refused late"));
+    const char *tally = strstr(out, "(16 more lines like the next one were left out in the 1000 ms before it)\n");
+    ck_assert_msg(tally != NULL, "no tally of the 16 lines left out: [%s]", out);
+    ck_assert_ptr_nonnull(strstr(tally, "refused 99\n"));
+    ck_assert_ptr_null(strstr(out, "below the level"));
+}
+END_TEST
+
 Suite *log_suite(void)
 {
     Suite *s = suite_create("log");
@@ -229,6 +261,7 @@ Suite *log_suite(void)
     tcase_add_test(tc, test_log_levels);
     tcase_add_test(tc, test_log_timestamp);
     tcase_add_test(tc, test_log_tty_short_time);
+    tcase_add_test(tc, test_log_limited);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -6,6 +6,7 @@
 #include <uv.h>
 #include "conn.h"
 #include "etsmgr.h"
+#include "log.h"
 #include "runtime.h"
 
 /* exit statuses (documented in etscounterd(8)) */
@@ -41,6 +42,10 @@ typedef struct ecd {
     int standby;              /* --standby: wait to take the table over, then serve */
     unsigned poll_us;         /* --poll-us (0: sleep in epoll_wait at once) */
     unsigned long served;
+    /* count refusals come once per request: each kind's lines are limited
+     * (log_limited), so that a flood of one does not cost a write per
+     * request nor hide the others */
+    struct log_limit log_expired, log_ridfull, log_locked, log_failed;
 } ecd;
 
 /* serve.c */

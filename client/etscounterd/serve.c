@@ -247,12 +247,14 @@ static void ecd_count_run(ecd *d, conn *c, const ecd_req *r, const uint8_t *rid,
     int dup;
     int err = ctr_count(d->t, &q, &value, &dup);
     if (err == ETSMGR_EEXPIRED) {
-        log_info("request %.32s arrived after its deadline: not counted.", hex);
+        log_limited(&d->log_expired, (long long)uv_now(d->loop), LOG_LVL_INFO,
+                    "request %.32s arrived after its deadline: not counted.", hex);
         ecd_err(c, r, PROTO_E_EXPIRED, "the request's deadline passed before it was counted: it was not counted");
         return;
     }
     if (err == ETSMGR_ERIDFULL) {
-        log_warning("request %.32s refused: %lu request ids are still remembered (--max-request-ids); not counted.",
+        log_limited(&d->log_ridfull, (long long)uv_now(d->loop), LOG_LVL_WARNING,
+                    "request %.32s refused: %lu request ids are still remembered (--max-request-ids); not counted.",
                     hex, (unsigned long)d->max_rids);
         ecd_err(c, r, PROTO_E_RID_STORE_FULL,
                 "etscounterd already remembers %lu request ids, each until its sender may retry it: this count "
@@ -261,15 +263,17 @@ static void ecd_count_run(ecd *d, conn *c, const ecd_req *r, const uint8_t *rid,
         return;
     }
     if (err == ETSMGR_ELOCKED) {
-        log_error("count: table %s is locked by another process for more than %u ms (stopped?); not counted.",
-                  CTR_TABLE, d->lock_timeout_ms);
+        log_limited(&d->log_locked, (long long)uv_now(d->loop), LOG_LVL_ERROR,
+                    "count: table %s is locked by another process for more than %u ms (stopped?); not counted.",
+                    CTR_TABLE, d->lock_timeout_ms);
         ecd_err(c, r, PROTO_E_TABLE_BUSY,
                 "table %s is locked by another process for more than %u ms (stopped or stuck?): not counted",
                 CTR_TABLE, d->lock_timeout_ms);
         return;
     }
     if (err) {
-        log_error("count failed on table %s: %s", CTR_TABLE, etsmgr_strerror(err));
+        log_limited(&d->log_failed, (long long)uv_now(d->loop), LOG_LVL_ERROR, "count failed on table %s: %s",
+                    CTR_TABLE, etsmgr_strerror(err));
         ecd_err(c, r, err == ETSMGR_EFULL ? PROTO_E_TABLE_FULL : PROTO_E_TABLE_ERROR, "count failed on table %s: %s",
                 CTR_TABLE, etsmgr_strerror(err));
         return;

@@ -17,7 +17,15 @@
  * On a terminal a person reads the lines as they come: the time is the
  * short local "23:17:28.238", so that a line fits 80 columns more often.
  * Anywhere else (a file, a pipe) it is the full ISO 8601 timestamp with
- * microseconds and offset, for logs read later or by programs. */
+ * microseconds and offset, for logs read later or by programs.
+ *
+ * A message that can come once per request (a count refused under load)
+ * goes through log_limited: at most LOG_LIMIT_BURST lines of it a second,
+ * then, with the first line of a later second, one line saying how many
+ * were left out.  A million refusals a second would otherwise cost a
+ * million writes, and bury everything else in the journal (which
+ * rate-limits per service, dropping the other messages too).  The caller
+ * passes the time (its loop's clock), so the rule costs no clock read. */
 #include "log.h"
 
 #include <errno.h>
@@ -142,6 +150,37 @@ static void log_write_all(const char *p, size_t n)
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    log_vmsg(level, fmt, ap);
+    va_end(ap);
+}
+
+void log_limited(struct log_limit *l, long long now_ms, enum log_level level, const char *fmt, ...)
+{
+    if ((int)level > (int)log_level_cur)
+        return;
+    if (now_ms - l->window_ms >= LOG_LIMIT_WINDOW_MS || now_ms < l->window_ms) {
+        if (l->suppressed)
+            log_msg(level, "(%lu more lines like the next one were left out in the %lld ms before it)", l->suppressed,
+                    now_ms - l->window_ms);
+        l->window_ms = now_ms;
+        l->printed = 0;
+        l->suppressed = 0;
+    }
+    if (l->printed >= LOG_LIMIT_BURST) {
+        l->suppressed++;
+        return;
+    }
+    l->printed++;
+    va_list ap;
+    va_start(ap, fmt);
+    log_vmsg(level, fmt, ap);
+    va_end(ap);
+}
+
+void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+{
     if ((int)level > (int)log_level_cur)
         return;
     int saved_errno = errno; /* callers log, then look at errno */
@@ -170,8 +209,6 @@ void log_msg(enum log_level level, const char *fmt, ...)
     char stackbuf[2048];
     char *line = stackbuf;
     size_t cap = sizeof stackbuf;
-    va_list ap;
-    va_start(ap, fmt);
     va_list ap2;
     va_copy(ap2, ap);
     int ml = vsnprintf(NULL, 0, fmt, ap2);
@@ -188,7 +225,6 @@ void log_msg(enum log_level level, const char *fmt, ...)
     }
     memcpy(line, head, (size_t)hl);
     vsnprintf(line + hl, cap - (size_t)hl - 1, fmt, ap);
-    va_end(ap);
     size_t n = strlen(line + hl) + (size_t)hl;
     /* a message's own trailing newline would make an empty line */
     while (n > (size_t)hl && line[n - 1] == '\n')

@@ -7,6 +7,8 @@
 #ifndef ETSMGR_LOG_H
 #define ETSMGR_LOG_H
 
+#include <stdarg.h>
+
 enum log_level { LOG_LVL_DEBUG = 7, LOG_LVL_INFO = 6, LOG_LVL_NOTICE = 5,
                  LOG_LVL_WARNING = 4, LOG_LVL_ERROR = 3 };
 
@@ -24,6 +26,21 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 #define log_notice(...) log_msg(LOG_LVL_NOTICE, __VA_ARGS__)
 #define log_warning(...) log_msg(LOG_LVL_WARNING, __VA_ARGS__)
 #define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
+void log_vmsg(enum log_level level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+/* One kind of message that may come once per request: log_limited prints
+ * at most LOG_LIMIT_BURST of it per LOG_LIMIT_WINDOW_MS (now_ms: any
+ * millisecond clock, e.g. uv_now), and says how many it left out with the
+ * first line of a later window.  Zero-initialise. */
+#define LOG_LIMIT_BURST 10u
+#define LOG_LIMIT_WINDOW_MS 1000
+struct log_limit {
+    long long window_ms;      /* when the current window began */
+    unsigned printed;         /* lines printed in it */
+    unsigned long suppressed; /* lines left out in it */
+};
+void log_limited(struct log_limit *l, long long now_ms, enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* 1 when $JOURNAL_STREAM is the "device:inode" of stderr, else 0. */
 int log_stderr_is_journal(void);
