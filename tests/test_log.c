@@ -249,6 +249,51 @@ START_TEST(test_log_limited)
 }
 END_TEST
 
+static int limited_first_left_out; /* log_limited's 1s, from emit_limited_flush */
+static long long limited_left[4];     /* log_limit_flush's answers */
+
+static void emit_limited_flush(void)
+{
+    unsetenv("JOURNAL_STREAM");
+    log_init("etscounterd", LOG_LVL_INFO);
+    struct log_limit l = {0};
+    limited_first_left_out = 0;
+    for (int i = 0; i < 25; i++)
+        limited_first_left_out += log_limited(&l, 5000, LOG_LVL_WARNING, "refused %d", i);
+    limited_left[0] = log_limit_flush(&l, 5400, 0); /* the window goes on: nothing yet */
+    limited_left[1] = log_limit_flush(&l, 6000, 0); /* it ended, and no line came: the tally */
+    limited_left[2] = log_limit_flush(&l, 6001, 0); /* said once */
+    log_limited(&l, 6002, LOG_LVL_WARNING, "refused %d", 50); /* the window the tally began: printed */
+    for (int i = 0; i < 12; i++)
+        log_limited(&l, 6003, LOG_LVL_WARNING, "refused %d", 60 + i);
+    limited_left[3] = log_limit_flush(&l, 6004, 1); /* before an exit: at once */
+}
+
+/* The lines left out in the last window of a flood are counted although
+ * no later line comes: log_limited says when it starts leaving lines out,
+ * and log_limit_flush counts them once the window has ended (or at once,
+ * forced).  Without it the 15 lines were never mentioned. */
+START_TEST(test_log_limited_flush)
+{
+    const char *out = capture(emit_limited_flush);
+    ck_assert_int_eq(limited_first_left_out, 1);
+    ck_assert_int_eq(limited_left[0], 600);
+    ck_assert_int_eq(limited_left[1], 0);
+    ck_assert_int_eq(limited_left[2], 0);
+    ck_assert_int_eq(limited_left[3], 0);
+    const char *tally = strstr(out, "warning: etscounterd: (15 more lines like \"refused 9\" were left out in the 1000 ms "
+                                    "before this one)\n");
+    ck_assert_msg(tally != NULL, "no tally of the 15 lines left out: [%s]", out);
+    ck_assert_ptr_null(strstr(strstr(tally, "(15 more") + 1, "(15 more")); /* said once */
+    const char *fresh = strstr(tally, "refused 50\n");
+    ck_assert_msg(fresh != NULL, "the window after the tally printed nothing: [%s]", out);
+    ck_assert_ptr_nonnull(strstr(fresh, "refused 68\n"));
+    ck_assert_ptr_null(strstr(fresh, "refused 69\n"));
+    ck_assert_msg(strstr(fresh, "(3 more lines like \"refused 68\" were left out in the 4 ms before this one)\n") != NULL,
+                  "no forced tally: [%s]", out);
+}
+END_TEST
+
 Suite *log_suite(void)
 {
     Suite *s = suite_create("log");
@@ -262,6 +307,7 @@ Suite *log_suite(void)
     tcase_add_test(tc, test_log_timestamp);
     tcase_add_test(tc, test_log_tty_short_time);
     tcase_add_test(tc, test_log_limited);
+    tcase_add_test(tc, test_log_limited_flush);
     suite_add_tcase(s, tc);
     return s;
 }

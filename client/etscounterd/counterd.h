@@ -46,12 +46,19 @@ typedef struct ecd {
      * (log_limited), so that a flood of one does not cost a write per
      * request nor hide the others */
     struct log_limit log_expired, log_ridfull, log_locked, log_failed;
+    /* fires when a kind that began leaving lines out ends its window, to
+     * count them (ecd_log_flush); NULL: no timer (the fuzz harness) */
+    uv_timer_t *log_timer;
 } ecd;
 
 /* serve.c */
 void ecd_on_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, void *arg);
 void ecd_on_close(conn *c, void *arg);
 void ecd_on_ahead(conn *c, const char *payload, size_t len, void *arg);
+/* Says how many refusal lines were left out in windows that have ended
+ * (all of them with force, before an exit); re-arms d->log_timer for the
+ * next window that will end. */
+void ecd_log_flush(ecd *d, int force);
 
 /* busypoll.c: after a turn that served a request, poll without sleeping
  * for poll_us µs (0: off); -1 when libuv refused a handle */

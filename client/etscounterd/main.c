@@ -76,6 +76,7 @@ static uv_signal_t ecd_sigterm, ecd_sigint;
  * answers (below) */
 #define ECD_READY_DELAY_MS 2
 static uv_timer_t ecd_ready_timer;
+static uv_timer_t ecd_log_timer; /* D.log_timer: serve.c's ecd_log_flush */
 
 static void ecd_on_ready_timer(uv_timer_t *h)
 {
@@ -332,6 +333,7 @@ static void ecd_on_signal(uv_signal_t *h, int signum)
         unlink(D.sock_path);
     conn_server_stop(D.srv);
     D.srv = NULL;
+    ecd_log_flush(&D, 1); /* the refusals left out of the log, counted before we go */
     etsmgr_client_close(D.mgr); /* closes the watch and our connection: etsmgrd is heir */
     D.mgr = NULL;
     D.t = NULL;
@@ -486,6 +488,9 @@ int main(int argc, char **argv)
     /* the loop too is made before the wait: a standby then has less to do
      * between the takeover and its first answer */
     D.loop = uv_default_loop();
+    uv_timer_init(D.loop, &ecd_log_timer);
+    ecd_log_timer.data = &D;
+    D.log_timer = &ecd_log_timer;
     conn_server_cfg cfg = { .listen_fd = lfd, .max_conns = 1024, .on_frame = ecd_on_frame,
                             .on_close = ecd_on_close, .on_ahead = ecd_on_ahead, .arg = &D,
                             .no_fds = true };

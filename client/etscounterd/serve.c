@@ -227,6 +227,25 @@ static int ecd_count_times(int64_t now, const ecd_times *tm, ctr_req *q, char *m
     return 0;
 }
 
+/* A refusal's lines are limited (log_limited); the lines a kind leaves out
+ * are counted by its next line or, when none comes (a flood that stopped),
+ * here once its window has ended: the first line left out in a window
+ * calls this, which arms the timer for the earliest such end. */
+static void ecd_on_log_timer(uv_timer_t *h) { ecd_log_flush(h->data, 0); }
+
+void ecd_log_flush(ecd *d, int force)
+{
+    struct log_limit *k[] = { &d->log_expired, &d->log_ridfull, &d->log_locked, &d->log_failed };
+    long long now = (long long)uv_now(d->loop), next = 0;
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        long long left = log_limit_flush(k[i], now, force);
+        if (left > 0 && (next == 0 || left < next))
+            next = left;
+    }
+    if (next > 0 && d->log_timer)
+        uv_timer_start(d->log_timer, ecd_on_log_timer, (uint64_t)next, 0);
+}
+
 /* The count itself, once the request is read.  rid: NULL for a plain count;
  * hex: its text for the log. */
 static void ecd_count_run(ecd *d, conn *c, const ecd_req *r, const uint8_t *rid, const char *hex,
@@ -247,15 +266,17 @@ static void ecd_count_run(ecd *d, conn *c, const ecd_req *r, const uint8_t *rid,
     int dup;
     int err = ctr_count(d->t, &q, &value, &dup);
     if (err == ETSMGR_EEXPIRED) {
-        log_limited(&d->log_expired, (long long)uv_now(d->loop), LOG_LVL_INFO,
-                    "request %.32s arrived after its deadline: not counted.", hex);
+        if (log_limited(&d->log_expired, (long long)uv_now(d->loop), LOG_LVL_INFO,
+                        "request %.32s arrived after its deadline: not counted.", hex))
+            ecd_log_flush(d, 0);
         ecd_err(c, r, PROTO_E_EXPIRED, "the request's deadline passed before it was counted: it was not counted");
         return;
     }
     if (err == ETSMGR_ERIDFULL) {
-        log_limited(&d->log_ridfull, (long long)uv_now(d->loop), LOG_LVL_WARNING,
-                    "request %.32s refused: %lu request ids are still remembered (--max-request-ids); not counted.",
-                    hex, (unsigned long)d->max_rids);
+        if (log_limited(&d->log_ridfull, (long long)uv_now(d->loop), LOG_LVL_WARNING,
+                        "request %.32s refused: %lu request ids are still remembered (--max-request-ids); not counted.",
+                        hex, (unsigned long)d->max_rids))
+            ecd_log_flush(d, 0);
         ecd_err(c, r, PROTO_E_RID_STORE_FULL,
                 "etscounterd already remembers %lu request ids, each until its sender may retry it: this count "
                 "was not counted; try again later (or raise etscounterd --max-request-ids)",
@@ -263,17 +284,19 @@ static void ecd_count_run(ecd *d, conn *c, const ecd_req *r, const uint8_t *rid,
         return;
     }
     if (err == ETSMGR_ELOCKED) {
-        log_limited(&d->log_locked, (long long)uv_now(d->loop), LOG_LVL_ERROR,
-                    "count: table %s is locked by another process for more than %u ms (stopped?); not counted.",
-                    CTR_TABLE, d->lock_timeout_ms);
+        if (log_limited(&d->log_locked, (long long)uv_now(d->loop), LOG_LVL_ERROR,
+                        "count: table %s is locked by another process for more than %u ms (stopped?); not counted.",
+                        CTR_TABLE, d->lock_timeout_ms))
+            ecd_log_flush(d, 0);
         ecd_err(c, r, PROTO_E_TABLE_BUSY,
                 "table %s is locked by another process for more than %u ms (stopped or stuck?): not counted",
                 CTR_TABLE, d->lock_timeout_ms);
         return;
     }
     if (err) {
-        log_limited(&d->log_failed, (long long)uv_now(d->loop), LOG_LVL_ERROR, "count failed on table %s: %s",
-                    CTR_TABLE, etsmgr_strerror(err));
+        if (log_limited(&d->log_failed, (long long)uv_now(d->loop), LOG_LVL_ERROR, "count failed on table %s: %s",
+                        CTR_TABLE, etsmgr_strerror(err)))
+            ecd_log_flush(d, 0);
         ecd_err(c, r, err == ETSMGR_EFULL ? PROTO_E_TABLE_FULL : PROTO_E_TABLE_ERROR, "count failed on table %s: %s",
                 CTR_TABLE, etsmgr_strerror(err));
         return;

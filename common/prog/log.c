@@ -25,7 +25,11 @@
  * were left out.  A million refusals a second would otherwise cost a
  * million writes, and bury everything else in the journal (which
  * rate-limits per service, dropping the other messages too).  The caller
- * passes the time (its loop's clock), so the rule costs no clock read. */
+ * passes the time (its loop's clock), so the rule costs no clock read.
+ * When a flood stops, no later line comes to count the last window's
+ * lines left out: log_limited tells the caller when it starts leaving
+ * lines out, and the caller calls log_limit_flush (from a timer, and
+ * before it exits) to say how many once the window has ended. */
 #include "log.h"
 
 #include <errno.h>
@@ -156,10 +160,10 @@ void log_msg(enum log_level level, const char *fmt, ...)
     va_end(ap);
 }
 
-void log_limited(struct log_limit *l, long long now_ms, enum log_level level, const char *fmt, ...)
+int log_limited(struct log_limit *l, long long now_ms, enum log_level level, const char *fmt, ...)
 {
     if ((int)level > (int)log_level_cur)
-        return;
+        return 0;
     if (now_ms - l->window_ms >= LOG_LIMIT_WINDOW_MS || now_ms < l->window_ms) {
         if (l->suppressed)
             log_msg(level, "(%lu more lines like the next one were left out in the %lld ms before it)", l->suppressed,
@@ -169,14 +173,34 @@ void log_limited(struct log_limit *l, long long now_ms, enum log_level level, co
         l->suppressed = 0;
     }
     if (l->printed >= LOG_LIMIT_BURST) {
-        l->suppressed++;
-        return;
+        l->level = level;
+        return ++l->suppressed == 1;
     }
     l->printed++;
+    /* formatted here, to be kept for a tally that no later line brings */
+    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    log_vmsg(level, fmt, ap);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    snprintf(l->last, sizeof l->last, "%.*s", (int)sizeof l->last - 1, line);
+    log_msg(level, "%s", line);
+    return 0;
+}
+
+long long log_limit_flush(struct log_limit *l, long long now_ms, int force)
+{
+    if (!l->suppressed)
+        return 0;
+    long long left = l->window_ms + LOG_LIMIT_WINDOW_MS - now_ms;
+    if (!force && left > 0 && now_ms >= l->window_ms)
+        return left;
+    log_msg(l->level, "(%lu more lines like \"%s\" were left out in the %lld ms before this one)", l->suppressed,
+            l->last, now_ms - l->window_ms);
+    l->window_ms = now_ms;
+    l->printed = 0;
+    l->suppressed = 0;
+    return 0;
 }
 
 void log_vmsg(enum log_level level, const char *fmt, va_list ap)

@@ -31,16 +31,26 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap) __attribute__((
 /* One kind of message that may come once per request: log_limited prints
  * at most LOG_LIMIT_BURST of it per LOG_LIMIT_WINDOW_MS (now_ms: any
  * millisecond clock, e.g. uv_now), and says how many it left out with the
- * first line of a later window.  Zero-initialise. */
+ * first line of a later window.  It returns 1 when it left out the first
+ * line of a window: the caller then calls log_limit_flush once the window
+ * has ended, or the lines left out in the last window of a flood would
+ * never be counted.  Zero-initialise. */
 #define LOG_LIMIT_BURST 10u
 #define LOG_LIMIT_WINDOW_MS 1000
 struct log_limit {
     long long window_ms;      /* when the current window began */
     unsigned printed;         /* lines printed in it */
     unsigned long suppressed; /* lines left out in it */
+    enum log_level level;     /* theirs */
+    char last[120];           /* the last line printed, named by a tally that follows no line */
 };
-void log_limited(struct log_limit *l, long long now_ms, enum log_level level, const char *fmt, ...)
+int log_limited(struct log_limit *l, long long now_ms, enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The lines l left out, said in a line of their own once their window has
+ * ended (at once with force: before an exit).  Returns 0 when nothing is
+ * left to say, else the milliseconds until the window ends (call again
+ * then). */
+long long log_limit_flush(struct log_limit *l, long long now_ms, int force);
 
 /* 1 when $JOURNAL_STREAM is the "device:inode" of stderr, else 0. */
 int log_stderr_is_journal(void);
