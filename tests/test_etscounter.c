@@ -704,9 +704,31 @@ START_TEST(test_rid_store_full)
 }
 END_TEST
 
-/* A flood of refusals costs a bounded number of log lines (log_limited):
- * at most LOG_LIMIT_BURST a second of each kind, not one per request. */
-START_TEST(test_rid_store_full_logs_limited)
+/* The refusals the log accounts for: the lines printed, and the numbers
+ * the tallies give (a tally quotes a line it counts, so it is told apart
+ * by its "more lines like"). */
+static unsigned long et_refusals_logged(char *log)
+{
+    unsigned long total = 0;
+    for (char *line = log, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+        nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        const char *t = strstr(line, "(");
+        if (t && strstr(line, " more lines like \"request "))
+            total += strtoul(t + 1, NULL, 10); /* a tally */
+        else if (strstr(line, "request ids are still remembered"))
+            total++; /* a line printed */
+        if (nl)
+            *nl = '\n';
+    }
+    return total;
+}
+
+/* etscounterd (--max-request-ids 64, logging warnings) with its 64 ids
+ * taken, then 40 counts refused as fast as they are answered: most of
+ * them in one window of the log's limit */
+static pid_t et_rid_full_flood(void)
 {
     et_mgr();
     char *argv[] = { "etscounterd", "--log-level", "warning", "--max-request-ids", "64", NULL };
@@ -725,6 +747,14 @@ START_TEST(test_rid_store_full_logs_limited)
         cJSON_Delete(r);
     }
     close(fd);
+    return p;
+}
+
+/* A flood of refusals costs a bounded number of log lines (log_limited):
+ * at most LOG_LIMIT_BURST a second of each kind, not one per request. */
+START_TEST(test_rid_store_full_logs_limited)
+{
+    et_rid_full_flood();
     ck_assert_int_eq(et_check(), 64); /* a round trip: every refusal's line is written by now */
     char *log = tu_log(&E, "ctr.log");
     int lines = 0;
@@ -746,23 +776,7 @@ END_TEST
  * mentioned. */
 START_TEST(test_rid_store_full_logs_counted)
 {
-    et_mgr();
-    char *argv[] = { "etscounterd", "--log-level", "warning", "--max-request-ids", "64", NULL };
-    pid_t p = tu_spawn_logged(&E, argv, "ctr.log", ET_SPAWN_MS);
-    ck_assert_msg(p > 0, "etscounterd did not become ready");
-    et_ctrs[et_nctrs++] = p;
-    int fd = et_connect_ctr();
-    for (int i = 1; i <= 64; i++) {
-        cJSON *r = et_count_rid(fd, i, "");
-        ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")), "count %d refused", i);
-        cJSON_Delete(r);
-    }
-    for (int i = 1001; i <= 1040; i++) {
-        cJSON *r = et_count_rid(fd, i, "");
-        ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(r, "error")), "rid_store_full");
-        cJSON_Delete(r);
-    }
-    close(fd);
+    et_rid_full_flood();
     /* the tallies come within a window (1 s) of the last refusal: the log
      * is read until the numbers add up, or for 20 s */
     unsigned long total = 0;
@@ -770,25 +784,25 @@ START_TEST(test_rid_store_full_logs_counted)
     for (int waited = 0; waited < 20000 && total != 40; waited += 50) {
         free(log);
         log = tu_log(&E, "ctr.log");
-        total = 0;
-        for (char *line = log, *nl; line && *line; line = nl ? nl + 1 : NULL) {
-            nl = strchr(line, '\n');
-            if (nl)
-                *nl = '\0';
-            const char *t = strstr(line, "(");
-            if (t && strstr(line, " more lines like \"request "))
-                total += strtoul(t + 1, NULL, 10); /* a tally */
-            else if (strstr(line, "request ids are still remembered"))
-                total++; /* a line printed */
-            if (nl)
-                *nl = '\n';
-        }
-        if (total != 40)
+        if ((total = et_refusals_logged(log)) != 40)
             usleep(50 * 1000);
     }
-    /* a tally names the line it counts: "request ids are still remembered"
-     * is in it once more than the lines printed */
     ck_assert_msg(strstr(log, "more lines like \"request ") != NULL, "no tally in the log: %.2000s", log);
+    ck_assert_msg(total == 40, "the log accounts for %lu of 40 refusals: %.3000s", total, log);
+    free(log);
+}
+END_TEST
+
+/* Stopped right after a flood, before its window ended: the lines left out
+ * are counted before etscounterd exits (ecd_on_signal), not lost with it. */
+START_TEST(test_rid_store_full_logs_counted_at_exit)
+{
+    pid_t p = et_rid_full_flood();
+    ck_assert_int_eq(kill(p, SIGTERM), 0);
+    int st = tu_wait(p, 15000);
+    ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "etscounterd: wait status 0x%x", st);
+    char *log = tu_log(&E, "ctr.log");
+    unsigned long total = et_refusals_logged(log);
     ck_assert_msg(total == 40, "the log accounts for %lu of 40 refusals: %.3000s", total, log);
     free(log);
 }
@@ -1162,6 +1176,7 @@ Suite *etscounter_suite(void)
     tcase_add_test(tc, test_rid_store_full);
     tcase_add_test(tc, test_rid_store_full_logs_limited);
     tcase_add_test(tc, test_rid_store_full_logs_counted);
+    tcase_add_test(tc, test_rid_store_full_logs_counted_at_exit);
     tcase_add_test(tc, test_concurrent_clients);
     tcase_add_test(tc, test_poll_us_sleeps_when_idle);
     tcase_add_test(tc, test_on_manager_death_exit);

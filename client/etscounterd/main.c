@@ -105,6 +105,7 @@ static void ecd_mgr_down(etsmgr_client *c, pid_t pid, const char *reason, void *
     log_warning("etsmgr (pid %d) has died, with Reason %s.", (int)pid, reason);
     if (d->exit_on_manager_death) {
         log_notice("exiting, as --on-manager-death=exit asks (status %d).", ECD_EXIT_MGR_DIED);
+        ecd_log_flush(d, 1);
         exit(ECD_EXIT_MGR_DIED);
     }
     log_notice("waiting for etsmgr to restart.");
