@@ -5,7 +5,13 @@
  * as in table_ops.c/table_read.c) plus a B+tree that holds every entry in
  * bytewise key order (memcmp, a prefix first).  The entries stay where the
  * set puts them; the tree only points at them, so the index, images and
- * the entry blocks are the set's.
+ * the entry blocks are the set's.  (Carving a leaf's entries from an area
+ * of its parent's instead, so that they share pages, was measured: a
+ * 100-key range at 10M entries touched a fifth of the pages and was no
+ * faster, and the areas' free tails cost more bytes per entry than the
+ * target leaves room for; what would make ranges in huge tables faster is
+ * the entries inside the leaves, in key order: docs/performance.md, "The
+ * 10M range, a third pass".)
  *
  * Nodes are heap blocks (struct ord_node).  A leaf holds up to ORD_CAP
  * slots in key order, each one word like an index slot: the first 3 bytes
