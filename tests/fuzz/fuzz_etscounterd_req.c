@@ -8,7 +8,11 @@
  * along must have been closed.
  *
  * Input: records of [ctl byte][length byte][payload]; ctl picks whether a
- * fresh connection is used and whether an fd comes along. */
+ * fresh connection is used, whether an fd comes along, and whether the
+ * frame is first shown to ecd_on_ahead as conn.c does (its reading kept
+ * in a slot for on_frame), in a buffer whose last byte may change before
+ * on_frame reads it (a reused buffer: the kept reading must not be
+ * taken). */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -98,7 +102,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fds[nfds++] = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (ctl & 16)
             fds[nfds++] = memfd_create("x", MFD_CLOEXEC);
-        ecd_on_frame(c, (const char *)p, len, fds, nfds, &d);
+        if (ctl & 32) { /* looked ahead at, from one buffer (conn.c's) */
+            static char buf[512];
+            memcpy(buf, p, len);
+            ecd_on_ahead(c, buf, len, &d);
+            if ((ctl & 64) && len)
+                buf[len - 1] ^= 1;
+            ecd_on_frame(c, buf, len, fds, nfds, &d);
+        } else
+            ecd_on_frame(c, (const char *)p, len, fds, nfds, &d);
     }
     fz_conn_free(c);
     char why[256] = "";
