@@ -8,6 +8,7 @@
 #   make crash         60 s of kill -9 experiments (etsmgr-crashlab), with a verdict
 #   make bench         measure tables, counter, recovery and CLI next to Redis
 #   make bench-table   the table benchmark alone
+#   make range-probe   build/tests/bench/range_probe: ordered ranges taken apart
 #   make memcheck      the suites under valgrind;  make fuzz: the fuzz harnesses
 #   make check-systemd the systemd unit under a real systemd, in namespaces
 #   make install       programs, library, man pages, unit (PREFIX, DESTDIR)

@@ -19,3 +19,15 @@ bench-table: $(BENCH_TABLE)
 	    echo "ETS (tests/bench/ets_bench.escript), the same rows:"; \
 	    escript tests/bench/ets_bench.escript $(BENCH_SECS) $(BENCH_ONLY); \
 	else echo "ETS rows skipped: Erlang (escript) is not installed"; fi
+
+# range_probe (tests/bench/range_probe.c): an ordered table's range walks
+# taken apart, on tables made once and attached by every build; a tool for
+# work on table_ordered.c, run by hand (docs/performance.md).
+RANGE_PROBE := $(BUILD)/tests/bench/range_probe
+
+$(RANGE_PROBE): $(OBJ)/tests/bench/range_probe.o $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+.PHONY: range-probe
+range-probe: $(RANGE_PROBE)
