@@ -1009,6 +1009,59 @@ START_TEST(update_counter_once_unmaps_old_region)
 }
 END_TEST
 
+/* tbl_once_tidy after a burst bigger than one look: each look drops at
+ * most 65,536 expired records and says 1 (more to drop) until one reaches
+ * a kept record and shrinks the region, so a caller that looks again
+ * finishes the sweep in one process (etscounterd does, a millisecond
+ * apart), not one look per short-lived owner; and the ring pages a look
+ * dropped leave this process's page tables (an owner killed after its
+ * tidy would otherwise tear them down before its sockets close, which a
+ * hot standby's takeover waits for). */
+START_TEST(update_counter_once_tidy_steps)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int dup;
+    enum { BURST = 150000, LOOK = 65536 };
+    for (uint64_t i = 0; i < BURST; i++) {
+        etsmgr_once o = to_seq_rid(5, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    for (uint64_t i = 0; i < 20; i++) { /* kept */
+        etsmgr_once o = to_seq_rid(6, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    uint64_t off = t->h->once_off, cap = to_cap(t), tail0 = to_reg(t)[3];
+    ck_assert_uint_ge(cap, 262144);
+    to_set_keep(t, tail0, tail0 + BURST, 1); /* the burst's keep time has passed */
+    /* the first look's records, whole pages inside them (no wrap: the
+     * ring is bigger than the burst) */
+    ck_assert_uint_le((tail0 & (cap - 1)) + LOOK, cap);
+    const char *swept = t->base + off + 8u * (TO_HDR_WORDS + TO_REC_WORDS * (tail0 & (cap - 1)));
+    uint64_t len = 8u * TO_REC_WORDS * LOOK - 8192;
+    swept = (const char *)(((uintptr_t)swept + 4095u) & ~(uintptr_t)4095u);
+    ck_assert_uint_gt(present_pages(swept, len), len / 4096 / 2); /* written here, so mapped */
+    ck_assert_int_eq(tbl_once_tidy(t), 1);
+    ck_assert_uint_eq(t->h->once_off, off);
+    ck_assert_uint_eq(to_reg(t)[3] - tail0, LOOK);
+    ck_assert_uint_eq(present_pages(swept, len), 0);
+    ck_assert_int_eq(tbl_once_tidy(t), 1);
+    ck_assert_uint_eq(to_reg(t)[3] - tail0, 2 * LOOK);
+    ck_assert_int_eq(tbl_once_tidy(t), 0); /* reached the kept ones: shrunk */
+    ck_assert_uint_ne(t->h->once_off, off);
+    ck_assert_uint_eq(to_cap(t), 64);
+    ck_assert_int_eq(tbl_once_tidy(t), 0);
+    tt_check(t);
+    for (uint64_t i = 0; i < 20; i++) {
+        etsmgr_once o = to_seq_rid(6, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        ck_assert_int_eq(dup, 1);
+        ck_assert_int_eq(v, BURST + 1 + (int64_t)i);
+    }
+    etsmgr_table_close(t);
+}
+END_TEST
+
 /* A full store gets room when its first record's keep time passes. */
 static etsmgr_table *room_t;
 static bool once_room(void *arg)
@@ -1078,6 +1131,7 @@ Suite *table_suite(void)
     tcase_add_test(tc, update_counter_once_tidy);
     tcase_add_test(tc, update_counter_once_steady);
     tcase_add_test(tc, update_counter_once_unmaps_old_region);
+    tcase_add_test(tc, update_counter_once_tidy_steps);
     tcase_add_test(tc, strerror_all);
     suite_add_tcase(s, tc);
     return s;

@@ -41,6 +41,7 @@ int ctr_count(etsmgr_table *t, const ctr_req *q, int64_t *value, int *dup);
 int ctr_check(etsmgr_table *t, cJSON *data, char *erl, size_t erllen, char *why, size_t whylen);
 /* One bounded look at the request-id records for a shrink after a burst,
  * as a change of its own: called once the first answers are out, off the
- * path of any count (client/lib/table_once.c, tbl_once_tidy). */
+ * path of any count (client/lib/table_once.c, tbl_once_tidy).  1 when
+ * more expired records wait past the look's bound: call again. */
 int ctr_tidy(etsmgr_table *t);
 #endif

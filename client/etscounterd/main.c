@@ -78,16 +78,38 @@ static uv_signal_t ecd_sigterm, ecd_sigint;
 static uv_timer_t ecd_ready_timer;
 static uv_timer_t ecd_log_timer; /* D.log_timer: serve.c's ecd_log_flush */
 
+/* The tidy's looks after the first: this long apart (each drops at most
+ * 65,536 expired records, about a millisecond, so the loop serves
+ * requests between them), and at most this many (the largest region
+ * holds 2^28 records; a look that cannot finish is a bug, not a reason to
+ * spin) */
+#define ECD_TIDY_STEP_MS 1
+#define ECD_TIDY_MAX_LOOKS 4096
+
+/* A region of request ids left sparse by a burst is made small now,
+ * after the first answers, rather than by a count a second later: an
+ * owner promoted after each of many kills may not live that long, and
+ * each would touch random pages of a huge index.  Look after look, until
+ * the sweep is done: after a burst of millions of ids one look drops
+ * only a part, and when each owner did one look, every takeover of a
+ * hot standby before the shrink (64 of them after 4 million ids) met a
+ * dying owner with the swept pages and a burst-sized index mapped, whose
+ * teardown delayed it (docs/performance.md, "Hot standby: ... fourth
+ * pass"). */
+static void ecd_on_tidy_timer(uv_timer_t *h)
+{
+    static int looks;
+    int r = D.t ? ctr_tidy(D.t) : 0;
+    if (r < 0)
+        log_warning("tidying the request ids of table %s: %s", CTR_TABLE, etsmgr_strerror(r));
+    else if (r > 0 && ++looks < ECD_TIDY_MAX_LOOKS)
+        uv_timer_start(h, ecd_on_tidy_timer, ECD_TIDY_STEP_MS, 0);
+}
+
 static void ecd_on_ready_timer(uv_timer_t *h)
 {
-    (void)h;
     notify_sendf("READY=1\nSTATUS=serving %s", D.sock_path);
-    /* a region of request ids left sparse by a burst is made small now,
-     * after the first answers, rather than by a count a second later: an
-     * owner promoted after each of many kills may not live that long, and
-     * each would touch random pages of a huge index */
-    int r = D.t ? ctr_tidy(D.t) : 0;
-    if (r) log_warning("tidying the request ids of table %s: %s", CTR_TABLE, etsmgr_strerror(r));
+    ecd_on_tidy_timer(h);
 }
 
 static void ecd_sleep_ms(int ms)

@@ -498,7 +498,9 @@ int tbl_once_verify(etsmgr_table *t, char *why, size_t whylen);
  * ETSMGR_EEXIST when rid is there), and visit the records still kept at
  * now (t may be a view over a copy; cb's non-zero stops and is returned) */
 /* One bounded look for a shrink of the request-id region, as its own
- * change (table_once.c): for a process to call off its requests' path. */
+ * change (table_once.c): for a process to call off its requests' path.
+ * 0 done, 1 more expired records remain past the look's bound (call it
+ * again), or an error. */
 int tbl_once_tidy(etsmgr_table *t);
 int tbl_once_put(etsmgr_table *t, const uint8_t rid[ETSMGR_RID_LEN], int64_t value, int64_t keep_until);
 int tbl_once_each(etsmgr_table *t, int64_t now,

@@ -79,7 +79,9 @@
  * are dropped, and when the window holds fewer than R/8 records, and has
  * at every look for ONCE_SPARSE_MS, the region is rebuilt the same way
  * at twice them (tbl_once_tidy: one such look as a change of its own,
- * without the wait, for a process that just took the table over); after a rebuild they fill R/4 to R/2, so a steady load
+ * without the wait, for a process that just took the table over; it
+ * says when more expired records wait past its bound, so that the caller
+ * finishes the sweep, and unmaps the ring pages it dropped); after a rebuild they fill R/4 to R/2, so a steady load
  * neither shrinks (needs 4x fewer) nor grows (2x more) again.  Without
  * it a region sized for a burst stays that big for 2R more counts, each
  * touching a random page of it.  A rebuild also comes first when the
@@ -642,12 +644,43 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
     return r;
 }
 
+/* The pages of ring slots [from, to) leave this process's page tables
+ * (whole pages only; the ring is circular).  For tbl_once_tidy's dropped
+ * records: this process will not read them again, and a process that keeps
+ * what it swept mapped makes its own exit slower (the kernel tears a dying
+ * process's pages down before its sockets close: for an owner killed
+ * under a hot standby, each 2 MB swept delayed the takeover).  As in
+ * once_unmap, the object keeps the bytes, so this is safe whatever the
+ * change's fate; the head's appends fault the pages in again when the
+ * ring wraps round to them. */
+static void once_unmap_slots(etsmgr_table *t, uint64_t off, uint64_t cap, uint64_t from, uint64_t to)
+{
+    if (to - from >= cap) from = 0, to = cap;
+    uint64_t a = from & (cap - 1), n = to - from, ranges[2][2] = {{a, a + n}, {0, 0}};
+    if (a + n > cap) ranges[0][1] = cap, ranges[1][1] = a + n - cap;
+    for (int i = 0; i < 2; i++) {
+        uint64_t lo = off + 8u * (ONCE_HDR_WORDS + ONCE_REC_WORDS * ranges[i][0]);
+        uint64_t hi = off + 8u * (ONCE_HDR_WORDS + ONCE_REC_WORDS * ranges[i][1]);
+        lo = (lo + 4095u) & ~(uint64_t)4095u;
+        hi &= ~(uint64_t)4095u;
+        if (hi > t->map_size) hi = t->map_size & ~(uint64_t)4095u;
+        if (lo < hi) (void)madvise(t->base + lo, hi - lo, MADV_DONTNEED); /* a hint: nothing to do if refused */
+    }
+}
+
 /* One look for a shrink (once_place's, with the same bounds) as a change of
  * its own, not inside a count: what a process calls off its requests'
  * path, so that a region left sparse by a burst is made small even by
  * owners that live less than a check interval (a hot standby promoted
  * after each of many kills: etscounterd calls it once its first answers
- * are out).  The handle's own next look is a check interval later. */
+ * are out).  The handle's own next look is a check interval later.
+ * Returns 1 when the look stopped at its bound (ONCE_SWEEP records
+ * dropped) with more expired records behind them: the caller should call
+ * again soon (between its requests), so that one process finishes the
+ * sweep and the shrink, instead of every short-lived owner sweeping
+ * another 2 MB of a burst's ring (millions of records: 64 owners at
+ * 65,536 a look) while each of its counts touches a random page of the
+ * burst-sized index.  The records it dropped leave its page tables. */
 int tbl_once_tidy(etsmgr_table *t)
 {
     if (!t) return ETSMGR_EINVAL;
@@ -658,7 +691,7 @@ int tbl_once_tidy(etsmgr_table *t)
     t->once_check_ms = now + ONCE_CHECK_MS;
     uint64_t off;
     if ((r = once_region(t, now, &off)) != 0 || !off) return tbl_op_end(t, r);
-    uint64_t *reg = tbl_word(t, off), cap = reg[1];
+    uint64_t *reg = tbl_word(t, off), cap = reg[1], from = reg[3];
     uint64_t tail = once_drop(reg, now, cap < ONCE_SWEEP ? cap : ONCE_SWEEP);
     bool swept = tail == reg[2] || (int64_t)once_rec(reg, tail & (cap - 1))[3] >= now;
     if (swept && cap > ONCE_MIN_CAP && reg[2] - tail < cap / ONCE_SPARSE) {
@@ -667,10 +700,12 @@ int tbl_once_tidy(etsmgr_table *t)
         reg = tbl_word(t, off); /* the mapping may have moved */
     }
     /* the region kept: the expired records dropped (one logged word) */
-    if (r == 0 && t->h->once_off == off && tail != reg[3]) tbl_set(t, off + 24, tail);
+    bool kept = r == 0 && t->h->once_off == off;
+    if (kept && tail != reg[3]) tbl_set(t, off + 24, tail);
     r = tbl_op_end(t, r);
     if (t->once_unmap_len) once_unmap(t);
-    return r;
+    else if (r == 0 && kept && tail != from) once_unmap_slots(t, off, cap, from, tail);
+    return r ? r : !swept;
 }
 
 int tbl_once_put(etsmgr_table *t, const uint8_t rid[ETSMGR_RID_LEN], int64_t value, int64_t keep_until)

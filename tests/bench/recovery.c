@@ -53,6 +53,14 @@
  * replacement standby's start instead), and the rows are named "with
  * standby", beside the floor measured in the same run.
  *
+ * RECOVERY_TRACE=FILE (environment, for work on the takeover): a line per
+ * round of the counting client appended to FILE, the floor's time and the
+ * kill's, with what the killed process had mapped just before the kill
+ * (/proc/PID/status: VmRSS, RssAnon, RssFile, RssShmem, VmPTE, VmSize).
+ * A dying process's sockets close only after the kernel tore its pages
+ * down, so the takeover grows with what it had mapped, the table's pages
+ * included (docs/performance.md, "Hot standby", fourth pass).
+ *
  * Output: result rows (benchutil.h) on stdout.
  * Exit status: 0, 1 a round failed (a process did not come back within
  * 10 s, or answered wrongly), 64 usage error. */
@@ -290,6 +298,29 @@ static void rc_loop_pause(bool pause)
         rc_fail("%s", L.why);
 }
 
+/* RECOVERY_TRACE=FILE: one line per kill of the counting client's rounds,
+ * what the dying owner had mapped (its /proc/PID/status) beside the time,
+ * to tell what state makes a takeover slower */
+static FILE *rc_trace;
+static long rc_status_kb(const char *status, const char *field)
+{
+    const char *p = strstr(status, field);
+    return p ? atol(p + strlen(field)) : -1;
+}
+static void rc_trace_owner(pid_t pid, char *out, size_t n)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t len = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[len] = 0;
+    snprintf(out, n, "rss_kb %ld anon_kb %ld file_kb %ld shmem_kb %ld pte_kb %ld vm_kb %ld",
+             rc_status_kb(buf, "VmRSS:"), rc_status_kb(buf, "RssAnon:"), rc_status_kb(buf, "RssFile:"),
+             rc_status_kb(buf, "RssShmem:"), rc_status_kb(buf, "VmPTE:"), rc_status_kb(buf, "VmSize:"));
+}
+
 /* SIGKILL etscounterd while the thread counts; ms to the first ack of the
  * new process. */
 static double rc_kill_counterd_loop(void)
@@ -312,6 +343,9 @@ static double rc_kill_counterd_loop(void)
         rc_fail("getrandom: %s", strerror(errno));
     rc_loop_pause(false);
     bu_sleep_ms(0.2 + (r % 1000) / 1000.0); /* a random point of a request */
+    char owner[256] = "";
+    if (rc_trace)
+        rc_trace_owner(old, owner, sizeof owner);
     pthread_mutex_lock(&L.mu);
     L.found = -1;
     L.t_kill = bu_now();
@@ -339,6 +373,8 @@ static double rc_kill_counterd_loop(void)
     pid_t now = rc_pid_of(rc_counter_sock, "{\"op\":\"ping\",\"id\":2}");
     if (now == old)
         rc_fail("%s", "the counting client's ack after SIGKILL came from the killed etscounterd (pid unchanged)");
+    if (rc_trace)
+        fprintf(rc_trace, "kill ms %.4f %s\n", ms, owner);
     return ms;
 }
 
@@ -444,6 +480,9 @@ int main(int argc, char **argv)
            *kf = calloc((size_t)kills, sizeof *kf);
     if (!fl || !kc || !kl || !km || !kf)
         rc_fail("%s", "out of memory");
+    const char *tr = getenv("RECOVERY_TRACE");
+    if (tr && *tr && !(rc_trace = fopen(tr, "a")))
+        rc_fail("RECOVERY_TRACE: %s", strerror(errno));
     double t0 = bu_now();
     if (do_c) {
         char err[256];
@@ -457,6 +496,8 @@ int main(int argc, char **argv)
         rc_loop_pause(true);
         for (int i = 0; i < kills; i++) {
             fl[nf++] = rc_floor_once();
+            if (rc_trace)
+                fprintf(rc_trace, "floor ms %.4f\n", fl[nf - 1]);
             if (rc_standby)
                 rc_wait_standby();
             kl[i] = rc_kill_counterd_loop();
