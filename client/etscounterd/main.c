@@ -79,10 +79,10 @@ static uv_timer_t ecd_ready_timer;
 static uv_timer_t ecd_log_timer; /* D.log_timer: serve.c's ecd_log_flush */
 
 /* The tidy's looks after the first: this long apart (each drops at most
- * 65,536 expired records, about a millisecond, so the loop serves
- * requests between them), and at most this many (the largest region
- * holds 2^28 records; a look that cannot finish is a bug, not a reason to
- * spin) */
+ * 65,536 expired records, about half a millisecond of CPU here, so the
+ * loop serves requests between them), and at most this many (the largest
+ * region holds 2^28 records; a look that cannot finish is a bug, not a
+ * reason to spin) */
 #define ECD_TIDY_STEP_MS 1
 #define ECD_TIDY_MAX_LOOKS 4096
 
