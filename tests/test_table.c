@@ -870,6 +870,128 @@ START_TEST(update_counter_once_shrink)
 }
 END_TEST
 
+/* A count's record takes over the index entry of a dropped record that
+ * its probe meets before an empty one (its slot outside the ring's
+ * window, which the entry says without reading the record), so the index
+ * fills more slowly and is rebuilt less often: under a steady load (one
+ * count a millisecond, each kept 1 s, a simulated clock as in
+ * update_counter_once_steady) about a quarter of the counts take one
+ * over; before, every count took an empty entry.  Retries are answered throughout, and the
+ * table verifies. */
+START_TEST(update_counter_once_takes_dropped_entries)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t v, now = etsmgr_mono_ms();
+    int dup;
+    uint64_t took = 0, counted = 0;
+    for (uint64_t seq = 0; seq < 25000; seq++, now++) {
+        etsmgr_once o = to_seq_rid(9, seq, now + 1000);
+        o.deadline_ms = now + 1000; /* the real clock is behind the simulated one */
+        t->once_now = now;
+        uint64_t off = t->h->once_off, filled = off ? to_reg(t)[6] : 0;
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        ck_assert_int_eq(dup, 0);
+        ck_assert_int_eq(v, (int64_t)seq + 1);
+        if (seq >= 5000 && t->h->once_off == off) { /* settled, and not rebuilt by this count */
+            counted++;
+            took += to_reg(t)[6] == filled;
+        }
+        if (seq >= 500 && seq % 97 == 0) { /* a retry of a rid kept for another half second */
+            o = to_seq_rid(9, seq - 500, now + 500);
+            o.deadline_ms = now + 500;
+            ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+            ck_assert_int_eq(dup, 1);
+            ck_assert_int_eq(v, (int64_t)(seq - 500) + 1);
+        }
+        if (seq % 5000 == 0) tt_check(t);
+    }
+    ck_assert_uint_ge(took * 8, counted); /* about a quarter here; none before */
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+/* A full ring grows to twice its live records: 64 -> 128, not 256 (it
+ * sized for twice the live records and one more, so a full ring of R
+ * became 4R, half of it never used by a steady load). */
+START_TEST(update_counter_once_grows_twice)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int dup;
+    for (uint64_t i = 0; i < 64; i++) {
+        etsmgr_once o = to_seq_rid(4, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    ck_assert_uint_eq(to_cap(t), 64);
+    etsmgr_once o = to_seq_rid(4, 64, far);
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    ck_assert_uint_eq(to_cap(t), 128);
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+/* An index full of entries of dropped records (as an older library leaves
+ * it, or a look's sweep) is rebuilt at the same size, never smaller: the
+ * shrink is the sparse rule's, which waits for the load to have gone;
+ * sized for a lull, the region would regrow through every size in the
+ * next burst. */
+START_TEST(update_counter_once_crowded_keeps_size)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int dup;
+    to_expired_burst(t, far);
+    uint64_t off = t->h->once_off, cap = to_cap(t);
+    /* the index as crowded as a rebuild's threshold: a count must rebuild */
+    ck_assert_int_eq(tbl_op_begin(t, "crowd", true), 0);
+    to_reg(t)[6] = cap * TO_IDX_PER_REC / 2;
+    ck_assert_int_eq(tbl_op_end(t, 0), 0);
+    t->once_check_ms = etsmgr_mono_ms() + 60000; /* no look for a shrink */
+    etsmgr_once o = to_seq_rid(3, 0, far);
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    ck_assert_int_eq(v, 5021);
+    ck_assert_uint_ne(t->h->once_off, off);
+    ck_assert_uint_eq(to_cap(t), cap);
+    ck_assert_uint_eq(to_reg(t)[6], 21);
+    tt_check(t);
+    for (uint64_t i = 0; i < 20; i++) { /* retries after the rebuild */
+        o = to_seq_rid(2, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        ck_assert_int_eq(dup, 1);
+        ck_assert_int_eq(v, 5001 + (int64_t)i);
+    }
+    etsmgr_table_close(t);
+}
+END_TEST
+
+/* verify refuses an index whose bucket has a used entry after an empty
+ * one: a lookup stops at the empty one and would never find it. */
+START_TEST(update_counter_once_verify_gap)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int dup;
+    for (uint64_t i = 0; i < 40; i++) {
+        etsmgr_once o = to_seq_rid(5, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    tt_check(t);
+    uint64_t *idx = to_idx(t), nb = to_buckets(t), b = 0;
+    while (b < nb && !(idx[TO_BUCKET * b] && idx[TO_BUCKET * b + 1])) b++;
+    ck_assert_uint_lt(b, nb); /* 40 records in groups of four: some bucket holds two */
+    uint64_t keep = idx[TO_BUCKET * b];
+    idx[TO_BUCKET * b] = 0;
+    char why[200];
+    ck_assert_int_eq(etsmgr_table_verify(t, why, sizeof why), ETSMGR_ECORRUPT);
+    ck_assert_ptr_nonnull(strstr(why, "after an empty one"));
+    idx[TO_BUCKET * b] = keep;
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 /* Hysteresis: a steady load (one count a millisecond, each kept 1 s: about
  * 1,000 live records) with the region looked at on every count settles
  * on one size and stays there, through the rebuilds that clear its index;
@@ -1130,6 +1252,10 @@ Suite *table_suite(void)
     tcase_add_test(tc, update_counter_once_sweep_bounded);
     tcase_add_test(tc, update_counter_once_tidy);
     tcase_add_test(tc, update_counter_once_steady);
+    tcase_add_test(tc, update_counter_once_takes_dropped_entries);
+    tcase_add_test(tc, update_counter_once_grows_twice);
+    tcase_add_test(tc, update_counter_once_crowded_keeps_size);
+    tcase_add_test(tc, update_counter_once_verify_gap);
     tcase_add_test(tc, update_counter_once_unmaps_old_region);
     tcase_add_test(tc, update_counter_once_tidy_steps);
     tcase_add_test(tc, strerror_all);

@@ -437,6 +437,31 @@ static void once_wrap_setup(etsmgr_table *t)
     ck_assert_uint_eq(reg[2] - reg[3], reg[1]);
     to_set_keep(t, reg[3], reg[3] + (uint64_t)once_expired, 1);
 }
+/* the ring's four oldest records have expired, and the new rid's home
+ * bucket holds a second entry of the oldest one's slot (as one of an
+ * earlier record in that slot would be): the count drops the four and its
+ * record takes that entry over, its slot now outside the window */
+static uint64_t once_take_filled; /* the index's used entries after the setup */
+static void once_take_setup(etsmgr_table *t)
+{
+    once_n = 40;
+    once_burst = 0;
+    once_expired = 4;
+    once_setup(t);
+    uint64_t *reg = to_reg(t), *idx = to_idx(t), nb = to_buckets(t);
+    to_set_keep(t, reg[3], reg[3] + (uint64_t)once_expired, 1);
+    etsmgr_once o = once_req(1000, 2);
+    uint64_t r0, r1;
+    memcpy(&r0, o.rid, 8);
+    memcpy(&r1, o.rid + 8, 8);
+    uint64_t a = to_mix(r0 ^ reg[4]), q = __builtin_bswap64(r1) >> 2;
+    uint64_t *bk = idx + TO_BUCKET * (to_mix(a ^ q ^ reg[5]) & (nb - 1));
+    unsigned e = 0;
+    while (e < TO_BUCKET && bk[e]) e++;
+    ck_assert_uint_lt(e, TO_BUCKET);
+    bk[e] = 0xdead0000ull << 32 | ((reg[3] & (reg[1] - 1)) + 1u); /* another tag: no lookup stops at it */
+    once_take_filled = ++reg[6];
+}
 /* once_n records written by this library, the region then rewritten as
  * layout 2 (table version 6), as a library before layout 3 left it */
 static void once_layout2_setup(etsmgr_table *t)
@@ -513,6 +538,9 @@ static int once_count_1000(const uint8_t rid[ETSMGR_RID_LEN], int64_t value, int
 static void c_once(etsmgr_table *t, bool done)
 {
     base_check(t);
+    char why[200];
+    int vr = etsmgr_table_verify(t, why, sizeof why);
+    ck_assert_msg(vr == 0, "verify: %s: %s", etsmgr_strerror(vr), why);
     int rc;
     int64_t ctr = tt_get_int(t, "ctr", &rc);
     ck_assert_int_eq(rc, 0);
@@ -528,6 +556,13 @@ static void c_once(etsmgr_table *t, bool done)
     if (ctr == base + 1) ck_assert_uint_eq(to_reg(t)[0], TO_MAGIC3); /* converted with the count */
     if (once_burst && ctr == base + 1) ck_assert_uint_eq(to_cap(t), 64); /* shrunk with the count */
     if (once_burst && ctr == base) ck_assert_uint_eq(to_cap(t), 1024);
+}
+
+/* ... and the count took an entry over: no more used entries than before */
+static void c_take(etsmgr_table *t, bool done)
+{
+    c_once(t, done);
+    if (done) ck_assert_uint_eq(to_reg(t)[6], once_take_filled);
 }
 
 /* tbl_once_tidy (etscounterd's look for a shrink off the count path) */
@@ -547,6 +582,7 @@ static const struct scen scenarios[] = {
     {"count_once, first record", 0, once_first_setup, a_once, c_once},
     {"count_once, region rebuilt", 0, once_rebuild_setup, a_once, c_once},
     {"count_once, full ring's expired oldest slot reused", 0, once_wrap_setup, a_once, c_once},
+    {"count_once, a dropped record's index entry taken over", 0, once_take_setup, a_once, c_take},
     {"count_once, layout 1 region converted", 0, once_layout1_setup, a_once, c_once},
     {"count_once, layout 2 region converted", 0, once_layout2_setup, a_once, c_once},
     {"count_once, region shrunk after a burst", 0, once_shrink_setup, a_once, c_once},

@@ -62,16 +62,35 @@
  * head is then the tail's, in the window until the commit, so the record
  * is written through the undo log there (a rollback gives the old one
  * back).
- * Index entries are never removed one by one: an entry whose slot is out
- * of the window, or holds another rid by now, is skipped.  So the index
- * fills, and at half full (filled = 2R) the region is rebuilt.
+ * Index entries are never emptied: an entry whose slot is out of the
+ * window, or holds another rid by now, is skipped by lookups, and a new
+ * record takes over the first entry of its probe whose slot is out of the
+ * window (its record dropped, or being dropped by this count), before an
+ * empty one: a lookup stops only at an empty entry, so an entry on some
+ * rid's way may change hands but never empty.  So the index fills, more
+ * slowly (about a quarter of a steady load's counts take an entry over),
+ * and at half full (filled = 2R) the region is rebuilt at the same size.
+ * Why not fewer rebuilds still: under a steady high rate each such rebuild
+ * of millions of records (a block of 64 bytes a record, its pages faulted
+ * in, the index zeroed, the live records copied and hashed) takes 0.1 to
+ * 0.5 s inside one count (docs/performance.md, "Rebuilds of the request-id
+ * region").  Emptying each dropped record's entry (tried: a layout with
+ * each entry's distance from its home bucket, so that an entry could be
+ * emptied where no probe went past it) ended those rebuilds, but cost a
+ * cache miss per dropped record on a cold bucket: a count after a burst
+ * drops four, and the 50-connection rows, which drop the burst before
+ * them, took 2 to 5 times as long per count in process.
  *
  * A record is never dropped before its keep_until: a sender may still send
  * that rid again until then.  Each count first drops up to ONCE_TAIL_STEPS
  * records at the tail whose keep time has passed (keep times mostly come
  * in arrival order); when the ring is full all it can; when it is still
  * full, or the index half full, the region is rebuilt: a new block sized
- * for twice the live records (at least ONCE_MIN_CAP) is filled in
+ * for twice the live records (at least ONCE_MIN_CAP; a full ring of R
+ * becomes 2R, where sizing for twice them and one more made it 4R; after
+ * a crowded index, never smaller than it was, since shrinking is the
+ * sparse rule's below: sized for the live records of a lull between
+ * bursts, the region regrew through every size in the next) is filled in
  * unreachable space with the live records in order and their index, then
  * once_off is switched through the undo log and the old block freed at
  * commit, like the index's rehash.  Shrinking: once a second (per handle,
@@ -81,7 +100,8 @@
  * at twice them (tbl_once_tidy: one such look as a change of its own,
  * without the wait, for a process that just took the table over; it
  * says when more expired records wait past its bound, so that the caller
- * finishes the sweep, and unmaps the ring pages it dropped); after a rebuild they fill R/4 to R/2, so a steady load
+ * finishes the sweep, and unmaps the ring pages it dropped); after a
+ * rebuild they fill R/4 to R/2, so a steady load
  * neither shrinks (needs 4x fewer) nor grows (2x more) again.  Without
  * it a region sized for a burst stays that big for 2R more counts, each
  * touching a random page of it.  A rebuild also comes first when the
@@ -267,12 +287,25 @@ static const uint64_t *once_next(uint64_t *reg, uint64_t *i, int64_t now)
 }
 
 /* In the layout 2 or 3 region at off: 1, rid (r0, r1) is in the store, its
- * record at ring slot *slot; 0, absent, *ent the empty index entry ending
- * its probe; <0, no empty entry at all (scribbled). */
-static int once_find(etsmgr_table *t, uint64_t off, uint64_t r0, uint64_t r1, uint64_t *ent, uint64_t *slot)
+ * record at ring slot *slot; 0, absent, *ent the entry its record is to
+ * take: the first one of its probe that no lookup needs any more (an entry
+ * whose slot is outside the window, as the entry says without reading the
+ * record: its record was dropped, or is being dropped by this change,
+ * whose tail will be at least gone; 0: the tail as it is), else the empty
+ * entry ending the probe; <0, no empty entry at all (scribbled).
+ *
+ * Why an entry of a dropped record may be taken: a lookup goes on past any
+ * entry that is not empty and stops at the first empty one, so what keeps
+ * it right is only that no entry between a rid's home and its own entry is
+ * ever emptied, and taking one over leaves it used.  (An entry whose slot
+ * the ring has filled again with another rid is dead too, but only its
+ * record would say so: it stays until that record drops as well.) */
+static int once_find(etsmgr_table *t, uint64_t off, uint64_t r0, uint64_t r1, uint64_t gone, uint64_t *ent,
+                     uint64_t *slot)
 {
     uint64_t *reg = tbl_word(t, off), cap = reg[1], nb = cap * ONCE_IDX_PER_REC / ONCE_BUCKET;
-    uint64_t head = reg[2], tail = reg[3], home;
+    uint64_t head = reg[2], tail = reg[3], home, take = UINT64_MAX;
+    if (gone < tail || gone > head) gone = tail;
     uint32_t tag;
     once_hash(reg, r0, r1, &home, &tag);
     uint64_t b = home & (nb - 1);
@@ -282,11 +315,13 @@ static int once_find(etsmgr_table *t, uint64_t off, uint64_t r0, uint64_t r1, ui
         for (unsigned j = 0; j < ONCE_BUCKET; j++) {
             uint64_t e = bk[j];
             if (!e) {
-                *ent = ONCE_BUCKET * b + j;
+                *ent = take != UINT64_MAX ? take : ONCE_BUCKET * b + j;
                 return 0;
             }
-            if ((uint32_t)(e >> 32) != tag) continue;
             uint64_t s = (uint32_t)e - 1u;
+            if (take == UINT64_MAX && (s >= cap || ((s - gone) & (cap - 1)) >= head - gone))
+                take = ONCE_BUCKET * b + j; /* its record dropped, or being dropped */
+            if ((uint32_t)(e >> 32) != tag) continue;
             if (s >= cap || ((s - tail) & (cap - 1)) >= head - tail) continue; /* dropped */
             const uint64_t *rec = once_rec(reg, s);
             if (rec[0] == r0 && rec[1] == r1 && rec[3]) {
@@ -315,8 +350,10 @@ static int once_index_add(uint64_t *idx, uint64_t nb, uint64_t home, uint32_t ta
  * none; any layout) plus one more; switches once_off to it through the
  * undo log.  from: a ring position of the old region before which every
  * record is known to have expired (0: none known), so that they are not
- * read twice. */
-static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t max_records, uint64_t from)
+ * read twice.  min_cap: the fewest records the new ring takes (0: as few as
+ * the live records need). */
+static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t max_records, uint64_t from,
+                        uint64_t min_cap)
 {
     struct tbl_hdr *h = t->h;
     uint64_t live = 0, old_size = 0, seed[2], i = from;
@@ -342,8 +379,10 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
         return ETSMGR_ERIDFULL;
     }
     uint64_t cap = ONCE_MIN_CAP;
-    while (cap < 2 * (live + 1) && cap < ONCE_MAX_CAP) cap *= 2;
-    if (cap < 2 * (live + 1)) return ETSMGR_ERIDFULL;
+    /* twice the live records (this one's room among them): a full ring of
+     * R becomes 2R, not 4R as when it was twice the live records and one */
+    while ((cap < 2 * live || cap < min_cap) && cap < ONCE_MAX_CAP) cap *= 2;
+    if (cap < 2 * live) return ETSMGR_ERIDFULL;
     uint64_t size = once_size(cap), noff;
     const char *op = t->cp_op;
     t->cp_op = "once_rebuild";
@@ -414,7 +453,7 @@ static void once_unmap(etsmgr_table *t)
 /* Where a new record goes (once_place), written by once_write. */
 struct once_spot {
     uint64_t off;  /* the region */
-    uint64_t ent;  /* its empty index entry ending the rid's probe */
+    uint64_t ent;  /* the index entry the record takes (once_find's) */
     uint64_t tail; /* the ring's tail after dropping expired records */
 };
 
@@ -429,20 +468,24 @@ static uint64_t once_drop(uint64_t *reg, int64_t now, uint64_t steps)
 }
 
 /* Under the lock, rid (r0, r1) known to be absent from the layout 3 region
- * at once_off (if any), ent what once_find said of it.  Makes room for its
- * record (a rebuild first when needed, which may move the mapping) and
- * says where it goes. */
+ * at once_off (if any), ent what once_find said of it given gone (the
+ * tail it expects this change to drop to).  Makes room for its record (a
+ * rebuild first when needed, which may move the mapping) and says where it
+ * goes. */
 static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, uint64_t max_records, uint64_t ent,
-                      struct once_spot *sp)
+                      uint64_t gone, struct once_spot *sp)
 {
     struct tbl_hdr *h = t->h;
     uint64_t o = h->once_off, slot;
     bool again = false;
     for (;;) {
-        uint64_t tail = 0;
+        uint64_t tail = 0, min_cap = 0;
         if (o) {
             uint64_t *reg = tbl_word(t, o), cap = reg[1];
             tail = once_drop(reg, now, ONCE_TAIL_STEPS);
+            /* at least as far as once_find was told (the same drop with the
+             * same or an earlier now): ent may be an entry of one of them */
+            if (tail < gone && gone <= reg[2]) tail = gone;
             bool sparse = false;
             if (!t->once_armed) {
                 /* a handle's first count: its first look comes a check
@@ -489,11 +532,11 @@ static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, ui
                 return 0;
             }
             if (sparse && !full && !crowded) {
-                int r = once_rebuild(t, o, now, max_records, tail);
+                int r = once_rebuild(t, o, now, max_records, tail, 0);
                 if (r && (r == ETSMGR_ECORRUPT || h->once_off != o)) return r;
                 if (r == 0) {
                     o = h->once_off;
-                    if (once_find(t, o, r0, r1, &ent, &slot) != 0) return ETSMGR_ECORRUPT;
+                    if (once_find(t, o, r0, r1, 0, &ent, &slot) != 0) return ETSMGR_ECORRUPT;
                     tail = 0;
                 }
                 /* no room for the smaller block: the region as it is will do */
@@ -515,13 +558,19 @@ static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, ui
             if (full && max_records && reg[2] - tail + 1 > max_records && max_records <= t->once_full_max &&
                 now <= t->once_full_until)
                 return ETSMGR_ERIDFULL; /* full, and nothing has expired since it was found so */
+            /* crowded but not full: the index ran out, not the ring, so the
+             * same size again, never smaller (shrinking is the sparse
+             * rule's, which waits for the load to have gone: sized for the
+             * live records of a lull between bursts, the region regrew
+             * through every size in the next burst) */
+            min_cap = full ? 0 : cap;
         } else {
             now = t->once_now = etsmgr_mono_ms();
         }
-        int r = once_rebuild(t, o, now, max_records, tail);
+        int r = once_rebuild(t, o, now, max_records, tail, min_cap);
         if (r) return r;
         o = h->once_off;
-        r = once_find(t, o, r0, r1, &ent, &slot);
+        r = once_find(t, o, r0, r1, 0, &ent, &slot);
         if (r != 0) return ETSMGR_ECORRUPT;
         *sp = (struct once_spot){.off = o, .ent = ent, .tail = 0};
         return 0;
@@ -554,9 +603,10 @@ static void once_write(etsmgr_table *t, const struct once_spot *sp, uint64_t r0,
         tbl_set(t, roff + 24, (uint64_t)keep);
     }
     tbl_cp(t);
-    uint64_t tag = once_tag(reg, r0, r1);
-    tbl_set(t, once_idx_off(sp->off, cap) + 8u * sp->ent, tag << 32 | (slot + 1u));
-    tbl_set(t, sp->off + 48, reg[6] + 1);
+    uint64_t tag = once_tag(reg, r0, r1), eoff = once_idx_off(sp->off, cap) + 8u * sp->ent;
+    bool was_empty = *tbl_word(t, eoff) == 0; /* else a dropped record's entry, taken over */
+    tbl_set(t, eoff, tag << 32 | (slot + 1u));
+    if (was_empty) tbl_set(t, sp->off + 48, reg[6] + 1);
     if (sp->tail != reg[3]) tbl_set(t, sp->off + 24, sp->tail);
     tbl_set(t, sp->off + 16, head + 1);
 }
@@ -568,7 +618,7 @@ static int once_region(etsmgr_table *t, int64_t now, uint64_t *off)
     if (!*off) return 0;
     if (!tbl_once_bytes(t, *off)) return ETSMGR_ECORRUPT;
     if (*tbl_word(t, *off) == ONCE_MAGIC) return 0;
-    int r = once_rebuild(t, *off, now, 0, 0);
+    int r = once_rebuild(t, *off, now, 0, 0, 0);
     *off = t->h->once_off;
     return r;
 }
@@ -595,10 +645,13 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
      * the handle's threads share once_now. */
     int64_t now = t->once_now;
     if (!once->deadline_ms || now <= 0) now = t->once_now = once_early_ms();
-    uint64_t off;
+    uint64_t off, gone = 0;
     if ((r = once_region(t, now, &off)) != 0) return tbl_op_end(t, r);
     if (off) {
-        int found = once_find(t, off, r0, r1, &ent, &slot);
+        /* the tail this count drops to (once_place drops at least these):
+         * their entries are free for the new record */
+        gone = once_drop(tbl_word(t, off), now, ONCE_TAIL_STEPS);
+        int found = once_find(t, off, r0, r1, gone, &ent, &slot);
         if (found < 0) return tbl_op_end(t, found);
         if (found) {
             int64_t v = (int64_t)once_rec(tbl_word(t, off), slot)[2];
@@ -613,7 +666,7 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
     if (once->deadline_ms && now > once->deadline_ms) return tbl_op_end(t, ETSMGR_EEXPIRED);
     tbl_cp(t); /* step 0: checked, nothing written yet (a test stops the process here) */
     struct once_spot sp;
-    r = once_place(t, r0, r1, now, once->max_records, ent, &sp);
+    r = once_place(t, r0, r1, now, once->max_records, ent, gone, &sp);
     if (r) return tbl_op_end(t, r);
     /* the counter, found after any rebuild (the mapping may have moved) */
     struct tbl_ent *e = NULL;
@@ -695,7 +748,7 @@ int tbl_once_tidy(etsmgr_table *t)
     uint64_t tail = once_drop(reg, now, cap < ONCE_SWEEP ? cap : ONCE_SWEEP);
     bool swept = tail == reg[2] || (int64_t)once_rec(reg, tail & (cap - 1))[3] >= now;
     if (swept && cap > ONCE_MIN_CAP && reg[2] - tail < cap / ONCE_SPARSE) {
-        r = once_rebuild(t, off, now, 0, tail);
+        r = once_rebuild(t, off, now, 0, tail, 0);
         if (r && r != ETSMGR_ECORRUPT && t->h->once_off == off) r = 0; /* no room for it: as it is */
         reg = tbl_word(t, off); /* the mapping may have moved */
     }
@@ -719,11 +772,11 @@ int tbl_once_put(etsmgr_table *t, const uint8_t rid[ETSMGR_RID_LEN], int64_t val
     if (r) return r;
     if ((r = once_region(t, now, &off)) != 0) return tbl_op_end(t, r);
     if (off) {
-        r = once_find(t, off, r0, r1, &ent, &slot);
+        r = once_find(t, off, r0, r1, 0, &ent, &slot);
         if (r) return tbl_op_end(t, r < 0 ? r : ETSMGR_EEXIST);
     }
     struct once_spot sp;
-    r = once_place(t, r0, r1, now, 0, ent, &sp);
+    r = once_place(t, r0, r1, now, 0, ent, 0, &sp);
     if (r) return tbl_op_end(t, r);
     once_write(t, &sp, r0, r1, value, keep_until);
     r = tbl_op_end(t, 0);
@@ -766,8 +819,18 @@ int tbl_once_verify(etsmgr_table *t, char *why, size_t whylen)
     /* every record of the ring is filled and found through the index; the
      * index's used entries are as many as it says */
     const uint64_t *idx = tbl_word(t, once_idx_off(off, cap));
-    for (uint64_t i = 0; i < cap * ONCE_IDX_PER_REC; i++)
-        if (idx[i]) used++;
+    for (uint64_t i = 0; i < cap * ONCE_IDX_PER_REC; i++) {
+        if (!idx[i]) continue;
+        used++;
+        if (i % ONCE_BUCKET && !idx[i - 1]) {
+            /* a lookup stops at the first empty entry, so this one could
+             * never be found (entries are only ever taken in probe order,
+             * never emptied: a bucket's empty entries are its last) */
+            snprintf(why, whylen, "request-id index: entry %llu is used after an empty one in its bucket",
+                     (unsigned long long)i);
+            return ETSMGR_ECORRUPT;
+        }
+    }
     if (used != reg[6]) {
         snprintf(why, whylen, "request-id index: %llu entries used, the region says %llu",
                  (unsigned long long)used, (unsigned long long)reg[6]);
@@ -776,7 +839,7 @@ int tbl_once_verify(etsmgr_table *t, char *why, size_t whylen)
     for (uint64_t p = reg[3]; p < reg[2]; p++) {
         const uint64_t *rec = once_rec(reg, p & (cap - 1));
         uint64_t ent, slot;
-        if (!rec[3] || once_find(t, off, rec[0], rec[1], &ent, &slot) != 1) {
+        if (!rec[3] || once_find(t, off, rec[0], rec[1], 0, &ent, &slot) != 1) {
             snprintf(why, whylen, "request-id record %llu of the ring is empty or not indexed",
                      (unsigned long long)p);
             return ETSMGR_ECORRUPT;
