@@ -1184,6 +1184,43 @@ START_TEST(update_counter_once_tidy_steps)
 }
 END_TEST
 
+/* A handle's first counts write a rid's index line before they read it
+ * (once_touch), so that each maps one page of the index and not the
+ * sixteen a read fault maps (fault-around): a hot standby that took a
+ * burst-sized region over and is killed in turn tears down fewer pages. */
+START_TEST(update_counter_once_maps_one_index_page)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int dup;
+    for (uint64_t i = 0; i < 150000; i++) { /* a region of 262,144 records: an 8 MiB index */
+        etsmgr_once o = to_seq_rid(7, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    uint64_t off = t->h->once_off, len = 8u * TO_IDX_PER_REC * to_cap(t);
+    char *idx = (char *)to_idx(t), *end = idx + len;
+    ck_assert_uint_ge(len, 8u << 20);
+    idx = (char *)(((uintptr_t)idx + 4095u) & ~(uintptr_t)4095u); /* whole pages */
+    len = (uint64_t)((uintptr_t)end & ~(uintptr_t)4095u) - (uint64_t)(uintptr_t)idx;
+    /* as a process that has just attached: none of the index mapped */
+    ck_assert_int_eq(madvise(idx, len, MADV_DONTNEED), 0);
+    ck_assert_uint_eq(present_pages(idx, len), 0);
+    t->once_touches = 0;
+    enum { COUNTS = 8 };
+    for (uint64_t i = 0; i < COUNTS; i++) {
+        etsmgr_once o = to_seq_rid(1000 + 7919 * i, 0, far); /* new senders: random lines */
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        ck_assert_int_eq(dup, 0);
+    }
+    ck_assert_uint_eq(t->h->once_off, off);
+    uint64_t mapped = present_pages(idx, len);
+    ck_assert_msg(mapped >= 1 && mapped <= COUNTS, "%llu index pages mapped by %d counts",
+                  (unsigned long long)mapped, COUNTS);
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 /* A full store gets room when its first record's keep time passes. */
 static etsmgr_table *room_t;
 static bool once_room(void *arg)
@@ -1258,6 +1295,7 @@ Suite *table_suite(void)
     tcase_add_test(tc, update_counter_once_verify_gap);
     tcase_add_test(tc, update_counter_once_unmaps_old_region);
     tcase_add_test(tc, update_counter_once_tidy_steps);
+    tcase_add_test(tc, update_counter_once_maps_one_index_page);
     tcase_add_test(tc, strerror_all);
     suite_add_tcase(s, tc);
     return s;

@@ -222,6 +222,7 @@ struct etsmgr_table {
     int64_t once_now;         /* table_once.c: this handle's last clock read (0: none) */
     int64_t once_check_ms;    /* table_once.c: when this handle next checks the region for a shrink */
     bool once_armed;          /* table_once.c: once_check_ms set by a count of this handle */
+    uint32_t once_touches;    /* table_once.c: index lines this handle's counts wrote first */
     int64_t once_sparse_since; /* table_once.c: the first of this handle's looks since which the
                                 * region was sparse at every look (0: it was not, at the last) */
     uint64_t once_unmap_off;  /* table_once.c: a region this handle replaced, to drop from its */

@@ -160,6 +160,7 @@
 #define ONCE_IDX_PER_REC 4u /* index entries per ring record */
 #define ONCE_BUCKET 8u      /* index entries per 64-byte bucket */
 #define ONCE_TAIL_STEPS 4u  /* expired records a count drops at most */
+#define ONCE_TOUCHES 4096u  /* a handle's counts whose index line is written first (once_touch) */
 #define ONCE_CHECK_MS 1000  /* how often a handle looks whether its region has become sparse */
 #define ONCE_SPARSE 8u      /* ... which it is below 1/this of its records live: rebuilt smaller */
 #define ONCE_SWEEP 65536u   /* expired records a look drops at most (2 MB of the ring read) */
@@ -331,6 +332,30 @@ static int once_find(etsmgr_table *t, uint64_t off, uint64_t r0, uint64_t r1, ui
         }
     }
     return ETSMGR_ECORRUPT;
+}
+
+/* Before a count of one of a handle's first ONCE_TOUCHES reads the index
+ * line of a rid's home: makes the line's first access a write (an atomic
+ * OR of 0, under the lock; it changes no bit, so no reader and no crash
+ * can see a difference).  Why: the index is a shared mapping of a file, so
+ * the kernel answers a read fault by mapping that page and up to 15 more
+ * around it (fault-around; MADV_RANDOM does not stop it here), and a write
+ * fault by mapping that one page.  A process that just took a big region
+ * over (a hot standby after a burst; docs/performance.md, "A fourth pass")
+ * touches a random page of it per count, and when it is killed in turn
+ * the kernel tears down every page it mapped before its sockets close, on
+ * the next takeover's path: sixteen for each read fault.  The count writes
+ * the line anyway (its record's entry), so this only puts the write
+ * first; after the first ONCE_TOUCHES counts of a handle the pages its
+ * counts meet are mostly mapped, and the OR would be an instruction for
+ * nothing. */
+static void once_touch(etsmgr_table *t, uint64_t off, uint64_t r0, uint64_t r1)
+{
+    uint64_t *reg = tbl_word(t, off), cap = reg[1], nb = cap * ONCE_IDX_PER_REC / ONCE_BUCKET, home;
+    uint32_t tag;
+    once_hash(reg, r0, r1, &home, &tag);
+    uint64_t *line = tbl_word(t, once_idx_off(off, cap)) + ONCE_BUCKET * (home & (nb - 1));
+    (void)__atomic_fetch_or(line, 0, __ATOMIC_RELAXED);
 }
 
 /* A rid's entry in the index being built (unreachable: plain stores). */
@@ -651,6 +676,10 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
         /* the tail this count drops to (once_place drops at least these):
          * their entries are free for the new record */
         gone = once_drop(tbl_word(t, off), now, ONCE_TAIL_STEPS);
+        if (t->once_touches < ONCE_TOUCHES) {
+            t->once_touches++;
+            once_touch(t, off, r0, r1);
+        }
         int found = once_find(t, off, r0, r1, gone, &ent, &slot);
         if (found < 0) return tbl_op_end(t, found);
         if (found) {
