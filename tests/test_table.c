@@ -1184,6 +1184,44 @@ START_TEST(update_counter_once_tidy_steps)
 }
 END_TEST
 
+/* The smaller block a tidy look writes when it shrinks the region leaves
+ * the tidying process's page tables (a standby that tidied and is killed
+ * soon after would otherwise have its exit tear down the whole block
+ * first), and what it holds is all there. */
+START_TEST(update_counter_once_tidy_unmaps_new_region)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int dup;
+    enum { BURST = 150000, KEPT = 20000 };
+    for (uint64_t i = 0; i < BURST; i++) {
+        etsmgr_once o = to_seq_rid(5, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    for (uint64_t i = 0; i < KEPT; i++) {
+        etsmgr_once o = to_seq_rid(6, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    uint64_t off = t->h->once_off, tail0 = to_reg(t)[3];
+    to_set_keep(t, tail0, tail0 + BURST, 1); /* the burst's keep time has passed */
+    int r;
+    while ((r = tbl_once_tidy(t)) == 1) {}
+    ck_assert_int_eq(r, 0);
+    ck_assert_uint_ne(t->h->once_off, off); /* shrunk */
+    uint64_t cap = to_cap(t), len = 8u * (TO_HDR_WORDS + TO_REC_WORDS * cap) + 8u * TO_IDX_PER_REC * cap;
+    ck_assert_uint_ge(len, 1u << 22); /* 65,536 records: 4 MiB, worth unmapping */
+    ck_assert_uint_le(present_pages(t->base + t->h->once_off, len), 2); /* at most the partial edge pages */
+    tt_check(t);
+    for (uint64_t i = 0; i < KEPT; i += 97) {
+        etsmgr_once o = to_seq_rid(6, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        ck_assert_int_eq(dup, 1);
+        ck_assert_int_eq(v, BURST + 1 + (int64_t)i);
+    }
+    etsmgr_table_close(t);
+}
+END_TEST
+
 /* A handle's first counts write a rid's index line before they read it
  * (once_touch), so that each maps one page of the index and not the
  * sixteen a read fault maps (fault-around): a hot standby that took a
@@ -1296,6 +1334,7 @@ Suite *table_suite(void)
     tcase_add_test(tc, update_counter_once_unmaps_old_region);
     tcase_add_test(tc, update_counter_once_tidy_steps);
     tcase_add_test(tc, update_counter_once_maps_one_index_page);
+    tcase_add_test(tc, update_counter_once_tidy_unmaps_new_region);
     tcase_add_test(tc, strerror_all);
     suite_add_tcase(s, tc);
     return s;

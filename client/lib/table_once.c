@@ -784,9 +784,22 @@ int tbl_once_tidy(etsmgr_table *t)
     /* the region kept: the expired records dropped (one logged word) */
     bool kept = r == 0 && t->h->once_off == off;
     if (kept && tail != reg[3]) tbl_set(t, off + 24, tail);
+    uint64_t noff = r == 0 && !kept ? t->h->once_off : 0, nlen = noff ? tbl_once_bytes(t, noff) : 0;
     r = tbl_op_end(t, r);
     if (t->once_unmap_len) once_unmap(t);
     else if (r == 0 && kept && tail != from) once_unmap_slots(t, off, cap, from, tail);
+    if (r == 0 && nlen >= ONCE_UNMAP_MIN) {
+        /* the smaller block this look wrote leaves this process's page
+         * tables too: the process that tidies has just taken the table
+         * over (a hot standby), and if it is killed before it has served
+         * much, its exit would first tear down every page of the block it
+         * wrote (tens of MB after a burst: 2 to 7 ms on the next
+         * takeover's path, docs/performance.md); the pages its counts
+         * need come back one fault at a time */
+        t->once_unmap_off = noff;
+        t->once_unmap_len = nlen;
+        once_unmap(t);
+    }
     return r ? r : !swept;
 }
 
