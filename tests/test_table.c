@@ -1139,23 +1139,46 @@ END_TEST
  * dropped leave this process's page tables (an owner killed after its
  * tidy would otherwise tear them down before its sockets close, which a
  * hot standby's takeover waits for). */
-START_TEST(update_counter_once_tidy_steps)
+/* A region left by a burst: burst rids of sender 5 whose keep time has
+ * passed, then kept rids of sender 6; the ring's tail before the burst. */
+static uint64_t to_burst_expired(etsmgr_table *t, uint64_t burst, uint64_t kept, int64_t far)
 {
-    etsmgr_table *t = tt_create(NULL, 0, 0);
-    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int64_t v;
     int dup;
-    enum { BURST = 150000, LOOK = 65536 };
-    for (uint64_t i = 0; i < BURST; i++) {
+    for (uint64_t i = 0; i < burst; i++) {
         etsmgr_once o = to_seq_rid(5, i, far);
         ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
     }
-    for (uint64_t i = 0; i < 20; i++) { /* kept */
+    for (uint64_t i = 0; i < kept; i++) {
         etsmgr_once o = to_seq_rid(6, i, far);
         ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
     }
-    uint64_t off = t->h->once_off, cap = to_cap(t), tail0 = to_reg(t)[3];
+    uint64_t tail0 = to_reg(t)[3];
+    to_set_keep(t, tail0, tail0 + burst, 1); /* the burst's keep time has passed */
+    return tail0;
+}
+
+/* Every kept rid of to_burst_expired (every step-th) is still known. */
+static void to_kept_known(etsmgr_table *t, uint64_t burst, uint64_t kept, uint64_t step, int64_t far)
+{
+    int64_t v;
+    int dup;
+    for (uint64_t i = 0; i < kept; i += step) {
+        etsmgr_once o = to_seq_rid(6, i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        ck_assert_int_eq(dup, 1);
+        ck_assert_int_eq(v, (int64_t)(burst + 1 + i));
+    }
+}
+
+START_TEST(update_counter_once_tidy_steps)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t far = etsmgr_mono_ms() + 3600000;
+    enum { BURST = 150000, LOOK = 65536 };
+    uint64_t tail0 = to_burst_expired(t, BURST, 20, far);
+    uint64_t off = t->h->once_off, cap = to_cap(t);
     ck_assert_uint_ge(cap, 262144);
-    to_set_keep(t, tail0, tail0 + BURST, 1); /* the burst's keep time has passed */
     /* the first look's records, whole pages inside them (no wrap: the
      * ring is bigger than the burst) */
     ck_assert_uint_le((tail0 & (cap - 1)) + LOOK, cap);
@@ -1174,12 +1197,7 @@ START_TEST(update_counter_once_tidy_steps)
     ck_assert_uint_eq(to_cap(t), 64);
     ck_assert_int_eq(tbl_once_tidy(t), 0);
     tt_check(t);
-    for (uint64_t i = 0; i < 20; i++) {
-        etsmgr_once o = to_seq_rid(6, i, far);
-        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
-        ck_assert_int_eq(dup, 1);
-        ck_assert_int_eq(v, BURST + 1 + (int64_t)i);
-    }
+    to_kept_known(t, BURST, 20, 1, far);
     etsmgr_table_close(t);
 }
 END_TEST
@@ -1191,19 +1209,10 @@ END_TEST
 START_TEST(update_counter_once_tidy_unmaps_new_region)
 {
     etsmgr_table *t = tt_create(NULL, 0, 0);
-    int64_t v, far = etsmgr_mono_ms() + 3600000;
-    int dup;
+    int64_t far = etsmgr_mono_ms() + 3600000;
     enum { BURST = 150000, KEPT = 20000 };
-    for (uint64_t i = 0; i < BURST; i++) {
-        etsmgr_once o = to_seq_rid(5, i, far);
-        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
-    }
-    for (uint64_t i = 0; i < KEPT; i++) {
-        etsmgr_once o = to_seq_rid(6, i, far);
-        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
-    }
-    uint64_t off = t->h->once_off, tail0 = to_reg(t)[3];
-    to_set_keep(t, tail0, tail0 + BURST, 1); /* the burst's keep time has passed */
+    (void)to_burst_expired(t, BURST, KEPT, far);
+    uint64_t off = t->h->once_off;
     int r;
     while ((r = tbl_once_tidy(t)) == 1) {}
     ck_assert_int_eq(r, 0);
@@ -1212,12 +1221,7 @@ START_TEST(update_counter_once_tidy_unmaps_new_region)
     ck_assert_uint_ge(len, 1u << 22); /* 65,536 records: 4 MiB, worth unmapping */
     ck_assert_uint_le(present_pages(t->base + t->h->once_off, len), 2); /* at most the partial edge pages */
     tt_check(t);
-    for (uint64_t i = 0; i < KEPT; i += 97) {
-        etsmgr_once o = to_seq_rid(6, i, far);
-        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
-        ck_assert_int_eq(dup, 1);
-        ck_assert_int_eq(v, BURST + 1 + (int64_t)i);
-    }
+    to_kept_known(t, BURST, KEPT, 97, far);
     etsmgr_table_close(t);
 }
 END_TEST
