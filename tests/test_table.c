@@ -1256,8 +1256,11 @@ START_TEST(update_counter_once_maps_one_index_page)
     }
     ck_assert_uint_eq(t->h->once_off, off);
     uint64_t mapped = present_pages(idx, len);
-    ck_assert_msg(mapped >= 1 && mapped <= COUNTS, "%llu index pages mapped by %d counts",
-                  (unsigned long long)mapped, COUNTS);
+    /* valgrind runs the atomic OR as a load, then a compare-and-swap: a
+     * read first (tests/memcheck.mk) */
+    if (!getenv("ETSMGR_TEST_VALGRIND"))
+        ck_assert_msg(mapped >= 1 && mapped <= COUNTS, "%llu index pages mapped by %d counts",
+                      (unsigned long long)mapped, COUNTS);
     tt_check(t);
     etsmgr_table_close(t);
 }
