@@ -1074,6 +1074,65 @@ START_TEST(update_counter_once_layout2)
 }
 END_TEST
 
+/* A count that fails after it has converted the region (or made the
+ * first one) is rolled back whole, the table's version with it: the
+ * version word is not in the undo log, and a version left at 10 (11) over
+ * the layout 2 region the rollback gave back, or over no region at all,
+ * made an older library refuse a table it reads. */
+START_TEST(update_counter_once_rollback_keeps_version)
+{
+    for (int ordered = 0; ordered < 2; ordered++) {
+        etsmgr_table *t = NULL;
+        etsmgr_table_opts opts = {.type = ordered ? ETSMGR_ORDERED_SET : ETSMGR_SET};
+        ck_assert_int_eq(tbl_create(tt_name(), "test", &opts, &t), 0);
+        uint32_t fresh = t->h->version;
+        ck_assert_uint_eq(fresh, ordered ? TBL_VERSION_BTREE : TBL_VERSION);
+        etsmgr_value b = tt_bytes("x", 1);
+        ck_assert_int_eq(etsmgr_table_insert(t, "b", 1, &b), 0);
+        int64_t v, far = etsmgr_mono_ms() + 3600000;
+        int dup;
+        /* the first region, made and rolled back: a counter of bytes */
+        etsmgr_once o = to_seq_rid(9, 1, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "b", 1, 1, &o, &v, &dup), ETSMGR_ETYPE);
+        ck_assert_uint_eq(t->h->once_off, 0);
+        ck_assert_uint_eq(t->h->version, fresh);
+        for (uint64_t i = 0; i < 10; i++) {
+            o = to_seq_rid(1, i, far);
+            ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        }
+        to_make_layout2(t);
+        uint64_t off = t->h->once_off;
+        /* the layout 2 region, converted and rolled back */
+        o = to_seq_rid(9, 2, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "b", 1, 1, &o, &v, &dup), ETSMGR_ETYPE);
+        ck_assert_uint_eq(t->h->once_off, off);
+        ck_assert_uint_eq(to_reg(t)[0], TO_MAGIC2);
+        ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE2 : TBL_VERSION_ONCE2);
+        /* ... and in a group: the version follows the region, whichever
+         * change made it */
+        ck_assert_int_eq(etsmgr_table_begin(t), 0);
+        o = to_seq_rid(9, 3, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE3 : TBL_VERSION_ONCE3);
+        o = to_seq_rid(9, 4, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "b", 1, 1, &o, &v, &dup), ETSMGR_ETYPE);
+        ck_assert_uint_eq(to_reg(t)[0], TO_MAGIC3); /* the group's first change stands */
+        ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE3 : TBL_VERSION_ONCE3);
+        ck_assert_int_eq(etsmgr_table_abort(t), 0);
+        ck_assert_uint_eq(t->h->once_off, off);
+        ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE2 : TBL_VERSION_ONCE2);
+        tt_check(t);
+        /* converted for good by a count that commits */
+        o = to_seq_rid(1, 3, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        ck_assert_int_eq(dup, 1);
+        ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE3 : TBL_VERSION_ONCE3);
+        tt_check(t);
+        etsmgr_table_close(t);
+    }
+}
+END_TEST
+
 /* Pages of [p, p + len) present in this process's page tables
  * (/proc/self/pagemap, bit 63 of each page's word). */
 static uint64_t present_pages(const char *p, uint64_t len)
@@ -1328,6 +1387,7 @@ Suite *table_suite(void)
     tcase_add_test(tc, update_counter_once_mixed_keep);
     tcase_add_test(tc, update_counter_once_layout1);
     tcase_add_test(tc, update_counter_once_layout2);
+    tcase_add_test(tc, update_counter_once_rollback_keeps_version);
     tcase_add_test(tc, update_counter_once_senders);
     tcase_add_test(tc, update_counter_once_hostile);
     tcase_add_test(tc, update_counter_once_shrink);

@@ -194,6 +194,7 @@ static int tbl_recover(etsmgr_table *t)
         atomic_signal_fence(memory_order_seq_cst);
         tbl_cp(t);
     }
+    tbl_once_settle_version(t);
     atomic_signal_fence(memory_order_seq_cst);
     h->undo_n = 0;
     t->un = 0;
@@ -319,6 +320,7 @@ void tbl_rollback_to(etsmgr_table *t, uint64_t mark)
         uint64_t off = h->undo[i].off; /* ours, but in memory others can write */
         if (tbl_undo_off_ok(t, off)) *tbl_word(t, off) = h->undo[i].old;
     }
+    if (t->un > mark) tbl_once_settle_version(t);
     atomic_signal_fence(memory_order_seq_cst);
     h->undo_n = t->un = mark;
     atomic_signal_fence(memory_order_seq_cst);

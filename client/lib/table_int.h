@@ -96,9 +96,11 @@ struct tbl_undo {
     uint64_t old;
 };
 
-/* The header.  Fields up to `lock` are written once at creation; the state
- * words from total_bytes to state_end are the only header words tbl_set may
- * write, and the only ones an undo record may name. */
+/* The header.  Fields up to `lock` are written once at creation (but the
+ * version, which a request-id conversion raises and a rollback of it sets
+ * back: tbl_once_settle_version); the state words from total_bytes to
+ * state_end are the only header words tbl_set may write, and the only ones
+ * an undo record may name. */
 struct tbl_hdr {
     uint64_t magic;
     uint32_t version;
@@ -494,6 +496,7 @@ int tbl_rd_wait_even(etsmgr_table *t, const uint64_t *w, uint64_t *out, int64_t 
 /* table_once.c: the request-id region's size (0 when once_off is not a
  * well-formed region inside the heap) and its verification */
 uint64_t tbl_once_bytes(etsmgr_table *t, uint64_t off);
+void tbl_once_settle_version(etsmgr_table *t);
 int tbl_once_verify(etsmgr_table *t, char *why, size_t whylen);
 /* for images (table_image.c): put one record back (no counter changes;
  * ETSMGR_EEXIST when rid is there), and visit the records still kept at

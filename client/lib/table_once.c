@@ -218,6 +218,30 @@ uint64_t tbl_once_bytes(etsmgr_table *t, uint64_t off)
     return size;
 }
 
+/* After a rollback (tbl_rollback_to, tbl_recover), before its undo_n
+ * store: the table's version as the region the rollback left needs it.
+ * The version word is no state word (an undo record names only those), so
+ * once_rebuild raises it to 10 (11) with a plain store, which a rollback of
+ * that change would leave over the older region it gives back, or over no
+ * region: an older library would then refuse a table it reads.  Only a
+ * raised version goes back (the region a rollback leaves is as old as the
+ * version before the change or newer); a scribbled region is left to
+ * verify. */
+void tbl_once_settle_version(etsmgr_table *t)
+{
+    struct tbl_hdr *h = t->h;
+    bool btree = h->version == TBL_VERSION_BTREE_ONCE3;
+    if (h->version != TBL_VERSION_ONCE3 && !btree) return;
+    uint64_t off = h->once_off, lim = h->total_bytes < t->map_size ? h->total_bytes : t->map_size, magic = 0;
+    if (off) {
+        if ((off & 7u) || off < TBL_HDR_SIZE || lim < 8 || off > lim - 8) return;
+        magic = *tbl_word(t, off);
+    }
+    if (!off) h->version = btree ? TBL_VERSION_BTREE : TBL_VERSION;
+    else if (magic == ONCE_MAGIC2) h->version = btree ? TBL_VERSION_BTREE_ONCE2 : TBL_VERSION_ONCE2;
+    else if (magic == ONCE_MAGIC1 && !btree) h->version = TBL_VERSION_ONCE;
+}
+
 /* murmur3's 64-bit finaliser: every input bit moves every output bit (rids
  * differ anywhere: the CLI's are random, a load generator's may count up
  * in their last bytes, which are the top bits of the second word) */
@@ -438,6 +462,8 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
         }
         nw[2] = nw[6] = n;
     }
+    /* a plain store (no state word): a rollback sets it back from the
+     * region it restores (tbl_once_settle_version) */
     if (h->version == TBL_VERSION || h->version == TBL_VERSION_ONCE || h->version == TBL_VERSION_ONCE2)
         h->version = TBL_VERSION_ONCE3; /* see table_int.h */
     else if (h->version == TBL_VERSION_BTREE || h->version == TBL_VERSION_BTREE_ONCE2)
