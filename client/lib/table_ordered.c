@@ -951,15 +951,29 @@ enum { ORD_GE, ORD_GT, ORD_LT, ORD_LAST };
  * quarter of them (entries are 8-byte aligned); asking only for the first
  * line left that quarter's second line a miss waited for, one after the
  * other, as the copy reached each (a 100-key range at 1M entries took
- * 5.9 us against 4.1 with both lines asked for). */
-static inline void ord_prefetch_ents(etsmgr_table *t, const struct ord_node *nd, unsigned from, unsigned n,
-                                     uint64_t lim)
+ * 5.9 us against 4.1 with both lines asked for).  near: into the L1 cache,
+ * for the leaf being copied; otherwise into the outer caches only
+ * (prefetcht1), for the leaf after it: asked for into L1 a leaf ahead, its
+ * 40 or so lines took the L1's few outstanding-miss slots that the leaf
+ * being copied was waiting on (that ask did not even bring them in: only
+ * the second one, at the leaf's own start, counted).  Into L2 a leaf ahead
+ * and into L1 at the leaf's start, 100-key ranges at 1M and 10M entries
+ * took 5 to 11 % less time (docs/performance.md, "The 10M range, a fourth
+ * pass").  always_inline so that near is a constant in each call. */
+__attribute__((always_inline)) static inline void ord_prefetch_ents(etsmgr_table *t, const struct ord_node *nd,
+                                                                    unsigned from, unsigned n, uint64_t lim,
+                                                                    bool near)
 {
     for (unsigned j = from; j < n && j < ORD_CAP; j++) {
         uint64_t eo = ord_lent(ld(&nd->ls[j]));
         if (eo < lim && lim - eo >= 24) {
-            __builtin_prefetch(t->base + eo);
-            __builtin_prefetch(t->base + eo + 23);
+            if (near) {
+                __builtin_prefetch(t->base + eo, 0, 3);
+                __builtin_prefetch(t->base + eo + 23, 0, 3);
+            } else {
+                __builtin_prefetch(t->base + eo, 0, 2);
+                __builtin_prefetch(t->base + eo + 23, 0, 2);
+            }
         }
     }
 }
@@ -1052,17 +1066,18 @@ static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, stru
             /* a leaf's entries are scattered: ask for all of them at once,
              * so that their misses overlap, and a leaf ahead: the next
              * leaf's entries (its node was asked for a leaf ago, or with
-             * the first leaf: the descent's parent has both) and the node
-             * after it, so that a walk keeps one leaf of misses in flight
-             * across its batches too (the batch before asked for this
-             * leaf's entries already) */
-            if (x != ahead) ord_prefetch_ents(t, nd, (unsigned)pos, n, lim);
+             * the first leaf: the descent's parent has both), into the
+             * outer caches, and the node after it, so that a walk keeps
+             * one leaf of misses in flight across its batches too (the
+             * batch before asked for this leaf's entries into L2 already;
+             * now they come into L1) */
+            if (x != ahead) ord_prefetch_ents(t, nd, (unsigned)pos, n, lim, true);
             uint64_t nx = ld(&nd->next);
             const struct ord_node *nn;
             if (b->max == 1) {
                 ord_prefetch(t, nx, 0, lim);
             } else if (nx && (nn = ord_node_at(t, nx, lim, 0)) != NULL) {
-                ord_prefetch_ents(t, nn, 0, ord_n(nn), lim);
+                ord_prefetch_ents(t, nn, 0, ord_n(nn), lim, false);
                 ord_prefetch(t, ld(&nn->next), 0, lim);
                 ahead = nx;
             }
