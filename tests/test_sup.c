@@ -115,6 +115,72 @@ START_TEST(test_intensity)
 }
 END_TEST
 
+/* pid's state letter in /proc (R, S, Z, ...), 0 when it is gone */
+static char proc_state(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* after the command name, which may hold anything */
+    return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* A child and its hot standby die at once (etssup is stopped meanwhile,
+ * so that it meets both deaths in one go, as within the 2 ms it defers a
+ * child's death to, SUP_STANDBY_REAP_DELAY_MS): each death counts against
+ * the intensity, as an OTP supervisor counts each child's exit and as the
+ * standby's death counts when alone; with intensity 1 that is one too
+ * many (they counted as one restart, and etssup went on). */
+START_TEST(test_standby_both_dead_count_twice)
+{
+    st_env e;
+    st_init(&e);
+    st_config(&e,
+              "{\"strategy\":\"one_for_one\",\"intensity\":1,\"period\":30,\"children\":["
+              "{\"id\":\"a\",\"ready\":\"notify\",\"standby\":true,"
+              "\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\"]}]}",
+              e.stub, e.events);
+    ck_assert_int_gt(st_start(&e, 15000), 0);
+    pid_t child = 0, sb = 0;
+    long long deadline = st_now_ms() + 15000;
+    while (!sb && st_now_ms() < deadline) {
+        cJSON *st = st_status(&e);
+        const cJSON *c = st ? cJSON_GetArrayItem(cJSON_GetObjectItem(st, "children"), 0) : NULL;
+        const cJSON *sp = c ? cJSON_GetObjectItem(c, "standby_pid") : NULL;
+        if (sp && sp->valueint > 0) {
+            sb = (pid_t)sp->valueint;
+            child = (pid_t)cJSON_GetObjectItem(c, "pid")->valueint;
+        }
+        cJSON_Delete(st);
+        if (!sb)
+            st_nap(10);
+    }
+    ck_assert_msg(sb > 0 && child > 0, "no standby started");
+    ck_assert_int_eq(kill(e.pid, SIGSTOP), 0);
+    kill(child, SIGKILL);
+    kill(sb, SIGKILL);
+    deadline = st_now_ms() + 15000;
+    while ((proc_state(child) != 'Z' || proc_state(sb) != 'Z') && st_now_ms() < deadline)
+        st_nap(5);
+    ck_assert_int_eq(proc_state(child), 'Z');
+    ck_assert_int_eq(proc_state(sb), 'Z');
+    ck_assert_int_eq(kill(e.pid, SIGCONT), 0);
+    int status = st_wait_exit(&e, 15000);
+    char *log = rc_slurp(e.logpath);
+    ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 3,
+                  "etssup should exit 3 (two restarts, intensity 1), wait status 0x%x:\n%s", status, log);
+    ck_assert_msg(strstr(log, "as well: an ordinary restart"), "%s", log);
+    ck_assert_msg(strstr(log, "restart intensity reached (more than 1 restarts in 30 s"), "%s", log);
+    free(log);
+    st_cleanup(&e);
+}
+END_TEST
+
 START_TEST(test_start_timeout)
 {
     st_env e;
@@ -462,6 +528,7 @@ Suite *sup_suite(void)
     tc = tcase_create("lifecycle");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_intensity);
+    tcase_add_test(tc, test_standby_both_dead_count_twice);
     tcase_add_test(tc, test_start_timeout);
     tcase_add_test(tc, test_start_order);
     tcase_add_test(tc, test_earlier_child_not_held_by_later_start);

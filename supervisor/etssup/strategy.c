@@ -39,7 +39,9 @@
  * is reaped, hence sb_ready), the restart counts against the intensity as
  * usual, and a fresh standby is started once the child runs again.  A
  * standby that dies is replaced (that also counts: a standby that cannot
- * start must not loop for ever) and the child never notices.  Whenever the
+ * start must not loop for ever) and the child never notices; when both die
+ * at once, the child is restarted the ordinary way and the two deaths count
+ * as two, as OTP counts each child's exit.  Whenever the
  * child itself is to be stopped (terminating, restart on request, a sibling's
  * strategy) its standby is SIGKILLed first and reaped, so it cannot take over
  * from the child being stopped; it holds nothing of its own while waiting. */
@@ -327,10 +329,10 @@ void sup_start_timeout(sup_child *c)
     sup_child_kill(c, SIGKILL);
 }
 
-/* True when c has a standby that can be promoted.  One already dead but
- * not yet reaped (both killed at once) is reaped here, so the caller falls
- * back to an ordinary restart. */
-static bool standby_alive(sup_child *c)
+/* True when c's standby died on its own (not SIGKILLed by us) and was not
+ * reaped yet, the child being dead too (both killed at once): it is reaped
+ * here, and the child's restart falls back to the ordinary way. */
+static bool standby_reap_dead(sup_child *c)
 {
     if (c->sb_pid <= 0 || c->sb_stopping)
         return false;
@@ -339,7 +341,7 @@ static bool standby_alive(sup_child *c)
     while ((r = waitpid(c->sb_pid, &st, WNOHANG)) < 0 && errno == EINTR)
         ;
     if (r == 0)
-        return true;
+        return false;
     char why[128];
     if (r == c->sb_pid)
         sup_describe_status(st, why, sizeof why);
@@ -348,7 +350,14 @@ static bool standby_alive(sup_child *c)
     log_warning("the standby of child %s (pid %d) %s as well: an ordinary restart", c->cfg->id, (int)c->sb_pid,
                 why);
     c->sb_pid = 0;
-    return false;
+    c->sb_ready = false;
+    return true;
+}
+
+/* True when c has a standby that can be promoted. */
+static bool standby_alive(sup_child *c)
+{
+    return c->sb_pid > 0 && !c->sb_stopping && !standby_reap_dead(c);
 }
 
 /* SIGKILL of c's standby, reaped later by sup_standby_exited */
@@ -401,6 +410,7 @@ void sup_standby_exited(sup_child *c, int status)
             ;
         if (r == c->pid) {
             log_warning("the standby of child %s (pid %d) %s", c->cfg->id, (int)pid, why);
+            c->sb_died = true; /* counted with the child's restart */
             sup_child_exited(c, st);
             return;
         }
@@ -424,6 +434,8 @@ void sup_child_exited(sup_child *c, int status)
     pid_t pid = c->pid;
     bool timed_out = c->start_failed;
     bool failed_start = timed_out || prev == SUP_ST_STARTING;
+    bool sb_died = c->sb_died;
+    c->sb_died = false;
     uv_timer_stop(&c->timer);
     c->pid = 0;
     c->state = SUP_ST_IDLE;
@@ -472,7 +484,12 @@ void sup_child_exited(sup_child *c, int status)
         sup_advance(s);
         return;
     }
-    if (sup_intensity_exceeded(s)) {
+    /* a standby that died with it (reaped here, or first by its own
+     * handler: sb_died) is a death of its own, and is replaced: it counts
+     * too, as an OTP supervisor counts the exit of each child, and as it
+     * counts when it dies alone */
+    sb_died = standby_reap_dead(c) || sb_died;
+    if (sup_intensity_exceeded(s) || (sb_died && sup_intensity_exceeded(s))) {
         log_error("child %s (pid %d) %s; restart intensity reached (more than %d restarts in %d s; raise "
                   "\"intensity\" or \"period\" in the config): stopping the others, then exiting %d",
                   c->cfg->id, (int)pid, why, s->cfg->intensity, s->cfg->period_s, SUP_EXIT_INTENSITY);

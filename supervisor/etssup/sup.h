@@ -161,6 +161,7 @@ typedef struct sup_child {
     uint64_t sb_started_ms;
     bool sb_ready;      /* READY=1 came from sb_pid before the child was reaped */
     bool sb_stopping;   /* SIGKILLed by us: not a failure */
+    bool sb_died;       /* it died with the child and was reaped first: counted with the child's restart */
     uint64_t sb_after_ms; /* no standby starts before (SUP_STANDBY_DELAY_MS) */
     uv_timer_t sb_timer;  /* wakes sup_advance at sb_after_ms */
     conn *waiter;       /* control "restart" waiting for its readiness */

@@ -15,6 +15,8 @@
  *   --serve-delay MS   do not accept during the first MS (a slow restart)
  *   --orphan MS        leave a grandchild that exits after MS, orphaned at
  *                      once (it is reparented to the subreaper, etssup)
+ *   --standby          what etssup appends for a hot standby: no change
+ *                      (it sends READY=1 at once, as if it took over)
  *
  * The start line reports what it inherited: LISTEN_FDS, whether LISTEN_PID
  * is its own pid, LISTEN_FDNAMES, NOTIFY_SOCKET, the runtime dir/instance
@@ -115,6 +117,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--serve")) serve = true;
         else if (!strcmp(a, "--serve-delay") && v) serve_delay = atol(v), i++;
         else if (!strcmp(a, "--orphan") && v) orphan = atol(v), i++;
+        else if (!strcmp(a, "--standby")) continue; /* a hot standby behaves like the child here */
         else {
             fprintf(stderr, "sup_child: unknown argument %s\n", a);
             return 2;
