@@ -18,6 +18,9 @@
  *   even: the readers not held up); committed, the table is what the
  *   group saw inside it, and verifies; killed at any numbered step, it is
  *   wholly there or wholly gone after recovery (group_crash_points).
+ * - hostile_lend_parent_count: a scribbler changes the parent's slot count
+ *   between an insert's descent and its lend to a neighbour: ECORRUPT,
+ *   never separator 24 of 24.
  * - walk_across_splits: a forked writer inserts keys between the keys of
  *   a fixed set and deletes them again (small nodes: splits, lends,
  *   merges, root growth and shrink all the time) while this process walks:
@@ -672,6 +675,59 @@ START_TEST(full_mid_split)
 }
 END_TEST
 
+/* ------------------------------------------------------------ words changed under a writer */
+
+/* A scribbler (it need not take the lock) changes a node between the
+ * writer's descent, which checked it, and the change's use of it: here the
+ * root's slot count, checked at 24 on the way down, says 25 by the time a
+ * full last leaf looks for a neighbour to lend to, and the word after its
+ * 24 children (its separator 0, where a 25th child would be) names a leaf
+ * with room.  The insert refuses (ECORRUPT) rather than take separator 24
+ * of its 24-slot copy of the root: off the copy (a stack overflow under
+ * ASan) and, written back, a word past the root's block. */
+static etsmgr_table *sc_t;
+static void sc_root_count_25(const char *op, int step)
+{
+    (void)op;
+    if (step != 0) return;
+    uint64_t root = sc_t->h->ord_head;
+    *word(sc_t, root + N_HDR) = (*word(sc_t, root + N_HDR) & ~0xffffull) | 25u;
+    *word(sc_t, root + N_PTR + 8u * 24u) = *word(sc_t, root + N_PTR); /* "child 24": the first leaf */
+}
+START_TEST(hostile_lend_parent_count)
+{
+    etsmgr_table *t = rv_create(NULL);
+    /* 24 full leaves under the root: ascending keys fill each before the next */
+    for (int i = 0; i < 24 * 24; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%06d", 2 * i);
+        put(t, k, i);
+    }
+    uint64_t root = t->h->ord_head, h0 = *word(t, root + N_HDR);
+    ck_assert_uint_eq(h0 & 0xffffffffu, 1u << 16 | 24u); /* level 1, 24 children */
+    for (int i = 0; i < 12; i++) { /* room in the first leaf */
+        char k[16];
+        snprintf(k, sizeof k, "k%06d", 2 * i);
+        ck_assert_int_eq(etsmgr_table_delete(t, k, strlen(k)), 0);
+    }
+    ck_assert_uint_eq(t->h->ord_head, root);
+    uint64_t sep0 = *word(t, root + N_PTR + 8u * 24u);
+    sc_t = t;
+    tbl_crashpoint = sc_root_count_25;
+    etsmgr_value v = tt_int(-1);
+    int r = etsmgr_table_insert(t, "k001105", 7, &v); /* into the middle of the last leaf, full */
+    tbl_crashpoint = NULL;
+    ck_assert_msg(r == ETSMGR_ECORRUPT, "insert: %s", etsmgr_strerror(r));
+    /* the scribbler's words put back: the failed insert left nothing */
+    *word(t, root + N_HDR) = h0;
+    *word(t, root + N_PTR + 8u * 24u) = sep0;
+    verify_ok(t, "after the refused insert");
+    ck_assert_int_eq(etsmgr_table_insert(t, "k001105", 7, &v), 0);
+    verify_ok(t, "after the insert");
+    etsmgr_table_close(t);
+}
+END_TEST
+
 /* ------------------------------------------------------------ old layouts */
 
 /* A table of an older build's ordered layout (5, 7: a skiplist) is refused
@@ -713,6 +769,7 @@ Suite *ordered_review_suite(void)
     tcase_add_test(tc, walk_across_splits);
     tcase_add_test(tc, full_mid_split);
     tcase_add_test(tc, old_layouts_refused);
+    tcase_add_test(tc, hostile_lend_parent_count);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -344,7 +344,7 @@ static int ord_wpath(etsmgr_table *t, const unsigned char *key, size_t klen, str
                 const struct ord_node *par = ord_w(t, p->node[p->d - 1]);
                 int c = p->idx[p->d - 1];
                 if (c > 0) ord_prefetch(t, par->ptr[c - 1], 0, lim);
-                if (c + 1 < (int)ord_n(par)) ord_prefetch(t, par->ptr[c + 1], 0, lim);
+                if (c + 1 < ORD_CAP && c + 1 < (int)ord_n(par)) ord_prefetch(t, par->ptr[c + 1], 0, lim);
             }
             int i = ord_lpos(t, nd, n, kp, key, klen, lim, false);
             if (i < 0) return ETSMGR_ECORRUPT;
@@ -457,8 +457,7 @@ static int ord_newsep(etsmgr_table *t, uint64_t lslot, uint64_t rslot, uint64_t 
     if ((lslot >> 40) < rp) {
         while (!pk[kl - 1]) kl--; /* rp > 0: one byte at least is not zero */
     } else {
-        if (!(e = ord_ent(t, ord_lent(rslot), t->top))) return ETSMGR_ECORRUPT;
-        kl = e->klen;
+        if (!(e = ord_ent_kl(t, ord_lent(rslot), t->top, &kl))) return ETSMGR_ECORRUPT;
     }
     int r = tbl_alloc(t, ord_ssize(kl), soff);
     if (r) return r;
@@ -486,22 +485,26 @@ static int ord_lend(etsmgr_table *t, struct ord_path *p, int k, const uint64_t *
     unsigned c = (unsigned)p->idx[k - 1];
     struct ord_node pimg, img, simg;
     memcpy(&pimg, ord_w(t, poff), ORD_INNER_SIZE);
+    /* the copy's count, not the one the descent checked: a scribbler's 25
+     * would take child and separator 24 of arrays of 24 (test
+     * ordered_review/hostile_lend_parent_count) */
     unsigned pn = ord_n(&pimg);
-    if (c >= pn) return ETSMGR_ECORRUPT;
+    if (c >= pn || pn > ORD_CAP) return ETSMGR_ECORRUPT;
     /* the neighbour with more room, and only when it has a third of a
      * node free: a lend of one or two slots left both leaves full again
      * within an insert or two, and a lend costs as much as a split (two
      * leaves and the parent rewritten): 2670 -> 2380 instructions per
      * random insert, 54.4 -> 55.1 bytes per entry at 1M */
-    const struct ord_node *rs = c + 1 < pn ? ord_node_at(t, pimg.ptr[c + 1], t->top, 0) : NULL;
-    const struct ord_node *ls = c > 0 ? ord_node_at(t, pimg.ptr[c - 1], t->top, 0) : NULL;
-    unsigned rroom = rs && ord_n(rs) < fill ? fill - ord_n(rs) : 0, lroom = ls && ord_n(ls) < fill ? fill - ord_n(ls) : 0;
+    uint64_t rh = 0, lh = 0; /* the neighbours' headers, loaded once and checked */
+    const struct ord_node *rs = c + 1 < pn ? ord_node_hdr(t, pimg.ptr[c + 1], t->top, 0, &rh) : NULL;
+    const struct ord_node *ls = c > 0 ? ord_node_hdr(t, pimg.ptr[c - 1], t->top, 0, &lh) : NULL;
+    unsigned rn = rs ? (unsigned)(rh & 0xffffu) : fill, ln = ls ? (unsigned)(lh & 0xffffu) : fill;
+    unsigned rroom = rn < fill ? fill - rn : 0, lroom = ln < fill ? fill - ln : 0;
     bool right = rroom >= lroom;
     if ((right ? rroom : lroom) < (fill / 3 > 2 ? fill / 3 : 2)) return 0;
-    const struct ord_node *sn = right ? rs : ls;
     uint64_t soff = right ? pimg.ptr[c + 1] : pimg.ptr[c - 1];
-    unsigned sn_n = ord_n(sn), q = (n1 - sn_n) / 2; /* slots that move */
-    if (sn_n + 2 > fill) return ETSMGR_ECORRUPT; /* not what its room said a moment ago: a scribbler */
+    unsigned sn_n = right ? rn : ln, q = (n1 - sn_n) / 2; /* slots that move */
+    if (sn_n + 2 > fill) return ETSMGR_ECORRUPT; /* its room says not: a guard for the shifts below */
     unsigned sepi = right ? c + 1 : c;              /* the separator between the two */
     size_t osl;
     uint64_t osep = pimg.sep[sepi];
@@ -562,7 +565,7 @@ static int ord_ins(etsmgr_table *t, struct ord_path *p, int k, unsigned i, uint3
     if (ord_get(t, off, level, &img, &size)) return ETSMGR_ECORRUPT;
     bool leaf = level == 0;
     unsigned n = ord_n(&img);
-    if (n > ORD_CAP) return ETSMGR_ECORRUPT; /* the copy's header, not the one checked: a scribbler's */
+    if (n > ORD_CAP || i > n) return ETSMGR_ECORRUPT; /* the copy's header, not the one checked: a scribbler's */
     uint32_t P[ORD_CAP + 1];
     uint64_t C[ORD_CAP + 1], S[ORD_CAP + 1];
     /* leaves: C holds the slot words, P and S are unused */
@@ -770,9 +773,9 @@ int tbl_ord_remove(etsmgr_table *t, const void *key, size_t klen)
     if ((r = ord_del(t, &p, p.d - 1, (unsigned)p.idx[p.d - 1], &db)) != 0) return r;
     /* root shrink: a root with one child gives way to it */
     for (int steps = 0; steps < ORD_DEPTH; steps++) {
-        uint64_t root = t->h->ord_head;
-        const struct ord_node *nd = root ? ord_node_at(t, root, t->top, -1) : NULL;
-        if (!nd || ord_level(nd) == 0 || ord_n(nd) != 1) break;
+        uint64_t root = t->h->ord_head, hd;
+        const struct ord_node *nd = root ? ord_node_hdr(t, root, t->top, -1, &hd) : NULL;
+        if (!nd || !((hd >> 16) & 0xffffu) || (hd & 0xffffu) != 1) break; /* by the header checked */
         tbl_set(t, TBL_HOFF(ord_head), nd->ptr[0]);
         if ((r = tbl_defer_free(t, root, ORD_INNER_SIZE)) != 0) return r;
         db -= (int64_t)ORD_INNER_SIZE;
