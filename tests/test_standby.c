@@ -14,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <linux/kcmp.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +25,7 @@
 #include "frame.h"
 #include "procstat.h"
 #include "runcap.h"
+#include "svcrun.h"
 #include "sock.h"
 #include "table_int.h" /* tbl_once_put, the request-id region's header */
 #include "test_daemon.h"
@@ -566,6 +570,50 @@ START_TEST(test_counterd_standby_tidies_burst)
 }
 END_TEST
 
+static bool sb_gone(void *arg) { return proc_exited(*(pid_t *)arg); }
+
+/* etscounterd's memory keeper (client/etscounterd/keeper.c): a child that
+ * shares its address space, so that a SIGKILL closes etscounterd's sockets
+ * (what etsmgrd and the clients wait for) without first tearing its memory
+ * down.  It holds no fd of its own (every close waited for is still
+ * etscounterd's), shares the address space (kcmp), and goes when
+ * etscounterd is killed (PDEATHSIG), so nothing is left behind. */
+START_TEST(test_counterd_memory_keeper)
+{
+    tu_env e;
+    tu_env_init(&e);
+    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
+    ck_assert_int_gt(tu_spawn_ready(&e, mgr, SB_MS), 0);
+    pid_t active = sb_counterd(&e, false);
+    ck_assert_int_eq(sb_cli_number("count"), 1);
+    pid_t kids[4];
+    int nk = sv_children(active, kids, 4);
+    ck_assert_msg(nk == 1, "etscounterd has %d children, expected its memory keeper", nk);
+    pid_t keeper = kids[0];
+    char comm[64];
+    sv_comm(keeper, comm, sizeof comm);
+    ck_assert_str_eq(comm, "etscounterd-mm");
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)keeper);
+    DIR *d = opendir(path);
+    ck_assert_msg(d != NULL, "%s: %s", path, strerror(errno));
+    int nfd = 0;
+    for (struct dirent *de; (de = readdir(d));)
+        nfd += de->d_name[0] != '.';
+    closedir(d);
+    ck_assert_msg(nfd == 0, "the keeper holds %d fds: a socket among them would not close with etscounterd", nfd);
+    long same = syscall(SYS_kcmp, active, keeper, KCMP_VM, 0L, 0L);
+    if (same < 0)
+        fprintf(stderr, "test_counterd_memory_keeper: kcmp: %s (the shared address space is not checked)\n",
+                strerror(errno));
+    else
+        ck_assert_msg(same == 0, "the keeper does not share etscounterd's address space");
+    tu_kill9(active);
+    ck_assert_msg(tu_eventually(sb_gone, &keeper, SB_MS), "the keeper %d outlived its etscounterd", (int)keeper);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 Suite *standby_suite(void)
 {
     Suite *s = suite_create("standby");
@@ -581,6 +629,7 @@ Suite *standby_suite(void)
     tcase_add_test(tc, test_counterd_standby_waits_for_lock);
     tcase_add_test(tc, test_counterd_standby_lock_timeout);
     tcase_add_test(tc, test_counterd_standby_tidies_burst);
+    tcase_add_test(tc, test_counterd_memory_keeper);
     suite_add_tcase(s, tc);
     return s;
 }

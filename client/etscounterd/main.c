@@ -16,6 +16,7 @@
  * infrastructure, like every daemon of the project. */
 #include "counter.h"
 #include "counterd.h"
+#include "keeper.h"
 #include "listenfd.h"
 #include "log.h"
 #include "notify.h"
@@ -473,6 +474,11 @@ int main(int argc, char **argv)
             log_warning("test hook: SIGKILL after commit number %ld (ETSCOUNTERD_TEST_DIE_AFTER_COMMIT).",
                         D.die_after_commit);
     }
+
+    /* first, while we hold no fd but the standard ones (and an inherited
+     * socket): a SIGKILL then closes our sockets before our memory is torn
+     * down, which is most of a takeover's wait otherwise (keeper.c) */
+    (void)ecd_keeper_start();
 
     char err[256];
     if (rt_resolve(dir, instance, &D.rt, err, sizeof err) < 0) {
