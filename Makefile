@@ -9,6 +9,7 @@
 #   make bench         measure tables, counter, recovery and CLI next to Redis
 #   make bench-table   the table benchmark alone
 #   make range-probe   build/tests/bench/range_probe: ordered ranges taken apart
+#   make range-ab A=.. B=..  build/tests/bench/range_ab: two builds' ranges in one process
 #   make memcheck      the suites under valgrind;  make fuzz: the fuzz harnesses
 #   make check-systemd the systemd unit under a real systemd, in namespaces
 #   make install       programs, library, man pages, unit (PREFIX, DESTDIR)

@@ -18,8 +18,8 @@
  * of the key as a big-endian number (its prefix) << 40 | the entry's
  * offset / 8; and links to the leaves before and after it, so that a walk
  * goes leaf to leaf and asks for all of a leaf's entries (and the next
- * leaf's) at once: their cache misses overlap instead of following each
- * other, as a skiplist's did.  An inner node holds up to ORD_CAP
+ * leaf's, into L2 only) at once: their cache misses overlap instead of
+ * following each other, as a skiplist's did.  An inner node holds up to ORD_CAP
  * children and, for each child i > 0, a separator: every key under child
  * i - 1 is smaller than separator i, every key under child i is at least
  * that (inner slots: a 4-byte prefix, a child, a separator).  A separator

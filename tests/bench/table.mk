@@ -31,3 +31,18 @@ $(RANGE_PROBE): $(OBJ)/tests/bench/range_probe.o $(LIB_A)
 
 .PHONY: range-probe
 range-probe: $(RANGE_PROBE)
+
+# range_ab (tests/bench/range_ab.c): two builds' range walks in one process,
+# in turns: make range-ab A=before/libetsmgr.a B=after/libetsmgr.a.  B's
+# global symbols are renamed B_... so that both link (docs/performance.md,
+# "The 10M range, a fourth pass").
+RANGE_AB := $(BUILD)/tests/bench/range_ab
+
+.PHONY: range-ab
+range-ab:
+	@if [ -z "$(A)" ] || [ -z "$(B)" ]; then \
+	    echo "usage: make range-ab A=before/libetsmgr.a B=after/libetsmgr.a" >&2; exit 64; fi
+	@mkdir -p $(dir $(RANGE_AB))
+	nm -g --defined-only '$(B)' | awk 'NF == 3 {print $$3 " B_" $$3}' | sort -u > $(RANGE_AB).syms
+	objcopy --redefine-syms=$(RANGE_AB).syms '$(B)' $(RANGE_AB).B.a
+	$(CC) $(CPPFLAGS) $(INC_ALL) $(CFLAGS) -o $(RANGE_AB) tests/bench/range_ab.c '$(A)' $(RANGE_AB).B.a $(LDLIBS)
