@@ -138,7 +138,18 @@
  * docs/design.md says what a sender can conclude.)  Times
  * are CLOCK_MONOTONIC: one clock for every process of the machine, which
  * a wall-clock step does not move, and a table lives in /dev/shm, which
- * does not outlive the boot that clock counts from. */
+ * does not outlive the boot that clock counts from.
+ *
+ * Trust: the region's words are checked before use (tbl_once_bytes), and a
+ * change goes by the words it checked (struct once_view), loaded once, not
+ * by the region's words later: a process that may write the object need not
+ * take the lock, and between a count's check and its record's write lie
+ * crash points (step 0, a rebuild's allocation, the counter's own change)
+ * where it may have changed any of them.  So the place is checked again
+ * after step 0 and after a rebuild, and the record is written where the
+ * words checked then say: a scribbled region gives ETSMGR_ECORRUPT or a
+ * record in it, never an address outside it nor a walk to a head of 2^62
+ * (suite once_hostile). */
 #include <errno.h>
 #include <stdio.h>
 #include <sys/mman.h>
@@ -203,19 +214,44 @@ static uint64_t once_idx_off(uint64_t off, uint64_t cap)
     return (off + 8u * (ONCE_HDR_WORDS + ONCE_REC_WORDS * cap) + 63u) & ~(uint64_t)63u;
 }
 
+/* The region at off as checked, each of its words loaded once: what a
+ * change goes by from one of its steps to the next, rather than the words
+ * themselves.  A process with write access to the object need not take
+ * the lock, and a change's crash points (a rebuild's allocation, the
+ * counter's own change) leave it time to: a size or a head read again
+ * after its check may then say anything, and an address made from it
+ * fall outside the mapping, or a walk to it last 2^62 steps (suite
+ * once_hostile).  Layout 1 (magic ETMONOE1): head is its record count,
+ * tail 0. */
+struct once_view {
+    uint64_t *reg; /* the region's words: valid until the mapping moves (tbl_alloc) */
+    uint64_t magic, cap, head, tail, filled, size;
+};
+
+static inline uint64_t once_ld(const uint64_t *w) { return __atomic_load_n(w, __ATOMIC_RELAXED); }
+
+__attribute__((always_inline)) static inline bool once_load(etsmgr_table *t, uint64_t off, struct once_view *v)
+{
+    if (!off || (off & 7u) || off < TBL_HDR_SIZE || off > t->top - 64) return false;
+    uint64_t *w = tbl_word(t, off), magic = once_ld(&w[0]), cap = once_ld(&w[1]);
+    if ((magic != ONCE_MAGIC && magic != ONCE_MAGIC2 && magic != ONCE_MAGIC1) || cap < ONCE_MIN_CAP ||
+        cap > ONCE_MAX_CAP || (cap & (cap - 1)))
+        return false;
+    uint64_t size = magic != ONCE_MAGIC1 ? once_size(cap) : once_size1(cap);
+    if (size > t->top - off) return false;
+    uint64_t head = once_ld(&w[2]), tail = magic != ONCE_MAGIC1 ? once_ld(&w[3]) : 0;
+    uint64_t filled = magic != ONCE_MAGIC1 ? once_ld(&w[6]) : 0;
+    if (magic == ONCE_MAGIC1 ? head > cap : tail > head || head - tail > cap || filled > ONCE_IDX_PER_REC * cap)
+        return false;
+    *v = (struct once_view){.reg = w, .magic = magic, .cap = cap, .head = head, .tail = tail, .filled = filled,
+                            .size = size};
+    return true;
+}
+
 uint64_t tbl_once_bytes(etsmgr_table *t, uint64_t off)
 {
-    if (!off || (off & 7u) || off < TBL_HDR_SIZE || off > t->top - 64) return 0;
-    const uint64_t *w = tbl_word(t, off);
-    uint64_t cap = w[1];
-    if ((w[0] != ONCE_MAGIC && w[0] != ONCE_MAGIC2 && w[0] != ONCE_MAGIC1) || cap < ONCE_MIN_CAP ||
-        cap > ONCE_MAX_CAP || (cap & (cap - 1)))
-        return 0;
-    uint64_t size = w[0] != ONCE_MAGIC1 ? once_size(cap) : once_size1(cap);
-    if (size > t->top - off) return 0;
-    if (w[0] == ONCE_MAGIC1) return w[2] > cap ? 0 : size;
-    if (w[3] > w[2] || w[2] - w[3] > cap || w[6] > ONCE_IDX_PER_REC * cap) return 0;
-    return size;
+    struct once_view v;
+    return once_load(t, off, &v) ? v.size : 0;
 }
 
 /* After a rollback (tbl_rollback_to, tbl_recover), before its undo_n
@@ -297,14 +333,15 @@ static uint32_t once_tag(const uint64_t *reg, uint64_t r0, uint64_t r1)
 }
 
 /* The next record at or after position *i that is kept at now (INT64_MIN:
- * any record), in either layout; NULL after the last.  Start with *i = 0. */
-static const uint64_t *once_next(uint64_t *reg, uint64_t *i, int64_t now)
+ * any record), in either layout, of the region v; NULL after the last.
+ * Start with *i = 0. */
+static const uint64_t *once_next(const struct once_view *v, uint64_t *i, int64_t now)
 {
-    bool ring = reg[0] != ONCE_MAGIC1;
-    uint64_t end = ring ? reg[2] : reg[1];
-    if (ring && *i < reg[3]) *i = reg[3];
+    bool ring = v->magic != ONCE_MAGIC1;
+    uint64_t end = ring ? v->head : v->cap;
+    if (ring && *i < v->tail) *i = v->tail;
     while (*i < end) {
-        const uint64_t *rec = once_rec(reg, *i & (reg[1] - 1));
+        const uint64_t *rec = once_rec(v->reg, *i & (v->cap - 1));
         ++*i;
         if (rec[3] && (int64_t)rec[3] >= now) return rec;
     }
@@ -407,13 +444,15 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
     struct tbl_hdr *h = t->h;
     uint64_t live = 0, old_size = 0, seed[2], i = from;
     int64_t first_expiry = INT64_MAX;
+    struct once_view ov; /* the old region as checked: its words may change at the crash points below */
     if (old_off) {
-        uint64_t *old = tbl_word(t, old_off);
-        old_size = tbl_once_bytes(t, old_off);
-        for (const uint64_t *rec; (rec = once_next(old, &i, now)) != NULL; live++)
+        if (!once_load(t, old_off, &ov)) return ETSMGR_ECORRUPT;
+        uint64_t *old = ov.reg;
+        old_size = ov.size;
+        for (const uint64_t *rec; (rec = once_next(&ov, &i, now)) != NULL; live++)
             if ((int64_t)rec[3] < first_expiry) first_expiry = (int64_t)rec[3];
-        seed[0] = old[0] != ONCE_MAGIC1 ? old[4] : old[3];
-        seed[1] = old[0] != ONCE_MAGIC1 ? old[5] : old[4];
+        seed[0] = ov.magic != ONCE_MAGIC1 ? old[4] : old[3];
+        seed[1] = ov.magic != ONCE_MAGIC1 ? old[5] : old[4];
     } else if (getrandom(seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
         /* no entropy yet (early boot): any key works, it only spreads buckets */
         seed[0] = (uint64_t)now * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)t;
@@ -451,9 +490,10 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
     nw[4] = seed[0];
     nw[5] = seed[1];
     if (old_off) {
-        uint64_t *old = tbl_word(t, old_off), n = 0;
+        uint64_t n = 0;
+        ov.reg = tbl_word(t, old_off); /* the mapping may have moved */
         i = from;
-        for (const uint64_t *rec; (rec = once_next(old, &i, now)) != NULL && n < live; n++) {
+        for (const uint64_t *rec; (rec = once_next(&ov, &i, now)) != NULL && n < live; n++) {
             memcpy(once_rec(nw, n), rec, 8 * ONCE_REC_WORDS);
             uint64_t home;
             uint32_t tag;
@@ -506,16 +546,37 @@ struct once_spot {
     uint64_t off;  /* the region */
     uint64_t ent;  /* the index entry the record takes (once_find's) */
     uint64_t tail; /* the ring's tail after dropping expired records */
+    /* the region's words as once_place checked them (struct once_view),
+     * which once_write goes by: a scribbler may change them meanwhile */
+    uint64_t cap, head, tail0, filled;
 };
 
 /* Drops expired records from the ring's tail, at most steps of them; the
  * new tail (not written: once_write logs it with the rest). */
+static uint64_t once_drop_from(const uint64_t *reg, uint64_t cap, uint64_t head, uint64_t tail, int64_t now,
+                               uint64_t steps)
+{
+    for (; steps && tail < head; steps--, tail++)
+        if ((int64_t)once_rec((uint64_t *)reg, tail & (cap - 1))[3] >= now) break;
+    return tail;
+}
 static uint64_t once_drop(uint64_t *reg, int64_t now, uint64_t steps)
 {
-    uint64_t tail = reg[3], head = reg[2], cap = reg[1];
-    for (; steps && tail < head; steps--, tail++)
-        if ((int64_t)once_rec(reg, tail & (cap - 1))[3] >= now) break;
-    return tail;
+    return once_drop_from(reg, reg[1], reg[2], reg[3], now, steps);
+}
+
+/* The spot of rid (r0, r1) in the region at once_off after a rebuild:
+ * the word loaded once and the region checked, as a scribbler may have
+ * changed either at the rebuild's crash points. */
+static int once_spot_rebuilt(etsmgr_table *t, uint64_t r0, uint64_t r1, struct once_spot *sp)
+{
+    struct once_view v;
+    uint64_t o = once_ld(&t->h->once_off), ent, slot;
+    if (!once_load(t, o, &v) || v.magic != ONCE_MAGIC) return ETSMGR_ECORRUPT;
+    if (once_find(t, o, r0, r1, 0, &ent, &slot) != 0 || ent >= ONCE_IDX_PER_REC * v.cap) return ETSMGR_ECORRUPT;
+    *sp = (struct once_spot){
+        .off = o, .ent = ent, .tail = v.tail, .cap = v.cap, .head = v.head, .tail0 = v.tail, .filled = v.filled};
+    return 0;
 }
 
 /* Under the lock, rid (r0, r1) known to be absent from the layout 3 region
@@ -527,16 +588,21 @@ static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, ui
                       uint64_t gone, struct once_spot *sp)
 {
     struct tbl_hdr *h = t->h;
-    uint64_t o = h->once_off, slot;
+    uint64_t o = once_ld(&h->once_off);
     bool again = false;
     for (;;) {
         uint64_t tail = 0, min_cap = 0;
         if (o) {
-            uint64_t *reg = tbl_word(t, o), cap = reg[1];
-            tail = once_drop(reg, now, ONCE_TAIL_STEPS);
+            /* checked again: the count's check of it came before a crash
+             * point (step 0), where a scribbler may have changed anything */
+            struct once_view v;
+            if (!once_load(t, o, &v) || v.magic != ONCE_MAGIC || ent >= ONCE_IDX_PER_REC * v.cap)
+                return ETSMGR_ECORRUPT;
+            uint64_t *reg = v.reg, cap = v.cap, head = v.head;
+            tail = once_drop_from(reg, cap, head, v.tail, now, ONCE_TAIL_STEPS);
             /* at least as far as once_find was told (the same drop with the
              * same or an earlier now): ent may be an entry of one of them */
-            if (tail < gone && gone <= reg[2]) tail = gone;
+            if (tail < gone && gone <= head) tail = gone;
             bool sparse = false;
             if (!t->once_armed) {
                 /* a handle's first count: its first look comes a check
@@ -561,10 +627,10 @@ static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, ui
                 /* at most ONCE_SWEEP records a look (about a millisecond):
                  * the rest at the next looks; the live count is known, and
                  * a shrink decided, only once a look reached a kept record */
-                tail = once_drop(reg, now, cap < ONCE_SWEEP ? cap : ONCE_SWEEP);
-                bool swept = tail == reg[2] || (int64_t)once_rec(reg, tail & (cap - 1))[3] >= now;
-                sparse = swept && cap > ONCE_MIN_CAP && reg[2] - tail < cap / ONCE_SPARSE &&
-                         (!max_records || reg[2] - tail + 1 <= max_records);
+                tail = once_drop_from(reg, cap, head, tail, now, cap < ONCE_SWEEP ? cap : ONCE_SWEEP);
+                bool swept = tail == head || (int64_t)once_rec(reg, tail & (cap - 1))[3] >= now;
+                sparse = swept && cap > ONCE_MIN_CAP && head - tail < cap / ONCE_SPARSE &&
+                         (!max_records || head - tail + 1 <= max_records);
                 /* and sparse for a while: a sender that bursts every few
                  * seconds would otherwise see the region shrink between its
                  * bursts and regrow in each (rebuilding millions of index
@@ -574,24 +640,22 @@ static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, ui
                 else if (!t->once_sparse_since) t->once_sparse_since = now, sparse = false;
                 else if (now - t->once_sparse_since < ONCE_SPARSE_MS) sparse = false;
             }
-            bool full = reg[2] - tail == cap || (max_records && reg[2] - tail + 1 > max_records);
-            if (full) tail = once_drop(reg, now, cap); /* all it can, before anything dearer */
-            full = reg[2] - tail == cap || (max_records && reg[2] - tail + 1 > max_records);
-            bool crowded = reg[6] + 1 > cap * ONCE_IDX_PER_REC / 2;
+            bool full = head - tail == cap || (max_records && head - tail + 1 > max_records);
+            if (full) tail = once_drop_from(reg, cap, head, tail, now, cap); /* all it can, before anything dearer */
+            full = head - tail == cap || (max_records && head - tail + 1 > max_records);
+            bool crowded = v.filled + 1 > cap * ONCE_IDX_PER_REC / 2;
+            struct once_spot here = {
+                .off = o, .ent = ent, .tail = tail, .cap = cap, .head = head, .tail0 = v.tail, .filled = v.filled};
             if (!full && !crowded && !sparse) {
-                *sp = (struct once_spot){.off = o, .ent = ent, .tail = tail};
+                *sp = here;
                 return 0;
             }
             if (sparse && !full && !crowded) {
                 int r = once_rebuild(t, o, now, max_records, tail, 0);
-                if (r && (r == ETSMGR_ECORRUPT || h->once_off != o)) return r;
-                if (r == 0) {
-                    o = h->once_off;
-                    if (once_find(t, o, r0, r1, 0, &ent, &slot) != 0) return ETSMGR_ECORRUPT;
-                    tail = 0;
-                }
+                if (r && (r == ETSMGR_ECORRUPT || once_ld(&h->once_off) != o)) return r;
+                if (r == 0) return once_spot_rebuilt(t, r0, r1, sp);
                 /* no room for the smaller block: the region as it is will do */
-                *sp = (struct once_spot){.off = o, .ent = ent, .tail = tail};
+                *sp = here;
                 return 0;
             }
             if (full && !again) {
@@ -606,7 +670,7 @@ static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, ui
                     continue;
                 }
             }
-            if (full && max_records && reg[2] - tail + 1 > max_records && max_records <= t->once_full_max &&
+            if (full && max_records && head - tail + 1 > max_records && max_records <= t->once_full_max &&
                 now <= t->once_full_until)
                 return ETSMGR_ERIDFULL; /* full, and nothing has expired since it was found so */
             /* crowded but not full: the index ran out, not the ring, so the
@@ -620,11 +684,7 @@ static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, ui
         }
         int r = once_rebuild(t, o, now, max_records, tail, min_cap);
         if (r) return r;
-        o = h->once_off;
-        r = once_find(t, o, r0, r1, 0, &ent, &slot);
-        if (r != 0) return ETSMGR_ECORRUPT;
-        *sp = (struct once_spot){.off = o, .ent = ent, .tail = 0};
-        return 0;
+        return once_spot_rebuilt(t, r0, r1, sp);
     }
 }
 
@@ -632,9 +692,11 @@ static int once_place(etsmgr_table *t, uint64_t r0, uint64_t r1, int64_t now, ui
 static void once_write(etsmgr_table *t, const struct once_spot *sp, uint64_t r0, uint64_t r1, int64_t value,
                        int64_t keep)
 {
-    uint64_t *reg = tbl_word(t, sp->off), cap = reg[1], head = reg[2], slot = head & (cap - 1);
+    /* by the words once_place checked, not the region's now: a scribbler
+     * may have changed them at the crash points since (suite once_hostile) */
+    uint64_t *reg = tbl_word(t, sp->off), cap = sp->cap, head = sp->head, slot = head & (cap - 1);
     uint64_t *rec = once_rec(reg, slot);
-    if (head - reg[3] < cap) {
+    if (head - sp->tail0 < cap) {
         /* outside the window [tail, head): nobody reads it until head moves */
         rec[0] = r0;
         rec[1] = r1;
@@ -657,20 +719,23 @@ static void once_write(etsmgr_table *t, const struct once_spot *sp, uint64_t r0,
     uint64_t tag = once_tag(reg, r0, r1), eoff = once_idx_off(sp->off, cap) + 8u * sp->ent;
     bool was_empty = *tbl_word(t, eoff) == 0; /* else a dropped record's entry, taken over */
     tbl_set(t, eoff, tag << 32 | (slot + 1u));
-    if (was_empty) tbl_set(t, sp->off + 48, reg[6] + 1);
-    if (sp->tail != reg[3]) tbl_set(t, sp->off + 24, sp->tail);
+    if (was_empty) tbl_set(t, sp->off + 48, sp->filled + 1);
+    if (sp->tail != sp->tail0) tbl_set(t, sp->off + 24, sp->tail);
     tbl_set(t, sp->off + 16, head + 1);
 }
 
 /* The layout 3 region of the table (0: none), an older one rebuilt first. */
 static int once_region(etsmgr_table *t, int64_t now, uint64_t *off)
 {
-    *off = t->h->once_off;
+    struct once_view v;
+    *off = once_ld(&t->h->once_off);
     if (!*off) return 0;
-    if (!tbl_once_bytes(t, *off)) return ETSMGR_ECORRUPT;
-    if (*tbl_word(t, *off) == ONCE_MAGIC) return 0;
+    if (!once_load(t, *off, &v)) return ETSMGR_ECORRUPT;
+    if (v.magic == ONCE_MAGIC) return 0;
     int r = once_rebuild(t, *off, now, 0, 0, 0);
-    *off = t->h->once_off;
+    /* loaded and checked again: the rebuild's crash points came between */
+    *off = once_ld(&t->h->once_off);
+    if (r == 0 && (!once_load(t, *off, &v) || v.magic != ONCE_MAGIC)) r = ETSMGR_ECORRUPT;
     return r;
 }
 
@@ -856,11 +921,11 @@ int tbl_once_each(etsmgr_table *t, int64_t now,
                   int (*cb)(const uint8_t rid[ETSMGR_RID_LEN], int64_t value, int64_t keep_until, void *arg),
                   void *arg)
 {
-    uint64_t off = t->h->once_off, i = 0;
+    uint64_t off = once_ld(&t->h->once_off), i = 0;
+    struct once_view v;
     if (!off) return 0;
-    if (!tbl_once_bytes(t, off)) return ETSMGR_ECORRUPT;
-    uint64_t *reg = tbl_word(t, off);
-    for (const uint64_t *rec; (rec = once_next(reg, &i, now)) != NULL;) {
+    if (!once_load(t, off, &v)) return ETSMGR_ECORRUPT;
+    for (const uint64_t *rec; (rec = once_next(&v, &i, now)) != NULL;) {
         uint8_t rid[ETSMGR_RID_LEN];
         memcpy(rid, &rec[0], 8);
         memcpy(rid + 8, &rec[1], 8);
