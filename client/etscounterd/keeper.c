@@ -17,9 +17,12 @@
  * a 256 MB object mapped, SIGKILLed, its socketpair's hang-up seen after
  * 0.42 ms median; with a keeper, 0.047 ms.
  *
- * How.  At start, before it opens anything, etscounterd clones a child with
- * CLONE_VM (one address space, two processes; not a thread: a SIGKILL of
- * etscounterd does not reach it).  While the keeper lives, a dying
+ * How.  etscounterd clones a child with CLONE_VM (one address space, two
+ * processes; not a thread: a SIGKILL of etscounterd does not reach it): a
+ * standby at its start, while it waits for the table; an etscounterd
+ * started without --standby after its first answers (the clone and the
+ * wait below cost a wake-up and tens of microseconds, kept off a restart's
+ * path; a kill before that finds it without a keeper, as before).  While the keeper lives, a dying
  * etscounterd is not the address space's last user, so exit_mm only drops
  * its reference and its files close at once.  The keeper:
  *   - closes every fd of its own fd table (a copy taken at the clone, not
@@ -31,8 +34,10 @@
  *   - asks for that SIGKILL when etscounterd dies (PR_SET_PDEATHSIG; the
  *     kernel sends it after the dying process's files are closed), and
  *     then tears the address space down itself;
- *   - runs as SCHED_IDLE, so that the teardown waits for a free CPU and
- *     does not compete with the takeover it was moved out of;
+ *   - runs as SCHED_IDLE (etscounterd sets it once the keeper has closed
+ *     its fds: set before, etscounterd's wait for that would itself wait
+ *     for an idle CPU), so that the teardown waits for a free CPU and does
+ *     not compete with the takeover it was moved out of;
  *   - is named etscounterd-mm in ps (its command line is etscounterd's:
  *     /proc shows the shared memory's).
  * It never touches the table or any other memory of etscounterd's except
@@ -97,12 +102,9 @@ __attribute__((no_sanitize("address", "undefined"), noinline)) static int ecd_ke
         __atomic_store_n(&a->state, -EPERM, __ATOMIC_RELEASE);
         syscall(SYS_exit, 0L);
     }
-    /* both best effort: an unnamed keeper, or one of normal priority,
-     * still does its work */
+    /* best effort: an unnamed keeper still does its work */
     static const char name[16] = "etscounterd-mm";
     (void)syscall(SYS_prctl, PR_SET_NAME, name, 0L, 0L, 0L);
-    struct sched_param sp = { .sched_priority = 0 };
-    (void)syscall(SYS_sched_setscheduler, 0L, (long)SCHED_IDLE, &sp);
     __atomic_store_n(&a->state, 1, __ATOMIC_RELEASE);
     if (syscall(SYS_close_range, 0L, (long)~0U, 0L) != 0) {
         __atomic_store_n(&a->state, -ENOSYS, __ATOMIC_RELEASE);
@@ -152,6 +154,14 @@ int ecd_keeper_start(void)
                     (int)pid, strerror(st < 0 ? -st : EIO));
         return -1;
     }
+    /* only now, and by us: a keeper that made itself SCHED_IDLE before
+     * closing its fds would have us wait for an idle CPU, milliseconds on
+     * a busy machine, in the middle of a start */
+    struct sched_param sp = { .sched_priority = 0 };
+    if (sched_setscheduler(pid, SCHED_IDLE, &sp) < 0)
+        log_info("memory keeper (pid %d): sched_setscheduler SCHED_IDLE: %s; it frees a dead etscounterd's "
+                 "memory at normal priority",
+                 (int)pid, strerror(errno));
     log_debug("memory keeper: pid %d shares this address space (keeper.c says why)", (int)pid);
     return (int)pid;
 }

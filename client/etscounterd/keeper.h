@@ -5,8 +5,9 @@
 #ifndef ETSCOUNTERD_KEEPER_H
 #define ETSCOUNTERD_KEEPER_H
 
-/* Starts the keeper; call before opening anything worth closing early (it
- * closes its copies of every fd anyway).  Returns its pid, or -1 (logged;
- * etscounterd goes on without one). */
+/* Starts the keeper, and returns once it holds no fd (it closes its copy
+ * of every fd we had), so it may be called at any time; it costs a wake-up
+ * of the keeper, so not on a takeover's path.  Returns its pid, or -1
+ * (logged; etscounterd goes on without one). */
 int ecd_keeper_start(void);
 #endif

@@ -475,11 +475,6 @@ int main(int argc, char **argv)
                         D.die_after_commit);
     }
 
-    /* first, while we hold no fd but the standard ones (and an inherited
-     * socket): a SIGKILL then closes our sockets before our memory is torn
-     * down, which is most of a takeover's wait otherwise (keeper.c) */
-    (void)ecd_keeper_start();
-
     char err[256];
     if (rt_resolve(dir, instance, &D.rt, err, sizeof err) < 0) {
         fprintf(stderr, "etscounterd: %s\n", err);
@@ -525,8 +520,14 @@ int main(int argc, char **argv)
                             .no_fds = true };
     if (lfd >= 0)
         ecd_serve(&cfg);
-    if (D.standby)
+    if (D.standby) {
         ecd_warm_heap();
+        /* a SIGKILL then closes our sockets before our memory is torn
+         * down, which was most of a takeover's wait (keeper.c); made now,
+         * while nothing waits for us (a restart makes it after its first
+         * answers, below) */
+        (void)ecd_keeper_start();
+    }
     D.mgr = ecd_wait_mgr(&D, wait_ms);
     ecd_get_table(&D, wait_ms);
     if (D.standby) {
@@ -557,6 +558,8 @@ int main(int argc, char **argv)
      * 20 ms after a takeover anyway. */
     uv_run(D.loop, UV_RUN_NOWAIT);
     uv_run(D.loop, UV_RUN_NOWAIT);
+    if (!D.standby)
+        (void)ecd_keeper_start();
     etsmgr_watch_cbs cbs = { .down = ecd_mgr_down, .up = ecd_mgr_up, .readded = ecd_mgr_readded,
                              .failed = ecd_mgr_failed, .transfer = ecd_mgr_transfer, .retry_ms = 20 };
     if (etsmgr_watch_start(D.mgr, D.loop, &cbs, &D) != ETSMGR_OK) {
