@@ -33,6 +33,8 @@
  *   hardware watchpoint makes it certain); the reader goes by the word it
  *   checked, and so never reads past the block (they fail, a SIGSEGV,
  *   when the slot count or the key length is loaded again).
+ * - update_entry_header_loaded_once: the same for update_counter's entry
+ *   (a writer, under the lock): it goes by the header tbl_find checked.
  * - insert_node_header_changing, insert_node_level_changing: the same for
  *   an insert into a full leaf (a writer, under the lock, that a scribbler
  *   need not take): it ends (done or ECORRUPT) and never copies 65536
@@ -499,6 +501,44 @@ START_TEST(insert_node_level_changing)
 }
 END_TEST
 
+/* update_counter of k000010, whose entry is moved to end right before the
+ * page, its key length flipped from 7 to 255 after the writer's k-th load
+ * of the header, for each k (the writer holds the lock; a scribbler need
+ * not take it): the count goes by the header it checked, and never writes
+ * its value 256 bytes on, past the block and the mapping (fails, a
+ * SIGSEGV, when the key length or type is loaded again after tbl_find
+ * checked it). */
+static int ow_update(etsmgr_table *t)
+{
+    int64_t nv = 0;
+    int r = etsmgr_table_update_counter(t, "k000010", 7, 1, 0, &nv);
+    return r == 0 && nv == 11 ? 0 : r == ETSMGR_ECORRUPT ? 0 : 3;
+}
+START_TEST(update_entry_header_loaded_once)
+{
+#if defined(__x86_64__)
+    uint64_t pg;
+    etsmgr_table *t = ow_one_leaf(&pg);
+    uint64_t eoff = 0, noff = pg - 24u, pos = 0, hv = tbl_hash("k000010", 7);
+    struct tbl_ent *e = NULL;
+    ck_assert_int_eq(tbl_op_begin(t, "test", true), 0);
+    ck_assert_int_eq(tbl_find(t, "k000010", 7, hv, &pos, &e), 1);
+    eoff = (uint64_t)((char *)e - t->base);
+    memcpy(t->base + noff, t->base + eoff, 24); /* "k000010": 8 bytes of header, 8 of key, 8 of value */
+    t->idx[pos] = tbl_tag(hv) << 40 | noff >> 3;
+    ck_assert_int_eq(tbl_op_end(t, 0), 0);
+    t->h->heap_top = pg + 4096u; /* a writer looks below the heap's top only */
+    uint64_t h0 = *tbl_word(t, noff);
+    ck_assert_uint_eq(h0 & 0xffu, 7);
+    for (unsigned k = 0; k < 8; k++) {
+        *tbl_word(t, noff + 16) = 10;
+        if (ow_flip_watched_at(t, pg, tbl_word(t, noff), h0, h0 | 0xffu, ow_update, 1ul << k) < 0) break;
+    }
+    etsmgr_table_close(t);
+#endif
+}
+END_TEST
+
 Suite *ordered_walk_suite(void)
 {
     Suite *s = suite_create("ordered_walk");
@@ -513,6 +553,7 @@ Suite *ordered_walk_suite(void)
     tcase_add_test(tc, compare_entry_header_loaded_once);
     tcase_add_test(tc, insert_node_header_changing);
     tcase_add_test(tc, insert_node_level_changing);
+    tcase_add_test(tc, update_entry_header_loaded_once);
     suite_add_tcase(s, tc);
     return s;
 }

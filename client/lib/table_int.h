@@ -221,6 +221,7 @@ struct etsmgr_table {
     unsigned lock_timeout_ms; /* 0: wait as long as it takes */
     int64_t once_full_until;  /* table_once.c: the records hold once_full_max live ones */
     uint64_t once_full_max;   /* until then at least (0: not known to be full) */
+    struct tbl_ent found;     /* tbl_find: the header of the entry it found, as checked */
     int64_t once_now;         /* table_once.c: this handle's last clock read (0: none) */
     int64_t once_check_ms;    /* table_once.c: when this handle next checks the region for a shrink */
     bool once_armed;          /* table_once.c: once_check_ms set by a count of this handle */
@@ -385,19 +386,31 @@ static inline int tbl_state(etsmgr_table *t)
 }
 
 /* The entry at off, checked to lie inside the heap and to be well formed;
- * NULL otherwise. */
-static inline struct tbl_ent *tbl_ent_at(etsmgr_table *t, uint64_t off)
+ * NULL otherwise.  Its header word is loaded once, into *hc (tbl_ent_hdr),
+ * which a caller that reads the entry must go by rather than load the
+ * header again: a process that writes the object need not take the lock,
+ * and a key length or type loaded after the check may put a value's
+ * address past the block and the mapping (test
+ * ordered_walk/update_entry_header_loaded_once). */
+static inline struct tbl_ent *tbl_ent_hdr(etsmgr_table *t, uint64_t off, struct tbl_ent *hc)
 {
     if (off < TBL_HDR_SIZE || off > t->top - 16) return NULL;
     struct tbl_ent *e = (struct tbl_ent *)(void *)(t->base + off);
-    if (e->klen == 0) return NULL;
-    if (e->type == ETSMGR_INT) {
-        if (e->vlen != 8) return NULL;
-    } else if (e->type != ETSMGR_BYTES || e->vlen > ETSMGR_VALUE_MAX) {
+    uint64_t w = __atomic_load_n((const uint64_t *)(const void *)e, __ATOMIC_RELAXED);
+    memcpy(hc, &w, sizeof *hc);
+    if (hc->klen == 0) return NULL;
+    if (hc->type == ETSMGR_INT) {
+        if (hc->vlen != 8) return NULL;
+    } else if (hc->type != ETSMGR_BYTES || hc->vlen > ETSMGR_VALUE_MAX) {
         return NULL;
     }
-    if (e->links > TBL_LINKS_MAX || tbl_ent_block(e) > t->top - off) return NULL;
+    if (hc->links > TBL_LINKS_MAX || tbl_ent_block(hc) > t->top - off) return NULL;
     return e;
+}
+static inline struct tbl_ent *tbl_ent_at(etsmgr_table *t, uint64_t off)
+{
+    struct tbl_ent hc;
+    return tbl_ent_hdr(t, off, &hc);
 }
 static inline const unsigned char *tbl_ent_key(const struct tbl_ent *e)
 {
@@ -405,10 +418,12 @@ static inline const unsigned char *tbl_ent_key(const struct tbl_ent *e)
 }
 static inline uint64_t tbl_ent_voff(const struct tbl_ent *e) { return 8u + tbl_a8(e->klen); }
 
-/* Probe for key.  1: found at *pos; 0: absent, *pos is where it would go
+/* Probe for key.  1: found at *pos, *ep its entry and t->found the header
+ * that was checked (the caller goes by that, not by *ep's header); 0:
+ * absent, *pos is where it would go
  * (the first tombstone or empty slot on its path); <0: error.  Bounded by
  * the index size, so a scribbled index cannot loop forever. */
-static inline int tbl_find(etsmgr_table *t, const void *key, size_t klen, uint64_t hv,
+__attribute__((always_inline)) static inline int tbl_find(etsmgr_table *t, const void *key, size_t klen, uint64_t hv,
                            uint64_t *pos, struct tbl_ent **ep)
 {
     uint64_t mask = t->mask, i = tbl_home(hv, t->shift), tag = tbl_tag(hv), fp = UINT64_MAX;
@@ -424,11 +439,13 @@ static inline int tbl_find(etsmgr_table *t, const void *key, size_t klen, uint64
             continue;
         }
         if ((s >> 40) != tag) continue;
-        struct tbl_ent *e = tbl_ent_at(t, (s & TBL_OFF_MASK) << 3);
+        struct tbl_ent hc;
+        struct tbl_ent *e = tbl_ent_hdr(t, (s & TBL_OFF_MASK) << 3, &hc);
         if (!e) return ETSMGR_ECORRUPT;
-        if (e->klen == klen && memcmp(tbl_ent_key(e), key, klen) == 0) {
+        if (hc.klen == klen && memcmp(tbl_ent_key(e), key, klen) == 0) {
             *pos = i;
             *ep = e;
+            t->found = hc;
             return 1;
         }
     }

@@ -99,19 +99,21 @@ int tbl_put_new(etsmgr_table *t, const void *key, size_t klen, uint64_t hv, uint
 static int tbl_put_over(etsmgr_table *t, const void *key, size_t klen, uint64_t hv, uint64_t pos,
                         struct tbl_ent *e, const etsmgr_value *v)
 {
+    /* by the header tbl_find checked, not e's (see tbl_ent_at) */
+    const struct tbl_ent *hc = &t->found;
     uint64_t eoff = (uint64_t)((char *)e - t->base);
-    if (e->type == ETSMGR_INT && v->type == ETSMGR_INT) {
+    if (hc->type == ETSMGR_INT && v->type == ETSMGR_INT) {
         if (!t->in_group) {
-            tbl_set_one(t, eoff + tbl_ent_voff(e), (uint64_t)v->i); /* the store is the commit point */
+            tbl_set_one(t, eoff + tbl_ent_voff(hc), (uint64_t)v->i); /* the store is the commit point */
             return 0;
         }
         int rc = tbl_touch(t, hv);
         if (rc) return rc;
-        tbl_set(t, eoff + tbl_ent_voff(e), (uint64_t)v->i);
+        tbl_set(t, eoff + tbl_ent_voff(hc), (uint64_t)v->i);
         return 0;
     }
     /* the new block takes the old one's place in the B+tree's leaf too */
-    uint64_t oldsize = tbl_ent_block(e), size = tbl_ent_size(klen, tbl_vlen(v)), off;
+    uint64_t oldsize = tbl_ent_block(hc), size = tbl_ent_size(klen, tbl_vlen(v)), off;
     int rc = tbl_alloc(t, size, &off);
     if (rc) return rc;
     tbl_ent_write(t, off, key, klen, v);
@@ -162,10 +164,10 @@ int etsmgr_table_update_counter(etsmgr_table *t, const void *key, size_t klen, i
     r = tbl_find(t, key, klen, hv, &pos, &e);
     int64_t nv = 0;
     if (__builtin_expect(r == 1, 1)) {
-        if (e->type != ETSMGR_INT) {
+        if (t->found.type != ETSMGR_INT) { /* the header tbl_find checked, not e's */
             r = ETSMGR_ETYPE;
         } else {
-            uint64_t voff = (uint64_t)((char *)e - t->base) + tbl_ent_voff(e);
+            uint64_t voff = (uint64_t)((char *)e - t->base) + tbl_ent_voff(&t->found);
             nv = (int64_t)(*tbl_word(t, voff) + (uint64_t)incr); /* wraps like the hardware */
             if (__builtin_expect(!t->in_group, 1)) {
                 tbl_set_one(t, voff, (uint64_t)nv); /* the store is the commit point */
@@ -195,7 +197,7 @@ int etsmgr_table_delete(etsmgr_table *t, const void *key, size_t klen)
     r = tbl_find(t, key, klen, hv, &pos, &e);
     if (r == 1) {
         struct tbl_hdr *h = t->h;
-        uint64_t eoff = (uint64_t)((char *)e - t->base), size = tbl_ent_block(e);
+        uint64_t eoff = (uint64_t)((char *)e - t->base), size = tbl_ent_block(&t->found);
         uint64_t so = tbl_slot_off(t, pos);
         if ((r = tbl_touch(t, hv)) != 0) return tbl_op_end(t, r);
         /* always a tombstone, with the key's tag: a lock-free walk that meets

@@ -274,7 +274,8 @@ static int tbl_lookup_locked(etsmgr_table *t, const void *key, size_t klen, uint
     uint64_t pos;
     r = tbl_find(t, key, klen, hv, &pos, &e);
     if (r == 1) {
-        struct tbl_got g = {.type = e->type, .vlen = e->vlen, .val = (const char *)e + tbl_ent_voff(e)};
+        const struct tbl_ent *hc = &t->found; /* the header tbl_find checked, not e's */
+        struct tbl_got g = {.type = hc->type, .vlen = hc->vlen, .val = (const char *)e + tbl_ent_voff(hc)};
         r = tbl_copy_value(&g, out, buf, cap);
     } else if (r == 0) {
         r = ETSMGR_ENOTFOUND;
@@ -526,20 +527,21 @@ static int tbl_foreach_locked(etsmgr_table *t, etsmgr_foreach_cb cb, void *arg)
     for (uint64_t i = 0; i <= t->mask && r == 0; i++) {
         uint64_t s = t->idx[i];
         if (tbl_unused(s)) continue;
-        struct tbl_ent *e = tbl_ent_at(t, (s & TBL_OFF_MASK) << 3);
+        struct tbl_ent hc; /* the header as checked, loaded once (tbl_ent_at) */
+        struct tbl_ent *e = tbl_ent_hdr(t, (s & TBL_OFF_MASK) << 3, &hc);
         if (!e) {
             r = ETSMGR_ECORRUPT;
             break;
         }
-        const char *vp = (const char *)e + tbl_ent_voff(e);
-        etsmgr_value v = {.type = (etsmgr_type)e->type};
-        if (e->type == ETSMGR_INT) {
+        const char *vp = (const char *)e + tbl_ent_voff(&hc);
+        etsmgr_value v = {.type = (etsmgr_type)hc.type};
+        if (hc.type == ETSMGR_INT) {
             v.i = *(const int64_t *)(const void *)vp;
         } else {
             v.data = vp;
-            v.len = e->vlen;
+            v.len = hc.vlen;
         }
-        r = cb(tbl_ent_key(e), e->klen, &v, arg);
+        r = cb(tbl_ent_key(e), hc.klen, &v, arg);
     }
     int rr = tbl_op_end(t, 0); /* the callback's value is not a failure to roll back */
     return r ? r : rr;
