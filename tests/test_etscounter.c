@@ -654,6 +654,95 @@ START_TEST(test_lookahead_across_connections)
 }
 END_TEST
 
+/* Group commit (serve.c): the exactly-once counts of a turn are counted as
+ * one change and answered after it.  Written while etscounterd is stopped,
+ * so that one turn reads them all: on one connection 100 pipelined counts
+ * (more than a batch), with a repeated rid, a ping, an expired count and
+ * a plain count among them; on two others counts of rids the first also
+ * sends.  Every reply comes in its request's order, each rid is counted
+ * once, a repeat answers the first's value, and a connection's new values
+ * rise in its order. */
+START_TEST(test_group_commit_in_order)
+{
+    et_mgr();
+    pid_t ctr = et_ctr();
+    int fd[3];
+    for (int i = 0; i < 3; i++)
+        fd[i] = et_connect_ctr();
+    ck_assert_int_eq(kill(ctr, SIGSTOP), 0);
+    static char buf[3][32768];
+    size_t len[3] = {0, 0, 0};
+    for (int c = 0; c < 3; c++) {
+        int n = c == 0 ? 100 : 10;
+        for (int k = 0; k < n; k++) {
+            char req[200];
+            if (c == 0 && k == 40)
+                snprintf(req, sizeof req, "{\"op\":\"ping\",\"id\":%d}", k);
+            else if (c == 0 && k == 50)
+                snprintf(req, sizeof req, "{\"op\":\"count\",\"id\":%d,\"rid\":\"%032x\",\"deadline_mono\":1}", k,
+                         0xe0000);
+            else if (c == 0 && k == 60)
+                snprintf(req, sizeof req, "{\"op\":\"count\",\"id\":%d}", k);
+            else /* rid k on connection 0; connections 1 and 2 send rids 0, 10, 20, ... of it */
+                snprintf(req, sizeof req, "{\"op\":\"count\",\"id\":%d,\"rid\":\"%032x\"}", k,
+                         c == 0 ? (k == 30 ? 20 : k) : 10 * k);
+            size_t fl;
+            char *f = frame_encode(req, strlen(req), &fl);
+            ck_assert_ptr_nonnull(f);
+            memcpy(buf[c] + len[c], f, fl);
+            len[c] += fl;
+            free(f);
+        }
+        et_write_all(fd[c], buf[c], len[c]);
+    }
+    ck_assert_int_eq(kill(ctr, SIGCONT), 0);
+    long val[1000] = {0}; /* rid -> the value its replies said */
+    int counted = 0;
+    static int seen[400];
+    for (int c = 0; c < 3; c++) {
+        int n = c == 0 ? 100 : 10;
+        long last = 0;
+        for (int k = 0; k < n; k++) {
+            cJSON *r = NULL;
+            ck_assert_int_eq(frame_read_json(fd[c], &r, NULL, NULL, 0, 10000), 0);
+            ck_assert_msg((int)cJSON_GetObjectItem(r, "id")->valuedouble == k, "connection %d: reply %d out of order",
+                          c, k);
+            if (c == 0 && k == 40) {
+                ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")));
+            } else if (c == 0 && k == 50) {
+                ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(r, "error")), "expired");
+            } else {
+                ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")), "connection %d request %d refused", c, k);
+                long v = (long)cJSON_GetObjectItem(r, "count")->valuedouble;
+                bool dup = cJSON_IsTrue(cJSON_GetObjectItem(r, "duplicate"));
+                ck_assert_msg(v >= 1 && v < 400, "count %ld", v);
+                if (!dup) {
+                    ck_assert_msg(!seen[v], "count %ld given twice", v);
+                    seen[v] = 1;
+                    counted++;
+                    ck_assert_msg(v > last, "connection %d: %ld after %ld", c, v, last);
+                    last = v;
+                }
+                if (!(c == 0 && k == 60)) {
+                    int rid = c == 0 ? (k == 30 ? 20 : k) : 10 * k;
+                    ck_assert_msg(val[rid] == 0 || val[rid] == v, "rid %d: %ld and %ld", rid, val[rid], v);
+                    val[rid] = v;
+                }
+            }
+            cJSON_Delete(r);
+        }
+        close(fd[c]);
+    }
+    /* connection 0: 96 distinct rids (100 less the ping, the expired one,
+     * the plain count and the repeat) and the plain count; 1 and 2: rids
+     * 0, 10, ..., 90, of which 30, 40, 50 and 60 are not among connection
+     * 0's (its requests 30 to 60 are the repeat, the ping, the expired
+     * rid and the plain count): counted once between them */
+    ck_assert_int_eq(counted, 101);
+    ck_assert_int_eq(et_check(), 101);
+}
+END_TEST
+
 /* One count on fd with rid number i and extra fields; the reply. */
 static cJSON *et_count_rid(int fd, int i, const char *extra)
 {
@@ -1173,6 +1262,7 @@ Suite *etscounter_suite(void)
     tcase_add_test(tc, test_pipelined_rids_kept);
     tcase_add_test(tc, test_pipelined_lookahead);
     tcase_add_test(tc, test_lookahead_across_connections);
+    tcase_add_test(tc, test_group_commit_in_order);
     tcase_add_test(tc, test_rid_store_full);
     tcase_add_test(tc, test_rid_store_full_logs_limited);
     tcase_add_test(tc, test_rid_store_full_logs_counted);

@@ -461,6 +461,162 @@ START_TEST(update_counter_once)
 }
 END_TEST
 
+/* Group commit (tbl_once_count_many): every request of a batch answered
+ * as if counted alone, in order; the whole batch one change.  Checked
+ * against the same requests counted one at a time on a second table. */
+static tbl_once_req many_req(uint64_t i, int64_t keep, int64_t deadline)
+{
+    tbl_once_req q = {.once = once_of(i, keep)};
+    q.once.deadline_ms = deadline;
+    return q;
+}
+
+/* counts q[0..n) with tbl_once_count_many until every one is answered */
+static void many_all(etsmgr_table *t, tbl_once_req *q, size_t n)
+{
+    for (size_t at = 0; at < n;) {
+        int k = tbl_once_count_many(t, "c", 1, 1, q + at, n - at);
+        ck_assert_int_gt(k, 0);
+        at += (size_t)k;
+    }
+}
+
+START_TEST(update_counter_once_many)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0), *u = tt_create(NULL, 0, 0);
+    int64_t far = etsmgr_mono_ms() + 3600000, v;
+    int dup;
+    /* rids 1..3 recorded before */
+    for (uint64_t i = 1; i <= 3; i++) {
+        etsmgr_once o = once_of(i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(u, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    tbl_once_req q[] = {
+        many_req(10, far, far - 1), /* new */
+        many_req(2, far, far - 1),  /* recorded before: its value */
+        many_req(10, far, far - 1), /* repeated in the batch: a duplicate of the first */
+        many_req(11, far, 1),       /* unknown, deadline passed: refused, nothing written */
+        many_req(12, 0, 0),         /* bad: no keep time */
+        many_req(13, far, 0),       /* new, no deadline */
+        many_req(11, far, far - 1), /* the refused rid again, in time: counted now */
+        many_req(3, far, 1),        /* recorded, past its deadline: still its value */
+    };
+    size_t n = sizeof q / sizeof q[0];
+    ck_assert_int_eq(tbl_once_count_many(t, "c", 1, 1, q, n), (int)n);
+    for (size_t i = 0; i < n; i++) {
+        int64_t want = 0;
+        int wdup = 0, r = etsmgr_table_update_counter_once(u, "c", 1, 1, &q[i].once, &want, &wdup);
+        ck_assert_msg(q[i].rc == r, "request %zu: rc %d, alone %d", i, q[i].rc, r);
+        if (r == 0) {
+            ck_assert_msg(q[i].value == want && q[i].dup == wdup, "request %zu: %lld/%d, alone %lld/%d", i,
+                          (long long)q[i].value, q[i].dup, (long long)want, wdup);
+        }
+    }
+    ck_assert_int_eq(q[0].value, 4);
+    ck_assert_int_eq(q[1].value, 2);
+    ck_assert(q[1].dup && q[2].dup && q[7].dup);
+    ck_assert_int_eq(q[2].value, 4);
+    ck_assert_int_eq(q[3].rc, ETSMGR_EEXPIRED);
+    ck_assert_int_eq(q[4].rc, ETSMGR_EINVAL);
+    ck_assert_int_eq(q[5].value, 5);
+    ck_assert_int_eq(q[6].value, 6);
+    ck_assert_int_eq(tt_get_int(t, "c", &dup), 6);
+    tt_check(t);
+    /* 20000 more in batches of 64 from a fresh table: the region grows and
+     * is rebuilt inside batches, and every rid is still known after */
+    etsmgr_table *w = tt_create(NULL, 0, 0);
+    static tbl_once_req b[64];
+    for (uint64_t i = 0; i < 20000; i += 64) {
+        for (uint64_t j = 0; j < 64; j++) b[j] = many_req(100 + i + j, far, far - 1);
+        many_all(w, b, 64);
+        for (uint64_t j = 0; j < 64; j++) {
+            ck_assert_int_eq(b[j].rc, 0);
+            ck_assert_int_eq(b[j].dup, 0);
+            ck_assert_int_eq(b[j].value, (int64_t)(i + j + 1));
+        }
+    }
+    for (uint64_t i = 0; i < 20032; i += 7) {
+        etsmgr_once o = once_of(100 + i, far);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(w, "c", 1, 1, &o, &v, &dup), 0);
+        ck_assert_int_eq(dup, 1);
+        ck_assert_int_eq(v, (int64_t)i + 1);
+    }
+    tt_check(w);
+    /* inside a group: refused, as a change of its own */
+    ck_assert_int_eq(etsmgr_table_begin(w), 0);
+    ck_assert_int_eq(tbl_once_count_many(w, "c", 1, 1, b, 1), ETSMGR_EGROUP);
+    ck_assert_int_eq(etsmgr_table_abort(w), 0);
+    etsmgr_table_close(w);
+    etsmgr_table_close(u);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+/* The batch's last deadline check comes after its last write: a count
+ * whose deadline passes inside the batch (here: already passed, with the
+ * handle's early clock letting the first check through) is refused, the
+ * batch done again without it, and the others keep their answers; a
+ * later request of the same rid, still in time, is the one counted. */
+START_TEST(update_counter_once_many_late)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t far = etsmgr_mono_ms() + 3600000;
+    tbl_once_req q[] = {
+        many_req(1, far, far - 1),
+        many_req(2, far, etsmgr_mono_ms() - 1), /* passed a millisecond ago */
+        many_req(3, far, far - 1),
+        many_req(2, far, far - 1),
+    };
+    t->once_now = 1; /* the first checks pass: only the last one refuses */
+    ck_assert_int_eq(tbl_once_count_many(t, "c", 1, 1, q, 4), 4);
+    ck_assert_int_eq(q[0].rc, 0);
+    ck_assert_int_eq(q[0].value, 1);
+    ck_assert_int_eq(q[1].rc, ETSMGR_EEXPIRED);
+    ck_assert_int_eq(q[2].rc, 0);
+    ck_assert_int_eq(q[2].value, 2);
+    ck_assert_int_eq(q[3].rc, 0);
+    ck_assert_int_eq(q[3].dup, 0);
+    ck_assert_int_eq(q[3].value, 3);
+    int rc;
+    ck_assert_int_eq(tt_get_int(t, "c", &rc), 3);
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
+/* A full store (max_records) refuses the batch's new rids and still
+ * answers its known ones; the refusals write nothing. */
+START_TEST(update_counter_once_many_full)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t far = etsmgr_mono_ms() + 3600000, v;
+    int dup;
+    for (uint64_t i = 0; i < 50; i++) {
+        etsmgr_once o = once_cap(i, far, 50);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    }
+    tbl_once_req q[6];
+    for (int i = 0; i < 6; i++) {
+        q[i] = many_req(i % 2 ? 1000 + (uint64_t)i : (uint64_t)i, far, 0);
+        q[i].once.max_records = 50;
+    }
+    ck_assert_int_eq(tbl_once_count_many(t, "c", 1, 1, q, 6), 6);
+    for (int i = 0; i < 6; i++) {
+        if (i % 2) {
+            ck_assert_int_eq(q[i].rc, ETSMGR_ERIDFULL);
+        } else {
+            ck_assert_int_eq(q[i].rc, 0);
+            ck_assert_int_eq(q[i].dup, 1);
+            ck_assert_int_eq(q[i].value, i + 1);
+        }
+    }
+    ck_assert_int_eq(tt_get_int(t, "c", &dup), 50);
+    tt_check(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 /* A count with a deadline takes this handle's previous clock read for now
  * (one clock read per count, see table_once.c).  That read is early: it
  * must not make an expired record look live where that matters, refusing
@@ -1381,6 +1537,9 @@ Suite *table_suite(void)
     tcase_add_test(tc, groups);
     tcase_add_test(tc, update_counter_once);
     tcase_add_test(tc, update_counter_once_limit);
+    tcase_add_test(tc, update_counter_once_many);
+    tcase_add_test(tc, update_counter_once_many_late);
+    tcase_add_test(tc, update_counter_once_many_full);
     tcase_add_test(tc, update_counter_once_stale_clock);
     tcase_add_test(tc, update_counter_once_never_late);
     tcase_add_test(tc, update_counter_once_room_later);

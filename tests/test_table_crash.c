@@ -574,6 +574,70 @@ static void c_take(etsmgr_table *t, bool done)
     if (done) ck_assert_uint_eq(to_reg(t)[6], once_take_filled);
 }
 
+/* Group commit (tbl_once_count_many, etscounterd's pipelined counts): a
+ * batch of new rids 1000 and 1001, rid 0 (recorded by the setup unless it
+ * has none or its record expired), 1000 again (a duplicate inside the
+ * batch), an expired unknown rid, is one change: killed at any step,
+ * either every count of it is there or none. */
+static int once_many_new0(void) { return once_n == 0 || once_expired > 0; }
+static tbl_once_req once_many_q[5];
+static int a_once_many(etsmgr_table *t)
+{
+    t->once_check_ms = 0;     /* the batch's first count looks whether the region is sparse */
+    t->once_sparse_since = 1; /* ... and it has been for long */
+    int ids[5] = {1000, 0, 1000, 2000, 1001};
+    for (int i = 0; i < 5; i++) {
+        once_many_q[i] = (tbl_once_req){.once = once_req(ids[i], INT64_MAX / 4)};
+        once_many_q[i].once.deadline_ms = i == 3 ? 1 : INT64_MAX / 8;
+    }
+    int k = tbl_once_count_many(t, "ctr", 3, 1, once_many_q, 5);
+    if (k != 5) return 1;
+    int base = 10 + once_n + once_burst, new0 = once_many_new0();
+    const tbl_once_req *q = once_many_q;
+    if (q[0].rc || q[0].dup || q[0].value != base + 1) return 2;
+    if (q[1].rc || q[1].dup != !new0 || q[1].value != (new0 ? base + 2 : 11 + once_burst)) return 3;
+    if (q[2].rc || !q[2].dup || q[2].value != base + 1) return 4;
+    if (q[3].rc != ETSMGR_EEXPIRED) return 5;
+    if (q[4].rc || q[4].dup || q[4].value != base + 2 + new0) return 6;
+    return 0;
+}
+static void c_once_many(etsmgr_table *t, bool done)
+{
+    base_check(t);
+    char why[200];
+    int vr = etsmgr_table_verify(t, why, sizeof why);
+    ck_assert_msg(vr == 0, "verify: %s: %s", etsmgr_strerror(vr), why);
+    int rc, new0 = once_many_new0();
+    int64_t ctr = tt_get_int(t, "ctr", &rc);
+    ck_assert_int_eq(rc, 0);
+    int base = 10 + once_n + once_burst, k = 2 + new0;
+    ck_assert_msg(ctr == base || ctr == base + k, "ctr %lld: neither %d nor %d", (long long)ctr, base, base + k);
+    if (done) ck_assert_int_eq(ctr, base + k);
+    bool all = ctr == base + k;
+    /* the records exist exactly when the increments do: all or none */
+    ck_assert_int_eq(once_value(t, 1000), all ? base + 1 : -1);
+    ck_assert_int_eq(once_value(t, 1001), all ? base + k : -1);
+    ck_assert_int_eq(once_value(t, 2000), -1);
+    /* rid 0 counted anew (its record expired, still in the ring until a
+     * count drops it, and answered till then) */
+    if (new0) ck_assert_int_eq(once_value(t, 0), all ? base + 2 : once_n ? 11 + once_burst : -1);
+    int recs = 0;
+    ck_assert_int_eq(tbl_once_each(t, 2, once_count_1000, &recs), 0);
+    ck_assert_int_eq(recs, all);
+    for (int i = once_expired; i < once_n; i++) ck_assert_int_eq(once_value(t, i), 11 + once_burst + i);
+    if (all) ck_assert_uint_eq(to_reg(t)[0], TO_MAGIC3);
+    if (once_burst && all) ck_assert_uint_eq(to_cap(t), 64);
+}
+/* the region's ring one short of full: the batch's second new record
+ * fills it, and its third rebuilds it, inside the batch */
+static void once_many_rebuild_setup(etsmgr_table *t)
+{
+    once_n = 63;
+    once_burst = 0;
+    once_expired = 0;
+    once_setup(t);
+}
+
 /* tbl_once_tidy (etscounterd's look for a shrink off the count path) */
 static int a_tidy(etsmgr_table *t) { return tbl_once_tidy(t); }
 static void c_tidy(etsmgr_table *t, bool done)
@@ -596,6 +660,11 @@ static const struct scen scenarios[] = {
     {"count_once, layout 2 region converted", 0, once_layout2_setup, a_once, c_once},
     {"count_once, region shrunk after a burst", 0, once_shrink_setup, a_once, c_once},
     {"once_tidy, region shrunk after a burst", 0, once_shrink_setup, a_tidy, c_tidy},
+    {"count_once_many, first records", 0, once_first_setup, a_once_many, c_once_many},
+    {"count_once_many, region rebuilt inside the batch", 0, once_many_rebuild_setup, a_once_many, c_once_many},
+    {"count_once_many, full ring's expired oldest slot reused", 0, once_wrap_setup, a_once_many, c_once_many},
+    {"count_once_many, layout 2 region converted", 0, once_layout2_setup, a_once_many, c_once_many},
+    {"count_once_many, region shrunk after a burst", 0, once_shrink_setup, a_once_many, c_once_many},
     {"insert new", 0, base_setup, a_insert_new, c_insert_new},
     {"overwrite bytes", 0, base_setup, a_overwrite_bytes, c_overwrite_bytes},
     {"overwrite int and type change", 0, base_setup, a_overwrite_int, c_overwrite_int},

@@ -8,6 +8,10 @@
  * records live in a region of the table (client/lib/table_once.c).  A SIGKILL
  * inside the change leaves neither, after the commit leaves both.
  *
+ * A pipelining server counts many at once (ctr_count_many, serve.c's
+ * group commit): the same change for all of them, each answered as if
+ * alone; no reply is sent before that change's commit.
+ *
  * How long a rid is remembered is the sender's to say: until the last
  * moment it may send it again (its deadline plus its grace), never a fixed
  * number of requests.  The store grows for that, up to a limit; at the
@@ -103,6 +107,11 @@ int ctr_count(etsmgr_table *t, const ctr_req *q, int64_t *value, int *dup)
     if (err == ETSMGR_OK && q->die_after_commit)
         raise(SIGKILL); /* test hook: counted and recorded, reply never sent */
     return err;
+}
+
+int ctr_count_many(etsmgr_table *t, tbl_once_req *q, size_t n)
+{
+    return tbl_once_count_many(t, CTR_KEY, strlen(CTR_KEY), 1, q, n);
 }
 
 /* ------------------------------------------------------------------ check */

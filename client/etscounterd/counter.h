@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 #include "etsmgr.h"
+#include "table.h" /* tbl_once_req */
 
 #define CTR_TABLE "etscounter"
 #define CTR_KEY "count"
@@ -34,6 +35,10 @@ typedef struct ctr_req {
     int stop_in_commit;      /* test hook: SIGSTOP inside the change, after the deadline check */
 } ctr_req;
 int ctr_count(etsmgr_table *t, const ctr_req *q, int64_t *value, int *dup);
+/* Exactly-once counts of the counter as one change (group commit:
+ * tbl_once_count_many): each q[i] answered as if counted alone; returns
+ * how many were answered, from the first, or an error answering none. */
+int ctr_count_many(etsmgr_table *t, tbl_once_req *q, size_t n);
 
 /* The user entries (bookkeeping hidden) into data (a JSON object) and, in
  * the seed's Erlang notation, into erl ("[{count,2}]").  Verifies the table

@@ -55,6 +55,9 @@ typedef struct ecd {
 void ecd_on_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, void *arg);
 void ecd_on_close(conn *c, void *arg);
 void ecd_on_ahead(conn *c, const char *payload, size_t len, void *arg);
+/* Counts the exactly-once counts kept for group commit and queues their
+ * replies (serve.c); conn.c calls it once a turn's frames are served */
+void ecd_on_served(void *arg);
 /* Says how many refusal lines were left out in windows that have ended
  * (all of them with force, before an exit); re-arms d->log_timer for the
  * next window that will end. */

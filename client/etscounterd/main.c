@@ -516,7 +516,8 @@ int main(int argc, char **argv)
     ecd_log_timer.data = &D;
     D.log_timer = &ecd_log_timer;
     conn_server_cfg cfg = { .listen_fd = lfd, .max_conns = 1024, .on_frame = ecd_on_frame,
-                            .on_close = ecd_on_close, .on_ahead = ecd_on_ahead, .arg = &D,
+                            .on_close = ecd_on_close, .on_ahead = ecd_on_ahead,
+                            .on_served = ecd_on_served, .arg = &D,
                             .no_fds = true };
     if (lfd >= 0)
         ecd_serve(&cfg);

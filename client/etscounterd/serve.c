@@ -16,6 +16,10 @@
  * request costs, the rest being the kernel's recvmsg, send and epoll_wait
  * (docs/performance.md, "The 50-connection rows").
  *
+ * Exactly-once counts the fast path read are counted in batches (group
+ * commit, below ecd_count_reply): one change of the table for a turn's
+ * counts, replies queued after its commit, before conn.c writes them.
+ *
  * die must reply before dying: the reply is queued, the connection is closed
  * after its queue is written, and the close callback raises SIGKILL. */
 #include "counterd.h"
@@ -246,25 +250,10 @@ void ecd_log_flush(ecd *d, int force)
         uv_timer_start(d->log_timer, ecd_on_log_timer, (uint64_t)next, 0);
 }
 
-/* The count itself, once the request is read.  rid: NULL for a plain count;
- * hex: its text for the log. */
-static void ecd_count_run(ecd *d, conn *c, const ecd_req *r, const uint8_t *rid, const char *hex,
-                          const ecd_times *tm)
+/* A count's answer, once the table has given it (err, value, dup): the
+ * reply, and the log line of a refusal.  hex: the rid's text for the log. */
+static void ecd_count_reply(ecd *d, conn *c, const ecd_req *r, const char *hex, int err, int64_t value, int dup)
 {
-    char msg[200];
-    ctr_req q = { .max_records = d->max_rids };
-    if (ecd_count_times((int64_t)uv_now(d->loop), tm, &q, msg, sizeof msg) < 0) {
-        ecd_err(c, r, PROTO_E_BAD_REQUEST, "%s", msg);
-        return;
-    }
-    if (rid && d->exactly_once) {
-        q.rid = rid;
-        q.die_after_commit = d->die_after_commit > 0 && --d->die_after_commit == 0;
-        q.stop_in_commit = d->stop_in_commit > 0 && --d->stop_in_commit == 0;
-    }
-    int64_t value;
-    int dup;
-    int err = ctr_count(d->t, &q, &value, &dup);
     if (err == ETSMGR_EEXPIRED) {
         if (log_limited(&d->log_expired, (long long)uv_now(d->loop), LOG_LVL_INFO,
                         "request %.32s arrived after its deadline: not counted.", hex))
@@ -319,6 +308,89 @@ static void ecd_count_run(ecd *d, conn *c, const ecd_req *r, const uint8_t *rid,
     }
     long long vd[2] = {(long long)value, dup};
     ecd_ok(c, r, ecd_fill_count, vd);
+}
+
+/* Group commit.  An exactly-once count the fast path read is not counted
+ * at once but kept here, up to ECD_BATCH_MAX of them from any connections,
+ * and the batch is counted as one change of the table
+ * (tbl_once_count_many: one lock, one clock read, one commit for all)
+ * when conn.c has served the turn's reads (ecd_on_served, before it
+ * writes the replies), when it is full, or before any other request is
+ * served.  Replies are queued only after the commit: a SIGKILL inside the
+ * batch rolls all of it back, and no sender has an answer, so each retry
+ * counts exactly once.  Order: a connection's replies stay in its
+ * requests' order, since every reply not from the batch flushes the batch
+ * first, and the batch replies in its own order.  Delay: none beyond the
+ * turn, whose replies all leave together in conn.c's flush after this.
+ * A request that must be counted alone (the test hooks) flushes the batch
+ * and goes on its own. */
+#define ECD_BATCH_MAX 64
+typedef struct ecd_pending {
+    conn *c;
+    fp_req f;
+    char hex[2 * CTR_RID_LEN]; /* f.rid_hex points here: the payload is gone by the reply */
+} ecd_pending;
+static ecd_pending ecd_pend[ECD_BATCH_MAX];
+static tbl_once_req ecd_batch[ECD_BATCH_MAX];
+static size_t ecd_npend;
+
+void ecd_on_served(void *arg)
+{
+    ecd *d = arg;
+    size_t n = ecd_npend, at = 0;
+    if (n == 0)
+        return;
+    ecd_npend = 0;
+    while (at < n) {
+        int k = ctr_count_many(d->t, ecd_batch + at, n - at);
+        size_t upto = k > 0 ? at + (size_t)k : n;
+        for (size_t i = at; i < upto; i++) {
+            ecd_req r = {.fast = &ecd_pend[i].f};
+            const tbl_once_req *q = &ecd_batch[i];
+            ecd_count_reply(d, ecd_pend[i].c, &r, ecd_pend[i].hex, k > 0 ? q->rc : k == 0 ? ETSMGR_ESYS : k,
+                            q->value, q->dup);
+        }
+        at = upto;
+    }
+}
+
+/* The count itself, once the request is read.  rid: NULL for a plain count;
+ * hex: its text for the log; f: the fast path's reading (NULL: cJSON's),
+ * which an exactly-once count may join the batch with. */
+static void ecd_count_run(ecd *d, conn *c, const ecd_req *r, const uint8_t *rid, const char *hex,
+                          const ecd_times *tm)
+{
+    char msg[200];
+    ctr_req q = { .max_records = d->max_rids };
+    if (ecd_count_times((int64_t)uv_now(d->loop), tm, &q, msg, sizeof msg) < 0) {
+        ecd_on_served(d);
+        ecd_err(c, r, PROTO_E_BAD_REQUEST, "%s", msg);
+        return;
+    }
+    if (rid && d->exactly_once) {
+        q.rid = rid;
+        q.die_after_commit = d->die_after_commit > 0 && --d->die_after_commit == 0;
+        q.stop_in_commit = d->stop_in_commit > 0 && --d->stop_in_commit == 0;
+        if (r->fast && !q.die_after_commit && !q.stop_in_commit) {
+            ecd_pending *p = &ecd_pend[ecd_npend];
+            tbl_once_req *b = &ecd_batch[ecd_npend];
+            p->c = c;
+            p->f = *r->fast;
+            memcpy(p->hex, hex, sizeof p->hex);
+            p->f.rid_hex = p->hex;
+            *b = (tbl_once_req){.once = {.deadline_ms = q.deadline_ms, .keep_until_ms = q.keep_until_ms,
+                                         .max_records = q.max_records}};
+            memcpy(b->once.rid, rid, CTR_RID_LEN);
+            if (++ecd_npend == ECD_BATCH_MAX)
+                ecd_on_served(d);
+            return;
+        }
+    }
+    ecd_on_served(d); /* the batch's replies before this one */
+    int64_t value = 0;
+    int dup = 0;
+    int err = ctr_count(d->t, &q, &value, &dup);
+    ecd_count_reply(d, c, r, hex, err, value, dup);
 }
 
 /* count read by cJSON: its fields checked, with the reasons in words */
@@ -444,9 +516,11 @@ static void ecd_serve_fast(ecd *d, conn *c, const fp_req *f)
         break;
     }
     case FP_CHECK:
+        ecd_on_served(d); /* the batch's replies first, and its counts in what check sees */
         ecd_check(d, c, &r);
         break;
     case FP_PING:
+        ecd_on_served(d);
         ecd_ok(c, &r, ecd_fill_ping, NULL);
         break;
     }
@@ -528,6 +602,7 @@ void ecd_on_frame(conn *c, const char *payload, size_t len, int *fds, int nfds, 
         ecd_serve_fast(d, c, &f);
         return;
     }
+    ecd_on_served(d); /* every reply below comes after the batch's */
     proto_err code = PROTO_OK;
     char msg[200];
     cJSON *req = proto_parse_request(payload, len, &code, msg, sizeof msg);

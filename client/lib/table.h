@@ -50,4 +50,18 @@ extern unsigned tbl_ord_fill;
  * request id will read (table_once.c).  A caller that knows its next count
  * while doing this one overlaps the two counts' cache misses. */
 void tbl_once_prefetch(etsmgr_table *t, const uint8_t rid[ETSMGR_RID_LEN]);
+/* Group commit of exactly-once counts (table_once.c): the requests of q,
+ * in order, as one change of the table (one lock, one clock read, one
+ * commit), each with its own answer as if counted alone: rc 0 and value
+ * (dup 1: the rid was recorded, value its recorded one), or rc the error
+ * that refused it (nothing of it written).  Returns how many of q, from
+ * the first, were answered (fewer than n when the undo log had no room
+ * for more: call again with the rest), or an error answering none. */
+typedef struct tbl_once_req {
+    etsmgr_once once; /* in */
+    int64_t value;    /* out */
+    int rc;           /* out */
+    int dup;          /* out */
+} tbl_once_req;
+int tbl_once_count_many(etsmgr_table *t, const void *key, size_t klen, int64_t incr, tbl_once_req *q, size_t n);
 #endif

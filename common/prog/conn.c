@@ -26,6 +26,11 @@
  * end of the I/O callbacks (the flush's check handle, before the flush), so
  * the cache misses the server starts for each frame overlap the reading of
  * the others rather than following one another (docs/performance.md).
+ * Then on_served, before any reply is written: a server that held requests
+ * back to do them together (etscounterd's group commit of a turn's
+ * exactly-once counts) does them there; a connection served outside that
+ * list (its backlog, a reader resumed after backpressure) is followed by
+ * on_served too, so nothing held back waits past the turn's flush.
  * Which frame do received fds belong to?  The kernel ends a stream read
  * right after the message (sendmsg) that carried fds, and senders attach fds
  * to the first byte of a frame and put nothing after that frame in the same
@@ -169,6 +174,7 @@ struct conn_server {
     conn *bl_head;    /* connections with frames left for the next turn */
     uv_idle_t idle;   /* runs while bl_head is not empty: no blocking poll */
     conn *rd_head, *rd_tail; /* read in this turn, not yet served (on_ahead) */
+    bool serving_ready;      /* serving rd_head's list: on_served once after it */
     conn_seg *seg_free;      /* sent small segments kept for reuse (CONN_SEG_CACHE) */
     unsigned nseg_free;
 };
@@ -516,10 +522,14 @@ void conn_flush_now(conn *c)
 static void srv_flush_all(conn_server *s)
 {
     conn *c;
+    s->serving_ready = true;
     while ((c = s->rd_head)) { /* read in this turn: served first, in the order read */
         conn_ready_remove(c);
         conn_process(c);
     }
+    s->serving_ready = false;
+    if (s->cfg.on_served)
+        s->cfg.on_served(s->cfg.arg); /* before the writes below */
     while ((c = s->dirty_head)) {
         conn_unmark_dirty(c);
         if (!c->want_write) /* else UV_WRITABLE will call conn_flush */
@@ -747,6 +757,8 @@ static void conn_process(conn *c)
     }
     c->in_process = false;
     conn_update_events(c);
+    if (s->cfg.on_served && !s->serving_ready)
+        s->cfg.on_served(s->cfg.arg); /* its replies queued before the flush (a turn's list: once after it) */
 }
 
 static void conn_read(conn *c)

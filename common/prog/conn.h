@@ -30,6 +30,12 @@ typedef void (*conn_frame_cb)(conn *c, const char *payload, size_t len, int *fds
  * before serving any.  A server can start on it early, e.g. prefetch what
  * it will touch.  payload is valid only during the call. */
 typedef void (*conn_ahead_cb)(conn *c, const char *payload, size_t len, void *arg);
+/* The frames of a turn were served (on_frame): called before the turn's
+ * replies are written, once after all the connections read in the turn
+ * (on_ahead) and after each connection served otherwise.  A server that
+ * holds requests back to do them together (etscounterd's group commit)
+ * does them and queues their replies here, so none waits past the turn. */
+typedef void (*conn_served_cb)(void *arg);
 /* The peer is gone or the connection was closed; c is freed after the call. */
 typedef void (*conn_close_cb)(conn *c, void *arg);
 typedef void (*conn_open_cb)(conn *c, void *arg);
@@ -41,6 +47,7 @@ typedef struct conn_server_cfg {
     conn_frame_cb on_frame;
     conn_close_cb on_close; /* may be NULL */
     conn_ahead_cb on_ahead; /* may be NULL */
+    conn_served_cb on_served; /* may be NULL */
     void *arg;
     size_t max_held_fds; /* fds all connections may hold for unfinished frames (0: 256);
                           * past it a connection that sends more is closed */

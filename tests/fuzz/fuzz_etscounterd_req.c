@@ -12,7 +12,9 @@
  * frame is first shown to ecd_on_ahead as conn.c does (its reading kept
  * in a slot for on_frame), in a buffer whose last byte may change before
  * on_frame reads it (a reused buffer: the kept reading must not be
- * taken). */
+ * taken).  Exactly-once counts the fast path read wait for group commit
+ * until a turn ends (ecd_on_served), which a ctl of 2 in its low bits
+ * says, as does a new connection and the input's end. */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -93,6 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t len = fz_u8(&in) * 2u + (ctl >> 7);
         const unsigned char *p = fz_take(&in, &len);
         if ((ctl & 3) == 3) { /* a new connection */
+            ecd_on_served(&d); /* the batch's replies (conn.c: at the turn's end) before it goes */
             fz_conn_free(c);
             c = fz_conn_new(getpid(), getuid(), getgid());
         }
@@ -111,7 +114,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             ecd_on_frame(c, buf, len, fds, nfds, &d);
         } else
             ecd_on_frame(c, (const char *)p, len, fds, nfds, &d);
+        if ((ctl & 3) == 2)
+            ecd_on_served(&d); /* a turn ends here: the held exactly-once counts are done */
     }
+    ecd_on_served(&d);
     fz_conn_free(c);
     char why[256] = "";
     if (etsmgr_table_verify(d.t, why, sizeof why) != ETSMGR_OK) {
