@@ -539,6 +539,43 @@ START_TEST(update_entry_header_loaded_once)
 }
 END_TEST
 
+/* The same for the exactly-once count (table_once.c: once_count_locked,
+ * which the group commit shares): it goes by the header tbl_find checked,
+ * a new request id each time so that each one reads the counter. */
+static unsigned ow_rid;
+static int ow_update_once(etsmgr_table *t)
+{
+    etsmgr_once o = {.keep_until_ms = INT64_MAX / 4};
+    memcpy(o.rid, &ow_rid, sizeof ow_rid);
+    int64_t nv = 0;
+    int dup = 0, r = etsmgr_table_update_counter_once(t, "k000010", 7, 1, &o, &nv, &dup);
+    return r == 0 && nv == 11 && !dup ? 0 : r == ETSMGR_ECORRUPT ? 0 : 3;
+}
+START_TEST(update_once_entry_header_loaded_once)
+{
+#if defined(__x86_64__)
+    uint64_t pg;
+    etsmgr_table *t = ow_one_leaf(&pg);
+    uint64_t eoff = 0, noff = pg - 24u, pos = 0, hv = tbl_hash("k000010", 7);
+    struct tbl_ent *e = NULL;
+    ck_assert_int_eq(tbl_op_begin(t, "test", true), 0);
+    ck_assert_int_eq(tbl_find(t, "k000010", 7, hv, &pos, &e), 1);
+    eoff = (uint64_t)((char *)e - t->base);
+    memcpy(t->base + noff, t->base + eoff, 24);
+    t->idx[pos] = tbl_tag(hv) << 40 | noff >> 3;
+    ck_assert_int_eq(tbl_op_end(t, 0), 0);
+    t->h->heap_top = pg + 4096u;
+    uint64_t h0 = *tbl_word(t, noff);
+    for (unsigned k = 0; k < 8; k++) {
+        *tbl_word(t, noff + 16) = 10;
+        ow_rid = k + 1;
+        if (ow_flip_watched_at(t, pg, tbl_word(t, noff), h0, h0 | 0xffu, ow_update_once, 1ul << k) < 0) break;
+    }
+    etsmgr_table_close(t);
+#endif
+}
+END_TEST
+
 Suite *ordered_walk_suite(void)
 {
     Suite *s = suite_create("ordered_walk");
@@ -554,6 +591,7 @@ Suite *ordered_walk_suite(void)
     tcase_add_test(tc, insert_node_header_changing);
     tcase_add_test(tc, insert_node_level_changing);
     tcase_add_test(tc, update_entry_header_loaded_once);
+    tcase_add_test(tc, update_once_entry_header_loaded_once);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -787,10 +787,10 @@ static int once_count_locked(etsmgr_table *t, const void *key, size_t klen, uint
     struct tbl_ent *e = NULL;
     r = tbl_find(t, key, klen, hv, &pos, &e);
     int64_t nv = incr;
-    if (r == 1 && e->type != ETSMGR_INT) {
+    if (r == 1 && t->found.type != ETSMGR_INT) { /* the header tbl_find checked, not e's (read again) */
         return ETSMGR_ETYPE;
     } else if (r == 1) {
-        uint64_t voff = (uint64_t)((char *)e - t->base) + tbl_ent_voff(e);
+        uint64_t voff = (uint64_t)((char *)e - t->base) + tbl_ent_voff(&t->found);
         nv = (int64_t)(*tbl_word(t, voff) + (uint64_t)incr); /* wraps like the hardware */
         r = tbl_touch(t, hv); /* lock-free readers of the counter */
         if (r) return r;
