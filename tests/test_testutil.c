@@ -405,12 +405,15 @@ START_TEST(test_proc_stat_read)
     ck_assert_int_eq(st.ppid, getpid());
     ck_assert_int_eq(proc_ppid(child), getpid());
     ck_assert(!proc_exited(child));
+    ck_assert_msg(!(st.flags & 0x4u), "flags %#lx: PF_EXITING on a living process", st.flags);
     /* a zombie: exited, not yet reaped (WNOWAIT leaves it so) */
     ck_assert_int_eq(kill(child, SIGKILL), 0);
     siginfo_t si;
     ck_assert_int_eq(waitid(P_PID, (id_t)child, &si, WEXITED | WNOWAIT), 0);
     ck_assert_int_eq(proc_stat_read(child, &st), 0);
     ck_assert_int_eq(st.state, 'Z');
+    /* the stray sweep passes over a process whose exit has begun */
+    ck_assert_msg(st.flags & 0x4u, "flags %#lx: no PF_EXITING on a zombie", st.flags);
     ck_assert(proc_exited(child));
     /* reaped: no such process */
     ck_assert_int_eq(waitpid(child, NULL, 0), child);

@@ -29,15 +29,17 @@ int proc_stat_read(pid_t pid, proc_stat *st)
     buf[n] = '\0';
     char *open_p = strchr(buf, '('), *close_p = strrchr(buf, ')');
     long ppid;
+    unsigned long flags = 0;
     unsigned long long ut = 0, stime = 0;
     /* state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime */
     if (!open_p || !close_p || close_p < open_p ||
-        sscanf(close_p + 1, " %c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &st->state, &ppid, &ut,
-               &stime) != 4) {
+        sscanf(close_p + 1, " %c %ld %*d %*d %*d %*d %lu %*u %*u %*u %*u %llu %llu", &st->state, &ppid, &flags,
+               &ut, &stime) != 5) {
         errno = EPROTO;
         return -1;
     }
     st->ppid = (pid_t)ppid;
+    st->flags = flags;
     st->cpu_ticks = ut + stime;
     size_t cl = (size_t)(close_p - open_p - 1);
     if (cl >= sizeof st->comm)

@@ -13,6 +13,7 @@
 typedef struct proc_stat {
     char state;    /* R, S, D, T, Z (zombie), X (dead), ... */
     pid_t ppid;    /* the parent */
+    unsigned long flags; /* the kernel's PF_* flags (PF_EXITING 0x4: its exit has begun) */
     char comm[32]; /* the name as the kernel keeps it (at most 15 bytes) */
     unsigned long long cpu_ticks; /* utime + stime, in clock ticks (sysconf(_SC_CLK_TCK)) */
 } proc_stat;

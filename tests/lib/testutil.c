@@ -168,6 +168,37 @@ static bool tu_proc_has_instance(pid_t pid, const char *instance)
     return false;
 }
 
+/* true when pid is already on its way out: a SIGKILL pending (in its own
+ * or its group's set) or the kernel's exit begun.  Such a process is not
+ * a leftover.  etscounterd's memory keeper (client/etscounterd/keeper.c)
+ * is one: killed by its PDEATHSIG when etscounterd dies, it runs as
+ * SCHED_IDLE and may wait a while for a CPU on a loaded machine before it
+ * tears the shared address space down, and until then its environ still
+ * names the instance. */
+#define TU_PF_EXITING 0x4u /* include/linux/sched.h */
+static bool tu_proc_dying(pid_t pid)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return true; /* gone */
+    ssize_t len = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (len <= 0)
+        return true;
+    buf[len] = '\0';
+    static const char *const sets[] = { "\nSigPnd:", "\nShdPnd:" };
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+        const char *p = strstr(buf, sets[i]);
+        unsigned long long mask;
+        if (p && sscanf(p + strlen(sets[i]), "%llx", &mask) == 1 && (mask & (1ull << (SIGKILL - 1))))
+            return true;
+    }
+    proc_stat st;
+    return proc_stat_read(pid, &st) == 0 && (st.flags & TU_PF_EXITING);
+}
+
 /* Kill processes of this instance that are not ours to wait for. */
 static int tu_kill_instance_strays(const char *instance)
 {
@@ -190,7 +221,7 @@ static int tu_kill_instance_strays(const char *instance)
                 mine = mine || anc[i] == (pid_t)pid;
             if (*end || pid <= 1 || mine)
                 continue;
-            if (tu_proc_has_instance((pid_t)pid, instance)) {
+            if (tu_proc_has_instance((pid_t)pid, instance) && !tu_proc_dying((pid_t)pid)) {
                 kill((pid_t)pid, SIGKILL);
                 killed++;
             }
