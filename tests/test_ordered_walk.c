@@ -33,8 +33,11 @@
  *   hardware watchpoint makes it certain); the reader goes by the word it
  *   checked, and so never reads past the block (they fail, a SIGSEGV,
  *   when the slot count or the key length is loaded again).
- * - update_entry_header_loaded_once: the same for update_counter's entry
- *   (a writer, under the lock): it goes by the header tbl_find checked.
+ * - update_entry_header_loaded_once, update_once_entry_header_loaded_once:
+ *   the same for update_counter's entry and the exactly-once count's (a
+ *   writer, under the lock): it goes by the header tbl_find checked.
+ * - verify_once_head_loaded_once: the same for verify's walk of the
+ *   request-id ring: it ends at the head it checked.
  * - insert_node_header_changing, insert_node_level_changing: the same for
  *   an insert into a full leaf (a writer, under the lock, that a scribbler
  *   need not take): it ends (done or ECORRUPT) and never copies 65536
@@ -576,6 +579,39 @@ START_TEST(update_once_entry_header_loaded_once)
 }
 END_TEST
 
+/* verify of a table with request-id records, their full ring's head word
+ * flipped to 2^62 after verify's k-th load of it, for each k: verify goes
+ * by the head it checked, and its walk of the ring ends (it walked on
+ * towards 2^62, every slot a record found again, when it loaded the head
+ * again at each step). */
+static int ow_verify(etsmgr_table *t)
+{
+    char why[256];
+    int r = etsmgr_table_verify(t, why, sizeof why);
+    return r == 0 || r == ETSMGR_ECORRUPT ? 0 : 3;
+}
+START_TEST(verify_once_head_loaded_once)
+{
+#if defined(__x86_64__)
+    uint64_t pg;
+    etsmgr_table *t = ow_one_leaf(&pg);
+    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int dup;
+    for (int i = 0; i < 64; i++) { /* the first region's ring full: every slot a record */
+        etsmgr_once q = {.keep_until_ms = far};
+        snprintf((char *)q.rid, sizeof q.rid, "rid%012d", i);
+        ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &q, &v, &dup), 0);
+    }
+    uint64_t *head = tbl_word(t, t->h->once_off + 16);
+    ck_assert_uint_eq(*head, 64);
+    for (unsigned k = 0; k < 4; k++)
+        if (ow_flip_watched_at(t, pg, head, 64, 1ull << 62, ow_verify, 1ul << k) < 0) break;
+    tt_check(t);
+    etsmgr_table_close(t);
+#endif
+}
+END_TEST
+
 Suite *ordered_walk_suite(void)
 {
     Suite *s = suite_create("ordered_walk");
@@ -592,6 +628,7 @@ Suite *ordered_walk_suite(void)
     tcase_add_test(tc, insert_node_level_changing);
     tcase_add_test(tc, update_entry_header_loaded_once);
     tcase_add_test(tc, update_once_entry_header_loaded_once);
+    tcase_add_test(tc, verify_once_head_loaded_once);
     suite_add_tcase(s, tc);
     return s;
 }

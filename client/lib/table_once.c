@@ -1061,16 +1061,17 @@ int tbl_once_each(etsmgr_table *t, int64_t now,
 
 int tbl_once_verify(etsmgr_table *t, char *why, size_t whylen)
 {
-    uint64_t off = t->h->once_off;
+    uint64_t off = once_ld(&t->h->once_off);
+    struct once_view v; /* the loops go by the words checked, loaded once */
     if (!off) return 0;
-    if (!tbl_once_bytes(t, off)) return ETSMGR_ECORRUPT;
-    uint64_t *reg = tbl_word(t, off), cap = reg[1], used = 0;
-    if (reg[0] == ONCE_MAGIC1) {
+    if (!once_load(t, off, &v)) return ETSMGR_ECORRUPT;
+    uint64_t *reg = v.reg, cap = v.cap, used = 0;
+    if (v.magic == ONCE_MAGIC1) {
         for (uint64_t i = 0; i < cap; i++)
             if (once_rec(reg, i)[3]) used++;
-        if (used == reg[2]) return 0;
+        if (used == v.head) return 0;
         snprintf(why, whylen, "request-id records: %llu filled, the region says %llu", (unsigned long long)used,
-                 (unsigned long long)reg[2]);
+                 (unsigned long long)v.head);
         return ETSMGR_ECORRUPT;
     }
     /* every record of the ring is filled and found through the index; the
@@ -1088,12 +1089,12 @@ int tbl_once_verify(etsmgr_table *t, char *why, size_t whylen)
             return ETSMGR_ECORRUPT;
         }
     }
-    if (used != reg[6]) {
+    if (used != v.filled) {
         snprintf(why, whylen, "request-id index: %llu entries used, the region says %llu",
-                 (unsigned long long)used, (unsigned long long)reg[6]);
+                 (unsigned long long)used, (unsigned long long)v.filled);
         return ETSMGR_ECORRUPT;
     }
-    for (uint64_t p = reg[3]; p < reg[2]; p++) {
+    for (uint64_t p = v.tail; p < v.head; p++) {
         const uint64_t *rec = once_rec(reg, p & (cap - 1));
         uint64_t ent, slot;
         if (!rec[3] || once_find(t, off, rec[0], rec[1], 0, &ent, &slot) != 1) {
