@@ -36,8 +36,9 @@
  * - update_entry_header_loaded_once, update_once_entry_header_loaded_once:
  *   the same for update_counter's entry and the exactly-once count's (a
  *   writer, under the lock): it goes by the header tbl_find checked.
- * - verify_once_head_loaded_once: the same for verify's walk of the
- *   request-id ring: it ends at the head it checked.
+ * - verify_once_head_loaded_once, verify_entry_header_loaded_once: the
+ *   same for verify's walk of the request-id ring (it ends at the head it
+ *   checked) and of the entries (it hashes the key length it checked).
  * - insert_node_header_changing, insert_node_level_changing: the same for
  *   an insert into a full leaf (a writer, under the lock, that a scribbler
  *   need not take): it ends (done or ECORRUPT) and never copies 65536
@@ -612,6 +613,32 @@ START_TEST(verify_once_head_loaded_once)
 }
 END_TEST
 
+/* verify of the table, k000010's entry moved to end right before the
+ * page and its key length flipped from 7 to 255 after verify's k-th load
+ * of the header, for each k: verify goes by the header it checked (it
+ * hashed 255 bytes of key from there, past the block and the mapping: a
+ * SIGSEGV). */
+START_TEST(verify_entry_header_loaded_once)
+{
+#if defined(__x86_64__)
+    uint64_t pg;
+    etsmgr_table *t = ow_one_leaf(&pg);
+    uint64_t noff = pg - 24u, pos = 0, hv = tbl_hash("k000010", 7);
+    struct tbl_ent *e = NULL;
+    ck_assert_int_eq(tbl_op_begin(t, "test", true), 0);
+    ck_assert_int_eq(tbl_find(t, "k000010", 7, hv, &pos, &e), 1);
+    memcpy(t->base + noff, e, 24);
+    t->idx[pos] = tbl_tag(hv) << 40 | noff >> 3;
+    ck_assert_int_eq(tbl_op_end(t, 0), 0);
+    t->h->heap_top = pg + 4096u; /* verify looks below the heap's top only */
+    uint64_t h0 = *tbl_word(t, noff);
+    for (unsigned k = 0; k < 6; k++)
+        if (ow_flip_watched_at(t, pg, tbl_word(t, noff), h0, h0 | 0xffu, ow_verify, 1ul << k) < 0) break;
+    etsmgr_table_close(t);
+#endif
+}
+END_TEST
+
 Suite *ordered_walk_suite(void)
 {
     Suite *s = suite_create("ordered_walk");
@@ -629,6 +656,7 @@ Suite *ordered_walk_suite(void)
     tcase_add_test(tc, update_entry_header_loaded_once);
     tcase_add_test(tc, update_once_entry_header_loaded_once);
     tcase_add_test(tc, verify_once_head_loaded_once);
+    tcase_add_test(tc, verify_entry_header_loaded_once);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -66,29 +66,30 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
             continue;
         }
         uint64_t off = (s & TBL_OFF_MASK) << 3;
-        struct tbl_ent *e = tbl_ent_at(t, off), *f = NULL;
+        struct tbl_ent hc, *f = NULL; /* the header as checked, loaded once (tbl_ent_at) */
+        struct tbl_ent *e = tbl_ent_hdr(t, off, &hc);
         if (!e) {
             r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "slot %llu: entry at %llu malformed or outside the heap",
                         (unsigned long long)i, (unsigned long long)off);
             break;
         }
-        uint64_t hv = tbl_hash(tbl_ent_key(e), e->klen);
+        uint64_t hv = tbl_hash(tbl_ent_key(e), hc.klen);
         if (tbl_tag(hv) != s >> 40) {
             r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "slot %llu: tag does not match its key", (unsigned long long)i);
             break;
         }
-        int fr = tbl_find(t, tbl_ent_key(e), e->klen, hv, &pos, &f);
+        int fr = tbl_find(t, tbl_ent_key(e), hc.klen, hv, &pos, &f);
         if (fr != 1 || pos != i) {
             r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "slot %llu: key %s", (unsigned long long)i,
                         fr == 1 ? "is stored twice" : "cannot be found from its hash");
             break;
         }
-        if (e->links != 0) {
+        if (hc.links != 0) {
             r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "slot %llu: entry has %u skiplist links",
-                        (unsigned long long)i, (unsigned)e->links);
+                        (unsigned long long)i, (unsigned)hc.links);
             break;
         }
-        uint64_t size = tbl_ent_block(e);
+        uint64_t size = tbl_ent_block(&hc);
         if (live + 1 >= maxblk) {
             r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "more live slots than the heap can hold");
             break;
