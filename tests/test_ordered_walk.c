@@ -39,6 +39,12 @@
  * - verify_once_head_loaded_once, verify_entry_header_loaded_once: the
  *   same for verify's walk of the request-id ring (it ends at the head it
  *   checked) and of the entries (it hashes the key length it checked).
+ * - save_entry_header_loaded_once: the same for a save's last copy under
+ *   the lock (table_image.c, img_fixup): it copies the entry by the
+ *   header it checked (a second load sized the copy: a key length of 255
+ *   read past the block, and a value length of a BYTES entry could make it
+ *   copy gigabytes past the image's buffer: etsmgrd saves tables, so a
+ *   process writing the object crashed the daemon).
  * - insert_node_header_changing, insert_node_level_changing: the same for
  *   an insert into a full leaf (a writer, under the lock, that a scribbler
  *   need not take): it ends (done or ECORRUPT) and never copies 65536
@@ -54,6 +60,7 @@
 #include <sys/user.h>
 #include <sys/wait.h>
 
+#include "table_image.h"
 #include "table_int.h"
 #include "test_table_util.h"
 
@@ -639,6 +646,55 @@ START_TEST(verify_entry_header_loaded_once)
 }
 END_TEST
 
+/* A save of the table, k000010's entry moved to end right at the heap's
+ * top (before the unreadable page) and its stripe moved between the
+ * save's lock-free rounds and its last step (the save's test step 11), so
+ * that the last step copies it again; its key length flipped from 7 to
+ * 255 after the save's k-th load of the header, for each k.  A save that
+ * sized that copy by a second load read 255 bytes from there, into the
+ * unreadable page: a SIGSEGV. */
+static etsmgr_table *ow_save_t;
+static unsigned ow_save_stripe;
+static void ow_save_step(const char *op, int step)
+{
+    if (strcmp(op, "save") == 0 && step == 11) ow_save_t->h->stripe[ow_save_stripe] += 2;
+}
+static int ow_save(etsmgr_table *t)
+{
+    char path[128], why[256];
+    snprintf(path, sizeof path, "/tmp/etsmgr-ow-save-%ld.etsimg", (long)getpid());
+    ow_save_t = t;
+    tbl_crashpoint = ow_save_step;
+    (void)img_save(t, path, NULL, why, sizeof why); /* a good or a refused image: either will do */
+    tbl_crashpoint = NULL;
+    unlink(path);
+    return 0;
+}
+START_TEST(save_entry_header_loaded_once)
+{
+#if defined(__x86_64__)
+    uint64_t pg;
+    etsmgr_table *t = ow_one_leaf(&pg);
+    uint64_t top = pg - 4096u, noff = top - 24u, pos = 0, hv = tbl_hash("k000010", 7);
+    ck_assert_uint_ge(noff, t->top); /* above what the table uses */
+    struct tbl_ent *e = NULL;
+    ck_assert_int_eq(tbl_op_begin(t, "test", true), 0);
+    ck_assert_int_eq(tbl_find(t, "k000010", 7, hv, &pos, &e), 1);
+    memcpy(t->base + noff, e, 24);
+    t->idx[pos] = tbl_tag(hv) << 40 | noff >> 3;
+    ow_save_stripe = (unsigned)(tbl_tag(hv) & (TBL_NSTRIPES - 1u));
+    ck_assert_int_eq(tbl_op_end(t, 0), 0);
+    t->h->heap_top = top; /* the save copies below the heap's top only */
+    /* the unreadable page right at the top: pg itself is left readable */
+    uint64_t h0 = *tbl_word(t, noff);
+    ck_assert_uint_eq(h0 & 0xffu, 7);
+    for (unsigned k = 0; k < 24; k++) /* a save loads the word about 17 times */
+        if (ow_flip_watched_at(t, top, tbl_word(t, noff), h0, h0 | 0xffu, ow_save, 1ul << k) < 0) break;
+    etsmgr_table_close(t);
+#endif
+}
+END_TEST
+
 Suite *ordered_walk_suite(void)
 {
     Suite *s = suite_create("ordered_walk");
@@ -657,6 +713,7 @@ Suite *ordered_walk_suite(void)
     tcase_add_test(tc, update_once_entry_header_loaded_once);
     tcase_add_test(tc, verify_once_head_loaded_once);
     tcase_add_test(tc, verify_entry_header_loaded_once);
+    tcase_add_test(tc, save_entry_header_loaded_once);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -726,9 +726,10 @@ static bool img_fixup(etsmgr_table *t, unsigned char *buf, const uint64_t *seen,
         bool mine = !tbl_unused(sl) && chg[img_stripe(sl)];
         if (mine) {
             uint64_t eo = (sl & TBL_OFF_MASK) << 3;
-            struct tbl_ent *e = tbl_ent_at(t, eo);
+            struct tbl_ent hc; /* sized by the header checked, not a second load of it */
+            struct tbl_ent *e = tbl_ent_hdr(t, eo, &hc);
             if (!e) return false; /* let the whole copy and the encoder judge it */
-            uint64_t sz = tbl_ent_size(e->klen, e->vlen);
+            uint64_t sz = tbl_ent_size(hc.klen, hc.vlen);
             memcpy(buf + eo, e, sz);
             img_locked_bytes += sz;
         }
@@ -736,9 +737,11 @@ static bool img_fixup(etsmgr_table *t, unsigned char *buf, const uint64_t *seen,
     }
     img_locked_bytes += (t->mask + 1) * 8;
 once:;
-    uint64_t ob = h->once_off ? tbl_once_bytes(t, h->once_off) : 0;
+    /* the offset loaded once: tbl_once_bytes checked the region at it */
+    uint64_t oo = __atomic_load_n(&h->once_off, __ATOMIC_RELAXED);
+    uint64_t ob = oo ? tbl_once_bytes(t, oo) : 0;
     if (ob) {
-        memcpy(buf + h->once_off, t->base + h->once_off, ob);
+        memcpy(buf + oo, t->base + oo, ob);
         img_locked_bytes += ob;
     }
     return true;
