@@ -37,7 +37,9 @@
  *   - runs as SCHED_IDLE (etscounterd sets it once the keeper has closed
  *     its fds: set before, etscounterd's wait for that would itself wait
  *     for an idle CPU), so that the teardown waits for a free CPU and does
- *     not compete with the takeover it was moved out of;
+ *     not compete with the takeover it was moved out of (at normal
+ *     priority, woken by its SIGKILL, it ran the teardown ahead of the
+ *     takeover on the same vCPU and gained nothing: docs/performance.md);
  *   - is named etscounterd-mm in ps (its command line is etscounterd's:
  *     /proc shows the shared memory's).
  * It never touches the table or any other memory of etscounterd's except
