@@ -512,6 +512,20 @@ START_TEST(insert_node_level_changing)
 }
 END_TEST
 
+/* k000010's entry (8 bytes of header, 8 of key, 8 of value) copied to
+ * noff and its index slot pointed there; its key's hash. */
+static uint64_t ow_move_k10(etsmgr_table *t, uint64_t noff)
+{
+    uint64_t pos = 0, hv = tbl_hash("k000010", 7);
+    struct tbl_ent *e = NULL;
+    ck_assert_int_eq(tbl_op_begin(t, "test", true), 0);
+    ck_assert_int_eq(tbl_find(t, "k000010", 7, hv, &pos, &e), 1);
+    memcpy(t->base + noff, e, 24);
+    t->idx[pos] = tbl_tag(hv) << 40 | noff >> 3;
+    ck_assert_int_eq(tbl_op_end(t, 0), 0);
+    return hv;
+}
+
 /* update_counter of k000010, whose entry is moved to end right before the
  * page, its key length flipped from 7 to 255 after the writer's k-th load
  * of the header, for each k (the writer holds the lock; a scribbler need
@@ -530,14 +544,8 @@ START_TEST(update_entry_header_loaded_once)
 #if defined(__x86_64__)
     uint64_t pg;
     etsmgr_table *t = ow_one_leaf(&pg);
-    uint64_t eoff = 0, noff = pg - 24u, pos = 0, hv = tbl_hash("k000010", 7);
-    struct tbl_ent *e = NULL;
-    ck_assert_int_eq(tbl_op_begin(t, "test", true), 0);
-    ck_assert_int_eq(tbl_find(t, "k000010", 7, hv, &pos, &e), 1);
-    eoff = (uint64_t)((char *)e - t->base);
-    memcpy(t->base + noff, t->base + eoff, 24); /* "k000010": 8 bytes of header, 8 of key, 8 of value */
-    t->idx[pos] = tbl_tag(hv) << 40 | noff >> 3;
-    ck_assert_int_eq(tbl_op_end(t, 0), 0);
+    uint64_t noff = pg - 24u;
+    ow_move_k10(t, noff);
     t->h->heap_top = pg + 4096u; /* a writer looks below the heap's top only */
     uint64_t h0 = *tbl_word(t, noff);
     ck_assert_uint_eq(h0 & 0xffu, 7);
@@ -567,14 +575,8 @@ START_TEST(update_once_entry_header_loaded_once)
 #if defined(__x86_64__)
     uint64_t pg;
     etsmgr_table *t = ow_one_leaf(&pg);
-    uint64_t eoff = 0, noff = pg - 24u, pos = 0, hv = tbl_hash("k000010", 7);
-    struct tbl_ent *e = NULL;
-    ck_assert_int_eq(tbl_op_begin(t, "test", true), 0);
-    ck_assert_int_eq(tbl_find(t, "k000010", 7, hv, &pos, &e), 1);
-    eoff = (uint64_t)((char *)e - t->base);
-    memcpy(t->base + noff, t->base + eoff, 24);
-    t->idx[pos] = tbl_tag(hv) << 40 | noff >> 3;
-    ck_assert_int_eq(tbl_op_end(t, 0), 0);
+    uint64_t noff = pg - 24u;
+    ow_move_k10(t, noff);
     t->h->heap_top = pg + 4096u;
     uint64_t h0 = *tbl_word(t, noff);
     for (unsigned k = 0; k < 8; k++) {
@@ -630,13 +632,8 @@ START_TEST(verify_entry_header_loaded_once)
 #if defined(__x86_64__)
     uint64_t pg;
     etsmgr_table *t = ow_one_leaf(&pg);
-    uint64_t noff = pg - 24u, pos = 0, hv = tbl_hash("k000010", 7);
-    struct tbl_ent *e = NULL;
-    ck_assert_int_eq(tbl_op_begin(t, "test", true), 0);
-    ck_assert_int_eq(tbl_find(t, "k000010", 7, hv, &pos, &e), 1);
-    memcpy(t->base + noff, e, 24);
-    t->idx[pos] = tbl_tag(hv) << 40 | noff >> 3;
-    ck_assert_int_eq(tbl_op_end(t, 0), 0);
+    uint64_t noff = pg - 24u;
+    ow_move_k10(t, noff);
     t->h->heap_top = pg + 4096u; /* verify looks below the heap's top only */
     uint64_t h0 = *tbl_word(t, noff);
     for (unsigned k = 0; k < 6; k++)
@@ -675,15 +672,9 @@ START_TEST(save_entry_header_loaded_once)
 #if defined(__x86_64__)
     uint64_t pg;
     etsmgr_table *t = ow_one_leaf(&pg);
-    uint64_t top = pg - 4096u, noff = top - 24u, pos = 0, hv = tbl_hash("k000010", 7);
+    uint64_t top = pg - 4096u, noff = top - 24u;
     ck_assert_uint_ge(noff, t->top); /* above what the table uses */
-    struct tbl_ent *e = NULL;
-    ck_assert_int_eq(tbl_op_begin(t, "test", true), 0);
-    ck_assert_int_eq(tbl_find(t, "k000010", 7, hv, &pos, &e), 1);
-    memcpy(t->base + noff, e, 24);
-    t->idx[pos] = tbl_tag(hv) << 40 | noff >> 3;
-    ow_save_stripe = (unsigned)(tbl_tag(hv) & (TBL_NSTRIPES - 1u));
-    ck_assert_int_eq(tbl_op_end(t, 0), 0);
+    ow_save_stripe = (unsigned)(tbl_tag(ow_move_k10(t, noff)) & (TBL_NSTRIPES - 1u));
     t->h->heap_top = top; /* the save copies below the heap's top only */
     /* the unreadable page right at the top: pg itself is left readable */
     uint64_t h0 = *tbl_word(t, noff);
