@@ -63,5 +63,6 @@ typedef struct tbl_once_req {
     int rc;           /* out */
     int dup;          /* out */
 } tbl_once_req;
-int tbl_once_count_many(etsmgr_table *t, const void *key, size_t klen, int64_t incr, tbl_once_req *q, size_t n);
+int tbl_once_count_many(etsmgr_table *t, const void *key, size_t klen, int64_t incr, tbl_once_req *q,
+                        size_t n);
 #endif

@@ -45,8 +45,8 @@ typedef struct conn_server_cfg {
     size_t max_conns;     /* more are accepted and closed at once, with an error frame */
     conn_open_cb on_open; /* may be NULL */
     conn_frame_cb on_frame;
-    conn_close_cb on_close; /* may be NULL */
-    conn_ahead_cb on_ahead; /* may be NULL */
+    conn_close_cb on_close;   /* may be NULL */
+    conn_ahead_cb on_ahead;   /* may be NULL */
     conn_served_cb on_served; /* may be NULL */
     void *arg;
     size_t max_held_fds; /* fds all connections may hold for unfinished frames (0: 256);

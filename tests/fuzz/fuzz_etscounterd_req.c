@@ -94,7 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         unsigned ctl = fz_u8(&in);
         size_t len = fz_u8(&in) * 2u + (ctl >> 7);
         const unsigned char *p = fz_take(&in, &len);
-        if ((ctl & 3) == 3) { /* a new connection */
+        if ((ctl & 3) == 3) {  /* a new connection */
             ecd_on_served(&d); /* the batch's replies (conn.c: at the turn's end) before it goes */
             fz_conn_free(c);
             c = fz_conn_new(getpid(), getuid(), getgid());
