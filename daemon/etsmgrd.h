@@ -89,6 +89,11 @@ typedef struct mgrd_table {
      * daemon saw: its last owner may still be alive and about to add it
      * back, so waiters do not take it while that pid lives (waiters.c). */
     bool found_at_start;
+    /* The owner got it as the reply to its wait (waiters.c), which it may
+     * never read (its wait timed out): only such a table does cancel_wait
+     * let go of; one that came by give_away, new_table or add_table the
+     * owner was told of, and keeps. */
+    bool by_wait;
     struct mgrd_waiter *waiters; /* processes queued as its next owner, first first */
     struct mgrd_table *next;
 } mgrd_table;
@@ -149,6 +154,21 @@ mgrd_verdict mgrd_reg_may(const mgrd_table *rt, const mgrd_peer *p, mgrd_act act
  * its generation) and counts a transfer. */
 void mgrd_reg_give(mgrd *m, mgrd_table *rt, mgrd_peer *to);
 void mgrd_reg_orphan(mgrd *m, mgrd_table *rt);
+/* What an orphaned table's give changes besides its owner, saved before a
+ * give (mgrd_reg_was) that the receiver may not hear of, and put back by
+ * mgrd_reg_ungive when it does not (a reply that could not be sent): the
+ * table is then as it was, its last owner, found-at-start mark (which
+ * holds its waiters back while that owner lives), orphaned-since,
+ * transfer count and heir data included, and its header says so again. */
+typedef struct mgrd_was {
+    pid_t owner_pid;
+    bool found_at_start;
+    int64_t orphaned_us;
+    uint64_t transfers;
+    char heir_data[MGRD_HEIR_DATA_MAX + 1]; /* the taker's replaced it */
+} mgrd_was;
+void mgrd_reg_was(const mgrd_table *rt, mgrd_was *was);
+void mgrd_reg_ungive(mgrd *m, mgrd_table *rt, const mgrd_was *was);
 /* Every table p owns becomes orphaned, logged as the seed's ETS-TRANSFER.
  * During an orderly exit nothing is recorded or logged (the header keeps
  * its owner, the next daemon decides): the daemon only lets go of p. */

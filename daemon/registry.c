@@ -25,7 +25,12 @@
  *
  * The state is not stored: a table is owned exactly when it has an owner
  * peer (mgrd_reg_state), so the two cannot disagree.  Only mgrd_reg_give
- * sets an owner and only reg_let_go clears one.
+ * sets an owner and only reg_let_go clears one.  A give its receiver is
+ * never told of (the reply with the fd could not be sent) is taken back
+ * with mgrd_reg_ungive, which restores what the give changed: the last
+ * owner pid, the found-at-start mark that holds waiters back while that
+ * owner lives, orphaned-since (--orphan-ttl), the transfer count and the heir data.  An
+ * orphan is not freshened by a take that did not happen.
  *
  * Who may act (mgrd_reg_may), like s6-supervise's table of actions: one row
  * per act, read left to right; the first column that refuses decides.
@@ -107,6 +112,7 @@ static void reg_let_go(mgrd_table *rt)
         rt->orphaned_us = mgrd_now_us();
     }
     rt->owner = NULL;
+    rt->by_wait = false;
 }
 
 mgrd_table *mgrd_reg_add(mgrd *m, const char *name, const char *shm_name, etsmgr_table *t, uid_t uid)
@@ -165,6 +171,7 @@ void mgrd_reg_give(mgrd *m, mgrd_table *rt, mgrd_peer *to)
     rt->owner = to;
     rt->owner_pid = to->pid;
     rt->found_at_start = false;
+    rt->by_wait = false;
     rt->orphaned_us = 0;
     to->owned++;
     rt->transfers++;
@@ -178,6 +185,28 @@ void mgrd_reg_orphan(mgrd *m, mgrd_table *rt)
     reg_let_go(rt);
     rt->transfers++;
     reg_record_owner(m, rt, 0);
+}
+
+void mgrd_reg_was(const mgrd_table *rt, mgrd_was *was)
+{
+    *was = (mgrd_was){rt->owner_pid, rt->found_at_start, rt->orphaned_us, rt->transfers, ""};
+    memcpy(was->heir_data, rt->heir_data, sizeof was->heir_data);
+}
+
+void mgrd_reg_ungive(mgrd *m, mgrd_table *rt, const mgrd_was *was)
+{
+    if (!rt->owner)
+        return;
+    reg_let_go(rt);
+    rt->owner_pid = was->owner_pid;
+    rt->found_at_start = was->found_at_start;
+    rt->orphaned_us = was->orphaned_us;
+    rt->transfers = was->transfers;
+    memcpy(rt->heir_data, was->heir_data, sizeof rt->heir_data);
+    /* a table found at start named its living last owner in its header:
+     * it does again, so that a daemon started next holds its waiters back
+     * too; any other orphan's header says orphaned, since when it was */
+    reg_record_owner(m, rt, was->found_at_start ? was->owner_pid : 0);
 }
 
 void mgrd_reg_orphan_all(mgrd *m, mgrd_peer *p)

@@ -36,6 +36,7 @@ typedef struct req_ctx {
      * table is as it was. */
     enum { UNDO_NONE, UNDO_CREATED, UNDO_ADOPTED, UNDO_GIVEN } undo;
     mgrd_table *undo_rt;
+    mgrd_was was; /* UNDO_GIVEN: the orphan as it was before the give */
     bool close_reply_fd; /* ... unless this says it was opened for the reply */
     bool deferred; /* no reply now: queued as a waiter (waiters.c answers later) */
 } req_ctx;
@@ -435,6 +436,7 @@ static cJSON *op_new_table(req_ctx *x)
         if (!again) {
             x->undo = UNDO_GIVEN; /* it was orphaned */
             x->undo_rt = rt;
+            mgrd_reg_was(rt, &x->was);
         }
         mgrd_reg_give(m, rt, x->p);
         set_heir_data(rt, heir_data);
@@ -742,8 +744,12 @@ static cJSON *op_open_table(req_ctx *x)
 }
 
 /* A waiter whose etsmgr_new_table_wait timed out: out of the queue; or, if
- * the table was handed to it meanwhile (a reply it will never read), let
- * go again, to the next waiter. */
+ * the table was handed to it meanwhile as the reply to that wait (a reply
+ * it will never read), let go again, to the next waiter.  A table it holds
+ * for another reason stays its own: one given to it by give_away while it
+ * waited came with the transfer event, which it was told of (the library
+ * queues it for etsmgr_take_transfer), as ETS's give_away is final; and
+ * one it took or added itself is no wait's to cancel. */
 static cJSON *op_cancel_wait(req_ctx *x)
 {
     cJSON *err = NULL;
@@ -752,7 +758,7 @@ static cJSON *op_cancel_wait(req_ctx *x)
         return err;
     mgrd_table *rt = mgrd_reg_find(x->m, name);
     bool released = false;
-    if (rt && rt->owner == x->p) {
+    if (rt && rt->owner == x->p && rt->by_wait) {
         mgrd_reg_orphan(x->m, rt);
         log_notice("new_table: pid=%d gave up waiting; table=%s goes on to the next waiter.", (int)x->p->pid,
                    name);
@@ -835,8 +841,12 @@ static cJSON *undo_and_explain(req_ctx *x, int e)
         what = "the existing object stays as it was, unmanaged";
         break;
     case UNDO_GIVEN:
-        mgrd_reg_orphan(m, rt);
-        what = "the table stays orphaned";
+        /* as it was, found-at-start mark and all: a standby queued while
+         * the last owner lives must wait on (the poll goes on), one whose
+         * wait that owner no longer holds back gets the table now */
+        mgrd_reg_ungive(m, rt, &x->was);
+        mgrd_wait_serve(m, rt);
+        what = rt->owner ? "the table went to the process waiting for it" : "the table stays orphaned";
         break;
     case UNDO_NONE:
         break;

@@ -20,7 +20,15 @@
  * must not snatch it in between, so a table found at start whose last owner
  * pid (from its header: a hint, used only to delay a waiter, never to grant
  * anything) is still alive stays with its owner; mgrd_wait_poll hands it
- * over once that pid is gone. */
+ * over once that pid is gone.
+ *
+ * A handover is the reply to the waiter's request, fd and all.  When that
+ * reply cannot go (the daemon at its fd limit: no copy of the fd), the
+ * give is taken back (mgrd_reg_ungive: the table as it was) and the waiter
+ * is answered "internal" without an fd, which can still go: a standby
+ * waiting without a deadline must hear that it did not get the table.  A
+ * table handed over this way is marked by_wait, the only kind a
+ * cancel_wait lets go of (requests.c). */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -125,12 +133,17 @@ bool mgrd_wait_may_take(mgrd_table *rt)
 bool mgrd_wait_serve(mgrd *m, mgrd_table *rt)
 {
     while (rt->waiters && !rt->owner) {
-        if (!mgrd_wait_may_take(rt))
+        if (!mgrd_wait_may_take(rt)) {
+            wait_timer_arm(m); /* the poll hands it over once that owner is gone */
             return false;
+        }
         mgrd_waiter *w = rt->waiters;
         rt->waiters = w->next;
         pid_t from = rt->owner_pid;
+        mgrd_was was;
+        mgrd_reg_was(rt, &was);
         mgrd_reg_give(m, rt, w->p);
+        rt->by_wait = true; /* cancel_wait may let go of it (requests.c) */
         if (w->heir_data[0])
             snprintf(rt->heir_data, sizeof rt->heir_data, "%s", w->heir_data);
         int fd = -1;
@@ -143,11 +156,22 @@ bool mgrd_wait_serve(mgrd *m, mgrd_table *rt)
             wait_free(m, w);
             return true;
         }
-        /* cannot tell it: it does not get the table; the next one may */
+        /* Cannot send it the fd (the daemon at its fd limit): it does not
+         * get the table, which is as it was, and the next waiter may.  It
+         * hears so in a reply without an fd, which can still go: a standby
+         * waiting without a deadline must not wait on for an answer that
+         * never comes. */
+        int e = r ? errno : ENOMEM;
         log_warning("new_table: the waiting pid=%d could not be sent table=%s: %s; trying the next waiter.",
-                    (int)w->p->pid, rt->name, r ? strerror(errno) : "out of memory");
+                    (int)w->p->pid, rt->name, strerror(e));
         cJSON_Delete(r);
-        mgrd_reg_orphan(m, rt);
+        mgrd_reg_ungive(m, rt, &was);
+        r = proto_reply_err(w->req, PROTO_E_INTERNAL,
+                            "etsmgrd could not send table %s to this process: %s; it was not handed over", rt->name,
+                            strerror(e));
+        if (r)
+            conn_send_json(w->p->c, r, -1);
+        cJSON_Delete(r);
         wait_free(m, w);
     }
     return false;

@@ -136,32 +136,6 @@ static const char *me_str(const cJSON *o, const char *f)
 }
 
 /* ------------------------------------------------------------------ item 10 */
-/* the two lowest fd numbers free in pid */
-static void me_free_fds(pid_t pid, int *h1, int *h2)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%ld/fd", (long)pid);
-    bool used[4096] = {false};
-    DIR *d = opendir(path);
-    ck_assert_ptr_nonnull(d);
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        int n = atoi(de->d_name);
-        if (de->d_name[0] != '.' && n >= 0 && n < 4096)
-            used[n] = true;
-    }
-    closedir(d);
-    int k = 0;
-    for (int i = 0; i < 4096 && k < 2; i++) {
-        if (used[i])
-            continue;
-        if (k++ == 0)
-            *h1 = i;
-        else
-            *h2 = i;
-    }
-}
-
 /* The daemon can create the table but not duplicate its fd for the reply
  * (EMFILE): it must answer, and not leave the table created and owned. */
 START_TEST(test_new_table_at_fd_limit_answers)
@@ -169,12 +143,12 @@ START_TEST(test_new_table_at_fd_limit_answers)
     pid_t d = me_mgr();
     etsmgr_client *c = me_connect();
     etsmgr_client_set_timeout(c, 5000);
-    int h1 = -1, h2 = -1;
-    me_free_fds(d, &h1, &h2);
+    int h[2];
+    ck_assert_int_eq(tu_free_fds(d, h, 2), 2);
     struct rlimit old, lim;
     ck_assert_int_eq(prlimit(d, RLIMIT_NOFILE, NULL, &old), 0);
     lim = old;
-    lim.rlim_cur = (rlim_t)h2; /* one free fd: the table's; none for its copy */
+    lim.rlim_cur = (rlim_t)h[1]; /* one free fd: the table's; none for its copy */
     ck_assert_int_eq(prlimit(d, RLIMIT_NOFILE, &lim, NULL), 0);
     etsmgr_table *t = NULL;
     int err = etsmgr_new_table(c, "t", NULL, NULL, &t, NULL);

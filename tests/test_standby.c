@@ -16,6 +16,7 @@
 #include <string.h>
 #include <dirent.h>
 #include <linux/kcmp.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -614,6 +615,210 @@ START_TEST(test_counterd_memory_keeper)
 }
 END_TEST
 
+/* ------------------------------------------------------------ handovers that cannot be told */
+
+/* A table found at start (etsmgrd SIGKILLed and started again) whose last
+ * owner lives on (a raw client: nothing adds it back), and a standby
+ * queued for it, held back while that owner lives: the setup of the two
+ * tests below.  Returns the daemon's pid. */
+static pid_t sb_found_at_start(tu_env *e, const char *name, pid_t *owner, sb_waiter *w, int *fd)
+{
+    pid_t d = dt_start(e, NULL);
+    *owner = dt_fork_owner(e, name, name, 4);
+    tu_kill9(d);
+    d = dt_start(e, NULL);
+    *fd = dt_connect(e);
+    *w = sb_fork_waiter(e, name, -1, 0);
+    char exp[32];
+    snprintf(exp, sizeof exp, "%d", (int)w->pid);
+    sb_expect_waiters(*fd, name, exp);
+    return d;
+}
+
+/* A new_table that takes such a table over and whose reply cannot go (the
+ * daemon at its fd limit: no copy of the table's fd) is undone: the table
+ * is as it was, last owner, orphaned-since, heir data and transfers; the
+ * standby stays held back while the last owner lives and gets the table
+ * once it is gone.  (It was left orphaned with the taker as last owner and
+ * no found-at-start mark: the standby snatched it at the next poll, from
+ * a living last owner.) */
+START_TEST(test_take_undone_as_it_was)
+{
+    tu_env e;
+    tu_env_init(&e);
+    pid_t owner;
+    sb_waiter w;
+    int fd;
+    pid_t d = sb_found_at_start(&e, "fa", &owner, &w, &fd);
+    cJSON *st = dt_status(fd, "fa");
+    ck_assert_ptr_nonnull(st);
+    char since[64], heir[64];
+    snprintf(since, sizeof since, "%s", dt_str(st, "orphaned_since"));
+    snprintf(heir, sizeof heir, "%s", dt_str(st, "heir_data"));
+    double transfers = dt_num(st, "transfers");
+    cJSON_Delete(st);
+
+    struct rlimit old;
+    ck_assert(tu_fds_exhaust(d, &old));
+    cJSON *r = dt_callf(fd, NULL, "{\"op\":\"new_table\",\"id\":2,\"name\":\"fa\",\"heir_data\":\"taker\"}");
+    ck_assert_int_eq(prlimit(d, RLIMIT_NOFILE, &old, NULL), 0);
+    ck_assert_msg(strstr(dt_str(r, "message"), "Too many open files") &&
+                      strstr(dt_str(r, "message"), "stays orphaned"),
+                  "%s", dt_str(r, "message"));
+    dt_expect_err(r, "internal");
+
+    /* not a synchronisation: ten rounds of the 20 ms poll that would hand
+     * the table over, had it forgotten the last owner */
+    struct timespec polls = {0, 200 * 1000000L};
+    nanosleep(&polls, NULL);
+    ck_assert_msg(sb_silent(&w), "the standby got the table while its last owner lives");
+    st = dt_status(fd, "fa");
+    ck_assert_str_eq(dt_str(st, "state"), "orphaned");
+    ck_assert_str_eq(dt_str(st, "orphaned_since"), since);
+    ck_assert_str_eq(dt_str(st, "heir_data"), heir); /* not the taker's */
+    ck_assert(dt_num(st, "transfers") == transfers);
+    cJSON_Delete(st);
+
+    tu_kill9(owner);
+    char rep[64];
+    sb_report(&w, SB_MS, rep, sizeof rep);
+    ck_assert_str_eq(rep, "G4\n");
+    sb_expect_owner(fd, "fa", w.pid);
+    tu_kill9(w.pid);
+    close(w.rd);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+/* The standby's turn comes but its reply cannot carry the fd (the daemon
+ * at its fd limit): it is told so, in words, rather than left waiting for
+ * good (etscounterd --standby waits without a deadline), and the table
+ * stays orphaned for the next taker. */
+START_TEST(test_waiter_told_when_fd_cannot_go)
+{
+    tu_env e;
+    tu_env_init(&e);
+    pid_t owner;
+    sb_waiter w;
+    int fd;
+    pid_t d = sb_found_at_start(&e, "fb", &owner, &w, &fd);
+    struct rlimit old;
+    ck_assert(tu_fds_exhaust(d, &old));
+    tu_kill9(owner); /* the poll finds it gone and hands the table over */
+    char rep[64], want[32];
+    sb_report(&w, SB_MS, rep, sizeof rep);
+    ck_assert_int_eq(prlimit(d, RLIMIT_NOFILE, &old, NULL), 0);
+    snprintf(want, sizeof want, "E%d\n", ETSMGR_EREFUSED);
+    ck_assert_str_eq(rep, want);
+    ck_assert(dt_log_has(&e, "could not be sent table=fb"));
+    sb_expect_waiters(fd, "fb", "");
+    cJSON *st = dt_status(fd, "fb");
+    ck_assert_str_eq(dt_str(st, "state"), "orphaned");
+    cJSON_Delete(st);
+    bool created = true;
+    etsmgr_table *t = dt_new_table(fd, "fb", "fb", &created);
+    ck_assert(!created);
+    ck_assert_int_eq(dt_get_count(t, "count"), 4);
+    etsmgr_table_close(t);
+    tu_wait(w.pid, SB_MS);
+    close(w.rd);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+/* ------------------------------------------------------------ cancel_wait */
+
+/* A raw waiter handed the table as the reply to its wait, which cancels
+ * the wait afterwards (a library caller whose wait timed out just before):
+ * the table is let go again (released), nobody owns it unknowingly. */
+START_TEST(test_cancel_wait_releases_handed_table)
+{
+    tu_env e;
+    tu_env_init(&e);
+    dt_start(&e, NULL);
+    int fd = dt_connect(&e), wfd = dt_connect(&e);
+    pid_t owner = dt_fork_owner(&e, "h", "h", 1);
+    const char *req = "{\"op\":\"new_table\",\"id\":1,\"name\":\"h\",\"wait\":true}";
+    ck_assert_int_eq(frame_write(wfd, req, strlen(req), NULL, 0), 0);
+    char exp[32];
+    snprintf(exp, sizeof exp, "%d", (int)getpid());
+    sb_expect_waiters(fd, "h", exp);
+    tu_kill9(owner);
+    sb_expect_owner(fd, "h", getpid());
+    /* the handover's reply is left unread, like a timed-out call's */
+    cJSON *r = dt_callf(wfd, NULL, "{\"op\":\"cancel_wait\",\"id\":2,\"name\":\"h\"}");
+    ck_assert_int_eq((int)dt_num(r, "id"), 1); /* the handover, first */
+    cJSON_Delete(r);
+    r = NULL;
+    ck_assert_int_eq(frame_read_json(wfd, &r, NULL, NULL, 0, SB_MS), 0);
+    ck_assert_int_eq((int)dt_num(r, "id"), 2);
+    ck_assert(dt_bool(r, "released"));
+    dt_expect_ok(r);
+    dt_wait dw = {fd, "h"};
+    ck_assert(tu_eventually(dt_is_orphaned, &dw, SB_MS));
+    close(wfd);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+/* A table given to a process by give_away while it waits for that table
+ * is its own, as ETS's give_away is final: the library queues the transfer
+ * event for etsmgr_take_transfer, and its wait timing out (cancel_wait)
+ * does not let go of it.  (cancel_wait released any table the caller
+ * owned: the daemon handed the table to the waiter queued first while the
+ * process it had been given to held it too, told it was its own.) */
+START_TEST(test_cancel_wait_keeps_given_table)
+{
+    tu_env e;
+    tu_env_init(&e);
+    dt_start(&e, NULL);
+    int fd = dt_connect(&e);
+    etsmgr_table *t = dt_new_table(fd, "g", "g", NULL);
+    sb_waiter first = sb_fork_waiter(&e, "g", -1, 0);
+    char exp[32];
+    snprintf(exp, sizeof exp, "%d", (int)first.pid);
+    sb_expect_waiters(fd, "g", exp);
+    int pipe_fd;
+    pid_t child = tu_fork_pipe(&pipe_fd);
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        etsmgr_client *c = NULL;
+        char msg[256], line[64];
+        if (etsmgr_connect(e.dir, e.instance, &c, msg, sizeof msg) != ETSMGR_OK)
+            _exit(2);
+        etsmgr_table *got = NULL;
+        int werr = etsmgr_new_table_wait(c, "g", NULL, "g", 3000, &got, NULL);
+        int terr = etsmgr_take_transfer(c, 0, &got, NULL);
+        snprintf(line, sizeof line, "%d %d\n", werr, terr);
+        (void)!write(pipe_fd, line, strlen(line));
+        for (;;)
+            pause();
+    }
+    snprintf(exp, sizeof exp, "%d,%d", (int)first.pid, (int)child);
+    sb_expect_waiters(fd, "g", exp);
+    dt_expect_ok(dt_callf(fd, NULL, "{\"op\":\"give_away\",\"id\":3,\"name\":\"g\",\"pid\":%d}", (int)child));
+    sb_waiter w = {child, pipe_fd};
+    char rep[64], want[64];
+    sb_report(&w, SB_MS, rep, sizeof rep);
+    snprintf(want, sizeof want, "%d %d\n", ETSMGR_ETIMEDOUT, ETSMGR_OK);
+    ck_assert_str_eq(rep, want); /* the wait timed out, the transfer came */
+    snprintf(exp, sizeof exp, "%d", (int)first.pid);
+    sb_expect_waiters(fd, "g", exp);
+    sb_expect_owner(fd, "g", child);
+    ck_assert_msg(sb_silent(&first), "the first waiter got the table the second one holds");
+    tu_kill9(child);
+    close(pipe_fd);
+    tu_kill9(first.pid);
+    close(first.rd);
+    etsmgr_table_close(t);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 Suite *standby_suite(void)
 {
     Suite *s = suite_create("standby");
@@ -630,6 +835,10 @@ Suite *standby_suite(void)
     tcase_add_test(tc, test_counterd_standby_lock_timeout);
     tcase_add_test(tc, test_counterd_standby_tidies_burst);
     tcase_add_test(tc, test_counterd_memory_keeper);
+    tcase_add_test(tc, test_take_undone_as_it_was);
+    tcase_add_test(tc, test_waiter_told_when_fd_cannot_go);
+    tcase_add_test(tc, test_cancel_wait_releases_handed_table);
+    tcase_add_test(tc, test_cancel_wait_keeps_given_table);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -641,6 +642,39 @@ int tu_count_fds(pid_t pid)
     if (pid == getpid())
         n--; /* the DIR's own fd */
     return n;
+}
+
+int tu_free_fds(pid_t pid, int *out, int n)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/fd", (long)pid);
+    static bool used[4096];
+    memset(used, 0, sizeof used);
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        int fd = atoi(de->d_name);
+        if (de->d_name[0] != '.' && fd >= 0 && fd < 4096)
+            used[fd] = true;
+    }
+    closedir(d);
+    int k = 0;
+    for (int fd = 0; fd < 4096 && k < n; fd++)
+        if (!used[fd])
+            out[k++] = fd;
+    return k;
+}
+
+bool tu_fds_exhaust(pid_t pid, struct rlimit *old)
+{
+    int low;
+    if (tu_free_fds(pid, &low, 1) != 1 || prlimit(pid, RLIMIT_NOFILE, NULL, old) < 0)
+        return false;
+    struct rlimit lim = *old;
+    lim.rlim_cur = (rlim_t)low;
+    return prlimit(pid, RLIMIT_NOFILE, &lim, NULL) == 0;
 }
 
 int tu_count_shm(const tu_env *e)

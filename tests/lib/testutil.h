@@ -59,6 +59,14 @@ char *tu_request(tu_env *e, const char *sock, const char *json, const int *fds, 
                  int *rfds, int *nrfds);
 /* Number of open fds of pid (from /proc/PID/fd). */
 int tu_count_fds(pid_t pid);
+/* The n lowest fd numbers free in pid (from /proc/PID/fd, below 4096):
+ * how many were found. */
+int tu_free_fds(pid_t pid, int *out, int n);
+/* pid can open no more fds: its soft RLIMIT_NOFILE becomes its lowest free
+ * fd number (the fds it holds stay valid).  Its limit before goes to *old,
+ * for prlimit to put back; false when it could not be changed. */
+struct rlimit;
+bool tu_fds_exhaust(pid_t pid, struct rlimit *old);
 /* Unlinks every shm object of the instance (what a reboot does to them). */
 void tu_remove_shm(const tu_env *e);
 /* Number of /dev/shm objects of the instance ("<instance>:..." and the
