@@ -76,4 +76,26 @@ static inline const char *fp_oracle(const char *payload, size_t len, const fp_re
     cJSON_Delete(req);
     return res;
 }
+/* Do two readings of one payload say the same (fp_parse against
+ * fp_parse_general: the straight-through reader of the CLI's form against
+ * the reader of any order)?  NULL when they do, else the first field that
+ * differs. */
+static inline const char *fp_same(const fp_req *a, const fp_req *b)
+{
+    if (a->op != b->op)
+        return "op";
+    if (a->id_kind != b->id_kind || (a->id_kind == FP_ID_INT && a->id != b->id))
+        return "id";
+    if (a->has_rid != b->has_rid ||
+        (a->has_rid && (memcmp(a->rid, b->rid, sizeof a->rid) != 0 || a->rid_hex != b->rid_hex)))
+        return "rid";
+    if (a->has_deadline != b->has_deadline || (a->has_deadline && a->deadline != b->deadline))
+        return "deadline";
+    if (a->has_deadline_mono != b->has_deadline_mono ||
+        (a->has_deadline_mono && a->deadline_mono != b->deadline_mono))
+        return "deadline_mono";
+    if (a->has_retry_until != b->has_retry_until || (a->has_retry_until && a->retry_until != b->retry_until))
+        return "retry_until_mono";
+    return NULL;
+}
 #endif
