@@ -18,7 +18,10 @@
  * median and 25th percentile of the walks' wall times and its CPU time
  * per walk follow.  Build it twice with A and B swapped as well: the
  * build linked first ran up to 5 % slower at 10M entries in copies of one
- * build.  A tool, not a test: nothing is asserted. */
+ * build.  With NAME_B, B walks /ordprobe_NAME_B instead: two tables (made
+ * by two builds, say) walked in turns, to compare layouts rather than
+ * code (A and B may then be one library).  A tool, not a test: nothing is
+ * asserted. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,17 +66,19 @@ static int walk(int side, etsmgr_table *t, const void *from, size_t flen, unsign
 int main(int argc, char **argv)
 {
     if (argc < 4 || atoi(argv[2]) < 1 || atoi(argv[3]) < 1) {
-        fprintf(stderr, "usage: range_ab NAME KEYS RUNS [LABEL_A LABEL_B]\n");
+        fprintf(stderr, "usage: range_ab NAME KEYS RUNS [LABEL_A LABEL_B [NAME_B]]\n");
         return 64;
     }
-    char shm[96];
-    snprintf(shm, sizeof shm, "/ordprobe_%s", argv[1]);
+    char shms[2][96];
+    snprintf(shms[0], sizeof shms[0], "/ordprobe_%s", argv[1]);
+    snprintf(shms[1], sizeof shms[1], "/ordprobe_%s", argc > 6 ? argv[6] : argv[1]);
     const char *label[2] = {argc > 5 ? argv[4] : "A", argc > 5 ? argv[5] : "B"};
     etsmgr_table *t[2];
-    int r = tbl_open(shm, &t[0]);
-    if (!r) r = B_tbl_open(shm, &t[1]);
+    int r = tbl_open(shms[0], &t[0]);
+    if (!r) r = B_tbl_open(shms[1], &t[1]);
     if (r) {
-        fprintf(stderr, "range_ab: open %s (made by 'range_probe make'?): %s\n", shm, etsmgr_strerror(r));
+        fprintf(stderr, "range_ab: open %s or %s (made by 'range_probe make'?): %s\n", shms[0], shms[1],
+                etsmgr_strerror(r));
         return 1;
     }
     int runs = atoi(argv[3]);
@@ -87,7 +92,7 @@ int main(int argc, char **argv)
         unsigned all = 0;
         want = ~0u;
         if ((r = walk(s, t[s], NULL, 0, &all)) < 0) {
-            fprintf(stderr, "range_ab: walk of %s: %s\n", shm, etsmgr_strerror(r));
+            fprintf(stderr, "range_ab: walk of %s: %s\n", shms[s], etsmgr_strerror(r));
             return 1;
         }
     }
@@ -101,7 +106,7 @@ int main(int argc, char **argv)
             unsigned seen = 0;
             double t0 = secs(CLOCK_MONOTONIC);
             if ((r = walk(s, t[s], &x, 8, &seen)) < 0) {
-                fprintf(stderr, "range_ab: walk of %s: %s\n", shm, etsmgr_strerror(r));
+                fprintf(stderr, "range_ab: walk of %s: %s\n", shms[s], etsmgr_strerror(r));
                 return 1;
             }
             dt[s][(b / 2) * BLOCK + i] = secs(CLOCK_MONOTONIC) - t0;
@@ -112,7 +117,7 @@ int main(int argc, char **argv)
     for (int s = 0; s < 2; s++) {
         qsort(dt[s], n, sizeof(double), cmp_dbl);
         printf("%-10s %s, walks of %s keys: median %.3f us, 25th percentile %.3f us, %.3f us CPU per walk\n",
-               label[s], shm, argv[2], dt[s][n / 2] * 1e6, dt[s][n / 4] * 1e6, cpu[s] / (double)n * 1e6);
+               label[s], shms[s], argv[2], dt[s][n / 2] * 1e6, dt[s][n / 4] * 1e6, cpu[s] / (double)n * 1e6);
     }
     free(dt[0]);
     free(dt[1]);
