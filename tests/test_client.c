@@ -465,6 +465,41 @@ START_TEST(test_reconnect_sync)
 }
 END_TEST
 
+/* A table given to this process whose transfer it has not taken yet when
+ * etsmgrd restarts is its own all the same: etsmgr_reconnect adds it back
+ * with the tables it holds, so that the new daemon knows its owner.  (Only
+ * the held ones were added: etsmgr_take_transfer then handed out a table
+ * the new daemon had as orphaned, for any process of the uid to take: two
+ * owners writing one table.) */
+START_TEST(test_reconnect_keeps_pending_transfer)
+{
+    pid_t d = ct_mgr();
+    etsmgr_client *giver = ct_connect();
+    etsmgr_client *c = ct_connect(); /* this pid's newest connection: the receiver */
+    etsmgr_table *t;
+    ck_assert_int_eq(etsmgr_new_table(giver, "p1", NULL, NULL, &t, NULL), ETSMGR_OK);
+    int err = etsmgr_give_away(giver, t, getpid(), "later");
+    ck_assert_msg(err == ETSMGR_OK, "%s", etsmgr_client_message(giver));
+    etsmgr_client_close(giver);
+    /* a call reads the transfer event on the way and keeps it for later */
+    ck_assert_int_eq(ct_owner(c, "p1"), getpid());
+    tu_kill9(d);
+    d = ct_mgr();
+    err = etsmgr_reconnect(c, 10, 10000);
+    ck_assert_msg(err == ETSMGR_OK, "%s", etsmgr_client_message(c));
+    etsmgr_grant g;
+    ck_assert_int_eq(etsmgr_take_transfer(c, 0, &t, &g), ETSMGR_OK);
+    ck_assert_str_eq(etsmgr_table_name(t), "p1");
+    ck_assert_int_eq(ct_owner(c, "p1"), getpid());
+    /* so nobody else may take it */
+    etsmgr_client *other = ct_connect();
+    etsmgr_table *x;
+    ck_assert_int_eq(etsmgr_new_table(other, "p1", NULL, NULL, &x, NULL), ETSMGR_EOWNED);
+    etsmgr_client_close(other);
+    etsmgr_client_close(c);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ a library user */
 START_TEST(test_pkg_config_user)
 {
@@ -527,6 +562,7 @@ Suite *client_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_watch_reattaches);
     tcase_add_test(tc, test_reconnect_sync);
+    tcase_add_test(tc, test_reconnect_keeps_pending_transfer);
     suite_add_tcase(s, tc);
     tc = tcase_create("user");
     tcase_add_checked_fixture(tc, ct_setup, ct_cleanup);

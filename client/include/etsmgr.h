@@ -296,7 +296,9 @@ void etsmgr_client_set_timeout(etsmgr_client *c, int timeout_ms);
 
 /* After ETSMGR_ENOTCONN (the daemon died) without a watch: wait for etsmgrd
  * as etsmgr_wait does, then add_table every held table again.  ETSMGR_OK when
- * all were registered; else the first error (the others are still tried). */
+ * all were registered; else the first error (the others are still tried).
+ * A table given to this process whose transfer is not taken yet is added
+ * too (one the daemon refuses is dropped, as if it had never come). */
 int etsmgr_reconnect(etsmgr_client *c, int poll_ms, int timeout_ms);
 
 int etsmgr_client_connected(const etsmgr_client *c); /* 1 or 0 */

@@ -473,6 +473,7 @@ int etsmgr_reconnect(etsmgr_client *c, int poll_ms, int timeout_ms)
             snprintf(first_msg, sizeof first_msg, "%.64s: %.180s", etsmgr_table_name(c->tables[i]), c->err_msg);
         }
     }
+    mc_pending_readd(c);
     if (first)
         mc_err(c, first, c->err_code, "%s", first_msg);
     return first;
@@ -611,6 +612,43 @@ int mc_handle_event(etsmgr_client *c, cJSON *obj)
     mc_grant_from(obj, "from_pid", &p->g);
     mc_watch_kick(c);
     return 1;
+}
+
+void mc_pending_drop(etsmgr_client *c, const etsmgr_table *t)
+{
+    for (size_t i = 0; i < c->npending; i++) {
+        if (c->pending[i].t != t)
+            continue;
+        etsmgr_table_close(c->pending[i].t);
+        memmove(c->pending + i, c->pending + i + 1, (c->npending - i - 1) * sizeof *c->pending);
+        c->npending--;
+        return;
+    }
+}
+
+/* After a restart of etsmgrd: the tables given to us whose transfer the
+ * application has not taken yet are ours as much as the held ones, and the
+ * new daemon must hear so, or it has them as orphaned, for any process of
+ * the uid to take while etsmgr_take_transfer hands them out here.  One it
+ * refuses (another process took it meanwhile) is no longer ours: its
+ * transfer is dropped, as if it had never come. */
+void mc_pending_readd(etsmgr_client *c)
+{
+    char saved_code[sizeof c->err_code], saved_msg[sizeof c->err_msg];
+    memcpy(saved_code, c->err_code, sizeof saved_code);
+    memcpy(saved_msg, c->err_msg, sizeof saved_msg);
+    for (size_t i = 0; i < c->npending;) {
+        etsmgr_table *t = c->pending[i].t;
+        int err = mc_call(c, mc_add_table_req(c, t), etsmgr_table_fd(t), NULL, 0, NULL);
+        if (err == ETSMGR_OK)
+            i++;
+        else if (err == ETSMGR_ENOTCONN || err == ETSMGR_ETIMEDOUT || err == ETSMGR_EPROTO)
+            break; /* the connection failed, not the table: the next reconnect tries again */
+        else
+            mc_pending_drop(c, t);
+    }
+    memcpy(c->err_code, saved_code, sizeof saved_code);
+    memcpy(c->err_msg, saved_msg, sizeof saved_msg);
 }
 
 static int mc_want_transfer(etsmgr_client *c, cJSON *obj, void *arg)

@@ -12,11 +12,13 @@
  * DOWN retries a non-blocking connect every retry_ms (a connect to a stale
  * socket is refused at once; under socket activation it succeeds and waits
  * in the backlog until the new daemon accepts).  REGISTERING pipelines hello
- * and one add_table per held table, with the table's fd, from an output
- * queue flushed when the socket is writable, and collects the replies.  The
- * application's callbacks run only once all replies are in and the state is
- * ACTIVE again, so they may call the synchronous API.  Table handles are
- * never touched: the mapping stays valid whatever the daemon does.
+ * and one add_table, with the table's fd, per held table and per table
+ * given to us whose transfer the application has not taken yet, from an
+ * output queue flushed when the socket is writable, and collects the
+ * replies.  The application's callbacks run only once all replies are in
+ * and the state is ACTIVE again, so they may call the synchronous API.
+ * Table handles are never touched: the mapping stays valid whatever the
+ * daemon does.
  *
  * The uv handles are allocated and freed through uv_close callbacks, so
  * etsmgr_watch_stop (or closing the client) is safe from inside a callback.
@@ -44,6 +46,7 @@ typedef struct mc_result {
     etsmgr_table *t;
     uint64_t id;
     int done, err;
+    int pending; /* a transfer not taken yet: the app has not seen t */
     char msg[256];
 } mc_result;
 
@@ -205,16 +208,20 @@ static void mc_retry_cb(uv_timer_t *h)
     w->new_pid = 0;
     free(w->res);
     w->nres = 0;
-    w->res = c->ntables ? calloc(c->ntables, sizeof *w->res) : NULL;
-    int bad = c->ntables && !w->res;
+    /* the tables given to us whose transfer is not taken yet are ours as
+     * much as the held ones (mc_pending_readd says why) */
+    size_t nall = c->ntables + c->npending;
+    w->res = nall ? calloc(nall, sizeof *w->res) : NULL;
+    int bad = nall && !w->res;
     cJSON *hello = cJSON_CreateObject();
     if (hello)
         cJSON_AddStringToObject(hello, "op", "hello");
     w->hello_id = ++c->next_id;
     bad = bad || mc_queue(w, hello, w->hello_id, -1) < 0;
-    for (size_t i = 0; !bad && i < c->ntables; i++) {
+    for (size_t i = 0; !bad && i < nall; i++) {
         mc_result *r = &w->res[w->nres++];
-        r->t = c->tables[i];
+        r->pending = i >= c->ntables;
+        r->t = r->pending ? c->pending[i - c->ntables].t : c->tables[i];
         r->id = ++c->next_id;
         bad = mc_queue(w, mc_add_table_req(c, r->t), r->id, etsmgr_table_fd(r->t)) < 0;
     }
@@ -247,10 +254,15 @@ static void mc_registered(struct mc_watch *w)
     size_t nres = w->nres;
     w->res = NULL;
     w->nres = 0;
+    /* a pending transfer the new daemon did not give back is no longer
+     * ours: dropped before any callback could take it */
+    for (size_t i = 0; i < nres; i++)
+        if (res[i].pending && res[i].err != ETSMGR_OK)
+            mc_pending_drop(c, res[i].t);
     if (w->cbs.up)
         w->cbs.up(c, c->daemon_pid, w->arg);
     for (size_t i = 0; i < nres && c->watch == w; i++) {
-        if (mc_held_index(c, res[i].t) < 0)
+        if (res[i].pending || mc_held_index(c, res[i].t) < 0)
             continue; /* the app let it go in a callback */
         if (res[i].err == ETSMGR_OK) {
             if (w->cbs.readded)
