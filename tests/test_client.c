@@ -15,12 +15,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "etsmgr.h"
+#include "frame.h"
+#include "sock.h"
 #include "runcap.h"
 #include "testutil.h"
 
@@ -338,7 +341,7 @@ END_TEST
 
 /* ------------------------------------------------------------------ reattachment */
 struct ct_watch {
-    int downs, ups, readded, failed;
+    int downs, ups, readded, failed, transfers;
     pid_t down_pid, up_pid;
     char reason[128];
 };
@@ -443,6 +446,87 @@ START_TEST(test_watch_reattaches)
     etsmgr_client_close(c);
     uv_run(&loop, UV_RUN_NOWAIT);
     ck_assert_int_eq(uv_loop_close(&loop), 0); /* every handle of the watch was closed */
+}
+END_TEST
+
+static void ct_transfer(etsmgr_client *c, etsmgr_table *t, const etsmgr_grant *g, void *arg)
+{
+    (void)c;
+    (void)t;
+    (void)g;
+    ((struct ct_watch *)arg)->transfers++;
+}
+
+/* A stand-in for etsmgrd on DIR/etsmgrd.sock: answers hello, and once
+ * told (a byte on go), sends the event transfer of table name with fd and
+ * closes at once, as a daemon that gives a table and is killed. */
+static pid_t ct_fake_daemon(const char *name, int fd, int *go)
+{
+    char path[300], err[200];
+    snprintf(path, sizeof path, "%s/etsmgrd.sock", E.dir);
+    unlink(path); /* the killed daemon's */
+    int lfd = sock_listen_unix(path, 0600, 4, err, sizeof err);
+    ck_assert_msg(lfd >= 0, "%s", err);
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t kid = fork();
+    ck_assert_int_ge(kid, 0);
+    if (kid == 0) {
+        close(p[1]);
+        int cfd = accept(lfd, NULL, NULL);
+        cJSON *req = NULL;
+        char buf[256], b;
+        if (cfd < 0 || frame_read_json(cfd, &req, NULL, NULL, 0, 10000) < 0)
+            _exit(1);
+        int n = snprintf(buf, sizeof buf, "{\"ok\":true,\"id\":%d,\"protocol\":1,\"pid\":%d}",
+                         (int)cJSON_GetObjectItemCaseSensitive(req, "id")->valuedouble, (int)getpid());
+        if (frame_write(cfd, buf, (size_t)n, NULL, 0) < 0 || read(p[0], &b, 1) != 1)
+            _exit(2);
+        n = snprintf(buf, sizeof buf, "{\"event\":\"transfer\",\"name\":\"%s\",\"from_pid\":1,\"data\":null,"
+                     "\"generation\":1}", name);
+        _exit(frame_write(cfd, buf, (size_t)n, &fd, 1) < 0 ? 3 : 0);
+    }
+    close(lfd);
+    close(p[0]);
+    *go = p[1];
+    return kid;
+}
+
+/* A daemon that gives this process a table and dies at once: the event and
+ * the end of the connection come in one read.  The event is this process's
+ * all the same (it was dropped with the connection): the watch delivers the
+ * table, and registers it with the next daemon, which then knows its
+ * owner.  (Dropped, the table stayed orphaned in the next daemon, its last
+ * owner this living process, so a standby waiting for it never got it.) */
+START_TEST(test_watch_keeps_transfer_read_with_eof)
+{
+    pid_t d = ct_mgr();
+    etsmgr_client *c0 = ct_connect();
+    etsmgr_table *t0;
+    ck_assert_int_eq(etsmgr_new_table(c0, "z", NULL, NULL, &t0, NULL), ETSMGR_OK);
+    tu_kill9(d);
+    int go;
+    pid_t fake = ct_fake_daemon("z", etsmgr_table_fd(t0), &go);
+    etsmgr_client *c = ct_connect();
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct ct_watch w = { 0 };
+    etsmgr_watch_cbs cbs = { .down = ct_down, .up = ct_up, .readded = ct_readded, .failed = ct_failed,
+                             .transfer = ct_transfer, .retry_ms = 10 };
+    ck_assert_int_eq(etsmgr_watch_start(c, &loop, &cbs, &w), ETSMGR_OK);
+    ck_assert_int_eq(write(go, "g", 1), 1);
+    int st = tu_wait(fake, 10000);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the fake daemon: status 0x%x", st);
+    close(go);
+    ck_assert(ct_run_until(&loop, &w.downs, 1, 10000));
+    d = ct_mgr();
+    ck_assert_msg(ct_run_until(&loop, &w.transfers, 1, 10000), "the transfer was lost (ups %d)", w.ups);
+    ck_assert_int_eq(ct_owner(c, "z"), getpid());
+    etsmgr_watch_stop(c);
+    etsmgr_client_close(c);
+    etsmgr_client_close(c0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
 }
 END_TEST
 
@@ -563,6 +647,7 @@ Suite *client_suite(void)
     tcase_add_test(tc, test_watch_reattaches);
     tcase_add_test(tc, test_reconnect_sync);
     tcase_add_test(tc, test_reconnect_keeps_pending_transfer);
+    tcase_add_test(tc, test_watch_keeps_transfer_read_with_eof);
     suite_add_tcase(s, tc);
     tc = tcase_create("user");
     tcase_add_checked_fixture(tc, ct_setup, ct_cleanup);

@@ -365,7 +365,11 @@ static void mc_poll_io(struct mc_watch *w, int status, int events)
         for (;;) {
             ssize_t n = mc_recv_some(c, MSG_DONTWAIT);
             if (n == 0) {
-                mc_watch_down(w, "connection closed");
+                /* the frames read before the end are still the daemon's
+                 * word: a transfer among them gives us a table (the next
+                 * daemon hears of it at the re-registration) */
+                if (mc_drain(w) == 0)
+                    mc_watch_down(w, "connection closed");
                 return;
             }
             if (n < 0) {
