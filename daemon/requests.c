@@ -680,9 +680,10 @@ static cJSON *op_give_away(req_ctx *x)
                                "no process %d of uid %u is connected to etsmgrd; it must connect first",
                                (int)pid, (unsigned)rt->uid);
     if (to != x->p) {
+        uint64_t transfers = rt->transfers;
         mgrd_reg_give(m, rt, to);
         cJSON *ev = cJSON_CreateObject();
-        int sent = -1;
+        int sent = -1, e = ENOMEM;
         if (ev) {
             cJSON_AddStringToObject(ev, "event", "transfer");
             cJSON_AddStringToObject(ev, "name", rt->name);
@@ -693,12 +694,19 @@ static cJSON *op_give_away(req_ctx *x)
                 cJSON_AddNullToObject(ev, "data");
             cJSON_AddNumberToObject(ev, "generation", (double)table_generation(rt));
             sent = conn_send_json(to->c, ev, etsmgr_table_fd(rt->t));
+            e = errno;
             cJSON_Delete(ev);
         }
         if (sent < 0) {
+            /* the receiver is never told: the table stays the giver's, and
+             * no transfer happened */
             mgrd_reg_give(m, rt, x->p);
-            return proto_reply_err(x->req, PROTO_E_NO_SUCH_PID, "the connection of process %d is closing",
-                                   (int)pid);
+            rt->transfers = transfers;
+            if (e == EPIPE || e == ENOBUFS)
+                return proto_reply_err(x->req, PROTO_E_NO_SUCH_PID, "the connection of process %d is closing",
+                                       (int)pid);
+            return proto_reply_err(x->req, PROTO_E_INTERNAL, "etsmgrd could not send table %s to process %d: "
+                                   "%s; it stays the caller's", name, (int)pid, strerror(e));
         }
         log_notice("give_away: table=%s from pid=%d to pid=%d, data=%s.", name, (int)x->p->pid, (int)pid,
                    data ? data : "none");

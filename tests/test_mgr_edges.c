@@ -5,7 +5,8 @@
  *  - a late reply's fd belongs to that reply: after a new_table timed out,
  *    the next new_table gets its own table, and the stale fd is closed;
  *  - at its fd limit the daemon still answers new_table, and the table it
- *    could not hand over is not left created;
+ *    could not hand over is not left created; a give_away it cannot carry
+ *    out says why and leaves the table with the giver;
  *  - 4,096 tables list (info comes in pages under the frame limit);
  *  - info shows a peer only its own uid's tables (root sees all);
  *  - errors say what happened: a system failure is "internal", another
@@ -165,6 +166,34 @@ START_TEST(test_new_table_at_fd_limit_answers)
     ck_assert_msg(err == ETSMGR_OK, "new_table after the limit is raised: %s", etsmgr_client_message(c));
     ck_assert_int_eq(g.created, 1);
     etsmgr_client_close(c);
+}
+END_TEST
+
+/* A give_away whose transfer event cannot carry the fd (the daemon at its
+ * fd limit) says so, "internal" with the reason, and the table stays the
+ * giver's.  (It answered "no_such_pid: the connection of process N is
+ * closing", of a receiver alive and well.) */
+START_TEST(test_give_away_at_fd_limit)
+{
+    pid_t d = me_mgr();
+    int giver = me_sock(&E);
+    cJSON_Delete(me_call(giver, "{\"op\":\"new_table\",\"id\":1,\"name\":\"ga\"}"));
+    int to = me_sock(&E); /* this pid's newest connection: the receiver */
+    cJSON_Delete(me_call(to, "{\"op\":\"hello\",\"id\":1}")); /* accepted */
+    struct rlimit old;
+    ck_assert(tu_fds_exhaust(d, &old));
+    char req[128];
+    snprintf(req, sizeof req, "{\"op\":\"give_away\",\"id\":2,\"name\":\"ga\",\"pid\":%d}", (int)getpid());
+    cJSON *r = me_call(giver, req);
+    ck_assert_int_eq(prlimit(d, RLIMIT_NOFILE, &old, NULL), 0);
+    ck_assert_str_eq(me_str(r, "error"), "internal");
+    ck_assert_msg(strstr(me_str(r, "message"), "Too many open files"), "%s", me_str(r, "message"));
+    cJSON_Delete(r);
+    r = me_call(giver, req); /* still the giver's to give */
+    ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok")), "%s", me_str(r, "message"));
+    cJSON_Delete(r);
+    close(to);
+    close(giver);
 }
 END_TEST
 
@@ -645,6 +674,7 @@ Suite *mgr_edges_suite(void)
     tcase_add_checked_fixture(tc, me_setup, me_cleanup);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_new_table_at_fd_limit_answers);
+    tcase_add_test(tc, test_give_away_at_fd_limit);
     tcase_add_test(tc, test_info_lists_4096_tables);
     tcase_add_test(tc, test_info_shows_own_tables_only);
     tcase_add_test(tc, test_open_error_classified);
