@@ -20,6 +20,7 @@
 #include "proto.h"
 #include "sock.h"
 #include "testutil.h"
+#include "uring.h"
 
 #define CL_CHECK(c)                                                                                \
     do {                                                                                           \
@@ -42,6 +43,8 @@ typedef struct tsrv {
     int frames, opens, closes, closes_wanted;
     int frames_at_probe;
     bool with_ahead;  /* on_ahead set: every frame must be shown before it is served */
+    bool no_fds;      /* cfg.no_fds, and the socket refuses fds before any client connects */
+    bool io_uring;    /* what conn_server_io_uring said */
     int unannounced;  /* frames served without having been shown */
     struct { conn *c; size_t len; char bytes[64]; } shown[64];
     unsigned nshown;
@@ -176,6 +179,10 @@ static void run_case(client_fn client, int nclients, size_t max_conns, int close
     int base = tu_count_fds(getpid());
     char dir[] = "/tmp/etsmgr-cnXXXXXX", path[128];
     int lfd = tc_listen(dir, path, sizeof path);
+    if (t->no_fds) { /* (on a kernel without SO_PASSRIGHTS, nothing: recvmsg as ever) */
+        int off = 0;
+        setsockopt(lfd, SOL_SOCKET, 83 /* SO_PASSRIGHTS */, &off, sizeof off);
+    }
     int sigp[2] = {-1, -1}, gop[2] = {-1, -1};
     if (with_signal) {
         ck_assert_int_eq(pipe(sigp), 0);
@@ -195,17 +202,19 @@ static void run_case(client_fn client, int nclients, size_t max_conns, int close
         close(sigp[1]);
         close(gop[0]);
     }
-    bool with_ahead = t->with_ahead;
+    bool with_ahead = t->with_ahead, no_fds = t->no_fds;
     memset(t, 0, sizeof *t);
     t->with_ahead = with_ahead;
+    t->no_fds = no_fds;
     t->sig_rd = sigp[0];
     t->go_wr = gop[1];
     t->closes_wanted = closes_wanted;
     ck_assert_int_eq(uv_loop_init(&t->loop), 0);
     conn_server_cfg cfg = {.listen_fd = lfd, .max_conns = max_conns, .on_open = ts_on_open,
                            .on_frame = ts_on_frame, .on_close = ts_on_close,
-                           .on_ahead = with_ahead ? ts_on_ahead : NULL, .arg = t};
+                           .on_ahead = with_ahead ? ts_on_ahead : NULL, .arg = t, .no_fds = no_fds};
     ck_assert_int_eq(conn_server_start(&t->srv, &t->loop, &cfg), 0);
+    t->io_uring = conn_server_io_uring(t->srv);
     uv_timer_init(&t->loop, &t->guard);
     uv_timer_init(&t->loop, &t->probe);
     t->guard.data = t->probe.data = t;
@@ -757,6 +766,58 @@ START_TEST(test_conn_backpressure)
 }
 END_TEST
 
+/* A server that takes no fd (etscounterd) reads and writes a turn's
+ * connections in an io_uring where the kernel lets it (conn.c, uring.c),
+ * and with system calls when it does not or ETSMGR_IO_URING=0 says not
+ * to.  Both paths keep what the others here check: every reply whole, its
+ * own and in order (pipelined, one at a time on several connections,
+ * replies large and small), every frame shown before it is served, and a
+ * peer that does not read (sends that meet EAGAIN, a paused reader)
+ * answered in full once it reads. */
+static void io_cases(bool want_ring)
+{
+    tsrv t = {.with_ahead = true, .no_fds = true};
+    run_case(client_ten, 4, 0, 4, &t, false);
+    ck_assert_int_eq(t.io_uring, want_ring);
+    ck_assert_int_eq(t.frames, 40);
+    ck_assert_int_eq(t.unannounced, 0);
+    tsrv u = {.with_ahead = true, .no_fds = true};
+    run_case(client_rounds, 5, 0, 5, &u, false);
+    ck_assert_int_eq(u.frames, 5 * 300);
+    ck_assert_int_eq(u.unannounced, 0);
+    tsrv v = {.with_ahead = true, .no_fds = true};
+    run_case(client_backpressure, 1, 0, 1, &v, true);
+    ck_assert_int_eq(v.frames, BP_REQS);
+    ck_assert_msg(v.frames_at_probe > 0 && v.frames_at_probe < BP_REQS / 2,
+                  "server answered %d of %d requests while the client was not reading", v.frames_at_probe,
+                  BP_REQS);
+    tsrv w = {.no_fds = true}; /* without on_ahead: the sends alone go by the ring */
+    run_case(client_ten, 2, 0, 2, &w, false);
+    ck_assert_int_eq(w.frames, 20);
+}
+
+/* whether this process may have an io_uring (a seccomp filter, or
+ * kernel.io_uring_disabled, may say no: then only the fallback is tested) */
+static bool io_uring_allowed(void)
+{
+    uring *r = uring_open(4);
+    uring_close(r);
+    return r != NULL;
+}
+
+START_TEST(test_conn_io_uring_and_fallback)
+{
+    ck_assert_int_eq(unsetenv("ETSMGR_IO_URING"), 0);
+    bool allowed = io_uring_allowed();
+    if (!allowed)
+        fprintf(stderr, "conn: io_uring is not allowed here; only the fallback is tested\n");
+    io_cases(allowed);
+    ck_assert_int_eq(setenv("ETSMGR_IO_URING", "0", 1), 0);
+    io_cases(false);
+    ck_assert_int_eq(unsetenv("ETSMGR_IO_URING"), 0);
+}
+END_TEST
+
 Suite *conn_suite(void)
 {
     Suite *s = suite_create("conn");
@@ -771,6 +832,7 @@ Suite *conn_suite(void)
     tcase_add_test(tc, test_conn_close_and_stop_from_callback);
     tcase_add_test(tc, test_conn_too_many);
     tcase_add_test(tc, test_conn_backpressure);
+    tcase_add_test(tc, test_conn_io_uring_and_fallback);
     suite_add_tcase(s, tc);
     return s;
 }

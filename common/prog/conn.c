@@ -53,6 +53,30 @@
  * stops before a segment carrying an fd; that segment goes alone, fd on its
  * first byte.  EAGAIN arms UV_WRITABLE until the queue drains.
  *
+ * A turn's I/O in one system call (io_uring, uring.c): at 50 connections
+ * with a request in flight on each, the server's CPU went on one recv and
+ * one send a request, each paying a system call's entry and exit (about
+ * 165 ns here) and its lookups.  A server that takes no fd (cfg.no_fds)
+ * opens a small io_uring at start: the sends of a flush go into it, one
+ * per dirty connection (its queue's head segment, the turn's replies to
+ * it), and leave in one io_uring_enter; each connection is then flushed as
+ * ever, which finds its queue empty or sends the rest (a short send, an fd).
+ * With on_ahead too (etscounterd), the poll callback of a connection
+ * accepted with SO_PASSRIGHTS off (plain_reads) does not read: it leaves
+ * the read to the end of the turn's I/O callbacks, where all of the turn's
+ * reads go in one io_uring_enter before any is served, so the look-ahead
+ * above still sees every first frame before serving.  Each operation is
+ * non-blocking and finished inside that call (uring.c), so nothing is in
+ * flight between turns, libuv stays the loop, and replies keep their order
+ * and still leave only after on_served.  A SIGKILL cannot cut a batch of
+ * sends short: a kill between a count and its reply is rarer.  Where
+ * io_uring_setup fails (no io_uring, a seccomp filter such as systemd's
+ * @system-service, kernel.io_uring_disabled) or ETSMGR_IO_URING=0 is set,
+ * and for servers that pass fds (etsmgrd, etssup), every read and write is
+ * the system call as before; a ring that fails later is closed and the
+ * batch redone with system calls (docs/performance.md, "A turn's I/O in
+ * one system call").
+ *
  * Backpressure: once CONN_OUT_HIGH bytes are queued, frames stay in the
  * reader and the socket is not read until the queue is empty again.  A peer
  * that never reads while we keep queueing (events) is dropped at
@@ -78,6 +102,7 @@
 #include "frame.h"
 #include "proto.h"
 #include "log.h"
+#include "uring.h"
 
 #define CONN_READ_CHUNK 65536
 #define CONN_READS_PER_EVENT 4
@@ -92,6 +117,11 @@
 /* work one connection may do in one loop turn: each frame costs 1, and a
  * handler adds what its request really cost (conn_charge) */
 #define CONN_TURN_BUDGET 64
+/* io_uring (no_fds servers): operations in one batch (one io_uring_enter),
+ * and the reads of a turn that go by it, each into a slot of this size (a
+ * full slot is followed by ordinary reads, as a full CONN_READ_CHUNK is) */
+#define CONN_RING_ENTRIES 64
+#define CONN_RING_SLOT 4096
 
 typedef struct conn_seg {
     struct conn_seg *next;
@@ -149,6 +179,7 @@ struct conn {
     bool closed;     /* on_close done, uv_close pending */
     bool in_process;
     bool plain_reads; /* SO_PASSRIGHTS off since its connect: recv (above) */
+    unsigned ring_read; /* 1 + its index in the server's batch of reads; 0: none */
     pid_t pid;
     uid_t uid;
     gid_t gid;
@@ -177,10 +208,17 @@ struct conn_server {
     bool serving_ready;      /* serving rd_head's list: on_served once after it */
     conn_seg *seg_free;      /* sent small segments kept for reuse (CONN_SEG_CACHE) */
     unsigned nseg_free;
+    uring *ring;             /* the turn's I/O in one system call (no_fds), or NULL */
+    conn *reads[CONN_RING_ENTRIES]; /* to read at the end of the turn's I/O (tag: index) */
+    unsigned nreads;
+    char *ring_bufs;         /* their slots, CONN_RING_SLOT bytes each */
+    conn *sends[CONN_RING_ENTRIES]; /* the flush's batch */
 };
 
 static void conn_close_now(conn *c);
 static void conn_process(conn *c);
+static int conn_got(conn *c, const char *buf, size_t chunk, ssize_t n, int *fds, int nfds);
+static void conn_read_more(conn *c, int reads);
 static void conn_on_poll(uv_poll_t *h, int status, int events);
 
 /* ------------------------------------------------------------ helpers */
@@ -296,6 +334,10 @@ static void srv_handle_closed(conn_server *s)
             s->seg_free = g->next;
             free(g);
         }
+        /* (the ring goes only now: a stop from a callback may come while
+         * a batch's results are being read) */
+        uring_close(s->ring);
+        free(s->ring_bufs);
         free(s->rbuf);
         free(s);
     }
@@ -408,6 +450,10 @@ static void conn_close_now(conn *c)
     s->count--;
     conn_backlog_remove(c);
     conn_ready_remove(c);
+    if (c->ring_read) { /* not read: its slot in the batch is skipped */
+        s->reads[c->ring_read - 1] = NULL;
+        c->ring_read = 0;
+    }
     fdpass_ledger_close(&c->fdl);
     conn_held_sync(c);
     conn_free_output(c);
@@ -519,9 +565,115 @@ void conn_flush_now(conn *c)
     }
 }
 
+/* The ring failed (uring_run: say, used from another process): from now
+ * on, system calls, as without it. */
+static void srv_ring_off(conn_server *s)
+{
+    log_warning("io_uring_enter: %s; the server reads and writes with ordinary system calls from now on",
+                strerror(errno));
+    uring_close(s->ring);
+    s->ring = NULL;
+}
+
+/* The reads conn_read left for the end of the turn's I/O, in one system
+ * call; then each connection is read on as conn_read would have (a full
+ * slot may be followed by more) and put on the turn's list, in the order
+ * the poll reported them. */
+static void srv_ring_reads(conn_server *s)
+{
+    unsigned n = s->nreads;
+    for (unsigned i = 0; i < n; i++)
+        if (s->reads[i])
+            uring_recv(s->ring, s->reads[i]->fd, s->ring_bufs + (size_t)i * CONN_RING_SLOT, CONN_RING_SLOT, i);
+    bool failed = uring_run(s->ring) < 0;
+    int err = errno;
+    uint64_t tag;
+    int32_t res;
+    while (uring_result(s->ring, &tag, &res)) {
+        conn *c = tag < n ? s->reads[tag] : NULL;
+        if (!c) /* closed since, by another connection's callback */
+            continue;
+        s->reads[tag] = NULL;
+        c->ring_read = 0;
+        if (res < 0)
+            errno = -res;
+        int k = conn_got(c, s->ring_bufs + tag * CONN_RING_SLOT, CONN_RING_SLOT, res, NULL, 0);
+        if (k > 0)
+            conn_read_more(c, CONN_READS_PER_EVENT - 1);
+        else if (k == 0)
+            conn_ready_add(c);
+    }
+    for (unsigned i = 0; i < n; i++) { /* no result: the ring failed; read as without it */
+        conn *c = s->reads[i];
+        if (c) {
+            s->reads[i] = NULL;
+            c->ring_read = 0;
+            conn_read_more(c, CONN_READS_PER_EVENT);
+        }
+    }
+    s->nreads = 0;
+    if (failed) {
+        errno = err;
+        srv_ring_off(s);
+    }
+}
+
+/* Up to CONN_RING_ENTRIES connections of the dirty list flushed with one
+ * system call: a send of each one's head segment (the usual batch of
+ * replies sharing a segment) goes in the ring; then each is flushed as
+ * ever (conn_flush), which finds its queue empty (no system call) or sends
+ * what is left (the rest of a short send, more segments, a segment with an
+ * fd) and does what follows a flush (close once written, resume a paused
+ * reader).  A connection's replies keep their order: nothing more of its
+ * queue is sent until the ring's send of its head is done. */
+static void srv_ring_flush(conn_server *s)
+{
+    unsigned n = 0;
+    conn *c;
+    while (n < CONN_RING_ENTRIES && (c = s->dirty_head)) {
+        conn_unmark_dirty(c);
+        if (c->want_write)
+            continue; /* UV_WRITABLE will call conn_flush */
+        conn_seg *g = c->out_head;
+        if (g && g->fd < 0)
+            uring_send(s->ring, c->fd, g->data + g->off, g->len - g->off, n);
+        s->sends[n++] = c;
+    }
+    bool failed = uring_run(s->ring) < 0;
+    int err = errno;
+    uint64_t tag;
+    int32_t res;
+    while (uring_result(s->ring, &tag, &res)) {
+        c = tag < n ? s->sends[tag] : NULL;
+        if (!c || c->closed)
+            continue;
+        if (res >= 0) {
+            conn_consume(c, (size_t)res);
+        } else if (res == -EAGAIN || res == -EWOULDBLOCK) {
+            c->want_write = true;
+            conn_update_events(c);
+        } else {
+            log_debug("send to pid %ld: %s; closing the connection", (long)c->pid, strerror(-res));
+            conn_close_now(c);
+        }
+    }
+    /* (without a result, after the ring failed, conn_flush sends it all) */
+    for (unsigned i = 0; i < n; i++) {
+        c = s->sends[i];
+        if (!c->closed && !c->want_write)
+            conn_flush(c);
+    }
+    if (failed) {
+        errno = err;
+        srv_ring_off(s);
+    }
+}
+
 static void srv_flush_all(conn_server *s)
 {
     conn *c;
+    if (s->nreads)
+        srv_ring_reads(s);
     s->serving_ready = true;
     while ((c = s->rd_head)) { /* read in this turn: served first, in the order read */
         conn_ready_remove(c);
@@ -531,6 +683,10 @@ static void srv_flush_all(conn_server *s)
     if (s->cfg.on_served)
         s->cfg.on_served(s->cfg.arg); /* before the writes below */
     while ((c = s->dirty_head)) {
+        if (s->ring) {
+            srv_ring_flush(s);
+            continue;
+        }
         conn_unmark_dirty(c);
         if (!c->want_write) /* else UV_WRITABLE will call conn_flush */
             conn_flush(c);
@@ -761,55 +917,85 @@ static void conn_process(conn *c)
         s->cfg.on_served(s->cfg.arg); /* its replies queued before the flush (a turn's list: once after it) */
 }
 
-static void conn_read(conn *c)
+/* One read's outcome (n bytes at buf, or n < 0 with errno; fds that came
+ * with it): 1 when a full chunk came (more may wait), 0 when the reading
+ * ends (drained, end of stream), -1 when c was closed. */
+static int conn_got(conn *c, const char *buf, size_t chunk, ssize_t n, int *fds, int nfds)
 {
     conn_server *s = c->srv;
-    for (int i = 0; i < CONN_READS_PER_EVENT; i++) {
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        log_debug("recvmsg from pid %ld: %s; closing the connection", (long)c->pid, strerror(errno));
+        conn_close_now(c);
+        return -1;
+    }
+    if (n == 0) {
+        c->eof = true; /* (fdpass_recv closed any fds: no byte, no frame) */
+        return 0;
+    }
+    if (frame_reader_feed(&c->rd, buf, (size_t)n) < 0) {
+        log_error("out of memory buffering a request of pid %ld; closing its connection", (long)c->pid);
+        fdpass_close_all(fds, nfds);
+        conn_close_now(c);
+        return -1;
+    }
+    uint64_t begin = c->rx_total;
+    c->rx_total += (uint64_t)n;
+    if (nfds > 0) {
+        uint64_t fstart = frame_reader_tail_start(&c->rd, c->rx_consumed, &c->scan);
+        size_t budget = s->cfg.max_held_fds ? s->cfg.max_held_fds : CONN_HELD_FDS_DEFAULT;
+        size_t want = (size_t)(nfds < FRAME_MAX_FDS ? nfds : FRAME_MAX_FDS);
+        if (fstart >= begin && s->held_fds + want > budget) {
+            /* peers together hold too many fds of unfinished frames */
+            fdpass_close_all(fds, nfds);
+            conn_refuse_fds(c, budget);
+            return -1;
+        }
+        fdpass_ledger_add(&c->fdl, begin, c->rx_total, fstart, fds, nfds);
+        conn_held_sync(c);
+    }
+    /* a short read drained the socket; level-triggered poll tells of more */
+    return (size_t)n < chunk ? 0 : 1;
+}
+
+/* Up to reads more reads with system calls, then the frames are served
+ * (or, with on_ahead, put on the turn's list). */
+static void conn_read_more(conn *c, int reads)
+{
+    conn_server *s = c->srv;
+    for (int i = 0; i < reads; i++) {
         int fds[FDPASS_RECV_ROOM], nfds = 0;
         ssize_t n = c->plain_reads ? recv(c->fd, s->rbuf, CONN_READ_CHUNK, MSG_DONTWAIT)
                                    : fdpass_recv(c->fd, s->rbuf, CONN_READ_CHUNK, MSG_DONTWAIT, fds,
                                                  FDPASS_RECV_ROOM, &nfds, NULL);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            log_debug("recvmsg from pid %ld: %s; closing the connection", (long)c->pid,
-                      strerror(errno));
-            conn_close_now(c);
+        int k = conn_got(c, s->rbuf, CONN_READ_CHUNK, n, fds, nfds);
+        if (k < 0)
             return;
-        }
-        if (n == 0) {
-            c->eof = true; /* (fdpass_recv closed any fds: no byte, no frame) */
+        if (k == 0)
             break;
-        }
-        if (frame_reader_feed(&c->rd, s->rbuf, (size_t)n) < 0) {
-            log_error("out of memory buffering a request of pid %ld; closing its connection",
-                      (long)c->pid);
-            fdpass_close_all(fds, nfds);
-            conn_close_now(c);
-            return;
-        }
-        uint64_t begin = c->rx_total;
-        c->rx_total += (uint64_t)n;
-        if (nfds > 0) {
-            uint64_t fstart = frame_reader_tail_start(&c->rd, c->rx_consumed, &c->scan);
-            size_t budget = s->cfg.max_held_fds ? s->cfg.max_held_fds : CONN_HELD_FDS_DEFAULT;
-            size_t want = (size_t)(nfds < FRAME_MAX_FDS ? nfds : FRAME_MAX_FDS);
-            if (fstart >= begin && s->held_fds + want > budget) {
-                /* peers together hold too many fds of unfinished frames */
-                fdpass_close_all(fds, nfds);
-                conn_refuse_fds(c, budget);
-                return;
-            }
-            fdpass_ledger_add(&c->fdl, begin, c->rx_total, fstart, fds, nfds);
-            conn_held_sync(c);
-        }
-        if ((size_t)n < CONN_READ_CHUNK)
-            break; /* drained; level-triggered poll tells us about more */
     }
     if (s->cfg.on_ahead)
         conn_ready_add(c); /* served once the turn's other connections are read */
     else
         conn_process(c);
+}
+
+static void conn_read(conn *c)
+{
+    conn_server *s = c->srv;
+    /* with the ring, a connection that cannot carry fds, and whose serving
+     * waits for the end of the turn anyway (on_ahead), is read there, in
+     * one system call with the turn's other such reads (srv_ring_reads) */
+    if (c->ring_read)
+        return; /* reported again in the same turn: already waiting for it */
+    if (s->ring && c->plain_reads && s->cfg.on_ahead && s->nreads < CONN_RING_ENTRIES) {
+        s->reads[s->nreads++] = c;
+        c->ring_read = s->nreads;
+        srv_arm(s);
+        return;
+    }
+    conn_read_more(c, CONN_READS_PER_EVENT);
 }
 
 static void conn_on_poll(uv_poll_t *h, int status, int events)
@@ -946,6 +1132,28 @@ static void srv_on_listen(uv_poll_t *h, int status, int events)
 
 /* ------------------------------------------------------------ server */
 
+/* The ring of a server that takes no fd, unless ETSMGR_IO_URING=0 says
+ * not to or the kernel refuses it (then the server goes on with system
+ * calls, as it always did: uring.c says when that is). */
+static void srv_ring_open(conn_server *s)
+{
+    const char *env = getenv("ETSMGR_IO_URING");
+    if (env && strcmp(env, "0") == 0) {
+        log_debug("ETSMGR_IO_URING=0: reading and writing with ordinary system calls");
+        return;
+    }
+    s->ring = uring_open(CONN_RING_ENTRIES);
+    if (!s->ring) {
+        log_debug("io_uring_setup: %s; reading and writing with ordinary system calls", strerror(errno));
+        return;
+    }
+    s->ring_bufs = malloc((size_t)CONN_RING_ENTRIES * CONN_RING_SLOT);
+    if (!s->ring_bufs) {
+        uring_close(s->ring);
+        s->ring = NULL;
+    }
+}
+
 static void srv_on_handle_closed(uv_handle_t *h) { srv_handle_closed(h->data); }
 
 int conn_server_start(conn_server **out, uv_loop_t *loop, const conn_server_cfg *cfg)
@@ -969,6 +1177,8 @@ int conn_server_start(conn_server **out, uv_loop_t *loop, const conn_server_cfg 
     s->loop = loop;
     s->cfg = *cfg;
     s->listen_fd = cfg->listen_fd;
+    if (cfg->no_fds)
+        srv_ring_open(s); /* (a server that passes fds needs recvmsg and sendmsg as they are) */
 #ifdef CONN_SO_PASSRIGHTS
     if (cfg->no_fds) {
         int off = 0;
@@ -981,6 +1191,8 @@ int conn_server_start(conn_server **out, uv_loop_t *loop, const conn_server_cfg 
     int r = uv_poll_init(loop, &s->lpoll, s->listen_fd);
     if (r < 0) {
         log_error("uv_poll_init on the listening socket: %s", uv_strerror(r));
+        uring_close(s->ring);
+        free(s->ring_bufs);
         free(s->rbuf);
         free(s);
         errno = -r;
@@ -1028,6 +1240,7 @@ void conn_server_stop(conn_server *s)
 }
 
 size_t conn_server_count(const conn_server *s) { return s ? s->count : 0; }
+bool conn_server_io_uring(const conn_server *s) { return s && s->ring; }
 
 pid_t conn_peer_pid(const conn *c) { return c->pid; }
 uid_t conn_peer_uid(const conn *c) { return c->uid; }

@@ -3,6 +3,8 @@
  * socket, shared by etsmgrd, etscounterd and etssup.  It uses uv_poll and
  * its own recvmsg/sendmsg (not uv_stream) so that file descriptors can travel
  * in both directions as SCM_RIGHTS and every received fd is accounted for.
+ * A server that takes no fd batches a turn's reads and writes in an
+ * io_uring where the kernel allows (conn.c; ETSMGR_IO_URING=0: never).
  *
  * Replies are queued and flushed once per loop iteration (one write for all
  * the replies a read produced), in request order.  A peer that stops reading
@@ -61,6 +63,9 @@ int conn_server_start(conn_server **out, uv_loop_t *loop, const conn_server_cfg 
  * listening fd; the server is freed once libuv has closed its handles. */
 void conn_server_stop(conn_server *s);
 size_t conn_server_count(const conn_server *s);
+/* Whether the server batches its reads and writes in an io_uring (a no_fds
+ * server, unless the kernel refuses io_uring or ETSMGR_IO_URING=0). */
+bool conn_server_io_uring(const conn_server *s);
 
 /* Queue one frame (fd >= 0: sent with it as SCM_RIGHTS; the caller keeps its
  * own copy).  0, or -1 when the connection is closing or out of memory. */
