@@ -208,10 +208,10 @@ struct conn_server {
     bool serving_ready;      /* serving rd_head's list: on_served once after it */
     conn_seg *seg_free;      /* sent small segments kept for reuse (CONN_SEG_CACHE) */
     unsigned nseg_free;
-    uring *ring;             /* the turn's I/O in one system call (no_fds), or NULL */
+    uring *ring;                    /* the turn's I/O in one system call (no_fds), or NULL */
     conn *reads[CONN_RING_ENTRIES]; /* to read at the end of the turn's I/O (tag: index) */
     unsigned nreads;
-    char *ring_bufs;         /* their slots, CONN_RING_SLOT bytes each */
+    char *ring_bufs;                /* their slots, CONN_RING_SLOT bytes each */
     conn *sends[CONN_RING_ENTRIES]; /* the flush's batch */
 };
 
@@ -584,7 +584,8 @@ static void srv_ring_reads(conn_server *s)
     unsigned n = s->nreads;
     for (unsigned i = 0; i < n; i++)
         if (s->reads[i])
-            uring_recv(s->ring, s->reads[i]->fd, s->ring_bufs + (size_t)i * CONN_RING_SLOT, CONN_RING_SLOT, i);
+            uring_recv(s->ring, s->reads[i]->fd, s->ring_bufs + (size_t)i * CONN_RING_SLOT, CONN_RING_SLOT,
+                       i);
     bool failed = uring_run(s->ring) < 0;
     int err = errno;
     uint64_t tag;

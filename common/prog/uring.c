@@ -96,10 +96,10 @@ uring *uring_open(unsigned entries)
     size_t cl = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
     r->sq_map_len = sl > cl ? sl : cl;
     r->sqe_map_len = p.sq_entries * sizeof(struct io_uring_sqe);
-    r->sq_map = mmap(NULL, r->sq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
-                     IORING_OFF_SQ_RING);
-    r->sqe_map = mmap(NULL, r->sqe_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
-                      IORING_OFF_SQES);
+    r->sq_map =
+        mmap(NULL, r->sq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQ_RING);
+    r->sqe_map =
+        mmap(NULL, r->sqe_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
     if (r->sq_map == MAP_FAILED || r->sqe_map == MAP_FAILED) {
         int e = errno;
         if (r->sq_map == MAP_FAILED)
@@ -139,8 +139,6 @@ void uring_close(uring *r)
     close(r->fd);
     free(r);
 }
-
-unsigned uring_room(const uring *r) { return r->sq_entries - r->queued; }
 
 static void uring_queue(uring *r, uint8_t op, int fd, void *buf, size_t len, int flags, uint64_t tag)
 {

@@ -20,11 +20,9 @@ typedef struct uring uring;
  * kernel.io_uring_disabled; EINVAL: too old for the flags it needs). */
 uring *uring_open(unsigned entries);
 void uring_close(uring *r);
-/* Operations that can still be queued before the next uring_run. */
-unsigned uring_room(const uring *r);
 /* Queue a send or recv of len bytes at buf on the socket fd (MSG_DONTWAIT
  * and, for sends, MSG_NOSIGNAL are added); tag comes back with its result.
- * The caller checks uring_room first. */
+ * At most the entries given to uring_open between two uring_run. */
 void uring_send(uring *r, int fd, const void *buf, size_t len, uint64_t tag);
 void uring_recv(uring *r, int fd, void *buf, size_t len, uint64_t tag);
 /* Submit what is queued and wait until each has completed: 0, or -1 with
