@@ -422,9 +422,12 @@ static cJSON *op_new_table(req_ctx *x)
     }
     if (rt && wait && !exclusive) {
         /* a standby: wait where a plain new_table would hear "owned", and
-         * for a table found at start while its last owner still lives */
+         * for a table found at start while its last owner still lives --
+         * unless the caller is that owner (its handover's reply went with
+         * the daemon, and it waits again): it would wait behind itself */
         mgrd_verdict v = mgrd_reg_may(rt, x->p, MGRD_ACT_TAKE);
-        if ((v == MGRD_OWNED_BY_OTHER) || (v == MGRD_MAY && !rt->owner && !mgrd_wait_may_take(rt)))
+        if ((v == MGRD_OWNED_BY_OTHER) ||
+            (v == MGRD_MAY && !rt->owner && !mgrd_wait_may_take(rt) && rt->owner_pid != x->p->pid))
             return queue_waiter(x, rt, heir_data);
     }
     if (rt) {

@@ -728,6 +728,35 @@ START_TEST(test_waiter_told_when_fd_cannot_go)
 }
 END_TEST
 
+/* The last owner of a table found at start asks for it with "wait" (its
+ * handover's reply was lost with the daemon, and it waits again, as
+ * etsmgr_new_table_wait's ENOTCONN says to): it gets it at once, as a
+ * plain new_table would.  (It was queued, held back while the last owner
+ * lives, that is, behind itself, for good.) */
+START_TEST(test_last_owner_waits_for_nobody)
+{
+    tu_env e;
+    tu_env_init(&e);
+    pid_t d = dt_start(&e, NULL);
+    int fd = dt_connect(&e);
+    etsmgr_table *t = dt_new_table(fd, "self", "self", NULL);
+    etsmgr_table_close(t);
+    tu_kill9(d); /* while this process owns the table: its header names it */
+    close(fd);
+    dt_start(&e, NULL);
+    fd = dt_connect(&e);
+    int tfd = -1;
+    cJSON *r = dt_callf(fd, &tfd, "{\"op\":\"new_table\",\"id\":1,\"name\":\"self\",\"wait\":true}");
+    ck_assert_int_ge(tfd, 0);
+    close(tfd);
+    ck_assert(!dt_bool(r, "created"));
+    dt_expect_ok(r);
+    sb_expect_owner(fd, "self", getpid());
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 /* ------------------------------------------------------------ cancel_wait */
 
 /* A raw waiter handed the table as the reply to its wait, which cancels
@@ -837,6 +866,7 @@ Suite *standby_suite(void)
     tcase_add_test(tc, test_counterd_memory_keeper);
     tcase_add_test(tc, test_take_undone_as_it_was);
     tcase_add_test(tc, test_waiter_told_when_fd_cannot_go);
+    tcase_add_test(tc, test_last_owner_waits_for_nobody);
     tcase_add_test(tc, test_cancel_wait_releases_handed_table);
     tcase_add_test(tc, test_cancel_wait_keeps_given_table);
     suite_add_tcase(s, tc);
