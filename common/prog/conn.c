@@ -68,7 +68,9 @@
  * above still sees every first frame before serving.  Each operation is
  * non-blocking and finished inside that call (uring.c), so nothing is in
  * flight between turns, libuv stays the loop, and replies keep their order
- * and still leave only after on_served.  A SIGKILL cannot cut a batch of
+ * and still leave only after on_served.  A batch of one (a single ready
+ * connection, as at 1 connection) is the plain recv or send: one
+ * io_uring_enter costs more than either.  A SIGKILL cannot cut a batch of
  * sends short: a kill between a count and its reply is rarer.  Where
  * io_uring_setup fails (no io_uring, a seccomp filter such as systemd's
  * @system-service, kernel.io_uring_disabled) or ETSMGR_IO_URING=0 is set,
@@ -582,6 +584,16 @@ static void srv_ring_off(conn_server *s)
 static void srv_ring_reads(conn_server *s)
 {
     unsigned n = s->nreads;
+    if (n == 1) { /* one read: recv costs less than io_uring_enter (performance.md) */
+        conn *c = s->reads[0];
+        s->nreads = 0;
+        if (c) {
+            s->reads[0] = NULL;
+            c->ring_read = 0;
+            conn_read_more(c, CONN_READS_PER_EVENT);
+        }
+        return;
+    }
     for (unsigned i = 0; i < n; i++)
         if (s->reads[i])
             uring_recv(s->ring, s->reads[i]->fd, s->ring_bufs + (size_t)i * CONN_RING_SLOT, CONN_RING_SLOT,
@@ -630,7 +642,13 @@ static void srv_ring_reads(conn_server *s)
 static void srv_ring_flush(conn_server *s)
 {
     unsigned n = 0;
-    conn *c;
+    conn *c = s->dirty_head;
+    if (!c->dirty_next) { /* one connection: send costs less than io_uring_enter */
+        conn_unmark_dirty(c);
+        if (!c->want_write)
+            conn_flush(c);
+        return;
+    }
     while (n < CONN_RING_ENTRIES && (c = s->dirty_head)) {
         conn_unmark_dirty(c);
         if (c->want_write)

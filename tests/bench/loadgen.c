@@ -24,10 +24,21 @@
  * over the window is read from /proc, which says whether the server was the
  * bottleneck (near 100% of one core) or was waiting on its clients.
  *
+ * Its own cost per request matters: on two cores it has one, and at 50
+ * connections a server that needs less than it does waits on it, so the
+ * row would measure the load generator.  So, like etscounterd (conn.c),
+ * it reads the connections an epoll_wait reported with one io_uring_enter
+ * and writes their next requests with another (common/prog/uring.c), the
+ * same for both servers; where io_uring is refused, or with --syscalls,
+ * it makes one read and one write per connection as before
+ * (docs/performance.md, "The 50-connection rows: a turn's I/O in one
+ * system call").
+ *
  * Output: one result row (see benchutil.h) on stdout.
  * Exit status: 0, 64 usage error, 1 the run failed (connect, a connection
  * closed by the server, an error reply). */
 #include "benchutil.h"
+#include "uring.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -170,7 +181,8 @@ static int lg_flush(lg_conn *c)
     return 0;
 }
 
-static int lg_send_batch(lg *g, lg_conn *c)
+/* The next batch of requests into c's output, not written yet. */
+static void lg_fill_batch(lg *g, lg_conn *c)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -179,6 +191,11 @@ static int lg_send_batch(lg *g, lg_conn *c)
         lg_put_request(g, c, now_ms);
     c->outstanding = g->pipeline;
     c->sent_at = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int lg_send_batch(lg *g, lg_conn *c)
+{
+    lg_fill_batch(g, c);
     return lg_flush(c);
 }
 
@@ -279,6 +296,73 @@ static double lg_self_cpu(void)
            (double)ru.ru_stime.tv_usec * 1e-6;
 }
 
+static void lg_want_out(int ep, lg_conn *c, int out)
+{
+    struct epoll_event ev = { .events = EPOLLIN | (out ? EPOLLOUT : 0), .data.ptr = c };
+    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* One epoll_wait's events with the ring: the reads of every readable
+ * connection in one io_uring_enter, their replies parsed, then the next
+ * batch of each connection that has all its replies in another.  What the
+ * ring leaves (a short write, EAGAIN) is finished as without it. */
+static void lg_turn_ring(lg *g, uring *ring, int ep, struct epoll_event *evs, int n, double t, const char *name)
+{
+    for (int i = 0; i < n; i++) {
+        lg_conn *c = evs[i].data.ptr;
+        if (evs[i].events & EPOLLOUT) {
+            if (lg_flush(c) < 0)
+                lg_die("write: %s", strerror(errno));
+            if (c->wlen == 0)
+                lg_want_out(ep, c, 0);
+        }
+        if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+            uring_recv(ring, c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, (uint64_t)i);
+    }
+    if (uring_run(ring) < 0)
+        lg_die("io_uring_enter: %s (try --syscalls)", strerror(errno));
+    uint64_t tag;
+    int32_t r;
+    int nsend = 0;
+    while (uring_result(ring, &tag, &r)) {
+        lg_conn *c = evs[tag].data.ptr;
+        if (r == -EAGAIN || r == -EINTR)
+            continue;
+        if (r < 0)
+            lg_die("read: %s", strerror(-r));
+        if (r == 0) {
+            fprintf(stderr, "loadgen: %s: the server closed a connection (%" PRIu64 " replies so far)\n", name,
+                    g->done);
+            exit(1);
+        }
+        c->rlen += (size_t)r;
+        if (lg_parse(g, c, t) < 0) {
+            fprintf(stderr, "loadgen: %s: a reply this program cannot read\n", name);
+            exit(1);
+        }
+        if (c->outstanding == 0) {
+            lg_fill_batch(g, c);
+            uring_send(ring, c->fd, c->wbuf + c->woff, c->wlen - c->woff, tag);
+            nsend++;
+        }
+    }
+    if (!nsend)
+        return;
+    if (uring_run(ring) < 0)
+        lg_die("io_uring_enter: %s (try --syscalls)", strerror(errno));
+    while (uring_result(ring, &tag, &r)) {
+        lg_conn *c = evs[tag].data.ptr;
+        if (r < 0 && r != -EAGAIN && r != -EINTR)
+            lg_die("write: %s", strerror(-r));
+        if (r > 0)
+            c->woff += (size_t)r;
+        if (lg_flush(c) < 0) /* the rest, if any */
+            lg_die("write: %s", strerror(errno));
+        if (c->wlen)
+            lg_want_out(ep, c, 1);
+    }
+}
+
 static const char lg_usage[] =
     "Usage: loadgen --socket PATH --proto json|resp --op OP --name NAME [OPTION]...\n"
     "Drive a server on a Unix socket with N closed-loop connections, P pipelined\n"
@@ -297,6 +381,7 @@ static const char lg_usage[] =
     "  -T, --target T         the target, \"OP N\" on the ratio (see report.c)\n"
     "  -A, --also REF[|T]     compare with another row too (repeatable, up to 4)\n"
     "  -S, --server-pid PID   report the server's CPU use over the window\n"
+    "      --syscalls         one read and one write per connection, not io_uring\n"
     "\n"
     "Exit status: 0 done, 1 the run failed, 64 usage error.\n";
 
@@ -309,12 +394,12 @@ int main(int argc, char **argv)
         { "warmup", required_argument, NULL, 'w' },   { "name", required_argument, NULL, 'n' },
         { "reference", required_argument, NULL, 'r' }, { "target", required_argument, NULL, 'T' },
         { "server-pid", required_argument, NULL, 'S' }, { "also", required_argument, NULL, 'A' },
-        { "help", no_argument, NULL, 'h' },
+        { "syscalls", no_argument, NULL, 'Y' }, { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const char *path = NULL, *proto = NULL, *name = NULL, *ref = NULL, *target = NULL;
     lg g = { .pipeline = 1 };
-    int nconns = 1, nalso = 0;
+    int nconns = 1, nalso = 0, syscalls = 0;
     const char *also[4];
     long server_pid = 0;
     double secs = 2, warmup = 0.3;
@@ -339,6 +424,7 @@ int main(int argc, char **argv)
             }
             also[nalso++] = optarg;
             break;
+        case 'Y': syscalls = 1; break;
         case 'h': fputs(lg_usage, stdout); return 0;
         default: fputs(lg_usage, stderr); return LG_EX_USAGE;
         }
@@ -393,7 +479,8 @@ int main(int argc, char **argv)
         if (lg_send_batch(&g, &cs[i]) < 0)
             lg_die("write: %s", strerror(errno));
 
-    struct epoll_event evs[64];
+    struct epoll_event evs[64]; /* (64: the ring's entries, one operation per event) */
+    uring *ring = syscalls ? NULL : uring_open(64);
     for (;;) {
         double now = bu_now();
         if (!in_window && now >= g.win_start) {
@@ -412,6 +499,10 @@ int main(int argc, char **argv)
             lg_die("epoll_wait: %s", strerror(errno));
         }
         double t = bu_now();
+        if (ring && n > 1) { /* (one: read and write cost less than two io_uring_enter) */
+            lg_turn_ring(&g, ring, ep, evs, n, t, name);
+            continue;
+        }
         for (int i = 0; i < n; i++) {
             lg_conn *c = evs[i].data.ptr;
             if (evs[i].events & EPOLLOUT) {
@@ -459,6 +550,7 @@ int main(int argc, char **argv)
     }
     free(cs);
     close(ep);
+    uring_close(ring);
 
     if (g.errors) {
         fprintf(stderr, "loadgen: %s: %" PRIu64 " error replies, the first: %s\n", name, g.errors, g.first_error);
