@@ -733,7 +733,8 @@ static void ts_on_probe(uv_timer_t *h)
     t->frames_at_probe = t->frames;
     if (getenv("CONN_TEST_VERBOSE"))
         fprintf(stderr, "backpressure: %d frames answered before the client read\n", t->frames);
-    ck_assert_int_eq(write(t->go_wr, "g", 1), 1);
+    for (int i = 0; i < t->closes_wanted; i++) /* a "go" for each client */
+        ck_assert_int_eq(write(t->go_wr, "g", 1), 1);
 }
 
 static void ts_on_signal(uv_poll_t *h, int status, int events)
@@ -766,6 +767,34 @@ START_TEST(test_conn_backpressure)
 }
 END_TEST
 
+/* Small requests one write at a time, a few at most in a turn of the
+ * server, more than the socket buffers hold replies for, and no reply read
+ * before the last is written; then every reply, in order.  Each turn's
+ * replies to it fit one segment, so the server's send of it is refused
+ * whole once the socket is full (EAGAIN, a send of the ring's batch when
+ * the other client's replies are due in the same turn). */
+#define SR_REQS 1500
+static void client_slow_reader(const char *path, int sig_wr, int go_rd)
+{
+    (void)sig_wr;
+    (void)go_rd;
+    int fd = sock_connect_unix(path);
+    CL_CHECK(fd >= 0);
+    for (int i = 0; i < SR_REQS; i++) {
+        char js[48];
+        snprintf(js, sizeof js, "{\"op\":\"echo\",\"id\":%d}", i);
+        cl_send(fd, js, NULL, 0);
+        if (i % 4 == 3)
+            usleep(20); /* (pacing only: turns of a few requests) */
+    }
+    for (int i = 0; i < SR_REQS; i++) {
+        cJSON *o = cl_read(fd, NULL, NULL);
+        CL_CHECK(cl_num(o, "id") == i);
+        cJSON_Delete(o);
+    }
+    close(fd);
+}
+
 /* A server that takes no fd (etscounterd) reads and writes a turn's
  * connections in an io_uring where the kernel lets it (conn.c, uring.c),
  * and with system calls when it does not or ETSMGR_IO_URING=0 says not
@@ -785,12 +814,17 @@ static void io_cases(bool want_ring)
     run_case(client_rounds, 5, 0, 5, &u, false);
     ck_assert_int_eq(u.frames, 5 * 300);
     ck_assert_int_eq(u.unannounced, 0);
+    /* two at once, so that their replies meet EAGAIN in one batch (a batch
+     * of one is a plain send) */
     tsrv v = {.with_ahead = true, .no_fds = true};
-    run_case(client_backpressure, 1, 0, 1, &v, true);
-    ck_assert_int_eq(v.frames, BP_REQS);
-    ck_assert_msg(v.frames_at_probe > 0 && v.frames_at_probe < BP_REQS / 2,
-                  "server answered %d of %d requests while the client was not reading", v.frames_at_probe,
-                  BP_REQS);
+    run_case(client_backpressure, 2, 0, 2, &v, true);
+    ck_assert_int_eq(v.frames, 2 * BP_REQS);
+    ck_assert_msg(v.frames_at_probe > 0 && v.frames_at_probe < BP_REQS,
+                  "server answered %d of %d requests while the clients were not reading", v.frames_at_probe,
+                  2 * BP_REQS);
+    tsrv x = {.with_ahead = true, .no_fds = true};
+    run_case(client_slow_reader, 2, 0, 2, &x, false);
+    ck_assert_int_eq(x.frames, 2 * SR_REQS);
     tsrv w = {.no_fds = true}; /* without on_ahead: the sends alone go by the ring */
     run_case(client_ten, 2, 0, 2, &w, false);
     ck_assert_int_eq(w.frames, 20);
