@@ -271,6 +271,11 @@ int mgrd_size_check(mgrd *m, uid_t uid, const etsmgr_table_opts *o, uint64_t dfl
  * orphaned table to its first waiter, now: true when one took it. */
 int mgrd_wait_add(mgrd *m, mgrd_table *rt, mgrd_peer *p, const cJSON *req, const char *heir_data);
 bool mgrd_wait_serve(mgrd *m, mgrd_table *rt);
+/* p, queued for rt, has just been given rt (give_away): its wait is
+ * answered with the table, in place of the transfer event, so that a
+ * process blocked in its wait learns that it owns the table.  1 answered,
+ * 0 p does not wait for rt, -1 the reply could not be queued (errno). */
+int mgrd_wait_answer(mgrd *m, mgrd_table *rt, mgrd_peer *p);
 /* p leaves rt's queue (cancel_wait). */
 void mgrd_wait_drop(mgrd *m, mgrd_table *rt, mgrd_peer *p);
 /* The peer went: it leaves every queue. */

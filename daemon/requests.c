@@ -685,20 +685,27 @@ static cJSON *op_give_away(req_ctx *x)
     if (to != x->p) {
         uint64_t transfers = rt->transfers;
         mgrd_reg_give(m, rt, to);
-        cJSON *ev = cJSON_CreateObject();
-        int sent = -1, e = ENOMEM;
-        if (ev) {
-            cJSON_AddStringToObject(ev, "event", "transfer");
-            cJSON_AddStringToObject(ev, "name", rt->name);
-            cJSON_AddNumberToObject(ev, "from_pid", (double)x->p->pid);
-            if (data)
-                cJSON_AddStringToObject(ev, "data", data);
-            else
-                cJSON_AddNullToObject(ev, "data");
-            cJSON_AddNumberToObject(ev, "generation", (double)table_generation(rt));
-            sent = conn_send_json(to->c, ev, etsmgr_table_fd(rt->t));
-            e = errno;
-            cJSON_Delete(ev);
+        /* a receiver blocked waiting for this very table hears of it as the
+         * answer to its wait (it reads nothing else meanwhile); any other
+         * gets the transfer event */
+        int sent = mgrd_wait_answer(m, rt, to), e = errno;
+        if (sent == 0) {
+            sent = -1;
+            e = ENOMEM;
+            cJSON *ev = cJSON_CreateObject();
+            if (ev) {
+                cJSON_AddStringToObject(ev, "event", "transfer");
+                cJSON_AddStringToObject(ev, "name", rt->name);
+                cJSON_AddNumberToObject(ev, "from_pid", (double)x->p->pid);
+                if (data)
+                    cJSON_AddStringToObject(ev, "data", data);
+                else
+                    cJSON_AddNullToObject(ev, "data");
+                cJSON_AddNumberToObject(ev, "generation", (double)table_generation(rt));
+                sent = conn_send_json(to->c, ev, etsmgr_table_fd(rt->t));
+                e = errno;
+                cJSON_Delete(ev);
+            }
         }
         if (sent < 0) {
             /* the receiver is never told: the table stays the giver's, and
@@ -755,12 +762,12 @@ static cJSON *op_open_table(req_ctx *x)
 }
 
 /* A waiter whose etsmgr_new_table_wait timed out: out of the queue; or, if
- * the table was handed to it meanwhile as the reply to that wait (a reply
- * it will never read), let go again, to the next waiter.  A table it holds
- * for another reason stays its own: one given to it by give_away while it
- * waited came with the transfer event, which it was told of (the library
- * queues it for etsmgr_take_transfer), as ETS's give_away is final; and
- * one it took or added itself is no wait's to cancel. */
+ * the table was handed to it meanwhile as the reply to that wait (its
+ * owner went, or gave it the table: a reply it will never read), let go
+ * again, to the next waiter.  A table it holds for another reason stays
+ * its own: one it created, took or added, or got with a transfer event,
+ * it was told of, and no wait's cancelling undoes that (ETS's give_away
+ * is final). */
 static cJSON *op_cancel_wait(req_ctx *x)
 {
     cJSON *err = NULL;

@@ -28,7 +28,9 @@
  * is answered "internal" without an fd, which can still go: a standby
  * waiting without a deadline must hear that it did not get the table.  A
  * table handed over this way is marked by_wait, the only kind a
- * cancel_wait lets go of (requests.c). */
+ * cancel_wait lets go of (requests.c).  A give_away to a process waiting
+ * for that very table answers its wait the same way (mgrd_wait_answer):
+ * blocked in it, the process reads no transfer event. */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -175,6 +177,31 @@ bool mgrd_wait_serve(mgrd *m, mgrd_table *rt)
         wait_free(m, w);
     }
     return false;
+}
+
+int mgrd_wait_answer(mgrd *m, mgrd_table *rt, mgrd_peer *p)
+{
+    for (mgrd_waiter **pp = &rt->waiters; *pp; pp = &(*pp)->next) {
+        mgrd_waiter *w = *pp;
+        if (w->p != p)
+            continue;
+        int fd = -1;
+        cJSON *r = mgrd_reply_table(m, w->req, rt, false, &fd);
+        int rc = r ? conn_send_json(p->c, r, fd) : -1;
+        int e = r ? errno : ENOMEM;
+        cJSON_Delete(r);
+        if (rc < 0) {
+            errno = e;
+            return -1;
+        }
+        if (w->heir_data[0])
+            snprintf(rt->heir_data, sizeof rt->heir_data, "%s", w->heir_data);
+        rt->by_wait = true; /* a reply it may not read, like a handover's */
+        *pp = w->next;
+        wait_free(m, w);
+        return 1;
+    }
+    return 0;
 }
 
 void mgrd_wait_drop(mgrd *m, mgrd_table *rt, mgrd_peer *p)

@@ -793,19 +793,22 @@ START_TEST(test_cancel_wait_releases_handed_table)
 }
 END_TEST
 
-/* A table given to a process by give_away while it waits for that table
- * is its own, as ETS's give_away is final: the library queues the transfer
- * event for etsmgr_take_transfer, and its wait timing out (cancel_wait)
- * does not let go of it.  (cancel_wait released any table the caller
- * owned: the daemon handed the table to the waiter queued first while the
- * process it had been given to held it too, told it was its own.) */
-START_TEST(test_cancel_wait_keeps_given_table)
+/* A table given by give_away to a process blocked waiting for that very
+ * table answers its wait: the process owns it and knows it, and the
+ * waiter queued before it does not get it.  (The transfer event queued
+ * unread while the wait went on, for good without a deadline; with one,
+ * the wait timed out and its cancel_wait let go of the table the process
+ * had been told was its own: the daemon handed it to the waiter queued
+ * first, while the receiver held it too.) */
+START_TEST(test_give_away_answers_wait)
 {
     tu_env e;
     tu_env_init(&e);
     dt_start(&e, NULL);
     int fd = dt_connect(&e);
     etsmgr_table *t = dt_new_table(fd, "g", "g", NULL);
+    int64_t v;
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "count", 5, 3, 0, &v), ETSMGR_OK);
     sb_waiter first = sb_fork_waiter(&e, "g", -1, 0);
     char exp[32];
     snprintf(exp, sizeof exp, "%d", (int)first.pid);
@@ -818,10 +821,15 @@ START_TEST(test_cancel_wait_keeps_given_table)
         char msg[256], line[64];
         if (etsmgr_connect(e.dir, e.instance, &c, msg, sizeof msg) != ETSMGR_OK)
             _exit(2);
-        etsmgr_table *got = NULL;
-        int werr = etsmgr_new_table_wait(c, "g", NULL, "g", 3000, &got, NULL);
-        int terr = etsmgr_take_transfer(c, 0, &got, NULL);
-        snprintf(line, sizeof line, "%d %d\n", werr, terr);
+        etsmgr_table *got = NULL, *more = NULL;
+        int werr = etsmgr_new_table_wait(c, "g", NULL, "g", 5000, &got, NULL);
+        etsmgr_value val = {0};
+        char buf[32];
+        int64_t n = werr == ETSMGR_OK && etsmgr_table_lookup(got, "count", 5, &val, buf, sizeof buf) == ETSMGR_OK
+                        ? val.i
+                        : -1;
+        int terr = etsmgr_take_transfer(c, 0, &more, NULL); /* no second handle */
+        snprintf(line, sizeof line, "%d %lld %d\n", werr, (long long)n, terr);
         (void)!write(pipe_fd, line, strlen(line));
         for (;;)
             pause();
@@ -832,8 +840,8 @@ START_TEST(test_cancel_wait_keeps_given_table)
     sb_waiter w = {child, pipe_fd};
     char rep[64], want[64];
     sb_report(&w, SB_MS, rep, sizeof rep);
-    snprintf(want, sizeof want, "%d %d\n", ETSMGR_ETIMEDOUT, ETSMGR_OK);
-    ck_assert_str_eq(rep, want); /* the wait timed out, the transfer came */
+    snprintf(want, sizeof want, "%d 3 %d\n", ETSMGR_OK, ETSMGR_ETIMEDOUT);
+    ck_assert_str_eq(rep, want); /* the wait got the table, data and all */
     snprintf(exp, sizeof exp, "%d", (int)first.pid);
     sb_expect_waiters(fd, "g", exp);
     sb_expect_owner(fd, "g", child);
@@ -868,7 +876,7 @@ Suite *standby_suite(void)
     tcase_add_test(tc, test_waiter_told_when_fd_cannot_go);
     tcase_add_test(tc, test_last_owner_waits_for_nobody);
     tcase_add_test(tc, test_cancel_wait_releases_handed_table);
-    tcase_add_test(tc, test_cancel_wait_keeps_given_table);
+    tcase_add_test(tc, test_give_away_answers_wait);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -330,9 +330,9 @@ int etsmgr_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts
  * (before anything else it does for that death): nothing has to start.
  * Waiters are served in order; one that disconnects leaves the queue.
  * timeout_ms < 0 waits forever; on ETSMGR_ETIMEDOUT the wait is cancelled
- * (a table handed over meanwhile is let go again for the next waiter; one
- * given to the caller by etsmgr_give_away while it waited is its own, to
- * take with etsmgr_take_transfer).  ETSMGR_EREFUSED (the daemon's words
+ * (a table handed over meanwhile is let go again for the next waiter).  A
+ * table given to the caller with etsmgr_give_away while it waits for it
+ * ends the wait: the call returns it.  ETSMGR_EREFUSED (the daemon's words
  * in etsmgr_client_message) when etsmgrd could not send the table's fd
  * (it is at its fd limit): the table goes on to the next waiter.
  * ETSMGR_ENOTCONN when etsmgrd went away: connect again and wait again.
