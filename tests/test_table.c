@@ -423,7 +423,7 @@ START_TEST(update_counter_once)
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 5, &o, &v, &dup), 0);
     ck_assert_int_eq(v, 5);
     ck_assert_int_eq(dup, 0);
-    ck_assert_uint_eq(t->h->version, TBL_VERSION_ONCE3); /* request-id records of layout 3 */
+    ck_assert_uint_eq(t->h->version, TBL_VERSION_ONCE4); /* request-id records of layout 4 */
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 5, &o, &v, &dup), 0);
     ck_assert_int_eq(v, 5);
     ck_assert_int_eq(dup, 1);
@@ -762,7 +762,7 @@ START_TEST(update_counter_once_layout1)
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
     ck_assert_int_eq(dup, 1);
     ck_assert_int_eq(v, 1001);
-    ck_assert_uint_eq(t->h->version, TBL_VERSION_ONCE3);
+    ck_assert_uint_eq(t->h->version, TBL_VERSION_ONCE4);
     ck_assert_uint_ne(t->h->once_off, off);
     o = once_of(100, far);
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
@@ -783,7 +783,10 @@ END_TEST
  * a sender's four consecutive rids (a group: the counter without its low 2
  * bits) have their index entries in one bucket or the next, the locality
  * layout 3 is for (with the whole rid's hash deciding, as in layout 2,
- * groups would land in random buckets). */
+ * groups would land in random buckets), and its 32 consecutive rids (a
+ * run: the counter without its low 5 bits) in one page of the index, the
+ * locality layout 4 adds (with layout 3's buckets a run's eight groups
+ * land on eight random pages). */
 #define SENDERS 64
 #define PER_SENDER 300
 START_TEST(update_counter_once_senders)
@@ -832,6 +835,16 @@ START_TEST(update_counter_once_senders)
         }
     ck_assert_msg(together * 10 >= groups * 9, "only %u of %u groups of 4 consecutive rids share a bucket", together,
                   groups);
+    ck_assert_uint_ge(nb, 64u * 64u); /* pages enough that a random page is seldom the same */
+    unsigned one_page = 0, runs = 0;
+    for (uint64_t s = 0; s < SENDERS; s++)
+        for (uint64_t q = 0; q + 32 <= PER_SENDER; q += 32, runs++) {
+            bool same = true;
+            for (unsigned k = 1; k < 32; k++) same = same && bucket[s][q + k] / 64 == bucket[s][q] / 64;
+            one_page += same;
+        }
+    ck_assert_msg(one_page * 10 >= runs * 9, "only %u of %u runs of 32 consecutive rids share an index page",
+                  one_page, runs);
     etsmgr_table_close(t);
 }
 END_TEST
@@ -849,31 +862,39 @@ static uint64_t once_full_run(etsmgr_table *t)
     return longest;
 }
 
-/* A sender who picks rids to pile them into one bucket: the home bucket
- * is a keyed hash of the prefix and the counter's group, so rids that
+/* A sender who picks rids to pile them into one bucket: the home page is
+ * a keyed hash of the prefix and the counter's run (its bucket in the
+ * page an offset that hash gives and the counter's group), so rids that
  * differ only in the prefix, or only in the counter's high bits, or whose
- * counter is the prefix again, still spread like random ones: no long run
- * of full buckets (each such run lengthens every probe through it), and
- * every rid is still found. */
+ * counter is the prefix again, or that are one group of each run, or the
+ * same group index of runs that differ in the prefix, still spread like
+ * random ones: no long run of full buckets (each such run lengthens every
+ * probe through it), and every rid is still found. */
+static etsmgr_once hostile_rid(int pattern, uint64_t i, int64_t far)
+{
+    switch (pattern) {
+    case 0: return to_seq_rid(i, 7, far);                    /* one counter, many prefixes */
+    case 1: return to_seq_rid(7, i << 40, far);              /* counters far apart */
+    case 2: return to_seq_rid(i << 2, i << 2, far);          /* counter = prefix */
+    case 3: return to_seq_rid(7, (i >> 2) << 5 | (i & 3), far); /* the first group of each run */
+    default: return to_seq_rid(i >> 2, 8 + (i & 3), far);    /* group 2 of one run of each prefix */
+    }
+}
 START_TEST(update_counter_once_hostile)
 {
     int64_t v, far = etsmgr_mono_ms() + 3600000;
     int dup;
-    for (int pattern = 0; pattern < 3; pattern++) {
+    for (int pattern = 0; pattern < 5; pattern++) {
         etsmgr_table *t = tt_create(NULL, 0, 0);
         for (uint64_t i = 0; i < 6000; i++) {
-            etsmgr_once o = pattern == 0   ? to_seq_rid(i, 7, far)          /* one counter, many prefixes */
-                            : pattern == 1 ? to_seq_rid(7, i << 40, far)    /* counters far apart */
-                                           : to_seq_rid(i << 2, i << 2, far); /* counter = prefix */
+            etsmgr_once o = hostile_rid(pattern, i, far);
             ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
             ck_assert_int_eq(dup, 0);
         }
         uint64_t run = once_full_run(t);
         ck_assert_msg(run <= 6, "pattern %d: %llu full buckets in a row", pattern, (unsigned long long)run);
         for (uint64_t i = 0; i < 6000; i += 11) {
-            etsmgr_once o = pattern == 0   ? to_seq_rid(i, 7, far)
-                            : pattern == 1 ? to_seq_rid(7, i << 40, far)
-                                           : to_seq_rid(i << 2, i << 2, far);
+            etsmgr_once o = hostile_rid(pattern, i, far);
             ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
             ck_assert_int_eq(dup, 1);
             ck_assert_int_eq(v, (int64_t)i + 1);
@@ -1190,11 +1211,12 @@ START_TEST(update_counter_once_steady)
 END_TEST
 
 /* A table whose records a library of layout 2 wrote (table version 6; 9
- * for an ordered set): verify reads it, the first count (a retry here)
- * rebuilds it into layout 3 (version 10; 11), and every rid is still
- * known after. */
-START_TEST(update_counter_once_layout2)
+ * for an ordered set), or one of layout 3 (10; 11): verify reads it, the
+ * first count (a retry here) rebuilds it into layout 4 (version 12; 13),
+ * and every rid is still known after. */
+static void once_older_layout(int layout)
 {
+    uint64_t magic = layout == 2 ? TO_MAGIC2 : TO_MAGIC3;
     for (int ordered = 0; ordered < 2; ordered++) {
         etsmgr_table *t = NULL;
         etsmgr_table_opts opts = {.type = ordered ? ETSMGR_ORDERED_SET : ETSMGR_SET};
@@ -1205,19 +1227,20 @@ START_TEST(update_counter_once_layout2)
             etsmgr_once o = to_seq_rid(i % 3, i, far);
             ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
         }
-        ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE3 : TBL_VERSION_ONCE3);
+        ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE4 : TBL_VERSION_ONCE4);
+        to_make_layout(t, layout);
         uint64_t off = t->h->once_off;
-        to_make_layout2(t);
-        ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE2 : TBL_VERSION_ONCE2);
-        tt_check(t); /* verify finds each record through layout 2's index */
-        ck_assert_uint_eq(to_reg(t)[0], TO_MAGIC2);
+        if (layout == 2) ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE2 : TBL_VERSION_ONCE2);
+        else ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE3 : TBL_VERSION_ONCE3);
+        tt_check(t); /* verify finds each record through the older layout's index */
+        ck_assert_uint_eq(to_reg(t)[0], magic);
         etsmgr_once o = to_seq_rid(2, 299, far); /* a retry: the region is converted first */
         ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
         ck_assert_int_eq(dup, 1);
         ck_assert_int_eq(v, 300);
         ck_assert_uint_ne(t->h->once_off, off);
-        ck_assert_uint_eq(to_reg(t)[0], TO_MAGIC3);
-        ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE3 : TBL_VERSION_ONCE3);
+        ck_assert_uint_eq(to_reg(t)[0], TO_MAGIC4);
+        ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE4 : TBL_VERSION_ONCE4);
         for (uint64_t i = 0; i < 300; i++) {
             o = to_seq_rid(i % 3, i, far);
             ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
@@ -1228,16 +1251,24 @@ START_TEST(update_counter_once_layout2)
         etsmgr_table_close(t);
     }
 }
+START_TEST(update_counter_once_layout2) { once_older_layout(2); }
+END_TEST
+START_TEST(update_counter_once_layout3) { once_older_layout(3); }
 END_TEST
 
 /* A count that fails after it has converted the region (or made the
  * first one) is rolled back whole, the table's version with it: the
- * version word is not in the undo log, and a version left at 10 (11) over
- * the layout 2 region the rollback gave back, or over no region at all,
- * made an older library refuse a table it reads. */
+ * version word is not in the undo log, and a version left at 12 (13) over
+ * the layout 2 or 3 region the rollback gave back, or over no region at
+ * all, made an older library refuse a table it reads. */
 START_TEST(update_counter_once_rollback_keeps_version)
 {
-    for (int ordered = 0; ordered < 2; ordered++) {
+    for (int k = 0; k < 4; k++) {
+        int ordered = k & 1, layout = k < 2 ? 2 : 3;
+        uint32_t older = layout == 2 ? (ordered ? TBL_VERSION_BTREE_ONCE2 : TBL_VERSION_ONCE2)
+                                     : (ordered ? TBL_VERSION_BTREE_ONCE3 : TBL_VERSION_ONCE3);
+        uint32_t now4 = ordered ? TBL_VERSION_BTREE_ONCE4 : TBL_VERSION_ONCE4;
+        uint64_t magic = layout == 2 ? TO_MAGIC2 : TO_MAGIC3;
         etsmgr_table *t = NULL;
         etsmgr_table_opts opts = {.type = ordered ? ETSMGR_ORDERED_SET : ETSMGR_SET};
         ck_assert_int_eq(tbl_create(tt_name(), "test", &opts, &t), 0);
@@ -1256,33 +1287,33 @@ START_TEST(update_counter_once_rollback_keeps_version)
             o = to_seq_rid(1, i, far);
             ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
         }
-        to_make_layout2(t);
+        to_make_layout(t, layout);
         uint64_t off = t->h->once_off;
-        /* the layout 2 region, converted and rolled back */
+        /* the older region, converted and rolled back */
         o = to_seq_rid(9, 2, far);
         ck_assert_int_eq(etsmgr_table_update_counter_once(t, "b", 1, 1, &o, &v, &dup), ETSMGR_ETYPE);
         ck_assert_uint_eq(t->h->once_off, off);
-        ck_assert_uint_eq(to_reg(t)[0], TO_MAGIC2);
-        ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE2 : TBL_VERSION_ONCE2);
+        ck_assert_uint_eq(to_reg(t)[0], magic);
+        ck_assert_uint_eq(t->h->version, older);
         /* ... and in a group: the version follows the region, whichever
          * change made it */
         ck_assert_int_eq(etsmgr_table_begin(t), 0);
         o = to_seq_rid(9, 3, far);
         ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
-        ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE3 : TBL_VERSION_ONCE3);
+        ck_assert_uint_eq(t->h->version, now4);
         o = to_seq_rid(9, 4, far);
         ck_assert_int_eq(etsmgr_table_update_counter_once(t, "b", 1, 1, &o, &v, &dup), ETSMGR_ETYPE);
-        ck_assert_uint_eq(to_reg(t)[0], TO_MAGIC3); /* the group's first change stands */
-        ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE3 : TBL_VERSION_ONCE3);
+        ck_assert_uint_eq(to_reg(t)[0], TO_MAGIC4); /* the group's first change stands */
+        ck_assert_uint_eq(t->h->version, now4);
         ck_assert_int_eq(etsmgr_table_abort(t), 0);
         ck_assert_uint_eq(t->h->once_off, off);
-        ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE2 : TBL_VERSION_ONCE2);
+        ck_assert_uint_eq(t->h->version, older);
         tt_check(t);
         /* converted for good by a count that commits */
         o = to_seq_rid(1, 3, far);
         ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
         ck_assert_int_eq(dup, 1);
-        ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE3 : TBL_VERSION_ONCE3);
+        ck_assert_uint_eq(t->h->version, now4);
         tt_check(t);
         etsmgr_table_close(t);
     }
@@ -1546,6 +1577,7 @@ Suite *table_suite(void)
     tcase_add_test(tc, update_counter_once_mixed_keep);
     tcase_add_test(tc, update_counter_once_layout1);
     tcase_add_test(tc, update_counter_once_layout2);
+    tcase_add_test(tc, update_counter_once_layout3);
     tcase_add_test(tc, update_counter_once_rollback_keeps_version);
     tcase_add_test(tc, update_counter_once_senders);
     tcase_add_test(tc, update_counter_once_hostile);

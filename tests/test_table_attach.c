@@ -121,10 +121,10 @@ struct field_case {
 #define F(field) offsetof(struct tbl_hdr, field)
 static const struct field_case fields[] = {
     {"magic", F(magic), 8, 1, 0, ETSMGR_EBADMAGIC},
-    /* 3 -> 12: 4, 6, 9, 10 and 11 have request-id records, 8, 9 and 11 are
-     * ordered (a B+tree); 5 and 7, an older build's ordered tables (a
+    /* 3 -> 14: 4, 6 and 9 to 13 have request-id records, 8, 9, 11 and 13
+     * are ordered (a B+tree); 5 and 7, an older build's ordered tables (a
      * skiplist), are refused like an unknown version */
-    {"version", F(version), 4, 9, 0, ETSMGR_EVERSION},
+    {"version", F(version), 4, 11, 0, ETSMGR_EVERSION},
     {"ordered type in a version 3 table", F(ttype), 4, 1, 1, ETSMGR_ECORRUPT},
     {"table type out of range", F(ttype), 4, 7, 1, ETSMGR_ECORRUPT},
     {"version 5 (an older build's ordered table)", F(version), 4, 5, 1, ETSMGR_EVERSION},
@@ -133,6 +133,7 @@ static const struct field_case fields[] = {
     {"version 8 (ordered) in a set", F(version), 4, 8, 1, ETSMGR_ECORRUPT},
     {"version 9 (ordered, request-id records of layout 2) in a set", F(version), 4, 9, 1, ETSMGR_ECORRUPT},
     {"version 11 (ordered, request-id records of layout 3) in a set", F(version), 4, 11, 1, ETSMGR_ECORRUPT},
+    {"version 13 (ordered, request-id records of layout 4) in a set", F(version), 4, 13, 1, ETSMGR_ECORRUPT},
     {"once_off in a version 1 table", F(once_off), 8, 1ll << 16, 1, ETSMGR_ECORRUPT},
     {"version 0", F(version), 4, 0, 1, ETSMGR_EVERSION},
     {"hdr_size", F(hdr_size), 4, 4096, 1, ETSMGR_ECORRUPT},

@@ -374,7 +374,7 @@ static void c_extend(etsmgr_table *t, bool done)
 /* exactly-once counting (table_once.c): the increment and the record of
  * its rid are one change; the first record also creates the region, the
  * 65th finds its ring full and rebuilds it, the first count in a table of
- * an older library converts its layout 1 or layout 2 region, and the
+ * an older library converts its layout 1, 2 or 3 region, and the
  * first count that looks at a region far bigger than its live records
  * rebuilds it smaller */
 static etsmgr_once once_req(int i, int64_t keep)
@@ -458,8 +458,7 @@ static void once_take_setup(etsmgr_table *t)
     uint64_t r0, r1;
     memcpy(&r0, o.rid, 8);
     memcpy(&r1, o.rid + 8, 8);
-    uint64_t a = to_mix(r0 ^ reg[4]), q = __builtin_bswap64(r1) >> 2;
-    uint64_t *bk = idx + TO_BUCKET * (to_mix(a ^ q ^ reg[5]) & (nb - 1));
+    uint64_t *bk = idx + TO_BUCKET * (to_home4(reg, r0, r1) & (nb - 1));
     unsigned e = 0;
     while (e < TO_BUCKET && bk[e]) e++;
     ck_assert_uint_lt(e, TO_BUCKET);
@@ -467,14 +466,23 @@ static void once_take_setup(etsmgr_table *t)
     once_take_filled = ++reg[6];
 }
 /* once_n records written by this library, the region then rewritten as
- * layout 2 (table version 6), as a library before layout 3 left it */
+ * layout 2 (table version 6), as a library before layout 3 left it, or as
+ * layout 3 (version 10), as one before layout 4 left it */
 static void once_layout2_setup(etsmgr_table *t)
 {
     once_n = 40;
     once_burst = 0;
     once_expired = 0;
     once_setup(t);
-    to_make_layout2(t);
+    to_make_layout(t, 2);
+}
+static void once_layout3_setup(etsmgr_table *t)
+{
+    once_n = 40;
+    once_burst = 0;
+    once_expired = 0;
+    once_setup(t);
+    to_make_layout(t, 3);
 }
 /* once_n kept records after a burst of 600 whose keep time has passed:
  * the region (1,024 records) is eight times what it keeps, so the next
@@ -551,18 +559,18 @@ static void c_once(etsmgr_table *t, bool done)
     int base = 10 + once_n + once_burst;
     ck_assert(ctr == base || ctr == base + 1);
     if (done) ck_assert_int_eq(ctr, base + 1);
-    /* the version says layout 3 exactly when the region is: a rolled-back
+    /* the version says layout 4 exactly when the region is: a rolled-back
      * conversion (or first region) leaves the one an older library reads
      * (checked before once_value, whose lookups convert the region) */
     if (ctr == base) ck_assert_uint_eq(t->h->version, setup_version);
-    else ck_assert_uint_eq(t->h->version, TBL_VERSION_ONCE3);
+    else ck_assert_uint_eq(t->h->version, TBL_VERSION_ONCE4);
     /* the record exists exactly when the increment does */
     ck_assert_int_eq(once_value(t, 1000), ctr == base + 1 ? ctr : -1);
     int recs = 0;
     ck_assert_int_eq(tbl_once_each(t, 2, once_count_1000, &recs), 0);
     ck_assert_int_eq(recs, ctr == base + 1);
     for (int i = once_expired; i < once_n; i++) ck_assert_int_eq(once_value(t, i), 11 + once_burst + i);
-    if (ctr == base + 1) ck_assert_uint_eq(to_reg(t)[0], TO_MAGIC3); /* converted with the count */
+    if (ctr == base + 1) ck_assert_uint_eq(to_reg(t)[0], TO_MAGIC4); /* converted with the count */
     if (once_burst && ctr == base + 1) ck_assert_uint_eq(to_cap(t), 64); /* shrunk with the count */
     if (once_burst && ctr == base) ck_assert_uint_eq(to_cap(t), 1024);
 }
@@ -614,6 +622,10 @@ static void c_once_many(etsmgr_table *t, bool done)
     ck_assert_msg(ctr == base || ctr == base + k, "ctr %lld: neither %d nor %d", (long long)ctr, base, base + k);
     if (done) ck_assert_int_eq(ctr, base + k);
     bool all = ctr == base + k;
+    /* the version follows the region: a rolled-back batch (a conversion in
+     * it too) leaves the one before (checked before once_value, whose
+     * lookups convert the region) */
+    ck_assert_uint_eq(t->h->version, all ? TBL_VERSION_ONCE4 : setup_version);
     /* the records exist exactly when the increments do: all or none */
     ck_assert_int_eq(once_value(t, 1000), all ? base + 1 : -1);
     ck_assert_int_eq(once_value(t, 1001), all ? base + k : -1);
@@ -625,7 +637,7 @@ static void c_once_many(etsmgr_table *t, bool done)
     ck_assert_int_eq(tbl_once_each(t, 2, once_count_1000, &recs), 0);
     ck_assert_int_eq(recs, all);
     for (int i = once_expired; i < once_n; i++) ck_assert_int_eq(once_value(t, i), 11 + once_burst + i);
-    if (all) ck_assert_uint_eq(to_reg(t)[0], TO_MAGIC3);
+    if (all) ck_assert_uint_eq(to_reg(t)[0], TO_MAGIC4);
     if (once_burst && all) ck_assert_uint_eq(to_cap(t), 64);
 }
 /* the region's ring one short of full: the batch's second new record
@@ -658,12 +670,14 @@ static const struct scen scenarios[] = {
     {"count_once, a dropped record's index entry taken over", 0, once_take_setup, a_once, c_take},
     {"count_once, layout 1 region converted", 0, once_layout1_setup, a_once, c_once},
     {"count_once, layout 2 region converted", 0, once_layout2_setup, a_once, c_once},
+    {"count_once, layout 3 region converted", 0, once_layout3_setup, a_once, c_once},
     {"count_once, region shrunk after a burst", 0, once_shrink_setup, a_once, c_once},
     {"once_tidy, region shrunk after a burst", 0, once_shrink_setup, a_tidy, c_tidy},
     {"count_once_many, first records", 0, once_first_setup, a_once_many, c_once_many},
     {"count_once_many, region rebuilt inside the batch", 0, once_many_rebuild_setup, a_once_many, c_once_many},
     {"count_once_many, full ring's expired oldest slot reused", 0, once_wrap_setup, a_once_many, c_once_many},
     {"count_once_many, layout 2 region converted", 0, once_layout2_setup, a_once_many, c_once_many},
+    {"count_once_many, layout 3 region converted", 0, once_layout3_setup, a_once_many, c_once_many},
     {"count_once_many, region shrunk after a burst", 0, once_shrink_setup, a_once_many, c_once_many},
     {"insert new", 0, base_setup, a_insert_new, c_insert_new},
     {"overwrite bytes", 0, base_setup, a_overwrite_bytes, c_overwrite_bytes},

@@ -68,11 +68,11 @@ int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize)
                        "tables are B+trees: save the table with the older build (etsmgrctl save) and load the image "
                        "with this one (etsmgrctl load)",
                        ULL(h->version));
-    if (h->version < TBL_VERSION || h->version > TBL_VERSION_BTREE_ONCE3)
+    if (h->version < TBL_VERSION || h->version > TBL_VERSION_BTREE_ONCE4)
         return tbl_why(ETSMGR_EVERSION,
-                       "layout version %llu, this library reads %llu to %llu (4, 6, 9, 10 and 11 with request-id "
-                       "records, 8, 9 and 11 ordered; not 5 and 7, an older build's ordered tables)",
-                       ULL(h->version), ULL(TBL_VERSION), ULL(TBL_VERSION_BTREE_ONCE3));
+                       "layout version %llu, this library reads %llu to %llu (4, 6 and 9 to 13 with request-id "
+                       "records, 8, 9, 11 and 13 ordered; not 5 and 7, an older build's ordered tables)",
+                       ULL(h->version), ULL(TBL_VERSION), ULL(TBL_VERSION_BTREE_ONCE4));
     if (h->hdr_size != TBL_HDR_SIZE)
         return tbl_why(ETSMGR_ECORRUPT, "header size %llu, expected %llu", ULL(h->hdr_size),
                        ULL(TBL_HDR_SIZE));
@@ -110,7 +110,7 @@ int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize)
                        ULL(h->heir_pid));
     if ((h->ttype == ETSMGR_ORDERED_SET) !=
             (h->version == TBL_VERSION_BTREE || h->version == TBL_VERSION_BTREE_ONCE2 ||
-             h->version == TBL_VERSION_BTREE_ONCE3) ||
+             h->version == TBL_VERSION_BTREE_ONCE3 || h->version == TBL_VERSION_BTREE_ONCE4) ||
         h->ttype > ETSMGR_ORDERED_SET)
         return tbl_why(ETSMGR_ECORRUPT, "table type %llu does not match layout version %llu", ULL(h->ttype),
                        ULL(h->version));

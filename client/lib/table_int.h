@@ -70,6 +70,11 @@
  * bucket and count a retry again, so it must refuse these */
 #define TBL_VERSION_ONCE3 10u       /* 6 with the request-id records of layout 3 (table_once.c) */
 #define TBL_VERSION_BTREE_ONCE3 11u /* 9 with the request-id records of layout 3 */
+/* layout 4 files 32 consecutive rids of a sender in one index page (and
+ * aligns the index to pages): a library of layout 3 would look for them in
+ * the wrong bucket, so it must refuse these too */
+#define TBL_VERSION_ONCE4 12u       /* 6 with the request-id records of layout 4 (table_once.c) */
+#define TBL_VERSION_BTREE_ONCE4 13u /* 9 with the request-id records of layout 4 */
 #define TBL_HDR_SIZE 36864u     /* header incl. undo log and stripes; the heap starts here */
 #define TBL_NSTRIPES 2048u      /* sequence words readers validate against */
 #define TBL_TOUCH_MAX 32        /* stripes one change or group may make odd */

@@ -11,7 +11,7 @@
  * plain stores.  It stays one atomic change of the table (table_int.h): a
  * SIGKILL anywhere inside leaves neither the increment nor the record.
  *
- * Why this layout (layout 2's, which layout 3 keeps): nearly every count
+ * Why this layout (layout 2's, which layouts 3 and 4 keep): nearly every count
  * brings a new rid, and with records kept for seconds at a million counts
  * a second the region is far bigger than the caches, so what a count costs
  * is the cache lines it misses.  Layout 1 (32-byte records open-addressed on the rid, probed to
@@ -24,9 +24,9 @@
  * lookup reads one line and ends at an empty entry in it; a record is read
  * only when its tag matches (a retry, or a 1 in 2^32 false match).
  *
- * Layout 3 (this one) differs from layout 2 only in which bucket is a
- * rid's home.  In layout 2 the bucket came from the whole rid's hash: every
- * new rid a random line of an index of hundreds of MB, and so, with 4 KiB
+ * Layout 3 differed from layout 2 only in which bucket is a rid's home.
+ * In layout 2 the bucket came from the whole rid's hash: every new rid a
+ * random line of an index of hundreds of MB, and so, with 4 KiB
  * pages, a cache miss, a TLB miss and a page walk per count (the profile's
  * top symbol at 50 x 16).  A high-rate sender numbers its rids (a random
  * 8-byte prefix and a big-endian counter in the last 8 bytes, what
@@ -40,8 +40,32 @@
  * overflow).  The key keeps a sender from piling more than its own group
  * into a bucket.  Random rids (the CLI's) land at random as before.
  *
+ * Layout 4 (this one) differs from layout 3 in which bucket is home and in
+ * where the index starts.  In layout 3 each group of four still went to a
+ * random page of the index: a TLB miss and a page walk (nested on a VM)
+ * per four counts, which held the prefetch's instruction from retiring
+ * (14.5% of etscounterd's samples at 50 x 16 after group commit).  Layout
+ * 4 takes the home PAGE from a keyed hash of the prefix and the counter
+ * without its low ONCE_RUN_BITS (5: a run of 32 rids), and the bucket
+ * within it from that hash's offset plus the group's index times 8 (the
+ * run's 8 groups on every 8th bucket); the index starts on a page boundary
+ * so that 64 buckets are a page of the mapping.  A sender's 32 consecutive
+ * rids then cost one page walk, not eight.  Why runs of 32 and a stride
+ * (a simulation of the index filled to its rebuild mark, lines read per
+ * new rid in the last quarter: layout 3 1.44; runs of 32 on every 8th
+ * bucket 1.51, of 64 on every 4th 3.1, of 256, one per page, 28): a page
+ * gets whole runs, so the longer they are the more unevenly pages fill and
+ * the more a probe walks; and a run on consecutive buckets overflows into
+ * its own next group's bucket (4.1 lines at 32), where with a stride the
+ * next bucket is another run's, whose load is independent, as in layout 3.
+ * The probe is layout 3's (the next bucket, into the next page after a
+ * page's last), so only a page's last bucket's overflow leaves the page.
+ * The key keeps a sender from choosing which runs share a page, or where a
+ * run lies in it: its rids still pile at most a group of four into a
+ * bucket (test table/update_counter_once_hostile).
+ *
  * The region (its offset is the header's state word once_off):
- *   word 0  magic ("ETMONOE3"; "ETMONOE2": layout 2)
+ *   word 0  magic ("ETMONOE4"; "ETMONOE3", "ETMONOE2": layouts 3 and 2)
  *   word 1  R: ring records, a power of two
  *   word 2  head   word 3  tail: records appended since the rebuild, and
  *           dropped from the ring's start; the ring holds [tail, head),
@@ -52,8 +76,8 @@
  *   word 7  zero
  *   then R records of 4 words: rid (2 words), value, keep_until;
  *   then the index, 4R entries of 8 bytes (R/2 buckets), at the first
- *   64-byte boundary after the records: an entry is tag << 32 | (slot + 1),
- *   0 empty.
+ *   4096-byte boundary after the records (layouts 2 and 3: 64-byte): an
+ *   entry is tag << 32 | (slot + 1), 0 empty.
  * Only the records in [tail, head) are the store.  A record is written
  * with plain stores into the slot at head (outside that window, so no one
  * reads it) and becomes part of the store when the logged head moves over
@@ -112,12 +136,12 @@
  * it), so the requests refused meanwhile cost no scan.
  *
  * Layout 1 regions (tables of layout version 4, written by older
- * libraries; their ordered tables, 5, are no longer read at all) and
- * layout 2 ones (versions 6 and 9) are read, and rebuilt into layout 3 by
- * the first change that meets them; the table's version then says 10 (11
- * when a B+tree ordered table), which older libraries refuse in words
- * rather than misread: a library of layout 2 would look for a rid in the
- * wrong bucket and count its retry again.
+ * libraries; their ordered tables, 5, are no longer read at all), layout 2
+ * ones (versions 6 and 9) and layout 3 ones (10 and 11) are read, and
+ * rebuilt into layout 4 by the first change that meets them; the table's
+ * version then says 12 (13 when a B+tree ordered table), which older
+ * libraries refuse in words rather than misread: a library of layout 2 or
+ * 3 would look for a rid in the wrong bucket and count its retry again.
  *
  * Group commit (tbl_once_count_many, for etscounterd's pipelined counts):
  * the counts of a batch are one change, so that lock, clock read and commit
@@ -170,10 +194,14 @@
 
 #define ONCE_MAGIC1 0x31454f4e4f4d5445ull /* "ETMONOE1" little-endian: layout 1 */
 #define ONCE_MAGIC2 0x32454f4e4f4d5445ull /* "ETMONOE2": layout 2 */
-#define ONCE_MAGIC 0x33454f4e4f4d5445ull  /* "ETMONOE3": layout 3 */
-#ifndef ONCE_SHARE_BITS
-#define ONCE_SHARE_BITS 2u /* layout 3: 2^this consecutive rids of a sender share a home bucket */
+#define ONCE_MAGIC3 0x33454f4e4f4d5445ull /* "ETMONOE3": layout 3 */
+#define ONCE_MAGIC 0x34454f4e4f4d5445ull  /* "ETMONOE4": layout 4 */
+#define ONCE_SHARE_BITS 2u /* layouts 3 and 4: 2^this consecutive rids of a sender share a home bucket */
+#ifndef ONCE_RUN_BITS
+#define ONCE_RUN_BITS 5u /* layout 4: 2^this consecutive rids of a sender share a home page */
 #endif
+#define ONCE_PAGE 4096u /* layout 4: the index starts on a page, a page is ONCE_PAGE_BUCKETS buckets */
+#define ONCE_PAGE_BUCKETS 64u
 #define ONCE_HDR_WORDS 8u
 #define ONCE_REC_WORDS 4u
 #define ONCE_MIN_CAP 64u
@@ -211,17 +239,24 @@ static int64_t once_early_ms(void)
 
 
 static uint64_t once_size1(uint64_t cap) { return 8u * (ONCE_HDR_WORDS + ONCE_REC_WORDS * cap); }
-/* header, ring, up to 56 bytes to align the index, index (+8: rounding) */
-static uint64_t once_size(uint64_t cap) { return 8u * (ONCE_HDR_WORDS + ONCE_REC_WORDS * cap) + 64u + 8u * ONCE_IDX_PER_REC * cap; }
+/* How far layout magic aligns its index: a cache line (layouts 2 and 3),
+ * a page (4: its home pages must be pages of the mapping) */
+static uint64_t once_align(uint64_t magic) { return magic == ONCE_MAGIC ? ONCE_PAGE : 64u; }
+/* header, ring, up to align - 8 bytes to align the index, index (+8: rounding) */
+static uint64_t once_size(uint64_t cap, uint64_t magic)
+{
+    return 8u * (ONCE_HDR_WORDS + ONCE_REC_WORDS * cap) + once_align(magic) + 8u * ONCE_IDX_PER_REC * cap;
+}
 
 static uint64_t *once_rec(uint64_t *reg, uint64_t slot) { return reg + ONCE_HDR_WORDS + ONCE_REC_WORDS * slot; }
 
-/* The index of the layout 2 or 3 region at off: the first 64-byte boundary
- * after its records (the mapping is page-aligned, so offsets align as
- * addresses). */
-static uint64_t once_idx_off(uint64_t off, uint64_t cap)
+/* The index of the layout 2, 3 or 4 region at off: the first 64-byte (4:
+ * 4096-byte) boundary after its records (the mapping is page-aligned, so
+ * offsets align as addresses). */
+static uint64_t once_idx_off(uint64_t off, uint64_t cap, uint64_t magic)
 {
-    return (off + 8u * (ONCE_HDR_WORDS + ONCE_REC_WORDS * cap) + 63u) & ~(uint64_t)63u;
+    uint64_t a = once_align(magic);
+    return (off + 8u * (ONCE_HDR_WORDS + ONCE_REC_WORDS * cap) + a - 1u) & ~(a - 1u);
 }
 
 /* The region at off as checked, each of its words loaded once: what a
@@ -244,10 +279,11 @@ __attribute__((always_inline)) static inline bool once_load(etsmgr_table *t, uin
 {
     if (!off || (off & 7u) || off < TBL_HDR_SIZE || off > t->top - 64) return false;
     uint64_t *w = tbl_word(t, off), magic = once_ld(&w[0]), cap = once_ld(&w[1]);
-    if ((magic != ONCE_MAGIC && magic != ONCE_MAGIC2 && magic != ONCE_MAGIC1) || cap < ONCE_MIN_CAP ||
+    if ((magic != ONCE_MAGIC && magic != ONCE_MAGIC3 && magic != ONCE_MAGIC2 && magic != ONCE_MAGIC1) ||
+        cap < ONCE_MIN_CAP ||
         cap > ONCE_MAX_CAP || (cap & (cap - 1)))
         return false;
-    uint64_t size = magic != ONCE_MAGIC1 ? once_size(cap) : once_size1(cap);
+    uint64_t size = magic != ONCE_MAGIC1 ? once_size(cap, magic) : once_size1(cap);
     if (size > t->top - off) return false;
     uint64_t head = once_ld(&w[2]), tail = magic != ONCE_MAGIC1 ? once_ld(&w[3]) : 0;
     uint64_t filled = magic != ONCE_MAGIC1 ? once_ld(&w[6]) : 0;
@@ -267,17 +303,20 @@ uint64_t tbl_once_bytes(etsmgr_table *t, uint64_t off)
 /* After a rollback (tbl_rollback_to, tbl_recover), before its undo_n
  * store: the table's version as the region the rollback left needs it.
  * The version word is no state word (an undo record names only those), so
- * once_rebuild raises it to 10 (11) with a plain store, which a rollback of
+ * once_rebuild raises it to 12 (13) with a plain store, which a rollback of
  * that change would leave over the older region it gives back, or over no
- * region: an older library would then refuse a table it reads.  Only a
+ * region: an older library would then refuse a table it reads.  (10 and 11
+ * are the versions a library of layout 3 raised to, and a crash of one
+ * may have left them so before this library recovers the table.)  Only a
  * raised version goes back (the region a rollback leaves is as old as the
  * version before the change or newer); a scribbled region is left to
  * verify. */
 void tbl_once_settle_version(etsmgr_table *t)
 {
     struct tbl_hdr *h = t->h;
-    bool btree = h->version == TBL_VERSION_BTREE_ONCE3;
-    if (h->version != TBL_VERSION_ONCE3 && !btree) return;
+    bool v4 = h->version == TBL_VERSION_ONCE4 || h->version == TBL_VERSION_BTREE_ONCE4;
+    bool btree = h->version == TBL_VERSION_BTREE_ONCE3 || h->version == TBL_VERSION_BTREE_ONCE4;
+    if (h->version != TBL_VERSION_ONCE3 && h->version != TBL_VERSION_ONCE4 && !btree) return;
     uint64_t off = h->once_off, lim = h->total_bytes < t->map_size ? h->total_bytes : t->map_size, magic = 0;
     if (off) {
         if ((off & 7u) || off < TBL_HDR_SIZE || lim < 8 || off > lim - 8) return;
@@ -286,6 +325,7 @@ void tbl_once_settle_version(etsmgr_table *t)
     if (!off) h->version = btree ? TBL_VERSION_BTREE : TBL_VERSION;
     else if (magic == ONCE_MAGIC2) h->version = btree ? TBL_VERSION_BTREE_ONCE2 : TBL_VERSION_ONCE2;
     else if (magic == ONCE_MAGIC1 && !btree) h->version = TBL_VERSION_ONCE;
+    else if (magic == ONCE_MAGIC3 && v4) h->version = btree ? TBL_VERSION_BTREE_ONCE3 : TBL_VERSION_ONCE3;
 }
 
 /* murmur3's 64-bit finaliser: every input bit moves every output bit (rids
@@ -301,7 +341,7 @@ static uint64_t once_mix(uint64_t h)
     return h;
 }
 
-/* A rid's sequence number, for layout 3: its last 8 bytes read as a
+/* A rid's sequence number, for layouts 3 and 4: its last 8 bytes read as a
  * big-endian number, which is how the wire's 32 hex digits print it (a
  * high-rate sender's rid is a random prefix and a counter, see
  * docs/design.md) */
@@ -314,26 +354,46 @@ static uint64_t once_seq(uint64_t r1)
 #endif
 }
 
-/* Where a rid goes in the index of region reg: *home's low bits pick its
- * home bucket, *tag (the high 32 bits of the whole rid's keyed hash) marks
- * its entry.  Layout 2: the bucket from that same hash.  Layout 3: from a
- * keyed hash of the rid's first 8 bytes and its sequence number without
- * its low ONCE_SHARE_BITS, so that a sender's consecutive rids share one
- * bucket (one cache line, one page) instead of each taking a random one;
- * rids that are random throughout (the CLI's) land at random as before,
- * and a sender who does not know the key can put no more rids in one
- * bucket than the 2^ONCE_SHARE_BITS of one group. */
-/* layout 3's home, a = once_mix(r0 ^ reg[4]) */
+/* Layout 3's home, a = once_mix(r0 ^ reg[4]): a keyed hash of the rid's
+ * first 8 bytes and its sequence number without its low ONCE_SHARE_BITS,
+ * so that a sender's consecutive rids share one bucket (one cache line)
+ * instead of each taking a random one; rids that are random throughout
+ * (the CLI's) land at random as before, and a sender who does not know
+ * the key can put no more rids in one bucket than the 2^ONCE_SHARE_BITS of
+ * one group. */
 static uint64_t once_home3(const uint64_t *reg, uint64_t a, uint64_t r1)
 {
     return once_mix(a ^ (once_seq(r1) >> ONCE_SHARE_BITS) ^ reg[5]);
 }
 
+/* Layout 4's home (this one's): the page from a keyed hash of the prefix
+ * and the sequence number without its low ONCE_RUN_BITS, so that a
+ * sender's 32 consecutive rids share one index page (one TLB entry, one
+ * page walk, where layout 3 took one per 4); within it the run's 8 groups
+ * of 4 take every 8th bucket from an offset the same hash chooses (why a
+ * stride and runs of 32: the opening comment).  The low 6 bits of the home
+ * are the bucket within its page, the rest the page: home & (nb - 1) keeps
+ * both, as nb is a multiple of 64 (but in the smallest region, 32 buckets,
+ * half a page, where only the offset counts).  Always inlined: called per
+ * count in once_find and the prefetch, and per record in a rebuild. */
+__attribute__((always_inline)) static inline uint64_t once_home4(const uint64_t *reg, uint64_t a, uint64_t r1)
+{
+    uint64_t s = once_seq(r1), h = once_mix(a ^ (s >> ONCE_RUN_BITS) ^ reg[5]);
+    uint64_t g = (s >> ONCE_SHARE_BITS) & ((1u << (ONCE_RUN_BITS - ONCE_SHARE_BITS)) - 1u);
+    uint64_t in_page = ((h >> 32) + g * (ONCE_PAGE_BUCKETS >> (ONCE_RUN_BITS - ONCE_SHARE_BITS))) &
+                       (ONCE_PAGE_BUCKETS - 1u);
+    return (h & ~(uint64_t)(ONCE_PAGE_BUCKETS - 1u)) | in_page;
+}
+
+/* Where a rid goes in the index of region reg: *home's low bits pick its
+ * home bucket, *tag (the high 32 bits of the whole rid's keyed hash) marks
+ * its entry.  Layout 2: the bucket from that same hash; layouts 3 and 4:
+ * their homes above. */
 static void once_hash(const uint64_t *reg, uint64_t r0, uint64_t r1, uint64_t *home, uint32_t *tag)
 {
     uint64_t a = once_mix(r0 ^ reg[4]), h = once_mix(a ^ r1 ^ reg[5]);
     *tag = (uint32_t)(h >> 32);
-    *home = reg[0] == ONCE_MAGIC2 ? h : once_home3(reg, a, r1);
+    *home = reg[0] == ONCE_MAGIC ? once_home4(reg, a, r1) : reg[0] == ONCE_MAGIC3 ? once_home3(reg, a, r1) : h;
 }
 
 /* once_hash's tag alone */
@@ -381,7 +441,7 @@ static int once_find(etsmgr_table *t, uint64_t off, uint64_t r0, uint64_t r1, ui
     uint32_t tag;
     once_hash(reg, r0, r1, &home, &tag);
     uint64_t b = home & (nb - 1);
-    const uint64_t *idx = tbl_word(t, once_idx_off(off, cap));
+    const uint64_t *idx = tbl_word(t, once_idx_off(off, cap, reg[0]));
     for (uint64_t n = 0; n < nb; n++, b = (b + 1) & (nb - 1)) {
         const uint64_t *bk = idx + ONCE_BUCKET * b;
         for (unsigned j = 0; j < ONCE_BUCKET; j++) {
@@ -425,7 +485,7 @@ static void once_touch(etsmgr_table *t, uint64_t off, uint64_t r0, uint64_t r1)
     uint64_t *reg = tbl_word(t, off), cap = reg[1], nb = cap * ONCE_IDX_PER_REC / ONCE_BUCKET, home;
     uint32_t tag;
     once_hash(reg, r0, r1, &home, &tag);
-    uint64_t *line = tbl_word(t, once_idx_off(off, cap)) + ONCE_BUCKET * (home & (nb - 1));
+    uint64_t *line = tbl_word(t, once_idx_off(off, cap, reg[0])) + ONCE_BUCKET * (home & (nb - 1));
     (void)__atomic_fetch_or(line, 0, __ATOMIC_RELAXED);
 }
 
@@ -442,7 +502,7 @@ static int once_index_add(uint64_t *idx, uint64_t nb, uint64_t home, uint32_t ta
     return ETSMGR_ECORRUPT;
 }
 
-/* A new layout 3 region for the live records of the old one (old_off 0:
+/* A new layout 4 region for the live records of the old one (old_off 0:
  * none; any layout) plus one more; switches once_off to it through the
  * undo log.  from: a ring position of the old region before which every
  * record is known to have expired (0: none known), so that they are not
@@ -481,7 +541,7 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
      * R becomes 2R, not 4R as when it was twice the live records and one */
     while ((cap < 2 * live || cap < min_cap) && cap < ONCE_MAX_CAP) cap *= 2;
     if (cap < 2 * live) return ETSMGR_ERIDFULL;
-    uint64_t size = once_size(cap), noff;
+    uint64_t size = once_size(cap, ONCE_MAGIC), noff;
     const char *op = t->cp_op;
     t->cp_op = "once_rebuild";
     int r = tbl_alloc(t, size, &noff); /* may move the mapping */
@@ -489,7 +549,7 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
         t->cp_op = op;
         return r;
     }
-    uint64_t *nw = tbl_word(t, noff), ioff = once_idx_off(noff, cap), nb = cap * ONCE_IDX_PER_REC / ONCE_BUCKET;
+    uint64_t *nw = tbl_word(t, noff), ioff = once_idx_off(noff, cap, ONCE_MAGIC), nb = cap * ONCE_IDX_PER_REC / ONCE_BUCKET;
     uint64_t *idx = tbl_word(t, ioff);
     /* the header and the index start empty; ring slots past head are never
      * read, so they need no clearing */
@@ -514,10 +574,12 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
     }
     /* a plain store (no state word): a rollback sets it back from the
      * region it restores (tbl_once_settle_version) */
-    if (h->version == TBL_VERSION || h->version == TBL_VERSION_ONCE || h->version == TBL_VERSION_ONCE2)
-        h->version = TBL_VERSION_ONCE3; /* see table_int.h */
-    else if (h->version == TBL_VERSION_BTREE || h->version == TBL_VERSION_BTREE_ONCE2)
-        h->version = TBL_VERSION_BTREE_ONCE3;
+    if (h->version == TBL_VERSION || h->version == TBL_VERSION_ONCE || h->version == TBL_VERSION_ONCE2 ||
+        h->version == TBL_VERSION_ONCE3)
+        h->version = TBL_VERSION_ONCE4; /* see table_int.h */
+    else if (h->version == TBL_VERSION_BTREE || h->version == TBL_VERSION_BTREE_ONCE2 ||
+             h->version == TBL_VERSION_BTREE_ONCE3)
+        h->version = TBL_VERSION_BTREE_ONCE4;
     tbl_cp(t);
     tbl_set(t, TBL_HOFF(once_off), noff);
     tbl_set(t, TBL_HOFF(live_bytes), h->live_bytes + size - old_size);
@@ -589,7 +651,7 @@ static int once_spot_rebuilt(etsmgr_table *t, uint64_t r0, uint64_t r1, struct o
     return 0;
 }
 
-/* Under the lock, rid (r0, r1) known to be absent from the layout 3 region
+/* Under the lock, rid (r0, r1) known to be absent from the layout 4 region
  * at once_off (if any), ent what once_find said of it given gone (the
  * tail it expects this change to drop to).  Makes room for its record (a
  * rebuild first when needed, which may move the mapping) and says where it
@@ -726,7 +788,7 @@ static void once_write(etsmgr_table *t, const struct once_spot *sp, uint64_t r0,
         tbl_set(t, roff + 24, (uint64_t)keep);
     }
     tbl_cp(t);
-    uint64_t tag = once_tag(reg, r0, r1), eoff = once_idx_off(sp->off, cap) + 8u * sp->ent;
+    uint64_t tag = once_tag(reg, r0, r1), eoff = once_idx_off(sp->off, cap, ONCE_MAGIC) + 8u * sp->ent;
     bool was_empty = *tbl_word(t, eoff) == 0; /* else a dropped record's entry, taken over */
     tbl_set(t, eoff, tag << 32 | (slot + 1u));
     if (was_empty) tbl_set(t, sp->off + 48, sp->filled + 1);
@@ -734,7 +796,7 @@ static void once_write(etsmgr_table *t, const struct once_spot *sp, uint64_t r0,
     tbl_set(t, sp->off + 16, head + 1);
 }
 
-/* The layout 3 region of the table (0: none), an older one rebuilt first. */
+/* The layout 4 region of the table (0: none), an older one rebuilt first. */
 static int once_region(etsmgr_table *t, int64_t now, uint64_t *off)
 {
     struct once_view v;
@@ -1076,7 +1138,7 @@ int tbl_once_verify(etsmgr_table *t, char *why, size_t whylen)
     }
     /* every record of the ring is filled and found through the index; the
      * index's used entries are as many as it says */
-    const uint64_t *idx = tbl_word(t, once_idx_off(off, cap));
+    const uint64_t *idx = tbl_word(t, once_idx_off(off, cap, v.magic));
     for (uint64_t i = 0; i < cap * ONCE_IDX_PER_REC; i++) {
         if (!idx[i]) continue;
         used++;
@@ -1116,10 +1178,10 @@ void tbl_once_prefetch(etsmgr_table *t, const uint8_t rid[ETSMGR_RID_LEN])
     const uint64_t *reg = (const uint64_t *)(t->base + off);
     uint64_t cap = __atomic_load_n(&reg[1], __ATOMIC_RELAXED), r0, r1;
     if (reg[0] != ONCE_MAGIC || cap < ONCE_MIN_CAP || cap > ONCE_MAX_CAP || (cap & (cap - 1)) ||
-        once_size(cap) > lim - off)
+        once_size(cap, ONCE_MAGIC) > lim - off)
         return;
     memcpy(&r0, rid, 8);
     memcpy(&r1, rid + 8, 8);
-    uint64_t b = once_home3(reg, once_mix(r0 ^ reg[4]), r1) & (cap * ONCE_IDX_PER_REC / ONCE_BUCKET - 1);
-    __builtin_prefetch(t->base + once_idx_off(off, cap) + 8u * ONCE_BUCKET * b, 1, 3);
+    uint64_t b = once_home4(reg, once_mix(r0 ^ reg[4]), r1) & (cap * ONCE_IDX_PER_REC / ONCE_BUCKET - 1);
+    __builtin_prefetch(t->base + once_idx_off(off, cap, ONCE_MAGIC) + 8u * ONCE_BUCKET * b, 1, 3);
 }
