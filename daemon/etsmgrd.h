@@ -271,6 +271,8 @@ int mgrd_size_check(mgrd *m, uid_t uid, const etsmgr_table_opts *o, uint64_t dfl
  * orphaned table to its first waiter, now: true when one took it. */
 int mgrd_wait_add(mgrd *m, mgrd_table *rt, mgrd_peer *p, const cJSON *req, const char *heir_data);
 bool mgrd_wait_serve(mgrd *m, mgrd_table *rt);
+/* The first connection of process pid (of uid) waiting for rt, or NULL. */
+mgrd_peer *mgrd_wait_peer(const mgrd_table *rt, pid_t pid, uid_t uid);
 /* p, queued for rt, has just been given rt (give_away): its wait is
  * answered with the table, in place of the transfer event, so that a
  * process blocked in its wait learns that it owns the table.  1 answered,

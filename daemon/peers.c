@@ -64,7 +64,8 @@ void mgrd_peer_close(conn *c, void *arg)
 mgrd_peer *mgrd_peer_find(mgrd *m, pid_t pid, uid_t uid)
 {
     /* The list is newest first: a process with several connections gets the
-     * table on the one it opened last. */
+     * table on the one it opened last (give_away looks for one of them
+     * waiting for the table first: waiters.c). */
     for (mgrd_peer *p = m->peers; p; p = p->next)
         if (p->pid == pid && p->uid == uid)
             return p;

@@ -677,7 +677,11 @@ static cJSON *op_give_away(req_ctx *x)
         return err;
     if (refused(x, rt, MGRD_ACT_GIVE, &err))
         return err;
-    mgrd_peer *to = mgrd_peer_find(m, (pid_t)pid, rt->uid);
+    /* of a process with several connections, the one waiting for the
+     * table, if any (its wait is answered below), else its newest */
+    mgrd_peer *to = mgrd_wait_peer(rt, (pid_t)pid, rt->uid);
+    if (!to)
+        to = mgrd_peer_find(m, (pid_t)pid, rt->uid);
     if (!to)
         return proto_reply_err(x->req, PROTO_E_NO_SUCH_PID,
                                "no process %d of uid %u is connected to etsmgrd; it must connect first",
@@ -776,14 +780,16 @@ static cJSON *op_cancel_wait(req_ctx *x)
         return err;
     mgrd_table *rt = mgrd_reg_find(x->m, name);
     bool released = false;
+    /* every wait of the caller's for it ends first: a release must not
+     * serve the table back to a second wait of its, pipelined */
+    if (rt)
+        mgrd_wait_drop(x->m, rt, x->p);
     if (rt && rt->owner == x->p && rt->by_wait) {
         mgrd_reg_orphan(x->m, rt);
         log_notice("new_table: pid=%d gave up waiting; table=%s goes on to the next waiter.", (int)x->p->pid,
                    name);
         mgrd_wait_serve(x->m, rt);
         released = true;
-    } else if (rt) {
-        mgrd_wait_drop(x->m, rt, x->p);
     }
     cJSON *r = proto_reply_ok(x->req);
     if (r)

@@ -29,8 +29,9 @@
  * waiting without a deadline must hear that it did not get the table.  A
  * table handed over this way is marked by_wait, the only kind a
  * cancel_wait lets go of (requests.c).  A give_away to a process waiting
- * for that very table answers its wait the same way (mgrd_wait_answer):
- * blocked in it, the process reads no transfer event. */
+ * for that very table answers its wait the same way (mgrd_wait_answer), on
+ * the connection that waits (mgrd_wait_peer): blocked in it, the process
+ * reads no transfer event. */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -177,6 +178,14 @@ bool mgrd_wait_serve(mgrd *m, mgrd_table *rt)
         wait_free(m, w);
     }
     return false;
+}
+
+mgrd_peer *mgrd_wait_peer(const mgrd_table *rt, pid_t pid, uid_t uid)
+{
+    for (const mgrd_waiter *w = rt->waiters; w; w = w->next)
+        if (w->p->pid == pid && w->p->uid == uid)
+            return w->p;
+    return NULL;
 }
 
 int mgrd_wait_answer(mgrd *m, mgrd_table *rt, mgrd_peer *p)

@@ -36,13 +36,15 @@
 
 /* A forked waiter: connects with the library, waits for table name (up to
  * wait_ms, -1 forever) and reports on its pipe "G<count>" when it got the
- * table (holding it until killed), or "E<etsmgr error>". */
+ * table (holding it until killed), or "E<etsmgr error>".  With spare, it
+ * opens a second connection, idle, after the waiting one: the process's
+ * newest. */
 typedef struct sb_waiter {
     pid_t pid;
     int rd;
 } sb_waiter;
 
-static sb_waiter sb_fork_waiter(const tu_env *e, const char *name, int wait_ms, uid_t as_uid)
+static sb_waiter sb_fork_waiter_spare(const tu_env *e, const char *name, int wait_ms, uid_t as_uid, bool spare)
 {
     int pipe_fd;
     pid_t pid = tu_fork_pipe(&pipe_fd);
@@ -52,7 +54,9 @@ static sb_waiter sb_fork_waiter(const tu_env *e, const char *name, int wait_ms, 
             _exit(3);
         etsmgr_client *c = NULL;
         char msg[256], line[64];
-        if (etsmgr_connect(e->dir, e->instance, &c, msg, sizeof msg) != ETSMGR_OK)
+        etsmgr_client *idle = NULL;
+        if (etsmgr_connect(e->dir, e->instance, &c, msg, sizeof msg) != ETSMGR_OK ||
+            (spare && etsmgr_connect(e->dir, e->instance, &idle, msg, sizeof msg) != ETSMGR_OK))
             _exit(2);
         etsmgr_table *t = NULL;
         int err = etsmgr_new_table_wait(c, name, NULL, "standby", wait_ms, &t, NULL);
@@ -73,6 +77,11 @@ static sb_waiter sb_fork_waiter(const tu_env *e, const char *name, int wait_ms, 
         _exit(0);
     }
     return (sb_waiter){pid, pipe_fd};
+}
+
+static sb_waiter sb_fork_waiter(const tu_env *e, const char *name, int wait_ms, uid_t as_uid)
+{
+    return sb_fork_waiter_spare(e, name, wait_ms, as_uid, false);
 }
 
 /* The waiter's report, or "" when none came within ms. */
@@ -757,6 +766,35 @@ START_TEST(test_last_owner_waits_for_nobody)
 }
 END_TEST
 
+/* A give_away to a process whose connection waiting for the table is not
+ * its newest: the waiting one gets it, answering its wait.  (The newest
+ * got the transfer event, which nothing read, while the wait went on.) */
+START_TEST(test_give_away_finds_the_waiting_connection)
+{
+    tu_env e;
+    tu_env_init(&e);
+    dt_start(&e, NULL);
+    int fd = dt_connect(&e);
+    etsmgr_table *t = dt_new_table(fd, "gw", "gw", NULL);
+    int64_t v;
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "count", 5, 2, 0, &v), ETSMGR_OK);
+    sb_waiter w = sb_fork_waiter_spare(&e, "gw", -1, 0, true);
+    char exp[32];
+    snprintf(exp, sizeof exp, "%d", (int)w.pid);
+    sb_expect_waiters(fd, "gw", exp);
+    dt_expect_ok(dt_callf(fd, NULL, "{\"op\":\"give_away\",\"id\":2,\"name\":\"gw\",\"pid\":%d}", (int)w.pid));
+    char rep[64];
+    sb_report(&w, SB_MS, rep, sizeof rep);
+    ck_assert_str_eq(rep, "G2\n");
+    sb_expect_waiters(fd, "gw", "");
+    tu_kill9(w.pid);
+    close(w.rd);
+    etsmgr_table_close(t);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 /* ------------------------------------------------------------ cancel_wait */
 
 /* A raw waiter handed the table as the reply to its wait, which cancels
@@ -787,6 +825,51 @@ START_TEST(test_cancel_wait_releases_handed_table)
     dt_expect_ok(r);
     dt_wait dw = {fd, "h"};
     ck_assert(tu_eventually(dt_is_orphaned, &dw, SB_MS));
+    close(wfd);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+/* A raw client with two waits for one table pipelined, handed the table by
+ * the first, cancels: every wait of its for the table ends before the
+ * table is let go, so its second wait does not get it back (a reply it
+ * will not read either).  (The release served the queue with the second
+ * wait still in it: the client owned the table again, unknowingly.) */
+START_TEST(test_cancel_wait_ends_every_wait)
+{
+    tu_env e;
+    tu_env_init(&e);
+    dt_start(&e, NULL);
+    int fd = dt_connect(&e), wfd = dt_connect(&e);
+    pid_t owner = dt_fork_owner(&e, "pp", "pp", 1);
+    for (int id = 1; id <= 2; id++) {
+        char req[96];
+        int n = snprintf(req, sizeof req, "{\"op\":\"new_table\",\"id\":%d,\"name\":\"pp\",\"wait\":true}", id);
+        ck_assert_int_eq(frame_write(wfd, req, (size_t)n, NULL, 0), 0);
+    }
+    char exp[32];
+    snprintf(exp, sizeof exp, "%d,%d", (int)getpid(), (int)getpid());
+    sb_expect_waiters(fd, "pp", exp);
+    tu_kill9(owner);
+    sb_expect_owner(fd, "pp", getpid());
+    const char *req = "{\"op\":\"cancel_wait\",\"id\":3,\"name\":\"pp\"}";
+    ck_assert_int_eq(frame_write(wfd, req, strlen(req), NULL, 0), 0);
+    cJSON *r = NULL;
+    int fds[FRAME_MAX_FDS], nfds = 0;
+    for (;;) { /* the handover (id 1), then the cancel's reply */
+        ck_assert_int_eq(frame_read_json(wfd, &r, fds, &nfds, FRAME_MAX_FDS, SB_MS), 0);
+        for (int i = 0; i < nfds; i++)
+            close(fds[i]);
+        if (dt_num(r, "id") == 3)
+            break;
+        cJSON_Delete(r);
+    }
+    ck_assert(dt_bool(r, "released"));
+    dt_expect_ok(r);
+    dt_wait dw = {fd, "pp"};
+    ck_assert_msg(tu_eventually(dt_is_orphaned, &dw, SB_MS), "the canceller owns the table again");
+    sb_expect_waiters(fd, "pp", "");
     close(wfd);
     close(fd);
     tu_env_cleanup(&e);
@@ -877,6 +960,8 @@ Suite *standby_suite(void)
     tcase_add_test(tc, test_last_owner_waits_for_nobody);
     tcase_add_test(tc, test_cancel_wait_releases_handed_table);
     tcase_add_test(tc, test_give_away_answers_wait);
+    tcase_add_test(tc, test_give_away_finds_the_waiting_connection);
+    tcase_add_test(tc, test_cancel_wait_ends_every_wait);
     suite_add_tcase(s, tc);
     return s;
 }
