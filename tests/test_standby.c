@@ -624,6 +624,38 @@ START_TEST(test_counterd_memory_keeper)
 }
 END_TEST
 
+/* Under valgrind etscounterd makes no keeper and serves: valgrind does not
+ * refuse a CLONE_VM clone without CLONE_THREAD, it ends the whole process,
+ * so etscounterd must not try one there (keeper.c).  Skipped where valgrind
+ * is not installed (make memcheck brings it). */
+START_TEST(test_counterd_serves_under_valgrind)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    fprintf(stderr, "test_counterd_serves_under_valgrind: skipped, valgrind cannot run an ASan build\n");
+    return;
+#endif
+    const char *vg = access("/usr/bin/valgrind", X_OK) == 0 ? "/usr/bin/valgrind" : NULL;
+    if (vg == NULL) {
+        fprintf(stderr, "test_counterd_serves_under_valgrind: skipped, /usr/bin/valgrind is not installed\n");
+        return;
+    }
+    tu_env e;
+    tu_env_init(&e);
+    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
+    ck_assert_int_gt(tu_spawn_ready(&e, mgr, SB_MS), 0);
+    char *argv[] = {(char *)vg, "-q", "--error-exitcode=99", (char *)tu_bin("etscounterd", false), "--log-level",
+                    "error", NULL};
+    pid_t c = tu_spawn_ready(&e, argv, 45000);
+    ck_assert_msg(c > 0, "etscounterd under valgrind did not become ready (a clone valgrind cannot run ends it)");
+    ck_assert_int_eq(sb_cli_number("count"), 1);
+    ck_assert_int_eq(sb_cli_number("count"), 2);
+    pid_t kids[4];
+    int nk = sv_children(c, kids, 4);
+    ck_assert_msg(nk == 0, "etscounterd under valgrind has %d children: no keeper expected there", nk);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 /* ------------------------------------------------------------ handovers that cannot be told */
 
 /* A table found at start (etsmgrd SIGKILLed and started again) whose last
@@ -955,6 +987,7 @@ Suite *standby_suite(void)
     tcase_add_test(tc, test_counterd_standby_lock_timeout);
     tcase_add_test(tc, test_counterd_standby_tidies_burst);
     tcase_add_test(tc, test_counterd_memory_keeper);
+    tcase_add_test(tc, test_counterd_serves_under_valgrind);
     tcase_add_test(tc, test_take_undone_as_it_was);
     tcase_add_test(tc, test_waiter_told_when_fd_cannot_go);
     tcase_add_test(tc, test_last_owner_waits_for_nobody);

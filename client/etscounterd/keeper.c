@@ -58,9 +58,14 @@
  * of its own.  Its parent is etscounterd; once that dies it is reparented
  * (to etssup, a subreaper, or init), which reaps it.
  *
- * Best effort: a clone refused (valgrind refuses CLONE_VM without
- * CLONE_THREAD; a seccomp filter may) or a keeper that could not close its
- * fds leaves etscounterd as it was without one, with a line in the log. */
+ * Best effort: a clone refused (a seccomp filter may) or a keeper that
+ * could not close its fds leaves etscounterd as it was without one, with a
+ * line in the log.  Under valgrind no clone is tried at all: valgrind does
+ * not refuse a CLONE_VM without CLONE_THREAD, it ends the whole process
+ * ("does not support general clone()"), so etscounterd asks first whether
+ * it runs there (its preloaded vgpreload library, which valgrind puts in
+ * LD_PRELOAD; valgrind.h, which would say so directly, is not among our
+ * dependencies). */
 #include "keeper.h"
 #include "log.h"
 
@@ -68,6 +73,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/prctl.h>
@@ -117,8 +123,20 @@ __attribute__((no_sanitize("address", "undefined"), noinline)) static int ecd_ke
     return 0;
 }
 
+/* valgrind preloads its vgpreload_*.so into the program it runs */
+static int ecd_under_valgrind(void)
+{
+    const char *pre = getenv("LD_PRELOAD");
+    return pre != NULL && strstr(pre, "/vgpreload_") != NULL;
+}
+
 int ecd_keeper_start(void)
 {
+    if (ecd_under_valgrind()) {
+        log_info("no memory keeper under valgrind (it cannot run a clone sharing the address space): a "
+                 "SIGKILL will tear this process's memory down before its sockets close, a slower takeover");
+        return -1;
+    }
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0) {
         log_warning("no memory keeper (pipe: %s): a SIGKILL will tear this process's memory down before "
