@@ -72,12 +72,13 @@
  * connection, as at 1 connection) is the plain recv or send: one
  * io_uring_enter costs more than either.  A SIGKILL cannot cut a batch of
  * sends short: a kill between a count and its reply is rarer.  Where
- * io_uring_setup fails (no io_uring, a seccomp filter such as systemd's
- * @system-service, kernel.io_uring_disabled) or ETSMGR_IO_URING=0 is set,
- * and for servers that pass fds (etsmgrd, etssup), every read and write is
+ * io_uring_setup fails (no io_uring, a seccomp filter without it, though
+ * systemd 252's @system-service has it; kernel.io_uring_disabled) or
+ * ETSMGR_IO_URING=0 is set, and for servers that pass fds (etsmgrd,
+ * etssup), every read and write is
  * the system call as before; a ring that fails later is closed and the
- * batch redone with system calls (docs/performance.md, "A turn's I/O in
- * one system call").
+ * batch redone with system calls (docs/performance.md, "The 50-connection
+ * rows: a turn's I/O in one system call").
  *
  * Backpressure: once CONN_OUT_HIGH bytes are queued, frames stay in the
  * reader and the socket is not read until the queue is empty again.  A peer
