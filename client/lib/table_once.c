@@ -197,9 +197,10 @@
 #define ONCE_MAGIC3 0x33454f4e4f4d5445ull /* "ETMONOE3": layout 3 */
 #define ONCE_MAGIC 0x34454f4e4f4d5445ull  /* "ETMONOE4": layout 4 */
 #define ONCE_SHARE_BITS 2u /* layouts 3 and 4: 2^this consecutive rids of a sender share a home bucket */
-#ifndef ONCE_RUN_BITS
-#define ONCE_RUN_BITS 5u /* layout 4: 2^this consecutive rids of a sender share a home page */
-#endif
+/* layout 4: 2^this consecutive rids of a sender share a home page (part of
+ * the format, as ONCE_SHARE_BITS: a region written with another value would
+ * be looked up in the wrong buckets) */
+#define ONCE_RUN_BITS 5u
 #define ONCE_PAGE 4096u /* layout 4: the index starts on a page, a page is ONCE_PAGE_BUCKETS buckets */
 #define ONCE_PAGE_BUCKETS 64u
 #define ONCE_HDR_WORDS 8u
