@@ -335,21 +335,20 @@ static inline __attribute__((always_inline)) void fp_clear(fp_req *r)
  * payload read holds the 8 bytes fp_ld8 needs */
 #define FP_SHORTEST 13
 
-int fp_parse(const char *payload, size_t len, fp_req *out)
-{
-    if (len < FP_SHORTEST)
-        return 0;
-    fp_clear(out);
-    if (fp_canon(payload, payload + len, out))
-        return 1;
-    fp_clear(out);
-    return fp_general(payload, len, out);
-}
-
 int fp_parse_general(const char *payload, size_t len, fp_req *out)
 {
     if (len < FP_SHORTEST)
         return 0;
     fp_clear(out);
     return fp_general(payload, len, out);
+}
+
+int fp_parse(const char *payload, size_t len, fp_req *out)
+{
+    if (len >= FP_SHORTEST) {
+        fp_clear(out);
+        if (fp_canon(payload, payload + len, out))
+            return 1;
+    }
+    return fp_parse_general(payload, len, out);
 }

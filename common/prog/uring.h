@@ -27,9 +27,11 @@ void uring_send(uring *r, int fd, const void *buf, size_t len, uint64_t tag);
 void uring_recv(uring *r, int fd, void *buf, size_t len, uint64_t tag);
 /* Submit what is queued and wait until each has completed: 0, or -1 with
  * errno (the ring is then unusable: uring_close it and use system calls;
- * what was queued was not done, and nothing comes from uring_result).
- * Then uring_result gives each result once, in any order: its tag and
- * what send(2) or recv(2) would have returned, as -errno on failure. */
+ * what the kernel took before the failure still gives its result below,
+ * the rest was taken back off the ring and not done: redo each operation
+ * that has no result).  Then uring_result gives each result once, in any
+ * order: its tag and what send(2) or recv(2) would have returned, as
+ * -errno on failure. */
 int uring_run(uring *r);
 bool uring_result(uring *r, uint64_t *tag, int32_t *res);
 #endif

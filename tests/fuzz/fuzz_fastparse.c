@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!why && fast)
         why = fp_oracle(p, size, &f);
     if (why) {
-        fprintf(stderr, "fuzz: the fast path and cJSON disagree on %.*s: %s\n", (int)size, p, why);
+        fprintf(stderr, "fuzz: fastparse disagrees on %.*s: %s\n", (int)size, p, why);
         abort();
     }
     return 0;
