@@ -713,14 +713,17 @@ static cJSON *op_give_away(req_ctx *x)
         }
         if (sent < 0) {
             /* the receiver is never told: the table stays the giver's, and
-             * no transfer happened */
+             * no transfer happened (the table was owned, not orphaned, so
+             * registry.c's ungive, which puts an orphan back, does not fit:
+             * giving it back to the giver and its count is the whole undo) */
             mgrd_reg_give(m, rt, x->p);
             rt->transfers = transfers;
             if (e == EPIPE || e == ENOBUFS)
                 return proto_reply_err(x->req, PROTO_E_NO_SUCH_PID, "the connection of process %d is closing",
                                        (int)pid);
             return proto_reply_err(x->req, PROTO_E_INTERNAL, "etsmgrd could not send table %s to process %d: "
-                                   "%s; it stays the caller's", name, (int)pid, strerror(e));
+                                   "%s; it stays the caller's: try again, and if it repeats raise etsmgrd's "
+                                   "fd limit (LimitNOFILE=, ulimit -n)", name, (int)pid, strerror(e));
         }
         log_notice("give_away: table=%s from pid=%d to pid=%d, data=%s.", name, (int)x->p->pid, (int)pid,
                    data ? data : "none");
