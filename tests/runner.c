@@ -241,8 +241,9 @@ static suite_result run_suite(const suite_entry *se, bool capture, FILE *tty)
  * runner grew with every suite run before it (to 528 MB before
  * table_crash under the sanitizers, 88 MB after the ordered suite alone),
  * and table_crash took 854 s instead of 73 s under the sanitizers on a
- * PVM guest, where a fork of a process with 64 MB touched takes 3 ms.  A suite whose runner dies (a sanitizer's report, a leak)
- * counts as a failure. */
+ * PVM guest, where a fork of a process with 64 MB touched takes 3 ms.
+ * A suite whose runner dies (a sanitizer's report, a leak) counts as a
+ * failure. */
 static suite_result run_suite_apart(const suite_entry *se, bool capture, const char *sweepp, FILE *tty)
 {
     suite_result r = {0, 0, 0};

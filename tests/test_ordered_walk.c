@@ -53,7 +53,6 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -354,8 +353,8 @@ static etsmgr_table *ow_one_leaf(uint64_t *pg)
  * again.  A fault anywhere else (past the block, into the unreadable page
  * after it) gets the handler that was there before: the default's death
  * by SIGSEGV, or a sanitizer's report.  This once used a hardware
- * watchpoint through ptrace's debug registers; a PVM guest takes those
- * and never fires them, and the tests passed nothing through. */
+ * watchpoint through ptrace's debug registers; a PVM guest accepts
+ * those and never fires them, so the tests there saw no load at all. */
 static struct {
     unsigned char *page; /* the watched page */
     uint64_t *w, good, bad;
