@@ -42,7 +42,13 @@ bench-deps:
 	fi
 	@# Erlang (the ETS rows) and perf (the profile) are optional: without
 	@# them the bench says so and skips only what needs them
-	@missing=$$(sh common/deps.sh missing cmd:escript=erlang-base cmd:perf=linux-perf); \
+	@$(MAKE) --no-print-directory bench-optional BENCH_OPTIONAL="cmd:escript=erlang-base cmd:perf=linux-perf"
+
+# Installs what BENCH_OPTIONAL names (deps.sh specs) when missing; a
+# failure is a warning, since every bench goes on without them.
+.PHONY: bench-optional
+bench-optional:
+	@missing=$$(sh common/deps.sh missing $(BENCH_OPTIONAL)); \
 	if [ -n "$$missing" ]; then \
 	  echo "etsmgr: installing for the bench: $$missing"; \
 	  sh common/deps.sh install $$missing || echo "etsmgr: could not install $$missing; the bench goes on without (it says what it skips)" >&2; \

@@ -35,7 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "table.h"
+#include "table_int.h" /* the mapping, for the workers' warm-up */
 
 static double row_secs = 1.0;
 
@@ -80,6 +80,21 @@ static double cpu_now(void)
  * the workers, a lock or a cache line they both write, does). */
 static double cpu_rate;
 
+/* A forked worker reads a byte of every page of the table's mapping before
+ * its row starts, so that the row measures a process that has the table
+ * mapped already: its owner, which built it, or ETS's process.  A new
+ * process's first touch of a page is a page fault, and on a VM whose
+ * hypervisor fills its own page tables lazily (a PVM guest) a fill of
+ * those as well, about 5 us each: at 10M entries 134,000 pages, which made
+ * half of a 1-second range row's time (docs/performance.md, "First touches
+ * in a fresh process"). */
+static void warm_mapping(void)
+{
+    if (!tab) return;
+    const volatile char *p = (const volatile char *)tab->base;
+    for (uint64_t off = 0; off < tab->limit; off += 4096) (void)p[off]; /* volatile: each read happens */
+}
+
 /* Run fn in nproc forked processes at once; total ops per second. */
 static double run(work_fn fn, int nproc)
 {
@@ -93,6 +108,7 @@ static double run(work_fn fn, int nproc)
             exit(1);
         }
         if (pids[i] == 0) {
+            warm_mapping();
             atomic_fetch_add(&sh->ready, 1);
             while (!atomic_load(&sh->go)) {
             }

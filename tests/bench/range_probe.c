@@ -15,11 +15,13 @@
  *       inserted in key order with nodes filled to FILL slots (the test
  *       hook tbl_ord_fill: the tree shaped like a random one's, each
  *       leaf's entries right after it in the heap)
- *   range_probe walk NAME KEYS REPS
+ *   range_probe walk NAME KEYS REPS [PASSES]
  *       REPS walks of KEYS keys (0: etsmgr_table_next alone) from random
  *       keys: CPU microseconds per walk, the median and 25th percentile;
  *       then the mean on the wall clock and the tail (90th, 99th, 99.9th
- *       percentiles, the longest)
+ *       percentiles, the longest); PASSES times in this one process, each
+ *       from other keys (the first pass pays the process's first touches
+ *       of the table's pages: "First touches in a fresh process")
  *   range_probe layout NAME
  *       distinct 4 KiB pages and 64-byte lines that the entries of a
  *       100-key range lie in, over 2,000 ranges (the first line of each)
@@ -111,11 +113,11 @@ static int count_cb(const void *key, size_t klen, const etsmgr_value *v, void *a
     return ++*(unsigned *)arg >= want;
 }
 
-static void walk(etsmgr_table *t, unsigned keys, int reps)
+static void walk(etsmgr_table *t, unsigned keys, int reps, uint64_t seed)
 {
     double *dt = malloc((size_t)reps * sizeof *dt);
     if (!dt) die("memory for the times of", ETSMGR_ENOMEM);
-    uint64_t x = 88172645463325252ull;
+    uint64_t x = 88172645463325252ull ^ seed;
     want = keys;
     double c0 = secs(CLOCK_PROCESS_CPUTIME_ID);
     for (int i = 0; i < reps; i++) {
@@ -204,7 +206,7 @@ static void layout(etsmgr_table *t)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: range_probe make NAME ENTRIES [inorder FILL] | walk NAME KEYS REPS | layout NAME | "
+        fprintf(stderr, "usage: range_probe make NAME ENTRIES [inorder FILL] | walk NAME KEYS REPS [PASSES] | layout NAME | "
                         "drop NAME\n");
         return 64;
     }
@@ -227,7 +229,8 @@ int main(int argc, char **argv)
     int r = tbl_open(shm, &t);
     if (r) die("open (made by 'range_probe make'?)", r);
     if (strcmp(argv[1], "walk") == 0 && argc >= 5 && atoi(argv[4]) > 0)
-        walk(t, (unsigned)atoi(argv[3]), atoi(argv[4]));
+        for (int p = 0; p < (argc >= 6 ? atoi(argv[5]) : 1); p++)
+            walk(t, (unsigned)atoi(argv[3]), atoi(argv[4]), (uint64_t)p * 0x9e3779b97f4a7c15ull);
     else if (strcmp(argv[1], "layout") == 0)
         layout(t);
     else {
