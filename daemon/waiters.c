@@ -133,6 +133,27 @@ bool mgrd_wait_may_take(mgrd_table *rt)
     return kill(rt->owner_pid, 0) < 0 && errno == ESRCH;
 }
 
+/* Answers w's wait with rt (fd and all), which its peer now owns; -1 with
+ * errno when the reply cannot go (the fd limit), and then nothing changed.
+ * The table is marked by_wait: its new owner may not read the reply (its
+ * call timed out), and cancel_wait lets go of such a table (requests.c). */
+static int wait_send_table(mgrd *m, mgrd_table *rt, const mgrd_waiter *w)
+{
+    int fd = -1;
+    cJSON *r = mgrd_reply_table(m, w->req, rt, false, &fd);
+    int rc = r ? conn_send_json(w->p->c, r, fd) : -1;
+    int e = r ? errno : ENOMEM;
+    cJSON_Delete(r);
+    if (rc < 0) {
+        errno = e;
+        return -1;
+    }
+    if (w->heir_data[0])
+        snprintf(rt->heir_data, sizeof rt->heir_data, "%s", w->heir_data);
+    rt->by_wait = true;
+    return 0;
+}
+
 bool mgrd_wait_serve(mgrd *m, mgrd_table *rt)
 {
     while (rt->waiters && !rt->owner) {
@@ -146,16 +167,10 @@ bool mgrd_wait_serve(mgrd *m, mgrd_table *rt)
         mgrd_was was;
         mgrd_reg_was(rt, &was);
         mgrd_reg_give(m, rt, w->p);
-        rt->by_wait = true; /* cancel_wait may let go of it (requests.c) */
-        if (w->heir_data[0])
-            snprintf(rt->heir_data, sizeof rt->heir_data, "%s", w->heir_data);
-        int fd = -1;
-        cJSON *r = mgrd_reply_table(m, w->req, rt, false, &fd);
-        if (r && conn_send_json(w->p->c, r, fd) == 0) {
+        if (wait_send_table(m, rt, w) == 0) {
             conn_flush_now(w->p->c); /* before anything else this turn does */
             log_notice("new_table: table=%s handed at once to the waiting pid=%d (from pid=%d).", rt->name,
                        (int)w->p->pid, (int)from);
-            cJSON_Delete(r);
             wait_free(m, w);
             return true;
         }
@@ -164,12 +179,11 @@ bool mgrd_wait_serve(mgrd *m, mgrd_table *rt)
          * hears so in a reply without an fd, which can still go: a standby
          * waiting without a deadline must not wait on for an answer that
          * never comes. */
-        int e = r ? errno : ENOMEM;
+        int e = errno;
         log_warning("new_table: the waiting pid=%d could not be sent table=%s: %s; trying the next waiter.",
                     (int)w->p->pid, rt->name, strerror(e));
-        cJSON_Delete(r);
         mgrd_reg_ungive(m, rt, &was);
-        r = proto_reply_err(w->req, PROTO_E_INTERNAL,
+        cJSON *r = proto_reply_err(w->req, PROTO_E_INTERNAL,
                             "etsmgrd could not send table %s to this process: %s; it was not handed over: "
                             "wait again, and if it repeats raise etsmgrd's fd limit (LimitNOFILE=, ulimit -n)",
                             rt->name, strerror(e));
@@ -195,18 +209,8 @@ int mgrd_wait_answer(mgrd *m, mgrd_table *rt, mgrd_peer *p)
         mgrd_waiter *w = *pp;
         if (w->p != p)
             continue;
-        int fd = -1;
-        cJSON *r = mgrd_reply_table(m, w->req, rt, false, &fd);
-        int rc = r ? conn_send_json(p->c, r, fd) : -1;
-        int e = r ? errno : ENOMEM;
-        cJSON_Delete(r);
-        if (rc < 0) {
-            errno = e;
+        if (wait_send_table(m, rt, w) < 0)
             return -1;
-        }
-        if (w->heir_data[0])
-            snprintf(rt->heir_data, sizeof rt->heir_data, "%s", w->heir_data);
-        rt->by_wait = true; /* a reply it may not read, like a handover's */
         *pp = w->next;
         wait_free(m, w);
         return 1;
