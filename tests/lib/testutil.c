@@ -626,7 +626,10 @@ char *tu_request(tu_env *e, const char *sock, const char *json, const int *fds, 
     return reply;
 }
 
-int tu_count_fds(pid_t pid)
+/* The fds open in pid, from /proc/PID/fd: how many (less the listing's own
+ * when pid is this process), marked in used[0..4096) when used is not
+ * NULL; -1 when pid's fds cannot be listed. */
+static int fds_open(pid_t pid, bool *used)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%ld/fd", (long)pid);
@@ -635,31 +638,31 @@ int tu_count_fds(pid_t pid)
         return -1;
     int n = 0;
     struct dirent *de;
-    while ((de = readdir(d)))
-        if (de->d_name[0] != '.')
-            n++;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        n++;
+        int fd = atoi(de->d_name);
+        if (used && fd >= 0 && fd < 4096)
+            used[fd] = true;
+    }
     closedir(d);
     if (pid == getpid())
         n--; /* the DIR's own fd */
     return n;
 }
 
+int tu_count_fds(pid_t pid)
+{
+    return fds_open(pid, NULL);
+}
+
 int tu_free_fds(pid_t pid, int *out, int n)
 {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%ld/fd", (long)pid);
     static bool used[4096];
     memset(used, 0, sizeof used);
-    DIR *d = opendir(path);
-    if (!d)
+    if (fds_open(pid, used) < 0)
         return 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        int fd = atoi(de->d_name);
-        if (de->d_name[0] != '.' && fd >= 0 && fd < 4096)
-            used[fd] = true;
-    }
-    closedir(d);
     int k = 0;
     for (int fd = 0; fd < 4096 && k < n; fd++)
         if (!used[fd])
