@@ -549,6 +549,53 @@ START_TEST(test_reconnect_sync)
 }
 END_TEST
 
+/* When etsmgr_reconnect cannot add back one of its tables, the client's
+ * error is that table's: the daemon's code ("owned") and its words, named.
+ * (The code used to be the last call's, "" after the next table was added
+ * back, so a caller could not tell owned from any other refusal.) */
+START_TEST(test_reconnect_reports_first_refusal)
+{
+    pid_t d = ct_mgr();
+    etsmgr_client *c = ct_connect();
+    etsmgr_table *t1, *t2;
+    ck_assert_int_eq(etsmgr_new_table(c, "q1", NULL, NULL, &t1, NULL), ETSMGR_OK);
+    ck_assert_int_eq(etsmgr_new_table(c, "q2", NULL, NULL, &t2, NULL), ETSMGR_OK);
+    tu_kill9(d);
+    d = ct_mgr(); /* finds both, orphaned */
+    int res[2], bye[2];
+    ck_assert_int_eq(pipe(res), 0);
+    ck_assert_int_eq(pipe(bye), 0);
+    pid_t kid = fork(); /* takes q1 while this process is away */
+    ck_assert_int_ge(kid, 0);
+    if (kid == 0) {
+        close(res[0]);
+        close(bye[1]);
+        etsmgr_client *k;
+        etsmgr_table *x;
+        char b;
+        if (etsmgr_connect(NULL, NULL, &k, NULL, 0) != ETSMGR_OK ||
+            etsmgr_new_table(k, "q1", NULL, NULL, &x, NULL) != ETSMGR_OK || write(res[1], "t", 1) != 1)
+            _exit(1);
+        _exit(read(bye[0], &b, 1) >= 0 ? 0 : 2); /* owns q1 until told */
+    }
+    close(res[1]);
+    close(bye[0]);
+    char b;
+    ck_assert_int_eq(read(res[0], &b, 1), 1);
+    int err = etsmgr_reconnect(c, 10, 10000);
+    ck_assert_int_eq(err, ETSMGR_EOWNED);
+    ck_assert_str_eq(etsmgr_client_error(c), "owned");
+    ck_assert_msg(strncmp(etsmgr_client_message(c), "q1: ", 4) == 0, "%s", etsmgr_client_message(c));
+    ck_assert_int_eq(ct_owner(c, "q2"), getpid()); /* the other one came back */
+    close(bye[1]);
+    int st;
+    ck_assert_int_eq(waitpid(kid, &st, 0), kid);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(res[0]);
+    etsmgr_client_close(c);
+}
+END_TEST
+
 /* A table given to this process whose transfer it has not taken yet when
  * etsmgrd restarts is its own all the same: etsmgr_reconnect adds it back
  * with the tables it holds, so that the new daemon knows its owner.  (Only
@@ -646,6 +693,7 @@ Suite *client_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_watch_reattaches);
     tcase_add_test(tc, test_reconnect_sync);
+    tcase_add_test(tc, test_reconnect_reports_first_refusal);
     tcase_add_test(tc, test_reconnect_keeps_pending_transfer);
     tcase_add_test(tc, test_watch_keeps_transfer_read_with_eof);
     suite_add_tcase(s, tc);

@@ -49,8 +49,10 @@ struct etsmgr_client {
     size_t ntables, captables;
     mc_transfer *pending; /* transfers received, not yet handed out */
     size_t npending, cappending;
-    char err_code[32];
-    char err_msg[256];
+    struct mc_errinfo {
+        char code[32]; /* the daemon's error code; "" when none or local */
+        char msg[256]; /* words for a person */
+    } err;             /* the last failure (saved and put back whole) */
     struct mc_watch *watch;
 };
 

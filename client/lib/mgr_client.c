@@ -31,10 +31,10 @@
 int mc_err(etsmgr_client *c, int err, const char *code, const char *fmt, ...)
 {
     if (c) {
-        snprintf(c->err_code, sizeof c->err_code, "%s", code ? code : "");
+        snprintf(c->err.code, sizeof c->err.code, "%s", code ? code : "");
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(c->err_msg, sizeof c->err_msg, fmt, ap);
+        vsnprintf(c->err.msg, sizeof c->err.msg, fmt, ap);
         va_end(ap);
     }
     return err;
@@ -42,16 +42,16 @@ int mc_err(etsmgr_client *c, int err, const char *code, const char *fmt, ...)
 
 void mc_clear_err(etsmgr_client *c)
 {
-    c->err_code[0] = '\0';
-    c->err_msg[0] = '\0';
+    c->err.code[0] = '\0';
+    c->err.msg[0] = '\0';
 }
 
-const char *etsmgr_client_error(const etsmgr_client *c) { return c ? c->err_code : ""; }
+const char *etsmgr_client_error(const etsmgr_client *c) { return c ? c->err.code : ""; }
 const char *etsmgr_client_message(const etsmgr_client *c)
 {
     if (!c)
         return "no client";
-    return c->err_msg[0] ? c->err_msg : "no error";
+    return c->err.msg[0] ? c->err.msg : "no error";
 }
 
 static int64_t mc_now_ms(void)
@@ -406,8 +406,8 @@ static int mc_wait_loop(etsmgr_client *c, int poll_ms, int timeout_ms)
         if (err != ETSMGR_ENOTCONN && err != ETSMGR_ETIMEDOUT)
             return err; /* not "not up yet": waiting will not help */
         if (deadline >= 0 && mc_now_ms() + poll_ms > deadline) {
-            char why[sizeof c->err_msg];
-            snprintf(why, sizeof why, "%s", c->err_msg);
+            char why[sizeof c->err.msg];
+            snprintf(why, sizeof why, "%s", c->err.msg);
             return mc_err(c, ETSMGR_ETIMEDOUT, "", "gave up waiting for etsmgrd after %d ms: %s",
                           timeout_ms, why);
         }
@@ -421,7 +421,7 @@ static int mc_finish(etsmgr_client *c, int err, etsmgr_client **out, char *msg, 
 {
     if (err) {
         if (msg && msglen)
-            snprintf(msg, msglen, "%s", c->err_msg);
+            snprintf(msg, msglen, "%s", c->err.msg);
         etsmgr_client_close(c);
         *out = NULL;
         return err;
@@ -465,17 +465,19 @@ int etsmgr_reconnect(etsmgr_client *c, int poll_ms, int timeout_ms)
     if (err)
         return err;
     int first = ETSMGR_OK;
-    char first_msg[sizeof c->err_msg] = "";
+    struct mc_errinfo first_err = {"", ""}; /* the first failure's code and words, named */
     for (size_t i = 0; i < c->ntables; i++) {
         err = mc_call(c, mc_add_table_req(c, c->tables[i]), etsmgr_table_fd(c->tables[i]), NULL, 0, NULL);
         if (err && first == ETSMGR_OK) {
             first = err;
-            snprintf(first_msg, sizeof first_msg, "%.64s: %.180s", etsmgr_table_name(c->tables[i]), c->err_msg);
+            first_err = c->err;
+            snprintf(first_err.msg, sizeof first_err.msg, "%.64s: %.180s", etsmgr_table_name(c->tables[i]),
+                     c->err.msg);
         }
     }
     mc_pending_readd(c);
     if (first)
-        mc_err(c, first, c->err_code, "%s", first_msg);
+        c->err = first_err;
     return first;
 }
 
@@ -634,9 +636,7 @@ void mc_pending_drop(etsmgr_client *c, const etsmgr_table *t)
  * transfer is dropped, as if it had never come. */
 void mc_pending_readd(etsmgr_client *c)
 {
-    char saved_code[sizeof c->err_code], saved_msg[sizeof c->err_msg];
-    memcpy(saved_code, c->err_code, sizeof saved_code);
-    memcpy(saved_msg, c->err_msg, sizeof saved_msg);
+    struct mc_errinfo saved = c->err; /* the caller's failure, not these calls' */
     for (size_t i = 0; i < c->npending;) {
         etsmgr_table *t = c->pending[i].t;
         int err = mc_call(c, mc_add_table_req(c, t), etsmgr_table_fd(t), NULL, 0, NULL);
@@ -647,8 +647,7 @@ void mc_pending_readd(etsmgr_client *c)
         else
             mc_pending_drop(c, t);
     }
-    memcpy(c->err_code, saved_code, sizeof saved_code);
-    memcpy(c->err_msg, saved_msg, sizeof saved_msg);
+    c->err = saved;
 }
 
 static int mc_want_transfer(etsmgr_client *c, cJSON *obj, void *arg)

@@ -163,11 +163,9 @@ static void mc_cancel_wait(etsmgr_client *c, const char *name)
 {
     if (c->fd < 0)
         return;
-    char saved[sizeof c->err_msg];
-    memcpy(saved, c->err_msg, sizeof saved);
-    int err = mc_call(c, mc_req("cancel_wait", name), -1, NULL, 0, NULL);
-    memcpy(c->err_msg, saved, sizeof saved); /* the caller hears of the timeout */
-    (void)err;
+    struct mc_errinfo saved = c->err;
+    (void)mc_call(c, mc_req("cancel_wait", name), -1, NULL, 0, NULL);
+    c->err = saved; /* the caller hears of the timeout */
 }
 
 int etsmgr_new_table_wait(etsmgr_client *c, const char *name, const etsmgr_table_opts *opts,
