@@ -725,6 +725,10 @@ static cJSON *op_give_away(req_ctx *x)
                                    "%s; it stays the caller's: try again, and if it repeats raise etsmgrd's "
                                    "fd limit (LimitNOFILE=, ulimit -n)", name, (int)pid, strerror(e));
         }
+        /* written now, so that the receiver has it before the giver has
+         * its reply (docs/protocol.md): the giver may tell the receiver
+         * to look, and a look without waiting must find it */
+        conn_flush_now(to->c);
         log_notice("give_away: table=%s from pid=%d to pid=%d, data=%s.", name, (int)x->p->pid, (int)pid,
                    data ? data : "none");
     }

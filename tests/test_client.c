@@ -457,6 +457,95 @@ static void ct_transfer(etsmgr_client *c, etsmgr_table *t, const etsmgr_grant *g
     ((struct ct_watch *)arg)->transfers++;
 }
 
+/* Ten tables given to a watched client before its loop runs: all ten are
+ * its own (transfer called, held).  Each transfer's fd ends a read of its
+ * own, and the watch decoded only once the socket was empty, while the fd
+ * ledger keeps eight reads: the ninth and tenth fds were closed on
+ * arrival, their tables owned by this process in the daemon's record and
+ * held by nobody. */
+START_TEST(test_watch_takes_many_transfers)
+{
+    enum { N = 10 };
+    ct_mgr();
+    etsmgr_client *g[N];
+    etsmgr_table *t[N];
+    for (int i = 0; i < N; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "m%d", i);
+        g[i] = ct_connect();
+        ck_assert_int_eq(etsmgr_new_table(g[i], name, NULL, NULL, &t[i], NULL), ETSMGR_OK);
+    }
+    etsmgr_client *c = ct_connect(); /* this pid's newest connection: the receiver */
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct ct_watch w = { 0 };
+    etsmgr_watch_cbs cbs = { .transfer = ct_transfer, .retry_ms = 10 };
+    ck_assert_int_eq(etsmgr_watch_start(c, &loop, &cbs, &w), ETSMGR_OK);
+    for (int i = 0; i < N; i++) /* each answered once its event went to c */
+        ck_assert_msg(etsmgr_give_away(g[i], t[i], getpid(), "many") == ETSMGR_OK, "%s",
+                      etsmgr_client_message(g[i]));
+    ck_assert_msg(ct_run_until(&loop, &w.transfers, N, 10000), "%d of %d transfers", w.transfers, N);
+    size_t n;
+    etsmgr_client_tables(c, &n);
+    ck_assert_uint_eq(n, N);
+    etsmgr_watch_stop(c);
+    etsmgr_client_close(c);
+    for (int i = 0; i < N; i++)
+        etsmgr_client_close(g[i]);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+/* etsmgr_take_transfer with a timeout of 0 takes a transfer that has
+ * arrived: it looks at the socket once.  (It gave ETSMGR_ETIMEDOUT
+ * without reading, so a poll for transfers never saw one.) */
+START_TEST(test_take_transfer_without_waiting)
+{
+    ct_mgr();
+    etsmgr_client *g = ct_connect();
+    etsmgr_table *t;
+    ck_assert_int_eq(etsmgr_new_table(g, "now", NULL, NULL, &t, NULL), ETSMGR_OK);
+    etsmgr_client *c = ct_connect(); /* the receiver */
+    etsmgr_table *x;
+    ck_assert_int_eq(etsmgr_take_transfer(c, 0, &x, NULL), ETSMGR_ETIMEDOUT); /* nothing yet */
+    ck_assert_int_eq(etsmgr_give_away(g, t, getpid(), NULL), ETSMGR_OK); /* the event went before this reply */
+    etsmgr_grant gr;
+    int err = etsmgr_take_transfer(c, 0, &x, &gr);
+    ck_assert_msg(err == ETSMGR_OK, "%s: %s", etsmgr_strerror(err), etsmgr_client_message(c));
+    ck_assert_str_eq(etsmgr_table_name(x), "now");
+    etsmgr_client_close(c);
+    etsmgr_client_close(g);
+}
+END_TEST
+
+/* A request over the frame limit (a 70,000-byte give_away data) is refused
+ * before a byte goes: ETSMGR_EINVAL, and the connection stays, with the
+ * tables it holds.  (It was taken for a lost connection: dropped, and
+ * every table of the process orphaned while it went on writing them.) */
+START_TEST(test_oversized_request_keeps_connection)
+{
+    ct_mgr();
+    etsmgr_client *c = ct_connect();
+    etsmgr_table *t;
+    ck_assert_int_eq(etsmgr_new_table(c, "keep", NULL, NULL, &t, NULL), ETSMGR_OK);
+    size_t len = 70000;
+    char *data = malloc(len + 1);
+    ck_assert_ptr_nonnull(data);
+    memset(data, 'd', len);
+    data[len] = '\0';
+    ck_assert_int_eq(etsmgr_give_away(c, t, getpid(), data), ETSMGR_EINVAL);
+    free(data);
+    ck_assert_msg(strstr(etsmgr_client_message(c), "frame limit") != NULL, "%s", etsmgr_client_message(c));
+    ck_assert_int_eq(etsmgr_client_connected(c), 1);
+    ck_assert_int_eq(ct_owner(c, "keep"), getpid());
+    size_t n;
+    etsmgr_client_tables(c, &n);
+    ck_assert_uint_eq(n, 1); /* still held */
+    etsmgr_client_close(c);
+}
+END_TEST
+
 /* A stand-in for etsmgrd on DIR/etsmgrd.sock: answers hello, and once
  * told (a byte on go), sends the event transfer of table name with fd and
  * closes at once, as a daemon that gives a table and is killed. */
@@ -695,6 +784,9 @@ Suite *client_suite(void)
     tcase_add_test(tc, test_reconnect_sync);
     tcase_add_test(tc, test_reconnect_reports_first_refusal);
     tcase_add_test(tc, test_reconnect_keeps_pending_transfer);
+    tcase_add_test(tc, test_watch_takes_many_transfers);
+    tcase_add_test(tc, test_take_transfer_without_waiting);
+    tcase_add_test(tc, test_oversized_request_keeps_connection);
     tcase_add_test(tc, test_watch_keeps_transfer_read_with_eof);
     suite_add_tcase(s, tc);
     tc = tcase_create("user");

@@ -363,10 +363,14 @@ int etsmgr_add_table(etsmgr_client *c, etsmgr_table *t);
  * shared-memory object and its data are removed too (like ets:delete). */
 int etsmgr_del_table(etsmgr_client *c, etsmgr_table *t, int unlink);
 /* Pass a held table to another connected process of the same uid; the handle
- * is closed here on success.  data reaches the receiver (NULL: ""). */
+ * is closed here on success.  data reaches the receiver (NULL: ""; etsmgrd
+ * takes at most 256 bytes).  Any call whose request would be over the
+ * protocol's 64 KiB frame gets ETSMGR_EINVAL, and nothing is sent: the
+ * connection and every held table stay as they were. */
 int etsmgr_give_away(etsmgr_client *c, etsmgr_table *t, pid_t pid, const char *data);
-/* Wait up to timeout_ms (< 0: forever) for a table given to this process
- * (a give_away of another process); the client then holds it. */
+/* Wait up to timeout_ms (< 0: forever; 0: take one that has arrived, not
+ * waiting) for a table given to this process (a give_away of another
+ * process); the client then holds it. */
 int etsmgr_take_transfer(etsmgr_client *c, int timeout_ms, etsmgr_table **out, etsmgr_grant *grant);
 
 /* Create a table from an image file (etsmgr_table_save) through etsmgrd:

@@ -218,6 +218,7 @@ typedef int (*mc_want_fn)(etsmgr_client *c, cJSON *obj, void *arg);
 static int mc_read_until(etsmgr_client *c, int timeout_ms, mc_want_fn want, void *arg)
 {
     int64_t deadline = timeout_ms < 0 ? -1 : mc_now_ms() + timeout_ms;
+    bool looked = false; /* past the deadline, the socket was looked at once */
     for (;;) {
         cJSON *obj = NULL;
         int r;
@@ -242,9 +243,13 @@ static int mc_read_until(etsmgr_client *c, int timeout_ms, mc_want_fn want, void
         int wait = -1;
         if (deadline >= 0) {
             int64_t left = deadline - mc_now_ms();
-            if (left <= 0)
+            if (left <= 0 && looked)
                 return mc_err(c, ETSMGR_ETIMEDOUT, "", "etsmgrd did not answer within %d ms",
                               timeout_ms);
+            if (left <= 0) { /* what has come already counts, even with a timeout of 0 */
+                looked = true;
+                left = 0;
+            }
             wait = (int)left;
         }
         struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
@@ -301,6 +306,9 @@ int mc_call(etsmgr_client *c, cJSON *req, int send_fd, cJSON **reply, int want_f
     int r = frame_write_json(c->fd, req, send_fd >= 0 ? &send_fd : NULL, send_fd >= 0 ? 1 : 0);
     int e = errno;
     cJSON_Delete(req);
+    if (r < 0 && e == EMSGSIZE) /* refused before a byte went: the connection, and the tables it holds, stay */
+        return mc_err(c, ETSMGR_EINVAL, "", "the request is over the protocol's %u-byte frame limit (a data "
+                      "or heir_data string too long?); nothing was sent", (unsigned)FRAME_MAX);
     if (r < 0)
         return mc_lost(c, "sending a request", e);
     struct mc_wait_reply w = { id, NULL };

@@ -382,9 +382,14 @@ static void mc_poll_io(struct mc_watch *w, int status, int events)
                 mc_watch_down(w, why);
                 return;
             }
+            /* Decoded after every read, not once the socket is empty: each
+             * read ends at a message with fds (one transfer), and the
+             * ledger keeps the fds of only FDPASS_GROUPS reads until their
+             * frames are decoded; the ninth transfer's fd was closed on
+             * arrival, the table the daemon's record said was ours lost. */
+            if (mc_drain(w) < 0)
+                return;
         }
-        if (mc_drain(w) < 0)
-            return;
     }
     if (w->state == W_REGISTERING) {
         if (mc_poll_set(w, UV_READABLE | (w->nout ? UV_WRITABLE : 0)) < 0) {
