@@ -133,6 +133,26 @@ START_TEST(test_ctl_tables)
 }
 END_TEST
 
+/* del's hint about --force comes only when etsmgrd refused because a
+ * living process owns the table (not_owner); a table that does not exist
+ * or a daemon that is not there gets no such advice (it came after every
+ * failure, and --force can destroy an owned table). */
+START_TEST(test_ctl_del_hint_only_when_owned)
+{
+    st_env e;
+    st_init(&e);
+    ck_assert_int_gt(st_start_ex(&e, true, 20000), 0); /* etsmgrd + etscounterd, which owns etscounter */
+    char *out = NULL;
+    ck_assert_int_ne(ctl(&e, &out, "del", "nosuch", NULL), 0);
+    ck_assert_msg(strstr(out, "not_found") && !strstr(out, "--force"), "%s", out);
+    free(out);
+    ck_assert_int_ne(ctl(&e, &out, "del", "etscounter", NULL), 0);
+    ck_assert_msg(strstr(out, "not_owner") && strstr(out, "only with --force"), "%s", out);
+    free(out);
+    st_cleanup(&e);
+}
+END_TEST
+
 /* env: what a program would resolve, and from where */
 START_TEST(test_ctl_env)
 {
@@ -484,6 +504,7 @@ Suite *etsmgrctl_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_ctl_status_restart_stop);
     tcase_add_test(tc, test_ctl_tables);
+    tcase_add_test(tc, test_ctl_del_hint_only_when_owned);
     tcase_add_test(tc, test_ctl_env);
     tcase_add_test(tc, test_ctl_dump_ordered);
     tcase_add_test(tc, test_ctl_entry_counts);

@@ -66,6 +66,9 @@ static const struct {
      "children[0].sockets[0].path: must be a file name in the runtime dir"},
     {"{\"children\": [{\"id\":\"a\",\"argv\":[\"STUB\"],\"sockets\":[{\"name\":\"a\",\"path\":\"etssup.sock\"}]}]}",
      "children[0].sockets[0].path: \"etssup.sock\" is reserved"},
+    /* etssup's own generation file: accepted once, etssup then exited 70 at start */
+    {"{\"children\": [{\"id\":\"a\",\"argv\":[\"STUB\"],\"sockets\":[{\"name\":\"a\",\"path\":\"etssup.generation\"}]}]}",
+     "children[0].sockets[0].path: \"etssup.generation\" is reserved"},
     {"{\"children\": [{\"id\":\"a\",\"argv\":[\"STUB\"],\"sockets\":[{\"name\":\"a\",\"path\":\"x.sock\"}]},"
      "{\"id\":\"b\",\"argv\":[\"STUB\"],\"sockets\":[{\"name\":\"b\",\"path\":\"x.sock\"}]}]}",
      "children[1].sockets[0].path: \"x.sock\" is already used by children[0].sockets[0]"},

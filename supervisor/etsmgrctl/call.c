@@ -15,9 +15,12 @@
 bool g_json;
 
 /* One request; 0 with *reply, else an exit status (message printed). */
+char ctl_refusal[32];
+
 int ctl_call(const rt_paths *rt, const char *sockname, const char *who, cJSON *req, int timeout_ms,
              int *conn_fd, cJSON **reply)
 {
+    ctl_refusal[0] = '\0';
     char path[RT_PATH_MAX];
     if (rt_path(rt, sockname, path, sizeof path) < 0) {
         fprintf(stderr, "etsmgrctl: the runtime dir %s is too long for a socket path\n", rt->dir);
@@ -70,6 +73,7 @@ int ctl_call(const rt_paths *rt, const char *sockname, const char *who, cJSON *r
         cJSON *msg = cJSON_GetObjectItemCaseSensitive(*reply, "message");
         fprintf(stderr, "etsmgrctl: %s: %s (%s)\n", who, cJSON_IsString(msg) ? msg->valuestring : "failed",
                 cJSON_IsString(code) ? code->valuestring : "no error code");
+        snprintf(ctl_refusal, sizeof ctl_refusal, "%s", cJSON_IsString(code) ? code->valuestring : "");
         goto fail;
     }
     return 0;

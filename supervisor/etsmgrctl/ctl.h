@@ -18,6 +18,10 @@
 
 extern bool g_json;
 
+/* The error code of the last refusal ctl_call printed ("" after any other
+ * outcome): what a command's hint may depend on. */
+extern char ctl_refusal[32];
+
 /* One request; 0 with *reply, else an exit status (message printed). */
 int ctl_call(const rt_paths *rt, const char *sockname, const char *who, cJSON *req, int timeout_ms,
              int *conn_fd, cJSON **reply);

@@ -167,7 +167,7 @@ int ctl_del(const rt_paths *rt, const char *table, bool force, int timeout)
     int rc = ctl_call(rt, "etsmgrd.sock", "etsmgrd", req, timeout, NULL, &reply);
     cJSON_Delete(req);
     if (rc) {
-        if (!force)
+        if (!force && strcmp(ctl_refusal, "not_owner") == 0) /* not for not_found, nor a daemon not running */
             fprintf(stderr, "etsmgrctl: (an owned table is deleted only with --force; see etsmgrctl(1))\n");
         return rc;
     }

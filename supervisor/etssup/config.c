@@ -266,7 +266,7 @@ static void cfg_sockets(cfg_ctx *x, const cJSON *arr, const char *path, sup_chil
         else if (!cJSON_IsString(pa) || !cfg_valid_name(pa->valuestring))
             cfg_err(x, q, "must be a file name in the runtime dir (1 to 64 characters among A-Z a-z 0-9 _ . -)");
         else if (strcmp(pa->valuestring, "etssup.sock") == 0 || strcmp(pa->valuestring, "etssup.lock") == 0 ||
-                 strncmp(pa->valuestring, "etssup-", 7) == 0)
+                 strcmp(pa->valuestring, "etssup.generation") == 0 || strncmp(pa->valuestring, "etssup-", 7) == 0)
             cfg_err(x, q, "\"%s\" is reserved for etssup itself", pa->valuestring);
         else
             c->sockets[i].path = strdup(pa->valuestring);
