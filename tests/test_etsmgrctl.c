@@ -153,6 +153,37 @@ START_TEST(test_ctl_del_hint_only_when_owned)
 }
 END_TEST
 
+/* dump and load keep to --timeout while etsmgrd does not answer (it is
+ * stopped), and say so with 70, like every other command; they waited
+ * the library's 5 s whatever --timeout said, and load called a daemon
+ * that does not answer "not running" (69). */
+START_TEST(test_ctl_dump_load_keep_timeout)
+{
+    st_env e;
+    st_init(&e);
+    ck_assert_int_gt(st_start_ex(&e, true, 20000), 0);
+    pid_t p[4];
+    ck_assert_int_ge(st_pids(&e, p), 1);
+    pid_t mgr = p[0];
+    char *out = NULL;
+    ck_assert_int_eq(ctl(&e, &out, "tables", NULL, NULL), 0); /* etsmgrd answers */
+    ck_assert_msg(strstr(out, "etscounter"), "%s", out);
+    free(out);
+    ck_assert_int_eq(kill(mgr, SIGSTOP), 0);
+    const char *cmd[][2] = {{"dump", "etscounter"}, {"load", "/nonexistent.etsimg"}};
+    for (int i = 0; i < 2; i++) {
+        int64_t t0 = tu_now_ms();
+        int rc = ctl(&e, &out, "-t300", cmd[i][0], cmd[i][1]);
+        int64_t took = tu_now_ms() - t0;
+        ck_assert_msg(rc == 70 && strstr(out, "within 300 ms"), "%s: exit %d: %s", cmd[i][0], rc, out);
+        ck_assert_msg(took < 4000, "%s: %lld ms for --timeout 300", cmd[i][0], (long long)took);
+        free(out);
+    }
+    ck_assert_int_eq(kill(mgr, SIGCONT), 0);
+    st_cleanup(&e);
+}
+END_TEST
+
 /* env: what a program would resolve, and from where */
 START_TEST(test_ctl_env)
 {
@@ -505,6 +536,7 @@ Suite *etsmgrctl_suite(void)
     tcase_add_test(tc, test_ctl_status_restart_stop);
     tcase_add_test(tc, test_ctl_tables);
     tcase_add_test(tc, test_ctl_del_hint_only_when_owned);
+    tcase_add_test(tc, test_ctl_dump_load_keep_timeout);
     tcase_add_test(tc, test_ctl_env);
     tcase_add_test(tc, test_ctl_dump_ordered);
     tcase_add_test(tc, test_ctl_entry_counts);

@@ -14,9 +14,9 @@
 
 bool g_json;
 
-/* One request; 0 with *reply, else an exit status (message printed). */
 char ctl_refusal[32];
 
+/* One request; 0 with *reply, else an exit status (message printed). */
 int ctl_call(const rt_paths *rt, const char *sockname, const char *who, cJSON *req, int timeout_ms,
              int *conn_fd, cJSON **reply)
 {
@@ -97,6 +97,24 @@ int ctl_call_op(const rt_paths *rt, const char *who, const char *op, int timeout
     int rc = ctl_call(rt, sockname, who, req, timeout_ms, NULL, reply);
     cJSON_Delete(req);
     return rc;
+}
+
+int ctl_connect(const rt_paths *rt, int timeout_ms, etsmgr_client **out)
+{
+    *out = NULL;
+    cJSON *reply = NULL;
+    int rc = ctl_call_op(rt, "etsmgrd", "hello", timeout_ms, &reply);
+    cJSON_Delete(reply);
+    if (rc)
+        return rc;
+    char msg[300];
+    int err = etsmgr_connect(rt->dir, rt->instance, out, msg, sizeof msg);
+    if (err) {
+        fprintf(stderr, "etsmgrctl: etsmgrd of instance %s: %s\n", rt->instance, msg);
+        return err == ETSMGR_ENOTCONN ? CTL_EXIT_UNAVAILABLE : CTL_EXIT_SOFTWARE;
+    }
+    etsmgr_client_set_timeout(*out, timeout_ms);
+    return 0;
 }
 
 void ctl_print_json(cJSON *reply)

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <cjson/cJSON.h>
 
+#include "etsmgr.h"
 #include "runtime.h"
 
 #define CTL_EXIT_OK 0
@@ -28,6 +29,12 @@ int ctl_call(const rt_paths *rt, const char *sockname, const char *who, cJSON *r
 /* The same for a request that is only its op, {"op": op, "id": 1}, to
  * who ("etssup" or "etsmgrd", whose socket is who.sock). */
 int ctl_call_op(const rt_paths *rt, const char *who, const char *op, int timeout_ms, cJSON **reply);
+/* A library client for the commands that map tables (dump, load), within
+ * timeout_ms from the start: a hello on the raw socket first, which keeps
+ * to --timeout and tells etsmgrd not running (69) from not answering (70)
+ * (etsmgr_connect's own hello waits its default 5 s), then etsmgr_connect
+ * to a daemon that has just answered.  0, or an exit status (printed). */
+int ctl_connect(const rt_paths *rt, int timeout_ms, etsmgr_client **out);
 void ctl_print_json(cJSON *reply);
 
 /* data.c: the data lifecycle commands */

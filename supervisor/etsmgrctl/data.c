@@ -81,14 +81,9 @@ int ctl_save(const rt_paths *rt, const char *table, const char *file, int timeou
 int ctl_load(const rt_paths *rt, const char *file, const char *as, bool replace, int timeout)
 {
     etsmgr_client *c = NULL;
-    char msg[256];
-    int rc = etsmgr_connect(rt->dir, rt->instance, &c, msg, sizeof msg);
-    if (rc) {
-        fprintf(stderr, "etsmgrctl: etsmgrd is not running for instance %s in runtime dir %s: %s\n", rt->instance,
-                rt->dir, msg);
-        return CTL_EXIT_UNAVAILABLE;
-    }
-    etsmgr_client_set_timeout(c, timeout);
+    int rc = ctl_connect(rt, timeout, &c);
+    if (rc)
+        return rc;
     etsmgr_table *t = NULL;
     rc = etsmgr_table_load(c, file, as, replace ? ETSMGR_LOAD_REPLACE : 0, &t);
     if (rc) {

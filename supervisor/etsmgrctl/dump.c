@@ -136,13 +136,9 @@ int ctl_dump(const rt_paths *rt, const char *name, const char *from, const char 
     if ((from && parse_key("--from", from, fk, &fl) < 0) || (to && parse_key("--to", to, tk, &tl) < 0))
         return CTL_EXIT_USAGE;
     etsmgr_client *c = NULL;
-    char msg[300];
-    int r = etsmgr_connect(rt->dir, rt->instance, &c, msg, sizeof msg);
-    if (r) {
-        fprintf(stderr, "etsmgrctl: %s\n", msg);
-        return r == ETSMGR_ENOTCONN ? CTL_EXIT_UNAVAILABLE : CTL_EXIT_SOFTWARE;
-    }
-    etsmgr_client_set_timeout(c, timeout);
+    int r = ctl_connect(rt, timeout, &c);
+    if (r)
+        return r;
     etsmgr_table *t = NULL;
     r = etsmgr_open_table(c, name, ETSMGR_READ, &t);
     if (r) {
