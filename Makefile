@@ -72,7 +72,7 @@ endif
 # ---------------------------------------------------------------- flags
 ifeq ($(SANITIZE),1)
 BUILD ?= build/sanitize
-SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SANFLAGS := -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=undefined,float-cast-overflow
 OPT := -O1
 else
 BUILD ?= build

@@ -11,6 +11,7 @@
  * user would, and run. */
 #include <check.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -546,6 +547,16 @@ START_TEST(test_oversized_request_keeps_connection)
 }
 END_TEST
 
+/* accept on a listening socket of sock_listen_unix, which is non-blocking
+ * (for a loop): a stand-in's accept that ran before the client's connect
+ * got EAGAIN, and the stand-in was gone (a flake seen under the
+ * sanitizers, where the client is slower). */
+static int ct_accept(int lfd)
+{
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    return poll(&p, 1, 10000) == 1 ? accept(lfd, NULL, NULL) : -1;
+}
+
 /* A stand-in for etsmgrd on DIR/etsmgrd.sock: answers hello, and once
  * told (a byte on go), sends the event transfer of table name with fd and
  * closes at once, as a daemon that gives a table and is killed. */
@@ -562,11 +573,13 @@ static pid_t ct_fake_daemon(const char *name, int fd, int *go)
     ck_assert_int_ge(kid, 0);
     if (kid == 0) {
         close(p[1]);
-        int cfd = accept(lfd, NULL, NULL);
+        int cfd = ct_accept(lfd);
         cJSON *req = NULL;
         char buf[256], b;
-        if (cfd < 0 || frame_read_json(cfd, &req, NULL, NULL, 0, 10000) < 0)
+        if (cfd < 0 || frame_read_json(cfd, &req, NULL, NULL, 0, 10000) < 0) {
+            fprintf(stderr, "fake etsmgrd: %s: %s\n", cfd < 0 ? "accept" : "reading hello", strerror(errno));
             _exit(1);
+        }
         int n = snprintf(buf, sizeof buf, "{\"ok\":true,\"id\":%d,\"protocol\":1,\"pid\":%d}",
                          (int)cJSON_GetObjectItemCaseSensitive(req, "id")->valuedouble, (int)getpid());
         if (frame_write(cfd, buf, (size_t)n, NULL, 0) < 0 || read(p[0], &b, 1) != 1)
@@ -635,6 +648,50 @@ START_TEST(test_reconnect_sync)
     ck_assert_int_eq(etsmgr_client_daemon_pid(c), d);
     ck_assert_int_eq(ct_owner(c, "r1"), getpid());
     etsmgr_client_close(c);
+}
+END_TEST
+
+/* Numbers out of uint64_t's range in what comes back (an id of 1e30, of
+ * -5, a generation of 1e300) are no id and no generation, not a
+ * conversion the C standard leaves undefined (UBSan's float-cast-overflow
+ * stopped the client on them: make check SANITIZE=1). */
+START_TEST(test_reply_numbers_out_of_range)
+{
+    char path[300], err[200];
+    snprintf(path, sizeof path, "%s/etsmgrd.sock", E.dir);
+    int lfd = sock_listen_unix(path, 0600, 4, err, sizeof err);
+    ck_assert_msg(lfd >= 0, "%s", err);
+    pid_t kid = fork(); /* a stand-in for etsmgrd */
+    ck_assert_int_ge(kid, 0);
+    if (kid == 0) {
+        int cfd = ct_accept(lfd);
+        cJSON *req = NULL;
+        char buf[256];
+        if (cfd < 0 || frame_read_json(cfd, &req, NULL, NULL, 0, 10000) < 0)
+            _exit(1);
+        int id = (int)cJSON_GetObjectItemCaseSensitive(req, "id")->valuedouble;
+        const char *odd[] = {"{\"ok\":true,\"id\":1e30}", "{\"ok\":true,\"id\":-5}",
+                             "{\"ok\":true,\"id\":1.8446744073709552e19}"};
+        for (int i = 0; i < 3; i++)
+            if (frame_write(cfd, odd[i], strlen(odd[i]), NULL, 0) < 0)
+                _exit(2);
+        int n = snprintf(buf, sizeof buf, "{\"ok\":true,\"id\":%d,\"protocol\":1,\"pid\":%d}", id, (int)getpid());
+        if (frame_write(cfd, buf, (size_t)n, NULL, 0) < 0)
+            _exit(3);
+        const char *ev = "{\"event\":\"transfer\",\"name\":\"big\",\"from_pid\":1,\"data\":null,"
+                         "\"generation\":1e300}";
+        char b;
+        _exit(frame_write(cfd, ev, strlen(ev), NULL, 0) < 0 || read(cfd, &b, 1) < 0 ? 4 : 0);
+    }
+    close(lfd);
+    etsmgr_client *c = ct_connect(); /* the odd replies are dropped, the real one taken */
+    ck_assert_int_eq(etsmgr_client_daemon_pid(c), kid);
+    etsmgr_table *t;
+    ck_assert_int_eq(etsmgr_take_transfer(c, 200, &t, NULL), ETSMGR_ETIMEDOUT); /* no fd: not a table */
+    etsmgr_client_close(c);
+    int st;
+    ck_assert_int_eq(waitpid(kid, &st, 0), kid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the stand-in: %#x", st);
 }
 END_TEST
 
@@ -787,6 +844,7 @@ Suite *client_suite(void)
     tcase_add_test(tc, test_watch_takes_many_transfers);
     tcase_add_test(tc, test_take_transfer_without_waiting);
     tcase_add_test(tc, test_oversized_request_keeps_connection);
+    tcase_add_test(tc, test_reply_numbers_out_of_range);
     tcase_add_test(tc, test_watch_keeps_transfer_read_with_eof);
     suite_add_tcase(s, tc);
     tc = tcase_create("user");

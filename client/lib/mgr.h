@@ -89,6 +89,8 @@ int mc_reply_status(etsmgr_client *c, const cJSON *reply);
 int mc_call(etsmgr_client *c, cJSON *req, int send_fd, cJSON **reply, int want_fd, int *rfd);
 int mc_hello(etsmgr_client *c, int timeout_ms);
 uint64_t mc_id(const cJSON *obj); /* the reply's numeric id, 0 when none */
+/* A JSON number as uint64_t: 0 when not a number in (0, 2^64). */
+uint64_t mc_json_u64(const cJSON *v);
 
 /* held tables */
 /* heir_data NULL: keep what is recorded, else the table's name */

@@ -167,10 +167,18 @@ int mc_next_frame(etsmgr_client *c, cJSON **obj)
     return 1;
 }
 
+uint64_t mc_json_u64(const cJSON *v)
+{
+    /* a double outside (0, 2^64) has no uint64_t: converting it is undefined
+     * (a daemon, or whatever answers on its socket, may send 1e30 or -5) */
+    return cJSON_IsNumber(v) && v->valuedouble > 0 && v->valuedouble < 18446744073709551616.0
+               ? (uint64_t)v->valuedouble
+               : 0;
+}
+
 uint64_t mc_id(const cJSON *obj)
 {
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(obj, "id");
-    return cJSON_IsNumber(id) && id->valuedouble > 0 ? (uint64_t)id->valuedouble : 0;
+    return mc_json_u64(cJSON_GetObjectItemCaseSensitive(obj, "id"));
 }
 
 /* The etsmgr_err of a protocol error code: the third column of proto.h's

@@ -28,8 +28,7 @@ static void mc_copy_str(char *dst, size_t cap, const cJSON *obj, const char *fie
 
 static uint64_t mc_u64(const cJSON *obj, const char *field)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, field);
-    return cJSON_IsNumber(v) && v->valuedouble > 0 ? (uint64_t)v->valuedouble : 0;
+    return mc_json_u64(cJSON_GetObjectItemCaseSensitive(obj, field));
 }
 
 int mc_grant_from(const cJSON *obj, const char *pid_field, etsmgr_grant *g)
