@@ -244,6 +244,14 @@ void mgrd_obj_unmanaged_free(mgrd *m);
  * exists (its name in shm_name: adopt it); else the table store's error. */
 int mgrd_obj_create(mgrd *m, uid_t uid, const char *table, const etsmgr_table_opts *opts,
                     etsmgr_table **out, char *shm_name, size_t len);
+/* Build table of uid under a temporary name only (its name in tmp, which
+ * holds MGRD_SHM_NAME_MAX + 24 bytes): ETSMGR_OK with *out, else the
+ * table store's error (nothing is left behind). */
+int mgrd_obj_build(mgrd *m, uid_t uid, const char *table, const etsmgr_table_opts *opts, etsmgr_table **out,
+                   char *tmp, size_t len);
+/* Rename the complete table at tmp over the own object shm_name, which it
+ * replaces in one step: 0, or -1 with errno (both left as they were). */
+int mgrd_obj_replace(const char *tmp, const char *shm_name);
 /* The temporary name a table of base is built under (base:new-<16 hex>). */
 void mgrd_obj_tmp_name(const char *base, char *buf, size_t len);
 /* Rename the complete table at tmp into place: base, or beside base when
@@ -262,8 +270,10 @@ int mgrd_obj_migrate(mgrd *m, const char *legacy, uid_t uid, const char *table, 
  * quarter and a half of /dev/shm). */
 void mgrd_size_limits(mgrd *m, uint64_t table, uint64_t uid);
 /* May uid create a table with opts (dflt: its size when size_hint is 0)?
- * 0, or -1 with words in msg. */
-int mgrd_size_check(mgrd *m, uid_t uid, const etsmgr_table_opts *o, uint64_t dflt, char *msg, size_t len);
+ * going (NULL: none) is a table the new one replaces: its bytes are not
+ * counted.  0, or -1 with words in msg. */
+int mgrd_size_check(mgrd *m, uid_t uid, const etsmgr_table_opts *o, uint64_t dflt, const mgrd_table *going,
+                    char *msg, size_t len);
 
 /* waiters.c: processes queued to own a table next (new_table with "wait").
  * add queues p with its request (copied for the reply); the reply comes

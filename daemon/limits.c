@@ -7,7 +7,8 @@
  * table is created (and a load, which creates):
  *   - per table: size_hint and max_bytes at most --max-table-bytes;
  *   - per uid: the current size of that uid's managed tables plus the new
- *     one's at most --max-uid-bytes.
+ *     one's at most --max-uid-bytes (a load with replace: not counting the
+ *     orphan it replaces, which goes).
  * The defaults follow the machine: a quarter and a half of /dev/shm's size,
  * so that one table, or one user, never takes it all.
  *
@@ -39,20 +40,22 @@ void mgrd_size_limits(mgrd *m, uint64_t table, uint64_t uid)
     m->max_uid_bytes = uid ? uid : total ? total / 2 : 4 * LIMIT_FALLBACK_TABLE;
 }
 
-/* The bytes the tables of uid take now: their objects' sizes, from fstat
- * (no table lock: an owner holding one must not slow a creation down). */
-static uint64_t uid_bytes(mgrd *m, uid_t uid)
+/* The bytes the tables of uid take now, but going's: their objects' sizes,
+ * from fstat (no table lock: an owner holding one must not slow a creation
+ * down). */
+static uint64_t uid_bytes(mgrd *m, uid_t uid, const mgrd_table *going)
 {
     uint64_t sum = 0;
     for (mgrd_table *rt = m->tables; rt; rt = rt->next) {
         struct stat st;
-        if (rt->uid == uid && fstat(etsmgr_table_fd(rt->t), &st) == 0)
+        if (rt->uid == uid && rt != going && fstat(etsmgr_table_fd(rt->t), &st) == 0)
             sum += (uint64_t)st.st_size;
     }
     return sum;
 }
 
-int mgrd_size_check(mgrd *m, uid_t uid, const etsmgr_table_opts *o, uint64_t dflt, char *msg, size_t len)
+int mgrd_size_check(mgrd *m, uid_t uid, const etsmgr_table_opts *o, uint64_t dflt, const mgrd_table *going,
+                    char *msg, size_t len)
 {
     if (o->size_hint > m->max_table_bytes || o->max_bytes > m->max_table_bytes) {
         snprintf(msg, len, "%s %llu is over this daemon's limit per table, %llu bytes (--max-table-bytes)",
@@ -62,7 +65,7 @@ int mgrd_size_check(mgrd *m, uid_t uid, const etsmgr_table_opts *o, uint64_t dfl
         return -1;
     }
     uint64_t want = o->size_hint > dflt ? o->size_hint : dflt;
-    uint64_t used = uid_bytes(m, uid);
+    uint64_t used = uid_bytes(m, uid, going);
     if (used + want > m->max_uid_bytes) {
         snprintf(msg, len,
                  "the tables of uid %u take %llu bytes; %llu more would pass this daemon's limit per uid, "

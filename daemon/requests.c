@@ -382,6 +382,85 @@ static cJSON *err_listing(req_ctx *x)
     return proto_reply_err(x->req, PROTO_E_INTERNAL, "cannot list /dev/shm: %s", strerror(errno));
 }
 
+/* The reply for a table the table store could not create (rc, errno e);
+ * tail says what became of the rest ("" when nothing else was at stake). */
+static cJSON *create_error(req_ctx *x, const char *name, int rc, int e, const char *tail)
+{
+    switch (rc) {
+    case ETSMGR_EINVAL:
+        return proto_reply_err(x->req, PROTO_E_BAD_REQUEST, "opts rejected by the table store: %s%s",
+                               etsmgr_strerror(rc), tail);
+    case ETSMGR_EFULL:
+        return proto_reply_err(x->req, PROTO_E_NO_SPACE, "cannot create table %s: %s%s", name,
+                               etsmgr_strerror(rc), tail);
+    case ETSMGR_ESYS:
+        return proto_reply_err(x->req, PROTO_E_INTERNAL, "cannot create table %s: %s: %s%s", name,
+                               etsmgr_strerror(rc), strerror(e), tail);
+    default:
+        return proto_reply_err(x->req, PROTO_E_INTERNAL, "cannot create table %s: %s%s", name,
+                               etsmgr_strerror(rc), tail);
+    }
+}
+
+/* A table just made (t, at shm_name) is registered and given to the
+ * caller; undone when the reply cannot carry its fd. */
+static cJSON *give_created(req_ctx *x, const char *name, const char *shm_name, etsmgr_table *t,
+                           const char *heir_data)
+{
+    mgrd_table *rt = mgrd_reg_add(x->m, name, shm_name, t, x->p->uid);
+    if (!rt) {
+        etsmgr_table_close(t);
+        tbl_unlink(shm_name);
+        return proto_reply_err(x->req, PROTO_E_INTERNAL, "out of memory");
+    }
+    mgrd_reg_give(x->m, rt, x->p);
+    rt->transfers = 0; /* creation is not a transfer */
+    x->undo = UNDO_CREATED;
+    x->undo_rt = rt;
+    set_heir_data(rt, heir_data);
+    log_info("new_table: created table=%s for pid=%d, heir_data=%s.", name, (int)x->p->pid,
+             rt->heir_data[0] ? rt->heir_data : "none");
+    return reply_table(x, rt, true);
+}
+
+/* A load with replace (exclusive+replace) of the orphan old.  Every check
+ * that can refuse comes before the orphan goes, so that a refused request
+ * leaves it as it was, data and snapshot included: the size limits (the
+ * orphan's bytes not counted: they go), then the new table is built whole
+ * under a temporary name (the table store's option checks, no_space), and
+ * only then does it take the orphan's object's place, in one rename, under
+ * the same name; the orphan's snapshot and registry entry go after that. */
+static cJSON *load_replace(req_ctx *x, mgrd_table *old, const char *name, const etsmgr_table_opts *opts,
+                           const char *heir_data)
+{
+    static const char kept[] = "; the orphaned table is left as it was";
+    mgrd *m = x->m;
+    char lmsg[300];
+    if (mgrd_size_check(m, x->p->uid, opts, MGRD_TABLE_DEFAULT_BYTES, old, lmsg, sizeof lmsg) < 0)
+        return proto_reply_err(x->req, PROTO_E_TOO_LARGE, "table %s not replaced: %s%s", name, lmsg, kept);
+    char tmp[MGRD_SHM_NAME_MAX + 24], shm_name[MGRD_SHM_NAME_MAX];
+    etsmgr_table *t = NULL;
+    int rc = mgrd_obj_build(m, x->p->uid, name, opts, &t, tmp, sizeof tmp);
+    if (rc < 0)
+        return create_error(x, name, rc, errno, kept);
+    snprintf(shm_name, sizeof shm_name, "%s", old->shm_name);
+    if (mgrd_obj_replace(tmp, shm_name) < 0) {
+        int e = errno;
+        etsmgr_table_close(t);
+        rc = tbl_unlink(tmp);
+        if (rc < 0)
+            log_warning("new_table: cannot remove the unused new table %s%s: %s", MGRD_SHM_DIR, tmp,
+                        rc == ETSMGR_ESYS ? strerror(errno) : etsmgr_strerror(rc));
+        return proto_reply_err(x->req, PROTO_E_INTERNAL, "cannot rename the new table %s over %s%s: %s%s",
+                               name, MGRD_SHM_DIR, shm_name, strerror(e), kept);
+    }
+    /* the orphan's object is gone now: its snapshot and entry follow */
+    mgrd_snap_remove(m, name);
+    mgrd_reg_remove(m, old);
+    log_notice("new_table: the orphaned table=%s is replaced (by pid=%d).", name, (int)x->p->pid);
+    return give_created(x, name, shm_name, t, heir_data);
+}
+
 static cJSON *op_new_table(req_ctx *x)
 {
     mgrd *m = x->m;
@@ -398,7 +477,7 @@ static cJSON *op_new_table(req_ctx *x)
     if (m->shared)
         opts.mode = 0660; /* --group: the group may map it; acting on it is still the uid's */
     /* exclusive (a load): only create; replace: an orphaned table of that
-     * name is removed first, with its snapshot */
+     * name is replaced, and its snapshot goes (load_replace) */
     bool exclusive = false, replace = false, wait = false;
     char bmsg[160];
     if (proto_get_bool(x->req, "wait", &wait, bmsg, sizeof bmsg) < 0 ||
@@ -414,11 +493,7 @@ static cJSON *op_new_table(req_ctx *x)
             return proto_reply_err(x->req, PROTO_E_EXISTS, "table %s exists (%s); replacing it takes "
                                    "\"replace\" (etsmgrctl load --replace), and only an orphaned one",
                                    name, rt->owner ? "owned" : "orphaned");
-        if (mgrd_table_destroy(m, rt, "new_table replace") < 0)
-            return proto_reply_err(x->req, PROTO_E_INTERNAL, "cannot remove the orphaned table %s: %s", name,
-                                   strerror(errno));
-        log_notice("new_table: the orphaned table=%s is replaced (by pid=%d).", name, (int)x->p->pid);
-        rt = NULL;
+        return load_replace(x, rt, name, &opts, heir_data);
     }
     if (rt && wait && !exclusive) {
         /* a standby: wait where a plain new_table would hear "owned", and
@@ -459,7 +534,7 @@ static cJSON *op_new_table(req_ctx *x)
         return err_listing(x);
     if (f == 0) {
         char lmsg[300];
-        if (mgrd_size_check(m, x->p->uid, &opts, MGRD_TABLE_DEFAULT_BYTES, lmsg, sizeof lmsg) < 0)
+        if (mgrd_size_check(m, x->p->uid, &opts, MGRD_TABLE_DEFAULT_BYTES, NULL, lmsg, sizeof lmsg) < 0)
             return proto_reply_err(x->req, PROTO_E_TOO_LARGE, "table %s not created: %s", name, lmsg);
     }
     char shm_name[MGRD_SHM_NAME_MAX];
@@ -487,37 +562,9 @@ static cJSON *op_new_table(req_ctx *x)
                    o.shm_name, name, (int)x->p->pid);
         return reply_table(x, rt, false);
     }
-    if (rc < 0) {
-        int e = errno;
-        switch (rc) {
-        case ETSMGR_EINVAL:
-            return proto_reply_err(x->req, PROTO_E_BAD_REQUEST, "opts rejected by the table store: %s",
-                                   etsmgr_strerror(rc));
-        case ETSMGR_EFULL:
-            return proto_reply_err(x->req, PROTO_E_NO_SPACE, "cannot create table %s: %s", name,
-                                   etsmgr_strerror(rc));
-        case ETSMGR_ESYS:
-            return proto_reply_err(x->req, PROTO_E_INTERNAL, "cannot create table %s: %s: %s", name,
-                                   etsmgr_strerror(rc), strerror(e));
-        default:
-            return proto_reply_err(x->req, PROTO_E_INTERNAL, "cannot create table %s: %s", name,
-                                   etsmgr_strerror(rc));
-        }
-    }
-    rt = mgrd_reg_add(m, name, shm_name, t, x->p->uid);
-    if (!rt) {
-        etsmgr_table_close(t);
-        tbl_unlink(shm_name);
-        return proto_reply_err(x->req, PROTO_E_INTERNAL, "out of memory");
-    }
-    mgrd_reg_give(m, rt, x->p);
-    rt->transfers = 0; /* creation is not a transfer */
-    x->undo = UNDO_CREATED;
-    x->undo_rt = rt;
-    set_heir_data(rt, heir_data);
-    log_info("new_table: created table=%s for pid=%d, heir_data=%s.", name, (int)x->p->pid,
-             rt->heir_data[0] ? rt->heir_data : "none");
-    return reply_table(x, rt, true);
+    if (rc < 0)
+        return create_error(x, name, rc, errno, "");
+    return give_created(x, name, shm_name, t, heir_data);
 }
 
 static cJSON *op_add_table(req_ctx *x)

@@ -18,7 +18,8 @@
  *
  *  - A name appears only once its table is complete: a table is built under
  *    "<name>:new-<16 hex>" and renamed into place (renameat2 NOREPLACE, so
- *    an object that appeared meanwhile is never replaced).  A daemon killed
+ *    an object that appeared meanwhile is never replaced; only a load with
+ *    replace renames over the orphan it replaces, on purpose).  A daemon killed
  *    while building leaves only such a half-made object, which no request
  *    ever sees and the next start removes (mgrd_obj_reclaim, run while the
  *    instance lock is held, so no other daemon of the instance is building).
@@ -222,6 +223,27 @@ int mgrd_obj_place(const char *tmp, const char *base, const char *table, char *s
     return ETSMGR_OK;
 }
 
+int mgrd_obj_build(mgrd *m, uid_t uid, const char *table, const etsmgr_table_opts *opts, etsmgr_table **out,
+                   char *tmp, size_t len)
+{
+    char base[MGRD_SHM_NAME_MAX];
+    if (rt_shm_name(&m->rt, (unsigned long)uid, table, base, sizeof base) < 0) {
+        errno = ENAMETOOLONG;
+        return ETSMGR_ENAME;
+    }
+    int rc = ETSMGR_EEXIST;
+    for (int i = 0; i < OBJ_TRIES && rc == ETSMGR_EEXIST; i++) {
+        mgrd_obj_tmp_name(base, tmp, len);
+        rc = tbl_create(tmp, table, opts, out);
+    }
+    if (rc < 0)
+        return rc;
+    /* --group: the group may map it; the owner stays this daemon's uid */
+    if (m->shared && fchown(etsmgr_table_fd(*out), (uid_t)-1, m->gid) < 0)
+        log_warning("--group: fchown(%s, group %u) failed: %s", tmp, (unsigned)m->gid, strerror(errno));
+    return ETSMGR_OK;
+}
+
 int mgrd_obj_create(mgrd *m, uid_t uid, const char *table, const etsmgr_table_opts *opts,
                     etsmgr_table **out, char *shm_name, size_t len)
 {
@@ -231,16 +253,9 @@ int mgrd_obj_create(mgrd *m, uid_t uid, const char *table, const etsmgr_table_op
         return ETSMGR_ENAME;
     }
     etsmgr_table *t = NULL;
-    int rc = ETSMGR_EEXIST;
-    for (int i = 0; i < OBJ_TRIES && rc == ETSMGR_EEXIST; i++) {
-        mgrd_obj_tmp_name(base, tmp, sizeof tmp);
-        rc = tbl_create(tmp, table, opts, &t);
-    }
+    int rc = mgrd_obj_build(m, uid, table, opts, &t, tmp, sizeof tmp);
     if (rc < 0)
         return rc;
-    /* --group: the group may map it; the owner stays this daemon's uid */
-    if (m->shared && fchown(etsmgr_table_fd(t), (uid_t)-1, m->gid) < 0)
-        log_warning("--group: fchown(%s, group %u) failed: %s", tmp, (unsigned)m->gid, strerror(errno));
     rc = mgrd_obj_place(tmp, base, table, shm_name, len);
     if (rc < 0) {
         int e = errno;
@@ -251,6 +266,16 @@ int mgrd_obj_create(mgrd *m, uid_t uid, const char *table, const etsmgr_table_op
     }
     *out = t;
     return ETSMGR_OK;
+}
+
+int mgrd_obj_replace(const char *tmp, const char *shm_name)
+{
+    char a[sizeof MGRD_SHM_DIR + MGRD_SHM_NAME_MAX + 24], b[sizeof MGRD_SHM_DIR + MGRD_SHM_NAME_MAX];
+    snprintf(a, sizeof a, "%s%s", MGRD_SHM_DIR, tmp);
+    snprintf(b, sizeof b, "%s%s", MGRD_SHM_DIR, shm_name);
+    /* rename(2) replaces its target in one step: whoever opens the name
+     * meanwhile gets the old table or the new one, never none */
+    return rename(a, b);
 }
 
 bool mgrd_obj_reclaim(const char *shm_name)

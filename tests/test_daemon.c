@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_daemon.c: etsmgrd's ops against the real daemon: start-up and
  * readiness, options, create, transfer on the owner's death, name conflict,
- * give_away, del_table, limits, fds where none belong.  Also the helpers the
- * other daemon suites share (test_daemon.h).
+ * give_away, del_table, limits, a refused load with replace, fds where none
+ * belong.  Also the helpers the other daemon suites share (test_daemon.h).
  *
  * Every test starts its own daemon on a fresh runtime dir and instance
  * (tu_env), waits for its READY=1 rather than sleeping, and reaches a state
@@ -671,6 +671,79 @@ START_TEST(test_limits)
 }
 END_TEST
 
+/* A load with replace (new_table exclusive+replace) that is refused must
+ * leave the orphan it would have replaced as it was: managed, with its data
+ * and its snapshot.  Before, the orphan was destroyed first and the size
+ * check, the table store's option check or the create refused afterwards,
+ * so a request that failed had wiped the data it was meant to replace.
+ * A replace that is accepted still gets a fresh table under the name, and
+ * the orphan's bytes do not count against --max-uid-bytes (it goes). */
+START_TEST(test_load_replace_refused_keeps_orphan)
+{
+    tu_env e;
+    tu_env_init(&e);
+    char snapdir[200], snap[300];
+    snprintf(snapdir, sizeof snapdir, "%s/snap", e.dir);
+    dt_start(&e, "--snapshot-dir", snapdir, "--max-table-bytes", "10M", "--max-uid-bytes", "12M", NULL);
+    snprintf(snap, sizeof snap, "%s/%s/t.etsimg", snapdir, e.instance);
+    int a = dt_connect(&e);
+    int tfd = -1;
+    cJSON *r =
+        dt_callf(a, &tfd, "{\"op\":\"new_table\",\"id\":1,\"name\":\"t\",\"opts\":{\"size_hint\":8388608}}");
+    dt_expect_ok(r);
+    etsmgr_table *t = NULL;
+    ck_assert_int_eq(etsmgr_table_attach_fd(tfd, &t), ETSMGR_OK);
+    int64_t v;
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "count", 5, 7, 0, &v), ETSMGR_OK);
+    etsmgr_table_close(t);
+    dt_expect_ok(dt_callf(a, NULL, "{\"op\":\"snapshot\",\"id\":2}"));
+    ck_assert_msg(access(snap, F_OK) == 0, "no snapshot %s", snap);
+    close(a);
+    int b = dt_connect(&e);
+    dt_wait w = {b, "t"};
+    ck_assert(tu_eventually(dt_is_orphaned, &w, DT_TIMEOUT_MS));
+
+    /* refused by the size check, then by the table store */
+    dt_expect_err(dt_callf(b, NULL, "{\"op\":\"new_table\",\"id\":3,\"name\":\"t\",\"exclusive\":true,"
+                                    "\"replace\":true,\"opts\":{\"size_hint\":1073741824}}"),
+                  "too_large");
+    dt_expect_err(dt_callf(b, NULL, "{\"op\":\"new_table\",\"id\":4,\"name\":\"t\",\"exclusive\":true,"
+                                    "\"replace\":true,\"opts\":{\"max_bytes\":1}}"),
+                  "bad_request");
+    ck_assert(tu_eventually(dt_is_orphaned, &w, DT_TIMEOUT_MS));
+    ck_assert_msg(dt_shm_exists(&e, "t"), "a refused replace removed the table's object");
+    ck_assert_msg(access(snap, F_OK) == 0, "a refused replace removed the snapshot");
+    bool created = true;
+    t = dt_new_table(b, "t", NULL, &created);
+    ck_assert(!created);
+    ck_assert_int_eq(dt_get_count(t, "count"), 7);
+    etsmgr_table_close(t);
+    close(b);
+
+    /* accepted: a new, empty table under the name; the old one's 8 MiB
+     * are not counted (8 + 8 > 12) */
+    int c = dt_connect(&e);
+    w.fd = c;
+    ck_assert(tu_eventually(dt_is_orphaned, &w, DT_TIMEOUT_MS));
+    tfd = -1;
+    r = dt_callf(c, &tfd, "{\"op\":\"new_table\",\"id\":5,\"name\":\"t\",\"exclusive\":true,\"replace\":true,"
+                          "\"opts\":{\"size_hint\":8388608}}");
+    ck_assert(dt_bool(r, "created"));
+    dt_expect_ok(r);
+    ck_assert_int_eq(etsmgr_table_attach_fd(tfd, &t), ETSMGR_OK);
+    etsmgr_value got;
+    char buf[16];
+    ck_assert_int_eq(etsmgr_table_lookup(t, "count", 5, &got, buf, sizeof buf), ETSMGR_ENOTFOUND);
+    etsmgr_table_close(t);
+    ck_assert_msg(access(snap, F_OK) != 0, "the replaced table's snapshot stayed");
+    r = dt_callf(c, NULL, "{\"op\":\"tables\",\"id\":6}");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "tables")), 1);
+    cJSON_Delete(r);
+    close(c);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 /* In a child running as uid 65534: send req, write the reply's error code
  * (or "ok") on out. */
 static void other_uid_call(int fd, int out, const char *req)
@@ -760,6 +833,7 @@ Suite *daemon_suite(void)
     tcase_add_test(tc, test_del_table);
     tcase_add_test(tc, test_unexpected_fd_no_leak);
     tcase_add_test(tc, test_limits);
+    tcase_add_test(tc, test_load_replace_refused_keeps_orphan);
     tcase_add_test(tc, test_other_uid);
     suite_add_tcase(s, tc);
     return s;
