@@ -502,8 +502,16 @@ static cJSON *op_new_table(req_ctx *x)
          * the daemon, and it waits again): it would wait behind itself */
         mgrd_verdict v = mgrd_reg_may(rt, x->p, MGRD_ACT_TAKE);
         if ((v == MGRD_OWNED_BY_OTHER) ||
-            (v == MGRD_MAY && !rt->owner && !mgrd_wait_may_take(rt) && rt->owner_pid != x->p->pid))
+            (v == MGRD_MAY && !rt->owner && !mgrd_wait_may_take(rt) && rt->owner_pid != x->p->pid)) {
+            /* waiting changes when the caller gets the table, never
+             * whether: the other type is refused now, as it would be
+             * without wait.  Checked once: a managed table keeps its
+             * object, and so its type, until it goes (its waiters then
+             * hear not_found), so the handover need not look again. */
+            if ((err = wrong_type(x, rt->t, name, &opts)) != NULL)
+                return err;
             return queue_waiter(x, rt, heir_data);
+        }
     }
     if (rt) {
         if (refused(x, rt, MGRD_ACT_TAKE, &err))

@@ -2,10 +2,11 @@
 /* test_standby.c: hot standby (docs/design.md, "Hot standby").  Waiters
  * queued by new_table "wait" get the table the moment its owner dies, in
  * order; a waiter that goes leaves the queue; a waiter that may not own the
- * table is refused at once; a wait that times out is cancelled.  Then
- * etscounterd --standby: it takes over from a SIGKILLed active one with
- * nothing lost or doubled, its own death goes unnoticed by the active one,
- * and it queues again after a restart of etsmgrd. */
+ * table, or asks for the other type, is refused at once; a wait that times
+ * out is cancelled.  Then etscounterd --standby: it takes over from a
+ * SIGKILLed active one with nothing lost or doubled, its own death goes
+ * unnoticed by the active one, and it queues again after a restart of
+ * etsmgrd. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -284,6 +285,41 @@ START_TEST(test_waiter_other_uid_refused)
     tu_wait(w.pid, SB_MS);
     close(w.rd);
     close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+/* ... and so is a table of the other type: a wait for an ordered_set of a
+ * set is wrong_type at once, as a plain new_table's would be.  Before, the
+ * wait was queued before the type was looked at, and the standby got the
+ * set when its owner went. */
+START_TEST(test_waiter_wrong_type_refused)
+{
+    tu_env e;
+    tu_env_init(&e);
+    dt_start(&e, NULL);
+    int own = dt_connect(&e);
+    etsmgr_table *t = dt_new_table(own, "typed", NULL, NULL); /* a set */
+    int w = dt_connect(&e);
+    const char *req = "{\"op\":\"new_table\",\"id\":1,\"name\":\"typed\",\"wait\":true,"
+                      "\"opts\":{\"type\":\"ordered_set\"}}";
+    ck_assert_int_eq(frame_write(w, req, strlen(req), NULL, 0), 0);
+    cJSON *r = NULL;
+    int fds[FRAME_MAX_FDS], nfds = 0;
+    int rc = frame_read_json(w, &r, fds, &nfds, FRAME_MAX_FDS, 2000);
+    ck_assert_msg(rc == 0, "no answer to a wait for the other type within 2 s (queued?): %s",
+                  strerror(errno));
+    ck_assert_int_eq(nfds, 0);
+    dt_expect_err(r, "wrong_type");
+    sb_want s = {.fd = own, .name = "typed"};
+    sb_read_status(&s);
+    ck_assert_msg(s.waiters[0] == '\0', "table typed has waiters [%s]", s.waiters);
+    /* the owner goes: the table is orphaned, handed to nobody */
+    etsmgr_table_close(t);
+    close(own);
+    dt_wait dw = {w, "typed"};
+    ck_assert(tu_eventually(dt_is_orphaned, &dw, SB_MS));
+    close(w);
     tu_env_cleanup(&e);
 }
 END_TEST
@@ -980,6 +1016,7 @@ Suite *standby_suite(void)
     tcase_add_test(tc, test_waiter_disconnects);
     tcase_add_test(tc, test_wait_timeout_cancels);
     tcase_add_test(tc, test_waiter_other_uid_refused);
+    tcase_add_test(tc, test_waiter_wrong_type_refused);
     tcase_add_test(tc, test_counterd_standby_takes_over);
     tcase_add_test(tc, test_counterd_standby_killed);
     tcase_add_test(tc, test_counterd_standby_mgr_restart);
