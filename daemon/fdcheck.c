@@ -9,9 +9,10 @@
  * /dev/shm, so the fd must be S_ISREG and have the same st_dev/st_ino as an
  * own object of that table listed in /dev/shm now (shmobj.c).  Identity, not
  * content, decides: a copy of a table's bytes in another file is not the
- * table.  The table's uid (from the object's name, which only this daemon's
- * uid can have made) goes back to the caller, which decides who may act on
- * it. */
+ * table.  And it must be open read-write: the daemon keeps it as its own
+ * attachment and hands it to every later owner.  The table's uid (from the
+ * object's name, which only this daemon's uid can have made) goes back to
+ * the caller, which decides who may act on it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -67,6 +68,24 @@ int mgrd_fd_check(mgrd *m, const char *table, const mgrd_table *known, int fd, m
         *code = PROTO_E_BAD_FD;
         snprintf(msg, msglen, "the received fd is %s, not a shared-memory object of table %s",
                  fd_kind(got.st_mode), table);
+        return -1;
+    }
+    /* The accepted fd becomes the daemon's attachment, the one every later
+     * owner is handed: it must be open for writing too.  A read-only one
+     * is what open_table with mode read gives any process of the uid. */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0) {
+        *code = PROTO_E_BAD_FD;
+        snprintf(msg, msglen, "fcntl(F_GETFL) of the received fd failed: %s", strerror(errno));
+        return -1;
+    }
+    if ((fl & O_ACCMODE) != O_RDWR) {
+        *code = PROTO_E_BAD_FD;
+        snprintf(msg, msglen,
+                 "the received fd of table %s is open %s: etsmgrd manages a table only through a "
+                 "read-write descriptor (a read-only one, as open_table with mode \"read\" gives, cannot "
+                 "be managed); send the one new_table gave",
+                 table, (fl & O_ACCMODE) == O_RDONLY ? "read-only" : "write-only");
         return -1;
     }
     if (known && known->dev == got.st_dev && known->ino == got.st_ino) {

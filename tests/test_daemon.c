@@ -2,7 +2,8 @@
 /* test_daemon.c: etsmgrd's ops against the real daemon: start-up and
  * readiness, options, create, transfer on the owner's death, name conflict,
  * give_away, del_table, limits, a refused load with replace, fds where none
- * belong.  Also the helpers the other daemon suites share (test_daemon.h).
+ * belong, a read-only fd given to add_table.  Also the helpers the other
+ * daemon suites share (test_daemon.h).
  *
  * Every test starts its own daemon on a fresh runtime dir and instance
  * (tu_env), waits for its READY=1 rather than sleeping, and reaches a state
@@ -744,6 +745,59 @@ START_TEST(test_load_replace_refused_keeps_orphan)
 }
 END_TEST
 
+/* add_table keeps the fd it accepts as the daemon's own attachment, which
+ * every later owner gets: a read-only one (open_table with mode read hands
+ * those to any process of the uid) is refused with bad_fd and closed, and
+ * the table stays unmanaged, for a later new_table to adopt read-write.
+ * Before, it was accepted, and later owners got O_RDONLY descriptors. */
+START_TEST(test_add_table_read_only_fd_refused)
+{
+    tu_env e;
+    tu_env_init(&e);
+    pid_t d = dt_start(&e, NULL);
+    int a = dt_connect(&e), b = dt_connect(&e);
+    int tfd = -1;
+    dt_expect_ok(dt_callf(a, &tfd,
+                          "{\"op\":\"new_table\",\"id\":1,\"name\":\"r\","
+                          "\"opts\":{\"access\":\"protected\"}}"));
+    etsmgr_table *t = NULL;
+    ck_assert_int_eq(etsmgr_table_attach_fd(tfd, &t), ETSMGR_OK);
+    int64_t v;
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "count", 5, 4, 0, &v), ETSMGR_OK);
+    etsmgr_table_close(t);
+    int ro = -1;
+    dt_expect_ok(dt_callf(b, &ro, "{\"op\":\"open_table\",\"id\":2,\"name\":\"r\",\"mode\":\"read\"}"));
+    ck_assert_int_ge(ro, 0);
+    ck_assert_int_eq(fcntl(ro, F_GETFL) & O_ACCMODE, O_RDONLY);
+    cJSON *r = dt_callf(a, NULL, "{\"op\":\"del_table\",\"id\":3,\"name\":\"r\"}");
+    ck_assert(!dt_bool(r, "unlinked"));
+    dt_expect_ok(r);
+
+    int before = tu_count_fds(d);
+    r = dt_call(b, "{\"op\":\"add_table\",\"id\":4,\"name\":\"r\"}", &ro, 1, NULL);
+    ck_assert_msg(strstr(dt_str(r, "message"), "read-only"), "bad_fd without saying why: %s",
+                  dt_str(r, "message"));
+    dt_expect_err(r, "bad_fd");
+    ck_assert_int_eq(tu_count_fds(d), before); /* closed, not kept */
+    ck_assert_ptr_null(dt_status(b, "r"));
+    close(ro);
+
+    /* adopted read-write by a later new_table, data intact */
+    tfd = -1;
+    r = dt_callf(b, &tfd, "{\"op\":\"new_table\",\"id\":5,\"name\":\"r\"}");
+    ck_assert(!dt_bool(r, "created"));
+    dt_expect_ok(r);
+    ck_assert_int_eq(fcntl(tfd, F_GETFL) & O_ACCMODE, O_RDWR);
+    ck_assert_int_eq(etsmgr_table_attach_fd(tfd, &t), ETSMGR_OK);
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "count", 5, 1, 0, &v), ETSMGR_OK);
+    ck_assert_int_eq(v, 5);
+    etsmgr_table_close(t);
+    close(a);
+    close(b);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 /* In a child running as uid 65534: send req, write the reply's error code
  * (or "ok") on out. */
 static void other_uid_call(int fd, int out, const char *req)
@@ -834,6 +888,7 @@ Suite *daemon_suite(void)
     tcase_add_test(tc, test_unexpected_fd_no_leak);
     tcase_add_test(tc, test_limits);
     tcase_add_test(tc, test_load_replace_refused_keeps_orphan);
+    tcase_add_test(tc, test_add_table_read_only_fd_refused);
     tcase_add_test(tc, test_other_uid);
     suite_add_tcase(s, tc);
     return s;
