@@ -602,13 +602,15 @@ static cJSON *op_add_table(req_ctx *x)
     mgrd_obj o;
     if (mgrd_fd_check(m, name, rt, fd, &o, &code, msg, sizeof msg) < 0)
         return proto_reply_err(x->req, code, "%s", msg);
+    mgrd_table *gone = NULL;
     if (rt && (rt->dev != o.dev || rt->ino != o.ino)) {
         /* The object the daemon held was let go and another one of the
-         * table made meanwhile: the received fd's is the one to manage. */
+         * table made meanwhile: the received fd's is the one to manage.
+         * The held one goes only once the new one is registered, so that
+         * a request refused on the way leaves it managed. */
         if (refused(x, rt, MGRD_ACT_REPLACE, &err))
             return err;
-        log_warning("add_table: table=%s was replaced by a new object; managing the new one", name);
-        mgrd_reg_remove(m, rt);
+        gone = rt;
         rt = NULL;
     }
     if (rt) {
@@ -624,7 +626,7 @@ static cJSON *op_add_table(req_ctx *x)
         if (o.uid != x->p->uid)
             return proto_reply_err(x->req, PROTO_E_FORBIDDEN, "table %s (/dev/shm%s) belongs to uid %u; the caller "
                                    "is uid %u", name, o.shm_name, (unsigned)o.uid, (unsigned)x->p->uid);
-        if (m->ntables >= m->max_tables)
+        if (!gone && m->ntables >= m->max_tables) /* (a replacement adds none) */
             return too_many_tables(x);
         etsmgr_table *t = NULL;
         int rc = etsmgr_table_attach_fd(fd, &t);
@@ -641,6 +643,10 @@ static cJSON *op_add_table(req_ctx *x)
         if (!rt) {
             etsmgr_table_close(t);
             return proto_reply_err(x->req, PROTO_E_INTERNAL, "out of memory");
+        }
+        if (gone) {
+            log_warning("add_table: table=%s was replaced by a new object; managing the new one", name);
+            mgrd_reg_remove(m, gone);
         }
         mgrd_reg_give(m, rt, x->p);
     }

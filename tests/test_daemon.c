@@ -2,8 +2,8 @@
 /* test_daemon.c: etsmgrd's ops against the real daemon: start-up and
  * readiness, options, create, transfer on the owner's death, name conflict,
  * give_away, del_table, limits, a refused load with replace, fds where none
- * belong, a read-only fd given to add_table.  Also the helpers the other
- * daemon suites share (test_daemon.h).
+ * belong, add_table refusals that change nothing.  Also the helpers the
+ * other daemon suites share (test_daemon.h).
  *
  * Every test starts its own daemon on a fresh runtime dir and instance
  * (tu_env), waits for its READY=1 rather than sleeping, and reaches a state
@@ -798,6 +798,50 @@ START_TEST(test_add_table_read_only_fd_refused)
 }
 END_TEST
 
+/* add_table with an fd of another own object of a managed table (its
+ * object was replaced behind the daemon's back) takes the new object in
+ * place of the managed one, but only once every check passed: one refused
+ * (here invalid_table, the new object not being a table) leaves the managed
+ * table as it was.  Before, the managed table was let go first, and its
+ * data with it when its object was gone from /dev/shm. */
+START_TEST(test_add_table_refused_keeps_managed)
+{
+    tu_env e;
+    tu_env_init(&e);
+    dt_start(&e, NULL);
+    int a = dt_connect(&e);
+    etsmgr_table *t = dt_new_table(a, "x", NULL, NULL);
+    int64_t v;
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "count", 5, 3, 0, &v), ETSMGR_OK);
+    etsmgr_table_close(t);
+    close(a);
+    int b = dt_connect(&e);
+    dt_wait w = {b, "x"};
+    ck_assert(tu_eventually(dt_is_orphaned, &w, DT_TIMEOUT_MS));
+    /* the object goes (the daemon's mapping keeps the data) and a file
+     * that is no table takes its name */
+    char path[256];
+    tu_shm_path(&e, geteuid(), "x", path, sizeof path);
+    ck_assert_int_eq(unlink(path), 0);
+    int junk = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    ck_assert_int_ge(junk, 0);
+    char zeros[4096] = {0};
+    ck_assert_int_eq(write(junk, zeros, sizeof zeros), (ssize_t)sizeof zeros);
+    dt_expect_err(dt_call(b, "{\"op\":\"add_table\",\"id\":1,\"name\":\"x\"}", &junk, 1, NULL),
+                  "invalid_table");
+    close(junk);
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert(tu_eventually(dt_is_orphaned, &w, DT_TIMEOUT_MS));
+    bool created = true;
+    t = dt_new_table(b, "x", NULL, &created);
+    ck_assert(!created);
+    ck_assert_int_eq(dt_get_count(t, "count"), 3);
+    etsmgr_table_close(t);
+    close(b);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 /* In a child running as uid 65534: send req, write the reply's error code
  * (or "ok") on out. */
 static void other_uid_call(int fd, int out, const char *req)
@@ -889,6 +933,7 @@ Suite *daemon_suite(void)
     tcase_add_test(tc, test_limits);
     tcase_add_test(tc, test_load_replace_refused_keeps_orphan);
     tcase_add_test(tc, test_add_table_read_only_fd_refused);
+    tcase_add_test(tc, test_add_table_refused_keeps_managed);
     tcase_add_test(tc, test_other_uid);
     suite_add_tcase(s, tc);
     return s;
