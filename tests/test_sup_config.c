@@ -66,6 +66,8 @@ static const struct {
      "children[0].sockets[0].path: must be a file name in the runtime dir"},
     {"{\"children\": [{\"id\":\"a\",\"argv\":[\"STUB\"],\"sockets\":[{\"name\":\"a\",\"path\":\"etssup.sock\"}]}]}",
      "children[0].sockets[0].path: \"etssup.sock\" is reserved"},
+    /* a child named etssup: etsmgrctl kill etssup would signal the supervisor */
+    {"{\"children\": [{\"id\":\"etssup\",\"argv\":[\"STUB\"]}]}", "children[0].id: \"etssup\" is reserved"},
     /* etssup's own generation file: accepted once, etssup then exited 70 at start */
     {"{\"children\": [{\"id\":\"a\",\"argv\":[\"STUB\"],\"sockets\":[{\"name\":\"a\",\"path\":\"etssup.generation\"}]}]}",
      "children[0].sockets[0].path: \"etssup.generation\" is reserved"},

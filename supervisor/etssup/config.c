@@ -296,6 +296,8 @@ static void cfg_child(cfg_ctx *x, const cJSON *o, const char *path, const sup_co
         cfg_err(x, p, "missing (every child needs an id)");
     else if (!cJSON_IsString(id) || !cfg_valid_name(id->valuestring))
         cfg_err(x, p, "must be a name of 1 to 64 characters among A-Z a-z 0-9 _ . -");
+    else if (strcmp(id->valuestring, "etssup") == 0) /* etsmgrctl kill etssup means the supervisor */
+        cfg_err(x, p, "\"etssup\" is reserved: it names etssup itself (etsmgrctl kill etssup)");
     else
         c->id = strdup(id->valuestring);
 
