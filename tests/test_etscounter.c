@@ -13,12 +13,14 @@
  * CLI's retry with the same request id is counted once. */
 #include <check.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1106,6 +1108,91 @@ START_TEST(test_cli_usage)
 }
 END_TEST
 
+/* table_busy to a retry says nothing of the attempt before it, which may
+ * have been counted before its answer was lost: the CLI says "count
+ * unknown" (75), not "not counted" (69).  A stand-in etscounterd reads the
+ * first attempt and closes without an answer (as one killed after its
+ * commit), then answers the retry, which carries the same request id,
+ * table_busy. */
+static int et_accept(int lfd)
+{
+    struct pollfd p = {.fd = lfd, .events = POLLIN}; /* sock_listen_unix's socket is non-blocking */
+    return poll(&p, 1, 10000) == 1 ? accept(lfd, NULL, NULL) : -1;
+}
+
+START_TEST(test_cli_busy_after_lost_answer_is_unknown)
+{
+    char sockp[256], err[256];
+    snprintf(sockp, sizeof sockp, "%s/etscounter.sock", E.dir);
+    int lfd = sock_listen_unix(sockp, 0600, 4, err, sizeof err);
+    ck_assert_msg(lfd >= 0, "%s", err);
+    pid_t kid = fork();
+    ck_assert_int_ge(kid, 0);
+    if (kid == 0) {
+        cJSON *r1 = NULL, *r2 = NULL;
+        int c1 = et_accept(lfd);
+        if (c1 < 0 || frame_read_json(c1, &r1, NULL, NULL, 0, 10000) < 0)
+            _exit(1);
+        close(c1); /* counted, say, and killed before it answered */
+        int c2 = et_accept(lfd);
+        if (c2 < 0 || frame_read_json(c2, &r2, NULL, NULL, 0, 10000) < 0)
+            _exit(2);
+        const char *a = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r1, "rid"));
+        const char *b = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r2, "rid"));
+        if (!a || !b || strcmp(a, b) != 0)
+            _exit(3); /* the retry is the same request */
+        char buf[256];
+        int n = snprintf(buf, sizeof buf, "{\"ok\":false,\"id\":%d,\"error\":\"table_busy\",\"message\":"
+                         "\"the table's lock is held\"}",
+                         (int)cJSON_GetObjectItemCaseSensitive(r2, "id")->valuedouble);
+        _exit(frame_write(c2, buf, (size_t)n, NULL, 0) < 0 ? 4 : 0);
+    }
+    close(lfd);
+    char *out;
+    int st = et_cli(&out, "--timeout 5000 count");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 75 && strstr(out, "count unknown") &&
+                      strstr(out, "table_busy"),
+                  "0x%x %s", st, out);
+    free(out);
+    ck_assert_int_eq(waitpid(kid, &st, 0), kid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the stand-in: 0x%x", st);
+}
+END_TEST
+
+/* etscounterd's backlog full (it is stopped, and others wait to be
+ * accepted): the CLI keeps to --timeout and gives up with 69.  Its
+ * connect was blocking, and a blocking connect to a full AF_UNIX backlog
+ * waits until the server accepts: it hung past any --timeout. */
+START_TEST(test_cli_full_backlog_keeps_timeout)
+{
+    char sockp[256], err[256];
+    snprintf(sockp, sizeof sockp, "%s/etscounter.sock", E.dir);
+    int lfd = sock_listen_unix(sockp, 0600, 1, err, sizeof err); /* never accepts */
+    ck_assert_msg(lfd >= 0, "%s", err);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    ck_assert_uint_lt(strlen(sockp), sizeof sa.sun_path);
+    memcpy(sa.sun_path, sockp, strlen(sockp) + 1);
+    int q[64], nq = 0;
+    for (; nq < 64; nq++) { /* fill the backlog */
+        q[nq] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(q[nq], 0);
+        if (connect(q[nq], (struct sockaddr *)&sa, sizeof sa) < 0) {
+            ck_assert_int_eq(errno, EAGAIN);
+            close(q[nq]);
+            break;
+        }
+    }
+    ck_assert_int_lt(nq, 64);
+    char *out;
+    int st = et_cli(&out, "--timeout 500 ping"); /* et_cli kills it after 20 s */
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 69 && strstr(out, "gave up"), "0x%x %s", st, out);
+    free(out);
+    for (int i = 0; i < nq; i++)
+        close(q[i]);
+    close(lfd);
+}
+END_TEST
+
 /* A supervisor holds the instance's lock while it restarts etscounterd: the
  * CLI keeps trying, says once after a second what it waits for, and counts
  * when etscounterd comes. */
@@ -1277,6 +1364,8 @@ Suite *etscounter_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_cli_usage);
     tcase_add_test(tc, test_cli_waits_for_a_restart);
+    tcase_add_test(tc, test_cli_busy_after_lost_answer_is_unknown);
+    tcase_add_test(tc, test_cli_full_backlog_keeps_timeout);
     tcase_add_test(tc, test_cli_json);
     suite_add_tcase(s, tc);
     return s;

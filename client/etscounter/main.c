@@ -169,8 +169,20 @@ int main(int argc, char **argv)
             cJSON_Delete(rep);
             return EC_UNAVAILABLE;
         }
+        if (is_count && sent > 1 && proto_err_find(code) == PROTO_E_TABLE_BUSY) {
+            /* table_busy is refused before the request id is looked up: it
+             * says nothing of an earlier attempt, which may have been
+             * counted before its answer was lost */
+            fprintf(stderr, "etscounter: count unknown: etscounterd says: %s (%s), to attempt %d; an earlier "
+                            "attempt may have been counted (etscounter check shows the count)\n",
+                    msg ? msg : "no message", code, sent);
+            cJSON_Delete(rep);
+            return EC_MAYBE;
+        }
         if (code && (proto_err_find(code) == PROTO_E_RID_STORE_FULL || proto_err_find(code) == PROTO_E_TABLE_BUSY)) {
-            /* refused before anything was written: not counted, for sure */
+            /* refused before anything was written: not counted, for sure
+             * (rid_store_full comes after the request id was looked up,
+             * so it covers the earlier attempts too) */
             fprintf(stderr, "etscounter: %s gave up: etscounterd says: %s (%s)\n", cmd, msg ? msg : "no message",
                     code);
             cJSON_Delete(rep);

@@ -96,12 +96,15 @@ int sock_connect_unix(const char *path)
     struct sockaddr_un sa;
     if (sock_addr(path, &sa) < 0)
         return -1;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -1;
     while (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
         if (errno != EINTR)
             return sock_fail(fd);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+        return sock_fail(fd);
     return fd;
 }
 

@@ -7,7 +7,10 @@
  * (callers hold the instance lock first, so a live one is never replaced).
  * Non-blocking, close-on-exec.  fd, or -1 with a message in err. */
 int sock_listen_unix(const char *path, unsigned mode, int backlog, char *err, size_t errlen);
-/* Blocking connect; fd or -1 (errno kept: ENOENT/ECONNREFUSED mean "not up"). */
+/* Connect; a blocking fd, or -1 (errno kept: ENOENT/ECONNREFUSED mean "not
+ * up", EAGAIN a full backlog: a server stopped, or swamped).  It never
+ * waits: a blocking connect to a full AF_UNIX backlog waits until the
+ * server accepts, which a stopped server never does, past any timeout. */
 int sock_connect_unix(const char *path);
 /* Take an exclusive lock on path (created 0600): fd, or -1 with errno
  * EWOULDBLOCK when another process holds it. */
