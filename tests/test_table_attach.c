@@ -203,12 +203,13 @@ struct live {
     etsmgr_table *t;
     char *raw;
     size_t size;
+    const char *name; /* the shm object's */
 };
 
 static struct live live_table(int n)
 {
     struct live l;
-    l.t = tt_create(NULL, 0, 0);
+    l.t = tt_create(&l.name, 0, 0);
     char key[32], val[64] = "value";
     for (long i = 0; i < n; i++) {
         etsmgr_value v = i % 3 ? tt_int(i) : tt_bytes(val, (size_t)(i % 50));
@@ -365,6 +366,49 @@ START_TEST(corrupt_sizes_after_attach)
 }
 END_TEST
 
+START_TEST(corrupt_index_place_wraps)
+{
+    /* The lock-free readers check the index's place when the layout word
+     * moves; an offset near 2^64 must not wrap that check: with 2^36 slots
+     * at 2^64 - 2^39 the index's end sums to 0.  Readers of a writable
+     * handle and of a read-only one (PROT_READ, never takes the lock) both
+     * say ECORRUPT; the changes' own check (tbl_state) refuses it too. */
+    struct live l = live_table(100);
+    struct tbl_hdr *h = (struct tbl_hdr *)(void *)l.raw;
+    int rfd = shm_open(l.name, O_RDONLY | O_CLOEXEC, 0);
+    ck_assert_int_ge(rfd, 0);
+    etsmgr_table *ro = NULL;
+    ck_assert_int_eq(etsmgr_table_attach_fd(rfd, &ro), 0);
+    etsmgr_value v;
+    char buf[64];
+    struct tt_walk w = {0};
+    /* both handles have a cached view of the index to drop */
+    ck_assert_int_eq(etsmgr_table_lookup(l.t, "k1", 2, &v, buf, sizeof buf), 0);
+    ck_assert_int_eq(etsmgr_table_lookup(ro, "k1", 2, &v, buf, sizeof buf), 0);
+    uint64_t mask = h->idx_mask, off = h->idx_off;
+    h->idx_mask = TBL_MAX_MASK;
+    h->idx_off = 0ull - ((TBL_MAX_MASK + 1) * 8);
+    h->layout_seq += 2;
+    ck_assert_int_eq(etsmgr_table_lookup(l.t, "k1", 2, &v, buf, sizeof buf), ETSMGR_ECORRUPT);
+    ck_assert_int_eq(etsmgr_table_lookup(ro, "k1", 2, &v, buf, sizeof buf), ETSMGR_ECORRUPT);
+    ck_assert_int_eq(etsmgr_table_foreach(l.t, tt_walk_cb, &w), ETSMGR_ECORRUPT);
+    ck_assert_int_eq(etsmgr_table_foreach(ro, tt_walk_cb, &w), ETSMGR_ECORRUPT);
+    ck_assert_uint_eq(w.n, 0);
+    ck_assert_int_eq(exercise(l.t, 100), 100 + 48);
+    /* a smaller wrap: the index's end sums to a few bytes into the table */
+    h->idx_off = 0ull - ((TBL_MAX_MASK + 1) * 8) + TBL_HDR_SIZE;
+    h->layout_seq += 2;
+    ck_assert_int_eq(etsmgr_table_lookup(ro, "k1", 2, &v, buf, sizeof buf), ETSMGR_ECORRUPT);
+    h->idx_mask = mask;
+    h->idx_off = off;
+    h->layout_seq += 2;
+    ck_assert_int_eq(etsmgr_table_lookup(ro, "k1", 2, &v, buf, sizeof buf), 0);
+    tt_check(l.t);
+    etsmgr_table_close(ro);
+    live_close(&l);
+}
+END_TEST
+
 START_TEST(corrupt_index_full)
 {
     /* no empty slot anywhere: probes must still end */
@@ -468,6 +512,7 @@ Suite *table_attach_suite(void)
     tcase_add_test(tc, corrupt_entry);
     tcase_add_test(tc, corrupt_counts);
     tcase_add_test(tc, corrupt_sizes_after_attach);
+    tcase_add_test(tc, corrupt_index_place_wraps);
     tcase_add_test(tc, corrupt_index_full);
     tcase_add_test(tc, corrupt_undo_log);
     tcase_add_test(tc, corrupt_free_lists);

@@ -138,6 +138,18 @@ static int tbl_even(etsmgr_table *t, const uint64_t *w, uint64_t *out, struct tb
 
 /* ------------------------------------------------------------ the view */
 
+/* Whether an index of mask + 1 slots at off lies inside [0, lim).  Written
+ * so that nothing wraps: off and mask come from memory other processes
+ * write, and the sum off + (mask + 1) * 8 wraps for an off near 2^64 (off
+ * 2^64 - 2^39 with mask 2^36 - 1 summed to 0 and passed, and lookups then
+ * read 2^39 bytes before the mapping).  (mask + 1) * 8 itself cannot wrap:
+ * mask is at most TBL_MAX_MASK when this is asked. */
+_Static_assert(TBL_MAX_MASK < UINT64_MAX / 8, "(mask + 1) * 8 must not wrap");
+static inline bool tbl_idx_inside(uint64_t off, uint64_t mask, uint64_t lim)
+{
+    return off <= lim && (mask + 1) * 8 <= lim - off;
+}
+
 /* An even layout word, with the cached index matching it (remapped first
  * when the table grew past what we map). */
 static int tbl_layout(etsmgr_table *t, uint64_t *lay, struct tbl_wait *ws)
@@ -157,10 +169,10 @@ static int tbl_layout(etsmgr_table *t, uint64_t *lay, struct tbl_wait *ws)
         if ((off & 7u) || off < TBL_HDR_SIZE || mask > TBL_MAX_MASK || (mask & (mask + 1)) ||
             mask + 1 < TBL_MIN_CAP)
             return ETSMGR_ECORRUPT;
-        if (off + (mask + 1) * 8 > t->limit) {
+        if (!tbl_idx_inside(off, mask, t->limit)) {
             uint64_t lim = t->limit;
             if ((r = tbl_sync_map(t)) != 0) return r;
-            if (t->limit <= lim && off + (mask + 1) * 8 > t->limit) return ETSMGR_ECORRUPT;
+            if (t->limit <= lim && !tbl_idx_inside(off, mask, t->limit)) return ETSMGR_ECORRUPT;
             continue; /* the mapping may have moved: look again */
         }
         t->r_idx = tbl_word(t, off);
