@@ -409,6 +409,49 @@ START_TEST(corrupt_index_place_wraps)
 }
 END_TEST
 
+START_TEST(corrupt_size_in_group)
+{
+    /* A rollback sets the handle's limit back from total_bytes, a word
+     * others write.  Scribbled to 0 in a group, it made the limit 0, after
+     * which limit - 8 and limit - 16 wrapped: the abort wrote through a
+     * scribbled undo record 4 TiB away and a lookup read an entry as far.
+     * Now the limit keeps its validated value, the bad record is skipped
+     * and the lookup and the next change say ECORRUPT. */
+    struct live l = live_table(10);
+    struct tbl_hdr *h = (struct tbl_hdr *)(void *)l.raw;
+    etsmgr_value v = tt_int(1), out;
+    char buf[64];
+    ck_assert_int_eq(etsmgr_table_lookup(l.t, "k1", 2, &out, buf, sizeof buf), 0); /* caches the view */
+    uint64_t tot = h->total_bytes, lim = l.t->limit;
+    ck_assert_int_eq(etsmgr_table_begin(l.t), 0);
+    ck_assert_int_eq(etsmgr_table_insert(l.t, "g", 1, &v), 0);
+    ck_assert_uint_gt(h->undo_n, 0);
+    struct tbl_undo u0 = h->undo[0];
+    h->total_bytes = 0;
+    h->undo[0].off = 1ull << 42;
+    /* a failed operation rolls back to its mark: nothing to restore, but the limit is set again */
+    ck_assert_int_eq(etsmgr_table_delete(l.t, "nokey", 5), ETSMGR_ENOTFOUND);
+    ck_assert_uint_eq(l.t->limit, lim);
+    ck_assert_int_eq(etsmgr_table_abort(l.t), 0); /* skips the far record, restores the rest */
+    ck_assert_uint_eq(l.t->limit, lim);
+    /* k1's home slot, with its tag, now points 4 TiB in */
+    uint64_t hv = tbl_hash("k1", 2), *idx = hw(&l, h->idx_off);
+    uint64_t home = tbl_home(hv, 64u - (unsigned)__builtin_ctzll(h->idx_mask + 1)), slot = idx[home];
+    idx[home] = (tbl_tag(hv) << 40) | ((1ull << 42) >> 3);
+    ck_assert_int_eq(etsmgr_table_lookup(l.t, "k1", 2, &out, buf, sizeof buf), ETSMGR_ECORRUPT);
+    ck_assert_int_eq(etsmgr_table_insert(l.t, "new", 3, &v), ETSMGR_ECORRUPT);
+    /* put back what was scribbled, and the one record the abort rightly
+     * skipped: the table is whole again, "g" never in it */
+    idx[home] = slot;
+    h->total_bytes = tot;
+    *hw(&l, u0.off) = u0.old;
+    ck_assert_int_eq(etsmgr_table_lookup(l.t, "g", 1, &out, buf, sizeof buf), ETSMGR_ENOTFOUND);
+    ck_assert_int_eq(etsmgr_table_lookup(l.t, "k1", 2, &out, buf, sizeof buf), 0);
+    tt_check(l.t);
+    live_close(&l);
+}
+END_TEST
+
 START_TEST(corrupt_index_full)
 {
     /* no empty slot anywhere: probes must still end */
@@ -513,6 +556,7 @@ Suite *table_attach_suite(void)
     tcase_add_test(tc, corrupt_counts);
     tcase_add_test(tc, corrupt_sizes_after_attach);
     tcase_add_test(tc, corrupt_index_place_wraps);
+    tcase_add_test(tc, corrupt_size_in_group);
     tcase_add_test(tc, corrupt_index_full);
     tcase_add_test(tc, corrupt_undo_log);
     tcase_add_test(tc, corrupt_free_lists);

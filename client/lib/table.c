@@ -146,14 +146,23 @@ int tbl_map(etsmgr_table *t, uint64_t size)
     return 0;
 }
 
+/* Whether a total_bytes read from the header may become t->limit: a
+ * header and the smallest index fit, 8-byte aligned, addressable by a
+ * slot.  Every limit passes this (attach's is tbl_check_header's, which
+ * asks the same), which is what keeps the checks of the form
+ * off > limit - 16 from wrapping. */
+static bool tbl_size_ok(uint64_t tot)
+{
+    return tot >= TBL_HDR_SIZE + 8u * TBL_MIN_CAP && !(tot & 7u) && tot <= (TBL_OFF_MASK << 3);
+}
+
 /* Make the mapping cover the header's total_bytes (checked against the
  * object's real size, so a scribbled size cannot make us touch pages past
  * its end). */
 int tbl_sync_map(etsmgr_table *t)
 {
     uint64_t tot = t->h->total_bytes;
-    if (tot < TBL_HDR_SIZE + 8u * TBL_MIN_CAP || (tot & 7u) || tot > (TBL_OFF_MASK << 3))
-        return ETSMGR_ECORRUPT;
+    if (!tbl_size_ok(tot)) return ETSMGR_ECORRUPT;
     if (tot > t->map_size) {
         struct stat st;
         if (fstat(t->fd, &st) < 0) return ETSMGR_ESYS;
@@ -168,12 +177,14 @@ int tbl_sync_map(etsmgr_table *t)
 /* ------------------------------------------------------------ lock and recovery */
 
 /* An undo record may name a state word of the header or a word of the heap,
- * nothing else (never the mutex or the log itself). */
+ * nothing else (never the mutex or the log itself).  The gate of the
+ * rollbacks' writes, so written not to wrap even if the limit were below 8
+ * (it never is: tbl_size_ok). */
 static bool tbl_undo_off_ok(const etsmgr_table *t, uint64_t off)
 {
     if (off & 7u) return false;
     if (off >= TBL_STATE_BEGIN && off < TBL_STATE_END) return true;
-    return off >= TBL_HDR_SIZE && off <= t->limit - 8;
+    return off >= TBL_HDR_SIZE && off < t->limit && t->limit - off >= 8;
 }
 
 /* Check every undo record, then restore them in reverse. */
@@ -324,8 +335,17 @@ void tbl_rollback_to(etsmgr_table *t, uint64_t mark)
     atomic_signal_fence(memory_order_seq_cst);
     h->undo_n = t->un = mark;
     atomic_signal_fence(memory_order_seq_cst);
-    t->limit = h->total_bytes; /* never above map_size: it only shrinks back */
-    if (t->limit > t->map_size) t->limit = t->map_size;
+    /* The limit follows the size back (a growth this rolled back), never
+     * above map_size.  But the size is a word others can write, and the
+     * limit is what every offset is checked against: a limit of 0 from a
+     * scribbled total_bytes made off <= limit - 8 (the undo records) and
+     * off > limit - 16 (the readers' entries) wrap and pass any offset,
+     * and the next abort wrote through a scribbled record 4 TiB away.  A
+     * size that fails tbl_sync_map's check leaves the limit as it was
+     * (validated, mapped); the next tbl_op_begin sees the size differ from
+     * it and says ECORRUPT, as do the readers when they look (tbl_grew). */
+    uint64_t tot = h->total_bytes;
+    if (tbl_size_ok(tot)) t->limit = tot < t->map_size ? tot : t->map_size;
 }
 
 /* Take the lock (which rolls back a dead holder's change) and release the

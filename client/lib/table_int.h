@@ -203,7 +203,8 @@ struct etsmgr_table {
     struct tbl_hdr *h; /* header mapping: never moves (the mutex lives here) */
     char *base;        /* whole-table mapping: moves when the table grows */
     uint64_t map_size; /* bytes mapped at base */
-    uint64_t limit;    /* the header's total_bytes as last validated (<= map_size) */
+    uint64_t limit;    /* the header's total_bytes as last validated (<= map_size, and never below
+                        * TBL_HDR_SIZE + 8 * TBL_MIN_CAP: limit - 16 does not wrap) */
     /* per-operation view of the state, validated by tbl_state() */
     uint64_t *idx;
     uint64_t mask;
