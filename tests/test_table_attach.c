@@ -493,6 +493,53 @@ START_TEST(corrupt_undo_log)
 }
 END_TEST
 
+/* Stands in for a process that writes the undo log while the recovery
+ * runs: after the recovery's first restore (records are restored from the
+ * last), point record 0 far outside the object, once. */
+static struct tbl_hdr *rec_h;
+static int rec_hooked;
+static void rec_scribble(const char *op, int step)
+{
+    if (op && strcmp(op, "recover") == 0 && step == 0 && !rec_hooked++) rec_h->undo[0].off = 1ull << 42;
+}
+
+START_TEST(corrupt_undo_log_during_recovery)
+{
+    /* The recovery checks every record, then restores them; a record
+     * loaded again for the write could have changed since its check.  It
+     * goes by the copy it checks: the changed record is refused and not
+     * written through, the log stays for the next locker. */
+    struct live l = live_table(10);
+    struct tbl_hdr *h = (struct tbl_hdr *)(void *)l.raw;
+    uint64_t gen = h->generation, tombs = h->tombs;
+    h->undo[0].off = TBL_HOFF(generation); /* a dead writer's log: two well-formed records */
+    h->undo[0].old = 77;
+    h->undo[1].off = TBL_HOFF(tombs);
+    h->undo[1].old = tombs;
+    h->undo_n = 2;
+    rec_h = h;
+    rec_hooked = 0;
+    tbl_crashpoint = rec_scribble;
+    etsmgr_value v = tt_int(1);
+    ck_assert_int_eq(etsmgr_table_insert(l.t, "new", 3, &v), ETSMGR_ECORRUPT);
+    tbl_crashpoint = NULL;
+    ck_assert_int_eq(rec_hooked, 1);
+    ck_assert_uint_eq(h->undo_n, 2);
+    ck_assert_uint_eq(h->generation, gen); /* record 0 not applied */
+    /* the bad record stays bad: the next locker's first pass refuses it */
+    ck_assert_int_eq(etsmgr_table_insert(l.t, "new", 3, &v), ETSMGR_ECORRUPT);
+    /* put right, the log is restored whole */
+    h->undo[0].off = TBL_HOFF(generation);
+    ck_assert_int_eq(etsmgr_table_insert(l.t, "new", 3, &v), 0);
+    etsmgr_table_info info;
+    ck_assert_int_eq(etsmgr_table_info_get(l.t, &info), 0);
+    ck_assert_uint_eq(info.generation, 77);
+    ck_assert_uint_eq(h->undo_n, 0);
+    tt_check(l.t);
+    live_close(&l);
+}
+END_TEST
+
 START_TEST(corrupt_free_lists)
 {
     struct live l = live_table(200);
@@ -559,6 +606,7 @@ Suite *table_attach_suite(void)
     tcase_add_test(tc, corrupt_size_in_group);
     tcase_add_test(tc, corrupt_index_full);
     tcase_add_test(tc, corrupt_undo_log);
+    tcase_add_test(tc, corrupt_undo_log_during_recovery);
     tcase_add_test(tc, corrupt_free_lists);
     tcase_add_test(tc, corrupt_random);
     suite_add_tcase(s, tc);

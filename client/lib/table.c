@@ -187,7 +187,19 @@ static bool tbl_undo_off_ok(const etsmgr_table *t, uint64_t off)
     return off >= TBL_HDR_SIZE && off < t->limit && t->limit - off >= 8;
 }
 
-/* Check every undo record, then restore them in reverse. */
+/* Check every undo record, then restore them in reverse.  The log is in
+ * memory others can write while we restore (a process that writes the
+ * object need not take the lock), so the restore goes by a copy of each
+ * record, loaded once (atomic loads: the compiler may not load them again)
+ * and checked again, as tbl_ent_hdr goes by a copy of an entry's header.
+ * An offset checked in the first pass and loaded again for the write could
+ * be another by then: a record changed between the passes was written
+ * 4 TiB away.  The first pass still refuses a bad log before anything is
+ * written; a record that turns bad after it stops the restore with
+ * ECORRUPT and leaves the log as it is (restoring is idempotent: the next
+ * locker starts over, and fails the same way while the record stays bad).
+ * A copy of the whole log would make one pass do, but it is 17 KiB, on the
+ * stack of whichever thread's lookup happened to recover. */
 static int tbl_recover(etsmgr_table *t)
 {
     struct tbl_hdr *h = t->h;
@@ -201,7 +213,15 @@ static int tbl_recover(etsmgr_table *t)
     t->cp_op = "recover";
     t->cp_step = 0;
     for (uint64_t i = n; i-- > 0;) {
-        *tbl_word(t, h->undo[i].off) = h->undo[i].old;
+        struct tbl_undo u;
+        u.off = __atomic_load_n(&h->undo[i].off, __ATOMIC_RELAXED);
+        u.old = __atomic_load_n(&h->undo[i].old, __ATOMIC_RELAXED);
+        if (!tbl_undo_off_ok(t, u.off)) {
+            t->cp_op = op;
+            t->cp_step = 0;
+            return ETSMGR_ECORRUPT;
+        }
+        *tbl_word(t, u.off) = u.old;
         atomic_signal_fence(memory_order_seq_cst);
         tbl_cp(t);
     }
@@ -328,7 +348,8 @@ void tbl_rollback_to(etsmgr_table *t, uint64_t mark)
 {
     struct tbl_hdr *h = t->h;
     for (uint64_t i = t->un; i-- > mark;) {
-        uint64_t off = h->undo[i].off; /* ours, but in memory others can write */
+        /* ours, but in memory others can write: checked and used as one load */
+        uint64_t off = __atomic_load_n(&h->undo[i].off, __ATOMIC_RELAXED);
         if (tbl_undo_off_ok(t, off)) *tbl_word(t, off) = h->undo[i].old;
     }
     if (t->un > mark) tbl_once_settle_version(t);
