@@ -121,7 +121,7 @@ int ec_call(const rt_paths *rt, const char *path, const cJSON *req, int timeout_
     *sentp = 0;
     for (;;) {
         attempts++;
-        int fd = sock_connect_unix(path);
+        int fd = sock_connect_unix_within(path, 0); /* a full backlog is EAGAIN: tried again below */
         if (fd < 0) {
             int e = errno;
             snprintf(last, sizeof last, "connect: %s", strerror(e));

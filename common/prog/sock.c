@@ -10,6 +10,7 @@
 #include "sock.h"
 
 #include <errno.h>
+#include <time.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,16 +97,54 @@ int sock_connect_unix(const char *path)
     struct sockaddr_un sa;
     if (sock_addr(path, &sa) < 0)
         return -1;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
     while (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
         if (errno != EINTR)
             return sock_fail(fd);
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
-        return sock_fail(fd);
     return fd;
+}
+
+/* A non-blocking connect to AF_UNIX does not wait for room in a full
+ * backlog (EAGAIN at once; there is no EINPROGRESS to poll for), so the
+ * wait is tries, 1 ms apart at first, 10 ms at most. */
+int sock_connect_unix_within(const char *path, int timeout_ms)
+{
+    if (timeout_ms < 0)
+        return sock_connect_unix(path);
+    struct sockaddr_un sa;
+    if (sock_addr(path, &sa) < 0)
+        return -1;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (long pause_ms = 1;; pause_ms = pause_ms < 10 ? pause_ms * 2 : 10) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+            return -1;
+        int r;
+        while ((r = connect(fd, (struct sockaddr *)&sa, sizeof sa)) < 0 && errno == EINTR)
+            ;
+        if (r == 0) {
+            int fl = fcntl(fd, F_GETFL);
+            if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+                return sock_fail(fd);
+            return fd;
+        }
+        if (errno != EAGAIN)
+            return sock_fail(fd);
+        close(fd);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long spent = (long)(now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        if (spent + pause_ms > timeout_ms) {
+            errno = EAGAIN;
+            return -1;
+        }
+        struct timespec ts = {0, pause_ms * 1000000L};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+    }
 }
 
 int sock_lock_file(const char *path)

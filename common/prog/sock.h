@@ -7,11 +7,14 @@
  * (callers hold the instance lock first, so a live one is never replaced).
  * Non-blocking, close-on-exec.  fd, or -1 with a message in err. */
 int sock_listen_unix(const char *path, unsigned mode, int backlog, char *err, size_t errlen);
-/* Connect; a blocking fd, or -1 (errno kept: ENOENT/ECONNREFUSED mean "not
- * up", EAGAIN a full backlog: a server stopped, or swamped).  It never
- * waits: a blocking connect to a full AF_UNIX backlog waits until the
- * server accepts, which a stopped server never does, past any timeout. */
+/* Blocking connect; fd or -1 (errno kept: ENOENT/ECONNREFUSED mean "not up").
+ * A full backlog makes it wait until the server accepts: forever, for a
+ * stopped server. */
 int sock_connect_unix(const char *path);
+/* The same within timeout_ms (< 0: as sock_connect_unix; 0: one try):
+ * a full backlog (a server stopped, or swamped) is tried again until then,
+ * and is EAGAIN after it.  The fd is blocking. */
+int sock_connect_unix_within(const char *path, int timeout_ms);
 /* Take an exclusive lock on path (created 0600): fd, or -1 with errno
  * EWOULDBLOCK when another process holds it. */
 int sock_lock_file(const char *path);

@@ -26,9 +26,14 @@ int ctl_call(const rt_paths *rt, const char *sockname, const char *who, cJSON *r
         fprintf(stderr, "etsmgrctl: the runtime dir %s is too long for a socket path\n", rt->dir);
         return CTL_EXIT_SOFTWARE;
     }
-    int fd = sock_connect_unix(path);
+    int fd = sock_connect_unix_within(path, timeout_ms);
     if (fd < 0) {
         int e = errno;
+        if (e == EAGAIN) { /* its backlog stayed full for timeout_ms: stopped, or swamped */
+            fprintf(stderr, "etsmgrctl: no answer from %s within %d ms (connect %s: its backlog is full: "
+                            "is it stopped?)\n", who, timeout_ms, path);
+            return CTL_EXIT_SOFTWARE;
+        }
         if (e == ENOENT || e == ECONNREFUSED || e == ENOTDIR)
             fprintf(stderr,
                     "etsmgrctl: %s is not running for instance %s in runtime dir %s (connect %s: %s); "
