@@ -745,6 +745,111 @@ START_TEST(test_group_commit_in_order)
 }
 END_TEST
 
+/* A count frame of exactly size bytes (prefix included) at buf: rid
+ * number rid, or none when rid < 0, padded with trailing spaces (which
+ * the fast path reads too). */
+static void et_count_frame(char *buf, size_t size, int id, int rid)
+{
+    char req[128];
+    int n = rid < 0 ? snprintf(req, sizeof req, "{\"op\":\"count\",\"id\":%d}", id)
+                    : snprintf(req, sizeof req, "{\"op\":\"count\",\"id\":%d,\"rid\":\"%032x\"}", id, rid);
+    ck_assert(n > 0 && (size_t)n + 4 <= size);
+    size_t len = size - 4;
+    buf[0] = (char)(len >> 24);
+    buf[1] = (char)(len >> 16);
+    buf[2] = (char)(len >> 8);
+    buf[3] = (char)len;
+    memcpy(buf + 4, req, (size_t)n);
+    memset(buf + 4 + n, ' ', len - (size_t)n);
+}
+
+/* The next reply on fd: to count id (so in order), ok, newly counted, with
+ * the value want. */
+static void et_expect_counted(int fd, int id, long want)
+{
+    cJSON *r = NULL;
+    ck_assert_msg(frame_read_json(fd, &r, NULL, NULL, 0, 10000) == 0, "no reply to request %d: %s", id,
+                  strerror(errno));
+    char *text = cJSON_PrintUnformatted(r);
+    ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")), "request %d: not its count's reply but %s", id,
+                  text);
+    cJSON_free(text);
+    ck_assert_msg((int)cJSON_GetObjectItem(r, "id")->valuedouble == id, "reply %d out of order (id %d)", id,
+                  (int)cJSON_GetObjectItem(r, "id")->valuedouble);
+    ck_assert_int_eq((long)cJSON_GetObjectItem(r, "count")->valuedouble, want);
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(r, "duplicate")));
+    cJSON_Delete(r);
+}
+
+/* The protocol promises a reply to every request, in order, before the
+ * frame_too_large that closes the connection.  In one write: exactly-once
+ * counts (which the server batches, group commit), a plain count among
+ * them, then a length prefix of 70000.  Each count is answered, in order,
+ * then frame_too_large, then the end; the counter says what the replies
+ * said.  (The batched counts were once counted but not answered: their
+ * replies came after the close and were dropped.) */
+START_TEST(test_counts_answered_before_frame_too_large)
+{
+    et_mgr();
+    et_ctr();
+    int fd = et_connect_ctr();
+    static const int rid[] = {0x71, 0x72, -1, 0x73};
+    enum { N = sizeof rid / sizeof rid[0], FS = 80 };
+    char buf[N * FS + 4];
+    for (int i = 0; i < N; i++)
+        et_count_frame(buf + i * FS, FS, i + 1, rid[i]);
+    static const unsigned char big[4] = {0x00, 0x01, 0x11, 0x70}; /* 70000 */
+    memcpy(buf + N * FS, big, 4);
+    et_write_all(fd, buf, sizeof buf);
+    for (int i = 0; i < N; i++)
+        et_expect_counted(fd, i + 1, i + 1);
+    cJSON *r = NULL;
+    ck_assert_int_eq(frame_read_json(fd, &r, NULL, NULL, 0, 10000), 0);
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(r, "error")), "frame_too_large");
+    cJSON_Delete(r);
+    char *p = NULL;
+    size_t n;
+    ck_assert_int_eq(frame_read(fd, &p, &n, NULL, NULL, 0, 10000), -1); /* closed after it */
+    ck_assert_int_eq(errno, ECONNRESET);
+    close(fd);
+    ck_assert_int_eq(et_check(), N);
+}
+END_TEST
+
+/* A peer that half-closes (shutdown(SHUT_WR)) is answered everything it
+ * sent before the connection is closed.  63 exactly-once counts of 65536
+ * bytes in all (one full read of the server's) and the end of the stream,
+ * written while etscounterd is stopped, so that one turn reads the counts
+ * and the end together: 63 replies in order, then the end; the counter
+ * is 63.  (The batched counts were once counted but not answered: the
+ * connection was closing before their replies were queued.) */
+START_TEST(test_counts_answered_before_half_close)
+{
+    et_mgr();
+    pid_t ctr = et_ctr();
+    int fd = et_connect_ctr();
+    ck_assert_int_eq(kill(ctr, SIGSTOP), 0);
+    int ws;
+    ck_assert_int_eq(waitpid(ctr, &ws, WUNTRACED), ctr); /* stopped, not reading */
+    ck_assert(WIFSTOPPED(ws));
+    enum { N = 63, TOTAL = 65536, FS = TOTAL / N };
+    static char buf[TOTAL];
+    for (int i = 0; i < N; i++) /* the last one takes what is left */
+        et_count_frame(buf + i * FS, i < N - 1 ? FS : TOTAL - (N - 1) * FS, i + 1, 0x6000 + i);
+    et_write_all(fd, buf, sizeof buf);
+    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+    ck_assert_int_eq(kill(ctr, SIGCONT), 0);
+    for (int i = 0; i < N; i++)
+        et_expect_counted(fd, i + 1, i + 1);
+    char *p = NULL;
+    size_t n;
+    ck_assert_int_eq(frame_read(fd, &p, &n, NULL, NULL, 0, 10000), -1); /* then the close */
+    ck_assert_int_eq(errno, ECONNRESET);
+    close(fd);
+    ck_assert_int_eq(et_check(), N);
+}
+END_TEST
+
 /* One count on fd with rid number i and extra fields; the reply. */
 static cJSON *et_count_rid(int fd, int i, const char *extra)
 {
@@ -1350,6 +1455,8 @@ Suite *etscounter_suite(void)
     tcase_add_test(tc, test_pipelined_lookahead);
     tcase_add_test(tc, test_lookahead_across_connections);
     tcase_add_test(tc, test_group_commit_in_order);
+    tcase_add_test(tc, test_counts_answered_before_frame_too_large);
+    tcase_add_test(tc, test_counts_answered_before_half_close);
     tcase_add_test(tc, test_rid_store_full);
     tcase_add_test(tc, test_rid_store_full_logs_limited);
     tcase_add_test(tc, test_rid_store_full_logs_counted);

@@ -30,7 +30,12 @@
  * back to do them together (etscounterd's group commit of a turn's
  * exactly-once counts) does them there; a connection served outside that
  * list (its backlog, a reader resumed after backpressure) is followed by
- * on_served too, so nothing held back waits past the turn's flush.
+ * on_served too, so nothing held back waits past the turn's flush.  And
+ * before conn.c closes a connection itself in the middle of its serving
+ * (a half-closed peer, a frame too large), on_served runs first: a
+ * closing connection takes no more replies, and the requests held back
+ * were counted, so their replies must be queued before the close (and
+ * before the error frame), in request order (conn_serve_held).
  * Which frame do received fds belong to?  The kernel ends a stream read
  * right after the message (sendmsg) that carried fds, and senders attach fds
  * to the first byte of a frame and put nothing after that frame in the same
@@ -871,6 +876,20 @@ void conn_charge(conn *c, unsigned units)
         c->spent = units > CONN_TURN_BUDGET ? CONN_TURN_BUDGET : c->spent + units; /* no overflow */
 }
 
+/* conn.c is about to close c itself (a half-closed peer, a frame too
+ * large) while frames it sent may be held back by the server (on_served:
+ * etscounterd's batch of exactly-once counts, already counted once it is
+ * done): the server does them now, so that their replies are queued
+ * before the close (and before its error frame), in request order, while
+ * conn_send still takes them.  Only on these rare paths: a turn's usual
+ * serving calls on_served once, as ever. */
+static void conn_serve_held(conn *c)
+{
+    conn_server *s = c->srv;
+    if (s->cfg.on_served)
+        s->cfg.on_served(s->cfg.arg);
+}
+
 static void conn_process(conn *c)
 {
     if (c->in_process || c->closed)
@@ -906,6 +925,9 @@ static void conn_process(conn *c)
                      (unsigned long)n, FRAME_MAX);
             log_warning("pid %ld sent a frame of %lu bytes (limit %u); closing its connection",
                         (long)c->pid, (unsigned long)n, FRAME_MAX);
+            conn_serve_held(c); /* the frames before it answered first */
+            if (c->closed || c->closing)
+                break;
             int bl = conn_error_frame(body, sizeof body, PROTO_E_FRAME_TOO_LARGE, msg);
             if (bl > 0)
                 conn_send(c, body, (size_t)bl, -1);
@@ -928,8 +950,11 @@ static void conn_process(conn *c)
     }
     if (!c->closed && !c->closing && !c->paused && !c->backlog && c->eof) {
         /* half-closed peer: answer what it sent, then close */
-        c->closing = true;
-        conn_mark_dirty(c);
+        conn_serve_held(c);
+        if (!c->closed && !c->closing) {
+            c->closing = true;
+            conn_mark_dirty(c);
+        }
     }
     c->in_process = false;
     conn_update_events(c);

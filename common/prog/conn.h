@@ -36,7 +36,10 @@ typedef void (*conn_ahead_cb)(conn *c, const char *payload, size_t len, void *ar
  * replies are written, once after all the connections read in the turn
  * (on_ahead) and after each connection served otherwise.  A server that
  * holds requests back to do them together (etscounterd's group commit)
- * does them and queues their replies here, so none waits past the turn. */
+ * does them and queues their replies here, so none waits past the turn.
+ * Also called, in the middle of a turn, just before conn.c closes a
+ * connection it is serving (the peer half-closed, a frame too large): the
+ * replies held back for it go out before the close and its error frame. */
 typedef void (*conn_served_cb)(void *arg);
 /* The peer is gone or the connection was closed; c is freed after the call. */
 typedef void (*conn_close_cb)(conn *c, void *arg);
