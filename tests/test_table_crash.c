@@ -441,6 +441,24 @@ static void once_wrap_setup(etsmgr_table *t)
     ck_assert_uint_eq(reg[2] - reg[3], reg[1]);
     to_set_keep(t, reg[3], reg[3] + (uint64_t)once_expired, 1);
 }
+/* the ring is full and its four oldest records have expired: a batch's
+ * first count drops all four, and its next counts write into their slots,
+ * slots of the committed window still (the tail moved by the first count
+ * is not committed): their records must come back with a rollback too.
+ * The second count took the region's moved tail for the committed one and
+ * wrote without the log: killed before the commit, the ring held its rid
+ * in a live slot of the old window ("record 1 ... not indexed"), which a
+ * rebuild then answered as counted. */
+static void once_wrap4_setup(etsmgr_table *t)
+{
+    once_n = 64;
+    once_burst = 0;
+    once_expired = 4;
+    once_setup(t);
+    uint64_t *reg = to_reg(t);
+    ck_assert_uint_eq(reg[2] - reg[3], reg[1]);
+    to_set_keep(t, reg[3], reg[3] + (uint64_t)once_expired, 1);
+}
 /* the ring's four oldest records have expired, and the new rid's home
  * bucket holds a second entry of the oldest one's slot (as one of an
  * earlier record in that slot would be): the count drops the four and its
@@ -676,6 +694,7 @@ static const struct scen scenarios[] = {
     {"count_once_many, first records", 0, once_first_setup, a_once_many, c_once_many},
     {"count_once_many, region rebuilt inside the batch", 0, once_many_rebuild_setup, a_once_many, c_once_many},
     {"count_once_many, full ring's expired oldest slot reused", 0, once_wrap_setup, a_once_many, c_once_many},
+    {"count_once_many, full ring's four expired slots reused", 0, once_wrap4_setup, a_once_many, c_once_many},
     {"count_once_many, layout 2 region converted", 0, once_layout2_setup, a_once_many, c_once_many},
     {"count_once_many, layout 3 region converted", 0, once_layout3_setup, a_once_many, c_once_many},
     {"count_once_many, region shrunk after a burst", 0, once_shrink_setup, a_once_many, c_once_many},

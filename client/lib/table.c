@@ -323,6 +323,7 @@ int tbl_op_end_full(etsmgr_table *t, int rc)
         t->h->undo_n = t->un = 0;
         atomic_signal_fence(memory_order_seq_cst);
     }
+    t->once_ct_off = 0; /* committed: the window is the region's own again */
     if (t->ntouch || t->touch_layout || t->touch_ord) {
         tbl_cp(t); /* committed, readers still held off: recovery must release them */
         tbl_untouch(t);
@@ -356,6 +357,7 @@ void tbl_rollback_to(etsmgr_table *t, uint64_t mark)
     atomic_signal_fence(memory_order_seq_cst);
     h->undo_n = t->un = mark;
     atomic_signal_fence(memory_order_seq_cst);
+    if (mark == 0) t->once_ct_off = 0; /* the whole change undone */
     /* The limit follows the size back (a growth this rolled back), never
      * above map_size.  But the size is a word others can write, and the
      * limit is what every offset is checked against: a limit of 0 from a

@@ -234,6 +234,8 @@ struct etsmgr_table {
     uint32_t once_touches;    /* table_once.c: index lines this handle's counts wrote first */
     int64_t once_sparse_since; /* table_once.c: the first of this handle's looks since which the
                                 * region was sparse at every look (0: it was not, at the last) */
+    uint64_t once_ct_off;     /* table_once.c: the region whose tail this change moved first (0: */
+    uint64_t once_ct_tail;    /* none), and its tail as committed, before that move */
     uint64_t once_unmap_off;  /* table_once.c: a region this handle replaced, to drop from its */
     uint64_t once_unmap_len;  /* page tables once the change is over (0: none) */
     /* a read-only handle asks etsmgrd at this socket (malloc'd; NULL: none)

@@ -769,7 +769,14 @@ static void once_write(etsmgr_table *t, const struct once_spot *sp, uint64_t r0,
      * may have changed them at the crash points since (suite once_hostile) */
     uint64_t *reg = tbl_word(t, sp->off), cap = sp->cap, head = sp->head, slot = head & (cap - 1);
     uint64_t *rec = once_rec(reg, slot);
-    if (head - sp->tail0 < cap) {
+    /* the window a rollback would bring back starts at the committed tail:
+     * sp->tail0 is the region's tail now, which an earlier count of this
+     * change (a batch, a group) may have moved already, uncommitted; a slot
+     * it dropped was written here without the log, and a rollback (a late
+     * count refused, a crash) left this record in a live slot of the old
+     * window: a rebuild then answered its rid as counted */
+    uint64_t tail_c = t->once_ct_off == sp->off ? t->once_ct_tail : sp->tail0;
+    if (head - tail_c < cap) {
         /* outside the window [tail, head): nobody reads it until head moves */
         rec[0] = r0;
         rec[1] = r1;
@@ -793,7 +800,10 @@ static void once_write(etsmgr_table *t, const struct once_spot *sp, uint64_t r0,
     bool was_empty = *tbl_word(t, eoff) == 0; /* else a dropped record's entry, taken over */
     tbl_set(t, eoff, tag << 32 | (slot + 1u));
     if (was_empty) tbl_set(t, sp->off + 48, sp->filled + 1);
-    if (sp->tail != sp->tail0) tbl_set(t, sp->off + 24, sp->tail);
+    if (sp->tail != sp->tail0) {
+        if (t->once_ct_off != sp->off) t->once_ct_off = sp->off, t->once_ct_tail = sp->tail0; /* the first move */
+        tbl_set(t, sp->off + 24, sp->tail);
+    }
     tbl_set(t, sp->off + 16, head + 1);
 }
 
