@@ -518,6 +518,136 @@ START_TEST(test_earlier_child_not_held_by_later_start)
 }
 END_TEST
 
+/* A control request sent now and answered later (restart waits for the
+ * child's readiness): the connected fd. */
+static int st_ctl_send(st_env *e, const char *json)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/etssup.sock", e->dir);
+    int fd = sock_connect_unix(path);
+    ck_assert_msg(fd >= 0, "connect %s: %s", path, strerror(errno));
+    ck_assert_int_eq(frame_write(fd, json, strlen(json), NULL, 0), 0);
+    return fd;
+}
+
+/* its reply (NULL when none came within timeout_ms); closes fd */
+static cJSON *st_ctl_reply(int fd, int timeout_ms)
+{
+    char *reply = NULL;
+    size_t len;
+    int r = frame_read(fd, &reply, &len, NULL, NULL, 0, timeout_ms);
+    close(fd);
+    if (r != 0)
+        return NULL;
+    cJSON *j = cJSON_Parse(reply);
+    free(reply);
+    return j;
+}
+
+typedef struct st_grep {
+    const char *path, *text;
+} st_grep;
+
+static bool st_file_has(void *arg)
+{
+    st_grep *g = arg;
+    char *t = rc_slurp(g->path);
+    bool has = t && strstr(t, g->text);
+    free(t);
+    return has;
+}
+
+/* the pid on the first event line starting with prefix ("noready b "), 0 if none */
+static pid_t st_event_pid(st_env *e, const char *prefix)
+{
+    char *ev = rc_slurp(e->events);
+    const char *l = ev ? strstr(ev, prefix) : NULL;
+    pid_t pid = l ? (pid_t)atoi(l + strlen(prefix)) : 0;
+    free(ev);
+    return pid;
+}
+
+static int st_child_int(cJSON *st, int k, const char *field)
+{
+    cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(st, "children"), k);
+    cJSON *v = c ? cJSON_GetObjectItem(c, field) : NULL;
+    return v ? v->valueint : -1;
+}
+
+/* b is starting (restarted on request, no READY=1 yet) when a dies
+ * (rest_for_one): b waits to be stopped while c, which ignores SIGTERM,
+ * takes its shutdown time.  b's start timeout used to go off meanwhile:
+ * SIGKILL of b while c still ran (out of reverse order), and its exit, seen
+ * as a failed start, counted a second restart for a's one death (intensity
+ * 1: etssup gave up, exit 3).  Now b is stopped in its turn, after c, with
+ * SIGTERM, and one restart is counted. */
+START_TEST(test_pending_stop_no_start_timeout)
+{
+    st_env e;
+    st_init(&e);
+    char hold[200];
+    snprintf(hold, sizeof hold, "%s/hold", e.dir);
+    st_config(&e,
+              "{\"strategy\":\"rest_for_one\",\"intensity\":1,\"period\":60,\"children\":["
+              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\"]},"
+              "{\"id\":\"b\",\"argv\":[\"%s\",\"--id\",\"b\",\"--events\",\"%s\",\"--no-ready-if\",\"%s\"],"
+              "\"start_timeout\":1500},"
+              "{\"id\":\"c\",\"argv\":[\"%s\",\"--id\",\"c\",\"--events\",\"%s\",\"--ignore-term\"],"
+              "\"shutdown\":3000}]}",
+              e.stub, e.events, e.stub, e.events, hold, e.stub, e.events);
+    ck_assert_int_gt(st_start(&e, 15000), 0);
+    pid_t p[3];
+    ck_assert_int_eq(st_pids(&e, p), 3);
+    int hfd = open(hold, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    ck_assert_int_ge(hfd, 0);
+    close(hfd);
+    int fd = st_ctl_send(&e, "{\"op\":\"restart\",\"id\":9,\"child\":\"b\"}");
+    st_grep noready = {e.events, "noready b "};
+    ck_assert_msg(tu_eventually(st_file_has, &noready, 5000), "b was not restarted");
+    pid_t b1 = st_event_pid(&e, "noready b ");
+    ck_assert_int_gt(b1, 0);
+    ck_assert_int_eq(unlink(hold), 0); /* b's next run sends READY=1 */
+    ck_assert_int_eq(kill(p[0], SIGKILL), 0);
+
+    /* the restart request is answered once the new b is ready */
+    cJSON *r = st_ctl_reply(fd, 15000);
+    char *rs = r ? cJSON_PrintUnformatted(r) : NULL;
+    ck_assert_msg(r && cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")), "restart b: %s", rs ? rs : "no reply");
+    pid_t b2 = (pid_t)cJSON_GetObjectItem(r, "pid")->valueint;
+    free(rs);
+    cJSON_Delete(r);
+    ck_assert(st_wait_settled(&e, 0, p[0], 15000));
+    pid_t q[3];
+    st_pids(&e, q);
+    ck_assert_int_eq(q[1], b2);
+    ck_assert(q[1] != b1 && q[2] != p[2]);
+    ck_assert_int_gt(e.pid, 0);
+    ck_assert_int_eq(waitpid(e.pid, NULL, WNOHANG), 0); /* etssup still runs */
+
+    cJSON *st = st_status(&e);
+    ck_assert_ptr_nonnull(st);
+    ck_assert_int_eq(cJSON_GetObjectItem(st, "recent_restarts")->valueint, 1);
+    ck_assert_int_eq(st_child_int(st, 0, "restarts"), 1);
+    ck_assert_int_eq(st_child_int(st, 1, "restarts"), 2); /* the request, then a's death */
+    ck_assert_int_eq(st_child_int(st, 2, "restarts"), 1);
+    cJSON_Delete(st);
+
+    /* reverse order: b got its SIGTERM after c was gone */
+    char *log = rc_slurp(e.logpath), *ev = rc_slurp(e.events);
+    char c_gone[64], b_stop[64], b_term[64];
+    snprintf(c_gone, sizeof c_gone, "child c (pid %d) stopped", (int)p[2]);
+    snprintf(b_stop, sizeof b_stop, "stopping child b (pid %d) with SIGTERM", (int)b1);
+    snprintf(b_term, sizeof b_term, "term b %d", (int)b1);
+    const char *lc = strstr(log, c_gone), *lb = strstr(log, b_stop);
+    ck_assert_msg(lc && lb && lc < lb, "b must be stopped after c:\n%s", log);
+    ck_assert_msg(strstr(ev, b_term), "b got no SIGTERM:\n%s", ev);
+    ck_assert_msg(!strstr(log, "did not send READY=1"), "%s", log);
+    free(log);
+    free(ev);
+    st_cleanup(&e);
+}
+END_TEST
+
 Suite *sup_suite(void)
 {
     Suite *s = suite_create("sup");
@@ -538,6 +668,11 @@ Suite *sup_suite(void)
     tcase_add_test(tc, test_no_zombies);
     tcase_add_test(tc, test_socket_handoff);
     tcase_add_test(tc, test_control_and_lock);
+    suite_add_tcase(s, tc);
+    /* children that wait to be stopped for a sibling's restart */
+    tc = tcase_create("pending_stop");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_pending_stop_no_start_timeout);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -28,7 +28,10 @@
  * A child that fails its first start (exits or times out before READY=1)
  * makes etssup give up at once with SUP_EXIT_START, like an OTP supervisor
  * whose init fails; once everything has been up, a failed start is just
- * another death and counts towards the intensity.
+ * another death and counts towards the intensity.  A child marked
+ * pending_stop (or any child while terminating) has no start timeout: it
+ * waits for its turn, and if it exits first, that is its stop, not a death
+ * (the restart that marked it is the one counted).
  *
  * Hot standby (a child with "standby": true): once the child runs, a second
  * process of the same command with --standby appended is kept beside it,
@@ -322,6 +325,15 @@ void sup_child_ready(sup_child *c)
 
 void sup_start_timeout(sup_child *c)
 {
+    if (c->pending_stop || c->sup->terminating) {
+        /* it waits to be stopped, in reverse order and with its shutdown
+         * time, maybe behind a later child still stopping: a SIGKILL now
+         * would break that order, and count a second restart for the death
+         * that is restarting it anyway */
+        log_debug("child %s (pid %d): no READY=1 within %d ms, but it waits to be stopped anyway", c->cfg->id,
+                  (int)c->pid, c->cfg->start_timeout_ms);
+        return;
+    }
     log_error("child %s (pid %d) did not send READY=1 within %d ms: killing it", c->cfg->id, (int)c->pid,
               c->cfg->start_timeout_ms);
     c->start_failed = true;
@@ -451,8 +463,14 @@ void sup_child_exited(sup_child *c, int status)
     snprintf(c->last_exit, sizeof c->last_exit, "%s", why);
     const char *rname = sup_restart_name(c->cfg->restart);
 
-    if ((prev == SUP_ST_STOPPING || c->pending_stop) && !failed_start) {
-        log_info("child %s (pid %d) stopped: %s", c->cfg->id, (int)pid, why);
+    /* one that waits to be stopped (a sibling's restart, a restart on
+     * request) and exits first, starting or not, is stopped: it is not
+     * another death, counted or acted on (the restart marking it is) */
+    if ((prev == SUP_ST_STOPPING && !timed_out) || c->pending_stop) {
+        if (prev == SUP_ST_STOPPING)
+            log_info("child %s (pid %d) stopped: %s", c->cfg->id, (int)pid, why);
+        else
+            log_warning("child %s (pid %d) %s while waiting to be stopped", c->cfg->id, (int)pid, why);
         c->pending_stop = false;
         sup_advance(s);
         return;

@@ -8,6 +8,8 @@
  *                      whole and in the order things happened
  *   --no-ready         never send READY=1 (start timeout tests)
  *   --ready-delay MS   wait before READY=1
+ *   --no-ready-if FILE never send READY=1 when FILE exists at its start (the
+ *                      test decides, run by run); logs a "noready" event
  *   --ignore-term      log SIGTERM and carry on (SIGKILL-after-shutdown tests)
  *   --exit-after MS    exit by itself after MS (with --exit-code N, default 0)
  *   --serve            answer frames on the inherited LISTEN_FDS socket (fd 3)
@@ -103,6 +105,7 @@ int main(int argc, char **argv)
 {
     bool no_ready = false, ignore_term = false, serve = false;
     long ready_delay = 0, exit_after = -1, serve_delay = 0, orphan = -1;
+    const char *no_ready_if = NULL;
     int exit_code = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -111,6 +114,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--events") && v) g_events = v, i++;
         else if (!strcmp(a, "--no-ready")) no_ready = true;
         else if (!strcmp(a, "--ready-delay") && v) ready_delay = atol(v), i++;
+        else if (!strcmp(a, "--no-ready-if") && v) no_ready_if = v, i++;
         else if (!strcmp(a, "--ignore-term")) ignore_term = true;
         else if (!strcmp(a, "--exit-after") && v) exit_after = atol(v), i++;
         else if (!strcmp(a, "--exit-code") && v) exit_code = atoi(v), i++;
@@ -132,6 +136,10 @@ int main(int argc, char **argv)
              nfds, pid_ok, lnames ? lnames : "-", ns != NULL, rt ? rt : "-", inst ? inst : "-",
              getpgrp() == getpid());
     ev_line("start", extra);
+    if (no_ready_if && access(no_ready_if, F_OK) == 0) {
+        no_ready = true;
+        ev_line("noready", NULL); /* decided: this run never sends READY=1 */
+    }
 
     if (pipe2(g_sigpipe, O_CLOEXEC | O_NONBLOCK) < 0)
         return 3;
