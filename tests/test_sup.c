@@ -648,6 +648,70 @@ START_TEST(test_pending_stop_no_start_timeout)
 }
 END_TEST
 
+/* b's standby pid (0: none), -1 when the status fails */
+static int st_standby_pid(st_env *e, int k)
+{
+    cJSON *st = st_status(e);
+    int pid = st ? st_child_int(st, k, "standby_pid") : -1;
+    cJSON_Delete(st);
+    return pid;
+}
+
+typedef struct st_sb_wait {
+    st_env *e;
+    int k;
+    pid_t other; /* a standby other than this one */
+} st_sb_wait;
+
+static bool st_has_new_standby(void *arg)
+{
+    st_sb_wait *w = arg;
+    int pid = st_standby_pid(w->e, w->k);
+    return pid > 0 && pid != w->other;
+}
+
+/* rest_for_one: a dies; b (with a hot standby) waits to be stopped while c,
+ * which ignores SIGTERM, takes its shutdown time, and dies on its own
+ * meanwhile.  Its standby used to be left alive (the stop loop kills the
+ * standbys of marked children only, and b no longer was), and the start
+ * loop waited for it to go before starting b: b and c were never started
+ * again.  Now it is killed with b's death, and all three run again. */
+START_TEST(test_pending_stop_standby_dies)
+{
+    st_env e;
+    st_init(&e);
+    st_config(&e,
+              "{\"strategy\":\"rest_for_one\",\"intensity\":10,\"period\":60,\"children\":["
+              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\"]},"
+              "{\"id\":\"b\",\"argv\":[\"%s\",\"--id\",\"b\",\"--events\",\"%s\"],\"standby\":true},"
+              "{\"id\":\"c\",\"argv\":[\"%s\",\"--id\",\"c\",\"--events\",\"%s\",\"--ignore-term\"],"
+              "\"shutdown\":3000}]}",
+              e.stub, e.events, e.stub, e.events, e.stub, e.events);
+    ck_assert_int_gt(st_start(&e, 15000), 0);
+    st_sb_wait w = {&e, 1, 0};
+    ck_assert_msg(tu_eventually(st_has_new_standby, &w, 5000), "b got no standby");
+    pid_t p[3];
+    ck_assert_int_eq(st_pids(&e, p), 3);
+    pid_t sb = st_standby_pid(&e, 1);
+    ck_assert_int_gt(sb, 0);
+    ck_assert_int_eq(kill(p[0], SIGKILL), 0);
+    char c_term[64];
+    snprintf(c_term, sizeof c_term, "term c %d", (int)p[2]);
+    st_grep stopping = {e.events, c_term};
+    ck_assert_msg(tu_eventually(st_file_has, &stopping, 5000), "c was not stopped");
+    ck_assert_int_eq(kill(p[1], SIGKILL), 0); /* while c still takes its shutdown time */
+    ck_assert_msg(st_wait_settled(&e, 0, p[0], 15000), "a, b, c do not all run again");
+    pid_t q[3];
+    st_pids(&e, q);
+    ck_assert(q[1] != p[1] && q[2] != p[2]);
+    ck_assert_msg(st_wait_gone(sb, 5000), "b's old standby (pid %d) is still alive", (int)sb);
+    w.other = sb;
+    ck_assert_msg(tu_eventually(st_has_new_standby, &w, 5000), "b got no new standby");
+    ck_assert_int_eq(waitpid(e.pid, NULL, WNOHANG), 0); /* etssup still runs */
+    st_cleanup(&e);
+}
+END_TEST
+
 Suite *sup_suite(void)
 {
     Suite *s = suite_create("sup");
@@ -673,6 +737,7 @@ Suite *sup_suite(void)
     tc = tcase_create("pending_stop");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_pending_stop_no_start_timeout);
+    tcase_add_test(tc, test_pending_stop_standby_dies);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -47,7 +47,10 @@
  * as two, as OTP counts each child's exit.  Whenever the
  * child itself is to be stopped (terminating, restart on request, a sibling's
  * strategy) its standby is SIGKILLed first and reaped, so it cannot take over
- * from the child being stopped; it holds nothing of its own while waiting. */
+ * from the child being stopped; it holds nothing of its own while waiting.
+ * A marked child that dies before its turn loses its standby the same way
+ * (the stop loop no longer sees it as marked, and the start loop waits for
+ * an idle child's standby to go). */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -472,6 +475,10 @@ void sup_child_exited(sup_child *c, int status)
         else
             log_warning("child %s (pid %d) %s while waiting to be stopped", c->cfg->id, (int)pid, why);
         c->pending_stop = false;
+        /* its standby, if it died before the stop loop (which kills the
+         * standbys of marked children) reached it: no longer marked, it
+         * would be left alive, and the start loop waits for it to go */
+        standby_kill(c);
         sup_advance(s);
         return;
     }
