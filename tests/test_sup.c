@@ -712,6 +712,59 @@ START_TEST(test_pending_stop_standby_dies)
 }
 END_TEST
 
+/* A restart on request of a temporary child, still starting, when a
+ * sibling dies (one_for_all): the child is stopped and, temporary, not
+ * started again.  The request used to wait for a readiness that never
+ * came (until the client's timeout); now it is answered "exited". */
+START_TEST(test_pending_stop_temporary_restart_answered)
+{
+    st_env e;
+    st_init(&e);
+    char hold[200];
+    snprintf(hold, sizeof hold, "%s/hold", e.dir);
+    st_config(&e,
+              "{\"strategy\":\"one_for_all\",\"intensity\":10,\"period\":60,\"children\":["
+              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\"]},"
+              "{\"id\":\"t\",\"argv\":[\"%s\",\"--id\",\"t\",\"--events\",\"%s\",\"--no-ready-if\",\"%s\"],"
+              "\"restart\":\"temporary\",\"start_timeout\":20000}]}",
+              e.stub, e.events, e.stub, e.events, hold);
+    ck_assert_int_gt(st_start(&e, 15000), 0);
+    pid_t p[2];
+    ck_assert_int_eq(st_pids(&e, p), 2);
+    int hfd = open(hold, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    ck_assert_int_ge(hfd, 0);
+    close(hfd);
+    int fd = st_ctl_send(&e, "{\"op\":\"restart\",\"id\":5,\"child\":\"t\"}");
+    st_grep noready = {e.events, "noready t "};
+    ck_assert_msg(tu_eventually(st_file_has, &noready, 5000), "t was not restarted");
+    pid_t t1 = st_event_pid(&e, "noready t ");
+    ck_assert_int_eq(kill(p[0], SIGKILL), 0);
+
+    cJSON *r = st_ctl_reply(fd, 8000);
+    char *rs = r ? cJSON_PrintUnformatted(r) : NULL;
+    ck_assert_msg(r, "restart t: no answer within 8 s");
+    cJSON *err = cJSON_GetObjectItem(r, "error"), *msg = cJSON_GetObjectItem(r, "message");
+    ck_assert_msg(cJSON_IsFalse(cJSON_GetObjectItem(r, "ok")) && cJSON_IsString(err) &&
+                      strcmp(err->valuestring, "exited") == 0 && cJSON_IsString(msg) &&
+                      strstr(msg->valuestring, "child t: ") && strstr(msg->valuestring, "temporary"),
+                  "restart t: %s", rs);
+    ck_assert_int_eq(cJSON_GetObjectItem(r, "id")->valueint, 5);
+    free(rs);
+    cJSON_Delete(r);
+    ck_assert(!sv_alive(t1));
+    ck_assert(st_wait_state(&e, 0, "running", 5000));
+    pid_t q[2];
+    st_pids(&e, q);
+    ck_assert(q[0] > 0 && q[0] != p[0]);
+    ck_assert_int_eq(q[1], 0); /* t is not started again */
+    cJSON *st = st_status(&e);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(st, "children"), 1), "state")->valuestring,
+                     "stopped");
+    cJSON_Delete(st);
+    st_cleanup(&e);
+}
+END_TEST
+
 Suite *sup_suite(void)
 {
     Suite *s = suite_create("sup");
@@ -738,6 +791,7 @@ Suite *sup_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_pending_stop_no_start_timeout);
     tcase_add_test(tc, test_pending_stop_standby_dies);
+    tcase_add_test(tc, test_pending_stop_temporary_restart_answered);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -479,6 +479,11 @@ void sup_child_exited(sup_child *c, int status)
          * standbys of marked children) reached it: no longer marked, it
          * would be left alive, and the start loop waits for it to go */
         standby_kill(c);
+        /* a temporary child restarted on request, stopped by a sibling's
+         * restart before it was ready: no readiness comes to answer it */
+        if (!c->want_run && c->waiter)
+            sup_control_answer(c, PROTO_E_EXITED, "stopped by the restart of its siblings and not started again "
+                                                  "(restart type temporary)");
         sup_advance(s);
         return;
     }
