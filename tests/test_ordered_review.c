@@ -225,6 +225,34 @@ START_TEST(hostile_depth)
 }
 END_TEST
 
+/* next and first answer from the entry they need and read no further: a
+ * damaged entry after the answer (its key length scribbled to 0) is not
+ * theirs to meet.  (next("a") read "c" too and failed with ECORRUPT.) */
+START_TEST(hostile_entry_after_answer)
+{
+    etsmgr_table *t = rv_create(NULL);
+    put(t, "a", 0);
+    put(t, "b", 1);
+    put(t, "c", 2);
+    uint64_t pos;
+    struct tbl_ent *e;
+    ck_assert_int_eq(tbl_find(t, "c", 1, tbl_hash("c", 1), &pos, &e), 1);
+    uint64_t *w = (uint64_t *)e, save = *w;
+    *w = save & ~0xffull; /* klen 0 */
+    char k[8];
+    size_t kl = 0;
+    ck_assert_int_eq(etsmgr_table_next(t, "a", 1, k, sizeof k, &kl), 0);
+    ck_assert(kl == 1 && k[0] == 'b');
+    ck_assert_int_eq(etsmgr_table_first(t, k, sizeof k, &kl), 0);
+    ck_assert(kl == 1 && k[0] == 'a');
+    ck_assert_int_eq(etsmgr_table_next(t, "b", 1, k, sizeof k, &kl), ETSMGR_ECORRUPT); /* this one meets it */
+    *w = save;
+    char why[256] = "";
+    ck_assert_int_eq(etsmgr_table_verify(t, why, sizeof why), 0);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 /* a leaf's prev link pointing at itself: last/prev walk backwards */
 START_TEST(hostile_prev_self)
 {
@@ -763,6 +791,7 @@ Suite *ordered_review_suite(void)
     tcase_add_test(tc, hostile_child_self);
     tcase_add_test(tc, hostile_depth);
     tcase_add_test(tc, hostile_prev_self);
+    tcase_add_test(tc, hostile_entry_after_answer);
     tcase_add_test(tc, group_abort_after_splits);
     tcase_add_test(tc, group_empty_and_refill);
     tcase_add_test(tc, group_crash_points);

@@ -1097,6 +1097,9 @@ static int ord_try(etsmgr_table *t, int mode, const void *key, size_t klen, stru
         if (c < 0) return 0;
         if (c == 0) return b->n ? 1 : 2;
         if (!ord_in_order(b, mode, key, klen)) return 0;
+        /* one key (first, next, prev): it is here; the entry after it is
+         * none of this call's business (damaged, it made next fail) */
+        if (b->max == 1) return 1;
         pos++;
     }
 }
