@@ -44,6 +44,22 @@
 
 #define SNAP_SUFFIX ".etsimg"
 
+/* A save's temporary file (img_save: ".NAME.etsimg.tmp-PID-N"), not a
+ * snapshot: only that exact shape.  Table names may begin with a dot
+ * (".cache") or hold ".tmp-" (".x.tmp-1"): any dot file was taken for a
+ * leftover, its snapshot skipped at a restore or removed at a start. */
+static bool snap_is_tmp(const char *f)
+{
+    const char *p = f[0] == '.' ? strstr(f, SNAP_SUFFIX ".tmp-") : NULL;
+    if (!p) return false;
+    p += strlen(SNAP_SUFFIX ".tmp-");
+    size_t a = strspn(p, "0123456789");
+    if (!a || p[a] != '-') return false;
+    p += a + 1;
+    size_t b = strspn(p, "0123456789");
+    return b && !p[b];
+}
+
 static int snap_path(const mgrd *m, const char *name, char *buf, size_t len)
 {
     int n = snprintf(buf, len, "%s/%s%s", m->snap_dir, name, SNAP_SUFFIX);
@@ -104,7 +120,7 @@ int mgrd_snap_setup(mgrd *m, const char *dir)
     }
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] != '.' || !strstr(de->d_name, ".tmp-"))
+        if (!snap_is_tmp(de->d_name))
             continue;
         if (unlinkat(dirfd(d), de->d_name, 0) == 0)
             log_info("snapshot: removed %s/%s, left by a save that was interrupted", m->snap_dir,
@@ -226,7 +242,7 @@ size_t mgrd_snap_restore(mgrd *m)
     while ((de = readdir(d)) != NULL) {
         const char *f = de->d_name;
         size_t fl = strlen(f), sl = strlen(SNAP_SUFFIX);
-        if (f[0] == '.' || fl <= sl || strcmp(f + fl - sl, SNAP_SUFFIX) != 0)
+        if (snap_is_tmp(f) || fl <= sl || strcmp(f + fl - sl, SNAP_SUFFIX) != 0)
             continue;
         char name[ETSMGR_NAME_MAX + 1];
         if (fl - sl > ETSMGR_NAME_MAX || !rt_valid_name(f, fl - sl)) {

@@ -323,6 +323,56 @@ START_TEST(test_restore_leftovers)
 }
 END_TEST
 
+/* Tables whose names begin with a dot (".cache") or hold ".tmp-" are
+ * saved and restored like any other; only a save's own temporary file
+ * (".NAME.etsimg.tmp-PID-N") is a leftover to remove at start.  (Every
+ * dot file was: ".cache.etsimg" was skipped at a restore, and
+ * ".x.tmp-1.etsimg" removed at every start.) */
+START_TEST(test_dot_names_restored)
+{
+    char opt[256];
+    snprintf(opt, sizeof opt, "--snapshot-dir %s", S_dir);
+    pid_t mgr = sp_mgr(opt);
+    const char *names[] = {".cache", ".x.tmp-1", "plain"};
+    etsmgr_client *c = NULL;
+    char msg[256] = "";
+    ck_assert_msg(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg) == ETSMGR_OK, "%s", msg);
+    for (int i = 0; i < 3; i++) {
+        etsmgr_table *t;
+        ck_assert_msg(etsmgr_new_table(c, names[i], NULL, NULL, &t, NULL) == ETSMGR_OK, "%s: %s", names[i],
+                      etsmgr_client_message(c));
+        int64_t v;
+        ck_assert_int_eq(etsmgr_table_update_counter(t, "k", 1, 40 + i, 0, &v), ETSMGR_OK);
+    }
+    etsmgr_client_close(c); /* orphaned, kept */
+    sp_stop(mgr);           /* the SIGTERM snapshot */
+    ck_assert_msg(log_has("snapshot (SIGTERM): 3 table(s) saved"), "%s", rc_slurp(S_log));
+    char left[300];
+    snprintf(left, sizeof left, "%s/%s/.plain.etsimg.tmp-123-4", S_dir, E.instance);
+    ck_assert(rc_ok(rc_sh(NULL, 5000, "printf 'half a save' > '%s'", left)));
+    tu_remove_shm(&E); /* the reboot */
+    mgr = sp_mgr(opt);
+    struct stat sb;
+    ck_assert_int_eq(stat(left, &sb), -1); /* the leftover went */
+    ck_assert_msg(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg) == ETSMGR_OK, "%s", msg);
+    for (int i = 0; i < 3; i++) {
+        char path[300];
+        snprintf(path, sizeof path, "%s/%s/%s.etsimg", S_dir, E.instance, names[i]);
+        ck_assert_msg(stat(path, &sb) == 0, "%s was removed", path);
+        etsmgr_table *t;
+        etsmgr_grant g;
+        ck_assert_msg(etsmgr_new_table(c, names[i], NULL, NULL, &t, &g) == ETSMGR_OK, "%s: %s", names[i],
+                      etsmgr_client_message(c));
+        ck_assert_msg(!g.created, "%s was not restored", names[i]);
+        int64_t v;
+        ck_assert_int_eq(etsmgr_table_update_counter(t, "k", 1, 0, 0, &v), ETSMGR_OK);
+        ck_assert_int_eq(v, 40 + i);
+    }
+    etsmgr_client_close(c);
+    (void)mgr;
+}
+END_TEST
+
 /* ------------------------------------------------------------ save / load */
 
 START_TEST(test_load_through_daemon)
@@ -583,6 +633,7 @@ Suite *snapshot_suite(void)
     tcase_add_test(tc, test_reboot_after_kill9);
     tcase_add_test(tc, test_shm_wins_over_snapshot);
     tcase_add_test(tc, test_restore_leftovers);
+    tcase_add_test(tc, test_dot_names_restored);
     tcase_add_test(tc, test_reboot_keeps_type);
     suite_add_tcase(s, tc);
     tc = tcase_create("data");
