@@ -431,16 +431,17 @@ static void once_rebuild_setup(etsmgr_table *t)
  * and writes its record into that same slot, a slot of the window until
  * the commit moves the tail (a rollback must give the old record back, not
  * leave the new rid in the window without its increment) */
-static void once_wrap_setup(etsmgr_table *t)
+static void once_full_ring_setup(etsmgr_table *t, int expired)
 {
     once_n = 64;
     once_burst = 0;
-    once_expired = 1;
+    once_expired = expired;
     once_setup(t);
     uint64_t *reg = to_reg(t);
     ck_assert_uint_eq(reg[2] - reg[3], reg[1]);
     to_set_keep(t, reg[3], reg[3] + (uint64_t)once_expired, 1);
 }
+static void once_wrap_setup(etsmgr_table *t) { once_full_ring_setup(t, 1); }
 /* the ring is full and its four oldest records have expired: a batch's
  * first count drops all four, and its next counts write into their slots,
  * slots of the committed window still (the tail moved by the first count
@@ -449,16 +450,7 @@ static void once_wrap_setup(etsmgr_table *t)
  * wrote without the log: killed before the commit, the ring held its rid
  * in a live slot of the old window ("record 1 ... not indexed"), which a
  * rebuild then answered as counted. */
-static void once_wrap4_setup(etsmgr_table *t)
-{
-    once_n = 64;
-    once_burst = 0;
-    once_expired = 4;
-    once_setup(t);
-    uint64_t *reg = to_reg(t);
-    ck_assert_uint_eq(reg[2] - reg[3], reg[1]);
-    to_set_keep(t, reg[3], reg[3] + (uint64_t)once_expired, 1);
-}
+static void once_wrap4_setup(etsmgr_table *t) { once_full_ring_setup(t, 4); }
 /* the ring's four oldest records have expired, and the new rid's home
  * bucket holds a second entry of the oldest one's slot (as one of an
  * earlier record in that slot would be): the count drops the four and its
