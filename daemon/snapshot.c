@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "etsmgrd.h"
@@ -360,6 +361,9 @@ typedef struct snap_item {
     etsmgr_table *t; /* the worker's own attachment */
     dev_t dev;
     ino_t ino;
+    dev_t fdev; /* the file the save wrote (fset), as renamed into place */
+    ino_t fino;
+    bool fset;
     int rc;
     img_info info;
     uint64_t lock_ns;
@@ -376,14 +380,42 @@ typedef struct snap_job {
 
 static snap_job *snap_running; /* at most one interval snapshot at a time */
 
+/* ETSMGRD_TEST_HOLD_SAVE=PATH (tests only): the worker, holding the save
+ * lock, creates PATH.held and waits while PATH exists (30 s at most), so
+ * that a test can act while an interval save is under way. */
+static void snap_test_hold(void)
+{
+    const char *hold = getenv("ETSMGRD_TEST_HOLD_SAVE");
+    if (!hold || !*hold)
+        return;
+    char held[4096];
+    snprintf(held, sizeof held, "%s.held", hold);
+    int fd = open(held, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
+    struct stat st;
+    for (int i = 0; i < 30000 && stat(hold, &st) == 0; i++) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+}
+
 static void snap_work(uv_work_t *w)
 {
     snap_job *j = w->data;
     pthread_mutex_lock(&snap_lock);
+    snap_test_hold();
     for (size_t i = 0; i < j->n; i++) {
         snap_item *it = &j->items[i];
         it->rc = img_save(it->t, it->path, &it->info, it->why, sizeof it->why);
         it->lock_ns = img_last_lock_ns();
+        /* which file is ours: a save on the loop (etsmgrctl snapshot, the
+         * SIGTERM one) may replace it before snap_done runs, and snap_done
+         * must not remove that newer file */
+        struct stat fs;
+        it->fset = it->rc == 0 && stat(it->path, &fs) == 0;
+        if (it->fset)
+            it->fdev = fs.st_dev, it->fino = fs.st_ino;
     }
     pthread_mutex_unlock(&snap_lock);
 }
@@ -404,10 +436,18 @@ static void snap_done(uv_work_t *w, int status)
         }
         mgrd_table *rt = mgrd_reg_find(m, it->name);
         if (!rt || rt->dev != it->dev || rt->ino != it->ino) {
-            /* deleted (or replaced) while we saved it */
-            if (unlink(it->path) == 0)
-                log_info("snapshot (interval): table=%s went away during the save; its new snapshot "
-                         "is removed", it->name);
+            /* deleted (or replaced) while we saved it: the file is the old
+             * table's, unless a save on the loop has put the new table's
+             * in its place since (then that one stays) */
+            struct stat fs;
+            if (it->fset && stat(it->path, &fs) == 0 && fs.st_dev == it->fdev && fs.st_ino == it->fino) {
+                if (unlink(it->path) == 0)
+                    log_info("snapshot (interval): table=%s went away during the save; its new snapshot "
+                             "is removed", it->name);
+            } else {
+                log_info("snapshot (interval): table=%s went away during the save; a newer snapshot "
+                         "of it is kept", it->name);
+            }
             continue;
         }
         saved++;

@@ -22,6 +22,8 @@
 #include <cjson/cJSON.h>
 
 #include "etsmgr.h"
+#include "frame.h"
+#include "sock.h"
 #include "runcap.h"
 #include "testutil.h"
 
@@ -373,6 +375,69 @@ START_TEST(test_dot_names_restored)
 }
 END_TEST
 
+/* An interval save under way while its table is deleted and made again,
+ * and an etsmgrctl snapshot that saves the new table as soon as the
+ * interval save lets go of the lock: the interval save's end removes the
+ * file it wrote (the old table's), never the newer one that took its
+ * place.  (It removed whatever was at the path: the new table had no
+ * snapshot until the next interval, none after a reboot in between.)
+ * ETSMGRD_TEST_HOLD_SAVE holds the interval save until the test lets go. */
+static bool sp_file_exists(void *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+static bool sp_interval_ended(void *arg)
+{
+    (void)arg;
+    return log_has("went away during the save");
+}
+
+START_TEST(test_interval_save_keeps_newer)
+{
+    char hold[300], held[320], opt[300];
+    snprintf(hold, sizeof hold, "%s/hold", E.dir);
+    snprintf(held, sizeof held, "%s.held", hold);
+    ck_assert(rc_ok(rc_sh(NULL, 5000, "touch '%s'", hold)));
+    snprintf(opt, sizeof opt, "--snapshot-dir %s --snapshot-interval 1", S_dir);
+    ck_assert_int_eq(setenv("ETSMGRD_TEST_HOLD_SAVE", hold, 1), 0);
+    pid_t mgr = sp_mgr(opt);
+    unsetenv("ETSMGRD_TEST_HOLD_SAVE");
+    etsmgr_client *c = NULL;
+    char msg[256] = "";
+    ck_assert_msg(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg) == ETSMGR_OK, "%s", msg);
+    etsmgr_table *t;
+    int64_t v;
+    ck_assert_int_eq(etsmgr_new_table(c, "x", NULL, NULL, &t, NULL), ETSMGR_OK);
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "k", 1, 1, 0, &v), ETSMGR_OK);
+    ck_assert_msg(tu_eventually(sp_file_exists, held, 10000), "no interval save started");
+    /* the interval save holds the lock, with x in its list: x goes, and a new x comes */
+    ck_assert_int_eq(etsmgr_del_table(c, t, 1), ETSMGR_OK);
+    ck_assert_int_eq(etsmgr_new_table(c, "x", NULL, NULL, &t, NULL), ETSMGR_OK);
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "k", 1, 2, 0, &v), ETSMGR_OK);
+    /* a snapshot request, which waits for the interval save's lock */
+    char sock[300];
+    snprintf(sock, sizeof sock, "%s/etsmgrd.sock", E.dir);
+    int fd = sock_connect_unix(sock);
+    ck_assert_int_ge(fd, 0);
+    const char *req = "{\"op\":\"snapshot\",\"id\":1}";
+    ck_assert_int_eq(frame_write(fd, req, strlen(req), NULL, 0), 0);
+    ck_assert_int_eq(unlink(hold), 0); /* the interval save goes on */
+    cJSON *r = NULL;
+    ck_assert_int_eq(frame_read_json(fd, &r, NULL, NULL, 0, 10000), 0);
+    ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok")), "snapshot refused");
+    cJSON_Delete(r);
+    close(fd);
+    ck_assert_msg(tu_eventually(sp_interval_ended, NULL, 10000), "%s", rc_slurp(S_log));
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s/x.etsimg", S_dir, E.instance);
+    ck_assert_msg(sp_file_exists(path), "the new table's snapshot was removed: %s", rc_slurp(S_log));
+    ck_assert(log_has("a newer snapshot of it is kept"));
+    etsmgr_client_close(c);
+    (void)mgr;
+}
+END_TEST
+
 /* ------------------------------------------------------------ save / load */
 
 START_TEST(test_load_through_daemon)
@@ -634,6 +699,7 @@ Suite *snapshot_suite(void)
     tcase_add_test(tc, test_shm_wins_over_snapshot);
     tcase_add_test(tc, test_restore_leftovers);
     tcase_add_test(tc, test_dot_names_restored);
+    tcase_add_test(tc, test_interval_save_keeps_newer);
     tcase_add_test(tc, test_reboot_keeps_type);
     suite_add_tcase(s, tc);
     tc = tcase_create("data");
