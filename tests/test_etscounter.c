@@ -858,6 +858,31 @@ static cJSON *et_count_rid(int fd, int i, const char *extra)
     return et_raw(fd, req);
 }
 
+/* A deadline of 0 is none (docs/protocol.md): counted, not expired, and
+ * remembered for a retry; deadline 1 (long past) is expired. */
+START_TEST(test_deadline_zero_is_none)
+{
+    et_mgr();
+    et_ctr();
+    int fd = et_connect_ctr();
+    const char *zero[] = {",\"deadline_mono\":0", ",\"deadline\":0", ",\"deadline_mono\":0,\"retry_until_mono\":0"};
+    for (int i = 0; i < 3; i++) {
+        for (int again = 0; again < 2; again++) {
+            cJSON *r = et_count_rid(fd, 10 + i, zero[i]);
+            ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")), "%s refused", zero[i]);
+            ck_assert_int_eq((long)cJSON_GetObjectItem(r, "count")->valuedouble, i + 1);
+            ck_assert_int_eq(cJSON_IsTrue(cJSON_GetObjectItem(r, "duplicate")), again);
+            cJSON_Delete(r);
+        }
+    }
+    cJSON *r = et_count_rid(fd, 20, ",\"deadline_mono\":1");
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(r, "error")), "expired");
+    cJSON_Delete(r);
+    close(fd);
+    ck_assert_int_eq(et_check(), 3);
+}
+END_TEST
+
 /* Issue 12, item 1: a full store refuses a new rid with a clear error and
  * forgets none early; records past their sender's retry time make room. */
 START_TEST(test_rid_store_full)
@@ -1458,6 +1483,7 @@ Suite *etscounter_suite(void)
     tcase_add_test(tc, test_counts_answered_before_frame_too_large);
     tcase_add_test(tc, test_counts_answered_before_half_close);
     tcase_add_test(tc, test_rid_store_full);
+    tcase_add_test(tc, test_deadline_zero_is_none);
     tcase_add_test(tc, test_rid_store_full_logs_limited);
     tcase_add_test(tc, test_rid_store_full_logs_counted);
     tcase_add_test(tc, test_rid_store_full_logs_counted_at_exit);
