@@ -414,6 +414,72 @@ START_TEST(test_counterd_standby_killed)
 }
 END_TEST
 
+/* etsmgrd at its fd limit when the active etscounterd dies: the handover
+ * to the standby fails (internal, "wait again"), and the standby asks
+ * again until it goes through, then serves with nothing lost.  (It exited
+ * with 70, and the table was left to nobody.) */
+START_TEST(test_counterd_standby_handover_refused)
+{
+    tu_env e;
+    tu_env_init(&e);
+    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
+    pid_t d = tu_spawn_ready(&e, mgr, SB_MS);
+    ck_assert_int_gt(d, 0);
+    int fd = dt_connect(&e);
+    pid_t active = sb_counterd(&e, false);
+    ck_assert_int_eq(sb_cli_number("count"), 1);
+    pid_t standby = sb_counterd(&e, true);
+    char exp[32];
+    snprintf(exp, sizeof exp, "%d", (int)standby);
+    sb_expect_waiters(fd, "etscounter", exp);
+    struct rlimit old;
+    ck_assert(tu_fds_exhaust(d, &old));
+    tu_kill9(active);
+    dt_wait w = {fd, "etscounter"};
+    ck_assert(tu_eventually(dt_is_orphaned, &w, SB_MS)); /* the handover failed: nobody's */
+    ck_assert_int_eq(prlimit(d, RLIMIT_NOFILE, &old, NULL), 0);
+    sb_expect_owner(fd, "etscounter", standby); /* it asked again */
+    ck_assert_int_eq(kill(standby, 0), 0);
+    ck_assert_int_eq(sb_cli_number("count"), 2);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+/* A queued standby started with --wait-timeout 300 outlives an etsmgrd
+ * that stays down longer than that: the timeout is the start's, and the
+ * standby queues again when etsmgrd is back.  (It exited with 69.) */
+START_TEST(test_counterd_standby_outlives_wait_timeout)
+{
+    tu_env e;
+    tu_env_init(&e);
+    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
+    pid_t d = tu_spawn_ready(&e, mgr, SB_MS);
+    ck_assert_int_gt(d, 0);
+    pid_t active = sb_counterd(&e, false);
+    char *sbw[] = {"etscounterd", "--log-level", "error", "--standby", "--wait-timeout", "300", NULL};
+    pid_t standby = tu_spawn(&e, sbw);
+    ck_assert_int_gt(standby, 0);
+    char exp[32];
+    snprintf(exp, sizeof exp, "%d", (int)standby);
+    int fd = dt_connect(&e);
+    sb_expect_waiters(fd, "etscounter", exp);
+    close(fd);
+    tu_kill9(d);
+    struct timespec down = {0, 800 * 1000000L}; /* the scenario: down for longer than 300 ms */
+    while (nanosleep(&down, &down) < 0 && errno == EINTR)
+        ;
+    ck_assert_msg(kill(standby, 0) == 0 || errno != ESRCH, "the standby is gone");
+    ck_assert_int_gt(tu_spawn_ready(&e, mgr, SB_MS), 0);
+    fd = dt_connect(&e);
+    sb_expect_waiters(fd, "etscounter", exp); /* queued again */
+    tu_kill9(active);
+    sb_expect_owner(fd, "etscounter", standby);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 /* etsmgrd is killed while a standby waits: the active one adds its table
  * back (its watch), the standby queues again and still takes over. */
 START_TEST(test_counterd_standby_mgr_restart)
@@ -1020,6 +1086,8 @@ Suite *standby_suite(void)
     tcase_add_test(tc, test_counterd_standby_takes_over);
     tcase_add_test(tc, test_counterd_standby_killed);
     tcase_add_test(tc, test_counterd_standby_mgr_restart);
+    tcase_add_test(tc, test_counterd_standby_handover_refused);
+    tcase_add_test(tc, test_counterd_standby_outlives_wait_timeout);
     tcase_add_test(tc, test_counterd_standby_waits_for_lock);
     tcase_add_test(tc, test_counterd_standby_lock_timeout);
     tcase_add_test(tc, test_counterd_standby_tidies_burst);

@@ -188,7 +188,7 @@ static etsmgr_client *ecd_wait_mgr(const ecd *d, int wait_ms)
 static void ecd_get_table(ecd *d, int wait_ms)
 {
     etsmgr_grant g;
-    int owned_ms = 0;
+    int owned_ms = 0, refused = 0;
     if (d->standby)
         log_notice("standby: waiting to take table %s over.", CTR_TABLE);
     for (;;) {
@@ -203,7 +203,20 @@ static void ecd_get_table(ecd *d, int wait_ms)
             log_warning("etsmgr went away while asking for table %s: %s", CTR_TABLE,
                         etsmgr_client_message(d->mgr));
             etsmgr_client_close(d->mgr);
-            d->mgr = ecd_wait_mgr(d, wait_ms);
+            /* --wait-timeout is for the start; a standby may wait for hours,
+             * and a restart of etsmgrd meanwhile must not end it */
+            d->mgr = ecd_wait_mgr(d, d->standby ? -1 : wait_ms);
+            continue;
+        }
+        if (d->standby && err == ETSMGR_EREFUSED && strcmp(etsmgr_client_error(d->mgr), "internal") == 0) {
+            /* etsmgrd could not send us the table's fd (at its fd limit) and
+             * says to wait again: it is orphaned now, ours at the first
+             * handover that goes through (exiting left it to nobody, and
+             * each restart by etssup counted toward its intensity) */
+            if (refused++ == 0)
+                log_warning("standby: etsmgr could not hand table %s over: %s; asking again every 100 ms.",
+                            CTR_TABLE, etsmgr_client_message(d->mgr));
+            ecd_sleep_ms(100);
             continue;
         }
         if (err == ETSMGR_EOWNED && owned_ms < 10000) {
