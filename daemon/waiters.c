@@ -184,9 +184,10 @@ bool mgrd_wait_serve(mgrd *m, mgrd_table *rt)
                     (int)w->p->pid, rt->name, strerror(e));
         mgrd_reg_ungive(m, rt, &was);
         cJSON *r = proto_reply_err(w->req, PROTO_E_INTERNAL,
-                            "etsmgrd could not send table %s to this process: %s; it was not handed over: "
-                            "wait again, and if it repeats raise etsmgrd's fd limit (LimitNOFILE=, ulimit -n)",
-                            rt->name, strerror(e));
+                                   "etsmgrd could not send table %s to this process: %s; it was not handed "
+                                   "over: wait again, and if it repeats raise etsmgrd's fd limit "
+                                   "(LimitNOFILE=, ulimit -n)",
+                                   rt->name, strerror(e));
         if (r)
             conn_send_json(w->p->c, r, -1);
         cJSON_Delete(r);

@@ -20,6 +20,7 @@
 #include "listenfd.h"
 #include "log.h"
 #include "notify.h"
+#include "proto.h"
 #include "sock.h"
 
 #include <errno.h>
@@ -208,7 +209,8 @@ static void ecd_get_table(ecd *d, int wait_ms)
             d->mgr = ecd_wait_mgr(d, d->standby ? -1 : wait_ms);
             continue;
         }
-        if (d->standby && err == ETSMGR_EREFUSED && strcmp(etsmgr_client_error(d->mgr), "internal") == 0) {
+        if (d->standby && err == ETSMGR_EREFUSED &&
+            proto_err_find(etsmgr_client_error(d->mgr)) == PROTO_E_INTERNAL) {
             /* etsmgrd could not send us the table's fd (at its fd limit) and
              * says to wait again: it is orphaned now, ours at the first
              * handover that goes through (exiting left it to nobody, and

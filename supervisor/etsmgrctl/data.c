@@ -20,6 +20,7 @@
 
 #include "ctl.h"
 #include "etsmgr.h"
+#include "proto.h"
 #include "table.h"
 #include "table_image.h"
 
@@ -162,7 +163,7 @@ int ctl_del(const rt_paths *rt, const char *table, bool force, int timeout)
     int rc = ctl_call(rt, "etsmgrd.sock", "etsmgrd", req, timeout, NULL, &reply);
     cJSON_Delete(req);
     if (rc) {
-        if (!force && strcmp(ctl_refusal, "not_owner") == 0) /* not for not_found, nor a daemon not running */
+        if (!force && proto_err_find(ctl_refusal) == PROTO_E_NOT_OWNER) /* not for not_found, nor a daemon not running */
             fprintf(stderr, "etsmgrctl: (an owned table is deleted only with --force; see etsmgrctl(1))\n");
         return rc;
     }
