@@ -563,6 +563,77 @@ END_TEST
 
 /* Random words and bytes anywhere but the mutex itself: whatever the
  * operations return, they return. */
+/* verify's list of blocks has room for maxblk of them: three per entry the
+ * header counts, plus one per 16 bytes of heap, but at most 2^24 for the
+ * heap, so that a big table does not cost a list of its whole size.  A
+ * header that counts no entries over an index of 2^24 + 2 well-formed
+ * ones fills the list in the entries' walk; the request-id block came
+ * after it unchecked, one block (16 bytes) past the end of the list (a
+ * heap overflow under SANITIZE=1).  It must be refused for too many
+ * blocks.  The table is real size (2^25 slots, 2^24 + 1 entries of 16
+ * bytes: 512 MiB of /dev/shm, mostly written) as no smaller one can fill
+ * the list: below the bound an entry takes at least 16 bytes of heap
+ * besides its 8 of index. */
+START_TEST(verify_blocks_past_the_bound)
+{
+    const char *name;
+    etsmgr_table *t = tt_create(&name, 0, 0);
+    int64_t v;
+    int dup;
+    etsmgr_once o = {.keep_until_ms = etsmgr_mono_ms() + 3600000};
+    memset(o.rid, 7, sizeof o.rid);
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
+    etsmgr_table_close(t);
+
+    int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct stat st;
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    struct tbl_hdr *h = mmap(NULL, TBL_HDR_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ck_assert(h != MAP_FAILED);
+    const uint64_t cap = 1ull << 25, n = (1ull << 24) + 1, esz = 16;
+    uint64_t idx_off = (h->heap_top + 4095) & ~4095ull, ents = idx_off + 8 * cap, top = ents + n * esz;
+    uint64_t size = (top + 4095) & ~4095ull;
+    ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+    char *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ck_assert(base != MAP_FAILED);
+    uint64_t *idx = (uint64_t *)(void *)(base + idx_off), *old = (uint64_t *)(void *)(base + h->idx_off);
+    unsigned shift = 64u - 25u;
+    /* the counter "c" (its request-id record names no entry) and n more */
+    for (uint64_t i = 0; i <= h->idx_mask; i++) {
+        if (tbl_unused(old[i])) continue;
+        uint64_t eo = (old[i] & TBL_OFF_MASK) << 3;
+        const struct tbl_ent *e = (const struct tbl_ent *)(void *)(base + eo);
+        uint64_t hv = tbl_hash(base + eo + 8, e->klen), j = tbl_home(hv, shift);
+        while (idx[j]) j = (j + 1) & (cap - 1);
+        idx[j] = old[i];
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t eo = ents + i * esz;
+        struct tbl_ent e = {.klen = 8, .type = ETSMGR_BYTES, .links = 0, .vlen = 0};
+        memcpy(base + eo, &e, sizeof e);
+        memcpy(base + eo + 8, &i, 8);
+        uint64_t hv = tbl_hash(&i, 8), j = tbl_home(hv, shift);
+        while (idx[j]) j = (j + 1) & (cap - 1);
+        idx[j] = tbl_tag(hv) << 40 | eo >> 3;
+    }
+    h->total_bytes = size;
+    h->heap_top = top;
+    h->idx_off = idx_off;
+    h->idx_mask = cap - 1;
+    h->count = 0; /* the lie: maxblk = 3 + 2^24, the walk finds 2^24 + 2 */
+    h->tombs = 0;
+    ck_assert_int_eq(munmap(base, size), 0);
+    ck_assert_int_eq(munmap(h, TBL_HDR_SIZE), 0);
+
+    ck_assert_int_eq(etsmgr_table_attach_fd(fd, &t), 0);
+    char why[200] = "";
+    ck_assert_int_eq(etsmgr_table_verify(t, why, sizeof why), ETSMGR_ECORRUPT);
+    ck_assert_msg(strstr(why, "more blocks than"), "verify: %s", why);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 START_TEST(corrupt_random)
 {
     for (int trial = 0; trial < 150; trial++) {
@@ -609,6 +680,7 @@ Suite *table_attach_suite(void)
     tcase_add_test(tc, corrupt_undo_log_during_recovery);
     tcase_add_test(tc, corrupt_free_lists);
     tcase_add_test(tc, corrupt_random);
+    tcase_add_test(tc, verify_blocks_past_the_bound);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -51,9 +51,15 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
     if (h->undo_n != t->un) return tbl_say(why, whylen, ETSMGR_ECORRUPT, "undo log has %llu records, expected %llu",
                                            (unsigned long long)h->undo_n, (unsigned long long)t->un);
     uint64_t live = 0, tombs = 0, bytes = (t->mask + 1) * 8, nblk = 0;
-    /* blocks: the entries, the index, and the free blocks (bounded below) */
-    uint64_t maxblk = 3 * h->count + 3 + (t->top - TBL_HDR_SIZE) / 16 + 1;
-    if (maxblk > 3 * h->count + 3 + (1u << 24)) maxblk = 3 * h->count + 3 + (1u << 24);
+    /* blocks: the entries, the index, the request-id block, the B+tree's
+     * and the free blocks, every one appended only while nblk < maxblk.
+     * The count is loaded once and bounded again: the header check read
+     * it, and a process that writes the object need not take the lock,
+     * so 3 * count loaded again could wrap to a list of a few blocks. */
+    uint64_t count = __atomic_load_n(&h->count, __ATOMIC_RELAXED);
+    if (count > t->mask + 1) return tbl_say(why, whylen, ETSMGR_ECORRUPT, "entry count out of range");
+    uint64_t maxblk = 3 * count + 3 + (t->top - TBL_HDR_SIZE) / 16 + 1;
+    if (maxblk > 3 * count + 3 + (1u << 24)) maxblk = 3 * count + 3 + (1u << 24);
     struct tbl_blk *blk = malloc(maxblk * sizeof *blk);
     if (!blk) return ETSMGR_ENOMEM;
     blk[nblk++] = (struct tbl_blk){(uint64_t)((char *)t->idx - t->base), bytes};
@@ -107,6 +113,9 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
                         (unsigned long long)h->once_off);
         else if (tbl_once_verify(t, why, whylen))
             r = ETSMGR_ECORRUPT; /* why says what does not match */
+        else if (nblk >= maxblk) /* the entries' walk may have filled the list (test
+                                  * table_attach/verify_blocks_past_the_bound) */
+            r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "more blocks than the heap can hold");
         else {
             blk[nblk++] = (struct tbl_blk){h->once_off, osz};
             bytes += osz;
