@@ -23,9 +23,12 @@
 
 #include "etsmgr.h"
 #include "frame.h"
+#include "table_image.h"
 #include "sock.h"
 #include "runcap.h"
 #include "testutil.h"
+
+extern void (*tbl_crashpoint)(const char *op, int step);
 
 #define SP_SPAWN_MS 15000
 
@@ -487,6 +490,89 @@ START_TEST(test_load_through_daemon)
 }
 END_TEST
 
+/* A load that fails half-way deletes its table through etsmgrd; when that
+ * delete fails too (etsmgrd killed while the load filled the table: the
+ * crash-point hook of the inserts kills it), the half-filled table was
+ * still held by this process: listed in etsmgr_client_tables and, after a
+ * restart of etsmgrd, registered again by etsmgr_reconnect as this
+ * process's own, as if whole.  It must be let go of, and the error must
+ * say that it is left behind and how to remove it. */
+static pid_t lf_mgr;
+static void lf_kill_mgr(const char *op, int step)
+{
+    (void)op, (void)step;
+    if (lf_mgr <= 0) return;
+    kill(lf_mgr, SIGKILL);
+    tu_wait(lf_mgr, 20000);
+    lf_mgr = 0;
+}
+
+START_TEST(test_load_failed_del_failed)
+{
+    lf_mgr = sp_mgr(NULL);
+    etsmgr_client *c = NULL;
+    char msg[256];
+    ck_assert_int_eq(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg), 0);
+    etsmgr_table *t;
+    ck_assert_int_eq(etsmgr_new_table(c, "src", NULL, NULL, &t, NULL), 0);
+    for (int i = 0; i < 10; i++) {
+        char k[8];
+        int kl = snprintf(k, sizeof k, "k%d", i);
+        etsmgr_value v = {.type = ETSMGR_INT, .i = i};
+        ck_assert_int_eq(etsmgr_table_insert(t, k, (size_t)kl, &v), 0);
+    }
+    char path[200];
+    snprintf(path, sizeof path, "%s/dup.etsimg", E.dir);
+    ck_assert_int_eq(etsmgr_table_save(t, path), 0);
+    ck_assert_int_eq(etsmgr_del_table(c, t, 1), 0);
+    /* the last record's key made the first's: the file reads well (its
+     * checksum mended), the fill fails at that record */
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    unsigned char *b = malloc(1 << 16);
+    ck_assert_ptr_nonnull(b);
+    size_t len = fread(b, 1, 1 << 16, f);
+    ck_assert_int_eq(fclose(f), 0);
+    unsigned char *r0 = b + IMG_HDR_SIZE, *r = r0, *last = r0;
+    while (r < b + len - IMG_TRAILER_SIZE) last = r, r += IMG_REC_HDR + r[0] + ((uint32_t)r[4] | (uint32_t)r[5] << 8 | (uint32_t)r[6] << 16 | (uint32_t)r[7] << 24);
+    ck_assert(last != r0 && last[0] == r0[0]);
+    memcpy(last + IMG_REC_HDR, r0 + IMG_REC_HDR, r0[0]);
+    uint32_t crc = img_crc32c(0, b + IMG_HDR_SIZE, len - IMG_HDR_SIZE - IMG_TRAILER_SIZE);
+    for (int i = 0; i < 4; i++) b[len - 8 + i] = (unsigned char)(crc >> (8 * i));
+    f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(b, 1, len, f), len);
+    ck_assert_int_eq(fclose(f), 0);
+    free(b);
+
+    tbl_crashpoint = lf_kill_mgr;
+    etsmgr_table *u = NULL;
+    int r_load = etsmgr_table_load(c, path, "copy", 0, &u);
+    tbl_crashpoint = NULL;
+    ck_assert_int_eq(lf_mgr, 0); /* the hook ran: etsmgrd is gone */
+    ck_assert_int_eq(r_load, ETSMGR_ECORRUPT);
+    ck_assert_ptr_null(u);
+    char m[512];
+    snprintf(m, sizeof m, "%s", etsmgr_client_message(c));
+
+    /* a new etsmgrd finds the object (an orphan), and this process does
+     * not claim it back */
+    sp_mgr(NULL);
+    ck_assert_int_eq(etsmgr_reconnect(c, 20, 10000), 0);
+    etsmgr_info *inf;
+    ck_assert_int_eq(etsmgr_info_get(c, &inf), 0);
+    for (size_t i = 0; i < inf->ntables; i++)
+        ck_assert_msg(!(inf->tables[i].owned && inf->tables[i].owner_pid == getpid()),
+                      "%s is registered as this process's", inf->tables[i].name);
+    etsmgr_info_free(inf);
+    size_t n = 99;
+    etsmgr_client_tables(c, &n);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_msg(strstr(m, "repeats") && strstr(m, "copy is left behind") && strstr(m, "etsmgrctl del copy"), "%s", m);
+    etsmgr_client_close(c);
+}
+END_TEST
+
 START_TEST(test_ctl_save_load_del)
 {
     char opt[256];
@@ -706,6 +792,7 @@ Suite *snapshot_suite(void)
     tcase_add_checked_fixture(tc, sp_setup, sp_cleanup);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_load_through_daemon);
+    tcase_add_test(tc, test_load_failed_del_failed);
     tcase_add_test(tc, test_ctl_save_load_del);
     tcase_add_test(tc, test_snapshot_needs_dir);
     tcase_add_test(tc, test_orphan_ttl);

@@ -382,8 +382,10 @@ int etsmgr_take_transfer(etsmgr_client *c, int timeout_ms, etsmgr_table **out, e
  * name that exists is refused (ETSMGR_EEXIST) unless flags has
  * ETSMGR_LOAD_REPLACE and the table is orphaned: it is then removed (its
  * shared memory and its snapshot) and replaced; an owned one stays
- * ETSMGR_EOWNED.  A load killed halfway leaves a partly filled table,
- * orphaned: load again with ETSMGR_LOAD_REPLACE. */
+ * ETSMGR_EOWNED.  A load that fails while filling deletes the table; a load
+ * killed halfway, or one whose delete etsmgrd did not carry out (the error
+ * says so), leaves a partly filled table, orphaned and never held by this
+ * process: load again with ETSMGR_LOAD_REPLACE. */
 #define ETSMGR_LOAD_REPLACE 1u
 int etsmgr_table_load(etsmgr_client *c, const char *path, const char *name, unsigned flags,
                       etsmgr_table **out);

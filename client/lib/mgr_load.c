@@ -8,11 +8,13 @@
  * and "replace" to drop an orphaned one of that name), which makes this
  * process its owner, and the entries are inserted.  A failure while filling
  * deletes the new table again, so a load either gives a complete table or
- * none; only a load killed halfway can leave a partial table (orphaned, and
- * replaceable with ETSMGR_LOAD_REPLACE). */
+ * none; only a load killed halfway, or one whose delete etsmgrd did not
+ * carry out, can leave a partial table (orphaned, never held by this
+ * process, and replaceable with ETSMGR_LOAD_REPLACE). */
 #include "mgr.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "table_image.h"
@@ -47,8 +49,22 @@ int etsmgr_table_load(etsmgr_client *c, const char *path, const char *name, unsi
     img_free(im);
     if (r) {
         /* leave nothing half-loaded behind (the daemon unlinks it) */
-        etsmgr_del_table(c, t, 1);
-        return mc_err(c, r, "", "%s: %s", path, why);
+        char tname[ETSMGR_NAME_MAX + 1];
+        snprintf(tname, sizeof tname, "%s", etsmgr_table_name(t));
+        int dr = etsmgr_del_table(c, t, 1);
+        if (dr == ETSMGR_OK)
+            return mc_err(c, r, "", "%s: %s", path, why);
+        /* etsmgrd did not delete it (gone, or refusing): this process lets
+         * go of it all the same, as a load killed here would, so that the
+         * half-filled table is never one of its own: not listed in
+         * etsmgr_client_tables, not registered again by a reconnect as
+         * if whole (test snapshot/test_load_failed_del_failed) */
+        mc_unhold(c, t);
+        etsmgr_table_close(t);
+        return mc_err(c, r, "",
+                      "%s: %s; the half-loaded table %s is left behind (etsmgrd did not delete it: %s): "
+                      "delete it (etsmgrctl del %s) or load again with replace",
+                      path, why, tname, etsmgr_strerror(dr), tname);
     }
     *out = t;
     return ETSMGR_OK;
