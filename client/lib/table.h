@@ -46,6 +46,9 @@ extern void (*tbl_crashpoint)(const char *op, int step);
  * process, 2 up to the node's size (0, the default: all), so that small
  * tests build deep trees and split, merge and shrink them often. */
 extern unsigned tbl_ord_fill;
+/* Test hook: verify's bound on the heap's blocks in its list (2^24), so
+ * that a test can fill the list with a small table. */
+extern uint64_t tbl_verify_heap_blocks;
 /* A hint, without the lock: start loading the index line a count with this
  * request id will read (table_once.c).  A caller that knows its next count
  * while doing this one overlaps the two counts' cache misses. */

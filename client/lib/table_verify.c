@@ -41,6 +41,8 @@ int tbl_say(char *why, size_t whylen, int err, const char *fmt, ...)
     return err;
 }
 
+uint64_t tbl_verify_heap_blocks = 1u << 24; /* test hook (table.h) */
+
 static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
 {
     struct tbl_hdr *h = t->h;
@@ -59,7 +61,7 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
     uint64_t count = __atomic_load_n(&h->count, __ATOMIC_RELAXED);
     if (count > t->mask + 1) return tbl_say(why, whylen, ETSMGR_ECORRUPT, "entry count out of range");
     uint64_t maxblk = 3 * count + 3 + (t->top - TBL_HDR_SIZE) / 16 + 1;
-    if (maxblk > 3 * count + 3 + (1u << 24)) maxblk = 3 * count + 3 + (1u << 24);
+    if (maxblk > 3 * count + 3 + tbl_verify_heap_blocks) maxblk = 3 * count + 3 + tbl_verify_heap_blocks;
     struct tbl_blk *blk = malloc(maxblk * sizeof *blk);
     if (!blk) return ETSMGR_ENOMEM;
     blk[nblk++] = (struct tbl_blk){(uint64_t)((char *)t->idx - t->base), bytes};
