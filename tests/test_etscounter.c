@@ -1167,6 +1167,40 @@ START_TEST(test_second_instance_refused)
 }
 END_TEST
 
+/* etscounterd started before etsmgrd waits for it (for ever by default): a
+ * SIGTERM meanwhile ends it with status 0, as etscounterd(8) says, and the
+ * socket file it made goes with it.  (It died by the signal: its handlers
+ * were made only once it served.) */
+static bool et_log_says_waiting(void *arg)
+{
+    (void)arg;
+    char *log = tu_log(&E, "ctr.log");
+    bool yes = strstr(log, "waiting for etsmgr to start") != NULL;
+    free(log);
+    return yes;
+}
+
+START_TEST(test_sigterm_while_waiting_for_mgr)
+{
+    char *argv[] = { "etscounterd", "--log-level", "notice", NULL };
+    pid_t ctr = tu_spawn_logged(&E, argv, "ctr.log", 0);
+    ck_assert_int_gt(ctr, 0);
+    ck_assert_msg(tu_eventually(et_log_says_waiting, NULL, ET_SPAWN_MS), "etscounterd did not say it waits");
+    char sockp[sizeof E.dir + 32];
+    snprintf(sockp, sizeof sockp, "%s/etscounter.sock", E.dir);
+    struct stat sst;
+    ck_assert_msg(stat(sockp, &sst) == 0, "%s: %s", sockp, strerror(errno));
+    ck_assert_int_eq(kill(ctr, SIGTERM), 0);
+    int st = tu_wait(ctr, 10000);
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "etscounterd waiting for etsmgrd ended with 0x%x on SIGTERM, not exit 0", st);
+    ck_assert_msg(stat(sockp, &sst) < 0 && errno == ENOENT, "%s is left behind", sockp);
+    char *log = tu_log(&E, "ctr.log");
+    ck_assert_msg(strstr(log, "stopping on SIGTERM while waiting for etsmgr"), "its log: %s", log);
+    free(log);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ CLI and options */
 START_TEST(test_cli_usage)
 {
@@ -1491,6 +1525,7 @@ Suite *etscounter_suite(void)
     tcase_add_test(tc, test_poll_us_sleeps_when_idle);
     tcase_add_test(tc, test_on_manager_death_exit);
     tcase_add_test(tc, test_second_instance_refused);
+    tcase_add_test(tc, test_sigterm_while_waiting_for_mgr);
     suite_add_tcase(s, tc);
     tc = tcase_create("cli");
     tcase_add_checked_fixture(tc, et_setup, et_cleanup);

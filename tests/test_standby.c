@@ -5,8 +5,8 @@
  * table, or asks for the other type, is refused at once; a wait that times
  * out is cancelled.  Then etscounterd --standby: it takes over from a
  * SIGKILLed active one with nothing lost or doubled, its own death goes
- * unnoticed by the active one, and it queues again after a restart of
- * etsmgrd. */
+ * unnoticed by the active one, a SIGTERM while it waits ends it with
+ * status 0, and it queues again after a restart of etsmgrd. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -412,6 +412,53 @@ START_TEST(test_counterd_standby_killed)
     close(fd);
     tu_env_cleanup(&e);
 }
+END_TEST
+
+/* A SIGTERM or SIGINT to a queued standby ends it with status 0, at once,
+ * as etscounterd(8) says: it leaves the queue, says so in its log, and
+ * removes nothing of the active etscounterd's, which goes on owning the
+ * table and counting.  (It died by the signal: its handlers were made only
+ * after a takeover.) */
+static void sb_stop_queued(int sig)
+{
+    tu_env e;
+    tu_env_init(&e);
+    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
+    ck_assert_int_gt(tu_spawn_ready(&e, mgr, SB_MS), 0);
+    int fd = dt_connect(&e);
+    pid_t active = sb_counterd(&e, false);
+    ck_assert_int_eq(sb_cli_number("count"), 1);
+    char *sb[] = {"etscounterd", "--log-level", "notice", "--standby", NULL};
+    pid_t standby = tu_spawn_logged(&e, sb, "standby.log", 0);
+    ck_assert_int_gt(standby, 0);
+    char exp[32];
+    snprintf(exp, sizeof exp, "%d", (int)standby);
+    sb_expect_waiters(fd, "etscounter", exp);
+    ck_assert_int_eq(kill(standby, sig), 0);
+    int st = tu_wait(standby, SB_MS);
+    ck_assert_msg(st != -1, "the standby did not stop within %d ms of %s", SB_MS, strsignal(sig));
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the standby ended %s %d on %s, not with status 0",
+                  WIFEXITED(st) ? "with status" : "by signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
+                  strsignal(sig));
+    char *log = tu_log(&e, "standby.log");
+    ck_assert_msg(strstr(log, "standby: stopping on SIG"), "the standby's log: %s", log);
+    free(log);
+    sb_expect_waiters(fd, "etscounter", "");
+    sb_expect_owner(fd, "etscounter", active);
+    char sockp[sizeof e.dir + 32];
+    snprintf(sockp, sizeof sockp, "%s/etscounter.sock", e.dir);
+    struct stat sst;
+    ck_assert_msg(stat(sockp, &sst) == 0, "the active etscounterd's %s is gone: %s", sockp, strerror(errno));
+    ck_assert_int_eq(sb_cli_number("count"), 2);
+    ck_assert_int_eq(kill(active, 0), 0);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+
+START_TEST(test_counterd_standby_sigterm_while_queued) { sb_stop_queued(SIGTERM); }
+END_TEST
+
+START_TEST(test_counterd_standby_sigint_while_queued) { sb_stop_queued(SIGINT); }
 END_TEST
 
 /* etsmgrd at its fd limit when the active etscounterd dies: the handover
@@ -1085,6 +1132,8 @@ Suite *standby_suite(void)
     tcase_add_test(tc, test_waiter_wrong_type_refused);
     tcase_add_test(tc, test_counterd_standby_takes_over);
     tcase_add_test(tc, test_counterd_standby_killed);
+    tcase_add_test(tc, test_counterd_standby_sigterm_while_queued);
+    tcase_add_test(tc, test_counterd_standby_sigint_while_queued);
     tcase_add_test(tc, test_counterd_standby_mgr_restart);
     tcase_add_test(tc, test_counterd_standby_handover_refused);
     tcase_add_test(tc, test_counterd_standby_outlives_wait_timeout);

@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,8 @@ static const char ecd_usage[] =
 
 static ecd D;
 static int ecd_own_socket; /* we created the socket file (not inherited) */
+/* set before the stopper (below) starts, or once the table is ours, when
+ * the stopper no longer reads it */
 static uv_signal_t ecd_sigterm, ecd_sigint;
 /* READY=1 goes this long after the loop starts: not before the first
  * answers (below) */
@@ -119,6 +122,117 @@ static void ecd_sleep_ms(int ms)
     struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
+}
+
+/* ------------------------------------------------------------------ stopping before serving */
+/* A SIGTERM or SIGINT that comes while etscounterd waits (for etsmgrd to
+ * start, or, a standby, queued for the table) must end it with status 0,
+ * as one does while it serves; the loop's handlers are made only after the
+ * first answers (below), and the waits are the library's blocking calls,
+ * which no handler can cut short (they go on after EINTR), nor can a flag
+ * be looked at during them.  So, for those waits, the two signals are
+ * blocked and a thread of ours takes them with sigwait, where it may log
+ * as anywhere else, and ends the process: _exit closes our connection,
+ * which is how etsmgrd takes a waiter out of the queue (and lets go of a
+ * table handed to us that very moment, for the next waiter or its heir).
+ * It removes only the socket file we made ourselves; a standby has made
+ * none: the socket, the lock and the table are the active etscounterd's.
+ *
+ * Once the table is ours the stopper no longer stops us: a signal then
+ * stays pending (blocked) until the loop's handlers are in place, and
+ * stops us through them, cleanly, as while serving.  The phase says which:
+ * whichever of the stopper and the main thread moves it off
+ * ECD_STOP_WAITING first decides. */
+enum { ECD_STOP_WAITING, ECD_STOP_TAKEN, ECD_STOP_STOPPING };
+static int ecd_stop_phase;
+static int ecd_stopper_on;
+static pthread_t ecd_stopper, ecd_main_thread;
+static sigset_t ecd_stop_sigs;
+
+static void *ecd_stopper_main(void *arg)
+{
+    (void)arg;
+    int sig;
+    if (sigwait(&ecd_stop_sigs, &sig) != 0)
+        return NULL; /* EINVAL only: the set is ours */
+    int waiting = ECD_STOP_WAITING;
+    if (__atomic_compare_exchange_n(&ecd_stop_phase, &waiting, ECD_STOP_STOPPING, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE)) {
+        const char *name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+        if (D.standby)
+            log_notice("standby: stopping on %s while waiting to take table %s over; the etscounterd that "
+                       "serves it goes on.",
+                       name, CTR_TABLE);
+        else
+            log_notice("stopping on %s while waiting for etsmgr; table %s was not taken.", name, CTR_TABLE);
+        if (ecd_own_socket && unlink(D.sock_path) < 0 && errno != ENOENT)
+            log_warning("cannot remove %s: %s", D.sock_path, strerror(errno));
+        _exit(0);
+    }
+    /* the table is ours: the main thread's, for the loop's handler */
+    pthread_kill(ecd_main_thread, sig);
+    return NULL;
+}
+
+/* Before a wait that may be long; once is enough. */
+static void ecd_stopper_start(void)
+{
+    if (ecd_stopper_on)
+        return;
+    sigemptyset(&ecd_stop_sigs);
+    sigaddset(&ecd_stop_sigs, SIGTERM);
+    sigaddset(&ecd_stop_sigs, SIGINT);
+    ecd_main_thread = pthread_self();
+    /* the stopper is made with every signal blocked, so that it takes
+     * none but its two, by sigwait: a SIGALRM meant to cut our flock short
+     * (ecd_lock) must find the main thread */
+    sigset_t all, mask;
+    sigfillset(&all);
+    int r = pthread_sigmask(SIG_BLOCK, &all, &mask);
+    if (r == 0) {
+        r = pthread_create(&ecd_stopper, NULL, ecd_stopper_main, NULL);
+        if (r == 0) {
+            sigaddset(&mask, SIGTERM);
+            sigaddset(&mask, SIGINT);
+        }
+        int e = pthread_sigmask(SIG_SETMASK, &mask, NULL);
+        if (e != 0) { /* EINVAL only: not with these arguments */
+            log_error("pthread_sigmask: %s", strerror(e));
+            exit(ECD_EXIT_SOFTWARE);
+        }
+    }
+    if (r != 0) {
+        log_warning("cannot start a thread to stop on SIGTERM while waiting (%s): a SIGTERM or SIGINT "
+                    "before etscounterd serves ends it by the signal, not with status 0",
+                    strerror(r));
+        return;
+    }
+    ecd_stopper_on = 1;
+}
+
+/* The table is ours.  Costs a takeover one atomic operation. */
+static void ecd_stopper_taken(void)
+{
+    int waiting = ECD_STOP_WAITING;
+    if (ecd_stopper_on && !__atomic_compare_exchange_n(&ecd_stop_phase, &waiting, ECD_STOP_TAKEN, 0,
+                                                       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        for (;;)
+            pause(); /* the stopper is ending the process (status 0); the table goes back with our connection */
+}
+
+/* The loop's handlers are in place: they take the signals from now on,
+ * one that came meanwhile first. */
+static void ecd_stopper_end(void)
+{
+    if (!ecd_stopper_on)
+        return;
+    /* a signal it takes meanwhile it passes on to us (above); not waited
+     * for: its exit is no business of ours.  These fail only for a thread
+     * not ours or already detached, or a bad set. */
+    (void)pthread_cancel(ecd_stopper);
+    (void)pthread_detach(ecd_stopper);
+    (void)pthread_sigmask(SIG_UNBLOCK, &ecd_stop_sigs, NULL);
+    ecd_stopper_on = 0;
 }
 
 /* ------------------------------------------------------------------ reattachment */
@@ -175,6 +289,7 @@ static etsmgr_client *ecd_wait_mgr(const ecd *d, int wait_ms)
     char msg[256];
     if (etsmgr_connect(d->rt.dir, d->rt.instance, &c, msg, sizeof msg) == ETSMGR_OK)
         return c;
+    ecd_stopper_start();
     log_notice("waiting for etsmgr to start (%s).", msg);
     int err = etsmgr_wait(d->rt.dir, d->rt.instance, 20, wait_ms, &c, msg, sizeof msg);
     if (err == ETSMGR_OK)
@@ -232,6 +347,7 @@ static void ecd_get_table(ecd *d, int wait_ms)
         log_error("cannot get table %s from etsmgr: %s", CTR_TABLE, etsmgr_client_message(d->mgr));
         exit(ECD_EXIT_SOFTWARE);
     }
+    ecd_stopper_taken();
     /* a process that may attach the table (same uid) can take its lock and
      * sit stopped; we answer table_busy then rather than freeze */
     etsmgr_table_set_lock_timeout(d->t, d->lock_timeout_ms);
@@ -543,6 +659,7 @@ int main(int argc, char **argv)
          * while nothing waits for us (a restart makes it after its first
          * answers, below) */
         (void)ecd_keeper_start();
+        ecd_stopper_start();
     }
     D.mgr = ecd_wait_mgr(&D, wait_ms);
     ecd_get_table(&D, wait_ms);
@@ -564,8 +681,9 @@ int main(int argc, char **argv)
      * second (conn.c flushes replies within the turn).  The watch of
      * etsmgrd, the signal handlers, the polling and the watchdog are set up
      * only after them (a fifth of a takeover's own time in a trace): a
-     * SIGTERM meanwhile kills us as it would have a moment before, and
-     * etsmgrd's events wait in our connection.  READY=1 comes
+     * SIGTERM meanwhile kills us as it would have a moment before (after a
+     * wait, it stays blocked until the handlers are in place: the stopper,
+     * above), and etsmgrd's events wait in our connection.  READY=1 comes
      * ECD_READY_DELAY_MS later, not at once: it wakes the supervisor, which
      * on a small machine then runs before the clients just answered can
      * read their replies, and a client whose request was lost with its
@@ -586,6 +704,7 @@ int main(int argc, char **argv)
     uv_signal_init(D.loop, &ecd_sigint);
     uv_signal_start(&ecd_sigterm, ecd_on_signal, SIGTERM);
     uv_signal_start(&ecd_sigint, ecd_on_signal, SIGINT);
+    ecd_stopper_end();
     /* only now: a standby must not spin while it waits for the table */
     if (ecd_busypoll_start(D.loop, &D.served, D.poll_us) < 0) {
         log_error("cannot set up --poll-us %u (libuv refused a handle); start etscounterd with --poll-us 0 "
