@@ -13,6 +13,7 @@
  * CLI's retry with the same request id is counted once. */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "etscounter/etscounter.h"
 #include "frame.h"
 #include "procstat.h"
 #include "runcap.h"
@@ -1392,6 +1394,77 @@ START_TEST(test_cli_waits_for_a_restart)
 }
 END_TEST
 
+/* The CLI's retries of a count end at the request's own retry_until_mono,
+ * the moment until which etscounterd keeps its request id: a retry after
+ * it could find the id forgotten and hear "expired" of a count that was
+ * made.  The CLI took its deadline from a clock read of its own, a moment
+ * after the request's (a preemption there, 200 ms here, made it that much
+ * later).  A stand-in etscounterd reads each attempt and closes the
+ * connection without a reply (etscounterd dying with it in hand), noting
+ * when it came and the retry_until_mono it carried. */
+START_TEST(test_cli_retries_end_at_retry_until)
+{
+    char path[sizeof E.dir + 32], err[256];
+    snprintf(path, sizeof path, "%s/etscounter.sock", E.dir);
+    int lfd = sock_listen_unix(path, 0600, 64, err, sizeof err);
+    ck_assert_msg(lfd >= 0, "%s", err);
+    int rd;
+    pid_t srv = tu_fork_pipe(&rd);
+    ck_assert_int_ge(srv, 0);
+    if (srv == 0) {
+        int fl = fcntl(lfd, F_GETFL); /* made non-blocking, for a loop */
+        if (fl < 0 || fcntl(lfd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+            _exit(2);
+        for (;;) {
+            int c = accept(lfd, NULL, NULL);
+            if (c < 0)
+                _exit(errno == EINTR ? 0 : 2);
+            cJSON *req = NULL;
+            if (frame_read_json(c, &req, NULL, NULL, 0, 5000) == 0) {
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                long long at = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+                const cJSON *u = cJSON_GetObjectItemCaseSensitive(req, "retry_until_mono");
+                char line[64];
+                int n = snprintf(line, sizeof line, "%lld %lld\n", at, cJSON_IsNumber(u) ? (long long)u->valuedouble : -1);
+                if (write(rd, line, (size_t)n) != n)
+                    _exit(3);
+                cJSON_Delete(req);
+            }
+            close(c);
+        }
+    }
+    close(lfd);
+    char why[512];
+    cJSON *req = ec_request("count", 1, 0, why, sizeof why);
+    ck_assert_msg(req != NULL, "%s", why);
+    long long until = (long long)cJSON_GetObjectItemCaseSensitive(req, "retry_until_mono")->valuedouble;
+    struct timespec late = {0, 200 * 1000000L}; /* the scenario: the CLI descheduled after building it */
+    while (nanosleep(&late, &late) < 0 && errno == EINTR)
+        ;
+    rt_paths rt;
+    ck_assert_int_eq(rt_resolve(E.dir, E.instance, &rt, err, sizeof err), 0);
+    cJSON *rep = NULL;
+    int sent = 0;
+    int rc = ec_call(&rt, path, req, 0, EC_GRACE_MS, 1, &rep, &sent, why, sizeof why);
+    cJSON_Delete(req);
+    ck_assert_msg(rc == EC_UNAVAILABLE && rep == NULL, "ec_call: %d (%s)", rc, why);
+    tu_kill9(srv);
+    FILE *f = fdopen(rd, "r");
+    ck_assert_ptr_nonnull(f);
+    long long at, u;
+    int n = 0;
+    while (fscanf(f, "%lld %lld", &at, &u) == 2) {
+        n++;
+        ck_assert_msg(u == until, "attempt %d carried retry_until_mono %lld, not the request's %lld", n, u, until);
+        ck_assert_msg(at <= until, "attempt %d came at %lld, %lld ms after its retry_until_mono %lld", n, at,
+                      at - until, until);
+    }
+    fclose(f);
+    ck_assert_msg(n >= 2 && n == sent, "the stand-in read %d attempts, the CLI sent %d (%s)", n, sent, why);
+}
+END_TEST
+
 START_TEST(test_cli_json)
 {
     et_mgr();
@@ -1535,6 +1608,7 @@ Suite *etscounter_suite(void)
     tcase_add_test(tc, test_cli_busy_after_lost_answer_is_unknown);
     tcase_add_test(tc, test_cli_full_backlog_keeps_timeout);
     tcase_add_test(tc, test_cli_json);
+    tcase_add_test(tc, test_cli_retries_end_at_retry_until);
     suite_add_tcase(s, tc);
     return s;
 }

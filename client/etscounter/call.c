@@ -111,10 +111,26 @@ static int ec_retryable_connect(int e)
     return e == ENOENT || e == ECONNREFUSED || e == EAGAIN || e == ECONNRESET || e == EINTR;
 }
 
+static int ec_gave_up(const char *path, int attempts, int64_t took, const char *last, char *why, size_t whylen)
+{
+    snprintf(why, whylen,
+             "etscounterd at %s did not answer: %d attempt%s in %lld ms with the same request, "
+             "the last one failed with %s (is etscounterd running? try --timeout)",
+             path, attempts, attempts == 1 ? "" : "s", (long long)took, last);
+    return EC_UNAVAILABLE;
+}
+
 int ec_call(const rt_paths *rt, const char *path, const cJSON *req, int timeout_ms, int grace_ms, int resend,
             cJSON **reply, int *sentp, char *why, size_t whylen)
 {
     int64_t start = ec_now_ms(), deadline = start + timeout_ms + grace_ms;
+    /* a count's own retry_until_mono, not a later clock read's: etscounterd
+     * keeps its request id until then and no longer, and a retry that came
+     * after it (this clock read was a moment later, more on a busy machine)
+     * could find it forgotten and be told "expired" of a count it made */
+    const cJSON *until = cJSON_GetObjectItemCaseSensitive(req, "retry_until_mono");
+    if (cJSON_IsNumber(until))
+        deadline = (int64_t)until->valuedouble;
     int attempts = 0, backoff = 0, told = 0;
     char last[200] = "nothing tried";
     *reply = NULL;
@@ -177,13 +193,8 @@ int ec_call(const rt_paths *rt, const char *path, const cJSON *req, int timeout_
             }
         }
         int64_t now = ec_now_ms();
-        if (now + backoff > deadline) {
-            snprintf(why, whylen,
-                     "etscounterd at %s did not answer: %d attempt%s in %lld ms with the same request, "
-                     "the last one failed with %s (is etscounterd running? try --timeout)",
-                     path, attempts, attempts == 1 ? "" : "s", (long long)(now - start), last);
-            return EC_UNAVAILABLE;
-        }
+        if (now + backoff > deadline)
+            return ec_gave_up(path, attempts, now - start, last, why, whylen);
         if (!told && now - start >= 1000) {
             told = 1;
             fprintf(stderr, "etscounter: waiting for etscounterd at %s (instance %s; %s), for up to %lld ms more\n",
@@ -192,6 +203,9 @@ int ec_call(const rt_paths *rt, const char *path, const cJSON *req, int timeout_
         struct timespec ts = { 0, (long)backoff * 1000000L };
         while (backoff > 0 && nanosleep(&ts, &ts) < 0 && errno == EINTR)
             ;
+        /* a sleep may end late: nothing is sent past the deadline */
+        if (backoff > 0 && (now = ec_now_ms()) > deadline)
+            return ec_gave_up(path, attempts, now - start, last, why, whylen);
         backoff = backoff == 0 ? 1 : backoff * 2 > 100 ? 100 : backoff * 2;
     }
 }

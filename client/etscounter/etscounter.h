@@ -14,8 +14,9 @@
 #define EC_MAYBE 75 /* count: sent, and no final answer: it may have been counted */
 
 /* Sends req to the socket at path and reads its reply, retrying the same
- * request while etscounterd restarts, until timeout_ms + grace_ms (the grace
- * is for requests that carry a deadline of timeout_ms, see call.c).  resend:
+ * request while etscounterd restarts, until the request's retry_until_mono
+ * (a count's), else until timeout_ms + grace_ms from the call (the grace is
+ * for requests that carry a deadline of timeout_ms, see call.c).  resend:
  * the request may be sent again after a connection closed without a reply.
  * EC_OK with *reply (which may be an error reply), else EC_UNAVAILABLE or
  * EC_FAIL with words in why; *sent counts the times the request was
