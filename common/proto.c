@@ -197,6 +197,16 @@ int proto_get_bool(const cJSON *req, const char *field, bool *out, char *msg, si
     return 0;
 }
 
+/* A JSON number is read as a double (cJSON, as most parsers do), which
+ * keeps 53 bits: above 2^53 an integer is read as the nearest double, so
+ * INT64_MAX arrives as 2^63, one past it.  A number is therefore taken when
+ * some integer from min to max reads as the same double, i.e. when its
+ * double lies between the doubles min and max read as (rounding is
+ * monotonic), and then as the nearest integer within the range: INT64_MAX,
+ * the documented top of a deadline or a size, is accepted (as itself, and
+ * so is 2^63, which no reader of doubles can tell from it), and whatever is
+ * refused is outside the range the message names.  (Refusing 2^63 refused
+ * INT64_MAX with a message that named it as allowed.) */
 int proto_get_int(const cJSON *req, const char *field, int64_t min, int64_t max, int64_t *out,
                   char *msg, size_t msglen)
 {
@@ -204,13 +214,15 @@ int proto_get_int(const cJSON *req, const char *field, int64_t min, int64_t max,
     if (!v)
         return 1;
     double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
-    /* 2^63 is the first double past INT64_MAX */
-    if (!isfinite(d) || d != floor(d) || d < -9223372036854775808.0 || d >= 9223372036854775808.0 ||
-        (int64_t)d < min || (int64_t)d > max) {
+    double lo = (double)min, hi = (double)max;
+    if (!isfinite(d) || d != floor(d) || d < lo || d > hi) {
         proto_msg(msg, msglen, "field \"%s\" must be an integer from %lld to %lld", field,
                   (long long)min, (long long)max);
         return -1;
     }
-    *out = (int64_t)d;
+    /* lo or hi may lie just outside the range (2^63 does, and converts
+     * to no int64_t): such a d is the range's end */
+    int64_t i = d >= 9223372036854775808.0 ? max : (int64_t)d;
+    *out = i < min ? min : i > max ? max : i;
     return 0;
 }

@@ -137,6 +137,44 @@ START_TEST(test_malformed_requests)
 }
 END_TEST
 
+/* The reply's code and message to one request on fd (freed here). */
+static void expect_reply(int fd, const char *req, const char *code, const char *message)
+{
+    cJSON *r = dt_callf(fd, NULL, "%s", req);
+    char *s = cJSON_PrintUnformatted(r);
+    ck_assert_msg(strcmp(dt_str(r, "error"), code) == 0 && strcmp(dt_str(r, "message"), message) == 0,
+                  "%s: expected %s \"%s\", got %s", req, code, message, s);
+    free(s);
+    cJSON_Delete(r);
+}
+
+/* A size of 9223372036854775807 (INT64_MAX, the documented top) is read
+ * as that number: over --max-table-bytes, too_large names it.  (It was
+ * refused as outside "0 to 9223372036854775807": the JSON number reads as
+ * 2^63.)  A number past it is refused with the range it is outside of. */
+START_TEST(test_int64_max_sizes)
+{
+    tu_env e;
+    tu_env_init(&e);
+    pid_t d = dt_start(&e, "--max-table-bytes", "1048576", NULL);
+    int fd = dt_connect(&e);
+    expect_reply(fd, "{\"op\":\"new_table\",\"id\":1,\"name\":\"t\",\"opts\":{\"max_bytes\":9223372036854775807}}",
+                 "too_large",
+                 "table t not created: max_bytes 9223372036854775807 is over this daemon's limit per table, 1048576 bytes "
+                 "(--max-table-bytes)");
+    expect_reply(fd, "{\"op\":\"new_table\",\"id\":2,\"name\":\"t\",\"opts\":{\"size_hint\":9223372036854775807}}",
+                 "too_large",
+                 "table t not created: size_hint 9223372036854775807 is over this daemon's limit per table, 1048576 bytes "
+                 "(--max-table-bytes)");
+    expect_reply(fd, "{\"op\":\"new_table\",\"id\":3,\"name\":\"t\",\"opts\":{\"max_bytes\":9223372036854777856}}",
+                 "bad_request", "opts: field \"max_bytes\" must be an integer from 0 to 9223372036854775807");
+    close(fd);
+    dt_hello_ok(&e, d);
+    ck_assert_int_eq(tu_count_shm(&e), 0);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 /* A length prefix over the limit: frame_too_large, then the connection is
  * closed.  Then a fresh connection works. */
 static void oversized(const tu_env *e, pid_t d, const unsigned char hdr[4], const char *tail)
@@ -230,6 +268,7 @@ Suite *daemon_input_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_malformed_requests);
     tcase_add_test(tc, test_broken_frames);
+    tcase_add_test(tc, test_int64_max_sizes);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -885,6 +885,40 @@ START_TEST(test_deadline_zero_is_none)
 }
 END_TEST
 
+/* A deadline of 9223372036854775807 (INT64_MAX: "none that matters") is
+ * counted: it was refused, with a message naming that very number as the
+ * top of the range (the JSON number reads as 2^63).  One past what a
+ * double tells from it is refused with the range it is outside of, and
+ * the store's records kept for ever do not overflow (retry_until_mono at
+ * the top, and the deadline's grace added to the top). */
+START_TEST(test_deadline_int64_max)
+{
+    et_mgr();
+    et_ctr();
+    int fd = et_connect_ctr();
+    const char *top[] = {",\"deadline_mono\":9223372036854775807", ",\"deadline\":9223372036854775807",
+                         ",\"deadline_mono\":9223372036854775807,\"retry_until_mono\":9223372036854775807"};
+    for (int i = 0; i < 3; i++) {
+        for (int again = 0; again < 2; again++) {
+            cJSON *r = et_count_rid(fd, 30 + i, top[i]);
+            char *s = cJSON_PrintUnformatted(r);
+            ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")), "%s refused: %s", top[i], s);
+            free(s);
+            ck_assert_int_eq((long)cJSON_GetObjectItem(r, "count")->valuedouble, i + 1);
+            ck_assert_int_eq(cJSON_IsTrue(cJSON_GetObjectItem(r, "duplicate")), again);
+            cJSON_Delete(r);
+        }
+    }
+    cJSON *r = et_count_rid(fd, 40, ",\"deadline_mono\":9223372036854777856");
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(r, "error")), "bad_request");
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(r, "message")),
+                     "field \"deadline_mono\" must be an integer from 0 to 9223372036854775807");
+    cJSON_Delete(r);
+    close(fd);
+    ck_assert_int_eq(et_check(), 3);
+}
+END_TEST
+
 /* Issue 12, item 1: a full store refuses a new rid with a clear error and
  * forgets none early; records past their sender's retry time make room. */
 START_TEST(test_rid_store_full)
@@ -1591,6 +1625,7 @@ Suite *etscounter_suite(void)
     tcase_add_test(tc, test_counts_answered_before_half_close);
     tcase_add_test(tc, test_rid_store_full);
     tcase_add_test(tc, test_deadline_zero_is_none);
+    tcase_add_test(tc, test_deadline_int64_max);
     tcase_add_test(tc, test_rid_store_full_logs_limited);
     tcase_add_test(tc, test_rid_store_full_logs_counted);
     tcase_add_test(tc, test_rid_store_full_logs_counted_at_exit);

@@ -133,6 +133,53 @@ START_TEST(test_proto_getters)
 }
 END_TEST
 
+/* The ends of int64_t: INT64_MAX, the documented top of a deadline or a
+ * size, arrives as the double 2^63 and is taken as INT64_MAX (it was
+ * refused, by a message naming INT64_MAX as allowed); a number above it
+ * that reads as another double is refused with the range it is outside
+ * of; a range whose ends are doubles exactly is kept to them. */
+START_TEST(test_proto_get_int_ends)
+{
+    proto_err code;
+    char msg[256];
+    cJSON *req = parse("{\"op\":\"x\",\"max\":9223372036854775807,\"p63\":9223372036854775808,"
+                       "\"cj\":9.2233720368547758e+18,\"over\":9223372036854777856,"
+                       "\"min\":-9223372036854775808,\"under\":-9223372036854777856,"
+                       "\"i32\":2147483647,\"o32\":2147483648,\"big53\":9007199254740993}",
+                       &code);
+    ck_assert_ptr_nonnull(req);
+    int64_t iv = 0;
+    ck_assert_int_eq(proto_get_int(req, "max", 0, INT64_MAX, &iv, msg, sizeof msg), 0);
+    ck_assert(iv == INT64_MAX);
+    iv = 0;
+    ck_assert_int_eq(proto_get_int(req, "p63", 0, INT64_MAX, &iv, msg, sizeof msg), 0);
+    ck_assert(iv == INT64_MAX);
+    iv = 0;
+    ck_assert_int_eq(proto_get_int(req, "cj", INT64_MIN, INT64_MAX, &iv, msg, sizeof msg), 0);
+    ck_assert(iv == INT64_MAX);
+    ck_assert_int_eq(proto_get_int(req, "over", 0, INT64_MAX, &iv, msg, sizeof msg), -1);
+    ck_assert_str_eq(msg, "field \"over\" must be an integer from 0 to 9223372036854775807");
+    ck_assert_int_eq(proto_get_int(req, "min", INT64_MIN, 0, &iv, msg, sizeof msg), 0);
+    ck_assert(iv == INT64_MIN);
+    ck_assert_int_eq(proto_get_int(req, "under", INT64_MIN, INT64_MAX, &iv, msg, sizeof msg), -1);
+    ck_assert_str_eq(msg, "field \"under\" must be an integer from -9223372036854775808 to 9223372036854775807");
+    ck_assert_int_eq(proto_get_int(req, "i32", 1, INT32_MAX, &iv, msg, sizeof msg), 0);
+    ck_assert_int_eq(iv, INT32_MAX);
+    ck_assert_int_eq(proto_get_int(req, "o32", 1, INT32_MAX, &iv, msg, sizeof msg), -1);
+    ck_assert_str_eq(msg, "field \"o32\" must be an integer from 1 to 2147483647");
+    /* above 2^53 an integer is the double it reads as */
+    ck_assert_int_eq(proto_get_int(req, "big53", 0, INT64_MAX, &iv, msg, sizeof msg), 0);
+    ck_assert(iv == 9007199254740992);
+    /* a range end that is no double: a number reading as the double
+     * nearest it is that end, never past it */
+    ck_assert_int_eq(proto_get_int(req, "big53", 0, 9007199254740993, &iv, msg, sizeof msg), 0);
+    ck_assert(iv == 9007199254740992);
+    ck_assert_int_eq(proto_get_int(req, "max", 0, INT64_MAX - 1, &iv, msg, sizeof msg), 0);
+    ck_assert(iv == INT64_MAX - 1);
+    cJSON_Delete(req);
+}
+END_TEST
+
 START_TEST(test_proto_error_table)
 {
     ck_assert_ptr_null(proto_err_code(PROTO_OK));
@@ -212,6 +259,7 @@ Suite *proto_suite(void)
     tcase_add_test(tc, test_proto_parse);
     tcase_add_test(tc, test_proto_replies);
     tcase_add_test(tc, test_proto_getters);
+    tcase_add_test(tc, test_proto_get_int_ends);
     tcase_add_test(tc, test_proto_error_table);
     tcase_add_test(tc, test_proto_error_codes_documented);
     suite_add_tcase(s, tc);
