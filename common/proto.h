@@ -52,6 +52,8 @@
     X(NOT_PERMITTED, "not_permitted", ETSMGR_EPERM, "the table's access mode refuses the open")   \
     X(LOCKED, "locked", ETSMGR_ELOCKED, "a live process holds the table's lock and does not let go") \
     X(WRONG_TYPE, "wrong_type", ETSMGR_EREFUSED, "new_table: the table exists with another type")  \
+    X(TOO_MANY_WAITS, "too_many_waits", ETSMGR_EREFUSED,                                           \
+      "new_table wait: the connection already has its limit of waits queued")                     \
     /* etscounterd */                                                                              \
     X(EXPIRED, "expired", ETSMGR_EEXPIRED, "the request's deadline passed; it was not counted")   \
     X(RID_STORE_FULL, "rid_store_full", ETSMGR_ERIDFULL,                                           \

@@ -30,6 +30,16 @@
 /* what a table without size_hint takes at creation (the table store's default) */
 #define MGRD_TABLE_DEFAULT_BYTES 65536
 #define MGRD_HEIR_DATA_MAX 256   /* bytes of heir_data / give_away data */
+/* Waits (new_table with "wait") one connection may have queued at once;
+ * one more is refused too_many_waits.  A wait costs the daemon memory for
+ * as long as the table's owner lives, and a peer of the table's uid could
+ * pipeline them without end.  The library's etsmgr_new_table_wait blocks,
+ * so a process has one wait per connection at a time (a timed-out one is
+ * cancelled before the next); 64 leaves room to a raw client standing by
+ * for many tables on one connection, and bounds what one connection makes
+ * the daemon keep to 64 waits, each holding only its request's id (at
+ * most a frame's worth). */
+#define MGRD_MAX_WAITS_PER_CONN 64
 /* bytes of table statuses in one info reply: the rest of the frame (64 KiB)
  * is left for the other fields, which are short and bounded */
 #define MGRD_INFO_BUDGET 60000
@@ -105,6 +115,7 @@ struct mgrd_peer {
     pid_t pid;
     uid_t uid;
     size_t owned;            /* tables this peer owns */
+    size_t waits;            /* its queued waits, over all tables (waiters.c) */
     mgrd_peer *next;
 };
 
@@ -276,7 +287,7 @@ int mgrd_size_check(mgrd *m, uid_t uid, const etsmgr_table_opts *o, uint64_t dfl
                     char *msg, size_t len);
 
 /* waiters.c: processes queued to own a table next (new_table with "wait").
- * add queues p with its request (copied for the reply); the reply comes
+ * add queues p with its request's id (copied for the reply); the reply comes
  * when the table is handed over (or the table goes).  serve hands an
  * orphaned table to its first waiter, now: true when one took it. */
 int mgrd_wait_add(mgrd *m, mgrd_table *rt, mgrd_peer *p, const cJSON *req, const char *heir_data);

@@ -330,6 +330,12 @@ static cJSON *reply_table(req_ctx *x, mgrd_table *rt, bool created)
  * reply until it gets the table, or the table goes). */
 static cJSON *queue_waiter(req_ctx *x, mgrd_table *rt, const char *heir_data)
 {
+    if (x->p->waits >= MGRD_MAX_WAITS_PER_CONN)
+        return proto_reply_err(x->req, PROTO_E_TOO_MANY_WAITS,
+                               "this connection already has %d waits queued, the most etsmgrd keeps for one "
+                               "connection; this wait for table %s was not queued (cancel_wait ends the waits "
+                               "for a table)",
+                               MGRD_MAX_WAITS_PER_CONN, rt->name);
     if (mgrd_wait_add(x->m, rt, x->p, x->req, heir_data) < 0)
         return proto_reply_err(x->req, PROTO_E_INTERNAL, "out of memory queueing the wait for table %s", rt->name);
     x->deferred = true;

@@ -86,7 +86,9 @@ void mgrd_wait_stop(void)
 
 typedef struct mgrd_waiter {
     mgrd_peer *p;
-    cJSON *req; /* the request waited on; its id goes into the reply */
+    /* of the request waited on, only its id, which goes into the reply:
+     * the rest (up to a 64 KiB frame) would be kept for nothing */
+    cJSON *req;
     char heir_data[MGRD_HEIR_DATA_MAX + 1];
     struct mgrd_waiter *next;
 } mgrd_waiter;
@@ -96,12 +98,17 @@ int mgrd_wait_add(mgrd *m, mgrd_table *rt, mgrd_peer *p, const cJSON *req, const
     mgrd_waiter *w = calloc(1, sizeof *w);
     if (!w)
         return -1;
-    w->req = cJSON_Duplicate(req, 1);
-    if (!w->req) {
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
+    cJSON *idc = id ? cJSON_Duplicate(id, 1) : NULL;
+    w->req = cJSON_CreateObject();
+    if (!w->req || (id && (!idc || !cJSON_AddItemToObject(w->req, "id", idc)))) {
+        cJSON_Delete(idc); /* (not w->req's: the add failed) */
+        cJSON_Delete(w->req);
         free(w);
         return -1;
     }
     w->p = p;
+    p->waits++;
     snprintf(w->heir_data, sizeof w->heir_data, "%s", heir_data ? heir_data : "");
     mgrd_waiter **pp = &rt->waiters;
     size_t pos = 1;
@@ -120,6 +127,7 @@ int mgrd_wait_add(mgrd *m, mgrd_table *rt, mgrd_peer *p, const cJSON *req, const
 
 static void wait_free(mgrd *m, mgrd_waiter *w)
 {
+    w->p->waits--;
     cJSON_Delete(w->req);
     free(w);
     m->nwaiters--;

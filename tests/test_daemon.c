@@ -672,6 +672,92 @@ START_TEST(test_limits)
 }
 END_TEST
 
+/* The waiters of table name as etsmgrd lists them. */
+static int waiter_count(int fd, const char *name)
+{
+    cJSON *st = dt_status(fd, name);
+    ck_assert_ptr_nonnull(st);
+    int n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(st, "waiters"));
+    cJSON_Delete(st);
+    return n;
+}
+
+static bool no_waiters(void *arg)
+{
+    const dt_wait *w = arg;
+    return waiter_count(w->fd, w->name) == 0;
+}
+
+/* One connection may queue 64 waits (MGRD_MAX_WAITS_PER_CONN); the 65th,
+ * pipelined behind them, is refused too_many_waits, saying why, and the
+ * connection, and the others, are served on: another connection still
+ * queues, cancel_wait ends the 64, and then the connection may wait again
+ * and gets the table with its request's id.  (Waits had no bound: a peer
+ * of the table's uid grew the daemon's memory for as long as it liked.) */
+START_TEST(test_waits_per_connection)
+{
+    enum { CAP = 64 };
+    tu_env e;
+    tu_env_init(&e);
+    pid_t d = dt_start(&e, NULL);
+    pid_t owner = dt_fork_owner(&e, "w", "w", 1);
+    int fd = dt_connect(&e), wfd = dt_connect(&e), other = dt_connect(&e);
+    static char burst[(CAP + 1) * 80];
+    size_t len = 0;
+    for (int id = 1; id <= CAP + 1; id++) {
+        char req[80];
+        int n = snprintf(req, sizeof req, "{\"op\":\"new_table\",\"id\":%d,\"name\":\"w\",\"wait\":true}", id);
+        unsigned char hdr[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16), (unsigned char)(n >> 8),
+                                (unsigned char)n};
+        memcpy(burst + len, hdr, 4);
+        memcpy(burst + len + 4, req, (size_t)n);
+        len += 4 + (size_t)n;
+    }
+    ck_assert_int_eq(write(wfd, burst, len), (ssize_t)len); /* all at once: pipelined */
+    cJSON *r = NULL;
+    ck_assert_msg(frame_read_json(wfd, &r, NULL, NULL, 0, DT_TIMEOUT_MS) == 0, "no refusal of wait %d: %s",
+                  CAP + 1, strerror(errno));
+    char *s = cJSON_PrintUnformatted(r);
+    ck_assert_msg((int)dt_num(r, "id") == CAP + 1 && strcmp(dt_str(r, "error"), "too_many_waits") == 0, "got %s", s);
+    ck_assert_msg(strstr(dt_str(r, "message"), "this connection already has 64 waits queued, the most etsmgrd keeps "
+                                                "for one connection; this wait for table w was not queued"),
+                  "the refusal does not say why: %s", s);
+    free(s);
+    cJSON_Delete(r);
+    dt_expect_ok(dt_callf(wfd, NULL, "{\"op\":\"hello\",\"id\":\"still\"}"));
+    ck_assert_int_eq(waiter_count(fd, "w"), CAP);
+    const char *wait1 = "{\"op\":\"new_table\",\"id\":\"o\",\"name\":\"w\",\"wait\":true}";
+    ck_assert_int_eq(frame_write(other, wait1, strlen(wait1), NULL, 0), 0);
+    dt_expect_ok(dt_callf(other, NULL, "{\"op\":\"hello\"}")); /* replies in order: the wait is queued */
+    ck_assert_int_eq(waiter_count(fd, "w"), CAP + 1);
+
+    r = dt_callf(wfd, NULL, "{\"op\":\"cancel_wait\",\"id\":\"c\",\"name\":\"w\"}");
+    ck_assert_str_eq(dt_str(r, "id"), "c");
+    ck_assert(!dt_bool(r, "released"));
+    dt_expect_ok(r);
+    ck_assert_int_eq(waiter_count(fd, "w"), 1);
+    close(other); /* its wait leaves with it, once the daemon sees the close */
+    dt_wait dw = {fd, "w"};
+    ck_assert_msg(tu_eventually(no_waiters, &dw, DT_TIMEOUT_MS), "the closed connection still waits");
+    const char *again = "{\"op\":\"new_table\",\"id\":{\"k\":[1,\"x\"]},\"name\":\"w\",\"wait\":true}";
+    ck_assert_int_eq(frame_write(wfd, again, strlen(again), NULL, 0), 0);
+    tu_kill9(owner);
+    int tfd = -1, nfds = 0;
+    ck_assert_int_eq(frame_read_json(wfd, &r, &tfd, &nfds, 1, DT_TIMEOUT_MS), 0);
+    ck_assert_int_eq(nfds, 1);
+    close(tfd);
+    dt_expect_ok(cJSON_Duplicate(r, 1));
+    s = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(r, "id"));
+    ck_assert_str_eq(s, "{\"k\":[1,\"x\"]}");
+    free(s);
+    cJSON_Delete(r);
+    close(wfd);
+    close(fd);
+    dt_hello_ok(&e, d);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 /* A load with replace (new_table exclusive+replace) that is refused must
  * leave the orphan it would have replaced as it was: managed, with its data
  * and its snapshot.  Before, the orphan was destroyed first and the size
@@ -931,6 +1017,7 @@ Suite *daemon_suite(void)
     tcase_add_test(tc, test_del_table);
     tcase_add_test(tc, test_unexpected_fd_no_leak);
     tcase_add_test(tc, test_limits);
+    tcase_add_test(tc, test_waits_per_connection);
     tcase_add_test(tc, test_load_replace_refused_keeps_orphan);
     tcase_add_test(tc, test_add_table_read_only_fd_refused);
     tcase_add_test(tc, test_add_table_refused_keeps_managed);
