@@ -648,6 +648,126 @@ START_TEST(test_pending_stop_no_start_timeout)
 }
 END_TEST
 
+/* how many event lines start with prefix ("start b ") */
+static int st_event_count(st_env *e, const char *prefix)
+{
+    char *ev = rc_slurp(e->events);
+    int n = 0;
+    size_t l = strlen(prefix);
+    for (const char *p = ev; p && *p;) {
+        n += strncmp(p, prefix, l) == 0;
+        p = strchr(p, '\n');
+        p = p ? p + 1 : NULL;
+    }
+    free(ev);
+    return n;
+}
+
+/* the event line "what id pid" (prefix of a line), or NULL; in ev */
+static const char *st_event_at(const char *ev, const char *what, const char *id, pid_t pid)
+{
+    char l[96];
+    snprintf(l, sizeof l, "%s %s %d", what, id, (int)pid);
+    for (const char *p = ev; p && *p;) {
+        if (strncmp(p, l, strlen(l)) == 0 && (p[strlen(l)] == ' ' || p[strlen(l)] == '\n'))
+            return p;
+        p = strchr(p, '\n');
+        p = p ? p + 1 : NULL;
+    }
+    return NULL;
+}
+
+/* b is starting (restarted on request, no READY=1 yet) when a dies, and is
+ * marked to be stopped (one_for_all and rest_for_one alike) while c, which
+ * ignores SIGTERM, takes its shutdown time; then b exits on its own, with
+ * status 1, before its turn.  That exit is its stop: not a failed start
+ * counted as a second restart for a's one death (intensity 1: etssup would
+ * give up, exit 3), not a restart of b ahead of a; b gets no SIGTERM (it is
+ * gone), and once c is stopped, a, b and c start again in that order, each
+ * once, and the restart request is answered with the new b. */
+START_TEST(test_pending_stop_starting_exits)
+{
+    static const char *const strategies[] = {"one_for_all", "rest_for_one"};
+    const char *strategy = strategies[_i];
+    st_env e;
+    st_init(&e);
+    char hold[200];
+    snprintf(hold, sizeof hold, "%s/hold", e.dir);
+    st_config(&e,
+              "{\"strategy\":\"%s\",\"intensity\":1,\"period\":60,\"children\":["
+              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\"]},"
+              "{\"id\":\"b\",\"argv\":[\"%s\",\"--id\",\"b\",\"--events\",\"%s\",\"--no-ready-if\",\"%s\","
+              "\"--exit-code\",\"1\"],\"start_timeout\":20000},"
+              "{\"id\":\"c\",\"argv\":[\"%s\",\"--id\",\"c\",\"--events\",\"%s\",\"--ignore-term\"],"
+              "\"shutdown\":3000}]}",
+              strategy, e.stub, e.events, e.stub, e.events, hold, e.stub, e.events);
+    ck_assert_int_gt(st_start(&e, 15000), 0);
+    pid_t p[3];
+    ck_assert_int_eq(st_pids(&e, p), 3);
+    int hfd = open(hold, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    ck_assert_int_ge(hfd, 0);
+    close(hfd);
+    int fd = st_ctl_send(&e, "{\"op\":\"restart\",\"id\":7,\"child\":\"b\"}");
+    st_grep noready = {e.events, "noready b "};
+    ck_assert_msg(tu_eventually(st_file_has, &noready, 5000), "%s: b was not restarted", strategy);
+    pid_t b1 = st_event_pid(&e, "noready b ");
+    ck_assert_int_gt(b1, 0);
+    ck_assert_int_eq(unlink(hold), 0); /* b's next run sends READY=1 */
+    ck_assert_int_eq(kill(p[0], SIGKILL), 0);
+    char c_term[64];
+    snprintf(c_term, sizeof c_term, "term c %d", (int)p[2]);
+    st_grep stopping = {e.events, c_term};
+    ck_assert_msg(tu_eventually(st_file_has, &stopping, 5000), "%s: c was not stopped", strategy);
+    ck_assert(st_wait_state(&e, 1, "starting", 1000)); /* b waits for its turn, not yet stopped */
+    ck_assert_int_eq(kill(b1, SIGUSR1), 0);           /* and exits on its own */
+
+    cJSON *r = st_ctl_reply(fd, 15000);
+    char *rs = r ? cJSON_PrintUnformatted(r) : NULL;
+    ck_assert_msg(r && cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")), "%s: restart b: %s", strategy,
+                  rs ? rs : "no reply");
+    pid_t b2 = (pid_t)cJSON_GetObjectItem(r, "pid")->valueint;
+    free(rs);
+    cJSON_Delete(r);
+    ck_assert_msg(st_wait_settled(&e, 0, p[0], 15000), "%s: a, b, c do not all run again", strategy);
+    ck_assert_int_eq(waitpid(e.pid, NULL, WNOHANG), 0); /* etssup still runs */
+    pid_t q[3];
+    st_pids(&e, q);
+    ck_assert_int_eq(q[1], b2);
+    ck_assert(q[0] != p[0] && q[1] != b1 && q[2] != p[2]);
+    ck_assert(!sv_alive(p[0]) && !sv_alive(b1) && !sv_alive(p[2]));
+
+    cJSON *st = st_status(&e);
+    ck_assert_ptr_nonnull(st);
+    ck_assert_int_eq(cJSON_GetObjectItem(st, "recent_restarts")->valueint, 1);
+    ck_assert_int_eq(st_child_int(st, 0, "restarts"), 1);
+    ck_assert_int_eq(st_child_int(st, 1, "restarts"), 2); /* the request, then a's death */
+    ck_assert_int_eq(st_child_int(st, 2, "restarts"), 1);
+    cJSON_Delete(st);
+
+    /* each started once more, in order, after b's exit and c's stop */
+    ck_assert_int_eq(st_event_count(&e, "start a "), 2);
+    ck_assert_int_eq(st_event_count(&e, "start b "), 3);
+    ck_assert_int_eq(st_event_count(&e, "start c "), 2);
+    char *log = rc_slurp(e.logpath), *ev = rc_slurp(e.events);
+    const char *b_exit = st_event_at(ev, "exit", "b", b1), *a2 = st_event_at(ev, "start", "a", q[0]),
+               *b2s = st_event_at(ev, "start", "b", q[1]), *c2 = st_event_at(ev, "start", "c", q[2]);
+    ck_assert_msg(b_exit && a2 && b2s && c2 && b_exit < a2 && a2 < b2s && b2s < c2, "%s: order wrong:\n%s",
+                  strategy, ev);
+    ck_assert_msg(!st_event_at(ev, "term", "b", b1), "%s: b got a SIGTERM after its exit:\n%s", strategy, ev);
+    char b_gone[96], c_gone[64], a_start[64];
+    snprintf(b_gone, sizeof b_gone, "child b (pid %d) exited with status 1 while waiting to be stopped", (int)b1);
+    snprintf(c_gone, sizeof c_gone, "child c (pid %d) stopped", (int)p[2]);
+    snprintf(a_start, sizeof a_start, "started child a (pid %d)", (int)q[0]);
+    const char *lb = strstr(log, b_gone), *lc = strstr(log, c_gone), *la = strstr(log, a_start);
+    ck_assert_msg(lb && lc && la && lb < lc && lc < la, "%s: b must exit before c's stop, a start after it:\n%s",
+                  strategy, log);
+    ck_assert_msg(!strstr(log, "restart intensity reached"), "%s", log);
+    free(log);
+    free(ev);
+    st_cleanup(&e);
+}
+END_TEST
+
 /* b's standby pid (0: none), -1 when the status fails */
 static int st_standby_pid(st_env *e, int k)
 {
@@ -792,6 +912,7 @@ Suite *sup_suite(void)
     tcase_add_test(tc, test_pending_stop_no_start_timeout);
     tcase_add_test(tc, test_pending_stop_standby_dies);
     tcase_add_test(tc, test_pending_stop_temporary_restart_answered);
+    tcase_add_loop_test(tc, test_pending_stop_starting_exits, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -12,6 +12,8 @@
  *                      test decides, run by run); logs a "noready" event
  *   --ignore-term      log SIGTERM and carry on (SIGKILL-after-shutdown tests)
  *   --exit-after MS    exit by itself after MS (with --exit-code N, default 0)
+ *   SIGUSR1            exit at once with --exit-code N (a death of its own,
+ *                      on the test's cue); logs "exit ID PID usr1"
  *   --serve            answer frames on the inherited LISTEN_FDS socket (fd 3)
  *                      with {"ok":true,"id":...,"pid":PID}
  *   --serve-delay MS   do not accept during the first MS (a slow restart)
@@ -148,6 +150,7 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
 
     if (orphan >= 0) {
         pid_t mid = fork();
@@ -194,6 +197,10 @@ int main(int argc, char **argv)
         if (r > 0 && (p[0].revents & POLLIN)) {
             unsigned char b;
             while (read(g_sigpipe[0], &b, 1) == 1) {
+                if (b == SIGUSR1) {
+                    ev_line("exit", "usr1");
+                    return exit_code;
+                }
                 ev_line(b == SIGTERM ? "term" : "int", ignore_term ? "ignored" : NULL);
                 if (!ignore_term) {
                     ev_line("exit", NULL);
