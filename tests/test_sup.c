@@ -768,6 +768,87 @@ START_TEST(test_pending_stop_starting_exits)
 }
 END_TEST
 
+/* A restart on request of b, still starting, when a dies (rest_for_one):
+ * b is marked to be stopped and waits while c, which ignores SIGTERM, takes
+ * its shutdown time; meanwhile b sends READY=1.  That incarnation is about
+ * to be stopped: the request used to be answered ok with its pid at once
+ * (or, b temporary, ok for a child stopped and never started again).  Now
+ * the answer waits for the b that stays, and a temporary b's is "exited". */
+START_TEST(test_pending_stop_ready_not_answered)
+{
+    bool temporary = _i == 1;
+    st_env e;
+    st_init(&e);
+    char hold[200];
+    snprintf(hold, sizeof hold, "%s/hold", e.dir);
+    st_config(&e,
+              "{\"strategy\":\"rest_for_one\",\"intensity\":10,\"period\":60,\"children\":["
+              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\"]},"
+              "{\"id\":\"b\",\"argv\":[\"%s\",\"--id\",\"b\",\"--events\",\"%s\",\"--no-ready-if\",\"%s\"],"
+              "\"restart\":\"%s\",\"start_timeout\":20000},"
+              "{\"id\":\"c\",\"argv\":[\"%s\",\"--id\",\"c\",\"--events\",\"%s\",\"--ignore-term\"],"
+              "\"shutdown\":3000}]}",
+              e.stub, e.events, e.stub, e.events, hold, temporary ? "temporary" : "permanent", e.stub, e.events);
+    ck_assert_int_gt(st_start(&e, 15000), 0);
+    pid_t p[3];
+    ck_assert_int_eq(st_pids(&e, p), 3);
+    int hfd = open(hold, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    ck_assert_int_ge(hfd, 0);
+    close(hfd);
+    int fd = st_ctl_send(&e, "{\"op\":\"restart\",\"id\":8,\"child\":\"b\"}");
+    st_grep noready = {e.events, "noready b "};
+    ck_assert_msg(tu_eventually(st_file_has, &noready, 5000), "b was not restarted");
+    pid_t b1 = st_event_pid(&e, "noready b ");
+    ck_assert_int_gt(b1, 0);
+    ck_assert_int_eq(unlink(hold), 0); /* b's next run sends READY=1 by itself */
+    ck_assert_int_eq(kill(p[0], SIGKILL), 0);
+    char c_term[64];
+    snprintf(c_term, sizeof c_term, "term c %d", (int)p[2]);
+    st_grep stopping = {e.events, c_term};
+    ck_assert_msg(tu_eventually(st_file_has, &stopping, 5000), "c was not stopped");
+    ck_assert_int_eq(kill(b1, SIGUSR2), 0); /* READY=1 while it waits for its turn */
+    char b_ready[64];
+    snprintf(b_ready, sizeof b_ready, "child b (pid %d) is ready", (int)b1);
+    st_grep ready = {e.logpath, b_ready};
+    ck_assert_msg(tu_eventually(st_file_has, &ready, 5000), "etssup did not see b's READY=1");
+
+    cJSON *r = st_ctl_reply(fd, 15000);
+    char *rs = r ? cJSON_PrintUnformatted(r) : NULL;
+    ck_assert_msg(r, "restart b: no answer");
+    ck_assert_int_eq(cJSON_GetObjectItem(r, "id")->valueint, 8);
+    /* the answer came after b1 was stopped, in its turn after c */
+    ck_assert_msg(!sv_alive(p[2]) && !sv_alive(b1), "restart b answered while b (pid %d) waits to be stopped: %s",
+                  (int)b1, rs);
+    if (temporary) {
+        cJSON *err = cJSON_GetObjectItem(r, "error");
+        ck_assert_msg(cJSON_IsFalse(cJSON_GetObjectItem(r, "ok")) && cJSON_IsString(err) &&
+                          strcmp(err->valuestring, "exited") == 0,
+                      "restart of temporary b: %s", rs);
+        ck_assert(st_wait_state(&e, 2, "running", 15000));
+        pid_t q[3];
+        st_pids(&e, q);
+        ck_assert_int_eq(q[1], 0); /* not started again */
+    } else {
+        ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")), "restart b: %s", rs);
+        pid_t b2 = (pid_t)cJSON_GetObjectItem(r, "pid")->valueint;
+        ck_assert_msg(b2 > 0 && b2 != b1, "restart b: %s", rs);
+        ck_assert(st_wait_settled(&e, 0, p[0], 15000));
+        pid_t q[3];
+        st_pids(&e, q);
+        ck_assert_int_eq(q[1], b2);
+    }
+    free(rs);
+    cJSON_Delete(r);
+    /* b1 was stopped in its turn, after c, with SIGTERM */
+    char *ev = rc_slurp(e.events);
+    const char *tc = st_event_at(ev, "term", "c", p[2]), *tb = st_event_at(ev, "term", "b", b1);
+    ck_assert_msg(tc && tb && tc < tb, "b must be stopped after c:\n%s", ev);
+    free(ev);
+    ck_assert_int_eq(waitpid(e.pid, NULL, WNOHANG), 0);
+    st_cleanup(&e);
+}
+END_TEST
+
 /* b's standby pid (0: none), -1 when the status fails */
 static int st_standby_pid(st_env *e, int k)
 {
@@ -913,6 +994,7 @@ Suite *sup_suite(void)
     tcase_add_test(tc, test_pending_stop_standby_dies);
     tcase_add_test(tc, test_pending_stop_temporary_restart_answered);
     tcase_add_loop_test(tc, test_pending_stop_starting_exits, 0, 2);
+    tcase_add_loop_test(tc, test_pending_stop_ready_not_answered, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

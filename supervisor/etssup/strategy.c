@@ -321,7 +321,11 @@ void sup_child_ready(sup_child *c)
     c->state = SUP_ST_RUNNING;
     if (c->cfg->ready == SUP_READY_NOTIFY)
         log_info("child %s (pid %d) is ready", c->cfg->id, (int)c->pid);
-    if (c->waiter)
+    /* one marked to be stopped (a sibling's restart came after the
+     * request) is not the incarnation the request waits for: it is
+     * answered by the next one's readiness, or, not started again, by its
+     * stop (sup_child_exited) */
+    if (c->waiter && !c->pending_stop)
         sup_control_answer(c, PROTO_OK, NULL);
     sup_advance(c->sup);
 }

@@ -14,6 +14,8 @@
  *   --exit-after MS    exit by itself after MS (with --exit-code N, default 0)
  *   SIGUSR1            exit at once with --exit-code N (a death of its own,
  *                      on the test's cue); logs "exit ID PID usr1"
+ *   SIGUSR2            send READY=1 now if it has not (with --no-ready-if:
+ *                      readiness on the test's cue)
  *   --serve            answer frames on the inherited LISTEN_FDS socket (fd 3)
  *                      with {"ok":true,"id":...,"pid":PID}
  *   --serve-delay MS   do not accept during the first MS (a slow restart)
@@ -151,6 +153,7 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
 
     if (orphan >= 0) {
         pid_t mid = fork();
@@ -167,14 +170,15 @@ int main(int argc, char **argv)
     }
 
     long t0 = now_ms();
-    bool ready_sent = no_ready;
+    bool ready_sent = no_ready; /* nothing (more) to do for READY=1 */
+    bool ready_told = false;    /* READY=1 did go out */
     int lfd = serve && nfds >= 1 && pid_ok ? 3 : -1;
     for (;;) {
         long now = now_ms();
         if (!ready_sent && now - t0 >= ready_delay) {
             ev_line("ready", NULL); /* before READY=1: the line precedes the next child's start */
             notify_send("READY=1\nSTATUS=stub child running");
-            ready_sent = true;
+            ready_sent = ready_told = true;
         }
         if (exit_after >= 0 && now - t0 >= exit_after) {
             ev_line("exit", NULL);
@@ -200,6 +204,14 @@ int main(int argc, char **argv)
                 if (b == SIGUSR1) {
                     ev_line("exit", "usr1");
                     return exit_code;
+                }
+                if (b == SIGUSR2) {
+                    if (!ready_told) {
+                        ev_line("ready", "usr2");
+                        notify_send("READY=1\nSTATUS=stub child running");
+                        ready_sent = ready_told = true;
+                    }
+                    continue;
                 }
                 ev_line(b == SIGTERM ? "term" : "int", ignore_term ? "ignored" : NULL);
                 if (!ignore_term) {
