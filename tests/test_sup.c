@@ -849,6 +849,59 @@ START_TEST(test_pending_stop_ready_not_answered)
 }
 END_TEST
 
+/* b, which ignores SIGTERM, is being stopped for one restart when a second
+ * cause to restart it comes: a restart request after a's death marked it
+ * (variant 0), or a's death after a restart request (variant 1).  One
+ * restart happens, b's old process is stopped once and one new one
+ * started: its "restarts" is 1 (it was 2, each cause counted). */
+START_TEST(test_pending_stop_restart_counted_once)
+{
+    bool request_first = _i == 1;
+    st_env e;
+    st_init(&e);
+    st_config(&e,
+              "{\"strategy\":\"rest_for_one\",\"intensity\":10,\"period\":60,\"children\":["
+              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\"]},"
+              "{\"id\":\"b\",\"argv\":[\"%s\",\"--id\",\"b\",\"--events\",\"%s\",\"--ignore-term\"],"
+              "\"shutdown\":1500}]}",
+              e.stub, e.events, e.stub, e.events);
+    ck_assert_int_gt(st_start(&e, 15000), 0);
+    pid_t p[2];
+    ck_assert_int_eq(st_pids(&e, p), 2);
+    char b_term[64];
+    snprintf(b_term, sizeof b_term, "term b %d", (int)p[1]);
+    st_grep stopping = {e.events, b_term};
+    int fd;
+    if (request_first) {
+        fd = st_ctl_send(&e, "{\"op\":\"restart\",\"id\":3,\"child\":\"b\"}");
+        ck_assert_msg(tu_eventually(st_file_has, &stopping, 5000), "b was not stopped");
+        ck_assert_int_eq(kill(p[0], SIGKILL), 0);
+        char a_dead[64];
+        snprintf(a_dead, sizeof a_dead, "child a (pid %d) killed", (int)p[0]);
+        st_grep dead = {e.logpath, a_dead};
+        ck_assert_msg(tu_eventually(st_file_has, &dead, 5000), "a's death not seen");
+    } else {
+        ck_assert_int_eq(kill(p[0], SIGKILL), 0);
+        ck_assert_msg(tu_eventually(st_file_has, &stopping, 5000), "b was not stopped");
+        fd = st_ctl_send(&e, "{\"op\":\"restart\",\"id\":3,\"child\":\"b\"}");
+    }
+    cJSON *r = st_ctl_reply(fd, 15000);
+    char *rs = r ? cJSON_PrintUnformatted(r) : NULL;
+    ck_assert_msg(r && cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")), "restart b: %s", rs ? rs : "no reply");
+    free(rs);
+    cJSON_Delete(r);
+    ck_assert(st_wait_settled(&e, 0, p[0], 15000));
+    ck_assert_int_eq(st_event_count(&e, "start b "), 2);
+    cJSON *st = st_status(&e);
+    ck_assert_ptr_nonnull(st);
+    ck_assert_int_eq(st_child_int(st, 0, "restarts"), 1);
+    ck_assert_int_eq(st_child_int(st, 1, "restarts"), 1);
+    ck_assert_int_eq(cJSON_GetObjectItem(st, "recent_restarts")->valueint, 1);
+    cJSON_Delete(st);
+    st_cleanup(&e);
+}
+END_TEST
+
 /* b's standby pid (0: none), -1 when the status fails */
 static int st_standby_pid(st_env *e, int k)
 {
@@ -995,6 +1048,7 @@ Suite *sup_suite(void)
     tcase_add_test(tc, test_pending_stop_temporary_restart_answered);
     tcase_add_loop_test(tc, test_pending_stop_starting_exits, 0, 2);
     tcase_add_loop_test(tc, test_pending_stop_ready_not_answered, 0, 2);
+    tcase_add_loop_test(tc, test_pending_stop_restart_counted_once, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -538,10 +538,15 @@ void sup_child_exited(sup_child *c, int status)
                    (s->cfg->strategy == SUP_REST_FOR_ONE && i > c->index);
         if (!hit || o->state == SUP_ST_IDLE)
             continue;
+        /* already to be stopped and started again (a restart request, an
+         * earlier sibling's death): one restart, already counted */
+        bool counted = o->pending_stop && o->want_run;
         o->pending_stop = true;
-        if (o->cfg->restart == SUP_TEMPORARY)
+        if (o->cfg->restart == SUP_TEMPORARY) {
             o->want_run = false;
-        else
+            if (counted)
+                o->restarts--; /* the request's: it is not started again */
+        } else if (!counted)
             o->restarts++;
         size_t l = strlen(also);
         snprintf(also + l, sizeof also - l, "%s%s%s", l ? ", " : "", o->cfg->id,
@@ -574,11 +579,16 @@ int sup_restart_child(sup_child *c, char *err, size_t errlen)
         snprintf(err, errlen, "etssup is stopping");
         return -1;
     }
+    /* already waiting to be stopped and started again (a sibling's
+     * restart): the request is that same restart, counted once */
+    bool counted = c->pending_stop && c->want_run;
     c->want_run = true;
     if (c->state != SUP_ST_IDLE) {
-        log_notice("restarting child %s (pid %d) on request", c->cfg->id, (int)c->pid);
+        log_notice("restarting child %s (pid %d) on request%s", c->cfg->id, (int)c->pid,
+                   counted ? " (already to be restarted with its siblings)" : "");
         c->pending_stop = true;
-        c->restarts++;
+        if (!counted)
+            c->restarts++;
     } else
         log_notice("starting child %s on request", c->cfg->id);
     sup_advance(s);
