@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -902,6 +903,50 @@ START_TEST(test_pending_stop_restart_counted_once)
 }
 END_TEST
 
+/* A restart request of a temporary child that ended, whose program can no
+ * longer be executed: the request is answered start_failed, and etssup
+ * and the other children go on (a temporary child is never started again
+ * by etssup itself, so its failed start is not retried). */
+START_TEST(test_restart_request_spawn_fails)
+{
+    st_env e;
+    st_init(&e);
+    char copy[200];
+    snprintf(copy, sizeof copy, "%s/stubcopy", e.dir);
+    char *out = NULL;
+    ck_assert_int_eq(rc_sh(&out, 10000, "cp '%s' '%s'", e.stub, copy), 0);
+    free(out);
+    st_config(&e,
+              "{\"strategy\":\"one_for_one\",\"intensity\":3,\"period\":60,\"children\":["
+              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\"]},"
+              "{\"id\":\"t\",\"argv\":[\"%s\",\"--id\",\"t\",\"--events\",\"%s\"],\"restart\":\"temporary\"}]}",
+              e.stub, e.events, copy, e.events);
+    ck_assert_int_gt(st_start(&e, 15000), 0);
+    pid_t p[2];
+    ck_assert_int_eq(st_pids(&e, p), 2);
+    ck_assert_int_eq(kill(p[1], SIGKILL), 0);
+    ck_assert(st_wait_state(&e, 1, "stopped", 5000));
+    ck_assert_int_eq(chmod(copy, 0600), 0);
+    int fd = st_ctl_send(&e, "{\"op\":\"restart\",\"id\":4,\"child\":\"t\"}");
+    cJSON *r = st_ctl_reply(fd, 10000);
+    char *rs = r ? cJSON_PrintUnformatted(r) : NULL;
+    cJSON *err = r ? cJSON_GetObjectItem(r, "error") : NULL;
+    ck_assert_msg(err && cJSON_IsString(err) && strcmp(err->valuestring, "start_failed") == 0, "restart t: %s",
+                  rs ? rs : "no reply");
+    free(rs);
+    cJSON_Delete(r);
+    ck_assert_int_eq(waitpid(e.pid, NULL, WNOHANG), 0); /* etssup still runs */
+    pid_t q[2];
+    ck_assert_int_eq(st_pids(&e, q), 2);
+    ck_assert_int_eq(q[0], p[0]);
+    ck_assert_int_eq(q[1], 0);
+    cJSON *st = st_status(&e);
+    ck_assert_int_eq(cJSON_GetObjectItem(st, "recent_restarts")->valueint, 0);
+    cJSON_Delete(st);
+    st_cleanup(&e);
+}
+END_TEST
+
 /* b's standby pid (0: none), -1 when the status fails */
 static int st_standby_pid(st_env *e, int k)
 {
@@ -1039,6 +1084,7 @@ Suite *sup_suite(void)
     tcase_add_test(tc, test_no_zombies);
     tcase_add_test(tc, test_socket_handoff);
     tcase_add_test(tc, test_control_and_lock);
+    tcase_add_test(tc, test_restart_request_spawn_fails);
     suite_add_tcase(s, tc);
     /* children that wait to be stopped for a sibling's restart */
     tc = tcase_create("pending_stop");

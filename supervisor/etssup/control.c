@@ -135,21 +135,19 @@ static void ctl_on_frame(conn *cn, const char *payload, size_t len, int *fds, in
             ctl_send(cn, proto_reply_err(req, PROTO_E_NOT_FOUND, "no child with id \"%s\"", id));
         else if (c->waiter || conn_get_data(cn))
             ctl_send(cn, proto_reply_err(req, PROTO_E_BUSY, "a restart of child %s is already in progress", id));
-        else if (sup_restart_child(c, err, sizeof err) < 0)
-            ctl_send(cn, proto_reply_err(req, PROTO_E_STOPPING, "%s", err));
-        else if (c->state == SUP_ST_RUNNING && !c->pending_stop) {
-            /* ready=none and it was stopped: already up again */
-            cJSON *r = proto_reply_ok(req);
-            if (r) {
-                cJSON_AddStringToObject(r, "child", c->cfg->id);
-                cJSON_AddNumberToObject(r, "pid", (double)c->pid);
-            }
-            ctl_send(cn, r);
-        } else {
+        else {
+            /* the waiter is in place before the restart begins: a start
+             * that fails (or, ready=none, succeeds) at once answers it */
             c->waiter = cn;
             c->waiter_req = req;
             conn_set_data(cn, c);
-            return; /* answered by sup_control_answer */
+            if (sup_restart_child(c, err, sizeof err) < 0) {
+                c->waiter = NULL;
+                c->waiter_req = NULL;
+                conn_set_data(cn, NULL);
+                ctl_send(cn, proto_reply_err(req, PROTO_E_STOPPING, "%s", err));
+            } else
+                return; /* answered by sup_control_answer, maybe already */
         }
     } else if (strcmp(op, "stop") == 0) {
         cJSON *r = proto_reply_ok(req);

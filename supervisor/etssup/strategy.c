@@ -285,6 +285,14 @@ void sup_advance(sup *s)
             }
             if (next->waiter)
                 sup_control_answer(next, PROTO_E_START_FAILED, err);
+            if (next->cfg->restart == SUP_TEMPORARY) {
+                /* started on request (its initial start is dealt with
+                 * above): never restarted, so not retried, and the request
+                 * is not counted towards the intensity */
+                log_error("child %s (restart type temporary) is not started again", next->cfg->id);
+                next->want_run = false;
+                continue;
+            }
             if (sup_intensity_exceeded(s)) {
                 log_error("restart intensity reached (more than %d restarts in %d s; raise \"intensity\" or "
                           "\"period\" in the config): stopping every child, then exiting %d",
