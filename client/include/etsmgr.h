@@ -334,7 +334,8 @@ int etsmgr_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts
  * table given to the caller with etsmgr_give_away while it waits for it
  * ends the wait: the call returns it.  ETSMGR_EREFUSED (the daemon's words
  * in etsmgr_client_message) when etsmgrd could not send the table's fd
- * (it is at its fd limit): the table goes on to the next waiter.
+ * (it is at its fd limit): the table goes on to the next waiter; and when
+ * the connection has 64 waits queued already (too_many_waits).
  * ETSMGR_ENOTCONN when etsmgrd went away: connect again and wait again.
  * The same rules as etsmgr_new_table decide whether the caller may own the
  * table at all (its uid); refusals come at once. */
