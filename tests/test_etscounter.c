@@ -1237,6 +1237,64 @@ START_TEST(test_sigterm_while_waiting_for_mgr)
 }
 END_TEST
 
+/* etscounterd started while etsmgrd says table etscounter is owned (after
+ * a SIGKILL of the etscounterd before it, for a moment; here by a live
+ * process, the test) asks again for up to 10 s: a SIGTERM meanwhile ends
+ * it with status 0 too, not by the signal, and the owner keeps the table
+ * as it was.  The table is the test's own, with an entry etscounterd would
+ * never make, and no "count", which it would. */
+static char et_owned_says[64];
+static bool et_log_says_owned(void *arg)
+{
+    (void)arg;
+    char *log = tu_log(&E, "ctr.log");
+    bool yes = strstr(log, et_owned_says) != NULL;
+    free(log);
+    return yes;
+}
+
+START_TEST(test_sigterm_while_table_owned)
+{
+    et_mgr();
+    etsmgr_client *c = NULL;
+    char msg[256];
+    ck_assert_msg(etsmgr_connect(E.dir, E.instance, &c, msg, sizeof msg) == ETSMGR_OK, "etsmgr_connect: %s", msg);
+    etsmgr_table *t = NULL;
+    ck_assert_int_eq(etsmgr_new_table(c, "etscounter", NULL, "etscounter", &t, NULL), ETSMGR_OK);
+    etsmgr_value v = { .type = ETSMGR_INT, .i = 41 };
+    ck_assert_int_eq(etsmgr_table_insert(t, "held", 4, &v), ETSMGR_OK);
+    et_expect_owner(getpid());
+
+    char *argv[] = { "etscounterd", "--log-level", "info", NULL };
+    pid_t ctr = tu_spawn_logged(&E, argv, "ctr.log", 0);
+    ck_assert_int_gt(ctr, 0);
+    if (et_nctrs < 64)
+        et_ctrs[et_nctrs++] = ctr;
+    snprintf(et_owned_says, sizeof et_owned_says, "still owned by pid %d", (int)getpid());
+    ck_assert_msg(tu_eventually(et_log_says_owned, NULL, ET_SPAWN_MS), "etscounterd did not say \"%s\"",
+                  et_owned_says);
+    ck_assert_int_eq(kill(ctr, SIGTERM), 0);
+    int st = tu_wait(ctr, 10000);
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "etscounterd waiting for an owned table ended with 0x%x on SIGTERM, not exit 0", st);
+    char sockp[sizeof E.dir + 32];
+    snprintf(sockp, sizeof sockp, "%s/etscounter.sock", E.dir);
+    struct stat sst;
+    ck_assert_msg(stat(sockp, &sst) < 0 && errno == ENOENT, "%s is left behind", sockp);
+    char *log = tu_log(&E, "ctr.log");
+    ck_assert_msg(strstr(log, "stopping on SIGTERM while waiting for table etscounter"), "its log: %s", log);
+    free(log);
+
+    ck_assert_int_eq(et_owner(), getpid());
+    ck_assert_int_eq(et_entries(), 1);
+    etsmgr_value got;
+    ck_assert_int_eq(etsmgr_table_lookup(t, "held", 4, &got, NULL, 0), ETSMGR_OK);
+    ck_assert_int_eq(got.type, ETSMGR_INT);
+    ck_assert_int_eq(got.i, 41);
+    etsmgr_client_close(c);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ CLI and options */
 START_TEST(test_cli_usage)
 {
@@ -1634,6 +1692,7 @@ Suite *etscounter_suite(void)
     tcase_add_test(tc, test_on_manager_death_exit);
     tcase_add_test(tc, test_second_instance_refused);
     tcase_add_test(tc, test_sigterm_while_waiting_for_mgr);
+    tcase_add_test(tc, test_sigterm_while_table_owned);
     suite_add_tcase(s, tc);
     tc = tcase_create("cli");
     tcase_add_checked_fixture(tc, et_setup, et_cleanup);

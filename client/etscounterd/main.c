@@ -126,11 +126,12 @@ static void ecd_sleep_ms(int ms)
 
 /* ------------------------------------------------------------------ stopping before serving */
 /* A SIGTERM or SIGINT that comes while etscounterd waits (for etsmgrd to
- * start, or, a standby, queued for the table) must end it with status 0,
- * as one does while it serves; the loop's handlers are made only after the
- * first answers (below), and the waits are the library's blocking calls,
- * which no handler can cut short (they go on after EINTR), nor can a flag
- * be looked at during them.  So, for those waits, the two signals are
+ * start; for etsmgrd to see the table's last owner gone; or, a standby,
+ * queued for the table) must end it with status 0, as one does while it
+ * serves; the loop's handlers are made only after the first answers
+ * (below), and the waits are the library's blocking calls, which no
+ * handler can cut short (they go on after EINTR), nor can a flag be looked
+ * at during them.  So, for those waits, the two signals are
  * blocked and a thread of ours takes them with sigwait, where it may log
  * as anywhere else, and ends the process: _exit closes our connection,
  * which is how etsmgrd takes a waiter out of the queue (and lets go of a
@@ -148,6 +149,9 @@ static int ecd_stop_phase;
 static int ecd_stopper_on;
 static pthread_t ecd_stopper, ecd_main_thread;
 static sigset_t ecd_stop_sigs;
+/* the live process etsmgrd says owns the table while we wait for it to
+ * let go (0: we wait for etsmgrd itself); for the stopper's log line */
+static pid_t ecd_stop_owner;
 
 static void *ecd_stopper_main(void *arg)
 {
@@ -163,8 +167,15 @@ static void *ecd_stopper_main(void *arg)
             log_notice("standby: stopping on %s while waiting to take table %s over; the etscounterd that "
                        "serves it goes on.",
                        name, CTR_TABLE);
-        else
-            log_notice("stopping on %s while waiting for etsmgr; table %s was not taken.", name, CTR_TABLE);
+        else {
+            pid_t owner = __atomic_load_n(&ecd_stop_owner, __ATOMIC_ACQUIRE);
+            if (owner > 0)
+                log_notice("stopping on %s while waiting for table %s, still owned by pid %d; not taken, it "
+                           "stays with that process.",
+                           name, CTR_TABLE, (int)owner);
+            else
+                log_notice("stopping on %s while waiting for etsmgr; table %s was not taken.", name, CTR_TABLE);
+        }
         if (ecd_own_socket && unlink(D.sock_path) < 0 && errno != ENOENT)
             log_warning("cannot remove %s: %s", D.sock_path, strerror(errno));
         _exit(0);
@@ -289,6 +300,7 @@ static etsmgr_client *ecd_wait_mgr(const ecd *d, int wait_ms)
     char msg[256];
     if (etsmgr_connect(d->rt.dir, d->rt.instance, &c, msg, sizeof msg) == ETSMGR_OK)
         return c;
+    __atomic_store_n(&ecd_stop_owner, 0, __ATOMIC_RELEASE);
     ecd_stopper_start();
     log_notice("waiting for etsmgr to start (%s).", msg);
     int err = etsmgr_wait(d->rt.dir, d->rt.instance, 20, wait_ms, &c, msg, sizeof msg);
@@ -337,6 +349,11 @@ static void ecd_get_table(ecd *d, int wait_ms)
             continue;
         }
         if (err == ETSMGR_EOWNED && owned_ms < 10000) {
+            /* up to 10 s (the owner may be alive after all: some other
+             * process of ours holding the table): a SIGTERM meanwhile must
+             * end us with status 0 too */
+            __atomic_store_n(&ecd_stop_owner, g.from_pid, __ATOMIC_RELEASE);
+            ecd_stopper_start();
             if (owned_ms == 0)
                 log_info("table %s is still owned by pid %d; waiting for etsmgr to see it is gone.",
                          CTR_TABLE, (int)g.from_pid);
