@@ -60,6 +60,7 @@
 
 #include "table_image.h"
 #include "table_int.h"
+#include "test_flip_watch.h"
 #include "test_table_util.h"
 
 static void teardown(void) { tt_cleanup(); }
@@ -314,7 +315,7 @@ END_TEST
  * freed and its block reused meanwhile, or a scribbler): a reader checks
  * the word it loads and must then go by what it checked, not load it
  * again, or a bad second load walks it off the block and the mapping.
- * Made certain here by watching the word (ow_flip_watched_at): the reader
+ * Made certain here by watching the word (test_flip_watch.h): the reader
  * flips it between a good and a bad value right after each of its loads
  * of it.  The reader's process makes the page after the block unreadable,
  * so a read past the block is a SIGSEGV. */
@@ -344,98 +345,6 @@ static etsmgr_table *ow_one_leaf(uint64_t *pg)
     ck_assert_uint_le(*pg + 4096u, t->limit);
     return t;
 }
-#if defined(__x86_64__)
-/* The watch, in the reader's process (x86-64).  The page holding the
- * word is unreadable, so every access to it faults; the SIGSEGV handler
- * makes the page readable and sets the trap flag, the access completes
- * and traps (one instruction stepped), and the SIGTRAP handler flips the
- * word when the access began at it, then makes the page unreadable
- * again.  A fault anywhere else (past the block, into the unreadable page
- * after it) gets the handler that was there before: the default's death
- * by SIGSEGV, or a sanitizer's report.  This once used a hardware
- * watchpoint through ptrace's debug registers; a PVM guest accepts
- * those and never fires them, so the tests there saw no load at all. */
-static struct {
-    unsigned char *page; /* the watched page */
-    uint64_t *w, good, bad;
-    unsigned long flips;
-    int *loads;   /* shared with the test: the accesses to the word so far */
-    int stepping; /* the access being stepped began at the word */
-    struct sigaction before;
-} ow_watch;
-static void ow_on_fault(int sig, siginfo_t *si, void *ctx)
-{
-    (void)sig;
-    unsigned char *a = si->si_addr;
-    if (a < ow_watch.page || a >= ow_watch.page + 4096) {
-        sigaction(SIGSEGV, &ow_watch.before, NULL); /* the access faults again, now for real */
-        return;
-    }
-    ow_watch.stepping = a >= (unsigned char *)ow_watch.w && a < (unsigned char *)(ow_watch.w + 1);
-    if (mprotect(ow_watch.page, 4096, PROT_READ | PROT_WRITE) != 0) _exit(5);
-    ((ucontext_t *)ctx)->uc_mcontext.gregs[REG_EFL] |= 0x100; /* TF */
-}
-static void ow_on_step(int sig, siginfo_t *si, void *ctx)
-{
-    (void)sig, (void)si;
-    ((ucontext_t *)ctx)->uc_mcontext.gregs[REG_EFL] &= ~(greg_t)0x100;
-    if (ow_watch.stepping) {
-        int n = ++*ow_watch.loads;
-        if (!ow_watch.flips || (n <= 64 && (ow_watch.flips >> (n - 1) & 1u)))
-            __atomic_store_n(ow_watch.w, *ow_watch.w == ow_watch.good ? ow_watch.bad : ow_watch.good,
-                             __ATOMIC_RELAXED);
-        ow_watch.stepping = 0;
-    }
-    if (mprotect(ow_watch.page, 4096, PROT_NONE) != 0) _exit(5);
-}
-
-/* Runs action(t) in a child whose page pg of the table is unreadable,
- * with *w flipped between good and bad after each of the child's accesses
- * to it; fails the test, saying how the child ended, unless it exited 0
- * having loaded the word at least once. */
-static void ow_flip_watched_at(etsmgr_table *t, uint64_t pg, uint64_t *w, uint64_t good, uint64_t bad,
-                               int (*action)(etsmgr_table *t), unsigned long flips);
-static void ow_flip_watched(etsmgr_table *t, uint64_t pg, uint64_t *w, uint64_t good, uint64_t bad,
-                            int (*action)(etsmgr_table *t))
-{
-    ow_flip_watched_at(t, pg, w, good, bad, action, 0);
-}
-/* The same, flipping only after the accesses whose bits are set in flips
- * (bit 0: the first), 0: after every access. */
-static void ow_flip_watched_at(etsmgr_table *t, uint64_t pg, uint64_t *w, uint64_t good, uint64_t bad,
-                               int (*action)(etsmgr_table *t), unsigned long flips)
-{
-    unsigned char *page = (unsigned char *)((uintptr_t)w & ~(uintptr_t)4095);
-    ck_assert_ptr_ne(page, t->base + pg); /* the word is in the block, before the unreadable page */
-    int *loads = mmap(NULL, sizeof *loads, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    ck_assert_msg(loads != MAP_FAILED, "mmap: %s", strerror(errno));
-    *loads = 0;
-    *w = good;
-    pid_t rd = fork();
-    ck_assert_int_ge(rd, 0);
-    if (rd == 0) {
-        ow_watch.page = page, ow_watch.w = w, ow_watch.good = good, ow_watch.bad = bad;
-        ow_watch.flips = flips, ow_watch.loads = loads;
-        struct sigaction sa = {.sa_flags = SA_SIGINFO};
-        sigemptyset(&sa.sa_mask);
-        sa.sa_sigaction = ow_on_step;
-        if (sigaction(SIGTRAP, &sa, NULL) != 0) _exit(2);
-        sa.sa_sigaction = ow_on_fault;
-        if (sigaction(SIGSEGV, &sa, &ow_watch.before) != 0) _exit(2);
-        if (mprotect(t->base + pg, 4096, PROT_NONE) != 0 || mprotect(page, 4096, PROT_NONE) != 0) _exit(2);
-        _exit(action(t));
-    }
-    int st;
-    ck_assert_int_eq(waitpid(rd, &st, 0), rd);
-    int n = *loads;
-    munmap(loads, sizeof *loads);
-    *w = good;
-    ck_assert_msg(!WIFSIGNALED(st), "the reader got signal %d after %d loads of the word (it read past the block)",
-                  WIFSIGNALED(st) ? WTERMSIG(st) : 0, n);
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the reader: status %#x after %d loads of the word", st, n);
-    ck_assert_int_ge(n, 1);
-}
-#endif
 
 /* A walk of the one leaf, moved to end right before the page, its slot
  * count flipped between 24 and 65535 (fails, a SIGSEGV, when ord_try loads
@@ -453,7 +362,7 @@ START_TEST(walk_node_header_loaded_once)
     uint64_t leaf = pg - OW_LEAF_SIZE, h0 = *tbl_word(t, t->h->ord_head);
     memcpy(t->base + leaf, t->base + t->h->ord_head, OW_LEAF_SIZE);
     t->h->ord_head = leaf;
-    ow_flip_watched(t, pg, tbl_word(t, leaf), h0, h0 | 0xffffu, ow_walk);
+    fw_flip_watched(t, pg, tbl_word(t, leaf), h0, h0 | 0xffffu, ow_walk);
     etsmgr_table_close(t);
 #endif
 }
@@ -485,7 +394,7 @@ START_TEST(compare_entry_header_loaded_once)
     *slot = (*slot & ~TBL_OFF_MASK) | noff >> 3;
     memcpy(ow_q, t->base + noff + 8, 16);
     memset(ow_q + 16, 'z', sizeof ow_q - 16);
-    ow_flip_watched(t, pg, tbl_word(t, noff), h0, h0 | 0xffu, ow_next);
+    fw_flip_watched(t, pg, tbl_word(t, noff), h0, h0 | 0xffu, ow_next);
     etsmgr_table_close(t);
 #endif
 }
@@ -508,7 +417,7 @@ START_TEST(insert_node_header_changing)
     uint64_t pg;
     etsmgr_table *t = ow_one_leaf(&pg);
     uint64_t leaf = t->h->ord_head, h0 = *tbl_word(t, leaf);
-    ow_flip_watched(t, pg, tbl_word(t, leaf), h0, h0 | 0xffffu, ow_insert);
+    fw_flip_watched(t, pg, tbl_word(t, leaf), h0, h0 | 0xffffu, ow_insert);
     etsmgr_table_close(t);
 #endif
 }
@@ -530,7 +439,7 @@ START_TEST(insert_node_level_changing)
     memcpy(t->base + leaf, t->base + t->h->ord_head, OW_LEAF_SIZE);
     t->h->ord_head = leaf;
     t->h->heap_top = pg + 4096u; /* a writer looks below the heap's top only */
-    ow_flip_watched_at(t, pg, tbl_word(t, leaf), h0, h0 | 1u << 16, ow_insert, 1u << 1 | 1u << 2);
+    fw_flip_watched_at(t, pg, tbl_word(t, leaf), h0, h0 | 1u << 16, ow_insert, 1u << 1 | 1u << 2);
     etsmgr_table_close(t);
 #endif
 }
@@ -575,7 +484,7 @@ START_TEST(update_entry_header_loaded_once)
     ck_assert_uint_eq(h0 & 0xffu, 7);
     for (unsigned k = 0; k < 8; k++) {
         *tbl_word(t, noff + 16) = 10;
-        ow_flip_watched_at(t, pg, tbl_word(t, noff), h0, h0 | 0xffu, ow_update, 1ul << k);
+        fw_flip_watched_at(t, pg, tbl_word(t, noff), h0, h0 | 0xffu, ow_update, 1ul << k);
     }
     etsmgr_table_close(t);
 #endif
@@ -606,7 +515,7 @@ START_TEST(update_once_entry_header_loaded_once)
     for (unsigned k = 0; k < 8; k++) {
         *tbl_word(t, noff + 16) = 10;
         ow_rid = k + 1;
-        ow_flip_watched_at(t, pg, tbl_word(t, noff), h0, h0 | 0xffu, ow_update_once, 1ul << k);
+        fw_flip_watched_at(t, pg, tbl_word(t, noff), h0, h0 | 0xffu, ow_update_once, 1ul << k);
     }
     etsmgr_table_close(t);
 #endif
@@ -643,7 +552,7 @@ START_TEST(verify_once_head_loaded_once)
     pg = ((t->top + 4095u) & ~(uint64_t)4095u) + 4096u;
     ck_assert_uint_le(pg + 4096u, t->limit);
     for (unsigned k = 0; k < 4; k++)
-        ow_flip_watched_at(t, pg, head, 64, 1ull << 62, ow_verify, 1ul << k);
+        fw_flip_watched_at(t, pg, head, 64, 1ull << 62, ow_verify, 1ul << k);
     tt_check(t);
     etsmgr_table_close(t);
 #endif
@@ -665,7 +574,7 @@ START_TEST(verify_entry_header_loaded_once)
     t->h->heap_top = pg + 4096u; /* verify looks below the heap's top only */
     uint64_t h0 = *tbl_word(t, noff);
     for (unsigned k = 0; k < 6; k++)
-        ow_flip_watched_at(t, pg, tbl_word(t, noff), h0, h0 | 0xffu, ow_verify, 1ul << k);
+        fw_flip_watched_at(t, pg, tbl_word(t, noff), h0, h0 | 0xffu, ow_verify, 1ul << k);
     etsmgr_table_close(t);
 #endif
 }
@@ -708,7 +617,7 @@ START_TEST(save_entry_header_loaded_once)
     uint64_t h0 = *tbl_word(t, noff);
     ck_assert_uint_eq(h0 & 0xffu, 7);
     for (unsigned k = 0; k < 24; k++) /* a save loads the word about 17 times */
-        ow_flip_watched_at(t, top, tbl_word(t, noff), h0, h0 | 0xffu, ow_save, 1ul << k);
+        fw_flip_watched_at(t, top, tbl_word(t, noff), h0, h0 | 0xffu, ow_save, 1ul << k);
     etsmgr_table_close(t);
 #endif
 }
