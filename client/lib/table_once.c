@@ -179,11 +179,14 @@
  * by the region's words later: a process that may write the object need not
  * take the lock, and between a count's check and its record's write lie
  * crash points (step 0, a rebuild's allocation, the counter's own change)
- * where it may have changed any of them.  So the place is checked again
- * after step 0 and after a rebuild, and the record is written where the
- * words checked then say: a scribbled region gives ETSMGR_ECORRUPT or a
- * record in it, never an address outside it nor a walk to a head of 2^62
- * (suite once_hostile). */
+ * where it may have changed any of them, and it may change them between
+ * any two loads.  So each step takes the view its own check loaded
+ * (once_region's for the lookup: the tail's drop, once_touch, once_find;
+ * tbl_once_tidy's, tbl_once_put's and verify's likewise), the place is
+ * checked again after step 0 and after a rebuild, and the record is
+ * written where the words checked then say: a scribbled region gives
+ * ETSMGR_ECORRUPT or a record in it, never an address outside it nor a
+ * walk to a head of 2^62 (suite once_hostile). */
 #include <errno.h>
 #include <stdio.h>
 #include <sys/mman.h>
@@ -271,6 +274,7 @@ static uint64_t once_idx_off(uint64_t off, uint64_t cap, uint64_t magic)
  * tail 0. */
 struct once_view {
     uint64_t *reg; /* the region's words: valid until the mapping moves (tbl_alloc) */
+    uint64_t off;  /* where they are (once_off when loaded; 0: no region, once_region) */
     uint64_t magic, cap, head, tail, filled, size;
 };
 
@@ -290,8 +294,8 @@ __attribute__((always_inline)) static inline bool once_load(etsmgr_table *t, uin
     uint64_t filled = magic != ONCE_MAGIC1 ? once_ld(&w[6]) : 0;
     if (magic == ONCE_MAGIC1 ? head > cap : tail > head || head - tail > cap || filled > ONCE_IDX_PER_REC * cap)
         return false;
-    *v = (struct once_view){.reg = w, .magic = magic, .cap = cap, .head = head, .tail = tail, .filled = filled,
-                            .size = size};
+    *v = (struct once_view){.reg = w, .off = off, .magic = magic, .cap = cap, .head = head, .tail = tail,
+                            .filled = filled, .size = size};
     return true;
 }
 
@@ -386,15 +390,17 @@ __attribute__((always_inline)) static inline uint64_t once_home4(const uint64_t 
     return (h & ~(uint64_t)(ONCE_PAGE_BUCKETS - 1u)) | in_page;
 }
 
-/* Where a rid goes in the index of region reg: *home's low bits pick its
- * home bucket, *tag (the high 32 bits of the whole rid's keyed hash) marks
- * its entry.  Layout 2: the bucket from that same hash; layouts 3 and 4:
- * their homes above. */
-static void once_hash(const uint64_t *reg, uint64_t r0, uint64_t r1, uint64_t *home, uint32_t *tag)
+/* Where a rid goes in the index of region reg, of layout magic (the
+ * checked one: struct once_view): *home's low bits pick its home bucket,
+ * *tag (the high 32 bits of the whole rid's keyed hash) marks its entry.
+ * Layout 2: the bucket from that same hash; layouts 3 and 4: their homes
+ * above.  The key words are read here, not checked: any key is one, and a
+ * changed key only sends a rid to another bucket of the same index. */
+static void once_hash(const uint64_t *reg, uint64_t magic, uint64_t r0, uint64_t r1, uint64_t *home, uint32_t *tag)
 {
     uint64_t a = once_mix(r0 ^ reg[4]), h = once_mix(a ^ r1 ^ reg[5]);
     *tag = (uint32_t)(h >> 32);
-    *home = reg[0] == ONCE_MAGIC ? once_home4(reg, a, r1) : reg[0] == ONCE_MAGIC3 ? once_home3(reg, a, r1) : h;
+    *home = magic == ONCE_MAGIC ? once_home4(reg, a, r1) : magic == ONCE_MAGIC3 ? once_home3(reg, a, r1) : h;
 }
 
 /* once_hash's tag alone */
@@ -419,7 +425,9 @@ static const uint64_t *once_next(const struct once_view *v, uint64_t *i, int64_t
     return NULL;
 }
 
-/* In the layout 2 or 3 region at off: 1, rid (r0, r1) is in the store, its
+/* In the layout 2, 3 or 4 region v (as once_load checked it, never its
+ * words again: a scribbler's size word would put the index anywhere, test
+ * once_hostile/once_cap_loaded_once): 1, rid (r0, r1) is in the store, its
  * record at ring slot *slot; 0, absent, *ent the entry its record is to
  * take: the first one of its probe that no lookup needs any more (an entry
  * whose slot is outside the window, as the entry says without reading the
@@ -433,16 +441,16 @@ static const uint64_t *once_next(const struct once_view *v, uint64_t *i, int64_t
  * ever emptied, and taking one over leaves it used.  (An entry whose slot
  * the ring has filled again with another rid is dead too, but only its
  * record would say so: it stays until that record drops as well.) */
-static int once_find(etsmgr_table *t, uint64_t off, uint64_t r0, uint64_t r1, uint64_t gone, uint64_t *ent,
-                     uint64_t *slot)
+static int once_find(etsmgr_table *t, const struct once_view *v, uint64_t r0, uint64_t r1, uint64_t gone,
+                     uint64_t *ent, uint64_t *slot)
 {
-    uint64_t *reg = tbl_word(t, off), cap = reg[1], nb = cap * ONCE_IDX_PER_REC / ONCE_BUCKET;
-    uint64_t head = reg[2], tail = reg[3], home, take = UINT64_MAX;
+    uint64_t *reg = v->reg, cap = v->cap, nb = cap * ONCE_IDX_PER_REC / ONCE_BUCKET;
+    uint64_t head = v->head, tail = v->tail, home, take = UINT64_MAX;
     if (gone < tail || gone > head) gone = tail;
     uint32_t tag;
-    once_hash(reg, r0, r1, &home, &tag);
+    once_hash(reg, v->magic, r0, r1, &home, &tag);
     uint64_t b = home & (nb - 1);
-    const uint64_t *idx = tbl_word(t, once_idx_off(off, cap, reg[0]));
+    const uint64_t *idx = tbl_word(t, once_idx_off(v->off, cap, v->magic));
     for (uint64_t n = 0; n < nb; n++, b = (b + 1) & (nb - 1)) {
         const uint64_t *bk = idx + ONCE_BUCKET * b;
         for (unsigned j = 0; j < ONCE_BUCKET; j++) {
@@ -481,12 +489,14 @@ static int once_find(etsmgr_table *t, uint64_t off, uint64_t r0, uint64_t r1, ui
  * first; after the first ONCE_TOUCHES counts of a handle the pages its
  * counts meet are mostly mapped, and the OR would be an instruction for
  * nothing. */
-static void once_touch(etsmgr_table *t, uint64_t off, uint64_t r0, uint64_t r1)
+static void once_touch(etsmgr_table *t, const struct once_view *v, uint64_t r0, uint64_t r1)
 {
-    uint64_t *reg = tbl_word(t, off), cap = reg[1], nb = cap * ONCE_IDX_PER_REC / ONCE_BUCKET, home;
+    /* by the checked size, as once_find: an OR at an address a size word
+     * read again made up is a fault, or a write into another block */
+    uint64_t cap = v->cap, nb = cap * ONCE_IDX_PER_REC / ONCE_BUCKET, home;
     uint32_t tag;
-    once_hash(reg, r0, r1, &home, &tag);
-    uint64_t *line = tbl_word(t, once_idx_off(off, cap, reg[0])) + ONCE_BUCKET * (home & (nb - 1));
+    once_hash(v->reg, v->magic, r0, r1, &home, &tag);
+    uint64_t *line = tbl_word(t, once_idx_off(v->off, cap, v->magic)) + ONCE_BUCKET * (home & (nb - 1));
     (void)__atomic_fetch_or(line, 0, __ATOMIC_RELAXED);
 }
 
@@ -568,7 +578,7 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
             memcpy(once_rec(nw, n), rec, 8 * ONCE_REC_WORDS);
             uint64_t home;
             uint32_t tag;
-            once_hash(nw, rec[0], rec[1], &home, &tag);
+            once_hash(nw, ONCE_MAGIC, rec[0], rec[1], &home, &tag);
             if (once_index_add(idx, nb, home, tag, n)) return ETSMGR_ECORRUPT;
         }
         nw[2] = nw[6] = n;
@@ -624,7 +634,8 @@ struct once_spot {
     uint64_t cap, head, tail0, filled;
 };
 
-/* Drops expired records from the ring's tail, at most steps of them; the
+/* Drops expired records from the ring's tail, at most steps of them, in
+ * the ring of reg as checked (cap, head, tail: struct once_view's); the
  * new tail (not written: once_write logs it with the rest). */
 static uint64_t once_drop_from(const uint64_t *reg, uint64_t cap, uint64_t head, uint64_t tail, int64_t now,
                                uint64_t steps)
@@ -632,10 +643,6 @@ static uint64_t once_drop_from(const uint64_t *reg, uint64_t cap, uint64_t head,
     for (; steps && tail < head; steps--, tail++)
         if ((int64_t)once_rec((uint64_t *)reg, tail & (cap - 1))[3] >= now) break;
     return tail;
-}
-static uint64_t once_drop(uint64_t *reg, int64_t now, uint64_t steps)
-{
-    return once_drop_from(reg, reg[1], reg[2], reg[3], now, steps);
 }
 
 /* The spot of rid (r0, r1) in the region at once_off after a rebuild:
@@ -646,7 +653,7 @@ static int once_spot_rebuilt(etsmgr_table *t, uint64_t r0, uint64_t r1, struct o
     struct once_view v;
     uint64_t o = once_ld(&t->h->once_off), ent, slot;
     if (!once_load(t, o, &v) || v.magic != ONCE_MAGIC) return ETSMGR_ECORRUPT;
-    if (once_find(t, o, r0, r1, 0, &ent, &slot) != 0 || ent >= ONCE_IDX_PER_REC * v.cap) return ETSMGR_ECORRUPT;
+    if (once_find(t, &v, r0, r1, 0, &ent, &slot) != 0 || ent >= ONCE_IDX_PER_REC * v.cap) return ETSMGR_ECORRUPT;
     *sp = (struct once_spot){
         .off = o, .ent = ent, .tail = v.tail, .cap = v.cap, .head = v.head, .tail0 = v.tail, .filled = v.filled};
     return 0;
@@ -807,19 +814,22 @@ static void once_write(etsmgr_table *t, const struct once_spot *sp, uint64_t r0,
     tbl_set(t, sp->off + 16, head + 1);
 }
 
-/* The layout 4 region of the table (0: none), an older one rebuilt first. */
-static int once_region(etsmgr_table *t, int64_t now, uint64_t *off)
+/* The layout 4 region of the table as checked (v->off 0: none), an older
+ * one rebuilt first.  Its caller goes by *v, not by the region's words,
+ * until its next crash point. */
+__attribute__((always_inline)) static inline int once_region(etsmgr_table *t, int64_t now, struct once_view *v)
 {
-    struct once_view v;
-    *off = once_ld(&t->h->once_off);
-    if (!*off) return 0;
-    if (!once_load(t, *off, &v)) return ETSMGR_ECORRUPT;
-    if (v.magic == ONCE_MAGIC) return 0;
-    int r = once_rebuild(t, *off, now, 0, 0, 0);
+    uint64_t off = once_ld(&t->h->once_off);
+    v->off = 0;
+    if (!off) return 0;
+    if (!once_load(t, off, v)) return ETSMGR_ECORRUPT;
+    if (v->magic == ONCE_MAGIC) return 0;
+    int r = once_rebuild(t, off, now, 0, 0, 0);
+    if (r) return r;
     /* loaded and checked again: the rebuild's crash points came between */
-    *off = once_ld(&t->h->once_off);
-    if (r == 0 && (!once_load(t, *off, &v) || v.magic != ONCE_MAGIC)) r = ETSMGR_ECORRUPT;
-    return r;
+    off = once_ld(&t->h->once_off);
+    if (!once_load(t, off, v) || v->magic != ONCE_MAGIC) return ETSMGR_ECORRUPT;
+    return 0;
 }
 
 /* One count under the lock, inside a change the caller began and ends
@@ -829,24 +839,25 @@ static int once_region(etsmgr_table *t, int64_t now, uint64_t *off)
 static int once_count_locked(etsmgr_table *t, const void *key, size_t klen, uint64_t hv, int64_t incr,
                              const etsmgr_once *once, int64_t now, int64_t *nvp, int *dup)
 {
-    uint64_t r0, r1, pos, ent = 0, slot, off, gone = 0;
+    uint64_t r0, r1, pos, ent = 0, slot, gone = 0;
     memcpy(&r0, once->rid, 8);
     memcpy(&r1, once->rid + 8, 8);
     *dup = 0;
-    int r = once_region(t, now, &off);
+    struct once_view v; /* up to step 0, the region as checked here */
+    int r = once_region(t, now, &v);
     if (r) return r;
-    if (off) {
+    if (v.off) {
         /* the tail this count drops to (once_place drops at least these):
          * their entries are free for the new record */
-        gone = once_drop(tbl_word(t, off), now, ONCE_TAIL_STEPS);
+        gone = once_drop_from(v.reg, v.cap, v.head, v.tail, now, ONCE_TAIL_STEPS);
         if (t->once_touches < ONCE_TOUCHES) {
             t->once_touches++;
-            once_touch(t, off, r0, r1);
+            once_touch(t, &v, r0, r1);
         }
-        int found = once_find(t, off, r0, r1, gone, &ent, &slot);
+        int found = once_find(t, &v, r0, r1, gone, &ent, &slot);
         if (found < 0) return found;
         if (found) {
-            *nvp = (int64_t)once_rec(tbl_word(t, off), slot)[2];
+            *nvp = (int64_t)once_rec(v.reg, slot)[2];
             *dup = 1;
             return 0;
         }
@@ -1059,19 +1070,18 @@ int tbl_once_tidy(etsmgr_table *t)
     int64_t now = t->once_now = etsmgr_mono_ms();
     t->once_armed = true;
     t->once_check_ms = now + ONCE_CHECK_MS;
-    uint64_t off;
-    if ((r = once_region(t, now, &off)) != 0 || !off) return tbl_op_end(t, r);
-    uint64_t *reg = tbl_word(t, off), cap = reg[1], from = reg[3];
-    uint64_t tail = once_drop(reg, now, cap < ONCE_SWEEP ? cap : ONCE_SWEEP);
-    bool swept = tail == reg[2] || (int64_t)once_rec(reg, tail & (cap - 1))[3] >= now;
-    if (swept && cap > ONCE_MIN_CAP && reg[2] - tail < cap / ONCE_SPARSE) {
+    struct once_view v; /* the region as checked: its words may say anything by now */
+    if ((r = once_region(t, now, &v)) != 0 || !v.off) return tbl_op_end(t, r);
+    uint64_t off = v.off, cap = v.cap, head = v.head, from = v.tail;
+    uint64_t tail = once_drop_from(v.reg, cap, head, from, now, cap < ONCE_SWEEP ? cap : ONCE_SWEEP);
+    bool swept = tail == head || (int64_t)once_rec(v.reg, tail & (cap - 1))[3] >= now;
+    if (swept && cap > ONCE_MIN_CAP && head - tail < cap / ONCE_SPARSE) {
         r = once_rebuild(t, off, now, 0, tail, 0);
         if (r && r != ETSMGR_ECORRUPT && t->h->once_off == off) r = 0; /* no room for it: as it is */
-        reg = tbl_word(t, off); /* the mapping may have moved */
     }
     /* the region kept: the expired records dropped (one logged word) */
     bool kept = r == 0 && t->h->once_off == off;
-    if (kept && tail != reg[3]) tbl_set(t, off + 24, tail);
+    if (kept && tail != from) tbl_set(t, off + 24, tail);
     uint64_t noff = r == 0 && !kept ? t->h->once_off : 0, nlen = noff ? tbl_once_bytes(t, noff) : 0;
     r = tbl_op_end(t, r);
     if (t->once_unmap_len) once_unmap(t);
@@ -1094,15 +1104,16 @@ int tbl_once_tidy(etsmgr_table *t)
 int tbl_once_put(etsmgr_table *t, const uint8_t rid[ETSMGR_RID_LEN], int64_t value, int64_t keep_until)
 {
     if (!t || !rid || keep_until <= 0) return ETSMGR_EINVAL;
-    uint64_t r0, r1, ent = 0, slot, off;
+    uint64_t r0, r1, ent = 0, slot;
     memcpy(&r0, rid, 8);
     memcpy(&r1, rid + 8, 8);
     int64_t now = etsmgr_mono_ms();
     int r = tbl_op_begin(t, "once_put", true);
     if (r) return r;
-    if ((r = once_region(t, now, &off)) != 0) return tbl_op_end(t, r);
-    if (off) {
-        r = once_find(t, off, r0, r1, 0, &ent, &slot);
+    struct once_view v;
+    if ((r = once_region(t, now, &v)) != 0) return tbl_op_end(t, r);
+    if (v.off) {
+        r = once_find(t, &v, r0, r1, 0, &ent, &slot);
         if (r) return tbl_op_end(t, r < 0 ? r : ETSMGR_EEXIST);
     }
     struct once_spot sp;
@@ -1170,7 +1181,7 @@ int tbl_once_verify(etsmgr_table *t, char *why, size_t whylen)
     for (uint64_t p = v.tail; p < v.head; p++) {
         const uint64_t *rec = once_rec(reg, p & (cap - 1));
         uint64_t ent, slot;
-        if (!rec[3] || once_find(t, off, rec[0], rec[1], 0, &ent, &slot) != 1) {
+        if (!rec[3] || once_find(t, &v, rec[0], rec[1], 0, &ent, &slot) != 1) {
             snprintf(why, whylen, "request-id record %llu of the ring is empty or not indexed",
                      (unsigned long long)p);
             return ETSMGR_ECORRUPT;
