@@ -568,6 +568,31 @@ static pid_t st_event_pid(st_env *e, const char *prefix)
     return pid;
 }
 
+/* The start the pending_stop tests share, after st_config (a, then b with
+ * "--no-ready-if" hold, then c): etssup started; hold made, so that b's
+ * next run sends no READY=1; a restart of b requested (request id rid) on
+ * the connection returned, and b's new run seen starting (*b1); hold
+ * removed (b's run after that one is ready by itself); a SIGKILLed, so
+ * that b is marked to be stopped while it starts.  p: the first pids. */
+static int st_restart_b_kill_a(st_env *e, const char *hold, int rid, pid_t p[3], pid_t *b1)
+{
+    ck_assert_int_gt(st_start(e, 15000), 0);
+    ck_assert_int_eq(st_pids(e, p), 3);
+    int hfd = open(hold, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    ck_assert_int_ge(hfd, 0);
+    close(hfd);
+    char req[80];
+    snprintf(req, sizeof req, "{\"op\":\"restart\",\"id\":%d,\"child\":\"b\"}", rid);
+    int fd = st_ctl_send(e, req);
+    st_grep noready = {e->events, "noready b "};
+    ck_assert_msg(tu_eventually(st_file_has, &noready, 5000), "b was not restarted");
+    *b1 = st_event_pid(e, "noready b ");
+    ck_assert_int_gt(*b1, 0);
+    ck_assert_int_eq(unlink(hold), 0);
+    ck_assert_int_eq(kill(p[0], SIGKILL), 0);
+    return fd;
+}
+
 static int st_child_int(cJSON *st, int k, const char *field)
 {
     cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(st, "children"), k);
@@ -596,19 +621,8 @@ START_TEST(test_pending_stop_no_start_timeout)
               "{\"id\":\"c\",\"argv\":[\"%s\",\"--id\",\"c\",\"--events\",\"%s\",\"--ignore-term\"],"
               "\"shutdown\":3000}]}",
               e.stub, e.events, e.stub, e.events, hold, e.stub, e.events);
-    ck_assert_int_gt(st_start(&e, 15000), 0);
-    pid_t p[3];
-    ck_assert_int_eq(st_pids(&e, p), 3);
-    int hfd = open(hold, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    ck_assert_int_ge(hfd, 0);
-    close(hfd);
-    int fd = st_ctl_send(&e, "{\"op\":\"restart\",\"id\":9,\"child\":\"b\"}");
-    st_grep noready = {e.events, "noready b "};
-    ck_assert_msg(tu_eventually(st_file_has, &noready, 5000), "b was not restarted");
-    pid_t b1 = st_event_pid(&e, "noready b ");
-    ck_assert_int_gt(b1, 0);
-    ck_assert_int_eq(unlink(hold), 0); /* b's next run sends READY=1 */
-    ck_assert_int_eq(kill(p[0], SIGKILL), 0);
+    pid_t p[3], b1;
+    int fd = st_restart_b_kill_a(&e, hold, 9, p, &b1);
 
     /* the restart request is answered once the new b is ready */
     cJSON *r = st_ctl_reply(fd, 15000);
@@ -702,19 +716,8 @@ START_TEST(test_pending_stop_starting_exits)
               "{\"id\":\"c\",\"argv\":[\"%s\",\"--id\",\"c\",\"--events\",\"%s\",\"--ignore-term\"],"
               "\"shutdown\":3000}]}",
               strategy, e.stub, e.events, e.stub, e.events, hold, e.stub, e.events);
-    ck_assert_int_gt(st_start(&e, 15000), 0);
-    pid_t p[3];
-    ck_assert_int_eq(st_pids(&e, p), 3);
-    int hfd = open(hold, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    ck_assert_int_ge(hfd, 0);
-    close(hfd);
-    int fd = st_ctl_send(&e, "{\"op\":\"restart\",\"id\":7,\"child\":\"b\"}");
-    st_grep noready = {e.events, "noready b "};
-    ck_assert_msg(tu_eventually(st_file_has, &noready, 5000), "%s: b was not restarted", strategy);
-    pid_t b1 = st_event_pid(&e, "noready b ");
-    ck_assert_int_gt(b1, 0);
-    ck_assert_int_eq(unlink(hold), 0); /* b's next run sends READY=1 */
-    ck_assert_int_eq(kill(p[0], SIGKILL), 0);
+    pid_t p[3], b1;
+    int fd = st_restart_b_kill_a(&e, hold, 7, p, &b1);
     char c_term[64];
     snprintf(c_term, sizeof c_term, "term c %d", (int)p[2]);
     st_grep stopping = {e.events, c_term};
@@ -790,19 +793,8 @@ START_TEST(test_pending_stop_ready_not_answered)
               "{\"id\":\"c\",\"argv\":[\"%s\",\"--id\",\"c\",\"--events\",\"%s\",\"--ignore-term\"],"
               "\"shutdown\":3000}]}",
               e.stub, e.events, e.stub, e.events, hold, temporary ? "temporary" : "permanent", e.stub, e.events);
-    ck_assert_int_gt(st_start(&e, 15000), 0);
-    pid_t p[3];
-    ck_assert_int_eq(st_pids(&e, p), 3);
-    int hfd = open(hold, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    ck_assert_int_ge(hfd, 0);
-    close(hfd);
-    int fd = st_ctl_send(&e, "{\"op\":\"restart\",\"id\":8,\"child\":\"b\"}");
-    st_grep noready = {e.events, "noready b "};
-    ck_assert_msg(tu_eventually(st_file_has, &noready, 5000), "b was not restarted");
-    pid_t b1 = st_event_pid(&e, "noready b ");
-    ck_assert_int_gt(b1, 0);
-    ck_assert_int_eq(unlink(hold), 0); /* b's next run sends READY=1 by itself */
-    ck_assert_int_eq(kill(p[0], SIGKILL), 0);
+    pid_t p[3], b1;
+    int fd = st_restart_b_kill_a(&e, hold, 8, p, &b1);
     char c_term[64];
     snprintf(c_term, sizeof c_term, "term c %d", (int)p[2]);
     st_grep stopping = {e.events, c_term};
