@@ -476,7 +476,7 @@ static void bench_ordered(double ref1)
         int r = etsmgr_table_insert(tab, &k, 8, &val);
         if (r) die("insert", r);
     }
-    struct range_row r2[3] = {{"ordered_set range walks of 100 keys, 10K entries", small, {0}, {0}},
+    struct range_row r2[3] = {{"ordered_set range walks of 100 keys, 10K entries (10M rounds)", small, {0}, {0}},
                               {"ordered_set range walks of 100 keys, 10M entries", big, {0}, {0}},
                               {"ordered_set range walks of 100 keys, 10M ascending", asc, {0}, {0}}};
     range_rounds(r2, 3, ref1);
