@@ -74,8 +74,8 @@ static const char ecd_usage[] =
 
 static ecd D;
 static int ecd_own_socket; /* we created the socket file (not inherited) */
-/* set before the stopper (below) starts, or once the table is ours, when
- * the stopper no longer reads it */
+/* the loop's handlers, made once the table is ours (the stopper, below,
+ * takes the two signals during the waits before) */
 static uv_signal_t ecd_sigterm, ecd_sigint;
 /* READY=1 goes this long after the loop starts: not before the first
  * answers (below) */
@@ -143,12 +143,23 @@ static void ecd_sleep_ms(int ms)
  * stays pending (blocked) until the loop's handlers are in place, and
  * stops us through them, cleanly, as while serving.  The phase says which:
  * whichever of the stopper and the main thread moves it off
- * ECD_STOP_WAITING first decides. */
+ * ECD_STOP_WAITING first decides (the main thread also before it exits
+ * for a failed wait, so that the status is one or the other's, not a race
+ * between exit and _exit).
+ *
+ * The stopper ends by a signal of its own (ecd_stop_wake, also taken by
+ * its sigwait) and is joined, not cancelled: glibc's sigwait runs with
+ * asynchronous cancellation around the system call, so a cancel that came
+ * just after it took a SIGTERM ended it before it passed the signal on,
+ * and the SIGTERM was lost (etscounterd went on serving); and a cancelled
+ * thread's frames, unwound, left ASan's stack poisoning behind, which
+ * failed the SANITIZE=1 build at the thread's end after every takeover. */
 enum { ECD_STOP_WAITING, ECD_STOP_TAKEN, ECD_STOP_STOPPING };
 static int ecd_stop_phase;
 static int ecd_stopper_on;
 static pthread_t ecd_stopper, ecd_main_thread;
 static sigset_t ecd_stop_sigs;
+static int ecd_stop_wake; /* SIGRTMIN: ecd_stopper_end's, to the stopper only */
 /* the live process etsmgrd says owns the table while we wait for it to
  * let go (0: we wait for etsmgrd itself); for the stopper's log line */
 static pid_t ecd_stop_owner;
@@ -157,15 +168,17 @@ static void *ecd_stopper_main(void *arg)
 {
     (void)arg;
     int sig;
-    if (sigwait(&ecd_stop_sigs, &sig) != 0)
-        return NULL; /* EINVAL only: the set is ours */
+    sigset_t set = ecd_stop_sigs;
+    sigaddset(&set, ecd_stop_wake);
+    if (sigwait(&set, &sig) != 0 || sig == ecd_stop_wake)
+        return NULL; /* EINVAL only: the set is ours; or ecd_stopper_end */
     int waiting = ECD_STOP_WAITING;
     if (__atomic_compare_exchange_n(&ecd_stop_phase, &waiting, ECD_STOP_STOPPING, 0, __ATOMIC_ACQ_REL,
                                     __ATOMIC_ACQUIRE)) {
         const char *name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
         if (D.standby)
-            log_notice("standby: stopping on %s while waiting to take table %s over; the etscounterd that "
-                       "serves it goes on.",
+            log_notice("standby: stopping on %s while waiting to take table %s over; it goes to the next "
+                       "in line (the etscounterd that serves it, while that one lives).",
                        name, CTR_TABLE);
         else {
             pid_t owner = __atomic_load_n(&ecd_stop_owner, __ATOMIC_ACQUIRE);
@@ -193,6 +206,7 @@ static void ecd_stopper_start(void)
     sigemptyset(&ecd_stop_sigs);
     sigaddset(&ecd_stop_sigs, SIGTERM);
     sigaddset(&ecd_stop_sigs, SIGINT);
+    ecd_stop_wake = SIGRTMIN;
     ecd_main_thread = pthread_self();
     /* the stopper is made with every signal blocked, so that it takes
      * none but its two, by sigwait: a SIGALRM meant to cut our flock short
@@ -221,7 +235,9 @@ static void ecd_stopper_start(void)
     ecd_stopper_on = 1;
 }
 
-/* The table is ours.  Costs a takeover one atomic operation. */
+/* The table is ours, or the main thread is about to exit for a failed
+ * wait: from now on the main thread decides how the process ends.  Costs
+ * a takeover one atomic operation. */
 static void ecd_stopper_taken(void)
 {
     int waiting = ECD_STOP_WAITING;
@@ -237,11 +253,12 @@ static void ecd_stopper_end(void)
 {
     if (!ecd_stopper_on)
         return;
-    /* a signal it takes meanwhile it passes on to us (above); not waited
-     * for: its exit is no business of ours.  These fail only for a thread
-     * not ours or already detached, or a bad set. */
-    (void)pthread_cancel(ecd_stopper);
-    (void)pthread_detach(ecd_stopper);
+    /* told to end by its own signal and waited for: a SIGTERM it took
+     * before is passed on to us (above) by then.  ESRCH when it ended
+     * already (it passed one on); these fail otherwise only for a thread
+     * not ours or a bad set. */
+    (void)pthread_kill(ecd_stopper, ecd_stop_wake);
+    (void)pthread_join(ecd_stopper, NULL);
     (void)pthread_sigmask(SIG_UNBLOCK, &ecd_stop_sigs, NULL);
     ecd_stopper_on = 0;
 }
@@ -306,6 +323,7 @@ static etsmgr_client *ecd_wait_mgr(const ecd *d, int wait_ms)
     int err = etsmgr_wait(d->rt.dir, d->rt.instance, 20, wait_ms, &c, msg, sizeof msg);
     if (err == ETSMGR_OK)
         return c;
+    ecd_stopper_taken(); /* a SIGTERM came first: the stopper's status 0, not this line's */
     log_error("etsmgr is not available: %s", msg);
     exit(err == ETSMGR_ETIMEDOUT ? ECD_EXIT_UNAVAILABLE : ECD_EXIT_SOFTWARE);
 }
@@ -361,6 +379,7 @@ static void ecd_get_table(ecd *d, int wait_ms)
             owned_ms += 20;
             continue;
         }
+        ecd_stopper_taken(); /* as in ecd_wait_mgr */
         log_error("cannot get table %s from etsmgr: %s", CTR_TABLE, etsmgr_client_message(d->mgr));
         exit(ECD_EXIT_SOFTWARE);
     }
