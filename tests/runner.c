@@ -17,7 +17,8 @@
  * (tests/lib/testutil: instances with their processes, shm objects and
  * runtime dirs; table names): a failed assertion ends a test with _exit()
  * and a timeout with SIGKILL, where the tests' own atexit cleanup cannot
- * run.  A test that passed and still left something fails the run. */
+ * run.  A test that passed and still left something fails the run; so
+ * does a sanitizer's report anywhere in the log (tu_sanitizer_reports). */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -356,7 +357,9 @@ int main(void)
     int pct = total ? (total - failed) * 100 / total : 0;
     fprintf(tty, "%d%%: Checks: %d, Failures: %d (%.0f s)%s\n", pct, total, failed, now_s() - start,
             leaks ? "; and passing tests left things behind (above)" : "");
-    if ((failed || leaks) && capture)
+    /* a program a test started may have reported and died unnoticed */
+    int reports = capture ? tu_sanitizer_reports(logp, tty) : 0;
+    if ((failed || leaks || reports) && capture)
         fprintf(tty, "etsmgr-tests: every test's output is in %s\n", logp);
-    return failed == 0 && leaks == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return failed == 0 && leaks == 0 && reports == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

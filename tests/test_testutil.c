@@ -427,6 +427,45 @@ START_TEST(test_proc_stat_read)
 }
 END_TEST
 
+/* A sanitizer's report in the log, from any program a test ran, is found
+ * and named with the test whose output holds it; other text is not. */
+START_TEST(test_sanitizer_reports_found)
+{
+    char path[] = "/tmp/etsmgr-sanscan-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("etscounterd: notice: serving\n"
+          "tests/test_a.c:10:P:a:quiet:0: Passed\n"
+          "==123==ERROR: AddressSanitizer: stack-buffer-underflow on address 0x1\n"
+          "    #0 0x1 in f\n"
+          "tests/test_a.c:20:P:a:loud:0: Passed\n"
+          "x.c:3:4: runtime error: signed integer overflow\n"
+          "==9==ERROR: LeakSanitizer: detected memory leaks\n"
+          "tests/test_b.c:5:F:b:bad:0: Assertion failed\n"
+          "a test that says runtime error in words\n"
+          "tests/test_b.c:9:P:b:fine:0: Passed\n",
+          f);
+    ck_assert_int_eq(fclose(f), 0);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *o = open_memstream(&out, &len);
+    ck_assert_ptr_nonnull(o);
+    int n = tu_sanitizer_reports(path, o);
+    fclose(o);
+    unlink(path);
+    ck_assert_int_eq(n, 3);
+    ck_assert_msg(strstr(out, "1 sanitizer report in the output of tests/test_a.c:20:P:a:loud:0") &&
+                      strstr(out, "stack-buffer-underflow"),
+                  "%s", out);
+    ck_assert_msg(strstr(out, "2 sanitizer reports in the output of tests/test_b.c:5:F:b:bad:0"), "%s", out);
+    ck_assert_msg(!strstr(out, "quiet") && !strstr(out, "fine"), "%s", out);
+    free(out);
+    ck_assert_int_eq(tu_sanitizer_reports("/nonexistent/etsmgr-log", stderr), 0);
+}
+END_TEST
+
 Suite *testutil_suite(void)
 {
     Suite *s = suite_create("testutil");
@@ -439,6 +478,7 @@ Suite *testutil_suite(void)
     tcase_add_test(tc, test_tu_request_conn_server_process);
     tcase_add_test(tc, test_proc_stat_read);
     tcase_add_test(tc, test_proc_stat_cpu_ticks);
+    tcase_add_test(tc, test_sanitizer_reports_found);
     suite_add_tcase(s, tc);
     tc = tcase_create("runner");
     tcase_set_timeout(tc, 120);

@@ -809,3 +809,43 @@ int tu_sweep_collect(FILE *out)
     fclose(f);
     return found;
 }
+
+int tu_sanitizer_reports(const char *path, FILE *out)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    static const char *const marks[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", ": runtime error: "};
+    char line[4096], first[4096] = "";
+    int found = 0, pending = 0;
+    while (fgets(line, sizeof line, f)) {
+        bool report = false;
+        for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++)
+            report = report || strstr(line, marks[i]);
+        if (report) {
+            if (!pending++)
+                snprintf(first, sizeof first, "%s", line);
+            continue;
+        }
+        /* check's result line: FILE:LINE:P|F|E:SUITE:TEST:I: ... */
+        const char *r = strstr(line, ":P:");
+        if (!r) r = strstr(line, ":F:");
+        if (!r) r = strstr(line, ":E:");
+        if (pending && r && strstr(line, "tests/test_")) {
+            first[strcspn(first, "\n")] = 0;
+            line[strcspn(line, "\n")] = 0;
+            fprintf(out, "etsmgr-tests: %d sanitizer report%s in the output of %s; the first: %s\n", pending,
+                    pending > 1 ? "s" : "", line, first);
+            found += pending;
+            pending = 0;
+        }
+    }
+    if (pending) {
+        first[strcspn(first, "\n")] = 0;
+        fprintf(out, "etsmgr-tests: %d sanitizer report%s after the last test; the first: %s\n", pending,
+                pending > 1 ? "s" : "", first);
+        found += pending;
+    }
+    fclose(f);
+    return found;
+}

@@ -95,4 +95,12 @@ void tu_open_mgr_sock(const tu_env *e, char *sock, size_t len);
 int tu_sweep_begin(const char *path);
 void tu_sweep_note(const char *kind, const char *name, const char *dir);
 int tu_sweep_collect(FILE *out);
+
+/* The sanitizers' reports (ASan, LSan, UBSan) in the runner's log at path,
+ * from any program a test ran: a daemon the test started reports on its
+ * stderr and dies, which a test need not notice (etscounterd's SANITIZE=1
+ * build died after every takeover for a while, the tests passing).  Each
+ * is named on out with the test whose output holds it (check's result
+ * line after it); the number found. */
+int tu_sanitizer_reports(const char *path, FILE *out);
 #endif
