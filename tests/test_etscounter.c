@@ -1241,7 +1241,8 @@ END_TEST
  * a SIGKILL of the etscounterd before it, for a moment; here by a live
  * process, the test) asks again for up to 10 s: a SIGTERM meanwhile ends
  * it with status 0 too, not by the signal, and the owner keeps the table
- * as it was.  The table is the test's own, with an entry etscounterd would
+ * as it was; after 1 s it says, at the default log level, which process
+ * it waits for.  The table is the test's own, with an entry etscounterd would
  * never make, and no "count", which it would. */
 static char et_owned_says[64];
 static bool et_log_says_owned(void *arg)
@@ -1265,12 +1266,13 @@ START_TEST(test_sigterm_while_table_owned)
     ck_assert_int_eq(etsmgr_table_insert(t, "held", 4, &v), ETSMGR_OK);
     et_expect_owner(getpid());
 
-    char *argv[] = { "etscounterd", "--log-level", "info", NULL };
+    /* at the default log level: after 1 s it says why it waits */
+    char *argv[] = { "etscounterd", NULL };
     pid_t ctr = tu_spawn_logged(&E, argv, "ctr.log", 0);
     ck_assert_int_gt(ctr, 0);
     if (et_nctrs < 64)
         et_ctrs[et_nctrs++] = ctr;
-    snprintf(et_owned_says, sizeof et_owned_says, "still owned by pid %d", (int)getpid());
+    snprintf(et_owned_says, sizeof et_owned_says, "still owned by pid %d after 1 s", (int)getpid());
     ck_assert_msg(tu_eventually(et_log_says_owned, NULL, ET_SPAWN_MS), "etscounterd did not say \"%s\"",
                   et_owned_says);
     ck_assert_int_eq(kill(ctr, SIGTERM), 0);

@@ -375,6 +375,11 @@ static void ecd_get_table(ecd *d, int wait_ms)
             if (owned_ms == 0)
                 log_info("table %s is still owned by pid %d; waiting for etsmgr to see it is gone.",
                          CTR_TABLE, (int)g.from_pid);
+            else if (owned_ms == 1000) /* no longer the moment after a restart: say so at the default level */
+                log_notice("table %s is still owned by pid %d after 1 s: etsmgr hands it over when that "
+                           "process is gone (is another etscounterd of instance %s running?); giving up "
+                           "after 10 s.",
+                           CTR_TABLE, (int)g.from_pid, d->rt.instance);
             ecd_sleep_ms(20);
             owned_ms += 20;
             continue;
