@@ -707,11 +707,12 @@ START_TEST(test_waits_per_connection)
     for (int id = 1; id <= CAP + 1; id++) {
         char req[80];
         int n = snprintf(req, sizeof req, "{\"op\":\"new_table\",\"id\":%d,\"name\":\"w\",\"wait\":true}", id);
-        unsigned char hdr[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16), (unsigned char)(n >> 8),
-                                (unsigned char)n};
-        memcpy(burst + len, hdr, 4);
-        memcpy(burst + len + 4, req, (size_t)n);
-        len += 4 + (size_t)n;
+        size_t fl;
+        char *fr = frame_encode(req, (size_t)n, &fl);
+        ck_assert_ptr_nonnull(fr);
+        memcpy(burst + len, fr, fl);
+        len += fl;
+        free(fr);
     }
     ck_assert_int_eq(write(wfd, burst, len), (ssize_t)len); /* all at once: pipelined */
     cJSON *r = NULL;

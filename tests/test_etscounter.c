@@ -13,7 +13,6 @@
  * CLI's retry with the same request id is counted once. */
 #include <check.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -1207,11 +1206,10 @@ END_TEST
  * SIGTERM meanwhile ends it with status 0, as etscounterd(8) says, and the
  * socket file it made goes with it.  (It died by the signal: its handlers
  * were made only once it served.) */
-static bool et_log_says_waiting(void *arg)
+static bool et_log_says(void *text)
 {
-    (void)arg;
     char *log = tu_log(&E, "ctr.log");
-    bool yes = strstr(log, "waiting for etsmgr to start") != NULL;
+    bool yes = strstr(log, text) != NULL;
     free(log);
     return yes;
 }
@@ -1221,7 +1219,8 @@ START_TEST(test_sigterm_while_waiting_for_mgr)
     char *argv[] = { "etscounterd", "--log-level", "notice", NULL };
     pid_t ctr = tu_spawn_logged(&E, argv, "ctr.log", 0);
     ck_assert_int_gt(ctr, 0);
-    ck_assert_msg(tu_eventually(et_log_says_waiting, NULL, ET_SPAWN_MS), "etscounterd did not say it waits");
+    ck_assert_msg(tu_eventually(et_log_says, "waiting for etsmgr to start", ET_SPAWN_MS),
+                  "etscounterd did not say it waits");
     char sockp[sizeof E.dir + 32];
     snprintf(sockp, sizeof sockp, "%s/etscounter.sock", E.dir);
     struct stat sst;
@@ -1244,16 +1243,6 @@ END_TEST
  * as it was; after 1 s it says, at the default log level, which process
  * it waits for.  The table is the test's own, with an entry etscounterd would
  * never make, and no "count", which it would. */
-static char et_owned_says[64];
-static bool et_log_says_owned(void *arg)
-{
-    (void)arg;
-    char *log = tu_log(&E, "ctr.log");
-    bool yes = strstr(log, et_owned_says) != NULL;
-    free(log);
-    return yes;
-}
-
 START_TEST(test_sigterm_while_table_owned)
 {
     et_mgr();
@@ -1272,9 +1261,9 @@ START_TEST(test_sigterm_while_table_owned)
     ck_assert_int_gt(ctr, 0);
     if (et_nctrs < 64)
         et_ctrs[et_nctrs++] = ctr;
-    snprintf(et_owned_says, sizeof et_owned_says, "still owned by pid %d after 1 s", (int)getpid());
-    ck_assert_msg(tu_eventually(et_log_says_owned, NULL, ET_SPAWN_MS), "etscounterd did not say \"%s\"",
-                  et_owned_says);
+    char owned[64];
+    snprintf(owned, sizeof owned, "still owned by pid %d after 1 s", (int)getpid());
+    ck_assert_msg(tu_eventually(et_log_says, owned, ET_SPAWN_MS), "etscounterd did not say \"%s\"", owned);
     ck_assert_int_eq(kill(ctr, SIGTERM), 0);
     int st = tu_wait(ctr, 10000);
     ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
@@ -1506,13 +1495,10 @@ START_TEST(test_cli_retries_end_at_retry_until)
     pid_t srv = tu_fork_pipe(&rd);
     ck_assert_int_ge(srv, 0);
     if (srv == 0) {
-        int fl = fcntl(lfd, F_GETFL); /* made non-blocking, for a loop */
-        if (fl < 0 || fcntl(lfd, F_SETFL, fl & ~O_NONBLOCK) < 0)
-            _exit(2);
-        for (;;) {
-            int c = accept(lfd, NULL, NULL);
+        for (;;) { /* until the test kills it */
+            int c = et_accept(lfd);
             if (c < 0)
-                _exit(errno == EINTR ? 0 : 2);
+                _exit(2);
             cJSON *req = NULL;
             if (frame_read_json(c, &req, NULL, NULL, 0, 5000) == 0) {
                 struct timespec ts;

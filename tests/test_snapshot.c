@@ -23,12 +23,11 @@
 
 #include "etsmgr.h"
 #include "frame.h"
+#include "table.h"
 #include "table_image.h"
 #include "sock.h"
 #include "runcap.h"
 #include "testutil.h"
-
-extern void (*tbl_crashpoint)(const char *op, int step);
 
 #define SP_SPAWN_MS 15000
 
@@ -443,23 +442,31 @@ END_TEST
 
 /* ------------------------------------------------------------ save / load */
 
-START_TEST(test_load_through_daemon)
+/* A connection to the etsmgrd just started and a table src of n entries,
+ * k0.. = 0.., saved to E.dir/file (path: its path); src stays held. */
+static etsmgr_client *sp_saved_src(int n, const char *file, etsmgr_table **t, char *path, size_t len)
 {
-    sp_mgr(NULL);
     etsmgr_client *c = NULL;
     char msg[256];
     ck_assert_int_eq(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg), 0);
-    etsmgr_table *t;
-    ck_assert_int_eq(etsmgr_new_table(c, "src", NULL, NULL, &t, NULL), 0);
-    for (int i = 0; i < 1000; i++) {
+    ck_assert_int_eq(etsmgr_new_table(c, "src", NULL, NULL, t, NULL), 0);
+    for (int i = 0; i < n; i++) {
         char k[16];
         int kl = snprintf(k, sizeof k, "k%d", i);
         etsmgr_value v = {.type = ETSMGR_INT, .i = i};
-        ck_assert_int_eq(etsmgr_table_insert(t, k, (size_t)kl, &v), 0);
+        ck_assert_int_eq(etsmgr_table_insert(*t, k, (size_t)kl, &v), 0);
     }
+    snprintf(path, len, "%s/%s", E.dir, file);
+    ck_assert_int_eq(etsmgr_table_save(*t, path), 0);
+    return c;
+}
+
+START_TEST(test_load_through_daemon)
+{
+    sp_mgr(NULL);
+    etsmgr_table *t;
     char path[200];
-    snprintf(path, sizeof path, "%s/src.etsimg", E.dir);
-    ck_assert_int_eq(etsmgr_table_save(t, path), 0);
+    etsmgr_client *c = sp_saved_src(1000, "src.etsimg", &t, path, sizeof path);
 
     etsmgr_table *u;
     ck_assert_int_eq(etsmgr_table_load(c, path, "copy", 0, &u), 0);
@@ -482,6 +489,7 @@ START_TEST(test_load_through_daemon)
     etsmgr_info_free(inf);
     etsmgr_client_close(c); /* src and copy are orphaned now */
 
+    char msg[256];
     ck_assert_int_eq(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg), 0);
     ck_assert_int_eq(etsmgr_table_load(c, path, "copy", ETSMGR_LOAD_REPLACE, &u), 0);
     ck_assert_int_eq(etsmgr_table_info_get(u, &info), 0);
@@ -510,20 +518,9 @@ static void lf_kill_mgr(const char *op, int step)
 START_TEST(test_load_failed_del_failed)
 {
     lf_mgr = sp_mgr(NULL);
-    etsmgr_client *c = NULL;
-    char msg[256];
-    ck_assert_int_eq(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg), 0);
     etsmgr_table *t;
-    ck_assert_int_eq(etsmgr_new_table(c, "src", NULL, NULL, &t, NULL), 0);
-    for (int i = 0; i < 10; i++) {
-        char k[8];
-        int kl = snprintf(k, sizeof k, "k%d", i);
-        etsmgr_value v = {.type = ETSMGR_INT, .i = i};
-        ck_assert_int_eq(etsmgr_table_insert(t, k, (size_t)kl, &v), 0);
-    }
     char path[200];
-    snprintf(path, sizeof path, "%s/dup.etsimg", E.dir);
-    ck_assert_int_eq(etsmgr_table_save(t, path), 0);
+    etsmgr_client *c = sp_saved_src(10, "dup.etsimg", &t, path, sizeof path);
     ck_assert_int_eq(etsmgr_del_table(c, t, 1), 0);
     /* the last record's key made the first's: the file reads well (its
      * checksum mended), the fill fails at that record */
