@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -479,6 +480,22 @@ START_TEST(test_control_and_lock)
 }
 END_TEST
 
+/* etssup started with e->config: head (strategy, intensity, period), then
+ * children a (the stub as it is) and id, the stub with args more on its
+ * command line (a JSON fragment: ",\"--ignore-term\"", or "") and the
+ * config fields more (a fragment: "\"shutdown\":1500", or ""); p: their
+ * pids, once etssup is ready within timeout_ms */
+static void st_start_ab(st_env *e, const char *head, const char *id, const char *args, const char *more,
+                        int timeout_ms, pid_t p[2])
+{
+    st_config(e,
+              "{%s,\"children\":["
+              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\"]},"
+              "{\"id\":\"%s\",\"argv\":[\"%s\",\"--id\",\"%s\",\"--events\",\"%s\"%s]%s%s}]}",
+              head, e->stub, e->events, id, e->stub, id, e->events, args, *more ? "," : "", more);
+    st_start_pids(e, timeout_ms, p, 2);
+}
+
 /* Both children die, the later one first: while it is restarting (waiting
  * for its READY=1, which in real life may need the earlier child, as
  * etscounterd needs etsmgrd), the earlier one is restarted at once, not
@@ -487,15 +504,9 @@ START_TEST(test_earlier_child_not_held_by_later_start)
 {
     st_env e;
     st_init(&e);
-    st_config(&e,
-              "{\"strategy\":\"one_for_one\",\"intensity\":100,\"period\":10,\"children\":["
-              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\"]},"
-              "{\"id\":\"b\",\"argv\":[\"%s\",\"--id\",\"b\",\"--events\",\"%s\",\"--ready-delay\",\"4000\"],"
-              "\"start_timeout\":20000}]}",
-              e.stub, e.events, e.stub, e.events);
-    ck_assert_int_gt(st_start(&e, 20000), 0);
     pid_t p[2];
-    ck_assert_int_eq(st_pids(&e, p), 2);
+    st_start_ab(&e, "\"strategy\":\"one_for_one\",\"intensity\":100,\"period\":10", "b",
+                ",\"--ready-delay\",\"4000\"", "\"start_timeout\":20000", 20000, p);
     kill(p[1], SIGKILL);
     ck_assert(st_wait_state(&e, 1, "starting", 5000));
     long long t0 = st_now_ms();
@@ -568,6 +579,28 @@ static pid_t st_event_pid(st_env *e, const char *prefix)
     return pid;
 }
 
+/* path made (empty): the stub's --no-ready-if holds READY=1 back */
+static void st_touch(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    ck_assert_msg(fd >= 0, "open %s: %s", path, strerror(errno));
+    close(fd);
+}
+
+/* etssup started (strategy, intensity 10 in 60 s) with a, then child id
+ * with --no-ready-if hold (hold: its path, made once both run, so that
+ * id's next run sends no READY=1) and the config fields more; p: the pids */
+static void st_start_held(st_env *e, const char *strategy, const char *id, const char *more, char *hold,
+                          size_t len, pid_t p[2])
+{
+    snprintf(hold, len, "%s/hold", e->dir);
+    char head[128], args[300];
+    snprintf(head, sizeof head, "\"strategy\":\"%s\",\"intensity\":10,\"period\":60", strategy);
+    snprintf(args, sizeof args, ",\"--no-ready-if\",\"%s\"", hold);
+    st_start_ab(e, head, id, args, more, 15000, p);
+    st_touch(hold);
+}
+
 /* The start the pending_stop tests share, after st_config (a, then b with
  * "--no-ready-if" hold, then c): etssup started; hold made, so that b's
  * next run sends no READY=1; a restart of b requested (request id rid) on
@@ -576,11 +609,8 @@ static pid_t st_event_pid(st_env *e, const char *prefix)
  * that b is marked to be stopped while it starts.  p: the first pids. */
 static int st_restart_b_kill_a(st_env *e, const char *hold, int rid, pid_t p[3], pid_t *b1)
 {
-    ck_assert_int_gt(st_start(e, 15000), 0);
-    ck_assert_int_eq(st_pids(e, p), 3);
-    int hfd = open(hold, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    ck_assert_int_ge(hfd, 0);
-    close(hfd);
+    st_start_pids(e, 15000, p, 3);
+    st_touch(hold);
     char req[80];
     snprintf(req, sizeof req, "{\"op\":\"restart\",\"id\":%d,\"child\":\"b\"}", rid);
     int fd = st_ctl_send(e, req);
@@ -842,6 +872,34 @@ START_TEST(test_pending_stop_ready_not_answered)
 }
 END_TEST
 
+/* Two causes to restart child id (p[1]), which ignores SIGTERM, while it
+ * is being stopped: a restart request (id 3), and a's death (p[0]) under a
+ * strategy that stops id too; the request first when request_first.  Each
+ * is seen taken by etssup before the next: id's SIGTERM, a's death report,
+ * the request's log line.  The connection the reply comes on. */
+static int st_request_and_kill_a(st_env *e, const char *id, const pid_t p[2], bool request_first)
+{
+    char term[64], a_dead[64], asked[96], req[64];
+    snprintf(term, sizeof term, "term %s %d", id, (int)p[1]);
+    snprintf(a_dead, sizeof a_dead, "child a (pid %d) killed", (int)p[0]);
+    snprintf(asked, sizeof asked, "restarting child %s (pid %d) on request", id, (int)p[1]);
+    snprintf(req, sizeof req, "{\"op\":\"restart\",\"id\":3,\"child\":\"%s\"}", id);
+    st_grep stopping = {e->events, term}, dead = {e->logpath, a_dead}, taken = {e->logpath, asked};
+    int fd;
+    if (request_first) {
+        fd = st_ctl_send(e, req);
+        ck_assert_msg(tu_eventually(st_file_has, &stopping, 5000), "%s was not stopped", id);
+        ck_assert_int_eq(kill(p[0], SIGKILL), 0);
+        ck_assert_msg(tu_eventually(st_file_has, &dead, 5000), "a's death not seen");
+    } else {
+        ck_assert_int_eq(kill(p[0], SIGKILL), 0);
+        ck_assert_msg(tu_eventually(st_file_has, &stopping, 5000), "%s was not stopped", id);
+        fd = st_ctl_send(e, req);
+        ck_assert_msg(tu_eventually(st_file_has, &taken, 5000), "etssup did not take the restart request");
+    }
+    return fd;
+}
+
 /* b, which ignores SIGTERM, is being stopped for one restart when a second
  * cause to restart it comes: a restart request after a's death marked it
  * (variant 0), or a's death after a restart request (variant 1).  One
@@ -852,38 +910,23 @@ START_TEST(test_pending_stop_restart_counted_once)
     bool request_first = _i == 1;
     st_env e;
     st_init(&e);
-    st_config(&e,
-              "{\"strategy\":\"rest_for_one\",\"intensity\":10,\"period\":60,\"children\":["
-              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\"]},"
-              "{\"id\":\"b\",\"argv\":[\"%s\",\"--id\",\"b\",\"--events\",\"%s\",\"--ignore-term\"],"
-              "\"shutdown\":1500}]}",
-              e.stub, e.events, e.stub, e.events);
-    ck_assert_int_gt(st_start(&e, 15000), 0);
     pid_t p[2];
-    ck_assert_int_eq(st_pids(&e, p), 2);
-    char b_term[64];
-    snprintf(b_term, sizeof b_term, "term b %d", (int)p[1]);
-    st_grep stopping = {e.events, b_term};
-    int fd;
-    if (request_first) {
-        fd = st_ctl_send(&e, "{\"op\":\"restart\",\"id\":3,\"child\":\"b\"}");
-        ck_assert_msg(tu_eventually(st_file_has, &stopping, 5000), "b was not stopped");
-        ck_assert_int_eq(kill(p[0], SIGKILL), 0);
-        char a_dead[64];
-        snprintf(a_dead, sizeof a_dead, "child a (pid %d) killed", (int)p[0]);
-        st_grep dead = {e.logpath, a_dead};
-        ck_assert_msg(tu_eventually(st_file_has, &dead, 5000), "a's death not seen");
-    } else {
-        ck_assert_int_eq(kill(p[0], SIGKILL), 0);
-        ck_assert_msg(tu_eventually(st_file_has, &stopping, 5000), "b was not stopped");
-        fd = st_ctl_send(&e, "{\"op\":\"restart\",\"id\":3,\"child\":\"b\"}");
-    }
+    st_start_ab(&e, "\"strategy\":\"rest_for_one\",\"intensity\":10,\"period\":60", "b", ",\"--ignore-term\"",
+                "\"shutdown\":1500", 15000, p);
+    int fd = st_request_and_kill_a(&e, "b", p, request_first);
     cJSON *r = st_ctl_reply(fd, 15000);
     char *rs = r ? cJSON_PrintUnformatted(r) : NULL;
     ck_assert_msg(r && cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")), "restart b: %s", rs ? rs : "no reply");
+    /* queued behind the stop under way, as systemctl restart of a stopping
+     * unit is: answered once the new b is ready, with its pid */
+    pid_t b2 = (pid_t)cJSON_GetObjectItem(r, "pid")->valueint;
+    ck_assert_msg(b2 > 0 && b2 != p[1] && !sv_alive(p[1]), "restart b answered before b was restarted: %s", rs);
     free(rs);
     cJSON_Delete(r);
     ck_assert(st_wait_settled(&e, 0, p[0], 15000));
+    pid_t q[2];
+    st_pids(&e, q);
+    ck_assert_int_eq(q[1], b2);
     ck_assert_int_eq(st_event_count(&e, "start b "), 2);
     cJSON *st = st_status(&e);
     ck_assert_ptr_nonnull(st);
@@ -895,6 +938,23 @@ START_TEST(test_pending_stop_restart_counted_once)
 }
 END_TEST
 
+/* etssup started (one_for_one, intensity 3 in 60 s) with a, and t of
+ * restart type restart, whose program is a copy of the stub (in copy), so
+ * that the test can take away its exec permission; p: their pids */
+static void st_start_with_copy(st_env *e, const char *restart, char *copy, size_t len, pid_t p[2])
+{
+    snprintf(copy, len, "%s/stubcopy", e->dir);
+    char *out = NULL;
+    ck_assert_int_eq(rc_sh(&out, 10000, "cp '%s' '%s'", e->stub, copy), 0);
+    free(out);
+    st_config(e,
+              "{\"strategy\":\"one_for_one\",\"intensity\":3,\"period\":60,\"children\":["
+              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\"]},"
+              "{\"id\":\"t\",\"argv\":[\"%s\",\"--id\",\"t\",\"--events\",\"%s\"],\"restart\":\"%s\"}]}",
+              e->stub, e->events, copy, e->events, restart);
+    st_start_pids(e, 15000, p, 2);
+}
+
 /* A restart request of a temporary child that ended, whose program can no
  * longer be executed: the request is answered start_failed, and etssup
  * and the other children go on (a temporary child is never started again
@@ -904,18 +964,8 @@ START_TEST(test_restart_request_spawn_fails)
     st_env e;
     st_init(&e);
     char copy[200];
-    snprintf(copy, sizeof copy, "%s/stubcopy", e.dir);
-    char *out = NULL;
-    ck_assert_int_eq(rc_sh(&out, 10000, "cp '%s' '%s'", e.stub, copy), 0);
-    free(out);
-    st_config(&e,
-              "{\"strategy\":\"one_for_one\",\"intensity\":3,\"period\":60,\"children\":["
-              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\"]},"
-              "{\"id\":\"t\",\"argv\":[\"%s\",\"--id\",\"t\",\"--events\",\"%s\"],\"restart\":\"temporary\"}]}",
-              e.stub, e.events, copy, e.events);
-    ck_assert_int_gt(st_start(&e, 15000), 0);
     pid_t p[2];
-    ck_assert_int_eq(st_pids(&e, p), 2);
+    st_start_with_copy(&e, "temporary", copy, sizeof copy, p);
     ck_assert_int_eq(kill(p[1], SIGKILL), 0);
     ck_assert(st_wait_state(&e, 1, "stopped", 5000));
     ck_assert_int_eq(chmod(copy, 0600), 0);
@@ -934,7 +984,109 @@ START_TEST(test_restart_request_spawn_fails)
     ck_assert_int_eq(q[1], 0);
     cJSON *st = st_status(&e);
     ck_assert_int_eq(cJSON_GetObjectItem(st, "recent_restarts")->valueint, 0);
+    char why[300];
+    snprintf(why, sizeof why, "failed to start: execve %s: Permission denied", copy);
+    cJSON *t = cJSON_GetArrayItem(cJSON_GetObjectItem(st, "children"), 1);
+    ck_assert_str_eq(cJSON_GetObjectItem(t, "last_exit")->valuestring, why);
     cJSON_Delete(st);
+    st_cleanup(&e);
+}
+END_TEST
+
+/* A permanent child whose program can no longer be executed: it is tried
+ * again at once (OTP's way), so the intensity is spent within
+ * milliseconds and etssup exits 3.  Each attempt names the child, the
+ * program and the errno's words, and so do the line that gives up (which
+ * used to advise raising the intensity, no cure for it) and the last line
+ * of all, the one systemctl status shows (which used to say only
+ * "restart intensity reached"). */
+START_TEST(test_spawn_fails_intensity)
+{
+    st_env e;
+    st_init(&e);
+    char copy[200];
+    pid_t p[2];
+    st_start_with_copy(&e, "permanent", copy, sizeof copy, p);
+    ck_assert_int_eq(chmod(copy, 0600), 0);
+    ck_assert_int_eq(kill(p[1], SIGKILL), 0);
+    int status = st_wait_exit(&e, 15000);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 3, "etssup should exit 3, wait status 0x%x", status);
+    char *log = rc_slurp(e.logpath);
+    ck_assert_ptr_nonnull(log);
+    char attempt[300], gives_up[400], last[400];
+    snprintf(attempt, sizeof attempt, "cannot start child t: execve %s: Permission denied", copy);
+    snprintf(gives_up, sizeof gives_up,
+             "child t cannot be started, its program cannot be executed (execve %s: Permission denied)", copy);
+    snprintf(last, sizeof last,
+             "exiting with status 3 (restart intensity reached: child t cannot be started: execve %s: "
+             "Permission denied)\n",
+             copy);
+    ck_assert_msg(strstr(log, attempt), "%s", log);
+    ck_assert_msg(strstr(log, gives_up), "%s", log);
+    ck_assert_msg(!strstr(log, "raise \"intensity\""), "%s", log);
+    const char *tail = strstr(log, last);
+    ck_assert_msg(tail && tail[strlen(last)] == 0, "the last line should say why:\n%s", log);
+    free(log);
+    ck_assert(!sv_alive(p[0]));
+    st_cleanup(&e);
+}
+END_TEST
+
+/* b sends no READY=1 and its start timeout SIGKILLs it; a restart request
+ * of b comes before etssup reaps it.  The test holds that window open by
+ * tracing b: a traced process's death is told to its tracer, and to its
+ * parent (etssup) only once the tracer has reaped it.  The request used to
+ * mark b to be stopped, and its exit then passed for that stop ("child b
+ * ... stopped"): the failed start was forgiven, not counted towards the
+ * intensity (recent_restarts 1).  Now it counts (2), b is restarted as a
+ * permanent child is, and that restart answers the request. */
+START_TEST(test_restart_request_after_start_timeout)
+{
+    st_env e;
+    st_init(&e);
+    char hold[200];
+    pid_t p[2];
+    st_start_held(&e, "one_for_one", "b", "\"start_timeout\":1000", hold, sizeof hold, p);
+    ck_assert_int_eq(kill(p[1], SIGKILL), 0);
+    st_grep noready = {e.events, "noready b "};
+    ck_assert_msg(tu_eventually(st_file_has, &noready, 5000), "b was not restarted");
+    pid_t b1 = st_event_pid(&e, "noready b ");
+    ck_assert_int_gt(b1, 0);
+    ck_assert_msg(ptrace(PTRACE_SEIZE, b1, NULL, (void *)(long)PTRACE_O_EXITKILL) == 0,
+                  "PTRACE_SEIZE of b (pid %d), which has 1000 ms before its start timeout: %s", (int)b1,
+                  strerror(errno));
+    ck_assert_int_eq(unlink(hold), 0); /* the b after this one gets ready */
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    ck_assert_int_eq(waitid(P_PID, (id_t)b1, &si, WEXITED | WNOWAIT), 0); /* the start timeout's SIGKILL */
+    ck_assert_int_eq(si.si_code, CLD_KILLED);
+    int fd = st_ctl_send(&e, "{\"op\":\"restart\",\"id\":6,\"child\":\"b\"}");
+    char asked[96];
+    snprintf(asked, sizeof asked, "restarting child b (pid %d) on request", (int)b1);
+    st_grep taken = {e.logpath, asked};
+    ck_assert_msg(tu_eventually(st_file_has, &taken, 5000), "etssup did not take the restart request");
+    int st;
+    ck_assert_int_eq(waitpid(b1, &st, 0), b1); /* now etssup learns of b's death */
+
+    cJSON *r = st_ctl_reply(fd, 15000);
+    char *rs = r ? cJSON_PrintUnformatted(r) : NULL;
+    ck_assert_msg(r && cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")), "restart b: %s", rs ? rs : "no reply");
+    pid_t b2 = (pid_t)cJSON_GetObjectItem(r, "pid")->valueint;
+    ck_assert_msg(b2 > 0 && b2 != b1, "restart b: %s", rs);
+    free(rs);
+    cJSON_Delete(r);
+    cJSON *sj = st_status(&e);
+    ck_assert_ptr_nonnull(sj);
+    ck_assert_int_eq(cJSON_GetObjectItem(sj, "recent_restarts")->valueint, 2); /* the kill, the failed start */
+    ck_assert_int_eq(st_child_int(sj, 1, "restarts"), 2);
+    ck_assert_int_eq(st_child_int(sj, 1, "pid"), b2);
+    cJSON_Delete(sj);
+    char *log = rc_slurp(e.logpath);
+    char report[128];
+    snprintf(report, sizeof report, "child b (pid %d) did not send READY=1 within 1000 ms: restarting it", (int)b1);
+    ck_assert_msg(strstr(log, report), "b's failed start was not dealt with as one:\n%s", log);
+    free(log);
+    ck_assert_int_eq(waitpid(e.pid, NULL, WNOHANG), 0); /* etssup still runs */
     st_cleanup(&e);
 }
 END_TEST
@@ -1012,19 +1164,8 @@ START_TEST(test_pending_stop_temporary_restart_answered)
     st_env e;
     st_init(&e);
     char hold[200];
-    snprintf(hold, sizeof hold, "%s/hold", e.dir);
-    st_config(&e,
-              "{\"strategy\":\"one_for_all\",\"intensity\":10,\"period\":60,\"children\":["
-              "{\"id\":\"a\",\"argv\":[\"%s\",\"--id\",\"a\",\"--events\",\"%s\"]},"
-              "{\"id\":\"t\",\"argv\":[\"%s\",\"--id\",\"t\",\"--events\",\"%s\",\"--no-ready-if\",\"%s\"],"
-              "\"restart\":\"temporary\",\"start_timeout\":20000}]}",
-              e.stub, e.events, e.stub, e.events, hold);
-    ck_assert_int_gt(st_start(&e, 15000), 0);
     pid_t p[2];
-    ck_assert_int_eq(st_pids(&e, p), 2);
-    int hfd = open(hold, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    ck_assert_int_ge(hfd, 0);
-    close(hfd);
+    st_start_held(&e, "one_for_all", "t", "\"restart\":\"temporary\",\"start_timeout\":20000", hold, sizeof hold, p);
     int fd = st_ctl_send(&e, "{\"op\":\"restart\",\"id\":5,\"child\":\"t\"}");
     st_grep noready = {e.events, "noready t "};
     ck_assert_msg(tu_eventually(st_file_has, &noready, 5000), "t was not restarted");
@@ -1056,6 +1197,56 @@ START_TEST(test_pending_stop_temporary_restart_answered)
 }
 END_TEST
 
+/* A temporary child t, which ignores SIGTERM, is being stopped when two
+ * decisions about it meet: a restart request, and a sibling's death
+ * (one_for_all), whose restart stops a temporary child for good.  The
+ * later one decides, as a later job replaces an earlier one in systemd:
+ * request first (variant 0), t is not started again, the request is
+ * answered "exited" and the restart it had counted is taken back (t's
+ * restarts 0); death first (variant 1), the request starts t again, ok
+ * with its new pid, restarts 1.  Either way a's death is the one restart
+ * counted towards the intensity. */
+START_TEST(test_pending_stop_temporary_later_decides)
+{
+    bool request_first = _i == 0;
+    st_env e;
+    st_init(&e);
+    pid_t p[2];
+    st_start_ab(&e, "\"strategy\":\"one_for_all\",\"intensity\":10,\"period\":60", "t", ",\"--ignore-term\"",
+                "\"restart\":\"temporary\",\"shutdown\":20000", 15000, p);
+    int fd = st_request_and_kill_a(&e, "t", p, request_first);
+    ck_assert_int_eq(kill(p[1], SIGUSR1), 0); /* t exits, its stop over */
+
+    cJSON *r = st_ctl_reply(fd, 15000);
+    char *rs = r ? cJSON_PrintUnformatted(r) : NULL;
+    ck_assert_msg(r, "restart t: no answer");
+    cJSON *err = cJSON_GetObjectItem(r, "error");
+    pid_t t2 = 0;
+    if (request_first)
+        ck_assert_msg(cJSON_IsFalse(cJSON_GetObjectItem(r, "ok")) && cJSON_IsString(err) &&
+                          strcmp(err->valuestring, "exited") == 0,
+                      "restart t, then a's death: %s", rs);
+    else {
+        ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")), "a's death, then restart t: %s", rs);
+        t2 = (pid_t)cJSON_GetObjectItem(r, "pid")->valueint;
+        ck_assert_msg(t2 > 0 && t2 != p[1], "%s", rs);
+    }
+    free(rs);
+    cJSON_Delete(r);
+    ck_assert(st_wait_state(&e, 0, "running", 15000));
+    cJSON *st = st_status(&e);
+    ck_assert_ptr_nonnull(st);
+    ck_assert_int_eq(cJSON_GetObjectItem(st, "recent_restarts")->valueint, 1);
+    ck_assert_int_eq(st_child_int(st, 0, "restarts"), 1);
+    ck_assert_int_eq(st_child_int(st, 1, "restarts"), request_first ? 0 : 1);
+    ck_assert_int_eq(st_child_int(st, 1, "pid"), t2);
+    cJSON_Delete(st);
+    ck_assert_int_eq(st_event_count(&e, "start t "), request_first ? 1 : 2);
+    ck_assert_int_eq(waitpid(e.pid, NULL, WNOHANG), 0); /* etssup still runs */
+    st_cleanup(&e);
+}
+END_TEST
+
 Suite *sup_suite(void)
 {
     Suite *s = suite_create("sup");
@@ -1077,6 +1268,8 @@ Suite *sup_suite(void)
     tcase_add_test(tc, test_socket_handoff);
     tcase_add_test(tc, test_control_and_lock);
     tcase_add_test(tc, test_restart_request_spawn_fails);
+    tcase_add_test(tc, test_spawn_fails_intensity);
+    tcase_add_test(tc, test_restart_request_after_start_timeout);
     suite_add_tcase(s, tc);
     /* children that wait to be stopped for a sibling's restart */
     tc = tcase_create("pending_stop");
@@ -1087,6 +1280,7 @@ Suite *sup_suite(void)
     tcase_add_loop_test(tc, test_pending_stop_starting_exits, 0, 2);
     tcase_add_loop_test(tc, test_pending_stop_ready_not_answered, 0, 2);
     tcase_add_loop_test(tc, test_pending_stop_restart_counted_once, 0, 2);
+    tcase_add_loop_test(tc, test_pending_stop_temporary_later_decides, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -187,6 +187,14 @@ static inline int st_pids(st_env *e, pid_t *out)
     return n;
 }
 
+/* etssup started (its READY=1 within timeout_ms) and the pids of its n
+ * children, in config order, in p */
+static inline void st_start_pids(st_env *e, int timeout_ms, pid_t *p, int n)
+{
+    ck_assert_int_gt(st_start(e, timeout_ms), 0);
+    ck_assert_int_eq(st_pids(e, p), n);
+}
+
 /* child k runs with another pid than old, and every child is running */
 static inline bool st_wait_settled(st_env *e, int k, pid_t old, int timeout_ms)
 {

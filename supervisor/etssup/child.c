@@ -343,9 +343,12 @@ static int child_spawn(sup_child *c, char *const *argv, bool standby, pid_t *out
             hi[j] = fcntl(c->listen_fds[j], F_DUPFD_CLOEXEC, 3 + n);
         int genfd = c->sup->gen_fd >= 0 ? fcntl(c->sup->gen_fd, F_DUPFD_CLOEXEC, 3 + n) : -1;
         int jfd = jr.fd >= 0 ? fcntl(jr.fd, F_DUPFD_CLOEXEC, 3 + n) : -1;
+        int e; /* what goes back through the pipe */
         for (int j = 0; j < n; j++)
-            if (hi[j] < 0 || dup2(hi[j], 3 + j) < 0)
-                goto fail; /* dup2 clears close-on-exec on 3+j */
+            if (hi[j] < 0 || dup2(hi[j], 3 + j) < 0) { /* dup2 clears close-on-exec on 3+j */
+                e = -errno; /* negative: the sockets could not be handed over */
+                goto fail;
+            }
         sup_journal_attach(&jr, jfd);
         if (listen_pid)
             child_fmt_pid(listen_pid + strlen("LISTEN_PID="), getpid());
@@ -358,8 +361,8 @@ static int child_spawn(sup_child *c, char *const *argv, bool standby, pid_t *out
         if (genfd >= 0)
             fcntl(genfd, F_SETFD, 0); /* the one fd kept on purpose */
         execve(cc->exe, argv, env);
-    fail:;
-        int e = errno;
+        e = errno; /* positive: the program cannot be executed */
+    fail:
         if (errfd >= 0 && write(errfd, &e, sizeof e) < 0)
             _exit(126);
         _exit(127);
@@ -388,8 +391,12 @@ static int child_spawn(sup_child *c, char *const *argv, bool standby, pid_t *out
         int st;
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
             ;
+        if (child_errno < 0) {
+            snprintf(err, errlen, "handing over its sockets: %s", strerror(-child_errno));
+            return -1;
+        }
         snprintf(err, errlen, "execve %s: %s", cc->exe, strerror(child_errno));
-        return -1;
+        return -2;
     }
     *out = pid;
     return 0;
@@ -398,8 +405,9 @@ static int child_spawn(sup_child *c, char *const *argv, bool standby, pid_t *out
 int sup_child_spawn(sup_child *c, char *err, size_t errlen)
 {
     pid_t pid;
-    if (child_spawn(c, c->cfg->argv, false, &pid, err, errlen) < 0)
-        return -1;
+    int r = child_spawn(c, c->cfg->argv, false, &pid, err, errlen);
+    if (r < 0)
+        return r;
     c->pid = pid;
     c->started_ms = sup_now_ms();
     c->ever_started = true;
@@ -410,8 +418,9 @@ int sup_child_spawn(sup_child *c, char *err, size_t errlen)
 int sup_child_spawn_standby(sup_child *c, char *err, size_t errlen)
 {
     pid_t pid;
-    if (child_spawn(c, c->cfg->standby_argv, true, &pid, err, errlen) < 0)
-        return -1;
+    int r = child_spawn(c, c->cfg->standby_argv, true, &pid, err, errlen);
+    if (r < 0)
+        return r;
     c->sb_pid = pid;
     c->sb_started_ms = sup_now_ms();
     c->sb_ready = false;

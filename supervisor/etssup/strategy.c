@@ -176,16 +176,24 @@ void sup_finish(sup *s)
     if (s->exit_code == SUP_EXIT_OK)
         log_notice("all children stopped; exiting");
     else
-        log_error("all children stopped; exiting with status %d (%s)", s->exit_code,
+        log_error("all children stopped; exiting with status %d (%s%s%s)", s->exit_code,
                   s->exit_code == SUP_EXIT_INTENSITY ? "restart intensity reached"
                   : s->exit_code == SUP_EXIT_START   ? "a child failed its initial start"
-                                                     : "failure");
+                                                     : "failure",
+                  s->exit_why[0] ? ": " : "", s->exit_why);
     uv_timer_init(s->loop, &g_finish_timer);
     g_finish_timer.data = s;
     uv_timer_start(&g_finish_timer, sup_finish_cb, 0, 0);
 }
 
 static void standby_kill(sup_child *c);
+
+/* The last lines of the log are what systemctl status shows: the final one
+ * says why etssup gives up, not only which limit it hit. */
+static void sup_exit_why(sup *s, const sup_child *c, const char *err)
+{
+    snprintf(s->exit_why, sizeof s->exit_why, "child %s cannot be started: %s", c->cfg->id, err);
+}
 
 static void sup_standby_due(uv_timer_t *t)
 {
@@ -273,10 +281,12 @@ void sup_advance(sup *s)
             return;
         }
         char err[512];
-        if (sup_child_spawn(next, err, sizeof err) < 0) {
+        int sr = sup_child_spawn(next, err, sizeof err);
+        if (sr < 0) {
             log_error("cannot start child %s: %s", next->cfg->id, err);
-            snprintf(next->last_exit, sizeof next->last_exit, "failed to start");
+            snprintf(next->last_exit, sizeof next->last_exit, "failed to start: %s", err);
             if (!s->ready_once) {
+                sup_exit_why(s, next, err);
                 log_error("child %s failed its initial start: stopping the others and exiting with status %d",
                           next->cfg->id, SUP_EXIT_START);
                 next->want_run = false;
@@ -294,9 +304,21 @@ void sup_advance(sup *s)
                 continue;
             }
             if (sup_intensity_exceeded(s)) {
-                log_error("restart intensity reached (more than %d restarts in %d s; raise \"intensity\" or "
-                          "\"period\" in the config): stopping every child, then exiting %d",
-                          s->cfg->intensity, s->cfg->period_s, SUP_EXIT_INTENSITY);
+                /* tried again at once, as OTP does, so a program that
+                 * cannot be executed spends the intensity within
+                 * milliseconds: the line names it, and a higher intensity
+                 * is no cure for it */
+                if (sr == -2)
+                    log_error("restart intensity reached (more than %d restarts in %d s): child %s cannot be "
+                              "started, its program cannot be executed (%s); make it executable or fix argv[0] "
+                              "in the config (etssup --check-config checks it); stopping every child, then "
+                              "exiting %d",
+                              s->cfg->intensity, s->cfg->period_s, next->cfg->id, err, SUP_EXIT_INTENSITY);
+                else
+                    log_error("restart intensity reached (more than %d restarts in %d s): child %s cannot be "
+                              "started (%s); stopping every child, then exiting %d",
+                              s->cfg->intensity, s->cfg->period_s, next->cfg->id, err, SUP_EXIT_INTENSITY);
+                sup_exit_why(s, next, err);
                 next->want_run = false;
                 sup_terminate(s, SUP_EXIT_INTENSITY);
                 return;
@@ -590,6 +612,18 @@ int sup_restart_child(sup_child *c, char *err, size_t errlen)
     /* already waiting to be stopped and started again (a sibling's
      * restart): the request is that same restart, counted once */
     bool counted = c->pending_stop && c->want_run;
+    if (c->start_failed && !c->pending_stop) {
+        /* SIGKILLed for its start timeout, not reaped yet: its exit is a
+         * failed start all the same, dealt with as one (counted towards
+         * the intensity, or exit 4 before everything was up), and the
+         * request waits for the restart its restart type calls for.
+         * Marked to be stopped, that exit would pass for the stop the
+         * request asked for, and the failed start would be forgiven. */
+        log_notice("restarting child %s (pid %d) on request: it is being killed for sending no READY=1 within "
+                   "%d ms, a failed start; the request is answered by the restart that follows it",
+                   c->cfg->id, (int)c->pid, c->cfg->start_timeout_ms);
+        return 0;
+    }
     c->want_run = true;
     if (c->state != SUP_ST_IDLE) {
         log_notice("restarting child %s (pid %d) on request%s", c->cfg->id, (int)c->pid,

@@ -143,7 +143,7 @@ typedef struct sup_child {
     bool start_failed; /* killed by us because its start timed out */
     bool ever_started;
     unsigned restarts;
-    char last_exit[128]; /* "" until it first exits */
+    char last_exit[600]; /* "" until it first exits or fails to start */
     char status[128];   /* last STATUS= it sent */
     uint64_t started_ms;
     int *listen_fds;    /* sockets.c: one per cfg->sockets */
@@ -179,6 +179,7 @@ typedef struct sup {
     bool ready_once;   /* every child was ready once: the initial start is over */
     bool finished;
     int exit_code;
+    char exit_why[640]; /* "" or why it gives up, for the last log line */
     uint64_t *restart_ms; /* ring of the last intensity+1 restart times */
     unsigned nrestarts;
     int lock_fd;
@@ -206,7 +207,8 @@ void sup_sockets_close(sup *s);
 /* child.c */
 int sup_child_notify_open(sup_child *c); /* when ready=notify */
 void sup_child_notify_close(sup_child *c);
-/* fork+exec; 0 with c->pid set, or -1 with a message in err */
+/* fork+exec; 0 with c->pid set, or with a message in err: -2 when the
+ * program could not be executed (execve's errno), -1 on any other failure */
 int sup_child_spawn(sup_child *c, char *err, size_t errlen);
 /* the same with --standby appended; 0 with c->sb_pid set */
 int sup_child_spawn_standby(sup_child *c, char *err, size_t errlen);
