@@ -615,7 +615,7 @@ static int st_restart_b_kill_a(st_env *e, const char *hold, int rid, pid_t p[3],
     snprintf(req, sizeof req, "{\"op\":\"restart\",\"id\":%d,\"child\":\"b\"}", rid);
     int fd = st_ctl_send(e, req);
     st_grep noready = {e->events, "noready b "};
-    ck_assert_msg(tu_eventually(st_file_has, &noready, 5000), "b was not restarted");
+    ck_assert_msg(tu_eventually(st_file_has, &noready, 15000), "b was not restarted");
     *b1 = st_event_pid(e, "noready b ");
     ck_assert_int_gt(*b1, 0);
     ck_assert_int_eq(unlink(hold), 0);
@@ -751,7 +751,7 @@ START_TEST(test_pending_stop_starting_exits)
     char c_term[64];
     snprintf(c_term, sizeof c_term, "term c %d", (int)p[2]);
     st_grep stopping = {e.events, c_term};
-    ck_assert_msg(tu_eventually(st_file_has, &stopping, 5000), "%s: c was not stopped", strategy);
+    ck_assert_msg(tu_eventually(st_file_has, &stopping, 15000), "%s: c was not stopped", strategy);
     ck_assert(st_wait_state(&e, 1, "starting", 1000)); /* b waits for its turn, not yet stopped */
     ck_assert_int_eq(kill(b1, SIGUSR1), 0);           /* and exits on its own */
 
@@ -828,12 +828,12 @@ START_TEST(test_pending_stop_ready_not_answered)
     char c_term[64];
     snprintf(c_term, sizeof c_term, "term c %d", (int)p[2]);
     st_grep stopping = {e.events, c_term};
-    ck_assert_msg(tu_eventually(st_file_has, &stopping, 5000), "c was not stopped");
+    ck_assert_msg(tu_eventually(st_file_has, &stopping, 15000), "c was not stopped");
     ck_assert_int_eq(kill(b1, SIGUSR2), 0); /* READY=1 while it waits for its turn */
     char b_ready[64];
     snprintf(b_ready, sizeof b_ready, "child b (pid %d) is ready", (int)b1);
     st_grep ready = {e.logpath, b_ready};
-    ck_assert_msg(tu_eventually(st_file_has, &ready, 5000), "etssup did not see b's READY=1");
+    ck_assert_msg(tu_eventually(st_file_has, &ready, 15000), "etssup did not see b's READY=1");
 
     cJSON *r = st_ctl_reply(fd, 15000);
     char *rs = r ? cJSON_PrintUnformatted(r) : NULL;
@@ -888,14 +888,14 @@ static int st_request_and_kill_a(st_env *e, const char *id, const pid_t p[2], bo
     int fd;
     if (request_first) {
         fd = st_ctl_send(e, req);
-        ck_assert_msg(tu_eventually(st_file_has, &stopping, 5000), "%s was not stopped", id);
+        ck_assert_msg(tu_eventually(st_file_has, &stopping, 15000), "%s was not stopped", id);
         ck_assert_int_eq(kill(p[0], SIGKILL), 0);
-        ck_assert_msg(tu_eventually(st_file_has, &dead, 5000), "a's death not seen");
+        ck_assert_msg(tu_eventually(st_file_has, &dead, 15000), "a's death not seen");
     } else {
         ck_assert_int_eq(kill(p[0], SIGKILL), 0);
-        ck_assert_msg(tu_eventually(st_file_has, &stopping, 5000), "%s was not stopped", id);
+        ck_assert_msg(tu_eventually(st_file_has, &stopping, 15000), "%s was not stopped", id);
         fd = st_ctl_send(e, req);
-        ck_assert_msg(tu_eventually(st_file_has, &taken, 5000), "etssup did not take the restart request");
+        ck_assert_msg(tu_eventually(st_file_has, &taken, 15000), "etssup did not take the restart request");
     }
     return fd;
 }
@@ -1049,7 +1049,7 @@ START_TEST(test_restart_request_after_start_timeout)
     st_start_held(&e, "one_for_one", "b", "\"start_timeout\":1000", hold, sizeof hold, p);
     ck_assert_int_eq(kill(p[1], SIGKILL), 0);
     st_grep noready = {e.events, "noready b "};
-    ck_assert_msg(tu_eventually(st_file_has, &noready, 5000), "b was not restarted");
+    ck_assert_msg(tu_eventually(st_file_has, &noready, 15000), "b was not restarted");
     pid_t b1 = st_event_pid(&e, "noready b ");
     ck_assert_int_gt(b1, 0);
     ck_assert_msg(ptrace(PTRACE_SEIZE, b1, NULL, (void *)(long)PTRACE_O_EXITKILL) == 0,
@@ -1064,7 +1064,7 @@ START_TEST(test_restart_request_after_start_timeout)
     char asked[96];
     snprintf(asked, sizeof asked, "restarting child b (pid %d) on request", (int)b1);
     st_grep taken = {e.logpath, asked};
-    ck_assert_msg(tu_eventually(st_file_has, &taken, 5000), "etssup did not take the restart request");
+    ck_assert_msg(tu_eventually(st_file_has, &taken, 15000), "etssup did not take the restart request");
     int st;
     ck_assert_int_eq(waitpid(b1, &st, 0), b1); /* now etssup learns of b's death */
 
@@ -1141,7 +1141,7 @@ START_TEST(test_pending_stop_standby_dies)
     char c_term[64];
     snprintf(c_term, sizeof c_term, "term c %d", (int)p[2]);
     st_grep stopping = {e.events, c_term};
-    ck_assert_msg(tu_eventually(st_file_has, &stopping, 5000), "c was not stopped");
+    ck_assert_msg(tu_eventually(st_file_has, &stopping, 15000), "c was not stopped");
     ck_assert_int_eq(kill(p[1], SIGKILL), 0); /* while c still takes its shutdown time */
     ck_assert_msg(st_wait_settled(&e, 0, p[0], 15000), "a, b, c do not all run again");
     pid_t q[3];
@@ -1168,7 +1168,7 @@ START_TEST(test_pending_stop_temporary_restart_answered)
     st_start_held(&e, "one_for_all", "t", "\"restart\":\"temporary\",\"start_timeout\":20000", hold, sizeof hold, p);
     int fd = st_ctl_send(&e, "{\"op\":\"restart\",\"id\":5,\"child\":\"t\"}");
     st_grep noready = {e.events, "noready t "};
-    ck_assert_msg(tu_eventually(st_file_has, &noready, 5000), "t was not restarted");
+    ck_assert_msg(tu_eventually(st_file_has, &noready, 15000), "t was not restarted");
     pid_t t1 = st_event_pid(&e, "noready t ");
     ck_assert_int_eq(kill(p[0], SIGKILL), 0);
 
