@@ -254,8 +254,8 @@ run: all
 	@echo "etsmgr: starting etssup; in another terminal try: $(BIN)/etscounter count   (Ctrl-C stops everything)"
 	@echo "etsmgr: kill children with $(BIN)/etsmgrctl kill ID --signal KILL; more than 10 restarts in 10 s stop everything"
 	@$(BIN)/etssup; rc=$$?; if [ $$rc = 3 ]; then \
-	  echo "etsmgr: etssup stopped: more than 10 restarts within 10 s (its restart intensity, as in OTP)."; \
-	  echo "etsmgr: kill more slowly, or run etssup --config FILE with a higher \"intensity\" or \"period\" (see supervisor/etssup.json, etssup(8))."; \
+	  echo "etsmgr: etssup stopped: more than 10 restarts within 10 s (its restart intensity, as in OTP); its last lines above say which child and why."; \
+	  echo "etsmgr: if you were killing children: kill more slowly, or run etssup --config FILE with a higher \"intensity\" or \"period\" (see supervisor/etssup.json, etssup(8))."; \
 	fi; exit $$rc
 
 # The one goal besides run/check/bench allowed to run apt-get (with sudo
