@@ -337,6 +337,35 @@ static long sb_cli_number(const char *args)
     return v;
 }
 
+/* etsmgrd started in e and ready (again, after a kill): its pid. */
+static pid_t sb_spawn_mgr(tu_env *e)
+{
+    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
+    pid_t d = tu_spawn_ready(e, mgr, SB_MS);
+    ck_assert_msg(d > 0, "etsmgrd did not become ready");
+    return d;
+}
+
+/* A standby etscounterd logging at level to standby.log, once etsmgrd
+ * (asked on fd) has it queued for the table: its pid. */
+static pid_t sb_standby_queued(tu_env *e, int fd, const char *level)
+{
+    char *sb[] = {"etscounterd", "--log-level", (char *)level, "--standby", NULL};
+    pid_t standby = tu_spawn_logged(e, sb, "standby.log", 0);
+    ck_assert_int_gt(standby, 0);
+    char exp[32];
+    snprintf(exp, sizeof exp, "%d", (int)standby);
+    sb_expect_waiters(fd, "etscounter", exp);
+    return standby;
+}
+
+/* A fresh environment with etsmgrd started in it. */
+static pid_t sb_start_mgr(tu_env *e)
+{
+    tu_env_init(e);
+    return sb_spawn_mgr(e);
+}
+
 static pid_t sb_counterd(tu_env *e, bool standby)
 {
     char *ready[] = {"etscounterd", "--log-level", "error", NULL};
@@ -354,9 +383,7 @@ static pid_t sb_counterd(tu_env *e, bool standby)
 START_TEST(test_counterd_standby_takes_over)
 {
     tu_env e;
-    tu_env_init(&e);
-    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
-    ck_assert_int_gt(tu_spawn_ready(&e, mgr, SB_MS), 0);
+    sb_start_mgr(&e);
     int fd = dt_connect(&e);
     pid_t active = sb_counterd(&e, false);
     for (long i = 1; i <= 3; i++)
@@ -403,9 +430,7 @@ END_TEST
 START_TEST(test_counterd_standby_killed)
 {
     tu_env e;
-    tu_env_init(&e);
-    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
-    ck_assert_int_gt(tu_spawn_ready(&e, mgr, SB_MS), 0);
+    sb_start_mgr(&e);
     int fd = dt_connect(&e);
     pid_t active = sb_counterd(&e, false);
     ck_assert_int_eq(sb_cli_number("count"), 1);
@@ -431,18 +456,11 @@ END_TEST
 static void sb_stop_queued(int sig)
 {
     tu_env e;
-    tu_env_init(&e);
-    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
-    ck_assert_int_gt(tu_spawn_ready(&e, mgr, SB_MS), 0);
+    sb_start_mgr(&e);
     int fd = dt_connect(&e);
     pid_t active = sb_counterd(&e, false);
     ck_assert_int_eq(sb_cli_number("count"), 1);
-    char *sb[] = {"etscounterd", "--log-level", "notice", "--standby", NULL};
-    pid_t standby = tu_spawn_logged(&e, sb, "standby.log", 0);
-    ck_assert_int_gt(standby, 0);
-    char exp[32];
-    snprintf(exp, sizeof exp, "%d", (int)standby);
-    sb_expect_waiters(fd, "etscounter", exp);
+    pid_t standby = sb_standby_queued(&e, fd, "notice");
     ck_assert_int_eq(kill(standby, sig), 0);
     int st = tu_wait(standby, SB_MS);
     ck_assert_msg(st != -1, "the standby did not stop within %d ms of %s", SB_MS, strsignal(sig));
@@ -477,10 +495,7 @@ END_TEST
 START_TEST(test_counterd_standby_handover_refused)
 {
     tu_env e;
-    tu_env_init(&e);
-    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
-    pid_t d = tu_spawn_ready(&e, mgr, SB_MS);
-    ck_assert_int_gt(d, 0);
+    pid_t d = sb_start_mgr(&e);
     int fd = dt_connect(&e);
     pid_t active = sb_counterd(&e, false);
     ck_assert_int_eq(sb_cli_number("count"), 1);
@@ -508,10 +523,7 @@ END_TEST
 START_TEST(test_counterd_standby_outlives_wait_timeout)
 {
     tu_env e;
-    tu_env_init(&e);
-    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
-    pid_t d = tu_spawn_ready(&e, mgr, SB_MS);
-    ck_assert_int_gt(d, 0);
+    pid_t d = sb_start_mgr(&e);
     pid_t active = sb_counterd(&e, false);
     char *sbw[] = {"etscounterd", "--log-level", "error", "--standby", "--wait-timeout", "300", NULL};
     pid_t standby = tu_spawn(&e, sbw);
@@ -526,7 +538,7 @@ START_TEST(test_counterd_standby_outlives_wait_timeout)
     while (nanosleep(&down, &down) < 0 && errno == EINTR)
         ;
     ck_assert_msg(kill(standby, 0) == 0 || errno != ESRCH, "the standby is gone");
-    ck_assert_int_gt(tu_spawn_ready(&e, mgr, SB_MS), 0);
+    sb_spawn_mgr(&e);
     fd = dt_connect(&e);
     sb_expect_waiters(fd, "etscounter", exp); /* queued again */
     tu_kill9(active);
@@ -541,10 +553,7 @@ END_TEST
 START_TEST(test_counterd_standby_mgr_restart)
 {
     tu_env e;
-    tu_env_init(&e);
-    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
-    pid_t d = tu_spawn_ready(&e, mgr, SB_MS);
-    ck_assert_int_gt(d, 0);
+    pid_t d = sb_start_mgr(&e);
     pid_t active = sb_counterd(&e, false);
     ck_assert_int_eq(sb_cli_number("count"), 1);
     pid_t standby = sb_counterd(&e, true);
@@ -555,7 +564,7 @@ START_TEST(test_counterd_standby_mgr_restart)
     close(fd);
 
     tu_kill9(d);
-    ck_assert_int_gt(tu_spawn_ready(&e, mgr, SB_MS), 0);
+    sb_spawn_mgr(&e);
     fd = dt_connect(&e);
     sb_expect_waiters(fd, "etscounter", exp);
     sb_expect_owner(fd, "etscounter", active); /* the standby did not snatch it */
@@ -579,9 +588,7 @@ END_TEST
 static void sb_lock_case(bool release)
 {
     tu_env e;
-    tu_env_init(&e);
-    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
-    ck_assert_int_gt(tu_spawn_ready(&e, mgr, SB_MS), 0);
+    sb_start_mgr(&e);
     int fd = dt_connect(&e);
     char lockp[300], sockp[300];
     snprintf(lockp, sizeof lockp, "%s/etscounterd.lock", e.dir);
@@ -593,12 +600,7 @@ static void sb_lock_case(bool release)
     char msg[256];
     ck_assert_int_eq(etsmgr_connect(e.dir, e.instance, &c, msg, sizeof msg), ETSMGR_OK);
     ck_assert_int_eq(etsmgr_new_table(c, "etscounter", NULL, "etscounter", &t, NULL), ETSMGR_OK);
-    char *sb[] = {"etscounterd", "--log-level", "error", "--standby", NULL};
-    pid_t standby = tu_spawn_logged(&e, sb, "standby.log", 0);
-    ck_assert_int_gt(standby, 0);
-    char exp[32];
-    snprintf(exp, sizeof exp, "%d", (int)standby);
-    sb_expect_waiters(fd, "etscounter", exp);
+    pid_t standby = sb_standby_queued(&e, fd, "error");
 
     long long t0 = tu_now_ms();
     etsmgr_client_close(c); /* our "death": the standby gets the table */
@@ -675,9 +677,7 @@ static bool sb_once_small(void *arg)
 START_TEST(test_counterd_standby_tidies_burst)
 {
     tu_env e;
-    tu_env_init(&e);
-    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
-    ck_assert_int_gt(tu_spawn_ready(&e, mgr, SB_MS), 0);
+    sb_start_mgr(&e);
     int fd = dt_connect(&e);
     etsmgr_client *c = NULL;
     etsmgr_table *t = NULL;
@@ -700,12 +700,7 @@ START_TEST(test_counterd_standby_tidies_burst)
     for (uint64_t p = reg[3]; p < reg[3] + 150000; p++)
         reg[8 + 4 * (p & (reg[1] - 1)) + 3] = 1;
     ck_assert_int_eq(tbl_op_end(t, 0), 0);
-    char *sb[] = {"etscounterd", "--log-level", "error", "--standby", NULL};
-    pid_t standby = tu_spawn_logged(&e, sb, "standby.log", 0);
-    ck_assert_int_gt(standby, 0);
-    char exp[32];
-    snprintf(exp, sizeof exp, "%d", (int)standby);
-    sb_expect_waiters(fd, "etscounter", exp);
+    pid_t standby = sb_standby_queued(&e, fd, "error");
     etsmgr_client_close(c); /* our "death" (t goes with c): the standby gets the table */
     sb_expect_owner(fd, "etscounter", standby);
     ck_assert_msg(tu_eventually(sb_once_small, &tfd, SB_MS), "the region still has %llu records",
@@ -749,9 +744,7 @@ static bool sb_gone(void *arg) { return proc_exited(*(pid_t *)arg); }
 START_TEST(test_counterd_memory_keeper)
 {
     tu_env e;
-    tu_env_init(&e);
-    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
-    ck_assert_int_gt(tu_spawn_ready(&e, mgr, SB_MS), 0);
+    sb_start_mgr(&e);
     pid_t active = sb_counterd(&e, false);
     ck_assert_int_eq(sb_cli_number("count"), 1);
     pid_t kids[4];
@@ -798,9 +791,7 @@ START_TEST(test_counterd_serves_under_valgrind)
         return;
     }
     tu_env e;
-    tu_env_init(&e);
-    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
-    ck_assert_int_gt(tu_spawn_ready(&e, mgr, SB_MS), 0);
+    sb_start_mgr(&e);
     char *argv[] = {(char *)vg, "-q", "--error-exitcode=99", (char *)tu_bin("etscounterd", false), "--log-level",
                     "error", NULL};
     pid_t c = tu_spawn_ready(&e, argv, 45000);
