@@ -3,20 +3,27 @@
  * etsmgrd: aligned human output, --json, restart, stop, kill, env, dump of
  * an ordered_set in key order and of its ranges (--from/--to), the entry
  * counts of save, snapshot, load and tables (the same, "1 entry"), and the
- * exit statuses 64 (usage), 69 (not reachable), 70 (error reply); a
- * WAITERS cell too long for the column says how many it left out. */
+ * exit statuses 64 (usage), 66 (no such table), 69 (not reachable), 70
+ * (error reply), 74 (output not written), one meaning each whatever the
+ * command; dump --json is UTF-8 whatever the bytes; a WAITERS cell too long
+ * for the column says how many it left out. */
 #include <check.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
 
 #include "etsmgr.h"
+#include "frame.h"
+#include "sock.h"
 #include "runcap.h"
 #include "test_sup.h"
 #include "testutil.h"
@@ -88,7 +95,7 @@ START_TEST(test_ctl_status_restart_stop)
     free(out);
     st_pids(&e, q);
 
-    ck_assert_int_eq(ctl(&e, &out, "restart", "nope", NULL), 70);
+    ck_assert_int_eq(ctl(&e, &out, "restart", "nope", NULL), 64); /* no such child: as for kill */
     ck_assert_ptr_nonnull(strstr(out, "no child with id \"nope\""));
     free(out);
     ck_assert_int_eq(ctl(&e, &out, "restart", NULL, NULL), 64);
@@ -285,7 +292,7 @@ START_TEST(test_ctl_dump_ordered)
                   "%s", out);
     free(out);
     ck_assert_int_eq(d_ctl(&out, "dump", "jobs", "--json", NULL), 0);
-    ck_assert_msg(strcmp(out, "{\"a\":1,\"ab\":12,\"b\":2,\"c\":\"three\",\"\xff" "z\":255}\n") == 0, "%s", out);
+    ck_assert_msg(strcmp(out, "{\"a\":1,\"ab\":12,\"b\":2,\"c\":\"three\",\"\\udcffz\":255}\n") == 0, "%s", out);
     free(out);
     /* [ab, c): the bounds need not be keys of the table */
     ck_assert_int_eq(d_ctl(&out, "dump", "jobs", "--json", "--from", "ab", "--to", "c", NULL), 0);
@@ -528,6 +535,195 @@ START_TEST(test_ctl_help_version)
 }
 END_TEST
 
+/* dump --json is valid JSON, so UTF-8, whatever bytes the keys and values
+ * hold: well-formed UTF-8 as it is, any other byte XX as \udcXX (it printed
+ * the raw bytes, which a JSON parser rejects: Python's json.load said
+ * "invalid start byte" for a key \xff), quotes, backslashes and control
+ * bytes escaped; two keys never print the same. */
+static bool d_utf8_ok(const unsigned char *p)
+{
+    while (*p) {
+        int n = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2 : (*p & 0xf8) == 0xf0 ? 3 : -1;
+        if (n < 0 || (n == 1 && *p < 0xc2))
+            return false;
+        p++;
+        for (int i = 0; i < n; i++, p++)
+            if ((*p & 0xc0) != 0x80)
+                return false;
+    }
+    return true;
+}
+
+START_TEST(test_ctl_dump_json_any_bytes)
+{
+    tu_env_init(&D_env);
+    D_live = 1;
+    atexit(d_cleanup);
+    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
+    ck_assert_msg(tu_spawn_ready(&D_env, mgr, 15000) > 0, "etsmgrd did not become ready");
+    etsmgr_client *c = NULL;
+    char msg[256] = "";
+    ck_assert_msg(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg) == 0, "%s", msg);
+    etsmgr_table_opts o = {.access = ETSMGR_PROTECTED, .type = ETSMGR_ORDERED_SET};
+    etsmgr_table *t = NULL;
+    ck_assert_msg(etsmgr_new_table(c, "bin", &o, NULL, &t, NULL) == 0, "%s", etsmgr_client_message(c));
+    /* é in UTF-8, é in Latin-1, a UTF-16 surrogate in UTF-8 form (not
+     * UTF-8), an overlong '/', a cut sequence, quotes and a control byte */
+    d_put(t, "caf\xc3\xa9", 5, "\xe9t\xe9", 0);
+    d_put(t, "q\"\\", 3, "\x1b[1m", 0);
+    d_put(t, "\xc3\xa9", 2, NULL, 1);
+    d_put(t, "\xe9", 1, NULL, 2);
+    d_put(t, "\xed\xa0\x80", 3, NULL, 3);
+    d_put(t, "\xc0\xaf", 2, NULL, 4);
+    d_put(t, "\xf0\x9f\x98\x80", 4, NULL, 5);
+    d_put(t, "\xf0\x9f", 2, NULL, 6);
+    char *out = NULL;
+    ck_assert_int_eq(d_ctl(&out, "dump", "bin", "--json", NULL), 0);
+    ck_assert_msg(d_utf8_ok((const unsigned char *)out), "not UTF-8: %s", out);
+    const char *want = "{\"caf\xc3\xa9\":\"\\udce9t\\udce9\",\"q\\\"\\\\\":\"\\u001b[1m\",\"\\udcc0\\udcaf\":4,"
+                       "\"\xc3\xa9\":1,\"\\udce9\":2,\"\\udced\\udca0\\udc80\":3,\"\\udcf0\\udc9f\":6,"
+                       "\"\xf0\x9f\x98\x80\":5}\n";
+    ck_assert_msg(strcmp(out, want) == 0, "got  %swant %s", out, want);
+    free(out);
+    etsmgr_client_close(c);
+    d_cleanup();
+}
+END_TEST
+
+/* Output that cannot be written is an error (74, said on stderr), not a
+ * success: `dump > /dev/full` exited 0 with nothing written.  A reader that
+ * goes away is the exception a pipe into head makes: with SIGPIPE at its
+ * default etsmgrctl dies of it quietly, like any Unix tool; with SIGPIPE
+ * ignored (a caller's choice that its children inherit) it stops the walk at
+ * once and exits 74 without a word (it walked the whole table into EPIPE,
+ * and said 0). */
+START_TEST(test_ctl_output_errors)
+{
+    tu_env_init(&D_env);
+    D_live = 1;
+    atexit(d_cleanup);
+    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
+    ck_assert_msg(tu_spawn_ready(&D_env, mgr, 15000) > 0, "etsmgrd did not become ready");
+    etsmgr_client *c = NULL;
+    char msg[256] = "";
+    ck_assert_msg(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg) == 0, "%s", msg);
+    etsmgr_table_opts o = {.access = ETSMGR_PROTECTED};
+    etsmgr_table *t = NULL;
+    ck_assert_msg(etsmgr_new_table(c, "many", &o, NULL, &t, NULL) == 0, "%s", etsmgr_client_message(c));
+    for (int i = 0; i < 20000; i++) { /* far more than a pipe holds */
+        char k[32];
+        d_put(t, k, (size_t)snprintf(k, sizeof k, "key-%08d", i), NULL, i);
+    }
+    const char *ctl = tu_bin("etsmgrctl", false);
+    char *out = NULL;
+    int st = rc_sh(&out, 30000, "%s dump many >/dev/full", ctl);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 74 && strstr(out, "writing the output: No space left"),
+                  "exit %d: %s", WIFEXITED(st) ? WEXITSTATUS(st) : -1, out);
+    free(out);
+    st = rc_sh(&out, 30000, "%s --json tables >/dev/full", ctl);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 74, "exit %d: %s", WIFEXITED(st) ? WEXITSTATUS(st) : -1, out);
+    free(out);
+    /* head takes one byte and goes; $? of etsmgrctl and its stderr kept */
+    st = rc_sh(&out, 30000, "cd %s && trap '' PIPE && { %s dump many 2>ctl.err; echo $? >ctl.rc; } | head -c 1 "
+               ">/dev/null; cat ctl.rc; echo \"stderr[$(cat ctl.err)]\"", D_env.dir, ctl);
+    ck_assert_msg(rc_ok(st) && strcmp(out, "74\nstderr[]\n") == 0, "%s", out);
+    free(out);
+    st = rc_sh(&out, 30000, "cd %s && { %s dump many 2>ctl.err; echo $? >ctl.rc; } | head -c 1 >/dev/null; "
+               "cat ctl.rc; echo \"stderr[$(cat ctl.err)]\"", D_env.dir, ctl);
+    ck_assert_msg(rc_ok(st) && strcmp(out, "141\nstderr[]\n") == 0, "%s", out); /* 128 + SIGPIPE */
+    free(out);
+    etsmgr_client_close(c);
+    d_cleanup();
+}
+END_TEST
+
+/* One meaning per exit status, whichever command: a name no table can have
+ * is a usage error (64) before any request (save said 64, dump and del
+ * 70); a table that does not exist is 66 (save said 66, dump and del 70);
+ * a child etssup does not have is 64 (kill said 64, restart 70). */
+START_TEST(test_ctl_exit_status_per_meaning)
+{
+    tu_env_init(&D_env);
+    D_live = 1;
+    atexit(d_cleanup);
+    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
+    ck_assert_msg(tu_spawn_ready(&D_env, mgr, 15000) > 0, "etsmgrd did not become ready");
+    char *out = NULL;
+    const char *bad[] = {"a b", "..", "../x", "\x1b[31m"};
+    for (int i = 0; i < 4; i++) {
+        ck_assert_msg(d_ctl(&out, "dump", bad[i], NULL) == 64 && strstr(out, "is not a table name"), "%s", out);
+        free(out);
+        ck_assert_msg(d_ctl(&out, "del", bad[i], NULL) == 64 && strstr(out, "is not a table name"), "%s", out);
+        free(out);
+        ck_assert_msg(d_ctl(&out, "save", bad[i], "/nonexistent/x", NULL) == 64, "%s", out);
+        free(out);
+        ck_assert_msg(d_ctl(&out, "load", "/nonexistent/x", "--as", bad[i], NULL) == 64, "%s", out);
+        free(out);
+    }
+    ck_assert_msg(d_ctl(&out, "dump", "nosuch", NULL) == 66 && strstr(out, "not_found"), "%s", out);
+    free(out);
+    ck_assert_msg(d_ctl(&out, "del", "nosuch", NULL) == 66 && strstr(out, "not_found"), "%s", out);
+    free(out);
+    ck_assert_msg(d_ctl(&out, "save", "nosuch", "/nonexistent/x", NULL) == 66, "%s", out);
+    free(out);
+    d_cleanup();
+}
+END_TEST
+
+/* A stand-in etsmgrd that answers every tables request with the same page
+ * and "more": etsmgrctl tables asked for the next page for ever (a daemon's
+ * bug or not an etsmgrd at all); now a page that does not advance is a bad
+ * reply (70), and --timeout bounds the pages together. */
+static void *d_stuck_pager(void *arg)
+{
+    int ls = *(int *)arg;
+    for (;;) {
+        struct pollfd p = {.fd = ls, .events = POLLIN};
+        if (poll(&p, 1, -1) < 0 || (p.revents & (POLLHUP | POLLERR | POLLNVAL)))
+            return NULL; /* the test shut the listener down */
+        int fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        char *req = NULL;
+        size_t len;
+        int nfds = 0;
+        if (frame_read(fd, &req, &len, NULL, &nfds, 0, 5000) == 0) {
+            static const char page[] = "{\"ok\":true,\"id\":1,\"pid\":1,\"instance\":\"x\",\"connections\":1,"
+                                       "\"more\":true,\"tables\":[{\"name\":\"a\"}]}";
+            (void)frame_write(fd, page, sizeof page - 1, NULL, 0);
+        }
+        free(req);
+        close(fd);
+    }
+}
+
+START_TEST(test_ctl_tables_pages_must_advance)
+{
+    tu_env_init(&D_env);
+    D_live = 1;
+    atexit(d_cleanup);
+    char path[200];
+    snprintf(path, sizeof path, "%s/etsmgrd.sock", D_env.dir);
+    char err[256];
+    int ls = sock_listen_unix(path, 0600, 16, err, sizeof err);
+    ck_assert_msg(ls >= 0, "%s", err);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, d_stuck_pager, &ls), 0);
+    char *out = NULL;
+    int64_t t0 = tu_now_ms();
+    char *argv[] = {(char *)tu_bin("etsmgrctl", false), "--timeout", "3000", "tables", NULL};
+    int st = rc_run(argv, &out, 10000);
+    ck_assert_msg(st != -1, "etsmgrctl tables still asking after 10 s: %s", out ? out : "");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 70 && strstr(out, "does not advance"), "%s", out);
+    ck_assert_int_lt(tu_now_ms() - t0, 5000);
+    free(out);
+    shutdown(ls, SHUT_RDWR);
+    pthread_join(th, NULL);
+    close(ls);
+    d_cleanup();
+}
+END_TEST
+
 Suite *etsmgrctl_suite(void)
 {
     Suite *s = suite_create("etsmgrctl");
@@ -542,6 +738,10 @@ Suite *etsmgrctl_suite(void)
     tcase_add_test(tc, test_ctl_entry_counts);
     tcase_add_test(tc, test_ctl_waiters_cut);
     tcase_add_test(tc, test_ctl_help_version);
+    tcase_add_test(tc, test_ctl_dump_json_any_bytes);
+    tcase_add_test(tc, test_ctl_output_errors);
+    tcase_add_test(tc, test_ctl_exit_status_per_meaning);
+    tcase_add_test(tc, test_ctl_tables_pages_must_advance);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -3,6 +3,7 @@
  * command: the connection, the reply's "ok", and the exit status that tells a
  * script what went wrong (69 nobody answers, 70 an error reply or nonsense). */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,12 @@ int ctl_call(const rt_paths *rt, const char *sockname, const char *who, cJSON *r
         }
         if (e == ETIMEDOUT)
             fprintf(stderr, "etsmgrctl: no answer from %s within %d ms\n", who, timeout_ms);
+        else if (e == EBADMSG)
+            fprintf(stderr, "etsmgrctl: %s (%s) answered something that is not a JSON object: is it an etsmgr "
+                            "daemon of this version?\n", who, path);
+        else if (e == EMSGSIZE)
+            fprintf(stderr, "etsmgrctl: %s (%s) announced an answer longer than a frame may be "
+                            "(docs/protocol.md)\n", who, path);
         else
             fprintf(stderr, "etsmgrctl: reading the answer of %s: %s\n", who, strerror(e));
         return CTL_EXIT_SOFTWARE;
@@ -133,3 +140,29 @@ void ctl_print_json(cJSON *reply)
     }
 }
 
+
+/* The reader of stdout went away (a pipe's or socket's other end closed):
+ * the write end then polls POLLERR. */
+static bool ctl_reader_gone(void)
+{
+    struct pollfd p = {.fd = STDOUT_FILENO, .events = POLLOUT};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
+}
+
+int ctl_output_status(int rc)
+{
+    bool bad = ferror(stdout) != 0;
+    errno = 0;
+    if (fflush(stdout) != 0 || ferror(stdout))
+        bad = true;
+    if (!bad)
+        return rc;
+    /* errno of the write that failed is gone when stdio dropped the
+     * buffer it could not write */
+    int e = errno;
+    if (e == 0 && ctl_reader_gone())
+        e = EPIPE;
+    if (e != EPIPE)
+        fprintf(stderr, "etsmgrctl: writing the output: %s; it is incomplete\n", e ? strerror(e) : "write error");
+    return rc ? rc : CTL_EXIT_IOERR;
+}

@@ -16,6 +16,7 @@
 #define CTL_EXIT_UNAVAILABLE 69
 #define CTL_EXIT_SOFTWARE 70
 #define CTL_EXIT_CANTCREAT 73 /* save: the file cannot be written */
+#define CTL_EXIT_IOERR 74 /* the output (stdout) cannot be written */
 
 extern bool g_json;
 
@@ -36,6 +37,10 @@ int ctl_call_op(const rt_paths *rt, const char *who, const char *op, int timeout
  * to a daemon that has just answered.  0, or an exit status (printed). */
 int ctl_connect(const rt_paths *rt, int timeout_ms, etsmgr_client **out);
 void ctl_print_json(cJSON *reply);
+/* The exit status once the output is flushed: rc, or CTL_EXIT_IOERR when
+ * some output was not written (said on stderr, except for a reader that
+ * went away: EPIPE, as when piped into head). */
+int ctl_output_status(int rc);
 
 /* data.c: the data lifecycle commands */
 int ctl_save(const rt_paths *rt, const char *table, const char *file, int timeout);

@@ -165,7 +165,7 @@ int ctl_del(const rt_paths *rt, const char *table, bool force, int timeout)
     if (rc) {
         if (!force && proto_err_find(ctl_refusal) == PROTO_E_NOT_OWNER) /* not for not_found, nor a daemon not running */
             fprintf(stderr, "etsmgrctl: (an owned table is deleted only with --force; see etsmgrctl(1))\n");
-        return rc;
+        return proto_err_find(ctl_refusal) == PROTO_E_NOT_FOUND ? CTL_EXIT_NOINPUT : rc;
     }
     if (g_json)
         ctl_print_json(reply);

@@ -7,9 +7,9 @@
  * start with a NUL byte are the project's own bookkeeping (etscounterd's
  * request records) and are left out, as etscounter check does.  The JSON is
  * written here, not with cJSON: keys and values are bytes, and every byte
- * must come out (control bytes and NULs as \u00XX escapes, others as
- * they are).  Integers print as numbers, byte strings as strings: the shape
- * of etscounter --json check's "data".
+ * must come out (control bytes and NULs as \u00XX escapes, bytes that are
+ * not UTF-8 as \udcXX, see put_json_string).  Integers print as numbers,
+ * byte strings as strings: the shape of etscounter --json check's "data".
  *
  * An ordered_set table comes out in key order (its foreach walks the
  * B+tree); --from/--to print the range [from, to) with
@@ -31,17 +31,71 @@ struct dump {
     unsigned long n;
 };
 
+/* what dump_cb returns to stop the walk once stdout fails (the library's
+ * own errors are negative): a closed pipe with SIGPIPE ignored, a full disk */
+#define DUMP_OUTPUT_FAILED 1
+
+/* The length of the well-formed UTF-8 sequence at p (at most n bytes), 0
+ * when there is none: no overlong forms, no UTF-16 surrogates, nothing
+ * above U+10FFFF (RFC 3629). */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+    unsigned char c = p[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xbf; /* the range of the second byte */
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        if (c == 0xe0)
+            lo = 0xa0;
+        else if (c == 0xed)
+            hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        if (c == 0xf0)
+            lo = 0x90;
+        else if (c == 0xf4)
+            hi = 0x8f;
+    } else
+        return 0;
+    if (n < len || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf)
+            return 0;
+    return len;
+}
+
+/* JSON text is UTF-8, and keys and values are any bytes: well-formed UTF-8
+ * goes out as it is, every other byte XX as \udcXX, a lone low surrogate
+ * that no UTF-8 text can contain (Python's "surrogateescape"), so the
+ * output is always valid UTF-8, two different keys never print the same,
+ * and the bytes can be recovered (in Python:
+ * s.encode("utf-8", "surrogateescape")). */
 static void put_json_string(const unsigned char *p, size_t n)
 {
     putchar('"');
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n;) {
         unsigned char c = p[i];
-        if (c == '"' || c == '\\')
-            printf("\\%c", c);
-        else if (c < 0x20 || c == 0x7f)
-            printf("\\u%04x", c);
-        else
-            putchar(c);
+        size_t len = utf8_len(p + i, n - i);
+        if (len == 0) {
+            printf("\\udc%02x", c);
+            i++;
+        } else if (len > 1) {
+            fwrite(p + i, 1, len, stdout);
+            i += len;
+        } else {
+            if (c == '"' || c == '\\')
+                printf("\\%c", c);
+            else if (c < 0x20 || c == 0x7f)
+                printf("\\u%04x", c);
+            else
+                putchar(c);
+            i++;
+        }
     }
     putchar('"');
 }
@@ -61,6 +115,8 @@ static int dump_cb(const void *key, size_t klen, const etsmgr_value *v, void *ar
 {
     struct dump *d = arg;
     const unsigned char *k = key;
+    if (ferror(stdout))
+        return DUMP_OUTPUT_FAILED; /* said by ctl_output_status */
     if (klen == 0 || k[0] == 0)
         return 0; /* bookkeeping */
     if (d->json) {
@@ -143,8 +199,14 @@ int ctl_dump(const rt_paths *rt, const char *name, const char *from, const char 
     r = etsmgr_open_table(c, name, ETSMGR_READ, &t);
     if (r) {
         fprintf(stderr, "etsmgrctl: dump %s: %s\n", name, etsmgr_client_message(c));
+        /* no such table: 66, as for save */
+        int rc = CTL_EXIT_SOFTWARE;
+        if (strcmp(etsmgr_client_error(c), "not_found") == 0)
+            rc = CTL_EXIT_NOINPUT;
+        else if (r == ETSMGR_ENOTCONN || r == ETSMGR_ETIMEDOUT)
+            rc = CTL_EXIT_UNAVAILABLE;
         etsmgr_client_close(c);
-        return r == ETSMGR_ENOTCONN || r == ETSMGR_ETIMEDOUT ? CTL_EXIT_UNAVAILABLE : CTL_EXIT_SOFTWARE;
+        return rc;
     }
     /* a writer stopped mid-change must not hold a person's terminal forever */
     etsmgr_table_set_lock_timeout(t, (unsigned)timeout);
@@ -174,6 +236,8 @@ int ctl_dump(const rt_paths *rt, const char *name, const char *from, const char 
     if (r == 0)
         r = range ? etsmgr_table_foreach_range(t, from ? fk : NULL, fl, to ? tk : NULL, tl, dump_cb, &d)
                   : etsmgr_table_foreach(t, dump_cb, &d);
+    if (r == DUMP_OUTPUT_FAILED)
+        r = 0;
     if (json)
         printf("%s\n", d.n ? "}" : "{}");
     else if (d.n == 0 && r == 0)

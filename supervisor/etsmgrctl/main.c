@@ -9,23 +9,29 @@
  * --json prints the daemon's reply (without "ok" and "id") on one line for
  * scripts.  kill takes the pid from etssup's status (so it hits this
  * instance's child, never another user's), env tells what a program run here
- * would resolve.  The exit status tells a script what went wrong: 69 when nobody
- * answers (not running, or it went away), 70 when it answered with an error
- * or nonsense, 64 for a usage mistake. */
+ * would resolve.  The exit status tells a script what went wrong, one
+ * meaning per status whichever the command: 69 when nobody answers (not
+ * running, or it went away), 70 when it answered with an error or nonsense,
+ * 64 for a usage mistake (an unknown child, a name no table can have), 66
+ * for a table or file that does not exist, 74 when stdout cannot be
+ * written. */
 #include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ctl.h"
 #include "frame.h"
 #include "procstat.h"
+#include "proto.h"
 #include "runtime.h"
 #include "sock.h"
 
@@ -43,7 +49,8 @@ static void ctl_usage(FILE *f)
             "                every entry of a live table, read without stopping its owner (an\n"
             "                ordered_set in key order); --from, --to (ordered_set only): the keys\n"
             "                from --from's on, up to but not including --to's; \\xNN in a KEY\n"
-            "                is any byte (--json: one object mapping each key to its value)\n"
+            "                is any byte (--json: one object mapping each key to its value;\n"
+            "                a byte XX that is not UTF-8 as \\udcXX)\n"
             "  restart ID    stop child ID if it runs and start it again; returns once it is up\n"
             "  stop          stop every child in reverse order, then etssup; returns once done\n"
             "  save TABLE FILE      save the table to FILE (a table image; works without etsmgrd)\n"
@@ -71,10 +78,18 @@ static void ctl_usage(FILE *f)
             "  -h, --help              show this help\n"
             "  -V, --version           show the version\n"
             "\n"
-            "Exit status: 0 success, 64 usage error, 65 load: not a good table image,\n"
-            "66 load: cannot open the file, save: no such table, 69 etssup or etsmgrd not\n"
-            "reachable, 73 save: cannot write the file, 70 any other failure (an error\n"
+            "Exit status: 0 success, 64 usage error (also: no such child, a name no table\n"
+            "can have), 65 load: not a good table image, 66 no such table or file (load,\n"
+            "save, dump, del), 69 etssup or etsmgrd not reachable, 73 save: cannot write\n"
+            "the file, 74 the output could not be written, 70 any other failure (an error\n"
             "reply, a bad reply, a timeout).\n");
+}
+
+static int64_t ctl_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static const char *ctl_str(const cJSON *o, const char *k, const char *dflt)
@@ -212,20 +227,28 @@ static void ctl_waiters(const cJSON *list, char *buf, size_t len)
 
 /* etsmgrd answers tables in pages of about 60 KB ("more": ask again after
  * the last name); the pages are put back together into one reply, so
- * --json prints one object with every table, as before paging. */
+ * --json prints one object with every table, as before paging.  Names come
+ * sorted, so a page whose last name is not past the one asked after would
+ * be asked for again and again: that is a bad reply, and --timeout bounds
+ * the pages together, not each one. */
 static int ctl_tables(const rt_paths *rt, int timeout)
 {
     cJSON *reply = NULL;
+    int64_t deadline = ctl_mono_ms() + timeout;
+    char after[ETSMGR_NAME_MAX + 1] = "";
     for (int page = 1;; page++) {
         cJSON *req = cJSON_CreateObject(), *part = NULL;
         cJSON_AddStringToObject(req, "op", "tables");
         cJSON_AddNumberToObject(req, "id", page);
-        const cJSON *all = reply ? cJSON_GetObjectItemCaseSensitive(reply, "tables") : NULL;
-        int have = all ? cJSON_GetArraySize(all) : 0;
-        const char *last = have ? ctl_str(cJSON_GetArrayItem(all, have - 1), "name", "") : "";
         if (reply)
-            cJSON_AddStringToObject(req, "after", last);
-        int rc = ctl_call(rt, "etsmgrd.sock", "etsmgrd", req, timeout, NULL, &part);
+            cJSON_AddStringToObject(req, "after", after);
+        int64_t left = deadline - ctl_mono_ms();
+        int rc = left > 0 ? ctl_call(rt, "etsmgrd.sock", "etsmgrd", req, (int)left, NULL, &part) : -1;
+        if (rc < 0) {
+            fprintf(stderr, "etsmgrctl: no answer from etsmgrd within %d ms (%d pages of tables)\n", timeout,
+                    page - 1);
+            rc = CTL_EXIT_SOFTWARE;
+        }
         cJSON_Delete(req);
         if (rc) {
             cJSON_Delete(reply);
@@ -234,6 +257,17 @@ static int ctl_tables(const rt_paths *rt, int timeout)
         bool more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(part, "more"));
         cJSON *tabs = cJSON_GetObjectItemCaseSensitive(part, "tables");
         int got = cJSON_IsArray(tabs) ? cJSON_GetArraySize(tabs) : 0;
+        if (more && got > 0) {
+            const char *last = ctl_str(cJSON_GetArrayItem(tabs, got - 1), "name", "");
+            if (strcmp(last, after) <= 0 || strlen(last) >= sizeof after) {
+                fprintf(stderr, "etsmgrctl: etsmgrd sent a page of tables that does not advance (after \"%s\", "
+                                "its last name is \"%.64s\")\n", after, last);
+                cJSON_Delete(part);
+                cJSON_Delete(reply);
+                return CTL_EXIT_SOFTWARE;
+            }
+            snprintf(after, sizeof after, "%s", last);
+        }
         if (!reply) {
             reply = part;
         } else {
@@ -297,6 +331,8 @@ static int ctl_restart(const rt_paths *rt, const char *id, int timeout)
     cJSON_AddStringToObject(req, "child", id);
     int rc = ctl_call(rt, "etssup.sock", "etssup", req, timeout, NULL, &reply);
     cJSON_Delete(req);
+    if (rc && proto_err_find(ctl_refusal) == PROTO_E_NOT_FOUND)
+        return CTL_EXIT_USAGE; /* no such child: as for kill */
     if (rc)
         return rc;
     if (g_json)
@@ -475,8 +511,8 @@ int main(int argc, char **argv)
             timeout = (int)v;
             break;
         }
-        case 'h': ctl_usage(stdout); return 0;
-        case 'V': printf("etsmgrctl %s\n", ETSMGR_VERSION_STRING); return 0;
+        case 'h': ctl_usage(stdout); return ctl_output_status(0);
+        case 'V': printf("etsmgrctl %s\n", ETSMGR_VERSION_STRING); return ctl_output_status(0);
         case 1001: opt_as = optarg; break;
         case 1002: opt_replace = true; break;
         case 1003: opt_force = true; break;
@@ -530,6 +566,14 @@ int main(int argc, char **argv)
             fprintf(stderr, "etsmgrctl: %s takes no argument (got \"%s\")\n", cmd, argv[optind + 1]);
         return CTL_EXIT_USAGE;
     }
+    /* a name no table can have is the caller's mistake, whichever command
+     * it goes to (save checks its own, for its message) */
+    const char *tname = dc >= 0 && (strcmp(cmd, "dump") == 0 || strcmp(cmd, "del") == 0) ? argv[optind + 1]
+                        : opt_as;
+    if (tname && !rt_valid_name(tname, strlen(tname))) {
+        fprintf(stderr, "etsmgrctl: \"%s\" is not a table name ([A-Za-z0-9_.-]{1,64}, not . or ..)\n", tname);
+        return CTL_EXIT_USAGE;
+    }
     rt_paths rt;
     char err[256];
     if (rt_resolve(opt_dir, opt_instance, &rt, err, sizeof err) < 0) {
@@ -540,25 +584,28 @@ int main(int argc, char **argv)
                 (dc >= 0 && strcmp(cmd, "del") != 0 && strcmp(cmd, "dump") != 0);
     if (timeout < 0)
         timeout = slow ? 60000 : 5000;
+    int rc;
     if (strcmp(cmd, "save") == 0)
-        return ctl_save(&rt, argv[optind + 1], argv[optind + 2], timeout);
-    if (strcmp(cmd, "load") == 0)
-        return ctl_load(&rt, argv[optind + 1], opt_as, opt_replace, timeout);
-    if (strcmp(cmd, "snapshot") == 0)
-        return ctl_snapshot(&rt, timeout);
-    if (strcmp(cmd, "del") == 0)
-        return ctl_del(&rt, argv[optind + 1], opt_force, timeout);
-    if (strcmp(cmd, "status") == 0)
-        return ctl_status(&rt, timeout);
-    if (strcmp(cmd, "tables") == 0)
-        return ctl_tables(&rt, timeout);
-    if (is_restart)
-        return ctl_restart(&rt, argv[optind + 1], timeout);
-    if (is_kill)
-        return ctl_kill(&rt, argv[optind + 1], sig, timeout);
-    if (strcmp(cmd, "env") == 0)
-        return ctl_env(&rt);
-    if (strcmp(cmd, "dump") == 0)
-        return ctl_dump(&rt, argv[optind + 1], opt_from, opt_to, timeout, g_json);
-    return ctl_stop(&rt, timeout);
+        rc = ctl_save(&rt, argv[optind + 1], argv[optind + 2], timeout);
+    else if (strcmp(cmd, "load") == 0)
+        rc = ctl_load(&rt, argv[optind + 1], opt_as, opt_replace, timeout);
+    else if (strcmp(cmd, "snapshot") == 0)
+        rc = ctl_snapshot(&rt, timeout);
+    else if (strcmp(cmd, "del") == 0)
+        rc = ctl_del(&rt, argv[optind + 1], opt_force, timeout);
+    else if (strcmp(cmd, "status") == 0)
+        rc = ctl_status(&rt, timeout);
+    else if (strcmp(cmd, "tables") == 0)
+        rc = ctl_tables(&rt, timeout);
+    else if (is_restart)
+        rc = ctl_restart(&rt, argv[optind + 1], timeout);
+    else if (is_kill)
+        rc = ctl_kill(&rt, argv[optind + 1], sig, timeout);
+    else if (strcmp(cmd, "env") == 0)
+        rc = ctl_env(&rt);
+    else if (strcmp(cmd, "dump") == 0)
+        rc = ctl_dump(&rt, argv[optind + 1], opt_from, opt_to, timeout, g_json);
+    else
+        rc = ctl_stop(&rt, timeout);
+    return ctl_output_status(rc);
 }
