@@ -12,11 +12,15 @@
  * made-up records.  Each run gets its own temp dir for the report and the
  * log; the lab makes and removes its own runtime dir and instance. */
 #include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <cjson/cJSON.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -288,6 +292,90 @@ START_TEST(test_stats)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ interrupted */
+/* A run stopped by SIGINT, SIGTERM or SIGHUP cleans up (no process, shm
+ * object or temp dir of its instance left) and then ends by that signal, as
+ * a program that catches SIGINT to clean up should.  It exited 0 with
+ * "verdict: PASS" (a shell loop of runs went on after Ctrl-C, a cancelled CI
+ * job passed), and SIGHUP (a closed terminal) killed it outright, leaving
+ * the counter's table in /dev/shm and the temp dir.  Sent once the lab has
+ * said (--verbose) that the given kill was recovered from; 0: once it has
+ * said where its system is, which may be before etssup is ready. */
+static void lab_interrupt(int sig, int after_kill)
+{
+    static char json[128];
+    snprintf(json, sizeof json, "%s/report.json", lab_tmp);
+    unlink(json);
+    int errp[2];
+    ck_assert_int_eq(pipe(errp), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int nul = open("/dev/null", O_WRONLY);
+        dup2(nul, 1);
+        dup2(errp[1], 2);
+        close(errp[0]);
+        char *argv[] = { (char *)lab_bin(), "--verbose", "--kills", "100000", "--targets", "etscounterd",
+                         "--interval", "2:10", "--json", json, NULL };
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(errp[1]);
+    FILE *f = fdopen(errp[0], "r");
+    ck_assert_ptr_nonnull(f);
+    char line[1024], base[256] = "", inst[80] = "", want[64];
+    snprintf(want, sizeof want, "kill %d: supervisor whole again", after_kill);
+    bool sent = false;
+    while (fgets(line, sizeof line, f)) {
+        const char *b = strstr(line, "a fresh system in "), *i = strstr(line, "(instance ");
+        if (b && i) {
+            ck_assert_int_eq(sscanf(b, "a fresh system in %255[^ ]", base), 1);
+            ck_assert_int_eq(sscanf(i, "(instance %79[^)]", inst), 1);
+            char *run = strstr(base, "/run");
+            ck_assert_ptr_nonnull(run);
+            *run = 0;
+        }
+        if (!sent && base[0] && (after_kill == 0 || strstr(line, want))) {
+            ck_assert_int_eq(kill(pid, sig), 0);
+            sent = true;
+        }
+    }
+    fclose(f);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(sent, "the lab ended before it could be interrupted");
+    ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == sig, "SIG%s: the lab %s %d, not killed by SIG%s",
+                  sigabbrev_np(sig), WIFSIGNALED(st) ? "was killed by signal" : "exited",
+                  WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), sigabbrev_np(sig));
+    struct stat sb;
+    ck_assert_msg(stat(base, &sb) < 0 && errno == ENOENT, "SIG%s: %s is left behind", sigabbrev_np(sig), base);
+    char *out = NULL;
+    rc_sh(&out, 10000, "ls /dev/shm | grep -F '%s:'; grep -slaF 'ETSMGR_INSTANCE=%s' /proc/[0-9]*/environ", inst,
+          inst);
+    ck_assert_msg(out[0] == 0, "SIG%s: left behind: %s", sigabbrev_np(sig), out);
+    free(out);
+    if (after_kill > 0) { /* the report says what happened, and that it is not a pass */
+        char *text = rc_slurp(json);
+        cJSON *r = text ? cJSON_Parse(text) : NULL;
+        free(text);
+        ck_assert_msg(r != NULL, "no JSON report");
+        ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "verdict")), "interrupted");
+        ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "interrupted")));
+        ck_assert_double_ge(lab_num(r, "kills", "total"), after_kill);
+        cJSON_Delete(r);
+    }
+}
+
+START_TEST(test_interrupted_cleans_up_and_ends_by_the_signal)
+{
+    lab_interrupt(SIGHUP, 2);
+    lab_interrupt(SIGINT, 3);
+    lab_interrupt(SIGTERM, 2);
+    lab_interrupt(SIGHUP, 0);
+    lab_interrupt(SIGINT, 0);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ command line */
 START_TEST(test_usage)
 {
@@ -381,6 +469,7 @@ Suite *crashlab_suite(void)
     tcase_add_test(x, test_detects_duplicates_without_exactly_once);
     tcase_add_test(x, test_fault_hook_unacknowledged_increment);
     tcase_add_test(x, test_fault_hook_value_twice);
+    tcase_add_test(x, test_interrupted_cleans_up_and_ends_by_the_signal);
     suite_add_tcase(s, x);
     return s;
 }

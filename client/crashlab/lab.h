@@ -175,6 +175,7 @@ typedef struct lab {
     int sup_final_status;        /* etssup's exit status on the final SIGTERM, -1 unknown */
 } lab;
 
+/* the signal (SIGINT, SIGTERM, SIGHUP) that asked the run to stop, 0 */
 extern volatile sig_atomic_t lab_interrupted;
 
 /* util.c */

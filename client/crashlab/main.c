@@ -80,7 +80,8 @@ static const char lab_usage[] =
     "\n"
     "Exit status: 0 every invariant holds, 1 an invariant does not hold (the report\n"
     "says which), 64 usage error, 69 the system could not be started or attached,\n"
-    "70 the lab itself failed.\n";
+    "70 the lab itself failed.  Stopped by SIGINT, SIGTERM or SIGHUP, it cleans up,\n"
+    "reports (verdict INTERRUPTED unless an invariant failed) and ends by that signal.\n";
 
 static int lab_usage_error(const char *fmt, const char *arg)
 {
@@ -311,20 +312,38 @@ static int lab_parse(lab *l, int argc, char **argv)
 
 static void lab_on_signal(int sig)
 {
-    (void)sig;
-    lab_interrupted = 1;
+    lab_interrupted = sig;
+}
+
+/* After the clean-up, a run stopped by a signal ends by that signal, as a
+ * program that catches SIGINT to clean up should: a shell loop or script
+ * running the lab then stops too, and a CI job cancelled with SIGTERM is not
+ * taken for a pass (it exited 0, "every invariant holds", and a loop of
+ * runs went on after Ctrl-C). */
+static int lab_end_by_signal(void)
+{
+    int sig = lab_interrupted;
+    fflush(NULL);
+    signal(sig, SIG_DFL);
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, sig);
+    pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+    raise(sig);
+    return 128 + sig; /* not reached */
 }
 
 static lab L;
 
-/* stop everything that was started, for the early exits */
-static void lab_abort_run(lab *l)
+/* stop everything that was started, for the early exits; keep_log: the
+ * start failed, and its log says why */
+static void lab_abort_run(lab *l, bool keep_log)
 {
     lab_workers_stop(l);
     lab_sys_shutdown(l);
     lab_sys_reaper_stop(l);
     lab_zombies_stop(l);
-    lab_sys_remove_base(l, true);
+    lab_sys_remove_base(l, keep_log);
 }
 
 int main(int argc, char **argv)
@@ -346,8 +365,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = { .sa_handler = lab_on_signal };
     sigemptyset(&sa.sa_mask);
+    /* SIGHUP too: a closed terminal or ssh session must not leave the
+     * table in /dev/shm and the temp dir behind */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
 
     char err[1024];
     if (l->o.attach) {
@@ -381,8 +403,14 @@ int main(int argc, char **argv)
         lab_sys_reaper_start(l);
         int64_t ready;
         if (lab_sys_start(l, &ready, err, sizeof err) < 0) {
+            if (lab_interrupted) { /* nothing to report, nothing to keep */
+                fprintf(stderr, "etsmgr-crashlab: interrupted by SIG%s while etssup started\n",
+                        sigabbrev_np(lab_interrupted));
+                lab_abort_run(l, false);
+                return lab_end_by_signal();
+            }
             fprintf(stderr, "etsmgr-crashlab: cannot start the system: %s\n", err);
-            lab_abort_run(l);
+            lab_abort_run(l, true);
             return LAB_EXIT_UNAVAILABLE;
         }
     } else {
@@ -399,19 +427,24 @@ int main(int argc, char **argv)
         l->attach_sup_pid = sp;
         pthread_mutex_unlock(&l->mu);
     }
-    if (lab_sys_check_count(l, &l->initial_count, l->o.recovery_timeout_ms, err, sizeof err) < 0) {
-        fprintf(stderr, "etsmgr-crashlab: cannot read the initial count: %s\n", err);
+    if (lab_sys_check_count(l, &l->initial_count, l->o.recovery_timeout_ms, err, sizeof err) < 0 ||
+        lab_interrupted) {
+        if (lab_interrupted)
+            fprintf(stderr, "etsmgr-crashlab: interrupted by SIG%s before the load started\n",
+                    sigabbrev_np(lab_interrupted));
+        else
+            fprintf(stderr, "etsmgr-crashlab: cannot read the initial count: %s\n", err);
         if (l->o.attach)
             lab_zombies_stop(l);
         else
-            lab_abort_run(l);
-        return LAB_EXIT_UNAVAILABLE;
+            lab_abort_run(l, !lab_interrupted);
+        return lab_interrupted ? lab_end_by_signal() : LAB_EXIT_UNAVAILABLE;
     }
 
     l->t0_ns = lab_now_ns();
     if (lab_workers_start(l, err, sizeof err) < 0) {
         fprintf(stderr, "etsmgr-crashlab: %s\n", err);
-        lab_abort_run(l);
+        lab_abort_run(l, true);
         return LAB_EXIT_SOFTWARE;
     }
     lab_killer_run(l);
@@ -453,9 +486,11 @@ int main(int argc, char **argv)
         t.final = l->initial_count;
     }
     free(values);
+    if (lab_interrupted)
+        l->interrupted = true; /* also when it came after the last kill */
     if (l->interrupted)
-        lab_note(l, "interrupted by a signal after %zu kills; the invariants were checked on what was done",
-                 l->nkills);
+        lab_note(l, "interrupted by SIG%s after %zu kills; the invariants were checked on what was done",
+                 sigabbrev_np(lab_interrupted), l->nkills);
     lab_verdict(l, &t);
 
     int rc = LAB_EXIT_PASS;
@@ -490,5 +525,7 @@ int main(int argc, char **argv)
     free(l->leftovers);
     if (fail)
         return LAB_EXIT_FAIL;
+    if (l->interrupted)
+        return lab_end_by_signal();
     return rc;
 }

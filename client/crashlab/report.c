@@ -166,6 +166,8 @@ void lab_report_text(lab *l, const lab_tally *t, FILE *f)
     }
     if (l->nfailures)
         fprintf(f, "\nverdict: FAIL (%zu failure%s)\n", l->nfailures, l->nfailures == 1 ? "" : "s");
+    else if (l->interrupted) /* not a pass: the run did not do what was asked */
+        fprintf(f, "\nverdict: INTERRUPTED after %zu kills (no invariant failed on what was done)\n", l->nkills);
     else
         fprintf(f, "\nverdict: PASS (every invariant holds)\n");
 }
@@ -199,7 +201,7 @@ static cJSON *lab_strings(char **s, size_t n)
 int lab_report_json(lab *l, const lab_tally *t, const char *path, char *err, size_t errlen)
 {
     cJSON *r = cJSON_CreateObject();
-    cJSON_AddStringToObject(r, "verdict", l->nfailures ? "fail" : "pass");
+    cJSON_AddStringToObject(r, "verdict", l->nfailures ? "fail" : l->interrupted ? "interrupted" : "pass");
     cJSON_AddItemToObject(r, "failures", lab_strings(l->failures, l->nfailures));
     cJSON_AddItemToObject(r, "notes", lab_strings(l->notes, l->nnotes));
 

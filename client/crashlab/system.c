@@ -623,6 +623,8 @@ int lab_sys_check_count(lab *l, int64_t *count, int timeout_ms, char *err, size_
         }
         if (lab_now_ns() + (int64_t)backoff * 1000000 > deadline)
             return -1;
+        if (lab_interrupted && deadline > lab_now_ns() + 5000000000LL)
+            deadline = lab_now_ns() + 5000000000LL; /* interrupted: do not wait long */
         lab_sleep_ms(backoff);
         backoff = backoff * 2 > 100 ? 100 : backoff * 2;
     }
