@@ -498,7 +498,7 @@ START_TEST(test_dump)
                   "%s", out);
     free(out);
     st = rc_sh(&out, 10000, "%s dump nosuch", tu_bin("etsmgrctl", false));
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 70 && strstr(out, "nosuch"), "%s", out);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 66 && strstr(out, "nosuch"), "%s", out);
     free(out);
     st = rc_sh(&out, 10000, "%s dump", tu_bin("etsmgrctl", false));
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 64, "%s", out);
