@@ -881,6 +881,11 @@ START_TEST(test_damaged_files)
     memcpy(r1 + IMG_REC_HDR, r0 + IMG_REC_HDR, r0[0]);
     fix_records_crc(b, len);
     expect_file(b, len, ETSMGR_ECORRUPT, "repeats");
+    /* found by the reader itself, before a loader makes (or replaces) a
+     * table: the fill met it only after (test_snapshot's
+     * test_load_replace_repeated_key_keeps_table) */
+    ck_assert_int_eq(img_parse(b, len, &in, why, sizeof why), ETSMGR_ECORRUPT);
+    ck_assert_msg(strstr(why, "repeats the key of entry 0"), "%s", why);
     /* garbage after the end, an invalid name */
     memcpy(b, g, len);
     memset(b + len, 'x', 10);

@@ -193,6 +193,77 @@ static void img_encode_header(unsigned char *h, const img_info *in)
 
 /* ------------------------------------------------------------ parsing */
 
+/* A 64-bit hash of a key, for the repeated-key check (not stored). */
+static uint64_t img_key_hash(const unsigned char *k, unsigned n)
+{
+    uint64_t h = 0x9e3779b97f4a7c15u ^ n;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, k, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdu;
+        h ^= h >> 32;
+        k += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, k, n);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53u;
+    return h ^ (h >> 29);
+}
+
+/* Does a key occur twice among the n records at rec (validated, records
+ * bytes long)?  A loader that met the second copy only while filling
+ * would have created its table already, and with ETSMGR_LOAD_REPLACE
+ * removed the table it replaces: a repeat is damage, refused like the
+ * rest before anything is made.  An open-addressing set of the records'
+ * offsets (8 bytes a slot, 1.5 to 3 slots an entry, freed at once: less
+ * than the table being loaded needs); a slot keeps 21 bits of the hash
+ * above the offset's 43, so that most probes compare no key.  0, ETSMGR_ECORRUPT (*first, *second: the record
+ * numbers) or ETSMGR_ENOMEM. */
+#define IMG_OFF_BITS 43
+static int img_find_repeat(const unsigned char *rec, uint64_t records_bytes, uint64_t n, uint64_t *first,
+                           uint64_t *second)
+{
+    if (n < 2) return 0;
+    uint64_t cap = 2;
+    while (cap < n + n / 2) cap <<= 1;
+    if (cap > SIZE_MAX / sizeof(uint64_t)) return ETSMGR_ENOMEM;
+    uint64_t *set = calloc((size_t)cap, sizeof *set);
+    if (!set) return ETSMGR_ENOMEM;
+    const uint64_t off_mask = (UINT64_C(1) << IMG_OFF_BITS) - 1;
+    uint64_t off = 0, i = 0;
+    int r = 0;
+    while (off < records_bytes) {
+        const unsigned char *e = rec + off;
+        unsigned klen = e[0];
+        uint64_t h = img_key_hash(e + IMG_REC_HDR, klen), tag = h >> IMG_OFF_BITS;
+        /* +1: a slot of 0 is free, and offset 0 is a record */
+        uint64_t want = tag << IMG_OFF_BITS | (off + 1);
+        for (uint64_t s = h & (cap - 1);; s = (s + 1) & (cap - 1)) {
+            uint64_t v = set[s];
+            if (!v) {
+                set[s] = want;
+                break;
+            }
+            if (v >> IMG_OFF_BITS != tag) continue;
+            const unsigned char *o = rec + (v & off_mask) - 1;
+            if (o[0] == klen && memcmp(o + IMG_REC_HDR, e + IMG_REC_HDR, klen) == 0) {
+                *second = i;
+                uint64_t j = 0;
+                for (const unsigned char *w = rec; w != o; w += IMG_REC_HDR + w[0] + get32(w + 4)) j++;
+                *first = j;
+                r = ETSMGR_ECORRUPT;
+                goto out;
+            }
+        }
+        off += IMG_REC_HDR + klen + get32(e + 4);
+        i++;
+    }
+out:
+    free(set);
+    return r;
+}
+
 int img_parse(const void *data, size_t len, img_info *info, char *why, size_t whylen)
 {
     const unsigned char *p = data;
@@ -306,6 +377,14 @@ int img_parse(const void *data, size_t len, img_info *info, char *why, size_t wh
     if (n != in.entries)
         return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: %llu entries, the header says %llu",
                        (unsigned long long)n, (unsigned long long)in.entries);
+    uint64_t first = 0, second = 0;
+    int r = img_find_repeat(p + IMG_HDR_SIZE, in.records_bytes, n, &first, &second);
+    if (r == ETSMGR_ENOMEM)
+        return tbl_say(why, whylen, r, "no memory to check %llu entries for a repeated key",
+                       (unsigned long long)n);
+    if (r)
+        return tbl_say(why, whylen, r, "corrupt: entry %llu repeats the key of entry %llu",
+                       (unsigned long long)second, (unsigned long long)first);
     if (info) *info = in;
     return 0;
 }

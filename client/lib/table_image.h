@@ -57,15 +57,17 @@ uint32_t img_crc32c(uint32_t crc, const void *data, size_t len);
 /* The same without the CPU's crc32 instruction (tables; for the tests). */
 uint32_t img_crc32c_portable(uint32_t crc, const void *data, size_t len);
 
-/* Validate an image held in memory: header, sizes, both checksums and every
- * record.  0 with *info filled, or an error with words in why. */
+/* Validate an image held in memory: header, sizes, both checksums, every
+ * record, and that no key repeats (so that a loader refuses a repeat
+ * before it creates or replaces a table).  0 with *info filled, or an
+ * error with words in why (ETSMGR_ENOMEM: no memory for the key set). */
 int img_parse(const void *data, size_t len, img_info *info, char *why, size_t whylen);
 /* Read and validate the file at path (img_parse).  ETSMGR_ESYS: errno. */
 int img_read(const char *path, img **out, char *why, size_t whylen);
 void img_free(img *im);
 
 /* Insert every record of a validated image into t (normally empty).  A key
- * that appears twice is ETSMGR_ECORRUPT. */
+ * already in t is ETSMGR_ECORRUPT. */
 int img_fill(etsmgr_table *t, const img *im, char *why, size_t whylen);
 /* Options to create a table an image fits in without growing. */
 void img_table_opts(const img *im, etsmgr_table_opts *o);
