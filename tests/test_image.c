@@ -950,6 +950,33 @@ START_TEST(test_crc32c)
 }
 END_TEST
 
+/* A FIFO (or a device) given as an image is refused at once: the open
+ * blocked until a writer came, so etsmgrctl load of a FIFO hung for good,
+ * before any check could say it is not a regular file. */
+START_TEST(test_read_fifo_refused)
+{
+    const char *p = tpath("fifo.etsimg");
+    ck_assert_int_eq(mkfifo(p, 0600), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        /* the hang, reported as SIGALRM (check's handler, inherited, would
+         * kill the whole test's process group) */
+        signal(SIGALRM, SIG_DFL);
+        alarm(3);
+        img *im = NULL;
+        char why[256] = "";
+        int r = img_read(p, &im, why, sizeof why);
+        _exit(r == ETSMGR_EBADMAGIC && strstr(why, "not a regular file") ? 0 : 1);
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(!WIFSIGNALED(st), "img_read of a FIFO hung (signal %d)", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "img_read of a FIFO: not refused as not a regular file");
+    unlink(p);
+}
+END_TEST
+
 START_TEST(test_save_errors)
 {
     etsmgr_table *t = tt_create(NULL, 0, 0);
@@ -993,6 +1020,7 @@ Suite *image_suite(void)
     tcase_add_test(tc, test_save_full_disk);
     tcase_add_test(tc, test_damaged_files);
     tcase_add_test(tc, test_save_errors);
+    tcase_add_test(tc, test_read_fifo_refused);
     tcase_add_test(tc, test_crc32c);
     suite_add_tcase(s, tc);
     return s;

@@ -393,7 +393,9 @@ int img_read(const char *path, img **out, char *why, size_t whylen)
 {
     if (!path || !out) return ETSMGR_EINVAL;
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: the open of a FIFO waits for a writer (forever: a load
+     * hung before any check); a regular file ignores it */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         int e = errno;
         tbl_say(why, whylen, ETSMGR_ESYS, "cannot open %s: %s", path, strerror(e));
@@ -401,8 +403,9 @@ int img_read(const char *path, img **out, char *why, size_t whylen)
         return e == ENOENT ? ETSMGR_ENOTFOUND : ETSMGR_ESYS;
     }
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        int e = S_ISREG(st.st_mode) ? errno : EINVAL;
+    int sr = fstat(fd, &st);
+    if (sr < 0 || !S_ISREG(st.st_mode)) {
+        int e = sr < 0 ? errno : EINVAL;
         close(fd);
         errno = e;
         return tbl_say(why, whylen, e == EINVAL ? ETSMGR_EBADMAGIC : ETSMGR_ESYS, "%s: %s", path,
