@@ -719,6 +719,41 @@ START_TEST(test_snapshot_needs_dir)
 }
 END_TEST
 
+/* The snapshot directory decides what comes back after a reboot, so every
+ * directory on the way to it must be out of others' reach: one they can
+ * write lets them put a symlink (or a directory of their own) in the
+ * place of DIR/INSTANCE, and the daemon then wrote its snapshots into, and
+ * restored from, whatever directory of its uid the link named (stat
+ * followed it: the uid and mode checks judged the target). */
+START_TEST(test_snapshot_dir_path_writable_by_others)
+{
+    char open_dir[300], mine[300], link[400], *out;
+    snprintf(open_dir, sizeof open_dir, "%s/open", E.dir);
+    snprintf(mine, sizeof mine, "%s/mine", E.dir);
+    snprintf(link, sizeof link, "%s/%s", open_dir, E.instance);
+    ck_assert_int_eq(mkdir(open_dir, 0700), 0);
+    ck_assert_int_eq(chmod(open_dir, 0777), 0); /* as /tmp without its sticky bit */
+    ck_assert_int_eq(mkdir(mine, 0700), 0);
+    ck_assert_int_eq(symlink(mine, link), 0);
+    /* timeout: without the check, etsmgrd starts and serves */
+    int st = sp_sh(&out, "timeout 20 %s --snapshot-dir %s 2>&1", tu_bin("etsmgrd", false), open_dir);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 70, "etsmgrd with a planted link: %d %s", st, out);
+    ck_assert_msg(strstr(out, open_dir) && strstr(out, "writable by others"), "%s", out);
+    free(out);
+    /* a real directory there is no better: it can be renamed away later */
+    ck_assert_int_eq(unlink(link), 0);
+    ck_assert_int_eq(mkdir(link, 0700), 0);
+    st = sp_sh(&out, "timeout 20 %s --snapshot-dir %s 2>&1", tu_bin("etsmgrd", false), open_dir);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 70, "etsmgrd under an open directory: %d %s", st, out);
+    free(out);
+    /* with the sticky bit (as /tmp), others cannot move what is ours */
+    ck_assert_int_eq(chmod(open_dir, 01777), 0);
+    char opt[400];
+    snprintf(opt, sizeof opt, "--snapshot-dir %s", open_dir);
+    sp_stop(sp_mgr(opt));
+}
+END_TEST
+
 /* ------------------------------------------------------------ orphans */
 
 static bool orphan_gone(void *arg)
@@ -854,6 +889,7 @@ Suite *snapshot_suite(void)
     tcase_add_test(tc, test_load_replace_repeated_key_keeps_table);
     tcase_add_test(tc, test_ctl_save_load_del);
     tcase_add_test(tc, test_snapshot_needs_dir);
+    tcase_add_test(tc, test_snapshot_dir_path_writable_by_others);
     tcase_add_test(tc, test_orphan_ttl);
     tcase_add_test(tc, test_orphan_since_survives_restart);
     suite_add_tcase(s, tc);
