@@ -241,8 +241,11 @@ static int snap_restore_one(mgrd *m, const char *file, const char *name)
         since = now;
     etsmgr_table_opts o;
     img_table_opts(im, &o);
-    if (m->shared)
-        o.mode = 0660;
+    /* the permissions this daemon gives its tables now, as new_table
+     * does: not the image's (a daemon that had --group and has it no
+     * more, or an object someone opened up, made restored tables 0660 or
+     * wider, for the daemon's group or anyone to map) */
+    o.mode = m->shared ? 0660 : 0600;
     etsmgr_table *t = NULL;
     rc = tbl_create(tmp_name, name, &o, &t);
     if (rc == 0)

@@ -250,6 +250,54 @@ START_TEST(test_shm_wins_over_snapshot)
 }
 END_TEST
 
+/* A restored table's shared-memory object gets the permissions the daemon
+ * gives its tables now (0600, 0660 with --group), as new_table does, not
+ * the mode in the image: a daemon that ran with --group and runs without
+ * it now (or an image whose object someone had opened up) restored its
+ * tables 0660 or wider, for the daemon's group to map, where etsmgrd(8)
+ * says that without --group everything is private to its user. */
+START_TEST(test_restore_mode_is_the_daemons)
+{
+    char opt[256];
+    snprintf(opt, sizeof opt, "--snapshot-dir %s", S_dir);
+    pid_t mgr = sp_mgr(opt);
+    etsmgr_client *c = NULL;
+    char msg[256];
+    ck_assert_int_eq(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg), 0);
+    etsmgr_table *t;
+    ck_assert_int_eq(etsmgr_new_table(c, "priv", NULL, NULL, &t, NULL), 0);
+    etsmgr_value v = {.type = ETSMGR_INT, .i = 7};
+    ck_assert_int_eq(etsmgr_table_insert(t, "k", 1, &v), 0);
+    etsmgr_client_close(c);
+    sp_stop(mgr); /* the stop snapshot */
+    tu_remove_shm(&E);
+    /* the image says 0644 (its header checksum mended) */
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s/priv.etsimg", S_dir, E.instance);
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    unsigned char h[IMG_HDR_SIZE];
+    ck_assert_uint_eq(fread(h, 1, sizeof h, f), sizeof h);
+    ck_assert_uint_eq(h[72] | h[73] << 8, 0600);
+    h[72] = 0644 & 0xff;
+    h[73] = 0644 >> 8;
+    uint32_t crc = img_crc32c(0, h, IMG_HDR_SIZE - 4);
+    for (int i = 0; i < 4; i++)
+        h[IMG_HDR_SIZE - 4 + i] = (unsigned char)(crc >> (8 * i));
+    ck_assert_int_eq(fseek(f, 0, SEEK_SET), 0);
+    ck_assert_uint_eq(fwrite(h, 1, sizeof h, f), sizeof h);
+    ck_assert_int_eq(fclose(f), 0);
+    mgr = sp_mgr(opt);
+    ck_assert_msg(log_has("restored table=priv"), "%s", rc_slurp(S_log));
+    char obj[300];
+    snprintf(obj, sizeof obj, "/dev/shm/%s:%lu:priv", E.instance, (unsigned long)geteuid());
+    struct stat sb;
+    ck_assert_int_eq(stat(obj, &sb), 0);
+    ck_assert_msg((sb.st_mode & 0777) == 0600, "restored table is mode %04o", (unsigned)(sb.st_mode & 0777));
+    sp_stop(mgr);
+}
+END_TEST
+
 /* A table's type and access mode come back with it: an ordered table is
  * restored ordered (an image of version 1 made it a set). */
 START_TEST(test_reboot_keeps_type)
@@ -880,6 +928,7 @@ Suite *snapshot_suite(void)
     tcase_add_test(tc, test_dot_names_restored);
     tcase_add_test(tc, test_interval_save_keeps_newer);
     tcase_add_test(tc, test_reboot_keeps_type);
+    tcase_add_test(tc, test_restore_mode_is_the_daemons);
     suite_add_tcase(s, tc);
     tc = tcase_create("data");
     tcase_add_checked_fixture(tc, sp_setup, sp_cleanup);
