@@ -950,6 +950,31 @@ START_TEST(test_crc32c)
 }
 END_TEST
 
+/* A save killed mid-way leaves ".NAME.tmp-PID-N"; a later process with the
+ * same pid (a container's application has the same small pid at every
+ * start) met that leftover with its O_EXCL create: its save failed with
+ * "File exists".  It must pick another name and succeed. */
+START_TEST(test_save_past_leftover_tmp)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    etsmgr_value g1 = tt_int(1);
+    ck_assert_int_eq(etsmgr_table_insert(t, "gen", 3, &g1), 0);
+    char leftover[200];
+    for (int k = 0; k < 64; k++) {
+        snprintf(leftover, sizeof leftover, "%s/.same.etsimg.tmp-%d-%d", T_dir, (int)getpid(), k);
+        int fd = open(leftover, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(close(fd), 0);
+    }
+    char why[256] = "";
+    int r = img_save(t, tpath("same.etsimg"), NULL, why, sizeof why);
+    ck_assert_msg(r == 0, "save beside leftovers: %s: %s", etsmgr_strerror(r), why);
+    ck_assert_int_eq(image_gen(tpath("same.etsimg")), 1);
+    ck_assert_int_eq(count_files(T_dir), 65); /* the leftovers are not ours to remove */
+    etsmgr_table_close(t);
+}
+END_TEST
+
 /* A FIFO (or a device) given as an image is refused at once: the open
  * blocked until a writer came, so etsmgrctl load of a FIFO hung for good,
  * before any check could say it is not a regular file. */
@@ -1021,6 +1046,7 @@ Suite *image_suite(void)
     tcase_add_test(tc, test_damaged_files);
     tcase_add_test(tc, test_save_errors);
     tcase_add_test(tc, test_read_fifo_refused);
+    tcase_add_test(tc, test_save_past_leftover_tmp);
     tcase_add_test(tc, test_crc32c);
     suite_add_tcase(s, tc);
     return s;

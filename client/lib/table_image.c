@@ -1064,7 +1064,7 @@ int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size
         strcpy(dir, ".");
     }
     if (snprintf(tmp, sizeof tmp, "%.*s%s.%s.tmp-%d-%u", (int)dlen, path, slash ? "/" : "", base,
-                 (int)getpid(), seq++) >= (int)sizeof tmp)
+                 (int)getpid(), seq++) >= (int)sizeof tmp - 12) /* - 12: room for another N */
         return tbl_say(why, whylen, ETSMGR_EINVAL, "path too long");
 
     struct stat st;
@@ -1105,7 +1105,15 @@ int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size
         r = tbl_say(why, whylen, ETSMGR_ENOMEM, "out of memory");
         goto out;
     }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    /* a name taken: a save killed mid-way left it, by a process that had
+     * this pid (a container's application gets the same small pid at
+     * every start); not ours to remove (it may be another pid
+     * namespace's save under way): the next N */
+    for (int tries = 0; (fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0 &&
+                        errno == EEXIST && tries < 1000;
+         tries++)
+        snprintf(tmp, sizeof tmp, "%.*s%s.%s.tmp-%d-%u", (int)dlen, path, slash ? "/" : "", base, (int)getpid(),
+                 seq++);
     if (fd < 0) {
         e = errno;
         r = tbl_say(why, whylen, img_sys_err(e), "cannot create %s: %s", tmp, strerror(e));
