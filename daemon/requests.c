@@ -871,6 +871,36 @@ static cJSON *op_cancel_wait(req_ctx *x)
     return r;
 }
 
+/* The caller lets go of a table it owns, as if its connection had closed
+ * for that table alone: orphaned, the heir's log line, the first waiter
+ * served.  libetsmgr sends it for a new_table whose reply came after the
+ * call had timed out: the application was told the call failed and holds
+ * nothing, so the table must not stay this process's until it exits.  A
+ * table the caller does not own (any more) is left alone: released false,
+ * never an error, so that a release that crossed a give_away or a delete
+ * changes nothing. */
+static cJSON *op_release(req_ctx *x)
+{
+    cJSON *err = NULL;
+    const char *name = get_name(x, &err);
+    if (!name)
+        return err;
+    mgrd_table *rt = mgrd_reg_find(x->m, name);
+    bool released = rt && rt->owner == x->p;
+    if (released) {
+        mgrd_reg_orphan(x->m, rt);
+        mgrd_wait_serve(x->m, rt);
+        log_notice("ETS-TRANSFER: for table=%s, from pid=%d, heir_data=%s (released by its owner).", name,
+                   (int)x->p->pid, rt->heir_data[0] ? rt->heir_data : "none");
+    }
+    cJSON *r = proto_reply_ok(x->req);
+    if (r) {
+        cJSON_AddStringToObject(r, "name", name);
+        cJSON_AddBoolToObject(r, "released", released);
+    }
+    return r;
+}
+
 static cJSON *op_recover(req_ctx *x)
 {
     cJSON *err = NULL;
@@ -890,7 +920,7 @@ static const struct {
     {"give_away", op_give_away, false}, {"info", op_info, false},
     {"tables", op_info, false},         {"snapshot", op_snapshot, false},
     {"open_table", op_open_table, false}, {"recover", op_recover, false},
-    {"cancel_wait", op_cancel_wait, false},
+    {"cancel_wait", op_cancel_wait, false}, {"release", op_release, false},
 };
 
 static void close_fds(int *fds, int nfds)

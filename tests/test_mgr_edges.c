@@ -136,6 +136,159 @@ static const char *me_str(const cJSON *o, const char *f)
     return s ? s : "";
 }
 
+/* the daemon's view of a table: owner pid when owned, 0 orphaned, -1 not managed */
+static long me_owner(etsmgr_client *c, const char *name)
+{
+    etsmgr_info *info;
+    int err = etsmgr_info_get(c, &info);
+    ck_assert_msg(err == ETSMGR_OK, "info: %s", etsmgr_client_message(c));
+    long owner = -1;
+    for (size_t i = 0; i < info->ntables; i++)
+        if (strcmp(info->tables[i].name, name) == 0)
+            owner = info->tables[i].owned ? info->tables[i].owner_pid : 0;
+    etsmgr_info_free(info);
+    return owner;
+}
+
+static size_t me_nheld(const etsmgr_client *c)
+{
+    size_t n;
+    etsmgr_client_tables(c, &n);
+    return n;
+}
+
+/* new_table("A") times out, and etsmgrd, stopped meanwhile, creates A and
+ * answers.  The application was told ETSMGR_ETIMEDOUT and holds nothing,
+ * so A must not stay this process's: the library gives it back (release)
+ * before its next request.  (The late reply was dropped with its fd, and
+ * A stayed owned by this living process, which never had it: every other
+ * process got "owned" for it until this one exited.) */
+START_TEST(test_late_new_table_given_back)
+{
+    pid_t d = me_mgr();
+    etsmgr_client *c = me_connect();
+    etsmgr_client_set_timeout(c, 300);
+    ck_assert_int_eq(kill(d, SIGSTOP), 0);
+    etsmgr_table *t = NULL;
+    int err = etsmgr_new_table(c, "A", NULL, NULL, &t, NULL);
+    ck_assert_msg(err == ETSMGR_ETIMEDOUT, "new_table A with the daemon stopped: %s (%s)",
+                  etsmgr_strerror(err), etsmgr_client_message(c));
+    ck_assert_ptr_null(t);
+    char said[256];
+    snprintf(said, sizeof said, "%s", etsmgr_client_message(c));
+    ck_assert_int_eq(kill(d, SIGCONT), 0);
+    etsmgr_client_set_timeout(c, 10000);
+    ck_assert_int_eq(etsmgr_new_table(c, "B", NULL, NULL, &t, NULL), ETSMGR_OK); /* reads A's reply */
+    ck_assert_uint_eq(me_nheld(c), 1);
+    ck_assert_int_eq(me_owner(c, "A"), 0); /* orphaned: the release went before info */
+    ck_assert_int_eq(me_owner(c, "B"), getpid());
+    etsmgr_client *c2 = me_connect();
+    etsmgr_table *a = NULL;
+    etsmgr_grant g;
+    err = etsmgr_new_table(c2, "A", NULL, NULL, &a, &g);
+    ck_assert_msg(err == ETSMGR_OK, "another client's new_table A: %s", etsmgr_client_message(c2));
+    ck_assert_int_eq(g.created, 0);
+    /* a release of a table the caller does not own changes nothing */
+    int fd = me_sock(&E);
+    cJSON *r = me_call(fd, "{\"op\":\"release\",\"id\":1,\"name\":\"A\"}");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok")));
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(r, "released")));
+    cJSON_Delete(r);
+    close(fd);
+    ck_assert_int_eq(me_owner(c, "A"), getpid()); /* c2's */
+    ck_assert_msg(strstr(said, "given back"), "the timeout said: %s", said);
+    etsmgr_client_close(c2);
+    etsmgr_client_close(c);
+}
+END_TEST
+
+/* The application retries the new_table that timed out: whichever comes
+ * first, the late reply's release or the retry, the retry's table stays
+ * the application's (a release sent after it would take it away). */
+START_TEST(test_late_new_table_retry_keeps_it)
+{
+    pid_t d = me_mgr();
+    etsmgr_client *c = me_connect();
+    etsmgr_client_set_timeout(c, 300);
+    ck_assert_int_eq(kill(d, SIGSTOP), 0);
+    etsmgr_table *t = NULL;
+    ck_assert_int_eq(etsmgr_new_table(c, "A", NULL, NULL, &t, NULL), ETSMGR_ETIMEDOUT);
+    ck_assert_int_eq(kill(d, SIGCONT), 0);
+    etsmgr_client_set_timeout(c, 10000);
+    int err = etsmgr_new_table(c, "A", NULL, NULL, &t, NULL);
+    ck_assert_msg(err == ETSMGR_OK, "new_table A again: %s", etsmgr_client_message(c));
+    ck_assert_int_eq(me_owner(c, "A"), getpid());
+    ck_assert_int_eq(me_owner(c, "A"), getpid()); /* still, a call later */
+    int64_t v = 0;
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "k", 1, 1, 0, &v), ETSMGR_OK);
+    etsmgr_client_close(c);
+}
+END_TEST
+
+/* del_table times out: etsmgrd may have done it, so the handle is no
+ * longer held as this process's (a reconnect would add it back); the late
+ * ok closes it.  (It stayed held, listed in etsmgr_client_tables, and
+ * registered again by a reconnect, after the daemon had let go of it.) */
+START_TEST(test_late_del_table_settles)
+{
+    pid_t d = me_mgr();
+    etsmgr_client *c = me_connect();
+    etsmgr_table *t = NULL;
+    ck_assert_int_eq(etsmgr_new_table(c, "D", NULL, NULL, &t, NULL), ETSMGR_OK);
+    etsmgr_client_set_timeout(c, 300);
+    ck_assert_int_eq(kill(d, SIGSTOP), 0);
+    int err = etsmgr_del_table(c, t, 0);
+    ck_assert_msg(err == ETSMGR_ETIMEDOUT, "del_table with the daemon stopped: %s (%s)",
+                  etsmgr_strerror(err), etsmgr_client_message(c));
+    char said[256];
+    snprintf(said, sizeof said, "%s", etsmgr_client_message(c));
+    ck_assert_uint_eq(me_nheld(c), 0);
+    ck_assert_int_eq(kill(d, SIGCONT), 0);
+    etsmgr_client_set_timeout(c, 10000);
+    int before = tu_count_fds(getpid());
+    ck_assert_int_eq(me_owner(c, "D"), -1); /* reads the late ok */
+    ck_assert_int_eq(tu_count_fds(getpid()), before - 1); /* the handle's fd, closed */
+    ck_assert_uint_eq(me_nheld(c), 0);
+    ck_assert_msg(strstr(said, "unknown"), "the timeout said: %s", said);
+    etsmgr_client_close(c);
+}
+END_TEST
+
+/* give_away times out and etsmgrd refuses it (no such pid) when it comes
+ * to it: the table is still this process's, and the handle is held again,
+ * the same one. */
+START_TEST(test_late_give_away_refused_held_again)
+{
+    pid_t d = me_mgr();
+    etsmgr_client *c = me_connect();
+    etsmgr_table *t = NULL;
+    ck_assert_int_eq(etsmgr_new_table(c, "G", NULL, "heir-g", &t, NULL), ETSMGR_OK);
+    etsmgr_client_set_timeout(c, 300);
+    ck_assert_int_eq(kill(d, SIGSTOP), 0);
+    int err = etsmgr_give_away(c, t, 1, "gift"); /* pid 1 has no connection */
+    ck_assert_msg(err == ETSMGR_ETIMEDOUT, "give_away with the daemon stopped: %s (%s)",
+                  etsmgr_strerror(err), etsmgr_client_message(c));
+    ck_assert_uint_eq(me_nheld(c), 0);
+    ck_assert_int_eq(kill(d, SIGCONT), 0);
+    etsmgr_client_set_timeout(c, 10000);
+    ck_assert_int_eq(me_owner(c, "G"), getpid()); /* reads the late refusal */
+    size_t n;
+    etsmgr_table *const *held = etsmgr_client_tables(c, &n);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_ptr_eq(held[0], t);
+    int64_t v = 0;
+    ck_assert_int_eq(etsmgr_table_update_counter(t, "k", 1, 1, 0, &v), ETSMGR_OK);
+    /* and it is given away for real now, heir data and all */
+    etsmgr_info *info;
+    ck_assert_int_eq(etsmgr_info_get(c, &info), ETSMGR_OK);
+    ck_assert_str_eq(info->tables[0].heir_data, "heir-g");
+    etsmgr_info_free(info);
+    ck_assert_int_eq(etsmgr_del_table(c, t, 1), ETSMGR_OK);
+    ck_assert_uint_eq(me_nheld(c), 0);
+    etsmgr_client_close(c);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ item 10 */
 /* The daemon can create the table but not duplicate its fd for the reply
  * (EMFILE): it must answer, and not leave the table created and owned. */
@@ -669,6 +822,10 @@ Suite *mgr_edges_suite(void)
     tcase_add_checked_fixture(tc, me_setup, me_cleanup);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_late_reply_fd_goes_with_it);
+    tcase_add_test(tc, test_late_new_table_given_back);
+    tcase_add_test(tc, test_late_new_table_retry_keeps_it);
+    tcase_add_test(tc, test_late_del_table_settles);
+    tcase_add_test(tc, test_late_give_away_refused_held_again);
     suite_add_tcase(s, tc);
     tc = tcase_create("daemon");
     tcase_add_checked_fixture(tc, me_setup, me_cleanup);

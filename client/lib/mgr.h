@@ -29,6 +29,20 @@ typedef struct mc_transfer {
     etsmgr_grant g;
 } mc_transfer;
 
+/* A request whose call timed out: its reply, when it comes, still tells
+ * what the daemon did, and the client's state follows it (mc_late_reply). */
+enum mc_late_kind {
+    MC_LATE_NEW,    /* new_table (not a wait): an ok makes us owner of a table the app never got */
+    MC_LATE_LET_GO, /* del_table, give_away: an ok means t is gone, a refusal that it is still ours */
+};
+typedef struct mc_late {
+    uint64_t id;
+    enum mc_late_kind kind;
+    char name[ETSMGR_NAME_MAX + 1];
+    etsmgr_table *t; /* LET_GO: the handle, unheld until the reply; NULL: nobody wants it back */
+    char *heir;      /* LET_GO: its heir_data, to hold it again */
+} mc_late;
+
 struct mc_watch;
 
 struct etsmgr_client {
@@ -53,6 +67,11 @@ struct etsmgr_client {
         char code[32]; /* the daemon's error code; "" when none or local */
         char msg[256]; /* words for a person */
     } err;             /* the last failure (saved and put back whole) */
+    uint64_t last_id;     /* the id of the request mc_call sent last */
+    mc_late *late;        /* timed-out requests whose replies may still come */
+    size_t nlate, caplate;
+    char (*release)[ETSMGR_NAME_MAX + 1]; /* tables to give back at the next chance (mc_release_flush) */
+    size_t nrelease, caprelease;
     struct mc_watch *watch;
 };
 
@@ -88,6 +107,20 @@ int mc_reply_status(etsmgr_client *c, const cJSON *reply);
  * with the frame; when want_fd, an ok reply must carry one (in *rfd). */
 int mc_call(etsmgr_client *c, cJSON *req, int send_fd, cJSON **reply, int want_fd, int *rfd);
 int mc_hello(etsmgr_client *c, int timeout_ms);
+/* The request mc_call sent last timed out: remember it (kind, table name;
+ * t for LET_GO, which is unheld here and kept until the reply decides).
+ * ETSMGR_OK, or ETSMGR_ENOMEM with nothing changed. */
+int mc_late_add(etsmgr_client *c, enum mc_late_kind kind, const char *name, etsmgr_table *t);
+/* A reply nobody waits for: when it answers a late request, the client's
+ * state follows what the daemon did. */
+void mc_late_reply(etsmgr_client *c, const cJSON *obj);
+/* t, in doubt after a timed-out let-go, is closed now and not held again
+ * whatever the reply says (a refusal gives the table back instead). */
+void mc_late_disown(etsmgr_client *c, etsmgr_table *t);
+/* Sends "release" for each table made ours by a late reply that the
+ * application does not hold; the replies are not waited for.  Only between
+ * calls: never while a reply that could hand the app one of them is due. */
+void mc_release_flush(etsmgr_client *c);
 uint64_t mc_id(const cJSON *obj); /* the reply's numeric id, 0 when none */
 /* A JSON number as uint64_t: 0 when not a number in (0, 2^64). */
 uint64_t mc_json_u64(const cJSON *v);

@@ -8,7 +8,8 @@
  * through mc_recv_some (see mgr.h for why there is a single reader).
  *
  * Replies are matched to requests by a numeric id; a reply that matches no
- * waiting request (a call that timed out earlier) is dropped, and events
+ * waiting request (a call that timed out earlier) is dropped with its fds,
+ * once the client's state follows what it says ("late replies"), and events
  * (a table given to us) are queued for etsmgr_take_transfer or the watch.
  * Nothing here prints or exits: failures are codes plus words kept in the
  * client (etsmgr_client_message). */
@@ -61,6 +62,8 @@ static int64_t mc_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void mc_late_clear(etsmgr_client *c);
+
 /* ------------------------------------------------------------------ connection */
 int mc_open(etsmgr_client *c, int nonblock)
 {
@@ -99,6 +102,7 @@ void mc_drop(etsmgr_client *c)
         close(c->fd);
     c->fd = -1;
     c->daemon_pid = 0;
+    mc_late_clear(c);
     mc_frame_done(c);
     fdpass_ledger_close(&c->fdl);
     c->rx_total = c->rx_consumed = c->scan = 0;
@@ -239,6 +243,7 @@ static int mc_read_until(etsmgr_client *c, int timeout_ms, mc_want_fn want, void
             }
             if (want(c, obj, arg))
                 return ETSMGR_OK; /* want took obj (and may pop its fds) */
+            mc_late_reply(c, obj);
             cJSON_Delete(obj);
             mc_frame_done(c); /* a late reply: its fds go with it */
         }
@@ -280,6 +285,14 @@ static int mc_read_until(etsmgr_client *c, int timeout_ms, mc_want_fn want, void
     }
 }
 
+static int mc_want_none(etsmgr_client *c, cJSON *obj, void *arg)
+{
+    (void)c;
+    (void)obj;
+    (void)arg;
+    return 0;
+}
+
 struct mc_wait_reply {
     uint64_t id;
     cJSON *reply;
@@ -308,8 +321,19 @@ int mc_call(etsmgr_client *c, cJSON *req, int send_fd, cJSON **reply, int want_f
         cJSON_Delete(req);
         return mc_err(c, ETSMGR_ENOTCONN, "", "not connected to etsmgrd (%s)", c->sock_path);
     }
+    if (c->nlate > 0) {
+        /* late replies already here first, so that a table one made ours
+         * is given back before this request (which may ask for it) */
+        int e = mc_read_until(c, 0, mc_want_none, NULL);
+        if (e != ETSMGR_ETIMEDOUT) { /* the connection failed (recorded): nothing is sent */
+            cJSON_Delete(req);
+            return e;
+        }
+    }
+    mc_release_flush(c);
     mc_clear_err(c);
     uint64_t id = ++c->next_id;
+    c->last_id = id;
     cJSON_AddNumberToObject(req, "id", (double)id);
     int r = frame_write_json(c->fd, req, send_fd >= 0 ? &send_fd : NULL, send_fd >= 0 ? 1 : 0);
     int e = errno;
@@ -513,6 +537,8 @@ void etsmgr_client_close(etsmgr_client *c)
     for (size_t i = 0; i < c->npending; i++)
         etsmgr_table_close(c->pending[i].t);
     free(c->pending);
+    free(c->late);
+    free(c->release);
     free(c);
 }
 
@@ -696,4 +722,139 @@ int etsmgr_take_transfer(etsmgr_client *c, int timeout_ms, etsmgr_table **out, e
     if (grant)
         *grant = p.g;
     return ETSMGR_OK;
+}
+
+/* ------------------------------------------------------------------ late replies */
+/* A call that timed out told the application so, but the daemon still does
+ * what it was asked, and answers.  Without these, a new_table answered late
+ * left this process the table's owner with nothing holding it (its name
+ * taken by nobody, its waiters never served, until the process exited),
+ * and a del_table or give_away answered late left the handle held (a
+ * reconnect added back a table given away).  The reply is matched by its
+ * id; the connection's end settles every one still due (mc_late_clear). */
+int mc_late_add(etsmgr_client *c, enum mc_late_kind kind, const char *name, etsmgr_table *t)
+{
+    if (c->nlate == c->caplate) {
+        size_t cap = c->caplate ? c->caplate * 2 : 4;
+        mc_late *n = realloc(c->late, cap * sizeof *n);
+        if (!n)
+            return ETSMGR_ENOMEM;
+        c->late = n;
+        c->caplate = cap;
+    }
+    mc_late *l = &c->late[c->nlate];
+    memset(l, 0, sizeof *l);
+    l->id = c->last_id;
+    l->kind = kind;
+    snprintf(l->name, sizeof l->name, "%s", name);
+    if (kind == MC_LATE_LET_GO) {
+        l->heir = strdup(mc_heir(c, t));
+        if (!l->heir)
+            return ETSMGR_ENOMEM;
+        l->t = t;
+        mc_unhold(c, t);
+    }
+    c->nlate++;
+    return ETSMGR_OK;
+}
+
+static void mc_release_add(etsmgr_client *c, const char *name)
+{
+    for (size_t i = 0; i < c->nrelease; i++)
+        if (strcmp(c->release[i], name) == 0)
+            return;
+    if (c->nrelease == c->caprelease) {
+        size_t cap = c->caprelease ? c->caprelease * 2 : 4;
+        char(*n)[ETSMGR_NAME_MAX + 1] = realloc(c->release, cap * sizeof *n);
+        if (!n)
+            return; /* the table stays ours until the connection closes */
+        c->release = n;
+        c->caprelease = cap;
+    }
+    snprintf(c->release[c->nrelease++], sizeof *c->release, "%s", name);
+}
+
+void mc_late_reply(etsmgr_client *c, const cJSON *obj)
+{
+    uint64_t id = mc_id(obj);
+    size_t i = 0;
+    while (i < c->nlate && c->late[i].id != id)
+        i++;
+    if (id == 0 || i == c->nlate)
+        return;
+    mc_late l = c->late[i];
+    memmove(c->late + i, c->late + i + 1, (c->nlate - i - 1) * sizeof *c->late);
+    c->nlate--;
+    int ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "ok"));
+    if (l.kind == MC_LATE_NEW) {
+        if (ok) /* its fd goes with the frame (mc_read_until); the ownership goes back */
+            mc_release_add(c, l.name);
+        return;
+    }
+    if (ok) { /* deleted or given away: the handle is done with, as on an answer in time */
+        etsmgr_table_close(l.t);
+    } else if (!l.t) { /* refused, still ours, but not wanted back */
+        mc_release_add(c, l.name);
+    } else if (mc_hold(c, l.t, l.heir) != ETSMGR_OK) {
+        etsmgr_table_close(l.t);
+        mc_release_add(c, l.name);
+    }
+    free(l.heir);
+}
+
+void mc_late_disown(etsmgr_client *c, etsmgr_table *t)
+{
+    for (size_t i = 0; i < c->nlate; i++)
+        if (c->late[i].kind == MC_LATE_LET_GO && c->late[i].t == t) {
+            etsmgr_table_close(t);
+            c->late[i].t = NULL;
+        }
+}
+
+/* The connection is gone: the daemon orphaned whatever it had as ours, so
+ * nothing is to be given back, and the outcome of a let-go still due is
+ * never known: its handle (no longer the application's) is closed. */
+static void mc_late_clear(etsmgr_client *c)
+{
+    for (size_t i = 0; i < c->nlate; i++) {
+        if (c->late[i].t)
+            etsmgr_table_close(c->late[i].t);
+        free(c->late[i].heir);
+    }
+    c->nlate = 0;
+    c->nrelease = 0;
+}
+
+static int mc_has_name(const etsmgr_client *c, const char *name)
+{
+    for (size_t i = 0; i < c->ntables; i++)
+        if (strcmp(etsmgr_table_name(c->tables[i]), name) == 0)
+            return 1;
+    for (size_t i = 0; i < c->npending; i++)
+        if (strcmp(etsmgr_table_name(c->pending[i].t), name) == 0)
+            return 1;
+    return 0;
+}
+
+void mc_release_flush(etsmgr_client *c)
+{
+    size_t n = c->nrelease;
+    c->nrelease = 0;
+    for (size_t i = 0; i < n && c->fd >= 0; i++) {
+        /* a later new_table of the same name, answered in time, gave it to
+         * the application after all: it stays */
+        if (mc_has_name(c, c->release[i]))
+            continue;
+        cJSON *req = cJSON_CreateObject();
+        if (!req || !cJSON_AddStringToObject(req, "op", "release") ||
+            !cJSON_AddStringToObject(req, "name", c->release[i]) ||
+            !cJSON_AddNumberToObject(req, "id", (double)++c->next_id)) {
+            cJSON_Delete(req);
+            continue;
+        }
+        /* its reply is dropped as nobody's; a failed write is the next
+         * read's end of stream */
+        (void)frame_write_json(c->fd, req, NULL, 0);
+        cJSON_Delete(req);
+    }
 }

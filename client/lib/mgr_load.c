@@ -59,8 +59,12 @@ int etsmgr_table_load(etsmgr_client *c, const char *path, const char *name, unsi
          * half-filled table is never one of its own: not listed in
          * etsmgr_client_tables, not registered again by a reconnect as
          * if whole (test snapshot/test_load_failed_del_failed) */
-        mc_unhold(c, t);
-        etsmgr_table_close(t);
+        if (dr == ETSMGR_ETIMEDOUT) {
+            mc_late_disown(c, t); /* closed, and not held again if the delete is refused later */
+        } else {
+            mc_unhold(c, t);
+            etsmgr_table_close(t);
+        }
         return mc_err(c, r, "",
                       "%s: %s; the half-loaded table %s is left behind (etsmgrd did not delete it: %s): "
                       "delete it (etsmgrctl del %s) or load again with replace",

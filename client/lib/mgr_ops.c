@@ -118,6 +118,16 @@ int mc_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts *op
     cJSON *rep = NULL;
     int fd = -1;
     int err = mc_call(c, req, -1, &rep, 1, &fd);
+    if (err == ETSMGR_ETIMEDOUT && create != MC_CREATE_WAIT) { /* (a wait's timeout: cancel_wait) */
+        char why[sizeof c->err.msg];
+        snprintf(why, sizeof why, "%s", c->err.msg);
+        if (mc_late_add(c, MC_LATE_NEW, name, NULL) == ETSMGR_OK)
+            mc_err(c, err, "", "new_table %s: %.150s; the table is not this process's: should the answer "
+                   "come later, it is given back (released)", name, why);
+        else
+            mc_err(c, err, "", "new_table %s: %.150s; should the answer come later, this process owns the "
+                   "table until its connection closes (out of memory to track it)", name, why);
+    }
     if (err) {
         if (err == ETSMGR_EOWNED && grant && rep)
             grant->from_pid = (pid_t)mc_u64(rep, "owner_pid");
@@ -259,10 +269,22 @@ int etsmgr_add_table(etsmgr_client *c, etsmgr_table *t)
 }
 
 /* Sends req (del_table, give_away) about t; once etsmgrd agreed, t is no
- * longer this process's: unheld and closed.  On an error t stays as it was. */
-static int mc_call_let_go(etsmgr_client *c, cJSON *req, etsmgr_table *t)
+ * longer this process's: unheld and closed.  On an error t stays as it was,
+ * but for a timeout: etsmgrd may have done it, so t is no longer held as
+ * this process's (a reconnect must not add back a table given away), and
+ * the reply, should it come, decides: an ok closes t, a refusal holds it
+ * again (mc_late_reply). */
+static int mc_call_let_go(etsmgr_client *c, cJSON *req, etsmgr_table *t, const char *what)
 {
     int err = mc_call(c, req, -1, NULL, 0, NULL);
+    if (err == ETSMGR_ETIMEDOUT && mc_held_index(c, t) >= 0) {
+        char why[sizeof c->err.msg];
+        snprintf(why, sizeof why, "%s", c->err.msg);
+        if (mc_late_add(c, MC_LATE_LET_GO, etsmgr_table_name(t), t) == ETSMGR_OK)
+            mc_err(c, err, "", "%s %s: %.120s; whether etsmgrd did it is unknown: the handle is no longer "
+                   "this process's (do not use it); a refusal answered later gives it back "
+                   "(etsmgr_client_tables)", what, etsmgr_table_name(t), why);
+    }
     if (err)
         return err;
     mc_unhold(c, t);
@@ -279,7 +301,7 @@ int etsmgr_del_table(etsmgr_client *c, etsmgr_table *t, int unlink)
         cJSON_Delete(req);
         req = NULL;
     }
-    return mc_call_let_go(c, req, t);
+    return mc_call_let_go(c, req, t, "del_table");
 }
 
 int etsmgr_give_away(etsmgr_client *c, etsmgr_table *t, pid_t pid, const char *data)
@@ -292,7 +314,7 @@ int etsmgr_give_away(etsmgr_client *c, etsmgr_table *t, pid_t pid, const char *d
         cJSON_Delete(req);
         req = NULL;
     }
-    return mc_call_let_go(c, req, t);
+    return mc_call_let_go(c, req, t, "give_away");
 }
 
 static void mc_managed_from(etsmgr_managed *x, const cJSON *e)

@@ -338,13 +338,18 @@ static int mc_drain(struct mc_watch *w)
             mc_watch_down(w, "etsmgrd refused hello");
             return -1;
         }
-        cJSON_Delete(obj); /* a late reply to a call that timed out */
+        mc_late_reply(w->c, obj); /* a late reply to a call that timed out */
+        cJSON_Delete(obj);
         mc_frame_done(w->c); /* and its fds with it */
     }
     if (r < 0) {
         mc_watch_down(w, "etsmgrd sent an unreadable frame");
         return -1;
     }
+    /* between the application's calls (the loop runs none of ours inside
+     * one): a table a late reply made ours goes back now */
+    if (w->state == W_ACTIVE)
+        mc_release_flush(w->c);
     return 0;
 }
 
