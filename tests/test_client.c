@@ -632,6 +632,133 @@ START_TEST(test_watch_keeps_transfer_read_with_eof)
 }
 END_TEST
 
+/* A stand-in for the next etsmgrd: takes the watch's re-registration
+ * (hello, then one add_table), says so on *got, and once told (a byte on
+ * *go) answers hello, and refuses the add_table with "owned", as a daemon
+ * whose table another process took meanwhile; then waits for the close. */
+static pid_t ct_refusing_daemon(int *got, int *go)
+{
+    char path[300], err[200];
+    snprintf(path, sizeof path, "%s/etsmgrd.sock", E.dir);
+    unlink(path); /* the last stand-in's */
+    int lfd = sock_listen_unix(path, 0600, 4, err, sizeof err);
+    ck_assert_msg(lfd >= 0, "%s", err);
+    int g[2], o[2];
+    ck_assert_int_eq(pipe(g), 0);
+    ck_assert_int_eq(pipe(o), 0);
+    pid_t kid = fork();
+    ck_assert_int_ge(kid, 0);
+    if (kid == 0) {
+        close(g[0]);
+        close(o[1]);
+        int cfd = ct_accept(lfd);
+        cJSON *hello = NULL, *add = NULL;
+        if (cfd < 0 || frame_read_json(cfd, &hello, NULL, NULL, 0, 10000) < 0 ||
+            frame_read_json(cfd, &add, NULL, NULL, 0, 10000) < 0) {
+            fprintf(stderr, "stand-in etsmgrd: %s: %s\n", cfd < 0 ? "accept" : "reading", strerror(errno));
+            _exit(1);
+        }
+        char buf[256], b;
+        if (write(g[1], "r", 1) != 1 || read(o[0], &b, 1) != 1)
+            _exit(2);
+        int n = snprintf(buf, sizeof buf, "{\"ok\":true,\"id\":%d,\"protocol\":1,\"pid\":%d}",
+                         (int)cJSON_GetObjectItemCaseSensitive(hello, "id")->valuedouble, (int)getpid());
+        if (frame_write(cfd, buf, (size_t)n, NULL, 0) < 0)
+            _exit(3);
+        n = snprintf(buf, sizeof buf, "{\"ok\":false,\"id\":%d,\"error\":\"owned\",\"message\":\"pid 1 "
+                     "owns it\",\"owner_pid\":1}", (int)cJSON_GetObjectItemCaseSensitive(add, "id")->valuedouble);
+        if (frame_write(cfd, buf, (size_t)n, NULL, 0) < 0)
+            _exit(4);
+        _exit(read(cfd, &b, 1) == 0 ? 0 : 5); /* until the client closes */
+    }
+    close(lfd);
+    close(g[1]);
+    close(o[0]);
+    *got = g[0];
+    *go = o[1];
+    return kid;
+}
+
+static void ct_readable(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    (*(int *)h->data)++;
+    uv_poll_stop(h);
+}
+
+struct ct_failed_one {
+    struct ct_watch w;
+    etsmgr_table *t;
+    int err;
+};
+static void ct_failed_which(etsmgr_client *c, etsmgr_table *t, int err, const char *msg, void *arg)
+{
+    struct ct_failed_one *f = arg;
+    ct_failed(c, t, err, msg, &f->w);
+    f->t = t;
+    f->err = err;
+}
+
+/* A transfer not taken yet when etsmgrd went away, taken by the
+ * application while the watch re-registers it with the next daemon, and
+ * refused there (another process took the table meanwhile): the table is
+ * the application's now, held like any other, so the refusal is told with
+ * the failed callback, as for a held table.  (It was handled as a transfer
+ * still pending: "dropped" from a pending list it had left, no callback,
+ * and the application held, unknowing, a table another process owned.) */
+START_TEST(test_watch_transfer_taken_while_registering_refused)
+{
+    pid_t d = ct_mgr();
+    etsmgr_client *c0 = ct_connect();
+    etsmgr_table *t0;
+    ck_assert_int_eq(etsmgr_new_table(c0, "z", NULL, NULL, &t0, NULL), ETSMGR_OK);
+    tu_kill9(d);
+    int go;
+    pid_t fake = ct_fake_daemon("z", etsmgr_table_fd(t0), &go);
+    etsmgr_client *c = ct_connect();
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct ct_failed_one f = { 0 };
+    etsmgr_watch_cbs cbs = { .down = ct_down, .up = ct_up, .readded = ct_readded, .failed = ct_failed_which,
+                             .retry_ms = 10 };
+    ck_assert_int_eq(etsmgr_watch_start(c, &loop, &cbs, &f), ETSMGR_OK);
+    ck_assert_int_eq(write(go, "g", 1), 1);
+    int st = tu_wait(fake, 10000); /* the transfer and the end of stream, both there before the loop reads */
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the fake daemon: status 0x%x", st);
+    close(go);
+    int got;
+    pid_t next = ct_refusing_daemon(&got, &go);
+    int registering = 0;
+    uv_poll_t gp;
+    ck_assert_int_eq(uv_poll_init(&loop, &gp, got), 0);
+    gp.data = &registering;
+    ck_assert_int_eq(uv_poll_start(&gp, UV_READABLE, ct_readable), 0);
+    ck_assert_msg(ct_run_until(&loop, &registering, 1, 10000), "no re-registration (downs %d)", f.w.downs);
+    ck_assert_int_eq(f.w.downs, 1);
+    ck_assert_int_eq(f.w.ups, 0); /* the replies are held back: still registering */
+    etsmgr_table *t = NULL;
+    ck_assert_int_eq(etsmgr_take_transfer(c, 0, &t, NULL), ETSMGR_OK);
+    ck_assert_str_eq(etsmgr_table_name(t), "z");
+    ck_assert_int_eq(write(go, "g", 1), 1);
+    ck_assert(ct_run_until(&loop, &f.w.ups, 1, 10000));
+    ck_assert_int_eq(f.w.failed, 1);
+    ck_assert_ptr_eq(f.t, t);
+    ck_assert_int_eq(f.err, ETSMGR_EOWNED);
+    etsmgr_watch_stop(c);
+    etsmgr_client_close(c);
+    st = tu_wait(next, 10000);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the refusing stand-in: status 0x%x", st);
+    close(go);
+    uv_close((uv_handle_t *)&gp, NULL);
+    close(got);
+    etsmgr_client_close(c0);
+    tu_remove_shm(&E); /* z's: its daemon was killed */
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
 START_TEST(test_reconnect_sync)
 {
     pid_t d = ct_mgr();
@@ -846,6 +973,7 @@ Suite *client_suite(void)
     tcase_add_test(tc, test_oversized_request_keeps_connection);
     tcase_add_test(tc, test_reply_numbers_out_of_range);
     tcase_add_test(tc, test_watch_keeps_transfer_read_with_eof);
+    tcase_add_test(tc, test_watch_transfer_taken_while_registering_refused);
     suite_add_tcase(s, tc);
     tc = tcase_create("user");
     tcase_add_checked_fixture(tc, ct_setup, ct_cleanup);

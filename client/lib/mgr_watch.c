@@ -262,8 +262,11 @@ static void mc_registered(struct mc_watch *w)
     if (w->cbs.up)
         w->cbs.up(c, c->daemon_pid, w->arg);
     for (size_t i = 0; i < nres && c->watch == w; i++) {
-        if (res[i].pending || mc_held_index(c, res[i].t) < 0)
-            continue; /* the app let it go in a callback */
+        /* a pending transfer the application took while the replies were
+         * on their way is held now, and told of as a held one (it was
+         * skipped: held, refused, and the application never heard) */
+        if (mc_held_index(c, res[i].t) < 0)
+            continue; /* the app let it go in a callback, or it is still pending */
         if (res[i].err == ETSMGR_OK) {
             if (w->cbs.readded)
                 w->cbs.readded(c, res[i].t, w->arg);
