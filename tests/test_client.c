@@ -759,6 +759,115 @@ START_TEST(test_watch_transfer_taken_while_registering_refused)
 }
 END_TEST
 
+/* a stand-in etsmgrd that answers hello and a first
+ * new_table (with fd); reads a second new_table and a give_away without
+ * answering; once both are read, answers the new_table (ok, with fd) at
+ * once, and the give_away (refused: no_such_pid) only after the client's
+ * next request, which it then answers ok; reads on until the client
+ * closes.  Exits 7 when the client sent release at any time. */
+static int rv_id(const cJSON *req) { return (int)cJSON_GetObjectItemCaseSensitive(req, "id")->valuedouble; }
+
+static int rv_is_release(const cJSON *req)
+{
+    const char *op = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req, "op"));
+    return op && strcmp(op, "release") == 0;
+}
+
+static pid_t rv_crossing_daemon(int tfd)
+{
+    char path[300], err[200];
+    snprintf(path, sizeof path, "%s/etsmgrd.sock", E.dir);
+    unlink(path);
+    int lfd = sock_listen_unix(path, 0600, 4, err, sizeof err);
+    ck_assert_msg(lfd >= 0, "%s", err);
+    pid_t kid = fork();
+    ck_assert_int_ge(kid, 0);
+    if (kid == 0) {
+        int cfd = ct_accept(lfd);
+        cJSON *hello = NULL, *nt1 = NULL, *nt2 = NULL, *ga = NULL, *next = NULL;
+        char buf[256];
+        int released = 0;
+        if (cfd < 0 || frame_read_json(cfd, &hello, NULL, NULL, 0, 10000) < 0)
+            _exit(1);
+        int n = snprintf(buf, sizeof buf, "{\"ok\":true,\"id\":%d,\"protocol\":1,\"pid\":%d}", rv_id(hello),
+                         (int)getpid());
+        if (frame_write(cfd, buf, (size_t)n, NULL, 0) < 0 || frame_read_json(cfd, &nt1, NULL, NULL, 0, 10000) < 0)
+            _exit(2);
+        n = snprintf(buf, sizeof buf, "{\"ok\":true,\"id\":%d,\"name\":\"z\",\"created\":false}", rv_id(nt1));
+        if (frame_write(cfd, buf, (size_t)n, &tfd, 1) < 0 || frame_read_json(cfd, &nt2, NULL, NULL, 0, 10000) < 0 ||
+            frame_read_json(cfd, &ga, NULL, NULL, 0, 10000) < 0)
+            _exit(3);
+        /* the new_table's answer comes while the client still waits for the give_away's */
+        n = snprintf(buf, sizeof buf, "{\"ok\":true,\"id\":%d,\"name\":\"z\",\"created\":false}", rv_id(nt2));
+        if (frame_write(cfd, buf, (size_t)n, &tfd, 1) < 0)
+            _exit(4);
+        for (;;) { /* the client's next request; a release before it counts */
+            if (frame_read_json(cfd, &next, NULL, NULL, 0, 10000) < 0)
+                _exit(5);
+            if (!rv_is_release(next))
+                break;
+            released = 1;
+            cJSON_Delete(next);
+        }
+        n = snprintf(buf, sizeof buf, "{\"ok\":false,\"id\":%d,\"error\":\"no_such_pid\",\"message\":\"no "
+                     "connection of pid 1\"}", rv_id(ga));
+        if (frame_write(cfd, buf, (size_t)n, NULL, 0) < 0)
+            _exit(6);
+        n = snprintf(buf, sizeof buf, "{\"ok\":true,\"id\":%d}", rv_id(next));
+        if (frame_write(cfd, buf, (size_t)n, NULL, 0) < 0)
+            _exit(6);
+        cJSON *more;
+        while (frame_read_json(cfd, &more, NULL, NULL, 0, 10000) == 0) {
+            released |= rv_is_release(more);
+            n = snprintf(buf, sizeof buf, "{\"ok\":true,\"id\":%d}", rv_id(more));
+            (void)frame_write(cfd, buf, (size_t)n, NULL, 0);
+            cJSON_Delete(more);
+        }
+        _exit(released ? 7 : 0);
+    }
+    close(lfd);
+    return kid;
+}
+
+/* the application holds z; a new_table z (again) times out,
+ * then a give_away of z times out (the handle is in doubt, unheld); the
+ * new_table's late ok comes first and queues a release of z, which goes
+ * before the next request because nothing holds z at that moment; the
+ * give_away's refusal comes after it and holds z again.  The daemon has
+ * orphaned z (released), the application holds it: two owners. */
+START_TEST(test_release_crosses_timed_out_give_away)
+{
+    pid_t d = ct_mgr();
+    etsmgr_client *c0 = ct_connect();
+    etsmgr_table *t0;
+    ck_assert_int_eq(etsmgr_new_table(c0, "z", NULL, NULL, &t0, NULL), ETSMGR_OK);
+    tu_kill9(d);
+    pid_t fake = rv_crossing_daemon(etsmgr_table_fd(t0));
+    etsmgr_client *c = ct_connect();
+    etsmgr_table *h1 = NULL, *h2 = NULL;
+    int err = etsmgr_new_table(c, "z", NULL, NULL, &h1, NULL);
+    ck_assert_msg(err == ETSMGR_OK, "new_table z: %s", etsmgr_client_message(c));
+    etsmgr_client_set_timeout(c, 300);
+    ck_assert_int_eq(etsmgr_new_table(c, "z", NULL, NULL, &h2, NULL), ETSMGR_ETIMEDOUT);
+    ck_assert_int_eq(etsmgr_give_away(c, h1, 1, "x"), ETSMGR_ETIMEDOUT);
+    etsmgr_client_set_timeout(c, 10000);
+    etsmgr_info *info;
+    err = etsmgr_info_get(c, &info);
+    ck_assert_msg(err == ETSMGR_OK, "info: %s", etsmgr_client_message(c));
+    etsmgr_info_free(info);
+    size_t n;
+    etsmgr_table *const *held = etsmgr_client_tables(c, &n);
+    ck_assert_uint_eq(n, 1); /* the refusal gave h1 back */
+    ck_assert_ptr_eq(held[0], h1);
+    etsmgr_client_close(c);
+    int st = tu_wait(fake, 10000);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "the stand-in: status 0x%x (exit 7: the client released z, which it holds)", st);
+    etsmgr_client_close(c0);
+    tu_remove_shm(&E);
+}
+END_TEST
+
 START_TEST(test_reconnect_sync)
 {
     pid_t d = ct_mgr();
@@ -974,6 +1083,7 @@ Suite *client_suite(void)
     tcase_add_test(tc, test_reply_numbers_out_of_range);
     tcase_add_test(tc, test_watch_keeps_transfer_read_with_eof);
     tcase_add_test(tc, test_watch_transfer_taken_while_registering_refused);
+    tcase_add_test(tc, test_release_crosses_timed_out_give_away);
     suite_add_tcase(s, tc);
     tc = tcase_create("user");
     tcase_add_checked_fixture(tc, ct_setup, ct_cleanup);

@@ -96,8 +96,8 @@ int mc_pop_fd(etsmgr_client *c); /* the current frame's next fd; -1 when none */
 void mc_frame_done(etsmgr_client *c); /* closes the current frame's fds not taken */
 /* Handles an unsolicited frame (it has "event"); 1 when it was one. */
 int mc_handle_event(etsmgr_client *c, cJSON *obj);
-/* A pending transfer's table goes (closed), when it is still pending. */
-void mc_pending_drop(etsmgr_client *c, const etsmgr_table *t);
+/* A pending transfer's table goes (closed), when it is still pending: whether it was. */
+bool mc_pending_drop(etsmgr_client *c, const etsmgr_table *t);
 /* After a restart of etsmgrd: add_table for every pending transfer, whose
  * table is ours too; one the daemon refuses is dropped. */
 void mc_pending_readd(etsmgr_client *c);

@@ -658,7 +658,7 @@ int mc_handle_event(etsmgr_client *c, cJSON *obj)
     return 1;
 }
 
-void mc_pending_drop(etsmgr_client *c, const etsmgr_table *t)
+bool mc_pending_drop(etsmgr_client *c, const etsmgr_table *t)
 {
     for (size_t i = 0; i < c->npending; i++) {
         if (c->pending[i].t != t)
@@ -666,8 +666,9 @@ void mc_pending_drop(etsmgr_client *c, const etsmgr_table *t)
         etsmgr_table_close(c->pending[i].t);
         memmove(c->pending + i, c->pending + i + 1, (c->npending - i - 1) * sizeof *c->pending);
         c->npending--;
-        return;
+        return true;
     }
+    return false;
 }
 
 /* After a restart of etsmgrd: the tables given to us whose transfer the
@@ -832,6 +833,10 @@ static int mc_has_name(const etsmgr_client *c, const char *name)
             return 1;
     for (size_t i = 0; i < c->npending; i++)
         if (strcmp(etsmgr_table_name(c->pending[i].t), name) == 0)
+            return 1;
+    /* a let-go in doubt: a refusal still to come holds it again, an ok means it is not ours */
+    for (size_t i = 0; i < c->nlate; i++)
+        if (c->late[i].kind == MC_LATE_LET_GO && c->late[i].t && strcmp(c->late[i].name, name) == 0)
             return 1;
     return 0;
 }

@@ -59,8 +59,11 @@ int etsmgr_table_load(etsmgr_client *c, const char *path, const char *name, unsi
          * half-filled table is never one of its own: not listed in
          * etsmgr_client_tables, not registered again by a reconnect as
          * if whole (test snapshot/test_load_failed_del_failed) */
-        if (dr == ETSMGR_ETIMEDOUT) {
-            mc_late_disown(c, t); /* closed, and not held again if the delete is refused later */
+        if (dr == ETSMGR_ETIMEDOUT && mc_held_index(c, t) < 0) {
+            /* in a timed-out delete's doubt: closed, and not held again if
+             * the delete is refused later (still held: the doubt could not
+             * be recorded, out of memory, and it is let go below) */
+            mc_late_disown(c, t);
         } else {
             mc_unhold(c, t);
             etsmgr_table_close(t);

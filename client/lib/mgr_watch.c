@@ -257,15 +257,15 @@ static void mc_registered(struct mc_watch *w)
     /* a pending transfer the new daemon did not give back is no longer
      * ours: dropped before any callback could take it */
     for (size_t i = 0; i < nres; i++)
-        if (res[i].pending && res[i].err != ETSMGR_OK)
-            mc_pending_drop(c, res[i].t);
+        if (res[i].pending && res[i].err != ETSMGR_OK && mc_pending_drop(c, res[i].t))
+            res[i].t = NULL; /* freed: never compared again (a new table may have its address) */
     if (w->cbs.up)
         w->cbs.up(c, c->daemon_pid, w->arg);
     for (size_t i = 0; i < nres && c->watch == w; i++) {
         /* a pending transfer the application took while the replies were
          * on their way is held now, and told of as a held one (it was
          * skipped: held, refused, and the application never heard) */
-        if (mc_held_index(c, res[i].t) < 0)
+        if (!res[i].t || mc_held_index(c, res[i].t) < 0)
             continue; /* the app let it go in a callback, or it is still pending */
         if (res[i].err == ETSMGR_OK) {
             if (w->cbs.readded)
