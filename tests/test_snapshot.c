@@ -618,16 +618,12 @@ static void lf_kill_mgr(const char *op, int step)
     lf_mgr = 0;
 }
 
-START_TEST(test_load_failed_del_failed)
+/* t saved at path with ten values of 1000 bytes more, and a max_bytes in
+ * the file (its header checksum mended) that a table can be made with but
+ * cannot hold them: the file reads well, the fill fails (a repeated key no
+ * longer gets that far: the reader refuses it) */
+static void sp_save_too_full(etsmgr_table *t, const char *path)
 {
-    lf_mgr = sp_mgr(NULL);
-    etsmgr_table *t;
-    char path[200];
-    etsmgr_client *c = sp_saved_src(10, "full.etsimg", &t, path, sizeof path);
-    /* ten values of 1000 bytes, and a max_bytes in the file (its header
-     * checksum mended) that a table can be made with but cannot hold them:
-     * the file reads well, the fill fails (a repeated key no longer gets
-     * that far: the reader refuses it) */
     static unsigned char big[1000];
     for (int i = 0; i < 10; i++) {
         char k[16];
@@ -636,7 +632,6 @@ START_TEST(test_load_failed_del_failed)
         ck_assert_int_eq(etsmgr_table_insert(t, k, (size_t)kl, &v), 0);
     }
     ck_assert_int_eq(etsmgr_table_save(t, path), 0);
-    ck_assert_int_eq(etsmgr_del_table(c, t, 1), 0);
     FILE *f = fopen(path, "r+b");
     ck_assert_ptr_nonnull(f);
     unsigned char h[IMG_HDR_SIZE];
@@ -648,6 +643,42 @@ START_TEST(test_load_failed_del_failed)
     ck_assert_int_eq(fseek(f, 0, SEEK_SET), 0);
     ck_assert_uint_eq(fwrite(h, 1, sizeof h, f), sizeof h);
     ck_assert_int_eq(fclose(f), 0);
+}
+
+/* A load with replace of a valid file whose entries do not fit its own
+ * max_bytes fails before the orphaned table it names is replaced: that
+ * table is still there, whole.  (The daemon removed it, then the fill
+ * failed: the table was lost.) */
+START_TEST(test_load_replace_too_full_keeps_table)
+{
+    sp_mgr(NULL);
+    etsmgr_table *t;
+    char path[200];
+    etsmgr_client *c = sp_saved_src(10, "full.etsimg", &t, path, sizeof path);
+    sp_save_too_full(t, path); /* src now holds 20 entries */
+    etsmgr_client_close(c); /* src is orphaned: replaceable */
+    char msg[256];
+    ck_assert_int_eq(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg), 0);
+    etsmgr_table *u = NULL;
+    ck_assert_int_eq(etsmgr_table_load(c, path, "src", ETSMGR_LOAD_REPLACE, &u), ETSMGR_EFULL);
+    ck_assert_ptr_null(u);
+    ck_assert_msg(strstr(etsmgr_client_message(c), "nothing was replaced"), "%s", etsmgr_client_message(c));
+    ck_assert_int_eq(etsmgr_new_table(c, "src", NULL, NULL, &u, NULL), 0);
+    etsmgr_table_info info;
+    ck_assert_int_eq(etsmgr_table_info_get(u, &info), 0);
+    ck_assert_uint_eq(info.entries, 20);
+    etsmgr_client_close(c);
+}
+END_TEST
+
+START_TEST(test_load_failed_del_failed)
+{
+    lf_mgr = sp_mgr(NULL);
+    etsmgr_table *t;
+    char path[200];
+    etsmgr_client *c = sp_saved_src(10, "full.etsimg", &t, path, sizeof path);
+    sp_save_too_full(t, path);
+    ck_assert_int_eq(etsmgr_del_table(c, t, 1), 0);
 
     tbl_crashpoint = lf_kill_mgr;
     etsmgr_table *u = NULL;
@@ -936,6 +967,7 @@ Suite *snapshot_suite(void)
     tcase_add_test(tc, test_load_through_daemon);
     tcase_add_test(tc, test_load_failed_del_failed);
     tcase_add_test(tc, test_load_replace_repeated_key_keeps_table);
+    tcase_add_test(tc, test_load_replace_too_full_keeps_table);
     tcase_add_test(tc, test_ctl_save_load_del);
     tcase_add_test(tc, test_snapshot_needs_dir);
     tcase_add_test(tc, test_snapshot_dir_path_writable_by_others);

@@ -10,14 +10,40 @@
  * deletes the new table again, so a load either gives a complete table or
  * none; only a load killed halfway, or one whose delete etsmgrd did not
  * carry out, can leave a partial table (orphaned, never held by this
- * process, and replaceable with ETSMGR_LOAD_REPLACE). */
+ * process, and replaceable with ETSMGR_LOAD_REPLACE).
+ *
+ * With ETSMGR_LOAD_REPLACE the daemon removes the table replaced before
+ * the fill starts, so a fill that fails would lose it.  The reader rules
+ * out a damaged file first; what a valid file can still fail at is its own
+ * max_bytes (an image whose entries do not fit the limit it carries), so
+ * such an image's fill is tried first in a table of this process alone (a
+ * memfd: load_trial), and nothing is replaced when that fails.  What stays
+ * is /dev/shm or memory running out during the fill itself. */
 #include "mgr.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "table.h"
 #include "table_image.h"
+
+/* im's fill, tried in a private table with opts o: 0, or the error said
+ * (nothing replaced). */
+static int load_trial(etsmgr_client *c, const char *path, const img *im, const etsmgr_table_opts *o)
+{
+    etsmgr_table *t = NULL;
+    char why[256];
+    int r = tbl_create_private("load-trial", o, &t);
+    if (r)
+        return mc_err(c, r, "", "%s: the fill could not be tried before replacing (%s); nothing was replaced",
+                      path, etsmgr_strerror(r));
+    r = img_fill(t, im, why, sizeof why);
+    etsmgr_table_close(t);
+    if (r)
+        return mc_err(c, r, "", "%s: %s; nothing was replaced", path, why);
+    return 0;
+}
 
 int etsmgr_table_load(etsmgr_client *c, const char *path, const char *name, unsigned flags,
                       etsmgr_table **out)
@@ -38,6 +64,10 @@ int etsmgr_table_load(etsmgr_client *c, const char *path, const char *name, unsi
         name = im->info.name;
     etsmgr_table_opts o;
     img_table_opts(im, &o);
+    if ((flags & ETSMGR_LOAD_REPLACE) && o.max_bytes && (r = load_trial(c, path, im, &o)) != 0) {
+        img_free(im);
+        return r;
+    }
     etsmgr_table *t = NULL;
     r = mc_new_table(c, name, &o, NULL, flags & ETSMGR_LOAD_REPLACE ? MC_CREATE_REPLACE : MC_CREATE_EXCLUSIVE,
                      &t, NULL);

@@ -505,10 +505,12 @@ int tbl_reserve(int fd, uint64_t from, uint64_t size)
     return e == ENOSPC || e == EFBIG || e == ENOMEM ? ETSMGR_EFULL : ETSMGR_ESYS;
 }
 
-int tbl_create(const char *shm_name, const char *table_name, const etsmgr_table_opts *opts,
-               etsmgr_table **out)
+/* A new table in fd (shm_name NULL: a private memfd), its object removed
+ * again on failure. */
+static int tbl_create_in(const char *shm_name, const char *table_name, const etsmgr_table_opts *opts,
+                         etsmgr_table **out)
 {
-    if (!shm_name || !table_name || !out) return ETSMGR_EINVAL;
+    if (!table_name || !out) return ETSMGR_EINVAL;
     if (!rt_valid_name(table_name, strlen(table_name))) return ETSMGR_ENAME;
     etsmgr_table_opts o = {0};
     if (opts) o = *opts;
@@ -528,7 +530,8 @@ int tbl_create(const char *shm_name, const char *table_name, const etsmgr_table_
     while (cap * 8 * 4 + cap * 24 * 3 < size - TBL_HDR_SIZE && cap < (1ull << 30)) cap *= 2;
     while (cap > TBL_MIN_CAP && cap * 8 > size - TBL_HDR_SIZE) cap /= 2;
 
-    int fd = shm_open(shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    int fd = shm_name ? shm_open(shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+                      : memfd_create("etsmgr-private-table", MFD_CLOEXEC);
     if (fd < 0) return errno == EEXIST ? ETSMGR_EEXIST : ETSMGR_ESYS;
     int r = 0;
     if (fchmod(fd, mode) < 0) r = ETSMGR_ESYS;
@@ -576,10 +579,22 @@ int tbl_create(const char *shm_name, const char *table_name, const etsmgr_table_
     if (r) {
         int e = errno;
         close(fd);
-        shm_unlink(shm_name);
+        if (shm_name) shm_unlink(shm_name);
         errno = e;
     }
     return r;
+}
+
+int tbl_create(const char *shm_name, const char *table_name, const etsmgr_table_opts *opts,
+               etsmgr_table **out)
+{
+    if (!shm_name) return ETSMGR_EINVAL;
+    return tbl_create_in(shm_name, table_name, opts, out);
+}
+
+int tbl_create_private(const char *table_name, const etsmgr_table_opts *opts, etsmgr_table **out)
+{
+    return tbl_create_in(NULL, table_name, opts, out);
 }
 
 int tbl_unlink(const char *shm_name)

@@ -11,6 +11,10 @@
 int tbl_create(const char *shm_name, const char *table_name, const etsmgr_table_opts *opts,
                etsmgr_table **out);
 int tbl_open(const char *shm_name, etsmgr_table **out);
+/* A table of this process alone, in a memfd (no name in /dev/shm, gone
+ * with its last handle or the process): a trial, such as a load's fill
+ * tried before anything is replaced (mgr_load.c). */
+int tbl_create_private(const char *table_name, const etsmgr_table_opts *opts, etsmgr_table **out);
 /* Attach for reading only (PROT_READ mappings; every change: ETSMGR_EPERM),
  * whatever fd's access mode.  On failure fd is left open. */
 int tbl_attach_fd_ro(int fd, etsmgr_table **out);
