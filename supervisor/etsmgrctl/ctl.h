@@ -16,7 +16,7 @@
 #define CTL_EXIT_UNAVAILABLE 69
 #define CTL_EXIT_SOFTWARE 70
 #define CTL_EXIT_CANTCREAT 73 /* save: the file cannot be written */
-#define CTL_EXIT_IOERR 74 /* the output (stdout) cannot be written */
+#define CTL_EXIT_IOERR 74     /* the output (stdout) cannot be written */
 
 extern bool g_json;
 
