@@ -65,7 +65,7 @@ struct etsmgr_client {
     size_t npending, cappending;
     struct mc_errinfo {
         char code[32]; /* the daemon's error code; "" when none or local */
-        char msg[256]; /* words for a person */
+        char msg[1024]; /* words for a person: a path, the reason and what to do fit */
     } err;             /* the last failure (saved and put back whole) */
     uint64_t last_id;     /* the id of the request mc_call sent last */
     mc_late *late;        /* timed-out requests whose replies may still come */

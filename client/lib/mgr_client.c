@@ -511,7 +511,7 @@ int etsmgr_reconnect(etsmgr_client *c, int poll_ms, int timeout_ms)
         if (err && first == ETSMGR_OK) {
             first = err;
             first_err = c->err;
-            snprintf(first_err.msg, sizeof first_err.msg, "%.64s: %.180s", etsmgr_table_name(c->tables[i]),
+            snprintf(first_err.msg, sizeof first_err.msg, "%.64s: %.900s", etsmgr_table_name(c->tables[i]),
                      c->err.msg);
         }
     }
