@@ -868,6 +868,67 @@ START_TEST(test_release_crosses_timed_out_give_away)
 }
 END_TEST
 
+/* a stand-in etsmgrd that answers hello, then new_table with the fd of
+ * table tfd (named otherwise); exits 0 when the client's next frame is a
+ * release of the name it asked for, 8 otherwise */
+static pid_t rv_wrong_table_daemon(int tfd)
+{
+    char path[300], err[200];
+    snprintf(path, sizeof path, "%s/etsmgrd.sock", E.dir);
+    unlink(path);
+    int lfd = sock_listen_unix(path, 0600, 4, err, sizeof err);
+    ck_assert_msg(lfd >= 0, "%s", err);
+    pid_t kid = fork();
+    ck_assert_int_ge(kid, 0);
+    if (kid == 0) {
+        int cfd = ct_accept(lfd);
+        cJSON *hello = NULL, *nt = NULL, *next = NULL;
+        char buf[256];
+        if (cfd < 0 || frame_read_json(cfd, &hello, NULL, NULL, 0, 10000) < 0)
+            _exit(1);
+        int n = snprintf(buf, sizeof buf, "{\"ok\":true,\"id\":%d,\"protocol\":1,\"pid\":%d}", rv_id(hello),
+                         (int)getpid());
+        if (frame_write(cfd, buf, (size_t)n, NULL, 0) < 0 || frame_read_json(cfd, &nt, NULL, NULL, 0, 10000) < 0)
+            _exit(2);
+        const char *asked = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(nt, "name"));
+        n = snprintf(buf, sizeof buf, "{\"ok\":true,\"id\":%d,\"name\":\"%s\",\"created\":true}", rv_id(nt),
+                     asked ? asked : "");
+        if (frame_write(cfd, buf, (size_t)n, &tfd, 1) < 0 || frame_read_json(cfd, &next, NULL, NULL, 0, 10000) < 0)
+            _exit(3);
+        const char *rel = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(next, "name"));
+        _exit(rv_is_release(next) && asked && rel && strcmp(rel, asked) == 0 ? 0 : 8);
+    }
+    close(lfd);
+    return kid;
+}
+
+/* A new_table answered with a table the client refuses (another table
+ * than the one asked for; one that cannot be attached goes the same way)
+ * gives the table etsmgrd made this process's back at once: it sends
+ * release for it.  (The daemon kept this living process as the owner of a
+ * table it never held, until it exited.) */
+START_TEST(test_refused_table_given_back)
+{
+    pid_t d = ct_mgr();
+    etsmgr_client *c0 = ct_connect();
+    etsmgr_table *t0;
+    ck_assert_int_eq(etsmgr_new_table(c0, "z", NULL, NULL, &t0, NULL), ETSMGR_OK);
+    tu_kill9(d);
+    pid_t fake = rv_wrong_table_daemon(etsmgr_table_fd(t0));
+    etsmgr_client *c = ct_connect();
+    etsmgr_table *y = NULL;
+    ck_assert_int_eq(etsmgr_new_table(c, "y", NULL, NULL, &y, NULL), ETSMGR_EPROTO);
+    ck_assert_ptr_null(y);
+    ck_assert_msg(strstr(etsmgr_client_message(c), "answered new_table y with the table z"), "%s",
+                  etsmgr_client_message(c));
+    int st = tu_wait(fake, 15000);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the stand-in: status 0x%x (not 0: no release of y came)", st);
+    etsmgr_client_close(c);
+    etsmgr_client_close(c0);
+    tu_remove_shm(&E);
+}
+END_TEST
+
 START_TEST(test_reconnect_sync)
 {
     pid_t d = ct_mgr();
@@ -1084,6 +1145,7 @@ Suite *client_suite(void)
     tcase_add_test(tc, test_watch_keeps_transfer_read_with_eof);
     tcase_add_test(tc, test_watch_transfer_taken_while_registering_refused);
     tcase_add_test(tc, test_release_crosses_timed_out_give_away);
+    tcase_add_test(tc, test_refused_table_given_back);
     suite_add_tcase(s, tc);
     tc = tcase_create("user");
     tcase_add_checked_fixture(tc, ct_setup, ct_cleanup);

@@ -117,6 +117,10 @@ void mc_late_reply(etsmgr_client *c, const cJSON *obj);
 /* t, in doubt after a timed-out let-go, is closed now and not held again
  * whatever the reply says (a refusal gives the table back instead). */
 void mc_late_disown(etsmgr_client *c, etsmgr_table *t);
+/* name, made this process's by a reply the application does not get, is
+ * to be given back (mc_release_flush); out of memory, it stays ours until
+ * the connection closes. */
+void mc_release_add(etsmgr_client *c, const char *name);
 /* Sends "release" for each table made ours by a late reply that the
  * application does not hold; the replies are not waited for.  Only between
  * calls: never while a reply that could hand the app one of them is due. */

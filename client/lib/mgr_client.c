@@ -759,7 +759,7 @@ int mc_late_add(etsmgr_client *c, enum mc_late_kind kind, const char *name, etsm
     return ETSMGR_OK;
 }
 
-static void mc_release_add(etsmgr_client *c, const char *name)
+void mc_release_add(etsmgr_client *c, const char *name)
 {
     for (size_t i = 0; i < c->nrelease; i++)
         if (strcmp(c->release[i], name) == 0)

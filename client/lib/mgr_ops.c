@@ -73,6 +73,20 @@ int etsmgr_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts
     return mc_new_table(c, name, opts, heir_data, 0, out, grant);
 }
 
+/* The daemon made name this process's with a reply the application does
+ * not get (a table that cannot be attached, or is not the one asked for):
+ * given back at once (release), unless the application holds a table of
+ * that name already (the same table again, its handle still good), so
+ * that no living process owns a table it does not hold.  The caller's
+ * failure stays the one said. */
+static void mc_give_back(etsmgr_client *c, const char *name)
+{
+    struct mc_errinfo saved = c->err;
+    mc_release_add(c, name);
+    mc_release_flush(c);
+    c->err = saved;
+}
+
 int mc_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts *opts,
                  const char *heir_data, int create, etsmgr_table **out, etsmgr_grant *grant)
 {
@@ -141,8 +155,10 @@ int mc_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts *op
     err = etsmgr_table_attach_fd(fd, &t);
     if (err) {
         close(fd);
-        return mc_err(c, err, "", "the table %s that etsmgrd sent cannot be attached: %s", name,
-                      etsmgr_strerror(err));
+        err = mc_err(c, err, "", "the table %s that etsmgrd sent cannot be attached: %s", name,
+                     etsmgr_strerror(err));
+        mc_give_back(c, name);
+        return err;
     }
     /* The fd came with this very reply (mgr.h), and the table says its own
      * name: a daemon that answered with another table is refused, not
@@ -151,6 +167,7 @@ int mc_new_table(etsmgr_client *c, const char *name, const etsmgr_table_opts *op
         err = mc_err(c, ETSMGR_EPROTO, "", "etsmgrd answered new_table %s with the table %.64s; refused",
                      name, etsmgr_table_name(t));
         etsmgr_table_close(t);
+        mc_give_back(c, name);
         return err;
     }
     err = mc_hold(c, t, heir_data ? heir_data : name);
