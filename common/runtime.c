@@ -6,12 +6,14 @@
  * The runtime dir holds the sockets and the instance lock, so it must be
  * private: created 0700, and an existing one is refused when another user
  * owns it or anyone else may write to it (someone else could then put their
- * own socket where our clients connect).  A relative dir is made absolute
- * at resolution, so every process of an instance agrees on it whatever its
- * working directory. */
+ * own socket where our clients connect), and so is one on whose way a
+ * directory others can write lies (they could put their own dir there).
+ * A relative dir is made absolute at resolution, so every process of an
+ * instance agrees on it whatever its working directory. */
 #include "runtime.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,12 +124,173 @@ int rt_resolve(const char *opt_dir, const char *opt_instance, rt_paths *out, cha
     return 0;
 }
 
+/* One directory in which rt_check_way looks a name up: root's or ours, and
+ * writable by no one else unless sticky. */
+static int rt_way_dir_ok(const char *dir, const char *path, const char *what, char *err, size_t errlen)
+{
+    struct stat st;
+    /* dir holds no symlink (rt_check_way followed them), so lstat is stat */
+    if (lstat(dir, &st) < 0) {
+        snprintf(err, errlen, "lstat %s, on the way to %s %s: %s", dir, what, path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "%s, on the way to %s %s, is not a directory", dir, what, path);
+        return -1;
+    }
+    unsigned long me = (unsigned long)geteuid();
+    bool owner_ok = st.st_uid == 0 || st.st_uid == geteuid();
+    bool open_to_others = (st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX);
+    if (owner_ok && !open_to_others)
+        return 0;
+    /* its owner can rename what is in it, sticky or not: chmod is no way out */
+    char advice[PATH_MAX_RT_BUF + 64];
+    if (owner_ok)
+        snprintf(advice, sizeof advice, "run chmod go-w %s (or chmod +t %s: sticky, as /tmp), or ", dir, dir);
+    else
+        advice[0] = '\0';
+    snprintf(err, errlen,
+             "%s, on the way to %s %s, is %s (uid %lu, mode %04o): whoever can write it can put a "
+             "directory or symlink of their own in place of %s; %suse a directory whose every "
+             "parent belongs to root or uid %lu and is not writable by others (or is sticky, as /tmp)",
+             dir, what, path, owner_ok ? "writable by others" : "another user's", (unsigned long)st.st_uid,
+             (unsigned)(st.st_mode & 07777), what, advice, me);
+    return -1;
+}
+
+/* The first component of *rest into comp (NUL-terminated), *rest moved past
+ * it and the slashes after it; false when nothing is left. */
+static bool rt_next_comp(const char **rest, char *comp, size_t len)
+{
+    const char *r = *rest;
+    while (*r == '/')
+        r++;
+    if (!*r)
+        return false;
+    size_t n = strcspn(r, "/");
+    if (n >= len)
+        n = len - 1; /* longer than a name may be: lstat says ENAMETOOLONG */
+    memcpy(comp, r, n);
+    comp[n] = '\0';
+    r += strcspn(r, "/");
+    while (*r == '/')
+        r++;
+    *rest = r;
+    return true;
+}
+
+/* Resolution by hand, as the kernel does it, so that every directory a
+ * name is looked up in is judged, those behind symlinks too (a link to a
+ * link: realpath's answer alone would skip the directory of the second). */
+int rt_check_way(const char *path, const char *what, char *resolved, size_t rlen, char *err, size_t errlen)
+{
+    char cur[PATH_MAX_RT_BUF]; /* resolved so far: absolute, no symlinks */
+    char todo[PATH_MAX_RT_BUF], next[PATH_MAX_RT_BUF], comp[256];
+    if (path[0] == '/') {
+        snprintf(cur, sizeof cur, "/");
+    } else if (!getcwd(cur, sizeof cur)) {
+        snprintf(err, errlen, "getcwd: %s (needed to check the way to %s %s)", strerror(errno), what, path);
+        return -1;
+    }
+    if (snprintf(todo, sizeof todo, "%s", path) >= (int)sizeof todo) {
+        snprintf(err, errlen, "%s %.200s: path too long", what, path);
+        return -1;
+    }
+    /* the working directory's own way, then every step from it */
+    if (path[0] != '/') {
+        char cwd[PATH_MAX_RT_BUF];
+        memcpy(cwd, cur, sizeof cwd);
+        for (char *c = cwd; (c = strchr(c + 1, '/'));) {
+            *c = '\0';
+            int r = rt_way_dir_ok(cwd, path, what, err, errlen);
+            *c = '/';
+            if (r < 0)
+                return -1;
+        }
+        if (rt_way_dir_ok("/", path, what, err, errlen) < 0)
+            return -1;
+    }
+    int links = 0;
+    const char *rest = todo;
+    bool checked = false; /* cur judged already */
+    while (rt_next_comp(&rest, comp, sizeof comp)) {
+        /* a name is looked up in cur */
+        if (!checked && rt_way_dir_ok(cur, path, what, err, errlen) < 0)
+            return -1;
+        checked = true;
+        if (strcmp(comp, ".") == 0)
+            continue;
+        if (strcmp(comp, "..") == 0) {
+            /* its parent was judged on the way here */
+            char *slash = strrchr(cur, '/');
+            if (slash == cur)
+                cur[1] = '\0';
+            else
+                *slash = '\0';
+            continue;
+        }
+        int n = snprintf(next, sizeof next, "%s/%s", strcmp(cur, "/") == 0 ? "" : cur, comp);
+        if (n < 0 || (size_t)n >= sizeof next) {
+            snprintf(err, errlen, "%s %.200s: path too long", what, path);
+            return -1;
+        }
+        struct stat st;
+        if (lstat(next, &st) < 0) {
+            snprintf(err, errlen, "lstat %s, on the way to %s %s: %s", next, what, path, strerror(errno));
+            return -1;
+        }
+        if (S_ISLNK(st.st_mode)) {
+            if (++links > 40) {
+                snprintf(err, errlen, "%s %s: %s", what, path, strerror(ELOOP));
+                return -1;
+            }
+            char target[PATH_MAX_RT_BUF], left[PATH_MAX_RT_BUF];
+            ssize_t tl = readlink(next, target, sizeof target - 1);
+            if (tl < 0) {
+                snprintf(err, errlen, "readlink %s, on the way to %s %s: %s", next, what, path,
+                         strerror(errno));
+                return -1;
+            }
+            target[tl] = '\0';
+            /* the link's target, then what was left after it */
+            n = snprintf(left, sizeof left, "%s/%s", target, rest);
+            if (n < 0 || (size_t)n >= sizeof left) {
+                snprintf(err, errlen, "%s %.200s: path too long", what, path);
+                return -1;
+            }
+            memcpy(todo, left, (size_t)n + 1);
+            rest = todo;
+            if (target[0] == '/') {
+                snprintf(cur, sizeof cur, "/");
+                checked = false;
+            }
+            continue;
+        }
+        memcpy(cur, next, (size_t)n + 1);
+        checked = false;
+    }
+    if (resolved && snprintf(resolved, rlen, "%s", cur) >= (int)rlen) {
+        snprintf(err, errlen, "%s %.200s: path too long", what, path);
+        return -1;
+    }
+    return 0;
+}
+
 /* The final directory must be ours and private enough. */
 static int rt_check_dir(const char *dir, char *err, size_t errlen)
 {
     struct stat st;
     if (lstat(dir, &st) < 0) {
         snprintf(err, errlen, "lstat %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (S_ISLNK(st.st_mode)) {
+        /* the link could be changed by whoever owns it or its directory
+         * later; the directory it names can be used itself */
+        snprintf(err, errlen,
+                 "runtime directory %s is a symlink: use the directory it names as --runtime-dir "
+                 "or ETSMGR_RUNTIME_DIR, or remove the link",
+                 dir);
         return -1;
     }
     if (!S_ISDIR(st.st_mode)) {
@@ -167,16 +330,19 @@ int rt_ensure_dir(const rt_paths *rt, char *err, size_t errlen)
         }
         path[i] = '/';
     }
-    if (mkdir(path, 0700) == 0) {
-        /* whatever the umask said */
-        if (chmod(path, 0700) < 0) {
-            snprintf(err, errlen, "chmod 0700 %s: %s", path, strerror(errno));
-            return -1;
-        }
-        return 0;
-    }
-    if (errno != EEXIST) {
+    bool made = mkdir(path, 0700) == 0;
+    if (!made && errno != EEXIST) {
         snprintf(err, errlen, "mkdir %s: %s", path, strerror(errno));
+        return -1;
+    }
+    /* the way before anything is done through it: in a directory others
+     * can write, what we just made (or found) could be theirs by now, or
+     * their link to a directory of ours that chmod would change */
+    if (rt_check_way(path, "the runtime directory", NULL, 0, err, errlen) < 0)
+        return -1;
+    /* whatever the umask said */
+    if (made && chmod(path, 0700) < 0) {
+        snprintf(err, errlen, "chmod 0700 %s: %s", path, strerror(errno));
         return -1;
     }
     return rt_check_dir(path, err, errlen);

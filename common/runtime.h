@@ -30,8 +30,24 @@ typedef struct rt_paths {
 /* opt_dir / opt_instance: the command line's values or NULL.  Returns 0, or
  * -1 with a message in err (instance name invalid, path too long). */
 int rt_resolve(const char *opt_dir, const char *opt_instance, rt_paths *out, char *err, size_t errlen);
-/* mkdir -p the runtime dir with mode 0700 (0 or -1 with a message). */
+/* mkdir -p the runtime dir with mode 0700, then check it: the dir itself
+ * must be ours, not a symlink and not writable by group or others, and
+ * every directory on the way to it must pass rt_check_way (0 or -1 with a
+ * message). */
 int rt_ensure_dir(const rt_paths *rt, char *err, size_t errlen);
+/* Every directory in which a name is looked up on the way to path (path as
+ * given and every symlink on the way followed, the last component's too,
+ * so the directories realpath(3) passes through are among them) must
+ * belong to root or to our euid and be writable by no one else, unless it
+ * is sticky (as /tmp: others cannot move what is ours there).  Otherwise
+ * whoever can write one can put a directory or a symlink of their choosing
+ * in the place of what follows, between our checks and our use.  path
+ * must exist; it is not judged itself: that is the caller's own check.  A relative path
+ * starts at the working directory, whose way is checked from "/".  what
+ * names path for people ("the runtime directory").  resolved (may be NULL)
+ * gets path without symlinks, "." or "..".  0, or -1 with a message in err
+ * that names the directory, its owner and mode, and what to do. */
+int rt_check_way(const char *path, const char *what, char *resolved, size_t rlen, char *err, size_t errlen);
 /* DIR/<file> into buf; -1 when it does not fit a socket path. */
 int rt_path(const rt_paths *rt, const char *file, char *buf, size_t len);
 /* Shared-memory object names (docs/design.md, "Object names").  ':' is in

@@ -152,6 +152,131 @@ START_TEST(test_rt_ensure_dir)
 }
 END_TEST
 
+/* path under tmpd into buf */
+static const char *rt_under(char *buf, size_t len, const char *rel)
+{
+    ck_assert_int_lt(snprintf(buf, len, "%s/%s", tmpd, rel), (int)len);
+    return buf;
+}
+
+/* rt_ensure_dir on dir: its result, err filled */
+static int rt_ensure_at(const char *dir, char *err, size_t errlen)
+{
+    rt_paths rt;
+    ck_assert_int_eq(rt_resolve(dir, NULL, &rt, err, errlen), 0);
+    return rt_ensure_dir(&rt, err, errlen);
+}
+
+/* The runtime dir holds the sockets clients connect to and the instance
+ * lock, so a directory on the way to it that someone else can write (and
+ * that is not sticky) is refused: they could rename our dir away and put
+ * a directory or symlink of their own in its place between the check and
+ * the bind.  Only the last directory was checked before. */
+START_TEST(test_rt_ensure_dir_way_writable_by_others)
+{
+    char err[1024], open_dir[128], run[160];
+    rt_under(open_dir, sizeof open_dir, "open");
+    rt_under(run, sizeof run, "open/run");
+    ck_assert_int_eq(mkdir(open_dir, 0700), 0);
+    ck_assert_int_eq(chmod(open_dir, 0777), 0); /* as /tmp without its sticky bit */
+    ck_assert_int_eq(rt_ensure_at(run, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, open_dir) && strstr(err, "writable by others") && strstr(err, "mode 0777") &&
+                      strstr(err, "chmod go-w"),
+                  "%s", err);
+    /* the dir itself is ours and 0700 by now: no better, it can be renamed away */
+    struct stat st;
+    ck_assert_int_eq(lstat(run, &st), 0);
+    ck_assert_int_eq(rt_ensure_at(run, err, sizeof err), -1);
+    /* group-writable is as open */
+    ck_assert_int_eq(chmod(open_dir, 0770), 0);
+    ck_assert_int_eq(rt_ensure_at(run, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, open_dir) && strstr(err, "mode 0770"), "%s", err);
+    /* sticky (as /tmp): others cannot move what is ours */
+    ck_assert_int_eq(chmod(open_dir, 01777), 0);
+    ck_assert_msg(rt_ensure_at(run, err, sizeof err) == 0, "%s", err);
+    /* deeper than the parent, and a dir made there at this call */
+    ck_assert_int_eq(chmod(open_dir, 0777), 0);
+    ck_assert_int_eq(rt_ensure_at(rt_under(run, sizeof run, "open/a/b/run"), err, sizeof err), -1);
+    ck_assert_msg(strstr(err, open_dir) && strstr(err, "writable by others"), "%s", err);
+    /* another user's directory: its owner can rename what is in it, so no chmod advice */
+    if (geteuid() == 0) {
+        char theirs[128];
+        rt_under(theirs, sizeof theirs, "theirs");
+        ck_assert_int_eq(mkdir(theirs, 0755), 0);
+        ck_assert_int_eq(chown(theirs, 65534, 65534), 0);
+        ck_assert_int_eq(rt_ensure_at(rt_under(run, sizeof run, "theirs/run"), err, sizeof err), -1);
+        ck_assert_msg(strstr(err, theirs) && strstr(err, "another user's") && strstr(err, "uid 65534") &&
+                          !strstr(err, "chmod"),
+                      "%s", err);
+    }
+}
+END_TEST
+
+/* Symlinks on the way are looked through, and every directory a name is
+ * then looked up in is judged too: a link in a safe directory to a safe
+ * directory is fine (/var/run -> /run); a link whose way, or the way of a
+ * link it leads to, passes an open directory is not.  A symlink as the
+ * runtime dir itself stays refused. */
+START_TEST(test_rt_ensure_dir_way_symlinks)
+{
+    char err[1024], safe[128], link[128], open_dir[128], run[160], lnk2[160];
+    ck_assert_int_eq(mkdir(rt_under(safe, sizeof safe, "safe"), 0700), 0);
+    ck_assert_int_eq(mkdir(rt_under(open_dir, sizeof open_dir, "open"), 0700), 0);
+    ck_assert_int_eq(chmod(open_dir, 0777), 0);
+    /* tmpd/link -> tmpd/safe: fine */
+    ck_assert_int_eq(symlink(safe, rt_under(link, sizeof link, "link")), 0);
+    ck_assert_msg(rt_ensure_at(rt_under(run, sizeof run, "link/run"), err, sizeof err) == 0, "%s", err);
+    char resolved[256];
+    ck_assert_msg(rt_check_way(run, "the runtime directory", resolved, sizeof resolved, err, sizeof err) == 0,
+                  "%s", err);
+    char want[256];
+    ck_assert_str_eq(resolved, rt_under(want, sizeof want, "safe/run"));
+    /* tmpd/via -> tmpd/open/real: the target's way passes the open dir */
+    ck_assert_int_eq(mkdir(rt_under(lnk2, sizeof lnk2, "open/real"), 0700), 0);
+    ck_assert_int_eq(symlink(lnk2, rt_under(link, sizeof link, "via")), 0);
+    ck_assert_int_eq(rt_ensure_at(rt_under(run, sizeof run, "via/run"), err, sizeof err), -1);
+    ck_assert_msg(strstr(err, open_dir) && strstr(err, "writable by others"), "%s", err);
+    /* tmpd/chain -> tmpd/open/hop -> tmpd/safe: realpath says tmpd/safe/run,
+     * all safe, yet whoever writes tmpd/open decides where hop leads */
+    ck_assert_int_eq(symlink(safe, rt_under(lnk2, sizeof lnk2, "open/hop")), 0);
+    ck_assert_int_eq(symlink(lnk2, rt_under(link, sizeof link, "chain")), 0);
+    ck_assert_int_eq(rt_ensure_at(rt_under(run, sizeof run, "chain/run"), err, sizeof err), -1);
+    ck_assert_msg(strstr(err, open_dir) && strstr(err, "writable by others"), "%s", err);
+    /* relative links and ".." are followed as the kernel does */
+    ck_assert_int_eq(symlink("../safe", rt_under(link, sizeof link, "safe/up")), 0);
+    ck_assert_msg(rt_ensure_at(rt_under(run, sizeof run, "safe/up/run2"), err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(rt_check_way(run, "the runtime directory", resolved, sizeof resolved, err, sizeof err),
+                     0);
+    ck_assert_str_eq(resolved, rt_under(want, sizeof want, "safe/run2"));
+    /* the runtime dir itself a link, even to a safe dir: refused, saying so */
+    ck_assert_int_eq(symlink(safe, rt_under(link, sizeof link, "runlink")), 0);
+    ck_assert_int_eq(rt_ensure_at(link, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "is a symlink"), "%s", err);
+    /* the default places: /tmp is sticky, /var/run a link to /run */
+    ck_assert_msg(rt_check_way(tmpd, "the runtime directory", NULL, 0, err, sizeof err) == 0, "%s", err);
+    struct stat st;
+    if (lstat("/var/run", &st) == 0 && S_ISLNK(st.st_mode) && stat("/var/run", &st) == 0 && geteuid() == 0)
+        ck_assert_msg(rt_check_way("/var/run", "the runtime directory", NULL, 0, err, sizeof err) == 0, "%s",
+                      err);
+}
+END_TEST
+
+/* A relative path starts at the working directory, whose own way counts */
+START_TEST(test_rt_check_way_relative)
+{
+    char err[1024], open_dir[128], d[160];
+    ck_assert_int_eq(mkdir(rt_under(open_dir, sizeof open_dir, "open"), 0700), 0);
+    ck_assert_int_eq(mkdir(rt_under(d, sizeof d, "open/cwd"), 0700), 0);
+    ck_assert_int_eq(mkdir(rt_under(d, sizeof d, "open/cwd/run"), 0700), 0);
+    ck_assert_int_eq(chdir(rt_under(d, sizeof d, "open/cwd")), 0);
+    ck_assert_msg(rt_check_way("run", "the runtime directory", NULL, 0, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(chmod(open_dir, 0777), 0);
+    ck_assert_int_eq(rt_check_way("run", "the runtime directory", NULL, 0, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, open_dir) && strstr(err, "writable by others"), "%s", err);
+    ck_assert_int_eq(chdir("/"), 0);
+}
+END_TEST
+
 START_TEST(test_sock_listen_stale_and_mode)
 {
     char path[128], err[256];
@@ -220,6 +345,9 @@ Suite *runtime_suite(void)
     tcase_add_test(tc, test_rt_resolve_refuses);
     tcase_add_test(tc, test_rt_names);
     tcase_add_test(tc, test_rt_ensure_dir);
+    tcase_add_test(tc, test_rt_ensure_dir_way_writable_by_others);
+    tcase_add_test(tc, test_rt_ensure_dir_way_symlinks);
+    tcase_add_test(tc, test_rt_check_way_relative);
     tcase_add_test(tc, test_sock_listen_stale_and_mode);
     tcase_add_test(tc, test_sock_lock);
     suite_add_tcase(s, tc);
