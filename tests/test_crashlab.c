@@ -301,7 +301,21 @@ END_TEST
  * the counter's table in /dev/shm and the temp dir.  Sent once the lab has
  * said (--verbose) that the given kill was recovered from; 0: once it has
  * said where its system is, which may be before etssup is ready. */
-static void lab_interrupt(int sig, int after_kill)
+enum lab_sigmode { LAB_SIG_ONCE, LAB_SIG_TWICE, LAB_SIG_IGNORED };
+
+/* what a lab killed by a second signal left behind (it does not clean up
+ * then): its instance's processes, shm objects and base directory */
+static void lab_remove_leftovers(const char *base, const char *inst)
+{
+    char *out = NULL;
+    rc_sh(&out, 20000,
+          "for p in $(grep -slaF 'ETSMGR_INSTANCE=%s' /proc/[0-9]*/environ | cut -d/ -f3); do kill -9 $p; done; "
+          "sleep 0.2; rm -f /dev/shm/'%s:'*; rm -rf '%s'",
+          inst, inst, base);
+    free(out);
+}
+
+static void lab_interrupt_mode(int sig, int after_kill, enum lab_sigmode mode)
 {
     static char json[128];
     snprintf(json, sizeof json, "%s/report.json", lab_tmp);
@@ -315,8 +329,10 @@ static void lab_interrupt(int sig, int after_kill)
         dup2(nul, 1);
         dup2(errp[1], 2);
         close(errp[0]);
-        char *argv[] = { (char *)lab_bin(), "--verbose", "--kills", "100000", "--targets", "etscounterd",
-                         "--interval", "2:10", "--json", json, NULL };
+        if (mode == LAB_SIG_IGNORED) /* as nohup starts it */
+            signal(sig, SIG_IGN);
+        char *argv[] = { (char *)lab_bin(), "--verbose", "--kills", mode == LAB_SIG_IGNORED ? "4" : "100000",
+                         "--targets", "etscounterd", "--interval", "2:10", "--json", json, NULL };
         execv(argv[0], argv);
         _exit(127);
     }
@@ -339,11 +355,35 @@ static void lab_interrupt(int sig, int after_kill)
             ck_assert_int_eq(kill(pid, sig), 0);
             sent = true;
         }
+        if (mode == LAB_SIG_TWICE && strstr(line, "stopping the load and cleaning up")) /* ends the clean-up */
+            ck_assert_int_eq(kill(pid, sig), 0);
     }
     fclose(f);
     int st;
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);
     ck_assert_msg(sent, "the lab ended before it could be interrupted");
+    if (mode == LAB_SIG_IGNORED) { /* it went on through the signal to its last kill */
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIG%s ignored at start: status 0x%x",
+                      sigabbrev_np(sig), st);
+        char *text = rc_slurp(json);
+        cJSON *r = text ? cJSON_Parse(text) : NULL;
+        free(text);
+        ck_assert_msg(r != NULL, "no JSON report");
+        ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "verdict")), "pass");
+        ck_assert_double_eq(lab_num(r, "kills", "total"), 4);
+        cJSON_Delete(r);
+        return;
+    }
+    if (mode == LAB_SIG_TWICE) { /* at once, by the signal, without its clean-up */
+        struct stat sb;
+        bool kept = stat(base, &sb) == 0;
+        lab_remove_leftovers(base, inst);
+        ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == sig, "a second SIG%s: status 0x%x", sigabbrev_np(sig),
+                      st);
+        ck_assert_msg(kept, "a second SIG%s: the lab cleaned up all the same (it ignored the second)",
+                      sigabbrev_np(sig));
+        return;
+    }
     ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == sig, "SIG%s: the lab %s %d, not killed by SIG%s",
                   sigabbrev_np(sig), WIFSIGNALED(st) ? "was killed by signal" : "exited",
                   WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), sigabbrev_np(sig));
@@ -365,6 +405,22 @@ static void lab_interrupt(int sig, int after_kill)
         cJSON_Delete(r);
     }
 }
+
+static void lab_interrupt(int sig, int after_kill)
+{
+    lab_interrupt_mode(sig, after_kill, LAB_SIG_ONCE);
+}
+
+/* A signal the lab was started with ignored (nohup: SIGHUP) goes on being
+ * ignored: the run goes on to its last kill (it caught SIGHUP all the same
+ * and stopped); a second SIGINT ends it at once, by SIGINT (the first asks
+ * for the clean-up, which can take half a minute; the second was ignored). */
+START_TEST(test_signal_ignored_at_start_or_sent_twice)
+{
+    lab_interrupt_mode(SIGHUP, 1, LAB_SIG_IGNORED);
+    lab_interrupt_mode(SIGINT, 1, LAB_SIG_TWICE);
+}
+END_TEST
 
 START_TEST(test_interrupted_cleans_up_and_ends_by_the_signal)
 {
@@ -470,6 +526,7 @@ Suite *crashlab_suite(void)
     tcase_add_test(x, test_fault_hook_unacknowledged_increment);
     tcase_add_test(x, test_fault_hook_value_twice);
     tcase_add_test(x, test_interrupted_cleans_up_and_ends_by_the_signal);
+    tcase_add_test(x, test_signal_ignored_at_start_or_sent_twice);
     suite_add_tcase(s, x);
     return s;
 }

@@ -137,6 +137,15 @@ static bool lab_wait_ack_after(lab *l, int64_t after, int timeout_ms)
     return true;
 }
 
+/* A signal asked the run to stop: say that the clean-up is under way (it
+ * can take half a minute) and how to cut it short. */
+static void lab_stop_asked(lab *l)
+{
+    l->interrupted = true;
+    fprintf(stderr, "etsmgr-crashlab: SIG%s: stopping the load and cleaning up after %zu kills; a second signal "
+            "ends the lab at once, leaving its system behind\n", sigabbrev_np(lab_interrupted), l->nkills);
+}
+
 void lab_killer_run(lab *l)
 {
     lab_target targets[LAB_T_N];
@@ -151,7 +160,7 @@ void lab_killer_run(lab *l)
         if (l->o.kills > 0 && k >= l->o.kills)
             break;
         if (lab_interrupted) {
-            l->interrupted = true;
+            lab_stop_asked(l);
             break;
         }
         uint64_t r1 = lab_rand(l->rng), r2 = lab_rand(l->rng);
@@ -165,7 +174,7 @@ void lab_killer_run(lab *l)
         }
         lab_pause(l, wake);
         if (lab_interrupted) {
-            l->interrupted = true;
+            lab_stop_asked(l);
             break;
         }
         if (lab_sup_died_by_itself(l))

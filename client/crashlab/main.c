@@ -310,9 +310,28 @@ static int lab_parse(lab *l, int argc, char **argv)
     return 0;
 }
 
+/* The first signal asks for the clean-up (which can take half a minute:
+ * etssup's own shutdown); a second ends the lab at once, by that signal,
+ * leaving what it started behind, as a user who presses Ctrl-C twice asks
+ * for.  Only async-signal-safe calls. */
 static void lab_on_signal(int sig)
 {
+    if (lab_interrupted) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
     lab_interrupted = sig;
+}
+
+/* Catch sig, unless the lab was started with it ignored: nohup (SIGHUP)
+ * and a shell's background jobs (SIGINT) ask that it go on through them. */
+static void lab_catch(int sig, const struct sigaction *sa)
+{
+    struct sigaction old;
+    if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+        return;
+    sigaction(sig, sa, NULL);
 }
 
 /* After the clean-up, a run stopped by a signal ends by that signal, as a
@@ -367,9 +386,9 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     /* SIGHUP too: a closed terminal or ssh session must not leave the
      * table in /dev/shm and the temp dir behind */
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    lab_catch(SIGINT, &sa);
+    lab_catch(SIGTERM, &sa);
+    lab_catch(SIGHUP, &sa);
 
     char err[1024];
     if (l->o.attach) {
