@@ -363,7 +363,7 @@ int main(int argc, char **argv)
     mgrd_size_limits(&m, o.max_table_bytes, o.max_uid_bytes);
     m.snap_interval = (unsigned)o.snap_interval;
     m.orphan_ttl = (unsigned)o.orphan_ttl;
-    char err[512];
+    char err[1024];
     if (rt_resolve(o.dir, o.instance, &m.rt, err, sizeof err) < 0) {
         log_error("%s", err);
         return EXIT_USAGE;

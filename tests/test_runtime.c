@@ -10,8 +10,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "runcap.h"
 #include "runtime.h"
 #include "sock.h"
+#include "testutil.h"
 
 static char tmpd[64];
 
@@ -212,6 +214,26 @@ START_TEST(test_rt_ensure_dir_way_writable_by_others)
 }
 END_TEST
 
+/* Each program that makes the runtime dir says the refusal whole, its
+ * advice at the end included (etscounterd cut it off at 256 bytes). */
+START_TEST(test_runtime_dir_refusal_said_whole)
+{
+    char open_dir[128], run[160];
+    rt_under(open_dir, sizeof open_dir, "open");
+    rt_under(run, sizeof run, "open/a-long-enough-name-for-the-runtime-directory/run");
+    ck_assert_int_eq(mkdir(open_dir, 0700), 0);
+    ck_assert_int_eq(chmod(open_dir, 0777), 0);
+    const char *progs[] = {"etsmgrd", "etscounterd", "etssup"};
+    for (size_t i = 0; i < sizeof progs / sizeof *progs; i++) {
+        char *out = NULL;
+        int st = rc_sh(&out, 10000, "%s --runtime-dir %s --instance rtw 2>&1", tu_bin(progs[i], false), run);
+        ck_assert_msg(!rc_ok(st) && out && strstr(out, "chmod go-w") && strstr(out, "(or is sticky, as /tmp)"),
+                      "%s: status 0x%x: %s", progs[i], st, out ? out : "");
+        free(out);
+    }
+}
+END_TEST
+
 /* Symlinks on the way are looked through, and every directory a name is
  * then looked up in is judged too: a link in a safe directory to a safe
  * directory is fine (/var/run -> /run); a link whose way, or the way of a
@@ -347,6 +369,7 @@ Suite *runtime_suite(void)
     tcase_add_test(tc, test_rt_ensure_dir);
     tcase_add_test(tc, test_rt_ensure_dir_way_writable_by_others);
     tcase_add_test(tc, test_rt_ensure_dir_way_symlinks);
+    tcase_add_test(tc, test_runtime_dir_refusal_said_whole);
     tcase_add_test(tc, test_rt_check_way_relative);
     tcase_add_test(tc, test_sock_listen_stale_and_mode);
     tcase_add_test(tc, test_sock_lock);

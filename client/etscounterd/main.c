@@ -647,7 +647,7 @@ int main(int argc, char **argv)
                         D.die_after_commit);
     }
 
-    char err[256];
+    char err[1024]; /* a runtime dir refused names the directory and what to do */
     if (rt_resolve(dir, instance, &D.rt, err, sizeof err) < 0) {
         fprintf(stderr, "etscounterd: %s\n", err);
         return ECD_EXIT_USAGE;

@@ -258,7 +258,7 @@ int main(int argc, char **argv)
     }
 
     sup *s = &g_sup;
-    char err[512];
+    char err[1024];
     if (rt_resolve(opt_dir, opt_instance, &s->rt, err, sizeof err) < 0 || rt_ensure_dir(&s->rt, err, sizeof err) < 0) {
         log_error("%s", err);
         return sup_give_up(s, &cfg, SUP_EXIT_FAILURE);
