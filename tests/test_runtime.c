@@ -227,7 +227,8 @@ START_TEST(test_runtime_dir_refusal_said_whole)
     for (size_t i = 0; i < sizeof progs / sizeof *progs; i++) {
         char *out = NULL;
         int st = rc_sh(&out, 10000, "%s --runtime-dir %s --instance rtw 2>&1", tu_bin(progs[i], false), run);
-        ck_assert_msg(!rc_ok(st) && out && strstr(out, "chmod go-w") && strstr(out, "(or is sticky, as /tmp)"),
+        ck_assert_msg(!rc_ok(st) && out && strstr(out, "chmod go-w") &&
+                          strstr(out, "(or is sticky, as /tmp)"),
                       "%s: status 0x%x: %s", progs[i], st, out ? out : "");
         free(out);
     }
