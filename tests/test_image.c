@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -1002,6 +1003,81 @@ START_TEST(test_read_fifo_refused)
 }
 END_TEST
 
+/* A huge file is judged by its header before it is read: img_read read
+ * the whole file into memory first, so `etsmgrctl load` of a big file
+ * that is no image (or a big garbage .etsimg in the snapshot directory at
+ * etsmgrd's start) cost its size in memory before "not a table image".
+ * Sparse files of 1 GiB (no disk), read in a child whose peak RSS is
+ * compared before and after: it must grow by far less than the file. */
+#define HUGE_FILE (UINT64_C(1) << 30)
+
+static void expect_huge_refused(const char *p, int want, const char *words)
+{
+    int pfd[2];
+    ck_assert_int_eq(pipe(pfd), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        struct rusage ru0, ru1;
+        getrusage(RUSAGE_SELF, &ru0);
+        img *im = NULL;
+        char why[256] = "";
+        int r = img_read(p, &im, why, sizeof why);
+        getrusage(RUSAGE_SELF, &ru1);
+        img_free(im);
+        char msg[400];
+        int n = snprintf(msg, sizeof msg, "%d %ld %s", r, ru1.ru_maxrss - ru0.ru_maxrss, why);
+        _exit(write(pfd[1], msg, (size_t)n) == n ? 0 : 1);
+    }
+    close(pfd[1]);
+    char msg[401] = "";
+    ssize_t n, got = 0;
+    while ((n = read(pfd[0], msg + got, sizeof msg - 1 - (size_t)got)) > 0) got += n;
+    close(pfd[0]);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the reader's child failed (%d): %s", st, msg);
+    int r = -1;
+    long grew_kb = -1;
+    int off = 0;
+    ck_assert_int_eq(sscanf(msg, "%d %ld %n", &r, &grew_kb, &off), 2);
+    ck_assert_msg(r == want && strstr(msg + off, words), "wanted %s (\"%s\"), got %s: %s", etsmgr_strerror(want),
+                  words, etsmgr_strerror(r), msg + off);
+    ck_assert_msg(grew_kb < 64 * 1024, "refusing a %llu-byte file took %ld KiB of memory",
+                  (unsigned long long)HUGE_FILE, grew_kb);
+}
+
+START_TEST(test_read_huge_file_header_first)
+{
+    /* no image at all: garbage at its start, a hole after */
+    const char *p = tpath("huge.etsimg");
+    int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+    static const char junk[] = "this is not a table image, just a big file\n";
+    ck_assert_int_eq(write(fd, junk, sizeof junk - 1), (ssize_t)sizeof junk - 1);
+    ck_assert_int_eq(ftruncate(fd, (off_t)HUGE_FILE), 0);
+    ck_assert_int_eq(close(fd), 0);
+    expect_huge_refused(p, ETSMGR_EBADMAGIC, "not a table image:");
+
+    /* a good image with a gigabyte after its end: the header's sizes are
+     * compared with the file's before the rest is read */
+    size_t len;
+    unsigned char *g = good_image(&len);
+    fd = open(p, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, g, len), (ssize_t)len);
+    ck_assert_int_eq(ftruncate(fd, (off_t)HUGE_FILE), 0);
+    ck_assert_int_eq(close(fd), 0);
+    char words[80];
+    snprintf(words, sizeof words, "corrupt: %llu bytes follow the end of the image",
+             (unsigned long long)(HUGE_FILE - len));
+    expect_huge_refused(p, ETSMGR_ECORRUPT, words);
+    free(g);
+    unlink(p);
+}
+END_TEST
+
 START_TEST(test_save_errors)
 {
     etsmgr_table *t = tt_create(NULL, 0, 0);
@@ -1046,6 +1122,7 @@ Suite *image_suite(void)
     tcase_add_test(tc, test_damaged_files);
     tcase_add_test(tc, test_save_errors);
     tcase_add_test(tc, test_read_fifo_refused);
+    tcase_add_test(tc, test_read_huge_file_header_first);
     tcase_add_test(tc, test_save_past_leftover_tmp);
     tcase_add_test(tc, test_crc32c);
     suite_add_tcase(s, tc);

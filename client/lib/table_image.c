@@ -264,10 +264,15 @@ out:
     return r;
 }
 
-int img_parse(const void *data, size_t len, img_info *info, char *why, size_t whylen)
+/* The header's checks, in the documented order, up to the sizes it
+ * declares against the file's: p holds the file's first min(flen,
+ * IMG_HDR_SIZE) bytes, flen is the file's size.  img_read runs them on the
+ * header alone, before it reads (and allocates) the rest, so that a huge
+ * file that is no image, or whose header does not declare its size, is
+ * refused at the cost of its first 192 bytes. */
+static int img_parse_header(const unsigned char *p, uint64_t flen, img_info *info, char *why, size_t whylen)
 {
-    const unsigned char *p = data;
-    if (!p && len) return ETSMGR_EINVAL;
+    size_t len = flen < IMG_HDR_SIZE ? (size_t)flen : IMG_HDR_SIZE; /* the bytes at p */
     if (len < 8) {
         if (len == 0 || memcmp(p, IMG_MAGIC, len) == 0)
             return tbl_say(why, whylen, ETSMGR_ETRUNCATED, "truncated: the file is %zu bytes, "
@@ -343,12 +348,23 @@ int img_parse(const void *data, size_t len, img_info *info, char *why, size_t wh
                        "is impossible", (unsigned long long)in.entries,
                        (unsigned long long)in.records_bytes);
     uint64_t want = IMG_HDR_SIZE + in.records_bytes + IMG_TRAILER_SIZE;
-    if (len < want)
-        return tbl_say(why, whylen, ETSMGR_ETRUNCATED, "truncated: the file is %zu bytes, its header "
-                       "says %llu", len, (unsigned long long)want);
-    if (len > want)
+    if (flen < want)
+        return tbl_say(why, whylen, ETSMGR_ETRUNCATED, "truncated: the file is %llu bytes, its header "
+                       "says %llu", (unsigned long long)flen, (unsigned long long)want);
+    if (flen > want)
         return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: %llu bytes follow the end of the image",
-                       (unsigned long long)(len - want));
+                       (unsigned long long)(flen - want));
+    *info = in;
+    return 0;
+}
+
+int img_parse(const void *data, size_t len, img_info *info, char *why, size_t whylen)
+{
+    const unsigned char *p = data;
+    if (!p && len) return ETSMGR_EINVAL;
+    img_info in;
+    int hr = img_parse_header(p, len, &in, why, whylen);
+    if (hr) return hr;
     const unsigned char *rec = p + IMG_HDR_SIZE, *end = rec + in.records_bytes;
     if (memcmp(end + 4, IMG_END_TAG, 4) != 0)
         return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: the end marker is missing");
@@ -389,6 +405,21 @@ int img_parse(const void *data, size_t len, img_info *info, char *why, size_t wh
     return 0;
 }
 
+/* Read up to n bytes, fewer only at the end of the file: 0 with *got, or
+ * an errno. */
+static int img_read_fd(int fd, unsigned char *p, size_t n, size_t *got)
+{
+    *got = 0;
+    while (*got < n) {
+        ssize_t k = read(fd, p + *got, n - *got);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return errno;
+        if (k == 0) break;
+        *got += (size_t)k;
+    }
+    return 0;
+}
+
 int img_read(const char *path, img **out, char *why, size_t whylen)
 {
     if (!path || !out) return ETSMGR_EINVAL;
@@ -411,32 +442,47 @@ int img_read(const char *path, img **out, char *why, size_t whylen)
         return tbl_say(why, whylen, e == EINVAL ? ETSMGR_EBADMAGIC : ETSMGR_ESYS, "%s: %s", path,
                        e == EINVAL ? "not a regular file" : strerror(e));
     }
+    /* the header first: what a file is and how long it says it is are
+     * known from its first 192 bytes, before any memory is spent on it */
+    unsigned char hdr[IMG_HDR_SIZE];
+    size_t hgot = 0;
+    int e = img_read_fd(fd, hdr, sizeof hdr, &hgot);
+    if (e) {
+        close(fd);
+        errno = e;
+        return tbl_say(why, whylen, ETSMGR_ESYS, "reading %s: %s", path, strerror(e));
+    }
+    /* a header cut short is the whole file (the read met its end) */
+    uint64_t flen = hgot < sizeof hdr ? hgot : (uint64_t)st.st_size;
+    img_info hin;
+    int r = img_parse_header(hdr, flen, &hin, why, whylen);
+    if (r) {
+        close(fd);
+        return r;
+    }
     img *im = calloc(1, sizeof *im);
-    size_t cap = (size_t)st.st_size + 1; /* +1: notice a file that grows while read */
-    unsigned char *buf = im ? malloc(cap) : NULL;
+    size_t cap = flen < SIZE_MAX ? (size_t)flen + 1 : 0; /* +1: notice a file that grows while read */
+    unsigned char *buf = im && cap ? malloc(cap) : NULL;
     if (!buf) {
         free(im);
         close(fd);
-        return tbl_say(why, whylen, ETSMGR_ENOMEM, "no memory to read %s (%lld bytes)", path,
-                       (long long)st.st_size);
+        return tbl_say(why, whylen, ETSMGR_ENOMEM, "no memory to read %s (%llu bytes)", path,
+                       (unsigned long long)flen);
     }
+    memcpy(buf, hdr, hgot);
     size_t got = 0;
-    while (got < cap) {
-        ssize_t n = read(fd, buf + got, cap - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            int e = errno;
-            free(buf);
-            free(im);
-            close(fd);
-            errno = e;
-            return tbl_say(why, whylen, ETSMGR_ESYS, "reading %s: %s", path, strerror(e));
-        }
-        if (n == 0) break;
-        got += (size_t)n;
+    e = img_read_fd(fd, buf + hgot, cap - hgot, &got);
+    if (e) {
+        free(buf);
+        free(im);
+        close(fd);
+        errno = e;
+        return tbl_say(why, whylen, ETSMGR_ESYS, "reading %s: %s", path, strerror(e));
     }
+    got += hgot;
     close(fd);
-    int r = img_parse(buf, got, &im->info, why, whylen);
+    /* all of it again: the file may have changed since its header was read */
+    r = img_parse(buf, got, &im->info, why, whylen);
     if (r) {
         free(buf);
         free(im);

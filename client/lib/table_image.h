@@ -10,7 +10,9 @@
  *
  * Reading validates the whole file (sizes, both checksums, every record)
  * before anything is created from it, so a bad file never leaves a half
- * table behind; each kind of damage has its own code and words:
+ * table behind, and reads the records only once the header has been
+ * checked against the file's size, so a huge file that is no image costs
+ * no memory; each kind of damage has its own code and words:
  *   ETSMGR_ETRUNCATED  shorter than its header says
  *   ETSMGR_EBADMAGIC   not an image at all
  *   ETSMGR_EVERSION    written by a newer etsmgr
