@@ -8,6 +8,7 @@
  * command; dump --json is UTF-8 whatever the bytes; a WAITERS cell too long
  * for the column says how many it left out. */
 #include <check.h>
+#include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -25,6 +26,7 @@
 #include "frame.h"
 #include "sock.h"
 #include "runcap.h"
+#include "table_image.h"
 #include "test_sup.h"
 #include "testutil.h"
 
@@ -434,6 +436,51 @@ START_TEST(test_ctl_entry_counts)
 }
 END_TEST
 
+/* Regression: when a save failed at the fsync of FILE's directory, after
+ * its rename, etsmgrctl said "FILE is unchanged" while FILE was the new
+ * image and the old one gone.  Now it says the table is saved but not
+ * durably (a power cut may undo the rename), exit 73.  The failure is the
+ * test hook ETSMGR_TEST_DIR_FSYNC_ERRNO (img_test_dir_fsync_errno). */
+START_TEST(test_ctl_save_not_durable)
+{
+    tu_env_init(&D_env);
+    D_live = 1;
+    atexit(d_cleanup);
+    char file[200];
+    snprintf(file, sizeof file, "%s/nd.etsimg", D_env.dir);
+    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
+    ck_assert_msg(tu_spawn_ready(&D_env, mgr, 15000) > 0, "etsmgrd did not become ready");
+    etsmgr_client *c = NULL;
+    char msg[256] = "";
+    ck_assert_msg(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg) == 0, "%s", msg);
+    etsmgr_table_opts o = {.access = ETSMGR_PROTECTED};
+    etsmgr_table *t = NULL;
+    ck_assert_msg(etsmgr_new_table(c, "nd", &o, NULL, &t, NULL) == 0, "%s", etsmgr_client_message(c));
+    d_put(t, "a", 1, NULL, 1);
+    char *out = NULL;
+    ck_assert_int_eq(d_ctl(&out, "save", "nd", file, NULL), 0);
+    free(out);
+    d_put(t, "b", 1, NULL, 2);
+    ck_assert_int_eq(setenv("ETSMGR_TEST_DIR_FSYNC_ERRNO", "5", 1), 0); /* EIO */
+    int st = d_ctl(&out, "save", "nd", file, NULL);
+    unsetenv("ETSMGR_TEST_DIR_FSYNC_ERRNO");
+    ck_assert_msg(st == 73, "exit %d: %s", st, out);
+    ck_assert_msg(strstr(out, "table nd saved to ") && strstr(out, "(2 entries), but not durably: ") &&
+                      strstr(out, "power cut") && strstr(out, strerror(EIO)),
+                  "%s", out);
+    ck_assert_msg(!strstr(out, "unchanged"), "%s", out);
+    free(out);
+    /* what it says: the file is the new image */
+    img *im = NULL;
+    char why[256] = "";
+    ck_assert_msg(img_read(file, &im, why, sizeof why) == 0, "%s", why);
+    ck_assert_uint_eq(im->info.entries, 2);
+    img_free(im);
+    etsmgr_client_close(c);
+    d_cleanup();
+}
+END_TEST
+
 /* the waiters' count in `tables --json` (the table "q") */
 static bool d_waiters_are(void *arg)
 {
@@ -736,6 +783,7 @@ Suite *etsmgrctl_suite(void)
     tcase_add_test(tc, test_ctl_env);
     tcase_add_test(tc, test_ctl_dump_ordered);
     tcase_add_test(tc, test_ctl_entry_counts);
+    tcase_add_test(tc, test_ctl_save_not_durable);
     tcase_add_test(tc, test_ctl_waiters_cut);
     tcase_add_test(tc, test_ctl_help_version);
     tcase_add_test(tc, test_ctl_dump_json_any_bytes);

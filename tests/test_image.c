@@ -1078,6 +1078,47 @@ START_TEST(test_read_huge_file_header_first)
 }
 END_TEST
 
+/* Regression: a save that failed at the fsync of the directory, after its
+ * rename, said so ("is written, but fsync of its directory ... failed"),
+ * but its callers added "FILE is unchanged" (etsmgrctl) and "the previous
+ * snapshot stays" (etsmgrd), both false then: the new image is the file
+ * and the old one is gone.  img_last_in_place tells them apart from the
+ * failures before the rename, and *saved is filled. */
+START_TEST(test_save_dir_fsync_fails)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    etsmgr_value g = tt_int(1);
+    ck_assert_int_eq(etsmgr_table_insert(t, "gen", 3, &g), 0);
+    const char *p = tpath("d.etsimg");
+    char why[256] = "";
+    img_info info;
+    ck_assert_int_eq(img_save(t, p, &info, why, sizeof why), 0);
+    ck_assert(img_last_in_place());
+    g = tt_int(2);
+    ck_assert_int_eq(etsmgr_table_insert(t, "gen", 3, &g), 0);
+    etsmgr_value x = tt_bytes("x", 1);
+    ck_assert_int_eq(etsmgr_table_insert(t, "more", 4, &x), 0);
+    memset(&info, 0, sizeof info);
+    img_test_dir_fsync_errno = EIO;
+    int r = img_save(t, p, &info, why, sizeof why);
+    img_test_dir_fsync_errno = 0;
+    ck_assert_int_eq(r, ETSMGR_ESYS);
+    ck_assert_int_eq(errno, EIO);
+    ck_assert_msg(img_last_in_place(), "a failure past the rename is not told apart: %s", why);
+    ck_assert_msg(strstr(why, "is written and in place") && strstr(why, "power cut") && strstr(why, strerror(EIO)),
+                  "%s", why);
+    ck_assert_uint_eq(info.entries, 2);
+    /* the new image is the file, and nothing else is left */
+    ck_assert_int_eq(image_gen(p), 2);
+    ck_assert_int_eq(count_files(T_dir), 1);
+    /* a failure before the rename is not in place */
+    ck_assert_int_eq(img_save(t, "/nonexistent-dir/x", NULL, why, sizeof why), ETSMGR_ESYS);
+    ck_assert(!img_last_in_place());
+    ck_assert_int_eq(image_gen(p), 2);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 START_TEST(test_save_errors)
 {
     etsmgr_table *t = tt_create(NULL, 0, 0);
@@ -1123,6 +1164,7 @@ Suite *image_suite(void)
     tcase_add_test(tc, test_save_errors);
     tcase_add_test(tc, test_read_fifo_refused);
     tcase_add_test(tc, test_read_huge_file_header_first);
+    tcase_add_test(tc, test_save_dir_fsync_fails);
     tcase_add_test(tc, test_save_past_leftover_tmp);
     tcase_add_test(tc, test_crc32c);
     suite_add_tcase(s, tc);

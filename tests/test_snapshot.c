@@ -947,6 +947,66 @@ START_TEST(test_orphan_since_survives_restart)
 }
 END_TEST
 
+/* Regression: a save that failed at the fsync of the snapshot directory,
+ * after its rename, was logged "not saved, the previous snapshot stays",
+ * and etsmgrctl snapshot's error said "their previous snapshots stay":
+ * the new snapshot was the file, the previous one gone.  Now the log says
+ * saved but not durably, on the loop (etsmgrctl snapshot, SIGTERM) and on
+ * the worker (interval), and etsmgrctl snapshot says it and exits 73.  The
+ * failure is the test hook ETSMGR_TEST_DIR_FSYNC_ERRNO. */
+static bool interval_not_durable(void *arg)
+{
+    (void)arg;
+    return log_has("snapshot (interval): table=etscounter saved, but not durably: ");
+}
+
+/* the log's end, for a failure's message (check cuts long ones) */
+static const char *log_tail(void)
+{
+    static char tail[1500];
+    char *log = rc_slurp(S_log);
+    size_t n = log ? strlen(log) : 0;
+    snprintf(tail, sizeof tail, "%s", log ? log + (n > sizeof tail - 1 ? n - (sizeof tail - 1) : 0) : "");
+    free(log);
+    return tail;
+}
+
+START_TEST(test_snapshot_not_durable)
+{
+    char opt[256];
+    snprintf(opt, sizeof opt, "--snapshot-dir %s --snapshot-interval 1", S_dir);
+    ck_assert_int_eq(setenv("ETSMGR_TEST_DIR_FSYNC_ERRNO", "5", 1), 0); /* EIO */
+    pid_t mgr = sp_mgr(opt);
+    unsetenv("ETSMGR_TEST_DIR_FSYNC_ERRNO");
+    pid_t ctr = sp_ctr();
+    ck_assert_int_eq(sp_count(), 1);
+    ck_assert_int_eq(sp_count(), 2);
+    char *out;
+    int st = sp_ctl(&out, "snapshot");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 73, "exit %d: %s", st, out);
+    ck_assert_msg(strstr(out, "table etscounter saved, but not durably: ") && strstr(out, "power cut") &&
+                      strstr(out, "saved 1 table(s)"),
+                  "%s", out);
+    ck_assert_msg(!strstr(out, "previous snapshot"), "%s", out);
+    free(out);
+    ck_assert_msg(log_has("snapshot (etsmgrctl snapshot): table=etscounter saved, but not durably: "), "%s",
+                  log_tail());
+    /* the new snapshot is the file */
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s/etscounter.etsimg", S_dir, E.instance);
+    img *im = NULL;
+    char why[256] = "";
+    ck_assert_msg(img_read(path, &im, why, sizeof why) == 0, "%s", why);
+    img_free(im);
+    ck_assert_int_eq(sp_count(), 3);
+    ck_assert_msg(tu_eventually(interval_not_durable, NULL, 20000), "%s", log_tail());
+    sp_stop(ctr);
+    sp_stop(mgr);
+    ck_assert_msg(log_has("snapshot (SIGTERM): table=etscounter saved, but not durably: "), "%s", log_tail());
+    ck_assert_msg(!log_has("previous snapshot stays"), "%s", log_tail());
+}
+END_TEST
+
 Suite *snapshot_suite(void)
 {
     Suite *s = suite_create("snapshot");
@@ -971,6 +1031,7 @@ Suite *snapshot_suite(void)
     tcase_add_test(tc, test_load_replace_too_full_keeps_table);
     tcase_add_test(tc, test_ctl_save_load_del);
     tcase_add_test(tc, test_snapshot_needs_dir);
+    tcase_add_test(tc, test_snapshot_not_durable);
     tcase_add_test(tc, test_snapshot_dir_path_writable_by_others);
     tcase_add_test(tc, test_orphan_ttl);
     tcase_add_test(tc, test_orphan_since_survives_restart);

@@ -40,8 +40,11 @@
 
 static _Thread_local uint64_t img_lock_ns, img_phase[IMG_NPHASES], img_phase_cpu[IMG_NPHASES];
 static _Thread_local uint64_t img_locked_bytes, img_rounds;
-static _Thread_local bool img_fell_back;
+static _Thread_local bool img_fell_back, img_in_place;
 bool img_force_locked_copy;
+int img_test_dir_fsync_errno; /* test hook (table_image.h) */
+
+bool img_last_in_place(void) { return img_in_place; }
 
 void img_last_copy_stats(uint64_t *locked_bytes, uint64_t *rounds, bool *fell_back)
 {
@@ -1089,6 +1092,7 @@ static int img_sys_err(int e)
 
 int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size_t whylen)
 {
+    img_in_place = false;
     if (!t || !path || !*path) return ETSMGR_EINVAL;
     if (t->in_group)
         return tbl_say(why, whylen, ETSMGR_EGROUP, "cannot save inside an atomic group (commit first)");
@@ -1213,17 +1217,25 @@ int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size
     tmp[0] = 0; /* the temporary file is the target now */
     img_cp(5);
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || fsync(dfd) < 0) {
+    int dr = dfd < 0 ? -1 : img_test_dir_fsync_errno ? (errno = img_test_dir_fsync_errno, -1) : fsync(dfd);
+    if (dr < 0) {
         e = errno;
         if (dfd >= 0) close(dfd);
-        r = tbl_say(why, whylen, img_sys_err(e), "%s is written, but fsync of its directory %s "
-                    "failed: %s", path, dir, strerror(e));
+        /* past the commit point: the target is the new image and the old
+         * one is gone, but a power cut may still undo the rename; the
+         * caller must not say the file is unchanged (img_last_in_place) */
+        img_in_place = true;
+        if (saved) *saved = in;
+        r = tbl_say(why, whylen, img_sys_err(e), "%s is written and in place, but %s its directory %s "
+                    "failed (%s): a power cut may still bring back what %s was before", path,
+                    dfd < 0 ? "the open to fsync" : "the fsync of", dir, strerror(e), path);
         goto out;
     }
     close(dfd);
     img_phase[IMG_PH_RENAME] = img_now_ns() - ph;
     img_phase_cpu[IMG_PH_RENAME] = img_cpu_ns() - pc;
     img_cp(6);
+    img_in_place = true;
     if (saved) *saved = in;
     r = 0;
     goto out;

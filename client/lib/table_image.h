@@ -75,8 +75,18 @@ int img_fill(etsmgr_table *t, const img *im, char *why, size_t whylen);
 void img_table_opts(const img *im, etsmgr_table_opts *o);
 
 /* etsmgr_table_save with words: the steps are crash points "save" 0..N for
- * tbl_crashpoint.  *saved (may be NULL) receives what was written. */
+ * tbl_crashpoint.  *saved (may be NULL) receives what was written, also
+ * when img_save fails after its file is in place (img_last_in_place). */
 int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size_t whylen);
+/* Whether the last img_save on this thread put its file in place: always
+ * when it returned 0; after a failure, only when what failed was the fsync
+ * of the directory after the rename (or the open for it).  Then the target
+ * is the new image and the previous one is gone, but a power cut may still
+ * undo the rename: a caller must not say the file is unchanged. */
+bool img_last_in_place(void);
+/* Tests (test hook): not 0, the fsync of the directory after a save's
+ * rename fails with this errno. */
+extern int img_test_dir_fsync_errno;
 
 /* How the last img_save on this thread copied the table: bytes copied
  * while it held the lock, lock-free rounds, whether it fell back to one

@@ -51,10 +51,21 @@ int ctl_save(const rt_paths *rt, const char *table, const char *file, int timeou
     }
     /* an owner stopped while holding the lock must not hang us forever */
     etsmgr_table_set_lock_timeout(t, (unsigned)timeout);
+    /* tests only: the fsync of FILE's directory fails with this errno */
+    const char *fail = getenv("ETSMGR_TEST_DIR_FSYNC_ERRNO");
+    if (fail && *fail)
+        img_test_dir_fsync_errno = atoi(fail);
     img_info info;
     char why[512] = "";
     rc = img_save(t, file, &info, why, sizeof why);
     etsmgr_table_close(t);
+    if (rc && img_last_in_place()) {
+        /* past the rename: FILE is the new image, the old one is gone */
+        unsigned long long n = info.entries - info.rids;
+        fprintf(stderr, "etsmgrctl: table %s saved to %s (%llu %s), but not durably: %s\n", table, file, n,
+                entries_word(n), why[0] ? why : etsmgr_strerror(rc));
+        return CTL_EXIT_CANTCREAT;
+    }
     if (rc) {
         fprintf(stderr, "etsmgrctl: table %s not saved: %s; %s is unchanged\n", table,
                 why[0] ? why : etsmgr_strerror(rc), file);
@@ -131,6 +142,21 @@ int ctl_snapshot(const rt_paths *rt, int timeout)
     int rc = ctl_call_op(rt, "etsmgrd", "snapshot", timeout, &reply);
     if (rc)
         return rc;
+    /* a table whose save failed past its rename (its directory's fsync):
+     * etsmgrd counts it as saved, its new snapshot is in place, but a
+     * power cut may still undo that: said on stderr, and the exit status
+     * is not 0 */
+    int status = 0;
+    const cJSON *w;
+    cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(reply, "tables")) {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(w, "name");
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(w, "warning");
+        if (!cJSON_IsString(msg))
+            continue;
+        fprintf(stderr, "etsmgrctl: table %s saved, but not durably: %s\n",
+                cJSON_IsString(n) ? n->valuestring : "?", msg->valuestring);
+        status = CTL_EXIT_CANTCREAT;
+    }
     if (g_json) {
         ctl_print_json(reply);
     } else {
@@ -148,7 +174,7 @@ int ctl_snapshot(const rt_paths *rt, int timeout)
         }
     }
     cJSON_Delete(reply);
-    return 0;
+    return status;
 }
 
 int ctl_del(const rt_paths *rt, const char *table, bool force, int timeout)
