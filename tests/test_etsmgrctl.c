@@ -679,6 +679,35 @@ START_TEST(test_ctl_output_errors)
                "cat ctl.rc; echo \"stderr[$(cat ctl.err)]\"", D_env.dir, ctl);
     ck_assert_msg(rc_ok(st) && strcmp(out, "141\nstderr[]\n") == 0, "%s", out); /* 128 + SIGPIPE */
     free(out);
+    /* stdout a stream socket whose peer reads a byte and closes (systemd's
+     * StandardOutput=socket): quiet as for a pipe (it said "write error";
+     * such a socket polls POLLHUP, not a pipe's POLLERR) */
+    int sv[2], errp[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    ck_assert_int_eq(pipe(errp), 0);
+    pid_t kid = fork();
+    ck_assert_int_ge(kid, 0);
+    if (kid == 0) {
+        dup2(sv[1], 1);
+        dup2(errp[1], 2);
+        close(sv[0]);
+        close(errp[0]);
+        signal(SIGPIPE, SIG_IGN);
+        execl(ctl, "etsmgrctl", "dump", "many", (char *)NULL);
+        _exit(127);
+    }
+    close(sv[1]);
+    close(errp[1]);
+    char b;
+    ck_assert_int_eq(read(sv[0], &b, 1), 1);
+    close(sv[0]);
+    char err[512];
+    ssize_t n = read(errp[0], err, sizeof err - 1);
+    close(errp[0]);
+    err[n > 0 ? n : 0] = 0;
+    int kst;
+    ck_assert_int_eq(waitpid(kid, &kst, 0), kid);
+    ck_assert_msg(WIFEXITED(kst) && WEXITSTATUS(kst) == 74 && err[0] == 0, "status 0x%x, stderr [%s]", kst, err);
     etsmgr_client_close(c);
     d_cleanup();
 }

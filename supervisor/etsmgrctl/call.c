@@ -141,19 +141,25 @@ void ctl_print_json(cJSON *reply)
 }
 
 
-/* The reader of stdout went away (a pipe's or socket's other end closed):
- * the write end then polls POLLERR. */
+/* The reader of stdout went away: a pipe's write end then polls POLLERR,
+ * a stream socket whose peer closed POLLHUP (systemd's
+ * StandardOutput=socket, say). */
 static bool ctl_reader_gone(void)
 {
     struct pollfd p = {.fd = STDOUT_FILENO, .events = POLLOUT};
-    return poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP));
 }
 
+/* The exit status, once stdout is written out and closed: a failure only
+ * the close reports (a quota, NFS) is a failed output too.  Called once,
+ * at exit. */
 int ctl_output_status(int rc)
 {
     bool bad = ferror(stdout) != 0;
     errno = 0;
     if (fflush(stdout) != 0 || ferror(stdout))
+        bad = true;
+    if (!bad && fclose(stdout) != 0)
         bad = true;
     if (!bad)
         return rc;
