@@ -934,6 +934,88 @@ START_TEST(test_damaged_files)
 }
 END_TEST
 
+/* The repeated-key check's hash before it was keyed (a copy, to make keys
+ * collide under it): for 8-byte keys it is a bijection a writer can invert. */
+static uint64_t old_key_hash8(uint64_t w)
+{
+    uint64_t h = (0x9e3779b97f4a7c15u ^ 8) ^ w;
+    h *= 0xff51afd7ed558ccdu;
+    h ^= h >> 32;
+    h *= 0xc4ceb9fe1a85ec53u; /* the tail: no bytes left, w = 0 */
+    return h ^ (h >> 29);
+}
+static uint64_t inv_mul(uint64_t a)
+{
+    uint64_t x = a;
+    for (int i = 0; i < 6; i++) x *= 2 - a * x;
+    return x;
+}
+static uint64_t inv_xorshift(uint64_t h, int s)
+{
+    uint64_t x = h;
+    for (int i = 0; i < 64 / s + 1; i++) x = h ^ (x >> s);
+    return x;
+}
+/* The 8-byte key whose old hash is want. */
+static uint64_t old_key_for(uint64_t want)
+{
+    uint64_t h = inv_xorshift(want, 29) * inv_mul(0xc4ceb9fe1a85ec53u);
+    h = inv_xorshift(h, 32) * inv_mul(0xff51afd7ed558ccdu);
+    return h ^ (0x9e3779b97f4a7c15u ^ 8);
+}
+
+/* Hash flooding: an image whose keys all share the low 24 bits of the
+ * unkeyed hash (every slot index of the check's set, which has fewer than
+ * 2^24 slots here) made the check probe one run of slots, quadratic in the
+ * entries (80 000 entries: 13 s; 800 000: 20 min).  Keyed, the keys spread:
+ * the longest probe stays short.  The cost is counted, not timed. */
+START_TEST(test_parse_flooded_keys)
+{
+    enum { N = 8192 };
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    for (long i = 0; i < N; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%07ld", i); /* 8 bytes, as the crafted ones */
+        etsmgr_value v = tt_int(i);
+        ck_assert_int_eq(etsmgr_table_insert(t, k, 8, &v), 0);
+    }
+    const char *p = tpath("flood.etsimg");
+    ck_assert_int_eq(etsmgr_table_save(t, p), 0);
+    etsmgr_table_close(t);
+    img *im = NULL;
+    char why[256];
+    ck_assert_int_eq(img_read(p, &im, why, sizeof why), 0);
+    size_t len = im->len;
+    unsigned char *b = malloc(len);
+    ck_assert_ptr_nonnull(b);
+    memcpy(b, im->buf, len);
+    img_free(im);
+    /* the same records, their keys replaced by colliding ones */
+    unsigned char *r = b + IMG_HDR_SIZE;
+    for (uint64_t i = 0; i < N; i++) {
+        ck_assert_uint_eq(r[0], 8);
+        uint64_t w = old_key_for((i + 1) << 24);
+        ck_assert_uint_eq(old_key_hash8(w) & 0xffffff, 0);
+        memcpy(r + IMG_REC_HDR, &w, 8);
+        r += IMG_REC_HDR + 8 + 8;
+    }
+    ck_assert_ptr_eq(r, b + len - IMG_TRAILER_SIZE);
+    fix_records_crc(b, len);
+    img_info in;
+    ck_assert_msg(img_parse(b, len, &in, why, sizeof why) == 0, "%s", why);
+    ck_assert_uint_eq(in.entries, N);
+    /* unkeyed: N - 1; keyed, at most a few dozen at this load (2/3) */
+    ck_assert_msg(img_last_repeat_max_probe() < 100, "a record probed %llu slots",
+                  (unsigned long long)img_last_repeat_max_probe());
+    /* a repeat among them is still found */
+    memcpy(b + len - IMG_TRAILER_SIZE - 16, b + IMG_HDR_SIZE + IMG_REC_HDR, 8);
+    fix_records_crc(b, len);
+    ck_assert_int_eq(img_parse(b, len, &in, why, sizeof why), ETSMGR_ECORRUPT);
+    ck_assert_msg(strstr(why, "entry 8191 repeats the key of entry 0"), "%s", why);
+    free(b);
+}
+END_TEST
+
 /* The CPU's crc32 instruction (when there is one) and the tables agree,
  * on the standard check value and on every length and split. */
 START_TEST(test_crc32c)
@@ -1161,6 +1243,7 @@ Suite *image_suite(void)
     tcase_add_loop_test(tc, test_save_crash_points, 0, 2);
     tcase_add_test(tc, test_save_full_disk);
     tcase_add_test(tc, test_damaged_files);
+    tcase_add_test(tc, test_parse_flooded_keys);
     tcase_add_test(tc, test_save_errors);
     tcase_add_test(tc, test_read_fifo_refused);
     tcase_add_test(tc, test_read_huge_file_header_first);

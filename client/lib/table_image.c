@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -196,23 +197,56 @@ static void img_encode_header(unsigned char *h, const img_info *in)
 
 /* ------------------------------------------------------------ parsing */
 
-/* A 64-bit hash of a key, for the repeated-key check (not stored). */
-static uint64_t img_key_hash(const unsigned char *k, unsigned n)
+/* The repeated-key check's hash: SipHash-1-3 under a key drawn anew for
+ * each check (never stored).  The image is input: with a fixed hash, a
+ * writer of the file could choose keys that all land in one slot (the
+ * multiply-xorshift hash this replaces was invertible for 8-byte keys), and
+ * the check would take time quadratic in the entries (80 000 entries, 13
+ * s).  Not knowing the key, a writer cannot aim. */
+static uint64_t img_rotl(uint64_t x, int b) { return x << b | x >> (64 - b); }
+#define IMG_SIPROUND                                                                                          \
+    do {                                                                                                    \
+        v0 += v1, v1 = img_rotl(v1, 13), v1 ^= v0, v0 = img_rotl(v0, 32);                                 \
+        v2 += v3, v3 = img_rotl(v3, 16), v3 ^= v2;                                                         \
+        v0 += v3, v3 = img_rotl(v3, 21), v3 ^= v0;                                                         \
+        v2 += v1, v1 = img_rotl(v1, 17), v1 ^= v2, v2 = img_rotl(v2, 32);                                 \
+    } while (0)
+static uint64_t img_key_hash(const uint64_t seed[2], const unsigned char *k, unsigned n)
 {
-    uint64_t h = 0x9e3779b97f4a7c15u ^ n;
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, k, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdu;
-        h ^= h >> 32;
-        k += 8;
-        n -= 8;
+    uint64_t v0 = seed[0] ^ 0x736f6d6570736575u, v1 = seed[1] ^ 0x646f72616e646f6du;
+    uint64_t v2 = seed[0] ^ 0x6c7967656e657261u, v3 = seed[1] ^ 0x7465646279746573u;
+    uint64_t b = (uint64_t)n << 56;
+    for (; n >= 8; k += 8, n -= 8) {
+        uint64_t m = get64(k);
+        v3 ^= m;
+        IMG_SIPROUND;
+        v0 ^= m;
     }
-    uint64_t w = 0;
-    memcpy(&w, k, n);
-    h = (h ^ w) * 0xc4ceb9fe1a85ec53u;
-    return h ^ (h >> 29);
+    for (unsigned i = 0; i < n; i++) b |= (uint64_t)k[i] << (8 * i);
+    v3 ^= b;
+    IMG_SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    IMG_SIPROUND;
+    IMG_SIPROUND;
+    IMG_SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
 }
+
+static void img_hash_seed(uint64_t seed[2], const void *salt)
+{
+    if (getrandom(seed, 2 * sizeof *seed, GRND_NONBLOCK) == (ssize_t)(2 * sizeof *seed)) return;
+    /* no entropy yet (early boot, etsmgrd restoring its snapshots): the
+     * time and an address (ASLR) are still unknown to whoever wrote the
+     * file beforehand, which is what the key is for */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    seed[0] = ((uint64_t)ts.tv_nsec << 32 ^ (uint64_t)ts.tv_sec) * 0x9e3779b97f4a7c15u ^ (uint64_t)getpid();
+    seed[1] = (uint64_t)(uintptr_t)salt * 0xc2b2ae3d27d4eb4fu ^ (uint64_t)(uintptr_t)&ts;
+}
+
+static _Thread_local uint64_t img_probe_max;
+uint64_t img_last_repeat_max_probe(void) { return img_probe_max; }
 
 /* Does a key occur twice among the n records at rec (validated, records
  * bytes long)?  A loader that met the second copy only while filling
@@ -227,6 +261,7 @@ static uint64_t img_key_hash(const unsigned char *k, unsigned n)
 static int img_find_repeat(const unsigned char *rec, uint64_t records_bytes, uint64_t n, uint64_t *first,
                            uint64_t *second)
 {
+    img_probe_max = 0;
     if (n < 2) return 0;
     uint64_t cap = 2;
     while (cap < n + n / 2) cap <<= 1;
@@ -234,18 +269,20 @@ static int img_find_repeat(const unsigned char *rec, uint64_t records_bytes, uin
     uint64_t *set = calloc((size_t)cap, sizeof *set);
     if (!set) return ETSMGR_ENOMEM;
     const uint64_t off_mask = (UINT64_C(1) << IMG_OFF_BITS) - 1;
-    uint64_t off = 0, i = 0;
+    uint64_t off = 0, i = 0, seed[2];
+    img_hash_seed(seed, set);
     int r = 0;
     while (off < records_bytes) {
         const unsigned char *e = rec + off;
         unsigned klen = e[0];
-        uint64_t h = img_key_hash(e + IMG_REC_HDR, klen), tag = h >> IMG_OFF_BITS;
+        uint64_t h = img_key_hash(seed, e + IMG_REC_HDR, klen), tag = h >> IMG_OFF_BITS;
         /* +1: a slot of 0 is free, and offset 0 is a record */
         uint64_t want = tag << IMG_OFF_BITS | (off + 1);
-        for (uint64_t s = h & (cap - 1);; s = (s + 1) & (cap - 1)) {
+        for (uint64_t s = h & (cap - 1), probe = 0;; s = (s + 1) & (cap - 1), probe++) {
             uint64_t v = set[s];
             if (!v) {
                 set[s] = want;
+                if (probe > img_probe_max) img_probe_max = probe;
                 break;
             }
             if (v >> IMG_OFF_BITS != tag) continue;

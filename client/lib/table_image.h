@@ -64,6 +64,10 @@ uint32_t img_crc32c_portable(uint32_t crc, const void *data, size_t len);
  * before it creates or replaces a table).  0 with *info filled, or an
  * error with words in why (ETSMGR_ENOMEM: no memory for the key set). */
 int img_parse(const void *data, size_t len, img_info *info, char *why, size_t whylen);
+/* Tests: the most occupied slots one record of the last img_parse on this
+ * thread stepped over in the repeated-key check (its cost, without a clock:
+ * small unless the keys were made to collide and the hash let them). */
+uint64_t img_last_repeat_max_probe(void);
 /* Read and validate the file at path (img_parse).  ETSMGR_ESYS: errno. */
 int img_read(const char *path, img **out, char *why, size_t whylen);
 void img_free(img *im);
