@@ -201,6 +201,46 @@ START_TEST(test_roundtrip_request_ids)
 }
 END_TEST
 
+/* An entry of the application whose key is a request-id record's (the
+ * reserved prefix and a request id kept in the table) but whose type is
+ * another is a distinct record: the fill puts the one into the entries and
+ * the other into the request-id region.  The repeated-key check called
+ * them a repeat, so a table the library saved without complaint did not
+ * load ("entry 1 repeats the key of entry 0"). */
+START_TEST(test_roundtrip_rid_shaped_key)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    int64_t v, far = etsmgr_mono_ms() + 3600000;
+    int dup;
+    etsmgr_once o = {.keep_until_ms = far};
+    memset(o.rid, 7, sizeof o.rid);
+    ck_assert_int_eq(etsmgr_table_update_counter_once(t, "count", 5, 41, &o, &v, &dup), 0);
+    unsigned char key[28];
+    memcpy(key, "\0etsmgr.rid\0", 12);
+    memcpy(key + 12, o.rid, 16);
+    etsmgr_value iv = tt_int(5);
+    ck_assert_int_eq(etsmgr_table_insert(t, key, sizeof key, &iv), 0);
+    const char *p = tpath("ridkey.etsimg");
+    char why[256] = "";
+    img_info in;
+    ck_assert_int_eq(img_save(t, p, &in, why, sizeof why), 0);
+    ck_assert_uint_eq(in.entries, 3); /* count, the key, the request id */
+    int r;
+    etsmgr_table *u = load_plain(p, &r, why, sizeof why);
+    ck_assert_msg(u != NULL, "load: %s: %s", etsmgr_strerror(r), why);
+    etsmgr_value got;
+    ck_assert_int_eq(etsmgr_table_lookup(u, key, sizeof key, &got, NULL, 0), 0);
+    ck_assert_int_eq(got.type, ETSMGR_INT);
+    ck_assert_int_eq(got.i, 5);
+    ck_assert_int_eq(etsmgr_table_update_counter_once(u, "count", 5, 41, &o, &v, &dup), 0);
+    ck_assert_int_eq(dup, 1);
+    ck_assert_int_eq(v, 41);
+    tt_check(u);
+    etsmgr_table_close(u);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 START_TEST(test_roundtrip_grown)
 {
     etsmgr_table *t = tt_create(NULL, 0, 0);
@@ -1228,6 +1268,7 @@ Suite *image_suite(void)
     tcase_add_test(tc, test_roundtrip_empty);
     tcase_add_test(tc, test_roundtrip_small);
     tcase_add_test(tc, test_roundtrip_request_ids);
+    tcase_add_test(tc, test_roundtrip_rid_shaped_key);
     tcase_add_test(tc, test_roundtrip_grown);
     tcase_add_test(tc, test_roundtrip_values);
     tcase_add_test(tc, test_roundtrip_ordered);

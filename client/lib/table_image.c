@@ -248,6 +248,22 @@ static void img_hash_seed(uint64_t seed[2], const void *salt)
 static _Thread_local uint64_t img_probe_max;
 uint64_t img_last_repeat_max_probe(void) { return img_probe_max; }
 
+/* The request-id records of etsmgr_table_update_counter_once (table_once.c)
+ * are no entries; an image carries each one still kept as a record with a
+ * reserved key, IMG_RID_PREFIX + the 16-byte rid, and a 16-byte value: the
+ * count it got and the milliseconds it is still to be kept (a monotonic
+ * time means nothing to another boot).  A load puts them back into the
+ * region (docs/image-format.md). */
+#define IMG_RID_PREFIX "\0etsmgr.rid\0"
+#define IMG_RID_PREFIX_LEN 12u
+#define IMG_RID_KEY_LEN (IMG_RID_PREFIX_LEN + ETSMGR_RID_LEN)
+
+static int img_is_rid_record(const unsigned char *key, unsigned klen, unsigned type, uint32_t vlen)
+{
+    return klen == IMG_RID_KEY_LEN && type == ETSMGR_BYTES && vlen == 16 &&
+           memcmp(key, IMG_RID_PREFIX, IMG_RID_PREFIX_LEN) == 0;
+}
+
 /* Does a key occur twice among the n records at rec (validated, records
  * bytes long)?  A loader that met the second copy only while filling
  * would have created its table already, and with ETSMGR_LOAD_REPLACE
@@ -275,6 +291,7 @@ static int img_find_repeat(const unsigned char *rec, uint64_t records_bytes, uin
     while (off < records_bytes) {
         const unsigned char *e = rec + off;
         unsigned klen = e[0];
+        int e_rid = img_is_rid_record(e + IMG_REC_HDR, klen, e[1], get32(e + 4));
         uint64_t h = img_key_hash(seed, e + IMG_REC_HDR, klen), tag = h >> IMG_OFF_BITS;
         /* +1: a slot of 0 is free, and offset 0 is a record */
         uint64_t want = tag << IMG_OFF_BITS | (off + 1);
@@ -287,7 +304,11 @@ static int img_find_repeat(const unsigned char *rec, uint64_t records_bytes, uin
             }
             if (v >> IMG_OFF_BITS != tag) continue;
             const unsigned char *o = rec + (v & off_mask) - 1;
-            if (o[0] == klen && memcmp(o + IMG_REC_HDR, e + IMG_REC_HDR, klen) == 0) {
+            /* a request-id record and an entry of the same key bytes (the
+             * application's key of another type or length) are no repeat:
+             * img_fill puts them in different places */
+            if (o[0] == klen && memcmp(o + IMG_REC_HDR, e + IMG_REC_HDR, klen) == 0 &&
+                img_is_rid_record(o + IMG_REC_HDR, klen, o[1], get32(o + 4)) == e_rid) {
                 *second = i;
                 uint64_t j = 0;
                 for (const unsigned char *w = rec; w != o; w += IMG_REC_HDR + w[0] + get32(w + 4)) j++;
@@ -556,22 +577,6 @@ void img_table_opts(const img *im, etsmgr_table_opts *o)
     o->mode = im->info.mode;
     o->access = (etsmgr_access)im->info.access;
     o->type = (etsmgr_table_type)im->info.type;
-}
-
-/* The request-id records of etsmgr_table_update_counter_once (table_once.c)
- * are no entries; an image carries each one still kept as a record with a
- * reserved key, IMG_RID_PREFIX + the 16-byte rid, and a 16-byte value: the
- * count it got and the milliseconds it is still to be kept (a monotonic
- * time means nothing to another boot).  A load puts them back into the
- * region (docs/image-format.md). */
-#define IMG_RID_PREFIX "\0etsmgr.rid\0"
-#define IMG_RID_PREFIX_LEN 12u
-#define IMG_RID_KEY_LEN (IMG_RID_PREFIX_LEN + ETSMGR_RID_LEN)
-
-static int img_is_rid_record(const unsigned char *key, unsigned klen, unsigned type, uint32_t vlen)
-{
-    return klen == IMG_RID_KEY_LEN && type == ETSMGR_BYTES && vlen == 16 &&
-           memcmp(key, IMG_RID_PREFIX, IMG_RID_PREFIX_LEN) == 0;
 }
 
 int img_fill(etsmgr_table *t, const img *im, char *why, size_t whylen)
