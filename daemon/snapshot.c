@@ -87,58 +87,6 @@ static int mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
-/* Each directory in which a name on the way to the snapshot directory is
- * looked up must belong to root or to us and be writable by no one else,
- * or be sticky (as /tmp: others cannot move what is ours there).
- * Otherwise whoever can write one of them can put a directory or a
- * symlink of their choosing in the place of what follows, and the daemon
- * writes its snapshots there and restores from there (stat followed a
- * planted link: the checks of the last directory judged the target).
- * path is absolute; its last component is the caller's own check (ours,
- * not writable by group or others, sticky or not).  stat, not lstat: a
- * symlink on the way (/var/run) is looked through, and where it leads is
- * the directory looked in next; the caller checks the path realpath gives
- * too. */
-static int snap_dir_path_safe(const char *path)
-{
-    char p[4096];
-    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) {
-        log_error("--snapshot-dir: %s: path too long", path);
-        return -1;
-    }
-    char *last = strrchr(p, '/');
-    for (char *c = p; c && c <= last; c = strchr(c + 1, '/')) {
-        /* "/" itself, then "/a", "/a/b" ... */
-        char *cut = c == p ? c + 1 : c, keep = *cut;
-        *cut = 0;
-        struct stat st;
-        int r = stat(p, &st), e = errno;
-        char shown[4096];
-        snprintf(shown, sizeof shown, "%s", p);
-        *cut = keep;
-        if (r < 0) {
-            log_error("--snapshot-dir: stat %s: %s", shown, strerror(e));
-            return -1;
-        }
-        bool owner_ok = st.st_uid == 0 || st.st_uid == geteuid();
-        bool open_to_others = (st.st_mode & 0022) && !(st.st_mode & S_ISVTX);
-        if (!S_ISDIR(st.st_mode) || !owner_ok || open_to_others) {
-            log_error("--snapshot-dir: %s, on the way to %s, is %s (uid %u, mode %04o): whoever can "
-                      "write it can put a directory of their own in place of the snapshot directory "
-                      "and decide what tables come back after a reboot; use a directory whose every "
-                      "parent belongs to root or uid %u and is not writable by others (or is sticky, "
-                      "as /tmp)",
-                      shown, path,
-                      !S_ISDIR(st.st_mode) ? "not a directory"
-                      : !owner_ok         ? "another user's"
-                                          : "writable by others",
-                      (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777), (unsigned)geteuid());
-            return -1;
-        }
-    }
-    return 0;
-}
-
 int mgrd_snap_setup(mgrd *m, const char *dir)
 {
     size_t len = strlen(dir) + 1 + strlen(m->rt.instance) + 1;
@@ -157,20 +105,26 @@ int mgrd_snap_setup(mgrd *m, const char *dir)
         log_error("--snapshot-dir: cannot create %s: %s", m->snap_dir, strerror(errno));
         return -1;
     }
-    /* the way as given (what chose the directory), then from here on the
-     * path without symlinks, its own way checked too: a symlink on the
-     * given way could be changed later by whoever owns the directory it
-     * is in */
-    char *real = realpath(m->snap_dir, NULL);
-    if (!real) {
-        log_error("--snapshot-dir: cannot resolve %s: %s", m->snap_dir, strerror(errno));
+    /* Every directory a name is looked up in on the way (as given, from
+     * the working directory for a relative path, and through each symlink,
+     * a link to a link too) must be root's or ours and writable by no one
+     * else unless sticky: whoever can write one can put a directory or a
+     * symlink of their own in the place of the snapshot directory, and
+     * decide what tables come back after a reboot.  From here on the path
+     * without symlinks: a link on the given way could be changed later. */
+    char resolved[4096], err[1536];
+    if (rt_check_way(m->snap_dir, "the snapshot directory", resolved, sizeof resolved, err, sizeof err) < 0) {
+        log_error("--snapshot-dir: %s (the snapshot directory decides what tables come back after a reboot)",
+                  err);
         return -1;
     }
-    int safe = m->snap_dir[0] == '/' ? snap_dir_path_safe(m->snap_dir) : 0;
+    char *real = strdup(resolved);
+    if (!real) {
+        log_error("--snapshot-dir: out of memory");
+        return -1;
+    }
     free(m->snap_dir);
     m->snap_dir = real;
-    if (safe < 0 || snap_dir_path_safe(m->snap_dir) < 0)
-        return -1;
     struct stat st;
     if (lstat(m->snap_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
         log_error("--snapshot-dir: %s is not a directory", m->snap_dir);

@@ -834,6 +834,50 @@ START_TEST(test_snapshot_dir_path_writable_by_others)
 }
 END_TEST
 
+/* A relative --snapshot-dir starts at the working directory, whose way
+ * counts as well: the way as given was checked only for an absolute path,
+ * and the path realpath gave skipped the open directory a link in it was
+ * looked up in (cwd/lnk -> a safe directory). */
+START_TEST(test_snapshot_dir_relative_way)
+{
+    char open_dir[300], mine[300], link[400], *out;
+    snprintf(open_dir, sizeof open_dir, "%s/open", E.dir);
+    snprintf(mine, sizeof mine, "%s/mine", E.dir);
+    snprintf(link, sizeof link, "%s/lnk", open_dir);
+    ck_assert_int_eq(mkdir(open_dir, 0700), 0);
+    ck_assert_int_eq(chmod(open_dir, 0777), 0);
+    ck_assert_int_eq(mkdir(mine, 0700), 0);
+    ck_assert_int_eq(symlink(mine, link), 0);
+    int st = sp_sh(&out, "cd %s && timeout 20 %s --snapshot-dir lnk 2>&1", open_dir, tu_bin("etsmgrd", false));
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 70, "etsmgrd with a relative way through an open dir: %d %s",
+                  st, out);
+    ck_assert_msg(strstr(out, open_dir) && strstr(out, "writable by others"), "%s", out);
+    free(out);
+}
+END_TEST
+
+/* A link to a link: DIR -> open/hop -> a safe directory.  The way as given
+ * and realpath's answer are both safe, yet whoever writes open/ decides
+ * where hop leads. */
+START_TEST(test_snapshot_dir_chained_link)
+{
+    char open_dir[300], mine[300], hop[400], chain[300], *out;
+    snprintf(open_dir, sizeof open_dir, "%s/open", E.dir);
+    snprintf(mine, sizeof mine, "%s/mine", E.dir);
+    snprintf(hop, sizeof hop, "%s/hop", open_dir);
+    snprintf(chain, sizeof chain, "%s/chain", E.dir);
+    ck_assert_int_eq(mkdir(open_dir, 0700), 0);
+    ck_assert_int_eq(chmod(open_dir, 0777), 0);
+    ck_assert_int_eq(mkdir(mine, 0700), 0);
+    ck_assert_int_eq(symlink(mine, hop), 0);
+    ck_assert_int_eq(symlink(hop, chain), 0);
+    int st = sp_sh(&out, "timeout 20 %s --snapshot-dir %s 2>&1", tu_bin("etsmgrd", false), chain);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 70, "etsmgrd through a chain of links: %d %s", st, out);
+    ck_assert_msg(strstr(out, open_dir) && strstr(out, "writable by others"), "%s", out);
+    free(out);
+}
+END_TEST
+
 /* ------------------------------------------------------------ orphans */
 
 static bool orphan_gone(void *arg)
@@ -1033,6 +1077,8 @@ Suite *snapshot_suite(void)
     tcase_add_test(tc, test_snapshot_needs_dir);
     tcase_add_test(tc, test_snapshot_not_durable);
     tcase_add_test(tc, test_snapshot_dir_path_writable_by_others);
+    tcase_add_test(tc, test_snapshot_dir_relative_way);
+    tcase_add_test(tc, test_snapshot_dir_chained_link);
     tcase_add_test(tc, test_orphan_ttl);
     tcase_add_test(tc, test_orphan_since_survives_restart);
     suite_add_tcase(s, tc);
