@@ -158,6 +158,33 @@ static int rt_way_dir_ok(const char *dir, const char *path, const char *what, ch
     return -1;
 }
 
+/* An entry (st, lstat's) of dir, a directory that passed rt_way_dir_ok.
+ * In a sticky directory others can write (/tmp), the entry's owner can
+ * still remove or rename it and put another in its place: a symlink or a
+ * directory there must be root's or ours.  stat would judge only a link's
+ * target, and the kernel's fs.protected_symlinks, which refuses to follow
+ * such a link, is often off in containers. */
+static int rt_way_entry_ok(const char *dir, const char *entry, const struct stat *st, const char *path,
+                           const char *what, char *err, size_t errlen)
+{
+    if (st->st_uid == 0 || st->st_uid == geteuid())
+        return 0;
+    struct stat ds;
+    if (lstat(dir, &ds) < 0) {
+        snprintf(err, errlen, "lstat %s, on the way to %s %s: %s", dir, what, path, strerror(errno));
+        return -1;
+    }
+    if (!(ds.st_mode & S_ISVTX) || !(ds.st_mode & (S_IWGRP | S_IWOTH)))
+        return 0; /* no one else can replace it (or rt_way_dir_ok judges it next) */
+    snprintf(err, errlen,
+             "%s, on the way to %s %s, is %s of uid %lu in %s, a sticky directory others can write (mode "
+             "%04o): its owner can put another in its place; use a path through entries that belong to root "
+             "or uid %lu",
+             entry, what, path, S_ISLNK(st->st_mode) ? "a symlink" : S_ISDIR(st->st_mode) ? "a directory" : "a file",
+             (unsigned long)st->st_uid, dir, (unsigned)(ds.st_mode & 07777), (unsigned long)geteuid());
+    return -1;
+}
+
 /* The first component of *rest into comp (NUL-terminated), *rest moved past
  * it and the slashes after it; false when nothing is left. */
 static bool rt_next_comp(const char **rest, char *comp, size_t len)
@@ -239,6 +266,8 @@ int rt_check_way(const char *path, const char *what, char *resolved, size_t rlen
             snprintf(err, errlen, "lstat %s, on the way to %s %s: %s", next, what, path, strerror(errno));
             return -1;
         }
+        if (rt_way_entry_ok(cur, next, &st, path, what, err, errlen) < 0)
+            return -1;
         if (S_ISLNK(st.st_mode)) {
             if (++links > 40) {
                 snprintf(err, errlen, "%s %s: %s", what, path, strerror(ELOOP));

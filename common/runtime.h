@@ -39,7 +39,9 @@ int rt_ensure_dir(const rt_paths *rt, char *err, size_t errlen);
  * given and every symlink on the way followed, the last component's too,
  * so the directories realpath(3) passes through are among them) must
  * belong to root or to our euid and be writable by no one else, unless it
- * is sticky (as /tmp: others cannot move what is ours there).  Otherwise
+ * is sticky (as /tmp: others cannot move what is ours there; a symlink or
+ * directory on the way in a sticky directory others can write must then
+ * be root's or ours itself, as its owner can replace it).  Otherwise
  * whoever can write one can put a directory or a symlink of their choosing
  * in the place of what follows, between our checks and our use.  path
  * must exist; it is not judged itself: that is the caller's own check.  A relative path

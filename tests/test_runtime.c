@@ -284,6 +284,40 @@ START_TEST(test_rt_ensure_dir_way_symlinks)
 }
 END_TEST
 
+/* In a sticky directory others can write (as /tmp), what is in it can be
+ * replaced by its owner: a symlink or directory of another user there is
+ * refused, ours or root's not.  stat judged only a link's target; with
+ * fs.protected_symlinks=0 (containers) the kernel follows such a link. */
+START_TEST(test_rt_check_way_foreign_entry_in_sticky_dir)
+{
+    if (geteuid() != 0)
+        return; /* lchown to another user needs root */
+    char err[1024], sticky[128], safe[128], link[160], theirs[160];
+    ck_assert_int_eq(mkdir(rt_under(safe, sizeof safe, "safe"), 0700), 0);
+    ck_assert_int_eq(mkdir(rt_under(sticky, sizeof sticky, "sticky"), 0700), 0);
+    ck_assert_int_eq(chmod(sticky, 01777), 0);
+    ck_assert_int_eq(symlink(safe, rt_under(link, sizeof link, "sticky/lnk")), 0);
+    ck_assert_msg(rt_check_way(link, "the runtime directory", NULL, 0, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(lchown(link, 65534, 65534), 0);
+    ck_assert_int_eq(rt_check_way(link, "the runtime directory", NULL, 0, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, link) && strstr(err, "a symlink of uid 65534") && strstr(err, "sticky"), "%s",
+                  err);
+    /* on the way, not only last */
+    char below[200];
+    snprintf(below, sizeof below, "%s/.", link);
+    ck_assert_int_eq(rt_check_way(below, "the runtime directory", NULL, 0, err, sizeof err), -1);
+    /* a directory of theirs there: they can rename it and put a link in its place */
+    ck_assert_int_eq(mkdir(rt_under(theirs, sizeof theirs, "sticky/theirs"), 0700), 0);
+    ck_assert_msg(rt_check_way(theirs, "the runtime directory", NULL, 0, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(chown(theirs, 65534, 65534), 0);
+    ck_assert_int_eq(rt_check_way(theirs, "the runtime directory", NULL, 0, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "a directory of uid 65534"), "%s", err);
+    /* not sticky-open: another user's entry in our own directory is no way in */
+    ck_assert_int_eq(chmod(sticky, 0700), 0);
+    ck_assert_msg(rt_check_way(link, "the runtime directory", NULL, 0, err, sizeof err) == 0, "%s", err);
+}
+END_TEST
+
 /* A relative path starts at the working directory, whose own way counts */
 START_TEST(test_rt_check_way_relative)
 {
@@ -372,6 +406,7 @@ Suite *runtime_suite(void)
     tcase_add_test(tc, test_rt_ensure_dir_way_symlinks);
     tcase_add_test(tc, test_runtime_dir_refusal_said_whole);
     tcase_add_test(tc, test_rt_check_way_relative);
+    tcase_add_test(tc, test_rt_check_way_foreign_entry_in_sticky_dir);
     tcase_add_test(tc, test_sock_listen_stale_and_mode);
     tcase_add_test(tc, test_sock_lock);
     suite_add_tcase(s, tc);
