@@ -1098,6 +1098,34 @@ START_TEST(test_save_past_leftover_tmp)
 }
 END_TEST
 
+/* Every temporary name a save tries taken (1000 retries): the save fails
+ * and removes nothing.  It unlinked the last name it had tried, which it
+ * never created: another save's file, under way. */
+START_TEST(test_save_all_tmp_names_taken)
+{
+    etsmgr_table *t = tt_create(NULL, 0, 0);
+    char why[256] = "", p[200];
+    /* the next sequence number, from the name a failed save tried */
+    snprintf(p, sizeof p, "%s/nodir/x.etsimg", T_dir);
+    ck_assert_int_eq(img_save(t, p, NULL, why, sizeof why), ETSMGR_ESYS);
+    const char *at = strstr(why, ".tmp-");
+    ck_assert_msg(at != NULL, "%s", why);
+    unsigned n = (unsigned)strtoul(strchr(at + 5, '-') + 1, NULL, 10) + 1;
+    enum { TAKEN = 1002 };
+    for (unsigned k = n; k < n + TAKEN; k++) {
+        snprintf(p, sizeof p, "%s/.busy.etsimg.tmp-%d-%u", T_dir, (int)getpid(), k);
+        int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(close(fd), 0);
+    }
+    int r = img_save(t, tpath("busy.etsimg"), NULL, why, sizeof why);
+    ck_assert_int_eq(r, ETSMGR_ESYS);
+    ck_assert_msg(strstr(why, "cannot create") && strstr(why, strerror(EEXIST)), "%s", why);
+    ck_assert_int_eq(count_files(T_dir), TAKEN); /* none removed */
+    etsmgr_table_close(t);
+}
+END_TEST
+
 /* A FIFO (or a device) given as an image is refused at once: the open
  * blocked until a writer came, so etsmgrctl load of a FIFO hung for good,
  * before any check could say it is not a regular file. */
@@ -1290,6 +1318,7 @@ Suite *image_suite(void)
     tcase_add_test(tc, test_read_huge_file_header_first);
     tcase_add_test(tc, test_save_dir_fsync_fails);
     tcase_add_test(tc, test_save_past_leftover_tmp);
+    tcase_add_test(tc, test_save_all_tmp_names_taken);
     tcase_add_test(tc, test_crc32c);
     suite_add_tcase(s, tc);
     return s;

@@ -1193,6 +1193,7 @@ int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size
     img_out o = {.fd = -1, .cap = 1u << 20};
     o.buf = malloc(o.cap);
     int fd = -1, e = 0;
+    bool created = false; /* tmp is ours to remove: the names tried before were others' */
     if (!o.buf) {
         r = tbl_say(why, whylen, ETSMGR_ENOMEM, "out of memory");
         goto out;
@@ -1211,6 +1212,7 @@ int img_save(etsmgr_table *t, const char *path, img_info *saved, char *why, size
         r = tbl_say(why, whylen, img_sys_err(e), "cannot create %s: %s", tmp, strerror(e));
         goto out;
     }
+    created = true;
     o.fd = fd;
     img_cp(0);
     unsigned char hdr[IMG_HDR_SIZE] = {0};
@@ -1286,7 +1288,7 @@ io_err:
     r = tbl_say(why, whylen, img_sys_err(e), "writing %s: %s", tmp, strerror(e));
 out:
     if (fd >= 0) close(fd);
-    if (r && tmp[0]) unlink(tmp);
+    if (r && created && tmp[0]) unlink(tmp);
     free(o.buf);
     munmap(copy, cap);
     if (r) errno = e;
