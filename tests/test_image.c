@@ -1014,7 +1014,7 @@ START_TEST(test_parse_flooded_keys)
     enum { N = 8192 };
     etsmgr_table *t = tt_create(NULL, 0, 0);
     for (long i = 0; i < N; i++) {
-        char k[16];
+        char k[24];
         snprintf(k, sizeof k, "k%07ld", i); /* 8 bytes, as the crafted ones */
         etsmgr_value v = tt_int(i);
         ck_assert_int_eq(etsmgr_table_insert(t, k, 8, &v), 0);
