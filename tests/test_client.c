@@ -557,34 +557,64 @@ static int ct_accept(int lfd)
     return poll(&p, 1, 10000) == 1 ? accept(lfd, NULL, NULL) : -1;
 }
 
+/* A table z made by an etsmgrd that is then killed (its fd for a
+ * stand-in to hand out): the client that holds it. */
+static etsmgr_client *ct_table_z_daemon_killed(etsmgr_table **t0)
+{
+    pid_t d = ct_mgr();
+    etsmgr_client *c0 = ct_connect();
+    ck_assert_int_eq(etsmgr_new_table(c0, "z", NULL, NULL, t0, NULL), ETSMGR_OK);
+    tu_kill9(d);
+    return c0;
+}
+
+/* A stand-in for etsmgrd listens on DIR/etsmgrd.sock (a killed daemon's
+ * socket file replaced): the listening fd. */
+static int ct_stand_in_listen(void)
+{
+    char path[300], err[200];
+    snprintf(path, sizeof path, "%s/etsmgrd.sock", E.dir);
+    unlink(path);
+    int lfd = sock_listen_unix(path, 0600, 4, err, sizeof err);
+    ck_assert_msg(lfd >= 0, "%s", err);
+    return lfd;
+}
+
+/* In the stand-in: the client's connection, its hello read (*hello) and
+ * answered; -1 (said on stderr) when it did not come. */
+static int ct_stand_in_hello(int lfd, cJSON **hello)
+{
+    int cfd = ct_accept(lfd);
+    char buf[128];
+    if (cfd < 0 || frame_read_json(cfd, hello, NULL, NULL, 0, 10000) < 0) {
+        fprintf(stderr, "stand-in etsmgrd: %s: %s\n", cfd < 0 ? "accept" : "reading hello", strerror(errno));
+        return -1;
+    }
+    int n = snprintf(buf, sizeof buf, "{\"ok\":true,\"id\":%d,\"protocol\":1,\"pid\":%d}",
+                     (int)cJSON_GetObjectItemCaseSensitive(*hello, "id")->valuedouble, (int)getpid());
+    return frame_write(cfd, buf, (size_t)n, NULL, 0) < 0 ? -1 : cfd;
+}
+
 /* A stand-in for etsmgrd on DIR/etsmgrd.sock: answers hello, and once
  * told (a byte on go), sends the event transfer of table name with fd and
  * closes at once, as a daemon that gives a table and is killed. */
 static pid_t ct_fake_daemon(const char *name, int fd, int *go)
 {
-    char path[300], err[200];
-    snprintf(path, sizeof path, "%s/etsmgrd.sock", E.dir);
-    unlink(path); /* the killed daemon's */
-    int lfd = sock_listen_unix(path, 0600, 4, err, sizeof err);
-    ck_assert_msg(lfd >= 0, "%s", err);
+    int lfd = ct_stand_in_listen();
     int p[2];
     ck_assert_int_eq(pipe(p), 0);
     pid_t kid = fork();
     ck_assert_int_ge(kid, 0);
     if (kid == 0) {
         close(p[1]);
-        int cfd = ct_accept(lfd);
         cJSON *req = NULL;
         char buf[256], b;
-        if (cfd < 0 || frame_read_json(cfd, &req, NULL, NULL, 0, 10000) < 0) {
-            fprintf(stderr, "fake etsmgrd: %s: %s\n", cfd < 0 ? "accept" : "reading hello", strerror(errno));
+        int cfd = ct_stand_in_hello(lfd, &req);
+        if (cfd < 0)
             _exit(1);
-        }
-        int n = snprintf(buf, sizeof buf, "{\"ok\":true,\"id\":%d,\"protocol\":1,\"pid\":%d}",
-                         (int)cJSON_GetObjectItemCaseSensitive(req, "id")->valuedouble, (int)getpid());
-        if (frame_write(cfd, buf, (size_t)n, NULL, 0) < 0 || read(p[0], &b, 1) != 1)
+        if (read(p[0], &b, 1) != 1)
             _exit(2);
-        n = snprintf(buf, sizeof buf, "{\"event\":\"transfer\",\"name\":\"%s\",\"from_pid\":1,\"data\":null,"
+        int n = snprintf(buf, sizeof buf, "{\"event\":\"transfer\",\"name\":\"%s\",\"from_pid\":1,\"data\":null,"
                      "\"generation\":1}", name);
         _exit(frame_write(cfd, buf, (size_t)n, &fd, 1) < 0 ? 3 : 0);
     }
@@ -602,11 +632,8 @@ static pid_t ct_fake_daemon(const char *name, int fd, int *go)
  * owner this living process, so a standby waiting for it never got it.) */
 START_TEST(test_watch_keeps_transfer_read_with_eof)
 {
-    pid_t d = ct_mgr();
-    etsmgr_client *c0 = ct_connect();
     etsmgr_table *t0;
-    ck_assert_int_eq(etsmgr_new_table(c0, "z", NULL, NULL, &t0, NULL), ETSMGR_OK);
-    tu_kill9(d);
+    etsmgr_client *c0 = ct_table_z_daemon_killed(&t0);
     int go;
     pid_t fake = ct_fake_daemon("z", etsmgr_table_fd(t0), &go);
     etsmgr_client *c = ct_connect();
@@ -621,7 +648,7 @@ START_TEST(test_watch_keeps_transfer_read_with_eof)
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the fake daemon: status 0x%x", st);
     close(go);
     ck_assert(ct_run_until(&loop, &w.downs, 1, 10000));
-    d = ct_mgr();
+    ct_mgr();
     ck_assert_msg(ct_run_until(&loop, &w.transfers, 1, 10000), "the transfer was lost (ups %d)", w.ups);
     ck_assert_int_eq(ct_owner(c, "z"), getpid());
     etsmgr_watch_stop(c);
@@ -638,11 +665,7 @@ END_TEST
  * whose table another process took meanwhile; then waits for the close. */
 static pid_t ct_refusing_daemon(int *got, int *go)
 {
-    char path[300], err[200];
-    snprintf(path, sizeof path, "%s/etsmgrd.sock", E.dir);
-    unlink(path); /* the last stand-in's */
-    int lfd = sock_listen_unix(path, 0600, 4, err, sizeof err);
-    ck_assert_msg(lfd >= 0, "%s", err);
+    int lfd = ct_stand_in_listen();
     int g[2], o[2];
     ck_assert_int_eq(pipe(g), 0);
     ck_assert_int_eq(pipe(o), 0);
@@ -709,11 +732,8 @@ static void ct_failed_which(etsmgr_client *c, etsmgr_table *t, int err, const ch
  * and the application held, unknowing, a table another process owned.) */
 START_TEST(test_watch_transfer_taken_while_registering_refused)
 {
-    pid_t d = ct_mgr();
-    etsmgr_client *c0 = ct_connect();
     etsmgr_table *t0;
-    ck_assert_int_eq(etsmgr_new_table(c0, "z", NULL, NULL, &t0, NULL), ETSMGR_OK);
-    tu_kill9(d);
+    etsmgr_client *c0 = ct_table_z_daemon_killed(&t0);
     int go;
     pid_t fake = ct_fake_daemon("z", etsmgr_table_fd(t0), &go);
     etsmgr_client *c = ct_connect();
@@ -775,25 +795,19 @@ static int rv_is_release(const cJSON *req)
 
 static pid_t rv_crossing_daemon(int tfd)
 {
-    char path[300], err[200];
-    snprintf(path, sizeof path, "%s/etsmgrd.sock", E.dir);
-    unlink(path);
-    int lfd = sock_listen_unix(path, 0600, 4, err, sizeof err);
-    ck_assert_msg(lfd >= 0, "%s", err);
+    int lfd = ct_stand_in_listen();
     pid_t kid = fork();
     ck_assert_int_ge(kid, 0);
     if (kid == 0) {
-        int cfd = ct_accept(lfd);
         cJSON *hello = NULL, *nt1 = NULL, *nt2 = NULL, *ga = NULL, *next = NULL;
         char buf[256];
         int released = 0;
-        if (cfd < 0 || frame_read_json(cfd, &hello, NULL, NULL, 0, 10000) < 0)
+        int cfd = ct_stand_in_hello(lfd, &hello);
+        if (cfd < 0)
             _exit(1);
-        int n = snprintf(buf, sizeof buf, "{\"ok\":true,\"id\":%d,\"protocol\":1,\"pid\":%d}", rv_id(hello),
-                         (int)getpid());
-        if (frame_write(cfd, buf, (size_t)n, NULL, 0) < 0 || frame_read_json(cfd, &nt1, NULL, NULL, 0, 10000) < 0)
+        if (frame_read_json(cfd, &nt1, NULL, NULL, 0, 10000) < 0)
             _exit(2);
-        n = snprintf(buf, sizeof buf, "{\"ok\":true,\"id\":%d,\"name\":\"z\",\"created\":false}", rv_id(nt1));
+        int n = snprintf(buf, sizeof buf, "{\"ok\":true,\"id\":%d,\"name\":\"z\",\"created\":false}", rv_id(nt1));
         if (frame_write(cfd, buf, (size_t)n, &tfd, 1) < 0 || frame_read_json(cfd, &nt2, NULL, NULL, 0, 10000) < 0 ||
             frame_read_json(cfd, &ga, NULL, NULL, 0, 10000) < 0)
             _exit(3);
@@ -837,11 +851,8 @@ static pid_t rv_crossing_daemon(int tfd)
  * orphaned z (released), the application holds it: two owners. */
 START_TEST(test_release_crosses_timed_out_give_away)
 {
-    pid_t d = ct_mgr();
-    etsmgr_client *c0 = ct_connect();
     etsmgr_table *t0;
-    ck_assert_int_eq(etsmgr_new_table(c0, "z", NULL, NULL, &t0, NULL), ETSMGR_OK);
-    tu_kill9(d);
+    etsmgr_client *c0 = ct_table_z_daemon_killed(&t0);
     pid_t fake = rv_crossing_daemon(etsmgr_table_fd(t0));
     etsmgr_client *c = ct_connect();
     etsmgr_table *h1 = NULL, *h2 = NULL;
@@ -873,25 +884,19 @@ END_TEST
  * release of the name it asked for, 8 otherwise */
 static pid_t rv_wrong_table_daemon(int tfd)
 {
-    char path[300], err[200];
-    snprintf(path, sizeof path, "%s/etsmgrd.sock", E.dir);
-    unlink(path);
-    int lfd = sock_listen_unix(path, 0600, 4, err, sizeof err);
-    ck_assert_msg(lfd >= 0, "%s", err);
+    int lfd = ct_stand_in_listen();
     pid_t kid = fork();
     ck_assert_int_ge(kid, 0);
     if (kid == 0) {
-        int cfd = ct_accept(lfd);
         cJSON *hello = NULL, *nt = NULL, *next = NULL;
         char buf[256];
-        if (cfd < 0 || frame_read_json(cfd, &hello, NULL, NULL, 0, 10000) < 0)
+        int cfd = ct_stand_in_hello(lfd, &hello);
+        if (cfd < 0)
             _exit(1);
-        int n = snprintf(buf, sizeof buf, "{\"ok\":true,\"id\":%d,\"protocol\":1,\"pid\":%d}", rv_id(hello),
-                         (int)getpid());
-        if (frame_write(cfd, buf, (size_t)n, NULL, 0) < 0 || frame_read_json(cfd, &nt, NULL, NULL, 0, 10000) < 0)
+        if (frame_read_json(cfd, &nt, NULL, NULL, 0, 10000) < 0)
             _exit(2);
         const char *asked = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(nt, "name"));
-        n = snprintf(buf, sizeof buf, "{\"ok\":true,\"id\":%d,\"name\":\"%s\",\"created\":true}", rv_id(nt),
+        int n = snprintf(buf, sizeof buf, "{\"ok\":true,\"id\":%d,\"name\":\"%s\",\"created\":true}", rv_id(nt),
                      asked ? asked : "");
         if (frame_write(cfd, buf, (size_t)n, &tfd, 1) < 0 || frame_read_json(cfd, &next, NULL, NULL, 0, 10000) < 0)
             _exit(3);
@@ -909,11 +914,8 @@ static pid_t rv_wrong_table_daemon(int tfd)
  * table it never held, until it exited.) */
 START_TEST(test_refused_table_given_back)
 {
-    pid_t d = ct_mgr();
-    etsmgr_client *c0 = ct_connect();
     etsmgr_table *t0;
-    ck_assert_int_eq(etsmgr_new_table(c0, "z", NULL, NULL, &t0, NULL), ETSMGR_OK);
-    tu_kill9(d);
+    etsmgr_client *c0 = ct_table_z_daemon_killed(&t0);
     pid_t fake = rv_wrong_table_daemon(etsmgr_table_fd(t0));
     etsmgr_client *c = ct_connect();
     etsmgr_table *y = NULL;
@@ -954,10 +956,7 @@ END_TEST
  * stopped the client on them: make check SANITIZE=1). */
 START_TEST(test_reply_numbers_out_of_range)
 {
-    char path[300], err[200];
-    snprintf(path, sizeof path, "%s/etsmgrd.sock", E.dir);
-    int lfd = sock_listen_unix(path, 0600, 4, err, sizeof err);
-    ck_assert_msg(lfd >= 0, "%s", err);
+    int lfd = ct_stand_in_listen();
     pid_t kid = fork(); /* a stand-in for etsmgrd */
     ck_assert_int_ge(kid, 0);
     if (kid == 0) {
