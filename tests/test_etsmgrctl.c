@@ -241,6 +241,28 @@ static void d_cleanup(void)
     }
 }
 
+/* D_env made, removed at exit (a failed check ends the test with exit()) */
+static void d_begin(void)
+{
+    tu_env_init(&D_env);
+    D_live = 1;
+    atexit(d_cleanup);
+}
+
+static void d_start_mgr(void)
+{
+    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
+    ck_assert_msg(tu_spawn_ready(&D_env, mgr, 15000) > 0, "etsmgrd did not become ready");
+}
+
+static etsmgr_client *d_connect(void)
+{
+    etsmgr_client *c = NULL;
+    char msg[256] = "";
+    ck_assert_msg(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg) == 0, "%s", msg);
+    return c;
+}
+
 /* etsmgrctl ARGS... (NULL-terminated) against D_env; the exit status, -1 if killed */
 static int d_ctl(char **out, const char *a1, ...)
 {
@@ -266,14 +288,9 @@ static void d_put(etsmgr_table *t, const char *key, size_t klen, const char *byt
 
 START_TEST(test_ctl_dump_ordered)
 {
-    tu_env_init(&D_env);
-    D_live = 1;
-    atexit(d_cleanup); /* a failed check ends the test with exit() */
-    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
-    ck_assert_msg(tu_spawn_ready(&D_env, mgr, 15000) > 0, "etsmgrd did not become ready");
-    etsmgr_client *c = NULL;
-    char msg[256] = "";
-    ck_assert_msg(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg) == 0, "%s", msg);
+    d_begin();
+    d_start_mgr();
+    etsmgr_client *c = d_connect();
     etsmgr_table_opts o = {.access = ETSMGR_PROTECTED, .type = ETSMGR_ORDERED_SET};
     etsmgr_table *t = NULL, *set = NULL;
     ck_assert_msg(etsmgr_new_table(c, "jobs", &o, NULL, &t, NULL) == 0, "%s", etsmgr_client_message(c));
@@ -380,17 +397,13 @@ static double d_json_entries(const char *out)
  * command counts the entries now, in words and in --json. */
 START_TEST(test_ctl_entry_counts)
 {
-    tu_env_init(&D_env);
-    D_live = 1;
-    atexit(d_cleanup);
+    d_begin();
     char snapdir[200], file[200];
     snprintf(snapdir, sizeof snapdir, "%s/snap", D_env.dir);
     snprintf(file, sizeof file, "%s/counts.etsimg", D_env.dir);
     char *mgr[] = {"etsmgrd", "--log-level", "warning", "--snapshot-dir", snapdir, NULL};
     ck_assert_msg(tu_spawn_ready(&D_env, mgr, 15000) > 0, "etsmgrd did not become ready");
-    etsmgr_client *c = NULL;
-    char msg[256] = "";
-    ck_assert_msg(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg) == 0, "%s", msg);
+    etsmgr_client *c = d_connect();
     etsmgr_table_opts o = {.access = ETSMGR_PROTECTED};
     etsmgr_table *t = NULL;
     ck_assert_msg(etsmgr_new_table(c, "counts", &o, NULL, &t, NULL) == 0, "%s", etsmgr_client_message(c));
@@ -443,16 +456,11 @@ END_TEST
  * test hook ETSMGR_TEST_DIR_FSYNC_ERRNO (img_test_dir_fsync_errno). */
 START_TEST(test_ctl_save_not_durable)
 {
-    tu_env_init(&D_env);
-    D_live = 1;
-    atexit(d_cleanup);
+    d_begin();
     char file[200];
     snprintf(file, sizeof file, "%s/nd.etsimg", D_env.dir);
-    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
-    ck_assert_msg(tu_spawn_ready(&D_env, mgr, 15000) > 0, "etsmgrd did not become ready");
-    etsmgr_client *c = NULL;
-    char msg[256] = "";
-    ck_assert_msg(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg) == 0, "%s", msg);
+    d_start_mgr();
+    etsmgr_client *c = d_connect();
     etsmgr_table_opts o = {.access = ETSMGR_PROTECTED};
     etsmgr_table *t = NULL;
     ck_assert_msg(etsmgr_new_table(c, "nd", &o, NULL, &t, NULL) == 0, "%s", etsmgr_client_message(c));
@@ -505,11 +513,8 @@ START_TEST(test_ctl_waiters_cut)
      * and their commas are more than the cell's 64 bytes, whatever the
      * pids' size */
     enum { NKIDS = 25 };
-    tu_env_init(&D_env);
-    D_live = 1;
-    atexit(d_cleanup);
-    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
-    ck_assert_msg(tu_spawn_ready(&D_env, mgr, 15000) > 0, "etsmgrd did not become ready");
+    d_begin();
+    d_start_mgr();
     pid_t kids[NKIDS];
     for (int i = 0; i < NKIDS; i++) {
         kids[i] = fork();
@@ -603,14 +608,9 @@ static bool d_utf8_ok(const unsigned char *p)
 
 START_TEST(test_ctl_dump_json_any_bytes)
 {
-    tu_env_init(&D_env);
-    D_live = 1;
-    atexit(d_cleanup);
-    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
-    ck_assert_msg(tu_spawn_ready(&D_env, mgr, 15000) > 0, "etsmgrd did not become ready");
-    etsmgr_client *c = NULL;
-    char msg[256] = "";
-    ck_assert_msg(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg) == 0, "%s", msg);
+    d_begin();
+    d_start_mgr();
+    etsmgr_client *c = d_connect();
     etsmgr_table_opts o = {.access = ETSMGR_PROTECTED, .type = ETSMGR_ORDERED_SET};
     etsmgr_table *t = NULL;
     ck_assert_msg(etsmgr_new_table(c, "bin", &o, NULL, &t, NULL) == 0, "%s", etsmgr_client_message(c));
@@ -646,14 +646,9 @@ END_TEST
  * and said 0). */
 START_TEST(test_ctl_output_errors)
 {
-    tu_env_init(&D_env);
-    D_live = 1;
-    atexit(d_cleanup);
-    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
-    ck_assert_msg(tu_spawn_ready(&D_env, mgr, 15000) > 0, "etsmgrd did not become ready");
-    etsmgr_client *c = NULL;
-    char msg[256] = "";
-    ck_assert_msg(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg) == 0, "%s", msg);
+    d_begin();
+    d_start_mgr();
+    etsmgr_client *c = d_connect();
     etsmgr_table_opts o = {.access = ETSMGR_PROTECTED};
     etsmgr_table *t = NULL;
     ck_assert_msg(etsmgr_new_table(c, "many", &o, NULL, &t, NULL) == 0, "%s", etsmgr_client_message(c));
@@ -719,11 +714,8 @@ END_TEST
  * a child etssup does not have is 64 (kill said 64, restart 70). */
 START_TEST(test_ctl_exit_status_per_meaning)
 {
-    tu_env_init(&D_env);
-    D_live = 1;
-    atexit(d_cleanup);
-    char *mgr[] = {"etsmgrd", "--log-level", "warning", NULL};
-    ck_assert_msg(tu_spawn_ready(&D_env, mgr, 15000) > 0, "etsmgrd did not become ready");
+    d_begin();
+    d_start_mgr();
     char *out = NULL;
     const char *bad[] = {"a b", "..", "../x", "\x1b[31m"};
     for (int i = 0; i < 4; i++) {
@@ -775,9 +767,7 @@ static void *d_stuck_pager(void *arg)
 
 START_TEST(test_ctl_tables_pages_must_advance)
 {
-    tu_env_init(&D_env);
-    D_live = 1;
-    atexit(d_cleanup);
+    d_begin();
     char path[200];
     snprintf(path, sizeof path, "%s/etsmgrd.sock", D_env.dir);
     char err[256];
