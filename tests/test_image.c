@@ -220,6 +220,14 @@ START_TEST(test_roundtrip_rid_shaped_key)
     memcpy(key + 12, o.rid, 16);
     etsmgr_value iv = tt_int(5);
     ck_assert_int_eq(etsmgr_table_insert(t, key, sizeof key, &iv), 0);
+    /* the very shape of a request id in an image (a 16-byte BYTES value)
+     * is refused: it would load back as a request id, not as an entry */
+    etsmgr_value bv = {.type = ETSMGR_BYTES, .data = "0123456789abcdef", .len = 16};
+    ck_assert_int_eq(etsmgr_table_insert(t, key, sizeof key, &bv), ETSMGR_EINVAL);
+    ck_assert_int_eq(etsmgr_table_insert_new(t, key, sizeof key, &bv), ETSMGR_EINVAL);
+    bv.len = 15; /* any other is an entry like any */
+    ck_assert_int_eq(etsmgr_table_insert(t, key, sizeof key, &bv), 0);
+    ck_assert_int_eq(etsmgr_table_insert(t, key, sizeof key, &iv), 0);
     const char *p = tpath("ridkey.etsimg");
     char why[256] = "";
     img_info in;

@@ -254,14 +254,13 @@ uint64_t img_last_repeat_max_probe(void) { return img_probe_max; }
  * count it got and the milliseconds it is still to be kept (a monotonic
  * time means nothing to another boot).  A load puts them back into the
  * region (docs/image-format.md). */
-#define IMG_RID_PREFIX "\0etsmgr.rid\0"
-#define IMG_RID_PREFIX_LEN 12u
-#define IMG_RID_KEY_LEN (IMG_RID_PREFIX_LEN + ETSMGR_RID_LEN)
+#define IMG_RID_PREFIX TBL_RID_PREFIX
+#define IMG_RID_PREFIX_LEN TBL_RID_PREFIX_LEN
+#define IMG_RID_KEY_LEN TBL_RID_KEY_LEN
 
 static int img_is_rid_record(const unsigned char *key, unsigned klen, unsigned type, uint32_t vlen)
 {
-    return klen == IMG_RID_KEY_LEN && type == ETSMGR_BYTES && vlen == 16 &&
-           memcmp(key, IMG_RID_PREFIX, IMG_RID_PREFIX_LEN) == 0;
+    return tbl_is_rid_shape(key, klen, type, vlen);
 }
 
 /* Does a key occur twice among the n records at rec (validated, records

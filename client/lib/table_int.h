@@ -246,6 +246,19 @@ struct etsmgr_table {
     char name[ETSMGR_NAME_MAX + 1];
 };
 
+/* How an image carries a request id kept by update_counter_once: an
+ * entry of this key (the prefix, then the 16-byte rid) with a 16-byte
+ * BYTES value (table_image.c).  An application's entry of that very shape
+ * would load back as a request id, so an insert refuses it. */
+#define TBL_RID_PREFIX "\0etsmgr.rid\0"
+#define TBL_RID_PREFIX_LEN 12u
+#define TBL_RID_KEY_LEN (TBL_RID_PREFIX_LEN + ETSMGR_RID_LEN)
+static inline bool tbl_is_rid_shape(const void *key, size_t klen, unsigned type, uint64_t vlen)
+{
+    return klen == TBL_RID_KEY_LEN && type == ETSMGR_BYTES && vlen == 16 &&
+           memcmp(key, TBL_RID_PREFIX, TBL_RID_PREFIX_LEN) == 0;
+}
+
 /* Hash of a key: 8 bytes at a time, multiply-xorshift mixing.  The low bits
  * choose the slot, the top 24 bits are the tag. */
 static inline uint64_t tbl_hash(const void *key, size_t n)

@@ -129,6 +129,7 @@ static int tbl_insert(etsmgr_table *t, const void *key, size_t klen, const etsmg
                       bool only_new)
 {
     if (!t || tbl_check_key(key, klen) || tbl_check_value(v)) return ETSMGR_EINVAL;
+    if (tbl_is_rid_shape(key, klen, v->type, tbl_vlen(v))) return ETSMGR_EINVAL; /* an image's request id */
     uint64_t hv = tbl_hash(key, klen), pos;
     int r = tbl_op_begin(t, only_new ? "insert_new" : "insert", true);
     if (r) return r;
