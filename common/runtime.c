@@ -186,24 +186,26 @@ static int rt_way_entry_ok(const char *dir, const char *entry, const struct stat
 }
 
 /* The first component of *rest into comp (NUL-terminated), *rest moved past
- * it and the slashes after it; false when nothing is left. */
-static bool rt_next_comp(const char **rest, char *comp, size_t len)
+ * it and the slashes after it: 1; 0 when nothing is left; -1 when it is
+ * longer than comp holds (a name may be 255 bytes): cut, it would name
+ * another file, one that may exist. */
+static int rt_next_comp(const char **rest, char *comp, size_t len)
 {
     const char *r = *rest;
     while (*r == '/')
         r++;
     if (!*r)
-        return false;
+        return 0;
     size_t n = strcspn(r, "/");
     if (n >= len)
-        n = len - 1; /* longer than a name may be: lstat says ENAMETOOLONG */
+        return -1;
     memcpy(comp, r, n);
     comp[n] = '\0';
     r += strcspn(r, "/");
     while (*r == '/')
         r++;
     *rest = r;
-    return true;
+    return 1;
 }
 
 /* Resolution by hand, as the kernel does it, so that every directory a
@@ -240,7 +242,12 @@ int rt_check_way(const char *path, const char *what, char *resolved, size_t rlen
     int links = 0;
     const char *rest = todo;
     bool checked = false; /* cur judged already */
-    while (rt_next_comp(&rest, comp, sizeof comp)) {
+    for (int got; (got = rt_next_comp(&rest, comp, sizeof comp)) != 0;) {
+        if (got < 0) {
+            snprintf(err, errlen, "%s %.200s: a name on the way is longer than 255 bytes: %s", what, path,
+                     strerror(ENAMETOOLONG));
+            return -1;
+        }
         /* a name is looked up in cur */
         if (!checked && rt_way_dir_ok(cur, path, what, err, errlen) < 0)
             return -1;
@@ -343,6 +350,19 @@ static int rt_check_dir(const char *dir, char *err, size_t errlen)
     return 0;
 }
 
+/* A refused runtime dir says where its path came from: root that kept a
+ * user's $XDG_RUNTIME_DIR (su without -, sudo -E) finds it under
+ * /run/user/UID and must hear why, and what to set instead. */
+static void rt_say_from(const rt_paths *rt, char *err, size_t errlen)
+{
+    size_t n = strlen(err);
+    if (!rt->dir_from || n + 1 >= errlen)
+        return;
+    bool xdg = strncmp(rt->dir_from, "$XDG_RUNTIME_DIR", 16) == 0;
+    snprintf(err + n, errlen - n, " (the runtime directory is %s%s)", rt->dir_from,
+             xdg ? ": unset XDG_RUNTIME_DIR, or set ETSMGR_RUNTIME_DIR to a directory of this uid's" : "");
+}
+
 int rt_ensure_dir(const rt_paths *rt, char *err, size_t errlen)
 {
     char path[RT_PATH_MAX];
@@ -367,8 +387,10 @@ int rt_ensure_dir(const rt_paths *rt, char *err, size_t errlen)
     /* the way before anything is done through it: in a directory others
      * can write, what we just made (or found) could be theirs by now, or
      * their link to a directory of ours that chmod would change */
-    if (rt_check_way(path, "the runtime directory", NULL, 0, err, errlen) < 0)
+    if (rt_check_way(path, "the runtime directory", NULL, 0, err, errlen) < 0) {
+        rt_say_from(rt, err, errlen);
         return -1;
+    }
     /* whatever the umask said */
     if (made && chmod(path, 0700) < 0) {
         snprintf(err, errlen, "chmod 0700 %s: %s", path, strerror(errno));

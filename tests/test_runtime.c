@@ -319,6 +319,62 @@ START_TEST(test_rt_check_way_foreign_entry_in_sticky_dir)
 END_TEST
 
 /* A relative path starts at the working directory, whose own way counts */
+/* The walk's edges: a name longer than 255 bytes is refused, not cut to
+ * 255 (it named another directory, which existed here: the snapshot
+ * directory went there); a symlink loop ends with ELOOP, not a hang; ".."
+ * after a link goes up from where the link led, as the kernel does, so
+ * an open directory there is judged (a lexical ".." would skip it). */
+START_TEST(test_rt_check_way_edges)
+{
+    char err[1024], d[600], l[200], open_dir[128];
+    char name[261];
+    memset(name, 'z', 260);
+    name[260] = '\0';
+    snprintf(d, sizeof d, "%s/%.255s", tmpd, name);
+    ck_assert_int_eq(mkdir(d, 0700), 0); /* the first 255 bytes exist */
+    snprintf(d, sizeof d, "%s/%s", tmpd, name);
+    ck_assert_int_eq(rt_check_way(d, "the snapshot directory", NULL, 0, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "longer than 255 bytes"), "%s", err);
+
+    rt_under(l, sizeof l, "loop");
+    ck_assert_int_eq(symlink(l, l), 0);
+    snprintf(d, sizeof d, "%s/x", l);
+    ck_assert_int_eq(rt_check_way(d, "the runtime directory", NULL, 0, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, strerror(ELOOP)), "%s", err);
+
+    ck_assert_int_eq(mkdir(rt_under(open_dir, sizeof open_dir, "open"), 0700), 0);
+    ck_assert_int_eq(mkdir(rt_under(d, sizeof d, "open/deep"), 0700), 0);
+    ck_assert_int_eq(chmod(open_dir, 0777), 0);
+    ck_assert_int_eq(symlink(d, rt_under(l, sizeof l, "l")), 0);
+    snprintf(d, sizeof d, "%s/../run", l);
+    ck_assert_int_eq(rt_check_way(d, "the runtime directory", NULL, 0, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, open_dir) && strstr(err, "writable by others"), "%s", err);
+}
+END_TEST
+
+/* A runtime dir refused where $XDG_RUNTIME_DIR put it says so, and what to
+ * set: root that kept a user's $XDG_RUNTIME_DIR (su without -, sudo -E)
+ * was refused at /run/user/UID without a word of why it was there. */
+START_TEST(test_rt_refusal_says_where_from)
+{
+    if (geteuid() != 0)
+        return; /* needs a directory of another user */
+    char err[1024], theirs[128];
+    rt_under(theirs, sizeof theirs, "user");
+    ck_assert_int_eq(mkdir(theirs, 0700), 0);
+    ck_assert_int_eq(chown(theirs, 65534, 65534), 0);
+    unsetenv("ETSMGR_RUNTIME_DIR");
+    unsetenv("ETSMGR_INSTANCE");
+    ck_assert_int_eq(setenv("XDG_RUNTIME_DIR", theirs, 1), 0);
+    rt_paths rt;
+    ck_assert_int_eq(rt_resolve(NULL, NULL, &rt, err, sizeof err), 0);
+    ck_assert_int_eq(rt_ensure_dir(&rt, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "another user's") && strstr(err, "$XDG_RUNTIME_DIR") &&
+                      strstr(err, "unset XDG_RUNTIME_DIR"),
+                  "%s", err);
+}
+END_TEST
+
 START_TEST(test_rt_check_way_relative)
 {
     char err[1024], open_dir[128], d[160];
@@ -405,6 +461,8 @@ Suite *runtime_suite(void)
     tcase_add_test(tc, test_rt_ensure_dir_way_writable_by_others);
     tcase_add_test(tc, test_rt_ensure_dir_way_symlinks);
     tcase_add_test(tc, test_runtime_dir_refusal_said_whole);
+    tcase_add_test(tc, test_rt_check_way_edges);
+    tcase_add_test(tc, test_rt_refusal_says_where_from);
     tcase_add_test(tc, test_rt_check_way_relative);
     tcase_add_test(tc, test_rt_check_way_foreign_entry_in_sticky_dir);
     tcase_add_test(tc, test_sock_listen_stale_and_mode);
