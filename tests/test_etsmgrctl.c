@@ -742,9 +742,17 @@ END_TEST
  * and "more": etsmgrctl tables asked for the next page for ever (a daemon's
  * bug or not an etsmgrd at all); now a page that does not advance is a bad
  * reply (70), and --timeout bounds the pages together. */
-static void *d_stuck_pager(void *arg)
+/* A stand-in on a listening socket: every connection gets reply to its
+ * first request, then is closed; until the test shuts the socket down. */
+struct d_canned {
+    int ls;
+    const char *reply;
+};
+
+static void *d_canned_answer(void *arg)
 {
-    int ls = *(int *)arg;
+    const struct d_canned *c = arg;
+    int ls = c->ls;
     for (;;) {
         struct pollfd p = {.fd = ls, .events = POLLIN};
         if (poll(&p, 1, -1) < 0 || (p.revents & (POLLHUP | POLLERR | POLLNVAL)))
@@ -755,26 +763,58 @@ static void *d_stuck_pager(void *arg)
         char *req = NULL;
         size_t len;
         int nfds = 0;
-        if (frame_read(fd, &req, &len, NULL, &nfds, 0, 5000) == 0) {
-            static const char page[] = "{\"ok\":true,\"id\":1,\"pid\":1,\"instance\":\"x\",\"connections\":1,"
-                                       "\"more\":true,\"tables\":[{\"name\":\"a\"}]}";
-            (void)frame_write(fd, page, sizeof page - 1, NULL, 0);
-        }
+        if (frame_read(fd, &req, &len, NULL, &nfds, 0, 5000) == 0)
+            (void)frame_write(fd, c->reply, strlen(c->reply), NULL, 0);
         free(req);
         close(fd);
     }
 }
 
+/* the stand-in c answering on DIR/sock, in thread *th */
+static void d_canned_start(struct d_canned *c, const char *sock, pthread_t *th)
+{
+    char path[200];
+    snprintf(path, sizeof path, "%s/%s", D_env.dir, sock);
+    char err[256];
+    c->ls = sock_listen_unix(path, 0600, 16, err, sizeof err);
+    ck_assert_msg(c->ls >= 0, "%s", err);
+    ck_assert_int_eq(pthread_create(th, NULL, d_canned_answer, c), 0);
+}
+
+static void d_canned_stop(struct d_canned *c, pthread_t th)
+{
+    shutdown(c->ls, SHUT_RDWR);
+    pthread_join(th, NULL);
+    close(c->ls);
+}
+
+/* status against an etssup whose answer has neither its pid nor its
+ * children is a failure (70), said; it printed "etssup pid 0, instance ?"
+ * and an empty table, and exited 0 */
+START_TEST(test_ctl_status_needs_pid_and_children)
+{
+    d_begin();
+    struct d_canned c = {.reply = "{\"ok\":true,\"id\":1}"};
+    pthread_t th;
+    d_canned_start(&c, "etssup.sock", &th);
+    char *out = NULL;
+    char *argv[] = {(char *)tu_bin("etsmgrctl", false), "status", NULL};
+    int st = rc_run(argv, &out, 10000);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 70 && strstr(out, "without its pid or its children"),
+                  "status 0x%x: %s", st, out);
+    free(out);
+    d_canned_stop(&c, th);
+    d_cleanup();
+}
+END_TEST
+
 START_TEST(test_ctl_tables_pages_must_advance)
 {
     d_begin();
-    char path[200];
-    snprintf(path, sizeof path, "%s/etsmgrd.sock", D_env.dir);
-    char err[256];
-    int ls = sock_listen_unix(path, 0600, 16, err, sizeof err);
-    ck_assert_msg(ls >= 0, "%s", err);
+    struct d_canned c = {.reply = "{\"ok\":true,\"id\":1,\"pid\":1,\"instance\":\"x\",\"connections\":1,"
+                                  "\"more\":true,\"tables\":[{\"name\":\"a\"}]}"};
     pthread_t th;
-    ck_assert_int_eq(pthread_create(&th, NULL, d_stuck_pager, &ls), 0);
+    d_canned_start(&c, "etsmgrd.sock", &th);
     char *out = NULL;
     int64_t t0 = tu_now_ms();
     char *argv[] = {(char *)tu_bin("etsmgrctl", false), "--timeout", "3000", "tables", NULL};
@@ -783,9 +823,7 @@ START_TEST(test_ctl_tables_pages_must_advance)
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 70 && strstr(out, "does not advance"), "%s", out);
     ck_assert_int_lt(tu_now_ms() - t0, 5000);
     free(out);
-    shutdown(ls, SHUT_RDWR);
-    pthread_join(th, NULL);
-    close(ls);
+    d_canned_stop(&c, th);
     d_cleanup();
 }
 END_TEST
@@ -809,6 +847,7 @@ Suite *etsmgrctl_suite(void)
     tcase_add_test(tc, test_ctl_output_errors);
     tcase_add_test(tc, test_ctl_exit_status_per_meaning);
     tcase_add_test(tc, test_ctl_tables_pages_must_advance);
+    tcase_add_test(tc, test_ctl_status_needs_pid_and_children);
     suite_add_tcase(s, tc);
     return s;
 }

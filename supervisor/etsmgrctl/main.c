@@ -164,6 +164,13 @@ static int ctl_status(const rt_paths *rt, int timeout)
     int rc = ctl_call_op(rt, "etssup", "status", timeout, &reply);
     if (rc)
         return rc;
+    /* an answer without them is no status to print ("pid 0", exit 0) */
+    if (!(ctl_num(reply, "pid") >= 1) || !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(reply, "children"))) {
+        fprintf(stderr, "etsmgrctl: etssup of instance %s answered status without its pid or its children: "
+                "is %s/etssup.sock an etssup of this version?\n", rt->instance, rt->dir);
+        cJSON_Delete(reply);
+        return CTL_EXIT_SOFTWARE;
+    }
     if (g_json) {
         ctl_print_json(reply);
         cJSON_Delete(reply);
