@@ -510,6 +510,25 @@ static etsmgr_client *sp_saved_src(int n, const char *file, etsmgr_table **t, ch
     return c;
 }
 
+/* A load of path replacing the orphaned table src fails with err, its
+ * message holding words, and src is still there, orphaned, with its
+ * entries. */
+static void sp_replace_refused(const char *path, int err, const char *words, uint64_t entries)
+{
+    etsmgr_client *c = NULL;
+    char msg[256];
+    ck_assert_int_eq(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg), 0);
+    etsmgr_table *u = NULL;
+    ck_assert_int_eq(etsmgr_table_load(c, path, "src", ETSMGR_LOAD_REPLACE, &u), err);
+    ck_assert_ptr_null(u);
+    ck_assert_msg(strstr(etsmgr_client_message(c), words), "%s", etsmgr_client_message(c));
+    ck_assert_int_eq(etsmgr_new_table(c, "src", NULL, NULL, &u, NULL), 0);
+    etsmgr_table_info info;
+    ck_assert_int_eq(etsmgr_table_info_get(u, &info), 0);
+    ck_assert_uint_eq(info.entries, entries);
+    etsmgr_client_close(c);
+}
+
 /* Make the image at path repeat a key: its last record's key made the
  * first's (same length), the records' checksum mended, so that only a
  * reader that compares the keys can tell. */
@@ -549,18 +568,7 @@ START_TEST(test_load_replace_repeated_key_keeps_table)
     etsmgr_client *c = sp_saved_src(10, "rep.etsimg", &t, path, sizeof path);
     sp_repeat_key(path);
     etsmgr_client_close(c); /* src is orphaned: replaceable */
-    char msg[256];
-    ck_assert_int_eq(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg), 0);
-    etsmgr_table *u = NULL;
-    ck_assert_int_eq(etsmgr_table_load(c, path, "src", ETSMGR_LOAD_REPLACE, &u), ETSMGR_ECORRUPT);
-    ck_assert_ptr_null(u);
-    ck_assert_msg(strstr(etsmgr_client_message(c), "repeats"), "%s", etsmgr_client_message(c));
-    /* src is still there, orphaned, with its 10 entries */
-    ck_assert_int_eq(etsmgr_new_table(c, "src", NULL, NULL, &u, NULL), 0);
-    etsmgr_table_info info;
-    ck_assert_int_eq(etsmgr_table_info_get(u, &info), 0);
-    ck_assert_uint_eq(info.entries, 10);
-    etsmgr_client_close(c);
+    sp_replace_refused(path, ETSMGR_ECORRUPT, "repeats", 10);
 }
 END_TEST
 
@@ -657,17 +665,7 @@ START_TEST(test_load_replace_too_full_keeps_table)
     etsmgr_client *c = sp_saved_src(10, "full.etsimg", &t, path, sizeof path);
     sp_save_too_full(t, path); /* src now holds 20 entries */
     etsmgr_client_close(c); /* src is orphaned: replaceable */
-    char msg[256];
-    ck_assert_int_eq(etsmgr_connect(NULL, NULL, &c, msg, sizeof msg), 0);
-    etsmgr_table *u = NULL;
-    ck_assert_int_eq(etsmgr_table_load(c, path, "src", ETSMGR_LOAD_REPLACE, &u), ETSMGR_EFULL);
-    ck_assert_ptr_null(u);
-    ck_assert_msg(strstr(etsmgr_client_message(c), "nothing was replaced"), "%s", etsmgr_client_message(c));
-    ck_assert_int_eq(etsmgr_new_table(c, "src", NULL, NULL, &u, NULL), 0);
-    etsmgr_table_info info;
-    ck_assert_int_eq(etsmgr_table_info_get(u, &info), 0);
-    ck_assert_uint_eq(info.entries, 20);
-    etsmgr_client_close(c);
+    sp_replace_refused(path, ETSMGR_EFULL, "nothing was replaced", 20);
 }
 END_TEST
 

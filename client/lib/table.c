@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -595,6 +596,15 @@ int tbl_create(const char *shm_name, const char *table_name, const etsmgr_table_
 int tbl_create_private(const char *table_name, const etsmgr_table_opts *opts, etsmgr_table **out)
 {
     return tbl_create_in(NULL, table_name, opts, out);
+}
+
+void tbl_random_key(uint64_t key[2], const void *salt)
+{
+    if (getrandom(key, 2 * sizeof *key, GRND_NONBLOCK) == (ssize_t)(2 * sizeof *key)) return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    key[0] = ((uint64_t)ts.tv_nsec << 32 ^ (uint64_t)ts.tv_sec) * 0x9e3779b97f4a7c15u ^ (uint64_t)getpid();
+    key[1] = (uint64_t)(uintptr_t)salt * 0xc2b2ae3d27d4eb4fu ^ (uint64_t)(uintptr_t)&ts;
 }
 
 int tbl_unlink(const char *shm_name)

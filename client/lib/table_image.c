@@ -30,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -233,35 +232,17 @@ static uint64_t img_key_hash(const uint64_t seed[2], const unsigned char *k, uns
     return v0 ^ v1 ^ v2 ^ v3;
 }
 
-static void img_hash_seed(uint64_t seed[2], const void *salt)
-{
-    if (getrandom(seed, 2 * sizeof *seed, GRND_NONBLOCK) == (ssize_t)(2 * sizeof *seed)) return;
-    /* no entropy yet (early boot, etsmgrd restoring its snapshots): the
-     * time and an address (ASLR) are still unknown to whoever wrote the
-     * file beforehand, which is what the key is for */
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    seed[0] = ((uint64_t)ts.tv_nsec << 32 ^ (uint64_t)ts.tv_sec) * 0x9e3779b97f4a7c15u ^ (uint64_t)getpid();
-    seed[1] = (uint64_t)(uintptr_t)salt * 0xc2b2ae3d27d4eb4fu ^ (uint64_t)(uintptr_t)&ts;
-}
 
 static _Thread_local uint64_t img_probe_max;
 uint64_t img_last_repeat_max_probe(void) { return img_probe_max; }
 
 /* The request-id records of etsmgr_table_update_counter_once (table_once.c)
  * are no entries; an image carries each one still kept as a record with a
- * reserved key, IMG_RID_PREFIX + the 16-byte rid, and a 16-byte value: the
+ * reserved key, TBL_RID_PREFIX + the 16-byte rid, and a 16-byte value: the
  * count it got and the milliseconds it is still to be kept (a monotonic
  * time means nothing to another boot).  A load puts them back into the
- * region (docs/image-format.md). */
-#define IMG_RID_PREFIX TBL_RID_PREFIX
-#define IMG_RID_PREFIX_LEN TBL_RID_PREFIX_LEN
-#define IMG_RID_KEY_LEN TBL_RID_KEY_LEN
-
-static int img_is_rid_record(const unsigned char *key, unsigned klen, unsigned type, uint32_t vlen)
-{
-    return tbl_is_rid_shape(key, klen, type, vlen);
-}
+ * region (docs/image-format.md); tbl_is_rid_shape (table_int.h) knows
+ * them. */
 
 /* Does a key occur twice among the n records at rec (validated, records
  * bytes long)?  A loader that met the second copy only while filling
@@ -285,12 +266,12 @@ static int img_find_repeat(const unsigned char *rec, uint64_t records_bytes, uin
     if (!set) return ETSMGR_ENOMEM;
     const uint64_t off_mask = (UINT64_C(1) << IMG_OFF_BITS) - 1;
     uint64_t off = 0, i = 0, seed[2];
-    img_hash_seed(seed, set);
+    tbl_random_key(seed, set);
     int r = 0;
     while (off < records_bytes) {
         const unsigned char *e = rec + off;
         unsigned klen = e[0];
-        int e_rid = img_is_rid_record(e + IMG_REC_HDR, klen, e[1], get32(e + 4));
+        int e_rid = tbl_is_rid_shape(e + IMG_REC_HDR, klen, e[1], get32(e + 4));
         uint64_t h = img_key_hash(seed, e + IMG_REC_HDR, klen), tag = h >> IMG_OFF_BITS;
         /* +1: a slot of 0 is free, and offset 0 is a record */
         uint64_t want = tag << IMG_OFF_BITS | (off + 1);
@@ -307,7 +288,7 @@ static int img_find_repeat(const unsigned char *rec, uint64_t records_bytes, uin
              * application's key of another type or length) are no repeat:
              * img_fill puts them in different places */
             if (o[0] == klen && memcmp(o + IMG_REC_HDR, e + IMG_REC_HDR, klen) == 0 &&
-                img_is_rid_record(o + IMG_REC_HDR, klen, o[1], get32(o + 4)) == e_rid) {
+                tbl_is_rid_shape(o + IMG_REC_HDR, klen, o[1], get32(o + 4)) == e_rid) {
                 *second = i;
                 uint64_t j = 0;
                 for (const unsigned char *w = rec; w != o; w += IMG_REC_HDR + w[0] + get32(w + 4)) j++;
@@ -594,10 +575,10 @@ int img_fill(etsmgr_table *t, const img *im, char *why, size_t whylen)
             v.len = vlen;
         }
         int r;
-        if (img_is_rid_record(key, klen, type, vlen)) {
+        if (tbl_is_rid_shape(key, klen, type, vlen)) {
             uint64_t left = get64(val + 8);
             int64_t now = etsmgr_mono_ms();
-            r = tbl_once_put(t, key + IMG_RID_PREFIX_LEN, (int64_t)get64(val),
+            r = tbl_once_put(t, key + TBL_RID_PREFIX_LEN, (int64_t)get64(val),
                              left < (uint64_t)(INT64_MAX / 4) ? now + (int64_t)left : INT64_MAX / 4);
         } else {
             r = etsmgr_table_insert_new(t, key, klen, &v);
@@ -1066,9 +1047,9 @@ struct img_rid_out {
 static int img_encode_rid(const uint8_t rid[ETSMGR_RID_LEN], int64_t value, int64_t keep, void *arg)
 {
     struct img_rid_out *ro = arg;
-    unsigned char rh[8] = {IMG_RID_KEY_LEN, ETSMGR_BYTES, 0, 0, 16, 0, 0, 0}, key[IMG_RID_KEY_LEN], val[16];
-    memcpy(key, IMG_RID_PREFIX, IMG_RID_PREFIX_LEN);
-    memcpy(key + IMG_RID_PREFIX_LEN, rid, ETSMGR_RID_LEN);
+    unsigned char rh[8] = {TBL_RID_KEY_LEN, ETSMGR_BYTES, 0, 0, 16, 0, 0, 0}, key[TBL_RID_KEY_LEN], val[16];
+    memcpy(key, TBL_RID_PREFIX, TBL_RID_PREFIX_LEN);
+    memcpy(key + TBL_RID_PREFIX_LEN, rid, ETSMGR_RID_LEN);
     put64(val, (uint64_t)value);
     put64(val + 8, (uint64_t)(keep - ro->now));
     if (img_put(ro->o, rh, sizeof rh) < 0 || img_put(ro->o, key, sizeof key) < 0 || img_put(ro->o, val, sizeof val) < 0)

@@ -246,6 +246,12 @@ struct etsmgr_table {
     char name[ETSMGR_NAME_MAX + 1];
 };
 
+/* A 128-bit key for a hash that input must not be able to aim at (a file's
+ * keys, peers' request ids): getrandom(2); before the kernel has entropy
+ * (early boot), the clock, the pid and addresses (salt's, ASLR), which are
+ * unknown to whoever chose the input beforehand too. */
+void tbl_random_key(uint64_t key[2], const void *salt);
+
 /* How an image carries a request id kept by update_counter_once: an
  * entry of this key (the prefix, then the 16-byte rid) with a 16-byte
  * BYTES value (table_image.c).  An application's entry of that very shape

@@ -190,7 +190,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "table_int.h"
@@ -534,10 +533,8 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
             if ((int64_t)rec[3] < first_expiry) first_expiry = (int64_t)rec[3];
         seed[0] = ov.magic != ONCE_MAGIC1 ? old[4] : old[3];
         seed[1] = ov.magic != ONCE_MAGIC1 ? old[5] : old[4];
-    } else if (getrandom(seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
-        /* no entropy yet (early boot): any key works, it only spreads buckets */
-        seed[0] = (uint64_t)now * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)t;
-        seed[1] = (uint64_t)tbl_now_us() * 0xc2b2ae3d27d4eb4full;
+    } else {
+        tbl_random_key(seed, t);
     }
     if (max_records && live + 1 > max_records) {
         /* no record can go before the first keep time: until then, refuse
