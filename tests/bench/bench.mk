@@ -14,8 +14,8 @@
 #
 # redis-server and redis-tools are installed on first use, the way the build
 # installs its own dependencies (common/deps.sh); so are Erlang (erlang-base,
-# for the ETS rows) and perf (linux-perf, for the profile), but without those
-# two the bench goes on and says what it skipped.  bench-table (table.mk) is
+# for the ETS rows), LMDB (liblmdb-dev, for its ordered rows) and perf
+# (linux-perf, for the profile), but without those three the bench goes on and says what it skipped.  bench-table (table.mk) is
 # run as part of it and its rows are folded into the same table.
 BENCH_DIR := $(BUILD)/tests/bench
 BENCH_PROGS := $(addprefix $(BENCH_DIR)/,loadgen recovery reattach proctime report)
@@ -42,7 +42,7 @@ bench-deps:
 	fi
 	@# Erlang (the ETS rows) and perf (the profile) are optional: without
 	@# them the bench says so and skips only what needs them
-	@$(MAKE) --no-print-directory bench-optional BENCH_OPTIONAL="cmd:escript=erlang-base cmd:perf=linux-perf"
+	@$(MAKE) --no-print-directory bench-optional BENCH_OPTIONAL="cmd:escript=erlang-base lmdb=liblmdb-dev cmd:perf=linux-perf"
 
 # Installs what BENCH_OPTIONAL names (deps.sh specs) when missing; a
 # failure is a warning, since every bench goes on without them.
@@ -61,6 +61,8 @@ bench-progs: $(BENCH_PROGS) $(BENCH_DIR)/bench_table
 # elsewhere in the tree does not stop it
 BENCH_SYSTEM := $(addprefix $(BIN)/,etssup etsmgrd etscounterd etscounter)
 bench: bench-deps bench-progs $(BENCH_SYSTEM)
+	@# LMDB's rows (lmdb_bench) only where bench-deps could install LMDB
+	@if pkg-config --exists lmdb; then $(MAKE) --no-print-directory $(BENCH_DIR)/lmdb_bench; fi
 	BENCH_SECS=$(BENCH_SECS) BENCH_NET_SECS=$(BENCH_NET_SECS) BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_KILLS=$(BENCH_KILLS) \
 	  BENCH_CLI_RUNS=$(BENCH_CLI_RUNS) BENCH_REATTACH_REPS=$(BENCH_REATTACH_REPS) \
 	  BENCH_ETSCOUNTERD=$(BENCH_ETSCOUNTERD) BENCH_ONLY=$(BENCH_ONLY) \

@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
 #include "table_int.h" /* the mapping, for the workers' warm-up */
 
 static double row_secs = 1.0;
@@ -222,11 +223,7 @@ static void bg_stop(pid_t pid)
 static bool mixed_keys;
 static uint64_t key_of(uint64_t i)
 {
-    uint64_t z = i * 0x9e3779b97f4a7c15ull;
-    if (!mixed_keys) return z;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return mixed_keys ? bu_mixed_key(i) : i * 0x9e3779b97f4a7c15ull;
 }
 
 static uint64_t ins_next[2];

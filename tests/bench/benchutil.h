@@ -12,10 +12,23 @@
 #ifndef ETSMGR_BENCHUTIL_H
 #define ETSMGR_BENCHUTIL_H
 #include <stddef.h>
+#include <stdint.h>
 #include <cjson/cJSON.h>
 
 /* Seconds on CLOCK_MONOTONIC. */
 double bu_now(void);
+/* This process's CPU seconds (CLOCK_PROCESS_CPUTIME_ID). */
+double bu_cpu_now(void);
+/* The ordered rows' i-th key (splitmix64's finalizer of i): random in
+ * memcmp order, the same in bench_table, range_probe and lmdb_bench, so
+ * that all of them walk the same keys. */
+static inline uint64_t bu_mixed_key(uint64_t i)
+{
+    uint64_t z = i * 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
 /* Sleeps ms milliseconds (restarts on EINTR). */
 void bu_sleep_ms(double ms);
 /* Sorts v[0..n) in place and returns the nearest-rank p-th percentile

@@ -35,6 +35,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "benchutil.h"
 #include "table_int.h"
 
 static char shm[96];
@@ -50,15 +51,6 @@ static double secs(clockid_t c)
     struct timespec ts;
     clock_gettime(c, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* bench_table's ordered keys: random in key (memcmp) order */
-static uint64_t key_of(uint64_t i)
-{
-    uint64_t z = i * 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -87,12 +79,12 @@ static void make(uint64_t n, unsigned fill)
     int r = tbl_create(shm, "range_probe", &o, &t);
     if (r) die("create", r);
     if (!fill) {
-        for (uint64_t i = 0; i < n; i++) put(t, key_of(i), i);
+        for (uint64_t i = 0; i < n; i++) put(t, bu_mixed_key(i), i);
     } else {
         /* the keys' bytes compare like the big-endian numbers do */
         uint64_t *ks = malloc(n * sizeof *ks);
         if (!ks) die("memory for the keys of", ETSMGR_ENOMEM);
-        for (uint64_t i = 0; i < n; i++) ks[i] = __builtin_bswap64(key_of(i));
+        for (uint64_t i = 0; i < n; i++) ks[i] = __builtin_bswap64(bu_mixed_key(i));
         qsort(ks, n, sizeof *ks, cmp_u64);
         tbl_ord_fill = fill;
         for (uint64_t i = 0; i < n; i++) put(t, __builtin_bswap64(ks[i]), i);

@@ -24,8 +24,9 @@
 # report.c turns them into the table and results.json at the end.  The
 # sections run in their numbered order:
 #   1. the table store in process (bench_table.c) and the same operations in
-#      Erlang's ETS (ets_bench.escript); without Erlang, only the ETS rows
-#      are skipped, and the table says so;
+#      Erlang's ETS (ets_bench.escript), and the ordered ones in LMDB
+#      (lmdb_bench.c); without Erlang or LMDB, only their rows are skipped,
+#      and the table says so;
 #   2. count over the socket against Redis: plain and exactly-once counts at
 #      1, 50 and 50 x 16 pipelined connections, with the server's CPU time
 #      per request; the 1-connection counts again on a second instance with
@@ -158,10 +159,35 @@ elif command -v escript >/dev/null 2>&1; then
 else
     note "ETS rows skipped: Erlang (escript) is not installed; make bench installs erlang-base when it can"
 fi
-# ets NAME: an "also" comparison with the ETS row NAME, when Erlang ran
-ets() { [ $ETS_OK = 1 ] && printf ',"also":[{"reference":%s}]' "$(jstr "ETS: $1")"; }
-# etst NAME TARGET: the same, with a target on the ratio to it
-etst() { [ $ETS_OK = 1 ] && printf ',"also":[{"reference":%s,"target":%s}]' "$(jstr "ETS: $1")" "$(jstr "$2")"; }
+# LMDB's ordered rows, when lmdb_bench was built (make bench builds it
+# where it could install LMDB)
+LMDB_OK=0
+if ! want 1; then
+    :
+elif [ -x "$BB"/lmdb_bench ]; then
+    if "$BB"/lmdb_bench "$SECS" > "$OUT"/lmdb_bench.jsonl 2> "$OUT"/lmdb_bench.err; then
+        LMDB_OK=1
+    else
+        fail "the LMDB rows: lmdb_bench failed (see $OUT/lmdb_bench.err)"
+    fi
+else
+    note "LMDB rows skipped: LMDB (liblmdb-dev) is not installed; make bench installs it when it can"
+fi
+# ets NAME [LMDB-NAME]: "also" comparisons with the ETS row NAME, when
+# Erlang ran, and with the LMDB row LMDB-NAME, when LMDB ran
+ets() {
+    local a=
+    [ $ETS_OK = 1 ] && [ -n "$1" ] && a=$(printf '{"reference":%s}' "$(jstr "ETS: $1")")
+    [ $LMDB_OK = 1 ] && [ -n "${2:-}" ] && a="$a${a:+,}$(printf '{"reference":%s}' "$(jstr "LMDB: $2")")"
+    [ -n "$a" ] && printf ',"also":[%s]' "$a"
+}
+# etst NAME TARGET [LMDB-NAME]: the same, with a target on the ratio to ETS's
+etst() {
+    local a=
+    [ $ETS_OK = 1 ] && a=$(printf '{"reference":%s,"target":%s}' "$(jstr "ETS: $1")" "$(jstr "$2")")
+    [ $LMDB_OK = 1 ] && [ -n "${3:-}" ] && a="$a${a:+,}$(printf '{"reference":%s}' "$(jstr "LMDB: $3")")"
+    [ -n "$a" ] && printf ',"also":[%s]' "$a"
+}
 if ! want 1; then
     :
 elif "$BB"/bench_table "$SECS" > "$OUT"/bench_table.txt; then
@@ -183,9 +209,18 @@ elif "$BB"/bench_table "$SECS" > "$OUT"/bench_table.txt; then
         "lookup 1M keys at random, 1 proc") ex=$(ets "lookup 1M keys at random, 1 proc") ;;
         "lookup 1M keys at random, 2 procs") ex=$(ets "lookup 1M keys at random, 2 procs") ;;
         # ordered tables against ETS ordered_set (issue 15's targets)
-        "ordered_set insert 1M random keys") ex=$(etst "ordered_set insert 1M random keys" ">= 2.0") ;;
-        "ordered_set lookup 1M keys at random, 1 proc") ex=$(etst "ordered_set lookup 1M keys at random, 1 proc" ">= 2.0") ;;
-        "ordered_set walk 1M entries in order (foreach)") ex=$(etst "ordered_set walk 1M entries in order (foldl)" ">= 1.0") ;;
+        "ordered_set insert 1M random keys") ex=$(etst "ordered_set insert 1M random keys" ">= 2.0" \
+            "ordered_set insert 1M random keys") ;;
+        "ordered_set lookup 1M keys at random, 1 proc") ex=$(etst "ordered_set lookup 1M keys at random, 1 proc" ">= 2.0" \
+            "ordered_set lookup 1M keys at random, 1 proc") ;;
+        "ordered_set walk 1M entries in order (foreach)") ex=$(etst "ordered_set walk 1M entries in order (foldl)" ">= 1.0" \
+            "ordered_set walk 1M entries in order (cursor)") ;;
+        "ordered_set range walks of 100 keys, 10K entries") ex=$(ets "ordered_set range walks of 100 keys (ets:next), 10K entries" \
+            "ordered_set range walks of 100 keys, 10K entries") ;;
+        "ordered_set range walks of 100 keys, 1M entries") ex=$(ets "ordered_set range walks of 100 keys (ets:next), 1M entries" \
+            "ordered_set range walks of 100 keys, 1M entries") ;;
+        "ordered_set range walks of 100 keys, 10M entries") ex=$(ets "ordered_set range walks of 100 keys (ets:next), 10M entries" \
+            "ordered_set range walks of 100 keys, 10M entries") ;;
         # readers with a writer: compared with the same lookups without one
         "readers: 1M random, 2 + a writer") rn="table: lookup 1M keys at random, 2 procs" refv= ;;
         "readers: 1,000 hot, 2 + a writer") rn="table: lookup 1,000 hot keys, 2 procs" refv= ;;
@@ -211,12 +246,14 @@ elif "$BB"/bench_table "$SECS" > "$OUT"/bench_table.txt; then
     bpe=$(sed -nE 's/^ordered_set bytes per entry at 1,000,000 +([0-9.]+) bytes.*/\1/p' "$OUT"/bench_table.txt)
     [ -n "$bpe" ] &&
         printf '{"name":"table: ordered_set bytes per entry, 1M small entries","value":%s,"unit":"bytes","target":"value <= 64"%s}\n' \
-            "$bpe" "$(ets "ordered_set bytes per entry, 1M small entries")" >> "$ROWS"
+            "$bpe" "$(ets "ordered_set bytes per entry, 1M small entries" "ordered_set bytes per entry, 1M small entries")" \
+            >> "$ROWS"
     grep -q '"table: ' "$ROWS" || fail "bench_table's output format changed; see $OUT/bench_table.txt"
 else
     fail "bench_table (see its messages above)"
 fi
 [ $ETS_OK = 1 ] && grep -v '^{"note"' "$OUT"/ets_bench.jsonl >> "$ROWS" && grep '^{"note"' "$OUT"/ets_bench.jsonl >> "$ROWS"
+[ $LMDB_OK = 1 ] && grep -v '^{"note"' "$OUT"/lmdb_bench.jsonl >> "$ROWS" && grep '^{"note"' "$OUT"/lmdb_bench.jsonl >> "$ROWS"
 
 # ---------------------------------------------------------------- the system under etssup
 cat > "$DIR"/etssup.json <<EOF

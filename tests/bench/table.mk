@@ -2,10 +2,12 @@
 # tests/bench/table.mk: `make bench-table`, the table store benchmark (not a
 # test; see tests/bench/bench_table.c).  BENCH_SECS sets the seconds per row;
 # BENCH_ONLY=ordered runs only the ordered_set rows.  ETS's same rows follow
-# from ets_bench.escript, in the same run (JSON lines; make bench puts both
-# in one table): Erlang (erlang-base) is installed on first use, as make
-# bench does, and without it the ETS rows are skipped, saying so.
+# from ets_bench.escript, and LMDB's ordered rows from lmdb_bench.c, in the
+# same run (JSON lines; make bench puts them all in one table): Erlang
+# (erlang-base) and LMDB (liblmdb-dev) are installed on first use, as make
+# bench does, and without them their rows are skipped, saying so.
 BENCH_TABLE := $(BUILD)/tests/bench/bench_table
+LMDB_BENCH := $(BUILD)/tests/bench/lmdb_bench
 BENCH_SECS ?= 1
 BENCH_ONLY ?=
 
@@ -13,14 +15,29 @@ $(BENCH_TABLE): $(OBJ)/tests/bench/bench_table.o $(PROG_A) $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-.PHONY: bench-table
+# only built where LMDB is installed (a reference, never a dependency of
+# the project itself)
+$(LMDB_BENCH): $(OBJ)/tests/bench/lmdb_bench.o $(OBJ)/tests/bench/benchutil.o
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $$(pkg-config --libs lmdb) $(LDLIBS)
+
+.PHONY: bench-table lmdb-bench
 bench-table: $(BENCH_TABLE)
-	@$(MAKE) --no-print-directory bench-optional BENCH_OPTIONAL="cmd:escript=erlang-base"
+	@$(MAKE) --no-print-directory bench-optional BENCH_OPTIONAL="cmd:escript=erlang-base lmdb=liblmdb-dev"
 	$(BENCH_TABLE) $(BENCH_SECS) $(BENCH_ONLY)
 	@if command -v escript >/dev/null 2>&1; then \
 	    echo "ETS (tests/bench/ets_bench.escript), the same rows:"; \
 	    escript tests/bench/ets_bench.escript $(BENCH_SECS) $(BENCH_ONLY); \
 	else echo "ETS rows skipped: Erlang (escript) is not installed"; fi
+	@if pkg-config --exists lmdb; then \
+	    $(MAKE) --no-print-directory $(LMDB_BENCH) >/dev/null && \
+	    echo "LMDB (tests/bench/lmdb_bench.c), the ordered_set rows:" && \
+	    $(LMDB_BENCH) $(BENCH_SECS); \
+	else echo "LMDB rows skipped: LMDB (liblmdb-dev) is not installed"; fi
+
+# the LMDB rows alone (about a minute)
+lmdb-bench: $(LMDB_BENCH)
+	$(LMDB_BENCH) $(BENCH_SECS)
 
 # range_probe (tests/bench/range_probe.c): an ordered table's range walks
 # taken apart, on tables made once and attached by every build; a tool for
