@@ -449,7 +449,7 @@ END_TEST
  * noff and its index slot pointed there; its key's hash. */
 static uint64_t ow_move_k10(etsmgr_table *t, uint64_t noff)
 {
-    uint64_t pos = 0, hv = tbl_hash("k000010", 7);
+    uint64_t pos = 0, hv = tbl_hash(t->hseed, "k000010", 7);
     struct tbl_ent *e = NULL;
     ck_assert_int_eq(tbl_op_begin(t, "test", true), 0);
     ck_assert_int_eq(tbl_find(t, "k000010", 7, hv, &pos, &e), 1);

@@ -418,12 +418,12 @@ START_TEST(update_counter_once)
     etsmgr_table *t = tt_create(NULL, 0, 0);
     int64_t v, far = etsmgr_mono_ms() + 3600000;
     int dup;
-    ck_assert_uint_eq(t->h->version, 3);
+    ck_assert_uint_eq(tbl_vbase(t->h->version), 3);
     etsmgr_once o = once_of(1, far);
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 5, &o, &v, &dup), 0);
     ck_assert_int_eq(v, 5);
     ck_assert_int_eq(dup, 0);
-    ck_assert_uint_eq(t->h->version, TBL_VERSION_ONCE4); /* request-id records of layout 4 */
+    ck_assert_uint_eq(tbl_vbase(t->h->version), TBL_VERSION_ONCE4); /* request-id records of layout 4 */
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 5, &o, &v, &dup), 0);
     ck_assert_int_eq(v, 5);
     ck_assert_int_eq(dup, 1);
@@ -755,14 +755,14 @@ START_TEST(update_counter_once_layout1)
     }
     tbl_set(t, TBL_HOFF(once_off), off);
     tbl_set(t, TBL_HOFF(live_bytes), t->h->live_bytes + size);
-    t->h->version = TBL_VERSION_ONCE;
+    t->h->version = TBL_VERSION_ONCE | (t->h->version & TBL_VERSION_SEEDED);
     ck_assert_int_eq(tbl_op_end(t, 0), 0);
     tt_check(t);
     etsmgr_once o = once_of(101, far);
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
     ck_assert_int_eq(dup, 1);
     ck_assert_int_eq(v, 1001);
-    ck_assert_uint_eq(t->h->version, TBL_VERSION_ONCE4);
+    ck_assert_uint_eq(tbl_vbase(t->h->version), TBL_VERSION_ONCE4);
     ck_assert_uint_ne(t->h->once_off, off);
     o = once_of(100, far);
     ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
@@ -1227,11 +1227,12 @@ static void once_older_layout(int layout)
             etsmgr_once o = to_seq_rid(i % 3, i, far);
             ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
         }
-        ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE4 : TBL_VERSION_ONCE4);
+        ck_assert_uint_eq(tbl_vbase(t->h->version), ordered ? TBL_VERSION_BTREE_ONCE4 : TBL_VERSION_ONCE4);
         to_make_layout(t, layout);
         uint64_t off = t->h->once_off;
-        if (layout == 2) ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE2 : TBL_VERSION_ONCE2);
-        else ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE3 : TBL_VERSION_ONCE3);
+        uint32_t made = layout == 2 ? (ordered ? TBL_VERSION_BTREE_ONCE2 : TBL_VERSION_ONCE2)
+                                    : (ordered ? TBL_VERSION_BTREE_ONCE3 : TBL_VERSION_ONCE3);
+        ck_assert_uint_eq(tbl_vbase(t->h->version), made);
         tt_check(t); /* verify finds each record through the older layout's index */
         ck_assert_uint_eq(to_reg(t)[0], magic);
         etsmgr_once o = to_seq_rid(2, 299, far); /* a retry: the region is converted first */
@@ -1240,7 +1241,7 @@ static void once_older_layout(int layout)
         ck_assert_int_eq(v, 300);
         ck_assert_uint_ne(t->h->once_off, off);
         ck_assert_uint_eq(to_reg(t)[0], TO_MAGIC4);
-        ck_assert_uint_eq(t->h->version, ordered ? TBL_VERSION_BTREE_ONCE4 : TBL_VERSION_ONCE4);
+        ck_assert_uint_eq(tbl_vbase(t->h->version), ordered ? TBL_VERSION_BTREE_ONCE4 : TBL_VERSION_ONCE4);
         for (uint64_t i = 0; i < 300; i++) {
             o = to_seq_rid(i % 3, i, far);
             ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
@@ -1272,7 +1273,7 @@ START_TEST(update_counter_once_rollback_keeps_version)
         etsmgr_table *t = NULL;
         etsmgr_table_opts opts = {.type = ordered ? ETSMGR_ORDERED_SET : ETSMGR_SET};
         ck_assert_int_eq(tbl_create(tt_name(), "test", &opts, &t), 0);
-        uint32_t fresh = t->h->version;
+        uint32_t fresh = tbl_vbase(t->h->version);
         ck_assert_uint_eq(fresh, ordered ? TBL_VERSION_BTREE : TBL_VERSION);
         etsmgr_value b = tt_bytes("x", 1);
         ck_assert_int_eq(etsmgr_table_insert(t, "b", 1, &b), 0);
@@ -1282,7 +1283,7 @@ START_TEST(update_counter_once_rollback_keeps_version)
         etsmgr_once o = to_seq_rid(9, 1, far);
         ck_assert_int_eq(etsmgr_table_update_counter_once(t, "b", 1, 1, &o, &v, &dup), ETSMGR_ETYPE);
         ck_assert_uint_eq(t->h->once_off, 0);
-        ck_assert_uint_eq(t->h->version, fresh);
+        ck_assert_uint_eq(tbl_vbase(t->h->version), fresh);
         for (uint64_t i = 0; i < 10; i++) {
             o = to_seq_rid(1, i, far);
             ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
@@ -1294,26 +1295,26 @@ START_TEST(update_counter_once_rollback_keeps_version)
         ck_assert_int_eq(etsmgr_table_update_counter_once(t, "b", 1, 1, &o, &v, &dup), ETSMGR_ETYPE);
         ck_assert_uint_eq(t->h->once_off, off);
         ck_assert_uint_eq(to_reg(t)[0], magic);
-        ck_assert_uint_eq(t->h->version, older);
+        ck_assert_uint_eq(tbl_vbase(t->h->version), older);
         /* ... and in a group: the version follows the region, whichever
          * change made it */
         ck_assert_int_eq(etsmgr_table_begin(t), 0);
         o = to_seq_rid(9, 3, far);
         ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
-        ck_assert_uint_eq(t->h->version, now4);
+        ck_assert_uint_eq(tbl_vbase(t->h->version), now4);
         o = to_seq_rid(9, 4, far);
         ck_assert_int_eq(etsmgr_table_update_counter_once(t, "b", 1, 1, &o, &v, &dup), ETSMGR_ETYPE);
         ck_assert_uint_eq(to_reg(t)[0], TO_MAGIC4); /* the group's first change stands */
-        ck_assert_uint_eq(t->h->version, now4);
+        ck_assert_uint_eq(tbl_vbase(t->h->version), now4);
         ck_assert_int_eq(etsmgr_table_abort(t), 0);
         ck_assert_uint_eq(t->h->once_off, off);
-        ck_assert_uint_eq(t->h->version, older);
+        ck_assert_uint_eq(tbl_vbase(t->h->version), older);
         tt_check(t);
         /* converted for good by a count that commits */
         o = to_seq_rid(1, 3, far);
         ck_assert_int_eq(etsmgr_table_update_counter_once(t, "c", 1, 1, &o, &v, &dup), 0);
         ck_assert_int_eq(dup, 1);
-        ck_assert_uint_eq(t->h->version, now4);
+        ck_assert_uint_eq(tbl_vbase(t->h->version), now4);
         tt_check(t);
         etsmgr_table_close(t);
     }
@@ -1541,6 +1542,86 @@ START_TEST(update_counter_once_room_later)
 }
 END_TEST
 
+/* Hash flooding.  The index's hash of before was fixed and invertible for
+ * 8-byte keys, so anyone could compute keys that all share one home slot:
+ * each insert and lookup then probed past all the others (quadratic
+ * inserts, a lookup as slow as a scan).  Now each table hashes with a
+ * random seed of its own (TBL_VERSION_SEEDED).  The keys below invert the
+ * unseeded hash (fl_unhash): in a table without the seed they all land on
+ * one home (the test shows the keys are what it says), in a new table they
+ * spread like any keys. */
+static uint64_t fl_inv_mul(uint64_t a) /* a * x == 1 mod 2^64, a odd (Newton) */
+{
+    uint64_t x = a;
+    for (int i = 0; i < 6; i++) x *= 2 - a * x;
+    return x;
+}
+static uint64_t fl_unhash(uint64_t hv) /* the 8-byte key whose unseeded tbl_hash is hv */
+{
+    uint64_t z = hv ^ (hv >> 32);              /* h ^= h >> 32 */
+    uint64_t y = z * fl_inv_mul(0xc4ceb9fe1a85ec53ull); /* h *= C2 */
+    y = y ^ (y >> 29) ^ (y >> 58);             /* h ^= h >> 29 */
+    uint64_t x = y * fl_inv_mul(0xff51afd7ed558ccdull); /* h = (h ^ w) * C1 */
+    return x ^ 0x9e3779b97f4a7c15ull ^ (8ull * 0xc2b2ae3d27d4eb4full);
+}
+/* The mean distance of t's keys from their home slots, in slots (linear
+ * probing: a lookup of a key steps over that many others).  The mean, not
+ * the longest: at the index's 3/4 load a few long runs are normal, while
+ * the mean of 1,500 keys moves little from one random seed to the next. */
+static double fl_mean_probe(etsmgr_table *t)
+{
+    const uint64_t *idx = (const uint64_t *)(const void *)(t->base + t->h->idx_off);
+    uint64_t mask = t->h->idx_mask, sum = 0, n = 0;
+    unsigned shift = 64u - (unsigned)__builtin_ctzll(mask + 1);
+    for (uint64_t i = 0; i <= mask; i++) {
+        if (tbl_unused(idx[i])) continue;
+        struct tbl_ent hc;
+        const struct tbl_ent *e = tbl_ent_hdr(t, (idx[i] & TBL_OFF_MASK) << 3, &hc);
+        ck_assert_ptr_nonnull(e);
+        sum += (i - tbl_home(tbl_hash(t->hseed, tbl_ent_key(e), hc.klen), shift)) & mask;
+        n++;
+    }
+    return n ? (double)sum / (double)n : 0;
+}
+#define FL_KEYS 1500
+static double fl_fill(etsmgr_table *t)
+{
+    etsmgr_value v = tt_int(1);
+    for (uint64_t i = 0; i < FL_KEYS; i++) {
+        /* the top 24 bits (the home in any index up to 2^24 slots) the
+         * same, the rest differing */
+        uint64_t k = fl_unhash(0x5a5a5aull << 40 | (i * 0x9e3779b97full & ((1ull << 40) - 1)));
+        ck_assert_int_eq(etsmgr_table_insert(t, &k, 8, &v), 0);
+    }
+    return fl_mean_probe(t);
+}
+START_TEST(hash_seeded_per_table)
+{
+    const char *n;
+    etsmgr_table *a = tt_create(&n, 0, 0), *b = tt_create(NULL, 0, 0);
+    ck_assert(a->h->version & TBL_VERSION_SEEDED);
+    ck_assert_uint_ne(a->hseed, 0);
+    ck_assert_uint_ne(a->hseed, b->hseed);
+    /* the inverse is right */
+    ck_assert_uint_eq(fl_unhash(tbl_hash(0, "12345678", 8)), 0x3837363534333231ull);
+    /* a table of before (no flag: the unseeded hash), the same keys */
+    a->h->version &= ~TBL_VERSION_SEEDED;
+    etsmgr_table_close(a);
+    ck_assert_int_eq(tbl_open(n, &a), 0);
+    ck_assert_uint_eq(a->hseed, 0);
+    double unseeded = fl_fill(a), seeded = fl_fill(b);
+    printf("hash flooding, %d keys: mean probe %.1f slots unseeded, %.2f seeded\n", FL_KEYS, unseeded, seeded);
+    ck_assert_msg(unseeded > FL_KEYS / 3, "the crafted keys collide without a seed: mean probe %.1f", unseeded);
+    ck_assert_msg(seeded < 10, "with the table's seed they spread: mean probe %.2f", seeded);
+    /* both tables are whole: every key found, verify clean */
+    char why[200];
+    ck_assert_int_eq(etsmgr_table_verify(a, why, sizeof why), 0);
+    ck_assert_int_eq(etsmgr_table_verify(b, why, sizeof why), 0);
+    etsmgr_table_close(a);
+    etsmgr_table_close(b);
+}
+END_TEST
+
 START_TEST(strerror_all)
 {
     /* every code etsmgr.h declares has its own words: manpages'
@@ -1558,6 +1639,7 @@ Suite *table_suite(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, create_open_close_unlink);
+    tcase_add_test(tc, hash_seeded_per_table);
     tcase_add_test(tc, create_errors);
     tcase_add_test(tc, create_mode);
     tcase_add_test(tc, insert_lookup_types);

@@ -435,7 +435,7 @@ START_TEST(corrupt_size_in_group)
     ck_assert_int_eq(etsmgr_table_abort(l.t), 0); /* skips the far record, restores the rest */
     ck_assert_uint_eq(l.t->limit, lim);
     /* k1's home slot, with its tag, now points 4 TiB in */
-    uint64_t hv = tbl_hash("k1", 2), *idx = hw(&l, h->idx_off);
+    uint64_t hv = tbl_hash(l.t->hseed, "k1", 2), *idx = hw(&l, h->idx_off);
     uint64_t home = tbl_home(hv, 64u - (unsigned)__builtin_ctzll(h->idx_mask + 1)), slot = idx[home];
     idx[home] = (tbl_tag(hv) << 40) | ((1ull << 42) >> 3);
     ck_assert_int_eq(etsmgr_table_lookup(l.t, "k1", 2, &out, buf, sizeof buf), ETSMGR_ECORRUPT);
@@ -595,12 +595,13 @@ START_TEST(verify_blocks_past_the_bound)
     uint64_t *idx = (uint64_t *)(void *)(base + idx_off), *old = (uint64_t *)(void *)(base + h->idx_off);
     memset(idx, 0, 8 * cap);
     unsigned shift = 64u - 8u;
+    uint64_t seed = h->version & TBL_VERSION_SEEDED ? h->hash_seed : 0; /* the table's hash */
     /* the counter "c" (its request-id record names no entry) and n more */
     for (uint64_t i = 0; i <= h->idx_mask; i++) {
         if (tbl_unused(old[i])) continue;
         uint64_t eo = (old[i] & TBL_OFF_MASK) << 3;
         const struct tbl_ent *e = (const struct tbl_ent *)(void *)(base + eo);
-        uint64_t hv = tbl_hash(base + eo + 8, e->klen), j = tbl_home(hv, shift);
+        uint64_t hv = tbl_hash(seed, base + eo + 8, e->klen), j = tbl_home(hv, shift);
         while (idx[j]) j = (j + 1) & (cap - 1);
         idx[j] = old[i];
     }
@@ -609,7 +610,7 @@ START_TEST(verify_blocks_past_the_bound)
         struct tbl_ent e = {.klen = 8, .type = ETSMGR_BYTES, .links = 0, .vlen = 0};
         memcpy(base + eo, &e, sizeof e);
         memcpy(base + eo + 8, &i, 8);
-        uint64_t hv = tbl_hash(&i, 8), j = tbl_home(hv, shift);
+        uint64_t hv = tbl_hash(seed, &i, 8), j = tbl_home(hv, shift);
         while (idx[j]) j = (j + 1) & (cap - 1);
         idx[j] = tbl_tag(hv) << 40 | eo >> 3;
     }

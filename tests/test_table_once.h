@@ -111,10 +111,11 @@ static inline void to_make_layout(etsmgr_table *t, int layout)
     tbl_set(t, TBL_HOFF(once_off), noff);
     tbl_set(t, TBL_HOFF(live_bytes), t->h->live_bytes + size - osize);
     ck_assert_int_eq(tbl_defer_free(t, oo, osize), 0);
-    bool btree = t->h->version == TBL_VERSION_BTREE_ONCE4;
-    ck_assert(btree || t->h->version == TBL_VERSION_ONCE4);
-    if (layout == 2) t->h->version = btree ? TBL_VERSION_BTREE_ONCE2 : TBL_VERSION_ONCE2;
-    else t->h->version = btree ? TBL_VERSION_BTREE_ONCE3 : TBL_VERSION_ONCE3;
+    uint32_t seeded = t->h->version & TBL_VERSION_SEEDED; /* the index's hash stays the table's */
+    bool btree = tbl_vbase(t->h->version) == TBL_VERSION_BTREE_ONCE4;
+    ck_assert(btree || tbl_vbase(t->h->version) == TBL_VERSION_ONCE4);
+    if (layout == 2) t->h->version = (btree ? TBL_VERSION_BTREE_ONCE2 : TBL_VERSION_ONCE2) | seeded;
+    else t->h->version = (btree ? TBL_VERSION_BTREE_ONCE3 : TBL_VERSION_ONCE3) | seeded;
     ck_assert_int_eq(tbl_op_end(t, 0), 0);
 }
 

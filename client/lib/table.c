@@ -63,17 +63,20 @@ _Static_assert(ETSMGR_NAME_MAX == RT_NAME_MAX, "table names follow runtime.h's o
 int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize)
 {
     if (h->magic != TBL_MAGIC) return tbl_why(ETSMGR_EBADMAGIC, "wrong magic %#llx", ULL(h->magic));
-    if (h->version == TBL_VERSION_ORDERED || h->version == TBL_VERSION_ORDERED_ONCE2)
+    uint32_t v = tbl_vbase(h->version); /* with or without TBL_VERSION_SEEDED */
+    if (v == TBL_VERSION_ORDERED || v == TBL_VERSION_ORDERED_ONCE2)
         return tbl_why(ETSMGR_EVERSION,
                        "layout version %llu is an ordered_set of an older build (a skiplist); this library's ordered "
                        "tables are B+trees: save the table with the older build (etsmgrctl save) and load the image "
                        "with this one (etsmgrctl load)",
                        ULL(h->version));
-    if (h->version < TBL_VERSION || h->version > TBL_VERSION_BTREE_ONCE4)
+    if (v < TBL_VERSION || v > TBL_VERSION_BTREE_ONCE4)
         return tbl_why(ETSMGR_EVERSION,
-                       "layout version %llu, this library reads %llu to %llu (4, 6 and 9 to 13 with request-id "
-                       "records, 8, 9, 11 and 13 ordered; not 5 and 7, an older build's ordered tables)",
-                       ULL(h->version), ULL(TBL_VERSION), ULL(TBL_VERSION_BTREE_ONCE4));
+                       "layout version %#llx, this library reads %llu to %llu (4, 6 and 9 to 13 with "
+                       "request-id records, 8, 9, 11 and 13 ordered; not 5 and 7, an older build's ordered "
+                       "tables), each with or without a seeded hash (%#llx)",
+                       ULL(h->version), ULL(TBL_VERSION), ULL(TBL_VERSION_BTREE_ONCE4),
+                       ULL(TBL_VERSION_SEEDED));
     if (h->hdr_size != TBL_HDR_SIZE)
         return tbl_why(ETSMGR_ECORRUPT, "header size %llu, expected %llu", ULL(h->hdr_size),
                        ULL(TBL_HDR_SIZE));
@@ -110,8 +113,8 @@ int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize)
         return tbl_why(ETSMGR_ECORRUPT, "owner/heir pid out of range %llu %llu", ULL(h->owner_pid),
                        ULL(h->heir_pid));
     if ((h->ttype == ETSMGR_ORDERED_SET) !=
-            (h->version == TBL_VERSION_BTREE || h->version == TBL_VERSION_BTREE_ONCE2 ||
-             h->version == TBL_VERSION_BTREE_ONCE3 || h->version == TBL_VERSION_BTREE_ONCE4) ||
+            (v == TBL_VERSION_BTREE || v == TBL_VERSION_BTREE_ONCE2 || v == TBL_VERSION_BTREE_ONCE3 ||
+             v == TBL_VERSION_BTREE_ONCE4) ||
         h->ttype > ETSMGR_ORDERED_SET)
         return tbl_why(ETSMGR_ECORRUPT, "table type %llu does not match layout version %llu", ULL(h->ttype),
                        ULL(h->version));
@@ -119,7 +122,7 @@ int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize)
         ((h->ord_head & 7u) || h->ord_head < TBL_HDR_SIZE || h->ord_head > top - tbl_ord_head_size()))
         return tbl_why(ETSMGR_ECORRUPT, "ordered index head at %llu outside the heap (top %llu)", ULL(h->ord_head),
                        ULL(top));
-    if (h->once_off && (h->version == TBL_VERSION || (h->once_off & 7u) || h->once_off < TBL_HDR_SIZE ||
+    if (h->once_off && (v == TBL_VERSION || (h->once_off & 7u) || h->once_off < TBL_HDR_SIZE ||
                         h->once_off > top - 64))
         return tbl_why(ETSMGR_ECORRUPT, "request-id records at %llu outside the heap (top %llu)", ULL(h->once_off),
                        ULL(top));
@@ -434,6 +437,7 @@ static int tbl_attach(int fd, bool rdonly, etsmgr_table **out)
     t->fd = fd;
     t->rdonly = rdonly;
     t->ordered = hc->ttype == ETSMGR_ORDERED_SET;
+    t->hseed = hc->version & TBL_VERSION_SEEDED ? hc->hash_seed : 0;
     t->r_lay = 1; /* odd: nothing cached */
     memcpy(t->name, hc->name, strnlen(hc->name, ETSMGR_NAME_MAX));
     uint64_t tot = hc->total_bytes;
@@ -552,8 +556,11 @@ static int tbl_create_in(const char *shm_name, const char *table_name, const ets
             r = ETSMGR_ESYS;
         pthread_mutexattr_destroy(&ma);
     }
+    uint64_t seed[2];
+    if (!r) tbl_random_key(seed, h);
     if (!r) {
-        h->version = TBL_VERSION;
+        h->version = TBL_VERSION | TBL_VERSION_SEEDED;
+        h->hash_seed = seed[0] ^ seed[1];
         h->hdr_size = TBL_HDR_SIZE;
         h->ctime_us = tbl_now_us();
         h->max_bytes = o.max_bytes;
@@ -566,7 +573,7 @@ static int tbl_create_in(const char *shm_name, const char *table_name, const ets
         h->live_bytes = cap * 8;
         if (o.type == ETSMGR_ORDERED_SET) {
             /* the B+tree's root comes with the first key (ord_head 0) */
-            h->version = TBL_VERSION_BTREE;
+            h->version = TBL_VERSION_BTREE | TBL_VERSION_SEEDED;
             h->ttype = ETSMGR_ORDERED_SET;
         }
         /* the index pages are zero already: a new object reads as zeros */

@@ -165,7 +165,7 @@ int tbl_rehash(etsmgr_table *t, uint64_t newcap)
         struct tbl_ent hc; /* the header as checked, loaded once (tbl_ent_at) */
         struct tbl_ent *e = tbl_ent_hdr(t, (s & TBL_OFF_MASK) << 3, &hc);
         if (!e) return ETSMGR_ECORRUPT;
-        uint64_t hv = tbl_hash(tbl_ent_key(e), hc.klen), j = tbl_home(hv, nshift), k;
+        uint64_t hv = tbl_hash(t->hseed, tbl_ent_key(e), hc.klen), j = tbl_home(hv, nshift), k;
         for (k = 0; k < newcap && nidx[j]; k++) j = (j + 1) & nmask;
         if (k == newcap) return ETSMGR_ECORRUPT;
         nidx[j] = (tbl_tag(hv) << 40) | (s & TBL_OFF_MASK);

@@ -75,6 +75,15 @@
  * the wrong bucket, so it must refuse these too */
 #define TBL_VERSION_ONCE4 12u       /* 6 with the request-id records of layout 4 (table_once.c) */
 #define TBL_VERSION_BTREE_ONCE4 13u /* 9 with the request-id records of layout 4 */
+/* A flag on any of the versions above: the index hashes keys with the
+ * header's hash_seed, random per table (tbl_hash), so that keys chosen to
+ * collide in one table's index (hash flooding) need its seed, which only
+ * processes that can map the table read.  Every table made since has it;
+ * a table without it (hash_seed 0: the hash of before) is read as it was.
+ * A library from before the flag sees an unknown version and refuses the
+ * table, as it must: it would look its keys up with the unseeded hash. */
+#define TBL_VERSION_SEEDED 0x10000u
+static inline uint32_t tbl_vbase(uint32_t version) { return version & ~TBL_VERSION_SEEDED; }
 #define TBL_HDR_SIZE 36864u     /* header incl. undo log and stripes; the heap starts here */
 #define TBL_NSTRIPES 2048u      /* sequence words readers validate against */
 #define TBL_TOUCH_MAX 32        /* stripes one change or group may make odd */
@@ -115,6 +124,7 @@ struct tbl_hdr {
     char name[ETSMGR_NAME_MAX + 8]; /* NUL-terminated */
     uint32_t access;                /* etsmgr_access, fixed at creation */
     uint32_t ttype;                 /* etsmgr_table_type, fixed at creation (was padding: 0 = set) */
+    uint64_t hash_seed;             /* tbl_hash's seed with TBL_VERSION_SEEDED (was padding: 0) */
 
     /* the lock, the log length and the first undo record share one cache
      * line: a change that logs one word (update_counter) moves only this
@@ -157,6 +167,8 @@ struct tbl_hdr {
     alignas(64) uint64_t ord_seq;
 };
 _Static_assert(sizeof(struct tbl_hdr) <= TBL_HDR_SIZE, "header too big");
+_Static_assert(offsetof(struct tbl_hdr, hash_seed) == 112 && offsetof(struct tbl_hdr, lock) == 128,
+               "hash_seed took the padding before the lock: nothing after it moved");
 /* The words readers use live in tables made by every version: a new state
  * word must not move them (there is room for none after orphaned_us) */
 _Static_assert(offsetof(struct tbl_hdr, layout_seq) == offsetof(struct tbl_hdr, total_bytes) + 640,
@@ -199,6 +211,8 @@ struct etsmgr_table {
     bool touch_layout; /* this change or group made the layout word odd */
     bool ordered;      /* the header's ttype is ETSMGR_ORDERED_SET (cached at attach) */
     bool touch_ord;    /* this change or group made ord_seq odd */
+    uint64_t hseed;    /* tbl_hash's seed: the header's hash_seed with TBL_VERSION_SEEDED, else 0 (cached
+                        * at attach: a seed changed later would be another table's hash) */
     unsigned shift;  /* 64 - log2(mask + 1): home = hash >> shift */
     struct tbl_hdr *h; /* header mapping: never moves (the mutex lives here) */
     char *base;        /* whole-table mapping: moves when the table grows */
@@ -267,10 +281,14 @@ static inline bool tbl_is_rid_shape(const void *key, size_t klen, unsigned type,
 
 /* Hash of a key: 8 bytes at a time, multiply-xorshift mixing.  The low bits
  * choose the slot, the top 24 bits are the tag. */
-static inline uint64_t tbl_hash(const void *key, size_t n)
+/* The index's hash of a key, seeded with the table's t->hseed (0: the
+ * unseeded hash of tables made before TBL_VERSION_SEEDED).  Not a
+ * cryptographic hash: the seed keeps colliding keys from being computed
+ * offline, as they can be for a fixed, invertible hash (docs/security.md). */
+static inline uint64_t tbl_hash(uint64_t seed, const void *key, size_t n)
 {
     const unsigned char *p = key;
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)n * 0xc2b2ae3d27d4eb4full);
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)n * 0xc2b2ae3d27d4eb4full) ^ seed;
     while (n >= 8) {
         uint64_t w;
         memcpy(&w, p, 8);

@@ -318,18 +318,21 @@ uint64_t tbl_once_bytes(etsmgr_table *t, uint64_t off)
 void tbl_once_settle_version(etsmgr_table *t)
 {
     struct tbl_hdr *h = t->h;
-    bool v4 = h->version == TBL_VERSION_ONCE4 || h->version == TBL_VERSION_BTREE_ONCE4;
-    bool btree = h->version == TBL_VERSION_BTREE_ONCE3 || h->version == TBL_VERSION_BTREE_ONCE4;
-    if (h->version != TBL_VERSION_ONCE3 && h->version != TBL_VERSION_ONCE4 && !btree) return;
+    uint32_t v = tbl_vbase(h->version), seeded = h->version & TBL_VERSION_SEEDED; /* the flag stays */
+    bool v4 = v == TBL_VERSION_ONCE4 || v == TBL_VERSION_BTREE_ONCE4;
+    bool btree = v == TBL_VERSION_BTREE_ONCE3 || v == TBL_VERSION_BTREE_ONCE4;
+    if (v != TBL_VERSION_ONCE3 && v != TBL_VERSION_ONCE4 && !btree) return;
     uint64_t off = h->once_off, lim = h->total_bytes < t->map_size ? h->total_bytes : t->map_size, magic = 0;
     if (off) {
         if ((off & 7u) || off < TBL_HDR_SIZE || lim < 8 || off > lim - 8) return;
         magic = *tbl_word(t, off);
     }
-    if (!off) h->version = btree ? TBL_VERSION_BTREE : TBL_VERSION;
-    else if (magic == ONCE_MAGIC2) h->version = btree ? TBL_VERSION_BTREE_ONCE2 : TBL_VERSION_ONCE2;
-    else if (magic == ONCE_MAGIC1 && !btree) h->version = TBL_VERSION_ONCE;
-    else if (magic == ONCE_MAGIC3 && v4) h->version = btree ? TBL_VERSION_BTREE_ONCE3 : TBL_VERSION_ONCE3;
+    if (!off) v = btree ? TBL_VERSION_BTREE : TBL_VERSION;
+    else if (magic == ONCE_MAGIC2) v = btree ? TBL_VERSION_BTREE_ONCE2 : TBL_VERSION_ONCE2;
+    else if (magic == ONCE_MAGIC1 && !btree) v = TBL_VERSION_ONCE;
+    else if (magic == ONCE_MAGIC3 && v4) v = btree ? TBL_VERSION_BTREE_ONCE3 : TBL_VERSION_ONCE3;
+    else return;
+    h->version = v | seeded;
 }
 
 /* murmur3's 64-bit finaliser: every input bit moves every output bit (rids
@@ -582,12 +585,11 @@ static int once_rebuild(etsmgr_table *t, uint64_t old_off, int64_t now, uint64_t
     }
     /* a plain store (no state word): a rollback sets it back from the
      * region it restores (tbl_once_settle_version) */
-    if (h->version == TBL_VERSION || h->version == TBL_VERSION_ONCE || h->version == TBL_VERSION_ONCE2 ||
-        h->version == TBL_VERSION_ONCE3)
-        h->version = TBL_VERSION_ONCE4; /* see table_int.h */
-    else if (h->version == TBL_VERSION_BTREE || h->version == TBL_VERSION_BTREE_ONCE2 ||
-             h->version == TBL_VERSION_BTREE_ONCE3)
-        h->version = TBL_VERSION_BTREE_ONCE4;
+    uint32_t v = tbl_vbase(h->version), seeded = h->version & TBL_VERSION_SEEDED;
+    if (v == TBL_VERSION || v == TBL_VERSION_ONCE || v == TBL_VERSION_ONCE2 || v == TBL_VERSION_ONCE3)
+        h->version = TBL_VERSION_ONCE4 | seeded; /* see table_int.h */
+    else if (v == TBL_VERSION_BTREE || v == TBL_VERSION_BTREE_ONCE2 || v == TBL_VERSION_BTREE_ONCE3)
+        h->version = TBL_VERSION_BTREE_ONCE4 | seeded;
     tbl_cp(t);
     tbl_set(t, TBL_HOFF(once_off), noff);
     tbl_set(t, TBL_HOFF(live_bytes), h->live_bytes + size - old_size);
@@ -898,7 +900,7 @@ int etsmgr_table_update_counter_once(etsmgr_table *t, const void *key, size_t kl
                                      const etsmgr_once *once, int64_t *newval, int *dup)
 {
     if (!t || !key || klen < 1 || klen > ETSMGR_KEY_MAX || !once_args_ok(once)) return ETSMGR_EINVAL;
-    uint64_t hv = tbl_hash(key, klen);
+    uint64_t hv = tbl_hash(t->hseed, key, klen);
     if (dup) *dup = 0;
     int r = tbl_op_begin(t, "count_once", true);
     if (r) return r;
@@ -956,7 +958,7 @@ int tbl_once_count_many(etsmgr_table *t, const void *key, size_t klen, int64_t i
     if (!t || !key || klen < 1 || klen > ETSMGR_KEY_MAX || !q) return ETSMGR_EINVAL;
     if (t->in_group) return ETSMGR_EGROUP;
     if (n == 0) return 0;
-    uint64_t hv = tbl_hash(key, klen);
+    uint64_t hv = tbl_hash(t->hseed, key, klen);
     bool early = false; /* one request without a deadline: the coarse clock for now */
     for (size_t i = 0; i < n; i++) {
         q[i].rc = once_args_ok(&q[i].once) ? 0 : ETSMGR_EINVAL;

@@ -130,7 +130,7 @@ static int tbl_insert(etsmgr_table *t, const void *key, size_t klen, const etsmg
 {
     if (!t || tbl_check_key(key, klen) || tbl_check_value(v)) return ETSMGR_EINVAL;
     if (tbl_is_rid_shape(key, klen, v->type, tbl_vlen(v))) return ETSMGR_EINVAL; /* an image's request id */
-    uint64_t hv = tbl_hash(key, klen), pos;
+    uint64_t hv = tbl_hash(t->hseed, key, klen), pos;
     int r = tbl_op_begin(t, only_new ? "insert_new" : "insert", true);
     if (r) return r;
     struct tbl_ent *e = NULL;
@@ -158,7 +158,7 @@ int etsmgr_table_update_counter(etsmgr_table *t, const void *key, size_t klen, i
                                 int64_t dflt, int64_t *newval)
 {
     if (!t || tbl_check_key(key, klen)) return ETSMGR_EINVAL;
-    uint64_t hv = tbl_hash(key, klen), pos;
+    uint64_t hv = tbl_hash(t->hseed, key, klen), pos;
     int r = tbl_op_begin(t, "update_counter", true);
     if (r) return r;
     struct tbl_ent *e = NULL;
@@ -191,7 +191,7 @@ int etsmgr_table_update_counter(etsmgr_table *t, const void *key, size_t klen, i
 int etsmgr_table_delete(etsmgr_table *t, const void *key, size_t klen)
 {
     if (!t || tbl_check_key(key, klen)) return ETSMGR_EINVAL;
-    uint64_t hv = tbl_hash(key, klen), pos;
+    uint64_t hv = tbl_hash(t->hseed, key, klen), pos;
     int r = tbl_op_begin(t, "delete", true);
     if (r) return r;
     struct tbl_ent *e = NULL;

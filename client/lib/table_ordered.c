@@ -845,7 +845,8 @@ static int ord_vnode(struct ord_vfy *v, uint64_t off, int level, int d, const un
                 return ord_bad(v, "key outside its separators", off);
             struct tbl_ent *f = NULL;
             uint64_t pos;
-            if (tbl_find(t, k, e->klen, tbl_hash(k, e->klen), &pos, &f) != 1 || (const struct tbl_ent *)f != e)
+            uint64_t hv = tbl_hash(t->hseed, k, e->klen);
+            if (tbl_find(t, k, e->klen, hv, &pos, &f) != 1 || (const struct tbl_ent *)f != e)
                 return ord_bad(v, "slot's entry is not the indexed one", off);
             if (++v->entries > t->h->count) return ord_bad(v, "more slots than entries", off);
             v->last = e;
@@ -937,7 +938,7 @@ static int ord_copy(etsmgr_table *t, uint64_t n, struct ord_batch *b)
         const char *v = (const char *)e + tbl_ent_voff(&c);
         if (c.type == ETSMGR_INT) {
             if (c.vlen != 8) return -1;
-            r->stripe = (uint32_t)(tbl_hash(tbl_ent_key(e), c.klen) & (TBL_NSTRIPES - 1));
+            r->stripe = (uint32_t)(tbl_hash(t->hseed, tbl_ent_key(e), c.klen) & (TBL_NSTRIPES - 1));
             r->q = __atomic_load_n(&t->h->stripe[r->stripe], __ATOMIC_ACQUIRE);
             r->iw = (uint64_t)(v - t->base);
             r->i = (int64_t)ld((const uint64_t *)(const void *)v);

@@ -299,7 +299,7 @@ int etsmgr_table_lookup(etsmgr_table *t, const void *key, size_t klen, etsmgr_va
                         void *buf, size_t cap)
 {
     if (!t || !out || !key || klen < 1 || klen > ETSMGR_KEY_MAX) return ETSMGR_EINVAL;
-    uint64_t hv = tbl_hash(key, klen);
+    uint64_t hv = tbl_hash(t->hseed, key, klen);
     if (t->in_group) return tbl_lookup_locked(t, key, klen, hv, out, buf, cap);
     const uint64_t *sp = &t->h->stripe[hv & (TBL_NSTRIPES - 1)];
     struct tbl_wait ws = {0};
@@ -401,7 +401,7 @@ static int tbl_slot_hash(struct tbl_walk *w, uint64_t L, uint64_t j, uint64_t *s
         }
         struct tbl_got g;
         int f = tbl_rd_entry(t, (v & TBL_OFF_MASK) << 3, &g);
-        uint64_t h = f == RD_FOUND ? tbl_hash(g.key, g.klen) : 0;
+        uint64_t h = f == RD_FOUND ? tbl_hash(t->hseed, g.key, g.klen) : 0;
         atomic_thread_fence(memory_order_acquire);
         if (ld(sp) != q || ld(&t->h->layout_seq) != L) continue;
         if (f == RD_REMAP) {
@@ -495,7 +495,7 @@ static int tbl_report(struct tbl_walk *w, uint64_t L, const struct tbl_cand *c, 
         }
         if (f == RD_BAD) return ETSMGR_ECORRUPT;
         /* gone: deleted, or its slot now holds another key */
-        if (f == RD_ABSENT || tbl_hash(w->key, g.klen) != c->hv) return 0;
+        if (f == RD_ABSENT || tbl_hash(t->hseed, w->key, g.klen) != c->hv) return 0;
         if (c->hv == w->H && tbl_tied(w, w->key, g.klen)) return 0;
         if ((r = tbl_reported(w, c->hv, w->key, g.klen)) != 0) return r;
         *cbr = cb(w->key, g.klen, &v, arg);

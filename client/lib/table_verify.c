@@ -81,7 +81,7 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
                         (unsigned long long)i, (unsigned long long)off);
             break;
         }
-        uint64_t hv = tbl_hash(tbl_ent_key(e), hc.klen);
+        uint64_t hv = tbl_hash(t->hseed, tbl_ent_key(e), hc.klen);
         if (tbl_tag(hv) != s >> 40) {
             r = tbl_say(why, whylen, ETSMGR_ECORRUPT, "slot %llu: tag does not match its key", (unsigned long long)i);
             break;

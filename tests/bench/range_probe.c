@@ -173,7 +173,7 @@ static void layout(etsmgr_table *t)
         for (int j = 0; j < nrk[i]; j++) {
             uint64_t pos;
             struct tbl_ent *e;
-            if (tbl_find(t, &rk[i][j], 8, tbl_hash(&rk[i][j], 8), &pos, &e) != 1) {
+            if (tbl_find(t, &rk[i][j], 8, tbl_hash(t->hseed, &rk[i][j], 8), &pos, &e) != 1) {
                 r = ETSMGR_ECORRUPT; /* a key walked a moment ago: someone else changes the table */
                 break;
             }
