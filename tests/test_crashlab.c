@@ -432,6 +432,77 @@ START_TEST(test_interrupted_cleans_up_and_ends_by_the_signal)
 }
 END_TEST
 
+/* A lab killed with SIGKILL cannot clean up: its processes stop (etssup's
+ * PDEATHSIG), but the counter's table stays in /dev/shm and the temp dir
+ * in /tmp, for good: nothing ever removed them.  The next fresh run removes
+ * what such a run left (its pid gone, no process of its instance left)
+ * and says so in its notes. */
+START_TEST(test_next_run_removes_what_a_killed_run_left)
+{
+    int errp[2];
+    ck_assert_int_eq(pipe(errp), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int nul = open("/dev/null", O_WRONLY);
+        dup2(nul, 1);
+        dup2(errp[1], 2);
+        close(errp[0]);
+        char *argv[] = { (char *)lab_bin(), "--verbose", "--kills", "100000", "--targets", "etscounterd",
+                         "--interval", "2:10", NULL };
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(errp[1]);
+    FILE *f = fdopen(errp[0], "r");
+    ck_assert_ptr_nonnull(f);
+    char line[1024], base[256] = "", inst[80] = "";
+    bool killed = false;
+    while (!killed && fgets(line, sizeof line, f)) {
+        const char *b = strstr(line, "a fresh system in "), *i = strstr(line, "(instance ");
+        if (b && i) {
+            ck_assert_int_eq(sscanf(b, "a fresh system in %255[^ ]", base), 1);
+            ck_assert_int_eq(sscanf(i, "(instance %79[^)]", inst), 1);
+            char *run = strstr(base, "/run");
+            ck_assert_ptr_nonnull(run);
+            *run = 0;
+        }
+        if (base[0] && strstr(line, "kill 1: supervisor whole again")) /* the table exists */
+            killed = kill(pid, SIGKILL) == 0;
+    }
+    fclose(f);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(killed && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the lab was not killed: status 0x%x", st);
+    /* what it left, once its processes are gone */
+    char *out = NULL;
+    rc_sh(&out, 20000,
+          "for i in $(seq 150); do grep -qlaF 'ETSMGR_INSTANCE=%s' /proc/[0-9]*/environ 2>/dev/null || break; "
+          "sleep 0.1; done; ls /dev/shm | grep -F '%s:'; ls -d '%s'",
+          inst, inst, base);
+    ck_assert_msg(strstr(out, inst) && strstr(out, base), "a killed lab left no table and temp dir: %s", out);
+    free(out);
+
+    char *extra[] = { "--kills", "1", "--interval", "2:10" };
+    cJSON *r = NULL;
+    int rc = lab_run(extra, 4, &r, &out);
+    ck_assert_msg(rc == 0 && r, "etsmgr-crashlab exited %d:\n%s", rc, out);
+    char *notes = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(r, "notes"));
+    char want_shm[160], want_dir[300];
+    snprintf(want_shm, sizeof want_shm, "removed /dev/shm/%s:", inst);
+    snprintf(want_dir, sizeof want_dir, "earlier run (pid %d) that was killed before its clean-up, in %s (its log "
+             "stays", (int)pid, base);
+    ck_assert_msg(strstr(notes, want_shm) && strstr(notes, want_dir), "notes: %s", notes);
+    free(notes);
+    cJSON_Delete(r);
+    free(out);
+    /* what a finished run leaves when it failed: only the log */
+    rc_sh(&out, 10000, "ls /dev/shm | grep -F '%s:'; ls -A '%s'; rm -rf '%s'", inst, base, base);
+    ck_assert_msg(strcmp(out, "etssup.log\n") == 0, "left: %s", out);
+    free(out);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ command line */
 START_TEST(test_usage)
 {
@@ -527,6 +598,7 @@ Suite *crashlab_suite(void)
     tcase_add_test(x, test_fault_hook_value_twice);
     tcase_add_test(x, test_interrupted_cleans_up_and_ends_by_the_signal);
     tcase_add_test(x, test_signal_ignored_at_start_or_sent_twice);
+    tcase_add_test(x, test_next_run_removes_what_a_killed_run_left);
     suite_add_tcase(s, x);
     return s;
 }

@@ -117,6 +117,89 @@ void lab_sys_reaper_stop(lab *l)
     l->reaper_started = false;
 }
 
+/* ------------------------------------------------------------------ an earlier run's leftovers */
+static int lab_scan_procs(const char *instance, pid_t *out, int max);
+
+/* Whether name (an entry of /dev/shm or /tmp, after its prefix) begins
+ * with a lab's pid, its instance's or its temp dir's: the pid, or 0. */
+static pid_t lab_stale_pid(const char *dir, const char *name, const char *prefix, char sep)
+{
+    size_t pl = strlen(prefix);
+    if (strncmp(name, prefix, pl) != 0)
+        return 0;
+    char *end;
+    long pid = strtol(name + pl, &end, 10);
+    if (end == name + pl || *end != sep || pid <= 0 || pid > INT32_MAX || pid == getpid())
+        return 0;
+    struct stat st;
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    if (lstat(p, &st) < 0 || st.st_uid != geteuid())
+        return 0;
+    /* alive (or another uid's pid, EPERM): not a leftover */
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+        return 0;
+    return (pid_t)pid;
+}
+
+static void lab_rm_tree(const char *dir);
+
+/* A lab killed before its clean-up (SIGKILL, or a second Ctrl-C) leaves
+ * its counter table in /dev/shm and its temp dir; its processes stop on
+ * their own (etssup's PDEATHSIG, then etssup stops its children).  A fresh
+ * run removes what such runs of this uid left, once their pid is gone and
+ * no process of their instance is left, and says so in its notes. */
+static void lab_sweep_stale(lab *l)
+{
+    DIR *d = opendir("/dev/shm");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        pid_t pid = lab_stale_pid("/dev/shm", e->d_name, "crashlab", 'x');
+        const char *sep = strchr(e->d_name, RT_SHM_SEP);
+        if (!pid || !sep || (size_t)(sep - e->d_name) > RT_INSTANCE_MAX)
+            continue;
+        char inst[RT_INSTANCE_MAX + 1], name[300];
+        snprintf(inst, sizeof inst, "%.*s", (int)(sep - e->d_name), e->d_name);
+        pid_t alive[1];
+        if (lab_scan_procs(inst, alive, 1) > 0)
+            continue; /* still stopping: the next run's */
+        snprintf(name, sizeof name, "/%s", e->d_name);
+        if (shm_unlink(name) == 0)
+            lab_note(l, "removed /dev/shm%s, left by an earlier run (pid %d) that was killed before its clean-up",
+                     name, (int)pid);
+    }
+    if (d)
+        closedir(d);
+    d = opendir("/tmp");
+    while (d && (e = readdir(d))) {
+        pid_t pid = lab_stale_pid("/tmp", e->d_name, "etsmgr-crashlab.", '.');
+        if (!pid)
+            continue;
+        /* what a run's end removes (lab_sys_remove_base): the runtime dir,
+         * the config, the notify socket; a finished run's dir keeps only a
+         * failed run's log, and so does a killed one's */
+        char base[4200], p[4300];
+        snprintf(base, sizeof base, "/tmp/%s", e->d_name);
+        snprintf(p, sizeof p, "%s/run", base);
+        struct stat st;
+        bool stale = lstat(p, &st) == 0;
+        lab_rm_tree(p);
+        snprintf(p, sizeof p, "%s/etssup.json", base);
+        stale |= unlink(p) == 0;
+        snprintf(p, sizeof p, "%s/notify.sock", base);
+        stale |= unlink(p) == 0;
+        if (!stale)
+            continue;
+        rmdir(base);
+        snprintf(p, sizeof p, "%s/etssup.log", base);
+        bool log = lstat(p, &st) == 0;
+        lab_note(l, "removed the runtime dir and config of an earlier run (pid %d) that was killed before its "
+                    "clean-up, in %s%s", (int)pid, base, log ? " (its log stays, as a failed run's does)" : "");
+    }
+    if (d)
+        closedir(d);
+}
+
 /* ------------------------------------------------------------------ prepare */
 static int lab_write_config(lab *l, char *err, size_t errlen)
 {
@@ -207,7 +290,8 @@ int lab_sys_prepare(lab *l, char *err, size_t errlen)
             return LAB_EXIT_UNAVAILABLE;
         }
     }
-    snprintf(l->base, sizeof l->base, "/tmp/etsmgr-crashlab.XXXXXX");
+    lab_sweep_stale(l);
+    snprintf(l->base, sizeof l->base, "/tmp/etsmgr-crashlab.%d.XXXXXX", (int)getpid());
     if (!mkdtemp(l->base)) {
         snprintf(err, errlen, "mkdtemp %s: %s", l->base, strerror(errno));
         return LAB_EXIT_SOFTWARE;
@@ -633,10 +717,10 @@ int lab_sys_check_count(lab *l, int64_t *count, int timeout_ms, char *err, size_
 /* ------------------------------------------------------------------ the end */
 /* processes whose environment names the instance (etssup gives it to every
  * child, and the lab to etssup); the lab's own environment does not */
-static int lab_scan_procs(lab *l, pid_t *out, int max)
+static int lab_scan_procs(const char *instance, pid_t *out, int max)
 {
     char want[RT_INSTANCE_MAX + 32];
-    int wl = snprintf(want, sizeof want, "ETSMGR_INSTANCE=%s", l->rt.instance) + 1; /* with the NUL */
+    int wl = snprintf(want, sizeof want, "ETSMGR_INSTANCE=%s", instance) + 1; /* with the NUL */
     DIR *d = opendir("/proc");
     if (!d)
         return 0;
@@ -743,7 +827,7 @@ void lab_sys_shutdown(lab *l)
     int n = 0;
     int64_t deadline = lab_now_ns() + 5000000000LL;
     do {
-        n = lab_scan_procs(l, left, 64);
+        n = lab_scan_procs(l->rt.instance, left, 64);
         if (n == 0)
             break;
         lab_sleep_ms(10);
