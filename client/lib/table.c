@@ -349,7 +349,7 @@ int tbl_group_check(etsmgr_table *t, bool change)
     return tbl_state(t);
 }
 
-void tbl_rollback_to(etsmgr_table *t, uint64_t mark)
+int tbl_rollback_to(etsmgr_table *t, uint64_t mark)
 {
     struct tbl_hdr *h = t->h;
     for (uint64_t i = t->un; i-- > mark;) {
@@ -373,6 +373,13 @@ void tbl_rollback_to(etsmgr_table *t, uint64_t mark)
      * it and says ECORRUPT, as do the readers when they look (tbl_grew). */
     uint64_t tot = h->total_bytes;
     if (tbl_size_ok(tot)) t->limit = tot < t->map_size ? tot : t->map_size;
+    /* and the operation's view of the state (heap top, index) follows the
+     * words it restored: an operation that goes on after a partial rollback
+     * (tbl_once_count_many, a count of the batch refused) allocated from
+     * the heap top it had bumped, leaving a hole nothing accounted for, and
+     * after a rolled-back rehash would have written into the index it gave
+     * up.  A state that fails the check is said by the return value. */
+    return tbl_state(t);
 }
 
 /* Take the lock (which rolls back a dead holder's change) and release the

@@ -514,7 +514,7 @@ int tbl_op_begin_slow(etsmgr_table *t, int r);
 int tbl_op_end_full(etsmgr_table *t, int rc);
 int tbl_sync_map(etsmgr_table *t);
 int tbl_group_check(etsmgr_table *t, bool change);
-void tbl_rollback_to(etsmgr_table *t, uint64_t mark);
+int tbl_rollback_to(etsmgr_table *t, uint64_t mark); /* 0, or ETSMGR_ECORRUPT: the state words left are not valid */
 void tbl_unlock(etsmgr_table *t);
 int64_t tbl_now_us(void);
 int tbl_reserve(int fd, uint64_t from, uint64_t size);

@@ -981,13 +981,14 @@ int tbl_once_count_many(etsmgr_table *t, const void *key, size_t klen, int64_t i
             uint64_t mark = t->un;
             int pend_mark = t->npend;
             x->rc = once_count_locked(t, key, klen, hv, incr, &x->once, now, &x->value, &x->dup);
+            if (x->rc < 0 && x->rc != ETSMGR_ECORRUPT && tbl_rollback_to(t, mark) != 0)
+                x->rc = ETSMGR_ECORRUPT; /* this one's writes only undone, and what is left not valid */
             if (x->rc == ETSMGR_ECORRUPT) {
                 tbl_rollback_to(t, 0);
                 t->npend = 0;
                 return tbl_op_end(t, ETSMGR_ECORRUPT);
             }
             if (x->rc < 0) {
-                tbl_rollback_to(t, mark); /* this one's writes only */
                 t->npend = pend_mark;
             } else if (!x->dup && x->once.deadline_ms) {
                 dl = true;
@@ -1008,7 +1009,10 @@ int tbl_once_count_many(etsmgr_table *t, const void *key, size_t klen, int64_t i
         /* a count whose deadline passed inside the batch: undo the batch and
          * do it again without those (the others' answers may change: a
          * later duplicate of a refused rid is now the one counted) */
-        tbl_rollback_to(t, 0);
+        if (tbl_rollback_to(t, 0) != 0) {
+            t->npend = 0;
+            return tbl_op_end(t, ETSMGR_ECORRUPT);
+        }
         t->npend = 0;
         for (size_t i = 0; i < n; i++)
             if (q[i].rc != ETSMGR_EINVAL && q[i].rc != ETSMGR_EEXPIRED) q[i].rc = 0, q[i].dup = 0;
