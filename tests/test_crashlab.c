@@ -488,7 +488,7 @@ START_TEST(test_next_run_removes_what_a_killed_run_left)
     int rc = lab_run(extra, 4, &r, &out);
     ck_assert_msg(rc == 0 && r, "etsmgr-crashlab exited %d:\n%s", rc, out);
     char *notes = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(r, "notes"));
-    char want_shm[160], want_dir[300];
+    char want_shm[160], want_dir[512];
     snprintf(want_shm, sizeof want_shm, "removed /dev/shm/%s:", inst);
     snprintf(want_dir, sizeof want_dir, "earlier run (pid %d) that was killed before its clean-up, in %s (its log "
              "stays", (int)pid, base);
