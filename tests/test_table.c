@@ -1546,10 +1546,13 @@ END_TEST
  * 8-byte keys, so anyone could compute keys that all share one home slot:
  * each insert and lookup then probed past all the others (quadratic
  * inserts, a lookup as slow as a scan).  Now each table hashes with a
- * random seed of its own (TBL_VERSION_SEEDED).  The keys below invert the
- * unseeded hash (fl_unhash): in a table without the seed they all land on
- * one home (the test shows the keys are what it says), in a new table they
- * spread like any keys. */
+ * random key of its own (TBL_VERSION_SEEDED).  The 8-byte keys below
+ * invert the unseeded hash (fl_unhash): in a table without the key they
+ * all land on one home (the test shows the keys are what it says), in a
+ * new table they spread like any keys.  So must keys of 16 bytes and more
+ * that differ by a block's top bit and, in the next block, by what that
+ * bit becomes in the state of the hash of before (2^63 | 2^34): those
+ * collided whatever key was merely xored into its first state. */
 static uint64_t fl_inv_mul(uint64_t a) /* a * x == 1 mod 2^64, a odd (Newton) */
 {
     uint64_t x = a;
@@ -1558,16 +1561,16 @@ static uint64_t fl_inv_mul(uint64_t a) /* a * x == 1 mod 2^64, a odd (Newton) */
 }
 static uint64_t fl_unhash(uint64_t hv) /* the 8-byte key whose unseeded tbl_hash is hv */
 {
-    uint64_t z = hv ^ (hv >> 32);              /* h ^= h >> 32 */
+    uint64_t z = hv ^ (hv >> 32);                       /* h ^= h >> 32 */
     uint64_t y = z * fl_inv_mul(0xc4ceb9fe1a85ec53ull); /* h *= C2 */
-    y = y ^ (y >> 29) ^ (y >> 58);             /* h ^= h >> 29 */
+    y = y ^ (y >> 29) ^ (y >> 58);                      /* h ^= h >> 29 */
     uint64_t x = y * fl_inv_mul(0xff51afd7ed558ccdull); /* h = (h ^ w) * C1 */
     return x ^ 0x9e3779b97f4a7c15ull ^ (8ull * 0xc2b2ae3d27d4eb4full);
 }
 /* The mean distance of t's keys from their home slots, in slots (linear
  * probing: a lookup of a key steps over that many others).  The mean, not
  * the longest: at the index's 3/4 load a few long runs are normal, while
- * the mean of 1,500 keys moves little from one random seed to the next. */
+ * the mean of many keys moves little from one random key to the next. */
 static double fl_mean_probe(etsmgr_table *t)
 {
     const uint64_t *idx = (const uint64_t *)(const void *)(t->base + t->h->idx_off);
@@ -1595,30 +1598,66 @@ static double fl_fill(etsmgr_table *t)
     }
     return fl_mean_probe(t);
 }
-START_TEST(hash_seeded_per_table)
+/* 1,024 keys of 160 bytes (20 blocks, 10 pairs): pair j's first block's
+ * top bit flipped, its second block's 2^63 | 2^34, for the bits of i */
+#define FL_LONG 1024
+static double fl_fill_long(etsmgr_table *t)
+{
+    etsmgr_value v = tt_int(1);
+    for (uint64_t i = 0; i < FL_LONG; i++) {
+        uint64_t k[20];
+        for (int b = 0; b < 20; b++) k[b] = 0x6161616161616161ull;
+        for (int j = 0; j < 10; j++)
+            if (i >> j & 1) k[2 * j] ^= 1ull << 63, k[2 * j + 1] ^= 1ull << 63 | 1ull << 34;
+        ck_assert_int_eq(etsmgr_table_insert(t, k, sizeof k, &v), 0);
+    }
+    return fl_mean_probe(t);
+}
+/* A table of before: made by this library, its flag taken away before
+ * any key went in (the unseeded hash). */
+static etsmgr_table *fl_unseeded(void)
 {
     const char *n;
-    etsmgr_table *a = tt_create(&n, 0, 0), *b = tt_create(NULL, 0, 0);
-    ck_assert(a->h->version & TBL_VERSION_SEEDED);
-    ck_assert_uint_ne(a->hseed, 0);
-    ck_assert_uint_ne(a->hseed, b->hseed);
+    etsmgr_table *t = tt_create(&n, 0, 0);
+    t->h->version &= ~TBL_VERSION_SEEDED;
+    etsmgr_table_close(t);
+    ck_assert_int_eq(tbl_open(n, &t), 0);
+    ck_assert_uint_eq(t->hseed[0] | t->hseed[1], 0);
+    return t;
+}
+START_TEST(hash_seeded_per_table)
+{
+    etsmgr_table *b = tt_create(NULL, 0, 0), *c = tt_create(NULL, 0, 0);
+    ck_assert(b->h->version & TBL_VERSION_SEEDED);
+    ck_assert(b->hseed[0] | b->hseed[1]);
+    ck_assert(b->hseed[0] != c->hseed[0] || b->hseed[1] != c->hseed[1]);
     /* the inverse is right */
-    ck_assert_uint_eq(fl_unhash(tbl_hash(0, "12345678", 8)), 0x3837363534333231ull);
-    /* a table of before (no flag: the unseeded hash), the same keys */
-    a->h->version &= ~TBL_VERSION_SEEDED;
-    etsmgr_table_close(a);
-    ck_assert_int_eq(tbl_open(n, &a), 0);
-    ck_assert_uint_eq(a->hseed, 0);
+    ck_assert_uint_eq(fl_unhash(tbl_hash(NULL, "12345678", 8)), 0x3837363534333231ull);
+    etsmgr_table *a = fl_unseeded(), *d = fl_unseeded();
     double unseeded = fl_fill(a), seeded = fl_fill(b);
     printf("hash flooding, %d keys: mean probe %.1f slots unseeded, %.2f seeded\n", FL_KEYS, unseeded, seeded);
     ck_assert_msg(unseeded > FL_KEYS / 3, "the crafted keys collide without a seed: mean probe %.1f", unseeded);
     ck_assert_msg(seeded < 10, "with the table's seed they spread: mean probe %.2f", seeded);
-    /* both tables are whole: every key found, verify clean */
+    double ulong = fl_fill_long(d), slong = fl_fill_long(c);
+    printf("hash flooding, %d keys of 160 bytes: mean probe %.1f slots unseeded, %.2f seeded\n", FL_LONG, ulong,
+           slong);
+    ck_assert_msg(ulong > FL_LONG / 3, "the long keys collide without a seed: mean probe %.1f", ulong);
+    ck_assert_msg(slong < 10, "with the table's key they spread: mean probe %.2f", slong);
+    /* every table is whole: verify clean (it checks the key too) */
     char why[200];
     ck_assert_int_eq(etsmgr_table_verify(a, why, sizeof why), 0);
     ck_assert_int_eq(etsmgr_table_verify(b, why, sizeof why), 0);
+    ck_assert_int_eq(etsmgr_table_verify(c, why, sizeof why), 0);
+    ck_assert_int_eq(etsmgr_table_verify(d, why, sizeof why), 0);
+    /* a key changed after attach is a corrupt table, said by verify */
+    c->h->hash_seed[1] ^= 1;
+    ck_assert_int_eq(etsmgr_table_verify(c, why, sizeof why), ETSMGR_ECORRUPT);
+    ck_assert_msg(strstr(why, "hash key"), "%s", why);
+    c->h->hash_seed[1] ^= 1;
     etsmgr_table_close(a);
     etsmgr_table_close(b);
+    etsmgr_table_close(c);
+    etsmgr_table_close(d);
 }
 END_TEST
 

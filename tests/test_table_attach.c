@@ -595,7 +595,8 @@ START_TEST(verify_blocks_past_the_bound)
     uint64_t *idx = (uint64_t *)(void *)(base + idx_off), *old = (uint64_t *)(void *)(base + h->idx_off);
     memset(idx, 0, 8 * cap);
     unsigned shift = 64u - 8u;
-    uint64_t seed = h->version & TBL_VERSION_SEEDED ? h->hash_seed : 0; /* the table's hash */
+    uint64_t seed[2] = {0, 0}; /* the table's hash key */
+    if (h->version & TBL_VERSION_SEEDED) memcpy(seed, h->hash_seed, sizeof seed);
     /* the counter "c" (its request-id record names no entry) and n more */
     for (uint64_t i = 0; i <= h->idx_mask; i++) {
         if (tbl_unused(old[i])) continue;

@@ -744,14 +744,14 @@ struct rk_area {
 
 static uint64_t rk_fp(const etsmgr_value *v)
 {
-    if (v->type == ETSMGR_INT) return tbl_hash(0, &v->i, 8) << 2 | 1;
-    return tbl_hash(0, v->data ? v->data : "", v->len) << 2 | 2;
+    if (v->type == ETSMGR_INT) return tbl_hash(NULL, &v->i, 8) << 2 | 1;
+    return tbl_hash(NULL, v->data ? v->data : "", v->len) << 2 | 2;
 }
 
 static struct rk_key *rk_find(struct rk_map *m, const void *key, size_t klen, bool add)
 {
     if (klen >= sizeof m->k[0].key) return NULL;
-    uint64_t i = tbl_hash(0, key, klen) & (RK_SLOTS - 1);
+    uint64_t i = tbl_hash(NULL, key, klen) & (RK_SLOTS - 1);
     for (int n = 0; n < RK_SLOTS; n++, i = (i + 1) & (RK_SLOTS - 1)) {
         struct rk_key *k = &m->k[i];
         if (!k->used) {
@@ -1242,7 +1242,7 @@ static int rs_walk_cb(const void *key, size_t klen, const etsmgr_value *v, void 
         long i = strtol(num, NULL, 10);
         if (i >= 0 && i < 200 && w->s_seen[i]++) rs_fail(w->a, "a walk met a key twice", key, klen);
     }
-    if (klen >= 2 && k[0] == 'y' && (tbl_hash(0, key, klen) & 15) == 0 && w->ny < RK_SLOTS / 2) {
+    if (klen >= 2 && k[0] == 'y' && (tbl_hash(NULL, key, klen) & 15) == 0 && w->ny < RK_SLOTS / 2) {
         struct rk_key *r = rk_find(&w->a->ys, key, klen, true);
         if (r && !r->nfp) {
             r->nfp = 1;

@@ -177,7 +177,8 @@ int etsmgr_table_update_counter(etsmgr_table *t, const void *key, size_t klen, i
  * max_records rids (0: no limit but the table's size) would be live at
  * once, nothing changes and the call fails with ETSMGR_ERIDFULL: a rid is
  * never forgotten before its keep_until_ms.  A table with such records has
- * layout version 12 (13 when ordered; older libraries refuse it with
+ * layout version 12 (13 when ordered; each with the flag 0x10000 of a table
+ * made since the hash key per table; older libraries refuse it with
  * ETSMGR_EVERSION). */
 #define ETSMGR_RID_LEN 16
 typedef struct etsmgr_once {

@@ -66,7 +66,7 @@ int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize)
     uint32_t v = tbl_vbase(h->version); /* with or without TBL_VERSION_SEEDED */
     if (v == TBL_VERSION_ORDERED || v == TBL_VERSION_ORDERED_ONCE2)
         return tbl_why(ETSMGR_EVERSION,
-                       "layout version %llu is an ordered_set of an older build (a skiplist); this library's ordered "
+                       "layout version %#llx is an ordered_set of an older build (a skiplist); this library's ordered "
                        "tables are B+trees: save the table with the older build (etsmgrctl save) and load the image "
                        "with this one (etsmgrctl load)",
                        ULL(h->version));
@@ -116,7 +116,7 @@ int tbl_check_header(const struct tbl_hdr *h, uint64_t objsize)
             (v == TBL_VERSION_BTREE || v == TBL_VERSION_BTREE_ONCE2 || v == TBL_VERSION_BTREE_ONCE3 ||
              v == TBL_VERSION_BTREE_ONCE4) ||
         h->ttype > ETSMGR_ORDERED_SET)
-        return tbl_why(ETSMGR_ECORRUPT, "table type %llu does not match layout version %llu", ULL(h->ttype),
+        return tbl_why(ETSMGR_ECORRUPT, "table type %llu does not match layout version %#llx", ULL(h->ttype),
                        ULL(h->version));
     if (h->ttype == ETSMGR_ORDERED_SET && h->ord_head &&
         ((h->ord_head & 7u) || h->ord_head < TBL_HDR_SIZE || h->ord_head > top - tbl_ord_head_size()))
@@ -444,7 +444,7 @@ static int tbl_attach(int fd, bool rdonly, etsmgr_table **out)
     t->fd = fd;
     t->rdonly = rdonly;
     t->ordered = hc->ttype == ETSMGR_ORDERED_SET;
-    t->hseed = hc->version & TBL_VERSION_SEEDED ? hc->hash_seed : 0;
+    if (hc->version & TBL_VERSION_SEEDED) memcpy(t->hseed, hc->hash_seed, sizeof t->hseed);
     t->r_lay = 1; /* odd: nothing cached */
     memcpy(t->name, hc->name, strnlen(hc->name, ETSMGR_NAME_MAX));
     uint64_t tot = hc->total_bytes;
@@ -567,7 +567,9 @@ static int tbl_create_in(const char *shm_name, const char *table_name, const ets
     if (!r) tbl_random_key(seed, h);
     if (!r) {
         h->version = TBL_VERSION | TBL_VERSION_SEEDED;
-        h->hash_seed = seed[0] ^ seed[1];
+        if (tbl_hash_seed_fixed) seed[0] = tbl_hash_seed_fixed, seed[1] = ~tbl_hash_seed_fixed;
+        if (!(seed[0] | seed[1])) seed[0] = 1; /* all zero is the unseeded hash */
+        memcpy(h->hash_seed, seed, sizeof h->hash_seed);
         h->hdr_size = TBL_HDR_SIZE;
         h->ctime_us = tbl_now_us();
         h->max_bytes = o.max_bytes;
@@ -611,6 +613,8 @@ int tbl_create_private(const char *table_name, const etsmgr_table_opts *opts, et
 {
     return tbl_create_in(NULL, table_name, opts, out);
 }
+
+uint64_t tbl_hash_seed_fixed; /* test hook (table.h) */
 
 void tbl_random_key(uint64_t key[2], const void *salt)
 {

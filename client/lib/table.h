@@ -50,6 +50,10 @@ extern void (*tbl_crashpoint)(const char *op, int step);
  * process, 2 up to the node's size (0, the default: all), so that small
  * tests build deep trees and split, merge and shrink them often. */
 extern unsigned tbl_ord_fill;
+/* Test hook: when not 0, the hash key of every table this process makes
+ * is derived from it instead of drawn at random, so that a fuzzer's input
+ * meets the same index layout when it is replayed. */
+extern uint64_t tbl_hash_seed_fixed;
 /* Test hook: verify's bound on the heap's blocks in its list (2^24), so
  * that a test can fill the list with a small table. */
 extern uint64_t tbl_verify_heap_blocks;

@@ -124,7 +124,7 @@ struct tbl_hdr {
     char name[ETSMGR_NAME_MAX + 8]; /* NUL-terminated */
     uint32_t access;                /* etsmgr_access, fixed at creation */
     uint32_t ttype;                 /* etsmgr_table_type, fixed at creation (was padding: 0 = set) */
-    uint64_t hash_seed;             /* tbl_hash's seed with TBL_VERSION_SEEDED (was padding: 0) */
+    uint64_t hash_seed[2];          /* tbl_hash's key with TBL_VERSION_SEEDED (was padding: 0) */
 
     /* the lock, the log length and the first undo record share one cache
      * line: a change that logs one word (update_counter) moves only this
@@ -168,7 +168,7 @@ struct tbl_hdr {
 };
 _Static_assert(sizeof(struct tbl_hdr) <= TBL_HDR_SIZE, "header too big");
 _Static_assert(offsetof(struct tbl_hdr, hash_seed) == 112 && offsetof(struct tbl_hdr, lock) == 128,
-               "hash_seed took the padding before the lock: nothing after it moved");
+               "hash_seed took the padding before the lock (16 bytes): nothing after it moved");
 /* The words readers use live in tables made by every version: a new state
  * word must not move them (there is room for none after orphaned_us) */
 _Static_assert(offsetof(struct tbl_hdr, layout_seq) == offsetof(struct tbl_hdr, total_bytes) + 640,
@@ -211,8 +211,8 @@ struct etsmgr_table {
     bool touch_layout; /* this change or group made the layout word odd */
     bool ordered;      /* the header's ttype is ETSMGR_ORDERED_SET (cached at attach) */
     bool touch_ord;    /* this change or group made ord_seq odd */
-    uint64_t hseed;    /* tbl_hash's seed: the header's hash_seed with TBL_VERSION_SEEDED, else 0 (cached
-                        * at attach: a seed changed later would be another table's hash) */
+    uint64_t hseed[2]; /* tbl_hash's key: the header's hash_seed with TBL_VERSION_SEEDED, else 0 (cached
+                        * at attach: a key changed later would be another table's hash) */
     unsigned shift;  /* 64 - log2(mask + 1): home = hash >> shift */
     struct tbl_hdr *h; /* header mapping: never moves (the mutex lives here) */
     char *base;        /* whole-table mapping: moves when the table grows */
@@ -279,16 +279,26 @@ static inline bool tbl_is_rid_shape(const void *key, size_t klen, unsigned type,
            memcmp(key, TBL_RID_PREFIX, TBL_RID_PREFIX_LEN) == 0;
 }
 
-/* Hash of a key: 8 bytes at a time, multiply-xorshift mixing.  The low bits
- * choose the slot, the top 24 bits are the tag. */
-/* The index's hash of a key, seeded with the table's t->hseed (0: the
- * unseeded hash of tables made before TBL_VERSION_SEEDED).  Not a
- * cryptographic hash: the seed keeps colliding keys from being computed
- * offline, as they can be for a fixed, invertible hash (docs/security.md). */
-static inline uint64_t tbl_hash(uint64_t seed, const void *key, size_t n)
+/* The index's hash of a key.  The top bits choose the home slot, the low
+ * 24 are the tag (and the low 11 the stripe).
+ *
+ * A table made before TBL_VERSION_SEEDED hashes with tbl_hash_v1: 8 bytes
+ * at a time, multiply-xorshift, fixed.  For 8-byte keys it is a bijection
+ * anyone can invert, and for longer ones a flip of a block's top bit
+ * passes its multiply unchanged, so keys that collide can be computed
+ * offline (hash flooding, docs/security.md).  A table made since hashes
+ * with the 128-bit key of its header (hash_seed, random per table):
+ * each 8-byte block is folded in by a 64 x 64 -> 128-bit multiply of
+ * (block ^ key) by (state ^ constant), high and low halves xored, so that
+ * what a block's difference does to the state depends on the key and the
+ * state: no difference cancels another whatever the key, as a top bit's
+ * did when the key was only xored in first.  Not a cryptographic hash, but
+ * the per-table key is what stops keys computed in advance; one multiply a
+ * block, as before. */
+static inline uint64_t tbl_hash_v1(const void *key, size_t n)
 {
     const unsigned char *p = key;
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)n * 0xc2b2ae3d27d4eb4full) ^ seed;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)n * 0xc2b2ae3d27d4eb4full);
     while (n >= 8) {
         uint64_t w;
         memcpy(&w, p, 8);
@@ -306,6 +316,36 @@ static inline uint64_t tbl_hash(uint64_t seed, const void *key, size_t n)
     h *= 0xc4ceb9fe1a85ec53ull;
     h ^= h >> 32;
     return h;
+}
+static inline uint64_t tbl_fold_mul(uint64_t a, uint64_t b)
+{
+    __extension__ typedef unsigned __int128 tbl_u128;
+    tbl_u128 r = (tbl_u128)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+static inline uint64_t tbl_hash_keyed(const uint64_t seed[2], const void *key, size_t n)
+{
+    const unsigned char *p = key;
+    uint64_t h = seed[0] ^ ((uint64_t)n * 0x9e3779b97f4a7c15ull);
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = tbl_fold_mul(w ^ seed[1], h ^ 0xe7037ed1a0b428dbull);
+        p += 8;
+        n -= 8;
+    }
+    if (n) {
+        uint64_t w = 0;
+        for (size_t i = 0; i < n; i++) w |= (uint64_t)p[i] << (8 * i);
+        h = tbl_fold_mul(w ^ seed[1], h ^ 0x8ebc6af09c88c6e3ull);
+    }
+    return tbl_fold_mul(h ^ 0xa0761d6478bd642full, seed[0] ^ 0x589965cc75374cc3ull);
+}
+/* seed: the table's (t->hseed); NULL or all zero: the hash of before */
+static inline uint64_t tbl_hash(const uint64_t *seed, const void *key, size_t n)
+{
+    if (!seed || !(seed[0] | seed[1])) return tbl_hash_v1(key, n);
+    return tbl_hash_keyed(seed, key, n);
 }
 static inline uint64_t tbl_tag(uint64_t hv) { return hv & TBL_TAG_MASK; }
 /* A tombstone keeps the tag of the key deleted there, so that a lock-free

@@ -52,6 +52,12 @@ static int tbl_verify_locked(etsmgr_table *t, char *why, size_t whylen)
     if (r) return tbl_say(why, whylen, ETSMGR_ECORRUPT, "header: %s", tbl_last_why());
     if (h->undo_n != t->un) return tbl_say(why, whylen, ETSMGR_ECORRUPT, "undo log has %llu records, expected %llu",
                                            (unsigned long long)h->undo_n, (unsigned long long)t->un);
+    /* the hash key is cached at attach: one changed since (a scribble)
+     * would make handles attached after it hash every key elsewhere */
+    uint64_t key[2] = {0, 0};
+    if (h->version & TBL_VERSION_SEEDED) memcpy(key, h->hash_seed, sizeof key);
+    if (memcmp(key, t->hseed, sizeof key) != 0)
+        return tbl_say(why, whylen, ETSMGR_ECORRUPT, "the header's hash key is not the one the table was opened with");
     uint64_t live = 0, tombs = 0, bytes = (t->mask + 1) * 8, nblk = 0;
     /* blocks: the entries, the index, the request-id block, the B+tree's
      * and the free blocks, every one appended only while nblk < maxblk.
