@@ -1687,6 +1687,23 @@ START_TEST(rollback_refreshes_cached_state)
 }
 END_TEST
 
+/* What a dump leaves out: only an older etscounterd's request-id entries,
+ * not every key that starts with a NUL byte (etsmgrctl dump hid big-endian
+ * integer keys below 2^56, the usual keys of an ordered_set of numbers). */
+START_TEST(bookkeeping_is_only_the_rid_shape)
+{
+    unsigned char rid[TBL_RID_KEY_LEN] = {0};
+    memcpy(rid, TBL_RID_PREFIX, TBL_RID_PREFIX_LEN);
+    etsmgr_value v16 = tt_bytes("0123456789abcdef", 16), v15 = tt_bytes("0123456789abcde", 15), vi = tt_int(16);
+    ck_assert(tbl_is_bookkeeping(rid, sizeof rid, &v16));
+    ck_assert(!tbl_is_bookkeeping(rid, sizeof rid, &v15));
+    ck_assert(!tbl_is_bookkeeping(rid, sizeof rid, &vi));
+    ck_assert(!tbl_is_bookkeeping(rid, sizeof rid - 1, &v16));
+    ck_assert(!tbl_is_bookkeeping("\0\0\0\7", 4, &vi));
+    ck_assert(!tbl_is_bookkeeping("\0hidden", 7, &v16));
+}
+END_TEST
+
 START_TEST(strerror_all)
 {
     /* every code etsmgr.h declares has its own words: manpages'
@@ -1705,6 +1722,7 @@ Suite *table_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, create_open_close_unlink);
     tcase_add_test(tc, hash_seeded_per_table);
+    tcase_add_test(tc, bookkeeping_is_only_the_rid_shape);
     tcase_add_test(tc, rollback_refreshes_cached_state);
     tcase_add_test(tc, create_errors);
     tcase_add_test(tc, create_mode);

@@ -625,6 +625,11 @@ void tbl_random_key(uint64_t key[2], const void *salt)
     key[1] = (uint64_t)(uintptr_t)salt * 0xc2b2ae3d27d4eb4fu ^ (uint64_t)(uintptr_t)&ts;
 }
 
+bool tbl_is_bookkeeping(const void *key, size_t klen, const etsmgr_value *v)
+{
+    return v && v->type == ETSMGR_BYTES && tbl_is_rid_shape(key, klen, v->type, v->len);
+}
+
 int tbl_unlink(const char *shm_name)
 {
     if (!shm_name) return ETSMGR_EINVAL;

@@ -4,6 +4,7 @@
  * the header, and the crash-point hook used by the tests. */
 #ifndef ETSMGR_TABLE_H
 #define ETSMGR_TABLE_H
+#include <stdbool.h>
 #include "etsmgr.h"
 
 /* shm_name is "/<instance>:<uid>:<table>" (see rt_shm_name); table_name is stored
@@ -37,6 +38,14 @@ int tbl_recover_now(etsmgr_table *t);
 int tbl_set_owner(etsmgr_table *t, int32_t owner_pid, int32_t heir_pid, int64_t orphaned_us);
 /* The header's orphaned-since time (0: owned, or not known; <0: error). */
 int64_t tbl_orphaned_since(etsmgr_table *t);
+
+/* Whether an entry is the project's bookkeeping, not the application's: a
+ * request id that an older etscounterd recorded as an entry ("\0etsmgr.rid\0"
+ * and 16 bytes, a 16-byte value; the library refuses to insert that shape,
+ * and loads it from an image into the request-id region).  A dump leaves
+ * those out and shows every other key, those that start with a NUL byte
+ * (big-endian integers below 2^56) included. */
+bool tbl_is_bookkeeping(const void *key, size_t klen, const etsmgr_value *v);
 
 /* Why the last attach/open/create on this thread failed validation, in
  * words (e.g. "header says 8192 bytes, object has 4096"); "" when it did not. */

@@ -150,6 +150,14 @@ static bool ctl_reader_gone(void)
     return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP));
 }
 
+static int ctl_out_errno;
+
+void ctl_output_failed(void)
+{
+    if (!ctl_out_errno)
+        ctl_out_errno = errno;
+}
+
 /* The exit status, once stdout is written out and closed: a failure only
  * the close reports (a quota, NFS) is a failed output too.  Called once,
  * at exit. */
@@ -165,7 +173,7 @@ int ctl_output_status(int rc)
         return rc;
     /* errno of the write that failed is gone when stdio dropped the
      * buffer it could not write */
-    int e = errno;
+    int e = errno ? errno : ctl_out_errno;
     if (e == 0 && ctl_reader_gone())
         e = EPIPE;
     if (e != EPIPE)

@@ -41,6 +41,10 @@ void ctl_print_json(cJSON *reply);
  * some output was not written (said on stderr, except for a reader that
  * went away: EPIPE, as when piped into head). */
 int ctl_output_status(int rc);
+/* Keeps errno as the cause of a failed output, where a write's failure is
+ * first seen (stdio may drop the buffer it could not write, and with it
+ * the errno that ctl_output_status would otherwise find). */
+void ctl_output_failed(void);
 
 /* data.c: the data lifecycle commands */
 int ctl_save(const rt_paths *rt, const char *table, const char *file, int timeout);

@@ -3,9 +3,11 @@
  *
  * It opens the table for reading through etsmgrd (open_table: an O_RDONLY
  * fd, mapped PROT_READ) and walks it with the lock-free foreach, so the
- * owner is never held up and nothing can be written by mistake.  Keys that
- * start with a NUL byte are the project's own bookkeeping (etscounterd's
- * request records) and are left out, as etscounter check does.  The JSON is
+ * owner is never held up and nothing can be written by mistake.  The
+ * project's own bookkeeping (request ids an older etscounterd recorded as
+ * entries: tbl_is_bookkeeping) is left out; every other key is printed,
+ * those that start with a NUL byte too (big-endian integer keys, the usual
+ * way to order numbers in an ordered_set, start with NULs).  The JSON is
  * written here, not with cJSON: keys and values are bytes, and every byte
  * must come out (control bytes and NULs as \u00XX escapes, bytes that are
  * not UTF-8 as \udcXX, see put_json_string).  Integers print as numbers,
@@ -25,6 +27,7 @@
 
 #include "ctl.h"
 #include "etsmgr.h"
+#include "table.h" /* tbl_is_bookkeeping */
 
 struct dump {
     bool json;
@@ -115,10 +118,12 @@ static int dump_cb(const void *key, size_t klen, const etsmgr_value *v, void *ar
 {
     struct dump *d = arg;
     const unsigned char *k = key;
-    if (ferror(stdout))
+    if (ferror(stdout)) {
+        ctl_output_failed();
         return DUMP_OUTPUT_FAILED; /* said by ctl_output_status */
-    if (klen == 0 || k[0] == 0)
-        return 0; /* bookkeeping */
+    }
+    if (tbl_is_bookkeeping(key, klen, v))
+        return 0;
     if (d->json) {
         printf("%s", d->n ? "," : "{");
         put_json_string(k, klen);
