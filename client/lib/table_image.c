@@ -559,39 +559,99 @@ void img_table_opts(const img *im, etsmgr_table_opts *o)
     o->type = (etsmgr_table_type)im->info.type;
 }
 
-int img_fill(etsmgr_table *t, const img *im, char *why, size_t whylen)
+/* Insert the record at rec (a request id goes to the records). */
+static int img_put_rec(etsmgr_table *t, const unsigned char *rec)
+{
+    unsigned klen = rec[0], type = rec[1];
+    uint32_t vlen = get32(rec + 4);
+    const unsigned char *key = rec + IMG_REC_HDR, *val = key + klen;
+    if (tbl_is_rid_shape(key, klen, type, vlen)) {
+        uint64_t left = get64(val + 8);
+        int64_t now = etsmgr_mono_ms();
+        return tbl_once_put(t, key + TBL_RID_PREFIX_LEN, (int64_t)get64(val),
+                            left < (uint64_t)(INT64_MAX / 4) ? now + (int64_t)left : INT64_MAX / 4);
+    }
+    etsmgr_value v = {.type = (etsmgr_type)type};
+    if (type == ETSMGR_INT) {
+        v.i = (int64_t)get64(val);
+    } else {
+        v.data = val;
+        v.len = vlen;
+    }
+    return etsmgr_table_insert_new(t, key, klen, &v);
+}
+
+static const unsigned char *img_rec_next(const unsigned char *rec)
+{
+    return rec + IMG_REC_HDR + rec[0] + get32(rec + 4);
+}
+
+/* Records by key, memcmp order, a prefix first. */
+static int img_rec_cmp(const void *a, const void *b)
+{
+    const unsigned char *x = *(const unsigned char *const *)a, *y = *(const unsigned char *const *)b;
+    int c = memcmp(x + IMG_REC_HDR, y + IMG_REC_HDR, x[0] < y[0] ? x[0] : y[0]);
+    return c ? c : (int)x[0] - (int)y[0];
+}
+
+/* An ordered table's records in key order (malloc'd; *n of them), or NULL
+ * for memory.  In the file they come in the saved table's hash order;
+ * inserted so, they leave the B+tree's leaves about 78 % full, while a
+ * table filled in key order (a time, a sequence number) has them all full:
+ * such a table, filled to its max_bytes, did not fit it again when loaded
+ * (ETSMGR_EFULL), and etsmgrd's restore of its snapshot at boot failed.
+ * In key order each insert lands at the tree's right end, where a split
+ * leaves the left node full: the smallest tree the keys can have. */
+static const unsigned char **img_by_key(const img *im, uint64_t *n)
 {
     const unsigned char *rec = im->buf + IMG_HDR_SIZE, *end = rec + im->info.records_bytes;
+    const unsigned char **v = malloc((im->info.entries ? im->info.entries : 1) * sizeof *v);
+    if (!v) return NULL;
+    uint64_t k = 0;
+    for (; rec < end && k < im->info.entries; rec = img_rec_next(rec)) v[k++] = rec;
+    qsort(v, k, sizeof *v, img_rec_cmp);
+    *n = k;
+    return v;
+}
+
+/* The place in the file of the record at at (for a message). */
+static uint64_t img_rec_index(const img *im, const unsigned char *at)
+{
     uint64_t n = 0;
-    while (rec < end) {
-        unsigned klen = rec[0], type = rec[1];
-        uint32_t vlen = get32(rec + 4);
-        const unsigned char *key = rec + IMG_REC_HDR, *val = key + klen;
-        etsmgr_value v = {.type = (etsmgr_type)type};
-        if (type == ETSMGR_INT) {
-            v.i = (int64_t)get64(val);
-        } else {
-            v.data = val;
-            v.len = vlen;
-        }
-        int r;
-        if (tbl_is_rid_shape(key, klen, type, vlen)) {
-            uint64_t left = get64(val + 8);
-            int64_t now = etsmgr_mono_ms();
-            r = tbl_once_put(t, key + TBL_RID_PREFIX_LEN, (int64_t)get64(val),
-                             left < (uint64_t)(INT64_MAX / 4) ? now + (int64_t)left : INT64_MAX / 4);
-        } else {
-            r = etsmgr_table_insert_new(t, key, klen, &v);
-        }
-        if (r == ETSMGR_EEXIST)
-            return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: entry %llu repeats an earlier key",
-                           (unsigned long long)n);
-        if (r)
-            return tbl_say(why, whylen, r, "inserting entry %llu: %s", (unsigned long long)n,
-                           etsmgr_strerror(r));
-        rec = val + vlen;
-        n++;
-    }
+    for (const unsigned char *rec = im->buf + IMG_HDR_SIZE; rec < at; rec = img_rec_next(rec)) n++;
+    return n;
+}
+
+static int img_fill_failed(int r, uint64_t n, char *why, size_t whylen)
+{
+    if (r == ETSMGR_EEXIST)
+        return tbl_say(why, whylen, ETSMGR_ECORRUPT, "corrupt: entry %llu repeats an earlier key",
+                       (unsigned long long)n);
+    return tbl_say(why, whylen, r, "inserting entry %llu: %s", (unsigned long long)n, etsmgr_strerror(r));
+}
+
+/* 1: no memory for the sort (the caller loads in the file's order, as
+ * before: a load that fits without it must not fail for want of it). */
+static int img_fill_by_key(etsmgr_table *t, const img *im, char *why, size_t whylen)
+{
+    uint64_t n = 0;
+    const unsigned char **by_key = img_by_key(im, &n);
+    if (!by_key) return 1;
+    int r = 0;
+    for (uint64_t i = 0; i < n && r == 0; i++)
+        if ((r = img_put_rec(t, by_key[i])) != 0)
+            r = img_fill_failed(r, img_rec_index(im, by_key[i]), why, whylen);
+    free(by_key);
+    return r;
+}
+
+int img_fill(etsmgr_table *t, const img *im, char *why, size_t whylen)
+{
+    int r = t->ordered ? img_fill_by_key(t, im, why, whylen) : 1;
+    if (r <= 0) return r;
+    const unsigned char *rec = im->buf + IMG_HDR_SIZE, *end = rec + im->info.records_bytes;
+    for (uint64_t n = 0; rec < end; rec = img_rec_next(rec), n++)
+        if ((r = img_put_rec(t, rec)) != 0) return img_fill_failed(r, n, why, whylen);
     return 0;
 }
 
