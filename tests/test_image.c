@@ -376,6 +376,32 @@ START_TEST(test_roundtrip_ordered_full)
 }
 END_TEST
 
+/* A set (_i 0) and an ordered table (1) of 1000-byte values, filled to
+ * their max_bytes, load back from their images.  The load asked for a
+ * table of the image's size, and a table's first index has room for as
+ * many of the smallest entries as its size would hold: 16,384 slots
+ * (128 KiB) for a table of 972 entries whose own index had 2,048, and
+ * the last tenth of the entries did not fit (ETSMGR_EFULL). */
+START_TEST(test_roundtrip_full_large_values)
+{
+    etsmgr_table_opts o = {.type = _i ? ETSMGR_ORDERED_SET : ETSMGR_SET, .max_bytes = 1u << 20};
+    etsmgr_table *t = NULL;
+    ck_assert_int_eq(tbl_create(tt_name(), "bigvals", &o, &t), 0);
+    static char val[1000];
+    char k[16];
+    long n = 0;
+    for (int r = 0; r == 0; n++) {
+        memset(val, (int)(n & 0xff), sizeof val);
+        etsmgr_value v = tt_bytes(val, sizeof val);
+        r = etsmgr_table_insert(t, k, tt_key(k, sizeof k, "k", (n * 7919) % 100003), &v);
+        ck_assert_msg(r == 0 || r == ETSMGR_EFULL, "insert %ld: %s", n, etsmgr_strerror(r));
+    }
+    ck_assert_int_gt(n, 900);
+    roundtrip(t);
+    etsmgr_table_close(t);
+}
+END_TEST
+
 /* ------------------------------------------------------------ consistent cut */
 
 /* The writer: atomic groups that set a<i> and b<i> to the same new value;
@@ -1339,6 +1365,7 @@ Suite *image_suite(void)
     tcase_add_test(tc, test_roundtrip_values);
     tcase_add_test(tc, test_roundtrip_ordered);
     tcase_add_loop_test(tc, test_roundtrip_ordered_full, 0, 3);
+    tcase_add_loop_test(tc, test_roundtrip_full_large_values, 0, 2);
     tcase_add_loop_test(tc, test_consistent_cut, 0, 4);
     tcase_add_test(tc, test_save_copies_little_under_lock);
     tcase_add_test(tc, test_cut_block_taken_by_new_key);

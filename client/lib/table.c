@@ -539,7 +539,7 @@ static int tbl_create_in(const char *shm_name, const char *table_name, const ets
     }
     /* the initial index: room for the entries the size hint suggests */
     uint64_t cap = TBL_MIN_CAP;
-    while (cap * 8 * 4 + cap * 24 * 3 < size - TBL_HDR_SIZE && cap < (1ull << 30)) cap *= 2;
+    while (cap * TBL_HINT_SLOT_BYTES < size - TBL_HDR_SIZE && cap < (1ull << 30)) cap *= 2;
     while (cap > TBL_MIN_CAP && cap * 8 > size - TBL_HDR_SIZE) cap /= 2;
 
     int fd = shm_name ? shm_open(shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode)

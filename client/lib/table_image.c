@@ -542,6 +542,22 @@ void img_free(img *im)
     free(im);
 }
 
+static const unsigned char *img_rec_next(const unsigned char *rec)
+{
+    return rec + IMG_REC_HDR + rec[0] + get32(rec + 4);
+}
+
+/* The image's entries that go into the index (request ids go to their
+ * records). */
+static uint64_t img_indexed_entries(const img *im)
+{
+    const unsigned char *rec = im->buf + IMG_HDR_SIZE, *end = rec + im->info.records_bytes;
+    uint64_t n = 0;
+    for (; rec < end; rec = img_rec_next(rec))
+        n += !tbl_is_rid_shape(rec + IMG_REC_HDR, rec[0], rec[1], get32(rec + 4));
+    return n;
+}
+
 void img_table_opts(const img *im, etsmgr_table_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -552,6 +568,17 @@ void img_table_opts(const img *im, etsmgr_table_opts *o)
     uint64_t per = im->info.type == ETSMGR_ORDERED_SET ? 88u : 48u;
     uint64_t est = TBL_HDR_SIZE + im->info.records_bytes + im->info.entries * per + 65536u;
     if (im->info.max_bytes && est > im->info.max_bytes) est = im->info.max_bytes;
+    /* but no bigger than the size whose first index is the one the entries
+     * need: a table's first index has a slot for each 104 bytes of its
+     * size, the room of the smallest entries, and for large values that
+     * was many times the slots the entries had (a table of 972 1000-byte
+     * values: 16,384, where its own index had 2,048): filled to its
+     * max_bytes, the table did not fit it again (ETSMGR_EFULL).  The
+     * table grows from there as the load fills it. */
+    uint64_t cap = TBL_MIN_CAP, need = img_indexed_entries(im);
+    while (cap * 3 < need * 4 && cap < (1ull << 40)) cap *= 2;
+    uint64_t fit = TBL_HDR_SIZE + (cap * TBL_HINT_SLOT_BYTES & ~4095ull);
+    if (est > fit) est = fit;
     o->size_hint = est;
     o->max_bytes = im->info.max_bytes;
     o->mode = im->info.mode;
@@ -579,11 +606,6 @@ static int img_put_rec(etsmgr_table *t, const unsigned char *rec)
         v.len = vlen;
     }
     return etsmgr_table_insert_new(t, key, klen, &v);
-}
-
-static const unsigned char *img_rec_next(const unsigned char *rec)
-{
-    return rec + IMG_REC_HDR + rec[0] + get32(rec + 4);
 }
 
 /* Records by key, memcmp order, a prefix first. */

@@ -95,6 +95,11 @@ static inline uint32_t tbl_vbase(uint32_t version) { return version & ~TBL_VERSI
 #define TBL_LARGE_WALK 32       /* first-fit steps in the large free list */
 #define TBL_PEND_MAX 64         /* frees deferred to commit */
 #define TBL_MIN_CAP 16u         /* smallest index */
+/* A new table's first index has room for as many of the smallest entries
+ * (24 bytes, the index at most 3/4 full) as its first size holds: one slot
+ * for each 104 bytes of it past the header (tbl_create; a load sizes its
+ * table by it, img_table_opts). */
+#define TBL_HINT_SLOT_BYTES (8u * 4u + 24u * 3u)
 #define TBL_MAX_MASK ((1ull << 36) - 1)
 #define TBL_DEFAULT_SIZE 65536u
 #define TBL_GROW_STEP 65536u
