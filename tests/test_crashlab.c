@@ -315,42 +315,58 @@ static void lab_remove_leftovers(const char *base, const char *inst)
     free(out);
 }
 
-static void lab_interrupt_mode(int sig, int after_kill, enum lab_sigmode mode)
+/* The lab started with argv, stdout to /dev/null (sig ignored when not 0,
+ * as nohup does): its stderr, read line by line. */
+static FILE *lab_spawn(char *const argv[], int ignore_sig, pid_t *pid)
 {
-    static char json[128];
-    snprintf(json, sizeof json, "%s/report.json", lab_tmp);
-    unlink(json);
     int errp[2];
     ck_assert_int_eq(pipe(errp), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
+    *pid = fork();
+    ck_assert_int_ge(*pid, 0);
+    if (*pid == 0) {
         int nul = open("/dev/null", O_WRONLY);
         dup2(nul, 1);
         dup2(errp[1], 2);
         close(errp[0]);
-        if (mode == LAB_SIG_IGNORED) /* as nohup starts it */
-            signal(sig, SIG_IGN);
-        char *argv[] = { (char *)lab_bin(), "--verbose", "--kills", mode == LAB_SIG_IGNORED ? "4" : "100000",
-                         "--targets", "etscounterd", "--interval", "2:10", "--json", json, NULL };
+        if (ignore_sig)
+            signal(ignore_sig, SIG_IGN);
         execv(argv[0], argv);
         _exit(127);
     }
     close(errp[1]);
     FILE *f = fdopen(errp[0], "r");
     ck_assert_ptr_nonnull(f);
+    return f;
+}
+
+/* Where the run is, from its first line: the base dir (without /run) and
+ * the instance. */
+static void lab_where(const char *line, char base[256], char inst[80])
+{
+    const char *b = strstr(line, "a fresh system in "), *i = strstr(line, "(instance ");
+    if (!b || !i)
+        return;
+    ck_assert_int_eq(sscanf(b, "a fresh system in %255[^ ]", base), 1);
+    ck_assert_int_eq(sscanf(i, "(instance %79[^)]", inst), 1);
+    char *run = strstr(base, "/run");
+    ck_assert_ptr_nonnull(run);
+    *run = 0;
+}
+
+static void lab_interrupt_mode(int sig, int after_kill, enum lab_sigmode mode)
+{
+    static char json[128];
+    snprintf(json, sizeof json, "%s/report.json", lab_tmp);
+    unlink(json);
+    char *argv[] = { (char *)lab_bin(), "--verbose", "--kills", mode == LAB_SIG_IGNORED ? "4" : "100000",
+                     "--targets", "etscounterd", "--interval", "2:10", "--json", json, NULL };
+    pid_t pid;
+    FILE *f = lab_spawn(argv, mode == LAB_SIG_IGNORED ? sig : 0, &pid); /* ignored: as nohup starts it */
     char line[1024], base[256] = "", inst[80] = "", want[64];
     snprintf(want, sizeof want, "kill %d: supervisor whole again", after_kill);
     bool sent = false;
     while (fgets(line, sizeof line, f)) {
-        const char *b = strstr(line, "a fresh system in "), *i = strstr(line, "(instance ");
-        if (b && i) {
-            ck_assert_int_eq(sscanf(b, "a fresh system in %255[^ ]", base), 1);
-            ck_assert_int_eq(sscanf(i, "(instance %79[^)]", inst), 1);
-            char *run = strstr(base, "/run");
-            ck_assert_ptr_nonnull(run);
-            *run = 0;
-        }
+        lab_where(line, base, inst);
         if (!sent && base[0] && (after_kill == 0 || strstr(line, want))) {
             ck_assert_int_eq(kill(pid, sig), 0);
             sent = true;
@@ -439,34 +455,14 @@ END_TEST
  * and says so in its notes. */
 START_TEST(test_next_run_removes_what_a_killed_run_left)
 {
-    int errp[2];
-    ck_assert_int_eq(pipe(errp), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int nul = open("/dev/null", O_WRONLY);
-        dup2(nul, 1);
-        dup2(errp[1], 2);
-        close(errp[0]);
-        char *argv[] = { (char *)lab_bin(), "--verbose", "--kills", "100000", "--targets", "etscounterd",
-                         "--interval", "2:10", NULL };
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(errp[1]);
-    FILE *f = fdopen(errp[0], "r");
-    ck_assert_ptr_nonnull(f);
+    char *argv[] = { (char *)lab_bin(), "--verbose", "--kills", "100000", "--targets", "etscounterd",
+                     "--interval", "2:10", NULL };
+    pid_t pid;
+    FILE *f = lab_spawn(argv, 0, &pid);
     char line[1024], base[256] = "", inst[80] = "";
     bool killed = false;
     while (!killed && fgets(line, sizeof line, f)) {
-        const char *b = strstr(line, "a fresh system in "), *i = strstr(line, "(instance ");
-        if (b && i) {
-            ck_assert_int_eq(sscanf(b, "a fresh system in %255[^ ]", base), 1);
-            ck_assert_int_eq(sscanf(i, "(instance %79[^)]", inst), 1);
-            char *run = strstr(base, "/run");
-            ck_assert_ptr_nonnull(run);
-            *run = 0;
-        }
+        lab_where(line, base, inst);
         if (base[0] && strstr(line, "kill 1: supervisor whole again")) /* the table exists */
             killed = kill(pid, SIGKILL) == 0;
     }
