@@ -1357,19 +1357,33 @@ START_TEST(test_cli_usage)
 }
 END_TEST
 
-/* table_busy to a retry says nothing of the attempt before it, which may
- * have been counted before its answer was lost: the CLI says "count
- * unknown" (75), not "not counted" (69).  A stand-in etscounterd reads the
- * first attempt and closes without an answer (as one killed after its
- * commit), then answers the retry, which carries the same request id,
- * table_busy. */
 static int et_accept(int lfd)
 {
     struct pollfd p = {.fd = lfd, .events = POLLIN}; /* sock_listen_unix's socket is non-blocking */
     return poll(&p, 1, 10000) == 1 ? accept(lfd, NULL, NULL) : -1;
 }
 
-START_TEST(test_cli_busy_after_lost_answer_is_unknown)
+static int et_reply(int fd, const cJSON *req, const char *fields)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
+    char buf[256];
+    int n = snprintf(buf, sizeof buf, "{\"id\":%d,%s}", id ? (int)id->valuedouble : 0, fields);
+    return frame_write(fd, buf, (size_t)n, NULL, 0);
+}
+
+/* A stand-in etscounterd on etscounter.sock, answering the CLI's
+ * connections in turn as script says, a letter each:
+ *   l  reads the request and closes without an answer (an etscounterd
+ *      killed after its commit: the count made, its answer lost);
+ *   m  too_many_connections without reading it, as conn.c's srv_refuse;
+ *   M  the same to this connection and every later one;
+ *   b, e  reads it and answers table_busy, table_error;
+ *   d  reads it and answers {"count":7,"duplicate":true};
+ *   s  reads it, puts a symlink loop at the socket's path (a connect
+ *      then fails with ELOOP, which the CLI does not retry) and closes.
+ * Each request read must carry the first one's rid.  Its pid; it exits 0
+ * when the script was played to its end. */
+static pid_t et_stand_in(const char *script)
 {
     char sockp[256], err[256];
     snprintf(sockp, sizeof sockp, "%s/etscounter.sock", E.dir);
@@ -1377,34 +1391,127 @@ START_TEST(test_cli_busy_after_lost_answer_is_unknown)
     ck_assert_msg(lfd >= 0, "%s", err);
     pid_t kid = fork();
     ck_assert_int_ge(kid, 0);
-    if (kid == 0) {
-        cJSON *r1 = NULL, *r2 = NULL;
-        int c1 = et_accept(lfd);
-        if (c1 < 0 || frame_read_json(c1, &r1, NULL, NULL, 0, 10000) < 0)
-            _exit(1);
-        close(c1); /* counted, say, and killed before it answered */
-        int c2 = et_accept(lfd);
-        if (c2 < 0 || frame_read_json(c2, &r2, NULL, NULL, 0, 10000) < 0)
-            _exit(2);
-        const char *a = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r1, "rid"));
-        const char *b = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r2, "rid"));
-        if (!a || !b || strcmp(a, b) != 0)
-            _exit(3); /* the retry is the same request */
-        char buf[256];
-        int n = snprintf(buf, sizeof buf, "{\"ok\":false,\"id\":%d,\"error\":\"table_busy\",\"message\":"
-                         "\"the table's lock is held\"}",
-                         (int)cJSON_GetObjectItemCaseSensitive(r2, "id")->valuedouble);
-        _exit(frame_write(c2, buf, (size_t)n, NULL, 0) < 0 ? 4 : 0);
+    if (kid > 0) {
+        close(lfd);
+        return kid;
     }
-    close(lfd);
+    char rid[40] = "";
+    for (const char *a = script; *a; a++) {
+        int c = et_accept(lfd);
+        if (c < 0)
+            _exit(10);
+        if (*a == 'm' || *a == 'M') {
+            struct pollfd p = {.fd = c, .events = POLLIN}; /* the request has come, and stays unread */
+            if (poll(&p, 1, 10000) != 1 || et_reply(c, NULL, "\"ok\":false,\"error\":\"too_many_connections\","
+                                                             "\"message\":\"the connection limit is reached\"") < 0)
+                _exit(11);
+            close(c);
+            a -= *a == 'M'; /* the same letter again */
+            continue;
+        }
+        cJSON *req = NULL;
+        if (frame_read_json(c, &req, NULL, NULL, 0, 10000) < 0)
+            _exit(12);
+        const char *r = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req, "rid"));
+        if (!r || (rid[0] && strcmp(rid, r) != 0))
+            _exit(13); /* every attempt is the same request */
+        snprintf(rid, sizeof rid, "%s", r);
+        int w = 0;
+        if (*a == 'b')
+            w = et_reply(c, req, "\"ok\":false,\"error\":\"table_busy\",\"message\":\"the table's lock is held\"");
+        else if (*a == 'e')
+            w = et_reply(c, req, "\"ok\":false,\"error\":\"table_error\",\"message\":\"count failed\"");
+        else if (*a == 'd')
+            w = et_reply(c, req, "\"ok\":true,\"count\":7,\"duplicate\":true");
+        else if (*a == 's' && (unlink(sockp) < 0 || symlink(sockp, sockp) < 0))
+            w = -1;
+        if (w < 0)
+            _exit(14);
+        cJSON_Delete(req);
+        close(c);
+    }
+    _exit(0);
+}
+
+static void et_stand_in_done(pid_t kid)
+{
+    int st;
+    ck_assert_int_eq(waitpid(kid, &st, 0), kid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the stand-in: 0x%x", st);
+}
+
+/* table_busy to a retry says nothing of the attempt before it, which may
+ * have been counted before its answer was lost: the CLI says "count
+ * unknown" (75), not "not counted" (69). */
+START_TEST(test_cli_busy_after_lost_answer_is_unknown)
+{
+    pid_t kid = et_stand_in("lb");
     char *out;
     int st = et_cli(&out, "--timeout 5000 count");
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 75 && strstr(out, "count unknown") &&
                       strstr(out, "table_busy"),
                   "0x%x %s", st, out);
     free(out);
-    ck_assert_int_eq(waitpid(kid, &st, 0), kid);
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the stand-in: 0x%x", st);
+    et_stand_in_done(kid);
+}
+END_TEST
+
+/* Nor does any other error to a retry but expired and rid_store_full
+ * (given after the request id was looked up), nor a retry that cannot
+ * be made: the count is unknown (75).  The CLI said "count failed" (70)
+ * of a count that may have been counted, and the final count was then
+ * more than the counts that exited 0 and 75. */
+START_TEST(test_cli_error_after_lost_answer_is_unknown)
+{
+    pid_t kid = et_stand_in("le");
+    char *out;
+    int st = et_cli(&out, "--timeout 5000 count");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 75 && strstr(out, "count unknown") &&
+                      strstr(out, "table_error"),
+                  "table_error to the retry: 0x%x %s", st, out);
+    free(out);
+    et_stand_in_done(kid);
+    kid = et_stand_in("ls");
+    st = et_cli(&out, "--timeout 5000 count");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 75 && strstr(out, "count unknown") &&
+                      strstr(out, "symbolic links"),
+                  "no retry possible: 0x%x %s", st, out);
+    free(out);
+    et_stand_in_done(kid);
+    /* an error to the only attempt sent is final: not counted */
+    char sockp[256];
+    snprintf(sockp, sizeof sockp, "%s/etscounter.sock", E.dir);
+    ck_assert_int_eq(unlink(sockp), 0);
+    kid = et_stand_in("e");
+    st = et_cli(&out, "--timeout 5000 count");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 70 && strstr(out, "count failed"), "0x%x %s", st, out);
+    free(out);
+    et_stand_in_done(kid);
+}
+END_TEST
+
+/* too_many_connections comes before the request is read: the CLI sends it
+ * again, as after a connection that closed, and it counts once the server
+ * has room; it stopped at the first such answer with "count failed" (70),
+ * even when an attempt before it had been counted. */
+START_TEST(test_cli_retries_too_many_connections)
+{
+    pid_t kid = et_stand_in("lmmd");
+    char *out;
+    int st = et_cli(&out, "--timeout 5000 count");
+    ck_assert_msg(rc_ok(st) && strcmp(out, "7\n") == 0, "0x%x %s", st, out);
+    free(out);
+    et_stand_in_done(kid);
+    /* refused unread every time: never sent, so not counted (69) */
+    char sockp[256];
+    snprintf(sockp, sizeof sockp, "%s/etscounter.sock", E.dir);
+    ck_assert_int_eq(unlink(sockp), 0);
+    kid = et_stand_in("M");
+    st = et_cli(&out, "--timeout 300 count");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 69 && strstr(out, "too_many_connections"), "0x%x %s", st,
+                  out);
+    free(out);
+    tu_kill9(kid);
 }
 END_TEST
 
@@ -1688,6 +1795,8 @@ Suite *etscounter_suite(void)
     tcase_add_test(tc, test_cli_usage);
     tcase_add_test(tc, test_cli_waits_for_a_restart);
     tcase_add_test(tc, test_cli_busy_after_lost_answer_is_unknown);
+    tcase_add_test(tc, test_cli_error_after_lost_answer_is_unknown);
+    tcase_add_test(tc, test_cli_retries_too_many_connections);
     tcase_add_test(tc, test_cli_full_backlog_keeps_timeout);
     tcase_add_test(tc, test_cli_json);
     tcase_add_test(tc, test_cli_retries_end_at_retry_until);

@@ -111,6 +111,15 @@ static int ec_retryable_connect(int e)
     return e == ENOENT || e == ECONNREFUSED || e == EAGAIN || e == ECONNRESET || e == EINTR;
 }
 
+/* too_many_connections: the server's answer to a connection over its
+ * limit, sent before it reads anything of it */
+static int ec_refused_unread(const cJSON *rep)
+{
+    const char *code = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rep, "error"));
+    return !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rep, "ok")) && code &&
+           strcmp(code, "too_many_connections") == 0;
+}
+
 static int ec_gave_up(const char *path, int attempts, int64_t took, const char *last, char *why, size_t whylen)
 {
     snprintf(why, whylen,
@@ -169,26 +178,34 @@ int ec_call(const rt_paths *rt, const char *path, const cJSON *req, int timeout_
                 if (r == 0 && ec_reply_hook)
                     ec_reply_hook(fd);
                 close(fd);
-                if (r == 0) {
+                if (r == 0 && !ec_refused_unread(rep)) {
                     *reply = rep;
                     return EC_OK;
                 }
-                if (e == ETIMEDOUT) {
+                if (r == 0) {
+                    /* refused at accept, the request unread (conn.c's
+                     * srv_refuse): it never reached etscounterd, and the
+                     * limit is a moment's (a crowd reconnecting after a
+                     * kill), so the same request goes again */
+                    --*sentp;
+                    cJSON_Delete(rep);
+                    snprintf(last, sizeof last, "etscounterd refused the connection (too_many_connections)");
+                } else if (e == ETIMEDOUT) {
                     snprintf(why, whylen,
                              "no reply from etscounterd at %s within %d ms (%d attempt%s; the last one "
                              "was sent and not answered)",
                              path, timeout_ms + grace_ms, attempts, attempts == 1 ? "" : "s");
                     return EC_UNAVAILABLE;
-                }
-                if (e == EBADMSG || e == EMSGSIZE) {
+                } else if (e == EBADMSG || e == EMSGSIZE) {
                     snprintf(why, whylen, "etscounterd at %s sent a reply this program cannot read (%s)",
                              path, strerror(e));
                     return EC_FAIL;
-                }
-                snprintf(last, sizeof last, "the connection closed before the reply (%s)", strerror(e));
-                if (!resend) {
-                    snprintf(why, whylen, "%s: %s; not sent again", path, last);
-                    return EC_UNAVAILABLE;
+                } else {
+                    snprintf(last, sizeof last, "the connection closed before the reply (%s)", strerror(e));
+                    if (!resend) {
+                        snprintf(why, whylen, "%s: %s; not sent again", path, last);
+                        return EC_UNAVAILABLE;
+                    }
                 }
             }
         }

@@ -21,7 +21,9 @@
  * EC_OK with *reply (which may be an error reply), else EC_UNAVAILABLE or
  * EC_FAIL with words in why; *sent counts the times the request was
  * sent, in part or whole: 0, it never reached etscounterd; more, a count
- * may have been applied (2 or more: a connection broke with it in hand).  EC_UNAVAILABLE
+ * may have been applied (2 or more: a connection broke with it in hand).
+ * A connection refused unread (too_many_connections) is tried again and
+ * is not counted in *sent.  EC_UNAVAILABLE
  * at once when nothing serves the instance rt and nothing will (no socket,
  * no lock held). */
 #define EC_GRACE_MS 1000

@@ -44,8 +44,9 @@ static const char ec_usage[] =
     "\n"
     "Exit status: 0 done (a count was counted, once), 64 usage error, 69 etscounterd\n"
     "is not running (said at once when nothing holds the instance's lock) or did not\n"
-    "answer within --timeout (a count was not counted), 70 any other failure, 75 count\n"
-    "only: it was sent but no answer came, so it may have been counted.\n";
+    "answer within --timeout (a count was not counted), 70 any other failure (a count\n"
+    "was not counted), 75 count only: it was sent but no final answer came, so it may\n"
+    "have been counted.\n";
 
 static int ec_usage_error(const char *fmt, const char *arg)
 {
@@ -87,6 +88,27 @@ static void ec_print_check(const cJSON *rep)
     }
     if (n == 0)
         printf("  (no entries)\n");
+}
+
+/* Whether a count's outcome is unknown: an attempt was sent and no final
+ * answer covers it.  Final are a value (ok), expired and rid_store_full:
+ * etscounterd gives those after it looked the request id up, so they
+ * answer for every attempt.  Any other error reply (table_busy, which
+ * comes before the lookup, table_error, table_full, a connection refused
+ * ...) says only that the attempt it answers did nothing; an attempt
+ * before it may have been counted and its answer lost.  No reply at all
+ * (given up, a reply that could not be read, a socket that could no
+ * longer be reached) says nothing of the attempts sent. */
+static int ec_count_unknown(int rc, const cJSON *rep, int sent)
+{
+    if (rc != EC_OK)
+        return sent > 0;
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rep, "ok")))
+        return 0;
+    proto_err code = proto_err_find(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rep, "error")));
+    if (code == PROTO_E_EXPIRED || code == PROTO_E_RID_STORE_FULL)
+        return 0;
+    return sent > 1;
 }
 
 int main(int argc, char **argv)
@@ -149,9 +171,18 @@ int main(int argc, char **argv)
     int rc = ec_call(&rt, path, req, timeout_ms, is_count ? EC_GRACE_MS : 0, strcmp(cmd, "die") != 0, &rep, &sent, why,
                      sizeof why);
     cJSON_Delete(req);
-    if (rc == EC_UNAVAILABLE && is_count && sent) {
-        fprintf(stderr, "etscounter: count unknown: %s; it may have been counted (etscounter check shows the "
-                        "count)\n", why);
+    if (is_count && ec_count_unknown(rc, rep, sent)) {
+        if (rc != EC_OK) {
+            fprintf(stderr, "etscounter: count unknown: %s; it may have been counted (etscounter check shows the "
+                            "count)\n", why);
+        } else {
+            const char *code = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rep, "error"));
+            const char *msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rep, "message"));
+            fprintf(stderr, "etscounter: count unknown: etscounterd says: %s (%s), to attempt %d; an earlier "
+                            "attempt may have been counted (etscounter check shows the count)\n",
+                    msg ? msg : "no message", code ? code : "no error code", sent);
+        }
+        cJSON_Delete(rep);
         return EC_MAYBE;
     }
     if (rc != EC_OK) {
@@ -169,20 +200,11 @@ int main(int argc, char **argv)
             cJSON_Delete(rep);
             return EC_UNAVAILABLE;
         }
-        if (is_count && sent > 1 && proto_err_find(code) == PROTO_E_TABLE_BUSY) {
-            /* table_busy is refused before the request id is looked up: it
-             * says nothing of an earlier attempt, which may have been
-             * counted before its answer was lost */
-            fprintf(stderr, "etscounter: count unknown: etscounterd says: %s (%s), to attempt %d; an earlier "
-                            "attempt may have been counted (etscounter check shows the count)\n",
-                    msg ? msg : "no message", code, sent);
-            cJSON_Delete(rep);
-            return EC_MAYBE;
-        }
         if (code && (proto_err_find(code) == PROTO_E_RID_STORE_FULL || proto_err_find(code) == PROTO_E_TABLE_BUSY)) {
             /* refused before anything was written: not counted, for sure
              * (rid_store_full comes after the request id was looked up,
-             * so it covers the earlier attempts too) */
+             * so it covers the earlier attempts too; table_busy here was
+             * the answer to the only attempt, ec_count_unknown) */
             fprintf(stderr, "etscounter: %s gave up: etscounterd says: %s (%s)\n", cmd, msg ? msg : "no message",
                     code);
             cJSON_Delete(rep);
