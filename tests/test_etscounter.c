@@ -1652,6 +1652,27 @@ START_TEST(test_cli_retries_end_at_retry_until)
 }
 END_TEST
 
+/* A count made whose output cannot be written (stdout a full disk, a pipe
+ * whose reader went) was counted: the CLI says so, with the value, and
+ * exits 74, not 70, which says "not counted" (a script that counts again
+ * on 70 counted twice).  Nor does it exit 0 then. */
+START_TEST(test_cli_output_lost_after_count)
+{
+    et_mgr();
+    et_ctr();
+    char *out;
+    int st = et_cli(&out, "count > /dev/full");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 74, "count > /dev/full: 0x%x %s", st, out);
+    ck_assert_msg(strstr(out, "count 1 was counted") && strstr(out, "No space left"), "the CLI said: %s",
+                  out);
+    free(out);
+    ck_assert_int_eq(et_check(), 1);
+    st = et_cli(&out, "--json check > /dev/full");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 74, "check > /dev/full: 0x%x %s", st, out);
+    free(out);
+}
+END_TEST
+
 START_TEST(test_cli_json)
 {
     et_mgr();
@@ -1799,6 +1820,7 @@ Suite *etscounter_suite(void)
     tcase_add_test(tc, test_cli_retries_too_many_connections);
     tcase_add_test(tc, test_cli_full_backlog_keeps_timeout);
     tcase_add_test(tc, test_cli_json);
+    tcase_add_test(tc, test_cli_output_lost_after_count);
     tcase_add_test(tc, test_cli_retries_end_at_retry_until);
     suite_add_tcase(s, tc);
     return s;

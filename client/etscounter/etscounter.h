@@ -11,6 +11,7 @@
 #define EC_USAGE 64
 #define EC_UNAVAILABLE 69
 #define EC_FAIL 70
+#define EC_IOERR 74 /* done, but the answer could not be written out */
 #define EC_MAYBE 75 /* count: sent, and no final answer: it may have been counted */
 
 /* Sends req to the socket at path and reads its reply, retrying the same

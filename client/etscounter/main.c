@@ -45,8 +45,8 @@ static const char ec_usage[] =
     "Exit status: 0 done (a count was counted, once), 64 usage error, 69 etscounterd\n"
     "is not running (said at once when nothing holds the instance's lock) or did not\n"
     "answer within --timeout (a count was not counted), 70 any other failure (a count\n"
-    "was not counted), 75 count only: it was sent but no final answer came, so it may\n"
-    "have been counted.\n";
+    "was not counted), 74 the answer could not be written out (a count was counted),\n"
+    "75 count only: it was sent but no final answer came, so it may have been counted.\n";
 
 static int ec_usage_error(const char *fmt, const char *arg)
 {
@@ -109,6 +109,26 @@ static int ec_count_unknown(int rc, const cJSON *rep, int sent)
     if (code == PROTO_E_EXPIRED || code == PROTO_E_RID_STORE_FULL)
         return 0;
     return sent > 1;
+}
+
+/* The exit status once the answer is printed: stdout written out and
+ * closed (a failure only the close reports, a quota or NFS, is one too).
+ * A failed output is EC_IOERR, never EC_FAIL: what was asked was done (a
+ * count counted, which EC_FAIL would deny), only its printing failed. */
+static int ec_output_status(int is_count, double counted)
+{
+    errno = 0;
+    int bad = fflush(stdout) != 0 || ferror(stdout);
+    if (!bad && fclose(stdout) != 0)
+        bad = 1;
+    if (!bad)
+        return EC_OK;
+    const char *e = errno ? strerror(errno) : "write error";
+    if (is_count)
+        fprintf(stderr, "etscounter: count %.0f was counted, but writing it out failed: %s\n", counted, e);
+    else
+        fprintf(stderr, "etscounter: writing the output: %s\n", e);
+    return EC_IOERR;
 }
 
 int main(int argc, char **argv)
@@ -217,6 +237,7 @@ int main(int argc, char **argv)
     }
     const cJSON *pid = cJSON_GetObjectItemCaseSensitive(rep, "pid");
     int ipid = cJSON_IsNumber(pid) ? pid->valueint : 0;
+    double counted = 0;
     if (strcmp(cmd, "count") == 0) {
         const cJSON *n = cJSON_GetObjectItemCaseSensitive(rep, "count");
         if (!cJSON_IsNumber(n)) {
@@ -224,6 +245,7 @@ int main(int argc, char **argv)
             cJSON_Delete(rep);
             return EC_FAIL;
         }
+        counted = n->valuedouble;
         if (json)
             printf("{\"count\":%.0f}\n", n->valuedouble);
         else
@@ -254,9 +276,5 @@ int main(int argc, char **argv)
             printf("etscounterd (pid %d) is serving %s\n", ipid, path);
     }
     cJSON_Delete(rep);
-    if (fflush(stdout) != 0) {
-        fprintf(stderr, "etscounter: writing the output: %s\n", strerror(errno));
-        return EC_FAIL;
-    }
-    return EC_OK;
+    return ec_output_status(is_count, counted);
 }
