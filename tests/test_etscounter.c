@@ -918,6 +918,15 @@ START_TEST(test_deadline_int64_max)
 }
 END_TEST
 
+/* Until CLOCK_MONOTONIC is past ms: the time a record is kept, passing */
+static void et_wait_past(long long ms)
+{
+    while (etsmgr_mono_ms() <= ms) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* Issue 12, item 1: a full store refuses a new rid with a clear error and
  * forgets none early; records past their sender's retry time make room. */
 START_TEST(test_rid_store_full)
@@ -926,11 +935,22 @@ START_TEST(test_rid_store_full)
     char *args[] = { "--max-request-ids", "100", NULL };
     et_ctr_args(args);
     int fd = et_connect_ctr();
-    /* 300 rids whose senders retry no more (retry_until_mono in the past) */
+    /* 300 rids whose senders retry no more (their retry_until_mono passed
+     * since), 100 at a time: each hundred fills the store, and its records
+     * make room once that time has passed (a request whose
+     * retry_until_mono has passed already is refused: expired) */
+    long long until = 0;
+    char extra[64];
     for (int i = 1; i <= 300; i++) {
-        cJSON *r = et_count_rid(fd, i, ",\"retry_until_mono\":1");
+        if (i % 100 == 1) {
+            until = (long long)etsmgr_mono_ms() + 500;
+            snprintf(extra, sizeof extra, ",\"retry_until_mono\":%lld", until);
+        }
+        cJSON *r = et_count_rid(fd, i, extra);
         ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")), "count %d refused", i);
         cJSON_Delete(r);
+        if (i % 100 == 0)
+            et_wait_past(until);
     }
     /* 100 kept for a minute (no deadline): the store is full then */
     for (int i = 1001; i <= 1100; i++) {
@@ -1713,6 +1733,58 @@ START_TEST(test_lost_reply_retried_after_5000)
 }
 END_TEST
 
+/* A retry sent before its retry_until_mono and read after it (it waited in
+ * the socket's backlog while etscounterd was held up) must not be counted
+ * again.  Its first attempt was counted, its answer lost; the record is
+ * kept until retry_until_mono and no longer, so a count read after that
+ * may drop it first (here another client's, which waited beside it), and
+ * the retry, no longer found and without a deadline, was counted a
+ * second time.  Now such a request is refused (expired) once its
+ * retry_until_mono has passed, as one past its deadline. */
+START_TEST(test_retry_read_after_retry_until)
+{
+    et_mgr();
+    setenv("ETSCOUNTERD_TEST_DIE_AFTER_COMMIT", "1", 1);
+    pid_t a = et_ctr();
+    unsetenv("ETSCOUNTERD_TEST_DIE_AFTER_COMMIT");
+    long long until = (long long)etsmgr_mono_ms() + 1500;
+    char x[160];
+    snprintf(x, sizeof x, "{\"op\":\"count\",\"id\":1,\"rid\":\"%032x\",\"retry_until_mono\":%lld}", 0xabc, until);
+    int fd = et_connect_ctr();
+    ck_assert_int_eq(frame_write(fd, x, strlen(x), NULL, 0), 0);
+    cJSON *r = NULL;
+    ck_assert_int_lt(frame_read_json(fd, &r, NULL, NULL, 0, 10000), 0); /* counted, and no answer */
+    close(fd);
+    et_expect_sigkill(a);
+    pid_t b = et_ctr();
+    int fy = et_connect_ctr(); /* accepted now (the ping says so): read first once b goes on */
+    cJSON_Delete(et_raw(fy, "{\"op\":\"ping\",\"id\":0}"));
+    ck_assert_int_eq(kill(b, SIGSTOP), 0);
+    int ws;
+    ck_assert_int_eq(waitpid(b, &ws, WUNTRACED), b);
+    const char *y = "{\"op\":\"count\",\"id\":2,\"rid\":\"000000000000000000000000000000ff\"}";
+    ck_assert_int_eq(frame_write(fy, y, strlen(y), NULL, 0), 0);
+    int fx = et_connect_ctr(); /* the retry, in b's backlog */
+    ck_assert_int_eq(frame_write(fx, x, strlen(x), NULL, 0), 0);
+    ck_assert_msg(etsmgr_mono_ms() < until, "the retry was sent after its retry_until_mono (a slow start)");
+    et_wait_past(until + 20); /* b held up past it */
+    ck_assert_int_eq(kill(b, SIGCONT), 0);
+    ck_assert_int_eq(frame_read_json(fy, &r, NULL, NULL, 0, 10000), 0);
+    ck_assert_int_eq((long)cJSON_GetObjectItem(r, "count")->valuedouble, 2);
+    cJSON_Delete(r);
+    ck_assert_int_eq(frame_read_json(fx, &r, NULL, NULL, 0, 10000), 0);
+    char *txt = cJSON_PrintUnformatted(r);
+    ck_assert_msg(!cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")) &&
+                      strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(r, "error")), "expired") == 0,
+                  "the late retry got %s", txt);
+    free(txt);
+    cJSON_Delete(r);
+    close(fx);
+    close(fy);
+    ck_assert_int_eq(et_check(), 2); /* counted once, not twice */
+}
+END_TEST
+
 /* Issue 12, item 5: etscounterd stopped inside a count, after its deadline
  * check, for longer than the CLI waits.  The CLI cannot know the outcome:
  * it exits 75 and says "may have been counted" (it said 69, "did not
@@ -1785,6 +1857,7 @@ Suite *etscounter_suite(void)
     tcase_add_test(tc, test_fast_and_general_replies_match);
     tcase_add_test(tc, test_no_exactly_once);
     tcase_add_test(tc, test_lost_reply_retried_after_5000);
+    tcase_add_test(tc, test_retry_read_after_retry_until);
     tcase_add_test(tc, test_stalled_in_commit);
     tcase_add_test(tc, test_table_busy);
     suite_add_tcase(s, tc);

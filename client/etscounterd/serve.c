@@ -202,7 +202,8 @@ typedef struct ecd_times {
  *   deadline_mono     the sender's deadline on the shared monotonic clock;
  *   deadline          the same in wall-clock ms (older clients), turned
  *                     into monotonic time on arrival;
- *   retry_until_mono  the last moment the sender may send the rid again;
+ *   retry_until_mono  the last moment the sender may send the rid again,
+ *                     and the deadline when there is none;
  *                     absent: the deadline plus ECD_RETRY_GRACE_MS, or with
  *                     no deadline at all, now plus ECD_DEFAULT_KEEP_MS.
  * 0, or -1 with the reason in msg. */
@@ -225,6 +226,14 @@ static int ecd_count_times(int64_t now, const ecd_times *tm, ctr_req *q, char *m
             return -1;
         }
         q->keep_until_ms = tm->retry < ECD_TIME_MAX ? tm->retry : ECD_TIME_MAX;
+        /* without a deadline, retry_until_mono is one: a request read
+         * after it (it waited in the socket's backlog) may be the retry of
+         * one counted whose record has gone since, kept that long and no
+         * longer, and counted again it would count twice; refused, it
+         * counts nothing (expired), and a recorded one still gets its
+         * value */
+        if (!q->deadline_ms)
+            q->deadline_ms = q->keep_until_ms;
     } else {
         q->keep_until_ms = q->deadline_ms ? q->deadline_ms + ECD_RETRY_GRACE_MS : now + ECD_DEFAULT_KEEP_MS;
     }
