@@ -1422,8 +1422,9 @@ static pid_t et_stand_in(const char *script)
             _exit(10);
         if (*a == 'm' || *a == 'M') {
             struct pollfd p = {.fd = c, .events = POLLIN}; /* the request has come, and stays unread */
-            if (poll(&p, 1, 10000) != 1 || et_reply(c, NULL, "\"ok\":false,\"error\":\"too_many_connections\","
-                                                             "\"message\":\"the connection limit is reached\"") < 0)
+            if (poll(&p, 1, 10000) != 1 || et_reply(c, NULL,
+                                                    "\"ok\":false,\"error\":\"too_many_connections\","
+                                                    "\"message\":\"the connection limit is reached\"") < 0)
                 _exit(11);
             close(c);
             a -= *a == 'M'; /* the same letter again */
@@ -1438,7 +1439,8 @@ static pid_t et_stand_in(const char *script)
         snprintf(rid, sizeof rid, "%s", r);
         int w = 0;
         if (*a == 'b')
-            w = et_reply(c, req, "\"ok\":false,\"error\":\"table_busy\",\"message\":\"the table's lock is held\"");
+            w = et_reply(c, req,
+                         "\"ok\":false,\"error\":\"table_busy\",\"message\":\"the table's lock is held\"");
         else if (*a == 'e')
             w = et_reply(c, req, "\"ok\":false,\"error\":\"table_error\",\"message\":\"count failed\"");
         else if (*a == 'd')
@@ -1528,8 +1530,8 @@ START_TEST(test_cli_retries_too_many_connections)
     ck_assert_int_eq(unlink(sockp), 0);
     kid = et_stand_in("M");
     st = et_cli(&out, "--timeout 300 count");
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 69 && strstr(out, "too_many_connections"), "0x%x %s", st,
-                  out);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 69 && strstr(out, "too_many_connections"), "0x%x %s",
+                  st, out);
     free(out);
     tu_kill9(kid);
 }
@@ -1749,7 +1751,8 @@ START_TEST(test_retry_read_after_retry_until)
     unsetenv("ETSCOUNTERD_TEST_DIE_AFTER_COMMIT");
     long long until = (long long)etsmgr_mono_ms() + 1500;
     char x[160];
-    snprintf(x, sizeof x, "{\"op\":\"count\",\"id\":1,\"rid\":\"%032x\",\"retry_until_mono\":%lld}", 0xabc, until);
+    snprintf(x, sizeof x, "{\"op\":\"count\",\"id\":1,\"rid\":\"%032x\",\"retry_until_mono\":%lld}", 0xabc,
+             until);
     int fd = et_connect_ctr();
     ck_assert_int_eq(frame_write(fd, x, strlen(x), NULL, 0), 0);
     cJSON *r = NULL;
