@@ -241,9 +241,11 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "count") == 0) {
         const cJSON *n = cJSON_GetObjectItemCaseSensitive(rep, "count");
         if (!cJSON_IsNumber(n)) {
-            fprintf(stderr, "etscounter: count failed: the reply has no count\n");
+            /* ok: counted, by what it says; how far, it does not say */
+            fprintf(stderr, "etscounter: count unknown: etscounterd answered ok without the count; it may have "
+                            "been counted (etscounter check shows the count)\n");
             cJSON_Delete(rep);
-            return EC_FAIL;
+            return EC_MAYBE;
         }
         counted = n->valuedouble;
         if (json)
