@@ -817,6 +817,45 @@ START_TEST(test_counts_answered_before_frame_too_large)
 }
 END_TEST
 
+/* A reply that does not fit a frame (over 64 KiB: here an id of 65,500
+ * bytes, echoed by a plain count's reply and by an unknown op's) cannot be
+ * sent.  It was left out and the connection went on, so the reply to the
+ * next request came in its place, and a client matching replies to its
+ * requests by their order (the protocol's promise) took it for this
+ * one's.  Now the connection is closed after the replies before it. */
+START_TEST(test_reply_too_large_closes)
+{
+    et_mgr();
+    et_ctr();
+    enum { IDLEN = 65500 };
+    char *req = malloc(IDLEN + 64);
+    ck_assert_ptr_nonnull(req);
+    const char *ops[] = {"count", "bogus"};
+    for (int i = 0; i < 2; i++) {
+        int fd = et_connect_ctr();
+        const char *ping1 = "{\"op\":\"ping\",\"id\":1}", *ping3 = "{\"op\":\"ping\",\"id\":3}";
+        int n = snprintf(req, 64, "{\"op\":\"%s\",\"id\":\"", ops[i]);
+        memset(req + n, 'x', IDLEN);
+        n += IDLEN;
+        n += snprintf(req + n, 8, "\"}");
+        ck_assert_int_eq(frame_write(fd, ping1, strlen(ping1), NULL, 0), 0);
+        ck_assert_int_eq(frame_write(fd, req, (size_t)n, NULL, 0), 0);
+        ck_assert_int_eq(frame_write(fd, ping3, strlen(ping3), NULL, 0), 0);
+        cJSON *r = NULL;
+        ck_assert_int_eq(frame_read_json(fd, &r, NULL, NULL, 0, 10000), 0);
+        ck_assert_int_eq((int)cJSON_GetObjectItem(r, "id")->valuedouble, 1); /* the one before it */
+        cJSON_Delete(r);
+        char *p = NULL;
+        size_t len;
+        int got = frame_read(fd, &p, &len, NULL, NULL, 0, 10000);
+        ck_assert_msg(got == -1, "%s: the connection went on, the next reply was %.*s", ops[i], (int)len, p);
+        close(fd);
+    }
+    free(req);
+    ck_assert_int_eq(et_check(), 1); /* the count was made, all the same */
+}
+END_TEST
+
 /* A peer that half-closes (shutdown(SHUT_WR)) is answered everything it
  * sent before the connection is closed.  63 exactly-once counts of 65536
  * bytes in all (one full read of the server's) and the end of the stream,
@@ -1880,6 +1919,7 @@ Suite *etscounter_suite(void)
     tcase_add_test(tc, test_group_commit_in_order);
     tcase_add_test(tc, test_counts_answered_before_frame_too_large);
     tcase_add_test(tc, test_counts_answered_before_half_close);
+    tcase_add_test(tc, test_reply_too_large_closes);
     tcase_add_test(tc, test_rid_store_full);
     tcase_add_test(tc, test_deadline_zero_is_none);
     tcase_add_test(tc, test_deadline_int64_max);

@@ -25,10 +25,12 @@
 #include "counterd.h"
 #include "counter.h"
 #include "fastparse.h"
+#include "frame.h" /* FRAME_MAX */
 #include "log.h"
 #include "proto.h"
 #include "table.h" /* tbl_once_prefetch */
 
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -48,6 +50,26 @@ typedef struct ecd_req {
     const fp_req *fast;
 } ecd_req;
 
+/* After conn_send (r its result).  A reply that does not fit a frame (over
+ * 64 KiB: an id of nearly that size echoed, a check of a table with that
+ * many entries) cannot be sent, and left out it would give the next
+ * request's reply its place in the order the protocol promises, so that a
+ * client matching replies by order takes one for the other: the
+ * connection is closed instead, after the replies before it (a count was
+ * counted all the same, as one whose reply a crash lost). */
+static void ecd_sent(conn *c, int r)
+{
+    if (r == 0)
+        return;
+    if (errno != EMSGSIZE) {
+        log_debug("a reply was dropped: the connection is closing");
+        return;
+    }
+    log_warning("a reply to pid %ld does not fit a frame (%u bytes): closing its connection",
+                (long)conn_peer_pid(c), FRAME_MAX);
+    conn_close(c);
+}
+
 static void ecd_send(conn *c, cJSON *reply)
 {
     if (!reply) {
@@ -55,8 +77,7 @@ static void ecd_send(conn *c, cJSON *reply)
         conn_close(c);
         return;
     }
-    if (conn_send_json(c, reply, -1) < 0)
-        log_debug("a reply was dropped: the connection is closing");
+    ecd_sent(c, conn_send_json(c, reply, -1));
     cJSON_Delete(reply);
 }
 
@@ -311,8 +332,7 @@ static void ecd_count_reply(ecd *d, conn *c, const ecd_req *r, const char *hex, 
         p = ecd_put(p, ",\"count\":", 9);
         p = ecd_put_i64(p, (long long)value);
         p = dup ? ecd_put(p, ",\"duplicate\":true}", 18) : ecd_put(p, ",\"duplicate\":false}", 19);
-        if (conn_send(c, out, (size_t)(p - out), -1) < 0)
-            log_debug("a reply was dropped: the connection is closing");
+        ecd_sent(c, conn_send(c, out, (size_t)(p - out), -1));
         return;
     }
     long long vd[2] = {(long long)value, dup};
