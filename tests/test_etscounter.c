@@ -982,7 +982,7 @@ START_TEST(test_rid_store_full)
     char extra[64];
     for (int i = 1; i <= 300; i++) {
         if (i % 100 == 1) {
-            until = (long long)etsmgr_mono_ms() + 500;
+            until = (long long)etsmgr_mono_ms() + 1000;
             snprintf(extra, sizeof extra, ",\"retry_until_mono\":%lld", until);
         }
         cJSON *r = et_count_rid(fd, i, extra);
@@ -1795,7 +1795,7 @@ START_TEST(test_retry_read_after_retry_until)
     setenv("ETSCOUNTERD_TEST_DIE_AFTER_COMMIT", "1", 1);
     pid_t a = et_ctr();
     unsetenv("ETSCOUNTERD_TEST_DIE_AFTER_COMMIT");
-    long long until = (long long)etsmgr_mono_ms() + 1500;
+    long long until = (long long)etsmgr_mono_ms() + 3000;
     char x[160];
     snprintf(x, sizeof x, "{\"op\":\"count\",\"id\":1,\"rid\":\"%032x\",\"retry_until_mono\":%lld}", 0xabc,
              until);
