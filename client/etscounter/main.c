@@ -94,8 +94,8 @@ static void ec_print_check(const cJSON *rep)
  * answer covers it.  Final are a value (ok), expired and rid_store_full:
  * etscounterd gives those after it looked the request id up, so they
  * answer for every attempt.  Any other error reply (table_busy, which
- * comes before the lookup, table_error, table_full, a connection refused
- * ...) says only that the attempt it answers did nothing; an attempt
+ * comes before the lookup, table_error, table_full ...) says only that
+ * the attempt it answers did nothing; an attempt
  * before it may have been counted and its answer lost.  No reply at all
  * (given up, a reply that could not be read, a socket that could no
  * longer be reached) says nothing of the attempts sent. */
