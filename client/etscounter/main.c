@@ -6,8 +6,10 @@
  * It is a one-shot client of DIR/etscounter.sock: one request, one reply,
  * printed for people or (--json) for programs.  A count carries a random
  * 128-bit request id from getrandom(2) (call.c's ec_request), and call.c
- * sends the same id again while etscounterd restarts, so that "final count = number of `etscounter
- * count` commands that exited 0" holds whatever is killed in between. */
+ * sends the same id again while etscounterd restarts, so that "final count
+ * = number of `etscounter count` commands that exited 0 or 74, plus some of
+ * those that exited 75" (docs/design.md) holds whatever is killed in
+ * between. */
 #include "etscounter.h"
 #include "proto.h"
 #include "runtime.h"
@@ -46,7 +48,8 @@ static const char ec_usage[] =
     "is not running (said at once when nothing holds the instance's lock) or did not\n"
     "answer within --timeout (a count was not counted), 70 any other failure (a count\n"
     "was not counted), 74 the answer could not be written out (a count was counted),\n"
-    "75 count only: it was sent but no final answer came, so it may have been counted.\n";
+    "75 count only: it was sent but no final answer came (or an answer ok without a\n"
+    "count), so it may have been counted.\n";
 
 static int ec_usage_error(const char *fmt, const char *arg)
 {
