@@ -1606,11 +1606,16 @@ START_TEST(test_cli_retries_too_many_connections)
     ck_assert_msg(rc_ok(st) && strcmp(out, "7\n") == 0, "0x%x %s", st, out);
     free(out);
     et_stand_in_done(kid);
-    /* refused unread every time: never sent, so not counted (69) */
+    /* refused unread every time: never sent, so not counted (69).  But
+     * the CLI's last attempt may start with a moment left to read its
+     * answer, and a stand-in slow to answer it (a loaded machine) leaves
+     * that attempt sent and unanswered: then, rightly, count unknown (75) */
     kid = et_stand_in("M");
     st = et_cli(&out, "--timeout 300 count");
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 69 && strstr(out, "too_many_connections"), "0x%x %s",
-                  st, out);
+    ck_assert_msg(WIFEXITED(st) && ((WEXITSTATUS(st) == 69 && strstr(out, "too_many_connections")) ||
+                                    (WEXITSTATUS(st) == 75 && strstr(out, "count unknown") &&
+                                     strstr(out, "the last one was sent and not answered"))),
+                  "0x%x %s", st, out);
     free(out);
     tu_kill9(kid);
 }
