@@ -17,15 +17,20 @@
 #include <signal.h>
 #include <cjson/cJSON.h>
 #include <limits.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "crashlab/lab.h"
+#include "frame.h"
 #include "runcap.h"
+#include "sock.h"
 
 static char lab_tmp[64];
 
@@ -568,6 +573,81 @@ START_TEST(test_usage)
 }
 END_TEST
 
+/* A stand-in etscounter.sock that never answers a count: it reads each
+ * attempt and closes, and holds the 7th and later (when the worker's
+ * backoff has reached its 32 ms) until 3 ms before the request's
+ * retry_until_mono.  It notes how late past that an attempt came. */
+typedef struct lab_stand_in {
+    int lfd;
+    atomic_bool stop;
+    atomic_int attempts;
+    long long late_ms; /* the most an attempt came after its retry_until_mono */
+    bool other_rid;
+} lab_stand_in;
+
+static void *lab_stand_in_main(void *arg)
+{
+    lab_stand_in *s = arg;
+    char rid[40] = "";
+    while (!atomic_load(&s->stop)) {
+        struct pollfd p = {.fd = s->lfd, .events = POLLIN}; /* sock_listen_unix's socket is non-blocking */
+        int c = poll(&p, 1, 20) == 1 ? accept(s->lfd, NULL, NULL) : -1;
+        if (c < 0)
+            continue;
+        cJSON *req = NULL;
+        if (frame_read_json(c, &req, NULL, NULL, 0, 5000) == 0) {
+            long long now = (long long)(lab_now_ns() / 1000000);
+            const cJSON *u = cJSON_GetObjectItemCaseSensitive(req, "retry_until_mono");
+            const char *r = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req, "rid"));
+            long long until = cJSON_IsNumber(u) ? (long long)u->valuedouble : 0;
+            if (now - until > s->late_ms)
+                s->late_ms = now - until;
+            if (!r || (rid[0] && strcmp(rid, r) != 0))
+                s->other_rid = true;
+            snprintf(rid, sizeof rid, "%s", r ? r : "");
+            if (atomic_fetch_add(&s->attempts, 1) + 1 >= 7 && until - 3 > now)
+                lab_sleep_ms((int)(until - 3 - now));
+            cJSON_Delete(req);
+        }
+        close(c);
+    }
+    return NULL;
+}
+
+/* A worker sends nothing after its retry_until_mono: etscounterd refuses
+ * (expired) a count without a deadline that it reads later, and the run
+ * fails with that error.  The worker looked at its limit before its
+ * backoff's sleep (up to 32 ms), not after, and sent a last attempt up to
+ * 32 ms past it. */
+START_TEST(test_worker_sends_nothing_after_retry_until)
+{
+    static lab l;
+    memset(&l, 0, sizeof l);
+    snprintf(l.counter_sock, sizeof l.counter_sock, "%s/etscounter.sock", lab_tmp);
+    l.o.workers = 1;
+    l.o.recovery_timeout_ms = 300;
+    char err[256];
+    lab_stand_in s = {.lfd = sock_listen_unix(l.counter_sock, 0600, 16, err, sizeof err)};
+    ck_assert_msg(s.lfd >= 0, "%s", err);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, lab_stand_in_main, &s), 0);
+    ck_assert_msg(lab_workers_start(&l, err, sizeof err) == 0, "%s", err);
+    while (atomic_load(&s.attempts) == 0) /* in its count, which it ends by giving up */
+        lab_sleep_ms(1);
+    lab_workers_stop(&l);
+    atomic_store(&s.stop, true);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    close(s.lfd);
+    lab_worker *w = &l.w[0];
+    ck_assert_msg(s.late_ms <= 0 && !s.other_rid && atomic_load(&s.attempts) >= 7 && w->gave_up == 1 &&
+                      w->errors == 0,
+                  "an attempt %lld ms after its retry_until_mono, other rid %d, %d attempts, gave up %lu: %s",
+                  s.late_ms, s.other_rid, atomic_load(&s.attempts), w->gave_up, w->first_problem);
+    free(w->acks);
+    free(l.w);
+}
+END_TEST
+
 Suite *crashlab_suite(void)
 {
     Suite *s = suite_create("crashlab");
@@ -584,6 +664,11 @@ Suite *crashlab_suite(void)
     tcase_set_timeout(c, 60);
     tcase_add_test(c, test_usage);
     suite_add_tcase(s, c);
+    TCase *wk = tcase_create("workers");
+    tcase_add_checked_fixture(wk, lab_setup, lab_teardown);
+    tcase_set_timeout(wk, 30);
+    tcase_add_test(wk, test_worker_sends_nothing_after_retry_until);
+    suite_add_tcase(s, wk);
     TCase *x = tcase_create("experiment");
     tcase_add_checked_fixture(x, lab_setup, lab_teardown);
     tcase_set_timeout(x, 120);

@@ -10,7 +10,8 @@
  * the first time at once (the socket etssup holds queues it for the next
  * etscounterd), then after a short backoff (1 ms doubling to 32 ms; the
  * CLI's up to 100 ms would blur the recovery times the lab measures).  A request is abandoned
- * only after the recovery timeout, and that is a failure of the run.
+ * when the recovery timeout has passed, or would before the backoff ends
+ * (nothing is sent after it: see lab_count), and that is a failure of the run.
  *
  * Every acknowledged value is recorded with the time its reply arrived and
  * the time its connection was opened; the killer uses the latter to tell a
@@ -93,13 +94,14 @@ static int lab_count(lab_worker *w, int *fd, int64_t *conn_ns, long id, int64_t 
         uint64_t x = lab_rand(w->rng);
         snprintf(rid + 16 * i, 17, "%016llx", (unsigned long long)x);
     }
-    /* no deadline (a count must go through, however long the recovery),
-     * but the moment this worker stops retrying: etscounterd remembers the
-     * rid until then, and no longer */
-    int64_t deadline = lab_now_ns() + (int64_t)l->o.recovery_timeout_ms * 1000000;
+    /* no deadline but the recovery timeout, sent as retry_until_mono: the
+     * last moment this worker sends the request, which etscounterd keeps
+     * the rid until and, without a deadline, takes as one: an attempt it
+     * reads later is refused (expired), for its record may be gone */
+    int64_t until = lab_now_ns() + (int64_t)l->o.recovery_timeout_ms * 1000000;
     int len = snprintf(payload, sizeof payload,
                        "{\"op\":\"count\",\"id\":%ld,\"rid\":\"%s\",\"retry_until_mono\":%lld}", id, rid,
-                       (long long)(deadline / 1000000 + 1));
+                       (long long)(until / 1000000 + 1));
     int backoff = 0;
     bool sent = false;
     for (;;) {
@@ -144,13 +146,19 @@ static int lab_count(lab_worker *w, int *fd, int64_t *conn_ns, long id, int64_t 
             close(*fd);
             *fd = -1;
         }
-        if (lab_now_ns() > deadline) {
+        /* nothing is sent after until: a backoff that would end past it
+         * gives up now (at most 32 ms early), a sleep that ended late too */
+        bool past = lab_now_ns() + (int64_t)backoff * 1000000 > until;
+        if (!past && backoff > 0) {
+            lab_sleep_ms(backoff);
+            past = lab_now_ns() > until;
+        }
+        if (past) {
             w->gave_up++;
             lab_problem(w, "gave up a count after %d ms of retries with the same request id: etscounterd "
                            "never answered", l->o.recovery_timeout_ms);
             return -1;
         }
-        lab_sleep_ms(backoff); /* 0: at once */
         backoff = backoff == 0 ? 1 : backoff * 2 > 32 ? 32 : backoff * 2;
     }
 }
