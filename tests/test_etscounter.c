@@ -1463,6 +1463,38 @@ static int et_reply(int fd, const cJSON *req, const char *fields)
     return frame_write(fd, buf, (size_t)n, NULL, 0);
 }
 
+/* The stand-in's x: the CLI on c stopped, then the answer expired, then,
+ * once req's retry_until_mono has passed, the CLI let go on. 0 or -1. */
+static int et_expire_late(int c, const cJSON *req)
+{
+    struct ucred cr;
+    socklen_t crl = sizeof cr;
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(req, "retry_until_mono");
+    if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &crl) < 0 || !cJSON_IsNumber(u) ||
+        kill(cr.pid, SIGSTOP) < 0)
+        return -1;
+    char statp[64], st[512];
+    snprintf(statp, sizeof statp, "/proc/%d/stat", (int)cr.pid);
+    for (int i = 0;; i++) { /* stopped before the answer can be read */
+        FILE *f = fopen(statp, "r");
+        size_t n = f ? fread(st, 1, sizeof st - 1, f) : 0;
+        if (f)
+            fclose(f);
+        st[n] = 0;
+        const char *e = strrchr(st, ')');
+        if (e && e[1] == ' ' && e[2] == 'T')
+            break;
+        if (i == 5000)
+            return -1;
+        usleep(1000);
+    }
+    int w =
+        et_reply(c, req, "\"ok\":false,\"error\":\"expired\",\"message\":\"the request's deadline passed\"");
+    while (etsmgr_mono_ms() <= (int64_t)u->valuedouble + 10)
+        usleep(5000);
+    return kill(cr.pid, SIGCONT) < 0 ? -1 : w;
+}
+
 /* A stand-in etscounterd on etscounter.sock, answering the CLI's
  * connections in turn as script says, a letter each:
  *   l  reads the request and closes without an answer (an etscounterd
@@ -1473,7 +1505,10 @@ static int et_reply(int fd, const cJSON *req, const char *fields)
  *   d  reads it and answers {"count":7,"duplicate":true};
  *   o  reads it and answers ok without a count;
  *   s  reads it, puts a symlink loop at the socket's path (a connect
- *      then fails with ELOOP, which the CLI does not retry) and closes.
+ *      then fails with ELOOP, which the CLI does not retry) and closes;
+ *   x  reads it, stops the CLI (SIGSTOP; its pid from SO_PEERCRED),
+ *      answers expired, and lets it go on only once the request's
+ *      retry_until_mono has passed: the answer is read after it.
  * Each request read must carry the first one's rid.  Its pid; it exits 0
  * when the script was played to its end.  What a stand-in before it left
  * at the socket's path is removed first. */
@@ -1524,6 +1559,8 @@ static pid_t et_stand_in(const char *script)
             w = et_reply(c, req, "\"ok\":true");
         else if (*a == 's' && (unlink(sockp) < 0 || symlink(sockp, sockp) < 0))
             w = -1;
+        else if (*a == 'x')
+            w = et_expire_late(c, req);
         if (w < 0)
             _exit(14);
         cJSON_Delete(req);
@@ -1618,6 +1655,24 @@ START_TEST(test_cli_retries_too_many_connections)
                   "0x%x %s", st, out);
     free(out);
     tu_kill9(kid);
+}
+END_TEST
+
+/* expired and rid_store_full say that no attempt was counted only when
+ * etscounterd looked the request id up by its retry_until_mono, while the
+ * record of an earlier attempt was still kept.  An answer the CLI reads
+ * later may come from a lookup after it, the record dropped just before:
+ * count unknown (75).  It said "not counted" (69). */
+START_TEST(test_cli_expired_read_after_retry_until_is_unknown)
+{
+    pid_t kid = et_stand_in("lx");
+    char *out;
+    int st = et_cli(&out, "--timeout 200 count");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 75 && strstr(out, "count unknown") &&
+                      strstr(out, "expired"),
+                  "0x%x %s", st, out);
+    free(out);
+    et_stand_in_done(kid);
 }
 END_TEST
 
@@ -1979,6 +2034,7 @@ Suite *etscounter_suite(void)
     tcase_add_test(tc, test_cli_busy_after_lost_answer_is_unknown);
     tcase_add_test(tc, test_cli_error_after_lost_answer_is_unknown);
     tcase_add_test(tc, test_cli_retries_too_many_connections);
+    tcase_add_test(tc, test_cli_expired_read_after_retry_until_is_unknown);
     tcase_add_test(tc, test_cli_full_backlog_keeps_timeout);
     tcase_add_test(tc, test_cli_json);
     tcase_add_test(tc, test_cli_output_lost_after_count);

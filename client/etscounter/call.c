@@ -24,7 +24,9 @@
  * handed over by etssup and be read after we gave up).  So for grace_ms
  * after the deadline we keep asking with the same id: the answer is then
  * final, the recorded value (it was counted: success) or "expired" (it was
- * not), and "etscounter count exited 0" stays exactly "it was counted".
+ * not; read after retry_until_mono, though, it may come from a lookup made
+ * once an earlier attempt's record was dropped: main.c's ec_count_unknown),
+ * and "etscounter count exited 0" stays exactly "it was counted".
  *
  * Retrying is for a restart, not for a system that is not running: when the
  * socket is missing or refuses and no process holds the instance's locks

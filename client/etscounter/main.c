@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char ec_usage[] =
     "Usage: etscounter [OPTION]... count|check|die|ping\n"
@@ -96,22 +97,37 @@ static void ec_print_check(const cJSON *rep)
 /* Whether a count's outcome is unknown: an attempt was sent and no final
  * answer covers it.  Final are a value (ok), expired and rid_store_full:
  * etscounterd gives those after it looked the request id up, so they
- * answer for every attempt.  Any other error reply (table_busy, which
+ * answer for every attempt, if it looked by the count's retry_until_mono,
+ * while it still kept the record of an earlier attempt.  late: the answer
+ * was read after that; it may have come from a lookup just after, the
+ * record dropped, and says nothing of the attempts before.  Any other error reply (table_busy, which
  * comes before the lookup, table_error, table_full ...) says only that
  * the attempt it answers did nothing; an attempt
  * before it may have been counted and its answer lost.  No reply at all
  * (given up, a reply that could not be read, a socket that could no
  * longer be reached) says nothing of the attempts sent. */
-static int ec_count_unknown(int rc, const cJSON *rep, int sent)
+static int ec_count_unknown(int rc, const cJSON *rep, int sent, int late)
 {
     if (rc != EC_OK)
         return sent > 0;
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rep, "ok")))
         return 0;
     proto_err code = proto_err_find(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rep, "error")));
-    if (code == PROTO_E_EXPIRED || code == PROTO_E_RID_STORE_FULL)
+    if ((code == PROTO_E_EXPIRED || code == PROTO_E_RID_STORE_FULL) && !late)
         return 0;
     return sent > 1;
+}
+
+/* Whether now, once the answer is read, is past req's retry_until_mono
+ * (ms on CLOCK_MONOTONIC, as etscounterd compares them): read after the
+ * answer came, this errs on the side of late, never of in time. */
+static int ec_past_retry_until(const cJSON *req)
+{
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(req, "retry_until_mono");
+    struct timespec ts;
+    if (!cJSON_IsNumber(u) || clock_gettime(CLOCK_MONOTONIC, &ts) < 0)
+        return 1;
+    return (double)ts.tv_sec * 1000 + (double)(ts.tv_nsec / 1000000) > u->valuedouble;
 }
 
 /* The exit status once the answer is printed: stdout written out and
@@ -193,8 +209,9 @@ int main(int argc, char **argv)
     int sent = 0;
     int rc = ec_call(&rt, path, req, timeout_ms, is_count ? EC_GRACE_MS : 0, strcmp(cmd, "die") != 0, &rep, &sent, why,
                      sizeof why);
+    int late = is_count && ec_past_retry_until(req);
     cJSON_Delete(req);
-    if (is_count && ec_count_unknown(rc, rep, sent)) {
+    if (is_count && ec_count_unknown(rc, rep, sent, late)) {
         if (rc != EC_OK) {
             fprintf(stderr, "etscounter: count unknown: %s; it may have been counted (etscounter check shows the "
                             "count)\n", why);
