@@ -102,7 +102,8 @@ typedef struct mgrd_table {
     /* The owner got it as the reply to its wait (waiters.c), which it may
      * never read (its wait timed out): only such a table does cancel_wait
      * let go of; one that came by give_away, new_table or add_table the
-     * owner was told of, and keeps. */
+     * owner was told of, and keeps, and so one it asked for again since
+     * (mgrd_reg_give to its owner clears the mark). */
     bool by_wait;
     struct mgrd_waiter *waiters; /* processes queued as its next owner, first first */
     struct mgrd_table *next;

@@ -165,8 +165,13 @@ static void reg_record_owner(mgrd *m, mgrd_table *rt, pid_t owner)
 
 void mgrd_reg_give(mgrd *m, mgrd_table *rt, mgrd_peer *to)
 {
-    if (rt->owner == to)
+    if (rt->owner == to) {
+        /* given again (new_table, add_table): a reply that tells the owner,
+         * so a wait's handover it may not have read is no longer the only
+         * word it had, and cancel_wait must not take the table back */
+        rt->by_wait = false;
         return;
+    }
     reg_let_go(rt);
     rt->owner = to;
     rt->owner_pid = to->pid;

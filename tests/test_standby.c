@@ -1057,6 +1057,48 @@ START_TEST(test_cancel_wait_ends_every_wait)
 }
 END_TEST
 
+/* A raw waiter handed the table as the reply to its wait, which it reads,
+ * asks for the table again (new_table: "again", told once more) and then
+ * cancels a wait for it (a library caller's etsmgr_new_table_wait with a
+ * short timeout, answered "again" just too late): the table stays its
+ * own, as the cancel's "released: false" says.  (The mark of the wait's
+ * handover outlived the reply that told the owner again: the cancel let
+ * go of a table the process held, and the next taker got it too.) */
+START_TEST(test_cancel_wait_keeps_table_told_again)
+{
+    tu_env e;
+    tu_env_init(&e);
+    dt_start(&e, NULL);
+    int fd = dt_connect(&e), wfd = dt_connect(&e);
+    pid_t owner = dt_fork_owner(&e, "ta", "ta", 1);
+    const char *req = "{\"op\":\"new_table\",\"id\":1,\"name\":\"ta\",\"wait\":true}";
+    ck_assert_int_eq(frame_write(wfd, req, strlen(req), NULL, 0), 0);
+    char exp[32];
+    snprintf(exp, sizeof exp, "%d", (int)getpid());
+    sb_expect_waiters(fd, "ta", exp);
+    tu_kill9(owner);
+    cJSON *r = NULL;
+    int tfd = -1, n = 0;
+    ck_assert_int_eq(frame_read_json(wfd, &r, &tfd, &n, 1, SB_MS), 0);
+    ck_assert_int_eq((int)dt_num(r, "id"), 1); /* the handover, read */
+    ck_assert_int_eq(n, 1);
+    close(tfd);
+    dt_expect_ok(r);
+    r = dt_callf(wfd, &tfd, "{\"op\":\"new_table\",\"id\":2,\"name\":\"ta\"}");
+    ck_assert_int_ge(tfd, 0);
+    close(tfd);
+    ck_assert(!dt_bool(r, "created"));
+    dt_expect_ok(r);
+    r = dt_callf(wfd, NULL, "{\"op\":\"cancel_wait\",\"id\":3,\"name\":\"ta\"}");
+    ck_assert_msg(!dt_bool(r, "released"), "cancel_wait let go of a table its owner was told of");
+    dt_expect_ok(r);
+    sb_expect_owner(fd, "ta", getpid());
+    close(wfd);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 /* A table given by give_away to a process blocked waiting for that very
  * table answers its wait: the process owns it and knows it, and the
  * waiter queued before it does not get it.  (The transfer event queued
@@ -1149,6 +1191,7 @@ Suite *standby_suite(void)
     tcase_add_test(tc, test_give_away_answers_wait);
     tcase_add_test(tc, test_give_away_finds_the_waiting_connection);
     tcase_add_test(tc, test_cancel_wait_ends_every_wait);
+    tcase_add_test(tc, test_cancel_wait_keeps_table_told_again);
     suite_add_tcase(s, tc);
     return s;
 }
