@@ -60,8 +60,8 @@ cJSON *mgrd_open_table(mgrd *m, const mgrd_peer *p, const cJSON *req, mgrd_table
     if (!write && strcmp(mode, "read") != 0)
         return proto_reply_err(req, PROTO_E_BAD_REQUEST, "field \"mode\" must be \"read\" or \"write\", not \"%.32s\"",
                                mode);
-    etsmgr_table_info info;
-    int rc = etsmgr_table_info_get(rt->t, &info);
+    etsmgr_table_info info; /* the access mode, fixed at creation: no lock to wait for */
+    int rc = tbl_info_nowait(rt->t, &info, NULL);
     if (rc < 0)
         return proto_reply_err(req, PROTO_E_INVALID_TABLE, "table %s cannot be read: %s", rt->name, etsmgr_strerror(rc));
     bool owner = rt->owner == p;

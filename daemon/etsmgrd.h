@@ -24,8 +24,9 @@
 
 #define MGRD_DEFAULT_MAX_CONNS 1024
 #define MGRD_DEFAULT_MAX_TABLES 4096
-/* The daemon reads table headers (status, owner pids) under the table's lock;
- * an owner stopped while holding it must not freeze the daemon. */
+/* The daemon records owners in table headers under the table's lock (it
+ * reads statuses without waiting for it: tbl_info_nowait); an owner stopped
+ * while holding it must not freeze the daemon. */
 #define MGRD_LOCK_TIMEOUT_MS 100
 /* what a table without size_hint takes at creation (the table store's default) */
 #define MGRD_TABLE_DEFAULT_BYTES 65536

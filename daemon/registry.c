@@ -278,8 +278,11 @@ cJSON *mgrd_reg_status(mgrd *m, mgrd_table *rt)
     } else {
         cJSON_AddNullToObject(o, "orphaned_since");
     }
+    /* without waiting for the lock: a table whose lock a living process
+     * holds (one stopped in a transaction) must not stall the daemon for
+     * everyone, once per table and request (tbl_info_nowait) */
     etsmgr_table_info info;
-    int rc = etsmgr_table_info_get(rt->t, &info);
+    int rc = tbl_info_nowait(rt->t, &info, NULL);
     if (rc == ETSMGR_OK) {
         char created[64];
         mgrd_iso8601(info.ctime_us, created, sizeof created);

@@ -129,10 +129,14 @@ static bool refused(req_ctx *x, mgrd_table *rt, mgrd_act act, cJSON **err)
     return true;
 }
 
+/* Read without waiting for the lock, as every header word the daemon only
+ * reports (tbl_info_nowait): only the daemon changes the generation, so its
+ * own last change is there, and a reply must not wait for a lock that its
+ * owner holds. */
 static uint64_t table_generation(mgrd_table *rt)
 {
     etsmgr_table_info info;
-    return etsmgr_table_info_get(rt->t, &info) == ETSMGR_OK ? info.generation : 0;
+    return tbl_info_nowait(rt->t, &info, NULL) == ETSMGR_OK ? info.generation : 0;
 }
 
 static void set_heir_data(mgrd_table *rt, const char *hd)
@@ -298,7 +302,7 @@ bad:
 static cJSON *wrong_type(req_ctx *x, etsmgr_table *t, const char *name, const etsmgr_table_opts *opts)
 {
     etsmgr_table_info info;
-    if (etsmgr_table_info_get(t, &info) != ETSMGR_OK || info.type == opts->type)
+    if (tbl_info_nowait(t, &info, NULL) != ETSMGR_OK || info.type == opts->type)
         return NULL;
     static const char *const names[] = {"set", "ordered_set"};
     return proto_reply_err(x->req, PROTO_E_WRONG_TYPE, "table %s exists as an %s%s, not an %s%s; "
@@ -533,7 +537,7 @@ static cJSON *op_new_table(req_ctx *x)
         mgrd_reg_give(m, rt, x->p);
         set_heir_data(rt, heir_data);
         etsmgr_table_info info;
-        unsigned long long entries = etsmgr_table_info_get(rt->t, &info) == ETSMGR_OK ? info.entries : 0;
+        unsigned long long entries = tbl_info_nowait(rt->t, &info, NULL) == ETSMGR_OK ? info.entries : 0;
         log_notice("new_table: table=%s given %sto pid=%d with its data (%llu %s), heir_data=%s.",
                    name, again ? "again " : "", (int)x->p->pid, entries, mgrd_entries_word(entries),
                    rt->heir_data[0] ? rt->heir_data : "none");

@@ -681,6 +681,57 @@ int64_t tbl_orphaned_since(etsmgr_table *t)
     return v > (uint64_t)INT64_MAX ? 0 : (int64_t)v;
 }
 
+/* The header's words as they are, without the lock: a writer need not
+ * hold it to write them (design.md, "Trust"), so none is trusted beyond a
+ * number, and a change in progress may show half done. */
+static void tbl_peek_info(const etsmgr_table *t, etsmgr_table_info *out, int64_t *orphaned_us)
+{
+    const struct tbl_hdr *h = t->h;
+    memset(out, 0, sizeof *out);
+    memcpy(out->name, t->name, sizeof out->name);
+    uint64_t mask = __atomic_load_n(&h->idx_mask, __ATOMIC_RELAXED);
+    uint64_t owner = __atomic_load_n(&h->owner_pid, __ATOMIC_RELAXED);
+    uint64_t heir = __atomic_load_n(&h->heir_pid, __ATOMIC_RELAXED);
+    uint32_t access = __atomic_load_n(&h->access, __ATOMIC_RELAXED);
+    out->entries = __atomic_load_n(&h->count, __ATOMIC_RELAXED);
+    out->capacity = (mask + 1) / 4 * 3;
+    out->bytes_used = TBL_HDR_SIZE + __atomic_load_n(&h->live_bytes, __ATOMIC_RELAXED);
+    out->bytes_total = __atomic_load_n(&h->total_bytes, __ATOMIC_RELAXED);
+    out->max_bytes = __atomic_load_n(&h->max_bytes, __ATOMIC_RELAXED);
+    out->generation = __atomic_load_n(&h->generation, __ATOMIC_RELAXED);
+    out->ctime_us = __atomic_load_n(&h->ctime_us, __ATOMIC_RELAXED);
+    out->owner_pid = (int32_t)(owner & 0x7fffffff);
+    out->heir_pid = (int32_t)(heir & 0x7fffffff);
+    out->access = access <= ETSMGR_PUBLIC ? (etsmgr_access)access : ETSMGR_PRIVATE;
+    out->writable = !t->rdonly;
+    out->type = t->ordered ? ETSMGR_ORDERED_SET : ETSMGR_SET;
+    uint64_t since = owner ? 0 : __atomic_load_n(&h->orphaned_us, __ATOMIC_RELAXED);
+    *orphaned_us = since > (uint64_t)INT64_MAX ? 0 : (int64_t)since;
+}
+
+int tbl_info_nowait(etsmgr_table *t, etsmgr_table_info *out, int64_t *orphaned_us)
+{
+    if (!t || !out) return ETSMGR_EINVAL;
+    int64_t since;
+    if (!orphaned_us) orphaned_us = &since;
+    if (t->rdonly || t->in_group) {
+        tbl_peek_info(t, out, orphaned_us);
+        return ETSMGR_OK;
+    }
+    /* free, or its holder dead (EOWNERDEAD: rolled back now): read under
+     * it, as etsmgr_table_info_get; a living holder: as the words are */
+    int r = pthread_mutex_trylock(&t->h->lock);
+    if (r == EBUSY) {
+        tbl_peek_info(t, out, orphaned_us);
+        return ETSMGR_OK;
+    }
+    t->cp_op = "info";
+    t->cp_step = 0;
+    if ((r = tbl_op_begin_slow(t, r)) != 0) return r;
+    tbl_peek_info(t, out, orphaned_us);
+    return tbl_op_end(t, 0);
+}
+
 int etsmgr_table_info_get(etsmgr_table *t, etsmgr_table_info *out)
 {
     if (!t || !out) return ETSMGR_EINVAL;

@@ -47,6 +47,17 @@ int64_t tbl_orphaned_since(etsmgr_table *t);
  * (big-endian integers below 2^56) included. */
 bool tbl_is_bookkeeping(const void *key, size_t klen, const etsmgr_value *v);
 
+/* What etsmgr_table_info_get gives, and the orphaned-since time (as
+ * tbl_orphaned_since; orphaned_us may be NULL), without ever waiting for
+ * the lock: read under it when it is free or its holder died (whose change
+ * is rolled back first), else, a living process holding it, from the
+ * header's words as they are (a change in progress may show half done).
+ * For etsmgrd, whose statuses and replies must not wait for a lock that a
+ * process stopped inside a transaction holds (once per table and request,
+ * for every client), nor give up on reading the owner's pid.  0 or the
+ * table store's error. */
+int tbl_info_nowait(etsmgr_table *t, etsmgr_table_info *out, int64_t *orphaned_us);
+
 /* Why the last attach/open/create on this thread failed validation, in
  * words (e.g. "header says 8192 bytes, object has 4096"); "" when it did not. */
 const char *tbl_last_why(void);
