@@ -59,12 +59,16 @@ static bool take_over(mgrd *m, const char *shm_name, const char *name, uid_t uid
     }
     /* orphaned before this start: the header says since when (written when
      * it was orphaned); a table whose header names a living owner, or an
-     * owner that went while no daemon ran, counts from now */
-    int64_t since = tbl_orphaned_since(t), now = mgrd_now_us();
+     * owner that went while no daemon ran, counts from now.  Read without
+     * waiting for the lock: a living process holds it (its owner, in a
+     * transaction, as likely as any), and the table must name that owner
+     * all the same, or a waiter would take it from it at once. */
+    etsmgr_table_info info;
+    int64_t since = 0, now = mgrd_now_us();
+    rc = tbl_info_nowait(t, &info, &since);
     if (since > 0)
         rt->orphaned_us = since < now ? since : now;
-    etsmgr_table_info info;
-    if (etsmgr_table_info_get(t, &info) == ETSMGR_OK) {
+    if (rc == ETSMGR_OK) {
         rt->owner_pid = info.owner_pid;
         rt->found_at_start = true; /* waiters.c: its owner may be about to add it back */
         /* pid 0: the owner let go (a clean stop), so there is no pid to name */

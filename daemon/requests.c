@@ -626,9 +626,12 @@ static cJSON *op_add_table(req_ctx *x)
     if (rt) {
         if (refused(x, rt, MGRD_ACT_TAKE, &err))
             return err;
+        /* a lock a living process holds (the caller itself, in a
+         * transaction, as likely as any) says nothing against the table:
+         * refused, its owner would write on while another took it */
         etsmgr_table_info info;
         int rc = etsmgr_table_info_get(rt->t, &info);
-        if (rc < 0)
+        if (rc < 0 && rc != ETSMGR_ELOCKED)
             return proto_reply_err(x->req, PROTO_E_INVALID_TABLE, "%s is no longer a valid table: %s", rt->shm_name,
                                    etsmgr_strerror(rc));
         mgrd_reg_give(m, rt, x->p);

@@ -123,6 +123,36 @@ START_TEST(test_daemon_killed_client_holds)
 }
 END_TEST
 
+/* etsmgrd is SIGKILLed while its owner is inside a transaction (it holds
+ * the table's lock): the owner adds the table back, lock still held, and
+ * gets it.  (add_table read the header under the lock, timed out and
+ * refused the table as "no longer a valid table": it stayed orphaned while
+ * its owner wrote on, for the next new_table of its uid to take as well.) */
+START_TEST(test_add_table_while_owner_holds_lock)
+{
+    tu_env e;
+    tu_env_init(&e);
+    pid_t d1 = dt_start(&e, NULL);
+    int fd = dt_connect(&e);
+    etsmgr_table *t = dt_new_table(fd, "tx", "tx", NULL);
+    ck_assert_int_eq(etsmgr_table_begin(t), ETSMGR_OK);
+    tu_kill9(d1);
+    close(fd);
+    dt_start(&e, NULL);
+    fd = dt_connect(&e);
+    int tfd = etsmgr_table_fd(t);
+    dt_expect_ok(dt_call(fd, "{\"op\":\"add_table\",\"id\":1,\"name\":\"tx\"}", &tfd, 1, NULL));
+    cJSON *s = dt_status(fd, "tx");
+    ck_assert_str_eq(dt_str(s, "state"), "owned");
+    ck_assert_int_eq((int)dt_num(s, "owner_pid"), getpid());
+    cJSON_Delete(s);
+    ck_assert_int_eq(etsmgr_table_commit(t), ETSMGR_OK);
+    etsmgr_table_close(t);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 /* Owner and daemon SIGKILLed at once: the restarted daemon rediscovers, the
  * restarted client takes the table back with new_table. */
 static bool orphaned_c(void *arg)
@@ -375,6 +405,7 @@ Suite *daemon_recovery_suite(void)
     tcase_add_test(tc, test_stale_socket);
     tcase_add_test(tc, test_rediscover_invalid_untouched);
     tcase_add_test(tc, test_inherited_socket);
+    tcase_add_test(tc, test_add_table_while_owner_holds_lock);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -918,6 +918,75 @@ START_TEST(test_waiter_told_when_fd_cannot_go)
 }
 END_TEST
 
+/* A child that owns table name with count 4 and then holds the table's
+ * lock (a group it never commits: a long transaction, or a process
+ * stopped in one) until killed. */
+static pid_t sb_fork_locking_owner(const tu_env *e, const char *name)
+{
+    int pipe_fd;
+    pid_t pid = tu_fork_pipe(&pipe_fd);
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        etsmgr_client *c = NULL;
+        etsmgr_table *t = NULL;
+        char msg[256];
+        int64_t v;
+        if (etsmgr_connect(e->dir, e->instance, &c, msg, sizeof msg) != ETSMGR_OK ||
+            etsmgr_new_table(c, name, NULL, name, &t, NULL) != ETSMGR_OK ||
+            etsmgr_table_update_counter(t, "count", 5, 4, 0, &v) != ETSMGR_OK ||
+            etsmgr_table_begin(t) != ETSMGR_OK) {
+            (void)!write(pipe_fd, "F", 1);
+            _exit(1);
+        }
+        (void)!write(pipe_fd, "K", 1);
+        for (;;)
+            pause();
+    }
+    char c = 0;
+    struct pollfd pfd = {.fd = pipe_fd, .events = POLLIN};
+    ck_assert_msg(poll(&pfd, 1, SB_MS) == 1 && read(pipe_fd, &c, 1) == 1 && c == 'K',
+                  "the owner child could not take table %s and its lock", name);
+    close(pipe_fd);
+    return pid;
+}
+
+/* etsmgrd is SIGKILLed and started again while a table's owner lives and
+ * holds the table's lock (a long transaction): the table found at start
+ * still names that owner, so a standby queued for it is held back until
+ * the owner is gone, as for any table found at start.  (Rediscovery read
+ * the header under the lock, gave up after the lock timeout and left the
+ * table unmarked: the standby got it at once, while the owner, alive and
+ * writing, was about to add it back.) */
+START_TEST(test_found_at_start_locked_by_owner)
+{
+    tu_env e;
+    tu_env_init(&e);
+    pid_t d = dt_start(&e, NULL);
+    pid_t owner = sb_fork_locking_owner(&e, "lk");
+    tu_kill9(d);
+    dt_start(&e, NULL);
+    int fd = dt_connect(&e);
+    sb_waiter w = sb_fork_waiter(&e, "lk", -1, 0);
+    /* not a synchronisation: the waiter connects and asks within these
+     * 300 ms, and gets the table in them if it is not held back */
+    struct timespec settle = {0, 300 * 1000000L};
+    nanosleep(&settle, NULL);
+    ck_assert_msg(sb_silent(&w), "the standby got the table while its owner lives");
+    char exp[32];
+    snprintf(exp, sizeof exp, "%d", (int)w.pid);
+    sb_expect_waiters(fd, "lk", exp);
+    tu_kill9(owner);
+    char rep[64];
+    sb_report(&w, SB_MS, rep, sizeof rep);
+    ck_assert_str_eq(rep, "G4\n");
+    sb_expect_owner(fd, "lk", w.pid);
+    tu_kill9(w.pid);
+    close(w.rd);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 /* The last owner of a table found at start asks for it with "wait" (its
  * handover's reply was lost with the daemon, and it waits again, as
  * etsmgr_new_table_wait's ENOTCONN says to): it gets it at once, as a
@@ -1192,6 +1261,7 @@ Suite *standby_suite(void)
     tcase_add_test(tc, test_give_away_finds_the_waiting_connection);
     tcase_add_test(tc, test_cancel_wait_ends_every_wait);
     tcase_add_test(tc, test_cancel_wait_keeps_table_told_again);
+    tcase_add_test(tc, test_found_at_start_locked_by_owner);
     suite_add_tcase(s, tc);
     return s;
 }
