@@ -24,9 +24,10 @@
 
 #define MGRD_DEFAULT_MAX_CONNS 1024
 #define MGRD_DEFAULT_MAX_TABLES 4096
-/* The daemon records owners in table headers under the table's lock (it
- * reads statuses without waiting for it: tbl_info_nowait); an owner stopped
- * while holding it must not freeze the daemon. */
+/* How long the daemon waits for a table's lock where it must (snapshot,
+ * recover, add_table's check); statuses and owner records never wait
+ * (tbl_info_nowait, registry.c).  An owner stopped while holding the lock
+ * must not freeze the daemon. */
 #define MGRD_LOCK_TIMEOUT_MS 100
 /* what a table without size_hint takes at creation (the table store's default) */
 #define MGRD_TABLE_DEFAULT_BYTES 65536
@@ -106,6 +107,12 @@ typedef struct mgrd_table {
      * owner was told of, and keeps, and so one it asked for again since
      * (mgrd_reg_give to its owner clears the mark). */
     bool by_wait;
+    /* The owner to record in the header (tbl_set_owner), kept while a
+     * living process holds the table's lock: the daemon does not wait for
+     * it, a timer records it once the lock is free (registry.c). */
+    bool rec_pending;
+    pid_t rec_owner;
+    int64_t rec_orphaned_us;
     struct mgrd_waiter *waiters; /* processes queued as its next owner, first first */
     struct mgrd_table *next;
 } mgrd_table;
@@ -186,6 +193,8 @@ void mgrd_reg_ungive(mgrd *m, mgrd_table *rt, const mgrd_was *was);
  * During an orderly exit nothing is recorded or logged (the header keeps
  * its owner, the next daemon decides): the daemon only lets go of p. */
 void mgrd_reg_orphan_all(mgrd *m, mgrd_peer *p);
+/* Closes the timer of the owner records still to write (at exit). */
+void mgrd_reg_stop(void);
 /* The status object of one table (name, state, owner_pid, ...). */
 cJSON *mgrd_reg_status(mgrd *m, mgrd_table *rt);
 void mgrd_reg_free_all(mgrd *m);

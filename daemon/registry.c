@@ -155,12 +155,79 @@ void mgrd_reg_remove(mgrd *m, mgrd_table *rt)
     free(rt);
 }
 
+/* The header's record of an ownership change (diagnostics, and what the
+ * next daemon goes by: the last owner that holds waiters back, orphaned
+ * since) never waits for the table's lock: a peer holding it (stopped in a
+ * transaction) would stall the daemon for everyone at each change it can
+ * make, and give_away, release and new_table make them at will.  A record
+ * that finds the lock held waits for a look every 20 ms, which writes the
+ * latest one once the lock is free (before, it waited up to the lock
+ * timeout and was then lost). */
+#define REG_RECORD_RETRY_MS 20
+static uv_timer_t rec_timer;
+static bool rec_timer_on;
+
+/* true when done (written, or failed for good: logged) */
+static bool reg_try_record(mgrd *m, mgrd_table *rt)
+{
+    int rc = tbl_set_owner_nowait(rt->t, (int32_t)rt->rec_owner, (int32_t)m->pid, rt->rec_orphaned_us);
+    if (rc == ETSMGR_ELOCKED)
+        return false;
+    rt->rec_pending = false;
+    if (rc < 0)
+        log_warning("table %s: could not record owner pid %d in its header: %s", rt->name, (int)rt->rec_owner,
+                    etsmgr_strerror(rc));
+    return true;
+}
+
+static void on_rec_timer(uv_timer_t *h)
+{
+    mgrd *m = h->data;
+    bool left = false;
+    for (mgrd_table *rt = m->tables; rt; rt = rt->next)
+        if (rt->rec_pending && !reg_try_record(m, rt))
+            left = true;
+    if (!left)
+        uv_timer_stop(h);
+}
+
+static void rec_timer_arm(mgrd *m)
+{
+    if (!m->loop || m->stopping)
+        return;
+    if (!rec_timer_on) {
+        int rc = uv_timer_init(m->loop, &rec_timer);
+        if (rc < 0) {
+            log_warning("uv_timer_init: %s; owners are recorded in table headers only at the next change",
+                        uv_strerror(rc));
+            return;
+        }
+        rec_timer.data = m;
+        uv_unref((uv_handle_t *)&rec_timer);
+        rec_timer_on = true;
+    }
+    if (!uv_is_active((uv_handle_t *)&rec_timer))
+        uv_timer_start(&rec_timer, on_rec_timer, REG_RECORD_RETRY_MS, REG_RECORD_RETRY_MS);
+}
+
+void mgrd_reg_stop(void)
+{
+    if (rec_timer_on)
+        uv_close((uv_handle_t *)&rec_timer, NULL);
+    rec_timer_on = false;
+}
+
 static void reg_record_owner(mgrd *m, mgrd_table *rt, pid_t owner)
 {
-    int rc = tbl_set_owner(rt->t, (int32_t)owner, (int32_t)m->pid, owner ? 0 : rt->orphaned_us);
-    if (rc < 0)
-        log_warning("table %s: could not record owner pid %d in its header: %s", rt->name, (int)owner,
-                    etsmgr_strerror(rc));
+    rt->rec_owner = owner;
+    rt->rec_orphaned_us = owner ? 0 : rt->orphaned_us;
+    if (reg_try_record(m, rt))
+        return;
+    if (!rt->rec_pending)
+        log_info("table %s: its lock is held; owner pid %d goes into its header once it is free.", rt->name,
+                 (int)owner);
+    rt->rec_pending = true;
+    rec_timer_arm(m);
 }
 
 void mgrd_reg_give(mgrd *m, mgrd_table *rt, mgrd_peer *to)

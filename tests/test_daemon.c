@@ -1065,6 +1065,71 @@ START_TEST(test_locked_tables_answered_at_once)
 }
 END_TEST
 
+/* The header's bytes as this process's handle reads them (the lock is
+ * free again). */
+typedef struct dt_hdr_want {
+    etsmgr_table *t;
+    int32_t owner_pid;
+} dt_hdr_want;
+
+static bool dt_hdr_owner_is(void *arg)
+{
+    dt_hdr_want *w = arg;
+    etsmgr_table_info info;
+    return etsmgr_table_info_get(w->t, &info) == ETSMGR_OK && info.owner_pid == w->owner_pid;
+}
+
+/* Ownership changes of a table whose lock a living process holds (here
+ * its owner, inside a transaction): etsmgrd does not wait for the lock to
+ * record them in the header, and records the last one once the lock is
+ * free.  (Each record waited up to the 100 ms lock timeout and was then
+ * given up: release and new_table pipelined froze the daemon for every
+ * client, 100 ms each, and the header kept naming an owner that had let
+ * go.) */
+START_TEST(test_owner_changes_do_not_wait_for_lock)
+{
+    tu_env e;
+    tu_env_init(&e);
+    dt_start(&e, NULL);
+    int fd = dt_connect(&e), other = dt_connect(&e);
+    etsmgr_table *t = dt_new_table(fd, "lo", NULL, NULL);
+    ck_assert_int_eq(etsmgr_table_begin(t), ETSMGR_OK);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const char *rel = "{\"op\":\"release\",\"id\":1,\"name\":\"lo\"}";
+    const char *take = "{\"op\":\"new_table\",\"id\":2,\"name\":\"lo\"}";
+    for (int k = 0; k < 9; k++) { /* released, taken, ..., released: orphaned in the end */
+        const char *req = k % 2 ? take : rel;
+        ck_assert_int_eq(frame_write(fd, req, strlen(req), NULL, 0), 0);
+    }
+    dt_expect_ok(dt_callf(other, NULL, "{\"op\":\"hello\",\"id\":1}"));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    for (int k = 0; k < 9; k++) {
+        cJSON *r = NULL;
+        int rfds[FRAME_MAX_FDS], n = 0;
+        ck_assert_int_eq(frame_read_json(fd, &r, rfds, &n, FRAME_MAX_FDS, DT_TIMEOUT_MS), 0);
+        for (int i = 0; i < n; i++)
+            close(rfds[i]);
+        ck_assert_int_eq((int)dt_num(r, "id"), k % 2 ? 2 : 1);
+        if (k % 2 == 0)
+            ck_assert(dt_bool(r, "released"));
+        dt_expect_ok(r);
+    }
+    ck_assert_msg(ms < 400, "a hello waited %ld ms behind ownership changes of a locked table", ms);
+    dt_wait dw = {fd, "lo"};
+    ck_assert(dt_is_orphaned(&dw));
+    ck_assert_int_eq(etsmgr_table_commit(t), ETSMGR_OK);
+    dt_hdr_want hw = {t, 0};
+    ck_assert_msg(tu_eventually(dt_hdr_owner_is, &hw, DT_TIMEOUT_MS),
+                  "the header still names an owner after the lock was let go");
+    etsmgr_table_close(t);
+    close(other);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 Suite *daemon_suite(void)
 {
     Suite *s = suite_create("daemon");
@@ -1086,6 +1151,7 @@ Suite *daemon_suite(void)
     tcase_add_test(tc, test_add_table_refused_keeps_managed);
     tcase_add_test(tc, test_other_uid);
     tcase_add_test(tc, test_locked_tables_answered_at_once);
+    tcase_add_test(tc, test_owner_changes_do_not_wait_for_lock);
     suite_add_tcase(s, tc);
     return s;
 }

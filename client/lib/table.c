@@ -658,17 +658,35 @@ const char *etsmgr_table_name(const etsmgr_table *t) { return t ? t->name : ""; 
 
 /* ------------------------------------------------------------ header */
 
-int tbl_set_owner(etsmgr_table *t, int32_t owner_pid, int32_t heir_pid, int64_t orphaned_us)
+/* tbl_set_owner's change, under the lock */
+static int tbl_owner_words(etsmgr_table *t, int32_t owner_pid, int32_t heir_pid, int64_t orphaned_us)
 {
-    if (!t || owner_pid < 0 || heir_pid < 0 || orphaned_us < 0) return ETSMGR_EINVAL;
-    int r = tbl_op_begin(t, "set_owner", true);
-    if (r) return r;
     /* one change: a crash leaves the old owner and time, or the new ones */
     tbl_set(t, TBL_HOFF(owner_pid), (uint64_t)owner_pid);
     tbl_set(t, TBL_HOFF(heir_pid), (uint64_t)heir_pid);
     tbl_set(t, TBL_HOFF(orphaned_us), owner_pid ? 0 : (uint64_t)orphaned_us);
     tbl_set(t, TBL_HOFF(generation), t->h->generation + 1);
     return tbl_op_end(t, 0);
+}
+
+int tbl_set_owner(etsmgr_table *t, int32_t owner_pid, int32_t heir_pid, int64_t orphaned_us)
+{
+    if (!t || owner_pid < 0 || heir_pid < 0 || orphaned_us < 0) return ETSMGR_EINVAL;
+    int r = tbl_op_begin(t, "set_owner", true);
+    if (r) return r;
+    return tbl_owner_words(t, owner_pid, heir_pid, orphaned_us);
+}
+
+int tbl_set_owner_nowait(etsmgr_table *t, int32_t owner_pid, int32_t heir_pid, int64_t orphaned_us)
+{
+    if (!t || owner_pid < 0 || heir_pid < 0 || orphaned_us < 0) return ETSMGR_EINVAL;
+    if (t->rdonly || t->in_group) return tbl_set_owner(t, owner_pid, heir_pid, orphaned_us);
+    int r = pthread_mutex_trylock(&t->h->lock);
+    if (r == EBUSY) return ETSMGR_ELOCKED;
+    t->cp_op = "set_owner";
+    t->cp_step = 0;
+    if ((r = tbl_op_begin_slow(t, r)) != 0) return r;
+    return tbl_owner_words(t, owner_pid, heir_pid, orphaned_us);
 }
 
 int64_t tbl_orphaned_since(etsmgr_table *t)

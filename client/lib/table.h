@@ -36,6 +36,9 @@ int tbl_recover_now(etsmgr_table *t);
  * owner_pid is 0, else nothing (the word becomes 0).  The header keeps it
  * across a restart of etsmgrd, so --orphan-ttl counts from the real moment. */
 int tbl_set_owner(etsmgr_table *t, int32_t owner_pid, int32_t heir_pid, int64_t orphaned_us);
+/* The same without waiting for the lock: ETSMGR_ELOCKED at once when a
+ * living process holds it (a dead holder's change is rolled back first). */
+int tbl_set_owner_nowait(etsmgr_table *t, int32_t owner_pid, int32_t heir_pid, int64_t orphaned_us);
 /* The header's orphaned-since time (0: owned, or not known; <0: error). */
 int64_t tbl_orphaned_since(etsmgr_table *t);
 
