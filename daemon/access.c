@@ -111,7 +111,10 @@ cJSON *mgrd_recover(mgrd *m, const mgrd_peer *p, const cJSON *req, mgrd_table *r
     if (!may_reach(m, rt, p))
         return proto_reply_err(req, PROTO_E_FORBIDDEN, "table %s belongs to uid %u; the caller is uid %u", rt->name,
                                (unsigned)rt->uid, (unsigned)p->uid);
-    int rc = tbl_recover_now(rt->t);
+    /* without waiting: a reader asks when the holder died (its lock then
+     * comes at once); a living holder would make any peer able to stall
+     * the daemon, a lock timeout per request it pipelines */
+    int rc = tbl_recover_nowait(rt->t);
     if (rc == ETSMGR_ELOCKED)
         return proto_reply_err(req, PROTO_E_LOCKED, "table %s: its lock is held by a live process that does not let go",
                                rt->name);

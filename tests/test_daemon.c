@@ -1130,6 +1130,41 @@ START_TEST(test_owner_changes_do_not_wait_for_lock)
 }
 END_TEST
 
+/* recover of a table whose lock a living process holds: `locked` at once,
+ * every time.  (Each waited up to the 100 ms lock timeout: any peer that
+ * may reach a table, any member of the group with --group, could stall
+ * the daemon for every client by pipelining them.) */
+START_TEST(test_recover_does_not_wait_for_lock)
+{
+    tu_env e;
+    tu_env_init(&e);
+    dt_start(&e, NULL);
+    int fd = dt_connect(&e), other = dt_connect(&e);
+    etsmgr_table *t = dt_new_table(fd, "rc", NULL, NULL);
+    ck_assert_int_eq(etsmgr_table_begin(t), ETSMGR_OK);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const char *req = "{\"op\":\"recover\",\"id\":1,\"name\":\"rc\"}";
+    for (int k = 0; k < 9; k++)
+        ck_assert_int_eq(frame_write(fd, req, strlen(req), NULL, 0), 0);
+    dt_expect_ok(dt_callf(other, NULL, "{\"op\":\"hello\",\"id\":1}"));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    for (int k = 0; k < 9; k++) {
+        cJSON *r = NULL;
+        ck_assert_int_eq(frame_read_json(fd, &r, NULL, NULL, 0, DT_TIMEOUT_MS), 0);
+        dt_expect_err(r, "locked");
+    }
+    ck_assert_msg(ms < 400, "a hello waited %ld ms behind recovers of a locked table", ms);
+    ck_assert_int_eq(etsmgr_table_commit(t), ETSMGR_OK);
+    dt_expect_ok(dt_callf(fd, NULL, "{\"op\":\"recover\",\"id\":2,\"name\":\"rc\"}"));
+    etsmgr_table_close(t);
+    close(other);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 Suite *daemon_suite(void)
 {
     Suite *s = suite_create("daemon");
@@ -1152,6 +1187,7 @@ Suite *daemon_suite(void)
     tcase_add_test(tc, test_other_uid);
     tcase_add_test(tc, test_locked_tables_answered_at_once);
     tcase_add_test(tc, test_owner_changes_do_not_wait_for_lock);
+    tcase_add_test(tc, test_recover_does_not_wait_for_lock);
     suite_add_tcase(s, tc);
     return s;
 }

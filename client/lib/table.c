@@ -394,6 +394,19 @@ int tbl_recover_now(etsmgr_table *t)
     return tbl_op_end(t, 0);
 }
 
+int tbl_recover_nowait(etsmgr_table *t)
+{
+    if (!t) return ETSMGR_EINVAL;
+    if (t->rdonly || t->in_group) return tbl_recover_now(t);
+    int r = pthread_mutex_trylock(&t->h->lock);
+    if (r == EBUSY) return ETSMGR_ELOCKED;
+    t->cp_op = "recover";
+    t->cp_step = 0;
+    if ((r = tbl_op_begin_slow(t, r)) != 0) return r;
+    tbl_even_all(t);
+    return tbl_op_end(t, 0);
+}
+
 /* ------------------------------------------------------------ life */
 
 static int tbl_attach(int fd, bool rdonly, etsmgr_table **out)

@@ -30,6 +30,10 @@ int tbl_unlink(const char *shm_name);
  * it held up (etsmgrd's "recover" request; a writable handle's reader does
  * it by itself).  Harmless when there is nothing to do. */
 int tbl_recover_now(etsmgr_table *t);
+/* The same without waiting for the lock: ETSMGR_ELOCKED at once when a
+ * living process holds it (a dead holder is what it is for: its change is
+ * rolled back).  For etsmgrd's "recover", which any peer may send. */
+int tbl_recover_nowait(etsmgr_table *t);
 
 /* Record owner and heir pids (diagnostics), bump the generation, and record
  * since when the table is orphaned: orphaned_us (µs since the epoch) when
