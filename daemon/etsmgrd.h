@@ -24,8 +24,8 @@
 
 #define MGRD_DEFAULT_MAX_CONNS 1024
 #define MGRD_DEFAULT_MAX_TABLES 4096
-/* How long the daemon waits for a table's lock where it must (snapshot,
- * add_table's check); statuses, owner records and recover never wait
+/* How long the daemon waits for a table's lock where it must (snapshot);
+ * statuses, add_table's check, owner records and recover never wait
  * (tbl_info_nowait, registry.c, access.c).  An owner stopped while holding the lock
  * must not freeze the daemon. */
 #define MGRD_LOCK_TIMEOUT_MS 100

@@ -626,12 +626,14 @@ static cJSON *op_add_table(req_ctx *x)
     if (rt) {
         if (refused(x, rt, MGRD_ACT_TAKE, &err))
             return err;
-        /* a lock a living process holds (the caller itself, in a
-         * transaction, as likely as any) says nothing against the table:
-         * refused, its owner would write on while another took it */
+        /* checked under the lock when it is free, never waiting for it: a
+         * lock a living process holds (the caller itself, in a transaction,
+         * as likely as any) says nothing against the table (refused, its
+         * owner would write on while another took it), and the caller
+         * could pipeline add_tables, each a lock timeout for everyone */
         etsmgr_table_info info;
-        int rc = etsmgr_table_info_get(rt->t, &info);
-        if (rc < 0 && rc != ETSMGR_ELOCKED)
+        int rc = tbl_info_nowait(rt->t, &info, NULL);
+        if (rc < 0)
             return proto_reply_err(x->req, PROTO_E_INVALID_TABLE, "%s is no longer a valid table: %s", rt->shm_name,
                                    etsmgr_strerror(rc));
         mgrd_reg_give(m, rt, x->p);
