@@ -32,13 +32,16 @@
  * for that very table answers its wait the same way (mgrd_wait_answer), on
  * the connection that waits (mgrd_wait_peer): blocked in it, the process
  * reads no transfer event. */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "etsmgrd.h"
 #include "log.h"
+#include "procstat.h"
 
 /* While a table found at start has waiters and a live last owner, a look
  * every 20 ms hands it over once that owner is gone (no event tells us:
@@ -133,12 +136,37 @@ static void wait_free(mgrd *m, mgrd_waiter *w)
     m->nwaiters--;
 }
 
+/* pid is a zombie, its whole thread group gone: dead for good, whenever
+ * its parent reaps it (which may be never), though kill(pid, 0) says it
+ * lives.  A leader that exited before its other threads shows Z too, and
+ * still holds its files and mappings: only a task directory with the
+ * leader alone counts.  False when /proc cannot say. */
+static bool wait_owner_zombie(pid_t pid)
+{
+    proc_stat st;
+    if (proc_stat_read(pid, &st) < 0 || (st.state != 'Z' && st.state != 'X'))
+        return false;
+    char path[48];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return false;
+    int tasks = 0;
+    for (struct dirent *de; (de = readdir(d)) != NULL;)
+        if (de->d_name[0] != '.')
+            tasks++;
+    closedir(d);
+    return tasks == 1;
+}
+
 bool mgrd_wait_may_take(mgrd_table *rt)
 {
     if (!rt->found_at_start || rt->owner_pid <= 0)
         return true;
     /* EPERM: alive, another uid's; ESRCH: gone */
-    return kill(rt->owner_pid, 0) < 0 && errno == ESRCH;
+    if (kill(rt->owner_pid, 0) < 0 && errno == ESRCH)
+        return true;
+    return wait_owner_zombie(rt->owner_pid);
 }
 
 /* Answers w's wait with rt (fd and all), which its peer now owns; -1 with

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -987,6 +988,91 @@ START_TEST(test_found_at_start_locked_by_owner)
 }
 END_TEST
 
+/* A table found at start whose last owner is killed and not reaped (a
+ * zombie: its parent has not waited for it, which may be never): the
+ * standby gets the table.  (kill(pid, 0) says a zombie lives: the standby
+ * waited for as long as the parent did not reap it.) */
+START_TEST(test_found_at_start_owner_zombie)
+{
+    tu_env e;
+    tu_env_init(&e);
+    pid_t owner;
+    sb_waiter w;
+    int fd;
+    sb_found_at_start(&e, "zo", &owner, &w, &fd);
+    ck_assert_int_eq(kill(owner, SIGKILL), 0); /* not reaped: this process does not wait for it yet */
+    char rep[64];
+    sb_report(&w, 3000, rep, sizeof rep);
+    tu_wait(owner, SB_MS);
+    ck_assert_str_eq(rep, "G4\n");
+    sb_expect_owner(fd, "zo", w.pid);
+    tu_kill9(w.pid);
+    close(w.rd);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
+static void *sb_pause_thread(void *arg)
+{
+    (void)arg;
+    for (;;)
+        pause();
+    return NULL;
+}
+
+/* The same, but the last owner's main thread has exited and another one
+ * runs on: the leader shows as a zombie, the process lives and holds the
+ * table, and the standby is held back until the whole process is gone. */
+START_TEST(test_found_at_start_owner_leader_exited)
+{
+    tu_env e;
+    tu_env_init(&e);
+    pid_t d = dt_start(&e, NULL);
+    int pipe_fd;
+    pid_t owner = tu_fork_pipe(&pipe_fd);
+    ck_assert_int_ge(owner, 0);
+    if (owner == 0) {
+        etsmgr_client *c = NULL;
+        etsmgr_table *t = NULL;
+        char msg[256];
+        int64_t v;
+        pthread_t th;
+        if (etsmgr_connect(e.dir, e.instance, &c, msg, sizeof msg) != ETSMGR_OK ||
+            etsmgr_new_table(c, "zl", NULL, "zl", &t, NULL) != ETSMGR_OK ||
+            etsmgr_table_update_counter(t, "count", 5, 4, 0, &v) != ETSMGR_OK ||
+            pthread_create(&th, NULL, sb_pause_thread, NULL) != 0)
+            _exit(1);
+        (void)!write(pipe_fd, "K", 1);
+        pthread_exit(NULL);
+    }
+    char c = 0;
+    struct pollfd pfd = {.fd = pipe_fd, .events = POLLIN};
+    ck_assert_msg(poll(&pfd, 1, SB_MS) == 1 && read(pipe_fd, &c, 1) == 1 && c == 'K',
+                  "the owner child failed");
+    close(pipe_fd);
+    tu_kill9(d);
+    dt_start(&e, NULL);
+    int fd = dt_connect(&e);
+    sb_waiter w = sb_fork_waiter(&e, "zl", -1, 0);
+    char exp[32];
+    snprintf(exp, sizeof exp, "%d", (int)w.pid);
+    sb_expect_waiters(fd, "zl", exp);
+    /* not a synchronisation: ten rounds of the 20 ms poll */
+    struct timespec polls = {0, 200 * 1000000L};
+    nanosleep(&polls, NULL);
+    ck_assert_msg(sb_silent(&w), "the standby got the table while its owner's other thread runs");
+    tu_kill9(owner);
+    char rep[64];
+    sb_report(&w, SB_MS, rep, sizeof rep);
+    ck_assert_str_eq(rep, "G4\n");
+    tu_kill9(w.pid);
+    close(w.rd);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 /* The last owner of a table found at start asks for it with "wait" (its
  * handover's reply was lost with the daemon, and it waits again, as
  * etsmgr_new_table_wait's ENOTCONN says to): it gets it at once, as a
@@ -1262,6 +1348,8 @@ Suite *standby_suite(void)
     tcase_add_test(tc, test_cancel_wait_ends_every_wait);
     tcase_add_test(tc, test_cancel_wait_keeps_table_told_again);
     tcase_add_test(tc, test_found_at_start_locked_by_owner);
+    tcase_add_test(tc, test_found_at_start_owner_zombie);
+    tcase_add_test(tc, test_found_at_start_owner_leader_exited);
     suite_add_tcase(s, tc);
     return s;
 }
