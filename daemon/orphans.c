@@ -17,7 +17,9 @@
  * owner was alive when it was last recorded (a daemon killed or stopped
  * while the owner ran; a snapshot of an owned table) counts from this
  * daemon's start: nobody saw its owner go, and counting from the snapshot
- * would let --orphan-ttl remove it at boot before its owner could claim it. */
+ * would let --orphan-ttl remove it at boot before its owner could claim it;
+ * and a table found at start is not removed while that owner lives (the
+ * same look at its pid that holds standbys back, waiters.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -77,6 +79,14 @@ size_t mgrd_orphans_expire(mgrd *m, int64_t now_us)
         next = rt->next;
         if (rt->owner || !rt->orphaned_us || now_us - rt->orphaned_us < ttl_us)
             continue;
+        if (!mgrd_wait_may_take(rt)) {
+            /* found at start, its last owner alive: it holds the table
+             * (and writes it) without this daemon, and removed, its
+             * writes would go to an object nobody sees.  Not orphaned as
+             * far as anyone can tell: it counts from when that owner goes */
+            rt->orphaned_us = now_us;
+            continue;
+        }
         char since[64], age[48], name[ETSMGR_NAME_MAX + 1];
         mgrd_iso8601(rt->orphaned_us, since, sizeof since);
         mgrd_fmt_age(now_us - rt->orphaned_us, age, sizeof age);

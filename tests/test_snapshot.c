@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -919,6 +920,60 @@ START_TEST(test_orphan_ttl)
 }
 END_TEST
 
+/* A child that owns table name (a raw client: it never adds it back after
+ * a restart of etsmgrd) and lives until killed. */
+static pid_t sp_fork_raw_owner(const char *name)
+{
+    int pipe_fd;
+    pid_t pid = tu_fork_pipe(&pipe_fd);
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        etsmgr_client *c = NULL;
+        etsmgr_table *t = NULL;
+        char msg[256];
+        if (etsmgr_connect(NULL, NULL, &c, msg, sizeof msg) != ETSMGR_OK ||
+            etsmgr_new_table(c, name, NULL, NULL, &t, NULL) != ETSMGR_OK)
+            _exit(1);
+        (void)!write(pipe_fd, "K", 1);
+        for (;;)
+            pause();
+    }
+    char ch = 0;
+    ck_assert_msg(read(pipe_fd, &ch, 1) == 1 && ch == 'K', "the owner child could not take table %s", name);
+    close(pipe_fd);
+    return pid;
+}
+
+static bool live_gone(void *arg)
+{
+    (void)arg;
+    return log_has("orphan-ttl: removed table=live");
+}
+
+/* etsmgrd SIGKILLed while a table's owner runs on, and started again with
+ * --orphan-ttl: the table is not removed while that owner lives (it holds
+ * and writes the table; removed, its writes went to an object nobody else
+ * could open), and once it is gone the TTL removes the table.  (The TTL
+ * counted from the restart and removed the table of the living owner.) */
+START_TEST(test_orphan_ttl_spares_living_owner)
+{
+    pid_t mgr = sp_mgr("--orphan-ttl 1");
+    pid_t owner = sp_fork_raw_owner("live");
+    tu_kill9(mgr);
+    sp_mgr("--orphan-ttl 1");
+    ck_assert_msg(log_has("rediscovered table=live"), "%s", rc_slurp(S_log));
+    /* not a synchronisation: three looks of the TTL's, one a second */
+    struct timespec looks = {3, 0};
+    nanosleep(&looks, NULL);
+    ck_assert_msg(!log_has("orphan-ttl: removed table=live"), "removed while its owner lives: %s",
+                  rc_slurp(S_log));
+    ck_assert_int_eq(tu_count_shm(&E), 1);
+    tu_kill9(owner);
+    ck_assert_msg(tu_eventually(live_gone, NULL, 15000), "%s", rc_slurp(S_log));
+    ck_assert_int_eq(tu_count_shm(&E), 0);
+}
+END_TEST
+
 /* "orphaned_since" of table name in etsmgrctl --json tables (malloc'd; NULL
  * when the table is not there or owned) */
 static char *orphaned_since(const char *name)
@@ -1079,6 +1134,7 @@ Suite *snapshot_suite(void)
     tcase_add_test(tc, test_snapshot_dir_chained_link);
     tcase_add_test(tc, test_orphan_ttl);
     tcase_add_test(tc, test_orphan_since_survives_restart);
+    tcase_add_test(tc, test_orphan_ttl_spares_living_owner);
     suite_add_tcase(s, tc);
     return s;
 }
