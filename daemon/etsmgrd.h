@@ -101,6 +101,9 @@ typedef struct mgrd_table {
      * daemon saw: its last owner may still be alive and about to add it
      * back, so waiters do not take it while that pid lives (waiters.c). */
     bool found_at_start;
+    /* --orphan-ttl's last look found that last owner alive (orphans.c):
+     * the TTL counts from the first look that finds it gone */
+    bool ttl_owner_lives;
     /* The owner got it as the reply to its wait (waiters.c), which it may
      * never read (its wait timed out): only such a table does cancel_wait
      * let go of; one that came by give_away, new_table or add_table the

@@ -19,7 +19,10 @@
  * daemon's start: nobody saw its owner go, and counting from the snapshot
  * would let --orphan-ttl remove it at boot before its owner could claim it;
  * and a table found at start is not removed while that owner lives (the
- * same look at its pid that holds standbys back, waiters.c). */
+ * same look at its pid that holds standbys back, waiters.c): each look of
+ * the TTL's that finds it alive moves "orphaned since" to that look, and the
+ * first that finds it gone to that one, so the TTL counts from the owner's
+ * death (give or take the second between looks, never less). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -68,6 +71,34 @@ int mgrd_table_destroy(mgrd *m, mgrd_table *rt, const char *why)
     return 0;
 }
 
+/* A table found at start whose last owner still runs holds it (and writes
+ * it) without this daemon: removed, its writes would go to an object nobody
+ * else can open.  Not orphaned as far as anyone can tell, so every look
+ * that finds that owner alive, and the first that finds it gone, restart
+ * the count: it runs from the owner's death, not from this daemon's start
+ * or from a look a whole TTL before that death.  True while it lives. */
+static bool orphans_owner_lives(const mgrd *m, mgrd_table *rt, int64_t now_us)
+{
+    if (!rt->found_at_start || rt->owner_pid <= 0)
+        return false;
+    if (!mgrd_wait_may_take(rt)) {
+        if (!rt->ttl_owner_lives)
+            log_info("orphan-ttl: table=%s is kept: its last owner pid=%d still runs (it holds the table "
+                     "without etsmgrd); --orphan-ttl %u s counts from when it goes.",
+                     rt->name, (int)rt->owner_pid, m->orphan_ttl);
+        rt->ttl_owner_lives = true;
+        rt->orphaned_us = now_us;
+        return true;
+    }
+    if (rt->ttl_owner_lives) {
+        log_info("orphan-ttl: table=%s: its last owner pid=%d is gone; orphaned from now, for --orphan-ttl %u s.",
+                 rt->name, (int)rt->owner_pid, m->orphan_ttl);
+        rt->ttl_owner_lives = false;
+        rt->orphaned_us = now_us;
+    }
+    return false;
+}
+
 size_t mgrd_orphans_expire(mgrd *m, int64_t now_us)
 {
     if (!m->orphan_ttl)
@@ -77,16 +108,9 @@ size_t mgrd_orphans_expire(mgrd *m, int64_t now_us)
     mgrd_table *next;
     for (mgrd_table *rt = m->tables; rt; rt = next) {
         next = rt->next;
-        if (rt->owner || !rt->orphaned_us || now_us - rt->orphaned_us < ttl_us)
+        if (rt->owner || !rt->orphaned_us || orphans_owner_lives(m, rt, now_us) ||
+            now_us - rt->orphaned_us < ttl_us)
             continue;
-        if (!mgrd_wait_may_take(rt)) {
-            /* found at start, its last owner alive: it holds the table
-             * (and writes it) without this daemon, and removed, its
-             * writes would go to an object nobody sees.  Not orphaned as
-             * far as anyone can tell: it counts from when that owner goes */
-            rt->orphaned_us = now_us;
-            continue;
-        }
         char since[64], age[48], name[ETSMGR_NAME_MAX + 1];
         mgrd_iso8601(rt->orphaned_us, since, sizeof since);
         mgrd_fmt_age(now_us - rt->orphaned_us, age, sizeof age);

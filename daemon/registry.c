@@ -243,6 +243,7 @@ void mgrd_reg_give(mgrd *m, mgrd_table *rt, mgrd_peer *to)
     rt->owner = to;
     rt->owner_pid = to->pid;
     rt->found_at_start = false;
+    rt->ttl_owner_lives = false;
     rt->by_wait = false;
     rt->orphaned_us = 0;
     to->owned++;

@@ -968,8 +968,44 @@ START_TEST(test_orphan_ttl_spares_living_owner)
     ck_assert_msg(!log_has("orphan-ttl: removed table=live"), "removed while its owner lives: %s",
                   rc_slurp(S_log));
     ck_assert_int_eq(tu_count_shm(&E), 1);
+    ck_assert_msg(count_lines("orphan-ttl: table=live is kept: its last owner pid=") == 1,
+                  "not said once that the table is kept for its owner: %s", rc_slurp(S_log));
     tu_kill9(owner);
     ck_assert_msg(tu_eventually(live_gone, NULL, 15000), "%s", rc_slurp(S_log));
+    ck_assert_int_eq(tu_count_shm(&E), 0);
+}
+END_TEST
+
+static void sp_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, ms % 1000 * 1000000};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* The same, with the owner killed before a TTL has passed since the
+ * restart: the table stays for a whole TTL after the owner's death.  (The
+ * count restarted only once a TTL had passed since the last restart, so an
+ * owner that died just before that moment lost its table at once: here
+ * about 0.5 s after its death instead of 2 s.)  The TTL looks once a
+ * second from etsmgrd's start: the owner dies between its first and second
+ * look, and the table must be there 1.5 s after that. */
+START_TEST(test_orphan_ttl_counts_from_owner_death)
+{
+    pid_t mgr = sp_mgr("--orphan-ttl 2");
+    pid_t owner = sp_fork_raw_owner("live");
+    tu_kill9(mgr);
+    sp_mgr("--orphan-ttl 2");
+    ck_assert_msg(log_has("rediscovered table=live"), "%s", rc_slurp(S_log));
+    /* not a synchronisation: past the first look, before the second */
+    sp_sleep_ms(1500);
+    tu_kill9(owner);
+    sp_sleep_ms(1500);
+    ck_assert_msg(!log_has("orphan-ttl: removed table=live"), "removed within 1.5 s of its owner's death: %s",
+                  rc_slurp(S_log));
+    ck_assert_int_eq(tu_count_shm(&E), 1);
+    ck_assert_msg(tu_eventually(live_gone, NULL, 15000), "%s", rc_slurp(S_log));
+    ck_assert_msg(log_has("orphan-ttl: table=live: its last owner pid="), "%s", rc_slurp(S_log));
     ck_assert_int_eq(tu_count_shm(&E), 0);
 }
 END_TEST
@@ -1135,6 +1171,7 @@ Suite *snapshot_suite(void)
     tcase_add_test(tc, test_orphan_ttl);
     tcase_add_test(tc, test_orphan_since_survives_restart);
     tcase_add_test(tc, test_orphan_ttl_spares_living_owner);
+    tcase_add_test(tc, test_orphan_ttl_counts_from_owner_death);
     suite_add_tcase(s, tc);
     return s;
 }
