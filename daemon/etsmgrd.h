@@ -24,7 +24,8 @@
 
 #define MGRD_DEFAULT_MAX_CONNS 1024
 #define MGRD_DEFAULT_MAX_TABLES 4096
-/* How long the daemon waits for a table's lock where it must (snapshot);
+/* How long the daemon waits for a table's lock where it must (snapshot, an
+ * owner record still to write at an orderly exit);
  * statuses, add_table's check, owner records and recover never wait
  * (tbl_info_nowait, registry.c, access.c).  An owner stopped while holding the lock
  * must not freeze the daemon. */
@@ -196,6 +197,10 @@ void mgrd_reg_ungive(mgrd *m, mgrd_table *rt, const mgrd_was *was);
  * During an orderly exit nothing is recorded or logged (the header keeps
  * its owner, the next daemon decides): the daemon only lets go of p. */
 void mgrd_reg_orphan_all(mgrd *m, mgrd_peer *p);
+/* Orderly exit: writes the owner records still to write (a table whose
+ * lock was held at its change), waiting for each lock up to the lock
+ * timeout, before the snapshots read the headers. */
+void mgrd_reg_record_pending(mgrd *m);
 /* Closes the timer of the owner records still to write (at exit). */
 void mgrd_reg_stop(void);
 /* The status object of one table (name, state, owner_pid, ...). */

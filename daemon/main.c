@@ -262,6 +262,7 @@ static void on_signal(uv_signal_t *h, int signum)
     m->stopping = true;
     mgrd_timers_stop(m);
     mgrd_wait_stop();
+    mgrd_reg_record_pending(m);
     mgrd_reg_stop();
     mgrd_snap_all(m, signum == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
     log_notice("%s: exiting; %zu table(s) stay in shared memory for their owners.",

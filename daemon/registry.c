@@ -210,6 +210,25 @@ static void rec_timer_arm(mgrd *m)
         uv_timer_start(&rec_timer, on_rec_timer, REG_RECORD_RETRY_MS, REG_RECORD_RETRY_MS);
 }
 
+void mgrd_reg_record_pending(mgrd *m)
+{
+    /* Orderly exit: no timer will look again, and the header is what the
+     * next daemon and the snapshots go by (an owner recorded as orphaned
+     * since long ago, and --orphan-ttl removes a table someone owns).  A
+     * record waits for the lock as a snapshot does (the lock timeout, once
+     * per table still held); one that cannot be written is said. */
+    for (mgrd_table *rt = m->tables; rt; rt = rt->next) {
+        if (!rt->rec_pending)
+            continue;
+        rt->rec_pending = false;
+        int rc = tbl_set_owner(rt->t, (int32_t)rt->rec_owner, (int32_t)m->pid, rt->rec_orphaned_us);
+        if (rc < 0)
+            log_warning("table %s: could not record owner pid %d in its header before exiting: %s; the next "
+                        "etsmgrd goes by the one before",
+                        rt->name, (int)rt->rec_owner, etsmgr_strerror(rc));
+    }
+}
+
 void mgrd_reg_stop(void)
 {
     if (rec_timer_on)

@@ -1180,6 +1180,43 @@ START_TEST(test_recover_does_not_wait_for_lock)
 }
 END_TEST
 
+/* An ownership change of a table whose lock a living process holds, and
+ * etsmgrd stopped (SIGTERM) before the lock is free: the record is
+ * written before it exits, once the lock is let go within its lock
+ * timeout.  (The pending record was dropped: the header said orphaned
+ * since long before, which a next etsmgrd with --orphan-ttl goes by, and
+ * removed a table someone owned.) */
+START_TEST(test_owner_record_written_at_exit)
+{
+    tu_env e;
+    tu_env_init(&e);
+    pid_t d = dt_start(&e, NULL);
+    int fd = dt_connect(&e), other = dt_connect(&e);
+    etsmgr_table *t = dt_new_table(fd, "ex", NULL, NULL);
+    dt_expect_ok(dt_callf(fd, NULL, "{\"op\":\"release\",\"id\":1,\"name\":\"ex\"}"));
+    dt_hdr_want hw = {t, 0};
+    ck_assert(dt_hdr_owner_is(&hw)); /* orphaned, its lock free: recorded at once */
+    ck_assert_int_eq(etsmgr_table_begin(t), ETSMGR_OK);
+    etsmgr_table *t2 = dt_new_table(other, "ex", NULL, NULL); /* taken back while the lock is held */
+    ck_assert_int_eq(kill(d, SIGTERM), 0);
+    /* not a synchronisation: the lock is let go after etsmgrd has most
+     * likely begun its exit, and well within its 100 ms wait */
+    struct timespec pause = {0, 30 * 1000000};
+    nanosleep(&pause, NULL);
+    ck_assert_int_eq(etsmgr_table_commit(t), ETSMGR_OK);
+    int st = tu_wait(d, DT_TIMEOUT_MS);
+    ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "etsmgrd after SIGTERM: status %d", st);
+    hw.owner_pid = getpid();
+    ck_assert_msg(dt_hdr_owner_is(&hw), "the header does not name the owner after an orderly exit: %s",
+                  dt_log(&e));
+    etsmgr_table_close(t2);
+    etsmgr_table_close(t);
+    close(other);
+    close(fd);
+    tu_env_cleanup(&e);
+}
+END_TEST
+
 Suite *daemon_suite(void)
 {
     Suite *s = suite_create("daemon");
@@ -1202,6 +1239,7 @@ Suite *daemon_suite(void)
     tcase_add_test(tc, test_other_uid);
     tcase_add_test(tc, test_locked_tables_answered_at_once);
     tcase_add_test(tc, test_owner_changes_do_not_wait_for_lock);
+    tcase_add_test(tc, test_owner_record_written_at_exit);
     tcase_add_test(tc, test_recover_does_not_wait_for_lock);
     suite_add_tcase(s, tc);
     return s;
