@@ -130,9 +130,10 @@ static bool refused(req_ctx *x, mgrd_table *rt, mgrd_act act, cJSON **err)
 }
 
 /* Read without waiting for the lock, as every header word the daemon only
- * reports (tbl_info_nowait): only the daemon changes the generation, so its
- * own last change is there, and a reply must not wait for a lock that its
- * owner holds. */
+ * reports (tbl_info_nowait): a reply must not wait for a lock that its
+ * owner holds.  It is the generation as recorded: only the daemon changes
+ * it, but a change whose record waits for the lock (registry.c) is not
+ * there yet, and the reply gives the one before. */
 static uint64_t table_generation(mgrd_table *rt)
 {
     etsmgr_table_info info;

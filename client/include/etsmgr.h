@@ -112,7 +112,8 @@ typedef struct etsmgr_table_info {
     uint64_t bytes_used;  /* bytes of live entries and index */
     uint64_t bytes_total; /* size of the shm object */
     uint64_t max_bytes;   /* 0: unbounded */
-    uint64_t generation;  /* +1 on every ownership change */
+    uint64_t generation;  /* +1 on every ownership change etsmgrd records in the header: changes
+                           * made while a process held the table's lock count once (the last) */
     int64_t ctime_us;     /* creation, microseconds since the epoch */
     int32_t owner_pid;    /* diagnostics only: 0 when none */
     int32_t heir_pid;
