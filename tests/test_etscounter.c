@@ -1576,19 +1576,27 @@ static void et_stand_in_done(pid_t kid)
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the stand-in: 0x%x", st);
 }
 
+/* `etscounter ARGS count` against a stand-in playing script: it exits
+ * code and says both words (word2 may be NULL). */
+static void et_scripted_count(const char *script, const char *args, int code, const char *word1,
+                              const char *word2)
+{
+    pid_t kid = et_stand_in(script);
+    char *out, cmd[64];
+    snprintf(cmd, sizeof cmd, "%s count", args);
+    int st = et_cli(&out, cmd);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == code && strstr(out, word1) && (!word2 || strstr(out, word2)),
+                  "stand-in \"%s\": 0x%x %s", script, st, out);
+    free(out);
+    et_stand_in_done(kid);
+}
+
 /* table_busy to a retry says nothing of the attempt before it, which may
  * have been counted before its answer was lost: the CLI says "count
  * unknown" (75), not "not counted" (69). */
 START_TEST(test_cli_busy_after_lost_answer_is_unknown)
 {
-    pid_t kid = et_stand_in("lb");
-    char *out;
-    int st = et_cli(&out, "--timeout 5000 count");
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 75 && strstr(out, "count unknown") &&
-                      strstr(out, "table_busy"),
-                  "0x%x %s", st, out);
-    free(out);
-    et_stand_in_done(kid);
+    et_scripted_count("lb", "--timeout 5000", 75, "count unknown", "table_busy");
 }
 END_TEST
 
@@ -1599,35 +1607,13 @@ END_TEST
  * more than the counts that exited 0 and 75. */
 START_TEST(test_cli_error_after_lost_answer_is_unknown)
 {
-    pid_t kid = et_stand_in("le");
-    char *out;
-    int st = et_cli(&out, "--timeout 5000 count");
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 75 && strstr(out, "count unknown") &&
-                      strstr(out, "table_error"),
-                  "table_error to the retry: 0x%x %s", st, out);
-    free(out);
-    et_stand_in_done(kid);
-    kid = et_stand_in("ls");
-    st = et_cli(&out, "--timeout 5000 count");
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 75 && strstr(out, "count unknown") &&
-                      strstr(out, "symbolic links"),
-                  "no retry possible: 0x%x %s", st, out);
-    free(out);
-    et_stand_in_done(kid);
+    et_scripted_count("le", "--timeout 5000", 75, "count unknown", "table_error");
+    et_scripted_count("ls", "--timeout 5000", 75, "count unknown", "symbolic links"); /* no retry possible */
     /* ok without the count: counted, says the answer, but it cannot be
      * printed, and 70 would say "not counted" */
-    kid = et_stand_in("o");
-    st = et_cli(&out, "--timeout 5000 count");
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 75 && strstr(out, "count unknown"),
-                  "ok, no count: 0x%x %s", st, out);
-    free(out);
-    et_stand_in_done(kid);
+    et_scripted_count("o", "--timeout 5000", 75, "count unknown", NULL);
     /* an error to the only attempt sent is final: not counted */
-    kid = et_stand_in("e");
-    st = et_cli(&out, "--timeout 5000 count");
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 70 && strstr(out, "count failed"), "0x%x %s", st, out);
-    free(out);
-    et_stand_in_done(kid);
+    et_scripted_count("e", "--timeout 5000", 70, "count failed", NULL);
 }
 END_TEST
 
@@ -1665,14 +1651,7 @@ END_TEST
  * count unknown (75).  It said "not counted" (69). */
 START_TEST(test_cli_expired_read_after_retry_until_is_unknown)
 {
-    pid_t kid = et_stand_in("lx");
-    char *out;
-    int st = et_cli(&out, "--timeout 200 count");
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 75 && strstr(out, "count unknown") &&
-                      strstr(out, "expired"),
-                  "0x%x %s", st, out);
-    free(out);
-    et_stand_in_done(kid);
+    et_scripted_count("lx", "--timeout 200", 75, "count unknown", "expired");
 }
 END_TEST
 
