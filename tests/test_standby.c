@@ -1133,6 +1133,23 @@ END_TEST
 
 /* ------------------------------------------------------------ cancel_wait */
 
+/* etsmgrd started in e, two raw connections (fd to look, wfd waiting),
+ * table name owned by a forked owner; wfd asks for it with wait (id 1),
+ * and once it is queued the owner is killed: the table goes to wfd. */
+static void sb_raw_wait_then_owner_dies(tu_env *e, const char *name, int *fd, int *wfd)
+{
+    dt_start(e, NULL);
+    *fd = dt_connect(e);
+    *wfd = dt_connect(e);
+    pid_t owner = dt_fork_owner(e, name, name, 1);
+    char req[128], exp[32];
+    snprintf(req, sizeof req, "{\"op\":\"new_table\",\"id\":1,\"name\":\"%s\",\"wait\":true}", name);
+    ck_assert_int_eq(frame_write(*wfd, req, strlen(req), NULL, 0), 0);
+    snprintf(exp, sizeof exp, "%d", (int)getpid());
+    sb_expect_waiters(*fd, name, exp);
+    tu_kill9(owner);
+}
+
 /* A raw waiter handed the table as the reply to its wait, which cancels
  * the wait afterwards (a library caller whose wait timed out just before):
  * the table is let go again (released), nobody owns it unknowingly. */
@@ -1140,15 +1157,8 @@ START_TEST(test_cancel_wait_releases_handed_table)
 {
     tu_env e;
     tu_env_init(&e);
-    dt_start(&e, NULL);
-    int fd = dt_connect(&e), wfd = dt_connect(&e);
-    pid_t owner = dt_fork_owner(&e, "h", "h", 1);
-    const char *req = "{\"op\":\"new_table\",\"id\":1,\"name\":\"h\",\"wait\":true}";
-    ck_assert_int_eq(frame_write(wfd, req, strlen(req), NULL, 0), 0);
-    char exp[32];
-    snprintf(exp, sizeof exp, "%d", (int)getpid());
-    sb_expect_waiters(fd, "h", exp);
-    tu_kill9(owner);
+    int fd, wfd;
+    sb_raw_wait_then_owner_dies(&e, "h", &fd, &wfd);
     sb_expect_owner(fd, "h", getpid());
     /* the handover's reply is left unread, like a timed-out call's */
     cJSON *r = dt_callf(wfd, NULL, "{\"op\":\"cancel_wait\",\"id\":2,\"name\":\"h\"}");
@@ -1223,15 +1233,8 @@ START_TEST(test_cancel_wait_keeps_table_told_again)
 {
     tu_env e;
     tu_env_init(&e);
-    dt_start(&e, NULL);
-    int fd = dt_connect(&e), wfd = dt_connect(&e);
-    pid_t owner = dt_fork_owner(&e, "ta", "ta", 1);
-    const char *req = "{\"op\":\"new_table\",\"id\":1,\"name\":\"ta\",\"wait\":true}";
-    ck_assert_int_eq(frame_write(wfd, req, strlen(req), NULL, 0), 0);
-    char exp[32];
-    snprintf(exp, sizeof exp, "%d", (int)getpid());
-    sb_expect_waiters(fd, "ta", exp);
-    tu_kill9(owner);
+    int fd, wfd;
+    sb_raw_wait_then_owner_dies(&e, "ta", &fd, &wfd);
     cJSON *r = NULL;
     int tfd = -1, n = 0;
     ck_assert_int_eq(frame_read_json(wfd, &r, &tfd, &n, 1, SB_MS), 0);
