@@ -394,15 +394,25 @@ int tbl_recover_now(etsmgr_table *t)
     return tbl_op_end(t, 0);
 }
 
+/* tbl_op_begin that never waits: ETSMGR_ELOCKED while a living process
+ * holds the lock; a free one, or a dead holder's (its change rolled back),
+ * begins op as tbl_op_begin does.  Not for a read handle or inside a
+ * group (the callers decide what those do). */
+static int tbl_op_begin_nowait(etsmgr_table *t, const char *op)
+{
+    int r = pthread_mutex_trylock(&t->h->lock);
+    if (r == EBUSY) return ETSMGR_ELOCKED;
+    t->cp_op = op;
+    t->cp_step = 0;
+    return tbl_op_begin_slow(t, r);
+}
+
 int tbl_recover_nowait(etsmgr_table *t)
 {
     if (!t) return ETSMGR_EINVAL;
     if (t->rdonly || t->in_group) return tbl_recover_now(t);
-    int r = pthread_mutex_trylock(&t->h->lock);
-    if (r == EBUSY) return ETSMGR_ELOCKED;
-    t->cp_op = "recover";
-    t->cp_step = 0;
-    if ((r = tbl_op_begin_slow(t, r)) != 0) return r;
+    int r = tbl_op_begin_nowait(t, "recover");
+    if (r) return r;
     tbl_even_all(t);
     return tbl_op_end(t, 0);
 }
@@ -694,11 +704,8 @@ int tbl_set_owner_nowait(etsmgr_table *t, int32_t owner_pid, int32_t heir_pid, i
 {
     if (!t || owner_pid < 0 || heir_pid < 0 || orphaned_us < 0) return ETSMGR_EINVAL;
     if (t->rdonly || t->in_group) return tbl_set_owner(t, owner_pid, heir_pid, orphaned_us);
-    int r = pthread_mutex_trylock(&t->h->lock);
-    if (r == EBUSY) return ETSMGR_ELOCKED;
-    t->cp_op = "set_owner";
-    t->cp_step = 0;
-    if ((r = tbl_op_begin_slow(t, r)) != 0) return r;
+    int r = tbl_op_begin_nowait(t, "set_owner");
+    if (r) return r;
     return tbl_owner_words(t, owner_pid, heir_pid, orphaned_us);
 }
 
@@ -715,19 +722,20 @@ int64_t tbl_orphaned_since(etsmgr_table *t)
 /* The header's words as they are, without the lock: a writer need not
  * hold it to write them (design.md, "Trust"), so none is trusted beyond a
  * number, and a change in progress may show half done. */
-static void tbl_peek_info(const etsmgr_table *t, etsmgr_table_info *out, int64_t *orphaned_us)
+/* etsmgr_table_info from the header's words, each loaded once; the index's
+ * mask and the size are the caller's (its validated view, or the words). */
+static void tbl_info_fill(const etsmgr_table *t, uint64_t mask, uint64_t total, etsmgr_table_info *out)
 {
     const struct tbl_hdr *h = t->h;
     memset(out, 0, sizeof *out);
     memcpy(out->name, t->name, sizeof out->name);
-    uint64_t mask = __atomic_load_n(&h->idx_mask, __ATOMIC_RELAXED);
     uint64_t owner = __atomic_load_n(&h->owner_pid, __ATOMIC_RELAXED);
     uint64_t heir = __atomic_load_n(&h->heir_pid, __ATOMIC_RELAXED);
     uint32_t access = __atomic_load_n(&h->access, __ATOMIC_RELAXED);
     out->entries = __atomic_load_n(&h->count, __ATOMIC_RELAXED);
     out->capacity = (mask + 1) / 4 * 3;
     out->bytes_used = TBL_HDR_SIZE + __atomic_load_n(&h->live_bytes, __ATOMIC_RELAXED);
-    out->bytes_total = __atomic_load_n(&h->total_bytes, __ATOMIC_RELAXED);
+    out->bytes_total = total;
     out->max_bytes = __atomic_load_n(&h->max_bytes, __ATOMIC_RELAXED);
     out->generation = __atomic_load_n(&h->generation, __ATOMIC_RELAXED);
     out->ctime_us = __atomic_load_n(&h->ctime_us, __ATOMIC_RELAXED);
@@ -736,7 +744,14 @@ static void tbl_peek_info(const etsmgr_table *t, etsmgr_table_info *out, int64_t
     out->access = access <= ETSMGR_PUBLIC ? (etsmgr_access)access : ETSMGR_PRIVATE;
     out->writable = !t->rdonly;
     out->type = t->ordered ? ETSMGR_ORDERED_SET : ETSMGR_SET;
-    uint64_t since = owner ? 0 : __atomic_load_n(&h->orphaned_us, __ATOMIC_RELAXED);
+}
+
+static void tbl_peek_info(const etsmgr_table *t, etsmgr_table_info *out, int64_t *orphaned_us)
+{
+    const struct tbl_hdr *h = t->h;
+    tbl_info_fill(t, __atomic_load_n(&h->idx_mask, __ATOMIC_RELAXED),
+                  __atomic_load_n(&h->total_bytes, __ATOMIC_RELAXED), out);
+    uint64_t since = out->owner_pid ? 0 : __atomic_load_n(&h->orphaned_us, __ATOMIC_RELAXED);
     *orphaned_us = since > (uint64_t)INT64_MAX ? 0 : (int64_t)since;
 }
 
@@ -751,14 +766,12 @@ int tbl_info_nowait(etsmgr_table *t, etsmgr_table_info *out, int64_t *orphaned_u
     }
     /* free, or its holder dead (EOWNERDEAD: rolled back now): read under
      * it, as etsmgr_table_info_get; a living holder: as the words are */
-    int r = pthread_mutex_trylock(&t->h->lock);
-    if (r == EBUSY) {
+    int r = tbl_op_begin_nowait(t, "info");
+    if (r == ETSMGR_ELOCKED) {
         tbl_peek_info(t, out, orphaned_us);
         return ETSMGR_OK;
     }
-    t->cp_op = "info";
-    t->cp_step = 0;
-    if ((r = tbl_op_begin_slow(t, r)) != 0) return r;
+    if (r) return r;
     tbl_peek_info(t, out, orphaned_us);
     return tbl_op_end(t, 0);
 }
@@ -768,21 +781,7 @@ int etsmgr_table_info_get(etsmgr_table *t, etsmgr_table_info *out)
     if (!t || !out) return ETSMGR_EINVAL;
     int r = t->rdonly ? tbl_rd_sync(t) : tbl_op_begin(t, "info", false);
     if (r) return r;
-    struct tbl_hdr *h = t->h;
-    memset(out, 0, sizeof *out);
-    memcpy(out->name, t->name, sizeof out->name);
-    out->entries = h->count;
-    out->capacity = ((t->rdonly ? t->r_mask : t->mask) + 1) / 4 * 3;
-    out->bytes_used = TBL_HDR_SIZE + h->live_bytes;
-    out->bytes_total = t->limit;
-    out->max_bytes = h->max_bytes;
-    out->generation = h->generation;
-    out->ctime_us = h->ctime_us;
-    out->owner_pid = (int32_t)(h->owner_pid & 0x7fffffff);
-    out->heir_pid = (int32_t)(h->heir_pid & 0x7fffffff);
-    out->access = h->access <= ETSMGR_PUBLIC ? (etsmgr_access)h->access : ETSMGR_PRIVATE;
-    out->writable = !t->rdonly;
-    out->type = t->ordered ? ETSMGR_ORDERED_SET : ETSMGR_SET;
+    tbl_info_fill(t, t->rdonly ? t->r_mask : t->mask, t->limit, out);
     return t->rdonly ? 0 : tbl_op_end(t, 0);
 }
 
